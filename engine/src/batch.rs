@@ -1,0 +1,551 @@
+//! Kafka RecordBatch v2 (magic 2): header parsing, validation and in-place offset assignment.
+//!
+//! The log stores batches exactly as producers send them, so a fetch can move them from file to
+//! socket untouched. Only two header fields are written by the broker: the base offset and the
+//! partition leader epoch. Both lie before the CRC'd region, so assigning them never recomputes
+//! the checksum.
+//!
+//! # Byte map (big-endian, as on the wire)
+//! ```text
+//! offset  size  field                  CRC'd
+//!      0     8  base_offset            no   (assigned by the broker)
+//!      8     4  batch_length           no   (bytes after this field)
+//!     12     4  partition_leader_epoch no   (assigned by the broker)
+//!     16     1  magic (= 2)            no
+//!     17     4  crc (CRC-32C, Castagnoli, of bytes 21..end)
+//!     21     2  attributes             yes  (bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control)
+//!     23     4  last_offset_delta      yes
+//!     27     8  base_timestamp         yes
+//!     35     8  max_timestamp          yes
+//!     43     8  producer_id            yes
+//!     51     2  producer_epoch         yes
+//!     53     4  base_sequence          yes
+//!     57     4  record_count           yes
+//!     61     …  records (possibly compressed)
+//! ```
+//!
+//! # Invariants
+//! - A batch that passed [`validate`] has `12 + batch_length` bytes, magic 2, a matching CRC-32C,
+//!   a known codec and `0 <= record_count <= last_offset_delta + 1`.
+//! - Nothing in this module panics on bytes from outside: every malformed input is a [`BatchError`].
+
+use crate::error::BatchError;
+
+/// Size of the fixed RecordBatch v2 header; records start here.
+pub const HEADER_BYTES: usize = 61;
+/// Bytes before `batch_length`'s coverage starts: `base_offset` + `batch_length` itself.
+pub const LOG_OVERHEAD_BYTES: usize = 12;
+
+pub const BASE_OFFSET_OFFSET: usize = 0;
+pub const BATCH_LENGTH_OFFSET: usize = 8;
+pub const LEADER_EPOCH_OFFSET: usize = 12;
+pub const MAGIC_OFFSET: usize = 16;
+pub const CRC_OFFSET: usize = 17;
+pub const ATTRIBUTES_OFFSET: usize = 21;
+pub const LAST_OFFSET_DELTA_OFFSET: usize = 23;
+pub const BASE_TIMESTAMP_OFFSET: usize = 27;
+pub const MAX_TIMESTAMP_OFFSET: usize = 35;
+pub const PRODUCER_ID_OFFSET: usize = 43;
+pub const PRODUCER_EPOCH_OFFSET: usize = 51;
+pub const BASE_SEQUENCE_OFFSET: usize = 53;
+pub const RECORD_COUNT_OFFSET: usize = 57;
+
+// The byte map above must add up to the header size.
+const _: () = assert!(RECORD_COUNT_OFFSET + 4 == HEADER_BYTES);
+const _: () = assert!(CRC_OFFSET + 4 == ATTRIBUTES_OFFSET);
+
+/// The only record batch format this engine stores.
+pub const MAGIC_V2: i8 = 2;
+
+const ATTR_CODEC_MASK: i16 = 0x07;
+const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+const ATTR_CONTROL: i16 = 0x20;
+
+/// Compression codec of a batch; the engine stores compressed batches as they come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    fn from_attributes(attributes: i16) -> Result<Self, BatchError> {
+        match attributes & ATTR_CODEC_MASK {
+            0 => Ok(Self::None),
+            1 => Ok(Self::Gzip),
+            2 => Ok(Self::Snappy),
+            3 => Ok(Self::Lz4),
+            4 => Ok(Self::Zstd),
+            codec => Err(BatchError::UnknownCompression { codec: codec as u8 }),
+        }
+    }
+}
+
+/// The decoded fixed header of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Total bytes of the batch on disk and on the wire.
+    pub fn total_bytes(&self) -> usize {
+        LOG_OVERHEAD_BYTES + self.batch_length as usize
+    }
+
+    /// Offset of the last record the batch covers (records may have been compacted away).
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    /// Offset that follows this batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    pub fn compression(&self) -> Result<Compression, BatchError> {
+        Compression::from_attributes(self.attributes)
+    }
+
+    /// True when the broker set the timestamps (LogAppendTime).
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & ATTR_TIMESTAMP_TYPE != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTR_TRANSACTIONAL != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+
+    /// True when the producer is idempotent or transactional (it numbers its batches).
+    pub fn has_producer_id(&self) -> bool {
+        self.producer_id >= 0
+    }
+}
+
+fn read_i8(bytes: &[u8], at: usize) -> i8 {
+    bytes[at] as i8
+}
+
+fn read_i16(bytes: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn read_i32(bytes: &[u8], at: usize) -> i32 {
+    let mut raw = [0u8; 4];
+    raw.copy_from_slice(&bytes[at..at + 4]);
+    i32::from_be_bytes(raw)
+}
+
+fn read_i64(bytes: &[u8], at: usize) -> i64 {
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&bytes[at..at + 8]);
+    i64::from_be_bytes(raw)
+}
+
+/// Reads `base_offset` and `batch_length`: all that is needed to walk from batch to batch.
+/// Returns `None` when fewer than [`LOG_OVERHEAD_BYTES`] are available.
+pub fn peek_offset_and_length(bytes: &[u8]) -> Option<(i64, i32)> {
+    if bytes.len() < LOG_OVERHEAD_BYTES {
+        return None;
+    }
+    Some((
+        read_i64(bytes, BASE_OFFSET_OFFSET),
+        read_i32(bytes, BATCH_LENGTH_OFFSET),
+    ))
+}
+
+/// Decodes the fixed header without checking the CRC or the record area.
+pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    if bytes.len() < HEADER_BYTES {
+        return Err(BatchError::Truncated {
+            needed_bytes: HEADER_BYTES,
+            available_bytes: bytes.len(),
+        });
+    }
+    Ok(BatchHeader {
+        base_offset: read_i64(bytes, BASE_OFFSET_OFFSET),
+        batch_length: read_i32(bytes, BATCH_LENGTH_OFFSET),
+        partition_leader_epoch: read_i32(bytes, LEADER_EPOCH_OFFSET),
+        magic: read_i8(bytes, MAGIC_OFFSET),
+        crc: read_i32(bytes, CRC_OFFSET) as u32,
+        attributes: read_i16(bytes, ATTRIBUTES_OFFSET),
+        last_offset_delta: read_i32(bytes, LAST_OFFSET_DELTA_OFFSET),
+        base_timestamp: read_i64(bytes, BASE_TIMESTAMP_OFFSET),
+        max_timestamp: read_i64(bytes, MAX_TIMESTAMP_OFFSET),
+        producer_id: read_i64(bytes, PRODUCER_ID_OFFSET),
+        producer_epoch: read_i16(bytes, PRODUCER_EPOCH_OFFSET),
+        base_sequence: read_i32(bytes, BASE_SEQUENCE_OFFSET),
+        record_count: read_i32(bytes, RECORD_COUNT_OFFSET),
+    })
+}
+
+/// How strictly [`validate`] judges a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strictness {
+    /// A batch from a producer: at least one record and exactly `last_offset_delta + 1` of them.
+    Producer,
+    /// A batch already in the log (recovery, replication): compaction may have removed records.
+    Stored,
+}
+
+/// Validates the batch at the start of `bytes` and returns its header.
+///
+/// `bytes` may hold more than one batch; only the first is checked. The batch must fit in
+/// `batch_bytes_max` and lie wholly inside `bytes`.
+pub fn validate(
+    bytes: &[u8],
+    batch_bytes_max: usize,
+    strictness: Strictness,
+) -> Result<BatchHeader, BatchError> {
+    let header = parse_header(bytes)?;
+    if header.batch_length < (HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
+        return Err(BatchError::BadLength {
+            batch_length: header.batch_length,
+        });
+    }
+    let total_bytes = header.total_bytes();
+    if total_bytes > batch_bytes_max {
+        return Err(BatchError::TooLarge {
+            batch_bytes: total_bytes,
+            batch_bytes_max,
+        });
+    }
+    if total_bytes > bytes.len() {
+        return Err(BatchError::Truncated {
+            needed_bytes: total_bytes,
+            available_bytes: bytes.len(),
+        });
+    }
+    if header.magic != MAGIC_V2 {
+        return Err(BatchError::UnsupportedMagic {
+            magic: header.magic,
+        });
+    }
+    let crc_computed = crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..total_bytes]);
+    if crc_computed != header.crc {
+        return Err(BatchError::CrcMismatch {
+            crc_stored: header.crc,
+            crc_computed,
+        });
+    }
+    header.compression()?;
+    validate_counts(&header, strictness)?;
+    validate_timestamps(&header)?;
+    Ok(header)
+}
+
+fn validate_counts(header: &BatchHeader, strictness: Strictness) -> Result<(), BatchError> {
+    let count_ok = match strictness {
+        Strictness::Producer => {
+            header.record_count > 0
+                && i64::from(header.record_count) == i64::from(header.last_offset_delta) + 1
+        }
+        Strictness::Stored => {
+            header.record_count >= 0
+                && header.last_offset_delta >= 0
+                && i64::from(header.record_count) <= i64::from(header.last_offset_delta) + 1
+        }
+    };
+    if !count_ok {
+        return Err(BatchError::BadRecordCount {
+            record_count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    Ok(())
+}
+
+fn validate_timestamps(header: &BatchHeader) -> Result<(), BatchError> {
+    // -1 means "no timestamp"; anything below that is garbage, and the max can't precede the base.
+    if header.base_timestamp < -1
+        || header.max_timestamp < -1
+        || header.max_timestamp < header.base_timestamp
+    {
+        return Err(BatchError::BadTimestamps {
+            base_timestamp: header.base_timestamp,
+            max_timestamp: header.max_timestamp,
+        });
+    }
+    Ok(())
+}
+
+/// Splits a concatenation of batches (a produce request's record set) and validates each one.
+/// Returns the headers in order; the whole input must be whole batches.
+pub fn validate_all(
+    bytes: &[u8],
+    batch_bytes_max: usize,
+    strictness: Strictness,
+) -> Result<Vec<BatchHeader>, BatchError> {
+    let mut headers = Vec::new();
+    let mut position = 0;
+    while position < bytes.len() {
+        let header = validate(&bytes[position..], batch_bytes_max, strictness)?;
+        position += header.total_bytes();
+        headers.push(header);
+    }
+    if headers.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    Ok(headers)
+}
+
+/// Writes the broker-assigned base offset into a batch. Outside the CRC'd region.
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    assert!(batch.len() >= HEADER_BYTES, "not a batch header");
+    batch[BASE_OFFSET_OFFSET..BASE_OFFSET_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Writes the partition leader epoch into a batch. Outside the CRC'd region.
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    assert!(batch.len() >= HEADER_BYTES, "not a batch header");
+    batch[LEADER_EPOCH_OFFSET..LEADER_EPOCH_OFFSET + 4].copy_from_slice(&epoch.to_be_bytes());
+}
+
+/// Reads a zig-zag varint (Kafka's `varint`/`varlong`) and returns it with its length in bytes.
+pub fn read_varlong(bytes: &[u8]) -> Option<(i64, usize)> {
+    let mut raw: u64 = 0;
+    for (index, byte) in bytes.iter().take(10).enumerate() {
+        raw |= u64::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            let value = (raw >> 1) as i64 ^ -((raw & 1) as i64);
+            return Some((value, index + 1));
+        }
+    }
+    None
+}
+
+/// Appends a zig-zag varint.
+pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
+    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+    while raw >= 0x80 {
+        out.push((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.push(raw as u8);
+}
+
+/// Offset delta of the first record whose timestamp is at least `target_timestamp`, for an
+/// uncompressed batch. `None` when no record qualifies or the batch is compressed or malformed.
+pub fn first_record_at_or_after(batch: &[u8], target_timestamp: i64) -> Option<i32> {
+    let header = parse_header(batch).ok()?;
+    if header.compression().ok()? != Compression::None || header.total_bytes() > batch.len() {
+        return None;
+    }
+    let mut position = HEADER_BYTES;
+    for _ in 0..header.record_count {
+        let rest = batch.get(position..header.total_bytes())?;
+        let (record_length, length_bytes) = read_varlong(rest)?;
+        let body = rest.get(length_bytes..length_bytes + usize::try_from(record_length).ok()?)?;
+        // body: attributes (i8), timestampDelta (varlong), offsetDelta (varint), …
+        let (timestamp_delta, delta_bytes) = read_varlong(body.get(1..)?)?;
+        let (offset_delta, _) = read_varlong(body.get(1 + delta_bytes..)?)?;
+        if header.base_timestamp.saturating_add(timestamp_delta) >= target_timestamp {
+            return i32::try_from(offset_delta).ok();
+        }
+        position += length_bytes + body.len();
+    }
+    None
+}
+
+/// One record for [`encode_batch`].
+#[derive(Debug, Clone, Default)]
+pub struct RecordSpec<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub timestamp_delta: i64,
+}
+
+/// Producer identity for [`encode_batch`]; the defaults mean "not idempotent".
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerSpec {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl Default for ProducerSpec {
+    fn default() -> Self {
+        Self {
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        }
+    }
+}
+
+/// Encodes an uncompressed RecordBatch v2 with base offset 0, for tests, benchmarks and tools
+/// (the broker never encodes batches: it stores the producers' bytes).
+pub fn encode_batch(base_timestamp: i64, records: &[RecordSpec<'_>], producer: ProducerSpec) -> Vec<u8> {
+    assert!(!records.is_empty(), "a batch holds at least one record");
+    let mut out = vec![0u8; HEADER_BYTES];
+    let mut max_timestamp = base_timestamp;
+    for (offset_delta, record) in records.iter().enumerate() {
+        max_timestamp = max_timestamp.max(base_timestamp + record.timestamp_delta);
+        let mut body = vec![0u8]; // attributes
+        write_varlong(&mut body, record.timestamp_delta);
+        write_varlong(&mut body, offset_delta as i64);
+        write_optional_bytes(&mut body, record.key);
+        write_optional_bytes(&mut body, record.value);
+        write_varlong(&mut body, 0); // header count
+        write_varlong(&mut out, body.len() as i64);
+        out.extend_from_slice(&body);
+    }
+    let batch_length = (out.len() - LOG_OVERHEAD_BYTES) as i32;
+    out[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&batch_length.to_be_bytes());
+    out[LEADER_EPOCH_OFFSET..LEADER_EPOCH_OFFSET + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    out[MAGIC_OFFSET] = MAGIC_V2 as u8;
+    let last_offset_delta = (records.len() - 1) as i32;
+    out[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
+        .copy_from_slice(&last_offset_delta.to_be_bytes());
+    out[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8].copy_from_slice(&base_timestamp.to_be_bytes());
+    out[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    out[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8].copy_from_slice(&producer.producer_id.to_be_bytes());
+    out[PRODUCER_EPOCH_OFFSET..PRODUCER_EPOCH_OFFSET + 2]
+        .copy_from_slice(&producer.producer_epoch.to_be_bytes());
+    out[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
+        .copy_from_slice(&producer.base_sequence.to_be_bytes());
+    out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4]
+        .copy_from_slice(&(records.len() as i32).to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+fn write_optional_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        None => write_varlong(out, -1),
+        Some(bytes) => {
+            write_varlong(out, bytes.len() as i64);
+            out.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// A batch of `record_count` records of `value_bytes` each: the benchmarks' and tests' workhorse.
+pub fn encode_uniform_batch(base_timestamp: i64, record_count: usize, value_bytes: usize) -> Vec<u8> {
+    let value = vec![b'x'; value_bytes];
+    let records: Vec<RecordSpec<'_>> = (0..record_count)
+        .map(|_| RecordSpec {
+            key: None,
+            value: Some(&value),
+            timestamp_delta: 0,
+        })
+        .collect();
+    encode_batch(base_timestamp, &records, ProducerSpec::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 1 << 20;
+
+    fn sample() -> Vec<u8> {
+        let records = [
+            RecordSpec { key: Some(b"k1"), value: Some(b"v1"), timestamp_delta: 0 },
+            RecordSpec { key: None, value: Some(b"value-two"), timestamp_delta: 5 },
+            RecordSpec { key: Some(b"k3"), value: None, timestamp_delta: 9 },
+        ];
+        encode_batch(1_000, &records, ProducerSpec::default())
+    }
+
+    #[test]
+    fn encoded_batch_validates_with_its_fields() {
+        // Guards the builder and the parser against each other on a known batch.
+        let batch = sample();
+        let header = validate(&batch, MAX, Strictness::Producer).unwrap();
+        assert_eq!(header.record_count, 3);
+        assert_eq!(header.last_offset_delta, 2);
+        assert_eq!(header.base_timestamp, 1_000);
+        assert_eq!(header.max_timestamp, 1_009);
+        assert_eq!(header.total_bytes(), batch.len());
+        assert_eq!(header.compression().unwrap(), Compression::None);
+    }
+
+    #[test]
+    fn offset_and_epoch_assignment_keeps_crc_valid() {
+        // The broker's only writes must not invalidate the producer's checksum.
+        let mut batch = sample();
+        set_base_offset(&mut batch, 4242);
+        set_partition_leader_epoch(&mut batch, 7);
+        let header = validate(&batch, MAX, Strictness::Producer).unwrap();
+        assert_eq!(header.base_offset, 4242);
+        assert_eq!(header.partition_leader_epoch, 7);
+        assert_eq!(header.last_offset(), 4244);
+    }
+
+    #[test]
+    fn crc_is_castagnoli_not_ieee() {
+        // Known CRC-32C check value: "123456789" -> 0xE3069283 (IEEE would be 0xCBF43926).
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn each_error_kind_is_reported() {
+        // One malformed input per error variant, none of them panics.
+        let batch = sample();
+        assert!(matches!(validate(&batch[..30], MAX, Strictness::Producer), Err(BatchError::Truncated { .. })));
+        assert!(matches!(validate(&batch, 10, Strictness::Producer), Err(BatchError::TooLarge { .. })));
+        let mut bad = batch.clone();
+        bad[MAGIC_OFFSET] = 1;
+        assert!(matches!(validate(&bad, MAX, Strictness::Producer), Err(BatchError::UnsupportedMagic { magic: 1 })));
+        let mut bad = batch.clone();
+        *bad.last_mut().unwrap() ^= 0xff;
+        assert!(matches!(validate(&bad, MAX, Strictness::Producer), Err(BatchError::CrcMismatch { .. })));
+        let mut bad = batch.clone();
+        bad[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&5i32.to_be_bytes());
+        assert!(matches!(validate(&bad, MAX, Strictness::Producer), Err(BatchError::BadLength { .. })));
+        assert!(matches!(validate_all(&[], MAX, Strictness::Producer), Err(BatchError::Empty)));
+    }
+
+    #[test]
+    fn validate_all_walks_concatenated_batches() {
+        // A produce request may carry several batches back to back for one partition.
+        let mut set = sample();
+        set.extend_from_slice(&encode_uniform_batch(5, 10, 100));
+        let headers = validate_all(&set, MAX, Strictness::Producer).unwrap();
+        assert_eq!(headers.len(), 2);
+        assert_eq!(headers[1].record_count, 10);
+        let torn = &set[..set.len() - 1];
+        assert!(validate_all(torn, MAX, Strictness::Producer).is_err());
+    }
+
+    #[test]
+    fn finds_first_record_by_timestamp() {
+        // ListOffsets by timestamp resolves to a record, not just a batch.
+        let batch = sample();
+        assert_eq!(first_record_at_or_after(&batch, 0), Some(0));
+        assert_eq!(first_record_at_or_after(&batch, 1_001), Some(1));
+        assert_eq!(first_record_at_or_after(&batch, 1_009), Some(2));
+        assert_eq!(first_record_at_or_after(&batch, 1_010), None);
+    }
+
+    #[test]
+    fn varlong_round_trips_edges() {
+        for value in [0i64, 1, -1, 63, -64, 64, i32::MAX as i64, i64::MIN, i64::MAX] {
+            let mut out = Vec::new();
+            write_varlong(&mut out, value);
+            assert_eq!(read_varlong(&out), Some((value, out.len())));
+        }
+    }
+}

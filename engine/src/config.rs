@@ -1,0 +1,250 @@
+//! Per-log configuration: broker defaults overridden per topic by Kafka-named configs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::ConfigError;
+
+/// When appended data is made durable with `fdatasync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// Page cache only; the OS writes back when it likes (Kafka's default). An acknowledged append
+    /// survives a process crash but not a power loss.
+    None,
+    /// A background flush every N milliseconds: at most N ms of acknowledged data is at risk.
+    IntervalMs(u64),
+    /// `fdatasync` before the append is acknowledged; appends waiting together share one.
+    EveryBatch,
+}
+
+impl FromStr for FlushPolicy {
+    type Err = ConfigError;
+
+    /// Parses `none`, `every_batch` or `<N>ms`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = |reason: &str| ConfigError::Invalid {
+            name: "flush".into(),
+            value: text.into(),
+            reason: reason.into(),
+        };
+        match text {
+            "none" => Ok(Self::None),
+            "every_batch" => Ok(Self::EveryBatch),
+            _ => {
+                let digits = text
+                    .strip_suffix("ms")
+                    .ok_or_else(|| invalid("expected none, every_batch or <N>ms"))?;
+                let interval_ms: u64 = digits.parse().map_err(|_| invalid("bad number of ms"))?;
+                if interval_ms == 0 {
+                    return Err(invalid("interval must be at least 1 ms"));
+                }
+                Ok(Self::IntervalMs(interval_ms))
+            }
+        }
+    }
+}
+
+impl fmt::Display for FlushPolicy {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => write!(formatter, "none"),
+            Self::IntervalMs(interval_ms) => write!(formatter, "{interval_ms}ms"),
+            Self::EveryBatch => write!(formatter, "every_batch"),
+        }
+    }
+}
+
+/// What retention does with old data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    Delete,
+    Compact,
+    CompactDelete,
+}
+
+impl FromStr for CleanupPolicy {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut parts: Vec<&str> = text.split(',').map(str::trim).collect();
+        parts.sort_unstable();
+        match parts.as_slice() {
+            ["delete"] => Ok(Self::Delete),
+            ["compact"] => Ok(Self::Compact),
+            ["compact", "delete"] => Ok(Self::CompactDelete),
+            _ => Err(ConfigError::Invalid {
+                name: "cleanup.policy".into(),
+                value: text.into(),
+                reason: "expected delete, compact or compact,delete".into(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for CleanupPolicy {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Self::Delete => "delete",
+            Self::Compact => "compact",
+            Self::CompactDelete => "compact,delete",
+        })
+    }
+}
+
+/// Smallest segment we accept: a few batches, so tests can force rolls.
+pub const SEGMENT_BYTES_MIN: u64 = 1024;
+/// Positions in a segment are u32 in the index, as in Kafka; segments stay below 2 GiB.
+pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+
+/// The resolved configuration of one partition log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: u64,
+    pub index_interval_bytes: u32,
+    pub flush: FlushPolicy,
+    /// `None`: keep forever.
+    pub retention_ms: Option<u64>,
+    /// `None`: no size limit.
+    pub retention_bytes: Option<u64>,
+    /// Largest record batch accepted (Kafka's `max.message.bytes`).
+    pub max_message_bytes: u32,
+    pub cleanup_policy: CleanupPolicy,
+    /// Preallocate the active segment with `fallocate`.
+    pub preallocate: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            flush: FlushPolicy::None,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+            max_message_bytes: 1_048_588,
+            cleanup_policy: CleanupPolicy::Delete,
+            preallocate: true,
+        }
+    }
+}
+
+/// Topic config names this engine understands, as Kafka spells them (plus `flush`).
+pub const TOPIC_CONFIG_NAMES: &[&str] = &[
+    "flush",
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "segment.ms",
+    "index.interval.bytes",
+    "cleanup.policy",
+    "max.message.bytes",
+    "preallocate",
+];
+
+impl LogConfig {
+    /// Applies topic-level overrides (Kafka config names) on top of `self`.
+    pub fn with_overrides(&self, overrides: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut config = self.clone();
+        for (name, value) in overrides {
+            config.apply(name, value)?;
+        }
+        Ok(config)
+    }
+
+    /// Sets one config by its Kafka name.
+    pub fn apply(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let invalid = |reason: &str| ConfigError::Invalid {
+            name: name.into(),
+            value: value.into(),
+            reason: reason.into(),
+        };
+        let number = || value.parse::<i64>().map_err(|_| invalid("not an integer"));
+        match name {
+            "flush" => self.flush = value.parse()?,
+            "retention.ms" => self.retention_ms = optional_limit(number()?).ok_or_else(|| invalid("must be -1 or >= 0"))?,
+            "retention.bytes" => self.retention_bytes = optional_limit(number()?).ok_or_else(|| invalid("must be -1 or >= 0"))?,
+            "segment.bytes" => {
+                let bytes = u64::try_from(number()?).map_err(|_| invalid("negative"))?;
+                if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&bytes) {
+                    return Err(invalid("must be between 1024 and 2147483647"));
+                }
+                self.segment_bytes = bytes;
+            }
+            "segment.ms" => self.segment_ms = u64::try_from(number()?).ok().filter(|ms| *ms > 0).ok_or_else(|| invalid("must be > 0"))?,
+            "index.interval.bytes" => self.index_interval_bytes = u32::try_from(number()?).map_err(|_| invalid("out of range"))?,
+            "max.message.bytes" => self.max_message_bytes = u32::try_from(number()?).ok().filter(|b| *b > 0).ok_or_else(|| invalid("must be > 0"))?,
+            "cleanup.policy" => self.cleanup_policy = value.parse()?,
+            "preallocate" => self.preallocate = value.parse().map_err(|_| invalid("expected true or false"))?,
+            _ => return Err(ConfigError::Unknown { name: name.into() }),
+        }
+        Ok(())
+    }
+
+    /// The current value of a config by its Kafka name (for DescribeConfigs).
+    pub fn get(&self, name: &str) -> Option<String> {
+        let limit = |value: Option<u64>| value.map_or("-1".to_string(), |v| v.to_string());
+        Some(match name {
+            "flush" => self.flush.to_string(),
+            "retention.ms" => limit(self.retention_ms),
+            "retention.bytes" => limit(self.retention_bytes),
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.ms" => self.segment_ms.to_string(),
+            "index.interval.bytes" => self.index_interval_bytes.to_string(),
+            "max.message.bytes" => self.max_message_bytes.to_string(),
+            "cleanup.policy" => self.cleanup_policy.to_string(),
+            "preallocate" => self.preallocate.to_string(),
+            _ => return None,
+        })
+    }
+}
+
+/// Kafka's convention: -1 means unlimited.
+fn optional_limit(value: i64) -> Option<Option<u64>> {
+    match value {
+        -1 => Some(None),
+        v if v >= 0 => Some(Some(v as u64)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_policy_parses_every_form() {
+        // The `--flush` flag and the `flush` topic config share this grammar.
+        assert_eq!("none".parse(), Ok(FlushPolicy::None));
+        assert_eq!("every_batch".parse(), Ok(FlushPolicy::EveryBatch));
+        assert_eq!("250ms".parse(), Ok(FlushPolicy::IntervalMs(250)));
+        assert!("0ms".parse::<FlushPolicy>().is_err());
+        assert!("fast".parse::<FlushPolicy>().is_err());
+        for policy in [FlushPolicy::None, FlushPolicy::EveryBatch, FlushPolicy::IntervalMs(5)] {
+            assert_eq!(policy.to_string().parse(), Ok(policy));
+        }
+    }
+
+    #[test]
+    fn overrides_apply_by_kafka_name_and_read_back() {
+        // Every name we accept can be read back as DescribeConfigs will show it.
+        let mut overrides = BTreeMap::new();
+        overrides.insert("retention.ms".to_string(), "-1".to_string());
+        overrides.insert("segment.bytes".to_string(), "4096".to_string());
+        overrides.insert("cleanup.policy".to_string(), "delete,compact".to_string());
+        let config = LogConfig::default().with_overrides(&overrides).unwrap();
+        assert_eq!(config.retention_ms, None);
+        assert_eq!(config.segment_bytes, 4096);
+        assert_eq!(config.get("cleanup.policy").unwrap(), "compact,delete");
+        for name in TOPIC_CONFIG_NAMES {
+            let value = config.get(name).unwrap();
+            let mut copy = LogConfig::default();
+            copy.apply(name, &value).unwrap();
+            assert_eq!(copy.get(name).unwrap(), value);
+        }
+        assert!(matches!(LogConfig::default().apply("nope", "1"), Err(ConfigError::Unknown { .. })));
+        assert!(LogConfig::default().apply("segment.bytes", "10").is_err());
+    }
+}

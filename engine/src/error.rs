@@ -1,0 +1,106 @@
+//! Typed errors, one enum per operation, as the engine's callers must tell them apart
+//! (the broker maps each to a Kafka error code).
+
+use std::io;
+use std::path::PathBuf;
+
+/// A record batch that can't be stored. Maps to CORRUPT_MESSAGE, MESSAGE_TOO_LARGE or
+/// UNSUPPORTED_VERSION at the wire.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("batch truncated: needs {needed_bytes} bytes, {available_bytes} available")]
+    Truncated {
+        needed_bytes: usize,
+        available_bytes: usize,
+    },
+    #[error("batch length field {batch_length} is below the header size")]
+    BadLength { batch_length: i32 },
+    #[error("batch of {batch_bytes} bytes exceeds the limit of {batch_bytes_max}")]
+    TooLarge {
+        batch_bytes: usize,
+        batch_bytes_max: usize,
+    },
+    #[error("unsupported record batch magic {magic} (only v2 is stored)")]
+    UnsupportedMagic { magic: i8 },
+    #[error("CRC-32C mismatch: stored {crc_stored:#010x}, computed {crc_computed:#010x}")]
+    CrcMismatch { crc_stored: u32, crc_computed: u32 },
+    #[error("unknown compression codec {codec}")]
+    UnknownCompression { codec: u8 },
+    #[error("record count {record_count} does not fit last offset delta {last_offset_delta}")]
+    BadRecordCount {
+        record_count: i32,
+        last_offset_delta: i32,
+    },
+    #[error("bad timestamps: base {base_timestamp}, max {max_timestamp}")]
+    BadTimestamps {
+        base_timestamp: i64,
+        max_timestamp: i64,
+    },
+    #[error("empty record set")]
+    Empty,
+}
+
+/// Why an append did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error("write to the log failed: {0}")]
+    Io(#[from] io::Error),
+    /// An earlier write or fsync failed: the page cache state is unknown, so the partition takes
+    /// no more appends until the process restarts and recovers it from disk.
+    #[error("partition log failed earlier and is read-only until restart: {reason}")]
+    LogFailed { reason: String },
+    #[error("partition log is closed")]
+    Closed,
+}
+
+/// Why a read could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("offset {offset} out of range [{log_start_offset}, {high_watermark}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        high_watermark: i64,
+    },
+    #[error("read from the log failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("log data is inconsistent at {path}:{position}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+}
+
+/// Why a partition or the registry could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("bad file name {path}: expected a 20-digit base offset")]
+    BadFileName { path: PathBuf },
+    #[error("registry {path} is unreadable: {reason}")]
+    BadRegistry { path: PathBuf, reason: String },
+}
+
+impl OpenError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}
+
+/// A configuration value that can't be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("unknown topic config {name}")]
+    Unknown { name: String },
+    #[error("invalid value {value:?} for {name}: {reason}")]
+    Invalid {
+        name: String,
+        value: String,
+        reason: String,
+    },
+}

@@ -1,0 +1,22 @@
+//! Ringtail's storage engine: partitioned logs of Kafka RecordBatch v2 batches on io_uring.
+//!
+//! What it does: stores producer batches byte for byte (CRC-32C checked), in segments with
+//! sparse offset and time indexes; group-commits appends under a flush policy; plans zero-copy
+//! reads as file slices; recovers torn tails; deletes old segments by size and age; persists the
+//! topic registry.
+//!
+//! What it does not do: networking or the Kafka wire protocol (that is `ringtail-server`), and
+//! cross-thread sharing. The engine is shard-local: a [`log::PartitionLog`] belongs to one shard
+//! thread, runs on that thread's io_uring (compio), and is `!Send`. See docs/ARCHITECTURE.md.
+
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod io;
+pub mod log;
+pub mod segment;
+
+pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
+pub use error::{AppendError, BatchError, ConfigError, OpenError, ReadError};
+pub use log::{AppendOutcome, FileSlice, PartitionLog, ReadPlan, RetentionOutcome};

@@ -1,0 +1,682 @@
+//! A partition's log: a directory of segments, with group-committed appends and zero-copy read
+//! plans.
+//!
+//! The log is shard-local (`Rc`, `RefCell`): one thread owns it, so the data path takes no lock.
+//! No `RefCell` borrow is ever held across an `.await`.
+//!
+//! # How an append flows
+//! [`PartitionLog::append`] validates the batches (CRC-32C), assigns offsets in place, queues them
+//! and waits. One writer task per log drains the queue: everything queued since its last round
+//! becomes one vectored write (group commit), followed — under `every_batch` — by one `fdatasync`
+//! shared by all of them. Only then are the appends answered, so an acknowledgement means the
+//! flush policy's durability point was reached.
+//!
+//! # Invariants
+//! - `log_start_offset <= durable_offset <= high_watermark <= next_offset` (durable only under a
+//!   syncing policy; otherwise it trails).
+//! - Readers see only whole, written batches: a read plan never reaches past `high_watermark`.
+//! - Segments are ordered by base offset and each base offset is the previous segment's end.
+//! - After a failed write or fsync the log takes no more appends (page cache state is unknown).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use compio::fs::File;
+use futures_channel::oneshot;
+use tracing::{error, info};
+
+use crate::batch::{self, BatchHeader, Strictness};
+use crate::config::{FlushPolicy, LogConfig};
+use crate::error::{AppendError, OpenError, ReadError};
+use crate::io;
+use crate::segment::{self, RecoveryReport, Segment, SegmentFiles};
+
+/// Recent (offset, segment base, position) batch boundaries kept to answer tail fetches without I/O.
+const BOUNDARY_CACHE_ENTRIES: usize = 64;
+
+/// What an append produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// A byte range of a segment file, starting and ending on batch boundaries.
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    pub file: File,
+    pub position: u64,
+    pub len: u64,
+}
+
+/// Which bytes answer a fetch: the server sends the slices (zero-copy) in order.
+#[derive(Debug, Clone, Default)]
+pub struct ReadPlan {
+    pub slices: Vec<FileSlice>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+impl ReadPlan {
+    pub fn total_bytes(&self) -> u64 {
+        self.slices.iter().map(|slice| slice.len).sum()
+    }
+}
+
+/// What retention removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub log_start_offset: i64,
+}
+
+/// What opening the log found.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    pub segments: usize,
+    pub recovery: Vec<(i64, RecoveryReport)>,
+}
+
+struct PendingAppend {
+    records: BytesMut,
+    headers: Vec<BatchHeader>,
+    reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
+}
+
+struct LogState {
+    config: LogConfig,
+    segments: VecDeque<Segment>,
+    next_offset: i64,
+    high_watermark: i64,
+    durable_offset: i64,
+    log_start_offset: i64,
+    pending: Vec<PendingAppend>,
+    writer_active: bool,
+    failure: Option<String>,
+    closed: bool,
+    boundaries: VecDeque<(i64, i64, u64)>,
+}
+
+impl LogState {
+    fn active(&self) -> &Segment {
+        self.segments.back().expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.back_mut().expect("a log always has an active segment")
+    }
+
+    fn remember_boundary(&mut self, offset: i64, segment_base: i64, position: u64) {
+        if self.boundaries.len() == BOUNDARY_CACHE_ENTRIES {
+            self.boundaries.pop_front();
+        }
+        self.boundaries.push_back((offset, segment_base, position));
+    }
+
+    fn cached_position(&self, offset: i64, segment_base: i64) -> Option<u64> {
+        self.boundaries
+            .iter()
+            .rev()
+            .find(|(cached_offset, base, _)| *cached_offset == offset && *base == segment_base)
+            .map(|(_, _, position)| *position)
+    }
+
+    /// Index of the segment holding `offset` (the last with base offset <= `offset`).
+    fn segment_index_for(&self, offset: i64) -> usize {
+        self.segments.partition_point(|segment| segment.base_offset <= offset).saturating_sub(1)
+    }
+}
+
+/// One partition's log. Create with [`PartitionLog::open`]; shard-local.
+pub struct PartitionLog {
+    dir: PathBuf,
+    state: RefCell<LogState>,
+}
+
+/// Milliseconds since the Unix epoch, the clock of timestamps and retention.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering every segment.
+    pub async fn open(dir: &Path, config: LogConfig) -> Result<(Rc<Self>, OpenReport), OpenError> {
+        let base_offsets = list_segments(dir).await?;
+        let now = now_ms();
+        let mut segments = VecDeque::with_capacity(base_offsets.len().max(1));
+        let mut report = OpenReport::default();
+        for (index, base_offset) in base_offsets.iter().enumerate() {
+            let is_active = index + 1 == base_offsets.len();
+            let (segment, recovery) = segment::recover(dir, *base_offset, &config, is_active, now).await?;
+            if recovery.truncated_bytes > 0 || recovery.index_rebuilt {
+                info!(dir = %dir.display(), base_offset, ?recovery, "recovered segment");
+            }
+            report.recovery.push((*base_offset, recovery));
+            segments.push_back(segment);
+        }
+        if segments.is_empty() {
+            segments.push_back(Segment::create(dir, 0, &config, now).await?);
+        }
+        report.segments = segments.len();
+        let next_offset = segments.back().map_or(0, |segment| segment.next_offset);
+        let log_start_offset = segments.front().map_or(0, |segment| segment.base_offset);
+        let log = Self {
+            dir: dir.to_path_buf(),
+            state: RefCell::new(LogState {
+                config,
+                segments,
+                next_offset,
+                high_watermark: next_offset,
+                durable_offset: next_offset,
+                log_start_offset,
+                pending: Vec::new(),
+                writer_active: false,
+                failure: None,
+                closed: false,
+                boundaries: VecDeque::with_capacity(BOUNDARY_CACHE_ENTRIES),
+            }),
+        };
+        Ok((Rc::new(log), report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.state.borrow().config.clone()
+    }
+
+    /// Changes the config; takes effect for the next append, roll and retention pass.
+    pub fn set_config(&self, config: LogConfig) {
+        self.state.borrow_mut().config = config;
+    }
+
+    /// Offset after the last readable batch (Kafka's high watermark on a single replica).
+    pub fn high_watermark(&self) -> i64 {
+        self.state.borrow().high_watermark
+    }
+
+    /// Offset after the last batch known to be on disk (fdatasync'ed).
+    pub fn durable_offset(&self) -> i64 {
+        self.state.borrow().durable_offset
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.state.borrow().log_start_offset
+    }
+
+    /// Bytes of whole batches in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.state.borrow().segments.iter().map(|segment| segment.size_bytes).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.state.borrow().segments.iter().map(|segment| segment.base_offset).collect()
+    }
+
+    /// Appends a record set (one or more producer batches back to back) and returns once the flush
+    /// policy's durability point is reached. Offsets and the leader epoch are written in place.
+    pub async fn append(self: &Rc<Self>, mut records: BytesMut, leader_epoch: i32) -> Result<AppendOutcome, AppendError> {
+        let max_message_bytes = self.state.borrow().config.max_message_bytes as usize;
+        let mut headers = batch::validate_all(&records, max_message_bytes, Strictness::Producer)?;
+        let receiver = {
+            let mut state = self.state.borrow_mut();
+            if let Some(reason) = &state.failure {
+                return Err(AppendError::LogFailed { reason: reason.clone() });
+            }
+            if state.closed {
+                return Err(AppendError::Closed);
+            }
+            let mut position = 0usize;
+            for header in &mut headers {
+                header.base_offset = state.next_offset;
+                header.partition_leader_epoch = leader_epoch;
+                let batch_bytes = &mut records[position..position + header.total_bytes()];
+                batch::set_base_offset(batch_bytes, header.base_offset);
+                batch::set_partition_leader_epoch(batch_bytes, leader_epoch);
+                state.next_offset = header.next_offset();
+                position += header.total_bytes();
+            }
+            let (reply, receiver) = oneshot::channel();
+            state.pending.push(PendingAppend { records, headers, reply });
+            if !state.writer_active {
+                state.writer_active = true;
+                compio::runtime::spawn(Rc::clone(self).run_writer()).detach();
+            }
+            receiver
+        };
+        receiver.await.unwrap_or(Err(AppendError::Closed))
+    }
+
+    /// The writer task: drains the queue in groups until it is empty.
+    async fn run_writer(self: Rc<Self>) {
+        loop {
+            let group = {
+                let mut state = self.state.borrow_mut();
+                if state.pending.is_empty() {
+                    state.writer_active = false;
+                    return;
+                }
+                std::mem::take(&mut state.pending)
+            };
+            let mut buffers = Vec::with_capacity(group.len());
+            let mut replies = Vec::with_capacity(group.len());
+            let mut headers = Vec::with_capacity(group.len());
+            for pending in group {
+                buffers.push(pending.records);
+                headers.push(pending.headers);
+                replies.push(pending.reply);
+            }
+            let result = match self.write_group(buffers, &headers).await {
+                Ok(()) => self.sync_for_policy().await,
+                Err(err) => Err(err),
+            };
+            if let Err(reason) = result {
+                self.fail(reason, replies);
+                return;
+            }
+            let log_start_offset = self.log_start_offset();
+            for (reply, batch_headers) in replies.into_iter().zip(&headers) {
+                let outcome = AppendOutcome {
+                    base_offset: batch_headers.first().map_or(-1, |header| header.base_offset),
+                    last_offset: batch_headers.last().map_or(-1, BatchHeader::last_offset),
+                    log_start_offset,
+                };
+                // The caller may have gone away (connection closed): its data is written anyway.
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+    }
+
+    /// Marks the log failed and answers every waiting append with the failure.
+    fn fail(&self, reason: String, replies: Vec<oneshot::Sender<Result<AppendOutcome, AppendError>>>) {
+        error!(dir = %self.dir.display(), %reason, "partition log failed; it takes no appends until restart");
+        let pending = {
+            let mut state = self.state.borrow_mut();
+            state.failure = Some(reason.clone());
+            state.writer_active = false;
+            std::mem::take(&mut state.pending)
+        };
+        let waiting = replies.into_iter().chain(pending.into_iter().map(|pending| pending.reply));
+        for reply in waiting {
+            let _ = reply.send(Err(AppendError::LogFailed { reason: reason.clone() }));
+        }
+    }
+
+    /// Writes one group: runs of buffers per segment, rolling between runs when due.
+    async fn write_group(&self, buffers: Vec<BytesMut>, headers: &[Vec<BatchHeader>]) -> Result<(), String> {
+        let mut run: Vec<BytesMut> = Vec::new();
+        let mut run_headers: Vec<BatchHeader> = Vec::new();
+        let mut run_bytes = 0u64;
+        for (buffer, batch_headers) in buffers.into_iter().zip(headers) {
+            let incoming_bytes = buffer.len() as u64;
+            let incoming_last_offset = batch_headers.last().map_or(0, BatchHeader::last_offset);
+            let roll = {
+                let state = self.state.borrow();
+                state.active().should_roll(run_bytes, incoming_bytes, incoming_last_offset, &state.config, now_ms())
+            };
+            if roll {
+                self.write_run(std::mem::take(&mut run), std::mem::take(&mut run_headers)).await?;
+                run_bytes = 0;
+                self.roll().await.map_err(|err| format!("segment roll failed: {err}"))?;
+            }
+            run_bytes += incoming_bytes;
+            run.push(buffer);
+            run_headers.extend_from_slice(batch_headers);
+        }
+        self.write_run(run, run_headers).await
+    }
+
+    /// One vectored write of whole batches at the active segment's end, then the bookkeeping.
+    async fn write_run(&self, run: Vec<BytesMut>, run_headers: Vec<BatchHeader>) -> Result<(), String> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let (files, position) = {
+            let state = self.state.borrow();
+            (state.active().files.clone(), state.active().size_bytes)
+        };
+        io::write_vectored_all_at(&files.log, run, position)
+            .await
+            .map_err(|err| format!("write to {} failed: {err}", files.log_path.display()))?;
+        let delta = {
+            let mut state = self.state.borrow_mut();
+            let config = state.config.clone();
+            let active = state.active_mut();
+            let mut batch_position = position;
+            for header in &run_headers {
+                active.note_appended(header, batch_position, &config);
+                batch_position += header.total_bytes() as u64;
+            }
+            let (segment_base, next_offset, size_bytes) = (active.base_offset, active.next_offset, active.size_bytes);
+            let delta = active.take_index_delta();
+            debug_assert!(next_offset > state.high_watermark, "high watermark only moves forward");
+            state.high_watermark = next_offset;
+            state.remember_boundary(next_offset, segment_base, size_bytes);
+            delta
+        };
+        if let Some(delta) = delta {
+            // The index is a cache that recovery rebuilds; its write needs no fsync.
+            delta.write(&files).await.map_err(|err| format!("index write failed: {err}"))?;
+        }
+        Ok(())
+    }
+
+    /// fdatasync under `every_batch`; one sync covers everything written so far.
+    async fn sync_for_policy(&self) -> Result<(), String> {
+        if self.state.borrow().config.flush != FlushPolicy::EveryBatch {
+            return Ok(());
+        }
+        self.sync().await.map_err(|err| format!("fdatasync failed: {err}"))
+    }
+
+    /// Makes everything written so far durable (used by `every_batch`, the interval flusher and
+    /// shutdown). Sealed segments were synced when they were sealed.
+    pub async fn sync(&self) -> std::io::Result<()> {
+        let (file, written) = {
+            let state = self.state.borrow();
+            if state.durable_offset == state.high_watermark {
+                return Ok(());
+            }
+            (state.active().files.log.clone(), state.high_watermark)
+        };
+        file.sync_data().await?;
+        let mut state = self.state.borrow_mut();
+        state.durable_offset = state.durable_offset.max(written);
+        Ok(())
+    }
+
+    /// Starts a new active segment at the current end and seals the old one.
+    async fn roll(&self) -> Result<(), OpenError> {
+        let (base_offset, config) = {
+            let state = self.state.borrow();
+            (state.active().next_offset, state.config.clone())
+        };
+        let segment = Segment::create(&self.dir, base_offset, &config, now_ms()).await?;
+        let (old_files, old_size, delta) = {
+            let mut state = self.state.borrow_mut();
+            let old = state.active_mut();
+            let sealed = (old.files.clone(), old.size_bytes, old.take_index_delta());
+            old.allocated_bytes = old.size_bytes;
+            state.segments.push_back(segment);
+            sealed
+        };
+        Segment::seal(old_files, old_size, delta)
+            .await
+            .map_err(OpenError::io(&self.dir))?;
+        // Everything in a sealed segment is synced: the durable end is at least its end.
+        let mut state = self.state.borrow_mut();
+        if state.durable_offset < base_offset && config.flush != FlushPolicy::None {
+            state.durable_offset = base_offset;
+        }
+        Ok(())
+    }
+
+    /// Plans a read of up to `max_bytes` from `offset`: slices of whole batches. With
+    /// `min_one_batch`, a first batch larger than `max_bytes` is still returned whole (KIP-74), so
+    /// a consumer always makes progress.
+    pub async fn read(&self, offset: i64, max_bytes: u64, min_one_batch: bool) -> Result<ReadPlan, ReadError> {
+        let (high_watermark, log_start_offset) = {
+            let state = self.state.borrow();
+            (state.high_watermark, state.log_start_offset)
+        };
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(ReadError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark,
+            });
+        }
+        let mut plan = ReadPlan {
+            slices: Vec::new(),
+            high_watermark,
+            log_start_offset,
+        };
+        let mut cursor = offset;
+        let mut remaining = max_bytes;
+        while cursor < high_watermark && remaining > 0 {
+            let Some(step) = self.read_in_segment(cursor, remaining, min_one_batch && plan.slices.is_empty()).await? else {
+                break;
+            };
+            if let Some(slice) = step.slice {
+                remaining = remaining.saturating_sub(slice.len);
+                plan.slices.push(slice);
+            }
+            if !step.reached_segment_end {
+                break;
+            }
+            cursor = step.segment_next_offset;
+        }
+        Ok(plan)
+    }
+
+    async fn read_in_segment(&self, cursor: i64, remaining: u64, min_one_batch: bool) -> Result<Option<SegmentRead>, ReadError> {
+        let (files, size_bytes, segment_next_offset, walk_from, cached, walk_start_for_limit) = {
+            let state = self.state.borrow();
+            let segment = &state.segments[state.segment_index_for(cursor)];
+            if cursor >= segment.next_offset && segment.base_offset == state.active().base_offset {
+                return Ok(None);
+            }
+            (
+                segment.files.clone(),
+                segment.size_bytes,
+                segment.next_offset,
+                segment.walk_start_for_offset(cursor),
+                state.cached_position(cursor, segment.base_offset),
+                segment.offset_index.clone(),
+            )
+        };
+        let start = match cached {
+            Some(position) => position,
+            None => segment::walk_to_offset(&files.log, &files.log_path, walk_from.0, size_bytes, cursor).await?,
+        };
+        if start >= size_bytes {
+            return Ok(Some(SegmentRead {
+                slice: None,
+                reached_segment_end: true,
+                segment_next_offset,
+            }));
+        }
+        let end = if size_bytes - start <= remaining {
+            size_bytes
+        } else {
+            let limit = start + remaining;
+            let walk_start = walk_start_for_limit
+                .floor_by_position(limit.min(u64::from(u32::MAX)) as u32)
+                .map_or(0, |entry| u64::from(entry.position))
+                .max(start);
+            let boundary = segment::walk_to_boundary(&files.log, &files.log_path, walk_start, size_bytes, limit).await?;
+            if boundary > start {
+                boundary
+            } else if min_one_batch {
+                segment::batch_end(&files.log, &files.log_path, start, size_bytes).await?
+            } else {
+                return Ok(None);
+            }
+        };
+        Ok(Some(SegmentRead {
+            slice: Some(FileSlice {
+                file: files.log,
+                position: start,
+                len: end - start,
+            }),
+            reached_segment_end: end == size_bytes,
+            segment_next_offset,
+        }))
+    }
+
+    /// Reads into memory what [`PartitionLog::read`] would send.
+    pub async fn read_bytes(&self, offset: i64, max_bytes: u64, min_one_batch: bool) -> Result<Vec<u8>, ReadError> {
+        let plan = self.read(offset, max_bytes, min_one_batch).await?;
+        let mut out = Vec::with_capacity(plan.total_bytes() as usize);
+        for slice in &plan.slices {
+            out.extend_from_slice(&segment::read_range(&slice.file, slice.position, slice.len as usize).await?);
+        }
+        Ok(out)
+    }
+
+    /// The first offset whose record timestamp is at least `timestamp`, with that timestamp
+    /// (ListOffsets by time). `None` when every record is older.
+    pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, ReadError> {
+        let candidates: Vec<(SegmentFiles, u64, u64)> = {
+            let state = self.state.borrow();
+            state
+                .segments
+                .iter()
+                .filter(|segment| segment.max_timestamp >= timestamp)
+                .map(|segment| (segment.files.clone(), segment.walk_start_for_timestamp(timestamp), segment.size_bytes))
+                .collect()
+        };
+        for (files, mut position, size_bytes) in candidates {
+            while position < size_bytes {
+                let header_bytes = segment::read_range(&files.log, position, batch::HEADER_BYTES).await?;
+                let header = batch::parse_header(&header_bytes).map_err(|err| ReadError::Corrupt {
+                    path: files.log_path.clone(),
+                    position,
+                    reason: err.to_string(),
+                })?;
+                if header.max_timestamp >= timestamp {
+                    let whole = segment::read_range(&files.log, position, header.total_bytes()).await?;
+                    return Ok(Some(match batch::first_record_at_or_after(&whole, timestamp) {
+                        Some(delta) => (header.base_offset + i64::from(delta), timestamp.max(header.base_timestamp)),
+                        None => (header.base_offset, header.max_timestamp),
+                    }));
+                }
+                position += header.total_bytes() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes whole segments beyond `retention.bytes` or older than `retention.ms` and advances
+    /// the log start offset. An expired active segment is rolled first so it can go too.
+    pub async fn enforce_retention(self: &Rc<Self>, now_ms: i64) -> Result<RetentionOutcome, std::io::Error> {
+        let mut outcome = RetentionOutcome::default();
+        self.roll_expired_active(now_ms).await?;
+        loop {
+            let doomed = {
+                let mut state = self.state.borrow_mut();
+                if state.segments.len() < 2 || !front_is_expired(&state, now_ms) {
+                    break;
+                }
+                let doomed = state.segments.pop_front().expect("checked length");
+                let new_start = state.segments.front().map_or(doomed.next_offset, |segment| segment.base_offset);
+                state.log_start_offset = state.log_start_offset.max(new_start);
+                state.boundaries.retain(|(_, base, _)| *base != doomed.base_offset);
+                doomed
+            };
+            outcome.segments_deleted += 1;
+            outcome.bytes_deleted += doomed.size_bytes;
+            Segment::delete_files(&doomed.files).await?;
+        }
+        outcome.log_start_offset = self.log_start_offset();
+        if outcome.segments_deleted > 0 {
+            info!(dir = %self.dir.display(), ?outcome, "retention deleted segments");
+        }
+        Ok(outcome)
+    }
+
+    async fn roll_expired_active(self: &Rc<Self>, now_ms: i64) -> Result<(), std::io::Error> {
+        {
+            let mut state = self.state.borrow_mut();
+            let active = state.active();
+            let expired = state.config.retention_ms.is_some_and(|retention_ms| {
+                active.size_bytes > 0 && active.max_timestamp >= 0 && now_ms - active.max_timestamp > retention_ms as i64
+            });
+            // The roll acts as the writer: no append may write to the old active meanwhile.
+            if !expired || state.writer_active || state.failure.is_some() {
+                return Ok(());
+            }
+            state.writer_active = true;
+        }
+        let rolled = self.roll().await;
+        let restart_writer = {
+            let mut state = self.state.borrow_mut();
+            state.writer_active = !state.pending.is_empty();
+            state.writer_active
+        };
+        if restart_writer {
+            // Appends queued while the roll held the writer's place.
+            compio::runtime::spawn(Rc::clone(self).run_writer()).detach();
+        }
+        rolled.map_err(|err| std::io::Error::other(err.to_string()))
+    }
+
+    /// Refuses further appends, waits for queued ones, writes out the index and syncs.
+    pub async fn close(&self) -> std::io::Result<()> {
+        self.state.borrow_mut().closed = true;
+        while self.state.borrow().writer_active {
+            compio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let (files, delta) = {
+            let mut state = self.state.borrow_mut();
+            let active = state.active_mut();
+            (active.files.clone(), active.take_index_delta())
+        };
+        if let Some(delta) = delta {
+            delta.write(&files).await?;
+        }
+        self.sync().await
+    }
+}
+
+struct SegmentRead {
+    slice: Option<FileSlice>,
+    reached_segment_end: bool,
+    segment_next_offset: i64,
+}
+
+/// True when the oldest segment is past retention by size or by age.
+fn front_is_expired(state: &LogState, now_ms: i64) -> bool {
+    let front = state.segments.front().expect("log has segments");
+    let total_bytes: u64 = state.segments.iter().map(|segment| segment.size_bytes).sum();
+    let too_big = state
+        .config
+        .retention_bytes
+        .is_some_and(|retention_bytes| total_bytes - front.size_bytes >= retention_bytes);
+    let newest_ms = if front.max_timestamp >= 0 { front.max_timestamp } else { front.created_ms };
+    let too_old = state
+        .config
+        .retention_ms
+        .is_some_and(|retention_ms| now_ms - newest_ms > retention_ms as i64);
+    too_big || too_old
+}
+
+/// Base offsets of the `.log` files in `dir`, sorted; creates `dir` if missing.
+async fn list_segments(dir: &Path) -> Result<Vec<i64>, OpenError> {
+    let owned_dir = dir.to_path_buf();
+    let names = io::blocking(move || {
+        std::fs::create_dir_all(&owned_dir)?;
+        std::fs::read_dir(&owned_dir)?
+            .map(|entry| entry.map(|entry| entry.path()))
+            .collect::<std::io::Result<Vec<PathBuf>>>()
+    })
+    .await
+    .map_err(OpenError::io(dir))?;
+    let mut base_offsets = Vec::new();
+    for path in names {
+        if path.extension().and_then(|ext| ext.to_str()) != Some("log") {
+            continue;
+        }
+        let stem = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default();
+        match stem.parse::<i64>() {
+            Ok(base_offset) if stem.len() == 20 && base_offset >= 0 => base_offsets.push(base_offset),
+            _ => return Err(OpenError::BadFileName { path }),
+        }
+    }
+    base_offsets.sort_unstable();
+    Ok(base_offsets)
+}
