@@ -344,9 +344,10 @@ pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
     out.push(raw as u8);
 }
 
-/// Offset delta of the first record whose timestamp is at least `target_timestamp`, for an
-/// uncompressed batch. `None` when no record qualifies or the batch is compressed or malformed.
-pub fn first_record_at_or_after(batch: &[u8], target_timestamp: i64) -> Option<i32> {
+/// Offset delta and timestamp of the first record whose timestamp is at least
+/// `target_timestamp`, for an uncompressed batch. `None` when no record qualifies or the batch is
+/// compressed or malformed.
+pub fn first_record_at_or_after(batch: &[u8], target_timestamp: i64) -> Option<(i32, i64)> {
     let header = parse_header(batch).ok()?;
     if header.compression().ok()? != Compression::None || header.total_bytes() > batch.len() {
         return None;
@@ -359,8 +360,9 @@ pub fn first_record_at_or_after(batch: &[u8], target_timestamp: i64) -> Option<i
         // body: attributes (i8), timestampDelta (varlong), offsetDelta (varint), …
         let (timestamp_delta, delta_bytes) = read_varlong(body.get(1..)?)?;
         let (offset_delta, _) = read_varlong(body.get(1 + delta_bytes..)?)?;
-        if header.base_timestamp.saturating_add(timestamp_delta) >= target_timestamp {
-            return i32::try_from(offset_delta).ok();
+        let timestamp = header.base_timestamp.saturating_add(timestamp_delta);
+        if timestamp >= target_timestamp {
+            return Some((i32::try_from(offset_delta).ok()?, timestamp));
         }
         position += length_bytes + body.len();
     }
@@ -534,9 +536,9 @@ mod tests {
     fn finds_first_record_by_timestamp() {
         // ListOffsets by timestamp resolves to a record, not just a batch.
         let batch = sample();
-        assert_eq!(first_record_at_or_after(&batch, 0), Some(0));
-        assert_eq!(first_record_at_or_after(&batch, 1_001), Some(1));
-        assert_eq!(first_record_at_or_after(&batch, 1_009), Some(2));
+        assert_eq!(first_record_at_or_after(&batch, 0), Some((0, 1_000)));
+        assert_eq!(first_record_at_or_after(&batch, 1_001), Some((1, 1_005)));
+        assert_eq!(first_record_at_or_after(&batch, 1_009), Some((2, 1_009)));
         assert_eq!(first_record_at_or_after(&batch, 1_010), None);
     }
 

@@ -15,8 +15,12 @@ pub mod error;
 pub mod index;
 pub mod io;
 pub mod log;
+pub mod registry;
 pub mod segment;
+pub mod shard;
 
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{AppendError, BatchError, ConfigError, OpenError, ReadError};
-pub use log::{AppendOutcome, FileSlice, PartitionLog, ReadPlan, RetentionOutcome};
+pub use log::{AppendOutcome, FileSlice, LogStats, PartitionLog, ReadPlan, RetentionOutcome};
+pub use registry::{TopicMeta, TopicRegistry};
+pub use shard::{partition_owner, Shard, ShardId, TopicPartition};

@@ -75,6 +75,16 @@ pub struct RetentionOutcome {
     pub log_start_offset: i64,
 }
 
+/// Counters of one log, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub appends: u64,
+    pub bytes_appended: u64,
+    /// Vectored writes issued (one per group and segment).
+    pub writes: u64,
+    pub fsyncs: u64,
+}
+
 /// What opening the log found.
 #[derive(Debug, Clone, Default)]
 pub struct OpenReport {
@@ -99,6 +109,8 @@ struct LogState {
     writer_active: bool,
     failure: Option<String>,
     closed: bool,
+    last_sync_ms: i64,
+    stats: LogStats,
     boundaries: VecDeque<(i64, i64, u64)>,
 }
 
@@ -180,6 +192,8 @@ impl PartitionLog {
                 writer_active: false,
                 failure: None,
                 closed: false,
+                last_sync_ms: now,
+                stats: LogStats::default(),
                 boundaries: VecDeque::with_capacity(BOUNDARY_CACHE_ENTRIES),
             }),
         };
@@ -216,6 +230,10 @@ impl PartitionLog {
     /// Bytes of whole batches in all segments.
     pub fn size_bytes(&self) -> u64 {
         self.state.borrow().segments.iter().map(|segment| segment.size_bytes).sum()
+    }
+
+    pub fn stats(&self) -> LogStats {
+        self.state.borrow().stats
     }
 
     pub fn segment_count(&self) -> usize {
@@ -363,6 +381,9 @@ impl PartitionLog {
             }
             let (segment_base, next_offset, size_bytes) = (active.base_offset, active.next_offset, active.size_bytes);
             let delta = active.take_index_delta();
+            state.stats.appends += run_headers.len() as u64;
+            state.stats.bytes_appended += batch_position - position;
+            state.stats.writes += 1;
             debug_assert!(next_offset > state.high_watermark, "high watermark only moves forward");
             state.high_watermark = next_offset;
             state.remember_boundary(next_offset, segment_base, size_bytes);
@@ -395,8 +416,31 @@ impl PartitionLog {
         };
         file.sync_data().await?;
         let mut state = self.state.borrow_mut();
+        state.stats.fsyncs += 1;
         state.durable_offset = state.durable_offset.max(written);
         Ok(())
+    }
+
+    /// Syncs if the `<N>ms` flush policy is due. Returns whether it synced.
+    pub async fn sync_if_due(&self, now_ms: i64) -> std::io::Result<bool> {
+        let due = {
+            let state = self.state.borrow();
+            match state.config.flush {
+                FlushPolicy::IntervalMs(interval_ms) => {
+                    state.durable_offset < state.high_watermark && now_ms - state.last_sync_ms >= interval_ms as i64
+                }
+                FlushPolicy::None | FlushPolicy::EveryBatch => false,
+            }
+        };
+        if !due {
+            return Ok(false);
+        }
+        if let Err(err) = self.sync().await {
+            self.fail(format!("interval fdatasync failed: {err}"), Vec::new());
+            return Err(err);
+        }
+        self.state.borrow_mut().last_sync_ms = now_ms;
+        Ok(true)
     }
 
     /// Starts a new active segment at the current end and seals the old one.
@@ -551,7 +595,7 @@ impl PartitionLog {
                 if header.max_timestamp >= timestamp {
                     let whole = segment::read_range(&files.log, position, header.total_bytes()).await?;
                     return Ok(Some(match batch::first_record_at_or_after(&whole, timestamp) {
-                        Some(delta) => (header.base_offset + i64::from(delta), timestamp.max(header.base_timestamp)),
+                        Some((delta, record_timestamp)) => (header.base_offset + i64::from(delta), record_timestamp),
                         None => (header.base_offset, header.max_timestamp),
                     }));
                 }

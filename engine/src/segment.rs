@@ -429,7 +429,8 @@ async fn load_indexes(segment: &mut Segment, file_bytes: u64, report: &mut Recov
 /// CRC-checks batches from `segment.size_bytes` on and notes each valid one; returns the end of
 /// the last valid batch.
 async fn scan_tail(segment: &mut Segment, file_bytes: u64, config: &LogConfig, report: &mut RecoveryReport) -> Result<u64, OpenError> {
-    let batch_bytes_max = config.segment_bytes.min(i32::MAX as u64) as usize;
+    // A single batch may be larger than segment.bytes (it then fills a segment alone).
+    let batch_bytes_max = i32::MAX as usize;
     let mut window: Vec<u8> = Vec::new();
     let mut window_start = segment.size_bytes;
     loop {

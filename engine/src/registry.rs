@@ -1,0 +1,173 @@
+//! The topic registry: which topics exist, their ids, partition counts and config overrides.
+//!
+//! # Byte map of `topics.json`
+//! A UTF-8 JSON document in the data dir's root:
+//! `{"version": 1, "topics": [{"name", "topic_id" (UUID), "partitions", "configs": {name: value}}]}`.
+//! It is replaced atomically: written to `topics.json.tmp`, fsynced, renamed over `topics.json`,
+//! and the directory fsynced. A leftover `.tmp` (crash before the rename) is ignored.
+//!
+//! # Invariants
+//! - Topic names are unique; partition counts only grow.
+//! - What `load` returns is exactly what the last completed `save` wrote.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::OpenError;
+use crate::io;
+
+pub const REGISTRY_FILE_NAME: &str = "topics.json";
+const REGISTRY_VERSION: u32 = 1;
+
+/// One topic as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: u32,
+    /// Topic-level config overrides by Kafka name (see [`crate::config::TOPIC_CONFIG_NAMES`]).
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicMeta {
+    pub fn new(name: impl Into<String>, partitions: u32, configs: BTreeMap<String, String>) -> Self {
+        Self {
+            name: name.into(),
+            topic_id: Uuid::new_v4(),
+            partitions,
+            configs,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RegistryFile {
+    version: u32,
+    topics: Vec<TopicMeta>,
+}
+
+/// The topics of one broker. Metadata has one writer (shard 0); others get copies.
+#[derive(Debug, Clone)]
+pub struct TopicRegistry {
+    path: PathBuf,
+    topics: BTreeMap<String, TopicMeta>,
+}
+
+impl TopicRegistry {
+    /// Loads the registry in `data_dir`, or an empty one if there is none yet.
+    pub async fn load(data_dir: &Path) -> Result<Self, OpenError> {
+        let path = data_dir.join(REGISTRY_FILE_NAME);
+        let owned_dir = data_dir.to_path_buf();
+        io::blocking(move || std::fs::create_dir_all(owned_dir))
+            .await
+            .map_err(OpenError::io(data_dir))?;
+        let bytes = match compio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self { path, topics: BTreeMap::new() });
+            }
+            Err(err) => return Err(OpenError::Io { path, source: err }),
+        };
+        let bad = |reason: String| OpenError::BadRegistry { path: path.clone(), reason };
+        let file: RegistryFile = serde_json::from_slice(&bytes).map_err(|err| bad(err.to_string()))?;
+        if file.version != REGISTRY_VERSION {
+            return Err(bad(format!("unsupported version {}", file.version)));
+        }
+        let mut topics = BTreeMap::new();
+        for topic in file.topics {
+            if topics.insert(topic.name.clone(), topic).is_some() {
+                return Err(bad("duplicate topic name".into()));
+            }
+        }
+        Ok(Self { path, topics })
+    }
+
+    /// Writes the registry durably: temp file, fsync, rename, fsync of the directory.
+    pub async fn save(&self) -> std::io::Result<()> {
+        let file = RegistryFile {
+            version: REGISTRY_VERSION,
+            topics: self.topics.values().cloned().collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
+        let temp_path = self.path.with_extension("json.tmp");
+        let temp = compio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp_path)
+            .await?;
+        io::write_all_at(&temp, bytes, 0).await?;
+        temp.sync_all().await?;
+        temp.close().await?;
+        compio::fs::rename(&temp_path, &self.path).await?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        io::sync_dir(dir).await
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TopicMeta> {
+        self.topics.get(name)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut TopicMeta> {
+        self.topics.get_mut(name)
+    }
+
+    /// Adds a topic; returns false (and changes nothing) if the name exists.
+    pub fn insert(&mut self, topic: TopicMeta) -> bool {
+        if self.topics.contains_key(&topic.name) {
+            return false;
+        }
+        self.topics.insert(topic.name.clone(), topic);
+        true
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<TopicMeta> {
+        self.topics.remove(name)
+    }
+
+    pub fn topics(&self) -> impl Iterator<Item = &TopicMeta> {
+        self.topics.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.topics.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[compio::test]
+    async fn save_then_load_round_trips_and_ignores_a_stale_temp() {
+        // A restart must see exactly the last saved registry, even after a crash left a temp file.
+        let dir = tempfile::tempdir().unwrap();
+        let mut registry = TopicRegistry::load(dir.path()).await.unwrap();
+        assert!(registry.is_empty());
+        let mut configs = BTreeMap::new();
+        configs.insert("retention.ms".to_string(), "1000".to_string());
+        assert!(registry.insert(TopicMeta::new("orders", 6, configs)));
+        assert!(!registry.insert(TopicMeta::new("orders", 1, BTreeMap::new())));
+        registry.save().await.unwrap();
+        std::fs::write(dir.path().join("topics.json.tmp"), b"{garbage").unwrap();
+        let loaded = TopicRegistry::load(dir.path()).await.unwrap();
+        assert_eq!(loaded.get("orders"), registry.get("orders"));
+        assert_eq!(loaded.len(), 1);
+    }
+
+    #[compio::test]
+    async fn a_corrupt_registry_is_an_error_not_an_empty_broker() {
+        // Silently starting empty would orphan every topic's data.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(REGISTRY_FILE_NAME), b"not json").unwrap();
+        assert!(matches!(TopicRegistry::load(dir.path()).await, Err(OpenError::BadRegistry { .. })));
+    }
+}

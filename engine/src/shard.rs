@@ -1,0 +1,164 @@
+//! A shard's share of the partitions, and the background work of those partitions (interval
+//! flushes, retention). One `Shard` per core; it is `!Send` and lives on that core's thread.
+//!
+//! # Invariants
+//! - A partition belongs to exactly one shard: [`partition_owner`] is a pure function of the
+//!   topic name, partition number and shard count, the same on every thread and every start.
+//! - A partition's directory is `<data_dir>/<topic>-<partition>`, as in Kafka.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use tracing::error;
+
+use crate::config::LogConfig;
+use crate::error::OpenError;
+use crate::io;
+use crate::log::{now_ms, PartitionLog};
+
+/// Index of a shard (one per core).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardId(pub u16);
+
+/// A topic's partition, by name and number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: Rc<str>,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: &str, partition: i32) -> Self {
+        Self {
+            topic: Rc::from(topic),
+            partition,
+        }
+    }
+}
+
+/// The shard that owns a partition: consecutive partitions of a topic go to consecutive shards,
+/// starting from a shard picked by the topic name's CRC-32C (stable across restarts).
+pub fn partition_owner(topic: &str, partition: i32, shard_count: u16) -> ShardId {
+    assert!(shard_count > 0, "at least one shard");
+    let start = u64::from(crc32c::crc32c(topic.as_bytes()));
+    let owner = (start + partition.max(0) as u64) % u64::from(shard_count);
+    ShardId(owner as u16)
+}
+
+/// Where a partition's segments live.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+/// The partitions one shard owns.
+pub struct Shard {
+    id: ShardId,
+    data_dir: PathBuf,
+    partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
+}
+
+impl Shard {
+    pub fn new(id: ShardId, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            id,
+            data_dir: data_dir.into(),
+            partitions: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Opens (recovering) or creates a partition's log; returns the open one if already open.
+    pub async fn open_partition(&self, topic_partition: TopicPartition, config: LogConfig) -> Result<Rc<PartitionLog>, OpenError> {
+        if let Some(log) = self.partition(&topic_partition) {
+            return Ok(log);
+        }
+        let dir = partition_dir(&self.data_dir, &topic_partition.topic, topic_partition.partition);
+        let (log, _report) = PartitionLog::open(&dir, config).await?;
+        // Another task may have opened it while we recovered: keep the first.
+        let mut partitions = self.partitions.borrow_mut();
+        Ok(Rc::clone(partitions.entry(topic_partition).or_insert(log)))
+    }
+
+    pub fn partition(&self, topic_partition: &TopicPartition) -> Option<Rc<PartitionLog>> {
+        self.partitions.borrow().get(topic_partition).cloned()
+    }
+
+    pub fn partitions(&self) -> Vec<(TopicPartition, Rc<PartitionLog>)> {
+        let mut all: Vec<_> = self
+            .partitions
+            .borrow()
+            .iter()
+            .map(|(topic_partition, log)| (topic_partition.clone(), Rc::clone(log)))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Closes a partition and deletes its directory (topic deletion).
+    pub async fn delete_partition(&self, topic_partition: &TopicPartition) -> std::io::Result<()> {
+        let removed = self.partitions.borrow_mut().remove(topic_partition);
+        if let Some(log) = removed {
+            log.close().await?;
+        }
+        let dir = partition_dir(&self.data_dir, &topic_partition.topic, topic_partition.partition);
+        io::blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    /// Syncs the partitions whose `<N>ms` flush interval is due. An fsync failure is returned:
+    /// the caller must treat it as fatal (the page cache state is unknown; never retry).
+    pub async fn flush_due(&self, now_ms: i64) -> std::io::Result<()> {
+        for (topic_partition, log) in self.partitions() {
+            if let Err(err) = log.sync_if_due(now_ms).await {
+                error!(topic = %topic_partition.topic, partition = topic_partition.partition, %err, "interval fsync failed");
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs retention over every partition of this shard.
+    pub async fn enforce_retention(&self) -> std::io::Result<()> {
+        let now = now_ms();
+        for (_, log) in self.partitions() {
+            log.enforce_retention(now).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes every partition: waits for queued appends, writes indexes, syncs.
+    pub async fn close(&self) -> std::io::Result<()> {
+        for (_, log) in self.partitions() {
+            log.close().await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_is_stable_and_spreads_partitions() {
+        // Routing must not change between threads or restarts, and a topic's partitions spread out.
+        let owners: Vec<ShardId> = (0..8).map(|p| partition_owner("orders", p, 4)).collect();
+        assert_eq!(owners, (0..8).map(|p| partition_owner("orders", p, 4)).collect::<Vec<_>>());
+        for shard in 0..4 {
+            assert_eq!(owners.iter().filter(|owner| owner.0 == shard).count(), 2);
+        }
+        assert_eq!(partition_owner("x", 3, 1), ShardId(0));
+    }
+}

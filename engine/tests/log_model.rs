@@ -1,0 +1,154 @@
+//! The partition log checked against a `Vec` model: random appends, random reads, reopen.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use ringtail_engine::{PartitionLog, ReadError};
+
+/// Appends `sizes` (records, value bytes) and returns the model: (base offset, stored bytes).
+async fn append_all(log: &std::rc::Rc<PartitionLog>, sizes: &[(usize, usize)], first_tag: u64) -> Vec<(i64, Vec<u8>)> {
+    let mut model = Vec::new();
+    for (index, (records, value_bytes)) in sizes.iter().enumerate() {
+        let original = tagged_batch(first_tag + index as u64, *records, *value_bytes, 1_000 + index as i64);
+        let outcome = log.append(bytes_mut(&original), 3).await.unwrap();
+        assert_eq!(outcome.last_offset - outcome.base_offset + 1, *records as i64);
+        model.push((outcome.base_offset, as_stored(&original, outcome.base_offset, 3)));
+    }
+    model
+}
+
+/// Checks a read against the model: starts at the batch holding `offset`, whole batches, in order,
+/// within `max_bytes` unless a single batch is larger.
+async fn check_read(log: &PartitionLog, model: &[(i64, Vec<u8>)], offset: i64, max_bytes: u64) {
+    let bytes = log.read_bytes(offset, max_bytes, true).await.unwrap();
+    let got = split_batches(&bytes);
+    let first = model.iter().position(|(base, stored)| {
+        let header = ringtail_engine::batch::parse_header(stored).unwrap();
+        *base <= offset && offset <= header.last_offset()
+    });
+    let Some(first) = first else {
+        assert!(got.is_empty(), "read at the end returns nothing");
+        return;
+    };
+    assert!(!got.is_empty(), "a read inside the log returns at least one batch");
+    assert!(got.len() == 1 || bytes.len() as u64 <= max_bytes, "max_bytes respected");
+    for (index, (_, stored)) in got.iter().enumerate() {
+        assert_eq!(stored, &model[first + index].1, "batch {} differs", first + index);
+    }
+    // The plan stops only when the next batch would not fit.
+    if let Some((_, next)) = model.get(first + got.len()) {
+        assert!(bytes.len() + next.len() > max_bytes as usize, "read stopped early");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn reads_match_the_model_across_rolls_and_reopen(
+        sizes in proptest::collection::vec((1usize..20, 1usize..400), 1..60),
+        probes in proptest::collection::vec((any::<prop::sample::Index>(), 1u64..20_000), 1..20),
+        segment_bytes in 1024u64..16_384,
+        index_interval_bytes in 0u32..2048,
+    ) {
+        // Guards offsets, segment rolls, index lookups and read boundaries, before and after restart.
+        let dir = tempfile::tempdir().unwrap();
+        block_on(async {
+            let config = small_config(segment_bytes, index_interval_bytes);
+            let (log, _) = PartitionLog::open(dir.path(), config.clone()).await.unwrap();
+            let model = append_all(&log, &sizes, 0).await;
+            let end = model.last().map(|(base, stored)| base + ringtail_engine::batch::parse_header(stored).unwrap().last_offset_delta as i64 + 1).unwrap();
+            assert_eq!(log.high_watermark(), end);
+            for (index, max_bytes) in &probes {
+                check_read(&log, &model, index.index(end as usize + 1) as i64, *max_bytes).await;
+            }
+            assert!(matches!(log.read(end + 1, 100, true).await, Err(ReadError::OffsetOutOfRange { .. })));
+            log.close().await.unwrap();
+            drop(log);
+
+            let (reopened, report) = PartitionLog::open(dir.path(), config).await.unwrap();
+            assert!(report.recovery.iter().all(|(_, recovery)| recovery.truncated_bytes == 0));
+            assert_eq!(reopened.high_watermark(), end);
+            assert_eq!(reopened.segment_count(), log_segments(dir.path()));
+            for (index, max_bytes) in &probes {
+                check_read(&reopened, &model, index.index(end as usize + 1) as i64, *max_bytes).await;
+            }
+            let more = append_all(&reopened, &sizes[..1], 1_000).await;
+            assert_eq!(more[0].0, end, "appends continue at the recovered end");
+        });
+    }
+}
+
+fn log_segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().extension().is_some_and(|ext| ext == "log"))
+        .count()
+}
+
+#[test]
+fn concurrent_appends_get_contiguous_offsets_and_share_fsyncs() {
+    // Group commit: appends waiting together become one write and one fdatasync, in order.
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let mut config = small_config(1 << 20, 4096);
+        config.flush = ringtail_engine::FlushPolicy::EveryBatch;
+        let (log, _) = PartitionLog::open(dir.path(), config).await.unwrap();
+        let tasks: Vec<_> = (0..50)
+            .map(|tag| {
+                let log = log.clone();
+                compio::runtime::spawn(async move { log.append(bytes_mut(&tagged_batch(tag, 2, 50, 0)), 0).await.unwrap() })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
+        outcomes.sort_by_key(|outcome| outcome.base_offset);
+        for (index, outcome) in outcomes.iter().enumerate() {
+            assert_eq!(outcome.base_offset, index as i64 * 2);
+        }
+        assert_eq!(log.durable_offset(), 100, "every_batch acknowledges only durable data");
+        let syncs = log.stats().fsyncs;
+        assert!(syncs < 50, "50 concurrent appends took {syncs} fsyncs: no group commit");
+    });
+}
+
+#[test]
+fn bad_batches_are_refused_with_typed_errors() {
+    // A corrupt or oversized batch never reaches the log and never panics.
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let mut config = small_config(1 << 20, 4096);
+        config.max_message_bytes = 500;
+        let (log, _) = PartitionLog::open(dir.path(), config).await.unwrap();
+        let mut corrupt = tagged_batch(0, 2, 10, 0);
+        *corrupt.last_mut().unwrap() ^= 1;
+        let err = log.append(bytes_mut(&corrupt), 0).await.unwrap_err();
+        assert!(matches!(err, ringtail_engine::AppendError::Batch(ringtail_engine::BatchError::CrcMismatch { .. })));
+        let err = log.append(bytes_mut(&tagged_batch(0, 2, 400, 0)), 0).await.unwrap_err();
+        assert!(matches!(err, ringtail_engine::AppendError::Batch(ringtail_engine::BatchError::TooLarge { .. })));
+        assert_eq!(log.high_watermark(), 0);
+    });
+}
+
+#[test]
+fn lookup_by_timestamp_finds_the_first_record_at_or_after() {
+    // ListOffsets by time: the first record whose timestamp reaches the target, across segments.
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), small_config(2048, 256)).await.unwrap();
+        // Batch i holds 4 records stamped 10*i .. 10*i+3.
+        for tag in 0..40u64 {
+            let batch = tagged_batch(tag, 4, 60, tag as i64 * 10);
+            log.append(bytes_mut(&batch), 0).await.unwrap();
+        }
+        assert!(log.segment_count() > 3);
+        assert_eq!(log.offset_for_timestamp(0).await.unwrap(), Some((0, 0)));
+        assert_eq!(log.offset_for_timestamp(122).await.unwrap(), Some((50, 122)));
+        assert_eq!(log.offset_for_timestamp(125).await.unwrap(), Some((52, 130)));
+        assert_eq!(log.offset_for_timestamp(393).await.unwrap(), Some((159, 393)));
+        assert_eq!(log.offset_for_timestamp(394).await.unwrap(), None);
+    });
+}
