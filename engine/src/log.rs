@@ -32,7 +32,11 @@ use crate::batch::{self, BatchHeader, Strictness};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{AppendError, OpenError, ReadError};
 use crate::io;
-use crate::segment::{self, RecoveryReport, Segment, SegmentFiles};
+use crate::segment::{self, RecoveryReport, RecoveryScan, Segment, SegmentFiles};
+
+/// Marker written by a clean [`PartitionLog::close`] and removed on open: without it, the last
+/// open ended in a crash and the active segment is CRC-checked from its start.
+pub const CLEAN_SHUTDOWN_FILE_NAME: &str = ".clean_shutdown";
 
 /// Recent (offset, segment base, position) batch boundaries kept to answer tail fetches without I/O.
 const BOUNDARY_CACHE_ENTRIES: usize = 64;
@@ -89,6 +93,8 @@ pub struct LogStats {
 #[derive(Debug, Clone, Default)]
 pub struct OpenReport {
     pub segments: usize,
+    /// Whether the previous run closed the log cleanly.
+    pub clean_shutdown: bool,
     pub recovery: Vec<(i64, RecoveryReport)>,
 }
 
@@ -161,12 +167,22 @@ impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering every segment.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<(Rc<Self>, OpenReport), OpenError> {
         let base_offsets = list_segments(dir).await?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
+        let clean_shutdown = compio::fs::metadata(&marker).await.is_ok();
         let now = now_ms();
         let mut segments = VecDeque::with_capacity(base_offsets.len().max(1));
-        let mut report = OpenReport::default();
+        let mut report = OpenReport {
+            clean_shutdown,
+            ..OpenReport::default()
+        };
         for (index, base_offset) in base_offsets.iter().enumerate() {
             let is_active = index + 1 == base_offsets.len();
-            let (segment, recovery) = segment::recover(dir, *base_offset, &config, is_active, now).await?;
+            let scan = if is_active && !clean_shutdown {
+                RecoveryScan::Full
+            } else {
+                RecoveryScan::FromLastIndexEntry
+            };
+            let (segment, recovery) = segment::recover(dir, *base_offset, &config, is_active, scan, now).await?;
             if recovery.truncated_bytes > 0 || recovery.index_rebuilt {
                 info!(dir = %dir.display(), base_offset, ?recovery, "recovered segment");
             }
@@ -177,6 +193,11 @@ impl PartitionLog {
             segments.push_back(Segment::create(dir, 0, &config, now).await?);
         }
         report.segments = segments.len();
+        if clean_shutdown {
+            // From here on a crash must lead to a full check: the removal has to be durable.
+            compio::fs::remove_file(&marker).await.map_err(OpenError::io(&marker))?;
+            io::sync_dir(dir).await.map_err(OpenError::io(dir))?;
+        }
         let next_offset = segments.back().map_or(0, |segment| segment.next_offset);
         let log_start_offset = segments.front().map_or(0, |segment| segment.base_offset);
         let log = Self {
@@ -673,7 +694,10 @@ impl PartitionLog {
         if let Some(delta) = delta {
             delta.write(&files).await?;
         }
-        self.sync().await
+        self.sync().await?;
+        let marker = compio::fs::File::create(self.dir.join(CLEAN_SHUTDOWN_FILE_NAME)).await?;
+        marker.sync_all().await?;
+        io::sync_dir(&self.dir).await
     }
 }
 

@@ -343,14 +343,24 @@ pub async fn read_range(file: &File, position: u64, len: usize) -> std::io::Resu
     io::read_at_most(file, position, len).await
 }
 
+/// How much of a segment recovery CRC-checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryScan {
+    /// From the last index entry on: after a clean shutdown, or for sealed (synced) segments.
+    FromLastIndexEntry,
+    /// Every batch: the active segment after a crash, where anything not yet synced may be torn.
+    Full,
+}
+
 /// Opens an existing segment and recovers it: indexes checked (rebuilt if they disagree with the
-/// log), every batch from the last index entry on CRC-checked, the file cut after the last valid
-/// batch, and — for the active segment — preallocated again.
+/// log), batches CRC-checked as `scan` says, the file cut after the last valid batch, and — for
+/// the active segment — preallocated again.
 pub async fn recover(
     dir: &Path,
     base_offset: i64,
     config: &LogConfig,
     is_active: bool,
+    scan: RecoveryScan,
     now_ms: i64,
 ) -> Result<(Segment, RecoveryReport), OpenError> {
     let files = open_files(dir, base_offset).await?;
@@ -359,6 +369,12 @@ pub async fn recover(
     let mut report = RecoveryReport::default();
     let mut segment = Segment::empty(base_offset, files, now_ms);
     load_indexes(&mut segment, file_bytes, &mut report).await?;
+    if scan == RecoveryScan::Full {
+        segment.offset_index = OffsetIndex::new(base_offset);
+        segment.time_index = TimeIndex::new(base_offset);
+        segment.offset_entries_persisted = 0;
+        segment.time_entries_persisted = 0;
+    }
 
     // Replay the tail from the last index entry through the same bookkeeping appends use.
     let (start_position, start_offset) = match segment.offset_index.last() {
