@@ -12,6 +12,7 @@
 //! everything afterwards are outside the timed region (`iter_custom`). Segments are 1 GiB, so no
 //! iteration rolls.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -20,10 +21,14 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use compio::runtime::Runtime;
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use criterion::measurement::WallTime;
-use ringtail_benches::{batches_for, clone_batches, record_count, scratch_dir, uniform_batch_within};
-use ringtail_engine::{FlushPolicy, LogConfig, PartitionLog};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput,
+};
+use ringtail_benches::{
+    batches_for, clone_batches, record_count, scratch_dir, uniform_batch_within,
+};
+use ringtail_engine::{FlushPolicy, LogConfig, LogStats, PartitionLog};
 use tempfile::TempDir;
 
 /// Bytes appended per timed iteration without fsync: large enough that per-iteration noise
@@ -91,10 +96,20 @@ fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for flush in [FlushPolicy::None, FlushPolicy::EveryBatch] {
         for (batch_target_bytes, batch_label) in [(16 << 10, "16KiB"), (1 << 20, "1MiB")] {
-            cases.push(Case { flush, batch_target_bytes, batch_label, in_flight: 1 });
+            cases.push(Case {
+                flush,
+                batch_target_bytes,
+                batch_label,
+                in_flight: 1,
+            });
         }
         // Group commit matters for small batches; 8 x 1 MiB would exceed no limit but adds nothing.
-        cases.push(Case { flush, batch_target_bytes: 16 << 10, batch_label: "16KiB", in_flight: IN_FLIGHT });
+        cases.push(Case {
+            flush,
+            batch_target_bytes: 16 << 10,
+            batch_label: "16KiB",
+            in_flight: IN_FLIGHT,
+        });
     }
     cases
 }
@@ -116,7 +131,8 @@ fn bench_append(criterion: &mut Criterion) {
         let template = uniform_batch_within(case.batch_target_bytes);
         // A whole number of rounds of `in_flight` appends, so every producer task and every
         // baseline sync group gets the same share.
-        let batch_count = batches_for(case.bytes_per_iter(), template.len()).next_multiple_of(case.in_flight);
+        let batch_count =
+            batches_for(case.bytes_per_iter(), template.len()).next_multiple_of(case.in_flight);
         let bytes_per_iter = (batch_count * template.len()) as u64;
         let mut group = criterion.benchmark_group(case.group_name());
         configure(&mut group);
@@ -129,17 +145,40 @@ fn bench_append(criterion: &mut Criterion) {
             ringtail_benches::VALUE_BYTES,
             bytes_per_iter,
         );
+        let last_stats = Cell::new(LogStats::default());
         group.bench_function(case.engine_name(), |bencher| {
             bencher.iter_custom(|iters| {
                 (0..iters)
-                    .map(|_| time_engine(&runtime, &scratch, &template, batch_count, case.flush, case.in_flight))
+                    .map(|_| {
+                        let (elapsed, stats) = time_engine(
+                            &runtime,
+                            &scratch,
+                            &template,
+                            batch_count,
+                            case.flush,
+                            case.in_flight,
+                        );
+                        last_stats.set(stats);
+                        elapsed
+                    })
                     .sum()
             });
         });
+        // How well appends were grouped: writes and fsyncs per append of the last iteration.
+        let stats = last_stats.get();
+        eprintln!(
+            "{}: engine stats of one iteration: {} appends, {} writes, {} fsyncs",
+            case.group_name(),
+            stats.appends,
+            stats.writes,
+            stats.fsyncs
+        );
         group.bench_function(case.baseline_name(), |bencher| {
             bencher.iter_custom(|iters| {
                 (0..iters)
-                    .map(|_| time_baseline(&scratch, &template, batch_count, case.baseline_sync_every()))
+                    .map(|_| {
+                        time_baseline(&scratch, &template, batch_count, case.baseline_sync_every())
+                    })
                     .sum()
             });
         });
@@ -159,7 +198,8 @@ fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
 }
 
 /// One timed engine iteration: `batch_count` appends of clones of `template` to a fresh log,
-/// from one producer (`in_flight == 1`) or from `in_flight` concurrent producer tasks.
+/// from one producer (`in_flight == 1`) or from `in_flight` concurrent producer tasks. Returns
+/// the timed duration and the log's counters (to report how appends were grouped).
 fn time_engine(
     runtime: &Runtime,
     scratch: &TempDir,
@@ -167,11 +207,13 @@ fn time_engine(
     batch_count: usize,
     flush: FlushPolicy,
     in_flight: usize,
-) -> Duration {
+) -> (Duration, LogStats) {
     let dir = tempfile::tempdir_in(scratch.path()).expect("log dir");
     let expected_records = batch_count as i64 * i64::from(record_count(template));
-    let elapsed = runtime.block_on(async {
-        let (log, _) = PartitionLog::open(dir.path(), engine_config(flush)).await.expect("open log");
+    let result = runtime.block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), engine_config(flush))
+            .await
+            .expect("open log");
         let buffers = clone_batches(template, batch_count);
         let started = Instant::now();
         if in_flight == 1 {
@@ -183,18 +225,27 @@ fn time_engine(
         }
         let elapsed = started.elapsed();
         // Untimed check that the timed work really happened.
-        assert_eq!(log.high_watermark(), expected_records, "every append landed");
+        assert_eq!(
+            log.high_watermark(),
+            expected_records,
+            "every append landed"
+        );
         if flush == FlushPolicy::EveryBatch {
-            assert_eq!(log.durable_offset(), expected_records, "every append is durable");
+            assert_eq!(
+                log.durable_offset(),
+                expected_records,
+                "every append is durable"
+            );
             log.close().await.expect("close");
         }
         // Under `none`, `close` would fdatasync 64 MiB that the baseline never syncs; the log is
         // dropped instead (the directory, dirty pages and all, is deleted next).
+        let stats = log.stats();
         drop(log);
-        elapsed
+        (elapsed, stats)
     });
     drop(dir);
-    elapsed
+    result
 }
 
 /// `in_flight` producer tasks, each appending its share in order: at any time up to `in_flight`
@@ -222,7 +273,12 @@ async fn append_concurrently(log: &Rc<PartitionLog>, buffers: Vec<BytesMut>, in_
 
 /// One timed baseline iteration: sequential `write_all` of clones of `template` to a fresh file,
 /// with `sync_data` after every `sync_every` batches when given.
-fn time_baseline(scratch: &TempDir, template: &[u8], batch_count: usize, sync_every: Option<usize>) -> Duration {
+fn time_baseline(
+    scratch: &TempDir,
+    template: &[u8],
+    batch_count: usize,
+    sync_every: Option<usize>,
+) -> Duration {
     let dir = tempfile::tempdir_in(scratch.path()).expect("baseline dir");
     let path = dir.path().join("baseline.log");
     let mut file = File::create(&path).expect("baseline file");

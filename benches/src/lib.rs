@@ -33,7 +33,8 @@ pub fn uniform_batch_within(target_bytes: usize) -> Vec<u8> {
         let encoded = batch::encode_uniform_batch(BASE_TIMESTAMP_MS, record_count, VALUE_BYTES);
         if encoded.len() <= target_bytes || record_count == 1 {
             // A benchmark that appends invalid batches would measure the error path.
-            batch::validate(&encoded, usize::MAX, Strictness::Producer).expect("benchmark batch is valid");
+            batch::validate(&encoded, usize::MAX, Strictness::Producer)
+                .expect("benchmark batch is valid");
             return encoded;
         }
         record_count -= 1;
@@ -42,7 +43,9 @@ pub fn uniform_batch_within(target_bytes: usize) -> Vec<u8> {
 
 /// Record count of a batch built by [`uniform_batch_within`] (for labels and reports).
 pub fn record_count(batch_bytes: &[u8]) -> i32 {
-    batch::parse_header(batch_bytes).expect("benchmark batch parses").record_count
+    batch::parse_header(batch_bytes)
+        .expect("benchmark batch parses")
+        .record_count
 }
 
 /// How many copies of a `batch_bytes`-byte batch make at least `total_bytes`.
@@ -63,8 +66,10 @@ pub fn clone_batches(template: &[u8], count: usize) -> Vec<BytesMut> {
 /// [`SCRATCH_DIR_ENV`]. Panics on tmpfs and friends: the append benchmarks must hit the page
 /// cache of a real filesystem and, for `every_batch`, a real `fdatasync`.
 pub fn scratch_dir(default_base: &Path) -> TempDir {
-    let base = std::env::var_os(SCRATCH_DIR_ENV).map_or_else(|| default_base.to_path_buf(), PathBuf::from);
-    std::fs::create_dir_all(&base).unwrap_or_else(|err| panic!("cannot create {}: {err}", base.display()));
+    let base =
+        std::env::var_os(SCRATCH_DIR_ENV).map_or_else(|| default_base.to_path_buf(), PathBuf::from);
+    std::fs::create_dir_all(&base)
+        .unwrap_or_else(|err| panic!("cannot create {}: {err}", base.display()));
     if let Some(fs_type) = filesystem_type(&base) {
         assert!(
             !MEMORY_FILESYSTEMS.contains(&fs_type.as_str()),
@@ -105,8 +110,12 @@ fn unescape_mount_field(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        let escape = bytes.get(index + 1..index + 4).filter(|_| bytes[index] == b'\\');
-        match escape.and_then(|digits| u8::from_str_radix(std::str::from_utf8(digits).ok()?, 8).ok()) {
+        let escape = bytes
+            .get(index + 1..index + 4)
+            .filter(|_| bytes[index] == b'\\');
+        match escape
+            .and_then(|digits| u8::from_str_radix(std::str::from_utf8(digits).ok()?, 8).ok())
+        {
             Some(byte) => {
                 out.push(byte);
                 index += 4;
@@ -154,7 +163,11 @@ mod tests {
         for target in [16 << 10, 1 << 20] {
             let batch = uniform_batch_within(target);
             assert!(batch.len() <= target);
-            let one_more = batch::encode_uniform_batch(BASE_TIMESTAMP_MS, record_count(&batch) as usize + 1, VALUE_BYTES);
+            let one_more = batch::encode_uniform_batch(
+                BASE_TIMESTAMP_MS,
+                record_count(&batch) as usize + 1,
+                VALUE_BYTES,
+            );
             assert!(one_more.len() > target);
         }
         // And a 1 MiB batch must pass the engine's default max.message.bytes.
@@ -164,7 +177,10 @@ mod tests {
 
     #[test]
     fn mount_fields_unescape() {
-        assert_eq!(unescape_mount_field(r"/mnt/with\040space"), "/mnt/with space");
+        assert_eq!(
+            unescape_mount_field(r"/mnt/with\040space"),
+            "/mnt/with space"
+        );
         assert_eq!(unescape_mount_field(r"/plain"), "/plain");
         assert_eq!(unescape_mount_field(r"/trailing\"), r"/trailing\");
     }

@@ -397,7 +397,11 @@ impl Default for ProducerSpec {
 
 /// Encodes an uncompressed RecordBatch v2 with base offset 0, for tests, benchmarks and tools
 /// (the broker never encodes batches: it stores the producers' bytes).
-pub fn encode_batch(base_timestamp: i64, records: &[RecordSpec<'_>], producer: ProducerSpec) -> Vec<u8> {
+pub fn encode_batch(
+    base_timestamp: i64,
+    records: &[RecordSpec<'_>],
+    producer: ProducerSpec,
+) -> Vec<u8> {
     assert!(!records.is_empty(), "a batch holds at least one record");
     let mut out = vec![0u8; HEADER_BYTES];
     let mut max_timestamp = base_timestamp;
@@ -419,9 +423,12 @@ pub fn encode_batch(base_timestamp: i64, records: &[RecordSpec<'_>], producer: P
     let last_offset_delta = (records.len() - 1) as i32;
     out[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
         .copy_from_slice(&last_offset_delta.to_be_bytes());
-    out[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8].copy_from_slice(&base_timestamp.to_be_bytes());
-    out[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&max_timestamp.to_be_bytes());
-    out[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8].copy_from_slice(&producer.producer_id.to_be_bytes());
+    out[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8]
+        .copy_from_slice(&base_timestamp.to_be_bytes());
+    out[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+        .copy_from_slice(&max_timestamp.to_be_bytes());
+    out[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8]
+        .copy_from_slice(&producer.producer_id.to_be_bytes());
     out[PRODUCER_EPOCH_OFFSET..PRODUCER_EPOCH_OFFSET + 2]
         .copy_from_slice(&producer.producer_epoch.to_be_bytes());
     out[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
@@ -444,7 +451,11 @@ fn write_optional_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
 }
 
 /// A batch of `record_count` records of `value_bytes` each: the benchmarks' and tests' workhorse.
-pub fn encode_uniform_batch(base_timestamp: i64, record_count: usize, value_bytes: usize) -> Vec<u8> {
+pub fn encode_uniform_batch(
+    base_timestamp: i64,
+    record_count: usize,
+    value_bytes: usize,
+) -> Vec<u8> {
     let value = vec![b'x'; value_bytes];
     let records: Vec<RecordSpec<'_>> = (0..record_count)
         .map(|_| RecordSpec {
@@ -464,9 +475,21 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let records = [
-            RecordSpec { key: Some(b"k1"), value: Some(b"v1"), timestamp_delta: 0 },
-            RecordSpec { key: None, value: Some(b"value-two"), timestamp_delta: 5 },
-            RecordSpec { key: Some(b"k3"), value: None, timestamp_delta: 9 },
+            RecordSpec {
+                key: Some(b"k1"),
+                value: Some(b"v1"),
+                timestamp_delta: 0,
+            },
+            RecordSpec {
+                key: None,
+                value: Some(b"value-two"),
+                timestamp_delta: 5,
+            },
+            RecordSpec {
+                key: Some(b"k3"),
+                value: None,
+                timestamp_delta: 9,
+            },
         ];
         encode_batch(1_000, &records, ProducerSpec::default())
     }
@@ -506,18 +529,36 @@ mod tests {
     fn each_error_kind_is_reported() {
         // One malformed input per error variant, none of them panics.
         let batch = sample();
-        assert!(matches!(validate(&batch[..30], MAX, Strictness::Producer), Err(BatchError::Truncated { .. })));
-        assert!(matches!(validate(&batch, 10, Strictness::Producer), Err(BatchError::TooLarge { .. })));
+        assert!(matches!(
+            validate(&batch[..30], MAX, Strictness::Producer),
+            Err(BatchError::Truncated { .. })
+        ));
+        assert!(matches!(
+            validate(&batch, 10, Strictness::Producer),
+            Err(BatchError::TooLarge { .. })
+        ));
         let mut bad = batch.clone();
         bad[MAGIC_OFFSET] = 1;
-        assert!(matches!(validate(&bad, MAX, Strictness::Producer), Err(BatchError::UnsupportedMagic { magic: 1 })));
+        assert!(matches!(
+            validate(&bad, MAX, Strictness::Producer),
+            Err(BatchError::UnsupportedMagic { magic: 1 })
+        ));
         let mut bad = batch.clone();
         *bad.last_mut().unwrap() ^= 0xff;
-        assert!(matches!(validate(&bad, MAX, Strictness::Producer), Err(BatchError::CrcMismatch { .. })));
+        assert!(matches!(
+            validate(&bad, MAX, Strictness::Producer),
+            Err(BatchError::CrcMismatch { .. })
+        ));
         let mut bad = batch.clone();
         bad[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&5i32.to_be_bytes());
-        assert!(matches!(validate(&bad, MAX, Strictness::Producer), Err(BatchError::BadLength { .. })));
-        assert!(matches!(validate_all(&[], MAX, Strictness::Producer), Err(BatchError::Empty)));
+        assert!(matches!(
+            validate(&bad, MAX, Strictness::Producer),
+            Err(BatchError::BadLength { .. })
+        ));
+        assert!(matches!(
+            validate_all(&[], MAX, Strictness::Producer),
+            Err(BatchError::Empty)
+        ));
     }
 
     #[test]
@@ -542,9 +583,41 @@ mod tests {
         assert_eq!(first_record_at_or_after(&batch, 1_010), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_corrupted_header_byte_is_caught_or_harmless(at in 0usize..HEADER_BYTES, flip in 1u8..=255, records in 1usize..8) {
+            // Flip one byte of each header field in turn: inside the CRC'd region, or in the
+            // length or magic, validation fails with a typed error; in base offset or leader
+            // epoch (outside the CRC, written by the broker) the batch stays valid.
+            let mut batch = encode_uniform_batch(1_000, records, 20);
+            batch[at] ^= flip;
+            let result = validate(&batch, MAX, Strictness::Producer);
+            let outside_crc = at < BATCH_LENGTH_OFFSET || (LEADER_EPOCH_OFFSET..MAGIC_OFFSET).contains(&at);
+            proptest::prop_assert_eq!(result.is_ok(), outside_crc, "byte {} -> {:?}", at, result);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            // The decoder faces the network: garbage gets an error, never a panic.
+            let _ = validate_all(&bytes, MAX, Strictness::Producer);
+            let _ = validate(&bytes, MAX, Strictness::Stored);
+            let _ = first_record_at_or_after(&bytes, 0);
+        }
+    }
+
     #[test]
     fn varlong_round_trips_edges() {
-        for value in [0i64, 1, -1, 63, -64, 64, i32::MAX as i64, i64::MIN, i64::MAX] {
+        for value in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            i32::MAX as i64,
+            i64::MIN,
+            i64::MAX,
+        ] {
             let mut out = Vec::new();
             write_varlong(&mut out, value);
             assert_eq!(read_varlong(&out), Some((value, out.len())));

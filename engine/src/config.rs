@@ -146,7 +146,10 @@ pub const TOPIC_CONFIG_NAMES: &[&str] = &[
 
 impl LogConfig {
     /// Applies topic-level overrides (Kafka config names) on top of `self`.
-    pub fn with_overrides(&self, overrides: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+    pub fn with_overrides(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
         let mut config = self.clone();
         for (name, value) in overrides {
             config.apply(name, value)?;
@@ -164,8 +167,14 @@ impl LogConfig {
         let number = || value.parse::<i64>().map_err(|_| invalid("not an integer"));
         match name {
             "flush" => self.flush = value.parse()?,
-            "retention.ms" => self.retention_ms = optional_limit(number()?).ok_or_else(|| invalid("must be -1 or >= 0"))?,
-            "retention.bytes" => self.retention_bytes = optional_limit(number()?).ok_or_else(|| invalid("must be -1 or >= 0"))?,
+            "retention.ms" => {
+                self.retention_ms =
+                    optional_limit(number()?).ok_or_else(|| invalid("must be -1 or >= 0"))?
+            }
+            "retention.bytes" => {
+                self.retention_bytes =
+                    optional_limit(number()?).ok_or_else(|| invalid("must be -1 or >= 0"))?
+            }
             "segment.bytes" => {
                 let bytes = u64::try_from(number()?).map_err(|_| invalid("negative"))?;
                 if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&bytes) {
@@ -173,11 +182,28 @@ impl LogConfig {
                 }
                 self.segment_bytes = bytes;
             }
-            "segment.ms" => self.segment_ms = u64::try_from(number()?).ok().filter(|ms| *ms > 0).ok_or_else(|| invalid("must be > 0"))?,
-            "index.interval.bytes" => self.index_interval_bytes = u32::try_from(number()?).map_err(|_| invalid("out of range"))?,
-            "max.message.bytes" => self.max_message_bytes = u32::try_from(number()?).ok().filter(|b| *b > 0).ok_or_else(|| invalid("must be > 0"))?,
+            "segment.ms" => {
+                self.segment_ms = u64::try_from(number()?)
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .ok_or_else(|| invalid("must be > 0"))?
+            }
+            "index.interval.bytes" => {
+                self.index_interval_bytes =
+                    u32::try_from(number()?).map_err(|_| invalid("out of range"))?
+            }
+            "max.message.bytes" => {
+                self.max_message_bytes = u32::try_from(number()?)
+                    .ok()
+                    .filter(|b| *b > 0)
+                    .ok_or_else(|| invalid("must be > 0"))?
+            }
             "cleanup.policy" => self.cleanup_policy = value.parse()?,
-            "preallocate" => self.preallocate = value.parse().map_err(|_| invalid("expected true or false"))?,
+            "preallocate" => {
+                self.preallocate = value
+                    .parse()
+                    .map_err(|_| invalid("expected true or false"))?
+            }
             _ => return Err(ConfigError::Unknown { name: name.into() }),
         }
         Ok(())
@@ -222,7 +248,11 @@ mod tests {
         assert_eq!("250ms".parse(), Ok(FlushPolicy::IntervalMs(250)));
         assert!("0ms".parse::<FlushPolicy>().is_err());
         assert!("fast".parse::<FlushPolicy>().is_err());
-        for policy in [FlushPolicy::None, FlushPolicy::EveryBatch, FlushPolicy::IntervalMs(5)] {
+        for policy in [
+            FlushPolicy::None,
+            FlushPolicy::EveryBatch,
+            FlushPolicy::IntervalMs(5),
+        ] {
             assert_eq!(policy.to_string().parse(), Ok(policy));
         }
     }
@@ -244,7 +274,10 @@ mod tests {
             copy.apply(name, &value).unwrap();
             assert_eq!(copy.get(name).unwrap(), value);
         }
-        assert!(matches!(LogConfig::default().apply("nope", "1"), Err(ConfigError::Unknown { .. })));
+        assert!(matches!(
+            LogConfig::default().apply("nope", "1"),
+            Err(ConfigError::Unknown { .. })
+        ));
         assert!(LogConfig::default().apply("segment.bytes", "10").is_err());
     }
 }

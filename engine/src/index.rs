@@ -73,8 +73,14 @@ impl OffsetIndex {
     pub fn push(&mut self, entry: OffsetEntry) {
         debug_assert!(entry.offset >= self.base_offset, "entry below segment base");
         if let Some(last) = self.entries.last() {
-            debug_assert!(entry.offset > last.offset, "offset index must increase in offset");
-            debug_assert!(entry.position > last.position, "offset index must increase in position");
+            debug_assert!(
+                entry.offset > last.offset,
+                "offset index must increase in offset"
+            );
+            debug_assert!(
+                entry.position > last.position,
+                "offset index must increase in position"
+            );
         }
         self.entries.push(entry);
     }
@@ -87,13 +93,17 @@ impl OffsetIndex {
 
     /// The last entry whose position is at most `position`.
     pub fn floor_by_position(&self, position: u32) -> Option<OffsetEntry> {
-        let count = self.entries.partition_point(|entry| entry.position <= position);
+        let count = self
+            .entries
+            .partition_point(|entry| entry.position <= position);
         count.checked_sub(1).map(|index| self.entries[index])
     }
 
     /// Drops entries at or past `position` (after a truncation of the log).
     pub fn truncate_to_position(&mut self, position: u32) {
-        let keep = self.entries.partition_point(|entry| entry.position < position);
+        let keep = self
+            .entries
+            .partition_point(|entry| entry.position < position);
         self.entries.truncate(keep);
     }
 
@@ -171,7 +181,10 @@ impl TimeIndex {
             if entry.timestamp <= last.timestamp {
                 return false;
             }
-            debug_assert!(entry.offset >= last.offset, "time index offsets must not decrease");
+            debug_assert!(
+                entry.offset >= last.offset,
+                "time index offsets must not decrease"
+            );
         }
         self.entries.push(entry);
         true
@@ -180,7 +193,9 @@ impl TimeIndex {
     /// The last entry whose timestamp is below `timestamp`: every batch up to its offset is older
     /// than `timestamp`, so a search for the first batch at or after `timestamp` may start there.
     pub fn last_before(&self, timestamp: i64) -> Option<TimeEntry> {
-        let count = self.entries.partition_point(|entry| entry.timestamp < timestamp);
+        let count = self
+            .entries
+            .partition_point(|entry| entry.timestamp < timestamp);
         count.checked_sub(1).map(|index| self.entries[index])
     }
 

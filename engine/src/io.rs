@@ -75,7 +75,11 @@ pub async fn write_all_at(file: &File, bytes: Vec<u8>, position: u64) -> io::Res
 
 /// Writes the buffers back to back at `position` with as few `writev`s as the kernel allows.
 /// Returns the buffers so the caller can reuse or drop them.
-pub async fn write_vectored_all_at<B>(file: &File, buffers: Vec<B>, position: u64) -> io::Result<Vec<B>>
+pub async fn write_vectored_all_at<B>(
+    file: &File,
+    buffers: Vec<B>,
+    position: u64,
+) -> io::Result<Vec<B>>
 where
     B: compio::buf::IoBuf + 'static,
 {
@@ -100,7 +104,12 @@ where
 }
 
 /// One `writev` of at most [`IOVECS_PER_WRITE_MAX`] buffers, finishing short writes.
-async fn write_chunk<B>(file: &File, chunk: Vec<B>, chunk_bytes: usize, position: u64) -> io::Result<Vec<B>>
+async fn write_chunk<B>(
+    file: &File,
+    chunk: Vec<B>,
+    chunk_bytes: usize,
+    position: u64,
+) -> io::Result<Vec<B>>
 where
     B: compio::buf::IoBuf + 'static,
 {
@@ -117,7 +126,12 @@ where
         let buffer_end = offset_in_chunk + bytes.len();
         if written < buffer_end {
             let from = written.max(offset_in_chunk) - offset_in_chunk;
-            write_all_at(file, bytes[from..].to_vec(), position + (offset_in_chunk + from) as u64).await?;
+            write_all_at(
+                file,
+                bytes[from..].to_vec(),
+                position + (offset_in_chunk + from) as u64,
+            )
+            .await?;
             written = buffer_end;
         }
         offset_in_chunk = buffer_end;

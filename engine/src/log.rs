@@ -122,11 +122,15 @@ struct LogState {
 
 impl LogState {
     fn active(&self) -> &Segment {
-        self.segments.back().expect("a log always has an active segment")
+        self.segments
+            .back()
+            .expect("a log always has an active segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments.back_mut().expect("a log always has an active segment")
+        self.segments
+            .back_mut()
+            .expect("a log always has an active segment")
     }
 
     fn remember_boundary(&mut self, offset: i64, segment_base: i64, position: u64) {
@@ -146,7 +150,9 @@ impl LogState {
 
     /// Index of the segment holding `offset` (the last with base offset <= `offset`).
     fn segment_index_for(&self, offset: i64) -> usize {
-        self.segments.partition_point(|segment| segment.base_offset <= offset).saturating_sub(1)
+        self.segments
+            .partition_point(|segment| segment.base_offset <= offset)
+            .saturating_sub(1)
     }
 }
 
@@ -182,7 +188,8 @@ impl PartitionLog {
             } else {
                 RecoveryScan::FromLastIndexEntry
             };
-            let (segment, recovery) = segment::recover(dir, *base_offset, &config, is_active, scan, now).await?;
+            let (segment, recovery) =
+                segment::recover(dir, *base_offset, &config, is_active, scan, now).await?;
             if recovery.truncated_bytes > 0 || recovery.index_rebuilt {
                 info!(dir = %dir.display(), base_offset, ?recovery, "recovered segment");
             }
@@ -195,7 +202,9 @@ impl PartitionLog {
         report.segments = segments.len();
         if clean_shutdown {
             // From here on a crash must lead to a full check: the removal has to be durable.
-            compio::fs::remove_file(&marker).await.map_err(OpenError::io(&marker))?;
+            compio::fs::remove_file(&marker)
+                .await
+                .map_err(OpenError::io(&marker))?;
             io::sync_dir(dir).await.map_err(OpenError::io(dir))?;
         }
         let next_offset = segments.back().map_or(0, |segment| segment.next_offset);
@@ -250,7 +259,12 @@ impl PartitionLog {
 
     /// Bytes of whole batches in all segments.
     pub fn size_bytes(&self) -> u64 {
-        self.state.borrow().segments.iter().map(|segment| segment.size_bytes).sum()
+        self.state
+            .borrow()
+            .segments
+            .iter()
+            .map(|segment| segment.size_bytes)
+            .sum()
     }
 
     pub fn stats(&self) -> LogStats {
@@ -263,18 +277,29 @@ impl PartitionLog {
 
     /// Base offsets of the segments, oldest first.
     pub fn segment_base_offsets(&self) -> Vec<i64> {
-        self.state.borrow().segments.iter().map(|segment| segment.base_offset).collect()
+        self.state
+            .borrow()
+            .segments
+            .iter()
+            .map(|segment| segment.base_offset)
+            .collect()
     }
 
     /// Appends a record set (one or more producer batches back to back) and returns once the flush
     /// policy's durability point is reached. Offsets and the leader epoch are written in place.
-    pub async fn append(self: &Rc<Self>, mut records: BytesMut, leader_epoch: i32) -> Result<AppendOutcome, AppendError> {
+    pub async fn append(
+        self: &Rc<Self>,
+        mut records: BytesMut,
+        leader_epoch: i32,
+    ) -> Result<AppendOutcome, AppendError> {
         let max_message_bytes = self.state.borrow().config.max_message_bytes as usize;
         let mut headers = batch::validate_all(&records, max_message_bytes, Strictness::Producer)?;
         let receiver = {
             let mut state = self.state.borrow_mut();
             if let Some(reason) = &state.failure {
-                return Err(AppendError::LogFailed { reason: reason.clone() });
+                return Err(AppendError::LogFailed {
+                    reason: reason.clone(),
+                });
             }
             if state.closed {
                 return Err(AppendError::Closed);
@@ -290,7 +315,11 @@ impl PartitionLog {
                 position += header.total_bytes();
             }
             let (reply, receiver) = oneshot::channel();
-            state.pending.push(PendingAppend { records, headers, reply });
+            state.pending.push(PendingAppend {
+                records,
+                headers,
+                reply,
+            });
             if !state.writer_active {
                 state.writer_active = true;
                 compio::runtime::spawn(Rc::clone(self).run_writer()).detach();
@@ -330,7 +359,9 @@ impl PartitionLog {
             let log_start_offset = self.log_start_offset();
             for (reply, batch_headers) in replies.into_iter().zip(&headers) {
                 let outcome = AppendOutcome {
-                    base_offset: batch_headers.first().map_or(-1, |header| header.base_offset),
+                    base_offset: batch_headers
+                        .first()
+                        .map_or(-1, |header| header.base_offset),
                     last_offset: batch_headers.last().map_or(-1, BatchHeader::last_offset),
                     log_start_offset,
                 };
@@ -341,7 +372,11 @@ impl PartitionLog {
     }
 
     /// Marks the log failed and answers every waiting append with the failure.
-    fn fail(&self, reason: String, replies: Vec<oneshot::Sender<Result<AppendOutcome, AppendError>>>) {
+    fn fail(
+        &self,
+        reason: String,
+        replies: Vec<oneshot::Sender<Result<AppendOutcome, AppendError>>>,
+    ) {
         error!(dir = %self.dir.display(), %reason, "partition log failed; it takes no appends until restart");
         let pending = {
             let mut state = self.state.borrow_mut();
@@ -349,14 +384,22 @@ impl PartitionLog {
             state.writer_active = false;
             std::mem::take(&mut state.pending)
         };
-        let waiting = replies.into_iter().chain(pending.into_iter().map(|pending| pending.reply));
+        let waiting = replies
+            .into_iter()
+            .chain(pending.into_iter().map(|pending| pending.reply));
         for reply in waiting {
-            let _ = reply.send(Err(AppendError::LogFailed { reason: reason.clone() }));
+            let _ = reply.send(Err(AppendError::LogFailed {
+                reason: reason.clone(),
+            }));
         }
     }
 
     /// Writes one group: runs of buffers per segment, rolling between runs when due.
-    async fn write_group(&self, buffers: Vec<BytesMut>, headers: &[Vec<BatchHeader>]) -> Result<(), String> {
+    async fn write_group(
+        &self,
+        buffers: Vec<BytesMut>,
+        headers: &[Vec<BatchHeader>],
+    ) -> Result<(), String> {
         let mut run: Vec<BytesMut> = Vec::new();
         let mut run_headers: Vec<BatchHeader> = Vec::new();
         let mut run_bytes = 0u64;
@@ -365,12 +408,21 @@ impl PartitionLog {
             let incoming_last_offset = batch_headers.last().map_or(0, BatchHeader::last_offset);
             let roll = {
                 let state = self.state.borrow();
-                state.active().should_roll(run_bytes, incoming_bytes, incoming_last_offset, &state.config, now_ms())
+                state.active().should_roll(
+                    run_bytes,
+                    incoming_bytes,
+                    incoming_last_offset,
+                    &state.config,
+                    now_ms(),
+                )
             };
             if roll {
-                self.write_run(std::mem::take(&mut run), std::mem::take(&mut run_headers)).await?;
+                self.write_run(std::mem::take(&mut run), std::mem::take(&mut run_headers))
+                    .await?;
                 run_bytes = 0;
-                self.roll().await.map_err(|err| format!("segment roll failed: {err}"))?;
+                self.roll()
+                    .await
+                    .map_err(|err| format!("segment roll failed: {err}"))?;
             }
             run_bytes += incoming_bytes;
             run.push(buffer);
@@ -380,7 +432,11 @@ impl PartitionLog {
     }
 
     /// One vectored write of whole batches at the active segment's end, then the bookkeeping.
-    async fn write_run(&self, run: Vec<BytesMut>, run_headers: Vec<BatchHeader>) -> Result<(), String> {
+    async fn write_run(
+        &self,
+        run: Vec<BytesMut>,
+        run_headers: Vec<BatchHeader>,
+    ) -> Result<(), String> {
         if run.is_empty() {
             return Ok(());
         }
@@ -400,19 +456,26 @@ impl PartitionLog {
                 active.note_appended(header, batch_position, &config);
                 batch_position += header.total_bytes() as u64;
             }
-            let (segment_base, next_offset, size_bytes) = (active.base_offset, active.next_offset, active.size_bytes);
+            let (segment_base, next_offset, size_bytes) =
+                (active.base_offset, active.next_offset, active.size_bytes);
             let delta = active.take_index_delta();
             state.stats.appends += run_headers.len() as u64;
             state.stats.bytes_appended += batch_position - position;
             state.stats.writes += 1;
-            debug_assert!(next_offset > state.high_watermark, "high watermark only moves forward");
+            debug_assert!(
+                next_offset > state.high_watermark,
+                "high watermark only moves forward"
+            );
             state.high_watermark = next_offset;
             state.remember_boundary(next_offset, segment_base, size_bytes);
             delta
         };
         if let Some(delta) = delta {
             // The index is a cache that recovery rebuilds; its write needs no fsync.
-            delta.write(&files).await.map_err(|err| format!("index write failed: {err}"))?;
+            delta
+                .write(&files)
+                .await
+                .map_err(|err| format!("index write failed: {err}"))?;
         }
         Ok(())
     }
@@ -422,7 +485,9 @@ impl PartitionLog {
         if self.state.borrow().config.flush != FlushPolicy::EveryBatch {
             return Ok(());
         }
-        self.sync().await.map_err(|err| format!("fdatasync failed: {err}"))
+        self.sync()
+            .await
+            .map_err(|err| format!("fdatasync failed: {err}"))
     }
 
     /// Makes everything written so far durable (used by `every_batch`, the interval flusher and
@@ -448,7 +513,8 @@ impl PartitionLog {
             let state = self.state.borrow();
             match state.config.flush {
                 FlushPolicy::IntervalMs(interval_ms) => {
-                    state.durable_offset < state.high_watermark && now_ms - state.last_sync_ms >= interval_ms as i64
+                    state.durable_offset < state.high_watermark
+                        && now_ms - state.last_sync_ms >= interval_ms as i64
                 }
                 FlushPolicy::None | FlushPolicy::EveryBatch => false,
             }
@@ -493,7 +559,12 @@ impl PartitionLog {
     /// Plans a read of up to `max_bytes` from `offset`: slices of whole batches. With
     /// `min_one_batch`, a first batch larger than `max_bytes` is still returned whole (KIP-74), so
     /// a consumer always makes progress.
-    pub async fn read(&self, offset: i64, max_bytes: u64, min_one_batch: bool) -> Result<ReadPlan, ReadError> {
+    pub async fn read(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        min_one_batch: bool,
+    ) -> Result<ReadPlan, ReadError> {
         let (high_watermark, log_start_offset) = {
             let state = self.state.borrow();
             (state.high_watermark, state.log_start_offset)
@@ -513,7 +584,10 @@ impl PartitionLog {
         let mut cursor = offset;
         let mut remaining = max_bytes;
         while cursor < high_watermark && remaining > 0 {
-            let Some(step) = self.read_in_segment(cursor, remaining, min_one_batch && plan.slices.is_empty()).await? else {
+            let Some(step) = self
+                .read_in_segment(cursor, remaining, min_one_batch && plan.slices.is_empty())
+                .await?
+            else {
                 break;
             };
             if let Some(slice) = step.slice {
@@ -528,7 +602,12 @@ impl PartitionLog {
         Ok(plan)
     }
 
-    async fn read_in_segment(&self, cursor: i64, remaining: u64, min_one_batch: bool) -> Result<Option<SegmentRead>, ReadError> {
+    async fn read_in_segment(
+        &self,
+        cursor: i64,
+        remaining: u64,
+        min_one_batch: bool,
+    ) -> Result<Option<SegmentRead>, ReadError> {
         let (files, size_bytes, segment_next_offset, walk_from, cached, walk_start_for_limit) = {
             let state = self.state.borrow();
             let segment = &state.segments[state.segment_index_for(cursor)];
@@ -546,7 +625,16 @@ impl PartitionLog {
         };
         let start = match cached {
             Some(position) => position,
-            None => segment::walk_to_offset(&files.log, &files.log_path, walk_from.0, size_bytes, cursor).await?,
+            None => {
+                segment::walk_to_offset(
+                    &files.log,
+                    &files.log_path,
+                    walk_from.0,
+                    size_bytes,
+                    cursor,
+                )
+                .await?
+            }
         };
         if start >= size_bytes {
             return Ok(Some(SegmentRead {
@@ -563,7 +651,14 @@ impl PartitionLog {
                 .floor_by_position(limit.min(u64::from(u32::MAX)) as u32)
                 .map_or(0, |entry| u64::from(entry.position))
                 .max(start);
-            let boundary = segment::walk_to_boundary(&files.log, &files.log_path, walk_start, size_bytes, limit).await?;
+            let boundary = segment::walk_to_boundary(
+                &files.log,
+                &files.log_path,
+                walk_start,
+                size_bytes,
+                limit,
+            )
+            .await?;
             if boundary > start {
                 boundary
             } else if min_one_batch {
@@ -584,41 +679,64 @@ impl PartitionLog {
     }
 
     /// Reads into memory what [`PartitionLog::read`] would send.
-    pub async fn read_bytes(&self, offset: i64, max_bytes: u64, min_one_batch: bool) -> Result<Vec<u8>, ReadError> {
+    pub async fn read_bytes(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        min_one_batch: bool,
+    ) -> Result<Vec<u8>, ReadError> {
         let plan = self.read(offset, max_bytes, min_one_batch).await?;
         let mut out = Vec::with_capacity(plan.total_bytes() as usize);
         for slice in &plan.slices {
-            out.extend_from_slice(&segment::read_range(&slice.file, slice.position, slice.len as usize).await?);
+            out.extend_from_slice(
+                &segment::read_range(&slice.file, slice.position, slice.len as usize).await?,
+            );
         }
         Ok(out)
     }
 
     /// The first offset whose record timestamp is at least `timestamp`, with that timestamp
     /// (ListOffsets by time). `None` when every record is older.
-    pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, ReadError> {
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, ReadError> {
         let candidates: Vec<(SegmentFiles, u64, u64)> = {
             let state = self.state.borrow();
             state
                 .segments
                 .iter()
                 .filter(|segment| segment.max_timestamp >= timestamp)
-                .map(|segment| (segment.files.clone(), segment.walk_start_for_timestamp(timestamp), segment.size_bytes))
+                .map(|segment| {
+                    (
+                        segment.files.clone(),
+                        segment.walk_start_for_timestamp(timestamp),
+                        segment.size_bytes,
+                    )
+                })
                 .collect()
         };
         for (files, mut position, size_bytes) in candidates {
             while position < size_bytes {
-                let header_bytes = segment::read_range(&files.log, position, batch::HEADER_BYTES).await?;
-                let header = batch::parse_header(&header_bytes).map_err(|err| ReadError::Corrupt {
-                    path: files.log_path.clone(),
-                    position,
-                    reason: err.to_string(),
-                })?;
+                let header_bytes =
+                    segment::read_range(&files.log, position, batch::HEADER_BYTES).await?;
+                let header =
+                    batch::parse_header(&header_bytes).map_err(|err| ReadError::Corrupt {
+                        path: files.log_path.clone(),
+                        position,
+                        reason: err.to_string(),
+                    })?;
                 if header.max_timestamp >= timestamp {
-                    let whole = segment::read_range(&files.log, position, header.total_bytes()).await?;
-                    return Ok(Some(match batch::first_record_at_or_after(&whole, timestamp) {
-                        Some((delta, record_timestamp)) => (header.base_offset + i64::from(delta), record_timestamp),
-                        None => (header.base_offset, header.max_timestamp),
-                    }));
+                    let whole =
+                        segment::read_range(&files.log, position, header.total_bytes()).await?;
+                    return Ok(Some(
+                        match batch::first_record_at_or_after(&whole, timestamp) {
+                            Some((delta, record_timestamp)) => {
+                                (header.base_offset + i64::from(delta), record_timestamp)
+                            }
+                            None => (header.base_offset, header.max_timestamp),
+                        },
+                    ));
                 }
                 position += header.total_bytes() as u64;
             }
@@ -628,7 +746,10 @@ impl PartitionLog {
 
     /// Deletes whole segments beyond `retention.bytes` or older than `retention.ms` and advances
     /// the log start offset. An expired active segment is rolled first so it can go too.
-    pub async fn enforce_retention(self: &Rc<Self>, now_ms: i64) -> Result<RetentionOutcome, std::io::Error> {
+    pub async fn enforce_retention(
+        self: &Rc<Self>,
+        now_ms: i64,
+    ) -> Result<RetentionOutcome, std::io::Error> {
         let mut outcome = RetentionOutcome::default();
         self.roll_expired_active(now_ms).await?;
         loop {
@@ -638,9 +759,14 @@ impl PartitionLog {
                     break;
                 }
                 let doomed = state.segments.pop_front().expect("checked length");
-                let new_start = state.segments.front().map_or(doomed.next_offset, |segment| segment.base_offset);
+                let new_start = state
+                    .segments
+                    .front()
+                    .map_or(doomed.next_offset, |segment| segment.base_offset);
                 state.log_start_offset = state.log_start_offset.max(new_start);
-                state.boundaries.retain(|(_, base, _)| *base != doomed.base_offset);
+                state
+                    .boundaries
+                    .retain(|(_, base, _)| *base != doomed.base_offset);
                 doomed
             };
             outcome.segments_deleted += 1;
@@ -659,7 +785,9 @@ impl PartitionLog {
             let mut state = self.state.borrow_mut();
             let active = state.active();
             let expired = state.config.retention_ms.is_some_and(|retention_ms| {
-                active.size_bytes > 0 && active.max_timestamp >= 0 && now_ms - active.max_timestamp > retention_ms as i64
+                active.size_bytes > 0
+                    && active.max_timestamp >= 0
+                    && now_ms - active.max_timestamp > retention_ms as i64
             });
             // The roll acts as the writer: no append may write to the old active meanwhile.
             if !expired || state.writer_active || state.failure.is_some() {
@@ -710,12 +838,20 @@ struct SegmentRead {
 /// True when the oldest segment is past retention by size or by age.
 fn front_is_expired(state: &LogState, now_ms: i64) -> bool {
     let front = state.segments.front().expect("log has segments");
-    let total_bytes: u64 = state.segments.iter().map(|segment| segment.size_bytes).sum();
+    let total_bytes: u64 = state
+        .segments
+        .iter()
+        .map(|segment| segment.size_bytes)
+        .sum();
     let too_big = state
         .config
         .retention_bytes
         .is_some_and(|retention_bytes| total_bytes - front.size_bytes >= retention_bytes);
-    let newest_ms = if front.max_timestamp >= 0 { front.max_timestamp } else { front.created_ms };
+    let newest_ms = if front.max_timestamp >= 0 {
+        front.max_timestamp
+    } else {
+        front.created_ms
+    };
     let too_old = state
         .config
         .retention_ms
@@ -739,9 +875,14 @@ async fn list_segments(dir: &Path) -> Result<Vec<i64>, OpenError> {
         if path.extension().and_then(|ext| ext.to_str()) != Some("log") {
             continue;
         }
-        let stem = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default();
+        let stem = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .unwrap_or_default();
         match stem.parse::<i64>() {
-            Ok(base_offset) if stem.len() == 20 && base_offset >= 0 => base_offsets.push(base_offset),
+            Ok(base_offset) if stem.len() == 20 && base_offset >= 0 => {
+                base_offsets.push(base_offset)
+            }
             _ => return Err(OpenError::BadFileName { path }),
         }
     }

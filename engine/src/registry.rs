@@ -34,7 +34,11 @@ pub struct TopicMeta {
 }
 
 impl TopicMeta {
-    pub fn new(name: impl Into<String>, partitions: u32, configs: BTreeMap<String, String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        partitions: u32,
+        configs: BTreeMap<String, String>,
+    ) -> Self {
         Self {
             name: name.into(),
             topic_id: Uuid::new_v4(),
@@ -68,12 +72,19 @@ impl TopicRegistry {
         let bytes = match compio::fs::read(&path).await {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self { path, topics: BTreeMap::new() });
+                return Ok(Self {
+                    path,
+                    topics: BTreeMap::new(),
+                });
             }
             Err(err) => return Err(OpenError::Io { path, source: err }),
         };
-        let bad = |reason: String| OpenError::BadRegistry { path: path.clone(), reason };
-        let file: RegistryFile = serde_json::from_slice(&bytes).map_err(|err| bad(err.to_string()))?;
+        let bad = |reason: String| OpenError::BadRegistry {
+            path: path.clone(),
+            reason,
+        };
+        let file: RegistryFile =
+            serde_json::from_slice(&bytes).map_err(|err| bad(err.to_string()))?;
         if file.version != REGISTRY_VERSION {
             return Err(bad(format!("unsupported version {}", file.version)));
         }
@@ -168,6 +179,9 @@ mod tests {
         // Silently starting empty would orphan every topic's data.
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(REGISTRY_FILE_NAME), b"not json").unwrap();
-        assert!(matches!(TopicRegistry::load(dir.path()).await, Err(OpenError::BadRegistry { .. })));
+        assert!(matches!(
+            TopicRegistry::load(dir.path()).await,
+            Err(OpenError::BadRegistry { .. })
+        ));
     }
 }

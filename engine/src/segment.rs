@@ -23,7 +23,9 @@ use tracing::{debug, warn};
 use crate::batch::{self, BatchHeader, Strictness, LOG_OVERHEAD_BYTES};
 use crate::config::LogConfig;
 use crate::error::{OpenError, ReadError};
-use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
+use crate::index::{
+    OffsetEntry, OffsetIndex, TimeEntry, TimeIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES,
+};
 use crate::io;
 
 /// Bytes read at a time when recovery scans a segment.
@@ -79,9 +81,15 @@ async fn open_files(dir: &Path, base_offset: i64) -> Result<SegmentFiles, OpenEr
     let log_path = dir.join(log_file_name(base_offset));
     let index_path = log_path.with_extension("index");
     let time_path = log_path.with_extension("timeindex");
-    let log = io::open_read_write(&log_path).await.map_err(OpenError::io(&log_path))?;
-    let offset_index = io::open_read_write(&index_path).await.map_err(OpenError::io(&index_path))?;
-    let time_index = io::open_read_write(&time_path).await.map_err(OpenError::io(&time_path))?;
+    let log = io::open_read_write(&log_path)
+        .await
+        .map_err(OpenError::io(&log_path))?;
+    let offset_index = io::open_read_write(&index_path)
+        .await
+        .map_err(OpenError::io(&index_path))?;
+    let time_index = io::open_read_write(&time_path)
+        .await
+        .map_err(OpenError::io(&time_path))?;
     Ok(SegmentFiles {
         log,
         log_path,
@@ -109,11 +117,22 @@ impl Segment {
     }
 
     /// Creates a new, empty active segment, preallocated when the config asks.
-    pub async fn create(dir: &Path, base_offset: i64, config: &LogConfig, now_ms: i64) -> Result<Self, OpenError> {
+    pub async fn create(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Self, OpenError> {
         let files = open_files(dir, base_offset).await?;
         let mut segment = Self::empty(base_offset, files, now_ms);
-        for file in [&segment.files.log, &segment.files.offset_index, &segment.files.time_index] {
-            file.set_len(0).await.map_err(OpenError::io(&segment.files.log_path))?;
+        for file in [
+            &segment.files.log,
+            &segment.files.offset_index,
+            &segment.files.time_index,
+        ] {
+            file.set_len(0)
+                .await
+                .map_err(OpenError::io(&segment.files.log_path))?;
         }
         segment.preallocate(config).await?;
         Ok(segment)
@@ -218,7 +237,11 @@ impl Segment {
     }
 
     /// Truncates the log to its logical end and writes out its indexes: it takes no more appends.
-    pub async fn seal(files: SegmentFiles, size_bytes: u64, delta: Option<IndexDelta>) -> std::io::Result<()> {
+    pub async fn seal(
+        files: SegmentFiles,
+        size_bytes: u64,
+        delta: Option<IndexDelta>,
+    ) -> std::io::Result<()> {
         files.log.set_len(size_bytes).await?;
         if let Some(delta) = delta {
             delta.write(&files).await?;
@@ -259,7 +282,13 @@ impl IndexDelta {
 
 /// Walks batch headers from `position` (a batch start) and returns the start of the batch that
 /// holds `target_offset`, or `end` when no batch before `end` does.
-pub async fn walk_to_offset(file: &File, path: &Path, mut position: u64, end: u64, target_offset: i64) -> Result<u64, ReadError> {
+pub async fn walk_to_offset(
+    file: &File,
+    path: &Path,
+    mut position: u64,
+    end: u64,
+    target_offset: i64,
+) -> Result<u64, ReadError> {
     let mut walker = HeaderWalker::new(file, path, end);
     while position < end {
         let (next_offset, total) = walker.header_at(position).await?;
@@ -273,7 +302,13 @@ pub async fn walk_to_offset(file: &File, path: &Path, mut position: u64, end: u6
 
 /// Walks batch headers from `position` (a batch start) and returns the last batch boundary at or
 /// before `limit` (which may be `position` itself).
-pub async fn walk_to_boundary(file: &File, path: &Path, mut position: u64, end: u64, limit: u64) -> Result<u64, ReadError> {
+pub async fn walk_to_boundary(
+    file: &File,
+    path: &Path,
+    mut position: u64,
+    end: u64,
+    limit: u64,
+) -> Result<u64, ReadError> {
     let mut walker = HeaderWalker::new(file, path, end);
     while position < end.min(limit) {
         let (_, total) = walker.header_at(position).await?;
@@ -309,7 +344,9 @@ impl<'a> HeaderWalker<'a> {
     async fn header_at(&mut self, position: u64) -> Result<(i64, u64), ReadError> {
         let window_end = self.window_start + self.window.len() as u64;
         if position < self.window_start || position + WALK_HEADER_BYTES as u64 > window_end {
-            let len = WALK_READ_BYTES.min((self.end - position) as usize).max(WALK_HEADER_BYTES);
+            let len = WALK_READ_BYTES
+                .min((self.end - position) as usize)
+                .max(WALK_HEADER_BYTES);
             self.window = io::read_at_most(self.file, position, len).await?;
             self.window_start = position;
         }
@@ -319,8 +356,12 @@ impl<'a> HeaderWalker<'a> {
             position,
             reason: reason.to_string(),
         };
-        let bytes = self.window.get(at..at + WALK_HEADER_BYTES).ok_or_else(|| corrupt("header past end of file"))?;
-        let (base_offset, batch_length) = batch::peek_offset_and_length(bytes).ok_or_else(|| corrupt("short header"))?;
+        let bytes = self
+            .window
+            .get(at..at + WALK_HEADER_BYTES)
+            .ok_or_else(|| corrupt("header past end of file"))?;
+        let (base_offset, batch_length) =
+            batch::peek_offset_and_length(bytes).ok_or_else(|| corrupt("short header"))?;
         if batch_length < (batch::HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
             return Err(corrupt("batch length below header size"));
         }
@@ -333,8 +374,15 @@ impl<'a> HeaderWalker<'a> {
 }
 
 /// End position of the batch that starts at `position`.
-pub async fn batch_end(file: &File, path: &Path, position: u64, end: u64) -> Result<u64, ReadError> {
-    let (_, total) = HeaderWalker::new(file, path, end).header_at(position).await?;
+pub async fn batch_end(
+    file: &File,
+    path: &Path,
+    position: u64,
+    end: u64,
+) -> Result<u64, ReadError> {
+    let (_, total) = HeaderWalker::new(file, path, end)
+        .header_at(position)
+        .await?;
     Ok(position + total)
 }
 
@@ -365,7 +413,12 @@ pub async fn recover(
 ) -> Result<(Segment, RecoveryReport), OpenError> {
     let files = open_files(dir, base_offset).await?;
     let path = files.log_path.clone();
-    let file_bytes = files.log.metadata().await.map_err(OpenError::io(&path))?.len();
+    let file_bytes = files
+        .log
+        .metadata()
+        .await
+        .map_err(OpenError::io(&path))?
+        .len();
     let mut report = RecoveryReport::default();
     let mut segment = Segment::empty(base_offset, files, now_ms);
     load_indexes(&mut segment, file_bytes, &mut report).await?;
@@ -383,7 +436,10 @@ pub async fn recover(
     };
     segment.size_bytes = start_position;
     segment.next_offset = start_offset;
-    segment.max_timestamp = segment.time_index.last().map_or(-1, |entry| entry.timestamp);
+    segment.max_timestamp = segment
+        .time_index
+        .last()
+        .map_or(-1, |entry| entry.timestamp);
     let valid_end = scan_tail(&mut segment, file_bytes, config, &mut report).await?;
     if valid_end < file_bytes {
         let tail = io::read_at_most(&segment.files.log, valid_end, LOG_OVERHEAD_BYTES)
@@ -395,46 +451,78 @@ pub async fn recover(
         } else {
             debug!(path = %path.display(), valid_end, "dropped preallocated space");
         }
-        segment.files.log.set_len(valid_end).await.map_err(OpenError::io(&path))?;
+        segment
+            .files
+            .log
+            .set_len(valid_end)
+            .await
+            .map_err(OpenError::io(&path))?;
     }
     if is_active {
         segment.preallocate(config).await?;
     } else {
         segment.allocated_bytes = segment.size_bytes;
     }
-    rewrite_indexes(&mut segment, &report).await.map_err(OpenError::io(&path))?;
+    rewrite_indexes(&mut segment, &report)
+        .await
+        .map_err(OpenError::io(&path))?;
     Ok((segment, report))
 }
 
 /// Loads both index files, keeping only what agrees with the log; clears them when the last
 /// offset entry does not point at a batch with that base offset.
-async fn load_indexes(segment: &mut Segment, file_bytes: u64, report: &mut RecoveryReport) -> Result<(), OpenError> {
-    let index_len = segment.files.offset_index.metadata().await.map_err(OpenError::io(&segment.files.log_path))?.len();
-    let time_len = segment.files.time_index.metadata().await.map_err(OpenError::io(&segment.files.log_path))?.len();
+async fn load_indexes(
+    segment: &mut Segment,
+    file_bytes: u64,
+    report: &mut RecoveryReport,
+) -> Result<(), OpenError> {
+    let index_len = segment
+        .files
+        .offset_index
+        .metadata()
+        .await
+        .map_err(OpenError::io(&segment.files.log_path))?
+        .len();
+    let time_len = segment
+        .files
+        .time_index
+        .metadata()
+        .await
+        .map_err(OpenError::io(&segment.files.log_path))?
+        .len();
     let offset_bytes = io::read_at_most(&segment.files.offset_index, 0, index_len as usize)
         .await
         .map_err(OpenError::io(&segment.files.log_path))?;
     let time_bytes = io::read_at_most(&segment.files.time_index, 0, time_len as usize)
         .await
         .map_err(OpenError::io(&segment.files.log_path))?;
-    let (mut offset_index, offset_valid) = OffsetIndex::decode(segment.base_offset, &offset_bytes, file_bytes);
+    let (mut offset_index, offset_valid) =
+        OffsetIndex::decode(segment.base_offset, &offset_bytes, file_bytes);
     let mut consistent = offset_valid;
     if let Some(last) = offset_index.last() {
-        let header = io::read_at_most(&segment.files.log, u64::from(last.position), LOG_OVERHEAD_BYTES)
-            .await
-            .map_err(OpenError::io(&segment.files.log_path))?;
+        let header = io::read_at_most(
+            &segment.files.log,
+            u64::from(last.position),
+            LOG_OVERHEAD_BYTES,
+        )
+        .await
+        .map_err(OpenError::io(&segment.files.log_path))?;
         if batch::peek_offset_and_length(&header).map(|(offset, _)| offset) != Some(last.offset) {
             offset_index = OffsetIndex::new(segment.base_offset);
             consistent = false;
         }
     }
-    let covered_offset = offset_index.last().map_or(segment.base_offset, |entry| entry.offset + 1);
-    let (mut time_index, time_valid) = TimeIndex::decode(segment.base_offset, &time_bytes, covered_offset);
+    let covered_offset = offset_index
+        .last()
+        .map_or(segment.base_offset, |entry| entry.offset + 1);
+    let (mut time_index, time_valid) =
+        TimeIndex::decode(segment.base_offset, &time_bytes, covered_offset);
     if !consistent {
         time_index = TimeIndex::new(segment.base_offset);
     }
     // Both indexes are written together; a time index past the offset index is stale.
-    report.index_rebuilt = !(consistent && time_valid) && !(offset_bytes.is_empty() && time_bytes.is_empty());
+    let fresh_files = offset_bytes.is_empty() && time_bytes.is_empty();
+    report.index_rebuilt = !((consistent && time_valid) || fresh_files);
     segment.offset_entries_persisted = offset_index.len();
     segment.time_entries_persisted = time_index.len();
     segment.offset_index = offset_index;
@@ -444,7 +532,12 @@ async fn load_indexes(segment: &mut Segment, file_bytes: u64, report: &mut Recov
 
 /// CRC-checks batches from `segment.size_bytes` on and notes each valid one; returns the end of
 /// the last valid batch.
-async fn scan_tail(segment: &mut Segment, file_bytes: u64, config: &LogConfig, report: &mut RecoveryReport) -> Result<u64, OpenError> {
+async fn scan_tail(
+    segment: &mut Segment,
+    file_bytes: u64,
+    config: &LogConfig,
+    report: &mut RecoveryReport,
+) -> Result<u64, OpenError> {
     // A single batch may be larger than segment.bytes (it then fills a segment alone).
     let batch_bytes_max = i32::MAX as usize;
     let mut window: Vec<u8> = Vec::new();
@@ -457,12 +550,15 @@ async fn scan_tail(segment: &mut Segment, file_bytes: u64, config: &LogConfig, r
         let at = (position - window_start) as usize;
         let have_header = window.len() >= at + LOG_OVERHEAD_BYTES;
         let needed = if have_header {
-            batch::peek_offset_and_length(&window[at..]).map_or(0, |(_, length)| LOG_OVERHEAD_BYTES + length.max(0) as usize)
+            batch::peek_offset_and_length(&window[at..])
+                .map_or(0, |(_, length)| LOG_OVERHEAD_BYTES + length.max(0) as usize)
         } else {
             batch::HEADER_BYTES
         };
         if !have_header || window.len() < at + needed {
-            let len = RECOVERY_READ_BYTES.max(needed).min((file_bytes - position) as usize);
+            let len = RECOVERY_READ_BYTES
+                .max(needed)
+                .min((file_bytes - position) as usize);
             window = io::read_at_most(&segment.files.log, position, len)
                 .await
                 .map_err(OpenError::io(&segment.files.log_path))?;

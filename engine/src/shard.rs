@@ -77,11 +77,19 @@ impl Shard {
     }
 
     /// Opens (recovering) or creates a partition's log; returns the open one if already open.
-    pub async fn open_partition(&self, topic_partition: TopicPartition, config: LogConfig) -> Result<Rc<PartitionLog>, OpenError> {
+    pub async fn open_partition(
+        &self,
+        topic_partition: TopicPartition,
+        config: LogConfig,
+    ) -> Result<Rc<PartitionLog>, OpenError> {
         if let Some(log) = self.partition(&topic_partition) {
             return Ok(log);
         }
-        let dir = partition_dir(&self.data_dir, &topic_partition.topic, topic_partition.partition);
+        let dir = partition_dir(
+            &self.data_dir,
+            &topic_partition.topic,
+            topic_partition.partition,
+        );
         let (log, _report) = PartitionLog::open(&dir, config).await?;
         // Another task may have opened it while we recovered: keep the first.
         let mut partitions = self.partitions.borrow_mut();
@@ -109,7 +117,11 @@ impl Shard {
         if let Some(log) = removed {
             log.close().await?;
         }
-        let dir = partition_dir(&self.data_dir, &topic_partition.topic, topic_partition.partition);
+        let dir = partition_dir(
+            &self.data_dir,
+            &topic_partition.topic,
+            topic_partition.partition,
+        );
         io::blocking(move || match std::fs::remove_dir_all(&dir) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
             _ => Ok(()),
@@ -155,7 +167,12 @@ mod tests {
     fn owner_is_stable_and_spreads_partitions() {
         // Routing must not change between threads or restarts, and a topic's partitions spread out.
         let owners: Vec<ShardId> = (0..8).map(|p| partition_owner("orders", p, 4)).collect();
-        assert_eq!(owners, (0..8).map(|p| partition_owner("orders", p, 4)).collect::<Vec<_>>());
+        assert_eq!(
+            owners,
+            (0..8)
+                .map(|p| partition_owner("orders", p, 4))
+                .collect::<Vec<_>>()
+        );
         for shard in 0..4 {
             assert_eq!(owners.iter().filter(|owner| owner.0 == shard).count(), 2);
         }

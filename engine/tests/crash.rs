@@ -27,7 +27,12 @@ fn config() -> LogConfig {
 
 /// Batch number `tag`: its size varies so segment rolls fall mid-group.
 fn batch_for(tag: u64) -> Vec<u8> {
-    tagged_batch(tag, 1 + (tag % 7) as usize, 100 + (tag % 13) as usize * 37, tag as i64)
+    tagged_batch(
+        tag,
+        1 + (tag % 7) as usize,
+        100 + (tag % 13) as usize * 37,
+        tag as i64,
+    )
 }
 
 /// The writer: appends forever from several tasks and prints each acknowledgement.
@@ -62,7 +67,12 @@ fn sigkill_during_every_batch_appends_loses_no_acknowledged_batch() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sigkill_during_every_batch_appends_loses_no_acknowledged_batch", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "sigkill_during_every_batch_appends_loses_no_acknowledged_batch",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_DIR_ENV, dir.path())
         .stdout(Stdio::piped())
         .spawn()
@@ -84,18 +94,31 @@ fn sigkill_during_every_batch_appends_loses_no_acknowledged_batch() {
     for line in lines.map_while(Result::ok) {
         if let Some(rest) = line.strip_prefix("ack ") {
             let mut words = rest.split_whitespace();
-            acked.push((words.next().unwrap().parse().unwrap(), words.next().unwrap().parse().unwrap()));
+            acked.push((
+                words.next().unwrap().parse().unwrap(),
+                words.next().unwrap().parse().unwrap(),
+            ));
         }
     }
 
     block_on(async {
         let (log, report) = PartitionLog::open(dir.path(), config()).await.unwrap();
         assert!(!report.clean_shutdown, "the writer was killed, not closed");
-        assert!(log.segment_count() > 1, "the run should cross segment rolls");
+        assert!(
+            log.segment_count() > 1,
+            "the run should cross segment rolls"
+        );
         for (tag, base_offset) in &acked {
             let expected = as_stored(&batch_for(*tag), *base_offset, 0);
-            let got = log.read_bytes(*base_offset, expected.len() as u64, true).await.unwrap();
-            assert_eq!(got.get(..expected.len()), Some(&expected[..]), "acknowledged batch {tag} at offset {base_offset}");
+            let got = log
+                .read_bytes(*base_offset, expected.len() as u64, true)
+                .await
+                .unwrap();
+            assert_eq!(
+                got.get(..expected.len()),
+                Some(&expected[..]),
+                "acknowledged batch {tag} at offset {base_offset}"
+            );
         }
         // Offsets stay contiguous after recovery: the whole log parses, batch after batch.
         let all = log.read_bytes(0, u64::MAX, true).await.unwrap();

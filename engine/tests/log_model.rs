@@ -7,13 +7,28 @@ use proptest::prelude::*;
 use ringtail_engine::{PartitionLog, ReadError};
 
 /// Appends `sizes` (records, value bytes) and returns the model: (base offset, stored bytes).
-async fn append_all(log: &std::rc::Rc<PartitionLog>, sizes: &[(usize, usize)], first_tag: u64) -> Vec<(i64, Vec<u8>)> {
+async fn append_all(
+    log: &std::rc::Rc<PartitionLog>,
+    sizes: &[(usize, usize)],
+    first_tag: u64,
+) -> Vec<(i64, Vec<u8>)> {
     let mut model = Vec::new();
     for (index, (records, value_bytes)) in sizes.iter().enumerate() {
-        let original = tagged_batch(first_tag + index as u64, *records, *value_bytes, 1_000 + index as i64);
+        let original = tagged_batch(
+            first_tag + index as u64,
+            *records,
+            *value_bytes,
+            1_000 + index as i64,
+        );
         let outcome = log.append(bytes_mut(&original), 3).await.unwrap();
-        assert_eq!(outcome.last_offset - outcome.base_offset + 1, *records as i64);
-        model.push((outcome.base_offset, as_stored(&original, outcome.base_offset, 3)));
+        assert_eq!(
+            outcome.last_offset - outcome.base_offset + 1,
+            *records as i64
+        );
+        model.push((
+            outcome.base_offset,
+            as_stored(&original, outcome.base_offset, 3),
+        ));
     }
     model
 }
@@ -31,14 +46,28 @@ async fn check_read(log: &PartitionLog, model: &[(i64, Vec<u8>)], offset: i64, m
         assert!(got.is_empty(), "read at the end returns nothing");
         return;
     };
-    assert!(!got.is_empty(), "a read inside the log returns at least one batch");
-    assert!(got.len() == 1 || bytes.len() as u64 <= max_bytes, "max_bytes respected");
+    assert!(
+        !got.is_empty(),
+        "a read inside the log returns at least one batch"
+    );
+    assert!(
+        got.len() == 1 || bytes.len() as u64 <= max_bytes,
+        "max_bytes respected"
+    );
     for (index, (_, stored)) in got.iter().enumerate() {
-        assert_eq!(stored, &model[first + index].1, "batch {} differs", first + index);
+        assert_eq!(
+            stored,
+            &model[first + index].1,
+            "batch {} differs",
+            first + index
+        );
     }
     // The plan stops only when the next batch would not fit.
     if let Some((_, next)) = model.get(first + got.len()) {
-        assert!(bytes.len() + next.len() > max_bytes as usize, "read stopped early");
+        assert!(
+            bytes.len() + next.len() > max_bytes as usize,
+            "read stopped early"
+        );
     }
 }
 
@@ -83,7 +112,14 @@ proptest! {
 fn log_segments(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()
-        .filter(|entry| entry.as_ref().unwrap().path().extension().is_some_and(|ext| ext == "log"))
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|ext| ext == "log")
+        })
         .count()
 }
 
@@ -98,7 +134,11 @@ fn concurrent_appends_get_contiguous_offsets_and_share_fsyncs() {
         let tasks: Vec<_> = (0..50)
             .map(|tag| {
                 let log = log.clone();
-                compio::runtime::spawn(async move { log.append(bytes_mut(&tagged_batch(tag, 2, 50, 0)), 0).await.unwrap() })
+                compio::runtime::spawn(async move {
+                    log.append(bytes_mut(&tagged_batch(tag, 2, 50, 0)), 0)
+                        .await
+                        .unwrap()
+                })
             })
             .collect();
         let mut outcomes = Vec::new();
@@ -109,9 +149,16 @@ fn concurrent_appends_get_contiguous_offsets_and_share_fsyncs() {
         for (index, outcome) in outcomes.iter().enumerate() {
             assert_eq!(outcome.base_offset, index as i64 * 2);
         }
-        assert_eq!(log.durable_offset(), 100, "every_batch acknowledges only durable data");
+        assert_eq!(
+            log.durable_offset(),
+            100,
+            "every_batch acknowledges only durable data"
+        );
         let syncs = log.stats().fsyncs;
-        assert!(syncs < 50, "50 concurrent appends took {syncs} fsyncs: no group commit");
+        assert!(
+            syncs < 50,
+            "50 concurrent appends took {syncs} fsyncs: no group commit"
+        );
     });
 }
 
@@ -126,9 +173,18 @@ fn bad_batches_are_refused_with_typed_errors() {
         let mut corrupt = tagged_batch(0, 2, 10, 0);
         *corrupt.last_mut().unwrap() ^= 1;
         let err = log.append(bytes_mut(&corrupt), 0).await.unwrap_err();
-        assert!(matches!(err, ringtail_engine::AppendError::Batch(ringtail_engine::BatchError::CrcMismatch { .. })));
-        let err = log.append(bytes_mut(&tagged_batch(0, 2, 400, 0)), 0).await.unwrap_err();
-        assert!(matches!(err, ringtail_engine::AppendError::Batch(ringtail_engine::BatchError::TooLarge { .. })));
+        assert!(matches!(
+            err,
+            ringtail_engine::AppendError::Batch(ringtail_engine::BatchError::CrcMismatch { .. })
+        ));
+        let err = log
+            .append(bytes_mut(&tagged_batch(0, 2, 400, 0)), 0)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ringtail_engine::AppendError::Batch(ringtail_engine::BatchError::TooLarge { .. })
+        ));
         assert_eq!(log.high_watermark(), 0);
     });
 }
@@ -138,7 +194,9 @@ fn lookup_by_timestamp_finds_the_first_record_at_or_after() {
     // ListOffsets by time: the first record whose timestamp reaches the target, across segments.
     let dir = tempfile::tempdir().unwrap();
     block_on(async {
-        let (log, _) = PartitionLog::open(dir.path(), small_config(2048, 256)).await.unwrap();
+        let (log, _) = PartitionLog::open(dir.path(), small_config(2048, 256))
+            .await
+            .unwrap();
         // Batch i holds 4 records stamped 10*i .. 10*i+3.
         for tag in 0..40u64 {
             let batch = tagged_batch(tag, 4, 60, tag as i64 * 10);
@@ -146,9 +204,18 @@ fn lookup_by_timestamp_finds_the_first_record_at_or_after() {
         }
         assert!(log.segment_count() > 3);
         assert_eq!(log.offset_for_timestamp(0).await.unwrap(), Some((0, 0)));
-        assert_eq!(log.offset_for_timestamp(122).await.unwrap(), Some((50, 122)));
-        assert_eq!(log.offset_for_timestamp(125).await.unwrap(), Some((52, 130)));
-        assert_eq!(log.offset_for_timestamp(393).await.unwrap(), Some((159, 393)));
+        assert_eq!(
+            log.offset_for_timestamp(122).await.unwrap(),
+            Some((50, 122))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(125).await.unwrap(),
+            Some((52, 130))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(393).await.unwrap(),
+            Some((159, 393))
+        );
         assert_eq!(log.offset_for_timestamp(394).await.unwrap(), None);
     });
 }

@@ -21,7 +21,12 @@ fn write_log(dir: &Path, config: &LogConfig) -> Vec<(u64, Vec<u8>)> {
         let mut stored = Vec::new();
         let mut position = 0u64;
         for tag in 0..BATCHES as u64 {
-            let original = tagged_batch(tag, 1 + (tag as usize % 5), 40 + (tag as usize * 13) % 300, 5_000 + tag as i64);
+            let original = tagged_batch(
+                tag,
+                1 + (tag as usize % 5),
+                40 + (tag as usize * 13) % 300,
+                5_000 + tag as i64,
+            );
             let outcome = log.append(bytes_mut(&original), 0).await.unwrap();
             let bytes = as_stored(&original, outcome.base_offset, 0);
             let len = bytes.len() as u64;
@@ -44,10 +49,16 @@ fn reopen_and_read_all(dir: &Path, config: &LogConfig) -> (Vec<Vec<u8>>, i64, u6
         let (log, report) = PartitionLog::open(dir, config.clone()).await.unwrap();
         let truncated: u64 = report.recovery.iter().map(|(_, r)| r.truncated_bytes).sum();
         let bytes = log.read_bytes(0, u64::MAX, true).await.unwrap();
-        let batches = split_batches(&bytes).into_iter().map(|(_, bytes)| bytes).collect();
+        let batches = split_batches(&bytes)
+            .into_iter()
+            .map(|(_, bytes)| bytes)
+            .collect();
         // The log must accept appends right after recovery, at the recovered end.
         let end = log.high_watermark();
-        let outcome = log.append(bytes_mut(&tagged_batch(999, 1, 10, 0)), 0).await.unwrap();
+        let outcome = log
+            .append(bytes_mut(&tagged_batch(999, 1, 10, 0)), 0)
+            .await
+            .unwrap();
         assert_eq!(outcome.base_offset, end);
         log.close().await.unwrap();
         (batches, end, truncated)
@@ -55,7 +66,9 @@ fn reopen_and_read_all(dir: &Path, config: &LogConfig) -> (Vec<Vec<u8>>, i64, u6
 }
 
 fn next_offset_after(batches: &[Vec<u8>]) -> i64 {
-    batches.last().map_or(0, |bytes| parse_header(bytes).unwrap().last_offset() + 1)
+    batches
+        .last()
+        .map_or(0, |bytes| parse_header(bytes).unwrap().last_offset() + 1)
 }
 
 fn config() -> LogConfig {
@@ -123,8 +136,14 @@ fn missing_or_garbage_indexes_are_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let stored = write_log(dir.path(), &config());
     let index_path = dir.path().join(log_file_name(0)).with_extension("index");
-    let time_path = dir.path().join(log_file_name(0)).with_extension("timeindex");
-    assert!(std::fs::metadata(&index_path).unwrap().len() > 0, "the test needs index entries");
+    let time_path = dir
+        .path()
+        .join(log_file_name(0))
+        .with_extension("timeindex");
+    assert!(
+        std::fs::metadata(&index_path).unwrap().len() > 0,
+        "the test needs index entries"
+    );
     for damage in [None, Some(vec![0xffu8; 37])] {
         match &damage {
             None => {
@@ -143,12 +162,18 @@ fn missing_or_garbage_indexes_are_rebuilt() {
             }
             for (position, bytes) in stored.iter().step_by(7) {
                 let base = parse_header(bytes).unwrap().base_offset;
-                let got = log.read_bytes(base, bytes.len() as u64, true).await.unwrap();
+                let got = log
+                    .read_bytes(base, bytes.len() as u64, true)
+                    .await
+                    .unwrap();
                 assert_eq!(&got, bytes, "batch at {position}");
             }
             log.close().await.unwrap();
         });
-        assert!(std::fs::metadata(&index_path).unwrap().len() > 0, "index rewritten");
+        assert!(
+            std::fs::metadata(&index_path).unwrap().len() > 0,
+            "index rewritten"
+        );
     }
 }
 
@@ -161,7 +186,11 @@ fn preallocated_zeros_are_not_reported_as_truncation() {
     config.segment_bytes = 1 << 20;
     write_log(dir.path(), &config);
     let log_path = dir.path().join(log_file_name(0));
-    assert_eq!(std::fs::metadata(&log_path).unwrap().len(), 1 << 20, "active segment is preallocated");
+    assert_eq!(
+        std::fs::metadata(&log_path).unwrap().len(),
+        1 << 20,
+        "active segment is preallocated"
+    );
     simulate_crash(dir.path());
     let (batches, _, truncated) = reopen_and_read_all(dir.path(), &config);
     assert_eq!(batches.len(), BATCHES);
@@ -177,13 +206,19 @@ fn after_a_clean_shutdown_only_the_tail_past_the_last_index_entry_is_scanned() {
         let (log, report) = PartitionLog::open(dir.path(), config()).await.unwrap();
         assert!(report.clean_shutdown);
         let scanned = report.recovery[0].1.batches_scanned;
-        assert!(scanned >= 1 && scanned < BATCHES as u64, "scanned {scanned} batches");
+        assert!(
+            scanned >= 1 && scanned < BATCHES as u64,
+            "scanned {scanned} batches"
+        );
         log.close().await.unwrap();
     });
     simulate_crash(dir.path());
     block_on(async {
         let (_log, report) = PartitionLog::open(dir.path(), config()).await.unwrap();
         assert!(!report.clean_shutdown);
-        assert_eq!(report.recovery[0].1.batches_scanned, BATCHES as u64, "after a crash every batch is checked");
+        assert_eq!(
+            report.recovery[0].1.batches_scanned, BATCHES as u64,
+            "after a crash every batch is checked"
+        );
     });
 }

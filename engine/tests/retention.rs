@@ -12,23 +12,38 @@ fn segments_roll_by_size_with_contiguous_base_offsets() {
     // (unless a single batch is larger).
     let dir = tempfile::tempdir().unwrap();
     block_on(async {
-        let (log, _) = PartitionLog::open(dir.path(), small_config(4096, 512)).await.unwrap();
+        let (log, _) = PartitionLog::open(dir.path(), small_config(4096, 512))
+            .await
+            .unwrap();
         let mut ends = Vec::new();
         for tag in 0..60 {
-            let outcome = log.append(bytes_mut(&tagged_batch(tag, 3, 200, 0)), 0).await.unwrap();
+            let outcome = log
+                .append(bytes_mut(&tagged_batch(tag, 3, 200, 0)), 0)
+                .await
+                .unwrap();
             ends.push(outcome.last_offset + 1);
         }
         let bases = log.segment_base_offsets();
-        assert!(bases.len() >= 10, "60 batches of ~700 bytes in 4 KiB segments: {bases:?}");
+        assert!(
+            bases.len() >= 10,
+            "60 batches of ~700 bytes in 4 KiB segments: {bases:?}"
+        );
         assert_eq!(bases[0], 0);
         for base in &bases[1..] {
-            assert!(ends.contains(base), "segment base {base} is a batch boundary");
+            assert!(
+                ends.contains(base),
+                "segment base {base} is a batch boundary"
+            );
         }
         for entry in std::fs::read_dir(dir.path()).unwrap() {
             let path = entry.unwrap().path();
-            let is_active = path.file_stem().unwrap().to_str().unwrap() == format!("{:020}", bases.last().unwrap());
+            let is_active = path.file_stem().unwrap().to_str().unwrap()
+                == format!("{:020}", bases.last().unwrap());
             if path.extension().is_some_and(|ext| ext == "log") && !is_active {
-                assert!(std::fs::metadata(&path).unwrap().len() <= 4096, "sealed segment cut to its end");
+                assert!(
+                    std::fs::metadata(&path).unwrap().len() <= 4096,
+                    "sealed segment cut to its end"
+                );
             }
         }
     });
@@ -42,11 +57,17 @@ fn segments_roll_by_age() {
         let mut config = small_config(1 << 20, 512);
         config.segment_ms = 30;
         let (log, _) = PartitionLog::open(dir.path(), config).await.unwrap();
-        log.append(bytes_mut(&tagged_batch(0, 1, 10, 0)), 0).await.unwrap();
-        log.append(bytes_mut(&tagged_batch(1, 1, 10, 0)), 0).await.unwrap();
+        log.append(bytes_mut(&tagged_batch(0, 1, 10, 0)), 0)
+            .await
+            .unwrap();
+        log.append(bytes_mut(&tagged_batch(1, 1, 10, 0)), 0)
+            .await
+            .unwrap();
         assert_eq!(log.segment_count(), 1);
         compio::time::sleep(std::time::Duration::from_millis(40)).await;
-        log.append(bytes_mut(&tagged_batch(2, 1, 10, 0)), 0).await.unwrap();
+        log.append(bytes_mut(&tagged_batch(2, 1, 10, 0)), 0)
+            .await
+            .unwrap();
         assert_eq!(log.segment_base_offsets(), vec![0, 2]);
     });
 }
@@ -60,22 +81,43 @@ fn retention_by_bytes_deletes_oldest_segments_and_advances_log_start() {
         config.retention_bytes = Some(10_000);
         let (log, _) = PartitionLog::open(dir.path(), config).await.unwrap();
         for tag in 0..100 {
-            log.append(bytes_mut(&tagged_batch(tag, 3, 200, now_ms())), 0).await.unwrap();
+            log.append(bytes_mut(&tagged_batch(tag, 3, 200, now_ms())), 0)
+                .await
+                .unwrap();
         }
         let before = log.size_bytes();
         let outcome = log.enforce_retention(now_ms()).await.unwrap();
         assert!(outcome.segments_deleted > 0);
-        assert!(log.size_bytes() <= 10_000 + 4096, "within the limit plus one segment");
+        assert!(
+            log.size_bytes() <= 10_000 + 4096,
+            "within the limit plus one segment"
+        );
         assert!(log.size_bytes() >= 10_000 - 4096 || log.segment_count() == 1);
         assert_eq!(before - log.size_bytes(), outcome.bytes_deleted);
         let start = log.log_start_offset();
         assert_eq!(start, log.segment_base_offsets()[0]);
         assert_eq!(outcome.log_start_offset, start);
-        assert!(matches!(log.read(start - 1, 100, true).await, Err(ReadError::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.read(start - 1, 100, true).await,
+            Err(ReadError::OffsetOutOfRange { .. })
+        ));
         let first = split_batches(&log.read_bytes(start, 1 << 20, true).await.unwrap());
         assert_eq!(first[0].0.base_offset, start);
-        let files = std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log")).count();
-        assert_eq!(files, log.segment_count(), "deleted segments' files are gone");
+        let files = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "log")
+            })
+            .count();
+        assert_eq!(
+            files,
+            log.segment_count(),
+            "deleted segments' files are gone"
+        );
     });
 }
 
@@ -90,14 +132,23 @@ fn retention_by_age_deletes_expired_segments_including_an_idle_active_one() {
         let (log, _) = PartitionLog::open(dir.path(), config).await.unwrap();
         let old = now_ms() - 3_600_000;
         for tag in 0..30 {
-            log.append(bytes_mut(&tagged_batch(tag, 3, 200, old)), 0).await.unwrap();
+            log.append(bytes_mut(&tagged_batch(tag, 3, 200, old)), 0)
+                .await
+                .unwrap();
         }
         let fresh_from = log.high_watermark();
         let kept = log.enforce_retention(now_ms()).await.unwrap();
-        assert_eq!(log.log_start_offset(), fresh_from, "all old data expired: {kept:?}");
+        assert_eq!(
+            log.log_start_offset(),
+            fresh_from,
+            "all old data expired: {kept:?}"
+        );
         assert_eq!(log.size_bytes(), 0);
         // New data is kept and the log keeps working.
-        let outcome = log.append(bytes_mut(&tagged_batch(99, 2, 10, now_ms())), 0).await.unwrap();
+        let outcome = log
+            .append(bytes_mut(&tagged_batch(99, 2, 10, now_ms())), 0)
+            .await
+            .unwrap();
         assert_eq!(outcome.base_offset, fresh_from);
         let none = log.enforce_retention(now_ms()).await.unwrap();
         assert_eq!(none.segments_deleted, 0);
@@ -113,12 +164,17 @@ fn interval_flush_syncs_only_when_due() {
         let mut config = small_config(1 << 20, 512);
         config.flush = ringtail_engine::FlushPolicy::IntervalMs(50);
         let (log, _) = PartitionLog::open(dir.path(), config).await.unwrap();
-        log.append(bytes_mut(&tagged_batch(0, 2, 10, 0)), 0).await.unwrap();
+        log.append(bytes_mut(&tagged_batch(0, 2, 10, 0)), 0)
+            .await
+            .unwrap();
         assert_eq!(log.durable_offset(), 0);
         let start = now_ms();
         assert!(!log.sync_if_due(start).await.unwrap() || log.durable_offset() == 2);
         assert!(log.sync_if_due(start + 1_000).await.unwrap());
         assert_eq!(log.durable_offset(), 2);
-        assert!(!log.sync_if_due(start + 2_000).await.unwrap(), "nothing new to sync");
+        assert!(
+            !log.sync_if_due(start + 2_000).await.unwrap(),
+            "nothing new to sync"
+        );
     });
 }

@@ -9,7 +9,9 @@ use ringtail_engine::{FlushPolicy, LogConfig};
 
 /// Runs a future on a fresh single-thread io_uring runtime, as a shard would.
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    compio::runtime::Runtime::new().expect("io_uring runtime").block_on(future)
+    compio::runtime::Runtime::new()
+        .expect("io_uring runtime")
+        .block_on(future)
 }
 
 /// A small-segment config that makes rolls and index entries happen after a few batches.
@@ -64,7 +66,10 @@ pub fn split_batches(bytes: &[u8]) -> Vec<(batch::BatchHeader, Vec<u8>)> {
     while position < bytes.len() {
         let header = batch::validate(&bytes[position..], usize::MAX, batch::Strictness::Stored)
             .unwrap_or_else(|err| panic!("batch at {position} invalid: {err}"));
-        out.push((header, bytes[position..position + header.total_bytes()].to_vec()));
+        out.push((
+            header,
+            bytes[position..position + header.total_bytes()].to_vec(),
+        ));
         position += header.total_bytes();
     }
     out
