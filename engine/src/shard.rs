@@ -150,6 +150,32 @@ impl Shard {
         Ok(())
     }
 
+    /// The shard's background work, run as a task on the shard thread: interval flushes every
+    /// `flush_tick_ms`, retention every `retention_check_ms` (Kafka's
+    /// `log.retention.check.interval.ms`). Returns only on an fsync failure, which the caller must
+    /// treat as fatal.
+    pub async fn run_maintenance(
+        self: Rc<Self>,
+        flush_tick_ms: u64,
+        retention_check_ms: u64,
+    ) -> std::io::Error {
+        let mut last_retention_ms = now_ms();
+        loop {
+            compio::time::sleep(std::time::Duration::from_millis(flush_tick_ms.max(1))).await;
+            let now = now_ms();
+            if let Err(err) = self.flush_due(now).await {
+                return err;
+            }
+            if now - last_retention_ms >= retention_check_ms as i64 {
+                last_retention_ms = now;
+                if let Err(err) = self.enforce_retention().await {
+                    // Deleting files can fail (permissions, a busy disk); data is intact: retry later.
+                    error!(%err, "retention pass failed");
+                }
+            }
+        }
+    }
+
     /// Closes every partition: waits for queued appends, writes indexes, syncs.
     pub async fn close(&self) -> std::io::Result<()> {
         for (_, log) in self.partitions() {
@@ -162,6 +188,35 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[compio::test]
+    async fn maintenance_task_flushes_interval_partitions() {
+        // The background task is what makes `flush=<N>ms` durable without an append waiting on it.
+        let dir = tempfile::tempdir().unwrap();
+        let shard = Rc::new(Shard::new(ShardId(0), dir.path()));
+        let config = LogConfig {
+            flush: crate::FlushPolicy::IntervalMs(5),
+            ..LogConfig::default()
+        };
+        let log = shard
+            .open_partition(TopicPartition::new("t", 0), config)
+            .await
+            .unwrap();
+        let batch = crate::batch::encode_uniform_batch(0, 3, 10);
+        log.append(bytes::BytesMut::from(&batch[..]), 0)
+            .await
+            .unwrap();
+        assert_eq!(log.durable_offset(), 0);
+        compio::runtime::spawn(Rc::clone(&shard).run_maintenance(1, 60_000)).detach();
+        for _ in 0..1_000 {
+            if log.durable_offset() == 3 {
+                break;
+            }
+            compio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        assert_eq!(log.durable_offset(), 3);
+        assert_eq!(shard.partitions().len(), 1);
+    }
 
     #[test]
     fn owner_is_stable_and_spreads_partitions() {
