@@ -362,7 +362,11 @@ pub fn first_record_at_or_after(batch: &[u8], target_timestamp: i64) -> Option<(
         let (offset_delta, _) = read_varlong(body.get(1 + delta_bytes..)?)?;
         let timestamp = header.base_timestamp.saturating_add(timestamp_delta);
         if timestamp >= target_timestamp {
-            return Some((i32::try_from(offset_delta).ok()?, timestamp));
+            // The offset delta comes from the producer: keep it inside the batch.
+            let offset_delta = i32::try_from(offset_delta).ok()?;
+            return (0..=header.last_offset_delta)
+                .contains(&offset_delta)
+                .then_some((offset_delta, timestamp));
         }
         position += length_bytes + body.len();
     }

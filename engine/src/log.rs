@@ -334,8 +334,18 @@ impl PartitionLog {
         loop {
             let group = {
                 let mut state = self.state.borrow_mut();
-                if state.pending.is_empty() {
+                if state.pending.is_empty() || state.failure.is_some() {
                     state.writer_active = false;
+                    let failure = state.failure.clone();
+                    let orphans = std::mem::take(&mut state.pending);
+                    drop(state);
+                    if let Some(reason) = failure {
+                        for pending in orphans {
+                            let _ = pending.reply.send(Err(AppendError::LogFailed {
+                                reason: reason.clone(),
+                            }));
+                        }
+                    }
                     return;
                 }
                 std::mem::take(&mut state.pending)
@@ -530,29 +540,37 @@ impl PartitionLog {
         Ok(true)
     }
 
-    /// Starts a new active segment at the current end and seals the old one.
+    /// Seals the active segment (cut to its end, index written, fsynced) and starts a new one at
+    /// its end. Sealing first means a sealed segment is always durable, which is what recovery
+    /// assumes when it checks sealed segments only from their last index entry. The caller holds
+    /// the writer's place, so nothing appends meanwhile.
     async fn roll(&self) -> Result<(), OpenError> {
-        let (base_offset, config) = {
-            let state = self.state.borrow();
-            (state.active().next_offset, state.config.clone())
-        };
-        let segment = Segment::create(&self.dir, base_offset, &config, now_ms()).await?;
-        let (old_files, old_size, delta) = {
+        let (base_offset, config, old_files, old_size, delta) = {
             let mut state = self.state.borrow_mut();
+            let config = state.config.clone();
             let old = state.active_mut();
-            let sealed = (old.files.clone(), old.size_bytes, old.take_index_delta());
-            old.allocated_bytes = old.size_bytes;
-            state.segments.push_back(segment);
-            sealed
+            (
+                old.next_offset,
+                config,
+                old.files.clone(),
+                old.size_bytes,
+                old.take_index_delta(),
+            )
         };
         Segment::seal(old_files, old_size, delta)
             .await
             .map_err(OpenError::io(&self.dir))?;
-        // Everything in a sealed segment is synced: the durable end is at least its end.
-        let mut state = self.state.borrow_mut();
-        if state.durable_offset < base_offset && config.flush != FlushPolicy::None {
-            state.durable_offset = base_offset;
+        {
+            let mut state = self.state.borrow_mut();
+            state.active_mut().allocated_bytes = old_size;
+            // Everything before the new segment is synced now.
+            state.durable_offset = state.durable_offset.max(base_offset);
         }
+        let segment = Segment::create(&self.dir, base_offset, &config, now_ms()).await?;
+        io::sync_dir(&self.dir)
+            .await
+            .map_err(OpenError::io(&self.dir))?;
+        self.state.borrow_mut().segments.push_back(segment);
         Ok(())
     }
 
@@ -599,6 +617,9 @@ impl PartitionLog {
             }
             cursor = step.segment_next_offset;
         }
+        // Later segments were looked at after awaits: the plan may hold batches appended since the
+        // start, and its high watermark must cover them.
+        plan.high_watermark = self.high_watermark();
         Ok(plan)
     }
 
@@ -608,19 +629,27 @@ impl PartitionLog {
         remaining: u64,
         min_one_batch: bool,
     ) -> Result<Option<SegmentRead>, ReadError> {
-        let (files, size_bytes, segment_next_offset, walk_from, cached, walk_start_for_limit) = {
+        let (files, size_bytes, segment_base, segment_next_offset, walk_from, cached) = {
             let state = self.state.borrow();
-            let segment = &state.segments[state.segment_index_for(cursor)];
-            if cursor >= segment.next_offset && segment.base_offset == state.active().base_offset {
+            let index = state.segment_index_for(cursor);
+            let segment = &state.segments[index];
+            if cursor >= segment.next_offset && index + 1 == state.segments.len() {
                 return Ok(None);
             }
+            // Where reading resumes after this segment: the next segment's base, which skips any
+            // gap (a sealed segment cut short by recovery).
+            let resume_offset = state
+                .segments
+                .get(index + 1)
+                .map_or(segment.next_offset, |next| next.base_offset)
+                .max(cursor + 1);
             (
                 segment.files.clone(),
                 segment.size_bytes,
-                segment.next_offset,
+                segment.base_offset,
+                resume_offset,
                 segment.walk_start_for_offset(cursor),
                 state.cached_position(cursor, segment.base_offset),
-                segment.offset_index.clone(),
             )
         };
         let start = match cached {
@@ -647,10 +676,7 @@ impl PartitionLog {
             size_bytes
         } else {
             let limit = start + remaining;
-            let walk_start = walk_start_for_limit
-                .floor_by_position(limit.min(u64::from(u32::MAX)) as u32)
-                .map_or(0, |entry| u64::from(entry.position))
-                .max(start);
+            let walk_start = self.walk_start_for_position(segment_base, limit).max(start);
             let boundary = segment::walk_to_boundary(
                 &files.log,
                 &files.log_path,
@@ -676,6 +702,19 @@ impl PartitionLog {
             reached_segment_end: end == size_bytes,
             segment_next_offset,
         }))
+    }
+
+    /// An indexed batch start at or before `position` in the segment `segment_base` (0 if the
+    /// segment is gone: the walk then starts from the caller's own lower bound).
+    fn walk_start_for_position(&self, segment_base: i64, position: u64) -> u64 {
+        let state = self.state.borrow();
+        let index = state.segment_index_for(segment_base);
+        match state.segments.get(index) {
+            Some(segment) if segment.base_offset == segment_base => {
+                segment.walk_start_for_position(position)
+            }
+            _ => 0,
+        }
     }
 
     /// Reads into memory what [`PartitionLog::read`] would send.
@@ -726,6 +765,13 @@ impl PartitionLog {
                         position,
                         reason: err.to_string(),
                     })?;
+                if header.batch_length < (batch::HEADER_BYTES - batch::LOG_OVERHEAD_BYTES) as i32 {
+                    return Err(ReadError::Corrupt {
+                        path: files.log_path.clone(),
+                        position,
+                        reason: format!("batch length {}", header.batch_length),
+                    });
+                }
                 if header.max_timestamp >= timestamp {
                     let whole =
                         segment::read_range(&files.log, position, header.total_bytes()).await?;
@@ -790,7 +836,7 @@ impl PartitionLog {
                     && now_ms - active.max_timestamp > retention_ms as i64
             });
             // The roll acts as the writer: no append may write to the old active meanwhile.
-            if !expired || state.writer_active || state.failure.is_some() {
+            if !expired || state.writer_active || state.failure.is_some() || state.closed {
                 return Ok(());
             }
             state.writer_active = true;
@@ -801,11 +847,17 @@ impl PartitionLog {
             state.writer_active = !state.pending.is_empty();
             state.writer_active
         };
+        if let Err(err) = rolled {
+            // A half-done roll (seal fsync or new segment failed) leaves the log in an unknown
+            // state: stop appends, exactly as a failed write would.
+            self.fail(format!("segment roll failed: {err}"), Vec::new());
+            return Err(std::io::Error::other(err.to_string()));
+        }
         if restart_writer {
             // Appends queued while the roll held the writer's place.
             compio::runtime::spawn(Rc::clone(self).run_writer()).detach();
         }
-        rolled.map_err(|err| std::io::Error::other(err.to_string()))
+        Ok(())
     }
 
     /// Refuses further appends, waits for queued ones, writes out the index and syncs.
@@ -813,6 +865,13 @@ impl PartitionLog {
         self.state.borrow_mut().closed = true;
         while self.state.borrow().writer_active {
             compio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if let Some(reason) = self.state.borrow().failure.clone() {
+            // Never retry an fsync that failed, and never call this log clean: the next open must
+            // check it in full.
+            return Err(std::io::Error::other(format!(
+                "log failed earlier: {reason}"
+            )));
         }
         let (files, delta) = {
             let mut state = self.state.borrow_mut();

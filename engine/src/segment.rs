@@ -571,7 +571,9 @@ async fn scan_tail(
         let Ok(header) = batch::validate(&window[at..], batch_bytes_max, Strictness::Stored) else {
             return Ok(position);
         };
-        if header.base_offset < segment.next_offset {
+        // Offsets only increase, and the index stores them relative to the segment as u32.
+        let relative_last = header.last_offset() - segment.base_offset;
+        if header.base_offset < segment.next_offset || relative_last > i64::from(u32::MAX) {
             return Ok(position);
         }
         segment.note_appended(&header, position, config);
