@@ -24,7 +24,13 @@ const SEGMENT_BASE_OFFSET: i64 = 1_000_000;
 const FIRST_TIMESTAMP_MS: i64 = 1_700_000_000_000;
 const TIMESTAMP_STEP_MS: i64 = 10;
 
-/// CRC-32C validation of a single batch, as `PartitionLog::append` does for every producer batch.
+/// Copies of the 1 MiB batch cycled through by the cold-cache variant: 64 MiB, beyond any
+/// last-level cache here, as a stream of produce requests would be.
+const COLD_COPIES: usize = 64;
+
+/// CRC-32C validation of a single batch, as `PartitionLog::append` does for every producer batch:
+/// on one cache-resident batch (the CRC's own speed) and cycling through 64 MiB of copies (bound
+/// by memory bandwidth, like validating a stream of fresh requests).
 fn bench_validate(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("crc32c_validate");
     group
@@ -40,6 +46,16 @@ fn bench_validate(criterion: &mut Criterion) {
             });
         });
     }
+    let copies = vec![uniform_batch_within(1 << 20); COLD_COPIES];
+    group.throughput(Throughput::Bytes(copies[0].len() as u64));
+    let mut next = 0usize;
+    group.bench_function("batch_1MiB_cold_64MiB", |bencher| {
+        bencher.iter(|| {
+            next = (next + 1) % COLD_COPIES;
+            batch::validate(black_box(&copies[next]), usize::MAX, Strictness::Producer)
+                .expect("valid")
+        });
+    });
     group.finish();
 }
 

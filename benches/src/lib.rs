@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
+use compio::runtime::Runtime;
 use ringtail_engine::batch::{self, Strictness};
 use tempfile::TempDir;
 
@@ -17,6 +18,9 @@ pub const BASE_TIMESTAMP_MS: i64 = 1_700_000_000_000;
 
 /// Environment variable that moves the scratch directories (default: cargo's target tmp dir).
 pub const SCRATCH_DIR_ENV: &str = "RINGTAIL_BENCH_DIR";
+
+/// Environment variable: a CPU number to pin the benchmark thread to (unset: no pinning).
+pub const PIN_CPU_ENV: &str = "RINGTAIL_BENCH_PIN_CPU";
 
 /// Filesystems that keep data in memory: appends there would measure memcpy, not a log.
 const MEMORY_FILESYSTEMS: &[&str] = &["tmpfs", "ramfs", "devtmpfs", "hugetlbfs"];
@@ -58,6 +62,28 @@ pub fn batches_for(total_bytes: usize, batch_bytes: usize) -> usize {
 /// so neither side gets a cache-hot single source the other lacks.
 pub fn clone_batches(template: &[u8], count: usize) -> Vec<BytesMut> {
     (0..count).map(|_| BytesMut::from(template)).collect()
+}
+
+/// The benchmark's io_uring runtime, on the calling thread, built as a broker shard's is
+/// ([`ringtail_engine::shard_runtime`]): pinned, by default to CPU 0. `RINGTAIL_BENCH_PIN_CPU=N`
+/// picks another CPU and `RINGTAIL_BENCH_PIN_CPU=none` leaves the thread unpinned. The baselines
+/// run on the same thread, so they get the same pinning.
+///
+/// Pinning matters on small VMs: ext4 buffered writes are punted to io-wq, and handing each one
+/// to a worker on another, idle vCPU costs a cross-CPU wake-up per write (see
+/// results/engine-criterion/notes.md).
+pub fn bench_runtime() -> Runtime {
+    let cpu = match std::env::var(PIN_CPU_ENV) {
+        Ok(value) if value.trim() == "none" => None,
+        Ok(value) => Some(
+            value
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{PIN_CPU_ENV}={value:?} is not a CPU number or none")),
+        ),
+        Err(_) => Some(0),
+    };
+    ringtail_engine::shard_runtime(cpu).expect("io_uring runtime")
 }
 
 /// A fresh scratch directory on a disk-backed filesystem.

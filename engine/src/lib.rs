@@ -23,4 +23,4 @@ pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{AppendError, BatchError, ConfigError, OpenError, ReadError};
 pub use log::{AppendOutcome, FileSlice, LogStats, PartitionLog, ReadPlan, RetentionOutcome};
 pub use registry::{TopicMeta, TopicRegistry};
-pub use shard::{partition_owner, Shard, ShardId, TopicPartition};
+pub use shard::{partition_owner, shard_runtime, Shard, ShardId, TopicPartition};

@@ -38,6 +38,11 @@ use crate::segment::{self, RecoveryReport, RecoveryScan, Segment, SegmentFiles};
 /// open ended in a crash and the active segment is CRC-checked from its start.
 pub const CLEAN_SHUTDOWN_FILE_NAME: &str = ".clean_shutdown";
 
+/// Index entries the active segment may hold in memory only before they are written out. The
+/// files are a cache (recovery rebuilds them), so writing them is kept off the acknowledgement
+/// path: once per this many entries (~4 MiB of log at the default interval), and at seal and close.
+const INDEX_ENTRIES_UNPERSISTED_MAX: usize = 1024;
+
 /// Recent (offset, segment base, position) batch boundaries kept to answer tail fetches without I/O.
 const BOUNDARY_CACHE_ENTRIES: usize = 64;
 
@@ -468,7 +473,11 @@ impl PartitionLog {
             }
             let (segment_base, next_offset, size_bytes) =
                 (active.base_offset, active.next_offset, active.size_bytes);
-            let delta = active.take_index_delta();
+            let delta = if active.unpersisted_index_entries() >= INDEX_ENTRIES_UNPERSISTED_MAX {
+                active.take_index_delta()
+            } else {
+                None
+            };
             state.stats.appends += run_headers.len() as u64;
             state.stats.bytes_appended += batch_position - position;
             state.stats.writes += 1;

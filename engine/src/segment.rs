@@ -195,6 +195,12 @@ impl Segment {
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
     }
 
+    /// Index entries noted but not yet written to the index files.
+    pub fn unpersisted_index_entries(&self) -> usize {
+        (self.offset_index.len() - self.offset_entries_persisted)
+            + (self.time_index.len() - self.time_entries_persisted)
+    }
+
     /// Index bytes written since the last call, to append to the index files.
     pub fn take_index_delta(&mut self) -> Option<IndexDelta> {
         let offset_from = self.offset_entries_persisted;
