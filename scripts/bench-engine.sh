@@ -60,4 +60,4 @@ python3 scripts/criterion_summary.py \
     --meta "cpu=${cpu_model:-unknown}" \
     --meta "rustc=$(rustc --version)" \
     --meta "scratch filesystem=$(findmnt -n -o FSTYPE -T "$scratch_dir" 2>/dev/null || echo unknown) ($scratch_dir)" \
-    --meta "pinned CPU=${RINGTAIL_BENCH_PIN_CPU:-none}"
+    --meta "pinned CPU=${RINGTAIL_BENCH_PIN_CPU:-0}"
