@@ -119,11 +119,15 @@ fn cases() -> Vec<Case> {
     cases
 }
 
+/// The engine's config: the defaults (preallocated segments), except one large segment so a run
+/// never rolls. `RINGTAIL_BENCH_PREALLOCATE=false` measures without `fallocate`.
 fn engine_config(flush: FlushPolicy) -> LogConfig {
+    let preallocate =
+        std::env::var("RINGTAIL_BENCH_PREALLOCATE").map_or(true, |value| value != "false");
     LogConfig {
         flush,
         segment_bytes: SEGMENT_BYTES,
-        preallocate: true,
+        preallocate,
         ..LogConfig::default()
     }
 }
