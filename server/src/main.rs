@@ -1,6 +1,10 @@
-//! `ringtail`, the broker. The Kafka wire protocol and the shard runtime arrive with the
-//! "Broker" issue; until then this binary only says so, and the engine's demo
-//! (`cargo run --release -p ringtail-engine --example demo`) is the way to run Ringtail.
+//! `ringtail`, the broker: the Kafka wire protocol over Ringtail's thread-per-core io_uring
+//! storage engine. One shard per core, each with its own io_uring, its own listener socket
+//! (SO_REUSEPORT) and the partitions it owns; requests for another shard's partition travel by
+//! message passing. See docs/ARCHITECTURE.md.
+
+mod api;
+mod zero_copy;
 
 fn main() {
     eprintln!(

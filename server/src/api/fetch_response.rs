@@ -1,0 +1,1 @@
+//! Hand-written Fetch response framing (placeholder until written).

@@ -1,0 +1,3 @@
+//! One module per Kafka API.
+
+pub mod fetch_response;

@@ -1,0 +1,1 @@
+//! Zero-copy file-to-socket sends (placeholder until written).
