@@ -122,6 +122,8 @@ struct LogState {
     closed: bool,
     last_sync_ms: i64,
     stats: LogStats,
+    /// Readers parked until the high watermark moves (long-polling fetches).
+    data_waiters: Vec<oneshot::Sender<()>>,
     boundaries: VecDeque<(i64, i64, u64)>,
 }
 
@@ -229,6 +231,7 @@ impl PartitionLog {
                 closed: false,
                 last_sync_ms: now,
                 stats: LogStats::default(),
+                data_waiters: Vec::new(),
                 boundaries: VecDeque::with_capacity(BOUNDARY_CACHE_ENTRIES),
             }),
         };
@@ -251,6 +254,30 @@ impl PartitionLog {
     /// Offset after the last readable batch (Kafka's high watermark on a single replica).
     pub fn high_watermark(&self) -> i64 {
         self.state.borrow().high_watermark
+    }
+
+    /// Resolves once the high watermark is beyond `offset` (at once if it already is): what a
+    /// long-polling fetch waits on. The caller bounds the wait with its own timer.
+    pub fn wait_for_data_after(
+        &self,
+        offset: i64,
+    ) -> impl std::future::Future<Output = ()> + 'static {
+        let receiver = {
+            let mut state = self.state.borrow_mut();
+            if state.high_watermark > offset || state.closed {
+                None
+            } else {
+                let (sender, receiver) = oneshot::channel();
+                state.data_waiters.retain(|waiter| !waiter.is_canceled());
+                state.data_waiters.push(sender);
+                Some(receiver)
+            }
+        };
+        async move {
+            if let Some(receiver) = receiver {
+                let _ = receiver.await;
+            }
+        }
     }
 
     /// Offset after the last batch known to be on disk (fdatasync'ed).
@@ -487,6 +514,9 @@ impl PartitionLog {
             );
             state.high_watermark = next_offset;
             state.remember_boundary(next_offset, segment_base, size_bytes);
+            for waiter in state.data_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
             delta
         };
         if let Some(delta) = delta {

@@ -67,15 +67,22 @@ pub fn shard_runtime(cpu: Option<usize>) -> std::io::Result<compio::runtime::Run
 /// The partitions one shard owns.
 pub struct Shard {
     id: ShardId,
-    data_dir: PathBuf,
+    /// One or more data dirs (disks); a new partition goes to the one its owner hash picks.
+    data_dirs: Vec<PathBuf>,
     partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
 }
 
 impl Shard {
     pub fn new(id: ShardId, data_dir: impl Into<PathBuf>) -> Self {
+        Self::with_data_dirs(id, vec![data_dir.into()])
+    }
+
+    /// A shard whose partitions are spread over several data dirs.
+    pub fn with_data_dirs(id: ShardId, data_dirs: Vec<PathBuf>) -> Self {
+        assert!(!data_dirs.is_empty(), "at least one data dir");
         Self {
             id,
-            data_dir: data_dir.into(),
+            data_dirs,
             partitions: RefCell::new(HashMap::new()),
         }
     }
@@ -84,8 +91,20 @@ impl Shard {
         self.id
     }
 
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+    pub fn data_dirs(&self) -> &[PathBuf] {
+        &self.data_dirs
+    }
+
+    /// The directory of a partition: where it already is, else where a new one goes.
+    async fn locate_partition(&self, topic: &str, partition: i32) -> PathBuf {
+        for data_dir in &self.data_dirs {
+            let dir = partition_dir(data_dir, topic, partition);
+            if compio::fs::metadata(&dir).await.is_ok() {
+                return dir;
+            }
+        }
+        let spread = partition_owner(topic, partition, self.data_dirs.len() as u16).0 as usize;
+        partition_dir(&self.data_dirs[spread], topic, partition)
     }
 
     /// Opens (recovering) or creates a partition's log; returns the open one if already open.
@@ -97,11 +116,9 @@ impl Shard {
         if let Some(log) = self.partition(&topic_partition) {
             return Ok(log);
         }
-        let dir = partition_dir(
-            &self.data_dir,
-            &topic_partition.topic,
-            topic_partition.partition,
-        );
+        let dir = self
+            .locate_partition(&topic_partition.topic, topic_partition.partition)
+            .await;
         let (log, _report) = PartitionLog::open(&dir, config).await?;
         // Another task may have opened it while we recovered: keep the first.
         let mut partitions = self.partitions.borrow_mut();
@@ -129,11 +146,9 @@ impl Shard {
         if let Some(log) = removed {
             log.close().await?;
         }
-        let dir = partition_dir(
-            &self.data_dir,
-            &topic_partition.topic,
-            topic_partition.partition,
-        );
+        let dir = self
+            .locate_partition(&topic_partition.topic, topic_partition.partition)
+            .await;
         io::blocking(move || match std::fs::remove_dir_all(&dir) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
             _ => Ok(()),
