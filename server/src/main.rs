@@ -4,12 +4,25 @@
 //! message passing. See docs/ARCHITECTURE.md.
 
 mod api;
+mod broker;
+mod config;
+mod connection;
+mod metadata;
+mod settings;
+mod shard;
+mod topics;
 mod zero_copy;
 
-fn main() {
-    eprintln!(
-        "ringtail: the Kafka protocol front end is not built yet (see the Broker issue).\n\
-         Run the storage engine demo instead: cargo run --release -p ringtail-engine --example demo"
-    );
-    std::process::exit(2);
+use anyhow::Result;
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = config::Args::load()?;
+    broker::run(args)
 }

@@ -1,0 +1,37 @@
+//! CreatePartitions: raise a topic's partition count.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+
+use super::{code, str_bytes, RequestContext, RequestError, Response};
+use crate::shard::ShardContext;
+use crate::topics;
+
+pub async fn handle(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let create: CreatePartitionsRequest = request.decode(body)?;
+    let mut results = Vec::with_capacity(create.topics.len());
+    for topic in create.topics {
+        let mut result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        if let Err(err) = topics::add_partitions(
+            context,
+            topic.name.to_string(),
+            topic.count,
+            create.validate_only,
+        )
+        .await
+        {
+            result = result
+                .with_error_code(code(err.error))
+                .with_error_message(Some(str_bytes(&err.message)));
+        }
+        results.push(result);
+    }
+    Ok(request.frame(&CreatePartitionsResponse::default().with_results(results)))
+}

@@ -1,0 +1,106 @@
+//! CreateTopics: topics with a partition count and topic-level configs (Kafka names).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+
+use super::{code, str_bytes, RequestContext, RequestError, Response};
+use crate::shard::ShardContext;
+use crate::topics;
+
+pub async fn handle(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let create: CreateTopicsRequest = request.decode(body)?;
+    let mut results = Vec::with_capacity(create.topics.len());
+    for topic in create.topics {
+        let name = topic.name.to_string();
+        let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
+        if topic.replication_factor > 1 {
+            results.push(
+                result
+                    .with_error_code(code(ResponseError::InvalidReplicationFactor))
+                    .with_error_message(Some(str_bytes(
+                        "this broker is a single node: replication factor must be 1 or -1",
+                    ))),
+            );
+            continue;
+        }
+        let partitions = if topic.assignments.is_empty() {
+            topic.num_partitions
+        } else {
+            topic.assignments.len() as i32
+        };
+        let configs: BTreeMap<String, String> = topic
+            .configs
+            .iter()
+            .filter_map(|config| {
+                config
+                    .value
+                    .as_ref()
+                    .map(|value| (config.name.to_string(), value.to_string()))
+            })
+            .collect();
+        result =
+            match topics::create_topic(context, name, partitions, configs, create.validate_only)
+                .await
+            {
+                Ok(info) if request.version >= 5 => {
+                    let configs = info
+                        .config
+                        .get_all()
+                        .into_iter()
+                        .map(|(name, value)| {
+                            let source = if info.overrides.contains_key(name) {
+                                1
+                            } else {
+                                5
+                            };
+                            CreatableTopicConfigs::default()
+                                .with_name(str_bytes(name))
+                                .with_value(Some(str_bytes(&value)))
+                                .with_config_source(source)
+                        })
+                        .collect();
+                    let result = result
+                        .with_num_partitions(info.partitions)
+                        .with_replication_factor(1)
+                        .with_configs(Some(configs));
+                    if request.version >= 7 {
+                        result.with_topic_id(info.topic_id)
+                    } else {
+                        result
+                    }
+                }
+                Ok(_) => result,
+                Err(err) => with_error(result, err.error, &err.message, request.version),
+            };
+        results.push(result);
+    }
+    Ok(request.frame(&CreateTopicsResponse::default().with_topics(results)))
+}
+
+/// A failed topic's result; fields a version lacks must stay at their defaults.
+fn with_error(
+    result: CreatableTopicResult,
+    error: ResponseError,
+    message: &str,
+    version: i16,
+) -> CreatableTopicResult {
+    let mut result = result.with_error_code(code(error));
+    if version >= 1 {
+        result = result.with_error_message(Some(str_bytes(message)));
+    }
+    if version >= 5 {
+        result = result.with_num_partitions(-1).with_replication_factor(-1);
+    }
+    result
+}

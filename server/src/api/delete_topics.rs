@@ -1,0 +1,73 @@
+//! DeleteTopics: by name (v0-v5) or by name or id (v6).
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+
+use super::{code, str_bytes, RequestContext, RequestError, Response};
+use crate::shard::ShardContext;
+use crate::topics;
+
+pub async fn handle(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let delete: DeleteTopicsRequest = request.decode(body)?;
+    let mut wanted: Vec<(Option<String>, uuid::Uuid)> = delete
+        .topic_names
+        .iter()
+        .map(|name| (Some(name.to_string()), uuid::Uuid::nil()))
+        .collect();
+    wanted.extend(delete.topics.iter().map(|state| {
+        (
+            state.name.as_ref().map(|name| name.to_string()),
+            state.topic_id,
+        )
+    }));
+    let mut responses = Vec::with_capacity(wanted.len());
+    for (name, topic_id) in wanted {
+        let found = match &name {
+            Some(name) => context.metadata.topic(name),
+            None => context.metadata.topic_by_id(topic_id),
+        };
+        let version = request.version;
+        // Fields a version lacks must stay at their defaults or encoding fails.
+        let with_id = |result: DeletableTopicResult, id: uuid::Uuid| {
+            if version >= 6 {
+                result.with_topic_id(id)
+            } else {
+                result
+            }
+        };
+        let mut result = with_id(
+            DeletableTopicResult::default()
+                .with_name(name.as_deref().map(|n| TopicName(str_bytes(n)))),
+            topic_id,
+        );
+        let Some(topic) = found else {
+            let error = if name.is_some() {
+                ResponseError::UnknownTopicOrPartition
+            } else {
+                ResponseError::UnknownTopicId
+            };
+            responses.push(result.with_error_code(code(error)));
+            continue;
+        };
+        result = with_id(
+            result.with_name(Some(TopicName(str_bytes(&topic.name)))),
+            topic.topic_id,
+        );
+        if let Err(err) = topics::delete_topic(context, topic.name.clone()).await {
+            result = result.with_error_code(code(err.error));
+            if version >= 5 {
+                result = result.with_error_message(Some(str_bytes(&err.message)));
+            }
+        }
+        responses.push(result);
+    }
+    Ok(request.frame(&DeleteTopicsResponse::default().with_responses(responses)))
+}

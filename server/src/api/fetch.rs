@@ -1,0 +1,246 @@
+//! Fetch: read plans from each partition's owner shard, long-polling until `min_bytes` arrive or
+//! `max_wait_ms` passes, answered with a hand-framed response whose record bytes go from the
+//! segment files to the socket by splice (see `fetch_response.rs` and `zero_copy.rs`).
+//!
+//! Between planning and sending is where a page-cache residency check belongs (a later issue):
+//! the plan names each file range before any byte moves, so a cold range can be read ahead
+//! off the shard before the splice, instead of blocking the shard in it (KAFKA-7504).
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::{select, select_all, Either};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::FetchRequest;
+use ringtail_engine::{FileSlice, ReadError, ReadPlan};
+
+use super::fetch_response::{
+    encode_fetch_response, FetchPartitionOut, FetchResponseOut, FetchTopicOut,
+};
+use super::{code, FetchFrame, RequestContext, RequestError, Response};
+use crate::metadata::TopicInfo;
+use crate::shard::ShardContext;
+
+/// Longest long-poll we honour, whatever the client asks.
+const MAX_WAIT_MS_CAP: u64 = 60_000;
+
+/// One partition a fetch asks for.
+struct Wanted {
+    topic_index: usize,
+    info: Option<Arc<TopicInfo>>,
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: u64,
+}
+
+/// What one partition's read produced.
+struct PartitionRead {
+    error: Option<ResponseError>,
+    plan: ReadPlan,
+}
+
+pub async fn handle(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let fetch: FetchRequest = request.decode(body)?;
+    let max_wait = Duration::from_millis((fetch.max_wait_ms.max(0) as u64).min(MAX_WAIT_MS_CAP));
+    let deadline = Instant::now() + max_wait;
+    let min_bytes = fetch.min_bytes.max(0) as u64;
+    let max_bytes = if fetch.max_bytes > 0 {
+        fetch.max_bytes as u64
+    } else {
+        u64::MAX
+    };
+    let mut topic_names = Vec::with_capacity(fetch.topics.len());
+    let mut wanted = Vec::new();
+    for (topic_index, topic) in fetch.topics.iter().enumerate() {
+        let info = context.metadata.topic(&topic.topic);
+        topic_names.push((
+            topic.topic.to_string(),
+            info.as_ref()
+                .map(|info| *info.topic_id.as_bytes())
+                .unwrap_or_default(),
+        ));
+        for partition in &topic.partitions {
+            wanted.push(Wanted {
+                topic_index,
+                info: info.clone(),
+                partition: partition.partition,
+                fetch_offset: partition.fetch_offset,
+                partition_max_bytes: partition.partition_max_bytes.max(0) as u64,
+            });
+        }
+    }
+    let reads = loop {
+        let reads = read_all(context, &wanted, max_bytes).await;
+        let total: u64 = reads.iter().map(|read| read.plan.total_bytes()).sum();
+        let any_error = reads.iter().any(|read| read.error.is_some());
+        if total >= min_bytes.max(1)
+            || total >= max_bytes
+            || any_error
+            || Instant::now() >= deadline
+            || context.shutting_down()
+        {
+            break reads;
+        }
+        wait_for_any(context, &wanted, deadline).await;
+    };
+    Ok(respond(request, topic_names, &wanted, reads))
+}
+
+/// Plans every partition's read in request order, within the request's byte budget. The first
+/// partition with data gets at least one whole batch even past the budget (KIP-74).
+async fn read_all(
+    context: &Rc<ShardContext>,
+    wanted: &[Wanted],
+    max_bytes: u64,
+) -> Vec<PartitionRead> {
+    let mut reads = Vec::with_capacity(wanted.len());
+    let mut budget = max_bytes;
+    let mut any_data = false;
+    for item in wanted {
+        let limit = item.partition_max_bytes.min(budget);
+        let read = read_partition(context, item, limit, !any_data).await;
+        let bytes = read.plan.total_bytes();
+        budget = budget.saturating_sub(bytes);
+        any_data |= bytes > 0;
+        reads.push(read);
+    }
+    reads
+}
+
+async fn read_partition(
+    context: &Rc<ShardContext>,
+    item: &Wanted,
+    limit: u64,
+    min_one_batch: bool,
+) -> PartitionRead {
+    let failed = |error| PartitionRead {
+        error: Some(error),
+        plan: ReadPlan {
+            high_watermark: -1,
+            log_start_offset: -1,
+            ..ReadPlan::default()
+        },
+    };
+    let Some(info) = item
+        .info
+        .clone()
+        .filter(|info| (0..info.partitions).contains(&item.partition))
+    else {
+        return failed(ResponseError::UnknownTopicOrPartition);
+    };
+    let (partition, offset) = (item.partition, item.fetch_offset);
+    let name = info.name.clone();
+    let result = context
+        .on_owner(&name, partition, move |owner| async move {
+            let log = match owner.partition_log(&info, partition).await {
+                Ok(log) => log,
+                Err(_) => return Err((ResponseError::KafkaStorageError, -1, -1)),
+            };
+            match log.read(offset, limit, min_one_batch && limit > 0).await {
+                Ok(plan) => Ok(plan),
+                Err(ReadError::OffsetOutOfRange {
+                    log_start_offset,
+                    high_watermark,
+                    ..
+                }) => Err((
+                    ResponseError::OffsetOutOfRange,
+                    log_start_offset,
+                    high_watermark,
+                )),
+                Err(err) => {
+                    tracing::error!(topic = %info.name, partition, %err, "read failed");
+                    Err((ResponseError::KafkaStorageError, -1, -1))
+                }
+            }
+        })
+        .await;
+    match result {
+        Ok(Ok(plan)) => PartitionRead { error: None, plan },
+        Ok(Err((error, log_start_offset, high_watermark))) => PartitionRead {
+            error: Some(error),
+            plan: ReadPlan {
+                high_watermark,
+                log_start_offset,
+                ..ReadPlan::default()
+            },
+        },
+        Err(_) => failed(ResponseError::NotLeaderOrFollower),
+    }
+}
+
+/// Waits until any wanted partition gets data past its fetch offset, or the deadline.
+async fn wait_for_any(context: &Rc<ShardContext>, wanted: &[Wanted], deadline: Instant) {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let waits: Vec<_> = wanted
+        .iter()
+        .filter_map(|item| {
+            let info = item.info.clone()?;
+            let (partition, offset) = (item.partition, item.fetch_offset);
+            let name = info.name.clone();
+            let context = Rc::clone(context);
+            Some(Box::pin(async move {
+                // The wait is bounded on the owner too, so a parked waiter never outlives the fetch.
+                let _ = context
+                    .on_owner(&name, partition, move |owner| async move {
+                        let Ok(log) = owner.partition_log(&info, partition).await else {
+                            return;
+                        };
+                        let data = std::pin::pin!(log.wait_for_data_after(offset));
+                        let timeout = std::pin::pin!(compio::time::sleep(remaining));
+                        let _ = select(data, timeout).await;
+                    })
+                    .await;
+            }))
+        })
+        .collect();
+    if waits.is_empty() {
+        compio::time::sleep(remaining).await;
+        return;
+    }
+    let all = select_all(waits);
+    let timeout = std::pin::pin!(compio::time::sleep(remaining));
+    if let Either::Left(_) = select(all, timeout).await {}
+}
+
+fn respond(
+    request: RequestContext,
+    topic_names: Vec<(String, [u8; 16])>,
+    wanted: &[Wanted],
+    reads: Vec<PartitionRead>,
+) -> Response {
+    let mut topics: Vec<FetchTopicOut> = topic_names
+        .into_iter()
+        .map(|(name, topic_id)| FetchTopicOut {
+            name,
+            topic_id,
+            partitions: Vec::new(),
+        })
+        .collect();
+    let mut records: Vec<Vec<Vec<FileSlice>>> = topics.iter().map(|_| Vec::new()).collect();
+    for (item, read) in wanted.iter().zip(reads) {
+        let plan = read.plan;
+        topics[item.topic_index].partitions.push(FetchPartitionOut {
+            partition_index: item.partition,
+            error_code: read.error.map_or(0, code),
+            high_watermark: plan.high_watermark,
+            last_stable_offset: plan.high_watermark,
+            log_start_offset: plan.log_start_offset,
+            records_bytes: plan.total_bytes(),
+        });
+        records[item.topic_index].push(plan.slices);
+    }
+    let response = FetchResponseOut {
+        throttle_time_ms: 0,
+        error_code: 0,
+        session_id: 0,
+        topics,
+    };
+    let parts = encode_fetch_response(request.version, request.correlation_id, &response);
+    Response::Fetch(FetchFrame { parts, records })
+}

@@ -1,0 +1,41 @@
+//! InitProducerId: a producer id for idempotent producers.
+//!
+//! Ids must never repeat across restarts (a reused id would inherit another producer's sequence
+//! numbers), so they start from the wall clock in microseconds and count up.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use bytes::Bytes;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use super::{RequestContext, RequestError, Response};
+
+static NEXT_PRODUCER_ID: AtomicI64 = AtomicI64::new(0);
+
+fn allocate_producer_id() -> i64 {
+    let floor = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |elapsed| elapsed.as_micros() as i64);
+    let previous = NEXT_PRODUCER_ID
+        .fetch_max(floor, Ordering::Relaxed)
+        .max(floor);
+    NEXT_PRODUCER_ID
+        .fetch_add(1, Ordering::Relaxed)
+        .max(previous)
+        + 1
+}
+
+pub fn handle(request: RequestContext, body: &mut Bytes) -> Result<Response, RequestError> {
+    let init: InitProducerIdRequest = request.decode(body)?;
+    // A producer that already has an id (KIP-360 v3+) keeps it with a bumped epoch.
+    let (producer_id, producer_epoch) =
+        if init.producer_id.0 >= 0 && init.producer_epoch >= 0 && init.producer_epoch < i16::MAX {
+            (init.producer_id.0, init.producer_epoch + 1)
+        } else {
+            (allocate_producer_id(), 0)
+        };
+    let response = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(producer_epoch);
+    Ok(request.frame(&response))
+}

@@ -1,0 +1,83 @@
+//! ListOffsets: earliest (-2), latest (-1), or the first offset at or after a timestamp.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{code, RequestContext, RequestError, Response};
+use crate::shard::ShardContext;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+pub async fn handle(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let list: ListOffsetsRequest = request.decode(body)?;
+    let mut topics = Vec::with_capacity(list.topics.len());
+    for topic in list.topics {
+        let info = context.metadata.topic(&topic.name);
+        let version = request.version;
+        let lookups = topic.partitions.iter().map(|partition| {
+            let info = info.clone();
+            let (index, timestamp) = (partition.partition_index, partition.timestamp);
+            async move {
+                let response = ListOffsetsPartitionResponse::default()
+                    .with_partition_index(index)
+                    .with_timestamp(-1)
+                    .with_offset(-1);
+                let Some(info) = info.filter(|info| (0..info.partitions).contains(&index)) else {
+                    return response.with_error_code(code(ResponseError::UnknownTopicOrPartition));
+                };
+                let name = info.name.clone();
+                let found = context
+                    .on_owner(&name, index, move |owner| async move {
+                        let log = owner
+                            .partition_log(&info, index)
+                            .await
+                            .map_err(|_| ResponseError::KafkaStorageError)?;
+                        match timestamp {
+                            LATEST => Ok(Some((log.high_watermark(), -1))),
+                            EARLIEST => Ok(Some((log.log_start_offset(), -1))),
+                            at if at >= 0 => log
+                                .offset_for_timestamp(at)
+                                .await
+                                .map_err(|_| ResponseError::KafkaStorageError),
+                            _ => Err(ResponseError::InvalidRequest),
+                        }
+                    })
+                    .await;
+                match found {
+                    Ok(Ok(Some((offset, timestamp)))) => {
+                        let response = response.with_offset(offset).with_timestamp(timestamp);
+                        // Fields a version lacks must stay at their defaults or encoding fails.
+                        if version >= 4 {
+                            response.with_leader_epoch(0)
+                        } else {
+                            response
+                        }
+                    }
+                    // No record that new: Kafka answers offset -1 (v1+), timestamp -1.
+                    Ok(Ok(None)) => response,
+                    Ok(Err(error)) => response.with_error_code(code(error)),
+                    Err(_) => response.with_error_code(code(ResponseError::NotLeaderOrFollower)),
+                }
+            }
+        });
+        let partitions = join_all(lookups).await;
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    Ok(request.frame(&ListOffsetsResponse::default().with_topics(topics)))
+}

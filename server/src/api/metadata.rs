@@ -1,0 +1,106 @@
+//! Metadata: this broker, and the topics asked for (all of them when the list is null).
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+
+use super::{code, str_bytes, RequestContext, RequestError, Response};
+use crate::metadata::TopicInfo;
+use crate::settings::NODE_ID;
+use crate::shard::ShardContext;
+use crate::topics;
+
+pub async fn handle(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let metadata_request: MetadataRequest = request.decode(body)?;
+    // v0 has no flag: it always auto-creates (when the broker allows it).
+    let allow_auto_create = request.version < 4 || metadata_request.allow_auto_topic_creation;
+    let topics = match metadata_request.topics {
+        None => context
+            .metadata
+            .topics()
+            .iter()
+            .map(|topic| describe(topic, request.version))
+            .collect(),
+        Some(wanted) if wanted.is_empty() && request.version == 0 => context
+            .metadata
+            .topics()
+            .iter()
+            .map(|topic| describe(topic, request.version))
+            .collect(),
+        Some(wanted) => {
+            let mut described = Vec::with_capacity(wanted.len());
+            for item in wanted {
+                let found = match (&item.name, item.topic_id.is_nil()) {
+                    (Some(name), _) => {
+                        if allow_auto_create {
+                            topics::get_or_auto_create(context, name).await
+                        } else {
+                            context.metadata.topic(name)
+                        }
+                    }
+                    (None, false) => context.metadata.topic_by_id(item.topic_id),
+                    (None, true) => None,
+                };
+                described.push(match found {
+                    Some(topic) => describe(&topic, request.version),
+                    None => MetadataResponseTopic::default()
+                        .with_error_code(code(ResponseError::UnknownTopicOrPartition))
+                        .with_name(item.name.clone())
+                        .with_topic_id(if request.version >= 10 {
+                            item.topic_id
+                        } else {
+                            uuid::Uuid::nil()
+                        }),
+                });
+            }
+            described
+        }
+    };
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(NODE_ID))
+        .with_host(str_bytes(&context.settings.advertised_host))
+        .with_port(context.settings.advertised_port);
+    // Fields a version lacks must stay at their defaults or encoding fails.
+    let mut response = MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_topics(topics);
+    if request.version >= 1 {
+        response = response.with_controller_id(BrokerId(NODE_ID));
+    }
+    if request.version >= 2 {
+        response = response.with_cluster_id(Some(str_bytes(&context.settings.cluster_id)));
+    }
+    Ok(request.frame(&response))
+}
+
+/// One topic as Metadata shows it: this broker leads every partition, the only replica.
+fn describe(topic: &TopicInfo, version: i16) -> MetadataResponseTopic {
+    let partitions = (0..topic.partitions)
+        .map(|partition| {
+            MetadataResponsePartition::default()
+                .with_partition_index(partition)
+                .with_leader_id(BrokerId(NODE_ID))
+                .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                .with_isr_nodes(vec![BrokerId(NODE_ID)])
+        })
+        .collect();
+    let mut described = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(&topic.name))))
+        .with_partitions(partitions);
+    if version >= 1 {
+        described = described.with_is_internal(topic.name.starts_with("__"));
+    }
+    if version >= 10 {
+        described = described.with_topic_id(topic.topic_id);
+    }
+    described
+}

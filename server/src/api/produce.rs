@@ -1,0 +1,120 @@
+//! Produce: validate (CRC-32C) and append each partition's record set on its owner shard, then
+//! answer once the flush policy's durability point is reached (acks=1 and acks=-1 alike: with one
+//! replica the leader's durability point is the only one there is). acks=0 gets no answer.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::join_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use ringtail_engine::{AppendError, BatchError};
+
+use super::{code, str_bytes, RequestContext, RequestError, Response};
+use crate::metadata::TopicInfo;
+use crate::shard::ShardContext;
+
+pub async fn handle(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let produce: ProduceRequest = request.decode(body)?;
+    let acks = produce.acks;
+    let mut topics = Vec::with_capacity(produce.topic_data.len());
+    for topic in produce.topic_data {
+        // Kafka creates topics on Metadata, not on Produce: an unknown topic is an error here.
+        let info = context.metadata.topic(&topic.name);
+        let appends = topic.partition_data.into_iter().map(|partition| {
+            append_partition(
+                context,
+                info.clone(),
+                partition.index,
+                partition.records,
+                request.version,
+            )
+        });
+        let partitions = join_all(appends).await;
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(partitions),
+        );
+    }
+    if acks == 0 {
+        return Ok(Response::Nothing);
+    }
+    Ok(request.frame(&ProduceResponse::default().with_responses(topics)))
+}
+
+async fn append_partition(
+    context: &Rc<ShardContext>,
+    topic: Option<Arc<TopicInfo>>,
+    partition: i32,
+    records: Option<Bytes>,
+    version: i16,
+) -> PartitionProduceResponse {
+    let response = PartitionProduceResponse::default()
+        .with_index(partition)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1);
+    let Some(topic) = topic.filter(|topic| (0..topic.partitions).contains(&partition)) else {
+        return response.with_error_code(code(ResponseError::UnknownTopicOrPartition));
+    };
+    let Some(records) = records.filter(|records| !records.is_empty()) else {
+        return response.with_error_code(code(ResponseError::CorruptMessage));
+    };
+    let records = into_mutable(records);
+    let name = topic.name.clone();
+    let appended = context
+        .on_owner(&name, partition, move |owner| async move {
+            let log = owner
+                .partition_log(&topic, partition)
+                .await
+                .map_err(|err| AppendError::LogFailed {
+                    reason: err.to_string(),
+                })?;
+            log.append(records, 0).await
+        })
+        .await;
+    match appended {
+        Ok(Ok(outcome)) if version >= 5 => response
+            .with_base_offset(outcome.base_offset)
+            .with_log_start_offset(outcome.log_start_offset),
+        Ok(Ok(outcome)) => response.with_base_offset(outcome.base_offset),
+        Ok(Err(err)) => {
+            tracing::debug!(topic = %name, partition, %err, "produce refused");
+            let response = response.with_error_code(code(error_for(&err)));
+            // Fields a version lacks must stay at their defaults or encoding fails.
+            if version >= 8 {
+                response.with_error_message(Some(str_bytes(&err.to_string())))
+            } else {
+                response
+            }
+        }
+        Err(_) => response.with_error_code(code(ResponseError::NotLeaderOrFollower)),
+    }
+}
+
+/// The engine takes ownership of the record bytes to write offsets into them. The request frame
+/// is dropped by now, so the slice is usually the buffer's only owner and no copy happens.
+fn into_mutable(records: Bytes) -> BytesMut {
+    records
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]))
+}
+
+/// The Kafka error code for an append failure.
+pub fn error_for(err: &AppendError) -> ResponseError {
+    match err {
+        AppendError::Batch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
+        AppendError::Batch(BatchError::UnsupportedMagic { .. }) => {
+            ResponseError::UnsupportedForMessageFormat
+        }
+        AppendError::Batch(_) => ResponseError::CorruptMessage,
+        AppendError::Io(_) | AppendError::LogFailed { .. } => ResponseError::KafkaStorageError,
+        AppendError::Closed => ResponseError::NotLeaderOrFollower,
+    }
+}

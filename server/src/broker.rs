@@ -1,0 +1,228 @@
+//! Starting and stopping the broker: shard threads, their listeners, the shared metadata, and
+//! graceful shutdown on SIGINT/SIGTERM.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures_util::future::{select, Either};
+use ringtail_engine::{shard_runtime, Shard, ShardId, TopicRegistry};
+use tracing::{error, info, warn};
+
+use crate::config::Args;
+use crate::metadata::Metadata;
+use crate::settings::Settings;
+use crate::shard::{serve_inbox, Router, ShardContext, ShardJob, INBOX_JOBS_MAX};
+
+/// How long shutdown waits for in-flight requests before closing the logs anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Interval flush tick and retention pass period (Kafka's log.retention.check.interval.ms).
+const FLUSH_TICK_MS: u64 = 10;
+const RETENTION_CHECK_MS: u64 = 5 * 60 * 1000;
+
+/// Runs the broker until SIGINT or SIGTERM; returns after a clean shutdown.
+pub fn run(args: Args) -> Result<()> {
+    let shard_count = args.shard_count();
+    let (advertised_host, advertised_port) = args.advertised()?;
+    let log_defaults = args.log_defaults()?;
+    let metadata = Arc::new(Metadata::new(log_defaults));
+    let registry = compio::runtime::Runtime::new()?
+        .block_on(TopicRegistry::load(&args.data_dirs[0]))
+        .context("loading the topic registry")?;
+    metadata
+        .publish(&registry)
+        .context("topic configs in the registry")?;
+    let listeners = bind_listeners(args.listen, shard_count)?;
+    let bound = listeners[0].local_addr()?;
+    let settings = Arc::new(Settings {
+        advertised_host,
+        advertised_port: if args.advertised_listener.is_none() {
+            i32::from(bound.port())
+        } else {
+            advertised_port
+        },
+        data_dirs: args.data_dirs.clone(),
+        default_partitions: args.default_partitions,
+        frame_bytes_max: args.frame_bytes_max,
+        auto_create_topics: args.auto_create_topics,
+        cluster_id: "ringtail".to_string(),
+    });
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count)
+        .map(|_| flume::bounded::<ShardJob>(INBOX_JOBS_MAX))
+        .unzip();
+    let router = Arc::new(Router::new(senders));
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = Vec::with_capacity(shard_count);
+    for (index, (listener, inbox)) in listeners.into_iter().zip(receivers).enumerate() {
+        let shard = ShardStart {
+            id: ShardId(index as u16),
+            cpu: index % cores,
+            listener,
+            inbox,
+            metadata: Arc::clone(&metadata),
+            router: Arc::clone(&router),
+            settings: Arc::clone(&settings),
+            shutdown: Arc::clone(&shutdown),
+            registry: (index == 0).then(|| registry.clone()),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("shard-{index}"))
+            .spawn(move || shard.run())
+            .context("spawning a shard thread")?;
+        threads.push(thread);
+    }
+    info!(listen = %bound, shards = shard_count, data_dirs = ?args.data_dirs, "ringtail listening");
+    compio::runtime::Runtime::new()?.block_on(wait_for_signal());
+    info!("shutting down");
+    shutdown.store(true, Ordering::Relaxed);
+    router.wake_all();
+    let mut clean = true;
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                error!(%err, "shard failed");
+                clean = false;
+            }
+            Err(_) => clean = false,
+        }
+    }
+    anyhow::ensure!(clean, "a shard did not shut down cleanly");
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let interrupt = std::pin::pin!(compio::signal::ctrl_c());
+    let terminate = std::pin::pin!(compio::signal::unix::signal(libc::SIGTERM));
+    let _ = select(interrupt, terminate).await;
+}
+
+/// One SO_REUSEPORT listener per shard, all on the same address: the kernel spreads connections.
+fn bind_listeners(address: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>> {
+    let mut listeners = Vec::with_capacity(count);
+    let mut address = address;
+    for _ in 0..count {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(address),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket
+            .bind(&address.into())
+            .with_context(|| format!("binding {address}"))?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        // Port 0: the other shards join the port the first one got.
+        address = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// What a shard thread starts from.
+struct ShardStart {
+    id: ShardId,
+    cpu: usize,
+    listener: std::net::TcpListener,
+    inbox: flume::Receiver<ShardJob>,
+    metadata: Arc<Metadata>,
+    router: Arc<Router>,
+    settings: Arc<Settings>,
+    shutdown: Arc<AtomicBool>,
+    registry: Option<TopicRegistry>,
+}
+
+impl ShardStart {
+    fn run(self) -> Result<()> {
+        let runtime = shard_runtime(Some(self.cpu)).context("shard runtime")?;
+        runtime.block_on(self.serve())
+    }
+
+    async fn serve(self) -> Result<()> {
+        let engine = Rc::new(Shard::with_data_dirs(
+            self.id,
+            self.settings.data_dirs.clone(),
+        ));
+        let context = Rc::new(ShardContext {
+            id: self.id,
+            engine: Rc::clone(&engine),
+            metadata: self.metadata,
+            router: self.router,
+            settings: self.settings,
+            registry: self.registry.map(RefCell::new),
+            admin_lock: futures_util::lock::Mutex::new(()),
+            shutdown: self.shutdown,
+            in_flight_requests: Cell::new(0),
+        });
+        open_owned_partitions(&context).await?;
+        compio::runtime::spawn(serve_inbox(Rc::clone(&context), self.inbox)).detach();
+        let maintenance = compio::runtime::spawn(
+            Rc::clone(&engine).run_maintenance(FLUSH_TICK_MS, RETENTION_CHECK_MS),
+        );
+        let listener = compio::net::TcpListener::from_std(self.listener)?;
+        let accepting = std::pin::pin!(accept_loop(Rc::clone(&context), listener));
+        if let Either::Right((fsync_error, _)) = select(accepting, maintenance).await {
+            // A failed fsync leaves the page cache in an unknown state: stop, never retry.
+            let err = fsync_error.map_or_else(
+                |_| "maintenance task panicked".to_string(),
+                |err| err.to_string(),
+            );
+            error!(shard = self.id.0, %err, "fatal: background fsync failed");
+            std::process::exit(3);
+        }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while context.in_flight_requests.get() > 0 && Instant::now() < deadline {
+            compio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if context.in_flight_requests.get() > 0 {
+            warn!(shard = self.id.0, "closing with requests still in flight");
+        }
+        engine.close().await.context("closing partition logs")?;
+        Ok(())
+    }
+}
+
+/// Opens (and recovers) every partition this shard owns, so retention and recovery run at start.
+async fn open_owned_partitions(context: &Rc<ShardContext>) -> Result<()> {
+    for topic in context.metadata.topics() {
+        for partition in 0..topic.partitions {
+            if context.router.owner(&topic.name, partition) == context.id {
+                context
+                    .partition_log(&topic, partition)
+                    .await
+                    .with_context(|| format!("opening {}-{partition}", topic.name))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Accepts connections until shutdown.
+async fn accept_loop(context: Rc<ShardContext>, listener: compio::net::TcpListener) {
+    loop {
+        let accept = std::pin::pin!(listener.accept());
+        let stop = std::pin::pin!(context.router.wait_for_wake(context.id));
+        match select(accept, stop).await {
+            Either::Left((Ok((stream, peer)), _)) => {
+                compio::runtime::spawn(crate::connection::serve(Rc::clone(&context), stream, peer))
+                    .detach();
+            }
+            Either::Left((Err(err), _)) => {
+                warn!(%err, "accept failed");
+                compio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Either::Right(_) => return,
+        }
+        if context.shutting_down() {
+            return;
+        }
+    }
+}

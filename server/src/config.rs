@@ -1,0 +1,200 @@
+//! The broker's configuration: command-line flags, optionally seeded from a TOML file.
+//!
+//! Every flag can also be set in the file given by `--config FILE`, under the flag's name without
+//! the dashes (`listen = "127.0.0.1:9092"`, `data-dir = ["/d1", "/d2"]`); flags on the command
+//! line win over the file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use ringtail_engine::{FlushPolicy, LogConfig};
+
+/// Ringtail: a Kafka-compatible broker on a thread-per-core io_uring storage engine.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ringtail", version, about, args_override_self = true)]
+pub struct Args {
+    /// TOML file with any of these flags (names without dashes); command-line flags win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address the Kafka listener binds (one SO_REUSEPORT socket per shard).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+
+    /// Host and port clients are told to connect to (Metadata); default: the listen address.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertised_listener: Option<String>,
+
+    /// Data directory; repeat for several disks (partitions are spread over them).
+    #[arg(long = "data-dir", value_name = "DIR", default_value = "./data")]
+    pub data_dirs: Vec<PathBuf>,
+
+    /// Shards (threads, each pinned to a core with its own io_uring); default: one per core.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+
+    /// Partitions of an auto-created topic, or of CreateTopics with num_partitions = -1.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub default_partitions: i32,
+
+    /// Segment size in bytes before a new segment is rolled (topic config segment.bytes).
+    #[arg(long, value_name = "N", default_value_t = 1 << 30)]
+    pub segment_bytes: u64,
+
+    /// Durability: none (page cache, Kafka's default), every_batch (fdatasync before the ack,
+    /// shared by concurrent appends) or <N>ms (a background fdatasync every N ms). Topic config
+    /// `flush`.
+    #[arg(long, value_name = "none|every_batch|<N>ms", default_value = "none")]
+    pub flush: FlushPolicy,
+
+    /// Delete segments older than this (topic config retention.ms); -1 keeps forever.
+    #[arg(long, value_name = "N", default_value_t = 7 * 24 * 3600 * 1000, allow_hyphen_values = true)]
+    pub retention_ms: i64,
+
+    /// Delete the oldest segments beyond this many bytes per partition (retention.bytes); -1: no limit.
+    #[arg(long, value_name = "N", default_value_t = -1, allow_hyphen_values = true)]
+    pub retention_bytes: i64,
+
+    /// Largest request frame accepted; a larger one closes the connection before any allocation.
+    #[arg(long, value_name = "N", default_value_t = 100 * 1024 * 1024)]
+    pub frame_bytes_max: u32,
+
+    /// Create a topic when a client produces to or asks metadata for one that does not exist.
+    #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+
+    /// Where to serve Prometheus text metrics (/metrics); off unless given (e.g. 127.0.0.1:9644).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Args {
+    /// Parses the command line, seeded from `--config FILE` if given.
+    pub fn load() -> Result<Self> {
+        let cli: Vec<String> = std::env::args().collect();
+        let first = Self::try_parse_from(&cli)?;
+        let Some(path) = first.config.clone() else {
+            return Ok(first);
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut merged = vec![cli[0].clone()];
+        merged.extend(toml_to_args(&text, &cli).with_context(|| format!("in {}", path.display()))?);
+        merged.extend(cli[1..].iter().cloned());
+        Ok(Self::try_parse_from(merged)?)
+    }
+
+    /// The log config every topic starts from (topic configs override it).
+    pub fn log_defaults(&self) -> Result<LogConfig> {
+        let mut config = LogConfig {
+            flush: self.flush,
+            ..LogConfig::default()
+        };
+        config.apply("segment.bytes", &self.segment_bytes.to_string())?;
+        config.apply("retention.ms", &self.retention_ms.to_string())?;
+        config.apply("retention.bytes", &self.retention_bytes.to_string())?;
+        Ok(config)
+    }
+
+    /// Host and port announced in Metadata.
+    pub fn advertised(&self) -> Result<(String, i32)> {
+        let Some(text) = &self.advertised_listener else {
+            return Ok((self.listen.ip().to_string(), i32::from(self.listen.port())));
+        };
+        let (host, port) = text
+            .rsplit_once(':')
+            .context("--advertised-listener must be HOST:PORT")?;
+        Ok((
+            host.to_string(),
+            port.parse().context("bad port in --advertised-listener")?,
+        ))
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+}
+
+/// Turns `key = value` lines of a TOML table into `--key value` arguments. A repeatable flag's
+/// file values are dropped when the command line gives that flag, so the command line wins.
+fn toml_to_args(text: &str, cli: &[String]) -> Result<Vec<String>> {
+    let table: toml::Table = text.parse()?;
+    let mut args = Vec::new();
+    for (key, value) in table {
+        let flag = format!("--{key}");
+        let values: Vec<String> = match value {
+            toml::Value::Array(items) => {
+                items.iter().map(scalar_to_string).collect::<Result<_>>()?
+            }
+            other => vec![scalar_to_string(&other)?],
+        };
+        if key == "data-dir"
+            && cli
+                .iter()
+                .any(|arg| arg == "--data-dir" || arg.starts_with("--data-dir="))
+        {
+            continue;
+        }
+        if key == "config" {
+            bail!("config files do not nest");
+        }
+        for value in values {
+            args.push(format!("{flag}={value}"));
+        }
+    }
+    Ok(args)
+}
+
+fn scalar_to_string(value: &toml::Value) -> Result<String> {
+    Ok(match value {
+        toml::Value::String(text) => text.clone(),
+        toml::Value::Integer(number) => number.to_string(),
+        toml::Value::Boolean(flag) => flag.to_string(),
+        other => bail!("unsupported value {other}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_flags() {
+        // The README's first command runs with no flags at all.
+        let args = Args::try_parse_from(["ringtail"]).unwrap();
+        assert_eq!(args.listen, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(args.data_dirs, vec![PathBuf::from("./data")]);
+        assert_eq!(args.flush, FlushPolicy::None);
+        assert!(args.auto_create_topics);
+        assert_eq!(args.advertised().unwrap(), ("127.0.0.1".to_string(), 9092));
+        let log = args.log_defaults().unwrap();
+        assert_eq!(log.retention_bytes, None);
+    }
+
+    #[test]
+    fn file_values_apply_and_the_command_line_wins() {
+        // --config seeds every flag; an explicit flag overrides the file.
+        let file = "listen = \"127.0.0.1:19092\"\nflush = \"every_batch\"\ndata-dir = [\"/a\", \"/b\"]\nshards = 3\nauto-create-topics = false\n";
+        let cli = vec![
+            "ringtail".to_string(),
+            "--shards".to_string(),
+            "1".to_string(),
+        ];
+        let mut merged = vec!["ringtail".to_string()];
+        merged.extend(toml_to_args(file, &cli).unwrap());
+        merged.extend(cli[1..].iter().cloned());
+        let args = Args::try_parse_from(merged).unwrap();
+        assert_eq!(args.listen.port(), 19092);
+        assert_eq!(args.flush, FlushPolicy::EveryBatch);
+        assert_eq!(
+            args.data_dirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert_eq!(args.shards, Some(1));
+        assert!(!args.auto_create_topics);
+    }
+}

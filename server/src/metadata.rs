@@ -1,0 +1,113 @@
+//! The broker's topic metadata: the control plane.
+//!
+//! One writer, shard 0, owns the persisted [`TopicRegistry`]; every shard reads a shared snapshot
+//! (`Arc<Metadata>`, a `RwLock` held for a map lookup only — never across an `.await`, never on the
+//! byte-moving part of the data path).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use ringtail_engine::{ConfigError, LogConfig, TopicMeta, TopicRegistry};
+use uuid::Uuid;
+
+/// A topic as every shard sees it.
+#[derive(Debug, Clone)]
+pub struct TopicInfo {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: i32,
+    /// Effective log config: broker defaults with the topic's overrides applied.
+    pub config: LogConfig,
+    pub overrides: BTreeMap<String, String>,
+}
+
+/// Shared, read-mostly view of all topics.
+pub struct Metadata {
+    topics: RwLock<HashMap<String, Arc<TopicInfo>>>,
+    log_defaults: LogConfig,
+}
+
+impl Metadata {
+    pub fn new(log_defaults: LogConfig) -> Self {
+        Self {
+            topics: RwLock::new(HashMap::new()),
+            log_defaults,
+        }
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicInfo>> {
+        self.topics
+            .read()
+            .expect("metadata lock")
+            .get(name)
+            .cloned()
+    }
+
+    pub fn topic_by_id(&self, topic_id: Uuid) -> Option<Arc<TopicInfo>> {
+        self.topics
+            .read()
+            .expect("metadata lock")
+            .values()
+            .find(|topic| topic.topic_id == topic_id)
+            .cloned()
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<TopicInfo>> {
+        let mut all: Vec<_> = self
+            .topics
+            .read()
+            .expect("metadata lock")
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Resolves a registry entry into what shards use.
+    pub fn info_for(&self, meta: &TopicMeta) -> Result<TopicInfo, ConfigError> {
+        Ok(TopicInfo {
+            name: meta.name.clone(),
+            topic_id: meta.topic_id,
+            partitions: meta.partitions as i32,
+            config: self.log_defaults.with_overrides(&meta.configs)?,
+            overrides: meta.configs.clone(),
+        })
+    }
+
+    /// Replaces the view with the registry's contents (after shard 0 saved a change).
+    pub fn publish(&self, registry: &TopicRegistry) -> Result<(), ConfigError> {
+        let mut fresh = HashMap::with_capacity(registry.len());
+        for meta in registry.topics() {
+            fresh.insert(meta.name.clone(), Arc::new(self.info_for(meta)?));
+        }
+        *self.topics.write().expect("metadata lock") = fresh;
+        Ok(())
+    }
+}
+
+/// Kafka's rule for topic names: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        // Names become directory names: anything else must be refused before it reaches the disk.
+        assert!(valid_topic_name("orders.v1_x-2"));
+        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(250)] {
+            assert!(!valid_topic_name(bad), "{bad:?}");
+        }
+    }
+}

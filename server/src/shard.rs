@@ -1,0 +1,178 @@
+//! Shard threads and the message passing between them.
+//!
+//! Each shard is a thread pinned to a core, running its own compio runtime (its own io_uring),
+//! owning the partitions [`partition_owner`] assigns it, and accepting connections on its own
+//! SO_REUSEPORT listener. A connection is served on the shard that accepted it; work on a partition
+//! another shard owns is sent there as a job over a bounded channel and its result comes back on a
+//! oneshot. No lock guards the data path.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use futures_channel::oneshot;
+use ringtail_engine::{
+    partition_owner, PartitionLog, Shard, ShardId, TopicPartition, TopicRegistry,
+};
+use std::cell::RefCell;
+
+use crate::metadata::{Metadata, TopicInfo};
+use crate::settings::Settings;
+
+/// Jobs a shard's inbox holds before senders wait: the bound between shards.
+pub const INBOX_JOBS_MAX: usize = 4096;
+
+/// Work sent to another shard: runs there, on its thread, with its context.
+pub type ShardJob = Box<dyn FnOnce(Rc<ShardContext>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// The senders of every shard's inbox; shared by all shards.
+pub struct Router {
+    inboxes: Vec<flume::Sender<ShardJob>>,
+    /// One wake-up channel per shard, for shutdown.
+    wakes: Vec<(flume::Sender<()>, flume::Receiver<()>)>,
+}
+
+impl Router {
+    pub fn new(inboxes: Vec<flume::Sender<ShardJob>>) -> Self {
+        let wakes = inboxes.iter().map(|_| flume::bounded(1)).collect();
+        Self { inboxes, wakes }
+    }
+
+    /// Wakes every shard's accept loop (shutdown).
+    pub fn wake_all(&self) {
+        for (sender, _) in &self.wakes {
+            let _ = sender.try_send(());
+        }
+    }
+
+    /// Resolves when [`Router::wake_all`] is called.
+    pub async fn wait_for_wake(&self, shard: ShardId) {
+        let _ = self.wakes[shard.0 as usize].1.recv_async().await;
+    }
+
+    pub fn shard_count(&self) -> u16 {
+        self.inboxes.len() as u16
+    }
+
+    /// The shard that owns a partition.
+    pub fn owner(&self, topic: &str, partition: i32) -> ShardId {
+        partition_owner(topic, partition, self.shard_count())
+    }
+
+    /// Sends a job to `shard`'s inbox. Fails only when that shard has stopped.
+    pub async fn send(&self, shard: ShardId, job: ShardJob) -> Result<(), ShardGone> {
+        self.inboxes[shard.0 as usize]
+            .send_async(job)
+            .await
+            .map_err(|_| ShardGone)
+    }
+}
+
+/// The target shard has shut down.
+#[derive(Debug, thiserror::Error)]
+#[error("shard stopped")]
+pub struct ShardGone;
+
+/// Everything a shard's tasks share.
+pub struct ShardContext {
+    pub id: ShardId,
+    pub engine: Rc<Shard>,
+    pub metadata: Arc<Metadata>,
+    pub router: Arc<Router>,
+    pub settings: Arc<Settings>,
+    /// The topic registry's one writer lives on shard 0.
+    pub registry: Option<RefCell<TopicRegistry>>,
+    /// Serializes registry changes on shard 0 (each saves the whole file).
+    pub admin_lock: futures_util::lock::Mutex<()>,
+    /// Set once by the signal handler: stop taking requests, finish, flush, exit.
+    pub shutdown: Arc<AtomicBool>,
+    /// Requests being served on this shard (graceful shutdown waits for them).
+    pub in_flight_requests: Cell<usize>,
+}
+
+impl ShardContext {
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    pub fn request_started(&self) {
+        self.in_flight_requests
+            .set(self.in_flight_requests.get() + 1);
+    }
+
+    pub fn request_done(&self) {
+        self.in_flight_requests
+            .set(self.in_flight_requests.get().saturating_sub(1));
+    }
+
+    /// Runs `job` on the shard that owns (`topic`, `partition`) and returns its result: directly
+    /// if that is this shard, else by message passing.
+    pub async fn on_owner<R, F, Fut>(
+        self: &Rc<Self>,
+        topic: &str,
+        partition: i32,
+        job: F,
+    ) -> Result<R, ShardGone>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<ShardContext>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        self.on_shard(self.router.owner(topic, partition), job)
+            .await
+    }
+
+    /// Runs `job` on `shard` and returns its result.
+    pub async fn on_shard<R, F, Fut>(
+        self: &Rc<Self>,
+        shard: ShardId,
+        job: F,
+    ) -> Result<R, ShardGone>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<ShardContext>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        if shard == self.id {
+            return Ok(job(Rc::clone(self)).await);
+        }
+        let (reply, result) = oneshot::channel();
+        let boxed: ShardJob = Box::new(move |context| {
+            Box::pin(async move {
+                let _ = reply.send(job(context).await);
+            })
+        });
+        self.router.send(shard, boxed).await?;
+        result.await.map_err(|_| ShardGone)
+    }
+
+    /// This shard's log of a partition, opened (and recovered) on first use. Call on the owner.
+    pub async fn partition_log(
+        &self,
+        topic: &TopicInfo,
+        partition: i32,
+    ) -> Result<Rc<PartitionLog>, ringtail_engine::OpenError> {
+        debug_assert_eq!(
+            self.router.owner(&topic.name, partition),
+            self.id,
+            "only the owner opens a partition"
+        );
+        let topic_partition = TopicPartition::new(&topic.name, partition);
+        if let Some(log) = self.engine.partition(&topic_partition) {
+            return Ok(log);
+        }
+        self.engine
+            .open_partition(topic_partition, topic.config.clone())
+            .await
+    }
+}
+
+/// Drains a shard's inbox, running each job as a task of this shard.
+pub async fn serve_inbox(context: Rc<ShardContext>, inbox: flume::Receiver<ShardJob>) {
+    while let Ok(job) = inbox.recv_async().await {
+        compio::runtime::spawn(job(Rc::clone(&context))).detach();
+    }
+}
