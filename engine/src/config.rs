@@ -227,6 +227,21 @@ impl LogConfig {
     }
 }
 
+impl LogConfig {
+    /// Every config by its Kafka name with its current value, in [`TOPIC_CONFIG_NAMES`] order.
+    pub fn get_all(&self) -> Vec<(&'static str, String)> {
+        TOPIC_CONFIG_NAMES
+            .iter()
+            .map(|name| {
+                (
+                    *name,
+                    self.get(name).expect("every listed name has a value"),
+                )
+            })
+            .collect()
+    }
+}
+
 /// Kafka's convention: -1 means unlimited.
 fn optional_limit(value: i64) -> Option<Option<u64>> {
     match value {
