@@ -53,6 +53,8 @@ pub enum AppendError {
     LogFailed { reason: String },
     #[error("partition log is closed")]
     Closed,
+    #[error(transparent)]
+    Sequence(#[from] crate::producer::SequenceError),
 }
 
 /// Why a read could not be planned.

@@ -15,6 +15,7 @@ pub mod error;
 pub mod index;
 pub mod io;
 pub mod log;
+pub mod producer;
 pub mod registry;
 pub mod segment;
 pub mod shard;

@@ -32,6 +32,7 @@ use crate::batch::{self, BatchHeader, Strictness};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{AppendError, OpenError, ReadError};
 use crate::io;
+use crate::producer::{ProducerStateTable, SequenceCheck};
 use crate::segment::{self, RecoveryReport, RecoveryScan, Segment, SegmentFiles};
 
 /// Marker written by a clean [`PartitionLog::close`] and removed on open: without it, the last
@@ -124,6 +125,8 @@ struct LogState {
     stats: LogStats,
     /// Readers parked until the high watermark moves (long-polling fetches).
     data_waiters: Vec<oneshot::Sender<()>>,
+    /// Idempotent producers' sequence state.
+    producers: ProducerStateTable,
     boundaries: VecDeque<(i64, i64, u64)>,
 }
 
@@ -179,7 +182,7 @@ pub fn now_ms() -> i64 {
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering every segment.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<(Rc<Self>, OpenReport), OpenError> {
-        let base_offsets = list_segments(dir).await?;
+        let (base_offsets, snapshot_offsets) = list_segments(dir).await?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
         let clean_shutdown = compio::fs::metadata(&marker).await.is_ok();
         let now = now_ms();
@@ -198,7 +201,13 @@ impl PartitionLog {
             let (segment, recovery) =
                 segment::recover(dir, *base_offset, &config, is_active, scan, now).await?;
             if recovery.truncated_bytes > 0 || recovery.index_rebuilt {
-                info!(dir = %dir.display(), base_offset, ?recovery, "recovered segment");
+                info!(
+                    dir = %dir.display(),
+                    base_offset,
+                    truncated_bytes = recovery.truncated_bytes,
+                    index_rebuilt = recovery.index_rebuilt,
+                    "recovered segment"
+                );
             }
             report.recovery.push((*base_offset, recovery));
             segments.push_back(segment);
@@ -216,6 +225,7 @@ impl PartitionLog {
         }
         let next_offset = segments.back().map_or(0, |segment| segment.next_offset);
         let log_start_offset = segments.front().map_or(0, |segment| segment.base_offset);
+        let producers = rebuild_producers(dir, &snapshot_offsets, next_offset, &report).await;
         let log = Self {
             dir: dir.to_path_buf(),
             state: RefCell::new(LogState {
@@ -232,6 +242,7 @@ impl PartitionLog {
                 last_sync_ms: now,
                 stats: LogStats::default(),
                 data_waiters: Vec::new(),
+                producers,
                 boundaries: VecDeque::with_capacity(BOUNDARY_CACHE_ENTRIES),
             }),
         };
@@ -336,6 +347,10 @@ impl PartitionLog {
             if state.closed {
                 return Err(AppendError::Closed);
             }
+            if let Some(duplicate) = check_sequences(&state.producers, &headers)? {
+                drop(state);
+                return self.answer_duplicate(duplicate).await;
+            }
             let mut position = 0usize;
             for header in &mut headers {
                 header.base_offset = state.next_offset;
@@ -344,6 +359,7 @@ impl PartitionLog {
                 batch::set_base_offset(batch_bytes, header.base_offset);
                 batch::set_partition_leader_epoch(batch_bytes, leader_epoch);
                 state.next_offset = header.next_offset();
+                state.producers.record(header);
                 position += header.total_bytes();
             }
             let (reply, receiver) = oneshot::channel();
@@ -359,6 +375,39 @@ impl PartitionLog {
             receiver
         };
         receiver.await.unwrap_or(Err(AppendError::Closed))
+    }
+
+    /// A retried batch that is already in the log: answer with its offsets once it is as durable
+    /// as a fresh append would be.
+    async fn answer_duplicate(
+        &self,
+        duplicate: crate::producer::ProducerBatch,
+    ) -> Result<AppendOutcome, AppendError> {
+        loop {
+            let (reached, end) = {
+                let state = self.state.borrow();
+                if let Some(reason) = &state.failure {
+                    return Err(AppendError::LogFailed {
+                        reason: reason.clone(),
+                    });
+                }
+                let end = match state.config.flush {
+                    FlushPolicy::EveryBatch => state.durable_offset,
+                    FlushPolicy::None | FlushPolicy::IntervalMs(_) => state.high_watermark,
+                };
+                (end > duplicate.last_offset, end)
+            };
+            if reached {
+                return Ok(AppendOutcome {
+                    base_offset: duplicate.base_offset,
+                    last_offset: duplicate.last_offset,
+                    log_start_offset: self.log_start_offset(),
+                });
+            }
+            // Woken by writes and by syncs; re-check what is reached each time.
+            self.wait_for_data_after(end.min(self.high_watermark()))
+                .await;
+        }
     }
 
     /// The writer task: drains the queue in groups until it is empty.
@@ -553,6 +602,9 @@ impl PartitionLog {
         let mut state = self.state.borrow_mut();
         state.stats.fsyncs += 1;
         state.durable_offset = state.durable_offset.max(written);
+        for waiter in state.data_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
         Ok(())
     }
 
@@ -606,6 +658,9 @@ impl PartitionLog {
             state.durable_offset = state.durable_offset.max(base_offset);
         }
         let segment = Segment::create(&self.dir, base_offset, &config, now_ms()).await?;
+        self.write_producer_snapshot(base_offset)
+            .await
+            .map_err(OpenError::io(&self.dir))?;
         io::sync_dir(&self.dir)
             .await
             .map_err(OpenError::io(&self.dir))?;
@@ -899,6 +954,32 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Writes the producer table as of `offset` (everything appended below it) and removes older
+    /// snapshots. Called at a roll (offset = new segment base) and at close (offset = end), when no
+    /// append is in flight.
+    async fn write_producer_snapshot(&self, offset: i64) -> std::io::Result<()> {
+        let bytes = self.state.borrow().producers.encode_snapshot(offset);
+        let path = self.dir.join(snapshot_file_name(offset));
+        let temp_path = path.with_extension("snapshot.tmp");
+        let temp = compio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp_path)
+            .await?;
+        io::write_all_at(&temp, bytes, 0).await?;
+        temp.sync_all().await?;
+        temp.close().await?;
+        compio::fs::rename(&temp_path, &path).await?;
+        let (_, snapshots) = list_segments(&self.dir)
+            .await
+            .map_err(|err| std::io::Error::other(err.to_string()))?;
+        for older in snapshots.into_iter().filter(|snapshot| *snapshot < offset) {
+            compio::fs::remove_file(self.dir.join(snapshot_file_name(older))).await?;
+        }
+        Ok(())
+    }
+
     /// Refuses further appends, waits for queued ones, writes out the index and syncs.
     pub async fn close(&self) -> std::io::Result<()> {
         self.state.borrow_mut().closed = true;
@@ -921,6 +1002,7 @@ impl PartitionLog {
             delta.write(&files).await?;
         }
         self.sync().await?;
+        self.write_producer_snapshot(self.high_watermark()).await?;
         let marker = compio::fs::File::create(self.dir.join(CLEAN_SHUTDOWN_FILE_NAME)).await?;
         marker.sync_all().await?;
         io::sync_dir(&self.dir).await
@@ -957,8 +1039,77 @@ fn front_is_expired(state: &LogState, now_ms: i64) -> bool {
     too_big || too_old
 }
 
-/// Base offsets of the `.log` files in `dir`, sorted; creates `dir` if missing.
-async fn list_segments(dir: &Path) -> Result<Vec<i64>, OpenError> {
+fn snapshot_file_name(offset: i64) -> String {
+    format!("{offset:020}.snapshot")
+}
+
+/// Checks each producer batch of a record set. `Some` when the set is one batch already in the
+/// log (a retry).
+fn check_sequences(
+    producers: &ProducerStateTable,
+    headers: &[BatchHeader],
+) -> Result<Option<crate::producer::ProducerBatch>, AppendError> {
+    for header in headers {
+        match producers.check(header)? {
+            SequenceCheck::Append => {}
+            SequenceCheck::Duplicate(batch) if headers.len() == 1 => return Ok(Some(batch)),
+            // Produce v3+ carries one batch per partition; a partial retry of several is refused.
+            SequenceCheck::Duplicate(batch) => {
+                return Err(crate::producer::SequenceError::OutOfOrder {
+                    expected: batch.last_sequence.wrapping_add(1),
+                    got: header.base_sequence,
+                }
+                .into())
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The producer table at open: the newest snapshot, then every producer batch recovery scanned
+/// past it. A missing or unreadable snapshot only costs idempotence across this restart.
+async fn rebuild_producers(
+    dir: &Path,
+    snapshot_offsets: &[i64],
+    next_offset: i64,
+    report: &OpenReport,
+) -> ProducerStateTable {
+    let mut table = ProducerStateTable::default();
+    let mut covered = i64::MIN;
+    if let Some(offset) = snapshot_offsets
+        .iter()
+        .copied()
+        .filter(|offset| *offset <= next_offset)
+        .max()
+    {
+        let bytes = compio::fs::read(dir.join(snapshot_file_name(offset)))
+            .await
+            .ok();
+        match bytes.and_then(|bytes| ProducerStateTable::decode_snapshot(&bytes)) {
+            Some((snapshot, snapshot_offset)) => {
+                table = snapshot;
+                covered = snapshot_offset;
+            }
+            None => {
+                tracing::warn!(dir = %dir.display(), offset, "unreadable producer snapshot ignored")
+            }
+        }
+    }
+    for (_, recovery) in &report.recovery {
+        for header in recovery
+            .producer_batches
+            .iter()
+            .filter(|header| header.base_offset >= covered)
+        {
+            table.record(header);
+        }
+    }
+    table
+}
+
+/// Base offsets of the `.log` files and offsets of the `.snapshot` files in `dir`, each sorted;
+/// creates `dir` if missing.
+async fn list_segments(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), OpenError> {
     let owned_dir = dir.to_path_buf();
     let names = io::blocking(move || {
         std::fs::create_dir_all(&owned_dir)?;
@@ -969,21 +1120,27 @@ async fn list_segments(dir: &Path) -> Result<Vec<i64>, OpenError> {
     .await
     .map_err(OpenError::io(dir))?;
     let mut base_offsets = Vec::new();
+    let mut snapshot_offsets = Vec::new();
     for path in names {
-        if path.extension().and_then(|ext| ext.to_str()) != Some("log") {
+        let extension = path.extension().and_then(|ext| ext.to_str());
+        if extension != Some("log") && extension != Some("snapshot") {
             continue;
         }
         let stem = path
             .file_stem()
             .and_then(|stem| stem.to_str())
             .unwrap_or_default();
-        match stem.parse::<i64>() {
-            Ok(base_offset) if stem.len() == 20 && base_offset >= 0 => {
-                base_offsets.push(base_offset)
-            }
+        let offset = match stem.parse::<i64>() {
+            Ok(offset) if stem.len() == 20 && offset >= 0 => offset,
             _ => return Err(OpenError::BadFileName { path }),
+        };
+        if extension == Some("log") {
+            base_offsets.push(offset);
+        } else {
+            snapshot_offsets.push(offset);
         }
     }
     base_offsets.sort_unstable();
-    Ok(base_offsets)
+    snapshot_offsets.sort_unstable();
+    Ok((base_offsets, snapshot_offsets))
 }

@@ -54,6 +54,8 @@ pub struct SegmentFiles {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     pub batches_scanned: u64,
+    /// Headers of scanned batches with a producer id, in log order, to rebuild producer state.
+    pub producer_batches: Vec<BatchHeader>,
     /// Bytes cut off after the last valid batch, excluding preallocated zeros.
     pub truncated_bytes: u64,
     pub index_rebuilt: bool,
@@ -584,6 +586,9 @@ async fn scan_tail(
         }
         segment.note_appended(&header, position, config);
         report.batches_scanned += 1;
+        if header.has_producer_id() {
+            report.producer_batches.push(header);
+        }
     }
 }
 

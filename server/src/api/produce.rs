@@ -10,6 +10,7 @@ use futures_util::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use ringtail_engine::producer::SequenceError;
 use ringtail_engine::{AppendError, BatchError};
 
 use super::{code, str_bytes, RequestContext, RequestError, Response};
@@ -116,5 +117,11 @@ pub fn error_for(err: &AppendError) -> ResponseError {
         AppendError::Batch(_) => ResponseError::CorruptMessage,
         AppendError::Io(_) | AppendError::LogFailed { .. } => ResponseError::KafkaStorageError,
         AppendError::Closed => ResponseError::NotLeaderOrFollower,
+        AppendError::Sequence(SequenceError::OutOfOrder { .. }) => {
+            ResponseError::OutOfOrderSequenceNumber
+        }
+        AppendError::Sequence(SequenceError::StaleEpoch { .. }) => {
+            ResponseError::InvalidProducerEpoch
+        }
     }
 }
