@@ -332,11 +332,11 @@ impl PartitionLog {
     /// policy's durability point is reached. Offsets and the leader epoch are written in place.
     pub async fn append(
         self: &Rc<Self>,
-        mut records: BytesMut,
+        records: BytesMut,
         leader_epoch: i32,
     ) -> Result<AppendOutcome, AppendError> {
         let max_message_bytes = self.state.borrow().config.max_message_bytes as usize;
-        let mut headers = batch::validate_all(&records, max_message_bytes, Strictness::Producer)?;
+        let headers = batch::validate_all(&records, max_message_bytes, Strictness::Producer)?;
         let receiver = {
             let mut state = self.state.borrow_mut();
             if let Some(reason) = &state.failure {
@@ -348,9 +348,31 @@ impl PartitionLog {
                 return Err(AppendError::Closed);
             }
             if let Some(duplicate) = check_sequences(&state.producers, &headers)? {
-                drop(state);
-                return self.answer_duplicate(duplicate).await;
+                Err(duplicate)
+            } else {
+                Ok(self.enqueue(&mut state, records, headers, leader_epoch))
             }
+        };
+        match receiver {
+            Ok(receiver) => receiver.await.unwrap_or(Err(AppendError::Closed)),
+            Err(duplicate) => self.answer_duplicate(duplicate).await,
+        }
+    }
+
+    /// Assigns offsets in place, records producer sequences and queues the record set for the
+    /// writer (starting it if idle). Runs under the caller's borrow: nothing here awaits.
+    fn enqueue(
+        self: &Rc<Self>,
+        state: &mut LogState,
+        mut records: BytesMut,
+        mut headers: Vec<BatchHeader>,
+        leader_epoch: i32,
+    ) -> oneshot::Receiver<Result<AppendOutcome, AppendError>> {
+        debug_assert!(
+            !state.closed && state.failure.is_none(),
+            "checked by the caller"
+        );
+        {
             let mut position = 0usize;
             for header in &mut headers {
                 header.base_offset = state.next_offset;
@@ -373,8 +395,7 @@ impl PartitionLog {
                 compio::runtime::spawn(Rc::clone(self).run_writer()).detach();
             }
             receiver
-        };
-        receiver.await.unwrap_or(Err(AppendError::Closed))
+        }
     }
 
     /// A retried batch that is already in the log: answer with its offsets once it is as durable
