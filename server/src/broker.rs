@@ -37,6 +37,13 @@ pub fn run(args: Args) -> Result<()> {
         .publish(&registry)
         .context("topic configs in the registry")?;
     let listeners = bind_listeners(args.listen, shard_count)?;
+    let metrics_listener = args
+        .metrics_listen
+        .map(|address| {
+            std::net::TcpListener::bind(address)
+                .with_context(|| format!("binding --metrics-listen {address}"))
+        })
+        .transpose()?;
     let bound = listeners[0].local_addr()?;
     let settings = Arc::new(Settings {
         advertised_host,
@@ -51,6 +58,7 @@ pub fn run(args: Args) -> Result<()> {
         auto_create_topics: args.auto_create_topics,
         cluster_id: "ringtail".to_string(),
     });
+    let mut metrics_listener = metrics_listener;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count)
         .map(|_| flume::bounded::<ShardJob>(INBOX_JOBS_MAX))
         .unzip();
@@ -69,6 +77,11 @@ pub fn run(args: Args) -> Result<()> {
             settings: Arc::clone(&settings),
             shutdown: Arc::clone(&shutdown),
             registry: (index == 0).then(|| registry.clone()),
+            metrics_listener: if index == 0 {
+                metrics_listener.take()
+            } else {
+                None
+            },
         };
         let thread = std::thread::Builder::new()
             .name(format!("shard-{index}"))
@@ -138,6 +151,7 @@ struct ShardStart {
     settings: Arc<Settings>,
     shutdown: Arc<AtomicBool>,
     registry: Option<TopicRegistry>,
+    metrics_listener: Option<std::net::TcpListener>,
 }
 
 impl ShardStart {
@@ -164,6 +178,11 @@ impl ShardStart {
         });
         open_owned_partitions(&context).await?;
         compio::runtime::spawn(serve_inbox(Rc::clone(&context), self.inbox)).detach();
+        if let Some(listener) = self.metrics_listener {
+            let listener = compio::net::TcpListener::from_std(listener)?;
+            info!(listen = %listener.local_addr()?, "metrics on /metrics");
+            compio::runtime::spawn(crate::metrics::serve(Rc::clone(&context), listener)).detach();
+        }
         let maintenance = compio::runtime::spawn(
             Rc::clone(&engine).run_maintenance(FLUSH_TICK_MS, RETENTION_CHECK_MS),
         );
@@ -212,6 +231,7 @@ async fn accept_loop(context: Rc<ShardContext>, listener: compio::net::TcpListen
         let stop = std::pin::pin!(context.router.wait_for_wake(context.id));
         match select(accept, stop).await {
             Either::Left((Ok((stream, peer)), _)) => {
+                crate::metrics::record_connection();
                 compio::runtime::spawn(crate::connection::serve(Rc::clone(&context), stream, peer))
                     .detach();
             }

@@ -49,12 +49,15 @@ async fn read_requests(
             return Err("broker shutting down".into());
         }
         let frame = read_frame(&mut stream, context.settings.frame_bytes_max).await?;
+        crate::metrics::record_bytes_in(frame.len() + 4);
         let (request, body) = parse_header(frame)?;
         let handler_context = Rc::clone(context);
         context.request_started();
+        let started = std::time::Instant::now();
         let handler = compio::runtime::spawn(async move {
             let response = api::dispatch(&handler_context, request, body).await;
             handler_context.request_done();
+            crate::metrics::record_request(request.api, started.elapsed());
             response
         });
         queue
@@ -158,6 +161,7 @@ async fn send(
     match response {
         Response::Nothing => Ok(()),
         Response::Frame(frame) => {
+            crate::metrics::record_bytes_out(frame.len() as u64);
             let BufResult(result, _) = stream.write_all(frame).await;
             result
         }
@@ -165,6 +169,7 @@ async fn send(
             for part in fetch.parts {
                 match part {
                     api::fetch_response::FramePart::Inline(bytes) => {
+                        crate::metrics::record_bytes_out(bytes.len() as u64);
                         let BufResult(result, _) = stream.write_all(bytes).await;
                         result?;
                     }

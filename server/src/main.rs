@@ -8,6 +8,7 @@ mod broker;
 mod config;
 mod connection;
 mod metadata;
+mod metrics;
 mod settings;
 mod shard;
 mod topics;

@@ -1,0 +1,197 @@
+//! Prometheus text metrics on `--metrics-listen` (`GET /metrics`): requests and their latency per
+//! API, bytes in and out (and how many of the out bytes were spliced, never entering user space),
+//! partitions and their log end offsets.
+//!
+//! Counters are process-wide atomics (relaxed: they are statistics, not synchronisation); the
+//! per-partition figures are collected from each shard by message passing when scraped.
+
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use compio::io::{AsyncRead, AsyncWriteExt};
+use compio::net::{TcpListener, TcpStream};
+use compio::BufResult;
+use kafka_protocol::messages::ApiKey;
+use ringtail_engine::ShardId;
+
+use crate::api::SUPPORTED_APIS;
+use crate::shard::ShardContext;
+
+/// Largest API key we count (Kafka's keys are small integers).
+const API_KEYS_MAX: usize = 128;
+
+struct ApiCounters {
+    requests: AtomicU64,
+    latency_micros_sum: AtomicU64,
+}
+
+#[allow(clippy::declare_interior_mutable_const)] // each array slot is its own counter
+const ZERO: ApiCounters = ApiCounters {
+    requests: AtomicU64::new(0),
+    latency_micros_sum: AtomicU64::new(0),
+};
+
+static API_COUNTERS: [ApiCounters; API_KEYS_MAX] = [ZERO; API_KEYS_MAX];
+static BYTES_IN: AtomicU64 = AtomicU64::new(0);
+static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
+static CONNECTIONS_ACCEPTED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one served request and how long it took.
+pub fn record_request(api: ApiKey, latency: Duration) {
+    if let Some(counters) = API_COUNTERS.get(api as i16 as usize) {
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        counters
+            .latency_micros_sum
+            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+pub fn record_bytes_in(bytes: usize) {
+    BYTES_IN.fetch_add(bytes as u64, Ordering::Relaxed);
+}
+
+pub fn record_bytes_out(bytes: u64) {
+    BYTES_OUT.fetch_add(bytes, Ordering::Relaxed);
+}
+
+pub fn record_connection() {
+    CONNECTIONS_ACCEPTED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Serves `/metrics` until the shard stops. Runs on shard 0.
+pub async fn serve(context: Rc<ShardContext>, listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        compio::runtime::spawn(answer(Rc::clone(&context), stream)).detach();
+    }
+}
+
+async fn answer(context: Rc<ShardContext>, mut stream: TcpStream) {
+    // One small GET per connection; anything longer than 8 KiB of request is not ours to read.
+    let BufResult(result, request) = stream.read(Vec::<u8>::with_capacity(8192)).await;
+    if result.is_err() {
+        return;
+    }
+    let text = String::from_utf8_lossy(&request);
+    let (status, body) = if text.starts_with("GET /metrics") {
+        ("200 OK", render(&context).await)
+    } else {
+        ("404 Not Found", "try /metrics\n".to_string())
+    };
+    let mut response = BytesMut::new();
+    let _ = write!(
+        response_writer(&mut response),
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let BufResult(_, _) = stream.write_all(response).await;
+}
+
+fn response_writer(buffer: &mut BytesMut) -> impl std::fmt::Write + '_ {
+    struct Writer<'a>(&'a mut BytesMut);
+    impl std::fmt::Write for Writer<'_> {
+        fn write_str(&mut self, text: &str) -> std::fmt::Result {
+            self.0.extend_from_slice(text.as_bytes());
+            Ok(())
+        }
+    }
+    Writer(buffer)
+}
+
+/// The Prometheus text exposition of everything we count.
+async fn render(context: &Rc<ShardContext>) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP ringtail_requests_total Requests served, by API.\n# TYPE ringtail_requests_total counter\n");
+    for (api, _, _) in SUPPORTED_APIS {
+        let counters = &API_COUNTERS[*api as i16 as usize];
+        let _ = writeln!(
+            out,
+            "ringtail_requests_total{{api=\"{api:?}\"}} {}",
+            counters.requests.load(Ordering::Relaxed)
+        );
+    }
+    out.push_str("# HELP ringtail_request_latency_seconds Time from request read to response ready, by API.\n# TYPE ringtail_request_latency_seconds summary\n");
+    for (api, _, _) in SUPPORTED_APIS {
+        let counters = &API_COUNTERS[*api as i16 as usize];
+        let sum = counters.latency_micros_sum.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "ringtail_request_latency_seconds_sum{{api=\"{api:?}\"}} {sum}"
+        );
+        let _ = writeln!(
+            out,
+            "ringtail_request_latency_seconds_count{{api=\"{api:?}\"}} {}",
+            counters.requests.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# TYPE ringtail_bytes_in_total counter\nringtail_bytes_in_total {}",
+        BYTES_IN.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE ringtail_bytes_out_total counter\nringtail_bytes_out_total {}",
+        BYTES_OUT.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringtail_spliced_bytes_total Record bytes sent file-to-socket by splice (no user-space copy).\n# TYPE ringtail_spliced_bytes_total counter\nringtail_spliced_bytes_total {}",
+        crate::zero_copy::spliced_bytes_total()
+    );
+    let _ = writeln!(out, "# TYPE ringtail_connections_accepted_total counter\nringtail_connections_accepted_total {}", CONNECTIONS_ACCEPTED.load(Ordering::Relaxed));
+    let mut partitions = Vec::new();
+    for shard in 0..context.router.shard_count() {
+        let collected = context
+            .on_shard(ShardId(shard), |owner| async move {
+                owner
+                    .engine
+                    .partitions()
+                    .into_iter()
+                    .map(|(topic_partition, log)| {
+                        (
+                            topic_partition.topic.to_string(),
+                            topic_partition.partition,
+                            log.high_watermark(),
+                            log.log_start_offset(),
+                            log.size_bytes(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        partitions.extend(collected.unwrap_or_default());
+    }
+    let _ = writeln!(
+        out,
+        "# TYPE ringtail_partitions gauge\nringtail_partitions {}",
+        partitions.len()
+    );
+    out.push_str("# TYPE ringtail_log_end_offset gauge\n");
+    for (topic, partition, end, _, _) in &partitions {
+        let _ = writeln!(
+            out,
+            "ringtail_log_end_offset{{topic=\"{topic}\",partition=\"{partition}\"}} {end}"
+        );
+    }
+    out.push_str("# TYPE ringtail_log_start_offset gauge\n");
+    for (topic, partition, _, start, _) in &partitions {
+        let _ = writeln!(
+            out,
+            "ringtail_log_start_offset{{topic=\"{topic}\",partition=\"{partition}\"}} {start}"
+        );
+    }
+    out.push_str("# TYPE ringtail_log_size_bytes gauge\n");
+    for (topic, partition, _, _, size) in &partitions {
+        let _ = writeln!(
+            out,
+            "ringtail_log_size_bytes{{topic=\"{topic}\",partition=\"{partition}\"}} {size}"
+        );
+    }
+    out
+}
