@@ -70,6 +70,9 @@ pub struct Shard {
     /// One or more data dirs (disks); a new partition goes to the one its owner hash picks.
     data_dirs: Vec<PathBuf>,
     partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
+    /// Held while a partition is opened: two tasks opening the same partition at once would
+    /// recover the same files twice, each truncating what the other writes.
+    open_lock: futures_util::lock::Mutex<()>,
 }
 
 impl Shard {
@@ -84,6 +87,7 @@ impl Shard {
             id,
             data_dirs,
             partitions: RefCell::new(HashMap::new()),
+            open_lock: futures_util::lock::Mutex::new(()),
         }
     }
 
@@ -116,13 +120,19 @@ impl Shard {
         if let Some(log) = self.partition(&topic_partition) {
             return Ok(log);
         }
+        let _opening = self.open_lock.lock().await;
+        // Another task may have opened it while we waited for the lock.
+        if let Some(log) = self.partition(&topic_partition) {
+            return Ok(log);
+        }
         let dir = self
             .locate_partition(&topic_partition.topic, topic_partition.partition)
             .await;
         let (log, _report) = PartitionLog::open(&dir, config).await?;
-        // Another task may have opened it while we recovered: keep the first.
-        let mut partitions = self.partitions.borrow_mut();
-        Ok(Rc::clone(partitions.entry(topic_partition).or_insert(log)))
+        self.partitions
+            .borrow_mut()
+            .insert(topic_partition, Rc::clone(&log));
+        Ok(log)
     }
 
     pub fn partition(&self, topic_partition: &TopicPartition) -> Option<Rc<PartitionLog>> {
@@ -243,6 +253,35 @@ mod tests {
         }
         assert_eq!(log.durable_offset(), 3);
         assert_eq!(shard.partitions().len(), 1);
+    }
+
+    #[compio::test]
+    async fn concurrent_opens_of_one_partition_share_one_log() {
+        // Two requests racing to open a partition must not recover (and truncate) it twice.
+        let dir = tempfile::tempdir().unwrap();
+        let shard = Rc::new(Shard::new(ShardId(0), dir.path()));
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let shard = Rc::clone(&shard);
+                compio::runtime::spawn(async move {
+                    shard
+                        .open_partition(TopicPartition::new("race", 0), LogConfig::default())
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut logs = Vec::new();
+        for open in opens {
+            logs.push(open.await.unwrap());
+        }
+        assert!(logs.windows(2).all(|pair| Rc::ptr_eq(&pair[0], &pair[1])));
+        let batch = crate::batch::encode_uniform_batch(0, 2, 10);
+        logs[0]
+            .append(bytes::BytesMut::from(&batch[..]), 0)
+            .await
+            .unwrap();
+        assert_eq!(logs[3].high_watermark(), 2);
     }
 
     #[test]
