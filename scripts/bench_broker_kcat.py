@@ -140,7 +140,8 @@ def main():
     median = {key: statistics.median(row[key] for row in rows) for key in rows[0] if key != "round"}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     version_lines = subprocess.run(["kcat", "-V"], capture_output=True, text=True).stdout.splitlines()
-    kcat_version = next((line.strip() for line in version_lines if "version" in line), version_lines[0]).rstrip(" ()")
+    version_line = next((line for line in version_lines if line.startswith("Version")), "")
+    kcat_version = "kcat " + " ".join(version_line.split()[1:2]) + ", librdkafka " + (version_line.split("librdkafka ")[1].split()[0] if "librdkafka " in version_line else "?")
     report = {
         "command": "python3 scripts/bench_broker_kcat.py " + " ".join(sys.argv[1:]),
         "commit": commit,
