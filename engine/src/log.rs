@@ -552,10 +552,21 @@ impl PartitionLog {
         if run.is_empty() {
             return Ok(());
         }
-        let (files, position) = {
+        let run_bytes: u64 = run.iter().map(|buffer| buffer.len() as u64).sum();
+        let (files, position, allocation) = {
             let state = self.state.borrow();
-            (state.active().files.clone(), state.active().size_bytes)
+            let active = state.active();
+            let allocation = active.allocation_needed(active.size_bytes + run_bytes, &state.config);
+            (active.files.clone(), active.size_bytes, allocation)
         };
+        if let Some((offset, len)) = allocation {
+            io::fallocate(&files.log, offset, len)
+                .await
+                .map_err(|err| {
+                    format!("fallocate of {} failed: {err}", files.log_path.display())
+                })?;
+            self.state.borrow_mut().active_mut().allocated_bytes = offset + len;
+        }
         io::write_vectored_all_at(&files.log, run, position)
             .await
             .map_err(|err| format!("write to {} failed: {err}", files.log_path.display()))?;

@@ -3,7 +3,8 @@
 //! # Byte map of `NNNNNNNNNNNNNNNNNNNN.log`
 //! The name is the segment's base offset in 20 digits. The file is RecordBatch v2 batches back to
 //! back (see [`crate::batch`] for a batch's bytes), exactly as they go on the wire. The active
-//! segment is preallocated with `fallocate`, so its file size is the *allocated* size; the
+//! segment is preallocated with `fallocate` in chunks ahead of its writes, so its file size is the
+//! *allocated* size; the
 //! *logical* end (`size_bytes`) is where the last whole batch ends, and zeros follow it. A sealed
 //! segment is truncated to its logical end.
 //!
@@ -27,6 +28,11 @@ use crate::index::{
     OffsetEntry, OffsetIndex, TimeEntry, TimeIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES,
 };
 use crate::io;
+
+/// How far ahead of its writes the active segment is allocated: large enough that `fallocate` is
+/// rare (once per 64 MiB written), small enough that thousands of mostly idle partitions do not
+/// each reserve a whole segment of disk.
+pub const PREALLOCATE_CHUNK_BYTES: u64 = 64 << 20;
 
 /// Bytes read at a time when recovery scans a segment.
 const RECOVERY_READ_BYTES: usize = 1 << 20;
@@ -140,16 +146,29 @@ impl Segment {
         Ok(segment)
     }
 
+    /// Allocates the first chunk ahead of the writes (when the config asks for preallocation).
     async fn preallocate(&mut self, config: &LogConfig) -> Result<(), OpenError> {
-        if config.preallocate && config.segment_bytes > self.size_bytes {
-            io::fallocate(&self.files.log, 0, config.segment_bytes)
+        self.allocated_bytes = self.size_bytes;
+        if let Some((offset, len)) = self.allocation_needed(self.size_bytes + 1, config) {
+            io::fallocate(&self.files.log, offset, len)
                 .await
                 .map_err(OpenError::io(&self.files.log_path))?;
-            self.allocated_bytes = config.segment_bytes;
-        } else {
-            self.allocated_bytes = self.size_bytes;
+            self.allocated_bytes = offset + len;
         }
         Ok(())
+    }
+
+    /// The range to `fallocate` before bytes up to `end` are written, if any: the allocation grows
+    /// in [`PREALLOCATE_CHUNK_BYTES`] steps, never past `segment.bytes` unless one batch is larger.
+    pub fn allocation_needed(&self, end: u64, config: &LogConfig) -> Option<(u64, u64)> {
+        if !config.preallocate || end <= self.allocated_bytes {
+            return None;
+        }
+        let target = end
+            .div_ceil(PREALLOCATE_CHUNK_BYTES)
+            .saturating_mul(PREALLOCATE_CHUNK_BYTES)
+            .min(config.segment_bytes.max(end));
+        Some((self.allocated_bytes, target - self.allocated_bytes))
     }
 
     /// True when an append of `incoming_bytes` should go to a new segment.

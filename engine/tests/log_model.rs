@@ -219,3 +219,42 @@ fn lookup_by_timestamp_finds_the_first_record_at_or_after() {
         assert_eq!(log.offset_for_timestamp(394).await.unwrap(), None);
     });
 }
+
+#[test]
+fn preallocation_grows_in_chunks_not_whole_segments() {
+    // Thousands of quiet partitions must not each reserve a 1 GiB segment on disk.
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let config = ringtail_engine::LogConfig {
+            max_message_bytes: 100 << 20,
+            ..small_config(1 << 30, 4096)
+        };
+        let (log, _) = PartitionLog::open(
+            dir.path(),
+            ringtail_engine::LogConfig {
+                preallocate: true,
+                ..config
+            },
+        )
+        .await
+        .unwrap();
+        log.append(bytes_mut(&tagged_batch(0, 1, 10, 0)), 0)
+            .await
+            .unwrap();
+        let file = dir.path().join(ringtail_engine::segment::log_file_name(0));
+        let chunk = ringtail_engine::segment::PREALLOCATE_CHUNK_BYTES;
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), chunk);
+        // Writing past the chunk grows the allocation by whole chunks.
+        let big = tagged_batch(1, 70, 1_000_000, 0);
+        log.append(bytes_mut(&big), 0).await.unwrap();
+        let size = std::fs::metadata(&file).unwrap().len();
+        assert!(
+            size > chunk && size % chunk == 0 && size < 1 << 30,
+            "allocated {size}"
+        );
+        assert_eq!(
+            split_batches(&log.read_bytes(0, u64::MAX, true).await.unwrap()).len(),
+            2
+        );
+    });
+}

@@ -74,7 +74,8 @@ impl Args {
     /// Parses the command line, seeded from `--config FILE` if given.
     pub fn load() -> Result<Self> {
         let cli: Vec<String> = std::env::args().collect();
-        let first = Self::try_parse_from(&cli)?;
+        // --help, --version and usage errors print as clap formats them and exit.
+        let first = Self::try_parse_from(&cli).unwrap_or_else(|err| err.exit());
         let Some(path) = first.config.clone() else {
             return Ok(first);
         };
@@ -83,7 +84,7 @@ impl Args {
         let mut merged = vec![cli[0].clone()];
         merged.extend(toml_to_args(&text, &cli).with_context(|| format!("in {}", path.display()))?);
         merged.extend(cli[1..].iter().cloned());
-        Ok(Self::try_parse_from(merged)?)
+        Ok(Self::try_parse_from(merged).unwrap_or_else(|err| err.exit()))
     }
 
     /// The log config every topic starts from (topic configs override it).
