@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite: what README tells users to run and what CI runs.
-# Unit, property, recovery and crash tests of every crate. No timing assertions anywhere:
-# speed is measured by benches/ and reported in results/.
+# 1. Unit, property, recovery and crash tests of every crate (cargo test; arguments go to it).
+# 2. Client compatibility tests: real, unchanged Kafka clients (confluent-kafka, kafka-python,
+#    aiokafka, kcat, kafkajs) against the real `ringtail` binary (tests/compat; they build it with
+#    cargo build --release). scripts/setup-test-deps.sh installs the clients first (quick when
+#    they are there already).
+# No timing assertions anywhere: speed is measured by benches/ and reported in results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --locked "$@"
+
+bash scripts/setup-test-deps.sh
+status=0
+.venv/bin/python -m pytest tests/compat -q || status=$?
+if [ "$status" -eq 5 ]; then
+  echo "scripts/test.sh: pytest collected no compatibility tests" >&2
+fi
+exit "$status"

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs what the client compatibility tests (tests/compat) need, and nothing else:
+#   kcat                  Debian package (links the system librdkafka)
+#   .venv/                Python venv: confluent-kafka, kafka-python, aiokafka, their compression
+#                         libraries, pytest (exact pins in tests/compat/requirements.txt)
+#   tests/compat/node/node_modules   kafkajs and its codecs (tests/compat/node/package-lock.json)
+# Idempotent and quick when everything is already there: each step is skipped while its stamp
+# matches its pin file. Called by scripts/test.sh; safe to run by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "== setup-test-deps: $*"; }
+
+# --- kcat ----------------------------------------------------------------------------------
+if ! command -v kcat >/dev/null 2>&1; then
+  log "installing kcat (apt)"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup-test-deps: kcat is missing and this is not root; install it: apt-get install kcat" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends kcat >/dev/null
+fi
+
+# --- Python venv ---------------------------------------------------------------------------
+reqs=tests/compat/requirements.txt
+stamp=.venv/.ringtail-requirements.txt
+if ! .venv/bin/python -c 'import sys' >/dev/null 2>&1; then
+  log "creating .venv"
+  rm -rf .venv
+  python3 -m venv .venv
+fi
+if ! cmp -s "$reqs" "$stamp"; then
+  log "pip install -r $reqs"
+  .venv/bin/python -m pip install --disable-pip-version-check --no-input -q -r "$reqs"
+  cp "$reqs" "$stamp"
+fi
+
+# --- kafkajs -------------------------------------------------------------------------------
+node_dir=tests/compat/node
+node_stamp=$node_dir/node_modules/.ringtail-package-lock.json
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "setup-test-deps: node and npm are needed for the kafkajs tests (apt-get install nodejs npm)" >&2
+  exit 1
+fi
+if ! cmp -s "$node_dir/package-lock.json" "$node_stamp"; then
+  log "npm ci in $node_dir"
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$node_dir/package-lock.json" "$node_stamp"
+fi
+
+log "ready: $(kcat -V 2>&1 | grep -o 'librdkafka [0-9.]*' | head -1 | sed 's/^/kcat with /'), \
+$(.venv/bin/python -c 'from importlib.metadata import version as v; import confluent_kafka as ck; print("confluent-kafka", v("confluent-kafka"), "with librdkafka", ck.libversion()[0] + ",", "kafka-python", v("kafka-python") + ",", "aiokafka", v("aiokafka"))'), \
+kafkajs $(node -p 'require("./'"$node_dir"'/node_modules/kafkajs/package.json").version')"

@@ -1,0 +1,271 @@
+"""Fixtures for Ringtail's client compatibility tests.
+
+The tests drive the real `ringtail` binary with real, unchanged Kafka clients. The binary is built
+once per session (`cargo build --release --locked -p ringtail-server --bin ringtail`; set
+RINGTAIL_BIN to use a prebuilt one instead) and every test gets its own broker on a free loopback
+port with a fresh data dir: `--shards 2 --flush every_batch --segment-bytes 8388608` (segments
+are preallocated, and at the default 1 GiB a few dozen test topics would fill the disk). At teardown
+the broker gets SIGTERM and must exit 0 within STOP_TIMEOUT_S; a broker that hangs is SIGKILLed
+and the test errors. Broker output goes to a log file per broker whose tail is attached to the
+report of any failed test. A passed test's temp dir is deleted (tmp_path_retention_policy).
+
+Every test runs in a forked child (`--forked` in pytest.ini, from pytest-forked): confluent-kafka
+and the checks' reader load librdkafka in-process, and a malformed response can make librdkafka
+abort() the whole interpreter. Forked, such a crash fails that one test (with its brokers' log
+tails; librdkafka's failed assertion shows at the end of the run's output) and the run goes on.
+Brokers are started under `setpriv --pdeathsig KILL` so that they die with a crashed child.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_BIN = REPO / "target" / "release" / "ringtail"
+BUILD_CMD = ["cargo", "build", "--release", "--locked", "-p", "ringtail-server", "--bin", "ringtail"]
+BUILD_TIMEOUT_S = 1800
+READY_TIMEOUT_S = 20
+STOP_TIMEOUT_S = 20
+LOG_TAIL_LINES = 80
+SEGMENT_BYTES = 8 * 1024 * 1024
+PDEATHSIG = [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (bind to port 0 and let the kernel pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = ANSI_ESCAPE.sub("", path.read_text(errors="replace"))
+    except FileNotFoundError:
+        return "(no log file)"
+    return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+
+
+class Broker:
+    """One `ringtail` process; `restart()` keeps its port and data dir."""
+
+    def __init__(self, binary: Path, data_dir: Path, log_path: Path, extra_args: list[str], port: int):
+        self.binary = binary
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.extra_args = list(extra_args)
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            str(self.binary),
+            "--listen", self.bootstrap,
+            "--data-dir", str(self.data_dir),
+            "--shards", "2",
+            "--flush", "every_batch",
+            "--segment-bytes", str(SEGMENT_BYTES),
+            *self.extra_args,
+        ]
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return _tail(self.log_path, lines)
+
+    def _fail(self, what: str):
+        pytest.fail(f"ringtail {self.bootstrap}: {what}\n--- tail of {self.log_path} ---\n{self.log_tail()}",
+                    pytrace=False)
+
+    def start(self) -> None:
+        assert self.proc is None, "broker already running"
+        self.starts += 1
+        cmd = self.command()
+        with open(self.log_path, "ab") as log:
+            log.write(f"=== start #{self.starts}: {' '.join(cmd)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(PDEATHSIG + cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=self.data_dir.parent,
+                                         env={**os.environ, "NO_COLOR": "1"})
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                self.proc = None
+                self._fail(f"exited with status {rc} before accepting connections")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                self._fail(f"port {self.port} did not accept connections within {READY_TIMEOUT_S} s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM and wait: the broker must exit 0 within STOP_TIMEOUT_S (else SIGKILL and fail)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        rc = proc.poll()
+        if rc is not None:
+            self._fail(f"died while the test ran (exit status {rc})")
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+            self._fail(f"did not exit within {STOP_TIMEOUT_S} s of SIGTERM; killed")
+        if rc != 0:
+            self._fail(f"exited with status {rc} after SIGTERM (want 0)")
+
+    def restart(self) -> None:
+        """Graceful stop (asserted as in teardown), then start again on the same port and data dir."""
+        self.stop()
+        self.start()
+
+    def kill(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def pytest_sessionstart(session):
+    # Fix the session's temp dir in the parent process, before any test forks: every child must
+    # inherit this one rather than make its own.
+    session.config._tmp_path_factory.getbasetemp()
+
+
+@pytest.fixture(scope="session")
+def ringtail_bin(tmp_path_factory) -> Path:
+    """Path of the broker binary: RINGTAIL_BIN if set, else built once with cargo.
+
+    Forked tests each set up session fixtures anew; a stamp in the session's temp dir makes the
+    build (and a build failure) happen once."""
+    override = os.environ.get("RINGTAIL_BIN")
+    if override:
+        path = Path(override).resolve()
+        if not os.access(path, os.X_OK):
+            pytest.fail(f"RINGTAIL_BIN={override} is not an executable", pytrace=False)
+        return path
+    built = tmp_path_factory.getbasetemp() / "ringtail-build.ok"
+    failed = tmp_path_factory.getbasetemp() / "ringtail-build.failed"
+    if built.exists():
+        return Path(built.read_text())
+    if failed.exists():
+        pytest.fail(failed.read_text(), pytrace=False)
+    try:
+        done = subprocess.run(BUILD_CMD, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=BUILD_TIMEOUT_S)
+        if done.returncode != 0:
+            tail = "\n".join(done.stderr.splitlines()[-60:])
+            problem = f"{' '.join(BUILD_CMD)} failed ({done.returncode}):\n{tail}"
+        elif not DEFAULT_BIN.exists():
+            problem = f"the build succeeded but {DEFAULT_BIN} is missing"
+        else:
+            problem = None
+    except subprocess.TimeoutExpired:
+        problem = f"{' '.join(BUILD_CMD)} took over {BUILD_TIMEOUT_S} s"
+    if problem:
+        failed.write_text(problem)
+        pytest.fail(problem, pytrace=False)
+    built.write_text(str(DEFAULT_BIN))
+    return DEFAULT_BIN
+
+
+@pytest.fixture
+def start_broker(ringtail_bin, tmp_path, request):
+    """Factory: `start_broker(*extra_args)` runs one more broker for this test and returns it."""
+    brokers: list[Broker] = []
+    request.node._ringtail_brokers = brokers
+
+    def start(*extra_args: str) -> Broker:
+        n = len(brokers)
+        data_dir = tmp_path / f"ringtail-{n}-data"
+        data_dir.mkdir()
+        broker = Broker(ringtail_bin, data_dir, tmp_path / f"ringtail-{n}.log", list(extra_args), free_port())
+        brokers.append(broker)
+        with open(_crash_registry(request.config, request.node.nodeid), "a") as registry:
+            registry.write(f"{broker.log_path}\n")
+        broker.start()
+        return broker
+
+    yield start
+
+    failures = []
+    for broker in brokers:
+        try:
+            broker.stop()
+        except pytest.fail.Exception as e:
+            failures.append(str(e))
+        finally:
+            broker.kill()
+    if failures:
+        pytest.fail("\n\n".join(failures), pytrace=False)
+
+
+@pytest.fixture
+def broker(start_broker) -> Broker:
+    """A broker with the default flags; `.bootstrap` is "127.0.0.1:PORT", `.restart()` restarts it."""
+    return start_broker()
+
+
+@pytest.fixture
+def bootstrap(broker) -> str:
+    return broker.bootstrap
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    # (A teardown failure's message carries the log tail already.)
+    if report.failed and report.when != "teardown":
+        for n, b in enumerate(getattr(item, "_ringtail_brokers", [])):
+            report.sections.append((f"ringtail #{n} log tail ({b.log_path})", b.log_tail()))
+    return report
+
+
+def _crash_registry(config, nodeid: str) -> Path:
+    """File listing the broker logs of one test, read by the parent if the test's child crashes."""
+    folder = config._tmp_path_factory.getbasetemp() / "broker-logs"
+    folder.mkdir(exist_ok=True)
+    return folder / (hashlib.sha1(nodeid.encode()).hexdigest() + ".txt")
+
+
+def pytest_runtest_logreport(report):
+    """A forked test whose child crashed (librdkafka's abort() on a malformed response) left no
+    report of its own: attach the tails of its brokers' logs. (What the child wrote to stderr,
+    such as librdkafka's failed assertion, is printed by pytest at the end of the run.)"""
+    if not report.failed or "CRASHED" not in str(report.longrepr):
+        return
+    registry = _crash_registry(_config, report.nodeid)
+    paths = registry.read_text().split() if registry.exists() else []
+    for path in paths:
+        report.sections.append((f"ringtail log tail ({path})", _tail(Path(path))))
+
+
+_config = None
+
+
+def pytest_configure(config):
+    global _config
+    _config = config
