@@ -205,3 +205,72 @@ pub async fn add_partitions(
     })
     .await
 }
+
+/// One change of an IncrementalAlterConfigs request.
+#[derive(Debug, Clone)]
+pub enum ConfigChange {
+    Set(String, String),
+    Delete(String),
+}
+
+/// Changes a topic's config overrides, saves them, and applies the new config to every open
+/// partition log of the topic on its owner shard.
+pub async fn alter_configs(
+    context: &Rc<ShardContext>,
+    name: String,
+    changes: Vec<ConfigChange>,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    let current = context
+        .metadata
+        .topic(&name)
+        .ok_or_else(|| AdminError::new(ResponseError::UnknownTopicOrPartition, "no such topic"))?;
+    let mut overrides = current.overrides.clone();
+    for change in &changes {
+        match change {
+            ConfigChange::Set(key, value) => {
+                overrides.insert(key.clone(), value.clone());
+            }
+            ConfigChange::Delete(key) => {
+                overrides.remove(key);
+            }
+        }
+    }
+    let mut candidate = TopicMeta::new(name.clone(), current.partitions as u32, overrides.clone());
+    candidate.topic_id = current.topic_id;
+    context
+        .metadata
+        .info_for(&candidate)
+        .map_err(|err| AdminError::new(ResponseError::InvalidConfig, err.to_string()))?;
+    if validate_only {
+        return Ok(());
+    }
+    let topic_name = name.clone();
+    change_registry(context, move |registry| {
+        let meta = registry.get_mut(&topic_name).ok_or_else(|| {
+            AdminError::new(ResponseError::UnknownTopicOrPartition, "no such topic")
+        })?;
+        meta.configs = overrides;
+        Ok(())
+    })
+    .await?;
+    let updated = context
+        .metadata
+        .topic(&name)
+        .ok_or_else(|| AdminError::new(ResponseError::UnknownTopicOrPartition, "topic vanished"))?;
+    for partition in 0..updated.partitions {
+        let (topic, config) = (updated.name.clone(), updated.config.clone());
+        context
+            .on_owner(&updated.name, partition, move |owner| async move {
+                if let Some(log) = owner
+                    .engine
+                    .partition(&TopicPartition::new(&topic, partition))
+                {
+                    log.set_config(config);
+                }
+            })
+            .await?;
+    }
+    tracing::info!(topic = %name, ?changes, "altered topic configs");
+    Ok(())
+}

@@ -355,3 +355,107 @@ fn an_oversized_frame_closes_only_that_connection() {
         other.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert_eq!(response.error_code, 0);
 }
+
+fn describe_topic_config(client: &mut Client, topic: &str, name: &str) -> (String, i8) {
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configuration_keys(Some(vec![StrBytes::from_string(name.to_string())])),
+    ]);
+    let response: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request);
+    let config = &response.results[0].configs[0];
+    (
+        config.value.as_ref().unwrap().to_string(),
+        config.config_source,
+    )
+}
+
+fn alter_topic_config(
+    client: &mut Client,
+    topic: &str,
+    name: &str,
+    operation: i8,
+    value: Option<&str>,
+) -> i16 {
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configs(vec![
+                incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_string(name.to_string()))
+                    .with_config_operation(operation)
+                    .with_value(value.map(|v| StrBytes::from_string(v.to_string()))),
+            ]),
+    ]);
+    let response: IncrementalAlterConfigsResponse =
+        client.call(ApiKey::IncrementalAlterConfigs, 1, &request);
+    response.responses[0].error_code
+}
+
+#[test]
+fn topic_configs_are_described_altered_and_survive_a_restart() {
+    // Topic-level overrides: CreateTopics sets them, IncrementalAlterConfigs changes them,
+    // DescribeConfigs shows value and source, and the registry keeps them across a restart.
+    let mut broker = start_broker(&["--flush", "none"]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(
+        create_topic(&mut client, "cfg", 1, &[("flush", "every_batch")]),
+        0
+    );
+    assert_eq!(
+        describe_topic_config(&mut client, "cfg", "flush"),
+        ("every_batch".to_string(), 1)
+    );
+    assert_eq!(
+        describe_topic_config(&mut client, "cfg", "retention.ms"),
+        ("604800000".to_string(), 5)
+    );
+    assert_eq!(
+        alter_topic_config(&mut client, "cfg", "retention.ms", 0, Some("60000")),
+        0
+    );
+    assert_eq!(alter_topic_config(&mut client, "cfg", "flush", 1, None), 0);
+    assert_eq!(
+        alter_topic_config(&mut client, "cfg", "segment.bytes", 0, Some("12")),
+        40,
+        "INVALID_CONFIG"
+    );
+    assert_eq!(
+        alter_topic_config(&mut client, "absent", "flush", 1, None),
+        3
+    );
+    assert_eq!(
+        describe_topic_config(&mut client, "cfg", "retention.ms"),
+        ("60000".to_string(), 1)
+    );
+    assert_eq!(
+        describe_topic_config(&mut client, "cfg", "flush"),
+        ("none".to_string(), 5)
+    );
+    // Restart on the same data dir: the overrides are still there.
+    let data_dir = broker._dir.path().to_path_buf();
+    let _ = Command::new("kill")
+        .arg(broker.child.id().to_string())
+        .status();
+    let _ = broker.child.wait();
+    let port = broker.port;
+    broker.child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "broker did not restart");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut client = Client::connect(&broker);
+    assert_eq!(
+        describe_topic_config(&mut client, "cfg", "retention.ms"),
+        ("60000".to_string(), 1)
+    );
+}

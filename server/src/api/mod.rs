@@ -11,6 +11,7 @@ pub mod delete_topics;
 pub mod describe_configs;
 pub mod fetch;
 pub mod fetch_response;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
@@ -109,6 +110,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// The version range we serve for `api`, if any.
@@ -137,6 +139,9 @@ pub async fn dispatch(
         ApiKey::CreatePartitions => create_partitions::handle(context, request, &mut body).await,
         ApiKey::DescribeConfigs => describe_configs::handle(context, request, &mut body).await,
         ApiKey::InitProducerId => init_producer_id::handle(request, &mut body),
+        ApiKey::IncrementalAlterConfigs => {
+            incremental_alter_configs::handle(context, request, &mut body).await
+        }
         api => Err(RequestError::Unsupported {
             api,
             version: request.version,
