@@ -47,6 +47,10 @@ const INDEX_ENTRIES_UNPERSISTED_MAX: usize = 1024;
 /// Recent (offset, segment base, position) batch boundaries kept to answer tail fetches without I/O.
 const BOUNDARY_CACHE_ENTRIES: usize = 64;
 
+/// An append that has its offsets and waits for its durability point.
+pub type PendingAppendOutcome =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<AppendOutcome, AppendError>>>>;
+
 /// What an append produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -335,28 +339,40 @@ impl PartitionLog {
         records: BytesMut,
         leader_epoch: i32,
     ) -> Result<AppendOutcome, AppendError> {
+        self.begin_append(records, leader_epoch)?.await
+    }
+
+    /// The first half of [`PartitionLog::append`], done before it returns: validation, sequence
+    /// check, offsets, queueing. Record sets begun in some order get offsets in that order, which
+    /// is how the broker keeps a connection's pipelined produce requests in order. The returned
+    /// future resolves at the durability point.
+    pub fn begin_append(
+        self: &Rc<Self>,
+        records: BytesMut,
+        leader_epoch: i32,
+    ) -> Result<PendingAppendOutcome, AppendError> {
         let max_message_bytes = self.state.borrow().config.max_message_bytes as usize;
         let headers = batch::validate_all(&records, max_message_bytes, Strictness::Producer)?;
-        let receiver = {
-            let mut state = self.state.borrow_mut();
-            if let Some(reason) = &state.failure {
-                return Err(AppendError::LogFailed {
-                    reason: reason.clone(),
-                });
-            }
-            if state.closed {
-                return Err(AppendError::Closed);
-            }
-            if let Some(duplicate) = check_sequences(&state.producers, &headers)? {
-                Err(duplicate)
-            } else {
-                Ok(self.enqueue(&mut state, records, headers, leader_epoch))
-            }
-        };
-        match receiver {
-            Ok(receiver) => receiver.await.unwrap_or(Err(AppendError::Closed)),
-            Err(duplicate) => self.answer_duplicate(duplicate).await,
+        let mut state = self.state.borrow_mut();
+        if let Some(reason) = &state.failure {
+            return Err(AppendError::LogFailed {
+                reason: reason.clone(),
+            });
         }
+        if state.closed {
+            return Err(AppendError::Closed);
+        }
+        if let Some(duplicate) = check_sequences(&state.producers, &headers)? {
+            drop(state);
+            let log = Rc::clone(self);
+            return Ok(Box::pin(
+                async move { log.answer_duplicate(duplicate).await },
+            ));
+        }
+        let receiver = self.enqueue(&mut state, records, headers, leader_epoch);
+        Ok(Box::pin(async move {
+            receiver.await.unwrap_or(Err(AppendError::Closed))
+        }))
     }
 
     /// Assigns offsets in place, records producer sequences and queues the record set for the

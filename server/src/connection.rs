@@ -44,6 +44,7 @@ async fn read_requests(
     mut stream: TcpStream,
     queue: flume::Sender<PendingResponse>,
 ) -> Result<(), String> {
+    let mut last_produce_queued = None;
     loop {
         if context.shutting_down() {
             return Err("broker shutting down".into());
@@ -54,8 +55,15 @@ async fn read_requests(
         let handler_context = Rc::clone(context);
         context.request_started();
         let started = std::time::Instant::now();
+        let produce_order = (request.api == ApiKey::Produce).then(|| {
+            let (queued, next) = futures_channel::oneshot::channel();
+            api::ProduceOrder {
+                previous_queued: last_produce_queued.replace(next),
+                queued,
+            }
+        });
         let handler = compio::runtime::spawn(async move {
-            let response = api::dispatch(&handler_context, request, body).await;
+            let response = api::dispatch(&handler_context, request, body, produce_order).await;
             handler_context.request_done();
             crate::metrics::record_request(request.api, started.elapsed());
             response

@@ -59,6 +59,15 @@ pub enum RequestError {
     ShardGone(#[from] crate::shard::ShardGone),
 }
 
+/// Keeps a connection's produce requests in order: each waits until the one before it has queued
+/// its appends (not until they are durable), then queues its own and signals the next. Pipelined
+/// requests thus get offsets in the order they were sent, as Kafka guarantees per connection, while
+/// their durability waits still overlap.
+pub struct ProduceOrder {
+    pub previous_queued: Option<futures_channel::oneshot::Receiver<()>>,
+    pub queued: futures_channel::oneshot::Sender<()>,
+}
+
 /// The request being served: what its response needs.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestContext {
@@ -126,12 +135,13 @@ pub async fn dispatch(
     context: &Rc<ShardContext>,
     request: RequestContext,
     body: Bytes,
+    produce_order: Option<ProduceOrder>,
 ) -> Result<Response, RequestError> {
     let mut body = body;
     match request.api {
         ApiKey::ApiVersions => api_versions::handle(request, &mut body),
         ApiKey::Metadata => metadata::handle(context, request, &mut body).await,
-        ApiKey::Produce => produce::handle(context, request, &mut body).await,
+        ApiKey::Produce => produce::handle(context, request, &mut body, produce_order).await,
         ApiKey::Fetch => fetch::handle(context, request, &mut body).await,
         ApiKey::ListOffsets => list_offsets::handle(context, request, &mut body).await,
         ApiKey::CreateTopics => create_topics::handle(context, request, &mut body).await,

@@ -6,14 +6,15 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::future::join_all;
+use futures_channel::oneshot;
+use futures_util::future::{join, join_all};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use ringtail_engine::producer::SequenceError;
 use ringtail_engine::{AppendError, BatchError};
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, ProduceOrder, RequestContext, RequestError, Response};
 use crate::metadata::TopicInfo;
 use crate::shard::ShardContext;
 
@@ -21,27 +22,55 @@ pub async fn handle(
     context: &Rc<ShardContext>,
     request: RequestContext,
     body: &mut Bytes,
+    order: Option<ProduceOrder>,
 ) -> Result<Response, RequestError> {
     let produce: ProduceRequest = request.decode(body)?;
     let acks = produce.acks;
-    let mut topics = Vec::with_capacity(produce.topic_data.len());
+    let (previous_queued, queued) = match order {
+        Some(order) => (order.previous_queued, Some(order.queued)),
+        None => (None, None),
+    };
+    if let Some(previous) = previous_queued {
+        // Cancelled (the previous handler failed before queueing) counts as done.
+        let _ = previous.await;
+    }
+    let mut names = Vec::with_capacity(produce.topic_data.len());
+    let mut appends = Vec::new();
+    let mut queued_signals = Vec::new();
     for topic in produce.topic_data {
         // Kafka creates topics on Metadata, not on Produce: an unknown topic is an error here.
         let info = context.metadata.topic(&topic.name);
-        let appends = topic.partition_data.into_iter().map(|partition| {
-            append_partition(
+        names.push((topic.name, topic.partition_data.len()));
+        for partition in topic.partition_data {
+            let (signal, signalled) = oneshot::channel();
+            queued_signals.push(signalled);
+            appends.push(append_partition(
                 context,
                 info.clone(),
                 partition.index,
                 partition.records,
                 request.version,
-            )
-        });
-        let partitions = join_all(appends).await;
+                signal,
+            ));
+        }
+    }
+    let all_queued = async move {
+        for signalled in queued_signals {
+            let _ = signalled.await;
+        }
+        if let Some(queued) = queued {
+            let _ = queued.send(());
+        }
+    };
+    let (mut partitions, ()) = join(join_all(appends), all_queued).await;
+    let mut topics = Vec::with_capacity(names.len());
+    for (name, count) in names {
+        let rest = partitions.split_off(count);
+        let these = std::mem::replace(&mut partitions, rest);
         topics.push(
             TopicProduceResponse::default()
-                .with_name(topic.name)
-                .with_partition_responses(partitions),
+                .with_name(name)
+                .with_partition_responses(these),
         );
     }
     if acks == 0 {
@@ -56,6 +85,7 @@ async fn append_partition(
     partition: i32,
     records: Option<Bytes>,
     version: i16,
+    queued: oneshot::Sender<()>,
 ) -> PartitionProduceResponse {
     let response = PartitionProduceResponse::default()
         .with_index(partition)
@@ -77,7 +107,9 @@ async fn append_partition(
                 .map_err(|err| AppendError::LogFailed {
                     reason: err.to_string(),
                 })?;
-            log.append(records, 0).await
+            let pending = log.begin_append(records, 0);
+            let _ = queued.send(());
+            pending?.await
         })
         .await;
     match appended {
