@@ -177,6 +177,26 @@ mod tests {
     }
 
     #[test]
+    fn data_dir_repeats_for_several_disks() {
+        // --data-dir is the one repeatable flag: every occurrence counts.
+        let args = Args::try_parse_from([
+            "ringtail",
+            "--data-dir",
+            "/d1",
+            "--data-dir",
+            "/d2",
+            "--flush",
+            "5ms",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.data_dirs,
+            vec![PathBuf::from("/d1"), PathBuf::from("/d2")]
+        );
+        assert_eq!(args.flush, FlushPolicy::IntervalMs(5));
+    }
+
+    #[test]
     fn file_values_apply_and_the_command_line_wins() {
         // --config seeds every flag; an explicit flag overrides the file.
         let file = "listen = \"127.0.0.1:19092\"\nflush = \"every_batch\"\ndata-dir = [\"/a\", \"/b\"]\nshards = 3\nauto-create-topics = false\n";
