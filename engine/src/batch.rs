@@ -373,6 +373,60 @@ pub fn first_record_at_or_after(batch: &[u8], target_timestamp: i64) -> Option<(
     None
 }
 
+/// One decoded record of an uncompressed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub offset_delta: i64,
+    pub timestamp_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// The records of an uncompressed batch, or `None` if it is compressed or malformed. For the
+/// broker's own internal topics (it writes them uncompressed) and tools; clients' batches are
+/// never decoded on the data path.
+pub fn decode_records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
+    let header = parse_header(batch).ok()?;
+    if header.compression().ok()? != Compression::None || header.total_bytes() > batch.len() {
+        return None;
+    }
+    let body = &batch[HEADER_BYTES..header.total_bytes()];
+    let mut records = Vec::with_capacity(header.record_count.max(0) as usize);
+    let mut position = 0usize;
+    for _ in 0..header.record_count {
+        let (record_length, length_bytes) = read_varlong(body.get(position..)?)?;
+        let record = body.get(
+            position + length_bytes
+                ..position + length_bytes + usize::try_from(record_length).ok()?,
+        )?;
+        let mut at = 1; // attributes
+        let (timestamp_delta, used) = read_varlong(record.get(at..)?)?;
+        at += used;
+        let (offset_delta, used) = read_varlong(record.get(at..)?)?;
+        at += used;
+        let (key, used) = read_optional_bytes(record.get(at..)?)?;
+        at += used;
+        let (value, _) = read_optional_bytes(record.get(at..)?)?;
+        records.push(RecordView {
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+        });
+        position += length_bytes + record.len();
+    }
+    Some(records)
+}
+
+fn read_optional_bytes(bytes: &[u8]) -> Option<(Option<&[u8]>, usize)> {
+    let (length, used) = read_varlong(bytes)?;
+    if length < 0 {
+        return Some((None, used));
+    }
+    let end = used + usize::try_from(length).ok()?;
+    Some((Some(bytes.get(used..end)?), end))
+}
+
 /// One record for [`encode_batch`].
 #[derive(Debug, Clone, Default)]
 pub struct RecordSpec<'a> {
@@ -607,6 +661,20 @@ mod tests {
             let _ = validate(&bytes, MAX, Strictness::Stored);
             let _ = first_record_at_or_after(&bytes, 0);
         }
+    }
+
+    #[test]
+    fn records_decode_back_to_what_was_encoded() {
+        // The broker's internal topics are read back through this decoder.
+        let batch = sample();
+        let records = decode_records(&batch).unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].key, Some(&b"k1"[..]));
+        assert_eq!(records[1].value, Some(&b"value-two"[..]));
+        assert_eq!(records[2].value, None);
+        assert_eq!(records[2].offset_delta, 2);
+        assert_eq!(records[1].timestamp_delta, 5);
+        assert!(decode_records(&batch[..40]).is_none());
     }
 
     #[test]

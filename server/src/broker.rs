@@ -30,9 +30,10 @@ pub fn run(args: Args) -> Result<()> {
     let (advertised_host, advertised_port) = args.advertised()?;
     let log_defaults = args.log_defaults()?;
     let metadata = Arc::new(Metadata::new(log_defaults));
-    let registry = compio::runtime::Runtime::new()?
+    let mut registry = compio::runtime::Runtime::new()?
         .block_on(TopicRegistry::load(&args.data_dirs[0]))
         .context("loading the topic registry")?;
+    ensure_internal_topics(&args, &mut registry)?;
     metadata
         .publish(&registry)
         .context("topic configs in the registry")?;
@@ -175,8 +176,10 @@ impl ShardStart {
             admin_lock: futures_util::lock::Mutex::new(()),
             shutdown: self.shutdown,
             in_flight_requests: Cell::new(0),
+            coordinator: RefCell::new(None),
         });
         open_owned_partitions(&context).await?;
+        start_coordinator_if_owner(&context).await?;
         compio::runtime::spawn(serve_inbox(Rc::clone(&context), self.inbox)).detach();
         if let Some(listener) = self.metrics_listener {
             let listener = compio::net::TcpListener::from_std(listener)?;
@@ -207,6 +210,62 @@ impl ShardStart {
         engine.close().await.context("closing partition logs")?;
         Ok(())
     }
+}
+
+/// The internal offsets topic: one partition, every commit fsynced, kept forever (compaction is
+/// the way it will shrink).
+fn ensure_internal_topics(args: &Args, registry: &mut TopicRegistry) -> Result<()> {
+    if registry.get(crate::group::OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let configs = [
+        ("cleanup.policy", "compact"),
+        ("flush", "every_batch"),
+        ("retention.ms", "-1"),
+        ("segment.bytes", "104857600"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .collect();
+    registry.insert(ringtail_engine::TopicMeta::new(
+        crate::group::OFFSETS_TOPIC,
+        1,
+        configs,
+    ));
+    compio::runtime::Runtime::new()?
+        .block_on(registry.save())
+        .with_context(|| format!("saving the registry in {}", args.data_dirs[0].display()))?;
+    Ok(())
+}
+
+/// Loads the group coordinator if this shard owns the offsets topic, and starts its timer.
+async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()> {
+    use crate::group::{Coordinator, OFFSETS_TOPIC, TICK_MS};
+    if context.router.owner(OFFSETS_TOPIC, 0) != context.id {
+        return Ok(());
+    }
+    let topic = context
+        .metadata
+        .topic(OFFSETS_TOPIC)
+        .context("the offsets topic is registered at start")?;
+    let log = context
+        .partition_log(&topic, 0)
+        .await
+        .context("opening the offsets log")?;
+    let coordinator = Rc::new(
+        Coordinator::load(log)
+            .await
+            .context("replaying the offsets log")?,
+    );
+    *context.coordinator.borrow_mut() = Some(Rc::clone(&coordinator));
+    compio::runtime::spawn(async move {
+        loop {
+            compio::time::sleep(Duration::from_millis(TICK_MS)).await;
+            coordinator.tick();
+        }
+    })
+    .detach();
+    Ok(())
 }
 
 /// Opens (and recovers) every partition this shard owns, so retention and recovery run at start.

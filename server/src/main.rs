@@ -7,6 +7,7 @@ mod api;
 mod broker;
 mod config;
 mod connection;
+mod group;
 mod metadata;
 mod metrics;
 mod settings;

@@ -11,10 +11,12 @@ pub mod delete_topics;
 pub mod describe_configs;
 pub mod fetch;
 pub mod fetch_response;
+pub mod groups;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 
 use std::rc::Rc;
@@ -120,6 +122,16 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::OffsetCommit, 0, 8),
+    (ApiKey::OffsetFetch, 0, 8),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// The version range we serve for `api`, if any.
@@ -149,6 +161,16 @@ pub async fn dispatch(
         ApiKey::CreatePartitions => create_partitions::handle(context, request, &mut body).await,
         ApiKey::DescribeConfigs => describe_configs::handle(context, request, &mut body).await,
         ApiKey::InitProducerId => init_producer_id::handle(request, &mut body),
+        ApiKey::FindCoordinator => groups::find_coordinator(context, request, &mut body).await,
+        ApiKey::JoinGroup => groups::join_group(context, request, &mut body).await,
+        ApiKey::SyncGroup => groups::sync_group(context, request, &mut body).await,
+        ApiKey::Heartbeat => groups::heartbeat(context, request, &mut body).await,
+        ApiKey::LeaveGroup => groups::leave_group(context, request, &mut body).await,
+        ApiKey::ListGroups => groups::list_groups(context, request, &mut body).await,
+        ApiKey::DescribeGroups => groups::describe_groups(context, request, &mut body).await,
+        ApiKey::DeleteGroups => groups::delete_groups(context, request, &mut body).await,
+        ApiKey::OffsetCommit => offsets::offset_commit(context, request, &mut body).await,
+        ApiKey::OffsetFetch => offsets::offset_fetch(context, request, &mut body).await,
         ApiKey::IncrementalAlterConfigs => {
             incremental_alter_configs::handle(context, request, &mut body).await
         }

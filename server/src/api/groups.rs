@@ -1,0 +1,380 @@
+//! Consumer group membership APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! ListGroups, DescribeGroups, DeleteGroups. Each runs on the coordinator's shard
+//! (see `crate::group`). Fields a version lacks stay at their defaults, or encoding fails.
+
+use std::future::Future;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::{code, str_bytes, RequestContext, RequestError, Response};
+use crate::group::state::JoinRequest;
+use crate::group::{Coordinator, OFFSETS_TOPIC};
+use crate::settings::NODE_ID;
+use crate::shard::ShardContext;
+
+/// Runs `job` on the coordinator; `None` while it is not loaded (COORDINATOR_NOT_AVAILABLE).
+pub async fn on_coordinator<R, F, Fut>(
+    context: &Rc<ShardContext>,
+    job: F,
+) -> Result<Option<R>, RequestError>
+where
+    R: Send + 'static,
+    F: FnOnce(Rc<Coordinator>) -> Fut + Send + 'static,
+    Fut: Future<Output = R> + 'static,
+{
+    Ok(context
+        .on_owner(OFFSETS_TOPIC, 0, move |owner| async move {
+            let coordinator = owner.coordinator.borrow().clone();
+            match coordinator {
+                Some(coordinator) => Some(job(coordinator).await),
+                None => None,
+            }
+        })
+        .await?)
+}
+
+fn opt_str(text: &Option<StrBytes>) -> Option<String> {
+    text.as_ref().map(|text| text.to_string())
+}
+
+pub async fn find_coordinator(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let find: FindCoordinatorRequest = request.decode(body)?;
+    let host = str_bytes(&context.settings.advertised_host);
+    let port = context.settings.advertised_port;
+    let response = if request.version >= 4 {
+        let coordinators = find
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                CoordinatorEntry::default()
+                    .with_key(key.clone())
+                    .with_node_id(BrokerId(NODE_ID))
+                    .with_host(host.clone())
+                    .with_port(port)
+            })
+            .collect();
+        FindCoordinatorResponse::default().with_coordinators(coordinators)
+    } else {
+        FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(NODE_ID))
+            .with_host(host)
+            .with_port(port)
+    };
+    Ok(request.frame(&response))
+}
+
+pub async fn join_group(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let join: JoinGroupRequest = request.decode(body)?;
+    let group_id = join.group_id.to_string();
+    let join_request = JoinRequest {
+        member_id: join.member_id.to_string(),
+        group_instance_id: opt_str(&join.group_instance_id),
+        client_id: String::new(),
+        client_host: String::new(),
+        session_timeout_ms: i64::from(join.session_timeout_ms),
+        rebalance_timeout_ms: i64::from(if request.version >= 1 {
+            join.rebalance_timeout_ms
+        } else {
+            join.session_timeout_ms
+        }),
+        protocol_type: join.protocol_type.to_string(),
+        protocols: join
+            .protocols
+            .iter()
+            .map(|protocol| (protocol.name.to_string(), protocol.metadata.clone()))
+            .collect(),
+        require_known_member_id: request.version >= 4,
+    };
+    let answer = on_coordinator(context, move |coordinator| async move {
+        coordinator.join(group_id, join_request).await
+    })
+    .await?;
+    let version = request.version;
+    let response = match answer {
+        None => JoinGroupResponse::default()
+            .with_error_code(code(ResponseError::CoordinatorNotAvailable))
+            .with_generation_id(-1),
+        Some(answer) => {
+            let members = answer
+                .members
+                .into_iter()
+                .map(|(member_id, instance_id, metadata)| {
+                    let member = JoinGroupResponseMember::default()
+                        .with_member_id(str_bytes(&member_id))
+                        .with_metadata(metadata);
+                    if version >= 5 {
+                        member.with_group_instance_id(instance_id.as_deref().map(str_bytes))
+                    } else {
+                        member
+                    }
+                })
+                .collect();
+            let mut response = JoinGroupResponse::default()
+                .with_error_code(answer.error.map_or(0, code))
+                .with_generation_id(answer.generation_id)
+                .with_leader(str_bytes(&answer.leader))
+                .with_member_id(str_bytes(&answer.member_id))
+                .with_members(members);
+            if version >= 7 {
+                response = response
+                    .with_protocol_type(answer.protocol_type.as_deref().map(str_bytes))
+                    .with_protocol_name(answer.protocol_name.as_deref().map(str_bytes));
+            } else {
+                response = response.with_protocol_name(Some(str_bytes(
+                    answer.protocol_name.as_deref().unwrap_or(""),
+                )));
+            }
+            response
+        }
+    };
+    Ok(request.frame(&response))
+}
+
+pub async fn sync_group(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let sync: SyncGroupRequest = request.decode(body)?;
+    let group_id = sync.group_id.to_string();
+    let member_id = sync.member_id.to_string();
+    let generation_id = sync.generation_id;
+    let assignments: Vec<(String, Bytes)> = sync
+        .assignments
+        .iter()
+        .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+        .collect();
+    let answer = on_coordinator(context, move |coordinator| async move {
+        coordinator
+            .sync(group_id, member_id, generation_id, assignments)
+            .await
+    })
+    .await?;
+    let response = match answer {
+        None => SyncGroupResponse::default()
+            .with_error_code(code(ResponseError::CoordinatorNotAvailable)),
+        Some(answer) => {
+            let response = SyncGroupResponse::default()
+                .with_error_code(answer.error.map_or(0, code))
+                .with_assignment(answer.assignment);
+            if request.version >= 5 {
+                response
+                    .with_protocol_type(answer.protocol_type.as_deref().map(str_bytes))
+                    .with_protocol_name(answer.protocol_name.as_deref().map(str_bytes))
+            } else {
+                response
+            }
+        }
+    };
+    Ok(request.frame(&response))
+}
+
+pub async fn heartbeat(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let beat: HeartbeatRequest = request.decode(body)?;
+    let (group_id, member_id, generation_id) = (
+        beat.group_id.to_string(),
+        beat.member_id.to_string(),
+        beat.generation_id,
+    );
+    let answer = on_coordinator(context, move |coordinator| async move {
+        coordinator.heartbeat(&group_id, &member_id, generation_id)
+    })
+    .await?;
+    let error = match answer {
+        None => Some(ResponseError::CoordinatorNotAvailable),
+        Some(error) => error,
+    };
+    Ok(request.frame(&HeartbeatResponse::default().with_error_code(error.map_or(0, code))))
+}
+
+pub async fn leave_group(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let leave: LeaveGroupRequest = request.decode(body)?;
+    let group_id = leave.group_id.to_string();
+    let members: Vec<(String, Option<String>)> = if request.version >= 3 {
+        leave
+            .members
+            .iter()
+            .map(|member| {
+                (
+                    member.member_id.to_string(),
+                    opt_str(&member.group_instance_id),
+                )
+            })
+            .collect()
+    } else {
+        vec![(leave.member_id.to_string(), None)]
+    };
+    let asked = members.clone();
+    let answer = on_coordinator(context, move |coordinator| async move {
+        coordinator.leave(&group_id, members)
+    })
+    .await?;
+    let response = match answer {
+        None => LeaveGroupResponse::default()
+            .with_error_code(code(ResponseError::CoordinatorNotAvailable)),
+        Some(errors) if request.version >= 3 => {
+            let members = asked
+                .iter()
+                .zip(&errors)
+                .map(|((member_id, instance_id), error)| {
+                    MemberResponse::default()
+                        .with_member_id(str_bytes(member_id))
+                        .with_group_instance_id(instance_id.as_deref().map(str_bytes))
+                        .with_error_code(error.map_or(0, code))
+                })
+                .collect();
+            LeaveGroupResponse::default().with_members(members)
+        }
+        Some(errors) => LeaveGroupResponse::default()
+            .with_error_code(errors.first().copied().flatten().map_or(0, code)),
+    };
+    Ok(request.frame(&response))
+}
+
+pub async fn list_groups(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let list: ListGroupsRequest = request.decode(body)?;
+    let answer = on_coordinator(context, |coordinator| async move { coordinator.list() }).await?;
+    let Some(groups) = answer else {
+        return Ok(request.frame(
+            &ListGroupsResponse::default()
+                .with_error_code(code(ResponseError::CoordinatorNotAvailable)),
+        ));
+    };
+    let listed = groups
+        .into_iter()
+        .filter(|(_, _, phase)| {
+            list.states_filter.is_empty()
+                || list
+                    .states_filter
+                    .iter()
+                    .any(|state| state.as_str() == phase.kafka_name())
+        })
+        .map(|(group_id, protocol_type, phase)| {
+            let listed = ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(&group_id)))
+                .with_protocol_type(str_bytes(&protocol_type));
+            if request.version >= 4 {
+                listed.with_group_state(str_bytes(phase.kafka_name()))
+            } else {
+                listed
+            }
+        })
+        .collect();
+    Ok(request.frame(&ListGroupsResponse::default().with_groups(listed)))
+}
+
+pub async fn describe_groups(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let describe: DescribeGroupsRequest = request.decode(body)?;
+    let mut groups = Vec::with_capacity(describe.groups.len());
+    for group_id in describe.groups {
+        let id = group_id.to_string();
+        let snapshot = on_coordinator(context, move |coordinator| async move {
+            coordinator.describe(&id)
+        })
+        .await?;
+        let described = match snapshot {
+            None => DescribedGroup::default()
+                .with_group_id(group_id)
+                .with_error_code(code(ResponseError::CoordinatorNotAvailable)),
+            Some(None) => DescribedGroup::default()
+                .with_group_id(group_id)
+                .with_group_state(str_bytes("Dead")),
+            Some(Some(group)) => {
+                let protocol_name = group.protocol_name.clone().unwrap_or_default();
+                let members = group
+                    .members
+                    .values()
+                    .map(|member| {
+                        let metadata = member
+                            .protocols
+                            .iter()
+                            .find(|(name, _)| *name == protocol_name)
+                            .map(|(_, m)| m.clone())
+                            .unwrap_or_default();
+                        let described = DescribedGroupMember::default()
+                            .with_member_id(str_bytes(&member.member_id))
+                            .with_client_id(str_bytes(&member.client_id))
+                            .with_client_host(str_bytes(&member.client_host))
+                            .with_member_metadata(metadata)
+                            .with_member_assignment(member.assignment.clone());
+                        if request.version >= 4 {
+                            described.with_group_instance_id(
+                                member.group_instance_id.as_deref().map(str_bytes),
+                            )
+                        } else {
+                            described
+                        }
+                    })
+                    .collect();
+                DescribedGroup::default()
+                    .with_group_id(group_id)
+                    .with_group_state(str_bytes(group.phase.kafka_name()))
+                    .with_protocol_type(str_bytes(group.protocol_type.as_deref().unwrap_or("")))
+                    .with_protocol_data(str_bytes(&protocol_name))
+                    .with_members(members)
+            }
+        };
+        groups.push(described);
+    }
+    Ok(request.frame(&DescribeGroupsResponse::default().with_groups(groups)))
+}
+
+pub async fn delete_groups(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let delete: DeleteGroupsRequest = request.decode(body)?;
+    let mut results = Vec::with_capacity(delete.groups_names.len());
+    for group_id in delete.groups_names {
+        let id = group_id.to_string();
+        let answer = on_coordinator(context, move |coordinator| async move {
+            coordinator.delete(&id).await
+        })
+        .await?;
+        let error = match answer {
+            None => Some(ResponseError::CoordinatorNotAvailable),
+            Some(result) => result.err(),
+        };
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(group_id)
+                .with_error_code(error.map_or(0, code)),
+        );
+    }
+    Ok(request.frame(&DeleteGroupsResponse::default().with_results(results)))
+}

@@ -1,0 +1,208 @@
+//! OffsetCommit and OffsetFetch: committed offsets of consumer groups, with generation and member
+//! checks, stored by the coordinator in `__consumer_offsets`.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use ringtail_engine::log::now_ms;
+
+use super::groups::on_coordinator;
+use super::{code, str_bytes, RequestContext, RequestError, Response};
+use crate::group::CommittedOffset;
+use crate::shard::ShardContext;
+
+pub async fn offset_commit(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let commit: OffsetCommitRequest = request.decode(body)?;
+    let group_id = commit.group_id.to_string();
+    let member_id = commit.member_id.to_string();
+    let generation_id = if request.version >= 1 {
+        commit.generation_id_or_member_epoch
+    } else {
+        -1
+    };
+    let commit_ms = now_ms();
+    let mut entries = Vec::new();
+    for topic in &commit.topics {
+        for partition in &topic.partitions {
+            entries.push((
+                topic.name.to_string(),
+                partition.partition_index,
+                CommittedOffset {
+                    offset: partition.committed_offset,
+                    leader_epoch: partition.committed_leader_epoch,
+                    metadata: partition.committed_metadata.as_ref().map(|m| m.to_string()),
+                    commit_ms,
+                },
+            ));
+        }
+    }
+    let answer = on_coordinator(context, move |coordinator| async move {
+        coordinator
+            .commit(&group_id, &member_id, generation_id, entries)
+            .await
+    })
+    .await?;
+    let error = match answer {
+        None => Some(ResponseError::CoordinatorNotAvailable),
+        Some(result) => result.err(),
+    };
+    let topics = commit
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(partition.partition_index)
+                        .with_error_code(error.map_or(0, code))
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    Ok(request.frame(&OffsetCommitResponse::default().with_topics(topics)))
+}
+
+/// One group's committed offsets as (topic, partition, committed or none).
+async fn fetch_group(
+    context: &Rc<ShardContext>,
+    group_id: String,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Option<Vec<(String, i32, Option<CommittedOffset>)>>, RequestError> {
+    on_coordinator(context, move |coordinator| async move {
+        coordinator.fetch_offsets(&group_id, wanted)
+    })
+    .await
+}
+
+/// A topic's partitions with their committed offsets (none: nothing committed).
+type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
+
+/// Groups (topic, partition, committed) rows by topic, in first-seen order.
+fn by_topic(rows: Vec<(String, i32, Option<CommittedOffset>)>) -> Vec<TopicOffsets> {
+    let mut topics: Vec<TopicOffsets> = Vec::new();
+    for (topic, partition, committed) in rows {
+        match topics.iter_mut().find(|(name, _)| *name == topic) {
+            Some((_, partitions)) => partitions.push((partition, committed)),
+            None => topics.push((topic, vec![(partition, committed)])),
+        }
+    }
+    topics
+}
+
+pub async fn offset_fetch(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let fetch: OffsetFetchRequest = request.decode(body)?;
+    let version = request.version;
+    if version >= 8 {
+        let mut groups = Vec::with_capacity(fetch.groups.len());
+        for group in fetch.groups {
+            let wanted = group.topics.as_ref().map(|topics| {
+                topics
+                    .iter()
+                    .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+                    .collect()
+            });
+            let rows = fetch_group(context, group.group_id.to_string(), wanted).await?;
+            let Some(rows) = rows else {
+                groups.push(
+                    OffsetFetchResponseGroup::default()
+                        .with_group_id(group.group_id)
+                        .with_error_code(code(ResponseError::CoordinatorNotAvailable)),
+                );
+                continue;
+            };
+            let topics = by_topic(rows)
+                .into_iter()
+                .map(|(name, partitions)| {
+                    let partitions = partitions
+                        .into_iter()
+                        .map(|(partition, committed)| {
+                            let (offset, epoch, metadata) = committed
+                                .map_or((-1, -1, Some(String::new())), |c| {
+                                    (c.offset, c.leader_epoch, c.metadata)
+                                });
+                            OffsetFetchResponsePartitions::default()
+                                .with_partition_index(partition)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(epoch)
+                                .with_metadata(metadata.as_deref().map(str_bytes))
+                        })
+                        .collect();
+                    OffsetFetchResponseTopics::default()
+                        .with_name(TopicName(str_bytes(&name)))
+                        .with_partitions(partitions)
+                })
+                .collect();
+            groups.push(
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(group.group_id)
+                    .with_topics(topics),
+            );
+        }
+        return Ok(request.frame(&OffsetFetchResponse::default().with_groups(groups)));
+    }
+    let wanted = fetch.topics.as_ref().map(|topics| {
+        topics
+            .iter()
+            .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+            .collect()
+    });
+    let rows = fetch_group(context, fetch.group_id.to_string(), wanted).await?;
+    let Some(rows) = rows else {
+        let response = OffsetFetchResponse::default();
+        let response = if version >= 2 {
+            response.with_error_code(code(ResponseError::CoordinatorNotAvailable))
+        } else {
+            response
+        };
+        return Ok(request.frame(&response));
+    };
+    let topics = by_topic(rows)
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(partition, committed)| {
+                    let (offset, epoch, metadata) = committed
+                        .map_or((-1, -1, Some(String::new())), |c| {
+                            (c.offset, c.leader_epoch, c.metadata)
+                        });
+                    let response = OffsetFetchResponsePartition::default()
+                        .with_partition_index(partition)
+                        .with_committed_offset(offset)
+                        .with_metadata(metadata.as_deref().map(str_bytes));
+                    if version >= 5 {
+                        response.with_committed_leader_epoch(epoch)
+                    } else {
+                        response
+                    }
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(str_bytes(&name)))
+                .with_partitions(partitions)
+        })
+        .collect();
+    Ok(request.frame(&OffsetFetchResponse::default().with_topics(topics)))
+}

@@ -1,0 +1,479 @@
+//! The group coordinator: classic consumer groups (membership and rebalances in [`state`]) and
+//! committed offsets, persisted in the internal topic `__consumer_offsets` through the same engine
+//! and rebuilt from it at start.
+//!
+//! The coordinator lives on the shard that owns `__consumer_offsets` partition 0; every group
+//! request is sent there. Requests that wait (a JoinGroup until the rebalance completes, a
+//! follower's SyncGroup until the leader's assignment) park on a oneshot that the state machine's
+//! effects complete; a 100 ms tick drives session and rebalance timeouts.
+//!
+//! # Byte map of a `__consumer_offsets` record (uncompressed batches written by the coordinator)
+//! ```text
+//! key   "offset\0<group>\0<topic>\0<partition>"   value JSON {"offset","leader_epoch","metadata","commit_ms"}
+//! key   "group\0<group>"                           value JSON {"protocol_type","generation_id"}
+//! a null value (tombstone) deletes the key
+//! ```
+
+pub mod state;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures_channel::oneshot;
+use kafka_protocol::error::ResponseError;
+use ringtail_engine::batch::{decode_records, encode_batch, ProducerSpec, RecordSpec};
+use ringtail_engine::log::now_ms;
+use ringtail_engine::PartitionLog;
+use serde::{Deserialize, Serialize};
+
+use state::{Effect, Group, GroupPhase, JoinRequest, JoinResponse, Reply, SyncResponse};
+
+/// The internal topic that stores committed offsets and groups.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// How often session and rebalance timeouts are checked.
+pub const TICK_MS: u64 = 100;
+/// Bytes read at a time when the offsets log is replayed at start.
+const REPLAY_READ_BYTES: u64 = 1 << 20;
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct GroupRecord {
+    protocol_type: Option<String>,
+    generation_id: i32,
+}
+
+/// A group's committed offsets by (topic, partition).
+type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
+
+/// The coordinator of all groups (one per broker, on one shard).
+pub struct Coordinator {
+    groups: RefCell<BTreeMap<String, Group>>,
+    join_waiters: RefCell<HashMap<(String, String), oneshot::Sender<JoinResponse>>>,
+    sync_waiters: RefCell<HashMap<(String, String), oneshot::Sender<SyncResponse>>>,
+    offsets: RefCell<BTreeMap<String, GroupOffsets>>,
+    log: Rc<PartitionLog>,
+}
+
+fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
+    format!("offset\0{group}\0{topic}\0{partition}").into_bytes()
+}
+
+fn group_key(group: &str) -> Vec<u8> {
+    format!("group\0{group}").into_bytes()
+}
+
+impl Coordinator {
+    /// Rebuilds groups and offsets from the offsets log.
+    pub async fn load(log: Rc<PartitionLog>) -> Result<Self, ringtail_engine::ReadError> {
+        let coordinator = Self {
+            groups: RefCell::new(BTreeMap::new()),
+            join_waiters: RefCell::new(HashMap::new()),
+            sync_waiters: RefCell::new(HashMap::new()),
+            offsets: RefCell::new(BTreeMap::new()),
+            log,
+        };
+        let mut offset = coordinator.log.log_start_offset();
+        let end = coordinator.log.high_watermark();
+        let mut records = 0usize;
+        while offset < end {
+            let bytes = coordinator
+                .log
+                .read_bytes(offset, REPLAY_READ_BYTES, true)
+                .await?;
+            let mut position = 0;
+            while position < bytes.len() {
+                let header =
+                    ringtail_engine::batch::parse_header(&bytes[position..]).map_err(|err| {
+                        ringtail_engine::ReadError::Corrupt {
+                            path: coordinator.log.dir().to_path_buf(),
+                            position: position as u64,
+                            reason: err.to_string(),
+                        }
+                    })?;
+                let batch = &bytes[position..position + header.total_bytes()];
+                for record in decode_records(batch).unwrap_or_default() {
+                    coordinator.apply_record(record.key.unwrap_or_default(), record.value);
+                    records += 1;
+                }
+                offset = header.next_offset();
+                position += header.total_bytes();
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+        tracing::info!(
+            records,
+            groups = coordinator.groups.borrow().len(),
+            "group coordinator loaded"
+        );
+        Ok(coordinator)
+    }
+
+    fn apply_record(&self, key: &[u8], value: Option<&[u8]>) {
+        let Ok(key) = std::str::from_utf8(key) else {
+            return;
+        };
+        let parts: Vec<&str> = key.split('\0').collect();
+        match parts.as_slice() {
+            ["offset", group, topic, partition] => {
+                let Ok(partition) = partition.parse::<i32>() else {
+                    return;
+                };
+                let mut offsets = self.offsets.borrow_mut();
+                match value.and_then(|value| serde_json::from_slice::<CommittedOffset>(value).ok())
+                {
+                    Some(committed) => {
+                        offsets
+                            .entry(group.to_string())
+                            .or_default()
+                            .insert((topic.to_string(), partition), committed);
+                    }
+                    None => {
+                        if let Some(group_offsets) = offsets.get_mut(*group) {
+                            group_offsets.remove(&(topic.to_string(), partition));
+                        }
+                    }
+                }
+            }
+            ["group", group] => {
+                let mut groups = self.groups.borrow_mut();
+                match value.and_then(|value| serde_json::from_slice::<GroupRecord>(value).ok()) {
+                    Some(record) => {
+                        let entry = groups
+                            .entry(group.to_string())
+                            .or_insert_with(|| Group::new(*group));
+                        // Members rejoin after a restart; the generation carries on.
+                        entry.generation_id = record.generation_id;
+                        entry.protocol_type = record.protocol_type;
+                    }
+                    None => {
+                        groups.remove(*group);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Appends records to the offsets log and waits until they are durable.
+    async fn persist(&self, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), ResponseError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let specs: Vec<RecordSpec<'_>> = records
+            .iter()
+            .map(|(key, value)| RecordSpec {
+                key: Some(key),
+                value: value.as_deref(),
+                timestamp_delta: 0,
+            })
+            .collect();
+        let batch = encode_batch(now_ms(), &specs, ProducerSpec::default());
+        self.log
+            .append(BytesMut::from(&batch[..]), 0)
+            .await
+            .map(|_| ())
+            .map_err(|err| {
+                tracing::error!(%err, "writing the offsets log failed");
+                ResponseError::CoordinatorNotAvailable
+            })
+    }
+
+    fn deliver(&self, group_id: &str, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Join(member, response) => {
+                    if let Some(waiter) = self
+                        .join_waiters
+                        .borrow_mut()
+                        .remove(&(group_id.to_string(), member))
+                    {
+                        let _ = waiter.send(response);
+                    }
+                }
+                Effect::Sync(member, response) => {
+                    if let Some(waiter) = self
+                        .sync_waiters
+                        .borrow_mut()
+                        .remove(&(group_id.to_string(), member))
+                    {
+                        let _ = waiter.send(response);
+                    }
+                }
+            }
+        }
+    }
+
+    pub async fn join(&self, group_id: String, request: JoinRequest) -> JoinResponse {
+        let fallback_member = request.member_id.clone();
+        let (reply, effects) = {
+            let mut groups = self.groups.borrow_mut();
+            let group = groups
+                .entry(group_id.clone())
+                .or_insert_with(|| Group::new(group_id.clone()));
+            group.join(request, now_ms())
+        };
+        self.deliver(&group_id, effects);
+        let response = match reply {
+            Reply::Now(response) => response,
+            Reply::Later(member_id) => {
+                let (sender, receiver) = oneshot::channel();
+                self.join_waiters
+                    .borrow_mut()
+                    .insert((group_id.clone(), member_id.clone()), sender);
+                receiver.await.unwrap_or_else(|_| JoinResponse {
+                    error: Some(ResponseError::UnknownMemberId),
+                    generation_id: -1,
+                    protocol_type: None,
+                    protocol_name: None,
+                    leader: String::new(),
+                    member_id: if member_id.is_empty() {
+                        fallback_member
+                    } else {
+                        member_id
+                    },
+                    members: Vec::new(),
+                })
+            }
+        };
+        if response.error.is_none() {
+            self.persist_group(&group_id).await;
+        }
+        response
+    }
+
+    async fn persist_group(&self, group_id: &str) {
+        let record = self.groups.borrow().get(group_id).map(|group| GroupRecord {
+            protocol_type: group.protocol_type.clone(),
+            generation_id: group.generation_id,
+        });
+        if let Some(record) = record {
+            let value = serde_json::to_vec(&record).expect("serialisable");
+            let _ = self.persist(vec![(group_key(group_id), Some(value))]).await;
+        }
+    }
+
+    pub async fn sync(
+        &self,
+        group_id: String,
+        member_id: String,
+        generation_id: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResponse {
+        let (reply, effects) = {
+            let mut groups = self.groups.borrow_mut();
+            match groups.get_mut(&group_id) {
+                Some(group) => group.sync(&member_id, generation_id, assignments, now_ms()),
+                None => (
+                    Reply::Now(SyncResponse {
+                        error: Some(ResponseError::UnknownMemberId),
+                        protocol_type: None,
+                        protocol_name: None,
+                        assignment: Bytes::new(),
+                    }),
+                    Vec::new(),
+                ),
+            }
+        };
+        self.deliver(&group_id, effects);
+        match reply {
+            Reply::Now(response) => response,
+            Reply::Later(member_id) => {
+                let (sender, receiver) = oneshot::channel();
+                self.sync_waiters
+                    .borrow_mut()
+                    .insert((group_id, member_id), sender);
+                receiver.await.unwrap_or(SyncResponse {
+                    error: Some(ResponseError::RebalanceInProgress),
+                    protocol_type: None,
+                    protocol_name: None,
+                    assignment: Bytes::new(),
+                })
+            }
+        }
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation_id: i32,
+    ) -> Option<ResponseError> {
+        match self.groups.borrow_mut().get_mut(group_id) {
+            Some(group) => group.heartbeat(member_id, generation_id, now_ms()),
+            None => Some(ResponseError::UnknownMemberId),
+        }
+    }
+
+    /// Removes members; answers per member.
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: Vec<(String, Option<String>)>,
+    ) -> Vec<Option<ResponseError>> {
+        let mut answers = Vec::with_capacity(members.len());
+        for (member_id, instance_id) in members {
+            let (error, effects) = match self.groups.borrow_mut().get_mut(group_id) {
+                Some(group) => group.leave(&member_id, instance_id.as_deref(), now_ms()),
+                None => (Some(ResponseError::UnknownMemberId), Vec::new()),
+            };
+            self.deliver(group_id, effects);
+            answers.push(error);
+        }
+        answers
+    }
+
+    /// Runs timeouts of every group.
+    pub fn tick(&self) {
+        let now = now_ms();
+        let all_effects: Vec<(String, Vec<Effect>)> = self
+            .groups
+            .borrow_mut()
+            .iter_mut()
+            .map(|(id, group)| (id.clone(), group.tick(now)))
+            .filter(|(_, effects)| !effects.is_empty())
+            .collect();
+        for (group_id, effects) in all_effects {
+            self.deliver(&group_id, effects);
+        }
+    }
+
+    /// Validates and stores commits; returns an error per (topic, partition) in request order.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation_id: i32,
+        commits: Vec<(String, i32, CommittedOffset)>,
+    ) -> Result<(), ResponseError> {
+        let refused = match self.groups.borrow().get(group_id) {
+            Some(group) => group.check_commit(member_id, generation_id),
+            // A group known only by its commits (simple consumers), or a new one.
+            None if generation_id < 0 => None,
+            None => Some(ResponseError::IllegalGeneration),
+        };
+        if let Some(error) = refused {
+            return Err(error);
+        }
+        let records = commits
+            .iter()
+            .map(|(topic, partition, committed)| {
+                (
+                    offset_key(group_id, topic, *partition),
+                    Some(serde_json::to_vec(committed).expect("serialisable")),
+                )
+            })
+            .collect();
+        self.persist(records).await?;
+        let mut offsets = self.offsets.borrow_mut();
+        let group_offsets = offsets.entry(group_id.to_string()).or_default();
+        for (topic, partition, committed) in commits {
+            group_offsets.insert((topic, partition), committed);
+        }
+        Ok(())
+    }
+
+    /// Committed offsets of a group: for the partitions asked, or all of them.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        wanted: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<(String, i32, Option<CommittedOffset>)> {
+        let offsets = self.offsets.borrow();
+        let group_offsets = offsets.get(group_id);
+        match wanted {
+            Some(wanted) => wanted
+                .into_iter()
+                .flat_map(|(topic, partitions)| {
+                    partitions.into_iter().map(move |partition| {
+                        let committed = group_offsets
+                            .and_then(|all| all.get(&(topic.clone(), partition)).cloned());
+                        (topic.clone(), partition, committed)
+                    })
+                })
+                .collect(),
+            None => group_offsets
+                .map(|all| {
+                    all.iter()
+                        .map(|((topic, partition), committed)| {
+                            (topic.clone(), *partition, Some(committed.clone()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every group: (id, protocol type, state).
+    pub fn list(&self) -> Vec<(String, String, GroupPhase)> {
+        let mut all: Vec<(String, String, GroupPhase)> = self
+            .groups
+            .borrow()
+            .values()
+            .map(|group| {
+                (
+                    group.group_id.clone(),
+                    group.protocol_type.clone().unwrap_or_default(),
+                    group.phase,
+                )
+            })
+            .collect();
+        for group_id in self.offsets.borrow().keys() {
+            if !all.iter().any(|(id, _, _)| id == group_id) {
+                all.push((group_id.clone(), String::new(), GroupPhase::Empty));
+            }
+        }
+        all.sort();
+        all
+    }
+
+    /// A snapshot of one group for DescribeGroups.
+    pub fn describe(&self, group_id: &str) -> Option<Group> {
+        self.groups.borrow().get(group_id).cloned().or_else(|| {
+            self.offsets
+                .borrow()
+                .contains_key(group_id)
+                .then(|| Group::new(group_id))
+        })
+    }
+
+    /// Deletes an empty group and its offsets.
+    pub async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
+        let known = {
+            let groups = self.groups.borrow();
+            match groups.get(group_id) {
+                Some(group) if !group.members.is_empty() => {
+                    return Err(ResponseError::NonEmptyGroup)
+                }
+                Some(_) => true,
+                None => self.offsets.borrow().contains_key(group_id),
+            }
+        };
+        if !known {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        let mut tombstones: Vec<(Vec<u8>, Option<Vec<u8>>)> = vec![(group_key(group_id), None)];
+        if let Some(group_offsets) = self.offsets.borrow().get(group_id) {
+            tombstones.extend(
+                group_offsets
+                    .keys()
+                    .map(|(topic, partition)| (offset_key(group_id, topic, *partition), None)),
+            );
+        }
+        self.persist(tombstones).await?;
+        self.groups.borrow_mut().remove(group_id);
+        self.offsets.borrow_mut().remove(group_id);
+        Ok(())
+    }
+}

@@ -1,0 +1,908 @@
+//! The classic consumer group state machine (JoinGroup / SyncGroup / Heartbeat / LeaveGroup), as
+//! Kafka's GroupCoordinator runs it, without I/O: time comes in as `now_ms`, and answers to
+//! requests that wait (JoinGroup until the rebalance completes, SyncGroup until the leader's
+//! assignment arrives) come out as [`Effect`]s for the coordinator to deliver.
+//!
+//! # States
+//! ```text
+//! Empty ──join──▶ PreparingRebalance ──all joined / deadline──▶ CompletingRebalance
+//!   ▲                 ▲       │ (no members left)                   │ leader's SyncGroup
+//!   └─────────────────┼───────┘                                     ▼
+//!                     └──── join, leave, session expiry ──────── Stable
+//! Dead: deleted (DeleteGroups); a later join starts it afresh as Empty.
+//! ```
+//!
+//! # Invariants
+//! - The generation only grows; every completed join increments it.
+//! - In CompletingRebalance and Stable the leader is a member and every member's protocols include
+//!   the group's chosen protocol.
+//! - A member answered for generation G is only accepted (sync, heartbeat, commit) with G.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+
+/// Waiting for late joiners of a brand-new group, so members starting together share one
+/// generation (Kafka's group.initial.rebalance.delay.ms, shortened: tests and demos start fast).
+pub const INITIAL_REBALANCE_DELAY_MS: i64 = 500;
+/// Members one group may have: bounds the state a client can make us keep.
+pub const MEMBERS_PER_GROUP_MAX: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GroupPhase {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+impl GroupPhase {
+    /// The name Kafka's DescribeGroups and ListGroups use.
+    pub fn kafka_name(self) -> &'static str {
+        match self {
+            Self::Empty => "Empty",
+            Self::PreparingRebalance => "PreparingRebalance",
+            Self::CompletingRebalance => "CompletingRebalance",
+            Self::Stable => "Stable",
+            Self::Dead => "Dead",
+        }
+    }
+}
+
+/// One member as the group knows it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i64,
+    pub rebalance_timeout_ms: i64,
+    /// (protocol name, metadata) in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    pub assignment: Bytes,
+    last_heartbeat_ms: i64,
+    awaiting_join: bool,
+    awaiting_sync: bool,
+}
+
+/// A JoinGroup request, decoded.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i64,
+    pub rebalance_timeout_ms: i64,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+: a new member first gets MEMBER_ID_REQUIRED with its id.
+    pub require_known_member_id: bool,
+}
+
+/// The answer to a JoinGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResponse {
+    pub error: Option<ResponseError>,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Filled for the leader only: (member id, group instance id, metadata of the chosen protocol).
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+impl JoinResponse {
+    fn error(error: ResponseError, member_id: &str) -> Self {
+        Self {
+            error: Some(error),
+            generation_id: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id: member_id.to_string(),
+            members: Vec::new(),
+        }
+    }
+}
+
+/// The answer to a SyncGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncResponse {
+    pub error: Option<ResponseError>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+/// An answer the coordinator must deliver to a waiting request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Join(String, JoinResponse),
+    Sync(String, SyncResponse),
+}
+
+/// What a request gets now: an answer, or "wait for an [`Effect`] addressed to this member id".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply<T> {
+    Now(T),
+    Later(String),
+}
+
+/// One consumer group.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub group_id: String,
+    pub phase: GroupPhase,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: Option<String>,
+    pub members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED and not yet used, with their expiry.
+    pending_member_ids: BTreeMap<String, i64>,
+    rebalance_deadline_ms: i64,
+    initial_delay_until_ms: i64,
+    next_member_number: u64,
+}
+
+impl Group {
+    pub fn new(group_id: impl Into<String>) -> Self {
+        Self {
+            group_id: group_id.into(),
+            phase: GroupPhase::Empty,
+            generation_id: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending_member_ids: BTreeMap::new(),
+            rebalance_deadline_ms: 0,
+            initial_delay_until_ms: 0,
+            next_member_number: 0,
+        }
+    }
+
+    fn new_member_id(&mut self, client_id: &str) -> String {
+        self.next_member_number += 1;
+        format!(
+            "{client_id}-{}-{}",
+            self.next_member_number,
+            uuid::Uuid::new_v4().simple()
+        )
+    }
+
+    /// Handles a JoinGroup.
+    pub fn join(
+        &mut self,
+        request: JoinRequest,
+        now_ms: i64,
+    ) -> (Reply<JoinResponse>, Vec<Effect>) {
+        if self.phase == GroupPhase::Dead {
+            *self = Self::new(self.group_id.clone());
+        }
+        if let Some(existing) = &self.protocol_type {
+            if !self.members.is_empty() && *existing != request.protocol_type {
+                return (
+                    Reply::Now(JoinResponse::error(
+                        ResponseError::InconsistentGroupProtocol,
+                        &request.member_id,
+                    )),
+                    Vec::new(),
+                );
+            }
+        }
+        if request.protocols.is_empty() {
+            return (
+                Reply::Now(JoinResponse::error(
+                    ResponseError::InconsistentGroupProtocol,
+                    &request.member_id,
+                )),
+                Vec::new(),
+            );
+        }
+        let member_id = match self.resolve_member_id(&request, now_ms) {
+            Ok(member_id) => member_id,
+            Err(response) => return (Reply::Now(response), Vec::new()),
+        };
+        if !self.members.contains_key(&member_id) && self.members.len() >= MEMBERS_PER_GROUP_MAX {
+            return (
+                Reply::Now(JoinResponse::error(
+                    ResponseError::GroupMaxSizeReached,
+                    &member_id,
+                )),
+                Vec::new(),
+            );
+        }
+        let unchanged_follower = self.phase == GroupPhase::Stable
+            && self.leader.as_deref() != Some(member_id.as_str())
+            && self
+                .members
+                .get(&member_id)
+                .is_some_and(|member| member.protocols == request.protocols);
+        if unchanged_follower {
+            // A follower rejoining with the same metadata gets the current generation back.
+            let member = self.members.get_mut(&member_id).expect("checked");
+            member.last_heartbeat_ms = now_ms;
+            return (Reply::Now(self.join_response_for(&member_id)), Vec::new());
+        }
+        let member = self
+            .members
+            .entry(member_id.clone())
+            .or_insert_with(|| Member {
+                member_id: member_id.clone(),
+                group_instance_id: request.group_instance_id.clone(),
+                client_id: request.client_id.clone(),
+                client_host: request.client_host.clone(),
+                session_timeout_ms: request.session_timeout_ms,
+                rebalance_timeout_ms: request.rebalance_timeout_ms,
+                protocols: Vec::new(),
+                assignment: Bytes::new(),
+                last_heartbeat_ms: now_ms,
+                awaiting_join: false,
+                awaiting_sync: false,
+            });
+        member.protocols = request.protocols;
+        member.session_timeout_ms = request.session_timeout_ms;
+        member.rebalance_timeout_ms = request.rebalance_timeout_ms;
+        member.last_heartbeat_ms = now_ms;
+        member.awaiting_join = true;
+        self.protocol_type.get_or_insert(request.protocol_type);
+        let mut effects = Vec::new();
+        if self.phase != GroupPhase::PreparingRebalance {
+            effects.extend(self.prepare_rebalance(now_ms));
+        }
+        effects.extend(self.maybe_complete_join(now_ms));
+        let answered_now = effects
+            .iter()
+            .position(|effect| matches!(effect, Effect::Join(id, _) if *id == member_id));
+        match answered_now {
+            Some(index) => {
+                let Effect::Join(_, response) = effects.remove(index) else {
+                    unreachable!("matched a Join")
+                };
+                (Reply::Now(response), effects)
+            }
+            None => (Reply::Later(member_id), effects),
+        }
+    }
+
+    /// Finds or makes the member id of a join; a new dynamic member of v4+ must come back with it.
+    #[allow(clippy::result_large_err)] // the error is the whole answer to send; it is built once
+    fn resolve_member_id(
+        &mut self,
+        request: &JoinRequest,
+        now_ms: i64,
+    ) -> Result<String, JoinResponse> {
+        if let Some(instance) = &request.group_instance_id {
+            // Static membership: the instance id names the member across restarts.
+            if let Some(known) = self
+                .members
+                .values()
+                .find(|member| member.group_instance_id.as_deref() == Some(instance))
+            {
+                return Ok(known.member_id.clone());
+            }
+            if request.member_id.is_empty() {
+                return Ok(self.new_member_id(&request.client_id));
+            }
+        }
+        if request.member_id.is_empty() {
+            let member_id = self.new_member_id(&request.client_id);
+            if request.require_known_member_id {
+                self.pending_member_ids
+                    .insert(member_id.clone(), now_ms + request.session_timeout_ms);
+                return Err(JoinResponse::error(
+                    ResponseError::MemberIdRequired,
+                    &member_id,
+                ));
+            }
+            return Ok(member_id);
+        }
+        if self.members.contains_key(&request.member_id)
+            || self.pending_member_ids.remove(&request.member_id).is_some()
+        {
+            return Ok(request.member_id.clone());
+        }
+        Err(JoinResponse::error(
+            ResponseError::UnknownMemberId,
+            &request.member_id,
+        ))
+    }
+
+    fn prepare_rebalance(&mut self, now_ms: i64) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        // Members waiting for a sync of the generation being abandoned must rejoin.
+        for member in self.members.values_mut() {
+            if member.awaiting_sync {
+                member.awaiting_sync = false;
+                effects.push(Effect::Sync(
+                    member.member_id.clone(),
+                    SyncResponse {
+                        error: Some(ResponseError::RebalanceInProgress),
+                        protocol_type: None,
+                        protocol_name: None,
+                        assignment: Bytes::new(),
+                    },
+                ));
+            }
+        }
+        let rebalance_timeout_ms = self
+            .members
+            .values()
+            .map(|member| member.rebalance_timeout_ms)
+            .max()
+            .unwrap_or(0);
+        if self.phase == GroupPhase::Empty {
+            self.initial_delay_until_ms = now_ms + INITIAL_REBALANCE_DELAY_MS;
+        }
+        self.rebalance_deadline_ms = now_ms + rebalance_timeout_ms.max(INITIAL_REBALANCE_DELAY_MS);
+        self.phase = GroupPhase::PreparingRebalance;
+        effects
+    }
+
+    /// Completes the join phase when every member has rejoined (after the initial delay), or when
+    /// the rebalance deadline passed (members that did not rejoin are dropped).
+    fn maybe_complete_join(&mut self, now_ms: i64) -> Vec<Effect> {
+        if self.phase != GroupPhase::PreparingRebalance {
+            return Vec::new();
+        }
+        let all_joined = self.members.values().all(|member| member.awaiting_join);
+        let deadline_passed = now_ms >= self.rebalance_deadline_ms;
+        if !(deadline_passed || (all_joined && now_ms >= self.initial_delay_until_ms)) {
+            return Vec::new();
+        }
+        self.members.retain(|_, member| member.awaiting_join);
+        self.generation_id += 1;
+        if self.members.is_empty() {
+            self.phase = GroupPhase::Empty;
+            self.leader = None;
+            self.protocol_name = None;
+            return Vec::new();
+        }
+        self.protocol_name = self.choose_protocol();
+        if self.protocol_name.is_none() {
+            // No protocol every member speaks: refuse them all.
+            let effects = self
+                .members
+                .keys()
+                .map(|id| {
+                    Effect::Join(
+                        id.clone(),
+                        JoinResponse::error(ResponseError::InconsistentGroupProtocol, id),
+                    )
+                })
+                .collect();
+            self.members.clear();
+            self.phase = GroupPhase::Empty;
+            return effects;
+        }
+        if !self
+            .leader
+            .as_ref()
+            .is_some_and(|leader| self.members.contains_key(leader))
+        {
+            self.leader = self.members.keys().next().cloned();
+        }
+        self.phase = GroupPhase::CompletingRebalance;
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        let mut effects = Vec::with_capacity(ids.len());
+        for id in ids {
+            let member = self.members.get_mut(&id).expect("listed");
+            member.awaiting_join = false;
+            member.last_heartbeat_ms = now_ms;
+            member.assignment = Bytes::new();
+            effects.push(Effect::Join(id.clone(), self.join_response_for(&id)));
+        }
+        effects
+    }
+
+    /// The protocol with most first-choice votes among those every member supports.
+    fn choose_protocol(&self) -> Option<String> {
+        let first = self.members.values().next()?;
+        let common: Vec<&String> = first
+            .protocols
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|name| {
+                self.members
+                    .values()
+                    .all(|member| member.protocols.iter().any(|(other, _)| other == *name))
+            })
+            .collect();
+        let mut votes: BTreeMap<&String, usize> = BTreeMap::new();
+        for member in self.members.values() {
+            if let Some((name, _)) = member
+                .protocols
+                .iter()
+                .find(|(name, _)| common.contains(&name))
+            {
+                *votes.entry(name).or_default() += 1;
+            }
+        }
+        let best = votes.values().copied().max()?;
+        // Ties go to the first member's preference order.
+        common
+            .into_iter()
+            .find(|name| votes.get(name) == Some(&best))
+            .cloned()
+    }
+
+    fn join_response_for(&self, member_id: &str) -> JoinResponse {
+        let protocol_name = self.protocol_name.clone();
+        let is_leader = self.leader.as_deref() == Some(member_id);
+        let members = if is_leader {
+            self.members
+                .values()
+                .map(|member| {
+                    let metadata = member
+                        .protocols
+                        .iter()
+                        .find(|(name, _)| Some(name) == protocol_name.as_ref())
+                        .map(|(_, metadata)| metadata.clone())
+                        .unwrap_or_default();
+                    (
+                        member.member_id.clone(),
+                        member.group_instance_id.clone(),
+                        metadata,
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        JoinResponse {
+            error: None,
+            generation_id: self.generation_id,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name,
+            leader: self.leader.clone().unwrap_or_default(),
+            member_id: member_id.to_string(),
+            members,
+        }
+    }
+
+    /// Checks that a request comes from a current member of this generation.
+    fn check_member(&self, member_id: &str, generation_id: i32) -> Result<(), ResponseError> {
+        if !self.members.contains_key(member_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if generation_id != self.generation_id {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// Handles a SyncGroup; the leader's carries everyone's assignment.
+    pub fn sync(
+        &mut self,
+        member_id: &str,
+        generation_id: i32,
+        assignments: Vec<(String, Bytes)>,
+        now_ms: i64,
+    ) -> (Reply<SyncResponse>, Vec<Effect>) {
+        let error = |error| {
+            Reply::Now(SyncResponse {
+                error: Some(error),
+                protocol_type: None,
+                protocol_name: None,
+                assignment: Bytes::new(),
+            })
+        };
+        if let Err(err) = self.check_member(member_id, generation_id) {
+            return (error(err), Vec::new());
+        }
+        match self.phase {
+            GroupPhase::PreparingRebalance => {
+                (error(ResponseError::RebalanceInProgress), Vec::new())
+            }
+            GroupPhase::Stable => (Reply::Now(self.sync_response_for(member_id)), Vec::new()),
+            GroupPhase::CompletingRebalance => {
+                let member = self.members.get_mut(member_id).expect("checked");
+                member.last_heartbeat_ms = now_ms;
+                member.awaiting_sync = true;
+                if self.leader.as_deref() != Some(member_id) {
+                    return (Reply::Later(member_id.to_string()), Vec::new());
+                }
+                for (target, assignment) in assignments {
+                    if let Some(member) = self.members.get_mut(&target) {
+                        member.assignment = assignment;
+                    }
+                }
+                self.phase = GroupPhase::Stable;
+                let mut reply = Reply::Later(member_id.to_string());
+                let mut effects = Vec::new();
+                let waiting: Vec<String> = self
+                    .members
+                    .values()
+                    .filter(|member| member.awaiting_sync)
+                    .map(|member| member.member_id.clone())
+                    .collect();
+                for id in waiting {
+                    self.members.get_mut(&id).expect("listed").awaiting_sync = false;
+                    let response = self.sync_response_for(&id);
+                    if id == member_id {
+                        reply = Reply::Now(response);
+                    } else {
+                        effects.push(Effect::Sync(id, response));
+                    }
+                }
+                (reply, effects)
+            }
+            GroupPhase::Empty | GroupPhase::Dead => {
+                (error(ResponseError::UnknownMemberId), Vec::new())
+            }
+        }
+    }
+
+    fn sync_response_for(&self, member_id: &str) -> SyncResponse {
+        SyncResponse {
+            error: None,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            assignment: self
+                .members
+                .get(member_id)
+                .map(|member| member.assignment.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Handles a Heartbeat: REBALANCE_IN_PROGRESS tells the member to rejoin.
+    pub fn heartbeat(
+        &mut self,
+        member_id: &str,
+        generation_id: i32,
+        now_ms: i64,
+    ) -> Option<ResponseError> {
+        if let Err(err) = self.check_member(member_id, generation_id) {
+            return Some(err);
+        }
+        self.members
+            .get_mut(member_id)
+            .expect("checked")
+            .last_heartbeat_ms = now_ms;
+        match self.phase {
+            GroupPhase::PreparingRebalance => Some(ResponseError::RebalanceInProgress),
+            _ => None,
+        }
+    }
+
+    /// Handles a LeaveGroup for one member (by member id or static instance id).
+    pub fn leave(
+        &mut self,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        now_ms: i64,
+    ) -> (Option<ResponseError>, Vec<Effect>) {
+        let found = match group_instance_id {
+            Some(instance) => self
+                .members
+                .values()
+                .find(|member| member.group_instance_id.as_deref() == Some(instance))
+                .map(|member| member.member_id.clone()),
+            None => self
+                .members
+                .contains_key(member_id)
+                .then(|| member_id.to_string()),
+        };
+        let Some(found) = found else {
+            return (Some(ResponseError::UnknownMemberId), Vec::new());
+        };
+        (None, self.remove_member(&found, now_ms))
+    }
+
+    /// Drops a member and rebalances the rest.
+    fn remove_member(&mut self, member_id: &str, now_ms: i64) -> Vec<Effect> {
+        let Some(removed) = self.members.remove(member_id) else {
+            return Vec::new();
+        };
+        let mut effects = Vec::new();
+        if removed.awaiting_join {
+            effects.push(Effect::Join(
+                member_id.to_string(),
+                JoinResponse::error(ResponseError::UnknownMemberId, member_id),
+            ));
+        }
+        if removed.awaiting_sync {
+            effects.push(Effect::Sync(
+                member_id.to_string(),
+                SyncResponse {
+                    error: Some(ResponseError::UnknownMemberId),
+                    protocol_type: None,
+                    protocol_name: None,
+                    assignment: Bytes::new(),
+                },
+            ));
+        }
+        if self.leader.as_deref() == Some(member_id) {
+            self.leader = None;
+        }
+        match self.phase {
+            GroupPhase::Stable | GroupPhase::CompletingRebalance => {
+                effects.extend(self.prepare_rebalance(now_ms));
+                effects.extend(self.maybe_complete_join(now_ms));
+            }
+            GroupPhase::PreparingRebalance => effects.extend(self.maybe_complete_join(now_ms)),
+            GroupPhase::Empty | GroupPhase::Dead => {}
+        }
+        if self.members.is_empty() && self.phase != GroupPhase::Dead {
+            self.phase = GroupPhase::Empty;
+        }
+        effects
+    }
+
+    /// Expires members whose session ran out and completes rebalances whose time is up.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<Effect> {
+        self.pending_member_ids.retain(|_, expiry| *expiry > now_ms);
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|member| {
+                !member.awaiting_join
+                    && now_ms - member.last_heartbeat_ms > member.session_timeout_ms
+            })
+            .map(|member| member.member_id.clone())
+            .collect();
+        let mut effects = Vec::new();
+        for member_id in expired {
+            tracing::info!(group = %self.group_id, member = %member_id, "session timed out");
+            effects.extend(self.remove_member(&member_id, now_ms));
+        }
+        effects.extend(self.maybe_complete_join(now_ms));
+        effects
+    }
+
+    /// Whether an OffsetCommit from (`member_id`, `generation_id`) may be stored.
+    pub fn check_commit(&self, member_id: &str, generation_id: i32) -> Option<ResponseError> {
+        if generation_id < 0 && member_id.is_empty() {
+            // A simple consumer (no group membership) may commit while the group has no members.
+            return (!self.members.is_empty()).then_some(ResponseError::IllegalGeneration);
+        }
+        if let Err(err) = self.check_member(member_id, generation_id) {
+            return Some(err);
+        }
+        (self.phase == GroupPhase::PreparingRebalance).then_some(ResponseError::RebalanceInProgress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join_request(member_id: &str, protocols: &[&str]) -> JoinRequest {
+        JoinRequest {
+            member_id: member_id.to_string(),
+            group_instance_id: None,
+            client_id: "client".to_string(),
+            client_host: "/127.0.0.1".to_string(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 30_000,
+            protocol_type: "consumer".to_string(),
+            protocols: protocols
+                .iter()
+                .map(|name| (name.to_string(), Bytes::from(format!("meta-{name}"))))
+                .collect(),
+            require_known_member_id: true,
+        }
+    }
+
+    /// Joins with the MEMBER_ID_REQUIRED handshake; returns the member id.
+    fn handshake(group: &mut Group, now_ms: i64) -> String {
+        let (reply, _) = group.join(join_request("", &["range"]), now_ms);
+        let Reply::Now(response) = reply else {
+            panic!("handshake answers at once")
+        };
+        assert_eq!(response.error, Some(ResponseError::MemberIdRequired));
+        response.member_id
+    }
+
+    fn joined(effects: &[Effect]) -> Vec<&JoinResponse> {
+        effects
+            .iter()
+            .filter_map(|effect| {
+                if let Effect::Join(_, response) = effect {
+                    Some(response)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn members_joining_together_share_a_generation_after_the_initial_delay() {
+        // Three consumers starting at once get one generation, one leader, and the leader sees all.
+        let mut group = Group::new("g");
+        let ids: Vec<String> = (0..3).map(|_| handshake(&mut group, 0)).collect();
+        for id in &ids {
+            let (reply, effects) = group.join(join_request(id, &["range", "roundrobin"]), 10);
+            assert_eq!(
+                reply,
+                Reply::Later(id.clone()),
+                "waits for the initial delay"
+            );
+            assert!(effects.is_empty());
+        }
+        assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+        let effects = group.tick(INITIAL_REBALANCE_DELAY_MS + 10);
+        let responses = joined(&effects);
+        assert_eq!(responses.len(), 3);
+        assert!(responses
+            .iter()
+            .all(|r| r.generation_id == 1 && r.protocol_name.as_deref() == Some("range")));
+        let leader = &responses[0].leader;
+        assert_eq!(
+            responses.iter().filter(|r| !r.members.is_empty()).count(),
+            1
+        );
+        assert!(responses.iter().all(|r| r.leader == *leader));
+        assert_eq!(group.phase, GroupPhase::CompletingRebalance);
+    }
+
+    #[test]
+    fn followers_wait_for_the_leaders_assignment() {
+        // SyncGroup: followers park; the leader's assignments release everyone with their share.
+        let mut group = Group::new("g");
+        let a = handshake(&mut group, 0);
+        let b = handshake(&mut group, 0);
+        group.join(join_request(&a, &["range"]), 0);
+        group.join(join_request(&b, &["range"]), 0);
+        let effects = group.tick(1_000);
+        let leader = joined(&effects)[0].leader.clone();
+        let follower = if leader == a { b.clone() } else { a.clone() };
+        let (reply, _) = group.sync(&follower, 1, Vec::new(), 1_000);
+        assert_eq!(reply, Reply::Later(follower.clone()));
+        let assignments = vec![
+            (leader.clone(), Bytes::from_static(b"L")),
+            (follower.clone(), Bytes::from_static(b"F")),
+        ];
+        let (reply, effects) = group.sync(&leader, 1, assignments, 1_001);
+        let Reply::Now(mine) = reply else {
+            panic!("leader answered at once")
+        };
+        assert_eq!(mine.assignment, Bytes::from_static(b"L"));
+        assert_eq!(
+            effects,
+            vec![Effect::Sync(
+                follower.clone(),
+                SyncResponse {
+                    error: None,
+                    protocol_type: Some("consumer".into()),
+                    protocol_name: Some("range".into()),
+                    assignment: Bytes::from_static(b"F")
+                }
+            )]
+        );
+        assert_eq!(group.phase, GroupPhase::Stable);
+        assert_eq!(group.heartbeat(&follower, 1, 1_002), None);
+        assert_eq!(
+            group.heartbeat(&follower, 0, 1_002),
+            Some(ResponseError::IllegalGeneration)
+        );
+        assert_eq!(
+            group.heartbeat("nobody", 1, 1_002),
+            Some(ResponseError::UnknownMemberId)
+        );
+    }
+
+    fn stable_group_of_two(group: &mut Group) -> (String, String) {
+        let a = handshake(group, 0);
+        let b = handshake(group, 0);
+        group.join(join_request(&a, &["range"]), 0);
+        group.join(join_request(&b, &["range"]), 0);
+        let effects = group.tick(1_000);
+        let leader = joined(&effects)[0].leader.clone();
+        let follower = if leader == a { b } else { a };
+        group.sync(&leader, 1, Vec::new(), 1_000);
+        group.sync(&follower, 1, Vec::new(), 1_000);
+        assert_eq!(group.phase, GroupPhase::Stable);
+        (leader, follower)
+    }
+
+    #[test]
+    fn a_new_member_triggers_a_rebalance_seen_through_heartbeats() {
+        // Heartbeats answer REBALANCE_IN_PROGRESS until everyone rejoined; commits are refused meanwhile.
+        let mut group = Group::new("g");
+        let (leader, follower) = stable_group_of_two(&mut group);
+        let c = handshake(&mut group, 2_000);
+        let (reply, _) = group.join(join_request(&c, &["range"]), 2_000);
+        assert_eq!(reply, Reply::Later(c.clone()));
+        assert_eq!(
+            group.heartbeat(&leader, 1, 2_001),
+            Some(ResponseError::RebalanceInProgress)
+        );
+        assert_eq!(
+            group.check_commit(&leader, 1),
+            Some(ResponseError::RebalanceInProgress)
+        );
+        group.join(join_request(&leader, &["range"]), 2_002);
+        let (reply, effects) = group.join(join_request(&follower, &["range"]), 2_003);
+        let mut all = joined(&effects);
+        if let Reply::Now(response) = &reply {
+            all.push(response);
+        }
+        assert_eq!(
+            all.len(),
+            3,
+            "everyone is answered when the last member rejoins"
+        );
+        assert!(all.iter().all(|r| r.generation_id == 2));
+    }
+
+    #[test]
+    fn a_silent_member_is_expired_after_its_session_timeout() {
+        // A killed consumer stops heartbeating; after the session timeout the others rebalance
+        // without it (a fake clock drives the expiry).
+        let mut group = Group::new("g");
+        let (leader, follower) = stable_group_of_two(&mut group);
+        assert!(group.tick(5_000).is_empty());
+        assert_eq!(group.heartbeat(&leader, 1, 9_000), None);
+        group.tick(11_500);
+        assert!(!group.members.contains_key(&follower), "follower expired");
+        assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+        let (reply, effects) = group.join(join_request(&leader, &["range"]), 11_600);
+        let response = match reply {
+            Reply::Now(response) => response,
+            Reply::Later(_) => joined(&effects)[0].clone(),
+        };
+        assert_eq!(response.generation_id, 2);
+        assert_eq!(response.members.len(), 1);
+    }
+
+    #[test]
+    fn leaving_and_rebalance_deadline_and_protocol_choice() {
+        // LeaveGroup empties the group; a member that never rejoins is dropped at the deadline;
+        // the chosen protocol is one every member supports.
+        let mut group = Group::new("g");
+        let (leader, follower) = stable_group_of_two(&mut group);
+        let (error, _) = group.leave(&follower, None, 3_000);
+        assert_eq!(error, None);
+        assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+        let effects = group.tick(3_000 + 30_001);
+        assert!(
+            joined(&effects).is_empty(),
+            "the leader never rejoined: dropped"
+        );
+        assert_eq!(group.phase, GroupPhase::Empty);
+        assert!(!group.members.contains_key(&leader));
+        assert_eq!(
+            group.check_commit("", -1),
+            None,
+            "simple consumers commit to an empty group"
+        );
+
+        let mut mixed = Group::new("m");
+        let a = handshake(&mut mixed, 0);
+        let b = handshake(&mut mixed, 0);
+        mixed.join(join_request(&a, &["cooperative-sticky", "range"]), 0);
+        mixed.join(join_request(&b, &["range"]), 0);
+        let effects = mixed.tick(1_000);
+        assert!(joined(&effects)
+            .iter()
+            .all(|r| r.protocol_name.as_deref() == Some("range")));
+    }
+
+    #[test]
+    fn static_members_keep_their_id_across_rejoins() {
+        // group.instance.id: a restarted static member takes its old place without a new id.
+        let mut group = Group::new("g");
+        let mut request = join_request("", &["range"]);
+        request.group_instance_id = Some("instance-1".into());
+        let (_, _) = group.join(request.clone(), 0);
+        let effects = group.tick(1_000);
+        let first_id = joined(&effects)[0].member_id.clone();
+        let (reply, _) = group.join(request, 2_000);
+        let again = match reply {
+            Reply::Now(response) => response.member_id,
+            Reply::Later(_) => first_id.clone(),
+        };
+        assert_eq!(again, first_id);
+        let (error, _) = group.leave("", Some("instance-1"), 3_000);
+        assert_eq!(error, None);
+    }
+}
