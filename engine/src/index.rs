@@ -123,7 +123,7 @@ impl OffsetIndex {
     pub fn decode(base_offset: i64, bytes: &[u8], log_end_position: u64) -> (Self, bool) {
         let mut index = Self::new(base_offset);
         let whole_entries = bytes.len() / OFFSET_ENTRY_BYTES;
-        let mut valid = bytes.len() % OFFSET_ENTRY_BYTES == 0;
+        let mut valid = bytes.len().is_multiple_of(OFFSET_ENTRY_BYTES);
         for chunk in bytes.chunks_exact(OFFSET_ENTRY_BYTES).take(whole_entries) {
             let relative = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
             let position = u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
@@ -218,7 +218,7 @@ impl TimeIndex {
     /// `next_offset`. Returns the index and whether the whole file was valid.
     pub fn decode(base_offset: i64, bytes: &[u8], next_offset: i64) -> (Self, bool) {
         let mut index = Self::new(base_offset);
-        let mut valid = bytes.len() % TIME_ENTRY_BYTES == 0;
+        let mut valid = bytes.len().is_multiple_of(TIME_ENTRY_BYTES);
         for chunk in bytes.chunks_exact(TIME_ENTRY_BYTES) {
             let mut raw_timestamp = [0u8; 8];
             raw_timestamp.copy_from_slice(&chunk[..8]);

@@ -249,7 +249,7 @@ fn preallocation_grows_in_chunks_not_whole_segments() {
         log.append(bytes_mut(&big), 0).await.unwrap();
         let size = std::fs::metadata(&file).unwrap().len();
         assert!(
-            size > chunk && size % chunk == 0 && size < 1 << 30,
+            size > chunk && size.is_multiple_of(chunk) && size < 1 << 30,
             "allocated {size}"
         );
         assert_eq!(

@@ -29,6 +29,7 @@ pub fn run(args: Args) -> Result<()> {
     let shard_count = args.shard_count();
     let (advertised_host, advertised_port) = args.advertised()?;
     let log_defaults = args.log_defaults()?;
+    let _data_dir_locks = lock_data_dirs(&args.data_dirs)?;
     let metadata = Arc::new(Metadata::new(log_defaults));
     let mut registry = compio::runtime::Runtime::new()?
         .block_on(TopicRegistry::load(&args.data_dirs[0]))
@@ -65,6 +66,7 @@ pub fn run(args: Args) -> Result<()> {
         .unzip();
     let router = Arc::new(Router::new(senders));
     let shutdown = Arc::new(AtomicBool::new(false));
+    let shards_drained = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(shard_count);
     for (index, (listener, inbox)) in listeners.into_iter().zip(receivers).enumerate() {
@@ -77,6 +79,8 @@ pub fn run(args: Args) -> Result<()> {
             router: Arc::clone(&router),
             settings: Arc::clone(&settings),
             shutdown: Arc::clone(&shutdown),
+            shards_drained: Arc::clone(&shards_drained),
+            shard_count,
             registry: (index == 0).then(|| registry.clone()),
             metrics_listener: if index == 0 {
                 metrics_listener.take()
@@ -117,6 +121,27 @@ async fn wait_for_signal() {
     let _ = select(interrupt, terminate).await;
 }
 
+/// Takes an exclusive lock on each data dir for the life of the process: with SO_REUSEPORT a
+/// second broker would otherwise bind the same port silently and write the same files.
+fn lock_data_dirs(data_dirs: &[std::path::PathBuf]) -> Result<Vec<std::fs::File>> {
+    data_dirs
+        .iter()
+        .map(|dir| {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join(".lock");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            file.try_lock()
+                .map_err(|_| anyhow::anyhow!("{} is in use by another ringtail", dir.display()))?;
+            Ok(file)
+        })
+        .collect()
+}
+
 /// One SO_REUSEPORT listener per shard, all on the same address: the kernel spreads connections.
 fn bind_listeners(address: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>> {
     let mut listeners = Vec::with_capacity(count);
@@ -151,6 +176,10 @@ struct ShardStart {
     router: Arc<Router>,
     settings: Arc<Settings>,
     shutdown: Arc<AtomicBool>,
+    /// Shards that finished their own requests; logs close only when all have, because another
+    /// shard's requests may still send jobs here.
+    shards_drained: Arc<std::sync::atomic::AtomicUsize>,
+    shard_count: usize,
     registry: Option<TopicRegistry>,
     metrics_listener: Option<std::net::TcpListener>,
 }
@@ -178,8 +207,15 @@ impl ShardStart {
             in_flight_requests: Cell::new(0),
             coordinator: RefCell::new(None),
         });
-        open_owned_partitions(&context).await?;
-        start_coordinator_if_owner(&context).await?;
+        let started = async {
+            open_owned_partitions(&context).await?;
+            start_coordinator_if_owner(&context).await
+        };
+        if let Err(err) = started.await {
+            // A shard that can't serve its partitions must not leave a half-working broker.
+            error!(shard = context.id.0, "fatal: {err:#}");
+            std::process::exit(1);
+        }
         compio::runtime::spawn(serve_inbox(Rc::clone(&context), self.inbox)).detach();
         if let Some(listener) = self.metrics_listener {
             let listener = compio::net::TcpListener::from_std(listener)?;
@@ -206,6 +242,12 @@ impl ShardStart {
         }
         if context.in_flight_requests.get() > 0 {
             warn!(shard = self.id.0, "closing with requests still in flight");
+        }
+        self.shards_drained.fetch_add(1, Ordering::SeqCst);
+        while self.shards_drained.load(Ordering::SeqCst) < self.shard_count
+            && Instant::now() < deadline
+        {
+            compio::time::sleep(Duration::from_millis(5)).await;
         }
         engine.close().await.context("closing partition logs")?;
         Ok(())

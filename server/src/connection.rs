@@ -52,8 +52,11 @@ async fn read_requests(
         let frame = read_frame(&mut stream, context.settings.frame_bytes_max).await?;
         crate::metrics::record_bytes_in(frame.len() + 4);
         let (request, body) = parse_header(frame)?;
+        if context.shutting_down() {
+            return Err("broker shutting down".into());
+        }
         let handler_context = Rc::clone(context);
-        context.request_started();
+        let in_flight = context.in_flight_guard();
         let started = std::time::Instant::now();
         let produce_order = (request.api == ApiKey::Produce).then(|| {
             let (queued, next) = futures_channel::oneshot::channel();
@@ -64,7 +67,7 @@ async fn read_requests(
         });
         let handler = compio::runtime::spawn(async move {
             let response = api::dispatch(&handler_context, request, body, produce_order).await;
-            handler_context.request_done();
+            drop(in_flight);
             crate::metrics::record_request(request.api, started.elapsed());
             response
         });
@@ -185,6 +188,7 @@ async fn send(
                         for slice in &fetch.records[topic][partition] {
                             send_file_range(pipe, &slice.file, slice.position, slice.len, stream)
                                 .await?;
+                            crate::metrics::record_bytes_out(slice.len);
                         }
                     }
                 }

@@ -35,6 +35,11 @@ impl Metadata {
         }
     }
 
+    /// The broker-wide defaults topic configs override.
+    pub fn log_defaults(&self) -> &LogConfig {
+        &self.log_defaults
+    }
+
     pub fn topic(&self, name: &str) -> Option<Arc<TopicInfo>> {
         self.topics
             .read()

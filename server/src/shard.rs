@@ -110,6 +110,12 @@ impl ShardContext {
             .set(self.in_flight_requests.get().saturating_sub(1));
     }
 
+    /// Counts a request as in flight until the guard drops (also when its task is cancelled).
+    pub fn in_flight_guard(self: &Rc<Self>) -> InFlightGuard {
+        self.request_started();
+        InFlightGuard(Rc::clone(self))
+    }
+
     /// Runs `job` on the shard that owns (`topic`, `partition`) and returns its result: directly
     /// if that is this shard, else by message passing.
     pub async fn on_owner<R, F, Fut>(
@@ -166,9 +172,28 @@ impl ShardContext {
         if let Some(log) = self.engine.partition(&topic_partition) {
             return Ok(log);
         }
+        // A request holding metadata from before a DeleteTopics must not bring the partition back.
+        let current = self.metadata.topic(&topic.name);
+        if current.is_none_or(|current| {
+            current.topic_id != topic.topic_id || partition >= current.partitions
+        }) {
+            return Err(ringtail_engine::OpenError::Io {
+                path: std::path::PathBuf::from(format!("{}-{partition}", topic.name)),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "topic deleted"),
+            });
+        }
         self.engine
             .open_partition(topic_partition, topic.config.clone())
             .await
+    }
+}
+
+/// Keeps a request counted as in flight; see [`ShardContext::in_flight_guard`].
+pub struct InFlightGuard(Rc<ShardContext>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.request_done();
     }
 }
 

@@ -221,39 +221,45 @@ pub async fn alter_configs(
     changes: Vec<ConfigChange>,
     validate_only: bool,
 ) -> Result<(), AdminError> {
-    let current = context
-        .metadata
-        .topic(&name)
-        .ok_or_else(|| AdminError::new(ResponseError::UnknownTopicOrPartition, "no such topic"))?;
-    let mut overrides = current.overrides.clone();
-    for change in &changes {
-        match change {
-            ConfigChange::Set(key, value) => {
-                overrides.insert(key.clone(), value.clone());
-            }
-            ConfigChange::Delete(key) => {
-                overrides.remove(key);
-            }
-        }
+    if context.metadata.topic(&name).is_none() {
+        return Err(AdminError::new(
+            ResponseError::UnknownTopicOrPartition,
+            "no such topic",
+        ));
     }
-    let mut candidate = TopicMeta::new(name.clone(), current.partitions as u32, overrides.clone());
-    candidate.topic_id = current.topic_id;
-    context
-        .metadata
-        .info_for(&candidate)
-        .map_err(|err| AdminError::new(ResponseError::InvalidConfig, err.to_string()))?;
-    if validate_only {
-        return Ok(());
-    }
+    let log_defaults = context.metadata.log_defaults().clone();
     let topic_name = name.clone();
+    let logged_changes = format!("{changes:?}");
+    // Read, change and validate the overrides under the admin lock: concurrent alters compose.
     change_registry(context, move |registry| {
         let meta = registry.get_mut(&topic_name).ok_or_else(|| {
             AdminError::new(ResponseError::UnknownTopicOrPartition, "no such topic")
         })?;
+        let mut overrides = meta.configs.clone();
+        for change in changes {
+            match change {
+                ConfigChange::Set(key, value) => {
+                    overrides.insert(key, value);
+                }
+                ConfigChange::Delete(key) => {
+                    overrides.remove(&key);
+                }
+            }
+        }
+        log_defaults
+            .with_overrides(&overrides)
+            .map_err(|err| AdminError::new(ResponseError::InvalidConfig, err.to_string()))?;
+        if validate_only {
+            // Nothing changes; the unchanged registry is saved again, which is harmless.
+            return Ok(());
+        }
         meta.configs = overrides;
         Ok(())
     })
     .await?;
+    if validate_only {
+        return Ok(());
+    }
     let updated = context
         .metadata
         .topic(&name)
@@ -271,6 +277,6 @@ pub async fn alter_configs(
             })
             .await?;
     }
-    tracing::info!(topic = %name, ?changes, "altered topic configs");
+    tracing::info!(topic = %name, changes = %logged_changes, "altered topic configs");
     Ok(())
 }

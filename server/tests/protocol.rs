@@ -459,3 +459,18 @@ fn topic_configs_are_described_altered_and_survive_a_restart() {
         ("60000".to_string(), 1)
     );
 }
+
+#[test]
+fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
+    // SO_REUSEPORT would let two brokers share a port silently; the data dir lock stops the second.
+    let broker = start_broker(&[]);
+    let second = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(broker._dir.path())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another ringtail"));
+}

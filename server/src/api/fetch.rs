@@ -87,7 +87,14 @@ pub async fn handle(
         {
             break reads;
         }
-        wait_for_any(context, &wanted, deadline).await;
+        // Wait for data beyond what this read already saw, so a partition with a little data
+        // (less than min_bytes) parks instead of spinning.
+        let seen: Vec<i64> = wanted
+            .iter()
+            .zip(&reads)
+            .map(|(item, read)| item.fetch_offset.max(read.plan.high_watermark))
+            .collect();
+        wait_for_any(context, &wanted, &seen, deadline).await;
     };
     Ok(respond(request, topic_names, &wanted, reads))
 }
@@ -174,18 +181,25 @@ async fn read_partition(
     }
 }
 
-/// Waits until any wanted partition gets data past its fetch offset, or the deadline.
-async fn wait_for_any(context: &Rc<ShardContext>, wanted: &[Wanted], deadline: Instant) {
+/// Waits until any wanted partition's high watermark passes what was `seen` of it, or the
+/// deadline. The parked waiters on owner shards are bounded by the same deadline.
+async fn wait_for_any(
+    context: &Rc<ShardContext>,
+    wanted: &[Wanted],
+    seen: &[i64],
+    deadline: Instant,
+) {
     let remaining = deadline.saturating_duration_since(Instant::now());
     let waits: Vec<_> = wanted
         .iter()
-        .filter_map(|item| {
+        .zip(seen)
+        .filter_map(|(item, seen)| {
             let info = item.info.clone()?;
-            let (partition, offset) = (item.partition, item.fetch_offset);
+            let (partition, offset) = (item.partition, *seen);
             let name = info.name.clone();
             let context = Rc::clone(context);
             Some(Box::pin(async move {
-                // The wait is bounded on the owner too, so a parked waiter never outlives the fetch.
+                // Bounded on the owner by the fetch's own deadline (max_wait_ms, at most 60 s).
                 let _ = context
                     .on_owner(&name, partition, move |owner| async move {
                         let Ok(log) = owner.partition_log(&info, partition).await else {
