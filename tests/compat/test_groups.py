@@ -1,0 +1,152 @@
+"""Consumer groups (classic protocol) with confluent-kafka: partitions spread over the members of a
+group for each assignor, a joining member takes a share, a SIGKILLed member's partitions move to the
+others after its session timeout, and committed offsets survive a broker restart."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from compat_checks import confluent_create_topic as create_topic, topic_name
+
+ASSIGNORS = ["range", "roundrobin", "cooperative-sticky"]
+REBALANCE_TIMEOUT_S = 45
+
+
+def group_consumer(bootstrap: str, group: str, assignor: str, **extra) -> Consumer:
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "partition.assignment.strategy": assignor,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "socket.connection.setup.timeout.ms": 5000,
+    }
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def wait_for_spread(consumers: list[Consumer], partitions: int, timeout_s: float = REBALANCE_TIMEOUT_S) -> list[set]:
+    """Polls every consumer until their assignments cover all partitions once and are balanced."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for consumer in consumers:
+            consumer.poll(0.1)
+        owned = [{tp.partition for tp in consumer.assignment()} for consumer in consumers]
+        covered = sorted(p for parts in owned for p in parts)
+        sizes = sorted(len(parts) for parts in owned)
+        if covered == list(range(partitions)) and sizes[-1] - sizes[0] <= 1 and sizes[0] > 0:
+            return owned
+        if time.monotonic() > deadline:
+            pytest.fail(f"assignments never settled: {owned}")
+
+
+@pytest.mark.parametrize("assignor", ASSIGNORS)
+def test_partitions_spread_over_members_and_rebalance_when_one_joins(bootstrap, assignor):
+    # 3 consumers on 6 partitions get 2 each; a 4th joins and the partitions are spread again.
+    topic = topic_name(f"grp-{assignor}")
+    create_topic(bootstrap, topic, 6)
+    group = topic_name("g")
+    consumers = [group_consumer(bootstrap, group, assignor) for _ in range(3)]
+    try:
+        for consumer in consumers:
+            consumer.subscribe([topic])
+        owned = wait_for_spread(consumers, 6)
+        assert sorted(len(parts) for parts in owned) == [2, 2, 2]
+        consumers.append(group_consumer(bootstrap, group, assignor))
+        consumers[-1].subscribe([topic])
+        owned = wait_for_spread(consumers, 6)
+        assert sorted(len(parts) for parts in owned) == [1, 1, 2, 2]
+    finally:
+        for consumer in consumers:
+            consumer.close()
+
+
+KILLED_MEMBER = textwrap.dedent("""
+    import sys, time
+    from confluent_kafka import Consumer
+    consumer = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                         "partition.assignment.strategy": sys.argv[4]})
+    consumer.subscribe([sys.argv[3]])
+    while True:
+        consumer.poll(0.1)
+        print(len(consumer.assignment()), flush=True)
+""")
+
+
+def test_a_killed_member_s_partitions_move_to_the_others_after_its_session_timeout(bootstrap):
+    # SIGKILL: no LeaveGroup is sent; the coordinator notices only when the session times out.
+    topic = topic_name("grp-kill")
+    create_topic(bootstrap, topic, 4)
+    group = topic_name("g")
+    child = subprocess.Popen([sys.executable, "-c", KILLED_MEMBER, bootstrap, group, topic, "range"],
+                             stdout=subprocess.PIPE, text=True)
+    survivor = group_consumer(bootstrap, group, "range")
+    try:
+        survivor.subscribe([topic])
+        deadline = time.monotonic() + REBALANCE_TIMEOUT_S
+        child_share = 0
+        while child_share == 0 or len(survivor.assignment()) + child_share != 4:
+            survivor.poll(0.1)
+            line = child.stdout.readline()
+            child_share = int(line.strip() or 0)
+            assert time.monotonic() < deadline, "the two members never shared the partitions"
+        child.kill()
+        child.wait()
+        deadline = time.monotonic() + REBALANCE_TIMEOUT_S
+        while len(survivor.assignment()) != 4:
+            survivor.poll(0.2)
+            assert time.monotonic() < deadline, f"survivor has {survivor.assignment()} after the kill"
+    finally:
+        if child.poll() is None:
+            child.kill()
+        survivor.close()
+
+
+def test_committed_offsets_survive_a_broker_restart_and_unknown_groups_have_none(broker):
+    # Commits go to __consumer_offsets through the engine; a restart replays them.
+    bootstrap = broker.bootstrap
+    topic = topic_name("grp-commit")
+    create_topic(bootstrap, topic, 2)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(100):
+        producer.produce(topic, key=str(i % 7), value=f"m{i}", partition=i % 2)
+    assert producer.flush(30) == 0
+    group = topic_name("g")
+    consumer = group_consumer(bootstrap, group, "range")
+    consumer.subscribe([topic])
+    seen = 0
+    deadline = time.monotonic() + REBALANCE_TIMEOUT_S
+    while seen < 60 and time.monotonic() < deadline:
+        message = consumer.poll(0.2)
+        if message is not None and message.error() is None:
+            seen += 1
+    assert seen >= 60
+    consumer.commit(asynchronous=False)
+    committed = {tp.partition: tp.offset for tp in consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)}
+    assert sum(committed.values()) >= 60
+    consumer.close()
+
+    broker.restart()
+    fresh = group_consumer(bootstrap, group, "range")
+    try:
+        again = {tp.partition: tp.offset for tp in fresh.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)}
+        assert again == committed
+        unknown = fresh.committed([TopicPartition(topic, 0)], timeout=10)
+        assert unknown[0].error is None
+    finally:
+        fresh.close()
+    nobody = group_consumer(bootstrap, topic_name("never-used"), "range")
+    try:
+        none = nobody.committed([TopicPartition(topic, 0)], timeout=10)
+        assert none[0].offset < 0 and none[0].error is None, "an unknown group has no offsets, and no error"
+    finally:
+        nobody.close()
