@@ -165,6 +165,26 @@ pub async fn open_read_write(path: &Path) -> io::Result<File> {
         .await
 }
 
+/// Replaces `path` with `bytes` atomically and durably: a temp file beside it (`<path>.tmp`) is
+/// written, fsynced and renamed over `path`, then the directory is fsynced. A crash leaves either
+/// the old file or the new one, plus at most a stale temp file that readers ignore.
+pub async fn write_file_atomically(path: &Path, bytes: Vec<u8>) -> io::Result<()> {
+    let mut temp_name = path.as_os_str().to_owned();
+    temp_name.push(".tmp");
+    let temp_path = std::path::PathBuf::from(temp_name);
+    let temp = compio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp_path)
+        .await?;
+    write_all_at(&temp, bytes, 0).await?;
+    temp.sync_all().await?;
+    temp.close().await?;
+    compio::fs::rename(&temp_path, path).await?;
+    sync_dir(path.parent().unwrap_or(Path::new("."))).await
+}
+
 /// fsyncs a directory so that creations, renames and deletions in it are durable.
 pub async fn sync_dir(dir: &Path) -> io::Result<()> {
     let handle = compio::fs::OpenOptions::new()

@@ -1007,18 +1007,7 @@ impl PartitionLog {
     /// append is in flight.
     async fn write_producer_snapshot(&self, offset: i64) -> std::io::Result<()> {
         let bytes = self.state.borrow().producers.encode_snapshot(offset);
-        let path = self.dir.join(snapshot_file_name(offset));
-        let temp_path = path.with_extension("snapshot.tmp");
-        let temp = compio::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp_path)
-            .await?;
-        io::write_all_at(&temp, bytes, 0).await?;
-        temp.sync_all().await?;
-        temp.close().await?;
-        compio::fs::rename(&temp_path, &path).await?;
+        io::write_file_atomically(&self.dir.join(snapshot_file_name(offset)), bytes).await?;
         let (_, snapshots) = list_segments(&self.dir)
             .await
             .map_err(|err| std::io::Error::other(err.to_string()))?;

@@ -104,19 +104,7 @@ impl TopicRegistry {
             topics: self.topics.values().cloned().collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-        let temp_path = self.path.with_extension("json.tmp");
-        let temp = compio::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp_path)
-            .await?;
-        io::write_all_at(&temp, bytes, 0).await?;
-        temp.sync_all().await?;
-        temp.close().await?;
-        compio::fs::rename(&temp_path, &self.path).await?;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        io::sync_dir(dir).await
+        io::write_file_atomically(&self.path, bytes).await
     }
 
     pub fn get(&self, name: &str) -> Option<&TopicMeta> {
