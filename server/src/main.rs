@@ -8,6 +8,7 @@ mod broker;
 mod config;
 mod connection;
 mod group;
+mod large_alloc;
 mod metadata;
 mod metrics;
 mod settings;
@@ -16,6 +17,9 @@ mod topics;
 mod zero_copy;
 
 use anyhow::Result;
+
+#[global_allocator]
+static ALLOCATOR: large_alloc::LargeAllocReserveOnly = large_alloc::LargeAllocReserveOnly;
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()

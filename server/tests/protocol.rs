@@ -474,3 +474,49 @@ fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another ringtail"));
 }
+
+#[test]
+fn a_tiny_frame_claiming_a_huge_array_closes_its_connection_not_the_broker() {
+    // kafka-protocol reserves an array's capacity from the wire count before reading it; a 14-byte
+    // Metadata request claiming 2^31 - 1 topics must not take the process down.
+    let broker = start_broker(&[]);
+    for (api, version) in [
+        (ApiKey::Metadata, 1i16),
+        (ApiKey::Produce, 7),
+        (ApiKey::Fetch, 11),
+    ] {
+        let mut victim = Client::connect(&broker);
+        let mut frame = BytesMut::new();
+        let mut body = BytesMut::new();
+        body.put_i16(api as i16);
+        body.put_i16(version);
+        body.put_i32(1);
+        body.put_i16(-1); // null client id
+        match api {
+            ApiKey::Produce => {
+                body.put_i16(-1); // transactional id
+                body.put_i16(1); // acks
+                body.put_i32(1000); // timeout
+            }
+            ApiKey::Fetch => {
+                body.put_i32(-1); // replica id
+                body.put_i32(100); // max wait
+                body.put_i32(1); // min bytes
+                body.put_i32(1 << 20); // max bytes
+                body.put_i8(0); // isolation
+                body.put_i32(0); // session id
+                body.put_i32(-1); // session epoch
+            }
+            _ => {}
+        }
+        body.put_i32(i32::MAX); // the array count
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        victim.send_raw(&frame);
+        assert!(victim.read_frame().is_err(), "{api:?}: connection closed");
+    }
+    let mut other = Client::connect(&broker);
+    let response: ApiVersionsResponse =
+        other.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(response.error_code, 0, "the broker is still serving");
+}
