@@ -37,6 +37,20 @@ if ! cmp -s "$reqs" "$stamp"; then
   cp "$reqs" "$stamp"
 fi
 
+# --- examples venv (quixstreams pins its own confluent-kafka) ------------------------------
+examples_reqs=examples/batch_stream/requirements.txt
+examples_stamp=.venv-examples/.ringtail-requirements.txt
+if ! .venv-examples/bin/python -c 'import sys' >/dev/null 2>&1; then
+  log "creating .venv-examples"
+  rm -rf .venv-examples
+  python3 -m venv .venv-examples
+fi
+if ! cmp -s "$examples_reqs" "$examples_stamp"; then
+  log "pip install -r $examples_reqs"
+  .venv-examples/bin/python -m pip install --disable-pip-version-check --no-input -q -r "$examples_reqs"
+  cp "$examples_reqs" "$examples_stamp"
+fi
+
 # --- kafkajs -------------------------------------------------------------------------------
 node_dir=tests/compat/node
 node_stamp=$node_dir/node_modules/.ringtail-package-lock.json
