@@ -151,14 +151,15 @@ def confluent_watermarks(bootstrap: str, topic: str, partitions: int):
         consumer.close()
 
 
-# Reading uses manual assignment: Ringtail has no consumer groups yet.
+# Reading for the round-trip checks uses manual assignment, so each check sees every partition from
+# its start regardless of group state (group consumers have tests of their own).
 
 def confluent_consumer(bootstrap: str, **extra):
     from confluent_kafka import Consumer
 
     conf = {
         "bootstrap.servers": bootstrap,
-        # librdkafka insists on a group.id; with assign() and no commits it is never joined.
+        # librdkafka insists on a group.id; with assign() and no commits the group is never joined.
         "group.id": "ringtail-compat-assign-only",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

@@ -157,3 +157,32 @@ def test_restart_keeps_acknowledged_messages(broker):
     read_and_check(broker.bootstrap, topic, 4, before)
     after = produce(broker.bootstrap, topic, keyed_messages(1700)[1500:], acks="all")
     read_and_check(broker.bootstrap, topic, 4, before + after)
+
+
+def test_group_consumer_consumes_to_the_end_and_commits(bootstrap):
+    # kafka-python's group consumer: subscribe, read every message once, commit, and the committed
+    # offsets are the partitions' ends.
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    topic = topic_name("kp-group")
+    create_topic(bootstrap, topic, 3)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(300):
+        producer.send(topic, key=str(i % 11).encode(), value=f"m{i}".encode())
+    producer.flush(30)
+    producer.close()
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=topic_name("kpg"), auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=20000)
+    try:
+        seen = set()
+        for message in consumer:
+            seen.add((message.partition, message.offset))
+            if len(seen) == 300:
+                break
+        assert len(seen) == 300
+        consumer.commit()
+        partitions = [TopicPartition(topic, p) for p in range(3)]
+        ends = consumer.end_offsets(partitions)
+        assert {tp.partition: consumer.committed(tp) for tp in partitions} == {tp.partition: ends[tp] for tp in partitions}
+    finally:
+        consumer.close()

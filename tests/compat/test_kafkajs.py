@@ -97,3 +97,18 @@ def test_restart_keeps_acknowledged_messages(broker):
     produced = produced_records(result)
     broker.restart()
     confluent_read_and_check(broker.bootstrap, topic, 4, produced, check_headers=True)
+
+
+def test_group_consumer_consumes_to_the_end_and_commits(bootstrap):
+    # kafkajs has only group consumers: it joins, gets every partition, and commits where it ended.
+    topic = topic_name("js-group")
+    result = kafkajs(bootstrap, topic, "--create", "--partitions", "3", "--messages", "300")
+    produced = produced_records(result)
+    high = {p["partition"]: int(p["high"]) for p in result["offsets"]}
+    cmd = ["node", "kafkajs_group_consume.js", "--bootstrap", bootstrap, "--topic", topic, "--group", topic_name("jsg"),
+           "--count", str(len(produced))]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=NODE_DIR)
+    assert done.returncode == 0, done.stderr[-3000:]
+    group = json.loads(done.stdout.strip().splitlines()[-1])
+    assert group["consumed"] == len(produced)
+    assert {c["partition"]: c["offset"] for c in group["committed"]} == high

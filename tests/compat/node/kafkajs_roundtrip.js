@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // kafkajs driver for tests/compat/test_kafkajs.py.
 //
-// kafkajs has no consumer without a consumer group, and Ringtail has no consumer groups yet, so
-// this script only uses kafkajs's admin client and producer; the Python test reads the messages
-// back with confluent-kafka (manual assignment) and checks them.
+// This script uses kafkajs's admin client and producer; the Python test reads the messages back
+// with confluent-kafka (manual assignment) and checks them. kafkajs's group consumer is driven by
+// kafkajs_group_consume.js.
 //
 //   node kafkajs_roundtrip.js --bootstrap 127.0.0.1:PORT --topic T [--partitions 4] [--create]
 //        [--messages 500] [--keys 20] [--batch 100] [--compression none|gzip|snappy|lz4|zstd]
