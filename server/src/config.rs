@@ -68,6 +68,24 @@ pub struct Args {
     /// Where to serve Prometheus text metrics (/metrics); off unless given (e.g. 127.0.0.1:9644).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<SocketAddr>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Tools that talk to a running broker instead of starting one.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Consumer groups with committed offsets, log ends, lag and owning members (like
+    /// kafka-consumer-groups.sh --describe).
+    Groups {
+        /// The broker to ask.
+        #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
+        bootstrap: String,
+        /// Only this group.
+        #[arg(long)]
+        group: Option<String>,
+    },
 }
 
 impl Args {

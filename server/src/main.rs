@@ -5,6 +5,7 @@
 
 mod api;
 mod broker;
+mod cli_groups;
 mod config;
 mod connection;
 mod group;
@@ -30,5 +31,10 @@ fn main() -> Result<()> {
         )
         .init();
     let args = config::Args::load()?;
-    broker::run(args)
+    match &args.command {
+        Some(config::Command::Groups { bootstrap, group }) => {
+            cli_groups::run(bootstrap, group.as_deref())
+        }
+        None => broker::run(args),
+    }
 }

@@ -150,3 +150,28 @@ def test_committed_offsets_survive_a_broker_restart_and_unknown_groups_have_none
         assert none[0].offset < 0 and none[0].error is None, "an unknown group has no offsets, and no error"
     finally:
         nobody.close()
+
+
+def test_ringtail_groups_shows_offsets_lag_and_owners(bootstrap, ringtail_bin):
+    # The operator's view: committed offset, log end, lag and the owning member per partition.
+    topic = topic_name("grp-view")
+    create_topic(bootstrap, topic, 2)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(40):
+        producer.produce(topic, value=f"m{i}", partition=i % 2)
+    assert producer.flush(30) == 0
+    group = topic_name("view")
+    consumer = group_consumer(bootstrap, group, "range")
+    try:
+        consumer.subscribe([topic])
+        wait_for_spread([consumer], 2)
+        consumer.commit(offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 20)], asynchronous=False)
+        out = subprocess.run([str(ringtail_bin), "groups", "--bootstrap", bootstrap, "--group", group],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    finally:
+        consumer.close()
+    rows = [line.split() for line in out.splitlines()[1:] if line.strip()]
+    by_partition = {int(row[2]): row for row in rows}
+    assert by_partition[0][3:6] == ["5", "20", "15"], out
+    assert by_partition[1][3:6] == ["20", "20", "0"], out
+    assert all(row[6] == "Stable" and row[7] != "-" for row in rows), out
