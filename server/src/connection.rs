@@ -31,7 +31,7 @@ pub async fn serve(context: Rc<ShardContext>, stream: TcpStream, peer: SocketAdd
     let _ = stream.set_nodelay(true);
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
     let writer = compio::runtime::spawn(write_responses(stream.clone(), responses, peer));
-    if let Err(reason) = read_requests(&context, stream, queue).await {
+    if let Err(reason) = read_requests(&context, stream, queue, peer).await {
         debug!(%peer, %reason, "closing connection");
     }
     // The reader is done; the writer finishes what is in flight, then the socket closes.
@@ -43,6 +43,7 @@ async fn read_requests(
     context: &Rc<ShardContext>,
     mut stream: TcpStream,
     queue: flume::Sender<PendingResponse>,
+    peer: SocketAddr,
 ) -> Result<(), String> {
     let mut last_produce_queued = None;
     loop {
@@ -51,7 +52,11 @@ async fn read_requests(
         }
         let frame = read_frame(&mut stream, context.settings.frame_bytes_max).await?;
         crate::metrics::record_bytes_in(frame.len() + 4);
-        let (request, body) = parse_header(frame)?;
+        let (request, body, client_id) = parse_header(frame)?;
+        let client = client_id.map(|client_id| api::ClientInfo {
+            client_id,
+            host: format!("/{}", peer.ip()),
+        });
         if context.shutting_down() {
             return Err("broker shutting down".into());
         }
@@ -66,7 +71,8 @@ async fn read_requests(
             }
         });
         let handler = compio::runtime::spawn(async move {
-            let response = api::dispatch(&handler_context, request, body, produce_order).await;
+            let response =
+                api::dispatch(&handler_context, request, body, produce_order, client).await;
             drop(in_flight);
             crate::metrics::record_request(request.api, started.elapsed());
             response
@@ -98,7 +104,7 @@ async fn read_frame(stream: &mut TcpStream, frame_bytes_max: u32) -> Result<Byte
 
 /// Decodes the request header. Unknown APIs and versions close the connection, except an
 /// ApiVersions request of a newer version, which gets the v0 answer (KIP-511).
-fn parse_header(frame: BytesMut) -> Result<(RequestContext, Bytes), String> {
+fn parse_header(frame: BytesMut) -> Result<(RequestContext, Bytes, Option<String>), String> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -114,13 +120,17 @@ fn parse_header(frame: BytesMut) -> Result<(RequestContext, Bytes), String> {
             version,
             correlation_id,
         };
-        return Ok((request, Bytes::new()));
+        return Ok((request, Bytes::new(), None));
     }
     if version < min || version > max {
         return Err(format!("unsupported {api:?} version {version}"));
     }
-    RequestHeader::decode(&mut body, api.request_header_version(version))
+    let header = RequestHeader::decode(&mut body, api.request_header_version(version))
         .map_err(|err| format!("bad request header: {err}"))?;
+    // Only group membership keeps the client id (DescribeGroups shows it); skip the copy elsewhere.
+    let client_id = (api == ApiKey::JoinGroup)
+        .then(|| header.client_id.map(|id| id.to_string()))
+        .flatten();
     Ok((
         RequestContext {
             api,
@@ -128,6 +138,7 @@ fn parse_header(frame: BytesMut) -> Result<(RequestContext, Bytes), String> {
             correlation_id,
         },
         body,
+        client_id,
     ))
 }
 

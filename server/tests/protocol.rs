@@ -520,3 +520,74 @@ fn a_tiny_frame_claiming_a_huge_array_closes_its_connection_not_the_broker() {
         other.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert_eq!(response.error_code, 0, "the broker is still serving");
 }
+
+#[test]
+fn simple_commits_fetch_and_offset_delete() {
+    // A groupless consumer commits (generation -1), reads its offsets back, deletes one partition's
+    // offset; an unknown group fetches as "no offsets", not an error.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(create_topic(&mut client, "od", 2, &[]), 0);
+    let topic = || TopicName(StrBytes::from_static_str("od"));
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("simple")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(topic())
+                .with_partitions(
+                    (0..2)
+                        .map(|p| {
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(10 + i64::from(p))
+                        })
+                        .collect(),
+                ),
+        ]);
+    let committed: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 8, &commit);
+    assert!(committed.topics[0]
+        .partitions
+        .iter()
+        .all(|p| p.error_code == 0));
+    let fetch_offsets = |client: &mut Client, group: &'static str| -> Vec<(i32, i64)> {
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str(group)))
+            .with_topics(Some(vec![
+                offset_fetch_request::OffsetFetchRequestTopic::default()
+                    .with_name(topic())
+                    .with_partition_indexes(vec![0, 1]),
+            ]));
+        let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 7, &request);
+        assert_eq!(response.error_code, 0);
+        response.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.committed_offset))
+            .collect()
+    };
+    assert_eq!(fetch_offsets(&mut client, "simple"), vec![(0, 10), (1, 11)]);
+    assert_eq!(fetch_offsets(&mut client, "nobody"), vec![(0, -1), (1, -1)]);
+    let delete = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("simple")))
+        .with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(topic())
+                .with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default()
+                        .with_partition_index(1),
+                ]),
+        ]);
+    let deleted: OffsetDeleteResponse = client.call(ApiKey::OffsetDelete, 0, &delete);
+    assert_eq!(deleted.error_code, 0);
+    assert_eq!(deleted.topics[0].partitions[0].error_code, 0);
+    assert_eq!(fetch_offsets(&mut client, "simple"), vec![(0, 10), (1, -1)]);
+    let unknown: OffsetDeleteResponse = client.call(
+        ApiKey::OffsetDelete,
+        0,
+        &delete
+            .clone()
+            .with_group_id(GroupId(StrBytes::from_static_str("nobody"))),
+    );
+    assert_eq!(unknown.error_code, 69, "GROUP_ID_NOT_FOUND");
+}

@@ -175,3 +175,62 @@ def test_ringtail_groups_shows_offsets_lag_and_owners(bootstrap, ringtail_bin):
     assert by_partition[0][3:6] == ["5", "20", "15"], out
     assert by_partition[1][3:6] == ["20", "20", "0"], out
     assert all(row[6] == "Stable" and row[7] != "-" for row in rows), out
+
+
+def test_auto_and_async_commits_and_admin_view_of_groups(bootstrap):
+    # Auto commit and async commit store offsets; AdminClient lists, describes (with client ids),
+    # lists a group's offsets and deletes the emptied group. (OffsetDelete, which this Python
+    # client does not expose, is tested in server/tests/protocol.rs.)
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    topic = topic_name("grp-admin")
+    create_topic(bootstrap, topic, 2)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(50):
+        producer.produce(topic, value=f"m{i}", partition=i % 2)
+    assert producer.flush(30) == 0
+    group = topic_name("auto")
+    consumer = group_consumer(bootstrap, group, "range", **{"enable.auto.commit": True, "auto.commit.interval.ms": 200,
+                                                            "client.id": "auto-committer"})
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        consumer.subscribe([topic])
+        seen = 0
+        deadline = time.monotonic() + REBALANCE_TIMEOUT_S
+        while seen < 50 and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                seen += 1
+        assert seen == 50
+        partitions = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+        deadline = time.monotonic() + 15
+        while sum(max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=10)) < 50:
+            consumer.poll(0.2)
+            assert time.monotonic() < deadline, "auto commit never stored the positions"
+        # An async commit from a simple (assign-mode, groupless) consumer of another group.
+        simple_group = topic_name("simple")
+        simple = group_consumer(bootstrap, simple_group, "range")
+        try:
+            simple.assign([TopicPartition(topic, 0, 0)])
+            simple.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=True)
+            deadline = time.monotonic() + 15
+            while simple.committed([TopicPartition(topic, 0)], timeout=10)[0].offset != 3:
+                simple.poll(0.2)
+                assert time.monotonic() < deadline, "async commit never landed"
+        finally:
+            simple.close()
+
+        described = admin.describe_consumer_groups([group])[group].result(timeout=15)
+        assert described.state.name == "STABLE"
+        assert [m.client_id for m in described.members] == ["auto-committer"]
+        assert described.members[0].host.startswith("/127.0.0.1")
+        listed = admin.list_consumer_groups().result(timeout=15)
+        assert group in {g.group_id for g in listed.valid}
+    finally:
+        consumer.close()
+    # The group has no members now: its offsets are listed, then the group is deleted.
+    remaining = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=15)
+    assert {tp.partition for tp in remaining.topic_partitions} == {0, 1}
+    admin.delete_consumer_groups([group])[group].result(timeout=15)
+    assert group not in {g.group_id for g in admin.list_consumer_groups().result(timeout=15).valid}

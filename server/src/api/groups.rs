@@ -81,14 +81,18 @@ pub async fn join_group(
     context: &Rc<ShardContext>,
     request: RequestContext,
     body: &mut Bytes,
+    client: Option<super::ClientInfo>,
 ) -> Result<Response, RequestError> {
     let join: JoinGroupRequest = request.decode(body)?;
     let group_id = join.group_id.to_string();
     let join_request = JoinRequest {
         member_id: join.member_id.to_string(),
         group_instance_id: opt_str(&join.group_instance_id),
-        client_id: String::new(),
-        client_host: String::new(),
+        client_id: client
+            .as_ref()
+            .map(|client| client.client_id.clone())
+            .unwrap_or_default(),
+        client_host: client.map(|client| client.host).unwrap_or_default(),
         session_timeout_ms: i64::from(join.session_timeout_ms),
         rebalance_timeout_ms: i64::from(if request.version >= 1 {
             join.rebalance_timeout_ms

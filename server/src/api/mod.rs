@@ -70,6 +70,13 @@ pub struct ProduceOrder {
     pub queued: futures_channel::oneshot::Sender<()>,
 }
 
+/// Who sent a JoinGroup, as DescribeGroups reports members.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub client_id: String,
+    pub host: String,
+}
+
 /// The request being served: what its response needs.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestContext {
@@ -132,6 +139,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The version range we serve for `api`, if any.
@@ -148,6 +156,7 @@ pub async fn dispatch(
     request: RequestContext,
     body: Bytes,
     produce_order: Option<ProduceOrder>,
+    client: Option<ClientInfo>,
 ) -> Result<Response, RequestError> {
     let mut body = body;
     match request.api {
@@ -162,7 +171,7 @@ pub async fn dispatch(
         ApiKey::DescribeConfigs => describe_configs::handle(context, request, &mut body).await,
         ApiKey::InitProducerId => init_producer_id::handle(request, &mut body),
         ApiKey::FindCoordinator => groups::find_coordinator(context, request, &mut body).await,
-        ApiKey::JoinGroup => groups::join_group(context, request, &mut body).await,
+        ApiKey::JoinGroup => groups::join_group(context, request, &mut body, client).await,
         ApiKey::SyncGroup => groups::sync_group(context, request, &mut body).await,
         ApiKey::Heartbeat => groups::heartbeat(context, request, &mut body).await,
         ApiKey::LeaveGroup => groups::leave_group(context, request, &mut body).await,
@@ -171,6 +180,7 @@ pub async fn dispatch(
         ApiKey::DeleteGroups => groups::delete_groups(context, request, &mut body).await,
         ApiKey::OffsetCommit => offsets::offset_commit(context, request, &mut body).await,
         ApiKey::OffsetFetch => offsets::offset_fetch(context, request, &mut body).await,
+        ApiKey::OffsetDelete => offsets::offset_delete(context, request, &mut body).await,
         ApiKey::IncrementalAlterConfigs => {
             incremental_alter_configs::handle(context, request, &mut body).await
         }

@@ -206,3 +206,62 @@ pub async fn offset_fetch(
         .collect();
     Ok(request.frame(&OffsetFetchResponse::default().with_topics(topics)))
 }
+
+pub async fn offset_delete(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    use kafka_protocol::messages::offset_delete_response::{
+        OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+    };
+    let delete: OffsetDeleteRequest = request.decode(body)?;
+    let group_id = delete.group_id.to_string();
+    let partitions: Vec<(String, i32)> = delete
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(move |partition| (topic.name.to_string(), partition.partition_index))
+        })
+        .collect();
+    let answer = on_coordinator(context, move |coordinator| async move {
+        coordinator.delete_offsets(&group_id, partitions).await
+    })
+    .await?;
+    let answers = match answer {
+        None => {
+            return Ok(request.frame(
+                &OffsetDeleteResponse::default()
+                    .with_error_code(code(ResponseError::CoordinatorNotAvailable)),
+            ))
+        }
+        Some(Err(error)) => {
+            return Ok(request.frame(&OffsetDeleteResponse::default().with_error_code(code(error))))
+        }
+        Some(Ok(answers)) => answers,
+    };
+    let mut answers = answers.into_iter();
+    let topics = delete
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let error = answers.next().flatten();
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(partition.partition_index)
+                        .with_error_code(error.map_or(0, code))
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    Ok(request.frame(&OffsetDeleteResponse::default().with_topics(topics)))
+}

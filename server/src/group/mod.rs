@@ -68,6 +68,26 @@ fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
     format!("offset\0{group}\0{topic}\0{partition}").into_bytes()
 }
 
+/// Whether a consumer-protocol assignment (version, [topic, [partition]], user data) names
+/// `topic`. Assignments are the clients' bytes; anything unreadable counts as not naming it.
+fn assignment_mentions(assignment: &Bytes, topic: &str) -> bool {
+    use bytes::Buf;
+    use kafka_protocol::protocol::Decodable;
+    let mut bytes = assignment.clone();
+    if bytes.remaining() < 2 {
+        return false;
+    }
+    let version = bytes.get_i16().clamp(0, 3);
+    kafka_protocol::messages::ConsumerProtocolAssignment::decode(&mut bytes, version).is_ok_and(
+        |decoded| {
+            decoded
+                .assigned_partitions
+                .iter()
+                .any(|assigned| assigned.topic.as_str() == topic)
+        },
+    )
+}
+
 fn group_key(group: &str) -> Vec<u8> {
     format!("group\0{group}").into_bytes()
 }
@@ -446,6 +466,47 @@ impl Coordinator {
                 .contains_key(group_id)
                 .then(|| Group::new(group_id))
         })
+    }
+
+    /// Deletes committed offsets of partitions the group does not consume now (OffsetDelete).
+    /// Returns an error per partition: GROUP_SUBSCRIBED_TO_TOPIC for topics a member is assigned.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        let known = self.groups.borrow().contains_key(group_id)
+            || self.offsets.borrow().contains_key(group_id);
+        if !known {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        let subscribed = |topic: &str| -> bool {
+            self.groups.borrow().get(group_id).is_some_and(|group| {
+                group
+                    .members
+                    .values()
+                    .any(|member| assignment_mentions(&member.assignment, topic))
+            })
+        };
+        let mut answers = Vec::with_capacity(partitions.len());
+        let mut tombstones = Vec::new();
+        for (topic, partition) in &partitions {
+            if subscribed(topic) {
+                answers.push(Some(ResponseError::GroupSubscribedToTopic));
+            } else {
+                tombstones.push((offset_key(group_id, topic, *partition), None));
+                answers.push(None);
+            }
+        }
+        self.persist(tombstones).await?;
+        if let Some(group_offsets) = self.offsets.borrow_mut().get_mut(group_id) {
+            for ((topic, partition), answer) in partitions.into_iter().zip(&answers) {
+                if answer.is_none() {
+                    group_offsets.remove(&(topic, partition));
+                }
+            }
+        }
+        Ok(answers)
     }
 
     /// Deletes an empty group and its offsets.
