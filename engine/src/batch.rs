@@ -312,13 +312,26 @@ pub fn validate_all(
 /// Writes the broker-assigned base offset into a batch. Outside the CRC'd region.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     assert!(batch.len() >= HEADER_BYTES, "not a batch header");
-    batch[BASE_OFFSET_OFFSET..BASE_OFFSET_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+    set_base_offset_in_prefix(batch, base_offset);
 }
 
 /// Writes the partition leader epoch into a batch. Outside the CRC'd region.
 pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     assert!(batch.len() >= HEADER_BYTES, "not a batch header");
-    batch[LEADER_EPOCH_OFFSET..LEADER_EPOCH_OFFSET + 4].copy_from_slice(&epoch.to_be_bytes());
+    set_partition_leader_epoch_in_prefix(batch, epoch);
+}
+
+/// [`set_base_offset`] on just the first bytes of a batch (at least through the leader epoch),
+/// for writers that send the rest of the batch from the producer's buffer untouched.
+pub fn set_base_offset_in_prefix(prefix: &mut [u8], base_offset: i64) {
+    assert!(prefix.len() >= LEADER_EPOCH_OFFSET + 4, "prefix too short");
+    prefix[BASE_OFFSET_OFFSET..BASE_OFFSET_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// [`set_partition_leader_epoch`] on just the first bytes of a batch.
+pub fn set_partition_leader_epoch_in_prefix(prefix: &mut [u8], epoch: i32) {
+    assert!(prefix.len() >= LEADER_EPOCH_OFFSET + 4, "prefix too short");
+    prefix[LEADER_EPOCH_OFFSET..LEADER_EPOCH_OFFSET + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// Reads a zig-zag varint (Kafka's `varint`/`varlong`) and returns it with its length in bytes.

@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use compio::fs::File;
 use futures_channel::oneshot;
 use tracing::{error, info};
@@ -43,6 +43,10 @@ pub const CLEAN_SHUTDOWN_FILE_NAME: &str = ".clean_shutdown";
 /// files are a cache (recovery rebuilds them), so writing them is kept off the acknowledgement
 /// path: once per this many entries (~4 MiB of log at the default interval), and at seal and close.
 const INDEX_ENTRIES_UNPERSISTED_MAX: usize = 1024;
+
+/// Bytes at the start of a batch that hold the broker-assigned fields (base offset, batch length,
+/// partition leader epoch); the rest of the batch is written from the producer's buffer.
+const PATCHED_PREFIX_BYTES: usize = batch::LEADER_EPOCH_OFFSET + 4;
 
 /// Recent (offset, segment base, position) batch boundaries kept to answer tail fetches without I/O.
 const BOUNDARY_CACHE_ENTRIES: usize = 64;
@@ -109,7 +113,9 @@ pub struct OpenReport {
 }
 
 struct PendingAppend {
-    records: BytesMut,
+    /// The record set as iovecs: per batch, its patched first bytes (offset, length, epoch), then
+    /// the rest of the producer's bytes, untouched and uncopied.
+    records: Vec<Bytes>,
     headers: Vec<BatchHeader>,
     reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
 }
@@ -336,7 +342,7 @@ impl PartitionLog {
     /// policy's durability point is reached. Offsets and the leader epoch are written in place.
     pub async fn append(
         self: &Rc<Self>,
-        records: BytesMut,
+        records: impl Into<Bytes>,
         leader_epoch: i32,
     ) -> Result<AppendOutcome, AppendError> {
         self.begin_append(records, leader_epoch)?.await
@@ -348,9 +354,10 @@ impl PartitionLog {
     /// future resolves at the durability point.
     pub fn begin_append(
         self: &Rc<Self>,
-        records: BytesMut,
+        records: impl Into<Bytes>,
         leader_epoch: i32,
     ) -> Result<PendingAppendOutcome, AppendError> {
+        let records: Bytes = records.into();
         let max_message_bytes = self.state.borrow().config.max_message_bytes as usize;
         let headers = batch::validate_all(&records, max_message_bytes, Strictness::Producer)?;
         let mut state = self.state.borrow_mut();
@@ -380,7 +387,7 @@ impl PartitionLog {
     fn enqueue(
         self: &Rc<Self>,
         state: &mut LogState,
-        mut records: BytesMut,
+        records: Bytes,
         mut headers: Vec<BatchHeader>,
         leader_epoch: i32,
     ) -> oneshot::Receiver<Result<AppendOutcome, AppendError>> {
@@ -390,19 +397,25 @@ impl PartitionLog {
         );
         {
             let mut position = 0usize;
+            let mut iovecs = Vec::with_capacity(headers.len() * 2);
             for header in &mut headers {
                 header.base_offset = state.next_offset;
                 header.partition_leader_epoch = leader_epoch;
-                let batch_bytes = &mut records[position..position + header.total_bytes()];
-                batch::set_base_offset(batch_bytes, header.base_offset);
-                batch::set_partition_leader_epoch(batch_bytes, leader_epoch);
+                // The broker's two fields lie in the first bytes, outside the CRC: write them into
+                // a small copy of those bytes and send the producer's rest as it is.
+                let end = position + header.total_bytes();
+                let mut prefix = records[position..position + PATCHED_PREFIX_BYTES].to_vec();
+                batch::set_base_offset_in_prefix(&mut prefix, header.base_offset);
+                batch::set_partition_leader_epoch_in_prefix(&mut prefix, leader_epoch);
+                iovecs.push(Bytes::from(prefix));
+                iovecs.push(records.slice(position + PATCHED_PREFIX_BYTES..end));
                 state.next_offset = header.next_offset();
                 state.producers.record(header);
-                position += header.total_bytes();
+                position = end;
             }
             let (reply, receiver) = oneshot::channel();
             state.pending.push(PendingAppend {
-                records,
+                records: iovecs,
                 headers,
                 reply,
             });
@@ -525,14 +538,14 @@ impl PartitionLog {
     /// Writes one group: runs of buffers per segment, rolling between runs when due.
     async fn write_group(
         &self,
-        buffers: Vec<BytesMut>,
+        buffers: Vec<Vec<Bytes>>,
         headers: &[Vec<BatchHeader>],
     ) -> Result<(), String> {
-        let mut run: Vec<BytesMut> = Vec::new();
+        let mut run: Vec<Bytes> = Vec::new();
         let mut run_headers: Vec<BatchHeader> = Vec::new();
         let mut run_bytes = 0u64;
         for (buffer, batch_headers) in buffers.into_iter().zip(headers) {
-            let incoming_bytes = buffer.len() as u64;
+            let incoming_bytes: u64 = buffer.iter().map(|iovec| iovec.len() as u64).sum();
             let incoming_last_offset = batch_headers.last().map_or(0, BatchHeader::last_offset);
             let roll = {
                 let state = self.state.borrow();
@@ -553,7 +566,7 @@ impl PartitionLog {
                     .map_err(|err| format!("segment roll failed: {err}"))?;
             }
             run_bytes += incoming_bytes;
-            run.push(buffer);
+            run.extend(buffer);
             run_headers.extend_from_slice(batch_headers);
         }
         self.write_run(run, run_headers).await
@@ -562,7 +575,7 @@ impl PartitionLog {
     /// One vectored write of whole batches at the active segment's end, then the bookkeeping.
     async fn write_run(
         &self,
-        run: Vec<BytesMut>,
+        run: Vec<Bytes>,
         run_headers: Vec<BatchHeader>,
     ) -> Result<(), String> {
         if run.is_empty() {

@@ -5,7 +5,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_channel::oneshot;
 use futures_util::future::{join, join_all};
 use kafka_protocol::error::ResponseError;
@@ -97,7 +97,8 @@ async fn append_partition(
     let Some(records) = records.filter(|records| !records.is_empty()) else {
         return response.with_error_code(code(ResponseError::CorruptMessage));
     };
-    let records = into_mutable(records);
+    // The engine writes the record set from these bytes (a slice of the request frame), with only
+    // each batch's first 16 bytes copied to carry the assigned offset: no copy of the payload.
     let name = topic.name.clone();
     let appended = context
         .on_owner(&name, partition, move |owner| async move {
@@ -129,15 +130,6 @@ async fn append_partition(
         }
         Err(_) => response.with_error_code(code(ResponseError::NotLeaderOrFollower)),
     }
-}
-
-/// The engine takes ownership of the record bytes to write offsets into them. The decoded request
-/// still shares the frame buffer (topic names are slices of it), so today this copies the record
-/// set once; an engine append that writes the patched header as its own iovec would avoid it.
-fn into_mutable(records: Bytes) -> BytesMut {
-    records
-        .try_into_mut()
-        .unwrap_or_else(|shared| BytesMut::from(&shared[..]))
 }
 
 /// The Kafka error code for an append failure.
