@@ -92,6 +92,14 @@ async fn fetch_group(
     .await
 }
 
+/// (offset, leader epoch, metadata) of a committed offset; Kafka answers -1, -1 and "" when there
+/// is none.
+fn committed_fields(committed: Option<CommittedOffset>) -> (i64, i32, Option<String>) {
+    committed.map_or((-1, -1, Some(String::new())), |c| {
+        (c.offset, c.leader_epoch, c.metadata)
+    })
+}
+
 /// A topic's partitions with their committed offsets (none: nothing committed).
 type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
 
@@ -138,10 +146,7 @@ pub async fn offset_fetch(
                     let partitions = partitions
                         .into_iter()
                         .map(|(partition, committed)| {
-                            let (offset, epoch, metadata) = committed
-                                .map_or((-1, -1, Some(String::new())), |c| {
-                                    (c.offset, c.leader_epoch, c.metadata)
-                                });
+                            let (offset, epoch, metadata) = committed_fields(committed);
                             OffsetFetchResponsePartitions::default()
                                 .with_partition_index(partition)
                                 .with_committed_offset(offset)
@@ -184,10 +189,7 @@ pub async fn offset_fetch(
             let partitions = partitions
                 .into_iter()
                 .map(|(partition, committed)| {
-                    let (offset, epoch, metadata) = committed
-                        .map_or((-1, -1, Some(String::new())), |c| {
-                            (c.offset, c.leader_epoch, c.metadata)
-                        });
+                    let (offset, epoch, metadata) = committed_fields(committed);
                     let response = OffsetFetchResponsePartition::default()
                         .with_partition_index(partition)
                         .with_committed_offset(offset)
