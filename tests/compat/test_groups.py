@@ -234,3 +234,89 @@ def test_auto_and_async_commits_and_admin_view_of_groups(bootstrap):
     assert {tp.partition for tp in remaining.topic_partitions} == {0, 1}
     admin.delete_consumer_groups([group])[group].result(timeout=15)
     assert group not in {g.group_id for g in admin.list_consumer_groups().result(timeout=15).valid}
+
+
+SLOW_COMMITTING_MEMBER = textwrap.dedent("""
+    import sys, time
+    from confluent_kafka import Consumer
+    consumer = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                         "partition.assignment.strategy": sys.argv[4]})
+    consumer.subscribe([sys.argv[3]])
+    seen = 0
+    while True:
+        message = consumer.poll(0.1)
+        print(f"assigned {len(consumer.assignment())}", flush=True)
+        if message is None or message.error() is not None:
+            continue
+        print(f"msg {message.partition()} {message.offset()}", flush=True)
+        seen += 1
+        time.sleep(0.02)
+        if seen % 10 == 0:
+            for tp in consumer.commit(asynchronous=False) or []:
+                print(f"commit {tp.partition} {tp.offset}", flush=True)
+""")
+
+
+@pytest.mark.parametrize("assignor", ASSIGNORS)
+def test_after_a_kill_nothing_is_missed_and_duplicates_are_only_uncommitted(bootstrap, assignor):
+    # The group's promise across a crash: the survivor resumes the killed member's partitions at
+    # their committed offsets, so every message is consumed, and only uncommitted ones twice.
+    import select
+
+    topic = topic_name(f"grp-crash-{assignor}")
+    create_topic(bootstrap, topic, 4)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(400):
+        producer.produce(topic, value=f"m{i}", partition=i % 4)
+    assert producer.flush(30) == 0
+    group = topic_name("crash")
+    child = subprocess.Popen([sys.executable, "-c", SLOW_COMMITTING_MEMBER, bootstrap, group, topic, assignor],
+                             stdout=subprocess.PIPE, text=True)
+    survivor = group_consumer(bootstrap, group, assignor)
+    child_seen: set[tuple[int, int]] = set()
+    child_committed: dict[int, int] = {}
+    survivor_seen: list[tuple[int, int]] = []
+
+    def drain_child(timeout: float) -> None:
+        while select.select([child.stdout], [], [], timeout)[0]:
+            line = child.stdout.readline()
+            if not line:
+                return
+            words = line.split()
+            if words[0] == "msg":
+                child_seen.add((int(words[1]), int(words[2])))
+            elif words[0] == "commit":
+                child_committed[int(words[1])] = int(words[2])
+            timeout = 0
+
+    def survivor_poll() -> None:
+        message = survivor.poll(0.05)
+        if message is not None and message.error() is None:
+            survivor_seen.append((message.partition(), message.offset()))
+
+    try:
+        survivor.subscribe([topic])
+        deadline = time.monotonic() + REBALANCE_TIMEOUT_S
+        while len(child_seen) < 30:
+            survivor_poll()
+            drain_child(0.05)
+            assert time.monotonic() < deadline, "the killed member never consumed"
+        child.kill()
+        child.wait()
+        drain_child(0.5)
+        deadline = time.monotonic() + REBALANCE_TIMEOUT_S * 2
+        while len(set(survivor_seen) | child_seen) < 400:
+            survivor_poll()
+            assert time.monotonic() < deadline, f"missed messages: {400 - len(set(survivor_seen) | child_seen)}"
+    finally:
+        if child.poll() is None:
+            child.kill()
+        survivor.close()
+    # Only the killed member commits; everything it committed must not be consumed again. (The
+    # survivor commits nothing, so its own partitions may be re-read after each rebalance.)
+    consumed = survivor_seen + sorted(child_seen)
+    duplicates = {record for record in consumed if consumed.count(record) > 1}
+    for partition, offset in duplicates:
+        assert offset >= child_committed.get(partition, 0), f"committed offset {partition}:{offset} was consumed again"
+    assert child_committed, "the killed member committed before it died"
