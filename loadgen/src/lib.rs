@@ -1,0 +1,10 @@
+//! `ringtail-loadgen`: a load generator for any Kafka-compatible broker. A client only: it knows
+//! nothing of Ringtail's internals.
+//!
+//! Built so far (the "Load generator" issue tracks the rest): the partitioners with Java-client
+//! placement, the latency histogram, and the open-loop rate schedule that avoids coordinated
+//! omission. The Kafka client, the `run`/`omb`/`matrix` commands and the reports come next.
+
+pub mod histogram;
+pub mod partitioner;
+pub mod schedule;
