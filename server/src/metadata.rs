@@ -21,6 +21,13 @@ pub struct TopicInfo {
     pub overrides: BTreeMap<String, String>,
 }
 
+impl TopicInfo {
+    /// Whether `partition` is one of this topic's partitions (requests name them from the wire).
+    pub fn has_partition(&self, partition: i32) -> bool {
+        (0..self.partitions).contains(&partition)
+    }
+}
+
 /// Shared, read-mostly view of all topics.
 pub struct Metadata {
     topics: RwLock<HashMap<String, Arc<TopicInfo>>>,

@@ -175,7 +175,7 @@ impl ShardContext {
         // A request holding metadata from before a DeleteTopics must not bring the partition back.
         let current = self.metadata.topic(&topic.name);
         if current.is_none_or(|current| {
-            current.topic_id != topic.topic_id || partition >= current.partitions
+            current.topic_id != topic.topic_id || !current.has_partition(partition)
         }) {
             return Err(ringtail_engine::OpenError::Io {
                 path: std::path::PathBuf::from(format!("{}-{partition}", topic.name)),

@@ -9,11 +9,9 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, RequestContext, RequestError, Response, RESOURCE_TYPE_TOPIC};
 use crate::shard::ShardContext;
 
-/// Kafka's ConfigResource type of a topic.
-const RESOURCE_TYPE_TOPIC: i8 = 2;
 /// Kafka's ConfigSource values we report.
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;

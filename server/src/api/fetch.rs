@@ -137,7 +137,7 @@ async fn read_partition(
     let Some(info) = item
         .info
         .clone()
-        .filter(|info| (0..info.partitions).contains(&item.partition))
+        .filter(|info| info.has_partition(item.partition))
     else {
         return failed(ResponseError::UnknownTopicOrPartition);
     };

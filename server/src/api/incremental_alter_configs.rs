@@ -8,11 +8,10 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, RequestContext, RequestError, Response, RESOURCE_TYPE_TOPIC};
 use crate::shard::ShardContext;
 use crate::topics::{self, ConfigChange};
 
-const RESOURCE_TYPE_TOPIC: i8 = 2;
 const OPERATION_SET: i8 = 0;
 const OPERATION_DELETE: i8 = 1;
 

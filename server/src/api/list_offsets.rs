@@ -34,7 +34,7 @@ pub async fn handle(
                     .with_partition_index(index)
                     .with_timestamp(-1)
                     .with_offset(-1);
-                let Some(info) = info.filter(|info| (0..info.partitions).contains(&index)) else {
+                let Some(info) = info.filter(|info| info.has_partition(index)) else {
                     return response.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                 };
                 let name = info.name.clone();

@@ -191,6 +191,9 @@ pub async fn dispatch(
     }
 }
 
+/// Kafka's ConfigResource type of a topic (DescribeConfigs, IncrementalAlterConfigs).
+pub const RESOURCE_TYPE_TOPIC: i8 = 2;
+
 /// A Kafka error code.
 pub fn code(error: ResponseError) -> i16 {
     error.code()

@@ -91,7 +91,7 @@ async fn append_partition(
         .with_index(partition)
         .with_base_offset(-1)
         .with_log_append_time_ms(-1);
-    let Some(topic) = topic.filter(|topic| (0..topic.partitions).contains(&partition)) else {
+    let Some(topic) = topic.filter(|topic| topic.has_partition(partition)) else {
         return response.with_error_code(code(ResponseError::UnknownTopicOrPartition));
     };
     let Some(records) = records.filter(|records| !records.is_empty()) else {
