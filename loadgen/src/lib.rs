@@ -7,4 +7,6 @@
 
 pub mod histogram;
 pub mod partitioner;
+pub mod report;
 pub mod schedule;
+pub mod workload;

@@ -1,0 +1,176 @@
+//! What a run does: every knob of a workload, in one serializable value. The `run` flags, an OMB
+//! workload file and a matrix scenario all become a [`Workload`]; the report records it whole, so
+//! a result always says exactly what produced it.
+
+use serde::{Deserialize, Serialize};
+
+/// Producer acknowledgements (`acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Acks {
+    /// `acks=0`: nothing is acknowledged; a message counts as acknowledged once written to the socket.
+    #[serde(rename = "0")]
+    None,
+    /// `acks=1`: the leader has it.
+    #[serde(rename = "1")]
+    Leader,
+    /// `acks=all` (-1): every in-sync replica has it (on one broker: as the flush policy says).
+    #[serde(rename = "all")]
+    All,
+}
+
+impl Acks {
+    /// The value of the Produce request's `acks` field.
+    pub fn wire_value(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+/// Batch compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Lz4,
+    Zstd,
+}
+
+/// How messages are spread over partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionerKind {
+    RoundRobin,
+    /// A batch's worth to one partition, then the next (the Java client's default for unkeyed).
+    Sticky,
+    /// murmur2 of the key, as the Java client does; needs `key_cardinality`.
+    Murmur2,
+}
+
+/// Size of each message's value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MessageSize {
+    Fixed { bytes: usize },
+    /// Uniformly distributed in `[min_bytes, max_bytes]`.
+    Uniform { min_bytes: usize, max_bytes: usize },
+}
+
+impl MessageSize {
+    pub fn mean_bytes(&self) -> f64 {
+        match *self {
+            MessageSize::Fixed { bytes } => bytes as f64,
+            MessageSize::Uniform {
+                min_bytes,
+                max_bytes,
+            } => (min_bytes + max_bytes) as f64 / 2.0,
+        }
+    }
+}
+
+/// How consumers get their partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsumerMode {
+    /// Each consumer of a subscription is assigned a fixed share of the partitions (no group).
+    Assign,
+    /// Consumers of a subscription join one consumer group and commit offsets.
+    Group,
+}
+
+/// Where consumers start reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    /// The log end when the run starts: consumers read only what this run produces.
+    Latest,
+    /// The log start: a catch-up consumer reading old data (see `backlog_bytes`).
+    Earliest,
+}
+
+/// Every knob of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// `host:port` of any broker of the cluster.
+    pub bootstrap: String,
+    /// Topic names; each gets `partitions` partitions and is created if missing.
+    pub topics: Vec<String>,
+    pub partitions: i32,
+    pub message_size: MessageSize,
+    /// Distinct keys; `None`: messages have no key.
+    pub key_cardinality: Option<u64>,
+    pub partitioner: PartitionerKind,
+    /// Producers per topic.
+    pub producers: u32,
+    /// Consumer groups (subscriptions) per topic; each reads every message (fan-out).
+    pub subscriptions: u32,
+    /// Consumers in each subscription.
+    pub consumers_per_subscription: u32,
+    pub consumer_mode: ConsumerMode,
+    pub start_from: StartFrom,
+    /// Bytes produced before the measured part starts, for catch-up reads (0: none).
+    pub backlog_bytes: u64,
+    /// Measured time.
+    pub duration_s: f64,
+    /// Time run at load before measuring; not counted in latencies or throughput.
+    pub warmup_s: f64,
+    /// Target messages per second over all producers; `None`: flat out.
+    pub rate_msgs_per_s: Option<f64>,
+    pub acks: Acks,
+    pub compression: Compression,
+    /// How long a producer waits for a batch to fill.
+    pub linger_ms: f64,
+    /// Largest record batch a producer builds, in bytes of record data.
+    pub batch_bytes: usize,
+    /// Produce requests a producer has outstanding on one connection.
+    pub max_in_flight: usize,
+    /// How long to wait after producing for consumers to catch up.
+    pub drain_timeout_s: f64,
+    /// Process id of a local broker whose CPU time is reported; `None`: found by the listening
+    /// port when the broker runs on this machine, else not reported.
+    pub broker_pid: Option<u32>,
+}
+
+impl Workload {
+    /// Total consumers over all topics and subscriptions.
+    pub fn total_consumers(&self) -> u32 {
+        self.topics.len() as u32 * self.subscriptions * self.consumers_per_subscription
+    }
+
+    /// Total producers over all topics.
+    pub fn total_producers(&self) -> u32 {
+        self.topics.len() as u32 * self.producers
+    }
+}
+
+impl Default for Workload {
+    /// One topic, one producer, one consumer, 1 KiB messages, flat out, acks=1, 10 s.
+    fn default() -> Self {
+        Self {
+            bootstrap: "127.0.0.1:9092".to_string(),
+            topics: vec!["ringtail-loadgen".to_string()],
+            partitions: 1,
+            message_size: MessageSize::Fixed { bytes: 1024 },
+            key_cardinality: None,
+            partitioner: PartitionerKind::Sticky,
+            producers: 1,
+            subscriptions: 1,
+            consumers_per_subscription: 1,
+            consumer_mode: ConsumerMode::Assign,
+            start_from: StartFrom::Latest,
+            backlog_bytes: 0,
+            duration_s: 10.0,
+            warmup_s: 0.0,
+            rate_msgs_per_s: None,
+            acks: Acks::Leader,
+            compression: Compression::None,
+            linger_ms: 1.0,
+            batch_bytes: 1024 * 1024,
+            max_in_flight: 5,
+            drain_timeout_s: 30.0,
+            broker_pid: None,
+        }
+    }
+}
