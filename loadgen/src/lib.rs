@@ -5,8 +5,13 @@
 //! placement, the latency histogram, and the open-loop rate schedule that avoids coordinated
 //! omission. The Kafka client, the `run`/`omb`/`matrix` commands and the reports come next.
 
+pub mod client;
+pub mod clock;
+pub mod counters;
 pub mod histogram;
 pub mod partitioner;
+pub mod payload;
 pub mod report;
+pub mod run;
 pub mod schedule;
 pub mod workload;

@@ -1,11 +1,14 @@
-//! `ringtail-loadgen`, the load generator. Its building blocks are in the library (partitioners,
-//! latency histogram, open-loop schedule); the Kafka client and the `run`, `omb` and `matrix`
-//! commands arrive with the rest of the "Load generator" issue. Until then this binary says so.
+//! `ringtail-loadgen`: load-tests any Kafka-compatible broker. `run` drives one workload given by
+//! flags; `omb` reads an OpenMessaging Benchmark workload file; `matrix` runs named scenarios
+//! over disk layouts and brokers and writes `results/`.
 
-fn main() {
-    eprintln!(
-        "ringtail-loadgen: the run, omb and matrix commands are not built yet (see the Load generator issue); \
-         for a first broker figure use: python3 scripts/bench_broker_kcat.py"
-    );
-    std::process::exit(2);
+mod cli;
+mod progress;
+
+use anyhow::Result;
+use clap::Parser;
+
+fn main() -> Result<()> {
+    let cli = cli::Cli::parse();
+    cli::execute(cli)
 }

@@ -117,3 +117,8 @@ pub struct RunReport {
     pub produce_latency_curve: PercentileCurve,
     pub e2e_latency_curve: PercentileCurve,
 }
+
+/// The current UTC time as RFC 3339 (seconds).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

@@ -53,9 +53,14 @@ pub enum PartitionerKind {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum MessageSize {
-    Fixed { bytes: usize },
+    Fixed {
+        bytes: usize,
+    },
     /// Uniformly distributed in `[min_bytes, max_bytes]`.
-    Uniform { min_bytes: usize, max_bytes: usize },
+    Uniform {
+        min_bytes: usize,
+        max_bytes: usize,
+    },
 }
 
 impl MessageSize {
@@ -122,7 +127,7 @@ pub struct Workload {
     pub compression: Compression,
     /// How long a producer waits for a batch to fill.
     pub linger_ms: f64,
-    /// Largest record batch a producer builds, in bytes of record data.
+    /// Largest record batch a producer builds, in bytes, header included.
     pub batch_bytes: usize,
     /// Produce requests a producer has outstanding on one connection.
     pub max_in_flight: usize,

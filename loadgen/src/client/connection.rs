@@ -1,0 +1,284 @@
+//! One TCP connection to one broker: framing, correlation ids and API version negotiation.
+//!
+//! Blocking sockets on plain threads: the loadgen runs a handful of producers and consumers, each
+//! moving large batches, so a thread per connection costs nothing measurable and keeps the client
+//! simple enough to trust. A connection can be split into a sending half and a receiving half so
+//! that a producer keeps several requests in flight (Kafka answers in order on a connection).
+
+use std::collections::HashMap;
+use std::io::{BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::ResponseHeader;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+
+use super::ClientError;
+
+const CLIENT_ID: &str = "ringtail-loadgen";
+
+/// Largest response frame accepted (a fetch answer is bounded by the request's max bytes).
+const MAX_FRAME_BYTES: usize = 512 << 20;
+
+/// The versions this client can speak for each API it uses (both ends inclusive). The version
+/// used is the highest one the broker also supports.
+const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 1, 12),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::FindCoordinator, 1, 3),
+    (ApiKey::JoinGroup, 1, 7),
+    (ApiKey::SyncGroup, 1, 5),
+    (ApiKey::Heartbeat, 1, 4),
+    (ApiKey::LeaveGroup, 1, 4),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+];
+
+/// API versions agreed with one broker.
+#[derive(Debug, Clone, Default)]
+pub struct Versions {
+    agreed: HashMap<i16, i16>,
+}
+
+impl Versions {
+    fn negotiate(response: &ApiVersionsResponse) -> Self {
+        let mut agreed = HashMap::new();
+        for &(api, client_min, client_max) in CLIENT_VERSIONS {
+            let key = api as i16;
+            if let Some(broker) = response.api_keys.iter().find(|k| k.api_key == key) {
+                let version = client_max.min(broker.max_version);
+                if version >= client_min.max(broker.min_version) {
+                    agreed.insert(key, version);
+                }
+            }
+        }
+        Self { agreed }
+    }
+
+    /// The version to use for `api`, or an error naming it when there is none in common.
+    pub fn get(&self, api_key: i16) -> Result<i16, ClientError> {
+        self.agreed
+            .get(&api_key)
+            .copied()
+            .ok_or(ClientError::UnsupportedApi { api_key })
+    }
+}
+
+/// Encodes one request frame (size prefix, header, body).
+pub fn encode_request<R: Request>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+) -> Result<BytesMut, ClientError> {
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+    let mut frame = BytesMut::with_capacity(64);
+    frame.put_i32(0);
+    header
+        .encode(&mut frame, R::header_version(version))
+        .map_err(ClientError::codec)?;
+    request
+        .encode(&mut frame, version)
+        .map_err(ClientError::codec)?;
+    let size = i32::try_from(frame.len() - 4).map_err(|_| ClientError::FrameTooLarge)?;
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(frame)
+}
+
+/// Decodes a response body (after the size prefix) and checks its correlation id.
+pub fn decode_response<R: Request>(
+    mut body: Bytes,
+    version: i16,
+    correlation_id: i32,
+) -> Result<R::Response, ClientError> {
+    let header = ResponseHeader::decode(
+        &mut body,
+        <R::Response as HeaderVersion>::header_version(version),
+    )
+    .map_err(ClientError::codec)?;
+    if header.correlation_id != correlation_id {
+        return Err(ClientError::Protocol(format!(
+            "response correlation id {} where {correlation_id} was expected",
+            header.correlation_id
+        )));
+    }
+    R::Response::decode(&mut body, version).map_err(ClientError::codec)
+}
+
+/// Reads one size-prefixed frame.
+pub fn read_frame(reader: &mut impl Read) -> Result<Bytes, ClientError> {
+    let mut size = [0u8; 4];
+    reader.read_exact(&mut size)?;
+    let size = i32::from_be_bytes(size);
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|size| *size <= MAX_FRAME_BYTES)
+        .ok_or_else(|| ClientError::Protocol(format!("response frame of {size} bytes")))?;
+    let mut body = BytesMut::zeroed(size);
+    reader.read_exact(&mut body)?;
+    Ok(body.freeze())
+}
+
+/// A connection used for one request at a time.
+pub struct Connection {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    next_correlation_id: i32,
+    versions: Versions,
+    address: String,
+}
+
+impl Connection {
+    /// Connects and agrees API versions (ApiVersions v0, which every broker answers).
+    pub fn connect(address: &str) -> Result<Self, ClientError> {
+        let socket_address = address
+            .to_socket_addrs()
+            .map_err(|source| ClientError::Connect {
+                address: address.to_string(),
+                source,
+            })?
+            .next()
+            .ok_or_else(|| ClientError::Protocol(format!("{address} resolves to nothing")))?;
+        let stream = TcpStream::connect_timeout(&socket_address, Duration::from_secs(10)).map_err(
+            |source| ClientError::Connect {
+                address: address.to_string(),
+                source,
+            },
+        )?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let reader = BufReader::with_capacity(256 << 10, stream.try_clone()?);
+        let mut connection = Self {
+            stream,
+            reader,
+            next_correlation_id: 0,
+            versions: Versions::default(),
+            address: address.to_string(),
+        };
+        let api_versions: ApiVersionsResponse =
+            connection.call_version(&ApiVersionsRequest::default(), 0)?;
+        if api_versions.error_code != 0 {
+            return Err(ClientError::kafka("ApiVersions", api_versions.error_code));
+        }
+        connection.versions = Versions::negotiate(&api_versions);
+        Ok(connection)
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn versions(&self) -> &Versions {
+        &self.versions
+    }
+
+    /// Sends `request` at the agreed version and waits for its response.
+    pub fn call<R: Request>(&mut self, request: &R) -> Result<R::Response, ClientError> {
+        let version = self.versions.get(R::KEY)?;
+        self.call_version(request, version)
+    }
+
+    /// The agreed version of `R` (for requests whose fields depend on it).
+    pub fn version_of<R: Request>(&self) -> Result<i16, ClientError> {
+        self.versions.get(R::KEY)
+    }
+
+    pub fn call_version<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
+        let correlation_id = self.next_correlation_id();
+        let frame = encode_request(request, version, correlation_id)?;
+        self.stream.write_all(&frame)?;
+        let body = read_frame(&mut self.reader)?;
+        decode_response::<R>(body, version, correlation_id)
+    }
+
+    fn next_correlation_id(&mut self) -> i32 {
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        self.next_correlation_id
+    }
+
+    /// Splits into a sending half and a receiving half for pipelined requests.
+    pub fn split(self) -> (Sender, Receiver) {
+        (
+            Sender {
+                stream: self.stream,
+                next_correlation_id: self.next_correlation_id,
+                versions: self.versions,
+            },
+            Receiver {
+                reader: self.reader,
+            },
+        )
+    }
+}
+
+/// The sending half of a split connection.
+pub struct Sender {
+    stream: TcpStream,
+    next_correlation_id: i32,
+    versions: Versions,
+}
+
+impl Sender {
+    pub fn versions(&self) -> &Versions {
+        &self.versions
+    }
+
+    /// Takes the correlation id for the next request (to register it before sending).
+    pub fn next_correlation_id(&mut self) -> i32 {
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        self.next_correlation_id
+    }
+
+    /// Writes `request` at `version`; returns its correlation id.
+    pub fn send<R: Request>(&mut self, request: &R, version: i16) -> Result<i32, ClientError> {
+        let correlation_id = self.next_correlation_id();
+        self.send_with_id(request, version, correlation_id)?;
+        Ok(correlation_id)
+    }
+
+    /// Writes `request` with a correlation id from [`Sender::next_correlation_id`].
+    pub fn send_with_id<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<(), ClientError> {
+        let frame = encode_request(request, version, correlation_id)?;
+        self.stream.write_all(&frame)?;
+        Ok(())
+    }
+
+    /// Closes both directions, which also wakes a receiver blocked on this connection.
+    pub fn shutdown(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// The receiving half of a split connection.
+pub struct Receiver {
+    reader: BufReader<TcpStream>,
+}
+
+impl Receiver {
+    /// Reads the next response, which must answer `correlation_id`.
+    pub fn receive<R: Request>(
+        &mut self,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<R::Response, ClientError> {
+        let body = read_frame(&mut self.reader)?;
+        decode_response::<R>(body, version, correlation_id)
+    }
+}

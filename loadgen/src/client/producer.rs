@@ -1,0 +1,442 @@
+//! A producer: builds batches per partition (linger, batch size), sends Produce requests with up
+//! to `max_in_flight` outstanding on each leader's connection, and counts what is acknowledged.
+//!
+//! Latency is counted per message from its intended send time (open loop, see `schedule`) or,
+//! flat out, from the moment it was put into a batch, to the moment its acknowledgement was read
+//! (acks=0: to the moment its request was written).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver as ChannelReceiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::ProduceRequest;
+
+use super::batch::{stamp, BatchBuilder, BATCH_HEADER_BYTES, STAMP_BYTES};
+use super::cluster::topic_name;
+use super::connection::{Connection, Receiver, Sender};
+use super::{error_name, ClientError};
+use crate::clock::Clock;
+use crate::counters::Counters;
+use crate::histogram::Latencies;
+use crate::partitioner::{partition_for_key, Partitioner};
+use crate::payload::Payloads;
+use crate::schedule::Schedule;
+use crate::workload::{Acks, Compression, PartitionerKind};
+
+/// How one producer behaves.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    pub topic: String,
+    /// Leader broker address per partition index.
+    pub leaders: Vec<String>,
+    pub acks: Acks,
+    pub compression: Compression,
+    pub linger: Duration,
+    pub batch_bytes: usize,
+    pub max_in_flight: usize,
+    pub partitioner: PartitionerKind,
+    pub key_cardinality: Option<u64>,
+    /// This producer's share of the target rate.
+    pub schedule: Schedule,
+    /// When producing starts (since the start of the run's clock): the schedule's time zero.
+    pub start: Duration,
+    /// Messages sent before this are not measured.
+    pub warmup: Duration,
+    /// When to stop producing (since the start of the run).
+    pub end: Duration,
+    /// Distinguishes producers' keys and payload positions.
+    pub producer_index: u32,
+}
+
+/// What one producer got acknowledged.
+#[derive(Default)]
+pub struct ProducerTally {
+    pub latencies: Latencies,
+    pub acked_messages: u64,
+    pub acked_bytes: u64,
+    pub measured_messages: u64,
+    pub measured_bytes: u64,
+    pub failed_messages: u64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl ProducerTally {
+    pub fn merge(&mut self, other: &ProducerTally) {
+        self.latencies.merge(&other.latencies);
+        self.acked_messages += other.acked_messages;
+        self.acked_bytes += other.acked_bytes;
+        self.measured_messages += other.measured_messages;
+        self.measured_bytes += other.measured_bytes;
+        self.failed_messages += other.failed_messages;
+        for (name, count) in &other.errors {
+            *self.errors.entry(name.clone()).or_default() += count;
+        }
+    }
+}
+
+/// One partition's part of a request: enough to account for it when the answer comes.
+struct SentBatch {
+    partition: i32,
+    value_bytes: u64,
+    /// Per record: the offset since the start of the run its latency is counted from.
+    latency_from: Vec<Duration>,
+}
+
+struct InFlight {
+    correlation_id: i32,
+    batches: Vec<SentBatch>,
+}
+
+/// A connection to one leader: the sending half here, the receiving half on its own thread.
+struct Link {
+    sender: Sender,
+    version: i16,
+    in_flight: Option<SyncSender<InFlight>>,
+    receiver: Option<JoinHandle<Result<ProducerTally, ClientError>>>,
+}
+
+/// Counts acknowledged and failed batches (on the sending thread for acks=0, else on each
+/// connection's receiving thread).
+#[derive(Clone)]
+struct Accounting {
+    clock: Clock,
+    counters: Arc<Counters>,
+    warmup: Duration,
+}
+
+impl Accounting {
+    fn acknowledged(&self, tally: &mut ProducerTally, batch: &SentBatch) {
+        let now = self.clock.elapsed();
+        let messages = batch.latency_from.len() as u64;
+        tally.acked_messages += messages;
+        tally.acked_bytes += batch.value_bytes;
+        self.counters.add_produced(messages, batch.value_bytes);
+        let per_message_bytes = batch.value_bytes / messages.max(1);
+        for from in &batch.latency_from {
+            if *from >= self.warmup {
+                tally
+                    .latencies
+                    .record_us(now.saturating_sub(*from).as_micros() as u64);
+                tally.measured_messages += 1;
+                tally.measured_bytes += per_message_bytes;
+            }
+        }
+    }
+
+    fn failed(&self, tally: &mut ProducerTally, batch: &SentBatch, error: String) {
+        tally.failed_messages += batch.latency_from.len() as u64;
+        *tally.errors.entry(error).or_default() += 1;
+    }
+}
+
+/// Runs one producer until `config.end` or `stop`, then waits for every outstanding answer.
+pub fn run_producer(
+    config: &ProducerConfig,
+    clock: &Clock,
+    counters: &Arc<Counters>,
+    payloads: &Payloads,
+    stop: &AtomicBool,
+) -> Result<ProducerTally, ClientError> {
+    let partitions = config.leaders.len();
+    assert!(partitions > 0, "a topic has partitions");
+    let mut links: HashMap<String, Link> = HashMap::new();
+    let mut builders: Vec<BatchBuilder> = (0..partitions)
+        .map(|_| BatchBuilder::with_capacity(config.batch_bytes + 64 * 1024))
+        .collect();
+    let mut latency_from: Vec<Vec<Duration>> = vec![Vec::new(); partitions];
+    let mut first_at: Vec<Option<Duration>> = vec![None; partitions];
+    let mut round_robin = Partitioner::RoundRobin {
+        next: config.producer_index,
+    };
+    // Sticky: one partition until its batch is sent, then the next (the Java client's default
+    // for unkeyed messages since KIP-480).
+    let mut sticky = config.producer_index as usize % partitions;
+    let mut tally = ProducerTally::default();
+    let accounting = Accounting {
+        clock: *clock,
+        counters: Arc::clone(counters),
+        warmup: config.warmup,
+    };
+    let mut key_buf = String::new();
+    // A batch is sent once another record of the largest size might not fit, so no batch exceeds
+    // `batch_bytes` (brokers refuse batches above max.message.bytes, 1 MiB + 12 by default).
+    let largest_record = payloads.largest_bytes() + 64;
+    let batch_full = |builder: &BatchBuilder| {
+        BATCH_HEADER_BYTES + builder.encoded_bytes() + largest_record > config.batch_bytes
+    };
+    let mut index: u64 = 0;
+    let rated = config.schedule.due(1) > Duration::ZERO;
+    let result = (|| -> Result<(), ClientError> {
+        loop {
+            let now = clock.elapsed();
+            if now >= config.end || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let due = config.schedule.due_by(now.saturating_sub(config.start));
+            // Put due messages into batches; a full batch is sent at once.
+            while index < due {
+                let from = if rated {
+                    config.start + config.schedule.due(index)
+                } else {
+                    clock.elapsed()
+                };
+                if from >= config.end {
+                    break;
+                }
+                let key = config.key_cardinality.map(|cardinality| {
+                    let key_number = (index.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                        ^ u64::from(config.producer_index))
+                        % cardinality.max(1);
+                    key_buf.clear();
+                    use std::fmt::Write;
+                    let _ = write!(key_buf, "key-{key_number}");
+                    key_buf.as_bytes()
+                });
+                let partition = match (config.partitioner, key) {
+                    (PartitionerKind::Murmur2, Some(key)) => {
+                        partition_for_key(key, partitions as u32) as usize
+                    }
+                    (PartitionerKind::RoundRobin, _) => {
+                        round_robin.next(None, partitions as u32) as usize
+                    }
+                    _ => sticky,
+                };
+                let value = payloads.next(index, config.producer_index);
+                let unix_us = clock.unix_us(from);
+                builders[partition].push(
+                    (unix_us / 1000) as i64,
+                    key,
+                    &stamp(unix_us)[..STAMP_BYTES.min(value.len())],
+                    &value[STAMP_BYTES.min(value.len())..],
+                );
+                latency_from[partition].push(from);
+                first_at[partition].get_or_insert(from);
+                index += 1;
+                if batch_full(&builders[partition]) {
+                    if partition == sticky {
+                        sticky = (sticky + 1) % partitions;
+                    }
+                    send(
+                        config,
+                        &mut links,
+                        &mut builders,
+                        &mut latency_from,
+                        &mut first_at,
+                        &[partition],
+                        &accounting,
+                        &mut tally,
+                    )?;
+                    break;
+                }
+            }
+            // Send batches that lingered long enough.
+            let now = clock.elapsed();
+            let lingered: Vec<usize> = (0..partitions)
+                .filter(|partition| {
+                    first_at[*partition].is_some_and(|first| now >= first + config.linger)
+                })
+                .collect();
+            if !lingered.is_empty() {
+                if lingered.contains(&sticky) {
+                    sticky = (sticky + 1) % partitions;
+                }
+                send(
+                    config,
+                    &mut links,
+                    &mut builders,
+                    &mut latency_from,
+                    &mut first_at,
+                    &lingered,
+                    &accounting,
+                    &mut tally,
+                )?;
+            }
+            // Under a rate, sleep until the next message is due or a batch's linger ends.
+            if rated
+                && index
+                    >= config
+                        .schedule
+                        .due_by(clock.elapsed().saturating_sub(config.start))
+            {
+                let next_due = config.start + config.schedule.due(index);
+                let linger_end = first_at
+                    .iter()
+                    .flatten()
+                    .map(|first| *first + config.linger)
+                    .min();
+                let wake = linger_end.map_or(next_due, |linger_end| linger_end.min(next_due));
+                let sleep = wake.saturating_sub(clock.elapsed());
+                if sleep > Duration::from_micros(50) {
+                    std::thread::sleep(sleep);
+                }
+            }
+        }
+        let all: Vec<usize> = (0..partitions).collect();
+        send(
+            config,
+            &mut links,
+            &mut builders,
+            &mut latency_from,
+            &mut first_at,
+            &all,
+            &accounting,
+            &mut tally,
+        )
+    })();
+    // Close every link and collect what its receiver counted, even after an error.
+    for (_, mut link) in links.drain() {
+        link.in_flight.take();
+        if let Some(receiver) = link.receiver.take() {
+            match receiver.join() {
+                Ok(Ok(received)) => tally.merge(&received),
+                Ok(Err(error)) => return Err(error),
+                Err(_) => return Err(ClientError::Protocol("producer receiver panicked".into())),
+            }
+        }
+    }
+    result.map(|()| tally)
+}
+
+/// Sends the non-empty batches of `partitions`, one request per leader.
+#[allow(clippy::too_many_arguments)]
+fn send(
+    config: &ProducerConfig,
+    links: &mut HashMap<String, Link>,
+    builders: &mut [BatchBuilder],
+    latency_from: &mut [Vec<Duration>],
+    first_at: &mut [Option<Duration>],
+    partitions: &[usize],
+    accounting: &Accounting,
+    tally: &mut ProducerTally,
+) -> Result<(), ClientError> {
+    let mut by_leader: BTreeMap<&str, Vec<(SentBatch, Bytes)>> = BTreeMap::new();
+    for &partition in partitions {
+        if builders[partition].is_empty() {
+            continue;
+        }
+        let value_bytes = builders[partition].value_bytes();
+        let records = builders[partition].finish(config.compression)?;
+        first_at[partition] = None;
+        let sent = SentBatch {
+            partition: partition as i32,
+            value_bytes,
+            latency_from: std::mem::take(&mut latency_from[partition]),
+        };
+        by_leader
+            .entry(config.leaders[partition].as_str())
+            .or_default()
+            .push((sent, records));
+    }
+    for (leader, batches) in by_leader {
+        if !links.contains_key(leader) {
+            links.insert(leader.to_string(), open_link(config, leader, accounting)?);
+        }
+        let link = links.get_mut(leader).expect("inserted above");
+        let request = ProduceRequest::default()
+            .with_acks(config.acks.wire_value())
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(&config.topic))
+                .with_partition_data(
+                    batches
+                        .iter()
+                        .map(|(sent, records)| {
+                            PartitionProduceData::default()
+                                .with_index(sent.partition)
+                                .with_records(Some(records.clone()))
+                        })
+                        .collect(),
+                )]);
+        let batches: Vec<SentBatch> = batches.into_iter().map(|(sent, _)| sent).collect();
+        match &link.in_flight {
+            Some(in_flight) => {
+                // Reserve the in-flight slot first: this blocks while max_in_flight are out.
+                let correlation_id = link.sender.next_correlation_id();
+                in_flight
+                    .send(InFlight {
+                        correlation_id,
+                        batches,
+                    })
+                    .map_err(|_| ClientError::Protocol("producer receiver stopped".into()))?;
+                link.sender
+                    .send_with_id(&request, link.version, correlation_id)?;
+            }
+            None => {
+                link.sender.send(&request, link.version)?;
+                for batch in &batches {
+                    accounting.acknowledged(tally, batch);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn open_link(
+    config: &ProducerConfig,
+    leader: &str,
+    accounting: &Accounting,
+) -> Result<Link, ClientError> {
+    let connection = Connection::connect(leader)?;
+    let version = connection.version_of::<ProduceRequest>()?;
+    let (sender, receiver) = connection.split();
+    if config.acks == Acks::None {
+        return Ok(Link {
+            sender,
+            version,
+            in_flight: None,
+            receiver: None,
+        });
+    }
+    let (in_flight, in_flight_receiver) = sync_channel(config.max_in_flight.max(1) - 1);
+    let accounting = accounting.clone();
+    let receiver = std::thread::Builder::new()
+        .name("produce-acks".into())
+        .spawn(move || receive_loop(receiver, version, in_flight_receiver, accounting))?;
+    Ok(Link {
+        sender,
+        version,
+        in_flight: Some(in_flight),
+        receiver: Some(receiver),
+    })
+}
+
+/// Reads answers in order and accounts for each request's batches.
+fn receive_loop(
+    mut receiver: Receiver,
+    version: i16,
+    in_flight: ChannelReceiver<InFlight>,
+    accounting: Accounting,
+) -> Result<ProducerTally, ClientError> {
+    let mut tally = ProducerTally::default();
+    while let Ok(request) = in_flight.recv() {
+        let response = match receiver.receive::<ProduceRequest>(version, request.correlation_id) {
+            Ok(response) => response,
+            Err(error) => {
+                for batch in &request.batches {
+                    accounting.failed(&mut tally, batch, error.to_string());
+                }
+                return Err(error);
+            }
+        };
+        for batch in &request.batches {
+            let code = response
+                .responses
+                .iter()
+                .flat_map(|topic| topic.partition_responses.iter())
+                .find(|partition| partition.index == batch.partition)
+                .map(|partition| partition.error_code);
+            match code {
+                Some(0) => accounting.acknowledged(&mut tally, batch),
+                Some(code) => accounting.failed(&mut tally, batch, error_name(code)),
+                None => accounting.failed(&mut tally, batch, "NO_ANSWER_FOR_PARTITION".into()),
+            }
+        }
+    }
+    Ok(tally)
+}
