@@ -6,6 +6,7 @@
 //! omission. The Kafka client, the `run`/`omb`/`matrix` commands and the reports come next.
 
 pub mod histogram;
+pub mod output;
 pub mod partitioner;
 pub mod report;
 pub mod schedule;
