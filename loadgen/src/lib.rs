@@ -6,6 +6,7 @@
 //! omission. The Kafka client, the `run`/`omb`/`matrix` commands and the reports come next.
 
 pub mod histogram;
+pub mod omb;
 pub mod output;
 pub mod partitioner;
 pub mod report;
