@@ -11,6 +11,7 @@ use std::ops::Range;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use super::format::{interval_s, mb_per_s};
@@ -132,7 +133,7 @@ pub(crate) fn latency_svg(reports: &[RunReport], title: &str) -> Result<String, 
             .y_label_formatter(&|y| format_ms(*y))
             .draw()
             .map_err(chart_error)?;
-        draw_lines(&mut chart, &lines)?;
+        draw_lines(&mut chart, &lines, SeriesLabelPosition::UpperLeft)?;
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
@@ -185,7 +186,7 @@ pub(crate) fn throughput_svg(reports: &[RunReport], title: &str) -> Result<Strin
             .y_desc("MB/s")
             .draw()
             .map_err(chart_error)?;
-        draw_lines(&mut chart, &lines)?;
+        draw_lines(&mut chart, &lines, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
@@ -204,10 +205,12 @@ fn chart_builder<'a, 'b>(
     builder
 }
 
-/// Draws every line and the legend naming them.
+/// Draws every line and the legend naming them, where the data usually leaves room: upper left
+/// for latency curves (they rise to the right), lower right for throughput (flat once ramped up).
 fn draw_lines<'a, X, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
     lines: &[Line],
+    legend_at: SeriesLabelPosition,
 ) -> Result<(), OutputError>
 where
     X: Ranged<ValueType = f64>,
@@ -215,20 +218,25 @@ where
 {
     for line in lines {
         let style = line.color.stroke_width(2);
-        let legend_style = style;
-        let series = if line.dashed {
-            chart.draw_series(DashedLineSeries::new(line.points.clone(), 8, 5, style))
+        if line.dashed {
+            chart
+                .draw_series(DashedLineSeries::new(line.points.clone(), 8, 5, style))
+                .map_err(chart_error)?
+                .label(line.label.as_str())
+                .legend(move |(x, y)| {
+                    DashedPathElement::new(vec![(x, y), (x + 24, y)], 6, 3, style)
+                });
         } else {
-            chart.draw_series(LineSeries::new(line.points.clone(), style))
-        };
-        series
-            .map_err(chart_error)?
-            .label(line.label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], legend_style));
+            chart
+                .draw_series(LineSeries::new(line.points.clone(), style))
+                .map_err(chart_error)?
+                .label(line.label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+        }
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(legend_at)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
