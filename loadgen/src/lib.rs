@@ -9,6 +9,8 @@ pub mod client;
 pub mod clock;
 pub mod counters;
 pub mod histogram;
+pub mod omb;
+pub mod output;
 pub mod partitioner;
 pub mod payload;
 pub mod report;
