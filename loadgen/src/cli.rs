@@ -12,8 +12,11 @@ use ringtail_loadgen::run::{self, CpuProbe, Environment};
 use ringtail_loadgen::workload::{
     Acks, Compression, ConsumerMode, MessageSize, PartitionerKind, StartFrom, Workload,
 };
+use ringtail_loadgen::{omb, output};
 
 use crate::progress::Bar;
+
+const DEFAULT_LABEL: &str = "broker";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,6 +33,18 @@ pub struct Cli {
 enum Command {
     /// Produce (and consume) one workload given by flags, then report.
     Run(RunArgs),
+    /// Run an OpenMessaging Benchmark workload file (its `workloads/*.yaml` format). The run
+    /// flags give what the file does not say (bootstrap, acks, compression, batching, outputs);
+    /// --duration-s and --warmup-s, when given, replace the file's minutes.
+    Omb(OmbArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OmbArgs {
+    /// The OMB workload file.
+    file: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -49,12 +64,12 @@ pub struct RunArgs {
     /// Sizes uniformly distributed in [--message-bytes, this].
     #[arg(long)]
     message_bytes_max: Option<usize>,
-    /// Measured seconds of producing.
-    #[arg(long, default_value_t = 10.0)]
-    duration_s: f64,
-    /// Seconds of load before measuring.
-    #[arg(long, default_value_t = 0.0)]
-    warmup_s: f64,
+    /// Measured seconds of producing [default: 10].
+    #[arg(long)]
+    duration_s: Option<f64>,
+    /// Seconds of load before measuring [default: 0].
+    #[arg(long)]
+    warmup_s: Option<f64>,
     /// Producers per topic.
     #[arg(long, default_value_t = 1)]
     producers: u32,
@@ -103,11 +118,14 @@ pub struct RunArgs {
     #[arg(long)]
     broker_pid: Option<u32>,
     /// Label of this run in reports (broker, layout).
-    #[arg(long, default_value = "broker")]
+    #[arg(long, default_value = DEFAULT_LABEL)]
     label: String,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write every report file here: <label>.json, .csv, .md, -latency.svg, -throughput.svg.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -182,8 +200,8 @@ impl RunArgs {
                 StartArg::Earliest => StartFrom::Earliest,
             },
             backlog_bytes: self.backlog_bytes,
-            duration_s: self.duration_s,
-            warmup_s: self.warmup_s,
+            duration_s: self.duration_s.unwrap_or(10.0),
+            warmup_s: self.warmup_s.unwrap_or(0.0),
             rate_msgs_per_s: self.rate,
             acks: match self.acks {
                 AcksArg::Zero => Acks::None,
@@ -219,14 +237,62 @@ pub fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
             let workload = args.workload();
-            let report = run_one(&workload, &args.label, args.quiet)?;
-            print_summary(&report);
-            if let Some(path) = &args.json {
-                write_json(path, &report)?;
+            finish(&args, &run_one(&workload, &args.label, args.quiet)?)
+        }
+        Command::Omb(omb_args) => {
+            let args = &omb_args.run;
+            let yaml = std::fs::read_to_string(&omb_args.file)
+                .with_context(|| format!("reading {}", omb_args.file.display()))?;
+            let parsed = omb::workload_from_omb(&yaml, &args.workload())
+                .with_context(|| format!("reading OMB workload {}", omb_args.file.display()))?;
+            for warning in &parsed.warnings {
+                eprintln!("omb: {warning}");
             }
-            Ok(())
+            let mut workload = parsed.workload;
+            if let Some(duration_s) = args.duration_s {
+                workload.duration_s = duration_s;
+            }
+            if let Some(warmup_s) = args.warmup_s {
+                workload.warmup_s = warmup_s;
+            }
+            let label = if args.label == DEFAULT_LABEL {
+                parsed.name
+            } else {
+                args.label.clone()
+            };
+            finish(args, &run_one(&workload, &label, args.quiet)?)
         }
     }
+}
+
+/// Prints the summary table and writes the files asked for.
+fn finish(args: &RunArgs, report: &RunReport) -> Result<()> {
+    println!("{}", output::terminal_table(report));
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(report)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(dir) = &args.out_dir {
+        let stem = file_stem(&report.label);
+        for path in output::write_run_files(dir, &stem, report)? {
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// A label as a file name: letters, digits, '-', '_' and '.' kept, anything else '-'.
+fn file_stem(label: &str) -> String {
+    label
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || "-_.".contains(ch) {
+                ch
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn run_one(workload: &Workload, label: &str, quiet: bool) -> Result<RunReport> {
@@ -241,34 +307,4 @@ fn run_one(workload: &Workload, label: &str, quiet: bool) -> Result<RunReport> {
     let result = run::run(workload, &environment);
     bar.finish();
     result.context("the run failed")
-}
-
-fn print_summary(report: &RunReport) {
-    let produce = &report.produce;
-    let consume = &report.consume;
-    println!(
-        "produce: {} msgs acked ({} failed), {:.1} MB/s, {:.0} msgs/s; latency µs p50 {} p99 {} p99.9 {} max {}",
-        produce.messages,
-        produce.failed_messages,
-        produce.mb_per_s,
-        produce.msgs_per_s,
-        produce.latency_us.p50,
-        produce.latency_us.p99,
-        produce.latency_us.p999,
-        produce.latency_us.max
-    );
-    println!(
-        "consume: {} msgs, {:.1} MB/s; end-to-end µs p50 {} p99 {} p99.9 {} max {}",
-        consume.messages,
-        consume.mb_per_s,
-        consume.e2e_latency_us.p50,
-        consume.e2e_latency_us.p99,
-        consume.e2e_latency_us.p999,
-        consume.e2e_latency_us.max
-    );
-}
-
-fn write_json(path: &std::path::Path, report: &RunReport) -> Result<()> {
-    let json = serde_json::to_string_pretty(report)?;
-    std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
 }

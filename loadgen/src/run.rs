@@ -212,7 +212,7 @@ pub fn run(workload: &Workload, environment: &Environment<'_>) -> Result<RunRepo
         &payloads,
         &stop,
         producing_start,
-        warmup,
+        measure_start,
         end,
     )?;
     let timeline = sample_until(
@@ -346,7 +346,7 @@ fn spawn_producers(
     payloads: &Arc<Payloads>,
     stop: &Arc<AtomicBool>,
     start: Duration,
-    warmup: Duration,
+    measure_start: Duration,
     end: Duration,
 ) -> Result<Vec<JoinHandle<Result<ProducerTally, ClientError>>>, RunError> {
     let total_producers = workload.total_producers();
@@ -369,7 +369,7 @@ fn spawn_producers(
                 key_cardinality: workload.key_cardinality,
                 schedule,
                 start,
-                warmup,
+                measure_start,
                 end,
                 producer_index: topic_index as u32 * workload.producers + producer,
             };

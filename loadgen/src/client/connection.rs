@@ -203,6 +203,25 @@ impl Connection {
         decode_response::<R>(body, version, correlation_id)
     }
 
+    /// Sends `request` without waiting; [`Connection::receive`] reads its answer later (answers
+    /// come in request order).
+    pub fn send<R: Request>(&mut self, request: &R) -> Result<(i16, i32), ClientError> {
+        let version = self.versions.get(R::KEY)?;
+        let correlation_id = self.next_correlation_id();
+        let frame = encode_request(request, version, correlation_id)?;
+        self.stream.write_all(&frame)?;
+        Ok((version, correlation_id))
+    }
+
+    /// Reads the answer to a request from [`Connection::send`].
+    pub fn receive<R: Request>(
+        &mut self,
+        (version, correlation_id): (i16, i32),
+    ) -> Result<R::Response, ClientError> {
+        let body = read_frame(&mut self.reader)?;
+        decode_response::<R>(body, version, correlation_id)
+    }
+
     fn next_correlation_id(&mut self) -> i32 {
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         self.next_correlation_id

@@ -22,7 +22,8 @@ use crate::histogram::Latencies;
 use crate::workload::StartFrom;
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
-const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// Kafka's default `auto.commit.interval.ms`.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How one consumer behaves.
 #[derive(Debug, Clone)]
@@ -163,7 +164,7 @@ pub fn run_consumer(
                 positions = positions_for(config, &mut cluster, Some(member))?;
                 mark_ready(member.generation_id(), &positions);
             } else if last_commit.elapsed() >= COMMIT_INTERVAL {
-                member.commit(&positions)?;
+                member.commit_async(&positions)?;
                 last_commit = Instant::now();
             }
         }

@@ -46,6 +46,9 @@ pub struct GroupMember {
     generation_id: i32,
     assignment: Vec<i32>,
     last_heartbeat: Instant,
+    /// An OffsetCommit sent but not yet answered (commits do not stall fetching: a commit is
+    /// written to the offsets log, possibly with an fsync).
+    pending_commit: Option<(i16, i32)>,
 }
 
 /// What a heartbeat said.
@@ -94,6 +97,7 @@ impl GroupMember {
             generation_id: -1,
             assignment: Vec::new(),
             last_heartbeat: Instant::now(),
+            pending_commit: None,
         };
         member.join()?;
         Ok(member)
@@ -110,6 +114,7 @@ impl GroupMember {
 
     /// Joins (or rejoins) the group and syncs the assignment.
     pub fn join(&mut self) -> Result<(), ClientError> {
+        self.finish_commit()?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if Instant::now() > deadline {
@@ -204,6 +209,7 @@ impl GroupMember {
         if self.last_heartbeat.elapsed() < HEARTBEAT_INTERVAL {
             return Ok(Heartbeat::Stable);
         }
+        self.finish_commit()?;
         self.last_heartbeat = Instant::now();
         let request = HeartbeatRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(self.group_id.clone())))
@@ -216,8 +222,15 @@ impl GroupMember {
         }
     }
 
-    /// Commits positions (the next offset to read) of this member's partitions.
+    /// Commits positions (the next offset to read) of this member's partitions and waits.
     pub fn commit(&mut self, positions: &BTreeMap<i32, i64>) -> Result<(), ClientError> {
+        self.commit_async(positions)?;
+        self.finish_commit()
+    }
+
+    /// Sends a commit whose answer is read before the next request to the coordinator.
+    pub fn commit_async(&mut self, positions: &BTreeMap<i32, i64>) -> Result<(), ClientError> {
+        self.finish_commit()?;
         if positions.is_empty() {
             return Ok(());
         }
@@ -237,7 +250,15 @@ impl GroupMember {
                         })
                         .collect(),
                 )]);
-        let response = self.coordinator.call(&request)?;
+        self.pending_commit = Some(self.coordinator.send(&request)?);
+        Ok(())
+    }
+
+    fn finish_commit(&mut self) -> Result<(), ClientError> {
+        let Some(pending) = self.pending_commit.take() else {
+            return Ok(());
+        };
+        let response = self.coordinator.receive::<OffsetCommitRequest>(pending)?;
         for partition in response.topics.iter().flat_map(|topic| &topic.partitions) {
             match partition.error_code {
                 0 => {}
@@ -252,6 +273,7 @@ impl GroupMember {
 
     /// Committed offsets of this member's partitions (absent: none committed).
     pub fn committed(&mut self) -> Result<BTreeMap<i32, i64>, ClientError> {
+        self.finish_commit()?;
         let request = OffsetFetchRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(self.group_id.clone())))
             .with_topics(Some(vec![OffsetFetchRequestTopic::default()
@@ -275,6 +297,7 @@ impl GroupMember {
 
     /// Leaves the group so that the others rebalance at once rather than after a session timeout.
     pub fn leave(&mut self) -> Result<(), ClientError> {
+        self.finish_commit()?;
         let mut request = LeaveGroupRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(self.group_id.clone())));
         if self.coordinator.version_of::<LeaveGroupRequest>()? >= 3 {

@@ -45,8 +45,8 @@ pub struct ProducerConfig {
     pub schedule: Schedule,
     /// When producing starts (since the start of the run's clock): the schedule's time zero.
     pub start: Duration,
-    /// Messages sent before this are not measured.
-    pub warmup: Duration,
+    /// Messages due before this (since the start of the run's clock) are not measured.
+    pub measure_start: Duration,
     /// When to stop producing (since the start of the run).
     pub end: Duration,
     /// Distinguishes producers' keys and payload positions.
@@ -106,7 +106,7 @@ struct Link {
 struct Accounting {
     clock: Clock,
     counters: Arc<Counters>,
-    warmup: Duration,
+    measure_start: Duration,
 }
 
 impl Accounting {
@@ -118,7 +118,7 @@ impl Accounting {
         self.counters.add_produced(messages, batch.value_bytes);
         let per_message_bytes = batch.value_bytes / messages.max(1);
         for from in &batch.latency_from {
-            if *from >= self.warmup {
+            if *from >= self.measure_start {
                 tally
                     .latencies
                     .record_us(now.saturating_sub(*from).as_micros() as u64);
@@ -160,7 +160,7 @@ pub fn run_producer(
     let accounting = Accounting {
         clock: *clock,
         counters: Arc::clone(counters),
-        warmup: config.warmup,
+        measure_start: config.measure_start,
     };
     let mut key_buf = String::new();
     // A batch is sent once another record of the largest size might not fit, so no batch exceeds
