@@ -31,8 +31,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_BIN = REPO / "target" / "release" / "ringtail"
-BUILD_CMD = ["cargo", "build", "--release", "--locked", "-p", "ringtail-server", "--bin", "ringtail"]
 BUILD_TIMEOUT_S = 1800
 READY_TIMEOUT_S = 20
 STOP_TIMEOUT_S = 20
@@ -155,41 +153,54 @@ def pytest_sessionstart(session):
     session.config._tmp_path_factory.getbasetemp()
 
 
-@pytest.fixture(scope="session")
-def ringtail_bin(tmp_path_factory) -> Path:
-    """Path of the broker binary: RINGTAIL_BIN if set, else built once with cargo.
+def _cargo_binary(tmp_path_factory, env_var: str, package: str, name: str) -> Path:
+    """Path of a release binary of this workspace: `env_var` if set, else built once with cargo.
 
     Forked tests each set up session fixtures anew; a stamp in the session's temp dir makes the
     build (and a build failure) happen once."""
-    override = os.environ.get("RINGTAIL_BIN")
+    override = os.environ.get(env_var)
     if override:
         path = Path(override).resolve()
         if not os.access(path, os.X_OK):
-            pytest.fail(f"RINGTAIL_BIN={override} is not an executable", pytrace=False)
+            pytest.fail(f"{env_var}={override} is not an executable", pytrace=False)
         return path
-    built = tmp_path_factory.getbasetemp() / "ringtail-build.ok"
-    failed = tmp_path_factory.getbasetemp() / "ringtail-build.failed"
+    default = REPO / "target" / "release" / name
+    command = ["cargo", "build", "--release", "--locked", "-p", package, "--bin", name]
+    built = tmp_path_factory.getbasetemp() / f"{name}-build.ok"
+    failed = tmp_path_factory.getbasetemp() / f"{name}-build.failed"
     if built.exists():
         return Path(built.read_text())
     if failed.exists():
         pytest.fail(failed.read_text(), pytrace=False)
     try:
-        done = subprocess.run(BUILD_CMD, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        done = subprocess.run(command, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=BUILD_TIMEOUT_S)
         if done.returncode != 0:
             tail = "\n".join(done.stderr.splitlines()[-60:])
-            problem = f"{' '.join(BUILD_CMD)} failed ({done.returncode}):\n{tail}"
-        elif not DEFAULT_BIN.exists():
-            problem = f"the build succeeded but {DEFAULT_BIN} is missing"
+            problem = f"{' '.join(command)} failed ({done.returncode}):\n{tail}"
+        elif not default.exists():
+            problem = f"the build succeeded but {default} is missing"
         else:
             problem = None
     except subprocess.TimeoutExpired:
-        problem = f"{' '.join(BUILD_CMD)} took over {BUILD_TIMEOUT_S} s"
+        problem = f"{' '.join(command)} took over {BUILD_TIMEOUT_S} s"
     if problem:
         failed.write_text(problem)
         pytest.fail(problem, pytrace=False)
-    built.write_text(str(DEFAULT_BIN))
-    return DEFAULT_BIN
+    built.write_text(str(default))
+    return default
+
+
+@pytest.fixture(scope="session")
+def ringtail_bin(tmp_path_factory) -> Path:
+    """The broker binary: RINGTAIL_BIN if set, else built once."""
+    return _cargo_binary(tmp_path_factory, "RINGTAIL_BIN", "ringtail-server", "ringtail")
+
+
+@pytest.fixture(scope="session")
+def loadgen_bin(tmp_path_factory) -> Path:
+    """The load generator binary: LOADGEN_BIN if set, else built once."""
+    return _cargo_binary(tmp_path_factory, "LOADGEN_BIN", "ringtail-loadgen", "ringtail-loadgen")
 
 
 @pytest.fixture

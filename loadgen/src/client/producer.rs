@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::messages::{ApiVersionsRequest, ProduceRequest};
 
 use super::batch::{stamp, BatchBuilder, BATCH_HEADER_BYTES, STAMP_BYTES};
 use super::cluster::topic_name;
@@ -98,6 +98,22 @@ struct Link {
     version: i16,
     in_flight: Option<SyncSender<InFlight>>,
     receiver: Option<JoinHandle<Result<ProducerTally, ClientError>>>,
+    /// acks=0: the receiving half, unused until the closing barrier.
+    idle_receiver: Option<Receiver>,
+}
+
+impl Link {
+    /// acks=0 has no answers, so "written" is all a producer knows. Before the run reads high
+    /// watermarks, this sends one request that is answered and waits for its answer: a broker
+    /// handles a connection's requests in order (Kafka mutes a connection while it handles a
+    /// request), so the answer means every earlier produce request was handled.
+    fn barrier(&mut self) -> Result<(), ClientError> {
+        if let Some(receiver) = self.idle_receiver.as_mut() {
+            let correlation_id = self.sender.send(&ApiVersionsRequest::default(), 0)?;
+            receiver.receive::<ApiVersionsRequest>(0, correlation_id)?;
+        }
+        Ok(())
+    }
 }
 
 /// Counts acknowledged and failed batches (on the sending thread for acks=0, else on each
@@ -171,17 +187,21 @@ pub fn run_producer(
     };
     let mut index: u64 = 0;
     let rated = config.schedule.due(1) > Duration::ZERO;
+    let from_of = |index: u64| config.start + config.schedule.due(index);
     let result = (|| -> Result<(), ClientError> {
         loop {
             let now = clock.elapsed();
-            if now >= config.end || stop.load(Ordering::Relaxed) {
+            if stop.load(Ordering::Relaxed) || (!rated && now >= config.end) {
                 break;
             }
+            // Under a rate, every message due before the end is sent, even when this thread
+            // wakes up late: what is late shows in its latency, it is not skipped.
+            let finished = now >= config.end;
             let due = config.schedule.due_by(now.saturating_sub(config.start));
             // Put due messages into batches; a full batch is sent at once.
             while index < due {
                 let from = if rated {
-                    config.start + config.schedule.due(index)
+                    from_of(index)
                 } else {
                     clock.elapsed()
                 };
@@ -233,6 +253,9 @@ pub fn run_producer(
                     )?;
                     break;
                 }
+            }
+            if finished && (index >= due || from_of(index) >= config.end) {
+                break;
             }
             // Send batches that lingered long enough.
             let now = clock.elapsed();
@@ -290,6 +313,9 @@ pub fn run_producer(
     })();
     // Close every link and collect what its receiver counted, even after an error.
     for (_, mut link) in links.drain() {
+        if result.is_ok() {
+            link.barrier()?;
+        }
         link.in_flight.take();
         if let Some(receiver) = link.receiver.take() {
             match receiver.join() {
@@ -391,6 +417,7 @@ fn open_link(
             version,
             in_flight: None,
             receiver: None,
+            idle_receiver: Some(receiver),
         });
     }
     let (in_flight, in_flight_receiver) = sync_channel(config.max_in_flight.max(1) - 1);
@@ -403,6 +430,7 @@ fn open_link(
         version,
         in_flight: Some(in_flight),
         receiver: Some(receiver),
+        idle_receiver: None,
     })
 }
 
