@@ -15,5 +15,6 @@ pub mod partitioner;
 pub mod payload;
 pub mod report;
 pub mod run;
+pub mod scenario;
 pub mod schedule;
 pub mod workload;

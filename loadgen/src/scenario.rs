@@ -1,0 +1,196 @@
+//! The named scenarios of `ringtail-loadgen matrix`: each is a workload plus the broker settings
+//! it needs, run once per broker and disk layout. A fixed-rate scenario takes its rate from the
+//! max-produce result measured on the same broker and layout in the same matrix run.
+
+use serde::{Deserialize, Serialize};
+
+use crate::workload::{Acks, ConsumerMode, MessageSize, StartFrom, Workload};
+
+/// What a scenario's rate is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Rate {
+    FlatOut,
+    /// This fraction of the max-produce msgs/s measured on the same broker and layout.
+    FractionOfMax(f64),
+    MsgsPerSecond(f64),
+}
+
+/// One named scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    /// The workload; bootstrap, topic names and durations are filled in per run.
+    pub workload: Workload,
+    pub rate: Rate,
+    /// Broker settings this scenario needs (Ringtail flags, e.g. the flush policy).
+    pub ringtail_args: Vec<String>,
+}
+
+/// The scenario whose result other scenarios' rates derive from.
+pub const MAX_PRODUCE: &str = "max-produce";
+
+/// Bytes per message in every scenario: 1 KiB, the size the goals are stated in.
+const MESSAGE_BYTES: usize = 1024;
+
+fn base() -> Workload {
+    Workload {
+        message_size: MessageSize::Fixed {
+            bytes: MESSAGE_BYTES,
+        },
+        partitions: 4,
+        producers: 1,
+        subscriptions: 1,
+        consumers_per_subscription: 1,
+        acks: Acks::Leader,
+        ..Workload::default()
+    }
+}
+
+/// Every scenario, in the order a matrix runs them (max-produce first: others depend on it).
+pub fn all() -> Vec<Scenario> {
+    let scenario = |name: &str, description: &str, workload: Workload, rate: Rate| Scenario {
+        name: name.to_string(),
+        description: description.to_string(),
+        workload,
+        rate,
+        ringtail_args: Vec::new(),
+    };
+    let mut scenarios = vec![
+        scenario(
+            MAX_PRODUCE,
+            "Max produce throughput: acks=1, 1 KiB messages, 2 producers flat out, no consumers",
+            Workload {
+                producers: 2,
+                consumers_per_subscription: 0,
+                ..base()
+            },
+            Rate::FlatOut,
+        ),
+        Scenario {
+            ringtail_args: vec!["--flush".to_string(), "every_batch".to_string()],
+            ..scenario(
+                "durable-produce",
+                "Durable produce: acks=all with every batch fsynced before the ack, 1 KiB messages, flat out",
+                Workload {
+                    producers: 2,
+                    consumers_per_subscription: 0,
+                    acks: Acks::All,
+                    ..base()
+                },
+                Rate::FlatOut,
+            )
+        },
+        scenario(
+            "fixed-rate-latency",
+            "Latency at half the max: 50% of max-produce's rate, 1 producer, 1 consumer",
+            base(),
+            Rate::FractionOfMax(0.5),
+        ),
+        scenario(
+            "fan-out",
+            "Fan-out: 1 producer at 25% of max, 4 consumer groups each reading everything",
+            Workload {
+                subscriptions: 4,
+                consumer_mode: ConsumerMode::Group,
+                ..base()
+            },
+            Rate::FractionOfMax(0.25),
+        ),
+        scenario(
+            "catch-up",
+            "Catch-up read: a consumer starts at the log start of a 1 GB backlog while a producer runs at 25% of max",
+            Workload {
+                start_from: StartFrom::Earliest,
+                backlog_bytes: 1_000_000_000,
+                ..base()
+            },
+            Rate::FractionOfMax(0.25),
+        ),
+    ];
+    for partitions in [1, 16, 256, 1024] {
+        scenarios.push(scenario(
+            &format!("partitions-{partitions}"),
+            &format!(
+                "{partitions} partition(s): 1 producer (round-robin) and 1 consumer, flat out"
+            ),
+            Workload {
+                partitions,
+                partitioner: if partitions == 1 {
+                    crate::workload::PartitionerKind::Sticky
+                } else {
+                    crate::workload::PartitionerKind::RoundRobin
+                },
+                ..base()
+            },
+            Rate::FlatOut,
+        ));
+    }
+    scenarios
+}
+
+/// Scenarios by name, in matrix order; an unknown name is an error listing the known ones.
+pub fn select(names: &[String]) -> Result<Vec<Scenario>, String> {
+    let all = all();
+    if names.is_empty() {
+        return Ok(all);
+    }
+    for name in names {
+        if !all.iter().any(|scenario| &scenario.name == name) {
+            let known: Vec<&str> = all.iter().map(|scenario| scenario.name.as_str()).collect();
+            return Err(format!("unknown scenario {name:?}; known: {}", known.join(", ")));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|scenario| names.contains(&scenario.name))
+        .collect())
+}
+
+impl Scenario {
+    /// The rate this scenario runs at, given max-produce's msgs/s on the same broker and layout.
+    pub fn rate_msgs_per_s(&self, max_produce_msgs_per_s: Option<f64>) -> Result<Option<f64>, String> {
+        match self.rate {
+            Rate::FlatOut => Ok(None),
+            Rate::MsgsPerSecond(rate) => Ok(Some(rate)),
+            Rate::FractionOfMax(fraction) => match max_produce_msgs_per_s {
+                Some(max) if max > 0.0 => Ok(Some((max * fraction).max(1.0))),
+                _ => Err(format!(
+                    "{} runs at {:.0}% of {MAX_PRODUCE}'s rate: run {MAX_PRODUCE} first on the same broker and layout",
+                    self.name,
+                    fraction * 100.0
+                )),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_max_produce_comes_first() {
+        let all = all();
+        assert_eq!(all[0].name, MAX_PRODUCE);
+        let mut names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+    }
+
+    #[test]
+    fn selection_keeps_matrix_order_and_refuses_unknown_names() {
+        let picked = select(&["partitions-16".into(), MAX_PRODUCE.into()]).unwrap();
+        assert_eq!(picked[0].name, MAX_PRODUCE);
+        assert_eq!(picked[1].name, "partitions-16");
+        assert!(select(&["nope".into()]).unwrap_err().contains("max-produce"));
+    }
+
+    #[test]
+    fn derived_rates_need_the_max() {
+        let fixed = select(&["fixed-rate-latency".into()]).unwrap().remove(0);
+        assert_eq!(fixed.rate_msgs_per_s(Some(1000.0)).unwrap(), Some(500.0));
+        assert!(fixed.rate_msgs_per_s(None).is_err());
+    }
+}
