@@ -53,9 +53,14 @@ pub enum PartitionerKind {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum MessageSize {
-    Fixed { bytes: usize },
+    Fixed {
+        bytes: usize,
+    },
     /// Uniformly distributed in `[min_bytes, max_bytes]`.
-    Uniform { min_bytes: usize, max_bytes: usize },
+    Uniform {
+        min_bytes: usize,
+        max_bytes: usize,
+    },
 }
 
 impl MessageSize {
