@@ -155,7 +155,7 @@ impl PartitionLog {
         now_ms: i64,
         stop: Option<StopPoint>,
     ) -> Result<CompactionOutcome, CompactionError> {
-        let Some((targets, config)) = self.begin_cleaning() else {
+        let Some((targets, active_base_offset, config)) = self.begin_cleaning() else {
             return Ok(CompactionOutcome::default());
         };
         let _mark = CleaningMark(self);
@@ -171,7 +171,7 @@ impl PartitionLog {
         let mapped = &targets[..outcome.segments_mapped];
         outcome.clean_end_offset = targets
             .get(outcome.segments_mapped)
-            .map_or_else(|| self.active_base_offset(), |next| next.base_offset);
+            .map_or(active_base_offset, |next| next.base_offset);
         let tombstone_horizon_ms = now_ms.saturating_sub(config.delete_retention_ms as i64);
         for target in mapped {
             if self.state.borrow().closed {
@@ -209,8 +209,10 @@ impl PartitionLog {
         Ok(outcome)
     }
 
-    /// Marks the log cleaning and returns its sealed segments, or `None` when it may not clean now.
-    fn begin_cleaning(&self) -> Option<(Vec<Target>, LogConfig)> {
+    /// Marks the log cleaning and returns its sealed segments and the active segment's base (what
+    /// is sealed now: a roll during the pass must not count as cleaned), or `None` when it may not
+    /// clean now.
+    fn begin_cleaning(&self) -> Option<(Vec<Target>, i64, LogConfig)> {
         let mut state = self.state.borrow_mut();
         if state.cleaning || state.closed || state.failure.is_some() || state.segments.len() < 2 {
             return None;
@@ -229,7 +231,8 @@ impl PartitionLog {
                 created_ms: segment.created_ms,
             })
             .collect();
-        Some((targets, state.config.clone()))
+        let active_base_offset = state.segments[sealed].base_offset;
+        Some((targets, active_base_offset, state.config.clone()))
     }
 
     /// Whether `base_offset` is the first segment's (which keeps the log start offset).
@@ -239,14 +242,6 @@ impl PartitionLog {
             .segments
             .front()
             .is_some_and(|front| front.base_offset == base_offset)
-    }
-
-    fn active_base_offset(&self) -> i64 {
-        let state = self.state.borrow();
-        state
-            .segments
-            .back()
-            .map_or(0, |segment| segment.base_offset)
     }
 
     /// Puts the cleaned copy in the place of the segment the pass read.
