@@ -15,7 +15,8 @@
 //! - `log_start_offset <= durable_offset <= high_watermark <= next_offset` (durable only under a
 //!   syncing policy; otherwise it trails).
 //! - Readers see only whole, written batches: a read plan never reaches past `high_watermark`.
-//! - Segments are ordered by base offset and each base offset is the previous segment's end.
+//! - Segments are ordered by base offset and each base offset is the previous segment's end (or
+//!   beyond it, once compaction removed a segment's last batches: reads skip to the next base).
 //! - After a failed write or fsync the log takes no more appends (page cache state is unknown).
 
 use std::cell::RefCell;
