@@ -361,3 +361,31 @@ async fn accept_loop(context: Rc<ShardContext>, listener: compio::net::TcpListen
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use clap::Parser;
+    use ringtail_engine::TopicMeta;
+
+    use super::*;
+    use crate::group::OFFSETS_TOPIC;
+
+    #[test]
+    fn an_offsets_topic_from_an_older_data_dir_gets_the_compact_policy() {
+        // Compaction is how the offsets topic stays small: an existing one must be compacted too.
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let args = Args::try_parse_from(["ringtail", "--data-dir", data_dir]).unwrap();
+        let runtime = compio::runtime::Runtime::new().unwrap();
+        let mut registry = runtime.block_on(TopicRegistry::load(dir.path())).unwrap();
+        let old_configs = BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]);
+        registry.insert(TopicMeta::new(OFFSETS_TOPIC, 1, old_configs));
+        ensure_internal_topics(&args, &mut registry).unwrap();
+        let reloaded = runtime.block_on(TopicRegistry::load(dir.path())).unwrap();
+        let configs = &reloaded.get(OFFSETS_TOPIC).unwrap().configs;
+        assert_eq!(configs["cleanup.policy"], "compact");
+        assert_eq!(configs["retention.ms"], "-1", "other configs are kept");
+    }
+}
