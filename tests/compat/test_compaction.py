@@ -138,3 +138,58 @@ def test_offsets_topic_is_compacted(start_broker):
     resource = ConfigResource("TOPIC", "__consumer_offsets")
     described = admin.describe_configs([resource])[resource].result(timeout=20)
     assert described["cleanup.policy"].value == "compact"
+
+
+def offsets_topic_records(bootstrap: str) -> list[tuple[int, str, str | None]]:
+    return read_all(bootstrap, "__consumer_offsets")
+
+
+def test_offsets_topic_compaction_keeps_commits_and_deletions(start_broker):
+    # The coordinator keys every record and writes tombstones: after the offsets topic is compacted
+    # and the broker restarts, the latest commit is there and a deleted group stays deleted.
+    from confluent_kafka import Consumer
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+
+    broker = start_broker(*BROKER_ARGS)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap, **COMMON})
+    entries = [ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+               for name, value in [("segment.ms", "300"), ("min.cleanable.dirty.ratio", "0.01")]]
+    resource = ConfigResource("TOPIC", "__consumer_offsets", incremental_configs=entries)
+    admin.incremental_alter_configs([resource])[resource].result(timeout=20)
+    topic = topic_name("compact-offsets")
+    create_compacted_topic(broker.bootstrap, topic)
+    produce(broker.bootstrap, topic, [(f"k{i}", f"v{i}") for i in range(5)], "none")
+
+    def committer(group: str):
+        return Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False,
+                         **COMMON})
+
+    keep, gone = topic_name("keep"), topic_name("gone")
+    for group, commits in [(keep, range(1, 31)), (gone, range(1, 3))]:
+        consumer = committer(group)
+        try:
+            for offset in commits:
+                consumer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+        finally:
+            consumer.close()
+    admin.delete_consumer_groups([gone])[gone].result(timeout=15)
+
+    def commits_of(group: str, records) -> list:
+        return [r for r in records if r[1].startswith(f"offset\0{group}\0")]
+
+    deadline = time.monotonic() + COMPACTION_TIMEOUT_S
+    while True:
+        records = offsets_topic_records(broker.bootstrap)
+        if len(commits_of(keep, records)) == 1 and len(commits_of(gone, records)) == 1:
+            break
+        assert time.monotonic() < deadline, f"offsets topic not compacted: {len(records)} records"
+        time.sleep(0.5)
+    assert commits_of(gone, records)[0][2] is None, "the deleted group's offset is a tombstone"
+
+    broker.restart()
+    for group, want in [(keep, 30), (gone, -1001)]:
+        consumer = committer(group)
+        try:
+            assert consumer.committed([TopicPartition(topic, 0)], timeout=10)[0].offset == want, group
+        finally:
+            consumer.close()
