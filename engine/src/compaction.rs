@@ -4,13 +4,15 @@
 //! # A pass
 //! 1. Take the sealed segments (never the active one, as in Kafka) and mark the log `cleaning`:
 //!    retention and close wait for the pass.
-//! 2. Read them oldest first and note each key's latest offset ([`KeyMap`]); stop adding segments
-//!    once the map holds [`KEY_MAP_BYTES_MAX`]: the pass then cleans only the segments it mapped.
-//! 3. For each mapped segment, oldest first: read its batches, keep the records that are their
-//!    key's latest and not an expired tombstone (see below), and write the survivors to
-//!    `<base>.log.cleaned` with fresh `.index.cleaned`/`.timeindex.cleaned`. A segment that loses
-//!    nothing is left alone. Then install the copy (crash-safe, below) and put a new [`Segment`]
-//!    with the next `generation` in the log's place.
+//! 2. Read the *dirty* ones (not cleaned since open) oldest first and note each key's latest
+//!    offset ([`KeyMap`]); stop once the map holds [`KEY_MAP_BYTES_MAX`] (the rest stay dirty for
+//!    the next pass). Segments cleaned earlier need no mapping: each of their keys occurs there
+//!    once, and a newer record of it, if any, is in a dirty segment (as in Kafka's cleaner).
+//! 3. For each segment up to the last mapped one, oldest first: read its batches, keep the
+//!    records that are their key's latest and not an expired tombstone (see below), and write the
+//!    survivors to `<base>.log.cleaned` with fresh `.index.cleaned`/`.timeindex.cleaned`. A
+//!    segment that loses nothing is left alone. Then install the copy (crash-safe, below) and put
+//!    a new [`Segment`] with the next `generation` in the log's place.
 //!
 //! # Tombstones
 //! A tombstone (null value) that is its key's latest record is kept until a pass runs at a time
@@ -91,6 +93,34 @@ pub enum StopPoint {
     IndexesInstalled,
 }
 
+/// Knobs of a pass, for tests.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct PassOptions {
+    pub stop: Option<StopPoint>,
+    pub key_map_bytes_max: usize,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        Self {
+            stop: None,
+            key_map_bytes_max: KEY_MAP_BYTES_MAX,
+        }
+    }
+}
+
+/// What a pass works on, as the log was when it started.
+struct Pass {
+    /// Every sealed segment.
+    targets: Vec<Target>,
+    /// Index of the first target not cleaned since open: mapping starts there.
+    dirty_from: usize,
+    /// The active segment's base: a roll during the pass must not count as cleaned.
+    active_base_offset: i64,
+    config: LogConfig,
+}
+
 /// A sealed segment as the pass saw it when it started.
 struct Target {
     base_offset: i64,
@@ -146,61 +176,45 @@ impl PartitionLog {
         self: &Rc<Self>,
         now_ms: i64,
     ) -> Result<CompactionOutcome, CompactionError> {
-        self.compact_until(now_ms, None).await
+        self.compact_with(now_ms, PassOptions::default()).await
     }
 
     #[doc(hidden)]
-    pub async fn compact_until(
+    pub async fn compact_with(
         self: &Rc<Self>,
         now_ms: i64,
-        stop: Option<StopPoint>,
+        options: PassOptions,
     ) -> Result<CompactionOutcome, CompactionError> {
-        let Some((targets, active_base_offset, config)) = self.begin_cleaning() else {
+        let Some(pass) = self.begin_cleaning() else {
             return Ok(CompactionOutcome::default());
         };
         let _mark = CleaningMark(self);
         let mut outcome = CompactionOutcome::default();
         let mut keys = KeyMap::default();
-        for target in &targets {
-            if outcome.segments_mapped > 0 && keys.bytes() >= KEY_MAP_BYTES_MAX {
-                break;
-            }
-            map_segment(target, &mut keys).await?;
-            outcome.segments_mapped += 1;
-        }
-        let mapped = &targets[..outcome.segments_mapped];
-        outcome.clean_end_offset = targets
-            .get(outcome.segments_mapped)
-            .map_or(active_base_offset, |next| next.base_offset);
-        let tombstone_horizon_ms = now_ms.saturating_sub(config.delete_retention_ms as i64);
-        for target in mapped {
+        let cleaned_end = map_dirty(&pass, &mut keys, options.key_map_bytes_max).await?;
+        outcome.segments_mapped = cleaned_end - pass.dirty_from;
+        outcome.clean_end_offset = pass
+            .targets
+            .get(cleaned_end)
+            .map_or(pass.active_base_offset, |next| next.base_offset);
+        let horizon_ms = now_ms.saturating_sub(pass.config.delete_retention_ms as i64);
+        for target in &pass.targets[..cleaned_end] {
             if self.state.borrow().closed {
                 return Ok(outcome);
             }
-            outcome.bytes_before += target.size_bytes;
-            let cleaned =
-                clean_segment(self.dir(), target, &keys, tombstone_horizon_ms, &config).await?;
-            let Some((segment, removed)) = cleaned else {
-                outcome.bytes_after += target.size_bytes;
-                continue;
-            };
-            outcome.records_removed += removed;
-            outcome.bytes_after += segment.size_bytes;
-            if segment.size_bytes == 0 && !self.is_front(target.base_offset) {
-                remove_cleaned_files(self.dir(), target.base_offset).await?;
-                self.delete_emptied(target).await?;
-                outcome.segments_deleted += 1;
-                continue;
-            }
-            if stop == Some(StopPoint::CleanedWritten) {
+            let done = self
+                .clean_one(
+                    target,
+                    &keys,
+                    horizon_ms,
+                    &pass.config,
+                    options.stop,
+                    &mut outcome,
+                )
+                .await?;
+            if !done {
                 return Ok(outcome);
             }
-            install(self.dir(), target.base_offset, stop).await?;
-            if stop.is_some() {
-                return Ok(outcome);
-            }
-            self.replace_segment(target, segment);
-            outcome.segments_rewritten += 1;
         }
         self.state.borrow_mut().first_dirty_offset = outcome.clean_end_offset;
         if outcome.records_removed > 0 {
@@ -209,17 +223,53 @@ impl PartitionLog {
         Ok(outcome)
     }
 
-    /// Marks the log cleaning and returns its sealed segments and the active segment's base (what
-    /// is sealed now: a roll during the pass must not count as cleaned), or `None` when it may not
-    /// clean now.
-    fn begin_cleaning(&self) -> Option<(Vec<Target>, i64, LogConfig)> {
+    /// Cleans one segment and puts the copy in its place (or deletes it if emptied). Returns false
+    /// when `stop` ended the pass.
+    async fn clean_one(
+        &self,
+        target: &Target,
+        keys: &KeyMap,
+        horizon_ms: i64,
+        config: &LogConfig,
+        stop: Option<StopPoint>,
+        outcome: &mut CompactionOutcome,
+    ) -> Result<bool, CompactionError> {
+        outcome.bytes_before += target.size_bytes;
+        let cleaned = clean_segment(self.dir(), target, keys, horizon_ms, config).await?;
+        let Some((segment, removed)) = cleaned else {
+            outcome.bytes_after += target.size_bytes;
+            return Ok(true);
+        };
+        outcome.records_removed += removed;
+        outcome.bytes_after += segment.size_bytes;
+        if segment.size_bytes == 0 && !self.is_front(target.base_offset) {
+            remove_cleaned_files(self.dir(), target.base_offset).await?;
+            self.delete_emptied(target).await?;
+            outcome.segments_deleted += 1;
+            return Ok(true);
+        }
+        if stop == Some(StopPoint::CleanedWritten) {
+            return Ok(false);
+        }
+        install(self.dir(), target.base_offset, stop).await?;
+        if stop.is_some() {
+            return Ok(false);
+        }
+        self.replace_segment(target, segment);
+        outcome.segments_rewritten += 1;
+        Ok(true)
+    }
+
+    /// Marks the log cleaning and returns what the pass works on, or `None` when it may not clean
+    /// now.
+    fn begin_cleaning(&self) -> Option<Pass> {
         let mut state = self.state.borrow_mut();
         if state.cleaning || state.closed || state.failure.is_some() || state.segments.len() < 2 {
             return None;
         }
         state.cleaning = true;
         let sealed = state.segments.len() - 1;
-        let targets = state
+        let targets: Vec<Target> = state
             .segments
             .iter()
             .take(sealed)
@@ -231,8 +281,16 @@ impl PartitionLog {
                 created_ms: segment.created_ms,
             })
             .collect();
-        let active_base_offset = state.segments[sealed].base_offset;
-        Some((targets, active_base_offset, state.config.clone()))
+        let dirty_from = targets
+            .iter()
+            .position(|target| target.base_offset >= state.first_dirty_offset)
+            .unwrap_or(targets.len());
+        Some(Pass {
+            targets,
+            dirty_from,
+            active_base_offset: state.segments[sealed].base_offset,
+            config: state.config.clone(),
+        })
     }
 
     /// Whether `base_offset` is the first segment's (which keeps the log start offset).
@@ -345,6 +403,25 @@ impl<'a> BatchReader<'a> {
         self.position += total as u64;
         Ok(Some(&self.window[at..at + total]))
     }
+}
+
+/// Maps the keys of the dirty segments, oldest first, until the map is full (at least one segment).
+/// Returns the end (exclusive index into the targets) of the segments the pass may clean: every
+/// segment before it has its newer records of each key in the map, or was cleaned before.
+async fn map_dirty(
+    pass: &Pass,
+    keys: &mut KeyMap,
+    key_map_bytes_max: usize,
+) -> Result<usize, CompactionError> {
+    let mut end = pass.dirty_from;
+    for target in &pass.targets[pass.dirty_from..] {
+        if end > pass.dirty_from && keys.bytes() >= key_map_bytes_max {
+            break;
+        }
+        map_segment(target, keys).await?;
+        end += 1;
+    }
+    Ok(end)
 }
 
 /// Notes every key of a segment in `keys`.

@@ -12,7 +12,7 @@ use common::{block_on, bytes_mut, small_config, split_batches};
 use proptest::prelude::*;
 use ringtail_engine::batch::{self, Compression, ProducerSpec, RecordSpec};
 use ringtail_engine::cleaner;
-use ringtail_engine::compaction::StopPoint;
+use ringtail_engine::compaction::{PassOptions, StopPoint};
 use ringtail_engine::compression::Framing;
 use ringtail_engine::{AppendError, CleanupPolicy, LogConfig, PartitionLog};
 
@@ -516,7 +516,11 @@ fn a_crash_at_any_step_of_a_cleaning_recovers_to_old_or_new() {
             let before = read_all(&log).await;
             let high_watermark = log.high_watermark();
             let clean_end = *log.segment_base_offsets().last().unwrap();
-            log.compact_until(TIMESTAMP_BASE, Some(stop)).await.unwrap();
+            let options = PassOptions {
+                stop: Some(stop),
+                ..PassOptions::default()
+            };
+            log.compact_with(TIMESTAMP_BASE, options).await.unwrap();
             assert!(
                 !leftover_files(dir.path()).is_empty(),
                 "{stop:?} leaves files"
@@ -569,5 +573,42 @@ fn a_half_written_cleaned_file_is_removed_at_open() {
             .unwrap();
         assert!(leftover_files(dir.path()).is_empty());
         assert_eq!(read_all(&log).await, before);
+    });
+}
+
+#[test]
+fn a_key_map_too_small_for_the_log_converges_over_several_passes() {
+    // With room for one segment's keys per pass, each pass maps the next dirty segment and
+    // cleans everything up to it; the passes together reach what one full pass gives.
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), compact_config(1024))
+            .await
+            .unwrap();
+        append_all(&log, &fixed_appends()).await;
+        log.roll_now().await.unwrap();
+        let sealed = log.segment_count() - 1;
+        assert!(sealed > 3, "several segments: {sealed}");
+        let before = read_all(&log).await;
+        let clean_end = *log.segment_base_offsets().last().unwrap();
+        let options = PassOptions {
+            key_map_bytes_max: 1,
+            ..PassOptions::default()
+        };
+        let mut passes = 0;
+        loop {
+            let outcome = log.compact_with(TIMESTAMP_BASE, options).await.unwrap();
+            passes += 1;
+            assert!(passes <= sealed + 1, "no progress");
+            if outcome.segments_mapped == 0 {
+                break;
+            }
+            assert_eq!(outcome.segments_mapped, 1);
+        }
+        assert_eq!(
+            read_all(&log).await,
+            model_after(&before, clean_end, TIMESTAMP_BASE)
+        );
+        assert!(!log.cleaning_due());
     });
 }
