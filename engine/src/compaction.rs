@@ -565,6 +565,24 @@ async fn finish_copy(copy: &mut Segment) -> Result<(), CompactionError> {
             .map_err(CompactionError::io(&path))?;
     }
     copy.allocated_bytes = copy.size_bytes;
+    // Read back what the bookkeeping says was written before it can replace anything.
+    let file_bytes = copy
+        .files
+        .log
+        .metadata()
+        .await
+        .map_err(CompactionError::io(&path))?
+        .len();
+    if file_bytes != copy.size_bytes {
+        return Err(CompactionError::Corrupt {
+            path,
+            position: file_bytes,
+            reason: format!(
+                "cleaned copy holds {file_bytes} bytes, expected {}",
+                copy.size_bytes
+            ),
+        });
+    }
     for file in [
         &copy.files.log,
         &copy.files.offset_index,
