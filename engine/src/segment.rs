@@ -242,7 +242,16 @@ impl Segment {
     pub fn note_appended(&mut self, header: &BatchHeader, position: u64, config: &LogConfig) {
         debug_assert_eq!(position, self.size_bytes, "batches are contiguous");
         debug_assert!(header.base_offset >= self.next_offset, "offsets increase");
-        if self.bytes_since_index_entry >= u64::from(config.index_interval_bytes) && position > 0 {
+        // Recovery replays from the last index entry: that batch is indexed already (with
+        // `index.interval.bytes=0` it would otherwise be pushed twice).
+        let indexed = self
+            .offset_index
+            .last()
+            .is_some_and(|last| last.offset >= header.base_offset);
+        if self.bytes_since_index_entry >= u64::from(config.index_interval_bytes)
+            && position > 0
+            && !indexed
+        {
             self.offset_index.push(OffsetEntry {
                 offset: header.base_offset,
                 position: position as u32,
