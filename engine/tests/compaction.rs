@@ -612,3 +612,49 @@ fn a_key_map_too_small_for_the_log_converges_over_several_passes() {
         assert!(!log.cleaning_due());
     });
 }
+
+#[test]
+fn appends_rolls_and_reads_during_a_pass_see_whole_batches() {
+    // The pass runs on the shard beside appends (which roll segments) and fetches: reads in
+    // between see whole, CRC-valid batches in offset order, and the end state is the model's.
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), compact_config(1024))
+            .await
+            .unwrap();
+        append_all(&log, &fixed_appends()).await;
+        log.roll_now().await.unwrap();
+        let before = read_all(&log).await;
+        let clean_end = *log.segment_base_offsets().last().unwrap();
+        let pass = compio::runtime::spawn({
+            let log = Rc::clone(&log);
+            async move { log.compact(TIMESTAMP_BASE).await.unwrap() }
+        });
+        let more = fixed_appends();
+        for append in &more {
+            log.append(bytes_mut(&encode(append, ProducerSpec::default())), 0)
+                .await
+                .unwrap();
+            let seen = read_all(&log).await;
+            assert!(seen.windows(2).all(|pair| pair[0].offset < pair[1].offset));
+        }
+        let outcome = pass.await.unwrap();
+        assert_eq!(outcome.clean_end_offset, clean_end);
+        let mut expected = model_after(&before, clean_end, TIMESTAMP_BASE);
+        expected.extend(
+            read_all(&log)
+                .await
+                .into_iter()
+                .filter(|record| record.offset >= clean_end),
+        );
+        assert_eq!(read_all(&log).await, expected);
+        assert_eq!(
+            expected
+                .iter()
+                .filter(|record| record.offset >= clean_end)
+                .count(),
+            more.len() + before.iter().filter(|r| r.offset >= clean_end).count()
+        );
+        check_lookups(&log, &expected).await;
+    });
+}
