@@ -113,6 +113,30 @@ pub struct LogConfig {
     pub cleanup_policy: CleanupPolicy,
     /// Preallocate the active segment with `fallocate`.
     pub preallocate: bool,
+    /// How long a tombstone (null value) stays in a compacted log: it is removed by the first
+    /// cleaning after its batch's max timestamp is older than this (Kafka's `delete.retention.ms`).
+    pub delete_retention_ms: u64,
+    /// Cleaning starts once the bytes of sealed segments not yet cleaned are at least this share
+    /// of all sealed bytes (Kafka's `min.cleanable.dirty.ratio`), in millionths.
+    pub min_cleanable_dirty_ratio_ppm: u32,
+}
+
+impl LogConfig {
+    /// Whether the cleaner keeps only the latest record per key.
+    pub fn compacts(&self) -> bool {
+        matches!(
+            self.cleanup_policy,
+            CleanupPolicy::Compact | CleanupPolicy::CompactDelete
+        )
+    }
+
+    /// Whether retention deletes old segments by size and age.
+    pub fn deletes(&self) -> bool {
+        matches!(
+            self.cleanup_policy,
+            CleanupPolicy::Delete | CleanupPolicy::CompactDelete
+        )
+    }
 }
 
 impl Default for LogConfig {
@@ -127,6 +151,8 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             cleanup_policy: CleanupPolicy::Delete,
             preallocate: true,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio_ppm: 500_000,
         }
     }
 }
@@ -142,6 +168,8 @@ pub const TOPIC_CONFIG_NAMES: &[&str] = &[
     "cleanup.policy",
     "max.message.bytes",
     "preallocate",
+    "delete.retention.ms",
+    "min.cleanable.dirty.ratio",
 ];
 
 impl LogConfig {
@@ -204,6 +232,17 @@ impl LogConfig {
                     .parse()
                     .map_err(|_| invalid("expected true or false"))?
             }
+            "delete.retention.ms" => {
+                self.delete_retention_ms =
+                    u64::try_from(number()?).map_err(|_| invalid("must be >= 0"))?
+            }
+            "min.cleanable.dirty.ratio" => {
+                let ratio: f64 = value.parse().map_err(|_| invalid("not a number"))?;
+                if !(0.0..=1.0).contains(&ratio) {
+                    return Err(invalid("must be between 0 and 1"));
+                }
+                self.min_cleanable_dirty_ratio_ppm = (ratio * 1e6).round() as u32;
+            }
             _ => return Err(ConfigError::Unknown { name: name.into() }),
         }
         Ok(())
@@ -222,6 +261,10 @@ impl LogConfig {
             "max.message.bytes" => self.max_message_bytes.to_string(),
             "cleanup.policy" => self.cleanup_policy.to_string(),
             "preallocate" => self.preallocate.to_string(),
+            "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "min.cleanable.dirty.ratio" => {
+                (f64::from(self.min_cleanable_dirty_ratio_ppm) / 1e6).to_string()
+            }
             _ => return None,
         })
     }
@@ -294,5 +337,18 @@ mod tests {
             Err(ConfigError::Unknown { .. })
         ));
         assert!(LogConfig::default().apply("segment.bytes", "10").is_err());
+        assert!(LogConfig::default()
+            .apply("min.cleanable.dirty.ratio", "1.5")
+            .is_err());
+        assert_eq!(
+            LogConfig::default()
+                .get("min.cleanable.dirty.ratio")
+                .unwrap(),
+            "0.5"
+        );
+        assert_eq!(
+            LogConfig::default().get("delete.retention.ms").unwrap(),
+            "86400000"
+        );
     }
 }

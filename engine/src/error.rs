@@ -55,6 +55,13 @@ pub enum AppendError {
     Closed,
     #[error(transparent)]
     Sequence(#[from] crate::producer::SequenceError),
+    /// A record without a key in a compacted log: compaction keeps the latest record per key, so
+    /// a keyless record has no meaning there. Kafka's INVALID_RECORD.
+    #[error("record at offset delta {offset_delta} has no key, and the log is compacted")]
+    NullKeyInCompactedLog { offset_delta: i64 },
+    /// A compacted log's batch whose records could not be read to check their keys.
+    #[error("batch records unreadable: {reason}")]
+    UnreadableRecords { reason: String },
 }
 
 /// Why a read could not be planned.
@@ -105,4 +112,44 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+}
+
+/// A record area that a codec could not read or write (only the cleaner decompresses).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CompressionError {
+    #[error("{codec:?} record area unreadable: {reason}")]
+    Decompress {
+        codec: crate::batch::Compression,
+        reason: String,
+    },
+    #[error("{codec:?} compression failed: {reason}")]
+    Compress {
+        codec: crate::batch::Compression,
+        reason: String,
+    },
+}
+
+/// Why a cleaning (compaction) pass stopped. The log is unchanged by a failed pass: cleaned
+/// segments only replace the old ones once whole and synced.
+#[derive(Debug, thiserror::Error)]
+pub enum CompactionError {
+    #[error("I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("log data is inconsistent at {path}:{position}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    #[error(transparent)]
+    Compression(#[from] CompressionError),
+    #[error("cleaned segment {base_offset} would exceed {bytes_max} bytes")]
+    TooLarge { base_offset: i64, bytes_max: u64 },
+}
+
+impl CompactionError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
 }

@@ -10,6 +10,9 @@
 //! thread, runs on that thread's io_uring (compio), and is `!Send`. See docs/ARCHITECTURE.md.
 
 pub mod batch;
+pub mod cleaner;
+pub mod compaction;
+pub mod compression;
 pub mod config;
 pub mod error;
 pub mod index;
@@ -21,7 +24,9 @@ pub mod segment;
 pub mod shard;
 
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
-pub use error::{AppendError, BatchError, ConfigError, OpenError, ReadError};
+pub use error::{
+    AppendError, BatchError, CompactionError, CompressionError, ConfigError, OpenError, ReadError,
+};
 pub use log::{AppendOutcome, FileSlice, LogStats, PartitionLog, ReadPlan, RetentionOutcome};
 pub use registry::{TopicMeta, TopicRegistry};
 pub use shard::{partition_owner, shard_runtime, Shard, ShardId, TopicPartition};

@@ -15,7 +15,8 @@
 //! - `log_start_offset <= durable_offset <= high_watermark <= next_offset` (durable only under a
 //!   syncing policy; otherwise it trails).
 //! - Readers see only whole, written batches: a read plan never reaches past `high_watermark`.
-//! - Segments are ordered by base offset and each base offset is the previous segment's end.
+//! - Segments are ordered by base offset and each base offset is the previous segment's end (or
+//!   beyond it, once compaction removed a segment's last batches: reads skip to the next base).
 //! - After a failed write or fsync the log takes no more appends (page cache state is unknown).
 
 use std::cell::RefCell;
@@ -120,24 +121,28 @@ struct PendingAppend {
     reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
 }
 
-struct LogState {
-    config: LogConfig,
-    segments: VecDeque<Segment>,
+pub(crate) struct LogState {
+    pub(crate) config: LogConfig,
+    pub(crate) segments: VecDeque<Segment>,
     next_offset: i64,
     high_watermark: i64,
     durable_offset: i64,
     log_start_offset: i64,
     pending: Vec<PendingAppend>,
     writer_active: bool,
-    failure: Option<String>,
-    closed: bool,
+    pub(crate) failure: Option<String>,
+    pub(crate) closed: bool,
     last_sync_ms: i64,
     stats: LogStats,
     /// Readers parked until the high watermark moves (long-polling fetches).
     data_waiters: Vec<oneshot::Sender<()>>,
     /// Idempotent producers' sequence state.
     producers: ProducerStateTable,
-    boundaries: VecDeque<(i64, i64, u64)>,
+    pub(crate) boundaries: VecDeque<(i64, i64, u64)>,
+    /// A cleaning pass is running: retention and close wait for it (see [`crate::compaction`]).
+    pub(crate) cleaning: bool,
+    /// Sealed segments from this offset on have not been cleaned since open (all at first).
+    pub(crate) first_dirty_offset: i64,
 }
 
 impl LogState {
@@ -179,7 +184,7 @@ impl LogState {
 /// One partition's log. Create with [`PartitionLog::open`]; shard-local.
 pub struct PartitionLog {
     dir: PathBuf,
-    state: RefCell<LogState>,
+    pub(crate) state: RefCell<LogState>,
 }
 
 /// Milliseconds since the Unix epoch, the clock of timestamps and retention.
@@ -192,6 +197,8 @@ pub fn now_ms() -> i64 {
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering every segment.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<(Rc<Self>, OpenReport), OpenError> {
+        // A cleaning interrupted by a crash is finished (if it was committed) or undone first.
+        crate::compaction::finish_interrupted(dir).await?;
         let (base_offsets, snapshot_offsets) = list_segments(dir).await?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
         let clean_shutdown = compio::fs::metadata(&marker).await.is_ok();
@@ -254,6 +261,8 @@ impl PartitionLog {
                 data_waiters: Vec::new(),
                 producers,
                 boundaries: VecDeque::with_capacity(BOUNDARY_CACHE_ENTRIES),
+                cleaning: false,
+                first_dirty_offset: log_start_offset,
             }),
         };
         Ok((Rc::new(log), report))
@@ -358,8 +367,18 @@ impl PartitionLog {
         leader_epoch: i32,
     ) -> Result<PendingAppendOutcome, AppendError> {
         let records: Bytes = records.into();
-        let max_message_bytes = self.state.borrow().config.max_message_bytes as usize;
+        let (max_message_bytes, compacts) = {
+            let state = self.state.borrow();
+            (
+                state.config.max_message_bytes as usize,
+                state.config.compacts(),
+            )
+        };
         let headers = batch::validate_all(&records, max_message_bytes, Strictness::Producer)?;
+        if compacts {
+            // Only compacted logs pay for reading records (decompressing) on append.
+            crate::cleaner::check_keys(&records, &headers)?;
+        }
         let mut state = self.state.borrow_mut();
         if let Some(reason) = &state.failure {
             return Err(AppendError::LogFailed {
@@ -784,7 +803,7 @@ impl PartitionLog {
         remaining: u64,
         min_one_batch: bool,
     ) -> Result<Option<SegmentRead>, ReadError> {
-        let (files, size_bytes, segment_base, segment_next_offset, walk_from, cached) = {
+        let (files, size_bytes, (segment_base, generation), segment_next_offset, walk_from, cached) = {
             let state = self.state.borrow();
             let index = state.segment_index_for(cursor);
             let segment = &state.segments[index];
@@ -801,7 +820,7 @@ impl PartitionLog {
             (
                 segment.files.clone(),
                 segment.size_bytes,
-                segment.base_offset,
+                (segment.base_offset, segment.generation),
                 resume_offset,
                 segment.walk_start_for_offset(cursor),
                 state.cached_position(cursor, segment.base_offset),
@@ -831,7 +850,9 @@ impl PartitionLog {
             size_bytes
         } else {
             let limit = start + remaining;
-            let walk_start = self.walk_start_for_position(segment_base, limit).max(start);
+            let walk_start = self
+                .walk_start_for_position(segment_base, generation, limit)
+                .max(start);
             let boundary = segment::walk_to_boundary(
                 &files.log,
                 &files.log_path,
@@ -860,12 +881,15 @@ impl PartitionLog {
     }
 
     /// An indexed batch start at or before `position` in the segment `segment_base` (0 if the
-    /// segment is gone: the walk then starts from the caller's own lower bound).
-    fn walk_start_for_position(&self, segment_base: i64, position: u64) -> u64 {
+    /// segment is gone or was replaced by the cleaner since the caller took its file handle: the
+    /// walk then starts from the caller's own lower bound, in the file the caller holds).
+    fn walk_start_for_position(&self, segment_base: i64, generation: u64, position: u64) -> u64 {
         let state = self.state.borrow();
         let index = state.segment_index_for(segment_base);
         match state.segments.get(index) {
-            Some(segment) if segment.base_offset == segment_base => {
+            Some(segment)
+                if segment.base_offset == segment_base && segment.generation == generation =>
+            {
                 segment.walk_start_for_position(position)
             }
             _ => 0,
@@ -952,11 +976,20 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<RetentionOutcome, std::io::Error> {
         let mut outcome = RetentionOutcome::default();
+        {
+            let state = self.state.borrow();
+            // A compact-only log keeps its data (the cleaner shrinks it); a running cleaning owns
+            // the sealed segments until it is done.
+            if !state.config.deletes() || state.cleaning {
+                outcome.log_start_offset = state.log_start_offset;
+                return Ok(outcome);
+            }
+        }
         self.roll_expired_active(now_ms).await?;
         loop {
             let doomed = {
                 let mut state = self.state.borrow_mut();
-                if state.segments.len() < 2 || !front_is_expired(&state, now_ms) {
+                if state.segments.len() < 2 || state.cleaning || !front_is_expired(&state, now_ms) {
                     break;
                 }
                 let doomed = state.segments.pop_front().expect("checked length");
@@ -982,17 +1015,46 @@ impl PartitionLog {
     }
 
     async fn roll_expired_active(self: &Rc<Self>, now_ms: i64) -> Result<(), std::io::Error> {
-        {
-            let mut state = self.state.borrow_mut();
+        self.roll_active_when(|state| {
             let active = state.active();
-            let expired = state.config.retention_ms.is_some_and(|retention_ms| {
+            state.config.retention_ms.is_some_and(|retention_ms| {
                 active.size_bytes > 0
                     && active.max_timestamp >= 0
                     && now_ms - active.max_timestamp > retention_ms as i64
-            });
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Rolls the active segment once it is older than `segment.ms` and holds data, so a quiet
+    /// compacted log's last records become cleanable. Returns whether it rolled.
+    pub async fn roll_if_due(self: &Rc<Self>, now_ms: i64) -> Result<bool, std::io::Error> {
+        self.roll_active_when(|state| {
+            let active = state.active();
+            active.size_bytes > 0
+                && now_ms.saturating_sub(active.created_ms) >= state.config.segment_ms as i64
+        })
+        .await
+    }
+
+    /// Rolls the active segment now if it holds data (tests and tools). Returns whether it rolled.
+    pub async fn roll_now(self: &Rc<Self>) -> Result<bool, std::io::Error> {
+        self.roll_active_when(|state| state.active().size_bytes > 0)
+            .await
+    }
+
+    /// Rolls the active segment if `due` says so, taking the writer's place meanwhile.
+    async fn roll_active_when(
+        self: &Rc<Self>,
+        due: impl FnOnce(&LogState) -> bool,
+    ) -> Result<bool, std::io::Error> {
+        {
+            let mut state = self.state.borrow_mut();
+            let expired = due(&state);
             // The roll acts as the writer: no append may write to the old active meanwhile.
             if !expired || state.writer_active || state.failure.is_some() || state.closed {
-                return Ok(());
+                return Ok(false);
             }
             state.writer_active = true;
         }
@@ -1012,7 +1074,7 @@ impl PartitionLog {
             // Appends queued while the roll held the writer's place.
             compio::runtime::spawn(Rc::clone(self).run_writer()).detach();
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Writes the producer table as of `offset` (everything appended below it) and removes older
@@ -1033,7 +1095,7 @@ impl PartitionLog {
     /// Refuses further appends, waits for queued ones, writes out the index and syncs.
     pub async fn close(&self) -> std::io::Result<()> {
         self.state.borrow_mut().closed = true;
-        while self.state.borrow().writer_active {
+        while self.state.borrow().writer_active || self.state.borrow().cleaning {
             compio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         if let Some(reason) = self.state.borrow().failure.clone() {

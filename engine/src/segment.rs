@@ -83,6 +83,9 @@ pub struct Segment {
     pub max_timestamp: i64,
     bytes_since_index_entry: u64,
     pub created_ms: i64,
+    /// Bumped each time the cleaner replaces the segment's files: a reader that planned positions
+    /// in one generation must not use another generation's index for the file it holds.
+    pub generation: u64,
 }
 
 async fn open_files(dir: &Path, base_offset: i64) -> Result<SegmentFiles, OpenError> {
@@ -121,7 +124,50 @@ impl Segment {
             max_timestamp: -1,
             bytes_since_index_entry: 0,
             created_ms: now_ms,
+            generation: 0,
         }
+    }
+
+    /// Creates the three files of a cleaned copy of segment `base_offset`, each named with
+    /// `suffix` after its usual name (`….log.cleaned`), empty and not preallocated. The handles
+    /// stay valid when the cleaner renames the files into place.
+    pub async fn create_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        suffix: &str,
+        created_ms: i64,
+    ) -> Result<Self, OpenError> {
+        let log_path = dir.join(format!("{}.{suffix}", log_file_name(base_offset)));
+        let with_suffix = |extension: &str| {
+            dir.join(format!(
+                "{}.{suffix}",
+                Path::new(&log_file_name(base_offset))
+                    .with_extension(extension)
+                    .display()
+            ))
+        };
+        let mut files = Vec::with_capacity(3);
+        for path in [
+            log_path.clone(),
+            with_suffix("index"),
+            with_suffix("timeindex"),
+        ] {
+            let file = io::open_read_write(&path)
+                .await
+                .map_err(OpenError::io(&path))?;
+            file.set_len(0).await.map_err(OpenError::io(&path))?;
+            files.push(file);
+        }
+        let time_index = files.pop().expect("three files");
+        let offset_index = files.pop().expect("three files");
+        let log = files.pop().expect("three files");
+        let files = SegmentFiles {
+            log,
+            log_path,
+            offset_index,
+            time_index,
+        };
+        Ok(Self::empty(base_offset, files, created_ms))
     }
 
     /// Creates a new, empty active segment, preallocated when the config asks.
@@ -196,7 +242,16 @@ impl Segment {
     pub fn note_appended(&mut self, header: &BatchHeader, position: u64, config: &LogConfig) {
         debug_assert_eq!(position, self.size_bytes, "batches are contiguous");
         debug_assert!(header.base_offset >= self.next_offset, "offsets increase");
-        if self.bytes_since_index_entry >= u64::from(config.index_interval_bytes) && position > 0 {
+        // Recovery replays from the last index entry: that batch is indexed already (with
+        // `index.interval.bytes=0` it would otherwise be pushed twice).
+        let indexed = self
+            .offset_index
+            .last()
+            .is_some_and(|last| last.offset >= header.base_offset);
+        if self.bytes_since_index_entry >= u64::from(config.index_interval_bytes)
+            && position > 0
+            && !indexed
+        {
             self.offset_index.push(OffsetEntry {
                 offset: header.base_offset,
                 position: position as u32,

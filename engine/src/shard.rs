@@ -187,10 +187,29 @@ impl Shard {
         Ok(())
     }
 
+    /// Compaction over every compacted partition of this shard: rolls active segments older than
+    /// `segment.ms` (so a quiet log's tail becomes cleanable), then cleans the logs whose dirty
+    /// ratio is reached. A failed pass leaves its log as it was; the next tick tries again.
+    pub async fn compact_due(&self) {
+        let now = now_ms();
+        for (topic_partition, log) in self.partitions() {
+            if !log.config().compacts() {
+                continue;
+            }
+            if let Err(err) = log.roll_if_due(now).await {
+                error!(topic = %topic_partition.topic, partition = topic_partition.partition, %err, "segment.ms roll failed");
+                continue;
+            }
+            if let Err(err) = log.compact_if_due(now).await {
+                error!(topic = %topic_partition.topic, partition = topic_partition.partition, %err, "compaction failed");
+            }
+        }
+    }
+
     /// The shard's background work, run as a task on the shard thread: interval flushes every
-    /// `flush_tick_ms`, retention every `retention_check_ms` (Kafka's
-    /// `log.retention.check.interval.ms`). Returns only on an fsync failure, which the caller must
-    /// treat as fatal.
+    /// `flush_tick_ms`; retention and then compaction every `retention_check_ms` (Kafka's
+    /// `log.retention.check.interval.ms`; Kafka's cleaner has its own threads, ours runs here).
+    /// Returns only on an fsync failure, which the caller must treat as fatal.
     pub async fn run_maintenance(
         self: Rc<Self>,
         flush_tick_ms: u64,
@@ -209,6 +228,7 @@ impl Shard {
                     // Deleting files can fail (permissions, a busy disk); data is intact: retry later.
                     error!(%err, "retention pass failed");
                 }
+                self.compact_due().await;
             }
         }
     }

@@ -22,7 +22,6 @@ use crate::shard::{serve_inbox, Router, ShardContext, ShardJob, INBOX_JOBS_MAX};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Interval flush tick and retention pass period (Kafka's log.retention.check.interval.ms).
 const FLUSH_TICK_MS: u64 = 10;
-const RETENTION_CHECK_MS: u64 = 5 * 60 * 1000;
 
 /// Runs the broker until SIGINT or SIGTERM; returns after a clean shutdown.
 pub fn run(args: Args) -> Result<()> {
@@ -58,6 +57,7 @@ pub fn run(args: Args) -> Result<()> {
         default_partitions: args.default_partitions,
         frame_bytes_max: args.frame_bytes_max,
         auto_create_topics: args.auto_create_topics,
+        log_cleanup_check_ms: args.log_cleanup_check_ms,
         cluster_id: "ringtail".to_string(),
     });
     let mut metrics_listener = metrics_listener;
@@ -223,7 +223,8 @@ impl ShardStart {
             compio::runtime::spawn(crate::metrics::serve(Rc::clone(&context), listener)).detach();
         }
         let maintenance = compio::runtime::spawn(
-            Rc::clone(&engine).run_maintenance(FLUSH_TICK_MS, RETENTION_CHECK_MS),
+            Rc::clone(&engine)
+                .run_maintenance(FLUSH_TICK_MS, context.settings.log_cleanup_check_ms),
         );
         let listener = compio::net::TcpListener::from_std(self.listener)?;
         let accepting = std::pin::pin!(accept_loop(Rc::clone(&context), listener));
@@ -254,11 +255,20 @@ impl ShardStart {
     }
 }
 
-/// The internal offsets topic: one partition, every commit fsynced, kept forever (compaction is
-/// the way it will shrink).
+/// The internal offsets topic: one partition, every commit fsynced, never deleted by age, shrunk
+/// by compaction (the coordinator keys every record and writes tombstones for deletions). An
+/// offsets topic from an older data dir without the compact policy gets it.
 fn ensure_internal_topics(args: &Args, registry: &mut TopicRegistry) -> Result<()> {
-    if registry.get(crate::group::OFFSETS_TOPIC).is_some() {
-        return Ok(());
+    if let Some(existing) = registry.get_mut(crate::group::OFFSETS_TOPIC) {
+        let policy = existing.configs.get("cleanup.policy").cloned();
+        if policy.as_deref() == Some("compact") {
+            return Ok(());
+        }
+        existing
+            .configs
+            .insert("cleanup.policy".to_string(), "compact".to_string());
+        info!(previous = ?policy, "offsets topic now has cleanup.policy=compact");
+        return save_registry(args, registry);
     }
     let configs = [
         ("cleanup.policy", "compact"),
@@ -274,6 +284,10 @@ fn ensure_internal_topics(args: &Args, registry: &mut TopicRegistry) -> Result<(
         1,
         configs,
     ));
+    save_registry(args, registry)
+}
+
+fn save_registry(args: &Args, registry: &TopicRegistry) -> Result<()> {
     compio::runtime::Runtime::new()?
         .block_on(registry.save())
         .with_context(|| format!("saving the registry in {}", args.data_dirs[0].display()))?;
@@ -345,5 +359,33 @@ async fn accept_loop(context: Rc<ShardContext>, listener: compio::net::TcpListen
         if context.shutting_down() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use clap::Parser;
+    use ringtail_engine::TopicMeta;
+
+    use super::*;
+    use crate::group::OFFSETS_TOPIC;
+
+    #[test]
+    fn an_offsets_topic_from_an_older_data_dir_gets_the_compact_policy() {
+        // Compaction is how the offsets topic stays small: an existing one must be compacted too.
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let args = Args::try_parse_from(["ringtail", "--data-dir", data_dir]).unwrap();
+        let runtime = compio::runtime::Runtime::new().unwrap();
+        let mut registry = runtime.block_on(TopicRegistry::load(dir.path())).unwrap();
+        let old_configs = BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]);
+        registry.insert(TopicMeta::new(OFFSETS_TOPIC, 1, old_configs));
+        ensure_internal_topics(&args, &mut registry).unwrap();
+        let reloaded = runtime.block_on(TopicRegistry::load(dir.path())).unwrap();
+        let configs = &reloaded.get(OFFSETS_TOPIC).unwrap().configs;
+        assert_eq!(configs["cleanup.policy"], "compact");
+        assert_eq!(configs["retention.ms"], "-1", "other configs are kept");
     }
 }

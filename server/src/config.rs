@@ -65,6 +65,11 @@ pub struct Args {
     #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_create_topics: bool,
 
+    /// How often retention and compaction look at every partition, in ms (Kafka's
+    /// log.retention.check.interval.ms; Kafka's cleaner has its own backoff, ours shares this tick).
+    #[arg(long, value_name = "N", default_value_t = 5 * 60 * 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_cleanup_check_ms: u64,
+
     /// Where to serve Prometheus text metrics (/metrics); off unless given (e.g. 127.0.0.1:9644).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<SocketAddr>,

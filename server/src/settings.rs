@@ -13,6 +13,8 @@ pub struct Settings {
     pub frame_bytes_max: u32,
     pub auto_create_topics: bool,
     pub cluster_id: String,
+    /// Period of the retention and compaction passes (`--log-cleanup-check-ms`).
+    pub log_cleanup_check_ms: u64,
 }
 
 /// This single broker's id in every Metadata answer.

@@ -139,7 +139,10 @@ pub fn error_for(err: &AppendError) -> ResponseError {
         AppendError::Batch(BatchError::UnsupportedMagic { .. }) => {
             ResponseError::UnsupportedForMessageFormat
         }
-        AppendError::Batch(_) => ResponseError::CorruptMessage,
+        AppendError::Batch(_) | AppendError::UnreadableRecords { .. } => {
+            ResponseError::CorruptMessage
+        }
+        AppendError::NullKeyInCompactedLog { .. } => ResponseError::InvalidRecord,
         AppendError::Io(_) | AppendError::LogFailed { .. } => ResponseError::KafkaStorageError,
         AppendError::Closed => ResponseError::NotLeaderOrFollower,
         AppendError::Sequence(SequenceError::OutOfOrder { .. }) => {

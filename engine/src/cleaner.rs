@@ -1,0 +1,440 @@
+//! The cleaner's pure part: the records of one batch (decompressed when needed), which of them a
+//! compacted log keeps, and the batch rebuilt from the survivors. The file work is in
+//! [`crate::compaction`].
+//!
+//! # Byte map of a record inside a batch's (decompressed) record area
+//! ```text
+//! length varint (bytes that follow)   attributes i8   timestamp_delta varlong   offset_delta varint
+//! key_length varint (-1 = null)  key   value_length varint (-1 = null: a tombstone)  value
+//! header_count varint  headers …
+//! ```
+//!
+//! # Invariants
+//! - A rebuilt batch keeps every header field of the original (base offset, last offset delta,
+//!   attributes and codec, timestamps, producer id, epoch and base sequence, leader epoch) except
+//!   batch length, record count and CRC, which are recomputed; surviving records are copied byte
+//!   for byte, so their offset and timestamp deltas still hold.
+//! - Records decode only if they exactly fill the record area, match the record count, and carry
+//!   strictly increasing offset deltas within the batch's last offset delta.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use crate::batch::{
+    self, read_varlong, BatchHeader, Compression, ATTRIBUTES_OFFSET, BATCH_LENGTH_OFFSET,
+    CRC_OFFSET, HEADER_BYTES, LOG_OVERHEAD_BYTES, RECORD_COUNT_OFFSET,
+};
+use crate::compression::{self, Framing};
+use crate::error::{AppendError, CompressionError};
+
+/// Why a batch's records could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecordsError {
+    #[error(transparent)]
+    Compression(#[from] CompressionError),
+    #[error("malformed records: {reason}")]
+    Malformed { reason: &'static str },
+    #[error(transparent)]
+    Batch(#[from] crate::error::BatchError),
+}
+
+/// One record of a decoded batch, as ranges into [`DecodedBatch::records_area`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    pub offset_delta: i32,
+    pub key: Option<Range<usize>>,
+    /// A null value: a tombstone, which deletes its key.
+    pub is_tombstone: bool,
+    /// The whole record, length prefix included.
+    pub span: Range<usize>,
+}
+
+/// A batch with its record area decompressed and its records located.
+#[derive(Debug, Clone)]
+pub struct DecodedBatch {
+    pub header: BatchHeader,
+    pub codec: Compression,
+    pub framing: Framing,
+    pub records_area: Vec<u8>,
+    pub records: Vec<RawRecord>,
+}
+
+impl DecodedBatch {
+    pub fn key(&self, record: &RawRecord) -> Option<&[u8]> {
+        record.key.clone().map(|range| &self.records_area[range])
+    }
+}
+
+/// Decodes the records of a batch that starts at `bytes[0]` (its header already validated).
+pub fn decode_batch(bytes: &[u8]) -> Result<DecodedBatch, RecordsError> {
+    let header = batch::parse_header(bytes)?;
+    let total = header.total_bytes();
+    let area = bytes
+        .get(HEADER_BYTES..total)
+        .ok_or(RecordsError::Malformed {
+            reason: "batch shorter than its length",
+        })?;
+    let codec = header.compression()?;
+    let (records_area, framing) = compression::decompress(codec, area)?;
+    let records = locate_records(&records_area, &header)?;
+    Ok(DecodedBatch {
+        header,
+        codec,
+        framing,
+        records_area,
+        records,
+    })
+}
+
+fn locate_records(area: &[u8], header: &BatchHeader) -> Result<Vec<RawRecord>, RecordsError> {
+    let malformed = |reason| RecordsError::Malformed { reason };
+    let count = usize::try_from(header.record_count).map_err(|_| malformed("negative count"))?;
+    // Each record takes at least 7 bytes: never trust the count for an allocation beyond that.
+    let mut records = Vec::with_capacity(count.min(area.len() / 7 + 1));
+    let mut position = 0usize;
+    let mut previous_delta = -1i64;
+    for _ in 0..count {
+        let (length, used) =
+            read_varlong(&area[position..]).ok_or_else(|| malformed("record length"))?;
+        let length = usize::try_from(length).map_err(|_| malformed("negative record length"))?;
+        let body_start = position + used;
+        let end = body_start
+            .checked_add(length)
+            .filter(|end| *end <= area.len())
+            .ok_or_else(|| malformed("record past the record area"))?;
+        let body = &area[body_start..end];
+        let mut at = 1usize; // attributes
+        let (_, used) = read_varlong(body.get(at..).unwrap_or_default())
+            .ok_or_else(|| malformed("timestamp delta"))?;
+        at += used;
+        let (offset_delta, used) = read_varlong(body.get(at..).unwrap_or_default())
+            .ok_or_else(|| malformed("offset delta"))?;
+        at += used;
+        if offset_delta <= previous_delta || offset_delta > i64::from(header.last_offset_delta) {
+            return Err(malformed("offset delta out of order or past the batch"));
+        }
+        previous_delta = offset_delta;
+        let (key, used) = optional_range(body, at).ok_or_else(|| malformed("key"))?;
+        at += used;
+        let (value, _) = optional_range(body, at).ok_or_else(|| malformed("value"))?;
+        records.push(RawRecord {
+            offset_delta: offset_delta as i32,
+            key: key.map(|range| body_start + range.start..body_start + range.end),
+            is_tombstone: value.is_none(),
+            span: position..end,
+        });
+        position = end;
+    }
+    if position != area.len() {
+        return Err(malformed("bytes after the last record"));
+    }
+    Ok(records)
+}
+
+/// A varint length then that many bytes (or none for -1), at `at` in `body`: the range of the
+/// bytes relative to `body`, and the bytes used.
+fn optional_range(body: &[u8], at: usize) -> Option<(Option<Range<usize>>, usize)> {
+    let (length, used) = read_varlong(body.get(at..)?)?;
+    if length < 0 {
+        return Some((None, used));
+    }
+    let start = at + used;
+    let end = start.checked_add(usize::try_from(length).ok()?)?;
+    (end <= body.len()).then_some((Some(start..end), used + end - start))
+}
+
+/// The latest offset of every key in the part of the log being cleaned.
+#[derive(Debug, Default)]
+pub struct KeyMap {
+    latest: HashMap<Box<[u8]>, i64>,
+    key_bytes: usize,
+}
+
+impl KeyMap {
+    /// Notes that `key` occurs at `offset` (offsets come in log order; the largest wins).
+    pub fn observe(&mut self, key: &[u8], offset: i64) {
+        match self.latest.get_mut(key) {
+            Some(latest) => *latest = (*latest).max(offset),
+            None => {
+                self.key_bytes += key.len();
+                self.latest.insert(key.into(), offset);
+            }
+        }
+    }
+
+    pub fn latest(&self, key: &[u8]) -> Option<i64> {
+        self.latest.get(key).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.latest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.latest.is_empty()
+    }
+
+    /// Memory the map holds, roughly: key bytes plus per-entry overhead.
+    pub fn bytes(&self) -> usize {
+        self.key_bytes + self.latest.len() * 48
+    }
+
+    /// Notes every keyed record of a decoded batch.
+    pub fn observe_batch(&mut self, decoded: &DecodedBatch) {
+        for record in &decoded.records {
+            if let Some(key) = decoded.key(record) {
+                self.observe(
+                    key,
+                    decoded.header.base_offset + i64::from(record.offset_delta),
+                );
+            }
+        }
+    }
+}
+
+/// Which records of a batch survive: the latest of their key, and not an expired tombstone.
+/// Records without a key are removed, as Kafka's cleaner does (a compacted log refuses them on
+/// produce; they can only come from before the topic became compacted).
+pub fn survivors(decoded: &DecodedBatch, keys: &KeyMap, tombstones_expired: bool) -> Vec<bool> {
+    decoded
+        .records
+        .iter()
+        .map(|record| {
+            let Some(key) = decoded.key(record) else {
+                return false;
+            };
+            let offset = decoded.header.base_offset + i64::from(record.offset_delta);
+            let is_latest = keys.latest(key).is_none_or(|latest| latest <= offset);
+            is_latest && !(record.is_tombstone && tombstones_expired)
+        })
+        .collect()
+}
+
+/// The batch with only the records marked in `keep`: `None` when none remain, the original bytes
+/// when all do, otherwise a new batch (see the module's invariants).
+pub fn rebuild(
+    original: &[u8],
+    decoded: &DecodedBatch,
+    keep: &[bool],
+) -> Result<Option<Vec<u8>>, CompressionError> {
+    assert_eq!(keep.len(), decoded.records.len(), "one flag per record");
+    let kept = keep.iter().filter(|kept| **kept).count();
+    if kept == 0 {
+        return Ok(None);
+    }
+    let total = decoded.header.total_bytes();
+    if kept == decoded.records.len() {
+        return Ok(Some(original[..total].to_vec()));
+    }
+    let mut area = Vec::with_capacity(decoded.records_area.len());
+    for (record, _) in decoded.records.iter().zip(keep).filter(|(_, kept)| **kept) {
+        area.extend_from_slice(&decoded.records_area[record.span.clone()]);
+    }
+    let packed = compression::compress(decoded.codec, decoded.framing, &area)?;
+    Ok(Some(assemble(
+        &original[..HEADER_BYTES],
+        &packed,
+        kept as i32,
+    )))
+}
+
+/// A batch from an original header and a new record area: length, count and CRC recomputed.
+fn assemble(header_bytes: &[u8], records_area: &[u8], record_count: i32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + records_area.len());
+    out.extend_from_slice(&header_bytes[..HEADER_BYTES]);
+    out.extend_from_slice(records_area);
+    let batch_length = (out.len() - LOG_OVERHEAD_BYTES) as i32;
+    out[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&batch_length.to_be_bytes());
+    out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&record_count.to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// Re-encodes an uncompressed batch with `codec` (tests, benchmarks and tools: producers send
+/// their own compressed batches).
+pub fn compress_batch(
+    batch: &[u8],
+    codec: Compression,
+    framing: Framing,
+) -> Result<Vec<u8>, RecordsError> {
+    let decoded = decode_batch(batch)?;
+    if decoded.codec != Compression::None {
+        return Err(RecordsError::Malformed {
+            reason: "batch is already compressed",
+        });
+    }
+    let packed = compression::compress(codec, framing, &decoded.records_area)?;
+    let mut header = batch[..HEADER_BYTES].to_vec();
+    let attributes =
+        (i16::from_be_bytes([header[ATTRIBUTES_OFFSET], header[ATTRIBUTES_OFFSET + 1]]) & !0x07)
+            | codec_bits(codec);
+    header[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    Ok(assemble(&header, &packed, decoded.header.record_count))
+}
+
+fn codec_bits(codec: Compression) -> i16 {
+    match codec {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Snappy => 2,
+        Compression::Lz4 => 3,
+        Compression::Zstd => 4,
+    }
+}
+
+/// Checks that every record of a (validated) record set has a key: what a compacted log requires
+/// of a produce. Control batches (transaction markers) are the broker's and are not checked.
+pub fn check_keys(records: &[u8], headers: &[BatchHeader]) -> Result<(), AppendError> {
+    let mut position = 0usize;
+    for header in headers {
+        let bytes = &records[position..position + header.total_bytes()];
+        position += header.total_bytes();
+        if header.is_control() {
+            continue;
+        }
+        let decoded = decode_batch(bytes).map_err(|err| AppendError::UnreadableRecords {
+            reason: err.to_string(),
+        })?;
+        if let Some(record) = decoded.records.iter().find(|record| record.key.is_none()) {
+            return Err(AppendError::NullKeyInCompactedLog {
+                offset_delta: i64::from(record.offset_delta),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{encode_batch, validate, ProducerSpec, RecordSpec, Strictness};
+
+    const CODECS: [(Compression, Framing); 6] = [
+        (Compression::None, Framing::Standard),
+        (Compression::Gzip, Framing::Standard),
+        (Compression::Snappy, Framing::SnappyXerial),
+        (Compression::Snappy, Framing::SnappyRaw),
+        (Compression::Lz4, Framing::Standard),
+        (Compression::Zstd, Framing::Standard),
+    ];
+
+    fn sample(codec: Compression, framing: Framing) -> Vec<u8> {
+        let records = [
+            RecordSpec {
+                key: Some(b"a"),
+                value: Some(b"1"),
+                timestamp_delta: 0,
+            },
+            RecordSpec {
+                key: Some(b"b"),
+                value: Some(b"2"),
+                timestamp_delta: 3,
+            },
+            RecordSpec {
+                key: Some(b"a"),
+                value: None,
+                timestamp_delta: 7,
+            },
+        ];
+        let producer = ProducerSpec {
+            producer_id: 9,
+            producer_epoch: 2,
+            base_sequence: 40,
+        };
+        let mut batch = encode_batch(1_000, &records, producer);
+        batch::set_base_offset(&mut batch, 100);
+        batch::set_partition_leader_epoch(&mut batch, 5);
+        compress_batch(&batch, codec, framing).unwrap()
+    }
+
+    #[test]
+    fn a_partly_cleaned_batch_keeps_its_header_and_offsets() {
+        // The contract of a rebuilt batch: same offsets, producer fields and timestamps; only the
+        // survivors; same codec; a valid CRC.
+        for (codec, framing) in CODECS {
+            let original = sample(codec, framing);
+            let decoded = decode_batch(&original).unwrap();
+            assert_eq!(decoded.records.len(), 3);
+            let mut keys = KeyMap::default();
+            keys.observe_batch(&decoded);
+            assert_eq!(keys.latest(b"a"), Some(102));
+            let keep = survivors(&decoded, &keys, false);
+            assert_eq!(keep, vec![false, true, true]);
+            let rebuilt = rebuild(&original, &decoded, &keep).unwrap().unwrap();
+            let header = validate(&rebuilt, 1 << 20, Strictness::Stored).unwrap();
+            let before = decoded.header;
+            assert_eq!(header.record_count, 2);
+            assert_eq!(header.base_offset, before.base_offset);
+            assert_eq!(header.last_offset_delta, before.last_offset_delta);
+            assert_eq!(header.attributes, before.attributes);
+            assert_eq!(header.base_timestamp, before.base_timestamp);
+            assert_eq!(header.max_timestamp, before.max_timestamp);
+            assert_eq!(header.producer_id, 9);
+            assert_eq!(header.producer_epoch, 2);
+            assert_eq!(header.base_sequence, 40);
+            assert_eq!(header.partition_leader_epoch, 5);
+            let again = decode_batch(&rebuilt).unwrap();
+            assert_eq!(again.framing, framing, "{codec:?}");
+            let deltas: Vec<i32> = again.records.iter().map(|r| r.offset_delta).collect();
+            assert_eq!(deltas, vec![1, 2]);
+            assert_eq!(again.key(&again.records[0]), Some(&b"b"[..]));
+            assert!(again.records[1].is_tombstone);
+        }
+    }
+
+    #[test]
+    fn expired_tombstones_go_and_an_emptied_batch_is_dropped() {
+        // With the tombstone past delete.retention.ms, "a" disappears entirely.
+        let original = sample(Compression::Lz4, Framing::Standard);
+        let decoded = decode_batch(&original).unwrap();
+        let mut keys = KeyMap::default();
+        keys.observe_batch(&decoded);
+        assert_eq!(survivors(&decoded, &keys, true), vec![false, true, false]);
+        keys.observe(b"b", 500);
+        let keep = survivors(&decoded, &keys, true);
+        assert_eq!(rebuild(&original, &decoded, &keep).unwrap(), None);
+        let all = vec![true; 3];
+        assert_eq!(
+            rebuild(&original, &decoded, &all).unwrap().unwrap(),
+            original
+        );
+    }
+
+    #[test]
+    fn keyless_records_are_refused_for_compacted_logs() {
+        // Produce into a compacted topic must reject a null key, even inside a compressed batch.
+        let keyless = encode_batch(
+            0,
+            &[RecordSpec {
+                key: None,
+                value: Some(b"v"),
+                timestamp_delta: 0,
+            }],
+            ProducerSpec::default(),
+        );
+        let packed = compress_batch(&keyless, Compression::Zstd, Framing::Standard).unwrap();
+        let header = validate(&packed, 1 << 20, Strictness::Producer).unwrap();
+        assert!(matches!(
+            check_keys(&packed, &[header]),
+            Err(AppendError::NullKeyInCompactedLog { offset_delta: 0 })
+        ));
+        let keyed = sample(Compression::Gzip, Framing::Standard);
+        let header = validate(&keyed, 1 << 20, Strictness::Producer).unwrap();
+        assert!(check_keys(&keyed, &[header]).is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_records_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), count in 0i32..20) {
+            // The record decoder reads bytes from disk and from producers: errors, never panics.
+            let original = sample(Compression::None, Framing::Standard);
+            let mut batch = original[..HEADER_BYTES].to_vec();
+            batch.extend_from_slice(&bytes);
+            let length = (batch.len() - LOG_OVERHEAD_BYTES) as i32;
+            batch[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&length.to_be_bytes());
+            batch[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&count.to_be_bytes());
+            let _ = decode_batch(&batch);
+        }
+    }
+}

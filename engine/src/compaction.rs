@@ -1,0 +1,722 @@
+//! Log compaction (`cleanup.policy=compact` and `compact,delete`): the cleaner keeps the latest
+//! record of every key in the sealed segments and rewrites those segments without the rest.
+//!
+//! # A pass
+//! 1. Take the sealed segments (never the active one, as in Kafka) and mark the log `cleaning`:
+//!    retention and close wait for the pass.
+//! 2. Read the *dirty* ones (not cleaned since open) oldest first and note each key's latest
+//!    offset ([`KeyMap`]); stop once the map holds [`KEY_MAP_BYTES_MAX`] (the rest stay dirty for
+//!    the next pass). Segments cleaned earlier need no mapping: each of their keys occurs there
+//!    once, and a newer record of it, if any, is in a dirty segment (as in Kafka's cleaner).
+//! 3. For each segment up to the last mapped one, oldest first: read its batches, keep the
+//!    records that are their key's latest and not an expired tombstone (see below), and write the
+//!    survivors to `<base>.log.cleaned` with fresh `.index.cleaned`/`.timeindex.cleaned`. A
+//!    segment that loses nothing is left alone. Then install the copy (crash-safe, below) and put
+//!    a new [`Segment`] with the next `generation` in the log's place.
+//!
+//! # Tombstones
+//! A tombstone (null value) that is its key's latest record is kept until a pass runs at a time
+//! `now` with `now - max_timestamp(batch) > delete.retention.ms`; that pass removes it (older
+//! records of its key went in the same or an earlier pass, since segments are cleaned oldest
+//! first). A batch without timestamps (-1) keeps its tombstones. Consumers that read a compacted
+//! topic from the start within `delete.retention.ms` of a deletion see the tombstone.
+//!
+//! # Crash safety (the install)
+//! a. The three `.cleaned` files are written and fsynced.
+//! b. `<base>.log.cleaned` is renamed to `<base>.log.swap` and the directory fsynced: the commit.
+//! c. The index files are renamed over the old ones, then `<base>.log.swap` over `<base>.log`, and
+//!    the directory fsynced.
+//!
+//! At open, [`finish_interrupted`] completes every committed install (a `.log.swap` exists: rename
+//! what is left, in the same order) and removes every other `.cleaned` file (a pass cut short
+//! before its commit). A segment the pass emptied is deleted (its `.log` first), unless it is the
+//! first segment, which stays as an empty file so the log start offset survives a restart.
+//!
+//! # Invariants
+//! - Offsets never move: surviving records keep their offsets, batches their base offset and last
+//!   offset delta; the log end offset, high watermark and log start offset are unchanged.
+//! - The old files are never written: a reader holding their handles (a planned zero-copy fetch)
+//!   keeps reading whole, consistent batches from the old inode. Positions planned in one
+//!   generation of a segment are never combined with another generation's index.
+//! - Idempotent producers' state is not touched: it lives in the producer snapshot taken at the
+//!   last roll (at the active segment's base), above everything the cleaner rewrites.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use tracing::{info, warn};
+
+use crate::batch::{self, Strictness, LOG_OVERHEAD_BYTES};
+use crate::cleaner::{self, DecodedBatch, KeyMap};
+use crate::config::LogConfig;
+use crate::error::{CompactionError, OpenError};
+use crate::io;
+use crate::log::PartitionLog;
+use crate::segment::{log_file_name, Segment, SegmentFiles};
+
+/// Most memory the key map of one pass may hold (keys plus overhead).
+pub const KEY_MAP_BYTES_MAX: usize = 128 << 20;
+/// Bytes read at a time while a segment is cleaned.
+const CLEAN_READ_BYTES: usize = 1 << 20;
+/// Cleaned bytes buffered before a write.
+const CLEAN_WRITE_BYTES: usize = 1 << 20;
+/// Suffix of a cleaned copy being written.
+pub const CLEANED_SUFFIX: &str = "cleaned";
+/// Suffix of a committed cleaned log, not yet renamed into place.
+pub const SWAP_SUFFIX: &str = "swap";
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionOutcome {
+    /// Sealed segments read into the key map (and so checked).
+    pub segments_mapped: usize,
+    /// Segments rewritten because they lost records.
+    pub segments_rewritten: usize,
+    /// Emptied segments deleted.
+    pub segments_deleted: usize,
+    pub records_removed: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// Segments below this offset are clean.
+    pub clean_end_offset: i64,
+}
+
+/// Where a pass stops early, for crash tests: the files are left as a crash at that point would.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopPoint {
+    /// After the `.cleaned` files of the first rewritten segment are written and fsynced.
+    CleanedWritten,
+    /// After the commit rename to `.log.swap`.
+    Committed,
+    /// After the index files were renamed into place, before the log was.
+    IndexesInstalled,
+}
+
+/// Knobs of a pass, for tests.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct PassOptions {
+    pub stop: Option<StopPoint>,
+    pub key_map_bytes_max: usize,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        Self {
+            stop: None,
+            key_map_bytes_max: KEY_MAP_BYTES_MAX,
+        }
+    }
+}
+
+/// What a pass works on, as the log was when it started.
+struct Pass {
+    /// Every sealed segment.
+    targets: Vec<Target>,
+    /// Index of the first target not cleaned since open: mapping starts there.
+    dirty_from: usize,
+    /// The active segment's base: a roll during the pass must not count as cleaned.
+    active_base_offset: i64,
+    config: LogConfig,
+}
+
+/// A sealed segment as the pass saw it when it started.
+struct Target {
+    base_offset: i64,
+    generation: u64,
+    files: SegmentFiles,
+    size_bytes: u64,
+    created_ms: i64,
+}
+
+/// Clears the log's `cleaning` mark however the pass ends (error, early return, cancellation).
+struct CleaningMark<'a>(&'a PartitionLog);
+
+impl Drop for CleaningMark<'_> {
+    fn drop(&mut self) {
+        self.0.state.borrow_mut().cleaning = false;
+    }
+}
+
+impl PartitionLog {
+    /// Whether the log is compacted and its sealed segments not yet cleaned make up at least
+    /// `min.cleanable.dirty.ratio` of the sealed bytes.
+    pub fn cleaning_due(&self) -> bool {
+        let state = self.state.borrow();
+        if !state.config.compacts() || state.segments.len() < 2 {
+            return false;
+        }
+        let sealed = state.segments.iter().take(state.segments.len() - 1);
+        let (mut dirty_bytes, mut total_bytes) = (0u128, 0u128);
+        for segment in sealed {
+            total_bytes += u128::from(segment.size_bytes);
+            if segment.base_offset >= state.first_dirty_offset {
+                dirty_bytes += u128::from(segment.size_bytes);
+            }
+        }
+        dirty_bytes > 0
+            && dirty_bytes * 1_000_000
+                >= total_bytes * u128::from(state.config.min_cleanable_dirty_ratio_ppm)
+    }
+
+    /// Runs a pass if [`PartitionLog::cleaning_due`].
+    pub async fn compact_if_due(
+        self: &Rc<Self>,
+        now_ms: i64,
+    ) -> Result<Option<CompactionOutcome>, CompactionError> {
+        if !self.cleaning_due() {
+            return Ok(None);
+        }
+        self.compact(now_ms).await.map(Some)
+    }
+
+    /// One cleaning pass over the sealed segments (see the module doc), whatever the dirty ratio.
+    pub async fn compact(
+        self: &Rc<Self>,
+        now_ms: i64,
+    ) -> Result<CompactionOutcome, CompactionError> {
+        self.compact_with(now_ms, PassOptions::default()).await
+    }
+
+    #[doc(hidden)]
+    pub async fn compact_with(
+        self: &Rc<Self>,
+        now_ms: i64,
+        options: PassOptions,
+    ) -> Result<CompactionOutcome, CompactionError> {
+        let Some(pass) = self.begin_cleaning() else {
+            return Ok(CompactionOutcome::default());
+        };
+        let _mark = CleaningMark(self);
+        let mut outcome = CompactionOutcome::default();
+        let mut keys = KeyMap::default();
+        let cleaned_end = map_dirty(&pass, &mut keys, options.key_map_bytes_max).await?;
+        outcome.segments_mapped = cleaned_end - pass.dirty_from;
+        outcome.clean_end_offset = pass
+            .targets
+            .get(cleaned_end)
+            .map_or(pass.active_base_offset, |next| next.base_offset);
+        let horizon_ms = now_ms.saturating_sub(pass.config.delete_retention_ms as i64);
+        for target in &pass.targets[..cleaned_end] {
+            if self.state.borrow().closed {
+                return Ok(outcome);
+            }
+            let done = self
+                .clean_one(
+                    target,
+                    &keys,
+                    horizon_ms,
+                    &pass.config,
+                    options.stop,
+                    &mut outcome,
+                )
+                .await?;
+            if !done {
+                return Ok(outcome);
+            }
+        }
+        self.state.borrow_mut().first_dirty_offset = outcome.clean_end_offset;
+        if outcome.records_removed > 0 {
+            info!(dir = %self.dir().display(), ?outcome, "compacted");
+        }
+        Ok(outcome)
+    }
+
+    /// Cleans one segment and puts the copy in its place (or deletes it if emptied). Returns false
+    /// when `stop` ended the pass.
+    async fn clean_one(
+        &self,
+        target: &Target,
+        keys: &KeyMap,
+        horizon_ms: i64,
+        config: &LogConfig,
+        stop: Option<StopPoint>,
+        outcome: &mut CompactionOutcome,
+    ) -> Result<bool, CompactionError> {
+        outcome.bytes_before += target.size_bytes;
+        let cleaned = clean_segment(self.dir(), target, keys, horizon_ms, config).await?;
+        let Some((segment, removed)) = cleaned else {
+            outcome.bytes_after += target.size_bytes;
+            return Ok(true);
+        };
+        outcome.records_removed += removed;
+        outcome.bytes_after += segment.size_bytes;
+        if segment.size_bytes == 0 && !self.is_front(target.base_offset) {
+            remove_cleaned_files(self.dir(), target.base_offset).await?;
+            self.delete_emptied(target).await?;
+            outcome.segments_deleted += 1;
+            return Ok(true);
+        }
+        if stop == Some(StopPoint::CleanedWritten) {
+            return Ok(false);
+        }
+        install(self.dir(), target.base_offset, stop).await?;
+        if stop.is_some() {
+            return Ok(false);
+        }
+        self.replace_segment(target, segment);
+        outcome.segments_rewritten += 1;
+        Ok(true)
+    }
+
+    /// Marks the log cleaning and returns what the pass works on, or `None` when it may not clean
+    /// now.
+    fn begin_cleaning(&self) -> Option<Pass> {
+        let mut state = self.state.borrow_mut();
+        if state.cleaning || state.closed || state.failure.is_some() || state.segments.len() < 2 {
+            return None;
+        }
+        state.cleaning = true;
+        let sealed = state.segments.len() - 1;
+        let targets: Vec<Target> = state
+            .segments
+            .iter()
+            .take(sealed)
+            .map(|segment| Target {
+                base_offset: segment.base_offset,
+                generation: segment.generation,
+                files: segment.files.clone(),
+                size_bytes: segment.size_bytes,
+                created_ms: segment.created_ms,
+            })
+            .collect();
+        let dirty_from = targets
+            .iter()
+            .position(|target| target.base_offset >= state.first_dirty_offset)
+            .unwrap_or(targets.len());
+        Some(Pass {
+            targets,
+            dirty_from,
+            active_base_offset: state.segments[sealed].base_offset,
+            config: state.config.clone(),
+        })
+    }
+
+    /// Whether `base_offset` is the first segment's (which keeps the log start offset).
+    fn is_front(&self, base_offset: i64) -> bool {
+        let state = self.state.borrow();
+        state
+            .segments
+            .front()
+            .is_some_and(|front| front.base_offset == base_offset)
+    }
+
+    /// Puts the cleaned copy in the place of the segment the pass read.
+    fn replace_segment(&self, target: &Target, mut segment: Segment) {
+        let mut state = self.state.borrow_mut();
+        let index = state
+            .segments
+            .iter()
+            .position(|existing| existing.base_offset == target.base_offset)
+            .expect("retention and close wait while the log is cleaning");
+        let old = &state.segments[index];
+        assert_eq!(old.generation, target.generation, "one cleaner per log");
+        segment.generation = old.generation + 1;
+        state.segments[index] = segment;
+        // Cached positions are of the old file.
+        state
+            .boundaries
+            .retain(|(_, base, _)| *base != target.base_offset);
+    }
+
+    /// Drops a segment that lost every record: out of the log first, then its files.
+    async fn delete_emptied(&self, target: &Target) -> Result<(), CompactionError> {
+        {
+            let mut state = self.state.borrow_mut();
+            let index = state
+                .segments
+                .iter()
+                .position(|existing| existing.base_offset == target.base_offset)
+                .expect("retention and close wait while the log is cleaning");
+            assert!(index + 1 < state.segments.len(), "never the active segment");
+            state.segments.remove(index);
+            state
+                .boundaries
+                .retain(|(_, base, _)| *base != target.base_offset);
+        }
+        Segment::delete_files(&target.files)
+            .await
+            .map_err(CompactionError::io(&target.files.log_path))?;
+        io::sync_dir(self.dir())
+            .await
+            .map_err(CompactionError::io(self.dir()))
+    }
+}
+
+/// Reads a segment's batches one by one, CRC-checked.
+struct BatchReader<'a> {
+    files: &'a SegmentFiles,
+    end: u64,
+    position: u64,
+    window: Vec<u8>,
+    window_start: u64,
+}
+
+impl<'a> BatchReader<'a> {
+    fn new(files: &'a SegmentFiles, end: u64) -> Self {
+        Self {
+            files,
+            end,
+            position: 0,
+            window: Vec::new(),
+            window_start: 0,
+        }
+    }
+
+    /// The next whole batch, or `None` at the end.
+    async fn next_batch(&mut self) -> Result<Option<&[u8]>, CompactionError> {
+        if self.position >= self.end {
+            return Ok(None);
+        }
+        let position = self.position;
+        let corrupt = |reason: String| CompactionError::Corrupt {
+            path: self.files.log_path.clone(),
+            position,
+            reason,
+        };
+        let mut at = (position - self.window_start) as usize;
+        let in_window = |window: &[u8], at: usize| {
+            batch::peek_offset_and_length(window.get(at..).unwrap_or_default())
+                .map(|(_, length)| LOG_OVERHEAD_BYTES + length.max(0) as usize)
+                .filter(|total| at + total <= window.len())
+        };
+        if position < self.window_start || in_window(&self.window, at).is_none() {
+            let header = io::read_at_most(&self.files.log, position, LOG_OVERHEAD_BYTES)
+                .await
+                .map_err(CompactionError::io(&self.files.log_path))?;
+            let (_, length) = batch::peek_offset_and_length(&header)
+                .ok_or_else(|| corrupt("header past the end".into()))?;
+            let total = LOG_OVERHEAD_BYTES + length.max(0) as usize;
+            let len = CLEAN_READ_BYTES
+                .max(total)
+                .min((self.end - position) as usize);
+            self.window = io::read_at_most(&self.files.log, position, len)
+                .await
+                .map_err(CompactionError::io(&self.files.log_path))?;
+            self.window_start = position;
+            at = 0;
+        }
+        let header = batch::validate(&self.window[at..], usize::MAX, Strictness::Stored)
+            .map_err(|err| corrupt(err.to_string()))?;
+        let total = header.total_bytes();
+        self.position += total as u64;
+        Ok(Some(&self.window[at..at + total]))
+    }
+}
+
+/// Maps the keys of the dirty segments, oldest first, until the map is full (at least one segment).
+/// Returns the end (exclusive index into the targets) of the segments the pass may clean: every
+/// segment before it has its newer records of each key in the map, or was cleaned before.
+async fn map_dirty(
+    pass: &Pass,
+    keys: &mut KeyMap,
+    key_map_bytes_max: usize,
+) -> Result<usize, CompactionError> {
+    let mut end = pass.dirty_from;
+    for target in &pass.targets[pass.dirty_from..] {
+        if end > pass.dirty_from && keys.bytes() >= key_map_bytes_max {
+            break;
+        }
+        map_segment(target, keys).await?;
+        end += 1;
+    }
+    Ok(end)
+}
+
+/// Notes every key of a segment in `keys`.
+async fn map_segment(target: &Target, keys: &mut KeyMap) -> Result<(), CompactionError> {
+    let mut reader = BatchReader::new(&target.files, target.size_bytes);
+    while let Some(bytes) = reader.next_batch().await? {
+        if let Some(decoded) = decode_for_cleaning(bytes, &target.files.log_path) {
+            keys.observe_batch(&decoded);
+        }
+    }
+    Ok(())
+}
+
+/// The batch's records, or `None` for batches the cleaner leaves as they are: control batches
+/// (transaction markers) and batches whose records can't be read (logged).
+fn decode_for_cleaning(bytes: &[u8], path: &Path) -> Option<DecodedBatch> {
+    let header = batch::parse_header(bytes).ok()?;
+    if header.is_control() {
+        return None;
+    }
+    match cleaner::decode_batch(bytes) {
+        Ok(decoded) => Some(decoded),
+        Err(err) => {
+            warn!(path = %path.display(), base_offset = header.base_offset, %err, "batch kept uncleaned");
+            None
+        }
+    }
+}
+
+/// Writes the cleaned copy of a segment; `None` when it would lose nothing (nothing written).
+/// Returns the copy (files still under their `.cleaned` names, synced) and the records removed.
+async fn clean_segment(
+    dir: &Path,
+    target: &Target,
+    keys: &KeyMap,
+    tombstone_horizon_ms: i64,
+    config: &LogConfig,
+) -> Result<Option<(Segment, u64)>, CompactionError> {
+    let mut segment = None;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut written = 0u64;
+    let mut removed = 0u64;
+    let mut reader = BatchReader::new(&target.files, target.size_bytes);
+    let mut kept_before = 0u64;
+    while let Some(bytes) = reader.next_batch().await? {
+        let header = batch::parse_header(bytes).expect("validated by the reader");
+        let rebuilt = match decode_for_cleaning(bytes, &target.files.log_path) {
+            Some(decoded) => {
+                let expired =
+                    header.max_timestamp >= 0 && header.max_timestamp < tombstone_horizon_ms;
+                let keep = cleaner::survivors(&decoded, keys, expired);
+                removed += keep.iter().filter(|kept| !**kept).count() as u64;
+                cleaner::rebuild(bytes, &decoded, &keep)?
+            }
+            None => Some(bytes.to_vec()),
+        };
+        let unchanged = rebuilt.as_deref() == Some(bytes);
+        if segment.is_none() {
+            if unchanged {
+                // Nothing lost so far: only start a copy once something is.
+                kept_before += bytes.len() as u64;
+                continue;
+            }
+            let mut copy = Segment::create_with_suffix(
+                dir,
+                target.base_offset,
+                CLEANED_SUFFIX,
+                target.created_ms,
+            )
+            .await
+            .map_err(open_to_compaction)?;
+            // Copy the unchanged prefix, batch by batch, to note each in the new indexes.
+            let mut prefix = BatchReader::new(&target.files, kept_before);
+            while let Some(kept) = prefix.next_batch().await? {
+                note_and_buffer(&mut copy, &mut pending, kept, config, written);
+                written = flush_if_full(&copy, &mut pending, written, false).await?;
+            }
+            segment = Some(copy);
+        }
+        let copy = segment.as_mut().expect("created above");
+        if let Some(batch_bytes) = rebuilt {
+            note_and_buffer(copy, &mut pending, &batch_bytes, config, written);
+            written = flush_if_full(copy, &mut pending, written, false).await?;
+        }
+        if written + pending.len() as u64 > u64::from(u32::MAX) {
+            return Err(CompactionError::TooLarge {
+                base_offset: target.base_offset,
+                bytes_max: u64::from(u32::MAX),
+            });
+        }
+    }
+    let Some(mut copy) = segment else {
+        return Ok(None);
+    };
+    flush_if_full(&copy, &mut pending, written, true).await?;
+    finish_copy(&mut copy).await?;
+    Ok(Some((copy, removed)))
+}
+
+/// Notes a batch in the copy's bookkeeping and buffers its bytes; `written` bytes precede the
+/// buffer in the file.
+fn note_and_buffer(
+    copy: &mut Segment,
+    pending: &mut Vec<u8>,
+    batch_bytes: &[u8],
+    config: &LogConfig,
+    written: u64,
+) {
+    let header = batch::parse_header(batch_bytes).expect("a whole batch");
+    let position = written + pending.len() as u64;
+    copy.note_appended(&header, position, config);
+    pending.extend_from_slice(batch_bytes);
+    debug_assert_eq!(copy.size_bytes, written + pending.len() as u64);
+}
+
+/// Writes the buffer out when it is full (or `force`); returns the bytes now in the file.
+async fn flush_if_full(
+    copy: &Segment,
+    pending: &mut Vec<u8>,
+    written: u64,
+    force: bool,
+) -> Result<u64, CompactionError> {
+    if pending.is_empty() || (!force && pending.len() < CLEAN_WRITE_BYTES) {
+        return Ok(written);
+    }
+    let bytes = std::mem::take(pending);
+    let len = bytes.len() as u64;
+    io::write_all_at(&copy.files.log, bytes, written)
+        .await
+        .map_err(CompactionError::io(&copy.files.log_path))?;
+    Ok(written + len)
+}
+
+/// Writes the copy's indexes and fsyncs its three files.
+async fn finish_copy(copy: &mut Segment) -> Result<(), CompactionError> {
+    let path = copy.files.log_path.clone();
+    if let Some(delta) = copy.take_index_delta() {
+        delta
+            .write(&copy.files)
+            .await
+            .map_err(CompactionError::io(&path))?;
+    }
+    copy.allocated_bytes = copy.size_bytes;
+    // Read back what the bookkeeping says was written before it can replace anything.
+    let file_bytes = copy
+        .files
+        .log
+        .metadata()
+        .await
+        .map_err(CompactionError::io(&path))?
+        .len();
+    if file_bytes != copy.size_bytes {
+        return Err(CompactionError::Corrupt {
+            path,
+            position: file_bytes,
+            reason: format!(
+                "cleaned copy holds {file_bytes} bytes, expected {}",
+                copy.size_bytes
+            ),
+        });
+    }
+    for file in [
+        &copy.files.log,
+        &copy.files.offset_index,
+        &copy.files.time_index,
+    ] {
+        file.sync_all().await.map_err(CompactionError::io(&path))?;
+    }
+    copy.files.log_path = path
+        .parent()
+        .expect("in a directory")
+        .join(log_file_name(copy.base_offset));
+    Ok(())
+}
+
+/// Paths of segment `base_offset`'s files: (log, index, timeindex), each with `suffix` if given.
+fn paths(dir: &Path, base_offset: i64, suffix: Option<&str>) -> [PathBuf; 3] {
+    let log = log_file_name(base_offset);
+    let name = |extension: &str| {
+        let plain = Path::new(&log).with_extension(extension);
+        match suffix {
+            Some(suffix) => dir.join(format!("{}.{suffix}", plain.display())),
+            None => dir.join(plain),
+        }
+    };
+    [name("log"), name("index"), name("timeindex")]
+}
+
+/// Steps b and c of the install (see the module doc).
+async fn install(
+    dir: &Path,
+    base_offset: i64,
+    stop: Option<StopPoint>,
+) -> Result<(), CompactionError> {
+    let [cleaned_log, cleaned_index, cleaned_time] = paths(dir, base_offset, Some(CLEANED_SUFFIX));
+    let [swap_log, _, _] = paths(dir, base_offset, Some(SWAP_SUFFIX));
+    let [log, index, time] = paths(dir, base_offset, None);
+    let rename = |from: PathBuf, to: PathBuf| async move {
+        compio::fs::rename(&from, &to)
+            .await
+            .map_err(CompactionError::io(&from))
+    };
+    let sync = || async { io::sync_dir(dir).await.map_err(CompactionError::io(dir)) };
+    rename(cleaned_log, swap_log.clone()).await?;
+    sync().await?;
+    if stop == Some(StopPoint::Committed) {
+        return Ok(());
+    }
+    rename(cleaned_index, index).await?;
+    rename(cleaned_time, time).await?;
+    if stop == Some(StopPoint::IndexesInstalled) {
+        return Ok(());
+    }
+    rename(swap_log, log).await?;
+    sync().await
+}
+
+async fn remove_cleaned_files(dir: &Path, base_offset: i64) -> Result<(), CompactionError> {
+    for path in paths(dir, base_offset, Some(CLEANED_SUFFIX)) {
+        compio::fs::remove_file(&path)
+            .await
+            .map_err(CompactionError::io(&path))?;
+    }
+    Ok(())
+}
+
+fn open_to_compaction(err: OpenError) -> CompactionError {
+    match err {
+        OpenError::Io { path, source } => CompactionError::Io { path, source },
+        other => CompactionError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    }
+}
+
+/// Finishes or undoes a cleaning that a crash interrupted (see the module doc). Run by
+/// [`PartitionLog::open`] before it lists segments. Also removes index files whose log is gone
+/// (a deletion of an emptied segment cut short).
+pub async fn finish_interrupted(dir: &Path) -> Result<(), OpenError> {
+    let owned = dir.to_path_buf();
+    let changed = io::blocking(move || finish_interrupted_blocking(&owned))
+        .await
+        .map_err(OpenError::io(dir))?;
+    if changed {
+        io::sync_dir(dir).await.map_err(OpenError::io(dir))?;
+    }
+    Ok(())
+}
+
+fn finish_interrupted_blocking(dir: &Path) -> std::io::Result<bool> {
+    let names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|entry| entry.ok())
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(err) => return Err(err),
+    };
+    let mut changed = false;
+    let swap_suffix = format!(".log.{SWAP_SUFFIX}");
+    for name in &names {
+        let Some(stem) = name.strip_suffix(&swap_suffix) else {
+            continue;
+        };
+        let Ok(base_offset) = stem.parse::<i64>() else {
+            continue;
+        };
+        let [cleaned_log, cleaned_index, cleaned_time] =
+            paths(dir, base_offset, Some(CLEANED_SUFFIX));
+        let [swap_log, _, _] = paths(dir, base_offset, Some(SWAP_SUFFIX));
+        let [log, index, time] = paths(dir, base_offset, None);
+        for (from, to) in [(cleaned_index, index), (cleaned_time, time)] {
+            if from.exists() {
+                std::fs::rename(&from, &to)?;
+            }
+        }
+        std::fs::rename(&swap_log, &log)?;
+        let _ = std::fs::remove_file(cleaned_log);
+        warn!(dir = %dir.display(), base_offset, "finished an interrupted cleaning");
+        changed = true;
+    }
+    let cleaned_suffix = format!(".{CLEANED_SUFFIX}");
+    for name in std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+    {
+        let orphan_index = [".index", ".timeindex"].iter().any(|extension| {
+            name.strip_suffix(extension)
+                .is_some_and(|stem| !dir.join(format!("{stem}.log")).exists())
+        });
+        if name.ends_with(&cleaned_suffix) || orphan_index {
+            std::fs::remove_file(dir.join(&name))?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
