@@ -5,8 +5,12 @@
 //! placement, the latency histogram, and the open-loop rate schedule that avoids coordinated
 //! omission. The Kafka client, the `run`/`omb`/`matrix` commands and the reports come next.
 
+pub mod cpu;
 pub mod histogram;
+pub mod machine;
 pub mod partitioner;
 pub mod report;
 pub mod schedule;
 pub mod workload;
+
+mod sys;
