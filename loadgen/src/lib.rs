@@ -7,7 +7,9 @@
 
 pub mod cpu;
 pub mod histogram;
+pub mod layout;
 pub mod machine;
+pub mod mounts;
 pub mod partitioner;
 pub mod report;
 pub mod schedule;
