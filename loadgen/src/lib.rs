@@ -11,6 +11,7 @@ pub mod layout;
 pub mod machine;
 pub mod mounts;
 pub mod partitioner;
+pub mod probe;
 pub mod report;
 pub mod schedule;
 pub mod workload;
