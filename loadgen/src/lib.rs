@@ -5,6 +5,7 @@
 //! placement, the latency histogram, and the open-loop rate schedule that avoids coordinated
 //! omission. The Kafka client, the `run`/`omb`/`matrix` commands and the reports come next.
 
+pub mod broker_process;
 pub mod cpu;
 pub mod histogram;
 pub mod layout;

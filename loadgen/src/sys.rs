@@ -1,5 +1,5 @@
 //! The loadgen's only `unsafe` code: small wrappers over libc calls that std does not offer
-//! (clock ticks, own CPU usage, uname). Each wrapper returns plain Rust values, so
+//! (clock ticks, own CPU usage, uname, SIGTERM). Each wrapper returns plain Rust values, so
 //! the rest of the crate never touches a raw libc type.
 
 use std::ffi::CStr;
@@ -66,6 +66,21 @@ fn c_chars(chars: &[libc::c_char]) -> String {
         Ok(text) => text.to_string_lossy().into_owned(),
         Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
     }
+}
+
+/// Sends SIGTERM to process `pid`. Only for a child this process started and has not reaped yet
+/// (`Child::try_wait` said it runs), so the pid cannot have been reused by another process.
+/// (SIGKILL needs no wrapper: `Child::kill` sends it.)
+pub(crate) fn send_sigterm(pid: u32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+    // pid 0 and negative pids address process groups: never meant here.
+    assert!(pid > 0, "a single process");
+    // SAFETY: kill takes no pointers; the pid is a single positive process id.
+    let status = unsafe { libc::kill(pid, libc::SIGTERM) };
+    if status != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
