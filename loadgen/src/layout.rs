@@ -667,10 +667,88 @@ fn unmount(mount_point: &Path) -> Result<(), String> {
         std::thread::sleep(UNMOUNT_RETRY_PAUSE);
     }
     match run("umount", &["--lazy", &target]) {
-        Ok(_) => Err(format!("{last}; unmounted lazily instead")),
+        Ok(_) => Err(format!("{last}{LAZILY}")),
         Err(error) => Err(format!("{last}; then {error}")),
     }
 }
+
+/// Undoes what earlier, killed loadgen processes left in `work_dir` (a SIGKILL skips every drop):
+/// for each layout directory whose creator (the pid in its name) no longer runs, unmounts what
+/// is mounted below it, detaches loop devices backed by files in it and removes it. Returns the
+/// directories removed. Directories of running processes are not touched.
+pub fn remove_leftovers(work_dir: &Path) -> Result<Vec<PathBuf>, LayoutError> {
+    let Ok(entries) = fs::read_dir(work_dir) else {
+        return Ok(Vec::new());
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = creator_pid(&entry.file_name().to_string_lossy()) else {
+            continue;
+        };
+        if Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        let root = entry
+            .path()
+            .canonicalize()
+            .map_err(LayoutError::io(&entry.path()))?;
+        let mut mounted = mounts::mounts_under(&root).map_err(LayoutError::io(&root))?;
+        // Deepest first, so nothing is unmounted from under another mount.
+        mounted.sort_by_key(|mount| std::cmp::Reverse(mount.mount_point.components().count()));
+        let teardown = |detail| LayoutError::Teardown {
+            root: root.clone(),
+            detail,
+        };
+        for mount in mounted {
+            // A lazy unmount (the disk was busy) is good enough for a leftover: it is detached.
+            if let Err(detail) = unmount(&mount.mount_point) {
+                if !detail.ends_with(LAZILY) {
+                    return Err(teardown(detail));
+                }
+            }
+        }
+        for device in loops_backed_under(&root) {
+            run("losetup", &["-d", &device.to_string_lossy()])?;
+        }
+        let left = mounts::mounts_under(&root).map_err(LayoutError::io(&root))?;
+        if !left.is_empty() {
+            return Err(teardown(format!("still mounted: {}", describe(&left))));
+        }
+        fs::remove_dir_all(&root).map_err(LayoutError::io(&root))?;
+        removed.push(root);
+    }
+    Ok(removed)
+}
+
+/// The pid in a directory name made by `DiskGuard::claim`: `<layout>-<index>-<pid>-<sequence>`.
+fn creator_pid(name: &str) -> Option<u32> {
+    let mut parts = name.rsplitn(4, '-');
+    let sequence = parts.next()?;
+    let pid = parts.next()?;
+    let index = parts.next()?;
+    let _layout = parts.next()?;
+    sequence.parse::<u64>().ok()?;
+    index.parse::<usize>().ok()?;
+    pid.parse().ok()
+}
+
+/// Loop devices whose backing file lies under `dir` (`/sys/block/loopN/loop/backing_file`).
+fn loops_backed_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(devices) = fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    devices
+        .flatten()
+        .filter(|device| {
+            fs::read_to_string(device.path().join("loop/backing_file"))
+                .is_ok_and(|file| Path::new(file.trim()).starts_with(dir))
+        })
+        .map(|device| Path::new("/dev").join(device.file_name()))
+        .collect()
+}
+
+/// Ends the error of an unmount that fell back to a lazy one.
+const LAZILY: &str = "; unmounted lazily instead";
 
 fn describe(entries: &[MountEntry]) -> String {
     let parts: Vec<String> = entries
@@ -710,6 +788,16 @@ mod tests {
         let error = prepare(&none, work_dir, 1 << 30).unwrap_err();
         assert!(matches!(error, LayoutError::NoDataDirs { .. }), "{error}");
         assert!(!work_dir.exists());
+    }
+
+    #[test]
+    fn leftover_names_give_their_creator() {
+        // The pid is read back from names `claim` makes, layout names with dashes included.
+        assert_eq!(creator_pid("xfs-loop-0-4242-7"), Some(4242));
+        assert_eq!(creator_pid("fs-1-17-0"), Some(17));
+        assert_eq!(creator_pid("out"), None);
+        assert_eq!(creator_pid("broker-ringtail.log"), None);
+        assert_eq!(creator_pid("a-b-c-d"), None);
     }
 
     #[test]

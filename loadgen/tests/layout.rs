@@ -267,3 +267,81 @@ fn two_data_dirs_get_two_disks() {
     assert_nothing_left(&work_dir);
     fs::remove_dir(&work_dir).unwrap();
 }
+
+/// If the test fails with the child's layout still there, detaches it anyway (lazy unmount, loop
+/// detach), so a failing test leaves nothing mounted either.
+struct Sweep(PathBuf);
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        for mount in mounts::mounts_under(&self.0).unwrap_or_default() {
+            let _ = Command::new("umount")
+                .arg("--lazy")
+                .arg(&mount.mount_point)
+                .status();
+        }
+        for entry in loops_backed_under(&self.0) {
+            let device = format!("/dev/{}", entry.split(':').next().unwrap());
+            let _ = Command::new("losetup").args(["-d", &device]).status();
+        }
+    }
+}
+
+/// Set by `leftovers_of_a_killed_process_are_removed` for the child it runs.
+const ABORT_DIR_VARIABLE: &str = "RINGTAIL_LAYOUT_TEST_ABORT_IN";
+
+/// Not a test of its own: the child process of `leftovers_of_a_killed_process_are_removed`. It
+/// prepares a layout and aborts, so no drop runs, as when a loadgen is SIGKILLed.
+#[test]
+#[ignore = "run by leftovers_of_a_killed_process_are_removed"]
+fn prepare_then_abort() {
+    let Some(dir) = std::env::var_os(ABORT_DIR_VARIABLE) else {
+        return;
+    };
+    let kind: DiskKind = std::env::var("RINGTAIL_LAYOUT_TEST_KIND")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let prepared = layout::prepare(&Layout::disk(kind), Path::new(&dir), DISK_BYTES).unwrap();
+    write_synced_file(prepared.data_dir());
+    std::process::abort();
+}
+
+#[test]
+fn leftovers_of_a_killed_process_are_removed() {
+    // A process killed with a layout mounted leaves it mounted; the next run's
+    // remove_leftovers unmounts, detaches and removes it.
+    let kind = if expected_skip(DiskKind::XfsLoop).is_none() {
+        DiskKind::XfsLoop
+    } else if expected_skip(DiskKind::Tmpfs).is_none() {
+        DiskKind::Tmpfs
+    } else {
+        println!("no mountable layout here");
+        return;
+    };
+    let work_dir = work_dir("leftovers");
+    let _sweep = Sweep(work_dir.clone());
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "prepare_then_abort", "--nocapture"])
+        .env(ABORT_DIR_VARIABLE, &work_dir)
+        .env("RINGTAIL_LAYOUT_TEST_KIND", kind.name())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the child aborts");
+    let mounted = mounts::mounts_under(&work_dir).unwrap();
+    assert_eq!(
+        mounted.len(),
+        1,
+        "the child left its layout mounted: {mounted:?}"
+    );
+
+    let removed = layout::remove_leftovers(&work_dir).unwrap();
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_nothing_left(&work_dir);
+    // Our own layouts are not leftovers.
+    let ours = layout::prepare(&Layout::disk(DiskKind::Fs), &work_dir, DISK_BYTES).unwrap();
+    assert!(layout::remove_leftovers(&work_dir).unwrap().is_empty());
+    assert!(ours.data_dir().exists());
+    drop(ours);
+    fs::remove_dir(&work_dir).unwrap();
+}
