@@ -314,7 +314,7 @@ pub fn prepare(
             got: size_bytes,
         });
     }
-    check_machine(layout.disk)?;
+    check_machine(layout.disk).map_err(|reason| LayoutError::Skipped { reason })?;
     fs::create_dir_all(work_dir).map_err(LayoutError::io(work_dir))?;
     // Absolute, so mount points compare with the mount table's paths.
     let work_dir = &work_dir.canonicalize().map_err(LayoutError::io(work_dir))?;
@@ -337,19 +337,20 @@ pub fn prepare(
     Ok(prepared)
 }
 
-/// Checks what a disk kind needs before anything is created, so a skip leaves no trace.
-fn check_machine(kind: DiskKind) -> Result<(), LayoutError> {
-    let skip = |reason| Err(LayoutError::Skipped { reason });
+/// Whether this machine has what a disk kind needs (privilege, loop devices, tools), checked
+/// without creating anything: `prepare` starts with it, and a matrix can list its skips up front.
+/// `prepare` may still skip later for what only trying reveals (a refused mount, no direct I/O).
+pub fn check_machine(kind: DiskKind) -> Result<(), SkipReason> {
     if kind == DiskKind::Fs {
         return Ok(());
     }
     if !has_cap_sys_admin() {
-        return skip(SkipReason::NoMountPrivilege);
+        return Err(SkipReason::NoMountPrivilege);
     }
     let mut tools = vec![("mount", "mount"), ("umount", "mount")];
     if let Some(loop_fs) = kind.loop_fs() {
         if !Path::new("/dev/loop-control").exists() {
-            return skip(SkipReason::NoLoopControl);
+            return Err(SkipReason::NoLoopControl);
         }
         tools.push(("losetup", "mount"));
         tools.push(match loop_fs {
@@ -359,7 +360,7 @@ fn check_machine(kind: DiskKind) -> Result<(), LayoutError> {
     }
     for (program, package) in tools {
         if find_program(program).is_none() {
-            return skip(SkipReason::ToolMissing {
+            return Err(SkipReason::ToolMissing {
                 program: program.to_string(),
                 package,
             });
