@@ -1,7 +1,7 @@
 //! Real brokers started, probed, measured and stopped: Ringtail (the binary in `RINGTAIL_BIN`,
-//! else the workspace's release build) and tansu (in `TANSU_BIN`, else where its install command
-//! puts it). A broker whose binary is absent is skipped with the reason printed: neither is built
-//! by `cargo test` (tests/compat builds Ringtail's release binary later in scripts/test.sh).
+//! else the workspace's release build, else its debug build, which `cargo test --workspace`
+//! makes) and tansu (in `TANSU_BIN`, else where its install command puts it). A broker whose
+//! binary is absent is skipped with the reason printed.
 
 use std::fs;
 use std::net::TcpStream;
@@ -20,7 +20,16 @@ fn binary(kind: BrokerKind) -> Option<PathBuf> {
         BrokerKind::Ringtail => "RINGTAIL_BIN",
         _ => "TANSU_BIN",
     };
-    let explicit = std::env::var_os(variable).map(PathBuf::from);
+    let mut explicit = std::env::var_os(variable).map(PathBuf::from);
+    // `cargo test --workspace` builds the server's debug binary next to our own tests.
+    let debug_ringtail = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../debug/ringtail");
+    if kind == BrokerKind::Ringtail
+        && explicit.is_none()
+        && !kind.default_binary().is_file()
+        && debug_ringtail.is_file()
+    {
+        explicit = Some(debug_ringtail);
+    }
     match broker_process::locate(kind, explicit.as_deref()) {
         Ok(path) => Some(path),
         Err(error) => {
