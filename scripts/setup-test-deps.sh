@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the client compatibility tests (tests/compat) need, and nothing else:
-#   kcat                  Debian package (links the system librdkafka)
+# Installs what the client compatibility tests (tests/compat) and the loadgen's disk-layout test
+# need, and nothing else:
+#   kcat, xfsprogs        Debian packages (kcat links the system librdkafka; mkfs.xfs)
 #   .venv/                Python venv: confluent-kafka, kafka-python, aiokafka, their compression
 #                         libraries, pytest (exact pins in tests/compat/requirements.txt)
 #   tests/compat/node/node_modules   kafkajs and its codecs (tests/compat/node/package-lock.json)
@@ -11,17 +12,23 @@ cd "$(dirname "$0")/.."
 
 log() { echo "== setup-test-deps: $*"; }
 
-# --- kcat ----------------------------------------------------------------------------------
-if ! command -v kcat >/dev/null 2>&1; then
-  log "installing kcat (apt)"
+# --- Debian packages -----------------------------------------------------------------------
+#   kcat      the kcat compatibility tests (links the system librdkafka)
+#   xfsprogs  mkfs.xfs, for the loadgen's xfs-loop disk layout (loadgen/tests/layout.rs)
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.xfs >/dev/null 2>&1 || missing+=(xfsprogs)
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]} (apt)"
   if [ "$(id -u)" -ne 0 ]; then
-    echo "setup-test-deps: kcat is missing and this is not root; install it: apt-get install kcat" >&2
+    echo "setup-test-deps: ${missing[*]} missing and this is not root; install: apt-get install ${missing[*]}" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends kcat >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+PATH="$PATH:/usr/sbin:/sbin" mkfs.xfs -V >/dev/null
 
 # --- Python venv ---------------------------------------------------------------------------
 reqs=tests/compat/requirements.txt

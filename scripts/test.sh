@@ -8,9 +8,11 @@
 # No timing assertions anywhere: speed is measured by benches/ and reported in results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Dependencies first: the loadgen's disk-layout test needs mkfs.xfs (xfsprogs) to run its
+# xfs-loop case rather than skip it.
+bash scripts/setup-test-deps.sh
 cargo test --workspace --locked "$@"
 
-bash scripts/setup-test-deps.sh
 status=0
 .venv/bin/python -m pytest tests/compat -q || status=$?
 if [ "$status" -eq 5 ]; then
