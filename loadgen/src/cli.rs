@@ -7,12 +7,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringtail_loadgen::broker_process::BrokerKind;
+use ringtail_loadgen::layout::Layout;
+use ringtail_loadgen::matrix::{self, MatrixOptions};
 use ringtail_loadgen::report::RunReport;
-use ringtail_loadgen::run::{self, CpuProbe, Environment};
+use ringtail_loadgen::run::{self, Environment};
 use ringtail_loadgen::workload::{
     Acks, Compression, ConsumerMode, MessageSize, PartitionerKind, StartFrom, Workload,
 };
-use ringtail_loadgen::{omb, output};
+use ringtail_loadgen::{cpu, machine, omb, output, scenario};
 
 use crate::progress::Bar;
 
@@ -37,6 +40,50 @@ enum Command {
     /// flags give what the file does not say (bootstrap, acks, compression, batching, outputs);
     /// --duration-s and --warmup-s, when given, replace the file's minutes.
     Omb(OmbArgs),
+    /// Run named scenarios on each broker and disk layout (starting each broker itself) and
+    /// write results/<scenario>/… plus an index in results/README.md.
+    Matrix(MatrixArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MatrixArgs {
+    /// Scenarios to run, comma-separated (default: all; see --list).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Disk layouts: fs, tmpfs, xfs-loop, ext4-loop (default: all four).
+    #[arg(long, value_delimiter = ',')]
+    layouts: Vec<Layout>,
+    /// Brokers: ringtail, tansu (its sqlite storage), tansu-memory (default: ringtail, tansu).
+    #[arg(long, value_delimiter = ',')]
+    brokers: Vec<BrokerKind>,
+    /// Measured seconds of each run.
+    #[arg(long, default_value_t = 20.0)]
+    duration_s: f64,
+    /// Warm-up seconds of each run.
+    #[arg(long, default_value_t = 3.0)]
+    warmup_s: f64,
+    /// Largest backlog a catch-up scenario builds, in bytes.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    backlog_bytes_max: u64,
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+    /// Where loop images and mounts go (a real disk, not tmpfs).
+    #[arg(long, default_value = "/var/tmp/ringtail-matrix")]
+    work_dir: PathBuf,
+    /// Size of each tmpfs or loop disk in bytes.
+    #[arg(long, default_value_t = 8 << 30)]
+    disk_bytes: u64,
+    /// The ringtail binary (default: this workspace's release build).
+    #[arg(long)]
+    ringtail_bin: Option<PathBuf>,
+    /// The tansu binary (default: ~/.cache/ringtail/tansu/bin/tansu).
+    #[arg(long)]
+    tansu_bin: Option<PathBuf>,
+    /// List scenarios, layouts and brokers and what this machine would skip, then exit.
+    #[arg(long)]
+    list: bool,
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -222,17 +269,6 @@ impl RunArgs {
     }
 }
 
-struct NoCpu;
-
-impl CpuProbe for NoCpu {
-    fn broker_cpu_s(&self) -> Option<f64> {
-        None
-    }
-    fn own_cpu_s(&self) -> f64 {
-        0.0
-    }
-}
-
 pub fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => {
@@ -262,6 +298,92 @@ pub fn execute(cli: Cli) -> Result<()> {
             };
             finish(args, &run_one(&workload, &label, args.quiet)?)
         }
+        Command::Matrix(args) => run_matrix(&args),
+    }
+}
+
+fn run_matrix(args: &MatrixArgs) -> Result<()> {
+    let scenarios = scenario::select(&args.scenarios).map_err(anyhow::Error::msg)?;
+    let layouts = if args.layouts.is_empty() {
+        Layout::standard()
+    } else {
+        args.layouts.clone()
+    };
+    let brokers = if args.brokers.is_empty() {
+        BrokerKind::standard()
+    } else {
+        args.brokers.clone()
+    };
+    if args.list {
+        for scenario in &scenarios {
+            println!("scenario {:<20} {}", scenario.name, scenario.description);
+        }
+        for layout in &layouts {
+            match ringtail_loadgen::layout::check_machine(layout.disk) {
+                Ok(()) => println!("layout   {:<20} available", layout.name),
+                Err(reason) => println!("layout   {:<20} skipped: {reason}", layout.name),
+            }
+        }
+        for broker in &brokers {
+            match ringtail_loadgen::broker_process::locate(*broker, None) {
+                Ok(path) => println!("broker   {:<20} {}", broker.name(), path.display()),
+                Err(error) => println!("broker   {:<20} {error}", broker.name()),
+            }
+        }
+        return Ok(());
+    }
+    let mut binaries = std::collections::BTreeMap::new();
+    if let Some(path) = &args.ringtail_bin {
+        binaries.insert(BrokerKind::Ringtail.name().to_string(), path.clone());
+    }
+    if let Some(path) = &args.tansu_bin {
+        for broker in &brokers {
+            if broker.name().starts_with("tansu") {
+                binaries.insert(broker.name().to_string(), path.clone());
+            }
+        }
+    }
+    let bar = Bar::new();
+    let silent = run::Silent;
+    let options = MatrixOptions {
+        scenarios,
+        layouts,
+        brokers,
+        binaries,
+        duration_s: args.duration_s,
+        warmup_s: args.warmup_s,
+        backlog_bytes_max: args.backlog_bytes_max,
+        results_dir: args.results_dir.clone(),
+        work_dir: args.work_dir.clone(),
+        disk_bytes: args.disk_bytes,
+        progress: if args.quiet { &silent } else { &bar },
+    };
+    std::fs::create_dir_all(&args.results_dir)
+        .with_context(|| format!("creating {}", args.results_dir.display()))?;
+    let outcome = matrix::run_matrix(&options)?;
+    bar.finish();
+    for run in &outcome.runs {
+        println!(
+            "{:<20} {:<24} produce {:>8.1} MB/s p99 {:>8.2} ms | consume {:>8.1} MB/s e2e p99 {:>8.2} ms",
+            run.scenario,
+            run.label,
+            run.report.produce.mb_per_s,
+            run.report.produce.latency_us.p99 as f64 / 1000.0,
+            run.report.consume.mb_per_s,
+            run.report.consume.e2e_latency_us.p99 as f64 / 1000.0,
+        );
+    }
+    for skip in &outcome.skipped {
+        println!("skipped {}: {}", skip.what, skip.reason);
+    }
+    for failure in &outcome.failed {
+        println!("FAILED {}: {}", failure.what, failure.reason);
+    }
+    println!("results in {}", args.results_dir.display());
+    if outcome.failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} run(s) of the matrix failed", outcome.failed.len())
     }
 }
 
@@ -281,6 +403,16 @@ fn finish(args: &RunArgs, report: &RunReport) -> Result<()> {
     Ok(())
 }
 
+/// The pid of the process listening on the bootstrap port when the bootstrap is this machine.
+fn local_listener(bootstrap: &str) -> Option<u32> {
+    use std::net::ToSocketAddrs;
+    let address = bootstrap.to_socket_addrs().ok()?.next()?;
+    if !address.ip().is_loopback() {
+        return None;
+    }
+    cpu::pid_listening_on(address.port()).ok().flatten()
+}
+
 /// A label as a file name: letters, digits, '-', '_' and '.' kept, anything else '-'.
 fn file_stem(label: &str) -> String {
     label
@@ -298,10 +430,13 @@ fn file_stem(label: &str) -> String {
 fn run_one(workload: &Workload, label: &str, quiet: bool) -> Result<RunReport> {
     let bar = Bar::new();
     let silent = run::Silent;
+    let broker_pid = workload
+        .broker_pid
+        .or_else(|| local_listener(&workload.bootstrap));
     let environment = Environment {
         label: label.to_string(),
-        machine: Default::default(),
-        cpu: &NoCpu,
+        machine: machine::current(),
+        cpu: &cpu::ProcessCpu { broker_pid },
         progress: if quiet { &silent } else { &bar },
     };
     let result = run::run(workload, &environment);

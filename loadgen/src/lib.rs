@@ -13,6 +13,7 @@ pub mod cpu;
 pub mod histogram;
 pub mod layout;
 pub mod machine;
+pub mod matrix;
 pub mod mounts;
 pub mod omb;
 pub mod output;

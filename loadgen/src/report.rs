@@ -48,6 +48,10 @@ pub struct ProduceSummary {
     pub msgs_per_s: f64,
     /// Send (or intended send, under a rate) to acknowledgement.
     pub latency_us: Percentiles,
+    /// Messages acknowledged while building the backlog before the run (catch-up scenarios); not
+    /// in `messages`, but consumers starting from the log start read them too.
+    #[serde(default)]
+    pub backlog_messages: u64,
     /// Messages whose produce failed (error code or lost connection); not in `messages`.
     pub failed_messages: u64,
     /// Error name → count of failed produce responses.

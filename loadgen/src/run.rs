@@ -123,9 +123,11 @@ pub fn run(workload: &Workload, environment: &Environment<'_>) -> Result<RunRepo
     let payloads = Arc::new(Payloads::new(workload.message_size));
     let clock = Clock::start();
 
-    if workload.backlog_bytes > 0 {
-        fill_backlog(workload, &leaders, &clock, &payloads, environment)?;
-    }
+    let backlog_messages = if workload.backlog_bytes > 0 {
+        fill_backlog(workload, &leaders, &clock, &payloads, environment)?
+    } else {
+        0
+    };
 
     // Consumers first, positioned before anything is produced.
     let counters = Arc::new(Counters::default());
@@ -269,6 +271,7 @@ pub fn run(workload: &Workload, environment: &Environment<'_>) -> Result<RunRepo
         mb_per_s: mb(produced.measured_bytes) / seconds,
         msgs_per_s: produced.measured_messages as f64 / seconds,
         latency_us: produced.latencies.summary().into(),
+        backlog_messages,
         failed_messages: produced.failed_messages,
         errors: produced.errors,
     };
@@ -389,14 +392,15 @@ fn spawn_producers(
     Ok(threads)
 }
 
-/// Fills each topic with `backlog_bytes` before the measured run (catch-up reads), flat out.
+/// Fills each topic with `backlog_bytes` before the measured run (catch-up reads), flat out;
+/// returns the messages acknowledged.
 fn fill_backlog(
     workload: &Workload,
     leaders: &BTreeMap<String, Vec<String>>,
     clock: &Clock,
     payloads: &Arc<Payloads>,
     environment: &Environment<'_>,
-) -> Result<(), RunError> {
+) -> Result<u64, RunError> {
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let start = clock.elapsed();
@@ -426,10 +430,11 @@ fn fill_backlog(
         thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::Relaxed);
+    let mut acked = 0;
     for thread in threads {
-        join(thread, "backlog producer")?;
+        acked += join(thread, "backlog producer")?.acked_messages;
     }
-    Ok(())
+    Ok(acked)
 }
 
 /// Samples the counters once a second into the timeline until `end` or `done()`.

@@ -46,6 +46,7 @@ fn synthetic_report(label: &str, scale: u64) -> RunReport {
             mb_per_s: 10.24 * scale as f64,
             msgs_per_s: 10_000.0 * scale as f64,
             latency_us: latency(1_500 * scale),
+            backlog_messages: 0,
             failed_messages: 3,
             errors: [("NOT_LEADER_OR_FOLLOWER".to_string(), 3)].into(),
         },
