@@ -13,6 +13,8 @@ pub struct Settings {
     pub frame_bytes_max: u32,
     pub auto_create_topics: bool,
     pub cluster_id: String,
+    /// Session timeout and heartbeat interval of consumer (KIP-848) groups.
+    pub consumer_group: crate::group::consumer::ConsumerGroupConfig,
 }
 
 /// This single broker's id in every Metadata answer.
