@@ -152,6 +152,61 @@ def test_committed_offsets_survive_a_broker_restart_and_unknown_groups_have_none
         nobody.close()
 
 
+def check_assignment_survives_restart(broker, make_consumer) -> None:
+    """Two members of a new group (make_consumer(bootstrap, group)) share a 4-partition topic; the
+    broker restarts; they must keep consuming their own partitions with no revocation, and the
+    admin client must describe the same members, Stable."""
+    from confluent_kafka.admin import AdminClient
+
+    bootstrap = broker.bootstrap
+    topic = topic_name("grp-restart")
+    create_topic(bootstrap, topic, 4)
+    group = topic_name("restart")
+    revocations: list[int] = []
+    consumers = [make_consumer(bootstrap, group) for _ in range(2)]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        for consumer in consumers:
+            consumer.subscribe([topic], on_revoke=lambda c, partitions: revocations.append(len(partitions)))
+        owned = wait_for_spread(consumers, 4)
+        deadline = time.monotonic() + REBALANCE_TIMEOUT_S
+        while (before := admin.describe_consumer_groups([group])[group].result(timeout=15)).state.name != "STABLE":
+            for consumer in consumers:
+                consumer.poll(0.1)
+            assert time.monotonic() < deadline, f"the group is {before.state} before the restart"
+        revocations.clear()  # (joining together may take more than one round)
+
+        broker.restart()
+        producer = Producer({"bootstrap.servers": bootstrap})
+        for i in range(40):
+            producer.produce(topic, value=f"after-{i}", partition=i % 4)
+        assert producer.flush(30) == 0
+        seen: list[set] = [set(), set()]
+        deadline = time.monotonic() + REBALANCE_TIMEOUT_S
+        while sum(len(s) for s in seen) < 40:
+            for n, consumer in enumerate(consumers):
+                message = consumer.poll(0.1)
+                if message is not None and message.error() is None:
+                    seen[n].add((message.partition(), message.offset()))
+            assert time.monotonic() < deadline, f"consumed {sum(len(s) for s in seen)} of 40 after the restart"
+        for n in range(2):
+            assert {partition for partition, _ in seen[n]} == owned[n], "a member read another's partition"
+        after = admin.describe_consumer_groups([group])[group].result(timeout=15)
+        assert after.state.name == "STABLE"
+        assert sorted(m.member_id for m in after.members) == sorted(m.member_id for m in before.members)
+        assert [{tp.partition for tp in c.assignment()} for c in consumers] == owned
+        assert revocations == [], "the restart caused a rebalance"
+    finally:
+        for consumer in consumers:
+            consumer.close()
+
+
+def test_members_keep_their_assignment_across_a_broker_restart(broker):
+    # A Stable group is stored with its members when its generation completes: after a restart the
+    # members heartbeat on and keep consuming their partitions without a rebalance.
+    check_assignment_survives_restart(broker, lambda bootstrap, group: group_consumer(bootstrap, group, "range"))
+
+
 def test_ringtail_groups_shows_offsets_lag_and_owners(bootstrap, ringtail_bin):
     # The operator's view: committed offset, log end, lag and the owning member per partition.
     topic = topic_name("grp-view")

@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from compat_checks import confluent_create_topic as create_topic, topic_name
-from test_groups import REBALANCE_TIMEOUT_S, check_killed_member_takeover, wait_for_spread
+from test_groups import check_assignment_survives_restart, check_killed_member_takeover, wait_for_spread
 
 ASSIGNORS = ["uniform", "range"]
 SESSION_TIMEOUT_MS = 3000
@@ -25,10 +25,15 @@ HEARTBEAT_INTERVAL_MS = 300
 
 
 @pytest.fixture
-def bootstrap(start_broker) -> str:
+def broker(start_broker):
     """A broker with short consumer-group session timeout and heartbeat interval."""
     return start_broker("--group-consumer-session-timeout-ms", str(SESSION_TIMEOUT_MS),
-                        "--group-consumer-heartbeat-interval-ms", str(HEARTBEAT_INTERVAL_MS)).bootstrap
+                        "--group-consumer-heartbeat-interval-ms", str(HEARTBEAT_INTERVAL_MS))
+
+
+@pytest.fixture
+def bootstrap(broker) -> str:
+    return broker.bootstrap
 
 
 def consumer_conf(bootstrap: str, group: str, assignor: str, **extra) -> dict:
@@ -140,3 +145,10 @@ def test_commits_are_kept_and_a_group_id_is_classic_or_consumer(bootstrap, ringt
         assert classic_conf_error is not None and "INCONSISTENT_GROUP_PROTOCOL" in classic_conf_error.name()
     finally:
         consumer.close()
+
+
+def test_members_keep_their_assignment_and_epochs_across_a_broker_restart(broker):
+    # The group (epochs, members, target assignment) is replayed from __consumer_offsets: members
+    # heartbeat on with their epochs and keep their partitions. (Restarting takes well under the
+    # 3 s session timeout.)
+    check_assignment_survives_restart(broker, lambda bootstrap, group: kip848_consumer(bootstrap, group, "uniform"))

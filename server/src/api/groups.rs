@@ -236,7 +236,7 @@ pub async fn leave_group(
     };
     let asked = members.clone();
     let answer = on_coordinator(context, move |coordinator| async move {
-        coordinator.leave(&group_id, members)
+        coordinator.leave(&group_id, members).await
     })
     .await?;
     let response = match answer {

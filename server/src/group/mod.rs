@@ -10,11 +10,12 @@
 //! # Byte map of a `__consumer_offsets` record (uncompressed batches written by the coordinator)
 //! ```text
 //! key   "offset\0<group>\0<topic>\0<partition>"   value JSON {"offset","leader_epoch","metadata","commit_ms"}
-//! key   "group\0<group>"                           value JSON {"protocol_type","generation_id"}
+//! key   "group\0<group>"                           value JSON: a classic group, classic_record.rs
 //! key   "cgroup\0<group>", "cmember\0<group>\0<member>"  consumer (KIP-848) groups: consumer/record.rs
 //! a null value (tombstone) deletes the key
 //! ```
 
+pub mod classic_record;
 pub mod consumer;
 pub mod state;
 
@@ -31,8 +32,9 @@ use ringtail_engine::log::now_ms;
 use ringtail_engine::PartitionLog;
 use serde::{Deserialize, Serialize};
 
+use classic_record::GroupRecord;
 use consumer::{ConsumerGroup, ConsumerGroupConfig};
-use state::{Effect, Group, JoinRequest, JoinResponse, Reply, SyncResponse};
+use state::{Effect, Group, GroupPhase, JoinRequest, JoinResponse, Reply, SyncResponse};
 
 use crate::metadata::Metadata;
 
@@ -50,12 +52,6 @@ pub struct CommittedOffset {
     pub leader_epoch: i32,
     pub metadata: Option<String>,
     pub commit_ms: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct GroupRecord {
-    protocol_type: Option<String>,
-    generation_id: i32,
 }
 
 /// A group's committed offsets by (topic, partition).
@@ -204,18 +200,19 @@ impl Coordinator {
             }
             ["group", group] => {
                 let mut groups = self.groups.borrow_mut();
-                match value.and_then(|value| serde_json::from_slice::<GroupRecord>(value).ok()) {
-                    Some(record) => {
-                        let entry = groups
-                            .entry(group.to_string())
-                            .or_insert_with(|| Group::new(*group));
-                        // Members rejoin after a restart; the generation carries on.
-                        entry.generation_id = record.generation_id;
-                        entry.protocol_type = record.protocol_type;
+                let Some(value) = value else {
+                    groups.remove(*group);
+                    return;
+                };
+                // A Stable group comes back with its members; otherwise Empty with its generation.
+                match serde_json::from_slice::<GroupRecord>(value)
+                    .ok()
+                    .and_then(|record| record.restore(group, now_ms()))
+                {
+                    Some(restored) => {
+                        groups.insert(group.to_string(), restored);
                     }
-                    None => {
-                        groups.remove(*group);
-                    }
+                    None => tracing::warn!(group, "skipping an unreadable or newer group record"),
                 }
             }
             _ => {}
@@ -320,11 +317,9 @@ impl Coordinator {
         response
     }
 
+    /// Writes a classic group's record: with its members when Stable (see classic_record.rs).
     async fn persist_group(&self, group_id: &str) {
-        let record = self.groups.borrow().get(group_id).map(|group| GroupRecord {
-            protocol_type: group.protocol_type.clone(),
-            generation_id: group.generation_id,
-        });
+        let record = self.groups.borrow().get(group_id).map(GroupRecord::of);
         if let Some(record) = record {
             let value = serde_json::to_vec(&record).expect("serialisable");
             let _ = self.persist(vec![(group_key(group_id), Some(value))]).await;
@@ -338,10 +333,16 @@ impl Coordinator {
         generation_id: i32,
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResponse {
+        let mut completed = false;
         let (reply, effects) = {
             let mut groups = self.groups.borrow_mut();
             match groups.get_mut(&group_id) {
-                Some(group) => group.sync(&member_id, generation_id, assignments, now_ms()),
+                Some(group) => {
+                    let before = group.phase;
+                    let answer = group.sync(&member_id, generation_id, assignments, now_ms());
+                    completed = before != GroupPhase::Stable && group.phase == GroupPhase::Stable;
+                    answer
+                }
                 None => (
                     Reply::Now(SyncResponse {
                         error: Some(ResponseError::UnknownMemberId),
@@ -353,6 +354,11 @@ impl Coordinator {
                 ),
             }
         };
+        if completed {
+            // The generation is complete: its members and assignments are stored before anyone
+            // is answered, so a restart brings the group back Stable.
+            self.persist_group(&group_id).await;
+        }
         self.deliver(&group_id, effects);
         match reply {
             Reply::Now(response) => response,
@@ -384,11 +390,12 @@ impl Coordinator {
     }
 
     /// Removes members; answers per member.
-    pub fn leave(
+    pub async fn leave(
         &self,
         group_id: &str,
         members: Vec<(String, Option<String>)>,
     ) -> Vec<Option<ResponseError>> {
+        let was_stable = self.is_stable(group_id);
         let mut answers = Vec::with_capacity(members.len());
         for (member_id, instance_id) in members {
             let (error, effects) = match self.groups.borrow_mut().get_mut(group_id) {
@@ -398,27 +405,50 @@ impl Coordinator {
             self.deliver(group_id, effects);
             answers.push(error);
         }
+        if was_stable && !self.is_stable(group_id) {
+            // The stored members are no longer the group's: a restart must not bring them back.
+            self.persist_group(group_id).await;
+        }
         answers
+    }
+
+    fn is_stable(&self, group_id: &str) -> bool {
+        self.groups
+            .borrow()
+            .get(group_id)
+            .is_some_and(|group| group.phase == GroupPhase::Stable)
     }
 
     /// Runs timeouts of every group.
     pub async fn tick(&self) {
-        self.classic_tick();
+        for group_id in self.classic_tick() {
+            self.persist_group(&group_id).await;
+        }
         self.consumer_tick().await;
     }
 
-    fn classic_tick(&self) {
+    /// Runs classic groups' timeouts; returns the groups that left Stable (to persist).
+    fn classic_tick(&self) -> Vec<String> {
         let now = now_ms();
+        let mut left_stable = Vec::new();
         let all_effects: Vec<(String, Vec<Effect>)> = self
             .groups
             .borrow_mut()
             .iter_mut()
-            .map(|(id, group)| (id.clone(), group.tick(now)))
+            .map(|(id, group)| {
+                let was_stable = group.phase == GroupPhase::Stable;
+                let effects = group.tick(now);
+                if was_stable && group.phase != GroupPhase::Stable {
+                    left_stable.push(id.clone());
+                }
+                (id.clone(), effects)
+            })
             .filter(|(_, effects)| !effects.is_empty())
             .collect();
         for (group_id, effects) in all_effects {
             self.deliver(&group_id, effects);
         }
+        left_stable
     }
 
     /// Validates and stores commits (`generation_id` is the member epoch for consumer groups;
@@ -645,3 +675,7 @@ impl Coordinator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "coordinator_tests.rs"]
+mod coordinator_tests;
