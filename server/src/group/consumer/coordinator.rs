@@ -36,6 +36,10 @@ impl Coordinator {
                 .or_insert_with(|| ConsumerGroup::new(group_id.clone()));
             let answer = group.heartbeat(&request, &topics, &self.consumer_config, now_ms());
             records.extend(record::take_records(group));
+            if answer.is_err() && group.members.is_empty() && group.group_epoch == 0 {
+                // A refused first join leaves no group behind.
+                groups.remove(&group_id);
+            }
             answer
         };
         self.persist(records)

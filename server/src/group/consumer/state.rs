@@ -30,6 +30,11 @@ pub const LEAVE_EPOCH: i32 = -1;
 pub const STATIC_LEAVE_EPOCH: i32 = -2;
 /// Longest subscription regex accepted (bounds the compile cost a client can cause).
 pub const REGEX_BYTES_MAX: usize = 1024;
+/// Topic names one member may subscribe to (bounds the state and records a client can cause).
+pub const SUBSCRIBED_TOPICS_MAX: usize = 10_000;
+/// The rebalance timeout of a member that joins without one (Kafka's max.poll.interval.ms
+/// default).
+pub const REBALANCE_TIMEOUT_MS_DEFAULT: i64 = 300_000;
 
 /// Broker settings of consumer groups (Kafka's `group.consumer.*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +160,16 @@ fn validate(request: &HeartbeatRequest) -> Result<(), HeartbeatError> {
         return Err(refuse(
             ResponseError::InvalidRequest,
             "SubscribedTopicNames or SubscribedTopicRegex must be set when joining",
+        ));
+    }
+    if request
+        .subscribed_topic_names
+        .as_ref()
+        .is_some_and(|names| names.len() > SUBSCRIBED_TOPICS_MAX)
+    {
+        return Err(refuse(
+            ResponseError::InvalidRequest,
+            format!("at most {SUBSCRIBED_TOPICS_MAX} subscribed topics"),
         ));
     }
     if epoch != 0 && request.member_id.is_empty() {
@@ -413,7 +428,9 @@ impl ConsumerGroup {
                     } else {
                         request.member_id.clone()
                     };
-                    (ConsumerMember::new(id), None)
+                    let mut member = ConsumerMember::new(id);
+                    member.rebalance_timeout_ms = REBALANCE_TIMEOUT_MS_DEFAULT;
+                    (member, None)
                 }
             });
         }

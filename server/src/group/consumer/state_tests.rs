@@ -255,6 +255,14 @@ fn leaving_static_members_and_bad_requests() {
             subscribed_topic_regex: Some("(".into()),
             ..join("x")
         },
+        HeartbeatRequest {
+            subscribed_topic_names: Some(vec!["t".into(); SUBSCRIBED_TOPICS_MAX + 1]),
+            ..join("x")
+        },
+        HeartbeatRequest {
+            member_epoch: 3,
+            ..join("")
+        },
     ] {
         assert!(group.heartbeat(&bad, &topics(), &CONFIG, 4).is_err());
     }
