@@ -152,3 +152,26 @@ def test_members_keep_their_assignment_and_epochs_across_a_broker_restart(broker
     # heartbeat on with their epochs and keep their partitions. (Restarting takes well under the
     # 3 s session timeout.)
     check_assignment_survives_restart(broker, lambda bootstrap, group: kip848_consumer(bootstrap, group, "uniform"))
+
+
+def test_a_regex_subscription_is_resolved_by_the_broker(bootstrap):
+    # librdkafka sends a "^..." subscription as SubscribedTopicRegex (ConsumerGroupHeartbeat v1); the
+    # broker matches it against whole topic names, including topics created later.
+    prefix = topic_name("kip848-rx")
+    create_topic(bootstrap, f"{prefix}-a", 2)
+    create_topic(bootstrap, topic_name("kip848-other"), 2)
+    consumer = kip848_consumer(bootstrap, topic_name("rx"), "uniform")
+    try:
+        consumer.subscribe([f"^{prefix}-.*"])
+        deadline = time.monotonic() + 45
+        wanted = {(f"{prefix}-a", 0), (f"{prefix}-a", 1)}
+        while {(tp.topic, tp.partition) for tp in consumer.assignment()} != wanted:
+            consumer.poll(0.1)
+            assert time.monotonic() < deadline, f"assignment {consumer.assignment()}"
+        create_topic(bootstrap, f"{prefix}-b", 1)
+        wanted.add((f"{prefix}-b", 0))
+        while {(tp.topic, tp.partition) for tp in consumer.assignment()} != wanted:
+            consumer.poll(0.1)
+            assert time.monotonic() < deadline, f"assignment {consumer.assignment()}"
+    finally:
+        consumer.close()
