@@ -212,15 +212,28 @@ fn compile(pattern: &str) -> Result<regex::Regex, regex::Error> {
         .build()
 }
 
+/// Compiled subscription regexes by pattern: members usually share one, compiled once per use.
+type Regexes = BTreeMap<String, Option<regex::Regex>>;
+
 /// The existing topics a member subscribes to: its names plus what its regex matches.
-fn resolve(member: &ConsumerMember, topics: &TopicCounts) -> BTreeSet<String> {
+fn resolve(
+    member: &ConsumerMember,
+    topics: &TopicCounts,
+    regexes: &mut Regexes,
+) -> BTreeSet<String> {
     let mut resolved: BTreeSet<String> = member
         .subscribed_topic_names
         .iter()
         .filter(|name| topics.contains_key(*name))
         .cloned()
         .collect();
-    if let Some(Ok(regex)) = member.subscribed_topic_regex.as_deref().map(compile) {
+    let regex = member.subscribed_topic_regex.as_ref().and_then(|pattern| {
+        regexes
+            .entry(pattern.clone())
+            .or_insert_with(|| compile(pattern).ok())
+            .as_ref()
+    });
+    if let Some(regex) = regex {
         resolved.extend(
             topics
                 .keys()
@@ -483,8 +496,9 @@ impl ConsumerGroup {
     /// Topic partition counts of everything the members subscribe to.
     fn subscribed_topic_counts(&self, topics: &TopicCounts) -> TopicCounts {
         let mut counts = TopicCounts::new();
+        let mut regexes = Regexes::new();
         for member in self.members.values() {
-            for topic in resolve(member, topics) {
+            for topic in resolve(member, topics, &mut regexes) {
                 let count = topics[&topic];
                 counts.insert(topic, count);
             }
@@ -494,10 +508,11 @@ impl ConsumerGroup {
 
     /// Computes the target assignment of the current group epoch.
     fn compute_target(&mut self, topics: &TopicCounts) {
+        let mut regexes = Regexes::new();
         let subscriptions: BTreeMap<String, BTreeSet<String>> = self
             .members
             .iter()
-            .map(|(id, member)| (id.clone(), resolve(member, topics)))
+            .map(|(id, member)| (id.clone(), resolve(member, topics, &mut regexes)))
             .collect();
         let spec = AssignmentSpec {
             subscriptions: &subscriptions,
