@@ -219,6 +219,23 @@ fn holds_any(fd_dir: &Path, wanted: &[String]) -> bool {
     })
 }
 
+/// The CPU a run reports: a local broker's from /proc (when its pid is known) and the loadgen's own.
+pub struct ProcessCpu {
+    pub broker_pid: Option<u32>,
+}
+
+impl crate::run::CpuProbe for ProcessCpu {
+    fn broker_cpu_s(&self) -> Option<f64> {
+        process_cpu(self.broker_pid?)
+            .ok()
+            .map(|time| time.total_s())
+    }
+
+    fn own_cpu_s(&self) -> f64 {
+        self_cpu().map_or(0.0, |time| time.total_s())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,22 +330,5 @@ mod tests {
         }
         drop(v4);
         assert_eq!(pid_listening_on(port).unwrap(), None);
-    }
-}
-
-/// The CPU a run reports: a local broker's from /proc (when its pid is known) and the loadgen's own.
-pub struct ProcessCpu {
-    pub broker_pid: Option<u32>,
-}
-
-impl crate::run::CpuProbe for ProcessCpu {
-    fn broker_cpu_s(&self) -> Option<f64> {
-        process_cpu(self.broker_pid?)
-            .ok()
-            .map(|time| time.total_s())
-    }
-
-    fn own_cpu_s(&self) -> f64 {
-        self_cpu().map_or(0.0, |time| time.total_s())
     }
 }

@@ -59,6 +59,7 @@ pub fn run(args: Args) -> Result<()> {
         auto_create_topics: args.auto_create_topics,
         log_cleanup_check_ms: args.log_cleanup_check_ms,
         cluster_id: "ringtail".to_string(),
+        consumer_group: args.consumer_group_config()?,
     });
     let mut metrics_listener = metrics_listener;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count)
@@ -309,15 +310,19 @@ async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()> {
         .await
         .context("opening the offsets log")?;
     let coordinator = Rc::new(
-        Coordinator::load(log)
-            .await
-            .context("replaying the offsets log")?,
+        Coordinator::load(
+            log,
+            Arc::clone(&context.metadata),
+            context.settings.consumer_group,
+        )
+        .await
+        .context("replaying the offsets log")?,
     );
     *context.coordinator.borrow_mut() = Some(Rc::clone(&coordinator));
     compio::runtime::spawn(async move {
         loop {
             compio::time::sleep(Duration::from_millis(TICK_MS)).await;
-            coordinator.tick();
+            coordinator.tick().await;
         }
     })
     .detach();

@@ -73,12 +73,18 @@ struct Row {
 pub fn run(bootstrap: &str, only: Option<&str>) -> Result<()> {
     let mut client = Client::connect(bootstrap)?;
     let listed: ListGroupsResponse =
-        client.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default())?;
-    let mut groups: Vec<(String, String)> = listed
+        client.call(ApiKey::ListGroups, 5, &ListGroupsRequest::default())?;
+    let mut groups: Vec<(String, String, String)> = listed
         .groups
         .iter()
-        .map(|group| (group.group_id.to_string(), group.group_state.to_string()))
-        .filter(|(group, _)| only.is_none_or(|wanted| wanted == group))
+        .map(|group| {
+            (
+                group.group_id.to_string(),
+                group.group_state.to_string(),
+                group.group_type.to_string(),
+            )
+        })
+        .filter(|(group, _, _)| only.is_none_or(|wanted| wanted == group))
         .collect();
     groups.sort();
     if let Some(wanted) = only {
@@ -87,10 +93,10 @@ pub fn run(bootstrap: &str, only: Option<&str>) -> Result<()> {
         }
     }
     println!(
-        "{:<28} {:<24} {:>9} {:>15} {:>15} {:>8}  {:<14} CONSUMER-ID",
-        "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "STATE"
+        "{:<28} {:<24} {:>9} {:>15} {:>15} {:>8}  {:<14} {:<9} CONSUMER-ID",
+        "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "STATE", "TYPE"
     );
-    for (group, state) in groups {
+    for (group, state, group_type) in groups {
         for row in describe(&mut client, &group)? {
             let lag = if row.committed >= 0 {
                 (row.log_end - row.committed).max(0).to_string()
@@ -103,7 +109,7 @@ pub fn run(bootstrap: &str, only: Option<&str>) -> Result<()> {
                 "-".to_string()
             };
             println!(
-                "{:<28} {:<24} {:>9} {:>15} {:>15} {:>8}  {:<14} {}",
+                "{:<28} {:<24} {:>9} {:>15} {:>15} {:>8}  {:<14} {:<9} {}",
                 row.group,
                 row.topic,
                 row.partition,
@@ -111,6 +117,7 @@ pub fn run(bootstrap: &str, only: Option<&str>) -> Result<()> {
                 row.log_end,
                 lag,
                 state,
+                group_type,
                 if row.member.is_empty() {
                     "-"
                 } else {

@@ -74,6 +74,16 @@ pub struct Args {
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Consumer (KIP-848) groups: a member that sends no heartbeat for this long is removed
+    /// (Kafka's group.consumer.session.timeout.ms).
+    #[arg(long, value_name = "MS", default_value_t = 45_000)]
+    pub group_consumer_session_timeout_ms: u32,
+
+    /// Consumer (KIP-848) groups: how often members heartbeat, told to them in every answer
+    /// (Kafka's group.consumer.heartbeat.interval.ms).
+    #[arg(long, value_name = "MS", default_value_t = 5_000)]
+    pub group_consumer_heartbeat_interval_ms: u32,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -134,6 +144,22 @@ impl Args {
             host.to_string(),
             port.parse().context("bad port in --advertised-listener")?,
         ))
+    }
+
+    /// The consumer group timing flags, checked: the interval must be shorter than the session.
+    pub fn consumer_group_config(&self) -> Result<crate::group::consumer::ConsumerGroupConfig> {
+        let session = self.group_consumer_session_timeout_ms;
+        let interval = self.group_consumer_heartbeat_interval_ms;
+        if interval == 0 || interval >= session {
+            bail!(
+                "--group-consumer-heartbeat-interval-ms ({interval}) must be above 0 and below \
+                 --group-consumer-session-timeout-ms ({session})"
+            );
+        }
+        Ok(crate::group::consumer::ConsumerGroupConfig {
+            session_timeout_ms: i64::from(session),
+            heartbeat_interval_ms: i64::from(interval),
+        })
     }
 
     pub fn shard_count(&self) -> usize {
@@ -197,6 +223,17 @@ mod tests {
         assert_eq!(args.advertised().unwrap(), ("127.0.0.1".to_string(), 9092));
         let log = args.log_defaults().unwrap();
         assert_eq!(log.retention_bytes, None);
+        let groups = args.consumer_group_config().unwrap();
+        assert_eq!(
+            (groups.session_timeout_ms, groups.heartbeat_interval_ms),
+            (45_000, 5_000)
+        );
+        let bad = Args::try_parse_from([
+            "ringtail",
+            "--group-consumer-heartbeat-interval-ms",
+            "50000",
+        ]);
+        assert!(bad.unwrap().consumer_group_config().is_err());
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct Settings {
     pub cluster_id: String,
     /// Period of the retention and compaction passes (`--log-cleanup-check-ms`).
     pub log_cleanup_check_ms: u64,
+    /// Session timeout and heartbeat interval of consumer (KIP-848) groups.
+    pub consumer_group: crate::group::consumer::ConsumerGroupConfig,
 }
 
 /// This single broker's id in every Metadata answer.

@@ -591,3 +591,144 @@ fn simple_commits_fetch_and_offset_delete() {
     );
     assert_eq!(unknown.error_code, 69, "GROUP_ID_NOT_FOUND");
 }
+
+#[test]
+fn consumer_group_heartbeat_errors_commits_and_describe() {
+    // KIP-848 over the wire: a join gets an epoch and the whole topic by topic id; bad epochs,
+    // unknown groups, unknown assignors, bad regexes, empty group ids get their Kafka codes; a
+    // commit needs the member's epoch; describe, list and a classic join see a consumer group.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(create_topic(&mut client, "kip", 3, &[]), 0);
+    let join = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g848")))
+        .with_member_id(StrBytes::from_static_str("member-1"))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_server_assignor(Some(StrBytes::from_static_str("range")))
+        .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_static_str("kip"))]))
+        .with_topic_partitions(Some(vec![]));
+    let joined: ConsumerGroupHeartbeatResponse =
+        client.call(ApiKey::ConsumerGroupHeartbeat, 1, &join);
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    assert!(joined.member_epoch > 0);
+    assert_eq!(joined.heartbeat_interval_ms, 5000);
+    let assigned = joined.assignment.expect("a join gets its assignment");
+    assert_eq!(assigned.topic_partitions.len(), 1);
+    assert_eq!(assigned.topic_partitions[0].partitions, vec![0, 1, 2]);
+    let epoch = joined.member_epoch;
+    let beat = |epoch: i32| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g848")))
+            .with_member_id(StrBytes::from_static_str("member-1"))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(-1)
+    };
+    let refused = [
+        (beat(epoch + 5), 110, "FENCED_MEMBER_EPOCH"),
+        (
+            beat(epoch).with_group_id(GroupId(StrBytes::from_static_str("nobody"))),
+            69,
+            "GROUP_ID_NOT_FOUND",
+        ),
+        (
+            join.clone()
+                .with_group_id(GroupId(StrBytes::from_static_str(""))),
+            42,
+            "INVALID_REQUEST",
+        ),
+        (
+            join.clone()
+                .with_server_assignor(Some(StrBytes::from_static_str("bogus"))),
+            112,
+            "UNSUPPORTED_ASSIGNOR",
+        ),
+        (
+            join.clone()
+                .with_subscribed_topic_regex(Some(StrBytes::from_static_str("("))),
+            128,
+            "INVALID_REGULAR_EXPRESSION",
+        ),
+    ];
+    for (request, code, name) in refused {
+        let response: ConsumerGroupHeartbeatResponse =
+            client.call(ApiKey::ConsumerGroupHeartbeat, 1, &request);
+        assert_eq!(response.error_code, code, "{name}");
+    }
+    let steady: ConsumerGroupHeartbeatResponse =
+        client.call(ApiKey::ConsumerGroupHeartbeat, 1, &beat(epoch));
+    assert_eq!((steady.error_code, steady.member_epoch), (0, epoch));
+
+    let commit = |epoch: i32| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g848")))
+            .with_member_id(StrBytes::from_static_str("member-1"))
+            .with_generation_id_or_member_epoch(epoch)
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("kip")))
+                    .with_partitions(vec![
+                        offset_commit_request::OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(5),
+                    ]),
+            ])
+    };
+    let stale: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 9, &commit(epoch - 1));
+    assert_eq!(
+        stale.topics[0].partitions[0].error_code, 113,
+        "STALE_MEMBER_EPOCH"
+    );
+    let fresh: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 9, &commit(epoch));
+    assert_eq!(fresh.topics[0].partitions[0].error_code, 0);
+
+    let described: ConsumerGroupDescribeResponse = client.call(
+        ApiKey::ConsumerGroupDescribe,
+        0,
+        &ConsumerGroupDescribeRequest::default().with_group_ids(vec![
+            GroupId(StrBytes::from_static_str("g848")),
+            GroupId(StrBytes::from_static_str("nobody")),
+        ]),
+    );
+    let group = &described.groups[0];
+    assert_eq!(group.error_code, 0);
+    assert_eq!(group.group_state.as_str(), "Stable");
+    assert_eq!(group.assignor_name.as_str(), "range");
+    assert_eq!(group.members[0].member_epoch, epoch);
+    assert_eq!(
+        group.members[0].assignment.topic_partitions[0].partitions,
+        vec![0, 1, 2]
+    );
+    assert_eq!(
+        described.groups[1].error_code, 69,
+        "unknown: GROUP_ID_NOT_FOUND"
+    );
+    let listed: ListGroupsResponse = client.call(
+        ApiKey::ListGroups,
+        5,
+        &ListGroupsRequest::default()
+            .with_types_filter(vec![StrBytes::from_static_str("consumer")]),
+    );
+    let names: Vec<(&str, &str)> = listed
+        .groups
+        .iter()
+        .map(|g| (g.group_id.as_str(), g.group_type.as_str()))
+        .collect();
+    assert_eq!(names, vec![("g848", "consumer")]);
+    let classic: JoinGroupResponse = client.call(
+        ApiKey::JoinGroup,
+        7,
+        &JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g848")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(StrBytes::from_static_str("range"))]),
+    );
+    assert_eq!(classic.error_code, 23, "INCONSISTENT_GROUP_PROTOCOL");
+    let left: ConsumerGroupHeartbeatResponse =
+        client.call(ApiKey::ConsumerGroupHeartbeat, 1, &beat(-1));
+    assert_eq!((left.error_code, left.member_epoch), (0, -1));
+}

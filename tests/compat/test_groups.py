@@ -152,6 +152,61 @@ def test_committed_offsets_survive_a_broker_restart_and_unknown_groups_have_none
         nobody.close()
 
 
+def check_assignment_survives_restart(broker, make_consumer) -> None:
+    """Two members of a new group (make_consumer(bootstrap, group)) share a 4-partition topic; the
+    broker restarts; they must keep consuming their own partitions with no revocation, and the
+    admin client must describe the same members, Stable."""
+    from confluent_kafka.admin import AdminClient
+
+    bootstrap = broker.bootstrap
+    topic = topic_name("grp-restart")
+    create_topic(bootstrap, topic, 4)
+    group = topic_name("restart")
+    revocations: list[int] = []
+    consumers = [make_consumer(bootstrap, group) for _ in range(2)]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        for consumer in consumers:
+            consumer.subscribe([topic], on_revoke=lambda c, partitions: revocations.append(len(partitions)))
+        owned = wait_for_spread(consumers, 4)
+        deadline = time.monotonic() + REBALANCE_TIMEOUT_S
+        while (before := admin.describe_consumer_groups([group])[group].result(timeout=15)).state.name != "STABLE":
+            for consumer in consumers:
+                consumer.poll(0.1)
+            assert time.monotonic() < deadline, f"the group is {before.state} before the restart"
+        revocations.clear()  # (joining together may take more than one round)
+
+        broker.restart()
+        producer = Producer({"bootstrap.servers": bootstrap})
+        for i in range(40):
+            producer.produce(topic, value=f"after-{i}", partition=i % 4)
+        assert producer.flush(30) == 0
+        seen: list[set] = [set(), set()]
+        deadline = time.monotonic() + REBALANCE_TIMEOUT_S
+        while sum(len(s) for s in seen) < 40:
+            for n, consumer in enumerate(consumers):
+                message = consumer.poll(0.1)
+                if message is not None and message.error() is None:
+                    seen[n].add((message.partition(), message.offset()))
+            assert time.monotonic() < deadline, f"consumed {sum(len(s) for s in seen)} of 40 after the restart"
+        for n in range(2):
+            assert {partition for partition, _ in seen[n]} == owned[n], "a member read another's partition"
+        after = admin.describe_consumer_groups([group])[group].result(timeout=15)
+        assert after.state.name == "STABLE"
+        assert sorted(m.member_id for m in after.members) == sorted(m.member_id for m in before.members)
+        assert [{tp.partition for tp in c.assignment()} for c in consumers] == owned
+        assert revocations == [], "the restart caused a rebalance"
+    finally:
+        for consumer in consumers:
+            consumer.close()
+
+
+def test_members_keep_their_assignment_across_a_broker_restart(broker):
+    # A Stable group is stored with its members when its generation completes: after a restart the
+    # members heartbeat on and keep consuming their partitions without a rebalance.
+    check_assignment_survives_restart(broker, lambda bootstrap, group: group_consumer(bootstrap, group, "range"))
+
+
 def test_ringtail_groups_shows_offsets_lag_and_owners(bootstrap, ringtail_bin):
     # The operator's view: committed offset, log end, lag and the owning member per partition.
     topic = topic_name("grp-view")
@@ -174,7 +229,7 @@ def test_ringtail_groups_shows_offsets_lag_and_owners(bootstrap, ringtail_bin):
     by_partition = {int(row[2]): row for row in rows}
     assert by_partition[0][3:6] == ["5", "20", "15"], out
     assert by_partition[1][3:6] == ["20", "20", "0"], out
-    assert all(row[6] == "Stable" and row[7] != "-" for row in rows), out
+    assert all(row[6:8] == ["Stable", "classic"] and row[8] != "-" for row in rows), out
 
 
 def test_auto_and_async_commits_and_admin_view_of_groups(bootstrap):
@@ -237,12 +292,10 @@ def test_auto_and_async_commits_and_admin_view_of_groups(bootstrap):
 
 
 SLOW_COMMITTING_MEMBER = textwrap.dedent("""
-    import sys, time
+    import json, sys, time
     from confluent_kafka import Consumer, KafkaException
-    consumer = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
-                         "partition.assignment.strategy": sys.argv[4]})
-    consumer.subscribe([sys.argv[3]])
+    consumer = Consumer(json.loads(sys.argv[1]))
+    consumer.subscribe([sys.argv[2]])
     seen = 0
     while True:
         message = consumer.poll(0.1)
@@ -256,29 +309,36 @@ SLOW_COMMITTING_MEMBER = textwrap.dedent("""
             try:
                 committed = consumer.commit(asynchronous=False) or []
             except KafkaException:
-                # REBALANCE_IN_PROGRESS: Kafka refuses commits mid-rebalance too; try again later.
+                # REBALANCE_IN_PROGRESS / STALE_MEMBER_EPOCH: Kafka refuses commits mid-rebalance
+                # too; try again later.
                 continue
             for tp in committed:
                 print(f"commit {tp.partition} {tp.offset}", flush=True)
 """)
 
 
-@pytest.mark.parametrize("assignor", ASSIGNORS)
-def test_after_a_kill_nothing_is_missed_and_duplicates_are_only_uncommitted(bootstrap, assignor):
-    # The group's promise across a crash: the survivor resumes the killed member's partitions at
-    # their committed offsets, so every message is consumed, and only uncommitted ones twice.
+def classic_conf(bootstrap: str, group: str, assignor: str) -> dict:
+    """The configuration group_consumer() uses, for a member run in a child process."""
+    return {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+            "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+            "partition.assignment.strategy": assignor}
+
+
+def check_killed_member_takeover(bootstrap: str, topic: str, child_conf: dict, survivor: Consumer,
+                                 messages: int = 400, partitions: int = 4) -> None:
+    """A child member (child_conf) consumes and commits, the survivor joins, the child is
+    SIGKILLed; the survivor must then consume everything the child did not, and re-read only
+    offsets the child had not committed. Closes the survivor."""
+    import json
     import select
 
-    topic = topic_name(f"grp-crash-{assignor}")
-    create_topic(bootstrap, topic, 4)
+    create_topic(bootstrap, topic, partitions)
     producer = Producer({"bootstrap.servers": bootstrap})
-    for i in range(400):
-        producer.produce(topic, value=f"m{i}", partition=i % 4)
+    for i in range(messages):
+        producer.produce(topic, value=f"m{i}", partition=i % partitions)
     assert producer.flush(30) == 0
-    group = topic_name("crash")
-    child = subprocess.Popen([sys.executable, "-c", SLOW_COMMITTING_MEMBER, bootstrap, group, topic, assignor],
+    child = subprocess.Popen([sys.executable, "-c", SLOW_COMMITTING_MEMBER, json.dumps(child_conf), topic],
                              stdout=subprocess.PIPE, text=True)
-    survivor = group_consumer(bootstrap, group, assignor)
     child_seen: set[tuple[int, int]] = set()
     child_committed: dict[int, int] = {}
     survivor_seen: list[tuple[int, int]] = []
@@ -322,9 +382,10 @@ def test_after_a_kill_nothing_is_missed_and_duplicates_are_only_uncommitted(boot
         child.wait()
         drain_child(0.5)
         deadline = time.monotonic() + REBALANCE_TIMEOUT_S * 2
-        while len(set(survivor_seen) | child_seen) < 400:
+        while len(set(survivor_seen) | child_seen) < messages:
             survivor_poll()
-            assert time.monotonic() < deadline, f"missed messages: {400 - len(set(survivor_seen) | child_seen)}"
+            missed = messages - len(set(survivor_seen) | child_seen)
+            assert time.monotonic() < deadline, f"missed messages: {missed}"
     finally:
         if child.poll() is None:
             child.kill()
@@ -336,3 +397,13 @@ def test_after_a_kill_nothing_is_missed_and_duplicates_are_only_uncommitted(boot
     for partition, offset in duplicates:
         assert offset >= child_committed.get(partition, 0), f"committed offset {partition}:{offset} was consumed again"
     assert child_committed, "the killed member committed before it died"
+
+
+@pytest.mark.parametrize("assignor", ASSIGNORS)
+def test_after_a_kill_nothing_is_missed_and_duplicates_are_only_uncommitted(bootstrap, assignor):
+    # The group's promise across a crash: the survivor resumes the killed member's partitions at
+    # their committed offsets, so every message is consumed, and only uncommitted ones twice.
+    topic = topic_name(f"grp-crash-{assignor}")
+    group = topic_name("crash")
+    check_killed_member_takeover(bootstrap, topic, classic_conf(bootstrap, group, assignor),
+                                 group_consumer(bootstrap, group, assignor))

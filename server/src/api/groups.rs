@@ -236,7 +236,7 @@ pub async fn leave_group(
     };
     let asked = members.clone();
     let answer = on_coordinator(context, move |coordinator| async move {
-        coordinator.leave(&group_id, members)
+        coordinator.leave(&group_id, members).await
     })
     .await?;
     let response = match answer {
@@ -274,24 +274,24 @@ pub async fn list_groups(
                 .with_error_code(code(ResponseError::CoordinatorNotAvailable)),
         ));
     };
+    let wanted = |filter: &[StrBytes], value: &str| {
+        filter.is_empty() || filter.iter().any(|want| want.eq_ignore_ascii_case(value))
+    };
     let listed = groups
         .into_iter()
-        .filter(|(_, _, phase)| {
-            list.states_filter.is_empty()
-                || list
-                    .states_filter
-                    .iter()
-                    .any(|state| state.as_str() == phase.kafka_name())
-        })
-        .map(|(group_id, protocol_type, phase)| {
-            let listed = ListedGroup::default()
-                .with_group_id(GroupId(str_bytes(&group_id)))
-                .with_protocol_type(str_bytes(&protocol_type));
+        .filter(|group| wanted(&list.states_filter, group.state))
+        .filter(|group| wanted(&list.types_filter, group.group_type))
+        .map(|group| {
+            let mut listed = ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(&group.group_id)))
+                .with_protocol_type(str_bytes(&group.protocol_type));
             if request.version >= 4 {
-                listed.with_group_state(str_bytes(phase.kafka_name()))
-            } else {
-                listed
+                listed = listed.with_group_state(str_bytes(group.state));
             }
+            if request.version >= 5 {
+                listed = listed.with_group_type(str_bytes(group.group_type));
+            }
+            listed
         })
         .collect();
     Ok(request.frame(&ListGroupsResponse::default().with_groups(listed)))
@@ -307,17 +307,20 @@ pub async fn describe_groups(
     for group_id in describe.groups {
         let id = group_id.to_string();
         let snapshot = on_coordinator(context, move |coordinator| async move {
-            coordinator.describe(&id)
+            (coordinator.describe(&id), coordinator.consumer_group(&id))
         })
         .await?;
         let described = match snapshot {
+            Some((_, Some(consumer))) => {
+                describe_consumer_group(group_id, &consumer, request.version)
+            }
             None => DescribedGroup::default()
                 .with_group_id(group_id)
                 .with_error_code(code(ResponseError::CoordinatorNotAvailable)),
-            Some(None) => DescribedGroup::default()
+            Some((None, None)) => DescribedGroup::default()
                 .with_group_id(group_id)
                 .with_group_state(str_bytes("Dead")),
-            Some(Some(group)) => {
+            Some((Some(group), None)) => {
                 let protocol_name = group.protocol_name.clone().unwrap_or_default();
                 let members = group
                     .members
@@ -381,4 +384,59 @@ pub async fn delete_groups(
         );
     }
     Ok(request.frame(&DeleteGroupsResponse::default().with_results(results)))
+}
+
+/// A consumer (KIP-848) group as DescribeGroups shows it to tools that only know that API:
+/// protocol type "consumer", the assignor as protocol, and each member's assignment encoded as
+/// the classic consumer protocol's assignment (version 0).
+fn describe_consumer_group(
+    group_id: GroupId,
+    group: &crate::group::consumer::ConsumerGroup,
+    version: i16,
+) -> DescribedGroup {
+    let members = group
+        .members
+        .values()
+        .map(|member| {
+            let described = DescribedGroupMember::default()
+                .with_member_id(str_bytes(&member.member_id))
+                .with_client_id(str_bytes(&member.client_id))
+                .with_client_host(str_bytes(&member.client_host))
+                .with_member_assignment(classic_assignment(&member.assigned));
+            if version >= 4 {
+                described.with_group_instance_id(member.instance_id.as_deref().map(str_bytes))
+            } else {
+                described
+            }
+        })
+        .collect();
+    DescribedGroup::default()
+        .with_group_id(group_id)
+        .with_group_state(str_bytes(group.phase().kafka_name()))
+        .with_protocol_type(str_bytes("consumer"))
+        .with_protocol_data(str_bytes(group.assignor().as_str()))
+        .with_members(members)
+}
+
+/// An assignment as the classic consumer protocol's bytes: version 0, then the
+/// ConsumerProtocolAssignment body.
+fn classic_assignment(assignment: &crate::group::consumer::Assignment) -> Bytes {
+    use bytes::BufMut;
+    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+    use kafka_protocol::protocol::Encodable;
+    let topics = assignment
+        .iter()
+        .map(|(topic, partitions)| {
+            TopicPartition::default()
+                .with_topic(TopicName(str_bytes(topic)))
+                .with_partitions(partitions.iter().copied().collect())
+        })
+        .collect();
+    let body = ConsumerProtocolAssignment::default().with_assigned_partitions(topics);
+    let mut bytes = bytes::BytesMut::new();
+    bytes.put_i16(0);
+    match body.encode(&mut bytes, 0) {
+        Ok(()) => bytes.freeze(),
+        Err(_) => Bytes::new(),
+    }
 }

@@ -5,6 +5,7 @@
 //! without a user-space copy (`fetch_response.rs`).
 
 pub mod api_versions;
+pub mod consumer_groups;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;
@@ -70,7 +71,7 @@ pub struct ProduceOrder {
     pub queued: futures_channel::oneshot::Sender<()>,
 }
 
-/// Who sent a JoinGroup, as DescribeGroups reports members.
+/// Who sent a JoinGroup or ConsumerGroupHeartbeat, as DescribeGroups reports members.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
     pub client_id: String,
@@ -134,12 +135,14 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 4),
-    (ApiKey::OffsetCommit, 0, 8),
-    (ApiKey::OffsetFetch, 0, 8),
-    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::OffsetCommit, 0, 9),
+    (ApiKey::OffsetFetch, 0, 9),
+    (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The version range we serve for `api`, if any.
@@ -181,6 +184,12 @@ pub async fn dispatch(
         ApiKey::OffsetCommit => offsets::offset_commit(context, request, &mut body).await,
         ApiKey::OffsetFetch => offsets::offset_fetch(context, request, &mut body).await,
         ApiKey::OffsetDelete => offsets::offset_delete(context, request, &mut body).await,
+        ApiKey::ConsumerGroupHeartbeat => {
+            consumer_groups::consumer_group_heartbeat(context, request, &mut body, client).await
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            consumer_groups::consumer_group_describe(context, request, &mut body).await
+        }
         ApiKey::IncrementalAlterConfigs => {
             incremental_alter_configs::handle(context, request, &mut body).await
         }

@@ -34,6 +34,7 @@ pub async fn offset_commit(
         -1
     };
     let commit_ms = now_ms();
+    let version = request.version;
     let mut entries = Vec::new();
     for topic in &commit.topics {
         for partition in &topic.partitions {
@@ -51,7 +52,7 @@ pub async fn offset_commit(
     }
     let answer = on_coordinator(context, move |coordinator| async move {
         coordinator
-            .commit(&group_id, &member_id, generation_id, entries)
+            .commit(&group_id, (&member_id, generation_id), version, entries)
             .await
     })
     .await?;
@@ -80,14 +81,22 @@ pub async fn offset_commit(
     Ok(request.frame(&OffsetCommitResponse::default().with_topics(topics)))
 }
 
-/// One group's committed offsets as (topic, partition, committed or none).
+/// Committed offsets as (topic, partition, committed or none).
+type OffsetRows = Vec<(String, i32, Option<CommittedOffset>)>;
+
+/// One group's committed offsets; `member` (id, epoch) is checked for consumer groups (v9).
 async fn fetch_group(
     context: &Rc<ShardContext>,
     group_id: String,
     wanted: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<Option<Vec<(String, i32, Option<CommittedOffset>)>>, RequestError> {
+    member: (Option<String>, i32),
+) -> Result<Option<Result<OffsetRows, ResponseError>>, RequestError> {
     on_coordinator(context, move |coordinator| async move {
-        coordinator.fetch_offsets(&group_id, wanted)
+        let (member_id, member_epoch) = member;
+        match coordinator.check_offset_fetch(&group_id, member_id.as_deref(), member_epoch) {
+            Some(error) => Err(error),
+            None => Ok(coordinator.fetch_offsets(&group_id, wanted)),
+        }
     })
     .await
 }
@@ -131,7 +140,23 @@ pub async fn offset_fetch(
                     .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                     .collect()
             });
-            let rows = fetch_group(context, group.group_id.to_string(), wanted).await?;
+            let member = (
+                group.member_id.as_ref().map(|id| id.to_string()),
+                group.member_epoch,
+            );
+            let rows = fetch_group(context, group.group_id.to_string(), wanted, member).await?;
+            let rows = match rows {
+                Some(Err(error)) => {
+                    groups.push(
+                        OffsetFetchResponseGroup::default()
+                            .with_group_id(group.group_id)
+                            .with_error_code(code(error)),
+                    );
+                    continue;
+                }
+                Some(Ok(rows)) => Some(rows),
+                None => None,
+            };
             let Some(rows) = rows else {
                 groups.push(
                     OffsetFetchResponseGroup::default()
@@ -173,8 +198,8 @@ pub async fn offset_fetch(
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let rows = fetch_group(context, fetch.group_id.to_string(), wanted).await?;
-    let Some(rows) = rows else {
+    let rows = fetch_group(context, fetch.group_id.to_string(), wanted, (None, -1)).await?;
+    let Some(Ok(rows)) = rows else {
         let response = OffsetFetchResponse::default();
         let response = if version >= 2 {
             response.with_error_code(code(ResponseError::CoordinatorNotAvailable))

@@ -10,15 +10,19 @@
 //! # Byte map of a `__consumer_offsets` record (uncompressed batches written by the coordinator)
 //! ```text
 //! key   "offset\0<group>\0<topic>\0<partition>"   value JSON {"offset","leader_epoch","metadata","commit_ms"}
-//! key   "group\0<group>"                           value JSON {"protocol_type","generation_id"}
+//! key   "group\0<group>"                           value JSON: a classic group, classic_record.rs
+//! key   "cgroup\0<group>", "cmember\0<group>\0<member>"  consumer (KIP-848) groups: consumer/record.rs
 //! a null value (tombstone) deletes the key
 //! ```
 
+pub mod classic_record;
+pub mod consumer;
 pub mod state;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
@@ -28,7 +32,11 @@ use ringtail_engine::log::now_ms;
 use ringtail_engine::PartitionLog;
 use serde::{Deserialize, Serialize};
 
+use classic_record::GroupRecord;
+use consumer::{ConsumerGroup, ConsumerGroupConfig};
 use state::{Effect, Group, GroupPhase, JoinRequest, JoinResponse, Reply, SyncResponse};
+
+use crate::metadata::Metadata;
 
 /// The internal topic that stores committed offsets and groups.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -46,12 +54,6 @@ pub struct CommittedOffset {
     pub commit_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct GroupRecord {
-    protocol_type: Option<String>,
-    generation_id: i32,
-}
-
 /// A group's committed offsets by (topic, partition).
 type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
 
@@ -61,7 +63,21 @@ pub struct Coordinator {
     join_waiters: RefCell<HashMap<(String, String), oneshot::Sender<JoinResponse>>>,
     sync_waiters: RefCell<HashMap<(String, String), oneshot::Sender<SyncResponse>>>,
     offsets: RefCell<BTreeMap<String, GroupOffsets>>,
+    /// Consumer (KIP-848) groups; a group id is in this map or in `groups`, never both.
+    consumer_groups: RefCell<BTreeMap<String, ConsumerGroup>>,
+    consumer_config: ConsumerGroupConfig,
+    metadata: Arc<Metadata>,
     log: Rc<PartitionLog>,
+}
+
+/// A group as ListGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListedGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848), as Kafka's ListGroups v5 names them.
+    pub group_type: &'static str,
 }
 
 fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
@@ -88,18 +104,25 @@ fn assignment_mentions(assignment: &Bytes, topic: &str) -> bool {
     )
 }
 
-fn group_key(group: &str) -> Vec<u8> {
+pub(crate) fn group_key(group: &str) -> Vec<u8> {
     format!("group\0{group}").into_bytes()
 }
 
 impl Coordinator {
     /// Rebuilds groups and offsets from the offsets log.
-    pub async fn load(log: Rc<PartitionLog>) -> Result<Self, ringtail_engine::ReadError> {
+    pub async fn load(
+        log: Rc<PartitionLog>,
+        metadata: Arc<Metadata>,
+        consumer_config: ConsumerGroupConfig,
+    ) -> Result<Self, ringtail_engine::ReadError> {
         let coordinator = Self {
             groups: RefCell::new(BTreeMap::new()),
             join_waiters: RefCell::new(HashMap::new()),
             sync_waiters: RefCell::new(HashMap::new()),
             offsets: RefCell::new(BTreeMap::new()),
+            consumer_groups: RefCell::new(BTreeMap::new()),
+            consumer_config,
+            metadata,
             log,
         };
         let mut offset = coordinator.log.log_start_offset();
@@ -132,9 +155,15 @@ impl Coordinator {
                 break;
             }
         }
+        // Sessions start anew: members have until a session timeout from now to heartbeat.
+        let now = now_ms();
+        for group in coordinator.consumer_groups.borrow_mut().values_mut() {
+            group.start_sessions(&coordinator.consumer_config, now);
+        }
         tracing::info!(
             records,
             groups = coordinator.groups.borrow().len(),
+            consumer_groups = coordinator.consumer_groups.borrow().len(),
             "group coordinator loaded"
         );
         Ok(coordinator)
@@ -145,6 +174,9 @@ impl Coordinator {
             return;
         };
         let parts: Vec<&str> = key.split('\0').collect();
+        if consumer::record::apply(&mut self.consumer_groups.borrow_mut(), &parts, value) {
+            return;
+        }
         match parts.as_slice() {
             ["offset", group, topic, partition] => {
                 let Ok(partition) = partition.parse::<i32>() else {
@@ -168,18 +200,19 @@ impl Coordinator {
             }
             ["group", group] => {
                 let mut groups = self.groups.borrow_mut();
-                match value.and_then(|value| serde_json::from_slice::<GroupRecord>(value).ok()) {
-                    Some(record) => {
-                        let entry = groups
-                            .entry(group.to_string())
-                            .or_insert_with(|| Group::new(*group));
-                        // Members rejoin after a restart; the generation carries on.
-                        entry.generation_id = record.generation_id;
-                        entry.protocol_type = record.protocol_type;
+                let Some(value) = value else {
+                    groups.remove(*group);
+                    return;
+                };
+                // A Stable group comes back with its members; otherwise Empty with its generation.
+                match serde_json::from_slice::<GroupRecord>(value)
+                    .ok()
+                    .and_then(|record| record.restore(group, now_ms()))
+                {
+                    Some(restored) => {
+                        groups.insert(group.to_string(), restored);
                     }
-                    None => {
-                        groups.remove(*group);
-                    }
+                    None => tracing::warn!(group, "skipping an unreadable or newer group record"),
                 }
             }
             _ => {}
@@ -237,6 +270,17 @@ impl Coordinator {
 
     pub async fn join(&self, group_id: String, request: JoinRequest) -> JoinResponse {
         let fallback_member = request.member_id.clone();
+        if let Err(error) = self.release_consumer_group(&group_id).await {
+            return JoinResponse {
+                error: Some(error),
+                generation_id: -1,
+                protocol_type: None,
+                protocol_name: None,
+                leader: String::new(),
+                member_id: fallback_member,
+                members: Vec::new(),
+            };
+        }
         let (reply, effects) = {
             let mut groups = self.groups.borrow_mut();
             let group = groups
@@ -273,11 +317,9 @@ impl Coordinator {
         response
     }
 
+    /// Writes a classic group's record: with its members when Stable (see classic_record.rs).
     async fn persist_group(&self, group_id: &str) {
-        let record = self.groups.borrow().get(group_id).map(|group| GroupRecord {
-            protocol_type: group.protocol_type.clone(),
-            generation_id: group.generation_id,
-        });
+        let record = self.groups.borrow().get(group_id).map(GroupRecord::of);
         if let Some(record) = record {
             let value = serde_json::to_vec(&record).expect("serialisable");
             let _ = self.persist(vec![(group_key(group_id), Some(value))]).await;
@@ -291,10 +333,16 @@ impl Coordinator {
         generation_id: i32,
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResponse {
+        let mut completed = false;
         let (reply, effects) = {
             let mut groups = self.groups.borrow_mut();
             match groups.get_mut(&group_id) {
-                Some(group) => group.sync(&member_id, generation_id, assignments, now_ms()),
+                Some(group) => {
+                    let before = group.phase;
+                    let answer = group.sync(&member_id, generation_id, assignments, now_ms());
+                    completed = before != GroupPhase::Stable && group.phase == GroupPhase::Stable;
+                    answer
+                }
                 None => (
                     Reply::Now(SyncResponse {
                         error: Some(ResponseError::UnknownMemberId),
@@ -306,6 +354,11 @@ impl Coordinator {
                 ),
             }
         };
+        if completed {
+            // The generation is complete: its members and assignments are stored before anyone
+            // is answered, so a restart brings the group back Stable.
+            self.persist_group(&group_id).await;
+        }
         self.deliver(&group_id, effects);
         match reply {
             Reply::Now(response) => response,
@@ -337,11 +390,12 @@ impl Coordinator {
     }
 
     /// Removes members; answers per member.
-    pub fn leave(
+    pub async fn leave(
         &self,
         group_id: &str,
         members: Vec<(String, Option<String>)>,
     ) -> Vec<Option<ResponseError>> {
+        let was_stable = self.is_stable(group_id);
         let mut answers = Vec::with_capacity(members.len());
         for (member_id, instance_id) in members {
             let (error, effects) = match self.groups.borrow_mut().get_mut(group_id) {
@@ -351,33 +405,69 @@ impl Coordinator {
             self.deliver(group_id, effects);
             answers.push(error);
         }
+        if was_stable && !self.is_stable(group_id) {
+            // The stored members are no longer the group's: a restart must not bring them back.
+            self.persist_group(group_id).await;
+        }
         answers
     }
 
+    fn is_stable(&self, group_id: &str) -> bool {
+        self.groups
+            .borrow()
+            .get(group_id)
+            .is_some_and(|group| group.phase == GroupPhase::Stable)
+    }
+
     /// Runs timeouts of every group.
-    pub fn tick(&self) {
+    pub async fn tick(&self) {
+        for group_id in self.classic_tick() {
+            self.persist_group(&group_id).await;
+        }
+        self.consumer_tick().await;
+    }
+
+    /// Runs classic groups' timeouts; returns the groups that left Stable (to persist).
+    fn classic_tick(&self) -> Vec<String> {
         let now = now_ms();
+        let mut left_stable = Vec::new();
         let all_effects: Vec<(String, Vec<Effect>)> = self
             .groups
             .borrow_mut()
             .iter_mut()
-            .map(|(id, group)| (id.clone(), group.tick(now)))
+            .map(|(id, group)| {
+                let was_stable = group.phase == GroupPhase::Stable;
+                let effects = group.tick(now);
+                if was_stable && group.phase != GroupPhase::Stable {
+                    left_stable.push(id.clone());
+                }
+                (id.clone(), effects)
+            })
             .filter(|(_, effects)| !effects.is_empty())
             .collect();
         for (group_id, effects) in all_effects {
             self.deliver(&group_id, effects);
         }
+        left_stable
     }
 
-    /// Validates and stores commits; returns an error per (topic, partition) in request order.
+    /// Validates and stores commits (`generation_id` is the member epoch for consumer groups;
+    /// `version` is the OffsetCommit version).
     pub async fn commit(
         &self,
         group_id: &str,
-        member_id: &str,
-        generation_id: i32,
+        member: (&str, i32),
+        version: i16,
         commits: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), ResponseError> {
+        let (member_id, generation_id) = member;
+        let consumer_refusal = self
+            .consumer_groups
+            .borrow()
+            .get(group_id)
+            .map(|group| group.check_commit(member_id, generation_id, version));
         let refused = match self.groups.borrow().get(group_id) {
+            _ if consumer_refusal.is_some() => consumer_refusal.flatten(),
             Some(group) => group.check_commit(member_id, generation_id),
             // A group known only by its commits (simple consumers), or a new one.
             None if generation_id < 0 => None,
@@ -402,6 +492,19 @@ impl Coordinator {
             group_offsets.insert((topic, partition), committed);
         }
         Ok(())
+    }
+
+    /// OffsetFetch v9's member check: only consumer groups check the member and its epoch.
+    pub fn check_offset_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Option<ResponseError> {
+        self.consumer_groups
+            .borrow()
+            .get(group_id)
+            .and_then(|group| group.check_fetch(member_id, member_epoch))
     }
 
     /// Committed offsets of a group: for the partitions asked, or all of them.
@@ -435,23 +538,38 @@ impl Coordinator {
         }
     }
 
-    /// Every group: (id, protocol type, state).
-    pub fn list(&self) -> Vec<(String, String, GroupPhase)> {
-        let mut all: Vec<(String, String, GroupPhase)> = self
+    /// Every group, classic and consumer, and groups known only by their offsets.
+    pub fn list(&self) -> Vec<ListedGroup> {
+        let mut all: Vec<ListedGroup> = self
             .groups
             .borrow()
             .values()
-            .map(|group| {
-                (
-                    group.group_id.clone(),
-                    group.protocol_type.clone().unwrap_or_default(),
-                    group.phase,
-                )
+            .map(|group| ListedGroup {
+                group_id: group.group_id.clone(),
+                protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                state: group.phase.kafka_name(),
+                group_type: "classic",
             })
             .collect();
+        all.extend(
+            self.consumer_groups
+                .borrow()
+                .values()
+                .map(|group| ListedGroup {
+                    group_id: group.group_id.clone(),
+                    protocol_type: "consumer".to_string(),
+                    state: group.phase().kafka_name(),
+                    group_type: "consumer",
+                }),
+        );
         for group_id in self.offsets.borrow().keys() {
-            if !all.iter().any(|(id, _, _)| id == group_id) {
-                all.push((group_id.clone(), String::new(), GroupPhase::Empty));
+            if !all.iter().any(|listed| listed.group_id == *group_id) {
+                all.push(ListedGroup {
+                    group_id: group_id.clone(),
+                    protocol_type: String::new(),
+                    state: "Empty",
+                    group_type: "classic",
+                });
             }
         }
         all.sort();
@@ -476,17 +594,29 @@ impl Coordinator {
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         let known = self.groups.borrow().contains_key(group_id)
+            || self.consumer_groups.borrow().contains_key(group_id)
             || self.offsets.borrow().contains_key(group_id);
         if !known {
             return Err(ResponseError::GroupIdNotFound);
         }
         let subscribed = |topic: &str| -> bool {
-            self.groups.borrow().get(group_id).is_some_and(|group| {
+            let classic = self.groups.borrow().get(group_id).is_some_and(|group| {
                 group
                     .members
                     .values()
                     .any(|member| assignment_mentions(&member.assignment, topic))
-            })
+            });
+            classic
+                || self
+                    .consumer_groups
+                    .borrow()
+                    .get(group_id)
+                    .is_some_and(|group| {
+                        group.members.values().any(|member| {
+                            member.assigned.contains_key(topic)
+                                || member.revoking.contains_key(topic)
+                        })
+                    })
         };
         let mut answers = Vec::with_capacity(partitions.len());
         let mut tombstones = Vec::new();
@@ -511,7 +641,12 @@ impl Coordinator {
 
     /// Deletes an empty group and its offsets.
     pub async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
-        let known = {
+        let consumer_tombstones = match self.consumer_groups.borrow().get(group_id) {
+            Some(group) if !group.members.is_empty() => return Err(ResponseError::NonEmptyGroup),
+            Some(group) => Some(consumer::record::tombstones(group)),
+            None => None,
+        };
+        let known = consumer_tombstones.is_some() || {
             let groups = self.groups.borrow();
             match groups.get(group_id) {
                 Some(group) if !group.members.is_empty() => {
@@ -524,7 +659,8 @@ impl Coordinator {
         if !known {
             return Err(ResponseError::GroupIdNotFound);
         }
-        let mut tombstones: Vec<(Vec<u8>, Option<Vec<u8>>)> = vec![(group_key(group_id), None)];
+        let mut tombstones: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            consumer_tombstones.unwrap_or_else(|| vec![(group_key(group_id), None)]);
         if let Some(group_offsets) = self.offsets.borrow().get(group_id) {
             tombstones.extend(
                 group_offsets
@@ -534,7 +670,12 @@ impl Coordinator {
         }
         self.persist(tombstones).await?;
         self.groups.borrow_mut().remove(group_id);
+        self.consumer_groups.borrow_mut().remove(group_id);
         self.offsets.borrow_mut().remove(group_id);
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "coordinator_tests.rs"]
+mod coordinator_tests;

@@ -1,0 +1,14 @@
+//! Consumer groups of the next-generation protocol (KIP-848: ConsumerGroupHeartbeat and
+//! ConsumerGroupDescribe), beside the classic ones: the broker assigns partitions (`assignor`),
+//! each member reconciles towards its target (`member`), the group runs on epochs (`state`), and
+//! its state is persisted in `__consumer_offsets` (`record`). The coordinator's side is in
+//! `coordinator.rs`.
+
+pub mod assignor;
+pub mod coordinator;
+pub mod member;
+pub mod record;
+pub mod state;
+
+pub use assignor::{Assignment, TopicCounts};
+pub use state::{ConsumerGroup, ConsumerGroupConfig, HeartbeatRequest};

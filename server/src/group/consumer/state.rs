@@ -1,0 +1,696 @@
+//! The consumer (KIP-848) group state machine: ConsumerGroupHeartbeat, leaves, session and
+//! rebalance timeouts, commit checks — as Kafka's GroupMetadataManager runs it, without I/O: time
+//! comes in as `now_ms`, topics as a map of partition counts, and changes come out as dirty
+//! records for the coordinator to persist (`record.rs`).
+//!
+//! # Epochs
+//! - The *group epoch* grows when membership or subscriptions change (a member joins, leaves,
+//!   times out, changes its subscription, or a subscribed topic gains partitions).
+//! - The *assignment epoch* is the group epoch the target assignment was computed for; a heartbeat
+//!   that finds it behind the group epoch computes a new target with the group's assignor.
+//! - A *member epoch* is the assignment epoch the member has reconciled to (see `member.rs`).
+//!
+//! # Invariants
+//! - `assignment_epoch <= group_epoch`; every member's epoch is `<= assignment_epoch` (or -2).
+//! - A partition is held by at most one member (assigned or pending revocation).
+//! - Every member has a target entry once the target is computed after it joined.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kafka_protocol::error::ResponseError;
+
+use super::assignor::{Assignment, AssignmentSpec, AssignorName, TopicCounts};
+use super::member::{is_subset, ConsumerMember, MemberState};
+use crate::group::state::MEMBERS_PER_GROUP_MAX;
+
+/// The member epoch a heartbeat sends to leave the group.
+pub const LEAVE_EPOCH: i32 = -1;
+/// The member epoch a static member sends to leave for now (it keeps its partitions until its
+/// session ends or it rejoins).
+pub const STATIC_LEAVE_EPOCH: i32 = -2;
+/// Longest subscription regex accepted (bounds the compile cost a client can cause).
+pub const REGEX_BYTES_MAX: usize = 1024;
+/// Topic names one member may subscribe to (bounds the state and records a client can cause).
+pub const SUBSCRIBED_TOPICS_MAX: usize = 10_000;
+/// The rebalance timeout of a member that joins without one (Kafka's max.poll.interval.ms
+/// default).
+pub const REBALANCE_TIMEOUT_MS_DEFAULT: i64 = 300_000;
+
+/// Broker settings of consumer groups (Kafka's `group.consumer.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerGroupConfig {
+    pub session_timeout_ms: i64,
+    pub heartbeat_interval_ms: i64,
+}
+
+impl Default for ConsumerGroupConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 5_000,
+        }
+    }
+}
+
+/// A ConsumerGroupHeartbeat, decoded (topic ids already resolved to names).
+#[derive(Debug, Clone, Default)]
+pub struct HeartbeatRequest {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    /// -1: unchanged.
+    pub rebalance_timeout_ms: i32,
+    /// None: unchanged.
+    pub subscribed_topic_names: Option<Vec<String>>,
+    /// None: unchanged; empty: no regex.
+    pub subscribed_topic_regex: Option<String>,
+    pub server_assignor: Option<String>,
+    /// The partitions the member owns; None: unchanged since the last heartbeat.
+    pub owned: Option<Assignment>,
+    pub client_id: String,
+    pub client_host: String,
+}
+
+/// A successful heartbeat's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatResponse {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    /// The member's assignment, when it changed or the member asked (None: keep yours).
+    pub assignment: Option<Assignment>,
+}
+
+/// A refused heartbeat: the Kafka error and a message for the client's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatError {
+    pub error: ResponseError,
+    pub message: String,
+}
+
+fn refuse(error: ResponseError, message: impl Into<String>) -> HeartbeatError {
+    HeartbeatError {
+        error,
+        message: message.into(),
+    }
+}
+
+/// The state Kafka's ConsumerGroupDescribe and ListGroups show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConsumerGroupPhase {
+    Empty,
+    Assigning,
+    Reconciling,
+    Stable,
+}
+
+impl ConsumerGroupPhase {
+    pub fn kafka_name(self) -> &'static str {
+        match self {
+            Self::Empty => "Empty",
+            Self::Assigning => "Assigning",
+            Self::Reconciling => "Reconciling",
+            Self::Stable => "Stable",
+        }
+    }
+}
+
+/// What changed since the coordinator last persisted the group.
+#[derive(Debug, Clone, Default)]
+pub struct Dirty {
+    pub group: bool,
+    /// Members added, changed or removed (a removed one is no longer in `members`).
+    pub members: BTreeSet<String>,
+}
+
+/// One consumer group.
+#[derive(Debug, Clone)]
+pub struct ConsumerGroup {
+    pub group_id: String,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub members: BTreeMap<String, ConsumerMember>,
+    /// The target assignment of `assignment_epoch`, by member.
+    pub target: BTreeMap<String, Assignment>,
+    /// Partition counts of the subscribed topics as of the last group epoch.
+    pub subscribed_topics: TopicCounts,
+    pub dirty: Dirty,
+}
+
+/// Checks what a heartbeat must carry, before anything changes.
+fn validate(request: &HeartbeatRequest) -> Result<(), HeartbeatError> {
+    let epoch = request.member_epoch;
+    if epoch < STATIC_LEAVE_EPOCH {
+        return Err(refuse(
+            ResponseError::InvalidRequest,
+            format!("member epoch {epoch} is invalid"),
+        ));
+    }
+    if epoch == STATIC_LEAVE_EPOCH && request.instance_id.is_none() {
+        return Err(refuse(
+            ResponseError::InvalidRequest,
+            "member epoch -2 (static leave) needs an instance id",
+        ));
+    }
+    if epoch == 0
+        && request.subscribed_topic_names.is_none()
+        && request.subscribed_topic_regex.is_none()
+    {
+        return Err(refuse(
+            ResponseError::InvalidRequest,
+            "SubscribedTopicNames or SubscribedTopicRegex must be set when joining",
+        ));
+    }
+    if request
+        .subscribed_topic_names
+        .as_ref()
+        .is_some_and(|names| names.len() > SUBSCRIBED_TOPICS_MAX)
+    {
+        return Err(refuse(
+            ResponseError::InvalidRequest,
+            format!("at most {SUBSCRIBED_TOPICS_MAX} subscribed topics"),
+        ));
+    }
+    if epoch != 0 && request.member_id.is_empty() {
+        return Err(refuse(
+            ResponseError::UnknownMemberId,
+            "a member id is needed after joining",
+        ));
+    }
+    if let Some(name) = request.server_assignor.as_deref() {
+        if !name.is_empty() && AssignorName::parse(name).is_none() {
+            return Err(refuse(
+                ResponseError::UnsupportedAssignor,
+                format!("server assignor {name:?} is not supported (uniform, range)"),
+            ));
+        }
+    }
+    if let Some(pattern) = request.subscribed_topic_regex.as_deref() {
+        if pattern.len() > REGEX_BYTES_MAX {
+            return Err(refuse(
+                ResponseError::InvalidRegularExpression,
+                "subscription regex too long",
+            ));
+        }
+        if !pattern.is_empty() {
+            compile(pattern).map_err(|err| {
+                refuse(
+                    ResponseError::InvalidRegularExpression,
+                    format!("subscription regex {pattern:?}: {err}"),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A subscription regex, anchored as Kafka matches it (the whole topic name).
+fn compile(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .build()
+}
+
+/// Compiled subscription regexes by pattern: members usually share one, compiled once per use.
+type Regexes = BTreeMap<String, Option<regex::Regex>>;
+
+/// The existing topics a member subscribes to: its names plus what its regex matches.
+fn resolve(
+    member: &ConsumerMember,
+    topics: &TopicCounts,
+    regexes: &mut Regexes,
+) -> BTreeSet<String> {
+    let mut resolved: BTreeSet<String> = member
+        .subscribed_topic_names
+        .iter()
+        .filter(|name| topics.contains_key(*name))
+        .cloned()
+        .collect();
+    let regex = member.subscribed_topic_regex.as_ref().and_then(|pattern| {
+        regexes
+            .entry(pattern.clone())
+            .or_insert_with(|| compile(pattern).ok())
+            .as_ref()
+    });
+    if let Some(regex) = regex {
+        resolved.extend(
+            topics
+                .keys()
+                .filter(|name| !name.starts_with("__") && regex.is_match(name))
+                .cloned(),
+        );
+    }
+    resolved
+}
+
+/// Whether two members are equal in everything persisted (timers aside).
+fn same_persisted(a: &ConsumerMember, b: &ConsumerMember) -> bool {
+    let strip = |member: &ConsumerMember| ConsumerMember {
+        session_deadline_ms: 0,
+        rebalance_deadline_ms: None,
+        ..member.clone()
+    };
+    strip(a) == strip(b)
+}
+
+impl ConsumerGroup {
+    pub fn new(group_id: impl Into<String>) -> Self {
+        Self {
+            group_id: group_id.into(),
+            group_epoch: 0,
+            assignment_epoch: 0,
+            members: BTreeMap::new(),
+            target: BTreeMap::new(),
+            subscribed_topics: TopicCounts::new(),
+            dirty: Dirty::default(),
+        }
+    }
+
+    pub fn phase(&self) -> ConsumerGroupPhase {
+        if self.members.is_empty() {
+            ConsumerGroupPhase::Empty
+        } else if self.group_epoch > self.assignment_epoch {
+            ConsumerGroupPhase::Assigning
+        } else if self.members.values().any(|member| {
+            member.member_epoch != self.assignment_epoch || member.state != MemberState::Stable
+        }) {
+            ConsumerGroupPhase::Reconciling
+        } else {
+            ConsumerGroupPhase::Stable
+        }
+    }
+
+    /// The assignor most members ask for (ties: by name); uniform if none asks.
+    pub fn assignor(&self) -> AssignorName {
+        let mut votes: BTreeMap<AssignorName, usize> = BTreeMap::new();
+        for member in self.members.values() {
+            if let Some(name) = member
+                .server_assignor
+                .as_deref()
+                .and_then(AssignorName::parse)
+            {
+                *votes.entry(name).or_default() += 1;
+            }
+        }
+        let best = votes.values().copied().max().unwrap_or(0);
+        votes
+            .into_iter()
+            .find(|(_, count)| *count == best)
+            .map_or(AssignorName::DEFAULT, |(name, _)| name)
+    }
+
+    /// Restarts every member's session (after a restart: nobody has heartbeated yet).
+    pub fn start_sessions(&mut self, config: &ConsumerGroupConfig, now_ms: i64) {
+        for member in self.members.values_mut() {
+            member.session_deadline_ms = now_ms + config.session_timeout_ms;
+            member.rebalance_deadline_ms = None;
+        }
+    }
+
+    fn bump_group_epoch(&mut self) {
+        self.group_epoch += 1;
+        self.dirty.group = true;
+    }
+
+    /// Handles a ConsumerGroupHeartbeat.
+    pub fn heartbeat(
+        &mut self,
+        request: &HeartbeatRequest,
+        topics: &TopicCounts,
+        config: &ConsumerGroupConfig,
+        now_ms: i64,
+    ) -> Result<HeartbeatResponse, HeartbeatError> {
+        validate(request)?;
+        if request.member_epoch == LEAVE_EPOCH || request.member_epoch == STATIC_LEAVE_EPOCH {
+            return self.leave(request, config);
+        }
+        let (mut member, before) = self.resolve_member(request)?;
+        let member_id = member.member_id.clone();
+        let subscription_changed = update_member(&mut member, request);
+        let mut bump = before.is_none() || subscription_changed;
+        self.members.insert(member_id.clone(), member);
+        let subscribed = self.subscribed_topic_counts(topics);
+        if subscribed != self.subscribed_topics {
+            self.subscribed_topics = subscribed;
+            bump = true;
+        }
+        if bump {
+            self.bump_group_epoch();
+        }
+        if self.group_epoch > self.assignment_epoch {
+            self.compute_target(topics);
+        }
+        let mut member = self.members.remove(&member_id).expect("inserted above");
+        let target = self.target.get(&member_id).cloned().unwrap_or_default();
+        let others = &self.members;
+        member.reconcile(
+            self.assignment_epoch,
+            &target,
+            request.owned.as_ref(),
+            &|topic, partition| others.values().any(|other| other.holds(topic, partition)),
+        );
+        member.session_deadline_ms = now_ms + config.session_timeout_ms;
+        member.rebalance_deadline_ms = match member.state {
+            MemberState::UnrevokedPartitions => Some(
+                member
+                    .rebalance_deadline_ms
+                    .unwrap_or(now_ms + member.rebalance_timeout_ms),
+            ),
+            _ => None,
+        };
+        let assignment_changed = before
+            .as_ref()
+            .is_none_or(|before| before.assigned != member.assigned);
+        if before
+            .as_ref()
+            .is_none_or(|before| !same_persisted(before, &member))
+        {
+            self.dirty.members.insert(member_id.clone());
+        }
+        let response = HeartbeatResponse {
+            member_id: member_id.clone(),
+            member_epoch: member.member_epoch,
+            heartbeat_interval_ms: i32::try_from(config.heartbeat_interval_ms).unwrap_or(i32::MAX),
+            assignment: (request.owned.is_some()
+                || request.member_epoch == 0
+                || assignment_changed)
+                .then(|| member.assigned.clone()),
+        };
+        self.members.insert(member_id, member);
+        Ok(response)
+    }
+
+    /// Finds the member a heartbeat comes from, or makes it (epoch 0). Returns the member to
+    /// update (out of the map) and how it was before (None: new).
+    fn resolve_member(
+        &mut self,
+        request: &HeartbeatRequest,
+    ) -> Result<(ConsumerMember, Option<ConsumerMember>), HeartbeatError> {
+        let static_id = request.instance_id.as_deref().and_then(|instance| {
+            self.members
+                .values()
+                .find(|member| member.instance_id.as_deref() == Some(instance))
+                .map(|member| member.member_id.clone())
+        });
+        let known_id = match (&request.instance_id, static_id) {
+            (Some(_), Some(id)) if id != request.member_id => {
+                if request.member_epoch != 0 {
+                    return Err(refuse(
+                        ResponseError::FencedInstanceId,
+                        format!("instance id is owned by member {id}"),
+                    ));
+                }
+                if self.members[&id].member_epoch != STATIC_LEAVE_EPOCH {
+                    return Err(refuse(
+                        ResponseError::UnreleasedInstanceId,
+                        format!("instance id is still used by member {id}, which must leave first"),
+                    ));
+                }
+                return Ok(self.replace_static_member(&id, request));
+            }
+            (Some(_), found) => found,
+            (None, _) => self
+                .members
+                .contains_key(&request.member_id)
+                .then(|| request.member_id.clone()),
+        };
+        if request.member_epoch == 0 {
+            return Ok(match known_id {
+                // A member rejoining (after being fenced, or a lost join response) has released
+                // everything it owned.
+                Some(id) => {
+                    let before = self.members.remove(&id).expect("known");
+                    let mut member = before.clone();
+                    member.member_epoch = 0;
+                    member.previous_member_epoch = 0;
+                    member.state = MemberState::Stable;
+                    member.assigned.clear();
+                    member.revoking.clear();
+                    (member, Some(before))
+                }
+                None => {
+                    if self.members.len() >= MEMBERS_PER_GROUP_MAX {
+                        return Err(refuse(
+                            ResponseError::GroupMaxSizeReached,
+                            format!("the group has {MEMBERS_PER_GROUP_MAX} members"),
+                        ));
+                    }
+                    let id = if request.member_id.is_empty() {
+                        uuid::Uuid::new_v4().simple().to_string()
+                    } else {
+                        request.member_id.clone()
+                    };
+                    let mut member = ConsumerMember::new(id);
+                    member.rebalance_timeout_ms = REBALANCE_TIMEOUT_MS_DEFAULT;
+                    (member, None)
+                }
+            });
+        }
+        let Some(id) = known_id else {
+            return Err(refuse(
+                ResponseError::UnknownMemberId,
+                format!("member {} is not in the group", request.member_id),
+            ));
+        };
+        let member = &self.members[&id];
+        check_epoch(member, request)?;
+        let before = self.members.remove(&id).expect("known");
+        Ok((before.clone(), Some(before)))
+    }
+
+    /// A static member comes back under a new member id after its temporary leave: it takes over
+    /// the previous member's partitions and target.
+    fn replace_static_member(
+        &mut self,
+        old_id: &str,
+        request: &HeartbeatRequest,
+    ) -> (ConsumerMember, Option<ConsumerMember>) {
+        let old = self.members.remove(old_id).expect("known");
+        self.dirty.members.insert(old_id.to_string());
+        let new_id = if request.member_id.is_empty() {
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            request.member_id.clone()
+        };
+        if let Some(target) = self.target.remove(old_id) {
+            self.target.insert(new_id.clone(), target);
+        }
+        let mut member = ConsumerMember {
+            member_id: new_id,
+            member_epoch: 0,
+            previous_member_epoch: 0,
+            state: MemberState::Stable,
+            revoking: Assignment::new(),
+            ..old.clone()
+        };
+        member.assigned = old.assigned.clone();
+        // "before" is the old incarnation: unchanged subscriptions do not bump the group epoch.
+        let before = ConsumerMember {
+            member_id: member.member_id.clone(),
+            ..old
+        };
+        (member, Some(before))
+    }
+
+    /// Topic partition counts of everything the members subscribe to.
+    fn subscribed_topic_counts(&self, topics: &TopicCounts) -> TopicCounts {
+        let mut counts = TopicCounts::new();
+        let mut regexes = Regexes::new();
+        for member in self.members.values() {
+            for topic in resolve(member, topics, &mut regexes) {
+                let count = topics[&topic];
+                counts.insert(topic, count);
+            }
+        }
+        counts
+    }
+
+    /// Computes the target assignment of the current group epoch.
+    fn compute_target(&mut self, topics: &TopicCounts) {
+        let mut regexes = Regexes::new();
+        let subscriptions: BTreeMap<String, BTreeSet<String>> = self
+            .members
+            .iter()
+            .map(|(id, member)| (id.clone(), resolve(member, topics, &mut regexes)))
+            .collect();
+        let spec = AssignmentSpec {
+            subscriptions: &subscriptions,
+            topics: &self.subscribed_topics,
+            previous: &self.target,
+        };
+        self.target = self.assignor().assign(spec);
+        self.assignment_epoch = self.group_epoch;
+        self.dirty.group = true;
+        self.dirty.members.extend(self.members.keys().cloned());
+    }
+
+    /// A member leaves (epoch -1) or a static member leaves for now (epoch -2).
+    fn leave(
+        &mut self,
+        request: &HeartbeatRequest,
+        config: &ConsumerGroupConfig,
+    ) -> Result<HeartbeatResponse, HeartbeatError> {
+        let found = match request.instance_id.as_deref() {
+            Some(instance) => self
+                .members
+                .values()
+                .find(|member| member.instance_id.as_deref() == Some(instance))
+                .map(|member| member.member_id.clone()),
+            None => self
+                .members
+                .contains_key(&request.member_id)
+                .then(|| request.member_id.clone()),
+        };
+        let Some(member_id) = found else {
+            return Err(refuse(
+                ResponseError::UnknownMemberId,
+                format!("member {} is not in the group", request.member_id),
+            ));
+        };
+        if request.instance_id.is_some() && member_id != request.member_id {
+            return Err(refuse(
+                ResponseError::FencedInstanceId,
+                format!("instance id is owned by member {member_id}"),
+            ));
+        }
+        if request.member_epoch == STATIC_LEAVE_EPOCH {
+            let member = self.members.get_mut(&member_id).expect("found");
+            member.member_epoch = STATIC_LEAVE_EPOCH;
+            self.dirty.members.insert(member_id.clone());
+        } else {
+            self.remove_member(&member_id);
+        }
+        Ok(HeartbeatResponse {
+            member_id,
+            member_epoch: request.member_epoch,
+            heartbeat_interval_ms: i32::try_from(config.heartbeat_interval_ms).unwrap_or(i32::MAX),
+            assignment: None,
+        })
+    }
+
+    /// Drops a member: its partitions are free, the next heartbeat computes a new target.
+    pub fn remove_member(&mut self, member_id: &str) {
+        if self.members.remove(member_id).is_some() {
+            self.target.remove(member_id);
+            self.dirty.members.insert(member_id.to_string());
+            self.bump_group_epoch();
+        }
+    }
+
+    /// Removes members whose session ran out, or who did not revoke partitions within their
+    /// rebalance timeout. Returns the removed member ids.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<String> {
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|member| {
+                member.session_deadline_ms <= now_ms
+                    || member
+                        .rebalance_deadline_ms
+                        .is_some_and(|deadline| deadline <= now_ms)
+            })
+            .map(|member| member.member_id.clone())
+            .collect();
+        for member_id in &expired {
+            self.remove_member(member_id);
+        }
+        expired
+    }
+
+    /// Checks an OffsetCommit: the member must exist with this epoch (a commit with a negative
+    /// epoch is accepted only while the group has no members).
+    pub fn check_commit(&self, member_id: &str, epoch: i32, version: i16) -> Option<ResponseError> {
+        if epoch < 0 && self.members.is_empty() {
+            return None;
+        }
+        let Some(member) = self.members.get(member_id) else {
+            return Some(ResponseError::UnknownMemberId);
+        };
+        (epoch != member.member_epoch).then_some(if version >= 9 {
+            ResponseError::StaleMemberEpoch
+        } else {
+            ResponseError::IllegalGeneration
+        })
+    }
+
+    /// Checks an OffsetFetch v9+: no member id and a negative epoch (admin tools) always pass.
+    pub fn check_fetch(&self, member_id: Option<&str>, epoch: i32) -> Option<ResponseError> {
+        let member_id = member_id.filter(|id| !id.is_empty());
+        let Some(member_id) = member_id else {
+            return (epoch >= 0).then_some(ResponseError::UnknownMemberId);
+        };
+        let Some(member) = self.members.get(member_id) else {
+            return Some(ResponseError::UnknownMemberId);
+        };
+        (epoch != member.member_epoch).then_some(ResponseError::StaleMemberEpoch)
+    }
+}
+
+/// Kafka's epoch check: a member may send its current epoch, or its previous one while it owns
+/// only partitions it still has (the answer with the new epoch was lost).
+fn check_epoch(member: &ConsumerMember, request: &HeartbeatRequest) -> Result<(), HeartbeatError> {
+    let received = request.member_epoch;
+    let fenced = || {
+        refuse(
+            ResponseError::FencedMemberEpoch,
+            format!(
+                "member epoch {received} does not match the coordinator's {}; rejoin",
+                member.member_epoch
+            ),
+        )
+    };
+    if received > member.member_epoch {
+        return Err(fenced());
+    }
+    if received < member.member_epoch
+        && (received != member.previous_member_epoch
+            || !request
+                .owned
+                .as_ref()
+                .is_some_and(|owned| is_subset(owned, &member.assigned)))
+    {
+        return Err(fenced());
+    }
+    Ok(())
+}
+
+/// Applies what a heartbeat carries; returns whether the subscription changed.
+fn update_member(member: &mut ConsumerMember, request: &HeartbeatRequest) -> bool {
+    if request.rebalance_timeout_ms >= 0 {
+        member.rebalance_timeout_ms = i64::from(request.rebalance_timeout_ms);
+    }
+    if request.instance_id.is_some() {
+        member.instance_id = request.instance_id.clone();
+    }
+    if request.rack_id.is_some() {
+        member.rack_id = request.rack_id.clone();
+    }
+    if let Some(assignor) = &request.server_assignor {
+        member.server_assignor = (!assignor.is_empty()).then(|| assignor.clone());
+    }
+    member.client_id = request.client_id.clone();
+    member.client_host = request.client_host.clone();
+    let mut changed = false;
+    if let Some(names) = &request.subscribed_topic_names {
+        let mut names = names.clone();
+        names.sort();
+        names.dedup();
+        if names != member.subscribed_topic_names {
+            member.subscribed_topic_names = names;
+            changed = true;
+        }
+    }
+    if let Some(regex) = &request.subscribed_topic_regex {
+        let regex = (!regex.is_empty()).then(|| regex.clone());
+        if regex != member.subscribed_topic_regex {
+            member.subscribed_topic_regex = regex;
+            changed = true;
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;
