@@ -9,7 +9,8 @@
 //!   tcp://127.0.0.1:PORT --storage-engine sqlite://tansu.db EXTRA…`, run in the data dir (tansu
 //!   resolves the sqlite path against its working directory, so the database lands on the
 //!   layout's disk), or `--storage-engine memory://tansu/` (no data dir; needs its `dynostore`
-//!   feature).
+//!   feature). tansu 0.6.0 does not create a topic on produce or metadata: a run must create its
+//!   topics (CreateTopics) first.
 //!
 //! # Invariants worth naming
 //! - A [`BrokerProcess`] is handed out only once its own pid listens on the port and an
