@@ -219,42 +219,39 @@ fn run_one(
     result
 }
 
+/// Rewrites each run scenario's comparison from every report in its directory, so brokers or
+/// layouts measured by separate matrix invocations (say, a peer run later) share one comparison.
+/// The baseline (first row) is Ringtail on the ordinary filesystem when present.
 fn write_comparisons(
     options: &MatrixOptions<'_>,
     outcome: &MatrixOutcome,
 ) -> Result<(), MatrixError> {
+    let on_disk = reports_on_disk(&options.results_dir)?;
     for scenario in &options.scenarios {
-        let reports: Vec<RunReport> = outcome
-            .runs
-            .iter()
-            .filter(|run| run.scenario == scenario.name)
-            .map(|run| run.report.clone())
-            .collect();
-        if !reports.is_empty() {
-            output::write_comparison(
-                &options.results_dir.join(&scenario.name),
-                "comparison",
-                &reports,
-            )?;
+        if !outcome.runs.iter().any(|run| run.scenario == scenario.name) {
+            continue;
         }
+        let reports: Vec<RunReport> = on_disk
+            .iter()
+            .filter(|(name, _, _)| *name == scenario.name)
+            .map(|(_, _, report)| report.clone())
+            .collect();
+        output::write_comparison(
+            &options.results_dir.join(&scenario.name),
+            "comparison",
+            &reports,
+        )?;
     }
     Ok(())
 }
 
-const INDEX_BEGIN: &str = "<!-- matrix:begin (written by ringtail-loadgen matrix) -->";
-const INDEX_END: &str = "<!-- matrix:end -->";
-
-/// Writes the matrix index into `<results>/README.md` between markers, keeping what is written
-/// around them. The index lists every scenario directory's reports on disk (so a matrix that
-/// reran one scenario keeps the others) and what this run skipped or failed.
-fn write_index(results_dir: &Path, outcome: &MatrixOutcome) -> Result<(), MatrixError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| MatrixError::Io { path, source }
-    };
+/// Every run report under `<results>/<scenario>/`, as (scenario, file stem, report), in matrix
+/// order: scenarios as [`crate::scenario::all`] lists them, then brokers as
+/// [`BrokerKind::standard`], then layouts as [`Layout::standard`].
+fn reports_on_disk(results_dir: &Path) -> Result<Vec<(String, String, RunReport)>, MatrixError> {
     let mut reports: Vec<(String, String, RunReport)> = Vec::new();
-    for entry in fs::read_dir(results_dir).map_err(io(results_dir))? {
-        let dir = entry.map_err(io(results_dir))?.path();
+    for entry in fs::read_dir(results_dir).map_err(io_error(results_dir))? {
+        let dir = entry.map_err(io_error(results_dir))?.path();
         if !dir.is_dir() {
             continue;
         }
@@ -283,15 +280,42 @@ fn write_index(results_dir: &Path, outcome: &MatrixOutcome) -> Result<(), Matrix
             }
         }
     }
-    // Matrix order (max-produce first), then broker/layout.
-    let order: Vec<String> = crate::scenario::all().into_iter().map(|s| s.name).collect();
-    let rank = |name: &str| {
-        order
-            .iter()
-            .position(|known| known == name)
-            .unwrap_or(order.len())
-    };
-    reports.sort_by(|a, b| (rank(&a.0), &a.0, &a.1).cmp(&(rank(&b.0), &b.0, &b.1)));
+    let scenarios: Vec<String> = crate::scenario::all().into_iter().map(|s| s.name).collect();
+    let scenario_names: Vec<&str> = scenarios.iter().map(String::as_str).collect();
+    let brokers: Vec<&str> = BrokerKind::standard()
+        .iter()
+        .map(BrokerKind::name)
+        .collect();
+    let layouts: Vec<String> = Layout::standard().into_iter().map(|l| l.name).collect();
+    let layout_names: Vec<&str> = layouts.iter().map(String::as_str).collect();
+    let rank =
+        |known: &[&str], name: &str| known.iter().position(|k| *k == name).unwrap_or(known.len());
+    reports.sort_by_key(|(scenario, _, report)| {
+        let (broker, layout) = report.label.split_once('/').unwrap_or((&report.label, ""));
+        (
+            rank(&scenario_names, scenario),
+            scenario.clone(),
+            rank(&brokers, broker),
+            rank(&layout_names, layout),
+            report.label.clone(),
+        )
+    });
+    Ok(reports)
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> MatrixError {
+    let path = path.to_path_buf();
+    move |source| MatrixError::Io { path, source }
+}
+
+const INDEX_BEGIN: &str = "<!-- matrix:begin (written by ringtail-loadgen matrix) -->";
+const INDEX_END: &str = "<!-- matrix:end -->";
+
+/// Writes the matrix index into `<results>/README.md` between markers, keeping what is written
+/// around them. The index lists every scenario directory's reports on disk (so a matrix that
+/// reran one scenario keeps the others) and what this run skipped or failed.
+fn write_index(results_dir: &Path, outcome: &MatrixOutcome) -> Result<(), MatrixError> {
+    let reports = reports_on_disk(results_dir)?;
     let mut index = format!("{INDEX_BEGIN}\n## Matrix results\n\n");
     index.push_str(
         "Made by `ringtail-loadgen matrix` (see each scenario's `comparison.md`; MB = 10^6 bytes; \
@@ -344,5 +368,5 @@ fn write_index(results_dir: &Path, outcome: &MatrixOutcome) -> Result<(), Matrix
             existing.trim_end_matches('\n').to_string() + "\n"
         ),
     };
-    fs::write(&readme, updated).map_err(io(&readme))
+    fs::write(&readme, updated).map_err(io_error(&readme))
 }
