@@ -1,9 +1,9 @@
 //! `ringtail-loadgen`: a load generator for any Kafka-compatible broker. A client only: it knows
 //! nothing of Ringtail's internals.
 //!
-//! Built so far (the "Load generator" issue tracks the rest): the partitioners with Java-client
-//! placement, the latency histogram, and the open-loop rate schedule that avoids coordinated
-//! omission. The Kafka client, the `run`/`omb`/`matrix` commands and the reports come next.
+//! The lean Kafka client (`client`), one run of a workload (`run`), OpenMessaging Benchmark files
+//! (`omb`), the matrix of scenarios × brokers × disk layouts (`matrix`), and the reports
+//! (`report`, `output`). docs/ARCHITECTURE.md maps the modules.
 
 pub mod broker_process;
 pub mod client;
