@@ -160,23 +160,28 @@ pub fn run_producer(
 ) -> Result<ProducerTally, ClientError> {
     let partitions = config.leaders.len();
     assert!(partitions > 0, "a topic has partitions");
-    let mut links: HashMap<String, Link> = HashMap::new();
-    let mut builders: Vec<BatchBuilder> = (0..partitions)
-        .map(|_| BatchBuilder::with_capacity(config.batch_bytes + 64 * 1024))
-        .collect();
-    let mut latency_from: Vec<Vec<Duration>> = vec![Vec::new(); partitions];
-    let mut first_at: Vec<Option<Duration>> = vec![None; partitions];
     let mut round_robin = Partitioner::RoundRobin {
         next: config.producer_index,
     };
     // Sticky: one partition until its batch is sent, then the next (the Java client's default
     // for unkeyed messages since KIP-480).
     let mut sticky = config.producer_index as usize % partitions;
-    let mut tally = ProducerTally::default();
-    let accounting = Accounting {
-        clock: *clock,
-        counters: Arc::clone(counters),
-        measure_start: config.measure_start,
+    let mut outbox = Outbox {
+        config,
+        accounting: Accounting {
+            clock: *clock,
+            counters: Arc::clone(counters),
+            measure_start: config.measure_start,
+        },
+        links: HashMap::new(),
+        open: (0..partitions)
+            .map(|_| OpenBatch {
+                builder: BatchBuilder::with_capacity(config.batch_bytes + 64 * 1024),
+                latency_from: Vec::new(),
+                first_at: None,
+            })
+            .collect(),
+        tally: ProducerTally::default(),
     };
     let mut key_buf = String::new();
     // A batch is sent once another record of the largest size might not fit, so no batch exceeds
@@ -228,29 +233,21 @@ pub fn run_producer(
                 };
                 let value = payloads.next(index, config.producer_index);
                 let unix_us = clock.unix_us(from);
-                builders[partition].push(
+                let open = &mut outbox.open[partition];
+                open.builder.push(
                     (unix_us / 1000) as i64,
                     key,
                     &stamp(unix_us)[..STAMP_BYTES.min(value.len())],
                     &value[STAMP_BYTES.min(value.len())..],
                 );
-                latency_from[partition].push(from);
-                first_at[partition].get_or_insert(from);
+                open.latency_from.push(from);
+                open.first_at.get_or_insert(from);
                 index += 1;
-                if batch_full(&builders[partition]) {
+                if batch_full(&open.builder) {
                     if partition == sticky {
                         sticky = (sticky + 1) % partitions;
                     }
-                    send(
-                        config,
-                        &mut links,
-                        &mut builders,
-                        &mut latency_from,
-                        &mut first_at,
-                        &[partition],
-                        &accounting,
-                        &mut tally,
-                    )?;
+                    outbox.send(&[partition])?;
                     break;
                 }
             }
@@ -261,23 +258,16 @@ pub fn run_producer(
             let now = clock.elapsed();
             let lingered: Vec<usize> = (0..partitions)
                 .filter(|partition| {
-                    first_at[*partition].is_some_and(|first| now >= first + config.linger)
+                    outbox.open[*partition]
+                        .first_at
+                        .is_some_and(|first| now >= first + config.linger)
                 })
                 .collect();
             if !lingered.is_empty() {
                 if lingered.contains(&sticky) {
                     sticky = (sticky + 1) % partitions;
                 }
-                send(
-                    config,
-                    &mut links,
-                    &mut builders,
-                    &mut latency_from,
-                    &mut first_at,
-                    &lingered,
-                    &accounting,
-                    &mut tally,
-                )?;
+                outbox.send(&lingered)?;
             }
             // Under a rate, sleep until the next message is due or a batch's linger ends.
             if rated
@@ -287,10 +277,11 @@ pub fn run_producer(
                         .due_by(clock.elapsed().saturating_sub(config.start))
             {
                 let next_due = config.start + config.schedule.due(index);
-                let linger_end = first_at
+                let linger_end = outbox
+                    .open
                     .iter()
-                    .flatten()
-                    .map(|first| *first + config.linger)
+                    .filter_map(|open| open.first_at)
+                    .map(|first| first + config.linger)
                     .min();
                 let wake = linger_end.map_or(next_due, |linger_end| linger_end.min(next_due));
                 let sleep = wake.saturating_sub(clock.elapsed());
@@ -300,19 +291,11 @@ pub fn run_producer(
             }
         }
         let all: Vec<usize> = (0..partitions).collect();
-        send(
-            config,
-            &mut links,
-            &mut builders,
-            &mut latency_from,
-            &mut first_at,
-            &all,
-            &accounting,
-            &mut tally,
-        )
+        outbox.send(&all)
     })();
     // Close every link and collect what its receiver counted, even after an error.
-    for (_, mut link) in links.drain() {
+    let mut tally = outbox.tally;
+    for (_, mut link) in outbox.links.drain() {
         if result.is_ok() {
             link.barrier()?;
         }
@@ -328,79 +311,93 @@ pub fn run_producer(
     result.map(|()| tally)
 }
 
-/// Sends the non-empty batches of `partitions`, one request per leader.
-#[allow(clippy::too_many_arguments)]
-fn send(
-    config: &ProducerConfig,
-    links: &mut HashMap<String, Link>,
-    builders: &mut [BatchBuilder],
-    latency_from: &mut [Vec<Duration>],
-    first_at: &mut [Option<Duration>],
-    partitions: &[usize],
-    accounting: &Accounting,
-    tally: &mut ProducerTally,
-) -> Result<(), ClientError> {
-    let mut by_leader: BTreeMap<&str, Vec<(SentBatch, Bytes)>> = BTreeMap::new();
-    for &partition in partitions {
-        if builders[partition].is_empty() {
-            continue;
-        }
-        let value_bytes = builders[partition].value_bytes();
-        let records = builders[partition].finish(config.compression)?;
-        first_at[partition] = None;
-        let sent = SentBatch {
-            partition: partition as i32,
-            value_bytes,
-            latency_from: std::mem::take(&mut latency_from[partition]),
-        };
-        by_leader
-            .entry(config.leaders[partition].as_str())
-            .or_default()
-            .push((sent, records));
-    }
-    for (leader, batches) in by_leader {
-        if !links.contains_key(leader) {
-            links.insert(leader.to_string(), open_link(config, leader, accounting)?);
-        }
-        let link = links.get_mut(leader).expect("inserted above");
-        let request = ProduceRequest::default()
-            .with_acks(config.acks.wire_value())
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name(&config.topic))
-                .with_partition_data(
-                    batches
-                        .iter()
-                        .map(|(sent, records)| {
-                            PartitionProduceData::default()
-                                .with_index(sent.partition)
-                                .with_records(Some(records.clone()))
-                        })
-                        .collect(),
-                )]);
-        let batches: Vec<SentBatch> = batches.into_iter().map(|(sent, _)| sent).collect();
-        match &link.in_flight {
-            Some(in_flight) => {
-                // Reserve the in-flight slot first: this blocks while max_in_flight are out.
-                let correlation_id = link.sender.next_correlation_id();
-                in_flight
-                    .send(InFlight {
-                        correlation_id,
-                        batches,
-                    })
-                    .map_err(|_| ClientError::Protocol("producer receiver stopped".into()))?;
-                link.sender
-                    .send_with_id(&request, link.version, correlation_id)?;
+/// One partition's batch being filled.
+struct OpenBatch {
+    builder: BatchBuilder,
+    /// Per record: the offset since the start of the run its latency is counted from.
+    latency_from: Vec<Duration>,
+    /// When the first record went in (linger counts from it).
+    first_at: Option<Duration>,
+}
+
+/// What a producer sends from: open batches, leader connections, and the tally of what the
+/// sending thread itself accounts (acks=0).
+struct Outbox<'a> {
+    config: &'a ProducerConfig,
+    accounting: Accounting,
+    links: HashMap<String, Link>,
+    open: Vec<OpenBatch>,
+    tally: ProducerTally,
+}
+
+impl Outbox<'_> {
+    /// Sends the non-empty batches of `partitions`, one request per leader.
+    fn send(&mut self, partitions: &[usize]) -> Result<(), ClientError> {
+        let config = self.config;
+        let mut by_leader: BTreeMap<&str, Vec<(SentBatch, Bytes)>> = BTreeMap::new();
+        for &partition in partitions {
+            let open = &mut self.open[partition];
+            if open.builder.is_empty() {
+                continue;
             }
-            None => {
-                link.sender.send(&request, link.version)?;
-                for batch in &batches {
-                    accounting.acknowledged(tally, batch);
+            let value_bytes = open.builder.value_bytes();
+            let records = open.builder.finish(config.compression)?;
+            open.first_at = None;
+            let sent = SentBatch {
+                partition: partition as i32,
+                value_bytes,
+                latency_from: std::mem::take(&mut open.latency_from),
+            };
+            by_leader
+                .entry(config.leaders[partition].as_str())
+                .or_default()
+                .push((sent, records));
+        }
+        for (leader, batches) in by_leader {
+            if !self.links.contains_key(leader) {
+                let link = open_link(config, leader, &self.accounting)?;
+                self.links.insert(leader.to_string(), link);
+            }
+            let link = self.links.get_mut(leader).expect("inserted above");
+            let request = ProduceRequest::default()
+                .with_acks(config.acks.wire_value())
+                .with_timeout_ms(30_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(topic_name(&config.topic))
+                    .with_partition_data(
+                        batches
+                            .iter()
+                            .map(|(sent, records)| {
+                                PartitionProduceData::default()
+                                    .with_index(sent.partition)
+                                    .with_records(Some(records.clone()))
+                            })
+                            .collect(),
+                    )]);
+            let batches: Vec<SentBatch> = batches.into_iter().map(|(sent, _)| sent).collect();
+            match &link.in_flight {
+                Some(in_flight) => {
+                    // Reserve the in-flight slot first: this blocks while max_in_flight are out.
+                    let correlation_id = link.sender.next_correlation_id();
+                    in_flight
+                        .send(InFlight {
+                            correlation_id,
+                            batches,
+                        })
+                        .map_err(|_| ClientError::Protocol("producer receiver stopped".into()))?;
+                    link.sender
+                        .send_with_id(&request, link.version, correlation_id)?;
+                }
+                None => {
+                    link.sender.send(&request, link.version)?;
+                    for batch in &batches {
+                        self.accounting.acknowledged(&mut self.tally, batch);
+                    }
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn open_link(
