@@ -3,6 +3,7 @@ in 3.x), KafkaConsumer with group_id=None and manual assignment, the four codecs
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -138,6 +139,11 @@ def test_acks_without_idempotence(bootstrap, acks):
     topic = topic_name(f"kp-acks{acks}")
     create_topic(bootstrap, topic, 3)
     produced = produce(bootstrap, topic, keyed_messages(300, keys=12), acks=acks, enable_idempotence=False)
+    if acks == 0:
+        # No answer, so no offsets: kafka-python 3.0.12 synthesizes a success with base offset 0
+        # and reports batch positions as offsets, which match the log only when each partition got
+        # exactly one batch. Check what was stored, not those made-up offsets.
+        produced = [dataclasses.replace(record, offset=None) for record in produced]
     read_and_check(bootstrap, topic, 3, produced)
 
 
