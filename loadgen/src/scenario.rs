@@ -83,9 +83,18 @@ pub fn all() -> Vec<Scenario> {
         },
         scenario(
             "fixed-rate-latency",
-            "Latency at half the max: 50% of max-produce's rate, 1 producer, 1 consumer",
-            base(),
+            "Produce latency at half the max: 50% of max-produce's rate (like it, produce only)",
+            Workload {
+                consumers_per_subscription: 0,
+                ..base()
+            },
             Rate::FractionOfMax(0.5),
+        ),
+        scenario(
+            "e2e-latency",
+            "End-to-end latency: 1 producer at 25% of max-produce's rate, 1 consumer",
+            base(),
+            Rate::FractionOfMax(0.25),
         ),
         scenario(
             "fan-out",
