@@ -64,11 +64,14 @@ pub struct ConsumeSummary {
     /// Messages consumed over the whole run, summed over subscriptions.
     pub messages: u64,
     pub bytes: u64,
+    /// Read during the measured window, whenever produced (a catch-up reader's backlog too);
+    /// the rates below use these.
     pub measured_messages: u64,
     pub measured_bytes: u64,
     pub mb_per_s: f64,
     pub msgs_per_s: f64,
-    /// Produced (intended send time, carried in the record) to consumed.
+    /// Produced (intended send time, carried in the record) to consumed, for messages intended
+    /// to be sent in the measured window.
     pub e2e_latency_us: Percentiles,
 }
 

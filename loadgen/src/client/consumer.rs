@@ -294,19 +294,24 @@ fn fetch_once(
         };
         let now_us = clock.now_unix_us();
         let window = config.window.range();
-        let batches = walk_batches(records, *position, |send_us, value_len| {
+        let batches = walk_batches(records, *position, |send_us, _| {
             if window.contains(&send_us) {
                 tally
                     .e2e_latencies
                     .record_us(now_us.saturating_sub(send_us));
-                tally.measured_messages += 1;
-                tally.measured_bytes += value_len as u64;
             }
         })?;
+        // Throughput counts what is read during the measured window, whenever it was produced
+        // (a catch-up reader's backlog included); latency only what was sent in it.
+        let read_in_window = window.contains(&now_us);
         for batch in batches {
             *position = batch.next_offset;
             tally.messages += batch.records;
             tally.bytes += batch.value_bytes;
+            if read_in_window {
+                tally.measured_messages += batch.records;
+                tally.measured_bytes += batch.value_bytes;
+            }
             counters.add_consumed(batch.records, batch.value_bytes);
         }
     }
