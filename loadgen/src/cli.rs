@@ -390,6 +390,13 @@ fn run_matrix(args: &MatrixArgs) -> Result<()> {
 /// Prints the summary table and writes the files asked for.
 fn finish(args: &RunArgs, report: &RunReport) -> Result<()> {
     println!("{}", output::terminal_table(report));
+    if report.drain_timed_out {
+        eprintln!(
+            "warning: consumers had not caught up when the drain timeout ran out \
+             (consumed {} of {} produced); raise --drain-timeout-s",
+            report.consume.messages, report.produce.messages
+        );
+    }
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(report)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;

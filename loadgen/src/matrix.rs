@@ -144,6 +144,10 @@ pub fn run_matrix(options: &MatrixOptions<'_>) -> Result<MatrixOutcome, MatrixEr
                 }
                 spec.extra_args
                     .extend(prepared.broker_args().iter().cloned());
+                // A failed run must not leave an earlier run's report looking current.
+                for suffix in [".json", ".csv", ".md", "-latency.svg", "-throughput.svg"] {
+                    let _ = fs::remove_file(scenario_dir.join(format!("{stem}{suffix}")));
+                }
                 let result = run_one(options, scenario, &spec, rate, &label, &machine);
                 if let Err(error) = prepared.teardown() {
                     outcome.failed.push(Skipped {
@@ -326,8 +330,9 @@ fn write_index(results_dir: &Path, outcome: &MatrixOutcome) -> Result<(), Matrix
     for (scenario, stem, report) in &reports {
         let ms = |us: u64| us as f64 / 1000.0;
         index.push_str(&format!(
-            "| [{scenario}]({scenario}/comparison.md) | [{}]({scenario}/{stem}.md) | {:.1} | {:.2} | {:.1} | {:.2} | {} | {} | {} | {} |\n",
+            "| [{scenario}]({scenario}/comparison.md) | [{}]({scenario}/{stem}.md){} | {:.1} | {:.2} | {:.1} | {:.2} | {} | {} | {} | {} |\n",
             report.label,
+            if report.drain_timed_out { " (drain timed out: consumers fell behind)" } else { "" },
             report.produce.mb_per_s,
             ms(report.produce.latency_us.p99),
             report.consume.mb_per_s,

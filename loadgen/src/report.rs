@@ -44,6 +44,10 @@ pub struct ProduceSummary {
     /// Messages acknowledged in the measured window only (the rates below use these).
     pub measured_messages: u64,
     pub measured_bytes: u64,
+    /// Seconds the rates are over: the measured duration, or longer when the broker fell behind
+    /// a target rate and acknowledged measured messages after its end.
+    #[serde(default)]
+    pub measured_s: f64,
     pub mb_per_s: f64,
     pub msgs_per_s: f64,
     /// Send (or intended send, under a rate) to acknowledgement.
@@ -54,7 +58,7 @@ pub struct ProduceSummary {
     pub backlog_messages: u64,
     /// Messages whose produce failed (error code or lost connection); not in `messages`.
     pub failed_messages: u64,
-    /// Error name → count of failed produce responses.
+    /// Error name → messages that failed with it.
     pub errors: std::collections::BTreeMap<String, u64>,
 }
 
@@ -116,6 +120,10 @@ pub struct RunReport {
     /// CPU seconds (user + system) the broker process used during the run; `None` when the broker
     /// is not a local process.
     pub broker_cpu_s: Option<f64>,
+    /// Consumers had not read everything produced when the drain timeout ran out (so
+    /// `consume.messages` falls short of what was produced).
+    #[serde(default)]
+    pub drain_timed_out: bool,
     /// CPU seconds the loadgen itself used (it shares the machine with the broker).
     pub loadgen_cpu_s: f64,
     /// Produced MB per broker CPU-second, when `broker_cpu_s` is known.

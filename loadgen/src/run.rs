@@ -237,8 +237,10 @@ pub fn run(workload: &Workload, environment: &Environment<'_>) -> Result<RunRepo
         drains[topic].set_targets(cluster.list_offsets(topic, LATEST)?);
     }
     let drain_deadline = Instant::now() + Duration::from_secs_f64(workload.drain_timeout_s);
+    let mut drain_timed_out = false;
     while consumer_threads.iter().any(|thread| !thread.is_finished()) {
         if Instant::now() > drain_deadline {
+            drain_timed_out = true;
             for drain in drains.values() {
                 drain.abort.store(true, Ordering::Relaxed);
             }
@@ -263,13 +265,20 @@ pub fn run(workload: &Workload, environment: &Environment<'_>) -> Result<RunRepo
 
     let seconds = workload.duration_s;
     let mb = |bytes: u64| bytes as f64 / 1e6;
+    let produce_seconds = seconds.max(
+        produced
+            .last_measured_ack
+            .saturating_sub(measure_start)
+            .as_secs_f64(),
+    );
     let produce = ProduceSummary {
         messages: produced.acked_messages,
         bytes: produced.acked_bytes,
         measured_messages: produced.measured_messages,
         measured_bytes: produced.measured_bytes,
-        mb_per_s: mb(produced.measured_bytes) / seconds,
-        msgs_per_s: produced.measured_messages as f64 / seconds,
+        measured_s: produce_seconds,
+        mb_per_s: mb(produced.measured_bytes) / produce_seconds,
+        msgs_per_s: produced.measured_messages as f64 / produce_seconds,
         latency_us: produced.latencies.summary().into(),
         backlog_messages,
         failed_messages: produced.failed_messages,
@@ -295,6 +304,7 @@ pub fn run(workload: &Workload, environment: &Environment<'_>) -> Result<RunRepo
         config: workload.clone(),
         machine: environment.machine.clone(),
         broker_cpu_s,
+        drain_timed_out,
         loadgen_cpu_s,
         timeline,
         produce_latency_curve: produced.latencies.percentile_curve(),

@@ -212,7 +212,14 @@ pub fn walk_batches(
         let last_offset_delta = i32::from_be_bytes(batch[23..27].try_into().expect("4 bytes"));
         let record_count = i32::from_be_bytes(batch[57..61].try_into().expect("4 bytes"));
         let mut summary = BatchSummary {
-            next_offset: base_offset + i64::from(last_offset_delta) + 1,
+            next_offset: base_offset
+                .checked_add(i64::from(last_offset_delta) + 1)
+                .filter(|next| *next > base_offset)
+                .ok_or_else(|| {
+                    ClientError::Protocol(format!(
+                        "batch at {base_offset} with last offset delta {last_offset_delta}"
+                    ))
+                })?,
             records: 0,
             value_bytes: 0,
         };
@@ -250,7 +257,7 @@ fn walk_records(
     let malformed = || ClientError::Protocol("malformed record".to_string());
     for _ in 0..record_count {
         let length = usize::try_from(get_varint(body)?).map_err(|_| malformed())?;
-        if body.len() < length {
+        if length == 0 || body.len() < length {
             return Err(malformed());
         }
         let mut record = body.split_to(length);
@@ -395,6 +402,21 @@ mod tests {
         let mut batch = BytesMut::from(&build(Compression::None, 3)[..]);
         let last = batch.len() - 1;
         batch[last] ^= 1;
+        assert!(walk_batches(batch.freeze(), 0, |_, _| {}).is_err());
+    }
+
+    #[test]
+    fn malformed_batches_are_errors_not_panics() {
+        // A zero-length record with a valid CRC, then a batch whose offsets overflow.
+        let mut batch = BytesMut::from(&build(Compression::None, 1)[..]);
+        batch.truncate(BATCH_HEADER_BYTES);
+        batch.put_u8(0); // record length 0
+        let length = (batch.len() - 12) as i32;
+        batch[8..12].copy_from_slice(&length.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(walk_batches(batch.clone().freeze(), 0, |_, _| {}).is_err());
+        batch[0..8].copy_from_slice(&i64::MAX.to_be_bytes());
         assert!(walk_batches(batch.freeze(), 0, |_, _| {}).is_err());
     }
 

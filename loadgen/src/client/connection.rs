@@ -288,7 +288,15 @@ impl Sender {
         correlation_id: i32,
     ) -> Result<(), ClientError> {
         let frame = encode_request(request, version, correlation_id)?;
-        self.stream.write_all(&frame)?;
+        self.write_frame(&frame)
+    }
+
+    /// Writes a frame from [`encode_request`]; on failure the connection is shut down, so a
+    /// receiver waiting on it wakes up rather than waiting for an answer that cannot come.
+    pub fn write_frame(&mut self, frame: &[u8]) -> Result<(), ClientError> {
+        self.stream
+            .write_all(frame)
+            .inspect_err(|_| self.shutdown())?;
         Ok(())
     }
 

@@ -172,7 +172,8 @@ impl GroupMember {
             let synced = self.coordinator.call(&sync)?;
             match synced.error_code {
                 0 => {
-                    self.assignment = decode_assignment(synced.assignment, &self.topic)?;
+                    self.assignment =
+                        decode_assignment(synced.assignment, &self.topic, self.partitions)?;
                     self.last_heartbeat = Instant::now();
                     return Ok(());
                 }
@@ -346,19 +347,31 @@ fn encode_assignment(topic: &str, partitions: Vec<i32>) -> Result<Bytes, ClientE
     Ok(buf.freeze())
 }
 
-fn decode_assignment(mut assignment: Bytes, topic: &str) -> Result<Vec<i32>, ClientError> {
+/// This member's partitions of `topic` from the leader's assignment; a partition the topic does
+/// not have is an error (the consumer indexes its leaders by partition).
+fn decode_assignment(
+    mut assignment: Bytes,
+    topic: &str,
+    partitions: i32,
+) -> Result<Vec<i32>, ClientError> {
     if assignment.remaining() < 2 {
         return Ok(Vec::new()); // no partitions for this member
     }
     let version = assignment.get_i16().clamp(0, 3);
     let decoded =
         ConsumerProtocolAssignment::decode(&mut assignment, version).map_err(ClientError::codec)?;
-    Ok(decoded
+    let assigned: Vec<i32> = decoded
         .assigned_partitions
         .into_iter()
         .filter(|assigned| assigned.topic.0.as_str() == topic)
         .flat_map(|assigned| assigned.partitions)
-        .collect())
+        .collect();
+    if let Some(bad) = assigned.iter().find(|p| !(0..partitions).contains(*p)) {
+        return Err(ClientError::Protocol(format!(
+            "assigned partition {bad} of {topic}, which has {partitions}"
+        )));
+    }
+    Ok(assigned)
 }
 
 #[cfg(test)]
@@ -379,7 +392,14 @@ mod tests {
     #[test]
     fn assignments_round_trip() {
         let encoded = encode_assignment("t", vec![1, 4]).unwrap();
-        assert_eq!(decode_assignment(encoded, "t").unwrap(), vec![1, 4]);
-        assert!(decode_assignment(Bytes::new(), "t").unwrap().is_empty());
+        assert_eq!(
+            decode_assignment(encoded.clone(), "t", 5).unwrap(),
+            vec![1, 4]
+        );
+        assert!(
+            decode_assignment(encoded, "t", 4).is_err(),
+            "partition 4 of 4"
+        );
+        assert!(decode_assignment(Bytes::new(), "t", 4).unwrap().is_empty());
     }
 }

@@ -18,7 +18,7 @@ use kafka_protocol::messages::{ApiVersionsRequest, ProduceRequest};
 
 use super::batch::{stamp, BatchBuilder, BATCH_HEADER_BYTES, STAMP_BYTES};
 use super::cluster::topic_name;
-use super::connection::{Connection, Receiver, Sender};
+use super::connection::{encode_request, Connection, Receiver, Sender};
 use super::{error_name, ClientError};
 use crate::clock::Clock;
 use crate::counters::Counters;
@@ -62,7 +62,11 @@ pub struct ProducerTally {
     pub measured_messages: u64,
     pub measured_bytes: u64,
     pub failed_messages: u64,
+    /// Error name → failed messages.
     pub errors: BTreeMap<String, u64>,
+    /// When the last measured message was acknowledged (since the start of the run's clock):
+    /// under a rate the broker may fall behind and acknowledge measured messages after the end.
+    pub last_measured_ack: Duration,
 }
 
 impl ProducerTally {
@@ -73,6 +77,7 @@ impl ProducerTally {
         self.measured_messages += other.measured_messages;
         self.measured_bytes += other.measured_bytes;
         self.failed_messages += other.failed_messages;
+        self.last_measured_ack = self.last_measured_ack.max(other.last_measured_ack);
         for (name, count) in &other.errors {
             *self.errors.entry(name.clone()).or_default() += count;
         }
@@ -83,8 +88,9 @@ impl ProducerTally {
 struct SentBatch {
     partition: i32,
     value_bytes: u64,
-    /// Per record: the offset since the start of the run its latency is counted from.
-    latency_from: Vec<Duration>,
+    /// Per record: the time (since the start of the run) its latency is counted from, and its
+    /// value size.
+    records: Vec<(Duration, u32)>,
 }
 
 struct InFlight {
@@ -128,25 +134,26 @@ struct Accounting {
 impl Accounting {
     fn acknowledged(&self, tally: &mut ProducerTally, batch: &SentBatch) {
         let now = self.clock.elapsed();
-        let messages = batch.latency_from.len() as u64;
+        let messages = batch.records.len() as u64;
         tally.acked_messages += messages;
         tally.acked_bytes += batch.value_bytes;
         self.counters.add_produced(messages, batch.value_bytes);
-        let per_message_bytes = batch.value_bytes / messages.max(1);
-        for from in &batch.latency_from {
-            if *from >= self.measure_start {
+        for &(from, value_bytes) in &batch.records {
+            if from >= self.measure_start {
                 tally
                     .latencies
-                    .record_us(now.saturating_sub(*from).as_micros() as u64);
+                    .record_us(now.saturating_sub(from).as_micros() as u64);
                 tally.measured_messages += 1;
-                tally.measured_bytes += per_message_bytes;
+                tally.measured_bytes += u64::from(value_bytes);
+                tally.last_measured_ack = tally.last_measured_ack.max(now);
             }
         }
     }
 
     fn failed(&self, tally: &mut ProducerTally, batch: &SentBatch, error: String) {
-        tally.failed_messages += batch.latency_from.len() as u64;
-        *tally.errors.entry(error).or_default() += 1;
+        let messages = batch.records.len() as u64;
+        tally.failed_messages += messages;
+        *tally.errors.entry(error).or_default() += messages;
     }
 }
 
@@ -177,7 +184,7 @@ pub fn run_producer(
         open: (0..partitions)
             .map(|_| OpenBatch {
                 builder: BatchBuilder::with_capacity(config.batch_bytes + 64 * 1024),
-                latency_from: Vec::new(),
+                records: Vec::new(),
                 first_at: None,
             })
             .collect(),
@@ -240,7 +247,7 @@ pub fn run_producer(
                     &stamp(unix_us)[..STAMP_BYTES.min(value.len())],
                     &value[STAMP_BYTES.min(value.len())..],
                 );
-                open.latency_from.push(from);
+                open.records.push((from, value.len() as u32));
                 open.first_at.get_or_insert(from);
                 index += 1;
                 if batch_full(&open.builder) {
@@ -314,8 +321,9 @@ pub fn run_producer(
 /// One partition's batch being filled.
 struct OpenBatch {
     builder: BatchBuilder,
-    /// Per record: the offset since the start of the run its latency is counted from.
-    latency_from: Vec<Duration>,
+    /// Per record: the time (since the start of the run) its latency is counted from, and its
+    /// value size.
+    records: Vec<(Duration, u32)>,
     /// When the first record went in (linger counts from it).
     first_at: Option<Duration>,
 }
@@ -346,7 +354,7 @@ impl Outbox<'_> {
             let sent = SentBatch {
                 partition: partition as i32,
                 value_bytes,
-                latency_from: std::mem::take(&mut open.latency_from),
+                records: std::mem::take(&mut open.records),
             };
             by_leader
                 .entry(config.leaders[partition].as_str())
@@ -377,16 +385,18 @@ impl Outbox<'_> {
             let batches: Vec<SentBatch> = batches.into_iter().map(|(sent, _)| sent).collect();
             match &link.in_flight {
                 Some(in_flight) => {
-                    // Reserve the in-flight slot first: this blocks while max_in_flight are out.
+                    // Encode first (an encoding error must not leave a receiver waiting for an
+                    // answer), then reserve the in-flight slot, which blocks while
+                    // max_in_flight requests are out, then write.
                     let correlation_id = link.sender.next_correlation_id();
+                    let frame = encode_request(&request, link.version, correlation_id)?;
                     in_flight
                         .send(InFlight {
                             correlation_id,
                             batches,
                         })
                         .map_err(|_| ClientError::Protocol("producer receiver stopped".into()))?;
-                    link.sender
-                        .send_with_id(&request, link.version, correlation_id)?;
+                    link.sender.write_frame(&frame)?;
                 }
                 None => {
                     link.sender.send(&request, link.version)?;
