@@ -4,13 +4,15 @@
 # Usage: scripts/profile-broker.sh
 # Environment (all optional):
 #   OUT_DIR          where produce.svg, consume.svg and summary.md go (default: results/profile)
-#   PORT             the broker's Kafka port (default: 29092)
+#   PORT             the broker's Kafka port (default: 29311)
 #   DURATION_S       measured seconds of the produce-only run (default: 10)
 #   PARTITIONS       partitions of the topic (default: 4)
 #   PRODUCERS        producers of the produce-only run (default: 2)
 #   DATA_PARENT      where the temporary data directory goes (default: target/tmp; tmpfs refused)
 #   BROKER_FLAGS     extra flags for the broker (e.g. "--retention-bytes 268435456")
 #   MINWIDTH         inferno --minwidth in pixels: frames narrower than this are left out (0.5)
+#   WARM_FRAMES_MB   write and delete a file of this many MiB just before the produce phase, so
+#                    the broker's page cache gets recently freed page frames (default 0: off)
 #
 # What it does:
 #   1. builds release binaries of ringtail and ringtail-loadgen;
@@ -31,7 +33,7 @@ repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
 
 out_dir=${OUT_DIR:-results/profile}
-port=${PORT:-29092}
+port=${PORT:-29311}
 duration_s=${DURATION_S:-10}
 partitions=${PARTITIONS:-4}
 producers=${PRODUCERS:-2}
@@ -78,6 +80,11 @@ for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
 done
+if ! kill -0 "$broker_pid" 2>/dev/null; then
+    echo "the broker did not start:" >&2
+    head -n 5 "$work/broker.log" >&2
+    exit 1
+fi
 
 ticks_per_s=$(getconf CLK_TCK)
 # utime + stime of the whole broker process (all threads, io-wq workers included), in ticks.
@@ -127,6 +134,11 @@ EOF
         <"$work/$name.folded" >"$out_dir/$name.svg"
 }
 
+if [[ ${WARM_FRAMES_MB:-0} -gt 0 ]]; then
+    # Page frames freed just now are cheap to reuse on this VM; long-free ones are not (README).
+    dd if=/dev/zero of="$work/warm" bs=1M count="$WARM_FRAMES_MB" status=none
+    rm "$work/warm"
+fi
 run_phase produce --duration-s "$duration_s" --producers "$producers" --consumers 0 --acks 1
 # Catch-up: one consumer reads the produce phase's data from the log start; a token producer is
 # required by the loadgen (at least one), at 100 msgs/s it adds nothing measurable.
