@@ -138,7 +138,10 @@ pub fn select(names: &[String]) -> Result<Vec<Scenario>, String> {
     for name in names {
         if !all.iter().any(|scenario| &scenario.name == name) {
             let known: Vec<&str> = all.iter().map(|scenario| scenario.name.as_str()).collect();
-            return Err(format!("unknown scenario {name:?}; known: {}", known.join(", ")));
+            return Err(format!(
+                "unknown scenario {name:?}; known: {}",
+                known.join(", ")
+            ));
         }
     }
     Ok(all
@@ -149,7 +152,10 @@ pub fn select(names: &[String]) -> Result<Vec<Scenario>, String> {
 
 impl Scenario {
     /// The rate this scenario runs at, given max-produce's msgs/s on the same broker and layout.
-    pub fn rate_msgs_per_s(&self, max_produce_msgs_per_s: Option<f64>) -> Result<Option<f64>, String> {
+    pub fn rate_msgs_per_s(
+        &self,
+        max_produce_msgs_per_s: Option<f64>,
+    ) -> Result<Option<f64>, String> {
         match self.rate {
             Rate::FlatOut => Ok(None),
             Rate::MsgsPerSecond(rate) => Ok(Some(rate)),
@@ -184,7 +190,9 @@ mod tests {
         let picked = select(&["partitions-16".into(), MAX_PRODUCE.into()]).unwrap();
         assert_eq!(picked[0].name, MAX_PRODUCE);
         assert_eq!(picked[1].name, "partitions-16");
-        assert!(select(&["nope".into()]).unwrap_err().contains("max-produce"));
+        assert!(select(&["nope".into()])
+            .unwrap_err()
+            .contains("max-produce"));
     }
 
     #[test]
