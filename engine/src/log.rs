@@ -601,11 +601,16 @@ impl PartitionLog {
             return Ok(());
         }
         let run_bytes: u64 = run.iter().map(|buffer| buffer.len() as u64).sum();
-        let (files, position, allocation) = {
+        let (files, position, allocation, write_inline) = {
             let state = self.state.borrow();
             let active = state.active();
             let allocation = active.allocation_needed(active.size_bytes + run_bytes, &state.config);
-            (active.files.clone(), active.size_bytes, allocation)
+            (
+                active.files.clone(),
+                active.size_bytes,
+                allocation,
+                state.config.write_inline,
+            )
         };
         if let Some((offset, len)) = allocation {
             io::fallocate(&files.log, offset, len)
@@ -615,9 +620,14 @@ impl PartitionLog {
                 })?;
             self.state.borrow_mut().active_mut().allocated_bytes = offset + len;
         }
-        io::write_vectored_all_at(&files.log, run, position)
-            .await
-            .map_err(|err| format!("write to {} failed: {err}", files.log_path.display()))?;
+        if write_inline {
+            io::write_vectored_all_at_blocking(&files.log, &run, position)
+                .map_err(|err| format!("write to {} failed: {err}", files.log_path.display()))?;
+        } else {
+            io::write_vectored_all_at(&files.log, run, position)
+                .await
+                .map_err(|err| format!("write to {} failed: {err}", files.log_path.display()))?;
+        }
         let delta = {
             let mut state = self.state.borrow_mut();
             let config = state.config.clone();

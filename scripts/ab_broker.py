@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Side-by-side broker measurements: variants alternate run by run, medians and ratios at the end.
+
+Usage:
+  python3 scripts/ab_broker.py [--reps N] [--loadgen ARGS] [--warm-frames-mb MB] \
+      'base=/tmp/ringtail-base' 'change=target/release/ringtail --some-flag x' ...
+
+Each variant is `label=BROKER_BINARY [broker flags...]`. Every run starts the broker on a fresh data
+directory (under target/tmp), runs `ringtail-loadgen run` with the given arguments, reads the
+broker's CPU time (utime + stime of all its threads, io-wq workers included) from /proc/<pid>/stat
+before and after, stops the broker and deletes its data. Variants run in the order
+A B C A B C ..., so slow drifts of a shared machine (other builds, page-cache state) hit them alike.
+
+--warm-frames-mb writes and deletes a file of that size just before each run: the freed page
+frames are then the ones the broker's page cache gets (see results/profile/README.md on why that
+matters on this VM). Without it, runs see whatever the previous run freed. --warm-only limits it to
+some variants (e.g. the same binary twice, cold and warm).
+"""
+
+import argparse
+import json
+import os
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOADGEN = os.path.join(REPO, "target/release/ringtail-loadgen")
+DEFAULT_LOADGEN = (
+    "--topic T --partitions 4 --message-bytes 1024 --duration-s 8 --producers 2 "
+    "--consumers 0 --acks 1"
+)
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3): utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_port(port, timeout_s=10.0):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"broker not listening on {port}")
+
+
+def warm_frames(directory, megabytes):
+    path = os.path.join(directory, "warm")
+    chunk = b"\0" * (1 << 20)
+    with open(path, "wb") as file:
+        for _ in range(megabytes):
+            file.write(chunk)
+    os.unlink(path)
+
+
+def one_run(variant, loadgen_args, port, scratch, warm_mb):
+    label, command = variant
+    data = tempfile.mkdtemp(dir=scratch, prefix=f"ab-{label}-")
+    if warm_mb:
+        warm_frames(scratch, warm_mb)
+    broker = subprocess.Popen(
+        command + ["--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        report_path = os.path.join(data, "report.json")
+        before = cpu_seconds(broker.pid)
+        subprocess.run(
+            [LOADGEN, "run", "--bootstrap", f"127.0.0.1:{port}", "--quiet", "--json", report_path]
+            + loadgen_args,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        after = cpu_seconds(broker.pid)
+        with open(report_path) as file:
+            report = json.load(file)
+    finally:
+        broker.terminate()
+        broker.wait()
+        subprocess.run(["rm", "-rf", data], check=True)
+    produce = report["produce"]
+    consume = report.get("consume") or {}
+    moved_bytes = produce["bytes"] + consume.get("bytes", 0)
+    return {
+        "label": label,
+        "produce_mb_s": produce["mb_per_s"],
+        "produce_p99_ms": produce["latency_us"]["p99"] / 1000,
+        "consume_mb_s": consume.get("mb_per_s", 0.0),
+        "broker_cpu_s": after - before,
+        "cpu_s_per_gb": (after - before) / (moved_bytes / 1e9),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--loadgen", default=DEFAULT_LOADGEN, help="ringtail-loadgen run arguments")
+    parser.add_argument("--port", type=int, default=29190)
+    parser.add_argument("--warm-frames-mb", type=int, default=0)
+    parser.add_argument("--warm-only", help="comma list of the variants that get warm frames (default: all)")
+    parser.add_argument("--out", help="append each run as a JSON line here")
+    parser.add_argument("variants", nargs="+", help="label=BROKER_BINARY [flags...]")
+    args = parser.parse_args()
+
+    variants = []
+    for text in args.variants:
+        label, _, command = text.partition("=")
+        variants.append((label, shlex.split(command)))
+    loadgen_args = shlex.split(args.loadgen)
+    scratch = os.path.join(REPO, "target/tmp")
+    os.makedirs(scratch, exist_ok=True)
+
+    print(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} loadgen: {args.loadgen}")
+    runs = []
+    for rep in range(args.reps):
+        for variant in variants:
+            warm_mb = args.warm_frames_mb
+            if args.warm_only and variant[0] not in args.warm_only.split(","):
+                warm_mb = 0
+            run = one_run(variant, loadgen_args, args.port, scratch, warm_mb)
+            run["rep"] = rep
+            runs.append(run)
+            print(
+                f"rep {rep} {run['label']:>10}: produce {run['produce_mb_s']:7.1f} MB/s"
+                f" p99 {run['produce_p99_ms']:7.2f} ms, consume {run['consume_mb_s']:7.1f} MB/s,"
+                f" broker {run['broker_cpu_s']:5.2f} CPU-s = {run['cpu_s_per_gb']:.3f} s/GB",
+                flush=True,
+            )
+            if args.out:
+                with open(args.out, "a") as file:
+                    file.write(json.dumps(run) + "\n")
+
+    keys = ["produce_mb_s", "produce_p99_ms", "consume_mb_s", "cpu_s_per_gb"]
+    medians = {
+        label: {key: statistics.median(r[key] for r in runs if r["label"] == label) for key in keys}
+        for label, _ in variants
+    }
+    base = variants[0][0]
+    print(f"\nmedians of {args.reps} (ratio to {base}):")
+    for label, _ in variants:
+        parts = []
+        for key in keys:
+            value, reference = medians[label][key], medians[base][key]
+            ratio = value / reference if reference else float("nan")
+            parts.append(f"{key} {value:.3f} ({ratio:.2f}x)")
+        print(f"  {label:>10}: " + ", ".join(parts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
