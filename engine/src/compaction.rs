@@ -651,10 +651,7 @@ async fn remove_cleaned_files(dir: &Path, base_offset: i64) -> Result<(), Compac
 fn open_to_compaction(err: OpenError) -> CompactionError {
     match err {
         OpenError::Io { path, source } => CompactionError::Io { path, source },
-        other => CompactionError::Io {
-            path: PathBuf::new(),
-            source: std::io::Error::other(other.to_string()),
-        },
+        other => CompactionError::Open(other),
     }
 }
 

@@ -145,6 +145,9 @@ pub enum CompactionError {
     Compression(#[from] CompressionError),
     #[error("cleaned segment {base_offset} would exceed {bytes_max} bytes")]
     TooLarge { base_offset: i64, bytes_max: u64 },
+    /// Creating the cleaned copy failed for a reason other than I/O.
+    #[error(transparent)]
+    Open(OpenError),
 }
 
 impl CompactionError {
