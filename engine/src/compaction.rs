@@ -179,8 +179,23 @@ impl PartitionLog {
         self.compact_with(now_ms, PassOptions::default()).await
     }
 
+    /// A failed fsync fails the log (as a failed roll does): it takes no more appends and no more
+    /// passes until a restart recovers it from disk. Other errors leave the log as it was, and the
+    /// next pass tries again.
     #[doc(hidden)]
     pub async fn compact_with(
+        self: &Rc<Self>,
+        now_ms: i64,
+        options: PassOptions,
+    ) -> Result<CompactionOutcome, CompactionError> {
+        let result = self.run_pass(now_ms, options).await;
+        if let Err(err @ CompactionError::SyncFailed { .. }) = &result {
+            self.fail(err.to_string(), Vec::new());
+        }
+        result
+    }
+
+    async fn run_pass(
         self: &Rc<Self>,
         now_ms: i64,
         options: PassOptions,
@@ -340,7 +355,7 @@ impl PartitionLog {
             .map_err(CompactionError::io(&target.files.log_path))?;
         io::sync_dir(self.dir())
             .await
-            .map_err(CompactionError::io(self.dir()))
+            .map_err(CompactionError::sync(self.dir()))
     }
 }
 
@@ -588,7 +603,7 @@ async fn finish_copy(copy: &mut Segment) -> Result<(), CompactionError> {
         &copy.files.offset_index,
         &copy.files.time_index,
     ] {
-        file.sync_all().await.map_err(CompactionError::io(&path))?;
+        file.sync_all().await.map_err(CompactionError::sync(&path))?;
     }
     copy.files.log_path = path
         .parent()
@@ -624,7 +639,7 @@ async fn install(
             .await
             .map_err(CompactionError::io(&from))
     };
-    let sync = || async { io::sync_dir(dir).await.map_err(CompactionError::io(dir)) };
+    let sync = || async { io::sync_dir(dir).await.map_err(CompactionError::sync(dir)) };
     rename(cleaned_log, swap_log.clone()).await?;
     sync().await?;
     if stop == Some(StopPoint::Committed) {

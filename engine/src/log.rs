@@ -532,7 +532,7 @@ impl PartitionLog {
     }
 
     /// Marks the log failed and answers every waiting append with the failure.
-    fn fail(
+    pub(crate) fn fail(
         &self,
         reason: String,
         replies: Vec<oneshot::Sender<Result<AppendOutcome, AppendError>>>,

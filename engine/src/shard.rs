@@ -189,7 +189,8 @@ impl Shard {
 
     /// Compaction over every compacted partition of this shard: rolls active segments older than
     /// `segment.ms` (so a quiet log's tail becomes cleanable), then cleans the logs whose dirty
-    /// ratio is reached. A failed pass leaves its log as it was; the next tick tries again.
+    /// ratio is reached. A failed pass leaves its log as it was and the next tick tries again,
+    /// except after a failed fsync (of a roll or of the pass), which fails the log until restart.
     pub async fn compact_due(&self) {
         let now = now_ms();
         for (topic_partition, log) in self.partitions() {
