@@ -14,6 +14,11 @@
 //!    segment that loses nothing is left alone. Then install the copy (crash-safe, below) and put
 //!    a new [`Segment`] with the next `generation` in the log's place.
 //!
+//! A pass runs on the shard thread beside appends and fetches (the shard starts it as its own
+//! task, never awaited by the interval flushes) and yields to them every [`YIELD_EVERY_BATCHES`]
+//! batches or [`YIELD_AFTER`] of work. An fsync that fails during a pass fails the log, as a failed
+//! roll does ([`CompactionError::SyncFailed`]); other errors leave the log as it was.
+//!
 //! # Tombstones
 //! A tombstone (null value) that is its key's latest record is kept until a pass runs at a time
 //! `now` with `now - max_timestamp(batch) > delete.retention.ms`; that pass removes it (older
@@ -41,8 +46,13 @@
 //! - Idempotent producers' state is not touched: it lives in the producer snapshot taken at the
 //!   last roll (at the active segment's base), above everything the cleaner rewrites.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
@@ -60,6 +70,11 @@ pub const KEY_MAP_BYTES_MAX: usize = 128 << 20;
 const CLEAN_READ_BYTES: usize = 1 << 20;
 /// Cleaned bytes buffered before a write.
 const CLEAN_WRITE_BYTES: usize = 1 << 20;
+/// A pass gives the shard thread back to its other tasks (appends, fetches, flush ticks) at least
+/// once per this many batches...
+const YIELD_EVERY_BATCHES: u32 = 64;
+/// ...and once per this much work.
+const YIELD_AFTER: Duration = Duration::from_millis(1);
 /// Suffix of a cleaned copy being written.
 pub const CLEANED_SUFFIX: &str = "cleaned";
 /// Suffix of a committed cleaned log, not yet renamed into place.
@@ -179,11 +194,29 @@ impl PartitionLog {
         self.compact_with(now_ms, PassOptions::default()).await
     }
 
+    /// A failed fsync fails the log (as a failed roll does): it takes no more appends and no more
+    /// passes until a restart recovers it from disk. Other errors leave the log as it was, and the
+    /// next pass tries again.
     #[doc(hidden)]
     pub async fn compact_with(
         self: &Rc<Self>,
         now_ms: i64,
         options: PassOptions,
+    ) -> Result<CompactionOutcome, CompactionError> {
+        let yielder = Yielder::default();
+        let result = self.run_pass(now_ms, options, &yielder).await;
+        self.state.borrow_mut().stats.compaction_yields += yielder.yields.get();
+        if let Err(err @ CompactionError::SyncFailed { .. }) = &result {
+            self.fail(err.to_string(), Vec::new());
+        }
+        result
+    }
+
+    async fn run_pass(
+        self: &Rc<Self>,
+        now_ms: i64,
+        options: PassOptions,
+        yielder: &Yielder,
     ) -> Result<CompactionOutcome, CompactionError> {
         let Some(pass) = self.begin_cleaning() else {
             return Ok(CompactionOutcome::default());
@@ -191,7 +224,7 @@ impl PartitionLog {
         let _mark = CleaningMark(self);
         let mut outcome = CompactionOutcome::default();
         let mut keys = KeyMap::default();
-        let cleaned_end = map_dirty(&pass, &mut keys, options.key_map_bytes_max).await?;
+        let cleaned_end = map_dirty(&pass, &mut keys, options.key_map_bytes_max, yielder).await?;
         outcome.segments_mapped = cleaned_end - pass.dirty_from;
         outcome.clean_end_offset = pass
             .targets
@@ -210,6 +243,7 @@ impl PartitionLog {
                     &pass.config,
                     options.stop,
                     &mut outcome,
+                    yielder,
                 )
                 .await?;
             if !done {
@@ -225,6 +259,7 @@ impl PartitionLog {
 
     /// Cleans one segment and puts the copy in its place (or deletes it if emptied). Returns false
     /// when `stop` ended the pass.
+    #[allow(clippy::too_many_arguments)] // the pass's state, threaded through its steps
     async fn clean_one(
         &self,
         target: &Target,
@@ -233,9 +268,10 @@ impl PartitionLog {
         config: &LogConfig,
         stop: Option<StopPoint>,
         outcome: &mut CompactionOutcome,
+        yielder: &Yielder,
     ) -> Result<bool, CompactionError> {
         outcome.bytes_before += target.size_bytes;
-        let cleaned = clean_segment(self.dir(), target, keys, horizon_ms, config).await?;
+        let cleaned = clean_segment(self.dir(), target, keys, horizon_ms, config, yielder).await?;
         let Some((segment, removed)) = cleaned else {
             outcome.bytes_after += target.size_bytes;
             return Ok(true);
@@ -340,13 +376,65 @@ impl PartitionLog {
             .map_err(CompactionError::io(&target.files.log_path))?;
         io::sync_dir(self.dir())
             .await
-            .map_err(CompactionError::io(self.dir()))
+            .map_err(CompactionError::sync(self.dir()))
+    }
+}
+
+/// Gives the shard thread back to its other tasks now and then during a pass: the pass's CPU work
+/// (CRC checks, decompressing, key mapping, recompressing) runs on the shard between its reads, and
+/// a window of small batches would otherwise be worked through without a break.
+struct Yielder {
+    since: Cell<Instant>,
+    batches: Cell<u32>,
+    yields: Cell<u64>,
+}
+
+impl Default for Yielder {
+    fn default() -> Self {
+        Self {
+            since: Cell::new(Instant::now()),
+            batches: Cell::new(0),
+            yields: Cell::new(0),
+        }
+    }
+}
+
+impl Yielder {
+    /// Called once per batch: yields every [`YIELD_EVERY_BATCHES`] batches or [`YIELD_AFTER`].
+    async fn tick(&self) {
+        let batches = self.batches.get() + 1;
+        if batches < YIELD_EVERY_BATCHES && self.since.get().elapsed() < YIELD_AFTER {
+            self.batches.set(batches);
+            return;
+        }
+        YieldNow(false).await;
+        self.yields.set(self.yields.get() + 1);
+        self.batches.set(0);
+        self.since.set(Instant::now());
+    }
+}
+
+/// Pending once (waking itself), so the runtime runs its other ready tasks and polls its ring and
+/// timers before the pass goes on.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        context.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
 /// Reads a segment's batches one by one, CRC-checked.
 struct BatchReader<'a> {
     files: &'a SegmentFiles,
+    yielder: &'a Yielder,
     end: u64,
     position: u64,
     window: Vec<u8>,
@@ -354,9 +442,10 @@ struct BatchReader<'a> {
 }
 
 impl<'a> BatchReader<'a> {
-    fn new(files: &'a SegmentFiles, end: u64) -> Self {
+    fn new(files: &'a SegmentFiles, end: u64, yielder: &'a Yielder) -> Self {
         Self {
             files,
+            yielder,
             end,
             position: 0,
             window: Vec::new(),
@@ -369,6 +458,7 @@ impl<'a> BatchReader<'a> {
         if self.position >= self.end {
             return Ok(None);
         }
+        self.yielder.tick().await;
         let position = self.position;
         let corrupt = |reason: String| CompactionError::Corrupt {
             path: self.files.log_path.clone(),
@@ -412,21 +502,26 @@ async fn map_dirty(
     pass: &Pass,
     keys: &mut KeyMap,
     key_map_bytes_max: usize,
+    yielder: &Yielder,
 ) -> Result<usize, CompactionError> {
     let mut end = pass.dirty_from;
     for target in &pass.targets[pass.dirty_from..] {
         if end > pass.dirty_from && keys.bytes() >= key_map_bytes_max {
             break;
         }
-        map_segment(target, keys).await?;
+        map_segment(target, keys, yielder).await?;
         end += 1;
     }
     Ok(end)
 }
 
 /// Notes every key of a segment in `keys`.
-async fn map_segment(target: &Target, keys: &mut KeyMap) -> Result<(), CompactionError> {
-    let mut reader = BatchReader::new(&target.files, target.size_bytes);
+async fn map_segment(
+    target: &Target,
+    keys: &mut KeyMap,
+    yielder: &Yielder,
+) -> Result<(), CompactionError> {
+    let mut reader = BatchReader::new(&target.files, target.size_bytes, yielder);
     while let Some(bytes) = reader.next_batch().await? {
         if let Some(decoded) = decode_for_cleaning(bytes, &target.files.log_path) {
             keys.observe_batch(&decoded);
@@ -459,12 +554,13 @@ async fn clean_segment(
     keys: &KeyMap,
     tombstone_horizon_ms: i64,
     config: &LogConfig,
+    yielder: &Yielder,
 ) -> Result<Option<(Segment, u64)>, CompactionError> {
     let mut segment = None;
     let mut pending: Vec<u8> = Vec::new();
     let mut written = 0u64;
     let mut removed = 0u64;
-    let mut reader = BatchReader::new(&target.files, target.size_bytes);
+    let mut reader = BatchReader::new(&target.files, target.size_bytes, yielder);
     let mut kept_before = 0u64;
     while let Some(bytes) = reader.next_batch().await? {
         let header = batch::parse_header(bytes).expect("validated by the reader");
@@ -494,7 +590,7 @@ async fn clean_segment(
             .await
             .map_err(open_to_compaction)?;
             // Copy the unchanged prefix, batch by batch, to note each in the new indexes.
-            let mut prefix = BatchReader::new(&target.files, kept_before);
+            let mut prefix = BatchReader::new(&target.files, kept_before, yielder);
             while let Some(kept) = prefix.next_batch().await? {
                 note_and_buffer(&mut copy, &mut pending, kept, config, written);
                 written = flush_if_full(&copy, &mut pending, written, false).await?;
@@ -588,7 +684,9 @@ async fn finish_copy(copy: &mut Segment) -> Result<(), CompactionError> {
         &copy.files.offset_index,
         &copy.files.time_index,
     ] {
-        file.sync_all().await.map_err(CompactionError::io(&path))?;
+        file.sync_all()
+            .await
+            .map_err(CompactionError::sync(&path))?;
     }
     copy.files.log_path = path
         .parent()
@@ -624,7 +722,7 @@ async fn install(
             .await
             .map_err(CompactionError::io(&from))
     };
-    let sync = || async { io::sync_dir(dir).await.map_err(CompactionError::io(dir)) };
+    let sync = || async { io::sync_dir(dir).await.map_err(CompactionError::sync(dir)) };
     rename(cleaned_log, swap_log.clone()).await?;
     sync().await?;
     if stop == Some(StopPoint::Committed) {
@@ -651,10 +749,7 @@ async fn remove_cleaned_files(dir: &Path, base_offset: i64) -> Result<(), Compac
 fn open_to_compaction(err: OpenError) -> CompactionError {
     match err {
         OpenError::Io { path, source } => CompactionError::Io { path, source },
-        other => CompactionError::Io {
-            path: PathBuf::new(),
-            source: std::io::Error::other(other.to_string()),
-        },
+        other => CompactionError::Open(other),
     }
 }
 

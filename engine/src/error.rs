@@ -145,11 +145,24 @@ pub enum CompactionError {
     Compression(#[from] CompressionError),
     #[error("cleaned segment {base_offset} would exceed {bytes_max} bytes")]
     TooLarge { base_offset: i64, bytes_max: u64 },
+    /// Creating the cleaned copy failed for a reason other than I/O.
+    #[error(transparent)]
+    Open(OpenError),
+    /// An fsync of the pass (cleaned files, directory) failed: the page cache state is unknown, so
+    /// the log has been failed (no appends until restart, which recovers it from disk), as after
+    /// a failed roll. Never retried.
+    #[error("fsync of {path} failed during a cleaning: {source}")]
+    SyncFailed { path: PathBuf, source: io::Error },
 }
 
 impl CompactionError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io { path, source }
+    }
+
+    pub(crate) fn sync(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::SyncFailed { path, source }
     }
 }

@@ -102,6 +102,9 @@ pub struct LogStats {
     /// Vectored writes issued (one per group and segment).
     pub writes: u64,
     pub fsyncs: u64,
+    /// Times cleaning passes gave the shard thread back to its other tasks (see
+    /// [`crate::compaction`]).
+    pub compaction_yields: u64,
 }
 
 /// What opening the log found.
@@ -133,7 +136,7 @@ pub(crate) struct LogState {
     pub(crate) failure: Option<String>,
     pub(crate) closed: bool,
     last_sync_ms: i64,
-    stats: LogStats,
+    pub(crate) stats: LogStats,
     /// Readers parked until the high watermark moves (long-polling fetches).
     data_waiters: Vec<oneshot::Sender<()>>,
     /// Idempotent producers' sequence state.
@@ -532,7 +535,7 @@ impl PartitionLog {
     }
 
     /// Marks the log failed and answers every waiting append with the failure.
-    fn fail(
+    pub(crate) fn fail(
         &self,
         reason: String,
         replies: Vec<oneshot::Sender<Result<AppendOutcome, AppendError>>>,

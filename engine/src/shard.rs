@@ -6,7 +6,7 @@
 //!   topic name, partition number and shard count, the same on every thread and every start.
 //! - A partition's directory is `<data_dir>/<topic>-<partition>`, as in Kafka.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -73,6 +73,17 @@ pub struct Shard {
     /// Held while a partition is opened: two tasks opening the same partition at once would
     /// recover the same files twice, each truncating what the other writes.
     open_lock: futures_util::lock::Mutex<()>,
+    /// A compaction task ([`Shard::spawn_compaction`]) is running: at most one per shard.
+    compacting: Cell<bool>,
+}
+
+/// Clears [`Shard::compacting`] however the compaction task ends.
+struct CompactingMark<'a>(&'a Cell<bool>);
+
+impl Drop for CompactingMark<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
 }
 
 impl Shard {
@@ -88,6 +99,7 @@ impl Shard {
             data_dirs,
             partitions: RefCell::new(HashMap::new()),
             open_lock: futures_util::lock::Mutex::new(()),
+            compacting: Cell::new(false),
         }
     }
 
@@ -189,7 +201,8 @@ impl Shard {
 
     /// Compaction over every compacted partition of this shard: rolls active segments older than
     /// `segment.ms` (so a quiet log's tail becomes cleanable), then cleans the logs whose dirty
-    /// ratio is reached. A failed pass leaves its log as it was; the next tick tries again.
+    /// ratio is reached. A failed pass leaves its log as it was and the next tick tries again,
+    /// except after a failed fsync (of a roll or of the pass), which fails the log until restart.
     pub async fn compact_due(&self) {
         let now = now_ms();
         for (topic_partition, log) in self.partitions() {
@@ -206,9 +219,32 @@ impl Shard {
         }
     }
 
+    /// Starts [`Shard::compact_due`] as its own task on the shard thread, unless one is still
+    /// running. Returns whether it started one.
+    pub fn spawn_compaction(self: &Rc<Self>) -> bool {
+        if self.compacting.replace(true) {
+            return false;
+        }
+        let shard = Rc::clone(self);
+        compio::runtime::spawn(async move {
+            let _running = CompactingMark(&shard.compacting);
+            shard.compact_due().await;
+        })
+        .detach();
+        true
+    }
+
+    /// Whether a task started by [`Shard::spawn_compaction`] is running.
+    pub fn is_compacting(&self) -> bool {
+        self.compacting.get()
+    }
+
     /// The shard's background work, run as a task on the shard thread: interval flushes every
-    /// `flush_tick_ms`; retention and then compaction every `retention_check_ms` (Kafka's
-    /// `log.retention.check.interval.ms`; Kafka's cleaner has its own threads, ours runs here).
+    /// `flush_tick_ms`; retention every `retention_check_ms` (Kafka's
+    /// `log.retention.check.interval.ms`), which then starts a compaction task if none is running
+    /// (Kafka's cleaner has its own threads, ours runs on the shard). Compaction is never awaited
+    /// here: a long pass must not hold back the interval flushes, and it yields between batches so
+    /// flush ticks, appends and fetches interleave with it.
     /// Returns only on an fsync failure, which the caller must treat as fatal.
     pub async fn run_maintenance(
         self: Rc<Self>,
@@ -228,7 +264,7 @@ impl Shard {
                     // Deleting files can fail (permissions, a busy disk); data is intact: retry later.
                     error!(%err, "retention pass failed");
                 }
-                self.compact_due().await;
+                self.spawn_compaction();
             }
         }
     }
@@ -273,6 +309,82 @@ mod tests {
         }
         assert_eq!(log.durable_offset(), 3);
         assert_eq!(shard.partitions().len(), 1);
+    }
+
+    #[compio::test]
+    async fn flush_ticks_and_appends_go_on_while_a_compaction_pass_runs() {
+        // Compaction runs as its own task and yields between batches: a flush tick and an append
+        // complete while a long pass (thousands of batches) is still in progress, instead of
+        // waiting for the whole pass as when maintenance awaited it.
+        let dir = tempfile::tempdir().unwrap();
+        let shard = Rc::new(Shard::new(ShardId(0), dir.path()));
+        let compact = LogConfig {
+            cleanup_policy: crate::CleanupPolicy::Compact,
+            ..LogConfig::default()
+        };
+        let compacted = shard
+            .open_partition(TopicPartition::new("compacted", 0), compact)
+            .await
+            .unwrap();
+        for chunk in 0..16u32 {
+            let mut records = bytes::BytesMut::new();
+            for i in 0..1_000u32 {
+                let key = [(i % 16) as u8];
+                let value = (chunk * 1_000 + i).to_le_bytes();
+                let record = crate::batch::RecordSpec {
+                    key: Some(&key),
+                    value: Some(&value),
+                    timestamp_delta: 0,
+                };
+                records.extend_from_slice(&crate::batch::encode_batch(
+                    1_000,
+                    &[record],
+                    crate::batch::ProducerSpec::default(),
+                ));
+            }
+            compacted.append(records, 0).await.unwrap();
+        }
+        compacted.roll_now().await.unwrap();
+        assert!(compacted.cleaning_due());
+        let flushed = shard
+            .open_partition(
+                TopicPartition::new("flushed", 0),
+                LogConfig {
+                    flush: crate::FlushPolicy::IntervalMs(1),
+                    ..LogConfig::default()
+                },
+            )
+            .await
+            .unwrap();
+        let cleaning = || compacted.state.borrow().cleaning;
+        compio::runtime::spawn(Rc::clone(&shard).run_maintenance(1, 0)).detach();
+        for _ in 0..10_000 {
+            if cleaning() {
+                break;
+            }
+            compio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(cleaning(), "the pass started");
+        assert!(!shard.spawn_compaction(), "one compaction task per shard");
+        let batch = crate::batch::encode_uniform_batch(0, 3, 10);
+        flushed
+            .append(bytes::BytesMut::from(&batch[..]), 0)
+            .await
+            .unwrap();
+        assert!(cleaning(), "the append completed while the pass ran");
+        while flushed.durable_offset() < 3 {
+            assert!(cleaning(), "the flush tick came before the pass ended");
+            compio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(cleaning(), "flushed while the pass ran");
+        for _ in 0..100_000 {
+            if !cleaning() && !compacted.cleaning_due() {
+                break;
+            }
+            compio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(!compacted.cleaning_due(), "the pass finished");
+        assert!(compacted.stats().compaction_yields > 0);
     }
 
     #[compio::test]
