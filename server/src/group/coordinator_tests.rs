@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
 use ringtail_engine::{LogConfig, PartitionLog, TopicMeta, TopicRegistry};
 
 use super::consumer::{ConsumerGroupConfig, HeartbeatRequest};
@@ -132,4 +133,69 @@ async fn classic_and_consumer_groups_come_back_after_a_restart() {
         .await
         .unwrap();
     assert_eq!(again.member_epoch, answer.member_epoch);
+}
+
+/// A classic group "classic" that is Stable with one member (its join and sync done).
+async fn stable_classic_group(coordinator: &Rc<Coordinator>) -> (String, i32) {
+    let joining = compio::runtime::spawn({
+        let coordinator = Rc::clone(coordinator);
+        async move { coordinator.join("classic".into(), classic_join()).await }
+    });
+    compio::time::sleep(Duration::from_millis(
+        INITIAL_REBALANCE_DELAY_MS as u64 + 50,
+    ))
+    .await;
+    coordinator.tick().await;
+    let joined = joining.await.unwrap();
+    assert_eq!(joined.error, None);
+    (joined.member_id, joined.generation_id)
+}
+
+#[compio::test]
+async fn a_classic_generation_that_cannot_be_stored_is_refused_and_rebalances() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let (member_id, generation_id) = stable_classic_group(&first).await;
+    first.failing_writes.set(1);
+    let synced = first
+        .sync(
+            "classic".into(),
+            member_id.clone(),
+            generation_id,
+            vec![(member_id.clone(), Bytes::from_static(b"assignment"))],
+        )
+        .await;
+    assert_eq!(synced.error, Some(ResponseError::CoordinatorNotAvailable));
+    assert!(synced.assignment.is_empty());
+    let group = first.describe("classic").unwrap();
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+    assert!(group.members[&member_id].assignment.is_empty());
+    assert_eq!(
+        first.heartbeat("classic", &member_id, generation_id),
+        Some(ResponseError::RebalanceInProgress)
+    );
+}
+
+#[test]
+fn records_are_split_into_batches_under_the_limit() {
+    let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..100)
+        .map(|i| (format!("key{i}").into_bytes(), Some(vec![b'v'; 1000])))
+        .collect();
+    let chunks = super::batch_chunks(&records, 10_000);
+    assert!(chunks.len() > 1);
+    assert_eq!(chunks.iter().map(|chunk| chunk.len()).sum::<usize>(), 100);
+    for chunk in &chunks {
+        let specs: Vec<ringtail_engine::batch::RecordSpec<'_>> = chunk
+            .iter()
+            .map(|(key, value)| ringtail_engine::batch::RecordSpec {
+                key: Some(key),
+                value: value.as_deref(),
+                timestamp_delta: 0,
+            })
+            .collect();
+        let batch = ringtail_engine::batch::encode_batch(0, &specs, Default::default());
+        assert!(batch.len() <= 10_000, "{} bytes", batch.len());
+    }
+    assert_eq!(super::batch_chunks(&records[..1], 10).len(), 1);
 }
