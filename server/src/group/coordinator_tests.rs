@@ -135,6 +135,69 @@ async fn classic_and_consumer_groups_come_back_after_a_restart() {
     assert_eq!(again.member_epoch, answer.member_epoch);
 }
 
+fn consumer_join(member_id: &str) -> HeartbeatRequest {
+    HeartbeatRequest {
+        member_id: member_id.into(),
+        member_epoch: 0,
+        rebalance_timeout_ms: 30_000,
+        subscribed_topic_names: Some(vec!["t".into()]),
+        ..HeartbeatRequest::default()
+    }
+}
+
+#[compio::test]
+async fn a_consumer_heartbeat_whose_write_fails_is_refused_and_its_changes_written_next_time() {
+    // b's join can't be written: b is answered an error, and the changes it made (a new group
+    // epoch, a target that moves partitions from a to b) are written with the next heartbeat, so
+    // a restart finds what was answered rather than a's revocation without the epoch behind it.
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (log, first) = coordinator(dir.path(), &metadata).await;
+    let a = first
+        .consumer_heartbeat("g".into(), consumer_join("a"))
+        .await
+        .unwrap();
+    first.failing_writes.set(1);
+    let refused = first
+        .consumer_heartbeat("g".into(), consumer_join("b"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error, ResponseError::CoordinatorNotAvailable);
+    let beat = HeartbeatRequest {
+        member_id: "a".into(),
+        member_epoch: a.member_epoch,
+        rebalance_timeout_ms: -1,
+        owned: a.assignment.clone(),
+        ..HeartbeatRequest::default()
+    };
+    let revoking = first.consumer_heartbeat("g".into(), beat).await.unwrap();
+    assert_eq!(
+        revoking.assignment.as_ref().map(|a| a["t"].len()),
+        Some(2),
+        "a gives up half of its partitions to b"
+    );
+    let before = first.consumer_group("g").unwrap();
+    drop(first);
+    log.close().await.unwrap();
+    drop(log);
+
+    let (_log, second) = coordinator(dir.path(), &metadata).await;
+    let after = second.consumer_group("g").unwrap();
+    assert_eq!(after.group_epoch, before.group_epoch);
+    assert_eq!(after.assignment_epoch, before.assignment_epoch);
+    assert_eq!(after.target, before.target);
+    assert_eq!(
+        after.members.keys().collect::<Vec<_>>(),
+        vec!["a", "b"],
+        "b's join was written with a's heartbeat"
+    );
+    for (id, member) in &before.members {
+        assert_eq!(after.members[id].member_epoch, member.member_epoch);
+        assert_eq!(after.members[id].assigned, member.assigned);
+        assert_eq!(after.members[id].revoking, member.revoking);
+    }
+}
+
 /// A classic group "classic" that is Stable with one member (its join and sync done).
 async fn stable_classic_group(coordinator: &Rc<Coordinator>) -> (String, i32) {
     let joining = compio::runtime::spawn({
@@ -175,6 +238,46 @@ async fn a_classic_generation_that_cannot_be_stored_is_refused_and_rebalances() 
         first.heartbeat("classic", &member_id, generation_id),
         Some(ResponseError::RebalanceInProgress)
     );
+}
+
+#[compio::test]
+async fn a_refused_consumer_heartbeat_leaves_an_empty_classic_group_alone() {
+    // Checked before anything changes: an epoch other than 0 for a group that is no consumer
+    // group, and a join the state machine refuses (no subscription).
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let (member_id, _) = stable_classic_group(&first).await;
+    let left = first
+        .leave("classic", vec![(member_id.clone(), None)])
+        .await;
+    assert_eq!(left, vec![None]);
+    assert_eq!(first.describe("classic").unwrap().phase, GroupPhase::Empty);
+    let mut beat = consumer_join("x");
+    beat.member_epoch = 3;
+    let refused = first
+        .consumer_heartbeat("classic".into(), beat)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error, ResponseError::GroupIdNotFound);
+    let mut no_subscription = consumer_join("x");
+    no_subscription.subscribed_topic_names = None;
+    let refused = first
+        .consumer_heartbeat("classic".into(), no_subscription)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error, ResponseError::InvalidRequest);
+    assert!(first.describe("classic").is_some());
+    assert!(first.consumer_group("classic").is_none());
+    // An accepted join converts it.
+    first
+        .consumer_heartbeat("classic".into(), consumer_join("x"))
+        .await
+        .unwrap();
+    assert!(first
+        .list()
+        .iter()
+        .all(|group| group.group_type == "consumer"));
 }
 
 #[test]
