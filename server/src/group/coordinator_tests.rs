@@ -12,7 +12,7 @@ use ringtail_engine::{LogConfig, PartitionLog, TopicMeta, TopicRegistry};
 
 use super::consumer::{ConsumerGroupConfig, HeartbeatRequest};
 use super::state::{GroupPhase, JoinRequest, INITIAL_REBALANCE_DELAY_MS};
-use super::Coordinator;
+use super::{CommittedOffset, Coordinator};
 use crate::metadata::Metadata;
 
 fn log_config() -> LogConfig {
@@ -278,6 +278,49 @@ async fn a_refused_consumer_heartbeat_leaves_an_empty_classic_group_alone() {
         .list()
         .iter()
         .all(|group| group.group_type == "consumer"));
+}
+
+#[compio::test]
+async fn ids_with_a_nul_byte_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let refused = first
+        .consumer_heartbeat("g\0x".into(), consumer_join("a"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error, ResponseError::InvalidRequest);
+    let refused = first
+        .consumer_heartbeat("g".into(), consumer_join("a\0b"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error, ResponseError::InvalidRequest);
+    let joined = first.join("g\0x".into(), classic_join()).await;
+    assert_eq!(joined.error, Some(ResponseError::InvalidGroupId));
+    let committed = CommittedOffset {
+        offset: 1,
+        leader_epoch: -1,
+        metadata: None,
+        commit_ms: 0,
+    };
+    assert_eq!(
+        first
+            .commit(
+                "g\0x",
+                ("", -1),
+                8,
+                vec![("t".into(), 0, committed.clone())]
+            )
+            .await,
+        Err(ResponseError::InvalidGroupId)
+    );
+    assert_eq!(
+        first
+            .commit("g", ("", -1), 8, vec![("t\0u".into(), 0, committed)])
+            .await,
+        Err(ResponseError::UnknownTopicOrPartition)
+    );
+    assert!(first.list().is_empty());
 }
 
 #[test]

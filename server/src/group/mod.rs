@@ -133,6 +133,12 @@ fn batch_chunks(records: &[Record], max_batch_bytes: usize) -> Vec<&[Record]> {
     chunks
 }
 
+/// Whether an id (group, member, topic) can be part of a record key: keys separate their parts
+/// with NUL bytes, so an id containing one would make a key that replay does not recognise.
+pub(crate) fn fits_in_key(id: &str) -> bool {
+    !id.contains('\0')
+}
+
 pub(crate) fn group_key(group: &str) -> Vec<u8> {
     format!("group\0{group}").into_bytes()
 }
@@ -313,7 +319,12 @@ impl Coordinator {
 
     pub async fn join(&self, group_id: String, request: JoinRequest) -> JoinResponse {
         let fallback_member = request.member_id.clone();
-        if let Err(error) = self.release_consumer_group(&group_id).await {
+        let refusal = if fits_in_key(&group_id) {
+            self.release_consumer_group(&group_id).await.err()
+        } else {
+            Some(ResponseError::InvalidGroupId)
+        };
+        if let Some(error) = refusal {
             return JoinResponse {
                 error: Some(error),
                 generation_id: -1,
@@ -549,6 +560,13 @@ impl Coordinator {
         commits: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), ResponseError> {
         let (member_id, generation_id) = member;
+        if !fits_in_key(group_id) {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        if !commits.iter().all(|(topic, _, _)| fits_in_key(topic)) {
+            // No topic has such a name (topic names are [a-zA-Z0-9._-]).
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
         let consumer_refusal = self
             .consumer_groups
             .borrow()

@@ -29,6 +29,15 @@ impl Coordinator {
         group_id: String,
         request: HeartbeatRequest,
     ) -> Result<HeartbeatResponse, HeartbeatError> {
+        // Both are parts of record keys, which separate their parts with NUL bytes.
+        for (name, id) in [("GroupId", &group_id), ("MemberId", &request.member_id)] {
+            if !crate::group::fits_in_key(id) {
+                return Err(HeartbeatError {
+                    error: ResponseError::InvalidRequest,
+                    message: format!("{name} can't contain a NUL byte"),
+                });
+            }
+        }
         let converts_classic = self.claim_for_consumer_protocol(&group_id, request.member_epoch)?;
         let topics = self.topic_counts();
         let (answer, taken, records) = {
