@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
 use ringtail_engine::{LogConfig, PartitionLog, TopicMeta, TopicRegistry};
 
 use super::consumer::{ConsumerGroupConfig, HeartbeatRequest};
 use super::state::{GroupPhase, JoinRequest, INITIAL_REBALANCE_DELAY_MS};
-use super::Coordinator;
+use super::{CommittedOffset, Coordinator};
 use crate::metadata::Metadata;
 
 fn log_config() -> LogConfig {
@@ -132,4 +133,215 @@ async fn classic_and_consumer_groups_come_back_after_a_restart() {
         .await
         .unwrap();
     assert_eq!(again.member_epoch, answer.member_epoch);
+}
+
+fn consumer_join(member_id: &str) -> HeartbeatRequest {
+    HeartbeatRequest {
+        member_id: member_id.into(),
+        member_epoch: 0,
+        rebalance_timeout_ms: 30_000,
+        subscribed_topic_names: Some(vec!["t".into()]),
+        ..HeartbeatRequest::default()
+    }
+}
+
+#[compio::test]
+async fn a_consumer_heartbeat_whose_write_fails_is_refused_and_its_changes_written_next_time() {
+    // b's join can't be written: b is answered an error, and the changes it made (a new group
+    // epoch, a target that moves partitions from a to b) are written with the next heartbeat, so
+    // a restart finds what was answered rather than a's revocation without the epoch behind it.
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (log, first) = coordinator(dir.path(), &metadata).await;
+    let a = first
+        .consumer_heartbeat("g".into(), consumer_join("a"))
+        .await
+        .unwrap();
+    first.failing_writes.set(1);
+    let refused = first
+        .consumer_heartbeat("g".into(), consumer_join("b"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error, ResponseError::CoordinatorNotAvailable);
+    let beat = HeartbeatRequest {
+        member_id: "a".into(),
+        member_epoch: a.member_epoch,
+        rebalance_timeout_ms: -1,
+        owned: a.assignment.clone(),
+        ..HeartbeatRequest::default()
+    };
+    let revoking = first.consumer_heartbeat("g".into(), beat).await.unwrap();
+    assert_eq!(
+        revoking.assignment.as_ref().map(|a| a["t"].len()),
+        Some(2),
+        "a gives up half of its partitions to b"
+    );
+    let before = first.consumer_group("g").unwrap();
+    drop(first);
+    log.close().await.unwrap();
+    drop(log);
+
+    let (_log, second) = coordinator(dir.path(), &metadata).await;
+    let after = second.consumer_group("g").unwrap();
+    assert_eq!(after.group_epoch, before.group_epoch);
+    assert_eq!(after.assignment_epoch, before.assignment_epoch);
+    assert_eq!(after.target, before.target);
+    assert_eq!(
+        after.members.keys().collect::<Vec<_>>(),
+        vec!["a", "b"],
+        "b's join was written with a's heartbeat"
+    );
+    for (id, member) in &before.members {
+        assert_eq!(after.members[id].member_epoch, member.member_epoch);
+        assert_eq!(after.members[id].assigned, member.assigned);
+        assert_eq!(after.members[id].revoking, member.revoking);
+    }
+}
+
+/// A classic group "classic" that is Stable with one member (its join and sync done).
+async fn stable_classic_group(coordinator: &Rc<Coordinator>) -> (String, i32) {
+    let joining = compio::runtime::spawn({
+        let coordinator = Rc::clone(coordinator);
+        async move { coordinator.join("classic".into(), classic_join()).await }
+    });
+    compio::time::sleep(Duration::from_millis(
+        INITIAL_REBALANCE_DELAY_MS as u64 + 50,
+    ))
+    .await;
+    coordinator.tick().await;
+    let joined = joining.await.unwrap();
+    assert_eq!(joined.error, None);
+    (joined.member_id, joined.generation_id)
+}
+
+#[compio::test]
+async fn a_classic_generation_that_cannot_be_stored_is_refused_and_rebalances() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let (member_id, generation_id) = stable_classic_group(&first).await;
+    first.failing_writes.set(1);
+    let synced = first
+        .sync(
+            "classic".into(),
+            member_id.clone(),
+            generation_id,
+            vec![(member_id.clone(), Bytes::from_static(b"assignment"))],
+        )
+        .await;
+    assert_eq!(synced.error, Some(ResponseError::CoordinatorNotAvailable));
+    assert!(synced.assignment.is_empty());
+    let group = first.describe("classic").unwrap();
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+    assert!(group.members[&member_id].assignment.is_empty());
+    assert_eq!(
+        first.heartbeat("classic", &member_id, generation_id),
+        Some(ResponseError::RebalanceInProgress)
+    );
+}
+
+#[compio::test]
+async fn a_refused_consumer_heartbeat_leaves_an_empty_classic_group_alone() {
+    // Checked before anything changes: an epoch other than 0 for a group that is no consumer
+    // group, and a join the state machine refuses (no subscription).
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let (member_id, _) = stable_classic_group(&first).await;
+    let left = first
+        .leave("classic", vec![(member_id.clone(), None)])
+        .await;
+    assert_eq!(left, vec![None]);
+    assert_eq!(first.describe("classic").unwrap().phase, GroupPhase::Empty);
+    let mut beat = consumer_join("x");
+    beat.member_epoch = 3;
+    let refused = first
+        .consumer_heartbeat("classic".into(), beat)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error, ResponseError::GroupIdNotFound);
+    let mut no_subscription = consumer_join("x");
+    no_subscription.subscribed_topic_names = None;
+    let refused = first
+        .consumer_heartbeat("classic".into(), no_subscription)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error, ResponseError::InvalidRequest);
+    assert!(first.describe("classic").is_some());
+    assert!(first.consumer_group("classic").is_none());
+    // An accepted join converts it.
+    first
+        .consumer_heartbeat("classic".into(), consumer_join("x"))
+        .await
+        .unwrap();
+    assert!(first
+        .list()
+        .iter()
+        .all(|group| group.group_type == "consumer"));
+}
+
+#[compio::test]
+async fn ids_with_a_nul_byte_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let refused = first
+        .consumer_heartbeat("g\0x".into(), consumer_join("a"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error, ResponseError::InvalidRequest);
+    let refused = first
+        .consumer_heartbeat("g".into(), consumer_join("a\0b"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error, ResponseError::InvalidRequest);
+    let joined = first.join("g\0x".into(), classic_join()).await;
+    assert_eq!(joined.error, Some(ResponseError::InvalidGroupId));
+    let committed = CommittedOffset {
+        offset: 1,
+        leader_epoch: -1,
+        metadata: None,
+        commit_ms: 0,
+    };
+    assert_eq!(
+        first
+            .commit(
+                "g\0x",
+                ("", -1),
+                8,
+                vec![("t".into(), 0, committed.clone())]
+            )
+            .await,
+        Err(ResponseError::InvalidGroupId)
+    );
+    assert_eq!(
+        first
+            .commit("g", ("", -1), 8, vec![("t\0u".into(), 0, committed)])
+            .await,
+        Err(ResponseError::UnknownTopicOrPartition)
+    );
+    assert!(first.list().is_empty());
+}
+
+#[test]
+fn records_are_split_into_batches_under_the_limit() {
+    let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..100)
+        .map(|i| (format!("key{i}").into_bytes(), Some(vec![b'v'; 1000])))
+        .collect();
+    let chunks = super::batch_chunks(&records, 10_000);
+    assert!(chunks.len() > 1);
+    assert_eq!(chunks.iter().map(|chunk| chunk.len()).sum::<usize>(), 100);
+    for chunk in &chunks {
+        let specs: Vec<ringtail_engine::batch::RecordSpec<'_>> = chunk
+            .iter()
+            .map(|(key, value)| ringtail_engine::batch::RecordSpec {
+                key: Some(key),
+                value: value.as_deref(),
+                timestamp_delta: 0,
+            })
+            .collect();
+        let batch = ringtail_engine::batch::encode_batch(0, &specs, Default::default());
+        assert!(batch.len() <= 10_000, "{} bytes", batch.len());
+    }
+    assert_eq!(super::batch_chunks(&records[..1], 10).len(), 1);
 }

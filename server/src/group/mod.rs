@@ -33,6 +33,7 @@ use ringtail_engine::PartitionLog;
 use serde::{Deserialize, Serialize};
 
 use classic_record::GroupRecord;
+use consumer::record::Record;
 use consumer::{ConsumerGroup, ConsumerGroupConfig};
 use state::{Effect, Group, GroupPhase, JoinRequest, JoinResponse, Reply, SyncResponse};
 
@@ -68,6 +69,9 @@ pub struct Coordinator {
     consumer_config: ConsumerGroupConfig,
     metadata: Arc<Metadata>,
     log: Rc<PartitionLog>,
+    /// Tests: how many of the next writes to the offsets log fail.
+    #[cfg(test)]
+    failing_writes: std::cell::Cell<u32>,
 }
 
 /// A group as ListGroups shows it.
@@ -104,6 +108,37 @@ fn assignment_mentions(assignment: &Bytes, topic: &str) -> bool {
     )
 }
 
+/// A batch's bytes besides its records (Kafka's v2 batch header).
+const BATCH_OVERHEAD: usize = 61;
+/// A record's bytes besides its key and value, at most (length, attributes, timestamp and offset
+/// deltas, key and value lengths, header count as varints).
+const RECORD_OVERHEAD: usize = 32;
+
+/// Splits records into runs whose batches stay within `max_batch_bytes` (a single record larger
+/// than that is a run of its own, which the log refuses).
+fn batch_chunks(records: &[Record], max_batch_bytes: usize) -> Vec<&[Record]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut size = BATCH_OVERHEAD;
+    for (index, (key, value)) in records.iter().enumerate() {
+        let record = RECORD_OVERHEAD + key.len() + value.as_ref().map_or(0, Vec::len);
+        if index > start && size + record > max_batch_bytes {
+            chunks.push(&records[start..index]);
+            start = index;
+            size = BATCH_OVERHEAD;
+        }
+        size += record;
+    }
+    chunks.push(&records[start..]);
+    chunks
+}
+
+/// Whether an id (group, member, topic) can be part of a record key: keys separate their parts
+/// with NUL bytes, so an id containing one would make a key that replay does not recognise.
+pub(crate) fn fits_in_key(id: &str) -> bool {
+    !id.contains('\0')
+}
+
 pub(crate) fn group_key(group: &str) -> Vec<u8> {
     format!("group\0{group}").into_bytes()
 }
@@ -124,6 +159,8 @@ impl Coordinator {
             consumer_config,
             metadata,
             log,
+            #[cfg(test)]
+            failing_writes: std::cell::Cell::new(0),
         };
         let mut offset = coordinator.log.log_start_offset();
         let end = coordinator.log.high_watermark();
@@ -219,22 +256,34 @@ impl Coordinator {
         }
     }
 
-    /// Appends records to the offsets log and waits until they are durable.
+    /// Appends records to the offsets log and waits until they are durable. One append of one
+    /// or more batches (each under the log's `max.message.bytes`): the records are written
+    /// together or not at all.
     async fn persist(&self, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), ResponseError> {
         if records.is_empty() {
             return Ok(());
         }
-        let specs: Vec<RecordSpec<'_>> = records
-            .iter()
-            .map(|(key, value)| RecordSpec {
-                key: Some(key),
-                value: value.as_deref(),
-                timestamp_delta: 0,
-            })
-            .collect();
-        let batch = encode_batch(now_ms(), &specs, ProducerSpec::default());
+        #[cfg(test)]
+        if self.failing_writes.get() > 0 {
+            self.failing_writes.set(self.failing_writes.get() - 1);
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        let max_batch_bytes = self.log.config().max_message_bytes as usize;
+        let now = now_ms();
+        let mut record_set = BytesMut::new();
+        for chunk in batch_chunks(&records, max_batch_bytes) {
+            let specs: Vec<RecordSpec<'_>> = chunk
+                .iter()
+                .map(|(key, value)| RecordSpec {
+                    key: Some(key),
+                    value: value.as_deref(),
+                    timestamp_delta: 0,
+                })
+                .collect();
+            record_set.extend_from_slice(&encode_batch(now, &specs, ProducerSpec::default()));
+        }
         self.log
-            .append(BytesMut::from(&batch[..]), 0)
+            .append(record_set, 0)
             .await
             .map(|_| ())
             .map_err(|err| {
@@ -270,7 +319,12 @@ impl Coordinator {
 
     pub async fn join(&self, group_id: String, request: JoinRequest) -> JoinResponse {
         let fallback_member = request.member_id.clone();
-        if let Err(error) = self.release_consumer_group(&group_id).await {
+        let refusal = if fits_in_key(&group_id) {
+            self.release_consumer_group(&group_id).await.err()
+        } else {
+            Some(ResponseError::InvalidGroupId)
+        };
+        if let Some(error) = refusal {
             return JoinResponse {
                 error: Some(error),
                 generation_id: -1,
@@ -312,18 +366,33 @@ impl Coordinator {
             }
         };
         if response.error.is_none() {
-            self.persist_group(&group_id).await;
+            if let Err(error) = self.persist_group(&group_id).await {
+                return JoinResponse {
+                    error: Some(error),
+                    generation_id: -1,
+                    protocol_type: None,
+                    protocol_name: None,
+                    leader: String::new(),
+                    member_id: response.member_id,
+                    members: Vec::new(),
+                };
+            }
         }
         response
     }
 
     /// Writes a classic group's record: with its members when Stable (see classic_record.rs).
-    async fn persist_group(&self, group_id: &str) {
+    async fn persist_group(&self, group_id: &str) -> Result<(), ResponseError> {
         let record = self.groups.borrow().get(group_id).map(GroupRecord::of);
-        if let Some(record) = record {
-            let value = serde_json::to_vec(&record).expect("serialisable");
-            let _ = self.persist(vec![(group_key(group_id), Some(value))]).await;
-        }
+        let Some(record) = record else {
+            return Ok(());
+        };
+        let value = serde_json::to_vec(&record).expect("serialisable");
+        self.persist(vec![(group_key(group_id), Some(value))])
+            .await
+            .inspect_err(|error| {
+                tracing::error!(group_id, ?error, "writing a classic group's record failed");
+            })
     }
 
     pub async fn sync(
@@ -334,7 +403,7 @@ impl Coordinator {
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResponse {
         let mut completed = false;
-        let (reply, effects) = {
+        let (mut reply, mut effects) = {
             let mut groups = self.groups.borrow_mut();
             match groups.get_mut(&group_id) {
                 Some(group) => {
@@ -356,8 +425,31 @@ impl Coordinator {
         };
         if completed {
             // The generation is complete: its members and assignments are stored before anyone
-            // is answered, so a restart brings the group back Stable.
-            self.persist_group(&group_id).await;
+            // is answered, so a restart brings the group back Stable. If they can't be, everyone
+            // waiting is answered the error and the group rebalances (as Kafka does).
+            if let Err(error) = self.persist_group(&group_id).await {
+                let failed = SyncResponse {
+                    error: Some(error),
+                    protocol_type: None,
+                    protocol_name: None,
+                    assignment: Bytes::new(),
+                };
+                for effect in &mut effects {
+                    if let Effect::Sync(_, response) = effect {
+                        *response = failed.clone();
+                    }
+                }
+                if let Reply::Now(response) = &mut reply {
+                    *response = failed;
+                }
+                let rebalance = self
+                    .groups
+                    .borrow_mut()
+                    .get_mut(&group_id)
+                    .map(|group| group.assignment_not_stored(now_ms()))
+                    .unwrap_or_default();
+                effects.extend(rebalance);
+            }
         }
         self.deliver(&group_id, effects);
         match reply {
@@ -407,7 +499,13 @@ impl Coordinator {
         }
         if was_stable && !self.is_stable(group_id) {
             // The stored members are no longer the group's: a restart must not bring them back.
-            self.persist_group(group_id).await;
+            // If it can't be written, the leaves are answered the error (the members are gone
+            // from memory; a restart would bring them back until their sessions end).
+            if let Err(error) = self.persist_group(group_id).await {
+                for answer in answers.iter_mut().filter(|answer| answer.is_none()) {
+                    *answer = Some(error);
+                }
+            }
         }
         answers
     }
@@ -422,7 +520,8 @@ impl Coordinator {
     /// Runs timeouts of every group.
     pub async fn tick(&self) {
         for group_id in self.classic_tick() {
-            self.persist_group(&group_id).await;
+            // A failure is logged by persist_group; nobody waits for the answer.
+            let _ = self.persist_group(&group_id).await;
         }
         self.consumer_tick().await;
     }
@@ -461,6 +560,13 @@ impl Coordinator {
         commits: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), ResponseError> {
         let (member_id, generation_id) = member;
+        if !fits_in_key(group_id) {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        if !commits.iter().all(|(topic, _, _)| fits_in_key(topic)) {
+            // No topic has such a name (topic names are [a-zA-Z0-9._-]).
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
         let consumer_refusal = self
             .consumer_groups
             .borrow()

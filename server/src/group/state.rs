@@ -567,6 +567,15 @@ impl Group {
         }
     }
 
+    /// The generation the leader's SyncGroup completed could not be stored: as Kafka does, the
+    /// assignments are dropped and the group rebalances (its members were answered an error).
+    pub fn assignment_not_stored(&mut self, now_ms: i64) -> Vec<Effect> {
+        for member in self.members.values_mut() {
+            member.assignment = Bytes::new();
+        }
+        self.prepare_rebalance(now_ms)
+    }
+
     fn sync_response_for(&self, member_id: &str) -> SyncResponse {
         SyncResponse {
             error: None,

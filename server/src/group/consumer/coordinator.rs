@@ -6,8 +6,8 @@
 use kafka_protocol::error::ResponseError;
 use ringtail_engine::log::now_ms;
 
-use super::record::{self, Record};
-use super::state::{HeartbeatError, HeartbeatResponse};
+use super::record;
+use super::state::{Dirty, HeartbeatError, HeartbeatResponse};
 use super::{ConsumerGroup, HeartbeatRequest, TopicCounts};
 use crate::group::Coordinator;
 
@@ -21,62 +21,81 @@ impl Coordinator {
             .collect()
     }
 
-    /// Handles a ConsumerGroupHeartbeat; the answer is sent once its changes are durable.
+    /// Handles a ConsumerGroupHeartbeat; the answer is sent once its changes are durable. If
+    /// they can't be written, the answer is an error and the changes stay due: the group's next
+    /// successful write carries them (the state in memory is never answered before it is durable).
     pub async fn consumer_heartbeat(
         &self,
         group_id: String,
         request: HeartbeatRequest,
     ) -> Result<HeartbeatResponse, HeartbeatError> {
-        let mut records = self.claim_for_consumer_protocol(&group_id, request.member_epoch)?;
+        // Both are parts of record keys, which separate their parts with NUL bytes.
+        for (name, id) in [("GroupId", &group_id), ("MemberId", &request.member_id)] {
+            if !crate::group::fits_in_key(id) {
+                return Err(HeartbeatError {
+                    error: ResponseError::InvalidRequest,
+                    message: format!("{name} can't contain a NUL byte"),
+                });
+            }
+        }
+        let converts_classic = self.claim_for_consumer_protocol(&group_id, request.member_epoch)?;
         let topics = self.topic_counts();
-        let answer = {
+        let (answer, taken, records) = {
             let mut groups = self.consumer_groups.borrow_mut();
             let group = groups
                 .entry(group_id.clone())
                 .or_insert_with(|| ConsumerGroup::new(group_id.clone()));
             let answer = group.heartbeat(&request, &topics, &self.consumer_config, now_ms());
-            records.extend(record::take_records(group));
             if answer.is_err() && group.members.is_empty() && group.group_epoch == 0 {
-                // A refused first join leaves no group behind.
+                // A refused first join leaves no group behind (and an empty classic group stays).
                 groups.remove(&group_id);
+                return answer;
             }
-            answer
+            if converts_classic {
+                self.groups.borrow_mut().remove(&group_id);
+                group.dirty.classic_tombstone = true;
+            }
+            let taken = group.dirty.clone();
+            (answer, taken, record::take_records(group))
         };
-        self.persist(records)
-            .await
-            .map_err(|error| HeartbeatError {
+        if let Err(error) = self.persist(records).await {
+            self.redirty_consumer_group(&group_id, taken);
+            return Err(HeartbeatError {
                 error,
                 message: "the offsets log could not be written".into(),
-            })?;
+            });
+        }
         answer
     }
 
-    /// Makes sure `group_id` may be used as a consumer group: a classic group with members can't;
-    /// an empty classic group is converted (its group record deleted, offsets kept). A heartbeat
-    /// other than a join needs the group to exist.
+    /// After a failed write: the records taken from `group_id` are due again.
+    fn redirty_consumer_group(&self, group_id: &str, taken: Dirty) {
+        if let Some(group) = self.consumer_groups.borrow_mut().get_mut(group_id) {
+            group.dirty.merge(taken);
+        }
+    }
+
+    /// Checks that `group_id` may be used as a consumer group: a classic group with members
+    /// can't; a heartbeat other than a join needs the group to exist. Changes nothing; returns
+    /// whether the id is an empty classic group's, to be converted (its group record deleted,
+    /// offsets kept) once the heartbeat is accepted.
     fn claim_for_consumer_protocol(
         &self,
         group_id: &str,
         member_epoch: i32,
-    ) -> Result<Vec<Record>, HeartbeatError> {
-        let mut records = Vec::new();
+    ) -> Result<bool, HeartbeatError> {
         let classic_members = self
             .groups
             .borrow()
             .get(group_id)
             .map(|group| group.members.len());
-        match classic_members {
-            Some(members) if members > 0 => {
-                return Err(HeartbeatError {
-                    error: ResponseError::GroupIdNotFound,
-                    message: format!("group {group_id} is a classic group, not a consumer group"),
-                })
-            }
-            Some(_) => {
-                self.groups.borrow_mut().remove(group_id);
-                records.push((crate::group::group_key(group_id), None));
-            }
-            None => {}
+        if let Some(members) = classic_members.filter(|members| *members > 0) {
+            return Err(HeartbeatError {
+                error: ResponseError::GroupIdNotFound,
+                message: format!(
+                    "group {group_id} is a classic group with {members} members, not a consumer group"
+                ),
+            });
         }
         if member_epoch != 0 && !self.consumer_groups.borrow().contains_key(group_id) {
             return Err(HeartbeatError {
@@ -84,7 +103,7 @@ impl Coordinator {
                 message: format!("consumer group {group_id} does not exist"),
             });
         }
-        Ok(records)
+        Ok(classic_members.is_some())
     }
 
     /// For a classic JoinGroup: an empty consumer group gives its id up (its records are
@@ -106,15 +125,20 @@ impl Coordinator {
     pub(crate) async fn consumer_tick(&self) {
         let now = now_ms();
         let mut records = Vec::new();
+        let mut taken = Vec::new();
         for group in self.consumer_groups.borrow_mut().values_mut() {
             let expired = group.tick(now);
             if !expired.is_empty() {
                 tracing::info!(group = %group.group_id, ?expired, "consumer group members expired");
             }
+            taken.push((group.group_id.clone(), group.dirty.clone()));
             records.extend(record::take_records(group));
         }
         if let Err(err) = self.persist(records).await {
             tracing::error!(?err, "persisting expired consumer group members failed");
+            for (group_id, dirty) in taken {
+                self.redirty_consumer_group(&group_id, dirty);
+            }
         }
     }
 

@@ -63,7 +63,10 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
 /// The records for what changed since the last call; clears the change set.
 pub fn take_records(group: &mut ConsumerGroup) -> Vec<Record> {
     let dirty = std::mem::take(&mut group.dirty);
-    let mut records = Vec::with_capacity(dirty.members.len() + 1);
+    let mut records = Vec::with_capacity(dirty.members.len() + 2);
+    if dirty.classic_tombstone {
+        records.push((crate::group::group_key(&group.group_id), None));
+    }
     if dirty.group {
         records.push((group_key(&group.group_id), Some(group_value(group))));
     }

@@ -122,6 +122,17 @@ pub struct Dirty {
     pub group: bool,
     /// Members added, changed or removed (a removed one is no longer in `members`).
     pub members: BTreeSet<String>,
+    /// The id was an empty classic group's: its classic group record is to be deleted.
+    pub classic_tombstone: bool,
+}
+
+impl Dirty {
+    /// Adds `other`'s changes (records taken for a write that failed are due again).
+    pub fn merge(&mut self, other: Dirty) {
+        self.group |= other.group;
+        self.members.extend(other.members);
+        self.classic_tombstone |= other.classic_tombstone;
+    }
 }
 
 /// One consumer group.
