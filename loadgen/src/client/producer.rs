@@ -318,6 +318,10 @@ pub fn run_producer(
     result.map(|()| tally)
 }
 
+/// Largest Produce request a producer sends (record bytes), so that many partitions' batches
+/// never add up to a frame a broker refuses.
+const REQUEST_BYTES_MAX: usize = 16 << 20;
+
 /// One partition's batch being filled.
 struct OpenBatch {
     builder: BatchBuilder,
@@ -361,7 +365,26 @@ impl Outbox<'_> {
                 .or_default()
                 .push((sent, records));
         }
+        // Split each leader's batches into requests of at most REQUEST_BYTES_MAX (brokers refuse
+        // larger frames: Kafka's socket.request.max.bytes is 100 MiB), one batch at least.
+        let mut requests: Vec<(&str, Vec<(SentBatch, Bytes)>)> = Vec::new();
         for (leader, batches) in by_leader {
+            let mut request_bytes = 0;
+            for batch in batches {
+                let fits = request_bytes + batch.1.len() <= REQUEST_BYTES_MAX;
+                match requests.last_mut() {
+                    Some((last_leader, open)) if *last_leader == leader && fits => {
+                        request_bytes += batch.1.len();
+                        open.push(batch);
+                    }
+                    _ => {
+                        request_bytes = batch.1.len();
+                        requests.push((leader, vec![batch]));
+                    }
+                }
+            }
+        }
+        for (leader, batches) in requests {
             if !self.links.contains_key(leader) {
                 let link = open_link(config, leader, &self.accounting)?;
                 self.links.insert(leader.to_string(), link);
