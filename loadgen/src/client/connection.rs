@@ -189,10 +189,6 @@ impl Connection {
         &self.address
     }
 
-    pub fn versions(&self) -> &Versions {
-        &self.versions
-    }
-
     /// Sends `request` at the agreed version and waits for its response.
     pub fn call<R: Request>(&mut self, request: &R) -> Result<R::Response, ClientError> {
         let version = self.versions.get(R::KEY)?;
@@ -209,17 +205,22 @@ impl Connection {
         request: &R,
         version: i16,
     ) -> Result<R::Response, ClientError> {
-        let correlation_id = self.next_correlation_id();
-        let frame = encode_request(request, version, correlation_id)?;
-        self.stream.write_all(&frame)?;
-        let body = read_frame(&mut self.reader)?;
-        decode_response::<R>(body, version, correlation_id)
+        let sent = self.send_version(request, version)?;
+        self.receive::<R>(sent)
     }
 
     /// Sends `request` without waiting; [`Connection::receive`] reads its answer later (answers
     /// come in request order).
     pub fn send<R: Request>(&mut self, request: &R) -> Result<(i16, i32), ClientError> {
         let version = self.versions.get(R::KEY)?;
+        self.send_version(request, version)
+    }
+
+    fn send_version<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<(i16, i32), ClientError> {
         let correlation_id = self.next_correlation_id();
         let frame = encode_request(request, version, correlation_id)?;
         self.stream.write_all(&frame)?;
@@ -246,7 +247,6 @@ impl Connection {
             Sender {
                 stream: self.stream,
                 next_correlation_id: self.next_correlation_id,
-                versions: self.versions,
             },
             Receiver {
                 reader: self.reader,
@@ -259,14 +259,9 @@ impl Connection {
 pub struct Sender {
     stream: TcpStream,
     next_correlation_id: i32,
-    versions: Versions,
 }
 
 impl Sender {
-    pub fn versions(&self) -> &Versions {
-        &self.versions
-    }
-
     /// Takes the correlation id for the next request (to register it before sending).
     pub fn next_correlation_id(&mut self) -> i32 {
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
@@ -276,19 +271,9 @@ impl Sender {
     /// Writes `request` at `version`; returns its correlation id.
     pub fn send<R: Request>(&mut self, request: &R, version: i16) -> Result<i32, ClientError> {
         let correlation_id = self.next_correlation_id();
-        self.send_with_id(request, version, correlation_id)?;
-        Ok(correlation_id)
-    }
-
-    /// Writes `request` with a correlation id from [`Sender::next_correlation_id`].
-    pub fn send_with_id<R: Request>(
-        &mut self,
-        request: &R,
-        version: i16,
-        correlation_id: i32,
-    ) -> Result<(), ClientError> {
         let frame = encode_request(request, version, correlation_id)?;
-        self.write_frame(&frame)
+        self.write_frame(&frame)?;
+        Ok(correlation_id)
     }
 
     /// Writes a frame from [`encode_request`]; on failure the connection is shut down, so a
