@@ -23,6 +23,11 @@ use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
 
 /// Runs `job` on the coordinator; `None` while it is not loaded (COORDINATOR_NOT_AVAILABLE).
+///
+/// The job runs to completion in a task of its own, even if the request that started it is
+/// dropped: a connection that closes cancels its requests' futures, and a coordinator operation
+/// cut at an await (a leader's SyncGroup between completing the generation and answering the
+/// followers, a commit between writing and applying) would leave other members waiting forever.
 pub async fn on_coordinator<R, F, Fut>(
     context: &Rc<ShardContext>,
     job: F,
@@ -35,10 +40,13 @@ where
     Ok(context
         .on_owner(OFFSETS_TOPIC, 0, move |owner| async move {
             let coordinator = owner.coordinator.borrow().clone();
-            match coordinator {
-                Some(coordinator) => Some(job(coordinator).await),
-                None => None,
-            }
+            let coordinator = coordinator?;
+            let (answer, answered) = futures_channel::oneshot::channel();
+            compio::runtime::spawn(async move {
+                let _ = answer.send(job(coordinator).await);
+            })
+            .detach();
+            answered.await.ok()
         })
         .await?)
 }
@@ -159,7 +167,7 @@ pub async fn sync_group(
 ) -> Result<Response, RequestError> {
     let sync: SyncGroupRequest = request.decode(body)?;
     let group_id = sync.group_id.to_string();
-    let member_id = sync.member_id.to_string();
+    let member = (sync.member_id.to_string(), opt_str(&sync.group_instance_id));
     let generation_id = sync.generation_id;
     let assignments: Vec<(String, Bytes)> = sync
         .assignments
@@ -168,7 +176,7 @@ pub async fn sync_group(
         .collect();
     let answer = on_coordinator(context, move |coordinator| async move {
         coordinator
-            .sync(group_id, member_id, generation_id, assignments)
+            .sync(group_id, member, generation_id, assignments)
             .await
     })
     .await?;
@@ -197,13 +205,18 @@ pub async fn heartbeat(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let beat: HeartbeatRequest = request.decode(body)?;
-    let (group_id, member_id, generation_id) = (
+    let (group_id, member_id, instance_id, generation_id) = (
         beat.group_id.to_string(),
         beat.member_id.to_string(),
+        opt_str(&beat.group_instance_id),
         beat.generation_id,
     );
     let answer = on_coordinator(context, move |coordinator| async move {
-        coordinator.heartbeat(&group_id, &member_id, generation_id)
+        coordinator.heartbeat(
+            &group_id,
+            (&member_id, instance_id.as_deref()),
+            generation_id,
+        )
     })
     .await?;
     let error = match answer {

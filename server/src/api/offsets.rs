@@ -28,6 +28,10 @@ pub async fn offset_commit(
     let commit: OffsetCommitRequest = request.decode(body)?;
     let group_id = commit.group_id.to_string();
     let member_id = commit.member_id.to_string();
+    let instance_id = commit
+        .group_instance_id
+        .as_ref()
+        .map(|instance| instance.to_string());
     let generation_id = if request.version >= 1 {
         commit.generation_id_or_member_epoch
     } else {
@@ -52,7 +56,12 @@ pub async fn offset_commit(
     }
     let answer = on_coordinator(context, move |coordinator| async move {
         coordinator
-            .commit(&group_id, (&member_id, generation_id), version, entries)
+            .commit(
+                &group_id,
+                (&member_id, instance_id.as_deref(), generation_id),
+                version,
+                entries,
+            )
             .await
     })
     .await?;

@@ -85,7 +85,7 @@ async fn classic_and_consumer_groups_come_back_after_a_restart() {
     let synced = first
         .sync(
             "classic".into(),
-            joined.member_id.clone(),
+            (joined.member_id.clone(), Some("instance-1".into())),
             joined.generation_id,
             vec![(joined.member_id.clone(), assignment.clone())],
         )
@@ -115,7 +115,11 @@ async fn classic_and_consumer_groups_come_back_after_a_restart() {
     assert_eq!(member.assignment, assignment);
     assert_eq!(member.group_instance_id.as_deref(), Some("instance-1"));
     assert_eq!(
-        second.heartbeat("classic", &joined.member_id, joined.generation_id),
+        second.heartbeat(
+            "classic",
+            (&joined.member_id, Some("instance-1")),
+            joined.generation_id
+        ),
         None
     );
     let consumer = second.consumer_group("next").unwrap();
@@ -224,7 +228,7 @@ async fn a_classic_generation_that_cannot_be_stored_is_refused_and_rebalances() 
     let synced = first
         .sync(
             "classic".into(),
-            member_id.clone(),
+            (member_id.clone(), None),
             generation_id,
             vec![(member_id.clone(), Bytes::from_static(b"assignment"))],
         )
@@ -235,7 +239,7 @@ async fn a_classic_generation_that_cannot_be_stored_is_refused_and_rebalances() 
     assert_eq!(group.phase, GroupPhase::PreparingRebalance);
     assert!(group.members[&member_id].assignment.is_empty());
     assert_eq!(
-        first.heartbeat("classic", &member_id, generation_id),
+        first.heartbeat("classic", (&member_id, None), generation_id),
         Some(ResponseError::RebalanceInProgress)
     );
 }
@@ -307,7 +311,7 @@ async fn ids_with_a_nul_byte_are_refused() {
         first
             .commit(
                 "g\0x",
-                ("", -1),
+                ("", None, -1),
                 8,
                 vec![("t".into(), 0, committed.clone())]
             )
@@ -316,7 +320,7 @@ async fn ids_with_a_nul_byte_are_refused() {
     );
     assert_eq!(
         first
-            .commit("g", ("", -1), 8, vec![("t\0u".into(), 0, committed)])
+            .commit("g", ("", None, -1), 8, vec![("t\0u".into(), 0, committed)])
             .await,
         Err(ResponseError::UnknownTopicOrPartition)
     );

@@ -398,7 +398,7 @@ impl Coordinator {
     pub async fn sync(
         &self,
         group_id: String,
-        member_id: String,
+        (member_id, instance_id): (String, Option<String>),
         generation_id: i32,
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResponse {
@@ -406,6 +406,16 @@ impl Coordinator {
         let (mut reply, mut effects) = {
             let mut groups = self.groups.borrow_mut();
             match groups.get_mut(&group_id) {
+                Some(group)
+                    if group
+                        .check_instance(&member_id, instance_id.as_deref())
+                        .is_some() =>
+                {
+                    (
+                        Reply::Now(SyncResponse::error(ResponseError::FencedInstanceId)),
+                        Vec::new(),
+                    )
+                }
                 Some(group) => {
                     let before = group.phase;
                     let answer = group.sync(&member_id, generation_id, assignments, now_ms());
@@ -472,11 +482,13 @@ impl Coordinator {
     pub fn heartbeat(
         &self,
         group_id: &str,
-        member_id: &str,
+        (member_id, instance_id): (&str, Option<&str>),
         generation_id: i32,
     ) -> Option<ResponseError> {
         match self.groups.borrow_mut().get_mut(group_id) {
-            Some(group) => group.heartbeat(member_id, generation_id, now_ms()),
+            Some(group) => group
+                .check_instance(member_id, instance_id)
+                .or_else(|| group.heartbeat(member_id, generation_id, now_ms())),
             None => Some(ResponseError::UnknownMemberId),
         }
     }
@@ -555,11 +567,11 @@ impl Coordinator {
     pub async fn commit(
         &self,
         group_id: &str,
-        member: (&str, i32),
+        member: (&str, Option<&str>, i32),
         version: i16,
         commits: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), ResponseError> {
-        let (member_id, generation_id) = member;
+        let (member_id, instance_id, generation_id) = member;
         if !fits_in_key(group_id) {
             return Err(ResponseError::InvalidGroupId);
         }
@@ -574,7 +586,9 @@ impl Coordinator {
             .map(|group| group.check_commit(member_id, generation_id, version));
         let refused = match self.groups.borrow().get(group_id) {
             _ if consumer_refusal.is_some() => consumer_refusal.flatten(),
-            Some(group) => group.check_commit(member_id, generation_id),
+            Some(group) => group
+                .check_instance(member_id, instance_id)
+                .or_else(|| group.check_commit(member_id, generation_id)),
             // A group known only by its commits (simple consumers), or a new one.
             None if generation_id < 0 => None,
             None => Some(ResponseError::IllegalGeneration),

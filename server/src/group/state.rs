@@ -147,6 +147,25 @@ pub struct SyncResponse {
     pub assignment: Bytes,
 }
 
+impl SyncResponse {
+    pub fn error(error: ResponseError) -> Self {
+        Self {
+            error: Some(error),
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
+        }
+    }
+}
+
+/// Who a JoinGroup is from.
+enum MemberIdentity {
+    /// A member of the group, or a new one.
+    Known(String),
+    /// A static member restarted: `new` replaces `old`.
+    ReplacedStatic { old: String, new: String },
+}
+
 /// An answer the coordinator must deliver to a waiting request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -233,8 +252,13 @@ impl Group {
                 Vec::new(),
             );
         }
+        let mut effects = Vec::new();
         let member_id = match self.resolve_member_id(&request, now_ms) {
-            Ok(member_id) => member_id,
+            Ok(MemberIdentity::Known(member_id)) => member_id,
+            Ok(MemberIdentity::ReplacedStatic { old, new }) => {
+                effects.extend(self.replace_static_member(&old, &new));
+                new
+            }
             Err(response) => return (Reply::Now(response), Vec::new()),
         };
         if !self.members.contains_key(&member_id) && self.members.len() >= MEMBERS_PER_GROUP_MAX {
@@ -246,17 +270,19 @@ impl Group {
                 Vec::new(),
             );
         }
-        let unchanged_follower = self.phase == GroupPhase::Stable
-            && self.leader.as_deref() != Some(member_id.as_str())
+        let unchanged = self.phase == GroupPhase::Stable
             && self
                 .members
                 .get(&member_id)
                 .is_some_and(|member| member.protocols == request.protocols);
-        if unchanged_follower {
-            // A follower rejoining with the same metadata gets the current generation back.
+        let is_leader = self.leader.as_deref() == Some(member_id.as_str());
+        if unchanged && (!is_leader || request.group_instance_id.is_some()) {
+            // A follower rejoining with the same metadata gets the current generation back; so
+            // does a restarted static member (Kafka: no rebalance for it; if it leads, its
+            // SyncGroup in Stable gets the assignment it had).
             let member = self.members.get_mut(&member_id).expect("checked");
             member.last_heartbeat_ms = now_ms;
-            return (Reply::Now(self.join_response_for(&member_id)), Vec::new());
+            return (Reply::Now(self.join_response_for(&member_id)), effects);
         }
         let member = self
             .members
@@ -280,7 +306,6 @@ impl Group {
         member.last_heartbeat_ms = now_ms;
         member.awaiting_join = true;
         self.protocol_type.get_or_insert(request.protocol_type);
-        let mut effects = Vec::new();
         if self.phase != GroupPhase::PreparingRebalance {
             effects.extend(self.prepare_rebalance(now_ms));
         }
@@ -305,18 +330,30 @@ impl Group {
         &mut self,
         request: &JoinRequest,
         now_ms: i64,
-    ) -> Result<String, JoinResponse> {
+    ) -> Result<MemberIdentity, JoinResponse> {
         if let Some(instance) = &request.group_instance_id {
-            // Static membership: the instance id names the member across restarts.
-            if let Some(known) = self
-                .members
-                .values()
-                .find(|member| member.group_instance_id.as_deref() == Some(instance))
-            {
-                return Ok(known.member_id.clone());
+            // Static membership: the instance id names the member across restarts. A join with
+            // no member id is the instance restarted: it gets a new member id that replaces the
+            // old one, which is fenced (Kafka's static member replacement, KIP-345). A join
+            // with another member id than the instance's is a zombie: fenced.
+            if let Some(known) = self.static_member(instance) {
+                let known = known.member_id.clone();
+                if request.member_id.is_empty() {
+                    let new = self.new_member_id(&request.client_id);
+                    return Ok(MemberIdentity::ReplacedStatic { old: known, new });
+                }
+                if request.member_id != known {
+                    return Err(JoinResponse::error(
+                        ResponseError::FencedInstanceId,
+                        &request.member_id,
+                    ));
+                }
+                return Ok(MemberIdentity::Known(known));
             }
             if request.member_id.is_empty() {
-                return Ok(self.new_member_id(&request.client_id));
+                return Ok(MemberIdentity::Known(
+                    self.new_member_id(&request.client_id),
+                ));
             }
         }
         if request.member_id.is_empty() {
@@ -329,17 +366,59 @@ impl Group {
                     &member_id,
                 ));
             }
-            return Ok(member_id);
+            return Ok(MemberIdentity::Known(member_id));
         }
         if self.members.contains_key(&request.member_id)
             || self.pending_member_ids.remove(&request.member_id).is_some()
         {
-            return Ok(request.member_id.clone());
+            return Ok(MemberIdentity::Known(request.member_id.clone()));
         }
         Err(JoinResponse::error(
             ResponseError::UnknownMemberId,
             &request.member_id,
         ))
+    }
+
+    fn static_member(&self, instance: &str) -> Option<&Member> {
+        self.members
+            .values()
+            .find(|member| member.group_instance_id.as_deref() == Some(instance))
+    }
+
+    /// Moves a static member to its new member id (keeping its assignment and its place as
+    /// leader); whatever the old id was waiting for is answered FENCED_INSTANCE_ID.
+    fn replace_static_member(&mut self, old: &str, new: &str) -> Vec<Effect> {
+        let Some(mut member) = self.members.remove(old) else {
+            return Vec::new();
+        };
+        let mut effects = Vec::new();
+        if member.awaiting_join {
+            effects.push(Effect::Join(
+                old.to_string(),
+                JoinResponse::error(ResponseError::FencedInstanceId, old),
+            ));
+        }
+        if member.awaiting_sync {
+            member.awaiting_sync = false;
+            effects.push(Effect::Sync(
+                old.to_string(),
+                SyncResponse::error(ResponseError::FencedInstanceId),
+            ));
+        }
+        tracing::info!(group = %self.group_id, old, new, "static member replaced");
+        member.member_id = new.to_string();
+        if self.leader.as_deref() == Some(old) {
+            self.leader = Some(new.to_string());
+        }
+        self.members.insert(new.to_string(), member);
+        effects
+    }
+
+    /// FENCED_INSTANCE_ID for a request naming a static instance whose member id is another one
+    /// (the instance was restarted and replaced this member).
+    pub fn check_instance(&self, member_id: &str, instance: Option<&str>) -> Option<ResponseError> {
+        let known = self.static_member(instance?)?;
+        (known.member_id != member_id).then_some(ResponseError::FencedInstanceId)
     }
 
     fn prepare_rebalance(&mut self, now_ms: i64) -> Vec<Effect> {
@@ -617,11 +696,14 @@ impl Group {
         now_ms: i64,
     ) -> (Option<ResponseError>, Vec<Effect>) {
         let found = match group_instance_id {
-            Some(instance) => self
-                .members
-                .values()
-                .find(|member| member.group_instance_id.as_deref() == Some(instance))
-                .map(|member| member.member_id.clone()),
+            // An instance's leave names its member id too (or none, from admin tools): another
+            // id is a fenced zombie's.
+            Some(instance) => match self.static_member(instance) {
+                Some(member) if !member_id.is_empty() && member.member_id != member_id => {
+                    return (Some(ResponseError::FencedInstanceId), Vec::new());
+                }
+                found => found.map(|member| member.member_id.clone()),
+            },
             None => self
                 .members
                 .contains_key(member_id)
@@ -680,7 +762,12 @@ impl Group {
             .members
             .values()
             .filter(|member| {
+                // A member waiting in JoinGroup or SyncGroup sends no heartbeats (librdkafka
+                // does not, and cannot on its connection): as in Kafka, it is kept alive until
+                // the rebalance ends. The leader it waits for is not, so a dead leader still
+                // ends the wait.
                 !member.awaiting_join
+                    && !member.awaiting_sync
                     && now_ms - member.last_heartbeat_ms > member.session_timeout_ms
             })
             .map(|member| member.member_id.clone())
@@ -703,7 +790,11 @@ impl Group {
         if let Err(err) = self.check_member(member_id, generation_id) {
             return Some(err);
         }
-        (self.phase == GroupPhase::PreparingRebalance).then_some(ResponseError::RebalanceInProgress)
+        // As in Kafka: a member of the current generation may commit while the group prepares a
+        // rebalance (its commit on revocation is what lets the next owner resume exactly there);
+        // only while assignments are being handed out is it told to finish the rebalance first.
+        (self.phase == GroupPhase::CompletingRebalance)
+            .then_some(ResponseError::RebalanceInProgress)
     }
 }
 
@@ -843,7 +934,9 @@ mod tests {
 
     #[test]
     fn a_new_member_triggers_a_rebalance_seen_through_heartbeats() {
-        // Heartbeats answer REBALANCE_IN_PROGRESS until everyone rejoined; commits are refused meanwhile.
+        // Heartbeats answer REBALANCE_IN_PROGRESS until everyone rejoined; commits of the current
+        // generation are taken meanwhile (as Kafka does; librdkafka test 0113), and refused with
+        // REBALANCE_IN_PROGRESS only while the new generation's assignments are handed out.
         let mut group = Group::new("g");
         let (leader, follower) = stable_group_of_two(&mut group);
         let c = handshake(&mut group, 2_000);
@@ -853,10 +946,7 @@ mod tests {
             group.heartbeat(&leader, 1, 2_001),
             Some(ResponseError::RebalanceInProgress)
         );
-        assert_eq!(
-            group.check_commit(&leader, 1),
-            Some(ResponseError::RebalanceInProgress)
-        );
+        assert_eq!(group.check_commit(&leader, 1), None);
         group.join(join_request(&leader, &["range"]), 2_002);
         let (reply, effects) = group.join(join_request(&follower, &["range"]), 2_003);
         let mut all = joined(&effects);
@@ -869,6 +959,113 @@ mod tests {
             "everyone is answered when the last member rejoins"
         );
         assert!(all.iter().all(|r| r.generation_id == 2));
+        assert_eq!(group.phase, GroupPhase::CompletingRebalance);
+        assert_eq!(
+            group.check_commit(&leader, 2),
+            Some(ResponseError::RebalanceInProgress)
+        );
+        assert_eq!(
+            group.check_commit(&leader, 1),
+            Some(ResponseError::IllegalGeneration)
+        );
+    }
+
+    #[test]
+    fn members_waiting_for_the_leaders_assignment_are_not_expired_but_a_dead_leader_is() {
+        // Followers parked in SyncGroup send no heartbeats; they must outlive their session
+        // timeout while they wait. A leader that never syncs expires, and the followers are told
+        // to rejoin.
+        let mut group = Group::new("g");
+        let a = handshake(&mut group, 0);
+        let b = handshake(&mut group, 0);
+        group.join(join_request(&a, &["range"]), 0);
+        group.join(join_request(&b, &["range"]), 0);
+        let effects = group.tick(1_000);
+        let leader = joined(&effects)[0].leader.clone();
+        let follower = if leader == a { b.clone() } else { a.clone() };
+        let (reply, _) = group.sync(&follower, 1, Vec::new(), 1_000);
+        assert_eq!(reply, Reply::Later(follower.clone()));
+        let effects = group.tick(11_001);
+        assert!(
+            !group.members.contains_key(&leader),
+            "the silent leader expired"
+        );
+        assert!(
+            group.members.contains_key(&follower),
+            "the waiting follower stays"
+        );
+        assert_eq!(
+            effects,
+            vec![Effect::Sync(
+                follower.clone(),
+                SyncResponse::error(ResponseError::RebalanceInProgress)
+            )]
+        );
+        assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+        let (reply, _) = group.join(join_request(&follower, &["range"]), 11_100);
+        let Reply::Now(response) = reply else {
+            panic!("the only member rejoined: answered at once")
+        };
+        assert_eq!((response.generation_id, response.leader), (2, follower));
+    }
+
+    #[test]
+    fn a_restarted_static_member_replaces_and_fences_the_old_one() {
+        // KIP-345: the same group.instance.id joining with no member id is the instance restarted:
+        // it gets a new member id and the group's current generation (no rebalance in Stable); the
+        // old member id is fenced everywhere (librdkafka test 0102).
+        let mut group = Group::new("g");
+        let mut request = join_request("", &["range"]);
+        request.group_instance_id = Some("instance-1".into());
+        let mut other = join_request("", &["range"]);
+        other.group_instance_id = Some("instance-2".into());
+        group.join(request.clone(), 0);
+        group.join(other, 0);
+        let effects = group.tick(1_000);
+        let ids: Vec<String> = joined(&effects)
+            .iter()
+            .map(|r| r.member_id.clone())
+            .collect();
+        let old = group.static_member("instance-1").unwrap().member_id.clone();
+        let leader = group.leader.clone().unwrap();
+        let assignments = ids
+            .iter()
+            .map(|id| (id.clone(), Bytes::from(format!("for-{id}"))))
+            .collect();
+        group.sync(&leader, 1, assignments, 1_000);
+        let follower = ids.iter().find(|id| **id != leader).unwrap().clone();
+        group.sync(&follower, 1, Vec::new(), 1_000);
+        assert_eq!(group.phase, GroupPhase::Stable);
+
+        let (reply, effects) = group.join(request, 2_000);
+        assert!(effects.is_empty());
+        let Reply::Now(response) = reply else {
+            panic!("a restarted static member gets the current generation at once")
+        };
+        assert_eq!((response.error, response.generation_id), (None, 1));
+        let new = response.member_id.clone();
+        assert_ne!(new, old);
+        assert_eq!(group.phase, GroupPhase::Stable);
+        let (reply, _) = group.sync(&new, 1, Vec::new(), 2_001);
+        let Reply::Now(synced) = reply else {
+            panic!("Stable: answered at once")
+        };
+        assert_eq!(synced.assignment, Bytes::from(format!("for-{old}")));
+        assert_eq!(
+            group.check_instance(&old, Some("instance-1")),
+            Some(ResponseError::FencedInstanceId)
+        );
+        assert_eq!(group.check_instance(&new, Some("instance-1")), None);
+        let mut zombie = join_request(&old, &["range"]);
+        zombie.group_instance_id = Some("instance-1".into());
+        let (reply, _) = group.join(zombie, 2_002);
+        let Reply::Now(refused) = reply else {
+            panic!("refused at once")
+        };
+        assert_eq!(refused.error, Some(ResponseError::FencedInstanceId));
+        let (error, _) = group.leave(&old, Some("instance-1"), 2_003);
+        assert_eq!(error, Some(ResponseError::FencedInstanceId));
+        assert_eq!(group.members.len(), 2, "a fenced leave removes nobody");
     }
 
     #[test]
@@ -926,17 +1123,20 @@ mod tests {
 
     #[test]
     fn static_members_keep_their_id_across_rejoins() {
-        // group.instance.id: a restarted static member takes its old place without a new id.
+        // group.instance.id: a static member gets its id at once (no MEMBER_ID_REQUIRED) and
+        // keeps it when it rejoins with it. (A restart, with no member id, is a replacement:
+        // a_restarted_static_member_replaces_and_fences_the_old_one.)
         let mut group = Group::new("g");
         let mut request = join_request("", &["range"]);
         request.group_instance_id = Some("instance-1".into());
         let (_, _) = group.join(request.clone(), 0);
         let effects = group.tick(1_000);
         let first_id = joined(&effects)[0].member_id.clone();
+        request.member_id = first_id.clone();
         let (reply, _) = group.join(request, 2_000);
         let again = match reply {
             Reply::Now(response) => response.member_id,
-            Reply::Later(_) => first_id.clone(),
+            Reply::Later(id) => id,
         };
         assert_eq!(again, first_id);
         let (error, _) = group.leave("", Some("instance-1"), 3_000);
