@@ -238,6 +238,11 @@ impl ShardStart {
             error!(shard = self.id.0, %err, "fatal: background fsync failed");
             std::process::exit(3);
         }
+        // The coordinator stops first: its timers must not write to a closing log, and requests
+        // parked in JoinGroup/SyncGroup are answered now rather than holding up the drain.
+        if let Some(coordinator) = context.coordinator.borrow_mut().take() {
+            coordinator.stop();
+        }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while context.in_flight_requests.get() > 0 && Instant::now() < deadline {
             compio::time::sleep(Duration::from_millis(5)).await;
@@ -320,8 +325,11 @@ async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()> {
     );
     *context.coordinator.borrow_mut() = Some(Rc::clone(&coordinator));
     compio::runtime::spawn(async move {
-        loop {
+        while !coordinator.is_stopped() {
             compio::time::sleep(Duration::from_millis(TICK_MS)).await;
+            if coordinator.is_stopped() {
+                break;
+            }
             coordinator.tick().await;
         }
     })

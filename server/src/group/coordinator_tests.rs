@@ -349,3 +349,39 @@ fn records_are_split_into_batches_under_the_limit() {
     }
     assert_eq!(super::batch_chunks(&records[..1], 10).len(), 1);
 }
+
+#[compio::test]
+async fn a_stopped_coordinator_answers_parked_joins_and_writes_nothing_more() {
+    // Shutdown: a JoinGroup waiting for the initial delay is answered COORDINATOR_NOT_AVAILABLE at
+    // once, and timers or commits after the stop leave the offsets log as it was (it is about to
+    // close; a write then would fail with "partition log is closed").
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (log, coordinator) = coordinator(dir.path(), &metadata).await;
+    let joining = compio::runtime::spawn({
+        let coordinator = Rc::clone(&coordinator);
+        async move { coordinator.join("g".into(), classic_join()).await }
+    });
+    compio::time::sleep(Duration::from_millis(20)).await;
+    let end_before = log.high_watermark();
+    coordinator.stop();
+    let answer = joining.await.unwrap();
+    assert_eq!(answer.error, Some(ResponseError::CoordinatorNotAvailable));
+    compio::time::sleep(Duration::from_millis(
+        INITIAL_REBALANCE_DELAY_MS as u64 + 50,
+    ))
+    .await;
+    coordinator.tick().await;
+    let committed = CommittedOffset {
+        offset: 1,
+        leader_epoch: -1,
+        metadata: None,
+        commit_ms: 0,
+    };
+    let refused = coordinator
+        .commit("simple", ("", None, -1), 8, vec![("t".into(), 0, committed)])
+        .await;
+    assert_eq!(refused, Err(ResponseError::CoordinatorNotAvailable));
+    assert_eq!(log.high_watermark(), end_before, "nothing written after the stop");
+    assert!(coordinator.is_stopped());
+}

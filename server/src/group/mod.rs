@@ -69,6 +69,9 @@ pub struct Coordinator {
     consumer_config: ConsumerGroupConfig,
     metadata: Arc<Metadata>,
     log: Rc<PartitionLog>,
+    /// Set when the broker shuts down: timers stop and nothing more is written, so the log can
+    /// close under no writer.
+    stopped: std::cell::Cell<bool>,
     /// Tests: how many of the next writes to the offsets log fail.
     #[cfg(test)]
     failing_writes: std::cell::Cell<u32>,
@@ -159,6 +162,7 @@ impl Coordinator {
             consumer_config,
             metadata,
             log,
+            stopped: std::cell::Cell::new(false),
             #[cfg(test)]
             failing_writes: std::cell::Cell::new(0),
         };
@@ -262,6 +266,9 @@ impl Coordinator {
     async fn persist(&self, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), ResponseError> {
         if records.is_empty() {
             return Ok(());
+        }
+        if self.stopped.get() {
+            return Err(ResponseError::CoordinatorNotAvailable);
         }
         #[cfg(test)]
         if self.failing_writes.get() > 0 {
@@ -527,6 +534,34 @@ impl Coordinator {
             .borrow()
             .get(group_id)
             .is_some_and(|group| group.phase == GroupPhase::Stable)
+    }
+
+    /// Stops the coordinator for a shutdown: no more timers or writes, and every request parked
+    /// in JoinGroup or SyncGroup is answered COORDINATOR_NOT_AVAILABLE at once (the client finds
+    /// the coordinator again once the broker is back), as Kafka answers them when it resigns.
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        for (_, waiter) in self.join_waiters.borrow_mut().drain() {
+            let _ = waiter.send(JoinResponse {
+                error: Some(ResponseError::CoordinatorNotAvailable),
+                generation_id: -1,
+                protocol_type: None,
+                protocol_name: None,
+                leader: String::new(),
+                member_id: String::new(),
+                members: Vec::new(),
+            });
+        }
+        for (_, waiter) in self.sync_waiters.borrow_mut().drain() {
+            let _ = waiter.send(SyncResponse::error(
+                ResponseError::CoordinatorNotAvailable,
+            ));
+        }
+    }
+
+    /// Whether [`Coordinator::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.get()
     }
 
     /// Runs timeouts of every group.
