@@ -379,9 +379,18 @@ async fn a_stopped_coordinator_answers_parked_joins_and_writes_nothing_more() {
         commit_ms: 0,
     };
     let refused = coordinator
-        .commit("simple", ("", None, -1), 8, vec![("t".into(), 0, committed)])
+        .commit(
+            "simple",
+            ("", None, -1),
+            8,
+            vec![("t".into(), 0, committed)],
+        )
         .await;
     assert_eq!(refused, Err(ResponseError::CoordinatorNotAvailable));
-    assert_eq!(log.high_watermark(), end_before, "nothing written after the stop");
+    assert_eq!(
+        log.high_watermark(),
+        end_before,
+        "nothing written after the stop"
+    );
     assert!(coordinator.is_stopped());
 }

@@ -553,9 +553,7 @@ impl Coordinator {
             });
         }
         for (_, waiter) in self.sync_waiters.borrow_mut().drain() {
-            let _ = waiter.send(SyncResponse::error(
-                ResponseError::CoordinatorNotAvailable,
-            ));
+            let _ = waiter.send(SyncResponse::error(ResponseError::CoordinatorNotAvailable));
         }
     }
 
