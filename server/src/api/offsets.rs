@@ -8,6 +8,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -139,83 +140,94 @@ pub async fn offset_fetch(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let fetch: OffsetFetchRequest = request.decode(body)?;
-    let version = request.version;
-    if version >= 8 {
+    let response = if request.version >= 8 {
         let mut groups = Vec::with_capacity(fetch.groups.len());
         for group in fetch.groups {
-            let wanted = group.topics.as_ref().map(|topics| {
-                topics
-                    .iter()
-                    .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
-                    .collect()
-            });
-            let member = (
-                group.member_id.as_ref().map(|id| id.to_string()),
-                group.member_epoch,
-            );
-            let rows = fetch_group(context, group.group_id.to_string(), wanted, member).await?;
-            let rows = match rows {
-                Some(Err(error)) => {
-                    groups.push(
-                        OffsetFetchResponseGroup::default()
-                            .with_group_id(group.group_id)
-                            .with_error_code(code(error)),
-                    );
-                    continue;
-                }
-                Some(Ok(rows)) => Some(rows),
-                None => None,
-            };
-            let Some(rows) = rows else {
-                groups.push(
-                    OffsetFetchResponseGroup::default()
-                        .with_group_id(group.group_id)
-                        .with_error_code(code(ResponseError::CoordinatorNotAvailable)),
-                );
-                continue;
-            };
-            let topics = by_topic(rows)
+            groups.push(fetch_one_of_groups(context, group).await?);
+        }
+        OffsetFetchResponse::default().with_groups(groups)
+    } else {
+        fetch_single_group(context, fetch, request.version).await?
+    };
+    Ok(request.frame(&response))
+}
+
+/// The partitions a request names (none: every committed one).
+fn wanted_partitions<'a>(
+    topics: Option<impl IntoIterator<Item = (&'a TopicName, &'a Vec<i32>)>>,
+) -> Option<Vec<(String, Vec<i32>)>> {
+    topics.map(|topics| {
+        topics
+            .into_iter()
+            .map(|(name, partitions)| (name.to_string(), partitions.clone()))
+            .collect()
+    })
+}
+
+/// One group of an OffsetFetch v8+ (which asks for several at once, each with its own error).
+async fn fetch_one_of_groups(
+    context: &Rc<ShardContext>,
+    group: OffsetFetchRequestGroup,
+) -> Result<OffsetFetchResponseGroup, RequestError> {
+    let wanted = wanted_partitions(
+        group
+            .topics
+            .as_ref()
+            .map(|topics| topics.iter().map(|t| (&t.name, &t.partition_indexes))),
+    );
+    let member = (
+        group.member_id.as_ref().map(|id| id.to_string()),
+        group.member_epoch,
+    );
+    let answer = fetch_group(context, group.group_id.to_string(), wanted, member).await?;
+    let response = OffsetFetchResponseGroup::default().with_group_id(group.group_id);
+    let rows = match answer {
+        None => return Ok(response.with_error_code(code(ResponseError::CoordinatorNotAvailable))),
+        Some(Err(error)) => return Ok(response.with_error_code(code(error))),
+        Some(Ok(rows)) => rows,
+    };
+    let topics = by_topic(rows)
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
                 .into_iter()
-                .map(|(name, partitions)| {
-                    let partitions = partitions
-                        .into_iter()
-                        .map(|(partition, committed)| {
-                            let (offset, epoch, metadata) = committed_fields(committed);
-                            OffsetFetchResponsePartitions::default()
-                                .with_partition_index(partition)
-                                .with_committed_offset(offset)
-                                .with_committed_leader_epoch(epoch)
-                                .with_metadata(metadata.as_deref().map(str_bytes))
-                        })
-                        .collect();
-                    OffsetFetchResponseTopics::default()
-                        .with_name(TopicName(str_bytes(&name)))
-                        .with_partitions(partitions)
+                .map(|(partition, committed)| {
+                    let (offset, epoch, metadata) = committed_fields(committed);
+                    OffsetFetchResponsePartitions::default()
+                        .with_partition_index(partition)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(metadata.as_deref().map(str_bytes))
                 })
                 .collect();
-            groups.push(
-                OffsetFetchResponseGroup::default()
-                    .with_group_id(group.group_id)
-                    .with_topics(topics),
-            );
-        }
-        return Ok(request.frame(&OffsetFetchResponse::default().with_groups(groups)));
-    }
-    let wanted = fetch.topics.as_ref().map(|topics| {
-        topics
-            .iter()
-            .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
-            .collect()
-    });
+            OffsetFetchResponseTopics::default()
+                .with_name(TopicName(str_bytes(&name)))
+                .with_partitions(partitions)
+        })
+        .collect();
+    Ok(response.with_topics(topics))
+}
+
+/// OffsetFetch v0–7: one group, its partitions at the top level.
+async fn fetch_single_group(
+    context: &Rc<ShardContext>,
+    fetch: OffsetFetchRequest,
+    version: i16,
+) -> Result<OffsetFetchResponse, RequestError> {
+    let wanted = wanted_partitions(
+        fetch
+            .topics
+            .as_ref()
+            .map(|topics| topics.iter().map(|t| (&t.name, &t.partition_indexes))),
+    );
     let rows = fetch_group(context, fetch.group_id.to_string(), wanted, (None, -1)).await?;
     let Some(Ok(rows)) = rows else {
         let response = OffsetFetchResponse::default();
-        let response = if version >= 2 {
+        return Ok(if version >= 2 {
             response.with_error_code(code(ResponseError::CoordinatorNotAvailable))
         } else {
             response
-        };
-        return Ok(request.frame(&response));
+        });
     };
     let topics = by_topic(rows)
         .into_iter()
@@ -240,7 +252,7 @@ pub async fn offset_fetch(
                 .with_partitions(partitions)
         })
         .collect();
-    Ok(request.frame(&OffsetFetchResponse::default().with_topics(topics)))
+    Ok(OffsetFetchResponse::default().with_topics(topics))
 }
 
 pub async fn offset_delete(

@@ -327,29 +327,6 @@ async fn ids_with_a_nul_byte_are_refused() {
     assert!(first.list().is_empty());
 }
 
-#[test]
-fn records_are_split_into_batches_under_the_limit() {
-    let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..100)
-        .map(|i| (format!("key{i}").into_bytes(), Some(vec![b'v'; 1000])))
-        .collect();
-    let chunks = super::batch_chunks(&records, 10_000);
-    assert!(chunks.len() > 1);
-    assert_eq!(chunks.iter().map(|chunk| chunk.len()).sum::<usize>(), 100);
-    for chunk in &chunks {
-        let specs: Vec<ringtail_engine::batch::RecordSpec<'_>> = chunk
-            .iter()
-            .map(|(key, value)| ringtail_engine::batch::RecordSpec {
-                key: Some(key),
-                value: value.as_deref(),
-                timestamp_delta: 0,
-            })
-            .collect();
-        let batch = ringtail_engine::batch::encode_batch(0, &specs, Default::default());
-        assert!(batch.len() <= 10_000, "{} bytes", batch.len());
-    }
-    assert_eq!(super::batch_chunks(&records[..1], 10).len(), 1);
-}
-
 #[compio::test]
 async fn a_stopped_coordinator_answers_parked_joins_and_writes_nothing_more() {
     // Shutdown: a JoinGroup waiting for the initial delay is answered COORDINATOR_NOT_AVAILABLE at

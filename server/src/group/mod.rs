@@ -7,16 +7,15 @@
 //! follower's SyncGroup until the leader's assignment) park on a oneshot that the state machine's
 //! effects complete; a 100 ms tick drives session and rebalance timeouts.
 //!
-//! # Byte map of a `__consumer_offsets` record (uncompressed batches written by the coordinator)
-//! ```text
-//! key   "offset\0<group>\0<topic>\0<partition>"   value JSON {"offset","leader_epoch","metadata","commit_ms"}
-//! key   "group\0<group>"                           value JSON: a classic group, classic_record.rs
-//! key   "cgroup\0<group>", "cmember\0<group>\0<member>"  consumer (KIP-848) groups: consumer/record.rs
-//! a null value (tombstone) deletes the key
-//! ```
+//! Modules: [`offsets_log`] the records' keys and batches (with the byte map), [`replay`] the
+//! rebuild at start, [`admin`] the views and deletions of admin tools, [`classic_record`] a
+//! classic group's record, [`consumer`] KIP-848 groups; this file the live classic coordinator.
 
+pub mod admin;
 pub mod classic_record;
 pub mod consumer;
+pub mod offsets_log;
+mod replay;
 pub mod state;
 
 use std::cell::RefCell;
@@ -24,18 +23,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_channel::oneshot;
 use kafka_protocol::error::ResponseError;
-use ringtail_engine::batch::{decode_records, encode_batch, ProducerSpec, RecordSpec};
 use ringtail_engine::log::now_ms;
 use ringtail_engine::PartitionLog;
 use serde::{Deserialize, Serialize};
 
 use classic_record::GroupRecord;
-use consumer::record::Record;
 use consumer::{ConsumerGroup, ConsumerGroupConfig};
 use state::{Effect, Group, GroupPhase, JoinRequest, JoinResponse, Reply, SyncResponse};
+
+pub(crate) use offsets_log::{fits_in_key, group_key};
 
 use crate::metadata::Metadata;
 
@@ -43,8 +42,6 @@ use crate::metadata::Metadata;
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How often session and rebalance timeouts are checked.
 pub const TICK_MS: u64 = 100;
-/// Bytes read at a time when the offsets log is replayed at start.
-const REPLAY_READ_BYTES: u64 = 1 << 20;
 
 /// A committed offset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,189 +74,7 @@ pub struct Coordinator {
     failing_writes: std::cell::Cell<u32>,
 }
 
-/// A group as ListGroups shows it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ListedGroup {
-    pub group_id: String,
-    pub protocol_type: String,
-    pub state: &'static str,
-    /// "classic" or "consumer" (KIP-848), as Kafka's ListGroups v5 names them.
-    pub group_type: &'static str,
-}
-
-fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
-    format!("offset\0{group}\0{topic}\0{partition}").into_bytes()
-}
-
-/// Whether a consumer-protocol assignment (version, [topic, [partition]], user data) names
-/// `topic`. Assignments are the clients' bytes; anything unreadable counts as not naming it.
-fn assignment_mentions(assignment: &Bytes, topic: &str) -> bool {
-    use bytes::Buf;
-    use kafka_protocol::protocol::Decodable;
-    let mut bytes = assignment.clone();
-    if bytes.remaining() < 2 {
-        return false;
-    }
-    let version = bytes.get_i16().clamp(0, 3);
-    kafka_protocol::messages::ConsumerProtocolAssignment::decode(&mut bytes, version).is_ok_and(
-        |decoded| {
-            decoded
-                .assigned_partitions
-                .iter()
-                .any(|assigned| assigned.topic.as_str() == topic)
-        },
-    )
-}
-
-/// A batch's bytes besides its records (Kafka's v2 batch header).
-const BATCH_OVERHEAD: usize = 61;
-/// A record's bytes besides its key and value, at most (length, attributes, timestamp and offset
-/// deltas, key and value lengths, header count as varints).
-const RECORD_OVERHEAD: usize = 32;
-
-/// Splits records into runs whose batches stay within `max_batch_bytes` (a single record larger
-/// than that is a run of its own, which the log refuses).
-fn batch_chunks(records: &[Record], max_batch_bytes: usize) -> Vec<&[Record]> {
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    let mut size = BATCH_OVERHEAD;
-    for (index, (key, value)) in records.iter().enumerate() {
-        let record = RECORD_OVERHEAD + key.len() + value.as_ref().map_or(0, Vec::len);
-        if index > start && size + record > max_batch_bytes {
-            chunks.push(&records[start..index]);
-            start = index;
-            size = BATCH_OVERHEAD;
-        }
-        size += record;
-    }
-    chunks.push(&records[start..]);
-    chunks
-}
-
-/// Whether an id (group, member, topic) can be part of a record key: keys separate their parts
-/// with NUL bytes, so an id containing one would make a key that replay does not recognise.
-pub(crate) fn fits_in_key(id: &str) -> bool {
-    !id.contains('\0')
-}
-
-pub(crate) fn group_key(group: &str) -> Vec<u8> {
-    format!("group\0{group}").into_bytes()
-}
-
 impl Coordinator {
-    /// Rebuilds groups and offsets from the offsets log.
-    pub async fn load(
-        log: Rc<PartitionLog>,
-        metadata: Arc<Metadata>,
-        consumer_config: ConsumerGroupConfig,
-    ) -> Result<Self, ringtail_engine::ReadError> {
-        let coordinator = Self {
-            groups: RefCell::new(BTreeMap::new()),
-            join_waiters: RefCell::new(HashMap::new()),
-            sync_waiters: RefCell::new(HashMap::new()),
-            offsets: RefCell::new(BTreeMap::new()),
-            consumer_groups: RefCell::new(BTreeMap::new()),
-            consumer_config,
-            metadata,
-            log,
-            stopped: std::cell::Cell::new(false),
-            #[cfg(test)]
-            failing_writes: std::cell::Cell::new(0),
-        };
-        let mut offset = coordinator.log.log_start_offset();
-        let end = coordinator.log.high_watermark();
-        let mut records = 0usize;
-        while offset < end {
-            let bytes = coordinator
-                .log
-                .read_bytes(offset, REPLAY_READ_BYTES, true)
-                .await?;
-            let mut position = 0;
-            while position < bytes.len() {
-                let header =
-                    ringtail_engine::batch::parse_header(&bytes[position..]).map_err(|err| {
-                        ringtail_engine::ReadError::Corrupt {
-                            path: coordinator.log.dir().to_path_buf(),
-                            position: position as u64,
-                            reason: err.to_string(),
-                        }
-                    })?;
-                let batch = &bytes[position..position + header.total_bytes()];
-                for record in decode_records(batch).unwrap_or_default() {
-                    coordinator.apply_record(record.key.unwrap_or_default(), record.value);
-                    records += 1;
-                }
-                offset = header.next_offset();
-                position += header.total_bytes();
-            }
-            if bytes.is_empty() {
-                break;
-            }
-        }
-        // Sessions start anew: members have until a session timeout from now to heartbeat.
-        let now = now_ms();
-        for group in coordinator.consumer_groups.borrow_mut().values_mut() {
-            group.start_sessions(&coordinator.consumer_config, now);
-        }
-        tracing::info!(
-            records,
-            groups = coordinator.groups.borrow().len(),
-            consumer_groups = coordinator.consumer_groups.borrow().len(),
-            "group coordinator loaded"
-        );
-        Ok(coordinator)
-    }
-
-    fn apply_record(&self, key: &[u8], value: Option<&[u8]>) {
-        let Ok(key) = std::str::from_utf8(key) else {
-            return;
-        };
-        let parts: Vec<&str> = key.split('\0').collect();
-        if consumer::record::apply(&mut self.consumer_groups.borrow_mut(), &parts, value) {
-            return;
-        }
-        match parts.as_slice() {
-            ["offset", group, topic, partition] => {
-                let Ok(partition) = partition.parse::<i32>() else {
-                    return;
-                };
-                let mut offsets = self.offsets.borrow_mut();
-                match value.and_then(|value| serde_json::from_slice::<CommittedOffset>(value).ok())
-                {
-                    Some(committed) => {
-                        offsets
-                            .entry(group.to_string())
-                            .or_default()
-                            .insert((topic.to_string(), partition), committed);
-                    }
-                    None => {
-                        if let Some(group_offsets) = offsets.get_mut(*group) {
-                            group_offsets.remove(&(topic.to_string(), partition));
-                        }
-                    }
-                }
-            }
-            ["group", group] => {
-                let mut groups = self.groups.borrow_mut();
-                let Some(value) = value else {
-                    groups.remove(*group);
-                    return;
-                };
-                // A Stable group comes back with its members; otherwise Empty with its generation.
-                match serde_json::from_slice::<GroupRecord>(value)
-                    .ok()
-                    .and_then(|record| record.restore(group, now_ms()))
-                {
-                    Some(restored) => {
-                        groups.insert(group.to_string(), restored);
-                    }
-                    None => tracing::warn!(group, "skipping an unreadable or newer group record"),
-                }
-            }
-            _ => {}
-        }
-    }
-
     /// Appends records to the offsets log and waits until they are durable. One append of one
     /// or more batches (each under the log's `max.message.bytes`): the records are written
     /// together or not at all.
@@ -276,19 +91,7 @@ impl Coordinator {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
         let max_batch_bytes = self.log.config().max_message_bytes as usize;
-        let now = now_ms();
-        let mut record_set = BytesMut::new();
-        for chunk in batch_chunks(&records, max_batch_bytes) {
-            let specs: Vec<RecordSpec<'_>> = chunk
-                .iter()
-                .map(|(key, value)| RecordSpec {
-                    key: Some(key),
-                    value: value.as_deref(),
-                    timestamp_delta: 0,
-                })
-                .collect();
-            record_set.extend_from_slice(&encode_batch(now, &specs, ProducerSpec::default()));
-        }
+        let record_set = offsets_log::encode_records(&records, max_batch_bytes, now_ms());
         self.log
             .append(record_set, 0)
             .await
@@ -633,7 +436,7 @@ impl Coordinator {
             .iter()
             .map(|(topic, partition, committed)| {
                 (
-                    offset_key(group_id, topic, *partition),
+                    offsets_log::offset_key(group_id, topic, *partition),
                     Some(serde_json::to_vec(committed).expect("serialisable")),
                 )
             })
@@ -689,143 +492,6 @@ impl Coordinator {
                 })
                 .unwrap_or_default(),
         }
-    }
-
-    /// Every group, classic and consumer, and groups known only by their offsets.
-    pub fn list(&self) -> Vec<ListedGroup> {
-        let mut all: Vec<ListedGroup> = self
-            .groups
-            .borrow()
-            .values()
-            .map(|group| ListedGroup {
-                group_id: group.group_id.clone(),
-                protocol_type: group.protocol_type.clone().unwrap_or_default(),
-                state: group.phase.kafka_name(),
-                group_type: "classic",
-            })
-            .collect();
-        all.extend(
-            self.consumer_groups
-                .borrow()
-                .values()
-                .map(|group| ListedGroup {
-                    group_id: group.group_id.clone(),
-                    protocol_type: "consumer".to_string(),
-                    state: group.phase().kafka_name(),
-                    group_type: "consumer",
-                }),
-        );
-        for group_id in self.offsets.borrow().keys() {
-            if !all.iter().any(|listed| listed.group_id == *group_id) {
-                all.push(ListedGroup {
-                    group_id: group_id.clone(),
-                    protocol_type: String::new(),
-                    state: "Empty",
-                    group_type: "classic",
-                });
-            }
-        }
-        all.sort();
-        all
-    }
-
-    /// A snapshot of one group for DescribeGroups.
-    pub fn describe(&self, group_id: &str) -> Option<Group> {
-        self.groups.borrow().get(group_id).cloned().or_else(|| {
-            self.offsets
-                .borrow()
-                .contains_key(group_id)
-                .then(|| Group::new(group_id))
-        })
-    }
-
-    /// Deletes committed offsets of partitions the group does not consume now (OffsetDelete).
-    /// Returns an error per partition: GROUP_SUBSCRIBED_TO_TOPIC for topics a member is assigned.
-    pub async fn delete_offsets(
-        &self,
-        group_id: &str,
-        partitions: Vec<(String, i32)>,
-    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
-        let known = self.groups.borrow().contains_key(group_id)
-            || self.consumer_groups.borrow().contains_key(group_id)
-            || self.offsets.borrow().contains_key(group_id);
-        if !known {
-            return Err(ResponseError::GroupIdNotFound);
-        }
-        let subscribed = |topic: &str| -> bool {
-            let classic = self.groups.borrow().get(group_id).is_some_and(|group| {
-                group
-                    .members
-                    .values()
-                    .any(|member| assignment_mentions(&member.assignment, topic))
-            });
-            classic
-                || self
-                    .consumer_groups
-                    .borrow()
-                    .get(group_id)
-                    .is_some_and(|group| {
-                        group.members.values().any(|member| {
-                            member.assigned.contains_key(topic)
-                                || member.revoking.contains_key(topic)
-                        })
-                    })
-        };
-        let mut answers = Vec::with_capacity(partitions.len());
-        let mut tombstones = Vec::new();
-        for (topic, partition) in &partitions {
-            if subscribed(topic) {
-                answers.push(Some(ResponseError::GroupSubscribedToTopic));
-            } else {
-                tombstones.push((offset_key(group_id, topic, *partition), None));
-                answers.push(None);
-            }
-        }
-        self.persist(tombstones).await?;
-        if let Some(group_offsets) = self.offsets.borrow_mut().get_mut(group_id) {
-            for ((topic, partition), answer) in partitions.into_iter().zip(&answers) {
-                if answer.is_none() {
-                    group_offsets.remove(&(topic, partition));
-                }
-            }
-        }
-        Ok(answers)
-    }
-
-    /// Deletes an empty group and its offsets.
-    pub async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
-        let consumer_tombstones = match self.consumer_groups.borrow().get(group_id) {
-            Some(group) if !group.members.is_empty() => return Err(ResponseError::NonEmptyGroup),
-            Some(group) => Some(consumer::record::tombstones(group)),
-            None => None,
-        };
-        let known = consumer_tombstones.is_some() || {
-            let groups = self.groups.borrow();
-            match groups.get(group_id) {
-                Some(group) if !group.members.is_empty() => {
-                    return Err(ResponseError::NonEmptyGroup)
-                }
-                Some(_) => true,
-                None => self.offsets.borrow().contains_key(group_id),
-            }
-        };
-        if !known {
-            return Err(ResponseError::GroupIdNotFound);
-        }
-        let mut tombstones: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-            consumer_tombstones.unwrap_or_else(|| vec![(group_key(group_id), None)]);
-        if let Some(group_offsets) = self.offsets.borrow().get(group_id) {
-            tombstones.extend(
-                group_offsets
-                    .keys()
-                    .map(|(topic, partition)| (offset_key(group_id, topic, *partition), None)),
-            );
-        }
-        self.persist(tombstones).await?;
-        self.groups.borrow_mut().remove(group_id);
-        self.consumer_groups.borrow_mut().remove(group_id);
-        self.offsets.borrow_mut().remove(group_id);
-        Ok(())
     }
 }
 

@@ -1,0 +1,179 @@
+//! The coordinator's views and deletions for admin tools: ListGroups, DescribeGroups,
+//! OffsetDelete and DeleteGroups.
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+
+use super::consumer;
+use super::offsets_log::{group_key, offset_key};
+use super::state::Group;
+use super::Coordinator;
+
+/// A group as ListGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListedGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848), as Kafka's ListGroups v5 names them.
+    pub group_type: &'static str,
+}
+
+/// Whether a consumer-protocol assignment (version, [topic, [partition]], user data) names
+/// `topic`. Assignments are the clients' bytes; anything unreadable counts as not naming it.
+fn assignment_mentions(assignment: &Bytes, topic: &str) -> bool {
+    use bytes::Buf;
+    use kafka_protocol::protocol::Decodable;
+    let mut bytes = assignment.clone();
+    if bytes.remaining() < 2 {
+        return false;
+    }
+    let version = bytes.get_i16().clamp(0, 3);
+    kafka_protocol::messages::ConsumerProtocolAssignment::decode(&mut bytes, version).is_ok_and(
+        |decoded| {
+            decoded
+                .assigned_partitions
+                .iter()
+                .any(|assigned| assigned.topic.as_str() == topic)
+        },
+    )
+}
+
+impl Coordinator {
+    /// Every group, classic and consumer, and groups known only by their offsets.
+    pub fn list(&self) -> Vec<ListedGroup> {
+        let mut all: Vec<ListedGroup> = self
+            .groups
+            .borrow()
+            .values()
+            .map(|group| ListedGroup {
+                group_id: group.group_id.clone(),
+                protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                state: group.phase.kafka_name(),
+                group_type: "classic",
+            })
+            .collect();
+        all.extend(
+            self.consumer_groups
+                .borrow()
+                .values()
+                .map(|group| ListedGroup {
+                    group_id: group.group_id.clone(),
+                    protocol_type: "consumer".to_string(),
+                    state: group.phase().kafka_name(),
+                    group_type: "consumer",
+                }),
+        );
+        for group_id in self.offsets.borrow().keys() {
+            if !all.iter().any(|listed| listed.group_id == *group_id) {
+                all.push(ListedGroup {
+                    group_id: group_id.clone(),
+                    protocol_type: String::new(),
+                    state: "Empty",
+                    group_type: "classic",
+                });
+            }
+        }
+        all.sort();
+        all
+    }
+
+    /// A snapshot of one group for DescribeGroups.
+    pub fn describe(&self, group_id: &str) -> Option<Group> {
+        self.groups.borrow().get(group_id).cloned().or_else(|| {
+            self.offsets
+                .borrow()
+                .contains_key(group_id)
+                .then(|| Group::new(group_id))
+        })
+    }
+
+    /// Deletes committed offsets of partitions the group does not consume now (OffsetDelete).
+    /// Returns an error per partition: GROUP_SUBSCRIBED_TO_TOPIC for topics a member is assigned.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        let known = self.groups.borrow().contains_key(group_id)
+            || self.consumer_groups.borrow().contains_key(group_id)
+            || self.offsets.borrow().contains_key(group_id);
+        if !known {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        let subscribed = |topic: &str| -> bool {
+            let classic = self.groups.borrow().get(group_id).is_some_and(|group| {
+                group
+                    .members
+                    .values()
+                    .any(|member| assignment_mentions(&member.assignment, topic))
+            });
+            classic
+                || self
+                    .consumer_groups
+                    .borrow()
+                    .get(group_id)
+                    .is_some_and(|group| {
+                        group.members.values().any(|member| {
+                            member.assigned.contains_key(topic)
+                                || member.revoking.contains_key(topic)
+                        })
+                    })
+        };
+        let mut answers = Vec::with_capacity(partitions.len());
+        let mut tombstones = Vec::new();
+        for (topic, partition) in &partitions {
+            if subscribed(topic) {
+                answers.push(Some(ResponseError::GroupSubscribedToTopic));
+            } else {
+                tombstones.push((offset_key(group_id, topic, *partition), None));
+                answers.push(None);
+            }
+        }
+        self.persist(tombstones).await?;
+        if let Some(group_offsets) = self.offsets.borrow_mut().get_mut(group_id) {
+            for ((topic, partition), answer) in partitions.into_iter().zip(&answers) {
+                if answer.is_none() {
+                    group_offsets.remove(&(topic, partition));
+                }
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Deletes an empty group and its offsets.
+    pub async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
+        let consumer_tombstones = match self.consumer_groups.borrow().get(group_id) {
+            Some(group) if !group.members.is_empty() => return Err(ResponseError::NonEmptyGroup),
+            Some(group) => Some(consumer::record::tombstones(group)),
+            None => None,
+        };
+        let known = consumer_tombstones.is_some() || {
+            let groups = self.groups.borrow();
+            match groups.get(group_id) {
+                Some(group) if !group.members.is_empty() => {
+                    return Err(ResponseError::NonEmptyGroup)
+                }
+                Some(_) => true,
+                None => self.offsets.borrow().contains_key(group_id),
+            }
+        };
+        if !known {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        let mut tombstones: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            consumer_tombstones.unwrap_or_else(|| vec![(group_key(group_id), None)]);
+        if let Some(group_offsets) = self.offsets.borrow().get(group_id) {
+            tombstones.extend(
+                group_offsets
+                    .keys()
+                    .map(|(topic, partition)| (offset_key(group_id, topic, *partition), None)),
+            );
+        }
+        self.persist(tombstones).await?;
+        self.groups.borrow_mut().remove(group_id);
+        self.consumer_groups.borrow_mut().remove(group_id);
+        self.offsets.borrow_mut().remove(group_id);
+        Ok(())
+    }
+}

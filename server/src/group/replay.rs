@@ -1,0 +1,135 @@
+//! Rebuilding the coordinator from `__consumer_offsets` at start: every record of the log, in
+//! order, applied to committed offsets, classic groups and consumer groups (the last record of a
+//! key wins; a tombstone deletes it).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use ringtail_engine::batch::decode_records;
+use ringtail_engine::log::now_ms;
+use ringtail_engine::PartitionLog;
+
+use super::classic_record::GroupRecord;
+use super::consumer::{self, ConsumerGroupConfig};
+use super::{CommittedOffset, Coordinator};
+use crate::metadata::Metadata;
+
+/// Bytes read at a time when the offsets log is replayed at start.
+const REPLAY_READ_BYTES: u64 = 1 << 20;
+
+impl Coordinator {
+    /// Rebuilds groups and offsets from the offsets log.
+    pub async fn load(
+        log: Rc<PartitionLog>,
+        metadata: Arc<Metadata>,
+        consumer_config: ConsumerGroupConfig,
+    ) -> Result<Self, ringtail_engine::ReadError> {
+        let coordinator = Self {
+            groups: RefCell::new(BTreeMap::new()),
+            join_waiters: RefCell::new(HashMap::new()),
+            sync_waiters: RefCell::new(HashMap::new()),
+            offsets: RefCell::new(BTreeMap::new()),
+            consumer_groups: RefCell::new(BTreeMap::new()),
+            consumer_config,
+            metadata,
+            log,
+            stopped: std::cell::Cell::new(false),
+            #[cfg(test)]
+            failing_writes: std::cell::Cell::new(0),
+        };
+        let mut offset = coordinator.log.log_start_offset();
+        let end = coordinator.log.high_watermark();
+        let mut records = 0usize;
+        while offset < end {
+            let bytes = coordinator
+                .log
+                .read_bytes(offset, REPLAY_READ_BYTES, true)
+                .await?;
+            let mut position = 0;
+            while position < bytes.len() {
+                let header =
+                    ringtail_engine::batch::parse_header(&bytes[position..]).map_err(|err| {
+                        ringtail_engine::ReadError::Corrupt {
+                            path: coordinator.log.dir().to_path_buf(),
+                            position: position as u64,
+                            reason: err.to_string(),
+                        }
+                    })?;
+                let batch = &bytes[position..position + header.total_bytes()];
+                for record in decode_records(batch).unwrap_or_default() {
+                    coordinator.apply_record(record.key.unwrap_or_default(), record.value);
+                    records += 1;
+                }
+                offset = header.next_offset();
+                position += header.total_bytes();
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+        // Sessions start anew: members have until a session timeout from now to heartbeat.
+        let now = now_ms();
+        for group in coordinator.consumer_groups.borrow_mut().values_mut() {
+            group.start_sessions(&coordinator.consumer_config, now);
+        }
+        tracing::info!(
+            records,
+            groups = coordinator.groups.borrow().len(),
+            consumer_groups = coordinator.consumer_groups.borrow().len(),
+            "group coordinator loaded"
+        );
+        Ok(coordinator)
+    }
+
+    fn apply_record(&self, key: &[u8], value: Option<&[u8]>) {
+        let Ok(key) = std::str::from_utf8(key) else {
+            return;
+        };
+        let parts: Vec<&str> = key.split('\0').collect();
+        if consumer::record::apply(&mut self.consumer_groups.borrow_mut(), &parts, value) {
+            return;
+        }
+        match parts.as_slice() {
+            ["offset", group, topic, partition] => {
+                let Ok(partition) = partition.parse::<i32>() else {
+                    return;
+                };
+                let mut offsets = self.offsets.borrow_mut();
+                match value.and_then(|value| serde_json::from_slice::<CommittedOffset>(value).ok())
+                {
+                    Some(committed) => {
+                        offsets
+                            .entry(group.to_string())
+                            .or_default()
+                            .insert((topic.to_string(), partition), committed);
+                    }
+                    None => {
+                        if let Some(group_offsets) = offsets.get_mut(*group) {
+                            group_offsets.remove(&(topic.to_string(), partition));
+                        }
+                    }
+                }
+            }
+            ["group", group] => {
+                let mut groups = self.groups.borrow_mut();
+                let Some(value) = value else {
+                    groups.remove(*group);
+                    return;
+                };
+                // A Stable group comes back with its members; otherwise Empty with its generation.
+                match serde_json::from_slice::<GroupRecord>(value)
+                    .ok()
+                    .and_then(|record| record.restore(group, now_ms()))
+                {
+                    Some(restored) => {
+                        groups.insert(group.to_string(), restored);
+                    }
+                    None => tracing::warn!(group, "skipping an unreadable or newer group record"),
+                }
+            }
+            _ => {}
+        }
+    }
+}

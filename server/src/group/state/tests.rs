@@ -1,0 +1,343 @@
+//! The classic group state machine driven by a fake clock.
+use super::*;
+
+fn join_request(member_id: &str, protocols: &[&str]) -> JoinRequest {
+    JoinRequest {
+        member_id: member_id.to_string(),
+        group_instance_id: None,
+        client_id: "client".to_string(),
+        client_host: "/127.0.0.1".to_string(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 30_000,
+        protocol_type: "consumer".to_string(),
+        protocols: protocols
+            .iter()
+            .map(|name| (name.to_string(), Bytes::from(format!("meta-{name}"))))
+            .collect(),
+        require_known_member_id: true,
+    }
+}
+
+/// Joins with the MEMBER_ID_REQUIRED handshake; returns the member id.
+fn handshake(group: &mut Group, now_ms: i64) -> String {
+    let (reply, _) = group.join(join_request("", &["range"]), now_ms);
+    let Reply::Now(response) = reply else {
+        panic!("handshake answers at once")
+    };
+    assert_eq!(response.error, Some(ResponseError::MemberIdRequired));
+    response.member_id
+}
+
+fn joined(effects: &[Effect]) -> Vec<&JoinResponse> {
+    effects
+        .iter()
+        .filter_map(|effect| {
+            if let Effect::Join(_, response) = effect {
+                Some(response)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn members_joining_together_share_a_generation_after_the_initial_delay() {
+    // Three consumers starting at once get one generation, one leader, and the leader sees all.
+    let mut group = Group::new("g");
+    let ids: Vec<String> = (0..3).map(|_| handshake(&mut group, 0)).collect();
+    for id in &ids {
+        let (reply, effects) = group.join(join_request(id, &["range", "roundrobin"]), 10);
+        assert_eq!(
+            reply,
+            Reply::Later(id.clone()),
+            "waits for the initial delay"
+        );
+        assert!(effects.is_empty());
+    }
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+    let effects = group.tick(INITIAL_REBALANCE_DELAY_MS + 10);
+    let responses = joined(&effects);
+    assert_eq!(responses.len(), 3);
+    assert!(responses
+        .iter()
+        .all(|r| r.generation_id == 1 && r.protocol_name.as_deref() == Some("range")));
+    let leader = &responses[0].leader;
+    assert_eq!(
+        responses.iter().filter(|r| !r.members.is_empty()).count(),
+        1
+    );
+    assert!(responses.iter().all(|r| r.leader == *leader));
+    assert_eq!(group.phase, GroupPhase::CompletingRebalance);
+}
+
+#[test]
+fn followers_wait_for_the_leaders_assignment() {
+    // SyncGroup: followers park; the leader's assignments release everyone with their share.
+    let mut group = Group::new("g");
+    let a = handshake(&mut group, 0);
+    let b = handshake(&mut group, 0);
+    group.join(join_request(&a, &["range"]), 0);
+    group.join(join_request(&b, &["range"]), 0);
+    let effects = group.tick(1_000);
+    let leader = joined(&effects)[0].leader.clone();
+    let follower = if leader == a { b.clone() } else { a.clone() };
+    let (reply, _) = group.sync(&follower, 1, Vec::new(), 1_000);
+    assert_eq!(reply, Reply::Later(follower.clone()));
+    let assignments = vec![
+        (leader.clone(), Bytes::from_static(b"L")),
+        (follower.clone(), Bytes::from_static(b"F")),
+    ];
+    let (reply, effects) = group.sync(&leader, 1, assignments, 1_001);
+    let Reply::Now(mine) = reply else {
+        panic!("leader answered at once")
+    };
+    assert_eq!(mine.assignment, Bytes::from_static(b"L"));
+    assert_eq!(
+        effects,
+        vec![Effect::Sync(
+            follower.clone(),
+            SyncResponse {
+                error: None,
+                protocol_type: Some("consumer".into()),
+                protocol_name: Some("range".into()),
+                assignment: Bytes::from_static(b"F")
+            }
+        )]
+    );
+    assert_eq!(group.phase, GroupPhase::Stable);
+    assert_eq!(group.heartbeat(&follower, 1, 1_002), None);
+    assert_eq!(
+        group.heartbeat(&follower, 0, 1_002),
+        Some(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(
+        group.heartbeat("nobody", 1, 1_002),
+        Some(ResponseError::UnknownMemberId)
+    );
+}
+
+fn stable_group_of_two(group: &mut Group) -> (String, String) {
+    let a = handshake(group, 0);
+    let b = handshake(group, 0);
+    group.join(join_request(&a, &["range"]), 0);
+    group.join(join_request(&b, &["range"]), 0);
+    let effects = group.tick(1_000);
+    let leader = joined(&effects)[0].leader.clone();
+    let follower = if leader == a { b } else { a };
+    group.sync(&leader, 1, Vec::new(), 1_000);
+    group.sync(&follower, 1, Vec::new(), 1_000);
+    assert_eq!(group.phase, GroupPhase::Stable);
+    (leader, follower)
+}
+
+#[test]
+fn a_new_member_triggers_a_rebalance_seen_through_heartbeats() {
+    // Heartbeats answer REBALANCE_IN_PROGRESS until everyone rejoined; commits of the current
+    // generation are taken meanwhile (as Kafka does; librdkafka test 0113), and refused with
+    // REBALANCE_IN_PROGRESS only while the new generation's assignments are handed out.
+    let mut group = Group::new("g");
+    let (leader, follower) = stable_group_of_two(&mut group);
+    let c = handshake(&mut group, 2_000);
+    let (reply, _) = group.join(join_request(&c, &["range"]), 2_000);
+    assert_eq!(reply, Reply::Later(c.clone()));
+    assert_eq!(
+        group.heartbeat(&leader, 1, 2_001),
+        Some(ResponseError::RebalanceInProgress)
+    );
+    assert_eq!(group.check_commit(&leader, 1), None);
+    group.join(join_request(&leader, &["range"]), 2_002);
+    let (reply, effects) = group.join(join_request(&follower, &["range"]), 2_003);
+    let mut all = joined(&effects);
+    if let Reply::Now(response) = &reply {
+        all.push(response);
+    }
+    assert_eq!(
+        all.len(),
+        3,
+        "everyone is answered when the last member rejoins"
+    );
+    assert!(all.iter().all(|r| r.generation_id == 2));
+    assert_eq!(group.phase, GroupPhase::CompletingRebalance);
+    assert_eq!(
+        group.check_commit(&leader, 2),
+        Some(ResponseError::RebalanceInProgress)
+    );
+    assert_eq!(
+        group.check_commit(&leader, 1),
+        Some(ResponseError::IllegalGeneration)
+    );
+}
+
+#[test]
+fn members_waiting_for_the_leaders_assignment_are_not_expired_but_a_dead_leader_is() {
+    // Followers parked in SyncGroup send no heartbeats; they must outlive their session
+    // timeout while they wait. A leader that never syncs expires, and the followers are told
+    // to rejoin.
+    let mut group = Group::new("g");
+    let a = handshake(&mut group, 0);
+    let b = handshake(&mut group, 0);
+    group.join(join_request(&a, &["range"]), 0);
+    group.join(join_request(&b, &["range"]), 0);
+    let effects = group.tick(1_000);
+    let leader = joined(&effects)[0].leader.clone();
+    let follower = if leader == a { b.clone() } else { a.clone() };
+    let (reply, _) = group.sync(&follower, 1, Vec::new(), 1_000);
+    assert_eq!(reply, Reply::Later(follower.clone()));
+    let effects = group.tick(11_001);
+    assert!(
+        !group.members.contains_key(&leader),
+        "the silent leader expired"
+    );
+    assert!(
+        group.members.contains_key(&follower),
+        "the waiting follower stays"
+    );
+    assert_eq!(
+        effects,
+        vec![Effect::Sync(
+            follower.clone(),
+            SyncResponse::error(ResponseError::RebalanceInProgress)
+        )]
+    );
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+    let (reply, _) = group.join(join_request(&follower, &["range"]), 11_100);
+    let Reply::Now(response) = reply else {
+        panic!("the only member rejoined: answered at once")
+    };
+    assert_eq!((response.generation_id, response.leader), (2, follower));
+}
+
+#[test]
+fn a_restarted_static_member_replaces_and_fences_the_old_one() {
+    // KIP-345: the same group.instance.id joining with no member id is the instance restarted:
+    // it gets a new member id and the group's current generation (no rebalance in Stable); the
+    // old member id is fenced everywhere (librdkafka test 0102).
+    let mut group = Group::new("g");
+    let mut request = join_request("", &["range"]);
+    request.group_instance_id = Some("instance-1".into());
+    let mut other = join_request("", &["range"]);
+    other.group_instance_id = Some("instance-2".into());
+    group.join(request.clone(), 0);
+    group.join(other, 0);
+    let effects = group.tick(1_000);
+    let ids: Vec<String> = joined(&effects)
+        .iter()
+        .map(|r| r.member_id.clone())
+        .collect();
+    let old = group.static_member("instance-1").unwrap().member_id.clone();
+    let leader = group.leader.clone().unwrap();
+    let assignments = ids
+        .iter()
+        .map(|id| (id.clone(), Bytes::from(format!("for-{id}"))))
+        .collect();
+    group.sync(&leader, 1, assignments, 1_000);
+    let follower = ids.iter().find(|id| **id != leader).unwrap().clone();
+    group.sync(&follower, 1, Vec::new(), 1_000);
+    assert_eq!(group.phase, GroupPhase::Stable);
+
+    let (reply, effects) = group.join(request, 2_000);
+    assert!(effects.is_empty());
+    let Reply::Now(response) = reply else {
+        panic!("a restarted static member gets the current generation at once")
+    };
+    assert_eq!((response.error, response.generation_id), (None, 1));
+    let new = response.member_id.clone();
+    assert_ne!(new, old);
+    assert_eq!(group.phase, GroupPhase::Stable);
+    let (reply, _) = group.sync(&new, 1, Vec::new(), 2_001);
+    let Reply::Now(synced) = reply else {
+        panic!("Stable: answered at once")
+    };
+    assert_eq!(synced.assignment, Bytes::from(format!("for-{old}")));
+    assert_eq!(
+        group.check_instance(&old, Some("instance-1")),
+        Some(ResponseError::FencedInstanceId)
+    );
+    assert_eq!(group.check_instance(&new, Some("instance-1")), None);
+    let mut zombie = join_request(&old, &["range"]);
+    zombie.group_instance_id = Some("instance-1".into());
+    let (reply, _) = group.join(zombie, 2_002);
+    let Reply::Now(refused) = reply else {
+        panic!("refused at once")
+    };
+    assert_eq!(refused.error, Some(ResponseError::FencedInstanceId));
+    let (error, _) = group.leave(&old, Some("instance-1"), 2_003);
+    assert_eq!(error, Some(ResponseError::FencedInstanceId));
+    assert_eq!(group.members.len(), 2, "a fenced leave removes nobody");
+}
+
+#[test]
+fn a_silent_member_is_expired_after_its_session_timeout() {
+    // A killed consumer stops heartbeating; after the session timeout the others rebalance
+    // without it (a fake clock drives the expiry).
+    let mut group = Group::new("g");
+    let (leader, follower) = stable_group_of_two(&mut group);
+    assert!(group.tick(5_000).is_empty());
+    assert_eq!(group.heartbeat(&leader, 1, 9_000), None);
+    group.tick(11_500);
+    assert!(!group.members.contains_key(&follower), "follower expired");
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+    let (reply, effects) = group.join(join_request(&leader, &["range"]), 11_600);
+    let response = match reply {
+        Reply::Now(response) => response,
+        Reply::Later(_) => joined(&effects)[0].clone(),
+    };
+    assert_eq!(response.generation_id, 2);
+    assert_eq!(response.members.len(), 1);
+}
+
+#[test]
+fn leaving_and_rebalance_deadline_and_protocol_choice() {
+    // LeaveGroup empties the group; a member that never rejoins is dropped at the deadline;
+    // the chosen protocol is one every member supports.
+    let mut group = Group::new("g");
+    let (leader, follower) = stable_group_of_two(&mut group);
+    let (error, _) = group.leave(&follower, None, 3_000);
+    assert_eq!(error, None);
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+    let effects = group.tick(3_000 + 30_001);
+    assert!(
+        joined(&effects).is_empty(),
+        "the leader never rejoined: dropped"
+    );
+    assert_eq!(group.phase, GroupPhase::Empty);
+    assert!(!group.members.contains_key(&leader));
+    assert_eq!(
+        group.check_commit("", -1),
+        None,
+        "simple consumers commit to an empty group"
+    );
+
+    let mut mixed = Group::new("m");
+    let a = handshake(&mut mixed, 0);
+    let b = handshake(&mut mixed, 0);
+    mixed.join(join_request(&a, &["cooperative-sticky", "range"]), 0);
+    mixed.join(join_request(&b, &["range"]), 0);
+    let effects = mixed.tick(1_000);
+    assert!(joined(&effects)
+        .iter()
+        .all(|r| r.protocol_name.as_deref() == Some("range")));
+}
+
+#[test]
+fn static_members_keep_their_id_across_rejoins() {
+    // group.instance.id: a static member gets its id at once (no MEMBER_ID_REQUIRED) and
+    // keeps it when it rejoins with it. (A restart, with no member id, is a replacement:
+    // a_restarted_static_member_replaces_and_fences_the_old_one.)
+    let mut group = Group::new("g");
+    let mut request = join_request("", &["range"]);
+    request.group_instance_id = Some("instance-1".into());
+    let (_, _) = group.join(request.clone(), 0);
+    let effects = group.tick(1_000);
+    let first_id = joined(&effects)[0].member_id.clone();
+    request.member_id = first_id.clone();
+    let (reply, _) = group.join(request, 2_000);
+    let again = match reply {
+        Reply::Now(response) => response.member_id,
+        Reply::Later(id) => id,
+    };
+    assert_eq!(again, first_id);
+    let (error, _) = group.leave("", Some("instance-1"), 3_000);
+    assert_eq!(error, None);
+}
