@@ -15,6 +15,8 @@ it with RINGTAIL_TAKEOVER_SEED):
 - `in-commit`: the victim sends a commit and dies microseconds later, the OffsetCommit in flight.
 - `in-rebalance`: a 4th member joins; the victim dies in its next revocation callback, or at a
   random moment of the rebalance (up to 3 s after the join), whichever comes first.
+- `in-join`: a 4th member joins; the victim dies once it has sent its JoinGroup to rejoin, so the
+  rebalance completes with a dead member (classic; for KIP-848 groups, as `in-rebalance`).
 - `leader`: the victim is the group leader (classic; KIP-848 groups have none: a random member).
 """
 
@@ -40,7 +42,7 @@ CLASSIC_ASSIGNORS = ["range", "roundrobin", "cooperative-sticky"]
 KIP848_ASSIGNORS = ["uniform", "range"]
 # Every protocol the test covers: (name, group.protocol, assignor).
 PROTOCOLS = [(a, "classic", a) for a in CLASSIC_ASSIGNORS] + [(f"consumer-{a}", "consumer", a) for a in KIP848_ASSIGNORS]
-CASES = ["after-assign", "in-commit", "in-rebalance", "leader"]
+CASES = ["after-assign", "in-commit", "in-rebalance", "in-join", "leader"]
 SESSION_TIMEOUT_MS = 6000
 HEARTBEAT_INTERVAL_MS = 1000
 TAKEOVER_GRACE_S = 10.0
@@ -226,8 +228,10 @@ class Run:
         victim = self.leader(live, rng) if kind == "leader" else rng.choice(live)
         self.log(f"case: run={self.name} seed={self.seed} kill={number} kind={kind} victim={victim.name} "
                  f"assignment: {self.describe_parts()}")
-        if kind in ("after-assign", "in-rebalance"):
-            victim.send("kill-on-assign" if kind == "after-assign" else "kill-on-revoke")
+        if kind in ("after-assign", "in-rebalance", "in-join"):
+            command = {"after-assign": "kill-on-assign", "in-rebalance": "kill-on-revoke",
+                       "in-join": "kill-in-join" if self.protocol == "classic" else "kill-on-revoke"}[kind]
+            victim.send(command)
             self.spawn()
             fallback_s = rng.uniform(0.5, 3.0) if kind == "in-rebalance" else 8.0
             deadline = time.monotonic() + fallback_s

@@ -20,6 +20,8 @@ that the moment is exact):
     kill-now           SIGKILL now
     kill-on-assign     SIGKILL in the next assignment callback (right after an assignment)
     kill-on-revoke     SIGKILL in the next revocation callback (in the middle of a rebalance)
+    kill-in-join       SIGKILL once it has sent a JoinGroup to rejoin (classic; librdkafka's log
+                       says so): it dies counted as joined, parked in the rebalance
     kill-in-commit D   at the next commit, send it asynchronously and SIGKILL D microseconds later,
                        so that the OffsetCommit is in flight
 """
@@ -58,6 +60,9 @@ def on_log(record) -> None:
     # librdkafka's cgrp debug line for a JoinGroup answer: "JoinGroup response: GenerationId 7,
     # Protocol range, LeaderId rdkafka-… (me), my MemberId …". Only the classic protocol has one.
     message = record.getMessage()
+    if plan.get("kill-in-join") and "Joining group" in message and 'member id ""' not in message:
+        # A rejoin with its member id was just sent: the JoinGroup is parked at the coordinator.
+        die()
     if "JoinGroup response" in message and "(me)" in message:
         try:
             generation = int(message.split("GenerationId", 1)[1].split(",", 1)[0])
@@ -128,7 +133,7 @@ def read_commands() -> None:
             die()
         elif words[0] == "kill-in-commit":
             plan["kill-in-commit"] = int(words[1])
-        elif words[0] in ("kill-on-assign", "kill-on-revoke"):
+        elif words[0] in ("kill-on-assign", "kill-on-revoke", "kill-in-join"):
             plan[words[0]] = True
         elif words[0] == "close":
             plan["close"] = True
