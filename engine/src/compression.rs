@@ -22,7 +22,7 @@
 
 use std::io::{Read, Write};
 
-use crate::batch::Compression;
+use crate::codec::Compression;
 use crate::error::CompressionError;
 
 /// Largest record area a batch may expand to. Batches are at most `max.message.bytes` (1 MiB by

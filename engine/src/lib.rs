@@ -11,11 +11,13 @@
 
 pub mod batch;
 pub mod cleaner;
+pub mod codec;
 pub mod compaction;
 pub mod compression;
 pub mod config;
 pub mod error;
 pub mod index;
+pub mod install;
 pub mod io;
 pub mod log;
 pub mod producer;

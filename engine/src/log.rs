@@ -201,7 +201,7 @@ impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering every segment.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<(Rc<Self>, OpenReport), OpenError> {
         // A cleaning interrupted by a crash is finished (if it was committed) or undone first.
-        crate::compaction::finish_interrupted(dir).await?;
+        crate::install::finish_interrupted(dir).await?;
         let (base_offsets, snapshot_offsets) = list_segments(dir).await?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
         let clean_shutdown = compio::fs::metadata(&marker).await.is_ok();
