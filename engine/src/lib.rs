@@ -11,6 +11,7 @@
 
 pub mod batch;
 pub mod cleaner;
+pub mod clock;
 pub mod codec;
 pub mod compaction;
 pub mod compression;

@@ -1,0 +1,211 @@
+//! The writer task: group commit. Everything queued since its last round becomes one vectored write
+//! per segment, then one sync under the flush policy; a failure fails the log.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+use tracing::error;
+
+use super::state::PartitionLog;
+use super::types::AppendOutcome;
+use crate::batch::BatchHeader;
+use crate::clock::now_ms;
+use crate::error::AppendError;
+use crate::io;
+
+/// Index entries the active segment may hold in memory only before they are written out. The
+/// files are a cache (recovery rebuilds them), so writing them is kept off the acknowledgement
+/// path: once per this many entries (~4 MiB of log at the default interval), and at seal and close.
+pub(super) const INDEX_ENTRIES_UNPERSISTED_MAX: usize = 1024;
+
+impl PartitionLog {
+    /// The writer task: drains the queue in groups until it is empty.
+    pub(crate) async fn run_writer(self: Rc<Self>) {
+        loop {
+            let group = {
+                let mut state = self.state.borrow_mut();
+                if state.pending.is_empty() || state.failure.is_some() {
+                    state.writer_active = false;
+                    let failure = state.failure.clone();
+                    let orphans = std::mem::take(&mut state.pending);
+                    drop(state);
+                    if let Some(reason) = failure {
+                        for pending in orphans {
+                            let _ = pending.reply.send(Err(AppendError::LogFailed {
+                                reason: reason.clone(),
+                            }));
+                        }
+                    }
+                    return;
+                }
+                std::mem::take(&mut state.pending)
+            };
+            let mut buffers = Vec::with_capacity(group.len());
+            let mut replies = Vec::with_capacity(group.len());
+            let mut headers = Vec::with_capacity(group.len());
+            for pending in group {
+                buffers.push(pending.records);
+                headers.push(pending.headers);
+                replies.push(pending.reply);
+            }
+            let result = match self.write_group(buffers, &headers).await {
+                Ok(()) => self.sync_for_policy().await,
+                Err(err) => Err(err),
+            };
+            if let Err(reason) = result {
+                self.fail(reason, replies);
+                return;
+            }
+            let log_start_offset = self.log_start_offset();
+            for (reply, batch_headers) in replies.into_iter().zip(&headers) {
+                let outcome = AppendOutcome {
+                    base_offset: batch_headers
+                        .first()
+                        .map_or(-1, |header| header.base_offset),
+                    last_offset: batch_headers.last().map_or(-1, BatchHeader::last_offset),
+                    log_start_offset,
+                };
+                // The caller may have gone away (connection closed): its data is written anyway.
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+    }
+
+    /// Marks the log failed and answers every waiting append with the failure.
+    pub(crate) fn fail(
+        &self,
+        reason: String,
+        replies: Vec<oneshot::Sender<Result<AppendOutcome, AppendError>>>,
+    ) {
+        error!(dir = %self.dir.display(), %reason, "partition log failed; it takes no appends until restart");
+        let pending = {
+            let mut state = self.state.borrow_mut();
+            state.failure = Some(reason.clone());
+            state.writer_active = false;
+            std::mem::take(&mut state.pending)
+        };
+        let waiting = replies
+            .into_iter()
+            .chain(pending.into_iter().map(|pending| pending.reply));
+        for reply in waiting {
+            let _ = reply.send(Err(AppendError::LogFailed {
+                reason: reason.clone(),
+            }));
+        }
+    }
+
+    /// Writes one group: runs of buffers per segment, rolling between runs when due.
+    pub(crate) async fn write_group(
+        &self,
+        buffers: Vec<Vec<Bytes>>,
+        headers: &[Vec<BatchHeader>],
+    ) -> Result<(), String> {
+        let mut run: Vec<Bytes> = Vec::new();
+        let mut run_headers: Vec<BatchHeader> = Vec::new();
+        let mut run_bytes = 0u64;
+        for (buffer, batch_headers) in buffers.into_iter().zip(headers) {
+            let incoming_bytes: u64 = buffer.iter().map(|iovec| iovec.len() as u64).sum();
+            let incoming_last_offset = batch_headers.last().map_or(0, BatchHeader::last_offset);
+            let roll = {
+                let state = self.state.borrow();
+                state.active().should_roll(
+                    run_bytes,
+                    incoming_bytes,
+                    incoming_last_offset,
+                    &state.config,
+                    now_ms(),
+                )
+            };
+            if roll {
+                self.write_run(std::mem::take(&mut run), std::mem::take(&mut run_headers))
+                    .await?;
+                run_bytes = 0;
+                self.roll()
+                    .await
+                    .map_err(|err| format!("segment roll failed: {err}"))?;
+            }
+            run_bytes += incoming_bytes;
+            run.extend(buffer);
+            run_headers.extend_from_slice(batch_headers);
+        }
+        self.write_run(run, run_headers).await
+    }
+
+    /// One vectored write of whole batches at the active segment's end, then the bookkeeping.
+    pub(crate) async fn write_run(
+        &self,
+        run: Vec<Bytes>,
+        run_headers: Vec<BatchHeader>,
+    ) -> Result<(), String> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let run_bytes: u64 = run.iter().map(|buffer| buffer.len() as u64).sum();
+        let (files, position, allocation, write_inline) = {
+            let state = self.state.borrow();
+            let active = state.active();
+            let allocation = active.allocation_needed(active.size_bytes + run_bytes, &state.config);
+            (
+                active.files.clone(),
+                active.size_bytes,
+                allocation,
+                state.config.write_inline,
+            )
+        };
+        if let Some((offset, len)) = allocation {
+            io::fallocate(&files.log, offset, len)
+                .await
+                .map_err(|err| {
+                    format!("fallocate of {} failed: {err}", files.log_path.display())
+                })?;
+            self.state.borrow_mut().active_mut().allocated_bytes = offset + len;
+        }
+        if write_inline {
+            io::write_vectored_all_at_blocking(&files.log, &run, position)
+                .map_err(|err| format!("write to {} failed: {err}", files.log_path.display()))?;
+        } else {
+            io::write_vectored_all_at(&files.log, run, position)
+                .await
+                .map_err(|err| format!("write to {} failed: {err}", files.log_path.display()))?;
+        }
+        let delta = {
+            let mut state = self.state.borrow_mut();
+            let config = state.config.clone();
+            let active = state.active_mut();
+            let mut batch_position = position;
+            for header in &run_headers {
+                active.note_appended(header, batch_position, &config);
+                batch_position += header.total_bytes() as u64;
+            }
+            let (segment_base, next_offset, size_bytes) =
+                (active.base_offset, active.next_offset, active.size_bytes);
+            let delta = if active.unpersisted_index_entries() >= INDEX_ENTRIES_UNPERSISTED_MAX {
+                active.take_index_delta()
+            } else {
+                None
+            };
+            state.stats.appends += run_headers.len() as u64;
+            state.stats.bytes_appended += batch_position - position;
+            state.stats.writes += 1;
+            debug_assert!(
+                next_offset > state.high_watermark,
+                "high watermark only moves forward"
+            );
+            state.high_watermark = next_offset;
+            state.remember_boundary(next_offset, segment_base, size_bytes);
+            for waiter in state.data_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+            delta
+        };
+        if let Some(delta) = delta {
+            // The index is a cache that recovery rebuilds; its write needs no fsync.
+            delta
+                .write(&files)
+                .await
+                .map_err(|err| format!("index write failed: {err}"))?;
+        }
+        Ok(())
+    }
+}
