@@ -65,6 +65,7 @@ use crate::install::{install, remove_cleaned_files};
 use crate::io;
 use crate::log::PartitionLog;
 use crate::segment::{log_file_name, Segment, SegmentFiles};
+use crate::units::{Offset, Position};
 
 /// Most memory the key map of one pass may hold (keys plus overhead).
 pub const KEY_MAP_BYTES_MAX: usize = 128 << 20;
@@ -90,7 +91,7 @@ pub struct CompactionOutcome {
     pub bytes_before: u64,
     pub bytes_after: u64,
     /// Segments below this offset are clean.
-    pub clean_end_offset: i64,
+    pub clean_end_offset: Offset,
 }
 
 /// Knobs of a pass, for tests.
@@ -117,13 +118,13 @@ struct Pass {
     /// Index of the first target not cleaned since open: mapping starts there.
     dirty_from: usize,
     /// The active segment's base: a roll during the pass must not count as cleaned.
-    active_base_offset: i64,
+    active_base_offset: Offset,
     config: LogConfig,
 }
 
 /// A sealed segment as the pass saw it when it started.
 struct Target {
-    base_offset: i64,
+    base_offset: Offset,
     generation: u64,
     files: SegmentFiles,
     size_bytes: u64,
@@ -315,7 +316,7 @@ impl PartitionLog {
     }
 
     /// Whether `base_offset` is the first segment's (which keeps the log start offset).
-    fn is_front(&self, base_offset: i64) -> bool {
+    fn is_front(&self, base_offset: Offset) -> bool {
         let state = self.state.borrow();
         state
             .segments
@@ -336,9 +337,7 @@ impl PartitionLog {
         segment.generation = old.generation + 1;
         state.segments[index] = segment;
         // Cached positions are of the old file.
-        state
-            .boundaries
-            .retain(|(_, base, _)| *base != target.base_offset);
+        state.boundaries.forget_segment(target.base_offset);
     }
 
     /// Drops a segment that lost every record: out of the log first, then its files.
@@ -352,9 +351,7 @@ impl PartitionLog {
                 .expect("retention and close wait while the log is cleaning");
             assert!(index + 1 < state.segments.len(), "never the active segment");
             state.segments.remove(index);
-            state
-                .boundaries
-                .retain(|(_, base, _)| *base != target.base_offset);
+            state.boundaries.forget_segment(target.base_offset);
         }
         Segment::delete_files(&target.files)
             .await
@@ -589,7 +586,7 @@ async fn clean_segment(
         }
         if written + pending.len() as u64 > u64::from(u32::MAX) {
             return Err(CompactionError::TooLarge {
-                base_offset: target.base_offset,
+                base_offset: target.base_offset.get(),
                 bytes_max: u64::from(u32::MAX),
             });
         }
@@ -612,10 +609,14 @@ fn note_and_buffer(
     written: u64,
 ) {
     let header = batch::parse_header(batch_bytes).expect("a whole batch");
-    let position = written + pending.len() as u64;
+    let position = Position::new(written + pending.len() as u64);
     copy.note_appended(&header, position, config);
     pending.extend_from_slice(batch_bytes);
-    debug_assert_eq!(copy.size_bytes, written + pending.len() as u64);
+    assert_eq!(
+        copy.size_bytes,
+        written + pending.len() as u64,
+        "the copy is its batches"
+    );
 }
 
 /// Writes the buffer out when it is full (or `force`); returns the bytes now in the file.

@@ -13,6 +13,7 @@ use tracing::warn;
 use crate::error::{CompactionError, OpenError};
 use crate::io;
 use crate::segment::log_file_name;
+use crate::units::Offset;
 
 /// Suffix of a cleaned copy being written.
 pub const CLEANED_SUFFIX: &str = "cleaned";
@@ -32,7 +33,7 @@ pub enum StopPoint {
 }
 
 /// Paths of segment `base_offset`'s files: (log, index, timeindex), each with `suffix` if given.
-fn paths(dir: &Path, base_offset: i64, suffix: Option<&str>) -> [PathBuf; 3] {
+fn paths(dir: &Path, base_offset: Offset, suffix: Option<&str>) -> [PathBuf; 3] {
     let log = log_file_name(base_offset);
     let name = |extension: &str| {
         let plain = Path::new(&log).with_extension(extension);
@@ -47,7 +48,7 @@ fn paths(dir: &Path, base_offset: i64, suffix: Option<&str>) -> [PathBuf; 3] {
 /// Steps b and c of the install (see the module doc).
 pub(crate) async fn install(
     dir: &Path,
-    base_offset: i64,
+    base_offset: Offset,
     stop: Option<StopPoint>,
 ) -> Result<(), CompactionError> {
     let [cleaned_log, cleaned_index, cleaned_time] = paths(dir, base_offset, Some(CLEANED_SUFFIX));
@@ -75,7 +76,7 @@ pub(crate) async fn install(
 
 pub(crate) async fn remove_cleaned_files(
     dir: &Path,
-    base_offset: i64,
+    base_offset: Offset,
 ) -> Result<(), CompactionError> {
     for path in paths(dir, base_offset, Some(CLEANED_SUFFIX)) {
         compio::fs::remove_file(&path)
@@ -114,7 +115,7 @@ fn finish_interrupted_blocking(dir: &Path) -> std::io::Result<bool> {
         let Some(stem) = name.strip_suffix(&swap_suffix) else {
             continue;
         };
-        let Ok(base_offset) = stem.parse::<i64>() else {
+        let Ok(base_offset) = stem.parse::<i64>().map(Offset::new) else {
             continue;
         };
         let [cleaned_log, cleaned_index, cleaned_time] =
@@ -128,7 +129,7 @@ fn finish_interrupted_blocking(dir: &Path) -> std::io::Result<bool> {
         }
         std::fs::rename(&swap_log, &log)?;
         let _ = std::fs::remove_file(cleaned_log);
-        warn!(dir = %dir.display(), base_offset, "finished an interrupted cleaning");
+        warn!(dir = %dir.display(), %base_offset, "finished an interrupted cleaning");
         changed = true;
     }
     let cleaned_suffix = format!(".{CLEANED_SUFFIX}");

@@ -25,6 +25,7 @@ pub mod producer;
 pub mod registry;
 pub mod segment;
 pub mod shard;
+pub mod units;
 
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{
@@ -33,3 +34,4 @@ pub use error::{
 pub use log::{AppendOutcome, FileSlice, LogStats, PartitionLog, ReadPlan, RetentionOutcome};
 pub use registry::{TopicMeta, TopicRegistry};
 pub use shard::{partition_owner, shard_runtime, Shard, ShardId, TopicPartition};
+pub use units::{Offset, PartitionIndex, Position};

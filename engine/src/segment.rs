@@ -28,6 +28,7 @@ use crate::index::{
     OffsetEntry, OffsetIndex, TimeEntry, TimeIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES,
 };
 use crate::io;
+use crate::units::{Offset, Position};
 
 /// How far ahead of its writes the active segment is allocated: large enough that `fallocate` is
 /// rare (once per 64 MiB written), small enough that thousands of mostly idle partitions do not
@@ -42,8 +43,8 @@ const WALK_READ_BYTES: usize = 16 << 10;
 const WALK_HEADER_BYTES: usize = batch::LAST_OFFSET_DELTA_OFFSET + 4;
 
 /// File name of a segment's log for `base_offset`.
-pub fn log_file_name(base_offset: i64) -> String {
-    format!("{base_offset:020}.log")
+pub fn log_file_name(base_offset: Offset) -> String {
+    format!("{:020}.log", base_offset.get())
 }
 
 /// The three files of a segment. Handles are cheap to clone (a shared file descriptor), so async
@@ -69,7 +70,7 @@ pub struct RecoveryReport {
 
 #[derive(Debug)]
 pub struct Segment {
-    pub base_offset: i64,
+    pub base_offset: Offset,
     pub files: SegmentFiles,
     pub offset_index: OffsetIndex,
     pub time_index: TimeIndex,
@@ -78,7 +79,7 @@ pub struct Segment {
     /// Logical end: bytes of whole, written batches.
     pub size_bytes: u64,
     pub allocated_bytes: u64,
-    pub next_offset: i64,
+    pub next_offset: Offset,
     /// Largest batch max_timestamp in the segment; -1 when empty or untimed.
     pub max_timestamp: i64,
     bytes_since_index_entry: u64,
@@ -88,7 +89,7 @@ pub struct Segment {
     pub generation: u64,
 }
 
-async fn open_files(dir: &Path, base_offset: i64) -> Result<SegmentFiles, OpenError> {
+async fn open_files(dir: &Path, base_offset: Offset) -> Result<SegmentFiles, OpenError> {
     let log_path = dir.join(log_file_name(base_offset));
     let index_path = log_path.with_extension("index");
     let time_path = log_path.with_extension("timeindex");
@@ -110,7 +111,7 @@ async fn open_files(dir: &Path, base_offset: i64) -> Result<SegmentFiles, OpenEr
 }
 
 impl Segment {
-    fn empty(base_offset: i64, files: SegmentFiles, now_ms: i64) -> Self {
+    fn empty(base_offset: Offset, files: SegmentFiles, now_ms: i64) -> Self {
         Self {
             base_offset,
             files,
@@ -133,7 +134,7 @@ impl Segment {
     /// stay valid when the cleaner renames the files into place.
     pub async fn create_with_suffix(
         dir: &Path,
-        base_offset: i64,
+        base_offset: Offset,
         suffix: &str,
         created_ms: i64,
     ) -> Result<Self, OpenError> {
@@ -173,7 +174,7 @@ impl Segment {
     /// Creates a new, empty active segment, preallocated when the config asks.
     pub async fn create(
         dir: &Path,
-        base_offset: i64,
+        base_offset: Offset,
         config: &LogConfig,
         now_ms: i64,
     ) -> Result<Self, OpenError> {
@@ -223,7 +224,7 @@ impl Segment {
         &self,
         unnoted_bytes: u64,
         incoming_bytes: u64,
-        incoming_last_offset: i64,
+        incoming_last_offset: Offset,
         config: &LogConfig,
         now_ms: i64,
     ) -> bool {
@@ -234,40 +235,51 @@ impl Segment {
         let full = size_bytes + incoming_bytes > config.segment_bytes;
         let old = now_ms.saturating_sub(self.created_ms) >= config.segment_ms as i64;
         // Relative offsets are u32 in the index files.
-        let offsets_exhausted = incoming_last_offset - self.base_offset > i64::from(u32::MAX - 1);
+        let offsets_exhausted =
+            incoming_last_offset.since(self.base_offset) > i64::from(u32::MAX - 1);
         full || old || offsets_exhausted
     }
 
     /// Records a batch that now lies whole at `position` (after its write completed).
-    pub fn note_appended(&mut self, header: &BatchHeader, position: u64, config: &LogConfig) {
-        debug_assert_eq!(position, self.size_bytes, "batches are contiguous");
-        debug_assert!(header.base_offset >= self.next_offset, "offsets increase");
+    ///
+    /// # Panics
+    /// When the batch does not start at the segment's end or its offsets do not follow the last
+    /// batch's: the writer and recovery both guarantee it, and a violation would corrupt lookups,
+    /// so release builds check it too (two comparisons per batch).
+    pub fn note_appended(&mut self, header: &BatchHeader, position: Position, config: &LogConfig) {
+        let base_offset = Offset::new(header.base_offset);
+        assert_eq!(position, self.end(), "batches are contiguous");
+        assert!(
+            base_offset >= self.next_offset,
+            "offsets increase: batch at {base_offset} after next offset {}",
+            self.next_offset
+        );
         // Recovery replays from the last index entry: that batch is indexed already (with
         // `index.interval.bytes=0` it would otherwise be pushed twice).
         let indexed = self
             .offset_index
             .last()
-            .is_some_and(|last| last.offset >= header.base_offset);
+            .is_some_and(|last| last.offset >= base_offset);
         if self.bytes_since_index_entry >= u64::from(config.index_interval_bytes)
-            && position > 0
+            && position > Position::START
             && !indexed
         {
             self.offset_index.push(OffsetEntry {
-                offset: header.base_offset,
-                position: position as u32,
+                offset: base_offset,
+                position,
             });
             // Every batch before this one is at most `max_timestamp` old: a time lookup for
             // anything newer may start here.
             self.time_index.push_if_newer(TimeEntry {
                 timestamp: self.max_timestamp,
-                offset: header.base_offset,
+                offset: base_offset,
             });
             self.bytes_since_index_entry = 0;
         }
         let total = header.total_bytes() as u64;
         self.bytes_since_index_entry += total;
-        self.size_bytes = position + total;
-        self.next_offset = header.next_offset();
+        self.size_bytes = position.advanced_by(total).get();
+        self.next_offset = Offset::new(header.next_offset());
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
     }
 
@@ -295,26 +307,30 @@ impl Segment {
     }
 
     /// Where the batch holding `offset` starts: a position to begin walking from.
-    pub fn walk_start_for_offset(&self, offset: i64) -> (u64, i64) {
+    pub fn walk_start_for_offset(&self, offset: Offset) -> (Position, Offset) {
         match self.offset_index.floor_by_offset(offset) {
-            Some(entry) => (u64::from(entry.position), entry.offset),
-            None => (0, self.base_offset),
+            Some(entry) => (entry.position, entry.offset),
+            None => (Position::START, self.base_offset),
         }
     }
 
+    /// The logical end: where the next batch goes.
+    pub fn end(&self) -> Position {
+        Position::new(self.size_bytes)
+    }
+
     /// A batch start at or before `position`, to walk forward from.
-    pub fn walk_start_for_position(&self, position: u64) -> u64 {
-        let clamped = position.min(u64::from(u32::MAX)) as u32;
+    pub fn walk_start_for_position(&self, position: Position) -> Position {
         self.offset_index
-            .floor_by_position(clamped)
-            .map_or(0, |entry| u64::from(entry.position))
+            .floor_by_position(position)
+            .map_or(Position::START, |entry| entry.position)
     }
 
     /// Where a search for the first batch with timestamp >= `timestamp` may start.
-    pub fn walk_start_for_timestamp(&self, timestamp: i64) -> u64 {
+    pub fn walk_start_for_timestamp(&self, timestamp: i64) -> Position {
         match self.time_index.last_before(timestamp) {
             Some(entry) => self.walk_start_for_offset(entry.offset).0,
-            None => 0,
+            None => Position::START,
         }
     }
 
@@ -367,17 +383,17 @@ impl IndexDelta {
 pub async fn walk_to_offset(
     file: &File,
     path: &Path,
-    mut position: u64,
-    end: u64,
-    target_offset: i64,
-) -> Result<u64, ReadError> {
+    mut position: Position,
+    end: Position,
+    target_offset: Offset,
+) -> Result<Position, ReadError> {
     let mut walker = HeaderWalker::new(file, path, end);
     while position < end {
         let (next_offset, total) = walker.header_at(position).await?;
         if next_offset > target_offset {
             return Ok(position);
         }
-        position += total;
+        position = position.advanced_by(total);
     }
     Ok(end)
 }
@@ -387,17 +403,17 @@ pub async fn walk_to_offset(
 pub async fn walk_to_boundary(
     file: &File,
     path: &Path,
-    mut position: u64,
-    end: u64,
-    limit: u64,
-) -> Result<u64, ReadError> {
+    mut position: Position,
+    end: Position,
+    limit: Position,
+) -> Result<Position, ReadError> {
     let mut walker = HeaderWalker::new(file, path, end);
     while position < end.min(limit) {
         let (_, total) = walker.header_at(position).await?;
-        if position + total > limit {
+        if position.advanced_by(total) > limit {
             break;
         }
-        position += total;
+        position = position.advanced_by(total);
     }
     Ok(position)
 }
@@ -406,36 +422,39 @@ pub async fn walk_to_boundary(
 struct HeaderWalker<'a> {
     file: &'a File,
     path: &'a Path,
-    end: u64,
+    end: Position,
     window: Vec<u8>,
-    window_start: u64,
+    window_start: Position,
 }
 
 impl<'a> HeaderWalker<'a> {
-    fn new(file: &'a File, path: &'a Path, end: u64) -> Self {
+    fn new(file: &'a File, path: &'a Path, end: Position) -> Self {
         Self {
             file,
             path,
             end,
             window: Vec::new(),
-            window_start: 0,
+            window_start: Position::START,
         }
     }
 
     /// Returns (next offset, total bytes) of the batch starting at `position`.
-    async fn header_at(&mut self, position: u64) -> Result<(i64, u64), ReadError> {
-        let window_end = self.window_start + self.window.len() as u64;
-        if position < self.window_start || position + WALK_HEADER_BYTES as u64 > window_end {
-            let len = WALK_READ_BYTES
-                .min((self.end - position) as usize)
-                .max(WALK_HEADER_BYTES);
-            self.window = io::read_at_most(self.file, position, len).await?;
+    async fn header_at(&mut self, position: Position) -> Result<(Offset, u64), ReadError> {
+        let window_end = self.window_start.advanced_by(self.window.len() as u64);
+        if position < self.window_start
+            || position.advanced_by(WALK_HEADER_BYTES as u64) > window_end
+        {
+            let len = usize::try_from(self.end.bytes_since(position))
+                .unwrap_or(usize::MAX)
+                .clamp(WALK_HEADER_BYTES, WALK_READ_BYTES);
+            self.window = io::read_at_most(self.file, position.get(), len).await?;
             self.window_start = position;
         }
-        let at = (position - self.window_start) as usize;
+        let at = usize::try_from(position.bytes_since(self.window_start))
+            .expect("inside the window, which is in memory");
         let corrupt = |reason: &str| ReadError::Corrupt {
             path: self.path.to_path_buf(),
-            position,
+            position: position.get(),
             reason: reason.to_string(),
         };
         let bytes = self
@@ -450,8 +469,9 @@ impl<'a> HeaderWalker<'a> {
         let mut raw_delta = [0u8; 4];
         raw_delta.copy_from_slice(&bytes[batch::LAST_OFFSET_DELTA_OFFSET..WALK_HEADER_BYTES]);
         let last_offset_delta = i32::from_be_bytes(raw_delta);
-        let total = LOG_OVERHEAD_BYTES as u64 + batch_length as u64;
-        Ok((base_offset + i64::from(last_offset_delta) + 1, total))
+        let total = LOG_OVERHEAD_BYTES as u64 + u64::try_from(batch_length).expect("checked above");
+        let next_offset = Offset::new(base_offset).plus(i64::from(last_offset_delta) + 1);
+        Ok((next_offset, total))
     }
 }
 
@@ -459,18 +479,18 @@ impl<'a> HeaderWalker<'a> {
 pub async fn batch_end(
     file: &File,
     path: &Path,
-    position: u64,
-    end: u64,
-) -> Result<u64, ReadError> {
+    position: Position,
+    end: Position,
+) -> Result<Position, ReadError> {
     let (_, total) = HeaderWalker::new(file, path, end)
         .header_at(position)
         .await?;
-    Ok(position + total)
+    Ok(position.advanced_by(total))
 }
 
 /// Reads `len` bytes of a batch range into memory (for callers that need the bytes).
-pub async fn read_range(file: &File, position: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    io::read_at_most(file, position, len).await
+pub async fn read_range(file: &File, position: Position, len: usize) -> std::io::Result<Vec<u8>> {
+    io::read_at_most(file, position.get(), len).await
 }
 
 /// How much of a segment recovery CRC-checks.
@@ -487,7 +507,7 @@ pub enum RecoveryScan {
 /// the active segment — preallocated again.
 pub async fn recover(
     dir: &Path,
-    base_offset: i64,
+    base_offset: Offset,
     config: &LogConfig,
     is_active: bool,
     scan: RecoveryScan,
@@ -513,10 +533,10 @@ pub async fn recover(
 
     // Replay the tail from the last index entry through the same bookkeeping appends use.
     let (start_position, start_offset) = match segment.offset_index.last() {
-        Some(entry) => (u64::from(entry.position), entry.offset),
-        None => (0, base_offset),
+        Some(entry) => (entry.position, entry.offset),
+        None => (Position::START, base_offset),
     };
-    segment.size_bytes = start_position;
+    segment.size_bytes = start_position.get();
     segment.next_offset = start_offset;
     segment.max_timestamp = segment
         .time_index
@@ -572,31 +592,32 @@ async fn load_indexes(
         .await
         .map_err(OpenError::io(&segment.files.log_path))?
         .len();
-    let offset_bytes = io::read_at_most(&segment.files.offset_index, 0, index_len as usize)
+    let offset_bytes = io::read_at_most(&segment.files.offset_index, 0, whole_file(index_len))
         .await
         .map_err(OpenError::io(&segment.files.log_path))?;
-    let time_bytes = io::read_at_most(&segment.files.time_index, 0, time_len as usize)
+    let time_bytes = io::read_at_most(&segment.files.time_index, 0, whole_file(time_len))
         .await
         .map_err(OpenError::io(&segment.files.log_path))?;
-    let (mut offset_index, offset_valid) =
-        OffsetIndex::decode(segment.base_offset, &offset_bytes, file_bytes);
+    let (mut offset_index, offset_valid) = OffsetIndex::decode(
+        segment.base_offset,
+        &offset_bytes,
+        Position::new(file_bytes),
+    );
     let mut consistent = offset_valid;
     if let Some(last) = offset_index.last() {
-        let header = io::read_at_most(
-            &segment.files.log,
-            u64::from(last.position),
-            LOG_OVERHEAD_BYTES,
-        )
-        .await
-        .map_err(OpenError::io(&segment.files.log_path))?;
-        if batch::peek_offset_and_length(&header).map(|(offset, _)| offset) != Some(last.offset) {
+        let header = io::read_at_most(&segment.files.log, last.position.get(), LOG_OVERHEAD_BYTES)
+            .await
+            .map_err(OpenError::io(&segment.files.log_path))?;
+        if batch::peek_offset_and_length(&header).map(|(offset, _)| offset)
+            != Some(last.offset.get())
+        {
             offset_index = OffsetIndex::new(segment.base_offset);
             consistent = false;
         }
     }
     let covered_offset = offset_index
         .last()
-        .map_or(segment.base_offset, |entry| entry.offset + 1);
+        .map_or(segment.base_offset, |entry| entry.offset.plus(1));
     let (mut time_index, time_valid) =
         TimeIndex::decode(segment.base_offset, &time_bytes, covered_offset);
     if !consistent {
@@ -654,16 +675,22 @@ async fn scan_tail(
             return Ok(position);
         };
         // Offsets only increase, and the index stores them relative to the segment as u32.
-        let relative_last = header.last_offset() - segment.base_offset;
-        if header.base_offset < segment.next_offset || relative_last > i64::from(u32::MAX) {
+        let relative_last = Offset::new(header.last_offset()).since(segment.base_offset);
+        let base_offset = Offset::new(header.base_offset);
+        if base_offset < segment.next_offset || relative_last > i64::from(u32::MAX) {
             return Ok(position);
         }
-        segment.note_appended(&header, position, config);
+        segment.note_appended(&header, Position::new(position), config);
         report.batches_scanned += 1;
         if header.has_producer_id() {
             report.producer_batches.push(header);
         }
     }
+}
+
+/// The length of a whole file to read into memory.
+fn whole_file(file_bytes: u64) -> usize {
+    usize::try_from(file_bytes).expect("an index file fits in memory")
 }
 
 /// Writes the index entries recovery produced; cuts the files to what is valid first.

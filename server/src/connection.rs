@@ -197,8 +197,14 @@ async fn send(
                     }
                     api::fetch_response::FramePart::Records { topic, partition } => {
                         for slice in &fetch.records[topic][partition] {
-                            send_file_range(pipe, &slice.file, slice.position, slice.len, stream)
-                                .await?;
+                            send_file_range(
+                                pipe,
+                                &slice.file,
+                                slice.position.get(),
+                                slice.len,
+                                stream,
+                            )
+                            .await?;
                             crate::metrics::record_bytes_out(slice.len);
                         }
                     }

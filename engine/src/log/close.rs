@@ -28,7 +28,8 @@ impl PartitionLog {
             delta.write(&files).await?;
         }
         self.sync().await?;
-        self.write_producer_snapshot(self.high_watermark()).await?;
+        let end = self.state.borrow().high_watermark;
+        self.write_producer_snapshot(end).await?;
         let marker = compio::fs::File::create(self.dir.join(CLEAN_SHUTDOWN_FILE_NAME)).await?;
         marker.sync_all().await?;
         io::sync_dir(&self.dir).await

@@ -5,18 +5,20 @@ use std::path::{Path, PathBuf};
 
 use crate::error::OpenError;
 use crate::io;
+use crate::units::Offset;
 
 /// Marker written by a clean [`PartitionLog::close`] and removed on open: without it, the last
 /// open ended in a crash and the active segment is CRC-checked from its start.
 pub const CLEAN_SHUTDOWN_FILE_NAME: &str = ".clean_shutdown";
 
-pub(super) fn snapshot_file_name(offset: i64) -> String {
-    format!("{offset:020}.snapshot")
+/// File name of the producer snapshot taken as of `offset`.
+pub(super) fn snapshot_file_name(offset: Offset) -> String {
+    format!("{:020}.snapshot", offset.get())
 }
 
 /// Base offsets of the `.log` files and offsets of the `.snapshot` files in `dir`, each sorted;
 /// creates `dir` if missing.
-pub(super) async fn list_segments(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), OpenError> {
+pub(super) async fn list_segments(dir: &Path) -> Result<(Vec<Offset>, Vec<Offset>), OpenError> {
     let owned_dir = dir.to_path_buf();
     let names = io::blocking(move || {
         std::fs::create_dir_all(&owned_dir)?;
@@ -38,7 +40,7 @@ pub(super) async fn list_segments(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), Op
             .and_then(|stem| stem.to_str())
             .unwrap_or_default();
         let offset = match stem.parse::<i64>() {
-            Ok(offset) if stem.len() == 20 && offset >= 0 => offset,
+            Ok(offset) if stem.len() == 20 && offset >= 0 => Offset::new(offset),
             _ => return Err(OpenError::BadFileName { path }),
         };
         if extension == Some("log") {

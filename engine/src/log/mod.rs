@@ -20,6 +20,7 @@
 //! - After a failed write or fsync the log takes no more appends (page cache state is unknown).
 
 mod append;
+mod boundary_cache;
 mod close;
 mod files;
 mod flush;

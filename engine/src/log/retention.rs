@@ -21,7 +21,7 @@ impl PartitionLog {
             // A compact-only log keeps its data (the cleaner shrinks it); a running cleaning owns
             // the sealed segments until it is done.
             if !state.config.deletes() || state.cleaning {
-                outcome.log_start_offset = state.log_start_offset;
+                outcome.log_start_offset = state.log_start_offset.get();
                 return Ok(outcome);
             }
         }
@@ -38,9 +38,7 @@ impl PartitionLog {
                     .front()
                     .map_or(doomed.next_offset, |segment| segment.base_offset);
                 state.log_start_offset = state.log_start_offset.max(new_start);
-                state
-                    .boundaries
-                    .retain(|(_, base, _)| *base != doomed.base_offset);
+                state.boundaries.forget_segment(doomed.base_offset);
                 doomed
             };
             outcome.segments_deleted += 1;

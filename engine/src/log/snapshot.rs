@@ -8,13 +8,14 @@ use super::state::PartitionLog;
 use super::types::OpenReport;
 use crate::io;
 use crate::producer::ProducerStateTable;
+use crate::units::Offset;
 
 impl PartitionLog {
     /// Writes the producer table as of `offset` (everything appended below it) and removes older
     /// snapshots. Called at a roll (offset = new segment base) and at close (offset = end), when no
     /// append is in flight.
-    pub(crate) async fn write_producer_snapshot(&self, offset: i64) -> std::io::Result<()> {
-        let bytes = self.state.borrow().producers.encode_snapshot(offset);
+    pub(crate) async fn write_producer_snapshot(&self, offset: Offset) -> std::io::Result<()> {
+        let bytes = self.state.borrow().producers.encode_snapshot(offset.get());
         io::write_file_atomically(&self.dir.join(snapshot_file_name(offset)), bytes).await?;
         let (_, snapshots) = list_segments(&self.dir)
             .await
@@ -30,8 +31,8 @@ impl PartitionLog {
 /// past it. A missing or unreadable snapshot only costs idempotence across this restart.
 pub(super) async fn rebuild_producers(
     dir: &Path,
-    snapshot_offsets: &[i64],
-    next_offset: i64,
+    snapshot_offsets: &[Offset],
+    next_offset: Offset,
     report: &OpenReport,
 ) -> ProducerStateTable {
     let mut table = ProducerStateTable::default();
@@ -51,7 +52,7 @@ pub(super) async fn rebuild_producers(
                 covered = snapshot_offset;
             }
             None => {
-                tracing::warn!(dir = %dir.display(), offset, "unreadable producer snapshot ignored")
+                tracing::warn!(dir = %dir.display(), %offset, "unreadable producer snapshot ignored")
             }
         }
     }

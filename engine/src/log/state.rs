@@ -7,15 +7,14 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use futures_channel::oneshot;
 
+use super::boundary_cache::BoundaryCache;
 use super::types::{AppendOutcome, LogStats};
 use crate::batch::BatchHeader;
 use crate::config::LogConfig;
 use crate::error::AppendError;
 use crate::producer::ProducerStateTable;
 use crate::segment::Segment;
-
-/// Recent (offset, segment base, position) batch boundaries kept to answer tail fetches without I/O.
-pub(super) const BOUNDARY_CACHE_ENTRIES: usize = 64;
+use crate::units::Offset;
 
 pub(crate) struct PendingAppend {
     /// The record set as iovecs: per batch, its patched first bytes (offset, length, epoch), then
@@ -28,10 +27,10 @@ pub(crate) struct PendingAppend {
 pub(crate) struct LogState {
     pub(crate) config: LogConfig,
     pub(crate) segments: VecDeque<Segment>,
-    pub(crate) next_offset: i64,
-    pub(crate) high_watermark: i64,
-    pub(crate) durable_offset: i64,
-    pub(crate) log_start_offset: i64,
+    pub(crate) next_offset: Offset,
+    pub(crate) high_watermark: Offset,
+    pub(crate) durable_offset: Offset,
+    pub(crate) log_start_offset: Offset,
     pub(crate) pending: Vec<PendingAppend>,
     pub(crate) writer_active: bool,
     pub(crate) failure: Option<String>,
@@ -42,11 +41,11 @@ pub(crate) struct LogState {
     pub(crate) data_waiters: Vec<oneshot::Sender<()>>,
     /// Idempotent producers' sequence state.
     pub(crate) producers: ProducerStateTable,
-    pub(crate) boundaries: VecDeque<(i64, i64, u64)>,
+    pub(crate) boundaries: BoundaryCache,
     /// A cleaning pass is running: retention and close wait for it (see [`crate::compaction`]).
     pub(crate) cleaning: bool,
     /// Sealed segments from this offset on have not been cleaned since open (all at first).
-    pub(crate) first_dirty_offset: i64,
+    pub(crate) first_dirty_offset: Offset,
 }
 
 impl LogState {
@@ -62,23 +61,8 @@ impl LogState {
             .expect("a log always has an active segment")
     }
 
-    pub(crate) fn remember_boundary(&mut self, offset: i64, segment_base: i64, position: u64) {
-        if self.boundaries.len() == BOUNDARY_CACHE_ENTRIES {
-            self.boundaries.pop_front();
-        }
-        self.boundaries.push_back((offset, segment_base, position));
-    }
-
-    pub(crate) fn cached_position(&self, offset: i64, segment_base: i64) -> Option<u64> {
-        self.boundaries
-            .iter()
-            .rev()
-            .find(|(cached_offset, base, _)| *cached_offset == offset && *base == segment_base)
-            .map(|(_, _, position)| *position)
-    }
-
     /// Index of the segment holding `offset` (the last with base offset <= `offset`).
-    pub(crate) fn segment_index_for(&self, offset: i64) -> usize {
+    pub(crate) fn segment_index_for(&self, offset: Offset) -> usize {
         self.segments
             .partition_point(|segment| segment.base_offset <= offset)
             .saturating_sub(1)
@@ -107,15 +91,16 @@ impl PartitionLog {
 
     /// Offset after the last readable batch (Kafka's high watermark on a single replica).
     pub fn high_watermark(&self) -> i64 {
-        self.state.borrow().high_watermark
+        self.state.borrow().high_watermark.get()
     }
 
     /// Resolves once the high watermark is beyond `offset` (at once if it already is): what a
     /// long-polling fetch waits on. The caller bounds the wait with its own timer.
     pub fn wait_for_data_after(
         &self,
-        offset: i64,
+        offset: impl Into<Offset>,
     ) -> impl std::future::Future<Output = ()> + 'static {
+        let offset = offset.into();
         let receiver = {
             let mut state = self.state.borrow_mut();
             if state.high_watermark > offset || state.closed {
@@ -136,11 +121,11 @@ impl PartitionLog {
 
     /// Offset after the last batch known to be on disk (fdatasync'ed).
     pub fn durable_offset(&self) -> i64 {
-        self.state.borrow().durable_offset
+        self.state.borrow().durable_offset.get()
     }
 
     pub fn log_start_offset(&self) -> i64 {
-        self.state.borrow().log_start_offset
+        self.state.borrow().log_start_offset.get()
     }
 
     /// Bytes of whole batches in all segments.
@@ -167,7 +152,7 @@ impl PartitionLog {
             .borrow()
             .segments
             .iter()
-            .map(|segment| segment.base_offset)
+            .map(|segment| segment.base_offset.get())
             .collect()
     }
 }

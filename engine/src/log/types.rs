@@ -4,6 +4,7 @@ use compio::fs::File;
 
 use crate::error::AppendError;
 use crate::segment::RecoveryReport;
+use crate::units::Position;
 
 /// An append that has its offsets and waits for its durability point.
 pub type PendingAppendOutcome =
@@ -21,7 +22,7 @@ pub struct AppendOutcome {
 #[derive(Debug, Clone)]
 pub struct FileSlice {
     pub file: File,
-    pub position: u64,
+    pub position: Position,
     pub len: u64,
 }
 

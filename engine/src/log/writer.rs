@@ -7,12 +7,15 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use tracing::error;
 
+use super::boundary_cache::BatchBoundary;
 use super::state::PartitionLog;
 use super::types::AppendOutcome;
 use crate::batch::BatchHeader;
 use crate::clock::now_ms;
 use crate::error::AppendError;
 use crate::io;
+use crate::segment::{IndexDelta, SegmentFiles};
+use crate::units::{Offset, Position};
 
 /// Index entries the active segment may hold in memory only before they are written out. The
 /// files are a cache (recovery rebuilds them), so writing them is kept off the acknowledgement
@@ -106,7 +109,8 @@ impl PartitionLog {
         let mut run_bytes = 0u64;
         for (buffer, batch_headers) in buffers.into_iter().zip(headers) {
             let incoming_bytes: u64 = buffer.iter().map(|iovec| iovec.len() as u64).sum();
-            let incoming_last_offset = batch_headers.last().map_or(0, BatchHeader::last_offset);
+            let incoming_last_offset =
+                Offset::new(batch_headers.last().map_or(0, BatchHeader::last_offset));
             let roll = {
                 let state = self.state.borrow();
                 state.active().should_roll(
@@ -142,16 +146,40 @@ impl PartitionLog {
             return Ok(());
         }
         let run_bytes: u64 = run.iter().map(|buffer| buffer.len() as u64).sum();
-        let (files, position, allocation, write_inline) = {
+        let batch_bytes: u64 = run_headers
+            .iter()
+            .map(|header| header.total_bytes() as u64)
+            .sum();
+        // Whole batches only: a run that is not exactly its batches would leave the segment's end
+        // off a batch boundary, and every later read plan with it.
+        assert_eq!(run_bytes, batch_bytes, "a run is exactly its batches");
+        let (files, position, write_inline) = {
             let state = self.state.borrow();
             let active = state.active();
-            let allocation = active.allocation_needed(active.size_bytes + run_bytes, &state.config);
             (
                 active.files.clone(),
-                active.size_bytes,
-                allocation,
+                active.end(),
                 state.config.write_inline,
             )
+        };
+        self.allocate_ahead(&files, position.advanced_by(run_bytes))
+            .await?;
+        write_at(&files, run, position, write_inline).await?;
+        if let Some(delta) = self.note_run(&run_headers, position) {
+            // The index is a cache that recovery rebuilds; its write needs no fsync.
+            delta
+                .write(&files)
+                .await
+                .map_err(|err| format!("index write failed: {err}"))?;
+        }
+        Ok(())
+    }
+
+    /// `fallocate`s the active segment ahead of a write up to `end`, when preallocation is on.
+    async fn allocate_ahead(&self, files: &SegmentFiles, end: Position) -> Result<(), String> {
+        let allocation = {
+            let state = self.state.borrow();
+            state.active().allocation_needed(end.get(), &state.config)
         };
         if let Some((offset, len)) = allocation {
             io::fallocate(&files.log, offset, len)
@@ -161,51 +189,63 @@ impl PartitionLog {
                 })?;
             self.state.borrow_mut().active_mut().allocated_bytes = offset + len;
         }
-        if write_inline {
-            io::write_vectored_all_at_blocking(&files.log, &run, position)
-                .map_err(|err| format!("write to {} failed: {err}", files.log_path.display()))?;
-        } else {
-            io::write_vectored_all_at(&files.log, run, position)
-                .await
-                .map_err(|err| format!("write to {} failed: {err}", files.log_path.display()))?;
-        }
-        let delta = {
-            let mut state = self.state.borrow_mut();
-            let config = state.config.clone();
-            let active = state.active_mut();
-            let mut batch_position = position;
-            for header in &run_headers {
-                active.note_appended(header, batch_position, &config);
-                batch_position += header.total_bytes() as u64;
-            }
-            let (segment_base, next_offset, size_bytes) =
-                (active.base_offset, active.next_offset, active.size_bytes);
-            let delta = if active.unpersisted_index_entries() >= INDEX_ENTRIES_UNPERSISTED_MAX {
-                active.take_index_delta()
-            } else {
-                None
-            };
-            state.stats.appends += run_headers.len() as u64;
-            state.stats.bytes_appended += batch_position - position;
-            state.stats.writes += 1;
-            debug_assert!(
-                next_offset > state.high_watermark,
-                "high watermark only moves forward"
-            );
-            state.high_watermark = next_offset;
-            state.remember_boundary(next_offset, segment_base, size_bytes);
-            for waiter in state.data_waiters.drain(..) {
-                let _ = waiter.send(());
-            }
-            delta
-        };
-        if let Some(delta) = delta {
-            // The index is a cache that recovery rebuilds; its write needs no fsync.
-            delta
-                .write(&files)
-                .await
-                .map_err(|err| format!("index write failed: {err}"))?;
-        }
         Ok(())
     }
+
+    /// After a run was written at `position`: each batch noted in the active segment, the high
+    /// watermark moved, waiting readers woken. Returns index entries due to be written out.
+    fn note_run(&self, run_headers: &[BatchHeader], position: Position) -> Option<IndexDelta> {
+        let mut state = self.state.borrow_mut();
+        let config = state.config.clone();
+        let active = state.active_mut();
+        let mut batch_position = position;
+        for header in run_headers {
+            active.note_appended(header, batch_position, &config);
+            batch_position = batch_position.advanced_by(header.total_bytes() as u64);
+        }
+        let boundary = BatchBoundary {
+            segment_base: active.base_offset,
+            offset: active.next_offset,
+            position: active.end(),
+        };
+        let delta = (active.unpersisted_index_entries() >= INDEX_ENTRIES_UNPERSISTED_MAX)
+            .then(|| active.take_index_delta())
+            .flatten();
+        state.stats.appends += run_headers.len() as u64;
+        state.stats.bytes_appended += batch_position.bytes_since(position);
+        state.stats.writes += 1;
+        assert!(
+            boundary.offset > state.high_watermark,
+            "high watermark only moves forward: {} after {}",
+            boundary.offset,
+            state.high_watermark
+        );
+        state.high_watermark = boundary.offset;
+        state.boundaries.remember(boundary);
+        for waiter in state.data_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+        delta
+    }
+}
+
+/// Writes a run at `position`: with `write.inline`, `pwritev(2)` on the shard thread (saves the
+/// io-wq hand-off ext4 and tmpfs make for buffered io_uring writes, but blocks the shard for the
+/// copy); otherwise an io_uring `writev`.
+async fn write_at(
+    files: &SegmentFiles,
+    run: Vec<Bytes>,
+    position: Position,
+    write_inline: bool,
+) -> Result<(), String> {
+    let failed =
+        |err: std::io::Error| format!("write to {} failed: {err}", files.log_path.display());
+    if write_inline {
+        io::write_vectored_all_at_blocking(&files.log, &run, position.get()).map_err(failed)?;
+    } else {
+        io::write_vectored_all_at(&files.log, run, position.get())
+            .await
+            .map_err(failed)?;
+    }
+    Ok(())
 }
