@@ -40,6 +40,10 @@ for d,_,fs in os.walk(root):
                 c=(base+'::' if base else '')+'::'.join(parts[:k])
                 if c in mods: found=c; break
             targets.add(found or parent)
+        if re.search(r'super::\{',code): targets.add(parent)
+        for t in re.findall(r'crate::\{([^}]*)\}',code):
+            for name in re.findall(r'(\w+)::',t)+re.findall(r'\b(\w+)\b',t):
+                if name in mods: targets.add(name)
         # use of own submodules via `use self::x` / `x::` are children; pub use child::X counts
         for t in re.findall(r'(?:pub(?:\(\w+\))? )?use (\w+)::',code):
             c=m+'::'+t

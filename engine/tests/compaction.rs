@@ -320,7 +320,7 @@ fn a_planned_read_still_sees_the_old_segment() {
         let mut held = Vec::new();
         for slice in &plan.slices {
             held.extend_from_slice(
-                &ringtail_engine::segment::read_range(
+                &ringtail_engine::segment::walk::read_range(
                     &slice.file,
                     slice.position,
                     slice.len as usize,

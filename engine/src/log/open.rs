@@ -18,7 +18,8 @@ use crate::config::LogConfig;
 use crate::error::OpenError;
 use crate::io;
 use crate::producer::ProducerStateTable;
-use crate::segment::{self, RecoveryScan, Segment};
+use crate::segment::recovery::RecoveryScan;
+use crate::segment::{self, Segment};
 use crate::units::Offset;
 
 impl PartitionLog {
@@ -73,7 +74,7 @@ async fn recover_segments(
             RecoveryScan::FromLastIndexEntry
         };
         let (segment, recovery) =
-            segment::recover(dir, base_offset, config, is_active, scan, now_ms).await?;
+            segment::recovery::recover(dir, base_offset, config, is_active, scan, now_ms).await?;
         if recovery.truncated_bytes > 0 || recovery.index_rebuilt {
             info!(
                 dir = %dir.display(),

@@ -75,7 +75,7 @@ impl PartitionLog {
             Some(position) => position,
             None => {
                 let (log, path) = (&at.files.log, &at.files.log_path);
-                segment::walk_to_offset(log, path, at.walk_from, at.end, cursor).await?
+                segment::walk::walk_to_offset(log, path, at.walk_from, at.end, cursor).await?
             }
         };
         assert!(start <= at.end, "a read starts inside its segment");
@@ -150,12 +150,15 @@ impl PartitionLog {
         let walk_start = self
             .walk_start_for_position(at.segment_base, at.generation, limit)
             .max(start);
-        let boundary = segment::walk_to_boundary(log, path, walk_start, at.end, limit).await?;
+        let boundary =
+            segment::walk::walk_to_boundary(log, path, walk_start, at.end, limit).await?;
         assert!(boundary <= limit, "a boundary walk stays within its limit");
         if boundary > start {
             Ok(Some(boundary))
         } else if min_one_batch {
-            Ok(Some(segment::batch_end(log, path, start, at.end).await?))
+            Ok(Some(
+                segment::walk::batch_end(log, path, start, at.end).await?,
+            ))
         } else {
             Ok(None)
         }
@@ -193,7 +196,9 @@ impl PartitionLog {
         let mut out = Vec::with_capacity(usize::try_from(plan.total_bytes()).unwrap_or(0));
         for slice in &plan.slices {
             let len = usize::try_from(slice.len).expect("a planned slice fits in memory");
-            out.extend_from_slice(&segment::read_range(&slice.file, slice.position, len).await?);
+            out.extend_from_slice(
+                &segment::walk::read_range(&slice.file, slice.position, len).await?,
+            );
         }
         Ok(out)
     }

@@ -51,7 +51,8 @@ async fn first_at_or_after(
         reason,
     };
     while position < end {
-        let header_bytes = segment::read_range(&files.log, position, batch::HEADER_BYTES).await?;
+        let header_bytes =
+            segment::walk::read_range(&files.log, position, batch::HEADER_BYTES).await?;
         let header =
             batch::parse_header(&header_bytes).map_err(|err| corrupt(position, err.to_string()))?;
         let header_length = i32::try_from(batch::HEADER_BYTES - batch::LOG_OVERHEAD_BYTES)
@@ -64,7 +65,8 @@ async fn first_at_or_after(
         }
         if header.max_timestamp >= timestamp {
             let base_offset = Offset::new(header.base_offset);
-            let whole = segment::read_range(&files.log, position, header.total_bytes()).await?;
+            let whole =
+                segment::walk::read_range(&files.log, position, header.total_bytes()).await?;
             return Ok(Some(
                 match batch::first_record_at_or_after(&whole, timestamp) {
                     Some((delta, record_timestamp)) => {

@@ -3,7 +3,7 @@
 use compio::fs::File;
 
 use crate::error::AppendError;
-use crate::segment::RecoveryReport;
+use crate::segment::recovery::RecoveryReport;
 use crate::units::Position;
 
 /// An append that has its offsets and waits for its durability point.
