@@ -1,5 +1,6 @@
 //! CPU-only hot paths of the append and fetch paths: CRC-32C batch validation (reported as
 //! bytes/s) and sparse index lookups (reported as time per lookup).
+#![forbid(unsafe_code)]
 
 use std::hint::black_box;
 use std::time::Duration;

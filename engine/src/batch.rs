@@ -28,6 +28,7 @@
 //! - A batch that passed [`validate`] has `12 + batch_length` bytes, magic 2, a matching CRC-32C,
 //!   a known codec and `0 <= record_count <= last_offset_delta + 1`.
 //! - Nothing in this module panics on bytes from outside: every malformed input is a [`BatchError`].
+#![forbid(unsafe_code)]
 
 pub use crate::codec::Compression;
 use crate::error::BatchError;

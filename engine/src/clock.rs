@@ -1,4 +1,5 @@
 //! The wall clock of timestamps and retention.
+#![forbid(unsafe_code)]
 
 /// Milliseconds since the Unix epoch, the clock of timestamps and retention.
 pub fn now_ms() -> i64 {

@@ -1,5 +1,6 @@
 //! The compression codec a batch's attributes name: a leaf module, so that the batch codec, the
 //! codecs themselves and the error types can all name it without depending on each other.
+#![forbid(unsafe_code)]
 
 /// Bits 0-2 of a batch's attributes.
 const ATTR_CODEC_MASK: i16 = 0x07;

@@ -45,6 +45,7 @@
 //!   generation of a segment are never combined with another generation's index.
 //! - Idempotent producers' state is not touched: it lives in the producer snapshot taken at the
 //!   last roll (at the active segment's base), above everything the cleaner rewrites.
+#![forbid(unsafe_code)]
 
 use std::cell::Cell;
 use std::future::Future;

@@ -19,6 +19,7 @@
 //!   claim to expand without bound) and never panics on bytes from disk.
 //! - `compress(codec, framing, decompress(codec, x).0)` is readable by `decompress` and by
 //!   Kafka's clients: the framing of the input is kept.
+#![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
 

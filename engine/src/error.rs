@@ -1,5 +1,6 @@
 //! Typed errors, one enum per operation, as the engine's callers must tell them apart
 //! (the broker maps each to a Kafka error code).
+#![forbid(unsafe_code)]
 
 use std::io;
 use std::path::PathBuf;

@@ -18,6 +18,7 @@
 //! - Offset index entries are strictly increasing in both offset and position.
 //! - Time index entries are strictly increasing in timestamp and non-decreasing in offset.
 //! - An entry never points past the segment's valid end (recovery drops entries that do).
+#![forbid(unsafe_code)]
 
 use crate::units::{Offset, Position};
 

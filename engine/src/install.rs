@@ -5,6 +5,7 @@
 //! module doc): a. the `.cleaned` files are written and fsynced; b. `<base>.log.cleaned` is renamed
 //! to `<base>.log.swap` and the directory fsynced (the commit); c. the index files are renamed over
 //! the old ones, then `<base>.log.swap` over `<base>.log`, and the directory fsynced.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 

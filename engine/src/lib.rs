@@ -8,6 +8,7 @@
 //! What it does not do: networking or the Kafka wire protocol (that is `ringtail-server`), and
 //! cross-thread sharing. The engine is shard-local: a [`log::PartitionLog`] belongs to one shard
 //! thread, runs on that thread's io_uring (compio), and is `!Send`. See docs/ARCHITECTURE.md.
+#![deny(unsafe_code)]
 
 pub mod batch;
 pub mod cleaner;
@@ -19,6 +20,8 @@ pub mod config;
 pub mod error;
 pub mod index;
 pub mod install;
+// Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
+#[allow(unsafe_code)]
 pub mod io;
 pub mod log;
 pub mod producer;

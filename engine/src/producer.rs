@@ -14,6 +14,7 @@
 //! - Per producer, at most [`BATCHES_REMEMBERED`] batches are remembered, in sequence order.
 //! - A batch is accepted only if its epoch is the producer's current one (or newer, starting at
 //!   sequence 0), and its first sequence follows the last remembered one.
+#![forbid(unsafe_code)]
 
 use std::collections::{HashMap, VecDeque};
 

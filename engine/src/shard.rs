@@ -5,6 +5,7 @@
 //! - A partition belongs to exactly one shard: [`partition_owner`] is a pure function of the
 //!   topic name, partition number and shard count, the same on every thread and every start.
 //! - A partition's directory is `<data_dir>/<topic>-<partition>`, as in Kafka.
+#![forbid(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -10,6 +10,7 @@
 //! fn remember(offset: Offset, position: Position) {}
 //! remember(Position::new(4096), Offset::new(7));
 //! ```
+#![forbid(unsafe_code)]
 
 use std::fmt;
 

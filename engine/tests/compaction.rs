@@ -1,6 +1,7 @@
 //! Log compaction against a model: after a pass, reading the log gives exactly the latest record
 //! of every key below the active segment (tombstones per the delete.retention.ms rule), every
 //! record at its original offset, with the log's offsets, indexes and recovery intact.
+#![forbid(unsafe_code)]
 
 mod common;
 

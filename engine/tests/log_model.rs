@@ -1,4 +1,5 @@
 //! The partition log checked against a `Vec` model: random appends, random reads, reopen.
+#![forbid(unsafe_code)]
 
 mod common;
 

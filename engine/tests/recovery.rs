@@ -1,4 +1,5 @@
 //! Recovery: torn and corrupt tails are cut to exactly the valid prefix; bad indexes are rebuilt.
+#![forbid(unsafe_code)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! One run of a workload: create the topics, start the consumers and wait until every one holds
 //! its partitions, optionally fill a backlog, produce for warm-up plus the measured duration,
 //! then drain (consumers read up to the high watermarks measured after producing) and report.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

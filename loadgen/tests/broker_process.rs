@@ -2,6 +2,7 @@
 //! else the workspace's release build, else its debug build, which `cargo test --workspace`
 //! makes) and tansu (in `TANSU_BIN`, else where its install command puts it). A broker whose
 //! binary is absent is skipped with the reason printed.
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::net::TcpStream;

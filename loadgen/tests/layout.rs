@@ -6,6 +6,7 @@
 //!
 //! Everything lives under cargo's per-target temp dir (a real disk, which loop images need for
 //! direct I/O), in a directory per test and process.
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::io::{Read, Write};

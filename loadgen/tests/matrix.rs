@@ -2,6 +2,7 @@
 //! ordinary filesystem. Checks that every report file exists and parses, that the index lists
 //! every run, and that consumers read every message produced (times the subscriptions, plus the
 //! backlog for the catch-up reader). No timing is asserted.
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 //! requests (librdkafka sends up to 5 produce requests in flight) are served concurrently — their
 //! appends join the same group commit. The writer sends the responses strictly in request order, as
 //! Kafka requires. At most [`IN_FLIGHT_REQUESTS_MAX`] requests of a connection run at once.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::rc::Rc;

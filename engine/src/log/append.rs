@@ -1,5 +1,6 @@
 //! The first half of an append: validation, the sequence check, offsets assigned in place, the
 //! record set queued for the writer.
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 

@@ -1,5 +1,6 @@
 //! Recent batch boundaries (segment, offset → position), filled by writes, so that a tail fetch —
 //! a consumer's next offset is usually the end of the last write — is planned without I/O.
+#![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
 

@@ -1,5 +1,6 @@
 //! A clean close: queued appends written, index written out, synced, the marker left for the next
 //! open.
+#![forbid(unsafe_code)]
 
 use super::files::CLEAN_SHUTDOWN_FILE_NAME;
 use super::state::PartitionLog;

@@ -1,5 +1,6 @@
 //! The names of a partition directory's files: segments, producer snapshots, the clean-shutdown
 //! marker.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 

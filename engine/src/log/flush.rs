@@ -1,4 +1,5 @@
 //! The flush policy: `every_batch` syncs after each group, `<N>ms` when the interval is due.
+#![forbid(unsafe_code)]
 
 use super::state::PartitionLog;
 use crate::config::FlushPolicy;

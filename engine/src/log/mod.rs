@@ -18,6 +18,7 @@
 //! - Segments are ordered by base offset and each base offset is the previous segment's end (or
 //!   beyond it, once compaction removed a segment's last batches: reads skip to the next base).
 //! - After a failed write or fsync the log takes no more appends (page cache state is unknown).
+#![forbid(unsafe_code)]
 
 mod append;
 mod boundary_cache;

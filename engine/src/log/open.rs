@@ -1,5 +1,6 @@
 //! Opening a log: an interrupted cleaning finished, every segment recovered, the producer table
 //! rebuilt, the clean-shutdown marker consumed.
+#![forbid(unsafe_code)]
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

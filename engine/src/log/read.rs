@@ -4,6 +4,7 @@
 //! - Every slice starts on a batch boundary (the start of the batch holding the cursor, found by
 //!   the boundary cache or a header walk) and ends on one (a header walk, or the segment's end).
 //! - No slice reaches past the logical end of its segment as it was when planned.
+#![forbid(unsafe_code)]
 
 use super::state::PartitionLog;
 use super::types::{FileSlice, ReadPlan};

@@ -1,4 +1,5 @@
 //! Retention: whole segments deleted from the oldest by size and age.
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 

@@ -1,4 +1,5 @@
 //! Rolls: the active segment sealed (cut, index written, fsynced) and a new one started.
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 

@@ -1,5 +1,6 @@
 //! Producer snapshots: the idempotent producers' table, written at each roll and at close, read
 //! back at open.
+#![forbid(unsafe_code)]
 
 use std::path::Path;
 

@@ -1,4 +1,5 @@
 //! The log's state under its `RefCell`, and the accessors that only look at it.
+#![forbid(unsafe_code)]
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

@@ -1,4 +1,5 @@
 //! Timestamp lookup (ListOffsets by time).
+#![forbid(unsafe_code)]
 
 use super::state::PartitionLog;
 use crate::batch;

@@ -1,4 +1,5 @@
 //! The values the log hands out: append outcomes, read plans, retention outcomes, counters.
+#![forbid(unsafe_code)]
 
 use compio::fs::File;
 

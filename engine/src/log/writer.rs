@@ -1,5 +1,6 @@
 //! The writer task: group commit. Everything queued since its last round becomes one vectored write
 //! per segment, then one sync under the flush policy; a failure fails the log.
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 

@@ -15,6 +15,7 @@
 //! - Index entries point at batch starts below `size_bytes` (see [`crate::index`]).
 //! - Recovery keeps exactly the longest valid prefix: every batch CRC-checked from the last index
 //!   entry on, everything after the first bad batch cut off.
+#![forbid(unsafe_code)]
 
 pub mod recovery;
 pub mod walk;

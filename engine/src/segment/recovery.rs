@@ -1,6 +1,7 @@
 //! Recovery of one segment at open: indexes checked against the log (rebuilt if they disagree),
 //! batches CRC-checked from the last index entry (or from the start, after a crash), the file cut
 //! after the last valid batch.
+#![forbid(unsafe_code)]
 
 use std::path::Path;
 

@@ -1,6 +1,7 @@
 //! Header walks: from a batch start, batch header by batch header, to the batch holding an offset
 //! or the last boundary before a position. Reads go through a window of [`WALK_READ_BYTES`], so a
 //! walk from an index entry costs one read (page cache, usually).
+#![forbid(unsafe_code)]
 
 use std::path::Path;
 

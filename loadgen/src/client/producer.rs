@@ -4,6 +4,7 @@
 //! Latency is counted per message from its intended send time (open loop, see `schedule`) or,
 //! flat out, from the moment it was put into a batch, to the moment its acknowledgement was read
 //! (acks=0: to the moment its request was written).
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,6 +5,7 @@
 //! else of the frame and leaves [`FramePart::Records`] holes where the caller sends each
 //! partition's records. The field order and version conditions follow the generated
 //! `FetchResponse` encoder of kafka-protocol 0.18 (Kafka's `FetchResponse.json`).
+#![forbid(unsafe_code)]
 
 use std::ops::{Range, RangeInclusive};
 
