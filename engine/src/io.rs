@@ -100,7 +100,10 @@ where
         done_buffers.extend(chunk);
     }
     // Checked in release builds too: a short write here would leave a batch torn on disk.
-    assert_eq!(written_total, total, "a vectored write covers all its bytes");
+    assert_eq!(
+        written_total, total,
+        "a vectored write covers all its bytes"
+    );
     Ok(done_buffers)
 }
 
