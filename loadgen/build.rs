@@ -1,6 +1,7 @@
 //! Records `git describe --always --dirty` of the source tree as `RINGTAIL_LOADGEN_GIT_DESCRIBE`,
 //! so every report can say which loadgen produced it ("unknown" outside a git checkout, e.g. a
 //! crate tarball, or when git is missing).
+#![forbid(unsafe_code)]
 
 use std::path::Path;
 use std::process::Command;

@@ -15,6 +15,7 @@
 //! Knobs (environment): `RINGTAIL_BENCH_DIR` moves the scratch directories (default: cargo's
 //! target tmp dir; tmpfs is refused); `RINGTAIL_BENCH_PIN_CPU=<n>` pins the benchmark thread and
 //! its io_uring workers to CPU `n` (default: unpinned).
+#![forbid(unsafe_code)]
 
 use std::cell::Cell;
 use std::fs::File;

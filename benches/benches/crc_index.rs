@@ -1,5 +1,6 @@
 //! CPU-only hot paths of the append and fetch paths: CRC-32C batch validation (reported as
 //! bytes/s) and sparse index lookups (reported as time per lookup).
+#![forbid(unsafe_code)]
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ringtail_benches::{uniform_batch_within, XorShift64};
 use ringtail_engine::batch::{self, Strictness};
 use ringtail_engine::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+use ringtail_engine::{Offset, Position};
 
 /// Entries in each benchmarked index: a 1 GiB segment at the default 4 KiB index interval has
 /// ~250k offset entries, the largest an index gets.
@@ -61,11 +63,11 @@ fn bench_validate(criterion: &mut Criterion) {
 
 /// A full-size offset index: entries every `OFFSETS_PER_ENTRY` offsets / `POSITION_STEP` bytes.
 fn offset_index() -> OffsetIndex {
-    let mut index = OffsetIndex::new(SEGMENT_BASE_OFFSET);
+    let mut index = OffsetIndex::new(Offset::new(SEGMENT_BASE_OFFSET));
     for entry in 1..=INDEX_ENTRIES {
         index.push(OffsetEntry {
-            offset: SEGMENT_BASE_OFFSET + (entry * OFFSETS_PER_ENTRY) as i64,
-            position: u32::try_from(entry * POSITION_STEP).expect("positions fit in u32"),
+            offset: Offset::new(SEGMENT_BASE_OFFSET).plus((entry * OFFSETS_PER_ENTRY) as i64),
+            position: Position::new(entry * POSITION_STEP),
         });
     }
     index
@@ -73,11 +75,11 @@ fn offset_index() -> OffsetIndex {
 
 /// A full-size time index with strictly increasing timestamps.
 fn time_index() -> TimeIndex {
-    let mut index = TimeIndex::new(SEGMENT_BASE_OFFSET);
+    let mut index = TimeIndex::new(Offset::new(SEGMENT_BASE_OFFSET));
     for entry in 1..=INDEX_ENTRIES as i64 {
         index.push_if_newer(TimeEntry {
             timestamp: FIRST_TIMESTAMP_MS + entry * TIMESTAMP_STEP_MS,
-            offset: SEGMENT_BASE_OFFSET + entry * OFFSETS_PER_ENTRY as i64,
+            offset: Offset::new(SEGMENT_BASE_OFFSET + entry * OFFSETS_PER_ENTRY as i64),
         });
     }
     index
@@ -112,7 +114,7 @@ fn bench_index(criterion: &mut Criterion) {
     group.bench_function("offset_floor_by_offset_random", |bencher| {
         bencher.iter(|| {
             next = (next + 1) & (PROBES - 1);
-            offsets.floor_by_offset(black_box(offset_probes[next]))
+            offsets.floor_by_offset(black_box(Offset::new(offset_probes[next])))
         });
     });
 

@@ -2,6 +2,7 @@
 //!
 //! Everything here runs outside the timed regions: building batches, making scratch directories
 //! on a real filesystem, cloning buffers, generating probe keys.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 

@@ -4,6 +4,7 @@
 //! plan, and prints what recovery found and what the run took.
 //!
 //! `cargo run --release -p ringtail-engine --example demo -- ./data every_batch`
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -28,7 +28,9 @@
 //! - A batch that passed [`validate`] has `12 + batch_length` bytes, magic 2, a matching CRC-32C,
 //!   a known codec and `0 <= record_count <= last_offset_delta + 1`.
 //! - Nothing in this module panics on bytes from outside: every malformed input is a [`BatchError`].
+#![forbid(unsafe_code)]
 
+pub use crate::codec::Compression;
 use crate::error::BatchError;
 
 /// Size of the fixed RecordBatch v2 header; records start here.
@@ -57,33 +59,9 @@ const _: () = assert!(CRC_OFFSET + 4 == ATTRIBUTES_OFFSET);
 /// The only record batch format this engine stores.
 pub const MAGIC_V2: i8 = 2;
 
-const ATTR_CODEC_MASK: i16 = 0x07;
 const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
-
-/// Compression codec of a batch; the engine stores compressed batches as they come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
-
-impl Compression {
-    fn from_attributes(attributes: i16) -> Result<Self, BatchError> {
-        match attributes & ATTR_CODEC_MASK {
-            0 => Ok(Self::None),
-            1 => Ok(Self::Gzip),
-            2 => Ok(Self::Snappy),
-            3 => Ok(Self::Lz4),
-            4 => Ok(Self::Zstd),
-            codec => Err(BatchError::UnknownCompression { codec: codec as u8 }),
-        }
-    }
-}
 
 /// The decoded fixed header of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +99,7 @@ impl BatchHeader {
 
     pub fn compression(&self) -> Result<Compression, BatchError> {
         Compression::from_attributes(self.attributes)
+            .map_err(|codec| BatchError::UnknownCompression { codec })
     }
 
     /// True when the broker set the timestamps (LogAppendTime).

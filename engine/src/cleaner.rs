@@ -16,6 +16,7 @@
 //!   for byte, so their offset and timestamp deltas still hold.
 //! - Records decode only if they exactly fill the record area, match the record count, and carry
 //!   strictly increasing offset deltas within the batch's last offset delta.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::ops::Range;

@@ -45,10 +45,11 @@
 //!   generation of a segment are never combined with another generation's index.
 //! - Idempotent producers' state is not touched: it lives in the producer snapshot taken at the
 //!   last roll (at the active segment's base), above everything the cleaner rewrites.
+#![forbid(unsafe_code)]
 
 use std::cell::Cell;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -60,9 +61,12 @@ use crate::batch::{self, Strictness, LOG_OVERHEAD_BYTES};
 use crate::cleaner::{self, DecodedBatch, KeyMap};
 use crate::config::LogConfig;
 use crate::error::{CompactionError, OpenError};
+pub use crate::install::{finish_interrupted, StopPoint, CLEANED_SUFFIX, SWAP_SUFFIX};
+use crate::install::{install, remove_cleaned_files};
 use crate::io;
 use crate::log::PartitionLog;
 use crate::segment::{log_file_name, Segment, SegmentFiles};
+use crate::units::{Offset, Position};
 
 /// Most memory the key map of one pass may hold (keys plus overhead).
 pub const KEY_MAP_BYTES_MAX: usize = 128 << 20;
@@ -75,11 +79,6 @@ const CLEAN_WRITE_BYTES: usize = 1 << 20;
 const YIELD_EVERY_BATCHES: u32 = 64;
 /// ...and once per this much work.
 const YIELD_AFTER: Duration = Duration::from_millis(1);
-/// Suffix of a cleaned copy being written.
-pub const CLEANED_SUFFIX: &str = "cleaned";
-/// Suffix of a committed cleaned log, not yet renamed into place.
-pub const SWAP_SUFFIX: &str = "swap";
-
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactionOutcome {
@@ -93,19 +92,7 @@ pub struct CompactionOutcome {
     pub bytes_before: u64,
     pub bytes_after: u64,
     /// Segments below this offset are clean.
-    pub clean_end_offset: i64,
-}
-
-/// Where a pass stops early, for crash tests: the files are left as a crash at that point would.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopPoint {
-    /// After the `.cleaned` files of the first rewritten segment are written and fsynced.
-    CleanedWritten,
-    /// After the commit rename to `.log.swap`.
-    Committed,
-    /// After the index files were renamed into place, before the log was.
-    IndexesInstalled,
+    pub clean_end_offset: Offset,
 }
 
 /// Knobs of a pass, for tests.
@@ -132,13 +119,13 @@ struct Pass {
     /// Index of the first target not cleaned since open: mapping starts there.
     dirty_from: usize,
     /// The active segment's base: a roll during the pass must not count as cleaned.
-    active_base_offset: i64,
+    active_base_offset: Offset,
     config: LogConfig,
 }
 
 /// A sealed segment as the pass saw it when it started.
 struct Target {
-    base_offset: i64,
+    base_offset: Offset,
     generation: u64,
     files: SegmentFiles,
     size_bytes: u64,
@@ -330,7 +317,7 @@ impl PartitionLog {
     }
 
     /// Whether `base_offset` is the first segment's (which keeps the log start offset).
-    fn is_front(&self, base_offset: i64) -> bool {
+    fn is_front(&self, base_offset: Offset) -> bool {
         let state = self.state.borrow();
         state
             .segments
@@ -351,9 +338,7 @@ impl PartitionLog {
         segment.generation = old.generation + 1;
         state.segments[index] = segment;
         // Cached positions are of the old file.
-        state
-            .boundaries
-            .retain(|(_, base, _)| *base != target.base_offset);
+        state.boundaries.forget_segment(target.base_offset);
     }
 
     /// Drops a segment that lost every record: out of the log first, then its files.
@@ -367,9 +352,7 @@ impl PartitionLog {
                 .expect("retention and close wait while the log is cleaning");
             assert!(index + 1 < state.segments.len(), "never the active segment");
             state.segments.remove(index);
-            state
-                .boundaries
-                .retain(|(_, base, _)| *base != target.base_offset);
+            state.boundaries.forget_segment(target.base_offset);
         }
         Segment::delete_files(&target.files)
             .await
@@ -604,7 +587,7 @@ async fn clean_segment(
         }
         if written + pending.len() as u64 > u64::from(u32::MAX) {
             return Err(CompactionError::TooLarge {
-                base_offset: target.base_offset,
+                base_offset: target.base_offset.get(),
                 bytes_max: u64::from(u32::MAX),
             });
         }
@@ -627,10 +610,14 @@ fn note_and_buffer(
     written: u64,
 ) {
     let header = batch::parse_header(batch_bytes).expect("a whole batch");
-    let position = written + pending.len() as u64;
+    let position = Position::new(written + pending.len() as u64);
     copy.note_appended(&header, position, config);
     pending.extend_from_slice(batch_bytes);
-    debug_assert_eq!(copy.size_bytes, written + pending.len() as u64);
+    assert_eq!(
+        copy.size_bytes,
+        written + pending.len() as u64,
+        "the copy is its batches"
+    );
 }
 
 /// Writes the buffer out when it is full (or `force`); returns the bytes now in the file.
@@ -695,123 +682,9 @@ async fn finish_copy(copy: &mut Segment) -> Result<(), CompactionError> {
     Ok(())
 }
 
-/// Paths of segment `base_offset`'s files: (log, index, timeindex), each with `suffix` if given.
-fn paths(dir: &Path, base_offset: i64, suffix: Option<&str>) -> [PathBuf; 3] {
-    let log = log_file_name(base_offset);
-    let name = |extension: &str| {
-        let plain = Path::new(&log).with_extension(extension);
-        match suffix {
-            Some(suffix) => dir.join(format!("{}.{suffix}", plain.display())),
-            None => dir.join(plain),
-        }
-    };
-    [name("log"), name("index"), name("timeindex")]
-}
-
-/// Steps b and c of the install (see the module doc).
-async fn install(
-    dir: &Path,
-    base_offset: i64,
-    stop: Option<StopPoint>,
-) -> Result<(), CompactionError> {
-    let [cleaned_log, cleaned_index, cleaned_time] = paths(dir, base_offset, Some(CLEANED_SUFFIX));
-    let [swap_log, _, _] = paths(dir, base_offset, Some(SWAP_SUFFIX));
-    let [log, index, time] = paths(dir, base_offset, None);
-    let rename = |from: PathBuf, to: PathBuf| async move {
-        compio::fs::rename(&from, &to)
-            .await
-            .map_err(CompactionError::io(&from))
-    };
-    let sync = || async { io::sync_dir(dir).await.map_err(CompactionError::sync(dir)) };
-    rename(cleaned_log, swap_log.clone()).await?;
-    sync().await?;
-    if stop == Some(StopPoint::Committed) {
-        return Ok(());
-    }
-    rename(cleaned_index, index).await?;
-    rename(cleaned_time, time).await?;
-    if stop == Some(StopPoint::IndexesInstalled) {
-        return Ok(());
-    }
-    rename(swap_log, log).await?;
-    sync().await
-}
-
-async fn remove_cleaned_files(dir: &Path, base_offset: i64) -> Result<(), CompactionError> {
-    for path in paths(dir, base_offset, Some(CLEANED_SUFFIX)) {
-        compio::fs::remove_file(&path)
-            .await
-            .map_err(CompactionError::io(&path))?;
-    }
-    Ok(())
-}
-
 fn open_to_compaction(err: OpenError) -> CompactionError {
     match err {
         OpenError::Io { path, source } => CompactionError::Io { path, source },
         other => CompactionError::Open(other),
     }
-}
-
-/// Finishes or undoes a cleaning that a crash interrupted (see the module doc). Run by
-/// [`PartitionLog::open`] before it lists segments. Also removes index files whose log is gone
-/// (a deletion of an emptied segment cut short).
-pub async fn finish_interrupted(dir: &Path) -> Result<(), OpenError> {
-    let owned = dir.to_path_buf();
-    let changed = io::blocking(move || finish_interrupted_blocking(&owned))
-        .await
-        .map_err(OpenError::io(dir))?;
-    if changed {
-        io::sync_dir(dir).await.map_err(OpenError::io(dir))?;
-    }
-    Ok(())
-}
-
-fn finish_interrupted_blocking(dir: &Path) -> std::io::Result<bool> {
-    let names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|entry| entry.ok())
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .collect(),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(err) => return Err(err),
-    };
-    let mut changed = false;
-    let swap_suffix = format!(".log.{SWAP_SUFFIX}");
-    for name in &names {
-        let Some(stem) = name.strip_suffix(&swap_suffix) else {
-            continue;
-        };
-        let Ok(base_offset) = stem.parse::<i64>() else {
-            continue;
-        };
-        let [cleaned_log, cleaned_index, cleaned_time] =
-            paths(dir, base_offset, Some(CLEANED_SUFFIX));
-        let [swap_log, _, _] = paths(dir, base_offset, Some(SWAP_SUFFIX));
-        let [log, index, time] = paths(dir, base_offset, None);
-        for (from, to) in [(cleaned_index, index), (cleaned_time, time)] {
-            if from.exists() {
-                std::fs::rename(&from, &to)?;
-            }
-        }
-        std::fs::rename(&swap_log, &log)?;
-        let _ = std::fs::remove_file(cleaned_log);
-        warn!(dir = %dir.display(), base_offset, "finished an interrupted cleaning");
-        changed = true;
-    }
-    let cleaned_suffix = format!(".{CLEANED_SUFFIX}");
-    for name in std::fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok())
-        .filter_map(|entry| entry.file_name().into_string().ok())
-    {
-        let orphan_index = [".index", ".timeindex"].iter().any(|extension| {
-            name.strip_suffix(extension)
-                .is_some_and(|stem| !dir.join(format!("{stem}.log")).exists())
-        });
-        if name.ends_with(&cleaned_suffix) || orphan_index {
-            std::fs::remove_file(dir.join(&name))?;
-            changed = true;
-        }
-    }
-    Ok(changed)
 }

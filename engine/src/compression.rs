@@ -19,10 +19,11 @@
 //!   claim to expand without bound) and never panics on bytes from disk.
 //! - `compress(codec, framing, decompress(codec, x).0)` is readable by `decompress` and by
 //!   Kafka's clients: the framing of the input is kept.
+#![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
 
-use crate::batch::Compression;
+use crate::codec::Compression;
 use crate::error::CompressionError;
 
 /// Largest record area a batch may expand to. Batches are at most `max.message.bytes` (1 MiB by

@@ -1,4 +1,5 @@
 //! Per-log configuration: broker defaults overridden per topic by Kafka-named configs.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,8 +1,11 @@
 //! Typed errors, one enum per operation, as the engine's callers must tell them apart
 //! (the broker maps each to a Kafka error code).
+#![forbid(unsafe_code)]
 
 use std::io;
 use std::path::PathBuf;
+
+use crate::codec::Compression;
 
 /// A record batch that can't be stored. Maps to CORRUPT_MESSAGE, MESSAGE_TOO_LARGE or
 /// UNSUPPORTED_VERSION at the wire.
@@ -40,6 +43,18 @@ pub enum BatchError {
     Empty,
 }
 
+/// Why a producer's batch was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SequenceError {
+    /// The batch does not follow the last one (a batch in between was lost). Kafka's
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER.
+    #[error("out of order sequence: expected {expected}, got {got}")]
+    OutOfOrder { expected: i32, got: i32 },
+    /// An older epoch: a newer instance of the producer exists. Kafka's INVALID_PRODUCER_EPOCH.
+    #[error("producer epoch {got} is older than the current {current}")]
+    StaleEpoch { current: i16, got: i16 },
+}
+
 /// Why an append did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
@@ -54,7 +69,7 @@ pub enum AppendError {
     #[error("partition log is closed")]
     Closed,
     #[error(transparent)]
-    Sequence(#[from] crate::producer::SequenceError),
+    Sequence(#[from] SequenceError),
     /// A record without a key in a compacted log: compaction keeps the latest record per key, so
     /// a keyless record has no meaning there. Kafka's INVALID_RECORD.
     #[error("record at offset delta {offset_delta} has no key, and the log is compacted")]
@@ -118,15 +133,9 @@ pub enum ConfigError {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CompressionError {
     #[error("{codec:?} record area unreadable: {reason}")]
-    Decompress {
-        codec: crate::batch::Compression,
-        reason: String,
-    },
+    Decompress { codec: Compression, reason: String },
     #[error("{codec:?} compression failed: {reason}")]
-    Compress {
-        codec: crate::batch::Compression,
-        reason: String,
-    },
+    Compress { codec: Compression, reason: String },
 }
 
 /// Why a cleaning (compaction) pass stopped. The log is unchanged by a failed pass: cleaned

@@ -99,7 +99,11 @@ where
         written_total += chunk_bytes;
         done_buffers.extend(chunk);
     }
-    debug_assert_eq!(written_total, total);
+    // Checked in release builds too: a short write here would leave a batch torn on disk.
+    assert_eq!(
+        written_total, total,
+        "a vectored write covers all its bytes"
+    );
     Ok(done_buffers)
 }
 

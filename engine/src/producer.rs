@@ -14,12 +14,14 @@
 //! - Per producer, at most [`BATCHES_REMEMBERED`] batches are remembered, in sequence order.
 //! - A batch is accepted only if its epoch is the producer's current one (or newer, starting at
 //!   sequence 0), and its first sequence follows the last remembered one.
+#![forbid(unsafe_code)]
 
 use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::batch::BatchHeader;
+pub use crate::error::SequenceError;
 
 /// Batches remembered per producer: Kafka's clients keep at most 5 requests in flight, so a retry
 /// is always one of the last 5.
@@ -39,18 +41,6 @@ struct ProducerEntry {
     producer_id: i64,
     epoch: i16,
     batches: VecDeque<ProducerBatch>,
-}
-
-/// Why a producer's batch was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SequenceError {
-    /// The batch does not follow the last one (a batch in between was lost). Kafka's
-    /// OUT_OF_ORDER_SEQUENCE_NUMBER.
-    #[error("out of order sequence: expected {expected}, got {got}")]
-    OutOfOrder { expected: i32, got: i32 },
-    /// An older epoch: a newer instance of the producer exists. Kafka's INVALID_PRODUCER_EPOCH.
-    #[error("producer epoch {got} is older than the current {current}")]
-    StaleEpoch { current: i16, got: i16 },
 }
 
 /// What the sequence check says about a batch.

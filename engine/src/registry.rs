@@ -9,6 +9,7 @@
 //! # Invariants
 //! - Topic names are unique; partition counts only grow.
 //! - What `load` returns is exactly what the last completed `save` wrote.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -5,6 +5,7 @@
 //! - A partition belongs to exactly one shard: [`partition_owner`] is a pure function of the
 //!   topic name, partition number and shard count, the same on every thread and every start.
 //! - A partition's directory is `<data_dir>/<topic>-<partition>`, as in Kafka.
+#![forbid(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use crate::config::LogConfig;
 use crate::error::OpenError;
 use crate::io;
 use crate::log::{now_ms, PartitionLog};
+use crate::units::PartitionIndex;
 
 /// Index of a shard (one per core).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,29 +28,34 @@ pub struct ShardId(pub u16);
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
     pub topic: Rc<str>,
-    pub partition: i32,
+    pub partition: PartitionIndex,
 }
 
 impl TopicPartition {
-    pub fn new(topic: &str, partition: i32) -> Self {
+    pub fn new(topic: &str, partition: impl Into<PartitionIndex>) -> Self {
         Self {
             topic: Rc::from(topic),
-            partition,
+            partition: partition.into(),
         }
     }
 }
 
 /// The shard that owns a partition: consecutive partitions of a topic go to consecutive shards,
 /// starting from a shard picked by the topic name's CRC-32C (stable across restarts).
-pub fn partition_owner(topic: &str, partition: i32, shard_count: u16) -> ShardId {
+pub fn partition_owner(
+    topic: &str,
+    partition: impl Into<PartitionIndex>,
+    shard_count: u16,
+) -> ShardId {
     assert!(shard_count > 0, "at least one shard");
     let start = u64::from(crc32c::crc32c(topic.as_bytes()));
-    let owner = (start + partition.max(0) as u64) % u64::from(shard_count);
-    ShardId(owner as u16)
+    let partition = u64::try_from(partition.into().get()).unwrap_or(0);
+    let owner = (start + partition) % u64::from(shard_count);
+    ShardId(u16::try_from(owner).expect("below shard_count, a u16"))
 }
 
 /// Where a partition's segments live.
-pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: PartitionIndex) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
 }
 
@@ -112,14 +119,15 @@ impl Shard {
     }
 
     /// The directory of a partition: where it already is, else where a new one goes.
-    async fn locate_partition(&self, topic: &str, partition: i32) -> PathBuf {
+    async fn locate_partition(&self, topic: &str, partition: PartitionIndex) -> PathBuf {
         for data_dir in &self.data_dirs {
             let dir = partition_dir(data_dir, topic, partition);
             if compio::fs::metadata(&dir).await.is_ok() {
                 return dir;
             }
         }
-        let spread = partition_owner(topic, partition, self.data_dirs.len() as u16).0 as usize;
+        let data_dirs = u16::try_from(self.data_dirs.len()).expect("data dirs fit in u16");
+        let spread = usize::from(partition_owner(topic, partition, data_dirs).0);
         partition_dir(&self.data_dirs[spread], topic, partition)
     }
 
@@ -183,7 +191,7 @@ impl Shard {
     pub async fn flush_due(&self, now_ms: i64) -> std::io::Result<()> {
         for (topic_partition, log) in self.partitions() {
             if let Err(err) = log.sync_if_due(now_ms).await {
-                error!(topic = %topic_partition.topic, partition = topic_partition.partition, %err, "interval fsync failed");
+                error!(topic = %topic_partition.topic, partition = %topic_partition.partition, %err, "interval fsync failed");
                 return Err(err);
             }
         }
@@ -210,11 +218,11 @@ impl Shard {
                 continue;
             }
             if let Err(err) = log.roll_if_due(now).await {
-                error!(topic = %topic_partition.topic, partition = topic_partition.partition, %err, "segment.ms roll failed");
+                error!(topic = %topic_partition.topic, partition = %topic_partition.partition, %err, "segment.ms roll failed");
                 continue;
             }
             if let Err(err) = log.compact_if_due(now).await {
-                error!(topic = %topic_partition.topic, partition = topic_partition.partition, %err, "compaction failed");
+                error!(topic = %topic_partition.topic, partition = %topic_partition.partition, %err, "compaction failed");
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Log compaction against a model: after a pass, reading the log gives exactly the latest record
 //! of every key below the active segment (tombstones per the delete.retention.ms rule), every
 //! record at its original offset, with the log's offsets, indexes and recovery intact.
+#![forbid(unsafe_code)]
 
 mod common;
 
@@ -215,7 +216,7 @@ fn run_model_case(appends: &[Append], tail: &[Append], now_delta: i64) {
         let clean_end = *log.segment_base_offsets().last().unwrap();
         let now = TIMESTAMP_BASE + now_delta;
         let outcome = log.compact(now).await.unwrap();
-        assert_eq!(outcome.clean_end_offset, clean_end);
+        assert_eq!(outcome.clean_end_offset.get(), clean_end);
         let expected = model_after(&before, clean_end, now);
         let after = read_all(&log).await;
         assert_eq!(after, expected);
@@ -320,7 +321,7 @@ fn a_planned_read_still_sees_the_old_segment() {
         let mut held = Vec::new();
         for slice in &plan.slices {
             held.extend_from_slice(
-                &ringtail_engine::segment::read_range(
+                &ringtail_engine::segment::walk::read_range(
                     &slice.file,
                     slice.position,
                     slice.len as usize,
@@ -445,7 +446,8 @@ fn retention_applies_to_compact_delete_only() {
             let remaining = read_all(&log).await;
             let keys: std::collections::HashSet<_> = remaining.iter().map(|r| &r.key).collect();
             assert!(
-                keys.len() == remaining.len() || compacted.clean_end_offset < log.high_watermark(),
+                keys.len() == remaining.len()
+                    || compacted.clean_end_offset.get() < log.high_watermark(),
                 "{policy}: at most one record per key below the active segment"
             );
         });
@@ -561,7 +563,7 @@ fn a_half_written_cleaned_file_is_removed_at_open() {
         let before = read_all(&log).await;
         log.close().await.unwrap();
         drop(log);
-        let name = ringtail_engine::segment::log_file_name(0);
+        let name = ringtail_engine::segment::log_file_name(ringtail_engine::Offset::ZERO);
         std::fs::write(dir.path().join(format!("{name}.cleaned")), vec![7u8; 100]).unwrap();
         std::fs::write(
             dir.path().join("00000000000000000000.index.cleaned"),
@@ -639,7 +641,7 @@ fn appends_rolls_and_reads_during_a_pass_see_whole_batches() {
             assert!(seen.windows(2).all(|pair| pair[0].offset < pair[1].offset));
         }
         let outcome = pass.await.unwrap();
-        assert_eq!(outcome.clean_end_offset, clean_end);
+        assert_eq!(outcome.clean_end_offset.get(), clean_end);
         let mut expected = model_after(&before, clean_end, TIMESTAMP_BASE);
         expected.extend(
             read_all(&log)

@@ -1,4 +1,5 @@
 //! The partition log checked against a `Vec` model: random appends, random reads, reopen.
+#![forbid(unsafe_code)]
 
 mod common;
 
@@ -243,7 +244,9 @@ fn preallocation_grows_in_chunks_not_whole_segments() {
         log.append(bytes_mut(&tagged_batch(0, 1, 10, 0)), 0)
             .await
             .unwrap();
-        let file = dir.path().join(ringtail_engine::segment::log_file_name(0));
+        let file = dir.path().join(ringtail_engine::segment::log_file_name(
+            ringtail_engine::Offset::ZERO,
+        ));
         let chunk = ringtail_engine::segment::PREALLOCATE_CHUNK_BYTES;
         assert_eq!(std::fs::metadata(&file).unwrap().len(), chunk);
         // Writing past the chunk grows the allocation by whole chunks.

@@ -1,4 +1,5 @@
 //! Idempotent producers through the log: retries land once, across clean and crashed restarts.
+#![forbid(unsafe_code)]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Recovery: torn and corrupt tails are cut to exactly the valid prefix; bad indexes are rebuilt.
+#![forbid(unsafe_code)]
 
 mod common;
 
@@ -85,7 +86,7 @@ proptest! {
         let stored = write_log(dir.path(), &config());
         let total: u64 = stored.iter().map(|(_, bytes)| bytes.len() as u64).sum();
         let cut = (total as f64 * cut_fraction) as u64;
-        let log_path = dir.path().join(log_file_name(0));
+        let log_path = dir.path().join(log_file_name(ringtail_engine::Offset::ZERO));
         OpenOptions::new().write(true).open(&log_path).unwrap().set_len(cut).unwrap();
         simulate_crash(dir.path());
         let expected: Vec<Vec<u8>> = stored.iter().filter(|(position, bytes)| position + bytes.len() as u64 <= cut).map(|(_, b)| b.clone()).collect();
@@ -103,7 +104,7 @@ proptest! {
         let stored = write_log(dir.path(), &config());
         let total: u64 = stored.iter().map(|(_, bytes)| bytes.len() as u64).sum();
         let at = ((total - 1) as f64 * position_fraction) as u64;
-        let log_path = dir.path().join(log_file_name(0));
+        let log_path = dir.path().join(log_file_name(ringtail_engine::Offset::ZERO));
         let mut file = OpenOptions::new().read(true).write(true).open(&log_path).unwrap();
         let mut byte = [0u8; 1];
         file.seek(SeekFrom::Start(at)).unwrap();
@@ -135,10 +136,13 @@ fn missing_or_garbage_indexes_are_rebuilt() {
     // The index files are a cache: lose them or fill them with junk and reads still find offsets.
     let dir = tempfile::tempdir().unwrap();
     let stored = write_log(dir.path(), &config());
-    let index_path = dir.path().join(log_file_name(0)).with_extension("index");
+    let index_path = dir
+        .path()
+        .join(log_file_name(ringtail_engine::Offset::ZERO))
+        .with_extension("index");
     let time_path = dir
         .path()
-        .join(log_file_name(0))
+        .join(log_file_name(ringtail_engine::Offset::ZERO))
         .with_extension("timeindex");
     assert!(
         std::fs::metadata(&index_path).unwrap().len() > 0,
@@ -185,7 +189,9 @@ fn preallocated_zeros_are_not_reported_as_truncation() {
     config.preallocate = true;
     config.segment_bytes = 1 << 20;
     write_log(dir.path(), &config);
-    let log_path = dir.path().join(log_file_name(0));
+    let log_path = dir
+        .path()
+        .join(log_file_name(ringtail_engine::Offset::ZERO));
     assert_eq!(
         std::fs::metadata(&log_path).unwrap().len(),
         1 << 20,
@@ -242,7 +248,9 @@ fn a_sealed_segment_cut_short_leaves_a_gap_that_reads_step_over() {
         log.segment_base_offsets()
     });
     assert!(bases.len() >= 3);
-    let first = dir.path().join(log_file_name(bases[0]));
+    let first = dir
+        .path()
+        .join(log_file_name(ringtail_engine::Offset::new(bases[0])));
     let len = std::fs::metadata(&first).unwrap().len();
     OpenOptions::new()
         .write(true)

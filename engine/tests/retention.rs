@@ -1,4 +1,5 @@
 //! Segment rolls (by size and by age) and retention (by bytes and by age).
+#![forbid(unsafe_code)]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! `run --bootstrap HOST:PORT --topic T --partitions N --message-bytes B --duration-s S
 //! [--producers P] [--consumers C] [--rate MSGS_PER_S] [--acks 0|1|all]
 //! [--compression none|lz4|zstd] [--json FILE]`; the other flags add knobs.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 

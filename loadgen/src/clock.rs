@@ -1,6 +1,7 @@
 //! One clock for a run: a monotonic `Instant` anchored to the Unix epoch once at the start, so
 //! intended send times written into records (microseconds since the epoch) and the consumers'
 //! receive times come from the same monotonic source and never jump with NTP.
+#![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -1,5 +1,6 @@
 //! Running totals shared by producers and consumers, sampled once a second for the timeline and
 //! the progress bar. Relaxed atomics: each is a counter read for display, never a synchronizer.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

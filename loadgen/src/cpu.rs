@@ -9,6 +9,7 @@
 //! - A process's user and system times never decrease, so `since` of a later sample of the same
 //!   process is never negative (asserted).
 //! - The CPU times count every thread of the process, not its children.
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::io;

@@ -1,5 +1,6 @@
 //! Latency recording in HdrHistogram (microseconds, 3 significant digits, up to an hour), with the
 //! percentiles reports show and merging of per-thread histograms.
+#![forbid(unsafe_code)]
 
 use hdrhistogram::Histogram;
 

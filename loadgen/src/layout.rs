@@ -22,6 +22,7 @@
 //! - Everything `prepare` created lives under one fresh directory in the work dir, claimed with
 //!   `create_dir` (never reused), and is removed with it.
 //! - A directory is only removed recursively once nothing is mounted below it.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::fs;

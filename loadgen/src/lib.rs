@@ -4,6 +4,7 @@
 //! The lean Kafka client (`client`), one run of a workload (`run`), OpenMessaging Benchmark files
 //! (`omb`), the matrix of scenarios × brokers × disk layouts (`matrix`), and the reports
 //! (`report`, `output`). docs/ARCHITECTURE.md maps the modules.
+#![deny(unsafe_code)]
 
 pub mod broker_process;
 pub mod client;
@@ -26,4 +27,6 @@ pub mod scenario;
 pub mod schedule;
 pub mod workload;
 
+// Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
+#[allow(unsafe_code)]
 mod sys;

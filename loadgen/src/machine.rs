@@ -2,6 +2,7 @@
 //! `/proc/meminfo` and the loadgen's own build (its git commit, recorded by `build.rs`).
 //! Every field has a fallback ("unknown", 0) rather than an error: a report without a CPU model
 //! is still worth writing.
+#![forbid(unsafe_code)]
 
 use std::fs;
 

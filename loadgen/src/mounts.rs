@@ -4,6 +4,7 @@
 //!
 //! The filesystem type comes from here rather than from `statfs`, whose magic number cannot tell
 //! ext2, ext3 and ext4 apart.
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::io;

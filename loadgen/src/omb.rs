@@ -27,6 +27,7 @@
 //! `serde_yaml` is deprecated and archived. `serde_norway` is the fork its maintainer committed to
 //! keep up, with the same API, the same MIT OR Apache-2.0 licence, and wide adoption;
 //! `serde_yml` carries RustSec advisories, and `serde_yaml_ng` is MIT-only with fewer releases.
+#![forbid(unsafe_code)]
 
 use serde::Deserialize;
 use serde_norway::Value;

@@ -1,6 +1,7 @@
 //! Where a message goes: round-robin, sticky (a batch's worth to one partition, then the next), or
 //! by key with murmur2 exactly as the Java client computes it, so keyed messages land where Java
 //! producers would put them.
+#![forbid(unsafe_code)]
 
 /// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), as a signed 32-bit value.
 pub fn murmur2(data: &[u8]) -> i32 {

@@ -1,6 +1,7 @@
 //! Message values: slices of one pool of pseudo-random bytes (incompressible, like OMB's default
 //! random payloads), sized fixed or uniformly at random, so producing costs one copy per message
 //! and no allocation.
+#![forbid(unsafe_code)]
 
 use crate::workload::MessageSize;
 

@@ -6,6 +6,7 @@
 //! Request: `size i32 | api_key i16 = 18 | api_version i16 = 0 | correlation_id i32 |
 //! client_id i16-length string` (header v1, empty body). Response: `size i32 | correlation_id i32 |
 //! error_code i16 | [api_key i16, min_version i16, max_version i16] with an i32 count`.
+#![forbid(unsafe_code)]
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

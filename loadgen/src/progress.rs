@@ -1,4 +1,5 @@
 //! The terminal progress bar (`indicatif`): elapsed against planned time, and throughput so far.
+#![forbid(unsafe_code)]
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The result of one run, as written to JSON. Field names are a contract that other scripts read:
 //! `produce.{messages,bytes,mb_per_s,msgs_per_s,latency_us}`, `consume.{messages,bytes,mb_per_s,
 //! e2e_latency_us}`, `config`, `machine`, `broker_cpu_s`. MB is 10^6 bytes.
+#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,7 @@
 //! One run of a workload: create the topics, start the consumers and wait until every one holds
 //! its partitions, optionally fill a backlog, produce for warm-up plus the measured duration,
 //! then drain (consumers read up to the high watermarks measured after producing) and report.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,19 +108,7 @@ pub fn run(workload: &Workload, environment: &Environment<'_>) -> Result<RunRepo
     let started_at = crate::report::now_rfc3339();
     let mut cluster = Cluster::connect(&workload.bootstrap)?;
     cluster.ensure_topics(&workload.topics, workload.partitions, &[])?;
-    let mut leaders: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for topic in &workload.topics {
-        let layout = cluster
-            .topic(topic)
-            .ok_or_else(|| ClientError::kafka(format!("metadata of {topic}"), 3))?
-            .clone();
-        let addresses = layout
-            .leaders
-            .iter()
-            .map(|leader| cluster.broker_address(*leader).map(str::to_string))
-            .collect::<Result<Vec<_>, _>>()?;
-        leaders.insert(topic.clone(), addresses);
-    }
+    let leaders = leader_addresses(&cluster, &workload.topics)?;
     let payloads = Arc::new(Payloads::new(workload.message_size));
     let clock = Clock::start();
 
@@ -130,193 +119,340 @@ pub fn run(workload: &Workload, environment: &Environment<'_>) -> Result<RunRepo
     };
 
     // Consumers first, positioned before anything is produced.
-    let counters = Arc::new(Counters::default());
-    let drains: BTreeMap<String, Arc<Drain>> = workload
-        .topics
-        .iter()
-        .map(|topic| (topic.clone(), Arc::new(Drain::default())))
-        .collect();
-    let warmup = Duration::from_secs_f64(workload.warmup_s);
-    let duration = Duration::from_secs_f64(workload.duration_s);
-    let window = Arc::new(MeasureWindow::default());
-    let mut consumer_threads: Vec<JoinHandle<Result<ConsumerTally, ClientError>>> = Vec::new();
-    let mut readiness_groups: Vec<(Readiness, i32)> = Vec::new();
-    let run_id = std::process::id();
+    let shared = Shared {
+        clock,
+        counters: Arc::new(Counters::default()),
+        drains: workload
+            .topics
+            .iter()
+            .map(|topic| (topic.clone(), Arc::new(Drain::default())))
+            .collect(),
+        window: Arc::new(MeasureWindow::default()),
+    };
+    let group_prefix = format!("ringtail-loadgen-{}-{started_at}", std::process::id());
+    let (mut consumer_threads, readiness_groups) =
+        spawn_consumers(workload, &leaders, &shared, &group_prefix)?;
+    wait_until_ready(&readiness_groups, &mut consumer_threads)?;
+
+    let broker_cpu_before = environment.cpu.broker_cpu_s();
+    let own_cpu_before = environment.cpu.own_cpu_s();
+    let produced = produce(workload, &leaders, &shared, &payloads, environment)?;
+
+    // Drain: consumers read up to the high watermarks as they are now.
+    for topic in &workload.topics {
+        cluster.refresh(std::slice::from_ref(topic))?;
+        shared.drains[topic].set_targets(cluster.list_offsets(topic, LATEST)?);
+    }
+    let drain_timed_out = drain(workload, &shared, &consumer_threads, &produced, environment);
+    let mut consumed = ConsumerTally::default();
+    for thread in consumer_threads {
+        consumed.merge(&join(thread, "consumer")?);
+    }
+    let cpu = CpuUse {
+        broker_s: broker_cpu_before
+            .zip(environment.cpu.broker_cpu_s())
+            .map(|(before, after)| after - before),
+        loadgen_s: environment.cpu.own_cpu_s() - own_cpu_before,
+    };
+    let finished = Finished {
+        started_at,
+        backlog_messages,
+        produced,
+        consumed,
+        cpu,
+        drain_timed_out,
+    };
+    Ok(report(workload, environment, finished))
+}
+
+/// What the run's threads share: the clock, the totals, each topic's drain, the measured window.
+struct Shared {
+    clock: Clock,
+    counters: Arc<Counters>,
+    drains: BTreeMap<String, Arc<Drain>>,
+    window: Arc<MeasureWindow>,
+}
+
+/// The producing phase as it went: the producers' merged tally and the phase's times.
+struct Produced {
+    tally: ProducerTally,
+    timeline: Vec<crate::report::TimelinePoint>,
+    producing_start: Duration,
+    measure_start: Duration,
+    end: Duration,
+}
+
+/// Everything a run measured, for its report.
+struct Finished {
+    started_at: String,
+    backlog_messages: u64,
+    produced: Produced,
+    consumed: ConsumerTally,
+    cpu: CpuUse,
+    drain_timed_out: bool,
+}
+
+/// CPU seconds used during the run.
+struct CpuUse {
+    broker_s: Option<f64>,
+    loadgen_s: f64,
+}
+
+/// Each topic's partition leaders' addresses, in partition order.
+fn leader_addresses(
+    cluster: &Cluster,
+    topics: &[String],
+) -> Result<BTreeMap<String, Vec<String>>, RunError> {
+    let mut leaders = BTreeMap::new();
+    for topic in topics {
+        let layout = cluster
+            .topic(topic)
+            .ok_or_else(|| ClientError::kafka(format!("metadata of {topic}"), 3))?;
+        let addresses = layout
+            .leaders
+            .iter()
+            .map(|leader| cluster.broker_address(*leader).map(str::to_string))
+            .collect::<Result<Vec<_>, _>>()?;
+        leaders.insert(topic.clone(), addresses);
+    }
+    Ok(leaders)
+}
+
+type ConsumerThread = JoinHandle<Result<ConsumerTally, ClientError>>;
+
+/// A subscription's readiness (one slot per consumer) and its partition count.
+type SubscriptionReadiness = (Readiness, i32);
+
+/// Starts every consumer of every subscription; returns their threads and, per subscription,
+/// its readiness and partition count.
+fn spawn_consumers(
+    workload: &Workload,
+    leaders: &BTreeMap<String, Vec<String>>,
+    shared: &Shared,
+    group_prefix: &str,
+) -> Result<(Vec<ConsumerThread>, Vec<SubscriptionReadiness>), RunError> {
+    let mut threads = Vec::new();
+    let mut readiness_groups = Vec::new();
+    // No consumers at all: nothing to subscribe (and nothing to wait for).
+    let subscriptions = if workload.consumers_per_subscription == 0 {
+        0
+    } else {
+        workload.subscriptions
+    };
     for (topic_index, topic) in workload.topics.iter().enumerate() {
-        // No consumers at all: nothing to subscribe (and nothing to wait for).
-        let subscriptions = if workload.consumers_per_subscription == 0 {
-            0
-        } else {
-            workload.subscriptions
-        };
         for subscription in 0..subscriptions {
-            let readiness: Readiness = Arc::new(Mutex::new(vec![
-                None;
-                workload.consumers_per_subscription
-                    as usize
-            ]));
+            let slots = usize::try_from(workload.consumers_per_subscription)
+                .expect("consumer counts fit in usize");
+            let readiness: Readiness = Arc::new(Mutex::new(vec![None; slots]));
             readiness_groups.push((Arc::clone(&readiness), workload.partitions));
+            let group = format!("{group_prefix}-t{topic_index}-s{subscription}");
             for consumer in 0..workload.consumers_per_subscription {
-                let membership = match workload.consumer_mode {
-                    ConsumerMode::Assign => Membership::Assign(
-                        (0..workload.partitions)
-                            .filter(|partition| {
-                                *partition as u32 % workload.consumers_per_subscription == consumer
-                            })
-                            .collect(),
-                    ),
-                    ConsumerMode::Group => Membership::Group(format!(
-                        "ringtail-loadgen-{run_id}-{started_at}-t{topic_index}-s{subscription}"
-                    )),
-                };
                 let config = ConsumerConfig {
                     bootstrap: workload.bootstrap.clone(),
                     topic: topic.clone(),
                     leaders: leaders[topic].clone(),
-                    membership,
+                    membership: membership(workload, consumer, &group),
                     start_from: workload.start_from,
                     max_wait_ms: FETCH_MAX_WAIT_MS,
                     fetch_max_bytes: FETCH_MAX_BYTES,
                     partition_max_bytes: PARTITION_MAX_BYTES,
-                    window: Arc::clone(&window),
+                    window: Arc::clone(&shared.window),
                 };
-                let (counters, drain, readiness) = (
-                    Arc::clone(&counters),
-                    Arc::clone(&drains[topic]),
+                let (clock, counters, drain, readiness) = (
+                    shared.clock,
+                    Arc::clone(&shared.counters),
+                    Arc::clone(&shared.drains[topic]),
                     Arc::clone(&readiness),
                 );
-                let index = consumer as usize;
+                let index = usize::try_from(consumer).expect("consumer counts fit in usize");
                 let thread = thread::Builder::new()
                     .name(format!("consumer-{topic_index}-{subscription}-{consumer}"))
                     .spawn(move || {
                         run_consumer(&config, &clock, &counters, &drain, (&readiness, index))
                     })
                     .map_err(ClientError::Io)?;
-                consumer_threads.push(thread);
+                threads.push(thread);
             }
         }
     }
-    wait_until_ready(&readiness_groups, &mut consumer_threads)?;
+    Ok((threads, readiness_groups))
+}
 
-    // Produce.
+/// How consumer number `consumer` of a subscription takes part: its share of the partitions
+/// (assign mode, round robin) or membership of the subscription's group.
+fn membership(workload: &Workload, consumer: u32, group: &str) -> Membership {
+    match workload.consumer_mode {
+        ConsumerMode::Assign => Membership::Assign(
+            (0..workload.partitions)
+                .filter(|partition| {
+                    partition.unsigned_abs() % workload.consumers_per_subscription == consumer
+                })
+                .collect(),
+        ),
+        ConsumerMode::Group => Membership::Group(group.to_string()),
+    }
+}
+
+/// Produces for the warm-up plus the measured duration, sampling the timeline, and joins the
+/// producers.
+fn produce(
+    workload: &Workload,
+    leaders: &BTreeMap<String, Vec<String>>,
+    shared: &Shared,
+    payloads: &Arc<Payloads>,
+    environment: &Environment<'_>,
+) -> Result<Produced, RunError> {
+    let clock = &shared.clock;
     let producing_start = clock.elapsed();
-    let measure_start = producing_start + warmup;
-    let end = measure_start + duration;
-    window.set(clock.unix_us(measure_start), clock.unix_us(end));
-    let broker_cpu_before = environment.cpu.broker_cpu_s();
-    let own_cpu_before = environment.cpu.own_cpu_s();
+    let measure_start = producing_start + Duration::from_secs_f64(workload.warmup_s);
+    let end = measure_start + Duration::from_secs_f64(workload.duration_s);
+    shared
+        .window
+        .set(clock.unix_us(measure_start), clock.unix_us(end));
     let stop = Arc::new(AtomicBool::new(false));
     let producer_threads = spawn_producers(
         workload,
-        &leaders,
-        &clock,
-        &counters,
-        &payloads,
+        leaders,
+        clock,
+        &shared.counters,
+        payloads,
         &stop,
         producing_start,
         measure_start,
         end,
     )?;
     let timeline = sample_until(
-        &clock,
-        &counters,
+        clock,
+        &shared.counters,
         producing_start,
         end,
         "produce",
         environment.progress,
         || producer_threads.iter().all(|thread| thread.is_finished()),
     );
-    let mut produced = ProducerTally::default();
+    let mut tally = ProducerTally::default();
     for thread in producer_threads {
-        produced.merge(&join(thread, "producer")?);
+        tally.merge(&join(thread, "producer")?);
     }
+    Ok(Produced {
+        tally,
+        timeline,
+        producing_start,
+        measure_start,
+        end,
+    })
+}
 
-    // Drain: consumers read up to the high watermarks as they are now.
-    for topic in &workload.topics {
-        cluster.refresh(std::slice::from_ref(topic))?;
-        drains[topic].set_targets(cluster.list_offsets(topic, LATEST)?);
-    }
-    let drain_deadline = Instant::now() + Duration::from_secs_f64(workload.drain_timeout_s);
-    let mut drain_timed_out = false;
+/// Waits for the consumers to reach their drain targets, at most `drain_timeout_s`; then tells
+/// them to stop. Returns whether the timeout ended the drain.
+fn drain(
+    workload: &Workload,
+    shared: &Shared,
+    consumer_threads: &[ConsumerThread],
+    produced: &Produced,
+    environment: &Environment<'_>,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs_f64(workload.drain_timeout_s);
     while consumer_threads.iter().any(|thread| !thread.is_finished()) {
-        if Instant::now() > drain_deadline {
-            drain_timed_out = true;
-            for drain in drains.values() {
+        if Instant::now() > deadline {
+            for drain in shared.drains.values() {
                 drain.abort.store(true, Ordering::Relaxed);
             }
-            break;
+            return true;
         }
         environment.progress.tick(
             "drain",
-            clock.elapsed() - producing_start,
-            end - producing_start,
-            &counters.totals(),
+            shared.clock.elapsed() - produced.producing_start,
+            produced.end - produced.producing_start,
+            &shared.counters.totals(),
         );
         thread::sleep(Duration::from_millis(20));
     }
-    let mut consumed = ConsumerTally::default();
-    for thread in consumer_threads {
-        consumed.merge(&join(thread, "consumer")?);
-    }
-    let broker_cpu_s = broker_cpu_before
-        .zip(environment.cpu.broker_cpu_s())
-        .map(|(before, after)| after - before);
-    let loadgen_cpu_s = environment.cpu.own_cpu_s() - own_cpu_before;
+    false
+}
 
-    let seconds = workload.duration_s;
-    let mb = |bytes: u64| bytes as f64 / 1e6;
-    let produce_seconds = seconds.max(
-        produced
+fn megabytes(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+/// The produce side of the report. Measured rates are over the measured window, stretched to the
+/// last acknowledgement of a message intended inside it.
+fn produce_summary(
+    workload: &Workload,
+    produced: &Produced,
+    backlog_messages: u64,
+) -> ProduceSummary {
+    let tally = &produced.tally;
+    let seconds = workload.duration_s.max(
+        tally
             .last_measured_ack
-            .saturating_sub(measure_start)
+            .saturating_sub(produced.measure_start)
             .as_secs_f64(),
     );
-    let produce = ProduceSummary {
-        messages: produced.acked_messages,
-        bytes: produced.acked_bytes,
-        measured_messages: produced.measured_messages,
-        measured_bytes: produced.measured_bytes,
-        measured_s: produce_seconds,
-        mb_per_s: mb(produced.measured_bytes) / produce_seconds,
-        msgs_per_s: produced.measured_messages as f64 / produce_seconds,
-        latency_us: produced.latencies.summary().into(),
+    ProduceSummary {
+        messages: tally.acked_messages,
+        bytes: tally.acked_bytes,
+        measured_messages: tally.measured_messages,
+        measured_bytes: tally.measured_bytes,
+        measured_s: seconds,
+        mb_per_s: megabytes(tally.measured_bytes) / seconds,
+        msgs_per_s: tally.measured_messages as f64 / seconds,
+        latency_us: tally.latencies.summary().into(),
         backlog_messages,
-        failed_messages: produced.failed_messages,
-        errors: produced.errors,
-    };
-    let consume = ConsumeSummary {
+        failed_messages: tally.failed_messages,
+        errors: tally.errors.clone(),
+    }
+}
+
+/// The consume side of the report, rates over the measured duration.
+fn consume_summary(workload: &Workload, consumed: &ConsumerTally) -> ConsumeSummary {
+    let seconds = workload.duration_s;
+    ConsumeSummary {
         messages: consumed.messages,
         bytes: consumed.bytes,
         measured_messages: consumed.measured_messages,
         measured_bytes: consumed.measured_bytes,
-        mb_per_s: mb(consumed.measured_bytes) / seconds,
+        mb_per_s: megabytes(consumed.measured_bytes) / seconds,
         msgs_per_s: consumed.measured_messages as f64 / seconds,
         e2e_latency_us: consumed.e2e_latencies.summary().into(),
-    };
-    Ok(RunReport {
+    }
+}
+
+/// The run's report.
+fn report(workload: &Workload, environment: &Environment<'_>, finished: Finished) -> RunReport {
+    let Finished {
+        started_at,
+        backlog_messages,
+        produced,
+        consumed,
+        cpu,
+        drain_timed_out,
+    } = finished;
+    RunReport {
         label: environment.label.clone(),
         started_at,
-        produce_mb_per_broker_cpu_s: broker_cpu_s
-            .filter(|cpu| *cpu > 0.0)
-            .map(|cpu| mb(produced.acked_bytes) / cpu),
-        produce,
-        consume,
+        produce_mb_per_broker_cpu_s: cpu
+            .broker_s
+            .filter(|cpu_s| *cpu_s > 0.0)
+            .map(|cpu_s| megabytes(produced.tally.acked_bytes) / cpu_s),
+        produce: produce_summary(workload, &produced, backlog_messages),
+        consume: consume_summary(workload, &consumed),
         config: workload.clone(),
         machine: environment.machine.clone(),
-        broker_cpu_s,
+        broker_cpu_s: cpu.broker_s,
         drain_timed_out,
-        loadgen_cpu_s,
-        timeline,
-        produce_latency_curve: produced.latencies.percentile_curve(),
+        loadgen_cpu_s: cpu.loadgen_s,
+        produce_latency_curve: produced.tally.latencies.percentile_curve(),
         e2e_latency_curve: consumed.e2e_latencies.percentile_curve(),
-    })
+        timeline: produced.timeline,
+    }
 }
 
 /// Waits until every consumer is positioned and, per subscription, all hold the same
 /// generation's assignment covering every partition once.
 fn wait_until_ready(
-    groups: &[(Readiness, i32)],
-    consumers: &mut Vec<JoinHandle<Result<ConsumerTally, ClientError>>>,
+    groups: &[SubscriptionReadiness],
+    consumers: &mut Vec<ConsumerThread>,
 ) -> Result<(), RunError> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {

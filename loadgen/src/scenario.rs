@@ -1,6 +1,7 @@
 //! The named scenarios of `ringtail-loadgen matrix`: each is a workload plus the broker settings
 //! it needs, run once per broker and disk layout. A fixed-rate scenario takes its rate from the
 //! max-produce result measured on the same broker and layout in the same matrix run.
+#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 

@@ -2,6 +2,7 @@
 //! not earlier sends were slow. Latency is measured from that intended time, so a stall of the
 //! broker shows as the latency of every message that should have gone out meanwhile (no
 //! coordinated omission). Without a rate the schedule is flat out: every message is due at once.
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 

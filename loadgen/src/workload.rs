@@ -1,6 +1,7 @@
 //! What a run does: every knob of a workload, in one serializable value. The `run` flags, an OMB
 //! workload file and a matrix scenario all become a [`Workload`]; the report records it whole, so
 //! a result always says exactly what produced it.
+#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 

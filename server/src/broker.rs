@@ -1,5 +1,6 @@
 //! Starting and stopping the broker: shard threads, their listeners, the shared metadata, and
 //! graceful shutdown on SIGINT/SIGTERM.
+#![forbid(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;

@@ -2,6 +2,7 @@
 //! `kafka-consumer-groups.sh --describe` does (group, topic, partition, committed offset, log end,
 //! lag, owning member). A small blocking Kafka client over the broker's own protocol; it runs in
 //! the CLI process, never on a shard.
+#![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -3,6 +3,7 @@
 //! Every flag can also be set in the file given by `--config FILE`, under the flag's name without
 //! the dashes (`listen = "127.0.0.1:9092"`, `data-dir = ["/d1", "/d2"]`); flags on the command
 //! line win over the file.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -4,6 +4,7 @@
 //! requests (librdkafka sends up to 5 produce requests in flight) are served concurrently — their
 //! appends join the same group commit. The writer sends the responses strictly in request order, as
 //! Kafka requires. At most [`IN_FLIGHT_REQUESTS_MAX`] requests of a connection run at once.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -197,8 +198,14 @@ async fn send(
                     }
                     api::fetch_response::FramePart::Records { topic, partition } => {
                         for slice in &fetch.records[topic][partition] {
-                            send_file_range(pipe, &slice.file, slice.position, slice.len, stream)
-                                .await?;
+                            send_file_range(
+                                pipe,
+                                &slice.file,
+                                slice.position.get(),
+                                slice.len,
+                                stream,
+                            )
+                            .await?;
                             crate::metrics::record_bytes_out(slice.len);
                         }
                     }

@@ -3,6 +3,7 @@
 //! One writer, shard 0, owns the persisted [`TopicRegistry`]; every shard reads a shared snapshot
 //! (`Arc<Metadata>`, a `RwLock` held for a map lookup only — never across an `.await`, never on the
 //! byte-moving part of the data path).
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};

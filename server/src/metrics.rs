@@ -4,6 +4,7 @@
 //!
 //! Counters are process-wide atomics (relaxed: they are statistics, not synchronisation); the
 //! per-partition figures are collected from each shard by message passing when scraped.
+#![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 use std::rc::Rc;

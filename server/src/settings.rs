@@ -1,4 +1,5 @@
 //! Broker-wide settings every shard reads, resolved once from the command line.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 

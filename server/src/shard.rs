@@ -5,6 +5,7 @@
 //! SO_REUSEPORT listener. A connection is served on the shard that accepted it; work on a partition
 //! another shard owns is sent there as a job over a bounded channel and its result comes back on a
 //! oneshot. No lock guards the data path.
+#![forbid(unsafe_code)]
 
 use std::cell::Cell;
 use std::future::Future;

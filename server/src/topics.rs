@@ -1,5 +1,6 @@
 //! Topic administration: create, delete, add partitions, change configs. Runs on shard 0, the
 //! registry's one writer; other shards see the result through [`Metadata::publish`].
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

@@ -33,7 +33,6 @@ thread_local! {
 }
 
 /// Bytes sent to sockets by splice since the process started (they never entered user space).
-#[allow(dead_code)] // wired by the connection layer
 pub fn spliced_bytes_total() -> u64 {
     SPLICED_BYTES_TOTAL.load(Ordering::Relaxed)
 }
@@ -46,10 +45,10 @@ fn count_spliced(bytes: usize) {
 
 /// The pipe a connection splices through. Not shareable between concurrent sends: each send
 /// assumes the pipe starts empty.
-#[allow(dead_code)] // wired by the connection layer
 pub struct SplicePipe {
     read: SharedFd<OwnedFd>,
     write: SharedFd<OwnedFd>,
+    /// The pipe's capacity in bytes: the most one file → pipe splice moves.
     capacity: usize,
     /// Set while the pipe may hold bytes of an unfinished send (a failed or dropped
     /// [`send_file_range`]); such bytes would be spliced into the next response.
@@ -59,7 +58,6 @@ pub struct SplicePipe {
 impl SplicePipe {
     /// Creates the pipe, raising its capacity to 1 MiB if the kernel allows (else keeping the
     /// default).
-    #[allow(dead_code)] // wired by the connection layer
     pub fn new() -> io::Result<Self> {
         let mut fds: [libc::c_int; 2] = [-1; 2];
         // SAFETY: `fds` is a writable array of two c_ints, as pipe2 requires.
@@ -86,12 +84,6 @@ impl SplicePipe {
             dirty: Cell::new(false),
         })
     }
-
-    /// The pipe's capacity in bytes: the most one file → pipe splice moves.
-    #[allow(dead_code)] // wired by the connection layer
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
 }
 
 /// Sends `len` bytes of `file` from `position` to `socket`: splice file → pipe, then pipe →
@@ -105,7 +97,6 @@ impl SplicePipe {
 ///
 /// The range must not be rewritten in place while the connection lives: TCP keeps referencing
 /// the page-cache pages until the peer acknowledges them (append-only segments are fine).
-#[allow(dead_code)] // wired by the connection layer
 pub async fn send_file_range(
     pipe: &SplicePipe,
     file: &compio::fs::File,
@@ -291,7 +282,7 @@ mod tests {
         let file_len = 3 * (1 << 20) + 12_345;
         let fx = fixture(file_len).await;
         let pipe = SplicePipe::new().unwrap();
-        let capacity = pipe.capacity();
+        let capacity = pipe.capacity;
         assert!(capacity >= 4096 && capacity <= file_len / 2);
 
         let ranges: Vec<(u64, u64)> = vec![

@@ -1,6 +1,7 @@
 //! The real `ringtail` binary, driven over loopback with requests built by the `kafka-protocol`
 //! crate: error codes for bad input, the ApiVersions fallback, frame limits, and the zero-copy
 //! fetch path (every record byte of a fetch is spliced file-to-socket, none copied in user space).
+#![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,4 +1,5 @@
 //! Helpers shared by the engine's integration tests.
+#![forbid(unsafe_code)]
 #![allow(dead_code)]
 
 use std::future::Future;

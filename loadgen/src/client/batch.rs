@@ -6,6 +6,7 @@
 //!
 //! Every value the loadgen writes starts with an 8-byte stamp: a marker byte and the intended
 //! send time in microseconds since the Unix epoch, which consumers turn into end-to-end latency.
+#![forbid(unsafe_code)]
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};

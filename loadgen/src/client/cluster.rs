@@ -1,5 +1,6 @@
 //! The cluster as the client sees it: brokers, topics and partition leaders (Metadata), topic
 //! creation, and partition offsets (ListOffsets) for positions and high watermarks.
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

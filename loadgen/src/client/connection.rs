@@ -4,6 +4,7 @@
 //! moving large batches, so a thread per connection costs nothing measurable and keeps the client
 //! simple enough to trust. A connection can be split into a sending half and a receiving half so
 //! that a producer keeps several requests in flight (Kafka answers in order on a connection).
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};

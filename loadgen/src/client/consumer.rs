@@ -2,6 +2,7 @@
 //! consumer group gave it), counts records and value bytes, and records end-to-end latency from
 //! the intended send time stamped into each value. It stops once every partition reached the
 //! drain target the run sets after producing, or when told to.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

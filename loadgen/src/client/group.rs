@@ -1,6 +1,7 @@
 //! Membership of a classic consumer group (JoinGroup/SyncGroup/Heartbeat/LeaveGroup) with the
 //! `range` assignor computed by the leader, plus committing and fetching offsets. The loadgen's
 //! consumers use it between fetches; heartbeats ride on the coordinator connection.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

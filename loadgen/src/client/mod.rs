@@ -2,6 +2,7 @@
 //! broker: metadata and topic creation, pipelined producers, fetching consumers in assign mode or
 //! in a consumer group. Record batches are encoded and walked by hand (`batch`), because that is
 //! the hot path and the crate's record codec allocates per record.
+#![forbid(unsafe_code)]
 
 pub mod batch;
 pub mod cluster;

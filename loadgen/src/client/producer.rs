@@ -4,6 +4,7 @@
 //! Latency is counted per message from its intended send time (open loop, see `schedule`) or,
 //! flat out, from the moment it was put into a batch, to the moment its acknowledgement was read
 //! (acks=0: to the moment its request was written).
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -167,12 +168,6 @@ pub fn run_producer(
 ) -> Result<ProducerTally, ClientError> {
     let partitions = config.leaders.len();
     assert!(partitions > 0, "a topic has partitions");
-    let mut round_robin = Partitioner::RoundRobin {
-        next: config.producer_index,
-    };
-    // Sticky: one partition until its batch is sent, then the next (the Java client's default
-    // for unkeyed messages since KIP-480).
-    let mut sticky = config.producer_index as usize % partitions;
     let mut outbox = Outbox {
         config,
         accounting: Accounting {
@@ -190,118 +185,20 @@ pub fn run_producer(
             .collect(),
         tally: ProducerTally::default(),
     };
-    let mut key_buf = String::new();
-    // A batch is sent once another record of the largest size might not fit, so no batch exceeds
-    // `batch_bytes` (brokers refuse batches above max.message.bytes, 1 MiB + 12 by default).
-    let largest_record = payloads.largest_bytes() + 64;
-    let batch_full = |builder: &BatchBuilder| {
-        BATCH_HEADER_BYTES + builder.encoded_bytes() + largest_record > config.batch_bytes
-    };
-    let mut index: u64 = 0;
-    let rated = config.schedule.due(1) > Duration::ZERO;
-    let from_of = |index: u64| config.start + config.schedule.due(index);
-    let result = (|| -> Result<(), ClientError> {
-        loop {
-            let now = clock.elapsed();
-            if stop.load(Ordering::Relaxed) || (!rated && now >= config.end) {
-                break;
-            }
-            // Under a rate, every message due before the end is sent, even when this thread
-            // wakes up late: what is late shows in its latency, it is not skipped.
-            let finished = now >= config.end;
-            let due = config.schedule.due_by(now.saturating_sub(config.start));
-            // Put due messages into batches; a full batch is sent at once.
-            while index < due {
-                let from = if rated {
-                    from_of(index)
-                } else {
-                    clock.elapsed()
-                };
-                if from >= config.end {
-                    break;
-                }
-                let key = config.key_cardinality.map(|cardinality| {
-                    let key_number = (index.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                        ^ u64::from(config.producer_index))
-                        % cardinality.max(1);
-                    key_buf.clear();
-                    use std::fmt::Write;
-                    let _ = write!(key_buf, "key-{key_number}");
-                    key_buf.as_bytes()
-                });
-                let partition = match (config.partitioner, key) {
-                    (PartitionerKind::Murmur2, Some(key)) => {
-                        partition_for_key(key, partitions as u32) as usize
-                    }
-                    (PartitionerKind::RoundRobin, _) => {
-                        round_robin.next(None, partitions as u32) as usize
-                    }
-                    _ => sticky,
-                };
-                let value = payloads.next(index, config.producer_index);
-                let unix_us = clock.unix_us(from);
-                let open = &mut outbox.open[partition];
-                open.builder.push(
-                    (unix_us / 1000) as i64,
-                    key,
-                    &stamp(unix_us)[..STAMP_BYTES.min(value.len())],
-                    &value[STAMP_BYTES.min(value.len())..],
-                );
-                open.records.push((from, value.len() as u32));
-                open.first_at.get_or_insert(from);
-                index += 1;
-                if batch_full(&open.builder) {
-                    if partition == sticky {
-                        sticky = (sticky + 1) % partitions;
-                    }
-                    outbox.send(&[partition])?;
-                    break;
-                }
-            }
-            if finished && (index >= due || from_of(index) >= config.end) {
-                break;
-            }
-            // Send batches that lingered long enough.
-            let now = clock.elapsed();
-            let lingered: Vec<usize> = (0..partitions)
-                .filter(|partition| {
-                    outbox.open[*partition]
-                        .first_at
-                        .is_some_and(|first| now >= first + config.linger)
-                })
-                .collect();
-            if !lingered.is_empty() {
-                if lingered.contains(&sticky) {
-                    sticky = (sticky + 1) % partitions;
-                }
-                outbox.send(&lingered)?;
-            }
-            // Under a rate, sleep until the next message is due or a batch's linger ends.
-            if rated
-                && index
-                    >= config
-                        .schedule
-                        .due_by(clock.elapsed().saturating_sub(config.start))
-            {
-                let next_due = config.start + config.schedule.due(index);
-                let linger_end = outbox
-                    .open
-                    .iter()
-                    .filter_map(|open| open.first_at)
-                    .map(|first| first + config.linger)
-                    .min();
-                let wake = linger_end.map_or(next_due, |linger_end| linger_end.min(next_due));
-                let sleep = wake.saturating_sub(clock.elapsed());
-                if sleep > Duration::from_micros(50) {
-                    std::thread::sleep(sleep);
-                }
-            }
-        }
-        let all: Vec<usize> = (0..partitions).collect();
-        outbox.send(&all)
-    })();
-    // Close every link and collect what its receiver counted, even after an error.
-    let mut tally = outbox.tally;
+    let mut generator = Generator::new(config, *clock, payloads);
+    let result = generator
+        .run(&mut outbox, stop)
+        .and_then(|()| outbox.send(&(0..partitions).collect::<Vec<_>>()));
+    close_links(outbox, result)
+}
+
+/// Closes every link and collects what its receiver counted, even after an error (then without
+/// the barrier: the connection may be broken).
+fn close_links(
+    mut outbox: Outbox<'_>,
+    result: Result<(), ClientError>,
+) -> Result<ProducerTally, ClientError> {
+    let mut tally = std::mem::take(&mut outbox.tally);
     for (_, mut link) in outbox.links.drain() {
         if result.is_ok() {
             link.barrier()?;
@@ -316,6 +213,185 @@ pub fn run_producer(
         }
     }
     result.map(|()| tally)
+}
+
+/// Makes a producer's messages: when each is due, its key, its partition, its bytes.
+struct Generator<'a> {
+    config: &'a ProducerConfig,
+    payloads: &'a Payloads,
+    clock: Clock,
+    partitions: usize,
+    round_robin: Partitioner,
+    /// Sticky: one partition until its batch is sent, then the next (the Java client's default
+    /// for unkeyed messages since KIP-480).
+    sticky: usize,
+    key_buf: String,
+    /// A batch is sent once another record of this size might not fit, so no batch exceeds
+    /// `batch_bytes` (brokers refuse batches above max.message.bytes, 1 MiB + 12 by default).
+    largest_record: usize,
+    /// Under a rate (open loop) rather than flat out.
+    rated: bool,
+    /// The next message's number.
+    index: u64,
+}
+
+impl<'a> Generator<'a> {
+    fn new(config: &'a ProducerConfig, clock: Clock, payloads: &'a Payloads) -> Self {
+        let partitions = config.leaders.len();
+        Self {
+            config,
+            payloads,
+            clock,
+            partitions,
+            round_robin: Partitioner::RoundRobin {
+                next: config.producer_index,
+            },
+            sticky: usize::try_from(config.producer_index).unwrap_or(0) % partitions,
+            key_buf: String::new(),
+            largest_record: payloads.largest_bytes() + 64,
+            rated: config.schedule.due(1) > Duration::ZERO,
+            index: 0,
+        }
+    }
+
+    /// Rounds until the end (or `stop`): due messages into batches, lingered batches sent, and
+    /// under a rate a sleep until the next message or linger end.
+    fn run(&mut self, outbox: &mut Outbox<'_>, stop: &AtomicBool) -> Result<(), ClientError> {
+        let config = self.config;
+        loop {
+            let now = self.clock.elapsed();
+            if stop.load(Ordering::Relaxed) || (!self.rated && now >= config.end) {
+                return Ok(());
+            }
+            // Under a rate, every message due before the end is sent, even when this thread
+            // wakes up late: what is late shows in its latency, it is not skipped.
+            let finished = now >= config.end;
+            let due = config.schedule.due_by(now.saturating_sub(config.start));
+            self.fill_due(outbox, due)?;
+            if finished && (self.index >= due || self.due_at(self.index) >= config.end) {
+                return Ok(());
+            }
+            self.send_lingered(outbox)?;
+            self.sleep_until_due(outbox);
+        }
+    }
+
+    /// When message `index` is due under the rate.
+    fn due_at(&self, index: u64) -> Duration {
+        self.config.start + self.config.schedule.due(index)
+    }
+
+    /// Puts messages up to number `due` into their batches; a batch that fills is sent at once,
+    /// which ends the round.
+    fn fill_due(&mut self, outbox: &mut Outbox<'_>, due: u64) -> Result<(), ClientError> {
+        while self.index < due {
+            let from = if self.rated {
+                self.due_at(self.index)
+            } else {
+                self.clock.elapsed()
+            };
+            if from >= self.config.end {
+                return Ok(());
+            }
+            let partition = self.add_message(outbox, from);
+            let open = &outbox.open[partition];
+            if BATCH_HEADER_BYTES + open.builder.encoded_bytes() + self.largest_record
+                > self.config.batch_bytes
+            {
+                self.move_sticky_off(&[partition]);
+                return outbox.send(&[partition]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds message number `index`, counted from `from`, to its partition's batch; returns the
+    /// partition.
+    fn add_message(&mut self, outbox: &mut Outbox<'_>, from: Duration) -> usize {
+        let config = self.config;
+        let partitions = u32::try_from(self.partitions).expect("partition counts fit in u32");
+        let key = message_key(config, self.index, &mut self.key_buf);
+        let partition = match (config.partitioner, key) {
+            (PartitionerKind::Murmur2, Some(key)) => partition_for_key(key, partitions) as usize,
+            (PartitionerKind::RoundRobin, _) => self.round_robin.next(None, partitions) as usize,
+            _ => self.sticky,
+        };
+        let value = self.payloads.next(self.index, config.producer_index);
+        let unix_us = self.clock.unix_us(from);
+        let stamp_bytes = STAMP_BYTES.min(value.len());
+        let open = &mut outbox.open[partition];
+        open.builder.push(
+            (unix_us / 1000) as i64,
+            key,
+            &stamp(unix_us)[..stamp_bytes],
+            &value[stamp_bytes..],
+        );
+        open.records.push((from, value.len() as u32));
+        open.first_at.get_or_insert(from);
+        self.index += 1;
+        partition
+    }
+
+    /// Sends the batches that lingered long enough.
+    fn send_lingered(&mut self, outbox: &mut Outbox<'_>) -> Result<(), ClientError> {
+        let now = self.clock.elapsed();
+        let lingered: Vec<usize> = (0..self.partitions)
+            .filter(|partition| {
+                outbox.open[*partition]
+                    .first_at
+                    .is_some_and(|first| now >= first + self.config.linger)
+            })
+            .collect();
+        if lingered.is_empty() {
+            return Ok(());
+        }
+        self.move_sticky_off(&lingered);
+        outbox.send(&lingered)
+    }
+
+    /// The sticky partition moves on once its batch is sent.
+    fn move_sticky_off(&mut self, sent: &[usize]) {
+        if sent.contains(&self.sticky) {
+            self.sticky = (self.sticky + 1) % self.partitions;
+        }
+    }
+
+    /// Under a rate, sleeps until the next message is due or a batch's linger ends.
+    fn sleep_until_due(&self, outbox: &Outbox<'_>) {
+        let config = self.config;
+        let elapsed = self.clock.elapsed().saturating_sub(config.start);
+        if !self.rated || self.index < config.schedule.due_by(elapsed) {
+            return;
+        }
+        let next_due = self.due_at(self.index);
+        let linger_end = outbox
+            .open
+            .iter()
+            .filter_map(|open| open.first_at)
+            .map(|first| first + config.linger)
+            .min();
+        let wake = linger_end.map_or(next_due, |linger_end| linger_end.min(next_due));
+        let sleep = wake.saturating_sub(self.clock.elapsed());
+        if sleep > Duration::from_micros(50) {
+            std::thread::sleep(sleep);
+        }
+    }
+}
+
+/// The key of message `index`, written into `key_buf`: one of `key_cardinality` keys, spread
+/// over producers; `None` without keys.
+fn message_key<'buf>(
+    config: &ProducerConfig,
+    index: u64,
+    key_buf: &'buf mut String,
+) -> Option<&'buf [u8]> {
+    use std::fmt::Write;
+    let cardinality = config.key_cardinality?;
+    let key_number = (index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(config.producer_index))
+        % cardinality.max(1);
+    key_buf.clear();
+    let _ = write!(key_buf, "key-{key_number}");
+    Some(key_buf.as_bytes())
 }
 
 /// Largest Produce request a producer sends (record bytes), so that many partitions' batches

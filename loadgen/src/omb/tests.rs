@@ -1,4 +1,5 @@
 //! The shipped workload files and the edges of OMB's format.
+#![forbid(unsafe_code)]
 
 use super::*;
 

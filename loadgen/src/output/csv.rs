@@ -1,5 +1,6 @@
 //! CSV files: a run's timeline (one row per second) and a comparison (one row per report). Written
 //! by hand: the cells are numbers and labels, and a label is the only cell that needs quoting.
+#![forbid(unsafe_code)]
 
 use super::format::{interval_s, mb_per_s, opt, ratio};
 use crate::report::RunReport;

@@ -1,5 +1,6 @@
 //! Writing the files of one run and of a comparison into a directory. Each file is rendered to a
 //! string first, so a rendering error leaves no half-written file behind.
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! Number formatting and plain-text layout shared by the markdown, CSV and terminal outputs, so
 //! that the same figure reads the same everywhere. MB is 10^6 bytes, as in the report.
+#![forbid(unsafe_code)]
 
 use crate::report::TimelinePoint;
 use crate::workload::{Acks, Compression, MessageSize, PartitionerKind, StartFrom, Workload};

@@ -1,5 +1,6 @@
 //! Markdown: a one-run summary and a comparison table of several runs (the first is the baseline).
 //! Latencies are shown in ms with µs resolution; MB is 10^6 bytes.
+#![forbid(unsafe_code)]
 
 use super::format::{config_line, ms, opt, ratio};
 use crate::report::{Percentiles, RunReport};

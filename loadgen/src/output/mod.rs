@@ -8,6 +8,7 @@
 //!
 //! What this module does *not* do: it never reads a report back or aggregates runs; the JSON is
 //! the record, everything else is a view of it.
+#![forbid(unsafe_code)]
 
 mod charts;
 mod csv;

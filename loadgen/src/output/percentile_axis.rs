@@ -5,6 +5,7 @@
 //! # Invariants worth naming
 //! - `x` is increasing in the percentile, and `x(0%) = 0`.
 //! - Every tick lies in `[0, x_max]`.
+#![forbid(unsafe_code)]
 
 use crate::report::PercentileCurve;
 

@@ -1,5 +1,6 @@
 //! The plain-text table printed at the end of a run: aligned columns, no colour, no box drawing,
 //! so it reads the same in a terminal, a log file and a CI transcript.
+#![forbid(unsafe_code)]
 
 use super::format::{aligned_columns, config_line, ms, opt};
 use crate::report::{Percentiles, RunReport};

@@ -1,4 +1,5 @@
 //! Writes the files of synthetic reports into a temporary directory and reads them back.
+#![forbid(unsafe_code)]
 
 use std::fs;
 

@@ -2,6 +2,7 @@
 //!
 //! A client that asks with a version we don't know gets the version-0 answer with
 //! UNSUPPORTED_VERSION and our ranges, so it can retry with one we do (KIP-511).
+#![forbid(unsafe_code)]
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;

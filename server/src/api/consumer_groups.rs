@@ -1,6 +1,7 @@
 //! The next-generation consumer group protocol (KIP-848): ConsumerGroupHeartbeat and
 //! ConsumerGroupDescribe. Topic ids on the wire are resolved to names here; the coordinator
 //! (`crate::group::consumer`) works with names.
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 

@@ -1,4 +1,5 @@
 //! CreatePartitions: raise a topic's partition count.
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 

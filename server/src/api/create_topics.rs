@@ -1,4 +1,5 @@
 //! CreateTopics: topics with a partition count and topic-level configs (Kafka names).
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

@@ -1,4 +1,5 @@
 //! DeleteTopics: by name (v0-v5) or by name or id (v6).
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 

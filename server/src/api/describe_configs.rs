@@ -1,4 +1,5 @@
 //! DescribeConfigs: a topic's effective configs (our names are Kafka's), and which are overrides.
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 

@@ -5,6 +5,7 @@
 //! Between planning and sending is where a page-cache residency check belongs (a later issue):
 //! the plan names each file range before any byte moves, so a cold range can be read ahead
 //! off the shard before the splice, instead of blocking the shard in it (KAFKA-7504).
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 use std::sync::Arc;

@@ -5,6 +5,7 @@
 //! else of the frame and leaves [`FramePart::Records`] holes where the caller sends each
 //! partition's records. The field order and version conditions follow the generated
 //! `FetchResponse` encoder of kafka-protocol 0.18 (Kafka's `FetchResponse.json`).
+#![forbid(unsafe_code)]
 
 use std::ops::{Range, RangeInclusive};
 
@@ -22,7 +23,6 @@ const FIRST_TOPIC_ID_VERSION: i16 = 13;
 
 /// One partition of a Fetch response; its records follow in a [`FramePart::Records`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(dead_code)] // wired by the connection layer
 pub struct FetchPartitionOut {
     pub partition_index: i32,
     pub error_code: i16,
@@ -35,7 +35,6 @@ pub struct FetchPartitionOut {
 
 /// One topic of a Fetch response: `name` is sent up to version 12, `topic_id` from 13.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(dead_code)] // wired by the connection layer
 pub struct FetchTopicOut {
     pub name: String,
     pub topic_id: [u8; 16],
@@ -44,7 +43,6 @@ pub struct FetchTopicOut {
 
 /// A Fetch response without its record bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(dead_code)] // wired by the connection layer
 pub struct FetchResponseOut {
     pub throttle_time_ms: i32,
     pub error_code: i16,
@@ -76,7 +74,6 @@ pub enum FramePart {
 /// If `version` is outside [`FETCH_VERSIONS`] (the request decoder already rejects those), if the
 /// frame exceeds the protocol's `i32` size, or if a topic name is longer than `i16::MAX` bytes
 /// (Kafka caps names at 249).
-#[allow(dead_code)] // wired by the connection layer
 pub fn encode_fetch_response(
     version: i16,
     correlation_id: i32,

@@ -1,5 +1,6 @@
 //! IncrementalAlterConfigs: set or delete topic-level configs (Kafka names). The change is saved in
 //! the registry and applied to the topic's open partition logs at once.
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 

@@ -2,6 +2,7 @@
 //!
 //! Ids must never repeat across restarts (a reused id would inherit another producer's sequence
 //! numbers), so they start from the wall clock in microseconds and count up.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicI64, Ordering};
 

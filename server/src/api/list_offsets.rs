@@ -1,4 +1,5 @@
 //! ListOffsets: earliest (-2), latest (-1), or the first offset at or after a timestamp.
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 

@@ -1,4 +1,5 @@
 //! Metadata: this broker, and the topics asked for (all of them when the list is null).
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 

@@ -3,6 +3,7 @@
 //! Requests and responses are the `kafka-protocol` crate's types (generated from Kafka's own
 //! message specs), except the Fetch response, framed by hand so record bytes go from file to socket
 //! without a user-space copy (`fetch_response.rs`).
+#![forbid(unsafe_code)]
 
 pub mod api_versions;
 pub mod consumer_groups;

@@ -1,6 +1,7 @@
 //! Produce: validate (CRC-32C) and append each partition's record set on its owner shard, then
 //! answer once the flush policy's durability point is reached (acks=1 and acks=-1 alike: with one
 //! replica the leader's durability point is the only one there is). acks=0 gets no answer.
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 use std::sync::Arc;

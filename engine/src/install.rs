@@ -1,0 +1,151 @@
+//! The crash-safe install of a cleaned segment copy, and its completion at open.
+//!
+//! A leaf of the log: [`crate::compaction`] writes the `.cleaned` copy and calls [`install`]; the
+//! log's open calls [`finish_interrupted`] before it lists segments. Steps (see the compaction
+//! module doc): a. the `.cleaned` files are written and fsynced; b. `<base>.log.cleaned` is renamed
+//! to `<base>.log.swap` and the directory fsynced (the commit); c. the index files are renamed over
+//! the old ones, then `<base>.log.swap` over `<base>.log`, and the directory fsynced.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use tracing::warn;
+
+use crate::error::{CompactionError, OpenError};
+use crate::io;
+use crate::segment::log_file_name;
+use crate::units::Offset;
+
+/// Suffix of a cleaned copy being written.
+pub const CLEANED_SUFFIX: &str = "cleaned";
+/// Suffix of a committed cleaned log, not yet renamed into place.
+pub const SWAP_SUFFIX: &str = "swap";
+
+/// Where a pass stops early, for crash tests: the files are left as a crash at that point would.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopPoint {
+    /// After the `.cleaned` files of the first rewritten segment are written and fsynced.
+    CleanedWritten,
+    /// After the commit rename to `.log.swap`.
+    Committed,
+    /// After the index files were renamed into place, before the log was.
+    IndexesInstalled,
+}
+
+/// Paths of segment `base_offset`'s files: (log, index, timeindex), each with `suffix` if given.
+fn paths(dir: &Path, base_offset: Offset, suffix: Option<&str>) -> [PathBuf; 3] {
+    let log = log_file_name(base_offset);
+    let name = |extension: &str| {
+        let plain = Path::new(&log).with_extension(extension);
+        match suffix {
+            Some(suffix) => dir.join(format!("{}.{suffix}", plain.display())),
+            None => dir.join(plain),
+        }
+    };
+    [name("log"), name("index"), name("timeindex")]
+}
+
+/// Steps b and c of the install (see the module doc).
+pub(crate) async fn install(
+    dir: &Path,
+    base_offset: Offset,
+    stop: Option<StopPoint>,
+) -> Result<(), CompactionError> {
+    let [cleaned_log, cleaned_index, cleaned_time] = paths(dir, base_offset, Some(CLEANED_SUFFIX));
+    let [swap_log, _, _] = paths(dir, base_offset, Some(SWAP_SUFFIX));
+    let [log, index, time] = paths(dir, base_offset, None);
+    let rename = |from: PathBuf, to: PathBuf| async move {
+        compio::fs::rename(&from, &to)
+            .await
+            .map_err(CompactionError::io(&from))
+    };
+    let sync = || async { io::sync_dir(dir).await.map_err(CompactionError::sync(dir)) };
+    rename(cleaned_log, swap_log.clone()).await?;
+    sync().await?;
+    if stop == Some(StopPoint::Committed) {
+        return Ok(());
+    }
+    rename(cleaned_index, index).await?;
+    rename(cleaned_time, time).await?;
+    if stop == Some(StopPoint::IndexesInstalled) {
+        return Ok(());
+    }
+    rename(swap_log, log).await?;
+    sync().await
+}
+
+pub(crate) async fn remove_cleaned_files(
+    dir: &Path,
+    base_offset: Offset,
+) -> Result<(), CompactionError> {
+    for path in paths(dir, base_offset, Some(CLEANED_SUFFIX)) {
+        compio::fs::remove_file(&path)
+            .await
+            .map_err(CompactionError::io(&path))?;
+    }
+    Ok(())
+}
+
+/// Finishes or undoes a cleaning that a crash interrupted (see the module doc). Run by
+/// [`PartitionLog::open`] before it lists segments. Also removes index files whose log is gone
+/// (a deletion of an emptied segment cut short).
+pub async fn finish_interrupted(dir: &Path) -> Result<(), OpenError> {
+    let owned = dir.to_path_buf();
+    let changed = io::blocking(move || finish_interrupted_blocking(&owned))
+        .await
+        .map_err(OpenError::io(dir))?;
+    if changed {
+        io::sync_dir(dir).await.map_err(OpenError::io(dir))?;
+    }
+    Ok(())
+}
+
+fn finish_interrupted_blocking(dir: &Path) -> std::io::Result<bool> {
+    let names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|entry| entry.ok())
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(err) => return Err(err),
+    };
+    let mut changed = false;
+    let swap_suffix = format!(".log.{SWAP_SUFFIX}");
+    for name in &names {
+        let Some(stem) = name.strip_suffix(&swap_suffix) else {
+            continue;
+        };
+        let Ok(base_offset) = stem.parse::<i64>().map(Offset::new) else {
+            continue;
+        };
+        let [cleaned_log, cleaned_index, cleaned_time] =
+            paths(dir, base_offset, Some(CLEANED_SUFFIX));
+        let [swap_log, _, _] = paths(dir, base_offset, Some(SWAP_SUFFIX));
+        let [log, index, time] = paths(dir, base_offset, None);
+        for (from, to) in [(cleaned_index, index), (cleaned_time, time)] {
+            if from.exists() {
+                std::fs::rename(&from, &to)?;
+            }
+        }
+        std::fs::rename(&swap_log, &log)?;
+        let _ = std::fs::remove_file(cleaned_log);
+        warn!(dir = %dir.display(), %base_offset, "finished an interrupted cleaning");
+        changed = true;
+    }
+    let cleaned_suffix = format!(".{CLEANED_SUFFIX}");
+    for name in std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+    {
+        let orphan_index = [".index", ".timeindex"].iter().any(|extension| {
+            name.strip_suffix(extension)
+                .is_some_and(|stem| !dir.join(format!("{stem}.log")).exists())
+        });
+        if name.ends_with(&cleaned_suffix) || orphan_index {
+            std::fs::remove_file(dir.join(&name))?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}

@@ -1,0 +1,177 @@
+//! The first half of an append: validation, the sequence check, offsets assigned in place, the
+//! record set queued for the writer.
+#![forbid(unsafe_code)]
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+
+use super::state::{LogState, PartitionLog, PendingAppend};
+use super::types::{AppendOutcome, PendingAppendOutcome};
+use crate::batch::{self, BatchHeader, Strictness};
+use crate::config::FlushPolicy;
+use crate::error::AppendError;
+use crate::producer::{ProducerBatch, ProducerStateTable, SequenceCheck, SequenceError};
+use crate::units::Offset;
+
+/// Bytes at the start of a batch that hold the broker-assigned fields (base offset, batch length,
+/// partition leader epoch); the rest of the batch is written from the producer's buffer.
+pub(super) const PATCHED_PREFIX_BYTES: usize = batch::LEADER_EPOCH_OFFSET + 4;
+
+impl PartitionLog {
+    /// Appends a record set (one or more producer batches back to back) and returns once the flush
+    /// policy's durability point is reached. Offsets and the leader epoch are written in place.
+    pub async fn append(
+        self: &Rc<Self>,
+        records: impl Into<Bytes>,
+        leader_epoch: i32,
+    ) -> Result<AppendOutcome, AppendError> {
+        self.begin_append(records, leader_epoch)?.await
+    }
+
+    /// The first half of [`PartitionLog::append`], done before it returns: validation, sequence
+    /// check, offsets, queueing. Record sets begun in some order get offsets in that order, which
+    /// is how the broker keeps a connection's pipelined produce requests in order. The returned
+    /// future resolves at the durability point.
+    pub fn begin_append(
+        self: &Rc<Self>,
+        records: impl Into<Bytes>,
+        leader_epoch: i32,
+    ) -> Result<PendingAppendOutcome, AppendError> {
+        let records: Bytes = records.into();
+        let (max_message_bytes, compacts) = {
+            let state = self.state.borrow();
+            (
+                state.config.max_message_bytes as usize,
+                state.config.compacts(),
+            )
+        };
+        let headers = batch::validate_all(&records, max_message_bytes, Strictness::Producer)?;
+        if compacts {
+            // Only compacted logs pay for reading records (decompressing) on append.
+            crate::cleaner::check_keys(&records, &headers)?;
+        }
+        let mut state = self.state.borrow_mut();
+        if let Some(reason) = &state.failure {
+            return Err(AppendError::LogFailed {
+                reason: reason.clone(),
+            });
+        }
+        if state.closed {
+            return Err(AppendError::Closed);
+        }
+        if let Some(duplicate) = check_sequences(&state.producers, &headers)? {
+            drop(state);
+            let log = Rc::clone(self);
+            return Ok(Box::pin(
+                async move { log.answer_duplicate(duplicate).await },
+            ));
+        }
+        let receiver = self.enqueue(&mut state, records, headers, leader_epoch);
+        Ok(Box::pin(async move {
+            receiver.await.unwrap_or(Err(AppendError::Closed))
+        }))
+    }
+
+    /// Assigns offsets in place, records producer sequences and queues the record set for the
+    /// writer (starting it if idle). Runs under the caller's borrow: nothing here awaits.
+    pub(crate) fn enqueue(
+        self: &Rc<Self>,
+        state: &mut LogState,
+        records: Bytes,
+        mut headers: Vec<BatchHeader>,
+        leader_epoch: i32,
+    ) -> oneshot::Receiver<Result<AppendOutcome, AppendError>> {
+        assert!(
+            !state.closed && state.failure.is_none(),
+            "checked by the caller"
+        );
+        {
+            let mut position = 0usize;
+            let mut iovecs = Vec::with_capacity(headers.len() * 2);
+            for header in &mut headers {
+                header.base_offset = state.next_offset.get();
+                header.partition_leader_epoch = leader_epoch;
+                // The broker's two fields lie in the first bytes, outside the CRC: write them into
+                // a small copy of those bytes and send the producer's rest as it is.
+                let end = position + header.total_bytes();
+                let mut prefix = records[position..position + PATCHED_PREFIX_BYTES].to_vec();
+                batch::set_base_offset_in_prefix(&mut prefix, header.base_offset);
+                batch::set_partition_leader_epoch_in_prefix(&mut prefix, leader_epoch);
+                iovecs.push(Bytes::from(prefix));
+                iovecs.push(records.slice(position + PATCHED_PREFIX_BYTES..end));
+                state.next_offset = Offset::new(header.next_offset());
+                state.producers.record(header);
+                position = end;
+            }
+            let (reply, receiver) = oneshot::channel();
+            state.pending.push(PendingAppend {
+                records: iovecs,
+                headers,
+                reply,
+            });
+            if !state.writer_active {
+                state.writer_active = true;
+                compio::runtime::spawn(Rc::clone(self).run_writer()).detach();
+            }
+            receiver
+        }
+    }
+
+    /// A retried batch that is already in the log: answer with its offsets once it is as durable
+    /// as a fresh append would be.
+    pub(crate) async fn answer_duplicate(
+        &self,
+        duplicate: ProducerBatch,
+    ) -> Result<AppendOutcome, AppendError> {
+        loop {
+            let (reached, end) = {
+                let state = self.state.borrow();
+                if let Some(reason) = &state.failure {
+                    return Err(AppendError::LogFailed {
+                        reason: reason.clone(),
+                    });
+                }
+                let end = match state.config.flush {
+                    FlushPolicy::EveryBatch => state.durable_offset,
+                    FlushPolicy::None | FlushPolicy::IntervalMs(_) => state.high_watermark,
+                };
+                (end > Offset::new(duplicate.last_offset), end)
+            };
+            if reached {
+                return Ok(AppendOutcome {
+                    base_offset: duplicate.base_offset,
+                    last_offset: duplicate.last_offset,
+                    log_start_offset: self.log_start_offset(),
+                });
+            }
+            // Woken by writes and by syncs; re-check what is reached each time.
+            let high_watermark = Offset::new(self.high_watermark());
+            self.wait_for_data_after(end.min(high_watermark)).await;
+        }
+    }
+}
+
+/// Checks each producer batch of a record set. `Some` when the set is one batch already in the
+/// log (a retry).
+pub(super) fn check_sequences(
+    producers: &ProducerStateTable,
+    headers: &[BatchHeader],
+) -> Result<Option<ProducerBatch>, AppendError> {
+    for header in headers {
+        match producers.check(header)? {
+            SequenceCheck::Append => {}
+            SequenceCheck::Duplicate(batch) if headers.len() == 1 => return Ok(Some(batch)),
+            // Produce v3+ carries one batch per partition; a partial retry of several is refused.
+            SequenceCheck::Duplicate(batch) => {
+                return Err(SequenceError::OutOfOrder {
+                    expected: batch.last_sequence.wrapping_add(1),
+                    got: header.base_sequence,
+                }
+                .into())
+            }
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,38 @@
+//! A clean close: queued appends written, index written out, synced, the marker left for the next
+//! open.
+#![forbid(unsafe_code)]
+
+use super::files::CLEAN_SHUTDOWN_FILE_NAME;
+use super::state::PartitionLog;
+use crate::io;
+
+impl PartitionLog {
+    /// Refuses further appends, waits for queued ones, writes out the index and syncs.
+    pub async fn close(&self) -> std::io::Result<()> {
+        self.state.borrow_mut().closed = true;
+        while self.state.borrow().writer_active || self.state.borrow().cleaning {
+            compio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if let Some(reason) = self.state.borrow().failure.clone() {
+            // Never retry an fsync that failed, and never call this log clean: the next open must
+            // check it in full.
+            return Err(std::io::Error::other(format!(
+                "log failed earlier: {reason}"
+            )));
+        }
+        let (files, delta) = {
+            let mut state = self.state.borrow_mut();
+            let active = state.active_mut();
+            (active.files.clone(), active.take_index_delta())
+        };
+        if let Some(delta) = delta {
+            delta.write(&files).await?;
+        }
+        self.sync().await?;
+        let end = self.state.borrow().high_watermark;
+        self.write_producer_snapshot(end).await?;
+        let marker = compio::fs::File::create(self.dir.join(CLEAN_SHUTDOWN_FILE_NAME)).await?;
+        marker.sync_all().await?;
+        io::sync_dir(&self.dir).await
+    }
+}

@@ -1,0 +1,44 @@
+//! A partition's log: a directory of segments, with group-committed appends and zero-copy read
+//! plans.
+//!
+//! The log is shard-local (`Rc`, `RefCell`): one thread owns it, so the data path takes no lock.
+//! No `RefCell` borrow is ever held across an `.await`.
+//!
+//! # How an append flows
+//! [`PartitionLog::append`] validates the batches (CRC-32C), assigns offsets in place, queues them
+//! and waits. One writer task per log drains the queue: everything queued since its last round
+//! becomes one vectored write (group commit), followed — under `every_batch` — by one `fdatasync`
+//! shared by all of them. Only then are the appends answered, so an acknowledgement means the
+//! flush policy's durability point was reached.
+//!
+//! # Invariants
+//! - `log_start_offset <= durable_offset <= high_watermark <= next_offset` (durable only under a
+//!   syncing policy; otherwise it trails).
+//! - Readers see only whole, written batches: a read plan never reaches past `high_watermark`.
+//! - Segments are ordered by base offset and each base offset is the previous segment's end (or
+//!   beyond it, once compaction removed a segment's last batches: reads skip to the next base).
+//! - After a failed write or fsync the log takes no more appends (page cache state is unknown).
+#![forbid(unsafe_code)]
+
+mod append;
+mod boundary_cache;
+mod close;
+mod files;
+mod flush;
+mod open;
+mod read;
+mod retention;
+mod roll;
+mod snapshot;
+mod state;
+mod timestamp;
+mod types;
+mod writer;
+
+pub use crate::clock::now_ms;
+pub use files::CLEAN_SHUTDOWN_FILE_NAME;
+pub use state::PartitionLog;
+pub use types::{
+    AppendOutcome, FileSlice, LogStats, OpenReport, PendingAppendOutcome, ReadPlan,
+    RetentionOutcome,
+};

@@ -1,0 +1,228 @@
+//! Read plans: file slices of whole batches, for zero-copy fetches.
+//!
+//! # Invariants (asserted in release builds: a few comparisons per segment of a plan)
+//! - Every slice starts on a batch boundary (the start of the batch holding the cursor, found by
+//!   the boundary cache or a header walk) and ends on one (a header walk, or the segment's end).
+//! - No slice reaches past the logical end of its segment as it was when planned.
+#![forbid(unsafe_code)]
+
+use super::state::PartitionLog;
+use super::types::{FileSlice, ReadPlan};
+use crate::error::ReadError;
+use crate::segment::{self, SegmentFiles};
+use crate::units::{Offset, Position};
+
+impl PartitionLog {
+    /// Plans a read of up to `max_bytes` from `offset`: slices of whole batches. With
+    /// `min_one_batch`, a first batch larger than `max_bytes` is still returned whole (KIP-74), so
+    /// a consumer always makes progress.
+    pub async fn read(
+        &self,
+        offset: impl Into<Offset>,
+        max_bytes: u64,
+        min_one_batch: bool,
+    ) -> Result<ReadPlan, ReadError> {
+        let offset = offset.into();
+        let (high_watermark, log_start_offset) = {
+            let state = self.state.borrow();
+            (state.high_watermark, state.log_start_offset)
+        };
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(ReadError::OffsetOutOfRange {
+                offset: offset.get(),
+                log_start_offset: log_start_offset.get(),
+                high_watermark: high_watermark.get(),
+            });
+        }
+        let mut plan = ReadPlan {
+            slices: Vec::new(),
+            high_watermark: high_watermark.get(),
+            log_start_offset: log_start_offset.get(),
+        };
+        let mut cursor = offset;
+        let mut remaining = max_bytes;
+        while cursor < high_watermark && remaining > 0 {
+            let first = min_one_batch && plan.slices.is_empty();
+            let Some(step) = self.read_in_segment(cursor, remaining, first).await? else {
+                break;
+            };
+            if let Some(slice) = step.slice {
+                remaining = remaining.saturating_sub(slice.len);
+                plan.slices.push(slice);
+            }
+            if !step.reached_segment_end {
+                break;
+            }
+            cursor = step.segment_next_offset;
+        }
+        // Later segments were looked at after awaits: the plan may hold batches appended since the
+        // start, and its high watermark must cover them.
+        plan.high_watermark = self.high_watermark();
+        Ok(plan)
+    }
+
+    /// The part of a plan one segment gives: from the batch holding `cursor` to its end or the
+    /// last batch boundary within `remaining` bytes. `None` when nothing more can be read.
+    async fn read_in_segment(
+        &self,
+        cursor: Offset,
+        remaining: u64,
+        min_one_batch: bool,
+    ) -> Result<Option<SegmentRead>, ReadError> {
+        let Some(at) = self.locate(cursor) else {
+            return Ok(None);
+        };
+        let start = match at.cached_start {
+            Some(position) => position,
+            None => {
+                let (log, path) = (&at.files.log, &at.files.log_path);
+                segment::walk::walk_to_offset(log, path, at.walk_from, at.end, cursor).await?
+            }
+        };
+        assert!(start <= at.end, "a read starts inside its segment");
+        if start == at.end {
+            return Ok(Some(SegmentRead {
+                slice: None,
+                reached_segment_end: true,
+                segment_next_offset: at.resume_offset,
+            }));
+        }
+        let Some(end) = self.slice_end(&at, start, remaining, min_one_batch).await? else {
+            return Ok(None);
+        };
+        assert!(
+            start < end && end <= at.end,
+            "a read slice [{start}, {end}) lies inside its segment of {} bytes",
+            at.end
+        );
+        Ok(Some(SegmentRead {
+            slice: Some(FileSlice {
+                file: at.files.log,
+                position: start,
+                len: end.bytes_since(start),
+            }),
+            reached_segment_end: end == at.end,
+            segment_next_offset: at.resume_offset,
+        }))
+    }
+
+    /// Where the segment holding `cursor` stands now: what a read needs from the log state, taken
+    /// under one short borrow. `None` when `cursor` is at or past the end of the active segment.
+    fn locate(&self, cursor: Offset) -> Option<SegmentCursor> {
+        let state = self.state.borrow();
+        let index = state.segment_index_for(cursor);
+        let segment = &state.segments[index];
+        if cursor >= segment.next_offset && index + 1 == state.segments.len() {
+            return None;
+        }
+        // Where reading resumes after this segment: the next segment's base, which skips any gap
+        // (a sealed segment cut short by recovery).
+        let resume_offset = state
+            .segments
+            .get(index + 1)
+            .map_or(segment.next_offset, |next| next.base_offset)
+            .max(cursor.plus(1));
+        Some(SegmentCursor {
+            files: segment.files.clone(),
+            end: segment.end(),
+            segment_base: segment.base_offset,
+            generation: segment.generation,
+            resume_offset,
+            walk_from: segment.walk_start_for_offset(cursor).0,
+            cached_start: state.boundaries.position_of(segment.base_offset, cursor),
+        })
+    }
+
+    /// The end of a slice from `start`: the segment's end if it fits in `remaining`, else the
+    /// last batch boundary within it (or, for a first batch under KIP-74, that batch's end).
+    /// `None` when not even one batch fits and none must be returned whole.
+    async fn slice_end(
+        &self,
+        at: &SegmentCursor,
+        start: Position,
+        remaining: u64,
+        min_one_batch: bool,
+    ) -> Result<Option<Position>, ReadError> {
+        if at.end.bytes_since(start) <= remaining {
+            return Ok(Some(at.end));
+        }
+        let (log, path) = (&at.files.log, &at.files.log_path);
+        let limit = start.advanced_by(remaining);
+        let walk_start = self
+            .walk_start_for_position(at.segment_base, at.generation, limit)
+            .max(start);
+        let boundary =
+            segment::walk::walk_to_boundary(log, path, walk_start, at.end, limit).await?;
+        assert!(boundary <= limit, "a boundary walk stays within its limit");
+        if boundary > start {
+            Ok(Some(boundary))
+        } else if min_one_batch {
+            Ok(Some(
+                segment::walk::batch_end(log, path, start, at.end).await?,
+            ))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// An indexed batch start at or before `position` in the segment `segment_base` (0 if the
+    /// segment is gone or was replaced by the cleaner since the caller took its file handle: the
+    /// walk then starts from the caller's own lower bound, in the file the caller holds).
+    fn walk_start_for_position(
+        &self,
+        segment_base: Offset,
+        generation: u64,
+        position: Position,
+    ) -> Position {
+        let state = self.state.borrow();
+        let index = state.segment_index_for(segment_base);
+        match state.segments.get(index) {
+            Some(segment)
+                if segment.base_offset == segment_base && segment.generation == generation =>
+            {
+                segment.walk_start_for_position(position)
+            }
+            _ => Position::START,
+        }
+    }
+
+    /// Reads into memory what [`PartitionLog::read`] would send.
+    pub async fn read_bytes(
+        &self,
+        offset: impl Into<Offset>,
+        max_bytes: u64,
+        min_one_batch: bool,
+    ) -> Result<Vec<u8>, ReadError> {
+        let plan = self.read(offset, max_bytes, min_one_batch).await?;
+        let mut out = Vec::with_capacity(usize::try_from(plan.total_bytes()).unwrap_or(0));
+        for slice in &plan.slices {
+            let len = usize::try_from(slice.len).expect("a planned slice fits in memory");
+            out.extend_from_slice(
+                &segment::walk::read_range(&slice.file, slice.position, len).await?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// The segment a read is in, as it was when the read looked.
+struct SegmentCursor {
+    files: SegmentFiles,
+    /// The segment's logical end when looked at: the plan never reaches past it.
+    end: Position,
+    segment_base: Offset,
+    generation: u64,
+    /// Where the next segment's part of the plan starts.
+    resume_offset: Offset,
+    /// An indexed batch start at or before the cursor's batch.
+    walk_from: Position,
+    /// The cursor's batch start, when the boundary cache knows it.
+    cached_start: Option<Position>,
+}
+
+/// One segment's part of a plan.
+struct SegmentRead {
+    slice: Option<FileSlice>,
+    reached_segment_end: bool,
+    segment_next_offset: Offset,
+}

@@ -1,0 +1,99 @@
+//! Rolls: the active segment sealed (cut, index written, fsynced) and a new one started.
+#![forbid(unsafe_code)]
+
+use std::rc::Rc;
+
+use super::state::{LogState, PartitionLog};
+use crate::clock::now_ms;
+use crate::error::OpenError;
+use crate::io;
+use crate::segment::Segment;
+
+impl PartitionLog {
+    /// Seals the active segment (cut to its end, index written, fsynced) and starts a new one at
+    /// its end. Sealing first means a sealed segment is always durable, which is what recovery
+    /// assumes when it checks sealed segments only from their last index entry. The caller holds
+    /// the writer's place, so nothing appends meanwhile.
+    pub(crate) async fn roll(&self) -> Result<(), OpenError> {
+        let (base_offset, config, old_files, old_size, delta) = {
+            let mut state = self.state.borrow_mut();
+            let config = state.config.clone();
+            let old = state.active_mut();
+            (
+                old.next_offset,
+                config,
+                old.files.clone(),
+                old.size_bytes,
+                old.take_index_delta(),
+            )
+        };
+        Segment::seal(old_files, old_size, delta)
+            .await
+            .map_err(OpenError::io(&self.dir))?;
+        {
+            let mut state = self.state.borrow_mut();
+            state.active_mut().allocated_bytes = old_size;
+            // Everything before the new segment is synced now.
+            state.durable_offset = state.durable_offset.max(base_offset);
+        }
+        let segment = Segment::create(&self.dir, base_offset, &config, now_ms()).await?;
+        self.write_producer_snapshot(base_offset)
+            .await
+            .map_err(OpenError::io(&self.dir))?;
+        io::sync_dir(&self.dir)
+            .await
+            .map_err(OpenError::io(&self.dir))?;
+        self.state.borrow_mut().segments.push_back(segment);
+        Ok(())
+    }
+
+    /// Rolls the active segment once it is older than `segment.ms` and holds data, so a quiet
+    /// compacted log's last records become cleanable. Returns whether it rolled.
+    pub async fn roll_if_due(self: &Rc<Self>, now_ms: i64) -> Result<bool, std::io::Error> {
+        self.roll_active_when(|state| {
+            let active = state.active();
+            active.size_bytes > 0
+                && now_ms.saturating_sub(active.created_ms) >= state.config.segment_ms as i64
+        })
+        .await
+    }
+
+    /// Rolls the active segment now if it holds data (tests and tools). Returns whether it rolled.
+    pub async fn roll_now(self: &Rc<Self>) -> Result<bool, std::io::Error> {
+        self.roll_active_when(|state| state.active().size_bytes > 0)
+            .await
+    }
+
+    /// Rolls the active segment if `due` says so, taking the writer's place meanwhile.
+    pub(crate) async fn roll_active_when(
+        self: &Rc<Self>,
+        due: impl FnOnce(&LogState) -> bool,
+    ) -> Result<bool, std::io::Error> {
+        {
+            let mut state = self.state.borrow_mut();
+            let expired = due(&state);
+            // The roll acts as the writer: no append may write to the old active meanwhile.
+            if !expired || state.writer_active || state.failure.is_some() || state.closed {
+                return Ok(false);
+            }
+            state.writer_active = true;
+        }
+        let rolled = self.roll().await;
+        let restart_writer = {
+            let mut state = self.state.borrow_mut();
+            state.writer_active = !state.pending.is_empty();
+            state.writer_active
+        };
+        if let Err(err) = rolled {
+            // A half-done roll (seal fsync or new segment failed) leaves the log in an unknown
+            // state: stop appends, exactly as a failed write would.
+            self.fail(format!("segment roll failed: {err}"), Vec::new());
+            return Err(std::io::Error::other(err.to_string()));
+        }
+        if restart_writer {
+            // Appends queued while the roll held the writer's place.
+            compio::runtime::spawn(Rc::clone(self).run_writer()).detach();
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,159 @@
+//! The log's state under its `RefCell`, and the accessors that only look at it.
+#![forbid(unsafe_code)]
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+
+use super::boundary_cache::BoundaryCache;
+use super::types::{AppendOutcome, LogStats};
+use crate::batch::BatchHeader;
+use crate::config::LogConfig;
+use crate::error::AppendError;
+use crate::producer::ProducerStateTable;
+use crate::segment::Segment;
+use crate::units::Offset;
+
+pub(crate) struct PendingAppend {
+    /// The record set as iovecs: per batch, its patched first bytes (offset, length, epoch), then
+    /// the rest of the producer's bytes, untouched and uncopied.
+    pub(crate) records: Vec<Bytes>,
+    pub(crate) headers: Vec<BatchHeader>,
+    pub(crate) reply: oneshot::Sender<Result<AppendOutcome, AppendError>>,
+}
+
+pub(crate) struct LogState {
+    pub(crate) config: LogConfig,
+    pub(crate) segments: VecDeque<Segment>,
+    pub(crate) next_offset: Offset,
+    pub(crate) high_watermark: Offset,
+    pub(crate) durable_offset: Offset,
+    pub(crate) log_start_offset: Offset,
+    pub(crate) pending: Vec<PendingAppend>,
+    pub(crate) writer_active: bool,
+    pub(crate) failure: Option<String>,
+    pub(crate) closed: bool,
+    pub(crate) last_sync_ms: i64,
+    pub(crate) stats: LogStats,
+    /// Readers parked until the high watermark moves (long-polling fetches).
+    pub(crate) data_waiters: Vec<oneshot::Sender<()>>,
+    /// Idempotent producers' sequence state.
+    pub(crate) producers: ProducerStateTable,
+    pub(crate) boundaries: BoundaryCache,
+    /// A cleaning pass is running: retention and close wait for it (see [`crate::compaction`]).
+    pub(crate) cleaning: bool,
+    /// Sealed segments from this offset on have not been cleaned since open (all at first).
+    pub(crate) first_dirty_offset: Offset,
+}
+
+impl LogState {
+    pub(crate) fn active(&self) -> &Segment {
+        self.segments
+            .back()
+            .expect("a log always has an active segment")
+    }
+
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .back_mut()
+            .expect("a log always has an active segment")
+    }
+
+    /// Index of the segment holding `offset` (the last with base offset <= `offset`).
+    pub(crate) fn segment_index_for(&self, offset: Offset) -> usize {
+        self.segments
+            .partition_point(|segment| segment.base_offset <= offset)
+            .saturating_sub(1)
+    }
+}
+
+/// One partition's log. Create with [`PartitionLog::open`]; shard-local.
+pub struct PartitionLog {
+    pub(crate) dir: PathBuf,
+    pub(crate) state: RefCell<LogState>,
+}
+
+impl PartitionLog {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.state.borrow().config.clone()
+    }
+
+    /// Changes the config; takes effect for the next append, roll and retention pass.
+    pub fn set_config(&self, config: LogConfig) {
+        self.state.borrow_mut().config = config;
+    }
+
+    /// Offset after the last readable batch (Kafka's high watermark on a single replica).
+    pub fn high_watermark(&self) -> i64 {
+        self.state.borrow().high_watermark.get()
+    }
+
+    /// Resolves once the high watermark is beyond `offset` (at once if it already is): what a
+    /// long-polling fetch waits on. The caller bounds the wait with its own timer.
+    pub fn wait_for_data_after(
+        &self,
+        offset: impl Into<Offset>,
+    ) -> impl std::future::Future<Output = ()> + 'static {
+        let offset = offset.into();
+        let receiver = {
+            let mut state = self.state.borrow_mut();
+            if state.high_watermark > offset || state.closed {
+                None
+            } else {
+                let (sender, receiver) = oneshot::channel();
+                state.data_waiters.retain(|waiter| !waiter.is_canceled());
+                state.data_waiters.push(sender);
+                Some(receiver)
+            }
+        };
+        async move {
+            if let Some(receiver) = receiver {
+                let _ = receiver.await;
+            }
+        }
+    }
+
+    /// Offset after the last batch known to be on disk (fdatasync'ed).
+    pub fn durable_offset(&self) -> i64 {
+        self.state.borrow().durable_offset.get()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.state.borrow().log_start_offset.get()
+    }
+
+    /// Bytes of whole batches in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.state
+            .borrow()
+            .segments
+            .iter()
+            .map(|segment| segment.size_bytes)
+            .sum()
+    }
+
+    pub fn stats(&self) -> LogStats {
+        self.state.borrow().stats
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.state
+            .borrow()
+            .segments
+            .iter()
+            .map(|segment| segment.base_offset.get())
+            .collect()
+    }
+}

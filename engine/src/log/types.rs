@@ -1,0 +1,72 @@
+//! The values the log hands out: append outcomes, read plans, retention outcomes, counters.
+#![forbid(unsafe_code)]
+
+use compio::fs::File;
+
+use crate::error::AppendError;
+use crate::segment::recovery::RecoveryReport;
+use crate::units::Position;
+
+/// An append that has its offsets and waits for its durability point.
+pub type PendingAppendOutcome =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<AppendOutcome, AppendError>>>>;
+
+/// What an append produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// A byte range of a segment file, starting and ending on batch boundaries.
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    pub file: File,
+    pub position: Position,
+    pub len: u64,
+}
+
+/// Which bytes answer a fetch: the server sends the slices (zero-copy) in order.
+#[derive(Debug, Clone, Default)]
+pub struct ReadPlan {
+    pub slices: Vec<FileSlice>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+impl ReadPlan {
+    pub fn total_bytes(&self) -> u64 {
+        self.slices.iter().map(|slice| slice.len).sum()
+    }
+}
+
+/// What retention removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub log_start_offset: i64,
+}
+
+/// Counters of one log, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub appends: u64,
+    pub bytes_appended: u64,
+    /// Vectored writes issued (one per group and segment).
+    pub writes: u64,
+    pub fsyncs: u64,
+    /// Times cleaning passes gave the shard thread back to its other tasks (see
+    /// [`crate::compaction`]).
+    pub compaction_yields: u64,
+}
+
+/// What opening the log found.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    pub segments: usize,
+    /// Whether the previous run closed the log cleanly.
+    pub clean_shutdown: bool,
+    pub recovery: Vec<(i64, RecoveryReport)>,
+}

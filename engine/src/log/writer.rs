@@ -1,0 +1,252 @@
+//! The writer task: group commit. Everything queued since its last round becomes one vectored write
+//! per segment, then one sync under the flush policy; a failure fails the log.
+#![forbid(unsafe_code)]
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+use tracing::error;
+
+use super::boundary_cache::BatchBoundary;
+use super::state::PartitionLog;
+use super::types::AppendOutcome;
+use crate::batch::BatchHeader;
+use crate::clock::now_ms;
+use crate::error::AppendError;
+use crate::io;
+use crate::segment::{IndexDelta, SegmentFiles};
+use crate::units::{Offset, Position};
+
+/// Index entries the active segment may hold in memory only before they are written out. The
+/// files are a cache (recovery rebuilds them), so writing them is kept off the acknowledgement
+/// path: once per this many entries (~4 MiB of log at the default interval), and at seal and close.
+pub(super) const INDEX_ENTRIES_UNPERSISTED_MAX: usize = 1024;
+
+impl PartitionLog {
+    /// The writer task: drains the queue in groups until it is empty.
+    pub(crate) async fn run_writer(self: Rc<Self>) {
+        loop {
+            let group = {
+                let mut state = self.state.borrow_mut();
+                if state.pending.is_empty() || state.failure.is_some() {
+                    state.writer_active = false;
+                    let failure = state.failure.clone();
+                    let orphans = std::mem::take(&mut state.pending);
+                    drop(state);
+                    if let Some(reason) = failure {
+                        for pending in orphans {
+                            let _ = pending.reply.send(Err(AppendError::LogFailed {
+                                reason: reason.clone(),
+                            }));
+                        }
+                    }
+                    return;
+                }
+                std::mem::take(&mut state.pending)
+            };
+            let mut buffers = Vec::with_capacity(group.len());
+            let mut replies = Vec::with_capacity(group.len());
+            let mut headers = Vec::with_capacity(group.len());
+            for pending in group {
+                buffers.push(pending.records);
+                headers.push(pending.headers);
+                replies.push(pending.reply);
+            }
+            let result = match self.write_group(buffers, &headers).await {
+                Ok(()) => self.sync_for_policy().await,
+                Err(err) => Err(err),
+            };
+            if let Err(reason) = result {
+                self.fail(reason, replies);
+                return;
+            }
+            let log_start_offset = self.log_start_offset();
+            for (reply, batch_headers) in replies.into_iter().zip(&headers) {
+                let outcome = AppendOutcome {
+                    base_offset: batch_headers
+                        .first()
+                        .map_or(-1, |header| header.base_offset),
+                    last_offset: batch_headers.last().map_or(-1, BatchHeader::last_offset),
+                    log_start_offset,
+                };
+                // The caller may have gone away (connection closed): its data is written anyway.
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+    }
+
+    /// Marks the log failed and answers every waiting append with the failure.
+    pub(crate) fn fail(
+        &self,
+        reason: String,
+        replies: Vec<oneshot::Sender<Result<AppendOutcome, AppendError>>>,
+    ) {
+        error!(dir = %self.dir.display(), %reason, "partition log failed; it takes no appends until restart");
+        let pending = {
+            let mut state = self.state.borrow_mut();
+            state.failure = Some(reason.clone());
+            state.writer_active = false;
+            std::mem::take(&mut state.pending)
+        };
+        let waiting = replies
+            .into_iter()
+            .chain(pending.into_iter().map(|pending| pending.reply));
+        for reply in waiting {
+            let _ = reply.send(Err(AppendError::LogFailed {
+                reason: reason.clone(),
+            }));
+        }
+    }
+
+    /// Writes one group: runs of buffers per segment, rolling between runs when due.
+    pub(crate) async fn write_group(
+        &self,
+        buffers: Vec<Vec<Bytes>>,
+        headers: &[Vec<BatchHeader>],
+    ) -> Result<(), String> {
+        let mut run: Vec<Bytes> = Vec::new();
+        let mut run_headers: Vec<BatchHeader> = Vec::new();
+        let mut run_bytes = 0u64;
+        for (buffer, batch_headers) in buffers.into_iter().zip(headers) {
+            let incoming_bytes: u64 = buffer.iter().map(|iovec| iovec.len() as u64).sum();
+            let incoming_last_offset =
+                Offset::new(batch_headers.last().map_or(0, BatchHeader::last_offset));
+            let roll = {
+                let state = self.state.borrow();
+                state.active().should_roll(
+                    run_bytes,
+                    incoming_bytes,
+                    incoming_last_offset,
+                    &state.config,
+                    now_ms(),
+                )
+            };
+            if roll {
+                self.write_run(std::mem::take(&mut run), std::mem::take(&mut run_headers))
+                    .await?;
+                run_bytes = 0;
+                self.roll()
+                    .await
+                    .map_err(|err| format!("segment roll failed: {err}"))?;
+            }
+            run_bytes += incoming_bytes;
+            run.extend(buffer);
+            run_headers.extend_from_slice(batch_headers);
+        }
+        self.write_run(run, run_headers).await
+    }
+
+    /// One vectored write of whole batches at the active segment's end, then the bookkeeping.
+    pub(crate) async fn write_run(
+        &self,
+        run: Vec<Bytes>,
+        run_headers: Vec<BatchHeader>,
+    ) -> Result<(), String> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let run_bytes: u64 = run.iter().map(|buffer| buffer.len() as u64).sum();
+        let batch_bytes: u64 = run_headers
+            .iter()
+            .map(|header| header.total_bytes() as u64)
+            .sum();
+        // Whole batches only: a run that is not exactly its batches would leave the segment's end
+        // off a batch boundary, and every later read plan with it.
+        assert_eq!(run_bytes, batch_bytes, "a run is exactly its batches");
+        let (files, position, write_inline) = {
+            let state = self.state.borrow();
+            let active = state.active();
+            (
+                active.files.clone(),
+                active.end(),
+                state.config.write_inline,
+            )
+        };
+        self.allocate_ahead(&files, position.advanced_by(run_bytes))
+            .await?;
+        write_at(&files, run, position, write_inline).await?;
+        if let Some(delta) = self.note_run(&run_headers, position) {
+            // The index is a cache that recovery rebuilds; its write needs no fsync.
+            delta
+                .write(&files)
+                .await
+                .map_err(|err| format!("index write failed: {err}"))?;
+        }
+        Ok(())
+    }
+
+    /// `fallocate`s the active segment ahead of a write up to `end`, when preallocation is on.
+    async fn allocate_ahead(&self, files: &SegmentFiles, end: Position) -> Result<(), String> {
+        let allocation = {
+            let state = self.state.borrow();
+            state.active().allocation_needed(end.get(), &state.config)
+        };
+        if let Some((offset, len)) = allocation {
+            io::fallocate(&files.log, offset, len)
+                .await
+                .map_err(|err| {
+                    format!("fallocate of {} failed: {err}", files.log_path.display())
+                })?;
+            self.state.borrow_mut().active_mut().allocated_bytes = offset + len;
+        }
+        Ok(())
+    }
+
+    /// After a run was written at `position`: each batch noted in the active segment, the high
+    /// watermark moved, waiting readers woken. Returns index entries due to be written out.
+    fn note_run(&self, run_headers: &[BatchHeader], position: Position) -> Option<IndexDelta> {
+        let mut state = self.state.borrow_mut();
+        let config = state.config.clone();
+        let active = state.active_mut();
+        let mut batch_position = position;
+        for header in run_headers {
+            active.note_appended(header, batch_position, &config);
+            batch_position = batch_position.advanced_by(header.total_bytes() as u64);
+        }
+        let boundary = BatchBoundary {
+            segment_base: active.base_offset,
+            offset: active.next_offset,
+            position: active.end(),
+        };
+        let delta = (active.unpersisted_index_entries() >= INDEX_ENTRIES_UNPERSISTED_MAX)
+            .then(|| active.take_index_delta())
+            .flatten();
+        state.stats.appends += run_headers.len() as u64;
+        state.stats.bytes_appended += batch_position.bytes_since(position);
+        state.stats.writes += 1;
+        assert!(
+            boundary.offset > state.high_watermark,
+            "high watermark only moves forward: {} after {}",
+            boundary.offset,
+            state.high_watermark
+        );
+        state.high_watermark = boundary.offset;
+        state.boundaries.remember(boundary);
+        for waiter in state.data_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+        delta
+    }
+}
+
+/// Writes a run at `position`: with `write.inline`, `pwritev(2)` on the shard thread (saves the
+/// io-wq hand-off ext4 and tmpfs make for buffered io_uring writes, but blocks the shard for the
+/// copy); otherwise an io_uring `writev`.
+async fn write_at(
+    files: &SegmentFiles,
+    run: Vec<Bytes>,
+    position: Position,
+    write_inline: bool,
+) -> Result<(), String> {
+    let failed =
+        |err: std::io::Error| format!("write to {} failed: {err}", files.log_path.display());
+    if write_inline {
+        io::write_vectored_all_at_blocking(&files.log, &run, position.get()).map_err(failed)?;
+    } else {
+        io::write_vectored_all_at(&files.log, run, position.get())
+            .await
+            .map_err(failed)?;
+    }
+    Ok(())
+}
