@@ -1,6 +1,7 @@
 //! Consumer group membership APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
 //! ListGroups, DescribeGroups, DeleteGroups. Each runs on the coordinator's shard
 //! (see `crate::group`). Fields a version lacks stay at their defaults, or encoding fails.
+#![forbid(unsafe_code)]
 
 use std::future::Future;
 use std::rc::Rc;

@@ -1,5 +1,6 @@
 //! OffsetCommit and OffsetFetch: committed offsets of consumer groups, with generation and member
 //! checks, stored by the coordinator in `__consumer_offsets`.
+#![forbid(unsafe_code)]
 
 use std::rc::Rc;
 

@@ -1,5 +1,6 @@
 //! The coordinator's views and deletions for admin tools: ListGroups, DescribeGroups,
 //! OffsetDelete and DeleteGroups.
+#![forbid(unsafe_code)]
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;

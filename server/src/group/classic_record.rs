@@ -17,6 +17,7 @@
 //!
 //! # Invariants
 //! - A record with members names a leader among them and a protocol every member supports.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,6 @@
 //! The coordinator over a real offsets log: what it writes when a classic generation completes
 //! and when a consumer group changes, a restart (a new coordinator on the reopened log) replays.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

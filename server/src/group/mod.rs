@@ -10,6 +10,7 @@
 //! Modules: [`offsets_log`] the records' keys and batches (with the byte map), [`replay`] the
 //! rebuild at start, [`admin`] the views and deletions of admin tools, [`classic_record`] a
 //! classic group's record, [`consumer`] KIP-848 groups; this file the live classic coordinator.
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod classic_record;

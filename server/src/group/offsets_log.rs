@@ -9,6 +9,7 @@
 //! key   "cgroup\0<group>", "cmember\0<group>\0<member>"  consumer (KIP-848) groups: consumer/record.rs
 //! a null value (tombstone) deletes the key
 //! ```
+#![forbid(unsafe_code)]
 
 use bytes::BytesMut;
 use ringtail_engine::batch::{encode_batch, ProducerSpec, RecordSpec, HEADER_BYTES};

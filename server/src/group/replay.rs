@@ -1,6 +1,7 @@
 //! Rebuilding the coordinator from `__consumer_offsets` at start: every record of the log, in
 //! order, applied to committed offsets, classic groups and consumer groups (the last record of a
 //! key wins; a tombstone deletes it).
+#![forbid(unsafe_code)]
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};

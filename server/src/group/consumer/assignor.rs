@@ -13,6 +13,7 @@
 //!   it up for balance.
 //! - `range`: per topic, each subscriber gets one contiguous range, the first `n % m` members (by
 //!   member id) one more; topics with the same partition count and subscribers get the same ranges.
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 

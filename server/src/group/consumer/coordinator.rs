@@ -2,6 +2,7 @@
 //! ConsumerGroupHeartbeat with the current topics, persists what changed before answering, and
 //! keeps a group id to one protocol (a classic group with members is not a consumer group, and
 //! the reverse).
+#![forbid(unsafe_code)]
 
 use kafka_protocol::error::ResponseError;
 use ringtail_engine::log::now_ms;

@@ -8,6 +8,7 @@
 //!   (`UnrevokedPartitions`); it reaches the target epoch only after it reported (in a heartbeat's
 //!   owned partitions) that it no longer owns them.
 //! - `assigned` and `revoking` never share a partition.
+#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 

@@ -3,6 +3,7 @@
 //! each member reconciles towards its target (`member`), the group runs on epochs (`state`), and
 //! its state is persisted in `__consumer_offsets` (`record`). The coordinator's side is in
 //! `coordinator.rs`.
+#![forbid(unsafe_code)]
 
 pub mod assignor;
 pub mod coordinator;

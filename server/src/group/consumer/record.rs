@@ -18,6 +18,7 @@
 //! # Invariants
 //! - Replaying the records written for a group rebuilds the same epochs, members (timers aside)
 //!   and target assignment.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 

@@ -14,6 +14,7 @@
 //! - `assignment_epoch <= group_epoch`; every member's epoch is `<= assignment_epoch` (or -2).
 //! - A partition is held by at most one member (assigned or pending revocation).
 //! - Every member has a target entry once the target is computed after it joined.
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 

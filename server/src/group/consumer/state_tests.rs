@@ -1,4 +1,5 @@
 //! Fake-clock tests of the consumer group state machine.
+#![forbid(unsafe_code)]
 
 use super::*;
 

@@ -1,4 +1,5 @@
 //! One member of a classic group as the coordinator knows it.
+#![forbid(unsafe_code)]
 
 use bytes::Bytes;
 

@@ -1,6 +1,7 @@
 //! What goes in and out of the classic group state machine: the group's phase, decoded JoinGroup
 //! requests, the answers to JoinGroup and SyncGroup, and the effects and replies that tell the
 //! coordinator whom to answer when.
+#![forbid(unsafe_code)]
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;

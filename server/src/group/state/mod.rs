@@ -17,6 +17,7 @@
 //! - In CompletingRebalance and Stable the leader is a member and every member's protocols include
 //!   the group's chosen protocol.
 //! - A member answered for generation G is only accepted (sync, heartbeat, commit) with G.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,5 @@
 //! The classic group state machine driven by a fake clock.
+#![forbid(unsafe_code)]
 use super::*;
 
 fn join_request(member_id: &str, protocols: &[&str]) -> JoinRequest {
