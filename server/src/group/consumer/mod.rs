@@ -10,6 +10,7 @@ pub mod coordinator;
 pub mod member;
 pub mod record;
 pub mod state;
+mod subscription;
 
 pub use assignor::{Assignment, TopicCounts};
 pub use state::{ConsumerGroup, ConsumerGroupConfig, HeartbeatRequest};

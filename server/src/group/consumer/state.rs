@@ -22,6 +22,7 @@ use kafka_protocol::error::ResponseError;
 
 use super::assignor::{Assignment, AssignmentSpec, AssignorName, TopicCounts};
 use super::member::{is_subset, ConsumerMember, MemberState};
+use super::subscription::{compile, resolve, Regexes};
 use crate::group::state::MEMBERS_PER_GROUP_MAX;
 
 /// The member epoch a heartbeat sends to leave the group.
@@ -215,45 +216,6 @@ fn validate(request: &HeartbeatRequest) -> Result<(), HeartbeatError> {
         }
     }
     Ok(())
-}
-
-/// A subscription regex, anchored as Kafka matches it (the whole topic name).
-fn compile(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .size_limit(1 << 20)
-        .build()
-}
-
-/// Compiled subscription regexes by pattern: members usually share one, compiled once per use.
-type Regexes = BTreeMap<String, Option<regex::Regex>>;
-
-/// The existing topics a member subscribes to: its names plus what its regex matches.
-fn resolve(
-    member: &ConsumerMember,
-    topics: &TopicCounts,
-    regexes: &mut Regexes,
-) -> BTreeSet<String> {
-    let mut resolved: BTreeSet<String> = member
-        .subscribed_topic_names
-        .iter()
-        .filter(|name| topics.contains_key(*name))
-        .cloned()
-        .collect();
-    let regex = member.subscribed_topic_regex.as_ref().and_then(|pattern| {
-        regexes
-            .entry(pattern.clone())
-            .or_insert_with(|| compile(pattern).ok())
-            .as_ref()
-    });
-    if let Some(regex) = regex {
-        resolved.extend(
-            topics
-                .keys()
-                .filter(|name| !name.starts_with("__") && regex.is_match(name))
-                .cloned(),
-        );
-    }
-    resolved
 }
 
 /// Whether two members are equal in everything persisted (timers aside).
