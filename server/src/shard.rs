@@ -84,6 +84,8 @@ pub struct ShardContext {
     pub metadata: Arc<Metadata>,
     pub router: Arc<Router>,
     pub settings: Arc<Settings>,
+    /// Connection, request-bytes and mutation bounds, shared by every shard.
+    pub limits: Arc<crate::limits::Limits>,
     /// The topic registry's one writer lives on shard 0.
     pub registry: Option<RefCell<TopicRegistry>>,
     /// Serializes registry changes on shard 0 (each saves the whole file).
