@@ -56,7 +56,7 @@ def summarize(result: dict, peak_rss: int) -> dict:
             "max_ms": round(max(lat), 2) if lat else None, "peak_rss_mib": round(peak_rss / 2**20, 1)}
 
 
-def run(ringtail: str, messages: int) -> dict:
+def run(ringtail: str, messages: int, only: list[str] | None = None) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 8192), hard), hard))
     port = free_port()
@@ -78,8 +78,9 @@ def run(ringtail: str, messages: int) -> dict:
                 stop, stats = threading.Event(), hc.HostileStats()
                 threads, crowd = [], []
                 if phase == "with_hostile_clients":
-                    threads = hc.start_hostile(port, stop, stats, topic)
-                    crowd = hc.open_idle_connections(port, "127.0.0.2", 1500)
+                    threads = hc.start_hostile(port, stop, stats, topic, only=only)
+                    if not only or "idle_crowd" in only:
+                        crowd = hc.open_idle_connections(port, "127.0.0.2", 1500)
                 peak = [0]
 
                 def watch():
@@ -108,8 +109,10 @@ def main():
     parser.add_argument("--ringtail", default="target/release/ringtail")
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--out", default="results/hostile/run.json")
+    parser.add_argument("--only", action="append",
+                        help="run only this hostile kind (repeatable; idle_crowd for the idle connections)")
     args = parser.parse_args()
-    report = run(args.ringtail, args.messages)
+    report = run(args.ringtail, args.messages, args.only)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k in ("alone", "with_hostile_clients")}, indent=2))
