@@ -206,3 +206,22 @@ pub async fn serve_inbox(context: Rc<ShardContext>, inbox: flume::Receiver<Shard
         compio::runtime::spawn(job(Rc::clone(&context))).detach();
     }
 }
+
+/// Items a handler processes between two [`yield_now`]s when a request names very many of them
+/// (a Metadata or Fetch naming 100,000 topics or partitions): the shard's other connections get
+/// a turn every few milliseconds instead of waiting for the whole request.
+pub const ITEMS_PER_YIELD: usize = 1024;
+
+/// Lets the shard's other tasks run, then resumes (compio has no yield of its own).
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}

@@ -111,7 +111,9 @@ def test_connections_beyond_the_limits_are_closed_and_idle_ones_time_out(start_b
     raise_open_files(8192)
     metrics_port = free_port()
     broker = start_broker("--max-connections", "2600", "--max-connections-per-ip", "1000",
-                          "--connections-max-idle-ms", "5000", "--metrics-listen", f"127.0.0.1:{metrics_port}")
+                          "--connections-max-idle-ms", "15000", "--metrics-listen", f"127.0.0.1:{metrics_port}")
+    # The idle time must exceed the time to open and check all 3,200 connections (a few seconds on
+    # a loaded machine), or idle closes free slots and blur the refusal counts; 5 s was too short.
     crowd = open_idle_connections(broker.port, "127.0.0.2", 1200)
     try:
         assert len(crowd) == 1200, "every connect completes (refused ones are accepted, then closed)"
@@ -181,14 +183,9 @@ def test_all_hostile_clients_at_once_disturb_nothing_and_memory_stays_bounded(st
     finally:
         for s in crowd:
             s.close()
-    # The broker is still whole: a fresh client works, and it stops cleanly at teardown.
-    assert_everything_delivered(well_behaved(broker.bootstrap, topic_name_fresh(broker), MESSAGES, DEADLINE_S))
-
-
-def topic_name_fresh(broker) -> str:
-    topic = topic_name("after")
-    confluent_create_topic(broker.bootstrap, topic, 1)
-    return topic
+    # The broker is still whole: a fresh client works (on the same topic: the auto-create flood
+    # may have filled --topics-max, which is that limit at work), and it stops cleanly at teardown.
+    assert_everything_delivered(well_behaved(broker.bootstrap, topic, MESSAGES, DEADLINE_S))
 
 
 def test_fetch_with_no_byte_limit_is_capped_by_the_broker(start_broker):

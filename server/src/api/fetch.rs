@@ -118,7 +118,10 @@ async fn read_all(
     let mut reads = Vec::with_capacity(wanted.len());
     let mut budget = max_bytes;
     let mut any_data = false;
-    for item in wanted {
+    for (index, item) in wanted.iter().enumerate() {
+        if index % crate::shard::ITEMS_PER_YIELD == crate::shard::ITEMS_PER_YIELD - 1 {
+            crate::shard::yield_now().await;
+        }
         let limit = item.partition_max_bytes.min(budget);
         let read = read_partition(context, item, limit, !any_data).await;
         let bytes = read.plan.total_bytes();

@@ -52,7 +52,10 @@ pub async fn handle(
                 topics::auto_create(context, missing).await;
             }
             let mut described = Vec::with_capacity(wanted.len());
-            for item in wanted {
+            for (index, item) in wanted.into_iter().enumerate() {
+                if index % crate::shard::ITEMS_PER_YIELD == crate::shard::ITEMS_PER_YIELD - 1 {
+                    crate::shard::yield_now().await;
+                }
                 let found = match (&item.name, item.topic_id.is_nil()) {
                     (Some(name), _) => context.metadata.topic(name),
                     (None, false) => context.metadata.topic_by_id(item.topic_id),
