@@ -103,6 +103,16 @@ fn call<Req: Encodable, Resp: Decodable>(
     Resp::decode(&mut response, version).unwrap()
 }
 
+/// Whether `stream` answers an ApiVersions request (false if the broker closed it).
+fn answers(stream: &mut TcpStream) -> bool {
+    let frame = [
+        0u8, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0,
+        0, // size, ApiVersions v0, id 1, no client id
+    ];
+    let mut size = [0u8; 4];
+    stream.write_all(&frame).is_ok() && stream.read_exact(&mut size).is_ok()
+}
+
 fn api_versions_work(broker: &Broker) {
     let response: ApiVersionsResponse = call(
         &mut connect(broker),
@@ -116,7 +126,15 @@ fn api_versions_work(broker: &Broker) {
 #[test]
 fn connections_beyond_the_per_ip_limit_are_closed_at_once() {
     let broker = start_broker(&["--max-connections-per-ip", "2"]);
-    let held = [connect(&broker), connect(&broker)];
+    // Each held connection answers a request, so it is known to be counted, and start_broker's
+    // readiness probe (closed at once) is known to be released (else it could take a slot).
+    let mut held = Vec::new();
+    while held.len() < 2 {
+        let mut stream = connect(&broker);
+        if answers(&mut stream) {
+            held.push(stream);
+        }
+    }
     let mut third = connect(&broker);
     assert!(
         closed(&mut third),
