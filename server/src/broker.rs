@@ -58,10 +58,16 @@ pub fn run(args: Args) -> Result<()> {
         default_partitions: args.default_partitions,
         frame_bytes_max: args.frame_bytes_max,
         auto_create_topics: args.auto_create_topics,
+        auto_create_topics_per_request_max: args.auto_create_topics_per_request_max,
+        fetch_max_bytes: args.fetch_max_bytes,
+        connections_max_idle_ms: args.connections_max_idle_ms,
+        frame_read_timeout_ms: args.frame_read_timeout_ms,
         log_cleanup_check_ms: args.log_cleanup_check_ms,
         cluster_id: "ringtail".to_string(),
         consumer_group: args.consumer_group_config()?,
     });
+    let limits = Arc::new(crate::limits::Limits::new(&args)?);
+    warn_if_connections_exceed_open_files(args.max_connections);
     let mut metrics_listener = metrics_listener;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count)
         .map(|_| flume::bounded::<ShardJob>(INBOX_JOBS_MAX))
@@ -80,6 +86,7 @@ pub fn run(args: Args) -> Result<()> {
             metadata: Arc::clone(&metadata),
             router: Arc::clone(&router),
             settings: Arc::clone(&settings),
+            limits: Arc::clone(&limits),
             shutdown: Arc::clone(&shutdown),
             shards_drained: Arc::clone(&shards_drained),
             shard_count,
@@ -177,6 +184,7 @@ struct ShardStart {
     metadata: Arc<Metadata>,
     router: Arc<Router>,
     settings: Arc<Settings>,
+    limits: Arc<crate::limits::Limits>,
     shutdown: Arc<AtomicBool>,
     /// Shards that finished their own requests; logs close only when all have, because another
     /// shard's requests may still send jobs here.
@@ -203,6 +211,7 @@ impl ShardStart {
             metadata: self.metadata,
             router: self.router,
             settings: self.settings,
+            limits: self.limits,
             registry: self.registry.map(RefCell::new),
             admin_lock: futures_util::lock::Mutex::new(()),
             shutdown: self.shutdown,
@@ -353,6 +362,29 @@ async fn open_owned_partitions(context: &Rc<ShardContext>) -> Result<()> {
     Ok(())
 }
 
+/// Every connection holds a file descriptor: a --max-connections above the process's limit would
+/// turn refusals into accept errors (EMFILE) and starve partition files of descriptors.
+fn warn_if_connections_exceed_open_files(max_connections: u32) {
+    // /proc/self/limits rather than getrlimit: this module forbids unsafe code.
+    let soft_limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            let line = text
+                .lines()
+                .find(|line| line.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3)?.parse::<u64>().ok()
+        });
+    if let Some(open_files_limit) = soft_limit {
+        if u64::from(max_connections) + 1024 > open_files_limit {
+            warn!(
+                max_connections,
+                open_files_limit,
+                "--max-connections is near or above the open-files limit (ulimit -n); raise it"
+            );
+        }
+    }
+}
+
 /// Accepts connections until shutdown.
 async fn accept_loop(context: Rc<ShardContext>, listener: compio::net::TcpListener) {
     loop {
@@ -361,8 +393,30 @@ async fn accept_loop(context: Rc<ShardContext>, listener: compio::net::TcpListen
         match select(accept, stop).await {
             Either::Left((Ok((stream, peer)), _)) => {
                 crate::metrics::record_connection();
-                compio::runtime::spawn(crate::connection::serve(Rc::clone(&context), stream, peer))
-                    .detach();
+                match context.limits.connections.try_open(peer.ip()) {
+                    Ok(permit) => {
+                        compio::runtime::spawn(crate::connection::serve(
+                            Rc::clone(&context),
+                            stream,
+                            peer,
+                            permit,
+                        ))
+                        .detach();
+                    }
+                    Err(refused) => {
+                        // Accepted then dropped at once: the client sees the close, and the
+                        // listen backlog does not fill with connections we will never serve.
+                        crate::metrics::record_connection_refused();
+                        if context
+                            .limits
+                            .connections
+                            .should_log_refusal(context.limits.now_ms())
+                        {
+                            warn!(%peer, %refused, "refusing connections (logged once a second)");
+                        }
+                        drop(stream);
+                    }
+                }
             }
             Either::Left((Err(err), _)) => {
                 warn!(%err, "accept failed");

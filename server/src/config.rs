@@ -79,6 +79,56 @@ pub struct Args {
     #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_create_topics: bool,
 
+    /// Topics one Metadata request may auto-create; the rest of its unknown names are answered
+    /// UNKNOWN_TOPIC_OR_PARTITION (a client naming 100,000 topics must not create them all).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub auto_create_topics_per_request_max: u32,
+
+    /// Partitions created per second, broker-wide, by CreateTopics, CreatePartitions and
+    /// auto-creation (Kafka's controller mutation quota, KIP-599). Over it, CreateTopics answers
+    /// THROTTLING_QUOTA_EXCEEDED and auto-creation creates nothing. Bursts of one second's worth.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub partition_mutations_per_sec: u32,
+
+    /// Topics the broker holds at most (internal topics included); creating more is refused.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub topics_max: u32,
+
+    /// Partitions, summed over all topics, the broker holds at most; creating more is refused.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub partitions_max: u32,
+
+    /// Largest Fetch response in record bytes, whatever the client asks (Kafka's fetch.max.bytes);
+    /// a client's max_bytes <= 0 means this. The first batch is sent whole even past it (KIP-74).
+    #[arg(long, value_name = "N", default_value_t = 52_428_800, value_parser = clap::value_parser!(u32).range(1..=1_073_741_824))]
+    pub fetch_max_bytes: u32,
+
+    /// Client connections open at once, broker-wide (Kafka's max.connections); beyond it a new
+    /// connection is accepted and closed at once.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_connections: u32,
+
+    /// Client connections open at once from one IP address (Kafka's max.connections.per.ip).
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub max_connections_per_ip: u32,
+
+    /// A connection with no request in flight that sends nothing for this long is closed
+    /// (Kafka's connections.max.idle.ms).
+    #[arg(long, value_name = "MS", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub connections_max_idle_ms: u64,
+
+    /// A request frame whose bytes do not all arrive within this long of its first byte is
+    /// dropped with its connection (slow-read clients, "slowloris").
+    #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub frame_read_timeout_ms: u64,
+
+    /// Request bytes held in memory at once, broker-wide, from frames read until their handlers
+    /// finish (Kafka's queued.max.request.bytes). A connection over its share (one frame of
+    /// --frame-bytes-max) or finding the budget spent is not read until bytes drain. Must be at
+    /// least --frame-bytes-max.
+    #[arg(long, value_name = "N", default_value_t = 512 * 1024 * 1024)]
+    pub queued_max_request_bytes: u64,
+
     /// How often retention and compaction look at every partition, in ms (Kafka's
     /// log.retention.check.interval.ms; Kafka's cleaner has its own backoff, ours shares this tick).
     #[arg(long, value_name = "N", default_value_t = 5 * 60 * 1000, value_parser = clap::value_parser!(u64).range(1..))]

@@ -6,19 +6,23 @@
 //! Kafka requires. At most [`IN_FLIGHT_REQUESTS_MAX`] requests of a connection run at once.
 #![forbid(unsafe_code)]
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use compio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use compio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 use compio::runtime::JoinHandle;
 use compio::BufResult;
+use futures_util::future::{select, Either};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use tracing::{debug, warn};
 
 use crate::api::{self, RequestContext, RequestError, Response};
+use crate::limits::ConnectionPermit;
 use crate::shard::ShardContext;
 use crate::zero_copy::{send_file_range, SplicePipe};
 
@@ -27,12 +31,45 @@ pub const IN_FLIGHT_REQUESTS_MAX: usize = 16;
 
 type PendingResponse = JoinHandle<Result<Response, RequestError>>;
 
+/// Why a connection's reader stopped; logged at debug, counted where it is a bound at work.
+#[derive(Debug, thiserror::Error)]
+enum ReadEnd {
+    #[error("client closed the connection")]
+    ClientClosed,
+    #[error("idle for {0} ms (--connections-max-idle-ms)")]
+    Idle(u64),
+    #[error("frame not complete {0} ms after its first byte (--frame-read-timeout-ms)")]
+    FrameTimeout(u64),
+    #[error("frame of {size} bytes refused (limit {limit})")]
+    FrameRefused { size: i32, limit: u32 },
+    #[error("reading: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("broker shutting down")]
+    ShuttingDown,
+    #[error("writer gone")]
+    WriterGone,
+}
+
 /// Serves a connection until the client closes it, sends garbage, or the shard shuts down.
-pub async fn serve(context: Rc<ShardContext>, stream: TcpStream, peer: SocketAddr) {
+/// `permit` counts it against the connection limits until it is fully closed.
+pub async fn serve(
+    context: Rc<ShardContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: ConnectionPermit,
+) {
+    let _permit = permit;
     let _ = stream.set_nodelay(true);
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
     let writer = compio::runtime::spawn(write_responses(stream.clone(), responses, peer));
     if let Err(reason) = read_requests(&context, stream, queue, peer).await {
+        match reason {
+            ReadEnd::Idle(_) => crate::metrics::record_idle_closed(),
+            ReadEnd::FrameTimeout(_) => crate::metrics::record_frame_timeout(),
+            _ => {}
+        }
         debug!(%peer, %reason, "closing connection");
     }
     // The reader is done; the writer finishes what is in flight, then the socket closes.
@@ -45,21 +82,40 @@ async fn read_requests(
     mut stream: TcpStream,
     queue: flume::Sender<PendingResponse>,
     peer: SocketAddr,
-) -> Result<(), String> {
+) -> Result<(), ReadEnd> {
     let mut last_produce_queued = None;
+    // Request bytes this connection holds in handlers not yet finished; also "is anything in
+    // flight" for the idle timeout, since every request holds at least its 8 header bytes.
+    let held_bytes = Rc::new(Cell::new(0u64));
+    let timeouts = FrameTimeouts {
+        idle_ms: context.settings.connections_max_idle_ms,
+        frame_ms: context.settings.frame_read_timeout_ms,
+    };
     loop {
         if context.shutting_down() {
-            return Err("broker shutting down".into());
+            return Err(ReadEnd::ShuttingDown);
         }
-        let frame = read_frame(&mut stream, context.settings.frame_bytes_max).await?;
+        let size = read_frame_size(&mut stream, timeouts, &held_bytes).await?;
+        let frame_started = Instant::now();
+        let limit = context.settings.frame_bytes_max;
+        if size < 8 || size as u32 > limit {
+            return Err(ReadEnd::FrameRefused { size, limit });
+        }
+        // Before allocating: a spent budget stops reading this connection until bytes drain.
+        let bytes_permit = context
+            .limits
+            .request_bytes
+            .take(size as u64, &held_bytes)
+            .await;
+        let frame = read_frame_body(&mut stream, size as usize, frame_started, timeouts).await?;
         crate::metrics::record_bytes_in(frame.len() + 4);
-        let (request, body, client_id) = parse_header(frame)?;
+        let (request, body, client_id) = parse_header(frame).map_err(ReadEnd::Malformed)?;
         let client = client_id.map(|client_id| api::ClientInfo {
             client_id,
             host: format!("/{}", peer.ip()),
         });
         if context.shutting_down() {
-            return Err("broker shutting down".into());
+            return Err(ReadEnd::ShuttingDown);
         }
         let handler_context = Rc::clone(context);
         let in_flight = context.in_flight_guard();
@@ -74,6 +130,7 @@ async fn read_requests(
         let handler = compio::runtime::spawn(async move {
             let response =
                 api::dispatch(&handler_context, request, body, produce_order, client).await;
+            drop(bytes_permit);
             drop(in_flight);
             crate::metrics::record_request(request.api, started.elapsed());
             response
@@ -81,26 +138,77 @@ async fn read_requests(
         queue
             .send_async(handler)
             .await
-            .map_err(|_| "writer gone".to_string())?;
+            .map_err(|_| ReadEnd::WriterGone)?;
     }
 }
 
-/// Reads one size-prefixed frame; a frame over `frame_bytes_max` closes the connection before
-/// anything is allocated for it.
-async fn read_frame(stream: &mut TcpStream, frame_bytes_max: u32) -> Result<BytesMut, String> {
-    let BufResult(result, size) = stream.read_exact([0u8; 4]).await;
-    result.map_err(|err| format!("reading frame size: {err}"))?;
-    let size = i32::from_be_bytes(size);
-    if size < 8 || size as u32 > frame_bytes_max {
-        return Err(format!(
-            "frame of {size} bytes refused (limit {frame_bytes_max})"
-        ));
+#[derive(Clone, Copy)]
+struct FrameTimeouts {
+    idle_ms: u64,
+    frame_ms: u64,
+}
+
+/// Reads a frame's 4-byte size prefix. Waiting for its first byte is bounded by the idle timeout
+/// (only while no request of this connection is in flight: a long-polling Fetch is not idle);
+/// the rest of the prefix, by the frame timeout.
+async fn read_frame_size(
+    stream: &mut TcpStream,
+    timeouts: FrameTimeouts,
+    held_bytes: &Cell<u64>,
+) -> Result<i32, ReadEnd> {
+    let idle = Duration::from_millis(timeouts.idle_ms);
+    let BufResult(result, prefix) = {
+        // One read, not read_exact, so the common case costs one syscall and a partial prefix
+        // is known to have started.
+        let mut read = std::pin::pin!(stream.read([0u8; 4]));
+        loop {
+            let timer = std::pin::pin!(compio::time::sleep(idle));
+            match select(read.as_mut(), timer).await {
+                Either::Left((done, _)) => break done,
+                // The read stays pending (dropping it could lose bytes it is receiving).
+                Either::Right(_) if held_bytes.get() > 0 => continue,
+                Either::Right(_) => return Err(ReadEnd::Idle(timeouts.idle_ms)),
+            }
+        }
+    };
+    let got = result?;
+    if got == 0 {
+        return Err(ReadEnd::ClientClosed);
     }
-    let BufResult(result, frame) = stream
-        .read_exact(BytesMut::with_capacity(size as usize))
-        .await;
-    result.map_err(|err| format!("reading frame: {err}"))?;
-    Ok(frame)
+    let mut size = prefix;
+    if got < 4 {
+        let rest = Vec::with_capacity(4 - got);
+        let deadline = Duration::from_millis(timeouts.frame_ms);
+        let read = std::pin::pin!(stream.read_exact(rest));
+        let timer = std::pin::pin!(compio::time::sleep(deadline));
+        let BufResult(result, rest) = match select(read, timer).await {
+            Either::Left((done, _)) => done,
+            Either::Right(_) => return Err(ReadEnd::FrameTimeout(timeouts.frame_ms)),
+        };
+        result?;
+        size[got..].copy_from_slice(&rest);
+    }
+    Ok(i32::from_be_bytes(size))
+}
+
+/// Reads a frame's `size` bytes, which must all arrive within the frame timeout of its start.
+async fn read_frame_body(
+    stream: &mut TcpStream,
+    size: usize,
+    started: Instant,
+    timeouts: FrameTimeouts,
+) -> Result<BytesMut, ReadEnd> {
+    let remaining = Duration::from_millis(timeouts.frame_ms).saturating_sub(started.elapsed());
+    let read = std::pin::pin!(stream.read_exact(BytesMut::with_capacity(size)));
+    let timer = std::pin::pin!(compio::time::sleep(remaining));
+    match select(read, timer).await {
+        Either::Left((BufResult(result, frame), _)) => {
+            result?;
+            Ok(frame)
+        }
+        // Dropping the read is safe here: the connection closes.
+        Either::Right(_) => Err(ReadEnd::FrameTimeout(timeouts.frame_ms)),
+    }
 }
 
 /// Decodes the request header. Unknown APIs and versions close the connection, except an

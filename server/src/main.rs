@@ -13,6 +13,7 @@ mod group;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]
 mod large_alloc;
+mod limits;
 mod metadata;
 mod metrics;
 mod settings;

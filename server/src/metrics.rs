@@ -39,6 +39,18 @@ static API_COUNTERS: [ApiCounters; API_KEYS_MAX] = [ZERO; API_KEYS_MAX];
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
 static CONNECTIONS_ACCEPTED: AtomicU64 = AtomicU64::new(0);
+static CONNECTIONS_REFUSED: AtomicU64 = AtomicU64::new(0);
+static CONNECTIONS_IDLE_CLOSED: AtomicU64 = AtomicU64::new(0);
+static FRAMES_TIMED_OUT: AtomicU64 = AtomicU64::new(0);
+static TOPIC_CREATIONS_REFUSED: AtomicU64 = AtomicU64::new(0);
+static METRICS_CONNECTIONS_OPEN: AtomicU64 = AtomicU64::new(0);
+
+/// Scrapes answered at once; more connections are closed unanswered (a scraper needs one).
+const METRICS_CONNECTIONS_MAX: u64 = 16;
+/// A scrape's request must arrive within this, or its connection is closed.
+const METRICS_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes of a scrape's request read; `GET /metrics` fits many times over.
+const METRICS_REQUEST_BYTES_MAX: usize = 8192;
 
 /// Counts one served request and how long it took.
 pub fn record_request(api: ApiKey, latency: Duration) {
@@ -62,22 +74,62 @@ pub fn record_connection() {
     CONNECTIONS_ACCEPTED.fetch_add(1, Ordering::Relaxed);
 }
 
+/// A connection refused by `--max-connections` or `--max-connections-per-ip`.
+pub fn record_connection_refused() {
+    CONNECTIONS_REFUSED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A connection closed after `--connections-max-idle-ms` without a request.
+pub fn record_idle_closed() {
+    CONNECTIONS_IDLE_CLOSED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A frame that did not arrive within `--frame-read-timeout-ms`.
+pub fn record_frame_timeout() {
+    FRAMES_TIMED_OUT.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Topics not created because a quota or a topic/partition bound refused them.
+pub fn record_topic_creations_refused(topics: u64) {
+    TOPIC_CREATIONS_REFUSED.fetch_add(topics, Ordering::Relaxed);
+}
+
 /// Serves `/metrics` until the shard stops. Runs on shard 0.
 pub async fn serve(context: Rc<ShardContext>, listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // EMFILE and the like: back off rather than spin, and keep listening.
+                tracing::warn!(%err, "metrics listener: accept failed");
+                compio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
-        compio::runtime::spawn(answer(Rc::clone(&context), stream)).detach();
+        if METRICS_CONNECTIONS_OPEN.load(Ordering::Relaxed) >= METRICS_CONNECTIONS_MAX {
+            drop(stream);
+            continue;
+        }
+        METRICS_CONNECTIONS_OPEN.fetch_add(1, Ordering::Relaxed);
+        let context = Rc::clone(&context);
+        compio::runtime::spawn(async move {
+            answer(context, stream).await;
+            METRICS_CONNECTIONS_OPEN.fetch_sub(1, Ordering::Relaxed);
+        })
+        .detach();
     }
 }
 
 async fn answer(context: Rc<ShardContext>, mut stream: TcpStream) {
-    // One small GET per connection; anything longer than 8 KiB of request is not ours to read.
-    let BufResult(result, request) = stream.read(Vec::<u8>::with_capacity(8192)).await;
-    if result.is_err() {
-        return;
-    }
+    // One small GET per connection, read once; the rest of a longer request is not read.
+    let request = {
+        let read = std::pin::pin!(stream.read(Vec::<u8>::with_capacity(METRICS_REQUEST_BYTES_MAX)));
+        let timer = std::pin::pin!(compio::time::sleep(METRICS_READ_TIMEOUT));
+        match futures_util::future::select(read, timer).await {
+            futures_util::future::Either::Left((BufResult(Ok(_), request), _)) => request,
+            _ => return,
+        }
+    };
     let text = String::from_utf8_lossy(&request);
     let (status, body) = if text.starts_with("GET /metrics") {
         ("200 OK", render(&context).await)
@@ -146,6 +198,50 @@ async fn render(context: &Rc<ShardContext>) -> String {
         crate::zero_copy::spliced_bytes_total()
     );
     let _ = writeln!(out, "# TYPE ringtail_connections_accepted_total counter\nringtail_connections_accepted_total {}", CONNECTIONS_ACCEPTED.load(Ordering::Relaxed));
+    let limits = &context.limits;
+    for (name, help, kind, value) in [
+        (
+            "connections_open",
+            "Client connections open now.",
+            "gauge",
+            limits.connections.open_total(),
+        ),
+        (
+            "connections_refused_total",
+            "Connections closed at accept by --max-connections or --max-connections-per-ip.",
+            "counter",
+            CONNECTIONS_REFUSED.load(Ordering::Relaxed),
+        ),
+        (
+            "connections_idle_closed_total",
+            "Connections closed after --connections-max-idle-ms.",
+            "counter",
+            CONNECTIONS_IDLE_CLOSED.load(Ordering::Relaxed),
+        ),
+        (
+            "frames_timed_out_total",
+            "Frames not complete within --frame-read-timeout-ms.",
+            "counter",
+            FRAMES_TIMED_OUT.load(Ordering::Relaxed),
+        ),
+        (
+            "request_bytes_in_flight",
+            "Request bytes held now, against --queued-max-request-bytes.",
+            "gauge",
+            limits.request_bytes.in_use_bytes(),
+        ),
+        (
+            "topic_creations_refused_total",
+            "Topics not created: over the mutation quota, --topics-max or --partitions-max.",
+            "counter",
+            TOPIC_CREATIONS_REFUSED.load(Ordering::Relaxed),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP ringtail_{name} {help}\n# TYPE ringtail_{name} {kind}\nringtail_{name} {value}"
+        );
+    }
     let mut partitions = Vec::new();
     for shard in 0..context.router.shard_count() {
         let collected = context

@@ -13,6 +13,14 @@ pub struct Settings {
     pub default_partitions: i32,
     pub frame_bytes_max: u32,
     pub auto_create_topics: bool,
+    /// Topics one Metadata request may auto-create (`--auto-create-topics-per-request-max`).
+    pub auto_create_topics_per_request_max: u32,
+    /// Broker-side cap on a Fetch response's record bytes (`--fetch-max-bytes`).
+    pub fetch_max_bytes: u32,
+    /// Idle connections close after this (`--connections-max-idle-ms`).
+    pub connections_max_idle_ms: u64,
+    /// A frame must arrive whole within this of its first byte (`--frame-read-timeout-ms`).
+    pub frame_read_timeout_ms: u64,
     pub cluster_id: String,
     /// Period of the retention and compaction passes (`--log-cleanup-check-ms`).
     pub log_cleanup_check_ms: u64,

@@ -84,6 +84,8 @@ pub struct ShardContext {
     pub metadata: Arc<Metadata>,
     pub router: Arc<Router>,
     pub settings: Arc<Settings>,
+    /// Connection, request-bytes and mutation bounds, shared by every shard.
+    pub limits: Arc<crate::limits::Limits>,
     /// The topic registry's one writer lives on shard 0.
     pub registry: Option<RefCell<TopicRegistry>>,
     /// Serializes registry changes on shard 0 (each saves the whole file).
@@ -203,4 +205,23 @@ pub async fn serve_inbox(context: Rc<ShardContext>, inbox: flume::Receiver<Shard
     while let Ok(job) = inbox.recv_async().await {
         compio::runtime::spawn(job(Rc::clone(&context))).detach();
     }
+}
+
+/// Items a handler processes between two [`yield_now`]s when a request names very many of them
+/// (a Metadata or Fetch naming 100,000 topics or partitions): the shard's other connections get
+/// a turn every few milliseconds instead of waiting for the whole request.
+pub const ITEMS_PER_YIELD: usize = 1024;
+
+/// Lets the shard's other tasks run, then resumes (compio has no yield of its own).
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
 }

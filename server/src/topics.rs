@@ -9,6 +9,7 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use ringtail_engine::{ShardId, TopicMeta, TopicPartition};
 
+use crate::limits::Limits;
 use crate::metadata::{valid_topic_name, TopicInfo};
 use crate::shard::{ShardContext, ShardGone};
 
@@ -93,6 +94,7 @@ pub async fn create_topic(
         ));
     }
     let meta = TopicMeta::new(name.clone(), partitions as u32, configs);
+    let limits = Arc::clone(&context.limits);
     context
         .metadata
         .info_for(&meta)
@@ -109,6 +111,13 @@ pub async fn create_topic(
         };
     }
     change_registry(context, move |registry| {
+        if registry.get(&meta.name).is_some() {
+            return Err(AdminError::new(
+                ResponseError::TopicAlreadyExists,
+                "topic exists",
+            ));
+        }
+        allow_growth(&limits, registry, 1, meta.partitions)?;
         if registry.insert(meta) {
             Ok(())
         } else {
@@ -126,27 +135,93 @@ pub async fn create_topic(
         .ok_or_else(|| AdminError::new(ResponseError::UnknownServerError, "created topic vanished"))
 }
 
-/// Returns the topic, creating it with the default partition count if auto-creation is on.
-pub async fn get_or_auto_create(context: &Rc<ShardContext>, name: &str) -> Option<Arc<TopicInfo>> {
-    if let Some(topic) = context.metadata.topic(name) {
-        return Some(topic);
+/// Whether the registry may grow by `topics` topics and `partitions` partitions now: within
+/// `--topics-max` and `--partitions-max`, then within the mutation quota (which it takes from).
+/// Runs on shard 0 inside the admin section, so the check and the insert are one step.
+fn allow_growth(
+    limits: &Limits,
+    registry: &ringtail_engine::TopicRegistry,
+    topics: u32,
+    partitions: u32,
+) -> Result<(), AdminError> {
+    if registry.len() as u64 + u64::from(topics) > u64::from(limits.topics_max) {
+        return Err(AdminError::new(
+            ResponseError::PolicyViolation,
+            format!(
+                "the broker holds its maximum of {} topics (--topics-max)",
+                limits.topics_max
+            ),
+        ));
     }
-    if !context.settings.auto_create_topics || !valid_topic_name(name) {
-        return None;
+    let held: u64 = registry
+        .topics()
+        .map(|topic| u64::from(topic.partitions))
+        .sum();
+    if held + u64::from(partitions) > u64::from(limits.partitions_max) {
+        return Err(AdminError::new(
+            ResponseError::PolicyViolation,
+            format!(
+                "the broker holds {held} partitions; --partitions-max is {}",
+                limits.partitions_max
+            ),
+        ));
+    }
+    let mut quota = limits
+        .mutations
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    if !quota.try_take(partitions, limits.now_ms()) {
+        return Err(AdminError::new(
+            ResponseError::ThrottlingQuotaExceeded,
+            "over --partition-mutations-per-sec; retry later",
+        ));
+    }
+    Ok(())
+}
+
+/// Auto-creates those of `names` that do not exist, with the default partition count, in one
+/// registry change (one save, not one per topic) and as far as the bounds and the quota allow;
+/// the rest are simply not created, as Kafka does. Callers bound how many names they pass.
+pub async fn auto_create(context: &Rc<ShardContext>, mut names: Vec<String>) {
+    names.retain(|name| valid_topic_name(name) && context.metadata.topic(name).is_none());
+    names.sort_unstable();
+    names.dedup();
+    if !context.settings.auto_create_topics || names.is_empty() {
+        return;
     }
     let partitions = context.settings.default_partitions;
-    match create_topic(
-        context,
-        name.to_string(),
-        partitions,
-        BTreeMap::new(),
-        false,
-    )
+    if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
+        return;
+    }
+    let limits = Arc::clone(&context.limits);
+    let wanted = names.len() as u64;
+    let created = change_registry(context, move |registry| {
+        let mut created = Vec::new();
+        for name in names {
+            if registry.get(&name).is_some() {
+                continue;
+            }
+            if allow_growth(&limits, registry, 1, partitions as u32).is_err() {
+                break;
+            }
+            registry.insert(TopicMeta::new(
+                name.clone(),
+                partitions as u32,
+                BTreeMap::new(),
+            ));
+            created.push(name);
+        }
+        if created.is_empty() {
+            // Nothing changed: skip the registry save.
+            return Err(AdminError::new(ResponseError::ThrottlingQuotaExceeded, ""));
+        }
+        Ok(created)
+    })
     .await
-    {
-        Ok(topic) => Some(topic),
-        // Someone else created it meanwhile.
-        Err(_) => context.metadata.topic(name),
+    .unwrap_or_default();
+    crate::metrics::record_topic_creations_refused(wanted.saturating_sub(created.len() as u64));
+    for name in &created {
+        tracing::info!(topic = %name, partitions, "auto-created topic");
     }
 }
 
@@ -197,7 +272,15 @@ pub async fn add_partitions(
     if validate_only {
         return Ok(());
     }
+    let limits = Arc::clone(&context.limits);
     change_registry(context, move |registry| {
+        let current = registry
+            .get(&name)
+            .ok_or_else(|| {
+                AdminError::new(ResponseError::UnknownTopicOrPartition, "no such topic")
+            })?
+            .partitions;
+        allow_growth(&limits, registry, 0, (count as u32).saturating_sub(current))?;
         let meta = registry.get_mut(&name).ok_or_else(|| {
             AdminError::new(ResponseError::UnknownTopicOrPartition, "no such topic")
         })?;

@@ -51,11 +51,7 @@ pub async fn handle(
     let max_wait = Duration::from_millis((fetch.max_wait_ms.max(0) as u64).min(MAX_WAIT_MS_CAP));
     let deadline = Instant::now() + max_wait;
     let min_bytes = fetch.min_bytes.max(0) as u64;
-    let max_bytes = if fetch.max_bytes > 0 {
-        fetch.max_bytes as u64
-    } else {
-        u64::MAX
-    };
+    let max_bytes = response_bytes_max(fetch.max_bytes, context.settings.fetch_max_bytes);
     let mut topic_names = Vec::with_capacity(fetch.topics.len());
     let mut wanted = Vec::new();
     for (topic_index, topic) in fetch.topics.iter().enumerate() {
@@ -100,6 +96,18 @@ pub async fn handle(
     Ok(respond(request, topic_names, &wanted, reads))
 }
 
+/// The record bytes a Fetch may answer with: the client's `max_bytes` within the broker's
+/// `--fetch-max-bytes`; zero or negative (no limit asked) means the broker's cap, so the response
+/// can never outgrow the i32 frame size the encoder insists on.
+fn response_bytes_max(client_max_bytes: i32, broker_max_bytes: u32) -> u64 {
+    let broker = u64::from(broker_max_bytes);
+    if client_max_bytes > 0 {
+        (client_max_bytes as u64).min(broker)
+    } else {
+        broker
+    }
+}
+
 /// Plans every partition's read in request order, within the request's byte budget. The first
 /// partition with data gets at least one whole batch even past the budget (KIP-74).
 async fn read_all(
@@ -110,7 +118,10 @@ async fn read_all(
     let mut reads = Vec::with_capacity(wanted.len());
     let mut budget = max_bytes;
     let mut any_data = false;
-    for item in wanted {
+    for (index, item) in wanted.iter().enumerate() {
+        if index % crate::shard::ITEMS_PER_YIELD == crate::shard::ITEMS_PER_YIELD - 1 {
+            crate::shard::yield_now().await;
+        }
         let limit = item.partition_max_bytes.min(budget);
         let read = read_partition(context, item, limit, !any_data).await;
         let bytes = read.plan.total_bytes();
@@ -258,4 +269,18 @@ fn respond(
     };
     let parts = encode_fetch_response(request.version, request.correlation_id, &response);
     Response::Fetch(FetchFrame { parts, records })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::response_bytes_max;
+
+    #[test]
+    fn the_broker_caps_what_a_client_may_ask() {
+        assert_eq!(response_bytes_max(1_000, 52_428_800), 1_000);
+        assert_eq!(response_bytes_max(i32::MAX, 52_428_800), 52_428_800);
+        assert_eq!(response_bytes_max(0, 52_428_800), 52_428_800);
+        assert_eq!(response_bytes_max(-1, 52_428_800), 52_428_800);
+        assert_eq!(response_bytes_max(i32::MIN, 1), 1);
+    }
 }

@@ -38,16 +38,26 @@ pub async fn handle(
             .map(|topic| describe(topic, request.version))
             .collect(),
         Some(wanted) => {
+            if allow_auto_create && context.settings.auto_create_topics {
+                // At most --auto-create-topics-per-request-max names, created in one registry
+                // change; the others are answered UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers
+                // a topic its quota kept from being created.
+                let missing: Vec<String> = wanted
+                    .iter()
+                    .filter_map(|item| item.name.as_ref())
+                    .filter(|name| context.metadata.topic(name).is_none())
+                    .take(context.settings.auto_create_topics_per_request_max as usize)
+                    .map(|name| name.to_string())
+                    .collect();
+                topics::auto_create(context, missing).await;
+            }
             let mut described = Vec::with_capacity(wanted.len());
-            for item in wanted {
+            for (index, item) in wanted.into_iter().enumerate() {
+                if index % crate::shard::ITEMS_PER_YIELD == crate::shard::ITEMS_PER_YIELD - 1 {
+                    crate::shard::yield_now().await;
+                }
                 let found = match (&item.name, item.topic_id.is_nil()) {
-                    (Some(name), _) => {
-                        if allow_auto_create {
-                            topics::get_or_auto_create(context, name).await
-                        } else {
-                            context.metadata.topic(name)
-                        }
-                    }
+                    (Some(name), _) => context.metadata.topic(name),
                     (None, false) => context.metadata.topic_by_id(item.topic_id),
                     (None, true) => None,
                 };
