@@ -152,7 +152,15 @@ fn lock_data_dirs(data_dirs: &[std::path::PathBuf]) -> Result<Vec<std::fs::File>
 }
 
 /// One SO_REUSEPORT listener per shard, all on the same address: the kernel spreads connections.
+///
+/// SO_REUSEPORT would also let another process of the same user join the port: a second broker
+/// with another data dir would silently take half of the connections, so that one client's
+/// coordinator, partitions and metadata live on different brokers. A probe bound first without
+/// SO_REUSEPORT fails if anything listens there already, and the broker refuses to start.
 fn bind_listeners(address: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>> {
+    if address.port() != 0 {
+        refuse_a_shared_port(address)?;
+    }
     let mut listeners = Vec::with_capacity(count);
     let mut address = address;
     for _ in 0..count {
@@ -173,6 +181,25 @@ fn bind_listeners(address: SocketAddr, count: usize) -> Result<Vec<std::net::Tcp
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// Fails if `address` is already bound by a listener (of this or another process).
+fn refuse_a_shared_port(address: SocketAddr) -> Result<()> {
+    let probe = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // SO_REUSEADDR only lets the probe past connections in TIME_WAIT, never past a listener.
+    probe.set_reuse_address(true)?;
+    match probe.bind(&address.into()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => Err(anyhow::anyhow!(
+            "{address} is in use by another process (another broker would share it through \
+             SO_REUSEPORT and split the clients' connections)"
+        )),
+        Err(err) => Err(err).with_context(|| format!("binding {address}")),
+    }
 }
 
 /// What a shard thread starts from.

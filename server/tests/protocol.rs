@@ -477,6 +477,31 @@ fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
 }
 
 #[test]
+fn a_second_broker_on_the_same_port_refuses_to_start() {
+    // With another data dir the lock does not stop it; SO_REUSEPORT would let it take half of
+    // the connections (clients would see two brokers as one).
+    let broker = start_broker(&[]);
+    let other_dir = tempfile::tempdir().unwrap();
+    let second = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+        .args(["--listen", &format!("127.0.0.1:{}", broker.port)])
+        .arg("--data-dir")
+        .arg(other_dir.path())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("is in use by another process"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let mut client = Client::connect(&broker);
+    let versions: ApiVersionsResponse =
+        client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(versions.error_code, 0, "the first broker still answers");
+}
+
+#[test]
 fn a_tiny_frame_claiming_a_huge_array_closes_its_connection_not_the_broker() {
     // kafka-protocol reserves an array's capacity from the wire count before reading it; a 14-byte
     // Metadata request claiming 2^31 - 1 topics must not take the process down.
