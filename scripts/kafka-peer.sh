@@ -91,6 +91,7 @@ run_broker() {
     echo "controller.quorum.voters=1@127.0.0.1:$controller_port"
     echo "log.dirs=$log_dir"
     if [ -n "$flush_messages" ]; then echo "log.flush.interval.messages=$flush_messages"; fi
+    echo "# JVM ($java_bin, $("$java_bin" -version 2>&1 | head -1)): $heap_opts $jvm_opts"
   } > "$props"
   echo "== kafka-peer: Apache Kafka $version, $props:" && sed 's/^/   /' "$props"
   local cp

@@ -11,6 +11,11 @@
 //!   layout's disk), or `--storage-engine memory://tansu/` (no data dir; needs its `dynostore`
 //!   feature). tansu 0.6.0 does not create a topic on produce or metadata: a run must create its
 //!   topics (CreateTopics) first.
+//! - `scripts/kafka-peer.sh run --listen 127.0.0.1:PORT --data-dir DIR EXTRA…` for Apache Kafka:
+//!   the script formats DIR as a single-node KRaft log dir and execs the JVM (`kafka.Kafka`, 1 GiB
+//!   heap) with `config/kafka/server.properties` plus the per-run lines, which it writes to
+//!   `DIR/server.properties` and prints at the top of the log. Being exec'd, the JVM keeps the
+//!   script's pid, so its CPU is measured like any other broker's.
 //!
 //! # Invariants worth naming
 //! - A [`BrokerProcess`] is handed out only once its own pid listens on the port and an
@@ -50,21 +55,26 @@ pub enum BrokerKind {
     Ringtail,
     /// tansu (github.com/tansu-io/tansu), a Kafka-compatible broker in Rust.
     Tansu(TansuStorage),
+    /// Apache Kafka (KRaft, one node), started by `scripts/kafka-peer.sh` from Maven Central jars.
+    Kafka,
 }
 
 impl BrokerKind {
-    /// The brokers a matrix compares by default: Ringtail and tansu on its durable local storage.
+    /// The brokers a matrix compares by default: Ringtail, Apache Kafka, and tansu on its durable
+    /// local storage.
     pub fn standard() -> Vec<BrokerKind> {
         vec![
             BrokerKind::Ringtail,
+            BrokerKind::Kafka,
             BrokerKind::Tansu(TansuStorage::Sqlite),
         ]
     }
 
-    /// Name in labels and reports: `ringtail`, `tansu-sqlite`, `tansu-memory`.
+    /// Name in labels and reports: `ringtail`, `kafka`, `tansu-sqlite`, `tansu-memory`.
     pub fn name(&self) -> &'static str {
         match self {
             BrokerKind::Ringtail => "ringtail",
+            BrokerKind::Kafka => "kafka",
             BrokerKind::Tansu(TansuStorage::Sqlite) => "tansu-sqlite",
             BrokerKind::Tansu(TansuStorage::Memory) => "tansu-memory",
         }
@@ -86,6 +96,9 @@ impl BrokerKind {
                 let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
                 Path::new(&home).join(".cache/ringtail/tansu/bin/tansu")
             }
+            BrokerKind::Kafka => {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka-peer.sh")
+            }
         }
     }
 
@@ -96,6 +109,16 @@ impl BrokerKind {
             BrokerKind::Tansu(_) => {
                 "cargo install --root ~/.cache/ringtail/tansu tansu --features dynostore,libsql"
             }
+            BrokerKind::Kafka => "bash scripts/kafka-peer.sh fetch",
+        }
+    }
+
+    /// How long the broker may take to answer after it starts: a JVM that first formats its log
+    /// dir (a JVM of its own) takes seconds where the native brokers take milliseconds.
+    pub fn ready_timeout(&self) -> Duration {
+        match self {
+            BrokerKind::Kafka => READY_TIMEOUT_JVM,
+            _ => READY_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -115,8 +138,9 @@ impl FromStr for BrokerKind {
             "ringtail" => Ok(BrokerKind::Ringtail),
             "tansu" | "tansu-sqlite" => Ok(BrokerKind::Tansu(TansuStorage::Sqlite)),
             "tansu-memory" => Ok(BrokerKind::Tansu(TansuStorage::Memory)),
+            "kafka" => Ok(BrokerKind::Kafka),
             other => Err(format!(
-                "unknown broker {other:?}; known: ringtail, tansu-sqlite (tansu), tansu-memory"
+                "unknown broker {other:?}; known: ringtail, kafka, tansu-sqlite (tansu), tansu-memory"
             )),
         }
     }
@@ -191,7 +215,17 @@ impl BrokerError {
 /// names the install command when it is not an existing file.
 pub fn locate(kind: BrokerKind, explicit: Option<&Path>) -> Result<PathBuf, BrokerError> {
     let path = explicit.map_or_else(|| kind.default_binary(), Path::to_path_buf);
-    if path.is_file() {
+    // The Kafka script is always there; Kafka's jars are there once fetched, which `check` says
+    // without touching the network.
+    let installed = path.is_file()
+        && (kind != BrokerKind::Kafka
+            || Command::new(&path)
+                .arg("check")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success()));
+    if installed {
         return Ok(path);
     }
     Err(BrokerError::NotInstalled {
@@ -230,7 +264,7 @@ impl BrokerSpec {
             data_dirs,
             extra_args: Vec::new(),
             output_dir,
-            ready_timeout: READY_TIMEOUT_DEFAULT,
+            ready_timeout: kind.ready_timeout(),
         }
     }
 
@@ -269,6 +303,13 @@ impl BrokerSpec {
                 .map(str::to_string)
                 .collect()
             }
+            BrokerKind::Kafka => vec![
+                "run".to_string(),
+                "--listen".to_string(),
+                listen.to_string(),
+                "--data-dir".to_string(),
+                self.data_dirs[0].to_string_lossy().into_owned(),
+            ],
         };
         args.extend(self.extra_args.iter().cloned());
         args
@@ -286,6 +327,8 @@ impl BrokerSpec {
 
 /// Time a broker gets to answer after it starts, unless the spec says otherwise.
 pub const READY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+/// The same for a JVM broker (format, then start; both compete with the loadgen for 2 cores).
+pub const READY_TIMEOUT_JVM: Duration = Duration::from_secs(90);
 /// Time a broker gets to exit after SIGTERM, unless the caller says otherwise.
 pub const STOP_GRACE_DEFAULT: Duration = Duration::from_secs(20);
 /// Starts tried when the broker exits early saying the port was taken (the free port is only
@@ -553,6 +596,7 @@ mod tests {
             BrokerKind::Ringtail,
             BrokerKind::Tansu(TansuStorage::Sqlite),
             BrokerKind::Tansu(TansuStorage::Memory),
+            BrokerKind::Kafka,
         ] {
             assert_eq!(kind.name().parse::<BrokerKind>().unwrap(), kind);
             let json = serde_json::to_string(&kind).unwrap();
@@ -562,7 +606,7 @@ mod tests {
             "tansu".parse::<BrokerKind>().unwrap(),
             BrokerKind::Tansu(TansuStorage::Sqlite)
         );
-        assert!("kafka".parse::<BrokerKind>().is_err());
+        assert!("redpanda".parse::<BrokerKind>().is_err());
     }
 
     #[test]
@@ -604,6 +648,21 @@ mod tests {
             ]
         );
         assert_eq!(spec.working_dir(), Path::new("/d1"));
+        spec.kind = BrokerKind::Kafka;
+        spec.extra_args = vec!["--flush-messages".to_string(), "1".to_string()];
+        assert_eq!(
+            spec.args(9),
+            [
+                "run",
+                "--listen",
+                "127.0.0.1:9",
+                "--data-dir",
+                "/d1",
+                "--flush-messages",
+                "1"
+            ]
+        );
+        assert_eq!(spec.working_dir(), Path::new("/out"));
     }
 
     #[test]
