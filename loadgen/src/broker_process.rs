@@ -113,6 +113,12 @@ impl BrokerKind {
         }
     }
 
+    /// Whether `status` after SIGTERM is a clean stop: exit 0, or for the JVM 143 (128 + SIGTERM),
+    /// which it returns after its shutdown hooks ran (Kafka's controlled shutdown among them).
+    pub fn stopped_cleanly(&self, status: ExitStatus) -> bool {
+        status.success() || (*self == BrokerKind::Kafka && status.code() == Some(JVM_SIGTERM_EXIT))
+    }
+
     /// How long the broker may take to answer after it starts: a JVM that first formats its log
     /// dir (a JVM of its own) takes seconds where the native brokers take milliseconds.
     pub fn ready_timeout(&self) -> Duration {
@@ -325,6 +331,8 @@ impl BrokerSpec {
     }
 }
 
+/// A JVM's exit code once its shutdown hooks ran after SIGTERM.
+const JVM_SIGTERM_EXIT: i32 = 128 + 15;
 /// Time a broker gets to answer after it starts, unless the spec says otherwise.
 pub const READY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 /// The same for a JVM broker (format, then start; both compete with the loadgen for 2 cores).

@@ -261,7 +261,8 @@ fn run_one(
     let result = run::run(&workload, &environment).map_err(|error| error.to_string());
     let log = broker.log_path().to_path_buf();
     match broker.stop(STOP_GRACE) {
-        Ok(broker_process::StopOutcome::Terminated { status, .. }) if status.success() => {}
+        Ok(broker_process::StopOutcome::Terminated { status, .. })
+            if spec.kind.stopped_cleanly(status) => {}
         Ok(other) => {
             return Err(format!(
                 "the broker did not stop cleanly ({other:?}); log: {}",
