@@ -674,6 +674,16 @@ mod tests {
     }
 
     #[test]
+    fn the_jvm_s_exit_after_sigterm_is_clean_for_kafka_only() {
+        use std::os::unix::process::ExitStatusExt;
+        let jvm_sigterm = ExitStatus::from_raw(143 << 8);
+        assert!(BrokerKind::Kafka.stopped_cleanly(jvm_sigterm));
+        assert!(BrokerKind::Kafka.stopped_cleanly(ExitStatus::from_raw(0)));
+        assert!(!BrokerKind::Ringtail.stopped_cleanly(jvm_sigterm));
+        assert!(!BrokerKind::Kafka.stopped_cleanly(ExitStatus::from_raw(1 << 8)));
+    }
+
+    #[test]
     fn a_missing_binary_is_a_skip_with_an_install_hint() {
         // The matrix tells "not installed" (skip) from "failed".
         let kind = BrokerKind::Tansu(TansuStorage::Sqlite);
