@@ -101,7 +101,12 @@ run_broker() {
     # kafka-storage.sh format: a cluster id (a random base64url UUID, as `random-uuid` prints)
     # and the KRaft metadata the controller needs before it starts.
     local cluster_id
-    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # Like Kafka's Uuid.randomUuid, never one that starts with '-': the argument parser would
+    # take it for an option.
+    cluster_id=-
+    while [ "${cluster_id:0:1}" = - ]; do
+      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     # shellcheck disable=SC2086
     "$java_bin" -Xmx256m "${log4j[@]}" -cp "$cp" kafka.tools.StorageTool format \
       -t "$cluster_id" -c "$props" --ignore-formatted

@@ -7,6 +7,8 @@
 #   tests/compat/node/node_modules   kafkajs and its codecs (tests/compat/node/package-lock.json)
 #   ~/.cache/ringtail/m2  Maven repository for tests/jvm (Kafka's clients, Streams and tools at the
 #                         version pinned in tests/jvm/pom.xml; JUnit 5); also scripts/kafka-peer.sh's
+#   ~/.cache/ringtail/kafka-<version>  Apache Kafka's jars (scripts/kafka-peer.sh fetch), for the
+#                         loadgen's broker test
 #   ~/.cache/ringtail/go-mod  Go modules for tests/go (franz-go, sarama, kafka-go; tests/go/go.sum)
 # Idempotent and quick when everything is already there: each step is skipped while its stamp
 # matches its pin file. Called by scripts/test.sh; safe to run by hand.
@@ -95,6 +97,9 @@ if ! cmp -s tests/jvm/pom.xml "$jvm_stamp"; then
     -Dtest=NoSuchTest -Dsurefire.failIfNoSpecifiedTests=false
   cp tests/jvm/pom.xml "$jvm_stamp"
 fi
+# Apache Kafka itself, for the loadgen's broker test (loadgen/tests/broker_process.rs): its jars
+# are mostly tests/jvm's already, so this is a copy out of the same repository.
+bash scripts/kafka-peer.sh fetch >/dev/null
 if ! command -v go >/dev/null 2>&1; then
   echo "setup-test-deps: go is needed for tests/go (the machine image has it)" >&2
   exit 1

@@ -1,7 +1,8 @@
 //! Real brokers started, probed, measured and stopped: Ringtail (the binary in `RINGTAIL_BIN`,
 //! else the workspace's release build, else its debug build, which `cargo test --workspace`
-//! makes) and tansu (in `TANSU_BIN`, else where its install command puts it). A broker whose
-//! binary is absent is skipped with the reason printed.
+//! makes), tansu (in `TANSU_BIN`, else where its install command puts it) and Apache Kafka
+//! (scripts/kafka-peer.sh, once `fetch`ed; scripts/setup-test-deps.sh does). A broker whose binary
+//! is absent is skipped with the reason printed.
 
 use std::fs;
 use std::net::TcpStream;
@@ -18,6 +19,7 @@ use ringtail_loadgen::layout::{self, DiskKind, Layout};
 fn binary(kind: BrokerKind) -> Option<PathBuf> {
     let variable = match kind {
         BrokerKind::Ringtail => "RINGTAIL_BIN",
+        BrokerKind::Kafka => "KAFKA_PEER_SCRIPT",
         _ => "TANSU_BIN",
     };
     let mut explicit = std::env::var_os(variable).map(PathBuf::from);
@@ -135,6 +137,28 @@ fn ringtail_on_a_mounted_layout() {
     assert!(status.success(), "{status}");
     prepared.teardown().unwrap();
     fs::remove_dir_all(&work_dir).unwrap();
+}
+
+#[test]
+fn kafka_starts_answers_and_stops_cleanly() {
+    // Apache Kafka through scripts/kafka-peer.sh: the JVM runs as the script's pid (exec), so the
+    // matrix measures and signals the broker itself; its exit after SIGTERM (143) is clean.
+    let Some(binary) = binary(BrokerKind::Kafka) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let status = start_probe_stop(
+        BrokerKind::Kafka,
+        binary,
+        dir.path(),
+        &dir.path().join("out"),
+    );
+    assert!(BrokerKind::Kafka.stopped_cleanly(status), "{status}");
+    let properties = fs::read_to_string(dir.path().join("server.properties")).unwrap();
+    assert!(
+        properties.contains("process.roles=broker,controller"),
+        "{properties}"
+    );
 }
 
 #[test]

@@ -259,7 +259,8 @@ impl Cluster {
 }
 
 /// How long [`Cluster::list_offsets`] waits for a new partition's leader to serve it.
-const LEADERSHIP_SETTLE_MAX: Duration = Duration::from_secs(10);
+/// (Kafka takes tens of seconds for a new topic of 1024 partitions on 2 cores.)
+const LEADERSHIP_SETTLE_MAX: Duration = Duration::from_secs(90);
 /// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER.
 const RETRIABLE_WHILE_LEADING: [i16; 3] = [3, 5, 6];
 
