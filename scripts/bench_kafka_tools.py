@@ -211,7 +211,7 @@ Made by `python3 scripts/bench_kafka_tools.py --records {args.records} --rounds 
 {os.cpu_count()} cores shared by broker and tool, {platform.node()}). Each round: a fresh broker, a topic of
 {args.partitions} partitions made with kafka-topics, `kafka-producer-perf-test --num-records {args.records}
 --record-size {RECORD_BYTES} --throughput -1 --producer-props acks={args.acks}` (the producer's other settings
-are its defaults: idempotent, lz4 off, linger 5 ms, 16 KiB batches), then `kafka-consumer-perf-test
+at their defaults: no compression, linger 5 ms, 16 KiB batches; acks=1 turns idempotence off), then `kafka-consumer-perf-test
 --messages {args.records}`. Brokers: `ringtail` with its defaults; Kafka as in `scripts/kafka-peer.sh`
 (1 GiB heap, config/kafka/server.properties). MB = 10^6 bytes (the tools print MiB; recomputed
 here from records and seconds); consume MB/s over the tool's fetch time (group join excluded).
