@@ -5,6 +5,11 @@
 #   .venv/                Python venv: confluent-kafka, kafka-python, aiokafka, their compression
 #                         libraries, pytest (exact pins in tests/compat/requirements.txt)
 #   tests/compat/node/node_modules   kafkajs and its codecs (tests/compat/node/package-lock.json)
+#   ~/.cache/ringtail/m2  Maven repository for tests/jvm (Kafka's clients, Streams and tools at the
+#                         version pinned in tests/jvm/pom.xml; JUnit 5); also scripts/kafka-peer.sh's
+#   ~/.cache/ringtail/kafka-<version>  Apache Kafka's jars (scripts/kafka-peer.sh fetch), for the
+#                         loadgen's broker test
+#   ~/.cache/ringtail/go-mod  Go modules for tests/go (franz-go, sarama, kafka-go; tests/go/go.sum)
 # Idempotent and quick when everything is already there: each step is skipped while its stamp
 # matches its pin file. Called by scripts/test.sh; safe to run by hand.
 set -euo pipefail
@@ -71,6 +76,42 @@ if ! cmp -s "$node_dir/package-lock.json" "$node_stamp"; then
   cp "$node_dir/package-lock.json" "$node_stamp"
 fi
 
+# --- Java (tests/jvm) and Go (tests/go) -----------------------------------------------------
+# Both caches live outside the repo so a fresh clone (CI) reuses them; each step is skipped while
+# its stamp matches its pin file.
+cache=${RINGTAIL_CACHE:-$HOME/.cache/ringtail}
+if ! command -v mvn >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1; then
+  log "installing maven and a JDK 17 (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends maven openjdk-17-jdk-headless >/dev/null
+fi
+jvm_stamp=$cache/m2/.ringtail-pom.xml
+if ! cmp -s tests/jvm/pom.xml "$jvm_stamp"; then
+  log "mvn: resolving tests/jvm's dependencies and plugins into $cache/m2"
+  mkdir -p "$cache/m2"
+  # test-compile resolves the dependencies; a test run with nothing to run pulls surefire's
+  # JUnit provider, which it resolves only when it runs.
+  mvn -B -ntp -q -f tests/jvm/pom.xml -Dmaven.repo.local="$cache/m2" test-compile dependency:resolve-plugins
+  mvn -B -ntp -q -f tests/jvm/pom.xml -Dmaven.repo.local="$cache/m2" surefire:test \
+    -Dtest=NoSuchTest -Dsurefire.failIfNoSpecifiedTests=false
+  cp tests/jvm/pom.xml "$jvm_stamp"
+fi
+# Apache Kafka itself, for the loadgen's broker test (loadgen/tests/broker_process.rs): its jars
+# are mostly tests/jvm's already, so this is a copy out of the same repository.
+bash scripts/kafka-peer.sh fetch >/dev/null
+if ! command -v go >/dev/null 2>&1; then
+  echo "setup-test-deps: go is needed for tests/go (the machine image has it)" >&2
+  exit 1
+fi
+go_stamp=$cache/go-mod/.ringtail-go.sum
+if ! cmp -s tests/go/go.sum "$go_stamp"; then
+  log "go mod download (tests/go) into $cache/go-mod"
+  (cd tests/go && GOMODCACHE="$cache/go-mod" GOFLAGS=-mod=readonly go mod download)
+  cp tests/go/go.sum "$go_stamp"
+fi
+
 log "ready: $(kcat -V 2>&1 | grep -o 'librdkafka [0-9.]*' | head -1 | sed 's/^/kcat with /'), \
 $(.venv/bin/python -c 'from importlib.metadata import version as v; import confluent_kafka as ck; print("confluent-kafka", v("confluent-kafka"), "with librdkafka", ck.libversion()[0] + ",", "kafka-python", v("kafka-python") + ",", "aiokafka", v("aiokafka"))'), \
-kafkajs $(node -p 'require("./'"$node_dir"'/node_modules/kafkajs/package.json").version')"
+kafkajs $(node -p 'require("./'"$node_dir"'/node_modules/kafkajs/package.json").version'), \
+Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' tests/jvm/pom.xml) (Java), $(go version | cut -d' ' -f3)"

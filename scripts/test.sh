@@ -5,6 +5,10 @@
 #    aiokafka, kcat, kafkajs) against the real `ringtail` binary (tests/compat; they build it with
 #    cargo build --release). scripts/setup-test-deps.sh installs the clients first (quick when
 #    they are there already).
+# 3. tests/jvm: the Java client, Kafka Streams and Kafka's CLI tools (JUnit 5, Maven; the Kafka
+#    version pinned in tests/jvm/pom.xml) against the same binary.
+# 4. tests/go: franz-go, sarama and segmentio/kafka-go against the same binary.
+# Every part runs even when an earlier one failed; the exit status is the first failure's.
 # No timing assertions anywhere: speed is measured by benches/ and reported in results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,9 +17,26 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-test-deps.sh
 cargo test --workspace --locked "$@"
 
+# The broker binary, once, for every suite below (tests/compat's fixture builds it too: a no-op).
+cargo build --release --locked -p ringtail-server --bin ringtail
+ringtail_bin=$PWD/target/release/ringtail
+cache=${RINGTAIL_CACHE:-$HOME/.cache/ringtail}
+
 status=0
-.venv/bin/python -m pytest tests/compat -q || status=$?
-if [ "$status" -eq 5 ]; then
+first_failure() { [ "$status" -ne 0 ] || status=$1; }
+
+pytest_status=0
+.venv/bin/python -m pytest tests/compat -q || pytest_status=$?
+if [ "$pytest_status" -eq 5 ]; then
   echo "scripts/test.sh: pytest collected no compatibility tests" >&2
 fi
+first_failure "$pytest_status"
+
+echo "== tests/jvm (mvn test)"
+mvn -B -ntp -f tests/jvm/pom.xml -Dmaven.repo.local="$cache/m2" -Dringtail.bin="$ringtail_bin" test \
+  || first_failure $?
+
+echo "== tests/go (go test)"
+(cd tests/go && GOMODCACHE="$cache/go-mod" GOFLAGS=-mod=readonly RINGTAIL_BIN="$ringtail_bin" \
+  go test -count=1 ./...) || first_failure $?
 exit "$status"

@@ -11,6 +11,11 @@
 //!   layout's disk), or `--storage-engine memory://tansu/` (no data dir; needs its `dynostore`
 //!   feature). tansu 0.6.0 does not create a topic on produce or metadata: a run must create its
 //!   topics (CreateTopics) first.
+//! - `scripts/kafka-peer.sh run --listen 127.0.0.1:PORT --data-dir DIR EXTRA…` for Apache Kafka:
+//!   the script formats DIR as a single-node KRaft log dir and execs the JVM (`kafka.Kafka`, 1 GiB
+//!   heap) with `config/kafka/server.properties` plus the per-run lines, which it writes to
+//!   `DIR/server.properties` and prints at the top of the log. Being exec'd, the JVM keeps the
+//!   script's pid, so its CPU is measured like any other broker's.
 //!
 //! # Invariants worth naming
 //! - A [`BrokerProcess`] is handed out only once its own pid listens on the port and an
@@ -50,21 +55,26 @@ pub enum BrokerKind {
     Ringtail,
     /// tansu (github.com/tansu-io/tansu), a Kafka-compatible broker in Rust.
     Tansu(TansuStorage),
+    /// Apache Kafka (KRaft, one node), started by `scripts/kafka-peer.sh` from Maven Central jars.
+    Kafka,
 }
 
 impl BrokerKind {
-    /// The brokers a matrix compares by default: Ringtail and tansu on its durable local storage.
+    /// The brokers a matrix compares by default: Ringtail, Apache Kafka, and tansu on its durable
+    /// local storage.
     pub fn standard() -> Vec<BrokerKind> {
         vec![
             BrokerKind::Ringtail,
+            BrokerKind::Kafka,
             BrokerKind::Tansu(TansuStorage::Sqlite),
         ]
     }
 
-    /// Name in labels and reports: `ringtail`, `tansu-sqlite`, `tansu-memory`.
+    /// Name in labels and reports: `ringtail`, `kafka`, `tansu-sqlite`, `tansu-memory`.
     pub fn name(&self) -> &'static str {
         match self {
             BrokerKind::Ringtail => "ringtail",
+            BrokerKind::Kafka => "kafka",
             BrokerKind::Tansu(TansuStorage::Sqlite) => "tansu-sqlite",
             BrokerKind::Tansu(TansuStorage::Memory) => "tansu-memory",
         }
@@ -86,6 +96,9 @@ impl BrokerKind {
                 let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
                 Path::new(&home).join(".cache/ringtail/tansu/bin/tansu")
             }
+            BrokerKind::Kafka => {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka-peer.sh")
+            }
         }
     }
 
@@ -96,6 +109,22 @@ impl BrokerKind {
             BrokerKind::Tansu(_) => {
                 "cargo install --root ~/.cache/ringtail/tansu tansu --features dynostore,libsql"
             }
+            BrokerKind::Kafka => "bash scripts/kafka-peer.sh fetch",
+        }
+    }
+
+    /// Whether `status` after SIGTERM is a clean stop: exit 0, or for the JVM 143 (128 + SIGTERM),
+    /// which it returns after its shutdown hooks ran (Kafka's controlled shutdown among them).
+    pub fn stopped_cleanly(&self, status: ExitStatus) -> bool {
+        status.success() || (*self == BrokerKind::Kafka && status.code() == Some(JVM_SIGTERM_EXIT))
+    }
+
+    /// How long the broker may take to answer after it starts: a JVM that first formats its log
+    /// dir (a JVM of its own) takes seconds where the native brokers take milliseconds.
+    pub fn ready_timeout(&self) -> Duration {
+        match self {
+            BrokerKind::Kafka => READY_TIMEOUT_JVM,
+            _ => READY_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -115,8 +144,9 @@ impl FromStr for BrokerKind {
             "ringtail" => Ok(BrokerKind::Ringtail),
             "tansu" | "tansu-sqlite" => Ok(BrokerKind::Tansu(TansuStorage::Sqlite)),
             "tansu-memory" => Ok(BrokerKind::Tansu(TansuStorage::Memory)),
+            "kafka" => Ok(BrokerKind::Kafka),
             other => Err(format!(
-                "unknown broker {other:?}; known: ringtail, tansu-sqlite (tansu), tansu-memory"
+                "unknown broker {other:?}; known: ringtail, kafka, tansu-sqlite (tansu), tansu-memory"
             )),
         }
     }
@@ -191,7 +221,17 @@ impl BrokerError {
 /// names the install command when it is not an existing file.
 pub fn locate(kind: BrokerKind, explicit: Option<&Path>) -> Result<PathBuf, BrokerError> {
     let path = explicit.map_or_else(|| kind.default_binary(), Path::to_path_buf);
-    if path.is_file() {
+    // The Kafka script is always there; Kafka's jars are there once fetched, which `check` says
+    // without touching the network.
+    let installed = path.is_file()
+        && (kind != BrokerKind::Kafka
+            || Command::new(&path)
+                .arg("check")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success()));
+    if installed {
         return Ok(path);
     }
     Err(BrokerError::NotInstalled {
@@ -230,7 +270,7 @@ impl BrokerSpec {
             data_dirs,
             extra_args: Vec::new(),
             output_dir,
-            ready_timeout: READY_TIMEOUT_DEFAULT,
+            ready_timeout: kind.ready_timeout(),
         }
     }
 
@@ -269,6 +309,13 @@ impl BrokerSpec {
                 .map(str::to_string)
                 .collect()
             }
+            BrokerKind::Kafka => vec![
+                "run".to_string(),
+                "--listen".to_string(),
+                listen.to_string(),
+                "--data-dir".to_string(),
+                self.data_dirs[0].to_string_lossy().into_owned(),
+            ],
         };
         args.extend(self.extra_args.iter().cloned());
         args
@@ -284,8 +331,12 @@ impl BrokerSpec {
     }
 }
 
+/// A JVM's exit code once its shutdown hooks ran after SIGTERM.
+const JVM_SIGTERM_EXIT: i32 = 128 + 15;
 /// Time a broker gets to answer after it starts, unless the spec says otherwise.
 pub const READY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+/// The same for a JVM broker (format, then start; both compete with the loadgen for 2 cores).
+pub const READY_TIMEOUT_JVM: Duration = Duration::from_secs(90);
 /// Time a broker gets to exit after SIGTERM, unless the caller says otherwise.
 pub const STOP_GRACE_DEFAULT: Duration = Duration::from_secs(20);
 /// Starts tried when the broker exits early saying the port was taken (the free port is only
@@ -543,129 +594,5 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BrokerError + '_ {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_parse_back() {
-        // Report names round-trip, through FromStr and through serde.
-        for kind in [
-            BrokerKind::Ringtail,
-            BrokerKind::Tansu(TansuStorage::Sqlite),
-            BrokerKind::Tansu(TansuStorage::Memory),
-        ] {
-            assert_eq!(kind.name().parse::<BrokerKind>().unwrap(), kind);
-            let json = serde_json::to_string(&kind).unwrap();
-            assert_eq!(serde_json::from_str::<BrokerKind>(&json).unwrap(), kind);
-        }
-        assert_eq!(
-            "tansu".parse::<BrokerKind>().unwrap(),
-            BrokerKind::Tansu(TansuStorage::Sqlite)
-        );
-        assert!("kafka".parse::<BrokerKind>().is_err());
-    }
-
-    #[test]
-    fn command_lines() {
-        // The flags each broker is started with (server/src/config.rs; tansu's `broker` command).
-        let mut spec = BrokerSpec::new(
-            BrokerKind::Ringtail,
-            PathBuf::from("/bin/ringtail"),
-            vec![PathBuf::from("/d1"), PathBuf::from("/d2")],
-            PathBuf::from("/out"),
-        );
-        spec.extra_args = vec!["--flush".to_string(), "every_batch".to_string()];
-        assert_eq!(
-            spec.args(9),
-            [
-                "--listen",
-                "127.0.0.1:9",
-                "--data-dir",
-                "/d1",
-                "--data-dir",
-                "/d2",
-                "--flush",
-                "every_batch"
-            ]
-        );
-        assert_eq!(spec.log_path(), PathBuf::from("/out/broker-ringtail.log"));
-        spec.kind = BrokerKind::Tansu(TansuStorage::Sqlite);
-        spec.extra_args.clear();
-        assert_eq!(
-            spec.args(9),
-            [
-                "broker",
-                "--listener-url",
-                "tcp://127.0.0.1:9",
-                "--advertised-listener-url",
-                "tcp://127.0.0.1:9",
-                "--storage-engine",
-                "sqlite://tansu.db"
-            ]
-        );
-        assert_eq!(spec.working_dir(), Path::new("/d1"));
-    }
-
-    #[test]
-    fn a_missing_binary_is_a_skip_with_an_install_hint() {
-        // The matrix tells "not installed" (skip) from "failed".
-        let kind = BrokerKind::Tansu(TansuStorage::Sqlite);
-        let error = locate(kind, Some(Path::new("/nonexistent/tansu"))).unwrap_err();
-        assert!(error.is_skip());
-        let text = error.to_string();
-        assert!(text.starts_with("skipped: tansu-sqlite not installed at /nonexistent/tansu"));
-        assert!(text.contains("cargo install"), "{text}");
-    }
-
-    fn script(dir: &Path, body: &str) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        let path = dir.join("fake-broker");
-        fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-        path
-    }
-
-    #[test]
-    fn a_broker_that_exits_at_once_says_so_with_its_log() {
-        // An early exit is reported with the log's tail, which starts with the command line.
-        let out = tempfile::tempdir().unwrap();
-        let binary = script(out.path(), "echo config error: bad flag >&2; exit 3");
-        let spec = BrokerSpec::new(
-            BrokerKind::Ringtail,
-            binary.clone(),
-            vec![out.path().to_path_buf()],
-            out.path().to_path_buf(),
-        );
-        let error = BrokerProcess::start(&spec).unwrap_err();
-        let BrokerError::ExitedEarly { log_tail, .. } = &error else {
-            panic!("{error}");
-        };
-        assert!(log_tail.contains("config error: bad flag"), "{log_tail}");
-        let log = fs::read_to_string(spec.log_path()).unwrap();
-        let header = format!("== {} --listen 127.0.0.1:", binary.display());
-        assert!(log.starts_with(&header), "{log}");
-    }
-
-    #[test]
-    fn a_process_that_never_answers_is_not_ready_and_is_reaped() {
-        // A process that runs but never listens: start gives up at the timeout and kills it.
-        let out = tempfile::tempdir().unwrap();
-        let pid_file = out.path().join("pid");
-        let binary = script(
-            out.path(),
-            &format!("echo $$ > {}; exec sleep 60", pid_file.display()),
-        );
-        let mut spec = BrokerSpec::new(
-            BrokerKind::Ringtail,
-            binary,
-            vec![out.path().to_path_buf()],
-            out.path().to_path_buf(),
-        );
-        spec.ready_timeout = Duration::from_millis(500);
-        let error = BrokerProcess::start(&spec).unwrap_err();
-        assert!(matches!(error, BrokerError::NotReady { .. }), "{error}");
-        let pid = fs::read_to_string(&pid_file).unwrap();
-        let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
-        assert!(!proc_dir.exists(), "pid {} still exists", pid.trim());
-    }
-}
+#[path = "broker_process_tests.rs"]
+mod tests;

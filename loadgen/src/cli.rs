@@ -54,7 +54,8 @@ pub struct MatrixArgs {
     /// Disk layouts: fs, tmpfs, xfs-loop, ext4-loop (default: all four).
     #[arg(long, value_delimiter = ',')]
     layouts: Vec<Layout>,
-    /// Brokers: ringtail, tansu (its sqlite storage), tansu-memory (default: ringtail, tansu).
+    /// Brokers: ringtail, kafka (Apache Kafka via scripts/kafka-peer.sh), tansu (its sqlite
+    /// storage), tansu-memory (default: ringtail, kafka, tansu).
     #[arg(long, value_delimiter = ',')]
     brokers: Vec<BrokerKind>,
     /// Measured seconds of each run.

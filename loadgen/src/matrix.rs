@@ -71,6 +71,35 @@ pub enum MatrixError {
 
 const STOP_GRACE: Duration = Duration::from_secs(20);
 
+/// Each run's broker configuration, beside its report: `<scenario>/<broker>-<layout>-broker.txt`.
+const BROKER_CONFIG_SUFFIX: &str = "-broker.txt";
+
+/// How the broker of a run was configured, for the reader of its report: the command line, and
+/// for Kafka the JVM options and the effective properties file (the committed
+/// config/kafka/server.properties plus the per-run lines kafka-peer.sh appended).
+fn broker_config_text(spec: &BrokerSpec) -> String {
+    let mut text = format!(
+        "# {} as started by ringtail-loadgen matrix (PORT is picked per run)
+{} {}
+",
+        spec.kind,
+        spec.binary.display(),
+        spec.args(0)
+            .join(" ")
+            .replace("127.0.0.1:0", "127.0.0.1:PORT"),
+    );
+    if spec.kind == BrokerKind::Kafka {
+        // kafka-peer.sh writes the JVM options as a comment at the end of the file.
+        text.push('\n');
+        let properties = spec.data_dirs[0].join("server.properties");
+        match fs::read_to_string(&properties) {
+            Ok(body) => text.push_str(&body),
+            Err(error) => text.push_str(&format!("# {}: {error}\n", properties.display())),
+        }
+    }
+    text
+}
+
 /// Runs the matrix. Per layout and broker, scenarios run in order, each on a fresh broker with
 /// an empty data dir; rates derived from max-produce use that broker's and layout's result.
 pub fn run_matrix(options: &MatrixOptions<'_>) -> Result<MatrixOutcome, MatrixError> {
@@ -138,17 +167,35 @@ pub fn run_matrix(options: &MatrixOptions<'_>) -> Result<MatrixOutcome, MatrixEr
                     prepared.data_dirs(),
                     scenario_dir.join("logs"),
                 );
-                if *broker == BrokerKind::Ringtail {
-                    spec.extra_args
-                        .extend(scenario.ringtail_args.iter().cloned());
+                match broker {
+                    BrokerKind::Ringtail => spec
+                        .extra_args
+                        .extend(scenario.ringtail_args.iter().cloned()),
+                    BrokerKind::Kafka => {
+                        spec.extra_args.extend(scenario.kafka_args.iter().cloned())
+                    }
+                    _ => {}
                 }
-                spec.extra_args
-                    .extend(prepared.broker_args().iter().cloned());
+                // Layout flags are Ringtail's (tansu takes them as they are); Kafka's layout is
+                // only where its log dir lives.
+                if *broker != BrokerKind::Kafka {
+                    spec.extra_args
+                        .extend(prepared.broker_args().iter().cloned());
+                }
                 // A failed run must not leave an earlier run's report looking current.
-                for suffix in [".json", ".csv", ".md", "-latency.svg", "-throughput.svg"] {
+                for suffix in [
+                    ".json",
+                    ".csv",
+                    ".md",
+                    "-latency.svg",
+                    "-throughput.svg",
+                    BROKER_CONFIG_SUFFIX,
+                ] {
                     let _ = fs::remove_file(scenario_dir.join(format!("{stem}{suffix}")));
                 }
                 let result = run_one(options, scenario, &spec, rate, &label, &machine);
+                // Read before teardown: Kafka's effective properties live in its data dir.
+                let broker_config = broker_config_text(&spec);
                 if let Err(error) = prepared.teardown() {
                     outcome.failed.push(Skipped {
                         what: format!("tearing down {}", layout.name),
@@ -161,6 +208,9 @@ pub fn run_matrix(options: &MatrixOptions<'_>) -> Result<MatrixOutcome, MatrixEr
                             max_msgs_per_s = Some(report.produce.msgs_per_s);
                         }
                         output::write_run_files(&scenario_dir, &stem, &report)?;
+                        let config_path =
+                            scenario_dir.join(format!("{stem}{BROKER_CONFIG_SUFFIX}"));
+                        fs::write(&config_path, broker_config).map_err(io_error(&config_path))?;
                         outcome.runs.push(MatrixRun {
                             scenario: scenario.name.clone(),
                             label,
@@ -211,7 +261,8 @@ fn run_one(
     let result = run::run(&workload, &environment).map_err(|error| error.to_string());
     let log = broker.log_path().to_path_buf();
     match broker.stop(STOP_GRACE) {
-        Ok(broker_process::StopOutcome::Terminated { status, .. }) if status.success() => {}
+        Ok(broker_process::StopOutcome::Terminated { status, .. })
+            if spec.kind.stopped_cleanly(status) => {}
         Ok(other) => {
             return Err(format!(
                 "the broker did not stop cleanly ({other:?}); log: {}",

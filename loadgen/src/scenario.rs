@@ -26,6 +26,9 @@ pub struct Scenario {
     pub rate: Rate,
     /// Broker settings this scenario needs (Ringtail flags, e.g. the flush policy).
     pub ringtail_args: Vec<String>,
+    /// The same settings for Apache Kafka (`scripts/kafka-peer.sh run` flags).
+    #[serde(default)]
+    pub kafka_args: Vec<String>,
 }
 
 /// The scenario whose result other scenarios' rates derive from.
@@ -56,6 +59,7 @@ pub fn all() -> Vec<Scenario> {
         workload,
         rate,
         ringtail_args: Vec::new(),
+        kafka_args: Vec::new(),
     };
     let mut scenarios = vec![
         scenario(
@@ -70,6 +74,8 @@ pub fn all() -> Vec<Scenario> {
         ),
         Scenario {
             ringtail_args: vec!["--flush".to_string(), "every_batch".to_string()],
+            // log.flush.interval.messages=1: Kafka fsyncs the log after each appended batch.
+            kafka_args: vec!["--flush-messages".to_string(), "1".to_string()],
             ..scenario(
                 "durable-produce",
                 "Durable produce: acks=all with every batch fsynced before the ack, 1 KiB messages, flat out",

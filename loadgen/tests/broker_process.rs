@@ -1,11 +1,12 @@
 //! Real brokers started, probed, measured and stopped: Ringtail (the binary in `RINGTAIL_BIN`,
 //! else the workspace's release build, else its debug build, which `cargo test --workspace`
-//! makes) and tansu (in `TANSU_BIN`, else where its install command puts it).
+//! makes), tansu (in `TANSU_BIN`, else where its install command puts it) and Apache Kafka
+//! (scripts/kafka-peer.sh, once fetched: scripts/setup-test-deps.sh does it).
 //!
 //! Ringtail's binary must be there: `cargo test --workspace` builds it, and a missing one fails
-//! the test with the build command. Tansu is optional (not every machine installs it), so its
-//! tests are `#[ignore]`d with the reason; run them with `--ignored` where it is installed, and
-//! they fail if it is not.
+//! the test with the build command; so must Kafka, which the README's test command fetches. Tansu
+//! is optional (not every machine installs it), so its tests are `#[ignore]`d with the reason; run
+//! them with `--ignored` where it is installed, and they fail if it is not.
 #![forbid(unsafe_code)]
 
 use std::fs;
@@ -28,6 +29,7 @@ use ringtail_loadgen::layout::{self, DiskKind, Layout};
 fn binary(kind: BrokerKind) -> PathBuf {
     let variable = match kind {
         BrokerKind::Ringtail => "RINGTAIL_BIN",
+        BrokerKind::Kafka => "KAFKA_PEER_SCRIPT",
         _ => "TANSU_BIN",
     };
     let mut explicit = std::env::var_os(variable).map(PathBuf::from);
@@ -129,6 +131,26 @@ fn ringtail_on_a_mounted_layout() {
     assert!(status.success(), "{status}");
     prepared.teardown().unwrap();
     fs::remove_dir_all(&work_dir).unwrap();
+}
+
+#[test]
+fn kafka_starts_answers_and_stops_cleanly() {
+    // Apache Kafka through scripts/kafka-peer.sh: the JVM runs as the script's pid (exec), so the
+    // matrix measures and signals the broker itself; its exit after SIGTERM (143) is clean.
+    let binary = binary(BrokerKind::Kafka);
+    let dir = tempfile::tempdir().unwrap();
+    let status = start_probe_stop(
+        BrokerKind::Kafka,
+        binary,
+        dir.path(),
+        &dir.path().join("out"),
+    );
+    assert!(BrokerKind::Kafka.stopped_cleanly(status), "{status}");
+    let properties = fs::read_to_string(dir.path().join("server.properties")).unwrap();
+    assert!(
+        properties.contains("process.roles=broker,controller"),
+        "{properties}"
+    );
 }
 
 #[test]

@@ -182,8 +182,30 @@ impl Cluster {
     }
 
     /// The offset per partition of `topic` at `timestamp` ([`LATEST`]: the high watermark,
-    /// [`EARLIEST`]: the log start), asking each partition's leader.
+    /// [`EARLIEST`]: the log start), asking each partition's leader. Retries, with fresh metadata,
+    /// the errors a leader gives while it is still taking a partition on: Apache Kafka lists a
+    /// new topic's leader in Metadata a moment before that leader serves it (KRaft applies the
+    /// metadata to its cache, then to its replica manager).
     pub fn list_offsets(
+        &mut self,
+        topic: &str,
+        timestamp: i64,
+    ) -> Result<BTreeMap<i32, i64>, ClientError> {
+        let deadline = Instant::now() + LEADERSHIP_SETTLE_MAX;
+        loop {
+            match self.list_offsets_once(topic, timestamp) {
+                Err(ClientError::Kafka { code, .. })
+                    if RETRIABLE_WHILE_LEADING.contains(&code) && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                    self.refresh(&[topic.to_string()])?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn list_offsets_once(
         &mut self,
         topic: &str,
         timestamp: i64,
@@ -236,6 +258,12 @@ impl Cluster {
         Ok(offsets)
     }
 }
+
+/// How long [`Cluster::list_offsets`] waits for a new partition's leader to serve it.
+/// (Kafka takes tens of seconds for a new topic of 1024 partitions on 2 cores.)
+const LEADERSHIP_SETTLE_MAX: Duration = Duration::from_secs(90);
+/// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER.
+const RETRIABLE_WHILE_LEADING: [i16; 3] = [3, 5, 6];
 
 pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))

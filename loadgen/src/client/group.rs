@@ -139,6 +139,14 @@ impl GroupMember {
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
                 }
+                // Apache Kafka names itself coordinator of a new group while the offsets
+                // partition it just created is still being loaded, and answers these until it is.
+                // The matrix runs single brokers, so the coordinator is the node asked: wait and
+                // ask again rather than look it up anew.
+                NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
                 code => return Err(ClientError::kafka("JoinGroup", code)),
             }
             self.member_id = response.member_id.to_string();

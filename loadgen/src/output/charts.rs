@@ -20,6 +20,11 @@ use super::OutputError;
 use crate::report::{PercentileCurve, RunReport};
 
 const SIZE_PX: (u32, u32) = (1000, 600);
+/// The legend's column, right of the plot: outside the plot it cannot cover a curve, whatever
+/// shape the data takes.
+const LEGEND_WIDTH_PX: u32 = 270;
+/// Vertical distance between legend entries.
+const LEGEND_ROW_PX: i32 = 22;
 /// Lowest latency the log axis shows, in ms (1 µs, the histogram's resolution).
 const LATENCY_MS_MIN: f64 = 0.001;
 /// Series colours (matplotlib's "tab10"): runs keep their colour across both charts.
@@ -98,25 +103,33 @@ pub(crate) fn latency_svg(reports: &[RunReport], title: &str) -> Result<String, 
                 })
                 .collect()
         };
-        lines.push(Line {
-            label: series_label(reports, report, "produce"),
-            points: to_points(&report.produce_latency_curve),
-            color,
-            dashed: false,
-        });
-        lines.push(Line {
-            label: series_label(reports, report, "end-to-end"),
-            points: to_points(&report.e2e_latency_curve),
-            color,
-            dashed: true,
-        });
+        // A curve of a direction the run did not measure (end-to-end in a produce-only
+        // scenario) is all zeros: left out, not drawn along the axis floor as if 1 µs.
+        let measured = |curve: &PercentileCurve| curve.iter().any(|(_, us)| *us > 0);
+        if measured(&report.produce_latency_curve) {
+            lines.push(Line {
+                label: series_label(reports, report, "produce"),
+                points: to_points(&report.produce_latency_curve),
+                color,
+                dashed: false,
+            });
+        }
+        if measured(&report.e2e_latency_curve) {
+            lines.push(Line {
+                label: series_label(reports, report, "end-to-end"),
+                points: to_points(&report.e2e_latency_curve),
+                color,
+                dashed: true,
+            });
+        }
     }
     let (y_min, y_max) = latency_bounds_ms(&lines);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE_PX).into_drawing_area();
         root.fill(&WHITE).map_err(chart_error)?;
-        let mut chart = chart_builder(&root, title)
+        let (plot, legend) = root.split_horizontally(SIZE_PX.0 - LEGEND_WIDTH_PX);
+        let mut chart = chart_builder(&plot, title)
             .build_cartesian_2d(
                 TickedAxis {
                     inner: (0.0..axis.x_max).into(),
@@ -133,7 +146,8 @@ pub(crate) fn latency_svg(reports: &[RunReport], title: &str) -> Result<String, 
             .y_label_formatter(&|y| format_ms(*y))
             .draw()
             .map_err(chart_error)?;
-        draw_lines(&mut chart, &lines, SeriesLabelPosition::UpperLeft)?;
+        draw_lines(&mut chart, &lines)?;
+        draw_legend(&legend, &lines)?;
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
@@ -155,18 +169,24 @@ pub(crate) fn throughput_svg(reports: &[RunReport], title: &str) -> Result<Strin
                 })
                 .collect()
         };
-        lines.push(Line {
-            label: series_label(reports, report, "produced"),
-            points: rate(|point| point.produced_bytes),
-            color,
-            dashed: false,
-        });
-        lines.push(Line {
-            label: series_label(reports, report, "consumed"),
-            points: rate(|point| point.consumed_bytes),
-            color,
-            dashed: true,
-        });
+        // A direction that moved no byte in the whole run (consumed, in a produce-only
+        // scenario) is left out rather than drawn along zero.
+        if timeline.iter().any(|point| point.produced_bytes > 0) {
+            lines.push(Line {
+                label: series_label(reports, report, "produced"),
+                points: rate(|point| point.produced_bytes),
+                color,
+                dashed: false,
+            });
+        }
+        if timeline.iter().any(|point| point.consumed_bytes > 0) {
+            lines.push(Line {
+                label: series_label(reports, report, "consumed"),
+                points: rate(|point| point.consumed_bytes),
+                color,
+                dashed: true,
+            });
+        }
     }
     let t_max_s = lines
         .iter()
@@ -177,7 +197,8 @@ pub(crate) fn throughput_svg(reports: &[RunReport], title: &str) -> Result<Strin
     {
         let root = SVGBackend::with_string(&mut svg, SIZE_PX).into_drawing_area();
         root.fill(&WHITE).map_err(chart_error)?;
-        let mut chart = chart_builder(&root, title)
+        let (plot, legend) = root.split_horizontally(SIZE_PX.0 - LEGEND_WIDTH_PX);
+        let mut chart = chart_builder(&plot, title)
             .build_cartesian_2d(0.0..t_max_s, 0.0..y_top)
             .map_err(chart_error)?;
         chart
@@ -186,7 +207,8 @@ pub(crate) fn throughput_svg(reports: &[RunReport], title: &str) -> Result<Strin
             .y_desc("MB/s")
             .draw()
             .map_err(chart_error)?;
-        draw_lines(&mut chart, &lines, SeriesLabelPosition::LowerRight)?;
+        draw_lines(&mut chart, &lines)?;
+        draw_legend(&legend, &lines)?;
         root.present().map_err(chart_error)?;
     }
     Ok(svg)
@@ -205,12 +227,10 @@ fn chart_builder<'a, 'b>(
     builder
 }
 
-/// Draws every line and the legend naming them, where the data usually leaves room: upper left
-/// for latency curves (they rise to the right), lower right for throughput (flat once ramped up).
+/// Draws every line.
 fn draw_lines<'a, X, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
     lines: &[Line],
-    legend_at: SeriesLabelPosition,
 ) -> Result<(), OutputError>
 where
     X: Ranged<ValueType = f64>,
@@ -221,27 +241,40 @@ where
         if line.dashed {
             chart
                 .draw_series(DashedLineSeries::new(line.points.clone(), 8, 5, style))
-                .map_err(chart_error)?
-                .label(line.label.as_str())
-                .legend(move |(x, y)| {
-                    DashedPathElement::new(vec![(x, y), (x + 24, y)], 6, 3, style)
-                });
+                .map_err(chart_error)?;
         } else {
             chart
                 .draw_series(LineSeries::new(line.points.clone(), style))
-                .map_err(chart_error)?
-                .label(line.label.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+                .map_err(chart_error)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(legend_at)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
+    Ok(())
+}
+
+/// The legend in its own column beside the plot: a line sample (dashed for consume) and the
+/// series' name per row, top-aligned with the plot.
+fn draw_legend(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    lines: &[Line],
+) -> Result<(), OutputError> {
+    let top_px = 60;
+    for (row, line) in lines.iter().enumerate() {
+        let y = top_px + row as i32 * LEGEND_ROW_PX;
+        let style = line.color.stroke_width(2);
+        if line.dashed {
+            area.draw(&DashedPathElement::new(vec![(4, y), (32, y)], 6, 3, style))
+                .map_err(chart_error)?;
+        } else {
+            area.draw(&PathElement::new(vec![(4, y), (32, y)], style))
+                .map_err(chart_error)?;
+        }
+        area.draw(&Text::new(
+            line.label.clone(),
+            (40, y - 7),
+            ("sans-serif", 14).into_font().color(&BLACK),
+        ))
         .map_err(chart_error)?;
+    }
     Ok(())
 }
 

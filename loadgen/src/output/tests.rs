@@ -212,3 +212,25 @@ fn terminal_table_aligns_both_directions() {
     assert!(rows[0].contains("10.24") && rows[0].contains("1.500"));
     assert!(text.contains("loadgen 3.25 s"));
 }
+
+#[test]
+fn series_without_data_are_left_out_of_the_charts() {
+    // A produce-only run: no end-to-end latency and nothing consumed. Those series must not be
+    // drawn (they would lie along the axis floor) nor named in the legend.
+    let dir = tempfile::tempdir().unwrap();
+    let mut report = synthetic_report("produce-only", 1);
+    for point in &mut report.e2e_latency_curve {
+        point.1 = 0;
+    }
+    for point in &mut report.timeline {
+        point.consumed_bytes = 0;
+        point.consumed_messages = 0;
+    }
+    write_run_files(dir.path(), "run", &report).unwrap();
+    let latency = fs::read_to_string(dir.path().join("run-latency.svg")).unwrap();
+    assert_svg_with(&latency, &["produce"]);
+    assert!(!latency.contains("end-to-end"), "{latency}");
+    let throughput = fs::read_to_string(dir.path().join("run-throughput.svg")).unwrap();
+    assert_svg_with(&throughput, &["produced"]);
+    assert!(!throughput.contains("consumed"), "{throughput}");
+}

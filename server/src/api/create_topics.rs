@@ -40,7 +40,7 @@ pub async fn handle(
         } else {
             topic.assignments.len() as i32
         };
-        let configs: BTreeMap<String, String> = topic
+        let mut configs: BTreeMap<String, String> = topic
             .configs
             .iter()
             .filter_map(|config| {
@@ -50,6 +50,15 @@ pub async fn handle(
                     .map(|value| (config.name.to_string(), value.to_string()))
             })
             .collect();
+        if let Err(message) = strip_fixed_configs(&mut configs) {
+            results.push(with_error(
+                result,
+                ResponseError::InvalidConfig,
+                &message,
+                request.version,
+            ));
+            continue;
+        }
         result =
             match topics::create_topic(context, name, partitions, configs, create.validate_only)
                 .await
@@ -89,6 +98,21 @@ pub async fn handle(
     Ok(request.frame(&CreateTopicsResponse::default().with_topics(results)))
 }
 
+/// Configs whose only value Ringtail has, accepted when asked for that value and dropped before
+/// the engine sees them. Kafka Streams creates its repartition and changelog topics with
+/// `message.timestamp.type=CreateTime` (Kafka's default, and the only kind Ringtail stores: it
+/// keeps the producer's timestamps), so refusing the name would stop every stateful Streams app.
+/// Any other value (LogAppendTime) is refused with INVALID_CONFIG, as not implemented.
+fn strip_fixed_configs(configs: &mut BTreeMap<String, String>) -> Result<(), String> {
+    const TIMESTAMP_TYPE: &str = "message.timestamp.type";
+    match configs.remove(TIMESTAMP_TYPE).as_deref() {
+        None | Some("CreateTime") => Ok(()),
+        Some(other) => Err(format!(
+            "{TIMESTAMP_TYPE}={other} is not supported: Ringtail keeps producer timestamps (CreateTime)"
+        )),
+    }
+}
+
 /// A failed topic's result; fields a version lacks must stay at their defaults.
 fn with_error(
     result: CreatableTopicResult,
@@ -104,4 +128,29 @@ fn with_error(
         result = result.with_num_partitions(-1).with_replication_factor(-1);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_time_is_accepted_and_log_append_time_refused() {
+        let mut configs = BTreeMap::from([
+            (
+                "message.timestamp.type".to_string(),
+                "CreateTime".to_string(),
+            ),
+            ("cleanup.policy".to_string(), "compact".to_string()),
+        ]);
+        assert_eq!(strip_fixed_configs(&mut configs), Ok(()));
+        assert_eq!(configs.keys().collect::<Vec<_>>(), ["cleanup.policy"]);
+        let mut configs = BTreeMap::from([(
+            "message.timestamp.type".to_string(),
+            "LogAppendTime".to_string(),
+        )]);
+        assert!(strip_fixed_configs(&mut configs)
+            .unwrap_err()
+            .contains("LogAppendTime"));
+    }
 }

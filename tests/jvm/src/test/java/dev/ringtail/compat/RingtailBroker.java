@@ -1,0 +1,158 @@
+package dev.ringtail.compat;
+
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.extension.AfterAllCallback;
+import org.junit.jupiter.api.extension.BeforeAllCallback;
+import org.junit.jupiter.api.extension.ExtensionContext;
+
+/**
+ * The real {@code ringtail} binary for one test class, like tests/compat's fixture: a free
+ * loopback port, a fresh data dir, {@code --shards 2 --flush every_batch} and 8 MiB segments
+ * (segments are preallocated; at 1 GiB a few dozen test topics would fill the disk). After the
+ * class it gets SIGTERM and must exit 0 within {@link #STOP_TIMEOUT_S}; otherwise the class fails
+ * with the tail of the broker's log, which is kept under target/ringtail-logs.
+ */
+public final class RingtailBroker implements BeforeAllCallback, AfterAllCallback {
+    static final int READY_TIMEOUT_S = 20;
+    static final int STOP_TIMEOUT_S = 20;
+    static final int SEGMENT_BYTES = 8 * 1024 * 1024;
+
+    private final List<String> extraArgs;
+    private Process process;
+    private int port;
+    private Path dataDir;
+    private Path logPath;
+
+    public RingtailBroker(String... extraArgs) {
+        this.extraArgs = List.of(extraArgs);
+    }
+
+    public String bootstrap() {
+        return "127.0.0.1:" + port;
+    }
+
+    public Path logPath() {
+        return logPath;
+    }
+
+    @Override
+    public void beforeAll(ExtensionContext context) throws Exception {
+        String name = context.getRequiredTestClass().getSimpleName();
+        dataDir = Files.createTempDirectory("ringtail-jvm-" + name);
+        Path logs = Path.of("target", "ringtail-logs");
+        Files.createDirectories(logs);
+        logPath = logs.resolve(name + ".log");
+        port = freePort();
+        start();
+    }
+
+    @Override
+    public void afterAll(ExtensionContext context) throws Exception {
+        try {
+            stop();
+        } finally {
+            deleteTree(dataDir);
+        }
+    }
+
+    /** Stops (SIGTERM, must exit 0) and starts again on the same port and data dir. */
+    public void restart() throws Exception {
+        stop();
+        start();
+    }
+
+    private void start() throws Exception {
+        String binary = System.getProperty("ringtail.bin", "../../target/release/ringtail");
+        if (!Files.isExecutable(Path.of(binary))) {
+            throw new IllegalStateException(
+                    "no ringtail binary at " + binary
+                            + " (cargo build --release -p ringtail-server, or -Dringtail.bin=PATH)");
+        }
+        List<String> command = new ArrayList<>(List.of(
+                binary, "--listen", bootstrap(), "--data-dir", dataDir.toString(),
+                "--shards", "2", "--flush", "every_batch",
+                "--segment-bytes", Integer.toString(SEGMENT_BYTES)));
+        command.addAll(extraArgs);
+        Files.writeString(logPath, "=== " + String.join(" ", command) + "\n", StandardCharsets.UTF_8,
+                java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
+        ProcessBuilder builder = new ProcessBuilder(command)
+                .redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.appendTo(logPath.toFile()));
+        builder.environment().put("NO_COLOR", "1");
+        process = builder.start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(READY_TIMEOUT_S);
+        while (true) {
+            if (!process.isAlive()) {
+                throw new IllegalStateException("ringtail exited with " + process.exitValue()
+                        + " before accepting connections\n" + logTail());
+            }
+            try (Socket socket = new Socket()) {
+                socket.connect(new InetSocketAddress("127.0.0.1", port), 500);
+                return;
+            } catch (IOException notYet) {
+                // not listening yet
+            }
+            if (System.nanoTime() > deadline) {
+                process.destroyForcibly();
+                throw new IllegalStateException("ringtail did not listen on " + bootstrap()
+                        + " within " + READY_TIMEOUT_S + " s\n" + logTail());
+            }
+            Thread.sleep(50);
+        }
+    }
+
+    private void stop() throws Exception {
+        if (process == null) {
+            return;
+        }
+        Process stopping = process;
+        process = null;
+        stopping.destroy(); // SIGTERM
+        if (!stopping.waitFor(STOP_TIMEOUT_S, TimeUnit.SECONDS)) {
+            stopping.destroyForcibly().waitFor();
+            throw new AssertionError("ringtail ignored SIGTERM for " + STOP_TIMEOUT_S + " s\n" + logTail());
+        }
+        if (stopping.exitValue() != 0) {
+            throw new AssertionError("ringtail exited with " + stopping.exitValue() + " after SIGTERM\n" + logTail());
+        }
+    }
+
+    public String logTail() {
+        try {
+            List<String> lines = Files.readAllLines(logPath, StandardCharsets.UTF_8);
+            return "--- tail of " + logPath + " ---\n"
+                    + String.join("\n", lines.subList(Math.max(0, lines.size() - 60), lines.size()));
+        } catch (IOException e) {
+            return "(log unreadable: " + e + ")";
+        }
+    }
+
+    static int freePort() throws IOException {
+        try (ServerSocket socket = new ServerSocket()) {
+            socket.bind(new InetSocketAddress("127.0.0.1", 0));
+            return socket.getLocalPort();
+        }
+    }
+
+    static void deleteTree(Path root) throws IOException {
+        if (root == null || !Files.exists(root)) {
+            return;
+        }
+        try (Stream<Path> paths = Files.walk(root)) {
+            for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(path);
+            }
+        }
+    }
+}
