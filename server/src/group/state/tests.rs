@@ -76,13 +76,7 @@ fn members_joining_together_share_a_generation_after_the_initial_delay() {
 fn followers_wait_for_the_leaders_assignment() {
     // SyncGroup: followers park; the leader's assignments release everyone with their share.
     let mut group = Group::new("g");
-    let a = handshake(&mut group, 0);
-    let b = handshake(&mut group, 0);
-    group.join(join_request(&a, &["range"]), 0);
-    group.join(join_request(&b, &["range"]), 0);
-    let effects = group.tick(1_000);
-    let leader = joined(&effects)[0].leader.clone();
-    let follower = if leader == a { b.clone() } else { a.clone() };
+    let (leader, follower) = joined_group_of_two(&mut group);
     let (reply, _) = group.sync(&follower, 1, Vec::new(), 1_000);
     assert_eq!(reply, Reply::Later(follower.clone()));
     let assignments = vec![
@@ -118,7 +112,8 @@ fn followers_wait_for_the_leaders_assignment() {
     );
 }
 
-fn stable_group_of_two(group: &mut Group) -> (String, String) {
+/// Two members joined together, answered generation 1: (leader, follower), CompletingRebalance.
+fn joined_group_of_two(group: &mut Group) -> (String, String) {
     let a = handshake(group, 0);
     let b = handshake(group, 0);
     group.join(join_request(&a, &["range"]), 0);
@@ -126,6 +121,12 @@ fn stable_group_of_two(group: &mut Group) -> (String, String) {
     let effects = group.tick(1_000);
     let leader = joined(&effects)[0].leader.clone();
     let follower = if leader == a { b } else { a };
+    assert_eq!(group.phase, GroupPhase::CompletingRebalance);
+    (leader, follower)
+}
+
+fn stable_group_of_two(group: &mut Group) -> (String, String) {
+    let (leader, follower) = joined_group_of_two(group);
     group.sync(&leader, 1, Vec::new(), 1_000);
     group.sync(&follower, 1, Vec::new(), 1_000);
     assert_eq!(group.phase, GroupPhase::Stable);
@@ -176,13 +177,7 @@ fn members_waiting_for_the_leaders_assignment_are_not_expired_but_a_dead_leader_
     // timeout while they wait. A leader that never syncs expires, and the followers are told
     // to rejoin.
     let mut group = Group::new("g");
-    let a = handshake(&mut group, 0);
-    let b = handshake(&mut group, 0);
-    group.join(join_request(&a, &["range"]), 0);
-    group.join(join_request(&b, &["range"]), 0);
-    let effects = group.tick(1_000);
-    let leader = joined(&effects)[0].leader.clone();
-    let follower = if leader == a { b.clone() } else { a.clone() };
+    let (leader, follower) = joined_group_of_two(&mut group);
     let (reply, _) = group.sync(&follower, 1, Vec::new(), 1_000);
     assert_eq!(reply, Reply::Later(follower.clone()));
     let effects = group.tick(11_001);
