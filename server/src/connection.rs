@@ -23,6 +23,8 @@ use tracing::{debug, warn};
 
 use crate::api::{self, RequestContext, RequestError, Response};
 use crate::limits::ConnectionPermit;
+use crate::listeners::ListenerId;
+use crate::sasl::{Session, FAILED_AUTHENTICATION_DELAY};
 use crate::shard::ShardContext;
 use crate::zero_copy::{send_file_range, SplicePipe};
 
@@ -50,6 +52,10 @@ enum ReadEnd {
     ShuttingDown,
     #[error("writer gone")]
     WriterGone,
+    #[error("{0:?} before SASL authentication (or after the session expired)")]
+    Unauthenticated(ApiKey),
+    #[error("SASL authentication failed")]
+    AuthenticationFailed,
 }
 
 /// Serves a connection until the client closes it, sends garbage, or the shard shuts down.
@@ -58,13 +64,15 @@ pub async fn serve(
     context: Rc<ShardContext>,
     stream: TcpStream,
     peer: SocketAddr,
+    listener: ListenerId,
     permit: ConnectionPermit,
 ) {
     let _permit = permit;
     let _ = stream.set_nodelay(true);
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
     let writer = compio::runtime::spawn(write_responses(stream.clone(), responses, peer));
-    if let Err(reason) = read_requests(&context, stream, queue, peer).await {
+    let from = Origin { peer, listener };
+    if let Err(reason) = read_requests(&context, stream, queue, from).await {
         match reason {
             ReadEnd::Idle(_) => crate::metrics::record_idle_closed(),
             ReadEnd::FrameTimeout(_) => crate::metrics::record_frame_timeout(),
@@ -81,9 +89,11 @@ async fn read_requests(
     context: &Rc<ShardContext>,
     mut stream: TcpStream,
     queue: flume::Sender<PendingResponse>,
-    peer: SocketAddr,
+    from: Origin,
 ) -> Result<(), ReadEnd> {
+    let peer = from.peer;
     let mut last_produce_queued = None;
+    let mut session = Session::new();
     // Request bytes this connection holds in handlers not yet finished; also "is anything in
     // flight" for the idle timeout, since every request holds at least its 8 header bytes.
     let held_bytes = Rc::new(Cell::new(0u64));
@@ -109,7 +119,35 @@ async fn read_requests(
             .await;
         let frame = read_frame_body(&mut stream, size as usize, frame_started, timeouts).await?;
         crate::metrics::record_bytes_in(frame.len() + 4);
-        let (request, body, client_id) = parse_header(frame).map_err(ReadEnd::Malformed)?;
+        let (request, body, client_id) =
+            parse_header(frame, from.listener).map_err(ReadEnd::Malformed)?;
+        if matches!(
+            request.api,
+            ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        ) {
+            let answer = serve_sasl(context, &mut session, request, body, from).await?;
+            drop(bytes_permit);
+            let response = answer.response;
+            let ready = compio::runtime::spawn(async move { Ok(response) });
+            queue
+                .send_async(ready)
+                .await
+                .map_err(|_| ReadEnd::WriterGone)?;
+            if !answer.keep_open {
+                return Err(ReadEnd::AuthenticationFailed);
+            }
+            continue;
+        }
+        if request.api != ApiKey::ApiVersions
+            && context
+                .settings
+                .listener(from.listener)
+                .protocol
+                .uses_sasl()
+            && session.principal(Instant::now()).is_none()
+        {
+            return Err(ReadEnd::Unauthenticated(request.api));
+        }
         let client = client_id.map(|client_id| api::ClientInfo {
             client_id,
             host: format!("/{}", peer.ip()),
@@ -140,6 +178,46 @@ async fn read_requests(
             .await
             .map_err(|_| ReadEnd::WriterGone)?;
     }
+}
+
+/// Where a connection came from: the client's address and the listener that accepted it.
+#[derive(Clone, Copy)]
+struct Origin {
+    peer: SocketAddr,
+    listener: ListenerId,
+}
+
+/// Serves a SASL request in the reader itself, so the next frame is judged against the session
+/// this one leaves. A failed login is answered late ([`FAILED_AUTHENTICATION_DELAY`]).
+async fn serve_sasl(
+    context: &Rc<ShardContext>,
+    session: &mut Session,
+    request: RequestContext,
+    mut body: Bytes,
+    from: Origin,
+) -> Result<api::sasl::SaslAnswer, ReadEnd> {
+    let config = context
+        .settings
+        .listener(from.listener)
+        .protocol
+        .uses_sasl()
+        .then_some(&*context.sasl);
+    let answer = match request.api {
+        ApiKey::SaslHandshake => api::sasl::handshake(config, session, request, &mut body),
+        _ => api::sasl::authenticate(
+            config,
+            session,
+            request,
+            &mut body,
+            from.peer,
+            context.limits.now_ms(),
+        ),
+    }
+    .map_err(|err| ReadEnd::Malformed(err.to_string()))?;
+    if !answer.keep_open && request.api == ApiKey::SaslAuthenticate {
+        compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
+    }
+    Ok(answer)
 }
 
 #[derive(Clone, Copy)]
@@ -213,7 +291,10 @@ async fn read_frame_body(
 
 /// Decodes the request header. Unknown APIs and versions close the connection, except an
 /// ApiVersions request of a newer version, which gets the v0 answer (KIP-511).
-fn parse_header(frame: BytesMut) -> Result<(RequestContext, Bytes, Option<String>), String> {
+fn parse_header(
+    frame: BytesMut,
+    listener: ListenerId,
+) -> Result<(RequestContext, Bytes, Option<String>), String> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -228,6 +309,7 @@ fn parse_header(frame: BytesMut) -> Result<(RequestContext, Bytes, Option<String
             api,
             version,
             correlation_id,
+            listener,
         };
         return Ok((request, Bytes::new(), None));
     }
@@ -245,6 +327,7 @@ fn parse_header(frame: BytesMut) -> Result<(RequestContext, Bytes, Option<String
             api,
             version,
             correlation_id,
+            listener,
         },
         body,
         client_id,

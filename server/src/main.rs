@@ -7,15 +7,19 @@
 mod api;
 mod broker;
 mod cli_groups;
+mod cli_users;
 mod config;
+mod config_security;
 mod connection;
 mod group;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]
 mod large_alloc;
 mod limits;
+mod listeners;
 mod metadata;
 mod metrics;
+mod sasl;
 mod settings;
 mod shard;
 mod topics;
@@ -43,6 +47,7 @@ fn main() -> Result<()> {
         Some(config::Command::Groups { bootstrap, group }) => {
             cli_groups::run(bootstrap, group.as_deref())
         }
+        Some(config::Command::Users { action }) => cli_users::run(action),
         None => broker::run(args),
     }
 }

@@ -20,6 +20,8 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod sasl;
+pub mod scram_credentials;
 
 use std::rc::Rc;
 
@@ -85,6 +87,8 @@ pub struct RequestContext {
     pub api: ApiKey,
     pub version: i16,
     pub correlation_id: i32,
+    /// The listener the request came in on (Metadata announces that listener's address).
+    pub listener: crate::listeners::ListenerId,
 }
 
 impl RequestContext {
@@ -144,6 +148,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The version range we serve for `api`, if any.
@@ -191,6 +199,10 @@ pub async fn dispatch(
         ApiKey::ConsumerGroupDescribe => {
             consumer_groups::consumer_group_describe(context, request, &mut body).await
         }
+        ApiKey::DescribeUserScramCredentials => {
+            scram_credentials::describe(context, request, &mut body)
+        }
+        ApiKey::AlterUserScramCredentials => scram_credentials::alter(context, request, &mut body),
         ApiKey::IncrementalAlterConfigs => {
             incremental_alter_configs::handle(context, request, &mut body).await
         }
