@@ -41,11 +41,7 @@ pub fn run(args: Args) -> Result<()> {
         .publish(&registry)
         .context("topic configs in the registry")?;
     let wanted = args.listeners()?;
-    if let Some(tls) = wanted.iter().find(|l| l.protocol.uses_tls()) {
-        anyhow::bail!(
-            "listener {tls}: TLS listeners are not implemented yet (see docs/SECURITY.md)"
-        );
-    }
+    let tls = args.security.tls_config(&wanted)?;
     // One socket per shard for each listener: listeners[shard][i] serves wanted[i].
     let mut bound = Vec::with_capacity(wanted.len());
     let mut per_shard: Vec<Vec<std::net::TcpListener>> =
@@ -110,6 +106,7 @@ pub fn run(args: Args) -> Result<()> {
             cpu: index % cores,
             listeners,
             sasl: Arc::clone(&sasl),
+            tls: tls.clone(),
             inbox,
             metadata: Arc::clone(&metadata),
             router: Arc::clone(&router),
@@ -241,6 +238,7 @@ struct ShardStart {
     /// This shard's socket of each listener, in `--listeners` order (the index is the ListenerId).
     listeners: Vec<std::net::TcpListener>,
     sasl: Arc<crate::sasl::SaslConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     inbox: flume::Receiver<ShardJob>,
     metadata: Arc<Metadata>,
     router: Arc<Router>,
@@ -278,6 +276,7 @@ impl ShardStart {
             shutdown: self.shutdown,
             in_flight_requests: Cell::new(0),
             sasl: self.sasl,
+            tls: self.tls,
             coordinator: RefCell::new(None),
         });
         let started = async {
@@ -305,7 +304,12 @@ impl ShardStart {
             let id = ListenerId(index as u8);
             accept_loops.push(accept_loop(Rc::clone(&context), listener, id));
         }
-        let accepting = std::pin::pin!(futures_util::future::join_all(accept_loops));
+        // One wake-up per shard stops every listener's loop at once (dropping them).
+        let accepting = std::pin::pin!(async {
+            let all = std::pin::pin!(futures_util::future::join_all(accept_loops));
+            let stop = std::pin::pin!(context.router.wait_for_wake(context.id));
+            select(all, stop).await;
+        });
         if let Either::Right((fsync_error, _)) = select(accepting, maintenance).await {
             // A failed fsync leaves the page cache in an unknown state: stop, never retry.
             let err = fsync_error.map_or_else(
@@ -459,10 +463,8 @@ async fn accept_loop(
     id: ListenerId,
 ) {
     loop {
-        let accept = std::pin::pin!(listener.accept());
-        let stop = std::pin::pin!(context.router.wait_for_wake(context.id));
-        match select(accept, stop).await {
-            Either::Left((Ok((stream, peer)), _)) => {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
                 crate::metrics::record_connection();
                 match context.limits.connections.try_open(peer.ip()) {
                     Ok(permit) => {
@@ -490,11 +492,10 @@ async fn accept_loop(
                     }
                 }
             }
-            Either::Left((Err(err), _)) => {
+            Err(err) => {
                 warn!(%err, "accept failed");
                 compio::time::sleep(Duration::from_millis(10)).await;
             }
-            Either::Right(_) => return,
         }
         if context.shutting_down() {
             return;

@@ -12,10 +12,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use compio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 use compio::runtime::JoinHandle;
-use compio::BufResult;
 use futures_util::future::{select, Either};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
@@ -26,7 +24,8 @@ use crate::limits::ConnectionPermit;
 use crate::listeners::ListenerId;
 use crate::sasl::{Session, FAILED_AUTHENTICATION_DELAY};
 use crate::shard::ShardContext;
-use crate::zero_copy::{send_file_range, SplicePipe};
+use crate::transport::{self, ConnReader, ConnWriter};
+use crate::zero_copy::SplicePipe;
 
 /// Requests of one connection being served at once; the reader waits beyond that.
 pub const IN_FLIGHT_REQUESTS_MAX: usize = 16;
@@ -69,10 +68,17 @@ pub async fn serve(
 ) {
     let _permit = permit;
     let _ = stream.set_nodelay(true);
+    let (reader, writer) = match open_transport(&context, stream, peer, listener).await {
+        Ok(halves) => halves,
+        Err(err) => {
+            debug!(%peer, %err, "TLS handshake failed; closing");
+            return;
+        }
+    };
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
-    let writer = compio::runtime::spawn(write_responses(stream.clone(), responses, peer));
+    let writer = compio::runtime::spawn(write_responses(writer, responses, peer));
     let from = Origin { peer, listener };
-    if let Err(reason) = read_requests(&context, stream, queue, from).await {
+    if let Err(reason) = read_requests(&context, reader, queue, from).await {
         match reason {
             ReadEnd::Idle(_) => crate::metrics::record_idle_closed(),
             ReadEnd::FrameTimeout(_) => crate::metrics::record_frame_timeout(),
@@ -84,10 +90,43 @@ pub async fn serve(
     let _ = writer.await;
 }
 
+/// The connection's halves: the socket itself, or TLS after a handshake bounded by the frame
+/// timeout (a client that stalls its handshake holds a connection no longer than a slow frame).
+async fn open_transport(
+    context: &Rc<ShardContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: ListenerId,
+) -> std::io::Result<(ConnReader, ConnWriter)> {
+    if !context.settings.listener(listener).protocol.uses_tls() {
+        return Ok(transport::plain(stream));
+    }
+    let config = context
+        .tls
+        .clone()
+        .expect("TLS listeners start only with a TLS config");
+    let timeout_ms = context.settings.frame_read_timeout_ms;
+    let handshake = std::pin::pin!(transport::accept_tls(stream, config));
+    let timer = std::pin::pin!(compio::time::sleep(Duration::from_millis(timeout_ms)));
+    match select(handshake, timer).await {
+        Either::Left((done, _)) => {
+            let (reader, writer, principal) = done?;
+            if let Some(principal) = principal {
+                debug!(%peer, %principal, "TLS client certificate accepted");
+            }
+            Ok((reader, writer))
+        }
+        Either::Right(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("TLS handshake not done within {timeout_ms} ms"),
+        )),
+    }
+}
+
 /// Reads frames and queues their handlers until the connection ends.
 async fn read_requests(
     context: &Rc<ShardContext>,
-    mut stream: TcpStream,
+    mut stream: ConnReader,
     queue: flume::Sender<PendingResponse>,
     from: Origin,
 ) -> Result<(), ReadEnd> {
@@ -230,15 +269,15 @@ struct FrameTimeouts {
 /// (only while no request of this connection is in flight: a long-polling Fetch is not idle);
 /// the rest of the prefix, by the frame timeout.
 async fn read_frame_size(
-    stream: &mut TcpStream,
+    stream: &mut ConnReader,
     timeouts: FrameTimeouts,
     held_bytes: &Cell<u64>,
 ) -> Result<i32, ReadEnd> {
     let idle = Duration::from_millis(timeouts.idle_ms);
-    let BufResult(result, prefix) = {
+    let prefix = {
         // One read, not read_exact, so the common case costs one syscall and a partial prefix
         // is known to have started.
-        let mut read = std::pin::pin!(stream.read([0u8; 4]));
+        let mut read = std::pin::pin!(stream.read_some(4));
         loop {
             let timer = std::pin::pin!(compio::time::sleep(idle));
             match select(read.as_mut(), timer).await {
@@ -249,21 +288,21 @@ async fn read_frame_size(
             }
         }
     };
-    let got = result?;
+    let prefix = prefix?;
+    let got = prefix.len();
     if got == 0 {
         return Err(ReadEnd::ClientClosed);
     }
-    let mut size = prefix;
+    let mut size = [0u8; 4];
+    size[..got].copy_from_slice(&prefix);
     if got < 4 {
-        let rest = Vec::with_capacity(4 - got);
         let deadline = Duration::from_millis(timeouts.frame_ms);
-        let read = std::pin::pin!(stream.read_exact(rest));
+        let read = std::pin::pin!(stream.read_exact(4 - got));
         let timer = std::pin::pin!(compio::time::sleep(deadline));
-        let BufResult(result, rest) = match select(read, timer).await {
-            Either::Left((done, _)) => done,
+        let rest = match select(read, timer).await {
+            Either::Left((done, _)) => done?,
             Either::Right(_) => return Err(ReadEnd::FrameTimeout(timeouts.frame_ms)),
         };
-        result?;
         size[got..].copy_from_slice(&rest);
     }
     Ok(i32::from_be_bytes(size))
@@ -271,19 +310,16 @@ async fn read_frame_size(
 
 /// Reads a frame's `size` bytes, which must all arrive within the frame timeout of its start.
 async fn read_frame_body(
-    stream: &mut TcpStream,
+    stream: &mut ConnReader,
     size: usize,
     started: Instant,
     timeouts: FrameTimeouts,
 ) -> Result<BytesMut, ReadEnd> {
     let remaining = Duration::from_millis(timeouts.frame_ms).saturating_sub(started.elapsed());
-    let read = std::pin::pin!(stream.read_exact(BytesMut::with_capacity(size)));
+    let read = std::pin::pin!(stream.read_exact(size));
     let timer = std::pin::pin!(compio::time::sleep(remaining));
     match select(read, timer).await {
-        Either::Left((BufResult(result, frame), _)) => {
-            result?;
-            Ok(frame)
-        }
+        Either::Left((frame, _)) => Ok(frame?),
         // Dropping the read is safe here: the connection closes.
         Either::Right(_) => Err(ReadEnd::FrameTimeout(timeouts.frame_ms)),
     }
@@ -336,7 +372,7 @@ fn parse_header(
 
 /// Sends responses in request order.
 async fn write_responses(
-    mut stream: TcpStream,
+    mut stream: ConnWriter,
     responses: flume::Receiver<PendingResponse>,
     peer: SocketAddr,
 ) {
@@ -364,11 +400,11 @@ async fn write_responses(
             break;
         }
     }
-    let _ = stream.shutdown().await;
+    stream.shutdown().await;
 }
 
 async fn send(
-    stream: &mut TcpStream,
+    stream: &mut ConnWriter,
     pipe: &SplicePipe,
     response: Response,
 ) -> std::io::Result<()> {
@@ -376,27 +412,20 @@ async fn send(
         Response::Nothing => Ok(()),
         Response::Frame(frame) => {
             crate::metrics::record_bytes_out(frame.len() as u64);
-            let BufResult(result, _) = stream.write_all(frame).await;
-            result
+            stream.write_all(frame).await
         }
         Response::Fetch(fetch) => {
             for part in fetch.parts {
                 match part {
                     api::fetch_response::FramePart::Inline(bytes) => {
                         crate::metrics::record_bytes_out(bytes.len() as u64);
-                        let BufResult(result, _) = stream.write_all(bytes).await;
-                        result?;
+                        stream.write_all(bytes).await?;
                     }
                     api::fetch_response::FramePart::Records { topic, partition } => {
                         for slice in &fetch.records[topic][partition] {
-                            send_file_range(
-                                pipe,
-                                &slice.file,
-                                slice.position.get(),
-                                slice.len,
-                                stream,
-                            )
-                            .await?;
+                            stream
+                                .send_file(pipe, &slice.file, slice.position.get(), slice.len)
+                                .await?;
                             crate::metrics::record_bytes_out(slice.len);
                         }
                     }

@@ -22,7 +22,9 @@ mod metrics;
 mod sasl;
 mod settings;
 mod shard;
+mod tls;
 mod topics;
+mod transport;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]
 mod zero_copy;
