@@ -18,7 +18,7 @@ from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechan
                                    UserScramCredentialUpsertion)
 
 from compat_checks import topic_name
-from secure_broker import (ALL_MECHANISMS, SCRAM_MECHANISMS, librdkafka_conf,  # noqa: F401
+from secure_broker import (ALL_MECHANISMS, SCRAM_MECHANISMS, kcat_mechanisms, librdkafka_conf,  # noqa: F401
                            start_secure_broker)
 
 MESSAGES = 50
@@ -82,7 +82,7 @@ def test_a_client_that_does_not_authenticate_gets_nothing(start_secure_broker):
 
 
 @pytest.mark.skipif(KCAT is None, reason="kcat is not installed (bash scripts/setup-test-deps.sh)")
-@pytest.mark.parametrize("mechanism", ALL_MECHANISMS)
+@pytest.mark.parametrize("mechanism", kcat_mechanisms())
 def test_kcat_produces_and_consumes(start_secure_broker, mechanism):
     broker = start_secure_broker()
     conf = librdkafka_conf(broker, "SASL_PLAINTEXT", mechanism)
@@ -124,7 +124,7 @@ def test_kafka_python_scram(start_secure_broker, mechanism):
     consumer.close()
     assert got == [f"p{i}" for i in range(MESSAGES)]
     with pytest.raises(KPError):
-        KafkaProducer(**{**conf, "sasl_plain_password": "wrong"}, api_version_auto_timeout_ms=10_000)
+        KafkaProducer(**{**conf, "sasl_plain_password": "wrong"})
 
 
 @pytest.mark.skipif(NODE is None or not (NODE_DIR / "node_modules" / "kafkajs").is_dir(),
@@ -152,7 +152,7 @@ def test_kafkajs_scram(start_secure_broker, mechanism):
     assert (low, high) == (0, MESSAGES)
     refused = run("wrong")
     assert refused.returncode == 1, refused.stderr[-2000:]
-    assert "SASL_AUTHENTICATION_FAILED" in refused.stdout + refused.stderr
+    assert "KafkaJSSASLAuthenticationError" in refused.stdout, refused.stdout
 
 
 def test_users_created_with_the_admin_api_log_in_and_survive_a_restart(start_secure_broker):

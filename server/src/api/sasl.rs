@@ -1,8 +1,10 @@
 //! SaslHandshake (v1) and SaslAuthenticate (v0–v2): a connection's login, served by its reader
 //! before it reads the next frame, so no request is judged against a half-finished login.
 //!
-//! SaslHandshake v0 (raw SASL tokens without SaslAuthenticate framing) is not offered: every
-//! client since Kafka 1.0 uses v1.
+//! After a SaslHandshake v0, Kafka expects raw SASL tokens without SaslAuthenticate framing; that
+//! form is not served (such a token is not a valid request and closes the connection). v0 is
+//! still advertised because librdkafka up to 2.x refuses SASL unless ApiVersions lists it; clients
+//! since Kafka 1.0 send v1 and SaslAuthenticate.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;

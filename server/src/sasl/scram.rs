@@ -254,7 +254,12 @@ impl ScramExchange {
         first: ClientFirst,
         credential: ScramCredential,
     ) -> (Self, Vec<u8>) {
-        let nonce = format!("{}{}", first.nonce, B64.encode(random_bytes(NONCE_BYTES)));
+        // Hex: printable, never ',' (the attribute separator).
+        let suffix: String = random_bytes(NONCE_BYTES)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        let nonce = format!("{}{suffix}", first.nonce);
         let server_first = format!(
             "r={nonce},s={},i={}",
             B64.encode(&credential.salt),
@@ -295,6 +300,8 @@ impl ScramExchange {
         if B64.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
             return Err(ScramError::ChannelBinding);
         }
+        // Exactly the nonce sent (RFC 5802, and Kafka's check): librdkafka 2.0.x repeats the
+        // client's part ("cnonce" + "cnonce snonce") and is refused, as by Kafka.
         if nonce != self.nonce {
             return Err(ScramError::NonceMismatch);
         }
