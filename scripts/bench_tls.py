@@ -52,7 +52,7 @@ def one_run(ports, protocol, topic, records, work, certs, pid):
     cpu_1 = cpu_seconds(pid)
     consumed = tool("org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server", bootstrap,
                     "--topic", topic, "--messages", str(records), "--timeout", "60000",
-                    "--command-config", str(config))
+                    "--consumer.config", str(config))
     cpu_2 = cpu_seconds(pid)
     sent, recs_per_s, *_ = PRODUCE_LINE.findall(produced)[-1]
     lines = [line for line in consumed.splitlines() if line.strip()]
