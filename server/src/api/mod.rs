@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api_versions;
+pub mod client_quotas;
 pub mod consumer_groups;
 pub mod create_partitions;
 pub mod create_topics;
@@ -152,6 +153,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
 ];
 
 /// The version range we serve for `api`, if any.
@@ -203,6 +205,7 @@ pub async fn dispatch(
             scram_credentials::describe(context, request, &mut body)
         }
         ApiKey::AlterUserScramCredentials => scram_credentials::alter(context, request, &mut body),
+        ApiKey::DescribeClientQuotas => client_quotas::describe(request, &mut body),
         ApiKey::IncrementalAlterConfigs => {
             incremental_alter_configs::handle(context, request, &mut body).await
         }
