@@ -32,6 +32,7 @@
 
 pub use crate::codec::Compression;
 use crate::error::BatchError;
+use crate::units::Offset;
 
 /// Size of the fixed RecordBatch v2 header; records start here.
 pub const HEADER_BYTES: usize = 61;
@@ -66,7 +67,7 @@ const ATTR_CONTROL: i16 = 0x20;
 /// The decoded fixed header of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
-    pub base_offset: i64,
+    pub base_offset: Offset,
     pub batch_length: i32,
     pub partition_leader_epoch: i32,
     pub magic: i8,
@@ -88,13 +89,13 @@ impl BatchHeader {
     }
 
     /// Offset of the last record the batch covers (records may have been compacted away).
-    pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+    pub fn last_offset(&self) -> Offset {
+        self.base_offset.plus(i64::from(self.last_offset_delta))
     }
 
     /// Offset that follows this batch.
-    pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+    pub fn next_offset(&self) -> Offset {
+        self.last_offset().plus(1)
     }
 
     pub fn compression(&self) -> Result<Compression, BatchError> {
@@ -143,12 +144,12 @@ fn read_i64(bytes: &[u8], at: usize) -> i64 {
 
 /// Reads `base_offset` and `batch_length`: all that is needed to walk from batch to batch.
 /// Returns `None` when fewer than [`LOG_OVERHEAD_BYTES`] are available.
-pub fn peek_offset_and_length(bytes: &[u8]) -> Option<(i64, i32)> {
+pub fn peek_offset_and_length(bytes: &[u8]) -> Option<(Offset, i32)> {
     if bytes.len() < LOG_OVERHEAD_BYTES {
         return None;
     }
     Some((
-        read_i64(bytes, BASE_OFFSET_OFFSET),
+        Offset::new(read_i64(bytes, BASE_OFFSET_OFFSET)),
         read_i32(bytes, BATCH_LENGTH_OFFSET),
     ))
 }
@@ -162,7 +163,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         });
     }
     Ok(BatchHeader {
-        base_offset: read_i64(bytes, BASE_OFFSET_OFFSET),
+        base_offset: Offset::new(read_i64(bytes, BASE_OFFSET_OFFSET)),
         batch_length: read_i32(bytes, BATCH_LENGTH_OFFSET),
         partition_leader_epoch: read_i32(bytes, LEADER_EPOCH_OFFSET),
         magic: read_i8(bytes, MAGIC_OFFSET),
@@ -289,7 +290,7 @@ pub fn validate_all(
 }
 
 /// Writes the broker-assigned base offset into a batch. Outside the CRC'd region.
-pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+pub fn set_base_offset(batch: &mut [u8], base_offset: Offset) {
     assert!(batch.len() >= HEADER_BYTES, "not a batch header");
     set_base_offset_in_prefix(batch, base_offset);
 }
@@ -302,9 +303,10 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
 
 /// [`set_base_offset`] on just the first bytes of a batch (at least through the leader epoch),
 /// for writers that send the rest of the batch from the producer's buffer untouched.
-pub fn set_base_offset_in_prefix(prefix: &mut [u8], base_offset: i64) {
+pub fn set_base_offset_in_prefix(prefix: &mut [u8], base_offset: Offset) {
     assert!(prefix.len() >= LEADER_EPOCH_OFFSET + 4, "prefix too short");
-    prefix[BASE_OFFSET_OFFSET..BASE_OFFSET_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+    prefix[BASE_OFFSET_OFFSET..BASE_OFFSET_OFFSET + 8]
+        .copy_from_slice(&base_offset.get().to_be_bytes());
 }
 
 /// [`set_partition_leader_epoch`] on just the first bytes of a batch.
@@ -561,12 +563,12 @@ mod tests {
     fn offset_and_epoch_assignment_keeps_crc_valid() {
         // The broker's only writes must not invalidate the producer's checksum.
         let mut batch = sample();
-        set_base_offset(&mut batch, 4242);
+        set_base_offset(&mut batch, Offset::new(4242));
         set_partition_leader_epoch(&mut batch, 7);
         let header = validate(&batch, MAX, Strictness::Producer).unwrap();
-        assert_eq!(header.base_offset, 4242);
+        assert_eq!(header.base_offset, Offset::new(4242));
         assert_eq!(header.partition_leader_epoch, 7);
-        assert_eq!(header.last_offset(), 4244);
+        assert_eq!(header.last_offset(), Offset::new(4244));
     }
 
     #[test]

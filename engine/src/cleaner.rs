@@ -27,6 +27,7 @@ use crate::batch::{
 };
 use crate::compression::{self, Framing};
 use crate::error::{AppendError, CompressionError};
+use crate::units::Offset;
 
 /// Why a batch's records could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -147,13 +148,13 @@ fn optional_range(body: &[u8], at: usize) -> Option<(Option<Range<usize>>, usize
 /// The latest offset of every key in the part of the log being cleaned.
 #[derive(Debug, Default)]
 pub struct KeyMap {
-    latest: HashMap<Box<[u8]>, i64>,
+    latest: HashMap<Box<[u8]>, Offset>,
     key_bytes: usize,
 }
 
 impl KeyMap {
     /// Notes that `key` occurs at `offset` (offsets come in log order; the largest wins).
-    pub fn observe(&mut self, key: &[u8], offset: i64) {
+    pub fn observe(&mut self, key: &[u8], offset: Offset) {
         match self.latest.get_mut(key) {
             Some(latest) => *latest = (*latest).max(offset),
             None => {
@@ -163,7 +164,7 @@ impl KeyMap {
         }
     }
 
-    pub fn latest(&self, key: &[u8]) -> Option<i64> {
+    pub fn latest(&self, key: &[u8]) -> Option<Offset> {
         self.latest.get(key).copied()
     }
 
@@ -186,7 +187,10 @@ impl KeyMap {
             if let Some(key) = decoded.key(record) {
                 self.observe(
                     key,
-                    decoded.header.base_offset + i64::from(record.offset_delta),
+                    decoded
+                        .header
+                        .base_offset
+                        .plus(i64::from(record.offset_delta)),
                 );
             }
         }
@@ -204,7 +208,10 @@ pub fn survivors(decoded: &DecodedBatch, keys: &KeyMap, tombstones_expired: bool
             let Some(key) = decoded.key(record) else {
                 return false;
             };
-            let offset = decoded.header.base_offset + i64::from(record.offset_delta);
+            let offset = decoded
+                .header
+                .base_offset
+                .plus(i64::from(record.offset_delta));
             let is_latest = keys.latest(key).is_none_or(|latest| latest <= offset);
             is_latest && !(record.is_tombstone && tombstones_expired)
         })
@@ -344,7 +351,7 @@ mod tests {
             base_sequence: 40,
         };
         let mut batch = encode_batch(1_000, &records, producer);
-        batch::set_base_offset(&mut batch, 100);
+        batch::set_base_offset(&mut batch, Offset::new(100));
         batch::set_partition_leader_epoch(&mut batch, 5);
         compress_batch(&batch, codec, framing).unwrap()
     }
@@ -359,7 +366,7 @@ mod tests {
             assert_eq!(decoded.records.len(), 3);
             let mut keys = KeyMap::default();
             keys.observe_batch(&decoded);
-            assert_eq!(keys.latest(b"a"), Some(102));
+            assert_eq!(keys.latest(b"a"), Some(Offset::new(102)));
             let keep = survivors(&decoded, &keys, false);
             assert_eq!(keep, vec![false, true, true]);
             let rebuilt = rebuild(&original, &decoded, &keep).unwrap().unwrap();
@@ -392,7 +399,7 @@ mod tests {
         let mut keys = KeyMap::default();
         keys.observe_batch(&decoded);
         assert_eq!(survivors(&decoded, &keys, true), vec![false, true, false]);
-        keys.observe(b"b", 500);
+        keys.observe(b"b", Offset::new(500));
         let keep = survivors(&decoded, &keys, true);
         assert_eq!(rebuild(&original, &decoded, &keep).unwrap(), None);
         let all = vec![true; 3];

@@ -445,7 +445,7 @@ impl<'a> BatchReader<'a> {
         let position = self.position;
         let corrupt = |reason: String| CompactionError::Corrupt {
             path: self.files.log_path.clone(),
-            position,
+            position: Position::new(position),
             reason,
         };
         let mut at = (position - self.window_start) as usize;
@@ -523,7 +523,7 @@ fn decode_for_cleaning(bytes: &[u8], path: &Path) -> Option<DecodedBatch> {
     match cleaner::decode_batch(bytes) {
         Ok(decoded) => Some(decoded),
         Err(err) => {
-            warn!(path = %path.display(), base_offset = header.base_offset, %err, "batch kept uncleaned");
+            warn!(path = %path.display(), base_offset = %header.base_offset, %err, "batch kept uncleaned");
             None
         }
     }
@@ -587,7 +587,7 @@ async fn clean_segment(
         }
         if written + pending.len() as u64 > u64::from(u32::MAX) {
             return Err(CompactionError::TooLarge {
-                base_offset: target.base_offset.get(),
+                base_offset: target.base_offset,
                 bytes_max: u64::from(u32::MAX),
             });
         }
@@ -659,7 +659,7 @@ async fn finish_copy(copy: &mut Segment) -> Result<(), CompactionError> {
     if file_bytes != copy.size_bytes {
         return Err(CompactionError::Corrupt {
             path,
-            position: file_bytes,
+            position: Position::new(file_bytes),
             reason: format!(
                 "cleaned copy holds {file_bytes} bytes, expected {}",
                 copy.size_bytes

@@ -243,7 +243,10 @@ fn produce_then_fetch_round_trips_and_record_bytes_are_spliced_not_copied() {
         )
         .unwrap();
         assert_eq!(
-            headers.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+            headers
+                .iter()
+                .map(|h| h.base_offset.get())
+                .collect::<Vec<_>>(),
             vec![0, 50, 100, 150]
         );
     }

@@ -13,7 +13,7 @@ impl PartitionLog {
     pub async fn offset_for_timestamp(
         &self,
         timestamp: i64,
-    ) -> Result<Option<(i64, i64)>, ReadError> {
+    ) -> Result<Option<(Offset, i64)>, ReadError> {
         // Segments whose newest record is old enough, each with where the time index lets a
         // walk start; taken under one borrow, searched after it.
         let candidates: Vec<(SegmentFiles, Position, Position)> = {
@@ -30,7 +30,7 @@ impl PartitionLog {
         };
         for (files, walk_start, end) in candidates {
             if let Some(found) = first_at_or_after(&files, walk_start, end, timestamp).await? {
-                return Ok(Some((found.0.get(), found.1)));
+                return Ok(Some(found));
             }
         }
         Ok(None)
@@ -48,7 +48,7 @@ async fn first_at_or_after(
 ) -> Result<Option<(Offset, i64)>, ReadError> {
     let corrupt = |position: Position, reason: String| ReadError::Corrupt {
         path: files.log_path.clone(),
-        position: position.get(),
+        position,
         reason,
     };
     while position < end {
@@ -65,7 +65,7 @@ async fn first_at_or_after(
             ));
         }
         if header.max_timestamp >= timestamp {
-            let base_offset = Offset::new(header.base_offset);
+            let base_offset = header.base_offset;
             let whole =
                 segment::walk::read_range(&files.log, position, header.total_bytes()).await?;
             return Ok(Some(
