@@ -38,6 +38,10 @@ use crate::units::Offset;
 pub const HEADER_BYTES: usize = 61;
 /// Bytes before `batch_length`'s coverage starts: `base_offset` + `batch_length` itself.
 pub const LOG_OVERHEAD_BYTES: usize = 12;
+/// The smallest valid `batchLength`: a header without records (the field counts the bytes after
+/// the offset and length fields).
+pub const BATCH_LENGTH_MIN: i32 = 49;
+const _: () = assert!(HEADER_BYTES - LOG_OVERHEAD_BYTES == BATCH_LENGTH_MIN as usize);
 
 pub const BASE_OFFSET_OFFSET: usize = 0;
 pub const BATCH_LENGTH_OFFSET: usize = 8;
@@ -84,8 +88,11 @@ pub struct BatchHeader {
 
 impl BatchHeader {
     /// Total bytes of the batch on disk and on the wire.
+    ///
+    /// A negative (corrupt) length counts as 0: [`validate`] refuses it, and callers of
+    /// [`parse_header`] check the total against the bytes they hold before slicing.
     pub fn total_bytes(&self) -> usize {
-        LOG_OVERHEAD_BYTES + self.batch_length as usize
+        LOG_OVERHEAD_BYTES + usize::try_from(self.batch_length).unwrap_or(0)
     }
 
     /// Offset of the last record the batch covers (records may have been compacted away).
@@ -167,7 +174,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         batch_length: read_i32(bytes, BATCH_LENGTH_OFFSET),
         partition_leader_epoch: read_i32(bytes, LEADER_EPOCH_OFFSET),
         magic: read_i8(bytes, MAGIC_OFFSET),
-        crc: read_i32(bytes, CRC_OFFSET) as u32,
+        crc: u32::from_be_bytes(read_i32(bytes, CRC_OFFSET).to_be_bytes()),
         attributes: read_i16(bytes, ATTRIBUTES_OFFSET),
         last_offset_delta: read_i32(bytes, LAST_OFFSET_DELTA_OFFSET),
         base_timestamp: read_i64(bytes, BASE_TIMESTAMP_OFFSET),
@@ -198,7 +205,7 @@ pub fn validate(
     strictness: Strictness,
 ) -> Result<BatchHeader, BatchError> {
     let header = parse_header(bytes)?;
-    if header.batch_length < (HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
+    if header.batch_length < BATCH_LENGTH_MIN {
         return Err(BatchError::BadLength {
             batch_length: header.batch_length,
         });
@@ -384,8 +391,11 @@ pub fn decode_records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
     if header.compression().ok()? != Compression::None || header.total_bytes() > batch.len() {
         return None;
     }
-    let body = &batch[HEADER_BYTES..header.total_bytes()];
-    let mut records = Vec::with_capacity(header.record_count.max(0) as usize);
+    let body = batch.get(HEADER_BYTES..header.total_bytes())?;
+    // The count comes from the batch: a record takes at least one byte, so the body bounds it.
+    let mut records = Vec::with_capacity(
+        usize::try_from(header.record_count).map_or(0, |count| count.min(body.len())),
+    );
     let mut position = 0usize;
     for _ in 0..header.record_count {
         let (record_length, length_bytes) = read_varlong(body.get(position..)?)?;
@@ -468,11 +478,15 @@ pub fn encode_batch(
         write_varlong(&mut out, body.len() as i64);
         out.extend_from_slice(&body);
     }
-    let batch_length = (out.len() - LOG_OVERHEAD_BYTES) as i32;
+    // Encoded batches are the broker's own (internal topics) and tests': far below 2 GiB, and
+    // with at most i32::MAX records.
+    let batch_length =
+        i32::try_from(out.len() - LOG_OVERHEAD_BYTES).expect("an encoded batch stays below 2 GiB");
+    let record_count = i32::try_from(records.len()).expect("an encoded batch's record count");
     out[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&batch_length.to_be_bytes());
     out[LEADER_EPOCH_OFFSET..LEADER_EPOCH_OFFSET + 4].copy_from_slice(&(-1i32).to_be_bytes());
-    out[MAGIC_OFFSET] = MAGIC_V2 as u8;
-    let last_offset_delta = (records.len() - 1) as i32;
+    out[MAGIC_OFFSET] = MAGIC_V2.to_be_bytes()[0];
+    let last_offset_delta = record_count - 1;
     out[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
         .copy_from_slice(&last_offset_delta.to_be_bytes());
     out[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8]
@@ -485,8 +499,7 @@ pub fn encode_batch(
         .copy_from_slice(&producer.producer_epoch.to_be_bytes());
     out[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
         .copy_from_slice(&producer.base_sequence.to_be_bytes());
-    out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4]
-        .copy_from_slice(&(records.len() as i32).to_be_bytes());
+    out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&record_count.to_be_bytes());
     let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     out

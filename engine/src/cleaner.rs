@@ -120,7 +120,8 @@ fn locate_records(area: &[u8], header: &BatchHeader) -> Result<Vec<RawRecord>, R
         at += used;
         let (value, _) = optional_range(body, at).ok_or_else(|| malformed("value"))?;
         records.push(RawRecord {
-            offset_delta: offset_delta as i32,
+            offset_delta: i32::try_from(offset_delta)
+                .expect("checked above: within [0, last_offset_delta]"),
             key: key.map(|range| body_start + range.start..body_start + range.end),
             is_tombstone: value.is_none(),
             span: position..end,
@@ -239,24 +240,32 @@ pub fn rebuild(
         area.extend_from_slice(&decoded.records_area[record.span.clone()]);
     }
     let packed = compression::compress(decoded.codec, decoded.framing, &area)?;
-    Ok(Some(assemble(
-        &original[..HEADER_BYTES],
-        &packed,
-        kept as i32,
-    )))
+    let kept = i32::try_from(kept).expect("at most the batch's record count, an i32");
+    assemble(&original[..HEADER_BYTES], &packed, kept, decoded.codec).map(Some)
 }
 
 /// A batch from an original header and a new record area: length, count and CRC recomputed.
-fn assemble(header_bytes: &[u8], records_area: &[u8], record_count: i32) -> Vec<u8> {
+/// Refused when the batch length no longer fits its `int32` field (a recompressed area can be a
+/// little larger than the original).
+fn assemble(
+    header_bytes: &[u8],
+    records_area: &[u8],
+    record_count: i32,
+    codec: Compression,
+) -> Result<Vec<u8>, CompressionError> {
+    let batch_length = i32::try_from(HEADER_BYTES - LOG_OVERHEAD_BYTES + records_area.len())
+        .map_err(|_| CompressionError::Compress {
+            codec,
+            reason: "batch length past 2 GiB".to_string(),
+        })?;
     let mut out = Vec::with_capacity(HEADER_BYTES + records_area.len());
     out.extend_from_slice(&header_bytes[..HEADER_BYTES]);
     out.extend_from_slice(records_area);
-    let batch_length = (out.len() - LOG_OVERHEAD_BYTES) as i32;
     out[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&batch_length.to_be_bytes());
     out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&record_count.to_be_bytes());
     let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-    out
+    Ok(out)
 }
 
 /// Re-encodes an uncompressed batch with `codec` (tests, benchmarks and tools: producers send
@@ -278,7 +287,12 @@ pub fn compress_batch(
         (i16::from_be_bytes([header[ATTRIBUTES_OFFSET], header[ATTRIBUTES_OFFSET + 1]]) & !0x07)
             | codec_bits(codec);
     header[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
-    Ok(assemble(&header, &packed, decoded.header.record_count))
+    Ok(assemble(
+        &header,
+        &packed,
+        decoded.header.record_count,
+        codec,
+    )?)
 }
 
 fn codec_bits(codec: Compression) -> i16 {
@@ -439,7 +453,7 @@ mod tests {
             let original = sample(Compression::None, Framing::Standard);
             let mut batch = original[..HEADER_BYTES].to_vec();
             batch.extend_from_slice(&bytes);
-            let length = (batch.len() - LOG_OVERHEAD_BYTES) as i32;
+            let length = i32::try_from(batch.len() - LOG_OVERHEAD_BYTES).unwrap();
             batch[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&length.to_be_bytes());
             batch[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&count.to_be_bytes());
             let _ = decode_batch(&batch);

@@ -448,32 +448,38 @@ impl<'a> BatchReader<'a> {
             position: Position::new(position),
             reason,
         };
-        let mut at = (position - self.window_start) as usize;
+        let total_of = |length: i32| LOG_OVERHEAD_BYTES + usize::try_from(length).unwrap_or(0);
         let in_window = |window: &[u8], at: usize| {
             batch::peek_offset_and_length(window.get(at..).unwrap_or_default())
-                .map(|(_, length)| LOG_OVERHEAD_BYTES + length.max(0) as usize)
-                .filter(|total| at + total <= window.len())
+                .map(|(_, length)| total_of(length))
+                .is_some_and(|total| at + total <= window.len())
         };
-        if position < self.window_start || in_window(&self.window, at).is_none() {
-            let header = io::read_at_most(&self.files.log, position, LOG_OVERHEAD_BYTES)
-                .await
-                .map_err(CompactionError::io(&self.files.log_path))?;
-            let (_, length) = batch::peek_offset_and_length(&header)
-                .ok_or_else(|| corrupt("header past the end".into()))?;
-            let total = LOG_OVERHEAD_BYTES + length.max(0) as usize;
-            let len = CLEAN_READ_BYTES
-                .max(total)
-                .min((self.end - position) as usize);
-            self.window = io::read_at_most(&self.files.log, position, len)
-                .await
-                .map_err(CompactionError::io(&self.files.log_path))?;
-            self.window_start = position;
-            at = 0;
-        }
+        // Where the batch lies in the window, when the window holds all of it.
+        let windowed = position
+            .checked_sub(self.window_start)
+            .and_then(|delta| usize::try_from(delta).ok())
+            .filter(|at| in_window(&self.window, *at));
+        let at = match windowed {
+            Some(at) => at,
+            None => {
+                let header = io::read_at_most(&self.files.log, position, LOG_OVERHEAD_BYTES)
+                    .await
+                    .map_err(CompactionError::io(&self.files.log_path))?;
+                let (_, length) = batch::peek_offset_and_length(&header)
+                    .ok_or_else(|| corrupt("header past the end".into()))?;
+                let left = usize::try_from(self.end - position).unwrap_or(usize::MAX);
+                let len = CLEAN_READ_BYTES.max(total_of(length)).min(left);
+                self.window = io::read_at_most(&self.files.log, position, len)
+                    .await
+                    .map_err(CompactionError::io(&self.files.log_path))?;
+                self.window_start = position;
+                0
+            }
+        };
         let header = batch::validate(&self.window[at..], usize::MAX, Strictness::Stored)
             .map_err(|err| corrupt(err.to_string()))?;
         let total = header.total_bytes();
-        self.position += total as u64;
+        self.position += u64::try_from(total).expect("usize fits in u64");
         Ok(Some(&self.window[at..at + total]))
     }
 }

@@ -56,9 +56,7 @@ async fn first_at_or_after(
             segment::walk::read_range(&files.log, position, batch::HEADER_BYTES).await?;
         let header =
             batch::parse_header(&header_bytes).map_err(|err| corrupt(position, err.to_string()))?;
-        let header_length = i32::try_from(batch::HEADER_BYTES - batch::LOG_OVERHEAD_BYTES)
-            .expect("a header's length fits in i32");
-        if header.batch_length < header_length {
+        if header.batch_length < batch::BATCH_LENGTH_MIN {
             return Err(corrupt(
                 position,
                 format!("batch length {}", header.batch_length),
@@ -77,7 +75,8 @@ async fn first_at_or_after(
                 },
             ));
         }
-        position = position.advanced_by(header.total_bytes() as u64);
+        position =
+            position.advanced_by(u64::try_from(header.total_bytes()).expect("usize fits in u64"));
     }
     Ok(None)
 }

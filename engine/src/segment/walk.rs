@@ -103,7 +103,7 @@ impl<'a> HeaderWalker<'a> {
             .ok_or_else(|| corrupt("header past end of file"))?;
         let (base_offset, batch_length) =
             batch::peek_offset_and_length(bytes).ok_or_else(|| corrupt("short header"))?;
-        if batch_length < (batch::HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
+        if batch_length < batch::BATCH_LENGTH_MIN {
             return Err(corrupt("batch length below header size"));
         }
         let mut raw_delta = [0u8; 4];

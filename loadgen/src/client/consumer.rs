@@ -139,7 +139,8 @@ pub fn run_consumer(
             &config.bootstrap,
             group_id,
             &config.topic,
-            config.leaders.len() as i32,
+            i32::try_from(config.leaders.len())
+                .expect("one leader per partition; Kafka counts partitions in an int32"),
         )?),
     };
     let mut positions = positions_for(config, &mut cluster, member.as_mut())?;
@@ -176,7 +177,11 @@ pub fn run_consumer(
         let mut by_leader: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for partition in positions.keys() {
             by_leader
-                .entry(config.leaders[*partition as usize].as_str())
+                .entry(
+                    config.leaders
+                        [usize::try_from(*partition).expect("partition indexes are not negative")]
+                    .as_str(),
+                )
                 .or_default()
                 .push(*partition);
         }

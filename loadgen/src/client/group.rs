@@ -205,7 +205,9 @@ impl GroupMember {
             .map_err(ClientError::codec)?;
         Ok(JoinGroupRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(self.group_id.clone())))
-            .with_session_timeout_ms(SESSION_TIMEOUT.as_millis() as i32)
+            .with_session_timeout_ms(
+                i32::try_from(SESSION_TIMEOUT.as_millis()).expect("a session timeout of seconds"),
+            )
             .with_rebalance_timeout_ms(30_000)
             .with_member_id(StrBytes::from_string(self.member_id.clone()))
             .with_protocol_type(StrBytes::from_static_str("consumer"))
@@ -329,14 +331,14 @@ impl GroupMember {
 pub fn range_assignment(members: &[String], partitions: i32) -> BTreeMap<String, Vec<i32>> {
     let mut sorted: Vec<&String> = members.iter().collect();
     sorted.sort();
-    let count = sorted.len().max(1) as i32;
+    let count = i32::try_from(sorted.len().max(1)).unwrap_or(i32::MAX);
     let (share, extra) = (partitions / count, partitions % count);
     let mut next = 0;
     sorted
         .into_iter()
         .enumerate()
         .map(|(index, member)| {
-            let len = share + i32::from((index as i32) < extra);
+            let len = share + i32::from(i32::try_from(index).is_ok_and(|index| index < extra));
             let assigned = (next..next + len).collect();
             next += len;
             (member.clone(), assigned)

@@ -326,7 +326,10 @@ impl<'a> Generator<'a> {
             &stamp(unix_us)[..stamp_bytes],
             &value[stamp_bytes..],
         );
-        open.records.push((from, value.len() as u32));
+        open.records.push((
+            from,
+            u32::try_from(value.len()).expect("values are at most max_bytes of the workload"),
+        ));
         open.first_at.get_or_insert(from);
         self.index += 1;
         partition
@@ -432,7 +435,8 @@ impl Outbox<'_> {
             let records = open.builder.finish(config.compression)?;
             open.first_at = None;
             let sent = SentBatch {
-                partition: partition as i32,
+                partition: i32::try_from(partition)
+                    .expect("partition indexes come from an i32 count"),
                 value_bytes,
                 records: std::mem::take(&mut open.records),
             };
