@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -130,6 +131,17 @@ struct Target {
     files: SegmentFiles,
     size_bytes: u64,
     created_ms: i64,
+}
+
+impl Target {
+    /// Where the segment is in the log now (retention and close wait while the log is
+    /// cleaning, so it is still there).
+    fn index_in(&self, segments: &VecDeque<Segment>) -> usize {
+        segments
+            .iter()
+            .position(|existing| existing.base_offset == self.base_offset)
+            .expect("retention and close wait while the log is cleaning")
+    }
 }
 
 /// Clears the log's `cleaning` mark however the pass ends (error, early return, cancellation).
@@ -328,11 +340,7 @@ impl PartitionLog {
     /// Puts the cleaned copy in the place of the segment the pass read.
     fn replace_segment(&self, target: &Target, mut segment: Segment) {
         let mut state = self.state.borrow_mut();
-        let index = state
-            .segments
-            .iter()
-            .position(|existing| existing.base_offset == target.base_offset)
-            .expect("retention and close wait while the log is cleaning");
+        let index = target.index_in(&state.segments);
         let old = &state.segments[index];
         assert_eq!(old.generation, target.generation, "one cleaner per log");
         segment.generation = old.generation + 1;
@@ -345,11 +353,7 @@ impl PartitionLog {
     async fn delete_emptied(&self, target: &Target) -> Result<(), CompactionError> {
         {
             let mut state = self.state.borrow_mut();
-            let index = state
-                .segments
-                .iter()
-                .position(|existing| existing.base_offset == target.base_offset)
-                .expect("retention and close wait while the log is cleaning");
+            let index = target.index_in(&state.segments);
             assert!(index + 1 < state.segments.len(), "never the active segment");
             state.segments.remove(index);
             state.boundaries.forget_segment(target.base_offset);

@@ -17,7 +17,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use ringtail_engine::batch::encode_uniform_batch;
 
 mod common;
-use common::{free_port, spawn_on, start_broker, Broker};
+use common::{free_port, request_frame, spawn_on, start_broker, Broker};
 
 struct Client {
     stream: TcpStream,
@@ -55,19 +55,7 @@ impl Client {
         request: &Req,
     ) -> Resp {
         self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("protocol-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, api.request_header_version(version))
-            .unwrap();
-        request.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
+        let frame = request_frame(api, version, self.correlation_id, "protocol-test", request);
         self.send_raw(&frame);
         let mut response = self.read_frame().unwrap();
         let header =

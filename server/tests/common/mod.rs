@@ -9,6 +9,34 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+/// A size-prefixed Kafka request frame: header (with `client_id`) and body at `version`.
+pub fn request_frame<Req: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &'static str,
+    request: &Req,
+) -> BytesMut {
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(client_id)));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, api.request_header_version(version))
+        .unwrap();
+    request.encode(&mut body, version).unwrap();
+    let mut frame = BytesMut::new();
+    frame.put_i32(i32::try_from(body.len()).unwrap());
+    frame.extend_from_slice(&body);
+    frame
+}
+
 /// How long a broker may take to listen after it is spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
