@@ -15,8 +15,8 @@
 //!    a new [`Segment`] with the next `generation` in the log's place.
 //!
 //! A pass runs on the shard thread beside appends and fetches (the shard starts it as its own
-//! task, never awaited by the interval flushes) and yields to them every [`YIELD_EVERY_BATCHES`]
-//! batches or [`YIELD_AFTER`] of work. An fsync that fails during a pass fails the log, as a failed
+//! task, never awaited by the interval flushes) and yields to them every 64 batches or 1 ms of
+//! work (`yielder.rs`). An fsync that fails during a pass fails the log, as a failed
 //! roll does ([`CompactionError::SyncFailed`]); other errors leave the log as it was.
 //!
 //! # Tombstones
@@ -47,14 +47,9 @@
 //!   last roll (at the active segment's base), above everything the cleaner rewrites.
 #![forbid(unsafe_code)]
 
-use std::cell::Cell;
 use std::collections::VecDeque;
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
@@ -68,6 +63,7 @@ use crate::io;
 use crate::log::PartitionLog;
 use crate::segment::{log_file_name, Segment, SegmentFiles};
 use crate::units::{Offset, Position};
+use crate::yielder::Yielder;
 
 /// Most memory the key map of one pass may hold (keys plus overhead).
 pub const KEY_MAP_BYTES_MAX: usize = 128 << 20;
@@ -75,11 +71,7 @@ pub const KEY_MAP_BYTES_MAX: usize = 128 << 20;
 const CLEAN_READ_BYTES: usize = 1 << 20;
 /// Cleaned bytes buffered before a write.
 const CLEAN_WRITE_BYTES: usize = 1 << 20;
-/// A pass gives the shard thread back to its other tasks (appends, fetches, flush ticks) at least
-/// once per this many batches...
-const YIELD_EVERY_BATCHES: u32 = 64;
-/// ...and once per this much work.
-const YIELD_AFTER: Duration = Duration::from_millis(1);
+
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactionOutcome {
@@ -364,57 +356,6 @@ impl PartitionLog {
         io::sync_dir(self.dir())
             .await
             .map_err(CompactionError::sync(self.dir()))
-    }
-}
-
-/// Gives the shard thread back to its other tasks now and then during a pass: the pass's CPU work
-/// (CRC checks, decompressing, key mapping, recompressing) runs on the shard between its reads, and
-/// a window of small batches would otherwise be worked through without a break.
-struct Yielder {
-    since: Cell<Instant>,
-    batches: Cell<u32>,
-    yields: Cell<u64>,
-}
-
-impl Default for Yielder {
-    fn default() -> Self {
-        Self {
-            since: Cell::new(Instant::now()),
-            batches: Cell::new(0),
-            yields: Cell::new(0),
-        }
-    }
-}
-
-impl Yielder {
-    /// Called once per batch: yields every [`YIELD_EVERY_BATCHES`] batches or [`YIELD_AFTER`].
-    async fn tick(&self) {
-        let batches = self.batches.get() + 1;
-        if batches < YIELD_EVERY_BATCHES && self.since.get().elapsed() < YIELD_AFTER {
-            self.batches.set(batches);
-            return;
-        }
-        YieldNow(false).await;
-        self.yields.set(self.yields.get() + 1);
-        self.batches.set(0);
-        self.since.set(Instant::now());
-    }
-}
-
-/// Pending once (waking itself), so the runtime runs its other ready tasks and polls its ring and
-/// timers before the pass goes on.
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        context.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
