@@ -17,8 +17,8 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ConsumerProtocolAssignment, ConsumerProtocolSubscription, FindCoordinatorRequest, GroupId,
-    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
-    SyncGroupRequest,
+    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetFetchRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -151,33 +151,7 @@ impl GroupMember {
             }
             self.member_id = response.member_id.to_string();
             self.generation_id = response.generation_id;
-            let assignments = if response.leader == response.member_id {
-                let members: Vec<String> = response
-                    .members
-                    .iter()
-                    .map(|member| member.member_id.to_string())
-                    .collect();
-                range_assignment(&members, self.partitions)
-                    .into_iter()
-                    .map(|(member, partitions)| {
-                        Ok(SyncGroupRequestAssignment::default()
-                            .with_member_id(StrBytes::from_string(member))
-                            .with_assignment(encode_assignment(&self.topic, partitions)?))
-                    })
-                    .collect::<Result<Vec<_>, ClientError>>()?
-            } else {
-                Vec::new()
-            };
-            let mut sync = SyncGroupRequest::default()
-                .with_group_id(GroupId(StrBytes::from_string(self.group_id.clone())))
-                .with_generation_id(self.generation_id)
-                .with_member_id(StrBytes::from_string(self.member_id.clone()))
-                .with_assignments(assignments);
-            if self.coordinator.version_of::<SyncGroupRequest>()? >= 5 {
-                sync = sync
-                    .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-                    .with_protocol_name(Some(StrBytes::from_static_str(ASSIGNOR)));
-            }
+            let sync = self.sync_request(&response)?;
             let synced = self.coordinator.call(&sync)?;
             match synced.error_code {
                 0 => {
@@ -194,6 +168,39 @@ impl GroupMember {
                 code => return Err(ClientError::kafka("SyncGroup", code)),
             }
         }
+    }
+
+    /// The SyncGroup that follows a successful join: the leader sends every member's range
+    /// assignment, the others none.
+    fn sync_request(&self, joined: &JoinGroupResponse) -> Result<SyncGroupRequest, ClientError> {
+        let assignments = if joined.leader == joined.member_id {
+            let members: Vec<String> = joined
+                .members
+                .iter()
+                .map(|member| member.member_id.to_string())
+                .collect();
+            range_assignment(&members, self.partitions)
+                .into_iter()
+                .map(|(member, partitions)| {
+                    Ok(SyncGroupRequestAssignment::default()
+                        .with_member_id(StrBytes::from_string(member))
+                        .with_assignment(encode_assignment(&self.topic, partitions)?))
+                })
+                .collect::<Result<Vec<_>, ClientError>>()?
+        } else {
+            Vec::new()
+        };
+        let sync = SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(self.group_id.clone())))
+            .with_generation_id(self.generation_id)
+            .with_member_id(StrBytes::from_string(self.member_id.clone()))
+            .with_assignments(assignments);
+        Ok(if self.coordinator.version_of::<SyncGroupRequest>()? >= 5 {
+            sync.with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+                .with_protocol_name(Some(StrBytes::from_static_str(ASSIGNOR)))
+        } else {
+            sync
+        })
     }
 
     fn join_request(&self) -> Result<JoinGroupRequest, ClientError> {
