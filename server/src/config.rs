@@ -455,4 +455,73 @@ mod tests {
         assert_eq!(args.shards, Some(1));
         assert!(!args.auto_create_topics);
     }
+
+    #[test]
+    fn listeners_come_from_the_file_or_the_command_line_and_advertise_per_name() {
+        // `listeners` in the file; `--listen` by hand replaces it (they exclude each other);
+        // `--advertised-listeners` is matched by name, and an unknown name is refused.
+        let file = "listeners = \"PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9094\"\nadvertised-listeners = \"SASL_SSL://broker.example:19094\"\n";
+        let merged = |cli: &[&str]| {
+            let cli: Vec<String> = cli.iter().map(|a| a.to_string()).collect();
+            let mut merged = vec!["ringtail".to_string()];
+            merged.extend(toml_to_args(file, &cli).unwrap());
+            merged.extend(cli[1..].iter().cloned());
+            Args::try_parse_from(merged).unwrap()
+        };
+        let args = merged(&["ringtail"]);
+        let listeners = args.listeners().unwrap();
+        assert_eq!(listeners.len(), 2);
+        let bound: Vec<(Listener, SocketAddr)> = listeners
+            .iter()
+            .map(|l| (l.clone(), l.bind_address().unwrap()))
+            .collect();
+        assert_eq!(
+            args.advertised(&bound).unwrap(),
+            vec![
+                ("127.0.0.1".to_string(), 9092),
+                ("broker.example".to_string(), 19094)
+            ]
+        );
+        let by_hand = merged(&["ringtail", "--listen", "127.0.0.1:7000"]);
+        assert_eq!(
+            by_hand.listeners().unwrap()[0].to_string(),
+            "PLAINTEXT://127.0.0.1:7000"
+        );
+        let wrong =
+            Args::try_parse_from(["ringtail", "--advertised-listeners", "SSL://h:1"]).unwrap();
+        let plain = wrong.listeners().unwrap();
+        let bound = [(plain[0].clone(), "127.0.0.1:9092".parse().unwrap())];
+        assert!(wrong.advertised(&bound).is_err());
+        assert!(Args::try_parse_from([
+            "ringtail",
+            "--listen",
+            "127.0.0.1:1",
+            "--listeners",
+            "SSL://h:2"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn tls_listeners_need_their_files_and_files_need_a_tls_listener() {
+        // Both mistakes are refused at start instead of serving plaintext or failing per client.
+        let tls =
+            Args::try_parse_from(["ringtail", "--listeners", "SSL://127.0.0.1:9093"]).unwrap();
+        let err = tls
+            .security
+            .tls_config(&tls.listeners().unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("--tls-cert-file"), "{err}");
+        let stray = Args::try_parse_from(["ringtail", "--tls-client-ca-file", "/ca.pem"]).unwrap();
+        assert!(stray
+            .security
+            .tls_config(&stray.listeners().unwrap())
+            .is_err());
+        let none = Args::try_parse_from(["ringtail"]).unwrap();
+        assert!(none
+            .security
+            .tls_config(&none.listeners().unwrap())
+            .unwrap()
+            .is_none());
+    }
 }

@@ -4,14 +4,16 @@
 //! is written from RFC 5802 with the same hash crates, not with the broker's code.
 #![forbid(unsafe_code)]
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use kafka_protocol::messages::alter_user_scram_credentials_request::{
     ScramCredentialDeletion, ScramCredentialUpsertion,
@@ -41,14 +43,6 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn ringtail() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ringtail"))
 }
@@ -75,7 +69,7 @@ fn add_user(dir: &std::path::Path, name: &str, mechanism: &str, password: &str) 
 }
 
 fn start(dir: tempfile::TempDir, extra: &[&str]) -> Broker {
-    let (plaintext_port, sasl_port) = (free_port(), free_port());
+    let (plaintext_port, sasl_port) = (common::free_port(), common::free_port());
     let listeners =
         format!("PLAINTEXT://127.0.0.1:{plaintext_port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}");
     let child = ringtail()
@@ -85,12 +79,8 @@ fn start(dir: tempfile::TempDir, extra: &[&str]) -> Broker {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
     for port in [plaintext_port, sasl_port] {
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "broker did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_until_listening(port, "broker did not start");
     }
     Broker {
         child,
@@ -119,19 +109,7 @@ impl Client {
 
     fn send<Req: Encodable>(&mut self, api: ApiKey, version: i16, request: &Req) {
         self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("sasl-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, api.request_header_version(version))
-            .unwrap();
-        request.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
+        let frame = common::request_frame(api, version, self.correlation_id, "sasl-test", request);
         self.stream.write_all(&frame).unwrap();
     }
 
