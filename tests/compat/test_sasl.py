@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechan
                                    UserScramCredentialUpsertion)
 
 from compat_checks import topic_name
+from conftest import free_port
 from secure_broker import (ALL_MECHANISMS, SCRAM_MECHANISMS, kcat_mechanisms, librdkafka_conf,  # noqa: F401
                            start_secure_broker)
 
@@ -173,3 +175,36 @@ def test_users_created_with_the_admin_api_log_in_and_survive_a_restart(start_sec
     confluent_roundtrip(conf, topic_name("dave-after"))
     stored = (broker.data_dir / "credentials.json").read_text()
     assert "dave-secret" not in stored
+
+
+@pytest.mark.parametrize("mechanism", ("PLAIN", "SCRAM-SHA-256"))
+def test_confluent_kafka_reauthenticates_before_its_session_expires(start_secure_broker, mechanism):
+    # KIP-368: sessions of 1.5 s; a producer kept busy for 4 s must re-authenticate on its
+    # connection (librdkafka does at ~90% of the lifetime), or the broker closes it and the
+    # messages sent after expiry would fail or reconnect: none may be lost or fail.
+    metrics_port = free_port()
+    broker = start_secure_broker("--connections-max-reauth-ms", "1500", "--metrics-listen",
+                                 f"127.0.0.1:{metrics_port}")
+    conf = librdkafka_conf(broker, "SASL_PLAINTEXT", mechanism)
+    failures: list = []
+    producer = Producer({**conf, "acks": "all", "linger.ms": 5})
+    topic = topic_name("reauth")
+    sent = 0
+    end = time.monotonic() + 4
+    while time.monotonic() < end:
+        producer.produce(topic, value=f"r{sent}".encode(),
+                         on_delivery=lambda err, _msg: failures.append(err) if err else None)
+        sent += 1
+        producer.poll(0.05)
+    assert producer.flush(WAIT_S) == 0
+    assert failures == []
+    # Re-authenticated in place: no reconnections (the readiness probe, the producer's bootstrap
+    # and broker connections; an expired session would have added one per 1.5 s).
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    accepted = next(int(line.split()[1]) for line in metrics.splitlines()
+                    if line.startswith("ringtail_connections_accepted_total "))
+    assert accepted <= 3, f"{accepted} connections: sessions expired instead of re-authenticating"
+    consumer = Consumer({**conf, "group.id": "unused"})
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    consumer.close()
+    assert (low, high) == (0, sent)
