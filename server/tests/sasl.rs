@@ -305,15 +305,17 @@ fn an_expired_session_closes_on_its_next_request_unless_reauthenticated() {
     // KIP-368: the login tells the lifetime; after it only a new login keeps the connection.
     let dir = tempfile::tempdir().unwrap();
     add_user(dir.path(), "bob", "SCRAM-SHA-256", "bob-pw");
-    let broker = start(dir, &["--connections-max-reauth-ms", "300"]);
+    // Sessions of 3 s: long enough that each login's next request (PBKDF2 in an unoptimized
+    // test build, on a loaded machine) always comes well inside it.
+    let broker = start(dir, &["--connections-max-reauth-ms", "3000"]);
     let mut reauthenticating = Client::connect(broker.sasl_port);
     let login = reauthenticating.plain("bob", "bob-pw");
-    assert_eq!(login.session_lifetime_ms, 300);
+    assert_eq!(login.session_lifetime_ms, 3000);
     let mut lapsing = Client::connect(broker.sasl_port);
     assert_eq!(lapsing.plain("bob", "bob-pw").error_code, 0);
     assert!(!lapsing.metadata().brokers.is_empty());
     // Past the lifetime (waiting out a bound, not measuring one).
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(3200));
     assert_eq!(reauthenticating.scram_sha256("bob", "bob-pw").error_code, 0);
     assert!(
         !reauthenticating.metadata().brokers.is_empty(),
