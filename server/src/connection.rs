@@ -27,6 +27,10 @@ use crate::shard::ShardContext;
 use crate::transport::{self, ConnReader, ConnWriter};
 use crate::zero_copy::SplicePipe;
 
+/// Largest frame a SASL listener reads before the connection has logged in (Kafka's
+/// sasl.server.max.receive.size default): an anonymous client cannot make the broker hold more.
+pub const UNAUTHENTICATED_FRAME_BYTES_MAX: u32 = 512 * 1024;
+
 /// Requests of one connection being served at once; the reader waits beyond that.
 pub const IN_FLIGHT_REQUESTS_MAX: usize = 16;
 
@@ -133,6 +137,11 @@ async fn read_requests(
     let peer = from.peer;
     let mut last_produce_queued = None;
     let mut session = Session::new();
+    let needs_login = context
+        .settings
+        .listener(from.listener)
+        .protocol
+        .uses_sasl();
     // Request bytes this connection holds in handlers not yet finished; also "is anything in
     // flight" for the idle timeout, since every request holds at least its 8 header bytes.
     let held_bytes = Rc::new(Cell::new(0u64));
@@ -146,7 +155,11 @@ async fn read_requests(
         }
         let size = read_frame_size(&mut stream, timeouts, &held_bytes).await?;
         let frame_started = Instant::now();
-        let limit = context.settings.frame_bytes_max;
+        let mut limit = context.settings.frame_bytes_max;
+        if needs_login && session.principal(Instant::now()).is_none() {
+            // Before a login only small requests make sense (Kafka's sasl.server.max.receive.size).
+            limit = limit.min(UNAUTHENTICATED_FRAME_BYTES_MAX);
+        }
         if size < 8 || size as u32 > limit {
             return Err(ReadEnd::FrameRefused { size, limit });
         }

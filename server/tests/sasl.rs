@@ -135,10 +135,18 @@ impl Client {
         self.receive(api, version).unwrap()
     }
 
-    /// True once the broker has closed the connection (a read returns end of file).
+    /// True once the broker has closed the connection (end of file or reset); false if it is
+    /// still open when the read timeout passes.
     fn closed_by_broker(&mut self) -> bool {
         let mut byte = [0u8; 1];
-        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+        match self.stream.read(&mut byte) {
+            Ok(got) => got == 0,
+            // The read timeout: still open. A reset is a close.
+            Err(err) => !matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
     }
 
     fn metadata(&mut self) -> MetadataResponse {
@@ -284,6 +292,14 @@ fn unauthenticated_requests_close_the_connection_but_api_versions_is_answered() 
     let mut early = Client::connect(broker.sasl_port);
     early.send(ApiKey::Metadata, 9, &MetadataRequest::default());
     assert!(early.closed_by_broker());
+
+    // A frame above 512 KiB before a login is refused unread (sasl.server.max.receive.size).
+    let mut large = Client::connect(broker.sasl_port);
+    large
+        .stream
+        .write_all(&(600 * 1024i32).to_be_bytes())
+        .unwrap();
+    assert!(large.closed_by_broker());
 
     let mut no_handshake = Client::connect(broker.sasl_port);
     assert_eq!(
