@@ -8,19 +8,45 @@ use crate::segment::{self, SegmentFiles};
 use crate::units::{Offset, Position};
 
 impl PartitionLog {
+    /// The first record with the largest timestamp in the log, with that timestamp (ListOffsets'
+    /// max-timestamp, -3, KIP-734). `None` when the log has no timed record.
+    pub async fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, ReadError> {
+        let max_timestamp = {
+            let state = self.state.borrow();
+            let log_start_offset = state.log_start_offset;
+            state
+                .segments
+                .iter()
+                .filter(|segment| segment.next_offset > log_start_offset)
+                .map(|segment| segment.max_timestamp)
+                .max()
+        };
+        match max_timestamp {
+            Some(max_timestamp) if max_timestamp >= 0 => {
+                self.offset_for_timestamp(max_timestamp).await
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The first offset whose record timestamp is at least `timestamp`, with that timestamp
-    /// (ListOffsets by time). `None` when every record is older.
+    /// (ListOffsets by time). `None` when every record is older. Records below the log start
+    /// offset (DeleteRecords) are not searched past their segment: an answer below the start is
+    /// raised to the start, whose own timestamp may be older than asked (the batch holding the
+    /// start is the only one with records on both sides).
     pub async fn offset_for_timestamp(
         &self,
         timestamp: i64,
     ) -> Result<Option<(i64, i64)>, ReadError> {
         // Segments whose newest record is old enough, each with where the time index lets a
         // walk start; taken under one borrow, searched after it.
+        let log_start_offset = self.log_start_offset();
         let candidates: Vec<(SegmentFiles, Position, Position)> = {
             let state = self.state.borrow();
             state
                 .segments
                 .iter()
+                .filter(|segment| segment.next_offset > state.log_start_offset)
                 .filter(|segment| segment.max_timestamp >= timestamp)
                 .map(|segment| {
                     let walk_start = segment.walk_start_for_timestamp(timestamp);
@@ -30,7 +56,7 @@ impl PartitionLog {
         };
         for (files, walk_start, end) in candidates {
             if let Some(found) = first_at_or_after(&files, walk_start, end, timestamp).await? {
-                return Ok(Some((found.0.get(), found.1)));
+                return Ok(Some((found.0.get().max(log_start_offset), found.1)));
             }
         }
         Ok(None)

@@ -1,4 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1), or the first offset at or after a timestamp.
+//! ListOffsets: earliest (-2), latest (-1), the first offset at or after a timestamp, the record
+//! with the largest timestamp (-3, v7+, KIP-734), earliest local (-4, v8+, KIP-405: with no tiered
+//! storage the earliest) and latest tiered (-5, v9+: with no tiered storage no offset, -1).
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
@@ -16,6 +18,9 @@ use crate::shard::ShardContext;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 
 pub async fn handle(
     context: &Rc<ShardContext>,
@@ -47,7 +52,12 @@ pub async fn handle(
                             .map_err(|_| ResponseError::KafkaStorageError)?;
                         match timestamp {
                             LATEST => Ok(Some((log.high_watermark(), -1))),
-                            EARLIEST => Ok(Some((log.log_start_offset(), -1))),
+                            EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
+                            LATEST_TIERED => Ok(None),
+                            MAX_TIMESTAMP => log
+                                .max_timestamp_offset()
+                                .await
+                                .map_err(|_| ResponseError::KafkaStorageError),
                             at if at >= 0 => log
                                 .offset_for_timestamp(at)
                                 .await
