@@ -167,6 +167,21 @@ fn topics_are_produced_and_fetched_by_a_persisted_id() {
         "a known id with a partition it lacks"
     );
 
+    let by_id = |topic_id| {
+        MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(None)
+                .with_topic_id(topic_id)]))
+    };
+    let found: MetadataResponse = client.call(ApiKey::Metadata, 12, &by_id(topic_id));
+    assert_eq!(
+        found.topics[0].name.as_ref().map(|n| n.to_string()),
+        Some("by-id".into())
+    );
+    let unknown: MetadataResponse = client.call(ApiKey::Metadata, 12, &by_id(stranger));
+    assert_eq!(unknown.topics[0].error_code, UNKNOWN_TOPIC_ID);
+
     broker.restart(&[]);
     let mut client = Client::connect(&broker);
     assert_eq!(metadata(&mut client, "by-id", 12).topic_id, topic_id);

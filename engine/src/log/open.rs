@@ -51,7 +51,6 @@ impl PartitionLog {
         if let Some(persisted_start) = persisted_start {
             // Records lost to a crash may leave the kept start past the end: the log is empty.
             state.log_start_offset = state.log_start_offset.max(persisted_start.min(next_offset));
-            state.first_dirty_offset = state.log_start_offset;
         }
         let log = Self {
             dir: dir.to_path_buf(),

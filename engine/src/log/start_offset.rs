@@ -73,8 +73,6 @@ impl PartitionLog {
         {
             let mut state = self.state.borrow_mut();
             state.log_start_offset = state.log_start_offset.max(target);
-            // Compaction starts at the first dirty offset; records below the start are not dirty.
-            state.first_dirty_offset = state.first_dirty_offset.max(target);
         }
         let (deleted, _) = self.delete_segments_below_start().await?;
         info!(dir = %self.dir.display(), log_start_offset = target.get(), deleted, "records deleted");

@@ -62,8 +62,10 @@ pub async fn handle(
                     (None, true) => None,
                 };
                 // A name Kafka could never hold is INVALID_TOPIC_EXCEPTION (and never created).
+                // Asked by id alone (v10+), an unknown topic is UNKNOWN_TOPIC_ID.
                 let missing = match &item.name {
                     Some(name) if !valid_topic_name(name) => ResponseError::InvalidTopicException,
+                    None if !item.topic_id.is_nil() => ResponseError::UnknownTopicId,
                     _ => ResponseError::UnknownTopicOrPartition,
                 };
                 described.push(match found {
