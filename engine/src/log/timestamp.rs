@@ -2,7 +2,8 @@
 #![forbid(unsafe_code)]
 
 use super::state::PartitionLog;
-use crate::batch;
+use crate::batch::{self, Compression};
+use crate::compression;
 use crate::error::ReadError;
 use crate::segment::{self, SegmentFiles};
 use crate::units::{Offset, Position};
@@ -64,8 +65,8 @@ impl PartitionLog {
 }
 
 /// Walks batch headers of one segment from `position` (a batch start) to `end` for the first
-/// record with a timestamp at least `timestamp`: its offset and timestamp. Inside a compressed
-/// batch the records are not read; the batch's base offset and max timestamp answer.
+/// record with a timestamp at least `timestamp`: its offset and timestamp (a compressed batch's
+/// records are decompressed to find it).
 async fn first_at_or_after(
     files: &SegmentFiles,
     mut position: Position,
@@ -95,7 +96,7 @@ async fn first_at_or_after(
             let whole =
                 segment::walk::read_range(&files.log, position, header.total_bytes()).await?;
             return Ok(Some(
-                match batch::first_record_at_or_after(&whole, timestamp) {
+                match first_record_of_batch(&whole, &header, timestamp) {
                     Some((delta, record_timestamp)) => {
                         (base_offset.plus(i64::from(delta)), record_timestamp)
                     }
@@ -106,4 +107,23 @@ async fn first_at_or_after(
         position = position.advanced_by(header.total_bytes() as u64);
     }
     Ok(None)
+}
+
+/// The first record of `whole` (one batch) at or after `timestamp`: in an uncompressed batch read
+/// in place, in a compressed one after decompressing its records (bounded by the codec module),
+/// as Kafka answers with the record's own offset. A batch whose records cannot be read answers
+/// `None` (the caller then falls back to the batch's base offset).
+fn first_record_of_batch(
+    whole: &[u8],
+    header: &batch::BatchHeader,
+    timestamp: i64,
+) -> Option<(i32, i64)> {
+    match header.compression().ok()? {
+        Compression::None => batch::first_record_at_or_after(whole, timestamp),
+        codec => {
+            let area = whole.get(batch::HEADER_BYTES..header.total_bytes())?;
+            let (records, _) = compression::decompress(codec, area).ok()?;
+            batch::first_record_in_area(&records, header, timestamp)
+        }
+    }
 }
