@@ -149,7 +149,7 @@ fn delete_records_refuses_a_compacted_topic_and_deletes_whole_segments() {
         assert_eq!(produce(&mut client, "rolled", 20), 0);
     }
     let segments = || {
-        std::fs::read_dir(broker.partition_dir("rolled", 0))
+        std::fs::read_dir(broker.dir.path().join("rolled-0"))
             .unwrap()
             .filter(|entry| {
                 let path = entry.as_ref().unwrap().path();

@@ -1,11 +1,10 @@
 //! A `ringtail` broker on loopback and a blocking client speaking kafka-protocol's types, shared
 //! by the data-path protocol tests (`data_path.rs`, `delete_records.rs`).
 #![forbid(unsafe_code)]
-#![allow(dead_code)] // each test binary uses a different part of the helpers
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -68,10 +67,6 @@ impl Broker {
         let _ = self.child.wait();
         self.port = free_port();
         self.child = spawn(self.dir.path(), self.port, extra);
-    }
-
-    pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
-        self.dir.path().join(format!("{topic}-{partition}"))
     }
 }
 
