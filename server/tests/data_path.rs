@@ -25,6 +25,7 @@ use uuid::Uuid;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+const FENCED_LEADER_EPOCH: i16 = 74;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
 const UNKNOWN_TOPIC_ID: i16 = 100;
 
@@ -286,6 +287,42 @@ fn offset_for_leader_epoch_ends_epoch_zero_at_the_high_watermark() {
         epoch_end(&mut client, "elsewhere", 0, 0, 0).error_code,
         UNKNOWN_TOPIC_OR_PARTITION
     );
+    assert_eq!(
+        epoch_end(&mut client, "epochs", 0, -3, 0).error_code,
+        FENCED_LEADER_EPOCH
+    );
+
+    // Fetch and ListOffsets check the client's current epoch the same way (-1: no check).
+    let fetch_with_epoch = |client: &mut Client, current_leader_epoch| {
+        let request = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![FetchPartition::default()
+                    .with_current_leader_epoch(current_leader_epoch)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let response: FetchResponse = client.call(ApiKey::Fetch, 17, &request);
+        response.responses[0].partitions[0].error_code
+    };
+    assert_eq!(fetch_with_epoch(&mut client, 0), 0);
+    assert_eq!(fetch_with_epoch(&mut client, -1), 0);
+    assert_eq!(fetch_with_epoch(&mut client, 1), UNKNOWN_LEADER_EPOCH);
+    let list_with_epoch = |client: &mut Client, current_leader_epoch| {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name("epochs"))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_current_leader_epoch(current_leader_epoch)
+                    .with_timestamp(-1)])]);
+        let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 10, &request);
+        let found = &response.topics[0].partitions[0];
+        (found.error_code, found.offset)
+    };
+    assert_eq!(list_with_epoch(&mut client, 0), (0, 4));
+    assert_eq!(list_with_epoch(&mut client, 7).0, UNKNOWN_LEADER_EPOCH);
+    assert_eq!(list_with_epoch(&mut client, -2).0, FENCED_LEADER_EPOCH);
 }
 
 #[test]

@@ -20,6 +20,7 @@ use ringtail_engine::{FileSlice, ReadError, ReadPlan};
 use super::fetch_response::{
     encode_fetch_response, FetchPartitionOut, FetchResponseOut, FetchTopicOut,
 };
+use super::offset_for_leader_epoch::check_current_epoch;
 use super::{code, FetchFrame, RequestContext, RequestError, Response};
 use crate::metadata::TopicInfo;
 use crate::shard::ShardContext;
@@ -37,6 +38,7 @@ struct Wanted {
     unknown: ResponseError,
     info: Option<Arc<TopicInfo>>,
     partition: i32,
+    current_leader_epoch: i32,
     fetch_offset: i64,
     partition_max_bytes: u64,
 }
@@ -80,6 +82,7 @@ pub async fn handle(
                 unknown,
                 info: info.clone(),
                 partition: partition.partition,
+                current_leader_epoch: partition.current_leader_epoch,
                 fetch_offset: partition.fetch_offset,
                 partition_max_bytes: partition.partition_max_bytes.max(0) as u64,
             });
@@ -171,6 +174,9 @@ async fn read_partition(
         };
         return failed(error);
     };
+    if let Some(error) = check_current_epoch(item.current_leader_epoch) {
+        return failed(error);
+    }
     let (partition, offset) = (item.partition, item.fetch_offset);
     let name = info.name.clone();
     let result = context

@@ -13,6 +13,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use super::offset_for_leader_epoch::check_current_epoch;
 use super::{code, RequestContext, RequestError, Response};
 use crate::shard::ShardContext;
 
@@ -35,6 +36,7 @@ pub async fn handle(
         let lookups = topic.partitions.iter().map(|partition| {
             let info = info.clone();
             let (index, timestamp) = (partition.partition_index, partition.timestamp);
+            let current_leader_epoch = partition.current_leader_epoch;
             async move {
                 let response = ListOffsetsPartitionResponse::default()
                     .with_partition_index(index)
@@ -43,6 +45,9 @@ pub async fn handle(
                 let Some(info) = info.filter(|info| info.has_partition(index)) else {
                     return response.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                 };
+                if let Some(error) = check_current_epoch(current_leader_epoch) {
+                    return response.with_error_code(code(error));
+                }
                 let name = info.name.clone();
                 let found = context
                     .on_owner(&name, index, move |owner| async move {

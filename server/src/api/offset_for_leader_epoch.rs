@@ -24,6 +24,17 @@ pub const LEADER_EPOCH: i32 = 0;
 /// "No current leader epoch given": the client does not fence on it.
 const NO_EPOCH: i32 = -1;
 
+/// Kafka's check of a request's current leader epoch (Fetch, ListOffsets, OffsetForLeaderEpoch):
+/// -1 skips it; a newer epoch than the leader's is UNKNOWN_LEADER_EPOCH (the client saw metadata
+/// this broker has not), an older one FENCED_LEADER_EPOCH.
+pub fn check_current_epoch(current_leader_epoch: i32) -> Option<ResponseError> {
+    match current_leader_epoch {
+        NO_EPOCH | LEADER_EPOCH => None,
+        newer if newer > LEADER_EPOCH => Some(ResponseError::UnknownLeaderEpoch),
+        _ => Some(ResponseError::FencedLeaderEpoch),
+    }
+}
+
 pub async fn handle(
     context: &Rc<ShardContext>,
     request: RequestContext,
@@ -45,11 +56,8 @@ pub async fn handle(
                 let Some(info) = info.filter(|info| info.has_partition(index)) else {
                     return result.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                 };
-                if current > LEADER_EPOCH {
-                    return result.with_error_code(code(ResponseError::UnknownLeaderEpoch));
-                }
-                if current != NO_EPOCH && current < LEADER_EPOCH {
-                    return result.with_error_code(code(ResponseError::FencedLeaderEpoch));
+                if let Some(error) = check_current_epoch(current) {
+                    return result.with_error_code(code(error));
                 }
                 if asked > LEADER_EPOCH {
                     // An epoch this log never had ends nowhere (Kafka: UNDEFINED epoch/offset).
