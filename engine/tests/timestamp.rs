@@ -8,7 +8,7 @@ use common::*;
 use ringtail_engine::batch::{self, Compression, ProducerSpec, RecordSpec};
 use ringtail_engine::cleaner;
 use ringtail_engine::compression::Framing;
-use ringtail_engine::PartitionLog;
+use ringtail_engine::{Offset, PartitionLog};
 
 /// Five records at 1000 + (0, 40, 10, 30, 20): the newest is the second, not the last.
 fn unordered_batch(codec: Compression, framing: Framing) -> Vec<u8> {
@@ -52,22 +52,22 @@ fn lookups_find_the_record_inside_plain_and_compressed_batches() {
                 .unwrap();
             assert_eq!(
                 log.max_timestamp_offset().await.unwrap(),
-                Some((4, 1_040)),
+                Some((Offset::new(4), 1_040)),
                 "{codec:?}"
             );
             assert_eq!(
                 log.offset_for_timestamp(1_025).await.unwrap(),
-                Some((4, 1_040)),
+                Some((Offset::new(4), 1_040)),
                 "{codec:?}: first record at or after, in offset order"
             );
             assert_eq!(
                 log.offset_for_timestamp(1_005).await.unwrap(),
-                Some((4, 1_040)),
+                Some((Offset::new(4), 1_040)),
                 "{codec:?}"
             );
             assert_eq!(
                 log.offset_for_timestamp(1_000).await.unwrap(),
-                Some((3, 1_000))
+                Some((Offset::new(3), 1_000))
             );
             assert_eq!(log.offset_for_timestamp(1_041).await.unwrap(), None);
         });

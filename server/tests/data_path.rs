@@ -3,9 +3,11 @@
 //! librdkafka suite expects, against the real binary over loopback.
 #![forbid(unsafe_code)]
 
+mod common;
 mod support;
 
 use bytes::Bytes;
+use common::start_broker;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -19,7 +21,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use ringtail_engine::batch::encode_uniform_batch;
-use support::{create_topic, name, Broker, Client};
+use support::{create_topic, name, restart, Client};
 use uuid::Uuid;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -108,7 +110,7 @@ pub fn list_offset(
 fn today_s_clients_find_the_newest_versions_advertised() {
     // kafka-python infers the broker's release from these maxima (Produce 13 is Kafka 4.1);
     // the Java client and librdkafka use the newest version both sides know.
-    let broker = Broker::start(&[]);
+    let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     let versions: ApiVersionsResponse =
         client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
@@ -131,7 +133,7 @@ fn today_s_clients_find_the_newest_versions_advertised() {
 fn topics_are_produced_and_fetched_by_a_persisted_id() {
     // KIP-516: the id CreateTopics returns is Metadata's, Produce v13's and Fetch v17's, and
     // survives a restart; an id nobody holds is UNKNOWN_TOPIC_ID, not a guess by name.
-    let mut broker = Broker::start(&[]);
+    let mut broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     let (error, topic_id) = create_topic(&mut client, "by-id", 2, &[]);
     assert_eq!(error, 0);
@@ -183,7 +185,7 @@ fn topics_are_produced_and_fetched_by_a_persisted_id() {
     let unknown: MetadataResponse = client.call(ApiKey::Metadata, 12, &by_id(stranger));
     assert_eq!(unknown.topics[0].error_code, UNKNOWN_TOPIC_ID);
 
-    broker.restart(&[]);
+    restart(&mut broker);
     let mut client = Client::connect(&broker);
     assert_eq!(metadata(&mut client, "by-id", 12).topic_id, topic_id);
     let (_, fetched) = fetch_by_id(&mut client, topic_id, 1, 0);
@@ -194,7 +196,7 @@ fn topics_are_produced_and_fetched_by_a_persisted_id() {
 fn list_offsets_v10_answers_max_timestamp_earliest_local_and_latest_tiered() {
     // KIP-734's -3 is the first record with the largest timestamp (not the last offset); with no
     // tiered storage -4 is the earliest offset and -5 has no answer (-1).
-    let broker = Broker::start(&[]);
+    let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     assert_eq!(create_topic(&mut client, "times", 1, &[]).0, 0);
     let topic_id = metadata(&mut client, "times", 13).topic_id;
@@ -248,7 +250,7 @@ fn epoch_end(
 fn offset_for_leader_epoch_ends_epoch_zero_at_the_high_watermark() {
     // The Java consumer validates its position after a metadata change with this; one broker
     // is leader at epoch 0 for life, so epoch 0 ends at the high watermark.
-    let broker = Broker::start(&[]);
+    let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     assert_eq!(create_topic(&mut client, "epochs", 1, &[]).0, 0);
     let described = metadata(&mut client, "epochs", 13);
@@ -329,7 +331,7 @@ fn offset_for_leader_epoch_ends_epoch_zero_at_the_high_watermark() {
 fn commits_to_missing_partitions_and_illegal_names_are_refused() {
     // librdkafka's 0030/0081 expect UNKNOWN_TOPIC_OR_PARTITION per missing partition (the
     // others commit), 0057 INVALID_TOPIC_EXCEPTION for a name Kafka could never hold.
-    let broker = Broker::start(&[]);
+    let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     assert_eq!(create_topic(&mut client, "present", 1, &[]).0, 0);
     let partition = |index| {
@@ -382,7 +384,7 @@ fn commits_to_missing_partitions_and_illegal_names_are_refused() {
 fn a_transactional_init_producer_id_is_refused_at_once() {
     // Transactions are not served: a transactional producer must stop at once (a fatal error
     // for librdkafka and the Java client) instead of retrying until its timeout.
-    let broker = Broker::start(&[]);
+    let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     let request = InitProducerIdRequest::default()
         .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx-1"))))
@@ -409,7 +411,7 @@ fn a_transactional_init_producer_id_is_refused_at_once() {
 fn an_api_not_advertised_closes_only_its_connection() {
     // As Kafka does for an API it has not enabled: the connection closes at once (no hang, no
     // answer a client could misread), and the broker serves the next one.
-    let broker = Broker::start(&[]);
+    let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     let request = DescribeAclsRequest::default();
     assert!(

@@ -2,9 +2,11 @@
 //! OFFSET_OUT_OF_RANGE, ListOffsets' earliest follows, the errors Kafka gives, and a restart.
 #![forbid(unsafe_code)]
 
+mod common;
 mod support;
 
 use bytes::Bytes;
+use common::start_broker;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
@@ -13,7 +15,7 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use ringtail_engine::batch::encode_uniform_batch;
-use support::{create_topic, name, Broker, Client};
+use support::{create_topic, name, restart, Client};
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -86,7 +88,7 @@ fn earliest(client: &mut Client, topic: &str) -> i64 {
 fn delete_records_moves_the_low_watermark_for_fetch_and_list_offsets() {
     // Three batches of ten: deleting before 15 cuts the middle batch; a fetch at 15 gets that
     // batch whole from 10 (clients skip what is below their offset), below 15 is out of range.
-    let mut broker = Broker::start(&["--auto-create-topics", "false"]);
+    let mut broker = start_broker(&["--auto-create-topics", "false"]);
     let mut client = Client::connect(&broker);
     assert_eq!(create_topic(&mut client, "trim", 1, &[]).0, 0);
     for _ in 0..3 {
@@ -121,7 +123,7 @@ fn delete_records_moves_the_low_watermark_for_fetch_and_list_offsets() {
         UNKNOWN_TOPIC_OR_PARTITION
     );
 
-    broker.restart(&["--auto-create-topics", "false"]);
+    restart(&mut broker);
     let mut client = Client::connect(&broker);
     assert_eq!(earliest(&mut client, "trim"), 15, "persisted");
     assert_eq!(
@@ -138,7 +140,7 @@ fn delete_records_moves_the_low_watermark_for_fetch_and_list_offsets() {
 fn delete_records_refuses_a_compacted_topic_and_deletes_whole_segments() {
     // A compact-only topic keeps its records (POLICY_VIOLATION, as Kafka); on a topic with small
     // segments the segment files wholly below the new start leave the disk.
-    let broker = Broker::start(&[]);
+    let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     let compact = [("cleanup.policy", "compact")];
     assert_eq!(create_topic(&mut client, "kept", 1, &compact).0, 0);

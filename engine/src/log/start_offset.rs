@@ -35,7 +35,10 @@ pub const LOG_START_OFFSET_FILE_NAME: &str = "log-start-offset";
 pub enum DeleteRecordsError {
     /// Negative or beyond the high watermark (Kafka's OFFSET_OUT_OF_RANGE).
     #[error("offset {offset} is outside [0, high watermark {high_watermark}]")]
-    OutOfRange { offset: i64, high_watermark: i64 },
+    OutOfRange {
+        offset: Offset,
+        high_watermark: Offset,
+    },
     /// A compact-only log keeps its records (Kafka's POLICY_VIOLATION).
     #[error("records of a compacted log (cleanup.policy=compact) cannot be deleted")]
     CompactedLog,
@@ -48,25 +51,25 @@ impl PartitionLog {
     /// segments wholly below it, and returns the log start offset (DeleteRecords' low watermark).
     pub async fn delete_records_before(
         self: &Rc<Self>,
-        offset: i64,
-    ) -> Result<i64, DeleteRecordsError> {
+        offset: Offset,
+    ) -> Result<Offset, DeleteRecordsError> {
         let _serialised = self.start_offset_lock.lock().await;
         let target = {
             let state = self.state.borrow();
             if !state.config.deletes() {
                 return Err(DeleteRecordsError::CompactedLog);
             }
-            let high_watermark = state.high_watermark.get();
-            if offset > high_watermark || offset < 0 {
+            let high_watermark = state.high_watermark;
+            if offset > high_watermark || offset < Offset::ZERO {
                 return Err(DeleteRecordsError::OutOfRange {
                     offset,
                     high_watermark,
                 });
             }
-            if Offset::new(offset) <= state.log_start_offset {
-                return Ok(state.log_start_offset.get());
+            if offset <= state.log_start_offset {
+                return Ok(state.log_start_offset);
             }
-            Offset::new(offset)
+            offset
         };
         let path = self.dir.join(LOG_START_OFFSET_FILE_NAME);
         io::write_file_atomically(&path, format!("{}\n", target.get()).into_bytes()).await?;

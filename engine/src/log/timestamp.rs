@@ -11,7 +11,7 @@ use crate::units::{Offset, Position};
 impl PartitionLog {
     /// The first record with the largest timestamp in the log, with that timestamp (ListOffsets'
     /// max-timestamp, -3, KIP-734). `None` when the log has no timed record.
-    pub async fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, ReadError> {
+    pub async fn max_timestamp_offset(&self) -> Result<Option<(Offset, i64)>, ReadError> {
         let max_timestamp = {
             let state = self.state.borrow();
             let log_start_offset = state.log_start_offset;
@@ -38,7 +38,7 @@ impl PartitionLog {
     pub async fn offset_for_timestamp(
         &self,
         timestamp: i64,
-    ) -> Result<Option<(i64, i64)>, ReadError> {
+    ) -> Result<Option<(Offset, i64)>, ReadError> {
         // Segments whose newest record is old enough, each with where the time index lets a
         // walk start; taken under one borrow, searched after it.
         let log_start_offset = self.log_start_offset();
@@ -57,7 +57,7 @@ impl PartitionLog {
         };
         for (files, walk_start, end) in candidates {
             if let Some(found) = first_at_or_after(&files, walk_start, end, timestamp).await? {
-                return Ok(Some((found.0.get().max(log_start_offset), found.1)));
+                return Ok(Some((found.0.max(log_start_offset), found.1)));
             }
         }
         Ok(None)
@@ -75,7 +75,7 @@ async fn first_at_or_after(
 ) -> Result<Option<(Offset, i64)>, ReadError> {
     let corrupt = |position: Position, reason: String| ReadError::Corrupt {
         path: files.log_path.clone(),
-        position: position.get(),
+        position,
         reason,
     };
     while position < end {
@@ -83,16 +83,14 @@ async fn first_at_or_after(
             segment::walk::read_range(&files.log, position, batch::HEADER_BYTES).await?;
         let header =
             batch::parse_header(&header_bytes).map_err(|err| corrupt(position, err.to_string()))?;
-        let header_length = i32::try_from(batch::HEADER_BYTES - batch::LOG_OVERHEAD_BYTES)
-            .expect("a header's length fits in i32");
-        if header.batch_length < header_length {
+        if header.batch_length < batch::BATCH_LENGTH_MIN {
             return Err(corrupt(
                 position,
                 format!("batch length {}", header.batch_length),
             ));
         }
         if header.max_timestamp >= timestamp {
-            let base_offset = Offset::new(header.base_offset);
+            let base_offset = header.base_offset;
             let whole =
                 segment::walk::read_range(&files.log, position, header.total_bytes()).await?;
             return Ok(Some(
@@ -104,7 +102,8 @@ async fn first_at_or_after(
                 },
             ));
         }
-        position = position.advanced_by(header.total_bytes() as u64);
+        position =
+            position.advanced_by(u64::try_from(header.total_bytes()).expect("usize fits in u64"));
     }
     Ok(None)
 }

@@ -11,7 +11,7 @@ use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
-use ringtail_engine::DeleteRecordsError;
+use ringtail_engine::{DeleteRecordsError, Offset};
 
 use super::{code, RequestContext, RequestError, Response};
 use crate::shard::ShardContext;
@@ -48,7 +48,7 @@ pub async fn handle(
                         let offset = if offset == HIGH_WATERMARK {
                             log.high_watermark()
                         } else {
-                            offset
+                            Offset::new(offset)
                         };
                         log.delete_records_before(offset)
                             .await
@@ -56,7 +56,7 @@ pub async fn handle(
                     })
                     .await;
                 match moved {
-                    Ok(Ok(low_watermark)) => result.with_low_watermark(low_watermark),
+                    Ok(Ok(low_watermark)) => result.with_low_watermark(low_watermark.get()),
                     Ok(Err(error)) => result.with_error_code(code(error)),
                     Err(_) => result.with_error_code(code(ResponseError::NotLeaderOrFollower)),
                 }

@@ -70,7 +70,7 @@ pub async fn handle(
                             .partition_log(&info, index)
                             .await
                             .map_err(|_| ResponseError::KafkaStorageError)?;
-                        Ok::<i64, ResponseError>(log.high_watermark())
+                        Ok::<i64, ResponseError>(log.high_watermark().get())
                     })
                     .await;
                 match end {

@@ -1,73 +1,25 @@
-//! A `ringtail` broker on loopback and a blocking client speaking kafka-protocol's types, shared
-//! by the data-path protocol tests (`data_path.rs`, `delete_records.rs`).
+//! A blocking client speaking kafka-protocol's types, on top of the shared broker fixture
+//! (`common`), for the data-path protocol tests (`data_path.rs`, `delete_records.rs`).
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-pub struct Broker {
-    child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-}
+use crate::common::{free_port, request_frame, spawn_on, Broker};
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(dir: &Path, port: u16, extra: &[&str]) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--shards", "2"])
-        .args(extra)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "broker did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
-
-impl Broker {
-    pub fn start(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = spawn(dir.path(), port, extra);
-        Self { child, port, dir }
-    }
-
-    /// Stops the broker (SIGKILL: no clean shutdown) and starts it again on the same data dir.
-    pub fn restart(&mut self, extra: &[&str]) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.port = free_port();
-        self.child = spawn(self.dir.path(), self.port, extra);
-    }
+/// Kills the broker (SIGKILL: no clean shutdown) and starts it again on the same data dir, on a
+/// fresh port (the old one may be taken by a parallel test's broker meanwhile).
+pub fn restart(broker: &mut Broker) {
+    let _ = broker.child.kill();
+    let _ = broker.child.wait();
+    broker.port = free_port();
+    broker.child = spawn_on(broker.port, broker.dir.path());
 }
 
 pub struct Client {
@@ -95,19 +47,7 @@ impl Client {
         request: &Req,
     ) -> std::io::Result<Bytes> {
         self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("data-path-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, api.request_header_version(version))
-            .unwrap();
-        request.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
+        let frame = request_frame(api, version, self.correlation_id, "data-path-test", request);
         self.stream.write_all(&frame)?;
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size)?;
