@@ -353,11 +353,9 @@ pub fn first_record_at_or_after(batch: &[u8], target_timestamp: i64) -> Option<(
     if header.compression().ok()? != Compression::None || header.total_bytes() > batch.len() {
         return None;
     }
-    first_record_in_area(
-        &batch[HEADER_BYTES..header.total_bytes()],
-        &header,
-        target_timestamp,
-    )
+    // `get`: a header from the network or disk may claim a length below its own size.
+    let area = batch.get(HEADER_BYTES..header.total_bytes())?;
+    first_record_in_area(area, &header, target_timestamp)
 }
 
 /// The same search over a batch's record area already decompressed (`area`), with the batch's
