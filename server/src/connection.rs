@@ -23,8 +23,8 @@ use tracing::{debug, warn};
 
 use crate::api::{self, RequestContext, RequestError, Response};
 use crate::limits::ConnectionPermit;
+use crate::residency::{RangeSender, ResidencyCheck};
 use crate::shard::ShardContext;
-use crate::zero_copy::{send_file_range, SplicePipe};
 
 /// Requests of one connection being served at once; the reader waits beyond that.
 pub const IN_FLIGHT_REQUESTS_MAX: usize = 16;
@@ -63,7 +63,8 @@ pub async fn serve(
     let _permit = permit;
     let _ = stream.set_nodelay(true);
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
-    let writer = compio::runtime::spawn(write_responses(stream.clone(), responses, peer));
+    let check = context.settings.fetch_residency_check;
+    let writer = compio::runtime::spawn(write_responses(stream.clone(), responses, peer, check));
     if let Err(reason) = read_requests(&context, stream, queue, peer).await {
         match reason {
             ReadEnd::Idle(_) => crate::metrics::record_idle_closed(),
@@ -256,9 +257,10 @@ async fn write_responses(
     mut stream: TcpStream,
     responses: flume::Receiver<PendingResponse>,
     peer: SocketAddr,
+    check: ResidencyCheck,
 ) {
-    let pipe = match SplicePipe::new() {
-        Ok(pipe) => pipe,
+    let mut sender = match RangeSender::new(check) {
+        Ok(sender) => sender,
         Err(err) => {
             warn!(%peer, %err, "no splice pipe for this connection");
             return;
@@ -276,7 +278,7 @@ async fn write_responses(
                 break;
             }
         };
-        if let Err(err) = send(&mut stream, &pipe, response).await {
+        if let Err(err) = send(&mut stream, &mut sender, response).await {
             debug!(%peer, %err, "write failed; closing");
             break;
         }
@@ -286,7 +288,7 @@ async fn write_responses(
 
 async fn send(
     stream: &mut TcpStream,
-    pipe: &SplicePipe,
+    sender: &mut RangeSender,
     response: Response,
 ) -> std::io::Result<()> {
     match response {
@@ -306,14 +308,9 @@ async fn send(
                     }
                     api::fetch_response::FramePart::Records { topic, partition } => {
                         for slice in &fetch.records[topic][partition] {
-                            send_file_range(
-                                pipe,
-                                &slice.file,
-                                slice.position.get(),
-                                slice.len,
-                                stream,
-                            )
-                            .await?;
+                            sender
+                                .send(&slice.file, slice.position.get(), slice.len, stream)
+                                .await?;
                             crate::metrics::record_bytes_out(slice.len);
                         }
                     }
