@@ -301,13 +301,16 @@ impl RangeResidency {
     }
 }
 
-/// The page size, read once.
-fn page_bytes() -> u64 {
+/// The page size in bytes, read once.
+pub fn page_bytes() -> u64 {
     static PAGE_BYTES: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *PAGE_BYTES.get_or_init(|| {
         // SAFETY: sysconf takes no pointers; a failure (-1) falls back to 4 KiB below.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        u64::try_from(page).ok().filter(|&page| page > 0).unwrap_or(4096)
+        u64::try_from(page)
+            .ok()
+            .filter(|&page| page > 0)
+            .unwrap_or(4096)
     })
 }
 
@@ -479,7 +482,9 @@ mod tests {
         let file = open_read_write(&path).await.unwrap();
         let len = 1u64 << 20;
         let page = page_bytes();
-        write_all_at(&file, vec![7u8; len as usize], 0).await.unwrap();
+        write_all_at(&file, vec![7u8; len as usize], 0)
+            .await
+            .unwrap();
         file.sync_all().await.unwrap(); // clean pages, so DONTNEED can drop them
         let written = range_residency(&file, 0, len).unwrap();
         assert_eq!(written.pages, len / page);
@@ -495,9 +500,15 @@ mod tests {
         let back = read_at_most(&file, page, (len / 4) as usize).await.unwrap();
         assert_eq!(back, vec![7u8; (len / 4) as usize]);
         let read = range_residency(&file, 0, len).unwrap();
-        assert_eq!(read.cached_pages, len / 4 / page, "no readahead under RANDOM");
+        assert_eq!(
+            read.cached_pages,
+            len / 4 / page,
+            "no readahead under RANDOM"
+        );
         assert!(range_residency(&file, page, len / 4).unwrap().is_resident());
-        advise(&file, page, len / 4, Advice::DontNeed).await.unwrap();
+        advise(&file, page, len / 4, Advice::DontNeed)
+            .await
+            .unwrap();
         assert_eq!(range_residency(&file, 0, len).unwrap().cached_pages, 0);
 
         read_at_most(&file, 0, page as usize).await.unwrap();
