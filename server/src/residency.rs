@@ -148,8 +148,9 @@ impl RangeSender {
         result?;
         COLD_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
 
-        // Whole pages only: the page holding a chunk's edge also holds its neighbour's bytes,
-        // which belong to the same cold stretch (or are dropped with the next chunk).
+        // Whole pages inside the chunk only: a partial page at a range's edge also holds bytes
+        // of a neighbouring batch, which another reader may be using. Chunk ends inside a range
+        // are page-aligned, so at most two pages per range stay.
         let page = page_bytes();
         let drop_from = position.div_ceil(page) * page;
         let drop_to = (position + len) / page * page;
