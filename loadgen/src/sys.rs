@@ -100,3 +100,14 @@ mod tests {
         assert!(!name.nodename.is_empty());
     }
 }
+
+/// Drops a whole file's clean pages from the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`).
+pub(crate) fn drop_cached_file(file: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise takes no pointers; the descriptor is open while `file` is borrowed.
+    let error = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if error != 0 {
+        return Err(io::Error::from_raw_os_error(error));
+    }
+    Ok(())
+}

@@ -17,6 +17,7 @@ mod large_alloc;
 mod limits;
 mod metadata;
 mod metrics;
+mod produce_stages;
 mod residency;
 mod settings;
 mod shard;

@@ -1,7 +1,8 @@
 //! Cold fetches against the real `ringtail` binary (KAFKA-7504): a fetch of data evicted from the
 //! page cache does not hold up the shard. Shown by the order of responses, never by time: a test
 //! build holds every cold read (`RINGTAIL_TEST_HOLD_COLD_READS`) until the test releases it,
-//! and a produce sent later on another connection of the same shard must be answered first.
+//! and a produce sent later on another connection of the same shard must be answered first. Also
+//! the produce path's per-stage histograms on /metrics (issue 13, part 2).
 #![forbid(unsafe_code)]
 
 use std::io::{ErrorKind, Read, Write};
@@ -363,4 +364,50 @@ fn a_bad_flag_value_is_refused() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--fetch-residency-check"), "{stderr}");
+}
+
+#[test]
+fn every_produce_stage_is_counted_on_metrics() {
+    // Issue 13 part 2's instrumentation: one acknowledged produce passes every stage once (one
+    // partition), and each stage's histogram counts it.
+    let broker = start_broker(&[], None);
+    let mut client = Client::connect(&broker);
+    create_topic(&mut client, "staged");
+    produce(
+        &mut client,
+        "staged",
+        Bytes::from(encode_uniform_batch(1, 10, 100)),
+    );
+    produce(
+        &mut client,
+        "staged",
+        Bytes::from(encode_uniform_batch(2, 10, 100)),
+    );
+    for stage in [
+        "frame_read",
+        "decode",
+        "order_wait",
+        "hop",
+        "append",
+        "group_wait",
+        "write",
+        "flush",
+        "response_queue",
+        "response_write",
+    ] {
+        let metric = format!("ringtail_produce_stage_seconds_count{{stage=\"{stage}\"}}");
+        // order_wait exists from a connection's second produce on.
+        let expected = if stage == "order_wait" { 1 } else { 2 };
+        if stage == "response_write" {
+            // Counted once the write completes on the broker's side, which may be just after
+            // this client has read the response.
+            wait_for_metric(
+                &broker,
+                &metric,
+                expected,
+                "the second response was written",
+            );
+        }
+        assert_eq!(scrape(&broker, &metric), expected, "{metric}");
+    }
 }

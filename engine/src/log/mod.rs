@@ -39,6 +39,6 @@ pub use crate::clock::now_ms;
 pub use files::CLEAN_SHUTDOWN_FILE_NAME;
 pub use state::PartitionLog;
 pub use types::{
-    AppendOutcome, FileSlice, LogStats, OpenReport, PendingAppendOutcome, ReadPlan,
+    AppendOutcome, AppendTimings, FileSlice, LogStats, OpenReport, PendingAppendOutcome, ReadPlan,
     RetentionOutcome,
 };
