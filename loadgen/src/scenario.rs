@@ -266,6 +266,29 @@ mod tests {
     }
 
     #[test]
+    fn cold_catch_up_runs_differ_only_in_the_check_and_the_reader() {
+        // The three runs compare only if nothing else differs: same rate, backlog, eviction.
+        let runs = select(&[
+            "cold-catch-up-alone".into(),
+            "cold-catch-up".into(),
+            "cold-catch-up-naive".into(),
+        ])
+        .unwrap();
+        let [alone, on, off] = [&runs[0], &runs[1], &runs[2]];
+        for run in [alone, on, off] {
+            assert!(run.evict_backlog);
+            assert_eq!(run.rate, Rate::MsgsPerSecond(COLD_CATCH_UP_MSGS_PER_S));
+            assert!(run.workload.backlog_bytes > 0);
+        }
+        assert_eq!(on.workload, off.workload);
+        assert_eq!(on.ringtail_args, ["--fetch-residency-check", "on"]);
+        assert_eq!(off.ringtail_args, ["--fetch-residency-check", "off"]);
+        assert_eq!(alone.ringtail_args, on.ringtail_args);
+        assert_eq!(alone.workload.consumers_per_subscription, 0);
+        assert_eq!(on.workload.consumers_per_subscription, 1);
+    }
+
+    #[test]
     fn derived_rates_need_the_max() {
         let fixed = select(&["fixed-rate-latency".into()]).unwrap().remove(0);
         assert_eq!(fixed.rate_msgs_per_s(Some(1000.0)).unwrap(), Some(500.0));
