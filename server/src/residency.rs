@@ -9,12 +9,12 @@
 //!
 //! - **hot** (every page cached): zero-copy splice, as before.
 //! - **cold** (any page missing): the range is read in chunks of at most
-//!   [`COLD_CHUNK_BYTES_MAX`] with io_uring reads into this connection's buffer — buffered reads
+//!   [`COLD_CHUNK_BYTES_MAX`] with io_uring reads into this connection's buffers — buffered reads
 //!   that wait for the disk on a page-lock callback, so no thread blocks, and with
 //!   `POSIX_FADV_RANDOM` on the file, so the kernel reads exactly the chunk and no readahead
-//!   beyond it. The chunk is written from memory, then its pages are dropped
-//!   (`POSIX_FADV_DONTNEED`, on io_uring): a catch-up reader keeps at most one chunk in the page
-//!   cache ([decision 0007](../../docs/decisions/0007-cold-reads-drop-behind.md)).
+//!   beyond it. The chunk is written from memory while the next one is read, then its pages are
+//!   dropped (`POSIX_FADV_DONTNEED`, on io_uring): a catch-up reader keeps at most two chunks in
+//!   the page cache ([decision 0007](../../docs/decisions/0007-cold-reads-drop-behind.md)).
 //!
 //! The connection's writer awaits all this, and it alone: responses of one connection go out in
 //! order anyway, and the shard's other connections are served meanwhile.
@@ -24,8 +24,9 @@
 //!
 //! # Invariants
 //! - Bytes of a range go out in file order, each exactly once, whichever way they go.
-//! - The cold buffer never exceeds [`COLD_CHUNK_BYTES_MAX`]; one exists per connection that met
-//!   cold data, so the memory is bounded by `--max-connections` × 1 MiB.
+//! - A connection holds at most two cold chunks of at most [`COLD_CHUNK_BYTES_MAX`] (one being
+//!   written, the next being read), so cold reads' memory is bounded by `--max-connections` ×
+//!   2 MiB, and their page cache by the same.
 //! - Only pages of ranges this connection read cold are dropped.
 #![forbid(unsafe_code)]
 
@@ -37,14 +38,18 @@ use compio::buf::{IntoInner, IoBuf};
 use compio::io::{AsyncReadAtExt, AsyncWriteExt};
 use compio::net::TcpStream;
 use compio::BufResult;
+use futures_util::future::join;
 use ringtail_engine::io::{advise, page_bytes, range_residency, Advice};
 
 use crate::histogram::LatencyHistogram;
 use crate::zero_copy::{send_file_range, SplicePipe};
 
-/// Largest read of cold data, and so the buffer a connection keeps for them: large enough for
-/// the disk's sequential speed with one read in flight, small enough to hold per connection.
+/// Largest read of cold data, and so the buffers a connection keeps for them: large enough for
+/// the disk's sequential speed, small enough to hold per connection.
 pub const COLD_CHUNK_BYTES_MAX: usize = 1 << 20;
+
+/// Cold chunks of one connection in memory at once: one being written while the next is read.
+const COLD_CHUNKS_IN_MEMORY_MAX: usize = 2;
 
 /// `--fetch-residency-check`: whether fetches look at the page cache before splicing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,8 +73,8 @@ static CHECK_COST: LatencyHistogram = LatencyHistogram::new();
 pub struct RangeSender {
     pipe: SplicePipe,
     check: ResidencyCheck,
-    /// Filled by cold reads; empty (no allocation) until the first one.
-    cold_buffer: Vec<u8>,
+    /// Buffers of written cold chunks, kept for the next reads (their pages stay warm).
+    cold_buffers: Vec<Vec<u8>>,
 }
 
 impl RangeSender {
@@ -77,7 +82,7 @@ impl RangeSender {
         Ok(Self {
             pipe: SplicePipe::new()?,
             check,
-            cold_buffer: Vec::new(),
+            cold_buffers: Vec::new(),
         })
     }
 
@@ -101,68 +106,126 @@ impl RangeSender {
             .checked_add(len)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "file range overflow"))?;
         let mut at = position;
-        while at < end {
-            let chunk_end = chunk_end(at, end, page_bytes());
-            let chunk_len = chunk_end - at;
-            if is_resident(file, at, chunk_len) {
-                send_file_range(&self.pipe, file, at, chunk_len, socket).await?;
-                HOT_BYTES_TOTAL.fetch_add(chunk_len, Ordering::Relaxed);
-            } else {
-                self.send_cold(file, at, chunk_len, socket).await?;
-            }
-            at = chunk_end;
-        }
-        Ok(())
-    }
-
-    /// Reads one cold chunk into memory, writes it, and drops its pages.
-    async fn send_cold(
-        &mut self,
-        file: &compio::fs::File,
-        position: u64,
-        len: u64,
-        socket: &mut TcpStream,
-    ) -> io::Result<()> {
-        let len_bytes = usize::try_from(len).expect("a chunk is at most COLD_CHUNK_BYTES_MAX");
-        assert!(len_bytes <= COLD_CHUNK_BYTES_MAX);
-        let _in_progress = ColdReadInProgress::enter();
-        let started = Instant::now();
-        // Per open file, cheap and idempotent: the read below brings in only its own pages.
-        advise(file, 0, 0, Advice::Random).await?;
-        let mut buffer = std::mem::take(&mut self.cold_buffer);
-        buffer.clear();
-        buffer.reserve_exact(len_bytes);
-        let BufResult(result, slice) = file
-            .read_exact_at(buffer.slice(0..len_bytes), position)
-            .await;
-        let buffer = slice.into_inner();
-        // A file shorter than its plan fails with UnexpectedEof, as the splice path does.
-        result?;
-        assert_eq!(buffer.len(), len_bytes, "a cold read fills its chunk");
-        COLD_READ_WAIT.record(started.elapsed());
-        #[cfg(debug_assertions)]
-        test_hook::hold().await;
-
-        let BufResult(result, buffer) = socket.write_all(buffer).await;
-        self.cold_buffer = buffer;
-        result?;
-        COLD_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
-
-        // Whole pages inside the chunk only: a partial page at a range's edge also holds bytes
-        // of a neighbouring batch, which another reader may be using. Chunk ends inside a range
-        // are page-aligned, so at most two pages per range stay.
-        let page = page_bytes();
-        let drop_from = position.div_ceil(page) * page;
-        let drop_to = (position + len) / page * page;
-        if drop_to > drop_from {
-            if let Err(error) = advise(file, drop_from, drop_to - drop_from, Advice::DontNeed).await
-            {
-                // The bytes went out; only the page cache bound is missed this once.
-                tracing::debug!(%error, "dropping a cold chunk's pages failed");
+        // A cold chunk in memory, to be written before anything after it.
+        let mut ready: Option<ColdChunk> = None;
+        loop {
+            let next = (at < end).then(|| (at, chunk_end(at, end, page_bytes()) - at));
+            let next_cold = next.filter(|&(from, len)| !is_resident(file, from, len));
+            match (ready.take(), next, next_cold) {
+                (None, None, _) => return Ok(()),
+                (Some(chunk), _, Some((from, len))) => {
+                    // The socket takes this chunk while the disk reads the next one.
+                    let spare = self.spare_buffer();
+                    let (written, read) = join(
+                        write_cold(socket, file, chunk),
+                        read_cold(file, from, len, spare),
+                    )
+                    .await;
+                    self.reuse_buffer(written?);
+                    ready = Some(read?);
+                    at += len;
+                }
+                (Some(chunk), _, None) => {
+                    // The next chunk, if any, is hot: spliced on the next round, after this one.
+                    let buffer = write_cold(socket, file, chunk).await?;
+                    self.reuse_buffer(buffer);
+                }
+                (None, Some((from, len)), None) => {
+                    send_file_range(&self.pipe, file, from, len, socket).await?;
+                    HOT_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
+                    at += len;
+                }
+                (None, Some(_), Some((from, len))) => {
+                    let spare = self.spare_buffer();
+                    ready = Some(read_cold(file, from, len, spare).await?);
+                    at += len;
+                }
             }
         }
-        Ok(())
     }
+
+    /// A buffer for the next cold read: a kept one if there is one (warm pages), else empty.
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        self.cold_buffers.pop().unwrap_or_default()
+    }
+
+    /// Keeps a written chunk's buffer for the next read, up to [`COLD_CHUNKS_IN_MEMORY_MAX`].
+    fn reuse_buffer(&mut self, buffer: Vec<u8>) {
+        assert!(buffer.capacity() <= COLD_CHUNK_BYTES_MAX);
+        if self.cold_buffers.len() < COLD_CHUNKS_IN_MEMORY_MAX {
+            self.cold_buffers.push(buffer);
+        }
+    }
+}
+
+/// A cold chunk read into memory and not yet written.
+struct ColdChunk {
+    position: u64,
+    bytes: Vec<u8>,
+    _in_progress: ColdReadInProgress,
+}
+
+/// Reads `[position, position + len)` of `file` into `buffer`, without readahead.
+async fn read_cold(
+    file: &compio::fs::File,
+    position: u64,
+    len: u64,
+    mut buffer: Vec<u8>,
+) -> io::Result<ColdChunk> {
+    let len_bytes = usize::try_from(len).expect("a chunk is at most COLD_CHUNK_BYTES_MAX");
+    assert!(len_bytes <= COLD_CHUNK_BYTES_MAX);
+    let in_progress = ColdReadInProgress::enter();
+    let started = Instant::now();
+    // Per open file, cheap and idempotent: the read below brings in only its own pages.
+    advise(file, 0, 0, Advice::Random).await?;
+    buffer.clear();
+    buffer.reserve_exact(len_bytes);
+    let BufResult(result, slice) = file
+        .read_exact_at(buffer.slice(0..len_bytes), position)
+        .await;
+    let bytes = slice.into_inner();
+    // A file shorter than its plan fails with UnexpectedEof, as the splice path does.
+    result?;
+    assert_eq!(bytes.len(), len_bytes, "a cold read fills its chunk");
+    COLD_READ_WAIT.record(started.elapsed());
+    #[cfg(debug_assertions)]
+    test_hook::hold().await;
+    Ok(ColdChunk {
+        position,
+        bytes,
+        _in_progress: in_progress,
+    })
+}
+
+/// Writes a cold chunk to the socket, then drops its pages; returns its buffer.
+async fn write_cold(
+    socket: &mut TcpStream,
+    file: &compio::fs::File,
+    chunk: ColdChunk,
+) -> io::Result<Vec<u8>> {
+    let ColdChunk {
+        position,
+        bytes,
+        _in_progress,
+    } = chunk;
+    let len = bytes.len() as u64;
+    let BufResult(result, bytes) = socket.write_all(bytes).await;
+    result?;
+    COLD_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
+
+    // Whole pages inside the chunk only: a partial page at a range's edge also holds bytes of a
+    // neighbouring batch, which another reader may be using. Chunk ends inside a range are
+    // page-aligned, so at most two pages per range stay.
+    let page = page_bytes();
+    let drop_from = position.div_ceil(page) * page;
+    let drop_to = (position + len) / page * page;
+    if drop_to > drop_from {
+        if let Err(error) = advise(file, drop_from, drop_to - drop_from, Advice::DontNeed).await {
+            // The bytes went out; only the page cache bound is missed this once.
+            tracing::debug!(%error, "dropping a cold chunk's pages failed");
+        }
+    }
+    Ok(bytes)
 }
 
 /// Where the chunk starting at `at` ends: at `end` if that is within [`COLD_CHUNK_BYTES_MAX`],
@@ -381,7 +444,11 @@ mod tests {
         // Other tests of this process may add to the counters, never subtract.
         assert!(HOT_BYTES_TOTAL.load(Ordering::Relaxed) - hot_before >= mb);
         assert!(COLD_BYTES_TOTAL.load(Ordering::Relaxed) - cold_before >= len - mb);
-        assert!(sender.cold_buffer.capacity() <= COLD_CHUNK_BYTES_MAX);
+        assert!(sender.cold_buffers.len() <= COLD_CHUNKS_IN_MEMORY_MAX);
+        assert!(sender
+            .cold_buffers
+            .iter()
+            .all(|buffer| buffer.capacity() <= COLD_CHUNK_BYTES_MAX));
         let page = page_bytes();
         let cold_tail =
             range_residency(&file, 2 * mb, file_len as u64 / page * page - 2 * mb).unwrap();
