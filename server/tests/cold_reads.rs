@@ -6,12 +6,12 @@
 #![forbid(unsafe_code)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -19,28 +19,12 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use ringtail_engine::batch::encode_uniform_batch;
 
+mod common;
+use common::{free_port, request_frame, wait_until_listening, Broker};
+
 /// Failures, not timings: how long a step may take before the test gives up with a message.
 const STEP_DEADLINE: Duration = Duration::from_secs(30);
 const FETCH_VERSION: i16 = 12;
-
-struct Broker {
-    child: Child,
-    port: u16,
-    metrics_port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 /// One shard, so the cold fetch and the produce share it; data on the build's disk (the target
 /// directory), not a tmpfs /tmp whose pages cannot be evicted.
@@ -60,11 +44,7 @@ fn start_broker(extra: &[&str], hold_release: Option<&Path>) -> Broker {
         command.env("RINGTAIL_TEST_HOLD_COLD_READS", release);
     }
     let child = command.spawn().unwrap();
-    let deadline = Instant::now() + STEP_DEADLINE;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "broker did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_listening(port, "broker did not start");
     Broker {
         child,
         port,
@@ -90,19 +70,13 @@ impl Client {
 
     fn send<Req: Encodable>(&mut self, api: ApiKey, version: i16, request: &Req) {
         self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("cold-reads-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, api.request_header_version(version))
-            .unwrap();
-        request.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
+        let frame = request_frame(
+            api,
+            version,
+            self.correlation_id,
+            "cold-reads-test",
+            request,
+        );
         self.stream.write_all(&frame).unwrap();
     }
 
