@@ -375,7 +375,7 @@ mod tests {
         while at < end {
             let next = chunk_end(at, end, page);
             assert!(next > at && next - at <= max);
-            assert!(next == end || next % page == 0);
+            assert!(next == end || next.is_multiple_of(page));
             at = next;
             chunks += 1;
         }
