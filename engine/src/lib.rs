@@ -36,7 +36,8 @@ pub use error::{
     AppendError, BatchError, CompactionError, CompressionError, ConfigError, OpenError, ReadError,
 };
 pub use log::{
-    AppendOutcome, AppendTimings, FileSlice, LogStats, PartitionLog, ReadPlan, RetentionOutcome,
+    AppendOutcome, AppendTimings, DeleteRecordsError, FileSlice, LogStats, PartitionLog, ReadPlan,
+    RetentionOutcome,
 };
 pub use registry::{TopicMeta, TopicRegistry};
 pub use shard::{partition_owner, shard_runtime, Shard, ShardId, TopicPartition};

@@ -14,7 +14,7 @@
 //!   `POSIX_FADV_RANDOM` on the file, so the kernel reads exactly the chunk and no readahead
 //!   beyond it. The chunk is written from memory while the next one is read, then its pages are
 //!   dropped (`POSIX_FADV_DONTNEED`, on io_uring): a catch-up reader keeps at most two chunks in
-//!   the page cache ([decision 0007](../../docs/decisions/0007-cold-reads-drop-behind.md)).
+//!   the page cache ([decision 0008](../../docs/decisions/0008-cold-reads-drop-behind.md)).
 //!
 //! The connection's writer awaits all this, and it alone: responses of one connection go out in
 //! order anyway, and the shard's other connections are served meanwhile.
