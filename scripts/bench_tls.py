@@ -5,7 +5,7 @@ One `ringtail` (release build, default flags) listens on PLAINTEXT and SSL (a P-
 made with the openssl CLI). For each round and each listener, in alternating order:
 kafka-producer-perf-test writes N records of 1 KiB flat out (acks=1) to a new topic, then
 kafka-consumer-perf-test reads them back. Plaintext fetches are spliced file -> socket; TLS
-fetches are read and encrypted in user space (docs/decisions/0007). Reported: medians over the
+fetches are read and encrypted in user space (docs/decisions/0009). Reported: medians over the
 rounds of MB/s (10^6 bytes) and the broker's CPU seconds per phase.
 
 Usage: python3 scripts/bench_tls.py [--records N] [--rounds R] [--out results/security]

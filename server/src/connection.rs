@@ -22,10 +22,11 @@ use tracing::{debug, warn};
 use crate::api::{self, RequestContext, RequestError, Response};
 use crate::limits::ConnectionPermit;
 use crate::listeners::ListenerId;
+use crate::produce_stages::{self, Stage};
+use crate::residency::{RangeSender, ResidencyCheck};
 use crate::sasl::{Session, FAILED_AUTHENTICATION_DELAY};
 use crate::shard::ShardContext;
 use crate::transport::{self, ConnReader, ConnWriter};
-use crate::zero_copy::SplicePipe;
 
 /// Largest frame a SASL listener reads before the connection has logged in (Kafka's
 /// sasl.server.max.receive.size default): an anonymous client cannot make the broker hold more.
@@ -34,7 +35,15 @@ pub const UNAUTHENTICATED_FRAME_BYTES_MAX: u32 = 512 * 1024;
 /// Requests of one connection being served at once; the reader waits beyond that.
 pub const IN_FLIGHT_REQUESTS_MAX: usize = 16;
 
-type PendingResponse = JoinHandle<Result<Response, RequestError>>;
+type PendingResponse = JoinHandle<Result<Answered, RequestError>>;
+
+/// A handler's response, with what the writer needs to time Produce's last stages.
+struct Answered {
+    response: Response,
+    api: ApiKey,
+    /// When the handler finished: the response then waits for the ones before it.
+    at: Instant,
+}
 
 /// Why a connection's reader stopped; logged at debug, counted where it is a bound at work.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +89,8 @@ pub async fn serve(
         }
     };
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
-    let writer = compio::runtime::spawn(write_responses(writer, responses, peer));
+    let check = context.settings.fetch_residency_check;
+    let writer = compio::runtime::spawn(write_responses(writer, responses, peer, check));
     let from = Origin { peer, listener };
     if let Err(reason) = read_requests(&context, reader, queue, from).await {
         match reason {
@@ -170,17 +180,25 @@ async fn read_requests(
             .take(size as u64, &held_bytes)
             .await;
         let frame = read_frame_body(&mut stream, size as usize, frame_started, timeouts).await?;
+        let frame_read = frame_started.elapsed();
         crate::metrics::record_bytes_in(frame.len() + 4);
         let (request, body, client_id) =
             parse_header(frame, from.listener).map_err(ReadEnd::Malformed)?;
+        if request.api == ApiKey::Produce {
+            produce_stages::record(Stage::FrameRead, frame_read);
+        }
         if matches!(
             request.api,
             ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
         ) {
             let answer = serve_sasl(context, &mut session, request, body, from).await?;
             drop(bytes_permit);
-            let response = answer.response;
-            let ready = compio::runtime::spawn(async move { Ok(response) });
+            let answered = Answered {
+                response: answer.response,
+                api: request.api,
+                at: Instant::now(),
+            };
+            let ready = compio::runtime::spawn(async move { Ok(answered) });
             queue
                 .send_async(ready)
                 .await
@@ -223,7 +241,11 @@ async fn read_requests(
             drop(bytes_permit);
             drop(in_flight);
             crate::metrics::record_request(request.api, started.elapsed());
-            response
+            response.map(|response| Answered {
+                response,
+                api: request.api,
+                at: Instant::now(),
+            })
         });
         queue
             .send_async(handler)
@@ -388,17 +410,18 @@ async fn write_responses(
     mut stream: ConnWriter,
     responses: flume::Receiver<PendingResponse>,
     peer: SocketAddr,
+    check: ResidencyCheck,
 ) {
-    let pipe = match SplicePipe::new() {
-        Ok(pipe) => pipe,
+    let mut sender = match RangeSender::new(check) {
+        Ok(sender) => sender,
         Err(err) => {
             warn!(%peer, %err, "no splice pipe for this connection");
             return;
         }
     };
     while let Ok(pending) = responses.recv_async().await {
-        let response = match pending.await {
-            Ok(Ok(response)) => response,
+        let answered = match pending.await {
+            Ok(Ok(answered)) => answered,
             Ok(Err(err)) => {
                 debug!(%peer, %err, "request failed; closing");
                 break;
@@ -408,9 +431,17 @@ async fn write_responses(
                 break;
             }
         };
-        if let Err(err) = send(&mut stream, &pipe, response).await {
+        let is_produce = answered.api == ApiKey::Produce;
+        if is_produce {
+            produce_stages::record(Stage::ResponseQueue, answered.at.elapsed());
+        }
+        let write_started = Instant::now();
+        if let Err(err) = send(&mut stream, &mut sender, answered.response).await {
             debug!(%peer, %err, "write failed; closing");
             break;
+        }
+        if is_produce {
+            produce_stages::record(Stage::ResponseWrite, write_started.elapsed());
         }
     }
     stream.shutdown().await;
@@ -418,7 +449,7 @@ async fn write_responses(
 
 async fn send(
     stream: &mut ConnWriter,
-    pipe: &SplicePipe,
+    sender: &mut RangeSender,
     response: Response,
 ) -> std::io::Result<()> {
     match response {
@@ -437,7 +468,7 @@ async fn send(
                     api::fetch_response::FramePart::Records { topic, partition } => {
                         for slice in &fetch.records[topic][partition] {
                             stream
-                                .send_file(pipe, &slice.file, slice.position.get(), slice.len)
+                                .send_file(sender, &slice.file, slice.position.get(), slice.len)
                                 .await?;
                             crate::metrics::record_bytes_out(slice.len);
                         }

@@ -12,6 +12,7 @@ mod config;
 mod config_security;
 mod connection;
 mod group;
+mod histogram;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]
 mod large_alloc;
@@ -19,6 +20,8 @@ mod limits;
 mod listeners;
 mod metadata;
 mod metrics;
+mod produce_stages;
+mod residency;
 mod sasl;
 mod settings;
 mod shard;

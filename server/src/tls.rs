@@ -3,7 +3,7 @@
 //!
 //! This kernel has no kTLS, so encryption happens in user space: a TLS fetch reads its record
 //! bytes from the file and encrypts them (no splice). Plaintext listeners keep zero-copy; see
-//! docs/decisions/0007-tls-userspace-credential-store.md.
+//! docs/decisions/0009-security-tls-userspace-credential-store.md.
 //!
 //! # Invariants worth naming
 //! - With `--tls-client-ca-file`, a client without a certificate signed by that CA never finishes

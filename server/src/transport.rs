@@ -22,7 +22,7 @@ use compio::net::TcpStream;
 use compio::BufResult;
 use rustls::{ServerConfig, ServerConnection};
 
-use crate::zero_copy::{send_file_range, SplicePipe};
+use crate::residency::RangeSender;
 
 /// Plaintext handed to rustls per write, and file bytes read per step of a TLS fetch.
 const TLS_CHUNK_BYTES: usize = 64 * 1024;
@@ -238,17 +238,17 @@ impl ConnWriter {
         }
     }
 
-    /// Sends `len` bytes of `file` from `position`: spliced on a plain socket, read and
-    /// encrypted in user space on TLS.
+    /// Sends `len` bytes of `file` from `position`: through `sender` on a plain socket (spliced,
+    /// or read off the shard when cold), read and encrypted in user space on TLS.
     pub async fn send_file(
         &mut self,
-        pipe: &SplicePipe,
+        sender: &mut RangeSender,
         file: &compio::fs::File,
         position: u64,
         len: u64,
     ) -> io::Result<()> {
         match self {
-            Self::Plain(stream) => send_file_range(pipe, file, position, len, stream).await,
+            Self::Plain(stream) => sender.send(file, position, len, stream).await,
             Self::Tls(_) => {
                 let mut sent = 0u64;
                 while sent < len {
