@@ -266,13 +266,11 @@ impl ShardStart {
         );
         let listener = compio::net::TcpListener::from_std(self.listener)?;
         let accepting = std::pin::pin!(accept_loop(Rc::clone(&context), listener));
-        if let Either::Right((fsync_error, _)) = select(accepting, maintenance).await {
-            // A failed fsync leaves the page cache in an unknown state: stop, never retry.
-            let err = fsync_error.map_or_else(
-                |_| "maintenance task panicked".to_string(),
-                |err| err.to_string(),
-            );
-            error!(shard = self.id.0, %err, "fatal: background fsync failed");
+        if let Either::Right((ended, _)) = select(accepting, maintenance).await {
+            // The maintenance task loops for ever (an fsync failure fails its partition only,
+            // docs/decisions/0007-fsync-error-read-only.md): it ended only by panicking.
+            let Err(_panic) = ended;
+            error!(shard = self.id.0, "fatal: the maintenance task panicked");
             std::process::exit(3);
         }
         // The coordinator stops first: its timers must not write to a closing log, and requests

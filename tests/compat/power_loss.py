@@ -22,10 +22,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import PDEATHSIG, Broker, _tail
+from conftest import PDEATHSIG, Broker, _cargo_binary, _tail, free_port
 
 MOUNT_TIMEOUT_S = 10
 TOPIC = "powerloss"
@@ -131,6 +132,16 @@ class PowerLossBroker(Broker):
         while fs.stats()["open_files"] > 0:
             assert time.monotonic() < deadline, f"files still open {RELEASE_TIMEOUT_S} s after the kill"
             time.sleep(0.02)
+
+    def stop_expecting_failed_partitions(self) -> None:
+        """SIGTERM with a partition failed: the broker closes the others and exits 1 (a failed
+        partition cannot close cleanly; it is recovered in full at the next start)."""
+        proc, self.proc = self.proc, None
+        assert proc is not None and proc.poll() is None, "the broker died while the test ran"
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        assert rc == 1, f"exit status {rc} after SIGTERM with a failed partition (want 1)"
+        assert "did not close cleanly" in _tail(self.log_path, 200), "the failed partition is logged"
 
     def start(self) -> None:
         """Starts once the port is free: the killed broker's io_uring holds its listener until
@@ -340,3 +351,37 @@ def run_rounds(fs: ForgetfulFs, broker: PowerLossBroker, rounds: int, seed: int,
     report.acked = len(ledger.acked)
     report.fs_stats = fs.stats()
     return ledger, report
+
+
+needs_fuse = pytest.mark.skipif(
+    not os.path.exists("/dev/fuse") or os.geteuid() != 0,
+    reason="needs /dev/fuse and root to mount tests/forgetful-fs "
+           f"(/dev/fuse {'present' if os.path.exists('/dev/fuse') else 'absent'}, euid {os.geteuid()})")
+
+
+@pytest.fixture(scope="session")
+def forgetful_fs_bin(tmp_path_factory):
+    return _cargo_binary(tmp_path_factory, "FORGETFUL_FS_BIN", "forgetful-fs", "forgetful-fs")
+
+
+@pytest.fixture
+def powered(ringtail_bin, forgetful_fs_bin, tmp_path, request):
+    """Factory: `powered(flush)` mounts a forgetful filesystem and starts a broker on it."""
+    started: list[tuple[ForgetfulFs, PowerLossBroker]] = []
+    request.node._ringtail_brokers = []
+
+    def start(flush: str) -> tuple[ForgetfulFs, PowerLossBroker]:
+        fs = ForgetfulFs(forgetful_fs_bin, tmp_path / f"fs-{len(started)}")
+        fs.start()
+        data_dir = fs.mkdir_durably("data")
+        broker = PowerLossBroker(ringtail_bin, data_dir, tmp_path / f"ringtail-{len(started)}.log",
+                                 free_port(), flush)
+        started.append((fs, broker))
+        request.node._ringtail_brokers.append(broker)
+        broker.start()
+        return fs, broker
+
+    yield start
+    for fs, broker in started:
+        broker.kill()
+        fs.stop()

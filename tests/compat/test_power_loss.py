@@ -13,57 +13,36 @@ test is skipped with the reason.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 
 import pytest
 
-from conftest import _cargo_binary, free_port
-from power_loss import ForgetfulFs, PowerLossBroker, run_rounds
+from power_loss import forgetful_fs_bin, needs_fuse, powered, run_rounds  # noqa: F401 (fixtures)
 
 ROUNDS = int(os.environ.get("POWER_LOSS_ROUNDS", "20"))
 SEED = int(os.environ.get("POWER_LOSS_SEED", str(random.SystemRandom().getrandbits(32))))
 # About 3 s per round on 2 shared cores, plus the broker's starts.
 TIMEOUT_S = 60 + ROUNDS * 10
 
-needs_fuse = pytest.mark.skipif(
-    not os.path.exists("/dev/fuse") or os.geteuid() != 0,
-    reason="needs /dev/fuse and root to mount tests/forgetful-fs "
-           f"(/dev/fuse {'present' if os.path.exists('/dev/fuse') else 'absent'}, euid {os.geteuid()})")
-
-
-@pytest.fixture(scope="session")
-def forgetful_fs_bin(tmp_path_factory):
-    return _cargo_binary(tmp_path_factory, "FORGETFUL_FS_BIN", "forgetful-fs", "forgetful-fs")
-
-
-@pytest.fixture
-def powered(ringtail_bin, forgetful_fs_bin, tmp_path, request):
-    """Factory: `powered(flush)` mounts a forgetful filesystem and starts a broker on it."""
-    started: list[tuple[ForgetfulFs, PowerLossBroker]] = []
-    request.node._ringtail_brokers = []
-
-    def start(flush: str) -> tuple[ForgetfulFs, PowerLossBroker]:
-        fs = ForgetfulFs(forgetful_fs_bin, tmp_path / f"fs-{len(started)}")
-        fs.start()
-        data_dir = fs.mkdir_durably("data")
-        broker = PowerLossBroker(ringtail_bin, data_dir, tmp_path / f"ringtail-{len(started)}.log",
-                                 free_port(), flush)
-        started.append((fs, broker))
-        request.node._ringtail_brokers.append(broker)
-        broker.start()
-        return fs, broker
-
-    yield start
-    for fs, broker in started:
-        broker.kill()
-        fs.stop()
 
 
 def describe(report, seed: int) -> str:
     return (f"seed {seed}: {report.rounds} rounds, {report.power_losses} power losses, "
             f"{report.acked} records acknowledged, {report.records_checked} record reads checked; "
             f"forgetful-fs {report.fs_stats}")
+
+
+def record(test: str, flush: str, report, lost: int) -> None:
+    """Appends the run's figures to POWER_LOSS_REPORT (a JSON-lines file), if set."""
+    path = os.environ.get("POWER_LOSS_REPORT")
+    if path:
+        with open(path, "a") as out:
+            out.write(json.dumps({"test": test, "flush": flush, "seed": SEED, "rounds": report.rounds,
+                                  "power_losses": report.power_losses, "acked": report.acked,
+                                  "records_checked": report.records_checked, "acked_lost": lost,
+                                  "forgetful_fs": report.fs_stats}) + "\n")
 
 
 @needs_fuse
@@ -73,7 +52,7 @@ def test_every_batch_keeps_every_acknowledged_record_through_power_losses(powere
     record at its offset, exactly once, no gap, and the committed offsets as last committed."""
     fs, broker = powered("every_batch")
     ledger, report = run_rounds(fs, broker, ROUNDS, SEED, stop_on_loss=False)
-    print(describe(report, SEED))
+    record("every_batch", "every_batch", report, sum(len(check.missing) for check in report.checks))
     for round_no, check in enumerate(report.checks):
         where = f"{describe(report, SEED)}; after power loss {round_no + 1}"
         assert check.missing == [], f"{where}: acknowledged records lost: {check.missing[:10]}"
@@ -94,8 +73,8 @@ def test_flush_none_loses_acknowledged_records_yet_recovers_a_valid_prefix(power
     the log recovery leaves is still a valid prefix: no gap, no corrupt batch, no record twice."""
     fs, broker = powered("none")
     ledger, report = run_rounds(fs, broker, ROUNDS, SEED, stop_on_loss=True)
-    print(describe(report, SEED))
     lost = sum(len(check.missing) for check in report.checks)
+    record("none", "none", report, lost)
     assert lost > 0, f"{describe(report, SEED)}: no acknowledged record lost under flush=none"
     for check in report.checks:
         assert check.gaps == [], check.gaps[:10]

@@ -6,7 +6,7 @@
 //! | `power-loss tear SEED` | the same, each file keeping a seeded in-order prefix of its queued writes, torn at a sector boundary | `ok dropped_ops=N kept_ops=N dropped_inodes=N` |
 //! | `fail-fsync on` / `off` | every fsync fails with EIO and drops what it would have synced | `ok` |
 //! | `fail-write on` / `off` | every write and growing fallocate fails with ENOSPC | `ok` |
-//! | `stats` | | `ok writes=N fsyncs=N dir_fsyncs=N fsync_errors=N power_losses=N dropped_ops=N torn_kept_ops=N open_files=N` |
+//! | `stats` | | `ok writes=N fsyncs=N dir_fsyncs=N fsync_errors=N power_losses=N dropped_ops=N torn_kept_ops=N fsyncs_after_error=N open_files=N` |
 //! | `quit` | the filesystem is unmounted and the process exits | `ok` |
 //!
 //! Anything else is answered `error <reason>`. Lose power only once `open_files` is 0: the
@@ -58,7 +58,7 @@ pub fn execute(model: &Mutex<Model>, line: &str) -> (String, Next) {
         ["stats"] => {
             let stats = model.stats;
             Ok(format!(
-                "ok writes={} fsyncs={} dir_fsyncs={} fsync_errors={} power_losses={} dropped_ops={} torn_kept_ops={} open_files={}",
+                "ok writes={} fsyncs={} dir_fsyncs={} fsync_errors={} power_losses={} dropped_ops={} torn_kept_ops={} fsyncs_after_error={} open_files={}",
                 stats.writes,
                 stats.fsyncs,
                 stats.dir_fsyncs,
@@ -66,6 +66,7 @@ pub fn execute(model: &Mutex<Model>, line: &str) -> (String, Next) {
                 stats.power_losses,
                 stats.ops_dropped,
                 stats.ops_kept_by_tear,
+                stats.fsyncs_after_error,
                 stats.open_files
             ))
         }

@@ -34,6 +34,8 @@ pub struct FileNode {
     pub durable: Content,
     /// Operations applied to `live` since the last fsync, oldest first.
     pub queued: Vec<Op>,
+    /// An fsync of this file failed: a later one is a retry as if the data were safe.
+    pub fsync_failed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +76,8 @@ pub struct Stats {
     pub power_losses: u64,
     pub ops_dropped: u64,
     pub ops_kept_by_tear: u64,
+    /// fsyncs of a file whose earlier fsync failed (an engine that retries them counts here).
+    pub fsyncs_after_error: u64,
     /// Files open now (opens and creates not yet released): a power loss is taken only at 0,
     /// when no process (nor a dying process's io_uring) can write any more.
     pub open_files: u64,
@@ -185,6 +189,7 @@ impl Model {
                 live: Content::default(),
                 durable: Content::default(),
                 queued: Vec::new(),
+                fsync_failed: false,
             })
         };
         let inode = Inode {
@@ -336,8 +341,12 @@ impl Model {
         match &mut inode.node {
             Node::File(file) => {
                 self.stats.fsyncs += 1;
+                if file.fsync_failed {
+                    self.stats.fsyncs_after_error += 1;
+                }
                 let queued = std::mem::take(&mut file.queued);
                 if fail {
+                    file.fsync_failed = true;
                     // The kernel may drop the dirty pages of a failed writeback: they stay in the
                     // page cache (`live`) but never reach the disk.
                     self.stats.fsync_errors += 1;

@@ -69,6 +69,7 @@ fn a_failed_fsync_loses_its_writes_for_good() {
     assert_eq!(model.fsync(file), Err(libc::EIO));
     model.faults.fsync_eio = false;
     model.fsync(file).unwrap();
+    assert_eq!(model.stats.fsyncs_after_error, 1, "the retry is counted");
     assert_eq!(model.read(file, 0, 4).unwrap(), b"lost");
     model.power_loss(None);
     assert_eq!(model.read(file, 0, 4).unwrap(), b"");
