@@ -10,6 +10,8 @@ disk. Needs root and /dev/fuse, like test_power_loss.py.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from confluent_kafka import KafkaError, Producer
 
@@ -103,3 +105,41 @@ def test_enospc_on_write_makes_the_partition_read_only(powered, flush):
     broker.start()
     produce_acked(broker.bootstrap, ledger, 0, RECORDS_BEFORE_FAULT, "after-restart")
     assert_log_intact(broker.bootstrap, ledger)
+
+
+@needs_fuse
+def test_interval_fsync_eio_fails_the_partition_not_the_broker_and_is_never_retried(powered):
+    """Under a `<N>ms` policy the append is acknowledged before its fsync; when the background
+    fsync fails, the partition refuses later appends and the flusher never fsyncs it again,
+    while the broker keeps serving (it used to exit with status 3)."""
+    fs, broker = powered("50ms")
+    create_topic(broker.bootstrap)
+    ledger = Ledger()
+    produce_acked(broker.bootstrap, ledger, 0, RECORDS_BEFORE_FAULT, "before")
+    # Partition 1 gets nothing before the fault: with nothing unsynced, its fsync cannot fail.
+    deadline = time.monotonic() + 60
+    fs.command("fail-fsync on")
+    # Acknowledged before its fsync, unless the flusher's failure (on the records before it, if
+    # they were not synced yet) came first: either way the partition fails within a tick.
+    err, offset = produce_one(broker.bootstrap, 0, b"during-fault")
+    if err is None:
+        ledger.acked[(0, offset)] = b"during-fault"
+    else:
+        assert err.code() == KafkaError.KAFKA_STORAGE_ERROR, err
+    while fs.stats()["fsync_errors"] == 0:
+        assert time.monotonic() < deadline, "the interval fsync was never tried"
+        time.sleep(0.05)
+    fs.command("fail-fsync off")
+    assert_storage_error(broker.bootstrap, 0, b"after-fault")
+    # Several more flusher passes (each syncs partition 1 after an append to it) while the failed
+    # partition waits unsynced: none of them may fsync it again.
+    for i in range(3):
+        fsyncs = fs.stats()["fsyncs"]
+        produce_acked(broker.bootstrap, ledger, 1, 1, f"other-{i}")
+        while fs.stats()["fsyncs"] == fsyncs:
+            assert time.monotonic() < deadline, "the flusher stopped"
+            time.sleep(0.05)
+    assert fs.stats()["fsyncs_after_error"] == 0, "a failed fsync was retried"
+    assert broker.proc is not None and broker.proc.poll() is None, "the broker is still up"
+    assert_log_intact(broker.bootstrap, ledger)
+
