@@ -433,12 +433,12 @@ impl Model {
 /// The queued operations a torn power loss keeps: a random count of whole ones, then the next
 /// one torn at a random sector boundary inside it (if it is a write with one).
 fn kept_prefix(queued: &[Op], rng: &mut SplitMix64) -> Vec<Op> {
-    let whole = (rng.next() % (queued.len() as u64 + 1)) as usize;
+    let whole = (rng.next_u64() % (queued.len() as u64 + 1)) as usize;
     let mut kept = queued[..whole].to_vec();
     if let Some(next) = queued.get(whole) {
         let boundaries = next.inner_boundaries();
         if boundaries > 0 {
-            if let Some(torn) = next.torn(rng.next() % boundaries) {
+            if let Some(torn) = next.torn(rng.next_u64() % boundaries) {
                 kept.push(torn);
             }
         }
@@ -455,7 +455,7 @@ impl SplitMix64 {
         Self(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
