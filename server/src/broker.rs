@@ -311,13 +311,11 @@ impl ShardStart {
             let stop = std::pin::pin!(context.router.wait_for_wake(context.id));
             select(all, stop).await;
         });
-        if let Either::Right((fsync_error, _)) = select(accepting, maintenance).await {
-            // A failed fsync leaves the page cache in an unknown state: stop, never retry.
-            let err = fsync_error.map_or_else(
-                |_| "maintenance task panicked".to_string(),
-                |err| err.to_string(),
-            );
-            error!(shard = self.id.0, %err, "fatal: background fsync failed");
+        if let Either::Right((ended, _)) = select(accepting, maintenance).await {
+            // The maintenance task loops for ever (an fsync failure fails its partition only,
+            // docs/decisions/0010-fsync-error-read-only.md): it ended only by panicking.
+            let Err(_panic) = ended;
+            error!(shard = self.id.0, "fatal: the maintenance task panicked");
             std::process::exit(3);
         }
         // The coordinator stops first: its timers must not write to a closing log, and requests
