@@ -98,9 +98,8 @@ async fn read_requests(
         let size = read_frame_size(&mut stream, timeouts, &held_bytes).await?;
         let frame_started = Instant::now();
         let limit = context.settings.frame_bytes_max;
-        if size < 8 || size as u32 > limit {
-            return Err(ReadEnd::FrameRefused { size, limit });
-        }
+        let size =
+            checked_frame_size(size, limit).map_err(|_| ReadEnd::FrameRefused { size, limit })?;
         // Before allocating: a spent budget stops reading this connection until bytes drain.
         let bytes_permit = context
             .limits
@@ -211,9 +210,20 @@ async fn read_frame_body(
     }
 }
 
+/// A frame's size prefix as a length to read, if the frame may be read at all: at least the
+/// 8 bytes every header starts with (API key, version, correlation id), at most `limit_bytes`.
+pub(crate) fn checked_frame_size(size: i32, limit_bytes: u32) -> Result<usize, String> {
+    match u32::try_from(size) {
+        Ok(bytes) if (8..=limit_bytes).contains(&bytes) => Ok(bytes as usize),
+        _ => Err(format!("frame size {size} outside 8..={limit_bytes}")),
+    }
+}
+
 /// Decodes the request header. Unknown APIs and versions close the connection, except an
 /// ApiVersions request of a newer version, which gets the v0 answer (KIP-511).
-fn parse_header(frame: BytesMut) -> Result<(RequestContext, Bytes, Option<String>), String> {
+pub(crate) fn parse_header(
+    frame: BytesMut,
+) -> Result<(RequestContext, Bytes, Option<String>), String> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);

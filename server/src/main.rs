@@ -4,26 +4,8 @@
 //! message passing. See docs/ARCHITECTURE.md.
 #![deny(unsafe_code)]
 
-mod api;
-mod broker;
-mod cli_groups;
-mod config;
-mod connection;
-mod group;
-// Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
-#[allow(unsafe_code)]
-mod large_alloc;
-mod limits;
-mod metadata;
-mod metrics;
-mod settings;
-mod shard;
-mod topics;
-// Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
-#[allow(unsafe_code)]
-mod zero_copy;
-
 use anyhow::Result;
+use ringtail_server::{broker, cli_groups, config, large_alloc};
 
 #[global_allocator]
 static ALLOCATOR: large_alloc::LargeAllocReserveOnly = large_alloc::LargeAllocReserveOnly;

@@ -1,0 +1,25 @@
+//! The broker as a library: the `ringtail` binary (main.rs) runs it, and the fuzz targets (fuzz/)
+//! drive its decoders through [`fuzzing`]. See docs/ARCHITECTURE.md.
+#![deny(unsafe_code)]
+
+mod api;
+pub mod broker;
+pub mod cli_groups;
+pub mod config;
+mod connection;
+pub mod fuzzing;
+#[cfg(test)]
+mod fuzzing_corpus;
+mod group;
+// Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
+#[allow(unsafe_code)]
+pub mod large_alloc;
+mod limits;
+mod metadata;
+mod metrics;
+mod settings;
+mod shard;
+mod topics;
+// Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
+#[allow(unsafe_code)]
+mod zero_copy;
