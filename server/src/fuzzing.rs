@@ -10,11 +10,13 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::Encodable;
 use ringtail_engine::batch::{validate_all, Strictness};
@@ -61,6 +63,10 @@ fn decode_body(request: RequestContext, body: &mut Bytes) -> Result<(), RequestE
         ApiKey::Fetch => request.decode::<FetchRequest>(body).map(drop),
         ApiKey::ListOffsets => request.decode::<ListOffsetsRequest>(body).map(drop),
         ApiKey::Metadata => request.decode::<MetadataRequest>(body).map(drop),
+        ApiKey::DeleteRecords => request.decode::<DeleteRecordsRequest>(body).map(drop),
+        ApiKey::OffsetForLeaderEpoch => request
+            .decode::<OffsetForLeaderEpochRequest>(body)
+            .map(drop),
         ApiKey::ApiVersions => request.decode::<ApiVersionsRequest>(body).map(drop),
         ApiKey::CreateTopics => request.decode::<CreateTopicsRequest>(body).map(drop),
         ApiKey::DeleteTopics => request.decode::<DeleteTopicsRequest>(body).map(drop),
@@ -152,6 +158,8 @@ fn encode_default(api: ApiKey, version: i16, frame: &mut BytesMut) -> anyhow::Re
         ApiKey::Fetch => encode!(FetchRequest),
         ApiKey::ListOffsets => encode!(ListOffsetsRequest),
         ApiKey::Metadata => encode!(MetadataRequest),
+        ApiKey::DeleteRecords => encode!(DeleteRecordsRequest),
+        ApiKey::OffsetForLeaderEpoch => encode!(OffsetForLeaderEpochRequest),
         ApiKey::ApiVersions => encode!(ApiVersionsRequest),
         ApiKey::CreateTopics => encode!(CreateTopicsRequest),
         ApiKey::DeleteTopics => encode!(DeleteTopicsRequest),

@@ -11,12 +11,15 @@ pub mod fuzzing;
 #[cfg(test)]
 mod fuzzing_corpus;
 mod group;
+mod histogram;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]
 pub mod large_alloc;
 mod limits;
 mod metadata;
 mod metrics;
+mod produce_stages;
+mod residency;
 mod settings;
 mod shard;
 mod topics;

@@ -5,6 +5,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
@@ -17,7 +18,11 @@ use ringtail_engine::{AppendError, BatchError};
 
 use super::{code, str_bytes, ProduceOrder, RequestContext, RequestError, Response};
 use crate::metadata::TopicInfo;
+use crate::produce_stages::{self, Stage};
 use crate::shard::ShardContext;
+
+/// Produce names topics by id instead of by name from this version (KIP-516, Kafka 4.1).
+const FIRST_TOPIC_ID_VERSION: i16 = 13;
 
 pub async fn handle(
     context: &Rc<ShardContext>,
@@ -25,29 +30,40 @@ pub async fn handle(
     body: &mut Bytes,
     order: Option<ProduceOrder>,
 ) -> Result<Response, RequestError> {
+    let decode_started = Instant::now();
     let produce: ProduceRequest = request.decode(body)?;
+    produce_stages::record(Stage::Decode, decode_started.elapsed());
     let acks = produce.acks;
     let (previous_queued, queued) = match order {
         Some(order) => (order.previous_queued, Some(order.queued)),
         None => (None, None),
     };
     if let Some(previous) = previous_queued {
+        let order_started = Instant::now();
         // Cancelled (the previous handler failed before queueing) counts as done.
         let _ = previous.await;
+        produce_stages::record(Stage::OrderWait, order_started.elapsed());
     }
     let mut names = Vec::with_capacity(produce.topic_data.len());
     let mut appends = Vec::new();
     let mut queued_signals = Vec::new();
     for topic in produce.topic_data {
         // Kafka creates topics on Metadata, not on Produce: an unknown topic is an error here.
-        let info = context.metadata.topic(&topic.name);
-        names.push((topic.name, topic.partition_data.len()));
+        // From v13 the topic is named by its id (KIP-516), and an unknown id is UNKNOWN_TOPIC_ID.
+        let (info, unknown) = if request.version >= FIRST_TOPIC_ID_VERSION {
+            let info = context.metadata.topic_by_id(topic.topic_id);
+            (info, ResponseError::UnknownTopicId)
+        } else {
+            let info = context.metadata.topic(&topic.name);
+            (info, ResponseError::UnknownTopicOrPartition)
+        };
+        names.push((topic.name, topic.topic_id, topic.partition_data.len()));
         for partition in topic.partition_data {
             let (signal, signalled) = oneshot::channel();
             queued_signals.push(signalled);
             appends.push(append_partition(
                 context,
-                info.clone(),
+                info.clone().ok_or(unknown),
                 partition.index,
                 partition.records,
                 request.version,
@@ -65,12 +81,14 @@ pub async fn handle(
     };
     let (mut partitions, ()) = join(join_all(appends), all_queued).await;
     let mut topics = Vec::with_capacity(names.len());
-    for (name, count) in names {
+    for (name, topic_id, count) in names {
         let rest = partitions.split_off(count);
         let these = std::mem::replace(&mut partitions, rest);
+        // Each version carries either the name (up to v12) or the id (v13+), echoed as asked.
         topics.push(
             TopicProduceResponse::default()
                 .with_name(name)
+                .with_topic_id(topic_id)
                 .with_partition_responses(these),
         );
     }
@@ -82,7 +100,7 @@ pub async fn handle(
 
 async fn append_partition(
     context: &Rc<ShardContext>,
-    topic: Option<Arc<TopicInfo>>,
+    topic: Result<Arc<TopicInfo>, ResponseError>,
     partition: i32,
     records: Option<Bytes>,
     version: i16,
@@ -92,8 +110,10 @@ async fn append_partition(
         .with_index(partition)
         .with_base_offset(-1)
         .with_log_append_time_ms(-1);
-    let Some(topic) = topic.filter(|topic| topic.has_partition(partition)) else {
-        return response.with_error_code(code(ResponseError::UnknownTopicOrPartition));
+    let topic = match topic {
+        Ok(topic) if topic.has_partition(partition) => topic,
+        Ok(_) => return response.with_error_code(code(ResponseError::UnknownTopicOrPartition)),
+        Err(unknown) => return response.with_error_code(code(unknown)),
     };
     let Some(records) = records.filter(|records| !records.is_empty()) else {
         return response.with_error_code(code(ResponseError::CorruptMessage));
@@ -101,17 +121,29 @@ async fn append_partition(
     // The engine writes the record set from these bytes (a slice of the request frame), with only
     // each batch's first 16 bytes copied to carry the assigned offset: no copy of the payload.
     let name = topic.name.clone();
+    let hop_started = Instant::now();
     let appended = context
         .on_owner(&name, partition, move |owner| async move {
+            produce_stages::record(Stage::Hop, hop_started.elapsed());
             let log = owner
                 .partition_log(&topic, partition)
                 .await
                 .map_err(|err| AppendError::LogFailed {
                     reason: err.to_string(),
                 })?;
+            let append_started = Instant::now();
             let pending = log.begin_append(records, 0);
+            produce_stages::record(Stage::Append, append_started.elapsed());
             let _ = queued.send(());
-            pending?.await
+            let committed_started = Instant::now();
+            let outcome = pending?.await?;
+            let committed = committed_started.elapsed();
+            let timings = outcome.timings;
+            let group_wait = committed.saturating_sub(timings.write + timings.flush);
+            produce_stages::record(Stage::GroupWait, group_wait);
+            produce_stages::record(Stage::Write, timings.write);
+            produce_stages::record(Stage::Flush, timings.flush);
+            Ok(outcome)
         })
         .await;
     match appended {
