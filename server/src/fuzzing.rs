@@ -9,14 +9,15 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClientQuotasRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeUserScramCredentialsRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
     InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
     OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
-    SyncGroupRequest,
+    SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Encodable;
 use ringtail_engine::batch::{validate_all, Strictness};
@@ -26,6 +27,7 @@ use crate::api::{RequestContext, RequestError};
 use crate::connection::{checked_frame_size, parse_header};
 use crate::group::consumer::ConsumerGroupConfig;
 use crate::group::Coordinator;
+use crate::listeners::ListenerId;
 use crate::metadata::Metadata;
 
 /// The frame size limit the fuzzed frames are checked against (the broker's default).
@@ -44,7 +46,7 @@ pub fn request_frame(bytes: &[u8]) -> Result<(), String> {
     let frame = bytes
         .get(4..4 + size)
         .ok_or("frame shorter than its size")?;
-    let (request, mut body, _client_id) = parse_header(BytesMut::from(frame))?;
+    let (request, mut body, _client_id) = parse_header(BytesMut::from(frame), ListenerId(0))?;
     decode_body(request, &mut body).map_err(|err| err.to_string())
 }
 
@@ -64,6 +66,17 @@ fn decode_body(request: RequestContext, body: &mut Bytes) -> Result<(), RequestE
         ApiKey::ListOffsets => request.decode::<ListOffsetsRequest>(body).map(drop),
         ApiKey::Metadata => request.decode::<MetadataRequest>(body).map(drop),
         ApiKey::DeleteRecords => request.decode::<DeleteRecordsRequest>(body).map(drop),
+        ApiKey::SaslHandshake => request.decode::<SaslHandshakeRequest>(body).map(drop),
+        ApiKey::SaslAuthenticate => request.decode::<SaslAuthenticateRequest>(body).map(drop),
+        ApiKey::DescribeUserScramCredentials => request
+            .decode::<DescribeUserScramCredentialsRequest>(body)
+            .map(drop),
+        ApiKey::AlterUserScramCredentials => request
+            .decode::<AlterUserScramCredentialsRequest>(body)
+            .map(drop),
+        ApiKey::DescribeClientQuotas => request
+            .decode::<DescribeClientQuotasRequest>(body)
+            .map(drop),
         ApiKey::OffsetForLeaderEpoch => request
             .decode::<OffsetForLeaderEpochRequest>(body)
             .map(drop),
@@ -159,6 +172,11 @@ fn encode_default(api: ApiKey, version: i16, frame: &mut BytesMut) -> anyhow::Re
         ApiKey::ListOffsets => encode!(ListOffsetsRequest),
         ApiKey::Metadata => encode!(MetadataRequest),
         ApiKey::DeleteRecords => encode!(DeleteRecordsRequest),
+        ApiKey::SaslHandshake => encode!(SaslHandshakeRequest),
+        ApiKey::SaslAuthenticate => encode!(SaslAuthenticateRequest),
+        ApiKey::DescribeUserScramCredentials => encode!(DescribeUserScramCredentialsRequest),
+        ApiKey::AlterUserScramCredentials => encode!(AlterUserScramCredentialsRequest),
+        ApiKey::DescribeClientQuotas => encode!(DescribeClientQuotasRequest),
         ApiKey::OffsetForLeaderEpoch => encode!(OffsetForLeaderEpochRequest),
         ApiKey::ApiVersions => encode!(ApiVersionsRequest),
         ApiKey::CreateTopics => encode!(CreateTopicsRequest),

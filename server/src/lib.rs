@@ -5,7 +5,9 @@
 mod api;
 pub mod broker;
 pub mod cli_groups;
+pub mod cli_users;
 pub mod config;
+mod config_security;
 mod connection;
 pub mod fuzzing;
 #[cfg(test)]
@@ -16,13 +18,17 @@ mod histogram;
 #[allow(unsafe_code)]
 pub mod large_alloc;
 mod limits;
+mod listeners;
 mod metadata;
 mod metrics;
 mod produce_stages;
 mod residency;
+mod sasl;
 mod settings;
 mod shard;
+mod tls;
 mod topics;
+mod transport;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]
 mod zero_copy;
