@@ -17,6 +17,7 @@ pub mod codec;
 pub mod compaction;
 pub mod compression;
 pub mod config;
+pub mod data_dirs;
 pub mod error;
 pub mod index;
 pub mod install;
@@ -24,6 +25,7 @@ pub mod install;
 #[allow(unsafe_code)]
 pub mod io;
 pub mod log;
+pub mod placement;
 pub mod producer;
 pub mod registry;
 pub mod segment;
@@ -31,6 +33,7 @@ pub mod shard;
 pub mod units;
 
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
+pub use data_dirs::{DataDirs, DirState, DiskSpace, DiskWatermarks};
 pub use error::{
     AppendError, BatchError, CompactionError, CompressionError, ConfigError, OpenError, ReadError,
 };

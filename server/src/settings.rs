@@ -1,15 +1,12 @@
 //! Broker-wide settings every shard reads, resolved once from the command line.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
-
 /// What the connection and API layers need to know about the broker.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Host and port announced in Metadata responses.
     pub advertised_host: String,
     pub advertised_port: i32,
-    pub data_dirs: Vec<PathBuf>,
     pub default_partitions: i32,
     pub frame_bytes_max: u32,
     pub auto_create_topics: bool,
