@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use tracing::error;
+use tracing::{error, info, warn};
 
 use crate::config::LogConfig;
 use crate::data_dirs::{DataDirs, DiskWatermarks};
@@ -73,6 +73,9 @@ pub fn shard_runtime(cpu: Option<usize>) -> std::io::Result<compio::runtime::Run
     }
     builder.build()
 }
+
+/// How often the maintenance task looks for logs failed for space whose dir has room again.
+const SPACE_RECHECK_MS: i64 = 1_000;
 
 /// The partitions one shard owns.
 pub struct Shard {
@@ -208,6 +211,40 @@ impl Shard {
             .home_index(&topic_partition.topic, topic_partition.partition.get())
     }
 
+    /// Reopens (recovering from disk, as at a restart) each log that failed because a write found
+    /// no space, once its data dir takes writes again; a reopen that fails (still no room for the
+    /// recovery's index writes) leaves the failed log in place for the next try. Returns how many
+    /// logs were reopened.
+    pub async fn reopen_logs_failed_for_space(&self) -> usize {
+        let mut reopened = 0;
+        for (topic_partition, log) in self.partitions() {
+            if !log.failed_for_space() {
+                continue;
+            }
+            let Some(index) = self.home_index(&topic_partition) else {
+                continue;
+            };
+            if !self.data_dirs.accepts_produce(index) {
+                continue;
+            }
+            let _opening = self.open_lock.lock().await;
+            let config = log.config().clone();
+            match PartitionLog::open(log.dir(), config).await {
+                Ok((fresh, report)) => {
+                    info!(topic = %topic_partition.topic, partition = %topic_partition.partition,
+                        ?report, "partition log reopened after space came back");
+                    self.partitions.borrow_mut().insert(topic_partition, fresh);
+                    reopened += 1;
+                }
+                Err(err) => {
+                    warn!(topic = %topic_partition.topic, partition = %topic_partition.partition,
+                        %err, "reopening a log failed for space did not work yet");
+                }
+            }
+        }
+        reopened
+    }
+
     /// Syncs the partitions whose `<N>ms` flush interval is due. An fsync failure is returned:
     /// the caller must treat it as fatal (the page cache state is unknown; never retry).
     pub async fn flush_due(&self, now_ms: i64) -> std::io::Result<()> {
@@ -282,11 +319,16 @@ impl Shard {
         retention_check_ms: u64,
     ) -> std::io::Error {
         let mut last_retention_ms = now_ms();
+        let mut last_space_check_ms = now_ms();
         loop {
             compio::time::sleep(std::time::Duration::from_millis(flush_tick_ms.max(1))).await;
             let now = now_ms();
             if let Err(err) = self.flush_due(now).await {
                 return err;
+            }
+            if now - last_space_check_ms >= SPACE_RECHECK_MS {
+                last_space_check_ms = now;
+                self.reopen_logs_failed_for_space().await;
             }
             if now - last_retention_ms >= retention_check_ms as i64 {
                 last_retention_ms = now;

@@ -425,8 +425,9 @@ async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()> {
 }
 
 /// Opens (and recovers) every partition this shard owns, so retention and recovery run at start.
-/// A partition whose data dir is offline is skipped (its requests get KAFKA_STORAGE_ERROR), as
-/// Kafka serves the other dirs of a JBOD broker.
+/// A partition whose data dir is offline, or whose files cannot be written now (a full disk), is
+/// skipped with an error logged (its requests get KAFKA_STORAGE_ERROR), as Kafka serves the other
+/// dirs of a JBOD broker.
 async fn open_owned_partitions(context: &Rc<ShardContext>) -> Result<()> {
     for topic in context.metadata.topics() {
         for partition in 0..topic.partitions {
@@ -438,6 +439,12 @@ async fn open_owned_partitions(context: &Rc<ShardContext>) -> Result<()> {
                 Err(ringtail_engine::OpenError::DataDirOffline { path, .. }) => {
                     error!(topic = %topic.name, partition, dir = %path.display(),
                         "partition not served: its data dir is offline");
+                }
+                // A full disk can refuse recovery's index writes: the partition is tried again
+                // on its next request instead of keeping the whole broker down.
+                Err(ringtail_engine::OpenError::Io { path, source }) => {
+                    error!(topic = %topic.name, partition, path = %path.display(), %source,
+                        "partition not opened at start; retried on its next request");
                 }
                 Err(err) => {
                     return Err(err).with_context(|| format!("opening {}-{partition}", topic.name))

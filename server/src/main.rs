@@ -9,6 +9,7 @@ mod broker;
 mod cli_groups;
 mod config;
 mod connection;
+mod disks;
 mod group;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]

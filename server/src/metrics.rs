@@ -242,6 +242,8 @@ async fn render(context: &Rc<ShardContext>) -> String {
             "# HELP ringtail_{name} {help}\n# TYPE ringtail_{name} {kind}\nringtail_{name} {value}"
         );
     }
+    let on_disk = crate::disks::partitions_on_disk(context).await;
+    crate::disks::render_metrics(context, &on_disk, &mut out);
     let mut partitions = Vec::new();
     for shard in 0..context.router.shard_count() {
         let collected = context

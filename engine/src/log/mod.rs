@@ -17,7 +17,8 @@
 //! - Readers see only whole, written batches: a read plan never reaches past `high_watermark`.
 //! - Segments are ordered by base offset and each base offset is the previous segment's end (or
 //!   beyond it, once compaction removed a segment's last batches: reads skip to the next base).
-//! - After a failed write or fsync the log takes no more appends (page cache state is unknown).
+//! - After a failed write or fsync the log takes no more appends (page cache state is unknown);
+//!   after a write refused for space only, the shard may reopen it (`out_of_space.rs`).
 #![forbid(unsafe_code)]
 
 mod append;
@@ -26,6 +27,7 @@ mod close;
 mod files;
 mod flush;
 mod open;
+pub mod out_of_space;
 mod read;
 mod retention;
 mod roll;

@@ -11,6 +11,7 @@ pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod describe_log_dirs;
 pub mod fetch;
 pub mod fetch_response;
 pub mod groups;
@@ -144,6 +145,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 /// The version range we serve for `api`, if any.
@@ -173,6 +175,7 @@ pub async fn dispatch(
         ApiKey::DeleteTopics => delete_topics::handle(context, request, &mut body).await,
         ApiKey::CreatePartitions => create_partitions::handle(context, request, &mut body).await,
         ApiKey::DescribeConfigs => describe_configs::handle(context, request, &mut body).await,
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(context, request, &mut body).await,
         ApiKey::InitProducerId => init_producer_id::handle(request, &mut body),
         ApiKey::FindCoordinator => groups::find_coordinator(context, request, &mut body).await,
         ApiKey::JoinGroup => groups::join_group(context, request, &mut body, client).await,
