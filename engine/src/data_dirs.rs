@@ -440,6 +440,41 @@ impl DataDirs {
         self.save(encoded).await
     }
 
+    /// Records `dest_index` as a partition's home: the commit point of a move.
+    pub async fn set_home(
+        &self,
+        topic: &str,
+        partition: i32,
+        dest_index: usize,
+    ) -> Result<(), PlacementError> {
+        let _saving = self.save_lock.lock().await;
+        let (encoded, previous) = {
+            let mut map = self.map();
+            let key = (topic.to_string(), partition);
+            let previous = map
+                .partitions
+                .insert(key, self.dirs[dest_index].path.clone());
+            map.generation += 1;
+            (map.encode(), previous)
+        };
+        let saved = self.save(encoded).await;
+        if saved.is_err() {
+            // Not durable: keep serving the old home in memory too.
+            let mut map = self.map();
+            let key = (topic.to_string(), partition);
+            match previous {
+                Some(previous) => map.partitions.insert(key, previous),
+                None => map.partitions.remove(&key),
+            };
+        }
+        saved
+    }
+
+    /// A copy of the placement map (for start-up clean-up and tools).
+    pub fn placement(&self) -> PlacementMap {
+        self.map().clone()
+    }
+
     /// Forgets the homes of `partitions` (topic deletion), after their files are removed.
     pub async fn forget(&self, partitions: Vec<PartitionKey>) -> Result<(), PlacementError> {
         let _saving = self.save_lock.lock().await;

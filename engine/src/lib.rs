@@ -25,6 +25,7 @@ pub mod install;
 #[allow(unsafe_code)]
 pub mod io;
 pub mod log;
+pub mod partition_move;
 pub mod placement;
 pub mod producer;
 pub mod registry;

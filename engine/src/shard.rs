@@ -82,10 +82,10 @@ pub struct Shard {
     id: ShardId,
     /// The broker's data dirs (disks), shared by every shard; they say where each partition lives.
     data_dirs: Arc<DataDirs>,
-    partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
+    pub(crate) partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
     /// Held while a partition is opened: two tasks opening the same partition at once would
     /// recover the same files twice, each truncating what the other writes.
-    open_lock: futures_util::lock::Mutex<()>,
+    pub(crate) open_lock: futures_util::lock::Mutex<()>,
     /// A compaction task ([`Shard::spawn_compaction`]) is running: at most one per shard.
     compacting: Cell<bool>,
 }
@@ -341,12 +341,23 @@ impl Shard {
         }
     }
 
-    /// Closes every partition: waits for queued appends, writes indexes, syncs.
+    /// Closes every partition: waits for queued appends, writes indexes, syncs. A log that failed
+    /// earlier is left without its clean-shutdown marker (the next open checks it in full) and
+    /// does not fail the close; the first error of another log is returned after all were tried.
     pub async fn close(&self) -> std::io::Result<()> {
-        for (_, log) in self.partitions() {
-            log.close().await?;
+        let mut first_error = None;
+        for (topic_partition, log) in self.partitions() {
+            if log.is_failed() {
+                warn!(topic = %topic_partition.topic, partition = %topic_partition.partition,
+                    "closing a failed log: it is recovered in full at the next start");
+                continue;
+            }
+            if let Err(err) = log.close().await {
+                error!(topic = %topic_partition.topic, partition = %topic_partition.partition, %err, "closing failed");
+                first_error.get_or_insert(err);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 
