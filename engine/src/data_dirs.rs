@@ -3,7 +3,7 @@
 //! (`Arc<DataDirs>`); the one structure here that crosses threads.
 //!
 //! Placement: a new partition goes to the online dir with the most free space; dirs whose free
-//! space is within [`FREE_BYTES_TIE_PERCENT`] of the best's capacity count as tied, and of those the
+//! space is within [`crate::disk_space::FREE_BYTES_TIE_PERCENT`] of the best's capacity count as tied, and of those the
 //! one with the fewest partitions wins (then the first listed). Read-only dirs are used only when
 //! no dir is online. The map is persisted ([`crate::placement`]) before the partition's directory
 //! is created, so a restart finds every partition in its home.
@@ -14,17 +14,16 @@
 //! - Saves of the map are serialized (`save_lock`) and each has a higher generation than the last.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use tracing::{error, info, warn};
 
+use crate::disk_space::{choose_dir, disk_space, DiskSpace, DiskWatermarks};
 use crate::error::OpenError;
 use crate::placement::{write_copy, PartitionKey, PlacementMap};
-
-/// Free space within this percentage of the best dir's capacity counts as a tie.
-pub const FREE_BYTES_TIE_PERCENT: u64 = 1;
 
 /// A data dir's condition, as /metrics and DescribeLogDirs report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,69 +54,6 @@ impl DirState {
             Self::Offline => "offline",
         }
     }
-}
-
-/// The space thresholds of every data dir (Redpanda-like defaults: warn at 80 % used, refuse
-/// produce at 95 % used or below `min_free_bytes`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DiskWatermarks {
-    pub warn_used_percent: u8,
-    pub limit_used_percent: u8,
-    pub min_free_bytes: u64,
-}
-
-impl Default for DiskWatermarks {
-    fn default() -> Self {
-        Self {
-            warn_used_percent: 80,
-            limit_used_percent: 95,
-            min_free_bytes: 0,
-        }
-    }
-}
-
-/// Space of a file system, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DiskSpace {
-    pub total_bytes: u64,
-    /// Available to the broker (statvfs `f_bavail`, as Kafka's usable bytes).
-    pub free_bytes: u64,
-    /// In use (`f_blocks - f_bfree`).
-    pub used_bytes: u64,
-}
-
-impl DiskSpace {
-    /// Used share in percent as `df` shows it (used / (used + available), so blocks reserved for
-    /// root do not count as free), rounded down; an empty file system is 0 %.
-    pub fn used_percent(self) -> u64 {
-        let usable = self.used_bytes.saturating_add(self.free_bytes);
-        self.used_bytes
-            .saturating_mul(100)
-            .checked_div(usable)
-            .unwrap_or(0)
-    }
-
-    fn over_limit(self, marks: DiskWatermarks) -> bool {
-        self.used_percent() >= u64::from(marks.limit_used_percent)
-            || self.free_bytes < marks.min_free_bytes
-    }
-
-    fn over_warn(self, marks: DiskWatermarks) -> bool {
-        self.used_percent() >= u64::from(marks.warn_used_percent)
-    }
-}
-
-/// The space of the file system holding `path` (blocking statvfs).
-pub fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
-    let stat = rustix::fs::statvfs(path)?;
-    Ok(DiskSpace {
-        total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
-        free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
-        used_bytes: stat
-            .f_blocks
-            .saturating_sub(stat.f_bfree)
-            .saturating_mul(stat.f_frsize),
-    })
 }
 
 /// One data dir and what is known of it.
@@ -199,11 +135,21 @@ impl From<PlacementError> for OpenError {
     }
 }
 
+/// A partition move asked for (AlterReplicaLogDirs): running, or failed with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveStatus {
+    pub dest_index: usize,
+    /// `None` while it runs; the reason once it failed (kept until the next move of it).
+    pub error: Option<String>,
+}
+
 /// Every data dir of the broker and the placement map.
 pub struct DataDirs {
     dirs: Vec<DataDir>,
     watermarks: DiskWatermarks,
     map: Mutex<PlacementMap>,
+    /// Moves running or failed, by partition (at most one entry per partition: bounded).
+    moves: Mutex<BTreeMap<PartitionKey, MoveStatus>>,
     /// Serializes saves so copies are written in generation order.
     save_lock: futures_util::lock::Mutex<()>,
 }
@@ -249,6 +195,7 @@ impl DataDirs {
             dirs,
             watermarks,
             map: Mutex::new(map),
+            moves: Mutex::new(BTreeMap::new()),
             save_lock: futures_util::lock::Mutex::new(()),
         };
         data_dirs.refresh_space();
@@ -470,6 +417,57 @@ impl DataDirs {
         saved
     }
 
+    /// Registers a move of a partition to `dest_index`; false if one is already running.
+    pub fn begin_move(&self, topic: &str, partition: i32, dest_index: usize) -> bool {
+        let mut moves = self
+            .moves
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let key = (topic.to_string(), partition);
+        if moves.get(&key).is_some_and(|status| status.error.is_none()) {
+            return false;
+        }
+        moves.insert(
+            key,
+            MoveStatus {
+                dest_index,
+                error: None,
+            },
+        );
+        true
+    }
+
+    /// Ends a move: forgotten if it succeeded, kept with its reason if it failed.
+    pub fn end_move(&self, topic: &str, partition: i32, result: Result<(), String>) {
+        let mut moves = self
+            .moves
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let key = (topic.to_string(), partition);
+        match result {
+            Ok(()) => {
+                moves.remove(&key);
+            }
+            Err(reason) => {
+                if let Some(status) = moves.get_mut(&key) {
+                    status.error = Some(reason);
+                }
+            }
+        }
+    }
+
+    /// Moves running or failed.
+    pub fn moves(&self) -> Vec<(PartitionKey, MoveStatus)> {
+        let moves = self
+            .moves
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        moves
+            .iter()
+            .map(|(key, status)| (key.clone(), status.clone()))
+            .collect()
+    }
+
     /// A copy of the placement map (for start-up clean-up and tools).
     pub fn placement(&self) -> PlacementMap {
         self.map().clone()
@@ -555,19 +553,6 @@ impl DataDirs {
     }
 }
 
-/// Of `pool` (dir indexes, with their `spaces`), the one with the most free bytes; dirs within
-/// [`FREE_BYTES_TIE_PERCENT`] of the best's capacity are tied and the fewest partitions wins.
-pub fn choose_dir(pool: &[usize], spaces: &[DiskSpace], counts: &[usize]) -> Option<usize> {
-    let best = spaces.iter().max_by_key(|space| space.free_bytes)?;
-    let tie_bytes = best.total_bytes / 100 * FREE_BYTES_TIE_PERCENT;
-    let floor = best.free_bytes.saturating_sub(tie_bytes);
-    pool.iter()
-        .zip(spaces)
-        .filter(|(_, space)| space.free_bytes >= floor)
-        .min_by_key(|(&index, _)| (counts[index], index))
-        .map(|(&index, _)| index)
-}
-
 /// Readable and writable: a listing and a probe file.
 fn probe(path: &Path) -> std::io::Result<()> {
     std::fs::read_dir(path)?;
@@ -579,41 +564,6 @@ fn probe(path: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn space(total_bytes: u64, free_bytes: u64) -> DiskSpace {
-        DiskSpace {
-            total_bytes,
-            free_bytes,
-            used_bytes: total_bytes - free_bytes,
-        }
-    }
-
-    #[test]
-    fn the_most_free_space_wins_and_ties_go_to_the_fewest_partitions() {
-        // Free space decides; near-equal disks share partitions instead of one taking them all.
-        let gib = 1 << 30;
-        let spaces = [space(100 * gib, 10 * gib), space(100 * gib, 60 * gib)];
-        assert_eq!(choose_dir(&[0, 1], &spaces, &[0, 5]), Some(1));
-        let tied = [space(100 * gib, 60 * gib), space(100 * gib, 60 * gib - 1)];
-        assert_eq!(choose_dir(&[0, 1], &tied, &[3, 2]), Some(1));
-        assert_eq!(choose_dir(&[0, 1], &tied, &[2, 2]), Some(0));
-        assert_eq!(choose_dir(&[], &[], &[]), None);
-    }
-
-    #[test]
-    fn watermarks_count_used_percent_and_free_bytes() {
-        // The hard limit trips on either the percentage or the absolute free-bytes floor.
-        let marks = DiskWatermarks {
-            min_free_bytes: 1000,
-            ..DiskWatermarks::default()
-        };
-        assert!(!space(10_000, 2_100).over_warn(marks));
-        assert!(space(10_000, 2_000).over_warn(marks));
-        assert!(!space(10_000, 1_000).over_limit(marks));
-        assert!(space(10_000, 500).over_limit(marks));
-        assert!(space(1_000_000, 999).over_limit(marks));
-        assert_eq!(space(0, 0).used_percent(), 0);
-    }
 
     #[compio::test]
     async fn placement_survives_a_reopen_and_a_missing_known_dir_is_offline() {

@@ -18,6 +18,7 @@ pub mod compaction;
 pub mod compression;
 pub mod config;
 pub mod data_dirs;
+pub mod disk_space;
 pub mod error;
 pub mod index;
 pub mod install;
@@ -34,7 +35,8 @@ pub mod shard;
 pub mod units;
 
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
-pub use data_dirs::{DataDirs, DirState, DiskSpace, DiskWatermarks};
+pub use data_dirs::{DataDirs, DirState};
+pub use disk_space::{DiskSpace, DiskWatermarks};
 pub use error::{
     AppendError, BatchError, CompactionError, CompressionError, ConfigError, OpenError, ReadError,
 };

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use tracing::{error, info, warn};
 
 use crate::config::LogConfig;
-use crate::data_dirs::{DataDirs, DiskWatermarks};
+use crate::data_dirs::DataDirs;
+use crate::disk_space::DiskWatermarks;
 use crate::error::OpenError;
 use crate::io;
 use crate::log::{now_ms, PartitionLog};

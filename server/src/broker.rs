@@ -34,6 +34,7 @@ pub fn run(args: Args) -> Result<()> {
             .context("opening the data dirs")?,
     );
     let _data_dir_locks = lock_data_dirs(&data_dirs)?;
+    ringtail_engine::partition_move::remove_move_leftovers(&data_dirs, &data_dirs.placement());
     let metadata = Arc::new(Metadata::new(log_defaults));
     let mut registry = compio::runtime::Runtime::new()?
         .block_on(TopicRegistry::load(&args.data_dirs[0]))
@@ -69,6 +70,7 @@ pub fn run(args: Args) -> Result<()> {
         frame_read_timeout_ms: args.frame_read_timeout_ms,
         log_cleanup_check_ms: args.log_cleanup_check_ms,
         cluster_id: "ringtail".to_string(),
+        move_bytes_per_sec: args.move_bytes_per_sec,
         consumer_group: args.consumer_group_config()?,
     });
     let limits = Arc::new(crate::limits::Limits::new(&args)?);

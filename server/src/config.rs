@@ -150,6 +150,12 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 0)]
     pub min_free_bytes: u64,
 
+    /// Bytes a second a partition move between data dirs copies in the background
+    /// (AlterReplicaLogDirs; Kafka's replica.alter.log.dirs.io.max.bytes.per.second); 0: unbounded.
+    /// The final catch-up, while appends wait, is never slowed.
+    #[arg(long, value_name = "BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub move_bytes_per_sec: u64,
+
     /// How often each data dir's free space is read (statvfs) and its watermarks checked.
     #[arg(long, value_name = "MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub disk_check_interval_ms: u64,
@@ -184,6 +190,29 @@ pub enum Command {
         /// Only this group.
         #[arg(long)]
         group: Option<String>,
+    },
+    /// Data dirs with their space and partitions (like kafka-log-dirs.sh --describe).
+    LogDirs {
+        /// The broker to ask.
+        #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
+        bootstrap: String,
+    },
+    /// Moves a partition to another data dir of the broker (AlterReplicaLogDirs) and waits until
+    /// it lives there.
+    MovePartition {
+        /// The broker to ask.
+        #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
+        bootstrap: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: i32,
+        /// The destination data dir, spelled as the broker's --data-dir.
+        #[arg(long, value_name = "DIR")]
+        to: String,
+        /// Give up waiting after this long (the move goes on in the broker).
+        #[arg(long, value_name = "MS", default_value_t = 600_000)]
+        wait_ms: u64,
     },
 }
 

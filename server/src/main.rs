@@ -7,6 +7,7 @@
 mod api;
 mod broker;
 mod cli_groups;
+mod cli_log_dirs;
 mod config;
 mod connection;
 mod disks;
@@ -44,6 +45,20 @@ fn main() -> Result<()> {
         Some(config::Command::Groups { bootstrap, group }) => {
             cli_groups::run(bootstrap, group.as_deref())
         }
+        Some(config::Command::LogDirs { bootstrap }) => cli_log_dirs::run_describe(bootstrap),
+        Some(config::Command::MovePartition {
+            bootstrap,
+            topic,
+            partition,
+            to,
+            wait_ms,
+        }) => cli_log_dirs::run_move(
+            bootstrap,
+            topic,
+            *partition,
+            to,
+            std::time::Duration::from_millis(*wait_ms),
+        ),
         None => broker::run(args),
     }
 }

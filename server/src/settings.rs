@@ -19,6 +19,8 @@ pub struct Settings {
     /// A frame must arrive whole within this of its first byte (`--frame-read-timeout-ms`).
     pub frame_read_timeout_ms: u64,
     pub cluster_id: String,
+    /// Pace of a partition move's copy between data dirs (`--move-bytes-per-sec`; 0: unbounded).
+    pub move_bytes_per_sec: u64,
     /// Period of the retention and compaction passes (`--log-cleanup-check-ms`).
     pub log_cleanup_check_ms: u64,
     /// Session timeout and heartbeat interval of consumer (KIP-848) groups.

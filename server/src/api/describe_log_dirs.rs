@@ -42,6 +42,20 @@ pub async fn handle(
         on_disk.retain(|p| wanted.contains(&(p.topic.clone(), p.partition)));
     }
     let data_dirs = context.engine.data_dirs();
+    // A running move shows as a future replica in its destination, as Kafka shows one.
+    let moving: Vec<PartitionOnDisk> = data_dirs
+        .moves()
+        .into_iter()
+        .filter(|(key, status)| {
+            status.error.is_none() && wanted.as_ref().is_none_or(|wanted| wanted.contains(key))
+        })
+        .map(|((topic, partition), status)| PartitionOnDisk {
+            topic,
+            partition,
+            dir_index: status.dest_index,
+            size_bytes: 0,
+        })
+        .collect();
     let results = data_dirs
         .dirs()
         .iter()
@@ -56,7 +70,7 @@ pub async fn handle(
                     .with_usable_bytes(-1);
             }
             let space = dir.space();
-            let topics = topics_in(index, &on_disk);
+            let topics = topics_in(index, &on_disk, &moving);
             let result = result.with_topics(topics);
             if request.version >= 4 {
                 result
@@ -70,16 +84,22 @@ pub async fn handle(
     Ok(request.frame(&DescribeLogDirsResponse::default().with_results(results)))
 }
 
-/// The partitions of dir `index`, grouped by topic.
-fn topics_in(index: usize, on_disk: &[PartitionOnDisk]) -> Vec<DescribeLogDirsTopic> {
+/// The partitions of dir `index` (and the moves into it, as future replicas), grouped by topic.
+fn topics_in(
+    index: usize,
+    on_disk: &[PartitionOnDisk],
+    moving: &[PartitionOnDisk],
+) -> Vec<DescribeLogDirsTopic> {
     let mut by_topic: BTreeMap<&str, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
-    for partition in on_disk.iter().filter(|p| p.dir_index == index) {
+    let present = on_disk.iter().map(|p| (p, false));
+    let future = moving.iter().map(|p| (p, true));
+    for (partition, is_future) in present.chain(future).filter(|(p, _)| p.dir_index == index) {
         by_topic.entry(&partition.topic).or_default().push(
             DescribeLogDirsPartition::default()
                 .with_partition_index(partition.partition)
                 .with_partition_size(partition.size_bytes as i64)
                 .with_offset_lag(0)
-                .with_is_future_key(false),
+                .with_is_future_key(is_future),
         );
     }
     by_topic

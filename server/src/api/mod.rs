@@ -5,6 +5,7 @@
 //! without a user-space copy (`fetch_response.rs`).
 #![forbid(unsafe_code)]
 
+pub mod alter_replica_log_dirs;
 pub mod api_versions;
 pub mod consumer_groups;
 pub mod create_partitions;
@@ -146,6 +147,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::AlterReplicaLogDirs, 1, 2),
 ];
 
 /// The version range we serve for `api`, if any.
@@ -176,6 +178,9 @@ pub async fn dispatch(
         ApiKey::CreatePartitions => create_partitions::handle(context, request, &mut body).await,
         ApiKey::DescribeConfigs => describe_configs::handle(context, request, &mut body).await,
         ApiKey::DescribeLogDirs => describe_log_dirs::handle(context, request, &mut body).await,
+        ApiKey::AlterReplicaLogDirs => {
+            alter_replica_log_dirs::handle(context, request, &mut body).await
+        }
         ApiKey::InitProducerId => init_producer_id::handle(request, &mut body),
         ApiKey::FindCoordinator => groups::find_coordinator(context, request, &mut body).await,
         ApiKey::JoinGroup => groups::join_group(context, request, &mut body, client).await,
