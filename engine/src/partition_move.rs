@@ -77,28 +77,45 @@ pub(crate) type FileStamps = HashMap<String, (u64, u64)>;
 
 /// Copies files of `source` into `dest` (created) whose stamp differs from `copied`, removes from
 /// `dest` files gone from `source`, and returns the new stamps (blocking). `throttle` paces bytes.
+/// With `recopy_active`, the active (last) segment's files are copied whatever their stamp: with
+/// `preallocate` its log file keeps its inode and size while it is written.
 pub(crate) fn sync_copy(
     source: &Path,
     dest: &Path,
     copied: &FileStamps,
     throttle: &mut Throttle,
+    recopy_active: bool,
 ) -> Result<(FileStamps, u64), MoveError> {
     let failed = |path: &Path| {
         let path = path.to_path_buf();
         move |source| MoveError::Copy { path, source }
     };
     std::fs::create_dir_all(dest).map_err(failed(dest))?;
+    let entries = std::fs::read_dir(source)
+        .and_then(|entries| entries.collect::<std::io::Result<Vec<_>>>())
+        .map_err(failed(source))?;
+    // Segment files are named by their 20-digit base offset: the greatest `.log` stem is active.
+    let active_stem = entries
+        .iter()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log").map(str::to_string)
+        })
+        .max();
     let mut stamps = FileStamps::new();
     let mut bytes = 0;
-    for entry in std::fs::read_dir(source).map_err(failed(source))? {
-        let entry = entry.map_err(failed(source))?;
+    for entry in entries {
         let meta = entry.metadata().map_err(failed(&entry.path()))?;
         if !meta.is_file() {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
         let stamp = (meta.ino(), meta.len());
-        if copied.get(&name) != Some(&stamp) {
+        let active = recopy_active
+            && active_stem
+                .as_deref()
+                .is_some_and(|stem| name.starts_with(stem));
+        if active || copied.get(&name) != Some(&stamp) {
             bytes += copy_file(&entry.path(), &dest.join(&name), throttle)?;
         }
         stamps.insert(name, stamp);
@@ -320,7 +337,13 @@ impl crate::Shard {
         let (from, to) = (source.to_path_buf(), staging.to_path_buf());
         let (stamps, bulk_bytes) = crate::io::blocking(move || {
             let mut throttle = Throttle::new(bytes_per_sec);
-            Ok(sync_copy(&from, &to, &FileStamps::new(), &mut throttle))
+            Ok(sync_copy(
+                &from,
+                &to,
+                &FileStamps::new(),
+                &mut throttle,
+                false,
+            ))
         })
         .await
         .map_err(|source| MoveError::Copy {
@@ -385,7 +408,7 @@ impl crate::Shard {
         );
         let (from, to, final_dir) = (source.to_path_buf(), staging.to_path_buf(), home.clone());
         let bytes = crate::io::blocking(move || {
-            let (_, bytes) = sync_copy(&from, &to, &stamps, &mut Throttle::unbounded())
+            let (_, bytes) = sync_copy(&from, &to, &stamps, &mut Throttle::unbounded(), true)
                 .map_err(std::io::Error::other)?;
             sync_dir(&to)?;
             std::fs::rename(&to, &final_dir)?;
@@ -412,5 +435,104 @@ impl crate::Shard {
             return Err(MoveError::Placement(err.to_string()));
         }
         Ok((home, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{DiskWatermarks, LogConfig, Shard, ShardId, TopicPartition};
+
+    fn two_dirs(root: &Path) -> Arc<DataDirs> {
+        let dirs = vec![root.join("a"), root.join("b")];
+        Arc::new(DataDirs::open(dirs, DiskWatermarks::default()).unwrap())
+    }
+
+    #[compio::test]
+    async fn a_move_keeps_offsets_and_records_and_the_log_takes_appends_after() {
+        // The moved log is the same log: same offsets and bytes, new home recorded, old copy gone.
+        let root = tempfile::tempdir().unwrap();
+        let data_dirs = two_dirs(root.path());
+        let shard = Rc::new(Shard::with_data_dirs(ShardId(0), Arc::clone(&data_dirs)));
+        let tp = TopicPartition::new("t", 0);
+        let config = LogConfig {
+            segment_bytes: 4096,
+            ..LogConfig::default()
+        };
+        let log = shard.open_partition(tp.clone(), config).await.unwrap();
+        for _ in 0..50 {
+            let batch = crate::batch::encode_uniform_batch(0, 5, 100);
+            log.append(bytes::BytesMut::from(&batch[..]), 0)
+                .await
+                .unwrap();
+        }
+        let before = log
+            .read_bytes(0, 1 << 30, true)
+            .await
+            .unwrap();
+        let source = shard.home_index(&tp).unwrap();
+        let dest = 1 - source;
+        let report = shard.move_partition(&tp, dest, 0).await.unwrap();
+        assert!(report.bytes_copied >= before.len() as u64);
+        assert_eq!(shard.home_index(&tp), Some(dest));
+        let moved = shard.partition(&tp).unwrap();
+        assert!(!Rc::ptr_eq(&moved, &log));
+        assert_eq!(moved.high_watermark(), 250);
+        let after = moved
+            .read_bytes(0, 1 << 30, true)
+            .await
+            .unwrap();
+        assert_eq!(after, before);
+        let batch = crate::batch::encode_uniform_batch(0, 5, 100);
+        let outcome = moved
+            .append(bytes::BytesMut::from(&batch[..]), 0)
+            .await
+            .unwrap();
+        assert_eq!(outcome.base_offset, 250);
+        let old = partition_dir(data_dirs.dirs()[source].path(), "t", 0.into());
+        assert!(!old.exists(), "the source copy is removed");
+        let reopened = DataDirs::open(
+            data_dirs
+                .dirs()
+                .iter()
+                .map(|d| d.path().to_path_buf())
+                .collect(),
+            DiskWatermarks::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            reopened.home_index("t", 0),
+            Some(dest),
+            "the new home is durable"
+        );
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_move_are_removed_and_homes_kept() {
+        // A crash before the commit leaves `.move`; after it, the old copy: both go at start.
+        let root = tempfile::tempdir().unwrap();
+        let data_dirs = two_dirs(root.path());
+        let (a, b) = (data_dirs.dirs()[0].path(), data_dirs.dirs()[1].path());
+        let runtime = compio::runtime::Runtime::new().unwrap();
+        runtime
+            .block_on(data_dirs.place(vec![("t".into(), 0), ("u".into(), 0)]))
+            .unwrap();
+        let t_home = data_dirs.home_index("t", 0).unwrap();
+        let t_dirs = [a, b];
+        std::fs::create_dir_all(partition_dir(t_dirs[t_home], "t", 0.into())).unwrap();
+        std::fs::create_dir_all(partition_dir(t_dirs[1 - t_home], "t", 0.into())).unwrap();
+        std::fs::create_dir_all(move_dir(t_dirs[1 - t_home], "u", 0)).unwrap();
+        std::fs::create_dir_all(partition_dir(a, "unplaced", 0.into())).unwrap();
+        let removed = remove_move_leftovers(&data_dirs, &data_dirs.placement());
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(partition_dir(t_dirs[t_home], "t", 0.into()).is_dir());
+        assert!(!partition_dir(t_dirs[1 - t_home], "t", 0.into()).exists());
+        assert!(
+            partition_dir(a, "unplaced", 0.into()).is_dir(),
+            "data the map does not know stays"
+        );
     }
 }

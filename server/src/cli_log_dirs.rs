@@ -24,7 +24,8 @@ fn describe(client: &mut Client) -> Result<Vec<DescribeLogDirsResult>> {
     let response: DescribeLogDirsResponse = client.call(
         ApiKey::DescribeLogDirs,
         DESCRIBE_VERSION,
-        &DescribeLogDirsRequest::default(),
+        // Null topics: every partition (an empty list would mean none).
+        &DescribeLogDirsRequest::default().with_topics(None),
     )?;
     Ok(response.results)
 }
