@@ -115,8 +115,14 @@ pub(crate) fn sync_copy(
             && active_stem
                 .as_deref()
                 .is_some_and(|stem| name.starts_with(stem));
+        // Same inode and grown: only appended to (segments and indexes are written at their end;
+        // a compaction install or a truncation at open makes a new inode or a smaller size).
+        let from_bytes = match copied.get(&name) {
+            Some(&(inode, len)) if !active && inode == stamp.0 && len <= stamp.1 => len,
+            _ => 0,
+        };
         if active || copied.get(&name) != Some(&stamp) {
-            bytes += copy_file(&entry.path(), &dest.join(&name), throttle)?;
+            bytes += copy_file(&entry.path(), &dest.join(&name), from_bytes, throttle)?;
         }
         stamps.insert(name, stamp);
     }
@@ -134,13 +140,34 @@ pub(crate) fn sync_copy(
     Ok((stamps, bytes))
 }
 
-fn copy_file(from: &Path, to: &Path, throttle: &mut Throttle) -> Result<u64, MoveError> {
+/// Copies `from` to `to` from byte `from_bytes` on (0: the whole file, `to` recreated).
+fn copy_file(
+    from: &Path,
+    to: &Path,
+    from_bytes: u64,
+    throttle: &mut Throttle,
+) -> Result<u64, MoveError> {
+    use std::io::Seek as _;
     let failed = |path: &Path| {
         let path = path.to_path_buf();
         move |source| MoveError::Copy { path, source }
     };
     let mut input = std::fs::File::open(from).map_err(failed(from))?;
-    let mut output = std::fs::File::create(to).map_err(failed(to))?;
+    let mut output = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(from_bytes == 0)
+        .open(to)
+        .map_err(failed(to))?;
+    if from_bytes > 0 {
+        input
+            .seek(std::io::SeekFrom::Start(from_bytes))
+            .map_err(failed(from))?;
+        output.set_len(from_bytes).map_err(failed(to))?;
+        output
+            .seek(std::io::SeekFrom::Start(from_bytes))
+            .map_err(failed(to))?;
+    }
     let mut buffer = vec![0u8; COPY_CHUNK_BYTES];
     let mut total = 0u64;
     loop {
@@ -401,6 +428,8 @@ impl crate::Shard {
         stamps: FileStamps,
     ) -> Result<(PathBuf, u64), MoveError> {
         log.close().await.map_err(MoveError::Close)?;
+        // A preallocated active segment is written inside its allocated size: copy it whole.
+        let preallocated = log.config().preallocate;
         let home = partition_dir(
             self.data_dirs().dirs()[dest_index].path(),
             &topic_partition.topic,
@@ -408,8 +437,14 @@ impl crate::Shard {
         );
         let (from, to, final_dir) = (source.to_path_buf(), staging.to_path_buf(), home.clone());
         let bytes = crate::io::blocking(move || {
-            let (_, bytes) = sync_copy(&from, &to, &stamps, &mut Throttle::unbounded(), true)
-                .map_err(std::io::Error::other)?;
+            let (_, bytes) = sync_copy(
+                &from,
+                &to,
+                &stamps,
+                &mut Throttle::unbounded(),
+                preallocated,
+            )
+            .map_err(std::io::Error::other)?;
             sync_dir(&to)?;
             std::fs::rename(&to, &final_dir)?;
             sync_dir(final_dir.parent().unwrap_or(Path::new("/")))?;
@@ -469,10 +504,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let before = log
-            .read_bytes(0, 1 << 30, true)
-            .await
-            .unwrap();
+        let before = log.read_bytes(0, 1 << 30, true).await.unwrap();
         let source = shard.home_index(&tp).unwrap();
         let dest = 1 - source;
         let report = shard.move_partition(&tp, dest, 0).await.unwrap();
@@ -481,10 +513,7 @@ mod tests {
         let moved = shard.partition(&tp).unwrap();
         assert!(!Rc::ptr_eq(&moved, &log));
         assert_eq!(moved.high_watermark(), 250);
-        let after = moved
-            .read_bytes(0, 1 << 30, true)
-            .await
-            .unwrap();
+        let after = moved.read_bytes(0, 1 << 30, true).await.unwrap();
         assert_eq!(after, before);
         let batch = crate::batch::encode_uniform_batch(0, 5, 100);
         let outcome = moved

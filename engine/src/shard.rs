@@ -229,7 +229,7 @@ impl Shard {
                 continue;
             }
             let _opening = self.open_lock.lock().await;
-            let config = log.config().clone();
+            let config = log.config();
             match PartitionLog::open(log.dir(), config).await {
                 Ok((fresh, report)) => {
                     info!(topic = %topic_partition.topic, partition = %topic_partition.partition,

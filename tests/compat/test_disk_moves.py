@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -23,6 +24,22 @@ def move(broker, topic: str, partition: int, to: Path, wait_ms: int = 120_000) -
     return subprocess.run([str(broker.binary), "move-partition", "--bootstrap", broker.bootstrap, "--topic", topic,
                            "--partition", str(partition), "--to", str(to), "--wait-ms", str(wait_ms)],
                           capture_output=True, text=True, timeout=wait_ms / 1000 + 30)
+
+
+def wait_until_port_is_free(port: int) -> None:
+    """After a SIGKILL the dead broker's listening socket can outlive the process for a moment (its
+    io_uring, holding an accept in flight, is torn down asynchronously): connections to the port
+    are still taken, and a new broker refuses to share the port. Wait until it can be bound."""
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                assert time.monotonic() < deadline, f"port {port} still held 30 s after SIGKILL"
+        time.sleep(0.05)
 
 
 def leftovers(dirs: list[Path]) -> list[Path]:
@@ -101,6 +118,7 @@ def test_sigkill_at_random_points_of_moves_leaves_exactly_one_complete_copy(jbod
         broker.kill()
         mover.kill()
         mover.wait()
+        wait_until_port_is_free(broker.port)
         broker.start()
         assert leftovers(dirs) == [], f"round {round_number} (seed {SEED})"
         homes(dirs, "killed", 1)  # exactly one copy, asserted inside
