@@ -33,6 +33,7 @@ pub mod registry;
 pub mod segment;
 pub mod shard;
 pub mod units;
+mod yielder;
 
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use data_dirs::{DataDirs, DirState};

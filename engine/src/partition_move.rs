@@ -512,7 +512,7 @@ mod tests {
         assert_eq!(shard.home_index(&tp), Some(dest));
         let moved = shard.partition(&tp).unwrap();
         assert!(!Rc::ptr_eq(&moved, &log));
-        assert_eq!(moved.high_watermark(), 250);
+        assert_eq!(moved.high_watermark(), crate::Offset::new(250));
         let after = moved.read_bytes(0, 1 << 30, true).await.unwrap();
         assert_eq!(after, before);
         let batch = crate::batch::encode_uniform_batch(0, 5, 100);
@@ -520,7 +520,7 @@ mod tests {
             .append(bytes::BytesMut::from(&batch[..]), 0)
             .await
             .unwrap();
-        assert_eq!(outcome.base_offset, 250);
+        assert_eq!(outcome.base_offset, crate::Offset::new(250));
         let old = partition_dir(data_dirs.dirs()[source].path(), "t", 0.into());
         assert!(!old.exists(), "the source copy is removed");
         let reopened = DataDirs::open(

@@ -41,7 +41,7 @@ pub async fn handle(
                         .with_error_code(error.map_or(0, code)),
                 );
                 handled += 1;
-                if handled % ITEMS_PER_YIELD == 0 {
+                if handled.is_multiple_of(ITEMS_PER_YIELD) {
                     crate::shard::yield_now().await;
                 }
             }

@@ -121,9 +121,9 @@ async fn append_partition(
         .await;
     match appended {
         Ok(Ok(outcome)) if version >= 5 => response
-            .with_base_offset(outcome.base_offset)
-            .with_log_start_offset(outcome.log_start_offset),
-        Ok(Ok(outcome)) => response.with_base_offset(outcome.base_offset),
+            .with_base_offset(outcome.base_offset.get())
+            .with_log_start_offset(outcome.log_start_offset.get()),
+        Ok(Ok(outcome)) => response.with_base_offset(outcome.base_offset.get()),
         Ok(Err(err)) => {
             tracing::debug!(topic = %name, partition, %err, "produce refused");
             let error = match &err {
