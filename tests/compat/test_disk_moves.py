@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -15,7 +14,8 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from test_disks import MIB, consume_all, create_topic, homes, jbod, metrics, produce  # noqa: F401 (fixture)
+from test_disks import (MIB, consume_all, create_topic, homes, jbod, metrics, produce,  # noqa: F401 (fixture)
+                        wait_until_port_is_free)
 
 SEED = int(os.environ.get("RINGTAIL_MOVE_SEED", time.time_ns() % 1_000_000))
 
@@ -24,22 +24,6 @@ def move(broker, topic: str, partition: int, to: Path, wait_ms: int = 120_000) -
     return subprocess.run([str(broker.binary), "move-partition", "--bootstrap", broker.bootstrap, "--topic", topic,
                            "--partition", str(partition), "--to", str(to), "--wait-ms", str(wait_ms)],
                           capture_output=True, text=True, timeout=wait_ms / 1000 + 30)
-
-
-def wait_until_port_is_free(port: int) -> None:
-    """After a SIGKILL the dead broker's listening socket can outlive the process for a moment (its
-    io_uring, holding an accept in flight, is torn down asynchronously): connections to the port
-    are still taken, and a new broker refuses to share the port. Wait until it can be bound."""
-    deadline = time.monotonic() + 30
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", port))
-                return
-            except OSError:
-                assert time.monotonic() < deadline, f"port {port} still held 30 s after SIGKILL"
-        time.sleep(0.05)
 
 
 def leftovers(dirs: list[Path]) -> list[Path]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 import urllib.request
@@ -81,6 +82,30 @@ def jbod(ringtail_bin, tmp_path, request):
             subprocess.run(["umount", "-l", str(mount)], check=False)
         if failures:
             pytest.fail("\n\n".join(failures), pytrace=False)
+
+
+def wait_until_port_is_free(port: int) -> None:
+    """After a SIGKILL the dead broker's listening socket can outlive the process for a moment (its
+    io_uring, holding an accept in flight, is torn down asynchronously): connections to the port
+    are still taken, and a new broker refuses to share the port. Wait until it can be bound."""
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                assert time.monotonic() < deadline, f"port {port} still held 30 s after SIGKILL"
+        time.sleep(0.05)
+
+
+def restart(broker: Broker) -> None:
+    """A graceful restart that waits for the Kafka and metrics ports to be free again."""
+    broker.stop()
+    wait_until_port_is_free(broker.port)
+    wait_until_port_is_free(broker.metrics_port)
+    broker.start()
 
 
 def metrics(broker: Broker) -> dict[str, float]:
@@ -186,7 +211,7 @@ def test_new_partitions_go_to_the_freest_dir_and_stay_there_across_a_restart(jbo
     before = consume_all(broker.bootstrap, "placed", 6)
     # After a restart, with the filler gone (free space would now favour dir 1), homes hold.
     (dirs[1] / "filler").unlink()
-    broker.restart()
+    restart(broker)
     assert homes(dirs, "placed", 6) == placed
     assert consume_all(broker.bootstrap, "placed", 6) == before
 
@@ -288,7 +313,7 @@ def test_enospc_in_the_middle_of_a_write_loses_nothing_acknowledged(jbod):
     after = produce(broker.bootstrap, "enospc", [b"after"], **{"message.timeout.ms": 60_000})
     assert after[0][0] is None, after
     assert after[0][2] == 50, "the failed batch took no offset"
-    broker.restart()
+    restart(broker)
     got = consume_all(broker.bootstrap, "enospc", 1)[0]
     assert [offset for offset, _ in got] == list(range(51))
     assert [v for _, v in got] == [f"ok-{i}".encode() for i in range(50)] + [b"after"]
@@ -308,6 +333,8 @@ def test_a_data_dir_gone_at_start_is_offline_and_the_others_are_served(jbod):
     broker.stop()
     subprocess.run(["umount", str(dirs[1])], check=True)
     dirs[1].rmdir()
+    wait_until_port_is_free(broker.port)
+    wait_until_port_is_free(broker.metrics_port)
     broker.start()
     assert "DATA DIR OFFLINE" in broker.log_tail(400)
     assert not dirs[1].exists(), "the missing dir was not recreated"
