@@ -8,19 +8,28 @@ mod api;
 mod broker;
 mod cli_groups;
 mod cli_log_dirs;
+mod cli_users;
 mod config;
+mod config_security;
 mod connection;
 mod disks;
 mod group;
+mod histogram;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]
 mod large_alloc;
 mod limits;
+mod listeners;
 mod metadata;
 mod metrics;
+mod produce_stages;
+mod residency;
+mod sasl;
 mod settings;
 mod shard;
+mod tls;
 mod topics;
+mod transport;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]
 mod zero_copy;
@@ -59,6 +68,7 @@ fn main() -> Result<()> {
             to,
             std::time::Duration::from_millis(*wait_ms),
         ),
+        Some(config::Command::Users { action }) => cli_users::run(action),
         None => broker::run(args),
     }
 }

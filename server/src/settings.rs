@@ -4,9 +4,9 @@
 /// What the connection and API layers need to know about the broker.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Host and port announced in Metadata responses.
-    pub advertised_host: String,
-    pub advertised_port: i32,
+    /// Per listener (indexed by `ListenerId`): its protocol and the host and port announced in
+    /// Metadata and FindCoordinator responses to clients connected there.
+    pub listeners: Vec<ListenerSettings>,
     pub default_partitions: i32,
     pub frame_bytes_max: u32,
     pub auto_create_topics: bool,
@@ -14,6 +14,8 @@ pub struct Settings {
     pub auto_create_topics_per_request_max: u32,
     /// Broker-side cap on a Fetch response's record bytes (`--fetch-max-bytes`).
     pub fetch_max_bytes: u32,
+    /// Page-cache residency check before fetch sends (`--fetch-residency-check`).
+    pub fetch_residency_check: crate::residency::ResidencyCheck,
     /// Idle connections close after this (`--connections-max-idle-ms`).
     pub connections_max_idle_ms: u64,
     /// A frame must arrive whole within this of its first byte (`--frame-read-timeout-ms`).
@@ -29,3 +31,17 @@ pub struct Settings {
 
 /// This single broker's id in every Metadata answer.
 pub const NODE_ID: i32 = 0;
+
+/// One bound listener as requests see it.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    pub protocol: crate::listeners::SecurityProtocol,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+}
+
+impl Settings {
+    pub fn listener(&self, id: crate::listeners::ListenerId) -> &ListenerSettings {
+        &self.listeners[usize::from(id.0)]
+    }
+}

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 
 use super::state::{LogState, PartitionLog, PendingAppend};
-use super::types::{AppendOutcome, PendingAppendOutcome};
+use super::types::{AppendOutcome, AppendTimings, PendingAppendOutcome};
 use crate::batch::{self, BatchHeader, Strictness};
 use crate::config::FlushPolicy;
 use crate::error::AppendError;
@@ -143,6 +143,7 @@ impl PartitionLog {
                     base_offset: duplicate.base_offset,
                     last_offset: duplicate.last_offset,
                     log_start_offset: self.log_start_offset(),
+                    timings: AppendTimings::default(),
                 });
             }
             // Woken by writes and by syncs; re-check what is reached each time.

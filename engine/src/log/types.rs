@@ -17,6 +17,18 @@ pub struct AppendOutcome {
     pub base_offset: Offset,
     pub last_offset: Offset,
     pub log_start_offset: Offset,
+    /// Where the time went, for the broker's per-stage latency histograms.
+    pub timings: AppendTimings,
+}
+
+/// How long the group commit that carried an append took, per step. Shared by every append of
+/// the group; zero for a retried batch answered without a write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendTimings {
+    /// The group's writes (and rolls) into the page cache.
+    pub write: std::time::Duration,
+    /// The flush policy's sync after the write (zero unless `every_batch`).
+    pub flush: std::time::Duration,
 }
 
 /// A byte range of a segment file, starting and ending on batch boundaries.
