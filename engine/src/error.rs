@@ -108,6 +108,13 @@ pub enum OpenError {
     BadFileName { path: PathBuf },
     #[error("registry {path} is unreadable: {reason}")]
     BadRegistry { path: PathBuf, reason: String },
+    /// The partition's data dir was unreadable at start: it is not served until a restart finds
+    /// the dir readable (KAFKA_STORAGE_ERROR at the wire).
+    #[error("data dir {path} is offline: {reason}")]
+    DataDirOffline { path: PathBuf, reason: String },
+    /// No home could be chosen or recorded for a new partition.
+    #[error("no data dir for the partition: {reason}")]
+    Placement { reason: String },
 }
 
 impl OpenError {

@@ -17,6 +17,8 @@ pub mod codec;
 pub mod compaction;
 pub mod compression;
 pub mod config;
+pub mod data_dirs;
+pub mod disk_space;
 pub mod error;
 pub mod index;
 pub mod install;
@@ -24,6 +26,8 @@ pub mod install;
 #[allow(unsafe_code)]
 pub mod io;
 pub mod log;
+pub mod partition_move;
+pub mod placement;
 pub mod producer;
 pub mod registry;
 pub mod segment;
@@ -32,6 +36,8 @@ pub mod units;
 mod yielder;
 
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
+pub use data_dirs::{DataDirs, DirState};
+pub use disk_space::{DiskSpace, DiskWatermarks};
 pub use error::{
     AppendError, BatchError, CompactionError, CompressionError, ConfigError, OpenError, ReadError,
 };

@@ -4,17 +4,21 @@
 //! # Invariants
 //! - A partition belongs to exactly one shard: [`partition_owner`] is a pure function of the
 //!   topic name, partition number and shard count, the same on every thread and every start.
-//! - A partition's directory is `<data_dir>/<topic>-<partition>`, as in Kafka.
+//! - A partition's directory is `<data_dir>/<topic>-<partition>`, as in Kafka, in the data dir
+//!   the placement map records ([`crate::data_dirs`]).
 #![forbid(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
-use tracing::error;
+use tracing::{error, info, warn};
 
 use crate::config::LogConfig;
+use crate::data_dirs::DataDirs;
+use crate::disk_space::DiskWatermarks;
 use crate::error::OpenError;
 use crate::io;
 use crate::log::{now_ms, PartitionLog};
@@ -54,7 +58,7 @@ pub fn partition_owner(
     ShardId(u16::try_from(owner).expect("below shard_count, a u16"))
 }
 
-/// Where a partition's segments live.
+/// Where a partition's segments live, inside its data dir.
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: PartitionIndex) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
 }
@@ -71,15 +75,18 @@ pub fn shard_runtime(cpu: Option<usize>) -> std::io::Result<compio::runtime::Run
     builder.build()
 }
 
+/// How often the maintenance task looks for logs failed for space whose dir has room again.
+const SPACE_RECHECK_MS: i64 = 1_000;
+
 /// The partitions one shard owns.
 pub struct Shard {
     id: ShardId,
-    /// One or more data dirs (disks); a new partition goes to the one its owner hash picks.
-    data_dirs: Vec<PathBuf>,
-    partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
+    /// The broker's data dirs (disks), shared by every shard; they say where each partition lives.
+    data_dirs: Arc<DataDirs>,
+    pub(crate) partitions: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
     /// Held while a partition is opened: two tasks opening the same partition at once would
     /// recover the same files twice, each truncating what the other writes.
-    open_lock: futures_util::lock::Mutex<()>,
+    pub(crate) open_lock: futures_util::lock::Mutex<()>,
     /// A compaction task ([`Shard::spawn_compaction`]) is running: at most one per shard.
     compacting: Cell<bool>,
 }
@@ -94,13 +101,14 @@ impl Drop for CompactingMark<'_> {
 }
 
 impl Shard {
-    pub fn new(id: ShardId, data_dir: impl Into<PathBuf>) -> Self {
-        Self::with_data_dirs(id, vec![data_dir.into()])
+    /// A shard with one data dir of default watermarks (tests and tools; blocking probe).
+    pub fn new(id: ShardId, data_dir: impl Into<PathBuf>) -> Result<Self, OpenError> {
+        let data_dirs = DataDirs::open(vec![data_dir.into()], DiskWatermarks::default())?;
+        Ok(Self::with_data_dirs(id, Arc::new(data_dirs)))
     }
 
-    /// A shard whose partitions are spread over several data dirs.
-    pub fn with_data_dirs(id: ShardId, data_dirs: Vec<PathBuf>) -> Self {
-        assert!(!data_dirs.is_empty(), "at least one data dir");
+    /// A shard whose partitions live in the broker's data dirs.
+    pub fn with_data_dirs(id: ShardId, data_dirs: Arc<DataDirs>) -> Self {
         Self {
             id,
             data_dirs,
@@ -114,21 +122,17 @@ impl Shard {
         self.id
     }
 
-    pub fn data_dirs(&self) -> &[PathBuf] {
+    pub fn data_dirs(&self) -> &Arc<DataDirs> {
         &self.data_dirs
     }
 
-    /// The directory of a partition: where it already is, else where a new one goes.
-    async fn locate_partition(&self, topic: &str, partition: PartitionIndex) -> PathBuf {
-        for data_dir in &self.data_dirs {
-            let dir = partition_dir(data_dir, topic, partition);
-            if compio::fs::metadata(&dir).await.is_ok() {
-                return dir;
-            }
-        }
-        let data_dirs = u16::try_from(self.data_dirs.len()).expect("data dirs fit in u16");
-        let spread = usize::from(partition_owner(topic, partition, data_dirs).0);
-        partition_dir(&self.data_dirs[spread], topic, partition)
+    /// The directory of a partition: its recorded home, or a new one (recorded before use).
+    async fn locate_partition(
+        &self,
+        topic: &str,
+        partition: PartitionIndex,
+    ) -> Result<PathBuf, OpenError> {
+        Ok(self.data_dirs.home_of(topic, partition.get()).await?)
     }
 
     /// Opens (recovering) or creates a partition's log; returns the open one if already open.
@@ -147,7 +151,7 @@ impl Shard {
         }
         let dir = self
             .locate_partition(&topic_partition.topic, topic_partition.partition)
-            .await;
+            .await?;
         let (log, _report) = PartitionLog::open(&dir, config).await?;
         self.partitions
             .borrow_mut()
@@ -176,14 +180,70 @@ impl Shard {
         if let Some(log) = removed {
             log.close().await?;
         }
-        let dir = self
-            .locate_partition(&topic_partition.topic, topic_partition.partition)
-            .await;
+        let Some(index) = self
+            .data_dirs
+            .home_index(&topic_partition.topic, topic_partition.partition.get())
+        else {
+            return Ok(());
+        };
+        let dir = partition_dir(
+            self.data_dirs.dirs()[index].path(),
+            &topic_partition.topic,
+            topic_partition.partition,
+        );
         io::blocking(move || match std::fs::remove_dir_all(&dir) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
             _ => Ok(()),
         })
-        .await
+        .await?;
+        let key = (
+            topic_partition.topic.to_string(),
+            topic_partition.partition.get(),
+        );
+        self.data_dirs
+            .forget(vec![key])
+            .await
+            .map_err(std::io::Error::other)
+    }
+
+    /// The data dir index of an open partition's home.
+    pub fn home_index(&self, topic_partition: &TopicPartition) -> Option<usize> {
+        self.data_dirs
+            .home_index(&topic_partition.topic, topic_partition.partition.get())
+    }
+
+    /// Reopens (recovering from disk, as at a restart) each log that failed because a write found
+    /// no space, once its data dir takes writes again; a reopen that fails (still no room for the
+    /// recovery's index writes) leaves the failed log in place for the next try. Returns how many
+    /// logs were reopened.
+    pub async fn reopen_logs_failed_for_space(&self) -> usize {
+        let mut reopened = 0;
+        for (topic_partition, log) in self.partitions() {
+            if !log.failed_for_space() {
+                continue;
+            }
+            let Some(index) = self.home_index(&topic_partition) else {
+                continue;
+            };
+            if !self.data_dirs.accepts_produce(index) {
+                continue;
+            }
+            let _opening = self.open_lock.lock().await;
+            let config = log.config();
+            match PartitionLog::open(log.dir(), config).await {
+                Ok((fresh, report)) => {
+                    info!(topic = %topic_partition.topic, partition = %topic_partition.partition,
+                        ?report, "partition log reopened after space came back");
+                    self.partitions.borrow_mut().insert(topic_partition, fresh);
+                    reopened += 1;
+                }
+                Err(err) => {
+                    warn!(topic = %topic_partition.topic, partition = %topic_partition.partition,
+                        %err, "reopening a log failed for space did not work yet");
+                }
+            }
+        }
+        reopened
     }
 
     /// Syncs the partitions whose `<N>ms` flush interval is due. A partition whose fsync fails
@@ -263,10 +323,15 @@ impl Shard {
         retention_check_ms: u64,
     ) -> std::convert::Infallible {
         let mut last_retention_ms = now_ms();
+        let mut last_space_check_ms = now_ms();
         loop {
             compio::time::sleep(std::time::Duration::from_millis(flush_tick_ms.max(1))).await;
             let now = now_ms();
             self.flush_due(now).await;
+            if now - last_space_check_ms >= SPACE_RECHECK_MS {
+                last_space_check_ms = now;
+                self.reopen_logs_failed_for_space().await;
+            }
             if now - last_retention_ms >= retention_check_ms as i64 {
                 last_retention_ms = now;
                 if let Err(err) = self.enforce_retention().await {
@@ -301,7 +366,7 @@ mod tests {
     async fn maintenance_task_flushes_interval_partitions() {
         // The background task is what makes `flush=<N>ms` durable without an append waiting on it.
         let dir = tempfile::tempdir().unwrap();
-        let shard = Rc::new(Shard::new(ShardId(0), dir.path()));
+        let shard = Rc::new(Shard::new(ShardId(0), dir.path()).unwrap());
         let config = LogConfig {
             flush: crate::FlushPolicy::IntervalMs(5),
             ..LogConfig::default()
@@ -332,7 +397,7 @@ mod tests {
         // complete while a long pass (thousands of batches) is still in progress, instead of
         // waiting for the whole pass as when maintenance awaited it.
         let dir = tempfile::tempdir().unwrap();
-        let shard = Rc::new(Shard::new(ShardId(0), dir.path()));
+        let shard = Rc::new(Shard::new(ShardId(0), dir.path()).unwrap());
         let compact = LogConfig {
             cleanup_policy: crate::CleanupPolicy::Compact,
             ..LogConfig::default()
@@ -406,7 +471,7 @@ mod tests {
     async fn concurrent_opens_of_one_partition_share_one_log() {
         // Two requests racing to open a partition must not recover (and truncate) it twice.
         let dir = tempfile::tempdir().unwrap();
-        let shard = Rc::new(Shard::new(ShardId(0), dir.path()));
+        let shard = Rc::new(Shard::new(ShardId(0), dir.path()).unwrap());
         let opens: Vec<_> = (0..4)
             .map(|_| {
                 let shard = Rc::clone(&shard);

@@ -468,10 +468,8 @@ fn cleaning_is_due_by_dirty_ratio_and_segment_ms_rolls_quiet_logs() {
     let dir = tempfile::tempdir().unwrap();
     block_on(async {
         let config = compact_config(1 << 20);
-        let shard = Rc::new(ringtail_engine::Shard::new(
-            ringtail_engine::ShardId(0),
-            dir.path(),
-        ));
+        let shard =
+            Rc::new(ringtail_engine::Shard::new(ringtail_engine::ShardId(0), dir.path()).unwrap());
         let log = shard
             .open_partition(ringtail_engine::TopicPartition::new("t", 0), config.clone())
             .await

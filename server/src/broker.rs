@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures_util::future::{select, Either};
-use ringtail_engine::{shard_runtime, Shard, ShardId, TopicRegistry};
+use ringtail_engine::{shard_runtime, DataDirs, DirState, Shard, ShardId, TopicRegistry};
 use tracing::{error, info, warn};
 
 use crate::config::Args;
@@ -35,12 +35,19 @@ pub fn run(args: Args) -> Result<()> {
         .context("installing the SIGTERM and SIGINT handlers")?;
     let shard_count = args.shard_count();
     let log_defaults = args.log_defaults()?;
-    let _data_dir_locks = lock_data_dirs(&args.data_dirs)?;
+    let data_dirs = Arc::new(
+        DataDirs::open(args.data_dirs.clone(), args.disk_watermarks()?)
+            .context("opening the data dirs")?,
+    );
+    let _data_dir_locks = lock_data_dirs(&data_dirs)?;
+    ringtail_engine::partition_move::remove_move_leftovers(&data_dirs, &data_dirs.placement());
     let metadata = Arc::new(Metadata::new(log_defaults));
     let mut registry = compio::runtime::Runtime::new()?
         .block_on(TopicRegistry::load(&args.data_dirs[0]))
         .context("loading the topic registry")?;
     ensure_internal_topics(&args, &mut registry)?;
+    place_registered_partitions(&data_dirs, &registry)?;
+    let _disk_monitor = spawn_disk_monitor(Arc::clone(&data_dirs), args.disk_check_interval_ms)?;
     metadata
         .publish(&registry)
         .context("topic configs in the registry")?;
@@ -76,7 +83,6 @@ pub fn run(args: Args) -> Result<()> {
                 advertised_port: port,
             })
             .collect(),
-        data_dirs: args.data_dirs.clone(),
         default_partitions: args.default_partitions,
         frame_bytes_max: args.frame_bytes_max,
         auto_create_topics: args.auto_create_topics,
@@ -87,6 +93,7 @@ pub fn run(args: Args) -> Result<()> {
         frame_read_timeout_ms: args.frame_read_timeout_ms,
         log_cleanup_check_ms: args.log_cleanup_check_ms,
         cluster_id: "ringtail".to_string(),
+        move_bytes_per_sec: args.move_bytes_per_sec,
         consumer_group: args.consumer_group_config()?,
     });
     let sasl = Arc::new(crate::sasl::SaslConfig::new(
@@ -121,6 +128,7 @@ pub fn run(args: Args) -> Result<()> {
             shards_drained: Arc::clone(&shards_drained),
             shard_count,
             registry: (index == 0).then(|| registry.clone()),
+            data_dirs: Arc::clone(&data_dirs),
             metrics_listener: if index == 0 {
                 metrics_listener.take()
             } else {
@@ -159,13 +167,24 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Takes an exclusive lock on each data dir for the life of the process: with SO_REUSEPORT a
-/// second broker would otherwise bind the same port silently and write the same files.
-fn lock_data_dirs(data_dirs: &[std::path::PathBuf]) -> Result<Vec<std::fs::File>> {
+/// Takes an exclusive lock on each data dir that is not offline, for the life of the process:
+/// with SO_REUSEPORT a second broker would otherwise bind the same port silently and write the
+/// same files. The first data dir holds the topic registry: offline, the broker cannot start.
+fn lock_data_dirs(data_dirs: &DataDirs) -> Result<Vec<std::fs::File>> {
+    let first = &data_dirs.dirs()[0];
+    if first.state() == DirState::Offline {
+        anyhow::bail!(
+            "the first --data-dir {} holds the topic registry (topics.json) and is unreadable: {}",
+            first.path().display(),
+            first.reason().unwrap_or_default()
+        );
+    }
     data_dirs
+        .dirs()
         .iter()
+        .filter(|dir| dir.state() != DirState::Offline)
         .map(|dir| {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let dir = dir.path();
             let path = dir.join(".lock");
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -178,6 +197,36 @@ fn lock_data_dirs(data_dirs: &[std::path::PathBuf]) -> Result<Vec<std::fs::File>
             Ok(file)
         })
         .collect()
+}
+
+/// Records a home for every registered partition that has none yet (data from before placement
+/// was recorded, or a topic created just before a crash), in one save rather than one per
+/// partition as each is opened.
+fn place_registered_partitions(data_dirs: &DataDirs, registry: &TopicRegistry) -> Result<()> {
+    let partitions = registry
+        .topics()
+        .flat_map(|topic| {
+            (0..topic.partitions as i32).map(move |partition| (topic.name.clone(), partition))
+        })
+        .collect();
+    compio::runtime::Runtime::new()?
+        .block_on(data_dirs.place(partitions))
+        .context("placing partitions in the data dirs")
+}
+
+/// Reads every data dir's free space each `interval_ms` on its own thread (statvfs on a sick
+/// disk may block; the shards must not), moving dirs between online and read-only.
+fn spawn_disk_monitor(
+    data_dirs: Arc<DataDirs>,
+    interval_ms: u64,
+) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("disk-monitor".to_string())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(interval_ms));
+            data_dirs.refresh_space();
+        })
+        .context("spawning the disk monitor")
 }
 
 /// One SO_REUSEPORT listener per shard, all on the same address: the kernel spreads connections.
@@ -265,6 +314,7 @@ struct ShardStart {
     shards_drained: Arc<std::sync::atomic::AtomicUsize>,
     shard_count: usize,
     registry: Option<TopicRegistry>,
+    data_dirs: Arc<DataDirs>,
     metrics_listener: Option<std::net::TcpListener>,
 }
 
@@ -275,10 +325,7 @@ impl ShardStart {
     }
 
     async fn serve(self) -> Result<()> {
-        let engine = Rc::new(Shard::with_data_dirs(
-            self.id,
-            self.settings.data_dirs.clone(),
-        ));
+        let engine = Rc::new(Shard::with_data_dirs(self.id, self.data_dirs));
         let context = Rc::new(ShardContext {
             id: self.id,
             engine: Rc::clone(&engine),
@@ -408,10 +455,15 @@ async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()> {
         .metadata
         .topic(OFFSETS_TOPIC)
         .context("the offsets topic is registered at start")?;
-    let log = context
-        .partition_log(&topic, 0)
-        .await
-        .context("opening the offsets log")?;
+    let log = match context.partition_log(&topic, 0).await {
+        Ok(log) => log,
+        Err(ringtail_engine::OpenError::DataDirOffline { path, .. }) => {
+            error!(dir = %path.display(),
+                "the offsets topic's data dir is offline: consumer groups are unavailable");
+            return Ok(());
+        }
+        Err(err) => return Err(err).context("opening the offsets log"),
+    };
     let coordinator = Rc::new(
         Coordinator::load(
             log,
@@ -436,14 +488,30 @@ async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()> {
 }
 
 /// Opens (and recovers) every partition this shard owns, so retention and recovery run at start.
+/// A partition whose data dir is offline, or whose files cannot be written now (a full disk), is
+/// skipped with an error logged (its requests get KAFKA_STORAGE_ERROR), as Kafka serves the other
+/// dirs of a JBOD broker.
 async fn open_owned_partitions(context: &Rc<ShardContext>) -> Result<()> {
     for topic in context.metadata.topics() {
         for partition in 0..topic.partitions {
-            if context.router.owner(&topic.name, partition) == context.id {
-                context
-                    .partition_log(&topic, partition)
-                    .await
-                    .with_context(|| format!("opening {}-{partition}", topic.name))?;
+            if context.router.owner(&topic.name, partition) != context.id {
+                continue;
+            }
+            match context.partition_log(&topic, partition).await {
+                Ok(_) => {}
+                Err(ringtail_engine::OpenError::DataDirOffline { path, .. }) => {
+                    error!(topic = %topic.name, partition, dir = %path.display(),
+                        "partition not served: its data dir is offline");
+                }
+                // A full disk can refuse recovery's index writes: the partition is tried again
+                // on its next request instead of keeping the whole broker down.
+                Err(ringtail_engine::OpenError::Io { path, source }) => {
+                    error!(topic = %topic.name, partition, path = %path.display(), %source,
+                        "partition not opened at start; retried on its next request");
+                }
+                Err(err) => {
+                    return Err(err).with_context(|| format!("opening {}-{partition}", topic.name))
+                }
             }
         }
     }

@@ -15,13 +15,14 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-struct Client {
+pub(crate) struct Client {
     stream: TcpStream,
     correlation_id: i32,
 }
 
+/// A small blocking Kafka client (one connection, one request at a time), shared by the CLI tools.
 impl Client {
-    fn connect(bootstrap: &str) -> Result<Self> {
+    pub(crate) fn connect(bootstrap: &str) -> Result<Self> {
         let stream =
             TcpStream::connect(bootstrap).with_context(|| format!("connecting to {bootstrap}"))?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -31,7 +32,7 @@ impl Client {
         })
     }
 
-    fn call<Req: Encodable, Resp: Decodable>(
+    pub(crate) fn call<Req: Encodable, Resp: Decodable>(
         &mut self,
         api: ApiKey,
         version: i16,

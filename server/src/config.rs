@@ -36,7 +36,8 @@ pub struct Args {
     #[command(flatten)]
     pub security: crate::config_security::SecurityArgs,
 
-    /// Data directory; repeat for several disks (partitions are spread over them).
+    /// Data directory; repeat for several disks (JBOD): a new partition goes to the one with the
+    /// most free space, and `placement.json` in each records where every partition lives.
     #[arg(long = "data-dir", value_name = "DIR", default_value = "./data")]
     pub data_dirs: Vec<PathBuf>,
 
@@ -148,6 +149,31 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 5 * 60 * 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub log_cleanup_check_ms: u64,
 
+    /// A data dir at or above this share of its disk used (as `df` counts it) is logged as a
+    /// warning (Redpanda's default: 80).
+    #[arg(long, value_name = "PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub disk_warn_used_percent: u8,
+
+    /// A data dir at or above this share of its disk used refuses Produce to its partitions with
+    /// KAFKA_STORAGE_ERROR (retriable) until space comes back; reads, commits, admin, retention
+    /// and compaction go on (Redpanda's default: 95).
+    #[arg(long, value_name = "PERCENT", default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub disk_limit_used_percent: u8,
+
+    /// A data dir with fewer free bytes than this refuses Produce as above the hard limit; 0: off.
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    pub min_free_bytes: u64,
+
+    /// Bytes a second a partition move between data dirs copies in the background
+    /// (AlterReplicaLogDirs; Kafka's replica.alter.log.dirs.io.max.bytes.per.second); 0: unbounded.
+    /// The final catch-up, while appends wait, is never slowed.
+    #[arg(long, value_name = "BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub move_bytes_per_sec: u64,
+
+    /// How often each data dir's free space is read (statvfs) and its watermarks checked.
+    #[arg(long, value_name = "MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub disk_check_interval_ms: u64,
+
     /// Where to serve Prometheus text metrics (/metrics); off unless given (e.g. 127.0.0.1:9644).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<SocketAddr>,
@@ -178,6 +204,29 @@ pub enum Command {
         /// Only this group.
         #[arg(long)]
         group: Option<String>,
+    },
+    /// Data dirs with their space and partitions (like kafka-log-dirs.sh --describe).
+    LogDirs {
+        /// The broker to ask.
+        #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
+        bootstrap: String,
+    },
+    /// Moves a partition to another data dir of the broker (AlterReplicaLogDirs) and waits until
+    /// it lives there.
+    MovePartition {
+        /// The broker to ask.
+        #[arg(long, default_value = "127.0.0.1:9092", value_name = "HOST:PORT")]
+        bootstrap: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: i32,
+        /// The destination data dir, spelled as the broker's --data-dir.
+        #[arg(long, value_name = "DIR")]
+        to: String,
+        /// Give up waiting after this long (the move goes on in the broker).
+        #[arg(long, value_name = "MS", default_value_t = 600_000)]
+        wait_ms: u64,
     },
     /// SASL users in a data dir's credential store, managed offline (e.g. the first admin,
     /// before the first start).
@@ -238,6 +287,22 @@ impl Args {
         merged.extend(toml_to_args(&text, &cli).with_context(|| format!("in {}", path.display()))?);
         merged.extend(cli[1..].iter().cloned());
         Ok(Self::try_parse_from(merged).unwrap_or_else(|err| err.exit()))
+    }
+
+    /// The data dirs' watermarks, checked: the warning must not be above the hard limit.
+    pub fn disk_watermarks(&self) -> Result<ringtail_engine::DiskWatermarks> {
+        if self.disk_warn_used_percent > self.disk_limit_used_percent {
+            bail!(
+                "--disk-warn-used-percent ({}) must not be above --disk-limit-used-percent ({})",
+                self.disk_warn_used_percent,
+                self.disk_limit_used_percent
+            );
+        }
+        Ok(ringtail_engine::DiskWatermarks {
+            warn_used_percent: self.disk_warn_used_percent,
+            limit_used_percent: self.disk_limit_used_percent,
+            min_free_bytes: self.min_free_bytes,
+        })
     }
 
     /// The log config every topic starts from (topic configs override it).
@@ -417,6 +482,17 @@ mod tests {
         assert!(!log.write_inline);
         let inline = Args::try_parse_from(["ringtail", "--write-inline", "true"]).unwrap();
         assert!(inline.log_defaults().unwrap().write_inline);
+        let marks = args.disk_watermarks().unwrap();
+        assert_eq!(
+            (
+                marks.warn_used_percent,
+                marks.limit_used_percent,
+                marks.min_free_bytes
+            ),
+            (80, 95, 0)
+        );
+        let crossed = Args::try_parse_from(["ringtail", "--disk-warn-used-percent", "96"]);
+        assert!(crossed.unwrap().disk_watermarks().is_err());
     }
 
     #[test]

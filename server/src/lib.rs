@@ -5,10 +5,12 @@
 mod api;
 pub mod broker;
 pub mod cli_groups;
+pub mod cli_log_dirs;
 pub mod cli_users;
 pub mod config;
 mod config_security;
 mod connection;
+mod disks;
 pub mod fuzzing;
 #[cfg(test)]
 mod fuzzing_corpus;

@@ -5,7 +5,7 @@
 #![deny(unsafe_code)]
 
 use anyhow::Result;
-use ringtail_server::{broker, cli_groups, cli_users, config, large_alloc};
+use ringtail_server::{broker, cli_groups, cli_log_dirs, cli_users, config, large_alloc};
 
 #[global_allocator]
 static ALLOCATOR: large_alloc::LargeAllocReserveOnly = large_alloc::LargeAllocReserveOnly;
@@ -25,6 +25,20 @@ fn main() -> Result<()> {
         Some(config::Command::Groups { bootstrap, group }) => {
             cli_groups::run(bootstrap, group.as_deref())
         }
+        Some(config::Command::LogDirs { bootstrap }) => cli_log_dirs::run_describe(bootstrap),
+        Some(config::Command::MovePartition {
+            bootstrap,
+            topic,
+            partition,
+            to,
+            wait_ms,
+        }) => cli_log_dirs::run_move(
+            bootstrap,
+            topic,
+            *partition,
+            to,
+            std::time::Duration::from_millis(*wait_ms),
+        ),
         Some(config::Command::Users { action }) => cli_users::run(action),
         None => broker::run(args),
     }

@@ -44,6 +44,7 @@ static CONNECTIONS_IDLE_CLOSED: AtomicU64 = AtomicU64::new(0);
 static FRAMES_TIMED_OUT: AtomicU64 = AtomicU64::new(0);
 static TOPIC_CREATIONS_REFUSED: AtomicU64 = AtomicU64::new(0);
 static METRICS_CONNECTIONS_OPEN: AtomicU64 = AtomicU64::new(0);
+static MOVES_FAILED: AtomicU64 = AtomicU64::new(0);
 
 /// Scrapes answered at once; more connections are closed unanswered (a scraper needs one).
 const METRICS_CONNECTIONS_MAX: u64 = 16;
@@ -92,6 +93,11 @@ pub fn record_frame_timeout() {
 /// Topics not created because a quota or a topic/partition bound refused them.
 pub fn record_topic_creations_refused(topics: u64) {
     TOPIC_CREATIONS_REFUSED.fetch_add(topics, Ordering::Relaxed);
+}
+
+/// A partition move between data dirs that failed (the partition serves from its source).
+pub fn record_move_failed() {
+    MOVES_FAILED.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Serves `/metrics` until the shard stops. Runs on shard 0.
@@ -233,6 +239,12 @@ async fn render(context: &Rc<ShardContext>) -> String {
             limits.request_bytes.in_use_bytes(),
         ),
         (
+            "partition_moves_failed_total",
+            "Partition moves between data dirs that failed (AlterReplicaLogDirs).",
+            "counter",
+            MOVES_FAILED.load(Ordering::Relaxed),
+        ),
+        (
             "topic_creations_refused_total",
             "Topics not created: over the mutation quota, --topics-max or --partitions-max.",
             "counter",
@@ -244,6 +256,8 @@ async fn render(context: &Rc<ShardContext>) -> String {
             "# HELP ringtail_{name} {help}\n# TYPE ringtail_{name} {kind}\nringtail_{name} {value}"
         );
     }
+    let on_disk = crate::disks::partitions_on_disk(context).await;
+    crate::disks::render_metrics(context, &on_disk, &mut out);
     let mut partitions = Vec::new();
     for shard in 0..context.router.shard_count() {
         let collected = context

@@ -1,15 +1,12 @@
 //! Broker-wide settings every shard reads, resolved once from the command line.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
-
 /// What the connection and API layers need to know about the broker.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Per listener (indexed by `ListenerId`): its protocol and the host and port announced in
     /// Metadata and FindCoordinator responses to clients connected there.
     pub listeners: Vec<ListenerSettings>,
-    pub data_dirs: Vec<PathBuf>,
     pub default_partitions: i32,
     pub frame_bytes_max: u32,
     pub auto_create_topics: bool,
@@ -24,6 +21,8 @@ pub struct Settings {
     /// A frame must arrive whole within this of its first byte (`--frame-read-timeout-ms`).
     pub frame_read_timeout_ms: u64,
     pub cluster_id: String,
+    /// Pace of a partition move's copy between data dirs (`--move-bytes-per-sec`; 0: unbounded).
+    pub move_bytes_per_sec: u64,
     /// Period of the retention and compaction passes (`--log-cleanup-check-ms`).
     pub log_cleanup_check_ms: u64,
     /// Session timeout and heartbeat interval of consumer (KIP-848) groups.

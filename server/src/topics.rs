@@ -128,6 +128,7 @@ pub async fn create_topic(
         }
     })
     .await?;
+    place_partitions(context, &name, 0..partitions).await;
     tracing::info!(topic = %name, partitions, "created topic");
     context
         .metadata
@@ -221,7 +222,24 @@ pub async fn auto_create(context: &Rc<ShardContext>, mut names: Vec<String>) {
     .unwrap_or_default();
     crate::metrics::record_topic_creations_refused(wanted.saturating_sub(created.len() as u64));
     for name in &created {
+        place_partitions(context, name, 0..partitions).await;
         tracing::info!(topic = %name, partitions, "auto-created topic");
+    }
+}
+
+/// Records the homes of a topic's new partitions in one save of the placement map (each would
+/// otherwise be placed, and the map saved, as it is first opened). A failure is logged: opening
+/// the partition places it again.
+async fn place_partitions(
+    context: &Rc<ShardContext>,
+    name: &str,
+    partitions: std::ops::Range<i32>,
+) {
+    let keys = partitions
+        .map(|partition| (name.to_string(), partition))
+        .collect();
+    if let Err(err) = context.engine.data_dirs().place(keys).await {
+        tracing::warn!(topic = %name, %err, "placing new partitions failed; each is placed when opened");
     }
 }
 
@@ -273,7 +291,9 @@ pub async fn add_partitions(
         return Ok(());
     }
     let limits = Arc::clone(&context.limits);
-    change_registry(context, move |registry| {
+    let topic_name = name.clone();
+    let before = change_registry(context, move |registry| {
+        let name = topic_name;
         let current = registry
             .get(&name)
             .ok_or_else(|| {
@@ -284,10 +304,13 @@ pub async fn add_partitions(
         let meta = registry.get_mut(&name).ok_or_else(|| {
             AdminError::new(ResponseError::UnknownTopicOrPartition, "no such topic")
         })?;
+        let before = meta.partitions as i32;
         meta.partitions = meta.partitions.max(count as u32);
-        Ok(())
+        Ok(before)
     })
-    .await
+    .await?;
+    place_partitions(context, &name, before..count).await;
+    Ok(())
 }
 
 /// One change of an IncrementalAlterConfigs request.

@@ -18,7 +18,8 @@
 //! - Segments are ordered by base offset and each base offset is the previous segment's end (or
 //!   beyond it, once compaction removed a segment's last batches: reads skip to the next base).
 //! - After a failed write or fsync the log takes no more appends and is never synced again (page
-//!   cache state is unknown; docs/decisions/0010-fsync-error-read-only.md).
+//!   cache state is unknown; docs/decisions/0010-fsync-error-read-only.md); after a write refused
+//!   for space only, the shard may reopen it (`out_of_space.rs`).
 #![forbid(unsafe_code)]
 
 mod append;
@@ -27,6 +28,7 @@ mod close;
 mod files;
 mod flush;
 mod open;
+pub mod out_of_space;
 mod read;
 mod retention;
 mod roll;

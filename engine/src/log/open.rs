@@ -140,6 +140,7 @@ fn initial_state(
         pending: Vec::new(),
         writer_active: false,
         failure: None,
+        out_of_space: false,
         closed: false,
         last_sync_ms: now_ms,
         stats: LogStats::default(),

@@ -35,6 +35,10 @@ pub(crate) struct LogState {
     pub(crate) pending: Vec<PendingAppend>,
     pub(crate) writer_active: bool,
     pub(crate) failure: Option<String>,
+    /// The failure was a write refused for space (ENOSPC, EDQUOT) before any sync: the page
+    /// cache holds what the files say, so the log may be reopened once space is back
+    /// ([`crate::log::out_of_space`]).
+    pub(crate) out_of_space: bool,
     pub(crate) closed: bool,
     pub(crate) last_sync_ms: i64,
     pub(crate) stats: LogStats,

@@ -177,13 +177,18 @@ impl PartitionLog {
         };
         self.allocate_ahead(&files, position.advanced_by(run_bytes))
             .await?;
-        write_at(&files, run, position, write_inline).await?;
+        write_at(&files, run, position, write_inline)
+            .await
+            .map_err(|err| {
+                self.note_write_error(&err);
+                format!("write to {} failed: {err}", files.log_path.display())
+            })?;
         if let Some(delta) = self.note_run(&run_headers, position) {
             // The index is a cache that recovery rebuilds; its write needs no fsync.
-            delta
-                .write(&files)
-                .await
-                .map_err(|err| format!("index write failed: {err}"))?;
+            delta.write(&files).await.map_err(|err| {
+                self.note_write_error(&err);
+                format!("index write failed: {err}")
+            })?;
         }
         Ok(())
     }
@@ -198,6 +203,7 @@ impl PartitionLog {
             io::fallocate(&files.log, offset, len)
                 .await
                 .map_err(|err| {
+                    self.note_write_error(&err);
                     format!("fallocate of {} failed: {err}", files.log_path.display())
                 })?;
             self.state.borrow_mut().active_mut().allocated_bytes = offset + len;
@@ -250,15 +256,12 @@ async fn write_at(
     run: Vec<Bytes>,
     position: Position,
     write_inline: bool,
-) -> Result<(), String> {
-    let failed =
-        |err: std::io::Error| format!("write to {} failed: {err}", files.log_path.display());
+) -> std::io::Result<()> {
     if write_inline {
-        io::write_vectored_all_at_blocking(&files.log, &run, position.get()).map_err(failed)?;
+        io::write_vectored_all_at_blocking(&files.log, &run, position.get())
     } else {
         io::write_vectored_all_at(&files.log, run, position.get())
             .await
-            .map_err(failed)?;
+            .map(drop)
     }
-    Ok(())
 }

@@ -5,6 +5,7 @@
 //! without a user-space copy (`fetch_response.rs`).
 #![forbid(unsafe_code)]
 
+pub mod alter_replica_log_dirs;
 pub mod api_versions;
 pub mod client_quotas;
 pub mod consumer_groups;
@@ -13,6 +14,7 @@ pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod describe_log_dirs;
 pub mod fetch;
 pub mod fetch_response;
 pub mod groups;
@@ -155,6 +157,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::AlterReplicaLogDirs, 1, 2),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
@@ -193,6 +197,10 @@ pub async fn dispatch(
         ApiKey::DeleteTopics => delete_topics::handle(context, request, &mut body).await,
         ApiKey::CreatePartitions => create_partitions::handle(context, request, &mut body).await,
         ApiKey::DescribeConfigs => describe_configs::handle(context, request, &mut body).await,
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(context, request, &mut body).await,
+        ApiKey::AlterReplicaLogDirs => {
+            alter_replica_log_dirs::handle(context, request, &mut body).await
+        }
         ApiKey::InitProducerId => init_producer_id::handle(request, &mut body),
         ApiKey::FindCoordinator => groups::find_coordinator(context, request, &mut body).await,
         ApiKey::JoinGroup => groups::join_group(context, request, &mut body, client).await,

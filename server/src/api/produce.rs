@@ -128,15 +128,20 @@ async fn append_partition(
             let log = owner
                 .partition_log(&topic, partition)
                 .await
-                .map_err(|err| AppendError::LogFailed {
-                    reason: err.to_string(),
-                })?;
+                .map_err(|err| Refusal::Storage(err.to_string()))?;
+            if let Some(reason) = dir_refuses_produce(&owner, &topic.name, partition) {
+                return Err(Refusal::Storage(reason));
+            }
             let append_started = Instant::now();
             let pending = log.begin_append(records, 0);
             produce_stages::record(Stage::Append, append_started.elapsed());
             let _ = queued.send(());
             let committed_started = Instant::now();
-            let outcome = pending?.await?;
+            let appended = pending.map_err(Refusal::Append)?.await;
+            if appended.is_err() && log.failed_for_space() {
+                note_out_of_space(&owner, &topic.name, partition);
+            }
+            let outcome = appended.map_err(Refusal::Append)?;
             let committed = committed_started.elapsed();
             let timings = outcome.timings;
             let group_wait = committed.saturating_sub(timings.write + timings.flush);
@@ -153,7 +158,11 @@ async fn append_partition(
         Ok(Ok(outcome)) => response.with_base_offset(outcome.base_offset.get()),
         Ok(Err(err)) => {
             tracing::debug!(topic = %name, partition, %err, "produce refused");
-            let response = response.with_error_code(code(error_for(&err)));
+            let error = match &err {
+                Refusal::Append(err) => error_for(err),
+                Refusal::Storage(_) => ResponseError::KafkaStorageError,
+            };
+            let response = response.with_error_code(code(error));
             // Fields a version lacks must stay at their defaults or encoding fails.
             if version >= 8 {
                 response.with_error_message(Some(str_bytes(&err.to_string())))
@@ -162,6 +171,47 @@ async fn append_partition(
             }
         }
         Err(_) => response.with_error_code(code(ResponseError::NotLeaderOrFollower)),
+    }
+}
+
+/// Why a partition's append did not happen.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error(transparent)]
+    Append(AppendError),
+    /// The partition's data dir is offline or above its hard watermark: KAFKA_STORAGE_ERROR,
+    /// which clients retry (librdkafka and the Java producer alike, until their delivery timeout)
+    /// after a metadata refresh, so producing resumes by itself once space is back.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// Why the data dir holding a partition refuses produce now, if it does. Internal writers (the
+/// group coordinator's commits) do not ask: they are small and keep consumers working.
+fn dir_refuses_produce(owner: &ShardContext, topic: &str, partition: i32) -> Option<String> {
+    let data_dirs = owner.engine.data_dirs();
+    let index = data_dirs.home_index(topic, partition)?;
+    if data_dirs.accepts_produce(index) {
+        return None;
+    }
+    let dir = &data_dirs.dirs()[index];
+    Some(format!(
+        "data dir {} is {}: {}",
+        dir.path().display(),
+        dir.state().name(),
+        dir.reason().unwrap_or_default()
+    ))
+}
+
+/// A write of the partition found its disk full: its dir refuses produce from now until the disk
+/// monitor sees space again (rather than until the next check).
+fn note_out_of_space(owner: &ShardContext, topic: &str, partition: i32) {
+    let data_dirs = owner.engine.data_dirs();
+    if let Some(index) = data_dirs.home_index(topic, partition) {
+        data_dirs.note_out_of_space(
+            index,
+            &format!("a write to {topic}-{partition} found no space"),
+        );
     }
 }
 

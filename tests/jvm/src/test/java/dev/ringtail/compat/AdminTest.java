@@ -20,10 +20,12 @@ import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.GroupListing;
+import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.ListOffsetsResult.ListOffsetsResultInfo;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.admin.ReplicaInfo;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
@@ -197,15 +199,26 @@ class AdminTest {
     }
 
     @Test
-    void describeLogDirsIsUnsupportedAndSaysSo() throws Exception {
-        // Gap (docs/COMPATIBILITY.md): Ringtail has no DescribeLogDirs.
+    void describeLogDirsListsTheDataDirWithItsPartitionsAndSpace() throws Exception {
+        // AdminClient.describeLogDirs (API 35): the broker's one data dir, its space, and each
+        // partition of a produced-to topic with a non-zero size.
+        String topic = Clients.unique("admin-log-dirs");
+        Clients.createTopic(broker, topic, 2);
+        Clients.produce(broker, topic, 20);
         try (Admin admin = Clients.admin(broker)) {
             int nodeId = admin.describeCluster().nodes().get().iterator().next().id();
-            ExecutionException error = assertThrows(ExecutionException.class,
-                    () -> admin.describeLogDirs(List.of(nodeId)).allDescriptions().get(30, TimeUnit.SECONDS));
-            assertInstanceOf(UnsupportedVersionException.class, error.getCause(), error.toString());
-            // The admin client still works afterwards.
-            assertFalse(admin.listTopics().names().get(30, TimeUnit.SECONDS) == null);
+            Map<String, LogDirDescription> dirs = admin.describeLogDirs(List.of(nodeId))
+                    .allDescriptions().get(30, TimeUnit.SECONDS).get(nodeId);
+            assertEquals(1, dirs.size(), dirs.toString());
+            LogDirDescription dir = dirs.values().iterator().next();
+            assertEquals(null, dir.error(), dirs.toString());
+            assertTrue(dir.totalBytes().orElse(0) > 0, dirs.toString());
+            assertTrue(dir.usableBytes().orElse(0) > 0, dirs.toString());
+            for (int partition = 0; partition < 2; partition++) {
+                ReplicaInfo replica = dir.replicaInfos().get(new TopicPartition(topic, partition));
+                assertTrue(replica != null && replica.size() > 0, dirs.toString());
+                assertFalse(replica.isFuture());
+            }
         }
     }
 }

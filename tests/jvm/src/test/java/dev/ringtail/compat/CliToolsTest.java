@@ -1,7 +1,7 @@
 package dev.ringtail.compat;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Arrays;
@@ -120,12 +120,21 @@ class CliToolsTest {
     }
 
     @Test
-    void kafkaLogDirsDescribeIsUnsupportedAndSaysSo() throws Exception {
-        // Gap (docs/COMPATIBILITY.md): no DescribeLogDirs in Ringtail. The tool must end promptly
-        // with Kafka's UnsupportedVersionException, not hang.
-        Tools.Result result = Tools.run(LOG_DIRS, null, "--bootstrap-server", broker.bootstrap(), "--describe");
-        assertNotEquals(0, result.exitCode(), result.stdout());
-        assertTrue((result.stdout() + result.stderr()).contains("UnsupportedVersionException"),
-                result.stdout() + result.stderr());
+    void kafkaLogDirsDescribeShowsEachPartitionInItsDataDir() throws Exception {
+        // kafka-log-dirs --describe prints one JSON line: brokers, their log dirs, each partition
+        // with its size. The produced-to topic's partitions are there, in the broker's data dir.
+        String topic = Clients.unique("cli-log-dirs");
+        Clients.createTopic(broker, topic, 2);
+        Clients.produce(broker, topic, 20);
+        String out = Tools.run(LOG_DIRS, null, "--bootstrap-server", broker.bootstrap(), "--describe",
+                "--topic-list", topic).assertOk().stdout();
+        String json = out.lines().filter(l -> l.startsWith("{")).findFirst()
+                .orElseThrow(() -> new AssertionError(out));
+        assertTrue(json.contains("\"logDir\":\"" + broker.dataDir() + "\""), json);
+        assertTrue(json.contains("\"error\":null"), json);
+        for (int partition = 0; partition < 2; partition++) {
+            assertTrue(json.contains("\"partition\":\"" + topic + "-" + partition + "\""), json);
+        }
+        assertFalse(json.contains("\"size\":0,"), json);
     }
 }

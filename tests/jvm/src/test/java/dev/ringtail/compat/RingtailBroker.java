@@ -74,6 +74,11 @@ public final class RingtailBroker implements BeforeAllCallback, AfterAllCallback
         return logPath;
     }
 
+    /** The broker's data dir, as given with --data-dir. */
+    public Path dataDir() {
+        return dataDir;
+    }
+
     @Override
     public void beforeAll(ExtensionContext context) throws Exception {
         String name = context.getRequiredTestClass().getSimpleName();
