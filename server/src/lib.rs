@@ -34,3 +34,9 @@ mod transport;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]
 mod zero_copy;
+
+/// The library's own unit tests run with the broker's allocator, as the binary does: the large
+/// allocation tests rely on it.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: large_alloc::LargeAllocReserveOnly = large_alloc::LargeAllocReserveOnly;
