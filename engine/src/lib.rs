@@ -19,6 +19,7 @@ pub mod compression;
 pub mod config;
 pub mod error;
 pub mod index;
+pub mod ingest;
 pub mod install;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]

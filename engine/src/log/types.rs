@@ -17,6 +17,9 @@ pub struct AppendOutcome {
     pub base_offset: i64,
     pub last_offset: i64,
     pub log_start_offset: i64,
+    /// The time the broker stamped on the batches (`message.timestamp.type=LogAppendTime`), or
+    /// -1 under CreateTime, as Produce responses carry it.
+    pub log_append_time_ms: i64,
 }
 
 /// A byte range of a segment file, starting and ending on batch boundaries.

@@ -69,6 +69,10 @@ impl PartitionLog {
                         .map_or(-1, |header| header.base_offset),
                     last_offset: batch_headers.last().map_or(-1, BatchHeader::last_offset),
                     log_start_offset,
+                    log_append_time_ms: batch_headers
+                        .iter()
+                        .find(|header| header.is_log_append_time())
+                        .map_or(-1, |header| header.max_timestamp),
                 };
                 // The caller may have gone away (connection closed): its data is written anyway.
                 let _ = reply.send(Ok(outcome));
