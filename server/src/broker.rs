@@ -47,13 +47,22 @@ pub fn run(args: Args) -> Result<()> {
         })
         .transpose()?;
     let bound = listeners[0].local_addr()?;
+    let advertised_port = if args.advertised_listener.is_none() {
+        i32::from(bound.port())
+    } else {
+        advertised_port
+    };
+    let broker_configs = crate::configs::broker::describe(
+        &args,
+        metadata.log_defaults(),
+        &crate::configs::broker::Advertised {
+            host: &advertised_host,
+            port: advertised_port,
+        },
+    );
     let settings = Arc::new(Settings {
         advertised_host,
-        advertised_port: if args.advertised_listener.is_none() {
-            i32::from(bound.port())
-        } else {
-            advertised_port
-        },
+        advertised_port,
         data_dirs: args.data_dirs.clone(),
         default_partitions: args.default_partitions,
         frame_bytes_max: args.frame_bytes_max,
@@ -65,6 +74,8 @@ pub fn run(args: Args) -> Result<()> {
         log_cleanup_check_ms: args.log_cleanup_check_ms,
         cluster_id: "ringtail".to_string(),
         consumer_group: args.consumer_group_config()?,
+        broker_configs,
+        explicit_flags: args.explicit_flags.clone(),
     });
     let limits = Arc::new(crate::limits::Limits::new(&args)?);
     warn_if_connections_exceed_open_files(args.max_connections);

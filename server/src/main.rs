@@ -8,6 +8,7 @@ mod api;
 mod broker;
 mod cli_groups;
 mod config;
+mod configs;
 mod connection;
 mod group;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.

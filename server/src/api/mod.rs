@@ -5,6 +5,7 @@
 //! without a user-space copy (`fetch_response.rs`).
 #![forbid(unsafe_code)]
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_groups;
 pub mod create_partitions;
@@ -131,6 +132,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 7),
     (ApiKey::SyncGroup, 0, 5),
@@ -194,6 +196,7 @@ pub async fn dispatch(
         ApiKey::IncrementalAlterConfigs => {
             incremental_alter_configs::handle(context, request, &mut body).await
         }
+        ApiKey::AlterConfigs => alter_configs::handle(context, request, &mut body).await,
         api => Err(RequestError::Unsupported {
             api,
             version: request.version,
@@ -201,8 +204,10 @@ pub async fn dispatch(
     }
 }
 
-/// Kafka's ConfigResource type of a topic (DescribeConfigs, IncrementalAlterConfigs).
+/// Kafka's ConfigResource type of a topic (DescribeConfigs, the AlterConfigs APIs).
 pub const RESOURCE_TYPE_TOPIC: i8 = 2;
+/// Kafka's ConfigResource type of a broker (its name is the broker id).
+pub const RESOURCE_TYPE_BROKER: i8 = 4;
 
 /// A Kafka error code.
 pub fn code(error: ResponseError) -> i16 {
