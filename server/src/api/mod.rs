@@ -7,20 +7,28 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod authorized_operations;
 pub mod consumer_groups;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;
+pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_producers;
+pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod fetch_response;
+pub mod get_telemetry_subscriptions;
 pub mod groups;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod list_config_resources;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod reassignments;
 
 use std::rc::Rc;
 
@@ -133,6 +141,14 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::ListConfigResources, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::GetTelemetrySubscriptions, 0, 0),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 7),
     (ApiKey::SyncGroup, 0, 5),
@@ -197,6 +213,24 @@ pub async fn dispatch(
             incremental_alter_configs::handle(context, request, &mut body).await
         }
         ApiKey::AlterConfigs => alter_configs::handle(context, request, &mut body).await,
+        ApiKey::DescribeCluster => describe_cluster::handle(context, request, &mut body).await,
+        ApiKey::DescribeTopicPartitions => {
+            describe_topic_partitions::handle(context, request, &mut body).await
+        }
+        ApiKey::ListConfigResources => {
+            list_config_resources::handle(context, request, &mut body).await
+        }
+        ApiKey::DescribeProducers => describe_producers::handle(context, request, &mut body).await,
+        ApiKey::ElectLeaders => elect_leaders::handle(context, request, &mut body).await,
+        ApiKey::AlterPartitionReassignments => {
+            reassignments::alter(context, request, &mut body).await
+        }
+        ApiKey::ListPartitionReassignments => {
+            reassignments::list(context, request, &mut body).await
+        }
+        ApiKey::GetTelemetrySubscriptions => {
+            get_telemetry_subscriptions::handle(request, &mut body)
+        }
         api => Err(RequestError::Unsupported {
             api,
             version: request.version,
