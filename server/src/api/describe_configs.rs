@@ -84,7 +84,11 @@ fn describe_resource(
     };
     match described {
         Ok(described) => {
-            let keys = resource.configuration_keys.as_ref();
+            // Null or empty asks for every config, as in Kafka.
+            let keys = resource
+                .configuration_keys
+                .as_ref()
+                .filter(|keys| !keys.is_empty());
             result.with_configs(
                 described
                     .iter()
