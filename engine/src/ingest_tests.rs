@@ -114,7 +114,7 @@ fn a_recompressed_batch_over_the_size_limit_is_refused() {
     // Recompression can grow a batch (uncompressed from gzip): it is checked again.
     let plain = encode_uniform_batch(NOW_MS, 50, 200);
     let gzip = compress_batch(&plain, Compression::Gzip, Framing::Standard).unwrap();
-    let (records, headers) = record_set(&[gzip.clone()]);
+    let (records, headers) = record_set(std::slice::from_ref(&gzip));
     let rules = IngestRules {
         compression: CompressionType::Fixed(Compression::None),
         batch_bytes_max: gzip.len() + 1,
