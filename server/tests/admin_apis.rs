@@ -300,3 +300,27 @@ fn api_versions_v3_reports_features_and_telemetry_is_answered_empty() {
     assert!(telemetry.requested_metrics.is_empty());
     assert!(telemetry.push_interval_ms > 0);
 }
+
+#[test]
+fn metadata_reports_authorized_operations_only_when_asked() {
+    // librdkafka and the Java client ask Metadata for them (KIP-430); no ACLs: all allowed.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("ops", 1, &[]), 0);
+    let request = |topics: bool, cluster: bool| {
+        MetadataRequest::default()
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+            )
+            .with_name(Some(topic_name("ops")))]))
+            .with_include_topic_authorized_operations(topics)
+            .with_include_cluster_authorized_operations(cluster)
+    };
+    let asked: MetadataResponse = client.call(ApiKey::Metadata, 10, &request(true, true));
+    let operations = asked.topics[0].topic_authorized_operations;
+    assert_ne!(operations, i32::MIN);
+    assert_ne!(operations & (1 << 3), 0, "READ");
+    assert_ne!(asked.cluster_authorized_operations, i32::MIN);
+    let plain: MetadataResponse = client.call(ApiKey::Metadata, 10, &request(false, false));
+    assert_eq!(plain.topics[0].topic_authorized_operations, i32::MIN);
+    assert_eq!(plain.cluster_authorized_operations, i32::MIN);
+}
