@@ -47,6 +47,39 @@ pub async fn handle(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let describe: DescribeTopicPartitionsRequest = request.decode(body)?;
+    let mut wanted = requested_topics(context, &describe);
+    let first_partition = match &describe.cursor {
+        Some(cursor) => {
+            // Kafka requires the cursor's topic to be among the ones asked for.
+            let first = cursor.topic_name.as_str();
+            let Some(position) = wanted.iter().position(|topic| topic.name() == first) else {
+                let refused = DescribeTopicPartitionsResponseTopic::default()
+                    .with_name(Some(cursor.topic_name.clone()))
+                    .with_error_code(code(ResponseError::InvalidRequest));
+                return Ok(request.frame(
+                    &DescribeTopicPartitionsResponse::default().with_topics(vec![refused]),
+                ));
+            };
+            wanted.drain(..position);
+            cursor.partition_index.max(0)
+        }
+        None => 0,
+    };
+    let limit = describe
+        .response_partition_limit
+        .clamp(1, PARTITIONS_PER_RESPONSE_MAX);
+    let (topics, next_cursor) = page(&wanted, first_partition, limit);
+    let response = DescribeTopicPartitionsResponse::default()
+        .with_topics(topics)
+        .with_next_cursor(next_cursor);
+    Ok(request.frame(&response))
+}
+
+/// The topics asked for (all when none are named), by name, each once.
+fn requested_topics(
+    context: &ShardContext,
+    describe: &DescribeTopicPartitionsRequest,
+) -> Vec<Wanted> {
     let mut wanted: Vec<Wanted> = if describe.topics.is_empty() {
         context
             .metadata
@@ -66,34 +99,19 @@ pub async fn handle(
     };
     wanted.sort_by(|a, b| a.name().cmp(b.name()));
     wanted.dedup_by(|a, b| a.name() == b.name());
-    let (first_topic, mut first_partition) = match &describe.cursor {
-        Some(cursor) => (
-            Some(cursor.topic_name.to_string()),
-            cursor.partition_index.max(0),
-        ),
-        None => (None, 0),
-    };
-    if let Some(first) = &first_topic {
-        // Kafka requires the cursor's topic to be among the ones asked for.
-        match wanted.iter().position(|topic| topic.name() == first) {
-            Some(position) => drop(wanted.drain(..position)),
-            None => {
-                return Ok(
-                    request.frame(&DescribeTopicPartitionsResponse::default().with_topics(
-                        vec![DescribeTopicPartitionsResponseTopic::default()
-                        .with_name(Some(TopicName(str_bytes(first))))
-                        .with_error_code(code(ResponseError::InvalidRequest))],
-                    )),
-                )
-            }
-        }
-    }
-    let mut budget = describe
-        .response_partition_limit
-        .clamp(1, PARTITIONS_PER_RESPONSE_MAX);
+    wanted
+}
+
+/// One page: from `first_partition` of the first topic on, at most `limit` partitions, and the
+/// cursor of the first partition left out (if any).
+fn page(
+    wanted: &[Wanted],
+    mut first_partition: i32,
+    limit: i32,
+) -> (Vec<DescribeTopicPartitionsResponseTopic>, Option<Cursor>) {
+    let mut budget = limit;
     let mut topics = Vec::new();
-    let mut next_cursor = None;
-    for topic in &wanted {
+    for topic in wanted {
         let info = match topic {
             Wanted::Unknown(name) => {
                 topics.push(
@@ -106,23 +124,18 @@ pub async fn handle(
             Wanted::Found(info) => info,
         };
         if budget == 0 {
-            next_cursor = Some(cursor(&info.name, 0));
-            break;
+            return (topics, Some(cursor(&info.name, 0)));
         }
         let end = info.partitions.min(first_partition.saturating_add(budget));
         let partitions: Vec<_> = (first_partition..end).map(partition).collect();
         budget -= partitions.len() as i32;
         topics.push(describe_topic(info, partitions));
         if end < info.partitions {
-            next_cursor = Some(cursor(&info.name, end));
-            break;
+            return (topics, Some(cursor(&info.name, end)));
         }
         first_partition = 0;
     }
-    let response = DescribeTopicPartitionsResponse::default()
-        .with_topics(topics)
-        .with_next_cursor(next_cursor);
-    Ok(request.frame(&response))
+    (topics, None)
 }
 
 fn cursor(topic: &str, partition_index: i32) -> Cursor {
