@@ -178,7 +178,7 @@ fn append_and_subtract_change_list_configs_only() {
     );
     assert_eq!(
         value(&describe(&mut client, 2, "lists"), "cleanup.policy"),
-        "compact,delete"
+        "delete,compact"
     );
     assert_eq!(
         alter(

@@ -48,17 +48,17 @@ def kp_create(admin: KafkaAdminClient, topic: str, partitions: int, configs: dic
                         timeout_ms=10000, wait_for_metadata=True)
 
 
-def entries(result) -> dict:
-    """kafka-python's describe_configs answer for one resource, as {name: entry}."""
-    return {entry["name"]: entry for entry in result["configs"]}
+def entries(result: dict, kind: str, name: str) -> dict:
+    """One resource of kafka-python's describe_configs answer: {config name: entry}."""
+    return result[kind][name]
 
 
 def test_kafka_python_describes_the_broker_and_topics_with_kafka_types(static_broker):
     admin = kp_admin(static_broker.bootstrap)
     try:
-        (broker_result,) = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, "0")],
-                                                  include_synonyms=True, config_filter="all")
-        broker = entries(broker_result)
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, "0")],
+                                           include_synonyms=True, config_filter="all")
+        broker = entries(described, "broker", "0")
         assert broker["log.retention.ms"]["value"] == RETENTION_MS
         assert broker["log.retention.ms"]["read_only"] is True
         assert broker["advertised.listeners"]["value"] == f"PLAINTEXT://{static_broker.bootstrap}"
@@ -67,15 +67,16 @@ def test_kafka_python_describes_the_broker_and_topics_with_kafka_types(static_br
 
         topic = topic_name("kp-types")
         kp_create(admin, topic, 1, {"file.delete.delay.ms": "1000", "min.compaction.lag.ms": "5"})
-        (topic_result,) = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
-                                                 config_filter="all")
-        configs = entries(topic_result)
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
+        configs = entries(described, "topic", topic)
         assert configs["file.delete.delay.ms"]["value"] == "1000"
         assert configs["retention.ms"]["value"] == RETENTION_MS
         types = {name: configs[name]["config_type"] for name in
                  ("retention.bytes", "segment.bytes", "cleanup.policy", "preallocate", "min.cleanable.dirty.ratio")}
-        assert types == {"retention.bytes": 5, "segment.bytes": 3, "cleanup.policy": 7, "preallocate": 1,
-                         "min.cleanable.dirty.ratio": 6}, types
+        assert types == {"retention.bytes": "LONG", "segment.bytes": "INT", "cleanup.policy": "LIST",
+                         "preallocate": "BOOLEAN", "min.cleanable.dirty.ratio": "DOUBLE"}, types
+        assert broker["log.retention.ms"]["config_source"] == "STATIC_BROKER_CONFIG"
+        assert configs["retention.ms"]["config_source"] == "STATIC_BROKER_CONFIG"
     finally:
         admin.close()
 
@@ -85,19 +86,22 @@ def test_kafka_python_alter_configs_and_describe_cluster(broker):
     try:
         topic = topic_name("kp-alter")
         kp_create(admin, topic, 1)
-        # incremental=False forces the legacy AlterConfigs (API 33): left-out configs reset.
+        # incremental=False sends the legacy AlterConfigs (API 33), which resets left-out configs;
+        # kafka-python therefore resends the topic's other overrides with it (its documented way).
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={"retention.ms": "1000"})],
                             incremental=False)
-        (result,) = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
-        assert entries(result)["retention.ms"]["value"] == "1000"
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
+        assert entries(described, "topic", topic)["retention.ms"]["value"] == "1000"
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={"segment.ms": "60000"})],
                             incremental=False)
-        (result,) = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
-        assert entries(result)["retention.ms"]["value"] == "604800000"
-        assert entries(result)["segment.ms"]["value"] == "60000"
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
+        configs = entries(described, "topic", topic)
+        assert configs["retention.ms"]["value"] == "1000"
+        assert configs["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+        assert configs["segment.ms"]["value"] == "60000"
 
         cluster = admin.describe_cluster()
-        assert [b["node_id"] for b in cluster["brokers"]] == [0]
+        assert [b["broker_id"] for b in cluster["brokers"]] == [0]
         assert cluster["controller_id"] == 0
     finally:
         admin.close()
@@ -116,9 +120,13 @@ def test_kafka_python_one_broker_admin_answers(broker):
 
         assert admin.list_partition_reassignments() == {}
         listed = admin.list_config_resources()
-        assert topic in listed["TOPIC"] and listed["BROKER"] == ["0"], listed
+        assert topic in listed["topic"] and listed["broker"] == ["0"], listed
         features = admin.describe_features()
-        assert "metadata.version" in features["finalized_features"], features
+        assert features["metadata.version"]["finalized"] == (27, 27), features
+        assert "finalized" not in features["transaction.version"], features
+        elected = admin.elect_leaders(0, {topic: [0]}, raise_errors=False)
+        (result,) = elected.replica_election_results
+        assert [p.error_code for p in result.partition_result] == [84], elected  # ELECTION_NOT_NEEDED
 
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=True, **COMMON)
         try:
@@ -134,7 +142,8 @@ def test_kafka_python_one_broker_admin_answers(broker):
 
 
 def test_confluent_describe_cluster_with_authorized_operations(broker):
-    cluster = ck_admin(broker.bootstrap).describe_cluster(include_authorized_operations=True).result(timeout=15)
+    admin = ck_admin(broker.bootstrap)
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(timeout=15)
     assert [node.id for node in cluster.nodes] == [0]
     assert cluster.controller.id == 0
     assert cluster.authorized_operations, "all operations are allowed while there are no ACLs"
@@ -150,7 +159,7 @@ def test_confluent_incremental_append_subtract_and_describe_sources(static_broke
 
     def describe() -> dict:
         target = CResource(ResourceType.TOPIC, topic)
-        return admin.describe_configs([target], include_synonyms=True)[target].result(timeout=15)
+        return admin.describe_configs([target])[target].result(timeout=15)
 
     assert describe()["cleanup.policy"].value == "delete,compact"
     resource = CResource(ResourceType.TOPIC, topic, incremental_configs=[

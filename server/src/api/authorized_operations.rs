@@ -71,7 +71,10 @@ mod tests {
     #[test]
     fn fields_are_kafkas_bits() {
         // The Java client decodes these bits into AclOperation sets: a wrong bit is a wrong set.
-        assert_eq!(TOPIC, 0b1101_1111_1000, "READ..ALTER_CONFIGS without CLUSTER_ACTION");
+        assert_eq!(
+            TOPIC, 0b1101_1111_1000,
+            "READ..ALTER_CONFIGS without CLUSTER_ACTION"
+        );
         assert_eq!(CLUSTER & (1 << READ), 0, "READ is not a cluster operation");
         assert_ne!(CLUSTER & (1 << IDEMPOTENT_WRITE), 0);
         assert_eq!(if_requested(false, TOPIC), i32::MIN);

@@ -282,21 +282,22 @@ pub fn broker_value(defaults: &LogConfig, def: &TopicConfigDef) -> String {
     }
 }
 
-/// The value a topic has for `def`: its override, else the broker-wide value.
+/// The value a topic has for `def`: its override as it was set (a list keeps its order, as
+/// Kafka shows it), else the broker-wide value.
 pub fn topic_value(
     effective: &LogConfig,
     overrides: &BTreeMap<String, String>,
     defaults: &LogConfig,
     def: &TopicConfigDef,
 ) -> String {
+    if let Some(value) = overrides.get(def.name) {
+        return value.trim().to_string();
+    }
     match def.support {
         Honoured => effective
             .get(def.name)
             .expect("honoured names are the engine's"),
-        Ignored(_) => overrides
-            .get(def.name)
-            .cloned()
-            .unwrap_or_else(|| broker_value(defaults, def)),
+        Ignored(_) => broker_value(defaults, def),
     }
 }
 
