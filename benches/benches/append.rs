@@ -239,13 +239,13 @@ fn time_engine(
         let elapsed = started.elapsed();
         // Untimed check that the timed work really happened.
         assert_eq!(
-            log.high_watermark(),
+            log.high_watermark().get(),
             expected_records,
             "every append landed"
         );
         if flush == FlushPolicy::EveryBatch {
             assert_eq!(
-                log.durable_offset(),
+                log.durable_offset().get(),
                 expected_records,
                 "every append is durable"
             );

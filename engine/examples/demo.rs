@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             report.recovery.iter().map(|(_, r)| r.truncated_bytes).sum::<u64>(),
         );
         let template = encode_uniform_batch(ringtail_engine::log::now_ms(), RECORDS_PER_BATCH, RECORD_VALUE_BYTES);
-        let start_offset = log.high_watermark();
+        let start_offset = log.high_watermark().get();
         let started = Instant::now();
         for _ in 0..BATCHES {
             log.append(BytesMut::from(&template[..]), 0).await?;

@@ -32,11 +32,16 @@
 
 pub use crate::codec::Compression;
 use crate::error::BatchError;
+use crate::units::Offset;
 
 /// Size of the fixed RecordBatch v2 header; records start here.
 pub const HEADER_BYTES: usize = 61;
 /// Bytes before `batch_length`'s coverage starts: `base_offset` + `batch_length` itself.
 pub const LOG_OVERHEAD_BYTES: usize = 12;
+/// The smallest valid `batchLength`: a header without records (the field counts the bytes after
+/// the offset and length fields).
+pub const BATCH_LENGTH_MIN: i32 = 49;
+const _: () = assert!(HEADER_BYTES - LOG_OVERHEAD_BYTES == BATCH_LENGTH_MIN as usize);
 
 pub const BASE_OFFSET_OFFSET: usize = 0;
 pub const BATCH_LENGTH_OFFSET: usize = 8;
@@ -66,7 +71,7 @@ const ATTR_CONTROL: i16 = 0x20;
 /// The decoded fixed header of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
-    pub base_offset: i64,
+    pub base_offset: Offset,
     pub batch_length: i32,
     pub partition_leader_epoch: i32,
     pub magic: i8,
@@ -83,18 +88,21 @@ pub struct BatchHeader {
 
 impl BatchHeader {
     /// Total bytes of the batch on disk and on the wire.
+    ///
+    /// A negative (corrupt) length counts as 0: [`validate`] refuses it, and callers of
+    /// [`parse_header`] check the total against the bytes they hold before slicing.
     pub fn total_bytes(&self) -> usize {
-        LOG_OVERHEAD_BYTES + self.batch_length as usize
+        LOG_OVERHEAD_BYTES + usize::try_from(self.batch_length).unwrap_or(0)
     }
 
     /// Offset of the last record the batch covers (records may have been compacted away).
-    pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+    pub fn last_offset(&self) -> Offset {
+        self.base_offset.plus(i64::from(self.last_offset_delta))
     }
 
     /// Offset that follows this batch.
-    pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+    pub fn next_offset(&self) -> Offset {
+        self.last_offset().plus(1)
     }
 
     pub fn compression(&self) -> Result<Compression, BatchError> {
@@ -143,12 +151,12 @@ fn read_i64(bytes: &[u8], at: usize) -> i64 {
 
 /// Reads `base_offset` and `batch_length`: all that is needed to walk from batch to batch.
 /// Returns `None` when fewer than [`LOG_OVERHEAD_BYTES`] are available.
-pub fn peek_offset_and_length(bytes: &[u8]) -> Option<(i64, i32)> {
+pub fn peek_offset_and_length(bytes: &[u8]) -> Option<(Offset, i32)> {
     if bytes.len() < LOG_OVERHEAD_BYTES {
         return None;
     }
     Some((
-        read_i64(bytes, BASE_OFFSET_OFFSET),
+        Offset::new(read_i64(bytes, BASE_OFFSET_OFFSET)),
         read_i32(bytes, BATCH_LENGTH_OFFSET),
     ))
 }
@@ -162,11 +170,11 @@ pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         });
     }
     Ok(BatchHeader {
-        base_offset: read_i64(bytes, BASE_OFFSET_OFFSET),
+        base_offset: Offset::new(read_i64(bytes, BASE_OFFSET_OFFSET)),
         batch_length: read_i32(bytes, BATCH_LENGTH_OFFSET),
         partition_leader_epoch: read_i32(bytes, LEADER_EPOCH_OFFSET),
         magic: read_i8(bytes, MAGIC_OFFSET),
-        crc: read_i32(bytes, CRC_OFFSET) as u32,
+        crc: u32::from_be_bytes(read_i32(bytes, CRC_OFFSET).to_be_bytes()),
         attributes: read_i16(bytes, ATTRIBUTES_OFFSET),
         last_offset_delta: read_i32(bytes, LAST_OFFSET_DELTA_OFFSET),
         base_timestamp: read_i64(bytes, BASE_TIMESTAMP_OFFSET),
@@ -197,7 +205,7 @@ pub fn validate(
     strictness: Strictness,
 ) -> Result<BatchHeader, BatchError> {
     let header = parse_header(bytes)?;
-    if header.batch_length < (HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
+    if header.batch_length < BATCH_LENGTH_MIN {
         return Err(BatchError::BadLength {
             batch_length: header.batch_length,
         });
@@ -291,7 +299,7 @@ pub fn validate_all(
 }
 
 /// Writes the broker-assigned base offset into a batch. Outside the CRC'd region.
-pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+pub fn set_base_offset(batch: &mut [u8], base_offset: Offset) {
     assert!(batch.len() >= HEADER_BYTES, "not a batch header");
     set_base_offset_in_prefix(batch, base_offset);
 }
@@ -304,9 +312,10 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
 
 /// [`set_base_offset`] on just the first bytes of a batch (at least through the leader epoch),
 /// for writers that send the rest of the batch from the producer's buffer untouched.
-pub fn set_base_offset_in_prefix(prefix: &mut [u8], base_offset: i64) {
+pub fn set_base_offset_in_prefix(prefix: &mut [u8], base_offset: Offset) {
     assert!(prefix.len() >= LEADER_EPOCH_OFFSET + 4, "prefix too short");
-    prefix[BASE_OFFSET_OFFSET..BASE_OFFSET_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+    prefix[BASE_OFFSET_OFFSET..BASE_OFFSET_OFFSET + 8]
+        .copy_from_slice(&base_offset.get().to_be_bytes());
 }
 
 /// [`set_partition_leader_epoch`] on just the first bytes of a batch.
@@ -384,8 +393,11 @@ pub fn decode_records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
     if header.compression().ok()? != Compression::None || header.total_bytes() > batch.len() {
         return None;
     }
-    let body = &batch[HEADER_BYTES..header.total_bytes()];
-    let mut records = Vec::with_capacity(header.record_count.max(0) as usize);
+    let body = batch.get(HEADER_BYTES..header.total_bytes())?;
+    // The count comes from the batch: a record takes at least one byte, so the body bounds it.
+    let mut records = Vec::with_capacity(
+        usize::try_from(header.record_count).map_or(0, |count| count.min(body.len())),
+    );
     let mut position = 0usize;
     for _ in 0..header.record_count {
         let (record_length, length_bytes) = read_varlong(body.get(position..)?)?;
@@ -468,11 +480,15 @@ pub fn encode_batch(
         write_varlong(&mut out, body.len() as i64);
         out.extend_from_slice(&body);
     }
-    let batch_length = (out.len() - LOG_OVERHEAD_BYTES) as i32;
+    // Encoded batches are the broker's own (internal topics) and tests': far below 2 GiB, and
+    // with at most i32::MAX records.
+    let batch_length =
+        i32::try_from(out.len() - LOG_OVERHEAD_BYTES).expect("an encoded batch stays below 2 GiB");
+    let record_count = i32::try_from(records.len()).expect("an encoded batch's record count");
     out[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&batch_length.to_be_bytes());
     out[LEADER_EPOCH_OFFSET..LEADER_EPOCH_OFFSET + 4].copy_from_slice(&(-1i32).to_be_bytes());
-    out[MAGIC_OFFSET] = MAGIC_V2 as u8;
-    let last_offset_delta = (records.len() - 1) as i32;
+    out[MAGIC_OFFSET] = MAGIC_V2.to_be_bytes()[0];
+    let last_offset_delta = record_count - 1;
     out[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
         .copy_from_slice(&last_offset_delta.to_be_bytes());
     out[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8]
@@ -485,8 +501,7 @@ pub fn encode_batch(
         .copy_from_slice(&producer.producer_epoch.to_be_bytes());
     out[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
         .copy_from_slice(&producer.base_sequence.to_be_bytes());
-    out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4]
-        .copy_from_slice(&(records.len() as i32).to_be_bytes());
+    out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&record_count.to_be_bytes());
     let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     out
@@ -520,173 +535,5 @@ pub fn encode_uniform_batch(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MAX: usize = 1 << 20;
-
-    fn sample() -> Vec<u8> {
-        let records = [
-            RecordSpec {
-                key: Some(b"k1"),
-                value: Some(b"v1"),
-                timestamp_delta: 0,
-            },
-            RecordSpec {
-                key: None,
-                value: Some(b"value-two"),
-                timestamp_delta: 5,
-            },
-            RecordSpec {
-                key: Some(b"k3"),
-                value: None,
-                timestamp_delta: 9,
-            },
-        ];
-        encode_batch(1_000, &records, ProducerSpec::default())
-    }
-
-    #[test]
-    fn encoded_batch_validates_with_its_fields() {
-        // Guards the builder and the parser against each other on a known batch.
-        let batch = sample();
-        let header = validate(&batch, MAX, Strictness::Producer).unwrap();
-        assert_eq!(header.record_count, 3);
-        assert_eq!(header.last_offset_delta, 2);
-        assert_eq!(header.base_timestamp, 1_000);
-        assert_eq!(header.max_timestamp, 1_009);
-        assert_eq!(header.total_bytes(), batch.len());
-        assert_eq!(header.compression().unwrap(), Compression::None);
-    }
-
-    #[test]
-    fn offset_and_epoch_assignment_keeps_crc_valid() {
-        // The broker's only writes must not invalidate the producer's checksum.
-        let mut batch = sample();
-        set_base_offset(&mut batch, 4242);
-        set_partition_leader_epoch(&mut batch, 7);
-        let header = validate(&batch, MAX, Strictness::Producer).unwrap();
-        assert_eq!(header.base_offset, 4242);
-        assert_eq!(header.partition_leader_epoch, 7);
-        assert_eq!(header.last_offset(), 4244);
-    }
-
-    #[test]
-    fn crc_is_castagnoli_not_ieee() {
-        // Known CRC-32C check value: "123456789" -> 0xE3069283 (IEEE would be 0xCBF43926).
-        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
-    }
-
-    #[test]
-    fn each_error_kind_is_reported() {
-        // One malformed input per error variant, none of them panics.
-        let batch = sample();
-        assert!(matches!(
-            validate(&batch[..30], MAX, Strictness::Producer),
-            Err(BatchError::Truncated { .. })
-        ));
-        assert!(matches!(
-            validate(&batch, 10, Strictness::Producer),
-            Err(BatchError::TooLarge { .. })
-        ));
-        let mut bad = batch.clone();
-        bad[MAGIC_OFFSET] = 1;
-        assert!(matches!(
-            validate(&bad, MAX, Strictness::Producer),
-            Err(BatchError::UnsupportedMagic { magic: 1 })
-        ));
-        let mut bad = batch.clone();
-        *bad.last_mut().unwrap() ^= 0xff;
-        assert!(matches!(
-            validate(&bad, MAX, Strictness::Producer),
-            Err(BatchError::CrcMismatch { .. })
-        ));
-        let mut bad = batch.clone();
-        bad[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&5i32.to_be_bytes());
-        assert!(matches!(
-            validate(&bad, MAX, Strictness::Producer),
-            Err(BatchError::BadLength { .. })
-        ));
-        assert!(matches!(
-            validate_all(&[], MAX, Strictness::Producer),
-            Err(BatchError::Empty)
-        ));
-    }
-
-    #[test]
-    fn validate_all_walks_concatenated_batches() {
-        // A produce request may carry several batches back to back for one partition.
-        let mut set = sample();
-        set.extend_from_slice(&encode_uniform_batch(5, 10, 100));
-        let headers = validate_all(&set, MAX, Strictness::Producer).unwrap();
-        assert_eq!(headers.len(), 2);
-        assert_eq!(headers[1].record_count, 10);
-        let torn = &set[..set.len() - 1];
-        assert!(validate_all(torn, MAX, Strictness::Producer).is_err());
-    }
-
-    #[test]
-    fn finds_first_record_by_timestamp() {
-        // ListOffsets by timestamp resolves to a record, not just a batch.
-        let batch = sample();
-        assert_eq!(first_record_at_or_after(&batch, 0), Some((0, 1_000)));
-        assert_eq!(first_record_at_or_after(&batch, 1_001), Some((1, 1_005)));
-        assert_eq!(first_record_at_or_after(&batch, 1_009), Some((2, 1_009)));
-        assert_eq!(first_record_at_or_after(&batch, 1_010), None);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn any_corrupted_header_byte_is_caught_or_harmless(at in 0usize..HEADER_BYTES, flip in 1u8..=255, records in 1usize..8) {
-            // Flip one byte of each header field in turn: inside the CRC'd region, or in the
-            // length or magic, validation fails with a typed error; in base offset or leader
-            // epoch (outside the CRC, written by the broker) the batch stays valid.
-            let mut batch = encode_uniform_batch(1_000, records, 20);
-            batch[at] ^= flip;
-            let result = validate(&batch, MAX, Strictness::Producer);
-            let outside_crc = at < BATCH_LENGTH_OFFSET || (LEADER_EPOCH_OFFSET..MAGIC_OFFSET).contains(&at);
-            proptest::prop_assert_eq!(result.is_ok(), outside_crc, "byte {} -> {:?}", at, result);
-        }
-
-        #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
-            // The decoder faces the network: garbage gets an error, never a panic.
-            let _ = validate_all(&bytes, MAX, Strictness::Producer);
-            let _ = validate(&bytes, MAX, Strictness::Stored);
-            let _ = first_record_at_or_after(&bytes, 0);
-        }
-    }
-
-    #[test]
-    fn records_decode_back_to_what_was_encoded() {
-        // The broker's internal topics are read back through this decoder.
-        let batch = sample();
-        let records = decode_records(&batch).unwrap();
-        assert_eq!(records.len(), 3);
-        assert_eq!(records[0].key, Some(&b"k1"[..]));
-        assert_eq!(records[1].value, Some(&b"value-two"[..]));
-        assert_eq!(records[2].value, None);
-        assert_eq!(records[2].offset_delta, 2);
-        assert_eq!(records[1].timestamp_delta, 5);
-        assert!(decode_records(&batch[..40]).is_none());
-    }
-
-    #[test]
-    fn varlong_round_trips_edges() {
-        for value in [
-            0i64,
-            1,
-            -1,
-            63,
-            -64,
-            64,
-            i32::MAX as i64,
-            i64::MIN,
-            i64::MAX,
-        ] {
-            let mut out = Vec::new();
-            write_varlong(&mut out, value);
-            assert_eq!(read_varlong(&out), Some((value, out.len())));
-        }
-    }
-}
+#[path = "batch_tests.rs"]
+mod tests;

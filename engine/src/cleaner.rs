@@ -27,6 +27,7 @@ use crate::batch::{
 };
 use crate::compression::{self, Framing};
 use crate::error::{AppendError, CompressionError};
+use crate::units::Offset;
 
 /// Why a batch's records could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -119,7 +120,8 @@ fn locate_records(area: &[u8], header: &BatchHeader) -> Result<Vec<RawRecord>, R
         at += used;
         let (value, _) = optional_range(body, at).ok_or_else(|| malformed("value"))?;
         records.push(RawRecord {
-            offset_delta: offset_delta as i32,
+            offset_delta: i32::try_from(offset_delta)
+                .expect("checked above: within [0, last_offset_delta]"),
             key: key.map(|range| body_start + range.start..body_start + range.end),
             is_tombstone: value.is_none(),
             span: position..end,
@@ -147,13 +149,13 @@ fn optional_range(body: &[u8], at: usize) -> Option<(Option<Range<usize>>, usize
 /// The latest offset of every key in the part of the log being cleaned.
 #[derive(Debug, Default)]
 pub struct KeyMap {
-    latest: HashMap<Box<[u8]>, i64>,
+    latest: HashMap<Box<[u8]>, Offset>,
     key_bytes: usize,
 }
 
 impl KeyMap {
     /// Notes that `key` occurs at `offset` (offsets come in log order; the largest wins).
-    pub fn observe(&mut self, key: &[u8], offset: i64) {
+    pub fn observe(&mut self, key: &[u8], offset: Offset) {
         match self.latest.get_mut(key) {
             Some(latest) => *latest = (*latest).max(offset),
             None => {
@@ -163,7 +165,7 @@ impl KeyMap {
         }
     }
 
-    pub fn latest(&self, key: &[u8]) -> Option<i64> {
+    pub fn latest(&self, key: &[u8]) -> Option<Offset> {
         self.latest.get(key).copied()
     }
 
@@ -186,7 +188,10 @@ impl KeyMap {
             if let Some(key) = decoded.key(record) {
                 self.observe(
                     key,
-                    decoded.header.base_offset + i64::from(record.offset_delta),
+                    decoded
+                        .header
+                        .base_offset
+                        .plus(i64::from(record.offset_delta)),
                 );
             }
         }
@@ -204,7 +209,10 @@ pub fn survivors(decoded: &DecodedBatch, keys: &KeyMap, tombstones_expired: bool
             let Some(key) = decoded.key(record) else {
                 return false;
             };
-            let offset = decoded.header.base_offset + i64::from(record.offset_delta);
+            let offset = decoded
+                .header
+                .base_offset
+                .plus(i64::from(record.offset_delta));
             let is_latest = keys.latest(key).is_none_or(|latest| latest <= offset);
             is_latest && !(record.is_tombstone && tombstones_expired)
         })
@@ -232,24 +240,32 @@ pub fn rebuild(
         area.extend_from_slice(&decoded.records_area[record.span.clone()]);
     }
     let packed = compression::compress(decoded.codec, decoded.framing, &area)?;
-    Ok(Some(assemble(
-        &original[..HEADER_BYTES],
-        &packed,
-        kept as i32,
-    )))
+    let kept = i32::try_from(kept).expect("at most the batch's record count, an i32");
+    assemble(&original[..HEADER_BYTES], &packed, kept, decoded.codec).map(Some)
 }
 
 /// A batch from an original header and a new record area: length, count and CRC recomputed.
-fn assemble(header_bytes: &[u8], records_area: &[u8], record_count: i32) -> Vec<u8> {
+/// Refused when the batch length no longer fits its `int32` field (a recompressed area can be a
+/// little larger than the original).
+fn assemble(
+    header_bytes: &[u8],
+    records_area: &[u8],
+    record_count: i32,
+    codec: Compression,
+) -> Result<Vec<u8>, CompressionError> {
+    let batch_length = i32::try_from(HEADER_BYTES - LOG_OVERHEAD_BYTES + records_area.len())
+        .map_err(|_| CompressionError::Compress {
+            codec,
+            reason: "batch length past 2 GiB".to_string(),
+        })?;
     let mut out = Vec::with_capacity(HEADER_BYTES + records_area.len());
     out.extend_from_slice(&header_bytes[..HEADER_BYTES]);
     out.extend_from_slice(records_area);
-    let batch_length = (out.len() - LOG_OVERHEAD_BYTES) as i32;
     out[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&batch_length.to_be_bytes());
     out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&record_count.to_be_bytes());
     let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-    out
+    Ok(out)
 }
 
 /// Re-encodes an uncompressed batch with `codec` (tests, benchmarks and tools: producers send
@@ -271,7 +287,12 @@ pub fn compress_batch(
         (i16::from_be_bytes([header[ATTRIBUTES_OFFSET], header[ATTRIBUTES_OFFSET + 1]]) & !0x07)
             | codec_bits(codec);
     header[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
-    Ok(assemble(&header, &packed, decoded.header.record_count))
+    Ok(assemble(
+        &header,
+        &packed,
+        decoded.header.record_count,
+        codec,
+    )?)
 }
 
 fn codec_bits(codec: Compression) -> i16 {
@@ -344,7 +365,7 @@ mod tests {
             base_sequence: 40,
         };
         let mut batch = encode_batch(1_000, &records, producer);
-        batch::set_base_offset(&mut batch, 100);
+        batch::set_base_offset(&mut batch, Offset::new(100));
         batch::set_partition_leader_epoch(&mut batch, 5);
         compress_batch(&batch, codec, framing).unwrap()
     }
@@ -359,7 +380,7 @@ mod tests {
             assert_eq!(decoded.records.len(), 3);
             let mut keys = KeyMap::default();
             keys.observe_batch(&decoded);
-            assert_eq!(keys.latest(b"a"), Some(102));
+            assert_eq!(keys.latest(b"a"), Some(Offset::new(102)));
             let keep = survivors(&decoded, &keys, false);
             assert_eq!(keep, vec![false, true, true]);
             let rebuilt = rebuild(&original, &decoded, &keep).unwrap().unwrap();
@@ -392,7 +413,7 @@ mod tests {
         let mut keys = KeyMap::default();
         keys.observe_batch(&decoded);
         assert_eq!(survivors(&decoded, &keys, true), vec![false, true, false]);
-        keys.observe(b"b", 500);
+        keys.observe(b"b", Offset::new(500));
         let keep = survivors(&decoded, &keys, true);
         assert_eq!(rebuild(&original, &decoded, &keep).unwrap(), None);
         let all = vec![true; 3];
@@ -432,7 +453,7 @@ mod tests {
             let original = sample(Compression::None, Framing::Standard);
             let mut batch = original[..HEADER_BYTES].to_vec();
             batch.extend_from_slice(&bytes);
-            let length = (batch.len() - LOG_OVERHEAD_BYTES) as i32;
+            let length = i32::try_from(batch.len() - LOG_OVERHEAD_BYTES).unwrap();
             batch[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&length.to_be_bytes());
             batch[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&count.to_be_bytes());
             let _ = decode_batch(&batch);

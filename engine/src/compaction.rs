@@ -15,8 +15,8 @@
 //!    a new [`Segment`] with the next `generation` in the log's place.
 //!
 //! A pass runs on the shard thread beside appends and fetches (the shard starts it as its own
-//! task, never awaited by the interval flushes) and yields to them every [`YIELD_EVERY_BATCHES`]
-//! batches or [`YIELD_AFTER`] of work. An fsync that fails during a pass fails the log, as a failed
+//! task, never awaited by the interval flushes) and yields to them every 64 batches or 1 ms of
+//! work (`yielder.rs`). An fsync that fails during a pass fails the log, as a failed
 //! roll does ([`CompactionError::SyncFailed`]); other errors leave the log as it was.
 //!
 //! # Tombstones
@@ -47,13 +47,9 @@
 //!   last roll (at the active segment's base), above everything the cleaner rewrites.
 #![forbid(unsafe_code)]
 
-use std::cell::Cell;
-use std::future::Future;
+use std::collections::VecDeque;
 use std::path::Path;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
@@ -67,6 +63,7 @@ use crate::io;
 use crate::log::PartitionLog;
 use crate::segment::{log_file_name, Segment, SegmentFiles};
 use crate::units::{Offset, Position};
+use crate::yielder::Yielder;
 
 /// Most memory the key map of one pass may hold (keys plus overhead).
 pub const KEY_MAP_BYTES_MAX: usize = 128 << 20;
@@ -74,11 +71,7 @@ pub const KEY_MAP_BYTES_MAX: usize = 128 << 20;
 const CLEAN_READ_BYTES: usize = 1 << 20;
 /// Cleaned bytes buffered before a write.
 const CLEAN_WRITE_BYTES: usize = 1 << 20;
-/// A pass gives the shard thread back to its other tasks (appends, fetches, flush ticks) at least
-/// once per this many batches...
-const YIELD_EVERY_BATCHES: u32 = 64;
-/// ...and once per this much work.
-const YIELD_AFTER: Duration = Duration::from_millis(1);
+
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactionOutcome {
@@ -130,6 +123,17 @@ struct Target {
     files: SegmentFiles,
     size_bytes: u64,
     created_ms: i64,
+}
+
+impl Target {
+    /// Where the segment is in the log now (retention and close wait while the log is
+    /// cleaning, so it is still there).
+    fn index_in(&self, segments: &VecDeque<Segment>) -> usize {
+        segments
+            .iter()
+            .position(|existing| existing.base_offset == self.base_offset)
+            .expect("retention and close wait while the log is cleaning")
+    }
 }
 
 /// Clears the log's `cleaning` mark however the pass ends (error, early return, cancellation).
@@ -328,11 +332,7 @@ impl PartitionLog {
     /// Puts the cleaned copy in the place of the segment the pass read.
     fn replace_segment(&self, target: &Target, mut segment: Segment) {
         let mut state = self.state.borrow_mut();
-        let index = state
-            .segments
-            .iter()
-            .position(|existing| existing.base_offset == target.base_offset)
-            .expect("retention and close wait while the log is cleaning");
+        let index = target.index_in(&state.segments);
         let old = &state.segments[index];
         assert_eq!(old.generation, target.generation, "one cleaner per log");
         segment.generation = old.generation + 1;
@@ -345,11 +345,7 @@ impl PartitionLog {
     async fn delete_emptied(&self, target: &Target) -> Result<(), CompactionError> {
         {
             let mut state = self.state.borrow_mut();
-            let index = state
-                .segments
-                .iter()
-                .position(|existing| existing.base_offset == target.base_offset)
-                .expect("retention and close wait while the log is cleaning");
+            let index = target.index_in(&state.segments);
             assert!(index + 1 < state.segments.len(), "never the active segment");
             state.segments.remove(index);
             state.boundaries.forget_segment(target.base_offset);
@@ -360,57 +356,6 @@ impl PartitionLog {
         io::sync_dir(self.dir())
             .await
             .map_err(CompactionError::sync(self.dir()))
-    }
-}
-
-/// Gives the shard thread back to its other tasks now and then during a pass: the pass's CPU work
-/// (CRC checks, decompressing, key mapping, recompressing) runs on the shard between its reads, and
-/// a window of small batches would otherwise be worked through without a break.
-struct Yielder {
-    since: Cell<Instant>,
-    batches: Cell<u32>,
-    yields: Cell<u64>,
-}
-
-impl Default for Yielder {
-    fn default() -> Self {
-        Self {
-            since: Cell::new(Instant::now()),
-            batches: Cell::new(0),
-            yields: Cell::new(0),
-        }
-    }
-}
-
-impl Yielder {
-    /// Called once per batch: yields every [`YIELD_EVERY_BATCHES`] batches or [`YIELD_AFTER`].
-    async fn tick(&self) {
-        let batches = self.batches.get() + 1;
-        if batches < YIELD_EVERY_BATCHES && self.since.get().elapsed() < YIELD_AFTER {
-            self.batches.set(batches);
-            return;
-        }
-        YieldNow(false).await;
-        self.yields.set(self.yields.get() + 1);
-        self.batches.set(0);
-        self.since.set(Instant::now());
-    }
-}
-
-/// Pending once (waking itself), so the runtime runs its other ready tasks and polls its ring and
-/// timers before the pass goes on.
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        context.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
@@ -445,35 +390,41 @@ impl<'a> BatchReader<'a> {
         let position = self.position;
         let corrupt = |reason: String| CompactionError::Corrupt {
             path: self.files.log_path.clone(),
-            position,
+            position: Position::new(position),
             reason,
         };
-        let mut at = (position - self.window_start) as usize;
+        let total_of = |length: i32| LOG_OVERHEAD_BYTES + usize::try_from(length).unwrap_or(0);
         let in_window = |window: &[u8], at: usize| {
             batch::peek_offset_and_length(window.get(at..).unwrap_or_default())
-                .map(|(_, length)| LOG_OVERHEAD_BYTES + length.max(0) as usize)
-                .filter(|total| at + total <= window.len())
+                .map(|(_, length)| total_of(length))
+                .is_some_and(|total| at + total <= window.len())
         };
-        if position < self.window_start || in_window(&self.window, at).is_none() {
-            let header = io::read_at_most(&self.files.log, position, LOG_OVERHEAD_BYTES)
-                .await
-                .map_err(CompactionError::io(&self.files.log_path))?;
-            let (_, length) = batch::peek_offset_and_length(&header)
-                .ok_or_else(|| corrupt("header past the end".into()))?;
-            let total = LOG_OVERHEAD_BYTES + length.max(0) as usize;
-            let len = CLEAN_READ_BYTES
-                .max(total)
-                .min((self.end - position) as usize);
-            self.window = io::read_at_most(&self.files.log, position, len)
-                .await
-                .map_err(CompactionError::io(&self.files.log_path))?;
-            self.window_start = position;
-            at = 0;
-        }
+        // Where the batch lies in the window, when the window holds all of it.
+        let windowed = position
+            .checked_sub(self.window_start)
+            .and_then(|delta| usize::try_from(delta).ok())
+            .filter(|at| in_window(&self.window, *at));
+        let at = match windowed {
+            Some(at) => at,
+            None => {
+                let header = io::read_at_most(&self.files.log, position, LOG_OVERHEAD_BYTES)
+                    .await
+                    .map_err(CompactionError::io(&self.files.log_path))?;
+                let (_, length) = batch::peek_offset_and_length(&header)
+                    .ok_or_else(|| corrupt("header past the end".into()))?;
+                let left = usize::try_from(self.end - position).unwrap_or(usize::MAX);
+                let len = CLEAN_READ_BYTES.max(total_of(length)).min(left);
+                self.window = io::read_at_most(&self.files.log, position, len)
+                    .await
+                    .map_err(CompactionError::io(&self.files.log_path))?;
+                self.window_start = position;
+                0
+            }
+        };
         let header = batch::validate(&self.window[at..], usize::MAX, Strictness::Stored)
             .map_err(|err| corrupt(err.to_string()))?;
         let total = header.total_bytes();
-        self.position += total as u64;
+        self.position += u64::try_from(total).expect("usize fits in u64");
         Ok(Some(&self.window[at..at + total]))
     }
 }
@@ -523,7 +474,7 @@ fn decode_for_cleaning(bytes: &[u8], path: &Path) -> Option<DecodedBatch> {
     match cleaner::decode_batch(bytes) {
         Ok(decoded) => Some(decoded),
         Err(err) => {
-            warn!(path = %path.display(), base_offset = header.base_offset, %err, "batch kept uncleaned");
+            warn!(path = %path.display(), base_offset = %header.base_offset, %err, "batch kept uncleaned");
             None
         }
     }
@@ -587,7 +538,7 @@ async fn clean_segment(
         }
         if written + pending.len() as u64 > u64::from(u32::MAX) {
             return Err(CompactionError::TooLarge {
-                base_offset: target.base_offset.get(),
+                base_offset: target.base_offset,
                 bytes_max: u64::from(u32::MAX),
             });
         }
@@ -659,7 +610,7 @@ async fn finish_copy(copy: &mut Segment) -> Result<(), CompactionError> {
     if file_bytes != copy.size_bytes {
         return Err(CompactionError::Corrupt {
             path,
-            position: file_bytes,
+            position: Position::new(file_bytes),
             reason: format!(
                 "cleaned copy holds {file_bytes} bytes, expected {}",
                 copy.size_bytes

@@ -149,7 +149,10 @@ fn snappy_xerial_decompress(bytes: &[u8]) -> Result<Vec<u8>, CompressionError> {
         let length_bytes = bytes
             .get(position..position + 4)
             .ok_or_else(|| failed("xerial block length truncated"))?;
-        let length = u32::from_be_bytes(length_bytes.try_into().expect("4 bytes")) as usize;
+        let length = usize::try_from(u32::from_be_bytes(
+            length_bytes.try_into().expect("4 bytes"),
+        ))
+        .map_err(|_| failed("xerial block length past the address space"))?;
         position += 4;
         let block = bytes
             .get(position..position.saturating_add(length))
@@ -172,7 +175,9 @@ fn snappy_xerial_compress(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut encoder = snap::raw::Encoder::new();
     for chunk in bytes.chunks(XERIAL_BLOCK_BYTES) {
         let block = encoder.compress_vec(chunk).map_err(|err| err.to_string())?;
-        out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+        // A block compresses at most XERIAL_BLOCK_BYTES (32 KiB): its length always fits.
+        let block_len = u32::try_from(block.len()).map_err(|err| err.to_string())?;
+        out.extend_from_slice(&block_len.to_be_bytes());
         out.extend_from_slice(&block);
     }
     Ok(out)
@@ -232,7 +237,7 @@ mod tests {
             .unwrap();
         let mut framed = XERIAL_MAGIC.to_vec();
         framed.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
-        framed.extend_from_slice(&(block.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&u32::try_from(block.len()).unwrap().to_be_bytes());
         framed.extend_from_slice(&block);
         let (out, framing) = decompress(Compression::Snappy, &framed).unwrap();
         assert_eq!(out, b"hello hello hello");

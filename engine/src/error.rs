@@ -6,6 +6,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::codec::Compression;
+use crate::units::{Offset, Position};
 
 /// A record batch that can't be stored. Maps to CORRUPT_MESSAGE, MESSAGE_TOO_LARGE or
 /// UNSUPPORTED_VERSION at the wire.
@@ -95,16 +96,16 @@ pub enum AppendError {
 pub enum ReadError {
     #[error("offset {offset} out of range [{log_start_offset}, {high_watermark}]")]
     OffsetOutOfRange {
-        offset: i64,
-        log_start_offset: i64,
-        high_watermark: i64,
+        offset: Offset,
+        log_start_offset: Offset,
+        high_watermark: Offset,
     },
     #[error("read from the log failed: {0}")]
     Io(#[from] io::Error),
     #[error("log data is inconsistent at {path}:{position}: {reason}")]
     Corrupt {
         path: PathBuf,
-        position: u64,
+        position: Position,
         reason: String,
     },
 }
@@ -158,13 +159,13 @@ pub enum CompactionError {
     #[error("log data is inconsistent at {path}:{position}: {reason}")]
     Corrupt {
         path: PathBuf,
-        position: u64,
+        position: Position,
         reason: String,
     },
     #[error(transparent)]
     Compression(#[from] CompressionError),
     #[error("cleaned segment {base_offset} would exceed {bytes_max} bytes")]
-    TooLarge { base_offset: i64, bytes_max: u64 },
+    TooLarge { base_offset: Offset, bytes_max: u64 },
     /// Creating the cleaned copy failed for a reason other than I/O.
     #[error(transparent)]
     Open(OpenError),

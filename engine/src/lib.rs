@@ -30,6 +30,7 @@ pub mod registry;
 pub mod segment;
 pub mod shard;
 pub mod units;
+mod yielder;
 
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{

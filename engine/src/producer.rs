@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::BatchHeader;
 pub use crate::error::SequenceError;
+use crate::units::Offset;
 
 /// Batches remembered per producer: Kafka's clients keep at most 5 requests in flight, so a retry
 /// is always one of the last 5.
@@ -32,8 +33,8 @@ pub const BATCHES_REMEMBERED: usize = 5;
 pub struct ProducerBatch {
     pub first_sequence: i32,
     pub last_sequence: i32,
-    pub base_offset: i64,
-    pub last_offset: i64,
+    pub base_offset: Offset,
+    pub last_offset: Offset,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +91,7 @@ pub struct ActiveProducer {
     /// Sequence of the last record of its last batch.
     pub last_sequence: i32,
     /// Offset of the last record of its last batch.
-    pub last_offset: i64,
+    pub last_offset: Offset,
 }
 
 impl ProducerStateTable {
@@ -197,7 +198,7 @@ impl ProducerStateTable {
 
     /// Serialises the table as of `offset` (see the module's byte map). Batches at or past
     /// `offset` (queued, maybe never written) are left out: a snapshot must not vouch for them.
-    pub fn encode_snapshot(&self, offset: i64) -> Vec<u8> {
+    pub fn encode_snapshot(&self, offset: Offset) -> Vec<u8> {
         let mut producers: Vec<ProducerEntry> = self
             .producers
             .values()
@@ -222,7 +223,7 @@ impl ProducerStateTable {
     }
 
     /// Reads a snapshot; returns the table and the offset it covers up to.
-    pub fn decode_snapshot(bytes: &[u8]) -> Option<(Self, i64)> {
+    pub fn decode_snapshot(bytes: &[u8]) -> Option<(Self, Offset)> {
         let snapshot: SnapshotFile = serde_json::from_slice(bytes).ok()?;
         if snapshot.version != SNAPSHOT_VERSION {
             return None;
@@ -241,7 +242,7 @@ const SNAPSHOT_VERSION: u32 = 1;
 #[derive(Serialize, Deserialize)]
 struct SnapshotFile {
     version: u32,
-    offset: i64,
+    offset: Offset,
     producers: Vec<ProducerEntry>,
 }
 
@@ -274,7 +275,7 @@ mod tests {
                 base_sequence,
             },
         );
-        set_base_offset(&mut bytes, base_offset);
+        set_base_offset(&mut bytes, Offset::new(base_offset));
         parse_header(&bytes).unwrap()
     }
 
@@ -294,8 +295,8 @@ mod tests {
             Ok(SequenceCheck::Duplicate(ProducerBatch {
                 first_sequence: 0,
                 last_sequence: 2,
-                base_offset: 100,
-                last_offset: 102
+                base_offset: Offset::new(100),
+                last_offset: Offset::new(102)
             }))
         );
         assert_eq!(
@@ -353,8 +354,8 @@ mod tests {
             "forgotten batches are no longer duplicates"
         );
         let (decoded, offset) =
-            ProducerStateTable::decode_snapshot(&table.encode_snapshot(60)).unwrap();
-        assert_eq!(offset, 60);
+            ProducerStateTable::decode_snapshot(&table.encode_snapshot(Offset::new(60))).unwrap();
+        assert_eq!(offset, Offset::new(60));
         assert_eq!(decoded, table);
         assert!(ProducerStateTable::decode_snapshot(b"{").is_none());
     }

@@ -307,15 +307,15 @@ mod tests {
         log.append(bytes::BytesMut::from(&batch[..]), 0)
             .await
             .unwrap();
-        assert_eq!(log.durable_offset(), 0);
+        assert_eq!(log.durable_offset().get(), 0);
         compio::runtime::spawn(Rc::clone(&shard).run_maintenance(1, 60_000)).detach();
         for _ in 0..1_000 {
-            if log.durable_offset() == 3 {
+            if log.durable_offset().get() == 3 {
                 break;
             }
             compio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
-        assert_eq!(log.durable_offset(), 3);
+        assert_eq!(log.durable_offset().get(), 3);
         assert_eq!(shard.partitions().len(), 1);
     }
 
@@ -380,7 +380,7 @@ mod tests {
             .await
             .unwrap();
         assert!(cleaning(), "the append completed while the pass ran");
-        while flushed.durable_offset() < 3 {
+        while flushed.durable_offset().get() < 3 {
             assert!(cleaning(), "the flush tick came before the pass ended");
             compio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
@@ -421,7 +421,7 @@ mod tests {
             .append(bytes::BytesMut::from(&batch[..]), 0)
             .await
             .unwrap();
-        assert_eq!(logs[3].high_watermark(), 2);
+        assert_eq!(logs[3].high_watermark().get(), 2);
     }
 
     #[test]

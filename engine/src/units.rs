@@ -14,8 +14,14 @@
 
 use std::fmt;
 
-/// A record's offset in its partition (Kafka's `int64` offset).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+use serde::{Deserialize, Serialize};
+
+/// A record's offset in its partition (Kafka's `int64` offset). Serialised as the bare number
+/// (producer snapshots store offsets).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
 pub struct Offset(i64);
 
 impl Offset {

@@ -83,7 +83,7 @@ fn encode(append: &Append, producer: ProducerSpec) -> Vec<u8> {
 /// Every record in the log, decoded (decompressing), in log order.
 async fn read_all(log: &PartitionLog) -> Vec<Record> {
     let bytes = log
-        .read_bytes(log.log_start_offset(), u64::MAX, true)
+        .read_bytes(log.log_start_offset().get(), u64::MAX, true)
         .await
         .unwrap();
     let mut out = Vec::new();
@@ -91,7 +91,7 @@ async fn read_all(log: &PartitionLog) -> Vec<Record> {
         let decoded = cleaner::decode_batch(&bytes).unwrap();
         for record in &decoded.records {
             out.push(Record {
-                offset: header.base_offset + i64::from(record.offset_delta),
+                offset: header.base_offset.get() + i64::from(record.offset_delta),
                 key: decoded.key(record).unwrap().to_vec(),
                 value: (!record.is_tombstone).then(|| value_of(&decoded, record)),
                 batch_max_timestamp: header.max_timestamp,
@@ -148,30 +148,33 @@ async fn append_all(log: &Rc<PartitionLog>, appends: &[Append]) {
 /// or, for a removed offset, with the next surviving batch; and that time lookups land in the
 /// first batch whose max timestamp reaches the target.
 async fn check_lookups(log: &PartitionLog, survivors: &[Record]) {
-    let end = log.high_watermark();
-    for offset in log.log_start_offset()..end {
+    let end = log.high_watermark().get();
+    for offset in log.log_start_offset().get()..end {
         let bytes = log.read_bytes(offset, 1, true).await.unwrap();
         let next_survivor = survivors.iter().find(|record| record.offset >= offset);
         match (split_batches(&bytes).first(), next_survivor) {
             (Some((header, _)), Some(survivor)) => {
-                assert!(header.last_offset() >= offset, "batch before {offset}");
+                assert!(
+                    header.last_offset().get() >= offset,
+                    "batch before {offset}"
+                );
                 // Nothing between the offset asked for and the batch returned was skipped (the batch
                 // may hold only records below the offset: the consumer skips those, as in Kafka).
                 assert!(
-                    header.base_offset <= survivor.offset,
+                    header.base_offset.get() <= survivor.offset,
                     "skipped {survivor:?}"
                 );
             }
             (Some((header, _)), None) => {
                 // Only a batch whose survivors lie below the offset may come back.
-                assert!(header.base_offset < offset && offset <= header.last_offset());
+                assert!(header.base_offset.get() < offset && offset <= header.last_offset().get());
             }
             (None, None) => {}
             (first, survivor) => panic!("read at {offset}: {first:?} vs {survivor:?}"),
         }
     }
     let bytes = log
-        .read_bytes(log.log_start_offset(), u64::MAX, true)
+        .read_bytes(log.log_start_offset().get(), u64::MAX, true)
         .await
         .unwrap();
     let batches = split_batches(&bytes);
@@ -212,8 +215,8 @@ fn run_model_case(appends: &[Append], tail: &[Append], now_delta: i64) {
         log.roll_now().await.unwrap();
         append_all(&log, tail).await;
         let before = read_all(&log).await;
-        let (high_watermark, start) = (log.high_watermark(), log.log_start_offset());
-        let clean_end = *log.segment_base_offsets().last().unwrap();
+        let (high_watermark, start) = (log.high_watermark().get(), log.log_start_offset().get());
+        let clean_end = log.segment_base_offsets().last().unwrap().get();
         let now = TIMESTAMP_BASE + now_delta;
         let outcome = log.compact(now).await.unwrap();
         assert_eq!(outcome.clean_end_offset.get(), clean_end);
@@ -221,8 +224,8 @@ fn run_model_case(appends: &[Append], tail: &[Append], now_delta: i64) {
         let after = read_all(&log).await;
         assert_eq!(after, expected);
         assert!(after.windows(2).all(|pair| pair[0].offset < pair[1].offset));
-        assert_eq!(log.high_watermark(), high_watermark);
-        assert_eq!(log.log_start_offset(), start);
+        assert_eq!(log.high_watermark().get(), high_watermark);
+        assert_eq!(log.log_start_offset().get(), start);
         check_lookups(&log, &after).await;
         // A second pass finds nothing more to do, and appends go on at the same offsets.
         let again = log.compact(now).await.unwrap();
@@ -234,8 +237,8 @@ fn run_model_case(appends: &[Append], tail: &[Append], now_delta: i64) {
             .await
             .unwrap();
         assert_eq!(read_all(&log).await, expected, "after reopen");
-        assert_eq!(log.high_watermark(), high_watermark);
-        assert_eq!(log.log_start_offset(), start);
+        assert_eq!(log.high_watermark().get(), high_watermark);
+        assert_eq!(log.log_start_offset().get(), start);
         check_lookups(&log, &expected).await;
         log.close().await.unwrap();
     });
@@ -368,10 +371,11 @@ fn idempotent_producers_survive_compaction_of_their_batches() {
             .await
             .unwrap();
         assert_eq!(
-            retry.base_offset, 3,
+            retry.base_offset.get(),
+            3,
             "a retry is answered with its first offset"
         );
-        assert_eq!(log.high_watermark(), 5, "and not written again");
+        assert_eq!(log.high_watermark().get(), 5, "and not written again");
         log.close().await.unwrap();
         drop(log);
         let (log, _) = PartitionLog::open(dir.path(), compact_config(1 << 20))
@@ -381,12 +385,15 @@ fn idempotent_producers_survive_compaction_of_their_batches() {
             .append(bytes_mut(&encode(&batch(4), producer(4))), 0)
             .await
             .unwrap();
-        assert_eq!((retry.base_offset, log.high_watermark()), (4, 5));
+        assert_eq!(
+            (retry.base_offset.get(), log.high_watermark().get()),
+            (4, 5)
+        );
         let next = log
             .append(bytes_mut(&encode(&batch(5), producer(5))), 0)
             .await
             .unwrap();
-        assert_eq!(next.base_offset, 5, "the sequence goes on");
+        assert_eq!(next.base_offset.get(), 5, "the sequence goes on");
         assert!(matches!(
             log.append(bytes_mut(&encode(&batch(9), producer(9))), 0)
                 .await,
@@ -409,7 +416,7 @@ fn keyless_records_are_refused_by_a_compacted_log_only() {
             log.append(bytes_mut(&keyless), 0).await,
             Err(AppendError::NullKeyInCompactedLog { offset_delta: 0 })
         ));
-        assert_eq!(log.high_watermark(), 0);
+        assert_eq!(log.high_watermark().get(), 0);
         let (plain, _) = PartitionLog::open(&dir.path().join("d"), small_config(4096, 256))
             .await
             .unwrap();
@@ -447,7 +454,7 @@ fn retention_applies_to_compact_delete_only() {
             let keys: std::collections::HashSet<_> = remaining.iter().map(|r| &r.key).collect();
             assert!(
                 keys.len() == remaining.len()
-                    || compacted.clean_end_offset.get() < log.high_watermark(),
+                    || compacted.clean_end_offset.get() < log.high_watermark().get(),
                 "{policy}: at most one record per key below the active segment"
             );
         });
@@ -516,8 +523,8 @@ fn a_crash_at_any_step_of_a_cleaning_recovers_to_old_or_new() {
             append_all(&log, &fixed_appends()).await;
             log.roll_now().await.unwrap();
             let before = read_all(&log).await;
-            let high_watermark = log.high_watermark();
-            let clean_end = *log.segment_base_offsets().last().unwrap();
+            let high_watermark = log.high_watermark().get();
+            let clean_end = log.segment_base_offsets().last().unwrap().get();
             let options = PassOptions {
                 stop: Some(stop),
                 ..PassOptions::default()
@@ -538,7 +545,7 @@ fn a_crash_at_any_step_of_a_cleaning_recovers_to_old_or_new() {
                 _ => model_after(&before, clean_end, TIMESTAMP_BASE),
             };
             assert_eq!(after, expected, "{stop:?}");
-            assert_eq!(log.high_watermark(), high_watermark);
+            assert_eq!(log.high_watermark().get(), high_watermark);
             check_lookups(&log, &after).await;
             log.compact(TIMESTAMP_BASE).await.unwrap();
             assert_eq!(
@@ -592,7 +599,7 @@ fn a_key_map_too_small_for_the_log_converges_over_several_passes() {
         let sealed = log.segment_count() - 1;
         assert!(sealed > 3, "several segments: {sealed}");
         let before = read_all(&log).await;
-        let clean_end = *log.segment_base_offsets().last().unwrap();
+        let clean_end = log.segment_base_offsets().last().unwrap().get();
         let options = PassOptions {
             key_map_bytes_max: 1,
             ..PassOptions::default()
@@ -627,7 +634,7 @@ fn appends_rolls_and_reads_during_a_pass_see_whole_batches() {
         append_all(&log, &fixed_appends()).await;
         log.roll_now().await.unwrap();
         let before = read_all(&log).await;
-        let clean_end = *log.segment_base_offsets().last().unwrap();
+        let clean_end = log.segment_base_offsets().last().unwrap().get();
         let pass = compio::runtime::spawn({
             let log = Rc::clone(&log);
             async move { log.compact(TIMESTAMP_BASE).await.unwrap() }

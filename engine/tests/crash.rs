@@ -127,7 +127,7 @@ fn sigkill_during_every_batch_appends_loses_no_acknowledged_batch() {
         }
         // Offsets stay contiguous after recovery: the whole log parses, batch after batch.
         let all = log.read_bytes(0, u64::MAX, true).await.unwrap();
-        let mut next = 0;
+        let mut next = Offset::ZERO;
         for (header, _) in split_batches(&all) {
             assert_eq!(header.base_offset, next);
             next = header.next_offset();

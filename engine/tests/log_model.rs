@@ -23,12 +23,12 @@ async fn append_all(
         );
         let outcome = log.append(bytes_mut(&original), 3).await.unwrap();
         assert_eq!(
-            outcome.last_offset - outcome.base_offset + 1,
+            outcome.last_offset.since(outcome.base_offset) + 1,
             *records as i64
         );
         model.push((
-            outcome.base_offset,
-            as_stored(&original, outcome.base_offset, 3),
+            outcome.base_offset.get(),
+            as_stored(&original, outcome.base_offset.get(), 3),
         ));
     }
     model
@@ -41,7 +41,7 @@ async fn check_read(log: &PartitionLog, model: &[(i64, Vec<u8>)], offset: i64, m
     let got = split_batches(&bytes);
     let first = model.iter().position(|(base, stored)| {
         let header = ringtail_engine::batch::parse_header(stored).unwrap();
-        *base <= offset && offset <= header.last_offset()
+        *base <= offset && offset <= header.last_offset().get()
     });
     let Some(first) = first else {
         assert!(got.is_empty(), "read at the end returns nothing");
@@ -91,7 +91,7 @@ proptest! {
             let (log, _) = PartitionLog::open(dir.path(), config.clone()).await.unwrap();
             let model = append_all(&log, &sizes, 0).await;
             let end = model.last().map(|(base, stored)| base + ringtail_engine::batch::parse_header(stored).unwrap().last_offset_delta as i64 + 1).unwrap();
-            assert_eq!(log.high_watermark(), end);
+            assert_eq!(log.high_watermark().get(), end);
             for (index, max_bytes) in &probes {
                 check_read(&log, &model, index.index(end as usize + 1) as i64, *max_bytes).await;
             }
@@ -101,7 +101,7 @@ proptest! {
 
             let (reopened, report) = PartitionLog::open(dir.path(), config).await.unwrap();
             assert!(report.recovery.iter().all(|(_, recovery)| recovery.truncated_bytes == 0));
-            assert_eq!(reopened.high_watermark(), end);
+            assert_eq!(reopened.high_watermark().get(), end);
             assert_eq!(reopened.segment_count(), log_segments(dir.path()));
             for (index, max_bytes) in &probes {
                 check_read(&reopened, &model, index.index(end as usize + 1) as i64, *max_bytes).await;
@@ -150,10 +150,10 @@ fn concurrent_appends_get_contiguous_offsets_and_share_fsyncs() {
         }
         outcomes.sort_by_key(|outcome| outcome.base_offset);
         for (index, outcome) in outcomes.iter().enumerate() {
-            assert_eq!(outcome.base_offset, index as i64 * 2);
+            assert_eq!(outcome.base_offset.get(), index as i64 * 2);
         }
         assert_eq!(
-            log.durable_offset(),
+            log.durable_offset().get(),
             100,
             "every_batch acknowledges only durable data"
         );
@@ -188,7 +188,7 @@ fn bad_batches_are_refused_with_typed_errors() {
             err,
             ringtail_engine::AppendError::Batch(ringtail_engine::BatchError::TooLarge { .. })
         ));
-        assert_eq!(log.high_watermark(), 0);
+        assert_eq!(log.high_watermark().get(), 0);
     });
 }
 
@@ -206,18 +206,21 @@ fn lookup_by_timestamp_finds_the_first_record_at_or_after() {
             log.append(bytes_mut(&batch), 0).await.unwrap();
         }
         assert!(log.segment_count() > 3);
-        assert_eq!(log.offset_for_timestamp(0).await.unwrap(), Some((0, 0)));
+        assert_eq!(
+            log.offset_for_timestamp(0).await.unwrap(),
+            Some((Offset::ZERO, 0))
+        );
         assert_eq!(
             log.offset_for_timestamp(122).await.unwrap(),
-            Some((50, 122))
+            Some((Offset::new(50), 122))
         );
         assert_eq!(
             log.offset_for_timestamp(125).await.unwrap(),
-            Some((52, 130))
+            Some((Offset::new(52), 130))
         );
         assert_eq!(
             log.offset_for_timestamp(393).await.unwrap(),
-            Some((159, 393))
+            Some((Offset::new(159), 393))
         );
         assert_eq!(log.offset_for_timestamp(394).await.unwrap(), None);
     });

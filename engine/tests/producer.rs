@@ -46,7 +46,7 @@ async fn append_sequence(log: &std::rc::Rc<PartitionLog>, from_batch: i32, count
             .append(bytes_mut(&producer_batch(42, 0, batch * 3, 3)), 0)
             .await
             .unwrap();
-        end = outcome.last_offset + 1;
+        end = outcome.last_offset.get() + 1;
     }
     end
 }
@@ -66,7 +66,7 @@ fn a_retried_batch_is_answered_with_its_first_offsets_and_not_written_again() {
             .await
             .unwrap();
         assert_eq!(retry, first);
-        assert_eq!(log.high_watermark(), 3);
+        assert_eq!(log.high_watermark().get(), 3);
         let gap = log
             .append(bytes_mut(&producer_batch(42, 0, 7, 1)), 0)
             .await
@@ -82,7 +82,11 @@ fn a_retried_batch_is_answered_with_its_first_offsets_and_not_written_again() {
             .append(bytes_mut(&producer_batch(42, 1, 0, 1)), 0)
             .await
             .unwrap();
-        assert_eq!(fenced.base_offset, 3, "a new epoch starts at sequence 0");
+        assert_eq!(
+            fenced.base_offset.get(),
+            3,
+            "a new epoch starts at sequence 0"
+        );
         let stale = log
             .append(bytes_mut(&producer_batch(42, 0, 3, 1)), 0)
             .await
@@ -113,20 +117,20 @@ fn check_retry_after_restart(dir: &Path, crash: bool) {
     }
     block_on(async {
         let (log, _) = PartitionLog::open(dir, config()).await.unwrap();
-        assert_eq!(log.high_watermark(), end);
+        assert_eq!(log.high_watermark().get(), end);
         // The last batch, retried after the restart: a duplicate, not a second copy.
         let retry = log
             .append(bytes_mut(&producer_batch(42, 0, 39 * 3, 3)), 0)
             .await
             .unwrap();
-        assert_eq!(retry.base_offset, end - 3);
-        assert_eq!(log.high_watermark(), end);
+        assert_eq!(retry.base_offset.get(), end - 3);
+        assert_eq!(log.high_watermark().get(), end);
         // The next batch follows on.
         let next = log
             .append(bytes_mut(&producer_batch(42, 0, 40 * 3, 3)), 0)
             .await
             .unwrap();
-        assert_eq!(next.base_offset, end);
+        assert_eq!(next.base_offset.get(), end);
     });
 }
 

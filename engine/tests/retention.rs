@@ -22,14 +22,14 @@ fn segments_roll_by_size_with_contiguous_base_offsets() {
                 .append(bytes_mut(&tagged_batch(tag, 3, 200, 0)), 0)
                 .await
                 .unwrap();
-            ends.push(outcome.last_offset + 1);
+            ends.push(outcome.last_offset.plus(1));
         }
         let bases = log.segment_base_offsets();
         assert!(
             bases.len() >= 10,
             "60 batches of ~700 bytes in 4 KiB segments: {bases:?}"
         );
-        assert_eq!(bases[0], 0);
+        assert_eq!(bases[0], Offset::ZERO);
         for base in &bases[1..] {
             assert!(
                 ends.contains(base),
@@ -69,7 +69,10 @@ fn segments_roll_by_age() {
         log.append(bytes_mut(&tagged_batch(2, 1, 10, 0)), 0)
             .await
             .unwrap();
-        assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+        assert_eq!(
+            log.segment_base_offsets(),
+            vec![Offset::ZERO, Offset::new(2)]
+        );
     });
 }
 
@@ -99,7 +102,7 @@ fn retention_by_bytes_deletes_oldest_segments_and_advances_log_start() {
         assert_eq!(start, log.segment_base_offsets()[0]);
         assert_eq!(outcome.log_start_offset, start);
         assert!(matches!(
-            log.read(start - 1, 100, true).await,
+            log.read(start.plus(-1), 100, true).await,
             Err(ReadError::OffsetOutOfRange { .. })
         ));
         let first = split_batches(&log.read_bytes(start, 1 << 20, true).await.unwrap());
@@ -153,7 +156,7 @@ fn retention_by_age_deletes_expired_segments_including_an_idle_active_one() {
         assert_eq!(outcome.base_offset, fresh_from);
         let none = log.enforce_retention(now_ms()).await.unwrap();
         assert_eq!(none.segments_deleted, 0);
-        assert_eq!(log.high_watermark(), fresh_from + 2);
+        assert_eq!(log.high_watermark(), fresh_from.plus(2));
     });
 }
 
@@ -168,11 +171,11 @@ fn interval_flush_syncs_only_when_due() {
         log.append(bytes_mut(&tagged_batch(0, 2, 10, 0)), 0)
             .await
             .unwrap();
-        assert_eq!(log.durable_offset(), 0);
+        assert_eq!(log.durable_offset().get(), 0);
         let start = now_ms();
-        assert!(!log.sync_if_due(start).await.unwrap() || log.durable_offset() == 2);
+        assert!(!log.sync_if_due(start).await.unwrap() || log.durable_offset().get() == 2);
         assert!(log.sync_if_due(start + 1_000).await.unwrap());
-        assert_eq!(log.durable_offset(), 2);
+        assert_eq!(log.durable_offset().get(), 2);
         assert!(
             !log.sync_if_due(start + 2_000).await.unwrap(),
             "nothing new to sync"

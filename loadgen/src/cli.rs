@@ -317,21 +317,7 @@ fn run_matrix(args: &MatrixArgs) -> Result<()> {
         args.brokers.clone()
     };
     if args.list {
-        for scenario in &scenarios {
-            println!("scenario {:<20} {}", scenario.name, scenario.description);
-        }
-        for layout in &layouts {
-            match ringtail_loadgen::layout::check_machine(layout.disk) {
-                Ok(()) => println!("layout   {:<20} available", layout.name),
-                Err(reason) => println!("layout   {:<20} skipped: {reason}", layout.name),
-            }
-        }
-        for broker in &brokers {
-            match ringtail_loadgen::broker_process::locate(*broker, None) {
-                Ok(path) => println!("broker   {:<20} {}", broker.name(), path.display()),
-                Err(error) => println!("broker   {:<20} {error}", broker.name()),
-            }
-        }
+        list_matrix(&scenarios, &layouts, &brokers);
         return Ok(());
     }
     let mut binaries = std::collections::BTreeMap::new();
@@ -364,6 +350,36 @@ fn run_matrix(args: &MatrixArgs) -> Result<()> {
         .with_context(|| format!("creating {}", args.results_dir.display()))?;
     let outcome = matrix::run_matrix(&options)?;
     bar.finish();
+    print_matrix_outcome(&outcome);
+    println!("results in {}", args.results_dir.display());
+    if outcome.failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} run(s) of the matrix failed", outcome.failed.len())
+    }
+}
+
+/// `matrix --list`: the scenarios, and whether each layout and broker is available here.
+fn list_matrix(scenarios: &[scenario::Scenario], layouts: &[Layout], brokers: &[BrokerKind]) {
+    for scenario in scenarios {
+        println!("scenario {:<20} {}", scenario.name, scenario.description);
+    }
+    for layout in layouts {
+        match ringtail_loadgen::layout::check_machine(layout.disk) {
+            Ok(()) => println!("layout   {:<20} available", layout.name),
+            Err(reason) => println!("layout   {:<20} skipped: {reason}", layout.name),
+        }
+    }
+    for broker in brokers {
+        match ringtail_loadgen::broker_process::locate(*broker, None) {
+            Ok(path) => println!("broker   {:<20} {}", broker.name(), path.display()),
+            Err(error) => println!("broker   {:<20} {error}", broker.name()),
+        }
+    }
+}
+
+/// One line per run of a matrix, then what was skipped and what failed.
+fn print_matrix_outcome(outcome: &matrix::MatrixOutcome) {
     for run in &outcome.runs {
         println!(
             "{:<20} {:<24} produce {:>8.1} MB/s p99 {:>8.2} ms | consume {:>8.1} MB/s e2e p99 {:>8.2} ms",
@@ -380,12 +396,6 @@ fn run_matrix(args: &MatrixArgs) -> Result<()> {
     }
     for failure in &outcome.failed {
         println!("FAILED {}: {}", failure.what, failure.reason);
-    }
-    println!("results in {}", args.results_dir.display());
-    if outcome.failed.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!("{} run(s) of the matrix failed", outcome.failed.len())
     }
 }
 

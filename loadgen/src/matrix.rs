@@ -130,101 +130,140 @@ pub fn run_matrix(options: &MatrixOptions<'_>) -> Result<MatrixOutcome, MatrixEr
                 });
                 continue;
             }
-            let mut max_msgs_per_s = None;
-            for scenario in &options.scenarios {
-                let label = format!("{}/{}", broker.name(), layout.name);
-                let what = format!("{}: {label}", scenario.name);
-                let rate = match scenario.rate_msgs_per_s(max_msgs_per_s) {
-                    Ok(rate) => rate,
-                    Err(reason) => {
-                        outcome.skipped.push(Skipped { what, reason });
-                        continue;
-                    }
-                };
-                let prepared = match layout::prepare(layout, &options.work_dir, options.disk_bytes)
-                {
-                    Ok(prepared) => prepared,
-                    Err(LayoutError::Skipped { reason }) => {
-                        outcome.skipped.push(Skipped {
-                            what: format!("layout {}", layout.name),
-                            reason: reason.to_string(),
-                        });
-                        break;
-                    }
-                    Err(error) => {
-                        outcome.failed.push(Skipped {
-                            what,
-                            reason: error.to_string(),
-                        });
-                        continue;
-                    }
-                };
-                let scenario_dir = options.results_dir.join(&scenario.name);
-                let stem = format!("{}-{}", broker.name(), layout.name);
-                let mut spec = BrokerSpec::new(
-                    *broker,
-                    binary.clone(),
-                    prepared.data_dirs(),
-                    scenario_dir.join("logs"),
-                );
-                match broker {
-                    BrokerKind::Ringtail => spec
-                        .extra_args
-                        .extend(scenario.ringtail_args.iter().cloned()),
-                    BrokerKind::Kafka => {
-                        spec.extra_args.extend(scenario.kafka_args.iter().cloned())
-                    }
-                    _ => {}
-                }
-                // Layout flags are Ringtail's (tansu takes them as they are); Kafka's layout is
-                // only where its log dir lives.
-                if *broker != BrokerKind::Kafka {
-                    spec.extra_args
-                        .extend(prepared.broker_args().iter().cloned());
-                }
-                // A failed run must not leave an earlier run's report looking current.
-                for suffix in [
-                    ".json",
-                    ".csv",
-                    ".md",
-                    "-latency.svg",
-                    "-throughput.svg",
-                    BROKER_CONFIG_SUFFIX,
-                ] {
-                    let _ = fs::remove_file(scenario_dir.join(format!("{stem}{suffix}")));
-                }
-                let result = run_one(options, scenario, &spec, rate, &label, &machine);
-                // Read before teardown: Kafka's effective properties live in its data dir.
-                let broker_config = broker_config_text(&spec);
-                if let Err(error) = prepared.teardown() {
-                    outcome.failed.push(Skipped {
-                        what: format!("tearing down {}", layout.name),
-                        reason: error.to_string(),
-                    });
-                }
-                match result {
-                    Ok(report) => {
-                        if scenario.name == MAX_PRODUCE {
-                            max_msgs_per_s = Some(report.produce.msgs_per_s);
-                        }
-                        output::write_run_files(&scenario_dir, &stem, &report)?;
-                        let config_path =
-                            scenario_dir.join(format!("{stem}{BROKER_CONFIG_SUFFIX}"));
-                        fs::write(&config_path, broker_config).map_err(io_error(&config_path))?;
-                        outcome.runs.push(MatrixRun {
-                            scenario: scenario.name.clone(),
-                            label,
-                            report,
-                        });
-                    }
-                    Err(reason) => outcome.failed.push(Skipped { what, reason }),
-                }
-            }
+            let target = Target {
+                layout,
+                broker: *broker,
+                binary: &binary,
+                machine: &machine,
+            };
+            run_scenarios(options, &target, &mut outcome)?;
         }
     }
     write_comparisons(options, &outcome)?;
     write_index(&options.results_dir, &outcome)?;
     Ok(outcome)
+}
+
+/// One broker on one layout: what every scenario of a matrix runs against.
+struct Target<'a> {
+    layout: &'a Layout,
+    broker: BrokerKind,
+    binary: &'a Path,
+    machine: &'a crate::report::Machine,
+}
+
+/// Runs the scenarios in order on `target`, each on a freshly prepared layout; stops when the
+/// layout cannot be prepared on this machine.
+fn run_scenarios(
+    options: &MatrixOptions<'_>,
+    target: &Target<'_>,
+    outcome: &mut MatrixOutcome,
+) -> Result<(), MatrixError> {
+    let (broker, layout) = (target.broker, target.layout);
+    let mut max_msgs_per_s = None;
+    for scenario in &options.scenarios {
+        let label = format!("{}/{}", broker.name(), layout.name);
+        let what = format!("{}: {label}", scenario.name);
+        let rate = match scenario.rate_msgs_per_s(max_msgs_per_s) {
+            Ok(rate) => rate,
+            Err(reason) => {
+                outcome.skipped.push(Skipped { what, reason });
+                continue;
+            }
+        };
+        let prepared = match layout::prepare(layout, &options.work_dir, options.disk_bytes) {
+            Ok(prepared) => prepared,
+            Err(LayoutError::Skipped { reason }) => {
+                outcome.skipped.push(Skipped {
+                    what: format!("layout {}", layout.name),
+                    reason: reason.to_string(),
+                });
+                return Ok(());
+            }
+            Err(error) => {
+                outcome.failed.push(Skipped {
+                    what,
+                    reason: error.to_string(),
+                });
+                continue;
+            }
+        };
+        let scenario_dir = options.results_dir.join(&scenario.name);
+        let stem = format!("{}-{}", broker.name(), layout.name);
+        let spec = broker_spec(target, scenario, &prepared, &scenario_dir);
+        remove_stale_files(&scenario_dir, &stem);
+        let result = run_one(options, scenario, &spec, rate, &label, target.machine);
+        // Read before teardown: Kafka's effective properties live in its data dir.
+        let broker_config = broker_config_text(&spec);
+        if let Err(error) = prepared.teardown() {
+            outcome.failed.push(Skipped {
+                what: format!("tearing down {}", layout.name),
+                reason: error.to_string(),
+            });
+        }
+        match result {
+            Ok(report) => {
+                if scenario.name == MAX_PRODUCE {
+                    max_msgs_per_s = Some(report.produce.msgs_per_s);
+                }
+                output::write_run_files(&scenario_dir, &stem, &report)?;
+                let config_path = scenario_dir.join(format!("{stem}{BROKER_CONFIG_SUFFIX}"));
+                fs::write(&config_path, broker_config).map_err(io_error(&config_path))?;
+                outcome.runs.push(MatrixRun {
+                    scenario: scenario.name.clone(),
+                    label,
+                    report,
+                });
+            }
+            Err(reason) => outcome.failed.push(Skipped { what, reason }),
+        }
+    }
+    Ok(())
+}
+
+/// How `target`'s broker starts for `scenario` on the prepared layout.
+fn broker_spec(
+    target: &Target<'_>,
+    scenario: &Scenario,
+    prepared: &layout::PreparedLayout,
+    scenario_dir: &Path,
+) -> BrokerSpec {
+    let broker = target.broker;
+    let mut spec = BrokerSpec::new(
+        broker,
+        target.binary.to_path_buf(),
+        prepared.data_dirs(),
+        scenario_dir.join("logs"),
+    );
+    match broker {
+        BrokerKind::Ringtail => spec
+            .extra_args
+            .extend(scenario.ringtail_args.iter().cloned()),
+        BrokerKind::Kafka => spec.extra_args.extend(scenario.kafka_args.iter().cloned()),
+        _ => {}
+    }
+    // Layout flags are Ringtail's (tansu takes them as they are); Kafka's layout is only where
+    // its log dir lives.
+    if broker != BrokerKind::Kafka {
+        spec.extra_args
+            .extend(prepared.broker_args().iter().cloned());
+    }
+    spec
+}
+
+/// Removes a run's earlier report files: a failed run must not leave an earlier run's report
+/// looking current.
+fn remove_stale_files(scenario_dir: &Path, stem: &str) {
+    for suffix in [
+        ".json",
+        ".csv",
+        ".md",
+        "-latency.svg",
+        "-throughput.svg",
+        BROKER_CONFIG_SUFFIX,
+    ] {
+        let _ = fs::remove_file(scenario_dir.join(format!("{stem}{suffix}")));
+    }
 }
 
 fn run_one(

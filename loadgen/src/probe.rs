@@ -73,9 +73,10 @@ fn encode_request() -> Vec<u8> {
     frame.extend_from_slice(&API_VERSIONS_KEY.to_be_bytes());
     frame.extend_from_slice(&0i16.to_be_bytes()); // version 0
     frame.extend_from_slice(&CORRELATION_ID.to_be_bytes());
-    frame.extend_from_slice(&(CLIENT_ID.len() as i16).to_be_bytes());
+    let client_id_len = i16::try_from(CLIENT_ID.len()).expect("a short constant client id");
+    frame.extend_from_slice(&client_id_len.to_be_bytes());
     frame.extend_from_slice(CLIENT_ID.as_bytes());
-    let size = (frame.len() - 4) as i32;
+    let size = i32::try_from(frame.len() - 4).expect("a request of a few dozen bytes");
     frame[..4].copy_from_slice(&size.to_be_bytes());
     frame
 }

@@ -466,7 +466,7 @@ fn wait_until_ready(
                     .flatten()
                     .map(|(_, count)| *count)
                     .sum::<usize>()
-                    == *partitions as usize
+                    == usize::try_from(*partitions).unwrap_or(0)
         });
         if ready {
             return Ok(());
@@ -520,7 +520,9 @@ fn spawn_producers(
                 start,
                 measure_start,
                 end,
-                producer_index: topic_index as u32 * workload.producers + producer,
+                producer_index: u32::try_from(topic_index).expect("topic indexes fit in u32")
+                    * workload.producers
+                    + producer,
             };
             let (clock, counters, payloads, stop) = (
                 *clock,

@@ -142,12 +142,17 @@ pub struct Workload {
 impl Workload {
     /// Total consumers over all topics and subscriptions.
     pub fn total_consumers(&self) -> u32 {
-        self.topics.len() as u32 * self.subscriptions * self.consumers_per_subscription
+        self.topic_count() * self.subscriptions * self.consumers_per_subscription
     }
 
     /// Total producers over all topics.
     pub fn total_producers(&self) -> u32 {
-        self.topics.len() as u32 * self.producers
+        self.topic_count() * self.producers
+    }
+
+    /// The number of topics; a workload names each of its topics, so far fewer than `u32::MAX`.
+    fn topic_count(&self) -> u32 {
+        u32::try_from(self.topics.len()).expect("a workload's topic count fits in u32")
     }
 }
 

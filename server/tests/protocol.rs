@@ -4,9 +4,9 @@
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -16,57 +16,8 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use ringtail_engine::batch::encode_uniform_batch;
 
-struct Broker {
-    child: Child,
-    port: u16,
-    metrics_port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_broker(extra: &[&str]) -> Broker {
-    let dir = tempfile::tempdir().unwrap();
-    let (port, metrics_port) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-listen",
-            &format!("127.0.0.1:{metrics_port}"),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--shards", "2"])
-        .args(extra)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "broker did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Broker {
-        child,
-        port,
-        metrics_port,
-        _dir: dir,
-    }
-}
+mod common;
+use common::{free_port, request_frame, spawn_on, start_broker, Broker};
 
 struct Client {
     stream: TcpStream,
@@ -104,19 +55,7 @@ impl Client {
         request: &Req,
     ) -> Resp {
         self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("protocol-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, api.request_header_version(version))
-            .unwrap();
-        request.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
+        let frame = request_frame(api, version, self.correlation_id, "protocol-test", request);
         self.send_raw(&frame);
         let mut response = self.read_frame().unwrap();
         let header =
@@ -243,7 +182,10 @@ fn produce_then_fetch_round_trips_and_record_bytes_are_spliced_not_copied() {
         )
         .unwrap();
         assert_eq!(
-            headers.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+            headers
+                .iter()
+                .map(|h| h.base_offset.get())
+                .collect::<Vec<_>>(),
             vec![0, 50, 100, 150]
         );
     }
@@ -437,24 +379,12 @@ fn topic_configs_are_described_altered_and_survive_a_restart() {
         ("none".to_string(), 4)
     );
     // Restart on the same data dir: the overrides are still there.
-    let data_dir = broker._dir.path().to_path_buf();
+    let data_dir = broker.dir.path().to_path_buf();
     let _ = Command::new("kill")
         .arg(broker.child.id().to_string())
         .status();
     let _ = broker.child.wait();
-    let port = broker.port;
-    broker.child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "broker did not restart");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    broker.child = spawn_on(broker.port, &data_dir);
     let mut client = Client::connect(&broker);
     assert_eq!(
         describe_topic_config(&mut client, "cfg", "retention.ms"),
@@ -469,7 +399,7 @@ fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
     let second = Command::new(env!("CARGO_BIN_EXE_ringtail"))
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
         .arg("--data-dir")
-        .arg(broker._dir.path())
+        .arg(broker.dir.path())
         .stderr(Stdio::piped())
         .output()
         .unwrap();

@@ -14,7 +14,6 @@ use crate::config::FlushPolicy;
 use crate::error::AppendError;
 use crate::ingest::{ingest, Ingested};
 use crate::producer::{ProducerBatch, ProducerStateTable, SequenceCheck, SequenceError};
-use crate::units::Offset;
 
 /// Bytes at the start of a batch that hold the broker-assigned fields (base offset, batch length,
 /// partition leader epoch); the rest of the batch is written from the producer's buffer.
@@ -92,7 +91,7 @@ impl PartitionLog {
             let mut position = 0usize;
             let mut iovecs = Vec::with_capacity(headers.len() * 2);
             for header in &mut headers {
-                header.base_offset = state.next_offset.get();
+                header.base_offset = state.next_offset;
                 header.partition_leader_epoch = leader_epoch;
                 // The broker's two fields lie in the first bytes, outside the CRC: write them into
                 // a small copy of those bytes and send the producer's rest as it is.
@@ -102,7 +101,7 @@ impl PartitionLog {
                 batch::set_partition_leader_epoch_in_prefix(&mut prefix, leader_epoch);
                 iovecs.push(Bytes::from(prefix));
                 iovecs.push(records.slice(position + PATCHED_PREFIX_BYTES..end));
-                state.next_offset = Offset::new(header.next_offset());
+                state.next_offset = header.next_offset();
                 state.producers.record(header);
                 position = end;
             }
@@ -138,7 +137,7 @@ impl PartitionLog {
                     FlushPolicy::EveryBatch => state.durable_offset,
                     FlushPolicy::None | FlushPolicy::IntervalMs(_) => state.high_watermark,
                 };
-                (end > Offset::new(duplicate.last_offset), end)
+                (end > duplicate.last_offset, end)
             };
             if reached {
                 return Ok(AppendOutcome {
@@ -151,8 +150,8 @@ impl PartitionLog {
                 });
             }
             // Woken by writes and by syncs; re-check what is reached each time.
-            let high_watermark = Offset::new(self.high_watermark());
-            self.wait_for_data_after(end.min(high_watermark)).await;
+            self.wait_for_data_after(end.min(self.high_watermark()))
+                .await;
         }
     }
 }

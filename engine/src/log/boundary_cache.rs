@@ -18,6 +18,14 @@ pub(crate) struct BatchBoundary {
     pub(crate) position: Position,
 }
 
+/// A cache lookup: the batch holding `offset` in the segment whose base is `segment_base`. Named
+/// fields for the same reason as [`BatchBoundary`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BoundaryKey {
+    pub(crate) segment_base: Offset,
+    pub(crate) offset: Offset,
+}
+
 /// The most recent [`BOUNDARY_CACHE_ENTRIES`] boundaries, oldest first.
 #[derive(Debug)]
 pub(crate) struct BoundaryCache {
@@ -38,12 +46,14 @@ impl BoundaryCache {
         self.boundaries.push_back(boundary);
     }
 
-    /// Where the batch holding `offset` starts in segment `segment_base`, if remembered.
-    pub(crate) fn position_of(&self, segment_base: Offset, offset: Offset) -> Option<Position> {
+    /// Where the batch holding `key.offset` starts in segment `key.segment_base`, if remembered.
+    pub(crate) fn position_of(&self, key: BoundaryKey) -> Option<Position> {
         self.boundaries
             .iter()
             .rev()
-            .find(|boundary| boundary.offset == offset && boundary.segment_base == segment_base)
+            .find(|boundary| {
+                boundary.offset == key.offset && boundary.segment_base == key.segment_base
+            })
             .map(|boundary| boundary.position)
     }
 

@@ -85,7 +85,7 @@ async fn recover_segments(
                 "recovered segment"
             );
         }
-        report.recovery.push((base_offset.get(), recovery));
+        report.recovery.push((base_offset, recovery));
         segments.push_back(segment);
     }
     if segments.is_empty() {

@@ -6,6 +6,7 @@
 //! - No slice reaches past the logical end of its segment as it was when planned.
 #![forbid(unsafe_code)]
 
+use super::boundary_cache::BoundaryKey;
 use super::state::PartitionLog;
 use super::types::{FileSlice, ReadPlan};
 use crate::error::ReadError;
@@ -29,15 +30,15 @@ impl PartitionLog {
         };
         if offset < log_start_offset || offset > high_watermark {
             return Err(ReadError::OffsetOutOfRange {
-                offset: offset.get(),
-                log_start_offset: log_start_offset.get(),
-                high_watermark: high_watermark.get(),
+                offset,
+                log_start_offset,
+                high_watermark,
             });
         }
         let mut plan = ReadPlan {
             slices: Vec::new(),
-            high_watermark: high_watermark.get(),
-            log_start_offset: log_start_offset.get(),
+            high_watermark,
+            log_start_offset,
         };
         let mut cursor = offset;
         let mut remaining = max_bytes;
@@ -129,7 +130,10 @@ impl PartitionLog {
             generation: segment.generation,
             resume_offset,
             walk_from: segment.walk_start_for_offset(cursor).0,
-            cached_start: state.boundaries.position_of(segment.base_offset, cursor),
+            cached_start: state.boundaries.position_of(BoundaryKey {
+                segment_base: segment.base_offset,
+                offset: cursor,
+            }),
         })
     }
 

@@ -22,7 +22,7 @@ impl PartitionLog {
             // A compact-only log keeps its data (the cleaner shrinks it); a running cleaning owns
             // the sealed segments until it is done.
             if !state.config.deletes() || state.cleaning {
-                outcome.log_start_offset = state.log_start_offset.get();
+                outcome.log_start_offset = state.log_start_offset;
                 return Ok(outcome);
             }
         }

@@ -16,7 +16,7 @@ impl PartitionLog {
     /// snapshots. Called at a roll (offset = new segment base) and at close (offset = end), when no
     /// append is in flight.
     pub(crate) async fn write_producer_snapshot(&self, offset: Offset) -> std::io::Result<()> {
-        let bytes = self.state.borrow().producers.encode_snapshot(offset.get());
+        let bytes = self.state.borrow().producers.encode_snapshot(offset);
         io::write_file_atomically(&self.dir.join(snapshot_file_name(offset)), bytes).await?;
         let (_, snapshots) = list_segments(&self.dir)
             .await
@@ -37,7 +37,7 @@ pub(super) async fn rebuild_producers(
     report: &OpenReport,
 ) -> ProducerStateTable {
     let mut table = ProducerStateTable::default();
-    let mut covered = i64::MIN;
+    let mut covered = Offset::new(i64::MIN);
     if let Some(offset) = snapshot_offsets
         .iter()
         .copied()

@@ -96,8 +96,8 @@ impl PartitionLog {
     }
 
     /// Offset after the last readable batch (Kafka's high watermark on a single replica).
-    pub fn high_watermark(&self) -> i64 {
-        self.state.borrow().high_watermark.get()
+    pub fn high_watermark(&self) -> Offset {
+        self.state.borrow().high_watermark
     }
 
     /// Resolves once the high watermark is beyond `offset` (at once if it already is): what a
@@ -126,12 +126,12 @@ impl PartitionLog {
     }
 
     /// Offset after the last batch known to be on disk (fdatasync'ed).
-    pub fn durable_offset(&self) -> i64 {
-        self.state.borrow().durable_offset.get()
+    pub fn durable_offset(&self) -> Offset {
+        self.state.borrow().durable_offset
     }
 
-    pub fn log_start_offset(&self) -> i64 {
-        self.state.borrow().log_start_offset.get()
+    pub fn log_start_offset(&self) -> Offset {
+        self.state.borrow().log_start_offset
     }
 
     /// Bytes of whole batches in all segments.
@@ -153,12 +153,12 @@ impl PartitionLog {
     }
 
     /// Base offsets of the segments, oldest first.
-    pub fn segment_base_offsets(&self) -> Vec<i64> {
+    pub fn segment_base_offsets(&self) -> Vec<Offset> {
         self.state
             .borrow()
             .segments
             .iter()
-            .map(|segment| segment.base_offset.get())
+            .map(|segment| segment.base_offset)
             .collect()
     }
 }

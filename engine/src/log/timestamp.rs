@@ -13,7 +13,7 @@ impl PartitionLog {
     pub async fn offset_for_timestamp(
         &self,
         timestamp: i64,
-    ) -> Result<Option<(i64, i64)>, ReadError> {
+    ) -> Result<Option<(Offset, i64)>, ReadError> {
         // Segments whose newest record is old enough, each with where the time index lets a
         // walk start; taken under one borrow, searched after it.
         let candidates: Vec<(SegmentFiles, Position, Position)> = {
@@ -30,7 +30,7 @@ impl PartitionLog {
         };
         for (files, walk_start, end) in candidates {
             if let Some(found) = first_at_or_after(&files, walk_start, end, timestamp).await? {
-                return Ok(Some((found.0.get(), found.1)));
+                return Ok(Some(found));
             }
         }
         Ok(None)
@@ -48,7 +48,7 @@ async fn first_at_or_after(
 ) -> Result<Option<(Offset, i64)>, ReadError> {
     let corrupt = |position: Position, reason: String| ReadError::Corrupt {
         path: files.log_path.clone(),
-        position: position.get(),
+        position,
         reason,
     };
     while position < end {
@@ -56,16 +56,14 @@ async fn first_at_or_after(
             segment::walk::read_range(&files.log, position, batch::HEADER_BYTES).await?;
         let header =
             batch::parse_header(&header_bytes).map_err(|err| corrupt(position, err.to_string()))?;
-        let header_length = i32::try_from(batch::HEADER_BYTES - batch::LOG_OVERHEAD_BYTES)
-            .expect("a header's length fits in i32");
-        if header.batch_length < header_length {
+        if header.batch_length < batch::BATCH_LENGTH_MIN {
             return Err(corrupt(
                 position,
                 format!("batch length {}", header.batch_length),
             ));
         }
         if header.max_timestamp >= timestamp {
-            let base_offset = Offset::new(header.base_offset);
+            let base_offset = header.base_offset;
             let whole =
                 segment::walk::read_range(&files.log, position, header.total_bytes()).await?;
             return Ok(Some(
@@ -77,7 +75,8 @@ async fn first_at_or_after(
                 },
             ));
         }
-        position = position.advanced_by(header.total_bytes() as u64);
+        position =
+            position.advanced_by(u64::try_from(header.total_bytes()).expect("usize fits in u64"));
     }
     Ok(None)
 }

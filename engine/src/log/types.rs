@@ -5,7 +5,7 @@ use compio::fs::File;
 
 use crate::error::AppendError;
 use crate::segment::recovery::RecoveryReport;
-use crate::units::Position;
+use crate::units::{Offset, Position};
 
 /// An append that has its offsets and waits for its durability point.
 pub type PendingAppendOutcome =
@@ -14,9 +14,9 @@ pub type PendingAppendOutcome =
 /// What an append produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
-    pub base_offset: i64,
-    pub last_offset: i64,
-    pub log_start_offset: i64,
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub log_start_offset: Offset,
     /// The time the broker stamped on the batches (`message.timestamp.type=LogAppendTime`), or
     /// -1 under CreateTime, as Produce responses carry it.
     pub log_append_time_ms: i64,
@@ -34,8 +34,8 @@ pub struct FileSlice {
 #[derive(Debug, Clone, Default)]
 pub struct ReadPlan {
     pub slices: Vec<FileSlice>,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
 }
 
 impl ReadPlan {
@@ -49,7 +49,7 @@ impl ReadPlan {
 pub struct RetentionOutcome {
     pub segments_deleted: usize,
     pub bytes_deleted: u64,
-    pub log_start_offset: i64,
+    pub log_start_offset: Offset,
 }
 
 /// Counters of one log, for metrics and tests.
@@ -71,5 +71,6 @@ pub struct OpenReport {
     pub segments: usize,
     /// Whether the previous run closed the log cleanly.
     pub clean_shutdown: bool,
-    pub recovery: Vec<(i64, RecoveryReport)>,
+    /// Each recovered segment's base offset with what recovery found in it.
+    pub recovery: Vec<(Offset, RecoveryReport)>,
 }

@@ -66,8 +66,10 @@ impl PartitionLog {
                 let outcome = AppendOutcome {
                     base_offset: batch_headers
                         .first()
-                        .map_or(-1, |header| header.base_offset),
-                    last_offset: batch_headers.last().map_or(-1, BatchHeader::last_offset),
+                        .map_or(Offset::new(-1), |header| header.base_offset),
+                    last_offset: batch_headers
+                        .last()
+                        .map_or(Offset::new(-1), BatchHeader::last_offset),
                     log_start_offset,
                     log_append_time_ms: batch_headers
                         .iter()
@@ -114,8 +116,9 @@ impl PartitionLog {
         let mut run_bytes = 0u64;
         for (buffer, batch_headers) in buffers.into_iter().zip(headers) {
             let incoming_bytes: u64 = buffer.iter().map(|iovec| iovec.len() as u64).sum();
-            let incoming_last_offset =
-                Offset::new(batch_headers.last().map_or(0, BatchHeader::last_offset));
+            let incoming_last_offset = batch_headers
+                .last()
+                .map_or(Offset::ZERO, BatchHeader::last_offset);
             let roll = {
                 let state = self.state.borrow();
                 state.active().should_roll(

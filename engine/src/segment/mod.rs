@@ -232,7 +232,7 @@ impl Segment {
     /// batch's: the writer and recovery both guarantee it, and a violation would corrupt lookups,
     /// so release builds check it too (two comparisons per batch).
     pub fn note_appended(&mut self, header: &BatchHeader, position: Position, config: &LogConfig) {
-        let base_offset = Offset::new(header.base_offset);
+        let base_offset = header.base_offset;
         assert_eq!(position, self.end(), "batches are contiguous");
         assert!(
             base_offset >= self.next_offset,
@@ -264,7 +264,7 @@ impl Segment {
         let total = header.total_bytes() as u64;
         self.bytes_since_index_entry += total;
         self.size_bytes = position.advanced_by(total).get();
-        self.next_offset = Offset::new(header.next_offset());
+        self.next_offset = header.next_offset();
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
     }
 

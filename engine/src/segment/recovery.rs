@@ -144,9 +144,7 @@ async fn load_indexes(
         let header = io::read_at_most(&segment.files.log, last.position.get(), LOG_OVERHEAD_BYTES)
             .await
             .map_err(OpenError::io(&segment.files.log_path))?;
-        if batch::peek_offset_and_length(&header).map(|(offset, _)| offset)
-            != Some(last.offset.get())
-        {
+        if batch::peek_offset_and_length(&header).map(|(offset, _)| offset) != Some(last.offset) {
             offset_index = OffsetIndex::new(segment.base_offset);
             consistent = false;
         }
@@ -212,8 +210,8 @@ async fn scan_tail(
             return Ok(position);
         };
         // Offsets only increase, and the index stores them relative to the segment as u32.
-        let relative_last = Offset::new(header.last_offset()).since(segment.base_offset);
-        let base_offset = Offset::new(header.base_offset);
+        let relative_last = header.last_offset().since(segment.base_offset);
+        let base_offset = header.base_offset;
         if base_offset < segment.next_offset || relative_last > i64::from(u32::MAX) {
             return Ok(position);
         }

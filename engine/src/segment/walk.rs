@@ -94,7 +94,7 @@ impl<'a> HeaderWalker<'a> {
             .expect("inside the window, which is in memory");
         let corrupt = |reason: &str| ReadError::Corrupt {
             path: self.path.to_path_buf(),
-            position: position.get(),
+            position,
             reason: reason.to_string(),
         };
         let bytes = self
@@ -103,14 +103,14 @@ impl<'a> HeaderWalker<'a> {
             .ok_or_else(|| corrupt("header past end of file"))?;
         let (base_offset, batch_length) =
             batch::peek_offset_and_length(bytes).ok_or_else(|| corrupt("short header"))?;
-        if batch_length < (batch::HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
+        if batch_length < batch::BATCH_LENGTH_MIN {
             return Err(corrupt("batch length below header size"));
         }
         let mut raw_delta = [0u8; 4];
         raw_delta.copy_from_slice(&bytes[batch::LAST_OFFSET_DELTA_OFFSET..WALK_HEADER_BYTES]);
         let last_offset_delta = i32::from_be_bytes(raw_delta);
         let total = LOG_OVERHEAD_BYTES as u64 + u64::try_from(batch_length).expect("checked above");
-        let next_offset = Offset::new(base_offset).plus(i64::from(last_offset_delta) + 1);
+        let next_offset = base_offset.plus(i64::from(last_offset_delta) + 1);
         Ok((next_offset, total))
     }
 }

@@ -7,6 +7,8 @@ use std::future::Future;
 use bytes::BytesMut;
 use ringtail_engine::batch::{self, ProducerSpec, RecordSpec};
 use ringtail_engine::{FlushPolicy, LogConfig};
+// Every test file works with offsets; `use common::*` brings the type along.
+pub use ringtail_engine::Offset;
 
 /// Runs a future on a fresh single-thread io_uring runtime, as a shard would.
 pub fn block_on<F: Future>(future: F) -> F::Output {
@@ -55,7 +57,7 @@ pub fn bytes_mut(bytes: &[u8]) -> BytesMut {
 /// What the log should hold for a batch appended at `base_offset` (offset and epoch written in).
 pub fn as_stored(original: &[u8], base_offset: i64, leader_epoch: i32) -> Vec<u8> {
     let mut stored = original.to_vec();
-    batch::set_base_offset(&mut stored, base_offset);
+    batch::set_base_offset(&mut stored, Offset::new(base_offset));
     batch::set_partition_leader_epoch(&mut stored, leader_epoch);
     stored
 }

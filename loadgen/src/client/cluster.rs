@@ -217,7 +217,9 @@ impl Cluster {
             .ok_or_else(|| ClientError::kafka(format!("listing offsets of {topic}"), 3))?;
         let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
         for (partition, leader) in layout.leaders.iter().enumerate() {
-            by_leader.entry(*leader).or_default().push(partition as i32);
+            let partition = i32::try_from(partition)
+                .expect("one leader per partition; Kafka counts partitions in an int32");
+            by_leader.entry(*leader).or_default().push(partition);
         }
         let mut offsets = BTreeMap::new();
         for (leader, partitions) in by_leader {

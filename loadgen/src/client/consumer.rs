@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId, FetchRequest};
 
 use super::batch::walk_batches;
@@ -133,15 +134,7 @@ pub fn run_consumer(
 ) -> Result<ConsumerTally, ClientError> {
     let mut cluster = Cluster::connect(&config.bootstrap)?;
     cluster.refresh(std::slice::from_ref(&config.topic))?;
-    let mut member = match &config.membership {
-        Membership::Assign(_) => None,
-        Membership::Group(group_id) => Some(GroupMember::join_new(
-            &config.bootstrap,
-            group_id,
-            &config.topic,
-            config.leaders.len() as i32,
-        )?),
-    };
+    let mut member = join_if_grouped(config)?;
     let mut positions = positions_for(config, &mut cluster, member.as_mut())?;
     let mark_ready = |generation: i32, positions: &BTreeMap<i32, i64>| {
         readiness.0.lock().expect("not poisoned")[readiness.1] =
@@ -173,14 +166,7 @@ pub fn run_consumer(
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
-        let mut by_leader: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for partition in positions.keys() {
-            by_leader
-                .entry(config.leaders[*partition as usize].as_str())
-                .or_default()
-                .push(*partition);
-        }
-        for (leader, partitions) in by_leader {
+        for (leader, partitions) in partitions_by_leader(config, &positions) {
             if !connections.contains_key(leader) {
                 connections.insert(leader.to_string(), Connection::connect(leader)?);
             }
@@ -201,6 +187,37 @@ pub fn run_consumer(
         member.leave()?;
     }
     Ok(tally)
+}
+
+/// The consumer's group membership, joined; `None` in assign mode.
+fn join_if_grouped(config: &ConsumerConfig) -> Result<Option<GroupMember>, ClientError> {
+    match &config.membership {
+        Membership::Assign(_) => Ok(None),
+        Membership::Group(group_id) => GroupMember::join_new(
+            &config.bootstrap,
+            group_id,
+            &config.topic,
+            i32::try_from(config.leaders.len())
+                .expect("one leader per partition; Kafka counts partitions in an int32"),
+        )
+        .map(Some),
+    }
+}
+
+/// The partitions the consumer holds, grouped by their leader's address.
+fn partitions_by_leader<'a>(
+    config: &'a ConsumerConfig,
+    positions: &BTreeMap<i32, i64>,
+) -> BTreeMap<&'a str, Vec<i32>> {
+    let mut by_leader: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for &partition in positions.keys() {
+        let index = usize::try_from(partition).expect("partition indexes are not negative");
+        by_leader
+            .entry(config.leaders[index].as_str())
+            .or_default()
+            .push(partition);
+    }
+    by_leader
 }
 
 /// Starting positions: committed offsets in a group, else the log end or start.
@@ -241,26 +258,7 @@ fn fetch_once(
     counters: &Counters,
     tally: &mut ConsumerTally,
 ) -> Result<(), ClientError> {
-    let request = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(config.max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(config.fetch_max_bytes)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(&config.topic))
-            .with_partitions(
-                partitions
-                    .iter()
-                    .map(|partition| {
-                        FetchPartition::default()
-                            .with_partition(*partition)
-                            .with_fetch_offset(positions[partition])
-                            .with_partition_max_bytes(config.partition_max_bytes)
-                    })
-                    .collect(),
-            )]);
-    let response = connection.call(&request)?;
+    let response = connection.call(&fetch_request(config, partitions, positions))?;
     if response.error_code != 0 {
         return Err(ClientError::kafka("Fetch", response.error_code));
     }
@@ -269,24 +267,7 @@ fn fetch_once(
         .into_iter()
         .flat_map(|topic| topic.partitions)
     {
-        match partition.error_code {
-            0 => {}
-            OFFSET_OUT_OF_RANGE => {
-                return Err(ClientError::kafka(
-                    format!(
-                        "fetching {}-{} at {}",
-                        config.topic,
-                        partition.partition_index,
-                        positions
-                            .get(&partition.partition_index)
-                            .copied()
-                            .unwrap_or(-1)
-                    ),
-                    OFFSET_OUT_OF_RANGE,
-                ))
-            }
-            code => return Err(ClientError::kafka("Fetch", code)),
-        }
+        check_partition_error(config, &partition, positions)?;
         let Some(records) = partition.records else {
             continue;
         };
@@ -317,4 +298,56 @@ fn fetch_once(
         }
     }
     Ok(())
+}
+
+/// A Fetch of `partitions` from their current positions.
+fn fetch_request(
+    config: &ConsumerConfig,
+    partitions: &[i32],
+    positions: &BTreeMap<i32, i64>,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(config.max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(config.fetch_max_bytes)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(&config.topic))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|partition| {
+                        FetchPartition::default()
+                            .with_partition(*partition)
+                            .with_fetch_offset(positions[partition])
+                            .with_partition_max_bytes(config.partition_max_bytes)
+                    })
+                    .collect(),
+            )])
+}
+
+/// A partition's error in a Fetch response as the run's error (the position is named when it
+/// is out of range).
+fn check_partition_error(
+    config: &ConsumerConfig,
+    partition: &PartitionData,
+    positions: &BTreeMap<i32, i64>,
+) -> Result<(), ClientError> {
+    match partition.error_code {
+        0 => Ok(()),
+        OFFSET_OUT_OF_RANGE => Err(ClientError::kafka(
+            format!(
+                "fetching {}-{} at {}",
+                config.topic,
+                partition.partition_index,
+                positions
+                    .get(&partition.partition_index)
+                    .copied()
+                    .unwrap_or(-1)
+            ),
+            OFFSET_OUT_OF_RANGE,
+        )),
+        code => Err(ClientError::kafka("Fetch", code)),
+    }
 }

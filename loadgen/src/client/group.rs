@@ -17,8 +17,8 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ConsumerProtocolAssignment, ConsumerProtocolSubscription, FindCoordinatorRequest, GroupId,
-    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
-    SyncGroupRequest,
+    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetFetchRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -151,33 +151,7 @@ impl GroupMember {
             }
             self.member_id = response.member_id.to_string();
             self.generation_id = response.generation_id;
-            let assignments = if response.leader == response.member_id {
-                let members: Vec<String> = response
-                    .members
-                    .iter()
-                    .map(|member| member.member_id.to_string())
-                    .collect();
-                range_assignment(&members, self.partitions)
-                    .into_iter()
-                    .map(|(member, partitions)| {
-                        Ok(SyncGroupRequestAssignment::default()
-                            .with_member_id(StrBytes::from_string(member))
-                            .with_assignment(encode_assignment(&self.topic, partitions)?))
-                    })
-                    .collect::<Result<Vec<_>, ClientError>>()?
-            } else {
-                Vec::new()
-            };
-            let mut sync = SyncGroupRequest::default()
-                .with_group_id(GroupId(StrBytes::from_string(self.group_id.clone())))
-                .with_generation_id(self.generation_id)
-                .with_member_id(StrBytes::from_string(self.member_id.clone()))
-                .with_assignments(assignments);
-            if self.coordinator.version_of::<SyncGroupRequest>()? >= 5 {
-                sync = sync
-                    .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-                    .with_protocol_name(Some(StrBytes::from_static_str(ASSIGNOR)));
-            }
+            let sync = self.sync_request(&response)?;
             let synced = self.coordinator.call(&sync)?;
             match synced.error_code {
                 0 => {
@@ -196,6 +170,39 @@ impl GroupMember {
         }
     }
 
+    /// The SyncGroup that follows a successful join: the leader sends every member's range
+    /// assignment, the others none.
+    fn sync_request(&self, joined: &JoinGroupResponse) -> Result<SyncGroupRequest, ClientError> {
+        let assignments = if joined.leader == joined.member_id {
+            let members: Vec<String> = joined
+                .members
+                .iter()
+                .map(|member| member.member_id.to_string())
+                .collect();
+            range_assignment(&members, self.partitions)
+                .into_iter()
+                .map(|(member, partitions)| {
+                    Ok(SyncGroupRequestAssignment::default()
+                        .with_member_id(StrBytes::from_string(member))
+                        .with_assignment(encode_assignment(&self.topic, partitions)?))
+                })
+                .collect::<Result<Vec<_>, ClientError>>()?
+        } else {
+            Vec::new()
+        };
+        let sync = SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(self.group_id.clone())))
+            .with_generation_id(self.generation_id)
+            .with_member_id(StrBytes::from_string(self.member_id.clone()))
+            .with_assignments(assignments);
+        Ok(if self.coordinator.version_of::<SyncGroupRequest>()? >= 5 {
+            sync.with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+                .with_protocol_name(Some(StrBytes::from_static_str(ASSIGNOR)))
+        } else {
+            sync
+        })
+    }
+
     fn join_request(&self) -> Result<JoinGroupRequest, ClientError> {
         let mut metadata = BytesMut::new();
         metadata.put_i16(0);
@@ -205,7 +212,9 @@ impl GroupMember {
             .map_err(ClientError::codec)?;
         Ok(JoinGroupRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(self.group_id.clone())))
-            .with_session_timeout_ms(SESSION_TIMEOUT.as_millis() as i32)
+            .with_session_timeout_ms(
+                i32::try_from(SESSION_TIMEOUT.as_millis()).expect("a session timeout of seconds"),
+            )
             .with_rebalance_timeout_ms(30_000)
             .with_member_id(StrBytes::from_string(self.member_id.clone()))
             .with_protocol_type(StrBytes::from_static_str("consumer"))
@@ -329,14 +338,14 @@ impl GroupMember {
 pub fn range_assignment(members: &[String], partitions: i32) -> BTreeMap<String, Vec<i32>> {
     let mut sorted: Vec<&String> = members.iter().collect();
     sorted.sort();
-    let count = sorted.len().max(1) as i32;
+    let count = i32::try_from(sorted.len().max(1)).unwrap_or(i32::MAX);
     let (share, extra) = (partitions / count, partitions % count);
     let mut next = 0;
     sorted
         .into_iter()
         .enumerate()
         .map(|(index, member)| {
-            let len = share + i32::from((index as i32) < extra);
+            let len = share + i32::from(i32::try_from(index).is_ok_and(|index| index < extra));
             let assigned = (next..next + len).collect();
             next += len;
             (member.clone(), assigned)

@@ -326,7 +326,10 @@ impl<'a> Generator<'a> {
             &stamp(unix_us)[..stamp_bytes],
             &value[stamp_bytes..],
         );
-        open.records.push((from, value.len() as u32));
+        open.records.push((
+            from,
+            u32::try_from(value.len()).expect("values are at most max_bytes of the workload"),
+        ));
         open.first_at.get_or_insert(from);
         self.index += 1;
         partition
@@ -418,11 +421,34 @@ struct Outbox<'a> {
     tally: ProducerTally,
 }
 
-impl Outbox<'_> {
-    /// Sends the non-empty batches of `partitions`, one request per leader.
+/// A finished batch with its record bytes, as a request carries it.
+type ReadyBatch = (SentBatch, Bytes);
+
+impl<'a> Outbox<'a> {
+    /// Sends the non-empty batches of `partitions`, one request per leader (more when a leader's
+    /// batches exceed [`REQUEST_BYTES_MAX`]).
     fn send(&mut self, partitions: &[usize]) -> Result<(), ClientError> {
         let config = self.config;
-        let mut by_leader: BTreeMap<&str, Vec<(SentBatch, Bytes)>> = BTreeMap::new();
+        let by_leader = self.finish_batches(partitions)?;
+        for (leader, batches) in split_requests(by_leader) {
+            if !self.links.contains_key(leader) {
+                let link = open_link(config, leader, &self.accounting)?;
+                self.links.insert(leader.to_string(), link);
+            }
+            let request = produce_request(config, &batches);
+            let batches: Vec<SentBatch> = batches.into_iter().map(|(sent, _)| sent).collect();
+            self.send_request(leader, &request, batches)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the open batches of `partitions` that hold records, grouped by leader.
+    fn finish_batches(
+        &mut self,
+        partitions: &[usize],
+    ) -> Result<BTreeMap<&'a str, Vec<ReadyBatch>>, ClientError> {
+        let config: &'a ProducerConfig = self.config;
+        let mut by_leader: BTreeMap<&'a str, Vec<ReadyBatch>> = BTreeMap::new();
         for &partition in partitions {
             let open = &mut self.open[partition];
             if open.builder.is_empty() {
@@ -432,7 +458,8 @@ impl Outbox<'_> {
             let records = open.builder.finish(config.compression)?;
             open.first_at = None;
             let sent = SentBatch {
-                partition: partition as i32,
+                partition: i32::try_from(partition)
+                    .expect("partition indexes come from an i32 count"),
                 value_bytes,
                 records: std::mem::take(&mut open.records),
             };
@@ -441,72 +468,85 @@ impl Outbox<'_> {
                 .or_default()
                 .push((sent, records));
         }
-        // Split each leader's batches into requests of at most REQUEST_BYTES_MAX (brokers refuse
-        // larger frames: Kafka's socket.request.max.bytes is 100 MiB), one batch at least.
-        let mut requests: Vec<(&str, Vec<(SentBatch, Bytes)>)> = Vec::new();
-        for (leader, batches) in by_leader {
-            let mut request_bytes = 0;
-            for batch in batches {
-                let fits = request_bytes + batch.1.len() <= REQUEST_BYTES_MAX;
-                match requests.last_mut() {
-                    Some((last_leader, open)) if *last_leader == leader && fits => {
-                        request_bytes += batch.1.len();
-                        open.push(batch);
-                    }
-                    _ => {
-                        request_bytes = batch.1.len();
-                        requests.push((leader, vec![batch]));
-                    }
-                }
+        Ok(by_leader)
+    }
+
+    /// Sends one request on the leader's link: with acks, through the in-flight queue its
+    /// receiver answers from; with acks=0, counted as acknowledged once written.
+    fn send_request(
+        &mut self,
+        leader: &str,
+        request: &ProduceRequest,
+        batches: Vec<SentBatch>,
+    ) -> Result<(), ClientError> {
+        let link = self.links.get_mut(leader).expect("opened by the caller");
+        match &link.in_flight {
+            Some(in_flight) => {
+                // Encode first (an encoding error must not leave a receiver waiting for an
+                // answer), then reserve the in-flight slot, which blocks while
+                // max_in_flight requests are out, then write.
+                let correlation_id = link.sender.next_correlation_id();
+                let frame = encode_request(request, link.version, correlation_id)?;
+                in_flight
+                    .send(InFlight {
+                        correlation_id,
+                        batches,
+                    })
+                    .map_err(|_| ClientError::Protocol("producer receiver stopped".into()))?;
+                link.sender.write_frame(&frame)?;
             }
-        }
-        for (leader, batches) in requests {
-            if !self.links.contains_key(leader) {
-                let link = open_link(config, leader, &self.accounting)?;
-                self.links.insert(leader.to_string(), link);
-            }
-            let link = self.links.get_mut(leader).expect("inserted above");
-            let request = ProduceRequest::default()
-                .with_acks(config.acks.wire_value())
-                .with_timeout_ms(30_000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(topic_name(&config.topic))
-                    .with_partition_data(
-                        batches
-                            .iter()
-                            .map(|(sent, records)| {
-                                PartitionProduceData::default()
-                                    .with_index(sent.partition)
-                                    .with_records(Some(records.clone()))
-                            })
-                            .collect(),
-                    )]);
-            let batches: Vec<SentBatch> = batches.into_iter().map(|(sent, _)| sent).collect();
-            match &link.in_flight {
-                Some(in_flight) => {
-                    // Encode first (an encoding error must not leave a receiver waiting for an
-                    // answer), then reserve the in-flight slot, which blocks while
-                    // max_in_flight requests are out, then write.
-                    let correlation_id = link.sender.next_correlation_id();
-                    let frame = encode_request(&request, link.version, correlation_id)?;
-                    in_flight
-                        .send(InFlight {
-                            correlation_id,
-                            batches,
-                        })
-                        .map_err(|_| ClientError::Protocol("producer receiver stopped".into()))?;
-                    link.sender.write_frame(&frame)?;
-                }
-                None => {
-                    link.sender.send(&request, link.version)?;
-                    for batch in &batches {
-                        self.accounting.acknowledged(&mut self.tally, batch);
-                    }
+            None => {
+                link.sender.send(request, link.version)?;
+                for batch in &batches {
+                    self.accounting.acknowledged(&mut self.tally, batch);
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Splits each leader's batches into requests of at most [`REQUEST_BYTES_MAX`] record bytes
+/// (brokers refuse larger frames: Kafka's socket.request.max.bytes is 100 MiB), one batch at
+/// least.
+fn split_requests(by_leader: BTreeMap<&str, Vec<ReadyBatch>>) -> Vec<(&str, Vec<ReadyBatch>)> {
+    let mut requests: Vec<(&str, Vec<ReadyBatch>)> = Vec::new();
+    for (leader, batches) in by_leader {
+        let mut request_bytes = 0;
+        for batch in batches {
+            let fits = request_bytes + batch.1.len() <= REQUEST_BYTES_MAX;
+            match requests.last_mut() {
+                Some((last_leader, open)) if *last_leader == leader && fits => {
+                    request_bytes += batch.1.len();
+                    open.push(batch);
+                }
+                _ => {
+                    request_bytes = batch.1.len();
+                    requests.push((leader, vec![batch]));
+                }
+            }
+        }
+    }
+    requests
+}
+
+/// The Produce request carrying `batches` to the configured topic.
+fn produce_request(config: &ProducerConfig, batches: &[ReadyBatch]) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(config.acks.wire_value())
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(&config.topic))
+            .with_partition_data(
+                batches
+                    .iter()
+                    .map(|(sent, records)| {
+                        PartitionProduceData::default()
+                            .with_index(sent.partition)
+                            .with_records(Some(records.clone()))
+                    })
+                    .collect(),
+            )])
 }
 
 fn open_link(

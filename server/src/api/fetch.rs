@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::future::{select, select_all, Either};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::FetchRequest;
-use ringtail_engine::{FileSlice, ReadError, ReadPlan};
+use ringtail_engine::{FileSlice, Offset, ReadError, ReadPlan};
 
 use super::fetch_response::{
     encode_fetch_response, FetchPartitionOut, FetchResponseOut, FetchTopicOut,
@@ -23,6 +23,9 @@ use super::fetch_response::{
 use super::{code, FetchFrame, RequestContext, RequestError, Response};
 use crate::metadata::TopicInfo;
 use crate::shard::ShardContext;
+
+/// Kafka's "no offset" (-1), in a failed partition's high watermark and log start offset.
+const NO_OFFSET: Offset = Offset::new(-1);
 
 /// Longest long-poll we honour, whatever the client asks.
 const MAX_WAIT_MS_CAP: u64 = 60_000;
@@ -89,7 +92,7 @@ pub async fn handle(
         let seen: Vec<i64> = wanted
             .iter()
             .zip(&reads)
-            .map(|(item, read)| item.fetch_offset.max(read.plan.high_watermark))
+            .map(|(item, read)| item.fetch_offset.max(read.plan.high_watermark.get()))
             .collect();
         wait_for_any(context, &wanted, &seen, deadline).await;
     };
@@ -141,8 +144,8 @@ async fn read_partition(
     let failed = |error| PartitionRead {
         error: Some(error),
         plan: ReadPlan {
-            high_watermark: -1,
-            log_start_offset: -1,
+            high_watermark: NO_OFFSET,
+            log_start_offset: NO_OFFSET,
             ..ReadPlan::default()
         },
     };
@@ -159,7 +162,7 @@ async fn read_partition(
         .on_owner(&name, partition, move |owner| async move {
             let log = match owner.partition_log(&info, partition).await {
                 Ok(log) => log,
-                Err(_) => return Err((ResponseError::KafkaStorageError, -1, -1)),
+                Err(_) => return Err((ResponseError::KafkaStorageError, NO_OFFSET, NO_OFFSET)),
             };
             match log.read(offset, limit, min_one_batch && limit > 0).await {
                 Ok(plan) => Ok(plan),
@@ -174,7 +177,7 @@ async fn read_partition(
                 )),
                 Err(err) => {
                     tracing::error!(topic = %info.name, partition, %err, "read failed");
-                    Err((ResponseError::KafkaStorageError, -1, -1))
+                    Err((ResponseError::KafkaStorageError, NO_OFFSET, NO_OFFSET))
                 }
             }
         })
@@ -254,9 +257,9 @@ fn respond(
         topics[item.topic_index].partitions.push(FetchPartitionOut {
             partition_index: item.partition,
             error_code: read.error.map_or(0, code),
-            high_watermark: plan.high_watermark,
-            last_stable_offset: plan.high_watermark,
-            log_start_offset: plan.log_start_offset,
+            high_watermark: plan.high_watermark.get(),
+            last_stable_offset: plan.high_watermark.get(),
+            log_start_offset: plan.log_start_offset.get(),
             records_bytes: plan.total_bytes(),
         });
         records[item.topic_index].push(plan.slices);

@@ -58,7 +58,7 @@ pub async fn handle(
                     .await;
                 match found {
                     Ok(Ok(Some((offset, timestamp)))) => {
-                        let response = response.with_offset(offset).with_timestamp(timestamp);
+                        let response = response.with_offset(offset.get()).with_timestamp(timestamp);
                         // Fields a version lacks must stay at their defaults or encoding fails.
                         if version >= 4 {
                             response.with_leader_epoch(0)

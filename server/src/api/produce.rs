@@ -116,13 +116,13 @@ async fn append_partition(
         .await;
     match appended {
         Ok(Ok(outcome)) if version >= 5 => response
-            .with_base_offset(outcome.base_offset)
+            .with_base_offset(outcome.base_offset.get())
             .with_log_append_time_ms(outcome.log_append_time_ms)
-            .with_log_start_offset(outcome.log_start_offset),
+            .with_log_start_offset(outcome.log_start_offset.get()),
         Ok(Ok(outcome)) if version >= 2 => response
-            .with_base_offset(outcome.base_offset)
+            .with_base_offset(outcome.base_offset.get())
             .with_log_append_time_ms(outcome.log_append_time_ms),
-        Ok(Ok(outcome)) => response.with_base_offset(outcome.base_offset),
+        Ok(Ok(outcome)) => response.with_base_offset(outcome.base_offset.get()),
         Ok(Err(err)) => {
             tracing::debug!(topic = %name, partition, %err, "produce refused");
             let response = response.with_error_code(code(error_for(&err)));

@@ -107,22 +107,10 @@ impl Coordinator {
         for effect in effects {
             match effect {
                 Effect::Join(member, response) => {
-                    if let Some(waiter) = self
-                        .join_waiters
-                        .borrow_mut()
-                        .remove(&(group_id.to_string(), member))
-                    {
-                        let _ = waiter.send(response);
-                    }
+                    answer_waiter(&self.join_waiters, group_id, member, response)
                 }
                 Effect::Sync(member, response) => {
-                    if let Some(waiter) = self
-                        .sync_waiters
-                        .borrow_mut()
-                        .remove(&(group_id.to_string(), member))
-                    {
-                        let _ = waiter.send(response);
-                    }
+                    answer_waiter(&self.sync_waiters, group_id, member, response)
                 }
             }
         }
@@ -493,6 +481,18 @@ impl Coordinator {
                 })
                 .unwrap_or_default(),
         }
+    }
+}
+
+/// Answers the waiter of `member` in `group_id`, if it still waits (it may have timed out).
+fn answer_waiter<T>(
+    waiters: &RefCell<HashMap<(String, String), oneshot::Sender<T>>>,
+    group_id: &str,
+    member: String,
+    response: T,
+) {
+    if let Some(waiter) = waiters.borrow_mut().remove(&(group_id.to_string(), member)) {
+        let _ = waiter.send(response);
     }
 }
 

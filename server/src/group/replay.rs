@@ -54,7 +54,7 @@ impl Coordinator {
                     ringtail_engine::batch::parse_header(&bytes[position..]).map_err(|err| {
                         ringtail_engine::ReadError::Corrupt {
                             path: coordinator.log.dir().to_path_buf(),
-                            position: position as u64,
+                            position: ringtail_engine::Position::new(position as u64),
                             reason: err.to_string(),
                         }
                     })?;

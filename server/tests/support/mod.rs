@@ -1,54 +1,21 @@
-//! The harness of the admin protocol tests: the real `ringtail` binary on a free loopback port
-//! with its own data dir, and a blocking client that sends `kafka-protocol` requests.
-#![allow(dead_code)] // Each test file uses its own part of the harness.
+//! The admin tests' client: a blocking connection to a broker of `common` that sends
+//! `kafka-protocol` requests, with helpers for the requests every admin test needs.
+#![forbid(unsafe_code)]
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-pub struct Broker {
-    pub child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn start_broker(extra: &[&str]) -> Broker {
-    let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", "2"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(extra)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "broker did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Broker { child, port, dir }
-}
+use crate::common::{request_frame, Broker};
 
 pub struct Client {
     stream: TcpStream,
@@ -82,19 +49,7 @@ impl Client {
         request: &Req,
     ) -> Resp {
         self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("admin-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, api.request_header_version(version))
-            .unwrap();
-        request.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
+        let frame = request_frame(api, version, self.correlation_id, "admin-test", request);
         self.stream.write_all(&frame).unwrap();
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).unwrap();

@@ -1,0 +1,116 @@
+//! Helpers shared by the broker's integration tests: a `ringtail` child process on free loopback
+//! ports with its own temporary data dir, killed when dropped.
+#![forbid(unsafe_code)]
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+/// A size-prefixed Kafka request frame: header (with `client_id`) and body at `version`.
+pub fn request_frame<Req: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &'static str,
+    request: &Req,
+) -> BytesMut {
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(client_id)));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, api.request_header_version(version))
+        .unwrap();
+    request.encode(&mut body, version).unwrap();
+    let mut frame = BytesMut::new();
+    frame.put_i32(i32::try_from(body.len()).unwrap());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// How long a broker may take to listen after it is spawned.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running broker; killed (and its data dir removed) on drop.
+pub struct Broker {
+    pub child: Child,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port no one listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `ringtail` with 2 shards, a metrics listener and a fresh data dir, plus `extra` flags;
+/// returns once it accepts connections.
+pub fn start_broker(extra: &[&str]) -> Broker {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics_port}"),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--shards", "2"])
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_listening(port, "broker did not start");
+    Broker {
+        child,
+        port,
+        metrics_port,
+        dir,
+    }
+}
+
+/// Spawns `ringtail` on `port` and `data_dir` (a restart) and returns once it listens.
+pub fn spawn_on(port: u16, data_dir: &Path) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_listening(port, "broker did not restart");
+    child
+}
+
+/// Polls until something accepts connections on `port`; fails the test with `failure` after
+/// [`START_TIMEOUT`].
+pub fn wait_until_listening(port: u16, failure: &str) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{failure}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
