@@ -355,9 +355,22 @@ pub fn first_record_at_or_after(batch: &[u8], target_timestamp: i64) -> Option<(
     if header.compression().ok()? != Compression::None || header.total_bytes() > batch.len() {
         return None;
     }
-    let mut position = HEADER_BYTES;
+    // `get`: a header from the network or disk may claim a length below its own size.
+    let area = batch.get(HEADER_BYTES..header.total_bytes())?;
+    first_record_in_area(area, &header, target_timestamp)
+}
+
+/// The same search over a batch's record area already decompressed (`area`), with the batch's
+/// `header`: its offset delta and timestamp. `None` when no record qualifies or the area is
+/// malformed.
+pub fn first_record_in_area(
+    area: &[u8],
+    header: &BatchHeader,
+    target_timestamp: i64,
+) -> Option<(i32, i64)> {
+    let mut position = 0;
     for _ in 0..header.record_count {
-        let rest = batch.get(position..header.total_bytes())?;
+        let rest = area.get(position..)?;
         let (record_length, length_bytes) = read_varlong(rest)?;
         let body = rest.get(length_bytes..length_bytes + usize::try_from(record_length).ok()?)?;
         // body: attributes (i8), timestampDelta (varlong), offsetDelta (varint), …

@@ -36,7 +36,10 @@ pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{
     AppendError, BatchError, CompactionError, CompressionError, ConfigError, OpenError, ReadError,
 };
-pub use log::{AppendOutcome, FileSlice, LogStats, PartitionLog, ReadPlan, RetentionOutcome};
+pub use log::{
+    AppendOutcome, DeleteRecordsError, FileSlice, LogStats, PartitionLog, ReadPlan,
+    RetentionOutcome,
+};
 pub use registry::{TopicMeta, TopicRegistry};
 pub use shard::{partition_owner, shard_runtime, Shard, ShardId, TopicPartition};
 pub use units::{Offset, PartitionIndex, Position};

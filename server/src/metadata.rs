@@ -31,14 +31,22 @@ impl TopicInfo {
 
 /// Shared, read-mostly view of all topics.
 pub struct Metadata {
-    topics: RwLock<HashMap<String, Arc<TopicInfo>>>,
+    topics: RwLock<TopicMaps>,
     log_defaults: LogConfig,
+}
+
+/// The topics by name and by id (KIP-516: Fetch v13+ and Produce v13 name topics by id), swapped
+/// together under one lock so the two never disagree.
+#[derive(Default)]
+struct TopicMaps {
+    by_name: HashMap<String, Arc<TopicInfo>>,
+    by_id: HashMap<Uuid, Arc<TopicInfo>>,
 }
 
 impl Metadata {
     pub fn new(log_defaults: LogConfig) -> Self {
         Self {
-            topics: RwLock::new(HashMap::new()),
+            topics: RwLock::new(TopicMaps::default()),
             log_defaults,
         }
     }
@@ -52,6 +60,7 @@ impl Metadata {
         self.topics
             .read()
             .expect("metadata lock")
+            .by_name
             .get(name)
             .cloned()
     }
@@ -60,8 +69,8 @@ impl Metadata {
         self.topics
             .read()
             .expect("metadata lock")
-            .values()
-            .find(|topic| topic.topic_id == topic_id)
+            .by_id
+            .get(&topic_id)
             .cloned()
     }
 
@@ -71,6 +80,7 @@ impl Metadata {
             .topics
             .read()
             .expect("metadata lock")
+            .by_name
             .values()
             .cloned()
             .collect();
@@ -91,9 +101,11 @@ impl Metadata {
 
     /// Replaces the view with the registry's contents (after shard 0 saved a change).
     pub fn publish(&self, registry: &TopicRegistry) -> Result<(), ConfigError> {
-        let mut fresh = HashMap::with_capacity(registry.len());
+        let mut fresh = TopicMaps::default();
         for meta in registry.topics() {
-            fresh.insert(meta.name.clone(), Arc::new(self.info_for(meta)?));
+            let info = Arc::new(self.info_for(meta)?);
+            fresh.by_id.insert(info.topic_id, Arc::clone(&info));
+            fresh.by_name.insert(meta.name.clone(), info);
         }
         *self.topics.write().expect("metadata lock") = fresh;
         Ok(())

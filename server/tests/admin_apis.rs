@@ -2,14 +2,14 @@
 //! DescribeTopicPartitions with its cursor, ElectLeaders, partition reassignments,
 //! ListConfigResources, DescribeProducers, GetTelemetrySubscriptions, ApiVersions features.
 
+mod admin_client;
 mod common;
-mod support;
 
+use admin_client::{name, now_ms, topic_name, Client};
 use common::start_broker;
 use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
 use kafka_protocol::messages::*;
 use ringtail_engine::batch::{encode_batch, ProducerSpec, RecordSpec};
-use support::{name, now_ms, topic_name, Client};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const INVALID_REQUEST: i16 = 42;

@@ -2,15 +2,15 @@
 //! SUBTRACT, the legacy AlterConfigs, the BROKER resource, and the configs that change what is
 //! stored (LogAppendTime, timestamp bounds, compression.type).
 
+mod admin_client;
 mod common;
-mod support;
 
+use admin_client::{name, now_ms, Client};
 use common::start_broker;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
 use kafka_protocol::messages::*;
 use ringtail_engine::batch::{encode_uniform_batch, validate_all, Compression, Strictness};
 use ringtail_engine::cleaner::decode_batch;
-use support::{name, now_ms, Client};
 
 const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;

@@ -217,26 +217,26 @@ func TestFranzAdminBasics(t *testing.T) {
 	if n := len(ends["franz-admin"]); n != 4 {
 		t.Fatalf("end offsets of %d partitions, want 4", n)
 	}
-	// DeleteRecords is not implemented (docs/COMPATIBILITY.md): franz-go must say the broker does
-	// not support it, promptly, rather than hang.
+	// DeleteRecords moves the partition's log start offset: franz-go's admin sees the new low
+	// watermark, and ListStartOffsets agrees. Nothing was produced, so 0 is the high watermark.
 	deleted, err := adm.DeleteRecords(ctx, kadm.Offsets{"franz-admin": {0: {Topic: "franz-admin", At: 0}}})
-	if err == nil {
-		deleted.Each(func(r kadm.DeleteRecordsResponse) {
-			if err == nil {
-				err = r.Err
-			}
-		})
+	if err != nil {
+		t.Fatalf("DeleteRecords: %v", err)
 	}
-	if err == nil || ctx.Err() != nil || !(errors.Is(err, kerr.UnsupportedVersion) || isTooOld(err)) {
-		t.Fatalf("DeleteRecords: want unsupported, got %v", err)
+	deleted.Each(func(r kadm.DeleteRecordsResponse) {
+		if r.Err != nil || r.LowWatermark != 0 {
+			t.Fatalf("DeleteRecords of %s/%d: low watermark %d, err %v", r.Topic, r.Partition, r.LowWatermark, r.Err)
+		}
+	})
+	beyond, err := adm.DeleteRecords(ctx, kadm.Offsets{"franz-admin": {0: {Topic: "franz-admin", At: 5}}})
+	if err != nil {
+		t.Fatalf("DeleteRecords beyond the high watermark: %v", err)
+	}
+	if r, ok := beyond.Lookup("franz-admin", 0); !ok || !errors.Is(r.Err, kerr.OffsetOutOfRange) {
+		t.Fatalf("DeleteRecords beyond the high watermark: want OFFSET_OUT_OF_RANGE, got %+v", r)
 	}
 	if _, err := adm.DeleteTopics(ctx, "franz-admin"); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// isTooOld is franz-go's client-side refusal of a request the broker's ApiVersions lacks.
-func isTooOld(err error) bool {
-	return err != nil && (errors.Is(err, kerr.UnsupportedVersion) ||
-		containsAny(err.Error(), "too old", "does not support", "unsupported"))
-}

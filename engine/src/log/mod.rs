@@ -30,6 +30,7 @@ mod read;
 mod retention;
 mod roll;
 mod snapshot;
+mod start_offset;
 mod state;
 mod timestamp;
 mod types;
@@ -37,6 +38,7 @@ mod writer;
 
 pub use crate::clock::now_ms;
 pub use files::CLEAN_SHUTDOWN_FILE_NAME;
+pub use start_offset::{DeleteRecordsError, LOG_START_OFFSET_FILE_NAME};
 pub use state::PartitionLog;
 pub use types::{
     AppendOutcome, FileSlice, LogStats, OpenReport, PendingAppendOutcome, ReadPlan,

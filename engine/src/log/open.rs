@@ -12,6 +12,7 @@ use tracing::info;
 use super::boundary_cache::BoundaryCache;
 use super::files::{list_segments, CLEAN_SHUTDOWN_FILE_NAME};
 use super::snapshot::rebuild_producers;
+use super::start_offset;
 use super::state::{LogState, PartitionLog};
 use super::types::{LogStats, OpenReport};
 use crate::clock::now_ms;
@@ -45,9 +46,16 @@ impl PartitionLog {
             .back()
             .map_or(Offset::ZERO, |segment| segment.next_offset);
         let producers = rebuild_producers(dir, &snapshot_offsets, next_offset, &report).await;
+        let persisted_start = start_offset::read_persisted(dir).await;
+        let mut state = initial_state(config, segments, producers, now);
+        if let Some(persisted_start) = persisted_start {
+            // Records lost to a crash may leave the kept start past the end: the log is empty.
+            state.log_start_offset = state.log_start_offset.max(persisted_start.min(next_offset));
+        }
         let log = Self {
             dir: dir.to_path_buf(),
-            state: RefCell::new(initial_state(config, segments, producers, now)),
+            state: RefCell::new(state),
+            start_offset_lock: futures_util::lock::Mutex::new(()),
         };
         Ok((Rc::new(log), report))
     }

@@ -46,6 +46,10 @@ impl PartitionLog {
             outcome.bytes_deleted += doomed.size_bytes;
             Segment::delete_files(&doomed.files).await?;
         }
+        // Segments a DeleteRecords left wholly below the start while a cleaning owned them.
+        let (segments_deleted, bytes_deleted) = self.delete_segments_below_start().await?;
+        outcome.segments_deleted += segments_deleted;
+        outcome.bytes_deleted += bytes_deleted;
         outcome.log_start_offset = self.log_start_offset();
         if outcome.segments_deleted > 0 {
             info!(dir = %self.dir.display(), ?outcome, "retention deleted segments");

@@ -74,6 +74,8 @@ impl LogState {
 pub struct PartitionLog {
     pub(crate) dir: PathBuf,
     pub(crate) state: RefCell<LogState>,
+    /// Serialises moves of the log start offset, so its file always ends with the largest.
+    pub(crate) start_offset_lock: futures_util::lock::Mutex<()>,
 }
 
 impl PartitionLog {

@@ -20,9 +20,13 @@ use ringtail_engine::{FileSlice, Offset, ReadError, ReadPlan};
 use super::fetch_response::{
     encode_fetch_response, FetchPartitionOut, FetchResponseOut, FetchTopicOut,
 };
+use super::offset_for_leader_epoch::check_current_epoch;
 use super::{code, FetchFrame, RequestContext, RequestError, Response};
 use crate::metadata::TopicInfo;
 use crate::shard::ShardContext;
+
+/// Fetch names topics by id instead of by name from this version (KIP-516).
+const FIRST_TOPIC_ID_VERSION: i16 = 13;
 
 /// Kafka's "no offset" (-1), in a failed partition's high watermark and log start offset.
 const NO_OFFSET: Offset = Offset::new(-1);
@@ -33,8 +37,11 @@ const MAX_WAIT_MS_CAP: u64 = 60_000;
 /// One partition a fetch asks for.
 struct Wanted {
     topic_index: usize,
+    /// The error for a topic that does not exist (by name or by id, as the version asks).
+    unknown: ResponseError,
     info: Option<Arc<TopicInfo>>,
     partition: i32,
+    current_leader_epoch: i32,
     fetch_offset: i64,
     partition_max_bytes: u64,
 }
@@ -58,18 +65,27 @@ pub async fn handle(
     let mut topic_names = Vec::with_capacity(fetch.topics.len());
     let mut wanted = Vec::new();
     for (topic_index, topic) in fetch.topics.iter().enumerate() {
-        let info = context.metadata.topic(&topic.topic);
-        topic_names.push((
-            topic.topic.to_string(),
-            info.as_ref()
-                .map(|info| *info.topic_id.as_bytes())
-                .unwrap_or_default(),
-        ));
+        // From v13 topics are named by id (KIP-516); the response echoes the id asked for, and an
+        // unknown one is UNKNOWN_TOPIC_ID.
+        let (info, unknown) = if request.version >= FIRST_TOPIC_ID_VERSION {
+            let info = context.metadata.topic_by_id(topic.topic_id);
+            (info, ResponseError::UnknownTopicId)
+        } else {
+            let info = context.metadata.topic(&topic.topic);
+            (info, ResponseError::UnknownTopicOrPartition)
+        };
+        let topic_id = match &info {
+            Some(info) => *info.topic_id.as_bytes(),
+            None => *topic.topic_id.as_bytes(),
+        };
+        topic_names.push((topic.topic.to_string(), topic_id));
         for partition in &topic.partitions {
             wanted.push(Wanted {
                 topic_index,
+                unknown,
                 info: info.clone(),
                 partition: partition.partition,
+                current_leader_epoch: partition.current_leader_epoch,
                 fetch_offset: partition.fetch_offset,
                 partition_max_bytes: partition.partition_max_bytes.max(0) as u64,
             });
@@ -154,8 +170,16 @@ async fn read_partition(
         .clone()
         .filter(|info| info.has_partition(item.partition))
     else {
-        return failed(ResponseError::UnknownTopicOrPartition);
+        let error = if item.info.is_some() {
+            ResponseError::UnknownTopicOrPartition
+        } else {
+            item.unknown
+        };
+        return failed(error);
     };
+    if let Some(error) = check_current_epoch(item.current_leader_epoch) {
+        return failed(error);
+    }
     let (partition, offset) = (item.partition, item.fetch_offset);
     let name = info.name.clone();
     let result = context

@@ -1,4 +1,4 @@
-//! InitProducerId: a producer id for idempotent producers.
+//! InitProducerId: a producer id for idempotent producers; transactional ones are refused.
 //!
 //! Ids must never repeat across restarts (a reused id would inherit another producer's sequence
 //! numbers), so they start from the wall clock in microseconds and count up.
@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use bytes::Bytes;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use super::{RequestContext, RequestError, Response};
+use kafka_protocol::error::ResponseError;
+
+use super::{code, RequestContext, RequestError, Response};
 
 static NEXT_PRODUCER_ID: AtomicI64 = AtomicI64::new(0);
 
@@ -28,6 +30,23 @@ fn allocate_producer_id() -> i64 {
 
 pub fn handle(request: RequestContext, body: &mut Bytes) -> Result<Response, RequestError> {
     let init: InitProducerIdRequest = request.decode(body)?;
+    // Kafka treats an empty id as no id at all.
+    if init
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !id.is_empty())
+    {
+        // No transactions yet (AddPartitionsToTxn, EndTxn, … are not served). Kafka answers
+        // COORDINATOR_NOT_AVAILABLE while its transaction log cannot be made, which clients
+        // retry until their own timeout (librdkafka's init_transactions sat 30-60 s);
+        // TRANSACTIONAL_ID_AUTHORIZATION_FAILED is what Kafka answers a producer that may not
+        // use transactions, and librdkafka and the Java client stop on it at once (fatal).
+        let response = InitProducerIdResponse::default()
+            .with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        return Ok(request.frame(&response));
+    }
     // A producer that already has an id (KIP-360 v3+) keeps it with a bumped epoch.
     let (producer_id, producer_epoch) =
         if init.producer_id.0 >= 0 && init.producer_epoch >= 0 && init.producer_epoch < i16::MAX {

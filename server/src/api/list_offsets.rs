@@ -1,4 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1), or the first offset at or after a timestamp.
+//! ListOffsets: earliest (-2), latest (-1), the first offset at or after a timestamp, the record
+//! with the largest timestamp (-3, v7+, KIP-734), earliest local (-4, v8+, KIP-405: with no tiered
+//! storage the earliest) and latest tiered (-5, v9+: with no tiered storage no offset, -1).
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
@@ -11,11 +13,15 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use super::offset_for_leader_epoch::check_current_epoch;
 use super::{code, RequestContext, RequestError, Response};
 use crate::shard::ShardContext;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 
 pub async fn handle(
     context: &Rc<ShardContext>,
@@ -30,6 +36,7 @@ pub async fn handle(
         let lookups = topic.partitions.iter().map(|partition| {
             let info = info.clone();
             let (index, timestamp) = (partition.partition_index, partition.timestamp);
+            let current_leader_epoch = partition.current_leader_epoch;
             async move {
                 let response = ListOffsetsPartitionResponse::default()
                     .with_partition_index(index)
@@ -38,6 +45,9 @@ pub async fn handle(
                 let Some(info) = info.filter(|info| info.has_partition(index)) else {
                     return response.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                 };
+                if let Some(error) = check_current_epoch(current_leader_epoch) {
+                    return response.with_error_code(code(error));
+                }
                 let name = info.name.clone();
                 let found = context
                     .on_owner(&name, index, move |owner| async move {
@@ -47,7 +57,12 @@ pub async fn handle(
                             .map_err(|_| ResponseError::KafkaStorageError)?;
                         match timestamp {
                             LATEST => Ok(Some((log.high_watermark(), -1))),
-                            EARLIEST => Ok(Some((log.log_start_offset(), -1))),
+                            EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
+                            LATEST_TIERED => Ok(None),
+                            MAX_TIMESTAMP => log
+                                .max_timestamp_offset()
+                                .await
+                                .map_err(|_| ResponseError::KafkaStorageError),
                             at if at >= 0 => log
                                 .offset_for_timestamp(at)
                                 .await

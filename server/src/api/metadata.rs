@@ -10,8 +10,11 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 
-use super::{authorized_operations, code, str_bytes, RequestContext, RequestError, Response};
-use crate::metadata::TopicInfo;
+use super::{
+    authorized_operations, code, offset_for_leader_epoch, str_bytes, RequestContext, RequestError,
+    Response,
+};
+use crate::metadata::{valid_topic_name, TopicInfo};
 use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
 use crate::topics;
@@ -65,10 +68,17 @@ pub async fn handle(
                     (None, false) => context.metadata.topic_by_id(item.topic_id),
                     (None, true) => None,
                 };
+                // A name Kafka could never hold is INVALID_TOPIC_EXCEPTION (and never created).
+                // Asked by id alone (v10+), an unknown topic is UNKNOWN_TOPIC_ID.
+                let missing = match &item.name {
+                    Some(name) if !valid_topic_name(name) => ResponseError::InvalidTopicException,
+                    None if !item.topic_id.is_nil() => ResponseError::UnknownTopicId,
+                    _ => ResponseError::UnknownTopicOrPartition,
+                };
                 described.push(match found {
                     Some(topic) => describe(&topic, request.version),
                     None => MetadataResponseTopic::default()
-                        .with_error_code(code(ResponseError::UnknownTopicOrPartition))
+                        .with_error_code(code(missing))
                         .with_name(item.name.clone())
                         .with_topic_id(if request.version >= 10 {
                             item.topic_id
@@ -115,11 +125,17 @@ struct AuthorizedOperations {
 fn describe(topic: &TopicInfo, version: i16) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|partition| {
-            MetadataResponsePartition::default()
+            let described = MetadataResponsePartition::default()
                 .with_partition_index(partition)
                 .with_leader_id(BrokerId(NODE_ID))
                 .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                .with_isr_nodes(vec![BrokerId(NODE_ID)]);
+            // The leader epoch lets consumers validate positions (OffsetForLeaderEpoch, v7+).
+            if version >= 7 {
+                described.with_leader_epoch(offset_for_leader_epoch::LEADER_EPOCH)
+            } else {
+                described
+            }
         })
         .collect();
     let mut described = MetadataResponseTopic::default()

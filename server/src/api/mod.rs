@@ -11,6 +11,7 @@ pub mod authorized_operations;
 pub mod consumer_groups;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
@@ -26,6 +27,7 @@ pub mod init_producer_id;
 pub mod list_config_resources;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
 pub mod reassignments;
@@ -129,10 +131,12 @@ impl RequestContext {
 
 /// The versions we answer, per API: every one listed is handled. Advertised by ApiVersions.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 9),
-    (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 6),
-    (ApiKey::Metadata, 0, 12),
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
@@ -154,8 +158,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 4),
-    (ApiKey::OffsetCommit, 0, 9),
-    (ApiKey::OffsetFetch, 0, 9),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
@@ -187,6 +191,10 @@ pub async fn dispatch(
         ApiKey::Produce => produce::handle(context, request, &mut body, produce_order).await,
         ApiKey::Fetch => fetch::handle(context, request, &mut body).await,
         ApiKey::ListOffsets => list_offsets::handle(context, request, &mut body).await,
+        ApiKey::DeleteRecords => delete_records::handle(context, request, &mut body).await,
+        ApiKey::OffsetForLeaderEpoch => {
+            offset_for_leader_epoch::handle(context, request, &mut body).await
+        }
         ApiKey::CreateTopics => create_topics::handle(context, request, &mut body).await,
         ApiKey::DeleteTopics => delete_topics::handle(context, request, &mut body).await,
         ApiKey::CreatePartitions => create_partitions::handle(context, request, &mut body).await,
@@ -250,4 +258,24 @@ pub fn code(error: ResponseError) -> i16 {
 
 pub fn str_bytes(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_versions_are_ones_the_codec_can_decode() {
+        // A version advertised beyond the crate's range would be refused at decode and close the
+        // connection of a client that trusted ApiVersions.
+        for (api, min, max) in SUPPORTED_APIS {
+            let valid = api.valid_versions();
+            assert!(
+                valid.min <= *min && *max <= valid.max,
+                "{api:?} advertises {min}..={max}, kafka-protocol decodes {}..={}",
+                valid.min,
+                valid.max
+            );
+        }
+    }
 }

@@ -43,7 +43,15 @@ pub async fn offset_commit(
     let version = request.version;
     let mut entries = Vec::new();
     for topic in &commit.topics {
+        let info = context.metadata.topic(&topic.name);
         for partition in &topic.partitions {
+            // Kafka refuses commits for partitions that do not exist (librdkafka's 0030, 0081).
+            if !info
+                .as_ref()
+                .is_some_and(|info| info.has_partition(partition.partition_index))
+            {
+                continue;
+            }
             entries.push((
                 topic.name.to_string(),
                 partition.partition_index,
@@ -75,10 +83,19 @@ pub async fn offset_commit(
         .topics
         .into_iter()
         .map(|topic| {
+            let info = context.metadata.topic(&topic.name);
             let partitions = topic
                 .partitions
                 .iter()
                 .map(|partition| {
+                    let exists = info
+                        .as_ref()
+                        .is_some_and(|info| info.has_partition(partition.partition_index));
+                    let error = if exists {
+                        error
+                    } else {
+                        Some(ResponseError::UnknownTopicOrPartition)
+                    };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(partition.partition_index)
                         .with_error_code(error.map_or(0, code))

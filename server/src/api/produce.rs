@@ -19,6 +19,9 @@ use super::{code, str_bytes, ProduceOrder, RequestContext, RequestError, Respons
 use crate::metadata::TopicInfo;
 use crate::shard::ShardContext;
 
+/// Produce names topics by id instead of by name from this version (KIP-516, Kafka 4.1).
+const FIRST_TOPIC_ID_VERSION: i16 = 13;
+
 pub async fn handle(
     context: &Rc<ShardContext>,
     request: RequestContext,
@@ -40,14 +43,21 @@ pub async fn handle(
     let mut queued_signals = Vec::new();
     for topic in produce.topic_data {
         // Kafka creates topics on Metadata, not on Produce: an unknown topic is an error here.
-        let info = context.metadata.topic(&topic.name);
-        names.push((topic.name, topic.partition_data.len()));
+        // From v13 the topic is named by its id (KIP-516), and an unknown id is UNKNOWN_TOPIC_ID.
+        let (info, unknown) = if request.version >= FIRST_TOPIC_ID_VERSION {
+            let info = context.metadata.topic_by_id(topic.topic_id);
+            (info, ResponseError::UnknownTopicId)
+        } else {
+            let info = context.metadata.topic(&topic.name);
+            (info, ResponseError::UnknownTopicOrPartition)
+        };
+        names.push((topic.name, topic.topic_id, topic.partition_data.len()));
         for partition in topic.partition_data {
             let (signal, signalled) = oneshot::channel();
             queued_signals.push(signalled);
             appends.push(append_partition(
                 context,
-                info.clone(),
+                info.clone().ok_or(unknown),
                 partition.index,
                 partition.records,
                 request.version,
@@ -65,12 +75,14 @@ pub async fn handle(
     };
     let (mut partitions, ()) = join(join_all(appends), all_queued).await;
     let mut topics = Vec::with_capacity(names.len());
-    for (name, count) in names {
+    for (name, topic_id, count) in names {
         let rest = partitions.split_off(count);
         let these = std::mem::replace(&mut partitions, rest);
+        // Each version carries either the name (up to v12) or the id (v13+), echoed as asked.
         topics.push(
             TopicProduceResponse::default()
                 .with_name(name)
+                .with_topic_id(topic_id)
                 .with_partition_responses(these),
         );
     }
@@ -82,7 +94,7 @@ pub async fn handle(
 
 async fn append_partition(
     context: &Rc<ShardContext>,
-    topic: Option<Arc<TopicInfo>>,
+    topic: Result<Arc<TopicInfo>, ResponseError>,
     partition: i32,
     records: Option<Bytes>,
     version: i16,
@@ -92,8 +104,10 @@ async fn append_partition(
         .with_index(partition)
         .with_base_offset(-1)
         .with_log_append_time_ms(-1);
-    let Some(topic) = topic.filter(|topic| topic.has_partition(partition)) else {
-        return response.with_error_code(code(ResponseError::UnknownTopicOrPartition));
+    let topic = match topic {
+        Ok(topic) if topic.has_partition(partition) => topic,
+        Ok(_) => return response.with_error_code(code(ResponseError::UnknownTopicOrPartition)),
+        Err(unknown) => return response.with_error_code(code(unknown)),
     };
     let Some(records) = records.filter(|records| !records.is_empty()) else {
         return response.with_error_code(code(ResponseError::CorruptMessage));

@@ -24,9 +24,7 @@ import org.apache.kafka.clients.admin.ListOffsetsResult.ListOffsetsResultInfo;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
-import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.admin.TopicDescription;
-import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
@@ -128,12 +126,10 @@ class AdminTest {
             assertEquals(10, offset(admin, tp, OffsetSpec.latest()).offset());
             ListOffsetsResultInfo byTime = offset(admin, tp, OffsetSpec.forTimestamp(base + 6500));
             assertEquals(5, byTime.offset(), "first record with timestamp >= the one asked");
-            // Gap (docs/COMPATIBILITY.md): max-timestamp needs ListOffsets v7 (KIP-734); Ringtail
-            // serves v1-v6, so the client refuses at once with UnsupportedVersionException.
-            ExecutionException error = assertThrows(ExecutionException.class,
-                    () -> offset(admin, tp, OffsetSpec.maxTimestamp()));
-            assertInstanceOf(UnsupportedVersionException.class, error.getCause(), error.toString());
-            assertEquals(10, offset(admin, tp, OffsetSpec.latest()).offset(), "the client still works");
+            // KIP-734 (ListOffsets v7+): the record with the largest timestamp, not the last one.
+            ListOffsetsResultInfo newest = offset(admin, tp, OffsetSpec.maxTimestamp());
+            assertEquals(5, newest.offset());
+            assertEquals(base + 50_000, newest.timestamp());
         }
     }
 
@@ -198,24 +194,6 @@ class AdminTest {
         } catch (Exception e) {
             throw new AssertionError(e);
         }
-    }
-
-    @Test
-    void deleteRecordsIsUnsupportedAndSaysSo() throws Exception {
-        // Gap (docs/COMPATIBILITY.md): Ringtail has no DeleteRecords; the client must refuse at
-        // once with UnsupportedVersionException (the API is absent from ApiVersions).
-        String topic = Clients.unique("admin-delete-records");
-        Clients.createTopic(broker, topic, 1);
-        Clients.produce(broker, topic, 5);
-        TopicPartition tp = new TopicPartition(topic, 0);
-        try (Admin admin = Clients.admin(broker)) {
-            ExecutionException error = assertThrows(ExecutionException.class, () -> admin
-                    .deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(3))).all().get(30, TimeUnit.SECONDS));
-            assertInstanceOf(UnsupportedVersionException.class, error.getCause(), error.toString());
-        }
-        // Nothing was deleted and the connection is still good.
-        List<ConsumerRecord<String, String>> records = Clients.readAll(broker, topic, 5);
-        assertEquals(0, records.get(0).offset());
     }
 
     @Test
