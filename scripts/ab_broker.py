@@ -6,7 +6,8 @@ Usage:
       'base=/tmp/ringtail-base' 'change=target/release/ringtail --some-flag x' ...
 
 Each variant is `label=BROKER_BINARY [broker flags...]`. Every run starts the broker on a fresh data
-directory (under target/tmp), runs `ringtail-loadgen run` with the given arguments, reads the
+directory (under target/tmp), runs `ringtail-loadgen run` with the given arguments (`{data_dir}` in
+them becomes that directory, e.g. `--evict-backlog-dir {data_dir}` for cold catch-up reads), reads the
 broker's CPU time (utime + stime of all its threads, io-wq workers included) from /proc/<pid>/stat
 before and after, stops the broker and deletes its data. Variants run in the order
 A B C A B C ..., so slow drifts of a shared machine (other builds, page-cache state) hit them alike.
@@ -79,7 +80,7 @@ def one_run(variant, loadgen_args, port, scratch, warm_mb):
         before = cpu_seconds(broker.pid)
         subprocess.run(
             [LOADGEN, "run", "--bootstrap", f"127.0.0.1:{port}", "--quiet", "--json", report_path]
-            + loadgen_args,
+            + [arg.replace("{data_dir}", data) for arg in loadgen_args],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -97,6 +98,7 @@ def one_run(variant, loadgen_args, port, scratch, warm_mb):
     return {
         "label": label,
         "produce_mb_s": produce["mb_per_s"],
+        "produce_p50_ms": produce["latency_us"]["p50"] / 1000,
         "produce_p99_ms": produce["latency_us"]["p99"] / 1000,
         "consume_mb_s": consume.get("mb_per_s", 0.0),
         "broker_cpu_s": after - before,
@@ -143,7 +145,7 @@ def main():
                 with open(args.out, "a") as file:
                     file.write(json.dumps(run) + "\n")
 
-    keys = ["produce_mb_s", "produce_p99_ms", "consume_mb_s", "cpu_s_per_gb"]
+    keys = ["produce_mb_s", "produce_p50_ms", "produce_p99_ms", "consume_mb_s", "cpu_s_per_gb"]
     medians = {
         label: {key: statistics.median(r[key] for r in runs if r["label"] == label) for key in keys}
         for label, _ in variants

@@ -5,7 +5,9 @@
 //! that core. Rare metadata work (listing and creating directories, renames of the registry) goes
 //! to compio's blocking pool through [`blocking`].
 //!
-//! This is one of the few modules with `unsafe`: the custom [`Fallocate`] opcode.
+//! This is one of the few modules with `unsafe`: the custom [`Fallocate`] and [`Fadvise`] opcodes,
+//! the inline `pwritev`, and `cachestat(2)` (page-cache residency of a range, which the broker
+//! checks before splicing a fetch).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -270,6 +272,150 @@ pub async fn sync_dir(dir: &Path) -> io::Result<()> {
     handle.sync_all().await
 }
 
+/// `cachestat(2)`'s number (Linux 6.5+). New system calls share one number on every
+/// architecture; libc 0.2 does not name it for x86_64 glibc yet.
+const SYS_CACHESTAT: libc::c_long = 451;
+
+/// `struct cachestat_range` of `<linux/mman.h>`: offset and length in bytes, two `u64`s.
+type CachestatRange = [u64; 2];
+
+/// `struct cachestat` of `<linux/mman.h>`: five `u64` page counts, in this order.
+type Cachestat = [u64; 5];
+
+/// Index of `nr_cache` (pages of the range in the page cache) in [`Cachestat`].
+const CACHESTAT_CACHED_PAGES: usize = 0;
+
+/// How much of a file range the page cache holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeResidency {
+    /// Pages the range touches (a partial page at either end counts).
+    pub pages: u64,
+    /// Of those, pages in the page cache now.
+    pub cached_pages: u64,
+}
+
+impl RangeResidency {
+    /// Every page of the range is cached: reading it cannot wait for the disk.
+    pub fn is_resident(&self) -> bool {
+        self.cached_pages >= self.pages
+    }
+}
+
+/// The page size in bytes, read once.
+pub fn page_bytes() -> u64 {
+    static PAGE_BYTES: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PAGE_BYTES.get_or_init(|| {
+        // SAFETY: sysconf takes no pointers; a failure (-1) falls back to 4 KiB below.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        u64::try_from(page)
+            .ok()
+            .filter(|&page| page > 0)
+            .unwrap_or(4096)
+    })
+}
+
+/// Asks the page cache how much of `[position, position + len)` of `file` it holds, with
+/// `cachestat(2)`. A synchronous system call, but one that never waits for I/O: it walks the
+/// file's page-cache tree under RCU. An empty range is resident. Fails with `ENOSYS` before
+/// Linux 6.5.
+pub fn range_residency(file: &File, position: u64, len: u64) -> io::Result<RangeResidency> {
+    if len == 0 {
+        return Ok(RangeResidency {
+            pages: 0,
+            cached_pages: 0,
+        });
+    }
+    let end = position
+        .checked_add(len)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "file range overflow"))?;
+    let page = page_bytes();
+    let pages = (end - 1) / page - position / page + 1;
+    let range: CachestatRange = [position, len];
+    let mut stat: Cachestat = [0; 5];
+    // SAFETY: both pointers point at live arrays laid out as the kernel's structs for the call's
+    // duration (the kernel reads `range`, writes `stat`); the descriptor is open while `file` is.
+    let result = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            file.as_raw_fd(),
+            range.as_ptr(),
+            stat.as_mut_ptr(),
+            0u32,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(RangeResidency {
+        pages,
+        cached_pages: stat[CACHESTAT_CACHED_PAGES].min(pages),
+    })
+}
+
+/// `posix_fadvise(2)` as an io_uring operation (IORING_OP_FADVISE). The kernel runs the advice
+/// kinds that may block (DONTNEED, WILLNEED) in its io-wq workers, never on the shard thread.
+struct Fadvise {
+    fd: SharedFd<std::fs::File>,
+    offset: u64,
+    len: libc::off_t,
+    advice: i32,
+}
+
+// SAFETY: the entry references only the file descriptor, which `self.fd` keeps open until the
+// operation completes (the driver owns the op until then); it points at no memory of ours.
+unsafe impl OpCode for Fadvise {
+    type Control = ();
+
+    fn create_entry(&mut self, _: &mut Self::Control) -> OpEntry {
+        opcode::Fadvise::new(Fd(self.fd.as_fd().as_raw_fd()), self.len, self.advice)
+            .offset(self.offset)
+            .build()
+            .into()
+    }
+}
+
+/// Advice for the page cache about a file range, given with [`advise`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advice {
+    /// `POSIX_FADV_RANDOM`, for the whole open file: reads bring in exactly the pages asked
+    /// for, no readahead beyond them (the range is ignored by the kernel).
+    Random,
+    /// `POSIX_FADV_DONTNEED`: drop the range's clean pages from the page cache. Only whole pages
+    /// inside the range go; dirty pages stay (the kernel starts their writeback instead). Pages
+    /// of a large folio that reaches outside the range stay too.
+    DontNeed,
+}
+
+/// Gives `advice` about `[position, position + len)` of `file` on the shard's io_uring (a `len`
+/// of 0 means to the end of the file). The kernel runs the kinds that may block (DONTNEED) in
+/// its io-wq workers and the rest inline, never blocking the shard thread.
+pub async fn advise(file: &File, position: u64, len: u64, advice: Advice) -> io::Result<()> {
+    let len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "range too long"))?;
+    let op = Fadvise {
+        fd: file.to_shared_fd(),
+        offset: position,
+        len,
+        advice: match advice {
+            Advice::Random => libc::POSIX_FADV_RANDOM,
+            Advice::DontNeed => libc::POSIX_FADV_DONTNEED,
+        },
+    };
+    let BufResult(result, _) = compio::runtime::submit(op).await;
+    result.map(|_| ())
+}
+
+/// Drops a whole file's clean pages from the page cache, blocking the caller: for tests and
+/// tools that make data cold on purpose, never for the shard thread.
+pub fn drop_cached_file_blocking(file: &std::fs::File) -> io::Result<()> {
+    // SAFETY: posix_fadvise takes no pointers; the descriptor is open while `file` is.
+    let error = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if error != 0 {
+        return Err(io::Error::from_raw_os_error(error));
+    }
+    Ok(())
+}
+
 /// Runs rare, blocking metadata work (directory listing, mkdir) off the shard thread.
 pub async fn blocking<T, F>(work: F) -> io::Result<T>
 where
@@ -324,5 +470,51 @@ mod tests {
         assert_eq!(back.len(), total);
         let expected: Vec<u8> = buffers.iter().flat_map(|b| b.iter().copied()).collect();
         assert_eq!(back, expected);
+    }
+
+    #[compio::test]
+    async fn residency_follows_reads_and_dropped_ranges() {
+        // cachestat must see written pages as cached and dropped ones as gone; under RANDOM a
+        // read brings in exactly its pages, so dropping that range leaves nothing; an empty
+        // range and one past the end of the file must not confuse the page count.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = open_read_write(&path).await.unwrap();
+        let len = 1u64 << 20;
+        let page = page_bytes();
+        write_all_at(&file, vec![7u8; len as usize], 0)
+            .await
+            .unwrap();
+        file.sync_all().await.unwrap(); // clean pages, so DONTNEED can drop them
+        let written = range_residency(&file, 0, len).unwrap();
+        assert_eq!(written.pages, len / page);
+        assert!(written.is_resident());
+        assert!(range_residency(&file, 123, 0).unwrap().is_resident());
+        assert_eq!(range_residency(&file, page - 1, 2).unwrap().pages, 2);
+
+        // The write may have made large folios, which only a whole-file drop surely removes.
+        advise(&file, 0, 0, Advice::DontNeed).await.unwrap();
+        assert_eq!(range_residency(&file, 0, len).unwrap().cached_pages, 0);
+
+        advise(&file, 0, 0, Advice::Random).await.unwrap();
+        let back = read_at_most(&file, page, (len / 4) as usize).await.unwrap();
+        assert_eq!(back, vec![7u8; (len / 4) as usize]);
+        let read = range_residency(&file, 0, len).unwrap();
+        assert_eq!(
+            read.cached_pages,
+            len / 4 / page,
+            "no readahead under RANDOM"
+        );
+        assert!(range_residency(&file, page, len / 4).unwrap().is_resident());
+        advise(&file, page, len / 4, Advice::DontNeed)
+            .await
+            .unwrap();
+        assert_eq!(range_residency(&file, 0, len).unwrap().cached_pages, 0);
+
+        read_at_most(&file, 0, page as usize).await.unwrap();
+        let std_file = std::fs::File::open(&path).unwrap();
+        drop_cached_file_blocking(&std_file).unwrap();
+        assert_eq!(range_residency(&file, 0, len).unwrap().cached_pages, 0);
+        assert!(!range_residency(&file, len * 4, page).unwrap().is_resident());
     }
 }

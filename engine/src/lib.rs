@@ -37,7 +37,7 @@ pub use error::{
     AppendError, BatchError, CompactionError, CompressionError, ConfigError, OpenError, ReadError,
 };
 pub use log::{
-    AppendOutcome, DeleteRecordsError, FileSlice, LogStats, PartitionLog, ReadPlan,
+    AppendOutcome, AppendTimings, DeleteRecordsError, FileSlice, LogStats, PartitionLog, ReadPlan,
     RetentionOutcome,
 };
 pub use registry::{TopicMeta, TopicRegistry};

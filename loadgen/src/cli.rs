@@ -137,6 +137,10 @@ pub struct RunArgs {
     /// Bytes per topic produced before the run, for catch-up consumers (with --start-from earliest).
     #[arg(long, default_value_t = 0)]
     backlog_bytes: u64,
+    /// A directory of the broker's data (repeatable): its files are fsynced and dropped from the
+    /// page cache once the backlog is built, so catch-up consumers read from disk.
+    #[arg(long = "evict-backlog-dir", value_name = "DIR")]
+    evict_backlog_dirs: Vec<std::path::PathBuf>,
     /// Target messages per second over all producers (open loop); flat out without it.
     #[arg(long)]
     rate: Option<f64>,
@@ -249,6 +253,7 @@ impl RunArgs {
                 StartArg::Earliest => StartFrom::Earliest,
             },
             backlog_bytes: self.backlog_bytes,
+            evict_backlog_dirs: self.evict_backlog_dirs.clone(),
             duration_s: self.duration_s.unwrap_or(10.0),
             warmup_s: self.warmup_s.unwrap_or(0.0),
             rate_msgs_per_s: self.rate,

@@ -11,6 +11,7 @@ pub mod client;
 pub mod clock;
 pub mod counters;
 pub mod cpu;
+pub mod evict;
 pub mod histogram;
 pub mod layout;
 pub mod machine;

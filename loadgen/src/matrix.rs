@@ -286,6 +286,11 @@ fn run_one(
             .backlog_bytes
             .min(options.backlog_bytes_max),
         broker_pid: Some(broker.pid()),
+        evict_backlog_dirs: if scenario.evict_backlog {
+            spec.data_dirs.clone()
+        } else {
+            Vec::new()
+        },
         ..scenario.workload.clone()
     };
     let probe = cpu::ProcessCpu {

@@ -33,6 +33,8 @@ pub enum RunError {
     ConsumersNotReady(Duration),
     #[error("a {role} thread failed: {message}")]
     Worker { role: &'static str, message: String },
+    #[error("dropping the backlog from the page cache: {0}")]
+    Evict(std::io::Error),
 }
 
 /// Progress callbacks (the terminal's progress bar; nothing in tests).
@@ -117,6 +119,10 @@ pub fn run(workload: &Workload, environment: &Environment<'_>) -> Result<RunRepo
     } else {
         0
     };
+    if !workload.evict_backlog_dirs.is_empty() {
+        crate::evict::drop_from_page_cache(&workload.evict_backlog_dirs)
+            .map_err(RunError::Evict)?;
+    }
 
     // Consumers first, positioned before anything is produced.
     let shared = Shared {

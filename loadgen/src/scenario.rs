@@ -29,6 +29,10 @@ pub struct Scenario {
     /// The same settings for Apache Kafka (`scripts/kafka-peer.sh run` flags).
     #[serde(default)]
     pub kafka_args: Vec<String>,
+    /// Drop the broker's files from the page cache once the backlog is built, so the catch-up
+    /// consumer reads it from disk.
+    #[serde(default)]
+    pub evict_backlog: bool,
 }
 
 /// The scenario whose result other scenarios' rates derive from.
@@ -60,6 +64,7 @@ pub fn all() -> Vec<Scenario> {
         rate,
         ringtail_args: Vec::new(),
         kafka_args: Vec::new(),
+        evict_backlog: false,
     };
     let mut scenarios = vec![
         scenario(
@@ -124,6 +129,7 @@ pub fn all() -> Vec<Scenario> {
             Rate::FractionOfMax(0.25),
         ),
     ];
+    scenarios.extend(cold_catch_up());
     for partitions in [1, 16, 256, 1024] {
         scenarios.push(scenario(
             &format!("partitions-{partitions}"),
@@ -143,6 +149,54 @@ pub fn all() -> Vec<Scenario> {
         ));
     }
     scenarios
+}
+
+/// Producer rate of the cold catch-up scenarios: the issue's measurements' 50,000 msg/s of 1 KiB
+/// (about 8% of the max here), fixed so that the three runs compare.
+const COLD_CATCH_UP_MSGS_PER_S: f64 = 50_000.0;
+
+/// The page-cache-aware fetch's scenarios (issue 13): a fixed-rate producer, and a consumer
+/// catching up from offset 0 of a backlog dropped from the page cache, with the broker's residency
+/// check on and off; and the producer alone beside the same evicted backlog, for its baseline p99.
+fn cold_catch_up() -> Vec<Scenario> {
+    let workload = Workload {
+        partitions: 8,
+        start_from: StartFrom::Earliest,
+        backlog_bytes: 4_000_000_000,
+        ..base()
+    };
+    let variant = |name: &str, description: &str, workload: Workload, check: &str| Scenario {
+        name: name.to_string(),
+        description: description.to_string(),
+        workload,
+        rate: Rate::MsgsPerSecond(COLD_CATCH_UP_MSGS_PER_S),
+        ringtail_args: vec!["--fetch-residency-check".to_string(), check.to_string()],
+        kafka_args: Vec::new(),
+        evict_backlog: true,
+    };
+    vec![
+        variant(
+            "cold-catch-up-alone",
+            "Baseline of cold-catch-up: the 50k msg/s producer beside an evicted 4 GB backlog nobody reads",
+            Workload {
+                consumers_per_subscription: 0,
+                ..workload.clone()
+            },
+            "on",
+        ),
+        variant(
+            "cold-catch-up",
+            "Cold catch-up: 50k msg/s producer, a consumer from offset 0 of a 4 GB backlog dropped from the page cache (residency check on)",
+            workload.clone(),
+            "on",
+        ),
+        variant(
+            "cold-catch-up-naive",
+            "cold-catch-up with the broker's residency check off (every range spliced unchecked)",
+            workload,
+            "off",
+        ),
+    ]
 }
 
 /// Scenarios by name, in matrix order; an unknown name is an error listing the known ones.
@@ -209,6 +263,29 @@ mod tests {
         assert!(select(&["nope".into()])
             .unwrap_err()
             .contains("max-produce"));
+    }
+
+    #[test]
+    fn cold_catch_up_runs_differ_only_in_the_check_and_the_reader() {
+        // The three runs compare only if nothing else differs: same rate, backlog, eviction.
+        let runs = select(&[
+            "cold-catch-up-alone".into(),
+            "cold-catch-up".into(),
+            "cold-catch-up-naive".into(),
+        ])
+        .unwrap();
+        let [alone, on, off] = [&runs[0], &runs[1], &runs[2]];
+        for run in [alone, on, off] {
+            assert!(run.evict_backlog);
+            assert_eq!(run.rate, Rate::MsgsPerSecond(COLD_CATCH_UP_MSGS_PER_S));
+            assert!(run.workload.backlog_bytes > 0);
+        }
+        assert_eq!(on.workload, off.workload);
+        assert_eq!(on.ringtail_args, ["--fetch-residency-check", "on"]);
+        assert_eq!(off.ringtail_args, ["--fetch-residency-check", "off"]);
+        assert_eq!(alone.ringtail_args, on.ringtail_args);
+        assert_eq!(alone.workload.consumers_per_subscription, 0);
+        assert_eq!(on.workload.consumers_per_subscription, 1);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The loadgen's only `unsafe` code: small wrappers over libc calls that std does not offer
-//! (clock ticks, own CPU usage, uname, SIGTERM). Each wrapper returns plain Rust values, so
-//! the rest of the crate never touches a raw libc type.
+//! (clock ticks, own CPU usage, uname, SIGTERM, dropping a file from the page cache). Each wrapper
+//! returns plain Rust values, so the rest of the crate never touches a raw libc type.
 
 use std::ffi::CStr;
 use std::io;
@@ -79,6 +79,17 @@ pub(crate) fn send_sigterm(pid: u32) -> io::Result<()> {
     let status = unsafe { libc::kill(pid, libc::SIGTERM) };
     if status != 0 {
         return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Drops a whole file's clean pages from the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`).
+pub(crate) fn drop_cached_file(file: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fadvise takes no pointers; the descriptor is open while `file` is borrowed.
+    let error = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if error != 0 {
+        return Err(io::Error::from_raw_os_error(error));
     }
     Ok(())
 }

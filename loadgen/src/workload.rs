@@ -118,6 +118,10 @@ pub struct Workload {
     pub start_from: StartFrom,
     /// Bytes produced before the measured part starts, for catch-up reads (0: none).
     pub backlog_bytes: u64,
+    /// The broker's data directories, whose files are dropped from the page cache once the
+    /// backlog is built, so catch-up consumers read it from disk (empty: left as it is).
+    #[serde(default)]
+    pub evict_backlog_dirs: Vec<std::path::PathBuf>,
     /// Measured time.
     pub duration_s: f64,
     /// Time run at load before measuring; not counted in latencies or throughput.
@@ -172,6 +176,7 @@ impl Default for Workload {
             consumer_mode: ConsumerMode::Assign,
             start_from: StartFrom::Latest,
             backlog_bytes: 0,
+            evict_backlog_dirs: Vec::new(),
             duration_s: 10.0,
             warmup_s: 0.0,
             rate_msgs_per_s: None,

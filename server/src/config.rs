@@ -103,6 +103,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 52_428_800, value_parser = clap::value_parser!(u32).range(1..=1_073_741_824))]
     pub fetch_max_bytes: u32,
 
+    /// Look at the page cache before a fetch's record bytes go out: resident ranges are spliced,
+    /// cold ones read in without readahead and dropped behind the reader (`on`); or splice
+    /// everything unchecked (`off`, the naive path, for comparison).
+    #[arg(long, value_name = "on|off", value_enum, default_value_t = crate::residency::ResidencyCheck::On)]
+    pub fetch_residency_check: crate::residency::ResidencyCheck,
+
     /// Client connections open at once, broker-wide (Kafka's max.connections); beyond it a new
     /// connection is accepted and closed at once.
     #[arg(long, value_name = "N", default_value_t = 10_000)]

@@ -23,13 +23,22 @@ use tracing::{debug, warn};
 
 use crate::api::{self, RequestContext, RequestError, Response};
 use crate::limits::ConnectionPermit;
+use crate::produce_stages::{self, Stage};
+use crate::residency::{RangeSender, ResidencyCheck};
 use crate::shard::ShardContext;
-use crate::zero_copy::{send_file_range, SplicePipe};
 
 /// Requests of one connection being served at once; the reader waits beyond that.
 pub const IN_FLIGHT_REQUESTS_MAX: usize = 16;
 
-type PendingResponse = JoinHandle<Result<Response, RequestError>>;
+type PendingResponse = JoinHandle<Result<Answered, RequestError>>;
+
+/// A handler's response, with what the writer needs to time Produce's last stages.
+struct Answered {
+    response: Response,
+    api: ApiKey,
+    /// When the handler finished: the response then waits for the ones before it.
+    at: Instant,
+}
 
 /// Why a connection's reader stopped; logged at debug, counted where it is a bound at work.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +72,8 @@ pub async fn serve(
     let _permit = permit;
     let _ = stream.set_nodelay(true);
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
-    let writer = compio::runtime::spawn(write_responses(stream.clone(), responses, peer));
+    let check = context.settings.fetch_residency_check;
+    let writer = compio::runtime::spawn(write_responses(stream.clone(), responses, peer, check));
     if let Err(reason) = read_requests(&context, stream, queue, peer).await {
         match reason {
             ReadEnd::Idle(_) => crate::metrics::record_idle_closed(),
@@ -108,8 +118,12 @@ async fn read_requests(
             .take(size as u64, &held_bytes)
             .await;
         let frame = read_frame_body(&mut stream, size as usize, frame_started, timeouts).await?;
+        let frame_read = frame_started.elapsed();
         crate::metrics::record_bytes_in(frame.len() + 4);
         let (request, body, client_id) = parse_header(frame).map_err(ReadEnd::Malformed)?;
+        if request.api == ApiKey::Produce {
+            produce_stages::record(Stage::FrameRead, frame_read);
+        }
         let client = client_id.map(|client_id| api::ClientInfo {
             client_id,
             host: format!("/{}", peer.ip()),
@@ -133,7 +147,11 @@ async fn read_requests(
             drop(bytes_permit);
             drop(in_flight);
             crate::metrics::record_request(request.api, started.elapsed());
-            response
+            response.map(|response| Answered {
+                response,
+                api: request.api,
+                at: Instant::now(),
+            })
         });
         queue
             .send_async(handler)
@@ -256,17 +274,18 @@ async fn write_responses(
     mut stream: TcpStream,
     responses: flume::Receiver<PendingResponse>,
     peer: SocketAddr,
+    check: ResidencyCheck,
 ) {
-    let pipe = match SplicePipe::new() {
-        Ok(pipe) => pipe,
+    let mut sender = match RangeSender::new(check) {
+        Ok(sender) => sender,
         Err(err) => {
             warn!(%peer, %err, "no splice pipe for this connection");
             return;
         }
     };
     while let Ok(pending) = responses.recv_async().await {
-        let response = match pending.await {
-            Ok(Ok(response)) => response,
+        let answered = match pending.await {
+            Ok(Ok(answered)) => answered,
             Ok(Err(err)) => {
                 debug!(%peer, %err, "request failed; closing");
                 break;
@@ -276,9 +295,17 @@ async fn write_responses(
                 break;
             }
         };
-        if let Err(err) = send(&mut stream, &pipe, response).await {
+        let is_produce = answered.api == ApiKey::Produce;
+        if is_produce {
+            produce_stages::record(Stage::ResponseQueue, answered.at.elapsed());
+        }
+        let write_started = Instant::now();
+        if let Err(err) = send(&mut stream, &mut sender, answered.response).await {
             debug!(%peer, %err, "write failed; closing");
             break;
+        }
+        if is_produce {
+            produce_stages::record(Stage::ResponseWrite, write_started.elapsed());
         }
     }
     let _ = stream.shutdown().await;
@@ -286,7 +313,7 @@ async fn write_responses(
 
 async fn send(
     stream: &mut TcpStream,
-    pipe: &SplicePipe,
+    sender: &mut RangeSender,
     response: Response,
 ) -> std::io::Result<()> {
     match response {
@@ -306,14 +333,9 @@ async fn send(
                     }
                     api::fetch_response::FramePart::Records { topic, partition } => {
                         for slice in &fetch.records[topic][partition] {
-                            send_file_range(
-                                pipe,
-                                &slice.file,
-                                slice.position.get(),
-                                slice.len,
-                                stream,
-                            )
-                            .await?;
+                            sender
+                                .send(&slice.file, slice.position.get(), slice.len, stream)
+                                .await?;
                             crate::metrics::record_bytes_out(slice.len);
                         }
                     }

@@ -11,12 +11,15 @@ mod config;
 mod configs;
 mod connection;
 mod group;
+mod histogram;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]
 mod large_alloc;
 mod limits;
 mod metadata;
 mod metrics;
+mod produce_stages;
+mod residency;
 mod settings;
 mod shard;
 mod topics;

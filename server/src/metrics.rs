@@ -197,6 +197,8 @@ async fn render(context: &Rc<ShardContext>) -> String {
         "# HELP ringtail_spliced_bytes_total Record bytes sent file-to-socket by splice (no user-space copy).\n# TYPE ringtail_spliced_bytes_total counter\nringtail_spliced_bytes_total {}",
         crate::zero_copy::spliced_bytes_total()
     );
+    crate::residency::render_metrics(&mut out);
+    crate::produce_stages::render_metrics(&mut out);
     let _ = writeln!(out, "# TYPE ringtail_connections_accepted_total counter\nringtail_connections_accepted_total {}", CONNECTIONS_ACCEPTED.load(Ordering::Relaxed));
     let limits = &context.limits;
     for (name, help, kind, value) in [

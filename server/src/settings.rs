@@ -17,6 +17,8 @@ pub struct Settings {
     pub auto_create_topics_per_request_max: u32,
     /// Broker-side cap on a Fetch response's record bytes (`--fetch-max-bytes`).
     pub fetch_max_bytes: u32,
+    /// Page-cache residency check before fetch sends (`--fetch-residency-check`).
+    pub fetch_residency_check: crate::residency::ResidencyCheck,
     /// Idle connections close after this (`--connections-max-idle-ms`).
     pub connections_max_idle_ms: u64,
     /// A frame must arrive whole within this of its first byte (`--frame-read-timeout-ms`).

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 
 use super::state::{LogState, PartitionLog, PendingAppend};
-use super::types::{AppendOutcome, PendingAppendOutcome};
+use super::types::{AppendOutcome, AppendTimings, PendingAppendOutcome};
 use crate::batch::{self, BatchHeader, Strictness};
 use crate::config::FlushPolicy;
 use crate::error::AppendError;
@@ -147,6 +147,7 @@ impl PartitionLog {
                     // A retry's answer: the stamp of the original is not kept (Kafka's is -1 too
                     // when it answers a duplicate from its producer state).
                     log_append_time_ms: -1,
+                    timings: AppendTimings::default(),
                 });
             }
             // Woken by writes and by syncs; re-check what is reached each time.

@@ -41,6 +41,6 @@ pub use files::CLEAN_SHUTDOWN_FILE_NAME;
 pub use start_offset::{DeleteRecordsError, LOG_START_OFFSET_FILE_NAME};
 pub use state::PartitionLog;
 pub use types::{
-    AppendOutcome, FileSlice, LogStats, OpenReport, PendingAppendOutcome, ReadPlan,
+    AppendOutcome, AppendTimings, FileSlice, LogStats, OpenReport, PendingAppendOutcome, ReadPlan,
     RetentionOutcome,
 };

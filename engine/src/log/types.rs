@@ -20,6 +20,18 @@ pub struct AppendOutcome {
     /// The time the broker stamped on the batches (`message.timestamp.type=LogAppendTime`), or
     /// -1 under CreateTime, as Produce responses carry it.
     pub log_append_time_ms: i64,
+    /// Where the time went, for the broker's per-stage latency histograms.
+    pub timings: AppendTimings,
+}
+
+/// How long the group commit that carried an append took, per step. Shared by every append of
+/// the group; zero for a retried batch answered without a write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendTimings {
+    /// The group's writes (and rolls) into the page cache.
+    pub write: std::time::Duration,
+    /// The flush policy's sync after the write (zero unless `every_batch`).
+    pub flush: std::time::Duration,
 }
 
 /// A byte range of a segment file, starting and ending on batch boundaries.

@@ -10,7 +10,7 @@ use tracing::error;
 
 use super::boundary_cache::BatchBoundary;
 use super::state::PartitionLog;
-use super::types::AppendOutcome;
+use super::types::{AppendOutcome, AppendTimings};
 use crate::batch::BatchHeader;
 use crate::clock::now_ms;
 use crate::error::AppendError;
@@ -53,8 +53,16 @@ impl PartitionLog {
                 headers.push(pending.headers);
                 replies.push(pending.reply);
             }
+            let write_started = std::time::Instant::now();
+            let mut timings = AppendTimings::default();
             let result = match self.write_group(buffers, &headers).await {
-                Ok(()) => self.sync_for_policy().await,
+                Ok(()) => {
+                    timings.write = write_started.elapsed();
+                    let flush_started = std::time::Instant::now();
+                    let synced = self.sync_for_policy().await;
+                    timings.flush = flush_started.elapsed();
+                    synced
+                }
                 Err(err) => Err(err),
             };
             if let Err(reason) = result {
@@ -75,6 +83,7 @@ impl PartitionLog {
                         .iter()
                         .find(|header| header.is_log_append_time())
                         .map_or(-1, |header| header.max_timestamp),
+                    timings,
                 };
                 // The caller may have gone away (connection closed): its data is written anyway.
                 let _ = reply.send(Ok(outcome));

@@ -5,6 +5,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_channel::oneshot;
@@ -17,6 +18,7 @@ use ringtail_engine::{AppendError, BatchError};
 
 use super::{code, str_bytes, ProduceOrder, RequestContext, RequestError, Response};
 use crate::metadata::TopicInfo;
+use crate::produce_stages::{self, Stage};
 use crate::shard::ShardContext;
 
 /// Produce names topics by id instead of by name from this version (KIP-516, Kafka 4.1).
@@ -28,15 +30,19 @@ pub async fn handle(
     body: &mut Bytes,
     order: Option<ProduceOrder>,
 ) -> Result<Response, RequestError> {
+    let decode_started = Instant::now();
     let produce: ProduceRequest = request.decode(body)?;
+    produce_stages::record(Stage::Decode, decode_started.elapsed());
     let acks = produce.acks;
     let (previous_queued, queued) = match order {
         Some(order) => (order.previous_queued, Some(order.queued)),
         None => (None, None),
     };
     if let Some(previous) = previous_queued {
+        let order_started = Instant::now();
         // Cancelled (the previous handler failed before queueing) counts as done.
         let _ = previous.await;
+        produce_stages::record(Stage::OrderWait, order_started.elapsed());
     }
     let mut names = Vec::with_capacity(produce.topic_data.len());
     let mut appends = Vec::new();
@@ -115,17 +121,29 @@ async fn append_partition(
     // The engine writes the record set from these bytes (a slice of the request frame), with only
     // each batch's first 16 bytes copied to carry the assigned offset: no copy of the payload.
     let name = topic.name.clone();
+    let hop_started = Instant::now();
     let appended = context
         .on_owner(&name, partition, move |owner| async move {
+            produce_stages::record(Stage::Hop, hop_started.elapsed());
             let log = owner
                 .partition_log(&topic, partition)
                 .await
                 .map_err(|err| AppendError::LogFailed {
                     reason: err.to_string(),
                 })?;
+            let append_started = Instant::now();
             let pending = log.begin_append(records, 0);
+            produce_stages::record(Stage::Append, append_started.elapsed());
             let _ = queued.send(());
-            pending?.await
+            let committed_started = Instant::now();
+            let outcome = pending?.await?;
+            let committed = committed_started.elapsed();
+            let timings = outcome.timings;
+            let group_wait = committed.saturating_sub(timings.write + timings.flush);
+            produce_stages::record(Stage::GroupWait, group_wait);
+            produce_stages::record(Stage::Write, timings.write);
+            produce_stages::record(Stage::Flush, timings.flush);
+            Ok(outcome)
         })
         .await;
     match appended {

@@ -1,0 +1,485 @@
+//! Sending a fetch's file ranges by page-cache residency (KAFKA-7504): resident ranges are
+//! spliced at once, cold ranges are read in without anything waiting on the disk but this
+//! connection's own response, then dropped from the page cache behind the reader.
+//!
+//! Why: a splice of a cold range waits for the disk inside an io-wq worker, and the kernel's
+//! readahead then fills the page cache with megabytes of old data (8 MiB windows on this VM)
+//! that push out the tail live consumers read. Here, before each range goes out, `cachestat(2)`
+//! asks how much of it is cached (well under a microsecond per call; `/metrics` shows it):
+//!
+//! - **hot** (every page cached): zero-copy splice, as before.
+//! - **cold** (any page missing): the range is read in chunks of at most
+//!   [`COLD_CHUNK_BYTES_MAX`] with io_uring reads into this connection's buffers — buffered reads
+//!   that wait for the disk on a page-lock callback, so no thread blocks, and with
+//!   `POSIX_FADV_RANDOM` on the file, so the kernel reads exactly the chunk and no readahead
+//!   beyond it. The chunk is written from memory while the next one is read, then its pages are
+//!   dropped (`POSIX_FADV_DONTNEED`, on io_uring): a catch-up reader keeps at most two chunks in
+//!   the page cache ([decision 0008](../../docs/decisions/0008-cold-reads-drop-behind.md)).
+//!
+//! The connection's writer awaits all this, and it alone: responses of one connection go out in
+//! order anyway, and the shard's other connections are served meanwhile.
+//!
+//! `--fetch-residency-check=off` splices everything unchecked (the naive path), so the benefit can
+//! be measured.
+//!
+//! # Invariants
+//! - Bytes of a range go out in file order, each exactly once, whichever way they go.
+//! - A connection holds at most two cold chunks of at most [`COLD_CHUNK_BYTES_MAX`] (one being
+//!   written, the next being read), so cold reads' memory is bounded by `--max-connections` ×
+//!   2 MiB, and their page cache by the same.
+//! - Only pages of ranges this connection read cold are dropped.
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use compio::buf::{IntoInner, IoBuf};
+use compio::io::{AsyncReadAtExt, AsyncWriteExt};
+use compio::net::TcpStream;
+use compio::BufResult;
+use futures_util::future::join;
+use ringtail_engine::io::{advise, page_bytes, range_residency, Advice};
+
+use crate::histogram::LatencyHistogram;
+use crate::zero_copy::{send_file_range, SplicePipe};
+
+/// Largest read of cold data, and so the buffers a connection keeps for them: large enough for
+/// the disk's sequential speed, small enough to hold per connection.
+pub const COLD_CHUNK_BYTES_MAX: usize = 1 << 20;
+
+/// Cold chunks of one connection in memory at once: one being written while the next is read.
+const COLD_CHUNKS_IN_MEMORY_MAX: usize = 2;
+
+/// `--fetch-residency-check`: whether fetches look at the page cache before splicing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResidencyCheck {
+    /// Hot ranges spliced, cold ranges read in without readahead and dropped behind.
+    On,
+    /// Every range spliced unchecked (the naive path; cold pages wait inside io-wq).
+    Off,
+}
+
+static HOT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
+static COLD_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
+static COLD_READS_IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
+static CHECK_FAILURES_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// From a cold chunk's first read until its bytes are in memory.
+static COLD_READ_WAIT: LatencyHistogram = LatencyHistogram::new();
+/// One `cachestat(2)` call.
+static CHECK_COST: LatencyHistogram = LatencyHistogram::new();
+
+/// Sends file ranges of Fetch responses on one connection.
+pub struct RangeSender {
+    pipe: SplicePipe,
+    check: ResidencyCheck,
+    /// Buffers of written cold chunks, kept for the next reads (their pages stay warm).
+    cold_buffers: Vec<Vec<u8>>,
+}
+
+impl RangeSender {
+    pub fn new(check: ResidencyCheck) -> io::Result<Self> {
+        Ok(Self {
+            pipe: SplicePipe::new()?,
+            check,
+            cold_buffers: Vec::new(),
+        })
+    }
+
+    /// Sends `len` bytes of `file` from `position` to `socket`. An error leaves the response
+    /// partly written: the caller closes the connection (as with [`send_file_range`]).
+    pub async fn send(
+        &mut self,
+        file: &compio::fs::File,
+        position: u64,
+        len: u64,
+        socket: &mut TcpStream,
+    ) -> io::Result<()> {
+        if self.check == ResidencyCheck::Off || is_resident(file, position, len) {
+            send_file_range(&self.pipe, file, position, len, socket).await?;
+            if self.check == ResidencyCheck::On {
+                HOT_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
+            }
+            return Ok(());
+        }
+        let end = position
+            .checked_add(len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "file range overflow"))?;
+        let mut at = position;
+        // A cold chunk in memory, to be written before anything after it.
+        let mut ready: Option<ColdChunk> = None;
+        loop {
+            let next = (at < end).then(|| (at, chunk_end(at, end, page_bytes()) - at));
+            let next_cold = next.filter(|&(from, len)| !is_resident(file, from, len));
+            match (ready.take(), next, next_cold) {
+                (None, None, _) => return Ok(()),
+                (Some(chunk), _, Some((from, len))) => {
+                    // The socket takes this chunk while the disk reads the next one.
+                    let spare = self.spare_buffer();
+                    let (written, read) = join(
+                        write_cold(socket, file, chunk),
+                        read_cold(file, from, len, spare),
+                    )
+                    .await;
+                    self.reuse_buffer(written?);
+                    ready = Some(read?);
+                    at += len;
+                }
+                (Some(chunk), _, None) => {
+                    // The next chunk, if any, is hot: spliced on the next round, after this one.
+                    let buffer = write_cold(socket, file, chunk).await?;
+                    self.reuse_buffer(buffer);
+                }
+                (None, Some((from, len)), None) => {
+                    send_file_range(&self.pipe, file, from, len, socket).await?;
+                    HOT_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
+                    at += len;
+                }
+                (None, Some(_), Some((from, len))) => {
+                    let spare = self.spare_buffer();
+                    ready = Some(read_cold(file, from, len, spare).await?);
+                    at += len;
+                }
+            }
+        }
+    }
+
+    /// A buffer for the next cold read: a kept one if there is one (warm pages), else empty.
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        self.cold_buffers.pop().unwrap_or_default()
+    }
+
+    /// Keeps a written chunk's buffer for the next read, up to [`COLD_CHUNKS_IN_MEMORY_MAX`].
+    fn reuse_buffer(&mut self, buffer: Vec<u8>) {
+        assert!(buffer.capacity() <= COLD_CHUNK_BYTES_MAX);
+        if self.cold_buffers.len() < COLD_CHUNKS_IN_MEMORY_MAX {
+            self.cold_buffers.push(buffer);
+        }
+    }
+}
+
+/// A cold chunk read into memory and not yet written.
+struct ColdChunk {
+    position: u64,
+    bytes: Vec<u8>,
+    _in_progress: ColdReadInProgress,
+}
+
+/// Reads `[position, position + len)` of `file` into `buffer`, without readahead.
+async fn read_cold(
+    file: &compio::fs::File,
+    position: u64,
+    len: u64,
+    mut buffer: Vec<u8>,
+) -> io::Result<ColdChunk> {
+    let len_bytes = usize::try_from(len).expect("a chunk is at most COLD_CHUNK_BYTES_MAX");
+    assert!(len_bytes <= COLD_CHUNK_BYTES_MAX);
+    let in_progress = ColdReadInProgress::enter();
+    let started = Instant::now();
+    // Per open file, cheap and idempotent: the read below brings in only its own pages.
+    advise(file, 0, 0, Advice::Random).await?;
+    buffer.clear();
+    buffer.reserve_exact(len_bytes);
+    let BufResult(result, slice) = file
+        .read_exact_at(buffer.slice(0..len_bytes), position)
+        .await;
+    let bytes = slice.into_inner();
+    // A file shorter than its plan fails with UnexpectedEof, as the splice path does.
+    result?;
+    assert_eq!(bytes.len(), len_bytes, "a cold read fills its chunk");
+    COLD_READ_WAIT.record(started.elapsed());
+    #[cfg(debug_assertions)]
+    test_hook::hold().await;
+    Ok(ColdChunk {
+        position,
+        bytes,
+        _in_progress: in_progress,
+    })
+}
+
+/// Writes a cold chunk to the socket, then drops its pages; returns its buffer.
+async fn write_cold(
+    socket: &mut TcpStream,
+    file: &compio::fs::File,
+    chunk: ColdChunk,
+) -> io::Result<Vec<u8>> {
+    let ColdChunk {
+        position,
+        bytes,
+        _in_progress,
+    } = chunk;
+    let len = bytes.len() as u64;
+    let BufResult(result, bytes) = socket.write_all(bytes).await;
+    result?;
+    COLD_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
+
+    // Whole pages inside the chunk only: a partial page at a range's edge also holds bytes of a
+    // neighbouring batch, which another reader may be using. Chunk ends inside a range are
+    // page-aligned, so at most two pages per range stay.
+    let page = page_bytes();
+    let drop_from = position.div_ceil(page) * page;
+    let drop_to = (position + len) / page * page;
+    if drop_to > drop_from {
+        if let Err(error) = advise(file, drop_from, drop_to - drop_from, Advice::DontNeed).await {
+            // The bytes went out; only the page cache bound is missed this once.
+            tracing::debug!(%error, "dropping a cold chunk's pages failed");
+        }
+    }
+    Ok(bytes)
+}
+
+/// Where the chunk starting at `at` ends: at `end` if that is within [`COLD_CHUNK_BYTES_MAX`],
+/// else at the last page boundary within it (so chunks after the first are page-aligned and
+/// their pages can be dropped whole).
+fn chunk_end(at: u64, end: u64, page_bytes: u64) -> u64 {
+    assert!(at < end);
+    let limit = at + COLD_CHUNK_BYTES_MAX as u64;
+    if end <= limit {
+        return end;
+    }
+    let aligned = limit / page_bytes * page_bytes;
+    assert!(aligned > at, "a chunk holds more than one page");
+    aligned
+}
+
+/// Whether every page of the range is cached, timing the check. A failed check (a kernel before
+/// 6.5) counts as resident: the range is spliced as on the naive path.
+fn is_resident(file: &compio::fs::File, position: u64, len: u64) -> bool {
+    let started = Instant::now();
+    let residency = range_residency(file, position, len);
+    CHECK_COST.record(started.elapsed());
+    match residency {
+        Ok(residency) => residency.is_resident(),
+        Err(error) => {
+            if CHECK_FAILURES_TOTAL.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(%error, "page-cache residency check failed; splicing unchecked");
+            }
+            true
+        }
+    }
+}
+
+/// Counts a cold read as in progress until dropped (also when the send is cancelled).
+struct ColdReadInProgress;
+
+impl ColdReadInProgress {
+    fn enter() -> Self {
+        COLD_READS_IN_PROGRESS.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for ColdReadInProgress {
+    fn drop(&mut self) {
+        COLD_READS_IN_PROGRESS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Appends this module's series to the `/metrics` text.
+pub fn render_metrics(out: &mut String) {
+    use std::fmt::Write as _;
+    for (name, help, kind, value) in [
+        (
+            "fetch_hot_bytes_total",
+            "Fetch record bytes found in the page cache and spliced (residency check on).",
+            "counter",
+            HOT_BYTES_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_bytes_total",
+            "Fetch record bytes not in the page cache: read in, sent from memory, dropped behind.",
+            "counter",
+            COLD_BYTES_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_reads_in_progress",
+            "Cold chunks being read or sent now.",
+            "gauge",
+            COLD_READS_IN_PROGRESS.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_residency_check_failures_total",
+            "Residency checks that failed (ranges then spliced unchecked).",
+            "counter",
+            CHECK_FAILURES_TOTAL.load(Ordering::Relaxed),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP ringtail_{name} {help}\n# TYPE ringtail_{name} {kind}\nringtail_{name} {value}"
+        );
+    }
+    crate::histogram::render_family(
+        out,
+        "ringtail_fetch_cold_read_wait_seconds",
+        "From a cold chunk's read until its bytes are in memory.",
+        &[("", &COLD_READ_WAIT)],
+    );
+    crate::histogram::render_family(
+        out,
+        "ringtail_fetch_residency_check_seconds",
+        "Cost of one page-cache residency check (cachestat).",
+        &[("", &CHECK_COST)],
+    );
+}
+
+/// Test builds only (debug assertions on): holds every cold chunk, after its bytes are in memory
+/// and before they are written, until the file named by `RINGTAIL_TEST_HOLD_COLD_READS` exists.
+/// A test can so keep a cold fetch unanswered for as long as it likes and show by the order of
+/// responses that the shard serves other requests meanwhile. Release builds never read the
+/// variable.
+#[cfg(debug_assertions)]
+mod test_hook {
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    const HOLD_ENV: &str = "RINGTAIL_TEST_HOLD_COLD_READS";
+    /// How often a held read looks for the release file (an async sleep: the shard runs on).
+    const POLL: Duration = Duration::from_millis(5);
+
+    pub(super) async fn hold() {
+        static RELEASE_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
+        let Some(release) =
+            RELEASE_FILE.get_or_init(|| std::env::var_os(HOLD_ENV).map(PathBuf::from))
+        else {
+            return;
+        };
+        while !release.exists() {
+            compio::time::sleep(POLL).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::io::Write;
+
+    use compio::io::AsyncReadExt;
+    use compio::net::TcpListener;
+
+    #[test]
+    fn chunks_end_on_page_boundaries_within_the_limit() {
+        let page = 4096;
+        let max = COLD_CHUNK_BYTES_MAX as u64;
+        assert_eq!(chunk_end(0, 10, page), 10);
+        assert_eq!(chunk_end(100, 100 + max, page), 100 + max);
+        assert_eq!(chunk_end(100, 101 + max, page), max);
+        assert_eq!(chunk_end(max, 3 * max, page), 2 * max);
+        // Walking a long unaligned range: every chunk within the limit, covering it exactly.
+        let (start, end) = (12_345u64, 12_345 + 5 * max + 777);
+        let mut at = start;
+        let mut chunks = 0;
+        while at < end {
+            let next = chunk_end(at, end, page);
+            assert!(next > at && next - at <= max);
+            assert!(next == end || next.is_multiple_of(page));
+            at = next;
+            chunks += 1;
+        }
+        assert_eq!((at, chunks), (end, 6));
+    }
+
+    /// Non-repeating contents, so bytes from a wrong offset cannot compare equal.
+    fn contents(len: usize) -> Vec<u8> {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    #[compio::test]
+    async fn cold_ranges_arrive_byte_for_byte_and_leave_the_page_cache() {
+        // A cold range partly cached goes out in order (hot chunks spliced, cold ones from
+        // memory), and afterwards the pages read cold are no longer cached.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment.log");
+        let file_len = 3 * COLD_CHUNK_BYTES_MAX + 5_000;
+        let data = contents(file_len);
+        let mut writer = std::fs::File::create(&path).unwrap();
+        writer.write_all(&data).unwrap();
+        writer.sync_all().unwrap();
+        ringtail_engine::io::drop_cached_file_blocking(&writer).unwrap();
+        let file = compio::fs::File::open(&path).await.unwrap();
+        // The second MiB is hot (read in before), the rest cold.
+        let mb = COLD_CHUNK_BYTES_MAX as u64;
+        advise(&file, 0, 0, Advice::Random).await.unwrap();
+        ringtail_engine::io::read_at_most(&file, mb, COLD_CHUNK_BYTES_MAX)
+            .await
+            .unwrap();
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let (position, len) = (7u64, file_len as u64 - 7);
+        let reader = compio::runtime::spawn(async move {
+            let BufResult(result, received) = client.read_exact(vec![0u8; len as usize]).await;
+            result.unwrap();
+            received
+        });
+        let (hot_before, cold_before) = (
+            HOT_BYTES_TOTAL.load(Ordering::Relaxed),
+            COLD_BYTES_TOTAL.load(Ordering::Relaxed),
+        );
+        let mut sender = RangeSender::new(ResidencyCheck::On).unwrap();
+        sender
+            .send(&file, position, len, &mut server)
+            .await
+            .unwrap();
+        let received = reader.await.unwrap();
+
+        assert!(
+            received[..] == data[7..],
+            "bytes differ from the file range"
+        );
+        // Other tests of this process may add to the counters, never subtract.
+        assert!(HOT_BYTES_TOTAL.load(Ordering::Relaxed) - hot_before >= mb);
+        assert!(COLD_BYTES_TOTAL.load(Ordering::Relaxed) - cold_before >= len - mb);
+        assert!(sender.cold_buffers.len() <= COLD_CHUNKS_IN_MEMORY_MAX);
+        assert!(sender
+            .cold_buffers
+            .iter()
+            .all(|buffer| buffer.capacity() <= COLD_CHUNK_BYTES_MAX));
+        let page = page_bytes();
+        let cold_tail =
+            range_residency(&file, 2 * mb, file_len as u64 / page * page - 2 * mb).unwrap();
+        assert_eq!(cold_tail.cached_pages, 0, "cold chunks were dropped behind");
+        assert!(
+            range_residency(&file, mb, mb).unwrap().is_resident(),
+            "hot chunk kept"
+        );
+    }
+
+    #[compio::test]
+    async fn a_cold_range_past_the_end_of_the_file_is_an_error() {
+        // A plan naming bytes the file does not have (truncated on disk) must fail the send,
+        // not hang or send garbage.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short.log");
+        let mut writer = std::fs::File::create(&path).unwrap();
+        writer.write_all(&contents(10_000)).unwrap();
+        writer.sync_all().unwrap();
+        ringtail_engine::io::drop_cached_file_blocking(&writer).unwrap();
+        let file = compio::fs::File::open(&path).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let mut sender = RangeSender::new(ResidencyCheck::On).unwrap();
+        let error = sender
+            .send(&file, 5_000, 20_000, &mut server)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}

@@ -1,0 +1,387 @@
+//! Cold fetches against the real `ringtail` binary (KAFKA-7504): a fetch of data evicted from the
+//! page cache does not hold up the shard. Shown by the order of responses, never by time: a test
+//! build holds every cold read (`RINGTAIL_TEST_HOLD_COLD_READS`) until the test releases it,
+//! and a produce sent later on another connection of the same shard must be answered first. Also
+//! the produce path's per-stage histograms on /metrics (issue 13, part 2).
+#![forbid(unsafe_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use ringtail_engine::batch::encode_uniform_batch;
+
+mod common;
+use common::{free_port, request_frame, wait_until_listening, Broker};
+
+/// Failures, not timings: how long a step may take before the test gives up with a message.
+const STEP_DEADLINE: Duration = Duration::from_secs(30);
+const FETCH_VERSION: i16 = 12;
+
+/// One shard, so the cold fetch and the produce share it; data on the build's disk (the target
+/// directory), not a tmpfs /tmp whose pages cannot be evicted.
+fn start_broker(extra: &[&str], hold_release: Option<&Path>) -> Broker {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ringtail"));
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--shards", "1", "--flush", "every_batch"])
+        .args(extra)
+        .stderr(Stdio::null());
+    if let Some(release) = hold_release {
+        command.env("RINGTAIL_TEST_HOLD_COLD_READS", release);
+    }
+    let child = command.spawn().unwrap();
+    wait_until_listening(port, "broker did not start");
+    Broker {
+        child,
+        port,
+        metrics_port,
+        dir,
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Client {
+    fn connect(broker: &Broker) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", broker.port)).unwrap();
+        stream.set_read_timeout(Some(STEP_DEADLINE)).unwrap();
+        Self {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    fn send<Req: Encodable>(&mut self, api: ApiKey, version: i16, request: &Req) {
+        self.correlation_id += 1;
+        let frame = request_frame(
+            api,
+            version,
+            self.correlation_id,
+            "cold-reads-test",
+            request,
+        );
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    /// Reads the rest of a response whose first `started` bytes were already read.
+    fn receive<Resp: Decodable>(&mut self, api: ApiKey, version: i16, started: Vec<u8>) -> Resp {
+        let mut frame = started;
+        if frame.len() < 4 {
+            let mut rest = vec![0u8; 4 - frame.len()];
+            self.stream.read_exact(&mut rest).unwrap();
+            frame.extend_from_slice(&rest);
+        }
+        let size = i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        let mut rest = vec![0u8; 4 + size - frame.len()];
+        self.stream.read_exact(&mut rest).unwrap();
+        frame.extend_from_slice(&rest);
+        let mut body = Bytes::from(frame).slice(4..);
+        let header =
+            ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.correlation_id);
+        let decoded = Resp::decode(&mut body, version).unwrap();
+        assert!(!body.has_remaining(), "{api:?}: response fully consumed");
+        decoded
+    }
+
+    fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        self.send(api, version, request);
+        self.receive(api, version, Vec::new())
+    }
+
+    /// Whatever bytes have arrived, without waiting for more.
+    fn arrived_so_far(&mut self) -> Vec<u8> {
+        self.stream.set_nonblocking(true).unwrap();
+        let mut arrived = Vec::new();
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!("the broker closed the connection"),
+                Ok(count) => arrived.extend_from_slice(&chunk[..count]),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) => panic!("reading: {error}"),
+            }
+        }
+        self.stream.set_nonblocking(false).unwrap();
+        arrived
+    }
+}
+
+fn create_topic(client: &mut Client, name: &str) {
+    let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.to_string())))
+        .with_num_partitions(1)
+        .with_replication_factor(1)]);
+    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request);
+    assert_eq!(response.topics[0].error_code, 0);
+}
+
+fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])])
+}
+
+fn produce(client: &mut Client, topic: &str, records: Bytes) -> i64 {
+    let response: ProduceResponse =
+        client.call(ApiKey::Produce, 9, &produce_request(topic, records));
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 0);
+    partition.base_offset
+}
+
+fn fetch_request(topic: &str) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(100)
+        .with_min_bytes(1)
+        .with_max_bytes(64 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(32 << 20)])])
+}
+
+/// The record bytes a fetch from offset 0 returns, checked batch by batch.
+fn fetched_records(response: &FetchResponse) -> Bytes {
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    let records = partition.records.clone().unwrap();
+    ringtail_engine::batch::validate_all(
+        &records,
+        usize::MAX,
+        ringtail_engine::batch::Strictness::Stored,
+    )
+    .unwrap();
+    records
+}
+
+/// Produces `batches` batches of 512 KiB to `topic`; returns their total size.
+fn produce_backlog(client: &mut Client, topic: &str, batches: i64) -> usize {
+    let mut total = 0;
+    for round in 0..batches {
+        let batch = Bytes::from(encode_uniform_batch(1_000 + round, 512, 1_000));
+        assert_eq!(produce(client, topic, batch.clone()), round * 512);
+        total += batch.len();
+    }
+    total
+}
+
+/// Drops the partition's segment files from the page cache (their pages are clean: every
+/// produce was fsynced under `--flush every_batch`).
+fn evict_partition(broker: &Broker, topic: &str) {
+    let partition_dir: PathBuf = broker.dir.path().join("data").join(format!("{topic}-0"));
+    let mut segments = 0;
+    for entry in std::fs::read_dir(&partition_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|extension| extension == "log") {
+            let file = std::fs::File::open(&path).unwrap();
+            ringtail_engine::io::drop_cached_file_blocking(&file).unwrap();
+            segments += 1;
+        }
+    }
+    assert!(
+        segments > 0,
+        "no segment files in {}",
+        partition_dir.display()
+    );
+}
+
+fn scrape(broker: &Broker, metric: &str) -> u64 {
+    let mut stream = TcpStream::connect(("127.0.0.1", broker.metrics_port)).unwrap();
+    stream.set_read_timeout(Some(STEP_DEADLINE)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(metric)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{metric} missing from /metrics"))
+        .parse()
+        .unwrap()
+}
+
+/// Waits until `metric` reaches `at_least`, failing after [`STEP_DEADLINE`].
+fn wait_for_metric(broker: &Broker, metric: &str, at_least: u64, why: &str) {
+    let deadline = Instant::now() + STEP_DEADLINE;
+    while scrape(broker, metric) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "{why}: {metric} stayed below {at_least}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
+    // The issue's promise: while one connection's fetch waits for data read back from disk, the
+    // shard answers another connection's produce. Hot data first: it is spliced, never cold.
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let release = work.path().join("release");
+    let broker = start_broker(&[], Some(&release));
+    let mut admin = Client::connect(&broker);
+    create_topic(&mut admin, "backlog");
+    create_topic(&mut admin, "live");
+    let backlog_bytes = produce_backlog(&mut admin, "backlog", 6);
+
+    let hot: FetchResponse = admin.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("backlog"));
+    assert_eq!(fetched_records(&hot).len(), backlog_bytes);
+    assert!(scrape(&broker, "ringtail_fetch_hot_bytes_total") >= backlog_bytes as u64);
+    assert_eq!(
+        scrape(&broker, "ringtail_fetch_cold_bytes_total"),
+        0,
+        "fresh data is hot"
+    );
+
+    evict_partition(&broker, "backlog");
+    let mut reader = Client::connect(&broker);
+    reader.send(ApiKey::Fetch, FETCH_VERSION, &fetch_request("backlog"));
+    wait_for_metric(
+        &broker,
+        "ringtail_fetch_cold_reads_in_progress",
+        1,
+        "the fetch of evicted data must take the cold path (is the data dir on tmpfs?)",
+    );
+
+    let mut producer = Client::connect(&broker);
+    let offset = produce(
+        &mut producer,
+        "live",
+        Bytes::from(encode_uniform_batch(7, 10, 100)),
+    );
+    assert_eq!(offset, 0, "the produce was answered");
+    let fetch_started = reader.arrived_so_far();
+    let fetch_frame_bytes = if fetch_started.len() >= 4 {
+        4 + i32::from_be_bytes(fetch_started[..4].try_into().unwrap()) as usize
+    } else {
+        usize::MAX
+    };
+    assert!(
+        fetch_started.len() < fetch_frame_bytes,
+        "the cold fetch was still unanswered when the later produce's answer arrived"
+    );
+    assert_eq!(scrape(&broker, "ringtail_fetch_cold_reads_in_progress"), 1);
+
+    std::fs::write(&release, b"").unwrap();
+    let cold: FetchResponse = reader.receive(ApiKey::Fetch, FETCH_VERSION, fetch_started);
+    let records = fetched_records(&cold);
+    assert!(
+        records == fetched_records(&hot),
+        "cold bytes equal the hot ones"
+    );
+    assert!(scrape(&broker, "ringtail_fetch_cold_bytes_total") > 0);
+    assert_eq!(scrape(&broker, "ringtail_fetch_cold_reads_in_progress"), 0);
+    assert!(scrape(&broker, "ringtail_fetch_cold_read_wait_seconds_count") > 0);
+    assert!(scrape(&broker, "ringtail_fetch_residency_check_seconds_count") > 0);
+}
+
+#[test]
+fn with_the_check_off_evicted_data_is_spliced_unchecked() {
+    // The naive path of --fetch-residency-check=off: no check, no cold path, every byte spliced,
+    // even for data the page cache dropped.
+    let broker = start_broker(&["--fetch-residency-check", "off"], None);
+    let mut client = Client::connect(&broker);
+    create_topic(&mut client, "backlog");
+    let backlog_bytes = produce_backlog(&mut client, "backlog", 3);
+    evict_partition(&broker, "backlog");
+    let spliced_before = scrape(&broker, "ringtail_spliced_bytes_total");
+    let response: FetchResponse =
+        client.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("backlog"));
+    assert_eq!(fetched_records(&response).len(), backlog_bytes);
+    let spliced = scrape(&broker, "ringtail_spliced_bytes_total") - spliced_before;
+    assert_eq!(spliced, backlog_bytes as u64);
+    assert_eq!(scrape(&broker, "ringtail_fetch_cold_bytes_total"), 0);
+    assert_eq!(scrape(&broker, "ringtail_fetch_hot_bytes_total"), 0);
+    assert_eq!(
+        scrape(&broker, "ringtail_fetch_residency_check_seconds_count"),
+        0
+    );
+}
+
+#[test]
+fn a_bad_flag_value_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+        .args(["--fetch-residency-check", "maybe"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--fetch-residency-check"), "{stderr}");
+}
+
+#[test]
+fn every_produce_stage_is_counted_on_metrics() {
+    // Issue 13 part 2's instrumentation: one acknowledged produce passes every stage once (one
+    // partition), and each stage's histogram counts it.
+    let broker = start_broker(&[], None);
+    let mut client = Client::connect(&broker);
+    create_topic(&mut client, "staged");
+    produce(
+        &mut client,
+        "staged",
+        Bytes::from(encode_uniform_batch(1, 10, 100)),
+    );
+    produce(
+        &mut client,
+        "staged",
+        Bytes::from(encode_uniform_batch(2, 10, 100)),
+    );
+    for stage in [
+        "frame_read",
+        "decode",
+        "order_wait",
+        "hop",
+        "append",
+        "group_wait",
+        "write",
+        "flush",
+        "response_queue",
+        "response_write",
+    ] {
+        let metric = format!("ringtail_produce_stage_seconds_count{{stage=\"{stage}\"}}");
+        // order_wait exists from a connection's second produce on.
+        let expected = if stage == "order_wait" { 1 } else { 2 };
+        if stage == "response_write" {
+            // Counted once the write completes on the broker's side, which may be just after
+            // this client has read the response.
+            wait_for_metric(
+                &broker,
+                &metric,
+                expected,
+                "the second response was written",
+            );
+        }
+        assert_eq!(scrape(&broker, &metric), expected, "{metric}");
+    }
+}
