@@ -20,8 +20,10 @@ log() { echo "== setup-test-deps: $*"; }
 # --- Debian packages -----------------------------------------------------------------------
 #   kcat      the kcat compatibility tests (links the system librdkafka)
 #   xfsprogs  mkfs.xfs, for the loadgen's xfs-loop disk layout (loadgen/tests/layout.rs)
+#   openssl   test certificates for the TLS tests (tests/compat/test_tls.py, tests/jvm SecurityTest)
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.xfs >/dev/null 2>&1 || missing+=(xfsprogs)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]} (apt)"

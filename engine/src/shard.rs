@@ -186,16 +186,19 @@ impl Shard {
         .await
     }
 
-    /// Syncs the partitions whose `<N>ms` flush interval is due. An fsync failure is returned:
-    /// the caller must treat it as fatal (the page cache state is unknown; never retry).
-    pub async fn flush_due(&self, now_ms: i64) -> std::io::Result<()> {
+    /// Syncs the partitions whose `<N>ms` flush interval is due. A partition whose fsync fails
+    /// is failed (read-only until restart, never synced again: the page cache state is unknown)
+    /// and the others go on (docs/decisions/0010-fsync-error-read-only.md). Returns how many
+    /// failed in this pass.
+    pub async fn flush_due(&self, now_ms: i64) -> usize {
+        let mut failed = 0;
         for (topic_partition, log) in self.partitions() {
             if let Err(err) = log.sync_if_due(now_ms).await {
-                error!(topic = %topic_partition.topic, partition = %topic_partition.partition, %err, "interval fsync failed");
-                return Err(err);
+                error!(topic = %topic_partition.topic, partition = %topic_partition.partition, %err, "interval fsync failed; the partition is read-only until restart");
+                failed += 1;
             }
         }
-        Ok(())
+        failed
     }
 
     /// Runs retention over every partition of this shard.
@@ -253,19 +256,17 @@ impl Shard {
     /// (Kafka's cleaner has its own threads, ours runs on the shard). Compaction is never awaited
     /// here: a long pass must not hold back the interval flushes, and it yields between batches so
     /// flush ticks, appends and fetches interleave with it.
-    /// Returns only on an fsync failure, which the caller must treat as fatal.
+    /// Never returns: an fsync failure fails its partition only (see `flush_due`).
     pub async fn run_maintenance(
         self: Rc<Self>,
         flush_tick_ms: u64,
         retention_check_ms: u64,
-    ) -> std::io::Error {
+    ) -> std::convert::Infallible {
         let mut last_retention_ms = now_ms();
         loop {
             compio::time::sleep(std::time::Duration::from_millis(flush_tick_ms.max(1))).await;
             let now = now_ms();
-            if let Err(err) = self.flush_due(now).await {
-                return err;
-            }
+            self.flush_due(now).await;
             if now - last_retention_ms >= retention_check_ms as i64 {
                 last_retention_ms = now;
                 if let Err(err) = self.enforce_retention().await {
@@ -277,12 +278,18 @@ impl Shard {
         }
     }
 
-    /// Closes every partition: waits for queued appends, writes indexes, syncs.
+    /// Closes every partition: waits for queued appends, writes indexes, syncs. A partition that
+    /// cannot close (it failed earlier) does not keep the others from closing cleanly; the first
+    /// error is returned once all were tried.
     pub async fn close(&self) -> std::io::Result<()> {
-        for (_, log) in self.partitions() {
-            log.close().await?;
+        let mut first_error = None;
+        for (topic_partition, log) in self.partitions() {
+            if let Err(err) = log.close().await {
+                error!(topic = %topic_partition.topic, partition = %topic_partition.partition, %err, "partition did not close cleanly; it is recovered in full at the next start");
+                first_error.get_or_insert(err);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 

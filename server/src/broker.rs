@@ -15,7 +15,10 @@ use ringtail_engine::{shard_runtime, Shard, ShardId, TopicRegistry};
 use tracing::{error, info, warn};
 
 use crate::config::Args;
+use crate::listeners::ListenerId;
 use crate::metadata::Metadata;
+use crate::sasl::store::CredentialStore;
+use crate::settings::ListenerSettings;
 use crate::settings::Settings;
 use crate::shard::{serve_inbox, Router, ShardContext, ShardJob, INBOX_JOBS_MAX};
 
@@ -27,7 +30,6 @@ const FLUSH_TICK_MS: u64 = 10;
 /// Runs the broker until SIGINT or SIGTERM; returns after a clean shutdown.
 pub fn run(args: Args) -> Result<()> {
     let shard_count = args.shard_count();
-    let (advertised_host, advertised_port) = args.advertised()?;
     let log_defaults = args.log_defaults()?;
     let _data_dir_locks = lock_data_dirs(&args.data_dirs)?;
     let metadata = Arc::new(Metadata::new(log_defaults));
@@ -38,7 +40,21 @@ pub fn run(args: Args) -> Result<()> {
     metadata
         .publish(&registry)
         .context("topic configs in the registry")?;
-    let listeners = bind_listeners(args.listen, shard_count)?;
+    let wanted = args.listeners()?;
+    let tls = args.security.tls_config(&wanted)?;
+    // One socket per shard for each listener: listeners[shard][i] serves wanted[i].
+    let mut bound = Vec::with_capacity(wanted.len());
+    let mut per_shard: Vec<Vec<std::net::TcpListener>> =
+        (0..shard_count).map(|_| Vec::new()).collect();
+    for listener in &wanted {
+        let sockets = bind_listeners(listener.bind_address()?, shard_count)
+            .with_context(|| format!("listener {listener}"))?;
+        bound.push((listener.clone(), sockets[0].local_addr()?));
+        for (shard, socket) in per_shard.iter_mut().zip(sockets) {
+            shard.push(socket);
+        }
+    }
+    let advertised = args.advertised(&bound)?;
     let metrics_listener = args
         .metrics_listen
         .map(|address| {
@@ -46,23 +62,26 @@ pub fn run(args: Args) -> Result<()> {
                 .with_context(|| format!("binding --metrics-listen {address}"))
         })
         .transpose()?;
-    let bound = listeners[0].local_addr()?;
-    let advertised_port = if args.advertised_listener.is_none() {
-        i32::from(bound.port())
-    } else {
-        advertised_port
-    };
+    // DescribeConfigs shows the first listener's address as Kafka's advertised.listeners.
+    let (first_host, first_port) = advertised.first().cloned().unwrap_or_default();
     let broker_configs = crate::configs::broker::describe(
         &args,
         metadata.log_defaults(),
         &crate::configs::broker::Advertised {
-            host: &advertised_host,
-            port: advertised_port,
+            host: &first_host,
+            port: first_port,
         },
     );
     let settings = Arc::new(Settings {
-        advertised_host,
-        advertised_port,
+        listeners: bound
+            .iter()
+            .zip(advertised)
+            .map(|((listener, _), (host, port))| ListenerSettings {
+                protocol: listener.protocol,
+                advertised_host: host,
+                advertised_port: port,
+            })
+            .collect(),
         data_dirs: args.data_dirs.clone(),
         default_partitions: args.default_partitions,
         frame_bytes_max: args.frame_bytes_max,
@@ -78,6 +97,11 @@ pub fn run(args: Args) -> Result<()> {
         broker_configs,
         explicit_flags: args.explicit_flags.clone(),
     });
+    let sasl = Arc::new(crate::sasl::SaslConfig::new(
+        crate::sasl::parse_mechanisms(&args.security.sasl_mechanisms)?,
+        args.security.connections_max_reauth_ms,
+        CredentialStore::load(&args.data_dirs[0]).context("loading the SASL credential store")?,
+    ));
     let limits = Arc::new(crate::limits::Limits::new(&args)?);
     warn_if_connections_exceed_open_files(args.max_connections);
     let mut metrics_listener = metrics_listener;
@@ -89,11 +113,13 @@ pub fn run(args: Args) -> Result<()> {
     let shards_drained = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(shard_count);
-    for (index, (listener, inbox)) in listeners.into_iter().zip(receivers).enumerate() {
+    for (index, (listeners, inbox)) in per_shard.into_iter().zip(receivers).enumerate() {
         let shard = ShardStart {
             id: ShardId(index as u16),
             cpu: index % cores,
-            listener,
+            listeners,
+            sasl: Arc::clone(&sasl),
+            tls: tls.clone(),
             inbox,
             metadata: Arc::clone(&metadata),
             router: Arc::clone(&router),
@@ -115,7 +141,11 @@ pub fn run(args: Args) -> Result<()> {
             .context("spawning a shard thread")?;
         threads.push(thread);
     }
-    info!(listen = %bound, shards = shard_count, data_dirs = ?args.data_dirs, "ringtail listening");
+    let listening: Vec<String> = bound
+        .iter()
+        .map(|(listener, address)| format!("{}://{address}", listener.protocol))
+        .collect();
+    info!(listeners = ?listening, shards = shard_count, data_dirs = ?args.data_dirs, "ringtail listening");
     compio::runtime::Runtime::new()?.block_on(wait_for_signal());
     info!("shutting down");
     shutdown.store(true, Ordering::Relaxed);
@@ -218,7 +248,10 @@ fn refuse_a_shared_port(address: SocketAddr) -> Result<()> {
 struct ShardStart {
     id: ShardId,
     cpu: usize,
-    listener: std::net::TcpListener,
+    /// This shard's socket of each listener, in `--listeners` order (the index is the ListenerId).
+    listeners: Vec<std::net::TcpListener>,
+    sasl: Arc<crate::sasl::SaslConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     inbox: flume::Receiver<ShardJob>,
     metadata: Arc<Metadata>,
     router: Arc<Router>,
@@ -255,6 +288,8 @@ impl ShardStart {
             admin_lock: futures_util::lock::Mutex::new(()),
             shutdown: self.shutdown,
             in_flight_requests: Cell::new(0),
+            sasl: self.sasl,
+            tls: self.tls,
             coordinator: RefCell::new(None),
         });
         let started = async {
@@ -276,15 +311,23 @@ impl ShardStart {
             Rc::clone(&engine)
                 .run_maintenance(FLUSH_TICK_MS, context.settings.log_cleanup_check_ms),
         );
-        let listener = compio::net::TcpListener::from_std(self.listener)?;
-        let accepting = std::pin::pin!(accept_loop(Rc::clone(&context), listener));
-        if let Either::Right((fsync_error, _)) = select(accepting, maintenance).await {
-            // A failed fsync leaves the page cache in an unknown state: stop, never retry.
-            let err = fsync_error.map_or_else(
-                |_| "maintenance task panicked".to_string(),
-                |err| err.to_string(),
-            );
-            error!(shard = self.id.0, %err, "fatal: background fsync failed");
+        let mut accept_loops = Vec::with_capacity(self.listeners.len());
+        for (index, listener) in self.listeners.into_iter().enumerate() {
+            let listener = compio::net::TcpListener::from_std(listener)?;
+            let id = ListenerId(index as u8);
+            accept_loops.push(accept_loop(Rc::clone(&context), listener, id));
+        }
+        // One wake-up per shard stops every listener's loop at once (dropping them).
+        let accepting = std::pin::pin!(async {
+            let all = std::pin::pin!(futures_util::future::join_all(accept_loops));
+            let stop = std::pin::pin!(context.router.wait_for_wake(context.id));
+            select(all, stop).await;
+        });
+        if let Either::Right((ended, _)) = select(accepting, maintenance).await {
+            // The maintenance task loops for ever (an fsync failure fails its partition only,
+            // docs/decisions/0010-fsync-error-read-only.md): it ended only by panicking.
+            let Err(_panic) = ended;
+            error!(shard = self.id.0, "fatal: the maintenance task panicked");
             std::process::exit(3);
         }
         // The coordinator stops first: its timers must not write to a closing log, and requests
@@ -425,12 +468,14 @@ fn warn_if_connections_exceed_open_files(max_connections: u32) {
 }
 
 /// Accepts connections until shutdown.
-async fn accept_loop(context: Rc<ShardContext>, listener: compio::net::TcpListener) {
+async fn accept_loop(
+    context: Rc<ShardContext>,
+    listener: compio::net::TcpListener,
+    id: ListenerId,
+) {
     loop {
-        let accept = std::pin::pin!(listener.accept());
-        let stop = std::pin::pin!(context.router.wait_for_wake(context.id));
-        match select(accept, stop).await {
-            Either::Left((Ok((stream, peer)), _)) => {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
                 crate::metrics::record_connection();
                 match context.limits.connections.try_open(peer.ip()) {
                     Ok(permit) => {
@@ -438,6 +483,7 @@ async fn accept_loop(context: Rc<ShardContext>, listener: compio::net::TcpListen
                             Rc::clone(&context),
                             stream,
                             peer,
+                            id,
                             permit,
                         ))
                         .detach();
@@ -457,11 +503,10 @@ async fn accept_loop(context: Rc<ShardContext>, listener: compio::net::TcpListen
                     }
                 }
             }
-            Either::Left((Err(err), _)) => {
+            Err(err) => {
                 warn!(%err, "accept failed");
                 compio::time::sleep(Duration::from_millis(10)).await;
             }
-            Either::Right(_) => return,
         }
         if context.shutting_down() {
             return;

@@ -12,6 +12,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use ringtail_engine::{FlushPolicy, LogConfig};
 
+use crate::listeners::Listener;
+
 /// Ringtail: a Kafka-compatible broker on a thread-per-core io_uring storage engine.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ringtail", version, about, args_override_self = true)]
@@ -20,13 +22,19 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Address the Kafka listener binds (one SO_REUSEPORT socket per shard).
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9092")]
-    pub listen: SocketAddr,
+    /// Shorthand for one PLAINTEXT listener: `--listen A:P` is `--listeners PLAINTEXT://A:P`.
+    /// Without either, the broker listens on PLAINTEXT://127.0.0.1:9092.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "listeners")]
+    pub listen: Option<SocketAddr>,
 
-    /// Host and port clients are told to connect to (Metadata); default: the listen address.
+    /// Host and port clients are told to connect to (Metadata) on the first listener; default:
+    /// the listen address. `--advertised-listeners` names each listener.
     #[arg(long, value_name = "HOST:PORT")]
     pub advertised_listener: Option<String>,
+
+    /// Listeners, security flags and SASL (see `config_security.rs`).
+    #[command(flatten)]
+    pub security: crate::config_security::SecurityArgs,
 
     /// Data directory; repeat for several disks (partitions are spread over them).
     #[arg(long = "data-dir", value_name = "DIR", default_value = "./data")]
@@ -176,6 +184,48 @@ pub enum Command {
         #[arg(long)]
         group: Option<String>,
     },
+    /// SASL users in a data dir's credential store, managed offline (e.g. the first admin,
+    /// before the first start).
+    Users {
+        #[command(subcommand)]
+        action: UsersCommand,
+    },
+}
+
+/// `ringtail users ...`
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum UsersCommand {
+    /// Adds a user, or replaces its credential for that mechanism.
+    Add {
+        /// The user name (the principal is User:NAME).
+        name: String,
+        /// SCRAM-SHA-256 or SCRAM-SHA-512; PLAIN logins check against either.
+        #[arg(long, default_value = "SCRAM-SHA-256")]
+        mechanism: String,
+        /// Read the password from the first line of standard input (the only way: a password
+        /// on the command line would show in `ps`).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Iterations of the salted hash (Kafka's default and minimum is 4096).
+        #[arg(long, default_value_t = 4096)]
+        iterations: u32,
+        /// The broker's (first) data directory, where `credentials.json` lives.
+        #[arg(long = "data-dir", value_name = "DIR")]
+        data_dir: std::path::PathBuf,
+    },
+    /// Removes a user's credential for one mechanism.
+    Delete {
+        name: String,
+        #[arg(long, default_value = "SCRAM-SHA-256")]
+        mechanism: String,
+        #[arg(long = "data-dir", value_name = "DIR")]
+        data_dir: std::path::PathBuf,
+    },
+    /// Lists users and their mechanisms (never a secret).
+    List {
+        #[arg(long = "data-dir", value_name = "DIR")]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 impl Args {
@@ -226,18 +276,56 @@ impl Args {
         Ok(config)
     }
 
-    /// Host and port announced in Metadata.
-    pub fn advertised(&self) -> Result<(String, i32)> {
-        let Some(text) = &self.advertised_listener else {
-            return Ok((self.listen.ip().to_string(), i32::from(self.listen.port())));
+    /// The listeners to bind: `--listeners`, else `--listen` as a PLAINTEXT listener, else
+    /// PLAINTEXT://127.0.0.1:9092.
+    pub fn listeners(&self) -> Result<Vec<Listener>> {
+        if let Some(text) = &self.security.listeners {
+            return Ok(crate::listeners::parse_list(text)?);
+        }
+        let address = self
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9092)));
+        Ok(vec![Listener::plaintext(address)])
+    }
+
+    /// Host and port announced in Metadata for each of `bound` (listener, bound address): its
+    /// `--advertised-listeners` entry, else `--advertised-listener` for the first listener, else
+    /// the bound address.
+    pub fn advertised(&self, bound: &[(Listener, SocketAddr)]) -> Result<Vec<(String, i32)>> {
+        let named = match &self.security.advertised_listeners {
+            Some(text) => crate::listeners::parse_list(text)?,
+            None => Vec::new(),
         };
-        let (host, port) = text
-            .rsplit_once(':')
-            .context("--advertised-listener must be HOST:PORT")?;
-        Ok((
-            host.to_string(),
-            port.parse().context("bad port in --advertised-listener")?,
-        ))
+        if let Some(extra) = named
+            .iter()
+            .find(|a| !bound.iter().any(|(l, _)| l.protocol == a.protocol))
+        {
+            bail!("--advertised-listeners names {extra}, which --listeners does not have");
+        }
+        let legacy = self
+            .advertised_listener
+            .as_deref()
+            .map(|text| -> Result<(String, i32)> {
+                let (host, port) = text
+                    .rsplit_once(':')
+                    .context("--advertised-listener must be HOST:PORT")?;
+                let port = port.parse().context("bad port in --advertised-listener")?;
+                Ok((host.to_string(), port))
+            })
+            .transpose()?;
+        Ok(bound
+            .iter()
+            .enumerate()
+            .map(|(index, (listener, address))| {
+                if let Some(entry) = named.iter().find(|a| a.protocol == listener.protocol) {
+                    return (entry.host.clone(), i32::from(entry.port));
+                }
+                match (&legacy, index) {
+                    (Some(legacy), 0) => legacy.clone(),
+                    _ => (address.ip().to_string(), i32::from(address.port())),
+                }
+            })
+            .collect())
     }
 
     /// The consumer group timing flags, checked: the interval must be shorter than the session.
@@ -263,6 +351,16 @@ impl Args {
     }
 }
 
+/// Flags whose file values the command line replaces as a group: a repeatable flag, and flags
+/// that exclude each other (a file's `listen` must not clash with `--listeners` given by hand).
+const CLI_REPLACES: &[&[&str]] = &[&["data-dir"], &["listen", "listeners"]];
+
+fn given_on(cli: &[String], name: &str) -> bool {
+    let flag = format!("--{name}");
+    cli.iter()
+        .any(|arg| *arg == flag || arg.starts_with(&format!("{flag}=")))
+}
+
 /// Turns `key = value` lines of a TOML table into `--key value` arguments. A repeatable flag's
 /// file values are dropped when the command line gives that flag, so the command line wins.
 fn toml_to_args(text: &str, cli: &[String]) -> Result<Vec<String>> {
@@ -276,10 +374,11 @@ fn toml_to_args(text: &str, cli: &[String]) -> Result<Vec<String>> {
             }
             other => vec![scalar_to_string(&other)?],
         };
-        if key == "data-dir"
-            && cli
-                .iter()
-                .any(|arg| arg == "--data-dir" || arg.starts_with("--data-dir="))
+        if CLI_REPLACES
+            .iter()
+            .filter(|group| group.contains(&key.as_str()))
+            .flat_map(|group| group.iter())
+            .any(|name| given_on(cli, name))
         {
             continue;
         }
@@ -310,11 +409,17 @@ mod tests {
     fn defaults_need_no_flags() {
         // The README's first command runs with no flags at all.
         let args = Args::try_parse_from(["ringtail"]).unwrap();
-        assert_eq!(args.listen, "127.0.0.1:9092".parse().unwrap());
+        let listeners = args.listeners().unwrap();
+        assert_eq!(listeners.len(), 1);
+        assert_eq!(listeners[0].to_string(), "PLAINTEXT://127.0.0.1:9092");
         assert_eq!(args.data_dirs, vec![PathBuf::from("./data")]);
         assert_eq!(args.flush, FlushPolicy::None);
         assert!(args.auto_create_topics);
-        assert_eq!(args.advertised().unwrap(), ("127.0.0.1".to_string(), 9092));
+        let bound = [(listeners[0].clone(), "127.0.0.1:9092".parse().unwrap())];
+        assert_eq!(
+            args.advertised(&bound).unwrap(),
+            vec![("127.0.0.1".to_string(), 9092)]
+        );
         let log = args.log_defaults().unwrap();
         assert_eq!(log.retention_bytes, None);
         let groups = args.consumer_group_config().unwrap();
@@ -369,7 +474,7 @@ mod tests {
         merged.extend(toml_to_args(file, &cli).unwrap());
         merged.extend(cli[1..].iter().cloned());
         let args = Args::try_parse_from(merged).unwrap();
-        assert_eq!(args.listen.port(), 19092);
+        assert_eq!(args.listen.unwrap().port(), 19092);
         assert_eq!(args.flush, FlushPolicy::EveryBatch);
         assert_eq!(
             args.data_dirs,
@@ -377,5 +482,74 @@ mod tests {
         );
         assert_eq!(args.shards, Some(1));
         assert!(!args.auto_create_topics);
+    }
+
+    #[test]
+    fn listeners_come_from_the_file_or_the_command_line_and_advertise_per_name() {
+        // `listeners` in the file; `--listen` by hand replaces it (they exclude each other);
+        // `--advertised-listeners` is matched by name, and an unknown name is refused.
+        let file = "listeners = \"PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9094\"\nadvertised-listeners = \"SASL_SSL://broker.example:19094\"\n";
+        let merged = |cli: &[&str]| {
+            let cli: Vec<String> = cli.iter().map(|a| a.to_string()).collect();
+            let mut merged = vec!["ringtail".to_string()];
+            merged.extend(toml_to_args(file, &cli).unwrap());
+            merged.extend(cli[1..].iter().cloned());
+            Args::try_parse_from(merged).unwrap()
+        };
+        let args = merged(&["ringtail"]);
+        let listeners = args.listeners().unwrap();
+        assert_eq!(listeners.len(), 2);
+        let bound: Vec<(Listener, SocketAddr)> = listeners
+            .iter()
+            .map(|l| (l.clone(), l.bind_address().unwrap()))
+            .collect();
+        assert_eq!(
+            args.advertised(&bound).unwrap(),
+            vec![
+                ("127.0.0.1".to_string(), 9092),
+                ("broker.example".to_string(), 19094)
+            ]
+        );
+        let by_hand = merged(&["ringtail", "--listen", "127.0.0.1:7000"]);
+        assert_eq!(
+            by_hand.listeners().unwrap()[0].to_string(),
+            "PLAINTEXT://127.0.0.1:7000"
+        );
+        let wrong =
+            Args::try_parse_from(["ringtail", "--advertised-listeners", "SSL://h:1"]).unwrap();
+        let plain = wrong.listeners().unwrap();
+        let bound = [(plain[0].clone(), "127.0.0.1:9092".parse().unwrap())];
+        assert!(wrong.advertised(&bound).is_err());
+        assert!(Args::try_parse_from([
+            "ringtail",
+            "--listen",
+            "127.0.0.1:1",
+            "--listeners",
+            "SSL://h:2"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn tls_listeners_need_their_files_and_files_need_a_tls_listener() {
+        // Both mistakes are refused at start instead of serving plaintext or failing per client.
+        let tls =
+            Args::try_parse_from(["ringtail", "--listeners", "SSL://127.0.0.1:9093"]).unwrap();
+        let err = tls
+            .security
+            .tls_config(&tls.listeners().unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("--tls-cert-file"), "{err}");
+        let stray = Args::try_parse_from(["ringtail", "--tls-client-ca-file", "/ca.pem"]).unwrap();
+        assert!(stray
+            .security
+            .tls_config(&stray.listeners().unwrap())
+            .is_err());
+        let none = Args::try_parse_from(["ringtail"]).unwrap();
+        assert!(none
+            .security
+            .tls_config(&none.listeners().unwrap())
+            .unwrap()
+            .is_none());
     }
 }

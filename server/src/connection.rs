@@ -12,10 +12,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use compio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 use compio::runtime::JoinHandle;
-use compio::BufResult;
 use futures_util::future::{select, Either};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
@@ -23,9 +21,16 @@ use tracing::{debug, warn};
 
 use crate::api::{self, RequestContext, RequestError, Response};
 use crate::limits::ConnectionPermit;
+use crate::listeners::ListenerId;
 use crate::produce_stages::{self, Stage};
 use crate::residency::{RangeSender, ResidencyCheck};
+use crate::sasl::{Session, FAILED_AUTHENTICATION_DELAY};
 use crate::shard::ShardContext;
+use crate::transport::{self, ConnReader, ConnWriter};
+
+/// Largest frame a SASL listener reads before the connection has logged in (Kafka's
+/// sasl.server.max.receive.size default): an anonymous client cannot make the broker hold more.
+pub const UNAUTHENTICATED_FRAME_BYTES_MAX: u32 = 512 * 1024;
 
 /// Requests of one connection being served at once; the reader waits beyond that.
 pub const IN_FLIGHT_REQUESTS_MAX: usize = 16;
@@ -59,6 +64,10 @@ enum ReadEnd {
     ShuttingDown,
     #[error("writer gone")]
     WriterGone,
+    #[error("{0:?} before SASL authentication (or after the session expired)")]
+    Unauthenticated(ApiKey),
+    #[error("SASL authentication failed")]
+    AuthenticationFailed,
 }
 
 /// Serves a connection until the client closes it, sends garbage, or the shard shuts down.
@@ -67,14 +76,23 @@ pub async fn serve(
     context: Rc<ShardContext>,
     stream: TcpStream,
     peer: SocketAddr,
+    listener: ListenerId,
     permit: ConnectionPermit,
 ) {
     let _permit = permit;
     let _ = stream.set_nodelay(true);
+    let (reader, writer) = match open_transport(&context, stream, peer, listener).await {
+        Ok(halves) => halves,
+        Err(err) => {
+            debug!(%peer, %err, "TLS handshake failed; closing");
+            return;
+        }
+    };
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
     let check = context.settings.fetch_residency_check;
-    let writer = compio::runtime::spawn(write_responses(stream.clone(), responses, peer, check));
-    if let Err(reason) = read_requests(&context, stream, queue, peer).await {
+    let writer = compio::runtime::spawn(write_responses(writer, responses, peer, check));
+    let from = Origin { peer, listener };
+    if let Err(reason) = read_requests(&context, reader, queue, from).await {
         match reason {
             ReadEnd::Idle(_) => crate::metrics::record_idle_closed(),
             ReadEnd::FrameTimeout(_) => crate::metrics::record_frame_timeout(),
@@ -86,14 +104,54 @@ pub async fn serve(
     let _ = writer.await;
 }
 
+/// The connection's halves: the socket itself, or TLS after a handshake bounded by the frame
+/// timeout (a client that stalls its handshake holds a connection no longer than a slow frame).
+async fn open_transport(
+    context: &Rc<ShardContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: ListenerId,
+) -> std::io::Result<(ConnReader, ConnWriter)> {
+    if !context.settings.listener(listener).protocol.uses_tls() {
+        return Ok(transport::plain(stream));
+    }
+    let config = context
+        .tls
+        .clone()
+        .expect("TLS listeners start only with a TLS config");
+    let timeout_ms = context.settings.frame_read_timeout_ms;
+    let handshake = std::pin::pin!(transport::accept_tls(stream, config));
+    let timer = std::pin::pin!(compio::time::sleep(Duration::from_millis(timeout_ms)));
+    match select(handshake, timer).await {
+        Either::Left((done, _)) => {
+            let (reader, writer, principal) = done?;
+            if let Some(principal) = principal {
+                debug!(%peer, %principal, "TLS client certificate accepted");
+            }
+            Ok((reader, writer))
+        }
+        Either::Right(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("TLS handshake not done within {timeout_ms} ms"),
+        )),
+    }
+}
+
 /// Reads frames and queues their handlers until the connection ends.
 async fn read_requests(
     context: &Rc<ShardContext>,
-    mut stream: TcpStream,
+    mut stream: ConnReader,
     queue: flume::Sender<PendingResponse>,
-    peer: SocketAddr,
+    from: Origin,
 ) -> Result<(), ReadEnd> {
+    let peer = from.peer;
     let mut last_produce_queued = None;
+    let mut session = Session::new();
+    let needs_login = context
+        .settings
+        .listener(from.listener)
+        .protocol
+        .uses_sasl();
     // Request bytes this connection holds in handlers not yet finished; also "is anything in
     // flight" for the idle timeout, since every request holds at least its 8 header bytes.
     let held_bytes = Rc::new(Cell::new(0u64));
@@ -107,7 +165,11 @@ async fn read_requests(
         }
         let size = read_frame_size(&mut stream, timeouts, &held_bytes).await?;
         let frame_started = Instant::now();
-        let limit = context.settings.frame_bytes_max;
+        let mut limit = context.settings.frame_bytes_max;
+        if needs_login && session.principal(Instant::now()).is_none() {
+            // Before a login only small requests make sense (Kafka's sasl.server.max.receive.size).
+            limit = limit.min(UNAUTHENTICATED_FRAME_BYTES_MAX);
+        }
         if size < 8 || size as u32 > limit {
             return Err(ReadEnd::FrameRefused { size, limit });
         }
@@ -120,9 +182,41 @@ async fn read_requests(
         let frame = read_frame_body(&mut stream, size as usize, frame_started, timeouts).await?;
         let frame_read = frame_started.elapsed();
         crate::metrics::record_bytes_in(frame.len() + 4);
-        let (request, body, client_id) = parse_header(frame).map_err(ReadEnd::Malformed)?;
+        let (request, body, client_id) =
+            parse_header(frame, from.listener).map_err(ReadEnd::Malformed)?;
         if request.api == ApiKey::Produce {
             produce_stages::record(Stage::FrameRead, frame_read);
+        }
+        if matches!(
+            request.api,
+            ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        ) {
+            let answer = serve_sasl(context, &mut session, request, body, from).await?;
+            drop(bytes_permit);
+            let answered = Answered {
+                response: answer.response,
+                api: request.api,
+                at: Instant::now(),
+            };
+            let ready = compio::runtime::spawn(async move { Ok(answered) });
+            queue
+                .send_async(ready)
+                .await
+                .map_err(|_| ReadEnd::WriterGone)?;
+            if !answer.keep_open {
+                return Err(ReadEnd::AuthenticationFailed);
+            }
+            continue;
+        }
+        if request.api != ApiKey::ApiVersions
+            && context
+                .settings
+                .listener(from.listener)
+                .protocol
+                .uses_sasl()
+            && session.principal(Instant::now()).is_none()
+        {
+            return Err(ReadEnd::Unauthenticated(request.api));
         }
         let client = client_id.map(|client_id| api::ClientInfo {
             client_id,
@@ -160,6 +254,46 @@ async fn read_requests(
     }
 }
 
+/// Where a connection came from: the client's address and the listener that accepted it.
+#[derive(Clone, Copy)]
+struct Origin {
+    peer: SocketAddr,
+    listener: ListenerId,
+}
+
+/// Serves a SASL request in the reader itself, so the next frame is judged against the session
+/// this one leaves. A failed login is answered late ([`FAILED_AUTHENTICATION_DELAY`]).
+async fn serve_sasl(
+    context: &Rc<ShardContext>,
+    session: &mut Session,
+    request: RequestContext,
+    mut body: Bytes,
+    from: Origin,
+) -> Result<api::sasl::SaslAnswer, ReadEnd> {
+    let config = context
+        .settings
+        .listener(from.listener)
+        .protocol
+        .uses_sasl()
+        .then_some(&*context.sasl);
+    let answer = match request.api {
+        ApiKey::SaslHandshake => api::sasl::handshake(config, session, request, &mut body),
+        _ => api::sasl::authenticate(
+            config,
+            session,
+            request,
+            &mut body,
+            from.peer,
+            context.limits.now_ms(),
+        ),
+    }
+    .map_err(|err| ReadEnd::Malformed(err.to_string()))?;
+    if !answer.keep_open && request.api == ApiKey::SaslAuthenticate {
+        compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
+    }
+    Ok(answer)
+}
+
 #[derive(Clone, Copy)]
 struct FrameTimeouts {
     idle_ms: u64,
@@ -170,15 +304,15 @@ struct FrameTimeouts {
 /// (only while no request of this connection is in flight: a long-polling Fetch is not idle);
 /// the rest of the prefix, by the frame timeout.
 async fn read_frame_size(
-    stream: &mut TcpStream,
+    stream: &mut ConnReader,
     timeouts: FrameTimeouts,
     held_bytes: &Cell<u64>,
 ) -> Result<i32, ReadEnd> {
     let idle = Duration::from_millis(timeouts.idle_ms);
-    let BufResult(result, prefix) = {
+    let prefix = {
         // One read, not read_exact, so the common case costs one syscall and a partial prefix
         // is known to have started.
-        let mut read = std::pin::pin!(stream.read([0u8; 4]));
+        let mut read = std::pin::pin!(stream.read_some(4));
         loop {
             let timer = std::pin::pin!(compio::time::sleep(idle));
             match select(read.as_mut(), timer).await {
@@ -189,21 +323,21 @@ async fn read_frame_size(
             }
         }
     };
-    let got = result?;
+    let prefix = prefix?;
+    let got = prefix.len();
     if got == 0 {
         return Err(ReadEnd::ClientClosed);
     }
-    let mut size = prefix;
+    let mut size = [0u8; 4];
+    size[..got].copy_from_slice(&prefix);
     if got < 4 {
-        let rest = Vec::with_capacity(4 - got);
         let deadline = Duration::from_millis(timeouts.frame_ms);
-        let read = std::pin::pin!(stream.read_exact(rest));
+        let read = std::pin::pin!(stream.read_exact(4 - got));
         let timer = std::pin::pin!(compio::time::sleep(deadline));
-        let BufResult(result, rest) = match select(read, timer).await {
-            Either::Left((done, _)) => done,
+        let rest = match select(read, timer).await {
+            Either::Left((done, _)) => done?,
             Either::Right(_) => return Err(ReadEnd::FrameTimeout(timeouts.frame_ms)),
         };
-        result?;
         size[got..].copy_from_slice(&rest);
     }
     Ok(i32::from_be_bytes(size))
@@ -211,19 +345,16 @@ async fn read_frame_size(
 
 /// Reads a frame's `size` bytes, which must all arrive within the frame timeout of its start.
 async fn read_frame_body(
-    stream: &mut TcpStream,
+    stream: &mut ConnReader,
     size: usize,
     started: Instant,
     timeouts: FrameTimeouts,
 ) -> Result<BytesMut, ReadEnd> {
     let remaining = Duration::from_millis(timeouts.frame_ms).saturating_sub(started.elapsed());
-    let read = std::pin::pin!(stream.read_exact(BytesMut::with_capacity(size)));
+    let read = std::pin::pin!(stream.read_exact(size));
     let timer = std::pin::pin!(compio::time::sleep(remaining));
     match select(read, timer).await {
-        Either::Left((BufResult(result, frame), _)) => {
-            result?;
-            Ok(frame)
-        }
+        Either::Left((frame, _)) => Ok(frame?),
         // Dropping the read is safe here: the connection closes.
         Either::Right(_) => Err(ReadEnd::FrameTimeout(timeouts.frame_ms)),
     }
@@ -231,7 +362,10 @@ async fn read_frame_body(
 
 /// Decodes the request header. Unknown APIs and versions close the connection, except an
 /// ApiVersions request of a newer version, which gets the v0 answer (KIP-511).
-fn parse_header(frame: BytesMut) -> Result<(RequestContext, Bytes, Option<String>), String> {
+fn parse_header(
+    frame: BytesMut,
+    listener: ListenerId,
+) -> Result<(RequestContext, Bytes, Option<String>), String> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -246,6 +380,7 @@ fn parse_header(frame: BytesMut) -> Result<(RequestContext, Bytes, Option<String
             api,
             version,
             correlation_id,
+            listener,
         };
         return Ok((request, Bytes::new(), None));
     }
@@ -263,6 +398,7 @@ fn parse_header(frame: BytesMut) -> Result<(RequestContext, Bytes, Option<String
             api,
             version,
             correlation_id,
+            listener,
         },
         body,
         client_id,
@@ -271,7 +407,7 @@ fn parse_header(frame: BytesMut) -> Result<(RequestContext, Bytes, Option<String
 
 /// Sends responses in request order.
 async fn write_responses(
-    mut stream: TcpStream,
+    mut stream: ConnWriter,
     responses: flume::Receiver<PendingResponse>,
     peer: SocketAddr,
     check: ResidencyCheck,
@@ -308,11 +444,11 @@ async fn write_responses(
             produce_stages::record(Stage::ResponseWrite, write_started.elapsed());
         }
     }
-    let _ = stream.shutdown().await;
+    stream.shutdown().await;
 }
 
 async fn send(
-    stream: &mut TcpStream,
+    stream: &mut ConnWriter,
     sender: &mut RangeSender,
     response: Response,
 ) -> std::io::Result<()> {
@@ -320,21 +456,19 @@ async fn send(
         Response::Nothing => Ok(()),
         Response::Frame(frame) => {
             crate::metrics::record_bytes_out(frame.len() as u64);
-            let BufResult(result, _) = stream.write_all(frame).await;
-            result
+            stream.write_all(frame).await
         }
         Response::Fetch(fetch) => {
             for part in fetch.parts {
                 match part {
                     api::fetch_response::FramePart::Inline(bytes) => {
                         crate::metrics::record_bytes_out(bytes.len() as u64);
-                        let BufResult(result, _) = stream.write_all(bytes).await;
-                        result?;
+                        stream.write_all(bytes).await?;
                     }
                     api::fetch_response::FramePart::Records { topic, partition } => {
                         for slice in &fetch.records[topic][partition] {
-                            sender
-                                .send(&slice.file, slice.position.get(), slice.len, stream)
+                            stream
+                                .send_file(sender, &slice.file, slice.position.get(), slice.len)
                                 .await?;
                             crate::metrics::record_bytes_out(slice.len);
                         }

@@ -7,7 +7,9 @@
 mod api;
 mod broker;
 mod cli_groups;
+mod cli_users;
 mod config;
+mod config_security;
 mod configs;
 mod connection;
 mod group;
@@ -16,13 +18,17 @@ mod histogram;
 #[allow(unsafe_code)]
 mod large_alloc;
 mod limits;
+mod listeners;
 mod metadata;
 mod metrics;
 mod produce_stages;
 mod residency;
+mod sasl;
 mod settings;
 mod shard;
+mod tls;
 mod topics;
+mod transport;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]
 mod zero_copy;
@@ -47,6 +53,7 @@ fn main() -> Result<()> {
         Some(config::Command::Groups { bootstrap, group }) => {
             cli_groups::run(bootstrap, group.as_deref())
         }
+        Some(config::Command::Users { action }) => cli_users::run(action),
         None => broker::run(args),
     }
 }

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 /// What the connection and API layers need to know about the broker.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Host and port announced in Metadata responses.
-    pub advertised_host: String,
-    pub advertised_port: i32,
+    /// Per listener (indexed by `ListenerId`): its protocol and the host and port announced in
+    /// Metadata and FindCoordinator responses to clients connected there.
+    pub listeners: Vec<ListenerSettings>,
     pub data_dirs: Vec<PathBuf>,
     pub default_partitions: i32,
     pub frame_bytes_max: u32,
@@ -36,3 +36,17 @@ pub struct Settings {
 
 /// This single broker's id in every Metadata answer.
 pub const NODE_ID: i32 = 0;
+
+/// One bound listener as requests see it.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    pub protocol: crate::listeners::SecurityProtocol,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+}
+
+impl Settings {
+    pub fn listener(&self, id: crate::listeners::ListenerId) -> &ListenerSettings {
+        &self.listeners[usize::from(id.0)]
+    }
+}

@@ -94,6 +94,10 @@ pub struct ShardContext {
     pub shutdown: Arc<AtomicBool>,
     /// Requests being served on this shard (graceful shutdown waits for them).
     pub in_flight_requests: Cell<usize>,
+    /// SASL mechanisms and the credential store, shared by every shard.
+    pub sasl: Arc<crate::sasl::SaslConfig>,
+    /// The TLS config of SSL and SASL_SSL listeners, if there are any.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The group coordinator, on the shard that owns `__consumer_offsets` partition 0, once loaded.
     pub coordinator: RefCell<Option<Rc<crate::group::Coordinator>>>,
 }

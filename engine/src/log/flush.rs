@@ -17,9 +17,18 @@ impl PartitionLog {
 
     /// Makes everything written so far durable (used by `every_batch`, the interval flusher and
     /// shutdown). Sealed segments were synced when they were sealed.
+    ///
+    /// Refused once the log failed: after a failed fsync the kernel may have dropped the dirty
+    /// pages and marked them clean, so a second fsync would succeed without writing them and
+    /// `durable_offset` would cover data that is gone (docs/decisions/0010-fsync-error-read-only.md).
     pub async fn sync(&self) -> std::io::Result<()> {
         let (file, written) = {
             let state = self.state.borrow();
+            if let Some(reason) = &state.failure {
+                return Err(std::io::Error::other(format!(
+                    "the log failed earlier, its data is not known to be durable: {reason}"
+                )));
+            }
             if state.durable_offset == state.high_watermark {
                 return Ok(());
             }
@@ -39,6 +48,10 @@ impl PartitionLog {
     pub async fn sync_if_due(&self, now_ms: i64) -> std::io::Result<bool> {
         let due = {
             let state = self.state.borrow();
+            if state.failure.is_some() {
+                // Never retried (see `sync`): the log is read-only until a restart recovers it.
+                return Ok(false);
+            }
             match state.config.flush {
                 FlushPolicy::IntervalMs(interval_ms) => {
                     state.durable_offset < state.high_watermark

@@ -17,7 +17,8 @@
 //! - Readers see only whole, written batches: a read plan never reaches past `high_watermark`.
 //! - Segments are ordered by base offset and each base offset is the previous segment's end (or
 //!   beyond it, once compaction removed a segment's last batches: reads skip to the next base).
-//! - After a failed write or fsync the log takes no more appends (page cache state is unknown).
+//! - After a failed write or fsync the log takes no more appends and is never synced again (page
+//!   cache state is unknown; docs/decisions/0010-fsync-error-read-only.md).
 #![forbid(unsafe_code)]
 
 mod append;

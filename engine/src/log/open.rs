@@ -98,9 +98,23 @@ async fn recover_segments(
     }
     if segments.is_empty() {
         segments.push_back(Segment::create(dir, Offset::ZERO, config, now_ms).await?);
+        // A new log's files and its directory's own name must survive a power loss before the
+        // first append is acknowledged: an fdatasync of the segment does not make its name
+        // durable (found by tests/compat/test_power_loss.py: every acknowledged record of a new
+        // partition vanished with its directory).
+        sync_new_log_dir(dir).await?;
     }
     report.segments = segments.len();
     Ok((segments, report))
+}
+
+/// fsyncs a new log's directory (its segment files' names) and its parent (the directory's name).
+async fn sync_new_log_dir(dir: &Path) -> Result<(), OpenError> {
+    io::sync_dir(dir).await.map_err(OpenError::io(dir))?;
+    if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        io::sync_dir(parent).await.map_err(OpenError::io(parent))?;
+    }
+    Ok(())
 }
 
 /// The state of a log just opened: everything recovered is readable and durable.

@@ -89,6 +89,7 @@ pub fn unsupported_version_answer(correlation_id: i32) -> Response {
         api: ApiKey::ApiVersions,
         version: 0,
         correlation_id,
+        listener: Default::default(),
     };
     let response = ApiVersionsResponse::default()
         .with_error_code(code(ResponseError::UnsupportedVersion))

@@ -43,9 +43,11 @@ pub async fn handle(
             ));
         }
     }
+    // The address of the listener the request came in on, as Metadata answers.
+    let listener = context.settings.listener(request.listener);
     let broker = DescribeClusterBroker::default()
         .with_broker_id(BrokerId(NODE_ID))
-        .with_host(str_bytes(&context.settings.advertised_host))
-        .with_port(context.settings.advertised_port);
+        .with_host(str_bytes(&listener.advertised_host))
+        .with_port(listener.advertised_port);
     Ok(request.frame(&response.with_brokers(vec![broker])))
 }

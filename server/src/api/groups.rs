@@ -62,8 +62,9 @@ pub async fn find_coordinator(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let find: FindCoordinatorRequest = request.decode(body)?;
-    let host = str_bytes(&context.settings.advertised_host);
-    let port = context.settings.advertised_port;
+    let listener = context.settings.listener(request.listener);
+    let host = str_bytes(&listener.advertised_host);
+    let port = listener.advertised_port;
     let response = if request.version >= 4 {
         let coordinators = find
             .coordinator_keys

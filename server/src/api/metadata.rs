@@ -95,10 +95,11 @@ pub async fn handle(
             topic.topic_authorized_operations = authorized_operations::TOPIC;
         }
     }
+    let listener = context.settings.listener(request.listener);
     let broker = MetadataResponseBroker::default()
         .with_node_id(BrokerId(NODE_ID))
-        .with_host(str_bytes(&context.settings.advertised_host))
-        .with_port(context.settings.advertised_port);
+        .with_host(str_bytes(&listener.advertised_host))
+        .with_port(listener.advertised_port);
     // Fields a version lacks must stay at their defaults or encoding fails.
     let mut response = MetadataResponse::default()
         .with_brokers(vec![broker])

@@ -8,6 +8,7 @@
 pub mod alter_configs;
 pub mod api_versions;
 pub mod authorized_operations;
+pub mod client_quotas;
 pub mod consumer_groups;
 pub mod create_partitions;
 pub mod create_topics;
@@ -31,6 +32,8 @@ pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
 pub mod reassignments;
+pub mod sasl;
+pub mod scram_credentials;
 
 use std::rc::Rc;
 
@@ -96,6 +99,8 @@ pub struct RequestContext {
     pub api: ApiKey,
     pub version: i16,
     pub correlation_id: i32,
+    /// The listener the request came in on (Metadata announces that listener's address).
+    pub listener: crate::listeners::ListenerId,
 }
 
 impl RequestContext {
@@ -166,6 +171,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
 ];
 
 /// The version range we serve for `api`, if any.
@@ -217,6 +227,11 @@ pub async fn dispatch(
         ApiKey::ConsumerGroupDescribe => {
             consumer_groups::consumer_group_describe(context, request, &mut body).await
         }
+        ApiKey::DescribeUserScramCredentials => {
+            scram_credentials::describe(context, request, &mut body)
+        }
+        ApiKey::AlterUserScramCredentials => scram_credentials::alter(context, request, &mut body),
+        ApiKey::DescribeClientQuotas => client_quotas::describe(request, &mut body),
         ApiKey::IncrementalAlterConfigs => {
             incremental_alter_configs::handle(context, request, &mut body).await
         }

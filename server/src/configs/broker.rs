@@ -59,7 +59,10 @@ pub fn describe(args: &Args, log_defaults: &LogConfig, advertised: &Advertised) 
         Entry(
             "listeners",
             ConfigType::String,
-            format!("PLAINTEXT://{}", args.listen),
+            args.listen.map_or_else(
+                || format!("PLAINTEXT://{}:{}", advertised.host, advertised.port),
+                |listen| format!("PLAINTEXT://{listen}"),
+            ),
             Some("listen"),
             "The address the broker listens on (--listen).",
         ),

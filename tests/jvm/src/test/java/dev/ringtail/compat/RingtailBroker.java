@@ -29,13 +29,41 @@ public final class RingtailBroker implements BeforeAllCallback, AfterAllCallback
     static final int SEGMENT_BYTES = 8 * 1024 * 1024;
 
     private final List<String> extraArgs;
+    private final boolean secured;
     private Process process;
     private int port;
+    private int saslSslPort;
     private Path dataDir;
+    private Path certDir;
     private Path logPath;
 
     public RingtailBroker(String... extraArgs) {
+        this(false, extraArgs);
+    }
+
+    private RingtailBroker(boolean secured, String... extraArgs) {
+        this.secured = secured;
         this.extraArgs = List.of(extraArgs);
+    }
+
+    /**
+     * A broker with a SASL_SSL listener beside the PLAINTEXT one: a test CA and server certificate
+     * made with the openssl CLI, and the user {@code admin} (password {@link #ADMIN_PASSWORD}, both
+     * SCRAM mechanisms) created with {@code ringtail users add} before the first start.
+     */
+    public static RingtailBroker secured(String... extraArgs) {
+        return new RingtailBroker(true, extraArgs);
+    }
+
+    static final String ADMIN_PASSWORD = "admin-secret";
+
+    public String saslSslBootstrap() {
+        return "127.0.0.1:" + saslSslPort;
+    }
+
+    /** The CA certificate (PEM) that signed the broker's certificate. */
+    public Path caPem() {
+        return certDir.resolve("ca.pem");
     }
 
     public String bootstrap() {
@@ -54,7 +82,54 @@ public final class RingtailBroker implements BeforeAllCallback, AfterAllCallback
         Files.createDirectories(logs);
         logPath = logs.resolve(name + ".log");
         port = freePort();
+        if (secured) {
+            saslSslPort = freePort();
+            certDir = Files.createTempDirectory("ringtail-jvm-certs-" + name);
+            makeCerts(certDir);
+            for (String mechanism : List.of("SCRAM-SHA-256", "SCRAM-SHA-512")) {
+                runChecked(ADMIN_PASSWORD + "\n", binary(), "users", "add", "admin", "--mechanism", mechanism,
+                        "--password-stdin", "--data-dir", dataDir.toString());
+            }
+        }
         start();
+    }
+
+    private static String binary() {
+        return System.getProperty("ringtail.bin", "../../target/release/ringtail");
+    }
+
+    /** A P-256 CA and a server certificate for 127.0.0.1, as tests/compat/secure_broker.py makes them. */
+    private static void makeCerts(Path dir) throws Exception {
+        List<String> ec = List.of("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes");
+        List<String> ca = new ArrayList<>(List.of("openssl", "req", "-x509"));
+        ca.addAll(ec);
+        ca.addAll(List.of("-keyout", dir.resolve("ca.key").toString(), "-out", dir.resolve("ca.pem").toString(),
+                "-days", "2", "-subj", "/CN=ringtail-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign"));
+        runChecked(null, ca.toArray(String[]::new));
+        List<String> csr = new ArrayList<>(List.of("openssl", "req"));
+        csr.addAll(ec);
+        csr.addAll(List.of("-keyout", dir.resolve("server.key").toString(), "-out",
+                dir.resolve("server.csr").toString(), "-subj", "/CN=localhost"));
+        runChecked(null, csr.toArray(String[]::new));
+        Files.writeString(dir.resolve("server.ext"),
+                "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+        runChecked(null, "openssl", "x509", "-req", "-in", dir.resolve("server.csr").toString(),
+                "-CA", dir.resolve("ca.pem").toString(), "-CAkey", dir.resolve("ca.key").toString(),
+                "-CAcreateserial", "-out", dir.resolve("server.pem").toString(), "-days", "2",
+                "-extfile", dir.resolve("server.ext").toString());
+    }
+
+    private static void runChecked(String stdin, String... command) throws Exception {
+        Process process = new ProcessBuilder(command).redirectErrorStream(true).start();
+        if (stdin != null) {
+            process.getOutputStream().write(stdin.getBytes(StandardCharsets.UTF_8));
+        }
+        process.getOutputStream().close();
+        String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        if (!process.waitFor(60, TimeUnit.SECONDS) || process.exitValue() != 0) {
+            throw new IllegalStateException(String.join(" ", command) + " failed:\n" + output);
+        }
     }
 
     @Override
@@ -63,6 +138,7 @@ public final class RingtailBroker implements BeforeAllCallback, AfterAllCallback
             stop();
         } finally {
             deleteTree(dataDir);
+            deleteTree(certDir);
         }
     }
 
@@ -73,16 +149,24 @@ public final class RingtailBroker implements BeforeAllCallback, AfterAllCallback
     }
 
     private void start() throws Exception {
-        String binary = System.getProperty("ringtail.bin", "../../target/release/ringtail");
+        String binary = binary();
         if (!Files.isExecutable(Path.of(binary))) {
             throw new IllegalStateException(
                     "no ringtail binary at " + binary
                             + " (cargo build --release -p ringtail-server, or -Dringtail.bin=PATH)");
         }
         List<String> command = new ArrayList<>(List.of(
-                binary, "--listen", bootstrap(), "--data-dir", dataDir.toString(),
+                binary, "--data-dir", dataDir.toString(),
                 "--shards", "2", "--flush", "every_batch",
                 "--segment-bytes", Integer.toString(SEGMENT_BYTES)));
+        if (secured) {
+            command.addAll(List.of("--listeners",
+                    "PLAINTEXT://" + bootstrap() + ",SASL_SSL://" + saslSslBootstrap(),
+                    "--tls-cert-file", certDir.resolve("server.pem").toString(),
+                    "--tls-key-file", certDir.resolve("server.key").toString()));
+        } else {
+            command.addAll(List.of("--listen", bootstrap()));
+        }
         command.addAll(extraArgs);
         Files.writeString(logPath, "=== " + String.join(" ", command) + "\n", StandardCharsets.UTF_8,
                 java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
