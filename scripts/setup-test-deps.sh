@@ -10,6 +10,7 @@
 #   ~/.cache/ringtail/kafka-<version>  Apache Kafka's jars (scripts/kafka-peer.sh fetch), for the
 #                         loadgen's broker test
 #   ~/.cache/ringtail/go-mod  Go modules for tests/go (franz-go, sarama, kafka-go; tests/go/go.sum)
+#   cargo-fuzz            for scripts/fuzz.sh, built once into ~/.cache/ringtail/cargo-fuzz-<version>
 # Idempotent and quick when everything is already there: each step is skipped while its stamp
 # matches its pin file. Called by scripts/test.sh; safe to run by hand.
 set -euo pipefail
@@ -111,6 +112,20 @@ if ! cmp -s tests/go/go.sum "$go_stamp"; then
   log "go mod download (tests/go) into $cache/go-mod"
   (cd tests/go && GOMODCACHE="$cache/go-mod" GOFLAGS=-mod=readonly go mod download)
   cp tests/go/go.sum "$go_stamp"
+fi
+
+# --- cargo-fuzz (scripts/fuzz.sh) ----------------------------------------------------------
+# Installed into the cache (a fresh checkout reuses it) and linked into cargo's bin directory.
+# libfuzzer-sys builds libFuzzer with the C++ compiler (g++ is in the image).
+cargo_fuzz_version=0.13.2
+cargo_fuzz_root=$cache/cargo-fuzz-$cargo_fuzz_version
+if [ ! -x "$cargo_fuzz_root/bin/cargo-fuzz" ]; then
+  log "cargo install cargo-fuzz $cargo_fuzz_version into $cargo_fuzz_root"
+  cargo install --locked --quiet --version "$cargo_fuzz_version" --root "$cargo_fuzz_root" cargo-fuzz
+fi
+cargo_bin=${CARGO_HOME:-$HOME/.cargo}/bin
+if ! cargo fuzz --version 2>/dev/null | grep -qF "$cargo_fuzz_version"; then
+  ln -sf "$cargo_fuzz_root/bin/cargo-fuzz" "$cargo_bin/cargo-fuzz"
 fi
 
 log "ready: $(kcat -V 2>&1 | grep -o 'librdkafka [0-9.]*' | head -1 | sed 's/^/kcat with /'), \

@@ -8,6 +8,8 @@
 # 3. tests/jvm: the Java client, Kafka Streams and Kafka's CLI tools (JUnit 5, Maven; the Kafka
 #    version pinned in tests/jvm/pom.xml) against the same binary.
 # 4. tests/go: franz-go, sarama and segmentio/kafka-go against the same binary.
+# 5. Fuzzing, briefly: every cargo-fuzz target in fuzz/ for 15 s (scripts/fuzz.sh; its build is
+#    the longer part). `scripts/fuzz.sh 600` is the long form.
 # Every part runs even when an earlier one failed; the exit status is the first failure's.
 # No timing assertions anywhere: speed is measured by benches/ and reported in results/.
 set -euo pipefail
@@ -39,4 +41,7 @@ mvn -B -ntp -f tests/jvm/pom.xml -Dmaven.repo.local="$cache/m2" -Dringtail.bin="
 echo "== tests/go (go test)"
 (cd tests/go && GOMODCACHE="$cache/go-mod" GOFLAGS=-mod=readonly RINGTAIL_BIN="$ringtail_bin" \
   go test -count=1 ./...) || first_failure $?
+
+echo "== fuzz (scripts/fuzz.sh 15)"
+bash scripts/fuzz.sh 15 || first_failure $?
 exit "$status"

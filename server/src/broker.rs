@@ -29,6 +29,10 @@ const FLUSH_TICK_MS: u64 = 10;
 
 /// Runs the broker until SIGINT or SIGTERM; returns after a clean shutdown.
 pub fn run(args: Args) -> Result<()> {
+    // Handlers first: a SIGTERM that arrives once the port listens must stop the broker
+    // cleanly (logs closed, listeners taken off the port), not kill it by the default action.
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])
+        .context("installing the SIGTERM and SIGINT handlers")?;
     let shard_count = args.shard_count();
     let log_defaults = args.log_defaults()?;
     let _data_dir_locks = lock_data_dirs(&args.data_dirs)?;
@@ -146,7 +150,8 @@ pub fn run(args: Args) -> Result<()> {
         .map(|(listener, address)| format!("{}://{address}", listener.protocol))
         .collect();
     info!(listeners = ?listening, shards = shard_count, data_dirs = ?args.data_dirs, "ringtail listening");
-    compio::runtime::Runtime::new()?.block_on(wait_for_signal());
+    // The main thread has nothing else to do: it waits for the first SIGTERM or SIGINT.
+    let _ = signals.forever().next();
     info!("shutting down");
     shutdown.store(true, Ordering::Relaxed);
     router.wake_all();
@@ -164,12 +169,6 @@ pub fn run(args: Args) -> Result<()> {
     anyhow::ensure!(clean, "a shard did not shut down cleanly");
     info!("stopped");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let interrupt = std::pin::pin!(compio::signal::ctrl_c());
-    let terminate = std::pin::pin!(compio::signal::unix::signal(libc::SIGTERM));
-    let _ = select(interrupt, terminate).await;
 }
 
 /// Takes an exclusive lock on each data dir for the life of the process: with SO_REUSEPORT a
@@ -244,6 +243,21 @@ fn refuse_a_shared_port(address: SocketAddr) -> Result<()> {
     }
 }
 
+/// Takes the listening sockets off the port at once.
+///
+/// Dropping the accept loops leaves an io_uring accept in flight, and the ring keeps its socket
+/// open until the kernel tears the ring down, some time after the process has exited. Until then
+/// the old listener still completes handshakes (connections that are reset when it finally
+/// closes) and a restarted broker finds the port in use. `shutdown` on a listening socket stops
+/// it listening now, whoever else holds it.
+fn stop_listening(listeners: &[std::net::TcpListener]) {
+    for listener in listeners {
+        if let Err(err) = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Both) {
+            warn!(%err, "stopping a listener");
+        }
+    }
+}
+
 /// What a shard thread starts from.
 struct ShardStart {
     id: ShardId,
@@ -312,7 +326,10 @@ impl ShardStart {
                 .run_maintenance(FLUSH_TICK_MS, context.settings.log_cleanup_check_ms),
         );
         let mut accept_loops = Vec::with_capacity(self.listeners.len());
+        // Handles on the listening sockets, to stop them listening at shutdown (below).
+        let mut listening = Vec::with_capacity(self.listeners.len());
         for (index, listener) in self.listeners.into_iter().enumerate() {
+            listening.push(listener.try_clone().context("duplicating a listener")?);
             let listener = compio::net::TcpListener::from_std(listener)?;
             let id = ListenerId(index as u8);
             accept_loops.push(accept_loop(Rc::clone(&context), listener, id));
@@ -330,6 +347,7 @@ impl ShardStart {
             error!(shard = self.id.0, "fatal: the maintenance task panicked");
             std::process::exit(3);
         }
+        stop_listening(&listening);
         // The coordinator stops first: its timers must not write to a closing log, and requests
         // parked in JoinGroup/SyncGroup are answered now rather than holding up the drain.
         if let Some(coordinator) = context.coordinator.borrow_mut().take() {

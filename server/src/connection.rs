@@ -170,9 +170,8 @@ async fn read_requests(
             // Before a login only small requests make sense (Kafka's sasl.server.max.receive.size).
             limit = limit.min(UNAUTHENTICATED_FRAME_BYTES_MAX);
         }
-        if size < 8 || size as u32 > limit {
-            return Err(ReadEnd::FrameRefused { size, limit });
-        }
+        let size =
+            checked_frame_size(size, limit).map_err(|_| ReadEnd::FrameRefused { size, limit })?;
         // Before allocating: a spent budget stops reading this connection until bytes drain.
         let bytes_permit = context
             .limits
@@ -360,9 +359,18 @@ async fn read_frame_body(
     }
 }
 
+/// A frame's size prefix as a length to read, if the frame may be read at all: at least the
+/// 8 bytes every header starts with (API key, version, correlation id), at most `limit_bytes`.
+pub(crate) fn checked_frame_size(size: i32, limit_bytes: u32) -> Result<usize, String> {
+    match u32::try_from(size) {
+        Ok(bytes) if (8..=limit_bytes).contains(&bytes) => Ok(bytes as usize),
+        _ => Err(format!("frame size {size} outside 8..={limit_bytes}")),
+    }
+}
+
 /// Decodes the request header. Unknown APIs and versions close the connection, except an
 /// ApiVersions request of a newer version, which gets the v0 answer (KIP-511).
-fn parse_header(
+pub(crate) fn parse_header(
     frame: BytesMut,
     listener: ListenerId,
 ) -> Result<(RequestContext, Bytes, Option<String>), String> {

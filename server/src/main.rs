@@ -4,36 +4,8 @@
 //! message passing. See docs/ARCHITECTURE.md.
 #![deny(unsafe_code)]
 
-mod api;
-mod broker;
-mod cli_groups;
-mod cli_users;
-mod config;
-mod config_security;
-mod configs;
-mod connection;
-mod group;
-mod histogram;
-// Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
-#[allow(unsafe_code)]
-mod large_alloc;
-mod limits;
-mod listeners;
-mod metadata;
-mod metrics;
-mod produce_stages;
-mod residency;
-mod sasl;
-mod settings;
-mod shard;
-mod tls;
-mod topics;
-mod transport;
-// Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
-#[allow(unsafe_code)]
-mod zero_copy;
-
 use anyhow::Result;
+use ringtail_server::{broker, cli_groups, cli_users, config, large_alloc};
 
 #[global_allocator]
 static ALLOCATOR: large_alloc::LargeAllocReserveOnly = large_alloc::LargeAllocReserveOnly;

@@ -163,6 +163,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 4),
+    // From the versions kafka-protocol decodes (Kafka 4 dropped OffsetCommit v0-1 and OffsetFetch
+    // v0 too): advertising one it cannot decode closed the connection of a client that used it.
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::ListGroups, 0, 5),

@@ -34,11 +34,7 @@ pub async fn offset_commit(
         .group_instance_id
         .as_ref()
         .map(|instance| instance.to_string());
-    let generation_id = if request.version >= 1 {
-        commit.generation_id_or_member_epoch
-    } else {
-        -1
-    };
+    let generation_id = commit.generation_id_or_member_epoch;
     let commit_ms = now_ms();
     let version = request.version;
     let mut entries = Vec::new();

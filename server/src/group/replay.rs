@@ -8,14 +8,23 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use ringtail_engine::batch::decode_records;
+use ringtail_engine::batch::{decode_records, parse_header};
 use ringtail_engine::log::now_ms;
+use ringtail_engine::BatchError;
 use ringtail_engine::PartitionLog;
 
 use super::classic_record::GroupRecord;
 use super::consumer::{self, ConsumerGroupConfig};
 use super::{CommittedOffset, Coordinator};
 use crate::metadata::Metadata;
+
+/// What [`Coordinator::replay_batches`] applied.
+#[derive(Debug, Default)]
+pub(crate) struct Replayed {
+    pub records: usize,
+    /// The offset after the last batch, if there was one.
+    pub next_offset: Option<ringtail_engine::Offset>,
+}
 
 /// Bytes read at a time when the offsets log is replayed at start.
 const REPLAY_READ_BYTES: u64 = 1 << 20;
@@ -48,33 +57,24 @@ impl Coordinator {
                 .log
                 .read_bytes(offset, REPLAY_READ_BYTES, true)
                 .await?;
-            let mut position = 0;
-            while position < bytes.len() {
-                let header =
-                    ringtail_engine::batch::parse_header(&bytes[position..]).map_err(|err| {
-                        ringtail_engine::ReadError::Corrupt {
-                            path: coordinator.log.dir().to_path_buf(),
-                            position: ringtail_engine::Position::new(position as u64),
-                            reason: err.to_string(),
-                        }
-                    })?;
-                let batch = &bytes[position..position + header.total_bytes()];
-                for record in decode_records(batch).unwrap_or_default() {
-                    coordinator.apply_record(record.key.unwrap_or_default(), record.value);
-                    records += 1;
-                }
-                offset = header.next_offset();
-                position += header.total_bytes();
-            }
             if bytes.is_empty() {
                 break;
             }
+            let replayed = coordinator
+                .replay_batches(&bytes)
+                .map_err(|(position, err)| ringtail_engine::ReadError::Corrupt {
+                    path: coordinator.log.dir().to_path_buf(),
+                    position: ringtail_engine::Position::new(position as u64),
+                    reason: err.to_string(),
+                })?;
+            records += replayed.records;
+            match replayed.next_offset {
+                // A log whose batches do not move forward would replay the same bytes forever.
+                Some(next) if next > offset => offset = next,
+                _ => break,
+            }
         }
-        // Sessions start anew: members have until a session timeout from now to heartbeat.
-        let now = now_ms();
-        for group in coordinator.consumer_groups.borrow_mut().values_mut() {
-            group.start_sessions(&coordinator.consumer_config, now);
-        }
+        coordinator.start_sessions();
         tracing::info!(
             records,
             groups = coordinator.groups.borrow().len(),
@@ -82,6 +82,42 @@ impl Coordinator {
             "group coordinator loaded"
         );
         Ok(coordinator)
+    }
+
+    /// Applies every record of `bytes`, whole batches as the log returns them. On a batch that
+    /// cannot be parsed or runs past the end, the error and its position (the batches before it
+    /// are applied).
+    pub(crate) fn replay_batches(&self, bytes: &[u8]) -> Result<Replayed, (usize, BatchError)> {
+        let mut replayed = Replayed::default();
+        let mut position = 0;
+        while position < bytes.len() {
+            let header = parse_header(&bytes[position..]).map_err(|err| (position, err))?;
+            // The header's length comes from disk: a batch cut short is an error, not a panic.
+            let batch = bytes
+                .get(position..position.saturating_add(header.total_bytes()))
+                .ok_or((
+                    position,
+                    BatchError::Truncated {
+                        needed_bytes: header.total_bytes(),
+                        available_bytes: bytes.len() - position,
+                    },
+                ))?;
+            for record in decode_records(batch).unwrap_or_default() {
+                self.apply_record(record.key.unwrap_or_default(), record.value);
+                replayed.records += 1;
+            }
+            replayed.next_offset = Some(header.next_offset());
+            position += header.total_bytes();
+        }
+        Ok(replayed)
+    }
+
+    /// Sessions start anew: members have until a session timeout from now to heartbeat.
+    pub(crate) fn start_sessions(&self) {
+        let now = now_ms();
+        for group in self.consumer_groups.borrow_mut().values_mut() {
+            group.start_sessions(&self.consumer_config, now);
+        }
     }
 
     fn apply_record(&self, key: &[u8], value: Option<&[u8]>) {

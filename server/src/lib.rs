@@ -1,0 +1,35 @@
+//! The broker as a library: the `ringtail` binary (main.rs) runs it, and the fuzz targets (fuzz/)
+//! drive its decoders through [`fuzzing`]. See docs/ARCHITECTURE.md.
+#![deny(unsafe_code)]
+
+mod api;
+pub mod broker;
+pub mod cli_groups;
+pub mod cli_users;
+pub mod config;
+mod config_security;
+mod configs;
+mod connection;
+pub mod fuzzing;
+#[cfg(test)]
+mod fuzzing_corpus;
+mod group;
+mod histogram;
+// Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
+#[allow(unsafe_code)]
+pub mod large_alloc;
+mod limits;
+mod listeners;
+mod metadata;
+mod metrics;
+mod produce_stages;
+mod residency;
+mod sasl;
+mod settings;
+mod shard;
+mod tls;
+mod topics;
+mod transport;
+// Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
+#[allow(unsafe_code)]
+mod zero_copy;
