@@ -263,10 +263,12 @@ fn validate_counts(header: &BatchHeader, strictness: Strictness) -> Result<(), B
 }
 
 fn validate_timestamps(header: &BatchHeader) -> Result<(), BatchError> {
-    // -1 means "no timestamp"; anything below that is garbage, and the max can't precede the base.
+    // -1 means "no timestamp"; anything below that is garbage, and the max can't precede the base
+    // — unless the broker stamped the max with its append time (LogAppendTime), which a producer
+    // clock running ahead leaves below the producer's base.
     if header.base_timestamp < -1
         || header.max_timestamp < -1
-        || header.max_timestamp < header.base_timestamp
+        || (header.max_timestamp < header.base_timestamp && !header.is_log_append_time())
     {
         return Err(BatchError::BadTimestamps {
             base_timestamp: header.base_timestamp,

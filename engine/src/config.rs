@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::ConfigError;
+use crate::ingest::{CompressionType, IngestRules, TimestampType};
 
 /// When appended data is made durable with `fdatasync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +127,14 @@ pub struct LogConfig {
     /// Cleaning starts once the bytes of sealed segments not yet cleaned are at least this share
     /// of all sealed bytes (Kafka's `min.cleanable.dirty.ratio`), in millionths.
     pub min_cleanable_dirty_ratio_ppm: u32,
+    /// Producer's time or the broker's append time (Kafka's `message.timestamp.type`).
+    pub timestamp_type: TimestampType,
+    /// How old a CreateTime timestamp may be (`message.timestamp.before.max.ms`).
+    pub timestamp_before_max_ms: i64,
+    /// How far ahead a CreateTime timestamp may be (`message.timestamp.after.max.ms`).
+    pub timestamp_after_max_ms: i64,
+    /// The codec stored batches have (`compression.type`); `Producer` keeps the producer's.
+    pub compression: CompressionType,
 }
 
 impl LogConfig {
@@ -135,6 +144,17 @@ impl LogConfig {
             self.cleanup_policy,
             CleanupPolicy::Compact | CleanupPolicy::CompactDelete
         )
+    }
+
+    /// What appends do to a producer's batches under this config.
+    pub fn ingest_rules(&self) -> IngestRules {
+        IngestRules {
+            timestamp_type: self.timestamp_type,
+            timestamp_before_max_ms: self.timestamp_before_max_ms,
+            timestamp_after_max_ms: self.timestamp_after_max_ms,
+            compression: self.compression,
+            batch_bytes_max: self.max_message_bytes as usize,
+        }
     }
 
     /// Whether retention deletes old segments by size and age.
@@ -161,6 +181,11 @@ impl Default for LogConfig {
             write_inline: false,
             delete_retention_ms: 24 * 3600 * 1000,
             min_cleanable_dirty_ratio_ppm: 500_000,
+            timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            // Kafka 4.0's default (KIP-1030): a clock an hour ahead is a broken clock.
+            timestamp_after_max_ms: 3_600_000,
+            compression: CompressionType::Producer,
         }
     }
 }
@@ -179,6 +204,10 @@ pub const TOPIC_CONFIG_NAMES: &[&str] = &[
     "write.inline",
     "delete.retention.ms",
     "min.cleanable.dirty.ratio",
+    "message.timestamp.type",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
+    "compression.type",
 ];
 
 impl LogConfig {
@@ -257,6 +286,20 @@ impl LogConfig {
                 }
                 self.min_cleanable_dirty_ratio_ppm = (ratio * 1e6).round() as u32;
             }
+            "message.timestamp.type" => self.timestamp_type = value.parse()?,
+            "message.timestamp.before.max.ms" => {
+                self.timestamp_before_max_ms = number()?;
+                if self.timestamp_before_max_ms < 0 {
+                    return Err(invalid("must be >= 0"));
+                }
+            }
+            "message.timestamp.after.max.ms" => {
+                self.timestamp_after_max_ms = number()?;
+                if self.timestamp_after_max_ms < 0 {
+                    return Err(invalid("must be >= 0"));
+                }
+            }
+            "compression.type" => self.compression = value.parse()?,
             _ => return Err(ConfigError::Unknown { name: name.into() }),
         }
         Ok(())
@@ -280,6 +323,10 @@ impl LogConfig {
             "min.cleanable.dirty.ratio" => {
                 (f64::from(self.min_cleanable_dirty_ratio_ppm) / 1e6).to_string()
             }
+            "message.timestamp.type" => self.timestamp_type.to_string(),
+            "message.timestamp.before.max.ms" => self.timestamp_before_max_ms.to_string(),
+            "message.timestamp.after.max.ms" => self.timestamp_after_max_ms.to_string(),
+            "compression.type" => self.compression.to_string(),
             _ => return None,
         })
     }

@@ -75,9 +75,20 @@ pub enum AppendError {
     /// a keyless record has no meaning there. Kafka's INVALID_RECORD.
     #[error("record at offset delta {offset_delta} has no key, and the log is compacted")]
     NullKeyInCompactedLog { offset_delta: i64 },
-    /// A compacted log's batch whose records could not be read to check their keys.
+    /// A compacted log's batch whose records could not be read to check their keys, or a batch
+    /// the log must recompress (`compression.type`) whose records could not be decompressed.
     #[error("batch records unreadable: {reason}")]
     UnreadableRecords { reason: String },
+    /// A CreateTime timestamp outside the log's `message.timestamp.before.max.ms` /
+    /// `after.max.ms` window. Kafka's INVALID_TIMESTAMP.
+    #[error(
+        "timestamp {timestamp_ms} is outside the accepted window [{earliest_ms}, {latest_ms}]"
+    )]
+    InvalidTimestamp {
+        timestamp_ms: i64,
+        earliest_ms: i64,
+        latest_ms: i64,
+    },
 }
 
 /// Why a read could not be planned.

@@ -21,6 +21,7 @@ pub mod data_dirs;
 pub mod disk_space;
 pub mod error;
 pub mod index;
+pub mod ingest;
 pub mod install;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]

@@ -83,7 +83,37 @@ fn batch_of(header: &BatchHeader) -> ProducerBatch {
     }
 }
 
+/// An idempotent producer of a partition, as an admin sees it (Kafka's DescribeProducers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// Sequence of the last record of its last batch.
+    pub last_sequence: i32,
+    /// Offset of the last record of its last batch.
+    pub last_offset: Offset,
+}
+
 impl ProducerStateTable {
+    /// Every producer with a batch remembered, by producer id.
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut active: Vec<ActiveProducer> = self
+            .producers
+            .values()
+            .filter_map(|entry| {
+                let last = entry.batches.back()?;
+                Some(ActiveProducer {
+                    producer_id: entry.producer_id,
+                    epoch: entry.epoch,
+                    last_sequence: last.last_sequence,
+                    last_offset: last.last_offset,
+                })
+            })
+            .collect();
+        active.sort_by_key(|producer| producer.producer_id);
+        active
+    }
+
     pub fn len(&self) -> usize {
         self.producers.len()
     }

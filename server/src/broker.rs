@@ -73,6 +73,16 @@ pub fn run(args: Args) -> Result<()> {
                 .with_context(|| format!("binding --metrics-listen {address}"))
         })
         .transpose()?;
+    // DescribeConfigs shows the first listener's address as Kafka's advertised.listeners.
+    let (first_host, first_port) = advertised.first().cloned().unwrap_or_default();
+    let broker_configs = crate::configs::broker::describe(
+        &args,
+        metadata.log_defaults(),
+        &crate::configs::broker::Advertised {
+            host: &first_host,
+            port: first_port,
+        },
+    );
     let settings = Arc::new(Settings {
         listeners: bound
             .iter()
@@ -95,6 +105,8 @@ pub fn run(args: Args) -> Result<()> {
         cluster_id: "ringtail".to_string(),
         move_bytes_per_sec: args.move_bytes_per_sec,
         consumer_group: args.consumer_group_config()?,
+        broker_configs,
+        explicit_flags: args.explicit_flags.clone(),
     });
     let sasl = Arc::new(crate::sasl::SaslConfig::new(
         crate::sasl::parse_mechanisms(&args.security.sasl_mechanisms)?,

@@ -190,6 +190,11 @@ pub struct Args {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    /// The flags given on the command line or in the config file (clap ids, e.g. `retention_ms`):
+    /// DescribeConfigs reports them as STATIC_BROKER_CONFIG, the rest as DEFAULT_CONFIG.
+    #[arg(skip)]
+    pub explicit_flags: std::collections::BTreeSet<String>,
 }
 
 /// Tools that talk to a running broker instead of starting one.
@@ -279,14 +284,31 @@ impl Args {
         // --help, --version and usage errors print as clap formats them and exit.
         let first = Self::try_parse_from(&cli).unwrap_or_else(|err| err.exit());
         let Some(path) = first.config.clone() else {
-            return Ok(first);
+            return Ok(Self::parse_noting_explicit(cli));
         };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         let mut merged = vec![cli[0].clone()];
         merged.extend(toml_to_args(&text, &cli).with_context(|| format!("in {}", path.display()))?);
         merged.extend(cli[1..].iter().cloned());
-        Ok(Self::try_parse_from(merged).unwrap_or_else(|err| err.exit()))
+        Ok(Self::parse_noting_explicit(merged))
+    }
+
+    /// Parses `args` and records which flags they give (see [`Args::explicit_flags`]).
+    fn parse_noting_explicit(args: Vec<String>) -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Self::command()
+            .try_get_matches_from(args)
+            .unwrap_or_else(|err| err.exit());
+        let mut parsed = Self::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+        parsed.explicit_flags = matches
+            .ids()
+            .filter(|id| {
+                matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
+            })
+            .map(|id| id.as_str().to_string())
+            .collect();
+        parsed
     }
 
     /// The data dirs' watermarks, checked: the warning must not be above the hard limit.

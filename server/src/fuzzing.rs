@@ -9,13 +9,16 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
-    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClientQuotasRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, DescribeUserScramCredentialsRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, AlterUserScramCredentialsRequest,
+    ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClientQuotasRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeProducersRequest,
+    DescribeTopicPartitionsRequest, DescribeUserScramCredentialsRequest, ElectLeadersRequest,
+    FetchRequest, FindCoordinatorRequest, GetTelemetrySubscriptionsRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListConfigResourcesRequest, ListGroupsRequest, ListOffsetsRequest,
+    ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
     OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
     SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
 };
@@ -88,6 +91,23 @@ fn decode_body(request: RequestContext, body: &mut Bytes) -> Result<(), RequestE
         ApiKey::CreatePartitions => request.decode::<CreatePartitionsRequest>(body).map(drop),
         ApiKey::IncrementalAlterConfigs => request
             .decode::<IncrementalAlterConfigsRequest>(body)
+            .map(drop),
+        ApiKey::AlterConfigs => request.decode::<AlterConfigsRequest>(body).map(drop),
+        ApiKey::DescribeCluster => request.decode::<DescribeClusterRequest>(body).map(drop),
+        ApiKey::DescribeTopicPartitions => request
+            .decode::<DescribeTopicPartitionsRequest>(body)
+            .map(drop),
+        ApiKey::ListConfigResources => request.decode::<ListConfigResourcesRequest>(body).map(drop),
+        ApiKey::DescribeProducers => request.decode::<DescribeProducersRequest>(body).map(drop),
+        ApiKey::ElectLeaders => request.decode::<ElectLeadersRequest>(body).map(drop),
+        ApiKey::AlterPartitionReassignments => request
+            .decode::<AlterPartitionReassignmentsRequest>(body)
+            .map(drop),
+        ApiKey::ListPartitionReassignments => request
+            .decode::<ListPartitionReassignmentsRequest>(body)
+            .map(drop),
+        ApiKey::GetTelemetrySubscriptions => request
+            .decode::<GetTelemetrySubscriptionsRequest>(body)
             .map(drop),
         ApiKey::FindCoordinator => request.decode::<FindCoordinatorRequest>(body).map(drop),
         ApiKey::JoinGroup => request.decode::<JoinGroupRequest>(body).map(drop),
@@ -185,6 +205,15 @@ fn encode_default(api: ApiKey, version: i16, frame: &mut BytesMut) -> anyhow::Re
         ApiKey::DescribeConfigs => encode!(DescribeConfigsRequest),
         ApiKey::CreatePartitions => encode!(CreatePartitionsRequest),
         ApiKey::IncrementalAlterConfigs => encode!(IncrementalAlterConfigsRequest),
+        ApiKey::AlterConfigs => encode!(AlterConfigsRequest),
+        ApiKey::DescribeCluster => encode!(DescribeClusterRequest),
+        ApiKey::DescribeTopicPartitions => encode!(DescribeTopicPartitionsRequest),
+        ApiKey::ListConfigResources => encode!(ListConfigResourcesRequest),
+        ApiKey::DescribeProducers => encode!(DescribeProducersRequest),
+        ApiKey::ElectLeaders => encode!(ElectLeadersRequest),
+        ApiKey::AlterPartitionReassignments => encode!(AlterPartitionReassignmentsRequest),
+        ApiKey::ListPartitionReassignments => encode!(ListPartitionReassignmentsRequest),
+        ApiKey::GetTelemetrySubscriptions => encode!(GetTelemetrySubscriptionsRequest),
         ApiKey::FindCoordinator => encode!(FindCoordinatorRequest),
         ApiKey::JoinGroup => encode!(JoinGroupRequest),
         ApiKey::SyncGroup => encode!(SyncGroupRequest),

@@ -94,7 +94,7 @@ impl Metadata {
             name: meta.name.clone(),
             topic_id: meta.topic_id,
             partitions: meta.partitions as i32,
-            config: self.log_defaults.with_overrides(&meta.configs)?,
+            config: crate::configs::topic::resolve(&self.log_defaults, &meta.configs)?,
             overrides: meta.configs.clone(),
         })
     }

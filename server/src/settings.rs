@@ -27,6 +27,10 @@ pub struct Settings {
     pub log_cleanup_check_ms: u64,
     /// Session timeout and heartbeat interval of consumer (KIP-848) groups.
     pub consumer_group: crate::group::consumer::ConsumerGroupConfig,
+    /// The broker's settings under Kafka's names (DescribeConfigs of the BROKER resource).
+    pub broker_configs: Vec<crate::configs::Described>,
+    /// Flags given at start (clap ids): their topic-config defaults are STATIC_BROKER_CONFIG.
+    pub explicit_flags: std::collections::BTreeSet<String>,
 }
 
 /// This single broker's id in every Metadata answer.

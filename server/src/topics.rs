@@ -9,6 +9,7 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use ringtail_engine::{ShardId, TopicMeta, TopicPartition};
 
+use crate::configs;
 use crate::limits::Limits;
 use crate::metadata::{valid_topic_name, TopicInfo};
 use crate::shard::{ShardContext, ShardGone};
@@ -313,11 +314,70 @@ pub async fn add_partitions(
     Ok(())
 }
 
-/// One change of an IncrementalAlterConfigs request.
+/// One change of an AlterConfigs or IncrementalAlterConfigs request, applied in order.
 #[derive(Debug, Clone)]
 pub enum ConfigChange {
     Set(String, String),
     Delete(String),
+    /// Adds the items of a LIST config not already in it.
+    Append(String, String),
+    /// Removes items from a LIST config.
+    Subtract(String, String),
+    /// Removes every override (the legacy AlterConfigs replaces the whole set).
+    Clear,
+}
+
+/// Applies `change` to a topic's `overrides`; `defaults` give a LIST config's value when the topic
+/// has no override of it.
+fn apply_change(
+    overrides: &mut BTreeMap<String, String>,
+    defaults: &ringtail_engine::LogConfig,
+    change: ConfigChange,
+) -> Result<(), AdminError> {
+    let (key, value, appending) = match change {
+        ConfigChange::Set(key, value) => {
+            overrides.insert(key, value);
+            return Ok(());
+        }
+        ConfigChange::Delete(key) => {
+            overrides.remove(&key);
+            return Ok(());
+        }
+        ConfigChange::Clear => {
+            overrides.clear();
+            return Ok(());
+        }
+        ConfigChange::Append(key, value) => (key, value, true),
+        ConfigChange::Subtract(key, value) => (key, value, false),
+    };
+    let invalid = |message: String| AdminError::new(ResponseError::InvalidConfig, message);
+    let def =
+        configs::topic::find(&key).ok_or_else(|| invalid(format!("unknown topic config {key}")))?;
+    if def.kind != configs::ConfigType::List {
+        return Err(invalid(format!(
+            "{key} is not a list: APPEND and SUBTRACT apply to LIST configs only"
+        )));
+    }
+    let current = overrides
+        .get(&key)
+        .cloned()
+        .unwrap_or_else(|| configs::topic::broker_value(defaults, def));
+    let mut items: Vec<String> = configs::topic::list_items(&current)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let given = configs::topic::list_items(&value);
+    if appending {
+        for item in given {
+            if !items.iter().any(|held| held == item) {
+                items.push(item.to_string());
+            }
+        }
+    } else {
+        items.retain(|held| !given.contains(&held.as_str()));
+    }
+    overrides.insert(key, items.join(","));
+    Ok(())
 }
 
 /// Changes a topic's config overrides, saves them, and applies the new config to every open
@@ -344,17 +404,9 @@ pub async fn alter_configs(
         })?;
         let mut overrides = meta.configs.clone();
         for change in changes {
-            match change {
-                ConfigChange::Set(key, value) => {
-                    overrides.insert(key, value);
-                }
-                ConfigChange::Delete(key) => {
-                    overrides.remove(&key);
-                }
-            }
+            apply_change(&mut overrides, &log_defaults, change)?;
         }
-        log_defaults
-            .with_overrides(&overrides)
+        configs::topic::resolve(&log_defaults, &overrides)
             .map_err(|err| AdminError::new(ResponseError::InvalidConfig, err.to_string()))?;
         if validate_only {
             // Nothing changes; the unchanged registry is saved again, which is harmless.

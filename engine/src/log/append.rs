@@ -12,6 +12,7 @@ use super::types::{AppendOutcome, AppendTimings, PendingAppendOutcome};
 use crate::batch::{self, BatchHeader, Strictness};
 use crate::config::FlushPolicy;
 use crate::error::AppendError;
+use crate::ingest::{ingest, Ingested};
 use crate::producer::{ProducerBatch, ProducerStateTable, SequenceCheck, SequenceError};
 
 /// Bytes at the start of a batch that hold the broker-assigned fields (base offset, batch length,
@@ -39,14 +40,14 @@ impl PartitionLog {
         leader_epoch: i32,
     ) -> Result<PendingAppendOutcome, AppendError> {
         let records: Bytes = records.into();
-        let (max_message_bytes, compacts) = {
+        let (rules, compacts) = {
             let state = self.state.borrow();
-            (
-                state.config.max_message_bytes as usize,
-                state.config.compacts(),
-            )
+            (state.config.ingest_rules(), state.config.compacts())
         };
-        let headers = batch::validate_all(&records, max_message_bytes, Strictness::Producer)?;
+        let headers = batch::validate_all(&records, rules.batch_bytes_max, Strictness::Producer)?;
+        // Timestamp bounds, LogAppendTime stamping, recompression: a no-op under the defaults.
+        let Ingested { records, headers } =
+            ingest(records, headers, &rules, crate::clock::now_ms())?;
         if compacts {
             // Only compacted logs pay for reading records (decompressing) on append.
             crate::cleaner::check_keys(&records, &headers)?;
@@ -143,6 +144,9 @@ impl PartitionLog {
                     base_offset: duplicate.base_offset,
                     last_offset: duplicate.last_offset,
                     log_start_offset: self.log_start_offset(),
+                    // A retry's answer: the stamp of the original is not kept (Kafka's is -1 too
+                    // when it answers a duplicate from its producer state).
+                    log_append_time_ms: -1,
                     timings: AppendTimings::default(),
                 });
             }

@@ -91,6 +91,11 @@ impl PartitionLog {
         self.state.borrow().config.clone()
     }
 
+    /// Idempotent producers with a batch remembered by this log (Kafka's DescribeProducers).
+    pub fn active_producers(&self) -> Vec<crate::producer::ActiveProducer> {
+        self.state.borrow().producers.active()
+    }
+
     /// Changes the config; takes effect for the next append, roll and retention pass.
     pub fn set_config(&self, config: LogConfig) {
         self.state.borrow_mut().config = config;

@@ -17,6 +17,9 @@ pub struct AppendOutcome {
     pub base_offset: Offset,
     pub last_offset: Offset,
     pub log_start_offset: Offset,
+    /// The time the broker stamped on the batches (`message.timestamp.type=LogAppendTime`), or
+    /// -1 under CreateTime, as Produce responses carry it.
+    pub log_append_time_ms: i64,
     /// Where the time went, for the broker's per-stage latency histograms.
     pub timings: AppendTimings,
 }

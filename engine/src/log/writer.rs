@@ -79,6 +79,10 @@ impl PartitionLog {
                         .last()
                         .map_or(Offset::new(-1), BatchHeader::last_offset),
                     log_start_offset,
+                    log_append_time_ms: batch_headers
+                        .iter()
+                        .find(|header| header.is_log_append_time())
+                        .map_or(-1, |header| header.max_timestamp),
                     timings,
                 };
                 // The caller may have gone away (connection closed): its data is written anyway.

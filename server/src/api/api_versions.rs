@@ -6,10 +6,14 @@
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
-use super::{code, supported_range, RequestContext, RequestError, Response, SUPPORTED_APIS};
+use super::{
+    code, str_bytes, supported_range, RequestContext, RequestError, Response, SUPPORTED_APIS,
+};
 
 fn api_keys() -> Vec<ApiVersion> {
     SUPPORTED_APIS
@@ -29,10 +33,54 @@ pub fn handle(request: RequestContext, body: &mut Bytes) -> Result<Response, Req
         return Ok(unsupported_version_answer(request.correlation_id));
     }
     let _: ApiVersionsRequest = request.decode(body)?;
-    let response = ApiVersionsResponse::default()
+    let mut response = ApiVersionsResponse::default()
         .with_error_code(0)
         .with_api_keys(api_keys());
+    if request.version >= 3 {
+        response = with_features(response);
+    }
     Ok(request.frame(&response))
+}
+
+/// Feature flags (KIP-584) a single Kafka 4.1 node in KRaft mode reports, limited to what
+/// Ringtail serves: `metadata.version` 4.1-IV1 (level 27), `group.version` 1 (KIP-848 consumer
+/// groups). `transaction.version` stays at 0, or the Java producer would use the transaction
+/// protocol of KIP-890 that Ringtail does not serve. Levels at 0 are not finalized, as in Kafka.
+const FEATURES: &[(&str, i16, i16, i16)] = &[
+    // (name, lowest supported, highest supported, finalized level)
+    ("metadata.version", 7, 27, 27),
+    ("kraft.version", 0, 0, 0),
+    ("group.version", 0, 1, 1),
+    ("transaction.version", 0, 0, 0),
+];
+
+/// The epoch of the finalized features: they never change while the broker runs.
+const FINALIZED_FEATURES_EPOCH: i64 = 1;
+
+fn with_features(response: ApiVersionsResponse) -> ApiVersionsResponse {
+    let supported = FEATURES
+        .iter()
+        .map(|(name, min, max, _)| {
+            SupportedFeatureKey::default()
+                .with_name(str_bytes(name))
+                .with_min_version(*min)
+                .with_max_version(*max)
+        })
+        .collect();
+    let finalized = FEATURES
+        .iter()
+        .filter(|(_, _, _, level)| *level > 0)
+        .map(|(name, _, _, level)| {
+            FinalizedFeatureKey::default()
+                .with_name(str_bytes(name))
+                .with_min_version_level(*level)
+                .with_max_version_level(*level)
+        })
+        .collect();
+    response
+        .with_supported_features(supported)
+        .with_finalized_features_epoch(FINALIZED_FEATURES_EPOCH)
+        .with_finalized_features(finalized)
 }
 
 /// The version-0 answer to an ApiVersions request of a version we don't know.

@@ -12,6 +12,7 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{code, str_bytes, RequestContext, RequestError, Response};
+use crate::configs;
 use crate::shard::ShardContext;
 use crate::topics;
 
@@ -40,7 +41,7 @@ pub async fn handle(
         } else {
             topic.assignments.len() as i32
         };
-        let mut configs: BTreeMap<String, String> = topic
+        let configs: BTreeMap<String, String> = topic
             .configs
             .iter()
             .filter_map(|config| {
@@ -50,36 +51,27 @@ pub async fn handle(
                     .map(|value| (config.name.to_string(), value.to_string()))
             })
             .collect();
-        if let Err(message) = strip_fixed_configs(&mut configs) {
-            results.push(with_error(
-                result,
-                ResponseError::InvalidConfig,
-                &message,
-                request.version,
-            ));
-            continue;
-        }
         result =
             match topics::create_topic(context, name, partitions, configs, create.validate_only)
                 .await
             {
                 Ok(info) if request.version >= 5 => {
-                    let configs = info
-                        .config
-                        .get_all()
-                        .into_iter()
-                        .map(|(name, value)| {
-                            let source = if info.overrides.contains_key(name) {
-                                1
-                            } else {
-                                5
-                            };
-                            CreatableTopicConfigs::default()
-                                .with_name(str_bytes(name))
-                                .with_value(Some(str_bytes(&value)))
-                                .with_config_source(source)
-                        })
-                        .collect();
+                    let configs = configs::topic::describe(
+                        &info.config,
+                        &info.overrides,
+                        context.metadata.log_defaults(),
+                        &context.settings.explicit_flags,
+                    )
+                    .into_iter()
+                    .map(|config| {
+                        CreatableTopicConfigs::default()
+                            .with_name(str_bytes(&config.name))
+                            .with_value(config.value.as_deref().map(str_bytes))
+                            .with_read_only(config.read_only)
+                            .with_config_source(config.source as i8)
+                            .with_is_sensitive(config.sensitive)
+                    })
+                    .collect();
                     let result = result
                         .with_num_partitions(info.partitions)
                         .with_replication_factor(1)
@@ -98,21 +90,6 @@ pub async fn handle(
     Ok(request.frame(&CreateTopicsResponse::default().with_topics(results)))
 }
 
-/// Configs whose only value Ringtail has, accepted when asked for that value and dropped before
-/// the engine sees them. Kafka Streams creates its repartition and changelog topics with
-/// `message.timestamp.type=CreateTime` (Kafka's default, and the only kind Ringtail stores: it
-/// keeps the producer's timestamps), so refusing the name would stop every stateful Streams app.
-/// Any other value (LogAppendTime) is refused with INVALID_CONFIG, as not implemented.
-fn strip_fixed_configs(configs: &mut BTreeMap<String, String>) -> Result<(), String> {
-    const TIMESTAMP_TYPE: &str = "message.timestamp.type";
-    match configs.remove(TIMESTAMP_TYPE).as_deref() {
-        None | Some("CreateTime") => Ok(()),
-        Some(other) => Err(format!(
-            "{TIMESTAMP_TYPE}={other} is not supported: Ringtail keeps producer timestamps (CreateTime)"
-        )),
-    }
-}
-
 /// A failed topic's result; fields a version lacks must stay at their defaults.
 fn with_error(
     result: CreatableTopicResult,
@@ -128,29 +105,4 @@ fn with_error(
         result = result.with_num_partitions(-1).with_replication_factor(-1);
     }
     result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn create_time_is_accepted_and_log_append_time_refused() {
-        let mut configs = BTreeMap::from([
-            (
-                "message.timestamp.type".to_string(),
-                "CreateTime".to_string(),
-            ),
-            ("cleanup.policy".to_string(), "compact".to_string()),
-        ]);
-        assert_eq!(strip_fixed_configs(&mut configs), Ok(()));
-        assert_eq!(configs.keys().collect::<Vec<_>>(), ["cleanup.policy"]);
-        let mut configs = BTreeMap::from([(
-            "message.timestamp.type".to_string(),
-            "LogAppendTime".to_string(),
-        )]);
-        assert!(strip_fixed_configs(&mut configs)
-            .unwrap_err()
-            .contains("LogAppendTime"));
-    }
 }

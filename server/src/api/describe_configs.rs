@@ -1,21 +1,32 @@
-//! DescribeConfigs: a topic's effective configs (our names are Kafka's), and which are overrides.
+//! DescribeConfigs: a topic's configs (every topic config of Kafka 4.x, with types, sources,
+//! synonyms and documentation) and the broker's (its settings under Kafka's names, read-only).
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
-use super::{code, str_bytes, RequestContext, RequestError, Response, RESOURCE_TYPE_TOPIC};
+use super::{
+    code, str_bytes, RequestContext, RequestError, Response, RESOURCE_TYPE_BROKER,
+    RESOURCE_TYPE_TOPIC,
+};
+use crate::configs::{self, Described};
+use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
 
-/// Kafka's ConfigSource values we report.
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_DEFAULT: i8 = 5;
+/// What the request asks to see of each config.
+#[derive(Clone, Copy)]
+struct Detail {
+    synonyms: bool,
+    documentation: bool,
+    version: i16,
+}
 
 pub async fn handle(
     context: &Rc<ShardContext>,
@@ -23,50 +34,104 @@ pub async fn handle(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let describe: DescribeConfigsRequest = request.decode(body)?;
-    let mut results = Vec::with_capacity(describe.resources.len());
-    for resource in describe.resources {
-        let result = DescribeConfigsResult::default()
-            .with_resource_type(resource.resource_type)
-            .with_resource_name(resource.resource_name.clone());
-        let topic = (resource.resource_type == RESOURCE_TYPE_TOPIC)
-            .then(|| context.metadata.topic(&resource.resource_name))
-            .flatten();
-        let Some(topic) = topic else {
-            let error = if resource.resource_type == RESOURCE_TYPE_TOPIC {
-                ResponseError::UnknownTopicOrPartition
-            } else {
-                ResponseError::InvalidRequest
-            };
-            results.push(
-                result
-                    .with_error_code(code(error))
-                    .with_error_message(Some(str_bytes("only existing topics are described"))),
-            );
-            continue;
-        };
-        let configs = topic
-            .config
-            .get_all()
-            .into_iter()
-            .filter(|(name, _)| {
-                resource
-                    .configuration_keys
-                    .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|key| key.as_str() == *name))
-            })
-            .map(|(name, value)| {
-                let source = if topic.overrides.contains_key(name) {
-                    SOURCE_TOPIC
-                } else {
-                    SOURCE_DEFAULT
-                };
-                DescribeConfigsResourceResult::default()
-                    .with_name(str_bytes(name))
-                    .with_value(Some(str_bytes(&value)))
-                    .with_config_source(source)
-            })
-            .collect();
-        results.push(result.with_configs(configs));
-    }
+    let detail = Detail {
+        synonyms: describe.include_synonyms,
+        documentation: describe.include_documentation,
+        version: request.version,
+    };
+    let results = describe
+        .resources
+        .into_iter()
+        .map(|resource| describe_resource(context, resource, detail))
+        .collect();
     Ok(request.frame(&DescribeConfigsResponse::default().with_results(results)))
+}
+
+fn describe_resource(
+    context: &ShardContext,
+    resource: DescribeConfigsResource,
+    detail: Detail,
+) -> DescribeConfigsResult {
+    let result = DescribeConfigsResult::default()
+        .with_resource_type(resource.resource_type)
+        .with_resource_name(resource.resource_name.clone());
+    let described = match resource.resource_type {
+        RESOURCE_TYPE_TOPIC => match context.metadata.topic(&resource.resource_name) {
+            Some(topic) => Ok(configs::topic::describe(
+                &topic.config,
+                &topic.overrides,
+                context.metadata.log_defaults(),
+                &context.settings.explicit_flags,
+            )),
+            None => Err((
+                ResponseError::UnknownTopicOrPartition,
+                "no such topic".to_string(),
+            )),
+        },
+        RESOURCE_TYPE_BROKER => match resource.resource_name.as_str() {
+            // The empty name asks for cluster-wide dynamic defaults: Ringtail has none.
+            "" => Ok(Vec::new()),
+            name if name == NODE_ID.to_string() => Ok(context.settings.broker_configs.clone()),
+            name => Err((
+                ResponseError::InvalidRequest,
+                format!("unexpected broker id {name}: this broker is {NODE_ID}"),
+            )),
+        },
+        other => Err((
+            ResponseError::InvalidRequest,
+            format!("resource type {other} is not described (topics and brokers are)"),
+        )),
+    };
+    match described {
+        Ok(described) => {
+            // Null or empty asks for every config, as in Kafka.
+            let keys = resource
+                .configuration_keys
+                .as_ref()
+                .filter(|keys| !keys.is_empty());
+            result.with_configs(
+                described
+                    .iter()
+                    .filter(|config| {
+                        keys.is_none_or(|keys| keys.iter().any(|key| key.as_str() == config.name))
+                    })
+                    .map(|config| encode(config, detail))
+                    .collect(),
+            )
+        }
+        Err((error, message)) => result
+            .with_error_code(code(error))
+            .with_error_message(Some(str_bytes(&message))),
+    }
+}
+
+/// One config in the shape of the request's version; fields a version lacks stay at defaults.
+fn encode(config: &Described, detail: Detail) -> DescribeConfigsResourceResult {
+    let mut result = DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(&config.name))
+        .with_value(config.value.as_deref().map(str_bytes))
+        .with_read_only(config.read_only)
+        .with_config_source(config.source as i8)
+        .with_is_sensitive(config.sensitive);
+    if detail.synonyms {
+        result = result.with_synonyms(
+            config
+                .synonyms
+                .iter()
+                .map(|synonym| {
+                    DescribeConfigsSynonym::default()
+                        .with_name(str_bytes(&synonym.name))
+                        .with_value(synonym.value.as_deref().map(str_bytes))
+                        .with_source(synonym.source as i8)
+                })
+                .collect(),
+        );
+    }
+    if detail.version >= 3 {
+        result = result.with_config_type(config.kind as i8);
+        if detail.documentation {
+            result = result.with_documentation(Some(str_bytes(config.documentation)));
+        }
+    }
+    result
 }

@@ -1,20 +1,28 @@
-//! IncrementalAlterConfigs: set or delete topic-level configs (Kafka names). The change is saved in
-//! the registry and applied to the topic's open partition logs at once.
+//! IncrementalAlterConfigs: set, delete, append to or subtract from topic configs (Kafka names;
+//! APPEND and SUBTRACT on LIST configs such as `cleanup.policy`). The change is saved in the
+//! registry and applied to the topic's open partition logs at once. Broker configs are flags,
+//! fixed at start: altering them is refused.
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
-use super::{code, str_bytes, RequestContext, RequestError, Response, RESOURCE_TYPE_TOPIC};
+use super::{
+    code, str_bytes, RequestContext, RequestError, Response, RESOURCE_TYPE_BROKER,
+    RESOURCE_TYPE_TOPIC,
+};
 use crate::shard::ShardContext;
 use crate::topics::{self, ConfigChange};
 
 const OPERATION_SET: i8 = 0;
 const OPERATION_DELETE: i8 = 1;
+const OPERATION_APPEND: i8 = 2;
+const OPERATION_SUBTRACT: i8 = 3;
 
 pub async fn handle(
     context: &Rc<ShardContext>,
@@ -27,44 +35,19 @@ pub async fn handle(
         let response = AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
-        if resource.resource_type != RESOURCE_TYPE_TOPIC {
-            responses.push(
-                response
-                    .with_error_code(code(ResponseError::InvalidRequest))
-                    .with_error_message(Some(str_bytes("only topic configs can be altered"))),
-            );
-            continue;
-        }
-        let mut changes = Vec::with_capacity(resource.configs.len());
-        let mut refused = None;
-        for config in &resource.configs {
-            match (config.config_operation, &config.value) {
-                (OPERATION_SET, Some(value)) => changes.push(ConfigChange::Set(
-                    config.name.to_string(),
-                    value.to_string(),
-                )),
-                (OPERATION_DELETE, _) => {
-                    changes.push(ConfigChange::Delete(config.name.to_string()))
-                }
-                _ => {
-                    refused = Some(format!(
-                        "operation {} on {} is not supported (SET with a value, or DELETE)",
-                        config.config_operation,
-                        config.name.as_str()
-                    ))
-                }
-            }
-        }
-        let result = match refused {
-            Some(message) => Err((ResponseError::InvalidRequest, message)),
-            None => topics::alter_configs(
-                context,
-                resource.resource_name.to_string(),
-                changes,
-                alter.validate_only,
-            )
-            .await
-            .map_err(|err| (err.error, err.message)),
+        let result = match refusal_of_resource(resource.resource_type) {
+            Some(refused) => Err(refused),
+            None => match changes_of(&resource.configs) {
+                Ok(changes) => topics::alter_configs(
+                    context,
+                    resource.resource_name.to_string(),
+                    changes,
+                    alter.validate_only,
+                )
+                .await
+                .map_err(|err| (err.error, err.message)),
+                Err(message) => Err((ResponseError::InvalidRequest, message)),
+            },
         };
         responses.push(match result {
             Ok(()) => response,
@@ -74,4 +57,39 @@ pub async fn handle(
         });
     }
     Ok(request.frame(&IncrementalAlterConfigsResponse::default().with_responses(responses)))
+}
+
+/// The request's operations as changes, or why one is malformed.
+fn changes_of(configs: &[AlterableConfig]) -> Result<Vec<ConfigChange>, String> {
+    configs
+        .iter()
+        .map(|config| {
+            let name = config.name.to_string();
+            let value = config.value.as_ref().map(|value| value.to_string());
+            match (config.config_operation, value) {
+                (OPERATION_SET, Some(value)) => Ok(ConfigChange::Set(name, value)),
+                (OPERATION_DELETE, _) => Ok(ConfigChange::Delete(name)),
+                (OPERATION_APPEND, Some(value)) => Ok(ConfigChange::Append(name, value)),
+                (OPERATION_SUBTRACT, Some(value)) => Ok(ConfigChange::Subtract(name, value)),
+                (operation, _) => Err(format!(
+                    "operation {operation} on {name} is not valid (SET, APPEND and SUBTRACT need a value)"
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Why a resource's configs can't be altered, if they can't: only topics' can.
+pub fn refusal_of_resource(resource_type: i8) -> Option<(ResponseError, String)> {
+    match resource_type {
+        RESOURCE_TYPE_TOPIC => None,
+        RESOURCE_TYPE_BROKER => Some((
+            ResponseError::InvalidConfig,
+            "broker configs are read-only: Ringtail's are flags, set at start".to_string(),
+        )),
+        other => Some((
+            ResponseError::InvalidRequest,
+            format!("resource type {other} has no configs to alter (topics do)"),
+        )),
+    }
 }

@@ -10,7 +10,10 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 
-use super::{code, offset_for_leader_epoch, str_bytes, RequestContext, RequestError, Response};
+use super::{
+    authorized_operations, code, offset_for_leader_epoch, str_bytes, RequestContext, RequestError,
+    Response,
+};
 use crate::metadata::{valid_topic_name, TopicInfo};
 use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
@@ -24,7 +27,11 @@ pub async fn handle(
     let metadata_request: MetadataRequest = request.decode(body)?;
     // v0 has no flag: it always auto-creates (when the broker allows it).
     let allow_auto_create = request.version < 4 || metadata_request.allow_auto_topic_creation;
-    let topics = match metadata_request.topics {
+    let operations = AuthorizedOperations {
+        cluster: metadata_request.include_cluster_authorized_operations,
+        topics: metadata_request.include_topic_authorized_operations,
+    };
+    let mut topics = match metadata_request.topics {
         None => context
             .metadata
             .topics()
@@ -83,6 +90,11 @@ pub async fn handle(
             described
         }
     };
+    if request.version >= 8 && operations.topics {
+        for topic in topics.iter_mut().filter(|topic| topic.error_code == 0) {
+            topic.topic_authorized_operations = authorized_operations::TOPIC;
+        }
+    }
     let listener = context.settings.listener(request.listener);
     let broker = MetadataResponseBroker::default()
         .with_node_id(BrokerId(NODE_ID))
@@ -98,7 +110,16 @@ pub async fn handle(
     if request.version >= 2 {
         response = response.with_cluster_id(Some(str_bytes(&context.settings.cluster_id)));
     }
+    if (8..=10).contains(&request.version) && operations.cluster {
+        response = response.with_cluster_authorized_operations(authorized_operations::CLUSTER);
+    }
     Ok(request.frame(&response))
+}
+
+/// Which authorized-operations fields (KIP-430) the request asks for; no ACLs, so all allowed.
+struct AuthorizedOperations {
+    cluster: bool,
+    topics: bool,
 }
 
 /// One topic as Metadata shows it: this broker leads every partition, the only replica.

@@ -5,26 +5,35 @@
 //! without a user-space copy (`fetch_response.rs`).
 #![forbid(unsafe_code)]
 
+pub mod alter_configs;
 pub mod alter_replica_log_dirs;
 pub mod api_versions;
+pub mod authorized_operations;
 pub mod client_quotas;
 pub mod consumer_groups;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod fetch_response;
+pub mod get_telemetry_subscriptions;
 pub mod groups;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod list_config_resources;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
+pub mod reassignments;
 pub mod sasl;
 pub mod scram_credentials;
 
@@ -142,6 +151,15 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::ListConfigResources, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::GetTelemetrySubscriptions, 0, 0),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 7),
     (ApiKey::SyncGroup, 0, 5),
@@ -227,6 +245,25 @@ pub async fn dispatch(
         ApiKey::IncrementalAlterConfigs => {
             incremental_alter_configs::handle(context, request, &mut body).await
         }
+        ApiKey::AlterConfigs => alter_configs::handle(context, request, &mut body).await,
+        ApiKey::DescribeCluster => describe_cluster::handle(context, request, &mut body).await,
+        ApiKey::DescribeTopicPartitions => {
+            describe_topic_partitions::handle(context, request, &mut body).await
+        }
+        ApiKey::ListConfigResources => {
+            list_config_resources::handle(context, request, &mut body).await
+        }
+        ApiKey::DescribeProducers => describe_producers::handle(context, request, &mut body).await,
+        ApiKey::ElectLeaders => elect_leaders::handle(context, request, &mut body).await,
+        ApiKey::AlterPartitionReassignments => {
+            reassignments::alter(context, request, &mut body).await
+        }
+        ApiKey::ListPartitionReassignments => {
+            reassignments::list(context, request, &mut body).await
+        }
+        ApiKey::GetTelemetrySubscriptions => {
+            get_telemetry_subscriptions::handle(request, &mut body)
+        }
         api => Err(RequestError::Unsupported {
             api,
             version: request.version,
@@ -234,8 +271,10 @@ pub async fn dispatch(
     }
 }
 
-/// Kafka's ConfigResource type of a topic (DescribeConfigs, IncrementalAlterConfigs).
+/// Kafka's ConfigResource type of a topic (DescribeConfigs, the AlterConfigs APIs).
 pub const RESOURCE_TYPE_TOPIC: i8 = 2;
+/// Kafka's ConfigResource type of a broker (its name is the broker id).
+pub const RESOURCE_TYPE_BROKER: i8 = 4;
 
 /// A Kafka error code.
 pub fn code(error: ResponseError) -> i16 {

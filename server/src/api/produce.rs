@@ -154,7 +154,11 @@ async fn append_partition(
     match appended {
         Ok(Ok(outcome)) if version >= 5 => response
             .with_base_offset(outcome.base_offset.get())
+            .with_log_append_time_ms(outcome.log_append_time_ms)
             .with_log_start_offset(outcome.log_start_offset.get()),
+        Ok(Ok(outcome)) if version >= 2 => response
+            .with_base_offset(outcome.base_offset.get())
+            .with_log_append_time_ms(outcome.log_append_time_ms),
         Ok(Ok(outcome)) => response.with_base_offset(outcome.base_offset.get()),
         Ok(Err(err)) => {
             tracing::debug!(topic = %name, partition, %err, "produce refused");
@@ -226,6 +230,7 @@ pub fn error_for(err: &AppendError) -> ResponseError {
             ResponseError::CorruptMessage
         }
         AppendError::NullKeyInCompactedLog { .. } => ResponseError::InvalidRecord,
+        AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         AppendError::Io(_) | AppendError::LogFailed { .. } => ResponseError::KafkaStorageError,
         AppendError::Closed => ResponseError::NotLeaderOrFollower,
         AppendError::Sequence(SequenceError::OutOfOrder { .. }) => {

@@ -1,0 +1,140 @@
+//! The ingest rules against hand-built batches: each rule alone, the untouched fast path, and
+//! the errors.
+use super::*;
+use crate::batch::{encode_uniform_batch, validate_all};
+use crate::cleaner::{compress_batch, decode_batch};
+
+const NOW_MS: i64 = 1_700_000_000_000;
+
+fn rules() -> IngestRules {
+    IngestRules {
+        timestamp_type: TimestampType::CreateTime,
+        timestamp_before_max_ms: i64::MAX,
+        timestamp_after_max_ms: 3_600_000,
+        compression: CompressionType::Producer,
+        batch_bytes_max: 1 << 20,
+    }
+}
+
+fn record_set(batches: &[Vec<u8>]) -> (Bytes, Vec<BatchHeader>) {
+    let bytes = Bytes::from(batches.concat());
+    let headers = validate_all(&bytes, 1 << 20, Strictness::Producer).unwrap();
+    (bytes, headers)
+}
+
+#[test]
+fn default_rules_keep_the_producer_bytes_untouched() {
+    // The zero-copy append must stay zero-copy: the same buffer comes back, not a copy.
+    let (records, headers) = record_set(&[encode_uniform_batch(NOW_MS, 3, 10)]);
+    let ingested = ingest(records.clone(), headers.clone(), &rules(), NOW_MS).unwrap();
+    assert_eq!(ingested.records.as_ptr(), records.as_ptr());
+    assert_eq!(ingested.headers, headers);
+}
+
+#[test]
+fn log_append_time_stamps_the_max_timestamp_and_the_attribute() {
+    // Consumers take the batch's max timestamp as every record's time when bit 3 is set.
+    let (records, headers) = record_set(&[
+        encode_uniform_batch(12, 2, 10),
+        encode_uniform_batch(34, 1, 10),
+    ]);
+    let rules = IngestRules {
+        timestamp_type: TimestampType::LogAppendTime,
+        ..rules()
+    };
+    let ingested = ingest(records, headers.clone(), &rules, NOW_MS).unwrap();
+    assert_eq!(ingested.headers.len(), 2);
+    for (stamped, original) in ingested.headers.iter().zip(&headers) {
+        assert!(stamped.is_log_append_time());
+        assert_eq!(stamped.max_timestamp, NOW_MS);
+        assert_eq!(stamped.base_timestamp, original.base_timestamp);
+        assert_eq!(stamped.record_count, original.record_count);
+    }
+}
+
+#[test]
+fn timestamps_outside_the_window_are_refused_under_create_time_only() {
+    // Kafka's INVALID_TIMESTAMP: too far in the future (after.max.ms) or past (before.max.ms).
+    let future = NOW_MS + 3_600_001;
+    let (records, headers) = record_set(&[encode_uniform_batch(future, 1, 10)]);
+    let err = ingest(records.clone(), headers.clone(), &rules(), NOW_MS).unwrap_err();
+    assert!(
+        matches!(err, AppendError::InvalidTimestamp { timestamp_ms, .. } if timestamp_ms == future)
+    );
+    let log_append = IngestRules {
+        timestamp_type: TimestampType::LogAppendTime,
+        ..rules()
+    };
+    assert!(ingest(records, headers, &log_append, NOW_MS).is_ok());
+    let old = rules();
+    let old = IngestRules {
+        timestamp_before_max_ms: 1000,
+        ..old
+    };
+    let (records, headers) = record_set(&[encode_uniform_batch(NOW_MS - 1001, 1, 10)]);
+    assert!(ingest(records, headers, &old, NOW_MS).is_err());
+    let (records, headers) = record_set(&[encode_uniform_batch(-1, 1, 10)]);
+    assert!(
+        ingest(records, headers, &old, NOW_MS).is_ok(),
+        "no timestamp, no bound"
+    );
+}
+
+#[test]
+fn batches_are_recompressed_to_the_log_codec_with_their_records_kept() {
+    // compression.type=gzip stores gzip whatever the producer sent; the records read back equal.
+    let plain = encode_uniform_batch(NOW_MS, 5, 100);
+    let lz4 = compress_batch(&plain, Compression::Lz4, Framing::Standard).unwrap();
+    let (records, headers) = record_set(&[lz4, plain.clone()]);
+    for target in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Zstd,
+        Compression::None,
+    ] {
+        let rules = IngestRules {
+            compression: CompressionType::Fixed(target),
+            ..rules()
+        };
+        let ingested = ingest(records.clone(), headers.clone(), &rules, NOW_MS).unwrap();
+        let mut position = 0;
+        for header in &ingested.headers {
+            assert_eq!(header.compression().unwrap(), target);
+            let bytes = &ingested.records[position..position + header.total_bytes()];
+            let decoded = decode_batch(bytes).unwrap();
+            let original = decode_batch(&plain).unwrap();
+            assert_eq!(decoded.records_area, original.records_area, "{target:?}");
+            position += header.total_bytes();
+        }
+    }
+}
+
+#[test]
+fn a_recompressed_batch_over_the_size_limit_is_refused() {
+    // Recompression can grow a batch (uncompressed from gzip): it is checked again.
+    let plain = encode_uniform_batch(NOW_MS, 50, 200);
+    let gzip = compress_batch(&plain, Compression::Gzip, Framing::Standard).unwrap();
+    let (records, headers) = record_set(std::slice::from_ref(&gzip));
+    let rules = IngestRules {
+        compression: CompressionType::Fixed(Compression::None),
+        batch_bytes_max: gzip.len() + 1,
+        ..rules()
+    };
+    let err = ingest(records, headers, &rules, NOW_MS).unwrap_err();
+    assert!(
+        matches!(err, AppendError::Batch(BatchError::TooLarge { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_names_parse_and_print_back() {
+    for text in ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"] {
+        assert_eq!(text.parse::<CompressionType>().unwrap().to_string(), text);
+    }
+    assert!("brotli".parse::<CompressionType>().is_err());
+    for text in ["CreateTime", "LogAppendTime"] {
+        assert_eq!(text.parse::<TimestampType>().unwrap().to_string(), text);
+    }
+    assert!("createtime".parse::<TimestampType>().is_err());
+}

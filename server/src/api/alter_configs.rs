@@ -1,0 +1,56 @@
+//! AlterConfigs (the legacy, non-incremental API 33): the configs given replace all of a topic's
+//! overrides; a config left out returns to the broker default, as in Kafka.
+#![forbid(unsafe_code)]
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+
+use super::incremental_alter_configs::refusal_of_resource;
+use super::{code, str_bytes, RequestContext, RequestError, Response};
+use crate::shard::ShardContext;
+use crate::topics::{self, ConfigChange};
+
+pub async fn handle(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let alter: AlterConfigsRequest = request.decode(body)?;
+    let mut responses = Vec::with_capacity(alter.resources.len());
+    for resource in alter.resources {
+        let response = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        let result = match refusal_of_resource(resource.resource_type) {
+            Some(refused) => Err(refused),
+            None => {
+                // A null value is Kafka's "not set": the config falls back to its default.
+                let changes = std::iter::once(ConfigChange::Clear)
+                    .chain(resource.configs.iter().filter_map(|config| {
+                        config.value.as_ref().map(|value| {
+                            ConfigChange::Set(config.name.to_string(), value.to_string())
+                        })
+                    }))
+                    .collect();
+                topics::alter_configs(
+                    context,
+                    resource.resource_name.to_string(),
+                    changes,
+                    alter.validate_only,
+                )
+                .await
+                .map_err(|err| (err.error, err.message))
+            }
+        };
+        responses.push(match result {
+            Ok(()) => response,
+            Err((error, message)) => response
+                .with_error_code(code(error))
+                .with_error_message(Some(str_bytes(&message))),
+        });
+    }
+    Ok(request.frame(&AlterConfigsResponse::default().with_responses(responses)))
+}
