@@ -324,6 +324,14 @@ mod tests {
         let file_len = 8 * (1 << 20) + 7;
         let fx = fixture(file_len).await;
         fx.server.to_shared_fd().set_nonblocking(true).unwrap();
+        // Small socket buffers on both sides, so that the 8 MiB cannot all fit in them (loopback
+        // autotuning can grow the two to more than that) and the splice must meet EAGAIN.
+        socket2::SockRef::from(&fx.server)
+            .set_send_buffer_size(64 * 1024)
+            .unwrap();
+        socket2::SockRef::from(&fx.client)
+            .set_recv_buffer_size(64 * 1024)
+            .unwrap();
         let pipe = SplicePipe::new().unwrap();
 
         let before = this_thread_spliced();
