@@ -24,6 +24,12 @@ use tracing::{error, info, warn};
 use crate::disk_space::{choose_dir, disk_space, DiskSpace, DiskWatermarks};
 use crate::error::OpenError;
 use crate::placement::{write_copy, PartitionKey, PlacementMap};
+use crate::units::PartitionIndex;
+
+/// Where a partition's segments live, inside its data dir.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: PartitionIndex) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
 
 /// A data dir's condition, as /metrics and DescribeLogDirs report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,11 +346,7 @@ impl DataDirs {
                 reason: dir.reason().unwrap_or_default(),
             });
         }
-        Ok(Some(crate::shard::partition_dir(
-            &dir.path,
-            topic,
-            partition.into(),
-        )))
+        Ok(Some(partition_dir(&dir.path, topic, partition.into())))
     }
 
     /// Records a home for each of `partitions` that has none (one save for all of them).
@@ -533,7 +535,7 @@ impl DataDirs {
     fn existing_copy(&self, (topic, partition): &PartitionKey) -> Option<usize> {
         self.dirs.iter().position(|dir| {
             dir.state() != DirState::Offline
-                && crate::shard::partition_dir(&dir.path, topic, (*partition).into()).is_dir()
+                && partition_dir(&dir.path, topic, (*partition).into()).is_dir()
         })
     }
 

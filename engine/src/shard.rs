@@ -10,7 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -58,10 +58,7 @@ pub fn partition_owner(
     ShardId(u16::try_from(owner).expect("below shard_count, a u16"))
 }
 
-/// Where a partition's segments live, inside its data dir.
-pub fn partition_dir(data_dir: &Path, topic: &str, partition: PartitionIndex) -> PathBuf {
-    data_dir.join(format!("{topic}-{partition}"))
-}
+pub use crate::data_dirs::partition_dir;
 
 /// The io_uring runtime of a shard thread, pinned to `cpu` when given. Pinning matters beyond
 /// cache locality: io_uring hands buffered file writes to io-wq worker threads, which inherit the
