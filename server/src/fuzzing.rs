@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterPartitionReassignmentsRequest, AlterUserScramCredentialsRequest,
-    ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
-    DeleteTopicsRequest, DescribeClientQuotasRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, DescribeProducersRequest,
-    DescribeTopicPartitionsRequest, DescribeUserScramCredentialsRequest, ElectLeadersRequest,
-    FetchRequest, FindCoordinatorRequest, GetTelemetrySubscriptionsRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListConfigResourcesRequest, ListGroupsRequest, ListOffsetsRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, AlterReplicaLogDirsRequest,
+    AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClientQuotasRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
+    DescribeProducersRequest, DescribeTopicPartitionsRequest, DescribeUserScramCredentialsRequest,
+    ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, GetTelemetrySubscriptionsRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListConfigResourcesRequest, ListGroupsRequest, ListOffsetsRequest,
     ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
     OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
     SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
@@ -100,6 +100,8 @@ fn decode_body(request: RequestContext, body: &mut Bytes) -> Result<(), RequestE
         ApiKey::ListConfigResources => request.decode::<ListConfigResourcesRequest>(body).map(drop),
         ApiKey::DescribeProducers => request.decode::<DescribeProducersRequest>(body).map(drop),
         ApiKey::ElectLeaders => request.decode::<ElectLeadersRequest>(body).map(drop),
+        ApiKey::DescribeLogDirs => request.decode::<DescribeLogDirsRequest>(body).map(drop),
+        ApiKey::AlterReplicaLogDirs => request.decode::<AlterReplicaLogDirsRequest>(body).map(drop),
         ApiKey::AlterPartitionReassignments => request
             .decode::<AlterPartitionReassignmentsRequest>(body)
             .map(drop),
@@ -211,6 +213,8 @@ fn encode_default(api: ApiKey, version: i16, frame: &mut BytesMut) -> anyhow::Re
         ApiKey::ListConfigResources => encode!(ListConfigResourcesRequest),
         ApiKey::DescribeProducers => encode!(DescribeProducersRequest),
         ApiKey::ElectLeaders => encode!(ElectLeadersRequest),
+        ApiKey::DescribeLogDirs => encode!(DescribeLogDirsRequest),
+        ApiKey::AlterReplicaLogDirs => encode!(AlterReplicaLogDirsRequest),
         ApiKey::AlterPartitionReassignments => encode!(AlterPartitionReassignmentsRequest),
         ApiKey::ListPartitionReassignments => encode!(ListPartitionReassignmentsRequest),
         ApiKey::GetTelemetrySubscriptions => encode!(GetTelemetrySubscriptionsRequest),
