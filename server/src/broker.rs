@@ -113,6 +113,10 @@ pub fn run(args: Args) -> Result<()> {
         args.security.connections_max_reauth_ms,
         CredentialStore::load(&args.data_dirs[0]).context("loading the SASL credential store")?,
     ));
+    let acl = Arc::new(
+        crate::acl::Authorizer::load(args.security.acl_config()?, &args.data_dirs[0])
+            .context("loading the ACL store")?,
+    );
     let limits = Arc::new(crate::limits::Limits::new(&args)?);
     warn_if_connections_exceed_open_files(args.max_connections);
     let mut metrics_listener = metrics_listener;
@@ -130,6 +134,7 @@ pub fn run(args: Args) -> Result<()> {
             cpu: index % cores,
             listeners,
             sasl: Arc::clone(&sasl),
+            acl: Arc::clone(&acl),
             tls: tls.clone(),
             inbox,
             metadata: Arc::clone(&metadata),
@@ -314,6 +319,7 @@ struct ShardStart {
     /// This shard's socket of each listener, in `--listeners` order (the index is the ListenerId).
     listeners: Vec<std::net::TcpListener>,
     sasl: Arc<crate::sasl::SaslConfig>,
+    acl: Arc<crate::acl::Authorizer>,
     tls: Option<Arc<rustls::ServerConfig>>,
     inbox: flume::Receiver<ShardJob>,
     metadata: Arc<Metadata>,
@@ -350,6 +356,7 @@ impl ShardStart {
             shutdown: self.shutdown,
             in_flight_requests: Cell::new(0),
             sasl: self.sasl,
+            acl: self.acl,
             tls: self.tls,
             coordinator: RefCell::new(None),
         });

@@ -46,9 +46,33 @@ pub struct SecurityArgs {
     /// principal (`User:CN=...`, Kafka's default principal builder).
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca_file: Option<std::path::PathBuf>,
+
+    /// Principals allowed everything whatever the ACLs, in Kafka's super.users form:
+    /// `User:admin;User:ops`.
+    #[arg(long, value_name = "PRINCIPALS")]
+    pub super_users: Option<String>,
+
+    /// What a resource no ACL names allows (Kafka's allow.everyone.if.no.acl.found). Unset:
+    /// false for authenticated principals (SASL, client certificates), true for
+    /// `User:ANONYMOUS` (PLAINTEXT, TLS without client certificates), so a broker without ACLs
+    /// serves unauthenticated listeners as before. Given: that value for every principal.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 impl SecurityArgs {
+    /// The authorizer's flags, checked.
+    pub fn acl_config(&self) -> anyhow::Result<crate::acl::AclConfig> {
+        let super_users = match &self.super_users {
+            Some(text) => crate::acl::AclConfig::parse_super_users(text)?,
+            None => Default::default(),
+        };
+        Ok(crate::acl::AclConfig {
+            super_users,
+            allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
+        })
+    }
+
     /// The TLS config if a listener needs one; a TLS listener without a certificate and key, or
     /// TLS files without a TLS listener, is a configuration mistake named at start.
     pub fn tls_config(

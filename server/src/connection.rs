@@ -19,6 +19,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use tracing::{debug, warn};
 
+use crate::acl::Identity;
 use crate::api::{self, RequestContext, RequestError, Response};
 use crate::limits::ConnectionPermit;
 use crate::listeners::ListenerId;
@@ -81,18 +82,19 @@ pub async fn serve(
 ) {
     let _permit = permit;
     let _ = stream.set_nodelay(true);
-    let (reader, writer) = match open_transport(&context, stream, peer, listener).await {
-        Ok(halves) => halves,
-        Err(err) => {
-            debug!(%peer, %err, "TLS handshake failed; closing");
-            return;
-        }
-    };
+    let (reader, writer, tls_principal) =
+        match open_transport(&context, stream, peer, listener).await {
+            Ok(halves) => halves,
+            Err(err) => {
+                debug!(%peer, %err, "TLS handshake failed; closing");
+                return;
+            }
+        };
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
     let check = context.settings.fetch_residency_check;
     let writer = compio::runtime::spawn(write_responses(writer, responses, peer, check));
     let from = Origin { peer, listener };
-    if let Err(reason) = read_requests(&context, reader, queue, from).await {
+    if let Err(reason) = read_requests(&context, reader, queue, from, tls_principal).await {
         match reason {
             ReadEnd::Idle(_) => crate::metrics::record_idle_closed(),
             ReadEnd::FrameTimeout(_) => crate::metrics::record_frame_timeout(),
@@ -105,15 +107,17 @@ pub async fn serve(
 }
 
 /// The connection's halves: the socket itself, or TLS after a handshake bounded by the frame
-/// timeout (a client that stalls its handshake holds a connection no longer than a slow frame).
+/// timeout (a client that stalls its handshake holds a connection no longer than a slow frame);
+/// with the principal of the client's certificate, if it showed one.
 async fn open_transport(
     context: &Rc<ShardContext>,
     stream: TcpStream,
     peer: SocketAddr,
     listener: ListenerId,
-) -> std::io::Result<(ConnReader, ConnWriter)> {
+) -> std::io::Result<(ConnReader, ConnWriter, Option<String>)> {
     if !context.settings.listener(listener).protocol.uses_tls() {
-        return Ok(transport::plain(stream));
+        let (reader, writer) = transport::plain(stream);
+        return Ok((reader, writer, None));
     }
     let config = context
         .tls
@@ -125,10 +129,10 @@ async fn open_transport(
     match select(handshake, timer).await {
         Either::Left((done, _)) => {
             let (reader, writer, principal) = done?;
-            if let Some(principal) = principal {
+            if let Some(principal) = &principal {
                 debug!(%peer, %principal, "TLS client certificate accepted");
             }
-            Ok((reader, writer))
+            Ok((reader, writer, principal))
         }
         Either::Right(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -143,8 +147,14 @@ async fn read_requests(
     mut stream: ConnReader,
     queue: flume::Sender<PendingResponse>,
     from: Origin,
+    tls_principal: Option<String>,
 ) -> Result<(), ReadEnd> {
     let peer = from.peer;
+    // Made once, and again only when a SASL login names someone else: requests clone a reference.
+    let mut identity = match &tls_principal {
+        Some(principal) => Identity::new(principal, peer.ip()),
+        None => Identity::anonymous(peer.ip()),
+    };
     let mut last_produce_queued = None;
     let mut session = Session::new();
     let needs_login = context
@@ -182,7 +192,7 @@ async fn read_requests(
         let frame_read = frame_started.elapsed();
         crate::metrics::record_bytes_in(frame.len() + 4);
         let (request, body, client_id) =
-            parse_header(frame, from.listener).map_err(ReadEnd::Malformed)?;
+            parse_header(frame, from.listener, &identity).map_err(ReadEnd::Malformed)?;
         if request.api == ApiKey::Produce {
             produce_stages::record(Stage::FrameRead, frame_read);
         }
@@ -190,7 +200,12 @@ async fn read_requests(
             request.api,
             ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
         ) {
-            let answer = serve_sasl(context, &mut session, request, body, from).await?;
+            let answer = serve_sasl(context, &mut session, request.clone(), body, from).await?;
+            if let Some(principal) = session.principal(Instant::now()) {
+                if principal != identity.principal() {
+                    identity = Identity::new(principal, peer.ip());
+                }
+            }
             drop(bytes_permit);
             let answered = Answered {
                 response: answer.response,
@@ -234,15 +249,16 @@ async fn read_requests(
                 queued,
             }
         });
+        let api_key = request.api;
         let handler = compio::runtime::spawn(async move {
             let response =
                 api::dispatch(&handler_context, request, body, produce_order, client).await;
             drop(bytes_permit);
             drop(in_flight);
-            crate::metrics::record_request(request.api, started.elapsed());
+            crate::metrics::record_request(api_key, started.elapsed());
             response.map(|response| Answered {
                 response,
-                api: request.api,
+                api: api_key,
                 at: Instant::now(),
             })
         });
@@ -275,7 +291,8 @@ async fn serve_sasl(
         .protocol
         .uses_sasl()
         .then_some(&*context.sasl);
-    let answer = match request.api {
+    let api_key = request.api;
+    let answer = match api_key {
         ApiKey::SaslHandshake => api::sasl::handshake(config, session, request, &mut body),
         _ => api::sasl::authenticate(
             config,
@@ -287,7 +304,7 @@ async fn serve_sasl(
         ),
     }
     .map_err(|err| ReadEnd::Malformed(err.to_string()))?;
-    if !answer.keep_open && request.api == ApiKey::SaslAuthenticate {
+    if !answer.keep_open && api_key == ApiKey::SaslAuthenticate {
         compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
     }
     Ok(answer)
@@ -373,6 +390,7 @@ pub(crate) fn checked_frame_size(size: i32, limit_bytes: u32) -> Result<usize, S
 pub(crate) fn parse_header(
     frame: BytesMut,
     listener: ListenerId,
+    identity: &Identity,
 ) -> Result<(RequestContext, Bytes, Option<String>), String> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -389,6 +407,7 @@ pub(crate) fn parse_header(
             version,
             correlation_id,
             listener,
+            identity: identity.clone(),
         };
         return Ok((request, Bytes::new(), None));
     }
@@ -407,6 +426,7 @@ pub(crate) fn parse_header(
             version,
             correlation_id,
             listener,
+            identity: identity.clone(),
         },
         body,
         client_id,

@@ -11,9 +11,10 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterPartitionReassignmentsRequest, AlterReplicaLogDirsRequest,
     AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
-    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClientQuotasRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
+    ConsumerGroupHeartbeatRequest, CreateAclsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteAclsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeAclsRequest, DescribeClientQuotasRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
     DescribeProducersRequest, DescribeTopicPartitionsRequest, DescribeUserScramCredentialsRequest,
     ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, GetTelemetrySubscriptionsRequest,
     HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
@@ -49,7 +50,11 @@ pub fn request_frame(bytes: &[u8]) -> Result<(), String> {
     let frame = bytes
         .get(4..4 + size)
         .ok_or("frame shorter than its size")?;
-    let (request, mut body, _client_id) = parse_header(BytesMut::from(frame), ListenerId(0))?;
+    let (request, mut body, _client_id) = parse_header(
+        BytesMut::from(frame),
+        ListenerId(0),
+        &crate::acl::Identity::anonymous(std::net::Ipv4Addr::LOCALHOST.into()),
+    )?;
     decode_body(request, &mut body).map_err(|err| err.to_string())
 }
 
@@ -128,6 +133,9 @@ fn decode_body(request: RequestContext, body: &mut Bytes) -> Result<(), RequestE
         ApiKey::ConsumerGroupDescribe => request
             .decode::<ConsumerGroupDescribeRequest>(body)
             .map(drop),
+        ApiKey::CreateAcls => request.decode::<CreateAclsRequest>(body).map(drop),
+        ApiKey::DescribeAcls => request.decode::<DescribeAclsRequest>(body).map(drop),
+        ApiKey::DeleteAcls => request.decode::<DeleteAclsRequest>(body).map(drop),
         api => Err(RequestError::Unsupported {
             api,
             version: request.version,
@@ -231,6 +239,9 @@ fn encode_default(api: ApiKey, version: i16, frame: &mut BytesMut) -> anyhow::Re
         ApiKey::OffsetDelete => encode!(OffsetDeleteRequest),
         ApiKey::ConsumerGroupHeartbeat => encode!(ConsumerGroupHeartbeatRequest),
         ApiKey::ConsumerGroupDescribe => encode!(ConsumerGroupDescribeRequest),
+        ApiKey::CreateAcls => encode!(CreateAclsRequest),
+        ApiKey::DescribeAcls => encode!(DescribeAclsRequest),
+        ApiKey::DeleteAcls => encode!(DeleteAclsRequest),
         other => anyhow::bail!("no request type for {other:?}"),
     }
 }

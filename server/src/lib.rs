@@ -2,6 +2,7 @@
 //! drive its decoders through [`fuzzing`]. See docs/ARCHITECTURE.md.
 #![deny(unsafe_code)]
 
+mod acl;
 mod api;
 pub mod broker;
 pub mod cli_groups;

@@ -56,19 +56,24 @@ def add_user(ringtail_bin: Path, data_dir: Path, name: str, password: str, mecha
 
 @pytest.fixture
 def start_secure_broker(ringtail_bin, tmp_path, request):
-    """Factory: `start_secure_broker(*extra_args, protocols=("SASL_PLAINTEXT",))`."""
+    """Factory: `start_secure_broker(*extra_args, protocols=("SASL_PLAINTEXT",))`.
+
+    Authenticated principals get what no ACL forbids (`--allow-everyone-if-no-acl-found`), so the
+    authentication tests need no ACLs; `open_acls=False` starts with the default (denied unless
+    an ACL allows, test_acls.py)."""
     brokers: list[SecureBroker] = []
     request.node._ringtail_brokers = brokers
 
     def start(*extra_args: str, protocols: tuple[str, ...] = ("SASL_PLAINTEXT",),
-              users: dict[str, str] = USERS) -> SecureBroker:
+              users: dict[str, str] = USERS, open_acls: bool = True) -> SecureBroker:
         n = len(brokers)
         data_dir = tmp_path / f"secure-{n}-data"
         data_dir.mkdir()
         for name, password in users.items():
             for mechanism in SCRAM_MECHANISMS:
                 add_user(ringtail_bin, data_dir, name, password, mechanism)
-        broker = SecureBroker(ringtail_bin, data_dir, tmp_path / f"secure-{n}.log", list(extra_args),
+        acl_args = ["--allow-everyone-if-no-acl-found"] if open_acls else []
+        broker = SecureBroker(ringtail_bin, data_dir, tmp_path / f"secure-{n}.log", [*acl_args, *extra_args],
                               free_port(), protocols=protocols)
         brokers.append(broker)
         with open(_crash_registry(request.config, request.node.nodeid), "a") as registry:

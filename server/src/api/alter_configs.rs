@@ -9,7 +9,7 @@ use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceRespon
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
 use super::incremental_alter_configs::refusal_of_resource;
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, config_denied, str_bytes, Operation, RequestContext, RequestError, Response};
 use crate::shard::ShardContext;
 use crate::topics::{self, ConfigChange};
 
@@ -24,7 +24,10 @@ pub async fn handle(
         let response = AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
-        let result = match refusal_of_resource(resource.resource_type) {
+        let (kind, name) = (resource.resource_type, resource.resource_name.as_str());
+        let denied = config_denied(context, &request, Operation::AlterConfigs, kind, name)
+            .map(|error| (error, "not authorized".to_string()));
+        let result = match denied.or_else(|| refusal_of_resource(resource.resource_type)) {
             Some(refused) => Err(refused),
             None => {
                 // A null value is Kafka's "not set": the config falls back to its default.

@@ -15,7 +15,7 @@ use kafka_protocol::messages::alter_replica_log_dirs_response::{
 use kafka_protocol::messages::{AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse};
 use ringtail_engine::{DirState, TopicPartition};
 
-use super::{code, RequestContext, RequestError, Response};
+use super::{code, Operation, RequestContext, RequestError, Resource, Response};
 use crate::shard::{ShardContext, ITEMS_PER_YIELD};
 
 pub async fn handle(
@@ -26,6 +26,7 @@ pub async fn handle(
     let alter: AlterReplicaLogDirsRequest = request.decode(body)?;
     let mut results = Vec::new();
     let mut handled = 0usize;
+    let allowed = request.allows(context, Operation::Alter, Resource::cluster());
     for dir in alter.dirs {
         let dest_index = context
             .engine
@@ -34,7 +35,10 @@ pub async fn handle(
         for topic in dir.topics {
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for partition in topic.partitions {
-                let error = start_move(context, &topic.name, partition, dest_index);
+                let error = match allowed {
+                    true => start_move(context, &topic.name, partition, dest_index),
+                    false => Some(ResponseError::ClusterAuthorizationFailed),
+                };
                 partitions.push(
                     AlterReplicaLogDirPartitionResult::default()
                         .with_partition_index(partition)

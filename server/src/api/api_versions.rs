@@ -90,6 +90,7 @@ pub fn unsupported_version_answer(correlation_id: i32) -> Response {
         version: 0,
         correlation_id,
         listener: Default::default(),
+        identity: crate::acl::Identity::anonymous(std::net::Ipv4Addr::UNSPECIFIED.into()),
     };
     let response = ApiVersionsResponse::default()
         .with_error_code(code(ResponseError::UnsupportedVersion))

@@ -1,67 +1,58 @@
-//! Kafka's authorized-operations bit fields (KIP-430), as Metadata, DescribeCluster and
-//! DescribeTopicPartitions report them. Ringtail has no ACLs, so every client may do every
-//! operation a resource supports: each field is the full set of that resource type.
+//! Kafka's authorized-operations bit fields (KIP-430), as Metadata, DescribeCluster,
+//! DescribeGroups and DescribeTopicPartitions report them: of the operations a resource type
+//! supports, those the ACLs allow the requester.
 #![forbid(unsafe_code)]
 
-/// Kafka's AclOperation codes, each a bit of the field.
-const READ: i32 = 3;
-const WRITE: i32 = 4;
-const CREATE: i32 = 5;
-const DELETE: i32 = 6;
-const ALTER: i32 = 7;
-const DESCRIBE: i32 = 8;
-const CLUSTER_ACTION: i32 = 9;
-const DESCRIBE_CONFIGS: i32 = 10;
-const ALTER_CONFIGS: i32 = 11;
-const IDEMPOTENT_WRITE: i32 = 12;
-const CREATE_TOKENS: i32 = 13;
-const DESCRIBE_TOKENS: i32 = 14;
+use super::{Operation, RequestContext, Resource};
+use crate::shard::ShardContext;
 
-const fn bits(operations: &[i32]) -> i32 {
-    let mut field = 0;
-    let mut index = 0;
-    while index < operations.len() {
-        field |= 1 << operations[index];
-        index += 1;
-    }
-    field
-}
+/// The operations Kafka lists for a cluster.
+const CLUSTER_OPERATIONS: &[Operation] = &[
+    Operation::Create,
+    Operation::Alter,
+    Operation::Describe,
+    Operation::ClusterAction,
+    Operation::DescribeConfigs,
+    Operation::AlterConfigs,
+    Operation::IdempotentWrite,
+    Operation::CreateTokens,
+    Operation::DescribeTokens,
+];
+
+/// The operations Kafka lists for a topic.
+const TOPIC_OPERATIONS: &[Operation] = &[
+    Operation::Read,
+    Operation::Write,
+    Operation::Create,
+    Operation::Delete,
+    Operation::Alter,
+    Operation::Describe,
+    Operation::DescribeConfigs,
+    Operation::AlterConfigs,
+];
+
+/// The operations Kafka lists for a group.
+const GROUP_OPERATIONS: &[Operation] = &[Operation::Read, Operation::Describe, Operation::Delete];
 
 /// The value of a field the client did not ask for (Kafka's `Integer.MIN_VALUE`).
 pub const NOT_REQUESTED: i32 = i32::MIN;
 
-/// Every operation on the cluster resource.
-pub const CLUSTER: i32 = bits(&[
-    CREATE,
-    ALTER,
-    DESCRIBE,
-    CLUSTER_ACTION,
-    DESCRIBE_CONFIGS,
-    ALTER_CONFIGS,
-    IDEMPOTENT_WRITE,
-    CREATE_TOKENS,
-    DESCRIBE_TOKENS,
-]);
+pub fn cluster(context: &ShardContext, request: &RequestContext) -> i32 {
+    context
+        .acl
+        .authorized_operations(&request.identity, Resource::cluster(), CLUSTER_OPERATIONS)
+}
 
-/// Every operation on a topic.
-pub const TOPIC: i32 = bits(&[
-    READ,
-    WRITE,
-    CREATE,
-    DELETE,
-    ALTER,
-    DESCRIBE,
-    DESCRIBE_CONFIGS,
-    ALTER_CONFIGS,
-]);
+pub fn topic(context: &ShardContext, request: &RequestContext, name: &str) -> i32 {
+    context
+        .acl
+        .authorized_operations(&request.identity, Resource::topic(name), TOPIC_OPERATIONS)
+}
 
-/// `field` when asked for, [`NOT_REQUESTED`] otherwise.
-pub fn if_requested(requested: bool, field: i32) -> i32 {
-    if requested {
-        field
-    } else {
-        NOT_REQUESTED
-    }
+pub fn group(context: &ShardContext, request: &RequestContext, name: &str) -> i32 {
+    context
+        .acl
+        .authorized_operations(&request.identity, Resource::group(name), GROUP_OPERATIONS)
 }
 
 #[cfg(test)]
@@ -69,14 +60,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fields_are_kafkas_bits() {
+    fn operation_codes_are_kafkas_bits() {
         // The Java client decodes these bits into AclOperation sets: a wrong bit is a wrong set.
+        let bits = |ops: &[Operation]| ops.iter().fold(0, |b, op| b | (1 << op.code()));
         assert_eq!(
-            TOPIC, 0b1101_1111_1000,
+            bits(TOPIC_OPERATIONS),
+            0b1101_1111_1000,
             "READ..ALTER_CONFIGS without CLUSTER_ACTION"
         );
-        assert_eq!(CLUSTER & (1 << READ), 0, "READ is not a cluster operation");
-        assert_ne!(CLUSTER & (1 << IDEMPOTENT_WRITE), 0);
-        assert_eq!(if_requested(false, TOPIC), i32::MIN);
+        assert_eq!(
+            bits(CLUSTER_OPERATIONS) & (1 << 3),
+            0,
+            "READ is not a cluster operation"
+        );
+        assert_eq!(bits(GROUP_OPERATIONS), (1 << 3) | (1 << 6) | (1 << 8));
     }
 }

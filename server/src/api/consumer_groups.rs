@@ -18,7 +18,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::groups::on_coordinator;
-use super::{code, str_bytes, ClientInfo, RequestContext, RequestError, Response};
+use super::{
+    code, str_bytes, ClientInfo, Operation, RequestContext, RequestError, Resource, Response,
+};
 use crate::group::consumer::{Assignment, ConsumerGroup, HeartbeatRequest};
 use crate::shard::ShardContext;
 
@@ -90,6 +92,12 @@ pub async fn consumer_group_heartbeat(
         return Ok(refuse(
             ResponseError::InvalidRequest,
             "GroupId can't be empty",
+        ));
+    }
+    if !request.allows(context, Operation::Read, Resource::group(&group_id)) {
+        return Ok(refuse(
+            ResponseError::GroupAuthorizationFailed,
+            "not authorized",
         ));
     }
     let heartbeat = HeartbeatRequest {
@@ -215,6 +223,12 @@ pub async fn consumer_group_describe(
     let mut groups = Vec::with_capacity(describe.group_ids.len());
     for group_id in describe.group_ids {
         let id = group_id.to_string();
+        if !request.allows(context, Operation::Describe, Resource::group(&id)) {
+            let denied = DescribedGroup::default()
+                .with_error_code(code(ResponseError::GroupAuthorizationFailed));
+            groups.push(denied.with_group_id(group_id));
+            continue;
+        }
         let snapshot = on_coordinator(context, move |coordinator| async move {
             coordinator.consumer_group(&id)
         })

@@ -7,9 +7,10 @@ use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::shard::ShardContext;
 use crate::topics;
+use kafka_protocol::error::ResponseError;
 
 pub async fn handle(
     context: &Rc<ShardContext>,
@@ -20,6 +21,10 @@ pub async fn handle(
     let mut results = Vec::with_capacity(create.topics.len());
     for topic in create.topics {
         let mut result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        if !request.allows(context, Operation::Alter, Resource::topic(&topic.name)) {
+            results.push(result.with_error_code(code(ResponseError::TopicAuthorizationFailed)));
+            continue;
+        }
         if let Err(err) = topics::add_partitions(
             context,
             topic.name.to_string(),

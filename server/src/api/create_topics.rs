@@ -11,7 +11,7 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::configs;
 use crate::shard::ShardContext;
 use crate::topics;
@@ -23,9 +23,21 @@ pub async fn handle(
 ) -> Result<Response, RequestError> {
     let create: CreateTopicsRequest = request.decode(body)?;
     let mut results = Vec::with_capacity(create.topics.len());
+    // CREATE on the cluster covers every topic; else each topic needs its own (Kafka).
+    let create_any = request.can(context, Operation::Create, Resource::cluster());
     for topic in create.topics {
         let name = topic.name.to_string();
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
+        if !create_any && !request.allows(context, Operation::Create, Resource::topic(&name)) {
+            let denied = ResponseError::TopicAuthorizationFailed;
+            results.push(with_error(
+                result,
+                denied,
+                "not authorized",
+                request.version,
+            ));
+            continue;
+        }
         if topic.replication_factor > 1 {
             results.push(
                 result

@@ -13,7 +13,7 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use ringtail_engine::{DeleteRecordsError, Offset};
 
-use super::{code, RequestContext, RequestError, Response};
+use super::{code, Operation, RequestContext, RequestError, Resource, Response};
 use crate::shard::ShardContext;
 
 /// The offset that asks for everything below the high watermark to go.
@@ -28,6 +28,7 @@ pub async fn handle(
     let mut topics = Vec::with_capacity(delete.topics.len());
     for topic in delete.topics {
         let info = context.metadata.topic(&topic.name);
+        let allowed = request.allows(context, Operation::Delete, Resource::topic(&topic.name));
         let deletions = topic.partitions.iter().map(|partition| {
             let info = info.clone();
             let (index, offset) = (partition.partition_index, partition.offset);
@@ -35,6 +36,9 @@ pub async fn handle(
                 let result = DeleteRecordsPartitionResult::default()
                     .with_partition_index(index)
                     .with_low_watermark(-1);
+                if !allowed {
+                    return result.with_error_code(code(ResponseError::TopicAuthorizationFailed));
+                }
                 let Some(info) = info.filter(|info| info.has_partition(index)) else {
                     return result.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                 };

@@ -8,7 +8,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::shard::ShardContext;
 use crate::topics;
 
@@ -49,6 +49,13 @@ pub async fn handle(
                 .with_name(name.as_deref().map(|n| TopicName(str_bytes(n)))),
             topic_id,
         );
+        let checked = found.as_ref().map(|t| t.name.as_str()).or(name.as_deref());
+        if checked.is_some_and(|n| !request.allows(context, Operation::Delete, Resource::topic(n)))
+        {
+            let error = ResponseError::TopicAuthorizationFailed;
+            responses.push(result.with_error_code(code(error)));
+            continue;
+        }
         let Some(topic) = found else {
             let error = if name.is_some() {
                 ResponseError::UnknownTopicOrPartition

@@ -8,7 +8,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use super::authorized_operations::{self, if_requested};
+use super::authorized_operations;
 use super::{code, str_bytes, RequestContext, RequestError, Response};
 use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
@@ -25,10 +25,11 @@ pub async fn handle(
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&context.settings.cluster_id))
         .with_controller_id(BrokerId(NODE_ID))
-        .with_cluster_authorized_operations(if_requested(
-            describe.include_cluster_authorized_operations,
-            authorized_operations::CLUSTER,
-        ));
+        .with_cluster_authorized_operations(if describe.include_cluster_authorized_operations {
+            authorized_operations::cluster(context, &request)
+        } else {
+            authorized_operations::NOT_REQUESTED
+        });
     if request.version >= 1 {
         response = response.with_endpoint_type(ENDPOINT_TYPE_BROKER);
         // A broker's listener answers for brokers only, as Kafka's do; the controller role has

@@ -13,8 +13,8 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::{
-    code, str_bytes, RequestContext, RequestError, Response, RESOURCE_TYPE_BROKER,
-    RESOURCE_TYPE_TOPIC,
+    code, config_denied, str_bytes, Operation, RequestContext, RequestError, Response,
+    RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC,
 };
 use crate::configs::{self, Described};
 use crate::settings::NODE_ID;
@@ -42,19 +42,24 @@ pub async fn handle(
     let results = describe
         .resources
         .into_iter()
-        .map(|resource| describe_resource(context, resource, detail))
+        .map(|resource| describe_resource(context, &request, resource, detail))
         .collect();
     Ok(request.frame(&DescribeConfigsResponse::default().with_results(results)))
 }
 
 fn describe_resource(
     context: &ShardContext,
+    request: &RequestContext,
     resource: DescribeConfigsResource,
     detail: Detail,
 ) -> DescribeConfigsResult {
     let result = DescribeConfigsResult::default()
         .with_resource_type(resource.resource_type)
         .with_resource_name(resource.resource_name.clone());
+    let (kind, name) = (resource.resource_type, resource.resource_name.as_str());
+    if let Some(denied) = config_denied(context, request, Operation::DescribeConfigs, kind, name) {
+        return result.with_error_code(code(denied));
+    }
     let described = match resource.resource_type {
         RESOURCE_TYPE_TOPIC => match context.metadata.topic(&resource.resource_name) {
             Some(topic) => Ok(configs::topic::describe(

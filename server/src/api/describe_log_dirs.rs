@@ -14,7 +14,7 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 use ringtail_engine::DirState;
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::disks::PartitionOnDisk;
 use crate::shard::ShardContext;
 
@@ -24,6 +24,15 @@ pub async fn handle(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let describe: DescribeLogDirsRequest = request.decode(body)?;
+    if !request.allows(context, Operation::Describe, Resource::cluster()) {
+        // Kafka answers nothing; v3+ also says why.
+        let denied = DescribeLogDirsResponse::default();
+        return Ok(request.frame(&if request.version >= 3 {
+            denied.with_error_code(code(ResponseError::ClusterAuthorizationFailed))
+        } else {
+            denied
+        }));
+    }
     // Null topics: every partition. Otherwise only those named (a bounded set: the frame's).
     let wanted: Option<BTreeSet<(String, i32)>> = describe.topics.map(|topics| {
         topics

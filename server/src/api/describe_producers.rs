@@ -13,7 +13,7 @@ use kafka_protocol::messages::describe_producers_response::{
 };
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
 
-use super::{code, RequestContext, RequestError, Response};
+use super::{code, Operation, RequestContext, RequestError, Resource, Response};
 use crate::shard::ShardContext;
 
 pub async fn handle(
@@ -25,9 +25,15 @@ pub async fn handle(
     let mut topics = Vec::with_capacity(describe.topics.len());
     for topic in describe.topics {
         let info = context.metadata.topic(&topic.name);
+        let allowed = request.allows(context, Operation::Read, Resource::topic(&topic.name));
         let mut partitions = Vec::with_capacity(topic.partition_indexes.len());
         for partition in topic.partition_indexes {
             let response = PartitionResponse::default().with_partition_index(partition);
+            if !allowed {
+                let denied = code(ResponseError::TopicAuthorizationFailed);
+                partitions.push(response.with_error_code(denied));
+                continue;
+            }
             let Some(info) = info.clone().filter(|info| info.has_partition(partition)) else {
                 partitions
                     .push(response.with_error_code(code(ResponseError::UnknownTopicOrPartition)));

@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
 };
 
 use super::authorized_operations;
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::metadata::TopicInfo;
 use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
@@ -30,13 +30,15 @@ pub const PARTITIONS_PER_RESPONSE_MAX: i32 = 2000;
 enum Wanted {
     Found(Arc<TopicInfo>),
     Unknown(String),
+    /// Named, but the requester may not DESCRIBE it.
+    Denied(String),
 }
 
 impl Wanted {
     fn name(&self) -> &str {
         match self {
             Self::Found(info) => &info.name,
-            Self::Unknown(name) => name,
+            Self::Unknown(name) | Self::Denied(name) => name,
         }
     }
 }
@@ -47,7 +49,7 @@ pub async fn handle(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let describe: DescribeTopicPartitionsRequest = request.decode(body)?;
-    let mut wanted = requested_topics(context, &describe);
+    let mut wanted = requested_topics(context, &request, &describe);
     let first_partition = match &describe.cursor {
         Some(cursor) => {
             // Kafka requires the cursor's topic to be among the ones asked for.
@@ -68,7 +70,11 @@ pub async fn handle(
     let limit = describe
         .response_partition_limit
         .clamp(1, PARTITIONS_PER_RESPONSE_MAX);
-    let (topics, next_cursor) = page(&wanted, first_partition, limit);
+    let (mut topics, next_cursor) = page(&wanted, first_partition, limit);
+    for topic in topics.iter_mut().filter(|topic| topic.error_code == 0) {
+        let name = topic.name.as_ref().map_or("", |name| name.as_str());
+        topic.topic_authorized_operations = authorized_operations::topic(context, &request, name);
+    }
     let response = DescribeTopicPartitionsResponse::default()
         .with_topics(topics)
         .with_next_cursor(next_cursor);
@@ -78,6 +84,7 @@ pub async fn handle(
 /// The topics asked for (all when none are named), by name, each once.
 fn requested_topics(
     context: &ShardContext,
+    request: &RequestContext,
     describe: &DescribeTopicPartitionsRequest,
 ) -> Vec<Wanted> {
     let mut wanted: Vec<Wanted> = if describe.topics.is_empty() {
@@ -85,6 +92,7 @@ fn requested_topics(
             .metadata
             .topics()
             .into_iter()
+            .filter(|info| request.can(context, Operation::Describe, Resource::topic(&info.name)))
             .map(Wanted::Found)
             .collect()
     } else {
@@ -92,6 +100,14 @@ fn requested_topics(
             .topics
             .iter()
             .map(|topic| match context.metadata.topic(&topic.name) {
+                _ if !request.allows(
+                    context,
+                    Operation::Describe,
+                    Resource::topic(&topic.name),
+                ) =>
+                {
+                    Wanted::Denied(topic.name.to_string())
+                }
                 Some(info) => Wanted::Found(info),
                 None => Wanted::Unknown(topic.name.to_string()),
             })
@@ -118,6 +134,14 @@ fn page(
                     DescribeTopicPartitionsResponseTopic::default()
                         .with_name(Some(TopicName(str_bytes(name))))
                         .with_error_code(code(ResponseError::UnknownTopicOrPartition)),
+                );
+                continue;
+            }
+            Wanted::Denied(name) => {
+                topics.push(
+                    DescribeTopicPartitionsResponseTopic::default()
+                        .with_name(Some(TopicName(str_bytes(name))))
+                        .with_error_code(code(ResponseError::TopicAuthorizationFailed)),
                 );
                 continue;
             }
@@ -153,7 +177,7 @@ fn describe_topic(
         .with_topic_id(info.topic_id)
         .with_is_internal(info.name.starts_with("__"))
         .with_partitions(partitions)
-        .with_topic_authorized_operations(authorized_operations::TOPIC)
+        .with_topic_authorized_operations(authorized_operations::NOT_REQUESTED)
 }
 
 /// One partition: this broker leads it and is its only replica, always in sync.

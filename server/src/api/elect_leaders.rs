@@ -11,7 +11,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::shard::ShardContext;
 
 /// Kafka's election types (v1+): preferred (0) and unclean (1).
@@ -24,6 +24,14 @@ pub async fn handle(
 ) -> Result<Response, RequestError> {
     let elect: ElectLeadersRequest = request.decode(body)?;
     let response = ElectLeadersResponse::default();
+    if !request.allows(context, Operation::Alter, Resource::cluster()) {
+        let denied = code(ResponseError::ClusterAuthorizationFailed);
+        return Ok(request.frame(&if request.version >= 1 {
+            response.with_error_code(denied)
+        } else {
+            response
+        }));
+    }
     if request.version >= 1 && !ELECTION_TYPES.contains(&elect.election_type) {
         return Ok(request.frame(&response.with_error_code(code(ResponseError::InvalidRequest))));
     }

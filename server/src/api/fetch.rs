@@ -21,7 +21,7 @@ use super::fetch_response::{
     encode_fetch_response, FetchPartitionOut, FetchResponseOut, FetchTopicOut,
 };
 use super::offset_for_leader_epoch::check_current_epoch;
-use super::{code, FetchFrame, RequestContext, RequestError, Response};
+use super::{code, FetchFrame, Operation, RequestContext, RequestError, Resource, Response};
 use crate::metadata::TopicInfo;
 use crate::shard::ShardContext;
 
@@ -73,6 +73,14 @@ pub async fn handle(
         } else {
             let info = context.metadata.topic(&topic.topic);
             (info, ResponseError::UnknownTopicOrPartition)
+        };
+        let name = info
+            .as_ref()
+            .map_or(topic.topic.as_str(), |info| info.name.as_str());
+        let (info, unknown) = if request.allows(context, Operation::Read, Resource::topic(name)) {
+            (info, unknown)
+        } else {
+            (None, ResponseError::TopicAuthorizationFailed)
         };
         let topic_id = match &info {
             Some(info) => *info.topic_id.as_bytes(),

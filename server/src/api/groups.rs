@@ -17,7 +17,7 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::group::state::JoinRequest;
 use crate::group::{Coordinator, OFFSETS_TOPIC};
 use crate::settings::NODE_ID;
@@ -70,14 +70,23 @@ pub async fn find_coordinator(
             .coordinator_keys
             .iter()
             .map(|key| {
-                CoordinatorEntry::default()
-                    .with_key(key.clone())
-                    .with_node_id(BrokerId(NODE_ID))
-                    .with_host(host.clone())
-                    .with_port(port)
+                let entry = CoordinatorEntry::default().with_key(key.clone());
+                match coordinator_denied(context, &request, find.key_type, key) {
+                    Some(denied) => entry
+                        .with_error_code(code(denied))
+                        .with_node_id(BrokerId(-1)),
+                    None => entry
+                        .with_node_id(BrokerId(NODE_ID))
+                        .with_host(host.clone())
+                        .with_port(port),
+                }
             })
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
+    } else if let Some(denied) = coordinator_denied(context, &request, find.key_type, &find.key) {
+        FindCoordinatorResponse::default()
+            .with_error_code(code(denied))
+            .with_node_id(BrokerId(-1))
     } else {
         FindCoordinatorResponse::default()
             .with_node_id(BrokerId(NODE_ID))
@@ -87,6 +96,36 @@ pub async fn find_coordinator(
     Ok(request.frame(&response))
 }
 
+/// FindCoordinator's check: DESCRIBE on the group, or on the transactional id (key type 1).
+fn coordinator_denied(
+    context: &ShardContext,
+    request: &RequestContext,
+    key_type: i8,
+    key: &str,
+) -> Option<ResponseError> {
+    let (resource, error) = match key_type {
+        KEY_TYPE_TRANSACTION => (
+            Resource::transactional_id(key),
+            ResponseError::TransactionalIdAuthorizationFailed,
+        ),
+        _ => (
+            Resource::group(key),
+            ResponseError::GroupAuthorizationFailed,
+        ),
+    };
+    (!request.allows(context, Operation::Describe, resource)).then_some(error)
+}
+
+/// Kafka's FindCoordinator key type of a transactional id.
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// Whether the sender may READ `group`, which every membership API needs (Kafka).
+fn may_read_group(context: &ShardContext, request: &RequestContext, group: &str) -> bool {
+    request.allows(context, Operation::Read, Resource::group(group))
+}
+
+const GROUP_DENIED: ResponseError = ResponseError::GroupAuthorizationFailed;
+
 pub async fn join_group(
     context: &Rc<ShardContext>,
     request: RequestContext,
@@ -94,6 +133,10 @@ pub async fn join_group(
     client: Option<super::ClientInfo>,
 ) -> Result<Response, RequestError> {
     let join: JoinGroupRequest = request.decode(body)?;
+    if !may_read_group(context, &request, &join.group_id) {
+        let denied = JoinGroupResponse::default().with_error_code(code(GROUP_DENIED));
+        return Ok(request.frame(&denied.with_generation_id(-1)));
+    }
     let group_id = join.group_id.to_string();
     let join_request = JoinRequest {
         member_id: join.member_id.to_string(),
@@ -168,6 +211,9 @@ pub async fn sync_group(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let sync: SyncGroupRequest = request.decode(body)?;
+    if !may_read_group(context, &request, &sync.group_id) {
+        return Ok(request.frame(&SyncGroupResponse::default().with_error_code(code(GROUP_DENIED))));
+    }
     let group_id = sync.group_id.to_string();
     let member = (sync.member_id.to_string(), opt_str(&sync.group_instance_id));
     let generation_id = sync.generation_id;
@@ -207,6 +253,9 @@ pub async fn heartbeat(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let beat: HeartbeatRequest = request.decode(body)?;
+    if !may_read_group(context, &request, &beat.group_id) {
+        return Ok(request.frame(&HeartbeatResponse::default().with_error_code(code(GROUP_DENIED))));
+    }
     let (group_id, member_id, instance_id, generation_id) = (
         beat.group_id.to_string(),
         beat.member_id.to_string(),
@@ -234,6 +283,10 @@ pub async fn leave_group(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let leave: LeaveGroupRequest = request.decode(body)?;
+    if !may_read_group(context, &request, &leave.group_id) {
+        let denied = LeaveGroupResponse::default().with_error_code(code(GROUP_DENIED));
+        return Ok(request.frame(&denied));
+    }
     let group_id = leave.group_id.to_string();
     let members: Vec<(String, Option<String>)> = if request.version >= 3 {
         leave
@@ -292,8 +345,11 @@ pub async fn list_groups(
     let wanted = |filter: &[StrBytes], value: &str| {
         filter.is_empty() || filter.iter().any(|want| want.eq_ignore_ascii_case(value))
     };
+    // DESCRIBE on the cluster lists every group; else only those the sender may DESCRIBE.
+    let all = request.can(context, Operation::Describe, Resource::cluster());
     let listed = groups
         .into_iter()
+        .filter(|g| all || request.can(context, Operation::Describe, Resource::group(&g.group_id)))
         .filter(|group| wanted(&list.states_filter, group.state))
         .filter(|group| wanted(&list.types_filter, group.group_type))
         .map(|group| {
@@ -321,6 +377,15 @@ pub async fn describe_groups(
     let mut groups = Vec::with_capacity(describe.groups.len());
     for group_id in describe.groups {
         let id = group_id.to_string();
+        if !request.allows(context, Operation::Describe, Resource::group(&id)) {
+            let denied = DescribedGroup::default().with_error_code(code(GROUP_DENIED));
+            groups.push(denied.with_group_id(group_id));
+            continue;
+        }
+        let operations = match describe.include_authorized_operations {
+            true => super::authorized_operations::group(context, &request, &id),
+            false => super::authorized_operations::NOT_REQUESTED,
+        };
         let snapshot = on_coordinator(context, move |coordinator| async move {
             (coordinator.describe(&id), coordinator.consumer_group(&id))
         })
@@ -370,7 +435,11 @@ pub async fn describe_groups(
                     .with_members(members)
             }
         };
-        groups.push(described);
+        groups.push(if request.version >= 3 {
+            described.with_authorized_operations(operations)
+        } else {
+            described
+        });
     }
     Ok(request.frame(&DescribeGroupsResponse::default().with_groups(groups)))
 }
@@ -384,6 +453,11 @@ pub async fn delete_groups(
     let mut results = Vec::with_capacity(delete.groups_names.len());
     for group_id in delete.groups_names {
         let id = group_id.to_string();
+        if !request.allows(context, Operation::Delete, Resource::group(&id)) {
+            let denied = DeletableGroupResult::default().with_error_code(code(GROUP_DENIED));
+            results.push(denied.with_group_id(group_id));
+            continue;
+        }
         let answer = on_coordinator(context, move |coordinator| async move {
             coordinator.delete(&id).await
         })

@@ -13,8 +13,8 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
 use super::{
-    code, str_bytes, RequestContext, RequestError, Response, RESOURCE_TYPE_BROKER,
-    RESOURCE_TYPE_TOPIC,
+    code, config_denied, str_bytes, Operation, RequestContext, RequestError, Response,
+    RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC,
 };
 use crate::shard::ShardContext;
 use crate::topics::{self, ConfigChange};
@@ -35,7 +35,10 @@ pub async fn handle(
         let response = AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
-        let result = match refusal_of_resource(resource.resource_type) {
+        let (kind, name) = (resource.resource_type, resource.resource_name.as_str());
+        let denied = config_denied(context, &request, Operation::AlterConfigs, kind, name)
+            .map(|error| (error, "not authorized".to_string()));
+        let result = match denied.or_else(|| refusal_of_resource(resource.resource_type)) {
             Some(refused) => Err(refused),
             None => match changes_of(&resource.configs) {
                 Ok(changes) => topics::alter_configs(

@@ -11,7 +11,28 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use kafka_protocol::error::ResponseError;
 
-use super::{code, RequestContext, RequestError, Response};
+use super::{code, Operation, RequestContext, RequestError, Resource, Response};
+use crate::acl::ResourceType;
+
+/// Kafka's check: a transactional id needs WRITE on it; an idempotent producer needs
+/// IDEMPOTENT_WRITE on the cluster or WRITE on some topic (KIP-679).
+fn denied(
+    context: &crate::shard::ShardContext,
+    request: &RequestContext,
+    transactional_id: Option<&str>,
+) -> Option<ResponseError> {
+    match transactional_id.filter(|id| !id.is_empty()) {
+        Some(id) => (!request.allows(context, Operation::Write, Resource::transactional_id(id)))
+            .then_some(ResponseError::TransactionalIdAuthorizationFailed),
+        None => {
+            let allowed = request.can(context, Operation::IdempotentWrite, Resource::cluster())
+                || context
+                    .acl
+                    .allows_any(&request.identity, Operation::Write, ResourceType::Topic);
+            (!allowed).then_some(ResponseError::ClusterAuthorizationFailed)
+        }
+    }
+}
 
 static NEXT_PRODUCER_ID: AtomicI64 = AtomicI64::new(0);
 
@@ -28,8 +49,23 @@ fn allocate_producer_id() -> i64 {
         + 1
 }
 
-pub fn handle(request: RequestContext, body: &mut Bytes) -> Result<Response, RequestError> {
+pub fn handle(
+    context: &crate::shard::ShardContext,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
     let init: InitProducerIdRequest = request.decode(body)?;
+    if let Some(denied) = denied(
+        context,
+        &request,
+        init.transactional_id.as_ref().map(|id| id.as_str()),
+    ) {
+        let response = InitProducerIdResponse::default()
+            .with_error_code(code(denied))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        return Ok(request.frame(&response));
+    }
     // Kafka treats an empty id as no id at all.
     if init
         .transactional_id

@@ -12,8 +12,8 @@ use kafka_protocol::messages::list_config_resources_response::ConfigResource;
 use kafka_protocol::messages::{ListConfigResourcesRequest, ListConfigResourcesResponse};
 
 use super::{
-    code, str_bytes, RequestContext, RequestError, Response, RESOURCE_TYPE_BROKER,
-    RESOURCE_TYPE_TOPIC,
+    code, str_bytes, Operation, RequestContext, RequestError, Resource, Response,
+    RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC,
 };
 use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
@@ -34,6 +34,10 @@ pub async fn handle(
 ) -> Result<Response, RequestError> {
     let list: ListConfigResourcesRequest = request.decode(body)?;
     let response = ListConfigResourcesResponse::default();
+    if !request.allows(context, Operation::DescribeConfigs, Resource::cluster()) {
+        let denied = code(ResponseError::ClusterAuthorizationFailed);
+        return Ok(request.frame(&response.with_error_code(denied)));
+    }
     if request.version == 0 {
         return Ok(request.frame(&response));
     }

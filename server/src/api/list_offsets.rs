@@ -14,7 +14,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::offset_for_leader_epoch::check_current_epoch;
-use super::{code, RequestContext, RequestError, Response};
+use super::{code, Operation, RequestContext, RequestError, Resource, Response};
 use crate::shard::ShardContext;
 
 const LATEST: i64 = -1;
@@ -32,6 +32,7 @@ pub async fn handle(
     let mut topics = Vec::with_capacity(list.topics.len());
     for topic in list.topics {
         let info = context.metadata.topic(&topic.name);
+        let allowed = request.allows(context, Operation::Describe, Resource::topic(&topic.name));
         let version = request.version;
         let lookups = topic.partitions.iter().map(|partition| {
             let info = info.clone();
@@ -42,6 +43,9 @@ pub async fn handle(
                     .with_partition_index(index)
                     .with_timestamp(-1)
                     .with_offset(-1);
+                if !allowed {
+                    return response.with_error_code(code(ResponseError::TopicAuthorizationFailed));
+                }
                 let Some(info) = info.filter(|info| info.has_partition(index)) else {
                     return response.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                 };

@@ -11,8 +11,8 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 
 use super::{
-    authorized_operations, code, offset_for_leader_epoch, str_bytes, RequestContext, RequestError,
-    Response,
+    authorized_operations, code, offset_for_leader_epoch, str_bytes, Operation, RequestContext,
+    RequestError, Resource, Response,
 };
 use crate::metadata::{valid_topic_name, TopicInfo};
 use crate::settings::NODE_ID;
@@ -32,20 +32,20 @@ pub async fn handle(
         topics: metadata_request.include_topic_authorized_operations,
     };
     let mut topics = match metadata_request.topics {
-        None => context
-            .metadata
-            .topics()
-            .iter()
-            .map(|topic| describe(topic, request.version))
-            .collect(),
-        Some(wanted) if wanted.is_empty() && request.version == 0 => context
-            .metadata
-            .topics()
-            .iter()
-            .map(|topic| describe(topic, request.version))
-            .collect(),
+        // All topics: those the requester may not DESCRIBE are left out, unmentioned (Kafka).
+        None => describe_all(context, &request),
+        Some(wanted) if wanted.is_empty() && request.version == 0 => {
+            describe_all(context, &request)
+        }
         Some(wanted) => {
-            if allow_auto_create && context.settings.auto_create_topics {
+            let auto_create = allow_auto_create && context.settings.auto_create_topics;
+            // Auto-creation needs CREATE on the cluster or on the topic, besides DESCRIBE.
+            let create_any =
+                auto_create && request.can(context, Operation::Create, Resource::cluster());
+            let may_create = |name: &str| {
+                create_any || request.can(context, Operation::Create, Resource::topic(name))
+            };
+            if auto_create {
                 // At most --auto-create-topics-per-request-max names, created in one registry
                 // change; the others are answered UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers
                 // a topic its quota kept from being created.
@@ -53,6 +53,8 @@ pub async fn handle(
                     .iter()
                     .filter_map(|item| item.name.as_ref())
                     .filter(|name| context.metadata.topic(name).is_none())
+                    .filter(|name| request.can(context, Operation::Describe, Resource::topic(name)))
+                    .filter(|name| may_create(name))
                     .take(context.settings.auto_create_topics_per_request_max as usize)
                     .map(|name| name.to_string())
                     .collect();
@@ -70,12 +72,23 @@ pub async fn handle(
                 };
                 // A name Kafka could never hold is INVALID_TOPIC_EXCEPTION (and never created).
                 // Asked by id alone (v10+), an unknown topic is UNKNOWN_TOPIC_ID.
+                let described_name = found.as_ref().map(|t| t.name.as_str());
+                let denied = match described_name.or(item.name.as_ref().map(|n| n.as_str())) {
+                    Some(name) => {
+                        !request.allows(context, Operation::Describe, Resource::topic(name))
+                    }
+                    None => false,
+                };
                 let missing = match &item.name {
+                    _ if denied => ResponseError::TopicAuthorizationFailed,
                     Some(name) if !valid_topic_name(name) => ResponseError::InvalidTopicException,
+                    Some(name) if auto_create && !may_create(name) => {
+                        ResponseError::TopicAuthorizationFailed
+                    }
                     None if !item.topic_id.is_nil() => ResponseError::UnknownTopicId,
                     _ => ResponseError::UnknownTopicOrPartition,
                 };
-                described.push(match found {
+                described.push(match found.filter(|_| !denied) {
                     Some(topic) => describe(&topic, request.version),
                     None => MetadataResponseTopic::default()
                         .with_error_code(code(missing))
@@ -92,7 +105,9 @@ pub async fn handle(
     };
     if request.version >= 8 && operations.topics {
         for topic in topics.iter_mut().filter(|topic| topic.error_code == 0) {
-            topic.topic_authorized_operations = authorized_operations::TOPIC;
+            let name = topic.name.as_ref().map_or("", |name| name.as_str());
+            topic.topic_authorized_operations =
+                authorized_operations::topic(context, &request, name);
         }
     }
     let listener = context.settings.listener(request.listener);
@@ -111,12 +126,24 @@ pub async fn handle(
         response = response.with_cluster_id(Some(str_bytes(&context.settings.cluster_id)));
     }
     if (8..=10).contains(&request.version) && operations.cluster {
-        response = response.with_cluster_authorized_operations(authorized_operations::CLUSTER);
+        let cluster = authorized_operations::cluster(context, &request);
+        response = response.with_cluster_authorized_operations(cluster);
     }
     Ok(request.frame(&response))
 }
 
-/// Which authorized-operations fields (KIP-430) the request asks for; no ACLs, so all allowed.
+/// Every topic the requester may DESCRIBE.
+fn describe_all(context: &ShardContext, request: &RequestContext) -> Vec<MetadataResponseTopic> {
+    context
+        .metadata
+        .topics()
+        .iter()
+        .filter(|topic| request.can(context, Operation::Describe, Resource::topic(&topic.name)))
+        .map(|topic| describe(topic, request.version))
+        .collect()
+}
+
+/// Which authorized-operations fields (KIP-430) the request asks for.
 struct AuthorizedOperations {
     cluster: bool,
     topics: bool,

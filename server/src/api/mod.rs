@@ -5,6 +5,7 @@
 //! without a user-space copy (`fetch_response.rs`).
 #![forbid(unsafe_code)]
 
+pub mod acls;
 pub mod alter_configs;
 pub mod alter_replica_log_dirs;
 pub mod api_versions;
@@ -45,6 +46,7 @@ use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use ringtail_engine::FileSlice;
 
+pub use crate::acl::{Identity, Operation, Resource};
 use crate::shard::ShardContext;
 
 /// What goes back to the client for one request.
@@ -96,16 +98,28 @@ pub struct ClientInfo {
 }
 
 /// The request being served: what its response needs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RequestContext {
     pub api: ApiKey,
     pub version: i16,
     pub correlation_id: i32,
     /// The listener the request came in on (Metadata announces that listener's address).
     pub listener: crate::listeners::ListenerId,
+    /// Who sent it, as ACLs name them.
+    pub identity: Identity,
 }
 
 impl RequestContext {
+    /// Whether the sender may do `operation` on `resource` (a denial is logged).
+    pub fn allows(&self, context: &ShardContext, operation: Operation, resource: Resource) -> bool {
+        context.acl.allows(&self.identity, operation, resource)
+    }
+
+    /// [`RequestContext::allows`] for a filter that hides what is denied (not logged).
+    pub fn can(&self, context: &ShardContext, operation: Operation, resource: Resource) -> bool {
+        context.acl.decide(&self.identity, operation, resource)
+    }
+
     /// Decodes the body as `T`, or says why not.
     pub fn decode<T: Decodable>(&self, body: &mut Bytes) -> Result<T, RequestError> {
         T::decode(body, self.version).map_err(|err| RequestError::Malformed {
@@ -182,6 +196,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The version range we serve for `api`, if any.
@@ -219,7 +236,7 @@ pub async fn dispatch(
         ApiKey::AlterReplicaLogDirs => {
             alter_replica_log_dirs::handle(context, request, &mut body).await
         }
-        ApiKey::InitProducerId => init_producer_id::handle(request, &mut body),
+        ApiKey::InitProducerId => init_producer_id::handle(context, request, &mut body),
         ApiKey::FindCoordinator => groups::find_coordinator(context, request, &mut body).await,
         ApiKey::JoinGroup => groups::join_group(context, request, &mut body, client).await,
         ApiKey::SyncGroup => groups::sync_group(context, request, &mut body).await,
@@ -241,7 +258,10 @@ pub async fn dispatch(
             scram_credentials::describe(context, request, &mut body)
         }
         ApiKey::AlterUserScramCredentials => scram_credentials::alter(context, request, &mut body),
-        ApiKey::DescribeClientQuotas => client_quotas::describe(request, &mut body),
+        ApiKey::DescribeClientQuotas => client_quotas::describe(context, request, &mut body),
+        ApiKey::CreateAcls => acls::create(context, request, &mut body),
+        ApiKey::DescribeAcls => acls::describe(context, request, &mut body),
+        ApiKey::DeleteAcls => acls::delete(context, request, &mut body),
         ApiKey::IncrementalAlterConfigs => {
             incremental_alter_configs::handle(context, request, &mut body).await
         }
@@ -275,6 +295,35 @@ pub async fn dispatch(
 pub const RESOURCE_TYPE_TOPIC: i8 = 2;
 /// Kafka's ConfigResource type of a broker (its name is the broker id).
 pub const RESOURCE_TYPE_BROKER: i8 = 4;
+
+/// Kafka's ConfigResource type of a group (KIP-848 group configs).
+const RESOURCE_TYPE_GROUP: i8 = 32;
+
+/// The authorization error of a config resource (DescribeConfigs, the AlterConfigs APIs): a topic
+/// needs `operation` on the topic, a group on the group, anything else on the cluster (Kafka).
+pub fn config_denied(
+    context: &ShardContext,
+    request: &RequestContext,
+    operation: Operation,
+    resource_type: i8,
+    name: &str,
+) -> Option<ResponseError> {
+    let (resource, error) = match resource_type {
+        RESOURCE_TYPE_TOPIC => (
+            Resource::topic(name),
+            ResponseError::TopicAuthorizationFailed,
+        ),
+        RESOURCE_TYPE_GROUP => (
+            Resource::group(name),
+            ResponseError::GroupAuthorizationFailed,
+        ),
+        _ => (
+            Resource::cluster(),
+            ResponseError::ClusterAuthorizationFailed,
+        ),
+    };
+    (!request.allows(context, operation, resource)).then_some(error)
+}
 
 /// A Kafka error code.
 pub fn code(error: ResponseError) -> i16 {

@@ -15,7 +15,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::{code, RequestContext, RequestError, Response};
+use super::{code, Operation, RequestContext, RequestError, Resource, Response};
 use crate::shard::ShardContext;
 
 /// The only leader epoch a partition of this broker ever has.
@@ -44,6 +44,7 @@ pub async fn handle(
     let mut topics = Vec::with_capacity(epochs.topics.len());
     for topic in epochs.topics {
         let info = context.metadata.topic(&topic.topic);
+        let allowed = request.allows(context, Operation::Describe, Resource::topic(&topic.topic));
         let lookups = topic.partitions.iter().map(|partition| {
             let info = info.clone();
             let index = partition.partition;
@@ -53,6 +54,9 @@ pub async fn handle(
                     .with_partition(index)
                     .with_leader_epoch(-1)
                     .with_end_offset(-1);
+                if !allowed {
+                    return result.with_error_code(code(ResponseError::TopicAuthorizationFailed));
+                }
                 let Some(info) = info.filter(|info| info.has_partition(index)) else {
                     return result.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                 };

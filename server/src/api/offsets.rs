@@ -18,9 +18,10 @@ use kafka_protocol::messages::*;
 use ringtail_engine::log::now_ms;
 
 use super::groups::on_coordinator;
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::group::CommittedOffset;
 use crate::shard::ShardContext;
+use std::collections::BTreeMap;
 
 pub async fn offset_commit(
     context: &Rc<ShardContext>,
@@ -37,8 +38,22 @@ pub async fn offset_commit(
     let generation_id = commit.generation_id_or_member_epoch;
     let commit_ms = now_ms();
     let version = request.version;
+    // READ on the group, then READ on each topic committed to (Kafka).
+    let group_denied = !request.allows(context, Operation::Read, Resource::group(&group_id));
+    let topic_denied: Vec<bool> = commit
+        .topics
+        .iter()
+        .map(|t| {
+            !group_denied && !request.allows(context, Operation::Read, Resource::topic(&t.name))
+        })
+        .collect();
     let mut entries = Vec::new();
-    for topic in &commit.topics {
+    for (topic, _) in commit
+        .topics
+        .iter()
+        .zip(&topic_denied)
+        .filter(|(_, denied)| !**denied)
+    {
         let info = context.metadata.topic(&topic.name);
         for partition in &topic.partitions {
             // Kafka refuses commits for partitions that do not exist (librdkafka's 0030, 0081).
@@ -61,6 +76,9 @@ pub async fn offset_commit(
         }
     }
     let answer = on_coordinator(context, move |coordinator| async move {
+        if group_denied {
+            return Err(ResponseError::GroupAuthorizationFailed);
+        }
         coordinator
             .commit(
                 &group_id,
@@ -78,7 +96,8 @@ pub async fn offset_commit(
     let topics = commit
         .topics
         .into_iter()
-        .map(|topic| {
+        .zip(topic_denied)
+        .map(|(topic, denied)| {
             let info = context.metadata.topic(&topic.name);
             let partitions = topic
                 .partitions
@@ -87,7 +106,9 @@ pub async fn offset_commit(
                     let exists = info
                         .as_ref()
                         .is_some_and(|info| info.has_partition(partition.partition_index));
-                    let error = if exists {
+                    let error = if denied {
+                        Some(ResponseError::TopicAuthorizationFailed)
+                    } else if exists || group_denied {
                         error
                     } else {
                         Some(ResponseError::UnknownTopicOrPartition)
@@ -157,11 +178,11 @@ pub async fn offset_fetch(
     let response = if request.version >= 8 {
         let mut groups = Vec::with_capacity(fetch.groups.len());
         for group in fetch.groups {
-            groups.push(fetch_one_of_groups(context, group).await?);
+            groups.push(fetch_one_of_groups(context, &request, group).await?);
         }
         OffsetFetchResponse::default().with_groups(groups)
     } else {
-        fetch_single_group(context, fetch, request.version).await?
+        fetch_single_group(context, &request, fetch).await?
     };
     Ok(request.frame(&response))
 }
@@ -181,6 +202,7 @@ fn wanted_partitions<'a>(
 /// One group of an OffsetFetch v8+ (which asks for several at once, each with its own error).
 async fn fetch_one_of_groups(
     context: &Rc<ShardContext>,
+    request: &RequestContext,
     group: OffsetFetchRequestGroup,
 ) -> Result<OffsetFetchResponseGroup, RequestError> {
     let wanted = wanted_partitions(
@@ -189,6 +211,15 @@ async fn fetch_one_of_groups(
             .as_ref()
             .map(|topics| topics.iter().map(|t| (&t.name, &t.partition_indexes))),
     );
+    if !request.allows(
+        context,
+        Operation::Describe,
+        Resource::group(&group.group_id),
+    ) {
+        let denied = OffsetFetchResponseGroup::default().with_group_id(group.group_id);
+        return Ok(denied.with_error_code(code(ResponseError::GroupAuthorizationFailed)));
+    }
+    let (wanted, denied) = describable(context, request, wanted);
     let member = (
         group.member_id.as_ref().map(|id| id.to_string()),
         group.member_epoch,
@@ -200,14 +231,18 @@ async fn fetch_one_of_groups(
         Some(Err(error)) => return Ok(response.with_error_code(code(error))),
         Some(Ok(rows)) => rows,
     };
-    let topics = by_topic(rows)
+    let topics = by_topic(visible(context, request, rows, &denied))
         .into_iter()
         .map(|(name, partitions)| {
+            let error = denied
+                .contains_key(&name)
+                .then_some(ResponseError::TopicAuthorizationFailed);
             let partitions = partitions
                 .into_iter()
                 .map(|(partition, committed)| {
                     let (offset, epoch, metadata) = committed_fields(committed);
                     OffsetFetchResponsePartitions::default()
+                        .with_error_code(error.map_or(0, code))
                         .with_partition_index(partition)
                         .with_committed_offset(offset)
                         .with_committed_leader_epoch(epoch)
@@ -225,32 +260,53 @@ async fn fetch_one_of_groups(
 /// OffsetFetch v0–7: one group, its partitions at the top level.
 async fn fetch_single_group(
     context: &Rc<ShardContext>,
+    request: &RequestContext,
     fetch: OffsetFetchRequest,
-    version: i16,
 ) -> Result<OffsetFetchResponse, RequestError> {
+    let version = request.version;
     let wanted = wanted_partitions(
         fetch
             .topics
             .as_ref()
             .map(|topics| topics.iter().map(|t| (&t.name, &t.partition_indexes))),
     );
-    let rows = fetch_group(context, fetch.group_id.to_string(), wanted, (None, -1)).await?;
-    let Some(Ok(rows)) = rows else {
-        let response = OffsetFetchResponse::default();
-        return Ok(if version >= 2 {
-            response.with_error_code(code(ResponseError::CoordinatorNotAvailable))
-        } else {
-            response
-        });
+    let group_denied = !request.allows(
+        context,
+        Operation::Describe,
+        Resource::group(&fetch.group_id),
+    );
+    let (wanted, denied) = describable(context, request, wanted);
+    let rows = match group_denied {
+        true => Some(Err(ResponseError::GroupAuthorizationFailed)),
+        false => fetch_group(context, fetch.group_id.to_string(), wanted, (None, -1)).await?,
     };
-    let topics = by_topic(rows)
+    let rows = match rows {
+        Some(Ok(rows)) => rows,
+        failed => {
+            let error = match failed {
+                Some(Err(error)) => error,
+                _ => ResponseError::CoordinatorNotAvailable,
+            };
+            let response = OffsetFetchResponse::default();
+            return Ok(if version >= 2 {
+                response.with_error_code(code(error))
+            } else {
+                response
+            });
+        }
+    };
+    let topics = by_topic(visible(context, request, rows, &denied))
         .into_iter()
         .map(|(name, partitions)| {
+            let error = denied
+                .contains_key(&name)
+                .then_some(ResponseError::TopicAuthorizationFailed);
             let partitions = partitions
                 .into_iter()
                 .map(|(partition, committed)| {
                     let (offset, epoch, metadata) = committed_fields(committed);
                     let response = OffsetFetchResponsePartition::default()
+                        .with_error_code(error.map_or(0, code))
                         .with_partition_index(partition)
                         .with_committed_offset(offset)
                         .with_metadata(metadata.as_deref().map(str_bytes));
@@ -269,6 +325,40 @@ async fn fetch_single_group(
     Ok(OffsetFetchResponse::default().with_topics(topics))
 }
 
+/// Topics named in an OffsetFetch split into those the sender may DESCRIBE (asked of the
+/// coordinator) and the others (answered TOPIC_AUTHORIZATION_FAILED per partition, as Kafka).
+fn describable(
+    context: &ShardContext,
+    request: &RequestContext,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> (Option<Vec<(String, Vec<i32>)>>, BTreeMap<String, Vec<i32>>) {
+    let Some(wanted) = wanted else {
+        return (None, BTreeMap::new());
+    };
+    let (allowed, denied): (Vec<_>, Vec<_>) = wanted.into_iter().partition(|(topic, _)| {
+        request.allows(context, Operation::Describe, Resource::topic(topic))
+    });
+    (Some(allowed), denied.into_iter().collect())
+}
+
+/// The committed rows the sender may see (all topics asked: undescribable ones are left out),
+/// followed by the denied topics' partitions.
+fn visible(
+    context: &ShardContext,
+    request: &RequestContext,
+    rows: OffsetRows,
+    denied: &BTreeMap<String, Vec<i32>>,
+) -> OffsetRows {
+    let mut rows: OffsetRows = rows
+        .into_iter()
+        .filter(|(topic, _, _)| request.can(context, Operation::Describe, Resource::topic(topic)))
+        .collect();
+    for (topic, partitions) in denied {
+        rows.extend(partitions.iter().map(|p| (topic.clone(), *p, None)));
+    }
+    rows
+}
+
 pub async fn offset_delete(
     context: &Rc<ShardContext>,
     request: RequestContext,
@@ -278,6 +368,14 @@ pub async fn offset_delete(
         OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
     };
     let delete: OffsetDeleteRequest = request.decode(body)?;
+    if !request.allows(
+        context,
+        Operation::Delete,
+        Resource::group(&delete.group_id),
+    ) {
+        let denied = code(ResponseError::GroupAuthorizationFailed);
+        return Ok(request.frame(&OffsetDeleteResponse::default().with_error_code(denied)));
+    }
     let group_id = delete.group_id.to_string();
     let partitions: Vec<(String, i32)> = delete
         .topics

@@ -16,7 +16,9 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use ringtail_engine::producer::SequenceError;
 use ringtail_engine::{AppendError, BatchError};
 
-use super::{code, str_bytes, ProduceOrder, RequestContext, RequestError, Response};
+use super::{
+    code, str_bytes, Operation, ProduceOrder, RequestContext, RequestError, Resource, Response,
+};
 use crate::metadata::TopicInfo;
 use crate::produce_stages::{self, Stage};
 use crate::shard::ShardContext;
@@ -44,6 +46,12 @@ pub async fn handle(
         let _ = previous.await;
         produce_stages::record(Stage::OrderWait, order_started.elapsed());
     }
+    // Transactional records need WRITE on their transactional id too (Kafka's KafkaApis).
+    let transaction_denied = produce.transactional_id.as_ref().and_then(|id| {
+        let resource = Resource::transactional_id(id);
+        (!request.allows(context, Operation::Write, resource))
+            .then_some(ResponseError::TransactionalIdAuthorizationFailed)
+    });
     let mut names = Vec::with_capacity(produce.topic_data.len());
     let mut appends = Vec::new();
     let mut queued_signals = Vec::new();
@@ -57,13 +65,23 @@ pub async fn handle(
             let info = context.metadata.topic(&topic.name);
             (info, ResponseError::UnknownTopicOrPartition)
         };
+        let name = info
+            .as_ref()
+            .map_or(topic.name.as_str(), |info| info.name.as_str());
+        let info = match transaction_denied {
+            Some(denied) => Err(denied),
+            None if !request.allows(context, Operation::Write, Resource::topic(name)) => {
+                Err(ResponseError::TopicAuthorizationFailed)
+            }
+            None => info.ok_or(unknown),
+        };
         names.push((topic.name, topic.topic_id, topic.partition_data.len()));
         for partition in topic.partition_data {
             let (signal, signalled) = oneshot::channel();
             queued_signals.push(signalled);
             appends.push(append_partition(
                 context,
-                info.clone().ok_or(unknown),
+                info.clone(),
                 partition.index,
                 partition.records,
                 request.version,

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
 };
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
 
@@ -26,6 +26,11 @@ pub async fn alter(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let alter: AlterPartitionReassignmentsRequest = request.decode(body)?;
+    if !request.allows(context, Operation::Alter, Resource::cluster()) {
+        let denied = code(ResponseError::ClusterAuthorizationFailed);
+        let response = AlterPartitionReassignmentsResponse::default().with_error_code(denied);
+        return Ok(request.frame(&response));
+    }
     let responses = alter
         .topics
         .into_iter()
@@ -76,10 +81,15 @@ pub async fn alter(
 }
 
 pub async fn list(
-    _context: &Rc<ShardContext>,
+    context: &Rc<ShardContext>,
     request: RequestContext,
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let _: ListPartitionReassignmentsRequest = request.decode(body)?;
-    Ok(request.frame(&ListPartitionReassignmentsResponse::default()))
+    let response = ListPartitionReassignmentsResponse::default();
+    if !request.allows(context, Operation::Describe, Resource::cluster()) {
+        let denied = code(ResponseError::ClusterAuthorizationFailed);
+        return Ok(request.frame(&response.with_error_code(denied)));
+    }
+    Ok(request.frame(&response))
 }

@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 };
 use tracing::{error, info};
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::sasl::scram::{ScramCredential, ScramHash, ITERATIONS_MAX, ITERATIONS_MIN};
 use crate::shard::ShardContext;
 
@@ -31,6 +31,11 @@ pub fn describe(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let describe: DescribeUserScramCredentialsRequest = request.decode(body)?;
+    if !request.allows(context, Operation::Describe, Resource::cluster()) {
+        let denied = code(ResponseError::ClusterAuthorizationFailed);
+        let response = DescribeUserScramCredentialsResponse::default().with_error_code(denied);
+        return Ok(request.frame(&response));
+    }
     let store = context
         .sasl
         .store
@@ -116,6 +121,12 @@ pub fn alter(
             .map(|credential| Change::Upsert(hash, credential))
         });
         push(&upsertion.name, checked);
+    }
+    if !request.allows(context, Operation::Alter, Resource::cluster()) {
+        for outcome in users.values_mut() {
+            let denied = ResponseError::ClusterAuthorizationFailed;
+            *outcome = Err((denied, "not authorized to alter the cluster".to_string()));
+        }
     }
     let _writes = context
         .sasl

@@ -29,16 +29,21 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  */
 class SecurityTest {
     @RegisterExtension
-    static final RingtailBroker broker = RingtailBroker.secured();
+    // Authentication is under test here, not ACLs (AclTest): what no ACL names is allowed.
+    static final RingtailBroker broker = RingtailBroker.secured("--allow-everyone-if-no-acl-found");
 
     static final String CONFIGS = "kafka.admin.ConfigCommand";
 
     static Properties saslSsl(String mechanism, String user, String password) {
+        return saslSsl(broker, mechanism, user, password);
+    }
+
+    static Properties saslSsl(RingtailBroker target, String mechanism, String user, String password) {
         Properties props = new Properties();
-        props.put("bootstrap.servers", broker.saslSslBootstrap());
+        props.put("bootstrap.servers", target.saslSslBootstrap());
         props.put("security.protocol", "SASL_SSL");
         props.put("ssl.truststore.type", "PEM");
-        props.put("ssl.truststore.location", broker.caPem().toString());
+        props.put("ssl.truststore.location", target.caPem().toString());
         props.put("sasl.mechanism", mechanism);
         props.put("sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required username=\""
                 + user + "\" password=\"" + password + "\";");

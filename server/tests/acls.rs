@@ -1,0 +1,307 @@
+//! ACLs on the real `ringtail` binary over loopback: CreateAcls, DescribeAcls and DeleteAcls with
+//! their authorization and validation, what the ACLs allow (Metadata's hidden topics, its
+//! authorized-operations bits, CreateTopics), their survival across a restart, and a corrupt
+//! `acls.json` refused at start. Logins use SASL PLAIN (the login itself is tested in sasl.rs).
+#![forbid(unsafe_code)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+const INVALID_REQUEST: i16 = 42;
+// Kafka's wire codes of the ACL model.
+const ANY: i8 = 1;
+const TOPIC: i8 = 2;
+const LITERAL: i8 = 3;
+const PREFIXED: i8 = 4;
+const MATCH: i8 = 2;
+const READ: i8 = 3;
+const DESCRIBE: i8 = 8;
+const ALLOW: i8 = 3;
+
+struct Broker {
+    child: Child,
+    plaintext_port: u16,
+    sasl_port: u16,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ringtail() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ringtail"))
+}
+
+fn add_user(dir: &std::path::Path, name: &str) {
+    let mut child = ringtail()
+        .args(["users", "add", name, "--mechanism", "SCRAM-SHA-256"])
+        .args(["--password-stdin", "--data-dir"])
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{name}-secret").unwrap();
+    assert!(child.wait().unwrap().success(), "ringtail users add failed");
+}
+
+fn start(dir: &std::path::Path) -> Broker {
+    let (plaintext_port, sasl_port) = (common::free_port(), common::free_port());
+    let listeners =
+        format!("PLAINTEXT://127.0.0.1:{plaintext_port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}");
+    let child = ringtail()
+        .args(["--listeners", &listeners, "--shards", "2", "--data-dir"])
+        .arg(dir)
+        .args(["--super-users", "User:admin"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for port in [plaintext_port, sasl_port] {
+        common::wait_until_listening(port, "broker did not start");
+    }
+    Broker {
+        child,
+        plaintext_port,
+        sasl_port,
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Client {
+    /// A connection to the SASL listener, logged in as `user` with PLAIN.
+    fn login(broker: &Broker, user: &str) -> Self {
+        let mut client = Self::connect(broker.sasl_port);
+        let handshake =
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        let answer: SaslHandshakeResponse = client.call(ApiKey::SaslHandshake, 1, &handshake);
+        assert_eq!(answer.error_code, 0);
+        let token = format!("\0{user}\0{user}-secret");
+        let auth = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+        let answer: SaslAuthenticateResponse = client.call(ApiKey::SaslAuthenticate, 2, &auth);
+        assert_eq!(answer.error_code, 0, "{user} logs in");
+        client
+    }
+
+    fn connect(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Self {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        self.correlation_id += 1;
+        let frame = common::request_frame(api, version, self.correlation_id, "acl-test", request);
+        self.stream.write_all(&frame).unwrap();
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).unwrap();
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).unwrap();
+        let mut body = Bytes::from(body);
+        let header =
+            ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.correlation_id);
+        Resp::decode(&mut body, version).unwrap()
+    }
+
+    fn create_acls(&mut self, creations: Vec<AclCreation>) -> Vec<i16> {
+        let request = CreateAclsRequest::default().with_creations(creations);
+        let answer: CreateAclsResponse = self.call(ApiKey::CreateAcls, 3, &request);
+        answer.results.iter().map(|r| r.error_code).collect()
+    }
+
+    fn describe_acls(&mut self, request: &DescribeAclsRequest) -> DescribeAclsResponse {
+        self.call(ApiKey::DescribeAcls, 3, request)
+    }
+
+    fn metadata(&mut self, topics: Option<&[&str]>, operations: bool) -> MetadataResponse {
+        let topics = topics.map(|names| {
+            names
+                .iter()
+                .map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(str(n)))))
+                .collect()
+        });
+        let request = MetadataRequest::default()
+            .with_topics(topics)
+            .with_include_topic_authorized_operations(operations);
+        self.call(ApiKey::Metadata, 12, &request)
+    }
+
+    fn create_topic(&mut self, name: &str) -> i16 {
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(str(name)))
+            .with_num_partitions(1)
+            .with_replication_factor(1);
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(10_000);
+        let answer: CreateTopicsResponse = self.call(ApiKey::CreateTopics, 7, &request);
+        answer.topics[0].error_code
+    }
+}
+
+fn str(text: &str) -> StrBytes {
+    StrBytes::from_string(text.to_string())
+}
+
+fn acl(name: &str, pattern: i8, principal: &str, operation: i8) -> AclCreation {
+    AclCreation::default()
+        .with_resource_type(TOPIC)
+        .with_resource_name(str(name))
+        .with_resource_pattern_type(pattern)
+        .with_principal(str(principal))
+        .with_host(str("*"))
+        .with_operation(operation)
+        .with_permission_type(ALLOW)
+}
+
+fn every_acl() -> DescribeAclsRequest {
+    DescribeAclsRequest::default()
+        .with_resource_type_filter(ANY)
+        .with_pattern_type_filter(ANY)
+        .with_operation(ANY)
+        .with_permission_type(ANY)
+}
+
+fn topic_names(metadata: &MetadataResponse) -> Vec<String> {
+    let mut names: Vec<String> = metadata
+        .topics
+        .iter()
+        .filter(|t| t.error_code == 0)
+        .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn acl_apis_need_the_cluster_and_validate_what_they_store() {
+    // Only ALTER on the cluster creates; a bad ACL in a batch fails alone, with INVALID_REQUEST.
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "alice");
+    add_user(dir.path(), "admin");
+    let broker = start(dir.path());
+    let mut alice = Client::login(&broker, "alice");
+    let denied = alice.create_acls(vec![acl("t", LITERAL, "User:alice", READ)]);
+    assert_eq!(denied, [CLUSTER_AUTHORIZATION_FAILED]);
+    assert_eq!(
+        alice.describe_acls(&every_acl()).error_code,
+        CLUSTER_AUTHORIZATION_FAILED
+    );
+    let mut admin = Client::login(&broker, "admin");
+    let results = admin.create_acls(vec![
+        acl("logs-", PREFIXED, "User:alice", READ),
+        acl("t", LITERAL, "alice-without-type", READ),
+        acl("t", MATCH, "User:alice", READ),
+    ]);
+    assert_eq!(results, [0, INVALID_REQUEST, INVALID_REQUEST]);
+    // MATCH finds the prefix that covers a name; a literal filter on that name does not.
+    let matching = every_acl()
+        .with_resource_type_filter(TOPIC)
+        .with_resource_name_filter(Some(str("logs-2026")))
+        .with_pattern_type_filter(MATCH);
+    let found = admin.describe_acls(&matching);
+    assert_eq!(found.resources.len(), 1);
+    assert_eq!(found.resources[0].resource_name.as_str(), "logs-");
+    assert_eq!(found.resources[0].pattern_type, PREFIXED);
+    let literal = matching.with_pattern_type_filter(LITERAL);
+    assert!(admin.describe_acls(&literal).resources.is_empty());
+    let delete = DeleteAclsFilter::default()
+        .with_resource_type_filter(TOPIC)
+        .with_pattern_type_filter(PREFIXED)
+        .with_operation(ANY)
+        .with_permission_type(ANY);
+    let request = DeleteAclsRequest::default().with_filters(vec![delete]);
+    let deleted: DeleteAclsResponse = admin.call(ApiKey::DeleteAcls, 3, &request);
+    assert_eq!(deleted.filter_results[0].error_code, 0);
+    assert_eq!(deleted.filter_results[0].matching_acls.len(), 1);
+    assert!(admin.describe_acls(&every_acl()).resources.is_empty());
+}
+
+#[test]
+fn topics_follow_the_acls_and_the_acls_survive_a_restart() {
+    // Metadata hides what alice may not DESCRIBE, names it TOPIC_AUTHORIZATION_FAILED when she
+    // asks for it, reports her operations as bits; a restart keeps every ACL.
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "alice");
+    add_user(dir.path(), "admin");
+    let broker = start(dir.path());
+    let mut admin = Client::login(&broker, "admin");
+    for topic in ["shared", "private"] {
+        assert_eq!(admin.create_topic(topic), 0);
+    }
+    assert_eq!(
+        admin.create_acls(vec![acl("shared", LITERAL, "User:alice", READ)]),
+        [0]
+    );
+    let mut alice = Client::login(&broker, "alice");
+    assert_eq!(alice.create_topic("mine"), TOPIC_AUTHORIZATION_FAILED);
+    assert_eq!(topic_names(&alice.metadata(None, false)), ["shared"]);
+    let asked = alice.metadata(Some(&["private", "shared"]), true);
+    assert_eq!(asked.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    let bits = asked.topics[1].topic_authorized_operations;
+    assert_eq!(
+        bits,
+        (1 << READ) | (1 << DESCRIBE),
+        "READ implies DESCRIBE, nothing else"
+    );
+    // The PLAINTEXT listener's User:ANONYMOUS: topics with ACLs follow them, as for anyone.
+    let mut anonymous = Client::connect(broker.plaintext_port);
+    assert_eq!(topic_names(&anonymous.metadata(None, false)), ["private"]);
+    drop(broker);
+
+    let restarted = start(dir.path());
+    let mut alice = Client::login(&restarted, "alice");
+    assert_eq!(topic_names(&alice.metadata(None, false)), ["shared"]);
+    let mut admin = Client::login(&restarted, "admin");
+    assert_eq!(admin.describe_acls(&every_acl()).resources.len(), 1);
+}
+
+#[test]
+fn a_corrupt_acl_file_stops_the_broker_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("acls.json"),
+        b"{\"version\": 1, \"acls\": [{\"x\": 1}]}",
+    )
+    .unwrap();
+    let port = common::free_port();
+    let output = ringtail()
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("acls.json"), "{stderr}");
+}
