@@ -94,13 +94,15 @@ def test_admin_client_creates_describes_and_deletes_acls(start_secure_broker):
 
 def test_a_principal_without_alter_on_the_cluster_cannot_manage_acls(start_secure_broker):
     broker = secured(start_secure_broker)
-    future = admin(broker, "alice").create_acls([allow(ResourceType.TOPIC, "t", AclOperation.ALL)])
+    alice = admin(broker, "alice")  # kept: a dropped client cancels its futures
+    future = alice.create_acls([allow(ResourceType.TOPIC, "t", AclOperation.ALL)])
     with pytest.raises(KafkaException) as failed:
         list(future.values())[0].result(timeout=WAIT_S)
     assert failed.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
-    with pytest.raises(KafkaException) as failed:
-        admin(broker, "alice").describe_acls(EVERY_ACL).result(timeout=WAIT_S)
-    assert failed.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    # DescribeAcls is answered CLUSTER_AUTHORIZATION_FAILED (server/tests/acls.rs checks the code);
+    # librdkafka 2.16 drops that top-level error and reports an empty list: no ACL leaks.
+    create_acls(admin(broker), [allow(ResourceType.TOPIC, "t", AclOperation.READ)])
+    assert alice.describe_acls(EVERY_ACL).result(timeout=WAIT_S) == []
 
 
 def test_produce_needs_write_and_the_super_user_needs_no_acl(start_secure_broker):
@@ -139,7 +141,8 @@ def test_metadata_hides_topics_the_principal_may_not_describe(start_secure_broke
     client = admin(broker)
     create_topics(client, visible, hidden)
     create_acls(client, [allow(ResourceType.TOPIC, visible, AclOperation.DESCRIBE)])
-    seen = set(admin(broker, "alice").list_topics(timeout=WAIT_S).topics)
+    alice = admin(broker, "alice")
+    seen = set(alice.list_topics(timeout=WAIT_S).topics)
     assert visible in seen and hidden not in seen, seen
     assert {visible, hidden} <= set(client.list_topics(timeout=WAIT_S).topics)
 
@@ -169,7 +172,8 @@ def test_acls_survive_a_restart(start_secure_broker):
     acl = allow(ResourceType.TOPIC, topic, AclOperation.WRITE)
     create_acls(client, [acl])
     broker.restart()
-    described = admin(broker).describe_acls(EVERY_ACL).result(timeout=WAIT_S)
+    client = admin(broker)
+    described = client.describe_acls(EVERY_ACL).result(timeout=WAIT_S)
     assert list(map(str, described)) == [str(acl)]
     assert produce_error(conf(broker, "alice"), topic) is None
 
@@ -180,7 +184,8 @@ def test_allow_everyone_if_no_acl_found(start_secure_broker):
     # one that has ACLs follows them.
     strict = secured(start_secure_broker)
     topic = topic_name("no-acl")
-    create_topics(admin(strict), topic)
+    strict_admin = admin(strict)
+    create_topics(strict_admin, topic)
     error = produce_error(conf(strict, "alice"), topic)
     assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, error
     anonymous = {"bootstrap.servers": strict.address("PLAINTEXT")}
@@ -188,8 +193,9 @@ def test_allow_everyone_if_no_acl_found(start_secure_broker):
 
     open_broker = secured(start_secure_broker, "--allow-everyone-if-no-acl-found")
     named = topic_name("named")
-    create_topics(admin(open_broker), topic, named)
-    create_acls(admin(open_broker), [allow(ResourceType.TOPIC, named, AclOperation.WRITE, principal="User:bob")])
+    open_admin = admin(open_broker)
+    create_topics(open_admin, topic, named)
+    create_acls(open_admin, [allow(ResourceType.TOPIC, named, AclOperation.WRITE, principal="User:bob")])
     assert produce_error(conf(open_broker, "alice"), topic) is None
     error = produce_error(conf(open_broker, "alice"), named)
     assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, error
