@@ -6,18 +6,17 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::create_acls_request::AclCreation;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
+
+use common::client::Client;
 
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
@@ -83,91 +82,41 @@ fn start(dir: &std::path::Path) -> Broker {
     }
 }
 
-struct Client {
-    stream: TcpStream,
-    correlation_id: i32,
+/// A connection to the SASL listener, logged in as `user` with PLAIN.
+fn login(broker: &Broker, user: &str) -> Client {
+    let mut client = Client::connect_port(broker.sasl_port);
+    let handshake =
+        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+    let answer: SaslHandshakeResponse = client.call(ApiKey::SaslHandshake, 1, &handshake);
+    assert_eq!(answer.error_code, 0);
+    let token = format!("\0{user}\0{user}-secret");
+    let auth = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+    let answer: SaslAuthenticateResponse = client.call(ApiKey::SaslAuthenticate, 2, &auth);
+    assert_eq!(answer.error_code, 0, "{user} logs in");
+    client
 }
 
-impl Client {
-    /// A connection to the SASL listener, logged in as `user` with PLAIN.
-    fn login(broker: &Broker, user: &str) -> Self {
-        let mut client = Self::connect(broker.sasl_port);
-        let handshake =
-            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
-        let answer: SaslHandshakeResponse = client.call(ApiKey::SaslHandshake, 1, &handshake);
-        assert_eq!(answer.error_code, 0);
-        let token = format!("\0{user}\0{user}-secret");
-        let auth = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
-        let answer: SaslAuthenticateResponse = client.call(ApiKey::SaslAuthenticate, 2, &auth);
-        assert_eq!(answer.error_code, 0, "{user} logs in");
-        client
-    }
+fn create_acls(client: &mut Client, creations: Vec<AclCreation>) -> Vec<i16> {
+    let request = CreateAclsRequest::default().with_creations(creations);
+    let answer: CreateAclsResponse = client.call(ApiKey::CreateAcls, 3, &request);
+    answer.results.iter().map(|r| r.error_code).collect()
+}
 
-    fn connect(port: u16) -> Self {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Self {
-            stream,
-            correlation_id: 0,
-        }
-    }
+fn describe_acls(client: &mut Client, request: &DescribeAclsRequest) -> DescribeAclsResponse {
+    client.call(ApiKey::DescribeAcls, 3, request)
+}
 
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        request: &Req,
-    ) -> Resp {
-        self.correlation_id += 1;
-        let frame = common::request_frame(api, version, self.correlation_id, "acl-test", request);
-        self.stream.write_all(&frame).unwrap();
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).unwrap();
-        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut body).unwrap();
-        let mut body = Bytes::from(body);
-        let header =
-            ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation_id);
-        Resp::decode(&mut body, version).unwrap()
-    }
-
-    fn create_acls(&mut self, creations: Vec<AclCreation>) -> Vec<i16> {
-        let request = CreateAclsRequest::default().with_creations(creations);
-        let answer: CreateAclsResponse = self.call(ApiKey::CreateAcls, 3, &request);
-        answer.results.iter().map(|r| r.error_code).collect()
-    }
-
-    fn describe_acls(&mut self, request: &DescribeAclsRequest) -> DescribeAclsResponse {
-        self.call(ApiKey::DescribeAcls, 3, request)
-    }
-
-    fn metadata(&mut self, topics: Option<&[&str]>, operations: bool) -> MetadataResponse {
-        let topics = topics.map(|names| {
-            names
-                .iter()
-                .map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(str(n)))))
-                .collect()
-        });
-        let request = MetadataRequest::default()
-            .with_topics(topics)
-            .with_include_topic_authorized_operations(operations);
-        self.call(ApiKey::Metadata, 12, &request)
-    }
-
-    fn create_topic(&mut self, name: &str) -> i16 {
-        let topic = CreatableTopic::default()
-            .with_name(TopicName(str(name)))
-            .with_num_partitions(1)
-            .with_replication_factor(1);
-        let request = CreateTopicsRequest::default()
-            .with_topics(vec![topic])
-            .with_timeout_ms(10_000);
-        let answer: CreateTopicsResponse = self.call(ApiKey::CreateTopics, 7, &request);
-        answer.topics[0].error_code
-    }
+fn metadata(client: &mut Client, topics: Option<&[&str]>, operations: bool) -> MetadataResponse {
+    let topics = topics.map(|names| {
+        names
+            .iter()
+            .map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(str(n)))))
+            .collect()
+    });
+    let request = MetadataRequest::default()
+        .with_topics(topics)
+        .with_include_topic_authorized_operations(operations);
+    client.call(ApiKey::Metadata, 12, &request)
 }
 
 fn str(text: &str) -> StrBytes {
@@ -211,31 +160,34 @@ fn acl_apis_need_the_cluster_and_validate_what_they_store() {
     add_user(dir.path(), "alice");
     add_user(dir.path(), "admin");
     let broker = start(dir.path());
-    let mut alice = Client::login(&broker, "alice");
-    let denied = alice.create_acls(vec![acl("t", LITERAL, "User:alice", READ)]);
+    let mut alice = login(&broker, "alice");
+    let denied = create_acls(&mut alice, vec![acl("t", LITERAL, "User:alice", READ)]);
     assert_eq!(denied, [CLUSTER_AUTHORIZATION_FAILED]);
     assert_eq!(
-        alice.describe_acls(&every_acl()).error_code,
+        describe_acls(&mut alice, &every_acl()).error_code,
         CLUSTER_AUTHORIZATION_FAILED
     );
-    let mut admin = Client::login(&broker, "admin");
-    let results = admin.create_acls(vec![
-        acl("logs-", PREFIXED, "User:alice", READ),
-        acl("t", LITERAL, "alice-without-type", READ),
-        acl("t", MATCH, "User:alice", READ),
-    ]);
+    let mut admin = login(&broker, "admin");
+    let results = create_acls(
+        &mut admin,
+        vec![
+            acl("logs-", PREFIXED, "User:alice", READ),
+            acl("t", LITERAL, "alice-without-type", READ),
+            acl("t", MATCH, "User:alice", READ),
+        ],
+    );
     assert_eq!(results, [0, INVALID_REQUEST, INVALID_REQUEST]);
     // MATCH finds the prefix that covers a name; a literal filter on that name does not.
     let matching = every_acl()
         .with_resource_type_filter(TOPIC)
         .with_resource_name_filter(Some(str("logs-2026")))
         .with_pattern_type_filter(MATCH);
-    let found = admin.describe_acls(&matching);
+    let found = describe_acls(&mut admin, &matching);
     assert_eq!(found.resources.len(), 1);
     assert_eq!(found.resources[0].resource_name.as_str(), "logs-");
     assert_eq!(found.resources[0].pattern_type, PREFIXED);
     let literal = matching.with_pattern_type_filter(LITERAL);
-    assert!(admin.describe_acls(&literal).resources.is_empty());
+    assert!(describe_acls(&mut admin, &literal).resources.is_empty());
     let delete = DeleteAclsFilter::default()
         .with_resource_type_filter(TOPIC)
         .with_pattern_type_filter(PREFIXED)
@@ -245,7 +197,7 @@ fn acl_apis_need_the_cluster_and_validate_what_they_store() {
     let deleted: DeleteAclsResponse = admin.call(ApiKey::DeleteAcls, 3, &request);
     assert_eq!(deleted.filter_results[0].error_code, 0);
     assert_eq!(deleted.filter_results[0].matching_acls.len(), 1);
-    assert!(admin.describe_acls(&every_acl()).resources.is_empty());
+    assert!(describe_acls(&mut admin, &every_acl()).resources.is_empty());
 }
 
 #[test]
@@ -256,18 +208,24 @@ fn topics_follow_the_acls_and_the_acls_survive_a_restart() {
     add_user(dir.path(), "alice");
     add_user(dir.path(), "admin");
     let broker = start(dir.path());
-    let mut admin = Client::login(&broker, "admin");
+    let mut admin = login(&broker, "admin");
     for topic in ["shared", "private"] {
-        assert_eq!(admin.create_topic(topic), 0);
+        assert_eq!(admin.create_topic(topic, 1, &[]), 0);
     }
     assert_eq!(
-        admin.create_acls(vec![acl("shared", LITERAL, "User:alice", READ)]),
+        create_acls(&mut admin, vec![acl("shared", LITERAL, "User:alice", READ)]),
         [0]
     );
-    let mut alice = Client::login(&broker, "alice");
-    assert_eq!(alice.create_topic("mine"), TOPIC_AUTHORIZATION_FAILED);
-    assert_eq!(topic_names(&alice.metadata(None, false)), ["shared"]);
-    let asked = alice.metadata(Some(&["private", "shared"]), true);
+    let mut alice = login(&broker, "alice");
+    assert_eq!(
+        alice.create_topic("mine", 1, &[]),
+        TOPIC_AUTHORIZATION_FAILED
+    );
+    assert_eq!(topic_names(&metadata(&mut alice, None, false)), ["shared"]);
+    // READ but not WRITE: refused before the records are even looked at.
+    let produced = alice.produce("shared", 0, Bytes::from_static(b"not a batch"));
+    assert_eq!(produced.error_code, TOPIC_AUTHORIZATION_FAILED);
+    let asked = metadata(&mut alice, Some(&["private", "shared"]), true);
     assert_eq!(asked.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED);
     let bits = asked.topics[1].topic_authorized_operations;
     assert_eq!(
@@ -276,15 +234,18 @@ fn topics_follow_the_acls_and_the_acls_survive_a_restart() {
         "READ implies DESCRIBE, nothing else"
     );
     // The PLAINTEXT listener's User:ANONYMOUS: topics with ACLs follow them, as for anyone.
-    let mut anonymous = Client::connect(broker.plaintext_port);
-    assert_eq!(topic_names(&anonymous.metadata(None, false)), ["private"]);
+    let mut anonymous = Client::connect_port(broker.plaintext_port);
+    assert_eq!(
+        topic_names(&metadata(&mut anonymous, None, false)),
+        ["private"]
+    );
     drop(broker);
 
     let restarted = start(dir.path());
-    let mut alice = Client::login(&restarted, "alice");
-    assert_eq!(topic_names(&alice.metadata(None, false)), ["shared"]);
-    let mut admin = Client::login(&restarted, "admin");
-    assert_eq!(admin.describe_acls(&every_acl()).resources.len(), 1);
+    let mut alice = login(&restarted, "alice");
+    assert_eq!(topic_names(&metadata(&mut alice, None, false)), ["shared"]);
+    let mut admin = login(&restarted, "admin");
+    assert_eq!(describe_acls(&mut admin, &every_acl()).resources.len(), 1);
 }
 
 #[test]

@@ -161,7 +161,10 @@ impl Authorizer {
         let mut covered = false;
         let mut allowed = false;
         for acl in acls.covering(resource) {
-            debug_assert!(acl.pattern_matches(resource), "the index returns only covering ACLs");
+            debug_assert!(
+                acl.pattern_matches(resource),
+                "the index returns only covering ACLs"
+            );
             covered = true;
             if !acl.applies_to(identity.principal(), identity.host()) {
                 continue;
