@@ -561,6 +561,29 @@ mod tests {
     }
 
     #[test]
+    fn acl_flags_come_from_the_file_or_the_command_line() {
+        // The TOML keys are the flags' names; a bare `--allow-everyone-if-no-acl-found` is true,
+        // unset is None (the per-principal default of docs/SECURITY.md).
+        let file =
+            "super-users = \"User:admin;User:ops\"\nallow-everyone-if-no-acl-found = false\n";
+        let mut merged = vec!["ringtail".to_string()];
+        merged.extend(toml_to_args(file, &[]).unwrap());
+        let args = Args::try_parse_from(merged).unwrap();
+        let acl = args.security.acl_config().unwrap();
+        assert!(acl.super_users.contains("User:ops") && acl.super_users.len() == 2);
+        assert_eq!(acl.allow_everyone_if_no_acl_found, Some(false));
+        let bare = Args::try_parse_from(["ringtail", "--allow-everyone-if-no-acl-found"]).unwrap();
+        assert_eq!(bare.security.allow_everyone_if_no_acl_found, Some(true));
+        let unset = Args::try_parse_from(["ringtail"]).unwrap();
+        assert_eq!(unset.security.allow_everyone_if_no_acl_found, None);
+        let bad = Args::try_parse_from(["ringtail", "--super-users", "admin"]).unwrap();
+        assert!(
+            bad.security.acl_config().is_err(),
+            "a principal needs its type"
+        );
+    }
+
+    #[test]
     fn listeners_come_from_the_file_or_the_command_line_and_advertise_per_name() {
         // `listeners` in the file; `--listen` by hand replaces it (they exclude each other);
         // `--advertised-listeners` is matched by name, and an unknown name is refused.

@@ -325,13 +325,16 @@ async fn fetch_single_group(
     Ok(OffsetFetchResponse::default().with_topics(topics))
 }
 
+/// Topics and their partitions, as an OffsetFetch names them.
+type WantedTopics = Vec<(String, Vec<i32>)>;
+
 /// Topics named in an OffsetFetch split into those the sender may DESCRIBE (asked of the
 /// coordinator) and the others (answered TOPIC_AUTHORIZATION_FAILED per partition, as Kafka).
 fn describable(
     context: &ShardContext,
     request: &RequestContext,
-    wanted: Option<Vec<(String, Vec<i32>)>>,
-) -> (Option<Vec<(String, Vec<i32>)>>, BTreeMap<String, Vec<i32>>) {
+    wanted: Option<WantedTopics>,
+) -> (Option<WantedTopics>, BTreeMap<String, Vec<i32>>) {
     let Some(wanted) = wanted else {
         return (None, BTreeMap::new());
     };
