@@ -70,7 +70,7 @@ impl TopicRegistry {
         io::blocking(move || std::fs::create_dir_all(owned_dir))
             .await
             .map_err(OpenError::io(data_dir))?;
-        let bytes = match compio::fs::read(&path).await {
+        let bytes = match io::read(&path).await {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Self {

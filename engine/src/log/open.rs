@@ -31,13 +31,13 @@ impl PartitionLog {
         crate::install::finish_interrupted(dir).await?;
         let (base_offsets, snapshot_offsets) = list_segments(dir).await?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
-        let clean_shutdown = compio::fs::metadata(&marker).await.is_ok();
+        let clean_shutdown = io::exists(&marker).await;
         let now = now_ms();
         let (segments, report) =
             recover_segments(dir, &base_offsets, &config, clean_shutdown, now).await?;
         if clean_shutdown {
             // From here on a crash must lead to a full check: the removal has to be durable.
-            compio::fs::remove_file(&marker)
+            io::remove_file(&marker)
                 .await
                 .map_err(OpenError::io(&marker))?;
             io::sync_dir(dir).await.map_err(OpenError::io(dir))?;

@@ -22,7 +22,7 @@ impl PartitionLog {
             .await
             .map_err(|err| std::io::Error::other(err.to_string()))?;
         for older in snapshots.into_iter().filter(|snapshot| *snapshot < offset) {
-            compio::fs::remove_file(self.dir.join(snapshot_file_name(older))).await?;
+            io::remove_file(&self.dir.join(snapshot_file_name(older))).await?;
         }
         Ok(())
     }
@@ -44,9 +44,7 @@ pub(super) async fn rebuild_producers(
         .filter(|offset| *offset <= next_offset)
         .max()
     {
-        let bytes = compio::fs::read(dir.join(snapshot_file_name(offset)))
-            .await
-            .ok();
+        let bytes = io::read(&dir.join(snapshot_file_name(offset))).await.ok();
         match bytes.and_then(|bytes| ProducerStateTable::decode_snapshot(&bytes)) {
             Some((snapshot, snapshot_offset)) => {
                 table = snapshot;

@@ -112,7 +112,7 @@ impl PartitionLog {
 /// partition from opening.
 pub(super) async fn read_persisted(dir: &Path) -> Option<Offset> {
     let path = dir.join(LOG_START_OFFSET_FILE_NAME);
-    let bytes = compio::fs::read(&path).await.ok()?;
+    let bytes = io::read(&path).await.ok()?;
     let text = String::from_utf8_lossy(&bytes);
     match text.trim().parse::<i64>() {
         Ok(offset) if offset >= 0 => Some(Offset::new(offset)),
