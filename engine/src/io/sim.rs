@@ -61,6 +61,8 @@ enum OpKind {
     Write,
     Sync,
     Allocate,
+    /// ftruncate: changes the size without allocating, so it never meets ENOSPC.
+    Truncate,
     Metadata,
 }
 
@@ -167,9 +169,7 @@ impl State {
         if self.frozen {
             return Err(eio("the disk lost power"));
         }
-        if op != OpKind::Metadata || self.freeze_countdown.is_some() {
-            self.stats.mutating_ops += 1;
-        }
+        self.stats.mutating_ops += 1;
         if let Some(left) = self.freeze_countdown.as_mut() {
             if *left == 0 {
                 self.frozen = true;
@@ -541,7 +541,7 @@ impl SimFile {
 
     pub fn set_len(&self, len: u64) -> io::Result<()> {
         let len = usize::try_from(len).map_err(|_| errno(libc::EFBIG))?;
-        self.with(OpKind::Allocate, |inode, _| {
+        self.with(OpKind::Truncate, |inode, _| {
             if inode.live.len() != len {
                 inode.live.resize(len, 0);
                 inode.dirty = true;
