@@ -24,6 +24,9 @@ fn summary(name: &str, reports: &[SeedReport]) -> SeedReport {
         total.durable_acked += report.durable_acked;
         total.acked_lost += report.acked_lost;
         total.durable_lost += report.durable_lost;
+        total.rolls += report.rolls;
+        total.compactions += report.compactions;
+        total.retentions += report.retentions;
         total.disk.power_losses += report.disk.power_losses;
         total.disk.mutating_ops += report.disk.mutating_ops;
         total.disk.torn_sectors += report.disk.torn_sectors;
@@ -34,7 +37,7 @@ fn summary(name: &str, reports: &[SeedReport]) -> SeedReport {
     println!(
         "{name}: {} seeds, {} power losses, {} mutating disk ops, {} torn sectors kept, \
          {} directory ops lost, {} appends acknowledged ({} durable), {} acknowledged lost, \
-         {} durable lost",
+         {} durable lost; {} rolls, {} compaction passes, {} retention runs",
         reports.len(),
         total.disk.power_losses,
         total.disk.mutating_ops,
@@ -44,6 +47,9 @@ fn summary(name: &str, reports: &[SeedReport]) -> SeedReport {
         total.durable_acked,
         total.acked_lost,
         total.durable_lost,
+        total.rolls,
+        total.compactions,
+        total.retentions,
     );
     total
 }

@@ -312,6 +312,22 @@ impl SimDisk {
             }
             state.stats.dir_ops_lost += (ops.len() - kept) as u64;
         }
+        // An entry whose directory's own entry was lost is unreachable: gone with it.
+        let orphans: Vec<PathBuf> = state
+            .durable
+            .keys()
+            .filter(|path| {
+                let parent = parent_of(path);
+                !(parent.as_os_str().is_empty()
+                    || parent == Path::new("/")
+                    || state.durable.get(&parent) == Some(&Entry::Dir))
+            })
+            .cloned()
+            .collect();
+        for orphan in orphans {
+            let prefix = orphan.clone();
+            state.durable.retain(|path, _| !path.starts_with(&prefix));
+        }
         state.live = state.durable.clone();
         let mut ids: Vec<u64> = state.inodes.keys().copied().collect();
         ids.sort_unstable();
@@ -366,6 +382,18 @@ impl SimDisk {
             inode,
             epoch: state.epoch,
         })
+    }
+
+    /// Creates `path` and its parents durably, as a data directory an operator set up before
+    /// the broker ever ran (no operation counted, no fault).
+    pub fn create_dir_all_durable(&self, path: &Path) {
+        let mut state = self.lock();
+        for dir in path.ancestors() {
+            if !dir.as_os_str().is_empty() && dir != Path::new("/") {
+                state.live.insert(dir.to_path_buf(), Entry::Dir);
+                state.durable.insert(dir.to_path_buf(), Entry::Dir);
+            }
+        }
     }
 
     pub fn create_dir_all(&self, path: &Path) -> io::Result<()> {

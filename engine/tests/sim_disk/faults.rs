@@ -10,7 +10,7 @@ use ringtail_engine::io::sim::{FaultKind, SimDisk};
 use ringtail_engine::{AppendError, FlushPolicy, LogConfig, PartitionLog};
 
 use super::common::{block_on, bytes_mut, small_config, split_batches};
-use super::harness::{encode, seed_count, Rng, DIR};
+use super::harness::{encode, new_disk, seed_count, Rng, DIR};
 
 /// Fault seeds per kind in the default run.
 const FAULT_SEEDS_DEFAULT: u64 = 100;
@@ -85,7 +85,7 @@ fn for_seeds(name: &str, body: impl Fn(u64) + std::panic::RefUnwindSafe) {
 fn fsync_eio_makes_the_log_read_only_and_loses_nothing_acknowledged() {
     // Decision 0010: a failed fsync is never retried as if the data were safe.
     for_seeds("fsync_eio_makes_the_log_read_only", |seed| {
-        let disk = SimDisk::new(seed);
+        let disk = new_disk(seed);
         let _installed = ringtail_engine::io::install_sim(&disk);
         let mut rng = Rng::new(seed);
         let config = config(&mut rng);
@@ -136,7 +136,7 @@ fn enospc_is_refused_then_recovered_by_reopening() {
     // Decision 0011: a write refused for space fails the log for space; reopened once space is
     // back, it takes appends again, and what was acknowledged stays.
     for_seeds("enospc_is_refused_then_recovered", |seed| {
-        let disk = SimDisk::new(seed);
+        let disk = new_disk(seed);
         let _installed = ringtail_engine::io::install_sim(&disk);
         let mut rng = Rng::new(seed);
         let config = config(&mut rng);
@@ -186,7 +186,7 @@ fn short_writes_are_finished_and_write_eio_fails_the_log() {
     for_seeds(
         "short_writes_are_finished_and_write_eio_fails_the_log",
         |seed| {
-            let disk = SimDisk::new(seed);
+            let disk = new_disk(seed);
             let _installed = ringtail_engine::io::install_sim(&disk);
             let mut rng = Rng::new(seed);
             let config = config(&mut rng);

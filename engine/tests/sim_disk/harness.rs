@@ -12,6 +12,8 @@ use ringtail_engine::{CleanupPolicy, FlushPolicy, LogConfig, PartitionLog};
 
 use super::common::{block_on, bytes_mut, small_config, split_batches};
 
+/// The data directory, there before the broker ran; the partition's directory is made by the log.
+pub const DATA_DIR: &str = "/sim/data";
 pub const DIR: &str = "/sim/data/topic-0";
 const TIMESTAMP_BASE: i64 = 1_700_000_000_000;
 /// Power cycles per seed.
@@ -56,6 +58,10 @@ pub struct SeedReport {
     pub acked_lost: u64,
     /// Acknowledged *durable* appends gone after a power loss: must stay 0.
     pub durable_lost: u64,
+    /// Rolls, compaction passes and retention runs that completed.
+    pub rolls: u64,
+    pub compactions: u64,
+    pub retentions: u64,
     pub disk: SimStats,
 }
 
@@ -66,6 +72,13 @@ pub fn encode(key: &[u8], value: &[u8], timestamp: i64) -> Vec<u8> {
         timestamp_delta: 0,
     };
     batch::encode_batch(timestamp, &[spec], ProducerSpec::default())
+}
+
+/// A disk for `seed` with the data directory already durable.
+pub fn new_disk(seed: u64) -> SimDisk {
+    let disk = SimDisk::new(seed);
+    disk.create_dir_all_durable(Path::new(DATA_DIR));
+    disk
 }
 
 /// The run's config, drawn from the seed.
@@ -85,7 +98,7 @@ fn config_for(rng: &mut Rng, flush: FlushPolicy) -> LogConfig {
 
 /// Runs one seed; panics (with the seed in the message of the caller) on a broken invariant.
 pub fn run_seed(seed: u64, flush: FlushPolicy) -> SeedReport {
-    let disk = SimDisk::new(seed);
+    let disk = new_disk(seed);
     let _installed = ringtail_engine::io::install_sim(&disk);
     let mut rng = Rng::new(seed);
     let config = config_for(&mut rng, flush);
@@ -146,14 +159,20 @@ async fn live(
 ) {
     for step in 0..STEPS_PER_LIFE_MAX {
         let ok = match rng.below(20) {
-            0 => log.roll_now().await.is_ok(),
+            0 => count(&mut report.rolls, log.roll_now().await.is_ok()),
             1 => log
                 .sync()
                 .await
                 .map(|()| mark_durable(model, report))
                 .is_ok(),
-            2 if config.compacts() => log.compact(TIMESTAMP_BASE).await.is_ok(),
-            2 => log.enforce_retention(TIMESTAMP_BASE).await.is_ok(),
+            2 if config.compacts() => count(
+                &mut report.compactions,
+                log.compact(TIMESTAMP_BASE).await.is_ok(),
+            ),
+            2 => count(
+                &mut report.retentions,
+                log.enforce_retention(TIMESTAMP_BASE).await.is_ok(),
+            ),
             _ => {
                 let key = format!("k{}", rng.below(8)).into_bytes();
                 let value = format!("v{}", tag_base + step).into_bytes();
@@ -191,6 +210,11 @@ async fn live(
             return;
         }
     }
+}
+
+fn count(counter: &mut u64, ok: bool) -> bool {
+    *counter += u64::from(ok);
+    ok
 }
 
 fn mark_durable(model: &mut BTreeMap<i64, Appended>, report: &mut SeedReport) {
