@@ -593,3 +593,7 @@ impl SimFile {
         self.len().map(|len| len == 0)
     }
 }
+
+#[cfg(test)]
+#[path = "sim_tests.rs"]
+mod tests;
