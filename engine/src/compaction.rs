@@ -353,7 +353,7 @@ impl PartitionLog {
         Segment::delete_files(&target.files)
             .await
             .map_err(CompactionError::io(&target.files.log_path))?;
-        io::sync_dir(self.dir())
+        io::disk::sync_dir(self.dir())
             .await
             .map_err(CompactionError::sync(self.dir()))
     }

@@ -56,11 +56,15 @@ pub(crate) async fn install(
     let [swap_log, _, _] = paths(dir, base_offset, Some(SWAP_SUFFIX));
     let [log, index, time] = paths(dir, base_offset, None);
     let rename = |from: PathBuf, to: PathBuf| async move {
-        io::rename(&from, &to)
+        io::disk::rename(&from, &to)
             .await
             .map_err(CompactionError::io(&from))
     };
-    let sync = || async { io::sync_dir(dir).await.map_err(CompactionError::sync(dir)) };
+    let sync = || async {
+        io::disk::sync_dir(dir)
+            .await
+            .map_err(CompactionError::sync(dir))
+    };
     rename(cleaned_log, swap_log.clone()).await?;
     sync().await?;
     if stop == Some(StopPoint::Committed) {
@@ -80,7 +84,7 @@ pub(crate) async fn remove_cleaned_files(
     base_offset: Offset,
 ) -> Result<(), CompactionError> {
     for path in paths(dir, base_offset, Some(CLEANED_SUFFIX)) {
-        io::remove_file(&path)
+        io::disk::remove_file(&path)
             .await
             .map_err(CompactionError::io(&path))?;
     }
@@ -95,14 +99,14 @@ pub async fn finish_interrupted(dir: &Path) -> Result<(), OpenError> {
         .await
         .map_err(OpenError::io(dir))?;
     if changed {
-        io::sync_dir(dir).await.map_err(OpenError::io(dir))?;
+        io::disk::sync_dir(dir).await.map_err(OpenError::io(dir))?;
     }
     Ok(())
 }
 
 /// File names in `dir`; none when `dir` does not exist yet.
 async fn names_in(dir: &Path) -> std::io::Result<Vec<String>> {
-    match io::list_dir(dir).await {
+    match io::disk::list_dir(dir).await {
         Ok(paths) => Ok(paths
             .iter()
             .filter_map(|path| path.file_name())
@@ -129,12 +133,12 @@ async fn finish_interrupted_in(dir: &Path) -> std::io::Result<bool> {
         let [swap_log, _, _] = paths(dir, base_offset, Some(SWAP_SUFFIX));
         let [log, index, time] = paths(dir, base_offset, None);
         for (from, to) in [(cleaned_index, index), (cleaned_time, time)] {
-            if io::exists(&from).await {
-                io::rename(&from, &to).await?;
+            if io::disk::exists(&from).await {
+                io::disk::rename(&from, &to).await?;
             }
         }
-        io::rename(&swap_log, &log).await?;
-        let _ = io::remove_file(&cleaned_log).await;
+        io::disk::rename(&swap_log, &log).await?;
+        let _ = io::disk::remove_file(&cleaned_log).await;
         warn!(dir = %dir.display(), %base_offset, "finished an interrupted cleaning");
         changed = true;
     }
@@ -143,11 +147,11 @@ async fn finish_interrupted_in(dir: &Path) -> std::io::Result<bool> {
         let mut orphan_index = false;
         for extension in [".index", ".timeindex"] {
             if let Some(stem) = name.strip_suffix(extension) {
-                orphan_index |= !io::exists(&dir.join(format!("{stem}.log"))).await;
+                orphan_index |= !io::disk::exists(&dir.join(format!("{stem}.log"))).await;
             }
         }
         if name.ends_with(&cleaned_suffix) || orphan_index {
-            io::remove_file(&dir.join(&name)).await?;
+            io::disk::remove_file(&dir.join(&name)).await?;
             changed = true;
         }
     }

@@ -18,11 +18,6 @@ pub mod sim;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
-pub use disk::{
-    create, create_dir_all, exists, install_sim, list_dir, open_read_write, read, remove_file,
-    rename, sync_dir, write_file_atomically, DiskFile, DiskMetadata, SimInstallGuard,
-};
-
 use compio::driver::{OpCode, OpEntry};
 use compio::driver::{SharedFd, ToSharedFd};
 use compio::fs::File;

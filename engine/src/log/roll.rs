@@ -59,7 +59,7 @@ impl PartitionLog {
             .await
             .inspect_err(|err| self.note_write_error(err))
             .map_err(OpenError::io(&self.dir))?;
-        io::sync_dir(&self.dir)
+        io::disk::sync_dir(&self.dir)
             .await
             .map_err(OpenError::io(&self.dir))?;
         self.state.borrow_mut().segments.push_back(segment);

@@ -1,7 +1,7 @@
 //! The values the log hands out: append outcomes, read plans, retention outcomes, counters.
 #![forbid(unsafe_code)]
 
-use crate::io::DiskFile;
+use crate::io::disk::DiskFile;
 
 use crate::error::AppendError;
 use crate::segment::recovery::RecoveryReport;

@@ -22,7 +22,7 @@ pub mod walk;
 
 use std::path::{Path, PathBuf};
 
-use crate::io::DiskFile;
+use crate::io::disk::DiskFile;
 
 use crate::batch::BatchHeader;
 use crate::config::LogConfig;
@@ -78,13 +78,13 @@ async fn open_files(dir: &Path, base_offset: Offset) -> Result<SegmentFiles, Ope
     let log_path = dir.join(log_file_name(base_offset));
     let index_path = log_path.with_extension("index");
     let time_path = log_path.with_extension("timeindex");
-    let log = io::open_read_write(&log_path)
+    let log = io::disk::open_read_write(&log_path)
         .await
         .map_err(OpenError::io(&log_path))?;
-    let offset_index = io::open_read_write(&index_path)
+    let offset_index = io::disk::open_read_write(&index_path)
         .await
         .map_err(OpenError::io(&index_path))?;
-    let time_index = io::open_read_write(&time_path)
+    let time_index = io::disk::open_read_write(&time_path)
         .await
         .map_err(OpenError::io(&time_path))?;
     Ok(SegmentFiles {
@@ -138,7 +138,7 @@ impl Segment {
             with_suffix("index"),
             with_suffix("timeindex"),
         ] {
-            let file = io::open_read_write(&path)
+            let file = io::disk::open_read_write(&path)
                 .await
                 .map_err(OpenError::io(&path))?;
             file.set_len(0).await.map_err(OpenError::io(&path))?;
@@ -338,9 +338,9 @@ impl Segment {
 
     /// Removes the segment's files. Open handles (a fetch in flight) stay readable.
     pub async fn delete_files(files: &SegmentFiles) -> std::io::Result<()> {
-        io::remove_file(&files.log_path).await?;
-        io::remove_file(&files.log_path.with_extension("index")).await?;
-        io::remove_file(&files.log_path.with_extension("timeindex")).await
+        io::disk::remove_file(&files.log_path).await?;
+        io::disk::remove_file(&files.log_path.with_extension("index")).await?;
+        io::disk::remove_file(&files.log_path.with_extension("timeindex")).await
     }
 }
 

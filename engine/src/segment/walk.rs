@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::io::DiskFile;
+use crate::io::disk::DiskFile;
 
 use crate::batch::{self, LOG_OVERHEAD_BYTES};
 use crate::error::ReadError;

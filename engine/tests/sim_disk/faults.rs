@@ -86,7 +86,7 @@ fn fsync_eio_makes_the_log_read_only_and_loses_nothing_acknowledged() {
     // Decision 0010: a failed fsync is never retried as if the data were safe.
     for_seeds("fsync_eio_makes_the_log_read_only", |seed| {
         let disk = new_disk(seed);
-        let _installed = ringtail_engine::io::install_sim(&disk);
+        let _installed = ringtail_engine::io::disk::install_sim(&disk);
         let mut rng = Rng::new(seed);
         let config = config(&mut rng);
         block_on(async {
@@ -137,7 +137,7 @@ fn enospc_is_refused_then_recovered_by_reopening() {
     // back, it takes appends again, and what was acknowledged stays.
     for_seeds("enospc_is_refused_then_recovered", |seed| {
         let disk = new_disk(seed);
-        let _installed = ringtail_engine::io::install_sim(&disk);
+        let _installed = ringtail_engine::io::disk::install_sim(&disk);
         let mut rng = Rng::new(seed);
         let config = config(&mut rng);
         block_on(async {
@@ -187,7 +187,7 @@ fn short_writes_are_finished_and_write_eio_fails_the_log() {
         "short_writes_are_finished_and_write_eio_fails_the_log",
         |seed| {
             let disk = new_disk(seed);
-            let _installed = ringtail_engine::io::install_sim(&disk);
+            let _installed = ringtail_engine::io::disk::install_sim(&disk);
             let mut rng = Rng::new(seed);
             let config = config(&mut rng);
             block_on(async {

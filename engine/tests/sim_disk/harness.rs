@@ -99,7 +99,7 @@ fn config_for(rng: &mut Rng, flush: FlushPolicy) -> LogConfig {
 /// Runs one seed; panics (with the seed in the message of the caller) on a broken invariant.
 pub fn run_seed(seed: u64, flush: FlushPolicy) -> SeedReport {
     let disk = new_disk(seed);
-    let _installed = ringtail_engine::io::install_sim(&disk);
+    let _installed = ringtail_engine::io::disk::install_sim(&disk);
     let mut rng = Rng::new(seed);
     let config = config_for(&mut rng, flush);
     let mut model: BTreeMap<i64, Appended> = BTreeMap::new();
