@@ -427,3 +427,40 @@ fn an_api_not_advertised_closes_only_its_connection() {
         .iter()
         .all(|key| key.api_key != ApiKey::DescribeAcls as i16));
 }
+
+/// Produce with acks=0 of one batch to `partition`; only sent, no answer is awaited.
+fn produce_without_acks(client: &mut Client, topic: &str, partition: i32) {
+    let request = ProduceRequest::default()
+        .with_acks(0)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(encode_uniform_batch(
+                    1_000, 2, 10,
+                ))))])]);
+    client.send(ApiKey::Produce, 9, &request).unwrap();
+}
+
+#[test]
+fn a_refused_produce_without_acks_closes_its_connection() {
+    // With acks=0 no answer can say "not written": Kafka closes the connection instead, and the
+    // client's next request fails, so it learns. A written one leaves the connection open.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic_with_id("quiet", 1, &[]).0, 0);
+
+    produce_without_acks(&mut client, "quiet", 0);
+    // The next request is answered on the same connection, and the batch was written.
+    assert_eq!(client.fetch_partition("quiet", 0, 0, 12).high_watermark, 2);
+
+    produce_without_acks(&mut client, "quiet", 7);
+    assert!(client.closed_by_broker(), "a refused acks=0 produce closes");
+    let mut next = Client::connect(&broker);
+    assert_eq!(
+        next.fetch_partition("quiet", 0, 0, 12).high_watermark,
+        2,
+        "the broker serves on"
+    );
+}
