@@ -3,14 +3,13 @@
 //! TxnOffsetCommit, EndTxn with the markers it writes, fencing, timeouts, the produce-side
 //! checks, DescribeTransactions / ListTransactions, and the state across a SIGKILL and restart.
 
-mod admin_client;
 mod common;
 
 use std::time::{Duration, Instant};
 
-use admin_client::{name, now_ms, topic_name, Client};
 use bytes::Bytes;
-use common::{spawn_on, start_broker};
+use common::client::{now_ms, str_bytes as name, topic_name, Client};
+use common::{restart, start_broker};
 use kafka_protocol::messages::*;
 use ringtail_engine::batch::{
     decode_records, encode_batch, parse_header, ProducerSpec, RecordSpec,
@@ -191,14 +190,6 @@ fn batches(bytes: &Bytes) -> Vec<(bool, i64, i16, Option<i16>, usize)> {
         position += header.total_bytes();
     }
     out
-}
-
-/// Restarts a SIGKILLed broker on its data dir, on a fresh port: the killed process's listening
-/// sockets can linger in the kernel while its io_uring is torn down, and connections to the old
-/// port could reach them (see protocol.rs, a_stopped_broker_leaves_its_port_at_once).
-fn restart_on_a_new_port(broker: &mut common::Broker) {
-    broker.port = common::free_port();
-    broker.child = spawn_on(broker.port, broker.dir.path());
 }
 
 #[test]
@@ -576,9 +567,7 @@ fn transactions_and_pending_offsets_survive_a_sigkill() {
         0
     );
     drop(client);
-    broker.child.kill().unwrap();
-    broker.child.wait().unwrap();
-    restart_on_a_new_port(&mut broker);
+    restart(&mut broker);
     let mut client = Client::connect(&broker);
     assert_eq!(
         committed_offset(&mut client, "g6", "in"),
@@ -598,9 +587,7 @@ fn transactions_and_pending_offsets_survive_a_sigkill() {
     assert_eq!(log.last().unwrap().3, Some(1), "{log:?}");
     // And the completed state and committed offset survive another restart.
     drop(client);
-    broker.child.kill().unwrap();
-    broker.child.wait().unwrap();
-    restart_on_a_new_port(&mut broker);
+    restart(&mut broker);
     let mut client = Client::connect(&broker);
     assert_eq!(committed_offset(&mut client, "g6", "in"), 99);
     let (error, next) = init(&mut client, "t6", 60_000);
