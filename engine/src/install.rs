@@ -138,10 +138,12 @@ fn finish_interrupted_blocking(dir: &Path) -> std::io::Result<bool> {
         .filter_map(|entry| entry.ok())
         .filter_map(|entry| entry.file_name().into_string().ok())
     {
-        let orphan_index = [".index", ".timeindex"].iter().any(|extension| {
-            name.strip_suffix(extension)
-                .is_some_and(|stem| !dir.join(format!("{stem}.log")).exists())
-        });
+        let orphan_index = [".index", ".timeindex", ".txnindex"]
+            .iter()
+            .any(|extension| {
+                name.strip_suffix(extension)
+                    .is_some_and(|stem| !dir.join(format!("{stem}.log")).exists())
+            });
         if name.ends_with(&cleaned_suffix) || orphan_index {
             std::fs::remove_file(dir.join(&name))?;
             changed = true;
