@@ -269,6 +269,11 @@ impl PartitionLog {
         min_one_batch: bool,
     ) -> Result<Vec<u8>, ReadError> {
         let plan = self.read(offset, max_bytes, min_one_batch).await?;
+        self.read_plan_bytes(&plan).await
+    }
+
+    /// Reads a plan's slices into memory (tests and tools).
+    pub async fn read_plan_bytes(&self, plan: &ReadPlan) -> Result<Vec<u8>, ReadError> {
         let mut out = Vec::with_capacity(usize::try_from(plan.total_bytes()).unwrap_or(0));
         for slice in &plan.slices {
             let len = usize::try_from(slice.len).expect("a planned slice fits in memory");
