@@ -2,8 +2,6 @@
 //! of a fetched range, and long-polls on the LSO (see [`crate::txn`]).
 #![forbid(unsafe_code)]
 
-use futures_channel::oneshot;
-
 use super::state::{LogState, PartitionLog};
 use crate::txn::AbortedTxn;
 use crate::units::Offset;
@@ -65,33 +63,5 @@ impl PartitionLog {
             .iter()
             .flat_map(|segment| segment.aborted.iter().copied())
             .collect()
-    }
-
-    /// Resolves once the LSO is beyond `offset`: what a read_committed long-poll waits on (the
-    /// LSO moves only when a write moves the high watermark, which wakes the waiters). The
-    /// caller bounds the wait with its own timer.
-    pub fn wait_for_stable_after(
-        &self,
-        offset: impl Into<Offset>,
-    ) -> impl std::future::Future<Output = ()> + 'static {
-        let receiver = self.waiter_for(offset.into());
-        async move {
-            if let Some(receiver) = receiver {
-                // Woken by a write (or the log's close); the caller plans again.
-                let _ = receiver.await;
-            }
-        }
-    }
-
-    /// A waiter woken by the next write, or `None` when the LSO is already past `offset`.
-    fn waiter_for(&self, offset: Offset) -> Option<oneshot::Receiver<()>> {
-        let mut state = self.state.borrow_mut();
-        if state.last_stable_offset() > offset || state.closed {
-            return None;
-        }
-        let (sender, receiver) = oneshot::channel();
-        state.data_waiters.retain(|waiter| !waiter.is_canceled());
-        state.data_waiters.push(sender);
-        Some(receiver)
     }
 }
