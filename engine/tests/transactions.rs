@@ -315,7 +315,7 @@ fn a_torn_or_missing_txnindex_is_rebuilt_from_the_log() {
             let log = PartitionLog::open(dir.path(), config()).await.unwrap().0;
             check(&log, &model).await;
             assert!(
-                std::fs::read(victim).unwrap().len() % 34 == 0,
+                std::fs::read(victim).unwrap().len().is_multiple_of(34),
                 "{damage}: the rebuilt index was written back"
             );
         });

@@ -64,7 +64,7 @@ fn read_i64(bytes: &[u8], at: usize) -> i64 {
 /// Decodes a segment's index; `None` when the bytes break the module's invariants for a segment
 /// holding offsets `[base_offset, next_offset)`.
 pub fn decode(bytes: &[u8], base_offset: Offset, next_offset: Offset) -> Option<Vec<AbortedTxn>> {
-    if bytes.len() % ENTRY_BYTES != 0 {
+    if !bytes.len().is_multiple_of(ENTRY_BYTES) {
         return None;
     }
     let mut entries: Vec<AbortedTxn> = Vec::with_capacity(bytes.len() / ENTRY_BYTES);
