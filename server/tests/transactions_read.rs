@@ -9,14 +9,14 @@
 #![forbid(unsafe_code)]
 
 mod common;
-mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
 use bytes::Bytes;
-use common::{free_port, start_broker, wait_until_listening, Broker};
+use common::client::{topic_name as name, Client};
+use common::{free_port, restart, start_broker, wait_until_listening, Broker};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
@@ -24,7 +24,6 @@ use ringtail_engine::batch::{self, ProducerSpec, RecordSpec};
 use ringtail_engine::txn::encode::{control_batch, transactional_batch};
 use ringtail_engine::txn::ControlMarker;
 use ringtail_engine::{LogConfig, PartitionIndex, PartitionLog};
-use support::{create_topic, name, Client};
 
 const TOPIC: &str = "txn-read";
 
@@ -175,7 +174,7 @@ fn broker_with_history() -> Broker {
     let mut broker = start_broker(&[]);
     {
         let mut client = Client::connect(&broker);
-        assert_eq!(create_topic(&mut client, TOPIC, 1, &[]).0, 0);
+        assert_eq!(client.create_topic(TOPIC, 1, &[]), 0);
     }
     let _ = broker.child.kill();
     let _ = broker.child.wait();
@@ -259,7 +258,7 @@ fn list_offsets_latest_is_the_lso_under_read_committed() {
     assert_eq!(list_latest(&mut client, 1), 9);
     assert_eq!(list_latest(&mut client, 0), 12);
     // After a SIGKILL the open transaction is recovered from the log: the LSO holds.
-    support::restart(&mut broker);
+    restart(&mut broker);
     let mut client = Client::connect(&broker);
     assert_eq!(list_latest(&mut client, 1), 9);
     assert_eq!(list_latest(&mut client, 0), 12);
