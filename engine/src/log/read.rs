@@ -64,17 +64,23 @@ impl PartitionLog {
             last_stable_offset: stable,
             end_offset_bound: offset,
         };
+        // Only read_committed cuts a segment at its limit; read_uncommitted reads each segment to
+        // its end as it is when looked at (batches written meanwhile are whole and readable).
+        let cut_at = (isolation == Isolation::ReadCommitted).then_some(limit);
         let mut cursor = offset;
         let mut remaining = max_bytes;
         while cursor < limit && remaining > 0 {
             let first = min_one_batch && plan.slices.is_empty();
             let Some(step) = self
-                .read_in_segment(cursor, remaining, first, limit)
+                .read_in_segment(cursor, remaining, first, cut_at)
                 .await?
             else {
                 break;
             };
-            plan.end_offset_bound = step.segment_next_offset.min(limit).max(cursor);
+            plan.end_offset_bound = step
+                .segment_next_offset
+                .min(cut_at.unwrap_or(step.segment_next_offset))
+                .max(cursor);
             if let Some(slice) = step.slice {
                 remaining = remaining.saturating_sub(slice.len);
                 plan.slices.push(slice);
@@ -98,12 +104,12 @@ impl PartitionLog {
         cursor: Offset,
         remaining: u64,
         min_one_batch: bool,
-        limit: Offset,
+        cut_at: Option<Offset>,
     ) -> Result<Option<SegmentRead>, ReadError> {
         let Some(mut at) = self.locate(cursor) else {
             return Ok(None);
         };
-        if limit < at.resume_offset {
+        if let Some(limit) = cut_at.filter(|limit| *limit < at.resume_offset) {
             // The limit (the LSO under read_committed) is a batch start inside this segment:
             // the plan ends there.
             let (log, path) = (&at.files.log, &at.files.log_path);
