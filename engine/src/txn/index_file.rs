@@ -101,7 +101,7 @@ pub enum Loaded {
 
 /// Reads the index of the segment whose log is `log_path`.
 pub async fn load(log_path: &Path, base_offset: Offset, next_offset: Offset) -> Loaded {
-    match compio::fs::read(path_for(log_path)).await {
+    match io::disk::read(&path_for(log_path)).await {
         Ok(bytes) => match decode(&bytes, base_offset, next_offset) {
             Some(entries) => Loaded::Entries(entries),
             None => Loaded::Invalid,
@@ -113,12 +113,12 @@ pub async fn load(log_path: &Path, base_offset: Offset, next_offset: Offset) -> 
 
 /// Writes a segment's index whole and durably (see the module's byte map).
 pub async fn store(log_path: &Path, entries: &[AbortedTxn]) -> std::io::Result<()> {
-    io::write_file_atomically(&path_for(log_path), encode(entries)).await
+    io::disk::write_file_atomically(&path_for(log_path), encode(entries)).await
 }
 
 /// Removes a segment's index (retention, an emptied segment); a missing one is fine.
 pub async fn remove(log_path: &Path) -> std::io::Result<()> {
-    match compio::fs::remove_file(path_for(log_path)).await {
+    match io::disk::remove_file(&path_for(log_path)).await {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
         _ => Ok(()),
     }

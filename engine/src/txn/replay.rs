@@ -16,7 +16,6 @@ use tracing::{info, warn};
 use super::index_file::{self, Loaded};
 use super::{parse_control_marker, AbortedTxn, OpenTransactions};
 use crate::batch::{self, HEADER_BYTES};
-use crate::io;
 use crate::segment::Segment;
 use crate::units::{Offset, Position};
 
@@ -130,7 +129,7 @@ async fn replay_segment(
             let len = usize::try_from(end - position)
                 .unwrap_or(usize::MAX)
                 .min(REPLAY_READ_BYTES);
-            match io::read_at_most(file, position, len).await {
+            match file.read_at_most(position, len).await {
                 Ok(bytes) => window = bytes,
                 Err(err) => {
                     warn!(path = %segment.files.log_path.display(), %err, "transaction replay stopped: read failed");
@@ -152,7 +151,7 @@ async fn replay_segment(
             let marker = if header.is_control() {
                 let bytes = match window.get(at..at + total as usize) {
                     Some(bytes) => bytes.to_vec(),
-                    None => match io::read_at_most(file, position, total as usize).await {
+                    None => match file.read_at_most(position, total as usize).await {
                         Ok(bytes) => bytes,
                         Err(_) => break,
                     },
