@@ -43,6 +43,12 @@
 //! - The old files are never written: a reader holding their handles (a planned zero-copy fetch)
 //!   keeps reading whole, consistent batches from the old inode. Positions planned in one
 //!   generation of a segment are never combined with another generation's index.
+//! - Transactions (see [`crate::txn`]): only sealed segments wholly below the last stable
+//!   offset are cleaned, so an open transaction's records are never judged. Control batches
+//!   (markers) are always kept as they are and never enter the key map; records of aborted
+//!   transactions (by the log's aborted-transaction index) never enter the key map, so they
+//!   shadow no committed record, and are removed. The `.txnindex` files are left as they are:
+//!   markers and offsets do not move, so every entry stays true.
 //! - Idempotent producers' state is not touched: it lives in the producer snapshot taken at the
 //!   last roll (at the active segment's base), above everything the cleaner rewrites.
 #![forbid(unsafe_code)]
@@ -62,6 +68,7 @@ use crate::install::{install, remove_cleaned_files};
 use crate::io;
 use crate::log::PartitionLog;
 use crate::segment::{log_file_name, Segment, SegmentFiles};
+use crate::txn::AbortedSet;
 use crate::units::{Offset, Position};
 use crate::yielder::Yielder;
 
@@ -111,9 +118,12 @@ struct Pass {
     targets: Vec<Target>,
     /// Index of the first target not cleaned since open: mapping starts there.
     dirty_from: usize,
-    /// The active segment's base: a roll during the pass must not count as cleaned.
+    /// The first segment the pass may not clean (the active one, or one reaching past the last
+    /// stable offset): a roll during the pass must not count as cleaned.
     active_base_offset: Offset,
     config: LogConfig,
+    /// The aborted transactions of the whole log: their records are neither mapped nor kept.
+    aborted: AbortedSet,
 }
 
 /// A sealed segment as the pass saw it when it started.
@@ -230,6 +240,7 @@ impl PartitionLog {
                 .clean_one(
                     target,
                     &keys,
+                    &pass.aborted,
                     horizon_ms,
                     &pass.config,
                     options.stop,
@@ -255,6 +266,7 @@ impl PartitionLog {
         &self,
         target: &Target,
         keys: &KeyMap,
+        aborted: &AbortedSet,
         horizon_ms: i64,
         config: &LogConfig,
         stop: Option<StopPoint>,
@@ -262,7 +274,16 @@ impl PartitionLog {
         yielder: &Yielder,
     ) -> Result<bool, CompactionError> {
         outcome.bytes_before += target.size_bytes;
-        let cleaned = clean_segment(self.dir(), target, keys, horizon_ms, config, yielder).await?;
+        let cleaned = clean_segment(
+            self.dir(),
+            target,
+            keys,
+            aborted,
+            horizon_ms,
+            config,
+            yielder,
+        )
+        .await?;
         let Some((segment, removed)) = cleaned else {
             outcome.bytes_after += target.size_bytes;
             return Ok(true);
@@ -294,8 +315,18 @@ impl PartitionLog {
         if state.cleaning || state.closed || state.failure.is_some() || state.segments.len() < 2 {
             return None;
         }
+        // Only segments wholly below the LSO: an open transaction may still abort.
+        let stable = state.last_stable_offset();
+        let sealed = state
+            .segments
+            .iter()
+            .take(state.segments.len() - 1)
+            .take_while(|segment| segment.next_offset <= stable)
+            .count();
+        if sealed == 0 {
+            return None;
+        }
         state.cleaning = true;
-        let sealed = state.segments.len() - 1;
         let targets: Vec<Target> = state
             .segments
             .iter()
@@ -317,6 +348,7 @@ impl PartitionLog {
             dirty_from,
             active_base_offset: state.segments[sealed].base_offset,
             config: state.config.clone(),
+            aborted: AbortedSet::new(state.segments.iter().flat_map(|segment| &segment.aborted)),
         })
     }
 
@@ -336,6 +368,8 @@ impl PartitionLog {
         let old = &state.segments[index];
         assert_eq!(old.generation, target.generation, "one cleaner per log");
         segment.generation = old.generation + 1;
+        // Markers and offsets stay: the aborted-transaction entries (and `.txnindex`) hold.
+        segment.aborted = old.aborted.clone();
         state.segments[index] = segment;
         // Cached positions are of the old file.
         state.boundaries.forget_segment(target.base_offset);
@@ -449,7 +483,7 @@ async fn map_dirty(
         if end > pass.dirty_from && keys.bytes() >= key_map_bytes_max {
             break;
         }
-        map_segment(target, keys, yielder).await?;
+        map_segment(target, keys, &pass.aborted, yielder).await?;
         end += 1;
     }
     Ok(end)
@@ -459,10 +493,15 @@ async fn map_dirty(
 async fn map_segment(
     target: &Target,
     keys: &mut KeyMap,
+    aborted: &AbortedSet,
     yielder: &Yielder,
 ) -> Result<(), CompactionError> {
     let mut reader = BatchReader::new(&target.files, target.size_bytes, yielder);
     while let Some(bytes) = reader.next_batch().await? {
+        let aborted_batch = batch::parse_header(bytes).is_ok_and(|header| aborted.holds(&header));
+        if aborted_batch {
+            continue;
+        }
         if let Some(decoded) = decode_for_cleaning(bytes, &target.files.log_path) {
             keys.observe_batch(&decoded);
         }
@@ -492,6 +531,7 @@ async fn clean_segment(
     dir: &Path,
     target: &Target,
     keys: &KeyMap,
+    aborted: &AbortedSet,
     tombstone_horizon_ms: i64,
     config: &LogConfig,
     yielder: &Yielder,
@@ -505,6 +545,11 @@ async fn clean_segment(
     while let Some(bytes) = reader.next_batch().await? {
         let header = batch::parse_header(bytes).expect("validated by the reader");
         let rebuilt = match decode_for_cleaning(bytes, &target.files.log_path) {
+            // An aborted transaction's batch: no read_committed consumer reads it.
+            Some(_) if aborted.holds(&header) => {
+                removed += u64::try_from(header.record_count).unwrap_or(0);
+                None
+            }
             Some(decoded) => {
                 let expired =
                     header.max_timestamp >= 0 && header.max_timestamp < tombstone_horizon_ms;

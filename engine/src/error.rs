@@ -42,6 +42,9 @@ pub enum BatchError {
     },
     #[error("empty record set")]
     Empty,
+    /// A control batch (transaction marker) whose record is not one ABORT or COMMIT marker.
+    #[error("bad control batch: {reason}")]
+    BadControlBatch { reason: String },
 }
 
 /// Why a producer's batch was refused.

@@ -145,7 +145,7 @@ async fn finish_interrupted_in(dir: &Path) -> std::io::Result<bool> {
     let cleaned_suffix = format!(".{CLEANED_SUFFIX}");
     for name in names_in(dir).await? {
         let mut orphan_index = false;
-        for extension in [".index", ".timeindex"] {
+        for extension in [".index", ".timeindex", ".txnindex"] {
             if let Some(stem) = name.strip_suffix(extension) {
                 orphan_index |= !io::disk::exists(&dir.join(format!("{stem}.log"))).await;
             }

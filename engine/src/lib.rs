@@ -33,6 +33,7 @@ pub mod producer;
 pub mod registry;
 pub mod segment;
 pub mod shard;
+pub mod txn;
 pub mod units;
 mod yielder;
 
@@ -43,8 +44,8 @@ pub use error::{
     AppendError, BatchError, CompactionError, CompressionError, ConfigError, OpenError, ReadError,
 };
 pub use log::{
-    AppendOutcome, AppendTimings, DeleteRecordsError, FileSlice, LogStats, PartitionLog, ReadPlan,
-    RetentionOutcome,
+    AppendOutcome, AppendTimings, DeleteRecordsError, FileSlice, Isolation, LogStats, PartitionLog,
+    ReadPlan, RetentionOutcome,
 };
 pub use registry::{TopicMeta, TopicRegistry};
 pub use shard::{partition_owner, shard_runtime, Shard, ShardId, TopicPartition};

@@ -199,6 +199,16 @@ impl ProducerStateTable {
     /// Serialises the table as of `offset` (see the module's byte map). Batches at or past
     /// `offset` (queued, maybe never written) are left out: a snapshot must not vouch for them.
     pub fn encode_snapshot(&self, offset: Offset) -> Vec<u8> {
+        self.encode_snapshot_with(offset, &[])
+    }
+
+    /// [`Self::encode_snapshot`] with the partition's open transactions as of `offset`
+    /// (producer id, first offset), which the transaction state is rebuilt from at open.
+    pub fn encode_snapshot_with(
+        &self,
+        offset: Offset,
+        open_transactions: &[(i64, Offset)],
+    ) -> Vec<u8> {
         let mut producers: Vec<ProducerEntry> = self
             .producers
             .values()
@@ -218,6 +228,7 @@ impl ProducerStateTable {
             version: SNAPSHOT_VERSION,
             offset,
             producers,
+            open_transactions: open_transactions.to_vec(),
         };
         serde_json::to_vec(&snapshot).expect("a table always serialises")
     }
@@ -235,6 +246,13 @@ impl ProducerStateTable {
             .collect();
         Some((Self { producers }, snapshot.offset))
     }
+
+    /// The open transactions a snapshot holds (none in a snapshot written before transactions
+    /// were stored: such a log had none).
+    pub fn decode_snapshot_transactions(bytes: &[u8]) -> Option<Vec<(i64, Offset)>> {
+        let snapshot: SnapshotFile = serde_json::from_slice(bytes).ok()?;
+        Some(snapshot.open_transactions)
+    }
 }
 
 const SNAPSHOT_VERSION: u32 = 1;
@@ -244,6 +262,9 @@ struct SnapshotFile {
     version: u32,
     offset: Offset,
     producers: Vec<ProducerEntry>,
+    /// `[[producer_id, first_offset], …]`: transactions open as of `offset`.
+    #[serde(default)]
+    open_transactions: Vec<(i64, Offset)>,
 }
 
 #[cfg(test)]

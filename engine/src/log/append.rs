@@ -14,6 +14,7 @@ use crate::config::FlushPolicy;
 use crate::error::AppendError;
 use crate::ingest::{ingest, Ingested};
 use crate::producer::{ProducerBatch, ProducerStateTable, SequenceCheck, SequenceError};
+use crate::txn::ControlMarker;
 
 /// Bytes at the start of a batch that hold the broker-assigned fields (base offset, batch length,
 /// partition leader epoch); the rest of the batch is written from the producer's buffer.
@@ -52,6 +53,8 @@ impl PartitionLog {
             // Only compacted logs pay for reading records (decompressing) on append.
             crate::cleaner::check_keys(&records, &headers)?;
         }
+        // Transaction markers are read now, so a garbled one is refused before it gets offsets.
+        let markers = crate::txn::markers_of(&records, &headers)?;
         let mut state = self.state.borrow_mut();
         if let Some(reason) = &state.failure {
             return Err(AppendError::LogFailed {
@@ -68,7 +71,7 @@ impl PartitionLog {
                 async move { log.answer_duplicate(duplicate).await },
             ));
         }
-        let receiver = self.enqueue(&mut state, records, headers, leader_epoch);
+        let receiver = self.enqueue(&mut state, records, headers, &markers, leader_epoch);
         Ok(Box::pin(async move {
             receiver.await.unwrap_or(Err(AppendError::Closed))
         }))
@@ -81,6 +84,7 @@ impl PartitionLog {
         state: &mut LogState,
         records: Bytes,
         mut headers: Vec<BatchHeader>,
+        markers: &[Option<ControlMarker>],
         leader_epoch: i32,
     ) -> oneshot::Receiver<Result<AppendOutcome, AppendError>> {
         assert!(
@@ -90,8 +94,12 @@ impl PartitionLog {
         {
             let mut position = 0usize;
             let mut iovecs = Vec::with_capacity(headers.len() * 2);
-            for header in &mut headers {
+            assert_eq!(markers.len(), headers.len(), "one marker slot per batch");
+            for (header, marker) in headers.iter_mut().zip(markers) {
                 header.base_offset = state.next_offset;
+                if let Some(marker) = marker {
+                    state.pending_markers.insert(header.base_offset, *marker);
+                }
                 header.partition_leader_epoch = leader_epoch;
                 // The broker's two fields lie in the first bytes, outside the CRC: write them into
                 // a small copy of those bytes and send the producer's rest as it is.

@@ -20,14 +20,19 @@ impl PartitionLog {
                 "log failed earlier: {reason}"
             )));
         }
-        let (files, delta) = {
+        let (files, delta, aborted) = {
             let mut state = self.state.borrow_mut();
             let active = state.active_mut();
-            (active.files.clone(), active.take_index_delta())
+            (
+                active.files.clone(),
+                active.take_index_delta(),
+                active.aborted.clone(),
+            )
         };
         if let Some(delta) = delta {
             delta.write(&files).await?;
         }
+        crate::txn::index_file::store(&files.log_path, &aborted).await?;
         self.sync().await?;
         let end = self.state.borrow().high_watermark;
         self.write_producer_snapshot(end).await?;

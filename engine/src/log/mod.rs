@@ -36,6 +36,7 @@ mod snapshot;
 mod start_offset;
 mod state;
 mod timestamp;
+mod txn;
 mod types;
 mod writer;
 
@@ -44,6 +45,6 @@ pub use files::CLEAN_SHUTDOWN_FILE_NAME;
 pub use start_offset::{DeleteRecordsError, LOG_START_OFFSET_FILE_NAME};
 pub use state::PartitionLog;
 pub use types::{
-    AppendOutcome, AppendTimings, FileSlice, LogStats, OpenReport, PendingAppendOutcome, ReadPlan,
-    RetentionOutcome,
+    AppendOutcome, AppendTimings, FileSlice, Isolation, LogStats, OpenReport, PendingAppendOutcome,
+    ReadPlan, RetentionOutcome,
 };

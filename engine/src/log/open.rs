@@ -33,7 +33,7 @@ impl PartitionLog {
         let marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
         let clean_shutdown = io::disk::exists(&marker).await;
         let now = now_ms();
-        let (segments, report) =
+        let (mut segments, report) =
             recover_segments(dir, &base_offsets, &config, clean_shutdown, now).await?;
         if clean_shutdown {
             // From here on a crash must lead to a full check: the removal has to be durable.
@@ -45,9 +45,11 @@ impl PartitionLog {
         let next_offset = segments
             .back()
             .map_or(Offset::ZERO, |segment| segment.next_offset);
-        let producers = rebuild_producers(dir, &snapshot_offsets, next_offset, &report).await;
+        let (producers, snapshot_txns) =
+            rebuild_producers(dir, &snapshot_offsets, next_offset, &report).await;
+        let transactions = crate::txn::replay::rebuild(&mut segments, snapshot_txns).await;
         let persisted_start = start_offset::read_persisted(dir).await;
-        let mut state = initial_state(config, segments, producers, now);
+        let mut state = initial_state(config, segments, producers, transactions, now);
         if let Some(persisted_start) = persisted_start {
             // Records lost to a crash may leave the kept start past the end: the log is empty.
             state.log_start_offset = state.log_start_offset.max(persisted_start.min(next_offset));
@@ -124,6 +126,7 @@ fn initial_state(
     config: LogConfig,
     segments: VecDeque<Segment>,
     producers: ProducerStateTable,
+    transactions: crate::txn::OpenTransactions,
     now_ms: i64,
 ) -> LogState {
     let next_offset = segments
@@ -151,5 +154,7 @@ fn initial_state(
         boundaries: BoundaryCache::new(),
         cleaning: false,
         first_dirty_offset: log_start_offset,
+        transactions,
+        pending_markers: std::collections::BTreeMap::new(),
     }
 }

@@ -8,7 +8,7 @@
 
 use super::boundary_cache::BoundaryKey;
 use super::state::PartitionLog;
-use super::types::{FileSlice, ReadPlan};
+use super::types::{FileSlice, Isolation, ReadPlan};
 use crate::error::ReadError;
 use crate::segment::{self, SegmentFiles};
 use crate::units::{Offset, Position};
@@ -23,10 +23,32 @@ impl PartitionLog {
         max_bytes: u64,
         min_one_batch: bool,
     ) -> Result<ReadPlan, ReadError> {
+        self.read_isolated(offset, max_bytes, min_one_batch, Isolation::ReadUncommitted)
+            .await
+    }
+
+    /// [`PartitionLog::read`] under an isolation level: `ReadCommitted` stops at the last stable
+    /// offset (a batch boundary: the first batch of the oldest open transaction), so the plan is
+    /// the same zero-copy slices, only shorter.
+    pub async fn read_isolated(
+        &self,
+        offset: impl Into<Offset>,
+        max_bytes: u64,
+        min_one_batch: bool,
+        isolation: Isolation,
+    ) -> Result<ReadPlan, ReadError> {
         let offset = offset.into();
-        let (high_watermark, log_start_offset) = {
+        let (high_watermark, log_start_offset, stable) = {
             let state = self.state.borrow();
-            (state.high_watermark, state.log_start_offset)
+            (
+                state.high_watermark,
+                state.log_start_offset,
+                state.last_stable_offset(),
+            )
+        };
+        let limit = match isolation {
+            Isolation::ReadUncommitted => high_watermark,
+            Isolation::ReadCommitted => stable,
         };
         if offset < log_start_offset || offset > high_watermark {
             return Err(ReadError::OffsetOutOfRange {
@@ -39,14 +61,26 @@ impl PartitionLog {
             slices: Vec::new(),
             high_watermark,
             log_start_offset,
+            last_stable_offset: stable,
+            end_offset_bound: offset,
         };
+        // Only read_committed cuts a segment at its limit; read_uncommitted reads each segment to
+        // its end as it is when looked at (batches written meanwhile are whole and readable).
+        let cut_at = (isolation == Isolation::ReadCommitted).then_some(limit);
         let mut cursor = offset;
         let mut remaining = max_bytes;
-        while cursor < high_watermark && remaining > 0 {
+        while cursor < limit && remaining > 0 {
             let first = min_one_batch && plan.slices.is_empty();
-            let Some(step) = self.read_in_segment(cursor, remaining, first).await? else {
+            let Some(step) = self
+                .read_in_segment(cursor, remaining, first, cut_at)
+                .await?
+            else {
                 break;
             };
+            plan.end_offset_bound = step
+                .segment_next_offset
+                .min(cut_at.unwrap_or(step.segment_next_offset))
+                .max(cursor);
             if let Some(slice) = step.slice {
                 remaining = remaining.saturating_sub(slice.len);
                 plan.slices.push(slice);
@@ -59,6 +93,7 @@ impl PartitionLog {
         // Later segments were looked at after awaits: the plan may hold batches appended since the
         // start, and its high watermark must cover them.
         plan.high_watermark = self.high_watermark();
+        plan.last_stable_offset = plan.last_stable_offset.max(self.last_stable_offset());
         Ok(plan)
     }
 
@@ -69,10 +104,24 @@ impl PartitionLog {
         cursor: Offset,
         remaining: u64,
         min_one_batch: bool,
+        cut_at: Option<Offset>,
     ) -> Result<Option<SegmentRead>, ReadError> {
-        let Some(at) = self.locate(cursor) else {
+        let Some(mut at) = self.locate(cursor) else {
             return Ok(None);
         };
+        if let Some(limit) = cut_at.filter(|limit| *limit < at.resume_offset) {
+            // The limit (the LSO under read_committed) is a batch start inside this segment:
+            // the plan ends there.
+            let (log, path) = (&at.files.log, &at.files.log_path);
+            let limit_start = match self.cached_boundary(at.segment_base, limit) {
+                Some(position) => position,
+                None => {
+                    let from = self.walk_start_for_offset_in(at.segment_base, at.generation, limit);
+                    segment::walk::walk_to_offset(log, path, from, at.end, limit).await?
+                }
+            };
+            at.end = at.end.min(limit_start);
+        }
         let start = match at.cached_start {
             Some(position) => position,
             None => {
@@ -190,6 +239,34 @@ impl PartitionLog {
         }
     }
 
+    /// A batch start the boundary cache knows for `offset` in segment `segment_base`.
+    fn cached_boundary(&self, segment_base: Offset, offset: Offset) -> Option<Position> {
+        self.state.borrow().boundaries.position_of(BoundaryKey {
+            segment_base,
+            offset,
+        })
+    }
+
+    /// An indexed batch start at or before the batch holding `offset` in the segment
+    /// `segment_base` of `generation` (0 if it was replaced since).
+    fn walk_start_for_offset_in(
+        &self,
+        segment_base: Offset,
+        generation: u64,
+        offset: Offset,
+    ) -> Position {
+        let state = self.state.borrow();
+        let index = state.segment_index_for(segment_base);
+        match state.segments.get(index) {
+            Some(segment)
+                if segment.base_offset == segment_base && segment.generation == generation =>
+            {
+                segment.walk_start_for_offset(offset).0
+            }
+            _ => Position::START,
+        }
+    }
+
     /// Reads into memory what [`PartitionLog::read`] would send.
     pub async fn read_bytes(
         &self,
@@ -198,6 +275,11 @@ impl PartitionLog {
         min_one_batch: bool,
     ) -> Result<Vec<u8>, ReadError> {
         let plan = self.read(offset, max_bytes, min_one_batch).await?;
+        self.read_plan_bytes(&plan).await
+    }
+
+    /// Reads a plan's slices into memory (tests and tools).
+    pub async fn read_plan_bytes(&self, plan: &ReadPlan) -> Result<Vec<u8>, ReadError> {
         let mut out = Vec::with_capacity(usize::try_from(plan.total_bytes()).unwrap_or(0));
         for slice in &plan.slices {
             let len = usize::try_from(slice.len).expect("a planned slice fits in memory");

@@ -15,7 +15,7 @@ impl PartitionLog {
     /// assumes when it checks sealed segments only from their last index entry. The caller holds
     /// the writer's place, so nothing appends meanwhile.
     pub(crate) async fn roll(&self) -> Result<(), OpenError> {
-        let (base_offset, config, old_files, old_size, delta) = {
+        let (base_offset, config, old_files, old_size, delta, aborted) = {
             let mut state = self.state.borrow_mut();
             let config = state.config.clone();
             let old = state.active_mut();
@@ -25,8 +25,10 @@ impl PartitionLog {
                 old.files.clone(),
                 old.size_bytes,
                 old.take_index_delta(),
+                old.aborted.clone(),
             )
         };
+        let log_path = old_files.log_path.clone();
         if let Some(delta) = delta {
             // A write call: refused for space, it leaves the log recoverable (see below).
             delta
@@ -39,6 +41,9 @@ impl PartitionLog {
         Segment::seal(old_files, old_size, None)
             .await
             .map_err(OpenError::io(&self.dir))?;
+        crate::txn::index_file::store(&log_path, &aborted)
+            .await
+            .map_err(OpenError::io(&log_path))?;
         {
             let mut state = self.state.borrow_mut();
             state.active_mut().allocated_bytes = old_size;

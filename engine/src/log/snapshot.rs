@@ -9,6 +9,7 @@ use super::state::PartitionLog;
 use super::types::OpenReport;
 use crate::io;
 use crate::producer::ProducerStateTable;
+use crate::txn::replay::SnapshotTxnState;
 use crate::units::Offset;
 
 impl PartitionLog {
@@ -16,7 +17,11 @@ impl PartitionLog {
     /// snapshots. Called at a roll (offset = new segment base) and at close (offset = end), when no
     /// append is in flight.
     pub(crate) async fn write_producer_snapshot(&self, offset: Offset) -> std::io::Result<()> {
-        let bytes = self.state.borrow().producers.encode_snapshot(offset);
+        let bytes = {
+            let state = self.state.borrow();
+            let open = state.transactions.pairs_before(offset);
+            state.producers.encode_snapshot_with(offset, &open)
+        };
         io::disk::write_file_atomically(&self.dir.join(snapshot_file_name(offset)), bytes).await?;
         let (_, snapshots) = list_segments(&self.dir)
             .await
@@ -35,8 +40,9 @@ pub(super) async fn rebuild_producers(
     snapshot_offsets: &[Offset],
     next_offset: Offset,
     report: &OpenReport,
-) -> ProducerStateTable {
+) -> (ProducerStateTable, Option<SnapshotTxnState>) {
     let mut table = ProducerStateTable::default();
+    let mut transactions = None;
     let mut covered = Offset::new(i64::MIN);
     if let Some(offset) = snapshot_offsets
         .iter()
@@ -47,10 +53,22 @@ pub(super) async fn rebuild_producers(
         let bytes = io::disk::read(&dir.join(snapshot_file_name(offset)))
             .await
             .ok();
-        match bytes.and_then(|bytes| ProducerStateTable::decode_snapshot(&bytes)) {
-            Some((snapshot, snapshot_offset)) => {
+        let decoded = bytes.as_deref().and_then(|bytes| {
+            let (table, offset) = ProducerStateTable::decode_snapshot(bytes)?;
+            Some((
+                table,
+                offset,
+                ProducerStateTable::decode_snapshot_transactions(bytes)?,
+            ))
+        });
+        match decoded {
+            Some((snapshot, snapshot_offset, open)) => {
                 table = snapshot;
                 covered = snapshot_offset;
+                transactions = Some(SnapshotTxnState {
+                    offset: snapshot_offset,
+                    open,
+                });
             }
             None => {
                 tracing::warn!(dir = %dir.display(), %offset, "unreadable producer snapshot ignored")
@@ -66,5 +84,5 @@ pub(super) async fn rebuild_producers(
             table.record(header);
         }
     }
-    table
+    (table, transactions)
 }

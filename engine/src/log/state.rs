@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -15,6 +15,7 @@ use crate::config::LogConfig;
 use crate::error::AppendError;
 use crate::producer::ProducerStateTable;
 use crate::segment::Segment;
+use crate::txn::{ControlMarker, OpenTransactions};
 use crate::units::Offset;
 
 pub(crate) struct PendingAppend {
@@ -51,6 +52,11 @@ pub(crate) struct LogState {
     pub(crate) cleaning: bool,
     /// Sealed segments from this offset on have not been cleaned since open (all at first).
     pub(crate) first_dirty_offset: Offset,
+    /// Transactions open in this partition, as of the batches written (not merely queued).
+    pub(crate) transactions: OpenTransactions,
+    /// Markers of control batches queued but not yet written, by base offset: the writer notes
+    /// them in order with their batch (`note_run`).
+    pub(crate) pending_markers: BTreeMap<Offset, ControlMarker>,
 }
 
 impl LogState {

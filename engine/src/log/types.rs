@@ -48,6 +48,22 @@ pub struct ReadPlan {
     pub slices: Vec<FileSlice>,
     pub high_watermark: Offset,
     pub log_start_offset: Offset,
+    /// The LSO when planned (Fetch's `last_stable_offset`).
+    pub last_stable_offset: Offset,
+    /// No planned batch holds an offset at or past this one (the end of the last segment the
+    /// plan read, capped at its limit): the upper bound for the aborted transactions a
+    /// read_committed fetch returns with it.
+    pub end_offset_bound: Offset,
+}
+
+/// Which records a read may return (Kafka's fetch `isolation_level`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// Up to the high watermark (0).
+    #[default]
+    ReadUncommitted,
+    /// Up to the last stable offset (1): no record of an open transaction.
+    ReadCommitted,
 }
 
 impl ReadPlan {

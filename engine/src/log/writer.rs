@@ -9,7 +9,7 @@ use futures_channel::oneshot;
 use tracing::error;
 
 use super::boundary_cache::BatchBoundary;
-use super::state::PartitionLog;
+use super::state::{LogState, PartitionLog};
 use super::types::{AppendOutcome, AppendTimings};
 use crate::batch::BatchHeader;
 use crate::clock::now_ms;
@@ -231,6 +231,7 @@ impl PartitionLog {
         let delta = (active.unpersisted_index_entries() >= INDEX_ENTRIES_UNPERSISTED_MAX)
             .then(|| active.take_index_delta())
             .flatten();
+        note_transactions(&mut state, run_headers);
         state.stats.appends += run_headers.len() as u64;
         state.stats.bytes_appended += batch_position.bytes_since(position);
         state.stats.writes += 1;
@@ -246,6 +247,26 @@ impl PartitionLog {
             let _ = waiter.send(());
         }
         delta
+    }
+}
+
+/// Notes a written run's transactional batches: transactions opened, closed, and the aborted
+/// ones entered in the active segment's index (the marker's segment).
+fn note_transactions(state: &mut LogState, run_headers: &[BatchHeader]) {
+    for header in run_headers
+        .iter()
+        .filter(|header| header.is_transactional())
+    {
+        let marker = if header.is_control() {
+            let marker = state.pending_markers.remove(&header.base_offset);
+            assert!(marker.is_some(), "a queued control batch has its marker");
+            marker
+        } else {
+            None
+        };
+        if let Some(aborted) = state.transactions.note(header, marker) {
+            state.active_mut().aborted.push(aborted);
+        }
     }
 }
 

@@ -72,6 +72,9 @@ pub struct Segment {
     /// Bumped each time the cleaner replaces the segment's files: a reader that planned positions
     /// in one generation must not use another generation's index for the file it holds.
     pub generation: u64,
+    /// Aborted transactions whose ABORT marker lies in this segment, in marker order (mirrored
+    /// to its `.txnindex` at seal and close: [`crate::txn::index_file`]).
+    pub aborted: Vec<crate::txn::AbortedTxn>,
 }
 
 async fn open_files(dir: &Path, base_offset: Offset) -> Result<SegmentFiles, OpenError> {
@@ -111,6 +114,7 @@ impl Segment {
             bytes_since_index_entry: 0,
             created_ms: now_ms,
             generation: 0,
+            aborted: Vec::new(),
         }
     }
 
@@ -340,7 +344,8 @@ impl Segment {
     pub async fn delete_files(files: &SegmentFiles) -> std::io::Result<()> {
         io::disk::remove_file(&files.log_path).await?;
         io::disk::remove_file(&files.log_path.with_extension("index")).await?;
-        io::disk::remove_file(&files.log_path.with_extension("timeindex")).await
+        io::disk::remove_file(&files.log_path.with_extension("timeindex")).await?;
+        crate::txn::index_file::remove(&files.log_path).await
     }
 }
 

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::future::{select, select_all, Either};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::FetchRequest;
-use ringtail_engine::{FileSlice, Offset, ReadError, ReadPlan};
+use ringtail_engine::{FileSlice, Isolation, Offset, ReadError, ReadPlan};
 
 use super::fetch_response::{
     encode_fetch_response, FetchPartitionOut, FetchResponseOut, FetchTopicOut,
@@ -50,6 +50,18 @@ struct Wanted {
 struct PartitionRead {
     error: Option<ResponseError>,
     plan: ReadPlan,
+    /// Aborted transactions of the planned range, (producer id, first offset): read_committed.
+    aborted: Vec<(i64, i64)>,
+}
+
+/// Fetch's `isolation_level`: 1 is read_committed (stop at the LSO, name the aborted
+/// transactions); anything else reads up to the high watermark, as Kafka treats it.
+fn isolation_of(level: i8) -> Isolation {
+    if level == 1 {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    }
 }
 
 pub async fn handle(
@@ -62,6 +74,7 @@ pub async fn handle(
     let deadline = Instant::now() + max_wait;
     let min_bytes = fetch.min_bytes.max(0) as u64;
     let max_bytes = response_bytes_max(fetch.max_bytes, context.settings.fetch_max_bytes);
+    let isolation = isolation_of(fetch.isolation_level);
     let mut topic_names = Vec::with_capacity(fetch.topics.len());
     let mut wanted = Vec::new();
     for (topic_index, topic) in fetch.topics.iter().enumerate() {
@@ -100,7 +113,7 @@ pub async fn handle(
         }
     }
     let reads = loop {
-        let reads = read_all(context, &wanted, max_bytes).await;
+        let reads = read_all(context, &wanted, max_bytes, isolation).await;
         let total: u64 = reads.iter().map(|read| read.plan.total_bytes()).sum();
         let any_error = reads.iter().any(|read| read.error.is_some());
         if total >= min_bytes.max(1)
@@ -112,7 +125,8 @@ pub async fn handle(
             break reads;
         }
         // Wait for data beyond what this read already saw, so a partition with a little data
-        // (less than min_bytes) parks instead of spinning.
+        // (less than min_bytes) parks instead of spinning. Under read_committed too: the LSO
+        // moves only with a write, and every write moves the high watermark.
         let seen: Vec<i64> = wanted
             .iter()
             .zip(&reads)
@@ -141,6 +155,7 @@ async fn read_all(
     context: &Rc<ShardContext>,
     wanted: &[Wanted],
     max_bytes: u64,
+    isolation: Isolation,
 ) -> Vec<PartitionRead> {
     let mut reads = Vec::with_capacity(wanted.len());
     let mut budget = max_bytes;
@@ -150,7 +165,7 @@ async fn read_all(
             crate::shard::yield_now().await;
         }
         let limit = item.partition_max_bytes.min(budget);
-        let read = read_partition(context, item, limit, !any_data).await;
+        let read = read_partition(context, item, limit, !any_data, isolation).await;
         let bytes = read.plan.total_bytes();
         budget = budget.saturating_sub(bytes);
         any_data |= bytes > 0;
@@ -164,14 +179,17 @@ async fn read_partition(
     item: &Wanted,
     limit: u64,
     min_one_batch: bool,
+    isolation: Isolation,
 ) -> PartitionRead {
     let failed = |error| PartitionRead {
         error: Some(error),
         plan: ReadPlan {
             high_watermark: NO_OFFSET,
             log_start_offset: NO_OFFSET,
+            last_stable_offset: NO_OFFSET,
             ..ReadPlan::default()
         },
+        aborted: Vec::new(),
     };
     let Some(info) = item
         .info
@@ -196,8 +214,12 @@ async fn read_partition(
                 Ok(log) => log,
                 Err(_) => return Err((ResponseError::KafkaStorageError, NO_OFFSET, NO_OFFSET)),
             };
-            match log.read(offset, limit, min_one_batch && limit > 0).await {
-                Ok(plan) => Ok(plan),
+            let one_batch = min_one_batch && limit > 0;
+            match log.read_isolated(offset, limit, one_batch, isolation).await {
+                Ok(plan) => {
+                    let aborted = aborted_in(&log, &plan, offset, isolation);
+                    Ok((plan, aborted))
+                }
                 Err(ReadError::OffsetOutOfRange {
                     log_start_offset,
                     high_watermark,
@@ -215,17 +237,40 @@ async fn read_partition(
         })
         .await;
     match result {
-        Ok(Ok(plan)) => PartitionRead { error: None, plan },
+        Ok(Ok((plan, aborted))) => PartitionRead {
+            error: None,
+            plan,
+            aborted,
+        },
         Ok(Err((error, log_start_offset, high_watermark))) => PartitionRead {
             error: Some(error),
             plan: ReadPlan {
                 high_watermark,
                 log_start_offset,
+                last_stable_offset: NO_OFFSET,
                 ..ReadPlan::default()
             },
+            aborted: Vec::new(),
         },
         Err(_) => failed(ResponseError::NotLeaderOrFollower),
     }
+}
+
+/// The aborted transactions a read_committed consumer needs to drop records of the planned
+/// range (none for an empty plan or read_uncommitted).
+fn aborted_in(
+    log: &ringtail_engine::PartitionLog,
+    plan: &ReadPlan,
+    offset: i64,
+    isolation: Isolation,
+) -> Vec<(i64, i64)> {
+    if isolation != Isolation::ReadCommitted || plan.slices.is_empty() {
+        return Vec::new();
+    }
+    log.aborted_transactions(Offset::new(offset), plan.end_offset_bound)
+        .into_iter()
+        .map(|entry| (entry.producer_id, entry.first_offset.get()))
+        .collect()
 }
 
 /// Waits until any wanted partition's high watermark passes what was `seen` of it, or the
@@ -290,8 +335,9 @@ fn respond(
             partition_index: item.partition,
             error_code: read.error.map_or(0, code),
             high_watermark: plan.high_watermark.get(),
-            last_stable_offset: plan.high_watermark.get(),
+            last_stable_offset: plan.last_stable_offset.get(),
             log_start_offset: plan.log_start_offset.get(),
+            aborted_transactions: read.aborted,
             records_bytes: plan.total_bytes(),
         });
         records[item.topic_index].push(plan.slices);

@@ -29,6 +29,9 @@ pub struct FetchPartitionOut {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// Aborted transactions of the returned range, as (producer id, first offset): filled for
+    /// read_committed fetches only.
+    pub aborted_transactions: Vec<(i64, i64)>,
     /// How many record bytes the caller sends for this partition (0: an empty record set).
     pub records_bytes: u64,
 }
@@ -65,8 +68,9 @@ pub enum FramePart {
 /// each non-empty partition's records go. Consecutive inline bytes come as one
 /// [`FramePart::Inline`], so a response has at most one more inline part than record parts.
 ///
-/// Aborted transactions are sent as an empty array (not null): every client reads both, and it
-/// is what Kafka sends to read-committed consumers when nothing was aborted. The preferred read
+/// Aborted transactions are sent as an array, empty (not null) when there are none: every
+/// client reads both, and it is what Kafka sends to read-committed consumers when nothing was
+/// aborted. The preferred read
 /// replica (v11+) is -1 (none); the flexible versions' tagged fields are all empty.
 ///
 /// # Panics
@@ -110,7 +114,12 @@ pub fn encode_fetch_response(
             if version >= 5 {
                 out.buf.put_i64(partition.log_start_offset);
             }
-            out.array_len(0); // aborted_transactions
+            out.array_len(partition.aborted_transactions.len());
+            for &(producer_id, first_offset) in &partition.aborted_transactions {
+                out.buf.put_i64(producer_id);
+                out.buf.put_i64(first_offset);
+                out.tagged_fields();
+            }
             if version >= 11 {
                 out.buf.put_i32(-1); // preferred_read_replica
             }
@@ -331,7 +340,14 @@ mod tests {
                 if version >= 5 {
                     assert_eq!(got.log_start_offset, want.log_start_offset);
                 }
-                assert_eq!(got.aborted_transactions.as_deref(), Some(&[][..]));
+                let aborted: Vec<(i64, i64)> = got
+                    .aborted_transactions
+                    .as_deref()
+                    .expect("an array, never null")
+                    .iter()
+                    .map(|entry| (entry.producer_id.0, entry.first_offset))
+                    .collect();
+                assert_eq!(aborted, want.aborted_transactions);
                 assert_eq!(got.preferred_read_replica.0, -1);
                 assert_eq!(
                     got.records.as_deref(),
@@ -353,6 +369,7 @@ mod tests {
             high_watermark: 1_000 + i64::from(index),
             last_stable_offset: 900 + i64::from(index),
             log_start_offset: 10 + i64::from(index),
+            aborted_transactions: vec![(7, 905), (9, 950 + i64::from(index))],
             records_bytes,
         }
     }
@@ -530,6 +547,9 @@ mod tests {
                                 high_watermark: rng.next() as i64 >> 1,
                                 last_stable_offset: rng.next() as i64 >> 2,
                                 log_start_offset: rng.below(1 << 40) as i64 - 1,
+                                aborted_transactions: (0..rng.below(3))
+                                    .map(|_| (rng.below(1 << 20) as i64, rng.next() as i64 >> 3))
+                                    .collect(),
                                 records_bytes,
                             }
                         })

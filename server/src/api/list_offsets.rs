@@ -1,6 +1,7 @@
 //! ListOffsets: earliest (-2), latest (-1), the first offset at or after a timestamp, the record
 //! with the largest timestamp (-3, v7+, KIP-734), earliest local (-4, v8+, KIP-405: with no tiered
 //! storage the earliest) and latest tiered (-5, v9+: with no tiered storage no offset, -1).
+//! Under read_committed, latest is the last stable offset.
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
@@ -29,6 +30,8 @@ pub async fn handle(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let list: ListOffsetsRequest = request.decode(body)?;
+    // Under read_committed (isolation_level 1, v2+) the latest offset is the LSO.
+    let read_committed = list.isolation_level == 1;
     let mut topics = Vec::with_capacity(list.topics.len());
     for topic in list.topics {
         let info = context.metadata.topic(&topic.name);
@@ -60,6 +63,7 @@ pub async fn handle(
                             .await
                             .map_err(|_| ResponseError::KafkaStorageError)?;
                         match timestamp {
+                            LATEST if read_committed => Ok(Some((log.last_stable_offset(), -1))),
                             LATEST => Ok(Some((log.high_watermark(), -1))),
                             EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
                             LATEST_TIERED => Ok(None),
