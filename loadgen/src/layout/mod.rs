@@ -54,6 +54,10 @@ pub struct Layout {
     pub data_dirs: usize,
     /// Broker arguments this layout adds (none for the plain disk layouts).
     pub broker_args: Vec<String>,
+    /// The disk kind used instead when this machine cannot provide `disk` (said loudly, and the
+    /// report names the kind used); `None`: the layout is skipped.
+    #[serde(default)]
+    pub fallback_disk: Option<DiskKind>,
 }
 
 impl Layout {
@@ -64,6 +68,19 @@ impl Layout {
             disk: kind,
             data_dirs: 1,
             broker_args: Vec::new(),
+            fallback_disk: None,
+        }
+    }
+
+    /// `jbod`: two data dirs, each on its own XFS loop image (two tmpfs mounts where loop devices
+    /// are unavailable), for moves between data dirs.
+    pub fn jbod() -> Self {
+        Self {
+            name: JBOD.to_string(),
+            disk: DiskKind::XfsLoop,
+            data_dirs: 2,
+            broker_args: Vec::new(),
+            fallback_disk: Some(DiskKind::Tmpfs),
         }
     }
 
@@ -77,9 +94,17 @@ impl FromStr for Layout {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        text.parse().map(Layout::disk)
+        if text == JBOD {
+            return Ok(Layout::jbod());
+        }
+        text.parse()
+            .map(Layout::disk)
+            .map_err(|error| format!("{error}, {JBOD}"))
     }
 }
+
+/// Name of the two-data-dir layout.
+pub const JBOD: &str = "jbod";
 
 /// Why a layout cannot be set up on this machine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -229,13 +254,36 @@ pub fn prepare(
             got: size_bytes,
         });
     }
-    check_machine(layout.disk).map_err(|reason| LayoutError::Skipped { reason })?;
+    match prepare_on(layout, layout.disk, work_dir, size_bytes) {
+        Err(LayoutError::Skipped { reason }) if layout.fallback_disk.is_some() => {
+            let fallback = layout.fallback_disk.expect("checked");
+            eprintln!(
+                "ringtail-loadgen: layout {}: {} disks unavailable ({reason}); using {} disks instead",
+                layout.name, layout.disk, fallback
+            );
+            prepare_on(layout, fallback, work_dir, size_bytes)
+        }
+        other => other,
+    }
+}
+
+/// `prepare` with every disk of kind `disk`; the description names that kind.
+fn prepare_on(
+    layout: &Layout,
+    disk: DiskKind,
+    work_dir: &Path,
+    size_bytes: u64,
+) -> Result<PreparedLayout, LayoutError> {
+    check_machine(disk).map_err(|reason| LayoutError::Skipped { reason })?;
     fs::create_dir_all(work_dir).map_err(LayoutError::io(work_dir))?;
     // Absolute, so mount points compare with the mount table's paths.
     let work_dir = &work_dir.canonicalize().map_err(LayoutError::io(work_dir))?;
     let mut prepared = PreparedLayout {
         description: LayoutDescription {
-            layout: layout.clone(),
+            layout: Layout {
+                disk,
+                ..layout.clone()
+            },
             disks: Vec::new(),
         },
         disks: Vec::new(),
@@ -243,7 +291,7 @@ pub fn prepare(
     for index in 0..layout.data_dirs {
         // On an error, `prepared` drops here and undoes the disks made so far.
         let mut guard = DiskGuard::claim(work_dir, &layout.name, index)?;
-        let description = prepare_disk(layout.disk, &mut guard, size_bytes)?;
+        let description = prepare_disk(disk, &mut guard, size_bytes)?;
         prepared.disks.push(guard);
         prepared.description.disks.push(description);
     }
@@ -358,6 +406,12 @@ mod tests {
         assert_eq!(layout, Layout::disk(DiskKind::XfsLoop));
         assert_eq!(layout.data_dirs, 1);
         assert_eq!(Layout::standard().len(), DiskKind::ALL.len());
+        let jbod: Layout = JBOD.parse().unwrap();
+        assert_eq!(jbod, Layout::jbod());
+        assert_eq!(jbod.data_dirs, 2);
+        assert_eq!(jbod.fallback_disk, Some(DiskKind::Tmpfs));
+        let error = "zfs".parse::<Layout>().unwrap_err();
+        assert!(error.contains(JBOD), "{error}");
     }
 
     #[test]
