@@ -96,13 +96,10 @@ impl Coordinator {
         let log = self.log();
         let max_batch_bytes = log.config().max_message_bytes as usize;
         let record_set = offsets_log::encode_records(&records, max_batch_bytes, now_ms());
-        log.append(record_set, 0)
-            .await
-            .map(|_| ())
-            .map_err(|err| {
-                tracing::error!(%err, "writing the offsets log failed");
-                ResponseError::CoordinatorNotAvailable
-            })
+        log.append(record_set, 0).await.map(|_| ()).map_err(|err| {
+            tracing::error!(%err, "writing the offsets log failed");
+            ResponseError::CoordinatorNotAvailable
+        })
     }
 
     /// The offsets log writes go to now.
