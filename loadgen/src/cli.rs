@@ -51,7 +51,8 @@ pub struct MatrixArgs {
     /// Scenarios to run, comma-separated (default: all; see --list).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
-    /// Disk layouts: fs, tmpfs, xfs-loop, ext4-loop (default: all four).
+    /// Disk layouts: fs, tmpfs, xfs-loop, ext4-loop (default: all four), and jbod (two data
+    /// dirs on two XFS loop images, or two tmpfs mounts without loop devices).
     #[arg(long, value_delimiter = ',')]
     layouts: Vec<Layout>,
     /// Brokers: ringtail, kafka (Apache Kafka via scripts/kafka-peer.sh), tansu (its sqlite
@@ -272,6 +273,7 @@ impl RunArgs {
             max_in_flight: self.max_in_flight,
             drain_timeout_s: self.drain_timeout_s,
             broker_pid: self.broker_pid,
+            move_partition: None,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod matrix;
 pub mod mounts;
 pub mod omb;
 pub mod output;
+pub mod partition_move;
 pub mod partitioner;
 pub mod payload;
 pub mod probe;

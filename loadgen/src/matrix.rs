@@ -171,6 +171,16 @@ fn run_scenarios(
                 continue;
             }
         };
+        if scenario.workload.move_partition.is_some() && layout.data_dirs < 2 {
+            outcome.skipped.push(Skipped {
+                what,
+                reason: format!(
+                    "moves between data dirs: needs a layout with two ({})",
+                    layout::JBOD
+                ),
+            });
+            continue;
+        }
         let prepared = match layout::prepare(layout, &options.work_dir, options.disk_bytes) {
             Ok(prepared) => prepared,
             Err(LayoutError::Skipped { reason }) => {
@@ -315,7 +325,23 @@ fn run_one(
         }
         Err(error) => return Err(error.to_string()),
     }
-    result
+    result.map(|mut report| {
+        if let Some(moved) = report.partition_move.as_mut() {
+            moved.switch_pause_ms = fs::read_to_string(&log)
+                .ok()
+                .and_then(|text| last_switch_pause_ms(&text));
+        }
+        report
+    })
+}
+
+/// The last switch pause Ringtail logged for a partition move (`switch_pause_ms=N`): the broker
+/// measures it, the client only sees its effect on latency.
+fn last_switch_pause_ms(log: &str) -> Option<u64> {
+    const FIELD: &str = "switch_pause_ms=";
+    let at = log.rfind(FIELD)? + FIELD.len();
+    let digits: String = log[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// Rewrites each run scenario's comparison from every report in its directory, so brokers or
@@ -469,4 +495,18 @@ fn write_index(results_dir: &Path, outcome: &MatrixOutcome) -> Result<(), Matrix
         ),
     };
     fs::write(&readme, updated).map_err(io_error(&readme))
+}
+
+#[cfg(test)]
+mod switch_pause_tests {
+    use super::*;
+
+    #[test]
+    fn the_last_logged_switch_pause_is_read() {
+        // The broker logs one line per move; the run moved once, and a later line wins.
+        let log = "INFO partition moved topic=a switch_pause_ms=12 x\nINFO partition moved switch_pause_ms=7\n";
+        assert_eq!(last_switch_pause_ms(log), Some(7));
+        assert_eq!(last_switch_pause_ms("nothing moved"), None);
+        assert_eq!(last_switch_pause_ms("switch_pause_ms="), None);
+    }
 }

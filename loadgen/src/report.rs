@@ -115,6 +115,9 @@ pub struct RunReport {
     /// RFC 3339 UTC start time.
     pub started_at: String,
     pub produce: ProduceSummary,
+    /// The partition moved during the run, with produce latency before and during the move.
+    #[serde(default)]
+    pub partition_move: Option<crate::partition_move::MoveSummary>,
     pub consume: ConsumeSummary,
     pub config: Workload,
     pub machine: Machine,

@@ -17,6 +17,7 @@ use crate::client::producer::{run_producer, ProducerConfig, ProducerTally};
 use crate::client::ClientError;
 use crate::clock::Clock;
 use crate::counters::{Counters, Totals};
+use crate::partition_move::{MoveMarks, MoveOutcome, MoveSummary};
 use crate::payload::Payloads;
 use crate::report::{ConsumeSummary, Machine, ProduceSummary, RunReport};
 use crate::schedule::Schedule;
@@ -182,6 +183,8 @@ struct Shared {
 /// The producing phase as it went: the producers' merged tally and the phase's times.
 struct Produced {
     tally: ProducerTally,
+    /// The partition move's outcome, when the workload has one.
+    moved: Option<MoveOutcome>,
     timeline: Vec<crate::report::TimelinePoint>,
     producing_start: Duration,
     measure_start: Duration,
@@ -316,6 +319,19 @@ fn produce(
         .window
         .set(clock.unix_us(measure_start), clock.unix_us(end));
     let stop = Arc::new(AtomicBool::new(false));
+    let move_marks = Arc::new(MoveMarks::default());
+    let mover = workload.move_partition.clone().map(|plan| {
+        let at = measure_start + Duration::from_secs_f64(plan.after_measure_start_s);
+        crate::partition_move::spawn(
+            plan,
+            workload.bootstrap.clone(),
+            workload.topics[0].clone(),
+            *clock,
+            at,
+            Arc::clone(&move_marks),
+            workload.broker_pid,
+        )
+    });
     let producer_threads = spawn_producers(
         workload,
         leaders,
@@ -326,6 +342,7 @@ fn produce(
         producing_start,
         measure_start,
         end,
+        &move_marks,
     )?;
     let timeline = sample_until(
         clock,
@@ -340,7 +357,12 @@ fn produce(
     for thread in producer_threads {
         tally.merge(&join(thread, "producer")?);
     }
+    // The move thread ends by itself (done, failed or timed out).
+    let moved = mover
+        .map(|thread| join(thread, "partition mover"))
+        .transpose()?;
     Ok(Produced {
+        moved,
         tally,
         timeline,
         producing_start,
@@ -442,6 +464,18 @@ fn report(workload: &Workload, environment: &Environment<'_>, finished: Finished
             .filter(|cpu_s| *cpu_s > 0.0)
             .map(|cpu_s| megabytes(produced.tally.acked_bytes) / cpu_s),
         produce: produce_summary(workload, &produced, backlog_messages),
+        partition_move: workload
+            .move_partition
+            .as_ref()
+            .zip(produced.moved.as_ref())
+            .map(|(plan, outcome)| {
+                MoveSummary::new(
+                    &workload.topics[0],
+                    plan,
+                    outcome,
+                    &produced.tally.move_phases,
+                )
+            }),
         consume: consume_summary(workload, &consumed),
         config: workload.clone(),
         machine: environment.machine.clone(),
@@ -503,6 +537,7 @@ fn spawn_producers(
     start: Duration,
     measure_start: Duration,
     end: Duration,
+    move_marks: &Arc<MoveMarks>,
 ) -> Result<Vec<JoinHandle<Result<ProducerTally, ClientError>>>, RunError> {
     let total_producers = workload.total_producers();
     let schedule = match workload.rate_msgs_per_s {
@@ -529,6 +564,7 @@ fn spawn_producers(
                 producer_index: u32::try_from(topic_index).expect("topic indexes fit in u32")
                     * workload.producers
                     + producer,
+                move_marks: Arc::clone(move_marks),
             };
             let (clock, counters, payloads, stop) = (
                 *clock,
@@ -573,6 +609,7 @@ fn fill_backlog(
         start,
         Duration::MAX,
         Duration::MAX,
+        &Arc::new(MoveMarks::default()),
     )?;
     while counters.totals().produced_bytes < target && threads.iter().any(|t| !t.is_finished()) {
         environment.progress.tick(

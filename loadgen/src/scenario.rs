@@ -55,6 +55,33 @@ fn base() -> Workload {
     }
 }
 
+/// Moves the one partition of a busy topic to the other data dir during a fixed-rate run
+/// (layout `jbod`): produce p99 during the move beside the p99 before it, the switch pause, CPU.
+fn partition_move() -> Scenario {
+    Scenario {
+        name: PARTITION_MOVE.to_string(),
+        description: "Partition move: 1 partition, 1 producer at a fixed 5000 msgs/s of 1 KiB over a 500 MB backlog, moved to the other data dir 5 s into the measured time (layout jbod, copy paced at 50 MB/s)".to_string(),
+        workload: Workload {
+            partitions: 1,
+            consumers_per_subscription: 0,
+            backlog_bytes: 500_000_000,
+            move_partition: Some(crate::partition_move::MovePlan {
+                partition: 0,
+                after_measure_start_s: 5.0,
+                timeout_s: 300.0,
+            }),
+            ..base()
+        },
+        rate: Rate::MsgsPerSecond(5000.0),
+        ringtail_args: vec!["--move-bytes-per-sec".to_string(), "50000000".to_string()],
+        kafka_args: Vec::new(),
+        evict_backlog: false,
+    }
+}
+
+/// The scenario that moves a partition between data dirs.
+pub const PARTITION_MOVE: &str = "partition-move";
+
 /// Every scenario, in the order a matrix runs them (max-produce first: others depend on it).
 pub fn all() -> Vec<Scenario> {
     let scenario = |name: &str, description: &str, workload: Workload, rate: Rate| Scenario {
@@ -130,6 +157,7 @@ pub fn all() -> Vec<Scenario> {
         ),
     ];
     scenarios.extend(cold_catch_up());
+    scenarios.push(partition_move());
     for partitions in [1, 16, 256, 1024] {
         scenarios.push(scenario(
             &format!("partitions-{partitions}"),

@@ -141,6 +141,10 @@ pub struct Workload {
     /// Process id of a local broker whose CPU time is reported; `None`: found by the listening
     /// port when the broker runs on this machine, else not reported.
     pub broker_pid: Option<u32>,
+    /// A partition of the first topic moved to another data dir during the run (the
+    /// partition-move scenario); `None`: nothing moves.
+    #[serde(default)]
+    pub move_partition: Option<crate::partition_move::MovePlan>,
 }
 
 impl Workload {
@@ -187,6 +191,7 @@ impl Default for Workload {
             max_in_flight: 5,
             drain_timeout_s: 30.0,
             broker_pid: None,
+            move_partition: None,
         }
     }
 }

@@ -51,8 +51,11 @@ pub fn run_describe(bootstrap: &str) -> Result<()> {
                 } else {
                     ""
                 };
+                let failed = move_error(partition)
+                    .map(|reason| format!("  (last {reason})"))
+                    .unwrap_or_default();
                 println!(
-                    "  {}-{}  {} bytes{future}",
+                    "  {}-{}  {} bytes{future}{failed}",
                     topic.name.as_str(),
                     partition.partition_index,
                     partition.partition_size
@@ -63,10 +66,27 @@ pub fn run_describe(bootstrap: &str) -> Result<()> {
     Ok(())
 }
 
-/// Where the partition is: (its dir, whether a move into some dir is running).
-fn locate(dirs: &[DescribeLogDirsResult], topic: &str, partition: i32) -> (Option<String>, bool) {
+/// Why the partition's last move failed, from Ringtail's tagged field (see
+/// [`crate::api::describe_log_dirs::MOVE_ERROR_TAG`]).
+fn move_error(
+    partition: &kafka_protocol::messages::describe_log_dirs_response::DescribeLogDirsPartition,
+) -> Option<String> {
+    partition
+        .unknown_tagged_fields
+        .get(&crate::api::describe_log_dirs::MOVE_ERROR_TAG)
+        .map(|reason| String::from_utf8_lossy(reason).into_owned())
+}
+
+/// Where the partition is: (its dir, whether a move into some dir is running, why its last move
+/// failed).
+fn locate(
+    dirs: &[DescribeLogDirsResult],
+    topic: &str,
+    partition: i32,
+) -> (Option<String>, bool, Option<String>) {
     let mut home = None;
     let mut moving = false;
+    let mut failure = None;
     for dir in dirs {
         for entry in dir.topics.iter().filter(|t| t.name.as_str() == topic) {
             for found in entry
@@ -78,11 +98,12 @@ fn locate(dirs: &[DescribeLogDirsResult], topic: &str, partition: i32) -> (Optio
                     moving = true;
                 } else {
                     home = Some(dir.log_dir.to_string());
+                    failure = move_error(found);
                 }
             }
         }
     }
-    (home, moving)
+    (home, moving, failure)
 }
 
 /// Asks for the move and waits (up to `wait`) until the partition lives in `to`.
@@ -115,15 +136,16 @@ pub fn run_move(
     println!("moving {topic}-{partition} to {to}");
     let deadline = Instant::now() + wait;
     loop {
-        let (home, moving) = locate(&describe(&mut client)?, topic, partition);
+        let (home, moving, failure) = locate(&describe(&mut client)?, topic, partition);
         if home.as_deref() == Some(to) && !moving {
             println!("{topic}-{partition} now lives in {to}");
             return Ok(());
         }
         if !moving {
             bail!(
-                "the move of {topic}-{partition} to {to} failed; it serves from {} (see the broker's log)",
-                home.unwrap_or_else(|| "nowhere".into())
+                "the move of {topic}-{partition} to {to} failed; it serves from {}: {}",
+                home.unwrap_or_else(|| "nowhere".into()),
+                failure.unwrap_or_else(|| "see the broker's log".into())
             );
         }
         if Instant::now() > deadline {

@@ -118,6 +118,29 @@ pub fn render_metrics(context: &ShardContext, partitions: &[PartitionOnDisk], ou
     }
 }
 
+/// One gauge per partition whose last move failed (bounded: one entry per partition), so an
+/// alert can name it; the reason is in the log and `ringtail log-dirs`.
+pub fn render_failed_moves(context: &ShardContext, out: &mut String) {
+    let data_dirs = context.engine.data_dirs();
+    let _ = writeln!(
+        out,
+        "# HELP ringtail_partition_move_failed 1 for a partition whose last move between data dirs failed (it serves from its old dir).\n# TYPE ringtail_partition_move_failed gauge"
+    );
+    for ((topic, partition), status) in data_dirs.moves() {
+        let Some(dest) = data_dirs.dirs().get(status.dest_index) else {
+            continue;
+        };
+        if status.error.is_some() {
+            let _ = writeln!(
+                out,
+                "ringtail_partition_move_failed{{topic=\"{}\",partition=\"{partition}\",to_dir=\"{}\"}} 1",
+                label(&topic),
+                label(&dest.path().display().to_string())
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -258,6 +258,7 @@ async fn render(context: &Rc<ShardContext>) -> String {
     }
     let on_disk = crate::disks::partitions_on_disk(context).await;
     crate::disks::render_metrics(context, &on_disk, &mut out);
+    crate::disks::render_failed_moves(context, &mut out);
     let mut partitions = Vec::new();
     for shard in 0..context.router.shard_count() {
         let collected = context

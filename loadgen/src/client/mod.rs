@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod connection;
 pub mod consumer;
 pub mod group;
+pub mod log_dirs;
 pub mod producer;
 
 use kafka_protocol::ResponseError;

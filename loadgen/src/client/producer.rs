@@ -24,6 +24,7 @@ use super::{error_name, ClientError};
 use crate::clock::Clock;
 use crate::counters::Counters;
 use crate::histogram::Latencies;
+use crate::partition_move::{MoveMarks, PhaseLatencies};
 use crate::partitioner::{partition_for_key, Partitioner};
 use crate::payload::Payloads;
 use crate::schedule::Schedule;
@@ -52,12 +53,16 @@ pub struct ProducerConfig {
     pub end: Duration,
     /// Distinguishes producers' keys and payload positions.
     pub producer_index: u32,
+    /// When a partition move ran, to split latencies by it (never marked: all "before").
+    pub move_marks: Arc<MoveMarks>,
 }
 
 /// What one producer got acknowledged.
 #[derive(Default)]
 pub struct ProducerTally {
     pub latencies: Latencies,
+    /// The measured latencies again, split by a partition move's phases.
+    pub move_phases: PhaseLatencies,
     pub acked_messages: u64,
     pub acked_bytes: u64,
     pub measured_messages: u64,
@@ -73,6 +78,7 @@ pub struct ProducerTally {
 impl ProducerTally {
     pub fn merge(&mut self, other: &ProducerTally) {
         self.latencies.merge(&other.latencies);
+        self.move_phases.merge(&other.move_phases);
         self.acked_messages += other.acked_messages;
         self.acked_bytes += other.acked_bytes;
         self.measured_messages += other.measured_messages;
@@ -130,6 +136,7 @@ struct Accounting {
     clock: Clock,
     counters: Arc<Counters>,
     measure_start: Duration,
+    move_marks: Arc<MoveMarks>,
 }
 
 impl Accounting {
@@ -141,9 +148,11 @@ impl Accounting {
         self.counters.add_produced(messages, batch.value_bytes);
         for &(from, value_bytes) in &batch.records {
             if from >= self.measure_start {
+                let latency_us = now.saturating_sub(from).as_micros() as u64;
+                tally.latencies.record_us(latency_us);
                 tally
-                    .latencies
-                    .record_us(now.saturating_sub(from).as_micros() as u64);
+                    .move_phases
+                    .record_us(self.move_marks.phase_of(from), latency_us);
                 tally.measured_messages += 1;
                 tally.measured_bytes += u64::from(value_bytes);
                 tally.last_measured_ack = tally.last_measured_ack.max(now);
@@ -174,6 +183,7 @@ pub fn run_producer(
             clock: *clock,
             counters: Arc::clone(counters),
             measure_start: config.measure_start,
+            move_marks: Arc::clone(&config.move_marks),
         },
         links: HashMap::new(),
         open: (0..partitions)

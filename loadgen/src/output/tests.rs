@@ -39,6 +39,7 @@ fn synthetic_report(label: &str, scale: u64) -> RunReport {
     RunReport {
         label: label.to_string(),
         started_at: "2026-11-25T10:00:00Z".to_string(),
+        partition_move: None,
         produce: ProduceSummary {
             messages: 120_000 * scale,
             bytes: 122_880_000 * scale,

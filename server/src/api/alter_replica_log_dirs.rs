@@ -59,6 +59,35 @@ pub async fn handle(
     Ok(request.frame(&AlterReplicaLogDirsResponse::default().with_results(results)))
 }
 
+/// The group coordinator writes to the offsets log it holds; a move (done, or failed after the
+/// switch began) closed that log and opened another. Points the coordinator at the one the
+/// engine serves now. Commits that met the closed log were answered COORDINATOR_NOT_AVAILABLE,
+/// which clients retry.
+async fn follow_offsets_log(owner: &Rc<ShardContext>, topic_partition: &TopicPartition) {
+    // The coordinator holds partition 0 only.
+    if topic_partition.topic.as_ref() != crate::group::OFFSETS_TOPIC
+        || topic_partition.partition.get() != 0
+    {
+        return;
+    }
+    let coordinator = owner.coordinator.borrow().clone();
+    let (Some(coordinator), Some(info)) = (
+        coordinator,
+        owner.metadata.topic(crate::group::OFFSETS_TOPIC),
+    ) else {
+        return;
+    };
+    match owner
+        .partition_log(&info, topic_partition.partition.get())
+        .await
+    {
+        Ok(log) => coordinator.replace_log(log),
+        Err(err) => {
+            tracing::error!(%err, "the offsets log could not be reopened after a move: commits fail until restart")
+        }
+    }
+}
+
 /// Checks one partition's move and starts it on its owner shard; the error to answer, if any.
 fn start_move(
     context: &Rc<ShardContext>,
@@ -78,11 +107,6 @@ fn start_move(
     };
     if !info.has_partition(partition) {
         return Some(ResponseError::UnknownTopicOrPartition);
-    }
-    // The group coordinator holds the offsets log it opened; a move would leave it writing to
-    // the closed one.
-    if topic == crate::group::OFFSETS_TOPIC {
-        return Some(ResponseError::InvalidRequest);
     }
     if data_dirs.home_index(topic, partition) == Some(dest_index) {
         return None;
@@ -104,12 +128,14 @@ fn start_move(
                         .map_err(|err| err.to_string())?;
                 }
                 let topic_partition = TopicPartition::new(&topic_name, partition);
-                owner
+                let moved = owner
                     .engine
                     .move_partition(&topic_partition, dest_index, bytes_per_sec)
                     .await
                     .map(drop)
-                    .map_err(|err| err.to_string())
+                    .map_err(|err| err.to_string());
+                follow_offsets_log(&owner, &topic_partition).await;
+                moved
             })
             .await
             .unwrap_or_else(|_| Err("shard stopped".to_string()));

@@ -69,7 +69,9 @@ pub struct Coordinator {
     pending_txn_offsets: RefCell<txn_offsets::PendingTxnOffsets>,
     consumer_config: ConsumerGroupConfig,
     metadata: Arc<Metadata>,
-    log: Rc<PartitionLog>,
+    /// The offsets log; replaced when a move between data dirs reopens it (a `RefCell` never
+    /// borrowed across an await: [`Coordinator::log`] hands out a clone).
+    log: RefCell<Rc<PartitionLog>>,
     /// Set when the broker shuts down: timers stop and nothing more is written, so the log can
     /// close under no writer.
     stopped: std::cell::Cell<bool>,
@@ -94,9 +96,10 @@ impl Coordinator {
             self.failing_writes.set(self.failing_writes.get() - 1);
             return Err(ResponseError::CoordinatorNotAvailable);
         }
-        let max_batch_bytes = self.log.config().max_message_bytes as usize;
+        let log = self.log();
+        let max_batch_bytes = log.config().max_message_bytes as usize;
         let record_set = offsets_log::encode_records(&records, max_batch_bytes, now_ms());
-        self.append_record_set(record_set).await
+        self.append_record_set_to(&log, record_set).await
     }
 
     /// Appends a record set the coordinator built (one or more batches, all or nothing) and
@@ -105,14 +108,31 @@ impl Coordinator {
         if self.stopped.get() {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
-        self.log
-            .append(record_set, 0)
-            .await
-            .map(|_| ())
-            .map_err(|err| {
-                tracing::error!(%err, "writing the offsets log failed");
-                ResponseError::CoordinatorNotAvailable
-            })
+        self.append_record_set_to(&self.log(), record_set).await
+    }
+
+    async fn append_record_set_to(
+        &self,
+        log: &Rc<PartitionLog>,
+        record_set: bytes::BytesMut,
+    ) -> Result<(), ResponseError> {
+        log.append(record_set, 0).await.map(|_| ()).map_err(|err| {
+            tracing::error!(%err, "writing the offsets log failed");
+            ResponseError::CoordinatorNotAvailable
+        })
+    }
+
+    /// The offsets log writes go to now.
+    fn log(&self) -> Rc<PartitionLog> {
+        Rc::clone(&self.log.borrow())
+    }
+
+    /// Points the coordinator at the offsets log reopened by a move between data dirs (or at the
+    /// source reopened after a failed one): the log it held was closed, and writes to it fail
+    /// with a retriable error until this swap. The state in memory is the log's: nothing to
+    /// replay.
+    pub fn replace_log(&self, log: Rc<PartitionLog>) {
+        *self.log.borrow_mut() = log;
     }
 
     fn deliver(&self, group_id: &str, effects: Vec<Effect>) {

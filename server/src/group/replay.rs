@@ -45,17 +45,17 @@ impl Coordinator {
             pending_txn_offsets: RefCell::new(BTreeMap::new()),
             consumer_config,
             metadata,
-            log,
+            log: RefCell::new(log),
             stopped: std::cell::Cell::new(false),
             #[cfg(test)]
             failing_writes: std::cell::Cell::new(0),
         };
-        let mut offset = coordinator.log.log_start_offset();
-        let end = coordinator.log.high_watermark();
+        let mut offset = coordinator.log().log_start_offset();
+        let end = coordinator.log().high_watermark();
         let mut records = 0usize;
         while offset < end {
             let bytes = coordinator
-                .log
+                .log()
                 .read_bytes(offset, REPLAY_READ_BYTES, true)
                 .await?;
             if bytes.is_empty() {
@@ -64,7 +64,7 @@ impl Coordinator {
             let replayed = coordinator
                 .replay_batches(&bytes)
                 .map_err(|(position, err)| ringtail_engine::ReadError::Corrupt {
-                    path: coordinator.log.dir().to_path_buf(),
+                    path: coordinator.log().dir().to_path_buf(),
                     position: ringtail_engine::Position::new(position as u64),
                     reason: err.to_string(),
                 })?;

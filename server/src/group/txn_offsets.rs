@@ -173,7 +173,7 @@ impl Coordinator {
         }
         let mut record_set = BytesMut::from(&encode_marker(producer, marker, now)[..]);
         if !records.is_empty() {
-            let max_batch_bytes = self.log.config().max_message_bytes as usize;
+            let max_batch_bytes = self.log().config().max_message_bytes as usize;
             record_set.extend_from_slice(&offsets_log::encode_records(
                 &records,
                 max_batch_bytes,
