@@ -93,6 +93,21 @@ pub async fn handle(
         );
     }
     if acks == 0 {
+        // No answer can carry a refusal: as Kafka does, close the connection instead, so the
+        // client learns that something it sent was not written (its next send fails).
+        let refused = topics
+            .iter()
+            .flat_map(|topic| &topic.partition_responses)
+            .find(|partition| partition.error_code != 0);
+        if let Some(partition) = refused {
+            tracing::info!(
+                error_code = partition.error_code,
+                "closing the connection: a produce with acks=0 was refused (as Kafka does)"
+            );
+            return Err(RequestError::RefusedWithoutAcks {
+                error_code: partition.error_code,
+            });
+        }
         return Ok(Response::Nothing);
     }
     Ok(request.frame(&ProduceResponse::default().with_responses(topics)))
