@@ -44,6 +44,21 @@ enum Command {
     /// Run named scenarios on each broker and disk layout (starting each broker itself) and
     /// write results/<scenario>/… plus an index in results/README.md.
     Matrix(MatrixArgs),
+    /// Draw columns of CSV files as stacked time-series panels in one SVG (scripts/soak.sh's
+    /// chart): each --panel is FILE:X_COLUMN:Y_COLUMN[,Y_COLUMN...].
+    Chart(ChartArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ChartArgs {
+    /// FILE:X_COLUMN:Y_COLUMN[,Y_COLUMN...], one panel each, top to bottom (repeatable).
+    #[arg(long, required = true)]
+    panel: Vec<String>,
+    #[arg(long, default_value = "")]
+    title: String,
+    /// The SVG file to write.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -308,7 +323,26 @@ pub fn execute(cli: Cli) -> Result<()> {
             finish(args, &run_one(&workload, &label, args.quiet)?)
         }
         Command::Matrix(args) => run_matrix(&args),
+        Command::Chart(args) => draw_chart(&args),
     }
+}
+
+fn draw_chart(args: &ChartArgs) -> Result<()> {
+    let mut panels = Vec::new();
+    for spec in &args.panel {
+        let mut parts = spec.rsplitn(3, ':');
+        let (Some(y), Some(x), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+            anyhow::bail!("--panel {spec:?}: want FILE:X_COLUMN:Y_COLUMN[,Y_COLUMN...]");
+        };
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+        let spec = output::PanelSpec {
+            x_column: x.to_string(),
+            y_columns: y.split(',').map(str::to_string).collect(),
+        };
+        panels.push((text, spec));
+    }
+    let svg = output::series_svg(&panels, &args.title)?;
+    std::fs::write(&args.out, svg).with_context(|| format!("writing {}", args.out.display()))
 }
 
 fn run_matrix(args: &MatrixArgs) -> Result<()> {

@@ -440,12 +440,12 @@ async fn write_responses(
     peer: SocketAddr,
     check: ResidencyCheck,
 ) {
-    let mut sender = match RangeSender::new(check) {
-        Ok(sender) => sender,
-        Err(err) => {
-            warn!(%peer, %err, "no splice pipe for this connection");
-            return;
-        }
+    // The splice pipe (two descriptors) is made at the connection's first Fetch with records, not
+    // at accept: an idle or producing connection then holds one descriptor, not three, so
+    // --max-connections idle clients need that many descriptors rather than three times as many.
+    let mut sender = SpliceSlot {
+        sender: None,
+        check,
     };
     while let Ok(pending) = responses.recv_async().await {
         let answered = match pending.await {
@@ -465,7 +465,12 @@ async fn write_responses(
         }
         let write_started = Instant::now();
         if let Err(err) = send(&mut stream, &mut sender, answered.response).await {
-            debug!(%peer, %err, "write failed; closing");
+            match err {
+                SendError::NoPipe(err) => {
+                    warn!(%peer, %err, "no splice pipe for this connection; closing")
+                }
+                SendError::Io(err) => debug!(%peer, %err, "write failed; closing"),
+            }
             break;
         }
         if is_produce {
@@ -475,16 +480,41 @@ async fn write_responses(
     stream.shutdown().await;
 }
 
+/// A connection's splice pipe, made when first needed.
+struct SpliceSlot {
+    sender: Option<RangeSender>,
+    check: ResidencyCheck,
+}
+
+impl SpliceSlot {
+    fn get(&mut self) -> std::io::Result<&mut RangeSender> {
+        match &mut self.sender {
+            Some(sender) => Ok(sender),
+            slot => Ok(slot.insert(RangeSender::new(self.check)?)),
+        }
+    }
+}
+
+/// Why a response could not be sent; either way the connection closes.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    /// Out of descriptors (or pipe memory): worth a warning, unlike a client gone.
+    #[error("making the splice pipe: {0}")]
+    NoPipe(std::io::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 async fn send(
     stream: &mut ConnWriter,
-    sender: &mut RangeSender,
+    splice: &mut SpliceSlot,
     response: Response,
-) -> std::io::Result<()> {
+) -> Result<(), SendError> {
     match response {
         Response::Nothing => Ok(()),
         Response::Frame(frame) => {
             crate::metrics::record_bytes_out(frame.len() as u64);
-            stream.write_all(frame).await
+            Ok(stream.write_all(frame).await?)
         }
         Response::Fetch(fetch) => {
             for part in fetch.parts {
@@ -495,6 +525,7 @@ async fn send(
                     }
                     api::fetch_response::FramePart::Records { topic, partition } => {
                         for slice in &fetch.records[topic][partition] {
+                            let sender = splice.get().map_err(SendError::NoPipe)?;
                             send_slice(stream, sender, slice).await?;
                             crate::metrics::record_bytes_out(slice.len);
                         }

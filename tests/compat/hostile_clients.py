@@ -213,14 +213,6 @@ def open_idle_connections(port: int, source_ip: str, count: int) -> list[socket.
     return socks
 
 
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def well_behaved(bootstrap: str, topic: str, messages: int, deadline_s: float) -> dict:
     """Produces `messages` with acks=all and reads them all back with confluent-kafka.
 

@@ -28,7 +28,7 @@ const LEGEND_ROW_PX: i32 = 22;
 /// Lowest latency the log axis shows, in ms (1 µs, the histogram's resolution).
 const LATENCY_MS_MIN: f64 = 0.001;
 /// Series colours (matplotlib's "tab10"): runs keep their colour across both charts.
-const PALETTE: [RGBColor; 10] = [
+pub(super) const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -42,11 +42,11 @@ const PALETTE: [RGBColor; 10] = [
 ];
 
 /// One line of a chart. Produce and consume lines of one run share a colour; consume is dashed.
-struct Line {
-    label: String,
-    points: Vec<(f64, f64)>,
-    color: RGBColor,
-    dashed: bool,
+pub(super) struct Line {
+    pub(super) label: String,
+    pub(super) points: Vec<(f64, f64)>,
+    pub(super) color: RGBColor,
+    pub(super) dashed: bool,
 }
 
 /// A linear f64 axis with mesh lines and labels at given positions only (the percentile ticks).
@@ -214,7 +214,7 @@ pub(crate) fn throughput_svg(reports: &[RunReport], title: &str) -> Result<Strin
     Ok(svg)
 }
 
-fn chart_builder<'a, 'b>(
+pub(super) fn chart_builder<'a, 'b>(
     root: &'a DrawingArea<SVGBackend<'b>, Shift>,
     title: &str,
 ) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
@@ -228,7 +228,7 @@ fn chart_builder<'a, 'b>(
 }
 
 /// Draws every line.
-fn draw_lines<'a, X, Y>(
+pub(super) fn draw_lines<'a, X, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
     lines: &[Line],
 ) -> Result<(), OutputError>
@@ -253,7 +253,7 @@ where
 
 /// The legend in its own column beside the plot: a line sample (dashed for consume) and the
 /// series' name per row, top-aligned with the plot.
-fn draw_legend(
+pub(super) fn draw_legend(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     lines: &[Line],
 ) -> Result<(), OutputError> {
@@ -313,6 +313,8 @@ fn format_ms(ms: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-fn chart_error<E: std::error::Error + Send + Sync>(error: DrawingAreaErrorKind<E>) -> OutputError {
+pub(super) fn chart_error<E: std::error::Error + Send + Sync>(
+    error: DrawingAreaErrorKind<E>,
+) -> OutputError {
     OutputError::Chart(error.to_string())
 }

@@ -7,7 +7,8 @@
 //! [`RunReport`](crate::report::RunReport).
 //!
 //! What this module does *not* do: it never reads a report back or aggregates runs; the JSON is
-//! the record, everything else is a view of it.
+//! the record, everything else is a view of it. (`series_chart` draws columns of any CSV, for
+//! `ringtail-loadgen chart`: the soak's samples, not a run report.)
 #![forbid(unsafe_code)]
 
 mod charts;
@@ -16,11 +17,13 @@ mod files;
 mod format;
 mod markdown;
 mod percentile_axis;
+mod series_chart;
 mod terminal;
 
 use std::path::PathBuf;
 
 pub use files::{write_comparison, write_run_files};
+pub use series_chart::{series_svg, PanelSpec};
 pub use terminal::terminal_table;
 
 /// Why report files could not be written.
