@@ -245,7 +245,7 @@ fn topics_follow_the_acls_and_the_acls_survive_a_restart() {
     let mut anonymous = Client::connect_port(broker.plaintext_port);
     assert_eq!(
         topic_names(&metadata(&mut anonymous, None, false)),
-        ["__consumer_offsets", "private"]
+        ["__consumer_offsets", "__transaction_state", "private"]
     );
     drop(broker);
 
@@ -273,4 +273,81 @@ fn a_corrupt_acl_file_stops_the_broker_with_its_name() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("acls.json"), "{stderr}");
+}
+
+const TRANSACTIONAL_ID: i8 = 5;
+const WRITE: i8 = 4;
+const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+
+/// AddPartitionsToTxn v3 of partition 0 of `topic` for `transactional_id`: each partition's error.
+fn add_partition(client: &mut Client, transactional_id: &str, topic: &str) -> Vec<i16> {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    let request = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(str(transactional_id)))
+        .with_v3_and_below_producer_id(ProducerId(1))
+        .with_v3_and_below_producer_epoch(0)
+        .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+            .with_name(TopicName(str(topic)))
+            .with_partitions(vec![0])]);
+    let answer: AddPartitionsToTxnResponse = client.call(ApiKey::AddPartitionsToTxn, 3, &request);
+    answer
+        .results_by_topic_v3_and_below
+        .iter()
+        .flat_map(|topic| topic.results_by_partition.iter())
+        .map(|partition| partition.partition_error_code)
+        .collect()
+}
+
+#[test]
+fn transaction_apis_check_the_transactional_id_the_topics_and_the_group() {
+    // As Kafka: WRITE on the transactional id first, then WRITE on each topic added, READ on the
+    // group of AddOffsetsToTxn; ids the caller may not describe are hidden or refused.
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "carol");
+    add_user(dir.path(), "admin");
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    assert_eq!(admin.create_topic("txn-out", 1, &[]), 0);
+    let mut carol = login(&broker, "carol");
+
+    assert_eq!(
+        add_partition(&mut carol, "tx-1", "txn-out"),
+        [TRANSACTIONAL_ID_AUTHORIZATION_FAILED]
+    );
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(str("tx-1")))
+        .with_producer_id(ProducerId(1))
+        .with_committed(true);
+    let ended: EndTxnResponse = carol.call(ApiKey::EndTxn, 3, &end);
+    assert_eq!(ended.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    let describe = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![TransactionalId(str("tx-1"))]);
+    let described: DescribeTransactionsResponse =
+        carol.call(ApiKey::DescribeTransactions, 0, &describe);
+    assert_eq!(
+        described.transaction_states[0].error_code,
+        TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    );
+
+    let grant = acl("tx-1", LITERAL, "User:carol", WRITE).with_resource_type(TRANSACTIONAL_ID);
+    assert_eq!(create_acls(&mut admin, vec![grant]), [0]);
+    // The id is now hers, the topic is not.
+    assert_eq!(
+        add_partition(&mut carol, "tx-1", "txn-out"),
+        [TOPIC_AUTHORIZATION_FAILED]
+    );
+    let add_offsets = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(str("tx-1")))
+        .with_producer_id(ProducerId(1))
+        .with_group_id(GroupId(str("readers")));
+    let added: AddOffsetsToTxnResponse = carol.call(ApiKey::AddOffsetsToTxn, 3, &add_offsets);
+    assert_eq!(added.error_code, GROUP_AUTHORIZATION_FAILED);
+    // WRITE implies DESCRIBE: the id is described now (unknown to the coordinator, not refused).
+    let described: DescribeTransactionsResponse =
+        carol.call(ApiKey::DescribeTransactions, 0, &describe);
+    assert_ne!(
+        described.transaction_states[0].error_code,
+        TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    );
 }

@@ -15,7 +15,7 @@ use kafka_protocol::messages::describe_transactions_response::{TopicData, Transa
 use kafka_protocol::messages::list_transactions_response::TransactionState as ListedState;
 use kafka_protocol::messages::*;
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::shard::ShardContext;
 use crate::txn::marker::TxnProducer;
 use crate::txn::state::{TxnPartition, TxnState};
@@ -59,6 +59,7 @@ fn outcome(answer: Option<Result<(), ResponseError>>) -> i16 {
 /// that don't exist (the others OPERATION_NOT_ATTEMPTED, as Kafka), else the coordinator's answer.
 async fn add_one(
     context: &Rc<ShardContext>,
+    request: &RequestContext,
     transactional_id: String,
     producer: TxnProducer,
     topics: &[add_partitions_to_txn_request::AddPartitionsToTxnTopic],
@@ -79,8 +80,32 @@ async fn add_one(
             .topic(topic)
             .is_some_and(|info| info.has_partition(*partition))
     };
+    // Kafka's checks: WRITE on the transactional id, then on each topic; a refusal answers
+    // every partition (the unrefused ones OPERATION_NOT_ATTEMPTED).
+    let id_denied = !request.allows(
+        context,
+        Operation::Write,
+        Resource::transactional_id(&transactional_id),
+    );
+    let topic_denied = |(topic, _): &TxnPartition| {
+        !request.allows(context, Operation::Write, Resource::topic(topic))
+    };
+    let denied: Vec<bool> = wanted.iter().map(topic_denied).collect();
     let any_unknown = wanted.iter().any(unknown);
-    let errors: Vec<i16> = if any_unknown {
+    let errors: Vec<i16> = if id_denied {
+        vec![code(ResponseError::TransactionalIdAuthorizationFailed); wanted.len()]
+    } else if denied.contains(&true) {
+        denied
+            .iter()
+            .map(|&denied| {
+                code(if denied {
+                    ResponseError::TopicAuthorizationFailed
+                } else {
+                    ResponseError::OperationNotAttempted
+                })
+            })
+            .collect()
+    } else if any_unknown {
         wanted
             .iter()
             .map(|partition| {
@@ -149,12 +174,25 @@ pub async fn add_partitions_to_txn(
             producer_epoch: add.v3_and_below_producer_epoch,
         };
         let id = add.v3_and_below_transactional_id.to_string();
-        let results = add_one(context, id, producer, &add.v3_and_below_topics, false).await?;
+        let results = add_one(
+            context,
+            &request,
+            id,
+            producer,
+            &add.v3_and_below_topics,
+            false,
+        )
+        .await?;
         let response =
             AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
         return Ok(request.frame(&response));
     }
     // v4+: the broker-to-broker batch form (Kafka ≥ 3.6 partition leaders verifying before an append).
+    if !request.allows(context, Operation::ClusterAction, Resource::cluster()) {
+        let response = AddPartitionsToTxnResponse::default()
+            .with_error_code(code(ResponseError::ClusterAuthorizationFailed));
+        return Ok(request.frame(&response));
+    }
     let mut transactions = Vec::with_capacity(add.transactions.len());
     for transaction in &add.transactions {
         let producer = TxnProducer {
@@ -164,6 +202,7 @@ pub async fn add_partitions_to_txn(
         let id = transaction.transactional_id.to_string();
         let results = add_one(
             context,
+            &request,
             id,
             producer,
             &transaction.topics,
@@ -192,7 +231,11 @@ pub async fn add_offsets_to_txn(
     };
     let id = add.transactional_id.to_string();
     let group = add.group_id.to_string();
-    let answer = if crate::group::fits_in_key(&group) {
+    let answer = if !request.allows(context, Operation::Write, Resource::transactional_id(&id)) {
+        Some(Err(ResponseError::TransactionalIdAuthorizationFailed))
+    } else if !request.allows(context, Operation::Read, Resource::group(&group)) {
+        Some(Err(ResponseError::GroupAuthorizationFailed))
+    } else if crate::group::fits_in_key(&group) {
         on_txn_coordinator(context, move |coordinator| async move {
             coordinator.add(&id, producer, &[], Some(&group)).await
         })
@@ -215,10 +258,14 @@ pub async fn end_txn(
     };
     let id = end.transactional_id.to_string();
     let commit = end.committed;
-    let answer = on_txn_coordinator(context, move |coordinator| async move {
-        coordinator.end(&id, producer, commit).await
-    })
-    .await?;
+    let answer = if request.allows(context, Operation::Write, Resource::transactional_id(&id)) {
+        on_txn_coordinator(context, move |coordinator| async move {
+            coordinator.end(&id, producer, commit).await
+        })
+        .await?
+    } else {
+        Some(Err(ResponseError::TransactionalIdAuthorizationFailed))
+    };
     // v5 (KIP-890 part 2) answers the producer id and epoch to continue with: the same ones here.
     let response = EndTxnResponse::default()
         .with_error_code(outcome(answer))
@@ -245,16 +292,25 @@ pub async fn describe_transactions(
         .iter()
         .map(|id| id.to_string())
         .collect();
-    let asked = ids.clone();
+    // Ids the caller may not describe are answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka.
+    let (asked, refused): (Vec<String>, Vec<String>) = ids.into_iter().partition(|id| {
+        request.allows(context, Operation::Describe, Resource::transactional_id(id))
+    });
+    let ids = asked.clone();
     let answer = on_txn_coordinator(context, move |coordinator| async move {
         coordinator.describe(&asked)
     })
     .await?;
-    let described = answer.unwrap_or_else(|| {
+    let mut described = answer.unwrap_or_else(|| {
         ids.iter()
             .map(|id| (id.clone(), Err(ResponseError::CoordinatorNotAvailable)))
             .collect()
     });
+    described.extend(
+        refused
+            .into_iter()
+            .map(|id| (id, Err(ResponseError::TransactionalIdAuthorizationFailed))),
+    );
     let states = described
         .into_iter()
         .map(|(id, found)| {
@@ -347,6 +403,10 @@ pub async fn list_transactions(
                 .into_iter()
                 .filter(|_| !nothing_matches)
                 .filter(|(id, _, _)| pattern.as_ref().is_none_or(|pattern| pattern.is_match(id)))
+                // Only what the caller may describe is listed, as Kafka.
+                .filter(|(id, _, _)| {
+                    request.can(context, Operation::Describe, Resource::transactional_id(id))
+                })
                 .map(|(id, producer_id, state)| {
                     ListedState::default()
                         .with_transactional_id(TransactionalId(str_bytes(&id)))

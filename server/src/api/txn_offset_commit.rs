@@ -15,7 +15,7 @@ use ringtail_engine::log::now_ms;
 
 use super::groups::on_coordinator;
 use super::transactions::on_txn_coordinator;
-use super::{code, RequestContext, RequestError, Response};
+use super::{code, Operation, RequestContext, RequestError, Resource, Response};
 use crate::group::CommittedOffset;
 use crate::shard::ShardContext;
 use crate::txn::marker::TxnProducer;
@@ -33,17 +33,36 @@ pub async fn handle(
     let transactional_id = commit.transactional_id.to_string();
     let group_id = commit.group_id.to_string();
     let asked_group = group_id.clone();
-    let checked = on_txn_coordinator(context, move |coordinator| async move {
-        coordinator.check_offsets_producer(&transactional_id, producer, &asked_group)
-    })
-    .await?
-    .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
+    // Kafka's checks: WRITE on the transactional id and READ on the group refuse the whole
+    // request; a topic without READ refuses only its partitions.
+    let denied_topics: std::collections::HashSet<String> = commit
+        .topics
+        .iter()
+        .map(|topic| topic.name.to_string())
+        .filter(|topic| !request.allows(context, Operation::Read, Resource::topic(topic)))
+        .collect();
+    let checked = if !request.allows(
+        context,
+        Operation::Write,
+        Resource::transactional_id(&transactional_id),
+    ) {
+        Err(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !request.allows(context, Operation::Read, Resource::group(&group_id)) {
+        Err(ResponseError::GroupAuthorizationFailed)
+    } else {
+        on_txn_coordinator(context, move |coordinator| async move {
+            coordinator.check_offsets_producer(&transactional_id, producer, &asked_group)
+        })
+        .await?
+        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+    };
     let error = match checked {
         Err(error) => Some(error),
         Ok(()) => {
             let commits: Vec<(String, i32, CommittedOffset)> = commit
                 .topics
                 .iter()
+                .filter(|topic| !denied_topics.contains(topic.name.as_str()))
                 .flat_map(|topic| {
                     topic.partitions.iter().map(|partition| {
                         (
@@ -83,6 +102,11 @@ pub async fn handle(
         .topics
         .iter()
         .map(|topic| {
+            let error_code = if error.is_none() && denied_topics.contains(topic.name.as_str()) {
+                code(ResponseError::TopicAuthorizationFailed)
+            } else {
+                error_code
+            };
             let partitions = topic
                 .partitions
                 .iter()
