@@ -113,6 +113,9 @@ pub fn run(args: Args) -> Result<()> {
         args.security.connections_max_reauth_ms,
         CredentialStore::load(&args.data_dirs[0]).context("loading the SASL credential store")?,
     ));
+    let quotas = Arc::new(
+        crate::quotas::Quotas::load(&args.data_dirs[0]).context("loading the client quotas")?,
+    );
     let limits = Arc::new(crate::limits::Limits::new(&args)?);
     warn_if_connections_exceed_open_files(args.max_connections);
     let mut metrics_listener = metrics_listener;
@@ -130,6 +133,7 @@ pub fn run(args: Args) -> Result<()> {
             cpu: index % cores,
             listeners,
             sasl: Arc::clone(&sasl),
+            quotas: Arc::clone(&quotas),
             tls: tls.clone(),
             inbox,
             metadata: Arc::clone(&metadata),
@@ -314,6 +318,7 @@ struct ShardStart {
     /// This shard's socket of each listener, in `--listeners` order (the index is the ListenerId).
     listeners: Vec<std::net::TcpListener>,
     sasl: Arc<crate::sasl::SaslConfig>,
+    quotas: Arc<crate::quotas::Quotas>,
     tls: Option<Arc<rustls::ServerConfig>>,
     inbox: flume::Receiver<ShardJob>,
     metadata: Arc<Metadata>,
@@ -350,6 +355,7 @@ impl ShardStart {
             shutdown: self.shutdown,
             in_flight_requests: Cell::new(0),
             sasl: self.sasl,
+            quotas: self.quotas,
             tls: self.tls,
             coordinator: RefCell::new(None),
         });

@@ -16,7 +16,7 @@ use compio::net::TcpStream;
 use compio::runtime::JoinHandle;
 use futures_util::future::{select, Either};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use tracing::{debug, warn};
 
 use crate::api::{self, RequestContext, RequestError, Response};
@@ -43,7 +43,13 @@ struct Answered {
     api: ApiKey,
     /// When the handler finished: the response then waits for the ones before it.
     at: Instant,
+    /// The quota throttle answered: the connection is muted that long once it is sent.
+    throttle_ms: u32,
 }
+
+/// Until when the connection is muted (KIP-219): the writer sets it after sending a throttled
+/// response, the reader serves no request before then.
+type MutedUntil = Rc<Cell<Option<Instant>>>;
 
 /// Why a connection's reader stopped; logged at debug, counted where it is a bound at work.
 #[derive(Debug, thiserror::Error)]
@@ -81,17 +87,30 @@ pub async fn serve(
 ) {
     let _permit = permit;
     let _ = stream.set_nodelay(true);
-    let (reader, writer) = match open_transport(&context, stream, peer, listener).await {
-        Ok(halves) => halves,
-        Err(err) => {
-            debug!(%peer, %err, "TLS handshake failed; closing");
-            return;
-        }
-    };
+    let (reader, writer, tls_principal) =
+        match open_transport(&context, stream, peer, listener).await {
+            Ok(halves) => halves,
+            Err(err) => {
+                debug!(%peer, %err, "TLS handshake failed; closing");
+                return;
+            }
+        };
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
     let check = context.settings.fetch_residency_check;
-    let writer = compio::runtime::spawn(write_responses(writer, responses, peer, check));
-    let from = Origin { peer, listener };
+    let muted_until = MutedUntil::default();
+    let writer = compio::runtime::spawn(write_responses(
+        writer,
+        responses,
+        peer,
+        check,
+        Rc::clone(&muted_until),
+    ));
+    let from = Origin {
+        peer,
+        listener,
+        tls_principal,
+        muted_until,
+    };
     if let Err(reason) = read_requests(&context, reader, queue, from).await {
         match reason {
             ReadEnd::Idle(_) => crate::metrics::record_idle_closed(),
@@ -111,9 +130,10 @@ async fn open_transport(
     stream: TcpStream,
     peer: SocketAddr,
     listener: ListenerId,
-) -> std::io::Result<(ConnReader, ConnWriter)> {
+) -> std::io::Result<(ConnReader, ConnWriter, Option<String>)> {
     if !context.settings.listener(listener).protocol.uses_tls() {
-        return Ok(transport::plain(stream));
+        let (reader, writer) = transport::plain(stream);
+        return Ok((reader, writer, None));
     }
     let config = context
         .tls
@@ -125,10 +145,10 @@ async fn open_transport(
     match select(handshake, timer).await {
         Either::Left((done, _)) => {
             let (reader, writer, principal) = done?;
-            if let Some(principal) = principal {
+            if let Some(principal) = &principal {
                 debug!(%peer, %principal, "TLS client certificate accepted");
             }
-            Ok((reader, writer))
+            Ok((reader, writer, principal))
         }
         Either::Right(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -145,6 +165,7 @@ async fn read_requests(
     from: Origin,
 ) -> Result<(), ReadEnd> {
     let peer = from.peer;
+    let from = &from;
     let mut last_produce_queued = None;
     let mut session = Session::new();
     let needs_login = context
@@ -163,6 +184,7 @@ async fn read_requests(
         if context.shutting_down() {
             return Err(ReadEnd::ShuttingDown);
         }
+        wait_while_muted(&from.muted_until).await;
         let size = read_frame_size(&mut stream, timeouts, &held_bytes).await?;
         let frame_started = Instant::now();
         let mut limit = context.settings.frame_bytes_max;
@@ -181,6 +203,7 @@ async fn read_requests(
         let frame = read_frame_body(&mut stream, size as usize, frame_started, timeouts).await?;
         let frame_read = frame_started.elapsed();
         crate::metrics::record_bytes_in(frame.len() + 4);
+        let request_bytes = frame.len() as u64 + 4;
         let (request, body, client_id) =
             parse_header(frame, from.listener).map_err(ReadEnd::Malformed)?;
         if request.api == ApiKey::Produce {
@@ -196,6 +219,7 @@ async fn read_requests(
                 response: answer.response,
                 api: request.api,
                 at: Instant::now(),
+                throttle_ms: 0,
             };
             let ready = compio::runtime::spawn(async move { Ok(answered) });
             queue
@@ -217,10 +241,23 @@ async fn read_requests(
         {
             return Err(ReadEnd::Unauthenticated(request.api));
         }
-        let client = client_id.map(|client_id| api::ClientInfo {
-            client_id,
-            host: format!("/{}", peer.ip()),
-        });
+        // A frame read while the writer was muting this connection waits out the mute too.
+        wait_while_muted(&from.muted_until).await;
+        let quota = quota_charge(
+            context,
+            request,
+            &session,
+            from,
+            client_id.as_deref(),
+            request_bytes,
+        );
+        // Only group membership keeps the client id (DescribeGroups shows it).
+        let client = client_id
+            .filter(|_| request.api == ApiKey::JoinGroup)
+            .map(|client_id| api::ClientInfo {
+                client_id: client_id.to_string(),
+                host: format!("/{}", peer.ip()),
+            });
         if context.shutting_down() {
             return Err(ReadEnd::ShuttingDown);
         }
@@ -235,8 +272,16 @@ async fn read_requests(
             }
         });
         let handler = compio::runtime::spawn(async move {
-            let response =
-                api::dispatch(&handler_context, request, body, produce_order, client).await;
+            let response = api::dispatch(
+                &handler_context,
+                request,
+                body,
+                produce_order,
+                client,
+                quota.as_ref(),
+            )
+            .await;
+            let throttle_ms = quota.as_ref().map_or(0, |quota| quota.throttle_ms());
             drop(bytes_permit);
             drop(in_flight);
             crate::metrics::record_request(request.api, started.elapsed());
@@ -244,6 +289,7 @@ async fn read_requests(
                 response,
                 api: request.api,
                 at: Instant::now(),
+                throttle_ms,
             })
         });
         queue
@@ -253,11 +299,53 @@ async fn read_requests(
     }
 }
 
-/// Where a connection came from: the client's address and the listener that accepted it.
-#[derive(Clone, Copy)]
+/// Where a connection came from: the client's address, the listener that accepted it, the
+/// client certificate's principal (mutual TLS), and its quota mute.
 struct Origin {
     peer: SocketAddr,
     listener: ListenerId,
+    tls_principal: Option<String>,
+    muted_until: MutedUntil,
+}
+
+/// Sleeps until the connection's quota mute, if any, is over.
+async fn wait_while_muted(muted_until: &MutedUntil) {
+    while let Some(until) = muted_until.get() {
+        let now = Instant::now();
+        if now >= until {
+            muted_until.set(None);
+            return;
+        }
+        compio::time::sleep(until - now).await;
+    }
+}
+
+/// The quota charge of a Produce or Fetch while byte-rate quotas are stored; nothing (one atomic
+/// load) otherwise. The user is the SASL principal, else the client certificate's, else
+/// ANONYMOUS.
+fn quota_charge(
+    context: &ShardContext,
+    request: RequestContext,
+    session: &Session,
+    from: &Origin,
+    client_id: Option<&str>,
+    request_bytes: u64,
+) -> Option<crate::quotas::Charge> {
+    if !matches!(request.api, ApiKey::Produce | ApiKey::Fetch) || !context.quotas.enforcing() {
+        return None;
+    }
+    let principal = session
+        .principal(Instant::now())
+        .or(from.tls_principal.as_deref());
+    let caller = crate::quotas::Caller {
+        user: crate::quotas::quota_user(principal),
+        client_id: client_id.unwrap_or_default().to_string(),
+    };
+    Some(crate::quotas::Charge::new(
+        std::sync::Arc::clone(&context.quotas),
+        caller,
+        request_bytes,
+    ))
 }
 
 /// Serves a SASL request in the reader itself, so the next frame is judged against the session
@@ -267,7 +355,7 @@ async fn serve_sasl(
     session: &mut Session,
     request: RequestContext,
     mut body: Bytes,
-    from: Origin,
+    from: &Origin,
 ) -> Result<api::sasl::SaslAnswer, ReadEnd> {
     let config = context
         .settings
@@ -373,7 +461,7 @@ pub(crate) fn checked_frame_size(size: i32, limit_bytes: u32) -> Result<usize, S
 pub(crate) fn parse_header(
     frame: BytesMut,
     listener: ListenerId,
-) -> Result<(RequestContext, Bytes, Option<String>), String> {
+) -> Result<(RequestContext, Bytes, Option<StrBytes>), String> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -397,10 +485,8 @@ pub(crate) fn parse_header(
     }
     let header = RequestHeader::decode(&mut body, api.request_header_version(version))
         .map_err(|err| format!("bad request header: {err}"))?;
-    // Only group membership keeps the client id (DescribeGroups shows it); skip the copy elsewhere.
-    let client_id = (api == ApiKey::JoinGroup)
-        .then(|| header.client_id.map(|id| id.to_string()))
-        .flatten();
+    // A slice of the frame (no copy): group membership and quotas read it.
+    let client_id = header.client_id;
     Ok((
         RequestContext {
             api,
@@ -419,6 +505,7 @@ async fn write_responses(
     responses: flume::Receiver<PendingResponse>,
     peer: SocketAddr,
     check: ResidencyCheck,
+    muted_until: MutedUntil,
 ) {
     let mut sender = match RangeSender::new(check) {
         Ok(sender) => sender,
@@ -447,6 +534,11 @@ async fn write_responses(
         if let Err(err) = send(&mut stream, &mut sender, answered.response).await {
             debug!(%peer, %err, "write failed; closing");
             break;
+        }
+        if answered.throttle_ms > 0 {
+            // KIP-219: the response went out at once; now the client waits, and so do we.
+            let until = Instant::now() + Duration::from_millis(u64::from(answered.throttle_ms));
+            muted_until.set(Some(muted_until.get().map_or(until, |old| old.max(until))));
         }
         if is_produce {
             produce_stages::record(Stage::ResponseWrite, write_started.elapsed());

@@ -9,15 +9,16 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterPartitionReassignmentsRequest, AlterReplicaLogDirsRequest,
-    AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
-    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClientQuotasRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
-    DescribeProducersRequest, DescribeTopicPartitionsRequest, DescribeUserScramCredentialsRequest,
-    ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, GetTelemetrySubscriptionsRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListConfigResourcesRequest, ListGroupsRequest, ListOffsetsRequest,
+    AlterClientQuotasRequest, AlterConfigsRequest, AlterPartitionReassignmentsRequest,
+    AlterReplicaLogDirsRequest, AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest,
+    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeClientQuotasRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, DescribeLogDirsRequest, DescribeProducersRequest,
+    DescribeTopicPartitionsRequest, DescribeUserScramCredentialsRequest, ElectLeadersRequest,
+    FetchRequest, FindCoordinatorRequest, GetTelemetrySubscriptionsRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListConfigResourcesRequest, ListGroupsRequest, ListOffsetsRequest,
     ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
     OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
     SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
@@ -80,6 +81,7 @@ fn decode_body(request: RequestContext, body: &mut Bytes) -> Result<(), RequestE
         ApiKey::DescribeClientQuotas => request
             .decode::<DescribeClientQuotasRequest>(body)
             .map(drop),
+        ApiKey::AlterClientQuotas => request.decode::<AlterClientQuotasRequest>(body).map(drop),
         ApiKey::OffsetForLeaderEpoch => request
             .decode::<OffsetForLeaderEpochRequest>(body)
             .map(drop),
@@ -199,6 +201,7 @@ fn encode_default(api: ApiKey, version: i16, frame: &mut BytesMut) -> anyhow::Re
         ApiKey::DescribeUserScramCredentials => encode!(DescribeUserScramCredentialsRequest),
         ApiKey::AlterUserScramCredentials => encode!(AlterUserScramCredentialsRequest),
         ApiKey::DescribeClientQuotas => encode!(DescribeClientQuotasRequest),
+        ApiKey::AlterClientQuotas => encode!(AlterClientQuotasRequest),
         ApiKey::OffsetForLeaderEpoch => encode!(OffsetForLeaderEpochRequest),
         ApiKey::ApiVersions => encode!(ApiVersionsRequest),
         ApiKey::CreateTopics => encode!(CreateTopicsRequest),

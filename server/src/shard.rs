@@ -96,6 +96,8 @@ pub struct ShardContext {
     pub in_flight_requests: Cell<usize>,
     /// SASL mechanisms and the credential store, shared by every shard.
     pub sasl: Arc<crate::sasl::SaslConfig>,
+    /// The client quotas, shared by every shard.
+    pub quotas: Arc<crate::quotas::Quotas>,
     /// The TLS config of SSL and SASL_SSL listeners, if there are any.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The group coordinator, on the shard that owns `__consumer_offsets` partition 0, once loaded.

@@ -182,6 +182,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 /// The version range we serve for `api`, if any.
@@ -199,13 +200,14 @@ pub async fn dispatch(
     body: Bytes,
     produce_order: Option<ProduceOrder>,
     client: Option<ClientInfo>,
+    quota: Option<&crate::quotas::Charge>,
 ) -> Result<Response, RequestError> {
     let mut body = body;
     match request.api {
         ApiKey::ApiVersions => api_versions::handle(request, &mut body),
         ApiKey::Metadata => metadata::handle(context, request, &mut body).await,
-        ApiKey::Produce => produce::handle(context, request, &mut body, produce_order).await,
-        ApiKey::Fetch => fetch::handle(context, request, &mut body).await,
+        ApiKey::Produce => produce::handle(context, request, &mut body, produce_order, quota).await,
+        ApiKey::Fetch => fetch::handle(context, request, &mut body, quota).await,
         ApiKey::ListOffsets => list_offsets::handle(context, request, &mut body).await,
         ApiKey::DeleteRecords => delete_records::handle(context, request, &mut body).await,
         ApiKey::OffsetForLeaderEpoch => {
@@ -241,7 +243,8 @@ pub async fn dispatch(
             scram_credentials::describe(context, request, &mut body)
         }
         ApiKey::AlterUserScramCredentials => scram_credentials::alter(context, request, &mut body),
-        ApiKey::DescribeClientQuotas => client_quotas::describe(request, &mut body),
+        ApiKey::DescribeClientQuotas => client_quotas::describe(context, request, &mut body),
+        ApiKey::AlterClientQuotas => client_quotas::alter(context, request, &mut body).await,
         ApiKey::IncrementalAlterConfigs => {
             incremental_alter_configs::handle(context, request, &mut body).await
         }

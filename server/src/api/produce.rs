@@ -19,6 +19,7 @@ use ringtail_engine::{AppendError, BatchError};
 use super::{code, str_bytes, ProduceOrder, RequestContext, RequestError, Response};
 use crate::metadata::TopicInfo;
 use crate::produce_stages::{self, Stage};
+use crate::quotas::{Bandwidth, Charge};
 use crate::shard::ShardContext;
 
 /// Produce names topics by id instead of by name from this version (KIP-516, Kafka 4.1).
@@ -29,6 +30,7 @@ pub async fn handle(
     request: RequestContext,
     body: &mut Bytes,
     order: Option<ProduceOrder>,
+    quota: Option<&Charge>,
 ) -> Result<Response, RequestError> {
     let decode_started = Instant::now();
     let produce: ProduceRequest = request.decode(body)?;
@@ -92,10 +94,15 @@ pub async fn handle(
                 .with_partition_responses(these),
         );
     }
+    // Charged after the appends, as Kafka does; acks=0 gets no answer but the mute still applies.
+    let throttle_time_ms = quota.map_or(0, |quota| quota.charge_request(Bandwidth::Produce));
     if acks == 0 {
         return Ok(Response::Nothing);
     }
-    Ok(request.frame(&ProduceResponse::default().with_responses(topics)))
+    let response = ProduceResponse::default()
+        .with_responses(topics)
+        .with_throttle_time_ms(throttle_time_ms);
+    Ok(request.frame(&response))
 }
 
 async fn append_partition(
