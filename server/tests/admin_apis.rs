@@ -2,10 +2,9 @@
 //! DescribeTopicPartitions with its cursor, ElectLeaders, partition reassignments,
 //! ListConfigResources, DescribeProducers, GetTelemetrySubscriptions, ApiVersions features.
 
-mod admin_client;
 mod common;
 
-use admin_client::{name, now_ms, topic_name, Client};
+use common::client::{now_ms, str_bytes, topic_name, Client};
 use common::start_broker;
 use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
 use kafka_protocol::messages::*;
@@ -266,8 +265,8 @@ fn api_versions_v3_reports_features_and_telemetry_is_answered_empty() {
         ApiKey::ApiVersions,
         3,
         &ApiVersionsRequest::default()
-            .with_client_software_name(name("admin-test"))
-            .with_client_software_version(name("1")),
+            .with_client_software_name(str_bytes("admin-test"))
+            .with_client_software_version(str_bytes("1")),
     );
     let metadata_version = versions
         .finalized_features

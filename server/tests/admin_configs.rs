@@ -2,10 +2,9 @@
 //! SUBTRACT, the legacy AlterConfigs, the BROKER resource, and the configs that change what is
 //! stored (LogAppendTime, timestamp bounds, compression.type).
 
-mod admin_client;
 mod common;
 
-use admin_client::{name, now_ms, Client};
+use common::client::{now_ms, str_bytes, Client};
 use common::start_broker;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
 use kafka_protocol::messages::*;
@@ -36,7 +35,7 @@ fn describe(
         .with_resources(vec![
             describe_configs_request::DescribeConfigsResource::default()
                 .with_resource_type(resource_type)
-                .with_resource_name(name(resource)),
+                .with_resource_name(str_bytes(resource)),
         ]);
     let response: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request);
     response.results[0].clone()
@@ -62,15 +61,15 @@ fn alter(client: &mut Client, topic: &str, changes: &[(&str, i8, Option<&str>)])
         .iter()
         .map(|(key, operation, value)| {
             incremental_alter_configs_request::AlterableConfig::default()
-                .with_name(name(key))
+                .with_name(str_bytes(key))
                 .with_config_operation(*operation)
-                .with_value(value.map(name))
+                .with_value(value.map(str_bytes))
         })
         .collect();
     let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
         incremental_alter_configs_request::AlterConfigsResource::default()
             .with_resource_type(2)
-            .with_resource_name(name(topic))
+            .with_resource_name(str_bytes(topic))
             .with_configs(configs),
     ]);
     let response: IncrementalAlterConfigsResponse =
@@ -88,14 +87,14 @@ fn legacy_alter(
         .iter()
         .map(|(key, value)| {
             alter_configs_request::AlterableConfig::default()
-                .with_name(name(key))
-                .with_value(Some(name(value)))
+                .with_name(str_bytes(key))
+                .with_value(Some(str_bytes(value)))
         })
         .collect();
     let request = AlterConfigsRequest::default().with_resources(vec![
         alter_configs_request::AlterConfigsResource::default()
             .with_resource_type(resource_type)
-            .with_resource_name(name(resource))
+            .with_resource_name(str_bytes(resource))
             .with_configs(configs),
     ]);
     let response: AlterConfigsResponse = client.call(ApiKey::AlterConfigs, 2, &request);

@@ -5,22 +5,23 @@
 //! the produce path's per-stage histograms on /metrics (issue 13, part 2).
 #![forbid(unsafe_code)]
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use ringtail_engine::batch::encode_uniform_batch;
 
 mod common;
-use common::{free_port, request_frame, wait_until_listening, Broker};
+use common::client::Client;
+use common::{free_port, wait_until_listening, Broker};
 
 /// Failures, not timings: how long a step may take before the test gives up with a message.
 const STEP_DEADLINE: Duration = Duration::from_secs(30);
@@ -53,80 +54,11 @@ fn start_broker(extra: &[&str], hold_release: Option<&Path>) -> Broker {
     }
 }
 
-struct Client {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
-impl Client {
-    fn connect(broker: &Broker) -> Self {
-        let stream = TcpStream::connect(("127.0.0.1", broker.port)).unwrap();
-        stream.set_read_timeout(Some(STEP_DEADLINE)).unwrap();
-        Self {
-            stream,
-            correlation_id: 0,
-        }
-    }
-
-    fn send<Req: Encodable>(&mut self, api: ApiKey, version: i16, request: &Req) {
-        self.correlation_id += 1;
-        let frame = request_frame(
-            api,
-            version,
-            self.correlation_id,
-            "cold-reads-test",
-            request,
-        );
-        self.stream.write_all(&frame).unwrap();
-    }
-
-    /// Reads the rest of a response whose first `started` bytes were already read.
-    fn receive<Resp: Decodable>(&mut self, api: ApiKey, version: i16, started: Vec<u8>) -> Resp {
-        let mut frame = started;
-        if frame.len() < 4 {
-            let mut rest = vec![0u8; 4 - frame.len()];
-            self.stream.read_exact(&mut rest).unwrap();
-            frame.extend_from_slice(&rest);
-        }
-        let size = i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
-        let mut rest = vec![0u8; 4 + size - frame.len()];
-        self.stream.read_exact(&mut rest).unwrap();
-        frame.extend_from_slice(&rest);
-        let mut body = Bytes::from(frame).slice(4..);
-        let header =
-            ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation_id);
-        let decoded = Resp::decode(&mut body, version).unwrap();
-        assert!(!body.has_remaining(), "{api:?}: response fully consumed");
-        decoded
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        request: &Req,
-    ) -> Resp {
-        self.send(api, version, request);
-        self.receive(api, version, Vec::new())
-    }
-
-    /// Whatever bytes have arrived, without waiting for more.
-    fn arrived_so_far(&mut self) -> Vec<u8> {
-        self.stream.set_nonblocking(true).unwrap();
-        let mut arrived = Vec::new();
-        let mut chunk = vec![0u8; 64 << 10];
-        loop {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => panic!("the broker closed the connection"),
-                Ok(count) => arrived.extend_from_slice(&chunk[..count]),
-                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-                Err(error) => panic!("reading: {error}"),
-            }
-        }
-        self.stream.set_nonblocking(false).unwrap();
-        arrived
-    }
+/// A client whose reads wait a whole step.
+fn connect(broker: &Broker) -> Client {
+    let mut client = Client::connect(broker);
+    client.set_read_timeout(STEP_DEADLINE);
+    client
 }
 
 fn create_topic(client: &mut Client, name: &str) {
@@ -250,7 +182,7 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let release = work.path().join("release");
     let broker = start_broker(&[], Some(&release));
-    let mut admin = Client::connect(&broker);
+    let mut admin = connect(&broker);
     create_topic(&mut admin, "backlog");
     create_topic(&mut admin, "live");
     let backlog_bytes = produce_backlog(&mut admin, "backlog", 6);
@@ -265,8 +197,10 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
     );
 
     evict_partition(&broker, "backlog");
-    let mut reader = Client::connect(&broker);
-    reader.send(ApiKey::Fetch, FETCH_VERSION, &fetch_request("backlog"));
+    let mut reader = connect(&broker);
+    reader
+        .send(ApiKey::Fetch, FETCH_VERSION, &fetch_request("backlog"))
+        .unwrap();
     wait_for_metric(
         &broker,
         "ringtail_fetch_cold_reads_in_progress",
@@ -274,7 +208,7 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
         "the fetch of evicted data must take the cold path (is the data dir on tmpfs?)",
     );
 
-    let mut producer = Client::connect(&broker);
+    let mut producer = connect(&broker);
     let offset = produce(
         &mut producer,
         "live",
@@ -294,7 +228,7 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
     assert_eq!(scrape(&broker, "ringtail_fetch_cold_reads_in_progress"), 1);
 
     std::fs::write(&release, b"").unwrap();
-    let cold: FetchResponse = reader.receive(ApiKey::Fetch, FETCH_VERSION, fetch_started);
+    let cold: FetchResponse = reader.receive_after(ApiKey::Fetch, FETCH_VERSION, fetch_started);
     let records = fetched_records(&cold);
     assert!(
         records == fetched_records(&hot),
@@ -311,7 +245,7 @@ fn with_the_check_off_evicted_data_is_spliced_unchecked() {
     // The naive path of --fetch-residency-check=off: no check, no cold path, every byte spliced,
     // even for data the page cache dropped.
     let broker = start_broker(&["--fetch-residency-check", "off"], None);
-    let mut client = Client::connect(&broker);
+    let mut client = connect(&broker);
     create_topic(&mut client, "backlog");
     let backlog_bytes = produce_backlog(&mut client, "backlog", 3);
     evict_partition(&broker, "backlog");
@@ -345,7 +279,7 @@ fn every_produce_stage_is_counted_on_metrics() {
     // Issue 13 part 2's instrumentation: one acknowledged produce passes every stage once (one
     // partition), and each stage's histogram counts it.
     let broker = start_broker(&[], None);
-    let mut client = Client::connect(&broker);
+    let mut client = connect(&broker);
     create_topic(&mut client, "staged");
     produce(
         &mut client,

@@ -4,10 +4,10 @@
 #![forbid(unsafe_code)]
 
 mod common;
-mod support;
 
 use bytes::Bytes;
-use common::start_broker;
+use common::client::{topic_name, Client};
+use common::{restart, start_broker};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -21,7 +21,6 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use ringtail_engine::batch::encode_uniform_batch;
-use support::{create_topic, name, restart, Client};
 use uuid::Uuid;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -81,7 +80,7 @@ fn metadata(
     let request = MetadataRequest::default()
         .with_allow_auto_topic_creation(true)
         .with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(name(topic)))
+            MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
         ]));
     let response: MetadataResponse = client.call(ApiKey::Metadata, version, &request);
     response.topics[0].clone()
@@ -97,7 +96,7 @@ pub fn list_offset(
         .with_replica_id(BrokerId(-1))
         .with_timeout_ms(1_000)
         .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(name(topic))
+            .with_name(topic_name(topic))
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(partition)
                 .with_timestamp(timestamp)])]);
@@ -135,7 +134,7 @@ fn topics_are_produced_and_fetched_by_a_persisted_id() {
     // survives a restart; an id nobody holds is UNKNOWN_TOPIC_ID, not a guess by name.
     let mut broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
-    let (error, topic_id) = create_topic(&mut client, "by-id", 2, &[]);
+    let (error, topic_id) = client.create_topic_with_id("by-id", 2, &[]);
     assert_eq!(error, 0);
     assert!(!topic_id.is_nil());
     assert_eq!(metadata(&mut client, "by-id", 13).topic_id, topic_id);
@@ -198,7 +197,7 @@ fn list_offsets_v10_answers_max_timestamp_earliest_local_and_latest_tiered() {
     // tiered storage -4 is the earliest offset and -5 has no answer (-1).
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
-    assert_eq!(create_topic(&mut client, "times", 1, &[]).0, 0);
+    assert_eq!(client.create_topic_with_id("times", 1, &[]).0, 0);
     let topic_id = metadata(&mut client, "times", 13).topic_id;
     assert_eq!(
         list_offset(&mut client, "times", 0, -3),
@@ -236,7 +235,7 @@ fn epoch_end(
     let request = OffsetForLeaderEpochRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![OffsetForLeaderTopic::default()
-            .with_topic(name(topic))
+            .with_topic(topic_name(topic))
             .with_partitions(vec![OffsetForLeaderPartition::default()
                 .with_partition(partition)
                 .with_current_leader_epoch(current_leader_epoch)
@@ -252,7 +251,7 @@ fn offset_for_leader_epoch_ends_epoch_zero_at_the_high_watermark() {
     // is leader at epoch 0 for life, so epoch 0 ends at the high watermark.
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
-    assert_eq!(create_topic(&mut client, "epochs", 1, &[]).0, 0);
+    assert_eq!(client.create_topic_with_id("epochs", 1, &[]).0, 0);
     let described = metadata(&mut client, "epochs", 13);
     assert_eq!(
         described.partitions[0].leader_epoch, 0,
@@ -314,7 +313,7 @@ fn offset_for_leader_epoch_ends_epoch_zero_at_the_high_watermark() {
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_topics(vec![ListOffsetsTopic::default()
-                .with_name(name("epochs"))
+                .with_name(topic_name("epochs"))
                 .with_partitions(vec![ListOffsetsPartition::default()
                     .with_current_leader_epoch(current_leader_epoch)
                     .with_timestamp(-1)])]);
@@ -333,7 +332,7 @@ fn commits_to_missing_partitions_and_illegal_names_are_refused() {
     // others commit), 0057 INVALID_TOPIC_EXCEPTION for a name Kafka could never hold.
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
-    assert_eq!(create_topic(&mut client, "present", 1, &[]).0, 0);
+    assert_eq!(client.create_topic_with_id("present", 1, &[]).0, 0);
     let partition = |index| {
         OffsetCommitRequestPartition::default()
             .with_partition_index(index)
@@ -344,10 +343,10 @@ fn commits_to_missing_partitions_and_illegal_names_are_refused() {
         .with_generation_id_or_member_epoch(-1)
         .with_topics(vec![
             OffsetCommitRequestTopic::default()
-                .with_name(name("present"))
+                .with_name(topic_name("present"))
                 .with_partitions(vec![partition(0), partition(4)]),
             OffsetCommitRequestTopic::default()
-                .with_name(name("absent"))
+                .with_name(topic_name("absent"))
                 .with_partitions(vec![partition(0)]),
         ]);
     let response: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 9, &request);
@@ -415,7 +414,9 @@ fn an_api_not_advertised_closes_only_its_connection() {
     let mut client = Client::connect(&broker);
     let request = DescribeAclsRequest::default();
     assert!(
-        client.send(ApiKey::DescribeAcls, 3, &request).is_err(),
+        client
+            .try_call::<_, DescribeAclsResponse>(ApiKey::DescribeAcls, 3, &request)
+            .is_err(),
         "closed, not answered"
     );
     let mut next = Client::connect(&broker);
@@ -425,4 +426,41 @@ fn an_api_not_advertised_closes_only_its_connection() {
         .api_keys
         .iter()
         .all(|key| key.api_key != ApiKey::DescribeAcls as i16));
+}
+
+/// Produce with acks=0 of one batch to `partition`; only sent, no answer is awaited.
+fn produce_without_acks(client: &mut Client, topic: &str, partition: i32) {
+    let request = ProduceRequest::default()
+        .with_acks(0)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(encode_uniform_batch(
+                    1_000, 2, 10,
+                ))))])]);
+    client.send(ApiKey::Produce, 9, &request).unwrap();
+}
+
+#[test]
+fn a_refused_produce_without_acks_closes_its_connection() {
+    // With acks=0 no answer can say "not written": Kafka closes the connection instead, and the
+    // client's next request fails, so it learns. A written one leaves the connection open.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic_with_id("quiet", 1, &[]).0, 0);
+
+    produce_without_acks(&mut client, "quiet", 0);
+    // The next request is answered on the same connection, and the batch was written.
+    assert_eq!(client.fetch_partition("quiet", 0, 0, 12).high_watermark, 2);
+
+    produce_without_acks(&mut client, "quiet", 7);
+    assert!(client.closed_by_broker(), "a refused acks=0 produce closes");
+    let mut next = Client::connect(&broker);
+    assert_eq!(
+        next.fetch_partition("quiet", 0, 0, 12).high_watermark,
+        2,
+        "the broker serves on"
+    );
 }

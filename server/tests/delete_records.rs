@@ -3,10 +3,10 @@
 #![forbid(unsafe_code)]
 
 mod common;
-mod support;
 
 use bytes::Bytes;
-use common::start_broker;
+use common::client::{topic_name, Client};
+use common::{restart, start_broker};
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
@@ -15,7 +15,6 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use ringtail_engine::batch::encode_uniform_batch;
-use support::{create_topic, name, restart, Client};
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -27,7 +26,7 @@ fn produce(client: &mut Client, topic: &str, records: usize) -> i16 {
         .with_acks(-1)
         .with_timeout_ms(10_000)
         .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
+            .with_name(topic_name(topic))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(batch))])]);
@@ -40,7 +39,7 @@ fn delete_before(client: &mut Client, topic: &str, partition: i32, offset: i64) 
     let request = DeleteRecordsRequest::default()
         .with_timeout_ms(5_000)
         .with_topics(vec![DeleteRecordsTopic::default()
-            .with_name(name(topic))
+            .with_name(topic_name(topic))
             .with_partitions(vec![DeleteRecordsPartition::default()
                 .with_partition_index(partition)
                 .with_offset(offset)])]);
@@ -57,7 +56,7 @@ fn fetch_at(client: &mut Client, topic: &str, offset: i64) -> (i16, i64, Option<
         .with_max_bytes(1 << 20)
         .with_session_epoch(-1)
         .with_topics(vec![FetchTopic::default()
-            .with_topic(name(topic))
+            .with_topic(topic_name(topic))
             .with_partitions(vec![FetchPartition::default()
                 .with_partition(0)
                 .with_fetch_offset(offset)
@@ -76,7 +75,7 @@ fn earliest(client: &mut Client, topic: &str) -> i64 {
     let request = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(name(topic))
+            .with_name(topic_name(topic))
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(0)
                 .with_timestamp(-2)])]);
@@ -90,7 +89,7 @@ fn delete_records_moves_the_low_watermark_for_fetch_and_list_offsets() {
     // batch whole from 10 (clients skip what is below their offset), below 15 is out of range.
     let mut broker = start_broker(&["--auto-create-topics", "false"]);
     let mut client = Client::connect(&broker);
-    assert_eq!(create_topic(&mut client, "trim", 1, &[]).0, 0);
+    assert_eq!(client.create_topic_with_id("trim", 1, &[]).0, 0);
     for _ in 0..3 {
         assert_eq!(produce(&mut client, "trim", 10), 0);
     }
@@ -143,10 +142,10 @@ fn delete_records_refuses_a_compacted_topic_and_deletes_whole_segments() {
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     let compact = [("cleanup.policy", "compact")];
-    assert_eq!(create_topic(&mut client, "kept", 1, &compact).0, 0);
+    assert_eq!(client.create_topic_with_id("kept", 1, &compact).0, 0);
     assert_eq!(delete_before(&mut client, "kept", 0, 0).0, POLICY_VIOLATION);
     let small = [("segment.bytes", "16384")];
-    assert_eq!(create_topic(&mut client, "rolled", 1, &small).0, 0);
+    assert_eq!(client.create_topic_with_id("rolled", 1, &small).0, 0);
     for _ in 0..40 {
         assert_eq!(produce(&mut client, "rolled", 20), 0);
     }

@@ -6,129 +6,15 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use ringtail_engine::batch::encode_uniform_batch;
 
 mod common;
-use common::{free_port, request_frame, spawn_on, start_broker, Broker};
-
-struct Client {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
-impl Client {
-    fn connect(broker: &Broker) -> Self {
-        let stream = TcpStream::connect(("127.0.0.1", broker.port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Self {
-            stream,
-            correlation_id: 0,
-        }
-    }
-
-    fn send_raw(&mut self, frame: &[u8]) {
-        self.stream.write_all(frame).unwrap();
-    }
-
-    fn read_frame(&mut self) -> std::io::Result<Bytes> {
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size)?;
-        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut body)?;
-        Ok(Bytes::from(body))
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        request: &Req,
-    ) -> Resp {
-        self.correlation_id += 1;
-        let frame = request_frame(api, version, self.correlation_id, "protocol-test", request);
-        self.send_raw(&frame);
-        let mut response = self.read_frame().unwrap();
-        let header =
-            ResponseHeader::decode(&mut response, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation_id);
-        let decoded = Resp::decode(&mut response, version).unwrap();
-        assert!(
-            !response.has_remaining(),
-            "{api:?} v{version}: response fully consumed"
-        );
-        decoded
-    }
-}
-
-fn create_topic(client: &mut Client, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
-    let configs = configs
-        .iter()
-        .map(|(name, value)| {
-            create_topics_request::CreatableTopicConfig::default()
-                .with_name(StrBytes::from_string(name.to_string()))
-                .with_value(Some(StrBytes::from_string(value.to_string())))
-        })
-        .collect();
-    let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(name.to_string())))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)
-        .with_configs(configs)]);
-    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request);
-    response.topics[0].error_code
-}
-
-fn produce(
-    client: &mut Client,
-    topic: &str,
-    partition: i32,
-    records: Bytes,
-) -> PartitionProduceResponse0 {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(records))])]);
-    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
-    response.responses[0].partition_responses[0].clone()
-}
-
-type PartitionProduceResponse0 = produce_response::PartitionProduceResponse;
-
-fn fetch(
-    client: &mut Client,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    version: i16,
-) -> fetch_response::PartitionData {
-    let request = FetchRequest::default()
-        .with_max_wait_ms(100)
-        .with_min_bytes(1)
-        .with_max_bytes(16 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(8 << 20)])]);
-    let response: FetchResponse = client.call(ApiKey::Fetch, version, &request);
-    response.responses[0].partitions[0].clone()
-}
+use common::client::Client;
+use common::{free_port, spawn_on, start_broker, Broker};
 
 fn scrape(broker: &Broker, metric: &str) -> u64 {
     let mut stream = TcpStream::connect(("127.0.0.1", broker.metrics_port)).unwrap();
@@ -153,21 +39,18 @@ fn produce_then_fetch_round_trips_and_record_bytes_are_spliced_not_copied() {
     // path carried them.
     let broker = start_broker(&["--flush", "every_batch"]);
     let mut client = Client::connect(&broker);
-    assert_eq!(
-        create_topic(&mut client, "zc", 2, &[("retention.ms", "-1")]),
-        0
-    );
+    assert_eq!(client.create_topic("zc", 2, &[("retention.ms", "-1")]), 0);
     let mut batches = Vec::new();
     for round in 0..4 {
         let batch = Bytes::from(encode_uniform_batch(1_000 + round, 50, 1_000));
-        let response = produce(&mut client, "zc", 1, batch.clone());
+        let response = client.produce("zc", 1, batch.clone());
         assert_eq!(response.error_code, 0);
         assert_eq!(response.base_offset, round * 50);
         batches.push(batch);
     }
     let spliced_before = scrape(&broker, "ringtail_spliced_bytes_total");
     for version in [4i16, 11, 12] {
-        let data = fetch(&mut client, "zc", 1, 0, version);
+        let data = client.fetch_partition("zc", 1, 0, version);
         assert_eq!(data.error_code, 0);
         assert_eq!(data.high_watermark, 200);
         let records = data.records.unwrap();
@@ -197,12 +80,13 @@ fn produce_then_fetch_round_trips_and_record_bytes_are_spliced_not_copied() {
     );
     // An empty partition answers with no records, and a fetch past the end is out of range.
     assert_eq!(
-        fetch(&mut client, "zc", 0, 0, 12)
+        client
+            .fetch_partition("zc", 0, 0, 12)
             .records
             .map_or(0, |r| r.len()),
         0
     );
-    assert_eq!(fetch(&mut client, "zc", 1, 201, 12).error_code, 1);
+    assert_eq!(client.fetch_partition("zc", 1, 201, 12).error_code, 1);
 }
 
 #[test]
@@ -211,40 +95,40 @@ fn bad_input_gets_kafka_error_codes() {
     let broker = start_broker(&["--auto-create-topics", "false"]);
     let mut client = Client::connect(&broker);
     assert_eq!(
-        create_topic(&mut client, "small", 1, &[("max.message.bytes", "2000")]),
+        client.create_topic("small", 1, &[("max.message.bytes", "2000")]),
         0
     );
     assert_eq!(
-        create_topic(&mut client, "small", 1, &[]),
+        client.create_topic("small", 1, &[]),
         36,
         "TOPIC_ALREADY_EXISTS"
     );
     assert_eq!(
-        create_topic(&mut client, "bad/name", 1, &[]),
+        client.create_topic("bad/name", 1, &[]),
         17,
         "INVALID_TOPIC_EXCEPTION"
     );
     let good = Bytes::from(encode_uniform_batch(0, 1, 100));
     assert_eq!(
-        produce(&mut client, "nope", 0, good.clone()).error_code,
+        client.produce("nope", 0, good.clone()).error_code,
         3,
         "UNKNOWN_TOPIC_OR_PARTITION"
     );
-    assert_eq!(produce(&mut client, "small", 5, good.clone()).error_code, 3);
+    assert_eq!(client.produce("small", 5, good.clone()).error_code, 3);
     let mut corrupt = good.to_vec();
     *corrupt.last_mut().unwrap() ^= 0xff;
     assert_eq!(
-        produce(&mut client, "small", 0, Bytes::from(corrupt)).error_code,
+        client.produce("small", 0, Bytes::from(corrupt)).error_code,
         2,
         "CORRUPT_MESSAGE"
     );
     let large = Bytes::from(encode_uniform_batch(0, 10, 1_000));
     assert_eq!(
-        produce(&mut client, "small", 0, large).error_code,
+        client.produce("small", 0, large).error_code,
         10,
         "MESSAGE_TOO_LARGE"
     );
-    assert_eq!(produce(&mut client, "small", 0, good).error_code, 0);
+    assert_eq!(client.produce("small", 0, good).error_code, 0);
     let metadata: MetadataResponse = client.call(
         ApiKey::Metadata,
         12,
@@ -277,7 +161,7 @@ fn api_versions_falls_back_to_v0_for_unknown_versions() {
     frame.put_i16(99);
     frame.put_i32(77);
     frame.put_i16(-1);
-    client.send_raw(&frame);
+    client.send_raw(&frame).unwrap();
     let mut response = client.read_frame().unwrap();
     let header = ResponseHeader::decode(&mut response, 0).unwrap();
     assert_eq!(header.correlation_id, 77);
@@ -291,7 +175,7 @@ fn an_oversized_frame_closes_only_that_connection() {
     // The frame limit is checked before any allocation; other clients are unaffected.
     let broker = start_broker(&["--frame-bytes-max", "65536"]);
     let mut victim = Client::connect(&broker);
-    victim.send_raw(&(1i32 << 30).to_be_bytes());
+    victim.send_raw(&(1i32 << 30).to_be_bytes()).unwrap();
     assert!(victim.read_frame().is_err(), "connection closed");
     let mut other = Client::connect(&broker);
     let response: ApiVersionsResponse =
@@ -344,7 +228,7 @@ fn topic_configs_are_described_altered_and_survive_a_restart() {
     let mut broker = start_broker(&["--flush", "none"]);
     let mut client = Client::connect(&broker);
     assert_eq!(
-        create_topic(&mut client, "cfg", 1, &[("flush", "every_batch")]),
+        client.create_topic("cfg", 1, &[("flush", "every_batch")]),
         0
     );
     assert_eq!(
@@ -498,7 +382,7 @@ fn a_tiny_frame_claiming_a_huge_array_closes_its_connection_not_the_broker() {
         body.put_i32(i32::MAX); // the array count
         frame.put_i32(body.len() as i32);
         frame.extend_from_slice(&body);
-        victim.send_raw(&frame);
+        victim.send_raw(&frame).unwrap();
         assert!(victim.read_frame().is_err(), "{api:?}: connection closed");
     }
     let mut other = Client::connect(&broker);
@@ -513,7 +397,7 @@ fn simple_commits_fetch_and_offset_delete() {
     // offset; an unknown group fetches as "no offsets", not an error.
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
-    assert_eq!(create_topic(&mut client, "od", 2, &[]), 0);
+    assert_eq!(client.create_topic("od", 2, &[]), 0);
     let topic = || TopicName(StrBytes::from_static_str("od"));
     let commit = OffsetCommitRequest::default()
         .with_group_id(GroupId(StrBytes::from_static_str("simple")))
@@ -585,7 +469,7 @@ fn consumer_group_heartbeat_errors_commits_and_describe() {
     // commit needs the member's epoch; describe, list and a classic join see a consumer group.
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
-    assert_eq!(create_topic(&mut client, "kip", 3, &[]), 0);
+    assert_eq!(client.create_topic("kip", 3, &[]), 0);
     let join = ConsumerGroupHeartbeatRequest::default()
         .with_group_id(GroupId(StrBytes::from_static_str("g848")))
         .with_member_id(StrBytes::from_static_str("member-1"))

@@ -6,8 +6,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use common::client::Client;
+
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use kafka_protocol::messages::alter_user_scram_credentials_request::{
     ScramCredentialDeletion, ScramCredentialUpsertion,
 };
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use sha2::{Digest, Sha256};
 
 const SASL_AUTHENTICATION_FAILED: i16 = 58;
@@ -90,65 +91,7 @@ fn start(dir: tempfile::TempDir, extra: &[&str]) -> Broker {
     }
 }
 
-struct Client {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
 impl Client {
-    fn connect(port: u16) -> Self {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Self {
-            stream,
-            correlation_id: 0,
-        }
-    }
-
-    fn send<Req: Encodable>(&mut self, api: ApiKey, version: i16, request: &Req) {
-        self.correlation_id += 1;
-        let frame = common::request_frame(api, version, self.correlation_id, "sasl-test", request);
-        self.stream.write_all(&frame).unwrap();
-    }
-
-    fn receive<Resp: Decodable>(&mut self, api: ApiKey, version: i16) -> std::io::Result<Resp> {
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size)?;
-        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut body)?;
-        let mut body = Bytes::from(body);
-        let header =
-            ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation_id);
-        Ok(Resp::decode(&mut body, version).unwrap())
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        request: &Req,
-    ) -> Resp {
-        self.send(api, version, request);
-        self.receive(api, version).unwrap()
-    }
-
-    /// True once the broker has closed the connection (end of file or reset); false if it is
-    /// still open when the read timeout passes.
-    fn closed_by_broker(&mut self) -> bool {
-        let mut byte = [0u8; 1];
-        match self.stream.read(&mut byte) {
-            Ok(got) => got == 0,
-            // The read timeout: still open. A reset is a close.
-            Err(err) => !matches!(
-                err.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ),
-        }
-    }
-
     fn metadata(&mut self) -> MetadataResponse {
         self.call(ApiKey::Metadata, 9, &MetadataRequest::default())
     }
@@ -230,7 +173,7 @@ fn a_user_added_offline_logs_in_with_plain_and_scram_and_wrong_passwords_fail() 
             .unwrap();
     assert!(!stored.contains("alice-secret"), "no password on disk");
 
-    let mut scram = Client::connect(broker.sasl_port);
+    let mut scram = Client::connect_port(broker.sasl_port);
     assert_eq!(scram.scram_sha256("alice", "alice-secret").error_code, 0);
     assert_eq!(
         scram.metadata().brokers[0].port,
@@ -238,7 +181,7 @@ fn a_user_added_offline_logs_in_with_plain_and_scram_and_wrong_passwords_fail() 
         "the SASL listener announces itself"
     );
 
-    let mut plain = Client::connect(broker.sasl_port);
+    let mut plain = Client::connect_port(broker.sasl_port);
     let ok = plain.plain("alice", "alice-secret");
     assert_eq!(ok.error_code, 0);
     assert_eq!(
@@ -247,16 +190,16 @@ fn a_user_added_offline_logs_in_with_plain_and_scram_and_wrong_passwords_fail() 
     );
     assert!(!plain.metadata().brokers.is_empty());
 
-    let mut wrong = Client::connect(broker.sasl_port);
+    let mut wrong = Client::connect_port(broker.sasl_port);
     let failed = wrong.scram_sha256("alice", "not-it");
     assert_eq!(failed.error_code, SASL_AUTHENTICATION_FAILED);
     assert!(wrong.closed_by_broker());
-    let mut unknown = Client::connect(broker.sasl_port);
+    let mut unknown = Client::connect_port(broker.sasl_port);
     assert_eq!(
         unknown.scram_sha256("mallory", "x").error_code,
         SASL_AUTHENTICATION_FAILED
     );
-    let mut wrong_plain = Client::connect(broker.sasl_port);
+    let mut wrong_plain = Client::connect_port(broker.sasl_port);
     assert_eq!(
         wrong_plain.plain("alice", "alice-secreT").error_code,
         SASL_AUTHENTICATION_FAILED
@@ -271,7 +214,7 @@ fn unauthenticated_requests_close_the_connection_but_api_versions_is_answered() 
         tempfile::tempdir().unwrap(),
         &["--sasl-mechanisms", "SCRAM-SHA-512"],
     );
-    let mut client = Client::connect(broker.sasl_port);
+    let mut client = Client::connect_port(broker.sasl_port);
     let versions: ApiVersionsResponse =
         client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert!(versions
@@ -289,26 +232,25 @@ fn unauthenticated_requests_close_the_connection_but_api_versions_is_answered() 
         "a failed handshake closes the connection"
     );
 
-    let mut early = Client::connect(broker.sasl_port);
-    early.send(ApiKey::Metadata, 9, &MetadataRequest::default());
+    let mut early = Client::connect_port(broker.sasl_port);
+    early
+        .send(ApiKey::Metadata, 9, &MetadataRequest::default())
+        .unwrap();
     assert!(early.closed_by_broker());
 
     // A frame above 512 KiB before a login is refused unread (sasl.server.max.receive.size).
-    let mut large = Client::connect(broker.sasl_port);
-    large
-        .stream
-        .write_all(&(600 * 1024i32).to_be_bytes())
-        .unwrap();
+    let mut large = Client::connect_port(broker.sasl_port);
+    large.send_raw(&(600 * 1024i32).to_be_bytes()).unwrap();
     assert!(large.closed_by_broker());
 
-    let mut no_handshake = Client::connect(broker.sasl_port);
+    let mut no_handshake = Client::connect_port(broker.sasl_port);
     assert_eq!(
         no_handshake.authenticate(b"\0a\0b").error_code,
         SASL_AUTHENTICATION_FAILED
     );
 
     // The PLAINTEXT listener beside it needs no login and refuses SASL.
-    let mut plaintext = Client::connect(broker.plaintext_port);
+    let mut plaintext = Client::connect_port(broker.plaintext_port);
     assert_eq!(plaintext.handshake("PLAIN").error_code, ILLEGAL_SASL_STATE);
     assert_eq!(
         plaintext.metadata().brokers[0].port,
@@ -324,10 +266,10 @@ fn an_expired_session_closes_on_its_next_request_unless_reauthenticated() {
     // Sessions of 3 s: long enough that each login's next request (PBKDF2 in an unoptimized
     // test build, on a loaded machine) always comes well inside it.
     let broker = start(dir, &["--connections-max-reauth-ms", "3000"]);
-    let mut reauthenticating = Client::connect(broker.sasl_port);
+    let mut reauthenticating = Client::connect_port(broker.sasl_port);
     let login = reauthenticating.plain("bob", "bob-pw");
     assert_eq!(login.session_lifetime_ms, 3000);
-    let mut lapsing = Client::connect(broker.sasl_port);
+    let mut lapsing = Client::connect_port(broker.sasl_port);
     assert_eq!(lapsing.plain("bob", "bob-pw").error_code, 0);
     assert!(!lapsing.metadata().brokers.is_empty());
     // Past the lifetime (waiting out a bound, not measuring one).
@@ -337,7 +279,9 @@ fn an_expired_session_closes_on_its_next_request_unless_reauthenticated() {
         !reauthenticating.metadata().brokers.is_empty(),
         "re-authenticated in time"
     );
-    lapsing.send(ApiKey::Metadata, 9, &MetadataRequest::default());
+    lapsing
+        .send(ApiKey::Metadata, 9, &MetadataRequest::default())
+        .unwrap();
     assert!(
         lapsing.closed_by_broker(),
         "expired and not re-authenticated"
@@ -348,7 +292,7 @@ fn an_expired_session_closes_on_its_next_request_unless_reauthenticated() {
 fn scram_credentials_are_managed_online_and_survive_a_restart() {
     // AlterUserScramCredentials sends a salted password; the user logs in, even after a restart.
     let broker = start(tempfile::tempdir().unwrap(), &[]);
-    let mut admin = Client::connect(broker.plaintext_port);
+    let mut admin = Client::connect_port(broker.plaintext_port);
     let salt = b"some-salt-bytes".to_vec();
     let upsert = |name: &str, iterations: i32| {
         ScramCredentialUpsertion::default()
@@ -386,13 +330,13 @@ fn scram_credentials_are_managed_online_and_survive_a_restart() {
     assert_eq!(described.results[0].user.as_str(), "carol");
     assert_eq!(described.results[0].credential_infos[0].iterations, 4096);
 
-    let mut carol = Client::connect(broker.sasl_port);
+    let mut carol = Client::connect_port(broker.sasl_port);
     assert_eq!(carol.scram_sha256("carol", "carol-pw").error_code, 0);
 
     let mut broker = broker;
     let dir = broker.dir.take().unwrap();
     drop(broker);
     let restarted = start(dir, &[]);
-    let mut again = Client::connect(restarted.sasl_port);
+    let mut again = Client::connect_port(restarted.sasl_port);
     assert_eq!(again.scram_sha256("carol", "carol-pw").error_code, 0);
 }

@@ -75,6 +75,8 @@ pub enum RequestError {
     },
     #[error("unsupported API {api:?} v{version}")]
     Unsupported { api: ApiKey, version: i16 },
+    #[error("acks=0 produce refused with error code {error_code}")]
+    RefusedWithoutAcks { error_code: i16 },
     #[error("shard stopped")]
     ShardGone(#[from] crate::shard::ShardGone),
 }

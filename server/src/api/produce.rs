@@ -97,6 +97,21 @@ pub async fn handle(
     // Charged after the appends, as Kafka does; acks=0 gets no answer but the mute still applies.
     let throttle_time_ms = quota.map_or(0, |quota| quota.charge_request(Bandwidth::Produce));
     if acks == 0 {
+        // No answer can carry a refusal: as Kafka does, close the connection instead, so the
+        // client learns that something it sent was not written (its next send fails).
+        let refused = topics
+            .iter()
+            .flat_map(|topic| &topic.partition_responses)
+            .find(|partition| partition.error_code != 0);
+        if let Some(partition) = refused {
+            tracing::info!(
+                error_code = partition.error_code,
+                "closing the connection: a produce with acks=0 was refused (as Kafka does)"
+            );
+            return Err(RequestError::RefusedWithoutAcks {
+                error_code: partition.error_code,
+            });
+        }
         return Ok(Response::Nothing);
     }
     let response = ProduceResponse::default()

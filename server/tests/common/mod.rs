@@ -13,6 +13,8 @@ use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
+pub mod client;
+
 /// A size-prefixed Kafka request frame: header (with `client_id`) and body at `version`.
 pub fn request_frame<Req: Encodable>(
     api: ApiKey,
@@ -103,6 +105,15 @@ pub fn spawn_on(port: u16, data_dir: &Path) -> Child {
         .unwrap();
     wait_until_listening(port, "broker did not restart");
     child
+}
+
+/// Kills the broker (SIGKILL: no clean shutdown) and starts it again on the same data dir, on a
+/// fresh port (the old one may be taken by a parallel test's broker meanwhile).
+pub fn restart(broker: &mut Broker) {
+    let _ = broker.child.kill();
+    let _ = broker.child.wait();
+    broker.port = free_port();
+    broker.child = spawn_on(broker.port, broker.dir.path());
 }
 
 /// Polls until something accepts connections on `port`; fails the test with `failure` after
