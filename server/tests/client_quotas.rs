@@ -2,22 +2,20 @@
 //! answers them (match types, strict, validation, validate_only, persistence across a restart),
 //! and byte-rate enforcement (throttle_time_ms, the muted connection, the empty throttled fetch).
 
-mod admin_client;
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use admin_client::{name, now_ms, topic_name, Client};
-use bytes::{Buf, Bytes};
-use common::{request_frame, spawn_on, start_broker, Broker};
+use bytes::Bytes;
+use common::client::{now_ms, str_bytes as name, topic_name, Client};
+use common::{restart, start_broker, Broker};
 use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
 use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable};
 use ringtail_engine::batch::{encode_batch, ProducerSpec, RecordSpec};
 
 const INVALID_REQUEST: i16 = 42;
@@ -296,10 +294,8 @@ fn quotas_survive_a_restart() {
     store_examples(&mut client);
     let (_, before) = describe(&mut client, &[], false);
     drop(client);
-    broker.child.kill().unwrap();
-    broker.child.wait().unwrap();
     assert!(broker.dir.path().join("client-quotas.json").exists());
-    broker.child = spawn_on(broker.port, broker.dir.path());
+    restart(&mut broker);
     let mut client = Client::connect(&broker);
     let (_, after) = describe(&mut client, &[], false);
     assert_eq!(after, before);
@@ -324,84 +320,42 @@ fn a_corrupt_quota_file_stops_the_start_with_a_clear_error() {
     assert!(stderr.contains("client-quotas.json"), "{stderr}");
 }
 
-/// A raw connection with its own client id, for the quota tests.
-struct Conn {
-    stream: TcpStream,
-    client_id: &'static str,
-    correlation_id: i32,
+/// Produce v9 of `bytes` of value to partition 0 of `topic`; the response.
+fn produce(client: &mut Client, topic: &str, bytes: usize) -> ProduceResponse {
+    let value = vec![7u8; bytes];
+    let records = [RecordSpec {
+        key: None,
+        value: Some(&value),
+        timestamp_delta: 0,
+    }];
+    let batch = encode_batch(now_ms(), &records, ProducerSpec::default());
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(Bytes::from(batch)))])]);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    response
 }
 
-impl Conn {
-    fn connect(broker: &Broker, client_id: &'static str) -> Self {
-        let stream = TcpStream::connect(("127.0.0.1", broker.port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        Self {
-            stream,
-            client_id,
-            correlation_id: 0,
-        }
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        request: &Req,
-    ) -> Resp {
-        self.correlation_id += 1;
-        let frame = request_frame(api, version, self.correlation_id, self.client_id, request);
-        self.stream.write_all(&frame).unwrap();
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).unwrap();
-        let mut response = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut response).unwrap();
-        let mut response = Bytes::from(response);
-        let header =
-            ResponseHeader::decode(&mut response, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation_id);
-        let decoded = Resp::decode(&mut response, version).unwrap();
-        assert!(!response.has_remaining());
-        decoded
-    }
-
-    /// Produce v9 of `bytes` of value to partition 0; the response.
-    fn produce(&mut self, topic: &str, bytes: usize) -> ProduceResponse {
-        let value = vec![7u8; bytes];
-        let records = [RecordSpec {
-            key: None,
-            value: Some(&value),
-            timestamp_delta: 0,
-        }];
-        let batch = encode_batch(now_ms(), &records, ProducerSpec::default());
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(Bytes::from(batch)))])]);
-        let response: ProduceResponse = self.call(ApiKey::Produce, 9, &request);
-        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
-        response
-    }
-
-    fn fetch(&mut self, topic: &str) -> FetchResponse {
-        let request = FetchRequest::default()
-            .with_max_wait_ms(100)
-            .with_min_bytes(1)
-            .with_max_bytes(16 << 20)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name(topic))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(0)
-                    .with_fetch_offset(0)
-                    .with_partition_max_bytes(8 << 20)])]);
-        self.call(ApiKey::Fetch, 12, &request)
-    }
+/// Fetch v12 of partition 0 of `topic` from offset 0; the whole response.
+fn fetch(client: &mut Client, topic: &str) -> FetchResponse {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(100)
+        .with_min_bytes(1)
+        .with_max_bytes(16 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(8 << 20)])]);
+    client.call(ApiKey::Fetch, 12, &request)
 }
 
 fn scrape(broker: &Broker, metric: &str) -> u64 {
@@ -437,19 +391,19 @@ fn a_producer_over_its_quota_is_throttled_and_muted_and_others_are_not() {
         ),
         [0]
     );
-    let mut free = Conn::connect(&broker, "free");
-    assert_eq!(free.produce("q", 64 * 1024).throttle_time_ms, 0);
-    let mut throttled = Conn::connect(&broker, "slow");
+    let mut free = Client::connect(&broker).with_client_id("free");
+    assert_eq!(produce(&mut free, "q", 64 * 1024).throttle_time_ms, 0);
+    let mut throttled = Client::connect(&broker).with_client_id("slow");
     let sent = Instant::now();
     // 64 KiB against 1 KiB/s over the 10 s minimum window: about 54 s owed, capped at the span.
-    let throttle_ms = throttled.produce("q", 64 * 1024).throttle_time_ms;
+    let throttle_ms = produce(&mut throttled, "q", 64 * 1024).throttle_time_ms;
     assert!(throttle_ms > 0, "over quota: {throttle_ms}");
     let _: ApiVersionsResponse =
         throttled.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     // The broker answered the produce after `sent` and muted the connection from then on: the
     // next answer can come no earlier, however fast or slow the machine is.
     assert!(sent.elapsed() >= Duration::from_millis(throttle_ms as u64));
-    assert_eq!(free.produce("q", 16).throttle_time_ms, 0);
+    assert_eq!(produce(&mut free, "q", 16).throttle_time_ms, 0);
     let counted = scrape(
         &broker,
         "ringtail_quota_throttle_time_ms_total{quota=\"produce\",entity=\"client-id\"}",
@@ -473,16 +427,16 @@ fn a_fetch_over_its_quota_is_answered_empty_with_a_throttle_time() {
         ),
         [0]
     );
-    let mut writer = Conn::connect(&broker, "writer");
-    writer.produce("f", 64 * 1024);
-    let full = writer.fetch("f");
+    let mut writer = Client::connect(&broker).with_client_id("writer");
+    produce(&mut writer, "f", 64 * 1024);
+    let full = fetch(&mut writer, "f");
     assert_eq!(full.throttle_time_ms, 0);
     assert!(full.responses[0].partitions[0]
         .records
         .as_ref()
         .is_some_and(|r| r.len() > 64 * 1024));
-    let mut reader = Conn::connect(&broker, "reader");
-    let throttled = reader.fetch("f");
+    let mut reader = Client::connect(&broker).with_client_id("reader");
+    let throttled = fetch(&mut reader, "f");
     assert!(throttled.throttle_time_ms > 0);
     assert!(throttled.responses.is_empty());
     let counted = scrape(

@@ -273,9 +273,13 @@ impl QuotaFilter {
                     filter.exact.insert(kind, None);
                 }
                 (MATCH_SPECIFIED, None) => filter.present.push(kind),
-                (MATCH_DEFAULT | MATCH_SPECIFIED, Some(_)) => return Err(invalid(format!(
-                    "Request specified match type {match_type}, but also specified a match string."
-                ))),
+                (MATCH_DEFAULT | MATCH_SPECIFIED, Some(_)) => {
+                    let message = format!(
+                        "Request specified match type {match_type}, \
+                         but also specified a match string."
+                    );
+                    return Err(invalid(message));
+                }
                 (other, _) => return Err(invalid(format!("Unknown match type {other}"))),
             }
         }
