@@ -50,19 +50,7 @@ fn delete_before(client: &mut Client, topic: &str, partition: i32, offset: i64) 
 
 /// Fetch v12 at `offset`: (error code, log start offset, base offset of the first batch).
 fn fetch_at(client: &mut Client, topic: &str, offset: i64) -> (i16, i64, Option<i64>) {
-    let request = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(1 << 20)])]);
-    let response: FetchResponse = client.call(ApiKey::Fetch, 12, &request);
-    let partition = &response.responses[0].partitions[0];
+    let partition = client.fetch_partition(topic, 0, offset, 12);
     let first_base = partition
         .records
         .as_ref()

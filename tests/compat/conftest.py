@@ -205,35 +205,57 @@ def loadgen_bin(tmp_path_factory) -> Path:
     return _cargo_binary(tmp_path_factory, "LOADGEN_BIN", "ringtail-loadgen", "ringtail-loadgen")
 
 
-@pytest.fixture
-def start_broker(ringtail_bin, tmp_path, request):
-    """Factory: `start_broker(*extra_args)` runs one more broker for this test and returns it."""
-    brokers: list[Broker] = []
-    request.node._ringtail_brokers = brokers
+class BrokerPool:
+    """The brokers one test starts. Their logs are attached to the test's failure report (also
+    when a forked test's child crashes), and at teardown each must stop cleanly (SIGTERM, exit 0)."""
 
-    def start(*extra_args: str) -> Broker:
-        n = len(brokers)
-        data_dir = tmp_path / f"ringtail-{n}-data"
-        data_dir.mkdir()
-        broker = Broker(ringtail_bin, data_dir, tmp_path / f"ringtail-{n}.log", list(extra_args), free_port())
-        brokers.append(broker)
-        with open(_crash_registry(request.config, request.node.nodeid), "a") as registry:
+    def __init__(self, request):
+        self.brokers: list[Broker] = []
+        self._registry = _crash_registry(request.config, request.node.nodeid)
+        request.node._ringtail_brokers = self.brokers
+
+    def __len__(self) -> int:
+        return len(self.brokers)
+
+    def start(self, broker: Broker) -> Broker:
+        self.brokers.append(broker)
+        with open(self._registry, "a") as registry:
             registry.write(f"{broker.log_path}\n")
         broker.start()
         return broker
 
-    yield start
+    def stop_all(self) -> list[str]:
+        """Stops every broker (killing what does not stop); the failures, as messages."""
+        failures = []
+        for broker in self.brokers:
+            try:
+                broker.stop()
+            except pytest.fail.Exception as e:
+                failures.append(str(e))
+            finally:
+                broker.kill()
+        return failures
 
-    failures = []
-    for broker in brokers:
-        try:
-            broker.stop()
-        except pytest.fail.Exception as e:
-            failures.append(str(e))
-        finally:
-            broker.kill()
+
+def fail_if_any(failures: list[str]) -> None:
     if failures:
         pytest.fail("\n\n".join(failures), pytrace=False)
+
+
+@pytest.fixture
+def start_broker(ringtail_bin, tmp_path, request):
+    """Factory: `start_broker(*extra_args)` runs one more broker for this test and returns it."""
+    pool = BrokerPool(request)
+
+    def start(*extra_args: str) -> Broker:
+        n = len(pool)
+        data_dir = tmp_path / f"ringtail-{n}-data"
+        data_dir.mkdir()
+        return pool.start(Broker(ringtail_bin, data_dir, tmp_path / f"ringtail-{n}.log", list(extra_args),
+                                 free_port()))
+
+    yield start
+    fail_if_any(pool.stop_all())
 
 
 @pytest.fixture

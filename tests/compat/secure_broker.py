@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Broker, _crash_registry, free_port
+from conftest import Broker, BrokerPool, fail_if_any, free_port
 
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 ALL_MECHANISMS = ("PLAIN", *SCRAM_MECHANISMS)
@@ -57,37 +57,21 @@ def add_user(ringtail_bin: Path, data_dir: Path, name: str, password: str, mecha
 @pytest.fixture
 def start_secure_broker(ringtail_bin, tmp_path, request):
     """Factory: `start_secure_broker(*extra_args, protocols=("SASL_PLAINTEXT",))`."""
-    brokers: list[SecureBroker] = []
-    request.node._ringtail_brokers = brokers
+    pool = BrokerPool(request)
 
     def start(*extra_args: str, protocols: tuple[str, ...] = ("SASL_PLAINTEXT",),
               users: dict[str, str] = USERS) -> SecureBroker:
-        n = len(brokers)
+        n = len(pool)
         data_dir = tmp_path / f"secure-{n}-data"
         data_dir.mkdir()
         for name, password in users.items():
             for mechanism in SCRAM_MECHANISMS:
                 add_user(ringtail_bin, data_dir, name, password, mechanism)
-        broker = SecureBroker(ringtail_bin, data_dir, tmp_path / f"secure-{n}.log", list(extra_args),
-                              free_port(), protocols=protocols)
-        brokers.append(broker)
-        with open(_crash_registry(request.config, request.node.nodeid), "a") as registry:
-            registry.write(f"{broker.log_path}\n")
-        broker.start()
-        return broker
+        return pool.start(SecureBroker(ringtail_bin, data_dir, tmp_path / f"secure-{n}.log", list(extra_args),
+                                       free_port(), protocols=protocols))
 
     yield start
-
-    failures = []
-    for broker in brokers:
-        try:
-            broker.stop()
-        except pytest.fail.Exception as e:
-            failures.append(str(e))
-        finally:
-            broker.kill()
-    if failures:
-        pytest.fail("\n\n".join(failures), pytrace=False)
+    fail_if_any(pool.stop_all())
 
 
 def librdkafka_conf(broker: SecureBroker, protocol: str, mechanism: str | None = None,

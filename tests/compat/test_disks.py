@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import Broker, free_port
+from conftest import Broker, BrokerPool, fail_if_any, free_port
 
 MIB = 1024 * 1024
 WAIT_S = 30
@@ -52,8 +52,7 @@ def jbod(ringtail_bin, tmp_path, request):
     if os.geteuid() != 0:
         pytest.skip("needs root to mount tmpfs data dirs (CI runs as root)")
     mounts: list[Path] = []
-    brokers: list[Broker] = []
-    request.node._ringtail_brokers = brokers
+    pool = BrokerPool(request)
 
     def start(sizes_mib: list[int], *extra_args: str) -> tuple[Broker, list[Path]]:
         dirs = [mount_tmpfs(tmp_path / f"disk{len(mounts) + i}", size) for i, size in enumerate(sizes_mib)]
@@ -61,27 +60,17 @@ def jbod(ringtail_bin, tmp_path, request):
         metrics_port = free_port()
         args = [a for d in dirs[1:] for a in ("--data-dir", str(d))]
         args += ["--disk-check-interval-ms", "100", "--metrics-listen", f"127.0.0.1:{metrics_port}", *extra_args]
-        broker = Broker(ringtail_bin, dirs[0], tmp_path / f"ringtail-{len(brokers)}.log", args, free_port())
+        broker = Broker(ringtail_bin, dirs[0], tmp_path / f"ringtail-{len(pool)}.log", args, free_port())
         broker.metrics_port = metrics_port
-        brokers.append(broker)
-        broker.start()
-        return broker, dirs
+        return pool.start(broker), dirs
 
     try:
         yield start
     finally:
-        failures = []
-        for broker in brokers:
-            try:
-                broker.stop()
-            except pytest.fail.Exception as e:
-                failures.append(str(e))
-            finally:
-                broker.kill()
+        failures = pool.stop_all()
         for mount in reversed(mounts):
             subprocess.run(["umount", "-l", str(mount)], check=False)
-        if failures:
-            pytest.fail("\n\n".join(failures), pytrace=False)
+        fail_if_any(failures)
 
 
 def wait_until_port_is_free(port: int) -> None:
@@ -259,9 +248,13 @@ def test_a_full_dir_refuses_produce_and_producing_resumes_when_space_returns(jbo
     reports = []
     producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5, "message.timeout.ms": 120_000})
     producer.produce("full", b"during", on_delivery=lambda err, msg: reports.append((err, msg.offset())))
-    assert producer.flush(3) == 1, "not delivered while the dir is full"
-    assert reports == []
-    assert "data dir full: refusing produce" in broker.log_tail(400)
+    # Wait for the broker's refusal itself, not for a fixed time: on a loaded machine the
+    # producer may take seconds to send its first request.
+    deadline = time.monotonic() + WAIT_S
+    while "data dir full: refusing produce" not in broker.log_tail(400):
+        assert time.monotonic() < deadline, "no produce was refused while the dir is full"
+        producer.poll(0.2)
+    assert len(producer) == 1 and reports == [], "not delivered while the dir is full"
 
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "reader",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
