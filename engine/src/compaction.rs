@@ -353,7 +353,7 @@ impl PartitionLog {
         Segment::delete_files(&target.files)
             .await
             .map_err(CompactionError::io(&target.files.log_path))?;
-        io::sync_dir(self.dir())
+        io::disk::sync_dir(self.dir())
             .await
             .map_err(CompactionError::sync(self.dir()))
     }
@@ -407,14 +407,20 @@ impl<'a> BatchReader<'a> {
         let at = match windowed {
             Some(at) => at,
             None => {
-                let header = io::read_at_most(&self.files.log, position, LOG_OVERHEAD_BYTES)
+                let header = self
+                    .files
+                    .log
+                    .read_at_most(position, LOG_OVERHEAD_BYTES)
                     .await
                     .map_err(CompactionError::io(&self.files.log_path))?;
                 let (_, length) = batch::peek_offset_and_length(&header)
                     .ok_or_else(|| corrupt("header past the end".into()))?;
                 let left = usize::try_from(self.end - position).unwrap_or(usize::MAX);
                 let len = CLEAN_READ_BYTES.max(total_of(length)).min(left);
-                self.window = io::read_at_most(&self.files.log, position, len)
+                self.window = self
+                    .files
+                    .log
+                    .read_at_most(position, len)
                     .await
                     .map_err(CompactionError::io(&self.files.log_path))?;
                 self.window_start = position;
@@ -583,7 +589,9 @@ async fn flush_if_full(
     }
     let bytes = std::mem::take(pending);
     let len = bytes.len() as u64;
-    io::write_all_at(&copy.files.log, bytes, written)
+    copy.files
+        .log
+        .write_all_at(bytes, written)
         .await
         .map_err(CompactionError::io(&copy.files.log_path))?;
     Ok(written + len)

@@ -56,11 +56,15 @@ pub(crate) async fn install(
     let [swap_log, _, _] = paths(dir, base_offset, Some(SWAP_SUFFIX));
     let [log, index, time] = paths(dir, base_offset, None);
     let rename = |from: PathBuf, to: PathBuf| async move {
-        compio::fs::rename(&from, &to)
+        io::disk::rename(&from, &to)
             .await
             .map_err(CompactionError::io(&from))
     };
-    let sync = || async { io::sync_dir(dir).await.map_err(CompactionError::sync(dir)) };
+    let sync = || async {
+        io::disk::sync_dir(dir)
+            .await
+            .map_err(CompactionError::sync(dir))
+    };
     rename(cleaned_log, swap_log.clone()).await?;
     sync().await?;
     if stop == Some(StopPoint::Committed) {
@@ -80,7 +84,7 @@ pub(crate) async fn remove_cleaned_files(
     base_offset: Offset,
 ) -> Result<(), CompactionError> {
     for path in paths(dir, base_offset, Some(CLEANED_SUFFIX)) {
-        compio::fs::remove_file(&path)
+        io::disk::remove_file(&path)
             .await
             .map_err(CompactionError::io(&path))?;
     }
@@ -91,25 +95,30 @@ pub(crate) async fn remove_cleaned_files(
 /// [`PartitionLog::open`] before it lists segments. Also removes index files whose log is gone
 /// (a deletion of an emptied segment cut short).
 pub async fn finish_interrupted(dir: &Path) -> Result<(), OpenError> {
-    let owned = dir.to_path_buf();
-    let changed = io::blocking(move || finish_interrupted_blocking(&owned))
+    let changed = finish_interrupted_in(dir)
         .await
         .map_err(OpenError::io(dir))?;
     if changed {
-        io::sync_dir(dir).await.map_err(OpenError::io(dir))?;
+        io::disk::sync_dir(dir).await.map_err(OpenError::io(dir))?;
     }
     Ok(())
 }
 
-fn finish_interrupted_blocking(dir: &Path) -> std::io::Result<bool> {
-    let names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|entry| entry.ok())
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .collect(),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(err) => return Err(err),
-    };
+/// File names in `dir`; none when `dir` does not exist yet.
+async fn names_in(dir: &Path) -> std::io::Result<Vec<String>> {
+    match io::disk::list_dir(dir).await {
+        Ok(paths) => Ok(paths
+            .iter()
+            .filter_map(|path| path.file_name())
+            .filter_map(|name| name.to_str().map(str::to_owned))
+            .collect()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(err) => Err(err),
+    }
+}
+
+async fn finish_interrupted_in(dir: &Path) -> std::io::Result<bool> {
+    let names = names_in(dir).await?;
     let mut changed = false;
     let swap_suffix = format!(".log.{SWAP_SUFFIX}");
     for name in &names {
@@ -124,26 +133,25 @@ fn finish_interrupted_blocking(dir: &Path) -> std::io::Result<bool> {
         let [swap_log, _, _] = paths(dir, base_offset, Some(SWAP_SUFFIX));
         let [log, index, time] = paths(dir, base_offset, None);
         for (from, to) in [(cleaned_index, index), (cleaned_time, time)] {
-            if from.exists() {
-                std::fs::rename(&from, &to)?;
+            if io::disk::exists(&from).await {
+                io::disk::rename(&from, &to).await?;
             }
         }
-        std::fs::rename(&swap_log, &log)?;
-        let _ = std::fs::remove_file(cleaned_log);
+        io::disk::rename(&swap_log, &log).await?;
+        let _ = io::disk::remove_file(&cleaned_log).await;
         warn!(dir = %dir.display(), %base_offset, "finished an interrupted cleaning");
         changed = true;
     }
     let cleaned_suffix = format!(".{CLEANED_SUFFIX}");
-    for name in std::fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok())
-        .filter_map(|entry| entry.file_name().into_string().ok())
-    {
-        let orphan_index = [".index", ".timeindex"].iter().any(|extension| {
-            name.strip_suffix(extension)
-                .is_some_and(|stem| !dir.join(format!("{stem}.log")).exists())
-        });
+    for name in names_in(dir).await? {
+        let mut orphan_index = false;
+        for extension in [".index", ".timeindex"] {
+            if let Some(stem) = name.strip_suffix(extension) {
+                orphan_index |= !io::disk::exists(&dir.join(format!("{stem}.log"))).await;
+            }
+        }
         if name.ends_with(&cleaned_suffix) || orphan_index {
-            std::fs::remove_file(dir.join(&name))?;
+            io::disk::remove_file(&dir.join(&name)).await?;
             changed = true;
         }
     }

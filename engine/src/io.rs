@@ -8,10 +8,15 @@
 //! This is one of the few modules with `unsafe`: the custom [`Fallocate`] and [`Fadvise`] opcodes,
 //! the inline `pwritev`, and `cachestat(2)` (page-cache residency of a range, which the broker
 //! checks before splicing a fetch).
+//!
+//! The engine itself reaches files through [`disk`], the narrow interface with two backends: the
+//! functions here (real files) and the simulated disk of [`sim`] (docs/decisions/0017).
+
+pub mod disk;
+pub mod sim;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::Path;
 
 use compio::driver::{OpCode, OpEntry};
 use compio::driver::{SharedFd, ToSharedFd};
@@ -232,46 +237,6 @@ pub async fn read_at_most(file: &File, position: u64, len: usize) -> io::Result<
     Ok(out)
 }
 
-/// Opens (creating if needed) a file for reading and writing.
-pub async fn open_read_write(path: &Path) -> io::Result<File> {
-    compio::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .open(path)
-        .await
-}
-
-/// Replaces `path` with `bytes` atomically and durably: a temp file beside it (`<path>.tmp`) is
-/// written, fsynced and renamed over `path`, then the directory is fsynced. A crash leaves either
-/// the old file or the new one, plus at most a stale temp file that readers ignore.
-pub async fn write_file_atomically(path: &Path, bytes: Vec<u8>) -> io::Result<()> {
-    let mut temp_name = path.as_os_str().to_owned();
-    temp_name.push(".tmp");
-    let temp_path = std::path::PathBuf::from(temp_name);
-    let temp = compio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temp_path)
-        .await?;
-    write_all_at(&temp, bytes, 0).await?;
-    temp.sync_all().await?;
-    temp.close().await?;
-    compio::fs::rename(&temp_path, path).await?;
-    sync_dir(path.parent().unwrap_or(Path::new("."))).await
-}
-
-/// fsyncs a directory so that creations, renames and deletions in it are durable.
-pub async fn sync_dir(dir: &Path) -> io::Result<()> {
-    let handle = compio::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY)
-        .open(dir)
-        .await?;
-    handle.sync_all().await
-}
-
 /// `cachestat(2)`'s number (Linux 6.5+). New system calls share one number on every
 /// architecture; libc 0.2 does not name it for x86_64 glibc yet.
 const SYS_CACHESTAT: libc::c_long = 451;
@@ -432,12 +397,22 @@ where
 mod tests {
     use super::*;
 
+    async fn open_real(path: &std::path::Path) -> File {
+        compio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .open(path)
+            .await
+            .unwrap()
+    }
+
     #[compio::test]
     async fn fallocate_extends_and_vectored_writes_land_in_order() {
         // The custom opcode must really allocate, and the writev helper must keep buffer order.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let file = open_read_write(&path).await.unwrap();
+        let file = open_real(&path).await;
         fallocate(&file, 0, 1 << 20).await.unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20);
         let buffers: Vec<Vec<u8>> = (0..3000u32).map(|i| i.to_be_bytes().to_vec()).collect();
@@ -454,7 +429,7 @@ mod tests {
     async fn blocking_vectored_writes_land_in_order_past_the_iovec_limit() {
         // The inline pwritev path must keep buffer order across IOV_MAX chunks and empty buffers.
         let dir = tempfile::tempdir().unwrap();
-        let file = open_read_write(&dir.path().join("f")).await.unwrap();
+        let file = open_real(&dir.path().join("f")).await;
         let buffers: Vec<bytes::Bytes> = (0..3000u32)
             .map(|i| {
                 if i % 7 == 0 {
@@ -479,7 +454,7 @@ mod tests {
         // range and one past the end of the file must not confuse the page count.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let file = open_read_write(&path).await.unwrap();
+        let file = open_real(&path).await;
         let len = 1u64 << 20;
         let page = page_bytes();
         write_all_at(&file, vec![7u8; len as usize], 0)

@@ -66,11 +66,10 @@ impl TopicRegistry {
     /// Loads the registry in `data_dir`, or an empty one if there is none yet.
     pub async fn load(data_dir: &Path) -> Result<Self, OpenError> {
         let path = data_dir.join(REGISTRY_FILE_NAME);
-        let owned_dir = data_dir.to_path_buf();
-        io::blocking(move || std::fs::create_dir_all(owned_dir))
+        io::disk::create_dir_all(data_dir)
             .await
             .map_err(OpenError::io(data_dir))?;
-        let bytes = match compio::fs::read(&path).await {
+        let bytes = match io::disk::read(&path).await {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Self {
@@ -105,7 +104,7 @@ impl TopicRegistry {
             topics: self.topics.values().cloned().collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-        io::write_file_atomically(&self.path, bytes).await
+        io::disk::write_file_atomically(&self.path, bytes).await
     }
 
     pub fn get(&self, name: &str) -> Option<&TopicMeta> {

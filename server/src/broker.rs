@@ -105,6 +105,7 @@ pub fn run(args: Args) -> Result<()> {
         cluster_id: "ringtail".to_string(),
         move_bytes_per_sec: args.move_bytes_per_sec,
         consumer_group: args.consumer_group_config()?,
+        transaction_max_timeout_ms: args.transaction_max_timeout_ms,
         broker_configs,
         explicit_flags: args.explicit_flags.clone(),
     });
@@ -117,6 +118,7 @@ pub fn run(args: Args) -> Result<()> {
         crate::quotas::Quotas::load(&args.data_dirs[0]).context("loading the client quotas")?,
     );
     let limits = Arc::new(crate::limits::Limits::new(&args)?);
+    let transactions = Arc::new(crate::txn::registry::TxnRegistry::default());
     warn_if_connections_exceed_open_files(args.max_connections);
     let mut metrics_listener = metrics_listener;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count)
@@ -140,6 +142,7 @@ pub fn run(args: Args) -> Result<()> {
             router: Arc::clone(&router),
             settings: Arc::clone(&settings),
             limits: Arc::clone(&limits),
+            transactions: Arc::clone(&transactions),
             shutdown: Arc::clone(&shutdown),
             shards_drained: Arc::clone(&shards_drained),
             shard_count,
@@ -325,6 +328,7 @@ struct ShardStart {
     router: Arc<Router>,
     settings: Arc<Settings>,
     limits: Arc<crate::limits::Limits>,
+    transactions: Arc<crate::txn::registry::TxnRegistry>,
     shutdown: Arc<AtomicBool>,
     /// Shards that finished their own requests; logs close only when all have, because another
     /// shard's requests may still send jobs here.
@@ -358,10 +362,13 @@ impl ShardStart {
             quotas: self.quotas,
             tls: self.tls,
             coordinator: RefCell::new(None),
+            txn_coordinator: RefCell::new(None),
+            transactions: self.transactions,
         });
         let started = async {
             open_owned_partitions(&context).await?;
-            start_coordinator_if_owner(&context).await
+            start_coordinator_if_owner(&context).await?;
+            start_txn_coordinator_if_owner(&context).await
         };
         if let Err(err) = started.await {
             // A shard that can't serve its partitions must not leave a half-working broker.
@@ -406,6 +413,9 @@ impl ShardStart {
         if let Some(coordinator) = context.coordinator.borrow_mut().take() {
             coordinator.stop();
         }
+        if let Some(coordinator) = context.txn_coordinator.borrow_mut().take() {
+            coordinator.stop();
+        }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while context.in_flight_requests.get() > 0 && Instant::now() < deadline {
             compio::time::sleep(Duration::from_millis(5)).await;
@@ -424,20 +434,36 @@ impl ShardStart {
     }
 }
 
-/// The internal offsets topic: one partition, every commit fsynced, never deleted by age, shrunk
-/// by compaction (the coordinator keys every record and writes tombstones for deletions). An
-/// offsets topic from an older data dir without the compact policy gets it.
+/// The internal topics (`__consumer_offsets`, `__transaction_state`): one partition, every write
+/// fsynced, never deleted by age, shrunk by compaction (their coordinators key every record and
+/// write tombstones for deletions). An offsets topic from an older data dir without the compact
+/// policy gets it; a data dir from before transactions gets `__transaction_state`.
 fn ensure_internal_topics(args: &Args, registry: &mut TopicRegistry) -> Result<()> {
-    if let Some(existing) = registry.get_mut(crate::group::OFFSETS_TOPIC) {
+    let mut changed = false;
+    for name in [
+        crate::group::OFFSETS_TOPIC,
+        crate::txn::TRANSACTION_STATE_TOPIC,
+    ] {
+        changed |= ensure_internal_topic(registry, name);
+    }
+    if changed {
+        save_registry(args, registry)?;
+    }
+    Ok(())
+}
+
+/// Whether the registry changed.
+fn ensure_internal_topic(registry: &mut TopicRegistry, name: &str) -> bool {
+    if let Some(existing) = registry.get_mut(name) {
         let policy = existing.configs.get("cleanup.policy").cloned();
         if policy.as_deref() == Some("compact") {
-            return Ok(());
+            return false;
         }
         existing
             .configs
             .insert("cleanup.policy".to_string(), "compact".to_string());
-        info!(previous = ?policy, "offsets topic now has cleanup.policy=compact");
-        return save_registry(args, registry);
+        info!(topic = name, previous = ?policy, "internal topic now has cleanup.policy=compact");
+        return true;
     }
     let configs = [
         ("cleanup.policy", "compact"),
@@ -448,12 +474,8 @@ fn ensure_internal_topics(args: &Args, registry: &mut TopicRegistry) -> Result<(
     .into_iter()
     .map(|(name, value)| (name.to_string(), value.to_string()))
     .collect();
-    registry.insert(ringtail_engine::TopicMeta::new(
-        crate::group::OFFSETS_TOPIC,
-        1,
-        configs,
-    ));
-    save_registry(args, registry)
+    registry.insert(ringtail_engine::TopicMeta::new(name, 1, configs));
+    true
 }
 
 fn save_registry(args: &Args, registry: &TopicRegistry) -> Result<()> {
@@ -492,6 +514,51 @@ async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()> {
         .context("replaying the offsets log")?,
     );
     *context.coordinator.borrow_mut() = Some(Rc::clone(&coordinator));
+    compio::runtime::spawn(async move {
+        while !coordinator.is_stopped() {
+            compio::time::sleep(Duration::from_millis(TICK_MS)).await;
+            if coordinator.is_stopped() {
+                break;
+            }
+            coordinator.tick().await;
+        }
+    })
+    .detach();
+    Ok(())
+}
+
+/// Loads the transaction coordinator if this shard owns `__transaction_state`, starts its timer,
+/// and finishes (in the background) every transaction a crash left prepared.
+async fn start_txn_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()> {
+    use crate::txn::{TxnCoordinator, TICK_MS, TRANSACTION_STATE_TOPIC};
+    if context.router.owner(TRANSACTION_STATE_TOPIC, 0) != context.id {
+        return Ok(());
+    }
+    let topic = context
+        .metadata
+        .topic(TRANSACTION_STATE_TOPIC)
+        .context("the transaction state topic is registered at start")?;
+    let log = match context.partition_log(&topic, 0).await {
+        Ok(log) => log,
+        Err(ringtail_engine::OpenError::DataDirOffline { path, .. }) => {
+            error!(dir = %path.display(),
+                "the transaction state topic's data dir is offline: transactions are unavailable");
+            return Ok(());
+        }
+        Err(err) => return Err(err).context("opening the transaction state log"),
+    };
+    let coordinator = Rc::new(
+        TxnCoordinator::load(
+            log,
+            Rc::downgrade(context),
+            Arc::clone(&context.transactions),
+            context.settings.transaction_max_timeout_ms,
+        )
+        .await
+        .context("replaying the transaction state log")?,
+    );
+    *context.txn_coordinator.borrow_mut() = Some(Rc::clone(&coordinator));
+    // The first tick finishes prepared transactions; it runs once every shard serves its inbox.
     compio::runtime::spawn(async move {
         while !coordinator.is_stopped() {
             compio::time::sleep(Duration::from_millis(TICK_MS)).await;

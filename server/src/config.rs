@@ -188,6 +188,12 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 5_000)]
     pub group_consumer_heartbeat_interval_ms: u32,
 
+    /// The longest transaction timeout (`transaction.timeout.ms`) a transactional producer may
+    /// ask for; a longer one is refused with INVALID_TRANSACTION_TIMEOUT (Kafka's
+    /// transaction.max.timeout.ms).
+    #[arg(long, value_name = "MS", default_value_t = 900_000, value_parser = clap::value_parser!(i32).range(1..))]
+    pub transaction_max_timeout_ms: i32,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 

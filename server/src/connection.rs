@@ -567,15 +567,37 @@ async fn send(
                     }
                     api::fetch_response::FramePart::Records { topic, partition } => {
                         for slice in &fetch.records[topic][partition] {
-                            stream
-                                .send_file(sender, &slice.file, slice.position.get(), slice.len)
-                                .await?;
+                            send_slice(stream, sender, slice).await?;
                             crate::metrics::record_bytes_out(slice.len);
                         }
                     }
                 }
             }
             Ok(())
+        }
+    }
+}
+
+/// Sends one file slice of a Fetch: spliced from a real file; read into memory from the engine's
+/// simulated disk (tests of the engine only, never in the broker: docs/decisions/0017).
+async fn send_slice(
+    stream: &mut ConnWriter,
+    sender: &mut RangeSender,
+    slice: &ringtail_engine::FileSlice,
+) -> std::io::Result<()> {
+    match slice.file.as_real() {
+        Some(file) => {
+            stream
+                .send_file(sender, file, slice.position.get(), slice.len)
+                .await
+        }
+        None => {
+            let len = usize::try_from(slice.len).map_err(std::io::Error::other)?;
+            let bytes = slice.file.read_at_most(slice.position.get(), len).await?;
+            if bytes.len() != len {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            stream.write_all(bytes).await
         }
     }
 }

@@ -9,19 +9,21 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    AlterClientQuotasRequest, AlterConfigsRequest, AlterPartitionReassignmentsRequest,
-    AlterReplicaLogDirsRequest, AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest,
-    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClientQuotasRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, DescribeLogDirsRequest, DescribeProducersRequest,
-    DescribeTopicPartitionsRequest, DescribeUserScramCredentialsRequest, ElectLeadersRequest,
-    FetchRequest, FindCoordinatorRequest, GetTelemetrySubscriptionsRequest, HeartbeatRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterClientQuotasRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, AlterReplicaLogDirsRequest,
+    AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClientQuotasRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
+    DescribeProducersRequest, DescribeTopicPartitionsRequest, DescribeTransactionsRequest,
+    DescribeUserScramCredentialsRequest, ElectLeadersRequest, EndTxnRequest, FetchRequest,
+    FindCoordinatorRequest, GetTelemetrySubscriptionsRequest, HeartbeatRequest,
     IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
     ListConfigResourcesRequest, ListGroupsRequest, ListOffsetsRequest,
-    ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
-    SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
+    ListPartitionReassignmentsRequest, ListTransactionsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
+    ProduceRequest, RequestHeader, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
+    TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::Encodable;
 use ringtail_engine::batch::{validate_all, Strictness};
@@ -78,6 +80,14 @@ fn decode_body(request: RequestContext, body: &mut Bytes) -> Result<(), RequestE
         ApiKey::AlterUserScramCredentials => request
             .decode::<AlterUserScramCredentialsRequest>(body)
             .map(drop),
+        ApiKey::AddPartitionsToTxn => request.decode::<AddPartitionsToTxnRequest>(body).map(drop),
+        ApiKey::AddOffsetsToTxn => request.decode::<AddOffsetsToTxnRequest>(body).map(drop),
+        ApiKey::EndTxn => request.decode::<EndTxnRequest>(body).map(drop),
+        ApiKey::TxnOffsetCommit => request.decode::<TxnOffsetCommitRequest>(body).map(drop),
+        ApiKey::DescribeTransactions => request
+            .decode::<DescribeTransactionsRequest>(body)
+            .map(drop),
+        ApiKey::ListTransactions => request.decode::<ListTransactionsRequest>(body).map(drop),
         ApiKey::DescribeClientQuotas => request
             .decode::<DescribeClientQuotasRequest>(body)
             .map(drop),
@@ -202,6 +212,12 @@ fn encode_default(api: ApiKey, version: i16, frame: &mut BytesMut) -> anyhow::Re
         ApiKey::AlterUserScramCredentials => encode!(AlterUserScramCredentialsRequest),
         ApiKey::DescribeClientQuotas => encode!(DescribeClientQuotasRequest),
         ApiKey::AlterClientQuotas => encode!(AlterClientQuotasRequest),
+        ApiKey::AddPartitionsToTxn => encode!(AddPartitionsToTxnRequest),
+        ApiKey::AddOffsetsToTxn => encode!(AddOffsetsToTxnRequest),
+        ApiKey::EndTxn => encode!(EndTxnRequest),
+        ApiKey::TxnOffsetCommit => encode!(TxnOffsetCommitRequest),
+        ApiKey::DescribeTransactions => encode!(DescribeTransactionsRequest),
+        ApiKey::ListTransactions => encode!(ListTransactionsRequest),
         ApiKey::OffsetForLeaderEpoch => encode!(OffsetForLeaderEpochRequest),
         ApiKey::ApiVersions => encode!(ApiVersionsRequest),
         ApiKey::CreateTopics => encode!(CreateTopicsRequest),

@@ -33,6 +33,7 @@ mod shard;
 mod tls;
 mod topics;
 mod transport;
+mod txn;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]
 mod zero_copy;

@@ -27,6 +27,9 @@ pub struct Settings {
     pub log_cleanup_check_ms: u64,
     /// Session timeout and heartbeat interval of consumer (KIP-848) groups.
     pub consumer_group: crate::group::consumer::ConsumerGroupConfig,
+    /// The longest `transaction.timeout.ms` a producer may ask for (Kafka's
+    /// transaction.max.timeout.ms).
+    pub transaction_max_timeout_ms: i32,
     /// The broker's settings under Kafka's names (DescribeConfigs of the BROKER resource).
     pub broker_configs: Vec<crate::configs::Described>,
     /// Flags given at start (clap ids): their topic-config defaults are STATIC_BROKER_CONFIG.

@@ -102,6 +102,10 @@ pub struct ShardContext {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The group coordinator, on the shard that owns `__consumer_offsets` partition 0, once loaded.
     pub coordinator: RefCell<Option<Rc<crate::group::Coordinator>>>,
+    /// The transaction coordinator, on the shard that owns `__transaction_state` partition 0.
+    pub txn_coordinator: RefCell<Option<Rc<crate::txn::TxnCoordinator>>>,
+    /// What Produce checks of transactional batches, shared by every shard (txn/registry.rs).
+    pub transactions: Arc<crate::txn::registry::TxnRegistry>,
 }
 
 impl ShardContext {

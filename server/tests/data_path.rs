@@ -25,7 +25,6 @@ use uuid::Uuid;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
-const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const FENCED_LEADER_EPOCH: i16 = 74;
 const UNKNOWN_LEADER_EPOCH: i16 = 75;
 const UNKNOWN_TOPIC_ID: i16 = 100;
@@ -374,15 +373,15 @@ fn commits_to_missing_partitions_and_illegal_names_are_refused() {
         .topics
         .iter()
         .filter_map(|topic| topic.name.as_ref().map(|name| name.to_string()))
-        .filter(|name| name != "__consumer_offsets")
+        .filter(|name| !name.starts_with("__"))
         .collect();
     assert_eq!(names, vec!["present".to_string()], "nothing auto-created");
 }
 
 #[test]
-fn a_transactional_init_producer_id_is_refused_at_once() {
-    // Transactions are not served: a transactional producer must stop at once (a fatal error
-    // for librdkafka and the Java client) instead of retrying until its timeout.
+fn a_transactional_init_producer_id_gets_an_id_and_idempotent_ones_too() {
+    // The transaction coordinator grants transactional ids (server/tests/transactions.rs has the
+    // rest); idempotent producers are served as before.
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     let request = InitProducerIdRequest::default()
@@ -390,9 +389,10 @@ fn a_transactional_init_producer_id_is_refused_at_once() {
         .with_transaction_timeout_ms(60_000)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    let refused: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &request);
-    assert_eq!(refused.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
-    assert_eq!(refused.producer_id, ProducerId(-1));
+    let transactional: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &request);
+    assert_eq!(transactional.error_code, 0);
+    assert!(transactional.producer_id.0 > 0);
+    assert_eq!(transactional.producer_epoch, 0);
     let idempotent = InitProducerIdRequest::default()
         .with_transactional_id(None)
         .with_transaction_timeout_ms(-1)

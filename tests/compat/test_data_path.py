@@ -109,17 +109,6 @@ def test_confluent_list_offsets_max_timestamp(bootstrap):
     assert future.result(timeout=15).offset == 1
 
 
-def test_confluent_transactional_producer_fails_at_once(bootstrap):
-    # Transactions are not served: init_transactions() must end in a fatal error from the broker
-    # (not its own timeout), so the application learns it at once.
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": topic_name("tx"), **CONFLUENT})
-    with pytest.raises(KafkaException) as failed:
-        producer.init_transactions(30)
-    error = failed.value.args[0]
-    assert error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, error
-    assert error.fatal(), error
-
-
 KCAT = shutil.which("kcat")
 
 

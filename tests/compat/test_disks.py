@@ -194,7 +194,7 @@ def test_new_partitions_go_to_the_freest_dir_and_stay_there_across_a_restart(jbo
         entries = {(e["topic"], e["partition"]): e["data_dir"] for e in recorded["partitions"]}
         assert all(entries[("placed", p)] == str(home) for p, home in placed.items())
     values = metrics(broker)
-    assert sum(values[f'ringtail_data_dir_partitions{{dir="{d}"}}'] for d in dirs) == 7  # + __consumer_offsets
+    assert sum(values[f'ringtail_data_dir_partitions{{dir="{d}"}}'] for d in dirs) == 8  # + __consumer_offsets, __transaction_state
     assert values[f'ringtail_data_dir_partition_bytes{{dir="{dirs[2]}"}}'] > 0
     assert values[f'ringtail_data_dir_total_bytes{{dir="{dirs[0]}"}}'] == 64 * MIB
     before = consume_all(broker.bootstrap, "placed", 6)

@@ -31,8 +31,8 @@ impl PartitionLog {
         self.sync().await?;
         let end = self.state.borrow().high_watermark;
         self.write_producer_snapshot(end).await?;
-        let marker = compio::fs::File::create(self.dir.join(CLEAN_SHUTDOWN_FILE_NAME)).await?;
+        let marker = io::disk::create(&self.dir.join(CLEAN_SHUTDOWN_FILE_NAME)).await?;
         marker.sync_all().await?;
-        io::sync_dir(&self.dir).await
+        io::disk::sync_dir(&self.dir).await
     }
 }

@@ -20,15 +20,10 @@ pub(super) fn snapshot_file_name(offset: Offset) -> String {
 /// Base offsets of the `.log` files and offsets of the `.snapshot` files in `dir`, each sorted;
 /// creates `dir` if missing.
 pub(super) async fn list_segments(dir: &Path) -> Result<(Vec<Offset>, Vec<Offset>), OpenError> {
-    let owned_dir = dir.to_path_buf();
-    let names = io::blocking(move || {
-        std::fs::create_dir_all(&owned_dir)?;
-        std::fs::read_dir(&owned_dir)?
-            .map(|entry| entry.map(|entry| entry.path()))
-            .collect::<std::io::Result<Vec<PathBuf>>>()
-    })
-    .await
-    .map_err(OpenError::io(dir))?;
+    io::disk::create_dir_all(dir)
+        .await
+        .map_err(OpenError::io(dir))?;
+    let names: Vec<PathBuf> = io::disk::list_dir(dir).await.map_err(OpenError::io(dir))?;
     let mut base_offsets = Vec::new();
     let mut snapshot_offsets = Vec::new();
     for path in names {

@@ -31,16 +31,16 @@ impl PartitionLog {
         crate::install::finish_interrupted(dir).await?;
         let (base_offsets, snapshot_offsets) = list_segments(dir).await?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
-        let clean_shutdown = compio::fs::metadata(&marker).await.is_ok();
+        let clean_shutdown = io::disk::exists(&marker).await;
         let now = now_ms();
         let (segments, report) =
             recover_segments(dir, &base_offsets, &config, clean_shutdown, now).await?;
         if clean_shutdown {
             // From here on a crash must lead to a full check: the removal has to be durable.
-            compio::fs::remove_file(&marker)
+            io::disk::remove_file(&marker)
                 .await
                 .map_err(OpenError::io(&marker))?;
-            io::sync_dir(dir).await.map_err(OpenError::io(dir))?;
+            io::disk::sync_dir(dir).await.map_err(OpenError::io(dir))?;
         }
         let next_offset = segments
             .back()
@@ -110,9 +110,11 @@ async fn recover_segments(
 
 /// fsyncs a new log's directory (its segment files' names) and its parent (the directory's name).
 async fn sync_new_log_dir(dir: &Path) -> Result<(), OpenError> {
-    io::sync_dir(dir).await.map_err(OpenError::io(dir))?;
+    io::disk::sync_dir(dir).await.map_err(OpenError::io(dir))?;
     if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-        io::sync_dir(parent).await.map_err(OpenError::io(parent))?;
+        io::disk::sync_dir(parent)
+            .await
+            .map_err(OpenError::io(parent))?;
     }
     Ok(())
 }

@@ -27,7 +27,16 @@ impl PartitionLog {
                 old.take_index_delta(),
             )
         };
-        Segment::seal(old_files, old_size, delta)
+        if let Some(delta) = delta {
+            // A write call: refused for space, it leaves the log recoverable (see below).
+            delta
+                .write(&old_files)
+                .await
+                .inspect_err(|err| self.note_write_error(err))
+                .map_err(OpenError::io(&self.dir))?;
+        }
+        // Its fsyncs are not: an fsync error keeps the log failed until restart (decision 0010).
+        Segment::seal(old_files, old_size, None)
             .await
             .map_err(OpenError::io(&self.dir))?;
         {
@@ -36,11 +45,21 @@ impl PartitionLog {
             // Everything before the new segment is synced now.
             state.durable_offset = state.durable_offset.max(base_offset);
         }
-        let segment = Segment::create(&self.dir, base_offset, &config, now_ms()).await?;
+        // The new segment's creation and the snapshot are write calls: refused for space, they
+        // leave the sealed segments durable and the log recoverable by a reopen (decision 0011),
+        // as a data write refused for space does.
+        let segment = Segment::create(&self.dir, base_offset, &config, now_ms())
+            .await
+            .inspect_err(|err| {
+                if let OpenError::Io { source, .. } = err {
+                    self.note_write_error(source);
+                }
+            })?;
         self.write_producer_snapshot(base_offset)
             .await
+            .inspect_err(|err| self.note_write_error(err))
             .map_err(OpenError::io(&self.dir))?;
-        io::sync_dir(&self.dir)
+        io::disk::sync_dir(&self.dir)
             .await
             .map_err(OpenError::io(&self.dir))?;
         self.state.borrow_mut().segments.push_back(segment);

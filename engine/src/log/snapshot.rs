@@ -17,12 +17,12 @@ impl PartitionLog {
     /// append is in flight.
     pub(crate) async fn write_producer_snapshot(&self, offset: Offset) -> std::io::Result<()> {
         let bytes = self.state.borrow().producers.encode_snapshot(offset);
-        io::write_file_atomically(&self.dir.join(snapshot_file_name(offset)), bytes).await?;
+        io::disk::write_file_atomically(&self.dir.join(snapshot_file_name(offset)), bytes).await?;
         let (_, snapshots) = list_segments(&self.dir)
             .await
             .map_err(|err| std::io::Error::other(err.to_string()))?;
         for older in snapshots.into_iter().filter(|snapshot| *snapshot < offset) {
-            compio::fs::remove_file(self.dir.join(snapshot_file_name(older))).await?;
+            io::disk::remove_file(&self.dir.join(snapshot_file_name(older))).await?;
         }
         Ok(())
     }
@@ -44,7 +44,7 @@ pub(super) async fn rebuild_producers(
         .filter(|offset| *offset <= next_offset)
         .max()
     {
-        let bytes = compio::fs::read(dir.join(snapshot_file_name(offset)))
+        let bytes = io::disk::read(&dir.join(snapshot_file_name(offset)))
             .await
             .ok();
         match bytes.and_then(|bytes| ProducerStateTable::decode_snapshot(&bytes)) {

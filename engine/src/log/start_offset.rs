@@ -72,7 +72,7 @@ impl PartitionLog {
             offset
         };
         let path = self.dir.join(LOG_START_OFFSET_FILE_NAME);
-        io::write_file_atomically(&path, format!("{}\n", target.get()).into_bytes()).await?;
+        io::disk::write_file_atomically(&path, format!("{}\n", target.get()).into_bytes()).await?;
         {
             let mut state = self.state.borrow_mut();
             state.log_start_offset = state.log_start_offset.max(target);
@@ -112,7 +112,7 @@ impl PartitionLog {
 /// partition from opening.
 pub(super) async fn read_persisted(dir: &Path) -> Option<Offset> {
     let path = dir.join(LOG_START_OFFSET_FILE_NAME);
-    let bytes = compio::fs::read(&path).await.ok()?;
+    let bytes = io::disk::read(&path).await.ok()?;
     let text = String::from_utf8_lossy(&bytes);
     match text.trim().parse::<i64>() {
         Ok(offset) if offset >= 0 => Some(Offset::new(offset)),

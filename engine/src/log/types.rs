@@ -1,7 +1,7 @@
 //! The values the log hands out: append outcomes, read plans, retention outcomes, counters.
 #![forbid(unsafe_code)]
 
-use compio::fs::File;
+use crate::io::disk::DiskFile;
 
 use crate::error::AppendError;
 use crate::segment::recovery::RecoveryReport;
@@ -37,7 +37,7 @@ pub struct AppendTimings {
 /// A byte range of a segment file, starting and ending on batch boundaries.
 #[derive(Debug, Clone)]
 pub struct FileSlice {
-    pub file: File,
+    pub file: DiskFile,
     pub position: Position,
     pub len: u64,
 }

@@ -14,7 +14,6 @@ use super::types::{AppendOutcome, AppendTimings};
 use crate::batch::BatchHeader;
 use crate::clock::now_ms;
 use crate::error::AppendError;
-use crate::io;
 use crate::segment::{IndexDelta, SegmentFiles};
 use crate::units::{Offset, Position};
 
@@ -204,12 +203,10 @@ impl PartitionLog {
             state.active().allocation_needed(end.get(), &state.config)
         };
         if let Some((offset, len)) = allocation {
-            io::fallocate(&files.log, offset, len)
-                .await
-                .map_err(|err| {
-                    self.note_write_error(&err);
-                    format!("fallocate of {} failed: {err}", files.log_path.display())
-                })?;
+            files.log.fallocate(offset, len).await.map_err(|err| {
+                self.note_write_error(&err);
+                format!("fallocate of {} failed: {err}", files.log_path.display())
+            })?;
             self.state.borrow_mut().active_mut().allocated_bytes = offset + len;
         }
         Ok(())
@@ -262,9 +259,13 @@ async fn write_at(
     write_inline: bool,
 ) -> std::io::Result<()> {
     if write_inline {
-        io::write_vectored_all_at_blocking(&files.log, &run, position.get())
+        files
+            .log
+            .write_vectored_all_at_blocking(&run, position.get())
     } else {
-        io::write_vectored_all_at(&files.log, run, position.get())
+        files
+            .log
+            .write_vectored_all_at(run, position.get())
             .await
             .map(drop)
     }

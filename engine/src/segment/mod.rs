@@ -22,7 +22,7 @@ pub mod walk;
 
 use std::path::{Path, PathBuf};
 
-use compio::fs::File;
+use crate::io::disk::DiskFile;
 
 use crate::batch::BatchHeader;
 use crate::config::LogConfig;
@@ -47,10 +47,10 @@ pub fn log_file_name(base_offset: Offset) -> String {
 /// work can hold them without borrowing the segment.
 #[derive(Debug, Clone)]
 pub struct SegmentFiles {
-    pub log: File,
+    pub log: DiskFile,
     pub log_path: PathBuf,
-    pub offset_index: File,
-    pub time_index: File,
+    pub offset_index: DiskFile,
+    pub time_index: DiskFile,
 }
 
 #[derive(Debug)]
@@ -78,13 +78,13 @@ async fn open_files(dir: &Path, base_offset: Offset) -> Result<SegmentFiles, Ope
     let log_path = dir.join(log_file_name(base_offset));
     let index_path = log_path.with_extension("index");
     let time_path = log_path.with_extension("timeindex");
-    let log = io::open_read_write(&log_path)
+    let log = io::disk::open_read_write(&log_path)
         .await
         .map_err(OpenError::io(&log_path))?;
-    let offset_index = io::open_read_write(&index_path)
+    let offset_index = io::disk::open_read_write(&index_path)
         .await
         .map_err(OpenError::io(&index_path))?;
-    let time_index = io::open_read_write(&time_path)
+    let time_index = io::disk::open_read_write(&time_path)
         .await
         .map_err(OpenError::io(&time_path))?;
     Ok(SegmentFiles {
@@ -138,7 +138,7 @@ impl Segment {
             with_suffix("index"),
             with_suffix("timeindex"),
         ] {
-            let file = io::open_read_write(&path)
+            let file = io::disk::open_read_write(&path)
                 .await
                 .map_err(OpenError::io(&path))?;
             file.set_len(0).await.map_err(OpenError::io(&path))?;
@@ -182,7 +182,9 @@ impl Segment {
     async fn preallocate(&mut self, config: &LogConfig) -> Result<(), OpenError> {
         self.allocated_bytes = self.size_bytes;
         if let Some((offset, len)) = self.allocation_needed(self.size_bytes + 1, config) {
-            io::fallocate(&self.files.log, offset, len)
+            self.files
+                .log
+                .fallocate(offset, len)
                 .await
                 .map_err(OpenError::io(&self.files.log_path))?;
             self.allocated_bytes = offset + len;
@@ -336,9 +338,9 @@ impl Segment {
 
     /// Removes the segment's files. Open handles (a fetch in flight) stay readable.
     pub async fn delete_files(files: &SegmentFiles) -> std::io::Result<()> {
-        compio::fs::remove_file(&files.log_path).await?;
-        compio::fs::remove_file(files.log_path.with_extension("index")).await?;
-        compio::fs::remove_file(files.log_path.with_extension("timeindex")).await
+        io::disk::remove_file(&files.log_path).await?;
+        io::disk::remove_file(&files.log_path.with_extension("index")).await?;
+        io::disk::remove_file(&files.log_path.with_extension("timeindex")).await
     }
 }
 
@@ -354,10 +356,16 @@ pub struct IndexDelta {
 impl IndexDelta {
     pub async fn write(self, files: &SegmentFiles) -> std::io::Result<()> {
         if !self.offset_bytes.is_empty() {
-            io::write_all_at(&files.offset_index, self.offset_bytes, self.offset_position).await?;
+            files
+                .offset_index
+                .write_all_at(self.offset_bytes, self.offset_position)
+                .await?;
         }
         if !self.time_bytes.is_empty() {
-            io::write_all_at(&files.time_index, self.time_bytes, self.time_position).await?;
+            files
+                .time_index
+                .write_all_at(self.time_bytes, self.time_position)
+                .await?;
         }
         Ok(())
     }

@@ -12,7 +12,6 @@ use crate::batch::{self, BatchHeader, Strictness, LOG_OVERHEAD_BYTES};
 use crate::config::LogConfig;
 use crate::error::OpenError;
 use crate::index::{OffsetIndex, TimeIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
-use crate::io;
 use crate::units::{Offset, Position};
 
 /// Bytes read at a time when recovery scans a segment.
@@ -80,7 +79,10 @@ pub async fn recover(
         .map_or(-1, |entry| entry.timestamp);
     let valid_end = scan_tail(&mut segment, file_bytes, config, &mut report).await?;
     if valid_end < file_bytes {
-        let tail = io::read_at_most(&segment.files.log, valid_end, LOG_OVERHEAD_BYTES)
+        let tail = segment
+            .files
+            .log
+            .read_at_most(valid_end, LOG_OVERHEAD_BYTES)
             .await
             .map_err(OpenError::io(&path))?;
         if tail.iter().any(|byte| *byte != 0) {
@@ -128,10 +130,16 @@ async fn load_indexes(
         .await
         .map_err(OpenError::io(&segment.files.log_path))?
         .len();
-    let offset_bytes = io::read_at_most(&segment.files.offset_index, 0, whole_file(index_len))
+    let offset_bytes = segment
+        .files
+        .offset_index
+        .read_at_most(0, whole_file(index_len))
         .await
         .map_err(OpenError::io(&segment.files.log_path))?;
-    let time_bytes = io::read_at_most(&segment.files.time_index, 0, whole_file(time_len))
+    let time_bytes = segment
+        .files
+        .time_index
+        .read_at_most(0, whole_file(time_len))
         .await
         .map_err(OpenError::io(&segment.files.log_path))?;
     let (mut offset_index, offset_valid) = OffsetIndex::decode(
@@ -141,7 +149,10 @@ async fn load_indexes(
     );
     let mut consistent = offset_valid;
     if let Some(last) = offset_index.last() {
-        let header = io::read_at_most(&segment.files.log, last.position.get(), LOG_OVERHEAD_BYTES)
+        let header = segment
+            .files
+            .log
+            .read_at_most(last.position.get(), LOG_OVERHEAD_BYTES)
             .await
             .map_err(OpenError::io(&segment.files.log_path))?;
         if batch::peek_offset_and_length(&header).map(|(offset, _)| offset) != Some(last.offset) {
@@ -197,7 +208,10 @@ async fn scan_tail(
             let len = RECOVERY_READ_BYTES
                 .max(needed)
                 .min(usize::try_from(file_bytes - position).unwrap_or(usize::MAX));
-            window = io::read_at_most(&segment.files.log, position, len)
+            window = segment
+                .files
+                .log
+                .read_at_most(position, len)
                 .await
                 .map_err(OpenError::io(&segment.files.log_path))?;
             window_start = position;

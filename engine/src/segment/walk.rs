@@ -5,11 +5,10 @@
 
 use std::path::Path;
 
-use compio::fs::File;
+use crate::io::disk::DiskFile;
 
 use crate::batch::{self, LOG_OVERHEAD_BYTES};
 use crate::error::ReadError;
-use crate::io;
 use crate::units::{Offset, Position};
 
 /// Bytes read at a time when a lookup walks batch headers from an index entry.
@@ -21,7 +20,7 @@ const WALK_HEADER_BYTES: usize = batch::LAST_OFFSET_DELTA_OFFSET + 4;
 /// Walks batch headers from `position` (a batch start) and returns the start of the batch that
 /// holds `target_offset`, or `end` when no batch before `end` does.
 pub async fn walk_to_offset(
-    file: &File,
+    file: &DiskFile,
     path: &Path,
     mut position: Position,
     end: Position,
@@ -41,7 +40,7 @@ pub async fn walk_to_offset(
 /// Walks batch headers from `position` (a batch start) and returns the last batch boundary at or
 /// before `limit` (which may be `position` itself).
 pub async fn walk_to_boundary(
-    file: &File,
+    file: &DiskFile,
     path: &Path,
     mut position: Position,
     end: Position,
@@ -60,7 +59,7 @@ pub async fn walk_to_boundary(
 
 /// Reads windows of a segment and decodes the few header bytes a lookup needs.
 struct HeaderWalker<'a> {
-    file: &'a File,
+    file: &'a DiskFile,
     path: &'a Path,
     end: Position,
     window: Vec<u8>,
@@ -68,7 +67,7 @@ struct HeaderWalker<'a> {
 }
 
 impl<'a> HeaderWalker<'a> {
-    fn new(file: &'a File, path: &'a Path, end: Position) -> Self {
+    fn new(file: &'a DiskFile, path: &'a Path, end: Position) -> Self {
         Self {
             file,
             path,
@@ -87,7 +86,7 @@ impl<'a> HeaderWalker<'a> {
             let len = usize::try_from(self.end.bytes_since(position))
                 .unwrap_or(usize::MAX)
                 .clamp(WALK_HEADER_BYTES, WALK_READ_BYTES);
-            self.window = io::read_at_most(self.file, position.get(), len).await?;
+            self.window = self.file.read_at_most(position.get(), len).await?;
             self.window_start = position;
         }
         let at = usize::try_from(position.bytes_since(self.window_start))
@@ -117,7 +116,7 @@ impl<'a> HeaderWalker<'a> {
 
 /// End position of the batch that starts at `position`.
 pub async fn batch_end(
-    file: &File,
+    file: &DiskFile,
     path: &Path,
     position: Position,
     end: Position,
@@ -129,6 +128,10 @@ pub async fn batch_end(
 }
 
 /// Reads `len` bytes of a batch range into memory (for callers that need the bytes).
-pub async fn read_range(file: &File, position: Position, len: usize) -> std::io::Result<Vec<u8>> {
-    io::read_at_most(file, position.get(), len).await
+pub async fn read_range(
+    file: &DiskFile,
+    position: Position,
+    len: usize,
+) -> std::io::Result<Vec<u8>> {
+    file.read_at_most(position.get(), len).await
 }

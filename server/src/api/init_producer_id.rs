@@ -1,9 +1,11 @@
-//! InitProducerId: a producer id for idempotent producers; transactional ones are refused.
+//! InitProducerId: a producer id for idempotent producers; for transactional ones the
+//! transaction coordinator's (txn/coordinator.rs), with the epoch that fences older producers.
 //!
 //! Ids must never repeat across restarts (a reused id would inherit another producer's sequence
 //! numbers), so they start from the wall clock in microseconds and count up.
 #![forbid(unsafe_code)]
 
+use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
@@ -11,11 +13,14 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use kafka_protocol::error::ResponseError;
 
+use super::transactions::on_txn_coordinator;
 use super::{code, RequestContext, RequestError, Response};
+use crate::shard::ShardContext;
+use crate::txn::marker::TxnProducer;
 
 static NEXT_PRODUCER_ID: AtomicI64 = AtomicI64::new(0);
 
-fn allocate_producer_id() -> i64 {
+pub(crate) fn allocate_producer_id() -> i64 {
     let floor = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |elapsed| elapsed.as_micros() as i64);
@@ -28,23 +33,38 @@ fn allocate_producer_id() -> i64 {
         + 1
 }
 
-pub fn handle(request: RequestContext, body: &mut Bytes) -> Result<Response, RequestError> {
+pub async fn handle(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
     let init: InitProducerIdRequest = request.decode(body)?;
     // Kafka treats an empty id as no id at all.
-    if init
-        .transactional_id
-        .as_ref()
-        .is_some_and(|id| !id.is_empty())
-    {
-        // No transactions yet (AddPartitionsToTxn, EndTxn, … are not served). Kafka answers
-        // COORDINATOR_NOT_AVAILABLE while its transaction log cannot be made, which clients
-        // retry until their own timeout (librdkafka's init_transactions sat 30-60 s);
-        // TRANSACTIONAL_ID_AUTHORIZATION_FAILED is what Kafka answers a producer that may not
-        // use transactions, and librdkafka and the Java client stop on it at once (fatal).
-        let response = InitProducerIdResponse::default()
-            .with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed))
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1);
+    if let Some(transactional_id) = init.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+        let transactional_id = transactional_id.to_string();
+        let timeout_ms = init.transaction_timeout_ms;
+        // KIP-360 (v3+): a producer passes the id and epoch it has, to have its epoch bumped.
+        let current =
+            (init.producer_id.0 >= 0 && init.producer_epoch >= 0).then_some(TxnProducer {
+                producer_id: init.producer_id.0,
+                producer_epoch: init.producer_epoch,
+            });
+        let answer = on_txn_coordinator(context, move |coordinator| async move {
+            coordinator
+                .init_producer_id(&transactional_id, timeout_ms, current)
+                .await
+        })
+        .await?
+        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
+        let response = match answer {
+            Ok(producer) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(producer.producer_id))
+                .with_producer_epoch(producer.producer_epoch),
+            Err(error) => InitProducerIdResponse::default()
+                .with_error_code(code(fenced_for_version(error, request.version)))
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        };
         return Ok(request.frame(&response));
     }
     // A producer that already has an id (KIP-360 v3+) keeps it with a bumped epoch.
@@ -58,4 +78,14 @@ pub fn handle(request: RequestContext, body: &mut Bytes) -> Result<Response, Req
         .with_producer_id(ProducerId(producer_id))
         .with_producer_epoch(producer_epoch);
     Ok(request.frame(&response))
+}
+
+/// PRODUCER_FENCED exists from InitProducerId v4 (Kafka 2.7, KIP-588); older clients know
+/// INVALID_PRODUCER_EPOCH, which Kafka answers them instead.
+fn fenced_for_version(error: ResponseError, version: i16) -> ResponseError {
+    if error == ResponseError::ProducerFenced && version < 4 {
+        ResponseError::InvalidProducerEpoch
+    } else {
+        error
+    }
 }

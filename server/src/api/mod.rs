@@ -36,6 +36,8 @@ pub mod produce;
 pub mod reassignments;
 pub mod sasl;
 pub mod scram_credentials;
+pub mod transactions;
+pub mod txn_offset_commit;
 
 use std::rc::Rc;
 
@@ -185,6 +187,14 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    // Transactions (txn/): clients use AddPartitionsToTxn v0-3; v4-5 are the broker-to-broker
+    // batch form with verify_only (KIP-890 part 1), answered too.
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
 ];
 
 /// The version range we serve for `api`, if any.
@@ -223,7 +233,21 @@ pub async fn dispatch(
         ApiKey::AlterReplicaLogDirs => {
             alter_replica_log_dirs::handle(context, request, &mut body).await
         }
-        ApiKey::InitProducerId => init_producer_id::handle(request, &mut body),
+        ApiKey::InitProducerId => init_producer_id::handle(context, request, &mut body).await,
+        ApiKey::AddPartitionsToTxn => {
+            transactions::add_partitions_to_txn(context, request, &mut body).await
+        }
+        ApiKey::AddOffsetsToTxn => {
+            transactions::add_offsets_to_txn(context, request, &mut body).await
+        }
+        ApiKey::EndTxn => transactions::end_txn(context, request, &mut body).await,
+        ApiKey::TxnOffsetCommit => txn_offset_commit::handle(context, request, &mut body).await,
+        ApiKey::DescribeTransactions => {
+            transactions::describe_transactions(context, request, &mut body).await
+        }
+        ApiKey::ListTransactions => {
+            transactions::list_transactions(context, request, &mut body).await
+        }
         ApiKey::FindCoordinator => groups::find_coordinator(context, request, &mut body).await,
         ApiKey::JoinGroup => groups::join_group(context, request, &mut body, client).await,
         ApiKey::SyncGroup => groups::sync_group(context, request, &mut body).await,

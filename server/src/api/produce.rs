@@ -154,6 +154,12 @@ async fn append_partition(
             if let Some(reason) = dir_refuses_produce(&owner, &topic.name, partition) {
                 return Err(Refusal::Storage(reason));
             }
+            // Checked here, with no await before the append is queued: a transaction marker
+            // (appended through this same shard) can't slip between the check and the append.
+            owner
+                .transactions
+                .check_records(&records, &topic.name, partition)
+                .map_err(Refusal::Transaction)?;
             let append_started = Instant::now();
             let pending = log.begin_append(records, 0);
             produce_stages::record(Stage::Append, append_started.elapsed());
@@ -187,6 +193,7 @@ async fn append_partition(
             let error = match &err {
                 Refusal::Append(err) => error_for(err),
                 Refusal::Storage(_) => ResponseError::KafkaStorageError,
+                Refusal::Transaction(error) => *error,
             };
             let response = response.with_error_code(code(error));
             // Fields a version lacks must stay at their defaults or encoding fails.
@@ -210,6 +217,10 @@ enum Refusal {
     /// after a metadata refresh, so producing resumes by itself once space is back.
     #[error("{0}")]
     Storage(String),
+    /// A transactional batch outside its producer's ongoing transaction, an old epoch, or a
+    /// client's control batch (txn/registry.rs).
+    #[error("transaction check: {0:?}")]
+    Transaction(ResponseError),
 }
 
 /// Why the data dir holding a partition refuses produce now, if it does. Internal writers (the

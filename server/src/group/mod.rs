@@ -18,6 +18,7 @@ pub mod consumer;
 pub mod offsets_log;
 mod replay;
 pub mod state;
+pub mod txn_offsets;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -54,7 +55,7 @@ pub struct CommittedOffset {
 }
 
 /// A group's committed offsets by (topic, partition).
-type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
+pub(crate) type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
 
 /// The coordinator of all groups (one per broker, on one shard).
 pub struct Coordinator {
@@ -64,6 +65,8 @@ pub struct Coordinator {
     offsets: RefCell<BTreeMap<String, GroupOffsets>>,
     /// Consumer (KIP-848) groups; a group id is in this map or in `groups`, never both.
     consumer_groups: RefCell<BTreeMap<String, ConsumerGroup>>,
+    /// Transactional commits waiting for their transaction's marker (txn_offsets.rs).
+    pending_txn_offsets: RefCell<txn_offsets::PendingTxnOffsets>,
     consumer_config: ConsumerGroupConfig,
     metadata: Arc<Metadata>,
     log: Rc<PartitionLog>,
@@ -93,6 +96,15 @@ impl Coordinator {
         }
         let max_batch_bytes = self.log.config().max_message_bytes as usize;
         let record_set = offsets_log::encode_records(&records, max_batch_bytes, now_ms());
+        self.append_record_set(record_set).await
+    }
+
+    /// Appends a record set the coordinator built (one or more batches, all or nothing) and
+    /// waits until it is durable.
+    async fn append_record_set(&self, record_set: bytes::BytesMut) -> Result<(), ResponseError> {
+        if self.stopped.get() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
         self.log
             .append(record_set, 0)
             .await

@@ -42,6 +42,7 @@ impl Coordinator {
             sync_waiters: RefCell::new(HashMap::new()),
             offsets: RefCell::new(BTreeMap::new()),
             consumer_groups: RefCell::new(BTreeMap::new()),
+            pending_txn_offsets: RefCell::new(BTreeMap::new()),
             consumer_config,
             metadata,
             log,
@@ -102,7 +103,14 @@ impl Coordinator {
                         available_bytes: bytes.len() - position,
                     },
                 ))?;
-            for record in decode_records(batch).unwrap_or_default() {
+            // Markers say nothing replay needs: the plain records written with them do
+            // (txn_offsets.rs).
+            let records = if header.is_control() {
+                Vec::new()
+            } else {
+                decode_records(batch).unwrap_or_default()
+            };
+            for record in records {
                 self.apply_record(record.key.unwrap_or_default(), record.value);
                 replayed.records += 1;
             }
@@ -126,6 +134,9 @@ impl Coordinator {
         };
         let parts: Vec<&str> = key.split('\0').collect();
         if consumer::record::apply(&mut self.consumer_groups.borrow_mut(), &parts, value) {
+            return;
+        }
+        if super::txn_offsets::apply(&mut self.pending_txn_offsets.borrow_mut(), &parts, value) {
             return;
         }
         match parts.as_slice() {

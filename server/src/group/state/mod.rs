@@ -437,7 +437,11 @@ impl Group {
     }
 
     /// Checks that a request comes from a current member of this generation.
-    fn check_member(&self, member_id: &str, generation_id: i32) -> Result<(), ResponseError> {
+    pub(crate) fn check_member(
+        &self,
+        member_id: &str,
+        generation_id: i32,
+    ) -> Result<(), ResponseError> {
         if !self.members.contains_key(member_id) {
             return Err(ResponseError::UnknownMemberId);
         }

@@ -1,0 +1,101 @@
+//! TxnOffsetCommit (KIP-98, KIP-447): a transactional producer's offsets, pending in the group
+//! coordinator until the transaction's marker (group/txn_offsets.rs). The transaction coordinator
+//! first confirms the producer is current and its transaction added the group (AddOffsetsToTxn).
+#![forbid(unsafe_code)]
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use ringtail_engine::log::now_ms;
+
+use super::groups::on_coordinator;
+use super::transactions::on_txn_coordinator;
+use super::{code, RequestContext, RequestError, Response};
+use crate::group::CommittedOffset;
+use crate::shard::ShardContext;
+use crate::txn::marker::TxnProducer;
+
+pub async fn handle(
+    context: &Rc<ShardContext>,
+    request: RequestContext,
+    body: &mut Bytes,
+) -> Result<Response, RequestError> {
+    let commit: TxnOffsetCommitRequest = request.decode(body)?;
+    let producer = TxnProducer {
+        producer_id: commit.producer_id.0,
+        producer_epoch: commit.producer_epoch,
+    };
+    let transactional_id = commit.transactional_id.to_string();
+    let group_id = commit.group_id.to_string();
+    let asked_group = group_id.clone();
+    let checked = on_txn_coordinator(context, move |coordinator| async move {
+        coordinator.check_offsets_producer(&transactional_id, producer, &asked_group)
+    })
+    .await?
+    .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
+    let error = match checked {
+        Err(error) => Some(error),
+        Ok(()) => {
+            let commits: Vec<(String, i32, CommittedOffset)> = commit
+                .topics
+                .iter()
+                .flat_map(|topic| {
+                    topic.partitions.iter().map(|partition| {
+                        (
+                            topic.name.to_string(),
+                            partition.partition_index,
+                            CommittedOffset {
+                                offset: partition.committed_offset,
+                                leader_epoch: partition.committed_leader_epoch,
+                                metadata: partition
+                                    .committed_metadata
+                                    .as_ref()
+                                    .map(|text| text.to_string()),
+                                commit_ms: now_ms(),
+                            },
+                        )
+                    })
+                })
+                .collect();
+            let member_id = commit.member_id.to_string();
+            let generation_id = if request.version >= 3 {
+                commit.generation_id
+            } else {
+                -1
+            };
+            on_coordinator(context, move |groups| async move {
+                groups
+                    .txn_commit(&group_id, producer, (&member_id, generation_id), commits)
+                    .await
+            })
+            .await?
+            .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+            .err()
+        }
+    };
+    let error_code = error.map_or(0, code);
+    let topics = commit
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(partition.partition_index)
+                        .with_error_code(error_code)
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    Ok(request.frame(&TxnOffsetCommitResponse::default().with_topics(topics)))
+}

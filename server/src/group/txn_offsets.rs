@@ -1,0 +1,195 @@
+//! Transactional offset commits (KIP-98, KIP-447): TxnOffsetCommit's offsets stay pending, per
+//! producer, until the transaction's marker reaches `__consumer_offsets`; a COMMIT makes them the
+//! group's committed offsets, an ABORT drops them.
+//!
+//! # Byte map (records in `__consumer_offsets`, see also offsets_log.rs)
+//! ```text
+//! key "txnoffset\0<producer id>\0<group>\0<topic>\0<partition>"  value JSON CommittedOffset
+//!     in a transactional batch (attributes 0x10) of the producer: a pending offset
+//! marker (control batch) + one plain batch, in ONE append when the transaction ends:
+//!     tombstones of the pending keys, and on COMMIT the "offset\0…" records with their values
+//! ```
+//! Replay needs no marker logic: the plain records that follow each marker say what it did, and
+//! the append holding both is all or nothing. A pending key of its own (not the "offset" key)
+//! keeps compaction from dropping a committed offset that a later, aborted, transaction shadowed.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use bytes::BytesMut;
+use kafka_protocol::error::ResponseError;
+use ringtail_engine::batch::RecordSpec;
+use ringtail_engine::log::now_ms;
+
+use super::{fits_in_key, offsets_log, CommittedOffset, Coordinator, GroupOffsets};
+use crate::txn::marker::{encode_marker, encode_transactional, MarkerType, TxnProducer};
+
+/// Pending offsets by producer id, then group.
+pub(crate) type PendingTxnOffsets = BTreeMap<i64, BTreeMap<String, GroupOffsets>>;
+
+/// Pending offsets a producer may hold (the bound on what a client can make the coordinator keep).
+pub const PENDING_OFFSETS_PER_PRODUCER_MAX: usize = 100_000;
+
+pub(crate) fn txn_offset_key(
+    producer_id: i64,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Vec<u8> {
+    format!("txnoffset\0{producer_id}\0{group}\0{topic}\0{partition}").into_bytes()
+}
+
+/// Applies a replayed pending-offset record (`parts`: the key split at NUL bytes).
+pub(crate) fn apply(pending: &mut PendingTxnOffsets, parts: &[&str], value: Option<&[u8]>) -> bool {
+    let ["txnoffset", producer_id, group, topic, partition] = parts else {
+        return false;
+    };
+    let (Ok(producer_id), Ok(partition)) = (producer_id.parse::<i64>(), partition.parse::<i32>())
+    else {
+        return true;
+    };
+    let key = (topic.to_string(), partition);
+    match value.and_then(|value| serde_json::from_slice::<CommittedOffset>(value).ok()) {
+        Some(committed) => {
+            pending
+                .entry(producer_id)
+                .or_default()
+                .entry(group.to_string())
+                .or_default()
+                .insert(key, committed);
+        }
+        None => {
+            if let Some(groups) = pending.get_mut(&producer_id) {
+                if let Some(offsets) = groups.get_mut(*group) {
+                    offsets.remove(&key);
+                    if offsets.is_empty() {
+                        groups.remove(*group);
+                    }
+                }
+                if groups.is_empty() {
+                    pending.remove(&producer_id);
+                }
+            }
+        }
+    }
+    true
+}
+
+impl Coordinator {
+    /// TxnOffsetCommit: stores the offsets as pending for `producer` (written, fsynced).
+    pub async fn txn_commit(
+        &self,
+        group_id: &str,
+        producer: TxnProducer,
+        (member_id, generation_id): (&str, i32),
+        commits: Vec<(String, i32, CommittedOffset)>,
+    ) -> Result<(), ResponseError> {
+        if !fits_in_key(group_id) {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        if !commits.iter().all(|(topic, _, _)| fits_in_key(topic)) {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
+        // KIP-447: a member's generation is checked when given; -1 (a producer without group
+        // metadata) is not.
+        if generation_id >= 0 {
+            if let Some(group) = self.groups.borrow().get(group_id) {
+                group.check_member(member_id, generation_id)?;
+            }
+        }
+        let held = self
+            .pending_txn_offsets
+            .borrow()
+            .get(&producer.producer_id)
+            .map_or(0, |groups| {
+                groups.values().map(BTreeMap::len).sum::<usize>()
+            });
+        if held + commits.len() > PENDING_OFFSETS_PER_PRODUCER_MAX {
+            return Err(ResponseError::InvalidRequest);
+        }
+        let keys: Vec<(Vec<u8>, Vec<u8>)> = commits
+            .iter()
+            .map(|(topic, partition, committed)| {
+                (
+                    txn_offset_key(producer.producer_id, group_id, topic, *partition),
+                    serde_json::to_vec(committed).expect("serialisable"),
+                )
+            })
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let specs: Vec<RecordSpec<'_>> = keys
+            .iter()
+            .map(|(key, value)| RecordSpec {
+                key: Some(key),
+                value: Some(value),
+                timestamp_delta: 0,
+            })
+            .collect();
+        let record_set = BytesMut::from(&encode_transactional(producer, &specs, now_ms())[..]);
+        self.append_record_set(record_set).await?;
+        let mut pending = self.pending_txn_offsets.borrow_mut();
+        let offsets = pending
+            .entry(producer.producer_id)
+            .or_default()
+            .entry(group_id.to_string())
+            .or_default();
+        for (topic, partition, committed) in commits {
+            offsets.insert((topic, partition), committed);
+        }
+        Ok(())
+    }
+
+    /// The marker of `producer`'s transaction in `__consumer_offsets`, with what it did (see the
+    /// module's byte map), in one append; then the pending offsets become committed or go.
+    pub async fn end_txn_offsets(
+        &self,
+        producer: TxnProducer,
+        marker: MarkerType,
+    ) -> Result<(), ResponseError> {
+        let now = now_ms();
+        let pending = self
+            .pending_txn_offsets
+            .borrow()
+            .get(&producer.producer_id)
+            .cloned()
+            .unwrap_or_default();
+        let mut records = Vec::new();
+        for (group, offsets) in &pending {
+            for ((topic, partition), committed) in offsets {
+                records.push((
+                    txn_offset_key(producer.producer_id, group, topic, *partition),
+                    None,
+                ));
+                if marker == MarkerType::Commit {
+                    let value = serde_json::to_vec(committed).expect("serialisable");
+                    records.push((
+                        offsets_log::offset_key(group, topic, *partition),
+                        Some(value),
+                    ));
+                }
+            }
+        }
+        let mut record_set = BytesMut::from(&encode_marker(producer, marker, now)[..]);
+        if !records.is_empty() {
+            let max_batch_bytes = self.log.config().max_message_bytes as usize;
+            record_set.extend_from_slice(&offsets_log::encode_records(
+                &records,
+                max_batch_bytes,
+                now,
+            ));
+        }
+        self.append_record_set(record_set).await?;
+        self.pending_txn_offsets
+            .borrow_mut()
+            .remove(&producer.producer_id);
+        if marker == MarkerType::Commit {
+            let mut offsets = self.offsets.borrow_mut();
+            for (group, committed) in pending {
+                offsets.entry(group).or_default().extend(committed);
+            }
+        }
+        Ok(())
+    }
+}

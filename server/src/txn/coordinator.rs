@@ -1,0 +1,466 @@
+//! The live transaction coordinator: one per broker, on the shard that owns
+//! `__transaction_state` partition 0. Every change of a transactional id's state is written to
+//! that log (and fsynced) before it is acted on or answered, so a restart resumes from the last
+//! decision: a Prepare* state finishes its markers, an Ongoing one runs until its timeout.
+//!
+//! One operation at a time per transactional id (`busy`): another one meanwhile is answered
+//! CONCURRENT_TRANSACTIONS, which clients retry (as Kafka answers while markers are written).
+#![forbid(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use ringtail_engine::log::now_ms;
+use ringtail_engine::PartitionLog;
+
+use super::log::{encode_state, load};
+use super::marker::{encode_marker, MarkerType, TxnProducer};
+use super::registry::TxnRegistry;
+use super::state::{TxnMetadata, TxnPartition, TxnState, PRODUCER_EPOCH_MAX};
+use crate::shard::ShardContext;
+
+/// Partitions one transaction may add: the bound on what a client can make the coordinator hold.
+pub const TXN_PARTITIONS_MAX: usize = 10_000;
+/// Transactional ids the coordinator keeps (each InitProducerId with a new one adds one).
+pub const TRANSACTIONAL_IDS_MAX: usize = 100_000;
+
+/// A transactional id's state, as DescribeTransactions reports it.
+pub type Described = Result<TxnMetadata, ResponseError>;
+
+/// See the module doc.
+pub struct TxnCoordinator {
+    txns: RefCell<BTreeMap<String, TxnMetadata>>,
+    busy: RefCell<BTreeSet<String>>,
+    log: Rc<PartitionLog>,
+    /// The shard it runs on, to route markers to partition owners (weak: the shard holds us).
+    shard: Weak<ShardContext>,
+    registry: Arc<TxnRegistry>,
+    max_timeout_ms: i32,
+    stopped: Cell<bool>,
+}
+
+/// Releases a transactional id's `busy` mark when an operation ends (also when cancelled).
+struct BusyGuard<'a> {
+    busy: &'a RefCell<BTreeSet<String>>,
+    transactional_id: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.busy.borrow_mut().remove(&self.transactional_id);
+    }
+}
+
+impl TxnCoordinator {
+    /// Rebuilds the table from the log and the produce-side registry from the table.
+    pub async fn load(
+        log: Rc<PartitionLog>,
+        shard: Weak<ShardContext>,
+        registry: Arc<TxnRegistry>,
+        max_timeout_ms: i32,
+    ) -> Result<Self, ringtail_engine::ReadError> {
+        let txns = load(&log).await?;
+        for meta in txns.values() {
+            let ongoing = (meta.state == TxnState::Ongoing).then(|| meta.partitions.clone());
+            registry.set(meta.producer_id, meta.producer_epoch, ongoing);
+        }
+        let prepared = txns
+            .values()
+            .filter(|meta| meta.state.is_prepared())
+            .count();
+        tracing::info!(
+            transactional_ids = txns.len(),
+            prepared,
+            "transaction coordinator loaded"
+        );
+        Ok(Self {
+            txns: RefCell::new(txns),
+            busy: RefCell::new(BTreeSet::new()),
+            log,
+            shard,
+            registry,
+            max_timeout_ms,
+            stopped: Cell::new(false),
+        })
+    }
+
+    pub fn stop(&self) {
+        self.stopped.set(true);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.get()
+    }
+
+    fn claim(&self, transactional_id: &str) -> Result<BusyGuard<'_>, ResponseError> {
+        if self.stopped.get() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if !self.busy.borrow_mut().insert(transactional_id.to_string()) {
+            return Err(ResponseError::ConcurrentTransactions);
+        }
+        Ok(BusyGuard {
+            busy: &self.busy,
+            transactional_id: transactional_id.to_string(),
+        })
+    }
+
+    /// Writes a state and, once durable, makes it the live one.
+    async fn persist(
+        &self,
+        transactional_id: &str,
+        meta: TxnMetadata,
+    ) -> Result<(), ResponseError> {
+        if self.stopped.get() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        let record_set = encode_state(transactional_id, &meta, now_ms());
+        if let Err(err) = self.log.append(record_set, 0).await {
+            tracing::error!(transactional_id, %err, "writing the transaction log failed");
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        let ongoing = (meta.state == TxnState::Ongoing).then(|| meta.partitions.clone());
+        self.registry
+            .set(meta.producer_id, meta.producer_epoch, ongoing);
+        self.txns
+            .borrow_mut()
+            .insert(transactional_id.to_string(), meta);
+        Ok(())
+    }
+
+    fn get(&self, transactional_id: &str) -> Option<TxnMetadata> {
+        self.txns.borrow().get(transactional_id).cloned()
+    }
+
+    /// InitProducerId with a transactional id: the producer id and its new epoch. An ongoing
+    /// transaction of the previous producer is aborted first (its epoch bumped: the zombie is
+    /// fenced). `current`: the id and epoch the producer passes (KIP-360), if any.
+    pub async fn init_producer_id(
+        &self,
+        transactional_id: &str,
+        timeout_ms: i32,
+        current: Option<TxnProducer>,
+    ) -> Result<TxnProducer, ResponseError> {
+        if timeout_ms <= 0 || timeout_ms > self.max_timeout_ms {
+            return Err(ResponseError::InvalidTransactionTimeout);
+        }
+        let _guard = self.claim(transactional_id)?;
+        let Some(mut meta) = self.get(transactional_id) else {
+            if self.txns.borrow().len() >= TRANSACTIONAL_IDS_MAX {
+                tracing::warn!(transactional_id, "too many transactional ids");
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+            let meta = TxnMetadata::new(
+                crate::api::init_producer_id::allocate_producer_id(),
+                timeout_ms,
+                now_ms(),
+            );
+            let producer = producer_of(&meta);
+            self.persist(transactional_id, meta).await?;
+            return Ok(producer);
+        };
+        if let Some(current) = current {
+            // KIP-360: only the producer that holds the current id and epoch may bump it.
+            if current.producer_id != meta.producer_id
+                || current.producer_epoch != meta.producer_epoch
+            {
+                return Err(ResponseError::ProducerFenced);
+            }
+        }
+        if meta.state == TxnState::Ongoing {
+            let aborting = meta.fenced_abort(now_ms());
+            self.persist(transactional_id, aborting.clone()).await?;
+            meta = self
+                .write_markers_and_complete(transactional_id, aborting)
+                .await?;
+        } else if meta.state.is_prepared() {
+            meta = self
+                .write_markers_and_complete(transactional_id, meta)
+                .await?;
+        }
+        let mut next = meta.clone();
+        if meta.producer_epoch >= PRODUCER_EPOCH_MAX {
+            self.registry.forget(meta.producer_id);
+            next.producer_id = crate::api::init_producer_id::allocate_producer_id();
+            next.producer_epoch = 0;
+        } else {
+            next.producer_epoch += 1;
+        }
+        next.state = TxnState::Empty;
+        next.timeout_ms = timeout_ms;
+        next.update_ms = now_ms();
+        let producer = producer_of(&next);
+        self.persist(transactional_id, next).await?;
+        Ok(producer)
+    }
+
+    /// AddPartitionsToTxn (and AddOffsetsToTxn with `group`).
+    pub async fn add(
+        &self,
+        transactional_id: &str,
+        producer: TxnProducer,
+        partitions: &[TxnPartition],
+        group: Option<&str>,
+    ) -> Result<(), ResponseError> {
+        let _guard = self.claim(transactional_id)?;
+        let meta = self
+            .get(transactional_id)
+            .ok_or(ResponseError::InvalidProducerIdMapping)?;
+        meta.check_producer(producer.producer_id, producer.producer_epoch)?;
+        if meta.state == TxnState::Ongoing
+            && partitions
+                .iter()
+                .all(|partition| meta.partitions.contains(partition))
+            && group.is_none_or(|group| meta.groups.contains(group))
+        {
+            return Ok(()); // nothing new (a retry): no write
+        }
+        let next = meta.with_added(partitions, group, now_ms())?;
+        if next.partitions.len() > TXN_PARTITIONS_MAX {
+            return Err(ResponseError::InvalidRequest);
+        }
+        self.persist(transactional_id, next).await
+    }
+
+    /// AddPartitionsToTxn v4+ with verify_only: whether the partitions are in the ongoing
+    /// transaction (Kafka ≥ 3.6 brokers ask this before appending a transactional batch).
+    pub fn verify(
+        &self,
+        transactional_id: &str,
+        producer: TxnProducer,
+        partition: &TxnPartition,
+    ) -> Result<(), ResponseError> {
+        let meta = self
+            .get(transactional_id)
+            .ok_or(ResponseError::InvalidProducerIdMapping)?;
+        meta.check_producer(producer.producer_id, producer.producer_epoch)?;
+        if meta.state == TxnState::Ongoing && meta.partitions.contains(partition) {
+            Ok(())
+        } else {
+            Err(ResponseError::InvalidTxnState)
+        }
+    }
+
+    /// Checks that `producer` is the current one of a transaction that added `group` (TxnOffsetCommit).
+    pub fn check_offsets_producer(
+        &self,
+        transactional_id: &str,
+        producer: TxnProducer,
+        group: &str,
+    ) -> Result<(), ResponseError> {
+        let meta = self
+            .get(transactional_id)
+            .ok_or(ResponseError::InvalidProducerIdMapping)?;
+        meta.check_producer(producer.producer_id, producer.producer_epoch)?;
+        if meta.state == TxnState::Ongoing && meta.groups.contains(group) {
+            Ok(())
+        } else {
+            Err(ResponseError::InvalidTxnState)
+        }
+    }
+
+    /// EndTxn: the decision is written (Prepare*), then the markers, then Complete*.
+    pub async fn end(
+        &self,
+        transactional_id: &str,
+        producer: TxnProducer,
+        commit: bool,
+    ) -> Result<(), ResponseError> {
+        let _guard = self.claim(transactional_id)?;
+        let meta = self
+            .get(transactional_id)
+            .ok_or(ResponseError::InvalidProducerIdMapping)?;
+        meta.check_producer(producer.producer_id, producer.producer_epoch)?;
+        let Some(prepared) = meta.ending(commit, now_ms())? else {
+            return Ok(());
+        };
+        self.persist(transactional_id, prepared.clone()).await?;
+        // The decision is durable: if a marker can't be written now, the tick retries it, and
+        // the client's next operation is answered CONCURRENT_TRANSACTIONS until then.
+        if let Err(error) = self
+            .write_markers_and_complete(transactional_id, prepared)
+            .await
+        {
+            tracing::warn!(
+                transactional_id,
+                ?error,
+                "markers not all written yet; retrying"
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes the markers of a prepared transaction to every partition and group, then records
+    /// it complete. Idempotent: after a crash it runs again and writes the markers again (a
+    /// second marker of the same producer and epoch ends nothing more).
+    async fn write_markers_and_complete(
+        &self,
+        transactional_id: &str,
+        prepared: TxnMetadata,
+    ) -> Result<TxnMetadata, ResponseError> {
+        assert!(prepared.state.is_prepared());
+        let shard = self
+            .shard
+            .upgrade()
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let producer = producer_of(&prepared);
+        let marker = if prepared.state == TxnState::PrepareCommit {
+            MarkerType::Commit
+        } else {
+            MarkerType::Abort
+        };
+        let writes = prepared.partitions.iter().map(|(topic, partition)| {
+            write_marker(&shard, topic.clone(), *partition, producer, marker)
+        });
+        let results = futures_util::future::join_all(writes).await;
+        if let Some(error) = results.into_iter().find_map(Result::err) {
+            return Err(error);
+        }
+        if !prepared.groups.is_empty() {
+            let written = crate::api::groups::on_coordinator(&shard, move |groups| async move {
+                groups.end_txn_offsets(producer, marker).await
+            })
+            .await
+            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+            written.unwrap_or(Err(ResponseError::CoordinatorNotAvailable))?;
+        }
+        let completed = prepared.completed(now_ms());
+        self.persist(transactional_id, completed.clone()).await?;
+        Ok(completed)
+    }
+
+    /// Aborts transactions past their timeout and finishes prepared ones whose markers failed.
+    pub async fn tick(&self) {
+        let now = now_ms();
+        let due: Vec<(String, TxnMetadata)> = self
+            .txns
+            .borrow()
+            .iter()
+            .filter(|(id, meta)| {
+                (meta.timed_out(now) || meta.state.is_prepared())
+                    && !self.busy.borrow().contains(*id)
+            })
+            .map(|(id, meta)| (id.clone(), meta.clone()))
+            .collect();
+        for (transactional_id, meta) in due {
+            let Ok(_guard) = self.claim(&transactional_id) else {
+                continue;
+            };
+            let prepared = if meta.state == TxnState::Ongoing {
+                tracing::info!(
+                    transactional_id,
+                    timeout_ms = meta.timeout_ms,
+                    "transaction timed out: aborting"
+                );
+                let aborting = meta.fenced_abort(now);
+                if self
+                    .persist(&transactional_id, aborting.clone())
+                    .await
+                    .is_err()
+                {
+                    continue;
+                }
+                aborting
+            } else {
+                meta
+            };
+            if let Err(error) = self
+                .write_markers_and_complete(&transactional_id, prepared)
+                .await
+            {
+                tracing::warn!(
+                    transactional_id,
+                    ?error,
+                    "markers not all written yet; retrying"
+                );
+            }
+        }
+    }
+
+    /// DescribeTransactions: each id's state, or TRANSACTIONAL_ID_NOT_FOUND.
+    pub fn describe(&self, transactional_ids: &[String]) -> Vec<(String, Described)> {
+        let txns = self.txns.borrow();
+        transactional_ids
+            .iter()
+            .map(|id| {
+                let found = txns
+                    .get(id)
+                    .cloned()
+                    .ok_or(ResponseError::TransactionalIdNotFound);
+                (id.clone(), found)
+            })
+            .collect()
+    }
+
+    /// ListTransactions: ids whose state and producer id pass the filters (empty: any), and
+    /// whose transaction has run longer than `duration_ms` (negative: any).
+    pub fn list(
+        &self,
+        states: &[TxnState],
+        producer_ids: &[i64],
+        duration_ms: i64,
+    ) -> Vec<(String, i64, TxnState)> {
+        let now = now_ms();
+        self.txns
+            .borrow()
+            .iter()
+            .filter(|(_, meta)| states.is_empty() || states.contains(&meta.state))
+            .filter(|(_, meta)| producer_ids.is_empty() || producer_ids.contains(&meta.producer_id))
+            .filter(|(_, meta)| {
+                duration_ms < 0 || (meta.start_ms >= 0 && now - meta.start_ms > duration_ms)
+            })
+            .map(|(id, meta)| (id.clone(), meta.producer_id, meta.state))
+            .collect()
+    }
+}
+
+fn producer_of(meta: &TxnMetadata) -> TxnProducer {
+    TxnProducer {
+        producer_id: meta.producer_id,
+        producer_epoch: meta.producer_epoch,
+    }
+}
+
+/// Appends one marker to a partition through its owner shard (the engine's append path, so it
+/// gets an offset and is fsynced as the topic's flush policy says). A deleted topic needs none.
+async fn write_marker(
+    shard: &Rc<ShardContext>,
+    topic: String,
+    partition: i32,
+    producer: TxnProducer,
+    marker: MarkerType,
+) -> Result<(), ResponseError> {
+    let Some(info) = shard
+        .metadata
+        .topic(&topic)
+        .filter(|info| info.has_partition(partition))
+    else {
+        return Ok(());
+    };
+    let bytes = bytes::BytesMut::from(&encode_marker(producer, marker, now_ms())[..]);
+    let appended = shard
+        .on_owner(&topic, partition, move |owner| async move {
+            let log = owner
+                .partition_log(&info, partition)
+                .await
+                .map_err(|err| err.to_string())?;
+            log.append(bytes, 0)
+                .await
+                .map(|_| ())
+                .map_err(|err| err.to_string())
+        })
+        .await
+        .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+    appended.map_err(|reason| {
+        tracing::warn!(
+            topic,
+            partition,
+            reason,
+            "writing a transaction marker failed"
+        );
+        ResponseError::CoordinatorNotAvailable
+    })
+}

@@ -1,0 +1,283 @@
+//! One transactional id's state, and Kafka's transaction state machine (KIP-98) on it: pure, no
+//! I/O. The coordinator (`coordinator.rs`) persists each state before acting on it.
+//!
+//! ```text
+//! Empty ──AddPartitions/AddOffsets──► Ongoing ──EndTxn(commit)──► PrepareCommit ──markers──► CompleteCommit
+//!   ▲                                    │    └─EndTxn(abort)/timeout/re-init──► PrepareAbort ──markers──► CompleteAbort
+//!   └──── InitProducerId (epoch + 1) ◄───┴── (Complete* and Empty accept a new transaction)
+//! PrepareEpochFence: an Ongoing transaction whose producer is being fenced; it becomes PrepareAbort.
+//! ```
+//!
+//! # Invariants
+//! - `partitions` and `groups` are empty in Empty and Complete* states.
+//! - `producer_epoch` only grows for a given `producer_id`.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeSet;
+
+use kafka_protocol::error::ResponseError;
+use serde::{Deserialize, Serialize};
+
+/// Kafka's transaction states, spelled as DescribeTransactions and ListTransactions report them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnState {
+    Empty,
+    Ongoing,
+    PrepareCommit,
+    PrepareAbort,
+    CompleteCommit,
+    CompleteAbort,
+    PrepareEpochFence,
+}
+
+impl TxnState {
+    /// The name Kafka's admin APIs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnState::Empty => "Empty",
+            TxnState::Ongoing => "Ongoing",
+            TxnState::PrepareCommit => "PrepareCommit",
+            TxnState::PrepareAbort => "PrepareAbort",
+            TxnState::CompleteCommit => "CompleteCommit",
+            TxnState::CompleteAbort => "CompleteAbort",
+            TxnState::PrepareEpochFence => "PrepareEpochFence",
+        }
+    }
+
+    pub const ALL: [TxnState; 7] = [
+        TxnState::Empty,
+        TxnState::Ongoing,
+        TxnState::PrepareCommit,
+        TxnState::PrepareAbort,
+        TxnState::CompleteCommit,
+        TxnState::CompleteAbort,
+        TxnState::PrepareEpochFence,
+    ];
+
+    /// Whether markers are owed (a decision taken, not yet written everywhere).
+    pub fn is_prepared(self) -> bool {
+        matches!(self, TxnState::PrepareCommit | TxnState::PrepareAbort)
+    }
+
+    /// Whether a new transaction may start from here.
+    pub fn accepts_new_transaction(self) -> bool {
+        matches!(
+            self,
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+        )
+    }
+}
+
+/// A topic partition in a transaction.
+pub type TxnPartition = (String, i32);
+
+/// Everything the coordinator knows of one transactional id: the value of its record in
+/// `__transaction_state` (JSON, see `log.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnMetadata {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub timeout_ms: i32,
+    pub state: TxnState,
+    pub partitions: BTreeSet<TxnPartition>,
+    /// Groups whose offsets this transaction commits (AddOffsetsToTxn).
+    pub groups: BTreeSet<String>,
+    /// When the current transaction started (its first AddPartitions/AddOffsets), -1 if none.
+    pub start_ms: i64,
+    pub update_ms: i64,
+}
+
+/// The highest epoch a producer id may have; the next InitProducerId gets a new id (Kafka does
+/// the same, so markers with epoch + 1 always fit).
+pub const PRODUCER_EPOCH_MAX: i16 = i16::MAX - 1;
+
+impl TxnMetadata {
+    pub fn new(producer_id: i64, timeout_ms: i32, now_ms: i64) -> Self {
+        Self {
+            producer_id,
+            producer_epoch: 0,
+            timeout_ms,
+            state: TxnState::Empty,
+            partitions: BTreeSet::new(),
+            groups: BTreeSet::new(),
+            start_ms: -1,
+            update_ms: now_ms,
+        }
+    }
+
+    /// Checks a request's producer id and epoch against this transactional id's (Kafka's
+    /// coordinator: a different id is INVALID_PRODUCER_ID_MAPPING, an older epoch PRODUCER_FENCED).
+    pub fn check_producer(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<(), ResponseError> {
+        if producer_id != self.producer_id {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        if producer_epoch < self.producer_epoch {
+            return Err(ResponseError::ProducerFenced);
+        }
+        if producer_epoch > self.producer_epoch {
+            return Err(ResponseError::InvalidProducerEpoch);
+        }
+        Ok(())
+    }
+
+    /// Adds partitions and groups to the transaction, starting it if needed: the state to persist.
+    pub fn with_added(
+        &self,
+        partitions: &[TxnPartition],
+        group: Option<&str>,
+        now_ms: i64,
+    ) -> Result<TxnMetadata, ResponseError> {
+        let mut next = self.clone();
+        match self.state {
+            TxnState::Ongoing => {}
+            state if state.accepts_new_transaction() => {
+                next.state = TxnState::Ongoing;
+                next.partitions.clear();
+                next.groups.clear();
+                next.start_ms = now_ms;
+            }
+            // A commit or abort still writes its markers: the client retries.
+            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
+                return Err(ResponseError::ConcurrentTransactions)
+            }
+            _ => return Err(ResponseError::InvalidTxnState),
+        }
+        next.partitions.extend(partitions.iter().cloned());
+        if let Some(group) = group {
+            next.groups.insert(group.to_string());
+        }
+        next.update_ms = now_ms;
+        Ok(next)
+    }
+
+    /// The state EndTxn leads to. `Ok(None)`: a retry of an EndTxn already done (answer success).
+    pub fn ending(&self, commit: bool, now_ms: i64) -> Result<Option<TxnMetadata>, ResponseError> {
+        match (self.state, commit) {
+            (TxnState::Ongoing, _) => {
+                let mut next = self.clone();
+                next.state = if commit {
+                    TxnState::PrepareCommit
+                } else {
+                    TxnState::PrepareAbort
+                };
+                next.update_ms = now_ms;
+                Ok(Some(next))
+            }
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(None),
+            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
+                Err(ResponseError::ConcurrentTransactions)
+            }
+            // librdkafka and the Java client abort a transaction that never added anything
+            // without asking the broker; an abort of an Empty one is still answered success
+            // as Kafka does.
+            (TxnState::Empty, false) => Ok(None),
+            _ => Err(ResponseError::InvalidTxnState),
+        }
+    }
+
+    /// The state once every marker is written.
+    pub fn completed(&self, now_ms: i64) -> TxnMetadata {
+        assert!(
+            self.state.is_prepared(),
+            "only a prepared transaction completes"
+        );
+        let mut next = self.clone();
+        next.state = if self.state == TxnState::PrepareCommit {
+            TxnState::CompleteCommit
+        } else {
+            TxnState::CompleteAbort
+        };
+        next.partitions.clear();
+        next.groups.clear();
+        next.start_ms = -1;
+        next.update_ms = now_ms;
+        next
+    }
+
+    /// An ongoing transaction aborted by the coordinator (timeout, or a new InitProducerId):
+    /// the epoch is bumped first, so the old producer is fenced (Kafka's PrepareEpochFence).
+    pub fn fenced_abort(&self, now_ms: i64) -> TxnMetadata {
+        assert_eq!(self.state, TxnState::Ongoing);
+        let mut next = self.clone();
+        next.producer_epoch = self
+            .producer_epoch
+            .saturating_add(1)
+            .min(PRODUCER_EPOCH_MAX);
+        next.state = TxnState::PrepareAbort;
+        next.update_ms = now_ms;
+        next
+    }
+
+    /// Whether the ongoing transaction has run past its timeout at `now_ms`.
+    pub fn timed_out(&self, now_ms: i64) -> bool {
+        self.state == TxnState::Ongoing
+            && self.start_ms >= 0
+            && now_ms.saturating_sub(self.start_ms) > i64::from(self.timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(name: &str) -> TxnPartition {
+        (name.to_string(), 0)
+    }
+
+    #[test]
+    fn a_transaction_goes_through_kafkas_states() {
+        let empty = TxnMetadata::new(7, 60_000, 0);
+        let ongoing = empty.with_added(&[partition("a")], None, 1).unwrap();
+        assert_eq!(ongoing.state, TxnState::Ongoing);
+        assert_eq!(ongoing.start_ms, 1);
+        let more = ongoing.with_added(&[partition("b")], Some("g"), 2).unwrap();
+        assert_eq!(more.partitions.len(), 2);
+        assert_eq!(more.start_ms, 1, "adding keeps the start");
+        let prepared = more.ending(true, 3).unwrap().unwrap();
+        assert_eq!(prepared.state, TxnState::PrepareCommit);
+        assert_eq!(
+            prepared.with_added(&[partition("c")], None, 4),
+            Err(ResponseError::ConcurrentTransactions)
+        );
+        let done = prepared.completed(5);
+        assert_eq!(done.state, TxnState::CompleteCommit);
+        assert!(done.partitions.is_empty() && done.groups.is_empty());
+        assert_eq!(done.ending(true, 6), Ok(None), "a retried commit succeeds");
+        assert_eq!(done.ending(false, 6), Err(ResponseError::InvalidTxnState));
+    }
+
+    #[test]
+    fn old_epochs_are_fenced_and_other_ids_refused() {
+        let mut meta = TxnMetadata::new(7, 60_000, 0);
+        meta.producer_epoch = 3;
+        assert_eq!(
+            meta.check_producer(7, 2),
+            Err(ResponseError::ProducerFenced)
+        );
+        assert_eq!(
+            meta.check_producer(8, 3),
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+        assert_eq!(meta.check_producer(7, 3), Ok(()));
+    }
+
+    #[test]
+    fn a_timeout_abort_bumps_the_epoch() {
+        let ongoing = TxnMetadata::new(7, 100, 0)
+            .with_added(&[partition("a")], None, 10)
+            .unwrap();
+        assert!(!ongoing.timed_out(110));
+        assert!(ongoing.timed_out(111));
+        let aborting = ongoing.fenced_abort(111);
+        assert_eq!(aborting.state, TxnState::PrepareAbort);
+        assert_eq!(aborting.producer_epoch, 1);
+        assert_eq!(
+            aborting.partitions, ongoing.partitions,
+            "markers go where data went"
+        );
+    }
+}
