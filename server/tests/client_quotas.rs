@@ -64,13 +64,16 @@ fn alter(client: &mut Client, entries: Vec<EntryData>, validate_only: bool) -> V
         .collect()
 }
 
+/// One described entity: its "type=name" parts, sorted, and its (key, value) pairs.
+type Described = (Vec<String>, Vec<(String, f64)>);
+
 /// DescribeClientQuotas v1: the error code and the entities with their (key, value) pairs,
 /// each entity as sorted "type=name" strings.
 fn describe(
     client: &mut Client,
     components: &[(&str, i8, Option<&str>)],
     strict: bool,
-) -> (i16, Vec<(Vec<String>, Vec<(String, f64)>)>) {
+) -> (i16, Vec<Described>) {
     let request = DescribeClientQuotasRequest::default()
         .with_strict(strict)
         .with_components(
@@ -112,7 +115,7 @@ fn describe(
     (response.error_code, entries)
 }
 
-fn entities(found: &[(Vec<String>, Vec<(String, f64)>)]) -> Vec<String> {
+fn entities(found: &[Described]) -> Vec<String> {
     found.iter().map(|(entity, _)| entity.join(",")).collect()
 }
 

@@ -234,7 +234,10 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn table(entries: &[(&[(&str, Option<&str>)], f64)]) -> QuotaTable {
+    /// An entity as (type, name) pairs, `None` being the default.
+    type Parts<'a> = &'a [(&'a str, Option<&'a str>)];
+
+    fn table(entries: &[(Parts, f64)]) -> QuotaTable {
         entries
             .iter()
             .map(|(parts, rate)| {
