@@ -118,6 +118,9 @@ pub fn run(args: Args) -> Result<()> {
         crate::acl::Authorizer::load(args.security.acl_config()?, &args.data_dirs[0])
             .context("loading the ACL store")?,
     );
+    let quotas = Arc::new(
+        crate::quotas::Quotas::load(&args.data_dirs[0]).context("loading the client quotas")?,
+    );
     let limits = Arc::new(crate::limits::Limits::new(&args)?);
     let transactions = Arc::new(crate::txn::registry::TxnRegistry::default());
     warn_if_connections_exceed_open_files(args.max_connections);
@@ -137,6 +140,7 @@ pub fn run(args: Args) -> Result<()> {
             listeners,
             sasl: Arc::clone(&sasl),
             acl: Arc::clone(&acl),
+            quotas: Arc::clone(&quotas),
             tls: tls.clone(),
             inbox,
             metadata: Arc::clone(&metadata),
@@ -323,6 +327,7 @@ struct ShardStart {
     listeners: Vec<std::net::TcpListener>,
     sasl: Arc<crate::sasl::SaslConfig>,
     acl: Arc<crate::acl::Authorizer>,
+    quotas: Arc<crate::quotas::Quotas>,
     tls: Option<Arc<rustls::ServerConfig>>,
     inbox: flume::Receiver<ShardJob>,
     metadata: Arc<Metadata>,
@@ -361,6 +366,7 @@ impl ShardStart {
             in_flight_requests: Cell::new(0),
             sasl: self.sasl,
             acl: self.acl,
+            quotas: self.quotas,
             tls: self.tls,
             coordinator: RefCell::new(None),
             txn_coordinator: RefCell::new(None),

@@ -16,7 +16,7 @@ use compio::net::TcpStream;
 use compio::runtime::JoinHandle;
 use futures_util::future::{select, Either};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use tracing::{debug, warn};
 
 use crate::acl::Identity;
@@ -44,7 +44,13 @@ struct Answered {
     api: ApiKey,
     /// When the handler finished: the response then waits for the ones before it.
     at: Instant,
+    /// The quota throttle answered: the connection is muted that long once it is sent.
+    throttle_ms: u32,
 }
+
+/// Until when the connection is muted (KIP-219): the writer sets it after sending a throttled
+/// response, the reader serves no request before then.
+type MutedUntil = Rc<Cell<Option<Instant>>>;
 
 /// Why a connection's reader stopped; logged at debug, counted where it is a bound at work.
 #[derive(Debug, thiserror::Error)]
@@ -92,9 +98,21 @@ pub async fn serve(
         };
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
     let check = context.settings.fetch_residency_check;
-    let writer = compio::runtime::spawn(write_responses(writer, responses, peer, check));
-    let from = Origin { peer, listener };
-    if let Err(reason) = read_requests(&context, reader, queue, from, tls_principal).await {
+    let muted_until = MutedUntil::default();
+    let writer = compio::runtime::spawn(write_responses(
+        writer,
+        responses,
+        peer,
+        check,
+        Rc::clone(&muted_until),
+    ));
+    let from = Origin {
+        peer,
+        listener,
+        tls_principal,
+        muted_until,
+    };
+    if let Err(reason) = read_requests(&context, reader, queue, from).await {
         match reason {
             ReadEnd::Idle(_) => crate::metrics::record_idle_closed(),
             ReadEnd::FrameTimeout(_) => crate::metrics::record_frame_timeout(),
@@ -147,11 +165,11 @@ async fn read_requests(
     mut stream: ConnReader,
     queue: flume::Sender<PendingResponse>,
     from: Origin,
-    tls_principal: Option<String>,
 ) -> Result<(), ReadEnd> {
     let peer = from.peer;
+    let from = &from;
     // Made once, and again only when a SASL login names someone else: requests clone a reference.
-    let mut identity = match &tls_principal {
+    let mut identity = match &from.tls_principal {
         Some(principal) => Identity::new(principal, peer.ip()),
         None => Identity::anonymous(peer.ip()),
     };
@@ -173,6 +191,7 @@ async fn read_requests(
         if context.shutting_down() {
             return Err(ReadEnd::ShuttingDown);
         }
+        wait_while_muted(&from.muted_until).await;
         let size = read_frame_size(&mut stream, timeouts, &held_bytes).await?;
         let frame_started = Instant::now();
         let mut limit = context.settings.frame_bytes_max;
@@ -191,6 +210,7 @@ async fn read_requests(
         let frame = read_frame_body(&mut stream, size as usize, frame_started, timeouts).await?;
         let frame_read = frame_started.elapsed();
         crate::metrics::record_bytes_in(frame.len() + 4);
+        let request_bytes = frame.len() as u64 + 4;
         let (request, body, client_id) =
             parse_header(frame, from.listener, &identity).map_err(ReadEnd::Malformed)?;
         if request.api == ApiKey::Produce {
@@ -211,6 +231,7 @@ async fn read_requests(
                 response: answer.response,
                 api: request.api,
                 at: Instant::now(),
+                throttle_ms: 0,
             };
             let ready = compio::runtime::spawn(async move { Ok(answered) });
             queue
@@ -232,10 +253,23 @@ async fn read_requests(
         {
             return Err(ReadEnd::Unauthenticated(request.api));
         }
-        let client = client_id.map(|client_id| api::ClientInfo {
-            client_id,
-            host: format!("/{}", peer.ip()),
-        });
+        // A frame read while the writer was muting this connection waits out the mute too.
+        wait_while_muted(&from.muted_until).await;
+        let quota = quota_charge(
+            context,
+            &request,
+            &session,
+            from,
+            client_id.as_deref(),
+            request_bytes,
+        );
+        // Only group membership keeps the client id (DescribeGroups shows it).
+        let client = client_id
+            .filter(|_| request.api == ApiKey::JoinGroup)
+            .map(|client_id| api::ClientInfo {
+                client_id: client_id.to_string(),
+                host: format!("/{}", peer.ip()),
+            });
         if context.shutting_down() {
             return Err(ReadEnd::ShuttingDown);
         }
@@ -251,8 +285,16 @@ async fn read_requests(
         });
         let api_key = request.api;
         let handler = compio::runtime::spawn(async move {
-            let response =
-                api::dispatch(&handler_context, request, body, produce_order, client).await;
+            let response = api::dispatch(
+                &handler_context,
+                request,
+                body,
+                produce_order,
+                client,
+                quota.as_ref(),
+            )
+            .await;
+            let throttle_ms = quota.as_ref().map_or(0, |quota| quota.throttle_ms());
             drop(bytes_permit);
             drop(in_flight);
             crate::metrics::record_request(api_key, started.elapsed());
@@ -260,6 +302,7 @@ async fn read_requests(
                 response,
                 api: api_key,
                 at: Instant::now(),
+                throttle_ms,
             })
         });
         queue
@@ -269,11 +312,53 @@ async fn read_requests(
     }
 }
 
-/// Where a connection came from: the client's address and the listener that accepted it.
-#[derive(Clone, Copy)]
+/// Where a connection came from: the client's address, the listener that accepted it, the
+/// client certificate's principal (mutual TLS), and its quota mute.
 struct Origin {
     peer: SocketAddr,
     listener: ListenerId,
+    tls_principal: Option<String>,
+    muted_until: MutedUntil,
+}
+
+/// Sleeps until the connection's quota mute, if any, is over.
+async fn wait_while_muted(muted_until: &MutedUntil) {
+    while let Some(until) = muted_until.get() {
+        let now = Instant::now();
+        if now >= until {
+            muted_until.set(None);
+            return;
+        }
+        compio::time::sleep(until - now).await;
+    }
+}
+
+/// The quota charge of a Produce or Fetch while byte-rate quotas are stored; nothing (one atomic
+/// load) otherwise. The user is the SASL principal, else the client certificate's, else
+/// ANONYMOUS.
+fn quota_charge(
+    context: &ShardContext,
+    request: &RequestContext,
+    session: &Session,
+    from: &Origin,
+    client_id: Option<&str>,
+    request_bytes: u64,
+) -> Option<crate::quotas::Charge> {
+    if !matches!(request.api, ApiKey::Produce | ApiKey::Fetch) || !context.quotas.enforcing() {
+        return None;
+    }
+    let principal = session
+        .principal(Instant::now())
+        .or(from.tls_principal.as_deref());
+    let caller = crate::quotas::Caller {
+        user: crate::quotas::quota_user(principal),
+        client_id: client_id.unwrap_or_default().to_string(),
+    };
+    Some(crate::quotas::Charge::new(
+        std::sync::Arc::clone(&context.quotas),
+        caller,
+        request_bytes,
+    ))
 }
 
 /// Serves a SASL request in the reader itself, so the next frame is judged against the session
@@ -283,7 +368,7 @@ async fn serve_sasl(
     session: &mut Session,
     request: RequestContext,
     mut body: Bytes,
-    from: Origin,
+    from: &Origin,
 ) -> Result<api::sasl::SaslAnswer, ReadEnd> {
     let config = context
         .settings
@@ -391,7 +476,7 @@ pub(crate) fn parse_header(
     frame: BytesMut,
     listener: ListenerId,
     identity: &Identity,
-) -> Result<(RequestContext, Bytes, Option<String>), String> {
+) -> Result<(RequestContext, Bytes, Option<StrBytes>), String> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -416,10 +501,8 @@ pub(crate) fn parse_header(
     }
     let header = RequestHeader::decode(&mut body, api.request_header_version(version))
         .map_err(|err| format!("bad request header: {err}"))?;
-    // Only group membership keeps the client id (DescribeGroups shows it); skip the copy elsewhere.
-    let client_id = (api == ApiKey::JoinGroup)
-        .then(|| header.client_id.map(|id| id.to_string()))
-        .flatten();
+    // A slice of the frame (no copy): group membership and quotas read it.
+    let client_id = header.client_id;
     Ok((
         RequestContext {
             api,
@@ -439,6 +522,7 @@ async fn write_responses(
     responses: flume::Receiver<PendingResponse>,
     peer: SocketAddr,
     check: ResidencyCheck,
+    muted_until: MutedUntil,
 ) {
     // The splice pipe (two descriptors) is made at the connection's first Fetch with records, not
     // at accept: an idle or producing connection then holds one descriptor, not three, so
@@ -472,6 +556,11 @@ async fn write_responses(
                 SendError::Io(err) => debug!(%peer, %err, "write failed; closing"),
             }
             break;
+        }
+        if answered.throttle_ms > 0 {
+            // KIP-219: the response went out at once; now the client waits, and so do we.
+            let until = Instant::now() + Duration::from_millis(u64::from(answered.throttle_ms));
+            muted_until.set(Some(muted_until.get().map_or(until, |old| old.max(until))));
         }
         if is_produce {
             produce_stages::record(Stage::ResponseWrite, write_started.elapsed());

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest,
-    AlterPartitionReassignmentsRequest, AlterReplicaLogDirsRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterClientQuotasRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, AlterReplicaLogDirsRequest,
     AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
     ConsumerGroupHeartbeatRequest, CreateAclsRequest, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteAclsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
@@ -96,6 +96,7 @@ fn decode_body(request: RequestContext, body: &mut Bytes) -> Result<(), RequestE
         ApiKey::DescribeClientQuotas => request
             .decode::<DescribeClientQuotasRequest>(body)
             .map(drop),
+        ApiKey::AlterClientQuotas => request.decode::<AlterClientQuotasRequest>(body).map(drop),
         ApiKey::OffsetForLeaderEpoch => request
             .decode::<OffsetForLeaderEpochRequest>(body)
             .map(drop),
@@ -218,6 +219,7 @@ fn encode_default(api: ApiKey, version: i16, frame: &mut BytesMut) -> anyhow::Re
         ApiKey::DescribeUserScramCredentials => encode!(DescribeUserScramCredentialsRequest),
         ApiKey::AlterUserScramCredentials => encode!(AlterUserScramCredentialsRequest),
         ApiKey::DescribeClientQuotas => encode!(DescribeClientQuotasRequest),
+        ApiKey::AlterClientQuotas => encode!(AlterClientQuotasRequest),
         ApiKey::AddPartitionsToTxn => encode!(AddPartitionsToTxnRequest),
         ApiKey::AddOffsetsToTxn => encode!(AddOffsetsToTxnRequest),
         ApiKey::EndTxn => encode!(EndTxnRequest),

@@ -26,6 +26,7 @@ mod listeners;
 mod metadata;
 mod metrics;
 mod produce_stages;
+mod quotas;
 mod residency;
 mod sasl;
 mod settings;

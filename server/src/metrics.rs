@@ -188,6 +188,7 @@ async fn render(context: &Rc<ShardContext>) -> String {
             counters.requests.load(Ordering::Relaxed)
         );
     }
+    crate::quotas::enforce::render_metrics(&mut out);
     let _ = writeln!(
         out,
         "# TYPE ringtail_bytes_in_total counter\nringtail_bytes_in_total {}",

@@ -98,6 +98,8 @@ pub struct ShardContext {
     pub sasl: Arc<crate::sasl::SaslConfig>,
     /// The ACLs and the rules that apply them, shared by every shard.
     pub acl: Arc<crate::acl::Authorizer>,
+    /// The client quotas, shared by every shard.
+    pub quotas: Arc<crate::quotas::Quotas>,
     /// The TLS config of SSL and SASL_SSL listeners, if there are any.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The group coordinator, on the shard that owns `__consumer_offsets` partition 0, once loaded.

@@ -20,9 +20,6 @@ from compat_checks import confluent_create_topic as create_topic, topic_name
 from conftest import free_port
 
 COMMON = {"socket.connection.setup.timeout.ms": 5000}
-READ_SIDE = pytest.mark.xfail(
-    reason="read_committed needs the txn-log branch (LSO, aborted-transaction index); "
-           "passes once both branches are merged", strict=False)
 
 
 def txn_producer(bootstrap: str, transactional_id: str, **extra) -> Producer:
@@ -89,7 +86,6 @@ def test_commit_and_abort_write_markers(bootstrap):
     assert sum(ends) == 11 + 5, ends
 
 
-@READ_SIDE
 def test_read_committed_sees_only_committed_records(bootstrap):
     topic = topic_name("txn-rc")
     create_topic(bootstrap, topic, 2)

@@ -23,6 +23,7 @@ use super::fetch_response::{
 use super::offset_for_leader_epoch::check_current_epoch;
 use super::{code, FetchFrame, Operation, RequestContext, RequestError, Resource, Response};
 use crate::metadata::TopicInfo;
+use crate::quotas::{Bandwidth, Charge};
 use crate::shard::ShardContext;
 
 /// Fetch names topics by id instead of by name from this version (KIP-516).
@@ -68,6 +69,7 @@ pub async fn handle(
     context: &Rc<ShardContext>,
     request: RequestContext,
     body: &mut Bytes,
+    quota: Option<&Charge>,
 ) -> Result<Response, RequestError> {
     let fetch: FetchRequest = request.decode(body)?;
     let max_wait = Duration::from_millis((fetch.max_wait_ms.max(0) as u64).min(MAX_WAIT_MS_CAP));
@@ -134,7 +136,31 @@ pub async fn handle(
             .collect();
         wait_for_any(context, &wanted, &seen, deadline).await;
     };
+    if let Some(quota) = quota {
+        // KIP-219: a fetch over the consumer quota is answered empty, with the throttle time.
+        let bytes = reads.iter().map(|read| read.plan.total_bytes()).sum();
+        let throttle_time_ms = quota.charge(Bandwidth::Fetch, bytes);
+        if throttle_time_ms > 0 {
+            return Ok(respond_throttled(request, throttle_time_ms));
+        }
+    }
     Ok(respond(request, topic_names, &wanted, reads))
+}
+
+/// The empty answer to a throttled fetch: no topics, the throttle time (Kafka's
+/// `getThrottledResponse`).
+fn respond_throttled(request: RequestContext, throttle_time_ms: i32) -> Response {
+    let response = FetchResponseOut {
+        throttle_time_ms,
+        error_code: 0,
+        session_id: 0,
+        topics: Vec::new(),
+    };
+    let parts = encode_fetch_response(request.version, request.correlation_id, &response);
+    Response::Fetch(FetchFrame {
+        parts,
+        records: Vec::new(),
+    })
 }
 
 /// The record bytes a Fetch may answer with: the client's `max_bytes` within the broker's

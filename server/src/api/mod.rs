@@ -203,6 +203,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::AlterClientQuotas, 0, 1),
     // Transactions (txn/): clients use AddPartitionsToTxn v0-3; v4-5 are the broker-to-broker
     // batch form with verify_only (KIP-890 part 1), answered too.
     (ApiKey::AddPartitionsToTxn, 0, 5),
@@ -228,13 +229,14 @@ pub async fn dispatch(
     body: Bytes,
     produce_order: Option<ProduceOrder>,
     client: Option<ClientInfo>,
+    quota: Option<&crate::quotas::Charge>,
 ) -> Result<Response, RequestError> {
     let mut body = body;
     match request.api {
         ApiKey::ApiVersions => api_versions::handle(request, &mut body),
         ApiKey::Metadata => metadata::handle(context, request, &mut body).await,
-        ApiKey::Produce => produce::handle(context, request, &mut body, produce_order).await,
-        ApiKey::Fetch => fetch::handle(context, request, &mut body).await,
+        ApiKey::Produce => produce::handle(context, request, &mut body, produce_order, quota).await,
+        ApiKey::Fetch => fetch::handle(context, request, &mut body, quota).await,
         ApiKey::ListOffsets => list_offsets::handle(context, request, &mut body).await,
         ApiKey::DeleteRecords => delete_records::handle(context, request, &mut body).await,
         ApiKey::OffsetForLeaderEpoch => {
@@ -288,6 +290,7 @@ pub async fn dispatch(
         ApiKey::CreateAcls => acls::create(context, request, &mut body),
         ApiKey::DescribeAcls => acls::describe(context, request, &mut body),
         ApiKey::DeleteAcls => acls::delete(context, request, &mut body),
+        ApiKey::AlterClientQuotas => client_quotas::alter(context, request, &mut body).await,
         ApiKey::IncrementalAlterConfigs => {
             incremental_alter_configs::handle(context, request, &mut body).await
         }

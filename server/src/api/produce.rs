@@ -21,6 +21,7 @@ use super::{
 };
 use crate::metadata::TopicInfo;
 use crate::produce_stages::{self, Stage};
+use crate::quotas::{Bandwidth, Charge};
 use crate::shard::ShardContext;
 
 /// Produce names topics by id instead of by name from this version (KIP-516, Kafka 4.1).
@@ -31,6 +32,7 @@ pub async fn handle(
     request: RequestContext,
     body: &mut Bytes,
     order: Option<ProduceOrder>,
+    quota: Option<&Charge>,
 ) -> Result<Response, RequestError> {
     let decode_started = Instant::now();
     let produce: ProduceRequest = request.decode(body)?;
@@ -110,6 +112,8 @@ pub async fn handle(
                 .with_partition_responses(these),
         );
     }
+    // Charged after the appends, as Kafka does; acks=0 gets no answer but the mute still applies.
+    let throttle_time_ms = quota.map_or(0, |quota| quota.charge_request(Bandwidth::Produce));
     if acks == 0 {
         // No answer can carry a refusal: as Kafka does, close the connection instead, so the
         // client learns that something it sent was not written (its next send fails).
@@ -128,7 +132,10 @@ pub async fn handle(
         }
         return Ok(Response::Nothing);
     }
-    Ok(request.frame(&ProduceResponse::default().with_responses(topics)))
+    let response = ProduceResponse::default()
+        .with_responses(topics)
+        .with_throttle_time_ms(throttle_time_ms);
+    Ok(request.frame(&response))
 }
 
 async fn append_partition(

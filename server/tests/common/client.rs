@@ -25,6 +25,7 @@ const CLIENT_ID: &str = "ringtail-test";
 pub struct Client {
     stream: TcpStream,
     correlation_id: i32,
+    client_id: &'static str,
 }
 
 impl Client {
@@ -39,7 +40,15 @@ impl Client {
         Self {
             stream,
             correlation_id: 0,
+            client_id: CLIENT_ID,
         }
+    }
+
+    /// The same client sending `client_id` in its request headers (quotas tell clients apart
+    /// by it).
+    pub fn with_client_id(mut self, client_id: &'static str) -> Self {
+        self.client_id = client_id;
+        self
     }
 
     /// Changes how long one read may wait.
@@ -70,7 +79,7 @@ impl Client {
         request: &Req,
     ) -> std::io::Result<()> {
         self.correlation_id += 1;
-        let frame = request_frame(api, version, self.correlation_id, CLIENT_ID, request);
+        let frame = request_frame(api, version, self.correlation_id, self.client_id, request);
         self.stream.write_all(&frame)
     }
 
