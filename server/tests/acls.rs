@@ -351,3 +351,85 @@ fn transaction_apis_check_the_transactional_id_the_topics_and_the_group() {
         TRANSACTIONAL_ID_AUTHORIZATION_FAILED
     );
 }
+
+#[test]
+fn group_apis_and_create_topics_check_the_topics_they_name() {
+    // As Kafka: a KIP-848 heartbeat needs DESCRIBE on every subscribed topic, and OffsetDelete
+    // READ on each topic whose offsets it deletes, beside their rights on the group.
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    const GROUP: i8 = 3;
+    const DELETE: i8 = 6;
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "dave");
+    add_user(dir.path(), "admin");
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    assert_eq!(admin.create_topic("hidden", 1, &[]), 0);
+    let on_group = |operation| acl("g", LITERAL, "User:dave", operation).with_resource_type(GROUP);
+    assert_eq!(
+        create_acls(&mut admin, vec![on_group(READ), on_group(DELETE)]),
+        [0, 0]
+    );
+    // The group exists, with an offset on the topic (a simple consumer's commit).
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(str("g")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(str("hidden")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(0)])]);
+    let committed: OffsetCommitResponse = admin.call(ApiKey::OffsetCommit, 8, &commit);
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    let mut dave = login(&broker, "dave");
+
+    let beat = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(str("g")))
+        .with_member_id(str("dave-member-0000000001"))
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![TopicName(str("hidden"))]))
+        .with_topic_partitions(Some(Vec::new()));
+    let answer: ConsumerGroupHeartbeatResponse =
+        dave.call(ApiKey::ConsumerGroupHeartbeat, 0, &beat);
+    assert_eq!(answer.error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert!(answer.error_message.unwrap().contains("hidden"));
+
+    let delete = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(str("g")))
+        .with_topics(vec![OffsetDeleteRequestTopic::default()
+            .with_name(TopicName(str("hidden")))
+            .with_partitions(vec![
+                OffsetDeleteRequestPartition::default().with_partition_index(0)
+            ])]);
+    let answer: OffsetDeleteResponse = dave.call(ApiKey::OffsetDelete, 0, &delete);
+    assert_eq!(answer.error_code, 0, "the group is dave's");
+    assert_eq!(
+        answer.topics[0].partitions[0].error_code,
+        TOPIC_AUTHORIZATION_FAILED
+    );
+
+    // CREATE without DESCRIBE_CONFIGS: the topic is made, its configs are not shown.
+    const CREATE: i8 = 5;
+    assert_eq!(
+        create_acls(&mut admin, vec![acl("mine", LITERAL, "User:dave", CREATE)]),
+        [0]
+    );
+    let request = CreateTopicsRequest::default().with_topics(vec![
+        kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(str("mine")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    let created: CreateTopicsResponse = dave.call(ApiKey::CreateTopics, 7, &request);
+    assert_eq!(created.topics[0].error_code, 0);
+    assert_eq!(
+        created.topics[0].topic_config_error_code,
+        TOPIC_AUTHORIZATION_FAILED
+    );
+    assert!(created.topics[0].configs.is_none());
+}

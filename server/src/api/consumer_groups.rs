@@ -100,6 +100,18 @@ pub async fn consumer_group_heartbeat(
             "not authorized",
         ));
     }
+    // As Kafka: every subscribed topic name needs DESCRIBE; the refusal names the others.
+    let undescribable: Vec<String> = beat
+        .subscribed_topic_names
+        .iter()
+        .flatten()
+        .map(|name| name.to_string())
+        .filter(|name| !request.allows(context, Operation::Describe, Resource::topic(name)))
+        .collect();
+    if !undescribable.is_empty() {
+        let message = format!("topics not authorized: {}", undescribable.join(", "));
+        return Ok(refuse(ResponseError::TopicAuthorizationFailed, &message));
+    }
     let heartbeat = HeartbeatRequest {
         member_id: beat.member_id.to_string(),
         member_epoch: beat.member_epoch,

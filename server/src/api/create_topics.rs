@@ -67,6 +67,28 @@ pub async fn handle(
             match topics::create_topic(context, name, partitions, configs, create.validate_only)
                 .await
             {
+                Ok(info)
+                    if request.version >= 5
+                        && !request.can(
+                            context,
+                            Operation::DescribeConfigs,
+                            Resource::topic(&info.name),
+                        ) =>
+                {
+                    // As Kafka: created, but its configs are not shown to whom may not see them.
+                    let result = result
+                        .with_num_partitions(info.partitions)
+                        .with_replication_factor(1)
+                        .with_configs(None)
+                        .with_topic_config_error_code(code(
+                            ResponseError::TopicAuthorizationFailed,
+                        ));
+                    if request.version >= 7 {
+                        result.with_topic_id(info.topic_id)
+                    } else {
+                        result
+                    }
+                }
                 Ok(info) if request.version >= 5 => {
                     let configs = configs::topic::describe(
                         &info.config,

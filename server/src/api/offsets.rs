@@ -380,9 +380,17 @@ pub async fn offset_delete(
         return Ok(request.frame(&OffsetDeleteResponse::default().with_error_code(denied)));
     }
     let group_id = delete.group_id.to_string();
+    // As Kafka: a topic without READ keeps its offsets and answers TOPIC_AUTHORIZATION_FAILED.
+    let denied_topics: std::collections::HashSet<String> = delete
+        .topics
+        .iter()
+        .map(|topic| topic.name.to_string())
+        .filter(|topic| !request.allows(context, Operation::Read, Resource::topic(topic)))
+        .collect();
     let partitions: Vec<(String, i32)> = delete
         .topics
         .iter()
+        .filter(|topic| !denied_topics.contains(topic.name.as_str()))
         .flat_map(|topic| {
             topic
                 .partitions
@@ -411,11 +419,16 @@ pub async fn offset_delete(
         .topics
         .into_iter()
         .map(|topic| {
+            let denied = denied_topics.contains(topic.name.as_str());
             let partitions = topic
                 .partitions
                 .iter()
                 .map(|partition| {
-                    let error = answers.next().flatten();
+                    let error = if denied {
+                        Some(ResponseError::TopicAuthorizationFailed)
+                    } else {
+                        answers.next().flatten()
+                    };
                     OffsetDeleteResponsePartition::default()
                         .with_partition_index(partition.partition_index)
                         .with_error_code(error.map_or(0, code))
