@@ -63,8 +63,9 @@ def test_metadata_naming_100000_unknown_topics_creates_a_bounded_number_and_stal
     with connect(broker.port, "127.0.0.5", timeout_s=60) as s:
         s.sendall(metadata_v4([f"flood-{uuid.uuid4().hex}" for _ in range(100_000)], auto_create=True))
         assert read_response(s), "the broker answers a Metadata request naming 100,000 topics"
-    # Two topics of ours (the offsets topic and `topic`) plus at most one request's worth.
-    assert topic_count(broker.bootstrap) <= 2 + 50
+    # Three topics of ours (__consumer_offsets, __transaction_state and `topic`) plus at most
+    # one request's worth.
+    assert topic_count(broker.bootstrap) <= 3 + 50
     stop, stats = threading.Event(), HostileStats()
     flooders = []
     for _ in range(2):
