@@ -13,6 +13,7 @@ mod config_security;
 mod configs;
 mod connection;
 mod disks;
+mod durable_file;
 pub mod fuzzing;
 #[cfg(test)]
 mod fuzzing_corpus;

@@ -17,7 +17,6 @@
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -186,19 +185,10 @@ pub fn save(path: &Path, set: &AclSet) -> Result<(), AclStoreError> {
         acls: set.iter().cloned().collect(),
     };
     let text = serde_json::to_string_pretty(&file).expect("ACLs serialize");
-    let io = |source| AclStoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let temp = path.with_extension("json.tmp");
-    let mut out = std::fs::File::create(&temp).map_err(io)?;
-    out.write_all(text.as_bytes()).map_err(io)?;
-    out.sync_all().map_err(io)?;
-    std::fs::rename(&temp, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-    }
-    Ok(())
+    crate::durable_file::replace_atomically(path, text.as_bytes()).map_err(|source| {
+        AclStoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }

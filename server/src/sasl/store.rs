@@ -17,7 +17,6 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -182,21 +181,12 @@ impl CredentialStore {
             users,
         };
         let text = serde_json::to_string_pretty(&file).expect("the store serializes");
-        let io = |source| StoreError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let temp = self.path.with_extension("json.tmp");
-        let mut out = std::fs::File::create(&temp).map_err(io)?;
-        out.write_all(text.as_bytes()).map_err(io)?;
-        out.sync_all().map_err(io)?;
-        std::fs::rename(&temp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
-        Ok(())
+        crate::durable_file::replace_atomically(&self.path, text.as_bytes()).map_err(|source| {
+            StoreError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        })
     }
 }
 
