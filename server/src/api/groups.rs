@@ -23,12 +23,7 @@ use crate::group::{Coordinator, OFFSETS_TOPIC};
 use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
 
-/// Runs `job` on the coordinator; `None` while it is not loaded (COORDINATOR_NOT_AVAILABLE).
-///
-/// The job runs to completion in a task of its own, even if the request that started it is
-/// dropped: a connection that closes cancels its requests' futures, and a coordinator operation
-/// cut at an await (a leader's SyncGroup between completing the generation and answering the
-/// followers, a commit between writing and applying) would leave other members waiting forever.
+/// Runs `job` on the group coordinator; `None` while it is not loaded (COORDINATOR_NOT_AVAILABLE).
 pub async fn on_coordinator<R, F, Fut>(
     context: &Rc<ShardContext>,
     job: F,
@@ -38,13 +33,41 @@ where
     F: FnOnce(Rc<Coordinator>) -> Fut + Send + 'static,
     Fut: Future<Output = R> + 'static,
 {
+    run_to_completion_on_owner(
+        context,
+        OFFSETS_TOPIC,
+        |owner| owner.coordinator.borrow().clone(),
+        job,
+    )
+    .await
+}
+
+/// Runs `job` with the service `pick` finds on the shard owning partition 0 of `topic` (a
+/// coordinator); `None` while that service is not loaded.
+///
+/// The job runs to completion in a task of its own, even if the request that started it is
+/// dropped: a connection that closes cancels its requests' futures, and a coordinator operation
+/// cut at an await (a leader's SyncGroup between completing the generation and answering the
+/// followers, a commit between writing and applying, an EndTxn between its markers) would leave
+/// others waiting.
+pub async fn run_to_completion_on_owner<S, R, F, Fut>(
+    context: &Rc<ShardContext>,
+    topic: &'static str,
+    pick: fn(&ShardContext) -> Option<Rc<S>>,
+    job: F,
+) -> Result<Option<R>, RequestError>
+where
+    S: 'static,
+    R: Send + 'static,
+    F: FnOnce(Rc<S>) -> Fut + Send + 'static,
+    Fut: Future<Output = R> + 'static,
+{
     Ok(context
-        .on_owner(OFFSETS_TOPIC, 0, move |owner| async move {
-            let coordinator = owner.coordinator.borrow().clone();
-            let coordinator = coordinator?;
+        .on_owner(topic, 0, move |owner| async move {
+            let service = pick(&owner)?;
             let (answer, answered) = futures_channel::oneshot::channel();
             compio::runtime::spawn(async move {
-                let _ = answer.send(job(coordinator).await);
+                let _ = answer.send(job(service).await);
             })
             .detach();
             answered.await.ok()

@@ -15,6 +15,7 @@ use kafka_protocol::messages::describe_transactions_response::{TopicData, Transa
 use kafka_protocol::messages::list_transactions_response::TransactionState as ListedState;
 use kafka_protocol::messages::*;
 
+use super::groups::run_to_completion_on_owner;
 use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::shard::ShardContext;
 use crate::txn::marker::TxnProducer;
@@ -22,8 +23,7 @@ use crate::txn::state::{TxnPartition, TxnState};
 use crate::txn::{TxnCoordinator, TRANSACTION_STATE_TOPIC};
 
 /// Runs `job` on the transaction coordinator; `None` while it is not loaded. As for groups, the
-/// job runs to completion in its own task even if the request is dropped: an EndTxn cut between
-/// its markers would otherwise wait for the next tick.
+/// job runs to completion in its own task even if the request is dropped.
 pub async fn on_txn_coordinator<R, F, Fut>(
     context: &Rc<ShardContext>,
     job: F,
@@ -33,17 +33,8 @@ where
     F: FnOnce(Rc<TxnCoordinator>) -> Fut + Send + 'static,
     Fut: Future<Output = R> + 'static,
 {
-    Ok(context
-        .on_owner(TRANSACTION_STATE_TOPIC, 0, move |owner| async move {
-            let coordinator = owner.txn_coordinator.borrow().clone()?;
-            let (answer, answered) = futures_channel::oneshot::channel();
-            compio::runtime::spawn(async move {
-                let _ = answer.send(job(coordinator).await);
-            })
-            .detach();
-            answered.await.ok()
-        })
-        .await?)
+    let pick = |owner: &ShardContext| owner.txn_coordinator.borrow().clone();
+    run_to_completion_on_owner(context, TRANSACTION_STATE_TOPIC, pick, job).await
 }
 
 /// The error of an operation whose coordinator is not loaded, or its own.
