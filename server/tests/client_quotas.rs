@@ -4,13 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::client::{now_ms, str_bytes as name, topic_name, Client};
-use common::{restart, start_broker, Broker};
+use common::{restart, start_broker};
 use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
 use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -361,23 +359,6 @@ fn fetch(client: &mut Client, topic: &str) -> FetchResponse {
     client.call(ApiKey::Fetch, 12, &request)
 }
 
-fn scrape(broker: &Broker, metric: &str) -> u64 {
-    let mut stream = TcpStream::connect(("127.0.0.1", broker.metrics_port)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(metric)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .unwrap_or_else(|| panic!("{metric} missing from /metrics"))
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn a_producer_over_its_quota_is_throttled_and_muted_and_others_are_not() {
     // KIP-219: the over-quota answer carries throttle_time_ms and the connection then serves
@@ -407,7 +388,7 @@ fn a_producer_over_its_quota_is_throttled_and_muted_and_others_are_not() {
     // next answer can come no earlier, however fast or slow the machine is.
     assert!(sent.elapsed() >= Duration::from_millis(throttle_ms as u64));
     assert_eq!(produce(&mut free, "q", 16).throttle_time_ms, 0);
-    let counted = scrape(
+    let counted = common::scrape(
         &broker,
         "ringtail_quota_throttle_time_ms_total{quota=\"produce\",entity=\"client-id\"}",
     );
@@ -442,7 +423,7 @@ fn a_fetch_over_its_quota_is_answered_empty_with_a_throttle_time() {
     let throttled = fetch(&mut reader, "f");
     assert!(throttled.throttle_time_ms > 0);
     assert!(throttled.responses.is_empty());
-    let counted = scrape(
+    let counted = common::scrape(
         &broker,
         "ringtail_quota_throttled_requests_total{quota=\"fetch\",entity=\"user,client-id\"}",
     );

@@ -5,8 +5,6 @@
 //! the produce path's per-stage histograms on /metrics (issue 13, part 2).
 #![forbid(unsafe_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -148,25 +146,10 @@ fn evict_partition(broker: &Broker, topic: &str) {
     );
 }
 
-fn scrape(broker: &Broker, metric: &str) -> u64 {
-    let mut stream = TcpStream::connect(("127.0.0.1", broker.metrics_port)).unwrap();
-    stream.set_read_timeout(Some(STEP_DEADLINE)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(metric)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{metric} missing from /metrics"))
-        .parse()
-        .unwrap()
-}
-
 /// Waits until `metric` reaches `at_least`, failing after [`STEP_DEADLINE`].
 fn wait_for_metric(broker: &Broker, metric: &str, at_least: u64, why: &str) {
     let deadline = Instant::now() + STEP_DEADLINE;
-    while scrape(broker, metric) < at_least {
+    while common::scrape(broker, metric) < at_least {
         assert!(
             Instant::now() < deadline,
             "{why}: {metric} stayed below {at_least}"
@@ -189,9 +172,9 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
 
     let hot: FetchResponse = admin.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("backlog"));
     assert_eq!(fetched_records(&hot).len(), backlog_bytes);
-    assert!(scrape(&broker, "ringtail_fetch_hot_bytes_total") >= backlog_bytes as u64);
+    assert!(common::scrape(&broker, "ringtail_fetch_hot_bytes_total") >= backlog_bytes as u64);
     assert_eq!(
-        scrape(&broker, "ringtail_fetch_cold_bytes_total"),
+        common::scrape(&broker, "ringtail_fetch_cold_bytes_total"),
         0,
         "fresh data is hot"
     );
@@ -225,7 +208,10 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
         fetch_started.len() < fetch_frame_bytes,
         "the cold fetch was still unanswered when the later produce's answer arrived"
     );
-    assert_eq!(scrape(&broker, "ringtail_fetch_cold_reads_in_progress"), 1);
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_reads_in_progress"),
+        1
+    );
 
     std::fs::write(&release, b"").unwrap();
     let cold: FetchResponse = reader.receive_after(ApiKey::Fetch, FETCH_VERSION, fetch_started);
@@ -234,10 +220,13 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
         records == fetched_records(&hot),
         "cold bytes equal the hot ones"
     );
-    assert!(scrape(&broker, "ringtail_fetch_cold_bytes_total") > 0);
-    assert_eq!(scrape(&broker, "ringtail_fetch_cold_reads_in_progress"), 0);
-    assert!(scrape(&broker, "ringtail_fetch_cold_read_wait_seconds_count") > 0);
-    assert!(scrape(&broker, "ringtail_fetch_residency_check_seconds_count") > 0);
+    assert!(common::scrape(&broker, "ringtail_fetch_cold_bytes_total") > 0);
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_reads_in_progress"),
+        0
+    );
+    assert!(common::scrape(&broker, "ringtail_fetch_cold_read_wait_seconds_count") > 0);
+    assert!(common::scrape(&broker, "ringtail_fetch_residency_check_seconds_count") > 0);
 }
 
 #[test]
@@ -249,16 +238,19 @@ fn with_the_check_off_evicted_data_is_spliced_unchecked() {
     create_topic(&mut client, "backlog");
     let backlog_bytes = produce_backlog(&mut client, "backlog", 3);
     evict_partition(&broker, "backlog");
-    let spliced_before = scrape(&broker, "ringtail_spliced_bytes_total");
+    let spliced_before = common::scrape(&broker, "ringtail_spliced_bytes_total");
     let response: FetchResponse =
         client.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("backlog"));
     assert_eq!(fetched_records(&response).len(), backlog_bytes);
-    let spliced = scrape(&broker, "ringtail_spliced_bytes_total") - spliced_before;
+    let spliced = common::scrape(&broker, "ringtail_spliced_bytes_total") - spliced_before;
     assert_eq!(spliced, backlog_bytes as u64);
-    assert_eq!(scrape(&broker, "ringtail_fetch_cold_bytes_total"), 0);
-    assert_eq!(scrape(&broker, "ringtail_fetch_hot_bytes_total"), 0);
     assert_eq!(
-        scrape(&broker, "ringtail_fetch_residency_check_seconds_count"),
+        common::scrape(&broker, "ringtail_fetch_cold_bytes_total"),
+        0
+    );
+    assert_eq!(common::scrape(&broker, "ringtail_fetch_hot_bytes_total"), 0);
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_residency_check_seconds_count"),
         0
     );
 }
@@ -316,6 +308,6 @@ fn every_produce_stage_is_counted_on_metrics() {
                 "the second response was written",
             );
         }
-        assert_eq!(scrape(&broker, &metric), expected, "{metric}");
+        assert_eq!(common::scrape(&broker, &metric), expected, "{metric}");
     }
 }

@@ -3,7 +3,6 @@
 //! fetch path (every record byte of a fetch is spliced file-to-socket, none copied in user space).
 #![forbid(unsafe_code)]
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
@@ -14,24 +13,7 @@ use ringtail_engine::batch::encode_uniform_batch;
 
 mod common;
 use common::client::Client;
-use common::{free_port, spawn_on, start_broker, Broker};
-
-fn scrape(broker: &Broker, metric: &str) -> u64 {
-    let mut stream = TcpStream::connect(("127.0.0.1", broker.metrics_port)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(metric)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .unwrap_or_else(|| panic!("{metric} missing from /metrics"))
-        .parse()
-        .unwrap()
-}
+use common::{free_port, spawn_on, start_broker};
 
 #[test]
 fn produce_then_fetch_round_trips_and_record_bytes_are_spliced_not_copied() {
@@ -48,7 +30,7 @@ fn produce_then_fetch_round_trips_and_record_bytes_are_spliced_not_copied() {
         assert_eq!(response.base_offset, round * 50);
         batches.push(batch);
     }
-    let spliced_before = scrape(&broker, "ringtail_spliced_bytes_total");
+    let spliced_before = common::scrape(&broker, "ringtail_spliced_bytes_total");
     for version in [4i16, 11, 12] {
         let data = client.fetch_partition("zc", 1, 0, version);
         assert_eq!(data.error_code, 0);
@@ -72,7 +54,7 @@ fn produce_then_fetch_round_trips_and_record_bytes_are_spliced_not_copied() {
             vec![0, 50, 100, 150]
         );
     }
-    let spliced = scrape(&broker, "ringtail_spliced_bytes_total") - spliced_before;
+    let spliced = common::scrape(&broker, "ringtail_spliced_bytes_total") - spliced_before;
     let record_bytes: u64 = 3 * batches.iter().map(|b| b.len() as u64).sum::<u64>();
     assert_eq!(
         spliced, record_bytes,

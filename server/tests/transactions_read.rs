@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
 use bytes::Bytes;
@@ -103,23 +101,6 @@ fn restart_with_metrics(broker: &mut Broker) {
     wait_until_listening(broker.port, "broker did not restart");
 }
 
-fn scrape(broker: &Broker, metric: &str) -> u64 {
-    let mut stream = TcpStream::connect(("127.0.0.1", broker.metrics_port)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(metric)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .unwrap_or_else(|| panic!("{metric} missing from /metrics"))
-        .parse()
-        .unwrap()
-}
-
 fn fetch(
     client: &mut Client,
     offset: i64,
@@ -188,7 +169,7 @@ fn read_committed_fetch_stops_at_the_lso_and_names_aborted_transactions() {
     // What a read_committed consumer relies on: nothing past the LSO, and the aborted ranges.
     let broker = broker_with_history();
     let mut client = Client::connect(&broker);
-    let spliced_before = scrape(&broker, "ringtail_spliced_bytes_total");
+    let spliced_before = common::scrape(&broker, "ringtail_spliced_bytes_total");
     let mut fetched_bytes = 0u64;
     for version in [4i16, 11, 12] {
         let committed = fetch(&mut client, 0, 1, version);
@@ -226,7 +207,7 @@ fn read_committed_fetch_stops_at_the_lso_and_names_aborted_transactions() {
             .records
             .map_or(0, |records| records.len() as u64);
     }
-    let spliced = scrape(&broker, "ringtail_spliced_bytes_total") - spliced_before;
+    let spliced = common::scrape(&broker, "ringtail_spliced_bytes_total") - spliced_before;
     assert_eq!(
         spliced, fetched_bytes,
         "read_committed records are spliced too"

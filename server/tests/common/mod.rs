@@ -125,3 +125,24 @@ pub fn wait_until_listening(port: u16, failure: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A counter or gauge from the broker's /metrics (the line `metric value`); fails the test if it
+/// is missing.
+pub fn scrape(broker: &Broker, metric: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(("127.0.0.1", broker.metrics_port)).unwrap();
+    stream.set_read_timeout(Some(START_TIMEOUT)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(metric)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("{metric} missing from /metrics"))
+        .parse()
+        .unwrap()
+}
