@@ -65,7 +65,7 @@ fn start(dir: &std::path::Path) -> Broker {
     let (plaintext_port, sasl_port) = (common::free_port(), common::free_port());
     let listeners =
         format!("PLAINTEXT://127.0.0.1:{plaintext_port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}");
-    let child = ringtail()
+    let mut child = ringtail()
         .args(["--listeners", &listeners, "--shards", "2", "--data-dir"])
         .arg(dir)
         .args(["--super-users", "User:admin"])
@@ -73,7 +73,7 @@ fn start(dir: &std::path::Path) -> Broker {
         .spawn()
         .unwrap();
     for port in [plaintext_port, sasl_port] {
-        common::wait_until_listening(port, "broker did not start");
+        common::wait_until_listening(&mut child, port, "broker did not start");
     }
     Broker {
         child,

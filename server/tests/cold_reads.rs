@@ -42,8 +42,8 @@ fn start_broker(extra: &[&str], hold_release: Option<&Path>) -> Broker {
     if let Some(release) = hold_release {
         command.env("RINGTAIL_TEST_HOLD_COLD_READS", release);
     }
-    let child = command.spawn().unwrap();
-    wait_until_listening(port, "broker did not start");
+    let mut child = command.spawn().unwrap();
+    wait_until_listening(&mut child, port, "broker did not start");
     Broker {
         child,
         port,

@@ -73,7 +73,7 @@ fn start(dir: tempfile::TempDir, extra: &[&str]) -> Broker {
     let (plaintext_port, sasl_port) = (common::free_port(), common::free_port());
     let listeners =
         format!("PLAINTEXT://127.0.0.1:{plaintext_port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}");
-    let child = ringtail()
+    let mut child = ringtail()
         .args(["--listeners", &listeners, "--shards", "2", "--data-dir"])
         .arg(dir.path())
         .args(extra)
@@ -81,7 +81,7 @@ fn start(dir: tempfile::TempDir, extra: &[&str]) -> Broker {
         .spawn()
         .unwrap();
     for port in [plaintext_port, sasl_port] {
-        common::wait_until_listening(port, "broker did not start");
+        common::wait_until_listening(&mut child, port, "broker did not start");
     }
     Broker {
         child,

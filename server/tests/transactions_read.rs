@@ -98,7 +98,7 @@ fn restart_with_metrics(broker: &mut Broker) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until_listening(broker.port, "broker did not restart");
+    wait_until_listening(&mut broker.child, broker.port, "broker did not restart");
 }
 
 fn fetch(

@@ -70,41 +70,53 @@ pub fn free_port() -> u16 {
 /// returns once it accepts connections.
 pub fn start_broker(extra: &[&str]) -> Broker {
     let dir = tempfile::tempdir().unwrap();
-    let (port, metrics_port) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-listen",
-            &format!("127.0.0.1:{metrics_port}"),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--shards", "2"])
-        .args(extra)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until_listening(port, "broker did not start");
-    Broker {
-        child,
-        port,
-        metrics_port,
-        dir,
+    let mut exits = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        let (port, metrics_port) = (free_port(), free_port());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--metrics-listen",
+                &format!("127.0.0.1:{metrics_port}"),
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--shards", "2"])
+            .args(extra)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        match try_until_listening(&mut child, port, "broker did not start") {
+            Ok(()) => {
+                return Broker {
+                    child,
+                    port,
+                    metrics_port,
+                    dir,
+                }
+            }
+            Err(exited) => exits.push(exited),
+        }
     }
+    panic!("broker did not start: {exits:?}");
 }
 
 /// Spawns `ringtail` on `port` and `data_dir` (a restart) and returns once it listens.
 pub fn spawn_on(port: u16, data_dir: &Path) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+    let mut child = spawn_unchecked(port, data_dir);
+    wait_until_listening(&mut child, port, "broker did not restart");
+    child
+}
+
+fn spawn_unchecked(port: u16, data_dir: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ringtail"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(data_dir)
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
-    wait_until_listening(port, "broker did not restart");
-    child
+        .unwrap()
 }
 
 /// Kills the broker (SIGKILL: no clean shutdown) and starts it again on the same data dir, on a
@@ -112,18 +124,88 @@ pub fn spawn_on(port: u16, data_dir: &Path) -> Child {
 pub fn restart(broker: &mut Broker) {
     let _ = broker.child.kill();
     let _ = broker.child.wait();
-    broker.port = free_port();
-    broker.child = spawn_on(broker.port, broker.dir.path());
+    let mut exits = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        broker.port = free_port();
+        let mut child = spawn_unchecked(broker.port, broker.dir.path());
+        match try_until_listening(&mut child, broker.port, "broker did not restart") {
+            Ok(()) => {
+                broker.child = child;
+                return;
+            }
+            Err(exited) => exits.push(exited),
+        }
+    }
+    panic!("broker did not restart: {exits:?}");
 }
 
-/// Polls until something accepts connections on `port`; fails the test with `failure` after
-/// [`START_TIMEOUT`].
-pub fn wait_until_listening(port: u16, failure: &str) {
+/// Polls until `child` itself listens on `port`; fails the test with `failure` if it exits first
+/// or after [`START_TIMEOUT`]. A connect alone is not proof: `free_port` hands the port back to
+/// the kernel, another test's broker may take it first, and ours then exits while the other
+/// answers (and is killed when its own test ends, resetting our connections).
+pub fn wait_until_listening(child: &mut Child, port: u16, failure: &str) {
+    if let Err(exited) = try_until_listening(child, port, failure) {
+        panic!("{failure}: {exited}");
+    }
+}
+
+/// [`wait_until_listening`], but a child that exits first (the port was taken: see there) is an
+/// `Err` the caller may retry on another port.
+fn try_until_listening(child: &mut Child, port: u16, failure: &str) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(format!(
+                "ringtail exited ({status}) before listening on port {port}"
+            ));
+        }
+        if listens_on(child.id(), port) {
+            return Ok(());
+        }
         assert!(Instant::now() < deadline, "{failure}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Attempts at a start whose free port another process took first.
+const START_ATTEMPTS: usize = 5;
+
+/// Whether process `pid` holds a socket listening on loopback `port` (/proc/net/tcp{,6} and the
+/// process's file descriptors).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            // State 0A is LISTEN.
+            if local_port == Some(port) && *state == "0A" {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
+    })
 }
 
 /// A counter or gauge from the broker's /metrics (the line `metric value`); fails the test if it
