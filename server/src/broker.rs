@@ -492,24 +492,36 @@ fn save_registry(args: &Args, registry: &TopicRegistry) -> Result<()> {
     Ok(())
 }
 
+/// Partition 0 of the internal `topic` a coordinator keeps its state in, if this shard owns it;
+/// `None` too when its data dir is offline (said loudly: `service` is then unavailable).
+async fn owned_internal_log(
+    context: &Rc<ShardContext>,
+    topic: &str,
+    service: &str,
+) -> Result<Option<Rc<ringtail_engine::log::PartitionLog>>> {
+    if context.router.owner(topic, 0) != context.id {
+        return Ok(None);
+    }
+    let info = context
+        .metadata
+        .topic(topic)
+        .with_context(|| format!("{topic} is registered at start"))?;
+    match context.partition_log(&info, 0).await {
+        Ok(log) => Ok(Some(log)),
+        Err(ringtail_engine::OpenError::DataDirOffline { path, .. }) => {
+            error!(dir = %path.display(), topic,
+                "{topic}'s data dir is offline: {service} are unavailable");
+            Ok(None)
+        }
+        Err(err) => Err(err).with_context(|| format!("opening the {topic} log")),
+    }
+}
+
 /// Loads the group coordinator if this shard owns the offsets topic, and starts its timer.
 async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()> {
     use crate::group::{Coordinator, OFFSETS_TOPIC, TICK_MS};
-    if context.router.owner(OFFSETS_TOPIC, 0) != context.id {
+    let Some(log) = owned_internal_log(context, OFFSETS_TOPIC, "consumer groups").await? else {
         return Ok(());
-    }
-    let topic = context
-        .metadata
-        .topic(OFFSETS_TOPIC)
-        .context("the offsets topic is registered at start")?;
-    let log = match context.partition_log(&topic, 0).await {
-        Ok(log) => log,
-        Err(ringtail_engine::OpenError::DataDirOffline { path, .. }) => {
-            error!(dir = %path.display(),
-                "the offsets topic's data dir is offline: consumer groups are unavailable");
-            return Ok(());
-        }
-        Err(err) => return Err(err).context("opening the offsets log"),
     };
     let coordinator = Rc::new(
         Coordinator::load(
@@ -538,21 +550,9 @@ async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()> {
 /// and finishes (in the background) every transaction a crash left prepared.
 async fn start_txn_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()> {
     use crate::txn::{TxnCoordinator, TICK_MS, TRANSACTION_STATE_TOPIC};
-    if context.router.owner(TRANSACTION_STATE_TOPIC, 0) != context.id {
+    let Some(log) = owned_internal_log(context, TRANSACTION_STATE_TOPIC, "transactions").await?
+    else {
         return Ok(());
-    }
-    let topic = context
-        .metadata
-        .topic(TRANSACTION_STATE_TOPIC)
-        .context("the transaction state topic is registered at start")?;
-    let log = match context.partition_log(&topic, 0).await {
-        Ok(log) => log,
-        Err(ringtail_engine::OpenError::DataDirOffline { path, .. }) => {
-            error!(dir = %path.display(),
-                "the transaction state topic's data dir is offline: transactions are unavailable");
-            return Ok(());
-        }
-        Err(err) => return Err(err).context("opening the transaction state log"),
     };
     let coordinator = Rc::new(
         TxnCoordinator::load(
