@@ -283,7 +283,7 @@ async fn read_requests(
                 queued,
             }
         });
-        let api_key = request.api;
+        let (api_key, api_version) = (request.api, request.version);
         let handler = compio::runtime::spawn(async move {
             let response = api::dispatch(
                 &handler_context,
@@ -297,7 +297,7 @@ async fn read_requests(
             let throttle_ms = quota.as_ref().map_or(0, |quota| quota.throttle_ms());
             drop(bytes_permit);
             drop(in_flight);
-            crate::metrics::record_request(api_key, started.elapsed());
+            crate::metrics::record_request(api_key, api_version, started.elapsed());
             response.map(|response| Answered {
                 response,
                 api: api_key,

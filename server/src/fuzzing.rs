@@ -36,6 +36,7 @@ use crate::group::consumer::ConsumerGroupConfig;
 use crate::group::Coordinator;
 use crate::listeners::ListenerId;
 use crate::metadata::Metadata;
+use crate::protocol::offsets_v10::{self, OffsetCommitRequestV10, OffsetFetchRequestV10};
 
 /// The frame size limit the fuzzed frames are checked against (the broker's default).
 pub const FRAME_BYTES_MAX: u32 = 100 << 20;
@@ -133,8 +134,12 @@ fn decode_body(request: RequestContext, body: &mut Bytes) -> Result<(), RequestE
         ApiKey::SyncGroup => request.decode::<SyncGroupRequest>(body).map(drop),
         ApiKey::Heartbeat => request.decode::<HeartbeatRequest>(body).map(drop),
         ApiKey::LeaveGroup => request.decode::<LeaveGroupRequest>(body).map(drop),
-        ApiKey::OffsetCommit => request.decode::<OffsetCommitRequest>(body).map(drop),
-        ApiKey::OffsetFetch => request.decode::<OffsetFetchRequest>(body).map(drop),
+        ApiKey::OffsetCommit => {
+            crate::api::offsets_by_id::decode_offset_commit(&request, body).map(drop)
+        }
+        ApiKey::OffsetFetch => {
+            crate::api::offsets_by_id::decode_offset_fetch(&request, body).map(drop)
+        }
         ApiKey::ListGroups => request.decode::<ListGroupsRequest>(body).map(drop),
         ApiKey::DescribeGroups => request.decode::<DescribeGroupsRequest>(body).map(drop),
         ApiKey::DeleteGroups => request.decode::<DeleteGroupsRequest>(body).map(drop),
@@ -250,6 +255,13 @@ fn encode_default(api: ApiKey, version: i16, frame: &mut BytesMut) -> anyhow::Re
         ApiKey::SyncGroup => encode!(SyncGroupRequest),
         ApiKey::Heartbeat => encode!(HeartbeatRequest),
         ApiKey::LeaveGroup => encode!(LeaveGroupRequest),
+        // v10 (topic ids) is beyond kafka-protocol: the broker's own codec writes it.
+        ApiKey::OffsetCommit if version >= offsets_v10::VERSION => {
+            OffsetCommitRequestV10::default().encode(frame, version)
+        }
+        ApiKey::OffsetFetch if version >= offsets_v10::VERSION => {
+            OffsetFetchRequestV10::default().encode(frame, version)
+        }
         ApiKey::OffsetCommit => encode!(OffsetCommitRequest),
         ApiKey::OffsetFetch => encode!(OffsetFetchRequest),
         ApiKey::ListGroups => encode!(ListGroupsRequest),

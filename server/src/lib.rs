@@ -27,6 +27,7 @@ mod listeners;
 mod metadata;
 mod metrics;
 mod produce_stages;
+pub mod protocol;
 mod quotas;
 mod residency;
 mod sasl;

@@ -36,6 +36,18 @@ const ZERO: ApiCounters = ApiCounters {
 };
 
 static API_COUNTERS: [ApiCounters; API_KEYS_MAX] = [ZERO; API_KEYS_MAX];
+
+/// Versions counted per API (Kafka's highest is below 20); a request of a higher one is not
+/// counted by version.
+const API_VERSIONS_MAX: usize = 32;
+#[allow(clippy::declare_interior_mutable_const)] // each array slot is its own counter
+const ZERO_COUNT: AtomicU64 = AtomicU64::new(0);
+#[allow(clippy::declare_interior_mutable_const)] // each array slot is its own counter
+const ZERO_VERSIONS: [AtomicU64; API_VERSIONS_MAX] = [ZERO_COUNT; API_VERSIONS_MAX];
+/// Requests served per API and version: which versions clients really use (a version the broker
+/// codes by hand, such as OffsetCommit v10, shows here when a client negotiated it).
+static API_VERSION_REQUESTS: [[AtomicU64; API_VERSIONS_MAX]; API_KEYS_MAX] =
+    [ZERO_VERSIONS; API_KEYS_MAX];
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
 static CONNECTIONS_ACCEPTED: AtomicU64 = AtomicU64::new(0);
@@ -53,8 +65,14 @@ const METRICS_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes of a scrape's request read; `GET /metrics` fits many times over.
 const METRICS_REQUEST_BYTES_MAX: usize = 8192;
 
-/// Counts one served request and how long it took.
-pub fn record_request(api: ApiKey, latency: Duration) {
+/// Counts one served request (of `version`) and how long it took.
+pub fn record_request(api: ApiKey, version: i16, latency: Duration) {
+    let by_version = API_VERSION_REQUESTS
+        .get(api as i16 as usize)
+        .and_then(|versions| versions.get(usize::try_from(version).ok()?));
+    if let Some(count) = by_version {
+        count.fetch_add(1, Ordering::Relaxed);
+    }
     if let Some(counters) = API_COUNTERS.get(api as i16 as usize) {
         counters.requests.fetch_add(1, Ordering::Relaxed);
         counters
@@ -173,6 +191,22 @@ async fn render(context: &Rc<ShardContext>) -> String {
             "ringtail_requests_total{{api=\"{api:?}\"}} {}",
             counters.requests.load(Ordering::Relaxed)
         );
+    }
+    out.push_str("# HELP ringtail_requests_by_version_total Requests served, by API and version (listed once served).\n# TYPE ringtail_requests_by_version_total counter\n");
+    for (api, min, max) in SUPPORTED_APIS {
+        for version in *min..=*max {
+            let Some(count) = API_VERSION_REQUESTS[*api as i16 as usize].get(version as usize)
+            else {
+                continue;
+            };
+            let count = count.load(Ordering::Relaxed);
+            if count > 0 {
+                let _ = writeln!(
+                    out,
+                    "ringtail_requests_by_version_total{{api=\"{api:?}\",version=\"{version}\"}} {count}"
+                );
+            }
+        }
     }
     out.push_str("# HELP ringtail_request_latency_seconds Time from request read to response ready, by API.\n# TYPE ringtail_request_latency_seconds summary\n");
     for (api, _, _) in SUPPORTED_APIS {

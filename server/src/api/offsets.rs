@@ -1,11 +1,15 @@
 //! OffsetCommit and OffsetFetch: committed offsets of consumer groups, with generation and member
 //! checks, stored by the coordinator in `__consumer_offsets`.
+//!
+//! v10 of both names topics by id (Kafka 4.1): `offsets_by_id.rs` turns it into the v9 form this
+//! code serves, and an id no topic has is answered UNKNOWN_TOPIC_ID, as Kafka does.
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -18,17 +22,37 @@ use kafka_protocol::messages::*;
 use ringtail_engine::log::now_ms;
 
 use super::groups::on_coordinator;
+use super::offsets_by_id::{
+    by_topic_id, decode_offset_commit, decode_offset_fetch, resolve_commit_topics,
+    resolve_fetch_topics, with_topic_ids,
+};
 use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::group::CommittedOffset;
+use crate::protocol::offsets_v10::{OffsetCommitResponseV10, OffsetFetchResponseV10};
 use crate::shard::ShardContext;
 use std::collections::BTreeMap;
+
+/// What one topic of a commit gets before the coordinator answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TopicCheck {
+    /// Handed to the coordinator (its partitions that exist).
+    Committable,
+    /// No READ on the topic: TOPIC_AUTHORIZATION_FAILED.
+    Denied,
+    /// v10: no topic has this id: UNKNOWN_TOPIC_ID.
+    UnknownId,
+}
 
 pub async fn offset_commit(
     context: &Rc<ShardContext>,
     request: RequestContext,
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
-    let commit: OffsetCommitRequest = request.decode(body)?;
+    let mut commit = decode_offset_commit(&request, body)?;
+    let known_ids = match by_topic_id(&request) {
+        true => resolve_commit_topics(context, &mut commit.topics),
+        false => vec![true; commit.topics.len()],
+    };
     let group_id = commit.group_id.to_string();
     let member_id = commit.member_id.to_string();
     let instance_id = commit
@@ -38,21 +62,30 @@ pub async fn offset_commit(
     let generation_id = commit.generation_id_or_member_epoch;
     let commit_ms = now_ms();
     let version = request.version;
-    // READ on the group, then READ on each topic committed to (Kafka).
+    // READ on the group, then READ on each topic committed to (Kafka), by name once resolved.
     let group_denied = !request.allows(context, Operation::Read, Resource::group(&group_id));
-    let topic_denied: Vec<bool> = commit
+    let checks: Vec<TopicCheck> = commit
         .topics
         .iter()
-        .map(|t| {
-            !group_denied && !request.allows(context, Operation::Read, Resource::topic(&t.name))
+        .zip(known_ids)
+        .map(|(t, known)| {
+            if !known {
+                TopicCheck::UnknownId
+            } else if !group_denied
+                && !request.allows(context, Operation::Read, Resource::topic(&t.name))
+            {
+                TopicCheck::Denied
+            } else {
+                TopicCheck::Committable
+            }
         })
         .collect();
     let mut entries = Vec::new();
     for (topic, _) in commit
         .topics
         .iter()
-        .zip(&topic_denied)
-        .filter(|(_, denied)| !**denied)
+        .zip(&checks)
+        .filter(|(_, check)| **check == TopicCheck::Committable)
     {
         let info = context.metadata.topic(&topic.name);
         for partition in &topic.partitions {
@@ -93,11 +126,27 @@ pub async fn offset_commit(
         None => Some(ResponseError::CoordinatorNotAvailable),
         Some(result) => result.err(),
     };
-    let topics = commit
-        .topics
+    let topics = commit_response_topics(context, commit.topics, &checks, group_denied, error);
+    let response = OffsetCommitResponse::default().with_topics(topics);
+    Ok(match by_topic_id(&request) {
+        true => request.frame(&OffsetCommitResponseV10(response)),
+        false => request.frame(&response),
+    })
+}
+
+/// Each committed partition's answer: the coordinator's `error` unless the topic was refused
+/// before it (a denied group answers GROUP_AUTHORIZATION_FAILED everywhere, as Kafka).
+fn commit_response_topics(
+    context: &ShardContext,
+    topics: Vec<OffsetCommitRequestTopic>,
+    checks: &[TopicCheck],
+    group_denied: bool,
+    error: Option<ResponseError>,
+) -> Vec<OffsetCommitResponseTopic> {
+    topics
         .into_iter()
-        .zip(topic_denied)
-        .map(|(topic, denied)| {
+        .zip(checks)
+        .map(|(topic, check)| {
             let info = context.metadata.topic(&topic.name);
             let partitions = topic
                 .partitions
@@ -106,12 +155,12 @@ pub async fn offset_commit(
                     let exists = info
                         .as_ref()
                         .is_some_and(|info| info.has_partition(partition.partition_index));
-                    let error = if denied {
-                        Some(ResponseError::TopicAuthorizationFailed)
-                    } else if exists || group_denied {
-                        error
-                    } else {
-                        Some(ResponseError::UnknownTopicOrPartition)
+                    let error = match check {
+                        TopicCheck::Denied => Some(ResponseError::TopicAuthorizationFailed),
+                        _ if group_denied => error,
+                        TopicCheck::UnknownId => Some(ResponseError::UnknownTopicId),
+                        TopicCheck::Committable if exists => error,
+                        TopicCheck::Committable => Some(ResponseError::UnknownTopicOrPartition),
                     };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(partition.partition_index)
@@ -120,10 +169,10 @@ pub async fn offset_commit(
                 .collect();
             OffsetCommitResponseTopic::default()
                 .with_name(topic.name)
+                .with_topic_id(topic.topic_id)
                 .with_partitions(partitions)
         })
-        .collect();
-    Ok(request.frame(&OffsetCommitResponse::default().with_topics(topics)))
+        .collect()
 }
 
 /// Committed offsets as (topic, partition, committed or none).
@@ -174,7 +223,7 @@ pub async fn offset_fetch(
     request: RequestContext,
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
-    let fetch: OffsetFetchRequest = request.decode(body)?;
+    let fetch = decode_offset_fetch(&request, body)?;
     let response = if request.version >= 8 {
         let mut groups = Vec::with_capacity(fetch.groups.len());
         for group in fetch.groups {
@@ -184,7 +233,10 @@ pub async fn offset_fetch(
     } else {
         fetch_single_group(context, &request, fetch).await?
     };
-    Ok(request.frame(&response))
+    Ok(match by_topic_id(&request) {
+        true => request.frame(&OffsetFetchResponseV10(response)),
+        false => request.frame(&response),
+    })
 }
 
 /// The partitions a request names (none: every committed one).
@@ -203,8 +255,12 @@ fn wanted_partitions<'a>(
 async fn fetch_one_of_groups(
     context: &Rc<ShardContext>,
     request: &RequestContext,
-    group: OffsetFetchRequestGroup,
+    mut group: OffsetFetchRequestGroup,
 ) -> Result<OffsetFetchResponseGroup, RequestError> {
+    let unknown_ids = match by_topic_id(request) {
+        true => resolve_fetch_topics(context, &mut group),
+        false => Vec::new(),
+    };
     let wanted = wanted_partitions(
         group
             .topics
@@ -254,7 +310,10 @@ async fn fetch_one_of_groups(
                 .with_partitions(partitions)
         })
         .collect();
-    Ok(response.with_topics(topics))
+    Ok(response.with_topics(match by_topic_id(request) {
+        true => with_topic_ids(context, topics, unknown_ids),
+        false => topics,
+    }))
 }
 
 /// OffsetFetch v0–7: one group, its partitions at the top level.
