@@ -16,10 +16,13 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, JoinGroupRequest, MetadataRequest, OffsetCommitRequest, ProduceRequest,
-    RequestHeader, TopicName,
+    ApiKey, FetchRequest, JoinGroupRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, ProduceRequest, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use ringtail_engine::batch::{encode_batch, encode_uniform_batch, ProducerSpec, RecordSpec};
@@ -32,6 +35,7 @@ use crate::group::offsets_log::{encode_records, group_key, offset_key};
 use crate::group::state::{JoinRequest, INITIAL_REBALANCE_DELAY_MS};
 use crate::group::{CommittedOffset, Coordinator};
 use crate::metadata::Metadata;
+use crate::protocol::offsets_v10::{OffsetCommitRequestV10, OffsetFetchRequestV10};
 
 fn corpus_dir(target: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -143,6 +147,23 @@ fn request_seeds() {
                 .with_committed_offset(42)])]);
     let frame = request_frame(ApiKey::OffsetCommit, 8, &commit);
     write_seed(target, "OffsetCommit-v8-offset", &frame);
+    v10_seeds(target, commit);
+}
+
+/// OffsetCommit and OffsetFetch v10 (topics by id, the hand-written codecs) with a topic in them.
+fn v10_seeds(target: &str, commit: OffsetCommitRequest) {
+    let topic_id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+    let mut by_id = commit;
+    by_id.topics[0].topic_id = topic_id;
+    let frame = request_frame(ApiKey::OffsetCommit, 10, &OffsetCommitRequestV10(by_id));
+    write_seed(target, "OffsetCommit-v10-topic-id", &frame);
+    let fetch = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+        .with_group_id(StrBytes::from_static_str("group").into())
+        .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+            .with_topic_id(topic_id)
+            .with_partition_indexes(vec![0, 1])]))]);
+    let frame = request_frame(ApiKey::OffsetFetch, 10, &OffsetFetchRequestV10(fetch));
+    write_seed(target, "OffsetFetch-v10-topic-id", &frame);
 }
 
 fn batch_seeds() {

@@ -354,13 +354,18 @@ fn transaction_apis_check_the_transactional_id_the_topics_and_the_group() {
 
 #[test]
 fn group_apis_and_create_topics_check_the_topics_they_name() {
-    // As Kafka: a KIP-848 heartbeat needs DESCRIBE on every subscribed topic, and OffsetDelete
-    // READ on each topic whose offsets it deletes, beside their rights on the group.
+    // As Kafka: a KIP-848 heartbeat needs DESCRIBE on every subscribed topic, OffsetDelete and
+    // OffsetCommit v10 (topic by id) READ on each topic, OffsetFetch v10 DESCRIBE, beside their
+    // rights on the group.
     use kafka_protocol::messages::offset_commit_request::{
         OffsetCommitRequestPartition, OffsetCommitRequestTopic,
     };
     use kafka_protocol::messages::offset_delete_request::{
         OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    use ringtail_server::protocol::offsets_v10::{
+        OffsetCommitRequestV10, OffsetCommitResponseV10, OffsetFetchRequestV10,
+        OffsetFetchResponseV10,
     };
     const GROUP: i8 = 3;
     const DELETE: i8 = 6;
@@ -369,7 +374,8 @@ fn group_apis_and_create_topics_check_the_topics_they_name() {
     add_user(dir.path(), "admin");
     let broker = start(dir.path());
     let mut admin = login(&broker, "admin");
-    assert_eq!(admin.create_topic("hidden", 1, &[]), 0);
+    let (created, hidden_id) = admin.create_topic_with_id("hidden", 1, &[]);
+    assert_eq!(created, 0);
     let on_group = |operation| acl("g", LITERAL, "User:dave", operation).with_resource_type(GROUP);
     assert_eq!(
         create_acls(&mut admin, vec![on_group(READ), on_group(DELETE)]),
@@ -411,6 +417,39 @@ fn group_apis_and_create_topics_check_the_topics_they_name() {
     assert_eq!(
         answer.topics[0].partitions[0].error_code,
         TOPIC_AUTHORIZATION_FAILED
+    );
+
+    // v10 names the topic by id: resolved to "hidden" first, then checked by name as at v9.
+    let mut by_id = commit.clone();
+    by_id.topics[0].topic_id = hidden_id;
+    let answer: OffsetCommitResponseV10 =
+        dave.call(ApiKey::OffsetCommit, 10, &OffsetCommitRequestV10(by_id));
+    assert_eq!(
+        (
+            answer.0.topics[0].topic_id,
+            answer.0.topics[0].partitions[0].error_code
+        ),
+        (hidden_id, TOPIC_AUTHORIZATION_FAILED)
+    );
+    let fetch = OffsetFetchRequest::default().with_groups(vec![
+        offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(str("g")))
+            .with_topics(Some(vec![
+                offset_fetch_request::OffsetFetchRequestTopics::default()
+                    .with_topic_id(hidden_id)
+                    .with_partition_indexes(vec![0]),
+            ])),
+    ]);
+    let answer: OffsetFetchResponseV10 =
+        dave.call(ApiKey::OffsetFetch, 10, &OffsetFetchRequestV10(fetch));
+    let group = &answer.0.groups[0];
+    assert_eq!(group.error_code, 0, "READ on the group implies DESCRIBE");
+    assert_eq!(
+        (
+            group.topics[0].topic_id,
+            group.topics[0].partitions[0].error_code
+        ),
+        (hidden_id, TOPIC_AUTHORIZATION_FAILED)
     );
 
     // CREATE without DESCRIBE_CONFIGS: the topic is made, its configs are not shown.
