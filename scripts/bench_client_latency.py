@@ -30,12 +30,11 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_kafka_tools import KAFKA_PEER, PRODUCE_LINE, RINGTAIL, ROOT, Broker, tool  # noqa: E402
+from bench_kafka_tools import PRODUCE_LINE, ROOT, Broker, alternate_rounds, kafka_version_and_commit, tool  # noqa: E402
 
 RECORD_BYTES = 1024
 STATS_INTERVAL_MS = 1000
@@ -171,34 +170,17 @@ def main():
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "client-latency")
     args = parser.parse_args()
-    if not RINGTAIL.exists():
-        sys.exit(f"no {RINGTAIL}: cargo build --release -p ringtail-server")
-    subprocess.run(["bash", str(KAFKA_PEER), "fetch"], check=True, stdout=subprocess.DEVNULL)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for old in args.out.glob("broker-*.log"):
-        old.unlink()
-    work = Path(tempfile.mkdtemp(prefix="client-latency-", dir="/var/tmp"))
-    runs = []
-    try:
-        for round_index in range(args.rounds):
-            order = ["ringtail", "kafka"] if round_index % 2 == 0 else ["kafka", "ringtail"]
-            for kind in order:
-                result = one_round(kind, args, work, args.out)
-                runs.append({"round": round_index, "broker": kind, **result})
-                j, r = result["java"], result["librdkafka"]
-                print(f"round {round_index} {kind}: java p50 {j['p50_ms']:.1f} p99 {j['p99_ms']:.1f} ms; "
-                      f"librdkafka p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms, "
-                      f"rtt p99 (median window) {r['rtt_p99_ms_median_window']} ms", flush=True)
-    finally:
-        import shutil
-        shutil.rmtree(work, ignore_errors=True)
+    runs = alternate_rounds(args.rounds, args.out, "client-latency-", lambda kind, work: one_round(kind, args, work, args.out))
+    for run in runs:
+        j, r = run["java"], run["librdkafka"]
+        print(f"round {run['round']} {run['broker']}: java p50 {j['p50_ms']:.1f} p99 {j['p99_ms']:.1f} ms; "
+              f"librdkafka p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms, "
+              f"rtt p99 (median window) {r['rtt_p99_ms_median_window']} ms")
     write_report(args, runs)
 
 
 def write_report(args, runs):
-    version = subprocess.run(["bash", str(KAFKA_PEER), "version"], capture_output=True, text=True).stdout.strip()
-    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip()
+    version, commit = kafka_version_and_commit()
     keys = {"java": ["p50_ms", "p99_ms", "p99.9_ms", "records_per_s", "broker_cpu_s"],
             "librdkafka": ["p50_ms", "p99_ms", "p99.9_ms", "rtt_p50_ms_median_window",
                            "rtt_p99_ms_median_window", "records_per_s", "broker_cpu_s"]}
