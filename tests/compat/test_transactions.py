@@ -267,16 +267,18 @@ def test_read_committed_consumers_wait_for_stable_offsets(bootstrap):
 
 def run_processor(config: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(Path(__file__).with_name("txn_processor.py")), json.dumps(config)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def test_a_processor_sigkilled_at_random_moments_transforms_each_record_exactly_once(bootstrap):
     # Exactly-once consume-transform-produce across crashes of the processor: a child process
     # (txn_processor.py) with a transactional producer and a read_committed consumer is SIGKILLed
-    # at random moments after it has committed some transactions, and started again with the
-    # same transactional.id, until a run reads the source to its end. The sink, read
-    # read_committed, holds every input record's transform exactly once, and the group's
-    # committed offsets are the source's ends.
+    # six times after a random number of committed transactions, and started again with the same
+    # transactional.id, until a run reads the source to its end. The kills cycle through: with a
+    # transaction's records in the sink's log, with its offsets pending too, and a random moment
+    # up to 50 ms after a commit. The sink, read read_committed, holds every input record's
+    # transform exactly once (and the killed transactions' records only under
+    # read_uncommitted), and the group's committed offsets are the source's ends.
     source, sink, group = topic_name("eos-in"), topic_name("eos-out"), topic_name("eos-group")
     partitions, per_partition = 3, 1000
     create_topic(bootstrap, source, partitions)
@@ -291,33 +293,47 @@ def test_a_processor_sigkilled_at_random_moments_transforms_each_record_exactly_
     rng = random.Random()
     seed = rng.randrange(1 << 30)
     rng.seed(seed)
+    kill_plans = [("produced", "offsets_sent", "committed")[i % 3] for i in range(6)]
     kills, runs = 0, 0
     while True:
         runs += 1
         assert runs <= 30, f"seed {seed}: the processor did not finish in 30 runs ({kills} killed)"
         proc = run_processor(config)
-        last = None
-        commits_before_kill = rng.randint(1, 6) if kills < 6 else None
-        commits = 0
+        plan = kill_plans[kills] if kills < len(kill_plans) else None
+        commits_before_kill = rng.randint(1, 4)
+        commits, last = 0, None
         for line in proc.stdout:
             last = json.loads(line)
             if last["ev"] == "committed":
                 commits += 1
-                if commits_before_kill is not None and commits >= commits_before_kill:
-                    # A random moment inside the next transaction (or between two).
+            if last["ev"] == "done":
+                break
+            if plan is not None and commits >= commits_before_kill and last["ev"] == plan:
+                if plan == "committed":
+                    # A random moment of the next transaction (or between two).
+                    proc.stdin.write("go\n")
+                    proc.stdin.flush()
                     time.sleep(rng.uniform(0, 0.05))
-                    proc.kill()
-                    kills += 1
-                    break
-        proc.stdout.close()
+                proc.kill()  # SIGKILL; for the other plans, exactly at that event
+                kills += 1
+                break
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
         status = proc.wait(timeout=60)
+        for pipe in (proc.stdin, proc.stdout):
+            try:
+                pipe.close()
+            except BrokenPipeError:
+                pass
         if status == -signal.SIGKILL:
             continue
         assert status == 0, f"seed {seed}: the processor failed ({status}), last event {last}"
         if last and last["ev"] == "done":
             break
-    assert kills >= 3, f"seed {seed}: only {kills} kills landed while the processor worked"
+    assert kills == len(kill_plans), f"seed {seed}: {kills} kills"
     values = [v for _, _, v in read_all(bootstrap, sink, partitions, "read_committed")]
+    dirty = read_all(bootstrap, sink, partitions, "read_uncommitted")
+    assert len(dirty) > len(values), f"seed {seed}: no killed transaction's records in the sink's log"
     counts = Counter(values)
     missing = [v for v in inputs if counts[f"out-{v}"] == 0]
     doubled = [v for v, n in counts.items() if n > 1]

@@ -10,10 +10,14 @@ killed one left open), then reads the source from the group's committed offsets 
 read_committed consumer (librdkafka then asks for stable offsets: KIP-447), and for each batch of
 up to "batch" records writes "out-<value>" to the same partition of the sink and the consumer's
 positions as the group's offsets, in one transaction. It exits 0 once its positions reach the
-source's end offsets. Progress goes to stdout, one JSON object a line, flushed at once:
+source's end offsets. Progress goes to stdout, one JSON object a line, flushed at once; after
+each event but "done" it waits for a line on stdin before going on, so that the parent can
+SIGKILL it exactly there (or answer and kill it a random moment later):
 
     {"ev": "ready"}                        init_transactions done, partitions assigned
-    {"ev": "committed", "records": N}      one more transaction committed, N records so far
+    {"ev": "produced"}                     a transaction's records are in the sink's log (flushed)
+    {"ev": "offsets_sent"}                 its offsets are pending in the group (TxnOffsetCommit)
+    {"ev": "committed", "records": N}      the transaction committed, N records so far
     {"ev": "done"}                         every partition read to its end
 """
 
@@ -34,6 +38,8 @@ DEADLINE_S = 90
 def emit(event: dict) -> None:
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
+    if event["ev"] != "done" and not sys.stdin.readline():
+        raise SystemExit("stdin closed")
 
 
 def main() -> None:
@@ -69,8 +75,11 @@ def main() -> None:
         for m in messages:
             producer.produce(sink, value=b"out-" + m.value(), partition=m.partition())
             positions[m.partition()] = m.offset() + 1
+        producer.flush(30)
+        emit({"ev": "produced"})
         offsets = [TopicPartition(source, p, positions[p]) for p in range(partitions)]
         producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+        emit({"ev": "offsets_sent"})
         producer.commit_transaction(30)
         records += len(messages)
         emit({"ev": "committed", "records": records})
