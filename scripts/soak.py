@@ -15,10 +15,12 @@ One broker, for --duration (default 30 min), with at once:
 - a broker restart (SIGTERM, exit 0 checked, same data dir) at the middle, between two load chunks
   (the loadgen is a benchmark and does not reconnect); the Python clients ride through it.
 
-Sampled every --sample-s: the broker's RSS, open file descriptors (/proc/PID/fd), data dir bytes
-and segment count; per load chunk: the loadgen's produce and end-to-end p99 and the group
-producer's p99. Written to --out: samples.csv, chunks.csv, summary.json and soak.svg (drawn by
-`ringtail-loadgen chart`, the loadgen's plotters charts).
+Sampled every --sample-s: the broker's RSS, open file descriptors by kind (/proc/PID/fd: into
+the data dir, of deleted files, the rest) and per segment file, data dir bytes and segment count;
+per load chunk: the loadgen's produce and end-to-end p99, its backlog per second, and the group
+producer's p99. Written to --out: samples.csv, chunks.csv, lag.csv, summary.json and soak.svg
+(drawn by `ringtail-loadgen chart`, the loadgen's plotters charts); results/soak/README.md
+describes each.
 
 The verdict (summary.json "verdict", exit status 1 if not ok): nothing lost, compaction correct,
 and flat: no series *grows* from the first third of the steady run to the last (medians, the
