@@ -1,16 +1,20 @@
-"""Transactions (issue #18), the coordinator half, with confluent-kafka (librdkafka): a
-transactional producer's commit and abort, a zombie fenced, consume-transform-produce with
-send_offsets_to_transaction, and SIGKILLs of the broker at random steps of commits and aborts.
-
-read_uncommitted checks run everywhere. The read_committed checks need the read side of
-transactions (last stable offset, aborted-transaction index: the txn-log branch); until it is
-merged they are expected failures, marked so in the test report (xfail, never skipped)."""
+"""Transactions (issue #18) with confluent-kafka (librdkafka): a transactional producer's commit
+and abort, read_committed versus read_uncommitted, a zombie fenced, consume-transform-produce with
+send_offsets_to_transaction, read_committed consumers waiting for stable offsets (KIP-447), a
+processor SIGKILLed at random moments (exactly-once output, txn_processor.py), and SIGKILLs of the
+broker at random steps of commits and aborts."""
 
 from __future__ import annotations
 
+import json
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections import Counter
+from pathlib import Path
 
 import pytest
 from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,
@@ -213,3 +217,131 @@ def test_broker_sigkills_during_commits_and_aborts_lose_and_double_nothing(start
     assert not missing, f"seed {seed}: acknowledged commits lost: {missing[:10]}"
     assert not doubled, f"seed {seed}: records written twice: {doubled[:10]}"
     assert len(acknowledged) > 1, f"seed {seed}: no transaction committed between kills"
+
+
+def test_read_committed_consumers_wait_for_stable_offsets(bootstrap):
+    # KIP-447: librdkafka asks for stable offsets when isolation.level=read_committed
+    # (require_stable in OffsetFetch v7+). While a transaction holds a pending offset of the
+    # group, such a consumer gets UNSTABLE_OFFSET_COMMIT and retries instead of resuming from
+    # the older committed offset; a read_uncommitted one gets the committed offset at once.
+    source, group = topic_name("stable-in"), topic_name("stable-group")
+    create_topic(bootstrap, source, 1)
+    plain = Producer({"bootstrap.servers": bootstrap, **COMMON})
+    for i in range(20):
+        plain.produce(source, value=str(i).encode(), partition=0)
+    plain.flush(30)
+
+    def consumer(isolation: str) -> Consumer:
+        return Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "isolation.level": isolation, **COMMON})
+
+    committer = consumer("read_uncommitted")
+    committer.commit(offsets=[TopicPartition(source, 0, 5)], asynchronous=False)
+    producer = txn_producer(bootstrap, "stable")
+    producer.begin_transaction()
+    producer.send_offsets_to_transaction([TopicPartition(source, 0, 10)], committer.consumer_group_metadata(), 30)
+
+    uncommitted = consumer("read_uncommitted")
+    assert uncommitted.committed([TopicPartition(source, 0)], timeout=10)[0].offset == 5
+    uncommitted.close()
+    stable = consumer("read_committed")
+    with pytest.raises(KafkaException) as waited:
+        stable.committed([TopicPartition(source, 0)], timeout=2)
+    assert waited.value.args[0].code() == KafkaError._TIMED_OUT, waited.value
+    # An assigned consumer resuming from the committed offset waits too: it reads nothing (it
+    # would read from offset 5 if it had been answered the older offset) until the commit.
+    stable.assign([TopicPartition(source, 0)])
+    early = [m for m in stable.consume(num_messages=100, timeout=2) if m.error() is None]
+    assert early == [], [m.offset() for m in early]
+    producer.commit_transaction(30)
+    first = None
+    deadline = time.monotonic() + 30
+    while first is None and time.monotonic() < deadline:
+        got = [m for m in stable.consume(num_messages=1, timeout=0.5) if m.error() is None]
+        first = got[0] if got else None
+    assert first is not None and first.offset() == 10, first
+    assert stable.committed([TopicPartition(source, 0)], timeout=10)[0].offset == 10
+    stable.close()
+    committer.close()
+
+
+def run_processor(config: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("txn_processor.py")), json.dumps(config)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def test_a_processor_sigkilled_at_random_moments_transforms_each_record_exactly_once(bootstrap):
+    # Exactly-once consume-transform-produce across crashes of the processor: a child process
+    # (txn_processor.py) with a transactional producer and a read_committed consumer is SIGKILLed
+    # six times after a random number of committed transactions, and started again with the same
+    # transactional.id, until a run reads the source to its end. The kills cycle through: with a
+    # transaction's records in the sink's log, with its offsets pending too, and a random moment
+    # up to 50 ms after a commit. The sink, read read_committed, holds every input record's
+    # transform exactly once (and the killed transactions' records only under
+    # read_uncommitted), and the group's committed offsets are the source's ends.
+    source, sink, group = topic_name("eos-in"), topic_name("eos-out"), topic_name("eos-group")
+    partitions, per_partition = 3, 1000
+    create_topic(bootstrap, source, partitions)
+    create_topic(bootstrap, sink, partitions)
+    plain = Producer({"bootstrap.servers": bootstrap, **COMMON})
+    inputs = [f"{p}-{i}" for p in range(partitions) for i in range(per_partition)]
+    for value in inputs:
+        plain.produce(source, value=value.encode(), partition=int(value.split("-")[0]))
+    plain.flush(30)
+    config = {"bootstrap": bootstrap, "source": source, "sink": sink, "group": group,
+              "transactional_id": f"{group}-processor", "partitions": partitions, "batch": 25}
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    kill_plans = [("produced", "offsets_sent", "committed")[i % 3] for i in range(6)]
+    kills, runs = 0, 0
+    while True:
+        runs += 1
+        assert runs <= 30, f"seed {seed}: the processor did not finish in 30 runs ({kills} killed)"
+        proc = run_processor(config)
+        plan = kill_plans[kills] if kills < len(kill_plans) else None
+        commits_before_kill = rng.randint(1, 4)
+        commits, last = 0, None
+        for line in proc.stdout:
+            last = json.loads(line)
+            if last["ev"] == "committed":
+                commits += 1
+            if last["ev"] == "done":
+                break
+            if plan is not None and commits >= commits_before_kill and last["ev"] == plan:
+                if plan == "committed":
+                    # A random moment of the next transaction (or between two).
+                    proc.stdin.write("go\n")
+                    proc.stdin.flush()
+                    time.sleep(rng.uniform(0, 0.05))
+                proc.kill()  # SIGKILL; for the other plans, exactly at that event
+                kills += 1
+                break
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        status = proc.wait(timeout=60)
+        for pipe in (proc.stdin, proc.stdout):
+            try:
+                pipe.close()
+            except BrokenPipeError:
+                pass
+        if status == -signal.SIGKILL:
+            continue
+        assert status == 0, f"seed {seed}: the processor failed ({status}), last event {last}"
+        if last and last["ev"] == "done":
+            break
+    assert kills == len(kill_plans), f"seed {seed}: {kills} kills"
+    values = [v for _, _, v in read_all(bootstrap, sink, partitions, "read_committed")]
+    dirty = read_all(bootstrap, sink, partitions, "read_uncommitted")
+    assert len(dirty) > len(values), f"seed {seed}: no killed transaction's records in the sink's log"
+    counts = Counter(values)
+    missing = [v for v in inputs if counts[f"out-{v}"] == 0]
+    doubled = [v for v, n in counts.items() if n > 1]
+    assert not missing, f"seed {seed}, {kills} kills: transforms lost: {missing[:10]}"
+    assert not doubled, f"seed {seed}, {kills} kills: transforms written twice: {doubled[:10]}"
+    assert len(values) == len(inputs), f"seed {seed}: unexpected records"
+    checker = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "isolation.level": "read_committed",
+                        **COMMON})
+    committed = checker.committed([TopicPartition(source, p) for p in range(partitions)], timeout=10)
+    checker.close()
+    assert [tp.offset for tp in committed] == [per_partition] * partitions, f"seed {seed}: {committed}"

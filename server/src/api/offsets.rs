@@ -30,7 +30,7 @@ use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, 
 use crate::group::CommittedOffset;
 use crate::protocol::offsets_v10::{OffsetCommitResponseV10, OffsetFetchResponseV10};
 use crate::shard::ShardContext;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What one topic of a commit gets before the coordinator answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,44 +175,83 @@ fn commit_response_topics(
         .collect()
 }
 
-/// Committed offsets as (topic, partition, committed or none).
-type OffsetRows = Vec<(String, i32, Option<CommittedOffset>)>;
+/// What OffsetFetch answers for one partition: its committed offset (none: nothing committed),
+/// or the partition's error (TOPIC_AUTHORIZATION_FAILED, UNSTABLE_OFFSET_COMMIT).
+type PartitionAnswer = Result<Option<CommittedOffset>, ResponseError>;
 
-/// One group's committed offsets; `member` (id, epoch) is checked for consumer groups (v9).
+/// Answers as (topic, partition, answer).
+type OffsetRows = Vec<(String, i32, PartitionAnswer)>;
+
+/// What one group's fetch asks the coordinator.
+struct GroupFetch {
+    group_id: String,
+    /// The partitions named (none: every committed one).
+    wanted: Option<WantedTopics>,
+    /// (member id, member epoch), checked for consumer groups (v9).
+    member: (Option<String>, i32),
+    /// KIP-447 (v7+): a partition with a transactional offset not yet committed or aborted is
+    /// answered UNSTABLE_OFFSET_COMMIT instead of its last committed offset.
+    require_stable: bool,
+}
+
+/// One group's committed offsets, as the coordinator answers them.
 async fn fetch_group(
     context: &Rc<ShardContext>,
-    group_id: String,
-    wanted: Option<Vec<(String, Vec<i32>)>>,
-    member: (Option<String>, i32),
+    fetch: GroupFetch,
 ) -> Result<Option<Result<OffsetRows, ResponseError>>, RequestError> {
     on_coordinator(context, move |coordinator| async move {
-        let (member_id, member_epoch) = member;
-        match coordinator.check_offset_fetch(&group_id, member_id.as_deref(), member_epoch) {
-            Some(error) => Err(error),
-            None => Ok(coordinator.fetch_offsets(&group_id, wanted)),
+        let (member_id, member_epoch) = fetch.member;
+        let group_id = fetch.group_id;
+        if let Some(error) =
+            coordinator.check_offset_fetch(&group_id, member_id.as_deref(), member_epoch)
+        {
+            return Err(error);
         }
+        let unstable = match fetch.require_stable {
+            true => coordinator.pending_txn_partitions(&group_id),
+            false => BTreeSet::new(),
+        };
+        let rows = coordinator
+            .fetch_offsets(&group_id, fetch.wanted)
+            .into_iter()
+            .map(|(topic, partition, committed)| {
+                let answer = match unstable.contains(&(topic.clone(), partition)) {
+                    true => Err(ResponseError::UnstableOffsetCommit),
+                    false => Ok(committed),
+                };
+                (topic, partition, answer)
+            })
+            .collect();
+        Ok(rows)
     })
     .await
 }
 
-/// (offset, leader epoch, metadata) of a committed offset; Kafka answers -1, -1 and "" when there
-/// is none.
-fn committed_fields(committed: Option<CommittedOffset>) -> (i64, i32, Option<String>) {
-    committed.map_or((-1, -1, Some(String::new())), |c| {
-        (c.offset, c.leader_epoch, c.metadata)
-    })
+/// (offset, leader epoch, metadata, error code) of a partition's answer; Kafka answers -1, -1 and
+/// "" when there is no committed offset, or an error.
+fn answer_fields(answer: PartitionAnswer) -> (i64, i32, Option<String>, i16) {
+    match answer {
+        Ok(Some(committed)) => (
+            committed.offset,
+            committed.leader_epoch,
+            committed.metadata,
+            0,
+        ),
+        Ok(None) => (-1, -1, Some(String::new()), 0),
+        Err(error) => (-1, -1, Some(String::new()), code(error)),
+    }
 }
 
-/// A topic's partitions with their committed offsets (none: nothing committed).
-type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
+/// A topic's partitions with their answers.
+type TopicOffsets = (String, Vec<(i32, PartitionAnswer)>);
 
-/// Groups (topic, partition, committed) rows by topic, in first-seen order.
-fn by_topic(rows: Vec<(String, i32, Option<CommittedOffset>)>) -> Vec<TopicOffsets> {
+/// Groups (topic, partition, answer) rows by topic, in first-seen order.
+fn by_topic(rows: OffsetRows) -> Vec<TopicOffsets> {
     let mut topics: Vec<TopicOffsets> = Vec::new();
-    for (topic, partition, committed) in rows {
+    for (topic, partition, answer) in rows {
         match topics.iter_mut().find(|(name, _)| *name == topic) {
-            Some((_, partitions)) => partitions.push((partition, committed)),
-            None => topics.push((topic, vec![(partition, committed)])),
+            Some((_, partitions)) => partitions.push((partition, answer)),
+            None => topics.push((topic, vec![(partition, answer)])),
         }
     }
     topics
@@ -227,7 +266,7 @@ pub async fn offset_fetch(
     let response = if request.version >= 8 {
         let mut groups = Vec::with_capacity(fetch.groups.len());
         for group in fetch.groups {
-            groups.push(fetch_one_of_groups(context, &request, group).await?);
+            groups.push(fetch_one_of_groups(context, &request, group, fetch.require_stable).await?);
         }
         OffsetFetchResponse::default().with_groups(groups)
     } else {
@@ -256,6 +295,7 @@ async fn fetch_one_of_groups(
     context: &Rc<ShardContext>,
     request: &RequestContext,
     mut group: OffsetFetchRequestGroup,
+    require_stable: bool,
 ) -> Result<OffsetFetchResponseGroup, RequestError> {
     let unknown_ids = match by_topic_id(request) {
         true => resolve_fetch_topics(context, &mut group),
@@ -280,7 +320,13 @@ async fn fetch_one_of_groups(
         group.member_id.as_ref().map(|id| id.to_string()),
         group.member_epoch,
     );
-    let answer = fetch_group(context, group.group_id.to_string(), wanted, member).await?;
+    let fetch = GroupFetch {
+        group_id: group.group_id.to_string(),
+        wanted,
+        member,
+        require_stable,
+    };
+    let answer = fetch_group(context, fetch).await?;
     let response = OffsetFetchResponseGroup::default().with_group_id(group.group_id);
     let rows = match answer {
         None => return Ok(response.with_error_code(code(ResponseError::CoordinatorNotAvailable))),
@@ -290,15 +336,12 @@ async fn fetch_one_of_groups(
     let topics = by_topic(visible(context, request, rows, &denied))
         .into_iter()
         .map(|(name, partitions)| {
-            let error = denied
-                .contains_key(&name)
-                .then_some(ResponseError::TopicAuthorizationFailed);
             let partitions = partitions
                 .into_iter()
-                .map(|(partition, committed)| {
-                    let (offset, epoch, metadata) = committed_fields(committed);
+                .map(|(partition, answer)| {
+                    let (offset, epoch, metadata, error_code) = answer_fields(answer);
                     OffsetFetchResponsePartitions::default()
-                        .with_error_code(error.map_or(0, code))
+                        .with_error_code(error_code)
                         .with_partition_index(partition)
                         .with_committed_offset(offset)
                         .with_committed_leader_epoch(epoch)
@@ -337,7 +380,16 @@ async fn fetch_single_group(
     let (wanted, denied) = describable(context, request, wanted);
     let rows = match group_denied {
         true => Some(Err(ResponseError::GroupAuthorizationFailed)),
-        false => fetch_group(context, fetch.group_id.to_string(), wanted, (None, -1)).await?,
+        false => {
+            let group = GroupFetch {
+                group_id: fetch.group_id.to_string(),
+                wanted,
+                member: (None, -1),
+                // Sent from v7; below it decodes as false.
+                require_stable: fetch.require_stable,
+            };
+            fetch_group(context, group).await?
+        }
     };
     let rows = match rows {
         Some(Ok(rows)) => rows,
@@ -357,15 +409,12 @@ async fn fetch_single_group(
     let topics = by_topic(visible(context, request, rows, &denied))
         .into_iter()
         .map(|(name, partitions)| {
-            let error = denied
-                .contains_key(&name)
-                .then_some(ResponseError::TopicAuthorizationFailed);
             let partitions = partitions
                 .into_iter()
-                .map(|(partition, committed)| {
-                    let (offset, epoch, metadata) = committed_fields(committed);
+                .map(|(partition, answer)| {
+                    let (offset, epoch, metadata, error_code) = answer_fields(answer);
                     let response = OffsetFetchResponsePartition::default()
-                        .with_error_code(error.map_or(0, code))
+                        .with_error_code(error_code)
                         .with_partition_index(partition)
                         .with_committed_offset(offset)
                         .with_metadata(metadata.as_deref().map(str_bytes));
@@ -416,7 +465,8 @@ fn visible(
         .filter(|(topic, _, _)| request.can(context, Operation::Describe, Resource::topic(topic)))
         .collect();
     for (topic, partitions) in denied {
-        rows.extend(partitions.iter().map(|p| (topic.clone(), *p, None)));
+        let denied = || Err(ResponseError::TopicAuthorizationFailed);
+        rows.extend(partitions.iter().map(|p| (topic.clone(), *p, denied())));
     }
     rows
 }

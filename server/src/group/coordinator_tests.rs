@@ -15,6 +15,7 @@ use super::consumer::{ConsumerGroupConfig, HeartbeatRequest};
 use super::state::{GroupPhase, JoinRequest, INITIAL_REBALANCE_DELAY_MS};
 use super::{CommittedOffset, Coordinator};
 use crate::metadata::Metadata;
+use crate::txn::marker::{MarkerType, TxnProducer};
 
 fn log_config() -> LogConfig {
     LogConfig {
@@ -399,5 +400,80 @@ async fn replay_refuses_a_batch_that_runs_past_the_bytes_without_panicking() {
     assert_eq!(
         fetched[0].2.as_ref().map(|committed| committed.offset),
         Some(5)
+    );
+}
+
+#[compio::test]
+async fn pending_transactional_offsets_are_unstable_until_their_marker_and_a_recovered_end_adds_none(
+) {
+    // KIP-447's view (a group's partitions with pending offsets, over every producer, never
+    // another group's), and decision 0022's group side: ending a recovered transaction whose
+    // marker already landed appends nothing; one with pending offsets writes its marker.
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (log, first) = coordinator(dir.path(), &metadata).await;
+    let offset = |offset| CommittedOffset {
+        offset,
+        leader_epoch: -1,
+        metadata: None,
+        commit_ms: 0,
+    };
+    let producer = |producer_id| TxnProducer {
+        producer_id,
+        producer_epoch: 0,
+    };
+    let (a, b) = (producer(1), producer(2));
+    let pending = |group: &str| -> Vec<(String, i32)> {
+        first.pending_txn_partitions(group).into_iter().collect()
+    };
+    let commits = [("g", a, 0, 5), ("g", b, 1, 6), ("h", b, 2, 7)];
+    for (group, producer, partition, at) in commits {
+        let commit = vec![("t".to_string(), partition, offset(at))];
+        first
+            .txn_commit(group, producer, ("", -1), commit)
+            .await
+            .unwrap();
+    }
+    assert_eq!(pending("g"), vec![("t".into(), 0), ("t".into(), 1)]);
+    assert_eq!(pending("h"), vec![("t".into(), 2)]);
+    assert!(pending("other").is_empty());
+
+    first
+        .end_txn_offsets(a, MarkerType::Commit, false)
+        .await
+        .unwrap();
+    assert_eq!(pending("g"), vec![("t".into(), 1)]);
+    let end = log.high_watermark();
+    first
+        .end_txn_offsets(a, MarkerType::Commit, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        log.high_watermark(),
+        end,
+        "a landed marker is not written again"
+    );
+    first
+        .end_txn_offsets(b, MarkerType::Abort, true)
+        .await
+        .unwrap();
+    assert!(log.high_watermark() > end, "a missing marker is written");
+    assert!(pending("g").is_empty() && pending("h").is_empty());
+
+    drop(first);
+    log.close().await.unwrap();
+    drop(log);
+    let (_log, second) = coordinator(dir.path(), &metadata).await;
+    assert!(second.pending_txn_partitions("g").is_empty());
+    let wanted = Some(vec![("t".to_string(), vec![0, 1])]);
+    let fetched: Vec<Option<i64>> = second
+        .fetch_offsets("g", wanted)
+        .into_iter()
+        .map(|(_, _, committed)| committed.map(|c| c.offset))
+        .collect();
+    assert_eq!(
+        fetched,
+        vec![Some(5), None],
+        "committed by a, aborted for b"
     );
 }

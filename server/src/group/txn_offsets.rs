@@ -14,7 +14,7 @@
 //! keeps compaction from dropping a committed offset that a later, aborted, transaction shadowed.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
@@ -141,12 +141,28 @@ impl Coordinator {
         Ok(())
     }
 
+    /// The partitions of `group_id` with a transactional offset not yet committed or aborted:
+    /// what an OffsetFetch with `require_stable` (KIP-447) answers UNSTABLE_OFFSET_COMMIT for.
+    /// One pass over the producers holding pending offsets (bounded by the transactional ids).
+    pub fn pending_txn_partitions(&self, group_id: &str) -> BTreeSet<(String, i32)> {
+        self.pending_txn_offsets
+            .borrow()
+            .values()
+            .filter_map(|groups| groups.get(group_id))
+            .flat_map(|offsets| offsets.keys().cloned())
+            .collect()
+    }
+
     /// The marker of `producer`'s transaction in `__consumer_offsets`, with what it did (see the
     /// module's byte map), in one append; then the pending offsets become committed or go.
+    /// `only_if_pending` (a transaction recovered after a restart): no pending offsets left means
+    /// this marker was written before the crash (marker and records are one append), so none is
+    /// written again.
     pub async fn end_txn_offsets(
         &self,
         producer: TxnProducer,
         marker: MarkerType,
+        only_if_pending: bool,
     ) -> Result<(), ResponseError> {
         let now = now_ms();
         let pending = self
@@ -155,6 +171,9 @@ impl Coordinator {
             .get(&producer.producer_id)
             .cloned()
             .unwrap_or_default();
+        if only_if_pending && pending.is_empty() {
+            return Ok(());
+        }
         let mut records = Vec::new();
         for (group, offsets) in &pending {
             for ((topic, partition), committed) in offsets {

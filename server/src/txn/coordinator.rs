@@ -5,6 +5,17 @@
 //!
 //! One operation at a time per transactional id (`busy`): another one meanwhile is answered
 //! CONCURRENT_TRANSACTIONS, which clients retry (as Kafka answers while markers are written).
+//!
+//! # Invariants worth naming
+//! - A marker is written only after its transaction's Prepare* state is durable, and Complete*
+//!   only after every marker is.
+//! - A transaction found prepared at start (`recovered`) gets a marker only where one is still
+//!   missing: a partition still holding an open transaction of its producer, the offsets log
+//!   while it holds the producer's pending offsets. So a crash between markers leaves each
+//!   marker in the log exactly once. (A live transaction writes every marker: a batch that
+//!   passed the produce-side check may still be queued, not yet visible as open.)
+//! - A partition whose topic is gone (deleted, or recreated under another id) needs no marker:
+//!   it is skipped with a log line, as Kafka does, and the transaction completes.
 #![forbid(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
@@ -16,6 +27,7 @@ use kafka_protocol::error::ResponseError;
 use ringtail_engine::log::now_ms;
 use ringtail_engine::PartitionLog;
 
+use super::fault;
 use super::log::{encode_state, load};
 use super::marker::{encode_marker, MarkerType, TxnProducer};
 use super::registry::TxnRegistry;
@@ -34,6 +46,8 @@ pub type Described = Result<TxnMetadata, ResponseError>;
 pub struct TxnCoordinator {
     txns: RefCell<BTreeMap<String, TxnMetadata>>,
     busy: RefCell<BTreeSet<String>>,
+    /// Ids that were in a Prepare* state at start, until completed (see the module's invariants).
+    recovered: RefCell<BTreeSet<String>>,
     log: Rc<PartitionLog>,
     /// The shard it runs on, to route markers to partition owners (weak: the shard holds us).
     shard: Weak<ShardContext>,
@@ -67,18 +81,20 @@ impl TxnCoordinator {
             let ongoing = (meta.state == TxnState::Ongoing).then(|| meta.partitions.clone());
             registry.set(meta.producer_id, meta.producer_epoch, ongoing);
         }
-        let prepared = txns
-            .values()
-            .filter(|meta| meta.state.is_prepared())
-            .count();
+        let recovered: BTreeSet<String> = txns
+            .iter()
+            .filter(|(_, meta)| meta.state.is_prepared())
+            .map(|(id, _)| id.clone())
+            .collect();
         tracing::info!(
             transactional_ids = txns.len(),
-            prepared,
+            prepared = recovered.len(),
             "transaction coordinator loaded"
         );
         Ok(Self {
             txns: RefCell::new(txns),
             busy: RefCell::new(BTreeSet::new()),
+            recovered: RefCell::new(recovered),
             log,
             shard,
             registry,
@@ -294,41 +310,64 @@ impl TxnCoordinator {
     }
 
     /// Writes the markers of a prepared transaction to every partition and group, then records
-    /// it complete. Idempotent: after a crash it runs again and writes the markers again (a
-    /// second marker of the same producer and epoch ends nothing more).
+    /// it complete. Idempotent: after a crash it runs again and writes only the markers still
+    /// missing (see the module's invariants).
     async fn write_markers_and_complete(
         &self,
         transactional_id: &str,
         prepared: TxnMetadata,
     ) -> Result<TxnMetadata, ResponseError> {
         assert!(prepared.state.is_prepared());
+        fault::markers_written(0);
         let shard = self
             .shard
             .upgrade()
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
-        let producer = producer_of(&prepared);
-        let marker = if prepared.state == TxnState::PrepareCommit {
-            MarkerType::Commit
-        } else {
-            MarkerType::Abort
+        let marker = MarkerJob {
+            producer: producer_of(&prepared),
+            marker: if prepared.state == TxnState::PrepareCommit {
+                MarkerType::Commit
+            } else {
+                MarkerType::Abort
+            },
+            only_where_missing: self.recovered.borrow().contains(transactional_id),
         };
-        let writes = prepared.partitions.iter().map(|(topic, partition)| {
-            write_marker(&shard, topic.clone(), *partition, producer, marker)
-        });
-        let results = futures_util::future::join_all(writes).await;
-        if let Some(error) = results.into_iter().find_map(Result::err) {
-            return Err(error);
+        let partitions: Vec<TxnPartition> = prepared.partitions.iter().cloned().collect();
+        let outcomes = write_partition_markers(&shard, &partitions, marker).await;
+        let mut written = 0;
+        for ((topic, partition), outcome) in partitions.iter().zip(outcomes) {
+            match outcome? {
+                MarkerOutcome::Written => written += 1,
+                MarkerOutcome::TopicGone => tracing::info!(
+                    transactional_id,
+                    topic,
+                    partition,
+                    "the partition's topic was deleted: its transaction marker is skipped"
+                ),
+                MarkerOutcome::AlreadyClosed => tracing::info!(
+                    transactional_id,
+                    topic,
+                    partition,
+                    "no open transaction of the producer here after the restart: marker not rewritten"
+                ),
+            }
         }
         if !prepared.groups.is_empty() {
-            let written = crate::api::groups::on_coordinator(&shard, move |groups| async move {
-                groups.end_txn_offsets(producer, marker).await
-            })
-            .await
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
-            written.unwrap_or(Err(ResponseError::CoordinatorNotAvailable))?;
+            let written_offsets =
+                crate::api::groups::on_coordinator(&shard, move |groups| async move {
+                    groups
+                        .end_txn_offsets(marker.producer, marker.marker, marker.only_where_missing)
+                        .await
+                })
+                .await
+                .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+            written_offsets.unwrap_or(Err(ResponseError::CoordinatorNotAvailable))?;
+            fault::markers_written(partitions.len() + 1);
         }
+        tracing::debug!(transactional_id, written, "transaction markers written");
         let completed = prepared.completed(now_ms());
         self.persist(transactional_id, completed.clone()).await?;
+        self.recovered.borrow_mut().remove(transactional_id);
         Ok(completed)
     }
 
@@ -424,43 +463,111 @@ fn producer_of(meta: &TxnMetadata) -> TxnProducer {
     }
 }
 
+/// What a transaction's markers are and where they may be skipped.
+#[derive(Clone, Copy)]
+struct MarkerJob {
+    producer: TxnProducer,
+    marker: MarkerType,
+    /// A transaction recovered at start: write only where a marker is still missing.
+    only_where_missing: bool,
+}
+
+/// What became of one partition's marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MarkerOutcome {
+    Written,
+    /// The topic was deleted (or recreated under another id): nothing there to end.
+    TopicGone,
+    /// A recovered transaction, and the partition holds no open transaction of the producer:
+    /// its marker was written before the crash (or the producer wrote nothing there).
+    AlreadyClosed,
+}
+
+/// Every partition's marker, in `partitions` order: concurrently, or one at a time when a test's
+/// kill point counts them ([`fault`]).
+async fn write_partition_markers(
+    shard: &Rc<ShardContext>,
+    partitions: &[TxnPartition],
+    job: MarkerJob,
+) -> Vec<Result<MarkerOutcome, ResponseError>> {
+    if !fault::markers_in_sequence() {
+        let writes = partitions
+            .iter()
+            .map(|(topic, partition)| write_marker(shard, topic.clone(), *partition, job));
+        return futures_util::future::join_all(writes).await;
+    }
+    let mut outcomes = Vec::with_capacity(partitions.len());
+    for (topic, partition) in partitions {
+        let outcome = write_marker(shard, topic.clone(), *partition, job).await;
+        let failed = outcome.is_err();
+        outcomes.push(outcome);
+        if failed {
+            break;
+        }
+        fault::markers_written(outcomes.len());
+    }
+    outcomes
+}
+
+/// The topic's current metadata, if it still has `partition`.
+fn current_partition(
+    shard: &ShardContext,
+    topic: &str,
+    partition: i32,
+) -> Option<Arc<crate::metadata::TopicInfo>> {
+    shard
+        .metadata
+        .topic(topic)
+        .filter(|info| info.has_partition(partition))
+}
+
 /// Appends one marker to a partition through its owner shard (the engine's append path, so it
-/// gets an offset and is fsynced as the topic's flush policy says). A deleted topic needs none.
+/// gets an offset and is fsynced as the topic's flush policy says). A deleted topic needs none;
+/// a failed append of a topic deleted meanwhile counts as deleted, so the transaction is never
+/// stuck on a partition that no longer exists.
 async fn write_marker(
     shard: &Rc<ShardContext>,
     topic: String,
     partition: i32,
-    producer: TxnProducer,
-    marker: MarkerType,
-) -> Result<(), ResponseError> {
-    let Some(info) = shard
-        .metadata
-        .topic(&topic)
-        .filter(|info| info.has_partition(partition))
-    else {
-        return Ok(());
+    job: MarkerJob,
+) -> Result<MarkerOutcome, ResponseError> {
+    let Some(info) = current_partition(shard, &topic, partition) else {
+        return Ok(MarkerOutcome::TopicGone);
     };
-    let bytes = bytes::BytesMut::from(&encode_marker(producer, marker, now_ms())[..]);
+    let topic_id = info.topic_id;
+    let bytes = bytes::BytesMut::from(&encode_marker(job.producer, job.marker, now_ms())[..]);
     let appended = shard
         .on_owner(&topic, partition, move |owner| async move {
             let log = owner
                 .partition_log(&info, partition)
                 .await
                 .map_err(|err| err.to_string())?;
+            let open = log
+                .open_transactions()
+                .iter()
+                .any(|(producer_id, _)| *producer_id == job.producer.producer_id);
+            if job.only_where_missing && !open {
+                return Ok(MarkerOutcome::AlreadyClosed);
+            }
             log.append(bytes, 0)
                 .await
-                .map(|_| ())
+                .map(|_| MarkerOutcome::Written)
                 .map_err(|err| err.to_string())
         })
         .await
         .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
-    appended.map_err(|reason| {
+    appended.or_else(|reason| {
+        let same_topic =
+            current_partition(shard, &topic, partition).is_some_and(|now| now.topic_id == topic_id);
+        if !same_topic {
+            return Ok(MarkerOutcome::TopicGone);
+        }
         tracing::warn!(
             topic,
             partition,
             reason,
             "writing a transaction marker failed"
         );
-        ResponseError::CoordinatorNotAvailable
+        Err(ResponseError::CoordinatorNotAvailable)
     })
 }

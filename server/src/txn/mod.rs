@@ -5,10 +5,11 @@
 //!
 //! Modules: [`state`] the state machine (pure), [`log`] the `__transaction_state` records and
 //! their replay, [`marker`] control batches, [`registry`] what Produce checks on every shard,
-//! [`coordinator`] the live coordinator. docs/TRANSACTIONS.md has the whole picture.
+//! [`coordinator`] the live coordinator, [`fault`] its test-only kill points. docs/TRANSACTIONS.md has the whole picture.
 #![forbid(unsafe_code)]
 
 pub mod coordinator;
+pub mod fault;
 pub mod log;
 pub mod marker;
 pub mod registry;

@@ -15,6 +15,7 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 
 pub mod client;
 pub mod sasl;
+pub mod txn;
 
 /// A size-prefixed Kafka request frame: header (with `client_id`) and body at `version`.
 pub fn request_frame<Req: Encodable>(
@@ -70,6 +71,12 @@ pub fn free_port() -> u16 {
 /// Starts `ringtail` with 2 shards, a metrics listener and a fresh data dir, plus `extra` flags;
 /// returns once it accepts connections.
 pub fn start_broker(extra: &[&str]) -> Broker {
+    start_broker_with_env(extra, &[])
+}
+
+/// [`start_broker`] with environment variables set for the broker (test hooks of debug builds).
+/// A [`restart`] starts it without them.
+pub fn start_broker_with_env(extra: &[&str], env: &[(&str, &str)]) -> Broker {
     let dir = tempfile::tempdir().unwrap();
     let mut exits = Vec::new();
     for _ in 0..START_ATTEMPTS {
@@ -85,6 +92,7 @@ pub fn start_broker(extra: &[&str]) -> Broker {
             .arg(dir.path())
             .args(["--shards", "2"])
             .args(extra)
+            .envs(env.iter().copied())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();

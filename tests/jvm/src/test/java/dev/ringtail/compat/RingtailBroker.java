@@ -153,6 +153,43 @@ public final class RingtailBroker implements BeforeAllCallback, AfterAllCallback
         start();
     }
 
+    /**
+     * SIGKILL (no clean close: what was not fsynced is lost, nothing is flushed at exit) and a
+     * start on the same port and data dir, so recovery runs.
+     */
+    public void killAndRestart() throws Exception {
+        Process killed = process;
+        process = null;
+        killed.destroyForcibly(); // SIGKILL on Unix
+        if (!killed.waitFor(STOP_TIMEOUT_S, TimeUnit.SECONDS)) {
+            throw new AssertionError("ringtail outlived SIGKILL for " + STOP_TIMEOUT_S + " s");
+        }
+        awaitPortFree();
+        start();
+    }
+
+    /**
+     * A killed broker's listeners outlive its process while the kernel tears down its io_uring
+     * (an accept was in flight), and the restarted broker refuses a port that something still
+     * listens on: wait until a plain bind succeeds.
+     */
+    private void awaitPortFree() throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(READY_TIMEOUT_S);
+        while (true) {
+            try (ServerSocket probe = new ServerSocket()) {
+                probe.setReuseAddress(true); // past TIME_WAIT connections, never past a listener
+                probe.bind(new InetSocketAddress("127.0.0.1", port));
+                return;
+            } catch (IOException stillListening) {
+                if (System.nanoTime() > deadline) {
+                    throw new IllegalStateException("port " + port + " still in use " + READY_TIMEOUT_S
+                            + " s after SIGKILL", stillListening);
+                }
+                Thread.sleep(50);
+            }
+        }
+    }
+
     private void start() throws Exception {
         String binary = binary();
         if (!Files.isExecutable(Path.of(binary))) {
