@@ -159,6 +159,37 @@ def one_round(kind, args, work, out):
     }
 
 
+def kafka_version_and_commit():
+    """What a report names: the pinned Kafka version and this checkout's commit."""
+    version = subprocess.run(["bash", str(KAFKA_PEER), "version"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                            capture_output=True, text=True).stdout.strip()
+    return version, commit
+
+
+def alternate_rounds(rounds, out, work_prefix, run_one):
+    """Runs `run_one(kind, work_dir)` for ringtail and kafka in each of `rounds` rounds, the order
+    alternating between rounds (so neither always runs on a machine warmed by the other); returns
+    the runs, each a dict with its "round" and "broker". Checks the binaries first and empties old
+    broker logs from `out`."""
+    if not RINGTAIL.exists():
+        sys.exit(f"no {RINGTAIL}: cargo build --release -p ringtail-server")
+    subprocess.run(["bash", str(KAFKA_PEER), "fetch"], check=True, stdout=subprocess.DEVNULL)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("broker-*.log"):
+        old.unlink()
+    work = Path(tempfile.mkdtemp(prefix=work_prefix, dir="/var/tmp"))
+    runs = []
+    try:
+        for round_index in range(rounds):
+            for kind in ["ringtail", "kafka"] if round_index % 2 == 0 else ["kafka", "ringtail"]:
+                runs.append({"round": round_index, "broker": kind, **run_one(kind, work)})
+                print(f"round {round_index} {kind} done", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return runs
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -167,34 +198,16 @@ def main():
     parser.add_argument("--acks", default="1")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "kafka-tools")
     args = parser.parse_args()
-    if not RINGTAIL.exists():
-        sys.exit(f"no {RINGTAIL}: cargo build --release -p ringtail-server")
-    subprocess.run(["bash", str(KAFKA_PEER), "fetch"], check=True, stdout=subprocess.DEVNULL)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for old in args.out.glob("broker-*.log"):
-        old.unlink()
-    work = Path(tempfile.mkdtemp(prefix="kafka-tools-", dir="/var/tmp"))
-    runs = []
-    try:
-        for round_index in range(args.rounds):
-            order = ["ringtail", "kafka"] if round_index % 2 == 0 else ["kafka", "ringtail"]
-            for kind in order:
-                run = one_round(kind, args, work, args.out)
-                run["round"] = round_index
-                runs.append(run)
-                print(f"round {round_index} {kind}: produce {run['produce_mb_per_s']:.0f} MB/s "
-                      f"(p99 {run['produce_latency_ms']['p99']} ms, broker {run['produce_broker_cpu_s']:.1f} CPU-s), "
-                      f"consume {run['consume_mb_per_s']:.0f} MB/s (broker {run['consume_broker_cpu_s']:.1f} CPU-s)",
-                      flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    runs = alternate_rounds(args.rounds, args.out, "kafka-tools-", lambda kind, work: one_round(kind, args, work, args.out))
+    for run in runs:
+        print(f"round {run['round']} {run['broker']}: produce {run['produce_mb_per_s']:.0f} MB/s "
+              f"(p99 {run['produce_latency_ms']['p99']} ms, broker {run['produce_broker_cpu_s']:.1f} CPU-s), "
+              f"consume {run['consume_mb_per_s']:.0f} MB/s (broker {run['consume_broker_cpu_s']:.1f} CPU-s)")
     write_report(args, runs)
 
 
 def write_report(args, runs):
-    version = subprocess.run(["bash", str(KAFKA_PEER), "version"], capture_output=True, text=True).stdout.strip()
-    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip()
+    version, commit = kafka_version_and_commit()
     median = {}
     for kind in ("ringtail", "kafka"):
         mine = [r for r in runs if r["broker"] == kind]

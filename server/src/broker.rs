@@ -533,17 +533,35 @@ async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()> {
         .context("replaying the offsets log")?,
     );
     *context.coordinator.borrow_mut() = Some(Rc::clone(&coordinator));
-    compio::runtime::spawn(async move {
-        while !coordinator.is_stopped() {
-            compio::time::sleep(Duration::from_millis(TICK_MS)).await;
+    spawn_ticker(TICK_MS, move || {
+        let coordinator = Rc::clone(&coordinator);
+        async move {
             if coordinator.is_stopped() {
-                break;
+                return false;
             }
             coordinator.tick().await;
+            true
+        }
+    });
+    Ok(())
+}
+
+/// Drives a coordinator's timer: every `tick_ms`, `tick()`, until it answers false (the
+/// coordinator stopped).
+fn spawn_ticker<Tick, Ticked>(tick_ms: u64, tick: Tick)
+where
+    Tick: Fn() -> Ticked + 'static,
+    Ticked: std::future::Future<Output = bool>,
+{
+    compio::runtime::spawn(async move {
+        loop {
+            compio::time::sleep(Duration::from_millis(tick_ms)).await;
+            if !tick().await {
+                break;
+            }
         }
     })
     .detach();
-    Ok(())
 }
 
 /// Loads the transaction coordinator if this shard owns `__transaction_state`, starts its timer,
@@ -566,16 +584,16 @@ async fn start_txn_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()
     );
     *context.txn_coordinator.borrow_mut() = Some(Rc::clone(&coordinator));
     // The first tick finishes prepared transactions; it runs once every shard serves its inbox.
-    compio::runtime::spawn(async move {
-        while !coordinator.is_stopped() {
-            compio::time::sleep(Duration::from_millis(TICK_MS)).await;
+    spawn_ticker(TICK_MS, move || {
+        let coordinator = Rc::clone(&coordinator);
+        async move {
             if coordinator.is_stopped() {
-                break;
+                return false;
             }
             coordinator.tick().await;
+            true
         }
-    })
-    .detach();
+    });
     Ok(())
 }
 

@@ -6,9 +6,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
-
 use bytes::Bytes;
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
@@ -17,6 +14,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use common::client::Client;
+use common::sasl::{self, SaslBroker};
 
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
@@ -31,59 +29,16 @@ const READ: i8 = 3;
 const DESCRIBE: i8 = 8;
 const ALLOW: i8 = 3;
 
-struct Broker {
-    child: Child,
-    plaintext_port: u16,
-    sasl_port: u16,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ringtail() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ringtail"))
-}
-
 fn add_user(dir: &std::path::Path, name: &str) {
-    let mut child = ringtail()
-        .args(["users", "add", name, "--mechanism", "SCRAM-SHA-256"])
-        .args(["--password-stdin", "--data-dir"])
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{name}-secret").unwrap();
-    assert!(child.wait().unwrap().success(), "ringtail users add failed");
+    sasl::add_user(dir, name, "SCRAM-SHA-256", &format!("{name}-secret"));
 }
 
-fn start(dir: &std::path::Path) -> Broker {
-    let (plaintext_port, sasl_port) = (common::free_port(), common::free_port());
-    let listeners =
-        format!("PLAINTEXT://127.0.0.1:{plaintext_port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}");
-    let mut child = ringtail()
-        .args(["--listeners", &listeners, "--shards", "2", "--data-dir"])
-        .arg(dir)
-        .args(["--super-users", "User:admin"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for port in [plaintext_port, sasl_port] {
-        common::wait_until_listening(&mut child, port, "broker did not start");
-    }
-    Broker {
-        child,
-        plaintext_port,
-        sasl_port,
-    }
+fn start(dir: &std::path::Path) -> SaslBroker {
+    sasl::start_sasl(dir, &["--super-users", "User:admin"])
 }
 
 /// A connection to the SASL listener, logged in as `user` with PLAIN.
-fn login(broker: &Broker, user: &str) -> Client {
+fn login(broker: &SaslBroker, user: &str) -> Client {
     let mut client = Client::connect_port(broker.sasl_port);
     let handshake =
         SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
@@ -265,7 +220,7 @@ fn a_corrupt_acl_file_stops_the_broker_with_its_name() {
     )
     .unwrap();
     let port = common::free_port();
-    let output = ringtail()
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ringtail"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.path())
         .output()

@@ -7,9 +7,8 @@
 mod common;
 
 use common::client::Client;
+use common::sasl::{self, SaslBroker};
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -29,66 +28,16 @@ const ILLEGAL_SASL_STATE: i16 = 34;
 const RESOURCE_NOT_FOUND: i16 = 91;
 const UNACCEPTABLE_CREDENTIAL: i16 = 93;
 
-struct Broker {
-    child: Child,
-    plaintext_port: u16,
-    sasl_port: u16,
-    /// Taken by a restart, which kills this process and starts another on the same data dir.
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ringtail() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ringtail"))
-}
-
 /// `ringtail users add` with the password on standard input, as an operator runs it.
 fn add_user(dir: &std::path::Path, name: &str, mechanism: &str, password: &str) {
-    let mut child = ringtail()
-        .args([
-            "users",
-            "add",
-            name,
-            "--mechanism",
-            mechanism,
-            "--password-stdin",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    assert!(child.wait().unwrap().success(), "ringtail users add failed");
+    sasl::add_user(dir, name, mechanism, password);
 }
 
-fn start(dir: tempfile::TempDir, extra: &[&str]) -> Broker {
-    let (plaintext_port, sasl_port) = (common::free_port(), common::free_port());
-    let listeners =
-        format!("PLAINTEXT://127.0.0.1:{plaintext_port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}");
-    let mut child = ringtail()
-        .args(["--listeners", &listeners, "--shards", "2", "--data-dir"])
-        .arg(dir.path())
-        .args(extra)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for port in [plaintext_port, sasl_port] {
-        common::wait_until_listening(&mut child, port, "broker did not start");
-    }
-    Broker {
-        child,
-        plaintext_port,
-        sasl_port,
-        dir: Some(dir),
-    }
+/// A broker owning `dir` (a restart takes it back from `SaslBroker::dir`).
+fn start(dir: tempfile::TempDir, extra: &[&str]) -> SaslBroker {
+    let mut broker = sasl::start_sasl(dir.path(), extra);
+    broker.dir = Some(dir);
+    broker
 }
 
 impl Client {

@@ -158,28 +158,13 @@ impl Authorizer {
             return true;
         }
         let acls = self.snapshot();
-        let mut covered = false;
-        let mut allowed = false;
-        for acl in acls.covering(resource) {
+        let covering = acls.covering(resource).inspect(|acl| {
             debug_assert!(
                 acl.pattern_matches(resource),
                 "the index returns only covering ACLs"
             );
-            covered = true;
-            if !acl.applies_to(identity.principal(), identity.host()) {
-                continue;
-            }
-            match acl.permission {
-                Permission::Deny
-                    if acl.operation == operation || acl.operation == Operation::All =>
-                {
-                    return false;
-                }
-                Permission::Allow if acl.operation.allow_implies(operation) => allowed = true,
-                _ => {}
-            }
-        }
-        allowed || (!covered && self.no_acl_rule(identity))
+        });
+        weigh(covering, identity, operation, |_| true).unwrap_or_else(|| self.no_acl_rule(identity))
     }
 
     /// Whether `identity` may do `operation` on some resource of a type (Kafka's
@@ -198,27 +183,13 @@ impl Authorizer {
             return true;
         }
         let acls = self.snapshot();
-        let mut any_of_type = false;
-        let mut allowed = false;
-        for acl in acls.of_type(resource_type) {
-            any_of_type = true;
-            if !acl.applies_to(identity.principal(), identity.host()) {
-                continue;
-            }
-            let wildcard = acl.pattern_type == PatternType::Literal
-                && acl.resource_name == model::WILDCARD_RESOURCE;
-            match acl.permission {
-                Permission::Deny
-                    if wildcard
-                        && (acl.operation == operation || acl.operation == Operation::All) =>
-                {
-                    return false;
-                }
-                Permission::Allow if acl.operation.allow_implies(operation) => allowed = true,
-                _ => {}
-            }
-        }
-        allowed || (!any_of_type && self.no_acl_rule(identity))
+        // Only a DENY on the literal `*` takes the whole type away.
+        let wildcard = |acl: &AclBinding| {
+            acl.pattern_type == PatternType::Literal
+                && acl.resource_name == model::WILDCARD_RESOURCE
+        };
+        weigh(acls.of_type(resource_type), identity, operation, wildcard)
+            .unwrap_or_else(|| self.no_acl_rule(identity))
     }
 
     /// The KIP-430 bit field of `operations` that `identity` may do on `resource`.
@@ -313,4 +284,34 @@ impl Authorizer {
             "authorization denied"
         );
     }
+}
+
+/// Kafka's rule over the ACLs that concern a request: a DENY of `operation` (or of All) for
+/// `identity` that `deny_counts` accepts wins; otherwise an ALLOW that implies `operation`.
+/// `None` when no ACL concerns the request at all, so the no-ACL rule decides.
+fn weigh<'a>(
+    acls: impl Iterator<Item = &'a AclBinding>,
+    identity: &Identity,
+    operation: Operation,
+    deny_counts: impl Fn(&AclBinding) -> bool,
+) -> Option<bool> {
+    let mut any = false;
+    let mut allowed = false;
+    for acl in acls {
+        any = true;
+        if !acl.applies_to(identity.principal(), identity.host()) {
+            continue;
+        }
+        match acl.permission {
+            Permission::Deny
+                if deny_counts(acl)
+                    && (acl.operation == operation || acl.operation == Operation::All) =>
+            {
+                return Some(false);
+            }
+            Permission::Allow if acl.operation.allow_implies(operation) => allowed = true,
+            _ => {}
+        }
+    }
+    any.then_some(allowed)
 }

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 pub mod client;
+pub mod sasl;
 
 /// A size-prefixed Kafka request frame: header (with `client_id`) and body at `version`.
 pub fn request_frame<Req: Encodable>(
@@ -151,7 +152,11 @@ pub fn wait_until_listening(child: &mut Child, port: u16, failure: &str) {
 
 /// [`wait_until_listening`], but a child that exits first (the port was taken: see there) is an
 /// `Err` the caller may retry on another port.
-fn try_until_listening(child: &mut Child, port: u16, failure: &str) -> Result<(), String> {
+pub(crate) fn try_until_listening(
+    child: &mut Child,
+    port: u16,
+    failure: &str,
+) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -168,7 +173,7 @@ fn try_until_listening(child: &mut Child, port: u16, failure: &str) -> Result<()
 }
 
 /// Attempts at a start whose free port another process took first.
-const START_ATTEMPTS: usize = 5;
+pub(crate) const START_ATTEMPTS: usize = 5;
 
 /// Whether process `pid` holds a socket listening on loopback `port` (/proc/net/tcp{,6} and the
 /// process's file descriptors).
