@@ -170,7 +170,7 @@ fn produce_of_frame_bytes(frame_bytes: usize) -> ProduceRequest {
 #[test]
 fn a_frame_waiting_for_the_request_bytes_budget_is_not_timed_out() {
     // The whole budget is one largest frame: while one long poll holds a few bytes of it, a
-    // frame of that size waits, and the wait (1.5 s) is longer than the frame timeout (300 ms).
+    // frame of that size waits, and the wait (3 s) is longer than the frame timeout (300 ms).
     // The frame's bytes all arrived at once, so its client is honest and must be answered.
     let frame_bytes_max: usize = 64 * 1024;
     let broker = start_broker(&[
@@ -186,10 +186,15 @@ fn a_frame_waiting_for_the_request_bytes_budget_is_not_timed_out() {
 
     let mut holder = Client::connect(&broker);
     holder
-        .send(ApiKey::Fetch, 12, &long_poll("quiet", 1_500))
+        .send(ApiKey::Fetch, 12, &long_poll("quiet", 3_000))
         .unwrap();
     // The long poll now holds its request bytes until it is answered.
+    let deadline = Instant::now() + Duration::from_secs(20);
     while scrape(&broker, "ringtail_request_bytes_in_flight") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the long poll never held request bytes"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 
