@@ -657,6 +657,10 @@ async fn accept_loop(
     listener: compio::net::TcpListener,
     id: ListenerId,
 ) {
+    // An accept error (EMFILE when the process is out of descriptors) repeats every retry until
+    // something frees one: logged at most once a second, with how many there were.
+    let mut accept_failures_unlogged: u64 = 0;
+    let mut accept_failure_logged_at: Option<Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -688,7 +692,17 @@ async fn accept_loop(
                 }
             }
             Err(err) => {
-                warn!(%err, "accept failed");
+                accept_failures_unlogged += 1;
+                if accept_failure_logged_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+                {
+                    warn!(
+                        %err,
+                        failures = accept_failures_unlogged,
+                        "accept failed (logged at most once a second)"
+                    );
+                    accept_failures_unlogged = 0;
+                    accept_failure_logged_at = Some(Instant::now());
+                }
                 compio::time::sleep(Duration::from_millis(10)).await;
             }
         }

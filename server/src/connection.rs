@@ -4,6 +4,12 @@
 //! requests (librdkafka sends up to 5 produce requests in flight) are served concurrently — their
 //! appends join the same group commit. The writer sends the responses strictly in request order, as
 //! Kafka requires. At most [`IN_FLIGHT_REQUESTS_MAX`] requests of a connection run at once.
+//!
+//! # Invariants worth naming
+//! - Every request read whole is served to its end, as Kafka does, even when no answer can be
+//!   sent: the writer awaits every handler (dropping a handler's task would cancel it).
+//! - A client gone does not stop the reader: frames already in the socket buffer are served up
+//!   to the end of the stream. A failed request (Kafka closes the connection then) stops it.
 #![forbid(unsafe_code)]
 
 use std::cell::Cell;
@@ -52,6 +58,10 @@ struct Answered {
 /// response, the reader serves no request before then.
 type MutedUntil = Rc<Cell<Option<Instant>>>;
 
+/// Set by the writer when a request failed and the connection must close (as Kafka closes it):
+/// the reader then reads no further frame.
+type Closing = Rc<Cell<bool>>;
+
 /// Why a connection's reader stopped; logged at debug, counted where it is a bound at work.
 #[derive(Debug, thiserror::Error)]
 enum ReadEnd {
@@ -71,6 +81,8 @@ enum ReadEnd {
     ShuttingDown,
     #[error("writer gone")]
     WriterGone,
+    #[error("a request failed")]
+    RequestFailed,
     #[error("{0:?} before SASL authentication (or after the session expired)")]
     Unauthenticated(ApiKey),
     #[error("SASL authentication failed")]
@@ -99,18 +111,20 @@ pub async fn serve(
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
     let check = context.settings.fetch_residency_check;
     let muted_until = MutedUntil::default();
+    let closing = Closing::default();
     let writer = compio::runtime::spawn(write_responses(
         writer,
         responses,
         peer,
         check,
-        Rc::clone(&muted_until),
+        (Rc::clone(&muted_until), Rc::clone(&closing)),
     ));
     let from = Origin {
         peer,
         listener,
         tls_principal,
         muted_until,
+        closing,
     };
     if let Err(reason) = read_requests(&context, reader, queue, from).await {
         match reason {
@@ -120,7 +134,8 @@ pub async fn serve(
         }
         debug!(%peer, %reason, "closing connection");
     }
-    // The reader is done; the writer finishes what is in flight, then the socket closes.
+    // The reader is done; the writer sees every request in flight through, then the socket
+    // closes.
     let _ = writer.await;
 }
 
@@ -191,9 +206,11 @@ async fn read_requests(
         if context.shutting_down() {
             return Err(ReadEnd::ShuttingDown);
         }
+        if from.closing.get() {
+            return Err(ReadEnd::RequestFailed);
+        }
         wait_while_muted(&from.muted_until).await;
         let size = read_frame_size(&mut stream, timeouts, &held_bytes).await?;
-        let frame_started = Instant::now();
         let mut limit = context.settings.frame_bytes_max;
         if needs_login && session.principal(Instant::now()).is_none() {
             // Before a login only small requests make sense (Kafka's sasl.server.max.receive.size).
@@ -207,6 +224,9 @@ async fn read_requests(
             .request_bytes
             .take(size as u64, &held_bytes)
             .await;
+        // The frame timeout starts once the frame may be read: the wait for the budget is the
+        // broker's doing, not a slow client's.
+        let frame_started = Instant::now();
         let frame = read_frame_body(&mut stream, size as usize, frame_started, timeouts).await?;
         let frame_read = frame_started.elapsed();
         crate::metrics::record_bytes_in(frame.len() + 4);
@@ -313,12 +333,13 @@ async fn read_requests(
 }
 
 /// Where a connection came from: the client's address, the listener that accepted it, the
-/// client certificate's principal (mutual TLS), and its quota mute.
+/// client certificate's principal (mutual TLS), its quota mute, and whether it is closing.
 struct Origin {
     peer: SocketAddr,
     listener: ListenerId,
     tls_principal: Option<String>,
     muted_until: MutedUntil,
+    closing: Closing,
 }
 
 /// Sleeps until the connection's quota mute, if any, is over.
@@ -516,13 +537,15 @@ pub(crate) fn parse_header(
     ))
 }
 
-/// Sends responses in request order.
+/// Sends responses in request order. Every handler is awaited to its end, also once nothing more
+/// can be sent: a request read whole is served even if its client is gone.
 async fn write_responses(
     mut stream: ConnWriter,
     responses: flume::Receiver<PendingResponse>,
     peer: SocketAddr,
     check: ResidencyCheck,
-    muted_until: MutedUntil,
+    // What it tells the reader: a quota mute to wait out, a failed request to stop at.
+    (muted_until, closing): (MutedUntil, Closing),
 ) {
     // The splice pipe (two descriptors) is made at the connection's first Fetch with records, not
     // at accept: an idle or producing connection then holds one descriptor, not three, so
@@ -531,18 +554,27 @@ async fn write_responses(
         sender: None,
         check,
     };
+    // False once a write failed or a request failed: the rest is served, not answered.
+    let mut answering = true;
     while let Ok(pending) = responses.recv_async().await {
         let answered = match pending.await {
             Ok(Ok(answered)) => answered,
             Ok(Err(err)) => {
                 debug!(%peer, %err, "request failed; closing");
-                break;
+                closing.set(true);
+                stop_answering(&mut stream, &mut answering).await;
+                continue;
             }
             Err(_) => {
                 warn!(%peer, "request handler panicked; closing the connection");
-                break;
+                closing.set(true);
+                stop_answering(&mut stream, &mut answering).await;
+                continue;
             }
         };
+        if !answering {
+            continue;
+        }
         let is_produce = answered.api == ApiKey::Produce;
         if is_produce {
             produce_stages::record(Stage::ResponseQueue, answered.at.elapsed());
@@ -551,11 +583,14 @@ async fn write_responses(
         if let Err(err) = send(&mut stream, &mut sender, answered.response).await {
             match err {
                 SendError::NoPipe(err) => {
-                    warn!(%peer, %err, "no splice pipe for this connection; closing")
+                    warn!(%peer, %err, "no splice pipe for this connection; closing");
+                    closing.set(true);
                 }
+                // The client is gone: the reader still serves what it sent before it left.
                 SendError::Io(err) => debug!(%peer, %err, "write failed; closing"),
             }
-            break;
+            stop_answering(&mut stream, &mut answering).await;
+            continue;
         }
         if answered.throttle_ms > 0 {
             // KIP-219: the response went out at once; now the client waits, and so do we.
@@ -566,7 +601,14 @@ async fn write_responses(
             produce_stages::record(Stage::ResponseWrite, write_started.elapsed());
         }
     }
-    stream.shutdown().await;
+    stop_answering(&mut stream, &mut answering).await;
+}
+
+/// Shuts the sending side down (once), so the client learns at once that no answer will come.
+async fn stop_answering(stream: &mut ConnWriter, answering: &mut bool) {
+    if std::mem::replace(answering, false) {
+        stream.shutdown().await;
+    }
 }
 
 /// A connection's splice pipe, made when first needed.

@@ -257,7 +257,7 @@ fn describe_producers_lists_the_idempotent_producers_of_a_partition() {
 }
 
 #[test]
-fn api_versions_v3_reports_features_and_telemetry_is_answered_empty() {
+fn api_versions_v3_reports_features_and_unadvertised_telemetry_is_answered_empty() {
     // A 4.x client reads finalized features; KIP-714 clients get an instance id and no metrics.
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
@@ -291,6 +291,14 @@ fn api_versions_v3_reports_features_and_telemetry_is_answered_empty() {
             "{api:?}"
         );
     }
+    // Not advertised (as Kafka without a telemetry receiver), but answered if asked.
+    assert!(
+        versions
+            .api_keys
+            .iter()
+            .all(|key| key.api_key != ApiKey::GetTelemetrySubscriptions as i16),
+        "GetTelemetrySubscriptions is not advertised"
+    );
     let telemetry: GetTelemetrySubscriptionsResponse = client.call(
         ApiKey::GetTelemetrySubscriptions,
         0,

@@ -38,6 +38,11 @@ READY_TIMEOUT_S = 20
 STOP_TIMEOUT_S = 20
 LOG_TAIL_LINES = 80
 SEGMENT_BYTES = 8 * 1024 * 1024
+# Starts of a new broker whose free port another process took first (see Broker.start).
+START_ATTEMPTS = 5
+# What the broker logs when its port is taken: its own check (broker.rs refuse_a_shared_port),
+# or the bind's error.
+PORT_TAKEN_SIGNS = ("is in use by another process", "Address already in use")
 PDEATHSIG = [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 
 
@@ -46,6 +51,35 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a socket listening on `port` (its network namespace's TCP
+    tables, matched by socket inode against its file descriptors)."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            # fields[1] is local "ADDR:PORT" in hex, fields[3] the state (0A = LISTEN).
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -70,6 +104,8 @@ class Broker:
         self.port = port
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        # Set by the first successful start: from then on the port is the broker's address.
+        self.port_fixed = False
 
     @property
     def bootstrap(self) -> str:
@@ -93,10 +129,44 @@ class Broker:
         pytest.fail(f"ringtail {self.bootstrap}: {what}\n--- tail of {self.log_path} ---\n{self.log_tail()}",
                     pytrace=False)
 
+    def listen_ports(self) -> list[int]:
+        """The ports this broker listens on (one per listener)."""
+        return [self.port]
+
+    def pick_new_ports(self) -> None:
+        """New free ports for a first start whose ports another process took meanwhile."""
+        self.port = free_port()
+
     def start(self) -> None:
+        """Spawns the broker; returns once this very process listens on all its ports.
+
+        A successful connect is no proof: free_port() hands the port back to the kernel, another
+        test's broker may take it first, and ours then exits (it refuses a port in use) while the
+        other answers, and is stopped when its own test ends. So the check is that our pid holds
+        the listening sockets (/proc), and a first start that lost its port that way is retried on
+        new ports. A restart keeps its port (clients bootstrap from it) and fails instead."""
         assert self.proc is None, "broker already running"
+        attempts = 1 if self.port_fixed else START_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            failure, port_taken = self._spawn_and_wait()
+            if failure is None:
+                self.port_fixed = True
+                return
+            if not (port_taken and attempt < attempts):
+                self._fail(failure)
+            self.pick_new_ports()
+
+    def start_on_new_port(self) -> None:
+        """Starts on fresh ports (after a SIGKILL, whose listeners may linger a moment)."""
+        self.port_fixed = False
+        self.pick_new_ports()
+        self.start()
+
+    def _spawn_and_wait(self) -> tuple[str | None, bool]:
+        """One start: (None, _) once listening, else (why not, whether a port was in use)."""
         self.starts += 1
         cmd = self.command()
+        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             log.write(f"=== start #{self.starts}: {' '.join(cmd)}\n".encode())
             log.flush()
@@ -108,15 +178,16 @@ class Broker:
             rc = self.proc.poll()
             if rc is not None:
                 self.proc = None
-                self._fail(f"exited with status {rc} before accepting connections")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                pass
+                with open(self.log_path, "rb") as log:
+                    log.seek(log_offset)
+                    said = log.read().decode(errors="replace")
+                port_taken = any(sign in said for sign in PORT_TAKEN_SIGNS)
+                return f"exited with status {rc} before listening on {self.listen_ports()}", port_taken
+            if all(listens_on(self.proc.pid, port) for port in self.listen_ports()):
+                return None, False
             if time.monotonic() > deadline:
                 self.kill()
-                self._fail(f"port {self.port} did not accept connections within {READY_TIMEOUT_S} s")
+                self._fail(f"did not listen on {self.listen_ports()} within {READY_TIMEOUT_S} s")
             time.sleep(0.05)
 
     def stop(self) -> None:

@@ -144,12 +144,15 @@ class PowerLossBroker(Broker):
         assert "did not close cleanly" in _tail(self.log_path, 200), "the failed partition is logged"
 
     def start(self) -> None:
-        """Starts once the port is free: the killed broker's io_uring holds its listener until
-        the ring is torn down."""
-        deadline = time.monotonic() + RELEASE_TIMEOUT_S
-        while not port_is_free(self.port):
-            assert time.monotonic() < deadline, f"port {self.port} still bound {RELEASE_TIMEOUT_S} s after the kill"
-            time.sleep(0.02)
+        """A restart (after a power loss) starts on the same port once it is free: the killed
+        broker's io_uring holds its listener until the ring is torn down, and the test's producer
+        reconnects to that port. The first start waits for nothing: Broker.start checks that this
+        process listens on the port, and retries on a new port if another broker took it first."""
+        if self.port_fixed:
+            deadline = time.monotonic() + RELEASE_TIMEOUT_S
+            while not port_is_free(self.port):
+                assert time.monotonic() < deadline, f"port {self.port} still bound {RELEASE_TIMEOUT_S} s after the kill"
+                time.sleep(0.02)
         super().start()
 
 

@@ -43,6 +43,13 @@ class SecureBroker(Broker):
         listeners = ",".join(f"{name}://127.0.0.1:{port}" for name, port in self.ports.items())
         return [cmd[0], "--listeners", listeners, *cmd[1:]]
 
+    def listen_ports(self) -> list[int]:
+        return list(self.ports.values())
+
+    def pick_new_ports(self) -> None:
+        super().pick_new_ports()
+        self.ports = {name: self.port if name == "PLAINTEXT" else free_port() for name in self.ports}
+
     def address(self, protocol: str) -> str:
         return f"127.0.0.1:{self.ports[protocol]}"
 

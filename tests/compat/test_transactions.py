@@ -21,7 +21,6 @@ from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcept
                              TopicPartition)
 
 from compat_checks import confluent_create_topic as create_topic, topic_name
-from conftest import free_port
 
 COMMON = {"socket.connection.setup.timeout.ms": 5000}
 
@@ -199,8 +198,7 @@ def test_broker_sigkills_during_commits_and_aborts_lose_and_double_nothing(start
         broker.kill()  # SIGKILL
         kills += 1
         # A fresh port: the killed process's listeners can linger while its io_uring is torn down.
-        broker.port = free_port()
-        broker.start()
+        broker.start_on_new_port()
         del producer
     assert kills >= 10
     final = txn_producer(broker.bootstrap, "killed")

@@ -15,9 +15,16 @@ use super::{
     code, str_bytes, supported_range, RequestContext, RequestError, Response, SUPPORTED_APIS,
 };
 
+/// Served but not advertised, as Kafka does without a client-telemetry receiver: a client told
+/// of GetTelemetrySubscriptions asks at once on every connection, and an acks=0 producer that
+/// closes right after its last send then has an answer arriving at a closed socket, whose reset
+/// makes the client's own kernel drop the produce bytes it had not yet sent.
+const SERVED_UNADVERTISED: &[ApiKey] = &[ApiKey::GetTelemetrySubscriptions];
+
 fn api_keys() -> Vec<ApiVersion> {
     SUPPORTED_APIS
         .iter()
+        .filter(|(key, _, _)| !SERVED_UNADVERTISED.contains(key))
         .map(|(key, min, max)| {
             ApiVersion::default()
                 .with_api_key(*key as i16)

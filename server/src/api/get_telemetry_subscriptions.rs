@@ -1,7 +1,8 @@
 //! GetTelemetrySubscriptions (API 71, KIP-714): Ringtail collects no client metrics, so it answers
 //! with an empty subscription (no metric requested). A client then never pushes (PushTelemetry is
-//! not served) and asks again after the push interval, which keeps the Java client's telemetry
-//! reporter quiet instead of logging that the broker lacks the API.
+//! not served) and asks again after the push interval. Like Kafka without a client-telemetry
+//! receiver, ApiVersions does not advertise the API (see api_versions.rs for why): only a client
+//! that asks anyway gets this answer.
 #![forbid(unsafe_code)]
 
 use bytes::Bytes;

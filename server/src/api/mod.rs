@@ -155,7 +155,8 @@ impl RequestContext {
     }
 }
 
-/// The versions we answer, per API: every one listed is handled. Advertised by ApiVersions.
+/// The versions we answer, per API: every one listed is handled. Advertised by ApiVersions, but
+/// for the few served unadvertised (api_versions.rs).
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 13),
     (ApiKey::Fetch, 4, 17),

@@ -1,0 +1,32 @@
+"""The broker fixture itself: a broker counts as started only when its own process listens on its
+port, and a first start whose free port another process took is retried on a new one (the race
+free_port() leaves open between parallel tests); a restart keeps the port its clients know."""
+
+from __future__ import annotations
+
+import socket
+
+from conftest import Broker, BrokerPool, fail_if_any, listens_on
+
+
+def test_a_broker_whose_port_is_taken_starts_on_another_and_restarts_on_it(ringtail_bin, tmp_path, request):
+    # Another process listens on the port before our broker binds it: a connect would succeed (to
+    # the other listener), yet our broker exited. The fixture must notice and move to a new port.
+    pool = BrokerPool(request)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+            squatter.bind(("127.0.0.1", 0))
+            squatter.listen()
+            taken = squatter.getsockname()[1]
+            data_dir = tmp_path / "data"
+            data_dir.mkdir()
+            broker = pool.start(Broker(ringtail_bin, data_dir, tmp_path / "ringtail.log", [], taken))
+            assert broker.port != taken, "the broker was taken for started on a port it does not hold"
+            assert "is in use by another process" in broker.log_tail(200), "the first attempt lost the port"
+            assert listens_on(broker.proc.pid, broker.port)
+        port = broker.port
+        broker.restart()
+        assert broker.port == port, "a restart keeps the port its clients bootstrap from"
+        assert listens_on(broker.proc.pid, broker.port)
+    finally:
+        fail_if_any(pool.stop_all())
