@@ -670,15 +670,14 @@ async fn finish_copy(copy: &mut Segment) -> Result<(), CompactionError> {
             ),
         });
     }
-    for file in [
-        &copy.files.log,
-        &copy.files.offset_index,
-        &copy.files.time_index,
-    ] {
+    let indexes = copy.files.indexes().map_err(CompactionError::io(&path))?;
+    for file in [&copy.files.log, &indexes.offset, &indexes.time] {
         file.sync_all()
             .await
             .map_err(CompactionError::sync(&path))?;
     }
+    // The copy replaces a sealed segment and takes no appends: its indexes live in memory.
+    copy.files.close_indexes();
     copy.files.log_path = path
         .parent()
         .expect("in a directory")

@@ -46,7 +46,10 @@ impl PartitionLog {
             .map_err(OpenError::io(&log_path))?;
         {
             let mut state = self.state.borrow_mut();
-            state.active_mut().allocated_bytes = old_size;
+            let sealed = state.active_mut();
+            sealed.allocated_bytes = old_size;
+            // Sealed and synced: its indexes live in memory from now on (one descriptor kept).
+            sealed.files.close_indexes();
             // Everything before the new segment is synced now.
             state.durable_offset = state.durable_offset.max(base_offset);
         }

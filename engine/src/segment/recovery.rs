@@ -106,6 +106,10 @@ pub async fn recover(
     rewrite_indexes(&mut segment, &report)
         .await
         .map_err(OpenError::io(&path))?;
+    if !is_active {
+        // Written and cut to what is valid; a sealed segment's indexes live in memory.
+        segment.files.close_indexes();
+    }
     Ok((segment, report))
 }
 
@@ -116,32 +120,30 @@ async fn load_indexes(
     file_bytes: u64,
     report: &mut RecoveryReport,
 ) -> Result<(), OpenError> {
-    let index_len = segment
-        .files
-        .offset_index
+    let path = &segment.files.log_path;
+    let indexes = segment.files.indexes().map_err(OpenError::io(path))?;
+    let index_len = indexes
+        .offset
         .metadata()
         .await
-        .map_err(OpenError::io(&segment.files.log_path))?
+        .map_err(OpenError::io(path))?
         .len();
-    let time_len = segment
-        .files
-        .time_index
+    let time_len = indexes
+        .time
         .metadata()
         .await
-        .map_err(OpenError::io(&segment.files.log_path))?
+        .map_err(OpenError::io(path))?
         .len();
-    let offset_bytes = segment
-        .files
-        .offset_index
+    let offset_bytes = indexes
+        .offset
         .read_at_most(0, whole_file(index_len))
         .await
-        .map_err(OpenError::io(&segment.files.log_path))?;
-    let time_bytes = segment
-        .files
-        .time_index
+        .map_err(OpenError::io(path))?;
+    let time_bytes = indexes
+        .time
         .read_at_most(0, whole_file(time_len))
         .await
-        .map_err(OpenError::io(&segment.files.log_path))?;
+        .map_err(OpenError::io(path))?;
     let (mut offset_index, offset_valid) = OffsetIndex::decode(
         segment.base_offset,
         &offset_bytes,
@@ -250,8 +252,9 @@ async fn rewrite_indexes(segment: &mut Segment, report: &RecoveryReport) -> std:
     }
     let offset_len = (segment.offset_entries_persisted * OFFSET_ENTRY_BYTES) as u64;
     let time_len = (segment.time_entries_persisted * TIME_ENTRY_BYTES) as u64;
-    segment.files.offset_index.set_len(offset_len).await?;
-    segment.files.time_index.set_len(time_len).await?;
+    let indexes = segment.files.indexes()?;
+    indexes.offset.set_len(offset_len).await?;
+    indexes.time.set_len(time_len).await?;
     if let Some(delta) = segment.take_index_delta() {
         delta.write(&segment.files).await?;
     }
