@@ -230,7 +230,7 @@ impl Shard {
             match PartitionLog::open(log.dir(), config).await {
                 Ok((fresh, report)) => {
                     info!(topic = %topic_partition.topic, partition = %topic_partition.partition,
-                        ?report, "partition log reopened after space came back");
+                        ?report, "partition log reopened after space (or descriptors) came back");
                     self.partitions.borrow_mut().insert(topic_partition, fresh);
                     reopened += 1;
                 }

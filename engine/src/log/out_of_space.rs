@@ -5,7 +5,11 @@
 //! marked as failed *for space*, and the shard reopens it — recovery as at a restart — once its
 //! data dir has space again ([`crate::Shard::reopen_logs_failed_for_space`]).
 //!
-//! Only write calls (data, `fallocate`, index writes) mark it. An fsync that reports ENOSPC (a
+//! The same holds when the process or the system is out of file descriptors (EMFILE, ENFILE)
+//! as a roll opens the new segment's files: nothing was written, and the reopen (retried on the
+//! same schedule) succeeds once descriptors are free again.
+//!
+//! Only write calls (data, `fallocate`, index writes, the opens of a roll) mark it. An fsync that reports ENOSPC (a
 //! delayed allocation that failed at writeback) leaves the page cache in an unknown state and
 //! keeps the log failed until restart, as every failed fsync does.
 //!
@@ -20,10 +24,16 @@ pub fn is_out_of_space(err: &std::io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
+/// Whether an I/O error means the process or the system has no file descriptor to spare.
+pub fn is_out_of_descriptors(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
 impl PartitionLog {
-    /// Notes a failed write call: out of space makes the coming failure recoverable by reopening.
+    /// Notes a failed write call: out of space (or of descriptors) makes the coming failure
+    /// recoverable by reopening.
     pub(crate) fn note_write_error(&self, err: &std::io::Error) {
-        if is_out_of_space(err) {
+        if is_out_of_space(err) || is_out_of_descriptors(err) {
             self.state.borrow_mut().out_of_space = true;
         }
     }
@@ -58,5 +68,14 @@ mod tests {
             libc::EIO
         )));
         assert!(!is_out_of_space(&std::io::Error::other("x")));
+        assert!(is_out_of_descriptors(&std::io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(is_out_of_descriptors(&std::io::Error::from_raw_os_error(
+            libc::ENFILE
+        )));
+        assert!(!is_out_of_descriptors(&std::io::Error::from_raw_os_error(
+            libc::EIO
+        )));
     }
 }

@@ -41,8 +41,10 @@ impl PartitionLog {
         Segment::seal(old_files, old_size, None)
             .await
             .map_err(OpenError::io(&self.dir))?;
+        // A write call too (a temporary file renamed into place).
         crate::txn::index_file::store(&log_path, &aborted)
             .await
+            .inspect_err(|err| self.note_write_error(err))
             .map_err(OpenError::io(&log_path))?;
         {
             let mut state = self.state.borrow_mut();
