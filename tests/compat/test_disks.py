@@ -109,8 +109,11 @@ def metrics(broker: Broker) -> dict[str, float]:
 
 
 def dir_state(broker: Broker, directory: Path) -> str:
+    # One scrape for all three gauges: scraping per state read a dir that changed state between
+    # scrapes as in two states or none (['online', 'read-only'], [], a flake under load).
+    scraped = metrics(broker)
     found = [state for state in ("online", "read-only", "offline")
-             if metrics(broker).get(f'ringtail_data_dir_state{{dir="{directory}",state="{state}"}}') == 1]
+             if scraped.get(f'ringtail_data_dir_state{{dir="{directory}",state="{state}"}}') == 1]
     assert len(found) == 1, f"exactly one state for {directory}: {found}"
     return found[0]
 
