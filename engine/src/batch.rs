@@ -105,6 +105,23 @@ impl BatchHeader {
         self.last_offset().plus(1)
     }
 
+    /// [`BatchHeader::next_offset`] for a header read from bytes that were not checked (a
+    /// replay of an internal log): offsets that do not fit are an error, not an overflow.
+    pub fn checked_next_offset(&self) -> Result<Offset, BatchError> {
+        let base_offset = self.base_offset.get();
+        let next = (base_offset >= 0)
+            .then(|| {
+                base_offset
+                    .checked_add(i64::from(self.last_offset_delta))?
+                    .checked_add(1)
+            })
+            .flatten();
+        next.map(Offset::new).ok_or(BatchError::OffsetOutOfRange {
+            base_offset,
+            last_offset_delta: self.last_offset_delta,
+        })
+    }
+
     pub fn compression(&self) -> Result<Compression, BatchError> {
         Compression::from_attributes(self.attributes)
             .map_err(|codec| BatchError::UnknownCompression { codec })

@@ -167,3 +167,24 @@ fn varlong_round_trips_edges() {
         assert_eq!(read_varlong(&out), Some((value, out.len())));
     }
 }
+
+#[test]
+fn checked_next_offset_refuses_offsets_that_do_not_fit() {
+    // Found by fuzzing the offsets-log replay: a forged base offset near i64::MAX overflowed.
+    let mut header = parse_header(&sample()).unwrap();
+    header.base_offset = Offset::new(10);
+    assert_eq!(
+        header.checked_next_offset(),
+        Ok(Offset::new(11 + i64::from(header.last_offset_delta)))
+    );
+    for base_offset in [i64::MAX - i64::from(header.last_offset_delta), -1] {
+        header.base_offset = Offset::new(base_offset);
+        assert!(
+            matches!(
+                header.checked_next_offset(),
+                Err(BatchError::OffsetOutOfRange { .. })
+            ),
+            "base {base_offset}"
+        );
+    }
+}

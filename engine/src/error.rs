@@ -42,6 +42,15 @@ pub enum BatchError {
     },
     #[error("empty record set")]
     Empty,
+    /// Offsets that do not fit: a negative base, or a last offset past `i64::MAX` (bytes from a
+    /// damaged file or a forged one; the engine never writes such a batch).
+    #[error(
+        "batch offsets out of range: base {base_offset}, last offset delta {last_offset_delta}"
+    )]
+    OffsetOutOfRange {
+        base_offset: i64,
+        last_offset_delta: i32,
+    },
     /// A control batch (transaction marker) whose record is not one ABORT or COMMIT marker.
     #[error("bad control batch: {reason}")]
     BadControlBatch { reason: String },

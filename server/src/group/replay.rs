@@ -93,6 +93,10 @@ impl Coordinator {
         let mut position = 0;
         while position < bytes.len() {
             let header = parse_header(&bytes[position..]).map_err(|err| (position, err))?;
+            // Checked before anything of the batch is applied: an error leaves only whole batches.
+            let batch_next_offset = header
+                .checked_next_offset()
+                .map_err(|err| (position, err))?;
             // The header's length comes from disk: a batch cut short is an error, not a panic.
             let batch = bytes
                 .get(position..position.saturating_add(header.total_bytes()))
@@ -114,7 +118,7 @@ impl Coordinator {
                 self.apply_record(record.key.unwrap_or_default(), record.value);
                 replayed.records += 1;
             }
-            replayed.next_offset = Some(header.next_offset());
+            replayed.next_offset = Some(batch_next_offset);
             position += header.total_bytes();
         }
         Ok(replayed)

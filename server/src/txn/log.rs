@@ -49,6 +49,10 @@ pub fn replay_batches(
     let mut next_offset = None;
     while position < bytes.len() {
         let header = parse_header(&bytes[position..]).map_err(|err| (position, err))?;
+        // Checked before anything of the batch is applied: an error leaves only whole batches.
+        let batch_next_offset = header
+            .checked_next_offset()
+            .map_err(|err| (position, err))?;
         let batch = bytes
             .get(position..position.saturating_add(header.total_bytes()))
             .ok_or((
@@ -61,7 +65,7 @@ pub fn replay_batches(
         for record in decode_records(batch).unwrap_or_default() {
             apply(table, record.key.unwrap_or_default(), record.value);
         }
-        next_offset = Some(header.next_offset());
+        next_offset = Some(batch_next_offset);
         position += header.total_bytes();
     }
     Ok(next_offset)
