@@ -11,7 +11,6 @@ use common::client::{now_ms, str_bytes as name, topic_name, Client};
 use common::{restart, start_broker};
 use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
 use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use ringtail_engine::batch::{encode_batch, ProducerSpec, RecordSpec};
@@ -345,17 +344,7 @@ fn produce(client: &mut Client, topic: &str, bytes: usize) -> ProduceResponse {
 
 /// Fetch v12 of partition 0 of `topic` from offset 0; the whole response.
 fn fetch(client: &mut Client, topic: &str) -> FetchResponse {
-    let request = FetchRequest::default()
-        .with_max_wait_ms(100)
-        .with_min_bytes(1)
-        .with_max_bytes(16 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(8 << 20)])]);
+    let request = common::fetch_from_start(topic, 100, 16 << 20, 8 << 20);
     client.call(ApiKey::Fetch, 12, &request)
 }
 

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -88,17 +87,7 @@ fn produce(client: &mut Client, topic: &str, records: Bytes) -> i64 {
 }
 
 fn fetch_request(topic: &str) -> FetchRequest {
-    FetchRequest::default()
-        .with_max_wait_ms(100)
-        .with_min_bytes(1)
-        .with_max_bytes(64 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(32 << 20)])])
+    common::fetch_from_start(topic, 100, 64 << 20, 32 << 20)
 }
 
 /// The record bytes a fetch from offset 0 returns, checked batch by batch.

@@ -8,7 +8,6 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use ringtail_engine::batch::encode_uniform_batch;
@@ -37,17 +36,7 @@ enum Leave {
 
 /// A Fetch that waits `max_wait_ms` for data that never comes (`topic` stays empty).
 fn long_poll(topic: &str, max_wait_ms: i32) -> FetchRequest {
-    FetchRequest::default()
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(1 << 20)])])
+    common::fetch_from_start(topic, max_wait_ms, 1 << 20, 1 << 20)
 }
 
 /// A Produce v9 with acks=0 of one one-record batch to partition 0 of `topic`.

@@ -241,3 +241,26 @@ pub fn scrape(broker: &Broker, metric: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// A Fetch of partition 0 of `topic` from offset 0 (no fetch session), with its wait and sizes.
+pub fn fetch_from_start(
+    topic: &str,
+    max_wait_ms: i32,
+    max_bytes: i32,
+    partition_max_bytes: i32,
+) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    kafka_protocol::messages::FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                topic.to_string(),
+            )))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(partition_max_bytes)])])
+}
