@@ -121,6 +121,17 @@ def flatness(samples: list[dict], chunks: list[dict], *, duration_s: float, rest
     return {"windows": windows, "series": series}
 
 
+def sustained_rate(timeline: list[dict], duration_s: float) -> float:
+    """The rate a flat-out loadgen run sustains: the median of its per-second acknowledged
+    messages (its report's `timeline`) over the second half of its `duration_s`; the first half,
+    where writes still land in free page cache, is left out. Seconds after `duration_s` (the
+    drain) are left out too."""
+    assert duration_s >= 2, "a probe of at least two seconds"
+    half = [point["produced_messages"] for point in timeline if duration_s / 2 < point["t_s"] <= duration_s]
+    assert half, "a probe's timeline with seconds in its second half"
+    return median(half)
+
+
 def backlog_lag_s(timeline: list[dict], rate_msgs_per_s: float, duration_s: float) -> list[tuple[float, float]]:
     """Per second of an open-loop loadgen run (its report's `timeline`, acknowledged messages per
     second since producing started): (t_s, lag_s), the messages due by then but not yet

@@ -140,3 +140,13 @@ def test_backlog_that_never_drains_has_no_drain_time():
     lags = verdict.backlog_lag_s(timeline, 1000.0, duration_s=30.0)
     assert lags[-1][1] == 15.0
     assert verdict.drained_after_s(lags) is None
+
+
+def test_sustained_rate_is_the_probes_second_half_not_its_fast_start():
+    # 10 fast seconds (page cache absorbing writes), then 10 at the disk's pace, then the drain.
+    timeline = [{"t_s": float(t), "produced_messages": 400_000 if t <= 10 else 150_000 + t} for t in range(1, 21)]
+    timeline += [{"t_s": 21.0, "produced_messages": 5}, {"t_s": 22.0, "produced_messages": 0}]
+    rate = verdict.sustained_rate(timeline, 20)
+    assert 150_011 <= rate <= 150_020
+    # The run's mean would have said 275k.
+    assert rate < sum(p["produced_messages"] for p in timeline[:20]) / 20 * 0.6
