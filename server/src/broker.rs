@@ -123,7 +123,9 @@ pub fn run(args: Args) -> Result<()> {
     );
     let limits = Arc::new(crate::limits::Limits::new(&args)?);
     let transactions = Arc::new(crate::txn::registry::TxnRegistry::default());
-    warn_if_connections_exceed_open_files(args.max_connections);
+    crate::open_files::raise_soft_limit();
+    crate::open_files::warn_if_connections_exceed_limit(args.max_connections);
+    crate::open_files::spawn_watcher().context("spawning the open-files watcher")?;
     let mut metrics_listener = metrics_listener;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count)
         .map(|_| flume::bounded::<ShardJob>(INBOX_JOBS_MAX))
@@ -626,29 +628,6 @@ async fn open_owned_partitions(context: &Rc<ShardContext>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Every connection holds a file descriptor: a --max-connections above the process's limit would
-/// turn refusals into accept errors (EMFILE) and starve partition files of descriptors.
-fn warn_if_connections_exceed_open_files(max_connections: u32) {
-    // /proc/self/limits rather than getrlimit: this module forbids unsafe code.
-    let soft_limit = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|text| {
-            let line = text
-                .lines()
-                .find(|line| line.starts_with("Max open files"))?;
-            line.split_whitespace().nth(3)?.parse::<u64>().ok()
-        });
-    if let Some(open_files_limit) = soft_limit {
-        if u64::from(max_connections) + 1024 > open_files_limit {
-            warn!(
-                max_connections,
-                open_files_limit,
-                "--max-connections is near or above the open-files limit (ulimit -n); raise it"
-            );
-        }
-    }
 }
 
 /// Accepts connections until shutdown.

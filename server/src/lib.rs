@@ -26,6 +26,7 @@ mod limits;
 mod listeners;
 mod metadata;
 mod metrics;
+mod open_files;
 mod produce_stages;
 pub mod protocol;
 mod quotas;

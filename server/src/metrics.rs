@@ -280,6 +280,18 @@ async fn render(context: &Rc<ShardContext>) -> String {
             MOVES_FAILED.load(Ordering::Relaxed),
         ),
         (
+            "open_files",
+            "File descriptors the broker has open now (segments, connections, the rest).",
+            "gauge",
+            crate::open_files::open_now().unwrap_or(0),
+        ),
+        (
+            "open_files_limit",
+            "The broker's open-files soft limit (raised to the hard limit at start; 0: unlimited).",
+            "gauge",
+            crate::open_files::soft_limit().unwrap_or(0),
+        ),
+        (
             "topic_creations_refused_total",
             "Topics not created: over the mutation quota, --topics-max or --partitions-max.",
             "counter",
