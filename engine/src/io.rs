@@ -5,7 +5,8 @@
 //! that core. Rare metadata work (listing and creating directories, renames of the registry) goes
 //! to compio's blocking pool through [`blocking`].
 //!
-//! This is one of the few modules with `unsafe`: the custom [`Fallocate`] and [`Fadvise`] opcodes,
+//! This is one of the few modules with `unsafe`: the custom [`Fallocate`], [`Fadvise`] and
+//! [`SyncFileRange`] opcodes,
 //! the inline `pwritev`, and `cachestat(2)` (page-cache residency of a range, which the broker
 //! checks before splicing a fetch).
 //!
@@ -368,6 +369,67 @@ pub async fn advise(file: &File, position: u64, len: u64, advice: Advice) -> io:
     };
     let BufResult(result, _) = compio::runtime::submit(op).await;
     result.map(|_| ())
+}
+
+/// `sync_file_range(2)` with `SYNC_FILE_RANGE_WRITE` as an io_uring operation
+/// (IORING_OP_SYNC_FILE_RANGE): starts the writeback of a range's dirty pages and waits for none.
+struct SyncFileRange {
+    fd: SharedFd<std::fs::File>,
+    offset: u64,
+    len: u32,
+}
+
+// SAFETY: the entry references only the file descriptor, which `self.fd` keeps open until the
+// operation completes (the driver owns the op until then); it points at no memory of ours.
+unsafe impl OpCode for SyncFileRange {
+    type Control = ();
+
+    fn create_entry(&mut self, _: &mut Self::Control) -> OpEntry {
+        opcode::SyncFileRange::new(Fd(self.fd.as_fd().as_raw_fd()), self.len)
+            .offset(self.offset)
+            .flags(libc::SYNC_FILE_RANGE_WRITE)
+            .build()
+            .into()
+    }
+}
+
+/// Starts writing `[position, position + len)` of `file` back to disk without waiting for it, on
+/// the shard's io_uring. Nothing is promised durable (no metadata, no cache flush): it only keeps
+/// dirty pages from piling up until a later fdatasync has to write them all at once. A `len`
+/// over 4 GiB is cut to 4 GiB.
+pub async fn start_writeback(file: &File, position: u64, len: u64) -> io::Result<()> {
+    let op = SyncFileRange {
+        fd: file.to_shared_fd(),
+        offset: position,
+        len: u32::try_from(len).unwrap_or(u32::MAX),
+    };
+    let BufResult(result, _) = compio::runtime::submit(op).await;
+    result.map(|_| ())
+}
+
+/// Index of `nr_dirty` (pages of the range dirty in the page cache) in [`Cachestat`].
+const CACHESTAT_DIRTY_PAGES: usize = 1;
+
+/// Pages of `[position, position + len)` of `file` dirty in the page cache now (`cachestat(2)`,
+/// as [`range_residency`]): what an fdatasync of the range would still have to write.
+pub fn range_dirty_pages(file: &std::fs::File, position: u64, len: u64) -> io::Result<u64> {
+    let range: CachestatRange = [position, len];
+    let mut stat: Cachestat = [0; 5];
+    // SAFETY: as in `range_residency`: both pointers point at live arrays laid out as the
+    // kernel's structs for the call's duration; the descriptor is open while `file` is.
+    let result = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            file.as_raw_fd(),
+            range.as_ptr(),
+            stat.as_mut_ptr(),
+            0u32,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stat[CACHESTAT_DIRTY_PAGES])
 }
 
 /// Drops a whole file's clean pages from the page cache, blocking the caller: for tests and

@@ -82,12 +82,16 @@ proptest! {
         segment_bytes in 1024u64..16_384,
         index_interval_bytes in 0u32..2048,
         write_inline in any::<bool>(),
+        writeback in any::<bool>(),
     ) {
         // Guards offsets, segment rolls, index lookups and read boundaries, before and after restart.
         let dir = tempfile::tempdir().unwrap();
         block_on(async {
             let mut config = small_config(segment_bytes, index_interval_bytes);
             config.write_inline = write_inline;
+            // Writeback started every 4 KiB (or never): submissions racing the rolls that close
+            // the files they name.
+            config.writeback_bytes = if writeback { 4096 } else { 0 };
             let (log, _) = PartitionLog::open(dir.path(), config.clone()).await.unwrap();
             let model = append_all(&log, &sizes, 0).await;
             let end = model.last().map(|(base, stored)| base + ringtail_engine::batch::parse_header(stored).unwrap().last_offset_delta as i64 + 1).unwrap();

@@ -80,6 +80,12 @@ pub struct Args {
     #[arg(long, value_name = "true|false", default_value_t = false, action = clap::ArgAction::Set)]
     pub write_inline: bool,
 
+    /// Dirty bytes of a partition's active segment after which their writeback is started
+    /// (sync_file_range, not waited for), so that the fsync of a segment roll finds little to
+    /// write; 0 for never (topic config `writeback.bytes`).
+    #[arg(long, value_name = "BYTES", default_value_t = ringtail_engine::config::WRITEBACK_BYTES_DEFAULT)]
+    pub writeback_bytes: u64,
+
     /// Largest request frame accepted; a larger one closes the connection before any allocation.
     #[arg(long, value_name = "N", default_value_t = 100 * 1024 * 1024)]
     pub frame_bytes_max: u32,
@@ -344,6 +350,7 @@ impl Args {
         config.apply("retention.bytes", &self.retention_bytes.to_string())?;
         config.apply("preallocate", &self.preallocate.to_string())?;
         config.apply("write.inline", &self.write_inline.to_string())?;
+        config.apply("writeback.bytes", &self.writeback_bytes.to_string())?;
         Ok(config)
     }
 

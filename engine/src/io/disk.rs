@@ -155,6 +155,15 @@ impl DiskFile {
         }
     }
 
+    /// Starts the writeback of a range without waiting (`sync_file_range(2)`, WRITE only). The
+    /// simulated disk has no writeback to start: nothing is durable before a sync there either.
+    pub async fn start_writeback(&self, position: u64, len: u64) -> io::Result<()> {
+        match self {
+            Self::Real(file) => super::start_writeback(file, position, len).await,
+            Self::Sim(_) => Ok(()),
+        }
+    }
+
     /// fdatasync.
     pub async fn sync_data(&self) -> io::Result<()> {
         match self {

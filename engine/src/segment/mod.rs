@@ -93,6 +93,8 @@ pub struct Segment {
     /// Logical end: bytes of whole, written batches.
     pub size_bytes: u64,
     pub allocated_bytes: u64,
+    /// Bytes from the start whose writeback has been started ([`LogConfig::writeback_bytes`]).
+    pub writeback_started_bytes: u64,
     pub next_offset: Offset,
     /// Largest batch max_timestamp in the segment; -1 when empty or untimed.
     pub max_timestamp: i64,
@@ -140,6 +142,7 @@ impl Segment {
             time_entries_persisted: 0,
             size_bytes: 0,
             allocated_bytes: 0,
+            writeback_started_bytes: 0,
             next_offset: base_offset,
             max_timestamp: -1,
             bytes_since_index_entry: 0,

@@ -159,6 +159,8 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "Ringtail: none (page cache), every_batch (fdatasync before the acknowledgement) or <N>ms (a background fdatasync every N ms)."),
     def!("write.inline", Boolean, "false", Any, None, Some("write_inline"), Honoured,
         "Ringtail: write appends with pwritev on the shard thread instead of an io_uring writev."),
+    def!("writeback.bytes", Long, "8388608", AtLeast(0), None, Some("writeback_bytes"), Honoured,
+        "Ringtail: dirty bytes of the active segment after which their writeback to disk is started (not waited for), so a roll's fsync finds little to write; 0 for never."),
 ];
 
 /// The definition of `name`, if it is a topic config.
