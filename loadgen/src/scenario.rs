@@ -37,6 +37,8 @@ pub struct Scenario {
 
 /// The scenario whose result other scenarios' rates derive from.
 pub const MAX_PRODUCE: &str = "max-produce";
+/// One producer flat out with one consumer reading everything.
+pub const MAX_PRODUCE_CONSUME: &str = "max-produce-consume";
 
 /// Bytes per message in every scenario: 1 KiB, the size the goals are stated in.
 const MESSAGE_BYTES: usize = 1024;
@@ -102,6 +104,14 @@ pub fn all() -> Vec<Scenario> {
                 consumers_per_subscription: 0,
                 ..base()
             },
+            Rate::FlatOut,
+        ),
+        // Issue 13's throughput goal is stated for this shape: produce >= 1 GB/s while one
+        // consumer keeps up.
+        scenario(
+            MAX_PRODUCE_CONSUME,
+            "Max produce with a reader: acks=1, 1 KiB messages, 1 producer flat out and 1 consumer reading everything",
+            base(),
             Rate::FlatOut,
         ),
         Scenario {
@@ -314,6 +324,16 @@ mod tests {
         assert_eq!(alone.ringtail_args, on.ringtail_args);
         assert_eq!(alone.workload.consumers_per_subscription, 0);
         assert_eq!(on.workload.consumers_per_subscription, 1);
+    }
+
+    #[test]
+    fn max_produce_consume_is_one_flat_out_producer_and_one_reader() {
+        let run = select(&[MAX_PRODUCE_CONSUME.into()]).unwrap().remove(0);
+        assert_eq!(run.rate, Rate::FlatOut);
+        assert_eq!(run.workload.producers, 1);
+        assert_eq!(run.workload.subscriptions, 1);
+        assert_eq!(run.workload.consumers_per_subscription, 1);
+        assert_eq!(run.workload.backlog_bytes, 0, "the reader follows the tail");
     }
 
     #[test]

@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Issue 13's goals, judged from matrix repetitions (scripts/bench-latency-goals.sh runs them).
+
+Each repetition is a results directory written by `ringtail-loadgen matrix` holding, for Ringtail
+on the ordinary fs: max-produce-consume, fixed-rate-latency, cold-catch-up-alone, cold-catch-up
+and cold-catch-up-naive (and, when run, the same for Apache Kafka). Per goal it takes each
+repetition's figure (or ratio within the repetition), then the median over repetitions, and says
+met or not met beside the goal. The disk's cold sequential read speed is measured in the same
+session (`--measure-disk DIR`: a file written, fsynced, dropped from the page cache with
+POSIX_FADV_DONTNEED and read back in 8 MiB reads), or given with --disk-read-mb-s.
+
+Prints a Markdown section; `--json FILE` also writes the figures.
+Usage: python3 scripts/latency_goals.py [--measure-disk DIR | --disk-read-mb-s N] DIR [DIR ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+# The goals of issue 13, section 3.
+P99_WITH_READER_RATIO_MAX = 1.2
+CATCH_UP_SHARE_OF_DISK_MIN = 0.8
+FIXED_RATE_P99_MS_MAX = 2.0
+FIXED_RATE_P999_MS_MAX = 5.0
+PRODUCE_MB_S_MIN = 1000.0
+# "Consume keeping up": the reader moved at least this share of what was produced.
+KEEP_UP_SHARE_MIN = 0.95
+
+# The issue's figure for this machine kind: fio's cold sequential read (direct I/O), 2026-11.
+FIO_COLD_READ_MB_S = 1090.0
+
+DISK_PROBE_BYTES = 2 << 30
+DISK_READ_CHUNK_BYTES = 8 << 20
+
+
+def measure_cold_read_mb_s(directory: Path) -> float:
+    """Sequential read speed of a file not in the page cache, MB/s (10^6 bytes): written, fsynced,
+    dropped with POSIX_FADV_DONTNEED and read back, as the evicted backlog is. On a VM the host
+    may still cache what the guest just wrote (it read 2.7 GB/s here where fio's direct reads
+    gave 1.09): the goal is judged against the larger of the two, the stricter reading."""
+    with tempfile.NamedTemporaryFile(dir=directory, prefix="cold-read-") as handle:
+        block = os.urandom(1 << 20)
+        for _ in range(DISK_PROBE_BYTES >> 20):
+            handle.write(block)
+        handle.flush()
+        os.fsync(handle.fileno())
+        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        fd = os.open(handle.name, os.O_RDONLY)
+        try:
+            started, read = time.monotonic(), 0
+            while chunk := os.read(fd, DISK_READ_CHUNK_BYTES):
+                read += len(chunk)
+            elapsed = time.monotonic() - started
+        finally:
+            os.close(fd)
+    assert read == DISK_PROBE_BYTES, f"read {read} of {DISK_PROBE_BYTES} bytes"
+    return read / elapsed / 1e6
+
+
+def load(directory: str, scenario: str, broker: str = "ringtail") -> dict | None:
+    path = Path(directory) / scenario / f"{broker}-fs.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def per_rep(dirs: list[str], figure) -> list:
+    return [figure(d) for d in dirs]
+
+
+def p_ms(report: dict | None, key: str) -> float | None:
+    return report["produce"]["latency_us"][key] / 1000 if report else None
+
+
+def goals(dirs: list[str], disk_read_mb_s: float) -> dict:
+    def ratio_p99_with_reader(d):
+        alone, with_reader = load(d, "cold-catch-up-alone"), load(d, "cold-catch-up")
+        return p_ms(with_reader, "p99") / p_ms(alone, "p99") if alone and with_reader else None
+
+    def naive_ratio(d):
+        alone, naive = load(d, "cold-catch-up-alone"), load(d, "cold-catch-up-naive")
+        return p_ms(naive, "p99") / p_ms(alone, "p99") if alone and naive else None
+
+    def consume_mb_s(d, scenario, broker="ringtail"):
+        report = load(d, scenario, broker)
+        return report["consume"]["mb_per_s"] if report else None
+
+    def produce_mb_s(d, scenario, broker="ringtail"):
+        report = load(d, scenario, broker)
+        return report["produce"]["mb_per_s"] if report else None
+
+    def keep_up(d, broker="ringtail"):
+        report = load(d, "max-produce-consume", broker)
+        if not report or not report["produce"]["measured_bytes"]:
+            return None
+        return report["consume"]["measured_bytes"] / report["produce"]["measured_bytes"]
+
+    figures = {
+        "repetitions": len(dirs),
+        "disk_cold_read_mb_s": disk_read_mb_s,
+        "cold_alone_p99_ms": median(per_rep(dirs, lambda d: p_ms(load(d, "cold-catch-up-alone"), "p99"))),
+        "cold_reader_p99_ms": median(per_rep(dirs, lambda d: p_ms(load(d, "cold-catch-up"), "p99"))),
+        "cold_naive_p99_ms": median(per_rep(dirs, lambda d: p_ms(load(d, "cold-catch-up-naive"), "p99"))),
+        "cold_reader_p99_ratio": median(per_rep(dirs, ratio_p99_with_reader)),
+        "cold_naive_p99_ratio": median(per_rep(dirs, naive_ratio)),
+        "catch_up_mb_s": median(per_rep(dirs, lambda d: consume_mb_s(d, "cold-catch-up"))),
+        "catch_up_naive_mb_s": median(per_rep(dirs, lambda d: consume_mb_s(d, "cold-catch-up-naive"))),
+        "fixed_rate_msgs_per_s": median(per_rep(
+            dirs, lambda d: (load(d, "fixed-rate-latency") or {}).get("config", {}).get("rate_msgs_per_s"))),
+        "fixed_rate_p50_ms": median(per_rep(dirs, lambda d: p_ms(load(d, "fixed-rate-latency"), "p50"))),
+        "fixed_rate_p99_ms": median(per_rep(dirs, lambda d: p_ms(load(d, "fixed-rate-latency"), "p99"))),
+        "fixed_rate_p999_ms": median(per_rep(dirs, lambda d: p_ms(load(d, "fixed-rate-latency"), "p999"))),
+        "kafka_fixed_rate_p99_ms": median(per_rep(
+            dirs, lambda d: p_ms(load(d, "fixed-rate-latency", "kafka"), "p99"))),
+        "kafka_fixed_rate_p999_ms": median(per_rep(
+            dirs, lambda d: p_ms(load(d, "fixed-rate-latency", "kafka"), "p999"))),
+        "produce_consume_mb_s": median(per_rep(dirs, lambda d: produce_mb_s(d, "max-produce-consume"))),
+        "produce_consume_keep_up": median(per_rep(dirs, keep_up)),
+        "kafka_produce_consume_mb_s": median(per_rep(
+            dirs, lambda d: produce_mb_s(d, "max-produce-consume", "kafka"))),
+        "kafka_produce_consume_keep_up": median(per_rep(dirs, lambda d: keep_up(d, "kafka"))),
+    }
+    figures["fio_cold_read_mb_s"] = FIO_COLD_READ_MB_S
+    reference = max(disk_read_mb_s or 0.0, FIO_COLD_READ_MB_S)
+    catch_up_share = (figures["catch_up_mb_s"] / reference if figures["catch_up_mb_s"] is not None else None)
+    figures["catch_up_share_of_disk"] = catch_up_share
+
+    def at_most(value, bound):
+        return None if value is None else value <= bound
+
+    def both(a, b):
+        return None if a is None or b is None else a and b
+
+    figures["met"] = {
+        "cold_reader_p99_ratio": at_most(figures["cold_reader_p99_ratio"], P99_WITH_READER_RATIO_MAX),
+        "catch_up_share_of_disk": None if catch_up_share is None else catch_up_share >= CATCH_UP_SHARE_OF_DISK_MIN,
+        "fixed_rate_tail": both(
+            None if figures["fixed_rate_p99_ms"] is None else figures["fixed_rate_p99_ms"] < FIXED_RATE_P99_MS_MAX,
+            None if figures["fixed_rate_p999_ms"] is None else figures["fixed_rate_p999_ms"] < FIXED_RATE_P999_MS_MAX),
+        "produce_with_reader": both(
+            None if figures["produce_consume_mb_s"] is None else figures["produce_consume_mb_s"] >= PRODUCE_MB_S_MIN,
+            None if figures["produce_consume_keep_up"] is None
+            else figures["produce_consume_keep_up"] >= KEEP_UP_SHARE_MIN),
+    }
+    return figures
+
+
+def fmt(value, digits=1, suffix=""):
+    return "—" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def verdict(value):
+    return {True: "**met**", False: "**not met**", None: "not measured"}[value]
+
+
+def markdown(f: dict) -> str:
+    met = f["met"]
+    rows = [
+        ("producer p99 with a cold catch-up reader ≤ 1.2x without it",
+         f"{fmt(f['cold_reader_p99_ms'])} ms vs {fmt(f['cold_alone_p99_ms'])} ms alone: "
+         f"{fmt(f['cold_reader_p99_ratio'], 2)}x (check off: {fmt(f['cold_naive_p99_ms'])} ms, "
+         f"{fmt(f['cold_naive_p99_ratio'], 2)}x)", met["cold_reader_p99_ratio"]),
+        ("catch-up ≥ 0.8x the disk's cold sequential read",
+         f"{fmt(f['catch_up_mb_s'])} MB/s of max({fmt(f['disk_cold_read_mb_s'])} MB/s read back here, "
+         f"fio's {fmt(f['fio_cold_read_mb_s'])} MB/s): "
+         f"{fmt(f['catch_up_share_of_disk'], 2)}x (check off: {fmt(f['catch_up_naive_mb_s'])} MB/s)",
+         met["catch_up_share_of_disk"]),
+        ("fixed-rate-latency at half the max: p99 < 2 ms, p99.9 < 5 ms",
+         f"{fmt(f['fixed_rate_msgs_per_s'], 0)} msg/s: p50 {fmt(f['fixed_rate_p50_ms'], 2)}, "
+         f"p99 {fmt(f['fixed_rate_p99_ms'], 2)}, p99.9 {fmt(f['fixed_rate_p999_ms'], 2)} ms "
+         f"(Kafka at half its own max: p99 {fmt(f['kafka_fixed_rate_p99_ms'], 2)}, "
+         f"p99.9 {fmt(f['kafka_fixed_rate_p999_ms'], 2)} ms)", met["fixed_rate_tail"]),
+        ("1 producer + 1 consumer: produce ≥ 1 GB/s, consume keeping up",
+         f"{fmt(f['produce_consume_mb_s'])} MB/s, reader moved {fmt(f['produce_consume_keep_up'], 3)} of it "
+         f"(Kafka: {fmt(f['kafka_produce_consume_mb_s'])} MB/s, {fmt(f['kafka_produce_consume_keep_up'], 3)})",
+         met["produce_with_reader"]),
+    ]
+    lines = [f"Medians of {f['repetitions']} repetitions (ratios taken within each repetition).", "",
+             "| goal | measured | status |", "|---|---|---|"]
+    lines += [f"| {goal} | {measured} | {verdict(status)} |" for goal, measured, status in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--measure-disk", type=Path, help="a directory on the disk the brokers used")
+    source.add_argument("--disk-read-mb-s", type=float)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("dirs", nargs="+")
+    args = parser.parse_args()
+    disk = args.disk_read_mb_s or measure_cold_read_mb_s(args.measure_disk)
+    figures = goals(args.dirs, disk)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    print(markdown(figures), end="")
+
+
+if __name__ == "__main__":
+    main()

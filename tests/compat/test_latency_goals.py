@@ -1,0 +1,67 @@
+"""scripts/latency_goals.py judges issue 13's goals from matrix repetitions: checked on synthetic
+results directories, so a goal can't read as met by a slip in the script."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+import latency_goals  # noqa: E402
+
+
+def report(p50_ms, p99_ms, p999_ms, produce_mb_s, produced_bytes, consume_mb_s=0.0, consumed_bytes=0, rate=None):
+    return {"produce": {"mb_per_s": produce_mb_s, "measured_bytes": produced_bytes,
+                        "latency_us": {"p50": p50_ms * 1000, "p99": p99_ms * 1000, "p999": p999_ms * 1000}},
+            "consume": {"mb_per_s": consume_mb_s, "measured_bytes": consumed_bytes},
+            "config": {"rate_msgs_per_s": rate}}
+
+
+def write_rep(root, name, alone_p99, reader_p99, catch_up_mb_s, fixed_p99, produce_mb_s, consumed_share):
+    rep = root / name
+    runs = {
+        "cold-catch-up-alone": report(0.8, alone_p99, 40, 51, 300_000_000),
+        "cold-catch-up": report(1.5, reader_p99, 60, 51, 300_000_000, catch_up_mb_s, 10**9),
+        "cold-catch-up-naive": report(9, reader_p99 * 3, 90, 51, 300_000_000, catch_up_mb_s, 10**9),
+        "fixed-rate-latency": report(0.9, fixed_p99, fixed_p99 * 2, 300, 10**9, rate=300_000),
+        "max-produce-consume": report(20, 50, 80, produce_mb_s, 10**9, produce_mb_s, int(10**9 * consumed_share)),
+    }
+    for scenario, body in runs.items():
+        (rep / scenario).mkdir(parents=True)
+        (rep / scenario / "ringtail-fs.json").write_text(json.dumps(body))
+    return str(rep)
+
+
+def test_goals_are_judged_on_the_medians_of_the_repetitions(tmp_path):
+    dirs = [write_rep(tmp_path, "a", 20, 22, 900, 1.5, 1100, 1.0),
+            write_rep(tmp_path, "b", 20, 60, 100, 9.0, 700, 0.5),
+            write_rep(tmp_path, "c", 10, 11, 950, 1.9, 1200, 0.99)]
+    figures = latency_goals.goals(dirs, disk_read_mb_s=1090)
+    # Ratios within each repetition (1.1, 3.0, 1.1), then their median.
+    assert abs(figures["cold_reader_p99_ratio"] - 1.1) < 1e-9
+    assert figures["catch_up_mb_s"] == 900
+    assert figures["met"] == {"cold_reader_p99_ratio": True, "catch_up_share_of_disk": True,
+                              "fixed_rate_tail": True, "produce_with_reader": True}
+    assert "**not met**" not in latency_goals.markdown(figures)
+
+
+def test_each_goal_fails_on_its_own_figure(tmp_path):
+    dirs = [write_rep(tmp_path, "a", 20, 30, 500, 2.5, 990, 0.9)]
+    figures = latency_goals.goals(dirs, disk_read_mb_s=1090)
+    assert figures["met"] == {"cold_reader_p99_ratio": False, "catch_up_share_of_disk": False,
+                              "fixed_rate_tail": False, "produce_with_reader": False}
+    assert latency_goals.markdown(figures).count("**not met**") == 4
+
+
+def test_a_scenario_not_run_is_not_measured_rather_than_met(tmp_path):
+    dirs = [write_rep(tmp_path, "a", 20, 22, 900, 1.5, 1100, 1.0)]
+    for scenario in ("cold-catch-up", "max-produce-consume"):
+        (tmp_path / "a" / scenario / "ringtail-fs.json").unlink()
+    figures = latency_goals.goals(dirs, disk_read_mb_s=1090)
+    assert figures["met"]["cold_reader_p99_ratio"] is None
+    assert figures["met"]["catch_up_share_of_disk"] is None
+    assert figures["met"]["produce_with_reader"] is None
+    assert figures["met"]["fixed_rate_tail"] is True
+    assert latency_goals.markdown(figures).count("not measured") == 3
