@@ -280,6 +280,27 @@ pub fn page_bytes() -> u64 {
     })
 }
 
+/// `cachestat(2)` of `[position, position + len)` of `fd`: the page counts of [`Cachestat`].
+fn cachestat(fd: std::os::fd::BorrowedFd<'_>, position: u64, len: u64) -> io::Result<Cachestat> {
+    let range: CachestatRange = [position, len];
+    let mut stat: Cachestat = [0; 5];
+    // SAFETY: both pointers point at live arrays laid out as the kernel's structs for the call's
+    // duration (the kernel reads `range`, writes `stat`); the borrowed descriptor is open for it.
+    let result = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            fd.as_raw_fd(),
+            range.as_ptr(),
+            stat.as_mut_ptr(),
+            0u32,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stat)
+}
+
 /// Asks the page cache how much of `[position, position + len)` of `file` it holds, with
 /// `cachestat(2)`. A synchronous system call, but one that never waits for I/O: it walks the
 /// file's page-cache tree under RCU. An empty range is resident. Fails with `ENOSYS` before
@@ -296,22 +317,7 @@ pub fn range_residency(file: &File, position: u64, len: u64) -> io::Result<Range
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "file range overflow"))?;
     let page = page_bytes();
     let pages = (end - 1) / page - position / page + 1;
-    let range: CachestatRange = [position, len];
-    let mut stat: Cachestat = [0; 5];
-    // SAFETY: both pointers point at live arrays laid out as the kernel's structs for the call's
-    // duration (the kernel reads `range`, writes `stat`); the descriptor is open while `file` is.
-    let result = unsafe {
-        libc::syscall(
-            SYS_CACHESTAT,
-            file.as_raw_fd(),
-            range.as_ptr(),
-            stat.as_mut_ptr(),
-            0u32,
-        )
-    };
-    if result != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let stat = cachestat(file.as_fd(), position, len)?;
     Ok(RangeResidency {
         pages,
         cached_pages: stat[CACHESTAT_CACHED_PAGES].min(pages),
@@ -413,23 +419,7 @@ const CACHESTAT_DIRTY_PAGES: usize = 1;
 /// Pages of `[position, position + len)` of `file` dirty in the page cache now (`cachestat(2)`,
 /// as [`range_residency`]): what an fdatasync of the range would still have to write.
 pub fn range_dirty_pages(file: &std::fs::File, position: u64, len: u64) -> io::Result<u64> {
-    let range: CachestatRange = [position, len];
-    let mut stat: Cachestat = [0; 5];
-    // SAFETY: as in `range_residency`: both pointers point at live arrays laid out as the
-    // kernel's structs for the call's duration; the descriptor is open while `file` is.
-    let result = unsafe {
-        libc::syscall(
-            SYS_CACHESTAT,
-            file.as_raw_fd(),
-            range.as_ptr(),
-            stat.as_mut_ptr(),
-            0u32,
-        )
-    };
-    if result != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(stat[CACHESTAT_DIRTY_PAGES])
+    Ok(cachestat(file.as_fd(), position, len)?[CACHESTAT_DIRTY_PAGES])
 }
 
 /// Drops a whole file's clean pages from the page cache, blocking the caller: for tests and

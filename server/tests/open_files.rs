@@ -7,41 +7,27 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::client::Client;
-use common::{free_port, scrape, Broker};
+use common::{scrape, start_broker_spawned_by, Broker};
 use ringtail_engine::batch::encode_uniform_batch;
 
-/// Starts `ringtail` under `ulimit_args` (e.g. `-S -n 256`), stderr into a file in its data dir.
+/// Starts `ringtail` under `ulimit_args` (e.g. `-S -n 256`), stderr into a file in its dir; its
+/// data dir is `data` inside it.
 fn start_under_ulimit(ulimit_args: &str) -> Broker {
-    let dir = tempfile::tempdir().unwrap();
-    let mut exits = Vec::new();
-    for _ in 0..5 {
-        let (port, metrics_port) = (free_port(), free_port());
-        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let mut child = Command::new("sh")
+    start_broker_spawned_by(tempfile::tempdir().unwrap(), |port, metrics_port, dir| {
+        let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        Command::new("sh")
             .arg("-c")
             .arg(format!("ulimit {ulimit_args} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_ringtail"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(dir.join("data"))
             .args(["--shards", "2"])
             .stderr(Stdio::from(stderr))
             .spawn()
-            .unwrap();
-        match common::try_until_listening(&mut child, port, "broker did not start") {
-            Ok(()) => {
-                return Broker {
-                    child,
-                    port,
-                    metrics_port,
-                    dir,
-                }
-            }
-            Err(exited) => exits.push(exited),
-        }
-    }
-    panic!("broker did not start: {exits:?}");
+            .unwrap()
+    })
 }
 
 /// Field `column` (1 = soft, 2 = hard) of the "Max open files" line of /proc/`pid`/limits.

@@ -77,11 +77,8 @@ pub fn start_broker(extra: &[&str]) -> Broker {
 /// [`start_broker`] with environment variables set for the broker (test hooks of debug builds).
 /// A [`restart`] starts it without them.
 pub fn start_broker_with_env(extra: &[&str], env: &[(&str, &str)]) -> Broker {
-    let dir = tempfile::tempdir().unwrap();
-    let mut exits = Vec::new();
-    for _ in 0..START_ATTEMPTS {
-        let (port, metrics_port) = (free_port(), free_port());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+    start_broker_spawned_by(tempfile::tempdir().unwrap(), |port, metrics_port, dir| {
+        Command::new(env!("CARGO_BIN_EXE_ringtail"))
             .args([
                 "--listen",
                 &format!("127.0.0.1:{port}"),
@@ -89,13 +86,26 @@ pub fn start_broker_with_env(extra: &[&str], env: &[(&str, &str)]) -> Broker {
                 &format!("127.0.0.1:{metrics_port}"),
             ])
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(dir)
             .args(["--shards", "2"])
             .args(extra)
             .envs(env.iter().copied())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
+            .unwrap()
+    })
+}
+
+/// Starts a broker with `spawn(port, metrics_port, dir)` on fresh loopback ports, retried on
+/// other ports when another process took them first (see [`wait_until_listening`]).
+pub fn start_broker_spawned_by(
+    dir: tempfile::TempDir,
+    mut spawn: impl FnMut(u16, u16, &Path) -> Child,
+) -> Broker {
+    let mut exits = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        let (port, metrics_port) = (free_port(), free_port());
+        let mut child = spawn(port, metrics_port, dir.path());
         match try_until_listening(&mut child, port, "broker did not start") {
             Ok(()) => {
                 return Broker {
