@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Where a Produce request's time goes in the broker, under an independent client (issue 13, part 2).
+
+Starts `ringtail` (defaults, fresh data dir, a metrics listener), drives it with the same paced
+confluent-kafka producer as scripts/bench_client_latency.py (acks=1, linger.ms=0, 1 KiB records
+over --partitions partitions, at --rate records/s), and reads `ringtail_produce_stage_seconds`
+from /metrics before and after the run. Prints, per stage, the requests, the mean and the bucket
+bounds under which 50% and 99% fell (the histogram's buckets, 1-2.5-5 steps), beside the client's
+own view (delivery latency and librdkafka's broker round trip).
+
+Usage: python3 scripts/produce_stages.py [--rate 50000] [--duration-s 15] [--warmup-s 5] [--partitions 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_client_latency import librdkafka_paced  # noqa: E402
+from bench_kafka_tools import ROOT, free_port  # noqa: E402
+
+STAGE = "ringtail_produce_stage_seconds"
+LINE = re.compile(STAGE + r'_(bucket|sum|count)\{stage="([^"]+)"(?:,le="([^"]+)")?\} (\S+)')
+
+
+def scrape(metrics_port: int) -> dict:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    stages: dict = {}
+    for kind, stage, le, value in LINE.findall(text):
+        entry = stages.setdefault(stage, {"buckets": [], "sum": 0.0, "count": 0})
+        if kind == "bucket":
+            entry["buckets"].append((float("inf") if le == "+Inf" else float(le), float(value)))
+        elif kind == "sum":
+            entry["sum"] = float(value)
+        else:
+            entry["count"] = int(float(value))
+    return stages
+
+
+def quantile_bound(buckets: list[tuple[float, float]], fraction: float) -> float | None:
+    """The smallest bucket bound holding `fraction` of the counts (cumulative buckets)."""
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return None
+    return next(le for le, cumulative in buckets if cumulative >= fraction * total)
+
+
+def delta(after: dict, before: dict) -> dict:
+    out = {}
+    for stage, entry in after.items():
+        prior = before.get(stage, {"buckets": [(le, 0.0) for le, _ in entry["buckets"]], "sum": 0.0, "count": 0})
+        buckets = [(le, n - m) for (le, n), (_, m) in zip(entry["buckets"], prior["buckets"])]
+        out[stage] = {"buckets": buckets, "sum": entry["sum"] - prior["sum"], "count": entry["count"] - prior["count"]}
+    return out
+
+
+def ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return "> max" if seconds == float("inf") else f"≤ {seconds * 1000:g}"
+
+
+class Ringtail:
+    def __init__(self, work: Path):
+        self.port, self.metrics_port = free_port(), free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [str(ROOT / "target/release/ringtail"), "--listen", self.bootstrap,
+             "--metrics-listen", f"127.0.0.1:{self.metrics_port}", "--data-dir", str(work / "data")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    sys.exit("ringtail did not start")
+                time.sleep(0.1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=int, default=50_000)
+    parser.add_argument("--duration-s", type=int, default=15)
+    parser.add_argument("--warmup-s", type=int, default=5)
+    parser.add_argument("--partitions", type=int, default=8)
+    args = parser.parse_args()
+    from confluent_kafka.admin import AdminClient, NewTopic
+    with tempfile.TemporaryDirectory(prefix="produce-stages-", dir="/var/tmp") as work:
+        broker = Ringtail(Path(work))
+        try:
+            topic = "stages"
+            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+            admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(30)
+            before = scrape(broker.metrics_port)
+            client = librdkafka_paced(broker, args, topic)
+            stages = delta(scrape(broker.metrics_port), before)
+        finally:
+            broker.proc.terminate()
+            broker.proc.wait(30)
+    print(f"`python3 scripts/produce_stages.py --rate {args.rate} --duration-s {args.duration_s} "
+          f"--warmup-s {args.warmup_s} --partitions {args.partitions}` ({time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime())})\n")
+    print(f"Client: {client['records_per_s']:.0f} records/s, delivery p50 {client['p50_ms']:.2f} ms, "
+          f"p99 {client['p99_ms']:.2f} ms; librdkafka broker rtt p50 {client['rtt_p50_ms_median_window']:.2f} ms, "
+          f"p99 {client['rtt_p99_ms_median_window']:.2f} ms (median of 1 s windows); errors {client['errors']}.\n")
+    print("| stage | count | mean ms | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|")
+    for stage, entry in stages.items():
+        mean = entry["sum"] / entry["count"] * 1000 if entry["count"] else 0.0
+        print(f"| {stage} | {entry['count']} | {mean:.3f} | {ms(quantile_bound(entry['buckets'], 0.5))} "
+              f"| {ms(quantile_bound(entry['buckets'], 0.99))} |")
+
+
+if __name__ == "__main__":
+    main()
