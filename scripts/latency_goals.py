@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import os
 import statistics
 import tempfile
@@ -82,13 +83,10 @@ def p_ms(report: dict | None, key: str) -> float | None:
 
 
 def goals(dirs: list[str], disk_read_mb_s: float) -> dict:
-    def ratio_p99_with_reader(d):
-        alone, with_reader = load(d, "cold-catch-up-alone"), load(d, "cold-catch-up")
-        return p_ms(with_reader, "p99") / p_ms(alone, "p99") if alone and with_reader else None
-
-    def naive_ratio(d):
-        alone, naive = load(d, "cold-catch-up-alone"), load(d, "cold-catch-up-naive")
-        return p_ms(naive, "p99") / p_ms(alone, "p99") if alone and naive else None
+    def p99_over_alone(d, scenario):
+        """A cold-catch-up variant's producer p99 over the reader-less baseline's, same repetition."""
+        alone, beside = load(d, "cold-catch-up-alone"), load(d, scenario)
+        return p_ms(beside, "p99") / p_ms(alone, "p99") if alone and beside else None
 
     def consume_mb_s(d, scenario, broker="ringtail"):
         report = load(d, scenario, broker)
@@ -110,8 +108,8 @@ def goals(dirs: list[str], disk_read_mb_s: float) -> dict:
         "cold_alone_p99_ms": median(per_rep(dirs, lambda d: p_ms(load(d, "cold-catch-up-alone"), "p99"))),
         "cold_reader_p99_ms": median(per_rep(dirs, lambda d: p_ms(load(d, "cold-catch-up"), "p99"))),
         "cold_naive_p99_ms": median(per_rep(dirs, lambda d: p_ms(load(d, "cold-catch-up-naive"), "p99"))),
-        "cold_reader_p99_ratio": median(per_rep(dirs, ratio_p99_with_reader)),
-        "cold_naive_p99_ratio": median(per_rep(dirs, naive_ratio)),
+        "cold_reader_p99_ratio": median(per_rep(dirs, lambda d: p99_over_alone(d, "cold-catch-up"))),
+        "cold_naive_p99_ratio": median(per_rep(dirs, lambda d: p99_over_alone(d, "cold-catch-up-naive"))),
         "catch_up_mb_s": median(per_rep(dirs, lambda d: consume_mb_s(d, "cold-catch-up"))),
         "catch_up_naive_mb_s": median(per_rep(dirs, lambda d: consume_mb_s(d, "cold-catch-up-naive"))),
         "fixed_rate_msgs_per_s": median(per_rep(
@@ -134,22 +132,21 @@ def goals(dirs: list[str], disk_read_mb_s: float) -> dict:
     catch_up_share = (figures["catch_up_mb_s"] / reference if figures["catch_up_mb_s"] is not None else None)
     figures["catch_up_share_of_disk"] = catch_up_share
 
-    def at_most(value, bound):
-        return None if value is None else value <= bound
+    def holds(value, compare, bound):
+        """Whether `compare(value, bound)`; None when the figure was not measured."""
+        return None if value is None else compare(value, bound)
 
     def both(a, b):
         return None if a is None or b is None else a and b
 
+    f = figures
     figures["met"] = {
-        "cold_reader_p99_ratio": at_most(figures["cold_reader_p99_ratio"], P99_WITH_READER_RATIO_MAX),
-        "catch_up_share_of_disk": None if catch_up_share is None else catch_up_share >= CATCH_UP_SHARE_OF_DISK_MIN,
-        "fixed_rate_tail": both(
-            None if figures["fixed_rate_p99_ms"] is None else figures["fixed_rate_p99_ms"] < FIXED_RATE_P99_MS_MAX,
-            None if figures["fixed_rate_p999_ms"] is None else figures["fixed_rate_p999_ms"] < FIXED_RATE_P999_MS_MAX),
-        "produce_with_reader": both(
-            None if figures["produce_consume_mb_s"] is None else figures["produce_consume_mb_s"] >= PRODUCE_MB_S_MIN,
-            None if figures["produce_consume_keep_up"] is None
-            else figures["produce_consume_keep_up"] >= KEEP_UP_SHARE_MIN),
+        "cold_reader_p99_ratio": holds(f["cold_reader_p99_ratio"], operator.le, P99_WITH_READER_RATIO_MAX),
+        "catch_up_share_of_disk": holds(catch_up_share, operator.ge, CATCH_UP_SHARE_OF_DISK_MIN),
+        "fixed_rate_tail": both(holds(f["fixed_rate_p99_ms"], operator.lt, FIXED_RATE_P99_MS_MAX),
+                                holds(f["fixed_rate_p999_ms"], operator.lt, FIXED_RATE_P999_MS_MAX)),
+        "produce_with_reader": both(holds(f["produce_consume_mb_s"], operator.ge, PRODUCE_MB_S_MIN),
+                                    holds(f["produce_consume_keep_up"], operator.ge, KEEP_UP_SHARE_MIN)),
     }
     return figures
 
