@@ -12,9 +12,11 @@
 //!   [`COLD_CHUNK_BYTES_MAX`] with io_uring reads into this connection's buffers — buffered reads
 //!   that wait for the disk on a page-lock callback, so no thread blocks, and with
 //!   `POSIX_FADV_RANDOM` on the file, so the kernel reads exactly the chunk and no readahead
-//!   beyond it. The chunk is written from memory while the next one is read, then its pages are
-//!   dropped (`POSIX_FADV_DONTNEED`, on io_uring): a catch-up reader keeps at most two chunks in
-//!   the page cache ([decision 0008](../../docs/decisions/0008-cold-reads-drop-behind.md)).
+//!   beyond it. Up to [`COLD_READS_IN_FLIGHT_MAX`] chunks of a range are read at once (the first
+//!   always, the others within the process-wide [`COLD_READ_AHEAD_BYTES_MAX`]); each is written
+//!   from memory in file order once read, then its pages are dropped (`POSIX_FADV_DONTNEED`, on
+//!   io_uring): a catch-up reader holds a few chunks in the page cache, never a window of the
+//!   kernel's choosing ([decision 0008](../../docs/decisions/0008-cold-reads-drop-behind.md)).
 //!
 //! The connection's writer awaits all this, and it alone: responses of one connection go out in
 //! order anyway, and the shard's other connections are served meanwhile.
@@ -24,9 +26,9 @@
 //!
 //! # Invariants
 //! - Bytes of a range go out in file order, each exactly once, whichever way they go.
-//! - A connection holds at most two cold chunks of at most [`COLD_CHUNK_BYTES_MAX`] (one being
-//!   written, the next being read), so cold reads' memory is bounded by `--max-connections` ×
-//!   2 MiB, and their page cache by the same.
+//! - Cold reads' memory and page cache are bounded: each connection has at most one chunk of
+//!   [`COLD_CHUNK_BYTES_MAX`] outside the budget (its first read) plus two kept buffers; every
+//!   further chunk in flight holds a share of [`COLD_READ_AHEAD_BYTES_MAX`] until it is written.
 //! - Only pages of ranges this connection read cold are dropped.
 #![forbid(unsafe_code)]
 
@@ -38,7 +40,10 @@ use compio::buf::{IntoInner, IoBuf};
 use compio::io::{AsyncReadAtExt, AsyncWriteExt};
 use compio::net::TcpStream;
 use compio::BufResult;
-use futures_util::future::join;
+use std::collections::VecDeque;
+
+use compio::runtime::{JoinError, JoinHandle};
+
 use ringtail_engine::io::{advise, page_bytes, range_residency, Advice};
 
 use crate::histogram::LatencyHistogram;
@@ -48,8 +53,19 @@ use crate::zero_copy::{send_file_range, SplicePipe};
 /// the disk's sequential speed, small enough to hold per connection.
 pub const COLD_CHUNK_BYTES_MAX: usize = 1 << 20;
 
-/// Cold chunks of one connection in memory at once: one being written while the next is read.
+/// Cold chunk buffers a connection keeps between reads (their pages stay warm).
 const COLD_CHUNKS_IN_MEMORY_MAX: usize = 2;
+
+/// Cold chunks of one range read at once. One at a time, a catch-up reader moved 310-360 MB/s
+/// beside a 50k msg/s producer: the disk answers a 1 MiB read here in about 0.8 ms, but a
+/// buffered read on io_uring completes in the busy shard's own task work about 1.9 ms after it
+/// starts. Two or four in flight: 570-950 MB/s, at the same producer p99 (results/README.md,
+/// issue 13).
+const COLD_READS_IN_FLIGHT_MAX: usize = 4;
+
+/// Bytes of cold chunks read ahead (beyond each connection's first read) in the whole process:
+/// what bounds cold reads' memory and page cache, whatever the number of connections.
+pub const COLD_READ_AHEAD_BYTES_MAX: u64 = 64 << 20;
 
 /// `--fetch-residency-check`: whether fetches look at the page cache before splicing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,40 +122,56 @@ impl RangeSender {
             .checked_add(len)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "file range overflow"))?;
         let mut at = position;
-        // A cold chunk in memory, to be written before anything after it.
-        let mut ready: Option<ColdChunk> = None;
+        // Cold chunks being read, in file order: each is written once the ones before it are.
+        let mut reads: VecDeque<JoinHandle<io::Result<ColdChunk>>> = VecDeque::new();
         loop {
-            let next = (at < end).then(|| (at, chunk_end(at, end, page_bytes()) - at));
-            let next_cold = next.filter(|&(from, len)| !is_resident(file, from, len));
-            match (ready.take(), next, next_cold) {
-                (None, None, _) => return Ok(()),
-                (Some(chunk), _, Some((from, len))) => {
-                    // The socket takes this chunk while the disk reads the next one.
-                    let spare = self.spare_buffer();
-                    let (written, read) = join(
-                        write_cold(socket, file, chunk),
-                        read_cold(file, from, len, spare),
-                    )
-                    .await;
-                    self.reuse_buffer(written?);
-                    ready = Some(read?);
-                    at += len;
+            // Keep the disk busy: start the next cold chunks' reads before waiting for any.
+            while at < end && reads.len() < COLD_READS_IN_FLIGHT_MAX {
+                let chunk_len = chunk_end(at, end, page_bytes()) - at;
+                if is_resident(file, at, chunk_len) {
+                    // A hot chunk: spliced once the cold ones ahead of it are written.
+                    break;
                 }
-                (Some(chunk), _, None) => {
-                    // The next chunk, if any, is hot: spliced on the next round, after this one.
+                // The first read of a connection is always allowed; more only within the
+                // process's read-ahead budget.
+                let budget = if reads.is_empty() {
+                    ReadAheadPermit::free()
+                } else {
+                    match ReadAheadPermit::take(chunk_len) {
+                        Some(permit) => permit,
+                        None => break,
+                    }
+                };
+                let spare = self.spare_buffer();
+                reads.push_back(compio::runtime::spawn(read_cold(
+                    file.clone(),
+                    at,
+                    chunk_len,
+                    spare,
+                    budget,
+                )));
+                at += chunk_len;
+            }
+            match reads.pop_front() {
+                Some(read) => {
+                    let chunk = match read.await {
+                        Ok(chunk) => chunk?,
+                        Err(JoinError::Panicked(panic)) => std::panic::resume_unwind(panic),
+                        Err(JoinError::Cancelled) => {
+                            return Err(io::Error::other("cold read cancelled"))
+                        }
+                    };
                     let buffer = write_cold(socket, file, chunk).await?;
                     self.reuse_buffer(buffer);
                 }
-                (None, Some((from, len)), None) => {
-                    send_file_range(&self.pipe, file, from, len, socket).await?;
-                    HOT_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
-                    at += len;
+                None if at < end => {
+                    // The next chunk is hot (a cold one would have been started above).
+                    let chunk_len = chunk_end(at, end, page_bytes()) - at;
+                    send_file_range(&self.pipe, file, at, chunk_len, socket).await?;
+                    HOT_BYTES_TOTAL.fetch_add(chunk_len, Ordering::Relaxed);
+                    at += chunk_len;
                 }
-                (None, Some(_), Some((from, len))) => {
-                    let spare = self.spare_buffer();
-                    ready = Some(read_cold(file, from, len, spare).await?);
-                    at += len;
-                }
+                None => return Ok(()),
             }
         }
     }
@@ -163,21 +195,23 @@ struct ColdChunk {
     position: u64,
     bytes: Vec<u8>,
     _in_progress: ColdReadInProgress,
+    _budget: ReadAheadPermit,
 }
 
 /// Reads `[position, position + len)` of `file` into `buffer`, without readahead.
 async fn read_cold(
-    file: &compio::fs::File,
+    file: compio::fs::File,
     position: u64,
     len: u64,
     mut buffer: Vec<u8>,
+    budget: ReadAheadPermit,
 ) -> io::Result<ColdChunk> {
     let len_bytes = usize::try_from(len).expect("a chunk is at most COLD_CHUNK_BYTES_MAX");
     assert!(len_bytes <= COLD_CHUNK_BYTES_MAX);
     let in_progress = ColdReadInProgress::enter();
     let started = Instant::now();
     // Per open file, cheap and idempotent: the read below brings in only its own pages.
-    advise(file, 0, 0, Advice::Random).await?;
+    advise(&file, 0, 0, Advice::Random).await?;
     buffer.clear();
     buffer.reserve_exact(len_bytes);
     let BufResult(result, slice) = file
@@ -194,6 +228,7 @@ async fn read_cold(
         position,
         bytes,
         _in_progress: in_progress,
+        _budget: budget,
     })
 }
 
@@ -207,6 +242,7 @@ async fn write_cold(
         position,
         bytes,
         _in_progress,
+        _budget,
     } = chunk;
     let len = bytes.len() as u64;
     let BufResult(result, bytes) = socket.write_all(bytes).await;
@@ -259,6 +295,39 @@ fn is_resident(file: &compio::fs::File, position: u64, len: u64) -> bool {
     }
 }
 
+static READ_AHEAD_BYTES_IN_USE: AtomicU64 = AtomicU64::new(0);
+
+/// A cold chunk's share of [`COLD_READ_AHEAD_BYTES_MAX`], given back when dropped (once the
+/// chunk is written, or its read cancelled).
+struct ReadAheadPermit {
+    bytes: u64,
+}
+
+impl ReadAheadPermit {
+    /// For a connection's first chunk in flight, which is always allowed.
+    fn free() -> Self {
+        Self { bytes: 0 }
+    }
+
+    /// `bytes` of the budget, if that much is left.
+    fn take(bytes: u64) -> Option<Self> {
+        READ_AHEAD_BYTES_IN_USE
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
+                in_use
+                    .checked_add(bytes)
+                    .filter(|&total| total <= COLD_READ_AHEAD_BYTES_MAX)
+            })
+            .ok()
+            .map(|_| Self { bytes })
+    }
+}
+
+impl Drop for ReadAheadPermit {
+    fn drop(&mut self) {
+        READ_AHEAD_BYTES_IN_USE.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 /// Counts a cold read as in progress until dropped (also when the send is cancelled).
 struct ColdReadInProgress;
 
@@ -296,6 +365,12 @@ pub fn render_metrics(out: &mut String) {
             "Cold chunks being read or sent now.",
             "gauge",
             COLD_READS_IN_PROGRESS.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_read_ahead_bytes",
+            "Bytes of cold chunks read ahead of the one being written, all connections (bounded).",
+            "gauge",
+            READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed),
         ),
         (
             "fetch_residency_check_failures_total",
@@ -351,7 +426,10 @@ mod test_hook {
     }
 }
 
+// The tests' lock is held across awaits on purpose: each compio test runs its own runtime on its
+// own thread, and the lock orders those threads, not tasks of one runtime.
 #[cfg(test)]
+#[allow(clippy::await_holding_lock)]
 mod tests {
     use super::*;
 
@@ -395,8 +473,14 @@ mod tests {
             .collect()
     }
 
+    /// The read-ahead budget is one per process: tests that spend it or count on it take turns.
+    static BUDGET_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[compio::test]
     async fn cold_ranges_arrive_byte_for_byte_and_leave_the_page_cache() {
+        let _turn = BUDGET_TESTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // A cold range partly cached goes out in order (hot chunks spliced, cold ones from
         // memory), and afterwards the pages read cold are no longer cached.
         let dir = tempfile::tempdir().unwrap();
@@ -457,10 +541,61 @@ mod tests {
             range_residency(&file, mb, mb).unwrap().is_resident(),
             "hot chunk kept"
         );
+        assert_eq!(
+            READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed),
+            0,
+            "every chunk read ahead gave its budget back"
+        );
+    }
+
+    #[compio::test]
+    async fn a_cold_range_goes_out_whole_with_the_read_ahead_budget_spent() {
+        // Other connections hold the whole budget: this one reads one chunk at a time, and its
+        // bytes still all arrive, in order.
+        let _turn = BUDGET_TESTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let spent = ReadAheadPermit::take(COLD_READ_AHEAD_BYTES_MAX).expect("the budget is free");
+        assert!(ReadAheadPermit::take(1).is_none(), "nothing left");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment.log");
+        let file_len = 4 * COLD_CHUNK_BYTES_MAX + 123;
+        let data = contents(file_len);
+        let mut writer = std::fs::File::create(&path).unwrap();
+        writer.write_all(&data).unwrap();
+        writer.sync_all().unwrap();
+        ringtail_engine::io::drop_cached_file_blocking(&writer).unwrap();
+        let file = compio::fs::File::open(&path).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let reader = compio::runtime::spawn(async move {
+            let BufResult(result, received) = client.read_exact(vec![0u8; file_len]).await;
+            result.unwrap();
+            received
+        });
+        let mut sender = RangeSender::new(ResidencyCheck::On).unwrap();
+        sender
+            .send(&file, 0, file_len as u64, &mut server)
+            .await
+            .unwrap();
+        assert!(reader.await.unwrap() == data, "bytes differ from the file");
+        assert_eq!(
+            READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed),
+            COLD_READ_AHEAD_BYTES_MAX,
+            "a connection's first read takes nothing from the budget"
+        );
+        drop(spent);
+        assert_eq!(READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed), 0);
     }
 
     #[compio::test]
     async fn a_cold_range_past_the_end_of_the_file_is_an_error() {
+        let _turn = BUDGET_TESTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // A plan naming bytes the file does not have (truncated on disk) must fail the send,
         // not hang or send garbage.
         let dir = tempfile::tempdir().unwrap();

@@ -197,10 +197,9 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
         fetch_started.len() < fetch_frame_bytes,
         "the cold fetch was still unanswered when the later produce's answer arrived"
     );
-    assert_eq!(
-        common::scrape(&broker, "ringtail_fetch_cold_reads_in_progress"),
-        1
-    );
+    // The fetch's chunks are read a few at a time (up to 4), and every one is still held.
+    let held = common::scrape(&broker, "ringtail_fetch_cold_reads_in_progress");
+    assert!((1..=4).contains(&held), "{held} cold reads in progress");
 
     std::fs::write(&release, b"").unwrap();
     let cold: FetchResponse = reader.receive_after(ApiKey::Fetch, FETCH_VERSION, fetch_started);
