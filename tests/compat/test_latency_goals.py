@@ -65,3 +65,21 @@ def test_a_scenario_not_run_is_not_measured_rather_than_met(tmp_path):
     assert figures["met"]["produce_with_reader"] is None
     assert figures["met"]["fixed_rate_tail"] is True
     assert latency_goals.markdown(figures).count("not measured") == 3
+
+
+def test_catch_up_is_the_speed_while_behind_not_the_run_mean():
+    # A reader 3 s behind at 800 MB/s, catching up within the 4th second, then at the live rate:
+    # the run's mean would say 250 MB/s; the speed while behind is 800 (the partial second left out).
+    live = 51_000_000
+    seconds = [800_000_000] * 3 + [300_000_000] + [live] * 8
+    report = {"consume": {"mb_per_s": 250.0},
+              "timeline": [{"t_s": i + 1, "produced_bytes": live, "consumed_bytes": b} for i, b in enumerate(seconds)]}
+    assert latency_goals.catch_up_mb_s(report) == 800.0
+    # Never caught up: every second counts, none left out.
+    report["timeline"] = [{"t_s": i + 1, "produced_bytes": live, "consumed_bytes": 400_000_000} for i in range(5)]
+    assert latency_goals.catch_up_mb_s(report) == 400.0
+    # A reader that was never behind has no catch-up speed, rather than the live rate.
+    report["timeline"] = [{"t_s": i + 1, "produced_bytes": live, "consumed_bytes": live} for i in range(5)]
+    assert latency_goals.catch_up_mb_s(report) is None
+    # Older reports without a timeline: the run's mean.
+    assert latency_goals.catch_up_mb_s({"consume": {"mb_per_s": 250.0}}) == 250.0
