@@ -30,7 +30,7 @@ use crate::api::{self, RequestContext, RequestError, Response};
 use crate::limits::ConnectionPermit;
 use crate::listeners::ListenerId;
 use crate::produce_stages::{self, Stage};
-use crate::residency::{RangeSender, ResidencyCheck};
+use crate::residency::{RangeSender, SendPolicy};
 use crate::sasl::{Session, FAILED_AUTHENTICATION_DELAY};
 use crate::shard::ShardContext;
 use crate::transport::{self, ConnReader, ConnWriter};
@@ -109,14 +109,17 @@ pub async fn serve(
             }
         };
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
-    let check = context.settings.fetch_residency_check;
+    let policy = SendPolicy {
+        check: context.settings.fetch_residency_check,
+        cold_reads_in_flight: context.settings.fetch_cold_reads_in_flight,
+    };
     let muted_until = MutedUntil::default();
     let closing = Closing::default();
     let writer = compio::runtime::spawn(write_responses(
         writer,
         responses,
         peer,
-        check,
+        policy,
         (Rc::clone(&muted_until), Rc::clone(&closing)),
     ));
     let from = Origin {
@@ -543,7 +546,7 @@ async fn write_responses(
     mut stream: ConnWriter,
     responses: flume::Receiver<PendingResponse>,
     peer: SocketAddr,
-    check: ResidencyCheck,
+    policy: SendPolicy,
     // What it tells the reader: a quota mute to wait out, a failed request to stop at.
     (muted_until, closing): (MutedUntil, Closing),
 ) {
@@ -552,7 +555,7 @@ async fn write_responses(
     // --max-connections idle clients need that many descriptors rather than three times as many.
     let mut sender = SpliceSlot {
         sender: None,
-        check,
+        policy,
     };
     // False once a write failed or a request failed: the rest is served, not answered.
     let mut answering = true;
@@ -614,14 +617,14 @@ async fn stop_answering(stream: &mut ConnWriter, answering: &mut bool) {
 /// A connection's splice pipe, made when first needed.
 struct SpliceSlot {
     sender: Option<RangeSender>,
-    check: ResidencyCheck,
+    policy: SendPolicy,
 }
 
 impl SpliceSlot {
     fn get(&mut self) -> std::io::Result<&mut RangeSender> {
         match &mut self.sender {
             Some(sender) => Ok(sender),
-            slot => Ok(slot.insert(RangeSender::new(self.check)?)),
+            slot => Ok(slot.insert(RangeSender::new(self.policy)?)),
         }
     }
 }

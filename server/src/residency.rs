@@ -12,7 +12,7 @@
 //!   [`COLD_CHUNK_BYTES_MAX`] with io_uring reads into this connection's buffers — buffered reads
 //!   that wait for the disk on a page-lock callback, so no thread blocks, and with
 //!   `POSIX_FADV_RANDOM` on the file, so the kernel reads exactly the chunk and no readahead
-//!   beyond it. Up to [`COLD_READS_IN_FLIGHT_MAX`] chunks of a range are read at once (the first
+//!   beyond it. Up to `--fetch-cold-reads-in-flight` (default 4) chunks of a range are read at once (the first
 //!   always, the others within the process-wide [`COLD_READ_AHEAD_BYTES_MAX`]); each is written
 //!   from memory in file order once read, then its pages are dropped (`POSIX_FADV_DONTNEED`, on
 //!   io_uring): a catch-up reader holds a few chunks in the page cache, never a window of the
@@ -56,12 +56,16 @@ pub const COLD_CHUNK_BYTES_MAX: usize = 1 << 20;
 /// Cold chunk buffers a connection keeps between reads (their pages stay warm).
 const COLD_CHUNKS_IN_MEMORY_MAX: usize = 2;
 
-/// Cold chunks of one range read at once. One at a time, a catch-up reader moved 310-360 MB/s
+/// Most cold chunks of one range read at once (`--fetch-cold-reads-in-flight`, default 4).
+/// One at a time, a catch-up reader moved 310-360 MB/s
 /// beside a 50k msg/s producer: the disk answers a 1 MiB read here in about 0.8 ms, but a
 /// buffered read on io_uring completes in the busy shard's own task work about 1.9 ms after it
 /// starts. Two or four in flight: 570-950 MB/s, at the same producer p99 (results/README.md,
 /// issue 13).
-const COLD_READS_IN_FLIGHT_MAX: usize = 4;
+pub const COLD_READS_IN_FLIGHT_MAX: usize = 16;
+
+/// `--fetch-cold-reads-in-flight`'s default.
+pub const COLD_READS_IN_FLIGHT_DEFAULT: usize = 4;
 
 /// Bytes of cold chunks read ahead (beyond each connection's first read) in the whole process:
 /// what bounds cold reads' memory and page cache, whatever the number of connections.
@@ -85,19 +89,32 @@ static COLD_READ_WAIT: LatencyHistogram = LatencyHistogram::new();
 /// One `cachestat(2)` call.
 static CHECK_COST: LatencyHistogram = LatencyHistogram::new();
 
+/// How a connection sends fetched ranges: `--fetch-residency-check` and
+/// `--fetch-cold-reads-in-flight`.
+#[derive(Debug, Clone, Copy)]
+pub struct SendPolicy {
+    pub check: ResidencyCheck,
+    /// Cold chunks of one range read at once, 1 to [`COLD_READS_IN_FLIGHT_MAX`].
+    pub cold_reads_in_flight: usize,
+}
+
 /// Sends file ranges of Fetch responses on one connection.
 pub struct RangeSender {
     pipe: SplicePipe,
     check: ResidencyCheck,
+    cold_reads_in_flight: usize,
     /// Buffers of written cold chunks, kept for the next reads (their pages stay warm).
     cold_buffers: Vec<Vec<u8>>,
 }
 
 impl RangeSender {
-    pub fn new(check: ResidencyCheck) -> io::Result<Self> {
+    pub fn new(policy: SendPolicy) -> io::Result<Self> {
         Ok(Self {
             pipe: SplicePipe::new()?,
-            check,
+            check: policy.check,
+            cold_reads_in_flight: policy
+                .cold_reads_in_flight
+                .clamp(1, COLD_READS_IN_FLIGHT_MAX),
             cold_buffers: Vec::new(),
         })
     }
@@ -126,7 +143,7 @@ impl RangeSender {
         let mut reads: VecDeque<JoinHandle<io::Result<ColdChunk>>> = VecDeque::new();
         loop {
             // Keep the disk busy: start the next cold chunks' reads before waiting for any.
-            while at < end && reads.len() < COLD_READS_IN_FLIGHT_MAX {
+            while at < end && reads.len() < self.cold_reads_in_flight {
                 let chunk_len = chunk_end(at, end, page_bytes()) - at;
                 if is_resident(file, at, chunk_len) {
                     // A hot chunk: spliced once the cold ones ahead of it are written.
@@ -514,7 +531,11 @@ mod tests {
             HOT_BYTES_TOTAL.load(Ordering::Relaxed),
             COLD_BYTES_TOTAL.load(Ordering::Relaxed),
         );
-        let mut sender = RangeSender::new(ResidencyCheck::On).unwrap();
+        let mut sender = RangeSender::new(SendPolicy {
+            check: ResidencyCheck::On,
+            cold_reads_in_flight: COLD_READS_IN_FLIGHT_DEFAULT,
+        })
+        .unwrap();
         sender
             .send(&file, position, len, &mut server)
             .await
@@ -576,7 +597,11 @@ mod tests {
             result.unwrap();
             received
         });
-        let mut sender = RangeSender::new(ResidencyCheck::On).unwrap();
+        let mut sender = RangeSender::new(SendPolicy {
+            check: ResidencyCheck::On,
+            cold_reads_in_flight: COLD_READS_IN_FLIGHT_DEFAULT,
+        })
+        .unwrap();
         sender
             .send(&file, 0, file_len as u64, &mut server)
             .await
@@ -610,7 +635,11 @@ mod tests {
             .await
             .unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
-        let mut sender = RangeSender::new(ResidencyCheck::On).unwrap();
+        let mut sender = RangeSender::new(SendPolicy {
+            check: ResidencyCheck::On,
+            cold_reads_in_flight: COLD_READS_IN_FLIGHT_DEFAULT,
+        })
+        .unwrap();
         let error = sender
             .send(&file, 5_000, 20_000, &mut server)
             .await

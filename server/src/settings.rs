@@ -16,6 +16,8 @@ pub struct Settings {
     pub fetch_max_bytes: u32,
     /// Page-cache residency check before fetch sends (`--fetch-residency-check`).
     pub fetch_residency_check: crate::residency::ResidencyCheck,
+    /// Cold chunks of one fetched range read at once (`--fetch-cold-reads-in-flight`).
+    pub fetch_cold_reads_in_flight: usize,
     /// Idle connections close after this (`--connections-max-idle-ms`).
     pub connections_max_idle_ms: u64,
     /// A frame must arrive whole within this of its first byte (`--frame-read-timeout-ms`).
