@@ -493,22 +493,58 @@ mod tests {
     /// The read-ahead budget is one per process: tests that spend it or count on it take turns.
     static BUDGET_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-    #[compio::test]
-    async fn cold_ranges_arrive_byte_for_byte_and_leave_the_page_cache() {
-        let _turn = BUDGET_TESTS
+    fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+        BUDGET_TESTS
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // A cold range partly cached goes out in order (hot chunks spliced, cold ones from
-        // memory), and afterwards the pages read cold are no longer cached.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("segment.log");
-        let file_len = 3 * COLD_CHUNK_BYTES_MAX + 5_000;
-        let data = contents(file_len);
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A file of `len` non-repeating bytes in `dir`, on disk and not in the page cache.
+    async fn evicted_file(dir: &std::path::Path, len: usize) -> (Vec<u8>, compio::fs::File) {
+        let path = dir.join("segment.log");
+        let data = contents(len);
         let mut writer = std::fs::File::create(&path).unwrap();
         writer.write_all(&data).unwrap();
         writer.sync_all().unwrap();
         ringtail_engine::io::drop_cached_file_blocking(&writer).unwrap();
-        let file = compio::fs::File::open(&path).await.unwrap();
+        (data, compio::fs::File::open(&path).await.unwrap())
+    }
+
+    /// A connected pair over loopback: the client, and the broker's side.
+    async fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    /// Reads `len` bytes on `client` in a task of its own.
+    fn receive(mut client: TcpStream, len: usize) -> JoinHandle<Vec<u8>> {
+        compio::runtime::spawn(async move {
+            let BufResult(result, received) = client.read_exact(vec![0u8; len]).await;
+            result.unwrap();
+            received
+        })
+    }
+
+    fn sender() -> RangeSender {
+        RangeSender::new(SendPolicy {
+            check: ResidencyCheck::On,
+            cold_reads_in_flight: COLD_READS_IN_FLIGHT_DEFAULT,
+        })
+        .unwrap()
+    }
+
+    #[compio::test]
+    async fn cold_ranges_arrive_byte_for_byte_and_leave_the_page_cache() {
+        let _turn = take_turn();
+        // A cold range partly cached goes out in order (hot chunks spliced, cold ones from
+        // memory), and afterwards the pages read cold are no longer cached.
+        let dir = tempfile::tempdir().unwrap();
+        let file_len = 3 * COLD_CHUNK_BYTES_MAX + 5_000;
+        let (data, file) = evicted_file(dir.path(), file_len).await;
         // The second MiB is hot (read in before), the rest cold.
         let mb = COLD_CHUNK_BYTES_MAX as u64;
         advise(&file, 0, 0, Advice::Random).await.unwrap();
@@ -516,26 +552,14 @@ mod tests {
             .await
             .unwrap();
 
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
+        let (client, mut server) = socket_pair().await;
         let (position, len) = (7u64, file_len as u64 - 7);
-        let reader = compio::runtime::spawn(async move {
-            let BufResult(result, received) = client.read_exact(vec![0u8; len as usize]).await;
-            result.unwrap();
-            received
-        });
+        let reader = receive(client, len as usize);
         let (hot_before, cold_before) = (
             HOT_BYTES_TOTAL.load(Ordering::Relaxed),
             COLD_BYTES_TOTAL.load(Ordering::Relaxed),
         );
-        let mut sender = RangeSender::new(SendPolicy {
-            check: ResidencyCheck::On,
-            cold_reads_in_flight: COLD_READS_IN_FLIGHT_DEFAULT,
-        })
-        .unwrap();
+        let mut sender = sender();
         sender
             .send(&file, position, len, &mut server)
             .await
@@ -573,36 +597,15 @@ mod tests {
     async fn a_cold_range_goes_out_whole_with_the_read_ahead_budget_spent() {
         // Other connections hold the whole budget: this one reads one chunk at a time, and its
         // bytes still all arrive, in order.
-        let _turn = BUDGET_TESTS
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _turn = take_turn();
         let spent = ReadAheadPermit::take(COLD_READ_AHEAD_BYTES_MAX).expect("the budget is free");
         assert!(ReadAheadPermit::take(1).is_none(), "nothing left");
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("segment.log");
         let file_len = 4 * COLD_CHUNK_BYTES_MAX + 123;
-        let data = contents(file_len);
-        let mut writer = std::fs::File::create(&path).unwrap();
-        writer.write_all(&data).unwrap();
-        writer.sync_all().unwrap();
-        ringtail_engine::io::drop_cached_file_blocking(&writer).unwrap();
-        let file = compio::fs::File::open(&path).await.unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
-        let reader = compio::runtime::spawn(async move {
-            let BufResult(result, received) = client.read_exact(vec![0u8; file_len]).await;
-            result.unwrap();
-            received
-        });
-        let mut sender = RangeSender::new(SendPolicy {
-            check: ResidencyCheck::On,
-            cold_reads_in_flight: COLD_READS_IN_FLIGHT_DEFAULT,
-        })
-        .unwrap();
-        sender
+        let (data, file) = evicted_file(dir.path(), file_len).await;
+        let (client, mut server) = socket_pair().await;
+        let reader = receive(client, file_len);
+        sender()
             .send(&file, 0, file_len as u64, &mut server)
             .await
             .unwrap();
@@ -618,32 +621,24 @@ mod tests {
 
     #[compio::test]
     async fn a_cold_range_past_the_end_of_the_file_is_an_error() {
-        let _turn = BUDGET_TESTS
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _turn = take_turn();
         // A plan naming bytes the file does not have (truncated on disk) must fail the send,
-        // not hang or send garbage.
+        // not hang or send garbage; the reads started after the failing one are cancelled.
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("short.log");
-        let mut writer = std::fs::File::create(&path).unwrap();
-        writer.write_all(&contents(10_000)).unwrap();
-        writer.sync_all().unwrap();
-        ringtail_engine::io::drop_cached_file_blocking(&writer).unwrap();
-        let file = compio::fs::File::open(&path).await.unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let _client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
-        let mut sender = RangeSender::new(SendPolicy {
-            check: ResidencyCheck::On,
-            cold_reads_in_flight: COLD_READS_IN_FLIGHT_DEFAULT,
-        })
-        .unwrap();
-        let error = sender
-            .send(&file, 5_000, 20_000, &mut server)
+        let (_, file) = evicted_file(dir.path(), 10_000).await;
+        let (_client, mut server) = socket_pair().await;
+        let error = sender()
+            .send(&file, 5_000, 3 * COLD_CHUNK_BYTES_MAX as u64, &mut server)
             .await
             .unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        // The cancelled reads give their budget back once the runtime has dropped them.
+        for _ in 0..500 {
+            if READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            compio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed), 0);
     }
 }
