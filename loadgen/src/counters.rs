@@ -12,6 +12,8 @@ pub struct Counters {
     produced_bytes: AtomicU64,
     consumed_messages: AtomicU64,
     consumed_bytes: AtomicU64,
+    /// Longest produce latency acknowledged since the last timeline sample took it.
+    produce_latency_max_us: AtomicU64,
 }
 
 /// Totals at one moment.
@@ -36,6 +38,17 @@ impl Counters {
         self.consumed_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Notes a produce latency for this second's maximum.
+    pub fn record_produce_latency_us(&self, latency_us: u64) {
+        self.produce_latency_max_us
+            .fetch_max(latency_us, Ordering::Relaxed);
+    }
+
+    /// The longest produce latency since the last call, and starts the next second at zero.
+    pub fn take_produce_latency_max_us(&self) -> u64 {
+        self.produce_latency_max_us.swap(0, Ordering::Relaxed)
+    }
+
     pub fn totals(&self) -> Totals {
         Totals {
             produced_messages: self.produced_messages.load(Ordering::Relaxed),
@@ -55,6 +68,25 @@ impl Totals {
             produced_bytes: self.produced_bytes - earlier.produced_bytes,
             consumed_messages: self.consumed_messages - earlier.consumed_messages,
             consumed_bytes: self.consumed_bytes - earlier.consumed_bytes,
+            produce_latency_max_us: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_second_gets_the_longest_latency_acknowledged_in_it() {
+        let counters = Counters::default();
+        for latency_us in [300, 7_000, 500] {
+            counters.record_produce_latency_us(latency_us);
+        }
+        assert_eq!(counters.take_produce_latency_max_us(), 7_000);
+        // The next second starts empty: one stall is not reported twice.
+        assert_eq!(counters.take_produce_latency_max_us(), 0);
+        counters.record_produce_latency_us(40);
+        assert_eq!(counters.take_produce_latency_max_us(), 40);
     }
 }

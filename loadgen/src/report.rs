@@ -89,6 +89,10 @@ pub struct TimelinePoint {
     pub produced_bytes: u64,
     pub consumed_messages: u64,
     pub consumed_bytes: u64,
+    /// The longest produce latency (measured messages) acknowledged in this second: a stall shows
+    /// as one second's spike, where the run's percentiles only say that one happened.
+    #[serde(default)]
+    pub produce_latency_max_us: u64,
 }
 
 /// (percentile, microseconds) points of a latency distribution, for charts.

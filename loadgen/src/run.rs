@@ -645,7 +645,10 @@ fn sample_until(
         let now = clock.elapsed();
         if now >= next_sample {
             let totals = counters.totals();
-            timeline.push(totals.since(&previous, (next_sample - start).as_secs_f64()));
+            timeline.push(crate::report::TimelinePoint {
+                produce_latency_max_us: counters.take_produce_latency_max_us(),
+                ..totals.since(&previous, (next_sample - start).as_secs_f64())
+            });
             previous = totals;
             next_sample += Duration::from_secs(1);
         }

@@ -144,6 +144,15 @@ impl Accounting {
         let now = self.clock.elapsed();
         let messages = batch.records.len() as u64;
         tally.acked_messages += messages;
+        // Records are in due order: the first measured one waited longest.
+        if let Some(&(from, _)) = batch
+            .records
+            .iter()
+            .find(|(from, _)| *from >= self.measure_start)
+        {
+            self.counters
+                .record_produce_latency_us(now.saturating_sub(from).as_micros() as u64);
+        }
         tally.acked_bytes += batch.value_bytes;
         self.counters.add_produced(messages, batch.value_bytes);
         for &(from, value_bytes) in &batch.records {

@@ -7,7 +7,7 @@ use crate::report::RunReport;
 
 /// Header of the timeline CSV; the rows follow [`timeline_csv`]'s column order.
 pub(crate) const TIMELINE_HEADER: &str = "t_s,produced_messages,produced_bytes,produced_mb_per_s,\
-consumed_messages,consumed_bytes,consumed_mb_per_s";
+consumed_messages,consumed_bytes,consumed_mb_per_s,produce_latency_max_ms";
 
 /// Header of the comparison CSV; the ratio column is produce MB/s over the first report's.
 pub(crate) const COMPARISON_HEADER: &str = "label,produce_mb_per_s,produce_msgs_per_s,\
@@ -21,7 +21,7 @@ pub(crate) fn timeline_csv(report: &RunReport) -> String {
     for (index, point) in report.timeline.iter().enumerate() {
         let seconds = interval_s(&report.timeline, index);
         out.push_str(&format!(
-            "{},{},{},{:.3},{},{},{:.3}\n",
+            "{},{},{},{:.3},{},{},{:.3},{:.3}\n",
             point.t_s,
             point.produced_messages,
             point.produced_bytes,
@@ -29,6 +29,7 @@ pub(crate) fn timeline_csv(report: &RunReport) -> String {
             point.consumed_messages,
             point.consumed_bytes,
             mb_per_s(point.consumed_bytes, seconds),
+            point.produce_latency_max_us as f64 / 1000.0,
         ));
     }
     assert_eq!(out.lines().count(), report.timeline.len() + 1);

@@ -34,6 +34,7 @@ fn synthetic_report(label: &str, scale: u64) -> RunReport {
             produced_bytes: 10_240_000 * scale,
             consumed_messages: 9_000 * scale,
             consumed_bytes: 9_216_000 * scale,
+            produce_latency_max_us: 2_500,
         })
         .collect();
     RunReport {
@@ -111,7 +112,7 @@ fn run_files_hold_the_report() {
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows.len(), report.timeline.len() + 1);
     assert!(rows[0].starts_with("t_s,produced_messages"));
-    assert_eq!(rows[1], "1,10000,10240000,10.240,9000,9216000,9.216");
+    assert_eq!(rows[1], "1,10000,10240000,10.240,9000,9216000,9.216,2.500");
 
     let md = fs::read_to_string(dir.path().join("run-1.md")).unwrap();
     for number in [
