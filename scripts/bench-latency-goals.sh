@@ -10,6 +10,9 @@
 #   - cold-catch-up-alone, cold-catch-up, cold-catch-up-naive: Ringtail, 4 GB backlog evicted from
 #     the page cache, residency check on and off.
 #   DURATION_S (default 10) measured and WARMUP_S (default 2) warm-up seconds per run.
+#   KEEP_CPUS_AWAKE=1 runs every matrix under scripts/keep-cpus-awake.sh (the vCPUs never halt, so
+#   a host wake-up cannot stall them; an experiment, results/produce-stalls/) and writes
+#   results/latency-goals-awake.md (and .json) instead, leaving results/<scenario>/ alone.
 # Run it on a quiet machine: these are latency figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,19 +20,27 @@ reps=${REPS:-3}
 duration_s=${DURATION_S:-10}
 warmup_s=${WARMUP_S:-2}
 work=${WORK_DIR:-/var/tmp/ringtail-goals}
+wrap=()
+goals=results/latency-goals
+last=results
+if [ "${KEEP_CPUS_AWAKE:-0}" = 1 ]; then
+  wrap=(scripts/keep-cpus-awake.sh)
+  goals=results/latency-goals-awake
+  last=$work/awake-rep-$reps
+fi
 cargo build --release --locked -p ringtail-server -p ringtail-loadgen
 bash scripts/kafka-peer.sh fetch >/dev/null
 loadgen=target/release/ringtail-loadgen
 dirs=()
 for rep in $(seq 1 "$reps"); do
-  if [ "$rep" -eq "$reps" ]; then dir=results; else dir=$work/rep-$rep; fi
+  if [ "$rep" -eq "$reps" ]; then dir=$last; else dir=$work/rep-$rep; fi
   mkdir -p "$dir"
   dirs+=("$dir")
   echo "== repetition $rep of $reps → $dir"
-  "$loadgen" matrix --brokers ringtail,kafka --layouts fs \
+  "${wrap[@]}" "$loadgen" matrix --brokers ringtail,kafka --layouts fs \
     --scenarios max-produce,fixed-rate-latency,max-produce-consume \
     --duration-s "$duration_s" --warmup-s "$warmup_s" --results-dir "$dir" --quiet
-  "$loadgen" matrix --brokers ringtail --layouts fs \
+  "${wrap[@]}" "$loadgen" matrix --brokers ringtail --layouts fs \
     --scenarios cold-catch-up-alone,cold-catch-up,cold-catch-up-naive --backlog-bytes-max 4000000000 \
     --duration-s "$duration_s" --warmup-s "$warmup_s" --results-dir "$dir" --quiet
 done
@@ -37,11 +48,11 @@ mkdir -p "$work"
 {
   echo "# Issue 13's goals"
   echo
-  echo "Made by \`REPS=$reps DURATION_S=$duration_s WARMUP_S=$warmup_s bash scripts/bench-latency-goals.sh\`" \
+  echo "Made by \`REPS=$reps DURATION_S=$duration_s WARMUP_S=$warmup_s KEEP_CPUS_AWAKE=${KEEP_CPUS_AWAKE:-0} bash scripts/bench-latency-goals.sh\`" \
     "($(date -u +%Y-%m-%dT%H:%MZ), commit $(git describe --always --dirty), $(nproc) cores shared by broker" \
     "and load generator, load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))." \
-    "Per-run reports and charts of the last repetition: \`<scenario>/ringtail-fs.md\` and \`kafka-fs.md\`."
+    "Per-run reports and charts of the last repetition: \`$last/<scenario>/ringtail-fs.md\` and \`kafka-fs.md\`."
   echo
-  python3 scripts/latency_goals.py --measure-disk "$work" --json results/latency-goals.json "${dirs[@]}"
-} > results/latency-goals.md
-cat results/latency-goals.md
+  python3 scripts/latency_goals.py --measure-disk "$work" --json "$goals.json" "${dirs[@]}"
+} > "$goals.md"
+cat "$goals.md"
