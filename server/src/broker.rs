@@ -98,8 +98,10 @@ pub fn run(args: Args) -> Result<()> {
         auto_create_topics: args.auto_create_topics,
         auto_create_topics_per_request_max: args.auto_create_topics_per_request_max,
         fetch_max_bytes: args.fetch_max_bytes,
-        fetch_residency_check: args.fetch_residency_check,
-        fetch_cold_reads_in_flight: usize::from(args.fetch_cold_reads_in_flight),
+        fetch_send_policy: crate::residency::SendPolicy {
+            check: args.fetch_residency_check,
+            cold_reads_in_flight: usize::from(args.fetch_cold_reads_in_flight),
+        },
         connections_max_idle_ms: args.connections_max_idle_ms,
         frame_read_timeout_ms: args.frame_read_timeout_ms,
         log_cleanup_check_ms: args.log_cleanup_check_ms,

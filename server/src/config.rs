@@ -127,7 +127,7 @@ pub struct Args {
     /// Chunks (1 MiB) of a cold fetched range read from disk at once. More keep the disk busier
     /// for a catch-up reader (one at a time read 310-360 MB/s here, four 570-950); beyond each
     /// connection's first, every chunk in flight takes 1 MiB of a 64 MiB process-wide budget.
-    #[arg(long, value_name = "N", default_value_t = crate::residency::COLD_READS_IN_FLIGHT_DEFAULT as u8, value_parser = clap::value_parser!(u8).range(1..=16))]
+    #[arg(long, value_name = "N", default_value_t = crate::residency::COLD_READS_IN_FLIGHT_DEFAULT as u8, value_parser = clap::value_parser!(u8).range(1..=crate::residency::COLD_READS_IN_FLIGHT_MAX as i64))]
     pub fetch_cold_reads_in_flight: u8,
 
     /// Client connections open at once, broker-wide (Kafka's max.connections); beyond it a new

@@ -109,10 +109,7 @@ pub async fn serve(
             }
         };
     let (queue, responses) = flume::bounded::<PendingResponse>(IN_FLIGHT_REQUESTS_MAX);
-    let policy = SendPolicy {
-        check: context.settings.fetch_residency_check,
-        cold_reads_in_flight: context.settings.fetch_cold_reads_in_flight,
-    };
+    let policy = context.settings.fetch_send_policy;
     let muted_until = MutedUntil::default();
     let closing = Closing::default();
     let writer = compio::runtime::spawn(write_responses(

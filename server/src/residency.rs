@@ -12,11 +12,11 @@
 //!   [`COLD_CHUNK_BYTES_MAX`] with io_uring reads into this connection's buffers — buffered reads
 //!   that wait for the disk on a page-lock callback, so no thread blocks, and with
 //!   `POSIX_FADV_RANDOM` on the file, so the kernel reads exactly the chunk and no readahead
-//!   beyond it. Up to `--fetch-cold-reads-in-flight` (default 4) chunks of a range are read at once (the first
-//!   always, the others within the process-wide [`COLD_READ_AHEAD_BYTES_MAX`]); each is written
-//!   from memory in file order once read, then its pages are dropped (`POSIX_FADV_DONTNEED`, on
-//!   io_uring): a catch-up reader holds a few chunks in the page cache, never a window of the
-//!   kernel's choosing ([decision 0008](../../docs/decisions/0008-cold-reads-drop-behind.md)).
+//!   beyond it. Up to `--fetch-cold-reads-in-flight` (default 4) chunks of a range are read at
+//!   once (the first always, the others within the process-wide [`COLD_READ_AHEAD_BYTES_MAX`]);
+//!   each is written from memory in file order once read, then its pages are dropped
+//!   (`POSIX_FADV_DONTNEED`, on io_uring): a catch-up reader holds a few chunks in the page
+//!   cache, never a window of the kernel's choosing ([decision 0008](../../docs/decisions/0008-cold-reads-drop-behind.md)).
 //!
 //! The connection's writer awaits all this, and it alone: responses of one connection go out in
 //! order anyway, and the shard's other connections are served meanwhile.
@@ -32,6 +32,7 @@
 //! - Only pages of ranges this connection read cold are dropped.
 #![forbid(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -39,11 +40,8 @@ use std::time::Instant;
 use compio::buf::{IntoInner, IoBuf};
 use compio::io::{AsyncReadAtExt, AsyncWriteExt};
 use compio::net::TcpStream;
-use compio::BufResult;
-use std::collections::VecDeque;
-
 use compio::runtime::{JoinError, JoinHandle};
-
+use compio::BufResult;
 use ringtail_engine::io::{advise, page_bytes, range_residency, Advice};
 
 use crate::histogram::LatencyHistogram;
@@ -56,15 +54,14 @@ pub const COLD_CHUNK_BYTES_MAX: usize = 1 << 20;
 /// Cold chunk buffers a connection keeps between reads (their pages stay warm).
 const COLD_CHUNKS_IN_MEMORY_MAX: usize = 2;
 
-/// Most cold chunks of one range read at once (`--fetch-cold-reads-in-flight`, default 4).
-/// One at a time, a catch-up reader moved 310-360 MB/s
-/// beside a 50k msg/s producer: the disk answers a 1 MiB read here in about 0.8 ms, but a
-/// buffered read on io_uring completes in the busy shard's own task work about 1.9 ms after it
-/// starts. Two or four in flight: 570-950 MB/s, at the same producer p99 (results/README.md,
-/// issue 13).
+/// Largest `--fetch-cold-reads-in-flight`.
 pub const COLD_READS_IN_FLIGHT_MAX: usize = 16;
 
-/// `--fetch-cold-reads-in-flight`'s default.
+/// `--fetch-cold-reads-in-flight`'s default: cold chunks of one range read at once. One at a
+/// time, a catch-up reader moved 310-360 MB/s beside a 50k msg/s producer: the disk answers a
+/// 1 MiB read here in about 0.8 ms, but a buffered read on io_uring completes in the busy shard's
+/// own task work about 1.9 ms after it starts. Two or four in flight: 570-950 MB/s, at the same
+/// producer p99 (results/cold-read-window/).
 pub const COLD_READS_IN_FLIGHT_DEFAULT: usize = 4;
 
 /// Bytes of cold chunks read ahead (beyond each connection's first read) in the whole process:

@@ -14,10 +14,9 @@ pub struct Settings {
     pub auto_create_topics_per_request_max: u32,
     /// Broker-side cap on a Fetch response's record bytes (`--fetch-max-bytes`).
     pub fetch_max_bytes: u32,
-    /// Page-cache residency check before fetch sends (`--fetch-residency-check`).
-    pub fetch_residency_check: crate::residency::ResidencyCheck,
-    /// Cold chunks of one fetched range read at once (`--fetch-cold-reads-in-flight`).
-    pub fetch_cold_reads_in_flight: usize,
+    /// How fetched ranges go out: the page-cache residency check (`--fetch-residency-check`) and
+    /// the cold chunks of a range read at once (`--fetch-cold-reads-in-flight`).
+    pub fetch_send_policy: crate::residency::SendPolicy,
     /// Idle connections close after this (`--connections-max-idle-ms`).
     pub connections_max_idle_ms: u64,
     /// A frame must arrive whole within this of its first byte (`--frame-read-timeout-ms`).
