@@ -537,6 +537,24 @@ mod tests {
     }
 
     #[test]
+    fn cold_reads_in_flight_are_bounded() {
+        // Each cold read in flight holds a 1 MiB buffer: 0 would stall cold fetches, and the
+        // flag's top is the sender's own bound.
+        let default = Args::try_parse_from(["ringtail"]).unwrap();
+        assert_eq!(
+            usize::from(default.fetch_cold_reads_in_flight),
+            crate::residency::COLD_READS_IN_FLIGHT_DEFAULT
+        );
+        let top = crate::residency::COLD_READS_IN_FLIGHT_MAX.to_string();
+        let most = Args::try_parse_from(["ringtail", "--fetch-cold-reads-in-flight", &top]);
+        assert_eq!(usize::from(most.unwrap().fetch_cold_reads_in_flight), 16);
+        for refused in ["0", "17", "-1", "many"] {
+            let bad = Args::try_parse_from(["ringtail", "--fetch-cold-reads-in-flight", refused]);
+            assert!(bad.is_err(), "{refused} accepted");
+        }
+    }
+
+    #[test]
     fn data_dir_repeats_for_several_disks() {
         // --data-dir is the one repeatable flag: every occurrence counts.
         let args = Args::try_parse_from([
