@@ -12,6 +12,9 @@ broker's CPU time (utime + stime of all its threads, io-wq workers included) fro
 before and after, stops the broker and deletes its data. Variants run in the order
 A B C A B C ..., so slow drifts of a shared machine (other builds, page-cache state) hit them alike.
 
+--loadgen-of LABEL=PATH runs that variant's load with another ringtail-loadgen binary (to measure
+a change of the client itself against the same broker); the loadgen's own CPU is reported too.
+
 --warm-frames-mb writes and deletes a file of that size just before each run: the freed page
 frames are then the ones the broker's page cache gets (see results/profile/README.md on why that
 matters on this VM). Without it, runs see whatever the previous run freed. --warm-only limits it to
@@ -66,7 +69,7 @@ def warm_frames(directory, megabytes):
     os.unlink(path)
 
 
-def one_run(variant, loadgen_args, port, scratch, warm_mb):
+def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN):
     label, command = variant
     data = tempfile.mkdtemp(dir=scratch, prefix=f"ab-{label}-")
     if warm_mb:
@@ -81,7 +84,7 @@ def one_run(variant, loadgen_args, port, scratch, warm_mb):
         report_path = os.path.join(data, "report.json")
         before = cpu_seconds(broker.pid)
         subprocess.run(
-            [LOADGEN, "run", "--bootstrap", f"127.0.0.1:{port}", "--quiet", "--json", report_path]
+            [loadgen, "run", "--bootstrap", f"127.0.0.1:{port}", "--quiet", "--json", report_path]
             + [arg.replace("{data_dir}", data) for arg in loadgen_args],
             check=True,
             stdout=subprocess.DEVNULL,
@@ -107,6 +110,7 @@ def one_run(variant, loadgen_args, port, scratch, warm_mb):
         "catch_up_mb_s": (catch_up_mb_s(report) or 0.0) if consume else 0.0,
         "broker_cpu_s": after - before,
         "cpu_s_per_gb": (after - before) / (moved_bytes / 1e9),
+        "loadgen_cpu_s": report.get("loadgen_cpu_s", 0.0),
     }
 
 
@@ -118,6 +122,13 @@ def main():
     parser.add_argument("--warm-frames-mb", type=int, default=0)
     parser.add_argument("--warm-only", help="comma list of the variants that get warm frames (default: all)")
     parser.add_argument("--out", help="append each run as a JSON line here")
+    parser.add_argument(
+        "--loadgen-of",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="the ringtail-loadgen binary for one variant (default: target/release's)",
+    )
     parser.add_argument("variants", nargs="+", help="label=BROKER_BINARY [flags...]")
     args = parser.parse_args()
 
@@ -126,6 +137,12 @@ def main():
         label, _, command = text.partition("=")
         variants.append((label, shlex.split(command)))
     loadgen_args = shlex.split(args.loadgen)
+    loadgens = {}
+    for text in args.loadgen_of:
+        label, _, path = text.partition("=")
+        if label not in {name for name, _ in variants} or not path:
+            parser.error(f"--loadgen-of {text}: expected LABEL=PATH for one of the variants")
+        loadgens[label] = path
     scratch = os.path.join(REPO, "target/tmp")
     os.makedirs(scratch, exist_ok=True)
 
@@ -136,21 +153,31 @@ def main():
             warm_mb = args.warm_frames_mb
             if args.warm_only and variant[0] not in args.warm_only.split(","):
                 warm_mb = 0
-            run = one_run(variant, loadgen_args, args.port, scratch, warm_mb)
+            loadgen = loadgens.get(variant[0], LOADGEN)
+            run = one_run(variant, loadgen_args, args.port, scratch, warm_mb, loadgen)
             run["rep"] = rep
             runs.append(run)
             print(
                 f"rep {rep} {run['label']:>10}: produce {run['produce_mb_s']:7.1f} MB/s"
                 f" p99 {run['produce_p99_ms']:7.2f} ms, consume {run['consume_mb_s']:7.1f} MB/s"
                 f" ({run['catch_up_mb_s']:7.1f} while behind),"
-                f" broker {run['broker_cpu_s']:5.2f} CPU-s = {run['cpu_s_per_gb']:.3f} s/GB",
+                f" broker {run['broker_cpu_s']:5.2f} CPU-s = {run['cpu_s_per_gb']:.3f} s/GB,"
+                f" loadgen {run['loadgen_cpu_s']:5.2f} CPU-s",
                 flush=True,
             )
             if args.out:
                 with open(args.out, "a") as file:
                     file.write(json.dumps(run) + "\n")
 
-    keys = ["produce_mb_s", "produce_p50_ms", "produce_p99_ms", "consume_mb_s", "catch_up_mb_s", "cpu_s_per_gb"]
+    keys = [
+        "produce_mb_s",
+        "produce_p50_ms",
+        "produce_p99_ms",
+        "consume_mb_s",
+        "catch_up_mb_s",
+        "cpu_s_per_gb",
+        "loadgen_cpu_s",
+    ]
     medians = {
         label: {key: statistics.median(r[key] for r in runs if r["label"] == label) for key in keys}
         for label, _ in variants

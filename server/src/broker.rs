@@ -101,6 +101,7 @@ pub fn run(args: Args) -> Result<()> {
         fetch_send_policy: crate::residency::SendPolicy {
             check: args.fetch_residency_check,
             cold_reads_in_flight: usize::from(args.fetch_cold_reads_in_flight),
+            cold_read_io: args.fetch_cold_read_io,
         },
         connections_max_idle_ms: args.connections_max_idle_ms,
         frame_read_timeout_ms: args.frame_read_timeout_ms,

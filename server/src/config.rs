@@ -130,6 +130,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = crate::residency::COLD_READS_IN_FLIGHT_DEFAULT as u8, value_parser = clap::value_parser!(u8).range(1..=crate::residency::COLD_READS_IN_FLIGHT_MAX as i64))]
     pub fetch_cold_reads_in_flight: u8,
 
+    /// How cold chunks are read: `direct` (O_DIRECT into the connection's buffers, no page-cache
+    /// pages filled) or `buffered` (through the page cache without readahead, dropped behind).
+    /// A file system that refuses O_DIRECT gets buffered reads.
+    #[arg(long, value_name = "direct|buffered", value_enum, default_value_t = crate::residency::ColdReadIo::Direct)]
+    pub fetch_cold_read_io: crate::residency::ColdReadIo,
+
     /// Client connections open at once, broker-wide (Kafka's max.connections); beyond it a new
     /// connection is accepted and closed at once.
     #[arg(long, value_name = "N", default_value_t = 10_000)]

@@ -9,14 +9,18 @@
 //!
 //! - **hot** (every page cached): zero-copy splice, as before.
 //! - **cold** (any page missing): the range is read in chunks of at most
-//!   [`COLD_CHUNK_BYTES_MAX`] with io_uring reads into this connection's buffers — buffered reads
-//!   that wait for the disk on a page-lock callback, so no thread blocks, and with
-//!   `POSIX_FADV_RANDOM` on the file, so the kernel reads exactly the chunk and no readahead
-//!   beyond it. Up to `--fetch-cold-reads-in-flight` (default 4) chunks of a range are read at
-//!   once (the first always, the others within the process-wide [`COLD_READ_AHEAD_BYTES_MAX`]);
-//!   each is written from memory in file order once read, then its pages are dropped
-//!   (`POSIX_FADV_DONTNEED`, on io_uring): a catch-up reader holds a few chunks in the page
-//!   cache, never a window of the kernel's choosing ([decision 0008](../../docs/decisions/0008-cold-reads-drop-behind.md)).
+//!   [`COLD_CHUNK_BYTES_MAX`] with io_uring reads into this connection's buffers. Up to
+//!   `--fetch-cold-reads-in-flight` (default 4) chunks of a range are read at once (the first
+//!   always, the others within the process-wide [`COLD_READ_AHEAD_BYTES_MAX`]); each is written
+//!   from memory in file order once read. `--fetch-cold-read-io` says how:
+//!   - `direct` (default): `O_DIRECT` reads ([`crate::direct_read`]), which never touch the page
+//!     cache ([decision 0024](../../docs/decisions/0024-cold-reads-direct.md)). A file system
+//!     that refuses `O_DIRECT` gets buffered reads.
+//!   - `buffered`: buffered reads that wait for the disk on a page-lock callback, so no thread
+//!     blocks, with `POSIX_FADV_RANDOM` on the file, so the kernel reads exactly the chunk and no
+//!     readahead beyond it; once a chunk is written its pages are dropped
+//!     (`POSIX_FADV_DONTNEED`, on io_uring). A catch-up reader holds a few chunks in the page
+//!     cache, never a window of the kernel's choosing ([decision 0008](../../docs/decisions/0008-cold-reads-drop-behind.md)).
 //!
 //! The connection's writer awaits all this, and it alone: responses of one connection go out in
 //! order anyway, and the shard's other connections are served meanwhile.
@@ -29,11 +33,12 @@
 //! - Cold reads' memory and page cache are bounded: each connection has at most one chunk of
 //!   [`COLD_CHUNK_BYTES_MAX`] outside the budget (its first read) plus two kept buffers; every
 //!   further chunk in flight holds a share of [`COLD_READ_AHEAD_BYTES_MAX`] until it is written.
-//! - Only pages of ranges this connection read cold are dropped.
+//! - Only pages of ranges this connection read cold with buffered reads are dropped.
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
 use std::io;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -44,12 +49,16 @@ use compio::runtime::{JoinError, JoinHandle};
 use compio::BufResult;
 use ringtail_engine::io::{advise, page_bytes, range_residency, Advice};
 
+use crate::direct_read::{direct_buffer_bytes, open_direct, read_direct};
 use crate::histogram::LatencyHistogram;
 use crate::zero_copy::{send_file_range, SplicePipe};
 
 /// Largest read of cold data, and so the buffers a connection keeps for them: large enough for
 /// the disk's sequential speed, small enough to hold per connection.
 pub const COLD_CHUNK_BYTES_MAX: usize = 1 << 20;
+
+/// Largest buffer of a cold chunk: a direct read's is wider than the chunk (alignment).
+const COLD_BUFFER_BYTES_MAX: usize = direct_buffer_bytes(COLD_CHUNK_BYTES_MAX);
 
 /// Cold chunk buffers a connection keeps between reads (their pages stay warm).
 const COLD_CHUNKS_IN_MEMORY_MAX: usize = 2;
@@ -77,10 +86,21 @@ pub enum ResidencyCheck {
     Off,
 }
 
+/// `--fetch-cold-read-io`: how cold chunks are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColdReadIo {
+    /// `O_DIRECT` into the connection's buffers: no page-cache pages filled, none to drop.
+    Direct,
+    /// Through the page cache without readahead, the chunk's pages dropped once written.
+    Buffered,
+}
+
 static HOT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 static COLD_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
+static COLD_DIRECT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 static COLD_READS_IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 static CHECK_FAILURES_TOTAL: AtomicU64 = AtomicU64::new(0);
+static DIRECT_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// From a cold chunk's first read until its bytes are in memory.
 static COLD_READ_WAIT: LatencyHistogram = LatencyHistogram::new();
 /// One `cachestat(2)` call.
@@ -93,6 +113,7 @@ pub struct SendPolicy {
     pub check: ResidencyCheck,
     /// Cold chunks of one range read at once, 1 to [`COLD_READS_IN_FLIGHT_MAX`].
     pub cold_reads_in_flight: usize,
+    pub cold_read_io: ColdReadIo,
 }
 
 /// Sends file ranges of Fetch responses on one connection.
@@ -100,6 +121,7 @@ pub struct RangeSender {
     pipe: SplicePipe,
     check: ResidencyCheck,
     cold_reads_in_flight: usize,
+    cold_read_io: ColdReadIo,
     /// Buffers of written cold chunks, kept for the next reads (their pages stay warm).
     cold_buffers: Vec<Vec<u8>>,
 }
@@ -112,6 +134,7 @@ impl RangeSender {
             cold_reads_in_flight: policy
                 .cold_reads_in_flight
                 .clamp(1, COLD_READS_IN_FLIGHT_MAX),
+            cold_read_io: policy.cold_read_io,
             cold_buffers: Vec::new(),
         })
     }
@@ -138,6 +161,9 @@ impl RangeSender {
         let mut at = position;
         // Cold chunks being read, in file order: each is written once the ones before it are.
         let mut reads: VecDeque<JoinHandle<io::Result<ColdChunk>>> = VecDeque::new();
+        // The file opened for direct reads, at the first cold chunk: `Some(None)` when its file
+        // system refuses O_DIRECT (then buffered reads).
+        let mut direct: Option<Option<compio::fs::File>> = None;
         loop {
             // Keep the disk busy: start the next cold chunks' reads before waiting for any.
             while at < end && reads.len() < self.cold_reads_in_flight {
@@ -156,13 +182,19 @@ impl RangeSender {
                         None => break,
                     }
                 };
+                if direct.is_none() {
+                    direct = Some(match self.cold_read_io {
+                        ColdReadIo::Direct => open_direct_or_refused(file).await?,
+                        ColdReadIo::Buffered => None,
+                    });
+                }
+                let source = match direct.as_ref().and_then(Option::as_ref) {
+                    Some(direct) => ColdSource::Direct(direct.clone()),
+                    None => ColdSource::Buffered(file.clone()),
+                };
                 let spare = self.spare_buffer();
                 reads.push_back(compio::runtime::spawn(read_cold(
-                    file.clone(),
-                    at,
-                    chunk_len,
-                    spare,
-                    budget,
+                    source, at, chunk_len, spare, budget,
                 )));
                 at += chunk_len;
             }
@@ -197,24 +229,48 @@ impl RangeSender {
 
     /// Keeps a written chunk's buffer for the next read, up to [`COLD_CHUNKS_IN_MEMORY_MAX`].
     fn reuse_buffer(&mut self, buffer: Vec<u8>) {
-        assert!(buffer.capacity() <= COLD_CHUNK_BYTES_MAX);
+        assert!(buffer.capacity() <= COLD_BUFFER_BYTES_MAX);
         if self.cold_buffers.len() < COLD_CHUNKS_IN_MEMORY_MAX {
             self.cold_buffers.push(buffer);
         }
     }
 }
 
+/// Where a cold chunk is read from.
+enum ColdSource {
+    /// The segment opened with `O_DIRECT`.
+    Direct(compio::fs::File),
+    /// The segment itself, through the page cache (pages dropped once written).
+    Buffered(compio::fs::File),
+}
+
+/// Opens `file` for direct reads; `None` (buffered reads, counted and logged once) if its file
+/// system refuses `O_DIRECT`.
+async fn open_direct_or_refused(file: &compio::fs::File) -> io::Result<Option<compio::fs::File>> {
+    let direct = open_direct(file).await?;
+    if direct.is_none() && DIRECT_REFUSED_TOTAL.fetch_add(1, Ordering::Relaxed) == 0 {
+        tracing::warn!(
+            "a data dir's file system refuses O_DIRECT; its cold reads go through the page cache"
+        );
+    }
+    Ok(direct)
+}
+
 /// A cold chunk read into memory and not yet written.
 struct ColdChunk {
     position: u64,
-    bytes: Vec<u8>,
+    /// The chunk's bytes are `buffer[bytes]`.
+    buffer: Vec<u8>,
+    bytes: Range<usize>,
+    /// Read through the page cache: its pages are dropped once written.
+    buffered: bool,
     _in_progress: ColdReadInProgress,
     _budget: ReadAheadPermit,
 }
 
-/// Reads `[position, position + len)` of `file` into `buffer`, without readahead.
+/// Reads `[position, position + len)` from `source` into `buffer`, without readahead.
 async fn read_cold(
-    file: compio::fs::File,
+    source: ColdSource,
     position: u64,
     len: u64,
     mut buffer: Vec<u8>,
@@ -224,29 +280,41 @@ async fn read_cold(
     assert!(len_bytes <= COLD_CHUNK_BYTES_MAX);
     let in_progress = ColdReadInProgress::enter();
     let started = Instant::now();
-    // Per open file, cheap and idempotent: the read below brings in only its own pages.
-    advise(&file, 0, 0, Advice::Random).await?;
-    buffer.clear();
-    buffer.reserve_exact(len_bytes);
-    let BufResult(result, slice) = file
-        .read_exact_at(buffer.slice(0..len_bytes), position)
-        .await;
-    let bytes = slice.into_inner();
     // A file shorter than its plan fails with UnexpectedEof, as the splice path does.
-    result?;
+    let (buffer, bytes, buffered) = match source {
+        ColdSource::Direct(direct) => {
+            let (buffer, bytes) = read_direct(&direct, position, len_bytes, buffer).await?;
+            (buffer, bytes, false)
+        }
+        ColdSource::Buffered(file) => {
+            // Per open file, cheap and idempotent: the read below brings in only its own pages.
+            advise(&file, 0, 0, Advice::Random).await?;
+            buffer.clear();
+            buffer.reserve_exact(len_bytes);
+            let BufResult(result, slice) = file
+                .read_exact_at(buffer.slice(0..len_bytes), position)
+                .await;
+            let buffer = slice.into_inner();
+            result?;
+            (buffer, 0..len_bytes, true)
+        }
+    };
     assert_eq!(bytes.len(), len_bytes, "a cold read fills its chunk");
     COLD_READ_WAIT.record(started.elapsed());
     #[cfg(debug_assertions)]
     test_hook::hold().await;
     Ok(ColdChunk {
         position,
+        buffer,
         bytes,
+        buffered,
         _in_progress: in_progress,
         _budget: budget,
     })
 }
 
-/// Writes a cold chunk to the socket, then drops its pages; returns its buffer.
+/// Writes a cold chunk to the socket, then drops its pages if it was read buffered; returns its
+/// buffer.
 async fn write_cold(
     socket: &mut TcpStream,
     file: &compio::fs::File,
@@ -254,14 +322,21 @@ async fn write_cold(
 ) -> io::Result<Vec<u8>> {
     let ColdChunk {
         position,
+        buffer,
         bytes,
+        buffered,
         _in_progress,
         _budget,
     } = chunk;
     let len = bytes.len() as u64;
-    let BufResult(result, bytes) = socket.write_all(bytes).await;
+    let BufResult(result, slice) = socket.write_all(buffer.slice(bytes)).await;
+    let buffer = slice.into_inner();
     result?;
     COLD_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
+    if !buffered {
+        COLD_DIRECT_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
+        return Ok(buffer);
+    }
 
     // Whole pages inside the chunk only: a partial page at a range's edge also holds bytes of a
     // neighbouring batch, which another reader may be using. Chunk ends inside a range are
@@ -275,7 +350,7 @@ async fn write_cold(
             tracing::debug!(%error, "dropping a cold chunk's pages failed");
         }
     }
-    Ok(bytes)
+    Ok(buffer)
 }
 
 /// Where the chunk starting at `at` ends: at `end` if that is within [`COLD_CHUNK_BYTES_MAX`],
@@ -370,9 +445,15 @@ pub fn render_metrics(out: &mut String) {
         ),
         (
             "fetch_cold_bytes_total",
-            "Fetch record bytes not in the page cache: read in, sent from memory, dropped behind.",
+            "Fetch record bytes not in the page cache: read in (direct or buffered and dropped behind), sent from memory.",
             "counter",
             COLD_BYTES_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_direct_bytes_total",
+            "Of the cold bytes, those read with O_DIRECT (never in the page cache).",
+            "counter",
+            COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed),
         ),
         (
             "fetch_cold_reads_in_progress",
@@ -391,6 +472,12 @@ pub fn render_metrics(out: &mut String) {
             "Residency checks that failed (ranges then spliced unchecked).",
             "counter",
             CHECK_FAILURES_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_direct_refused_total",
+            "Segments whose file system refused O_DIRECT (their cold chunks then read buffered).",
+            "counter",
+            DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed),
         ),
     ] {
         let _ = writeln!(
@@ -526,19 +613,34 @@ mod tests {
         })
     }
 
-    fn sender() -> RangeSender {
+    fn sender(cold_read_io: ColdReadIo) -> RangeSender {
         RangeSender::new(SendPolicy {
             check: ResidencyCheck::On,
             cold_reads_in_flight: COLD_READS_IN_FLIGHT_DEFAULT,
+            cold_read_io,
         })
         .unwrap()
     }
 
     #[compio::test]
-    async fn cold_ranges_arrive_byte_for_byte_and_leave_the_page_cache() {
+    async fn cold_ranges_read_direct_arrive_byte_for_byte_and_stay_out_of_the_page_cache() {
+        let direct_before = COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed);
+        let cold_bytes = send_a_partly_cached_range(ColdReadIo::Direct).await;
+        assert!(
+            COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed) - direct_before >= cold_bytes,
+            "the cold chunks were read with O_DIRECT"
+        );
+    }
+
+    #[compio::test]
+    async fn cold_ranges_read_buffered_arrive_byte_for_byte_and_leave_the_page_cache() {
+        send_a_partly_cached_range(ColdReadIo::Buffered).await;
+    }
+
+    /// A cold range partly cached goes out in order (hot chunks spliced, cold ones from memory),
+    /// and afterwards the pages read cold are not cached. Returns the cold bytes sent.
+    async fn send_a_partly_cached_range(cold_read_io: ColdReadIo) -> u64 {
         let _turn = take_turn();
-        // A cold range partly cached goes out in order (hot chunks spliced, cold ones from
-        // memory), and afterwards the pages read cold are no longer cached.
         let dir = tempfile::tempdir().unwrap();
         let file_len = 3 * COLD_CHUNK_BYTES_MAX + 5_000;
         let (data, file) = evicted_file(dir.path(), file_len).await;
@@ -556,7 +658,7 @@ mod tests {
             HOT_BYTES_TOTAL.load(Ordering::Relaxed),
             COLD_BYTES_TOTAL.load(Ordering::Relaxed),
         );
-        let mut sender = sender();
+        let mut sender = sender(cold_read_io);
         sender
             .send(&file, position, len, &mut server)
             .await
@@ -574,11 +676,11 @@ mod tests {
         assert!(sender
             .cold_buffers
             .iter()
-            .all(|buffer| buffer.capacity() <= COLD_CHUNK_BYTES_MAX));
+            .all(|buffer| buffer.capacity() <= COLD_BUFFER_BYTES_MAX));
         let page = page_bytes();
         let cold_tail =
             range_residency(&file, 2 * mb, file_len as u64 / page * page - 2 * mb).unwrap();
-        assert_eq!(cold_tail.cached_pages, 0, "cold chunks were dropped behind");
+        assert_eq!(cold_tail.cached_pages, 0, "cold chunks are not cached");
         assert!(
             range_residency(&file, mb, mb).unwrap().is_resident(),
             "hot chunk kept"
@@ -588,6 +690,7 @@ mod tests {
             0,
             "every chunk read ahead gave its budget back"
         );
+        len - mb
     }
 
     #[compio::test]
@@ -602,7 +705,7 @@ mod tests {
         let (data, file) = evicted_file(dir.path(), file_len).await;
         let (client, mut server) = socket_pair().await;
         let reader = receive(client, file_len);
-        sender()
+        sender(ColdReadIo::Direct)
             .send(&file, 0, file_len as u64, &mut server)
             .await
             .unwrap();
@@ -623,12 +726,18 @@ mod tests {
         // not hang or send garbage; the reads started after the failing one are cancelled.
         let dir = tempfile::tempdir().unwrap();
         let (_, file) = evicted_file(dir.path(), 10_000).await;
-        let (_client, mut server) = socket_pair().await;
-        let error = sender()
-            .send(&file, 5_000, 3 * COLD_CHUNK_BYTES_MAX as u64, &mut server)
-            .await
-            .unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        for cold_read_io in [ColdReadIo::Direct, ColdReadIo::Buffered] {
+            let (_client, mut server) = socket_pair().await;
+            let error = sender(cold_read_io)
+                .send(&file, 5_000, 3 * COLD_CHUNK_BYTES_MAX as u64, &mut server)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                error.kind(),
+                io::ErrorKind::UnexpectedEof,
+                "{cold_read_io:?}"
+            );
+        }
         // The cancelled reads give their budget back once the runtime has dropped them.
         for _ in 0..500 {
             if READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed) == 0 {

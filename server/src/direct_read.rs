@@ -1,0 +1,197 @@
+//! Reads of cold segment bytes that bypass the page cache (`O_DIRECT`), into reused buffers.
+//!
+//! Why: a buffered read of cold data costs the disk's DMA into freshly allocated page-cache
+//! pages, a copy into the reader's buffer, and dropping those pages again behind the reader. On
+//! these VMs the fresh pages are the expensive part: idle guest memory goes back to the host, and
+//! the first touch of a page costs 15-18 µs per 4 KiB. An `O_DIRECT` read lands the disk's bytes
+//! straight in a buffer this connection keeps (its pages stay warm), touches no page-cache page,
+//! and so needs no drop-behind ([decision 0024](../../docs/decisions/0024-cold-reads-direct.md)).
+//!
+//! `O_DIRECT` wants the file position, the length and the buffer's address aligned to the
+//! device's logical block; [`DIRECT_ALIGN_BYTES`] (4 KiB) covers every block size up to a page.
+//! A chunk is read from its position rounded down to that alignment to its end rounded up (past
+//! the end of the file the read is short), and only the requested bytes are sent.
+//!
+//! The segment is opened a second time through `/proc/self/fd`: a new open file description of
+//! the same inode, so the original keeps its flags for splice. Direct reads are coherent with the
+//! page cache: the kernel writes back dirty pages of the range before reading it.
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+
+use compio::buf::{IntoInner, IoBuf};
+use compio::io::AsyncReadAt;
+use compio::BufResult;
+
+/// Alignment of `O_DIRECT` positions, lengths and buffer addresses: the largest logical block
+/// size of a disk whose blocks fit a page.
+pub const DIRECT_ALIGN_BYTES: usize = 4096;
+
+/// Buffer bytes a direct read of `chunk_bytes_max` needs: the chunk widened to alignment on both
+/// sides, plus room to start at an aligned address.
+pub const fn direct_buffer_bytes(chunk_bytes_max: usize) -> usize {
+    chunk_bytes_max + 3 * DIRECT_ALIGN_BYTES
+}
+
+/// Opens `file` again for direct reads; `None` if its file system refuses `O_DIRECT` (EINVAL).
+pub async fn open_direct(file: &compio::fs::File) -> io::Result<Option<compio::fs::File>> {
+    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match compio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .await
+    {
+        Ok(direct) => Ok(Some(direct)),
+        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Reads `[position, position + len)` of `direct` (opened by [`open_direct`]) into `buffer`;
+/// returns the buffer and where in it the requested bytes are. `buffer` is reused if it is large
+/// enough, else replaced.
+pub async fn read_direct(
+    direct: &compio::fs::File,
+    position: u64,
+    len: usize,
+    mut buffer: Vec<u8>,
+) -> io::Result<(Vec<u8>, Range<usize>)> {
+    let align = DIRECT_ALIGN_BYTES as u64;
+    let read_from = position / align * align;
+    let wanted_end = position
+        .checked_add(len as u64)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "file range overflow"))?;
+    let read_to = wanted_end.div_ceil(align) * align;
+    let read_bytes = usize::try_from(read_to - read_from).expect("a chunk fits memory");
+    let needed = buffer_bytes_for(read_bytes);
+    if buffer.len() < needed {
+        // Zeroed once: the pages are touched here, and kept warm by reuse after.
+        buffer = vec![0; needed];
+    }
+    let start = aligned_start(&buffer);
+    let skip = usize::try_from(position - read_from).expect("under one alignment");
+    let wanted_to = skip + len;
+
+    let mut done = 0;
+    while done < wanted_to {
+        let BufResult(result, slice) = direct
+            .read_at(
+                buffer.slice(start + done..start + read_bytes),
+                read_from + done as u64,
+            )
+            .await;
+        buffer = slice.into_inner();
+        let read = result?;
+        done += read;
+        // A short read is the end of the file; a read after it would not be aligned.
+        if done < wanted_to && (read == 0 || read % DIRECT_ALIGN_BYTES != 0) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "segment shorter than its fetched range",
+            ));
+        }
+    }
+    let bytes = start + skip..start + wanted_to;
+    assert_eq!(bytes.len(), len, "a direct read yields exactly its range");
+    Ok((buffer, bytes))
+}
+
+/// Bytes of buffer that hold `read_bytes` from an aligned address, wherever the allocator put it.
+fn buffer_bytes_for(read_bytes: usize) -> usize {
+    read_bytes + DIRECT_ALIGN_BYTES
+}
+
+/// The first index of `buffer` at an aligned address.
+fn aligned_start(buffer: &[u8]) -> usize {
+    let address = buffer.as_ptr() as usize;
+    address.next_multiple_of(DIRECT_ALIGN_BYTES) - address
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contents(len: usize) -> Vec<u8> {
+        (0..len).map(|at| (at * 31 % 251) as u8).collect()
+    }
+
+    async fn file_with(dir: &std::path::Path, bytes: &[u8]) -> compio::fs::File {
+        let path = dir.join("00000000000000000000.log");
+        std::fs::write(&path, bytes).unwrap();
+        compio::fs::File::open(&path).await.unwrap()
+    }
+
+    #[compio::test]
+    async fn direct_reads_yield_exactly_their_range_at_any_alignment() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = contents(3 * 1024 * 1024 + 777);
+        let file = file_with(dir.path(), &written).await;
+        let direct = open_direct(&file)
+            .await
+            .unwrap()
+            .expect("the test directory's file system takes O_DIRECT");
+        let mut buffer = Vec::new();
+        let cases: [(u64, usize); 7] = [
+            (0, 4096),
+            (1, 1),
+            (4095, 2),
+            (12_345, 1 << 20),
+            (1 << 20, 1 << 20),
+            // To the last byte of a file whose size is not aligned: the read is short.
+            (written.len() as u64 - 1000, 1000),
+            (written.len() as u64 - (1 << 20) - 3, (1 << 20) + 3),
+        ];
+        for (position, len) in cases {
+            let (filled, range) = read_direct(&direct, position, len, buffer).await.unwrap();
+            let at = usize::try_from(position).unwrap();
+            assert_eq!(
+                &filled[range.clone()],
+                &written[at..at + len],
+                "at {position}"
+            );
+            assert_eq!(
+                (filled.as_ptr() as usize + range.start
+                    - usize::try_from(position % 4096).unwrap())
+                    % DIRECT_ALIGN_BYTES,
+                0,
+                "the read started at an aligned address"
+            );
+            buffer = filled;
+        }
+    }
+
+    #[compio::test]
+    async fn a_direct_read_past_the_end_of_the_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = contents(10_000);
+        let file = file_with(dir.path(), &written).await;
+        let direct = open_direct(&file).await.unwrap().unwrap();
+        let error = read_direct(&direct, 9_000, 2_000, Vec::new())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        let error = read_direct(&direct, 20_000, 10, Vec::new())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[compio::test]
+    async fn direct_reads_see_bytes_not_yet_written_back() {
+        // A segment's recent appends may still be dirty in the page cache: the kernel writes
+        // them back before a direct read of their range.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000.log");
+        let written = contents(64 * 1024 + 5);
+        std::fs::write(&path, &written).unwrap();
+        let file = compio::fs::File::open(&path).await.unwrap();
+        let direct = open_direct(&file).await.unwrap().unwrap();
+        let (filled, range) = read_direct(&direct, 100, written.len() - 100, Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(&filled[range], &written[100..]);
+    }
+}
