@@ -179,6 +179,11 @@ pub struct RunArgs {
     /// Produce requests outstanding per connection.
     #[arg(long, default_value_t = 5)]
     max_in_flight: usize,
+    /// Largest record bytes a consumer's Fetch asks per partition (Kafka's
+    /// max.partition.fetch.bytes, whose default is 1 MiB); the loadgen's own default is 8 MiB,
+    /// for fewer, larger round trips.
+    #[arg(long, default_value_t = ringtail_loadgen::workload::FETCH_PARTITION_MAX_BYTES_DEFAULT, value_parser = clap::value_parser!(i32).range(1..))]
+    fetch_partition_max_bytes: i32,
     /// Seconds to wait for consumers to catch up after producing.
     #[arg(long, default_value_t = 60.0)]
     drain_timeout_s: f64,
@@ -286,6 +291,7 @@ impl RunArgs {
             linger_ms: self.linger_ms,
             batch_bytes: self.batch_bytes,
             max_in_flight: self.max_in_flight,
+            fetch_partition_max_bytes: self.fetch_partition_max_bytes,
             drain_timeout_s: self.drain_timeout_s,
             broker_pid: self.broker_pid,
             move_partition: None,

@@ -65,10 +65,9 @@ pub struct Environment<'a> {
     pub progress: &'a dyn Progress,
 }
 
-/// Fetch sizes: large enough that one fetch moves many batches (Kafka's defaults are 50 MiB per
-/// request and 1 MiB per partition; a benchmark wants fewer, larger round trips).
+/// Fetch size per request: large enough that one fetch moves many batches (Kafka's default is
+/// 50 MiB; per partition: `Workload::fetch_partition_max_bytes`).
 const FETCH_MAX_BYTES: i32 = 64 << 20;
-const PARTITION_MAX_BYTES: i32 = 8 << 20;
 const FETCH_MAX_WAIT_MS: i32 = 100;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -264,7 +263,7 @@ fn spawn_consumers(
                     start_from: workload.start_from,
                     max_wait_ms: FETCH_MAX_WAIT_MS,
                     fetch_max_bytes: FETCH_MAX_BYTES,
-                    partition_max_bytes: PARTITION_MAX_BYTES,
+                    partition_max_bytes: workload.fetch_partition_max_bytes,
                     window: Arc::clone(&shared.window),
                 };
                 let (clock, counters, drain, readiness) = (

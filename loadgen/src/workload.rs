@@ -136,6 +136,9 @@ pub struct Workload {
     pub batch_bytes: usize,
     /// Produce requests a producer has outstanding on one connection.
     pub max_in_flight: usize,
+    /// Record bytes a consumer's Fetch asks per partition at most.
+    #[serde(default = "fetch_partition_max_bytes_default")]
+    pub fetch_partition_max_bytes: i32,
     /// How long to wait after producing for consumers to catch up.
     pub drain_timeout_s: f64,
     /// Process id of a local broker whose CPU time is reported; `None`: found by the listening
@@ -145,6 +148,14 @@ pub struct Workload {
     /// partition-move scenario); `None`: nothing moves.
     #[serde(default)]
     pub move_partition: Option<crate::partition_move::MovePlan>,
+}
+
+/// Record bytes a consumer's Fetch asks per partition unless told: 8 MiB, so one fetch moves many
+/// batches (Kafka's clients ask 1 MiB; a benchmark wants fewer, larger round trips).
+pub const FETCH_PARTITION_MAX_BYTES_DEFAULT: i32 = 8 << 20;
+
+fn fetch_partition_max_bytes_default() -> i32 {
+    FETCH_PARTITION_MAX_BYTES_DEFAULT
 }
 
 impl Workload {
@@ -189,6 +200,7 @@ impl Default for Workload {
             linger_ms: 1.0,
             batch_bytes: 1024 * 1024,
             max_in_flight: 5,
+            fetch_partition_max_bytes: FETCH_PARTITION_MAX_BYTES_DEFAULT,
             drain_timeout_s: 30.0,
             broker_pid: None,
             move_partition: None,

@@ -30,7 +30,7 @@ use crate::api::{self, RequestContext, RequestError, Response};
 use crate::limits::ConnectionPermit;
 use crate::listeners::ListenerId;
 use crate::produce_stages::{self, Stage};
-use crate::residency::{RangeSender, SendPolicy};
+use crate::residency::{FileRange, RangeSender, SendPolicy};
 use crate::sasl::{Session, FAILED_AUTHENTICATION_DELAY};
 use crate::shard::ShardContext;
 use crate::transport::{self, ConnReader, ConnWriter};
@@ -648,17 +648,34 @@ async fn send(
             Ok(stream.write_all(frame).await?)
         }
         Response::Fetch(fetch) => {
-            for part in fetch.parts {
+            // Every record range in sending order, so each can name the one after it.
+            let ranges: Vec<&ringtail_engine::FileSlice> = fetch
+                .parts
+                .iter()
+                .filter_map(|part| match part {
+                    api::fetch_response::FramePart::Records { topic, partition } => {
+                        Some(&fetch.records[*topic][*partition])
+                    }
+                    api::fetch_response::FramePart::Inline(_) => None,
+                })
+                .flatten()
+                .collect();
+            let mut ranges_sent = 0;
+            for part in &fetch.parts {
                 match part {
                     api::fetch_response::FramePart::Inline(bytes) => {
                         crate::metrics::record_bytes_out(bytes.len() as u64);
-                        stream.write_all(bytes).await?;
+                        stream.write_all(bytes.clone()).await?;
                     }
                     api::fetch_response::FramePart::Records { topic, partition } => {
-                        for slice in &fetch.records[topic][partition] {
+                        // This part's ranges are the next ones in `ranges`.
+                        for _ in 0..fetch.records[*topic][*partition].len() {
+                            let slice = ranges[ranges_sent];
+                            let next = ranges.get(ranges_sent + 1).copied();
                             let sender = splice.get().map_err(SendError::NoPipe)?;
-                            send_slice(stream, sender, slice).await?;
+                            send_slice(stream, sender, slice, next).await?;
                             crate::metrics::record_bytes_out(slice.len);
+                            ranges_sent += 1;
                         }
                     }
                 }
@@ -668,17 +685,26 @@ async fn send(
     }
 }
 
-/// Sends one file slice of a Fetch: spliced from a real file; read into memory from the engine's
-/// simulated disk (tests of the engine only, never in the broker: docs/decisions/0017).
+/// Sends one file slice of a Fetch (naming the slice sent after it, whose cold reads may start
+/// early): spliced from a real file; read into memory from the engine's simulated disk (tests of
+/// the engine only, never in the broker: docs/decisions/0017).
 async fn send_slice(
     stream: &mut ConnWriter,
     sender: &mut RangeSender,
     slice: &ringtail_engine::FileSlice,
+    next: Option<&ringtail_engine::FileSlice>,
 ) -> std::io::Result<()> {
-    match slice.file.as_real() {
-        Some(file) => {
+    fn as_range(slice: &ringtail_engine::FileSlice) -> Option<FileRange<'_>> {
+        slice.file.as_real().map(|file| FileRange {
+            file,
+            position: slice.position.get(),
+            len: slice.len,
+        })
+    }
+    match as_range(slice) {
+        Some(range) => {
             stream
-                .send_file(sender, file, slice.position.get(), slice.len)
+                .send_file(sender, range, next.and_then(as_range))
                 .await
         }
         None => {

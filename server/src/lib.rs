@@ -20,7 +20,6 @@ mod fuzzing_corpus;
 mod group;
 mod histogram;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
-mod direct_read;
 #[allow(unsafe_code)]
 pub mod large_alloc;
 mod limits;

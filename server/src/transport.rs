@@ -22,7 +22,7 @@ use compio::net::TcpStream;
 use compio::BufResult;
 use rustls::{ServerConfig, ServerConnection};
 
-use crate::residency::RangeSender;
+use crate::residency::{FileRange, RangeSender};
 
 /// Plaintext handed to rustls per write, and file bytes read per step of a TLS fetch.
 const TLS_CHUNK_BYTES: usize = 64 * 1024;
@@ -238,18 +238,23 @@ impl ConnWriter {
         }
     }
 
-    /// Sends `len` bytes of `file` from `position`: through `sender` on a plain socket (spliced,
-    /// or read off the shard when cold), read and encrypted in user space on TLS.
+    /// Sends a file range: through `sender` on a plain socket (spliced, or read off the shard
+    /// when cold; `next` lets it start the following range's cold reads early), read and
+    /// encrypted in user space on TLS.
     pub async fn send_file(
         &mut self,
         sender: &mut RangeSender,
-        file: &compio::fs::File,
-        position: u64,
-        len: u64,
+        range: FileRange<'_>,
+        next: Option<FileRange<'_>>,
     ) -> io::Result<()> {
         match self {
-            Self::Plain(stream) => sender.send(file, position, len, stream).await,
+            Self::Plain(stream) => sender.send(range, next, stream).await,
             Self::Tls(_) => {
+                let FileRange {
+                    file,
+                    position,
+                    len,
+                } = range;
                 let mut sent = 0u64;
                 while sent < len {
                     let step = (len - sent).min(TLS_CHUNK_BYTES as u64) as usize;

@@ -5,7 +5,7 @@
 //! these VMs the fresh pages are the expensive part: idle guest memory goes back to the host, and
 //! the first touch of a page costs 15-18 µs per 4 KiB. An `O_DIRECT` read lands the disk's bytes
 //! straight in a buffer this connection keeps (its pages stay warm), touches no page-cache page,
-//! and so needs no drop-behind ([decision 0024](../../docs/decisions/0024-cold-reads-direct.md)).
+//! and so needs no drop-behind ([decision 0024](../../../docs/decisions/0024-cold-reads-direct.md)).
 //!
 //! `O_DIRECT` wants the file position, the length and the buffer's address aligned to the
 //! device's logical block; [`DIRECT_ALIGN_BYTES`] (4 KiB) covers every block size up to a page.

@@ -1,0 +1,217 @@
+//! A cold chunk's life: read into a connection's buffer (direct or buffered), held within the
+//! process-wide read-ahead budget, written to the socket, its pages dropped if it was buffered.
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use compio::buf::{IntoInner, IoBuf};
+use compio::io::{AsyncReadAtExt, AsyncWriteExt};
+use compio::net::TcpStream;
+use compio::BufResult;
+use ringtail_engine::io::{advise, page_bytes, Advice};
+
+use super::direct::{open_direct, read_direct};
+use super::metrics::{
+    COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, COLD_READS_IN_PROGRESS, COLD_READ_WAIT,
+    DIRECT_REFUSED_TOTAL,
+};
+use super::{COLD_CHUNK_BYTES_MAX, COLD_READ_AHEAD_BYTES_MAX};
+
+/// Where a cold chunk is read from.
+pub(super) enum ColdSource {
+    /// The segment opened with `O_DIRECT`.
+    Direct(compio::fs::File),
+    /// The segment itself, through the page cache (pages dropped once written).
+    Buffered(compio::fs::File),
+}
+
+/// Opens `file` for direct reads; `None` (buffered reads, counted and logged once) if its file
+/// system refuses `O_DIRECT`.
+pub(super) async fn open_direct_or_refused(
+    file: &compio::fs::File,
+) -> io::Result<Option<compio::fs::File>> {
+    let direct = open_direct(file).await?;
+    if direct.is_none() && DIRECT_REFUSED_TOTAL.fetch_add(1, Ordering::Relaxed) == 0 {
+        tracing::warn!(
+            "a data dir's file system refuses O_DIRECT; its cold reads go through the page cache"
+        );
+    }
+    Ok(direct)
+}
+
+/// A cold chunk read into memory and not yet written.
+pub(super) struct ColdChunk {
+    position: u64,
+    /// The chunk's bytes are `buffer[bytes]`.
+    buffer: Vec<u8>,
+    bytes: Range<usize>,
+    /// Read through the page cache: its pages are dropped once written.
+    buffered: bool,
+    _in_progress: ColdReadInProgress,
+    _budget: ReadAheadPermit,
+}
+
+/// Reads `[position, position + len)` from `source` into `buffer`, without readahead.
+pub(super) async fn read_cold(
+    source: ColdSource,
+    position: u64,
+    len: u64,
+    mut buffer: Vec<u8>,
+    budget: ReadAheadPermit,
+) -> io::Result<ColdChunk> {
+    let len_bytes = usize::try_from(len).expect("a chunk is at most COLD_CHUNK_BYTES_MAX");
+    assert!(len_bytes <= COLD_CHUNK_BYTES_MAX);
+    let in_progress = ColdReadInProgress::enter();
+    let started = Instant::now();
+    // A file shorter than its plan fails with UnexpectedEof, as the splice path does.
+    let (buffer, bytes, buffered) = match source {
+        ColdSource::Direct(direct) => {
+            let (buffer, bytes) = read_direct(&direct, position, len_bytes, buffer).await?;
+            (buffer, bytes, false)
+        }
+        ColdSource::Buffered(file) => {
+            // Per open file, cheap and idempotent: the read below brings in only its own pages.
+            advise(&file, 0, 0, Advice::Random).await?;
+            buffer.clear();
+            buffer.reserve_exact(len_bytes);
+            let BufResult(result, slice) = file
+                .read_exact_at(buffer.slice(0..len_bytes), position)
+                .await;
+            let buffer = slice.into_inner();
+            result?;
+            (buffer, 0..len_bytes, true)
+        }
+    };
+    assert_eq!(bytes.len(), len_bytes, "a cold read fills its chunk");
+    COLD_READ_WAIT.record(started.elapsed());
+    #[cfg(debug_assertions)]
+    test_hook::hold().await;
+    Ok(ColdChunk {
+        position,
+        buffer,
+        bytes,
+        buffered,
+        _in_progress: in_progress,
+        _budget: budget,
+    })
+}
+
+/// Writes a cold chunk to the socket, then drops its pages if it was read buffered; returns its
+/// buffer.
+pub(super) async fn write_cold(
+    socket: &mut TcpStream,
+    file: &compio::fs::File,
+    chunk: ColdChunk,
+) -> io::Result<Vec<u8>> {
+    let ColdChunk {
+        position,
+        buffer,
+        bytes,
+        buffered,
+        _in_progress,
+        _budget,
+    } = chunk;
+    let len = bytes.len() as u64;
+    let BufResult(result, slice) = socket.write_all(buffer.slice(bytes)).await;
+    let buffer = slice.into_inner();
+    result?;
+    COLD_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
+    if !buffered {
+        COLD_DIRECT_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
+        return Ok(buffer);
+    }
+
+    // Whole pages inside the chunk only: a partial page at a range's edge also holds bytes of a
+    // neighbouring batch, which another reader may be using. Chunk ends inside a range are
+    // page-aligned, so at most two pages per range stay.
+    let page = page_bytes();
+    let drop_from = position.div_ceil(page) * page;
+    let drop_to = (position + len) / page * page;
+    if drop_to > drop_from {
+        if let Err(error) = advise(file, drop_from, drop_to - drop_from, Advice::DontNeed).await {
+            // The bytes went out; only the page cache bound is missed this once.
+            tracing::debug!(%error, "dropping a cold chunk's pages failed");
+        }
+    }
+    Ok(buffer)
+}
+
+pub(super) static READ_AHEAD_BYTES_IN_USE: AtomicU64 = AtomicU64::new(0);
+
+/// A cold chunk's share of [`COLD_READ_AHEAD_BYTES_MAX`], given back when dropped (once the
+/// chunk is written, or its read cancelled).
+pub(super) struct ReadAheadPermit {
+    bytes: u64,
+}
+
+impl ReadAheadPermit {
+    /// For a connection's first chunk in flight, which is always allowed.
+    pub(super) fn free() -> Self {
+        Self { bytes: 0 }
+    }
+
+    /// `bytes` of the budget, if that much is left.
+    pub(super) fn take(bytes: u64) -> Option<Self> {
+        READ_AHEAD_BYTES_IN_USE
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
+                in_use
+                    .checked_add(bytes)
+                    .filter(|&total| total <= COLD_READ_AHEAD_BYTES_MAX)
+            })
+            .ok()
+            .map(|_| Self { bytes })
+    }
+}
+
+impl Drop for ReadAheadPermit {
+    fn drop(&mut self) {
+        READ_AHEAD_BYTES_IN_USE.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// Counts a cold read as in progress until dropped (also when the send is cancelled).
+struct ColdReadInProgress;
+
+impl ColdReadInProgress {
+    fn enter() -> Self {
+        COLD_READS_IN_PROGRESS.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for ColdReadInProgress {
+    fn drop(&mut self) {
+        COLD_READS_IN_PROGRESS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Test builds only (debug assertions on): holds every cold chunk, after its bytes are in memory
+/// and before they are written, until the file named by `RINGTAIL_TEST_HOLD_COLD_READS` exists.
+/// A test can so keep a cold fetch unanswered for as long as it likes and show by the order of
+/// responses that the shard serves other requests meanwhile. Release builds never read the
+/// variable.
+#[cfg(debug_assertions)]
+mod test_hook {
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    const HOLD_ENV: &str = "RINGTAIL_TEST_HOLD_COLD_READS";
+    /// How often a held read looks for the release file (an async sleep: the shard runs on).
+    const POLL: Duration = Duration::from_millis(5);
+
+    pub(super) async fn hold() {
+        static RELEASE_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
+        let Some(release) =
+            RELEASE_FILE.get_or_init(|| std::env::var_os(HOLD_ENV).map(PathBuf::from))
+        else {
+            return;
+        };
+        while !release.exists() {
+            compio::time::sleep(POLL).await;
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The residency check's and cold reads' counters and histograms, rendered on `/metrics`.
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::cold::READ_AHEAD_BYTES_IN_USE;
+use crate::histogram::LatencyHistogram;
+
+pub(super) static HOT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
+pub(super) static COLD_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
+pub(super) static COLD_DIRECT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
+pub(super) static COLD_READS_IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
+pub(super) static CHECK_FAILURES_TOTAL: AtomicU64 = AtomicU64::new(0);
+pub(super) static DIRECT_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// From a cold chunk's first read until its bytes are in memory.
+pub(super) static COLD_READ_WAIT: LatencyHistogram = LatencyHistogram::new();
+/// One `cachestat(2)` call.
+pub(super) static CHECK_COST: LatencyHistogram = LatencyHistogram::new();
+
+/// Appends this module's series to the `/metrics` text.
+pub fn render_metrics(out: &mut String) {
+    use std::fmt::Write as _;
+    for (name, help, kind, value) in [
+        (
+            "fetch_hot_bytes_total",
+            "Fetch record bytes found in the page cache and spliced (residency check on).",
+            "counter",
+            HOT_BYTES_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_bytes_total",
+            "Fetch record bytes not in the page cache: read in (direct or buffered and dropped behind), sent from memory.",
+            "counter",
+            COLD_BYTES_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_direct_bytes_total",
+            "Of the cold bytes, those read with O_DIRECT (never in the page cache).",
+            "counter",
+            COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_reads_in_progress",
+            "Cold chunks being read or sent now.",
+            "gauge",
+            COLD_READS_IN_PROGRESS.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_read_ahead_bytes",
+            "Bytes of cold chunks read ahead of the one being written, all connections (bounded).",
+            "gauge",
+            READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_residency_check_failures_total",
+            "Residency checks that failed (ranges then spliced unchecked).",
+            "counter",
+            CHECK_FAILURES_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_direct_refused_total",
+            "Segments whose file system refused O_DIRECT (their cold chunks then read buffered).",
+            "counter",
+            DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP ringtail_{name} {help}\n# TYPE ringtail_{name} {kind}\nringtail_{name} {value}"
+        );
+    }
+    crate::histogram::render_family(
+        out,
+        "ringtail_fetch_cold_read_wait_seconds",
+        "From a cold chunk's read until its bytes are in memory.",
+        &[("", &COLD_READ_WAIT)],
+    );
+    crate::histogram::render_family(
+        out,
+        "ringtail_fetch_residency_check_seconds",
+        "Cost of one page-cache residency check (cachestat).",
+        &[("", &CHECK_COST)],
+    );
+}

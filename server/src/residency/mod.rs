@@ -1,0 +1,352 @@
+//! Sending a fetch's file ranges by page-cache residency (KAFKA-7504): resident ranges are
+//! spliced at once, cold ranges are read in without anything waiting on the disk but this
+//! connection's own response, then dropped from the page cache behind the reader.
+//!
+//! Why: a splice of a cold range waits for the disk inside an io-wq worker, and the kernel's
+//! readahead then fills the page cache with megabytes of old data (8 MiB windows on this VM)
+//! that push out the tail live consumers read. Here, before each range goes out, `cachestat(2)`
+//! asks how much of it is cached (well under a microsecond per call; `/metrics` shows it):
+//!
+//! - **hot** (every page cached): zero-copy splice, as before.
+//! - **cold** (any page missing): the range is read in chunks of at most
+//!   [`COLD_CHUNK_BYTES_MAX`] with io_uring reads into this connection's buffers. Up to
+//!   `--fetch-cold-reads-in-flight` (default 4) chunks of a range are read at once (the first
+//!   always, the others within the process-wide [`COLD_READ_AHEAD_BYTES_MAX`]); each is written
+//!   from memory in file order once read. `--fetch-cold-read-io` says how:
+//!   - `direct` (default): `O_DIRECT` reads ([`direct`]), which never touch the page
+//!     cache ([decision 0024](../../../docs/decisions/0024-cold-reads-direct.md)). A file system
+//!     that refuses `O_DIRECT` gets buffered reads.
+//!   - `buffered`: buffered reads that wait for the disk on a page-lock callback, so no thread
+//!     blocks, with `POSIX_FADV_RANDOM` on the file, so the kernel reads exactly the chunk and no
+//!     readahead beyond it; once a chunk is written its pages are dropped
+//!     (`POSIX_FADV_DONTNEED`, on io_uring). A catch-up reader holds a few chunks in the page
+//!     cache, never a window of the kernel's choosing ([decision 0008](../../../docs/decisions/0008-cold-reads-drop-behind.md)).
+//!
+//! The connection's writer awaits all this, and it alone: responses of one connection go out in
+//! order anyway, and the shard's other connections are served meanwhile.
+//!
+//! `--fetch-residency-check=off` splices everything unchecked (the naive path), so the benefit can
+//! be measured.
+//!
+//! # Invariants
+//! - Bytes of a range go out in file order, each exactly once, whichever way they go.
+//! - Cold reads' memory and page cache are bounded: each connection has at most one chunk of
+//!   [`COLD_CHUNK_BYTES_MAX`] outside the budget (its first read) plus two kept buffers; every
+//!   further chunk in flight holds a share of [`COLD_READ_AHEAD_BYTES_MAX`] until it is written.
+//! - Only pages of ranges this connection read cold with buffered reads are dropped.
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use compio::net::TcpStream;
+use compio::runtime::{JoinError, JoinHandle};
+use ringtail_engine::io::{page_bytes, range_residency};
+
+use crate::zero_copy::{send_file_range, SplicePipe};
+use cold::{open_direct_or_refused, read_cold, write_cold, ColdChunk, ColdSource, ReadAheadPermit};
+use direct::direct_buffer_bytes;
+pub use metrics::render_metrics;
+use metrics::{CHECK_COST, CHECK_FAILURES_TOTAL, HOT_BYTES_TOTAL};
+
+mod cold;
+mod direct;
+mod metrics;
+#[cfg(test)]
+mod tests;
+
+/// Largest read of cold data, and so the buffers a connection keeps for them: large enough for
+/// the disk's sequential speed, small enough to hold per connection.
+pub const COLD_CHUNK_BYTES_MAX: usize = 1 << 20;
+
+/// Largest buffer of a cold chunk: a direct read's is wider than the chunk (alignment).
+const COLD_BUFFER_BYTES_MAX: usize = direct_buffer_bytes(COLD_CHUNK_BYTES_MAX);
+
+/// Cold chunk buffers a connection keeps between reads (their pages stay warm).
+const COLD_CHUNKS_IN_MEMORY_MAX: usize = 2;
+
+/// Largest `--fetch-cold-reads-in-flight`.
+pub const COLD_READS_IN_FLIGHT_MAX: usize = 16;
+
+/// `--fetch-cold-reads-in-flight`'s default: cold chunks of one range read at once. One at a
+/// time, a catch-up reader moved 310-360 MB/s beside a 50k msg/s producer: the disk answers a
+/// 1 MiB read here in about 0.8 ms, but a buffered read on io_uring completes in the busy shard's
+/// own task work about 1.9 ms after it starts. Two or four in flight: 570-950 MB/s, at the same
+/// producer p99 (results/cold-read-window/).
+pub const COLD_READS_IN_FLIGHT_DEFAULT: usize = 4;
+
+/// Bytes of cold chunks read ahead (beyond each connection's first read) in the whole process:
+/// what bounds cold reads' memory and page cache, whatever the number of connections.
+pub const COLD_READ_AHEAD_BYTES_MAX: u64 = 64 << 20;
+
+/// `--fetch-residency-check`: whether fetches look at the page cache before splicing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResidencyCheck {
+    /// Hot ranges spliced, cold ranges read in without readahead and dropped behind.
+    On,
+    /// Every range spliced unchecked (the naive path; cold pages wait inside io-wq).
+    Off,
+}
+
+/// `--fetch-cold-read-io`: how cold chunks are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColdReadIo {
+    /// `O_DIRECT` into the connection's buffers: no page-cache pages filled, none to drop.
+    Direct,
+    /// Through the page cache without readahead, the chunk's pages dropped once written.
+    Buffered,
+}
+
+/// How a connection sends fetched ranges: `--fetch-residency-check` and
+/// `--fetch-cold-reads-in-flight`.
+#[derive(Debug, Clone, Copy)]
+pub struct SendPolicy {
+    pub check: ResidencyCheck,
+    /// Cold chunks of one range read at once, 1 to [`COLD_READS_IN_FLIGHT_MAX`].
+    pub cold_reads_in_flight: usize,
+    pub cold_read_io: ColdReadIo,
+}
+
+/// A range of a segment file, as a Fetch response sends it.
+#[derive(Debug, Clone, Copy)]
+pub struct FileRange<'a> {
+    pub file: &'a compio::fs::File,
+    pub position: u64,
+    pub len: u64,
+}
+
+/// Sends file ranges of Fetch responses on one connection.
+pub struct RangeSender {
+    pipe: SplicePipe,
+    check: ResidencyCheck,
+    cold_reads_in_flight: usize,
+    cold_read_io: ColdReadIo,
+    /// Buffers of written cold chunks, kept for the next reads (their pages stay warm).
+    cold_buffers: Vec<Vec<u8>>,
+    /// Cold reads of the range to be sent next, started while the one before it was written.
+    ahead: Option<ColdRange>,
+}
+
+impl RangeSender {
+    pub fn new(policy: SendPolicy) -> io::Result<Self> {
+        Ok(Self {
+            pipe: SplicePipe::new()?,
+            check: policy.check,
+            cold_reads_in_flight: policy
+                .cold_reads_in_flight
+                .clamp(1, COLD_READS_IN_FLIGHT_MAX),
+            cold_read_io: policy.cold_read_io,
+            cold_buffers: Vec::new(),
+            ahead: None,
+        })
+    }
+
+    /// Sends `range` to `socket`. `next` is the range the caller sends after it, if it knows:
+    /// once every cold chunk of `range` is being read, the first ones of `next` are started too,
+    /// so the disk is not idle between ranges. An error leaves the response partly written: the
+    /// caller closes the connection (as with [`send_file_range`]).
+    pub async fn send(
+        &mut self,
+        range: FileRange<'_>,
+        next: Option<FileRange<'_>>,
+        socket: &mut TcpStream,
+    ) -> io::Result<()> {
+        let FileRange {
+            file,
+            position,
+            len,
+        } = range;
+        // Reads started for another range than this one are cancelled (their budget returns).
+        let ahead = self.ahead.take().filter(|ahead| ahead.is(range));
+        if self.check == ResidencyCheck::Off
+            || (ahead.is_none() && is_resident(file, position, len))
+        {
+            send_file_range(&self.pipe, file, position, len, socket).await?;
+            if self.check == ResidencyCheck::On {
+                HOT_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
+            }
+            return Ok(());
+        }
+        let mut current = match ahead {
+            Some(ahead) => ahead,
+            None => ColdRange::new(range)?,
+        };
+        loop {
+            // Keep the disk busy: start the next cold chunks' reads before waiting for any.
+            current
+                .start_reads(
+                    self.cold_reads_in_flight,
+                    true,
+                    self.cold_read_io,
+                    &mut self.cold_buffers,
+                )
+                .await?;
+            if let Some(next) = next.filter(|_| current.all_started()) {
+                if self.ahead.is_none() {
+                    self.ahead = Some(ColdRange::new(next)?);
+                }
+                let room = self
+                    .cold_reads_in_flight
+                    .saturating_sub(current.reads.len());
+                if let Some(ahead) = self.ahead.as_mut() {
+                    ahead
+                        .start_reads(room, false, self.cold_read_io, &mut self.cold_buffers)
+                        .await?;
+                }
+            }
+            match current.reads.pop_front() {
+                Some(read) => {
+                    let chunk = match read.await {
+                        Ok(chunk) => chunk?,
+                        Err(JoinError::Panicked(panic)) => std::panic::resume_unwind(panic),
+                        Err(JoinError::Cancelled) => {
+                            return Err(io::Error::other("cold read cancelled"))
+                        }
+                    };
+                    let buffer = write_cold(socket, file, chunk).await?;
+                    self.reuse_buffer(buffer);
+                }
+                None if !current.all_started() => {
+                    // The next chunk is hot (a cold one would have been started above).
+                    let at = current.at;
+                    let chunk_len = chunk_end(at, current.end, page_bytes()) - at;
+                    send_file_range(&self.pipe, file, at, chunk_len, socket).await?;
+                    HOT_BYTES_TOTAL.fetch_add(chunk_len, Ordering::Relaxed);
+                    current.at += chunk_len;
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Keeps a written chunk's buffer for the next read, up to [`COLD_CHUNKS_IN_MEMORY_MAX`].
+    fn reuse_buffer(&mut self, buffer: Vec<u8>) {
+        assert!(buffer.capacity() <= COLD_BUFFER_BYTES_MAX);
+        if self.cold_buffers.len() < COLD_CHUNKS_IN_MEMORY_MAX {
+            self.cold_buffers.push(buffer);
+        }
+    }
+}
+
+/// The cold chunks of one range being read, in file order: each is written once the ones
+/// before it are.
+struct ColdRange {
+    file: compio::fs::File,
+    /// The range's start, to recognise it when its turn comes.
+    position: u64,
+    end: u64,
+    /// Where the next chunk not yet started begins.
+    at: u64,
+    reads: VecDeque<JoinHandle<io::Result<ColdChunk>>>,
+    /// The file opened for direct reads, at the first cold chunk: `Some(None)` when its file
+    /// system refuses O_DIRECT (then buffered reads).
+    direct: Option<Option<compio::fs::File>>,
+}
+
+impl ColdRange {
+    fn new(range: FileRange<'_>) -> io::Result<Self> {
+        let end = range
+            .position
+            .checked_add(range.len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "file range overflow"))?;
+        Ok(Self {
+            file: range.file.clone(),
+            position: range.position,
+            end,
+            at: range.position,
+            reads: VecDeque::new(),
+            direct: None,
+        })
+    }
+
+    /// Whether this is `range` (the files of a response's ranges stay open while it is sent,
+    /// so their descriptors are not reused meanwhile).
+    fn is(&self, range: FileRange<'_>) -> bool {
+        self.file.as_raw_fd() == range.file.as_raw_fd()
+            && self.position == range.position
+            && Some(self.end) == range.position.checked_add(range.len)
+    }
+
+    fn all_started(&self) -> bool {
+        self.at == self.end
+    }
+
+    /// Starts reading the next cold chunks until `in_flight_max` are being read, the next chunk
+    /// is hot, or the read-ahead budget is spent. With `first_free`, a first read in flight
+    /// takes nothing from the budget (so every connection progresses); reads ahead of their
+    /// range's turn always take their share.
+    async fn start_reads(
+        &mut self,
+        in_flight_max: usize,
+        first_free: bool,
+        io: ColdReadIo,
+        buffers: &mut Vec<Vec<u8>>,
+    ) -> io::Result<()> {
+        while self.at < self.end && self.reads.len() < in_flight_max {
+            let chunk_len = chunk_end(self.at, self.end, page_bytes()) - self.at;
+            if is_resident(&self.file, self.at, chunk_len) {
+                // A hot chunk: spliced once the cold ones ahead of it are written.
+                break;
+            }
+            let budget = if first_free && self.reads.is_empty() {
+                ReadAheadPermit::free()
+            } else {
+                match ReadAheadPermit::take(chunk_len) {
+                    Some(permit) => permit,
+                    None => break,
+                }
+            };
+            if self.direct.is_none() {
+                self.direct = Some(match io {
+                    ColdReadIo::Direct => open_direct_or_refused(&self.file).await?,
+                    ColdReadIo::Buffered => None,
+                });
+            }
+            let source = match self.direct.as_ref().and_then(Option::as_ref) {
+                Some(direct) => ColdSource::Direct(direct.clone()),
+                None => ColdSource::Buffered(self.file.clone()),
+            };
+            // A kept buffer if there is one (warm pages), else a new one.
+            let spare = buffers.pop().unwrap_or_default();
+            self.reads.push_back(compio::runtime::spawn(read_cold(
+                source, self.at, chunk_len, spare, budget,
+            )));
+            self.at += chunk_len;
+        }
+        Ok(())
+    }
+}
+
+/// Where the chunk starting at `at` ends: at `end` if that is within [`COLD_CHUNK_BYTES_MAX`],
+/// else at the last page boundary within it (so chunks after the first are page-aligned and
+/// their pages can be dropped whole).
+fn chunk_end(at: u64, end: u64, page_bytes: u64) -> u64 {
+    assert!(at < end);
+    let limit = at + COLD_CHUNK_BYTES_MAX as u64;
+    if end <= limit {
+        return end;
+    }
+    let aligned = limit / page_bytes * page_bytes;
+    assert!(aligned > at, "a chunk holds more than one page");
+    aligned
+}
+
+/// Whether every page of the range is cached, timing the check. A failed check (a kernel before
+/// 6.5) counts as resident: the range is spliced as on the naive path.
+fn is_resident(file: &compio::fs::File, position: u64, len: u64) -> bool {
+    let started = Instant::now();
+    let residency = range_residency(file, position, len);
+    CHECK_COST.record(started.elapsed());
+    match residency {
+        Ok(residency) => residency.is_resident(),
+        Err(error) => {
+            if CHECK_FAILURES_TOTAL.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(%error, "page-cache residency check failed; splicing unchecked");
+            }
+            true
+        }
+    }
+}

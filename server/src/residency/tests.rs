@@ -1,0 +1,313 @@
+//! The range sender over real files and loopback sockets.
+// The tests' lock is held across awaits on purpose: each compio test runs its own runtime on its
+// own thread, and the lock orders those threads, not tasks of one runtime.
+#![allow(clippy::await_holding_lock)]
+
+use super::cold::READ_AHEAD_BYTES_IN_USE;
+use super::metrics::{COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, HOT_BYTES_TOTAL};
+use super::*;
+
+use std::io::Write;
+
+use compio::io::AsyncReadExt;
+use compio::net::TcpListener;
+use compio::BufResult;
+use ringtail_engine::io::{advise, Advice};
+
+#[test]
+fn chunks_end_on_page_boundaries_within_the_limit() {
+    let page = 4096;
+    let max = COLD_CHUNK_BYTES_MAX as u64;
+    assert_eq!(chunk_end(0, 10, page), 10);
+    assert_eq!(chunk_end(100, 100 + max, page), 100 + max);
+    assert_eq!(chunk_end(100, 101 + max, page), max);
+    assert_eq!(chunk_end(max, 3 * max, page), 2 * max);
+    // Walking a long unaligned range: every chunk within the limit, covering it exactly.
+    let (start, end) = (12_345u64, 12_345 + 5 * max + 777);
+    let mut at = start;
+    let mut chunks = 0;
+    while at < end {
+        let next = chunk_end(at, end, page);
+        assert!(next > at && next - at <= max);
+        assert!(next == end || next.is_multiple_of(page));
+        at = next;
+        chunks += 1;
+    }
+    assert_eq!((at, chunks), (end, 6));
+}
+
+/// Non-repeating contents, so bytes from a wrong offset cannot compare equal.
+fn contents(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// The read-ahead budget is one per process: tests that spend it or count on it take turns.
+static BUDGET_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    BUDGET_TESTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A file of `len` non-repeating bytes in `dir`, on disk and not in the page cache.
+async fn evicted_file(dir: &std::path::Path, len: usize) -> (Vec<u8>, compio::fs::File) {
+    let path = dir.join("segment.log");
+    let data = contents(len);
+    let mut writer = std::fs::File::create(&path).unwrap();
+    writer.write_all(&data).unwrap();
+    writer.sync_all().unwrap();
+    ringtail_engine::io::drop_cached_file_blocking(&writer).unwrap();
+    (data, compio::fs::File::open(&path).await.unwrap())
+}
+
+/// A connected pair over loopback: the client, and the broker's side.
+async fn socket_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
+/// Reads `len` bytes on `client` in a task of its own.
+fn receive(mut client: TcpStream, len: usize) -> JoinHandle<Vec<u8>> {
+    compio::runtime::spawn(async move {
+        let BufResult(result, received) = client.read_exact(vec![0u8; len]).await;
+        result.unwrap();
+        received
+    })
+}
+
+fn range(file: &compio::fs::File, position: u64, len: u64) -> FileRange<'_> {
+    FileRange {
+        file,
+        position,
+        len,
+    }
+}
+
+/// Waits until every read-ahead share is back (cancelled reads return theirs once the runtime
+/// has dropped them).
+async fn budget_returned() {
+    for _ in 0..500 {
+        if READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        compio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed), 0);
+}
+
+fn sender(cold_read_io: ColdReadIo) -> RangeSender {
+    RangeSender::new(SendPolicy {
+        check: ResidencyCheck::On,
+        cold_reads_in_flight: COLD_READS_IN_FLIGHT_DEFAULT,
+        cold_read_io,
+    })
+    .unwrap()
+}
+
+#[compio::test]
+async fn cold_ranges_read_direct_arrive_byte_for_byte_and_stay_out_of_the_page_cache() {
+    let direct_before = COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed);
+    let cold_bytes = send_a_partly_cached_range(ColdReadIo::Direct).await;
+    assert!(
+        COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed) - direct_before >= cold_bytes,
+        "the cold chunks were read with O_DIRECT"
+    );
+}
+
+#[compio::test]
+async fn cold_ranges_read_buffered_arrive_byte_for_byte_and_leave_the_page_cache() {
+    send_a_partly_cached_range(ColdReadIo::Buffered).await;
+}
+
+/// A cold range partly cached goes out in order (hot chunks spliced, cold ones from memory),
+/// and afterwards the pages read cold are not cached. Returns the cold bytes sent.
+async fn send_a_partly_cached_range(cold_read_io: ColdReadIo) -> u64 {
+    let _turn = take_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let file_len = 3 * COLD_CHUNK_BYTES_MAX + 5_000;
+    let (data, file) = evicted_file(dir.path(), file_len).await;
+    // The second MiB is hot (read in before), the rest cold.
+    let mb = COLD_CHUNK_BYTES_MAX as u64;
+    advise(&file, 0, 0, Advice::Random).await.unwrap();
+    ringtail_engine::io::read_at_most(&file, mb, COLD_CHUNK_BYTES_MAX)
+        .await
+        .unwrap();
+
+    let (client, mut server) = socket_pair().await;
+    let (position, len) = (7u64, file_len as u64 - 7);
+    let reader = receive(client, len as usize);
+    let (hot_before, cold_before) = (
+        HOT_BYTES_TOTAL.load(Ordering::Relaxed),
+        COLD_BYTES_TOTAL.load(Ordering::Relaxed),
+    );
+    let mut sender = sender(cold_read_io);
+    sender
+        .send(range(&file, position, len), None, &mut server)
+        .await
+        .unwrap();
+    let received = reader.await.unwrap();
+
+    assert!(
+        received[..] == data[7..],
+        "bytes differ from the file range"
+    );
+    // Other tests of this process may add to the counters, never subtract.
+    assert!(HOT_BYTES_TOTAL.load(Ordering::Relaxed) - hot_before >= mb);
+    assert!(COLD_BYTES_TOTAL.load(Ordering::Relaxed) - cold_before >= len - mb);
+    assert!(sender.cold_buffers.len() <= COLD_CHUNKS_IN_MEMORY_MAX);
+    assert!(sender
+        .cold_buffers
+        .iter()
+        .all(|buffer| buffer.capacity() <= COLD_BUFFER_BYTES_MAX));
+    let page = page_bytes();
+    let cold_tail = range_residency(&file, 2 * mb, file_len as u64 / page * page - 2 * mb).unwrap();
+    assert_eq!(cold_tail.cached_pages, 0, "cold chunks are not cached");
+    assert!(
+        range_residency(&file, mb, mb).unwrap().is_resident(),
+        "hot chunk kept"
+    );
+    assert_eq!(
+        READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed),
+        0,
+        "every chunk read ahead gave its budget back"
+    );
+    len - mb
+}
+
+#[compio::test]
+async fn a_cold_range_goes_out_whole_with_the_read_ahead_budget_spent() {
+    // Other connections hold the whole budget: this one reads one chunk at a time, and its
+    // bytes still all arrive, in order.
+    let _turn = take_turn();
+    let spent = ReadAheadPermit::take(COLD_READ_AHEAD_BYTES_MAX).expect("the budget is free");
+    assert!(ReadAheadPermit::take(1).is_none(), "nothing left");
+    let dir = tempfile::tempdir().unwrap();
+    let file_len = 4 * COLD_CHUNK_BYTES_MAX + 123;
+    let (data, file) = evicted_file(dir.path(), file_len).await;
+    let (client, mut server) = socket_pair().await;
+    let reader = receive(client, file_len);
+    sender(ColdReadIo::Direct)
+        .send(range(&file, 0, file_len as u64), None, &mut server)
+        .await
+        .unwrap();
+    assert!(reader.await.unwrap() == data, "bytes differ from the file");
+    assert_eq!(
+        READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed),
+        COLD_READ_AHEAD_BYTES_MAX,
+        "a connection's first read takes nothing from the budget"
+    );
+    drop(spent);
+    assert_eq!(READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed), 0);
+}
+
+#[compio::test]
+async fn a_cold_range_past_the_end_of_the_file_is_an_error() {
+    let _turn = take_turn();
+    // A plan naming bytes the file does not have (truncated on disk) must fail the send,
+    // not hang or send garbage; the reads started after the failing one are cancelled.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, file) = evicted_file(dir.path(), 10_000).await;
+    for cold_read_io in [ColdReadIo::Direct, ColdReadIo::Buffered] {
+        let (_client, mut server) = socket_pair().await;
+        let error = sender(cold_read_io)
+            .send(
+                range(&file, 5_000, 3 * COLD_CHUNK_BYTES_MAX as u64),
+                None,
+                &mut server,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.kind(),
+            io::ErrorKind::UnexpectedEof,
+            "{cold_read_io:?}"
+        );
+    }
+    budget_returned().await;
+}
+
+#[compio::test]
+async fn the_next_ranges_cold_reads_start_early_and_its_bytes_arrive_in_order() {
+    let _turn = take_turn();
+    // Three cold ranges of two files, each named as the next of the one before (as a Fetch
+    // response's ranges are): every byte arrives in order, and the reads started ahead are
+    // taken up by their range, or cancelled when another range comes instead.
+    let dir = tempfile::tempdir().unwrap();
+    let first_dir = dir.path().join("first");
+    let second_dir = dir.path().join("second");
+    std::fs::create_dir_all(&first_dir).unwrap();
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let mb = COLD_CHUNK_BYTES_MAX as u64;
+    let (first_data, first) = evicted_file(&first_dir, 3 * COLD_CHUNK_BYTES_MAX).await;
+    let (second_data, second) = evicted_file(&second_dir, 5 * COLD_CHUNK_BYTES_MAX).await;
+    for cold_read_io in [ColdReadIo::Direct, ColdReadIo::Buffered] {
+        let ranges = [
+            range(&first, 100, 2 * mb + 5),
+            range(&second, 4_097, 3 * mb),
+            range(&first, 2 * mb + 105, mb - 105),
+        ];
+        let expected: Vec<u8> = [
+            &first_data[100..(2 * mb + 105) as usize],
+            &second_data[4_097..(4_097 + 3 * mb) as usize],
+            &first_data[(2 * mb + 105) as usize..],
+        ]
+        .concat();
+        let (client, mut server) = socket_pair().await;
+        let reader = receive(client, expected.len());
+        let mut sender = sender(cold_read_io);
+        for (at, sent) in ranges.iter().enumerate() {
+            let next = ranges.get(at + 1).copied();
+            sender.send(*sent, next, &mut server).await.unwrap();
+            if at == 0 {
+                assert!(
+                    sender
+                        .ahead
+                        .as_ref()
+                        .is_some_and(|ahead| ahead.is(ranges[1]) && !ahead.reads.is_empty()),
+                    "{cold_read_io:?}: the second range's reads started during the first"
+                );
+            }
+        }
+        assert!(
+            reader.await.unwrap() == expected,
+            "{cold_read_io:?}: bytes differ"
+        );
+        assert!(sender.ahead.is_none(), "the last range had no next");
+        budget_returned().await;
+
+        // Reads started for a next range that does not come are cancelled.
+        let (client, mut server) = socket_pair().await;
+        let reader = receive(client, (2 * mb) as usize);
+        let mut sender = self::sender(cold_read_io);
+        sender
+            .send(
+                range(&second, 0, mb),
+                Some(range(&second, 3 * mb, mb)),
+                &mut server,
+            )
+            .await
+            .unwrap();
+        sender
+            .send(range(&second, mb, mb), None, &mut server)
+            .await
+            .unwrap();
+        assert!(
+            reader.await.unwrap()[..] == second_data[..(2 * mb) as usize],
+            "{cold_read_io:?}: bytes differ"
+        );
+        budget_returned().await;
+    }
+}
