@@ -22,6 +22,11 @@
 //!     (`POSIX_FADV_DONTNEED`, on io_uring). A catch-up reader holds a few chunks in the page
 //!     cache, never a window of the kernel's choosing ([decision 0008](../../../docs/decisions/0008-cold-reads-drop-behind.md)).
 //!
+//! A Fetch's ranges go out one after the other; the writer names the next one, and once every
+//! cold chunk of a range is being read, the next range's first cold chunks are started too
+//! (within the same in-flight limit, always taking their share of the budget; cancelled if
+//! another range comes instead), so the disk does not wait at range boundaries.
+//!
 //! The connection's writer awaits all this, and it alone: responses of one connection go out in
 //! order anyway, and the shard's other connections are served meanwhile.
 //!
