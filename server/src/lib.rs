@@ -34,6 +34,8 @@ mod residency;
 mod sasl;
 mod settings;
 mod shard;
+#[cfg(test)]
+mod test_bytes;
 mod tls;
 mod topics;
 mod transport;

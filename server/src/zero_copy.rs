@@ -220,15 +220,7 @@ mod tests {
 
     /// Non-repeating contents, so a range sent from the wrong offset cannot compare equal.
     fn contents(len: usize) -> Vec<u8> {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
+        crate::test_bytes::non_repeating(len, 0x9E37_79B9_7F4A_7C15)
     }
 
     struct Fixture {

@@ -115,7 +115,7 @@ mod tests {
     use super::*;
 
     fn contents(len: usize) -> Vec<u8> {
-        (0..len).map(|at| (at * 31 % 251) as u8).collect()
+        crate::test_bytes::non_repeating(len, 0xD1B5_4A32_D192_ED03)
     }
 
     async fn file_with(dir: &std::path::Path, bytes: &[u8]) -> compio::fs::File {

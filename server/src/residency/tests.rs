@@ -38,15 +38,7 @@ fn chunks_end_on_page_boundaries_within_the_limit() {
 
 /// Non-repeating contents, so bytes from a wrong offset cannot compare equal.
 fn contents(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    crate::test_bytes::non_repeating(len, 0x2545_F491_4F6C_DD1D)
 }
 
 /// The read-ahead budget is one per process: tests that spend it or count on it take turns.
