@@ -22,8 +22,12 @@ use super::{COLD_CHUNK_BYTES_MAX, COLD_READ_AHEAD_BYTES_MAX};
 
 /// Where a cold chunk is read from.
 pub(super) enum ColdSource {
-    /// The segment opened with `O_DIRECT`.
-    Direct(compio::fs::File),
+    /// The segment opened with `O_DIRECT` (`direct`), and as the engine opened it (`file`), for
+    /// a buffered read should the direct one be refused.
+    Direct {
+        direct: compio::fs::File,
+        file: compio::fs::File,
+    },
     /// The segment itself, through the page cache (pages dropped once written).
     Buffered(compio::fs::File),
 }
@@ -34,12 +38,26 @@ pub(super) async fn open_direct_or_refused(
     file: &compio::fs::File,
 ) -> io::Result<Option<compio::fs::File>> {
     let direct = open_direct(file).await?;
-    if direct.is_none() && DIRECT_REFUSED_TOTAL.fetch_add(1, Ordering::Relaxed) == 0 {
+    if direct.is_none() {
+        direct_refused("at open");
+    }
+    Ok(direct)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Unit tests: direct reads on this thread fail as a file system refusing them would.
+    pub(super) static REFUSE_DIRECT_READS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Counts a file system's refusal of `O_DIRECT` (then buffered reads), logged the first time.
+fn direct_refused(when: &str) {
+    if DIRECT_REFUSED_TOTAL.fetch_add(1, Ordering::Relaxed) == 0 {
         tracing::warn!(
+            when,
             "a data dir's file system refuses O_DIRECT; its cold reads go through the page cache"
         );
     }
-    Ok(direct)
 }
 
 /// A cold chunk read into memory and not yet written.
@@ -59,7 +77,7 @@ pub(super) async fn read_cold(
     source: ColdSource,
     position: u64,
     len: u64,
-    mut buffer: Vec<u8>,
+    buffer: Vec<u8>,
     budget: ReadAheadPermit,
 ) -> io::Result<ColdChunk> {
     let len_bytes = usize::try_from(len).expect("a chunk is at most COLD_CHUNK_BYTES_MAX");
@@ -68,20 +86,29 @@ pub(super) async fn read_cold(
     let started = Instant::now();
     // A file shorter than its plan fails with UnexpectedEof, as the splice path does.
     let (buffer, bytes, buffered) = match source {
-        ColdSource::Direct(direct) => {
-            let (buffer, bytes) = read_direct(&direct, position, len_bytes, buffer).await?;
-            (buffer, bytes, false)
+        ColdSource::Direct { direct, file } => {
+            #[cfg(test)]
+            let direct_read = if REFUSE_DIRECT_READS.with(std::cell::Cell::get) {
+                Err(io::Error::from_raw_os_error(libc::EINVAL))
+            } else {
+                read_direct(&direct, position, len_bytes, buffer).await
+            };
+            #[cfg(not(test))]
+            let direct_read = read_direct(&direct, position, len_bytes, buffer).await;
+            match direct_read {
+                Ok((buffer, bytes)) => (buffer, bytes, false),
+                // A file system may take the open and refuse the read (alignment it wants
+                // larger than 4 KiB, or none at all): this chunk is read buffered instead.
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                    direct_refused("at read");
+                    let buffer = read_buffered(&file, position, len_bytes, Vec::new()).await?;
+                    (buffer, 0..len_bytes, true)
+                }
+                Err(error) => return Err(error),
+            }
         }
         ColdSource::Buffered(file) => {
-            // Per open file, cheap and idempotent: the read below brings in only its own pages.
-            advise(&file, 0, 0, Advice::Random).await?;
-            buffer.clear();
-            buffer.reserve_exact(len_bytes);
-            let BufResult(result, slice) = file
-                .read_exact_at(buffer.slice(0..len_bytes), position)
-                .await;
-            let buffer = slice.into_inner();
-            result?;
+            let buffer = read_buffered(&file, position, len_bytes, buffer).await?;
             (buffer, 0..len_bytes, true)
         }
     };
@@ -97,6 +124,26 @@ pub(super) async fn read_cold(
         _in_progress: in_progress,
         _budget: budget,
     })
+}
+
+/// Reads `len_bytes` from `position` of `file` through the page cache into `buffer`, without
+/// readahead.
+async fn read_buffered(
+    file: &compio::fs::File,
+    position: u64,
+    len_bytes: usize,
+    mut buffer: Vec<u8>,
+) -> io::Result<Vec<u8>> {
+    // Per open file, cheap and idempotent: the read below brings in only its own pages.
+    advise(file, 0, 0, Advice::Random).await?;
+    buffer.clear();
+    buffer.reserve_exact(len_bytes);
+    let BufResult(result, slice) = file
+        .read_exact_at(buffer.slice(0..len_bytes), position)
+        .await;
+    let buffer = slice.into_inner();
+    result?;
+    Ok(buffer)
 }
 
 /// Writes a cold chunk to the socket, then drops its pages if it was read buffered; returns its

@@ -311,7 +311,10 @@ impl ColdRange {
                 });
             }
             let source = match self.direct.as_ref().and_then(Option::as_ref) {
-                Some(direct) => ColdSource::Direct(direct.clone()),
+                Some(direct) => ColdSource::Direct {
+                    direct: direct.clone(),
+                    file: self.file.clone(),
+                },
                 None => ColdSource::Buffered(self.file.clone()),
             };
             // A kept buffer if there is one (warm pages), else a new one.

@@ -3,8 +3,10 @@
 // own thread, and the lock orders those threads, not tasks of one runtime.
 #![allow(clippy::await_holding_lock)]
 
-use super::cold::READ_AHEAD_BYTES_IN_USE;
-use super::metrics::{COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, HOT_BYTES_TOTAL};
+use super::cold::{READ_AHEAD_BYTES_IN_USE, REFUSE_DIRECT_READS};
+use super::metrics::{
+    COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, DIRECT_REFUSED_TOTAL, HOT_BYTES_TOTAL,
+};
 use super::*;
 
 use std::io::Write;
@@ -111,6 +113,7 @@ fn sender(cold_read_io: ColdReadIo) -> RangeSender {
 
 #[compio::test]
 async fn cold_ranges_read_direct_arrive_byte_for_byte_and_stay_out_of_the_page_cache() {
+    let _turn = take_turn();
     let direct_before = COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed);
     let cold_bytes = send_a_partly_cached_range(ColdReadIo::Direct).await;
     assert!(
@@ -121,13 +124,32 @@ async fn cold_ranges_read_direct_arrive_byte_for_byte_and_stay_out_of_the_page_c
 
 #[compio::test]
 async fn cold_ranges_read_buffered_arrive_byte_for_byte_and_leave_the_page_cache() {
+    let _turn = take_turn();
     send_a_partly_cached_range(ColdReadIo::Buffered).await;
+}
+
+#[compio::test]
+async fn direct_reads_a_file_system_refuses_are_read_buffered_instead() {
+    // A file system may take an O_DIRECT open and refuse the reads (EINVAL): the chunks are read
+    // through the page cache instead (and dropped behind), counted as refused.
+    let _turn = take_turn();
+    let refused_before = DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed);
+    let direct_before = COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed);
+    REFUSE_DIRECT_READS.with(|refuse| refuse.set(true));
+    send_a_partly_cached_range(ColdReadIo::Direct).await;
+    REFUSE_DIRECT_READS.with(|refuse| refuse.set(false));
+    assert!(DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed) > refused_before);
+    assert_eq!(
+        COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed),
+        direct_before,
+        "no chunk went out as read direct"
+    );
 }
 
 /// A cold range partly cached goes out in order (hot chunks spliced, cold ones from memory),
 /// and afterwards the pages read cold are not cached. Returns the cold bytes sent.
+/// Callers take their turn first (the counters they read are the process's).
 async fn send_a_partly_cached_range(cold_read_io: ColdReadIo) -> u64 {
-    let _turn = take_turn();
     let dir = tempfile::tempdir().unwrap();
     let file_len = 3 * COLD_CHUNK_BYTES_MAX + 5_000;
     let (data, file) = evicted_file(dir.path(), file_len).await;
