@@ -8,12 +8,18 @@ from /metrics before and after the run. Prints, per stage, the requests, the mea
 bounds under which 50% and 99% fell (the histogram's buckets, 1-2.5-5 steps), beside the client's
 own view (delivery latency and librdkafka's broker round trip).
 
+With `--client loadgen` the load is `ringtail-loadgen run` at the same rate instead (1 KiB, acks=1,
+its own batching: the `fixed-rate-latency` scenario's client), and the client's figures are the
+loadgen's.
+
 Usage: python3 scripts/produce_stages.py [--rate 50000] [--duration-s 15] [--warmup-s 5] [--partitions 8]
+           [--client librdkafka|loadgen]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import socket
 import subprocess
@@ -87,36 +93,63 @@ class Ringtail:
                 time.sleep(0.1)
 
 
+def loadgen_paced(broker: Ringtail, args, topic: str) -> dict:
+    """The loadgen's open-loop producer at `args.rate`: its own latency percentiles."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as report_file:
+        subprocess.run(
+            [str(ROOT / "target/release/ringtail-loadgen"), "run", "--bootstrap", broker.bootstrap,
+             "--quiet", "--json", report_file.name, "--topic", topic,
+             "--partitions", str(args.partitions), "--message-bytes", "1024", "--consumers", "0",
+             "--acks", "1", "--rate", str(args.rate), "--duration-s", str(args.duration_s),
+             "--warmup-s", str(args.warmup_s)],
+            check=True, stdout=subprocess.DEVNULL)
+        report = json.load(open(report_file.name))
+    latency = report["produce"]["latency_us"]
+    return {"records_per_s": report["produce"]["msgs_per_s"], "p50_ms": latency["p50"] / 1000,
+            "p99_ms": latency["p99"] / 1000, "p999_ms": latency["p999"] / 1000}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=int, default=50_000)
     parser.add_argument("--duration-s", type=int, default=15)
     parser.add_argument("--warmup-s", type=int, default=5)
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--client", choices=["librdkafka", "loadgen"], default="librdkafka")
     args = parser.parse_args()
-    from confluent_kafka.admin import AdminClient, NewTopic
     with tempfile.TemporaryDirectory(prefix="produce-stages-", dir="/var/tmp") as work:
         broker = Ringtail(Path(work))
         try:
             topic = "stages"
-            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-            admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(30)
+            if args.client == "librdkafka":
+                from confluent_kafka.admin import AdminClient, NewTopic
+
+                admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+                admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(30)
             before = scrape(broker.metrics_port)
-            client = librdkafka_paced(broker, args, topic)
+            if args.client == "librdkafka":
+                client = librdkafka_paced(broker, args, topic)
+            else:
+                client = loadgen_paced(broker, args, topic)
             stages = delta(scrape(broker.metrics_port), before)
         finally:
             broker.proc.terminate()
             broker.proc.wait(30)
     print(f"`python3 scripts/produce_stages.py --rate {args.rate} --duration-s {args.duration_s} "
-          f"--warmup-s {args.warmup_s} --partitions {args.partitions}` ({time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime())})\n")
-    print(f"Client: {client['records_per_s']:.0f} records/s, delivery p50 {client['p50_ms']:.2f} ms, "
-          f"p99 {client['p99_ms']:.2f} ms; librdkafka broker rtt p50 {client['rtt_p50_ms_median_window']:.2f} ms, "
-          f"p99 {client['rtt_p99_ms_median_window']:.2f} ms (median of 1 s windows); errors {client['errors']}.\n")
-    print("| stage | count | mean ms | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|")
+          f"--warmup-s {args.warmup_s} --partitions {args.partitions} --client {args.client}` "
+          f"({time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime())})\n")
+    if args.client == "librdkafka":
+        print(f"Client: {client['records_per_s']:.0f} records/s, delivery p50 {client['p50_ms']:.2f} ms, "
+              f"p99 {client['p99_ms']:.2f} ms; librdkafka broker rtt p50 {client['rtt_p50_ms_median_window']:.2f} ms, "
+              f"p99 {client['rtt_p99_ms_median_window']:.2f} ms (median of 1 s windows); errors {client['errors']}.\n")
+    else:
+        print(f"Client (ringtail-loadgen): {client['records_per_s']:.0f} records/s, produce latency "
+              f"p50 {client['p50_ms']:.2f}, p99 {client['p99_ms']:.2f}, p99.9 {client['p999_ms']:.2f} ms.\n")
+    print("| stage | count | mean ms | p50 ms | p99 ms | p99.9 ms |\n|---|---:|---:|---:|---:|---:|")
     for stage, entry in stages.items():
         mean = entry["sum"] / entry["count"] * 1000 if entry["count"] else 0.0
         print(f"| {stage} | {entry['count']} | {mean:.3f} | {ms(quantile_bound(entry['buckets'], 0.5))} "
-              f"| {ms(quantile_bound(entry['buckets'], 0.99))} |")
+              f"| {ms(quantile_bound(entry['buckets'], 0.99))} | {ms(quantile_bound(entry['buckets'], 0.999))} |")
 
 
 if __name__ == "__main__":
