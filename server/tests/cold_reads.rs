@@ -208,13 +208,83 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
         records == fetched_records(&hot),
         "cold bytes equal the hot ones"
     );
-    assert!(common::scrape(&broker, "ringtail_fetch_cold_bytes_total") > 0);
+    let cold_bytes = common::scrape(&broker, "ringtail_fetch_cold_bytes_total");
+    assert!(cold_bytes > 0);
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_direct_bytes_total"),
+        cold_bytes,
+        "cold chunks are read with O_DIRECT by default"
+    );
     assert_eq!(
         common::scrape(&broker, "ringtail_fetch_cold_reads_in_progress"),
         0
     );
     assert!(common::scrape(&broker, "ringtail_fetch_cold_read_wait_seconds_count") > 0);
     assert!(common::scrape(&broker, "ringtail_fetch_residency_check_seconds_count") > 0);
+}
+
+#[test]
+fn a_fetch_of_several_cold_ranges_returns_the_same_bytes_read_direct_or_buffered() {
+    // One Fetch over three evicted partitions, 1 MiB each at most: every range is read cold,
+    // the next range's reads starting while one is written; the bytes are the ones a fetch of
+    // the same data gave while it was hot, in both read modes.
+    for (mode, direct_expected) in [("direct", true), ("buffered", false)] {
+        let broker = start_broker(&["--fetch-cold-read-io", mode], None);
+        let mut client = connect(&broker);
+        let topics = ["first", "second", "third"];
+        for topic in topics {
+            create_topic(&mut client, topic);
+            produce_backlog(&mut client, topic, 3);
+        }
+        let mut request = common::fetch_from_start(topics[0], 100, 64 << 20, 1 << 20);
+        for topic in &topics[1..] {
+            let mut other = request.topics[0].clone();
+            other.topic = TopicName(StrBytes::from_string(topic.to_string()));
+            request.topics.push(other);
+        }
+        let records_of = |response: &FetchResponse| -> Vec<Bytes> {
+            assert_eq!(response.responses.len(), topics.len());
+            response
+                .responses
+                .iter()
+                .map(|topic| {
+                    let partition = &topic.partitions[0];
+                    assert_eq!(partition.error_code, 0);
+                    partition.records.clone().unwrap()
+                })
+                .collect()
+        };
+        let hot: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
+        let hot = records_of(&hot);
+        assert!(hot.iter().all(|records| records.len() > 512 * 1024));
+
+        for topic in topics {
+            evict_partition(&broker, topic);
+        }
+        let cold: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
+        assert!(
+            records_of(&cold) == hot,
+            "{mode}: cold bytes differ from the hot ones"
+        );
+        let cold_bytes = common::scrape(&broker, "ringtail_fetch_cold_bytes_total");
+        let direct_bytes = common::scrape(&broker, "ringtail_fetch_cold_direct_bytes_total");
+        assert!(cold_bytes > 0, "{mode}: the evicted ranges were read cold");
+        assert_eq!(
+            direct_bytes == cold_bytes,
+            direct_expected,
+            "{mode}: {direct_bytes} of {cold_bytes} cold bytes read direct"
+        );
+        assert_eq!(direct_bytes > 0, direct_expected, "{mode}");
+        // A chunk's share returns just after its last byte is written: poll, do not race it.
+        let deadline = Instant::now() + STEP_DEADLINE;
+        while common::scrape(&broker, "ringtail_fetch_cold_read_ahead_bytes") > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{mode}: reads ahead kept their budget"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 #[test]
