@@ -158,7 +158,7 @@ fn parse_args() -> Result<Options, String> {
     if options.dirs.is_empty() {
         return Err("give at least one directory".to_string());
     }
-    if options.chunk_kib == 0 || (options.chunk_kib * 1024) % ALIGN_BYTES != 0 {
+    if options.chunk_kib == 0 || !(options.chunk_kib * 1024).is_multiple_of(ALIGN_BYTES) {
         return Err("--chunk-kib must be a positive multiple of 4".to_string());
     }
     Ok(options)
