@@ -32,30 +32,43 @@ pub(super) enum ColdSource {
     Buffered(compio::fs::File),
 }
 
-/// Opens `file` for direct reads; `None` (buffered reads, counted and logged once) if its file
-/// system refuses `O_DIRECT`.
-pub(super) async fn open_direct_or_refused(
-    file: &compio::fs::File,
-) -> io::Result<Option<compio::fs::File>> {
-    let direct = open_direct(file).await?;
-    if direct.is_none() {
-        direct_refused("at open");
+/// Opens `file` for direct reads; `None` if that fails (its file system refuses `O_DIRECT`, or
+/// the open itself fails: out of descriptors, no `/proc`). Cold reads then go through the page
+/// cache: a fetch never fails for want of a direct descriptor. Counted, logged once.
+pub(super) async fn open_direct_or_refused(file: &compio::fs::File) -> Option<compio::fs::File> {
+    #[cfg(test)]
+    let opened = if REFUSE_DIRECT_OPENS.with(std::cell::Cell::get) {
+        Err(io::Error::from_raw_os_error(libc::EMFILE))
+    } else {
+        open_direct(file).await
+    };
+    #[cfg(not(test))]
+    let opened = open_direct(file).await;
+    match opened {
+        Ok(direct) => Some(direct),
+        Err(error) => {
+            direct_refused("at open", &error);
+            None
+        }
     }
-    Ok(direct)
 }
 
 #[cfg(test)]
 thread_local! {
     /// Unit tests: direct reads on this thread fail as a file system refusing them would.
     pub(super) static REFUSE_DIRECT_READS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Unit tests: direct opens on this thread fail as with no descriptor left.
+    pub(super) static REFUSE_DIRECT_OPENS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Counts a file system's refusal of `O_DIRECT` (then buffered reads), logged the first time.
-fn direct_refused(when: &str) {
+/// Counts a direct open or read that failed or was refused (then buffered reads), logged the
+/// first time.
+fn direct_refused(when: &str, error: &io::Error) {
     if DIRECT_REFUSED_TOTAL.fetch_add(1, Ordering::Relaxed) == 0 {
         tracing::warn!(
             when,
-            "a data dir's file system refuses O_DIRECT; its cold reads go through the page cache"
+            %error,
+            "an O_DIRECT cold read failed; such reads go through the page cache"
         );
     }
 }
@@ -100,7 +113,7 @@ pub(super) async fn read_cold(
                 // A file system may take the open and refuse the read (alignment it wants
                 // larger than 4 KiB, or none at all): this chunk is read buffered instead.
                 Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
-                    direct_refused("at read");
+                    direct_refused("at read", &error);
                     let buffer = read_buffered(&file, position, len_bytes, Vec::new()).await?;
                     (buffer, 0..len_bytes, true)
                 }

@@ -59,7 +59,7 @@ pub fn render_metrics(out: &mut String) {
         ),
         (
             "fetch_cold_direct_refused_total",
-            "Direct opens or reads a file system refused (those cold chunks then read buffered).",
+            "Direct opens or reads that failed or were refused (those cold chunks then read buffered).",
             "counter",
             DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed),
         ),

@@ -188,7 +188,7 @@ impl RangeSender {
                     self.cold_read_io,
                     &mut self.cold_buffers,
                 )
-                .await?;
+                .await;
             if let Some(next) = next.filter(|_| current.all_started()) {
                 if self.ahead.is_none() {
                     self.ahead = Some(ColdRange::new(next)?);
@@ -199,7 +199,7 @@ impl RangeSender {
                 if let Some(ahead) = self.ahead.as_mut() {
                     ahead
                         .start_reads(room, false, self.cold_read_io, &mut self.cold_buffers)
-                        .await?;
+                        .await;
                 }
             }
             match current.reads.pop_front() {
@@ -289,7 +289,7 @@ impl ColdRange {
         first_free: bool,
         io: ColdReadIo,
         buffers: &mut Vec<Vec<u8>>,
-    ) -> io::Result<()> {
+    ) {
         while self.at < self.end && self.reads.len() < in_flight_max {
             let chunk_len = chunk_end(self.at, self.end, page_bytes()) - self.at;
             if is_resident(&self.file, self.at, chunk_len) {
@@ -306,7 +306,7 @@ impl ColdRange {
             };
             if self.direct.is_none() {
                 self.direct = Some(match io {
-                    ColdReadIo::Direct => open_direct_or_refused(&self.file).await?,
+                    ColdReadIo::Direct => open_direct_or_refused(&self.file).await,
                     ColdReadIo::Buffered => None,
                 });
             }
@@ -324,7 +324,6 @@ impl ColdRange {
             )));
             self.at += chunk_len;
         }
-        Ok(())
     }
 }
 

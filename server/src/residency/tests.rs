@@ -3,7 +3,7 @@
 // own thread, and the lock orders those threads, not tasks of one runtime.
 #![allow(clippy::await_holding_lock)]
 
-use super::cold::{READ_AHEAD_BYTES_IN_USE, REFUSE_DIRECT_READS};
+use super::cold::{READ_AHEAD_BYTES_IN_USE, REFUSE_DIRECT_OPENS, REFUSE_DIRECT_READS};
 use super::metrics::{
     COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, DIRECT_REFUSED_TOTAL, HOT_BYTES_TOTAL,
 };
@@ -130,20 +130,23 @@ async fn cold_ranges_read_buffered_arrive_byte_for_byte_and_leave_the_page_cache
 
 #[compio::test]
 async fn direct_reads_a_file_system_refuses_are_read_buffered_instead() {
-    // A file system may take an O_DIRECT open and refuse the reads (EINVAL): the chunks are read
-    // through the page cache instead (and dropped behind), counted as refused.
+    // A file system may take an O_DIRECT open and refuse the reads (EINVAL), or the open may
+    // fail (no descriptor left, no /proc): the chunks are read through the page cache instead
+    // (and dropped behind), counted as refused, and the fetch goes out whole.
     let _turn = take_turn();
-    let refused_before = DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed);
-    let direct_before = COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed);
-    REFUSE_DIRECT_READS.with(|refuse| refuse.set(true));
-    send_a_partly_cached_range(ColdReadIo::Direct).await;
-    REFUSE_DIRECT_READS.with(|refuse| refuse.set(false));
-    assert!(DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed) > refused_before);
-    assert_eq!(
-        COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed),
-        direct_before,
-        "no chunk went out as read direct"
-    );
+    for knob in [&REFUSE_DIRECT_READS, &REFUSE_DIRECT_OPENS] {
+        let refused_before = DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed);
+        let direct_before = COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed);
+        knob.with(|refuse| refuse.set(true));
+        send_a_partly_cached_range(ColdReadIo::Direct).await;
+        knob.with(|refuse| refuse.set(false));
+        assert!(DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed) > refused_before);
+        assert_eq!(
+            COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed),
+            direct_before,
+            "no chunk went out as read direct"
+        );
+    }
 }
 
 /// A cold range partly cached goes out in order (hot chunks spliced, cold ones from memory),
