@@ -311,6 +311,14 @@ impl Group {
             self.initial_delay_until_ms = now_ms + INITIAL_REBALANCE_DELAY_MS;
         }
         self.rebalance_deadline_ms = now_ms + rebalance_timeout_ms.max(INITIAL_REBALANCE_DELAY_MS);
+        // As Kafka logs its rebalances: a stalled group's log then says where it stopped.
+        tracing::info!(
+            group = %self.group_id,
+            generation = self.generation_id,
+            members = self.members.len(),
+            rebalance_timeout_ms,
+            "preparing to rebalance"
+        );
         self.phase = GroupPhase::PreparingRebalance;
         effects
     }
@@ -326,7 +334,15 @@ impl Group {
         if !(deadline_passed || (all_joined && now_ms >= self.initial_delay_until_ms)) {
             return Vec::new();
         }
+        let before = self.members.len();
         self.members.retain(|_, member| member.awaiting_join);
+        if self.members.len() < before {
+            tracing::info!(
+                group = %self.group_id,
+                dropped = before - self.members.len(),
+                "members that did not rejoin within the rebalance timeout were removed"
+            );
+        }
         self.generation_id += 1;
         if self.members.is_empty() {
             self.phase = GroupPhase::Empty;
@@ -359,6 +375,14 @@ impl Group {
             self.leader = self.members.keys().next().cloned();
         }
         self.phase = GroupPhase::CompletingRebalance;
+        tracing::info!(
+            group = %self.group_id,
+            generation = self.generation_id,
+            members = self.members.len(),
+            leader = self.leader.as_deref().unwrap_or(""),
+            protocol = self.protocol_name.as_deref().unwrap_or(""),
+            "joined; waiting for the leader's assignment"
+        );
         let ids: Vec<String> = self.members.keys().cloned().collect();
         let mut effects = Vec::with_capacity(ids.len());
         for id in ids {
@@ -488,6 +512,12 @@ impl Group {
                     }
                 }
                 self.phase = GroupPhase::Stable;
+                tracing::info!(
+                    group = %self.group_id,
+                    generation = self.generation_id,
+                    members = self.members.len(),
+                    "stable: the leader's assignment handed out"
+                );
                 let mut reply = Reply::Later(member_id.to_string());
                 let mut effects = Vec::new();
                 let waiting: Vec<String> = self
