@@ -88,6 +88,41 @@ pub fn self_cpu() -> Result<CpuTime, CpuError> {
     Ok(CpuTime { user, system })
 }
 
+/// Busy CPU time of the whole machine so far, all CPUs: every column of `/proc/stat`'s `cpu`
+/// line but idle and iowait. Counts what no one process is charged for (the kernel's writeback
+/// and softirq work), so a measurement can report the machine's cost beside a process's.
+pub fn machine_busy_cpu() -> Result<Duration, CpuError> {
+    let path = "/proc/stat";
+    let text = fs::read_to_string(path).map_err(|source| CpuError::Read {
+        path: path.to_string(),
+        source,
+    })?;
+    let busy_ticks = parse_busy_ticks(&text).map_err(|detail| CpuError::Format {
+        path: path.to_string(),
+        detail,
+    })?;
+    let ticks_per_s = sys::clock_ticks_per_s().map_err(CpuError::ClockTicks)?;
+    Ok(ticks_to_duration(busy_ticks, ticks_per_s))
+}
+
+/// Busy clock ticks from `/proc/stat`'s first line: `cpu user nice system idle iowait irq
+/// softirq steal ...` without idle (4th) and iowait (5th).
+fn parse_busy_ticks(text: &str) -> Result<u64, String> {
+    let line = text.lines().next().ok_or("empty")?;
+    let mut columns = line.split_whitespace();
+    if columns.next() != Some("cpu") {
+        return Err(format!("first line is {line:?}"));
+    }
+    let mut busy = 0u64;
+    for (at, raw) in columns.enumerate() {
+        let ticks: u64 = raw.parse().map_err(|_| format!("column {raw:?}"))?;
+        if at != 3 && at != 4 {
+            busy += ticks;
+        }
+    }
+    Ok(busy)
+}
+
 fn ticks_to_duration(ticks: u64, ticks_per_s: u64) -> Duration {
     assert!(ticks_per_s > 0);
     let whole_s = ticks / ticks_per_s;
@@ -240,6 +275,15 @@ impl crate::run::CpuProbe for ProcessCpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_ticks_leave_out_idle_and_iowait() {
+        let text = "cpu  100 2 30 5000 40 6 7 8 0 0\ncpu0 50 1 15 2500 20 3 3 4 0 0\n";
+        assert_eq!(parse_busy_ticks(text), Ok(100 + 2 + 30 + 6 + 7 + 8));
+        assert!(parse_busy_ticks("intr 5\n").is_err());
+        assert!(parse_busy_ticks("cpu 1 x\n").is_err());
+        assert!(machine_busy_cpu().unwrap() > Duration::ZERO);
+    }
     use std::net::TcpListener;
     use std::process::{Command, Stdio};
     use std::time::Instant;

@@ -648,7 +648,8 @@ async fn send(
             Ok(stream.write_all(frame).await?)
         }
         Response::Fetch(fetch) => {
-            // Every record range in sending order, so each can name the one after it.
+            // Every record range in sending order; `following` yields, for each range sent, the
+            // one after it (its cold reads may start early).
             let ranges: Vec<&ringtail_engine::FileSlice> = fetch
                 .parts
                 .iter()
@@ -660,22 +661,18 @@ async fn send(
                 })
                 .flatten()
                 .collect();
-            let mut ranges_sent = 0;
-            for part in &fetch.parts {
+            let mut following = ranges.iter().skip(1).copied();
+            for part in fetch.parts {
                 match part {
                     api::fetch_response::FramePart::Inline(bytes) => {
                         crate::metrics::record_bytes_out(bytes.len() as u64);
-                        stream.write_all(bytes.clone()).await?;
+                        stream.write_all(bytes).await?;
                     }
                     api::fetch_response::FramePart::Records { topic, partition } => {
-                        // This part's ranges are the next ones in `ranges`.
-                        for _ in 0..fetch.records[*topic][*partition].len() {
-                            let slice = ranges[ranges_sent];
-                            let next = ranges.get(ranges_sent + 1).copied();
+                        for slice in &fetch.records[topic][partition] {
                             let sender = splice.get().map_err(SendError::NoPipe)?;
-                            send_slice(stream, sender, slice, next).await?;
+                            send_slice(stream, sender, slice, following.next()).await?;
                             crate::metrics::record_bytes_out(slice.len);
-                            ranges_sent += 1;
                         }
                     }
                 }

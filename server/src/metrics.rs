@@ -298,10 +298,7 @@ async fn render(context: &Rc<ShardContext>) -> String {
             TOPIC_CREATIONS_REFUSED.load(Ordering::Relaxed),
         ),
     ] {
-        let _ = writeln!(
-            out,
-            "# HELP ringtail_{name} {help}\n# TYPE ringtail_{name} {kind}\nringtail_{name} {value}"
-        );
+        render_scalar(&mut out, name, help, kind, value);
     }
     let on_disk = crate::disks::partitions_on_disk(context).await;
     crate::disks::render_metrics(context, &on_disk, &mut out);
@@ -355,4 +352,13 @@ async fn render(context: &Rc<ShardContext>) -> String {
         );
     }
     out
+}
+
+/// Appends one unlabelled series, `ringtail_<name>`, with its HELP and TYPE lines.
+pub fn render_scalar(out: &mut String, name: &str, help: &str, kind: &str, value: u64) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "# HELP ringtail_{name} {help}\n# TYPE ringtail_{name} {kind}\nringtail_{name} {value}"
+    );
 }

@@ -14,8 +14,9 @@ pub struct Settings {
     pub auto_create_topics_per_request_max: u32,
     /// Broker-side cap on a Fetch response's record bytes (`--fetch-max-bytes`).
     pub fetch_max_bytes: u32,
-    /// How fetched ranges go out: the page-cache residency check (`--fetch-residency-check`) and
-    /// the cold chunks of a range read at once (`--fetch-cold-reads-in-flight`).
+    /// How fetched ranges go out: the page-cache residency check (`--fetch-residency-check`), the
+    /// cold chunks of a range read at once (`--fetch-cold-reads-in-flight`) and how they are read
+    /// (`--fetch-cold-read-io`).
     pub fetch_send_policy: crate::residency::SendPolicy,
     /// Idle connections close after this (`--connections-max-idle-ms`).
     pub connections_max_idle_ms: u64,

@@ -18,6 +18,8 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use ringtail_loadgen::cpu;
+
 const ALIGN_BYTES: usize = 4096;
 
 #[derive(Clone, Copy, Debug)]
@@ -32,46 +34,13 @@ struct Measured {
     machine_busy_cpu_s: f64,
 }
 
-/// CPU seconds (user + system) of this process, from /proc/self/stat.
-fn process_cpu_s() -> io::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .ok_or_else(|| io::Error::other("unreadable /proc/self/stat"))?
-        .1
-        .split_whitespace()
-        .collect();
-    // After the command: state is field 3; utime and stime are fields 14 and 15.
-    let ticks: f64 = fields[11].parse::<f64>().map_err(io::Error::other)?
-        + fields[12].parse::<f64>().map_err(io::Error::other)?;
-    Ok(ticks / clock_ticks_per_s())
-}
-
-/// Busy CPU seconds of the whole machine (all but idle and iowait), from /proc/stat.
-fn machine_busy_cpu_s() -> io::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat
-        .lines()
-        .next()
-        .ok_or_else(|| io::Error::other("empty /proc/stat"))?;
-    let values: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|value| value.parse::<f64>().map_err(io::Error::other))
-        .collect::<io::Result<_>>()?;
-    // user nice system idle iowait irq softirq steal ...
-    let busy: f64 = values
-        .iter()
-        .enumerate()
-        .filter(|(field, _)| *field != 3 && *field != 4)
-        .map(|(_, value)| value)
-        .sum();
-    Ok(busy / clock_ticks_per_s())
-}
-
-fn clock_ticks_per_s() -> f64 {
-    // USER_HZ is 100 on every Linux architecture this runs on.
-    100.0
+/// CPU seconds of this process and busy CPU seconds of the whole machine, now.
+fn cpu_now() -> io::Result<(f64, f64)> {
+    let process = cpu::self_cpu().map_err(io::Error::other)?.total_s();
+    let machine = cpu::machine_busy_cpu()
+        .map_err(io::Error::other)?
+        .as_secs_f64();
+    Ok((process, machine))
 }
 
 /// A buffer of `len` bytes starting at an aligned index of `storage`, filled with non-zero data.
@@ -99,7 +68,7 @@ fn write_file(
     let file = options.open(path)?;
     let (storage, start) = aligned_buffer(chunk_bytes);
     let chunk = &storage[start..start + chunk_bytes];
-    let (cpu_before, machine_before) = (process_cpu_s()?, machine_busy_cpu_s()?);
+    let (cpu_before, machine_before) = cpu_now()?;
     let started = Instant::now();
     let mut written = 0u64;
     while written < total_bytes {
@@ -108,10 +77,11 @@ fn write_file(
     }
     file.sync_data()?;
     let seconds = started.elapsed().as_secs_f64();
+    let (cpu_after, machine_after) = cpu_now()?;
     let measured = Measured {
         seconds,
-        process_cpu_s: process_cpu_s()? - cpu_before,
-        machine_busy_cpu_s: machine_busy_cpu_s()? - machine_before,
+        process_cpu_s: cpu_after - cpu_before,
+        machine_busy_cpu_s: machine_after - machine_before,
     };
     drop(file);
     std::fs::remove_file(path)?;

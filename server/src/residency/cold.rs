@@ -36,20 +36,42 @@ pub(super) enum ColdSource {
 /// the open itself fails: out of descriptors, no `/proc`). Cold reads then go through the page
 /// cache: a fetch never fails for want of a direct descriptor. Counted, logged once.
 pub(super) async fn open_direct_or_refused(file: &compio::fs::File) -> Option<compio::fs::File> {
-    #[cfg(test)]
-    let opened = if REFUSE_DIRECT_OPENS.with(std::cell::Cell::get) {
-        Err(io::Error::from_raw_os_error(libc::EMFILE))
-    } else {
-        open_direct(file).await
+    let opened = match injected_failure(Injected::Open) {
+        Some(error) => Err(error),
+        None => open_direct(file).await,
     };
-    #[cfg(not(test))]
-    let opened = open_direct(file).await;
     match opened {
         Ok(direct) => Some(direct),
         Err(error) => {
             direct_refused("at open", &error);
             None
         }
+    }
+}
+
+/// Which direct operation a unit test makes fail.
+#[derive(Clone, Copy)]
+enum Injected {
+    Open,
+    Read,
+}
+
+/// The failure a unit test asked for on its thread (EMFILE for opens, as with no descriptor
+/// left; EINVAL for reads, as a file system refusing them); always `None` outside unit tests.
+fn injected_failure(which: Injected) -> Option<io::Error> {
+    #[cfg(test)]
+    {
+        let (knob, errno) = match which {
+            Injected::Open => (&REFUSE_DIRECT_OPENS, libc::EMFILE),
+            Injected::Read => (&REFUSE_DIRECT_READS, libc::EINVAL),
+        };
+        knob.with(std::cell::Cell::get)
+            .then(|| io::Error::from_raw_os_error(errno))
+    }
+    #[cfg(not(test))]
+    {
+        let _ = which;
+        None
     }
 }
 
@@ -100,14 +122,10 @@ pub(super) async fn read_cold(
     // A file shorter than its plan fails with UnexpectedEof, as the splice path does.
     let (buffer, bytes, buffered) = match source {
         ColdSource::Direct { direct, file } => {
-            #[cfg(test)]
-            let direct_read = if REFUSE_DIRECT_READS.with(std::cell::Cell::get) {
-                Err(io::Error::from_raw_os_error(libc::EINVAL))
-            } else {
-                read_direct(&direct, position, len_bytes, buffer).await
+            let direct_read = match injected_failure(Injected::Read) {
+                Some(error) => Err(error),
+                None => read_direct(&direct, position, len_bytes, buffer).await,
             };
-            #[cfg(not(test))]
-            let direct_read = read_direct(&direct, position, len_bytes, buffer).await;
             match direct_read {
                 Ok((buffer, bytes)) => (buffer, bytes, false),
                 // A file system may take the open and refuse the read (alignment it wants

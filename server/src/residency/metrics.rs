@@ -19,7 +19,6 @@ pub(super) static CHECK_COST: LatencyHistogram = LatencyHistogram::new();
 
 /// Appends this module's series to the `/metrics` text.
 pub fn render_metrics(out: &mut String) {
-    use std::fmt::Write as _;
     for (name, help, kind, value) in [
         (
             "fetch_hot_bytes_total",
@@ -64,10 +63,7 @@ pub fn render_metrics(out: &mut String) {
             DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed),
         ),
     ] {
-        let _ = writeln!(
-            out,
-            "# HELP ringtail_{name} {help}\n# TYPE ringtail_{name} {kind}\nringtail_{name} {value}"
-        );
+        crate::metrics::render_scalar(out, name, help, kind, value);
     }
     crate::histogram::render_family(
         out,

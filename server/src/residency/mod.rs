@@ -1,6 +1,7 @@
 //! Sending a fetch's file ranges by page-cache residency (KAFKA-7504): resident ranges are
 //! spliced at once, cold ranges are read in without anything waiting on the disk but this
-//! connection's own response, then dropped from the page cache behind the reader.
+//! connection's own response, and without filling the page cache (read direct, or dropped
+//! behind the reader).
 //!
 //! Why: a splice of a cold range waits for the disk inside an io-wq worker, and the kernel's
 //! readahead then fills the page cache with megabytes of old data (8 MiB windows on this VM)
@@ -90,7 +91,7 @@ pub const COLD_READ_AHEAD_BYTES_MAX: u64 = 64 << 20;
 /// `--fetch-residency-check`: whether fetches look at the page cache before splicing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ResidencyCheck {
-    /// Hot ranges spliced, cold ranges read in without readahead and dropped behind.
+    /// Hot ranges spliced, cold ranges read in chunks (see [`ColdReadIo`]) and sent from memory.
     On,
     /// Every range spliced unchecked (the naive path; cold pages wait inside io-wq).
     Off,
@@ -105,8 +106,8 @@ pub enum ColdReadIo {
     Buffered,
 }
 
-/// How a connection sends fetched ranges: `--fetch-residency-check` and
-/// `--fetch-cold-reads-in-flight`.
+/// How a connection sends fetched ranges: `--fetch-residency-check`,
+/// `--fetch-cold-reads-in-flight` and `--fetch-cold-read-io`.
 #[derive(Debug, Clone, Copy)]
 pub struct SendPolicy {
     pub check: ResidencyCheck,
@@ -126,9 +127,8 @@ pub struct FileRange<'a> {
 /// Sends file ranges of Fetch responses on one connection.
 pub struct RangeSender {
     pipe: SplicePipe,
-    check: ResidencyCheck,
-    cold_reads_in_flight: usize,
-    cold_read_io: ColdReadIo,
+    /// Its `cold_reads_in_flight` within 1 to [`COLD_READS_IN_FLIGHT_MAX`].
+    policy: SendPolicy,
     /// Buffers of written cold chunks, kept for the next reads (their pages stay warm).
     cold_buffers: Vec<Vec<u8>>,
     /// Cold reads of the range to be sent next, started while the one before it was written.
@@ -139,11 +139,12 @@ impl RangeSender {
     pub fn new(policy: SendPolicy) -> io::Result<Self> {
         Ok(Self {
             pipe: SplicePipe::new()?,
-            check: policy.check,
-            cold_reads_in_flight: policy
-                .cold_reads_in_flight
-                .clamp(1, COLD_READS_IN_FLIGHT_MAX),
-            cold_read_io: policy.cold_read_io,
+            policy: SendPolicy {
+                cold_reads_in_flight: policy
+                    .cold_reads_in_flight
+                    .clamp(1, COLD_READS_IN_FLIGHT_MAX),
+                ..policy
+            },
             cold_buffers: Vec::new(),
             ahead: None,
         })
@@ -166,11 +167,14 @@ impl RangeSender {
         } = range;
         // Reads started for another range than this one are cancelled (their budget returns).
         let ahead = self.ahead.take().filter(|ahead| ahead.is(range));
-        if self.check == ResidencyCheck::Off
-            || (ahead.is_none() && is_resident(file, position, len))
-        {
+        let SendPolicy {
+            check,
+            cold_reads_in_flight,
+            cold_read_io,
+        } = self.policy;
+        if check == ResidencyCheck::Off || (ahead.is_none() && is_resident(file, position, len)) {
             send_file_range(&self.pipe, file, position, len, socket).await?;
-            if self.check == ResidencyCheck::On {
+            if check == ResidencyCheck::On {
                 HOT_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
             }
             return Ok(());
@@ -183,9 +187,9 @@ impl RangeSender {
             // Keep the disk busy: start the next cold chunks' reads before waiting for any.
             current
                 .start_reads(
-                    self.cold_reads_in_flight,
+                    cold_reads_in_flight,
                     true,
-                    self.cold_read_io,
+                    cold_read_io,
                     &mut self.cold_buffers,
                 )
                 .await;
@@ -193,12 +197,10 @@ impl RangeSender {
                 if self.ahead.is_none() {
                     self.ahead = Some(ColdRange::new(next)?);
                 }
-                let room = self
-                    .cold_reads_in_flight
-                    .saturating_sub(current.reads.len());
+                let room = cold_reads_in_flight.saturating_sub(current.reads.len());
                 if let Some(ahead) = self.ahead.as_mut() {
                     ahead
-                        .start_reads(room, false, self.cold_read_io, &mut self.cold_buffers)
+                        .start_reads(room, false, cold_read_io, &mut self.cold_buffers)
                         .await;
                 }
             }
