@@ -124,6 +124,10 @@ pub struct LogConfig {
     /// the shard for the copy into the page cache, and for dirty-page throttling when the kernel
     /// applies it.
     pub write_inline: bool,
+    /// Write appends with `O_DIRECT` from shard-kept aligned buffers, bypassing the page cache
+    /// (topic config `write.direct`; [`crate::log::direct`]). Takes precedence over
+    /// `write_inline`. Falls back to buffered writes where the file system refuses `O_DIRECT`.
+    pub write_direct: bool,
     /// Dirty bytes of the active segment after which their writeback is started
     /// (`sync_file_range(2)`, not waited for), 0 for never (topic config `writeback.bytes`). A
     /// roll fsyncs the segment it seals before the next append; without this, that fsync finds
@@ -188,6 +192,7 @@ impl Default for LogConfig {
             cleanup_policy: CleanupPolicy::Delete,
             preallocate: true,
             write_inline: false,
+            write_direct: false,
             writeback_bytes: WRITEBACK_BYTES_DEFAULT,
             delete_retention_ms: 24 * 3600 * 1000,
             min_cleanable_dirty_ratio_ppm: 500_000,
@@ -212,6 +217,7 @@ pub const TOPIC_CONFIG_NAMES: &[&str] = &[
     "max.message.bytes",
     "preallocate",
     "write.inline",
+    "write.direct",
     "writeback.bytes",
     "delete.retention.ms",
     "min.cleanable.dirty.ratio",
@@ -290,6 +296,11 @@ impl LogConfig {
                     .parse()
                     .map_err(|_| invalid("expected true or false"))?
             }
+            "write.direct" => {
+                self.write_direct = value
+                    .parse()
+                    .map_err(|_| invalid("expected true or false"))?
+            }
             "delete.retention.ms" => {
                 self.delete_retention_ms =
                     u64::try_from(number()?).map_err(|_| invalid("must be >= 0"))?
@@ -334,6 +345,7 @@ impl LogConfig {
             "cleanup.policy" => self.cleanup_policy.to_string(),
             "preallocate" => self.preallocate.to_string(),
             "write.inline" => self.write_inline.to_string(),
+            "write.direct" => self.write_direct.to_string(),
             "writeback.bytes" => self.writeback_bytes.to_string(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "min.cleanable.dirty.ratio" => {

@@ -13,6 +13,7 @@
 //! The engine itself reaches files through [`disk`], the narrow interface with two backends: the
 //! functions here (real files) and the simulated disk of [`sim`] (docs/decisions/0017).
 
+pub mod direct;
 pub mod disk;
 pub mod sim;
 

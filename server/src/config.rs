@@ -80,6 +80,12 @@ pub struct Args {
     #[arg(long, value_name = "true|false", default_value_t = false, action = clap::ArgAction::Set)]
     pub write_inline: bool,
 
+    /// Write appends with O_DIRECT from aligned buffers the shard keeps, bypassing the page
+    /// cache (topic config `write.direct`; docs/decisions/0025). Best with `--preallocate true`:
+    /// a direct write that extends the file waits for its metadata.
+    #[arg(long, value_name = "true|false", default_value_t = false, action = clap::ArgAction::Set)]
+    pub write_direct: bool,
+
     /// Dirty bytes of a partition's active segment after which their writeback is started
     /// (sync_file_range, not waited for), so that the fsync of a segment roll finds little to
     /// write; 0 for never (topic config `writeback.bytes`).
@@ -362,6 +368,7 @@ impl Args {
         config.apply("retention.bytes", &self.retention_bytes.to_string())?;
         config.apply("preallocate", &self.preallocate.to_string())?;
         config.apply("write.inline", &self.write_inline.to_string())?;
+        config.apply("write.direct", &self.write_direct.to_string())?;
         config.apply("writeback.bytes", &self.writeback_bytes.to_string())?;
         Ok(config)
     }
@@ -529,6 +536,9 @@ mod tests {
         assert!(!log.write_inline);
         let inline = Args::try_parse_from(["ringtail", "--write-inline", "true"]).unwrap();
         assert!(inline.log_defaults().unwrap().write_inline);
+        assert!(!log.write_direct);
+        let direct = Args::try_parse_from(["ringtail", "--write-direct", "true"]).unwrap();
+        assert!(direct.log_defaults().unwrap().write_direct);
         let marks = args.disk_watermarks().unwrap();
         assert_eq!(
             (

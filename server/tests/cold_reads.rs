@@ -288,6 +288,47 @@ fn a_fetch_of_several_cold_ranges_returns_the_same_bytes_read_direct_or_buffered
 }
 
 #[test]
+fn with_direct_writes_a_live_consumer_reads_the_tail_from_disk() {
+    // `--write-direct`: appends bypass the page cache, so a fetch of what was just written finds
+    // it cold and reads it from disk (direct); with buffered writes the same fetch is hot. Small
+    // batches between the large ones leave the log's end inside a block, which the next
+    // direct write rewrites.
+    for (write_direct, cold_expected) in [("true", true), ("false", false)] {
+        let broker = start_broker(&["--write-direct", write_direct], None);
+        let mut client = connect(&broker);
+        create_topic(&mut client, "tail");
+        let mut produced = 0;
+        let mut next_offset = 0;
+        for round in 0..6 {
+            let (records, value_bytes) = if round % 2 == 0 {
+                (512, 1_000)
+            } else {
+                (3, 17)
+            };
+            let batch = Bytes::from(encode_uniform_batch(1_000 + round, records, value_bytes));
+            assert_eq!(produce(&mut client, "tail", batch.clone()), next_offset);
+            next_offset += records as i64;
+            produced += batch.len();
+            let response: FetchResponse =
+                client.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("tail"));
+            assert_eq!(
+                fetched_records(&response).len(),
+                produced,
+                "write.direct={write_direct}: a fetch returns every batch written"
+            );
+        }
+        let cold_bytes = common::scrape(&broker, "ringtail_fetch_cold_bytes_total");
+        let direct_bytes = common::scrape(&broker, "ringtail_fetch_cold_direct_bytes_total");
+        assert_eq!(
+            cold_bytes > 0,
+            cold_expected,
+            "write.direct={write_direct}: {cold_bytes} cold bytes"
+        );
+        assert_eq!(direct_bytes, cold_bytes, "write.direct={write_direct}");
+    }
+}
+
+#[test]
 fn with_the_check_off_evicted_data_is_spliced_unchecked() {
     // The naive path of --fetch-residency-check=off: no check, no cold path, every byte spliced,
     // even for data the page cache dropped.

@@ -132,6 +132,59 @@ impl DiskFile {
         }
     }
 
+    /// A second handle on the same file for `O_DIRECT` writes ([`super::direct`]). The
+    /// simulated disk has no page cache to bypass: its handle is the same file.
+    pub async fn open_direct_writer(&self) -> io::Result<DiskFile> {
+        match self {
+            Self::Real(file) => {
+                super::direct::open_direct(file, super::direct::DirectAccess::Write)
+                    .await
+                    .map(Self::Real)
+            }
+            Self::Sim(file) => Ok(Self::Sim(file.clone())),
+        }
+    }
+
+    /// Writes `buffer[range]` at `position`, all of it; returns the buffer for reuse. On a
+    /// handle from [`Self::open_direct_writer`], the position, the range's length and the
+    /// address of its first byte must be aligned to [`super::direct::DIRECT_ALIGN_BYTES`].
+    pub async fn write_range_at(
+        &self,
+        buffer: Vec<u8>,
+        range: std::ops::Range<usize>,
+        position: u64,
+    ) -> io::Result<Vec<u8>> {
+        match self {
+            Self::Real(file) => {
+                use compio::buf::{IntoInner, IoBuf};
+                use compio::io::AsyncWriteAt;
+                use compio::BufResult;
+                let mut buffer = buffer;
+                let mut done = range.start;
+                while done < range.end {
+                    let mut handle = file;
+                    let BufResult(result, slice) = handle
+                        .write_at(
+                            buffer.slice(done..range.end),
+                            position + (done - range.start) as u64,
+                        )
+                        .await;
+                    buffer = slice.into_inner();
+                    let count = result?;
+                    if count == 0 {
+                        return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
+                    }
+                    done += count;
+                }
+                Ok(buffer)
+            }
+            Self::Sim(file) => {
+                sim_write_all_at(file, &buffer[range], position)?;
+                Ok(buffer)
+            }
+        }
+    }
+
     /// Reads up to `len` bytes at `position`; shorter only at end of file.
     pub async fn read_at_most(&self, position: u64, len: usize) -> io::Result<Vec<u8>> {
         match self {

@@ -25,6 +25,7 @@
 mod append;
 mod boundary_cache;
 mod close;
+mod direct;
 mod files;
 mod flush;
 mod open;

@@ -156,5 +156,7 @@ fn initial_state(
         first_dirty_offset: log_start_offset,
         transactions,
         pending_markers: std::collections::BTreeMap::new(),
+        direct_tail: None,
+        direct_refused: false,
     }
 }

@@ -48,6 +48,8 @@ impl PartitionLog {
             .map_err(OpenError::io(&log_path))?;
         {
             let mut state = self.state.borrow_mut();
+            // The direct handle was the sealed segment's: the next write opens the new one's.
+            state.direct_tail = None;
             let sealed = state.active_mut();
             sealed.allocated_bytes = old_size;
             // Sealed and synced: its indexes live in memory from now on (one descriptor kept).

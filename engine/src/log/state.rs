@@ -57,6 +57,10 @@ pub(crate) struct LogState {
     /// Markers of control batches queued but not yet written, by base offset: the writer notes
     /// them in order with their batch (`note_run`).
     pub(crate) pending_markers: BTreeMap<Offset, ControlMarker>,
+    /// With `write.direct`: the active segment's direct handle and partial last block.
+    pub(crate) direct_tail: Option<super::direct::DirectTail>,
+    /// The file system refused `O_DIRECT`: this log writes buffered until reopened.
+    pub(crate) direct_refused: bool,
 }
 
 impl LogState {

@@ -9,6 +9,7 @@ use futures_channel::oneshot;
 use tracing::error;
 
 use super::boundary_cache::BatchBoundary;
+use super::direct::DirectOutcome;
 use super::state::{LogState, PartitionLog};
 use super::types::{AppendOutcome, AppendTimings};
 use crate::batch::BatchHeader;
@@ -169,24 +170,40 @@ impl PartitionLog {
         // Whole batches only: a run that is not exactly its batches would leave the segment's end
         // off a batch boundary, and every later read plan with it.
         assert_eq!(run_bytes, batch_bytes, "a run is exactly its batches");
-        let (files, position, write_inline) = {
+        let (files, segment_base, position, write_inline, write_direct) = {
             let state = self.state.borrow();
             let active = state.active();
             (
                 active.files.clone(),
+                active.base_offset,
                 active.end(),
                 state.config.write_inline,
+                state.config.write_direct,
             )
         };
         self.allocate_ahead(&files, position.advanced_by(run_bytes))
             .await?;
-        write_at(&files, run, position, write_inline)
-            .await
-            .map_err(|err| {
-                self.note_write_error(&err);
-                format!("write to {} failed: {err}", files.log_path.display())
-            })?;
-        self.start_writeback_if_due(&files, position.advanced_by(run_bytes));
+        let written = if write_direct {
+            match self.write_direct(&files, segment_base, run, position).await {
+                Ok(DirectOutcome::Written) => Ok(true),
+                Ok(DirectOutcome::Refused(run)) => write_at(&files, run, position, write_inline)
+                    .await
+                    .map(|()| false),
+                Err(err) => Err(err),
+            }
+        } else {
+            write_at(&files, run, position, write_inline)
+                .await
+                .map(|()| false)
+        };
+        let written_direct = written.map_err(|err| {
+            self.note_write_error(&err);
+            format!("write to {} failed: {err}", files.log_path.display())
+        })?;
+        if !written_direct {
+            // Direct writes leave no dirty page behind to start writing back.
+            self.start_writeback_if_due(&files, position.advanced_by(run_bytes));
+        }
         if let Some(delta) = self.note_run(&run_headers, position) {
             // The index is a cache that recovery rebuilds; its write needs no fsync.
             delta.write(&files).await.map_err(|err| {

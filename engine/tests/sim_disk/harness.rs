@@ -87,6 +87,7 @@ fn config_for(rng: &mut Rng, flush: FlushPolicy) -> LogConfig {
     config.flush = flush;
     config.preallocate = rng.below(2) == 1;
     config.write_inline = rng.below(2) == 1;
+    config.write_direct = rng.below(2) == 1;
     config.writeback_bytes = [0, 4096][rng.below(2) as usize];
     if rng.below(3) == 0 {
         config.cleanup_policy = CleanupPolicy::Compact;

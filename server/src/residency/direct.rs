@@ -12,22 +12,20 @@
 //! A chunk is read from its position rounded down to that alignment to its end rounded up (past
 //! the end of the file the read is short), and only the requested bytes are sent.
 //!
-//! The segment is opened a second time through `/proc/self/fd`: a new open file description of
-//! the same inode, so the original keeps its flags for splice. Direct reads are coherent with the
-//! page cache: the kernel writes back dirty pages of the range before reading it.
+//! The segment is opened a second time ([`ringtail_engine::io::direct::open_direct`], which the
+//! engine's direct writes share), so the original keeps its flags for splice. Direct reads are
+//! coherent with the page cache: the kernel writes back dirty pages of the range before reading it.
 #![forbid(unsafe_code)]
 
 use std::io;
 use std::ops::Range;
-use std::os::fd::AsRawFd;
 
 use compio::buf::{IntoInner, IoBuf};
 use compio::io::AsyncReadAt;
 use compio::BufResult;
 
-/// Alignment of `O_DIRECT` positions, lengths and buffer addresses: the largest logical block
-/// size of a disk whose blocks fit a page.
-pub const DIRECT_ALIGN_BYTES: usize = 4096;
+pub use ringtail_engine::io::direct::DIRECT_ALIGN_BYTES;
+use ringtail_engine::io::direct::{aligned_start, DirectAccess};
 
 /// Buffer bytes a direct read of `chunk_bytes_max` needs: the chunk widened to alignment on both
 /// sides, plus room to start at an aligned address.
@@ -38,12 +36,7 @@ pub const fn direct_buffer_bytes(chunk_bytes_max: usize) -> usize {
 /// Opens `file` again for direct reads. Fails with EINVAL where the file system refuses
 /// `O_DIRECT`, and as any open can (out of descriptors, no `/proc`).
 pub async fn open_direct(file: &compio::fs::File) -> io::Result<compio::fs::File> {
-    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
-    compio::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&path)
-        .await
+    ringtail_engine::io::direct::open_direct(file, DirectAccess::Read).await
 }
 
 /// Reads `[position, position + len)` of `direct` (opened by [`open_direct`]) into `buffer`;
@@ -98,12 +91,6 @@ pub async fn read_direct(
 /// Bytes of buffer that hold `read_bytes` from an aligned address, wherever the allocator put it.
 fn buffer_bytes_for(read_bytes: usize) -> usize {
     read_bytes + DIRECT_ALIGN_BYTES
-}
-
-/// The first index of `buffer` at an aligned address.
-fn aligned_start(buffer: &[u8]) -> usize {
-    let address = buffer.as_ptr() as usize;
-    address.next_multiple_of(DIRECT_ALIGN_BYTES) - address
 }
 
 #[cfg(test)]
