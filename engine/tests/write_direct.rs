@@ -158,3 +158,24 @@ fn direct_writes_leave_the_page_cache_alone_and_buffered_ones_fill_it() {
         });
     }
 }
+
+#[test]
+fn where_o_direct_is_refused_the_log_writes_through_the_page_cache() {
+    let disk = ringtail_engine::io::sim::SimDisk::new(7);
+    disk.refuse_direct_io();
+    disk.create_dir_all_durable(Path::new("/data/refusing-0"));
+    let _installed = io::disk::install_sim(&disk);
+    block_on(async {
+        let (log, _) = PartitionLog::open(Path::new("/data/refusing-0"), config(true))
+            .await
+            .unwrap();
+        let mut originals = Vec::new();
+        for tag in 0..20 {
+            originals.extend(append_group(&log, tag..tag + 1).await);
+        }
+        originals.extend(append_group(&log, 20..400).await);
+        assert!(!log.is_failed());
+        assert_eq!(read_all(&log).await, expected(&originals));
+        log.close().await.unwrap();
+    });
+}

@@ -132,8 +132,7 @@ impl DiskFile {
         }
     }
 
-    /// A second handle on the same file for `O_DIRECT` writes ([`super::direct`]). The
-    /// simulated disk has no page cache to bypass: its handle is the same file.
+    /// A second handle on the same file for `O_DIRECT` writes ([`super::direct`]).
     pub async fn open_direct_writer(&self) -> io::Result<DiskFile> {
         match self {
             Self::Real(file) => {
@@ -141,7 +140,7 @@ impl DiskFile {
                     .await
                     .map(Self::Real)
             }
-            Self::Sim(file) => Ok(Self::Sim(file.clone())),
+            Self::Sim(file) => file.open_direct().map(Self::Sim),
         }
     }
 

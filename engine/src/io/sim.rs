@@ -116,6 +116,8 @@ struct State {
     fault: Option<FaultPlan>,
     freeze_countdown: Option<u64>,
     frozen: bool,
+    /// Opens with `O_DIRECT` fail with EINVAL, as on a file system without direct I/O.
+    refuses_direct: bool,
     stats: SimStats,
 }
 
@@ -263,6 +265,7 @@ impl SimDisk {
             fault: None,
             freeze_countdown: None,
             frozen: false,
+            refuses_direct: false,
             stats: SimStats::default(),
         })))
     }
@@ -282,6 +285,11 @@ impl SimDisk {
     /// with EIO until [`Self::power_loss`].
     pub fn freeze_after(&self, ops: u64) {
         self.lock().freeze_countdown = Some(ops);
+    }
+
+    /// From now on, opens with `O_DIRECT` fail with EINVAL (a file system without direct I/O).
+    pub fn refuse_direct_io(&self) {
+        self.lock().refuses_direct = true;
     }
 
     /// Whether a [`Self::freeze_after`] countdown has run out.
@@ -513,6 +521,15 @@ fn tear(state: &mut State, inode: &Inode) -> Vec<u8> {
 }
 
 impl SimFile {
+    /// The same file opened again with `O_DIRECT`: this disk has no page cache to bypass, so
+    /// it is the same handle, unless the disk refuses direct I/O.
+    pub fn open_direct(&self) -> io::Result<SimFile> {
+        if self.disk.lock().refuses_direct {
+            return Err(errno(libc::EINVAL));
+        }
+        Ok(self.clone())
+    }
+
     fn with<T>(
         &self,
         op: OpKind,

@@ -74,9 +74,13 @@ pub fn encode(key: &[u8], value: &[u8], timestamp: i64) -> Vec<u8> {
     batch::encode_batch(timestamp, &[spec], ProducerSpec::default())
 }
 
-/// A disk for `seed` with the data directory already durable.
+/// A disk for `seed` with the data directory already durable. One in eight refuses `O_DIRECT`,
+/// so logs with `write.direct` fall back to buffered writes there.
 pub fn new_disk(seed: u64) -> SimDisk {
     let disk = SimDisk::new(seed);
+    if seed % 8 == 7 {
+        disk.refuse_direct_io();
+    }
     disk.create_dir_all_durable(Path::new(DATA_DIR));
     disk
 }
