@@ -102,6 +102,10 @@ pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
 /// little to write at hundreds of MB/s, large enough to cost one submission per 8 MiB.
 pub const WRITEBACK_BYTES_DEFAULT: u64 = 8 << 20;
 
+/// Default of [`LogConfig::tail_cache_bytes`]: 8 MiB per partition, a few fetches' worth for a
+/// consumer that keeps up.
+pub const TAIL_CACHE_BYTES_DEFAULT: u64 = 8 << 20;
+
 /// The resolved configuration of one partition log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -128,6 +132,9 @@ pub struct LogConfig {
     /// (topic config `write.direct`; [`crate::log::direct`]). Takes precedence over
     /// `write_inline`. Falls back to buffered writes where the file system refuses `O_DIRECT`.
     pub write_direct: bool,
+    /// With `write_direct`: bytes of the active segment's tail kept in memory for live consumers
+    /// (topic config `tail.cache.bytes`; [`crate::log::tail_cache`]), 0 for none.
+    pub tail_cache_bytes: u64,
     /// Dirty bytes of the active segment after which their writeback is started
     /// (`sync_file_range(2)`, not waited for), 0 for never (topic config `writeback.bytes`). A
     /// roll fsyncs the segment it seals before the next append; without this, that fsync finds
@@ -193,6 +200,7 @@ impl Default for LogConfig {
             preallocate: true,
             write_inline: false,
             write_direct: false,
+            tail_cache_bytes: TAIL_CACHE_BYTES_DEFAULT,
             writeback_bytes: WRITEBACK_BYTES_DEFAULT,
             delete_retention_ms: 24 * 3600 * 1000,
             min_cleanable_dirty_ratio_ppm: 500_000,
@@ -218,6 +226,7 @@ pub const TOPIC_CONFIG_NAMES: &[&str] = &[
     "preallocate",
     "write.inline",
     "write.direct",
+    "tail.cache.bytes",
     "writeback.bytes",
     "delete.retention.ms",
     "min.cleanable.dirty.ratio",
@@ -296,6 +305,10 @@ impl LogConfig {
                     .parse()
                     .map_err(|_| invalid("expected true or false"))?
             }
+            "tail.cache.bytes" => {
+                self.tail_cache_bytes =
+                    u64::try_from(number()?).map_err(|_| invalid("must be >= 0"))?
+            }
             "write.direct" => {
                 self.write_direct = value
                     .parse()
@@ -346,6 +359,7 @@ impl LogConfig {
             "preallocate" => self.preallocate.to_string(),
             "write.inline" => self.write_inline.to_string(),
             "write.direct" => self.write_direct.to_string(),
+            "tail.cache.bytes" => self.tail_cache_bytes.to_string(),
             "writeback.bytes" => self.writeback_bytes.to_string(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "min.cleanable.dirty.ratio" => {

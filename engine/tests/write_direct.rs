@@ -179,3 +179,52 @@ fn where_o_direct_is_refused_the_log_writes_through_the_page_cache() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn reads_of_the_latest_direct_writes_are_planned_from_memory() {
+    for tail_cache_bytes in [1 << 20, 0] {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        block_on(async {
+            let mut config = config(true);
+            config.tail_cache_bytes = tail_cache_bytes;
+            let (log, _) = PartitionLog::open(dir.path(), config).await.unwrap();
+            let mut originals = Vec::new();
+            for tag in 0..300 {
+                originals.extend(append_group(&log, tag..tag + 1).await);
+            }
+            let stored = expected(&originals);
+            let end = log.high_watermark().get();
+            let mut from_memory = 0u64;
+            let mut offset = 0i64;
+            while offset < end {
+                let plan = log.read(offset, 64 << 10, true).await.unwrap();
+                for slice in &plan.slices {
+                    let file_bytes = log
+                        .read_plan_bytes(&ringtail_engine::ReadPlan {
+                            slices: vec![slice.clone()],
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap();
+                    if let Some(memory) = &slice.memory {
+                        assert_eq!(memory.concat(), file_bytes, "memory and file agree");
+                        from_memory += slice.len;
+                    }
+                }
+                let bytes = log.read_plan_bytes(&plan).await.unwrap();
+                offset = split_batches(&bytes).last().unwrap().0.last_offset().get() + 1;
+            }
+            if tail_cache_bytes == 0 {
+                assert_eq!(from_memory, 0);
+            } else {
+                // The active segment's last MiB, give or take a run.
+                assert!(
+                    from_memory > (tail_cache_bytes / 2) && from_memory <= tail_cache_bytes,
+                    "{from_memory} bytes planned from memory"
+                );
+            }
+            assert_eq!(read_all(&log).await, stored);
+            log.close().await.unwrap();
+        });
+    }
+}

@@ -86,6 +86,12 @@ pub struct Args {
     #[arg(long, value_name = "true|false", default_value_t = false, action = clap::ArgAction::Set)]
     pub write_direct: bool,
 
+    /// With `--write-direct`: bytes of each partition's most recent writes kept in memory for
+    /// consumers at the tail, which would otherwise read them from disk (topic config
+    /// `tail.cache.bytes`; at most 512 MiB per shard over all partitions).
+    #[arg(long, value_name = "BYTES", default_value_t = ringtail_engine::config::TAIL_CACHE_BYTES_DEFAULT)]
+    pub tail_cache_bytes: u64,
+
     /// Dirty bytes of a partition's active segment after which their writeback is started
     /// (sync_file_range, not waited for), so that the fsync of a segment roll finds little to
     /// write; 0 for never (topic config `writeback.bytes`).
@@ -369,6 +375,7 @@ impl Args {
         config.apply("preallocate", &self.preallocate.to_string())?;
         config.apply("write.inline", &self.write_inline.to_string())?;
         config.apply("write.direct", &self.write_direct.to_string())?;
+        config.apply("tail.cache.bytes", &self.tail_cache_bytes.to_string())?;
         config.apply("writeback.bytes", &self.writeback_bytes.to_string())?;
         Ok(config)
     }

@@ -698,6 +698,12 @@ async fn send_slice(
             len: slice.len,
         })
     }
+    if let Some(memory) = &slice.memory {
+        // The log's tail cache holds these bytes (direct writes left them out of the page cache).
+        stream.write_pieces(memory.clone()).await?;
+        crate::residency::record_tail_cache_bytes(slice.len);
+        return Ok(());
+    }
     match as_range(slice) {
         Some(range) => {
             stream

@@ -23,6 +23,7 @@ use compio::BufResult;
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::residency::{FileRange, RangeSender};
+use ringtail_engine::io::IOVECS_PER_WRITE_MAX;
 
 /// Plaintext handed to rustls per write, and file bytes read per step of a TLS fetch.
 const TLS_CHUNK_BYTES: usize = 64 * 1024;
@@ -232,6 +233,29 @@ impl ConnWriter {
                 for chunk in bytes.chunks(TLS_CHUNK_BYTES) {
                     shared.tls.borrow_mut().writer().write_all(chunk)?;
                     shared.flush_locked().await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends `pieces` back to back: one `writev` per [`IOVECS_PER_WRITE_MAX`] pieces on a plain
+    /// socket, piece by piece on TLS.
+    pub async fn write_pieces(&mut self, pieces: Vec<bytes::Bytes>) -> io::Result<()> {
+        match self {
+            Self::Plain(stream) => {
+                let mut rest = pieces;
+                while !rest.is_empty() {
+                    let tail = rest.split_off(rest.len().min(IOVECS_PER_WRITE_MAX));
+                    let BufResult(result, _) = stream.write_vectored_all(rest).await;
+                    result?;
+                    rest = tail;
+                }
+                Ok(())
+            }
+            Self::Tls(_) => {
+                for piece in pieces {
+                    self.write_all(piece).await?;
                 }
                 Ok(())
             }

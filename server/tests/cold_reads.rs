@@ -288,13 +288,22 @@ fn a_fetch_of_several_cold_ranges_returns_the_same_bytes_read_direct_or_buffered
 }
 
 #[test]
-fn with_direct_writes_a_live_consumer_reads_the_tail_from_disk() {
-    // `--write-direct`: appends bypass the page cache, so a fetch of what was just written finds
-    // it cold and reads it from disk (direct); with buffered writes the same fetch is hot. Small
-    // batches between the large ones leave the log's end inside a block, which the next
-    // direct write rewrites.
-    for (write_direct, cold_expected) in [("true", true), ("false", false)] {
-        let broker = start_broker(&["--write-direct", write_direct], None);
+fn with_direct_writes_a_live_consumer_reads_the_tail_from_memory_or_disk() {
+    // `--write-direct`: appends bypass the page cache. A fetch of what was just written is sent
+    // from the log's tail cache; without the cache it finds the bytes cold and reads them from
+    // disk (direct); with buffered writes the same fetch is hot. Small batches between the large
+    // ones leave the log's end inside a block, which the next direct write rewrites.
+    for (flags, source) in [
+        (["--write-direct", "true"], "memory"),
+        (["--tail-cache-bytes", "0"], "disk"),
+        (["--write-direct", "false"], "page cache"),
+    ] {
+        let mut flags = flags.to_vec();
+        if source == "disk" {
+            flags.extend(["--write-direct", "true"]);
+        }
+        let broker = start_broker(&flags, None);
+        let mut fetched_total = 0u64;
         let mut client = connect(&broker);
         create_topic(&mut client, "tail");
         let mut produced = 0;
@@ -314,17 +323,25 @@ fn with_direct_writes_a_live_consumer_reads_the_tail_from_disk() {
             assert_eq!(
                 fetched_records(&response).len(),
                 produced,
-                "write.direct={write_direct}: a fetch returns every batch written"
+                "{source}: a fetch returns every batch written"
             );
+            fetched_total += produced as u64;
         }
+        let from_memory = common::scrape(&broker, "ringtail_fetch_tail_cache_bytes_total");
         let cold_bytes = common::scrape(&broker, "ringtail_fetch_cold_bytes_total");
         let direct_bytes = common::scrape(&broker, "ringtail_fetch_cold_direct_bytes_total");
+        let hot_bytes = common::scrape(&broker, "ringtail_fetch_hot_bytes_total");
+        let (memory_expected, cold_expected, hot_expected) = match source {
+            "memory" => (fetched_total, 0, 0),
+            "disk" => (0, fetched_total, 0),
+            _ => (0, 0, fetched_total),
+        };
         assert_eq!(
-            cold_bytes > 0,
-            cold_expected,
-            "write.direct={write_direct}: {cold_bytes} cold bytes"
+            (from_memory, cold_bytes, hot_bytes),
+            (memory_expected, cold_expected, hot_expected),
+            "{source}: bytes from the tail cache, read cold, spliced hot"
         );
-        assert_eq!(direct_bytes, cold_bytes, "write.direct={write_direct}");
+        assert_eq!(direct_bytes, cold_bytes, "{source}");
     }
 }
 

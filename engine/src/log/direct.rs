@@ -48,7 +48,7 @@ pub(crate) enum DirectOutcome {
     /// With `O_DIRECT`.
     Written,
     /// The file system refuses `O_DIRECT`: the caller writes the run buffered.
-    Refused(Vec<Bytes>),
+    Refused,
 }
 
 impl PartitionLog {
@@ -57,7 +57,7 @@ impl PartitionLog {
         &self,
         files: &SegmentFiles,
         segment_base: Offset,
-        run: Vec<Bytes>,
+        run: &[Bytes],
         position: Position,
     ) -> std::io::Result<DirectOutcome> {
         let tail = self.state.borrow_mut().direct_tail.take();
@@ -65,10 +65,10 @@ impl PartitionLog {
             Some(tail) if tail.segment_base == segment_base && tail.end == position => tail,
             _ => match self.open_tail(files, segment_base, position).await? {
                 Some(tail) => tail,
-                None => return Ok(DirectOutcome::Refused(run)),
+                None => return Ok(DirectOutcome::Refused),
             },
         };
-        let tail = write_run(tail, &run, position).await?;
+        let tail = write_run(tail, run, position).await?;
         self.state.borrow_mut().direct_tail = Some(tail);
         Ok(DirectOutcome::Written)
     }

@@ -36,6 +36,7 @@ mod roll;
 mod snapshot;
 mod start_offset;
 mod state;
+pub mod tail_cache;
 mod timestamp;
 mod txn;
 mod types;

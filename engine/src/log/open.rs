@@ -158,5 +158,6 @@ fn initial_state(
         pending_markers: std::collections::BTreeMap::new(),
         direct_tail: None,
         direct_refused: false,
+        tail_cache: Default::default(),
     }
 }

@@ -145,11 +145,18 @@ impl PartitionLog {
             "a read slice [{start}, {end}) lies inside its segment of {} bytes",
             at.end
         );
+        let len = end.bytes_since(start);
+        let memory = self
+            .state
+            .borrow()
+            .tail_cache
+            .get(at.segment_base, start, len);
         Ok(Some(SegmentRead {
             slice: Some(FileSlice {
                 file: at.files.log,
                 position: start,
-                len: end.bytes_since(start),
+                len,
+                memory,
             }),
             reached_segment_end: end == at.end,
             segment_next_offset: at.resume_offset,
@@ -278,14 +285,21 @@ impl PartitionLog {
         self.read_plan_bytes(&plan).await
     }
 
-    /// Reads a plan's slices into memory (tests and tools).
+    /// Reads a plan's slices into memory (tests and tools), from their files; a slice the tail
+    /// cache also holds in memory must hold the same bytes there.
     pub async fn read_plan_bytes(&self, plan: &ReadPlan) -> Result<Vec<u8>, ReadError> {
         let mut out = Vec::with_capacity(usize::try_from(plan.total_bytes()).unwrap_or(0));
         for slice in &plan.slices {
             let len = usize::try_from(slice.len).expect("a planned slice fits in memory");
-            out.extend_from_slice(
-                &segment::walk::read_range(&slice.file, slice.position, len).await?,
-            );
+            let bytes = segment::walk::read_range(&slice.file, slice.position, len).await?;
+            if let Some(memory) = &slice.memory {
+                assert!(
+                    memory.concat() == bytes,
+                    "the tail cache holds the bytes of [{}, +{len}) as written",
+                    slice.position
+                );
+            }
+            out.extend_from_slice(&bytes);
         }
         Ok(out)
     }

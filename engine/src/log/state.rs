@@ -61,6 +61,8 @@ pub(crate) struct LogState {
     pub(crate) direct_tail: Option<super::direct::DirectTail>,
     /// The file system refused `O_DIRECT`: this log writes buffered until reopened.
     pub(crate) direct_refused: bool,
+    /// With `write.direct`: the active segment's latest runs, for readers at the tail.
+    pub(crate) tail_cache: super::tail_cache::TailCache,
 }
 
 impl LogState {

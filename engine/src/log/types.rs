@@ -40,6 +40,9 @@ pub struct FileSlice {
     pub file: DiskFile,
     pub position: Position,
     pub len: u64,
+    /// The same bytes, held in memory by the log's tail cache (with `write.direct`): send these
+    /// instead of reading the file, which holds them too.
+    pub memory: Option<Vec<bytes::Bytes>>,
 }
 
 /// Which bytes answer a fetch: the server sends the slices (zero-copy) in order.

@@ -184,9 +184,20 @@ impl PartitionLog {
         self.allocate_ahead(&files, position.advanced_by(run_bytes))
             .await?;
         let written = if write_direct {
-            match self.write_direct(&files, segment_base, run, position).await {
-                Ok(DirectOutcome::Written) => Ok(true),
-                Ok(DirectOutcome::Refused(run)) => write_at(&files, run, position, write_inline)
+            match self
+                .write_direct(&files, segment_base, &run, position)
+                .await
+            {
+                Ok(DirectOutcome::Written) => {
+                    // Before the high watermark moves (note_run): readers it wakes find it here.
+                    let mut state = self.state.borrow_mut();
+                    let bytes_max = state.config.tail_cache_bytes;
+                    state
+                        .tail_cache
+                        .push(segment_base, position, run, bytes_max);
+                    Ok(true)
+                }
+                Ok(DirectOutcome::Refused) => write_at(&files, run, position, write_inline)
                     .await
                     .map(|()| false),
                 Err(err) => Err(err),

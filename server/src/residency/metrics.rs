@@ -12,6 +12,8 @@ pub(super) static COLD_DIRECT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_READS_IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 pub(super) static CHECK_FAILURES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static DIRECT_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Fetch record bytes sent from the engine's tail cache (`write.direct`).
+pub(crate) static TAIL_CACHE_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// From a cold chunk's first read until its bytes are in memory.
 pub(super) static COLD_READ_WAIT: LatencyHistogram = LatencyHistogram::new();
 /// One `cachestat(2)` call.
@@ -25,6 +27,12 @@ pub fn render_metrics(out: &mut String) {
             "Fetch record bytes found in the page cache and spliced (residency check on).",
             "counter",
             HOT_BYTES_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_tail_cache_bytes_total",
+            "Fetch record bytes sent from memory: a partition's latest writes, kept by its tail cache (write.direct).",
+            "counter",
+            TAIL_CACHE_BYTES_TOTAL.load(Ordering::Relaxed),
         ),
         (
             "fetch_cold_bytes_total",

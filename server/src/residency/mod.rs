@@ -56,6 +56,11 @@ use crate::zero_copy::{send_file_range, SplicePipe};
 use cold::{open_direct_or_refused, read_cold, write_cold, ColdChunk, ColdSource, ReadAheadPermit};
 use direct::direct_buffer_bytes;
 pub use metrics::render_metrics;
+
+/// Counts fetch record bytes sent from a log's tail cache instead of the file.
+pub fn record_tail_cache_bytes(bytes: u64) {
+    metrics::TAIL_CACHE_BYTES_TOTAL.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+}
 use metrics::{CHECK_COST, CHECK_FAILURES_TOTAL, HOT_BYTES_TOTAL};
 
 mod cold;

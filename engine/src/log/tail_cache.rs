@@ -1,0 +1,235 @@
+//! The bytes most recently written with `O_DIRECT`, kept in memory for live consumers.
+//!
+//! Direct writes leave nothing in the page cache, so without this a consumer at the tail would
+//! read from disk what was written a moment ago: twice the disk traffic, and a disk read on every
+//! fetch's path (results/write-direct/: a live consumer then held the producer to about half its
+//! speed). The cache holds the written runs themselves — the producers' buffers, shared, not
+//! copied — for the active segment's last `tail_cache_bytes`, and the read planner serves a slice
+//! from it when the whole slice is there ([`crate::FileSlice::memory`]).
+//!
+//! Bounds: per log `tail_cache_bytes` (topic config `tail.cache.bytes`), and per shard
+//! [`TAIL_CACHE_SHARD_BYTES_MAX`] over all its logs: a run that would pass the shard's bound is
+//! not cached (its readers read it from disk).
+#![forbid(unsafe_code)]
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::units::{Offset, Position};
+
+/// Bytes all the tail caches of one shard (thread) may hold together.
+pub const TAIL_CACHE_SHARD_BYTES_MAX: u64 = 512 << 20;
+
+thread_local! {
+    /// Bytes held by this shard's tail caches.
+    static SHARD_BYTES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Bytes held by the calling shard's tail caches (for /metrics and tests).
+pub fn shard_tail_cache_bytes() -> u64 {
+    SHARD_BYTES.with(Cell::get)
+}
+
+/// One written run: its buffers, back to back from `position`.
+struct CachedRun {
+    position: u64,
+    len: u64,
+    pieces: Vec<Bytes>,
+}
+
+/// The active segment's most recent runs, contiguous and ending at the log's end.
+#[derive(Default)]
+pub(crate) struct TailCache {
+    segment_base: Option<Offset>,
+    runs: VecDeque<CachedRun>,
+    bytes: u64,
+}
+
+impl TailCache {
+    /// Notes `pieces`, written at `position` of segment `segment_base`. A run that does not
+    /// follow the cached ones (another segment, a gap) starts the cache afresh; the oldest runs
+    /// go once more than `bytes_max` is held.
+    pub(crate) fn push(
+        &mut self,
+        segment_base: Offset,
+        position: Position,
+        pieces: Vec<Bytes>,
+        bytes_max: u64,
+    ) {
+        let len: u64 = pieces.iter().map(|piece| piece.len() as u64).sum();
+        let follows = self.segment_base == Some(segment_base)
+            && self
+                .runs
+                .back()
+                .is_none_or(|last| last.position + last.len == position.get());
+        if !follows {
+            self.clear();
+        }
+        let shard_room = TAIL_CACHE_SHARD_BYTES_MAX.saturating_sub(shard_tail_cache_bytes());
+        if len == 0 || len > bytes_max || len > shard_room {
+            // Not cached: the next run would leave a gap, so nothing older is of use either.
+            self.clear();
+            return;
+        }
+        self.segment_base = Some(segment_base);
+        self.runs.push_back(CachedRun {
+            position: position.get(),
+            len,
+            pieces,
+        });
+        self.add_bytes(len);
+        while self.bytes > bytes_max {
+            let oldest = self.runs.pop_front().expect("held bytes are in runs");
+            self.sub_bytes(oldest.len);
+        }
+    }
+
+    /// The bytes of `[position, position + len)` of segment `segment_base`, if all are held.
+    pub(crate) fn get(
+        &self,
+        segment_base: Offset,
+        position: Position,
+        len: u64,
+    ) -> Option<Vec<Bytes>> {
+        if self.segment_base != Some(segment_base) || len == 0 {
+            return None;
+        }
+        let start = position.get();
+        let end = start.checked_add(len)?;
+        let first = self.runs.front()?;
+        let last = self.runs.back()?;
+        if start < first.position || end > last.position + last.len {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut at = first.position;
+        for run in &self.runs {
+            for piece in &run.pieces {
+                let piece_end = at + piece.len() as u64;
+                if piece_end > start && at < end {
+                    let from = usize::try_from(start.saturating_sub(at)).ok()?;
+                    let to = usize::try_from(end.min(piece_end) - at).ok()?;
+                    out.push(piece.slice(from..to));
+                }
+                at = piece_end;
+                if at >= end {
+                    return Some(out);
+                }
+            }
+        }
+        None
+    }
+
+    /// Drops everything held.
+    pub(crate) fn clear(&mut self) {
+        self.runs.clear();
+        self.sub_bytes(self.bytes);
+        self.segment_base = None;
+    }
+
+    fn add_bytes(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        SHARD_BYTES.with(|shard| shard.set(shard.get() + bytes));
+    }
+
+    fn sub_bytes(&mut self, bytes: u64) {
+        self.bytes -= bytes;
+        SHARD_BYTES.with(|shard| shard.set(shard.get() - bytes));
+    }
+}
+
+impl Drop for TailCache {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(from: u8, sizes: &[usize]) -> Vec<Bytes> {
+        let mut next = from;
+        sizes
+            .iter()
+            .map(|size| {
+                let piece: Vec<u8> = (0..*size)
+                    .map(|_| {
+                        next = next.wrapping_add(1);
+                        next
+                    })
+                    .collect();
+                Bytes::from(piece)
+            })
+            .collect()
+    }
+
+    fn joined(pieces: &[Bytes]) -> Vec<u8> {
+        pieces.concat()
+    }
+
+    const SEGMENT: Offset = Offset::new(100);
+
+    #[test]
+    fn a_range_inside_the_cached_runs_is_served_across_pieces_and_runs() {
+        let mut cache = TailCache::default();
+        let first = pieces(0, &[10, 5]);
+        let second = pieces(50, &[7, 1, 20]);
+        cache.push(SEGMENT, Position::new(1000), first.clone(), 1 << 20);
+        cache.push(SEGMENT, Position::new(1015), second.clone(), 1 << 20);
+        let all: Vec<u8> = [joined(&first), joined(&second)].concat();
+        for (start, len) in [
+            (1000, 43),
+            (1003, 5),
+            (1012, 10),
+            (1015, 28),
+            (1042, 1),
+            (1010, 5),
+        ] {
+            let got = cache.get(SEGMENT, Position::new(start), len).unwrap();
+            let from = (start - 1000) as usize;
+            assert_eq!(
+                joined(&got),
+                all[from..from + len as usize],
+                "[{start}, +{len})"
+            );
+        }
+        // Outside the cached bytes, or another segment: not served.
+        assert!(cache.get(SEGMENT, Position::new(999), 5).is_none());
+        assert!(cache.get(SEGMENT, Position::new(1040), 4).is_none());
+        assert!(cache.get(Offset::new(7), Position::new(1000), 5).is_none());
+        assert!(cache.get(SEGMENT, Position::new(1000), 0).is_none());
+    }
+
+    #[test]
+    fn the_oldest_runs_go_past_the_bound_and_a_gap_or_roll_starts_afresh() {
+        let before = shard_tail_cache_bytes();
+        let mut cache = TailCache::default();
+        cache.push(SEGMENT, Position::new(0), pieces(0, &[100]), 250);
+        cache.push(SEGMENT, Position::new(100), pieces(1, &[100]), 250);
+        cache.push(SEGMENT, Position::new(200), pieces(2, &[100]), 250);
+        assert!(
+            cache.get(SEGMENT, Position::new(0), 10).is_none(),
+            "evicted"
+        );
+        assert!(cache.get(SEGMENT, Position::new(100), 200).is_some());
+        assert_eq!(shard_tail_cache_bytes() - before, 200);
+        // A run too large for the bound is not cached, and leaves nothing stale behind.
+        cache.push(SEGMENT, Position::new(300), pieces(3, &[300]), 250);
+        assert!(cache.get(SEGMENT, Position::new(200), 10).is_none());
+        assert_eq!(shard_tail_cache_bytes(), before);
+        // A run that does not follow (after a roll: another segment) starts afresh.
+        cache.push(SEGMENT, Position::new(600), pieces(4, &[50]), 250);
+        cache.push(Offset::new(200), Position::new(0), pieces(5, &[50]), 250);
+        assert!(cache.get(SEGMENT, Position::new(600), 10).is_none());
+        assert!(cache.get(Offset::new(200), Position::new(0), 50).is_some());
+        drop(cache);
+        assert_eq!(
+            shard_tail_cache_bytes(),
+            before,
+            "a dropped cache gives its bytes back"
+        );
+    }
+}
