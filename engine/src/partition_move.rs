@@ -111,17 +111,26 @@ pub(crate) fn sync_copy(
         }
         let name = entry.file_name().to_string_lossy().into_owned();
         let stamp = (meta.ino(), meta.len());
-        let active = recopy_active
-            && active_stem
-                .as_deref()
-                .is_some_and(|stem| name.starts_with(stem));
+        let in_active = active_stem
+            .as_deref()
+            .is_some_and(|stem| name.starts_with(stem));
+        let active = recopy_active && in_active;
+        // Direct writes (`write.direct`) rewrite the active log's last block in place, its size
+        // unchanged or grown: that block is copied again every round.
+        let active_log = in_active && name.ends_with(".log");
         // Same inode and grown: only appended to (segments and indexes are written at their end;
         // a compaction install or a truncation at open makes a new inode or a smaller size).
         let from_bytes = match copied.get(&name) {
-            Some(&(inode, len)) if !active && inode == stamp.0 && len <= stamp.1 => len,
+            Some(&(inode, len)) if !active && inode == stamp.0 && len <= stamp.1 => {
+                if active_log {
+                    crate::io::direct::align_down(len.saturating_sub(1))
+                } else {
+                    len
+                }
+            }
             _ => 0,
         };
-        if active || copied.get(&name) != Some(&stamp) {
+        if active || active_log || copied.get(&name) != Some(&stamp) {
             bytes += copy_file(&entry.path(), &dest.join(&name), from_bytes, throttle)?;
         }
         stamps.insert(name, stamp);
@@ -480,6 +489,48 @@ mod tests {
 
     use super::*;
     use crate::{DiskWatermarks, LogConfig, Shard, ShardId, TopicPartition};
+
+    #[test]
+    fn a_catch_up_copy_takes_the_active_logs_rewritten_last_block_again() {
+        // Direct writes rewrite the partial last block of the active log in place (padding
+        // zeros replaced by data), its size unchanged: a copy from the old size would keep the
+        // zeros.
+        let root = tempfile::tempdir().unwrap();
+        let (source, dest) = (root.path().join("src"), root.path().join("dst"));
+        std::fs::create_dir_all(&source).unwrap();
+        let sealed = source.join("00000000000000000000.log");
+        let active = source.join("00000000000000000100.log");
+        std::fs::write(&sealed, vec![7u8; 5000]).unwrap();
+        let mut bytes = vec![1u8; 5000];
+        bytes.resize(8192, 0);
+        std::fs::write(&active, &bytes).unwrap();
+        let copy = |stamps: &FileStamps| {
+            sync_copy(&source, &dest, stamps, &mut Throttle::unbounded(), false)
+                .unwrap()
+                .0
+        };
+        let stamps = copy(&FileStamps::new());
+        // Rewritten in place, same inode and size; then grown.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &[2u8; 3000], 5000).unwrap();
+        let stamps = copy(&stamps);
+        assert_eq!(
+            std::fs::read(dest.join("00000000000000000100.log")).unwrap(),
+            std::fs::read(&active).unwrap()
+        );
+        std::os::unix::fs::FileExt::write_all_at(&file, &[3u8; 9000], 8000).unwrap();
+        copy(&stamps);
+        for path in [&sealed, &active] {
+            let name = path.file_name().unwrap();
+            assert_eq!(
+                std::fs::read(dest.join(name)).unwrap(),
+                std::fs::read(path).unwrap()
+            );
+        }
+    }
 
     fn two_dirs(root: &Path) -> Arc<DataDirs> {
         let dirs = vec![root.join("a"), root.join("b")];
