@@ -539,55 +539,58 @@ mod tests {
 
     #[compio::test]
     async fn a_move_keeps_offsets_and_records_and_the_log_takes_appends_after() {
-        // The moved log is the same log: same offsets and bytes, new home recorded, old copy gone.
-        let root = tempfile::tempdir().unwrap();
-        let data_dirs = two_dirs(root.path());
-        let shard = Rc::new(Shard::with_data_dirs(ShardId(0), Arc::clone(&data_dirs)));
-        let tp = TopicPartition::new("t", 0);
-        let config = LogConfig {
-            segment_bytes: 4096,
-            ..LogConfig::default()
-        };
-        let log = shard.open_partition(tp.clone(), config).await.unwrap();
-        for _ in 0..50 {
+        for write_direct in [false, true] {
+            // The moved log is the same log: same offsets and bytes, new home recorded, old copy gone.
+            let root = tempfile::tempdir().unwrap();
+            let data_dirs = two_dirs(root.path());
+            let shard = Rc::new(Shard::with_data_dirs(ShardId(0), Arc::clone(&data_dirs)));
+            let tp = TopicPartition::new("t", 0);
+            let config = LogConfig {
+                segment_bytes: 4096,
+                write_direct,
+                ..LogConfig::default()
+            };
+            let log = shard.open_partition(tp.clone(), config).await.unwrap();
+            for _ in 0..50 {
+                let batch = crate::batch::encode_uniform_batch(0, 5, 100);
+                log.append(bytes::BytesMut::from(&batch[..]), 0)
+                    .await
+                    .unwrap();
+            }
+            let before = log.read_bytes(0, 1 << 30, true).await.unwrap();
+            let source = shard.home_index(&tp).unwrap();
+            let dest = 1 - source;
+            let report = shard.move_partition(&tp, dest, 0).await.unwrap();
+            assert!(report.bytes_copied >= before.len() as u64);
+            assert_eq!(shard.home_index(&tp), Some(dest));
+            let moved = shard.partition(&tp).unwrap();
+            assert!(!Rc::ptr_eq(&moved, &log));
+            assert_eq!(moved.high_watermark(), crate::Offset::new(250));
+            let after = moved.read_bytes(0, 1 << 30, true).await.unwrap();
+            assert_eq!(after, before);
             let batch = crate::batch::encode_uniform_batch(0, 5, 100);
-            log.append(bytes::BytesMut::from(&batch[..]), 0)
+            let outcome = moved
+                .append(bytes::BytesMut::from(&batch[..]), 0)
                 .await
                 .unwrap();
-        }
-        let before = log.read_bytes(0, 1 << 30, true).await.unwrap();
-        let source = shard.home_index(&tp).unwrap();
-        let dest = 1 - source;
-        let report = shard.move_partition(&tp, dest, 0).await.unwrap();
-        assert!(report.bytes_copied >= before.len() as u64);
-        assert_eq!(shard.home_index(&tp), Some(dest));
-        let moved = shard.partition(&tp).unwrap();
-        assert!(!Rc::ptr_eq(&moved, &log));
-        assert_eq!(moved.high_watermark(), crate::Offset::new(250));
-        let after = moved.read_bytes(0, 1 << 30, true).await.unwrap();
-        assert_eq!(after, before);
-        let batch = crate::batch::encode_uniform_batch(0, 5, 100);
-        let outcome = moved
-            .append(bytes::BytesMut::from(&batch[..]), 0)
-            .await
+            assert_eq!(outcome.base_offset, crate::Offset::new(250));
+            let old = partition_dir(data_dirs.dirs()[source].path(), "t", 0.into());
+            assert!(!old.exists(), "the source copy is removed");
+            let reopened = DataDirs::open(
+                data_dirs
+                    .dirs()
+                    .iter()
+                    .map(|d| d.path().to_path_buf())
+                    .collect(),
+                DiskWatermarks::default(),
+            )
             .unwrap();
-        assert_eq!(outcome.base_offset, crate::Offset::new(250));
-        let old = partition_dir(data_dirs.dirs()[source].path(), "t", 0.into());
-        assert!(!old.exists(), "the source copy is removed");
-        let reopened = DataDirs::open(
-            data_dirs
-                .dirs()
-                .iter()
-                .map(|d| d.path().to_path_buf())
-                .collect(),
-            DiskWatermarks::default(),
-        )
-        .unwrap();
-        assert_eq!(
-            reopened.home_index("t", 0),
-            Some(dest),
-            "the new home is durable"
-        );
+            assert_eq!(
+                reopened.home_index("t", 0),
+                Some(dest),
+                "the new home is durable"
+            );
+        }
     }
 
     #[test]
