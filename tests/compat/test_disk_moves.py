@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic,
                                   ResourceType)
@@ -32,11 +34,13 @@ def leftovers(dirs: list[Path]) -> list[Path]:
     return [p for d in dirs if d.exists() for p in d.iterdir() if p.name.endswith(".move")]
 
 
-def test_a_move_under_load_keeps_every_offset_and_value(jbod):
+@pytest.mark.parametrize("write_direct", ["false", "true"])
+def test_a_move_under_load_keeps_every_offset_and_value(jbod, write_direct):
     # A producer keeps producing while the partition moves (the copy paced so the two overlap):
     # every acknowledged record is read back once, at the offset it was acknowledged with, from
-    # the new dir; the switch pause is reported in the log.
-    broker, dirs = jbod([128, 128], "--move-bytes-per-sec", str(4 * MIB))
+    # the new dir; the switch pause is reported in the log. With direct writes too, which rewrite
+    # the active segment's last block in place between the copy's rounds.
+    broker, dirs = jbod([128, 128], "--move-bytes-per-sec", str(4 * MIB), "--write-direct", write_direct)
     create_topic(broker.bootstrap, "moving", 1)
     preload = produce(broker.bootstrap, "moving", [os.urandom(10_000) for _ in range(1000)])  # ~10 MB
     assert all(err is None for err, *_ in preload)
