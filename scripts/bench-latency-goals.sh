@@ -13,6 +13,9 @@
 #   KEEP_CPUS_AWAKE=1 runs every matrix under scripts/keep-cpus-awake.sh (the vCPUs never halt, so
 #   a host wake-up cannot stall them; an experiment, results/produce-stalls/) and writes
 #   results/latency-goals-awake.md (and .json) instead, leaving results/<scenario>/ alone.
+#   RINGTAIL_ARGS="--write-direct true" gives every Ringtail broker those flags (the matrix's
+#   --ringtail-arg) and writes results/latency-goals-$GOALS_NAME.md (and .json; GOALS_NAME
+#   defaults to "flags"), also leaving results/<scenario>/ alone.
 # Run it on a quiet machine: these are latency figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +31,12 @@ if [ "${KEEP_CPUS_AWAKE:-0}" = 1 ]; then
   goals=results/latency-goals-awake
   last=$work/awake-rep-$reps
 fi
+ringtail_flags=()
+if [ -n "${RINGTAIL_ARGS:-}" ]; then
+  for arg in $RINGTAIL_ARGS; do ringtail_flags+=("--ringtail-arg=$arg"); done
+  goals=results/latency-goals-${GOALS_NAME:-flags}
+  last=$work/${GOALS_NAME:-flags}-rep-$reps
+fi
 cargo build --release --locked -p ringtail-server -p ringtail-loadgen
 bash scripts/kafka-peer.sh fetch >/dev/null
 loadgen=target/release/ringtail-loadgen
@@ -37,10 +46,10 @@ for rep in $(seq 1 "$reps"); do
   mkdir -p "$dir"
   dirs+=("$dir")
   echo "== repetition $rep of $reps → $dir"
-  "${wrap[@]}" "$loadgen" matrix --brokers ringtail,kafka --layouts fs \
+  "${wrap[@]}" "$loadgen" matrix --brokers ringtail,kafka --layouts fs "${ringtail_flags[@]}" \
     --scenarios max-produce,fixed-rate-latency,max-produce-consume \
     --duration-s "$duration_s" --warmup-s "$warmup_s" --results-dir "$dir" --quiet
-  "${wrap[@]}" "$loadgen" matrix --brokers ringtail --layouts fs \
+  "${wrap[@]}" "$loadgen" matrix --brokers ringtail --layouts fs "${ringtail_flags[@]}" \
     --scenarios cold-catch-up-alone,cold-catch-up,cold-catch-up-naive --backlog-bytes-max 4000000000 \
     --duration-s "$duration_s" --warmup-s "$warmup_s" --results-dir "$dir" --quiet
 done
@@ -48,7 +57,7 @@ mkdir -p "$work"
 {
   echo "# Issue 13's goals"
   echo
-  echo "Made by \`REPS=$reps DURATION_S=$duration_s WARMUP_S=$warmup_s KEEP_CPUS_AWAKE=${KEEP_CPUS_AWAKE:-0} bash scripts/bench-latency-goals.sh\`" \
+  echo "Made by \`REPS=$reps DURATION_S=$duration_s WARMUP_S=$warmup_s KEEP_CPUS_AWAKE=${KEEP_CPUS_AWAKE:-0}${RINGTAIL_ARGS:+ RINGTAIL_ARGS=\"$RINGTAIL_ARGS\"}${GOALS_NAME:+ GOALS_NAME=$GOALS_NAME} bash scripts/bench-latency-goals.sh\`" \
     "($(date -u +%Y-%m-%dT%H:%MZ), commit $(git describe --always --dirty), $(nproc) cores shared by broker" \
     "and load generator, load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))." \
     "Per-run reports and charts of the last repetition: \`$last/<scenario>/ringtail-fs.md\` and \`kafka-fs.md\`."

@@ -94,6 +94,10 @@ pub struct MatrixArgs {
     /// The ringtail binary (default: this workspace's release build).
     #[arg(long)]
     ringtail_bin: Option<PathBuf>,
+    /// A flag for every Ringtail broker of the matrix, after the scenario's own; repeat it for
+    /// several (`--ringtail-arg=--write-direct --ringtail-arg=true`).
+    #[arg(long = "ringtail-arg", value_name = "ARG", allow_hyphen_values = true)]
+    ringtail_args: Vec<String>,
     /// The tansu binary (default: ~/.cache/ringtail/tansu/bin/tansu).
     #[arg(long)]
     tansu_bin: Option<PathBuf>,
@@ -385,6 +389,7 @@ fn run_matrix(args: &MatrixArgs) -> Result<()> {
         layouts,
         brokers,
         binaries,
+        ringtail_args: args.ringtail_args.clone(),
         duration_s: args.duration_s,
         warmup_s: args.warmup_s,
         backlog_bytes_max: args.backlog_bytes_max,

@@ -25,6 +25,9 @@ pub struct MatrixOptions<'a> {
     pub brokers: Vec<BrokerKind>,
     /// Binaries to use instead of each broker's default location.
     pub binaries: BTreeMap<String, PathBuf>,
+    /// Flags every Ringtail broker of the matrix gets, after the scenario's own (a setting
+    /// measured across the whole matrix, e.g. `--write-direct true`).
+    pub ringtail_args: Vec<String>,
     pub duration_s: f64,
     pub warmup_s: f64,
     /// Caps each scenario's backlog (catch-up), so that short matrices stay short.
@@ -200,7 +203,11 @@ fn run_scenarios(
         };
         let scenario_dir = options.results_dir.join(&scenario.name);
         let stem = format!("{}-{}", broker.name(), layout.name);
-        let spec = broker_spec(target, scenario, &prepared, &scenario_dir);
+        let mut spec = broker_spec(target, scenario, &prepared, &scenario_dir);
+        if target.broker == BrokerKind::Ringtail {
+            spec.extra_args
+                .extend(options.ringtail_args.iter().cloned());
+        }
         remove_stale_files(&scenario_dir, &stem);
         let result = run_one(options, scenario, &spec, rate, &label, target.machine);
         // Read before teardown: Kafka's effective properties live in its data dir.

@@ -46,6 +46,9 @@ fn a_six_second_matrix_writes_reports_that_count_every_message() {
         layouts: vec![Layout::disk(ringtail_loadgen::layout::DiskKind::Fs)],
         brokers: vec![BrokerKind::Ringtail],
         binaries: [(BrokerKind::Ringtail.name().to_string(), binary)].into(),
+        // Every run with direct writes (and the tail cache): the whole load path over them,
+        // every message consumed; the default buffered path has the other tests.
+        ringtail_args: vec!["--write-direct".to_string(), "true".to_string()],
         duration_s: 1.0,
         warmup_s: 0.0,
         backlog_bytes_max: 4_000_000,
@@ -81,6 +84,11 @@ fn a_six_second_matrix_writes_reports_that_count_every_message() {
                 assert!(text.contains("<svg"), "{} is not an SVG", path.display());
             }
         }
+        let broker_config = fs::read_to_string(dir.join("ringtail-fs-broker.txt")).unwrap();
+        assert!(
+            broker_config.contains("--write-direct true"),
+            "{name}: the matrix's flags reach the broker: {broker_config}"
+        );
         let report: RunReport =
             serde_json::from_str(&fs::read_to_string(dir.join("ringtail-fs.json")).unwrap())
                 .unwrap();
