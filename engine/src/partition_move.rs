@@ -75,6 +75,14 @@ pub struct MoveReport {
 /// (inode, size) of each file of a directory, by name.
 pub(crate) type FileStamps = HashMap<String, (u64, u64)>;
 
+/// The active segment's log file, and its logical end when a copy round began (a log still
+/// taking appends during the round).
+#[derive(Debug, Clone)]
+pub(crate) struct ActiveLogEnd {
+    pub(crate) file_name: String,
+    pub(crate) end_bytes: u64,
+}
+
 /// Copies files of `source` into `dest` (created) whose stamp differs from `copied`, removes from
 /// `dest` files gone from `source`, and returns the new stamps (blocking). `throttle` paces bytes.
 /// With `recopy_active`, the active (last) segment's files are copied whatever their stamp: with
@@ -85,6 +93,7 @@ pub(crate) fn sync_copy(
     copied: &FileStamps,
     throttle: &mut Throttle,
     recopy_active: bool,
+    active_log: Option<&ActiveLogEnd>,
 ) -> Result<(FileStamps, u64), MoveError> {
     let failed = |path: &Path| {
         let path = path.to_path_buf();
@@ -111,28 +120,30 @@ pub(crate) fn sync_copy(
         }
         let name = entry.file_name().to_string_lossy().into_owned();
         let stamp = (meta.ino(), meta.len());
-        let in_active = active_stem
-            .as_deref()
-            .is_some_and(|stem| name.starts_with(stem));
-        let active = recopy_active && in_active;
-        // Direct writes (`write.direct`) rewrite the active log's last block in place, its size
-        // unchanged or grown: that block is copied again every round.
-        let active_log = in_active && name.ends_with(".log");
+        let active = recopy_active
+            && active_stem
+                .as_deref()
+                .is_some_and(|stem| name.starts_with(stem));
         // Same inode and grown: only appended to (segments and indexes are written at their end;
         // a compaction install or a truncation at open makes a new inode or a smaller size).
         let from_bytes = match copied.get(&name) {
-            Some(&(inode, len)) if !active && inode == stamp.0 && len <= stamp.1 => {
-                if active_log {
-                    crate::io::direct::align_down(len.saturating_sub(1))
-                } else {
-                    len
-                }
-            }
+            Some(&(inode, len)) if !active && inode == stamp.0 && len <= stamp.1 => len,
             _ => 0,
         };
-        if active || active_log || copied.get(&name) != Some(&stamp) {
+        if active || copied.get(&name) != Some(&stamp) {
             bytes += copy_file(&entry.path(), &dest.join(&name), from_bytes, throttle)?;
         }
+        // The active log's bytes are final only up to the block holding its logical end when
+        // the round began: past it lie preallocated zeros or a direct write's padding, which
+        // later writes replace in place (the file's size unchanged, or grown past them before a
+        // roll). The next round copies it again from there, whether it is still active or not.
+        let stamp = match active_log {
+            Some(log) if log.file_name == name => (
+                stamp.0,
+                stamp.1.min(crate::io::direct::align_down(log.end_bytes)),
+            ),
+            _ => stamp,
+        };
         stamps.insert(name, stamp);
     }
     for name in copied.keys().filter(|name| !stamps.contains_key(*name)) {
@@ -371,6 +382,13 @@ impl crate::Shard {
         bytes_per_sec: u64,
     ) -> Result<MoveReport, MoveError> {
         let (from, to) = (source.to_path_buf(), staging.to_path_buf());
+        let active_log = self
+            .partition(topic_partition)
+            .map(|log| log.active_segment_end())
+            .map(|(base_offset, end)| ActiveLogEnd {
+                file_name: crate::segment::log_file_name(base_offset),
+                end_bytes: end.get(),
+            });
         let (stamps, bulk_bytes) = crate::io::blocking(move || {
             let mut throttle = Throttle::new(bytes_per_sec);
             Ok(sync_copy(
@@ -379,6 +397,7 @@ impl crate::Shard {
                 &FileStamps::new(),
                 &mut throttle,
                 false,
+                active_log.as_ref(),
             ))
         })
         .await
@@ -446,12 +465,14 @@ impl crate::Shard {
         );
         let (from, to, final_dir) = (source.to_path_buf(), staging.to_path_buf(), home.clone());
         let bytes = crate::io::blocking(move || {
+            // Closed: nothing is written during this round.
             let (_, bytes) = sync_copy(
                 &from,
                 &to,
                 &stamps,
                 &mut Throttle::unbounded(),
                 preallocated,
+                None,
             )
             .map_err(std::io::Error::other)?;
             sync_dir(&to)?;
@@ -490,45 +511,71 @@ mod tests {
     use super::*;
     use crate::{DiskWatermarks, LogConfig, Shard, ShardId, TopicPartition};
 
-    #[test]
-    fn a_catch_up_copy_takes_the_active_logs_rewritten_last_block_again() {
-        // Direct writes rewrite the partial last block of the active log in place (padding
-        // zeros replaced by data), its size unchanged: a copy from the old size would keep the
-        // zeros.
-        let root = tempfile::tempdir().unwrap();
-        let (source, dest) = (root.path().join("src"), root.path().join("dst"));
-        std::fs::create_dir_all(&source).unwrap();
-        let sealed = source.join("00000000000000000000.log");
-        let active = source.join("00000000000000000100.log");
-        std::fs::write(&sealed, vec![7u8; 5000]).unwrap();
-        let mut bytes = vec![1u8; 5000];
-        bytes.resize(8192, 0);
-        std::fs::write(&active, &bytes).unwrap();
-        let copy = |stamps: &FileStamps| {
-            sync_copy(&source, &dest, stamps, &mut Throttle::unbounded(), false)
-                .unwrap()
-                .0
-        };
-        let stamps = copy(&FileStamps::new());
-        // Rewritten in place, same inode and size; then grown.
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&active)
-            .unwrap();
-        std::os::unix::fs::FileExt::write_all_at(&file, &[2u8; 3000], 5000).unwrap();
-        let stamps = copy(&stamps);
-        assert_eq!(
-            std::fs::read(dest.join("00000000000000000100.log")).unwrap(),
-            std::fs::read(&active).unwrap()
-        );
-        std::os::unix::fs::FileExt::write_all_at(&file, &[3u8; 9000], 8000).unwrap();
-        copy(&stamps);
-        for path in [&sealed, &active] {
-            let name = path.file_name().unwrap();
-            assert_eq!(
-                std::fs::read(dest.join(name)).unwrap(),
-                std::fs::read(path).unwrap()
+    /// Writes `bytes` at `position` of `path` in place (as direct writes and preallocated
+    /// segments do), the file's size growing only if they reach past it.
+    fn write_in_place(path: &Path, bytes: &[u8], position: u64) {
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, bytes, position).unwrap();
+    }
+
+    fn assert_same_files(source: &Path, dest: &Path) {
+        for entry in std::fs::read_dir(source).unwrap() {
+            let path = entry.unwrap().path();
+            let copy = dest.join(path.file_name().unwrap());
+            assert!(
+                std::fs::read(&copy).unwrap() == std::fs::read(&path).unwrap(),
+                "{} differs from its source",
+                copy.display()
             );
+        }
+    }
+
+    #[test]
+    fn a_catch_up_copy_takes_again_what_the_active_log_rewrites_in_place() {
+        // Past the active log's logical end lie zeros that later writes replace in place: a
+        // direct write's padding (the size unchanged) or preallocated space (the size unchanged,
+        // or grown past it before the segment rolls). A copy resuming from the old size would
+        // keep the zeros. Both cases: the segment still active at the next round, and rolled.
+        for (padding_to, rolls) in [(8192u64, false), (65_536, true), (8192, true)] {
+            let root = tempfile::tempdir().unwrap();
+            let (source, dest) = (root.path().join("src"), root.path().join("dst"));
+            std::fs::create_dir_all(&source).unwrap();
+            let sealed = source.join("00000000000000000000.log");
+            let active = source.join("00000000000000000100.log");
+            std::fs::write(&sealed, vec![7u8; 5000]).unwrap();
+            let mut bytes = vec![1u8; 5000];
+            bytes.resize(padding_to as usize, 0);
+            std::fs::write(&active, &bytes).unwrap();
+            let active_log = ActiveLogEnd {
+                file_name: "00000000000000000100.log".into(),
+                end_bytes: 5000,
+            };
+            let stamps = sync_copy(
+                &source,
+                &dest,
+                &FileStamps::new(),
+                &mut Throttle::unbounded(),
+                false,
+                Some(&active_log),
+            )
+            .unwrap()
+            .0;
+            // Written on in place after the round, past the old size when it rolls.
+            let written_to = if rolls { padding_to + 10_000 } else { 7000 };
+            write_in_place(&active, &vec![2u8; (written_to - 5000) as usize], 5000);
+            if rolls {
+                std::fs::write(source.join("00000000000000000200.log"), [3u8; 100]).unwrap();
+            }
+            sync_copy(
+                &source,
+                &dest,
+                &stamps,
+                &mut Throttle::unbounded(),
+                false,
+                None,
+            )
+            .unwrap();
+            assert_same_files(&source, &dest);
         }
     }
 

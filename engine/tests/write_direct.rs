@@ -228,3 +228,49 @@ fn reads_of_the_latest_direct_writes_are_planned_from_memory() {
         });
     }
 }
+
+#[test]
+fn the_tail_cache_holds_copies_not_the_producers_buffers() {
+    // A cached slice of a producer's request would keep the whole request alive, however little
+    // of it is this partition's: the cache holds copies, and counts what it holds.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config(true)).await.unwrap();
+        let mut producer_buffers = Vec::new();
+        for tag in 0..50 {
+            let batch = bytes::Bytes::from(batch_for(tag));
+            let range = batch.as_ptr() as usize..batch.as_ptr() as usize + batch.len();
+            producer_buffers.push((range, batch.clone()));
+            log.append(batch, 0).await.unwrap();
+        }
+        let plan = log.read(0, 1 << 30, true).await.unwrap();
+        let memory: Vec<&bytes::Bytes> = plan
+            .slices
+            .iter()
+            .filter_map(|slice| slice.memory.as_ref())
+            .flatten()
+            .collect();
+        assert!(!memory.is_empty(), "the tail is planned from memory");
+        for piece in memory {
+            let address = piece.as_ptr() as usize;
+            assert!(
+                producer_buffers
+                    .iter()
+                    .all(|(range, _)| !range.contains(&address)),
+                "a cached piece points into a producer's buffer"
+            );
+        }
+        let held = ringtail_engine::log::tail_cache::shard_tail_cache_bytes();
+        assert_eq!(
+            held,
+            log.size_bytes(),
+            "one segment, all of it cached and counted"
+        );
+        log.close().await.unwrap();
+        drop(log);
+        assert_eq!(
+            ringtail_engine::log::tail_cache::shard_tail_cache_bytes(),
+            0
+        );
+    });
+}

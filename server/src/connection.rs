@@ -707,7 +707,12 @@ async fn send_slice(
     match as_range(slice) {
         Some(range) => {
             stream
-                .send_file(sender, range, next.and_then(as_range))
+                // A next slice the tail cache holds is sent from memory: nothing to read early.
+                .send_file(
+                    sender,
+                    range,
+                    next.filter(|next| next.memory.is_none()).and_then(as_range),
+                )
                 .await
         }
         None => {

@@ -24,8 +24,13 @@ pub const DIRECT_ALIGN_BYTES: usize = 4096;
 /// here as the size at which a direct write outruns a buffered one (results/write-paths/).
 pub const DIRECT_WRITE_BYTES_MAX: usize = 1 << 20;
 
-/// Write buffers a shard keeps for reuse (each [`DIRECT_WRITE_BYTES_MAX`] plus alignment room).
-/// More may be in use at once (one per partition writing); those beyond are freed after use.
+/// The smaller write buffer size, for runs that fit it: a partition writing a few KiB at a time
+/// does not hold a whole [`DIRECT_WRITE_BYTES_MAX`] for each write.
+pub const DIRECT_WRITE_SMALL_BYTES: usize = 64 << 10;
+
+/// Write buffers of each size a shard keeps for reuse. More may be in use at once (one per
+/// partition writing, each at most the size of what it writes plus a block); those beyond are
+/// freed after use.
 pub const DIRECT_WRITE_BUFFERS_KEPT_MAX: usize = 8;
 
 /// Whether the descriptor is for reading or writing.
@@ -67,28 +72,42 @@ pub fn align_up(len: usize) -> usize {
 }
 
 thread_local! {
-    /// The shard's idle write buffers. Reused so their pages stay warm: on these VMs the first
-    /// touch of a fresh page is the dear part of writing (results/write-paths/).
-    static WRITE_BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// The shard's idle write buffers, small and large. Reused so their pages stay warm: on
+    /// these VMs the first touch of a fresh page is the dear part of writing
+    /// (results/write-paths/).
+    static WRITE_BUFFERS: RefCell<[Vec<Vec<u8>>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
 }
 
-/// A write buffer of [`DIRECT_WRITE_BYTES_MAX`] bytes from an aligned address on: a kept one if
-/// the shard has one, else a new one (zeroed, so its pages are touched once, here).
-pub fn take_write_buffer() -> Vec<u8> {
+/// The size class of a buffer for `bytes` (at most [`DIRECT_WRITE_BYTES_MAX`]): its index in
+/// the pool and the bytes it holds from its aligned start.
+fn size_class(bytes: usize) -> (usize, usize) {
+    if bytes <= DIRECT_WRITE_SMALL_BYTES {
+        (0, DIRECT_WRITE_SMALL_BYTES)
+    } else {
+        (1, DIRECT_WRITE_BYTES_MAX)
+    }
+}
+
+/// A write buffer holding at least `bytes` (at most [`DIRECT_WRITE_BYTES_MAX`]) from an aligned
+/// address on: a kept one if the shard has one of its size, else a new one (zeroed, so its pages
+/// are touched once, here).
+pub fn take_write_buffer(bytes: usize) -> Vec<u8> {
+    let (class, class_bytes) = size_class(bytes.min(DIRECT_WRITE_BYTES_MAX));
     WRITE_BUFFERS
-        .with(|buffers| buffers.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0; DIRECT_WRITE_BYTES_MAX + DIRECT_ALIGN_BYTES])
+        .with(|buffers| buffers.borrow_mut()[class].pop())
+        .unwrap_or_else(|| vec![0; class_bytes + DIRECT_ALIGN_BYTES])
 }
 
 /// Gives a buffer from [`take_write_buffer`] back for reuse (freed if the shard keeps enough).
 pub fn return_write_buffer(buffer: Vec<u8>) {
-    if buffer.len() != DIRECT_WRITE_BYTES_MAX + DIRECT_ALIGN_BYTES {
+    let (class, class_bytes) = size_class(buffer.len().saturating_sub(DIRECT_ALIGN_BYTES));
+    if buffer.len() != class_bytes + DIRECT_ALIGN_BYTES {
         return;
     }
     WRITE_BUFFERS.with(|buffers| {
         let mut buffers = buffers.borrow_mut();
-        if buffers.len() < DIRECT_WRITE_BUFFERS_KEPT_MAX {
-            buffers.push(buffer);
+        if buffers[class].len() < DIRECT_WRITE_BUFFERS_KEPT_MAX {
+            buffers[class].push(buffer);
         }
     });
 }
@@ -110,21 +129,29 @@ mod tests {
     }
 
     #[test]
-    fn pooled_buffers_hold_a_whole_write_from_an_aligned_address() {
-        let buffer = take_write_buffer();
-        let start = aligned_start(&buffer);
-        assert!(start < DIRECT_ALIGN_BYTES);
-        assert!(buffer.len() - start >= DIRECT_WRITE_BYTES_MAX);
-        assert_eq!((buffer.as_ptr() as usize + start) % DIRECT_ALIGN_BYTES, 0);
-        let address = buffer.as_ptr();
-        return_write_buffer(buffer);
-        let again = take_write_buffer();
-        assert_eq!(again.as_ptr(), address, "a returned buffer is reused");
+    fn pooled_buffers_hold_their_write_from_an_aligned_address_by_size() {
+        for (asked, holds) in [
+            (1, DIRECT_WRITE_SMALL_BYTES),
+            (DIRECT_WRITE_SMALL_BYTES, DIRECT_WRITE_SMALL_BYTES),
+            (DIRECT_WRITE_SMALL_BYTES + 1, DIRECT_WRITE_BYTES_MAX),
+            (10 * DIRECT_WRITE_BYTES_MAX, DIRECT_WRITE_BYTES_MAX),
+        ] {
+            let buffer = take_write_buffer(asked);
+            let start = aligned_start(&buffer);
+            assert!(start < DIRECT_ALIGN_BYTES);
+            assert_eq!(buffer.len() - DIRECT_ALIGN_BYTES, holds, "asked {asked}");
+            assert_eq!((buffer.as_ptr() as usize + start) % DIRECT_ALIGN_BYTES, 0);
+            let address = buffer.as_ptr();
+            return_write_buffer(buffer);
+            let again = take_write_buffer(asked);
+            assert_eq!(again.as_ptr(), address, "a returned buffer is reused");
+            return_write_buffer(again);
+        }
         // A buffer of another size is not pooled.
         return_write_buffer(vec![0; 10]);
         assert_eq!(
-            take_write_buffer().len(),
-            DIRECT_WRITE_BYTES_MAX + DIRECT_ALIGN_BYTES
+            take_write_buffer(1).len(),
+            DIRECT_WRITE_SMALL_BYTES + DIRECT_ALIGN_BYTES
         );
     }
 }

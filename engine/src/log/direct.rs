@@ -24,8 +24,7 @@ use tracing::warn;
 
 use super::state::PartitionLog;
 use crate::io::direct::{
-    align_down, align_up, aligned_start, return_write_buffer, take_write_buffer,
-    DIRECT_WRITE_BYTES_MAX,
+    align_down, align_up, aligned_start, return_write_buffer, take_write_buffer, DIRECT_ALIGN_BYTES,
 };
 use crate::io::disk::DiskFile;
 use crate::segment::SegmentFiles;
@@ -45,20 +44,23 @@ pub(crate) struct DirectTail {
 
 /// How a run was written.
 pub(crate) enum DirectOutcome {
-    /// With `O_DIRECT`.
-    Written,
+    /// With `O_DIRECT`; with a copy of the run's bytes for the tail cache if one was asked for.
+    Written(Option<Vec<Bytes>>),
     /// The file system refuses `O_DIRECT`: the caller writes the run buffered.
     Refused,
 }
 
 impl PartitionLog {
-    /// Writes `run` at `position`, the active segment's end, with `O_DIRECT`.
+    /// Writes `run` at `position`, the active segment's end, with `O_DIRECT`; with
+    /// `copy_for_cache`, returns its bytes copied out of the write buffers (a few large pieces
+    /// that pin nothing else, unlike the producers' request buffers the run points into).
     pub(crate) async fn write_direct(
         &self,
         files: &SegmentFiles,
         segment_base: Offset,
         run: &[Bytes],
         position: Position,
+        copy_for_cache: bool,
     ) -> std::io::Result<DirectOutcome> {
         let tail = self.state.borrow_mut().direct_tail.take();
         let tail = match tail {
@@ -68,9 +70,22 @@ impl PartitionLog {
                 None => return Ok(DirectOutcome::Refused),
             },
         };
-        let tail = write_run(tail, run, position).await?;
-        self.state.borrow_mut().direct_tail = Some(tail);
-        Ok(DirectOutcome::Written)
+        let mut copies = copy_for_cache.then(Vec::new);
+        match write_run(tail, run, position, copies.as_mut()).await {
+            Ok(tail) => {
+                self.state.borrow_mut().direct_tail = Some(tail);
+                Ok(DirectOutcome::Written(copies))
+            }
+            // Taken at open, refused at write: nothing was written that a buffered write of the
+            // same run at the same place will not write again.
+            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+                warn!(path = %files.log_path.display(), %err,
+                    "an O_DIRECT write was refused: this log writes through the page cache");
+                self.state.borrow_mut().direct_refused = true;
+                Ok(DirectOutcome::Refused)
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// A tail for the active segment ending at `end`: a direct handle and the partial block read
@@ -117,11 +132,13 @@ impl PartitionLog {
 }
 
 /// Writes `run` after `tail`'s partial block in aligned writes of at most
-/// [`DIRECT_WRITE_BYTES_MAX`] from a pooled buffer; returns the tail at the new end.
+/// [`DIRECT_WRITE_BYTES_MAX`] from a pooled buffer; returns the tail at the new end. With
+/// `copies`, each write's run bytes are copied there too.
 async fn write_run(
     mut tail: DirectTail,
     run: &[Bytes],
     position: Position,
+    mut copies: Option<&mut Vec<Bytes>>,
 ) -> std::io::Result<DirectTail> {
     let run_bytes: u64 = run.iter().map(|bytes| bytes.len() as u64).sum();
     let end = position.get() + run_bytes;
@@ -132,14 +149,21 @@ async fn write_run(
         "the partial block ends at the log's end"
     );
     let mut source = RunCursor::new(run);
-    let mut buffer = take_write_buffer();
+    let largest_write = tail.partial_block.len() as u64 + run_bytes;
+    let mut buffer = take_write_buffer(usize::try_from(largest_write).unwrap_or(usize::MAX));
     let start = aligned_start(&buffer);
+    let capacity = buffer.len() - DIRECT_ALIGN_BYTES;
     let mut carried = std::mem::take(&mut tail.partial_block);
     loop {
         // One write: the carried bytes (the partial block), then as much of the run as fits.
         let mut filled = carried.len();
         buffer[start..start + filled].copy_from_slice(&carried);
-        filled += source.copy_into(&mut buffer[start + filled..start + DIRECT_WRITE_BYTES_MAX]);
+        filled += source.copy_into(&mut buffer[start + filled..start + capacity]);
+        if let Some(copies) = copies.as_mut() {
+            copies.push(Bytes::copy_from_slice(
+                &buffer[start + carried.len()..start + filled],
+            ));
+        }
         let write_end = block_position + filled as u64;
         let aligned_bytes = align_up(filled);
         // Past the data: zeros, never read, overwritten by the next write.

@@ -143,6 +143,13 @@ impl PartitionLog {
         }
     }
 
+    /// The active segment's base offset and logical end (bytes of whole batches written).
+    pub fn active_segment_end(&self) -> (Offset, crate::units::Position) {
+        let state = self.state.borrow();
+        let active = state.active();
+        (active.base_offset, active.end())
+    }
+
     /// Offset after the last batch known to be on disk (fdatasync'ed).
     pub fn durable_offset(&self) -> Offset {
         self.state.borrow().durable_offset

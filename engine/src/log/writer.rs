@@ -184,17 +184,22 @@ impl PartitionLog {
         self.allocate_ahead(&files, position.advanced_by(run_bytes))
             .await?;
         let written = if write_direct {
+            let cache_bytes_max = self.state.borrow().config.tail_cache_bytes;
+            let copy_for_cache = run_bytes <= cache_bytes_max;
             match self
-                .write_direct(&files, segment_base, &run, position)
+                .write_direct(&files, segment_base, &run, position, copy_for_cache)
                 .await
             {
-                Ok(DirectOutcome::Written) => {
+                Ok(DirectOutcome::Written(copies)) => {
                     // Before the high watermark moves (note_run): readers it wakes find it here.
-                    let mut state = self.state.borrow_mut();
-                    let bytes_max = state.config.tail_cache_bytes;
-                    state
-                        .tail_cache
-                        .push(segment_base, position, run, bytes_max);
+                    // A run not copied (larger than the cache) is pushed empty: the cache then
+                    // starts afresh after it.
+                    self.state.borrow_mut().tail_cache.push(
+                        segment_base,
+                        position,
+                        copies.unwrap_or_default(),
+                        cache_bytes_max,
+                    );
                     Ok(true)
                 }
                 Ok(DirectOutcome::Refused) => write_at(&files, run, position, write_inline)
@@ -203,6 +208,12 @@ impl PartitionLog {
                 Err(err) => Err(err),
             }
         } else {
+            // `write.direct` turned off (or never on): what a direct log kept goes.
+            {
+                let mut state = self.state.borrow_mut();
+                state.tail_cache.clear();
+                state.direct_tail = None;
+            }
             write_at(&files, run, position, write_inline)
                 .await
                 .map(|()| false)
