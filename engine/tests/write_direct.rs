@@ -230,9 +230,10 @@ fn reads_of_the_latest_direct_writes_are_planned_from_memory() {
 }
 
 #[test]
-fn the_tail_cache_holds_copies_not_the_producers_buffers() {
+fn the_tail_cache_holds_its_write_buffers_not_the_producers_buffers() {
     // A cached slice of a producer's request would keep the whole request alive, however little
-    // of it is this partition's: the cache holds copies, and counts what it holds.
+    // of it is this partition's: the cache holds the buffers the bytes were written from, and
+    // counts what they hold.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     block_on(async {
         let (log, _) = PartitionLog::open(dir.path(), config(true)).await.unwrap();
@@ -260,11 +261,13 @@ fn the_tail_cache_holds_copies_not_the_producers_buffers() {
                 "a cached piece points into a producer's buffer"
             );
         }
+        // One segment, all of it cached; counted with the buffers' alignment (at most two
+        // blocks a write, one write an append here).
         let held = ringtail_engine::log::tail_cache::shard_tail_cache_bytes();
-        assert_eq!(
-            held,
-            log.size_bytes(),
-            "one segment, all of it cached and counted"
+        assert!(
+            held >= log.size_bytes() && held <= log.size_bytes() + 50 * 8192,
+            "{held} bytes held for {}",
+            log.size_bytes()
         );
         log.close().await.unwrap();
         drop(log);

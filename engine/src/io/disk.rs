@@ -144,43 +144,29 @@ impl DiskFile {
         }
     }
 
-    /// Writes `buffer[range]` at `position`, all of it; returns the buffer for reuse. On a
-    /// handle from [`Self::open_direct_writer`], the position, the range's length and the
-    /// address of its first byte must be aligned to [`super::direct::DIRECT_ALIGN_BYTES`].
-    pub async fn write_range_at(
-        &self,
-        buffer: Vec<u8>,
-        range: std::ops::Range<usize>,
-        position: u64,
-    ) -> io::Result<Vec<u8>> {
+    /// Writes all of `bytes` at `position`. On a handle from [`Self::open_direct_writer`], the
+    /// position, the length and the address of the first byte must be aligned to
+    /// [`super::direct::DIRECT_ALIGN_BYTES`].
+    pub async fn write_all_bytes_at(&self, bytes: bytes::Bytes, position: u64) -> io::Result<()> {
         match self {
             Self::Real(file) => {
-                use compio::buf::{IntoInner, IoBuf};
                 use compio::io::AsyncWriteAt;
                 use compio::BufResult;
-                let mut buffer = buffer;
-                let mut done = range.start;
-                while done < range.end {
+                let mut done = 0;
+                while done < bytes.len() {
                     let mut handle = file;
-                    let BufResult(result, slice) = handle
-                        .write_at(
-                            buffer.slice(done..range.end),
-                            position + (done - range.start) as u64,
-                        )
+                    let BufResult(result, _) = handle
+                        .write_at(bytes.slice(done..), position + done as u64)
                         .await;
-                    buffer = slice.into_inner();
                     let count = result?;
                     if count == 0 {
                         return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
                     }
                     done += count;
                 }
-                Ok(buffer)
+                Ok(())
             }
-            Self::Sim(file) => {
-                sim_write_all_at(file, &buffer[range], position)?;
-                Ok(buffer)
-            }
+            Self::Sim(file) => sim_write_all_at(file, &bytes, position),
         }
     }
 

@@ -24,7 +24,7 @@ use tracing::warn;
 
 use super::state::PartitionLog;
 use crate::io::direct::{
-    align_down, align_up, aligned_start, return_write_buffer, take_write_buffer, DIRECT_ALIGN_BYTES,
+    align_down, align_up, aligned_offset, DIRECT_ALIGN_BYTES, DIRECT_WRITE_BYTES_MAX,
 };
 use crate::io::disk::DiskFile;
 use crate::segment::SegmentFiles;
@@ -44,16 +44,17 @@ pub(crate) struct DirectTail {
 
 /// How a run was written.
 pub(crate) enum DirectOutcome {
-    /// With `O_DIRECT`; with a copy of the run's bytes for the tail cache if one was asked for.
-    Written(Option<Vec<Bytes>>),
+    /// With `O_DIRECT`; with the run's bytes for the tail cache if they were asked for.
+    Written(Option<Vec<WrittenPiece>>),
     /// The file system refuses `O_DIRECT`: the caller writes the run buffered.
     Refused,
 }
 
 impl PartitionLog {
     /// Writes `run` at `position`, the active segment's end, with `O_DIRECT`; with
-    /// `copy_for_cache`, returns its bytes copied out of the write buffers (a few large pieces
-    /// that pin nothing else, unlike the producers' request buffers the run points into).
+    /// `copy_for_cache`, returns its bytes as the write buffers they were written from (a few
+    /// large pieces that pin nothing else, unlike the producers' request buffers the run points
+    /// into).
     pub(crate) async fn write_direct(
         &self,
         files: &SegmentFiles,
@@ -131,14 +132,22 @@ impl PartitionLog {
     }
 }
 
+/// A written piece of a run, for the tail cache: the run's bytes of one write, sharing that
+/// write's buffer, and the buffer's size (what the cache holds).
+pub(crate) struct WrittenPiece {
+    pub(crate) bytes: Bytes,
+    pub(crate) held_bytes: u64,
+}
+
 /// Writes `run` after `tail`'s partial block in aligned writes of at most
-/// [`DIRECT_WRITE_BYTES_MAX`] from a pooled buffer; returns the tail at the new end. With
-/// `copies`, each write's run bytes are copied there too.
+/// [`DIRECT_WRITE_BYTES_MAX`], each from a buffer of its own size; returns the tail at the new
+/// end. With `pieces`, each write's buffer is kept there (its run bytes) for the tail cache:
+/// the bytes are copied once, into the buffer the disk reads them from.
 async fn write_run(
     mut tail: DirectTail,
     run: &[Bytes],
     position: Position,
-    mut copies: Option<&mut Vec<Bytes>>,
+    mut pieces: Option<&mut Vec<WrittenPiece>>,
 ) -> std::io::Result<DirectTail> {
     let run_bytes: u64 = run.iter().map(|bytes| bytes.len() as u64).sum();
     let end = position.get() + run_bytes;
@@ -149,43 +158,49 @@ async fn write_run(
         "the partial block ends at the log's end"
     );
     let mut source = RunCursor::new(run);
-    let largest_write = tail.partial_block.len() as u64 + run_bytes;
-    let mut buffer = take_write_buffer(usize::try_from(largest_write).unwrap_or(usize::MAX));
-    let start = aligned_start(&buffer);
-    let capacity = buffer.len() - DIRECT_ALIGN_BYTES;
+    let mut left = usize::try_from(run_bytes).expect("a run fits in memory");
     let mut carried = std::mem::take(&mut tail.partial_block);
     loop {
-        // One write: the carried bytes (the partial block), then as much of the run as fits.
-        let mut filled = carried.len();
-        buffer[start..start + filled].copy_from_slice(&carried);
-        filled += source.copy_into(&mut buffer[start + filled..start + capacity]);
-        if let Some(copies) = copies.as_mut() {
-            copies.push(Bytes::copy_from_slice(
-                &buffer[start + carried.len()..start + filled],
-            ));
-        }
-        let write_end = block_position + filled as u64;
+        // One write: the carried bytes (the partial block), then as much of the run as fits,
+        // then zeros to the block's end (never read, overwritten by the next write).
+        let taken = left.min(DIRECT_WRITE_BYTES_MAX - carried.len());
+        let filled = carried.len() + taken;
         let aligned_bytes = align_up(filled);
-        // Past the data: zeros, never read, overwritten by the next write.
-        buffer[start + filled..start + aligned_bytes].fill(0);
-        // A failed write fails the log: its buffer is not worth keeping.
-        buffer = tail
-            .file
-            .write_range_at(buffer, start..start + aligned_bytes, block_position)
+        let held_bytes = aligned_bytes + DIRECT_ALIGN_BYTES;
+        let mut buffer = Vec::with_capacity(held_bytes);
+        let start = aligned_offset(buffer.as_ptr());
+        buffer.resize(start, 0);
+        buffer.extend_from_slice(&carried);
+        source.extend_into(&mut buffer, taken);
+        buffer.resize(start + aligned_bytes, 0);
+        assert_eq!(
+            buffer.capacity(),
+            held_bytes,
+            "the buffer was not reallocated"
+        );
+        let buffer = Bytes::from(buffer);
+        tail.file
+            .write_all_bytes_at(buffer.slice(start..start + aligned_bytes), block_position)
             .await?;
+        left -= taken;
+        let write_end = block_position + filled as u64;
+        if let Some(pieces) = pieces.as_mut() {
+            pieces.push(WrittenPiece {
+                bytes: buffer.slice(start + carried.len()..start + filled),
+                held_bytes: held_bytes as u64,
+            });
+        }
         // The next write starts at this one's last partial block (if any), carried again.
         let next_block = align_down(write_end);
         let partial = usize::try_from(write_end - next_block).expect("under one block");
-        let partial_from = start + filled - partial;
         carried.clear();
-        carried.extend_from_slice(&buffer[partial_from..start + filled]);
+        carried.extend_from_slice(&buffer[start + filled - partial..start + filled]);
         block_position = next_block;
-        if source.is_done() {
+        if left == 0 {
             assert_eq!(write_end, end, "a direct write covers its whole run");
             break;
         }
     }
-    return_write_buffer(buffer);
     tail.partial_block = carried;
     tail.end = Position::new(end);
     Ok(tail)
@@ -207,25 +222,20 @@ impl<'a> RunCursor<'a> {
         }
     }
 
-    /// Copies as much as fits into `into`; returns the bytes copied.
-    fn copy_into(&mut self, into: &mut [u8]) -> usize {
+    /// Appends the next `count` bytes of the run to `into`.
+    fn extend_into(&mut self, into: &mut Vec<u8>, count: usize) {
         let mut copied = 0;
-        while copied < into.len() && self.buffer_index < self.run.len() {
+        while copied < count {
             let source = &self.run[self.buffer_index][self.offset_in_buffer..];
-            let count = source.len().min(into.len() - copied);
-            into[copied..copied + count].copy_from_slice(&source[..count]);
-            copied += count;
-            self.offset_in_buffer += count;
+            let step = source.len().min(count - copied);
+            into.extend_from_slice(&source[..step]);
+            copied += step;
+            self.offset_in_buffer += step;
             if self.offset_in_buffer == self.run[self.buffer_index].len() {
                 self.buffer_index += 1;
                 self.offset_in_buffer = 0;
             }
         }
-        copied
-    }
-
-    fn is_done(&self) -> bool {
-        self.buffer_index == self.run.len()
     }
 }
 
@@ -242,14 +252,11 @@ mod tests {
             Bytes::from_static(b"i"),
         ];
         let mut cursor = RunCursor::new(&run);
-        let mut first = [0u8; 4];
-        assert_eq!(cursor.copy_into(&mut first), 4);
-        assert_eq!(&first, b"abcd");
-        assert!(!cursor.is_done());
-        let mut second = [0u8; 10];
-        assert_eq!(cursor.copy_into(&mut second), 5);
-        assert_eq!(&second[..5], b"efghi");
-        assert!(cursor.is_done());
-        assert_eq!(cursor.copy_into(&mut second), 0);
+        let mut first = Vec::new();
+        cursor.extend_into(&mut first, 4);
+        assert_eq!(first, b"abcd");
+        let mut second = b"xy".to_vec();
+        cursor.extend_into(&mut second, 5);
+        assert_eq!(second, b"xyefghi");
     }
 }

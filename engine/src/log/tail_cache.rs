@@ -3,11 +3,14 @@
 //! Direct writes leave nothing in the page cache, so without this a consumer at the tail would
 //! read from disk what was written a moment ago: twice the disk traffic, and a disk read on every
 //! fetch's path (results/write-direct/: a live consumer then held the producer to about half its
-//! speed). The cache holds the written runs themselves — the producers' buffers, shared, not
-//! copied — for the active segment's last `tail_cache_bytes`, and the read planner serves a slice
-//! from it when the whole slice is there ([`crate::FileSlice::memory`]).
+//! speed). The cache keeps the buffers the latest runs were written from (the bytes were copied
+//! into them for the write; the cache takes no second copy, and never holds a producer's request,
+//! which a slice of it would keep whole) for the active segment's last `tail_cache_bytes`, and
+//! the read planner serves a slice from it when the whole slice is there
+//! ([`crate::FileSlice::memory`]).
 //!
-//! Bounds: per log `tail_cache_bytes` (topic config `tail.cache.bytes`), and per shard
+//! Bounds, on the memory the buffers hold (alignment included): per log `tail_cache_bytes`
+//! (topic config `tail.cache.bytes`), and per shard
 //! [`TAIL_CACHE_SHARD_BYTES_MAX`] over all its logs: a run that would pass the shard's bound is
 //! not cached (its readers read it from disk).
 #![forbid(unsafe_code)]
@@ -32,10 +35,11 @@ pub fn shard_tail_cache_bytes() -> u64 {
     SHARD_BYTES.with(Cell::get)
 }
 
-/// One written run: its buffers, back to back from `position`.
+/// One written run: its buffers, back to back from `position`, and the memory they hold.
 struct CachedRun {
     position: u64,
     len: u64,
+    held_bytes: u64,
     pieces: Vec<Bytes>,
 }
 
@@ -48,14 +52,16 @@ pub(crate) struct TailCache {
 }
 
 impl TailCache {
-    /// Notes `pieces`, written at `position` of segment `segment_base`. A run that does not
-    /// follow the cached ones (another segment, a gap) starts the cache afresh; the oldest runs
-    /// go once more than `bytes_max` is held.
+    /// Notes `pieces`, written at `position` of segment `segment_base` and holding `held_bytes`
+    /// of memory (their buffers, alignment included). A run that does not follow the cached
+    /// ones (another segment, a gap) starts the cache afresh; the oldest runs go once more than
+    /// `bytes_max` is held.
     pub(crate) fn push(
         &mut self,
         segment_base: Offset,
         position: Position,
         pieces: Vec<Bytes>,
+        held_bytes: u64,
         bytes_max: u64,
     ) {
         let len: u64 = pieces.iter().map(|piece| piece.len() as u64).sum();
@@ -68,7 +74,7 @@ impl TailCache {
             self.clear();
         }
         let shard_room = TAIL_CACHE_SHARD_BYTES_MAX.saturating_sub(shard_tail_cache_bytes());
-        if len == 0 || len > bytes_max || len > shard_room {
+        if len == 0 || held_bytes > bytes_max || held_bytes > shard_room {
             // Not cached: the next run would leave a gap, so nothing older is of use either.
             self.clear();
             return;
@@ -77,12 +83,13 @@ impl TailCache {
         self.runs.push_back(CachedRun {
             position: position.get(),
             len,
+            held_bytes,
             pieces,
         });
-        self.add_bytes(len);
+        self.add_bytes(held_bytes);
         while self.bytes > bytes_max {
             let oldest = self.runs.pop_front().expect("held bytes are in runs");
-            self.sub_bytes(oldest.len);
+            self.sub_bytes(oldest.held_bytes);
         }
     }
 
@@ -177,8 +184,8 @@ mod tests {
         let mut cache = TailCache::default();
         let first = pieces(0, &[10, 5]);
         let second = pieces(50, &[7, 1, 20]);
-        cache.push(SEGMENT, Position::new(1000), first.clone(), 1 << 20);
-        cache.push(SEGMENT, Position::new(1015), second.clone(), 1 << 20);
+        cache.push(SEGMENT, Position::new(1000), first.clone(), 15, 1 << 20);
+        cache.push(SEGMENT, Position::new(1015), second.clone(), 28, 1 << 20);
         let all: Vec<u8> = [joined(&first), joined(&second)].concat();
         for (start, len) in [
             (1000, 43),
@@ -207,9 +214,9 @@ mod tests {
     fn the_oldest_runs_go_past_the_bound_and_a_gap_or_roll_starts_afresh() {
         let before = shard_tail_cache_bytes();
         let mut cache = TailCache::default();
-        cache.push(SEGMENT, Position::new(0), pieces(0, &[100]), 250);
-        cache.push(SEGMENT, Position::new(100), pieces(1, &[100]), 250);
-        cache.push(SEGMENT, Position::new(200), pieces(2, &[100]), 250);
+        cache.push(SEGMENT, Position::new(0), pieces(0, &[100]), 100, 250);
+        cache.push(SEGMENT, Position::new(100), pieces(1, &[100]), 100, 250);
+        cache.push(SEGMENT, Position::new(200), pieces(2, &[100]), 100, 250);
         assert!(
             cache.get(SEGMENT, Position::new(0), 10).is_none(),
             "evicted"
@@ -217,12 +224,18 @@ mod tests {
         assert!(cache.get(SEGMENT, Position::new(100), 200).is_some());
         assert_eq!(shard_tail_cache_bytes() - before, 200);
         // A run too large for the bound is not cached, and leaves nothing stale behind.
-        cache.push(SEGMENT, Position::new(300), pieces(3, &[300]), 250);
+        cache.push(SEGMENT, Position::new(300), pieces(3, &[300]), 300, 250);
         assert!(cache.get(SEGMENT, Position::new(200), 10).is_none());
         assert_eq!(shard_tail_cache_bytes(), before);
         // A run that does not follow (after a roll: another segment) starts afresh.
-        cache.push(SEGMENT, Position::new(600), pieces(4, &[50]), 250);
-        cache.push(Offset::new(200), Position::new(0), pieces(5, &[50]), 250);
+        cache.push(SEGMENT, Position::new(600), pieces(4, &[50]), 50, 250);
+        cache.push(
+            Offset::new(200),
+            Position::new(0),
+            pieces(5, &[50]),
+            50,
+            250,
+        );
         assert!(cache.get(SEGMENT, Position::new(600), 10).is_none());
         assert!(cache.get(Offset::new(200), Position::new(0), 50).is_some());
         drop(cache);

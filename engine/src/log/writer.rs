@@ -190,14 +190,17 @@ impl PartitionLog {
                 .write_direct(&files, segment_base, &run, position, copy_for_cache)
                 .await
             {
-                Ok(DirectOutcome::Written(copies)) => {
+                Ok(DirectOutcome::Written(pieces)) => {
                     // Before the high watermark moves (note_run): readers it wakes find it here.
-                    // A run not copied (larger than the cache) is pushed empty: the cache then
+                    // A run not kept (larger than the cache) is pushed empty: the cache then
                     // starts afresh after it.
+                    let pieces = pieces.unwrap_or_default();
+                    let held_bytes = pieces.iter().map(|piece| piece.held_bytes).sum();
                     self.state.borrow_mut().tail_cache.push(
                         segment_base,
                         position,
-                        copies.unwrap_or_default(),
+                        pieces.into_iter().map(|piece| piece.bytes).collect(),
+                        held_bytes,
                         cache_bytes_max,
                     );
                     Ok(true)
