@@ -128,7 +128,7 @@ pub struct LogConfig {
     /// the shard for the copy into the page cache, and for dirty-page throttling when the kernel
     /// applies it.
     pub write_inline: bool,
-    /// Write appends with `O_DIRECT` from shard-kept aligned buffers, bypassing the page cache
+    /// Write appends with `O_DIRECT` from aligned buffers, bypassing the page cache
     /// (topic config `write.direct`; [`crate::log::direct`]). Takes precedence over
     /// `write_inline`. Falls back to buffered writes where the file system refuses `O_DIRECT`.
     pub write_direct: bool,

@@ -3,8 +3,10 @@
 //! Why: a buffered write copies into page-cache pages the kernel has just allocated, and on
 //! these VMs the first touch of a fresh page is the dear part (results/write-paths/: 1 MiB
 //! direct writes from a reused buffer ran at 1.8-2.2 GB/s for 0.05-0.08 CPU-s per GB, buffered
-//! at 0.55-1.3 GB/s for 0.2-1.1). Here a run of batches is copied into a shard-kept aligned
-//! buffer and written from it, so no page is touched for the first time.
+//! at 0.55-1.3 GB/s for 0.2-1.1). Here a run of batches is copied once, into an aligned buffer
+//! of the write's size, and written from it: no page-cache page is allocated, and the buffers'
+//! memory is what the allocator hands out again as earlier buffers are freed (warm in steady
+//! state). The tail cache then keeps the buffer ([`super::tail_cache`]).
 //!
 //! `O_DIRECT` writes whole aligned blocks. The log's end is rarely aligned, so the log keeps the
 //! bytes of its last, partial block ([`DirectTail`]): each write starts at that block with those

@@ -160,7 +160,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def!("write.inline", Boolean, "false", Any, None, Some("write_inline"), Honoured,
         "Ringtail: write appends with pwritev on the shard thread instead of an io_uring writev."),
     def!("write.direct", Boolean, "false", Any, None, Some("write_direct"), Honoured,
-        "Ringtail: write appends with O_DIRECT from aligned buffers the shard keeps, bypassing the page cache (live consumers then read the tail from disk, as cold data); takes precedence over write.inline."),
+        "Ringtail: write appends with O_DIRECT, bypassing the page cache; consumers at the tail read from the tail cache (tail.cache.bytes), older data from disk. Takes precedence over write.inline."),
     def!("tail.cache.bytes", Long, "8388608", AtLeast(0), None, Some("tail_cache_bytes"), Honoured,
         "Ringtail: with write.direct, bytes of the partition's most recent writes kept in memory for consumers at the tail (0 for none)."),
     def!("writeback.bytes", Long, "8388608", AtLeast(0), None, Some("writeback_bytes"), Honoured,
