@@ -20,6 +20,8 @@ fn config(rng: &mut Rng) -> LogConfig {
     config.flush = FlushPolicy::EveryBatch;
     config.preallocate = rng.below(2) == 1;
     config.write_inline = rng.below(2) == 1;
+    // Direct writes under every fault too (and, on one seed in eight, a disk refusing them).
+    config.write_direct = rng.below(2) == 1;
     config
 }
 
