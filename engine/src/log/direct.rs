@@ -16,9 +16,9 @@
 //! partial block puts the same bytes in its first part, so a torn write of it cannot damage what
 //! was there.
 //!
-//! Nothing written lands in the page cache: readers of the tail find it cold and read it from
-//! disk (the broker does that with direct reads too). Where the file system refuses `O_DIRECT`
-//! (EINVAL at open), the log writes buffered until it is reopened, and says so once.
+//! Nothing written lands in the page cache: readers of the tail get it from the tail cache, or
+//! find it cold and read it from disk. Where the file system refuses `O_DIRECT` (EINVAL at open
+//! or at a write), the log writes buffered until it is reopened, and says so once.
 #![forbid(unsafe_code)]
 
 use bytes::Bytes;
@@ -54,7 +54,7 @@ pub(crate) enum DirectOutcome {
 
 impl PartitionLog {
     /// Writes `run` at `position`, the active segment's end, with `O_DIRECT`; with
-    /// `copy_for_cache`, returns its bytes as the write buffers they were written from (a few
+    /// `keep_for_cache`, returns its bytes as the write buffers they were written from (a few
     /// large pieces that pin nothing else, unlike the producers' request buffers the run points
     /// into).
     pub(crate) async fn write_direct(
@@ -63,7 +63,7 @@ impl PartitionLog {
         segment_base: Offset,
         run: &[Bytes],
         position: Position,
-        copy_for_cache: bool,
+        keep_for_cache: bool,
     ) -> std::io::Result<DirectOutcome> {
         let tail = self.state.borrow_mut().direct_tail.take();
         let tail = match tail {
@@ -73,22 +73,27 @@ impl PartitionLog {
                 None => return Ok(DirectOutcome::Refused),
             },
         };
-        let mut copies = copy_for_cache.then(Vec::new);
-        match write_run(tail, run, position, copies.as_mut()).await {
+        let mut pieces = keep_for_cache.then(Vec::new);
+        match write_run(tail, run, position, pieces.as_mut()).await {
             Ok(tail) => {
                 self.state.borrow_mut().direct_tail = Some(tail);
-                Ok(DirectOutcome::Written(copies))
+                Ok(DirectOutcome::Written(pieces))
             }
             // Taken at open, refused at write: nothing was written that a buffered write of the
             // same run at the same place will not write again.
             Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
-                warn!(path = %files.log_path.display(), %err,
-                    "an O_DIRECT write was refused: this log writes through the page cache");
-                self.state.borrow_mut().direct_refused = true;
+                self.refuse_direct(files, &err);
                 Ok(DirectOutcome::Refused)
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// The file system refused `O_DIRECT` (at open or at a write): buffered writes from now on.
+    fn refuse_direct(&self, files: &SegmentFiles, err: &std::io::Error) {
+        warn!(path = %files.log_path.display(), %err,
+            "the file system refuses O_DIRECT: this log writes through the page cache");
+        self.state.borrow_mut().direct_refused = true;
     }
 
     /// A tail for the active segment ending at `end`: a direct handle and the partial block read
@@ -105,9 +110,7 @@ impl PartitionLog {
         let file = match files.log.open_direct_writer().await {
             Ok(file) => file,
             Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
-                warn!(path = %files.log_path.display(), %err,
-                    "the file system refuses O_DIRECT: this log writes through the page cache");
-                self.state.borrow_mut().direct_refused = true;
+                self.refuse_direct(files, &err);
                 return Ok(None);
             }
             Err(err) => return Err(err),

@@ -185,9 +185,9 @@ impl PartitionLog {
             .await?;
         let written = if write_direct {
             let cache_bytes_max = self.state.borrow().config.tail_cache_bytes;
-            let copy_for_cache = run_bytes <= cache_bytes_max;
+            let keep_for_cache = run_bytes <= cache_bytes_max;
             match self
-                .write_direct(&files, segment_base, &run, position, copy_for_cache)
+                .write_direct(&files, segment_base, &run, position, keep_for_cache)
                 .await
             {
                 Ok(DirectOutcome::Written(pieces)) => {
