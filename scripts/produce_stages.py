@@ -10,10 +10,12 @@ own view (delivery latency and librdkafka's broker round trip).
 
 With `--client loadgen` the load is `ringtail-loadgen run` at the same rate instead (1 KiB, acks=1,
 its own batching: the `fixed-rate-latency` scenario's client), and the client's figures are the
-loadgen's.
+loadgen's. `--catch-up-backlog-bytes N` (loadgen client only) adds the `cold-catch-up` scenario's
+reader: the loadgen first writes an N-byte backlog, drops the broker's files from the page cache,
+and one consumer reads from offset 0 while the producer runs at its rate.
 
 Usage: python3 scripts/produce_stages.py [--rate 50000] [--duration-s 15] [--warmup-s 5] [--partitions 8]
-           [--client librdkafka|loadgen]
+           [--client librdkafka|loadgen] [--catch-up-backlog-bytes N] [--ringtail-arg ARG ...]
 """
 
 from __future__ import annotations
@@ -75,12 +77,14 @@ def ms(seconds: float | None) -> str:
 
 
 class Ringtail:
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, extra_args: list[str]):
         self.port, self.metrics_port = free_port(), free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.data_dir = work / "data"
         self.proc = subprocess.Popen(
             [str(ROOT / "target/release/ringtail"), "--listen", self.bootstrap,
-             "--metrics-listen", f"127.0.0.1:{self.metrics_port}", "--data-dir", str(work / "data")],
+             "--metrics-listen", f"127.0.0.1:{self.metrics_port}", "--data-dir", str(self.data_dir),
+             *extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while True:
@@ -95,18 +99,26 @@ class Ringtail:
 
 def loadgen_paced(broker: Ringtail, args, topic: str) -> dict:
     """The loadgen's open-loop producer at `args.rate`: its own latency percentiles."""
+    if args.catch_up_backlog_bytes:
+        reader = ["--consumers", "1", "--start-from", "earliest", "--backlog-bytes",
+                  str(args.catch_up_backlog_bytes), "--evict-backlog-dir", str(broker.data_dir)]
+    else:
+        reader = ["--consumers", "0"]
     with tempfile.NamedTemporaryFile(suffix=".json") as report_file:
         subprocess.run(
             [str(ROOT / "target/release/ringtail-loadgen"), "run", "--bootstrap", broker.bootstrap,
              "--quiet", "--json", report_file.name, "--topic", topic,
-             "--partitions", str(args.partitions), "--message-bytes", "1024", "--consumers", "0",
+             "--partitions", str(args.partitions), "--message-bytes", "1024", *reader,
              "--acks", "1", "--rate", str(args.rate), "--duration-s", str(args.duration_s),
              "--warmup-s", str(args.warmup_s)],
             check=True, stdout=subprocess.DEVNULL)
         report = json.load(open(report_file.name))
     latency = report["produce"]["latency_us"]
-    return {"records_per_s": report["produce"]["msgs_per_s"], "p50_ms": latency["p50"] / 1000,
-            "p99_ms": latency["p99"] / 1000, "p999_ms": latency["p999"] / 1000}
+    figures = {"records_per_s": report["produce"]["msgs_per_s"], "p50_ms": latency["p50"] / 1000,
+               "p99_ms": latency["p99"] / 1000, "p999_ms": latency["p999"] / 1000}
+    if args.catch_up_backlog_bytes:
+        figures["consume_mb_per_s"] = report["consume"]["mb_per_s"]
+    return figures
 
 
 def main():
@@ -116,9 +128,15 @@ def main():
     parser.add_argument("--warmup-s", type=int, default=5)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--client", choices=["librdkafka", "loadgen"], default="librdkafka")
+    parser.add_argument("--catch-up-backlog-bytes", type=int, default=0,
+                        help="loadgen client only: a consumer catching up from offset 0 of this evicted backlog")
+    parser.add_argument("--ringtail-arg", action="append", default=[],
+                        help="an extra argument for ringtail (repeat for each)")
     args = parser.parse_args()
+    if args.catch_up_backlog_bytes and args.client != "loadgen":
+        parser.error("--catch-up-backlog-bytes needs --client loadgen")
     with tempfile.TemporaryDirectory(prefix="produce-stages-", dir="/var/tmp") as work:
-        broker = Ringtail(Path(work))
+        broker = Ringtail(Path(work), args.ringtail_arg)
         try:
             topic = "stages"
             if args.client == "librdkafka":
@@ -136,7 +154,9 @@ def main():
             broker.proc.terminate()
             broker.proc.wait(30)
     print(f"`python3 scripts/produce_stages.py --rate {args.rate} --duration-s {args.duration_s} "
-          f"--warmup-s {args.warmup_s} --partitions {args.partitions} --client {args.client}` "
+          f"--warmup-s {args.warmup_s} --partitions {args.partitions} --client {args.client}"
+          + (f" --catch-up-backlog-bytes {args.catch_up_backlog_bytes}" if args.catch_up_backlog_bytes else "")
+          + "".join(f" --ringtail-arg={arg}" for arg in args.ringtail_arg) + "` "
           f"({time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime())})\n")
     if args.client == "librdkafka":
         print(f"Client: {client['records_per_s']:.0f} records/s, delivery p50 {client['p50_ms']:.2f} ms, "
@@ -144,7 +164,9 @@ def main():
               f"p99 {client['rtt_p99_ms_median_window']:.2f} ms (median of 1 s windows); errors {client['errors']}.\n")
     else:
         print(f"Client (ringtail-loadgen): {client['records_per_s']:.0f} records/s, produce latency "
-              f"p50 {client['p50_ms']:.2f}, p99 {client['p99_ms']:.2f}, p99.9 {client['p999_ms']:.2f} ms.\n")
+              f"p50 {client['p50_ms']:.2f}, p99 {client['p99_ms']:.2f}, p99.9 {client['p999_ms']:.2f} ms"
+              + (f"; catch-up reader {client['consume_mb_per_s']:.0f} MB/s (whole run)" if "consume_mb_per_s" in client else "")
+              + ".\n")
     print("| stage | count | mean ms | p50 ms | p99 ms | p99.9 ms |\n|---|---:|---:|---:|---:|---:|")
     for stage, entry in stages.items():
         mean = entry["sum"] / entry["count"] * 1000 if entry["count"] else 0.0
