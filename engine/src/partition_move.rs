@@ -137,11 +137,14 @@ pub(crate) fn sync_copy(
         // the round began: past it lie preallocated zeros or a direct write's padding, which
         // later writes replace in place (the file's size unchanged, or grown past them before a
         // roll). The next round copies it again from there, whether it is still active or not.
+        // A newer log (rolled into after the end was recorded, before the listing) has no known
+        // end: the next round copies it whole.
         let stamp = match active_log {
             Some(log) if log.file_name == name => (
                 stamp.0,
                 stamp.1.min(crate::io::direct::align_down(log.end_bytes)),
             ),
+            Some(log) if name.ends_with(".log") && name > log.file_name => (stamp.0, 0),
             _ => stamp,
         };
         stamps.insert(name, stamp);
@@ -577,6 +580,46 @@ mod tests {
             .unwrap();
             assert_same_files(&source, &dest);
         }
+    }
+
+    #[test]
+    fn a_segment_rolled_into_before_the_round_listed_its_files_is_copied_again_whole() {
+        // The round recorded the active log's end, then (before it listed the directory: the
+        // hop to the blocking pool) the log rolled. The new segment's padding (or preallocated
+        // space) past its logical end, copied in this round, is written in place afterwards.
+        let root = tempfile::tempdir().unwrap();
+        let (source, dest) = (root.path().join("src"), root.path().join("dst"));
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::write(source.join("00000000000000000000.log"), vec![7u8; 5000]).unwrap();
+        let rolled_into = source.join("00000000000000000100.log");
+        let mut bytes = vec![1u8; 5000];
+        bytes.resize(8192, 0);
+        std::fs::write(&rolled_into, &bytes).unwrap();
+        let active_log = ActiveLogEnd {
+            file_name: "00000000000000000000.log".into(),
+            end_bytes: 5000,
+        };
+        let stamps = sync_copy(
+            &source,
+            &dest,
+            &FileStamps::new(),
+            &mut Throttle::unbounded(),
+            false,
+            Some(&active_log),
+        )
+        .unwrap()
+        .0;
+        write_in_place(&rolled_into, &[2u8; 2000], 5000);
+        sync_copy(
+            &source,
+            &dest,
+            &stamps,
+            &mut Throttle::unbounded(),
+            false,
+            None,
+        )
+        .unwrap();
+        assert_same_files(&source, &dest);
     }
 
     fn two_dirs(root: &Path) -> Arc<DataDirs> {
