@@ -181,6 +181,31 @@ fn where_o_direct_is_refused_the_log_writes_through_the_page_cache() {
 }
 
 #[test]
+fn a_failed_direct_open_falls_back_to_buffered_writes() {
+    // Not only EINVAL: with no `/proc` to reopen the segment through (ENOENT), or a permission
+    // refused, the log writes buffered instead of failing every append until restart (and again
+    // after it), as cold reads fall back for any failed direct open.
+    for code in [libc::ENOENT, libc::EACCES] {
+        let disk = ringtail_engine::io::sim::SimDisk::new(7);
+        disk.fail_direct_opens(code);
+        disk.create_dir_all_durable(Path::new("/data/no-proc-0"));
+        let _installed = io::disk::install_sim(&disk);
+        block_on(async {
+            let (log, _) = PartitionLog::open(Path::new("/data/no-proc-0"), config(true))
+                .await
+                .unwrap();
+            let mut originals = Vec::new();
+            for tag in 0..20 {
+                originals.extend(append_group(&log, tag..tag + 1).await);
+            }
+            assert!(!log.is_failed());
+            assert_eq!(read_all(&log).await, expected(&originals));
+            log.close().await.unwrap();
+        });
+    }
+}
+
+#[test]
 fn reads_of_the_latest_direct_writes_are_planned_from_memory() {
     for tail_cache_bytes in [1 << 20, 0] {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -275,5 +300,35 @@ fn the_tail_cache_holds_its_write_buffers_not_the_producers_buffers() {
             ringtail_engine::log::tail_cache::shard_tail_cache_bytes(),
             0
         );
+    });
+}
+
+#[test]
+fn turning_write_direct_off_or_the_cache_down_frees_an_idle_logs_cache() {
+    // An operator lowers tail.cache.bytes (or turns write.direct off) to give memory back: an
+    // idle partition, taking no more appends, must not keep holding it until its next write.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config(true)).await.unwrap();
+        let held = ringtail_engine::log::tail_cache::shard_tail_cache_bytes;
+        for tag in 0..50 {
+            append_group(&log, tag..tag + 1).await;
+        }
+        assert!(held() > 100 << 10, "{} bytes held", held());
+        let mut smaller = config(true);
+        smaller.tail_cache_bytes = 64 << 10;
+        log.set_config(smaller);
+        assert!(
+            held() <= 64 << 10,
+            "{} bytes held past the new bound",
+            held()
+        );
+        let plan = log.read(0, 1 << 30, true).await.unwrap();
+        log.read_plan_bytes(&plan).await.unwrap();
+        log.set_config(config(false));
+        assert_eq!(held(), 0, "write.direct off drops the cache");
+        let plan = log.read(0, 1 << 30, true).await.unwrap();
+        assert!(plan.slices.iter().all(|slice| slice.memory.is_none()));
+        log.close().await.unwrap();
     });
 }

@@ -116,8 +116,8 @@ struct State {
     fault: Option<FaultPlan>,
     freeze_countdown: Option<u64>,
     frozen: bool,
-    /// Opens with `O_DIRECT` fail with EINVAL, as on a file system without direct I/O.
-    refuses_direct: bool,
+    /// Opens with `O_DIRECT` fail with this errno (EINVAL: a file system without direct I/O).
+    refuses_direct: Option<i32>,
     stats: SimStats,
 }
 
@@ -265,7 +265,7 @@ impl SimDisk {
             fault: None,
             freeze_countdown: None,
             frozen: false,
-            refuses_direct: false,
+            refuses_direct: None,
             stats: SimStats::default(),
         })))
     }
@@ -289,7 +289,12 @@ impl SimDisk {
 
     /// From now on, opens with `O_DIRECT` fail with EINVAL (a file system without direct I/O).
     pub fn refuse_direct_io(&self) {
-        self.lock().refuses_direct = true;
+        self.fail_direct_opens(libc::EINVAL);
+    }
+
+    /// From now on, opens with `O_DIRECT` fail with `code` (ENOENT: no `/proc` to reopen through).
+    pub fn fail_direct_opens(&self, code: i32) {
+        self.lock().refuses_direct = Some(code);
     }
 
     /// Whether a [`Self::freeze_after`] countdown has run out.
@@ -524,8 +529,8 @@ impl SimFile {
     /// The same file opened again with `O_DIRECT`: this disk has no page cache to bypass, so
     /// it is the same handle, unless the disk refuses direct I/O.
     pub fn open_direct(&self) -> io::Result<SimFile> {
-        if self.disk.lock().refuses_direct {
-            return Err(errno(libc::EINVAL));
+        if let Some(code) = self.disk.lock().refuses_direct {
+            return Err(errno(code));
         }
         Ok(self.clone())
     }

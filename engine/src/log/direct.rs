@@ -18,7 +18,8 @@
 //!
 //! Nothing written lands in the page cache: readers of the tail get it from the tail cache, or
 //! find it cold and read it from disk. Where the file system refuses `O_DIRECT` (EINVAL at open
-//! or at a write), the log writes buffered until it is reopened, and says so once.
+//! or at a write), or the direct open fails otherwise (no `/proc`, no descriptor left), the log
+//! writes buffered until it is reopened, and says so once.
 #![forbid(unsafe_code)]
 
 use bytes::Bytes;
@@ -89,15 +90,15 @@ impl PartitionLog {
         }
     }
 
-    /// The file system refused `O_DIRECT` (at open or at a write): buffered writes from now on.
+    /// `O_DIRECT` refused (at open or at a write) or its open failed: buffered writes from now on.
     fn refuse_direct(&self, files: &SegmentFiles, err: &std::io::Error) {
         warn!(path = %files.log_path.display(), %err,
-            "the file system refuses O_DIRECT: this log writes through the page cache");
+            "O_DIRECT refused or not available: this log writes through the page cache");
         self.state.borrow_mut().direct_refused = true;
     }
 
     /// A tail for the active segment ending at `end`: a direct handle and the partial block read
-    /// back. `None` if the file system refuses `O_DIRECT` (then never tried again on this log).
+    /// back. `None` if the direct open fails (then never tried again on this log).
     async fn open_tail(
         &self,
         files: &SegmentFiles,
@@ -107,13 +108,16 @@ impl PartitionLog {
         if self.state.borrow().direct_refused {
             return Ok(None);
         }
+        // Any failed open falls back, as cold reads do: EINVAL (the file system refuses
+        // O_DIRECT), but also no `/proc` to reopen through, a refused permission or no
+        // descriptor left. Failing the write instead would fail the log until restart, and
+        // every restart after, for want of what a buffered write does not need.
         let file = match files.log.open_direct_writer().await {
             Ok(file) => file,
-            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+            Err(err) => {
                 self.refuse_direct(files, &err);
                 return Ok(None);
             }
-            Err(err) => return Err(err),
         };
         let block_start = align_down(end.get());
         let partial_bytes = usize::try_from(end.get() - block_start).expect("under one block");

@@ -108,9 +108,18 @@ impl PartitionLog {
         self.state.borrow().producers.active()
     }
 
-    /// Changes the config; takes effect for the next append, roll and retention pass.
+    /// Changes the config; takes effect for the next append, roll and retention pass. The tail
+    /// cache gives back at once what the new config no longer lets it hold (an idle log would
+    /// keep it until its next write otherwise).
     pub fn set_config(&self, config: LogConfig) {
-        self.state.borrow_mut().config = config;
+        let mut state = self.state.borrow_mut();
+        if config.write_direct {
+            state.tail_cache.trim(config.tail_cache_bytes);
+        } else {
+            state.tail_cache.clear();
+            state.direct_tail = None;
+        }
+        state.config = config;
     }
 
     /// Offset after the last readable batch (Kafka's high watermark on a single replica).

@@ -87,10 +87,7 @@ impl TailCache {
             pieces,
         });
         self.add_bytes(held_bytes);
-        while self.bytes > bytes_max {
-            let oldest = self.runs.pop_front().expect("held bytes are in runs");
-            self.sub_bytes(oldest.held_bytes);
-        }
+        self.trim(bytes_max);
     }
 
     /// The bytes of `[position, position + len)` of segment `segment_base`, if all are held.
@@ -127,6 +124,14 @@ impl TailCache {
             }
         }
         None
+    }
+
+    /// Drops the oldest runs until at most `bytes_max` is held (the bound lowered at runtime).
+    pub(crate) fn trim(&mut self, bytes_max: u64) {
+        while self.bytes > bytes_max {
+            let oldest = self.runs.pop_front().expect("held bytes are in runs");
+            self.sub_bytes(oldest.held_bytes);
+        }
     }
 
     /// Drops everything held.
