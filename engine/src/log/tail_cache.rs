@@ -12,7 +12,9 @@
 //! Bounds, on the memory the buffers hold (alignment included): per log `tail_cache_bytes`
 //! (topic config `tail.cache.bytes`), and per shard
 //! [`TAIL_CACHE_SHARD_BYTES_MAX`] over all its logs: a run that would pass the shard's bound is
-//! not cached (its readers read it from disk).
+//! not cached (its readers read it from disk). Served slices outlive the cache's hold on their
+//! buffers while their response waits to be sent; each pins at most
+//! [`PINNED_PER_SERVED_BYTE_MAX`] times its bytes.
 #![forbid(unsafe_code)]
 
 use std::cell::Cell;
@@ -21,6 +23,12 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::units::{Offset, Position};
+
+/// A served slice pins at most this many times its own bytes: a part of a write buffer smaller
+/// than its share is copied out instead of shared, so a response waiting to be sent (a stalled
+/// client's, up to its connection's queue of them) cannot keep whole megabyte buffers alive for
+/// a few bytes each once the cache has let them go.
+const PINNED_PER_SERVED_BYTE_MAX: usize = 4;
 
 /// Bytes all the tail caches of one shard (thread) may hold together.
 pub const TAIL_CACHE_SHARD_BYTES_MAX: u64 = 512 << 20;
@@ -91,6 +99,8 @@ impl TailCache {
     }
 
     /// The bytes of `[position, position + len)` of segment `segment_base`, if all are held.
+    /// Parts of buffers are shared, or copied where they are under a
+    /// [`PINNED_PER_SERVED_BYTE_MAX`]th of their buffer.
     pub(crate) fn get(
         &self,
         segment_base: Offset,
@@ -115,7 +125,11 @@ impl TailCache {
                 if piece_end > start && at < end {
                     let from = usize::try_from(start.saturating_sub(at)).ok()?;
                     let to = usize::try_from(end.min(piece_end) - at).ok()?;
-                    out.push(piece.slice(from..to));
+                    out.push(if (to - from) * PINNED_PER_SERVED_BYTE_MAX < piece.len() {
+                        Bytes::copy_from_slice(&piece[from..to])
+                    } else {
+                        piece.slice(from..to)
+                    });
                 }
                 at = piece_end;
                 if at >= end {
@@ -213,6 +227,29 @@ mod tests {
         assert!(cache.get(SEGMENT, Position::new(1040), 4).is_none());
         assert!(cache.get(Offset::new(7), Position::new(1000), 5).is_none());
         assert!(cache.get(SEGMENT, Position::new(1000), 0).is_none());
+    }
+
+    #[test]
+    fn a_small_part_of_a_large_buffer_is_copied_not_shared() {
+        let mut cache = TailCache::default();
+        let run = pieces(0, &[4096, 4096]);
+        cache.push(SEGMENT, Position::new(0), run.clone(), 8192, 1 << 20);
+        let shares = |got: &Bytes, piece: &Bytes| {
+            let range = piece.as_ptr_range();
+            range.contains(&got.as_ptr())
+        };
+        // A quarter of a buffer or more is shared; less is copied.
+        let got = cache.get(SEGMENT, Position::new(0), 1024).unwrap();
+        assert!(shares(&got[0], &run[0]));
+        let got = cache.get(SEGMENT, Position::new(100), 1023).unwrap();
+        assert!(!shares(&got[0], &run[0]));
+        assert_eq!(got[0][..], run[0][100..1123]);
+        // Across two buffers: each part judged against its own buffer.
+        let got = cache.get(SEGMENT, Position::new(4000), 2000).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(!shares(&got[0], &run[0]), "96 bytes of 4096");
+        assert!(shares(&got[1], &run[1]), "1904 bytes of 4096");
+        assert_eq!(joined(&got), joined(&run)[4000..6000]);
     }
 
     #[test]
