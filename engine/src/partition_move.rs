@@ -553,33 +553,35 @@ mod tests {
                 file_name: "00000000000000000100.log".into(),
                 end_bytes: 5000,
             };
-            let stamps = sync_copy(
-                &source,
-                &dest,
-                &FileStamps::new(),
-                &mut Throttle::unbounded(),
-                false,
-                Some(&active_log),
-            )
-            .unwrap()
-            .0;
+            let stamps = copy_round(&source, &dest, &FileStamps::new(), Some(&active_log));
             // Written on in place after the round, past the old size when it rolls.
             let written_to = if rolls { padding_to + 10_000 } else { 7000 };
             write_in_place(&active, &vec![2u8; (written_to - 5000) as usize], 5000);
             if rolls {
                 std::fs::write(source.join("00000000000000000200.log"), [3u8; 100]).unwrap();
             }
-            sync_copy(
-                &source,
-                &dest,
-                &stamps,
-                &mut Throttle::unbounded(),
-                false,
-                None,
-            )
-            .unwrap();
+            copy_round(&source, &dest, &stamps, None);
             assert_same_files(&source, &dest);
         }
+    }
+
+    /// One bulk round of [`sync_copy`], unthrottled; the stamps it leaves.
+    fn copy_round(
+        source: &Path,
+        dest: &Path,
+        stamps: &FileStamps,
+        active_log: Option<&ActiveLogEnd>,
+    ) -> FileStamps {
+        sync_copy(
+            source,
+            dest,
+            stamps,
+            &mut Throttle::unbounded(),
+            false,
+            active_log,
+        )
+        .unwrap()
+        .0
     }
 
     #[test]
@@ -599,26 +601,9 @@ mod tests {
             file_name: "00000000000000000000.log".into(),
             end_bytes: 5000,
         };
-        let stamps = sync_copy(
-            &source,
-            &dest,
-            &FileStamps::new(),
-            &mut Throttle::unbounded(),
-            false,
-            Some(&active_log),
-        )
-        .unwrap()
-        .0;
+        let stamps = copy_round(&source, &dest, &FileStamps::new(), Some(&active_log));
         write_in_place(&rolled_into, &[2u8; 2000], 5000);
-        sync_copy(
-            &source,
-            &dest,
-            &stamps,
-            &mut Throttle::unbounded(),
-            false,
-            None,
-        )
-        .unwrap();
+        copy_round(&source, &dest, &stamps, None);
         assert_same_files(&source, &dest);
     }
 
