@@ -251,3 +251,77 @@ fn list_offsets_latest_is_the_lso_under_read_committed() {
         1
     );
 }
+
+/// A read_committed Fetch naming one partition 400 times (a 14 KB request) over a segment with
+/// 5,000 aborted transactions. Each copy used to be planned on its own, and each non-empty plan
+/// listed every aborted transaction to the segment's end again: 2,000,000 entries (32 MB) built
+/// and sent for one small request, and a request of megabytes could make gigabytes. Kafka keeps
+/// one entry per partition of a Fetch; so does the broker now.
+#[test]
+fn a_partition_named_many_times_in_a_read_committed_fetch_is_answered_once() {
+    const ABORTED: i64 = 5_000;
+    let mut broker = start_broker(&[]);
+    {
+        let mut client = Client::connect(&broker);
+        assert_eq!(client.create_topic(TOPIC, 1, &[]), 0);
+    }
+    let _ = broker.child.kill();
+    let _ = broker.child.wait();
+    let dir =
+        ringtail_engine::data_dirs::partition_dir(broker.dir.path(), TOPIC, PartitionIndex::new(0));
+    compio::runtime::Runtime::new().unwrap().block_on(async {
+        let (log, _) = PartitionLog::open(&dir, LogConfig::default())
+            .await
+            .unwrap();
+        for chunk in 0..10 {
+            let mut run = Vec::new();
+            for producer_id in chunk * ABORTED / 10..(chunk + 1) * ABORTED / 10 {
+                run.extend_from_slice(&txn_data(1_000 + producer_id, 0, 1));
+                run.extend_from_slice(&control_batch(
+                    1_000,
+                    1_000 + producer_id,
+                    0,
+                    ControlMarker::Abort,
+                    0,
+                ));
+            }
+            log.append(Bytes::from(run), 0).await.unwrap();
+        }
+        log.close().await.unwrap();
+    });
+    restart_with_metrics(&mut broker);
+    let mut client = Client::connect(&broker);
+    client.set_read_timeout(std::time::Duration::from_secs(120));
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(1)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(TOPIC))
+            .with_partitions(
+                (0..400)
+                    .map(|_| {
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_partition_max_bytes(200)
+                    })
+                    .collect(),
+            )]);
+    let response: FetchResponse = client.call(ApiKey::Fetch, 12, &request);
+    let partitions = &response.responses[0].partitions;
+    let aborted_entries: usize = partitions
+        .iter()
+        .map(|partition| {
+            partition
+                .aborted_transactions
+                .as_deref()
+                .map_or(0, <[_]>::len)
+        })
+        .sum();
+    assert_eq!(partitions.len(), 1, "one answer per partition");
+    assert_eq!(partitions[0].error_code, 0);
+    assert!(!base_offsets(&partitions[0].records).is_empty());
+    assert_eq!(aborted_entries, ABORTED as usize);
+}

@@ -7,11 +7,13 @@
 //! off the shard before the splice, instead of blocking the shard in it (KAFKA-7504).
 #![forbid(unsafe_code)]
 
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_channel::oneshot;
 use futures_util::future::{select, select_all, Either};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::FetchRequest;
@@ -79,6 +81,11 @@ pub async fn handle(
     let isolation = isolation_of(fetch.isolation_level);
     let mut topic_names = Vec::with_capacity(fetch.topics.len());
     let mut wanted = Vec::new();
+    // Kafka keeps one entry per partition of a Fetch (its request is a map): a partition named
+    // again is answered once. Each copy was planned on its own, and under read_committed listed
+    // every aborted transaction of its segment again: a request of kilobytes made a response of
+    // tens of megabytes.
+    let mut named: HashSet<(uuid::Uuid, &str, i32)> = HashSet::new();
     for (topic_index, topic) in fetch.topics.iter().enumerate() {
         // From v13 topics are named by id (KIP-516); the response echoes the id asked for, and an
         // unknown one is UNKNOWN_TOPIC_ID.
@@ -103,6 +110,9 @@ pub async fn handle(
         };
         topic_names.push((topic.topic.to_string(), topic_id));
         for partition in &topic.partitions {
+            if !named.insert((topic.topic_id, topic.topic.as_str(), partition.partition)) {
+                continue;
+            }
             wanted.push(Wanted {
                 topic_index,
                 unknown,
@@ -300,7 +310,9 @@ fn aborted_in(
 }
 
 /// Waits until any wanted partition's high watermark passes what was `seen` of it, or the
-/// deadline. The parked waiters on owner shards are bounded by the same deadline.
+/// deadline. The waiters parked on other shards end with this wait: when one partition wakes the
+/// fetch, or the fetch is answered, the others are told to stop, so a fetch that wakes again and
+/// again does not leave a waiter per partition and wake behind on the owners until its deadline.
 async fn wait_for_any(
     context: &Rc<ShardContext>,
     wanted: &[Wanted],
@@ -316,7 +328,10 @@ async fn wait_for_any(
             let (partition, offset) = (item.partition, *seen);
             let name = info.name.clone();
             let context = Rc::clone(context);
+            // Dropped with this wait, which ends the owner's waiter.
+            let (stay, stop) = oneshot::channel::<()>();
             Some(Box::pin(async move {
+                let _stay = stay;
                 // Bounded on the owner by the fetch's own deadline (max_wait_ms, at most 60 s).
                 let _ = context
                     .on_owner(&name, partition, move |owner| async move {
@@ -325,7 +340,7 @@ async fn wait_for_any(
                         };
                         let data = std::pin::pin!(log.wait_for_data_after(offset));
                         let timeout = std::pin::pin!(compio::time::sleep(remaining));
-                        let _ = select(data, timeout).await;
+                        let _ = select(data, select(timeout, stop)).await;
                     })
                     .await;
             }))
