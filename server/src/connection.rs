@@ -100,6 +100,20 @@ pub async fn serve(
 ) {
     let _permit = permit;
     let _ = stream.set_nodelay(true);
+    // A client that stops reading (its window at zero, the process alive) or vanishes would hold
+    // the writer in a send forever, with the segment files and cold read-ahead budget of the
+    // response it stalls. As Kafka closes a connection that makes no progress for
+    // connections.max.idle.ms, the kernel aborts this one once sent bytes stay unacknowledged, or
+    // unsent behind a zero window, that long; the stalled send then fails and the writer goes on.
+    let stall_ms = context
+        .settings
+        .connections_max_idle_ms
+        .min(i32::MAX as u64);
+    if let Err(error) =
+        socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(Duration::from_millis(stall_ms)))
+    {
+        debug!(%peer, %error, "TCP_USER_TIMEOUT not set");
+    }
     let (reader, writer, tls_principal) =
         match open_transport(&context, stream, peer, listener).await {
             Ok(halves) => halves,
