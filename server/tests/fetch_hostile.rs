@@ -57,6 +57,36 @@ fn a_fetch_naming_one_partition_many_times_is_answered_and_parked_once() {
     assert_eq!(answered[0].error_code, 0);
 }
 
+/// A Fetch with min_bytes 0 is answered at once, data or not (Kafka's `fetchMinBytes <= 0`), not
+/// after max_wait_ms: a client polling that way was held 60 s per empty fetch.
+#[test]
+fn a_fetch_with_min_bytes_zero_is_answered_at_once() {
+    let broker = start_broker(&[]);
+    let mut admin = Client::connect(&broker);
+    assert_eq!(admin.create_topic("empty", 1, &[]), 0);
+    let request = fetch_of(
+        "empty",
+        vec![FetchPartition::default()
+            .with_partition(0)
+            .with_partition_max_bytes(1 << 20)],
+        60_000,
+    )
+    .with_min_bytes(0);
+    let mut fetcher = Client::connect(&broker);
+    // Far below the 60 s the broker would wait, far above an answer at once.
+    fetcher.set_read_timeout(Duration::from_secs(30));
+    fetcher.send(ApiKey::Fetch, 12, &request).unwrap();
+    let response: FetchResponse = fetcher
+        .receive(ApiKey::Fetch, 12)
+        .expect("answered before max_wait_ms");
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert!(partition
+        .records
+        .as_ref()
+        .is_none_or(|records| records.is_empty()));
+}
+
 /// Starts `ringtail` with one shard and its data on the build's disk (not a tmpfs /tmp, whose
 /// pages cannot be evicted), plus `extra` flags.
 fn start_broker_on_disk(extra: &[&str]) -> common::Broker {

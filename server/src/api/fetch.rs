@@ -128,7 +128,8 @@ pub async fn handle(
         let reads = read_all(context, &wanted, max_bytes, isolation).await;
         let total: u64 = reads.iter().map(|read| read.plan.total_bytes()).sum();
         let any_error = reads.iter().any(|read| read.error.is_some());
-        if total >= min_bytes.max(1)
+        // min_bytes 0 (or less) answers at once, with or without data, as Kafka does.
+        if total >= min_bytes
             || total >= max_bytes
             || any_error
             || Instant::now() >= deadline
