@@ -102,6 +102,7 @@ pub fn run(args: Args) -> Result<()> {
             check: args.fetch_residency_check,
             cold_reads_in_flight: usize::from(args.fetch_cold_reads_in_flight),
             cold_read_io: args.fetch_cold_read_io,
+            cold_read_priority: args.fetch_cold_read_priority,
         },
         connections_max_idle_ms: args.connections_max_idle_ms,
         frame_read_timeout_ms: args.frame_read_timeout_ms,

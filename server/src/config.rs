@@ -148,6 +148,12 @@ pub struct Args {
     #[arg(long, value_name = "direct|buffered", value_enum, default_value_t = crate::residency::ColdReadIo::Direct)]
     pub fetch_cold_read_io: crate::residency::ColdReadIo,
 
+    /// The disk priority of direct cold reads: `idle` (IOPRIO_CLASS_IDLE, so a catch-up reader's
+    /// reads wait behind live producers' writes and writeback at the block scheduler) or
+    /// `normal`. Honoured by the mq-deadline and bfq schedulers, not by `none`.
+    #[arg(long, value_name = "idle|normal", value_enum, default_value_t = crate::residency::ColdReadPriority::Normal)]
+    pub fetch_cold_read_priority: crate::residency::ColdReadPriority,
+
     /// Client connections open at once, broker-wide (Kafka's max.connections); beyond it a new
     /// connection is accepted and closed at once.
     #[arg(long, value_name = "N", default_value_t = 10_000)]

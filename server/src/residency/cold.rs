@@ -27,6 +27,8 @@ pub(super) enum ColdSource {
     Direct {
         direct: compio::fs::File,
         file: compio::fs::File,
+        /// The block-layer priority of the direct reads.
+        priority: super::ColdReadPriority,
     },
     /// The segment itself, through the page cache (pages dropped once written).
     Buffered(compio::fs::File),
@@ -121,10 +123,15 @@ pub(super) async fn read_cold(
     let started = Instant::now();
     // A file shorter than its plan fails with UnexpectedEof, as the splice path does.
     let (buffer, bytes, buffered) = match source {
-        ColdSource::Direct { direct, file } => {
+        ColdSource::Direct {
+            direct,
+            file,
+            priority,
+        } => {
+            let priority = priority.io_priority();
             let direct_read = match injected_failure(Injected::Read) {
                 Some(error) => Err(error),
-                None => read_direct(&direct, position, len_bytes, buffer).await,
+                None => read_direct(&direct, position, len_bytes, buffer, priority).await,
             };
             match direct_read {
                 Ok((buffer, bytes)) => (buffer, bytes, false),

@@ -20,9 +20,7 @@
 use std::io;
 use std::ops::Range;
 
-use compio::buf::{IntoInner, IoBuf};
-use compio::io::AsyncReadAt;
-use compio::BufResult;
+use ringtail_engine::io::{read_at_priority, IoPriority};
 
 pub use ringtail_engine::io::direct::DIRECT_ALIGN_BYTES;
 use ringtail_engine::io::direct::{aligned_start, DirectAccess};
@@ -41,12 +39,13 @@ pub async fn open_direct(file: &compio::fs::File) -> io::Result<compio::fs::File
 
 /// Reads `[position, position + len)` of `direct` (opened by [`open_direct`]) into `buffer`;
 /// returns the buffer and where in it the requested bytes are. `buffer` is reused if it is large
-/// enough, else replaced.
+/// enough, else replaced. The reads ask the block layer for `priority`.
 pub async fn read_direct(
     direct: &compio::fs::File,
     position: u64,
     len: usize,
     mut buffer: Vec<u8>,
+    priority: IoPriority,
 ) -> io::Result<(Vec<u8>, Range<usize>)> {
     let align = DIRECT_ALIGN_BYTES as u64;
     let read_from = position / align * align;
@@ -66,13 +65,15 @@ pub async fn read_direct(
 
     let mut done = 0;
     while done < wanted_to {
-        let BufResult(result, slice) = direct
-            .read_at(
-                buffer.slice(start + done..start + read_bytes),
-                read_from + done as u64,
-            )
-            .await;
-        buffer = slice.into_inner();
+        let (result, returned) = read_at_priority(
+            direct,
+            buffer,
+            start + done..start + read_bytes,
+            read_from + done as u64,
+            priority,
+        )
+        .await;
+        buffer = returned;
         let read = result?;
         done += read;
         // A short read is the end of the file; a read after it would not be aligned.
@@ -126,13 +127,16 @@ mod tests {
             (written.len() as u64 - 1000, 1000),
             (written.len() as u64 - (1 << 20) - 3, (1 << 20) + 3),
         ];
-        for (position, len) in cases {
-            let (filled, range) = read_direct(&direct, position, len, buffer).await.unwrap();
+        let priorities = [IoPriority::Default, IoPriority::Idle];
+        for ((position, len), priority) in cases.into_iter().zip(priorities.into_iter().cycle()) {
+            let (filled, range) = read_direct(&direct, position, len, buffer, priority)
+                .await
+                .unwrap();
             let at = usize::try_from(position).unwrap();
             assert_eq!(
                 &filled[range.clone()],
                 &written[at..at + len],
-                "at {position}"
+                "at {position}, {priority:?}"
             );
             assert_eq!(
                 (filled.as_ptr() as usize + range.start
@@ -151,11 +155,11 @@ mod tests {
         let written = contents(10_000);
         let file = file_with(dir.path(), &written).await;
         let direct = open_direct(&file).await.unwrap();
-        let error = read_direct(&direct, 9_000, 2_000, Vec::new())
+        let error = read_direct(&direct, 9_000, 2_000, Vec::new(), IoPriority::Idle)
             .await
             .unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
-        let error = read_direct(&direct, 20_000, 10, Vec::new())
+        let error = read_direct(&direct, 20_000, 10, Vec::new(), IoPriority::Default)
             .await
             .unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
@@ -171,9 +175,15 @@ mod tests {
         std::fs::write(&path, &written).unwrap();
         let file = compio::fs::File::open(&path).await.unwrap();
         let direct = open_direct(&file).await.unwrap();
-        let (filled, range) = read_direct(&direct, 100, written.len() - 100, Vec::new())
-            .await
-            .unwrap();
+        let (filled, range) = read_direct(
+            &direct,
+            100,
+            written.len() - 100,
+            Vec::new(),
+            IoPriority::Idle,
+        )
+        .await
+        .unwrap();
         assert_eq!(&filled[range], &written[100..]);
     }
 }

@@ -50,7 +50,7 @@ use std::time::Instant;
 
 use compio::net::TcpStream;
 use compio::runtime::{JoinError, JoinHandle};
-use ringtail_engine::io::{page_bytes, range_residency};
+use ringtail_engine::io::{page_bytes, range_residency, IoPriority};
 
 use crate::zero_copy::{send_file_range, SplicePipe};
 use cold::{open_direct_or_refused, read_cold, write_cold, ColdChunk, ColdSource, ReadAheadPermit};
@@ -111,14 +111,35 @@ pub enum ColdReadIo {
     Buffered,
 }
 
+/// `--fetch-cold-read-priority`: the I/O priority class of direct cold reads, so a catch-up
+/// reader's reads wait behind the writes (and writeback) of live producers at the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColdReadPriority {
+    /// `IOPRIO_CLASS_IDLE`: dispatched when no write or other read waits (mq-deadline, bfq).
+    Idle,
+    /// The broker's own priority, as every other I/O.
+    Normal,
+}
+
+impl ColdReadPriority {
+    pub(crate) fn io_priority(self) -> IoPriority {
+        match self {
+            ColdReadPriority::Idle => IoPriority::Idle,
+            ColdReadPriority::Normal => IoPriority::Default,
+        }
+    }
+}
+
 /// How a connection sends fetched ranges: `--fetch-residency-check`,
-/// `--fetch-cold-reads-in-flight` and `--fetch-cold-read-io`.
+/// `--fetch-cold-reads-in-flight`, `--fetch-cold-read-io` and `--fetch-cold-read-priority`.
 #[derive(Debug, Clone, Copy)]
 pub struct SendPolicy {
     pub check: ResidencyCheck,
     /// Cold chunks of one range read at once, 1 to [`COLD_READS_IN_FLIGHT_MAX`].
     pub cold_reads_in_flight: usize,
     pub cold_read_io: ColdReadIo,
+    /// The block-layer priority of direct cold reads.
+    pub cold_read_priority: ColdReadPriority,
 }
 
 /// A range of a segment file, as a Fetch response sends it.
@@ -172,11 +193,12 @@ impl RangeSender {
         } = range;
         // Reads started for another range than this one are cancelled (their budget returns).
         let ahead = self.ahead.take().filter(|ahead| ahead.is(range));
+        let policy = self.policy;
         let SendPolicy {
             check,
             cold_reads_in_flight,
-            cold_read_io,
-        } = self.policy;
+            ..
+        } = policy;
         if check == ResidencyCheck::Off || (ahead.is_none() && is_resident(file, position, len)) {
             send_file_range(&self.pipe, file, position, len, socket).await?;
             if check == ResidencyCheck::On {
@@ -191,12 +213,7 @@ impl RangeSender {
         loop {
             // Keep the disk busy: start the next cold chunks' reads before waiting for any.
             current
-                .start_reads(
-                    cold_reads_in_flight,
-                    true,
-                    cold_read_io,
-                    &mut self.cold_buffers,
-                )
+                .start_reads(cold_reads_in_flight, true, policy, &mut self.cold_buffers)
                 .await;
             if let Some(next) = next.filter(|_| current.all_started()) {
                 if self.ahead.is_none() {
@@ -205,7 +222,7 @@ impl RangeSender {
                 let room = cold_reads_in_flight.saturating_sub(current.reads.len());
                 if let Some(ahead) = self.ahead.as_mut() {
                     ahead
-                        .start_reads(room, false, cold_read_io, &mut self.cold_buffers)
+                        .start_reads(room, false, policy, &mut self.cold_buffers)
                         .await;
                 }
             }
@@ -294,7 +311,7 @@ impl ColdRange {
         &mut self,
         in_flight_max: usize,
         first_free: bool,
-        io: ColdReadIo,
+        policy: SendPolicy,
         buffers: &mut Vec<Vec<u8>>,
     ) {
         while self.at < self.end && self.reads.len() < in_flight_max {
@@ -312,7 +329,7 @@ impl ColdRange {
                 }
             };
             if self.direct.is_none() {
-                self.direct = Some(match io {
+                self.direct = Some(match policy.cold_read_io {
                     ColdReadIo::Direct => open_direct_or_refused(&self.file).await,
                     ColdReadIo::Buffered => None,
                 });
@@ -321,6 +338,7 @@ impl ColdRange {
                 Some(direct) => ColdSource::Direct {
                     direct: direct.clone(),
                     file: self.file.clone(),
+                    priority: policy.cold_read_priority,
                 },
                 None => ColdSource::Buffered(self.file.clone()),
             };

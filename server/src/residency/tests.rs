@@ -107,6 +107,7 @@ fn sender(cold_read_io: ColdReadIo) -> RangeSender {
         check: ResidencyCheck::On,
         cold_reads_in_flight: COLD_READS_IN_FLIGHT_DEFAULT,
         cold_read_io,
+        cold_read_priority: ColdReadPriority::Idle,
     })
     .unwrap()
 }
