@@ -49,8 +49,7 @@ impl PartitionLog {
         {
             let mut state = self.state.borrow_mut();
             // The direct handle was the sealed segment's: the next write opens the new one's.
-            state.direct_tail = None;
-            state.tail_cache.clear();
+            state.drop_direct();
             let sealed = state.active_mut();
             sealed.allocated_bytes = old_size;
             // Sealed and synced: its indexes live in memory from now on (one descriptor kept).

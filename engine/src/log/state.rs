@@ -78,6 +78,13 @@ impl LogState {
             .expect("a log always has an active segment")
     }
 
+    /// Lets go of the active segment's direct handle and everything the tail cache holds: the
+    /// segment rolled, or direct writes were turned off.
+    pub(crate) fn drop_direct(&mut self) {
+        self.direct_tail = None;
+        self.tail_cache.clear();
+    }
+
     /// Index of the segment holding `offset` (the last with base offset <= `offset`).
     pub(crate) fn segment_index_for(&self, offset: Offset) -> usize {
         self.segments
@@ -116,8 +123,7 @@ impl PartitionLog {
         if config.write_direct {
             state.tail_cache.trim(config.tail_cache_bytes);
         } else {
-            state.tail_cache.clear();
-            state.direct_tail = None;
+            state.drop_direct();
         }
         state.config = config;
     }

@@ -212,11 +212,7 @@ impl PartitionLog {
             }
         } else {
             // `write.direct` turned off (or never on): what a direct log kept goes.
-            {
-                let mut state = self.state.borrow_mut();
-                state.tail_cache.clear();
-                state.direct_tail = None;
-            }
+            self.state.borrow_mut().drop_direct();
             write_at(&files, run, position, write_inline)
                 .await
                 .map(|()| false)
