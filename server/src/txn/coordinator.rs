@@ -374,7 +374,7 @@ impl TxnCoordinator {
     /// Aborts transactions past their timeout and finishes prepared ones whose markers failed.
     pub async fn tick(&self) {
         let now = now_ms();
-        let due: Vec<(String, TxnMetadata)> = self
+        let due: Vec<String> = self
             .txns
             .borrow()
             .iter()
@@ -382,12 +382,23 @@ impl TxnCoordinator {
                 (meta.timed_out(now) || meta.state.is_prepared())
                     && !self.busy.borrow().contains(*id)
             })
-            .map(|(id, meta)| (id.clone(), meta.clone()))
+            .map(|(id, _)| id.clone())
             .collect();
-        for (transactional_id, meta) in due {
+        for transactional_id in due {
             let Ok(_guard) = self.claim(&transactional_id) else {
                 continue;
             };
+            // Earlier ids of this list were awaited: the producer may have ended its transaction
+            // (and begun another) meanwhile. Act on the live state, never on the one listed: an
+            // abort of a stale copy fenced a producer whose commit had succeeded and left its new
+            // transaction's partitions open for ever.
+            let Some(meta) = self.get(&transactional_id) else {
+                continue;
+            };
+            let now = now_ms();
+            if !(meta.timed_out(now) || meta.state.is_prepared()) {
+                continue;
+            }
             let prepared = if meta.state == TxnState::Ongoing {
                 tracing::info!(
                     transactional_id,
