@@ -6,10 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::client::{now_ms, Client};
+use common::client::{now_ms, str_bytes as name, Client};
 use common::start_broker;
 use common::txn::*;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 
 /// Fetch v12 under read_committed of one partition: its last stable offset and high watermark.
@@ -122,7 +123,7 @@ fn the_timeout_tick_never_aborts_a_transaction_that_ended_while_it_waited() {
             break;
         }
     }
-    let (_, second_commit) = outcome.expect("the race window was never hit in 3 rounds");
+    let (victim, second_commit) = outcome.expect("the race window was never hit in 3 rounds");
     assert_eq!(
         second_commit, 0,
         "the producer's next transaction commits: it was never fenced"
@@ -135,12 +136,132 @@ fn the_timeout_tick_never_aborts_a_transaction_that_ended_while_it_waited() {
     let log = batches(&client.fetch_records("out", 0, 0));
     let victim_markers: Vec<_> = log
         .iter()
-        .filter(|(control, id, ..)| *control && log.iter().any(|b| !b.0 && b.1 == *id))
-        .map(|(_, _, _, marker, _)| *marker)
+        .filter(|(control, id, ..)| *control && *id == victim.id)
+        .map(|(_, _, epoch, marker, _)| (*epoch, *marker))
         .collect();
     assert_eq!(
         victim_markers,
-        vec![Some(1)],
-        "the committed transaction's partition holds its COMMIT and nothing else: {log:?}"
+        vec![(victim.epoch, Some(1))],
+        "the committed transaction's partition holds its COMMIT and nothing else"
     );
+}
+
+/// A connection to the SASL listener, logged in as `user` with PLAIN.
+fn login(broker: &common::sasl::SaslBroker, user: &str) -> Client {
+    let mut client = Client::connect_port(broker.sasl_port);
+    let handshake = SaslHandshakeRequest::default().with_mechanism(name("PLAIN"));
+    let answer: SaslHandshakeResponse = client.call(ApiKey::SaslHandshake, 1, &handshake);
+    assert_eq!(answer.error_code, 0);
+    let token = format!("\0{user}\0{user}-secret");
+    let auth =
+        SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from(token.into_bytes()));
+    let answer: SaslAuthenticateResponse = client.call(ApiKey::SaslAuthenticate, 2, &auth);
+    assert_eq!(answer.error_code, 0, "{user} logs in");
+    client
+}
+
+/// ALLOW `principal` `operation` on the literal resource (`resource_type`, `resource`).
+fn grant(admin: &mut Client, resource_type: i8, resource: &str, principal: &str, operation: i8) {
+    let creation = create_acls_request::AclCreation::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(name(resource))
+        .with_resource_pattern_type(3)
+        .with_principal(name(principal))
+        .with_host(name("*"))
+        .with_operation(operation)
+        .with_permission_type(3);
+    let request = CreateAclsRequest::default().with_creations(vec![creation]);
+    let answer: CreateAclsResponse = admin.call(ApiKey::CreateAcls, 3, &request);
+    assert_eq!(answer.results[0].error_code, 0);
+}
+
+/// Produce v9 of one record set with the request's `transactional_id`: the partition's error.
+fn produce_as(client: &mut Client, transactional_id: Option<&str>, records: Vec<u8>) -> i16 {
+    let request = ProduceRequest::default()
+        .with_transactional_id(transactional_id.map(|id| TransactionalId(name(id))))
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(common::client::topic_name("shared"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records.into()))])]);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    response.responses[0].partition_responses[0].error_code
+}
+
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+
+#[test]
+fn transactional_records_belong_to_the_transactional_id_the_request_names() {
+    // Kafka refuses transactional records in a Produce without a transactional id
+    // (TRANSACTIONAL_ID_AUTHORIZATION_FAILED) and verifies the producer id against the id the
+    // request names. The registry only looked at the producer id: a principal with WRITE on the
+    // topic but not on alice's transactional id wrote into alice's open transaction (with no
+    // id, or with an id of its own), and alice's commit made those records hers.
+    let dir = tempfile::tempdir().unwrap();
+    for user in ["admin", "alice", "mallory"] {
+        common::sasl::add_user(dir.path(), user, "SCRAM-SHA-256", &format!("{user}-secret"));
+    }
+    let broker = common::sasl::start_sasl(dir.path(), &["--super-users", "User:admin"]);
+    let mut admin = login(&broker, "admin");
+    assert_eq!(admin.create_topic("shared", 1, &[]), 0);
+    const TOPIC: i8 = 2;
+    const TRANSACTIONAL_ID: i8 = 5;
+    const WRITE: i8 = 4;
+    grant(&mut admin, TOPIC, "shared", "User:alice", WRITE);
+    grant(
+        &mut admin,
+        TRANSACTIONAL_ID,
+        "alice-tx",
+        "User:alice",
+        WRITE,
+    );
+    grant(&mut admin, TOPIC, "shared", "User:mallory", WRITE);
+    grant(
+        &mut admin,
+        TRANSACTIONAL_ID,
+        "mallory-tx",
+        "User:mallory",
+        WRITE,
+    );
+
+    let mut alice = login(&broker, "alice");
+    let (error, producer) = init(&mut alice, "alice-tx", 60_000);
+    assert_eq!(error, 0);
+    assert_eq!(
+        add_partitions(&mut alice, "alice-tx", producer, "shared", &[0]),
+        vec![0]
+    );
+    assert_eq!(
+        produce_as(&mut alice, Some("alice-tx"), txn_batch(producer, 0, 1)),
+        0
+    );
+
+    let mut mallory = login(&broker, "mallory");
+    let (error, _) = init(&mut mallory, "mallory-tx", 60_000);
+    assert_eq!(error, 0);
+    assert_eq!(
+        produce_as(&mut mallory, None, txn_batch(producer, 1, 1)),
+        TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        "transactional records need a transactional id"
+    );
+    assert_eq!(
+        produce_as(&mut mallory, Some("mallory-tx"), txn_batch(producer, 1, 1)),
+        INVALID_TXN_STATE,
+        "alice's producer is not mallory-tx's"
+    );
+    // Alice's transaction goes on undisturbed and holds only her record.
+    assert_eq!(
+        produce_as(&mut alice, Some("alice-tx"), txn_batch(producer, 1, 1)),
+        0
+    );
+    assert_eq!(end_txn(&mut alice, "alice-tx", producer, true), 0);
+    let log = batches(&admin.fetch_records("shared", 0, 0));
+    let records: usize = log
+        .iter()
+        .filter(|(control, ..)| !control)
+        .map(|batch| batch.4)
+        .sum();
+    assert_eq!(records, 2, "{log:?}");
 }

@@ -77,9 +77,14 @@ impl TxnCoordinator {
         max_timeout_ms: i32,
     ) -> Result<Self, ringtail_engine::ReadError> {
         let txns = load(&log).await?;
-        for meta in txns.values() {
+        for (transactional_id, meta) in &txns {
             let ongoing = (meta.state == TxnState::Ongoing).then(|| meta.partitions.clone());
-            registry.set(meta.producer_id, meta.producer_epoch, ongoing);
+            registry.set(
+                transactional_id,
+                meta.producer_id,
+                meta.producer_epoch,
+                ongoing,
+            );
         }
         let recovered: BTreeSet<String> = txns
             .iter()
@@ -139,8 +144,12 @@ impl TxnCoordinator {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
         let ongoing = (meta.state == TxnState::Ongoing).then(|| meta.partitions.clone());
-        self.registry
-            .set(meta.producer_id, meta.producer_epoch, ongoing);
+        self.registry.set(
+            transactional_id,
+            meta.producer_id,
+            meta.producer_epoch,
+            ongoing,
+        );
         self.txns
             .borrow_mut()
             .insert(transactional_id.to_string(), meta);
