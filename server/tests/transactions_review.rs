@@ -265,3 +265,56 @@ fn transactional_records_belong_to_the_transactional_id_the_request_names() {
         .sum();
     assert_eq!(records, 2, "{log:?}");
 }
+
+#[test]
+fn fenced_producers_on_old_versions_get_invalid_producer_epoch() {
+    // PRODUCER_FENCED (90) came with KIP-588: AddPartitionsToTxn, AddOffsetsToTxn and EndTxn v2.
+    // Kafka answers older versions INVALID_PRODUCER_EPOCH (47), which older clients know as
+    // their fencing; they got an error code they could not interpret.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("out", 1, &[]), 0);
+    let (_, zombie) = init(&mut client, "fenced", 60_000);
+    let (_, current) = init(&mut client, "fenced", 60_000);
+    assert!(current.epoch > zombie.epoch);
+    for version in 0..=4i16 {
+        let expected = if version < 2 {
+            INVALID_PRODUCER_EPOCH
+        } else {
+            PRODUCER_FENCED
+        };
+        let end = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(name("fenced")))
+            .with_producer_id(ProducerId(zombie.id))
+            .with_producer_epoch(zombie.epoch)
+            .with_committed(true);
+        let ended: EndTxnResponse = client.call(ApiKey::EndTxn, version, &end);
+        assert_eq!(ended.error_code, expected, "EndTxn v{version}");
+        let add_offsets = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(name("fenced")))
+            .with_producer_id(ProducerId(zombie.id))
+            .with_producer_epoch(zombie.epoch)
+            .with_group_id(GroupId(name("g")));
+        let added: AddOffsetsToTxnResponse =
+            client.call(ApiKey::AddOffsetsToTxn, version, &add_offsets);
+        assert_eq!(added.error_code, expected, "AddOffsetsToTxn v{version}");
+        if version <= 3 {
+            let add = AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(name("fenced")))
+                .with_v3_and_below_producer_id(ProducerId(zombie.id))
+                .with_v3_and_below_producer_epoch(zombie.epoch)
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(common::client::topic_name("out"))
+                        .with_partitions(vec![0]),
+                ]);
+            let added: AddPartitionsToTxnResponse =
+                client.call(ApiKey::AddPartitionsToTxn, version, &add);
+            assert_eq!(
+                added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+                expected,
+                "AddPartitionsToTxn v{version}"
+            );
+        }
+    }
+}
