@@ -318,3 +318,57 @@ fn fenced_producers_on_old_versions_get_invalid_producer_epoch() {
         }
     }
 }
+
+#[test]
+fn txn_offset_commit_refuses_metadata_over_kafkas_limit() {
+    // Kafka refuses offset metadata longer than offset.metadata.max.bytes (4096) with
+    // OFFSET_METADATA_TOO_LARGE for that partition, committing the others. TxnOffsetCommit took
+    // any length: each of a producer's 100,000 pending offsets could hold a metadata string as
+    // long as the request, all kept in memory until the transaction ends.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("out", 1, &[]), 0);
+    let (_, producer) = init(&mut client, "meta", 60_000);
+    assert_eq!(add_offsets(&mut client, "meta", producer, "g"), 0);
+    let partition = |index: i32, metadata: String| {
+        txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+            .with_partition_index(index)
+            .with_committed_offset(10 + i64::from(index))
+            .with_committed_leader_epoch(-1)
+            .with_committed_metadata(Some(name(&metadata)))
+    };
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(name("meta")))
+        .with_group_id(GroupId(name("g")))
+        .with_producer_id(ProducerId(producer.id))
+        .with_producer_epoch(producer.epoch)
+        .with_generation_id(-1)
+        .with_member_id(name(""))
+        .with_topics(vec![
+            txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(common::client::topic_name("in"))
+                .with_partitions(vec![
+                    partition(0, "x".repeat(4096)),
+                    partition(1, "x".repeat(4097)),
+                ]),
+        ]);
+    let response: TxnOffsetCommitResponse = client.call(ApiKey::TxnOffsetCommit, 3, &request);
+    let errors: Vec<i16> = response.topics[0]
+        .partitions
+        .iter()
+        .map(|partition| partition.error_code)
+        .collect();
+    const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    assert_eq!(errors, vec![0, OFFSET_METADATA_TOO_LARGE]);
+    assert_eq!(end_txn(&mut client, "meta", producer, true), 0);
+    let fetched = fetch_offsets(&mut client, 7, "g", "in", Some(&[0, 1]), false);
+    let offsets: Vec<(i32, i64)> = fetched
+        .iter()
+        .map(|(_, partition, _, offset)| (*partition, *offset))
+        .collect();
+    assert_eq!(
+        offsets,
+        vec![(0, 10), (1, -1)],
+        "only the valid one is committed"
+    );
+}

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequestPartition;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -19,6 +20,17 @@ use super::{code, Operation, RequestContext, RequestError, Resource, Response};
 use crate::group::CommittedOffset;
 use crate::shard::ShardContext;
 use crate::txn::marker::TxnProducer;
+
+/// Kafka's `offset.metadata.max.bytes` default: longer metadata is refused per partition with
+/// OFFSET_METADATA_TOO_LARGE (each pending offset is held in memory until its transaction ends).
+pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+
+fn metadata_too_large(partition: &TxnOffsetCommitRequestPartition) -> bool {
+    partition
+        .committed_metadata
+        .as_ref()
+        .is_some_and(|metadata| metadata.len() > OFFSET_METADATA_MAX_BYTES)
+}
 
 pub async fn handle(
     context: &Rc<ShardContext>,
@@ -64,7 +76,8 @@ pub async fn handle(
                 .iter()
                 .filter(|topic| !denied_topics.contains(topic.name.as_str()))
                 .flat_map(|topic| {
-                    topic.partitions.iter().map(|partition| {
+                    let valid = topic.partitions.iter().filter(|p| !metadata_too_large(p));
+                    valid.map(|partition| {
                         (
                             topic.name.to_string(),
                             partition.partition_index,
@@ -111,6 +124,13 @@ pub async fn handle(
                 .partitions
                 .iter()
                 .map(|partition| {
+                    let denied = denied_topics.contains(topic.name.as_str());
+                    let error_code = if checked.is_ok() && !denied && metadata_too_large(partition)
+                    {
+                        code(ResponseError::OffsetMetadataTooLarge)
+                    } else {
+                        error_code
+                    };
                     TxnOffsetCommitResponsePartition::default()
                         .with_partition_index(partition.partition_index)
                         .with_error_code(error_code)
