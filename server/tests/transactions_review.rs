@@ -372,3 +372,65 @@ fn txn_offset_commit_refuses_metadata_over_kafkas_limit() {
         "only the valid one is committed"
     );
 }
+
+#[test]
+fn a_txn_offset_commit_racing_its_end_txn_is_never_left_pending() {
+    // A client that sends TxnOffsetCommit and EndTxn at once (two connections): the offsets
+    // are either part of the transaction (committed with it) or refused, never left pending
+    // after the transaction ended — a pending offset without its marker answers
+    // UNSTABLE_OFFSET_COMMIT to the group's read_committed consumers for ever.
+    let broker = start_broker(&[]);
+    let mut first = Client::connect(&broker);
+    let mut second = Client::connect(&broker);
+    assert_eq!(first.create_topic("in", 1, &[]), 0);
+    for round in 0..40i64 {
+        let (error, producer) = init(&mut first, "racer", 60_000);
+        assert_eq!(error, 0);
+        assert_eq!(add_offsets(&mut first, "racer", producer, "g"), 0);
+        let commit = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(name("racer")))
+            .with_group_id(GroupId(name("g")))
+            .with_producer_id(ProducerId(producer.id))
+            .with_producer_epoch(producer.epoch)
+            .with_generation_id(-1)
+            .with_member_id(name(""))
+            .with_topics(vec![
+                txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                    .with_name(common::client::topic_name("in"))
+                    .with_partitions(vec![
+                        txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(100 + round)
+                            .with_committed_leader_epoch(-1),
+                    ]),
+            ]);
+        let end = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(name("racer")))
+            .with_producer_id(ProducerId(producer.id))
+            .with_producer_epoch(producer.epoch)
+            .with_committed(true);
+        first.send(ApiKey::TxnOffsetCommit, 3, &commit).unwrap();
+        second.send(ApiKey::EndTxn, 3, &end).unwrap();
+        let committed: TxnOffsetCommitResponse = first.receive(ApiKey::TxnOffsetCommit, 3).unwrap();
+        let mut ended: EndTxnResponse = second.receive(ApiKey::EndTxn, 3).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ended.error_code == 51 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            ended = second.call(ApiKey::EndTxn, 3, &end);
+        }
+        assert_eq!(ended.error_code, 0, "round {round}");
+        let fetched = fetch_offsets(&mut first, 7, "g", "in", Some(&[0]), true);
+        assert_ne!(
+            fetched[0].2, UNSTABLE_OFFSET_COMMIT,
+            "round {round}: an offset left pending after its transaction ended (TxnOffsetCommit answered {})",
+            committed.topics[0].partitions[0].error_code
+        );
+        if committed.topics[0].partitions[0].error_code == 0 {
+            assert_eq!(
+                fetched[0].3,
+                100 + round,
+                "round {round}: committed with the transaction"
+            );
+        }
+    }
+}

@@ -287,6 +287,36 @@ impl TxnCoordinator {
         }
     }
 
+    /// TxnOffsetCommit: checks the producer as [`Self::check_offsets_producer`] does, then runs
+    /// `store` (the group coordinator's write of the pending offsets) while holding the
+    /// transactional id, so no EndTxn, timeout or new InitProducerId ends the transaction between
+    /// the check and the write (an offset written after its transaction's marker stayed pending
+    /// for ever, or was dropped although acknowledged). The outer error is the check's. Busy with
+    /// another operation: COORDINATOR_LOAD_IN_PROGRESS, which clients retry on TxnOffsetCommit
+    /// (the Java client takes CONCURRENT_TRANSACTIONS there as fatal).
+    pub async fn commit_offsets<F, Fut>(
+        &self,
+        transactional_id: &str,
+        producer: TxnProducer,
+        group: &str,
+        store: F,
+    ) -> Result<Result<(), ResponseError>, ResponseError>
+    where
+        F: FnOnce(Rc<ShardContext>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), ResponseError>>,
+    {
+        let _guard = self.claim(transactional_id).map_err(|error| match error {
+            ResponseError::ConcurrentTransactions => ResponseError::CoordinatorLoadInProgress,
+            error => error,
+        })?;
+        self.check_offsets_producer(transactional_id, producer, group)?;
+        let shard = self
+            .shard
+            .upgrade()
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        Ok(store(shard).await)
+    }
+
     /// EndTxn: the decision is written (Prepare*), then the markers, then Complete*.
     pub async fn end(
         &self,
