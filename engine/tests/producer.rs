@@ -123,6 +123,15 @@ fn check_retry_after_restart(dir: &Path, crash: bool) {
     block_on(async {
         let (log, _) = PartitionLog::open(dir, config()).await.unwrap();
         assert_eq!(log.high_watermark().get(), end);
+        // Each of the 4 batches before the last (the 5 remembered span a roll's snapshot and
+        // the batches replayed after it), retried after the restart: duplicates.
+        for batch in 35..39 {
+            let retry = log
+                .append(bytes_mut(&producer_batch(42, 0, batch * 3, 3)), 0)
+                .await
+                .unwrap_or_else(|err| panic!("retry of batch {batch}: {err}"));
+            assert_eq!(retry.base_offset.get(), i64::from(batch) * 3);
+        }
         // The last batch, retried after the restart: a duplicate, not a second copy.
         let retry = log
             .append(bytes_mut(&producer_batch(42, 0, 39 * 3, 3)), 0)
