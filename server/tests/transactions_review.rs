@@ -33,6 +33,23 @@ fn stable_and_high(client: &mut Client, topic: &str, partition: i32) -> (i64, i6
     (data.last_stable_offset, data.high_watermark)
 }
 
+/// Polls until the tick has aborted `txn` (a generous deadline: it aborts hundreds of ids
+/// before it, one fsync after another, on a machine the test shares).
+fn wait_long_for_abort(client: &mut Client, txn: &str) {
+    let started = Instant::now();
+    loop {
+        let seen = txn_state(client, txn);
+        if seen == "CompleteAbort" {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "{txn} stayed {seen}, never aborted by its timeout"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// One attempt at the race: `others` transactional ids and the victim (sorted last) all time
 /// out in the same tick; while the tick aborts the others one by one, the victim's producer
 /// commits its (timed-out but not yet aborted) transaction and starts a new one on `late`.
@@ -44,7 +61,7 @@ fn race_once(client: &mut Client, round: usize, others: usize) -> Option<(Produc
     let last = format!("a{round}-{:04}", others - 1);
     // Every transaction of this round times out at `deadline` (each id gets the timeout that
     // leads there from its start), the victim a little earlier so it is due in the same tick.
-    let setup_budget_ms = 4_000 + 20 * others as i64;
+    let setup_budget_ms = 4_000 + 50 * others as i64;
     let deadline = now_ms() + setup_budget_ms;
     let timeout_to = |at: i64| {
         let timeout = at - now_ms();
@@ -74,7 +91,7 @@ fn race_once(client: &mut Client, round: usize, others: usize) -> Option<(Produc
     let started = Instant::now();
     while txn_state(client, &first) == "Ongoing" {
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            started.elapsed() < Duration::from_secs(120),
             "the timeout never aborted {first}"
         );
         std::thread::sleep(Duration::from_millis(2));
@@ -94,11 +111,11 @@ fn race_once(client: &mut Client, round: usize, others: usize) -> Option<(Produc
         .error_code;
     if produced != 0 || txn_state(client, &last) == "CompleteAbort" {
         // The tick may have reached the victim already: this round proves nothing.
-        wait_for_txn_state(client, &last, "CompleteAbort");
+        wait_long_for_abort(client, &last);
         return None;
     }
     // Once the tick is through with this round, the victim's second transaction ends.
-    wait_for_txn_state(client, &last, "CompleteAbort");
+    wait_long_for_abort(client, &last);
     std::thread::sleep(Duration::from_millis(500));
     let second = end_txn(client, &victim, producer, true);
     Some((producer, second))
@@ -117,13 +134,13 @@ fn the_timeout_tick_never_aborts_a_transaction_that_ended_while_it_waited() {
     assert_eq!(client.create_topic("out", 1, &[]), 0);
     assert_eq!(client.create_topic("late", 1, &[]), 0);
     let mut outcome = None;
-    for (round, others) in [(0, 150), (1, 300), (2, 600)] {
+    for (round, others) in [(0, 150), (1, 300), (2, 300), (3, 600)] {
         outcome = race_once(&mut client, round, others);
         if outcome.is_some() {
             break;
         }
     }
-    let (victim, second_commit) = outcome.expect("the race window was never hit in 3 rounds");
+    let (victim, second_commit) = outcome.expect("the race window was never hit in 4 rounds");
     assert_eq!(
         second_commit, 0,
         "the producer's next transaction commits: it was never fenced"
