@@ -123,6 +123,15 @@ fn check_retry_after_restart(dir: &Path, crash: bool) {
     block_on(async {
         let (log, _) = PartitionLog::open(dir, config()).await.unwrap();
         assert_eq!(log.high_watermark().get(), end);
+        // Each of the 4 batches before the last (the 5 remembered span a roll's snapshot and
+        // the batches replayed after it), retried after the restart: duplicates.
+        for batch in 35..39 {
+            let retry = log
+                .append(bytes_mut(&producer_batch(42, 0, batch * 3, 3)), 0)
+                .await
+                .unwrap_or_else(|err| panic!("retry of batch {batch}: {err}"));
+            assert_eq!(retry.base_offset.get(), i64::from(batch) * 3);
+        }
         // The last batch, retried after the restart: a duplicate, not a second copy.
         let retry = log
             .append(bytes_mut(&producer_batch(42, 0, 39 * 3, 3)), 0)
@@ -151,4 +160,58 @@ fn producer_state_survives_a_crash() {
     // From the snapshot of the last roll plus the batches recovery scans after it.
     let dir = tempfile::tempdir().unwrap();
     check_retry_after_restart(dir.path(), true);
+}
+
+fn snapshots(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "snapshot"))
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn producer_state_survives_a_crash_between_a_roll_and_its_snapshot() {
+    // A roll seals the segment, creates the next one, then writes the producer snapshot. Killed
+    // in between, the log reopens with the older snapshot, the just-sealed segment checked only
+    // from its last index entry (it was fsynced): the producer batches before that entry were
+    // never put back in the table, so a retry of one of the last 5 batches was refused as out of
+    // order (or, for a producer left with none, written a second time).
+    let dir = tempfile::tempdir().unwrap();
+    let end = block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config()).await.unwrap();
+        let end = append_sequence(&log, 0, 40).await;
+        let before = snapshots(dir.path());
+        assert_eq!(before.len(), 1, "the last automatic roll's snapshot");
+        let kept = std::fs::read(&before[0]).unwrap();
+        assert!(log.roll_now().await.unwrap());
+        // As if killed after the new segment was created, before its snapshot replaced the old.
+        for snapshot in snapshots(dir.path()) {
+            std::fs::remove_file(snapshot).unwrap();
+        }
+        std::fs::write(&before[0], kept).unwrap();
+        end
+    });
+    let _ = std::fs::remove_file(
+        dir.path()
+            .join(ringtail_engine::log::CLEAN_SHUTDOWN_FILE_NAME),
+    );
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config()).await.unwrap();
+        assert_eq!(log.high_watermark().get(), end);
+        for batch in 35..40 {
+            let retry = log
+                .append(bytes_mut(&producer_batch(42, 0, batch * 3, 3)), 0)
+                .await
+                .unwrap_or_else(|err| panic!("retry of batch {batch}: {err}"));
+            assert_eq!(
+                retry.base_offset.get(),
+                i64::from(batch) * 3,
+                "batch {batch}"
+            );
+        }
+        assert_eq!(log.high_watermark().get(), end, "no retry written again");
+    });
 }

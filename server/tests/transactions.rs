@@ -390,6 +390,7 @@ fn transactions_and_pending_offsets_survive_a_sigkill() {
     drop(client);
     restart(&mut broker);
     let mut client = Client::connect(&broker);
+    client.transactional_id = Some("t6".to_string());
     assert_eq!(
         committed_offset(&mut client, "g6", "in"),
         -1,

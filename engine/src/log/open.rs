@@ -33,8 +33,18 @@ impl PartitionLog {
         let marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
         let clean_shutdown = io::disk::exists(&marker).await;
         let now = now_ms();
-        let (mut segments, report) =
-            recover_segments(dir, &base_offsets, &config, clean_shutdown, now).await?;
+        // Segments at or past the newest snapshot are not covered by it (a crash between a roll's
+        // new segment and its snapshot leaves one sealed there): their producer batches must all
+        // be scanned, not only those after their last index entry.
+        let snapshot_floor = snapshot_offsets.iter().copied().max();
+        let (mut segments, report) = recover_segments(
+            dir,
+            &base_offsets,
+            &config,
+            (clean_shutdown, snapshot_floor),
+            now,
+        )
+        .await?;
         if clean_shutdown {
             // From here on a crash must lead to a full check: the removal has to be durable.
             io::disk::remove_file(&marker)
@@ -64,12 +74,14 @@ impl PartitionLog {
 }
 
 /// Recovers each segment, oldest first: the active one in full after a crash, the others from
-/// their last index entry (they were fsynced when sealed). Creates the first segment of a new log.
+/// their last index entry (they were fsynced when sealed) unless the newest producer snapshot
+/// does not cover them (`snapshot_floor`; none: no snapshot). Creates the first segment of a new
+/// log.
 async fn recover_segments(
     dir: &Path,
     base_offsets: &[Offset],
     config: &LogConfig,
-    clean_shutdown: bool,
+    (clean_shutdown, snapshot_floor): (bool, Option<Offset>),
     now_ms: i64,
 ) -> Result<(VecDeque<Segment>, OpenReport), OpenError> {
     let mut segments = VecDeque::with_capacity(base_offsets.len().max(1));
@@ -79,7 +91,10 @@ async fn recover_segments(
     };
     for (index, &base_offset) in base_offsets.iter().enumerate() {
         let is_active = index + 1 == base_offsets.len();
-        let scan = if is_active && !clean_shutdown {
+        // A sealed segment the newest producer snapshot does not cover (see `open`) is scanned
+        // whole so the producer table gets every batch of it back.
+        let uncovered = !is_active && snapshot_floor.is_none_or(|floor| base_offset >= floor);
+        let scan = if (is_active && !clean_shutdown) || uncovered {
             RecoveryScan::Full
         } else {
             RecoveryScan::FromLastIndexEntry

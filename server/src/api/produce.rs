@@ -23,6 +23,7 @@ use crate::metadata::TopicInfo;
 use crate::produce_stages::{self, Stage};
 use crate::quotas::{Bandwidth, Charge};
 use crate::shard::ShardContext;
+use crate::txn::registry::has_transactional_records;
 
 /// Produce names topics by id instead of by name from this version (KIP-516, Kafka 4.1).
 const FIRST_TOPIC_ID_VERSION: i16 = 13;
@@ -48,12 +49,26 @@ pub async fn handle(
         let _ = previous.await;
         produce_stages::record(Stage::OrderWait, order_started.elapsed());
     }
-    // Transactional records need WRITE on their transactional id too (Kafka's KafkaApis).
-    let transaction_denied = produce.transactional_id.as_ref().and_then(|id| {
-        let resource = Resource::transactional_id(id);
-        (!request.allows(context, Operation::Write, resource))
-            .then_some(ResponseError::TransactionalIdAuthorizationFailed)
+    // Transactional records need WRITE on their transactional id too (Kafka's KafkaApis), so a
+    // Produce holding them must name one: without, the whole request is refused, as Kafka does.
+    let transactional_records = produce.topic_data.iter().any(|topic| {
+        topic.partition_data.iter().any(|partition| {
+            partition
+                .records
+                .as_ref()
+                .is_some_and(|records| has_transactional_records(records))
+        })
     });
+    let transactional_id = produce.transactional_id.as_ref().map(|id| id.to_string());
+    let transaction_denied = match &transactional_id {
+        None if transactional_records => Some(ResponseError::TransactionalIdAuthorizationFailed),
+        None => None,
+        Some(id) => {
+            let resource = Resource::transactional_id(id);
+            (!request.allows(context, Operation::Write, resource))
+                .then_some(ResponseError::TransactionalIdAuthorizationFailed)
+        }
+    };
     let mut names = Vec::with_capacity(produce.topic_data.len());
     let mut appends = Vec::new();
     let mut queued_signals = Vec::new();
@@ -83,10 +98,9 @@ pub async fn handle(
             queued_signals.push(signalled);
             appends.push(append_partition(
                 context,
-                info.clone(),
-                partition.index,
+                (info.clone(), partition.index),
                 partition.records,
-                request.version,
+                (request.version, transactional_id.clone()),
                 signal,
             ));
         }
@@ -140,10 +154,9 @@ pub async fn handle(
 
 async fn append_partition(
     context: &Rc<ShardContext>,
-    topic: Result<Arc<TopicInfo>, ResponseError>,
-    partition: i32,
+    (topic, partition): (Result<Arc<TopicInfo>, ResponseError>, i32),
     records: Option<Bytes>,
-    version: i16,
+    (version, transactional_id): (i16, Option<String>),
     queued: oneshot::Sender<()>,
 ) -> PartitionProduceResponse {
     let response = PartitionProduceResponse::default()
@@ -176,7 +189,11 @@ async fn append_partition(
             // (appended through this same shard) can't slip between the check and the append.
             owner
                 .transactions
-                .check_records(&records, &topic.name, partition)
+                .check_records(
+                    &records,
+                    (&topic.name, partition),
+                    transactional_id.as_deref(),
+                )
                 .map_err(Refusal::Transaction)?;
             let append_started = Instant::now();
             let pending = log.begin_append(records, 0);

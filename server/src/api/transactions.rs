@@ -46,6 +46,20 @@ fn outcome(answer: Option<Result<(), ResponseError>>) -> i16 {
     }
 }
 
+/// PRODUCER_FENCED exists from AddPartitionsToTxn, AddOffsetsToTxn and EndTxn v2 (KIP-588);
+/// older versions get INVALID_PRODUCER_EPOCH, which their clients know, as Kafka answers them.
+fn fenced_before_v2(
+    answer: Option<Result<(), ResponseError>>,
+    version: i16,
+) -> Option<Result<(), ResponseError>> {
+    match answer {
+        Some(Err(ResponseError::ProducerFenced)) if version < 2 => {
+            Some(Err(ResponseError::InvalidProducerEpoch))
+        }
+        answer => answer,
+    }
+}
+
 /// Each partition of one transaction's AddPartitionsToTxn: UNKNOWN_TOPIC_OR_PARTITION for those
 /// that don't exist (the others OPERATION_NOT_ATTEMPTED, as Kafka), else the coordinator's answer.
 async fn add_one(
@@ -131,7 +145,7 @@ async fn add_one(
                 .await
         })
         .await?;
-        vec![outcome(answer); wanted.len()]
+        vec![outcome(fenced_before_v2(answer, request.version)); wanted.len()]
     };
     let mut errors = errors.into_iter();
     Ok(topics
@@ -234,7 +248,8 @@ pub async fn add_offsets_to_txn(
     } else {
         Some(Err(ResponseError::InvalidGroupId))
     };
-    Ok(request.frame(&AddOffsetsToTxnResponse::default().with_error_code(outcome(answer))))
+    let error_code = outcome(fenced_before_v2(answer, request.version));
+    Ok(request.frame(&AddOffsetsToTxnResponse::default().with_error_code(error_code)))
 }
 
 pub async fn end_txn(
@@ -259,7 +274,7 @@ pub async fn end_txn(
     };
     // v5 (KIP-890 part 2) answers the producer id and epoch to continue with: the same ones here.
     let response = EndTxnResponse::default()
-        .with_error_code(outcome(answer))
+        .with_error_code(outcome(fenced_before_v2(answer, request.version)))
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     let response = if request.version >= 5 {

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequestPartition;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -19,6 +20,17 @@ use super::{code, Operation, RequestContext, RequestError, Resource, Response};
 use crate::group::CommittedOffset;
 use crate::shard::ShardContext;
 use crate::txn::marker::TxnProducer;
+
+/// Kafka's `offset.metadata.max.bytes` default: longer metadata is refused per partition with
+/// OFFSET_METADATA_TOO_LARGE (each pending offset is held in memory until its transaction ends).
+pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+
+fn metadata_too_large(partition: &TxnOffsetCommitRequestPartition) -> bool {
+    partition
+        .committed_metadata
+        .as_ref()
+        .is_some_and(|metadata| metadata.len() > OFFSET_METADATA_MAX_BYTES)
+}
 
 pub async fn handle(
     context: &Rc<ShardContext>,
@@ -41,7 +53,37 @@ pub async fn handle(
         .map(|topic| topic.name.to_string())
         .filter(|topic| !request.allows(context, Operation::Read, Resource::topic(topic)))
         .collect();
-    let checked = if !request.allows(
+    let commits: Vec<(String, i32, CommittedOffset)> = commit
+        .topics
+        .iter()
+        .filter(|topic| !denied_topics.contains(topic.name.as_str()))
+        .flat_map(|topic| {
+            let valid = topic.partitions.iter().filter(|p| !metadata_too_large(p));
+            valid.map(|partition| {
+                (
+                    topic.name.to_string(),
+                    partition.partition_index,
+                    CommittedOffset {
+                        offset: partition.committed_offset,
+                        leader_epoch: partition.committed_leader_epoch,
+                        metadata: partition
+                            .committed_metadata
+                            .as_ref()
+                            .map(|text| text.to_string()),
+                        commit_ms: now_ms(),
+                    },
+                )
+            })
+        })
+        .collect();
+    let member_id = commit.member_id.to_string();
+    let generation_id = if request.version >= 3 {
+        commit.generation_id
+    } else {
+        -1
+    };
+    // Outer: the checks (the caller's rights, the producer's transaction); inner: the store.
+    let checked: Result<Result<(), ResponseError>, ResponseError> = if !request.allows(
         context,
         Operation::Write,
         Resource::transactional_id(&transactional_id),
@@ -50,52 +92,39 @@ pub async fn handle(
     } else if !request.allows(context, Operation::Read, Resource::group(&group_id)) {
         Err(ResponseError::GroupAuthorizationFailed)
     } else {
+        // Checked and stored under the transactional id's claim: an EndTxn meanwhile waits
+        // (CONCURRENT_TRANSACTIONS, retried), so the offsets are in the transaction it ends.
         on_txn_coordinator(context, move |coordinator| async move {
-            coordinator.check_offsets_producer(&transactional_id, producer, &asked_group)
+            coordinator
+                .commit_offsets(
+                    &transactional_id,
+                    producer,
+                    &asked_group,
+                    |shard| async move {
+                        on_coordinator(&shard, move |groups| async move {
+                            groups
+                                .txn_commit(
+                                    &group_id,
+                                    producer,
+                                    (&member_id, generation_id),
+                                    commits,
+                                )
+                                .await
+                        })
+                        .await
+                        .ok()
+                        .flatten()
+                        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
+                    },
+                )
+                .await
         })
         .await?
         .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
     };
     let error = match checked {
-        Err(error) => Some(error),
-        Ok(()) => {
-            let commits: Vec<(String, i32, CommittedOffset)> = commit
-                .topics
-                .iter()
-                .filter(|topic| !denied_topics.contains(topic.name.as_str()))
-                .flat_map(|topic| {
-                    topic.partitions.iter().map(|partition| {
-                        (
-                            topic.name.to_string(),
-                            partition.partition_index,
-                            CommittedOffset {
-                                offset: partition.committed_offset,
-                                leader_epoch: partition.committed_leader_epoch,
-                                metadata: partition
-                                    .committed_metadata
-                                    .as_ref()
-                                    .map(|text| text.to_string()),
-                                commit_ms: now_ms(),
-                            },
-                        )
-                    })
-                })
-                .collect();
-            let member_id = commit.member_id.to_string();
-            let generation_id = if request.version >= 3 {
-                commit.generation_id
-            } else {
-                -1
-            };
-            on_coordinator(context, move |groups| async move {
-                groups
-                    .txn_commit(&group_id, producer, (&member_id, generation_id), commits)
-                    .await
-            })
-            .await?
-            .unwrap_or(Err(ResponseError::CoordinatorNotAvailable))
-            .err()
-        }
+        Err(error) | Ok(Err(error)) => Some(error),
+        Ok(Ok(())) => None,
     };
     let error_code = error.map_or(0, code);
     let topics = commit
@@ -111,6 +140,13 @@ pub async fn handle(
                 .partitions
                 .iter()
                 .map(|partition| {
+                    let denied = denied_topics.contains(topic.name.as_str());
+                    let error_code = if checked.is_ok() && !denied && metadata_too_large(partition)
+                    {
+                        code(ResponseError::OffsetMetadataTooLarge)
+                    } else {
+                        error_code
+                    };
                     TxnOffsetCommitResponsePartition::default()
                         .with_partition_index(partition.partition_index)
                         .with_error_code(error_code)

@@ -77,9 +77,14 @@ impl TxnCoordinator {
         max_timeout_ms: i32,
     ) -> Result<Self, ringtail_engine::ReadError> {
         let txns = load(&log).await?;
-        for meta in txns.values() {
+        for (transactional_id, meta) in &txns {
             let ongoing = (meta.state == TxnState::Ongoing).then(|| meta.partitions.clone());
-            registry.set(meta.producer_id, meta.producer_epoch, ongoing);
+            registry.set(
+                transactional_id,
+                meta.producer_id,
+                meta.producer_epoch,
+                ongoing,
+            );
         }
         let recovered: BTreeSet<String> = txns
             .iter()
@@ -139,8 +144,12 @@ impl TxnCoordinator {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
         let ongoing = (meta.state == TxnState::Ongoing).then(|| meta.partitions.clone());
-        self.registry
-            .set(meta.producer_id, meta.producer_epoch, ongoing);
+        self.registry.set(
+            transactional_id,
+            meta.producer_id,
+            meta.producer_epoch,
+            ongoing,
+        );
         self.txns
             .borrow_mut()
             .insert(transactional_id.to_string(), meta);
@@ -278,6 +287,36 @@ impl TxnCoordinator {
         }
     }
 
+    /// TxnOffsetCommit: checks the producer as [`Self::check_offsets_producer`] does, then runs
+    /// `store` (the group coordinator's write of the pending offsets) while holding the
+    /// transactional id, so no EndTxn, timeout or new InitProducerId ends the transaction between
+    /// the check and the write (an offset written after its transaction's marker stayed pending
+    /// for ever, or was dropped although acknowledged). The outer error is the check's. Busy with
+    /// another operation: COORDINATOR_LOAD_IN_PROGRESS, which clients retry on TxnOffsetCommit
+    /// (the Java client takes CONCURRENT_TRANSACTIONS there as fatal).
+    pub async fn commit_offsets<F, Fut>(
+        &self,
+        transactional_id: &str,
+        producer: TxnProducer,
+        group: &str,
+        store: F,
+    ) -> Result<Result<(), ResponseError>, ResponseError>
+    where
+        F: FnOnce(Rc<ShardContext>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), ResponseError>>,
+    {
+        let _guard = self.claim(transactional_id).map_err(|error| match error {
+            ResponseError::ConcurrentTransactions => ResponseError::CoordinatorLoadInProgress,
+            error => error,
+        })?;
+        self.check_offsets_producer(transactional_id, producer, group)?;
+        let shard = self
+            .shard
+            .upgrade()
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        Ok(store(shard).await)
+    }
+
     /// EndTxn: the decision is written (Prepare*), then the markers, then Complete*.
     pub async fn end(
         &self,
@@ -374,7 +413,7 @@ impl TxnCoordinator {
     /// Aborts transactions past their timeout and finishes prepared ones whose markers failed.
     pub async fn tick(&self) {
         let now = now_ms();
-        let due: Vec<(String, TxnMetadata)> = self
+        let due: Vec<String> = self
             .txns
             .borrow()
             .iter()
@@ -382,12 +421,23 @@ impl TxnCoordinator {
                 (meta.timed_out(now) || meta.state.is_prepared())
                     && !self.busy.borrow().contains(*id)
             })
-            .map(|(id, meta)| (id.clone(), meta.clone()))
+            .map(|(id, _)| id.clone())
             .collect();
-        for (transactional_id, meta) in due {
+        for transactional_id in due {
             let Ok(_guard) = self.claim(&transactional_id) else {
                 continue;
             };
+            // Earlier ids of this list were awaited: the producer may have ended its transaction
+            // (and begun another) meanwhile. Act on the live state, never on the one listed: an
+            // abort of a stale copy fenced a producer whose commit had succeeded and left its new
+            // transaction's partitions open for ever.
+            let Some(meta) = self.get(&transactional_id) else {
+                continue;
+            };
+            let now = now_ms();
+            if !(meta.timed_out(now) || meta.state.is_prepared()) {
+                continue;
+            }
             let prepared = if meta.state == TxnState::Ongoing {
                 tracing::info!(
                     transactional_id,

@@ -20,8 +20,8 @@ use super::state::TxnPartition;
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Producer id → the partitions its ongoing transaction added.
-    ongoing: HashMap<i64, BTreeSet<TxnPartition>>,
+    /// Producer id → its transactional id and the partitions its ongoing transaction added.
+    ongoing: HashMap<i64, (String, BTreeSet<TxnPartition>)>,
     /// Producer id → current epoch, for every transactional producer the coordinator knows.
     epochs: HashMap<i64, i16>,
 }
@@ -33,8 +33,15 @@ pub struct TxnRegistry {
 }
 
 impl TxnRegistry {
-    /// The producer's current epoch and its ongoing transaction's partitions (None: no ongoing one).
-    pub fn set(&self, producer_id: i64, epoch: i16, ongoing: Option<BTreeSet<TxnPartition>>) {
+    /// The producer's current epoch and its ongoing transaction's partitions (None: no ongoing one)
+    /// under `transactional_id`.
+    pub fn set(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        ongoing: Option<BTreeSet<TxnPartition>>,
+    ) {
         let mut inner = self
             .inner
             .write()
@@ -43,7 +50,9 @@ impl TxnRegistry {
         *known = (*known).max(epoch);
         match ongoing {
             Some(partitions) => {
-                inner.ongoing.insert(producer_id, partitions);
+                inner
+                    .ongoing
+                    .insert(producer_id, (transactional_id.to_string(), partitions));
             }
             None => {
                 inner.ongoing.remove(&producer_id);
@@ -61,15 +70,17 @@ impl TxnRegistry {
         inner.epochs.remove(&producer_id);
     }
 
-    /// Checks one batch headed for (`topic`, `partition`): a client's control batch is refused
-    /// (INVALID_RECORD, as Kafka), a transactional one needs its producer's current epoch
-    /// (INVALID_PRODUCER_EPOCH) and the partition in its ongoing transaction (INVALID_TXN_STATE,
-    /// Kafka ≥ 3.6). Non-transactional batches pass.
+    /// Checks one batch headed for (`topic`, `partition`) in a Produce naming `transactional_id`:
+    /// a client's control batch is refused (INVALID_RECORD, as Kafka), a transactional one needs
+    /// its producer's current epoch (INVALID_PRODUCER_EPOCH) and the partition in its ongoing
+    /// transaction, which must be `transactional_id`'s (INVALID_TXN_STATE, Kafka ≥ 3.6 verifies
+    /// the request's id, producer id and epoch with the coordinator). Non-transactional batches
+    /// pass.
     pub fn check_batch(
         &self,
         header: &BatchHeader,
-        topic: &str,
-        partition: i32,
+        (topic, partition): (&str, i32),
+        transactional_id: Option<&str>,
     ) -> Result<(), ResponseError> {
         if header.is_control() {
             return Err(ResponseError::InvalidRecord);
@@ -90,7 +101,10 @@ impl TxnRegistry {
         let added = inner
             .ongoing
             .get(&header.producer_id)
-            .is_some_and(|partitions| partitions.contains(&(topic.to_string(), partition)));
+            .is_some_and(|(id, partitions)| {
+                Some(id.as_str()) == transactional_id
+                    && partitions.contains(&(topic.to_string(), partition))
+            });
         if added && inner.epochs.get(&header.producer_id) == Some(&header.producer_epoch) {
             Ok(())
         } else {
@@ -103,15 +117,15 @@ impl TxnRegistry {
     pub fn check_records(
         &self,
         records: &[u8],
-        topic: &str,
-        partition: i32,
+        (topic, partition): (&str, i32),
+        transactional_id: Option<&str>,
     ) -> Result<(), ResponseError> {
         let mut position = 0usize;
         while position < records.len() {
             let Ok(header) = parse_header(&records[position..]) else {
                 return Ok(());
             };
-            self.check_batch(&header, topic, partition)?;
+            self.check_batch(&header, (topic, partition), transactional_id)?;
             let total = header.total_bytes();
             if total == 0 {
                 return Ok(());
@@ -120,6 +134,27 @@ impl TxnRegistry {
         }
         Ok(())
     }
+}
+
+/// Whether a produce record set holds a transactional data batch (Kafka's
+/// `hasTransactionalRecords`: such a Produce must name its transactional id). A record set that
+/// does not parse has none here: the engine's validation refuses it with its own error.
+pub fn has_transactional_records(records: &[u8]) -> bool {
+    let mut position = 0usize;
+    while position < records.len() {
+        let Ok(header) = parse_header(&records[position..]) else {
+            return false;
+        };
+        if header.is_transactional() && !header.is_control() {
+            return true;
+        }
+        let total = header.total_bytes();
+        if total == 0 {
+            return false;
+        }
+        position = position.saturating_add(total);
+    }
+    false
 }
 
 #[cfg(test)]
@@ -149,24 +184,38 @@ mod tests {
         let registry = TxnRegistry::default();
         let partitions = BTreeSet::from([("t".to_string(), 0)]);
         assert_eq!(
-            registry.check_records(&batch(5, 0), "t", 0),
+            registry.check_records(&batch(5, 0), ("t", 0), Some("x")),
             Err(ResponseError::InvalidTxnState),
             "unknown producer"
         );
-        registry.set(5, 0, Some(partitions));
-        assert_eq!(registry.check_records(&batch(5, 0), "t", 0), Ok(()));
+        registry.set("x", 5, 0, Some(partitions));
         assert_eq!(
-            registry.check_records(&batch(5, 0), "t", 1),
+            registry.check_records(&batch(5, 0), ("t", 0), Some("x")),
+            Ok(())
+        );
+        assert_eq!(
+            registry.check_records(&batch(5, 0), ("t", 0), Some("y")),
+            Err(ResponseError::InvalidTxnState),
+            "another transactional id's producer"
+        );
+        assert_eq!(
+            registry.check_records(&batch(5, 0), ("t", 0), None),
+            Err(ResponseError::InvalidTxnState),
+            "no transactional id"
+        );
+        assert!(has_transactional_records(&batch(5, 0)));
+        assert_eq!(
+            registry.check_records(&batch(5, 0), ("t", 1), Some("x")),
             Err(ResponseError::InvalidTxnState)
         );
-        registry.set(5, 1, None);
+        registry.set("x", 5, 1, None);
         assert_eq!(
-            registry.check_records(&batch(5, 0), "t", 0),
+            registry.check_records(&batch(5, 0), ("t", 0), Some("x")),
             Err(ResponseError::InvalidProducerEpoch),
             "a zombie is fenced"
         );
         assert_eq!(
-            registry.check_records(&batch(5, 1), "t", 0),
+            registry.check_records(&batch(5, 1), ("t", 0), Some("x")),
             Err(ResponseError::InvalidTxnState),
             "no transaction ongoing"
         );
@@ -184,7 +233,7 @@ mod tests {
             0,
         );
         assert_eq!(
-            registry.check_records(&marker, "t", 0),
+            registry.check_records(&marker, ("t", 0), Some("x")),
             Err(ResponseError::InvalidRecord)
         );
     }

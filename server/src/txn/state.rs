@@ -203,10 +203,9 @@ impl TxnMetadata {
     pub fn fenced_abort(&self, now_ms: i64) -> TxnMetadata {
         assert_eq!(self.state, TxnState::Ongoing);
         let mut next = self.clone();
-        next.producer_epoch = self
-            .producer_epoch
-            .saturating_add(1)
-            .min(PRODUCER_EPOCH_MAX);
+        // Up to i16::MAX: a producer at PRODUCER_EPOCH_MAX is fenced too (the next
+        // InitProducerId moves the id to a new producer id).
+        next.producer_epoch = self.producer_epoch.saturating_add(1);
         next.state = TxnState::PrepareAbort;
         next.update_ms = now_ms;
         next
@@ -263,6 +262,26 @@ mod tests {
             Err(ResponseError::InvalidProducerIdMapping)
         );
         assert_eq!(meta.check_producer(7, 3), Ok(()));
+    }
+
+    #[test]
+    fn a_timeout_abort_at_the_last_epoch_still_fences_the_producer() {
+        // A producer at the last epoch InitProducerId hands out (32766) whose transaction times
+        // out must be fenced like any other: the abort's epoch goes to 32767 (as Kafka's fence
+        // may), and the next InitProducerId moves the id to a new producer id. It stayed at
+        // 32766, so the producer carried on after its transaction was aborted under it, and its
+        // next commit committed only what it sent after the abort.
+        let mut ongoing = TxnMetadata::new(7, 100, 0)
+            .with_added(&[partition("a")], None, 10)
+            .unwrap();
+        ongoing.producer_epoch = PRODUCER_EPOCH_MAX;
+        let aborting = ongoing.fenced_abort(111);
+        assert_eq!(aborting.producer_epoch, i16::MAX);
+        let aborted = aborting.completed(112);
+        assert_eq!(
+            aborted.check_producer(7, PRODUCER_EPOCH_MAX),
+            Err(ResponseError::ProducerFenced)
+        );
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct Client {
     stream: TcpStream,
     correlation_id: i32,
     client_id: &'static str,
+    /// The transactional id `produce` names (as a transactional producer's Produce does): the
+    /// last one `common::txn::init` got a producer for on this connection.
+    pub transactional_id: Option<String>,
 }
 
 impl Client {
@@ -41,6 +44,7 @@ impl Client {
             stream,
             correlation_id: 0,
             client_id: CLIENT_ID,
+            transactional_id: None,
         }
     }
 
@@ -203,14 +207,20 @@ impl Client {
         self.create_topic_with_id(topic, partitions, configs).0
     }
 
-    /// Produce v9 (acks=all) of one record set to one partition.
+    /// Produce v9 (acks=all) of one record set to one partition, naming the connection's
+    /// transactional id if it has one.
     pub fn produce(
         &mut self,
         topic: &str,
         partition: i32,
         records: impl Into<Bytes>,
     ) -> produce_response::PartitionProduceResponse {
+        let transactional_id = self
+            .transactional_id
+            .as_deref()
+            .map(|id| TransactionalId(str_bytes(id)));
         let request = ProduceRequest::default()
+            .with_transactional_id(transactional_id)
             .with_acks(-1)
             .with_timeout_ms(10_000)
             .with_topic_data(vec![TopicProduceData::default()

@@ -34,6 +34,10 @@ pub fn init(client: &mut Client, transactional_id: &str, timeout_ms: i32) -> (i1
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     let response: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &request);
+    if response.error_code == 0 {
+        // The connection's Produce requests name it from now on, as a transactional producer's do.
+        client.transactional_id = Some(transactional_id.to_string());
+    }
     (
         response.error_code,
         Producer {
