@@ -427,3 +427,42 @@ fn group_apis_and_create_topics_check_the_topics_they_name() {
     );
     assert!(created.topics[0].configs.is_none());
 }
+
+#[test]
+fn a_regex_subscription_is_assigned_only_topics_the_member_may_describe() {
+    // Kafka resolves a KIP-848 regex against the topics the member's principal may DESCRIBE
+    // (TopicRegexResolver.filterTopicDescribeAuthorizedTopics): an assignment must not reveal
+    // a topic, its id and its partitions, to someone who may not see it in Metadata.
+    const GROUP: i8 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "erin");
+    add_user(dir.path(), "admin");
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    let (created, open_id) = admin.create_topic_with_id("re-open", 2, &[]);
+    assert_eq!(created, 0);
+    let (created, _secret_id) = admin.create_topic_with_id("re-secret", 2, &[]);
+    assert_eq!(created, 0);
+    let on_group = acl("g-re", LITERAL, "User:erin", READ).with_resource_type(GROUP);
+    let on_topic = acl("re-open", LITERAL, "User:erin", READ);
+    assert_eq!(create_acls(&mut admin, vec![on_group, on_topic]), [0, 0]);
+    let mut erin = login(&broker, "erin");
+    let join = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(str("g-re")))
+        .with_member_id(str("erin-member-0000000001"))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_regex(Some(str("re-.*")))
+        .with_topic_partitions(Some(Vec::new()));
+    let joined: ConsumerGroupHeartbeatResponse =
+        erin.call(ApiKey::ConsumerGroupHeartbeat, 1, &join);
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    let assigned: Vec<uuid::Uuid> = joined
+        .assignment
+        .expect("a join gets its assignment")
+        .topic_partitions
+        .iter()
+        .map(|topic| topic.topic_id)
+        .collect();
+    assert_eq!(assigned, vec![open_id], "only the topic erin may describe");
+}

@@ -134,8 +134,16 @@ pub async fn consumer_group_heartbeat(
             .unwrap_or_default(),
         client_host: client.map(|client| client.host).unwrap_or_default(),
     };
+    // The member's regex matches only topics its principal may DESCRIBE (as Kafka resolves it).
+    let identity = request.identity.clone();
+    let acl = std::sync::Arc::clone(&context.acl);
     let answer = on_coordinator(context, move |coordinator| async move {
-        coordinator.consumer_heartbeat(group_id, heartbeat).await
+        let describable = |identity: &crate::acl::Identity, topic: &str| {
+            acl.decide(identity, Operation::Describe, Resource::topic(topic))
+        };
+        coordinator
+            .consumer_heartbeat_as(group_id, heartbeat, Some(identity), &describable)
+            .await
     })
     .await?;
     let answer = match answer {
