@@ -19,7 +19,10 @@ const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 const TOPIC: i8 = 2;
 const LITERAL: i8 = 3;
 const ALL: i8 = 2;
+const WRITE: i8 = 4;
+const ALTER: i8 = 7;
 const DESCRIBE: i8 = 8;
+const CLUSTER: i8 = 4;
 const DENY: i8 = 2;
 const ALLOW: i8 = 3;
 
@@ -97,4 +100,39 @@ fn an_acl_on_an_ipv4_host_applies_to_that_client_on_a_dual_stack_listener() {
         TOPIC_AUTHORIZATION_FAILED,
         "the DENY names the client's address"
     );
+}
+
+#[test]
+fn an_idempotent_producer_relying_on_no_acl_found_gets_its_producer_id() {
+    // Kafka's authorizeByResourceType (InitProducerId without a transactional id) first asks
+    // about a topic no ACL names: where the "no ACL found" rule lets the principal write such a
+    // topic, it may write idempotently. Once the cluster and one topic had ACLs (SECURITY.md's
+    // advice for the PLAINTEXT listener), ANONYMOUS was refused its producer id, breaking every
+    // idempotent producer (Java's default) while its plain produce kept working.
+    let broker = common::start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    let cluster_admin = AclCreation::default()
+        .with_resource_type(CLUSTER)
+        .with_resource_name(str("kafka-cluster"))
+        .with_resource_pattern_type(LITERAL)
+        .with_principal(str("User:admin"))
+        .with_host(str("*"))
+        .with_operation(ALTER)
+        .with_permission_type(ALLOW);
+    let creations = vec![
+        cluster_admin,
+        topic_acl("secret", "User:alice", "*", WRITE, ALLOW),
+    ];
+    let created: CreateAclsResponse = client.call(
+        ApiKey::CreateAcls,
+        3,
+        &CreateAclsRequest::default().with_creations(creations),
+    );
+    assert!(created.results.iter().all(|r| r.error_code == 0));
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
+    let answer: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &request);
+    assert_eq!(answer.error_code, 0, "a topic no ACL names is writable");
+    assert!(answer.producer_id.0 >= 0);
 }
