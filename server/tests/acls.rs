@@ -466,3 +466,42 @@ fn a_regex_subscription_is_assigned_only_topics_the_member_may_describe() {
         .collect();
     assert_eq!(assigned, vec![open_id], "only the topic erin may describe");
 }
+
+#[test]
+fn consumer_group_describe_hides_a_group_assigned_topics_the_caller_may_not_describe() {
+    // Kafka's handleConsumerGroupDescribe: a group whose members are assigned a topic the
+    // caller may not DESCRIBE is answered TOPIC_AUTHORIZATION_FAILED without its members, so
+    // DESCRIBE on a group does not reveal the names, ids and partitions of hidden topics.
+    const GROUP: i8 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "frank");
+    add_user(dir.path(), "admin");
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    assert_eq!(admin.create_topic("cgd-hidden", 1, &[]), 0);
+    let join = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(str("g-cgd")))
+        .with_member_id(str("admin-member-00000000001"))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![TopicName(str("cgd-hidden"))]))
+        .with_topic_partitions(Some(Vec::new()));
+    let joined: ConsumerGroupHeartbeatResponse =
+        admin.call(ApiKey::ConsumerGroupHeartbeat, 1, &join);
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    let on_group = acl("g-cgd", LITERAL, "User:frank", DESCRIBE).with_resource_type(GROUP);
+    assert_eq!(create_acls(&mut admin, vec![on_group]), [0]);
+    let mut frank = login(&broker, "frank");
+    let request =
+        ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(str("g-cgd"))]);
+    let described: ConsumerGroupDescribeResponse =
+        frank.call(ApiKey::ConsumerGroupDescribe, 0, &request);
+    let group = &described.groups[0];
+    assert_eq!(group.error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert!(group.members.is_empty(), "{:?}", group.members);
+    // The admin, who may describe the topic, sees the group whole.
+    let described: ConsumerGroupDescribeResponse =
+        admin.call(ApiKey::ConsumerGroupDescribe, 0, &request);
+    assert_eq!(described.groups[0].error_code, 0);
+    assert_eq!(described.groups[0].members.len(), 1);
+}
