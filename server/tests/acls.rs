@@ -505,3 +505,34 @@ fn consumer_group_describe_hides_a_group_assigned_topics_the_caller_may_not_desc
     assert_eq!(described.groups[0].error_code, 0);
     assert_eq!(described.groups[0].members.len(), 1);
 }
+
+#[test]
+fn describe_transactions_leaves_out_topics_the_caller_may_not_describe() {
+    // Kafka's handleDescribeTransactionsRequest keeps only the partitions of topics the caller
+    // may DESCRIBE: DESCRIBE on a transactional id must not reveal the hidden topics it writes.
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "grace");
+    add_user(dir.path(), "admin");
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    assert_eq!(admin.create_topic("txd-open", 1, &[]), 0);
+    assert_eq!(admin.create_topic("txd-hidden", 1, &[]), 0);
+    let (error, producer) = common::txn::init(&mut admin, "t-desc", 60_000);
+    assert_eq!(error, 0);
+    for topic in ["txd-open", "txd-hidden"] {
+        let added = common::txn::add_partitions(&mut admin, "t-desc", producer, topic, &[0]);
+        assert_eq!(added, [0]);
+    }
+    let on_id = acl("t-desc", LITERAL, "User:grace", DESCRIBE).with_resource_type(TRANSACTIONAL_ID);
+    let on_topic = acl("txd-open", LITERAL, "User:grace", DESCRIBE);
+    assert_eq!(create_acls(&mut admin, vec![on_id, on_topic]), [0, 0]);
+    let mut grace = login(&broker, "grace");
+    let describe = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![TransactionalId(str("t-desc"))]);
+    let described: DescribeTransactionsResponse =
+        grace.call(ApiKey::DescribeTransactions, 0, &describe);
+    let state = &described.transaction_states[0];
+    assert_eq!(state.error_code, 0);
+    let topics: Vec<&str> = state.topics.iter().map(|t| t.topic.0.as_str()).collect();
+    assert_eq!(topics, ["txd-open"]);
+}
