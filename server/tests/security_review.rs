@@ -136,3 +136,61 @@ fn an_idempotent_producer_relying_on_no_acl_found_gets_its_producer_id() {
     assert_eq!(answer.error_code, 0, "a topic no ACL names is writable");
     assert!(answer.producer_id.0 >= 0);
 }
+
+#[test]
+fn clients_cannot_write_the_internal_topics() {
+    // Kafka refuses a client's Produce to __consumer_offsets and __transaction_state
+    // (INVALID_TOPIC_EXCEPTION: "Cannot append to internal topic") and its DeleteRecords there
+    // ("Cannot delete records of internal topic"): the coordinators own them. Here anyone
+    // allowed to write (ANONYMOUS by default) appended records there, which the coordinators
+    // replay at the next start as if they had written them, or deleted every group's offsets.
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use ringtail_engine::batch::{encode_batch, ProducerSpec, RecordSpec};
+    const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    let mut broker = common::start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    let records = [RecordSpec {
+        key: Some(b"\x00\x01not-a-key".as_slice()),
+        value: Some(b"not-a-value".as_slice()),
+        timestamp_delta: 0,
+    }];
+    for topic in ["__consumer_offsets", "__transaction_state"] {
+        let batch = encode_batch(common::client::now_ms(), &records, ProducerSpec::default());
+        let answer = client.produce(topic, 0, batch);
+        assert_eq!(answer.error_code, INVALID_TOPIC_EXCEPTION, "{topic}");
+        // Nor may they delete its records (every group's offsets, every transaction's state),
+        // even once its cleanup policy no longer refuses it (a compacted topic's records cannot
+        // be deleted, but the policy is a topic config a client may be allowed to change).
+        let policy = incremental_alter_configs_request::AlterableConfig::default()
+            .with_name(str("cleanup.policy"))
+            .with_config_operation(0)
+            .with_value(Some(str("delete")));
+        let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(str(topic))
+                .with_configs(vec![policy]),
+        ]);
+        let _: IncrementalAlterConfigsResponse =
+            client.call(ApiKey::IncrementalAlterConfigs, 1, &alter);
+        let delete =
+            DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(TopicName(str(topic)))
+                .with_partitions(vec![DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(-1)])]);
+        let deleted: DeleteRecordsResponse = client.call(ApiKey::DeleteRecords, 2, &delete);
+        assert_eq!(
+            deleted.topics[0].partitions[0].error_code, INVALID_TOPIC_EXCEPTION,
+            "{topic}"
+        );
+    }
+    drop(client);
+    common::restart(&mut broker);
+    let mut client = Client::connect(&broker);
+    let versions: ApiVersionsResponse =
+        client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(versions.error_code, 0);
+}
