@@ -194,3 +194,39 @@ fn clients_cannot_write_the_internal_topics() {
         client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert_eq!(versions.error_code, 0);
 }
+
+#[test]
+fn the_internal_topics_cannot_be_deleted() {
+    // DeleteTopics of __consumer_offsets closed the group coordinator's log under it: every
+    // OffsetCommit then failed (COORDINATOR_NOT_AVAILABLE) until a restart, which recreated the
+    // topic empty, every group's offsets gone. One request of anyone with DELETE on the topic
+    // (ANONYMOUS by default) did it.
+    const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    let broker = common::start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("kept", 1, &[]), 0);
+    for topic in ["__consumer_offsets", "__transaction_state"] {
+        let request = DeleteTopicsRequest::default()
+            .with_topic_names(vec![TopicName(str(topic))])
+            .with_timeout_ms(10_000);
+        let answer: DeleteTopicsResponse = client.call(ApiKey::DeleteTopics, 5, &request);
+        assert_eq!(
+            answer.responses[0].error_code, INVALID_TOPIC_EXCEPTION,
+            "{topic}"
+        );
+    }
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(str("g")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(str("kept")))
+                .with_partitions(vec![
+                    kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(0),
+                ]),
+        ]);
+    let committed: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 8, &commit);
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+}
