@@ -648,6 +648,10 @@ async fn accept_loop(
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                // An IPv4 client of an IPv6 socket (a listener on `[::]`) arrives as
+                // `::ffff:a.b.c.d`; ACL hosts, the per-IP limit and logs know it as `a.b.c.d`,
+                // as Kafka (Java) does, or a DENY on its IPv4 address would not apply.
+                let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 crate::metrics::record_connection();
                 match context.limits.connections.try_open(peer.ip()) {
                     Ok(permit) => {

@@ -112,6 +112,11 @@ impl Metadata {
     }
 }
 
+/// The topics the coordinators own (Kafka's internal topics): clients may not append to them.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == crate::group::OFFSETS_TOPIC || name == crate::txn::TRANSACTION_STATE_TOPIC
+}
+
 /// Kafka's rule for topic names: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn valid_topic_name(name: &str) -> bool {
     !name.is_empty()

@@ -79,8 +79,7 @@ pub fn certificate_principal(der: &[u8]) -> Option<String> {
                     let oid = attribute.attr_type();
                     let name = x509_parser::objects::oid2abbrev(oid, registry)
                         .map_or_else(|_| oid.to_id_string(), str::to_string);
-                    let value = attribute.as_str().unwrap_or("#");
-                    format!("{name}={value}")
+                    format!("{name}={}", attribute_value(attribute))
                 })
                 .collect::<Vec<_>>()
                 .join("+")
@@ -88,6 +87,72 @@ pub fn certificate_principal(der: &[u8]) -> Option<String> {
         .collect();
     rdns.reverse();
     Some(format!("User:{}", rdns.join(",")))
+}
+
+/// An attribute value as RFC 2253 writes it (Java's `X500Principal.getName()`, which Kafka's
+/// principal is): a string type decoded and its special characters escaped, so no value can
+/// pose as more attributes (`CN=admin\,OU=ops` is one CN, not a CN and an OU); any other type
+/// `#` and the hex of its DER encoding, so two different values never read the same.
+fn attribute_value(attribute: &x509_parser::x509::AttributeTypeAndValue<'_>) -> String {
+    use x509_parser::der_parser::asn1_rs::Tag;
+    let value = attribute.attr_value();
+    let data = value.data;
+    let text = match value.tag() {
+        Tag::Utf8String
+        | Tag::PrintableString
+        | Tag::NumericString
+        | Tag::Ia5String
+        | Tag::VisibleString => std::str::from_utf8(data).ok().map(str::to_string),
+        Tag::BmpString if data.len() % 2 == 0 => char::decode_utf16(
+            data.chunks_exact(2)
+                .map(|pair| u16::from_be_bytes([pair[0], pair[1]])),
+        )
+        .collect::<Result<String, _>>()
+        .ok(),
+        Tag::UniversalString if data.len() % 4 == 0 => data
+            .chunks_exact(4)
+            .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+            .collect(),
+        // T.61 (Teletex) as Latin-1, as Java reads it.
+        Tag::TeletexString => Some(data.iter().map(|byte| char::from(*byte)).collect()),
+        _ => None,
+    };
+    match text {
+        Some(text) => escape_rfc2253(&text),
+        None => {
+            // The DER encoding: a universal primitive tag, the length, the content.
+            let mut der = vec![value.tag().0 as u8];
+            match u8::try_from(data.len()) {
+                Ok(len) if len < 0x80 => der.push(len),
+                _ => {
+                    let len = (data.len() as u64).to_be_bytes();
+                    let skip = len.iter().take_while(|byte| **byte == 0).count();
+                    der.push(0x80 | (len.len() - skip) as u8);
+                    der.extend_from_slice(&len[skip..]);
+                }
+            }
+            der.extend_from_slice(data);
+            let hex: String = der.iter().map(|byte| format!("{byte:02x}")).collect();
+            format!("#{hex}")
+        }
+    }
+}
+
+/// RFC 2253 section 2.4: `,` `+` `"` `\` `<` `>` `;` escaped, and a leading `#` or space and a
+/// trailing space.
+fn escape_rfc2253(text: &str) -> String {
+    let last = text.chars().count().saturating_sub(1);
+    let mut out = String::with_capacity(text.len());
+    for (index, c) in text.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (index == 0 && matches!(c, '#' | ' '))
+            || (index == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -119,6 +184,74 @@ W1qc0Z9HP6e3TzBm4g==
             Some("User:CN=client-app,OU=eng,O=ringtail-tests,C=US")
         );
         assert_eq!(certificate_principal(b"not a certificate"), None);
+    }
+
+    /// `openssl req -x509 -subj "/CN=admin,OU=ops"`: one CN whose value holds a comma.
+    const COMMA_IN_CN_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBhTCCASugAwIBAgIUA3h6kSgtabqZi1AzQGfZKzYKkMAwCgYIKoZIzj0EAwIw
+FzEVMBMGA1UEAwwMYWRtaW4sT1U9b3BzMCAXDTI2MTIwMTE2MzE1MVoYDzIxMjYx
+MTA3MTYzMTUxWjAXMRUwEwYDVQQDDAxhZG1pbixPVT1vcHMwWTATBgcqhkjOPQIB
+BggqhkjOPQMBBwNCAAR5N7npSEIZ0KJP6rSJXARxC6ghMKXoNxHmPPrbumMJVn7/
+Sc9eSNY2RlDhAljeQa18ipwj9f+i6sY+tjwSsVGXo1MwUTAdBgNVHQ4EFgQU2KQH
+QBuIi8ar6uHe12dNfpJBFYAwHwYDVR0jBBgwFoAU2KQHQBuIi8ar6uHe12dNfpJB
+FYAwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiBXY9zSX8JatzHG
+JKK0vt44PtxTU0OcGvltUYxNEuT+mQIhAKDYTd3cMI3AM9F7Yz1p6mqj2okH+5jJ
+mkiYkEmFxz1w
+-----END CERTIFICATE-----
+";
+    /// `openssl req -x509 -subj "/OU=ops/CN=admin"`: a CN and an OU.
+    const CN_AND_OU_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBlDCCATmgAwIBAgIUQu+LN81Vil9iLA+xPjBqYQnYITMwCgYIKoZIzj0EAwIw
+HjEMMAoGA1UECwwDb3BzMQ4wDAYDVQQDDAVhZG1pbjAgFw0yNjEyMDExNjMxNTFa
+GA8yMTI2MTEwNzE2MzE1MVowHjEMMAoGA1UECwwDb3BzMQ4wDAYDVQQDDAVhZG1p
+bjBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABHk3uelIQhnQok/qtIlcBHELqCEw
+peg3EeY8+tu6YwlWfv9Jz15I1jZGUOECWN5BrXyKnCP1/6Lqxj62PBKxUZejUzBR
+MB0GA1UdDgQWBBTYpAdAG4iLxqvq4d7XZ01+kkEVgDAfBgNVHSMEGDAWgBTYpAdA
+G4iLxqvq4d7XZ01+kkEVgDAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0kA
+MEYCIQCNgWZrgCXa6ttdo6BUSxQA77/U1xx3M3XZjov920u3dAIhAITJor+f2Ybg
+nbYAQYLL+FiSQpfdk8mVAs0LBrnCr3cY
+-----END CERTIFICATE-----
+";
+    /// `openssl req -x509 -subj "/O=acme/CN=alice_a"` with `string_mask = pkix`: the CN is a
+    /// BMPString.
+    const BMP_ALICE_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBTDCB8wIUA0Y7teICHW3NjpEbGmn8pa3MOTcwCgYIKoZIzj0EAwIwKDENMAsG
+A1UEChMEYWNtZTEXMBUGA1UEAx4OAGEAbABpAGMAZQBfAGEwIBcNMjYxMjAxMTYz
+MTUxWhgPMjEyNjExMDcxNjMxNTFaMCgxDTALBgNVBAoTBGFjbWUxFzAVBgNVBAMe
+DgBhAGwAaQBjAGUAXwBhMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEeTe56UhC
+GdCiT+q0iVwEcQuoITCl6DcR5jz627pjCVZ+/0nPXkjWNkZQ4QJY3kGtfIqcI/X/
+ourGPrY8ErFRlzAKBggqhkjOPQQDAgNIADBFAiB/JZO6uuzoW0X5sbDTyrWsn0Kl
+G/4oHHgI3y5W4X+kRAIhAPuQIMnUVEY/7s+11g/G6oyat8nxgWMNFzzz/y919SwZ
+-----END CERTIFICATE-----
+";
+    /// The same for `/O=acme/CN=bob_b`.
+    const BMP_BOB_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBRDCB6wIUYnk8KWWC3xMXZVo/o0CE3VkQnOMwCgYIKoZIzj0EAwIwJDENMAsG
+A1UEChMEYWNtZTETMBEGA1UEAx4KAGIAbwBiAF8AYjAgFw0yNjEyMDExNjMxNTFa
+GA8yMTI2MTEwNzE2MzE1MVowJDENMAsGA1UEChMEYWNtZTETMBEGA1UEAx4KAGIA
+bwBiAF8AYjBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABHk3uelIQhnQok/qtIlc
+BHELqCEwpeg3EeY8+tu6YwlWfv9Jz15I1jZGUOECWN5BrXyKnCP1/6Lqxj62PBKx
+UZcwCgYIKoZIzj0EAwIDSAAwRQIhANH/E3/Uwcrk+ejrEZ5s3K0KjTv1Jpq7RIRP
+IsPQeYnnAiAIqoMiUk8wzriapijze0MDsJZUuspepD3D1TWkeNTh3g==
+-----END CERTIFICATE-----
+";
+
+    fn principal_of(pem: &str) -> String {
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        certificate_principal(&der).unwrap()
+    }
+
+    #[test]
+    fn distinct_subjects_never_share_a_principal() {
+        // A CN holding "," must not read as a CN and an OU (RFC 2253 escapes it, as Kafka's
+        // X500Principal.getName() does), and string types other than UTF8/Printable/IA5 are
+        // decoded, not all written "#": either way two clients became one principal.
+        assert_eq!(principal_of(CN_AND_OU_CERT), "User:CN=admin,OU=ops");
+        assert_eq!(principal_of(COMMA_IN_CN_CERT), "User:CN=admin\\,OU=ops");
+        assert_eq!(principal_of(BMP_ALICE_CERT), "User:CN=alice_a,O=acme");
+        assert_eq!(principal_of(BMP_BOB_CERT), "User:CN=bob_b,O=acme");
+        assert_eq!(escape_rfc2253("#a b "), "\\#a b\\ ");
+        assert_eq!(escape_rfc2253("x+y;z<>\"\\"), "x\\+y\\;z\\<\\>\\\"\\\\");
     }
 
     #[test]

@@ -427,3 +427,112 @@ fn group_apis_and_create_topics_check_the_topics_they_name() {
     );
     assert!(created.topics[0].configs.is_none());
 }
+
+#[test]
+fn a_regex_subscription_is_assigned_only_topics_the_member_may_describe() {
+    // Kafka resolves a KIP-848 regex against the topics the member's principal may DESCRIBE
+    // (TopicRegexResolver.filterTopicDescribeAuthorizedTopics): an assignment must not reveal
+    // a topic, its id and its partitions, to someone who may not see it in Metadata.
+    const GROUP: i8 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "erin");
+    add_user(dir.path(), "admin");
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    let (created, open_id) = admin.create_topic_with_id("re-open", 2, &[]);
+    assert_eq!(created, 0);
+    let (created, _secret_id) = admin.create_topic_with_id("re-secret", 2, &[]);
+    assert_eq!(created, 0);
+    let on_group = acl("g-re", LITERAL, "User:erin", READ).with_resource_type(GROUP);
+    let on_topic = acl("re-open", LITERAL, "User:erin", READ);
+    assert_eq!(create_acls(&mut admin, vec![on_group, on_topic]), [0, 0]);
+    let mut erin = login(&broker, "erin");
+    let join = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(str("g-re")))
+        .with_member_id(str("erin-member-0000000001"))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_regex(Some(str("re-.*")))
+        .with_topic_partitions(Some(Vec::new()));
+    let joined: ConsumerGroupHeartbeatResponse =
+        erin.call(ApiKey::ConsumerGroupHeartbeat, 1, &join);
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    let assigned: Vec<uuid::Uuid> = joined
+        .assignment
+        .expect("a join gets its assignment")
+        .topic_partitions
+        .iter()
+        .map(|topic| topic.topic_id)
+        .collect();
+    assert_eq!(assigned, vec![open_id], "only the topic erin may describe");
+}
+
+#[test]
+fn consumer_group_describe_hides_a_group_assigned_topics_the_caller_may_not_describe() {
+    // Kafka's handleConsumerGroupDescribe: a group whose members are assigned a topic the
+    // caller may not DESCRIBE is answered TOPIC_AUTHORIZATION_FAILED without its members, so
+    // DESCRIBE on a group does not reveal the names, ids and partitions of hidden topics.
+    const GROUP: i8 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "frank");
+    add_user(dir.path(), "admin");
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    assert_eq!(admin.create_topic("cgd-hidden", 1, &[]), 0);
+    let join = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(str("g-cgd")))
+        .with_member_id(str("admin-member-00000000001"))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![TopicName(str("cgd-hidden"))]))
+        .with_topic_partitions(Some(Vec::new()));
+    let joined: ConsumerGroupHeartbeatResponse =
+        admin.call(ApiKey::ConsumerGroupHeartbeat, 1, &join);
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    let on_group = acl("g-cgd", LITERAL, "User:frank", DESCRIBE).with_resource_type(GROUP);
+    assert_eq!(create_acls(&mut admin, vec![on_group]), [0]);
+    let mut frank = login(&broker, "frank");
+    let request =
+        ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(str("g-cgd"))]);
+    let described: ConsumerGroupDescribeResponse =
+        frank.call(ApiKey::ConsumerGroupDescribe, 0, &request);
+    let group = &described.groups[0];
+    assert_eq!(group.error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert!(group.members.is_empty(), "{:?}", group.members);
+    // The admin, who may describe the topic, sees the group whole.
+    let described: ConsumerGroupDescribeResponse =
+        admin.call(ApiKey::ConsumerGroupDescribe, 0, &request);
+    assert_eq!(described.groups[0].error_code, 0);
+    assert_eq!(described.groups[0].members.len(), 1);
+}
+
+#[test]
+fn describe_transactions_leaves_out_topics_the_caller_may_not_describe() {
+    // Kafka's handleDescribeTransactionsRequest keeps only the partitions of topics the caller
+    // may DESCRIBE: DESCRIBE on a transactional id must not reveal the hidden topics it writes.
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "grace");
+    add_user(dir.path(), "admin");
+    let broker = start(dir.path());
+    let mut admin = login(&broker, "admin");
+    assert_eq!(admin.create_topic("txd-open", 1, &[]), 0);
+    assert_eq!(admin.create_topic("txd-hidden", 1, &[]), 0);
+    let (error, producer) = common::txn::init(&mut admin, "t-desc", 60_000);
+    assert_eq!(error, 0);
+    for topic in ["txd-open", "txd-hidden"] {
+        let added = common::txn::add_partitions(&mut admin, "t-desc", producer, topic, &[0]);
+        assert_eq!(added, [0]);
+    }
+    let on_id = acl("t-desc", LITERAL, "User:grace", DESCRIBE).with_resource_type(TRANSACTIONAL_ID);
+    let on_topic = acl("txd-open", LITERAL, "User:grace", DESCRIBE);
+    assert_eq!(create_acls(&mut admin, vec![on_id, on_topic]), [0, 0]);
+    let mut grace = login(&broker, "grace");
+    let describe = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![TransactionalId(str("t-desc"))]);
+    let described: DescribeTransactionsResponse =
+        grace.call(ApiKey::DescribeTransactions, 0, &describe);
+    let state = &described.transaction_states[0];
+    assert_eq!(state.error_code, 0);
+    let topics: Vec<&str> = state.topics.iter().map(|t| t.topic.0.as_str()).collect();
+    assert_eq!(topics, ["txd-open"]);
+}

@@ -302,6 +302,35 @@ fn quotas_survive_a_restart() {
 }
 
 #[test]
+fn an_infinite_quota_is_refused_and_cannot_stop_the_next_start() {
+    // JSON has no infinity (serde_json writes null): a stored +inf made client-quotas.json
+    // unreadable, and the broker refused to start on it. A value must be a finite number.
+    let mut broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    let codes = alter(
+        &mut client,
+        vec![
+            entry(
+                &[("user", Some("inf"))],
+                &[("request_percentage", f64::INFINITY, false)],
+            ),
+            entry(
+                &[("user", Some("ok"))],
+                &[("request_percentage", 50.0, false)],
+            ),
+        ],
+        false,
+    );
+    drop(client);
+    restart(&mut broker);
+    let mut client = Client::connect(&broker);
+    let (error, found) = describe(&mut client, &[], false);
+    assert_eq!(error, 0);
+    assert_eq!(codes, vec![INVALID_REQUEST, 0]);
+    assert_eq!(entities(&found), vec!["user=ok"]);
+}
+
+#[test]
 fn a_corrupt_quota_file_stops_the_start_with_a_clear_error() {
     // Bad input from disk never panics and is never enforced as nonsense.
     let mut broker = start_broker(&[]);

@@ -64,9 +64,20 @@ impl Client {
 
     /// A whole SCRAM-SHA-256 login; returns the final response.
     fn scram_sha256(&mut self, user: &str, password: &str) -> SaslAuthenticateResponse {
+        self.scram_sha256_as(user, password, "n,,")
+    }
+
+    /// [`Client::scram_sha256`] with the GS2 header `gs2` (`n,a=AUTHZID,` names an
+    /// authorization id).
+    fn scram_sha256_as(
+        &mut self,
+        user: &str,
+        password: &str,
+        gs2: &str,
+    ) -> SaslAuthenticateResponse {
         assert_eq!(self.handshake("SCRAM-SHA-256").error_code, 0);
         let bare = format!("n={user},r=clientnonce123");
-        let first = self.authenticate(format!("n,,{bare}").as_bytes());
+        let first = self.authenticate(format!("{gs2}{bare}").as_bytes());
         if first.error_code != 0 {
             return first;
         }
@@ -78,7 +89,7 @@ impl Client {
         let iterations: u32 = fields[2].strip_prefix("i=").unwrap().parse().unwrap();
         let salted = salted_password(password, &salt, iterations);
         let client_key = hmac(&salted, b"Client Key");
-        let without_proof = format!("c=biws,r={nonce}");
+        let without_proof = format!("c={},r={nonce}", B64.encode(gs2));
         let auth = format!("{bare},{server_first},{without_proof}");
         let signature = hmac(&Sha256::digest(&client_key), auth.as_bytes());
         let proof: Vec<u8> = client_key
@@ -288,4 +299,29 @@ fn scram_credentials_are_managed_online_and_survive_a_restart() {
     let restarted = start(dir, &[]);
     let mut again = Client::connect_port(restarted.sasl_port);
     assert_eq!(again.scram_sha256("carol", "carol-pw").error_code, 0);
+}
+
+#[test]
+fn a_scram_login_naming_another_authorization_id_fails() {
+    // RFC 5802's `a=` asks to act as someone else; Kafka's ScramSaslServer refuses an authzid
+    // other than the user ("Client requested an authorization id that is different from
+    // username"), as PLAIN does here. Naming the user itself is fine.
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "alice", "SCRAM-SHA-256", "alice-secret");
+    let broker = start(dir, &[]);
+    let mut as_admin = Client::connect_port(broker.sasl_port);
+    assert_eq!(
+        as_admin
+            .scram_sha256_as("alice", "alice-secret", "n,a=admin,")
+            .error_code,
+        SASL_AUTHENTICATION_FAILED
+    );
+    assert!(as_admin.closed_by_broker());
+    let mut as_herself = Client::connect_port(broker.sasl_port);
+    assert_eq!(
+        as_herself
+            .scram_sha256_as("alice", "alice-secret", "n,a=alice,")
+            .error_code,
+        0
+    );
 }

@@ -168,8 +168,9 @@ impl Authorizer {
     }
 
     /// Whether `identity` may do `operation` on some resource of a type (Kafka's
-    /// authorizeByResourceType, used by InitProducerId's "WRITE on any topic"): an ALLOW of it on
-    /// any pattern, unless a DENY on the literal `*` takes the whole type away.
+    /// authorizeByResourceType, used by InitProducerId's "WRITE on any topic"): allowed on a
+    /// resource no ACL names, or an ALLOW of it on any pattern, unless a DENY on the literal `*`
+    /// takes the whole type away.
     pub fn allows_any(
         &self,
         identity: &Identity,
@@ -180,6 +181,16 @@ impl Authorizer {
             return true;
         }
         if self.config.super_users.contains(identity.principal()) {
+            return true;
+        }
+        // As Kafka's authorizeByResourceType: first a resource of the type that no one names
+        // (Kafka's "hardcode"); where the "no ACL found" rule lets the principal use such a
+        // resource, it may use the type, whatever ACLs name other resources.
+        let unnamed = Resource {
+            resource_type,
+            name: "hardcode",
+        };
+        if self.decide(identity, operation, unnamed) {
             return true;
         }
         let acls = self.snapshot();

@@ -195,10 +195,22 @@ impl AclBinding {
             }
     }
 
-    /// Whether this ACL speaks of `principal` connecting from `host`.
+    /// Whether this ACL speaks of `principal` connecting from `host` (the client's address as
+    /// `IpAddr` writes it: IPv4 dotted, IPv6 compressed).
     pub fn applies_to(&self, principal: &str, host: &str) -> bool {
         (self.principal == principal || self.principal == WILDCARD_PRINCIPAL)
-            && (self.host == host || self.host == WILDCARD_HOST)
+            && (self.host == host || self.host == WILDCARD_HOST || self.names_ipv6_host(host))
+    }
+
+    /// An IPv6 ACL host written otherwise than `host` (Kafka's Java form `0:0:0:0:0:0:0:1` for
+    /// `::1`, or `::ffff:a.b.c.d` for an IPv4 client) still names it. Only hosts with a `:` are
+    /// parsed, so IPv4 ACLs cost nothing more.
+    fn names_ipv6_host(&self, host: &str) -> bool {
+        self.host.contains(':')
+            && self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().to_string() == host)
     }
 }
 

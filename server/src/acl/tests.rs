@@ -238,3 +238,31 @@ fn allows_any_grants_write_on_some_topic_unless_wildcard_denied() {
     .unwrap();
     assert!(!auth.allows_any(&alice, Operation::Write, ResourceType::Topic));
 }
+
+#[test]
+fn an_ipv6_host_matches_however_the_acl_writes_it() {
+    // Kafka (Java) writes a client's IPv6 address in full (`0:0:0:0:0:0:0:1`), so ACLs made for
+    // Kafka name it that way; the client's address here is Rust's compressed `::1`. A DENY in
+    // either form must stop the client, or one carried over from Kafka is silently bypassed.
+    let (_dir, auth) = authorizer(AclConfig::default());
+    let host: IpAddr = "::1".parse().unwrap();
+    let alice = Identity::new("User:alice", host);
+    let mut deny = acl(
+        ResourceType::Topic,
+        "orders",
+        PatternType::Literal,
+        "User:alice",
+        Operation::Read,
+        Permission::Deny,
+    );
+    deny.host = "0:0:0:0:0:0:0:1".to_string();
+    auth.create(vec![
+        allow_topic("orders", PatternType::Literal, "User:alice", Operation::All),
+        deny,
+    ])
+    .unwrap();
+    assert!(!auth.allows(&alice, Operation::Read, Resource::topic("orders")));
+    assert!(auth.allows(&alice, Operation::Write, Resource::topic("orders")));
+    let elsewhere = Identity::new("User:alice", "::2".parse().unwrap());
+    assert!(auth.allows(&elsewhere, Operation::Read, Resource::topic("orders")));
+}

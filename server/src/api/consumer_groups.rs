@@ -134,8 +134,16 @@ pub async fn consumer_group_heartbeat(
             .unwrap_or_default(),
         client_host: client.map(|client| client.host).unwrap_or_default(),
     };
+    // The member's regex matches only topics its principal may DESCRIBE (as Kafka resolves it).
+    let identity = request.identity.clone();
+    let acl = std::sync::Arc::clone(&context.acl);
     let answer = on_coordinator(context, move |coordinator| async move {
-        coordinator.consumer_heartbeat(group_id, heartbeat).await
+        let describable = |identity: &crate::acl::Identity, topic: &str| {
+            acl.decide(identity, Operation::Describe, Resource::topic(topic))
+        };
+        coordinator
+            .consumer_heartbeat_as(group_id, heartbeat, Some(identity), &describable)
+            .await
     })
     .await?;
     let answer = match answer {
@@ -226,6 +234,27 @@ fn describe_group(context: &ShardContext, group: &ConsumerGroup, version: i16) -
         .with_members(members)
 }
 
+/// Whether a described group's assignments or target assignments name a topic the caller may
+/// not DESCRIBE (Kafka's handleConsumerGroupDescribe then hides the whole group).
+fn names_undescribable_topic(
+    context: &ShardContext,
+    request: &RequestContext,
+    group: &DescribedGroup,
+) -> bool {
+    group
+        .members
+        .iter()
+        .flat_map(|member| [&member.assignment, &member.target_assignment])
+        .flat_map(|assignment| &assignment.topic_partitions)
+        .any(|topic| {
+            !request.allows(
+                context,
+                Operation::Describe,
+                Resource::topic(topic.topic_name.as_str()),
+            )
+        })
+}
+
 pub async fn consumer_group_describe(
     context: &Rc<ShardContext>,
     request: RequestContext,
@@ -257,7 +286,21 @@ pub async fn consumer_group_describe(
                 ))))
                 .with_group_id(group_id)
                 .with_error_code(code(ResponseError::GroupIdNotFound)),
-            Some(Some(group)) => describe_group(context, &group, request.version),
+            Some(Some(group)) => {
+                let described = describe_group(context, &group, request.version);
+                if names_undescribable_topic(context, &request, &described) {
+                    // As Kafka: the group is not shown to someone who may not see its topics.
+                    DescribedGroup::default()
+                        .with_group_id(group_id)
+                        .with_error_code(code(ResponseError::TopicAuthorizationFailed))
+                        .with_error_message(Some(str_bytes(
+                            "The group has described topic(s) that the client is not \
+                             authorized to describe.",
+                        )))
+                } else {
+                    described
+                }
+            }
         };
         groups.push(described);
     }

@@ -39,6 +39,13 @@ pub async fn handle(
                 if !allowed {
                     return result.with_error_code(code(ResponseError::TopicAuthorizationFailed));
                 }
+                // As Kafka ("Cannot delete records of internal topic"): the coordinators' state.
+                if info
+                    .as_ref()
+                    .is_some_and(|info| crate::metadata::is_internal_topic(&info.name))
+                {
+                    return result.with_error_code(code(ResponseError::InvalidTopicException));
+                }
                 let Some(info) = info.filter(|info| info.has_partition(index)) else {
                     return result.with_error_code(code(ResponseError::UnknownTopicOrPartition));
                 };

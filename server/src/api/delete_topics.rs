@@ -69,6 +69,18 @@ pub async fn handle(
             result.with_name(Some(TopicName(str_bytes(&topic.name)))),
             topic.topic_id,
         );
+        if crate::metadata::is_internal_topic(&topic.name) {
+            // The coordinators' logs: deleting one closes it under its coordinator, which then
+            // fails every request until a restart recreates the topic empty (every group's
+            // offsets, every transaction's state gone).
+            result = result.with_error_code(code(ResponseError::InvalidTopicException));
+            if version >= 5 {
+                result =
+                    result.with_error_message(Some(str_bytes("internal topics cannot be deleted")));
+            }
+            responses.push(result);
+            continue;
+        }
         if let Err(err) = topics::delete_topic(context, topic.name.clone()).await {
             result = result.with_error_code(code(err.error));
             if version >= 5 {

@@ -90,6 +90,11 @@ pub async fn handle(
             None if !request.allows(context, Operation::Write, Resource::topic(name)) => {
                 Err(ResponseError::TopicAuthorizationFailed)
             }
+            // As Kafka ("Cannot append to internal topic"): the coordinators own these topics
+            // and replay them at start; a client's records there would be taken as theirs.
+            None if crate::metadata::is_internal_topic(name) => {
+                Err(ResponseError::InvalidTopicException)
+            }
             None => info.ok_or(unknown),
         };
         names.push((topic.name, topic.topic_id, topic.partition_data.len()));

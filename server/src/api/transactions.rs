@@ -329,7 +329,15 @@ pub async fn describe_transactions(
                 Err(error) => state.with_error_code(code(error)),
                 Ok(meta) => {
                     let mut topics: Vec<TopicData> = Vec::new();
-                    for (topic, partition) in &meta.partitions {
+                    // As Kafka: only the partitions of topics the caller may DESCRIBE.
+                    let describable = |topic: &String| {
+                        request.can(context, Operation::Describe, Resource::topic(topic))
+                    };
+                    for (topic, partition) in meta
+                        .partitions
+                        .iter()
+                        .filter(|(topic, _)| describable(topic))
+                    {
                         match topics.last_mut() {
                             Some(last) if last.topic.0.as_str() == topic.as_str() => {
                                 last.partitions.push(*partition)

@@ -113,10 +113,20 @@ struct SensorKey {
     client_id: String,
 }
 
+/// One quota entity's rate, with the quota it was last charged against (so a full map can tell
+/// which sensors are slowing their callers now).
+#[derive(Debug)]
+struct Sensor {
+    rate: SampledRate,
+    quota_per_sec: f64,
+}
+
 /// The rate sensors of every quota entity in use.
 #[derive(Debug, Default)]
 pub struct Sensors {
-    rates: HashMap<SensorKey, SampledRate>,
+    rates: HashMap<SensorKey, Sensor>,
+    /// When "sensors full" was last logged (at most once a second).
+    full_logged_ms: Option<u64>,
 }
 
 impl Sensors {
@@ -145,13 +155,17 @@ impl Sensors {
             user: tag(EntityType::User, &caller.user),
             client_id: tag(EntityType::ClientId, &caller.client_id),
         };
-        if !self.rates.contains_key(&key) {
-            self.make_room(now_ms);
+        if !self.rates.contains_key(&key) && !self.make_room(now_ms) {
+            // Every sensor is slowing its caller: this new caller goes unmetered until one
+            // frees, rather than every throttled caller being let off.
+            return 0;
         }
-        let rate = self
-            .rates
-            .entry(key)
-            .or_insert_with(|| SampledRate::new(now_ms));
+        let sensor = self.rates.entry(key).or_insert_with(|| Sensor {
+            rate: SampledRate::new(now_ms),
+            quota_per_sec,
+        });
+        sensor.quota_per_sec = quota_per_sec;
+        let rate = &mut sensor.rate;
         rate.record(bytes as f64, now_ms);
         let throttle_ms = rate.throttle_ms(quota_per_sec, now_ms, THROTTLE_MS_MAX);
         if throttle_ms > 0 {
@@ -164,22 +178,35 @@ impl Sensors {
         throttle_ms
     }
 
-    /// Drops sensors idle for a whole span (they measure nothing any more); if all are busy,
-    /// drops them all (their clients start from a clean budget, logged once per occasion).
-    fn make_room(&mut self, now_ms: u64) {
+    /// Makes room for one more sensor: drops sensors idle for a whole span (they measure
+    /// nothing any more), then, if still full, those within their quota (they slow no one; their
+    /// callers start from a clean budget). A sensor over its quota is never dropped, so callers
+    /// inventing client ids cannot let a throttled caller off. False if none could go.
+    fn make_room(&mut self, now_ms: u64) -> bool {
         if self.rates.len() < SENSORS_MAX {
-            return;
+            return true;
         }
         let span_ms = WINDOWS as u64 * WINDOW_MS;
         self.rates
-            .retain(|_, rate| now_ms.saturating_sub(rate.last_record_ms) < span_ms);
+            .retain(|_, sensor| now_ms.saturating_sub(sensor.rate.last_record_ms) < span_ms);
         if self.rates.len() >= SENSORS_MAX {
+            self.rates
+                .retain(|_, sensor| sensor.rate.throttle_ms(sensor.quota_per_sec, now_ms, 1) > 0);
+        }
+        if self.rates.len() < SENSORS_MAX {
+            return true;
+        }
+        if self
+            .full_logged_ms
+            .is_none_or(|logged| now_ms.saturating_sub(logged) >= 1_000)
+        {
+            self.full_logged_ms = Some(now_ms);
             tracing::warn!(
                 sensors = SENSORS_MAX,
-                "quota sensors full; resetting all rates"
+                "quota sensors full, all over their quota; new callers unmetered (logged once a second)"
             );
-            self.rates.clear();
         }
+        false
     }
 }
 
@@ -305,6 +332,30 @@ mod tests {
         assert_eq!(
             sensors.charge(&table, Bandwidth::Fetch, &caller("alice", "a"), 1 << 30, 0),
             0
+        );
+    }
+
+    #[test]
+    fn other_callers_cannot_reset_a_throttled_callers_sensor() {
+        // alice is over users/alice; an anonymous client cycling client ids under
+        // clients/<default> fills the sensor map with busy sensors, and make_room then drops
+        // every sensor, alice's too: her next request is measured from zero. Kafka keeps a
+        // sensor until it has been idle for an hour.
+        let table = table(&[
+            (&[("user", Some("alice"))], 1_000.0),
+            (&[("client-id", None)], 1_000_000.0),
+        ]);
+        let mut sensors = Sensors::default();
+        let alice = caller("alice", "app");
+        sensors.charge(&table, Bandwidth::Produce, &alice, 100_000, 0);
+        assert!(sensors.charge(&table, Bandwidth::Produce, &alice, 1, 0) > 0);
+        for id in 0..SENSORS_MAX {
+            let other = caller("ANONYMOUS", &id.to_string());
+            sensors.charge(&table, Bandwidth::Produce, &other, 1, 1_000);
+        }
+        assert!(
+            sensors.charge(&table, Bandwidth::Produce, &alice, 1, 1_000) > 0,
+            "alice is still over her quota"
         );
     }
 

@@ -193,6 +193,10 @@ pub fn validate_value(
     if value.is_nan() || value <= 0.0 {
         return Err(format!("Quota {key_name} must be greater than 0"));
     }
+    // JSON cannot hold an infinity: stored, it would make the quota file unreadable at start.
+    if value.is_infinite() {
+        return Err(format!("Quota {key_name} must be a finite number"));
+    }
     let limit = match key.key_type() {
         KeyType::Double => return Ok(key),
         KeyType::Int => f64::from(i32::MAX),

@@ -160,6 +160,8 @@ pub enum ScramError {
     ChannelBinding,
     #[error("unknown user")]
     UnknownUser,
+    #[error("the authorization id differs from the user")]
+    AuthorizationId,
     #[error("nonce mismatch")]
     NonceMismatch,
     #[error("wrong password (proof does not verify)")]
@@ -206,9 +208,17 @@ pub fn parse_client_first(message: &[u8]) -> Result<ClientFirst, ScramError> {
     if nonce.is_empty() || nonce.contains(',') {
         return Err(ScramError::Malformed("bad nonce"));
     }
+    let user = unescape_name(user)?;
+    // Acting as someone else is not offered: an authorization id must be the user (Kafka's
+    // ScramSaslServer refuses any other, as PLAIN does).
+    if let Some(authzid) = authzid.strip_prefix("a=") {
+        if unescape_name(authzid)? != user {
+            return Err(ScramError::AuthorizationId);
+        }
+    }
     Ok(ClientFirst {
         gs2_header: format!("{flag},{authzid},"),
-        user: unescape_name(user)?,
+        user,
         nonce: nonce.to_string(),
         bare: bare.to_string(),
     })

@@ -22,13 +22,29 @@ impl Coordinator {
             .collect()
     }
 
-    /// Handles a ConsumerGroupHeartbeat; the answer is sent once its changes are durable. If
-    /// they can't be written, the answer is an error and the changes stay due: the group's next
-    /// successful write carries them (the state in memory is never answered before it is durable).
+    /// [`Coordinator::consumer_heartbeat_as`] of no particular principal (every topic
+    /// describable).
+    #[cfg(test)]
     pub async fn consumer_heartbeat(
         &self,
         group_id: String,
         request: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, HeartbeatError> {
+        self.consumer_heartbeat_as(group_id, request, None, &|_, _| true)
+            .await
+    }
+
+    /// Handles a ConsumerGroupHeartbeat sent by `identity`, whose regex subscription matches
+    /// only the topics `describable` lets it see; the answer is sent once its changes are
+    /// durable. If they can't be written, the answer is an error and the changes stay due: the
+    /// group's next successful write carries them (the state in memory is never answered before
+    /// it is durable).
+    pub async fn consumer_heartbeat_as(
+        &self,
+        group_id: String,
+        request: HeartbeatRequest,
+        identity: Option<crate::acl::Identity>,
+        describable: &dyn Fn(&crate::acl::Identity, &str) -> bool,
     ) -> Result<HeartbeatResponse, HeartbeatError> {
         // Both are parts of record keys, which separate their parts with NUL bytes.
         for (name, id) in [("GroupId", &group_id), ("MemberId", &request.member_id)] {
@@ -46,7 +62,14 @@ impl Coordinator {
             let group = groups
                 .entry(group_id.clone())
                 .or_insert_with(|| ConsumerGroup::new(group_id.clone()));
-            let answer = group.heartbeat(&request, &topics, &self.consumer_config, now_ms());
+            let answer = group.heartbeat_as(
+                &request,
+                identity,
+                describable,
+                &topics,
+                &self.consumer_config,
+                now_ms(),
+            );
             if answer.is_err() && group.members.is_empty() && group.group_epoch == 0 {
                 // A refused first join leaves no group behind (and an empty classic group stays).
                 groups.remove(&group_id);

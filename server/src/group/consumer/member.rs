@@ -51,7 +51,24 @@ pub struct ConsumerMember {
     /// When a member that has not revoked partitions in time is removed.
     #[serde(skip)]
     pub rebalance_deadline_ms: Option<i64>,
+    /// Who sent the member's last heartbeat: its regex matches only the topics this principal
+    /// may DESCRIBE (not persisted: the member's next heartbeat after a restart sets it again).
+    #[serde(skip)]
+    pub identity: MemberIdentity,
 }
+
+/// The principal (and host) of a member's last heartbeat, if any since the coordinator loaded.
+/// Not part of the member's state: it never makes two members differ.
+#[derive(Debug, Clone, Default)]
+pub struct MemberIdentity(pub Option<crate::acl::Identity>);
+
+impl PartialEq for MemberIdentity {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for MemberIdentity {}
 
 impl ConsumerMember {
     pub fn new(member_id: impl Into<String>) -> Self {
@@ -72,6 +89,7 @@ impl ConsumerMember {
             revoking: Assignment::new(),
             session_deadline_ms: 0,
             rebalance_deadline_ms: None,
+            identity: MemberIdentity::default(),
         }
     }
 

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use kafka_protocol::error::ResponseError;
 
 use super::assignor::{Assignment, AssignmentSpec, AssignorName, TopicCounts};
-use super::member::{is_subset, ConsumerMember, MemberState};
-use super::subscription::{compile, resolve, Regexes};
+use super::member::{is_subset, ConsumerMember, MemberIdentity, MemberState};
+use super::subscription::{compile, resolve, Describable, Regexes};
 use crate::group::state::MEMBERS_PER_GROUP_MAX;
 
 /// The member epoch a heartbeat sends to leave the group.
@@ -287,10 +287,25 @@ impl ConsumerGroup {
         self.dirty.group = true;
     }
 
-    /// Handles a ConsumerGroupHeartbeat.
+    /// Handles a ConsumerGroupHeartbeat of no particular principal (every topic describable).
+    #[cfg(test)]
     pub fn heartbeat(
         &mut self,
         request: &HeartbeatRequest,
+        topics: &TopicCounts,
+        config: &ConsumerGroupConfig,
+        now_ms: i64,
+    ) -> Result<HeartbeatResponse, HeartbeatError> {
+        self.heartbeat_as(request, None, &|_, _| true, topics, config, now_ms)
+    }
+
+    /// Handles a ConsumerGroupHeartbeat sent by `identity`: each member's regex matches only
+    /// the topics `describable` lets the principal of its own last heartbeat see.
+    pub fn heartbeat_as(
+        &mut self,
+        request: &HeartbeatRequest,
+        identity: Option<crate::acl::Identity>,
+        describable: Describable<'_>,
         topics: &TopicCounts,
         config: &ConsumerGroupConfig,
         now_ms: i64,
@@ -302,9 +317,12 @@ impl ConsumerGroup {
         let (mut member, before) = self.resolve_member(request)?;
         let member_id = member.member_id.clone();
         let subscription_changed = update_member(&mut member, request);
+        if identity.is_some() {
+            member.identity = MemberIdentity(identity);
+        }
         let mut bump = before.is_none() || subscription_changed;
         self.members.insert(member_id.clone(), member);
-        let subscribed = self.subscribed_topic_counts(topics);
+        let subscribed = self.subscribed_topic_counts(topics, describable);
         if subscribed != self.subscribed_topics {
             self.subscribed_topics = subscribed;
             bump = true;
@@ -313,7 +331,7 @@ impl ConsumerGroup {
             self.bump_group_epoch();
         }
         if self.group_epoch > self.assignment_epoch {
-            self.compute_target(topics);
+            self.compute_target(topics, describable);
         }
         let mut member = self.members.remove(&member_id).expect("inserted above");
         let target = self.target.get(&member_id).cloned().unwrap_or_default();
@@ -468,11 +486,15 @@ impl ConsumerGroup {
     }
 
     /// Topic partition counts of everything the members subscribe to.
-    fn subscribed_topic_counts(&self, topics: &TopicCounts) -> TopicCounts {
+    fn subscribed_topic_counts(
+        &self,
+        topics: &TopicCounts,
+        describable: Describable<'_>,
+    ) -> TopicCounts {
         let mut counts = TopicCounts::new();
         let mut regexes = Regexes::new();
         for member in self.members.values() {
-            for topic in resolve(member, topics, &mut regexes) {
+            for topic in resolve(member, topics, &mut regexes, describable) {
                 let count = topics[&topic];
                 counts.insert(topic, count);
             }
@@ -481,12 +503,15 @@ impl ConsumerGroup {
     }
 
     /// Computes the target assignment of the current group epoch.
-    fn compute_target(&mut self, topics: &TopicCounts) {
+    fn compute_target(&mut self, topics: &TopicCounts, describable: Describable<'_>) {
         let mut regexes = Regexes::new();
         let subscriptions: BTreeMap<String, BTreeSet<String>> = self
             .members
             .iter()
-            .map(|(id, member)| (id.clone(), resolve(member, topics, &mut regexes)))
+            .map(|(id, member)| {
+                let resolved = resolve(member, topics, &mut regexes, describable);
+                (id.clone(), resolved)
+            })
             .collect();
         let spec = AssignmentSpec {
             subscriptions: &subscriptions,

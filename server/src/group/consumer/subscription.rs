@@ -17,11 +17,18 @@ pub(super) fn compile(pattern: &str) -> Result<regex::Regex, regex::Error> {
 /// Compiled subscription regexes by pattern: members usually share one, compiled once per use.
 pub(super) type Regexes = BTreeMap<String, Option<regex::Regex>>;
 
-/// The existing topics a member subscribes to: its names plus what its regex matches.
+/// Whether a principal may DESCRIBE a topic (the authorizer's check, without its log line).
+pub type Describable<'a> = &'a dyn Fn(&crate::acl::Identity, &str) -> bool;
+
+/// The existing topics a member subscribes to: its names plus what its regex matches among the
+/// topics its principal may DESCRIBE (Kafka's `filterTopicDescribeAuthorizedTopics`: a regex
+/// must not reveal a topic the member could not see in Metadata). Names are checked by the
+/// heartbeat itself, which refuses an undescribable one.
 pub(super) fn resolve(
     member: &ConsumerMember,
     topics: &TopicCounts,
     regexes: &mut Regexes,
+    describable: Describable<'_>,
 ) -> BTreeSet<String> {
     let mut resolved: BTreeSet<String> = member
         .subscribed_topic_names
@@ -40,6 +47,13 @@ pub(super) fn resolve(
             topics
                 .keys()
                 .filter(|name| !name.starts_with("__") && regex.is_match(name))
+                .filter(|name| {
+                    member
+                        .identity
+                        .0
+                        .as_ref()
+                        .is_none_or(|identity| describable(identity, name))
+                })
                 .cloned(),
         );
     }
