@@ -414,14 +414,17 @@ async fn serve_sasl(
     let api_key = request.api;
     let answer = match api_key {
         ApiKey::SaslHandshake => api::sasl::handshake(config, session, request, &mut body),
-        _ => api::sasl::authenticate(
-            config,
-            session,
-            request,
-            &mut body,
-            from.peer,
-            context.limits.now_ms(),
-        ),
+        _ => {
+            api::sasl::authenticate(
+                config,
+                session,
+                request,
+                &mut body,
+                from.peer,
+                context.limits.now_ms(),
+            )
+            .await
+        }
     }
     .map_err(|err| ReadEnd::Malformed(err.to_string()))?;
     if !answer.keep_open && api_key == ApiKey::SaslAuthenticate {

@@ -325,3 +325,47 @@ fn a_scram_login_naming_another_authorization_id_fails() {
         0
     );
 }
+
+#[test]
+fn a_plain_login_being_checked_does_not_hold_up_the_shard() {
+    // PLAIN's password check is PBKDF2 of up to 16,384 iterations, which any unauthenticated
+    // client can ask for: it runs off the shard thread. Shown by order, not time: a test build
+    // holds every PLAIN check (blocking its thread, as the hash does) until the test releases it;
+    // meanwhile another connection of the only shard is answered, then the held login succeeds.
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "alice", "SCRAM-SHA-256", "alice-secret");
+    let scratch = tempfile::tempdir().unwrap();
+    let release = scratch.path().join("release-plain-checks");
+    let mut broker = sasl::start_sasl_with_env(
+        dir.path(),
+        &["--shards", "1"],
+        &[("RINGTAIL_TEST_HOLD_PLAIN_CHECKS", release.as_os_str())],
+    );
+    broker.dir = Some(dir);
+
+    let mut held = Client::connect_port(broker.sasl_port);
+    assert_eq!(held.handshake("PLAIN").error_code, 0);
+    let login = SaslAuthenticateRequest::default()
+        .with_auth_bytes(Bytes::from_static(b"\0alice\0alice-secret"));
+    held.send(ApiKey::SaslAuthenticate, 2, &login).unwrap();
+
+    let mut other = Client::connect_port(broker.plaintext_port);
+    assert!(
+        !other.metadata().brokers.is_empty(),
+        "answered while the login's check is held"
+    );
+    let mut other_login = Client::connect_port(broker.sasl_port);
+    assert_eq!(
+        other_login.handshake("PLAIN").error_code,
+        0,
+        "a handshake on the same listener too"
+    );
+
+    std::fs::write(&release, b"").unwrap();
+    let answer: SaslAuthenticateResponse = held.receive(ApiKey::SaslAuthenticate, 2).unwrap();
+    assert_eq!(
+        answer.error_code, 0,
+        "the held login completes once released"
+    );
+    assert!(!held.metadata().brokers.is_empty());
+}

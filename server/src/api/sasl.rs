@@ -66,8 +66,10 @@ pub fn handshake(
 
 /// SaslAuthenticate: one step of the exchange. A failure is answered (after
 /// [`crate::sasl::FAILED_AUTHENTICATION_DELAY`], which the caller waits), logged with the
-/// client's address, and closes the connection.
-pub fn authenticate(
+/// client's address, and closes the connection. A PLAIN password is checked on compio's blocking
+/// pool: its PBKDF2 would otherwise hold the shard (every connection of the core) for each attempt
+/// an unauthenticated client makes.
+pub async fn authenticate(
     config: Option<&SaslConfig>,
     session: &mut Session,
     request: RequestContext,
@@ -87,7 +89,21 @@ pub fn authenticate(
     if authenticate.auth_bytes.len() > crate::sasl::scram::MESSAGE_BYTES_MAX {
         return Ok(failure(request, "message too long"));
     }
-    match session.authenticate(config, &authenticate.auth_bytes, Instant::now()) {
+    let mut step = session.authenticate(config, &authenticate.auth_bytes, Instant::now());
+    if let Ok(AuthStep::CheckPlain(check)) = step {
+        let verified = compio::runtime::spawn_blocking(move || {
+            let matched = check.verify();
+            (check, matched)
+        })
+        .await;
+        step = match verified {
+            Ok((check, matched)) => session.finish_plain(config, check, matched, Instant::now()),
+            // A panic in the check is a failed login, not a dead connection task.
+            Err(_) => Err(crate::sasl::AuthFailure::BadPassword),
+        };
+    }
+    match step {
+        Ok(AuthStep::CheckPlain(_)) => unreachable!("a PLAIN check was finished above"),
         Ok(AuthStep::Continue(bytes)) => Ok(SaslAnswer {
             response: request
                 .frame(&SaslAuthenticateResponse::default().with_auth_bytes(bytes.into())),

@@ -144,6 +144,30 @@ pub enum AuthStep {
     Continue(Vec<u8>),
     /// Authenticated: send these (final) bytes; the session lasts `lifetime_ms` (0: forever).
     Done { bytes: Vec<u8>, lifetime_ms: i64 },
+    /// A PLAIN password to check against the user's SCRAM credentials: PBKDF2 of up to 16,384
+    /// iterations (milliseconds of CPU an unauthenticated client can ask for), which the caller
+    /// runs off the shard thread ([`PlainCheck::verify`]) and hands back to
+    /// [`Session::finish_plain`].
+    CheckPlain(PlainCheck),
+}
+
+/// A well-formed PLAIN login whose password is still to be checked.
+pub struct PlainCheck {
+    user: String,
+    password: String,
+    credentials: Vec<(ScramHash, scram::ScramCredential)>,
+}
+
+impl PlainCheck {
+    /// Whether the password matches one of the user's credentials (none for an unknown user).
+    /// The costly part of a PLAIN login: run it where it blocks no shard.
+    pub fn verify(&self) -> bool {
+        #[cfg(debug_assertions)]
+        test_hook::hold();
+        self.credentials
+            .iter()
+            .any(|(hash, credential)| credential.matches_password(*hash, &self.password))
+    }
 }
 
 enum Phase {
@@ -204,8 +228,7 @@ impl Session {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Idle => Err(AuthFailure::NoHandshake),
             Phase::Handshaken(Mechanism::Plain) => {
-                let user = check_plain(config, message)?;
-                self.finish(config, user, Vec::new(), now)
+                Ok(AuthStep::CheckPlain(check_plain(config, message)?))
             }
             Phase::Handshaken(Mechanism::Scram(hash)) => {
                 let first = scram::parse_client_first(message)?;
@@ -225,6 +248,20 @@ impl Session {
                 self.finish(config, exchange.user().to_string(), reply, now)
             }
         }
+    }
+
+    /// The end of a PLAIN login: `matched` is what [`PlainCheck::verify`] said of `check`.
+    pub fn finish_plain(
+        &mut self,
+        config: &SaslConfig,
+        check: PlainCheck,
+        matched: bool,
+        now: Instant,
+    ) -> Result<AuthStep, AuthFailure> {
+        if !matched {
+            return Err(AuthFailure::BadPassword);
+        }
+        self.finish(config, check.user, Vec::new(), now)
     }
 
     fn finish(
@@ -260,8 +297,9 @@ pub enum HandshakeError {
     Unsupported,
 }
 
-/// PLAIN (RFC 4616): `authzid NUL user NUL password`, checked against the SCRAM credentials.
-fn check_plain(config: &SaslConfig, message: &[u8]) -> Result<String, AuthFailure> {
+/// PLAIN (RFC 4616): `authzid NUL user NUL password`, to be checked against the user's SCRAM
+/// credentials (taken here, so a change to the store after this login began does not apply to it).
+fn check_plain(config: &SaslConfig, message: &[u8]) -> Result<PlainCheck, AuthFailure> {
     let mut parts = message.split(|byte| *byte == 0);
     let (Some(authzid), Some(user), Some(password), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -276,17 +314,41 @@ fn check_plain(config: &SaslConfig, message: &[u8]) -> Result<String, AuthFailur
     if !authzid.is_empty() && authzid != user {
         return Err(AuthFailure::PlainAuthzid);
     }
-    let store = config
+    let credentials = config
         .store
         .read()
-        .expect("the credential store lock is not poisoned");
-    let matched = store
+        .expect("the credential store lock is not poisoned")
         .credentials(user)
-        .any(|(hash, credential)| credential.matches_password(hash, password));
-    if matched {
-        Ok(user.to_string())
-    } else {
-        Err(AuthFailure::BadPassword)
+        .map(|(hash, credential)| (hash, credential.clone()))
+        .collect();
+    Ok(PlainCheck {
+        user: user.to_string(),
+        password: password.to_string(),
+        credentials,
+    })
+}
+
+/// Test builds only (debug assertions on): holds every PLAIN check, blocking the thread that runs
+/// it as a costly PBKDF2 does, until the file named by `RINGTAIL_TEST_HOLD_PLAIN_CHECKS` exists.
+/// A test can so show by the order of responses that the shard serves other connections while a
+/// login is being checked. Release builds never read the variable.
+#[cfg(debug_assertions)]
+mod test_hook {
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    const HOLD_ENV: &str = "RINGTAIL_TEST_HOLD_PLAIN_CHECKS";
+    const POLL: Duration = Duration::from_millis(5);
+
+    pub(super) fn hold() {
+        static RELEASE_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
+        let release = RELEASE_FILE.get_or_init(|| std::env::var_os(HOLD_ENV).map(PathBuf::from));
+        if let Some(release) = release {
+            while !release.exists() {
+                std::thread::sleep(POLL);
+            }
+        }
     }
 }
 

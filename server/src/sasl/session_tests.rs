@@ -21,9 +21,16 @@ fn plain_login(
 ) -> Result<(), AuthFailure> {
     session.handshake(config, "PLAIN").unwrap();
     let message = format!("\0{user}\0{password}");
-    session
-        .authenticate(config, message.as_bytes(), now)
-        .map(|_| ())
+    match session.authenticate(config, message.as_bytes(), now)? {
+        // As the broker does, but inline: verify, then finish.
+        AuthStep::CheckPlain(check) => {
+            let matched = check.verify();
+            session
+                .finish_plain(config, check, matched, now)
+                .map(|_| ())
+        }
+        _ => panic!("a PLAIN message is answered with its password to check"),
+    }
 }
 
 #[test]

@@ -42,19 +42,38 @@ pub fn add_user(dir: &Path, name: &str, mechanism: &str, password: &str) {
     assert!(child.wait().unwrap().success(), "ringtail users add failed");
 }
 
-/// Starts a 2-shard broker on `data_dir` with both listeners plus `extra` flags; returns once it
-/// listens on both (retried on other ports if another process took one first).
+/// Starts a broker (2 shards unless `extra` says) on `data_dir` with both listeners plus `extra`
+/// flags; returns once it listens on both (retried on other ports if another process took one
+/// first).
 pub fn start_sasl(data_dir: &Path, extra: &[&str]) -> SaslBroker {
+    start_sasl_with_env(data_dir, extra, &[])
+}
+
+/// [`start_sasl`] with environment variables for the broker (test hooks); `extra` may name its
+/// own `--shards`.
+pub fn start_sasl_with_env(
+    data_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> SaslBroker {
     let mut exits = Vec::new();
+    let shards: &[&str] = if extra.contains(&"--shards") {
+        &[]
+    } else {
+        &["--shards", "2"]
+    };
     for _ in 0..START_ATTEMPTS {
         let (plaintext_port, sasl_port) = (free_port(), free_port());
         let listeners = format!(
             "PLAINTEXT://127.0.0.1:{plaintext_port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
         );
         let mut child = ringtail()
-            .args(["--listeners", &listeners, "--shards", "2", "--data-dir"])
+            .args(["--listeners", &listeners])
+            .args(shards)
+            .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
