@@ -374,6 +374,67 @@ fn a_tiny_frame_claiming_a_huge_array_closes_its_connection_not_the_broker() {
 }
 
 #[test]
+fn offset_metadata_over_kafkas_limit_is_refused_for_its_partition_only() {
+    // Kafka's offset.metadata.max.bytes (4096): longer metadata is answered
+    // OFFSET_METADATA_TOO_LARGE for its partition and not kept; the other partitions commit.
+    const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("meta", 3, &[]), 0);
+    let partition = |index: i32, metadata_bytes: usize| {
+        offset_commit_request::OffsetCommitRequestPartition::default()
+            .with_partition_index(index)
+            .with_committed_offset(10 + i64::from(index))
+            .with_committed_metadata(Some(StrBytes::from_string("m".repeat(metadata_bytes))))
+    };
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("meta")))
+                .with_partitions(vec![
+                    partition(0, 4096),
+                    partition(1, 4097),
+                    partition(2, 1 << 20),
+                ]),
+        ]);
+    let committed: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 8, &commit);
+    let errors: Vec<i16> = committed.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(
+        errors,
+        vec![0, OFFSET_METADATA_TOO_LARGE, OFFSET_METADATA_TOO_LARGE]
+    );
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("meta")))
+                .with_partition_indexes(vec![0, 1, 2]),
+        ]));
+    let fetched: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 7, &request);
+    let offsets: Vec<(i64, usize)> = fetched.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.committed_offset,
+                p.metadata.as_ref().map_or(0, |m| m.len()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        offsets,
+        vec![(10, 4096), (-1, 0), (-1, 0)],
+        "only the partition within the limit was committed"
+    );
+}
+
+#[test]
 fn simple_commits_fetch_and_offset_delete() {
     // A groupless consumer commits (generation -1), reads its offsets back, deletes one partition's
     // offset; an unknown group fetches as "no offsets", not an error.

@@ -9,7 +9,9 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -89,10 +91,12 @@ pub async fn offset_commit(
     {
         let info = context.metadata.topic(&topic.name);
         for partition in &topic.partitions {
-            // Kafka refuses commits for partitions that do not exist (librdkafka's 0030, 0081).
+            // Kafka refuses commits for partitions that do not exist (librdkafka's 0030, 0081),
+            // and metadata over offset.metadata.max.bytes (answered per partition below).
             if !info
                 .as_ref()
                 .is_some_and(|info| info.has_partition(partition.partition_index))
+                || metadata_too_large(partition)
             {
                 continue;
             }
@@ -134,6 +138,18 @@ pub async fn offset_commit(
     })
 }
 
+/// Whether a commit's metadata is longer than Kafka's `offset.metadata.max.bytes` (4096): it is
+/// refused for that partition with OFFSET_METADATA_TOO_LARGE, the others committed. Metadata is
+/// kept with the offset in memory and in `__consumer_offsets`, so its size needs a bound.
+fn metadata_too_large(partition: &OffsetCommitRequestPartition) -> bool {
+    partition
+        .committed_metadata
+        .as_ref()
+        .is_some_and(|metadata| {
+            metadata.len() > super::txn_offset_commit::OFFSET_METADATA_MAX_BYTES
+        })
+}
+
 /// Each committed partition's answer: the coordinator's `error` unless the topic was refused
 /// before it (a denied group answers GROUP_AUTHORIZATION_FAILED everywhere, as Kafka).
 fn commit_response_topics(
@@ -159,6 +175,12 @@ fn commit_response_topics(
                         TopicCheck::Denied => Some(ResponseError::TopicAuthorizationFailed),
                         _ if group_denied => error,
                         TopicCheck::UnknownId => Some(ResponseError::UnknownTopicId),
+                        // The group's own error (generation, member) first, as Kafka checks it
+                        // before each partition's metadata.
+                        TopicCheck::Committable if exists && error.is_none() => {
+                            metadata_too_large(partition)
+                                .then_some(ResponseError::OffsetMetadataTooLarge)
+                        }
                         TopicCheck::Committable if exists => error,
                         TopicCheck::Committable => Some(ResponseError::UnknownTopicOrPartition),
                     };
