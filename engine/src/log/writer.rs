@@ -23,6 +23,10 @@ use crate::units::{Offset, Position};
 /// path: once per this many entries (~4 MiB of log at the default interval), and at seal and close.
 pub(super) const INDEX_ENTRIES_UNPERSISTED_MAX: usize = 1024;
 
+/// How far behind the log's end started writeback stays: the largest page-cache folio (a PMD,
+/// 2 MiB with 4 KiB pages), so no folio it starts is written again by a later append.
+const WRITEBACK_LAG_BYTES: u64 = 2 << 20;
+
 impl PartitionLog {
     /// The writer task: drains the queue in groups until it is empty.
     pub(crate) async fn run_writer(self: Rc<Self>) {
@@ -241,21 +245,31 @@ impl PartitionLog {
     /// partitions rolling together stalled their producers for a second at 400 MB/s). An error
     /// is not acted on here: the kernel records a failed writeback against the file and the next
     /// fsync reports it, and that fsync is what decides durability (decision 0010).
+    ///
+    /// The started range stays [`WRITEBACK_LAG_BYTES`] behind `end`, on a page boundary: the
+    /// page-cache folio holding `end` (up to 2 MiB) is written again by the next appends, and if
+    /// that happened while its first writeback was still in flight, the next start
+    /// (`SYNC_FILE_RANGE_WRITE` skips folios under writeback, it does not wait for them) left it
+    /// dirty until the kernel's own expiry, for the roll's fsync to find (seen under a loaded
+    /// CI run: 3 pages of a started range still dirty after 20 s).
     fn start_writeback_if_due(&self, files: &SegmentFiles, end: Position) {
+        let page_bytes = crate::io::page_bytes();
+        let whole_pages_end =
+            end.get().saturating_sub(WRITEBACK_LAG_BYTES) / page_bytes * page_bytes;
         let from = {
             let mut state = self.state.borrow_mut();
             let due_bytes = state.config.writeback_bytes;
             let active = state.active_mut();
             let from = active.writeback_started_bytes;
-            if due_bytes == 0 || end.get().saturating_sub(from) < due_bytes {
+            if due_bytes == 0 || whole_pages_end.saturating_sub(from) < due_bytes {
                 return;
             }
-            active.writeback_started_bytes = end.get();
+            active.writeback_started_bytes = whole_pages_end;
             from
         };
         let log = files.log.clone();
         compio::runtime::spawn(async move {
-            let _ = log.start_writeback(from, end.get() - from).await;
+            let _ = log.start_writeback(from, whole_pages_end - from).await;
         })
         .detach();
     }
