@@ -17,7 +17,6 @@ use bytes::Bytes;
 use common::client::{str_bytes as name, topic_name, Client};
 use common::txn::*;
 use common::{restart, start_broker, start_broker_with_env, Broker};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
 
@@ -26,42 +25,6 @@ const PARTITIONS: i32 = 3;
 /// Records the transaction writes to each partition.
 const RECORDS_PER_PARTITION: usize = 2;
 const SIGABRT: i32 = 6;
-
-/// Fetch v12 of `topic`'s `partition` from 0 under `isolation_level`: (records, aborted
-/// transactions as (producer id, first offset), last stable offset).
-fn fetch_isolated(
-    client: &mut Client,
-    topic: &str,
-    partition: i32,
-    isolation_level: i8,
-) -> (Bytes, Vec<(i64, i64)>, i64) {
-    let request = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
-        .with_max_bytes(1 << 20)
-        .with_isolation_level(isolation_level)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(1 << 20)])]);
-    let response: FetchResponse = client.call(ApiKey::Fetch, 12, &request);
-    let data = &response.responses[0].partitions[0];
-    assert_eq!(data.error_code, 0);
-    let aborted = data
-        .aborted_transactions
-        .iter()
-        .flatten()
-        .map(|txn| (txn.producer_id.0, txn.first_offset))
-        .collect();
-    (
-        data.records.clone().unwrap_or_default(),
-        aborted,
-        data.last_stable_offset,
-    )
-}
 
 /// ListOffsets LATEST of one partition under `isolation_level` (1: the LSO).
 fn latest(client: &mut Client, topic: &str, partition: i32, isolation_level: i8) -> i64 {
@@ -138,7 +101,7 @@ fn check_finished(client: &mut Client, producer: Producer, commit: bool, kill_po
     wait_for_txn_state(client, "t", state);
     for partition in 0..PARTITIONS {
         let context = format!("kill point {kill_point}, partition {partition}");
-        let (records, _, _) = fetch_isolated(client, "out", partition, 0);
+        let records = fetch_isolated(client, "out", partition, 0).records;
         let log = batches(&records);
         assert_eq!(log.len(), 2, "{context}: data then one marker: {log:?}");
         assert_eq!(
@@ -159,7 +122,12 @@ fn check_finished(client: &mut Client, producer: Producer, commit: bool, kill_po
         let end = latest(client, "out", partition, 0);
         assert_eq!(end, RECORDS_PER_PARTITION as i64 + 1, "{context}");
         assert_eq!(latest(client, "out", partition, 1), end, "{context}: LSO");
-        let (committed, aborted, stable) = fetch_isolated(client, "out", partition, 1);
+        let IsolatedFetch {
+            records: committed,
+            aborted,
+            last_stable_offset: stable,
+            ..
+        } = fetch_isolated(client, "out", partition, 1);
         assert_eq!(stable, end, "{context}: the fetch's LSO");
         assert_eq!(
             batches(&committed).len(),
@@ -172,7 +140,7 @@ fn check_finished(client: &mut Client, producer: Producer, commit: bool, kill_po
         };
         assert_eq!(aborted, expected_aborted, "{context}");
     }
-    let offsets_log = fetch_isolated(client, "__consumer_offsets", 0, 0).0;
+    let offsets_log = fetch_isolated(client, "__consumer_offsets", 0, 0).records;
     assert_eq!(
         markers_of(&offsets_log, producer),
         vec![(Some(marker), producer.epoch)],

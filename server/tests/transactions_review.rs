@@ -9,29 +9,8 @@ use std::time::{Duration, Instant};
 use common::client::{now_ms, str_bytes as name, Client};
 use common::start_broker;
 use common::txn::*;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-
-/// Fetch v12 under read_committed of one partition: its last stable offset and high watermark.
-fn stable_and_high(client: &mut Client, topic: &str, partition: i32) -> (i64, i64) {
-    let request = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
-        .with_max_bytes(1 << 20)
-        .with_isolation_level(1)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(common::client::topic_name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(1 << 20)])]);
-    let response: FetchResponse = client.call(ApiKey::Fetch, 12, &request);
-    let data = &response.responses[0].partitions[0];
-    assert_eq!(data.error_code, 0);
-    (data.last_stable_offset, data.high_watermark)
-}
 
 /// Polls until the tick has aborted `txn` (a generous deadline: it aborts hundreds of ids
 /// before it, one fsync after another, on a machine the test shares).
@@ -145,7 +124,8 @@ fn the_timeout_tick_never_aborts_a_transaction_that_ended_while_it_waited() {
         second_commit, 0,
         "the producer's next transaction commits: it was never fenced"
     );
-    let (stable, high) = stable_and_high(&mut client, "late", 0);
+    let fetched = fetch_isolated(&mut client, "late", 0, 1);
+    let (stable, high) = (fetched.last_stable_offset, fetched.high_watermark);
     assert_eq!(
         stable, high,
         "the second transaction is closed: nothing holds the last stable offset"
@@ -347,28 +327,12 @@ fn txn_offset_commit_refuses_metadata_over_kafkas_limit() {
     assert_eq!(client.create_topic("out", 1, &[]), 0);
     let (_, producer) = init(&mut client, "meta", 60_000);
     assert_eq!(add_offsets(&mut client, "meta", producer, "g"), 0);
-    let partition = |index: i32, metadata: String| {
-        txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
-            .with_partition_index(index)
-            .with_committed_offset(10 + i64::from(index))
-            .with_committed_leader_epoch(-1)
-            .with_committed_metadata(Some(name(&metadata)))
-    };
-    let request = TxnOffsetCommitRequest::default()
-        .with_transactional_id(TransactionalId(name("meta")))
-        .with_group_id(GroupId(name("g")))
-        .with_producer_id(ProducerId(producer.id))
-        .with_producer_epoch(producer.epoch)
-        .with_generation_id(-1)
-        .with_member_id(name(""))
-        .with_topics(vec![
-            txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
-                .with_name(common::client::topic_name("in"))
-                .with_partitions(vec![
-                    partition(0, "x".repeat(4096)),
-                    partition(1, "x".repeat(4097)),
-                ]),
-        ]);
+    let (at_limit, over) = ("x".repeat(4096), "x".repeat(4097));
+    let partitions = vec![
+        txn_offset(0, 10, Some(&at_limit)),
+        txn_offset(1, 11, Some(&over)),
+    ];
+    let request = txn_offset_commit_request("meta", producer, "g", "in", partitions);
     let response: TxnOffsetCommitResponse = client.call(ApiKey::TxnOffsetCommit, 3, &request);
     let errors: Vec<i16> = response.topics[0]
         .partitions
@@ -404,23 +368,8 @@ fn a_txn_offset_commit_racing_its_end_txn_is_never_left_pending() {
         let (error, producer) = init(&mut first, "racer", 60_000);
         assert_eq!(error, 0);
         assert_eq!(add_offsets(&mut first, "racer", producer, "g"), 0);
-        let commit = TxnOffsetCommitRequest::default()
-            .with_transactional_id(TransactionalId(name("racer")))
-            .with_group_id(GroupId(name("g")))
-            .with_producer_id(ProducerId(producer.id))
-            .with_producer_epoch(producer.epoch)
-            .with_generation_id(-1)
-            .with_member_id(name(""))
-            .with_topics(vec![
-                txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
-                    .with_name(common::client::topic_name("in"))
-                    .with_partitions(vec![
-                        txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
-                            .with_partition_index(0)
-                            .with_committed_offset(100 + round)
-                            .with_committed_leader_epoch(-1),
-                    ]),
-            ]);
+        let partitions = vec![txn_offset(0, 100 + round, None)];
+        let commit = txn_offset_commit_request("racer", producer, "g", "in", partitions);
         let end = EndTxnRequest::default()
             .with_transactional_id(TransactionalId(name("racer")))
             .with_producer_id(ProducerId(producer.id))

@@ -21,6 +21,7 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 use ringtail_engine::log::now_ms;
 
 use super::groups::on_coordinator;
@@ -138,16 +139,20 @@ pub async fn offset_commit(
     })
 }
 
-/// Whether a commit's metadata is longer than Kafka's `offset.metadata.max.bytes` (4096): it is
-/// refused for that partition with OFFSET_METADATA_TOO_LARGE, the others committed. Metadata is
-/// kept with the offset in memory and in `__consumer_offsets`, so its size needs a bound.
+/// Kafka's `offset.metadata.max.bytes` default. Metadata is kept with the offset in memory and in
+/// `__consumer_offsets` (and, for TxnOffsetCommit, held until its transaction ends), so its size
+/// needs a bound; longer metadata is refused for that partition with OFFSET_METADATA_TOO_LARGE,
+/// the others committed.
+pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+
+/// Whether a commit's metadata (OffsetCommit's or TxnOffsetCommit's) is over
+/// [`OFFSET_METADATA_MAX_BYTES`].
+pub fn metadata_exceeds_limit(metadata: Option<&StrBytes>) -> bool {
+    metadata.is_some_and(|metadata| metadata.len() > OFFSET_METADATA_MAX_BYTES)
+}
+
 fn metadata_too_large(partition: &OffsetCommitRequestPartition) -> bool {
-    partition
-        .committed_metadata
-        .as_ref()
-        .is_some_and(|metadata| {
-            metadata.len() > super::txn_offset_commit::OFFSET_METADATA_MAX_BYTES
-        })
+    metadata_exceeds_limit(partition.committed_metadata.as_ref())
 }
 
 /// Each committed partition's answer: the coordinator's `error` unless the topic was refused

@@ -15,21 +15,15 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use ringtail_engine::log::now_ms;
 
 use super::groups::on_coordinator;
+use super::offsets::metadata_exceeds_limit;
 use super::transactions::on_txn_coordinator;
 use super::{code, Operation, RequestContext, RequestError, Resource, Response};
 use crate::group::CommittedOffset;
 use crate::shard::ShardContext;
 use crate::txn::marker::TxnProducer;
 
-/// Kafka's `offset.metadata.max.bytes` default: longer metadata is refused per partition with
-/// OFFSET_METADATA_TOO_LARGE (each pending offset is held in memory until its transaction ends).
-pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
-
 fn metadata_too_large(partition: &TxnOffsetCommitRequestPartition) -> bool {
-    partition
-        .committed_metadata
-        .as_ref()
-        .is_some_and(|metadata| metadata.len() > OFFSET_METADATA_MAX_BYTES)
+    metadata_exceeds_limit(partition.committed_metadata.as_ref())
 }
 
 pub async fn handle(

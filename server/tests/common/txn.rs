@@ -81,15 +81,29 @@ pub fn add_offsets(client: &mut Client, txn: &str, producer: Producer, group: &s
     response.error_code
 }
 
-pub fn txn_offset_commit(
-    client: &mut Client,
+/// One partition's offset in a TxnOffsetCommit, with its metadata if any.
+pub fn txn_offset(
+    partition: i32,
+    offset: i64,
+    metadata: Option<&str>,
+) -> txn_offset_commit_request::TxnOffsetCommitRequestPartition {
+    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+        .with_partition_index(partition)
+        .with_committed_offset(offset)
+        .with_committed_leader_epoch(-1)
+        .with_committed_metadata(metadata.map(name))
+}
+
+/// TxnOffsetCommit of `group`'s offsets of `topic` in `txn`'s transaction (no generation or
+/// member, as a producer outside a consumer group sends it).
+pub fn txn_offset_commit_request(
     txn: &str,
     producer: Producer,
     group: &str,
     topic: &str,
-    offset: i64,
-) -> i16 {
-    let request = TxnOffsetCommitRequest::default()
+    partitions: Vec<txn_offset_commit_request::TxnOffsetCommitRequestPartition>,
+) -> TxnOffsetCommitRequest {
+    TxnOffsetCommitRequest::default()
         .with_transactional_id(TransactionalId(name(txn)))
         .with_group_id(GroupId(name(group)))
         .with_producer_id(ProducerId(producer.id))
@@ -99,15 +113,66 @@ pub fn txn_offset_commit(
         .with_topics(vec![
             txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
                 .with_name(topic_name(topic))
-                .with_partitions(vec![
-                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
-                        .with_partition_index(0)
-                        .with_committed_offset(offset)
-                        .with_committed_leader_epoch(-1),
-                ]),
-        ]);
+                .with_partitions(partitions),
+        ])
+}
+
+/// TxnOffsetCommit v3 of partition 0's `offset`: its error code.
+pub fn txn_offset_commit(
+    client: &mut Client,
+    txn: &str,
+    producer: Producer,
+    group: &str,
+    topic: &str,
+    offset: i64,
+) -> i16 {
+    let partitions = vec![txn_offset(0, offset, None)];
+    let request = txn_offset_commit_request(txn, producer, group, topic, partitions);
     let response: TxnOffsetCommitResponse = client.call(ApiKey::TxnOffsetCommit, 3, &request);
     response.topics[0].partitions[0].error_code
+}
+
+/// What a Fetch v12 of one partition from offset 0 returned under an isolation level.
+pub struct IsolatedFetch {
+    pub records: Bytes,
+    /// Aborted transactions as (producer id, first offset).
+    pub aborted: Vec<(i64, i64)>,
+    pub last_stable_offset: i64,
+    pub high_watermark: i64,
+}
+
+/// Fetch v12 of `topic`'s `partition` from 0 under `isolation_level` (0 read_uncommitted,
+/// 1 read_committed), without waiting; the partition must answer without an error.
+pub fn fetch_isolated(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    isolation_level: i8,
+) -> IsolatedFetch {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(isolation_level)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let response: FetchResponse = client.call(ApiKey::Fetch, 12, &request);
+    let data = &response.responses[0].partitions[0];
+    assert_eq!(data.error_code, 0);
+    IsolatedFetch {
+        records: data.records.clone().unwrap_or_default(),
+        aborted: (data.aborted_transactions.iter().flatten())
+            .map(|txn| (txn.producer_id.0, txn.first_offset))
+            .collect(),
+        last_stable_offset: data.last_stable_offset,
+        high_watermark: data.high_watermark,
+    }
 }
 
 pub fn end_txn(client: &mut Client, txn: &str, producer: Producer, commit: bool) -> i16 {
