@@ -48,5 +48,7 @@ pub use log::{
     ReadPlan, RetentionOutcome,
 };
 pub use registry::{TopicMeta, TopicRegistry};
-pub use shard::{partition_owner, shard_runtime, Shard, ShardId, TopicPartition};
+pub use shard::{
+    partition_owner, shard_runtime, MaintenanceSchedule, Shard, ShardId, TopicPartition,
+};
 pub use units::{Offset, PartitionIndex, Position};

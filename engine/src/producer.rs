@@ -7,8 +7,17 @@
 //!
 //! # Byte map of `NNNNNNNNNNNNNNNNNNNN.snapshot`
 //! JSON: `{"version": 1, "offset": N, "producers": [{"producer_id", "epoch", "batches": [[first_seq,
-//! last_seq, base_offset, last_offset], …]}]}` — the table as of every batch below `offset`. Written
-//! to a temp file, fsynced and renamed.
+//! last_seq, base_offset, last_offset], …], "last_timestamp_ms"}]}` — the table as of every batch
+//! below `offset`. Written to a temp file, fsynced and renamed. `last_timestamp_ms` is absent from
+//! snapshots written before producers expired; such an entry's expiry clock starts at the first
+//! expiry pass that sees it.
+//!
+//! # Expiry
+//! A producer is forgotten once its last batch's max timestamp is `producer.id.expiration.ms` old
+//! and it holds no open transaction ([`ProducerStateTable::expire`]), as Kafka's
+//! `ProducerStateManager.removeExpiredProducers` does: without it the table (and every snapshot)
+//! grows by one entry per producer id that ever wrote, and any client can mint ids at will. A
+//! forgotten producer's next batch is taken as a new producer's.
 //!
 //! # Invariants
 //! - Per producer, at most [`BATCHES_REMEMBERED`] batches are remembered, in sequence order.
@@ -42,6 +51,17 @@ struct ProducerEntry {
     producer_id: i64,
     epoch: i16,
     batches: VecDeque<ProducerBatch>,
+    /// Max timestamp of the producer's last batch (Kafka's `lastTimestamp`), which its expiry is
+    /// counted from; [`UNKNOWN_TIMESTAMP`] when read from a snapshot that did not hold it.
+    #[serde(default = "unknown_timestamp")]
+    last_timestamp_ms: i64,
+}
+
+/// An entry's last timestamp when its snapshot predates the field (see the module's byte map).
+const UNKNOWN_TIMESTAMP: i64 = i64::MIN;
+
+fn unknown_timestamp() -> i64 {
+    UNKNOWN_TIMESTAMP
 }
 
 /// What the sequence check says about a batch.
@@ -175,6 +195,7 @@ impl ProducerStateTable {
                 producer_id: header.producer_id,
                 epoch: header.producer_epoch,
                 batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
+                last_timestamp_ms: header.max_timestamp,
             });
         if header.producer_epoch > entry.epoch {
             entry.epoch = header.producer_epoch;
@@ -194,6 +215,30 @@ impl ProducerStateTable {
             entry.batches.pop_front();
         }
         entry.batches.push_back(batch);
+        entry.last_timestamp_ms = header.max_timestamp;
+    }
+
+    /// Forgets every producer whose last batch's max timestamp is at least `expiration_ms` before
+    /// `now_ms` (Kafka's `producer.id.expiration.ms`), unless `in_transaction(producer_id)` says it
+    /// holds an open transaction (its state is needed until the marker). An entry whose timestamp
+    /// a snapshot did not hold gets `now_ms`: its clock starts here. Returns how many were
+    /// forgotten.
+    pub fn expire(
+        &mut self,
+        now_ms: i64,
+        expiration_ms: u64,
+        in_transaction: impl Fn(i64) -> bool,
+    ) -> usize {
+        let before = self.producers.len();
+        let expiration_ms = i64::try_from(expiration_ms).unwrap_or(i64::MAX);
+        self.producers.retain(|&producer_id, entry| {
+            if entry.last_timestamp_ms == UNKNOWN_TIMESTAMP {
+                entry.last_timestamp_ms = now_ms;
+            }
+            now_ms.saturating_sub(entry.last_timestamp_ms) < expiration_ms
+                || in_transaction(producer_id)
+        });
+        before - self.producers.len()
     }
 
     /// Serialises the table as of `offset` (see the module's byte map). Batches at or past
@@ -379,5 +424,51 @@ mod tests {
         assert_eq!(offset, Offset::new(60));
         assert_eq!(decoded, table);
         assert!(ProducerStateTable::decode_snapshot(b"{").is_none());
+    }
+
+    #[test]
+    fn producers_expire_after_their_last_batch_unless_in_a_transaction() {
+        // Batches of `header` carry max timestamp 0: at now = expiration they are due.
+        let mut table = ProducerStateTable::default();
+        for producer_id in [1, 2, 3] {
+            table.record(&header(producer_id, 0, 0, 1, producer_id * 10));
+        }
+        assert_eq!(table.expire(999, 1_000, |_| false), 0, "not yet due");
+        assert_eq!(
+            table.expire(1_000, 1_000, |producer_id| producer_id == 2),
+            2
+        );
+        let left: Vec<i64> = table.active().iter().map(|p| p.producer_id).collect();
+        assert_eq!(left, vec![2], "the one in a transaction stays");
+        // A forgotten producer's next batch is a new producer's: any sequence is taken.
+        assert_eq!(
+            table.check(&header(1, 0, 7, 1, -1)),
+            Ok(SequenceCheck::Append)
+        );
+        // A later batch moves the clock on.
+        let mut recent = header(2, 0, 1, 1, 40);
+        recent.max_timestamp = 5_000;
+        table.record(&recent);
+        assert_eq!(table.expire(5_999, 1_000, |_| false), 0);
+        assert_eq!(table.expire(6_000, 1_000, |_| false), 1);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn snapshots_keep_the_last_timestamp_and_older_ones_start_the_clock_at_the_first_pass() {
+        let mut table = ProducerStateTable::default();
+        let mut batch = header(4, 0, 0, 1, 0);
+        batch.max_timestamp = 1_000;
+        table.record(&batch);
+        let (read, _) =
+            ProducerStateTable::decode_snapshot(&table.encode_snapshot(Offset::new(1))).unwrap();
+        assert_eq!(read, table);
+        // A snapshot from before expiry: no last_timestamp_ms. Its producers are not forgotten
+        // at once (they may have written a second ago); their clock starts at the first pass.
+        let old = br#"{"version":1,"offset":1,"producers":[{"producer_id":4,"epoch":0,"batches":[{"first_sequence":0,"last_sequence":0,"base_offset":0,"last_offset":0}]}]}"#;
+        let (mut read, _) = ProducerStateTable::decode_snapshot(old).unwrap();
+        assert_eq!(read.expire(i64::MAX / 2, 1_000, |_| false), 0);
+        assert_eq!(read.expire(i64::MAX / 2 + 999, 1_000, |_| false), 0);
+        assert_eq!(read.expire(i64::MAX / 2 + 1_000, 1_000, |_| false), 1);
     }
 }

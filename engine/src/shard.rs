@@ -75,6 +75,31 @@ pub fn shard_runtime(cpu: Option<usize>) -> std::io::Result<compio::runtime::Run
 /// How often the maintenance task looks for logs failed for space whose dir has room again.
 const SPACE_RECHECK_MS: i64 = 1_000;
 
+/// Periods of a shard's background work ([`Shard::run_maintenance`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenanceSchedule {
+    /// Interval flushes are looked at this often.
+    pub flush_tick_ms: u64,
+    /// Retention, then compaction (Kafka's log.retention.check.interval.ms: 5 min).
+    pub retention_check_ms: u64,
+    /// Producer expiry (Kafka's producer.id.expiration.check.interval.ms: 10 min).
+    pub producer_expiry_check_ms: u64,
+    /// A producer's state is forgotten this long after its last batch's timestamp (Kafka's
+    /// producer.id.expiration.ms: 1 day).
+    pub producer_id_expiration_ms: u64,
+}
+
+impl Default for MaintenanceSchedule {
+    fn default() -> Self {
+        Self {
+            flush_tick_ms: 1,
+            retention_check_ms: 5 * 60 * 1000,
+            producer_expiry_check_ms: 10 * 60 * 1000,
+            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
+        }
+    }
+}
+
 /// The partitions one shard owns.
 pub struct Shard {
     id: ShardId,
@@ -307,35 +332,56 @@ impl Shard {
         self.compacting.get()
     }
 
-    /// The shard's background work, run as a task on the shard thread: interval flushes every
-    /// `flush_tick_ms`; retention every `retention_check_ms` (Kafka's
-    /// `log.retention.check.interval.ms`), which then starts a compaction task if none is running
-    /// (Kafka's cleaner has its own threads, ours runs on the shard). Compaction is never awaited
-    /// here: a long pass must not hold back the interval flushes, and it yields between batches so
-    /// flush ticks, appends and fetches interleave with it.
+    /// Forgets, in every partition of this shard, the idempotent producers whose last batch is
+    /// `expiration_ms` old and that hold no open transaction (Kafka's producer.id.expiration.ms).
+    /// Returns how many were forgotten.
+    pub fn expire_producers(&self, expiration_ms: u64) -> usize {
+        let now = now_ms();
+        let forgotten: usize = self
+            .partitions()
+            .iter()
+            .map(|(_, log)| log.expire_producers(now, expiration_ms))
+            .sum();
+        if forgotten > 0 {
+            info!(forgotten, "expired idempotent producers");
+        }
+        forgotten
+    }
+
+    /// The shard's background work, run as a task on the shard thread (periods in `schedule`):
+    /// interval flushes; retention (Kafka's `log.retention.check.interval.ms`), which then starts
+    /// a compaction task if none is running (Kafka's cleaner has its own threads, ours runs on the
+    /// shard); producer expiry. Compaction is never awaited here: a long pass must not hold back
+    /// the interval flushes, and it yields between batches so flush ticks, appends and fetches
+    /// interleave with it.
     /// Never returns: an fsync failure fails its partition only (see `flush_due`).
     pub async fn run_maintenance(
         self: Rc<Self>,
-        flush_tick_ms: u64,
-        retention_check_ms: u64,
+        schedule: MaintenanceSchedule,
     ) -> std::convert::Infallible {
         let mut last_retention_ms = now_ms();
         let mut last_space_check_ms = now_ms();
+        let mut last_producer_expiry_ms = now_ms();
         loop {
-            compio::time::sleep(std::time::Duration::from_millis(flush_tick_ms.max(1))).await;
+            let tick = std::time::Duration::from_millis(schedule.flush_tick_ms.max(1));
+            compio::time::sleep(tick).await;
             let now = now_ms();
             self.flush_due(now).await;
             if now - last_space_check_ms >= SPACE_RECHECK_MS {
                 last_space_check_ms = now;
                 self.reopen_logs_failed_for_space().await;
             }
-            if now - last_retention_ms >= retention_check_ms as i64 {
+            if now - last_retention_ms >= schedule.retention_check_ms as i64 {
                 last_retention_ms = now;
                 if let Err(err) = self.enforce_retention().await {
                     // Deleting files can fail (permissions, a busy disk); data is intact: retry later.
                     error!(%err, "retention pass failed");
                 }
                 self.spawn_compaction();
+            }
+            if now - last_producer_expiry_ms >= schedule.producer_expiry_check_ms as i64 {
+                last_producer_expiry_ms = now;
+                self.expire_producers(schedule.producer_id_expiration_ms);
             }
         }
     }
@@ -377,7 +423,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(log.durable_offset().get(), 0);
-        compio::runtime::spawn(Rc::clone(&shard).run_maintenance(1, 60_000)).detach();
+        compio::runtime::spawn(Rc::clone(&shard).run_maintenance(MaintenanceSchedule {
+            retention_check_ms: 60_000,
+            ..MaintenanceSchedule::default()
+        }))
+        .detach();
         for _ in 0..1_000 {
             if log.durable_offset().get() == 3 {
                 break;
@@ -434,7 +484,11 @@ mod tests {
             .await
             .unwrap();
         let cleaning = || compacted.state.borrow().cleaning;
-        compio::runtime::spawn(Rc::clone(&shard).run_maintenance(1, 0)).detach();
+        compio::runtime::spawn(Rc::clone(&shard).run_maintenance(MaintenanceSchedule {
+            retention_check_ms: 0,
+            ..MaintenanceSchedule::default()
+        }))
+        .detach();
         for _ in 0..10_000 {
             if cleaning() {
                 break;

@@ -106,7 +106,12 @@ pub fn run(args: Args) -> Result<()> {
         },
         connections_max_idle_ms: args.connections_max_idle_ms,
         frame_read_timeout_ms: args.frame_read_timeout_ms,
-        log_cleanup_check_ms: args.log_cleanup_check_ms,
+        maintenance: ringtail_engine::MaintenanceSchedule {
+            flush_tick_ms: FLUSH_TICK_MS,
+            retention_check_ms: args.log_cleanup_check_ms,
+            producer_expiry_check_ms: args.producer_state.producer_id_expiration_check_interval_ms,
+            producer_id_expiration_ms: args.producer_state.producer_id_expiration_ms,
+        },
         cluster_id: "ringtail".to_string(),
         move_bytes_per_sec: args.move_bytes_per_sec,
         consumer_group: args.consumer_group_config()?,
@@ -396,8 +401,7 @@ impl ShardStart {
             compio::runtime::spawn(crate::metrics::serve(Rc::clone(&context), listener)).detach();
         }
         let maintenance = compio::runtime::spawn(
-            Rc::clone(&engine)
-                .run_maintenance(FLUSH_TICK_MS, context.settings.log_cleanup_check_ms),
+            Rc::clone(&engine).run_maintenance(context.settings.maintenance),
         );
         let mut accept_loops = Vec::with_capacity(self.listeners.len());
         // Handles on the listening sockets, to stop them listening at shutdown (below).

@@ -36,6 +36,10 @@ pub struct Args {
     #[command(flatten)]
     pub security: crate::config_security::SecurityArgs,
 
+    /// Idempotent producers' state expiry (see `config_producers.rs`).
+    #[command(flatten)]
+    pub producer_state: crate::config_producers::ProducerStateArgs,
+
     /// Data directory; repeat for several disks (JBOD): a new partition goes to the one with the
     /// most free space, and `placement.json` in each records where every partition lives.
     #[arg(long = "data-dir", value_name = "DIR", default_value = "./data")]

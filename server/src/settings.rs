@@ -25,8 +25,10 @@ pub struct Settings {
     pub cluster_id: String,
     /// Pace of a partition move's copy between data dirs (`--move-bytes-per-sec`; 0: unbounded).
     pub move_bytes_per_sec: u64,
-    /// Period of the retention and compaction passes (`--log-cleanup-check-ms`).
-    pub log_cleanup_check_ms: u64,
+    /// Periods of each shard's background work: retention and compaction
+    /// (`--log-cleanup-check-ms`), producer expiry (`--producer-id-expiration-ms`,
+    /// `--producer-id-expiration-check-interval-ms`).
+    pub maintenance: ringtail_engine::MaintenanceSchedule,
     /// Session timeout and heartbeat interval of consumer (KIP-848) groups.
     pub consumer_group: crate::group::consumer::ConsumerGroupConfig,
     /// The longest `transaction.timeout.ms` a producer may ask for (Kafka's

@@ -115,6 +115,20 @@ impl PartitionLog {
         self.state.borrow().producers.active()
     }
 
+    /// Forgets the idempotent producers whose last batch is `expiration_ms` old and that hold no
+    /// open transaction here (see [`ProducerStateTable::expire`]). Returns how many.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: u64) -> usize {
+        let mut state = self.state.borrow_mut();
+        let LogState {
+            producers,
+            transactions,
+            ..
+        } = &mut *state;
+        producers.expire(now_ms, expiration_ms, |producer_id| {
+            transactions.contains(producer_id)
+        })
+    }
+
     /// Changes the config; takes effect for the next append, roll and retention pass. The tail
     /// cache gives back at once what the new config no longer lets it hold (an idle log would
     /// keep it until its next write otherwise).

@@ -157,6 +157,11 @@ impl OpenTransactions {
             .collect()
     }
 
+    /// Whether `producer_id` has a transaction open here.
+    pub fn contains(&self, producer_id: i64) -> bool {
+        self.first_offsets.contains_key(&producer_id)
+    }
+
     pub fn len(&self) -> usize {
         self.first_offsets.len()
     }

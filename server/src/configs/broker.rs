@@ -179,6 +179,20 @@ pub fn describe(args: &Args, log_defaults: &LogConfig, advertised: &Advertised) 
             "Period of the retention and compaction passes (--log-cleanup-check-ms).",
         ),
         Entry(
+            "producer.id.expiration.ms",
+            ConfigType::Int,
+            args.producer_state.producer_id_expiration_ms.to_string(),
+            Some("producer_id_expiration_ms"),
+            "A partition forgets an idempotent producer this long after its last batch (--producer-id-expiration-ms).",
+        ),
+        Entry(
+            "producer.id.expiration.check.interval.ms",
+            ConfigType::Int,
+            args.producer_state.producer_id_expiration_check_interval_ms.to_string(),
+            Some("producer_id_expiration_check_interval_ms"),
+            "Period of the producer expiry pass (--producer-id-expiration-check-interval-ms).",
+        ),
+        Entry(
             "num.io.threads",
             ConfigType::Int,
             args.shard_count().to_string(),

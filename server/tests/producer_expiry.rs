@@ -1,0 +1,118 @@
+//! Idempotent producers' state expires (Kafka's producer.id.expiration.ms): a partition forgets a
+//! producer whose last batch is that old, unless the producer holds an open transaction there.
+//! Without it every producer id that ever wrote stays in memory and in every snapshot, and any
+//! client can mint ids with InitProducerId.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::client::{now_ms, topic_name, Client};
+use common::start_broker;
+use common::txn::{add_partitions, end_txn, init, set_attributes, Producer};
+use kafka_protocol::messages::*;
+use ringtail_engine::batch::{encode_batch, ProducerSpec, RecordSpec};
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+
+/// The producer ids DescribeProducers lists for partition 0 of `topic`.
+fn producers_of(client: &mut Client, topic: &str) -> BTreeSet<i64> {
+    let request = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(topic_name(topic))
+            .with_partition_indexes(vec![0]),
+    ]);
+    let response: DescribeProducersResponse = client.call(ApiKey::DescribeProducers, 0, &request);
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    (partition.active_producers.iter())
+        .map(|producer| producer.producer_id.0)
+        .collect()
+}
+
+/// Polls until DescribeProducers no longer lists `gone` (expiry runs on the shard's own period).
+fn wait_until_forgotten(client: &mut Client, topic: &str, gone: i64) -> BTreeSet<i64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = producers_of(client, topic);
+        if !listed.contains(&gone) {
+            return listed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "producer {gone} never expired: {listed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One record of `producer` at `sequence`, stamped `timestamp_ms`.
+fn batch(producer: Producer, sequence: i32, timestamp_ms: i64) -> Vec<u8> {
+    let record = RecordSpec {
+        key: None,
+        value: Some(b"v"),
+        timestamp_delta: 0,
+    };
+    let spec = ProducerSpec {
+        producer_id: producer.id,
+        producer_epoch: producer.epoch,
+        base_sequence: sequence,
+    };
+    encode_batch(timestamp_ms, &[record], spec)
+}
+
+#[test]
+fn producers_are_forgotten_an_expiration_after_their_last_batch_but_not_mid_transaction() {
+    let broker = start_broker(&[
+        "--producer-id-expiration-ms",
+        "3600000",
+        "--producer-id-expiration-check-interval-ms",
+        "20",
+    ]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("idem", 1, &[]), 0);
+    let stale = Producer { id: 42, epoch: 0 };
+    let fresh = Producer { id: 43, epoch: 0 };
+    let two_hours_ago = now_ms() - 2 * HOUR_MS;
+    assert_eq!(
+        client
+            .produce("idem", 0, batch(stale, 0, two_hours_ago))
+            .error_code,
+        0
+    );
+    assert_eq!(
+        client
+            .produce("idem", 0, batch(fresh, 0, now_ms()))
+            .error_code,
+        0
+    );
+    // A transactional producer whose open transaction's batch is as old as the stale one's.
+    let (error, in_txn) = init(&mut client, "t", 60_000);
+    assert_eq!(error, 0);
+    assert_eq!(
+        add_partitions(&mut client, "t", in_txn, "idem", &[0]),
+        vec![0]
+    );
+    client.transactional_id = Some("t".to_string());
+    let mut txn_batch = batch(in_txn, 0, two_hours_ago);
+    set_attributes(&mut txn_batch, 0x10);
+    assert_eq!(client.produce("idem", 0, txn_batch).error_code, 0);
+    client.transactional_id = None;
+
+    let listed = wait_until_forgotten(&mut client, "idem", stale.id);
+    assert_eq!(listed, BTreeSet::from([fresh.id, in_txn.id]));
+    // The forgotten producer's next batch is taken as a new producer's, as in Kafka (it may
+    // follow a retention that deleted all its batches).
+    assert_eq!(
+        client
+            .produce("idem", 0, batch(stale, 1, now_ms()))
+            .error_code,
+        0
+    );
+    assert!(producers_of(&mut client, "idem").contains(&stale.id));
+    // Once its transaction ends, the old one goes too.
+    assert_eq!(end_txn(&mut client, "t", in_txn, true), 0);
+    let listed = wait_until_forgotten(&mut client, "idem", in_txn.id);
+    assert_eq!(listed, BTreeSet::from([stale.id, fresh.id]));
+}
