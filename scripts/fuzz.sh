@@ -7,9 +7,16 @@
 # `cargo test -p ringtail-server --lib fuzzing_corpus -- --ignored`); what a run discovers grows in
 # fuzz/work/<target>/ (not committed), and crashing inputs land in fuzz/artifacts/<target>/.
 # Reproduce one: RUSTC_BOOTSTRAP=1 cargo fuzz run -s none -a <target> fuzz/artifacts/<target>/<file>
+# `scripts/fuzz.sh --build-only` builds the targets and runs none (scripts/test.sh builds them
+# beside the client suites, then runs them with the build a no-op).
 # Needs cargo-fuzz (scripts/setup-test-deps.sh installs it); stable Rust with RUSTC_BOOTSTRAP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+build_only=false
+if [ "${1:-}" = "--build-only" ]; then
+  build_only=true
+  shift
+fi
 seconds=${1:-20}
 shift || true
 export RUSTC_BOOTSTRAP=1
@@ -26,6 +33,10 @@ if [ "${#targets[@]}" -eq 0 ]; then
 fi
 echo "== fuzz: building ${targets[*]}"
 nice cargo fuzz build "${flags[@]}"
+if "$build_only"; then
+  echo "== fuzz: built"
+  exit 0
+fi
 failed=()
 for target in "${targets[@]}"; do
   work=fuzz/work/$target
