@@ -220,13 +220,15 @@ impl ProducerStateTable {
 
     /// Forgets every producer whose last batch's max timestamp is at least `expiration_ms` before
     /// `now_ms` (Kafka's `producer.id.expiration.ms`), unless `in_transaction(producer_id)` says it
-    /// holds an open transaction (its state is needed until the marker). An entry whose timestamp
-    /// a snapshot did not hold gets `now_ms`: its clock starts here. Returns how many were
-    /// forgotten.
+    /// holds an open transaction (its state is needed until the marker) or its last batch is at
+    /// or past `unwritten_from` (queued, not yet written: a transaction it opens is not noted
+    /// until then). An entry whose timestamp a snapshot did not hold gets `now_ms`: its clock
+    /// starts here. Returns how many were forgotten.
     pub fn expire(
         &mut self,
         now_ms: i64,
         expiration_ms: u64,
+        unwritten_from: Offset,
         in_transaction: impl Fn(i64) -> bool,
     ) -> usize {
         let before = self.producers.len();
@@ -235,7 +237,10 @@ impl ProducerStateTable {
             if entry.last_timestamp_ms == UNKNOWN_TIMESTAMP {
                 entry.last_timestamp_ms = now_ms;
             }
+            let unwritten =
+                (entry.batches.back()).is_some_and(|last| last.last_offset >= unwritten_from);
             now_ms.saturating_sub(entry.last_timestamp_ms) < expiration_ms
+                || unwritten
                 || in_transaction(producer_id)
         });
         before - self.producers.len()
@@ -426,6 +431,9 @@ mod tests {
         assert!(ProducerStateTable::decode_snapshot(b"{").is_none());
     }
 
+    /// Every batch of these tests is written.
+    const WRITTEN: Offset = Offset::new(i64::MAX);
+
     #[test]
     fn producers_expire_after_their_last_batch_unless_in_a_transaction() {
         // Batches of `header` carry max timestamp 0: at now = expiration they are due.
@@ -433,9 +441,13 @@ mod tests {
         for producer_id in [1, 2, 3] {
             table.record(&header(producer_id, 0, 0, 1, producer_id * 10));
         }
-        assert_eq!(table.expire(999, 1_000, |_| false), 0, "not yet due");
         assert_eq!(
-            table.expire(1_000, 1_000, |producer_id| producer_id == 2),
+            table.expire(999, 1_000, WRITTEN, |_| false),
+            0,
+            "not yet due"
+        );
+        assert_eq!(
+            table.expire(1_000, 1_000, WRITTEN, |producer_id| producer_id == 2),
             2
         );
         let left: Vec<i64> = table.active().iter().map(|p| p.producer_id).collect();
@@ -449,8 +461,10 @@ mod tests {
         let mut recent = header(2, 0, 1, 1, 40);
         recent.max_timestamp = 5_000;
         table.record(&recent);
-        assert_eq!(table.expire(5_999, 1_000, |_| false), 0);
-        assert_eq!(table.expire(6_000, 1_000, |_| false), 1);
+        assert_eq!(table.expire(5_999, 1_000, WRITTEN, |_| false), 0);
+        // Not while its last batch is still queued (at or past the first unwritten offset).
+        assert_eq!(table.expire(6_000, 1_000, Offset::new(40), |_| false), 0);
+        assert_eq!(table.expire(6_000, 1_000, Offset::new(41), |_| false), 1);
         assert!(table.is_empty());
     }
 
@@ -467,8 +481,14 @@ mod tests {
         // at once (they may have written a second ago); their clock starts at the first pass.
         let old = br#"{"version":1,"offset":1,"producers":[{"producer_id":4,"epoch":0,"batches":[{"first_sequence":0,"last_sequence":0,"base_offset":0,"last_offset":0}]}]}"#;
         let (mut read, _) = ProducerStateTable::decode_snapshot(old).unwrap();
-        assert_eq!(read.expire(i64::MAX / 2, 1_000, |_| false), 0);
-        assert_eq!(read.expire(i64::MAX / 2 + 999, 1_000, |_| false), 0);
-        assert_eq!(read.expire(i64::MAX / 2 + 1_000, 1_000, |_| false), 1);
+        assert_eq!(read.expire(i64::MAX / 2, 1_000, WRITTEN, |_| false), 0);
+        assert_eq!(
+            read.expire(i64::MAX / 2 + 999, 1_000, WRITTEN, |_| false),
+            0
+        );
+        assert_eq!(
+            read.expire(i64::MAX / 2 + 1_000, 1_000, WRITTEN, |_| false),
+            1
+        );
     }
 }

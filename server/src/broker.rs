@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures_util::future::{select, Either};
+use ringtail_engine::log::now_ms;
 use ringtail_engine::{shard_runtime, DataDirs, DirState, Shard, ShardId, TopicRegistry};
 use tracing::{error, info, warn};
 
@@ -116,6 +117,10 @@ pub fn run(args: Args) -> Result<()> {
         move_bytes_per_sec: args.move_bytes_per_sec,
         consumer_group: args.consumer_group_config()?,
         transaction_max_timeout_ms: args.transaction_max_timeout_ms,
+        transactional_id_expiration_ms: args.producer_state.transactional_id_expiration_ms,
+        transactional_id_cleanup_interval_ms: args
+            .producer_state
+            .transaction_remove_expired_transaction_cleanup_interval_ms,
         broker_configs,
         explicit_flags: args.explicit_flags.clone(),
     });
@@ -594,14 +599,22 @@ async fn start_txn_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()
         .context("replaying the transaction state log")?,
     );
     *context.txn_coordinator.borrow_mut() = Some(Rc::clone(&coordinator));
+    let expiration_ms = context.settings.transactional_id_expiration_ms;
+    let cleanup_interval_ms = context.settings.transactional_id_cleanup_interval_ms as i64;
+    let last_cleanup_ms = Rc::new(Cell::new(now_ms()));
     // The first tick finishes prepared transactions; it runs once every shard serves its inbox.
     spawn_ticker(TICK_MS, move || {
         let coordinator = Rc::clone(&coordinator);
+        let last_cleanup_ms = Rc::clone(&last_cleanup_ms);
         async move {
             if coordinator.is_stopped() {
                 return false;
             }
             coordinator.tick().await;
+            if now_ms() - last_cleanup_ms.get() >= cleanup_interval_ms {
+                last_cleanup_ms.set(now_ms());
+                coordinator.expire_transactional_ids(expiration_ms).await;
+            }
             true
         }
     });

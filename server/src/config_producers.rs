@@ -1,11 +1,12 @@
-//! Idempotent producers' state: how long a partition remembers a producer that stopped writing.
+//! How long the broker remembers producers that stopped: an idempotent producer's state in each
+//! partition, a transactional id at the transaction coordinator.
 //!
 //! Flattened into [`crate::config::Args`], so each is also a key of the `--config` TOML file.
 #![forbid(unsafe_code)]
 
 use clap::Args as ClapArgs;
 
-/// Producer state expiry, by its Kafka names.
+/// Producer and transactional id expiry, by their Kafka names.
 #[derive(Debug, Clone, ClapArgs)]
 pub struct ProducerStateArgs {
     /// A partition forgets an idempotent producer this long after its last batch's timestamp,
@@ -19,4 +20,16 @@ pub struct ProducerStateArgs {
     /// producer.id.expiration.check.interval.ms: 10 min).
     #[arg(long, value_name = "MS", default_value_t = 10 * 60 * 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub producer_id_expiration_check_interval_ms: u64,
+
+    /// The transaction coordinator forgets a transactional id this long after its last
+    /// transaction ended (or its InitProducerId, if it began none), unless a transaction is in
+    /// progress (Kafka's transactional.id.expiration.ms: 7 days). A forgotten id's next
+    /// InitProducerId gets a new producer id.
+    #[arg(long, value_name = "MS", default_value_t = 7 * 24 * 60 * 60 * 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub transactional_id_expiration_ms: u64,
+
+    /// How often the coordinator looks for expired transactional ids (Kafka's
+    /// transaction.remove.expired.transaction.cleanup.interval.ms: 1 hour).
+    #[arg(long, value_name = "MS", default_value_t = 60 * 60 * 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub transaction_remove_expired_transaction_cleanup_interval_ms: u64,
 }

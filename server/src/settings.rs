@@ -34,6 +34,11 @@ pub struct Settings {
     /// The longest `transaction.timeout.ms` a producer may ask for (Kafka's
     /// transaction.max.timeout.ms).
     pub transaction_max_timeout_ms: i32,
+    /// Idle transactional ids are forgotten after this (`--transactional-id-expiration-ms`)...
+    pub transactional_id_expiration_ms: u64,
+    /// ...looked for this often
+    /// (`--transaction-remove-expired-transaction-cleanup-interval-ms`).
+    pub transactional_id_cleanup_interval_ms: u64,
     /// The broker's settings under Kafka's names (DescribeConfigs of the BROKER resource).
     pub broker_configs: Vec<crate::configs::Described>,
     /// Flags given at start (clap ids): their topic-config defaults are STATIC_BROKER_CONFIG.

@@ -1,7 +1,8 @@
-//! Idempotent producers' state expires (Kafka's producer.id.expiration.ms): a partition forgets a
-//! producer whose last batch is that old, unless the producer holds an open transaction there.
-//! Without it every producer id that ever wrote stays in memory and in every snapshot, and any
-//! client can mint ids with InitProducerId.
+//! Producers the broker stops remembering. Idempotent producers' state expires (Kafka's
+//! producer.id.expiration.ms): a partition forgets a producer whose last batch is that old, unless
+//! the producer holds an open transaction there. Idle transactional ids expire at the coordinator
+//! (transactional.id.expiration.ms). Without them every producer id that ever wrote stays in
+//! memory and in every snapshot, and every transactional id for ever, up to the coordinator's cap.
 
 mod common;
 
@@ -9,8 +10,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::client::{now_ms, topic_name, Client};
-use common::start_broker;
-use common::txn::{add_partitions, end_txn, init, set_attributes, Producer};
+use common::txn::{
+    add_partitions, end_txn, init, set_attributes, txn_state, Producer, TRANSACTIONAL_ID_NOT_FOUND,
+};
+use common::{restart, restart_with, start_broker};
 use kafka_protocol::messages::*;
 use ringtail_engine::batch::{encode_batch, ProducerSpec, RecordSpec};
 
@@ -115,4 +118,63 @@ fn producers_are_forgotten_an_expiration_after_their_last_batch_but_not_mid_tran
     assert_eq!(end_txn(&mut client, "t", in_txn, true), 0);
     let listed = wait_until_forgotten(&mut client, "idem", in_txn.id);
     assert_eq!(listed, BTreeSet::from([stale.id, fresh.id]));
+}
+
+/// DescribeTransactions of one id: its error code.
+fn describe_error(client: &mut Client, txn: &str) -> i16 {
+    let request = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![TransactionalId(common::client::str_bytes(txn))]);
+    let response: DescribeTransactionsResponse =
+        client.call(ApiKey::DescribeTransactions, 0, &request);
+    response.transaction_states[0].error_code
+}
+
+#[test]
+fn idle_transactional_ids_are_forgotten_and_stay_forgotten_after_a_restart() {
+    let broker = &mut start_broker(&[]);
+    let mut client = Client::connect(broker);
+    assert_eq!(client.create_topic("out", 1, &[]), 0);
+    // "busy" holds a transaction open; "idle" only got its producer id.
+    let (error, busy) = init(&mut client, "busy", 60_000);
+    assert_eq!(error, 0);
+    assert_eq!(
+        add_partitions(&mut client, "busy", busy, "out", &[0]),
+        vec![0]
+    );
+    let (error, idle) = init(&mut client, "idle", 60_000);
+    assert_eq!(error, 0);
+    // Then a broker that expires ids a millisecond after their last change.
+    restart_with(
+        broker,
+        &[
+            "--transactional-id-expiration-ms",
+            "1",
+            "--transaction-remove-expired-transaction-cleanup-interval-ms",
+            "20",
+        ],
+    );
+    let mut client = Client::connect(broker);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while describe_error(&mut client, "idle") != TRANSACTIONAL_ID_NOT_FOUND {
+        assert!(Instant::now() < deadline, "the idle id never expired");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        txn_state(&mut client, "busy"),
+        "Ongoing",
+        "never mid-transaction"
+    );
+    // Its tombstone is in the log: a restart (default expiry: 7 days) does not bring it back.
+    restart(broker);
+    let mut client = Client::connect(broker);
+    assert_eq!(
+        describe_error(&mut client, "idle"),
+        TRANSACTIONAL_ID_NOT_FOUND
+    );
+    assert_eq!(txn_state(&mut client, "busy"), "Ongoing");
+    // The forgotten id starts over with a new producer id.
+    let (error, again) = init(&mut client, "idle", 60_000);
+    assert_eq!(error, 0);
+    assert_ne!(again.id, idle.id);
+    assert_eq!(again.epoch, 0);
 }

@@ -122,9 +122,12 @@ impl PartitionLog {
         let LogState {
             producers,
             transactions,
+            high_watermark,
             ..
         } = &mut *state;
-        producers.expire(now_ms, expiration_ms, |producer_id| {
+        // Batches from the high watermark on are queued, not written: the transactions they open
+        // are noted with the write (in the same step that moves the high watermark).
+        producers.expire(now_ms, expiration_ms, *high_watermark, |producer_id| {
             transactions.contains(producer_id)
         })
     }

@@ -193,6 +193,20 @@ pub fn describe(args: &Args, log_defaults: &LogConfig, advertised: &Advertised) 
             "Period of the producer expiry pass (--producer-id-expiration-check-interval-ms).",
         ),
         Entry(
+            "transactional.id.expiration.ms",
+            ConfigType::Int,
+            args.producer_state.transactional_id_expiration_ms.to_string(),
+            Some("transactional_id_expiration_ms"),
+            "An idle transactional id is forgotten this long after its last change (--transactional-id-expiration-ms).",
+        ),
+        Entry(
+            "transaction.remove.expired.transaction.cleanup.interval.ms",
+            ConfigType::Int,
+            args.producer_state.transaction_remove_expired_transaction_cleanup_interval_ms.to_string(),
+            Some("transaction_remove_expired_transaction_cleanup_interval_ms"),
+            "Period of the transactional id expiry pass (--transaction-remove-expired-transaction-cleanup-interval-ms).",
+        ),
+        Entry(
             "num.io.threads",
             ConfigType::Int,
             args.shard_count().to_string(),

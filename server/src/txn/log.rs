@@ -39,6 +39,17 @@ pub fn encode_state(transactional_id: &str, meta: &TxnMetadata, now_ms: i64) -> 
     BytesMut::from(&encode_batch(now_ms, &[record], ProducerSpec::default())[..])
 }
 
+/// The tombstone of a forgotten transactional id (replay removes it; compaction drops both).
+pub fn encode_tombstone(transactional_id: &str, now_ms: i64) -> BytesMut {
+    let key = txn_key(transactional_id);
+    let record = RecordSpec {
+        key: Some(&key),
+        value: None,
+        timestamp_delta: 0,
+    };
+    BytesMut::from(&encode_batch(now_ms, &[record], ProducerSpec::default())[..])
+}
+
 /// Applies every record of `bytes` (whole batches) to `table`; returns the offset after the last
 /// batch, or the position and error of a batch that does not parse.
 pub fn replay_batches(
@@ -136,6 +147,14 @@ mod tests {
         replay_batches(&bytes, &mut table).unwrap();
         assert_eq!(table.len(), 2);
         assert_eq!(table["a"], meta);
+        bytes.extend_from_slice(&encode_tombstone("a", 0));
+        let mut table = BTreeMap::new();
+        replay_batches(&bytes, &mut table).unwrap();
+        assert_eq!(
+            table.keys().collect::<Vec<_>>(),
+            ["b"],
+            "a tombstone removes its id"
+        );
     }
 
     #[test]

@@ -121,6 +121,35 @@ pub fn start_broker_spawned_by(
     panic!("broker did not start: {exits:?}");
 }
 
+/// Kills the broker (SIGKILL) and starts it again on the same data dir with `extra` flags (as
+/// [`start_broker`] gives them: 2 shards, a metrics listener), on fresh ports.
+pub fn restart_with(broker: &mut Broker, extra: &[&str]) {
+    let _ = broker.child.kill();
+    let _ = broker.child.wait();
+    let mut exits = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        let (port, metrics_port) = (free_port(), free_port());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .arg("--data-dir")
+            .arg(broker.dir.path())
+            .args(["--shards", "2"])
+            .args(extra)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        match try_until_listening(&mut child, port, "broker did not restart") {
+            Ok(()) => {
+                (broker.child, broker.port, broker.metrics_port) = (child, port, metrics_port);
+                return;
+            }
+            Err(exited) => exits.push(exited),
+        }
+    }
+    panic!("broker did not restart: {exits:?}");
+}
+
 /// Spawns `ringtail` on `port` and `data_dir` (a restart) and returns once it listens.
 pub fn spawn_on(port: u16, data_dir: &Path) -> Child {
     let mut child = spawn_unchecked(port, data_dir);
