@@ -21,9 +21,16 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-test-deps.sh
 cargo test --workspace --locked "$@"
 
-# The broker binary, once, for every suite below (tests/compat's fixture builds it too: a no-op).
-cargo build --release --locked -p ringtail-server --bin ringtail
+# Every release binary the suites below run, in one cargo run (the crates they share are built
+# once, two at a time): the broker, the load generator, the FUSE file system of the power-loss
+# tests and the transactional history writer. tests/compat's fixtures take them from these
+# variables instead of building each alone.
+cargo build --release --locked -p ringtail-server --bin ringtail -p ringtail-loadgen \
+  --bin ringtail-loadgen -p forgetful-fs --bin forgetful-fs -p ringtail-engine --example txn_history
 ringtail_bin=$PWD/target/release/ringtail
+export RINGTAIL_BIN=$ringtail_bin LOADGEN_BIN=$PWD/target/release/ringtail-loadgen \
+  FORGETFUL_FS_BIN=$PWD/target/release/forgetful-fs \
+  TXN_HISTORY_BIN=$PWD/target/release/examples/txn_history
 cache=${RINGTAIL_CACHE:-$HOME/.cache/ringtail}
 
 status=0

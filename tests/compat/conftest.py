@@ -226,8 +226,9 @@ def pytest_sessionstart(session):
     session.config._tmp_path_factory.getbasetemp()
 
 
-def _cargo_binary(tmp_path_factory, env_var: str, package: str, name: str) -> Path:
-    """Path of a release binary of this workspace: `env_var` if set, else built once with cargo.
+def _cargo_binary(tmp_path_factory, env_var: str, package: str, name: str, example: bool = False) -> Path:
+    """Path of a release binary (or, with `example`, an example) of this workspace: `env_var` if
+    set (scripts/test.sh builds them all in one cargo run first), else built once with cargo.
 
     Forked tests each set up session fixtures anew; a stamp in the session's temp dir makes the
     build (and a build failure) happen once."""
@@ -237,8 +238,8 @@ def _cargo_binary(tmp_path_factory, env_var: str, package: str, name: str) -> Pa
         if not os.access(path, os.X_OK):
             pytest.fail(f"{env_var}={override} is not an executable", pytrace=False)
         return path
-    default = REPO / "target" / "release" / name
-    command = ["cargo", "build", "--release", "--locked", "-p", package, "--bin", name]
+    default = REPO / "target" / "release" / ("examples" if example else "") / name
+    command = ["cargo", "build", "--release", "--locked", "-p", package, "--example" if example else "--bin", name]
     built = tmp_path_factory.getbasetemp() / f"{name}-build.ok"
     failed = tmp_path_factory.getbasetemp() / f"{name}-build.failed"
     if built.exists():

@@ -12,21 +12,16 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import REPO
+from conftest import _cargo_binary
 
 TOPIC = "txn-read"
-EXAMPLE_TIMEOUT_S = 900
 CONSUME_TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="session")
 def txn_history_bin(tmp_path_factory):
-    command = ["cargo", "build", "--release", "--locked", "-p", "ringtail-engine", "--example", "txn_history"]
-    done = subprocess.run(command, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=EXAMPLE_TIMEOUT_S)
-    if done.returncode != 0:
-        pytest.fail(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}", pytrace=False)
-    return REPO / "target" / "release" / "examples" / "txn_history"
+    """engine/examples/txn_history.rs: TXN_HISTORY_BIN if set, else built once."""
+    return _cargo_binary(tmp_path_factory, "TXN_HISTORY_BIN", "ringtail-engine", "txn_history", example=True)
 
 
 def consume(bootstrap, isolation, want_count):
