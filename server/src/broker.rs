@@ -345,7 +345,7 @@ struct ShardStart {
     sasl: Arc<crate::sasl::SaslConfig>,
     acl: Arc<crate::acl::Authorizer>,
     quotas: Arc<crate::quotas::Quotas>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<crate::tls::ListenerTls>,
     inbox: flume::Receiver<ShardJob>,
     metadata: Arc<Metadata>,
     router: Arc<Router>,

@@ -41,9 +41,11 @@ pub struct SecurityArgs {
     #[arg(long, value_name = "FILE")]
     pub tls_key_file: Option<std::path::PathBuf>,
 
-    /// CA certificates (PEM) that sign client certificates: with it, TLS clients must present a
-    /// certificate (mutual TLS; Kafka's ssl.client.auth=required), and its subject becomes the
-    /// principal (`User:CN=...`, Kafka's default principal builder).
+    /// CA certificates (PEM) that sign client certificates: with it, clients of SSL listeners
+    /// must present a certificate (mutual TLS; Kafka's ssl.client.auth=required), and its subject
+    /// becomes the principal (`User:CN=...`, Kafka's default principal builder). SASL_SSL
+    /// listeners ask for none: their principal is the SASL login (Kafka ignores ssl.client.auth
+    /// there, KIP-684).
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca_file: Option<std::path::PathBuf>,
 
@@ -78,10 +80,10 @@ impl SecurityArgs {
     pub fn tls_config(
         &self,
         listeners: &[crate::listeners::Listener],
-    ) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+    ) -> anyhow::Result<Option<crate::tls::ListenerTls>> {
         let needed = listeners.iter().find(|l| l.protocol.uses_tls());
         match (needed, &self.tls_cert_file, &self.tls_key_file) {
-            (Some(_), Some(cert), Some(key)) => Ok(Some(crate::tls::server_config(
+            (Some(_), Some(cert), Some(key)) => Ok(Some(crate::tls::ListenerTls::new(
                 cert,
                 key,
                 self.tls_client_ca_file.as_deref(),

@@ -162,14 +162,14 @@ async fn open_transport(
     peer: SocketAddr,
     listener: ListenerId,
 ) -> std::io::Result<(ConnReader, ConnWriter, Option<String>)> {
-    if !context.settings.listener(listener).protocol.uses_tls() {
+    let protocol = context.settings.listener(listener).protocol;
+    if !protocol.uses_tls() {
         let (reader, writer) = transport::plain(stream);
         return Ok((reader, writer, None));
     }
-    let config = context
-        .tls
-        .clone()
-        .expect("TLS listeners start only with a TLS config");
+    let config = (context.tls.as_ref())
+        .expect("TLS listeners start only with a TLS config")
+        .for_protocol(protocol);
     let timeout_ms = context.settings.frame_read_timeout_ms;
     let handshake = std::pin::pin!(transport::accept_tls(stream, config));
     let timer = std::pin::pin!(compio::time::sleep(Duration::from_millis(timeout_ms)));

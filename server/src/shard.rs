@@ -101,7 +101,7 @@ pub struct ShardContext {
     /// The client quotas, shared by every shard.
     pub quotas: Arc<crate::quotas::Quotas>,
     /// The TLS config of SSL and SASL_SSL listeners, if there are any.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<crate::tls::ListenerTls>,
     /// The group coordinator, on the shard that owns `__consumer_offsets` partition 0, once loaded.
     pub coordinator: RefCell<Option<Rc<crate::group::Coordinator>>>,
     /// The transaction coordinator, on the shard that owns `__transaction_state` partition 0.

@@ -6,8 +6,9 @@
 //! docs/decisions/0009-security-tls-userspace-credential-store.md.
 //!
 //! # Invariants worth naming
-//! - With `--tls-client-ca-file`, a client without a certificate signed by that CA never finishes
-//!   the handshake (Kafka's `ssl.client.auth=required`).
+//! - With `--tls-client-ca-file`, a client of an SSL listener without a certificate signed by that
+//!   CA never finishes the handshake (Kafka's `ssl.client.auth=required`); SASL_SSL listeners ask
+//!   for no certificate (as Kafka, KIP-684).
 //! - The handshake is bounded by `--frame-read-timeout-ms`, like any frame.
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,35 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
+
+/// The TLS configurations of the two kinds of TLS listener.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    /// SSL listeners: client certificates required when `--tls-client-ca-file` is given.
+    pub ssl: Arc<ServerConfig>,
+    /// SASL_SSL listeners: never asks for a client certificate (the principal is the SASL
+    /// login). Kafka ignores `ssl.client.auth` on SASL_SSL listeners unless it is set for that
+    /// listener alone (KIP-684): one mutual-TLS setting must not lock SASL clients out.
+    pub sasl_ssl: Arc<ServerConfig>,
+}
+
+impl ListenerTls {
+    /// Both from `--tls-cert-file`, `--tls-key-file` and `--tls-client-ca-file`.
+    pub fn new(cert_file: &Path, key_file: &Path, client_ca_file: Option<&Path>) -> Result<Self> {
+        Ok(Self {
+            ssl: server_config(cert_file, key_file, client_ca_file)?,
+            sasl_ssl: server_config(cert_file, key_file, None)?,
+        })
+    }
+
+    /// The configuration of a listener speaking `protocol` (a TLS one).
+    pub fn for_protocol(&self, protocol: crate::listeners::SecurityProtocol) -> Arc<ServerConfig> {
+        match protocol {
+            crate::listeners::SecurityProtocol::SaslSsl => Arc::clone(&self.sasl_ssl),
+            _ => Arc::clone(&self.ssl),
+        }
+    }
+}
 
 /// The listener TLS configuration from `--tls-cert-file`, `--tls-key-file` and, for mutual TLS,
 /// `--tls-client-ca-file`.

@@ -1,5 +1,6 @@
 """TLS listeners with real clients: confluent-kafka and kcat over SSL and SASL_SSL (PLAIN and both
-SCRAMs), mutual TLS (a client without a certificate from the CA is refused), and fetches of
+SCRAMs), mutual TLS (an SSL client without a certificate from the CA is refused; SASL_SSL asks
+for none, as Kafka), and fetches of
 records larger than one TLS chunk. Certificates come from the openssl CLI, made per test."""
 
 from __future__ import annotations
@@ -72,6 +73,17 @@ def test_mutual_tls_needs_a_client_certificate(start_secure_broker, certs):
     without = {**librdkafka_conf(broker, "SSL"), **librdkafka_tls(certs)}
     error = confluent_auth_error(without)
     assert error.code() in (KafkaError._SSL, KafkaError._TRANSPORT, KafkaError._AUTHENTICATION), error
+
+
+def test_sasl_ssl_asks_for_no_client_certificate_under_mutual_tls(start_secure_broker, certs):
+    # Kafka ignores ssl.client.auth on SASL_SSL listeners unless it is set for that listener alone
+    # (KIP-684): the SASL login is the principal. With --tls-client-ca-file, SASL_SSL clients
+    # without a certificate were refused at the handshake.
+    broker = start_secure_broker(*tls_args(certs, mutual=True), protocols=PROTOCOLS)
+    conf = {**librdkafka_conf(broker, "SASL_SSL", "PLAIN"), **librdkafka_tls(certs)}
+    confluent_roundtrip(conf, topic_name("sasl-ssl-no-cert"))
+    wrong = {**librdkafka_conf(broker, "SASL_SSL", "PLAIN", password="wrong"), **librdkafka_tls(certs)}
+    assert confluent_auth_error(wrong).code() == KafkaError._AUTHENTICATION
 
 
 @pytest.mark.skipif(KCAT is None, reason="kcat is not installed (bash scripts/setup-test-deps.sh)")
