@@ -44,6 +44,11 @@ use crate::metadata::Metadata;
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How often session and rebalance timeouts are checked.
 pub const TICK_MS: u64 = 100;
+/// Session timeouts a classic member may ask for (Kafka's group.min.session.timeout.ms and
+/// group.max.session.timeout.ms defaults): a dead member is expired within 30 minutes, and a
+/// handed-out member id (MEMBER_ID_REQUIRED) is kept no longer than that.
+pub const SESSION_TIMEOUT_MS_MIN: i64 = 6_000;
+pub const SESSION_TIMEOUT_MS_MAX: i64 = 1_800_000;
 
 /// A committed offset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,10 +155,15 @@ impl Coordinator {
 
     pub async fn join(&self, group_id: String, request: JoinRequest) -> JoinResponse {
         let fallback_member = request.member_id.clone();
-        let refusal = if fits_in_key(&group_id) {
-            self.release_consumer_group(&group_id).await.err()
-        } else {
+        let session_allowed =
+            (SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&request.session_timeout_ms);
+        let refusal = if !fits_in_key(&group_id) {
             Some(ResponseError::InvalidGroupId)
+        } else if !session_allowed {
+            // Checked before the group is looked at or made, as Kafka does.
+            Some(ResponseError::InvalidSessionTimeout)
+        } else {
+            self.release_consumer_group(&group_id).await.err()
         };
         if let Some(error) = refusal {
             return JoinResponse {

@@ -1,0 +1,48 @@
+//! Consumer groups as real clients drive them over the wire: what the coordinator refuses so a
+//! client can't make it keep members or state without bound.
+#![forbid(unsafe_code)]
+
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+mod common;
+use common::client::Client;
+use common::start_broker;
+
+fn join(group: &str, session_timeout_ms: i32) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_session_timeout_ms(session_timeout_ms)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(StrBytes::from_static_str("range"))])
+}
+
+/// Kafka's INVALID_SESSION_TIMEOUT.
+const INVALID_SESSION_TIMEOUT: i16 = 26;
+/// Kafka's MEMBER_ID_REQUIRED.
+const MEMBER_ID_REQUIRED: i16 = 79;
+
+#[test]
+fn a_join_with_a_session_timeout_outside_kafkas_bounds_is_refused() {
+    // A member that may stay silent for 24 days before it is expired would hold its partitions
+    // that long after it died; Kafka refuses session timeouts outside
+    // [group.min.session.timeout.ms, group.max.session.timeout.ms] = [6 s, 30 min].
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    for session_timeout_ms in [i32::MAX, 1_800_001, 5_999, 0, -1] {
+        let answer: JoinGroupResponse =
+            client.call(ApiKey::JoinGroup, 7, &join("g", session_timeout_ms));
+        assert_eq!(
+            answer.error_code, INVALID_SESSION_TIMEOUT,
+            "session timeout {session_timeout_ms} ms"
+        );
+    }
+    for session_timeout_ms in [6_000, 1_800_000] {
+        let answer: JoinGroupResponse =
+            client.call(ApiKey::JoinGroup, 7, &join("g", session_timeout_ms));
+        assert_eq!(answer.error_code, MEMBER_ID_REQUIRED);
+    }
+}
