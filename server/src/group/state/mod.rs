@@ -26,8 +26,10 @@ use kafka_protocol::error::ResponseError;
 
 mod member;
 mod messages;
+mod pending;
 pub use member::Member;
 pub use messages::{Effect, GroupPhase, JoinRequest, JoinResponse, Reply, SyncResponse};
+use pending::PendingMemberIds;
 
 /// Waiting for late joiners of a brand-new group, so members starting together share one
 /// generation (Kafka's group.initial.rebalance.delay.ms, shortened: tests and demos start fast).
@@ -54,7 +56,7 @@ pub struct Group {
     pub leader: Option<String>,
     pub members: BTreeMap<String, Member>,
     /// Member ids handed out with MEMBER_ID_REQUIRED and not yet used, with their expiry.
-    pending_member_ids: BTreeMap<String, i64>,
+    pending_member_ids: PendingMemberIds,
     rebalance_deadline_ms: i64,
     initial_delay_until_ms: i64,
     next_member_number: u64,
@@ -70,7 +72,7 @@ impl Group {
             protocol_name: None,
             leader: None,
             members: BTreeMap::new(),
-            pending_member_ids: BTreeMap::new(),
+            pending_member_ids: PendingMemberIds::default(),
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: 0,
             next_member_number: 0,
@@ -232,7 +234,7 @@ impl Group {
             return Ok(MemberIdentity::Known(member_id));
         }
         if self.members.contains_key(&request.member_id)
-            || self.pending_member_ids.remove(&request.member_id).is_some()
+            || self.pending_member_ids.take(&request.member_id)
         {
             return Ok(MemberIdentity::Known(request.member_id.clone()));
         }
@@ -654,7 +656,7 @@ impl Group {
 
     /// Expires members whose session ran out and completes rebalances whose time is up.
     pub fn tick(&mut self, now_ms: i64) -> Vec<Effect> {
-        self.pending_member_ids.retain(|_, expiry| *expiry > now_ms);
+        self.pending_member_ids.expire(now_ms);
         let expired: Vec<String> = self
             .members
             .values()

@@ -337,3 +337,18 @@ fn static_members_keep_their_id_across_rejoins() {
     let (error, _) = group.leave("", Some("instance-1"), 3_000);
     assert_eq!(error, None);
 }
+
+#[test]
+fn member_ids_handed_out_and_never_used_are_bounded() {
+    // Each JoinGroup v4+ without a member id gets one to come back with (MEMBER_ID_REQUIRED);
+    // a client that never comes back must not make the group keep them all until they expire.
+    let mut group = Group::new("g");
+    let ids: Vec<String> = (0..MEMBERS_PER_GROUP_MAX * 3)
+        .map(|_| handshake(&mut group, 0))
+        .collect();
+    assert!(group.pending_member_ids.len() <= MEMBERS_PER_GROUP_MAX);
+    // The latest id handed out is still good: a real client comes back with it at once.
+    let latest = ids.last().expect("handed out");
+    let (reply, _) = group.join(join_request(latest, &["range"]), 10);
+    assert_eq!(reply, Reply::Later(latest.clone()));
+}
