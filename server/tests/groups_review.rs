@@ -46,3 +46,22 @@ fn a_join_with_a_session_timeout_outside_kafkas_bounds_is_refused() {
         assert_eq!(answer.error_code, MEMBER_ID_REQUIRED);
     }
 }
+
+#[test]
+fn a_refused_join_leaves_no_group_behind() {
+    // A JoinGroup refused before anyone joined (here: no protocols) must not leave an empty
+    // group in memory for ever: a client could grow the coordinator by one per group id, and
+    // ListGroups would show groups nobody ever joined (gone after a restart, as never stored).
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    let refused: JoinGroupResponse = client.call(
+        ApiKey::JoinGroup,
+        7,
+        &join("phantom", 10_000).with_protocols(Vec::new()),
+    );
+    assert_eq!(refused.error_code, 23, "INCONSISTENT_GROUP_PROTOCOL");
+    let listed: ListGroupsResponse =
+        client.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default());
+    let names: Vec<&str> = listed.groups.iter().map(|g| g.group_id.as_str()).collect();
+    assert!(!names.contains(&"phantom"), "listed: {names:?}");
+}

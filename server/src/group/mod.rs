@@ -181,7 +181,12 @@ impl Coordinator {
             let group = groups
                 .entry(group_id.clone())
                 .or_insert_with(|| Group::new(group_id.clone()));
-            group.join(request, now_ms())
+            let answer = group.join(request, now_ms());
+            if group.is_unused() {
+                // Refused before anyone joined: nothing to keep (see Group::is_unused).
+                groups.remove(&group_id);
+            }
+            answer
         };
         self.deliver(&group_id, effects);
         let response = match reply {
@@ -409,6 +414,10 @@ impl Coordinator {
     fn classic_tick(&self) -> Vec<String> {
         let now = now_ms();
         let mut left_stable = Vec::new();
+        // Groups whose handed-out member ids expired unused are forgotten.
+        self.groups
+            .borrow_mut()
+            .retain(|_, group| !group.is_unused());
         let all_effects: Vec<(String, Vec<Effect>)> = self
             .groups
             .borrow_mut()

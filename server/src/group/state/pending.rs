@@ -47,3 +47,16 @@ impl PendingMemberIds {
         self.expiry_ms_by_id.len()
     }
 }
+
+impl super::Group {
+    /// Whether the group was never joined and holds nothing: no members, no member id handed
+    /// out, generation 0 (so never stored). The coordinator forgets such a group (made by a
+    /// refused JoinGroup, or one whose handed-out ids expired) so clients can't grow it by one
+    /// group per id they try.
+    pub fn is_unused(&self) -> bool {
+        self.phase == super::GroupPhase::Empty
+            && self.members.is_empty()
+            && self.pending_member_ids.expiry_ms_by_id.is_empty()
+            && self.generation_id == 0
+    }
+}

@@ -352,3 +352,13 @@ fn member_ids_handed_out_and_never_used_are_bounded() {
     let (reply, _) = group.join(join_request(latest, &["range"]), 10);
     assert_eq!(reply, Reply::Later(latest.clone()));
 }
+
+#[test]
+fn a_group_whose_handed_out_ids_expired_is_unused() {
+    // The coordinator forgets such a group at its next tick.
+    let mut group = Group::new("g");
+    handshake(&mut group, 0);
+    assert!(!group.is_unused(), "the id handed out is still due");
+    group.tick(10_001);
+    assert!(group.is_unused());
+}
