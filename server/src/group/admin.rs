@@ -171,10 +171,48 @@ impl Coordinator {
                     .map(|(topic, partition)| (offset_key(group_id, topic, *partition), None)),
             );
         }
-        self.persist(tombstones).await?;
-        self.groups.borrow_mut().remove(group_id);
-        self.consumer_groups.borrow_mut().remove(group_id);
-        self.offsets.borrow_mut().remove(group_id);
+        // Taken out of memory before the wait for the tombstones: a join, heartbeat or commit
+        // arriving in that wait starts afresh, after the tombstones in the log as in memory.
+        // (Removed after the wait, it was dropped from memory while its records, written after
+        // the tombstones, came back at a restart; a parked join was never answered.)
+        let classic = self.groups.borrow_mut().remove(group_id);
+        let consumer = self.consumer_groups.borrow_mut().remove(group_id);
+        let offsets = self.offsets.borrow_mut().remove(group_id);
+        if let Err(error) = self.persist(tombstones).await {
+            self.undo_delete(group_id, classic, consumer, offsets);
+            return Err(error);
+        }
         Ok(())
+    }
+
+    /// The tombstones of a deletion could not be written: what it took out of memory is put
+    /// back, under whatever a newcomer made meanwhile (a group id stays one protocol's).
+    fn undo_delete(
+        &self,
+        group_id: &str,
+        classic: Option<Group>,
+        consumer: Option<consumer::ConsumerGroup>,
+        offsets: Option<super::GroupOffsets>,
+    ) {
+        let taken = self.groups.borrow().contains_key(group_id)
+            || self.consumer_groups.borrow().contains_key(group_id);
+        if !taken {
+            if let Some(group) = classic {
+                self.groups.borrow_mut().insert(group_id.to_string(), group);
+            }
+            if let Some(group) = consumer {
+                self.consumer_groups
+                    .borrow_mut()
+                    .insert(group_id.to_string(), group);
+            }
+        }
+        let mut all_offsets = self.offsets.borrow_mut();
+        let now = all_offsets.entry(group_id.to_string()).or_default();
+        for (partition, committed) in offsets.unwrap_or_default() {
+            now.entry(partition).or_insert(committed);
+        }
+        if now.is_empty() {
+            all_offsets.remove(group_id);
+        }
     }
 }
