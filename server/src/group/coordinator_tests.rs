@@ -578,3 +578,51 @@ async fn a_deletion_whose_tombstones_cannot_be_written_deletes_nothing() {
     );
     assert_eq!(first.fetch_offsets("simple", None).len(), 1);
 }
+
+#[compio::test]
+async fn a_consumer_member_joining_while_a_classic_join_takes_the_id_over_keeps_it() {
+    // A classic JoinGroup takes an empty consumer group's id over: it writes the consumer
+    // group's tombstones, then makes the classic group. A consumer member joining in that wait
+    // owns the id (its records follow the tombstones): the classic join is refused, as it would
+    // be had the member come first, and the id stays one protocol's.
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let joined = first
+        .consumer_heartbeat("x".into(), consumer_join("a"))
+        .await;
+    assert!(joined.is_ok());
+    let leave = HeartbeatRequest {
+        member_epoch: -1,
+        ..consumer_join("a")
+    };
+    assert!(first.consumer_heartbeat("x".into(), leave).await.is_ok());
+    // Completes a classic join if one was parked (without the check, it would be).
+    let ticking = compio::runtime::spawn({
+        let first = Rc::clone(&first);
+        async move {
+            let delay_ms = INITIAL_REBALANCE_DELAY_MS as u64 + 100;
+            compio::time::sleep(Duration::from_millis(delay_ms)).await;
+            first.tick().await;
+        }
+    });
+    let classic = {
+        let mut classic = std::pin::pin!(first.join("x".into(), classic_join()));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(classic.as_mut().poll(&mut context).is_pending());
+        let member = first
+            .consumer_heartbeat("x".into(), consumer_join("b"))
+            .await;
+        assert!(member.is_ok());
+        classic.await
+    };
+    assert_eq!(
+        classic.error,
+        Some(ResponseError::InconsistentGroupProtocol)
+    );
+    assert!(first
+        .describe("x")
+        .is_none_or(|group| group.members.is_empty()));
+    assert!(first.consumer_group("x").unwrap().members.contains_key("b"));
+    ticking.await.unwrap();
+}
