@@ -131,13 +131,27 @@ impl Coordinator {
                 answers.push(None);
             }
         }
-        self.persist(tombstones).await?;
+        // Out of memory before the wait for the tombstones: a commit in that wait is written
+        // after them and must stay (removed after the wait, it could be dropped from memory and
+        // come back at a restart).
+        let mut removed = Vec::new();
         if let Some(group_offsets) = self.offsets.borrow_mut().get_mut(group_id) {
             for ((topic, partition), answer) in partitions.into_iter().zip(&answers) {
-                if answer.is_none() {
-                    group_offsets.remove(&(topic, partition));
+                let key = (topic, partition);
+                if let Some(committed) = answer.is_none().then(|| group_offsets.remove(&key)) {
+                    removed.push((key, committed));
                 }
             }
+        }
+        if let Err(error) = self.persist(tombstones).await {
+            let mut offsets = self.offsets.borrow_mut();
+            let group_offsets = offsets.entry(group_id.to_string()).or_default();
+            for (key, committed) in removed {
+                if let Some(committed) = committed {
+                    group_offsets.entry(key).or_insert(committed);
+                }
+            }
+            return Err(error);
         }
         Ok(answers)
     }

@@ -626,3 +626,37 @@ async fn a_consumer_member_joining_while_a_classic_join_takes_the_id_over_keeps_
     assert!(first.consumer_group("x").unwrap().members.contains_key("b"));
     ticking.await.unwrap();
 }
+
+#[compio::test]
+async fn a_commit_while_its_offset_is_being_deleted_is_kept_in_memory_as_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let commit = |coordinator: &Rc<Coordinator>, at: i64| {
+        let coordinator = Rc::clone(coordinator);
+        async move {
+            let commits = vec![("t".to_string(), 0, offset(at))];
+            coordinator
+                .commit("simple", ("", None, -1), 8, commits)
+                .await
+        }
+    };
+    assert_eq!(commit(&first, 5).await, Ok(()));
+    {
+        let partitions = vec![("t".to_string(), 0)];
+        let mut deleting = std::pin::pin!(first.delete_offsets("simple", partitions));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(deleting.as_mut().poll(&mut context).is_pending());
+        let committing = compio::runtime::spawn(commit(&first, 9));
+        compio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(deleting.await, Ok(vec![None]));
+        assert_eq!(committing.await.unwrap(), Ok(()));
+    }
+    let all = first.fetch_offsets("simple", None);
+    let offsets: Vec<i64> = all
+        .iter()
+        .filter_map(|(_, _, c)| c.as_ref())
+        .map(|c| c.offset)
+        .collect();
+    assert_eq!(offsets, vec![9]);
+}
