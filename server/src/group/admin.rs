@@ -156,6 +156,44 @@ impl Coordinator {
         Ok(answers)
     }
 
+    /// Deletes every group's committed offsets of a deleted topic, as Kafka does: a topic made
+    /// again under the name starts with none (else a group resumes it at the old topic's
+    /// offsets, skipping the records before them). A failed write is logged and changes nothing.
+    pub async fn forget_topic(&self, topic: &str) {
+        // Out of memory before the wait, as in `delete_offsets`.
+        let mut removed = Vec::new();
+        for (group_id, group_offsets) in self.offsets.borrow_mut().iter_mut() {
+            group_offsets.retain(|(name, partition), committed| {
+                let keep = name != topic;
+                if !keep {
+                    removed.push((group_id.clone(), *partition, committed.clone()));
+                }
+                keep
+            });
+        }
+        self.offsets
+            .borrow_mut()
+            .retain(|_, group_offsets| !group_offsets.is_empty());
+        let tombstones = removed
+            .iter()
+            .map(|(group_id, partition, _)| (offset_key(group_id, topic, *partition), None))
+            .collect();
+        if let Err(error) = self.persist(tombstones).await {
+            tracing::error!(
+                topic,
+                ?error,
+                "deleting a deleted topic's committed offsets failed"
+            );
+            let mut offsets = self.offsets.borrow_mut();
+            for (group_id, partition, committed) in removed {
+                let group_offsets = offsets.entry(group_id).or_default();
+                group_offsets
+                    .entry((topic.to_string(), partition))
+                    .or_insert(committed);
+            }
+        }
+    }
+
     /// Deletes an empty group and its offsets.
     pub async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
         let consumer_tombstones = match self.consumer_groups.borrow().get(group_id) {
