@@ -104,3 +104,65 @@ fn a_deleted_topics_committed_offsets_go_with_it() {
     let mut client = Client::connect(&broker);
     assert_eq!(common::txn::committed_offset(&mut client, "g", "t"), -1);
 }
+
+/// Joins `group` with the MEMBER_ID_REQUIRED handshake; sends the second JoinGroup and returns
+/// the member id without waiting for its answer.
+fn send_join(client: &mut Client, group: &str) -> String {
+    let asked: JoinGroupResponse = client.call(ApiKey::JoinGroup, 7, &join(group, 10_000));
+    assert_eq!(asked.error_code, MEMBER_ID_REQUIRED);
+    let member_id = asked.member_id;
+    let again = join(group, 10_000).with_member_id(member_id.clone());
+    client.send(ApiKey::JoinGroup, 7, &again).unwrap();
+    member_id.to_string()
+}
+
+fn leave(client: &mut Client, group: &str, member_id: &str) {
+    let request = LeaveGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_members(vec![leave_group_request::MemberIdentity::default()
+            .with_member_id(StrBytes::from_string(member_id.to_string()))]);
+    let left: LeaveGroupResponse = client.call(ApiKey::LeaveGroup, 3, &request);
+    assert_eq!(left.members[0].error_code, 0);
+}
+
+fn describe(client: &mut Client, group: &str) -> (String, usize) {
+    let request = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let described: DescribeGroupsResponse = client.call(ApiKey::DescribeGroups, 5, &request);
+    let group = &described.groups[0];
+    (group.group_state.to_string(), group.members.len())
+}
+
+#[test]
+fn a_group_emptied_during_a_rebalance_stays_empty_after_a_restart() {
+    // Stable {a} is stored with its member; b joins (a rebalance starts), then both leave: the
+    // group is Empty. Unstored, a restart brought it back Stable with a, who had left: shown
+    // in DescribeGroups, refusing DeleteGroups (NON_EMPTY_GROUP) and holding up the next
+    // rebalance until a's session ran out.
+    let mut broker = start_broker(&[]);
+    let mut a = Client::connect(&broker);
+    let mut b = Client::connect(&broker);
+    let a_id = send_join(&mut a, "e");
+    let joined: JoinGroupResponse = a.receive(ApiKey::JoinGroup, 7).unwrap();
+    assert_eq!(
+        (joined.error_code, joined.leader.as_str()),
+        (0, a_id.as_str())
+    );
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("e")))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(StrBytes::from_string(a_id.clone()));
+    let synced: SyncGroupResponse = a.call(ApiKey::SyncGroup, 5, &sync);
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(describe(&mut a, "e"), ("Stable".to_string(), 1));
+    let b_id = send_join(&mut b, "e");
+    assert_eq!(describe(&mut a, "e").0, "PreparingRebalance");
+    leave(&mut a, "e", &b_id);
+    let refused: JoinGroupResponse = b.receive(ApiKey::JoinGroup, 7).unwrap();
+    assert_ne!(refused.error_code, 0, "b left");
+    leave(&mut a, "e", &a_id);
+    assert_eq!(describe(&mut a, "e"), ("Empty".to_string(), 0));
+    common::restart(&mut broker);
+    let mut client = Client::connect(&broker);
+    assert_eq!(describe(&mut client, "e"), ("Empty".to_string(), 0));
+}
