@@ -660,3 +660,33 @@ async fn a_commit_while_its_offset_is_being_deleted_is_kept_in_memory_as_in_the_
         .collect();
     assert_eq!(offsets, vec![9]);
 }
+
+#[compio::test]
+async fn a_transactional_commit_of_a_fenced_consumer_group_member_is_refused() {
+    // KIP-447 over KIP-848: a producer's TxnOffsetCommit carries its consumer's member id and
+    // epoch; a zombie's (gone, or an old epoch) must not overwrite the new owner's offsets.
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let joined = first
+        .consumer_heartbeat("c".into(), consumer_join("m"))
+        .await;
+    let epoch = joined.unwrap().member_epoch;
+    let producer = TxnProducer {
+        producer_id: 1,
+        producer_epoch: 0,
+    };
+    let commit = |member: &'static str, epoch: i32| {
+        let commits = vec![("t".to_string(), 0, offset(7))];
+        first.txn_commit("c", producer, (member, epoch), commits)
+    };
+    assert_eq!(
+        commit("m", epoch + 1).await,
+        Err(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(
+        commit("gone", epoch).await,
+        Err(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(commit("m", epoch).await, Ok(()));
+}
