@@ -27,6 +27,7 @@ use kafka_protocol::error::ResponseError;
 mod member;
 mod messages;
 mod pending;
+mod timeouts;
 pub use member::Member;
 pub use messages::{Effect, GroupPhase, JoinRequest, JoinResponse, Reply, SyncResponse};
 use pending::PendingMemberIds;
@@ -303,12 +304,7 @@ impl Group {
                 ));
             }
         }
-        let rebalance_timeout_ms = self
-            .members
-            .values()
-            .map(|member| member.rebalance_timeout_ms)
-            .max()
-            .unwrap_or(0);
+        let rebalance_timeout_ms = self.rebalance_timeout_ms();
         if self.phase == GroupPhase::Empty {
             self.initial_delay_until_ms = now_ms + INITIAL_REBALANCE_DELAY_MS;
         }
@@ -377,6 +373,8 @@ impl Group {
             self.leader = self.members.keys().next().cloned();
         }
         self.phase = GroupPhase::CompletingRebalance;
+        // Now the deadline of the members' SyncGroups (timeouts.rs).
+        self.rebalance_deadline_ms = now_ms + self.rebalance_timeout_ms();
         tracing::info!(
             group = %self.group_id,
             generation = self.generation_id,
@@ -651,32 +649,6 @@ impl Group {
         if self.members.is_empty() && self.phase != GroupPhase::Dead {
             self.phase = GroupPhase::Empty;
         }
-        effects
-    }
-
-    /// Expires members whose session ran out and completes rebalances whose time is up.
-    pub fn tick(&mut self, now_ms: i64) -> Vec<Effect> {
-        self.pending_member_ids.expire(now_ms);
-        let expired: Vec<String> = self
-            .members
-            .values()
-            .filter(|member| {
-                // A member waiting in JoinGroup or SyncGroup sends no heartbeats (librdkafka
-                // does not, and cannot on its connection): as in Kafka, it is kept alive until
-                // the rebalance ends. The leader it waits for is not, so a dead leader still
-                // ends the wait.
-                !member.awaiting_join
-                    && !member.awaiting_sync
-                    && now_ms - member.last_heartbeat_ms > member.session_timeout_ms
-            })
-            .map(|member| member.member_id.clone())
-            .collect();
-        let mut effects = Vec::new();
-        for member_id in expired {
-            tracing::info!(group = %self.group_id, member = %member_id, "session timed out");
-            effects.extend(self.remove_member(&member_id, now_ms));
-        }
-        effects.extend(self.maybe_complete_join(now_ms));
         effects
     }
 

@@ -362,3 +362,32 @@ fn a_group_whose_handed_out_ids_expired_is_unused() {
     group.tick(10_001);
     assert!(group.is_unused());
 }
+
+#[test]
+fn a_leader_that_heartbeats_but_never_syncs_is_removed_after_the_rebalance_timeout() {
+    // As Kafka's pending-sync timeout: members that have not sent their SyncGroup a rebalance
+    // timeout after the join completed are removed, so followers parked in SyncGroup are told
+    // to rejoin instead of waiting for an assignment that never comes.
+    let mut group = Group::new("g");
+    let (leader, follower) = joined_group_of_two(&mut group);
+    let (reply, _) = group.sync(&follower, 1, Vec::new(), 1_000);
+    assert_eq!(reply, Reply::Later(follower.clone()));
+    let mut effects = Vec::new();
+    // The leader heartbeats within its session (10 s) up to past the rebalance timeout (30 s).
+    for now_ms in (2_000..=32_000).step_by(2_000) {
+        assert_eq!(group.heartbeat(&leader, 1, now_ms), None);
+        effects.extend(group.tick(now_ms));
+    }
+    assert!(
+        !group.members.contains_key(&leader),
+        "the leader never synced"
+    );
+    assert_eq!(
+        effects,
+        vec![Effect::Sync(
+            follower.clone(),
+            SyncResponse::error(ResponseError::RebalanceInProgress)
+        )]
+    );
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+}
