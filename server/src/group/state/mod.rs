@@ -119,9 +119,11 @@ impl Group {
             );
         }
         let mut effects = Vec::new();
+        let mut replaced = false;
         let member_id = match self.resolve_member_id(&request, now_ms) {
             Ok(MemberIdentity::Known(member_id)) => member_id,
             Ok(MemberIdentity::ReplacedStatic { old, new }) => {
+                replaced = true;
                 effects.extend(self.replace_static_member(&old, &new));
                 new
             }
@@ -136,13 +138,19 @@ impl Group {
                 Vec::new(),
             );
         }
-        let unchanged = self.phase == GroupPhase::Stable
-            && self
-                .members
-                .get(&member_id)
-                .is_some_and(|member| member.protocols == request.protocols);
+        let unchanged = self
+            .members
+            .get(&member_id)
+            .is_some_and(|member| member.protocols == request.protocols);
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
-        if unchanged && (!is_leader || request.group_instance_id.is_some()) {
+        let keeps_generation = unchanged
+            && match self.phase {
+                GroupPhase::Stable => !is_leader || request.group_instance_id.is_some(),
+                // Its join answer was lost: no new rebalance for the members parked in SyncGroup.
+                GroupPhase::CompletingRebalance => !replaced,
+                _ => false,
+            };
+        if keeps_generation {
             // A follower rejoining with the same metadata gets the current generation back; so
             // does a restarted static member (Kafka: no rebalance for it; if it leads, its
             // SyncGroup in Stable gets the assignment it had).

@@ -391,3 +391,21 @@ fn a_leader_that_heartbeats_but_never_syncs_is_removed_after_the_rebalance_timeo
     );
     assert_eq!(group.phase, GroupPhase::PreparingRebalance);
 }
+
+#[test]
+fn a_member_rejoining_unchanged_while_assignments_are_handed_out_gets_the_generation_back() {
+    // Kafka: a JoinGroup with the same metadata in CompletingRebalance is a member whose join
+    // answer was lost; it gets the current generation, and the others, parked in SyncGroup,
+    // are not sent back to rejoin.
+    let mut group = Group::new("g");
+    let (leader, follower) = joined_group_of_two(&mut group);
+    let (reply, _) = group.sync(&follower, 1, Vec::new(), 1_000);
+    assert_eq!(reply, Reply::Later(follower.clone()));
+    let (reply, effects) = group.join(join_request(&leader, &["range"]), 1_100);
+    let Reply::Now(response) = reply else {
+        panic!("answered at once")
+    };
+    assert_eq!((response.generation_id, response.members.len()), (1, 2));
+    assert!(effects.is_empty());
+    assert_eq!(group.phase, GroupPhase::CompletingRebalance);
+}
