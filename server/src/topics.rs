@@ -267,6 +267,14 @@ pub async fn delete_topic(context: &Rc<ShardContext>, name: String) -> Result<()
             tracing::error!(topic = %name, partition, %err, "deleting partition files failed");
         }
     }
+    let topic = name.clone();
+    let forgotten = crate::api::groups::on_coordinator(context, move |coordinator| async move {
+        coordinator.forget_topic(&topic).await
+    })
+    .await;
+    if !matches!(forgotten, Ok(Some(()))) {
+        tracing::error!(topic = %name, "the deleted topic's committed offsets could not be deleted");
+    }
     tracing::info!(topic = %name, "deleted topic");
     Ok(())
 }

@@ -131,15 +131,67 @@ impl Coordinator {
                 answers.push(None);
             }
         }
-        self.persist(tombstones).await?;
+        // Out of memory before the wait for the tombstones: a commit in that wait is written
+        // after them and must stay (removed after the wait, it could be dropped from memory and
+        // come back at a restart).
+        let mut removed = Vec::new();
         if let Some(group_offsets) = self.offsets.borrow_mut().get_mut(group_id) {
             for ((topic, partition), answer) in partitions.into_iter().zip(&answers) {
-                if answer.is_none() {
-                    group_offsets.remove(&(topic, partition));
+                let key = (topic, partition);
+                if let Some(committed) = answer.is_none().then(|| group_offsets.remove(&key)) {
+                    removed.push((key, committed));
                 }
             }
         }
+        if let Err(error) = self.persist(tombstones).await {
+            let mut offsets = self.offsets.borrow_mut();
+            let group_offsets = offsets.entry(group_id.to_string()).or_default();
+            for (key, committed) in removed {
+                if let Some(committed) = committed {
+                    group_offsets.entry(key).or_insert(committed);
+                }
+            }
+            return Err(error);
+        }
         Ok(answers)
+    }
+
+    /// Deletes every group's committed offsets of a deleted topic, as Kafka does: a topic made
+    /// again under the name starts with none (else a group resumes it at the old topic's
+    /// offsets, skipping the records before them). A failed write is logged and changes nothing.
+    pub async fn forget_topic(&self, topic: &str) {
+        // Out of memory before the wait, as in `delete_offsets`.
+        let mut removed = Vec::new();
+        for (group_id, group_offsets) in self.offsets.borrow_mut().iter_mut() {
+            group_offsets.retain(|(name, partition), committed| {
+                let keep = name != topic;
+                if !keep {
+                    removed.push((group_id.clone(), *partition, committed.clone()));
+                }
+                keep
+            });
+        }
+        self.offsets
+            .borrow_mut()
+            .retain(|_, group_offsets| !group_offsets.is_empty());
+        let tombstones = removed
+            .iter()
+            .map(|(group_id, partition, _)| (offset_key(group_id, topic, *partition), None))
+            .collect();
+        if let Err(error) = self.persist(tombstones).await {
+            tracing::error!(
+                topic,
+                ?error,
+                "deleting a deleted topic's committed offsets failed"
+            );
+            let mut offsets = self.offsets.borrow_mut();
+            for (group_id, partition, committed) in removed {
+                let group_offsets = offsets.entry(group_id).or_default();
+                group_offsets
+                    .entry((topic.to_string(), partition))
+                    .or_insert(committed);
+            }
+        }
     }
 
     /// Deletes an empty group and its offsets.
@@ -171,10 +223,48 @@ impl Coordinator {
                     .map(|(topic, partition)| (offset_key(group_id, topic, *partition), None)),
             );
         }
-        self.persist(tombstones).await?;
-        self.groups.borrow_mut().remove(group_id);
-        self.consumer_groups.borrow_mut().remove(group_id);
-        self.offsets.borrow_mut().remove(group_id);
+        // Taken out of memory before the wait for the tombstones: a join, heartbeat or commit
+        // arriving in that wait starts afresh, after the tombstones in the log as in memory.
+        // (Removed after the wait, it was dropped from memory while its records, written after
+        // the tombstones, came back at a restart; a parked join was never answered.)
+        let classic = self.groups.borrow_mut().remove(group_id);
+        let consumer = self.consumer_groups.borrow_mut().remove(group_id);
+        let offsets = self.offsets.borrow_mut().remove(group_id);
+        if let Err(error) = self.persist(tombstones).await {
+            self.undo_delete(group_id, classic, consumer, offsets);
+            return Err(error);
+        }
         Ok(())
+    }
+
+    /// The tombstones of a deletion could not be written: what it took out of memory is put
+    /// back, under whatever a newcomer made meanwhile (a group id stays one protocol's).
+    fn undo_delete(
+        &self,
+        group_id: &str,
+        classic: Option<Group>,
+        consumer: Option<consumer::ConsumerGroup>,
+        offsets: Option<super::GroupOffsets>,
+    ) {
+        let taken = self.groups.borrow().contains_key(group_id)
+            || self.consumer_groups.borrow().contains_key(group_id);
+        if !taken {
+            if let Some(group) = classic {
+                self.groups.borrow_mut().insert(group_id.to_string(), group);
+            }
+            if let Some(group) = consumer {
+                self.consumer_groups
+                    .borrow_mut()
+                    .insert(group_id.to_string(), group);
+            }
+        }
+        let mut all_offsets = self.offsets.borrow_mut();
+        let now = all_offsets.entry(group_id.to_string()).or_default();
+        for (partition, committed) in offsets.unwrap_or_default() {
+            now.entry(partition).or_insert(committed);
+        }
+        if now.is_empty() {
+            all_offsets.remove(group_id);
+        }
     }
 }

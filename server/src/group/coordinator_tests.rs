@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -476,4 +477,216 @@ async fn pending_transactional_offsets_are_unstable_until_their_marker_and_a_rec
         vec![Some(5), None],
         "committed by a, aborted for b"
     );
+}
+
+#[compio::test]
+async fn a_join_while_the_group_is_being_deleted_joins_a_new_group() {
+    // DeleteGroups checks the group is empty, then waits for its tombstone to be durable: a
+    // JoinGroup in that wait must not be parked in a group the deletion then drops (its answer
+    // would never come, and the client waits out its whole rebalance timeout).
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let (member_id, _) = stable_classic_group(&first).await;
+    let left = first.leave("classic", vec![(member_id, None)]).await;
+    assert_eq!(left, vec![None]);
+    let mut deleting = std::pin::pin!(first.delete("classic"));
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        deleting.as_mut().poll(&mut context).is_pending(),
+        "the deletion waits for its tombstone"
+    );
+    let joining = compio::runtime::spawn({
+        let first = Rc::clone(&first);
+        async move { first.join("classic".into(), classic_join()).await }
+    });
+    // Let the join run up to its wait for the initial rebalance delay.
+    compio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(deleting.await, Ok(()));
+    compio::time::sleep(Duration::from_millis(
+        INITIAL_REBALANCE_DELAY_MS as u64 + 50,
+    ))
+    .await;
+    first.tick().await;
+    let group = first.describe("classic").expect("the joiner's group");
+    assert_eq!(group.phase, GroupPhase::CompletingRebalance);
+    let joined = joining.await.unwrap();
+    assert_eq!(joined.error, None);
+    assert_eq!(joined.generation_id, 1, "a new group's first generation");
+}
+
+fn offset(offset: i64) -> CommittedOffset {
+    CommittedOffset {
+        offset,
+        leader_epoch: -1,
+        metadata: None,
+        commit_ms: 0,
+    }
+}
+
+#[compio::test]
+async fn a_commit_while_the_group_is_being_deleted_is_kept_in_memory_as_in_the_log() {
+    // The commit's record lands after the deletion's tombstones: it must not be dropped from
+    // memory by the deletion, to come back at a restart.
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (log, first) = coordinator(dir.path(), &metadata).await;
+    let commit = |coordinator: &Rc<Coordinator>, at: i64| {
+        let coordinator = Rc::clone(coordinator);
+        async move {
+            let commits = vec![("t".to_string(), 0, offset(at))];
+            coordinator
+                .commit("simple", ("", None, -1), 8, commits)
+                .await
+        }
+    };
+    assert_eq!(commit(&first, 5).await, Ok(()));
+    {
+        let mut deleting = std::pin::pin!(first.delete("simple"));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(deleting.as_mut().poll(&mut context).is_pending());
+        let committing = compio::runtime::spawn(commit(&first, 9));
+        compio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(deleting.await, Ok(()));
+        assert_eq!(committing.await.unwrap(), Ok(()));
+    }
+    let fetched = |coordinator: &Coordinator| {
+        let all = coordinator.fetch_offsets("simple", None);
+        all.first()
+            .and_then(|(_, _, c)| c.as_ref().map(|c| c.offset))
+    };
+    assert_eq!(fetched(&first), Some(9));
+    drop(first);
+    log.close().await.unwrap();
+    drop(log);
+    let (_log, second) = coordinator(dir.path(), &metadata).await;
+    assert_eq!(fetched(&second), Some(9));
+}
+
+#[compio::test]
+async fn a_deletion_whose_tombstones_cannot_be_written_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let commits = vec![("t".to_string(), 0, offset(5))];
+    let committed = first.commit("simple", ("", None, -1), 8, commits).await;
+    assert_eq!(committed, Ok(()));
+    first.failing_writes.set(1);
+    assert_eq!(
+        first.delete("simple").await,
+        Err(ResponseError::CoordinatorNotAvailable)
+    );
+    assert_eq!(first.fetch_offsets("simple", None).len(), 1);
+}
+
+#[compio::test]
+async fn a_consumer_member_joining_while_a_classic_join_takes_the_id_over_keeps_it() {
+    // A classic JoinGroup takes an empty consumer group's id over: it writes the consumer
+    // group's tombstones, then makes the classic group. A consumer member joining in that wait
+    // owns the id (its records follow the tombstones): the classic join is refused, as it would
+    // be had the member come first, and the id stays one protocol's.
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let joined = first
+        .consumer_heartbeat("x".into(), consumer_join("a"))
+        .await;
+    assert!(joined.is_ok());
+    let leave = HeartbeatRequest {
+        member_epoch: -1,
+        ..consumer_join("a")
+    };
+    assert!(first.consumer_heartbeat("x".into(), leave).await.is_ok());
+    // Completes a classic join if one was parked (without the check, it would be).
+    let ticking = compio::runtime::spawn({
+        let first = Rc::clone(&first);
+        async move {
+            let delay_ms = INITIAL_REBALANCE_DELAY_MS as u64 + 100;
+            compio::time::sleep(Duration::from_millis(delay_ms)).await;
+            first.tick().await;
+        }
+    });
+    let classic = {
+        let mut classic = std::pin::pin!(first.join("x".into(), classic_join()));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(classic.as_mut().poll(&mut context).is_pending());
+        let member = first
+            .consumer_heartbeat("x".into(), consumer_join("b"))
+            .await;
+        assert!(member.is_ok());
+        classic.await
+    };
+    assert_eq!(
+        classic.error,
+        Some(ResponseError::InconsistentGroupProtocol)
+    );
+    assert!(first
+        .describe("x")
+        .is_none_or(|group| group.members.is_empty()));
+    assert!(first.consumer_group("x").unwrap().members.contains_key("b"));
+    ticking.await.unwrap();
+}
+
+#[compio::test]
+async fn a_commit_while_its_offset_is_being_deleted_is_kept_in_memory_as_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let commit = |coordinator: &Rc<Coordinator>, at: i64| {
+        let coordinator = Rc::clone(coordinator);
+        async move {
+            let commits = vec![("t".to_string(), 0, offset(at))];
+            coordinator
+                .commit("simple", ("", None, -1), 8, commits)
+                .await
+        }
+    };
+    assert_eq!(commit(&first, 5).await, Ok(()));
+    {
+        let partitions = vec![("t".to_string(), 0)];
+        let mut deleting = std::pin::pin!(first.delete_offsets("simple", partitions));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(deleting.as_mut().poll(&mut context).is_pending());
+        let committing = compio::runtime::spawn(commit(&first, 9));
+        compio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(deleting.await, Ok(vec![None]));
+        assert_eq!(committing.await.unwrap(), Ok(()));
+    }
+    let all = first.fetch_offsets("simple", None);
+    let offsets: Vec<i64> = all
+        .iter()
+        .filter_map(|(_, _, c)| c.as_ref())
+        .map(|c| c.offset)
+        .collect();
+    assert_eq!(offsets, vec![9]);
+}
+
+#[compio::test]
+async fn a_transactional_commit_of_a_fenced_consumer_group_member_is_refused() {
+    // KIP-447 over KIP-848: a producer's TxnOffsetCommit carries its consumer's member id and
+    // epoch; a zombie's (gone, or an old epoch) must not overwrite the new owner's offsets.
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let joined = first
+        .consumer_heartbeat("c".into(), consumer_join("m"))
+        .await;
+    let epoch = joined.unwrap().member_epoch;
+    let producer = TxnProducer {
+        producer_id: 1,
+        producer_epoch: 0,
+    };
+    let commit = |member: &'static str, epoch: i32| {
+        let commits = vec![("t".to_string(), 0, offset(7))];
+        first.txn_commit("c", producer, (member, epoch), commits)
+    };
+    assert_eq!(
+        commit("m", epoch + 1).await,
+        Err(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(
+        commit("gone", epoch).await,
+        Err(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(commit("m", epoch).await, Ok(()));
 }

@@ -44,6 +44,11 @@ use crate::metadata::Metadata;
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How often session and rebalance timeouts are checked.
 pub const TICK_MS: u64 = 100;
+/// Session timeouts a classic member may ask for (Kafka's group.min.session.timeout.ms and
+/// group.max.session.timeout.ms defaults): a dead member is expired within 30 minutes, and a
+/// handed-out member id (MEMBER_ID_REQUIRED) is kept no longer than that.
+pub const SESSION_TIMEOUT_MS_MIN: i64 = 6_000;
+pub const SESSION_TIMEOUT_MS_MAX: i64 = 1_800_000;
 
 /// A committed offset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,10 +155,15 @@ impl Coordinator {
 
     pub async fn join(&self, group_id: String, request: JoinRequest) -> JoinResponse {
         let fallback_member = request.member_id.clone();
-        let refusal = if fits_in_key(&group_id) {
-            self.release_consumer_group(&group_id).await.err()
-        } else {
+        let session_allowed =
+            (SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&request.session_timeout_ms);
+        let refusal = if !fits_in_key(&group_id) {
             Some(ResponseError::InvalidGroupId)
+        } else if !session_allowed {
+            // Checked before the group is looked at or made, as Kafka does.
+            Some(ResponseError::InvalidSessionTimeout)
+        } else {
+            self.release_consumer_group(&group_id).await.err()
         };
         if let Some(error) = refusal {
             return JoinResponse {
@@ -171,7 +181,12 @@ impl Coordinator {
             let group = groups
                 .entry(group_id.clone())
                 .or_insert_with(|| Group::new(group_id.clone()));
-            group.join(request, now_ms())
+            let answer = group.join(request, now_ms());
+            if group.is_unused() {
+                // Refused before anyone joined: nothing to keep (see Group::is_unused).
+                groups.remove(&group_id);
+            }
+            answer
         };
         self.deliver(&group_id, effects);
         let response = match reply {
@@ -330,7 +345,7 @@ impl Coordinator {
         group_id: &str,
         members: Vec<(String, Option<String>)>,
     ) -> Vec<Option<ResponseError>> {
-        let was_stable = self.is_stable(group_id);
+        let before = self.phase(group_id);
         let mut answers = Vec::with_capacity(members.len());
         for (member_id, instance_id) in members {
             let (error, effects) = match self.groups.borrow_mut().get_mut(group_id) {
@@ -340,7 +355,7 @@ impl Coordinator {
             self.deliver(group_id, effects);
             answers.push(error);
         }
-        if was_stable && !self.is_stable(group_id) {
+        if stored_record_outdated(before, self.phase(group_id)) {
             // The stored members are no longer the group's: a restart must not bring them back.
             // If it can't be written, the leaves are answered the error (the members are gone
             // from memory; a restart would bring them back until their sessions end).
@@ -353,11 +368,8 @@ impl Coordinator {
         answers
     }
 
-    fn is_stable(&self, group_id: &str) -> bool {
-        self.groups
-            .borrow()
-            .get(group_id)
-            .is_some_and(|group| group.phase == GroupPhase::Stable)
+    fn phase(&self, group_id: &str) -> Option<GroupPhase> {
+        self.groups.borrow().get(group_id).map(|group| group.phase)
     }
 
     /// Stops the coordinator for a shutdown: no more timers or writes, and every request parked
@@ -395,19 +407,24 @@ impl Coordinator {
         self.consumer_tick().await;
     }
 
-    /// Runs classic groups' timeouts; returns the groups that left Stable (to persist).
+    /// Runs classic groups' timeouts; returns the groups whose stored record is outdated (to
+    /// persist).
     fn classic_tick(&self) -> Vec<String> {
         let now = now_ms();
-        let mut left_stable = Vec::new();
+        let mut outdated = Vec::new();
+        // Groups whose handed-out member ids expired unused are forgotten.
+        self.groups
+            .borrow_mut()
+            .retain(|_, group| !group.is_unused());
         let all_effects: Vec<(String, Vec<Effect>)> = self
             .groups
             .borrow_mut()
             .iter_mut()
             .map(|(id, group)| {
-                let was_stable = group.phase == GroupPhase::Stable;
+                let before = group.phase;
                 let effects = group.tick(now);
-                if was_stable && group.phase != GroupPhase::Stable {
-                    left_stable.push(id.clone());
+                if stored_record_outdated(Some(before), Some(group.phase)) {
+                    outdated.push(id.clone());
                 }
                 (id.clone(), effects)
             })
@@ -416,7 +433,7 @@ impl Coordinator {
         for (group_id, effects) in all_effects {
             self.deliver(&group_id, effects);
         }
-        left_stable
+        outdated
     }
 
     /// Validates and stores commits (`generation_id` is the member epoch for consumer groups;
@@ -514,6 +531,16 @@ impl Coordinator {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// Whether a classic group's stored record no longer says what a restart should bring back: it
+/// left Stable (the stored members are gone), or it emptied (if it emptied mid-rebalance, the
+/// record still held the members of its last Stable generation, who had all left).
+fn stored_record_outdated(before: Option<GroupPhase>, after: Option<GroupPhase>) -> bool {
+    let left_stable = before == Some(GroupPhase::Stable) && after != Some(GroupPhase::Stable);
+    let emptied =
+        before.is_some_and(|phase| phase != GroupPhase::Empty) && after == Some(GroupPhase::Empty);
+    left_stable || emptied
 }
 
 /// Answers the waiter of `member` in `group_id`, if it still waits (it may have timed out).

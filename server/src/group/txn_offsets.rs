@@ -96,6 +96,20 @@ impl Coordinator {
             if let Some(group) = self.groups.borrow().get(group_id) {
                 group.check_member(member_id, generation_id)?;
             }
+            // A consumer (KIP-848) group's member and epoch too, as Kafka checks them: a fenced
+            // member's producer must not overwrite the new owner's offsets. TxnOffsetCommit has
+            // no STALE_MEMBER_EPOCH: Kafka answers ILLEGAL_GENERATION instead.
+            let consumer_refusal = self
+                .consumer_groups
+                .borrow()
+                .get(group_id)
+                .and_then(|group| group.check_commit(member_id, generation_id, 9));
+            if let Some(error) = consumer_refusal {
+                return Err(match error {
+                    ResponseError::StaleMemberEpoch => ResponseError::IllegalGeneration,
+                    other => other,
+                });
+            }
         }
         let held = self
             .pending_txn_offsets

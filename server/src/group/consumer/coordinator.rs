@@ -140,8 +140,20 @@ impl Coordinator {
             }
             Some(group) => record::tombstones(group),
         };
-        self.persist(tombstones).await?;
-        self.consumer_groups.borrow_mut().remove(group_id);
+        // Out of memory before the wait for its tombstones: a consumer member joining in that
+        // wait makes a new group, written after them, which then owns the id (removed after the
+        // wait, it was dropped from memory and came back at a restart next to the classic group).
+        let released = self.consumer_groups.borrow_mut().remove(group_id);
+        if let Err(error) = self.persist(tombstones).await {
+            let mut groups = self.consumer_groups.borrow_mut();
+            if let (Some(group), false) = (released, groups.contains_key(group_id)) {
+                groups.insert(group_id.to_string(), group);
+            }
+            return Err(error);
+        }
+        if self.consumer_groups.borrow().contains_key(group_id) {
+            return Err(ResponseError::InconsistentGroupProtocol);
+        }
         Ok(())
     }
 

@@ -26,8 +26,11 @@ use kafka_protocol::error::ResponseError;
 
 mod member;
 mod messages;
+mod pending;
+mod timeouts;
 pub use member::Member;
 pub use messages::{Effect, GroupPhase, JoinRequest, JoinResponse, Reply, SyncResponse};
+use pending::PendingMemberIds;
 
 /// Waiting for late joiners of a brand-new group, so members starting together share one
 /// generation (Kafka's group.initial.rebalance.delay.ms, shortened: tests and demos start fast).
@@ -54,7 +57,7 @@ pub struct Group {
     pub leader: Option<String>,
     pub members: BTreeMap<String, Member>,
     /// Member ids handed out with MEMBER_ID_REQUIRED and not yet used, with their expiry.
-    pending_member_ids: BTreeMap<String, i64>,
+    pending_member_ids: PendingMemberIds,
     rebalance_deadline_ms: i64,
     initial_delay_until_ms: i64,
     next_member_number: u64,
@@ -70,7 +73,7 @@ impl Group {
             protocol_name: None,
             leader: None,
             members: BTreeMap::new(),
-            pending_member_ids: BTreeMap::new(),
+            pending_member_ids: PendingMemberIds::default(),
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: 0,
             next_member_number: 0,
@@ -116,9 +119,11 @@ impl Group {
             );
         }
         let mut effects = Vec::new();
+        let mut replaced = false;
         let member_id = match self.resolve_member_id(&request, now_ms) {
             Ok(MemberIdentity::Known(member_id)) => member_id,
             Ok(MemberIdentity::ReplacedStatic { old, new }) => {
+                replaced = true;
                 effects.extend(self.replace_static_member(&old, &new));
                 new
             }
@@ -133,13 +138,19 @@ impl Group {
                 Vec::new(),
             );
         }
-        let unchanged = self.phase == GroupPhase::Stable
-            && self
-                .members
-                .get(&member_id)
-                .is_some_and(|member| member.protocols == request.protocols);
+        let unchanged = self
+            .members
+            .get(&member_id)
+            .is_some_and(|member| member.protocols == request.protocols);
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
-        if unchanged && (!is_leader || request.group_instance_id.is_some()) {
+        let keeps_generation = unchanged
+            && match self.phase {
+                GroupPhase::Stable => !is_leader || request.group_instance_id.is_some(),
+                // Its join answer was lost: no new rebalance for the members parked in SyncGroup.
+                GroupPhase::CompletingRebalance => !replaced,
+                _ => false,
+            };
+        if keeps_generation {
             // A follower rejoining with the same metadata gets the current generation back; so
             // does a restarted static member (Kafka: no rebalance for it; if it leads, its
             // SyncGroup in Stable gets the assignment it had).
@@ -232,7 +243,7 @@ impl Group {
             return Ok(MemberIdentity::Known(member_id));
         }
         if self.members.contains_key(&request.member_id)
-            || self.pending_member_ids.remove(&request.member_id).is_some()
+            || self.pending_member_ids.take(&request.member_id)
         {
             return Ok(MemberIdentity::Known(request.member_id.clone()));
         }
@@ -301,12 +312,7 @@ impl Group {
                 ));
             }
         }
-        let rebalance_timeout_ms = self
-            .members
-            .values()
-            .map(|member| member.rebalance_timeout_ms)
-            .max()
-            .unwrap_or(0);
+        let rebalance_timeout_ms = self.rebalance_timeout_ms();
         if self.phase == GroupPhase::Empty {
             self.initial_delay_until_ms = now_ms + INITIAL_REBALANCE_DELAY_MS;
         }
@@ -375,6 +381,8 @@ impl Group {
             self.leader = self.members.keys().next().cloned();
         }
         self.phase = GroupPhase::CompletingRebalance;
+        // Now the deadline of the members' SyncGroups (timeouts.rs).
+        self.rebalance_deadline_ms = now_ms + self.rebalance_timeout_ms();
         tracing::info!(
             group = %self.group_id,
             generation = self.generation_id,
@@ -649,32 +657,6 @@ impl Group {
         if self.members.is_empty() && self.phase != GroupPhase::Dead {
             self.phase = GroupPhase::Empty;
         }
-        effects
-    }
-
-    /// Expires members whose session ran out and completes rebalances whose time is up.
-    pub fn tick(&mut self, now_ms: i64) -> Vec<Effect> {
-        self.pending_member_ids.retain(|_, expiry| *expiry > now_ms);
-        let expired: Vec<String> = self
-            .members
-            .values()
-            .filter(|member| {
-                // A member waiting in JoinGroup or SyncGroup sends no heartbeats (librdkafka
-                // does not, and cannot on its connection): as in Kafka, it is kept alive until
-                // the rebalance ends. The leader it waits for is not, so a dead leader still
-                // ends the wait.
-                !member.awaiting_join
-                    && !member.awaiting_sync
-                    && now_ms - member.last_heartbeat_ms > member.session_timeout_ms
-            })
-            .map(|member| member.member_id.clone())
-            .collect();
-        let mut effects = Vec::new();
-        for member_id in expired {
-            tracing::info!(group = %self.group_id, member = %member_id, "session timed out");
-            effects.extend(self.remove_member(&member_id, now_ms));
-        }
-        effects.extend(self.maybe_complete_join(now_ms));
         effects
     }
 

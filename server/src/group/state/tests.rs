@@ -337,3 +337,75 @@ fn static_members_keep_their_id_across_rejoins() {
     let (error, _) = group.leave("", Some("instance-1"), 3_000);
     assert_eq!(error, None);
 }
+
+#[test]
+fn member_ids_handed_out_and_never_used_are_bounded() {
+    // Each JoinGroup v4+ without a member id gets one to come back with (MEMBER_ID_REQUIRED);
+    // a client that never comes back must not make the group keep them all until they expire.
+    let mut group = Group::new("g");
+    let ids: Vec<String> = (0..MEMBERS_PER_GROUP_MAX * 3)
+        .map(|_| handshake(&mut group, 0))
+        .collect();
+    assert!(group.pending_member_ids.len() <= MEMBERS_PER_GROUP_MAX);
+    // The latest id handed out is still good: a real client comes back with it at once.
+    let latest = ids.last().expect("handed out");
+    let (reply, _) = group.join(join_request(latest, &["range"]), 10);
+    assert_eq!(reply, Reply::Later(latest.clone()));
+}
+
+#[test]
+fn a_group_whose_handed_out_ids_expired_is_unused() {
+    // The coordinator forgets such a group at its next tick.
+    let mut group = Group::new("g");
+    handshake(&mut group, 0);
+    assert!(!group.is_unused(), "the id handed out is still due");
+    group.tick(10_001);
+    assert!(group.is_unused());
+}
+
+#[test]
+fn a_leader_that_heartbeats_but_never_syncs_is_removed_after_the_rebalance_timeout() {
+    // As Kafka's pending-sync timeout: members that have not sent their SyncGroup a rebalance
+    // timeout after the join completed are removed, so followers parked in SyncGroup are told
+    // to rejoin instead of waiting for an assignment that never comes.
+    let mut group = Group::new("g");
+    let (leader, follower) = joined_group_of_two(&mut group);
+    let (reply, _) = group.sync(&follower, 1, Vec::new(), 1_000);
+    assert_eq!(reply, Reply::Later(follower.clone()));
+    let mut effects = Vec::new();
+    // The leader heartbeats within its session (10 s) up to past the rebalance timeout (30 s).
+    for now_ms in (2_000..=32_000).step_by(2_000) {
+        assert_eq!(group.heartbeat(&leader, 1, now_ms), None);
+        effects.extend(group.tick(now_ms));
+    }
+    assert!(
+        !group.members.contains_key(&leader),
+        "the leader never synced"
+    );
+    assert_eq!(
+        effects,
+        vec![Effect::Sync(
+            follower.clone(),
+            SyncResponse::error(ResponseError::RebalanceInProgress)
+        )]
+    );
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+}
+
+#[test]
+fn a_member_rejoining_unchanged_while_assignments_are_handed_out_gets_the_generation_back() {
+    // Kafka: a JoinGroup with the same metadata in CompletingRebalance is a member whose join
+    // answer was lost; it gets the current generation, and the others, parked in SyncGroup,
+    // are not sent back to rejoin.
+    let mut group = Group::new("g");
+    let (leader, follower) = joined_group_of_two(&mut group);
+    let (reply, _) = group.sync(&follower, 1, Vec::new(), 1_000);
+    assert_eq!(reply, Reply::Later(follower.clone()));
+    let (reply, effects) = group.join(join_request(&leader, &["range"]), 1_100);
+    let Reply::Now(response) = reply else {
+        panic!("answered at once")
+    };
+    assert_eq!((response.generation_id, response.members.len()), (1, 2));
+    assert!(effects.is_empty());
+    assert_eq!(group.phase, GroupPhase::CompletingRebalance);
+}

@@ -1,0 +1,168 @@
+//! Consumer groups as real clients drive them over the wire: what the coordinator refuses so a
+//! client can't make it keep members or state without bound.
+#![forbid(unsafe_code)]
+
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+mod common;
+use common::client::Client;
+use common::start_broker;
+
+fn join(group: &str, session_timeout_ms: i32) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_session_timeout_ms(session_timeout_ms)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(StrBytes::from_static_str("range"))])
+}
+
+/// Kafka's INVALID_SESSION_TIMEOUT.
+const INVALID_SESSION_TIMEOUT: i16 = 26;
+/// Kafka's MEMBER_ID_REQUIRED.
+const MEMBER_ID_REQUIRED: i16 = 79;
+
+#[test]
+fn a_join_with_a_session_timeout_outside_kafkas_bounds_is_refused() {
+    // A member that may stay silent for 24 days before it is expired would hold its partitions
+    // that long after it died; Kafka refuses session timeouts outside
+    // [group.min.session.timeout.ms, group.max.session.timeout.ms] = [6 s, 30 min].
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    for session_timeout_ms in [i32::MAX, 1_800_001, 5_999, 0, -1] {
+        let answer: JoinGroupResponse =
+            client.call(ApiKey::JoinGroup, 7, &join("g", session_timeout_ms));
+        assert_eq!(
+            answer.error_code, INVALID_SESSION_TIMEOUT,
+            "session timeout {session_timeout_ms} ms"
+        );
+    }
+    for session_timeout_ms in [6_000, 1_800_000] {
+        let answer: JoinGroupResponse =
+            client.call(ApiKey::JoinGroup, 7, &join("g", session_timeout_ms));
+        assert_eq!(answer.error_code, MEMBER_ID_REQUIRED);
+    }
+}
+
+#[test]
+fn a_refused_join_leaves_no_group_behind() {
+    // A JoinGroup refused before anyone joined (here: no protocols) must not leave an empty
+    // group in memory for ever: a client could grow the coordinator by one per group id, and
+    // ListGroups would show groups nobody ever joined (gone after a restart, as never stored).
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    let refused: JoinGroupResponse = client.call(
+        ApiKey::JoinGroup,
+        7,
+        &join("phantom", 10_000).with_protocols(Vec::new()),
+    );
+    assert_eq!(refused.error_code, 23, "INCONSISTENT_GROUP_PROTOCOL");
+    let listed: ListGroupsResponse =
+        client.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default());
+    let names: Vec<&str> = listed.groups.iter().map(|g| g.group_id.as_str()).collect();
+    assert!(!names.contains(&"phantom"), "listed: {names:?}");
+}
+
+fn commit(client: &mut Client, group: &str, topic: &str, offset: i64) -> i16 {
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(common::client::topic_name(topic))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset),
+                ]),
+        ]);
+    let response: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 8, &request);
+    response.topics[0].partitions[0].error_code
+}
+
+#[test]
+fn a_deleted_topics_committed_offsets_go_with_it() {
+    // As Kafka does: a topic created again under the same name starts with no committed
+    // offsets. Kept, they made a group resume the new topic at the old topic's offset,
+    // silently skipping the records before it; and they came back after a restart.
+    let mut broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("t", 1, &[]), 0);
+    assert_eq!(commit(&mut client, "g", "t", 42), 0);
+    assert_eq!(common::txn::committed_offset(&mut client, "g", "t"), 42);
+    let delete = DeleteTopicsRequest::default()
+        .with_topic_names(vec![common::client::topic_name("t")])
+        .with_timeout_ms(10_000);
+    let deleted: DeleteTopicsResponse = client.call(ApiKey::DeleteTopics, 5, &delete);
+    assert_eq!(deleted.responses[0].error_code, 0);
+    assert_eq!(client.create_topic("t", 1, &[]), 0);
+    assert_eq!(common::txn::committed_offset(&mut client, "g", "t"), -1);
+    common::restart(&mut broker);
+    let mut client = Client::connect(&broker);
+    assert_eq!(common::txn::committed_offset(&mut client, "g", "t"), -1);
+}
+
+/// Joins `group` with the MEMBER_ID_REQUIRED handshake; sends the second JoinGroup and returns
+/// the member id without waiting for its answer.
+fn send_join(client: &mut Client, group: &str) -> String {
+    let asked: JoinGroupResponse = client.call(ApiKey::JoinGroup, 7, &join(group, 10_000));
+    assert_eq!(asked.error_code, MEMBER_ID_REQUIRED);
+    let member_id = asked.member_id;
+    let again = join(group, 10_000).with_member_id(member_id.clone());
+    client.send(ApiKey::JoinGroup, 7, &again).unwrap();
+    member_id.to_string()
+}
+
+fn leave(client: &mut Client, group: &str, member_id: &str) {
+    let request = LeaveGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_members(vec![leave_group_request::MemberIdentity::default()
+            .with_member_id(StrBytes::from_string(member_id.to_string()))]);
+    let left: LeaveGroupResponse = client.call(ApiKey::LeaveGroup, 3, &request);
+    assert_eq!(left.members[0].error_code, 0);
+}
+
+fn describe(client: &mut Client, group: &str) -> (String, usize) {
+    let request = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let described: DescribeGroupsResponse = client.call(ApiKey::DescribeGroups, 5, &request);
+    let group = &described.groups[0];
+    (group.group_state.to_string(), group.members.len())
+}
+
+#[test]
+fn a_group_emptied_during_a_rebalance_stays_empty_after_a_restart() {
+    // Stable {a} is stored with its member; b joins (a rebalance starts), then both leave: the
+    // group is Empty. Unstored, a restart brought it back Stable with a, who had left: shown
+    // in DescribeGroups, refusing DeleteGroups (NON_EMPTY_GROUP) and holding up the next
+    // rebalance until a's session ran out.
+    let mut broker = start_broker(&[]);
+    let mut a = Client::connect(&broker);
+    let mut b = Client::connect(&broker);
+    let a_id = send_join(&mut a, "e");
+    let joined: JoinGroupResponse = a.receive(ApiKey::JoinGroup, 7).unwrap();
+    assert_eq!(
+        (joined.error_code, joined.leader.as_str()),
+        (0, a_id.as_str())
+    );
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("e")))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(StrBytes::from_string(a_id.clone()));
+    let synced: SyncGroupResponse = a.call(ApiKey::SyncGroup, 5, &sync);
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(describe(&mut a, "e"), ("Stable".to_string(), 1));
+    let b_id = send_join(&mut b, "e");
+    assert_eq!(describe(&mut a, "e").0, "PreparingRebalance");
+    leave(&mut a, "e", &b_id);
+    let refused: JoinGroupResponse = b.receive(ApiKey::JoinGroup, 7).unwrap();
+    assert_ne!(refused.error_code, 0, "b left");
+    leave(&mut a, "e", &a_id);
+    assert_eq!(describe(&mut a, "e"), ("Empty".to_string(), 0));
+    common::restart(&mut broker);
+    let mut client = Client::connect(&broker);
+    assert_eq!(describe(&mut client, "e"), ("Empty".to_string(), 0));
+}
