@@ -283,13 +283,20 @@ impl Shard {
         failed
     }
 
-    /// Runs retention over every partition of this shard.
+    /// Runs retention over every partition of this shard. A partition whose pass fails (a file
+    /// it may not delete, a failing data dir) is logged and the others still get theirs: stopping
+    /// at the first error left every later partition of the shard growing without bound. The
+    /// first error is returned once all were tried.
     pub async fn enforce_retention(&self) -> std::io::Result<()> {
         let now = now_ms();
-        for (_, log) in self.partitions() {
-            log.enforce_retention(now).await?;
+        let mut first_error = None;
+        for (topic_partition, log) in self.partitions() {
+            if let Err(err) = log.enforce_retention(now).await {
+                error!(topic = %topic_partition.topic, partition = %topic_partition.partition, %err, "retention failed for this partition");
+                first_error.get_or_insert(err);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Compaction over every compacted partition of this shard: rolls active segments older than
