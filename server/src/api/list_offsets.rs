@@ -1,7 +1,8 @@
 //! ListOffsets: earliest (-2), latest (-1), the first offset at or after a timestamp, the record
 //! with the largest timestamp (-3, v7+, KIP-734), earliest local (-4, v8+, KIP-405: with no tiered
 //! storage the earliest) and latest tiered (-5, v9+: with no tiered storage no offset, -1).
-//! Under read_committed, latest is the last stable offset.
+//! Under read_committed, latest is the last stable offset, and a lookup by time (or -3) answers
+//! only below it, as Kafka does (below the high watermark under read_uncommitted).
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
@@ -13,6 +14,7 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use ringtail_engine::Offset;
 
 use super::offset_for_leader_epoch::check_current_epoch;
 use super::{code, Operation, RequestContext, RequestError, Resource, Response};
@@ -62,18 +64,30 @@ pub async fn handle(
                             .partition_log(&info, index)
                             .await
                             .map_err(|_| ResponseError::KafkaStorageError)?;
+                        // What the asking consumer may fetch up to: a lookup by time answers
+                        // only below it, as Kafka's (an offset inside an open transaction is
+                        // no answer for read_committed: no offset, -1).
+                        let fetchable_end = if read_committed {
+                            log.last_stable_offset()
+                        } else {
+                            log.high_watermark()
+                        };
+                        let fetchable = |found: Option<(Offset, i64)>| {
+                            found.filter(|(offset, _)| *offset < fetchable_end)
+                        };
                         match timestamp {
-                            LATEST if read_committed => Ok(Some((log.last_stable_offset(), -1))),
-                            LATEST => Ok(Some((log.high_watermark(), -1))),
+                            LATEST => Ok(Some((fetchable_end, -1))),
                             EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
                             LATEST_TIERED => Ok(None),
                             MAX_TIMESTAMP => log
                                 .max_timestamp_offset()
                                 .await
+                                .map(fetchable)
                                 .map_err(|_| ResponseError::KafkaStorageError),
                             at if at >= 0 => log
                                 .offset_for_timestamp(at)
                                 .await
+                                .map(fetchable)
                                 .map_err(|_| ResponseError::KafkaStorageError),
                             _ => Err(ResponseError::InvalidRequest),
                         }
