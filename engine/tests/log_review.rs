@@ -49,3 +49,51 @@ fn a_partition_whose_retention_fails_does_not_stop_retention_of_the_others() {
         assert_eq!(logs[1].log_start_offset(), Offset::new(6));
     });
 }
+
+#[test]
+fn a_time_lookup_in_a_log_append_time_batch_answers_its_first_record_at_the_append_time() {
+    // Under LogAppendTime every record of a batch has the batch's (broker-set) max timestamp, as
+    // clients read it. The lookup compared the records' create times instead: asked for 120 it
+    // answered the second record (created at 140) and a consumer seeking there skipped the first,
+    // whose timestamp (the append time) is past 120 too. Kafka answers the first record.
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let mut config = small_config(1 << 20, 512);
+        config.timestamp_type = ringtail_engine::ingest::TimestampType::LogAppendTime;
+        let (log, _) = ringtail_engine::PartitionLog::open(dir.path(), config)
+            .await
+            .unwrap();
+        let specs: Vec<ringtail_engine::batch::RecordSpec<'_>> = [0i64, 40, 10]
+            .iter()
+            .map(|&timestamp_delta| ringtail_engine::batch::RecordSpec {
+                key: None,
+                value: Some(b"value"),
+                timestamp_delta,
+            })
+            .collect();
+        let created_at_100 = ringtail_engine::batch::encode_batch(
+            100,
+            &specs,
+            ringtail_engine::batch::ProducerSpec::default(),
+        );
+        log.append(bytes_mut(&created_at_100), 0).await.unwrap();
+        let (_, append_time) = log
+            .max_timestamp_offset()
+            .await
+            .unwrap()
+            .expect("a timed record");
+        assert!(append_time > 140, "stamped by the broker: {append_time}");
+        assert_eq!(
+            log.offset_for_timestamp(120).await.unwrap(),
+            Some((Offset::ZERO, append_time))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(append_time).await.unwrap(),
+            Some((Offset::ZERO, append_time))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(append_time + 1).await.unwrap(),
+            None
+        );
+    });
+}

@@ -112,7 +112,24 @@ async fn first_at_or_after(
 /// in place, in a compressed one after decompressing its records (bounded by the codec module),
 /// as Kafka answers with the record's own offset. A batch whose records cannot be read answers
 /// `None` (the caller then falls back to the batch's base offset).
+///
+/// Under LogAppendTime every record's timestamp is the batch's max timestamp (the broker's append
+/// time), as clients read it, whatever create time the record carries: the batch's first record
+/// answers (the caller asks only when that time is late enough), with the append time.
 fn first_record_of_batch(
+    whole: &[u8],
+    header: &batch::BatchHeader,
+    timestamp: i64,
+) -> Option<(i32, i64)> {
+    if header.is_log_append_time() {
+        return first_record_by_create_time(whole, header, i64::MIN)
+            .map(|(offset_delta, _)| (offset_delta, header.max_timestamp));
+    }
+    first_record_by_create_time(whole, header, timestamp)
+}
+
+/// [`first_record_of_batch`] by the records' own (create) timestamps.
+fn first_record_by_create_time(
     whole: &[u8],
     header: &batch::BatchHeader,
     timestamp: i64,
