@@ -105,3 +105,35 @@ fn read_committed_time_lookups_never_answer_at_or_past_the_last_stable_offset() 
     assert_eq!(list(&mut client, 2_000, 0), (2, 2_000), "read_uncommitted");
     assert_eq!(list(&mut client, -3, 0), (2, 2_000), "read_uncommitted");
 }
+
+#[test]
+fn transactions_go_on_after_the_transaction_log_moves_to_another_data_dir() {
+    // The transaction coordinator held the log of __transaction_state-0 it was started with; a
+    // move between data dirs (AlterReplicaLogDirs, e.g. kafka-reassign-partitions emptying a
+    // disk) closed that log, and every later state write failed: InitProducerId and every
+    // transaction answered COORDINATOR_NOT_AVAILABLE, which clients retry until restart.
+    let second_dir = tempfile::tempdir().unwrap();
+    let second = second_dir.path().to_str().unwrap().to_string();
+    let broker = start_broker(&["--data-dir", &second]);
+    let first = broker.dir.path().to_str().unwrap().to_string();
+    let mut client = Client::connect(&broker);
+    assert_eq!(common::txn::init(&mut client, "before-move", 60_000).0, 0);
+    let bootstrap = format!("127.0.0.1:{}", broker.port);
+    // One of the two is a real move whichever dir the partition started in.
+    for to in [&second, &first] {
+        ringtail_server::cli_log_dirs::run_move(
+            &bootstrap,
+            "__transaction_state",
+            0,
+            to,
+            std::time::Duration::from_secs(120),
+        )
+        .unwrap();
+    }
+    let mut client = Client::connect(&broker);
+    assert_eq!(
+        common::txn::init(&mut client, "after-move", 60_000).0,
+        0,
+        "the coordinator writes to the moved log"
+    );
+}

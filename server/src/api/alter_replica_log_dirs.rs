@@ -59,31 +59,43 @@ pub async fn handle(
     Ok(request.frame(&AlterReplicaLogDirsResponse::default().with_results(results)))
 }
 
-/// The group coordinator writes to the offsets log it holds; a move (done, or failed after the
-/// switch began) closed that log and opened another. Points the coordinator at the one the
-/// engine serves now. Commits that met the closed log were answered COORDINATOR_NOT_AVAILABLE,
-/// which clients retry.
-async fn follow_offsets_log(owner: &Rc<ShardContext>, topic_partition: &TopicPartition) {
-    // The coordinator holds partition 0 only.
-    if topic_partition.topic.as_ref() != crate::group::OFFSETS_TOPIC
-        || topic_partition.partition.get() != 0
-    {
+/// The group and transaction coordinators write to the internal log they hold (partition 0 of
+/// `__consumer_offsets`, of `__transaction_state`); a move (done, or failed after the switch
+/// began) closed that log and opened another. Points the coordinator at the one the engine serves
+/// now. Writes that met the closed log were answered COORDINATOR_NOT_AVAILABLE, which clients
+/// retry; without the swap they failed so until restart.
+async fn follow_internal_log(owner: &Rc<ShardContext>, topic_partition: &TopicPartition) {
+    // The coordinators hold partition 0 only.
+    if topic_partition.partition.get() != 0 {
         return;
     }
-    let coordinator = owner.coordinator.borrow().clone();
-    let (Some(coordinator), Some(info)) = (
-        coordinator,
-        owner.metadata.topic(crate::group::OFFSETS_TOPIC),
-    ) else {
+    let topic = topic_partition.topic.as_ref();
+    let is_offsets = topic == crate::group::OFFSETS_TOPIC;
+    if !is_offsets && topic != crate::txn::TRANSACTION_STATE_TOPIC {
+        return;
+    }
+    let Some(info) = owner.metadata.topic(topic) else {
         return;
     };
-    match owner
-        .partition_log(&info, topic_partition.partition.get())
-        .await
-    {
-        Ok(log) => coordinator.replace_log(log),
+    let group = owner.coordinator.borrow().clone().filter(|_| is_offsets);
+    let txn = owner
+        .txn_coordinator
+        .borrow()
+        .clone()
+        .filter(|_| !is_offsets);
+    if group.is_none() && txn.is_none() {
+        return;
+    }
+    match owner.partition_log(&info, 0).await {
+        Ok(log) => {
+            if let Some(group) = group {
+                group.replace_log(log);
+            } else if let Some(txn) = txn {
+                txn.replace_log(log);
+            }
+        }
         Err(err) => {
-            tracing::error!(%err, "the offsets log could not be reopened after a move: commits fail until restart")
+            tracing::error!(topic, %err, "an internal log could not be reopened after a move: its coordinator's writes fail until restart")
         }
     }
 }
@@ -134,7 +146,7 @@ fn start_move(
                     .await
                     .map(drop)
                     .map_err(|err| err.to_string());
-                follow_offsets_log(&owner, &topic_partition).await;
+                follow_internal_log(&owner, &topic_partition).await;
                 moved
             })
             .await

@@ -48,7 +48,9 @@ pub struct TxnCoordinator {
     busy: RefCell<BTreeSet<String>>,
     /// Ids that were in a Prepare* state at start, until completed (see the module's invariants).
     recovered: RefCell<BTreeSet<String>>,
-    log: Rc<PartitionLog>,
+    /// The `__transaction_state` log it writes to: swapped when a move between data dirs
+    /// reopens it ([`TxnCoordinator::replace_log`]).
+    log: RefCell<Rc<PartitionLog>>,
     /// The shard it runs on, to route markers to partition owners (weak: the shard holds us).
     shard: Weak<ShardContext>,
     registry: Arc<TxnRegistry>,
@@ -100,7 +102,7 @@ impl TxnCoordinator {
             txns: RefCell::new(txns),
             busy: RefCell::new(BTreeSet::new()),
             recovered: RefCell::new(recovered),
-            log,
+            log: RefCell::new(log),
             shard,
             registry,
             max_timeout_ms,
@@ -139,7 +141,8 @@ impl TxnCoordinator {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
         let record_set = encode_state(transactional_id, &meta, now_ms());
-        if let Err(err) = self.log.append(record_set, 0).await {
+        let log = Rc::clone(&self.log.borrow());
+        if let Err(err) = log.append(record_set, 0).await {
             tracing::error!(transactional_id, %err, "writing the transaction log failed");
             return Err(ResponseError::CoordinatorNotAvailable);
         }
@@ -154,6 +157,14 @@ impl TxnCoordinator {
             .borrow_mut()
             .insert(transactional_id.to_string(), meta);
         Ok(())
+    }
+
+    /// Points the coordinator at the `__transaction_state` log reopened by a move between data
+    /// dirs (or at the source reopened after a failed one): the log it held was closed, and every
+    /// state write failed with a retriable error until restart. The table in memory is the log's:
+    /// nothing to replay.
+    pub fn replace_log(&self, log: Rc<PartitionLog>) {
+        *self.log.borrow_mut() = log;
     }
 
     fn get(&self, transactional_id: &str) -> Option<TxnMetadata> {
