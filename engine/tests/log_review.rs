@@ -97,3 +97,36 @@ fn a_time_lookup_in_a_log_append_time_batch_answers_its_first_record_at_the_appe
         );
     });
 }
+
+#[test]
+fn an_old_active_segment_still_rolls_by_segment_ms_after_a_restart() {
+    // segment.ms counts from when the active segment began; a restart made it begin again (its
+    // age was the open time), so a broker restarted more often than segment.ms (7 days by
+    // default) never rolled a quiet compacted log's active segment, and its records were never
+    // cleaned. As Kafka, the age after a restart counts from the first batch's timestamp.
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let hour_ms = 3_600_000;
+        let mut config = small_config(1 << 20, 512);
+        config.segment_ms = hour_ms as u64;
+        let (log, _) = ringtail_engine::PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        let two_hours_ago = ringtail_engine::log::now_ms() - 2 * hour_ms;
+        log.append(bytes_mut(&tagged_batch(0, 2, 10, two_hours_ago)), 0)
+            .await
+            .unwrap();
+        log.close().await.unwrap();
+        drop(log);
+        let (log, _) = ringtail_engine::PartitionLog::open(dir.path(), config)
+            .await
+            .unwrap();
+        assert!(
+            log.roll_if_due(ringtail_engine::log::now_ms())
+                .await
+                .unwrap(),
+            "its first batch is two hours old"
+        );
+        assert_eq!(log.segment_count(), 2);
+    });
+}

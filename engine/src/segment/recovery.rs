@@ -99,6 +99,7 @@ pub async fn recover(
             .map_err(OpenError::io(&path))?;
     }
     if is_active {
+        segment.created_ms = began_ms(&segment, now_ms).await;
         segment.preallocate(config).await?;
     } else {
         segment.allocated_bytes = segment.size_bytes;
@@ -111,6 +112,29 @@ pub async fn recover(
         segment.files.close_indexes();
     }
     Ok((segment, report))
+}
+
+/// When the recovered active segment began, for `segment.ms`: its first batch's timestamp when
+/// older than `now_ms` (as Kafka counts a segment's age), else `now_ms`. Counting from the open
+/// instead made every restart start the age again: a broker restarted more often than
+/// `segment.ms` never rolled a quiet log's active segment, so a compacted log never cleaned it.
+async fn began_ms(segment: &Segment, now_ms: i64) -> i64 {
+    if segment.size_bytes == 0 {
+        return now_ms;
+    }
+    let first_batch_max_timestamp = segment
+        .files
+        .log
+        .read_at_most(0, batch::HEADER_BYTES)
+        .await
+        .ok()
+        .and_then(|bytes| batch::parse_header(&bytes).ok())
+        .map_or(-1, |header| header.max_timestamp);
+    if first_batch_max_timestamp >= 0 {
+        now_ms.min(first_batch_max_timestamp)
+    } else {
+        now_ms
+    }
 }
 
 /// Loads both index files, keeping only what agrees with the log; clears them when the last
