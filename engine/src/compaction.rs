@@ -63,8 +63,8 @@ use crate::batch::{self, Strictness, LOG_OVERHEAD_BYTES};
 use crate::cleaner::{self, DecodedBatch, KeyMap};
 use crate::config::LogConfig;
 use crate::error::{CompactionError, OpenError};
+use crate::install::{discard_cleaned_files, install, remove_cleaned_files};
 pub use crate::install::{finish_interrupted, StopPoint, CLEANED_SUFFIX, SWAP_SUFFIX};
-use crate::install::{install, remove_cleaned_files};
 use crate::io;
 use crate::log::PartitionLog;
 use crate::segment::{log_file_name, Segment, SegmentFiles};
@@ -283,7 +283,12 @@ impl PartitionLog {
             config,
             yielder,
         )
-        .await?;
+        .await;
+        if cleaned.is_err() {
+            // A copy cut short (a full disk, most likely) must not keep its space.
+            discard_cleaned_files(self.dir(), target.base_offset).await;
+        }
+        let cleaned = cleaned?;
         let Some((segment, removed)) = cleaned else {
             outcome.bytes_after += target.size_bytes;
             return Ok(true);

@@ -91,6 +91,20 @@ pub(crate) async fn remove_cleaned_files(
     Ok(())
 }
 
+/// Removes whatever `.cleaned` files of a pass that failed before its commit exist, as far as
+/// it can (a missing one is fine; another failure is logged): on a full disk a partial copy
+/// would otherwise keep the space taken until the next pass or a restart.
+pub(crate) async fn discard_cleaned_files(dir: &Path, base_offset: Offset) {
+    for path in paths(dir, base_offset, Some(CLEANED_SUFFIX)) {
+        match io::disk::remove_file(&path).await {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                warn!(path = %path.display(), %err, "a failed cleaning's copy stays");
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Finishes or undoes a cleaning that a crash interrupted (see the module doc). Run by
 /// [`PartitionLog::open`] before it lists segments. Also removes index files whose log is gone
 /// (a deletion of an emptied segment cut short).

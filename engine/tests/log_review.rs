@@ -130,3 +130,55 @@ fn an_old_active_segment_still_rolls_by_segment_ms_after_a_restart() {
         assert_eq!(log.segment_count(), 2);
     });
 }
+
+#[test]
+fn a_cleaning_refused_for_space_leaves_no_partial_copy_behind() {
+    // A pass whose copy met a full disk returned the error and left the `.cleaned` files it had
+    // written: on a full disk the space stayed taken by a copy nobody would install (until the
+    // next pass truncated and refilled it, or a restart), so appends of every partition of the
+    // dir went on failing. The failed pass removes what it wrote.
+    use ringtail_engine::io::sim::{FaultKind, SimDisk};
+    let disk = SimDisk::new(1);
+    let data_dir = std::path::Path::new("/sim-data/t-0");
+    disk.create_dir_all_durable(data_dir);
+    let _installed = ringtail_engine::io::disk::install_sim(&disk);
+    block_on(async {
+        let mut config = small_config(1 << 20, 512);
+        config.cleanup_policy = ringtail_engine::CleanupPolicy::Compact;
+        let (log, _) = ringtail_engine::PartitionLog::open(data_dir, config)
+            .await
+            .unwrap();
+        let value = vec![b'v'; 200];
+        for round in 0..3 {
+            let specs = [ringtail_engine::batch::RecordSpec {
+                key: Some(b"same-key"),
+                value: Some(&value),
+                timestamp_delta: round,
+            }];
+            let batch = ringtail_engine::batch::encode_batch(
+                1_000,
+                &specs,
+                ringtail_engine::batch::ProducerSpec::default(),
+            );
+            log.append(bytes_mut(&batch), 0).await.unwrap();
+        }
+        assert!(log.roll_now().await.unwrap());
+        // The copy's first write finds the disk full.
+        disk.inject_fault(FaultKind::NoSpace, 0, 1);
+        assert!(
+            log.compact(1_000).await.is_err(),
+            "the pass met the full disk"
+        );
+        for suffix in ["log", "index", "timeindex"] {
+            let leftover = data_dir.join(format!("{:020}.{suffix}.cleaned", 0));
+            assert!(
+                !disk.exists(&leftover),
+                "{} left behind",
+                leftover.display()
+            );
+        }
+        // The next pass, with space back, cleans.
+        let outcome = log.compact(1_000).await.unwrap();
+        assert_eq!(outcome.records_removed, 2);
+    });
+}
