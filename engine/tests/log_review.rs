@@ -182,3 +182,43 @@ fn a_cleaning_refused_for_space_leaves_no_partial_copy_behind() {
         assert_eq!(outcome.records_removed, 2);
     });
 }
+
+#[test]
+fn a_retention_roll_refused_for_space_still_deletes_the_expired_sealed_segments() {
+    // Rolling an expired active segment writes (its index, the producer snapshot); on a full disk
+    // that fails, and the pass returned at once, keeping the expired sealed segments too: the
+    // space a full disk needed most was freed a whole retention interval later. They go now.
+    use ringtail_engine::io::sim::{FaultKind, SimDisk};
+    let disk = SimDisk::new(2);
+    let data_dir = std::path::Path::new("/sim-data/t-0");
+    disk.create_dir_all_durable(data_dir);
+    let _installed = ringtail_engine::io::disk::install_sim(&disk);
+    block_on(async {
+        let hour_ms = 3_600_000;
+        let mut config = small_config(1 << 20, 512);
+        config.retention_ms = Some(hour_ms as u64);
+        let (log, _) = ringtail_engine::PartitionLog::open(data_dir, config)
+            .await
+            .unwrap();
+        let now = ringtail_engine::log::now_ms();
+        for tag in 0..2 {
+            let batch = tagged_batch(tag, 2, 100, now - 2 * hour_ms);
+            log.append(bytes_mut(&batch), 0).await.unwrap();
+            if tag == 0 {
+                assert!(log.roll_now().await.unwrap());
+            }
+        }
+        assert_eq!(log.segment_count(), 2, "one sealed, the active");
+        disk.inject_fault(FaultKind::NoSpace, 0, 1_000);
+        assert!(
+            log.enforce_retention(now).await.is_err(),
+            "the roll met the full disk"
+        );
+        assert_eq!(
+            log.segment_base_offsets(),
+            vec![Offset::new(2)],
+            "the expired sealed segment went"
+        );
+        assert_eq!(log.log_start_offset(), Offset::new(2));
+    });
+}

@@ -26,7 +26,9 @@ impl PartitionLog {
                 return Ok(outcome);
             }
         }
-        self.roll_expired_active(now_ms).await?;
+        // A roll refused (for space, most likely) must not keep the sealed segments already
+        // expired: deleting them is what a full disk needs. Its error is returned after.
+        let rolled = self.roll_expired_active(now_ms).await;
         loop {
             let doomed = {
                 let mut state = self.state.borrow_mut();
@@ -54,7 +56,7 @@ impl PartitionLog {
         if outcome.segments_deleted > 0 {
             info!(dir = %self.dir.display(), ?outcome, "retention deleted segments");
         }
-        Ok(outcome)
+        rolled.map(|()| outcome)
     }
 
     pub(crate) async fn roll_expired_active(
