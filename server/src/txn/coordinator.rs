@@ -507,7 +507,9 @@ impl TxnCoordinator {
             match self.get(&transactional_id) {
                 Some(meta) if expired(&meta, now_ms()) => {
                     let tombstone = encode_tombstone(&transactional_id, now_ms());
-                    if let Err(err) = self.log.append(tombstone, 0).await {
+                    // A clone: the log may be swapped (a move between data dirs) meanwhile.
+                    let log = Rc::clone(&self.log.borrow());
+                    if let Err(err) = log.append(tombstone, 0).await {
                         tracing::error!(transactional_id, %err, "writing a tombstone failed");
                         break;
                     }
