@@ -223,6 +223,16 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 45_000)]
     pub group_consumer_session_timeout_ms: u32,
 
+    /// The shortest session timeout a classic group member may ask for in JoinGroup; a shorter
+    /// one is refused with INVALID_SESSION_TIMEOUT (Kafka's group.min.session.timeout.ms).
+    #[arg(long, value_name = "MS", default_value_t = 6_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub group_min_session_timeout_ms: u32,
+
+    /// The longest session timeout a classic group member may ask for (Kafka's
+    /// group.max.session.timeout.ms): a dead member holds its partitions at most this long.
+    #[arg(long, value_name = "MS", default_value_t = 1_800_000, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    pub group_max_session_timeout_ms: u32,
+
     /// Consumer (KIP-848) groups: how often members heartbeat, told to them in every answer
     /// (Kafka's group.consumer.heartbeat.interval.ms).
     #[arg(long, value_name = "MS", default_value_t = 5_000)]
@@ -442,7 +452,8 @@ impl Args {
             .collect())
     }
 
-    /// The consumer group timing flags, checked: the interval must be shorter than the session.
+    /// The group timing flags, checked: the interval must be shorter than the session, and the
+    /// classic session bounds in order.
     pub fn consumer_group_config(&self) -> Result<crate::group::consumer::ConsumerGroupConfig> {
         let session = self.group_consumer_session_timeout_ms;
         let interval = self.group_consumer_heartbeat_interval_ms;
@@ -452,9 +463,21 @@ impl Args {
                  --group-consumer-session-timeout-ms ({session})"
             );
         }
+        let (min, max) = (
+            self.group_min_session_timeout_ms,
+            self.group_max_session_timeout_ms,
+        );
+        if min > max {
+            bail!(
+                "--group-min-session-timeout-ms ({min}) must not be above \
+                 --group-max-session-timeout-ms ({max})"
+            );
+        }
         Ok(crate::group::consumer::ConsumerGroupConfig {
             session_timeout_ms: i64::from(session),
             heartbeat_interval_ms: i64::from(interval),
+            classic_min_session_timeout_ms: i64::from(min),
+            classic_max_session_timeout_ms: i64::from(max),
         })
     }
 

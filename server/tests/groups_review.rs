@@ -48,6 +48,29 @@ fn a_join_with_a_session_timeout_outside_kafkas_bounds_is_refused() {
 }
 
 #[test]
+fn the_session_timeout_bounds_are_the_brokers_flags() {
+    // Kafka's group.min.session.timeout.ms and group.max.session.timeout.ms: a test cluster
+    // lowers the minimum for clients that set session.timeout.ms under 6 s.
+    let broker = start_broker(&[
+        "--group-min-session-timeout-ms",
+        "1000",
+        "--group-max-session-timeout-ms",
+        "10000",
+    ]);
+    let mut client = Client::connect(&broker);
+    for (session_timeout_ms, expected) in [
+        (999, INVALID_SESSION_TIMEOUT),
+        (1_000, MEMBER_ID_REQUIRED),
+        (10_000, MEMBER_ID_REQUIRED),
+        (10_001, INVALID_SESSION_TIMEOUT),
+    ] {
+        let answer: JoinGroupResponse =
+            client.call(ApiKey::JoinGroup, 7, &join("g", session_timeout_ms));
+        assert_eq!(answer.error_code, expected, "{session_timeout_ms} ms");
+    }
+}
+
+#[test]
 fn a_refused_join_leaves_no_group_behind() {
     // A JoinGroup refused before anyone joined (here: no protocols) must not leave an empty
     // group in memory for ever: a client could grow the coordinator by one per group id, and

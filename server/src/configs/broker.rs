@@ -207,6 +207,20 @@ pub fn describe(args: &Args, log_defaults: &LogConfig, advertised: &Advertised) 
             "Period of the transactional id expiry pass (--transaction-remove-expired-transaction-cleanup-interval-ms).",
         ),
         Entry(
+            "group.min.session.timeout.ms",
+            ConfigType::Int,
+            args.group_min_session_timeout_ms.to_string(),
+            Some("group_min_session_timeout_ms"),
+            "The shortest session timeout a classic group member may ask for (--group-min-session-timeout-ms).",
+        ),
+        Entry(
+            "group.max.session.timeout.ms",
+            ConfigType::Int,
+            args.group_max_session_timeout_ms.to_string(),
+            Some("group_max_session_timeout_ms"),
+            "The longest session timeout a classic group member may ask for (--group-max-session-timeout-ms).",
+        ),
+        Entry(
             "num.io.threads",
             ConfigType::Int,
             args.shard_count().to_string(),

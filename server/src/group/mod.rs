@@ -44,9 +44,10 @@ use crate::metadata::Metadata;
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How often session and rebalance timeouts are checked.
 pub const TICK_MS: u64 = 100;
-/// Session timeouts a classic member may ask for (Kafka's group.min.session.timeout.ms and
-/// group.max.session.timeout.ms defaults): a dead member is expired within 30 minutes, and a
-/// handed-out member id (MEMBER_ID_REQUIRED) is kept no longer than that.
+/// Session timeouts a classic member may ask for by default (Kafka's group.min.session.timeout.ms
+/// and group.max.session.timeout.ms defaults; `--group-min-session-timeout-ms`,
+/// `--group-max-session-timeout-ms`): a dead member is expired within 30 minutes, and a handed-out
+/// member id (MEMBER_ID_REQUIRED) is kept no longer than that.
 pub const SESSION_TIMEOUT_MS_MIN: i64 = 6_000;
 pub const SESSION_TIMEOUT_MS_MAX: i64 = 1_800_000;
 
@@ -155,8 +156,10 @@ impl Coordinator {
 
     pub async fn join(&self, group_id: String, request: JoinRequest) -> JoinResponse {
         let fallback_member = request.member_id.clone();
-        let session_allowed =
-            (SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&request.session_timeout_ms);
+        let config = &self.consumer_config;
+        let session_allowed = (config.classic_min_session_timeout_ms
+            ..=config.classic_max_session_timeout_ms)
+            .contains(&request.session_timeout_ms);
         let refusal = if !fits_in_key(&group_id) {
             Some(ResponseError::InvalidGroupId)
         } else if !session_allowed {

@@ -38,11 +38,15 @@ pub const SUBSCRIBED_TOPICS_MAX: usize = 10_000;
 /// default).
 pub const REBALANCE_TIMEOUT_MS_DEFAULT: i64 = 300_000;
 
-/// Broker settings of consumer groups (Kafka's `group.consumer.*`).
+/// Broker settings of groups: consumer (KIP-848) groups' timing (Kafka's `group.consumer.*`),
+/// and the session timeouts classic members may ask for (Kafka's
+/// `group.min.session.timeout.ms`, `group.max.session.timeout.ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConsumerGroupConfig {
     pub session_timeout_ms: i64,
     pub heartbeat_interval_ms: i64,
+    pub classic_min_session_timeout_ms: i64,
+    pub classic_max_session_timeout_ms: i64,
 }
 
 impl Default for ConsumerGroupConfig {
@@ -50,6 +54,8 @@ impl Default for ConsumerGroupConfig {
         Self {
             session_timeout_ms: 45_000,
             heartbeat_interval_ms: 5_000,
+            classic_min_session_timeout_ms: crate::group::SESSION_TIMEOUT_MS_MIN,
+            classic_max_session_timeout_ms: crate::group::SESSION_TIMEOUT_MS_MAX,
         }
     }
 }

@@ -6,6 +6,8 @@ use super::*;
 const CONFIG: ConsumerGroupConfig = ConsumerGroupConfig {
     session_timeout_ms: 1_000,
     heartbeat_interval_ms: 100,
+    classic_min_session_timeout_ms: crate::group::SESSION_TIMEOUT_MS_MIN,
+    classic_max_session_timeout_ms: crate::group::SESSION_TIMEOUT_MS_MAX,
 };
 
 fn topics() -> TopicCounts {
