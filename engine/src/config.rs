@@ -263,10 +263,9 @@ impl LogConfig {
                 self.retention_ms =
                     optional_limit(number()?).ok_or_else(|| invalid("must be -1 or >= 0"))?
             }
-            "retention.bytes" => {
-                self.retention_bytes =
-                    optional_limit(number()?).ok_or_else(|| invalid("must be -1 or >= 0"))?
-            }
+            // Kafka takes any long here and reads every negative one as "no limit" (its
+            // retention.bytes has no validator), so a client's -2 must not be INVALID_CONFIG.
+            "retention.bytes" => self.retention_bytes = u64::try_from(number()?).ok(),
             "segment.bytes" => {
                 let bytes = u64::try_from(number()?).map_err(|_| invalid("negative"))?;
                 if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&bytes) {
@@ -416,6 +415,16 @@ mod tests {
             FlushPolicy::IntervalMs(5),
         ] {
             assert_eq!(policy.to_string().parse(), Ok(policy));
+        }
+    }
+
+    #[test]
+    fn any_negative_retention_bytes_is_no_limit_as_in_kafka() {
+        let mut config = LogConfig::default();
+        for (value, expected) in [("-2", None), ("-1", None), ("0", Some(0)), ("5", Some(5))] {
+            let overrides = [("retention.bytes".to_string(), value.to_string())];
+            config = config.with_overrides(&overrides.into_iter().collect()).unwrap();
+            assert_eq!(config.retention_bytes, expected, "{value}");
         }
     }
 
