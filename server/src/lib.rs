@@ -13,6 +13,7 @@ mod config_producers;
 mod config_security;
 mod configs;
 mod connection;
+mod coordinators;
 mod disks;
 mod durable_file;
 pub mod fuzzing;

@@ -160,3 +160,55 @@ def test_interval_fsync_eio_fails_the_partition_not_the_broker_and_is_never_retr
     assert broker.proc is not None and broker.proc.poll() is None, "the broker is still up"
     assert_log_intact(broker.bootstrap, ledger)
 
+
+
+@needs_fuse
+def test_the_coordinators_resume_after_a_full_disk_without_a_restart(powered):
+    """The coordinators' internal logs (`__consumer_offsets`, `__transaction_state`) fail for
+    space like any other. Once writes work again the shard reopens them, and the coordinators must
+    write to the reopened logs: they kept the failed ones, so every offset commit and transaction
+    answered COORDINATOR_NOT_AVAILABLE (which clients retry for ever) until a restart."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    fs, broker = powered("every_batch")
+    create_topic(broker.bootstrap)
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "after-enospc",
+                         "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(TOPIC, 0, 1)], asynchronous=False)
+    transactional = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "after-enospc"})
+    transactional.init_transactions(30)
+
+    fs.command("fail-write on")
+    with pytest.raises(KafkaException):
+        consumer.commit(offsets=[TopicPartition(TOPIC, 0, 2)], asynchronous=False)
+    transactional.begin_transaction()
+    transactional.produce(TOPIC, value=b"during-fault", partition=0)
+    with pytest.raises(KafkaException):
+        transactional.commit_transaction(10)
+    fs.command("fail-write off")
+
+    # The shard looks for space every second; until it reopened the logs, writes are refused.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            consumer.commit(offsets=[TopicPartition(TOPIC, 0, 3)], asynchronous=False)
+            break
+        except KafkaException as err:
+            assert time.monotonic() < deadline, f"offset commits never resumed: {err}"
+            time.sleep(0.2)
+    assert consumer.committed([TopicPartition(TOPIC, 0)], timeout=10)[0].offset == 3
+    consumer.close()
+
+    # A fresh transactional producer of the same id (the one above may be in a fatal state).
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "after-enospc"})
+    while True:
+        try:
+            producer.init_transactions(10)
+            producer.begin_transaction()
+            producer.produce(TOPIC, value=b"after-fault", partition=0)
+            producer.commit_transaction(10)
+            break
+        except KafkaException as err:
+            assert time.monotonic() < deadline + 30, f"transactions never resumed: {err}"
+            producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "after-enospc"})
+            time.sleep(0.2)

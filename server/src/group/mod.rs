@@ -129,7 +129,7 @@ impl Coordinator {
     }
 
     /// The offsets log writes go to now.
-    fn log(&self) -> Rc<PartitionLog> {
+    pub fn log(&self) -> Rc<PartitionLog> {
         Rc::clone(&self.log.borrow())
     }
 

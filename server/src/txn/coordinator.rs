@@ -159,6 +159,11 @@ impl TxnCoordinator {
         Ok(())
     }
 
+    /// The `__transaction_state` log writes go to now.
+    pub fn log(&self) -> Rc<PartitionLog> {
+        Rc::clone(&self.log.borrow())
+    }
+
     /// Points the coordinator at the `__transaction_state` log reopened by a move between data
     /// dirs (or at the source reopened after a failed one): the log it held was closed, and every
     /// state write failed with a retriable error until restart. The table in memory is the log's:
