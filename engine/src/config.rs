@@ -423,7 +423,9 @@ mod tests {
         let mut config = LogConfig::default();
         for (value, expected) in [("-2", None), ("-1", None), ("0", Some(0)), ("5", Some(5))] {
             let overrides = [("retention.bytes".to_string(), value.to_string())];
-            config = config.with_overrides(&overrides.into_iter().collect()).unwrap();
+            config = config
+                .with_overrides(&overrides.into_iter().collect())
+                .unwrap();
             assert_eq!(config.retention_bytes, expected, "{value}");
         }
     }
