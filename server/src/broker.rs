@@ -109,16 +109,18 @@ pub fn run(args: Args) -> Result<()> {
         maintenance: ringtail_engine::MaintenanceSchedule {
             flush_tick_ms: FLUSH_TICK_MS,
             retention_check_ms: args.log_cleanup_check_ms,
-            producer_expiry_check_ms: args.producer_state.producer_id_expiration_check_interval_ms,
-            producer_id_expiration_ms: args.producer_state.producer_id_expiration_ms,
+            producer_expiry_check_ms: args.expiry.producer_id_expiration_check_interval_ms,
+            producer_id_expiration_ms: args.expiry.producer_id_expiration_ms,
         },
         cluster_id: "ringtail".to_string(),
         move_bytes_per_sec: args.move_bytes_per_sec,
         consumer_group: args.consumer_group_config()?,
         transaction_max_timeout_ms: args.transaction_max_timeout_ms,
-        transactional_id_expiration_ms: args.producer_state.transactional_id_expiration_ms,
+        transactional_id_expiration_ms: args.expiry.transactional_id_expiration_ms,
+        offsets_retention_ms: i64::from(args.expiry.offsets_retention_minutes) * 60 * 1000,
+        offsets_retention_check_interval_ms: args.expiry.offsets_retention_check_interval_ms,
         transactional_id_cleanup_interval_ms: args
-            .producer_state
+            .expiry
             .transaction_remove_expired_transaction_cleanup_interval_ms,
         broker_configs,
         explicit_flags: args.explicit_flags.clone(),

@@ -36,9 +36,9 @@ pub struct Args {
     #[command(flatten)]
     pub security: crate::config_security::SecurityArgs,
 
-    /// Idempotent producers' state expiry (see `config_producers.rs`).
+    /// Expiry of producers' state, transactional ids and group offsets (see `config_expiry.rs`).
     #[command(flatten)]
-    pub producer_state: crate::config_producers::ProducerStateArgs,
+    pub expiry: crate::config_expiry::ExpiryArgs,
 
     /// Data directory; repeat for several disks (JBOD): a new partition goes to the one with the
     /// most free space, and `placement.json` in each records where every partition lives.

@@ -66,9 +66,13 @@ pub async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()
     );
     *context.coordinator.borrow_mut() = Some(Rc::clone(&coordinator));
     let engine = Rc::clone(&context.engine);
+    let retention_ms = context.settings.offsets_retention_ms;
+    let retention_check_ms = context.settings.offsets_retention_check_interval_ms as i64;
+    let last_retention_check_ms = Rc::new(Cell::new(now_ms()));
     spawn_ticker(TICK_MS, move || {
         let coordinator = Rc::clone(&coordinator);
         let engine = Rc::clone(&engine);
+        let last_retention_check_ms = Rc::clone(&last_retention_check_ms);
         async move {
             if coordinator.is_stopped() {
                 return false;
@@ -78,6 +82,10 @@ pub async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()
                 coordinator.replace_log(fresh);
             }
             coordinator.tick().await;
+            if now_ms() - last_retention_check_ms.get() >= retention_check_ms {
+                last_retention_check_ms.set(now_ms());
+                coordinator.expire_groups(now_ms(), retention_ms).await;
+            }
             true
         }
     });

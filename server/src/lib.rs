@@ -9,7 +9,7 @@ pub mod cli_groups;
 pub mod cli_log_dirs;
 pub mod cli_users;
 pub mod config;
-mod config_producers;
+mod config_expiry;
 mod config_security;
 mod configs;
 mod connection;

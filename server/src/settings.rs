@@ -39,6 +39,10 @@ pub struct Settings {
     /// ...looked for this often
     /// (`--transaction-remove-expired-transaction-cleanup-interval-ms`).
     pub transactional_id_cleanup_interval_ms: u64,
+    /// Groups without members expire with their offsets after this (`--offsets-retention-minutes`)...
+    pub offsets_retention_ms: i64,
+    /// ...looked for this often (`--offsets-retention-check-interval-ms`).
+    pub offsets_retention_check_interval_ms: u64,
     /// The broker's settings under Kafka's names (DescribeConfigs of the BROKER resource).
     pub broker_configs: Vec<crate::configs::Described>,
     /// Flags given at start (clap ids): their topic-config defaults are STATIC_BROKER_CONFIG.

@@ -26,7 +26,7 @@ fn log_config() -> LogConfig {
     }
 }
 
-async fn metadata_with_topic(dir: &std::path::Path) -> Arc<Metadata> {
+pub(super) async fn metadata_with_topic(dir: &std::path::Path) -> Arc<Metadata> {
     let mut registry = TopicRegistry::load(dir).await.unwrap();
     registry.insert(TopicMeta::new("t", 4, BTreeMap::new()));
     let metadata = Metadata::new(log_config());
@@ -34,7 +34,7 @@ async fn metadata_with_topic(dir: &std::path::Path) -> Arc<Metadata> {
     Arc::new(metadata)
 }
 
-async fn coordinator(
+pub(super) async fn coordinator(
     dir: &std::path::Path,
     metadata: &Arc<Metadata>,
 ) -> (Rc<PartitionLog>, Rc<Coordinator>) {
@@ -142,7 +142,7 @@ async fn classic_and_consumer_groups_come_back_after_a_restart() {
     assert_eq!(again.member_epoch, answer.member_epoch);
 }
 
-fn consumer_join(member_id: &str) -> HeartbeatRequest {
+pub(super) fn consumer_join(member_id: &str) -> HeartbeatRequest {
     HeartbeatRequest {
         member_id: member_id.into(),
         member_epoch: 0,

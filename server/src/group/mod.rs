@@ -17,6 +17,7 @@ pub mod classic_record;
 pub mod consumer;
 pub mod offsets_log;
 mod replay;
+mod retention;
 pub mod state;
 pub mod txn_offsets;
 
@@ -73,6 +74,8 @@ pub struct Coordinator {
     consumer_groups: RefCell<BTreeMap<String, ConsumerGroup>>,
     /// Transactional commits waiting for their transaction's marker (txn_offsets.rs).
     pending_txn_offsets: RefCell<txn_offsets::PendingTxnOffsets>,
+    /// Groups seen without members by the offset retention pass, since when (retention.rs).
+    memberless_since_ms: RefCell<HashMap<String, i64>>,
     consumer_config: ConsumerGroupConfig,
     metadata: Arc<Metadata>,
     /// The offsets log; replaced when a move between data dirs reopens it (a `RefCell` never
@@ -561,3 +564,5 @@ fn answer_waiter<T>(
 #[cfg(test)]
 #[path = "coordinator_tests.rs"]
 mod coordinator_tests;
+#[cfg(test)]
+mod retention_tests;

@@ -43,6 +43,7 @@ impl Coordinator {
             offsets: RefCell::new(BTreeMap::new()),
             consumer_groups: RefCell::new(BTreeMap::new()),
             pending_txn_offsets: RefCell::new(BTreeMap::new()),
+            memberless_since_ms: RefCell::new(HashMap::new()),
             consumer_config,
             metadata,
             log: RefCell::new(log),

@@ -1,14 +1,15 @@
-//! How long the broker remembers producers that stopped: an idempotent producer's state in each
-//! partition, a transactional id at the transaction coordinator.
+//! How long the broker remembers clients that stopped: an idempotent producer's state in each
+//! partition, a transactional id at the transaction coordinator, a group's committed offsets at
+//! the group coordinator. Each is state any client can create at will.
 //!
 //! Flattened into [`crate::config::Args`], so each is also a key of the `--config` TOML file.
 #![forbid(unsafe_code)]
 
 use clap::Args as ClapArgs;
 
-/// Producer and transactional id expiry, by their Kafka names.
+/// Producer, transactional id and offset expiry, by their Kafka names.
 #[derive(Debug, Clone, ClapArgs)]
-pub struct ProducerStateArgs {
+pub struct ExpiryArgs {
     /// A partition forgets an idempotent producer this long after its last batch's timestamp,
     /// unless it holds an open transaction there (Kafka's producer.id.expiration.ms: 1 day).
     /// Its sequence state, used to spot retried batches, is what every producer id that ever
@@ -32,4 +33,15 @@ pub struct ProducerStateArgs {
     /// transaction.remove.expired.transaction.cleanup.interval.ms: 1 hour).
     #[arg(long, value_name = "MS", default_value_t = 60 * 60 * 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub transaction_remove_expired_transaction_cleanup_interval_ms: u64,
+
+    /// A group without members is deleted with its committed offsets once its newest commit, and
+    /// the moment it was last seen with members, are this old (Kafka's offsets.retention.minutes:
+    /// 7 days).
+    #[arg(long, value_name = "MINUTES", default_value_t = 7 * 24 * 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub offsets_retention_minutes: u32,
+
+    /// How often the group coordinator looks for expired groups (Kafka's
+    /// offsets.retention.check.interval.ms: 10 min).
+    #[arg(long, value_name = "MS", default_value_t = 10 * 60 * 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub offsets_retention_check_interval_ms: u64,
 }
