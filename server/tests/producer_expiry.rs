@@ -143,6 +143,7 @@ fn idle_transactional_ids_are_forgotten_and_stay_forgotten_after_a_restart() {
     );
     let (error, idle) = init(&mut client, "idle", 60_000);
     assert_eq!(error, 0);
+    assert_eq!(init(&mut client, "idle-too", 60_000).0, 0);
     // Then a broker that expires ids a millisecond after their last change.
     restart_with(
         broker,
@@ -159,6 +160,10 @@ fn idle_transactional_ids_are_forgotten_and_stay_forgotten_after_a_restart() {
         assert!(Instant::now() < deadline, "the idle id never expired");
         std::thread::sleep(Duration::from_millis(20));
     }
+    while describe_error(&mut client, "idle-too") != TRANSACTIONAL_ID_NOT_FOUND {
+        assert!(Instant::now() < deadline, "the other idle id never expired");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         txn_state(&mut client, "busy"),
         "Ongoing",
@@ -167,10 +172,9 @@ fn idle_transactional_ids_are_forgotten_and_stay_forgotten_after_a_restart() {
     // Its tombstone is in the log: a restart (default expiry: 7 days) does not bring it back.
     restart(broker);
     let mut client = Client::connect(broker);
-    assert_eq!(
-        describe_error(&mut client, "idle"),
-        TRANSACTIONAL_ID_NOT_FOUND
-    );
+    for txn in ["idle", "idle-too"] {
+        assert_eq!(describe_error(&mut client, txn), TRANSACTIONAL_ID_NOT_FOUND);
+    }
     assert_eq!(txn_state(&mut client, "busy"), "Ongoing");
     // The forgotten id starts over with a new producer id.
     let (error, again) = init(&mut client, "idle", 60_000);

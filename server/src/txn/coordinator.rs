@@ -28,7 +28,7 @@ use ringtail_engine::log::now_ms;
 use ringtail_engine::PartitionLog;
 
 use super::fault;
-use super::log::{encode_state, encode_tombstone, load};
+use super::log::{encode_state, load};
 use super::marker::{encode_marker, MarkerType, TxnProducer};
 use super::registry::TxnRegistry;
 use super::state::{TxnMetadata, TxnPartition, TxnState, PRODUCER_EPOCH_MAX};
@@ -485,52 +485,6 @@ impl TxnCoordinator {
         }
     }
 
-    /// Forgets every transactional id with no transaction in progress (Empty, CompleteCommit,
-    /// CompleteAbort) whose state last changed `expiration_ms` ago or more (Kafka's
-    /// transactional.id.expiration.ms): a tombstone in the log, then out of the table and the
-    /// produce-side registry. Without it the table only grows, up to TRANSACTIONAL_IDS_MAX, after
-    /// which no new id is served. Returns how many were forgotten.
-    pub async fn expire_transactional_ids(&self, expiration_ms: u64) -> usize {
-        let expiration_ms = i64::try_from(expiration_ms).unwrap_or(i64::MAX);
-        let expired = |meta: &TxnMetadata, now: i64| {
-            matches!(
-                meta.state,
-                TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
-            ) && now.saturating_sub(meta.update_ms) >= expiration_ms
-        };
-        let now = now_ms();
-        let due: Vec<String> = (self.txns.borrow().iter())
-            .filter(|(_, meta)| expired(meta, now))
-            .map(|(id, _)| id.clone())
-            .collect();
-        let mut forgotten = 0;
-        for transactional_id in due {
-            let Ok(_guard) = self.claim(&transactional_id) else {
-                continue;
-            };
-            // The producer may have begun a transaction while earlier ids were written.
-            match self.get(&transactional_id) {
-                Some(meta) if expired(&meta, now_ms()) => {
-                    let tombstone = encode_tombstone(&transactional_id, now_ms());
-                    // A clone: the log may be swapped (a move between data dirs) meanwhile.
-                    let log = Rc::clone(&self.log.borrow());
-                    if let Err(err) = log.append(tombstone, 0).await {
-                        tracing::error!(transactional_id, %err, "writing a tombstone failed");
-                        break;
-                    }
-                    self.registry.forget(meta.producer_id);
-                    self.txns.borrow_mut().remove(&transactional_id);
-                    forgotten += 1;
-                }
-                _ => continue,
-            }
-        }
-        if forgotten > 0 {
-            tracing::info!(forgotten, "expired transactional ids");
-        }
-        forgotten
-    }
-
     /// DescribeTransactions: each id's state, or TRANSACTIONAL_ID_NOT_FOUND.
     pub fn describe(&self, transactional_ids: &[String]) -> Vec<(String, Described)> {
         let txns = self.txns.borrow();
@@ -683,3 +637,6 @@ async fn write_marker(
         Err(ResponseError::CoordinatorNotAvailable)
     })
 }
+
+#[path = "expiry.rs"]
+mod expiry;
