@@ -67,12 +67,11 @@ pub async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()
     *context.coordinator.borrow_mut() = Some(Rc::clone(&coordinator));
     let engine = Rc::clone(&context.engine);
     let retention_ms = context.settings.offsets_retention_ms;
-    let retention_check_ms = context.settings.offsets_retention_check_interval_ms as i64;
-    let last_retention_check_ms = Rc::new(Cell::new(now_ms()));
+    let retention_check = Period::new(context.settings.offsets_retention_check_interval_ms);
     spawn_ticker(TICK_MS, move || {
         let coordinator = Rc::clone(&coordinator);
         let engine = Rc::clone(&engine);
-        let last_retention_check_ms = Rc::clone(&last_retention_check_ms);
+        let retention_check = Rc::clone(&retention_check);
         async move {
             if coordinator.is_stopped() {
                 return false;
@@ -82,14 +81,38 @@ pub async fn start_coordinator_if_owner(context: &Rc<ShardContext>) -> Result<()
                 coordinator.replace_log(fresh);
             }
             coordinator.tick().await;
-            if now_ms() - last_retention_check_ms.get() >= retention_check_ms {
-                last_retention_check_ms.set(now_ms());
+            if retention_check.due() {
                 coordinator.expire_groups(now_ms(), retention_ms).await;
             }
             true
         }
     });
     Ok(())
+}
+
+/// A pass of a coordinator's timer that runs once every `interval_ms` (checked at each tick).
+struct Period {
+    interval_ms: i64,
+    last_ms: Cell<i64>,
+}
+
+impl Period {
+    fn new(interval_ms: u64) -> Rc<Self> {
+        Rc::new(Self {
+            interval_ms: i64::try_from(interval_ms).unwrap_or(i64::MAX),
+            last_ms: Cell::new(now_ms()),
+        })
+    }
+
+    /// Whether the pass is due now; if so, the next is due one interval later.
+    fn due(&self) -> bool {
+        let now = now_ms();
+        let due = now.saturating_sub(self.last_ms.get()) >= self.interval_ms;
+        if due {
+            self.last_ms.set(now);
+        }
+        due
+    }
 }
 
 /// Drives a coordinator's timer: every `tick_ms`, `tick()`, until it answers false (the
@@ -130,13 +153,12 @@ pub async fn start_txn_coordinator_if_owner(context: &Rc<ShardContext>) -> Resul
     );
     *context.txn_coordinator.borrow_mut() = Some(Rc::clone(&coordinator));
     let expiration_ms = context.settings.transactional_id_expiration_ms;
-    let cleanup_interval_ms = context.settings.transactional_id_cleanup_interval_ms as i64;
-    let last_cleanup_ms = Rc::new(Cell::new(now_ms()));
+    let cleanup = Period::new(context.settings.transactional_id_cleanup_interval_ms);
     let engine = Rc::clone(&context.engine);
     // The first tick finishes prepared transactions; it runs once every shard serves its inbox.
     spawn_ticker(TICK_MS, move || {
         let coordinator = Rc::clone(&coordinator);
-        let last_cleanup_ms = Rc::clone(&last_cleanup_ms);
+        let cleanup = Rc::clone(&cleanup);
         let engine = Rc::clone(&engine);
         async move {
             if coordinator.is_stopped() {
@@ -147,8 +169,7 @@ pub async fn start_txn_coordinator_if_owner(context: &Rc<ShardContext>) -> Resul
                 coordinator.replace_log(fresh);
             }
             coordinator.tick().await;
-            if now_ms() - last_cleanup_ms.get() >= cleanup_interval_ms {
-                last_cleanup_ms.set(now_ms());
+            if cleanup.due() {
                 coordinator.expire_transactional_ids(expiration_ms).await;
             }
             true

@@ -4,8 +4,6 @@
 //! which no new id is served.
 #![forbid(unsafe_code)]
 
-use std::rc::Rc;
-
 use bytes::BytesMut;
 use ringtail_engine::log::now_ms;
 
@@ -54,8 +52,7 @@ impl TxnCoordinator {
                 tombstones.extend_from_slice(&encode_tombstone(transactional_id, now_ms()));
             }
             // A clone: the log may be swapped (a move between data dirs) meanwhile.
-            let log = Rc::clone(&self.log.borrow());
-            if let Err(err) = log.append(tombstones, 0).await {
+            if let Err(err) = self.log().append(tombstones, 0).await {
                 tracing::error!(%err, "writing transactional id tombstones failed");
                 break;
             }
