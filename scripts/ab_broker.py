@@ -14,6 +14,8 @@ A B C A B C ..., so slow drifts of a shared machine (other builds, page-cache st
 
 --loadgen-of LABEL=PATH runs that variant's load with another ringtail-loadgen binary (to measure
 a change of the client itself against the same broker); the loadgen's own CPU is reported too.
+--loadgen-args-of LABEL=ARGS appends ARGS to that variant's loadgen arguments: the same broker under
+different loads, alternating (e.g. a producer alone, beside a hot reader, beside a cold one).
 
 --warm-frames-mb writes and deletes a file of that size just before each run: the freed page
 frames are then the ones the broker's page cache gets (see results/profile/README.md on why that
@@ -130,6 +132,13 @@ def main():
         metavar="LABEL=PATH",
         help="the ringtail-loadgen binary for one variant (default: target/release's)",
     )
+    parser.add_argument(
+        "--loadgen-args-of",
+        action="append",
+        default=[],
+        metavar="LABEL=ARGS",
+        help="ringtail-loadgen arguments added for one variant (after --loadgen's)",
+    )
     parser.add_argument("variants", nargs="+", help="label=BROKER_BINARY [flags...]")
     args = parser.parse_args()
 
@@ -144,10 +153,18 @@ def main():
         if label not in {name for name, _ in variants} or not path:
             parser.error(f"--loadgen-of {text}: expected LABEL=PATH for one of the variants")
         loadgens[label] = path
+    extra_args = {}
+    for text in args.loadgen_args_of:
+        label, _, extra = text.partition("=")
+        if label not in {name for name, _ in variants} or not extra:
+            parser.error(f"--loadgen-args-of {text}: expected LABEL=ARGS for one of the variants")
+        extra_args[label] = shlex.split(extra)
     scratch = os.path.join(REPO, "target/tmp")
     os.makedirs(scratch, exist_ok=True)
 
     print(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} loadgen: {args.loadgen}")
+    for label, extra in extra_args.items():
+        print(f"#   {label}: + {shlex.join(extra)}")
     runs = []
     for rep in range(args.reps):
         for variant in variants:
@@ -155,7 +172,8 @@ def main():
             if args.warm_only and variant[0] not in args.warm_only.split(","):
                 warm_mb = 0
             loadgen = loadgens.get(variant[0], LOADGEN)
-            run = one_run(variant, loadgen_args, args.port, scratch, warm_mb, loadgen)
+            variant_args = loadgen_args + extra_args.get(variant[0], [])
+            run = one_run(variant, variant_args, args.port, scratch, warm_mb, loadgen)
             run["rep"] = rep
             runs.append(run)
             print(
