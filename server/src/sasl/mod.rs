@@ -72,7 +72,8 @@ pub fn parse_mechanisms(text: &str) -> Result<Vec<Mechanism>> {
 /// What every shard shares for authentication.
 pub struct SaslConfig {
     pub mechanisms: Vec<Mechanism>,
-    /// `--connections-max-reauth-ms`; 0: sessions do not expire.
+    /// `--connections-max-reauth-ms`; 0: sessions do not expire, and a connection cannot log in
+    /// again (Kafka's re-authentication is off then).
     pub reauth_ms: u64,
     pub store: RwLock<CredentialStore>,
     /// Serializes changes to the store and their saves (admin requests on any shard).
@@ -181,7 +182,15 @@ pub struct Session {
     phase: Phase,
     /// The authenticated principal (`User:NAME`) and when its session ends.
     principal: Option<(String, Option<Instant>)>,
+    /// When the last re-authentication began: Kafka allows one a second per connection
+    /// ([`REAUTHENTICATION_INTERVAL_MIN`]), so a client cannot make the broker check passwords
+    /// in a loop on one connection.
+    last_reauthentication: Option<Instant>,
 }
+
+/// The least time between two re-authentications of one connection (Kafka's
+/// `KafkaChannel.MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS`); an earlier SaslHandshake is refused.
+pub const REAUTHENTICATION_INTERVAL_MIN: Duration = Duration::from_secs(1);
 
 impl Default for Session {
     fn default() -> Self {
@@ -194,6 +203,7 @@ impl Session {
         Self {
             phase: Phase::Idle,
             principal: None,
+            last_reauthentication: None,
         }
     }
 
@@ -206,14 +216,39 @@ impl Session {
         }
     }
 
+    /// Whether this connection has logged in and is between exchanges: a SaslAuthenticate now
+    /// has no handshake before it and is, as in Kafka, an ordinary request in the wrong state.
+    pub fn logged_in_between_exchanges(&self, now: Instant) -> bool {
+        matches!(self.phase, Phase::Idle) && self.principal(now).is_some()
+    }
+
     /// SaslHandshake: chooses the mechanism. Errors are Kafka's codes' reasons.
-    pub fn handshake(&mut self, config: &SaslConfig, name: &str) -> Result<(), HandshakeError> {
+    pub fn handshake(
+        &mut self,
+        config: &SaslConfig,
+        name: &str,
+        now: Instant,
+    ) -> Result<(), HandshakeError> {
         if !matches!(self.phase, Phase::Idle) {
             return Err(HandshakeError::IllegalState);
+        }
+        if self.principal.is_some() {
+            // A re-authentication (KIP-368). Kafka starts one only when sessions expire
+            // (connections.max.reauth.ms > 0) and at most once a second; otherwise the handshake
+            // is served as any request after a login: ILLEGAL_SASL_STATE.
+            let too_soon = self.last_reauthentication.is_some_and(|last| {
+                now.saturating_duration_since(last) < REAUTHENTICATION_INTERVAL_MIN
+            });
+            if config.reauth_ms == 0 || too_soon {
+                return Err(HandshakeError::NoReauthentication);
+            }
         }
         let mechanism = Mechanism::parse(name)
             .filter(|m| config.mechanisms.contains(m))
             .ok_or(HandshakeError::Unsupported)?;
+        if self.principal.is_some() {
+            self.last_reauthentication = Some(now);
+        }
         self.phase = Phase::Handshaken(mechanism);
         Ok(())
     }
@@ -295,6 +330,10 @@ pub enum HandshakeError {
     IllegalState,
     /// Not a mechanism this broker offers.
     Unsupported,
+    /// A handshake on an authenticated connection that may not re-authenticate (sessions do not
+    /// expire, or its last re-authentication began under [`REAUTHENTICATION_INTERVAL_MIN`] ago);
+    /// the connection stays open.
+    NoReauthentication,
 }
 
 /// PLAIN (RFC 4616): `authzid NUL user NUL password`, to be checked against the user's SCRAM
