@@ -78,6 +78,8 @@ pub struct Coordinator {
     memberless_since_ms: RefCell<HashMap<String, i64>>,
     consumer_config: ConsumerGroupConfig,
     metadata: Arc<Metadata>,
+    /// Partition counts of every topic as of a metadata version (consumer group heartbeats).
+    topic_counts: RefCell<Option<(u64, Rc<consumer::TopicCounts>)>>,
     /// The offsets log; replaced when a move between data dirs reopens it (a `RefCell` never
     /// borrowed across an await: [`Coordinator::log`] hands out a clone).
     log: RefCell<Rc<PartitionLog>>,
