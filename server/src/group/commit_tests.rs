@@ -5,6 +5,7 @@ use kafka_protocol::error::ResponseError;
 
 use super::coordinator_tests::{coordinator, metadata_with_topic};
 use super::CommittedOffset;
+use crate::txn::marker::TxnProducer;
 
 fn offset(offset: i64) -> CommittedOffset {
     CommittedOffset {
@@ -36,4 +37,38 @@ async fn a_commit_with_a_generation_to_a_group_that_does_not_exist_is_group_id_n
     assert_eq!(commit(9, 3).await, Err(ResponseError::UnknownMemberId));
     assert_eq!(commit(7, 3).await, Err(ResponseError::UnknownMemberId));
     assert_eq!(commit(9, -1).await, Ok(()));
+}
+
+#[compio::test]
+async fn a_transactional_commit_with_a_generation_to_a_group_that_does_not_exist_is_refused() {
+    // Kafka's validateTransactionalOffsetCommit: ILLEGAL_GENERATION for a group that does not
+    // exist, UNKNOWN_MEMBER_ID for one known only by its commits; -1 (a producer without the
+    // consumer's group metadata) is not checked.
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, coordinator) = coordinator(dir.path(), &metadata).await;
+    let producer = TxnProducer {
+        producer_id: 1,
+        producer_epoch: 0,
+    };
+    let commit = |group: &'static str, generation: i32| {
+        let commits = vec![("t".to_string(), 0, offset(3))];
+        coordinator.txn_commit(group, producer, ("m", generation), commits)
+    };
+    assert_eq!(
+        commit("nobody", 2).await,
+        Err(ResponseError::IllegalGeneration)
+    );
+    let commits = vec![("t".to_string(), 0, offset(1))];
+    assert_eq!(
+        coordinator
+            .commit("simple", ("", None, -1), 9, commits)
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        commit("simple", 2).await,
+        Err(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(commit("nobody", -1).await, Ok(()));
 }
