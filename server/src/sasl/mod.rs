@@ -137,6 +137,8 @@ pub enum AuthFailure {
     PrincipalChanged { old: String, new: String },
     #[error("SaslAuthenticate before SaslHandshake")]
     NoHandshake,
+    #[error("re-authentication with {new}, but the connection logged in with {old}")]
+    MechanismChanged { old: String, new: String },
 }
 
 /// The next step of an exchange that has not failed.
@@ -174,6 +176,12 @@ impl PlainCheck {
 enum Phase {
     Idle,
     Handshaken(Mechanism),
+    /// A re-authentication asked for another mechanism than the login's: as in Kafka
+    /// (REAUTH_BAD_MECHANISM) the handshake is answered, its SaslAuthenticate fails.
+    ReauthMechanismChanged {
+        old: Mechanism,
+        new: Mechanism,
+    },
     Scram(Box<ScramExchange>),
 }
 
@@ -186,6 +194,8 @@ pub struct Session {
     /// ([`REAUTHENTICATION_INTERVAL_MIN`]), so a client cannot make the broker check passwords
     /// in a loop on one connection.
     last_reauthentication: Option<Instant>,
+    /// The mechanism of the connection's login: a re-authentication must use it too.
+    login_mechanism: Option<Mechanism>,
 }
 
 /// The least time between two re-authentications of one connection (Kafka's
@@ -204,6 +214,7 @@ impl Session {
             phase: Phase::Idle,
             principal: None,
             last_reauthentication: None,
+            login_mechanism: None,
         }
     }
 
@@ -246,8 +257,17 @@ impl Session {
         let mechanism = Mechanism::parse(name)
             .filter(|m| config.mechanisms.contains(m))
             .ok_or(HandshakeError::Unsupported)?;
-        if self.principal.is_some() {
-            self.last_reauthentication = Some(now);
+        match self.login_mechanism {
+            Some(old) if self.principal.is_some() && old != mechanism => {
+                self.last_reauthentication = Some(now);
+                self.phase = Phase::ReauthMechanismChanged {
+                    old,
+                    new: mechanism,
+                };
+                return Ok(());
+            }
+            Some(_) if self.principal.is_some() => self.last_reauthentication = Some(now),
+            _ => self.login_mechanism = Some(mechanism),
         }
         self.phase = Phase::Handshaken(mechanism);
         Ok(())
@@ -262,6 +282,10 @@ impl Session {
     ) -> Result<AuthStep, AuthFailure> {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Idle => Err(AuthFailure::NoHandshake),
+            Phase::ReauthMechanismChanged { old, new } => Err(AuthFailure::MechanismChanged {
+                old: old.name().to_string(),
+                new: new.name().to_string(),
+            }),
             Phase::Handshaken(Mechanism::Plain) => {
                 Ok(AuthStep::CheckPlain(check_plain(config, message)?))
             }

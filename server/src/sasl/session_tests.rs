@@ -180,3 +180,18 @@ fn mechanisms_flag_parses() {
     assert!(parse_mechanisms("SCRAM-SHA-1").is_err());
     assert!(parse_mechanisms("").is_err());
 }
+
+#[test]
+fn reauthentication_must_use_the_logins_mechanism() {
+    // Kafka (REAUTH_BAD_MECHANISM): the handshake naming another mechanism is answered, its
+    // SaslAuthenticate fails (and closes the connection).
+    let config = config(60_000);
+    let now = Instant::now();
+    let mut session = Session::new();
+    plain_login(&mut session, &config, "alice", "alice-pw", now).unwrap();
+    session.handshake(&config, "SCRAM-SHA-256", now).unwrap();
+    assert!(matches!(
+        session.authenticate(&config, b"n,,n=alice,r=abc", now),
+        Err(AuthFailure::MechanismChanged { .. })
+    ));
+}
