@@ -417,7 +417,7 @@ fn an_overtaken_config_alteration_does_not_put_its_older_config_on_the_log() {
     let opened = admin.produce("overtaken", 0, encode_uniform_batch(now_ms(), 1, 10));
     assert_eq!(opened.error_code, 0);
     let change = |value: &str| {
-        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
             incremental_alter_configs_request::AlterConfigsResource::default()
                 .with_resource_type(2)
                 .with_resource_name(str_bytes("overtaken"))
@@ -427,8 +427,7 @@ fn an_overtaken_config_alteration_does_not_put_its_older_config_on_the_log() {
                         .with_config_operation(0)
                         .with_value(Some(str_bytes(value))),
                 ]),
-        ]);
-        request
+        ])
     };
     let mut first = Client::connect(&broker);
     first

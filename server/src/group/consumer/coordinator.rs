@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use super::record;
 use super::state::{Dirty, HeartbeatError, HeartbeatResponse};
-use super::subscription::TopicView;
+use super::subscription::{Describable, TopicView};
 use super::{ConsumerGroup, HeartbeatRequest, TopicCounts};
 use crate::group::Coordinator;
 
@@ -59,7 +59,7 @@ impl Coordinator {
         group_id: String,
         request: HeartbeatRequest,
         identity: Option<crate::acl::Identity>,
-        (describable, acl_version): (&dyn Fn(&crate::acl::Identity, &str) -> bool, u64),
+        (describable, acl_version): (Describable<'_>, u64),
     ) -> Result<HeartbeatResponse, HeartbeatError> {
         // Both are parts of record keys, which separate their parts with NUL bytes.
         for (name, id) in [("GroupId", &group_id), ("MemberId", &request.member_id)] {
