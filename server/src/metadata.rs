@@ -41,6 +41,9 @@ pub struct Metadata {
 struct TopicMaps {
     by_name: HashMap<String, Arc<TopicInfo>>,
     by_id: HashMap<Uuid, Arc<TopicInfo>>,
+    /// Grows with every publish: what was derived from the topics (a consumer group's regex
+    /// results) is current while it is the same.
+    version: u64,
 }
 
 impl Metadata {
@@ -76,16 +79,22 @@ impl Metadata {
 
     /// All topics, sorted by name.
     pub fn topics(&self) -> Vec<Arc<TopicInfo>> {
-        let mut all: Vec<_> = self
-            .topics
-            .read()
-            .expect("metadata lock")
-            .by_name
-            .values()
-            .cloned()
-            .collect();
+        self.versioned_topics().1
+    }
+
+    /// The version of the topics (grows with every change published).
+    pub fn version(&self) -> u64 {
+        self.topics.read().expect("metadata lock").version
+    }
+
+    /// All topics, sorted by name, and the version they are of (read together).
+    pub fn versioned_topics(&self) -> (u64, Vec<Arc<TopicInfo>>) {
+        let maps = self.topics.read().expect("metadata lock");
+        let mut all: Vec<_> = maps.by_name.values().cloned().collect();
+        let version = maps.version;
+        drop(maps);
         all.sort_by(|a, b| a.name.cmp(&b.name));
-        all
+        (version, all)
     }
 
     /// Resolves a registry entry into what shards use.
@@ -107,7 +116,9 @@ impl Metadata {
             fresh.by_id.insert(info.topic_id, Arc::clone(&info));
             fresh.by_name.insert(meta.name.clone(), info);
         }
-        *self.topics.write().expect("metadata lock") = fresh;
+        let mut maps = self.topics.write().expect("metadata lock");
+        fresh.version = maps.version + 1;
+        *maps = fresh;
         Ok(())
     }
 }

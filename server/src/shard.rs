@@ -189,17 +189,28 @@ impl ShardContext {
         }
         // A request holding metadata from before a DeleteTopics must not bring the partition back.
         let current = self.metadata.topic(&topic.name);
-        if current.is_none_or(|current| {
-            current.topic_id != topic.topic_id || !current.has_partition(partition)
-        }) {
+        let Some(current) = current.filter(|current| {
+            current.topic_id == topic.topic_id && current.has_partition(partition)
+        }) else {
             return Err(ringtail_engine::OpenError::Io {
                 path: std::path::PathBuf::from(format!("{}-{partition}", topic.name)),
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "topic deleted"),
             });
+        };
+        let log = self
+            .engine
+            .open_partition(topic_partition, current.config.clone())
+            .await?;
+        // A config alteration published while the log was being opened found no open log to
+        // change (topics::alter_configs): the log takes the newest config now.
+        if let Some(newest) = self
+            .metadata
+            .topic(&topic.name)
+            .filter(|newest| newest.topic_id == topic.topic_id && newest.config != current.config)
+        {
+            log.set_config(newest.config.clone());
         }
-        self.engine
-            .open_partition(topic_partition, topic.config.clone())
-            .await
+        Ok(log)
     }
 }
 

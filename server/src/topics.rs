@@ -427,23 +427,67 @@ pub async fn alter_configs(
     if validate_only {
         return Ok(());
     }
-    let updated = context
+    #[cfg(debug_assertions)]
+    test_hook::hold_first_apply().await;
+    let partitions = context
         .metadata
         .topic(&name)
-        .ok_or_else(|| AdminError::new(ResponseError::UnknownTopicOrPartition, "topic vanished"))?;
-    for partition in 0..updated.partitions {
-        let (topic, config) = (updated.name.clone(), updated.config.clone());
+        .ok_or_else(|| AdminError::new(ResponseError::UnknownTopicOrPartition, "topic vanished"))?
+        .partitions;
+    for partition in 0..partitions {
+        let topic = name.clone();
         context
-            .on_owner(&updated.name, partition, move |owner| async move {
+            .on_owner(&name, partition, move |owner| async move {
+                // The config is read here, on the owner, when the job runs, not before the hop:
+                // concurrent alterations are saved in order but their hops may arrive in any
+                // order, and one that carried its own config could put an older one on the log
+                // after a newer one (until a restart). Every alteration's job runs after its own
+                // publish, so the last job to run applies the newest config.
+                let Some(current) = owner.metadata.topic(&topic) else {
+                    return;
+                };
                 if let Some(log) = owner
                     .engine
                     .partition(&TopicPartition::new(&topic, partition))
                 {
-                    log.set_config(config);
+                    log.set_config(current.config.clone());
                 }
             })
             .await?;
     }
     tracing::info!(topic = %name, changes = %logged_changes, "altered topic configs");
     Ok(())
+}
+
+/// Test builds only (debug assertions on): holds the first config alteration after its change
+/// is saved and published and before it reaches the logs, until the file named by
+/// `RINGTAIL_TEST_HOLD_FIRST_CONFIG_APPLY` exists, so a test can let a second alteration of the
+/// same topic overtake it. Release builds never read the variable.
+#[cfg(debug_assertions)]
+mod test_hook {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    const HOLD_ENV: &str = "RINGTAIL_TEST_HOLD_FIRST_CONFIG_APPLY";
+    /// How often the held alteration looks for the release file (an async sleep: the shard
+    /// runs on).
+    const POLL: Duration = Duration::from_millis(5);
+
+    pub(super) async fn hold_first_apply() {
+        static RELEASE_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
+        static HELD: AtomicBool = AtomicBool::new(false);
+        let Some(release) =
+            RELEASE_FILE.get_or_init(|| std::env::var_os(HOLD_ENV).map(PathBuf::from))
+        else {
+            return;
+        };
+        if HELD.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        while !release.exists() {
+            compio::time::sleep(POLL).await;
+        }
+    }
 }

@@ -441,7 +441,7 @@ fn a_regex_subscription_is_assigned_only_topics_the_member_may_describe() {
     let mut admin = login(&broker, "admin");
     let (created, open_id) = admin.create_topic_with_id("re-open", 2, &[]);
     assert_eq!(created, 0);
-    let (created, _secret_id) = admin.create_topic_with_id("re-secret", 2, &[]);
+    let (created, secret_id) = admin.create_topic_with_id("re-secret", 2, &[]);
     assert_eq!(created, 0);
     let on_group = acl("g-re", LITERAL, "User:erin", READ).with_resource_type(GROUP);
     let on_topic = acl("re-open", LITERAL, "User:erin", READ);
@@ -465,6 +465,33 @@ fn a_regex_subscription_is_assigned_only_topics_the_member_may_describe() {
         .map(|topic| topic.topic_id)
         .collect();
     assert_eq!(assigned, vec![open_id], "only the topic erin may describe");
+
+    // The group keeps the regex's result until the ACLs change: a grant is seen by the next
+    // heartbeat.
+    let on_secret = acl("re-secret", LITERAL, "User:erin", DESCRIBE);
+    assert_eq!(create_acls(&mut admin, vec![on_secret]), [0]);
+    let beat = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(str("g-re")))
+        .with_member_id(str("erin-member-0000000001"))
+        .with_member_epoch(joined.member_epoch)
+        .with_rebalance_timeout_ms(-1)
+        .with_topic_partitions(None);
+    let after: ConsumerGroupHeartbeatResponse = erin.call(ApiKey::ConsumerGroupHeartbeat, 1, &beat);
+    assert_eq!(after.error_code, 0, "{:?}", after.error_message);
+    let mut assigned: Vec<uuid::Uuid> = after
+        .assignment
+        .expect("the assignment grew")
+        .topic_partitions
+        .iter()
+        .map(|topic| topic.topic_id)
+        .collect();
+    assigned.sort();
+    let mut expected = vec![open_id, secret_id];
+    expected.sort();
+    assert_eq!(
+        assigned, expected,
+        "the grant is seen at the next heartbeat"
+    );
 }
 
 #[test]

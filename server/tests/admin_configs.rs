@@ -397,3 +397,68 @@ fn compression_type_recompresses_batches_to_the_topic_codec() {
         Compression::None
     );
 }
+
+#[test]
+fn an_overtaken_config_alteration_does_not_put_its_older_config_on_the_log() {
+    // Two IncrementalAlterConfigs of one topic: the first is saved, then held (a test hook of
+    // debug builds) before it reaches the partition logs; the second is saved and applied. When
+    // the first goes on, the log must keep the newest config, the one the registry holds and
+    // DescribeConfigs shows, not the first's (until a restart re-read it).
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release");
+    let release_text = release.to_str().unwrap().to_string();
+    let broker = common::start_broker_with_env(
+        &[],
+        &[("RINGTAIL_TEST_HOLD_FIRST_CONFIG_APPLY", &release_text)],
+    );
+    let mut admin = Client::connect(&broker);
+    assert_eq!(admin.create_topic("overtaken", 1, &[]), 0);
+    // The partition's log is open (a config change reaches open logs).
+    let opened = admin.produce("overtaken", 0, encode_uniform_batch(now_ms(), 1, 10));
+    assert_eq!(opened.error_code, 0);
+    let change = |value: &str| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(str_bytes("overtaken"))
+                .with_configs(vec![
+                    incremental_alter_configs_request::AlterableConfig::default()
+                        .with_name(str_bytes("max.message.bytes"))
+                        .with_config_operation(0)
+                        .with_value(Some(str_bytes(value))),
+                ]),
+        ])
+    };
+    let mut first = Client::connect(&broker);
+    first
+        .send(ApiKey::IncrementalAlterConfigs, 1, &change("1000"))
+        .unwrap();
+    // The first alteration is saved (and held) once DescribeConfigs shows it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while value(&describe(&mut admin, 2, "overtaken"), "max.message.bytes") != "1000" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first alteration was not saved"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        alter(
+            &mut admin,
+            "overtaken",
+            &[("max.message.bytes", 0, Some("100000"))]
+        ),
+        0
+    );
+    std::fs::write(&release, b"").unwrap();
+    let answer: IncrementalAlterConfigsResponse =
+        first.receive(ApiKey::IncrementalAlterConfigs, 1).unwrap();
+    assert_eq!(answer.responses[0].error_code, 0);
+    assert_eq!(
+        value(&describe(&mut admin, 2, "overtaken"), "max.message.bytes"),
+        "100000"
+    );
+    // A 5 KB batch: within the newest limit, over the overtaken one.
+    let produced = admin.produce("overtaken", 0, encode_uniform_batch(now_ms(), 1, 5_000));
+    assert_eq!(produced.error_code, 0, "the log holds the newest config");
+}

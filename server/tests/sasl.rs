@@ -219,6 +219,28 @@ fn unauthenticated_requests_close_the_connection_but_api_versions_is_answered() 
 }
 
 #[test]
+fn without_a_session_lifetime_a_second_login_is_an_illegal_sasl_state() {
+    // Kafka's connections.max.reauth.ms=0: re-authentication is off. A SaslHandshake or a
+    // SaslAuthenticate on an authenticated connection is answered ILLEGAL_SASL_STATE (by
+    // KafkaApis, as any request) and the connection stays open with its principal.
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "bob", "SCRAM-SHA-256", "bob-pw");
+    add_user(dir.path(), "eve", "SCRAM-SHA-256", "eve-pw");
+    let broker = start(dir, &[]);
+    let mut client = Client::connect_port(broker.sasl_port);
+    assert_eq!(client.plain("bob", "bob-pw").error_code, 0);
+    let again = client.handshake("PLAIN");
+    assert_eq!(again.error_code, ILLEGAL_SASL_STATE);
+    let authenticate = client.authenticate(b"\0eve\0eve-pw");
+    assert_eq!(authenticate.error_code, ILLEGAL_SASL_STATE);
+    assert_eq!(authenticate.session_lifetime_ms, 0);
+    assert!(
+        !client.metadata().brokers.is_empty(),
+        "still open and still logged in"
+    );
+}
+
+#[test]
 fn an_expired_session_closes_on_its_next_request_unless_reauthenticated() {
     // KIP-368: the login tells the lifetime; after it only a new login keeps the connection.
     let dir = tempfile::tempdir().unwrap();
@@ -234,7 +256,8 @@ fn an_expired_session_closes_on_its_next_request_unless_reauthenticated() {
     assert!(!lapsing.metadata().brokers.is_empty());
     // Past the lifetime (waiting out a bound, not measuring one).
     std::thread::sleep(Duration::from_millis(3200));
-    assert_eq!(reauthenticating.scram_sha256("bob", "bob-pw").error_code, 0);
+    // With the login's mechanism (Kafka refuses another one for a re-authentication).
+    assert_eq!(reauthenticating.plain("bob", "bob-pw").error_code, 0);
     assert!(
         !reauthenticating.metadata().brokers.is_empty(),
         "re-authenticated in time"

@@ -109,6 +109,9 @@ pub struct Authorizer {
     acls: RwLock<Arc<AclSet>>,
     /// The set's length, read without the lock on every check.
     acl_count: AtomicUsize,
+    /// Grows after every change is published: what was derived from checks (a consumer group's
+    /// regex results) is current while it is the same.
+    version: AtomicU64,
     /// Serializes changes (each saves the whole file).
     writer: Mutex<()>,
     denial_logged_ms: AtomicU64,
@@ -124,6 +127,7 @@ impl Authorizer {
             path: data_dir.join(store::FILE_NAME),
             acl_count: AtomicUsize::new(set.count()),
             acls: RwLock::new(Arc::new(set)),
+            version: AtomicU64::new(0),
             writer: Mutex::new(()),
             denial_logged_ms: AtomicU64::new(0),
             denials_unlogged: AtomicU64::new(0),
@@ -266,7 +270,16 @@ impl Authorizer {
         let count = next.count();
         *self.acls.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
         self.acl_count.store(count, Ordering::Release);
+        // After the new set is in place: a reader of the old version may have checked against
+        // either set, and sees the new version next time.
+        self.version.fetch_add(1, Ordering::AcqRel);
         Ok(result)
+    }
+
+    /// The version of the ACLs (grows with every change); read it before checks whose results
+    /// are kept.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     fn log_denial(&self, identity: &Identity, operation: Operation, resource: Resource<'_>) {

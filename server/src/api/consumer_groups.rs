@@ -141,8 +141,16 @@ pub async fn consumer_group_heartbeat(
         let describable = |identity: &crate::acl::Identity, topic: &str| {
             acl.decide(identity, Operation::Describe, Resource::topic(topic))
         };
+        // Read before any check, so a change of the ACLs during this heartbeat is seen by the
+        // next one (the regex results are kept per ACL version).
+        let acl_version = acl.version();
         coordinator
-            .consumer_heartbeat_as(group_id, heartbeat, Some(identity), &describable)
+            .consumer_heartbeat_as(
+                group_id,
+                heartbeat,
+                Some(identity),
+                (&describable, acl_version),
+            )
             .await
     })
     .await?;

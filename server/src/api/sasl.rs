@@ -43,9 +43,18 @@ pub fn handshake(
             keep_open: true,
         });
     };
-    let result = session.handshake(config, &handshake.mechanism);
+    let result = session.handshake(config, &handshake.mechanism, Instant::now());
     let error = match result {
         Ok(()) => 0,
+        Err(HandshakeError::NoReauthentication) => {
+            // Kafka's KafkaApis answer to a handshake after a login: no mechanisms, still open.
+            let response = SaslHandshakeResponse::default()
+                .with_error_code(code(ResponseError::IllegalSaslState));
+            return Ok(SaslAnswer {
+                response: request.frame(&response),
+                keep_open: true,
+            });
+        }
         Err(HandshakeError::IllegalState) => code(ResponseError::IllegalSaslState),
         Err(HandshakeError::Unsupported) => code(ResponseError::UnsupportedSaslMechanism),
     };
@@ -86,6 +95,19 @@ pub async fn authenticate(
             keep_open: false,
         });
     };
+    if session.logged_in_between_exchanges(Instant::now()) {
+        // As Kafka's KafkaApis: a SaslAuthenticate after a login without a handshake before it
+        // is refused, and the connection keeps its principal.
+        let response = SaslAuthenticateResponse::default()
+            .with_error_code(code(ResponseError::IllegalSaslState))
+            .with_error_message(Some(str_bytes(
+                "SaslAuthenticate request received after successful authentication",
+            )));
+        return Ok(SaslAnswer {
+            response: request.frame(&response),
+            keep_open: true,
+        });
+    }
     if authenticate.auth_bytes.len() > crate::sasl::scram::MESSAGE_BYTES_MAX {
         return Ok(failure(request, "message too long"));
     }

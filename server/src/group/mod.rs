@@ -78,6 +78,8 @@ pub struct Coordinator {
     memberless_since_ms: RefCell<HashMap<String, i64>>,
     consumer_config: ConsumerGroupConfig,
     metadata: Arc<Metadata>,
+    /// Partition counts of every topic as of a metadata version (consumer group heartbeats).
+    topic_counts: RefCell<Option<(u64, Rc<consumer::TopicCounts>)>>,
     /// The offsets log; replaced when a move between data dirs reopens it (a `RefCell` never
     /// borrowed across an await: [`Coordinator::log`] hands out a clone).
     log: RefCell<Rc<PartitionLog>>,
@@ -471,7 +473,10 @@ impl Coordinator {
                 .or_else(|| group.check_commit(member_id, generation_id)),
             // A group known only by its commits (simple consumers), or a new one.
             None if generation_id < 0 => None,
-            None => Some(ResponseError::IllegalGeneration),
+            None => Some(unknown_group_commit_error(
+                self.offsets.borrow().contains_key(group_id),
+                version,
+            )),
         };
         if let Some(error) = refused {
             return Err(error);
@@ -561,6 +566,22 @@ fn answer_waiter<T>(
     }
 }
 
+/// Kafka's answer to an OffsetCommit with a generation (or member epoch) >= 0 to a group without
+/// members: a group known by its commits is Kafka's "simple" classic group, whose member check
+/// fails (UNKNOWN_MEMBER_ID); a group that does not exist is GROUP_ID_NOT_FOUND from OffsetCommit
+/// v9 on, ILLEGAL_GENERATION before (kept by Kafka for older clients).
+fn unknown_group_commit_error(known_by_commits: bool, version: i16) -> ResponseError {
+    if known_by_commits {
+        ResponseError::UnknownMemberId
+    } else if version >= 9 {
+        ResponseError::GroupIdNotFound
+    } else {
+        ResponseError::IllegalGeneration
+    }
+}
+
+#[cfg(test)]
+mod commit_tests;
 #[cfg(test)]
 #[path = "coordinator_tests.rs"]
 mod coordinator_tests;

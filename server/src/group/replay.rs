@@ -46,6 +46,7 @@ impl Coordinator {
             memberless_since_ms: RefCell::new(HashMap::new()),
             consumer_config,
             metadata,
+            topic_counts: RefCell::new(None),
             log: RefCell::new(log),
             stopped: std::cell::Cell::new(false),
             #[cfg(test)]

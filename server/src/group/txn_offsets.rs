@@ -93,6 +93,19 @@ impl Coordinator {
         // KIP-447: a member's generation is checked when given; -1 (a producer without group
         // metadata) is not.
         if generation_id >= 0 {
+            let known = self.groups.borrow().contains_key(group_id)
+                || self.consumer_groups.borrow().contains_key(group_id);
+            if !known {
+                // Kafka's validateTransactionalOffsetCommit: a group that does not exist is
+                // ILLEGAL_GENERATION (any version); one known only by its commits (Kafka's
+                // "simple" group) fails the member check.
+                let simple = self.offsets.borrow().contains_key(group_id);
+                return Err(if simple {
+                    ResponseError::UnknownMemberId
+                } else {
+                    ResponseError::IllegalGeneration
+                });
+            }
             if let Some(group) = self.groups.borrow().get(group_id) {
                 group.check_member(member_id, generation_id)?;
             }

@@ -72,7 +72,8 @@ pub fn parse_mechanisms(text: &str) -> Result<Vec<Mechanism>> {
 /// What every shard shares for authentication.
 pub struct SaslConfig {
     pub mechanisms: Vec<Mechanism>,
-    /// `--connections-max-reauth-ms`; 0: sessions do not expire.
+    /// `--connections-max-reauth-ms`; 0: sessions do not expire, and a connection cannot log in
+    /// again (Kafka's re-authentication is off then).
     pub reauth_ms: u64,
     pub store: RwLock<CredentialStore>,
     /// Serializes changes to the store and their saves (admin requests on any shard).
@@ -136,6 +137,8 @@ pub enum AuthFailure {
     PrincipalChanged { old: String, new: String },
     #[error("SaslAuthenticate before SaslHandshake")]
     NoHandshake,
+    #[error("re-authentication with {new}, but the connection logged in with {old}")]
+    MechanismChanged { old: String, new: String },
 }
 
 /// The next step of an exchange that has not failed.
@@ -173,6 +176,12 @@ impl PlainCheck {
 enum Phase {
     Idle,
     Handshaken(Mechanism),
+    /// A re-authentication asked for another mechanism than the login's: as in Kafka
+    /// (REAUTH_BAD_MECHANISM) the handshake is answered, its SaslAuthenticate fails.
+    ReauthMechanismChanged {
+        old: Mechanism,
+        new: Mechanism,
+    },
     Scram(Box<ScramExchange>),
 }
 
@@ -181,7 +190,17 @@ pub struct Session {
     phase: Phase,
     /// The authenticated principal (`User:NAME`) and when its session ends.
     principal: Option<(String, Option<Instant>)>,
+    /// When the last re-authentication began: Kafka allows one a second per connection
+    /// ([`REAUTHENTICATION_INTERVAL_MIN`]), so a client cannot make the broker check passwords
+    /// in a loop on one connection.
+    last_reauthentication: Option<Instant>,
+    /// The mechanism of the connection's login: a re-authentication must use it too.
+    login_mechanism: Option<Mechanism>,
 }
+
+/// The least time between two re-authentications of one connection (Kafka's
+/// `KafkaChannel.MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS`); an earlier SaslHandshake is refused.
+pub const REAUTHENTICATION_INTERVAL_MIN: Duration = Duration::from_secs(1);
 
 impl Default for Session {
     fn default() -> Self {
@@ -194,6 +213,8 @@ impl Session {
         Self {
             phase: Phase::Idle,
             principal: None,
+            last_reauthentication: None,
+            login_mechanism: None,
         }
     }
 
@@ -206,14 +227,48 @@ impl Session {
         }
     }
 
+    /// Whether this connection has logged in and is between exchanges: a SaslAuthenticate now
+    /// has no handshake before it and is, as in Kafka, an ordinary request in the wrong state.
+    pub fn logged_in_between_exchanges(&self, now: Instant) -> bool {
+        matches!(self.phase, Phase::Idle) && self.principal(now).is_some()
+    }
+
     /// SaslHandshake: chooses the mechanism. Errors are Kafka's codes' reasons.
-    pub fn handshake(&mut self, config: &SaslConfig, name: &str) -> Result<(), HandshakeError> {
+    pub fn handshake(
+        &mut self,
+        config: &SaslConfig,
+        name: &str,
+        now: Instant,
+    ) -> Result<(), HandshakeError> {
         if !matches!(self.phase, Phase::Idle) {
             return Err(HandshakeError::IllegalState);
+        }
+        if self.principal.is_some() {
+            // A re-authentication (KIP-368). Kafka starts one only when sessions expire
+            // (connections.max.reauth.ms > 0) and at most once a second; otherwise the handshake
+            // is served as any request after a login: ILLEGAL_SASL_STATE.
+            let too_soon = self.last_reauthentication.is_some_and(|last| {
+                now.saturating_duration_since(last) < REAUTHENTICATION_INTERVAL_MIN
+            });
+            if config.reauth_ms == 0 || too_soon {
+                return Err(HandshakeError::NoReauthentication);
+            }
         }
         let mechanism = Mechanism::parse(name)
             .filter(|m| config.mechanisms.contains(m))
             .ok_or(HandshakeError::Unsupported)?;
+        match self.login_mechanism {
+            Some(old) if self.principal.is_some() && old != mechanism => {
+                self.last_reauthentication = Some(now);
+                self.phase = Phase::ReauthMechanismChanged {
+                    old,
+                    new: mechanism,
+                };
+                return Ok(());
+            }
+            Some(_) if self.principal.is_some() => self.last_reauthentication = Some(now),
+            _ => self.login_mechanism = Some(mechanism),
+        }
         self.phase = Phase::Handshaken(mechanism);
         Ok(())
     }
@@ -227,6 +282,10 @@ impl Session {
     ) -> Result<AuthStep, AuthFailure> {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Idle => Err(AuthFailure::NoHandshake),
+            Phase::ReauthMechanismChanged { old, new } => Err(AuthFailure::MechanismChanged {
+                old: old.name().to_string(),
+                new: new.name().to_string(),
+            }),
             Phase::Handshaken(Mechanism::Plain) => {
                 Ok(AuthStep::CheckPlain(check_plain(config, message)?))
             }
@@ -295,6 +354,10 @@ pub enum HandshakeError {
     IllegalState,
     /// Not a mechanism this broker offers.
     Unsupported,
+    /// A handshake on an authenticated connection that may not re-authenticate (sessions do not
+    /// expire, or its last re-authentication began under [`REAUTHENTICATION_INTERVAL_MIN`] ago);
+    /// the connection stays open.
+    NoReauthentication,
 }
 
 /// PLAIN (RFC 4616): `authzid NUL user NUL password`, to be checked against the user's SCRAM

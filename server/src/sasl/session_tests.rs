@@ -19,7 +19,7 @@ fn plain_login(
     password: &str,
     now: Instant,
 ) -> Result<(), AuthFailure> {
-    session.handshake(config, "PLAIN").unwrap();
+    session.handshake(config, "PLAIN", now).unwrap();
     let message = format!("\0{user}\0{password}");
     match session.authenticate(config, message.as_bytes(), now)? {
         // As the broker does, but inline: verify, then finish.
@@ -53,13 +53,13 @@ fn plain_logs_in_with_the_stored_password_only() {
     plain_login(&mut session, &config, "alice", "alice-pw", now).unwrap();
     assert_eq!(session.principal(now), Some("User:alice"));
     let mut session = Session::new();
-    session.handshake(&config, "PLAIN").unwrap();
+    session.handshake(&config, "PLAIN", Instant::now()).unwrap();
     assert!(matches!(
         session.authenticate(&config, b"alice-pw", now),
         Err(AuthFailure::PlainMalformed)
     ));
     let mut session = Session::new();
-    session.handshake(&config, "PLAIN").unwrap();
+    session.handshake(&config, "PLAIN", Instant::now()).unwrap();
     assert!(matches!(
         session.authenticate(&config, b"bob\0alice\0alice-pw", now),
         Err(AuthFailure::PlainAuthzid)
@@ -72,20 +72,22 @@ fn handshake_refuses_unknown_mechanisms_and_bad_order() {
     let config = config(0);
     let mut session = Session::new();
     assert_eq!(
-        session.handshake(&config, "SCRAM-SHA-512"),
+        session.handshake(&config, "SCRAM-SHA-512", Instant::now()),
         Err(HandshakeError::Unsupported)
     );
     assert_eq!(
-        session.handshake(&config, "GSSAPI"),
+        session.handshake(&config, "GSSAPI", Instant::now()),
         Err(HandshakeError::Unsupported)
     );
     assert!(matches!(
         session.authenticate(&config, b"x", Instant::now()),
         Err(AuthFailure::NoHandshake)
     ));
-    session.handshake(&config, "SCRAM-SHA-256").unwrap();
+    session
+        .handshake(&config, "SCRAM-SHA-256", Instant::now())
+        .unwrap();
     assert_eq!(
-        session.handshake(&config, "PLAIN"),
+        session.handshake(&config, "PLAIN", Instant::now()),
         Err(HandshakeError::IllegalState)
     );
 }
@@ -106,8 +108,49 @@ fn sessions_expire_and_reauthentication_keeps_the_principal() {
     assert_eq!(session.principal(later), None);
     plain_login(&mut session, &config, "alice", "alice-pw", later).unwrap();
     assert_eq!(session.principal(later), Some("User:alice"));
-    let failed = plain_login(&mut session, &config, "bob", "bob-pw", later);
+    let next = later + REAUTHENTICATION_INTERVAL_MIN;
+    let failed = plain_login(&mut session, &config, "bob", "bob-pw", next);
     assert!(matches!(failed, Err(AuthFailure::PrincipalChanged { .. })));
+}
+
+#[test]
+fn reauthentication_is_refused_when_sessions_do_not_expire_or_within_a_second() {
+    // Kafka: connections.max.reauth.ms=0 turns re-authentication off, and a connection may
+    // start one at most once a second; both refusals keep the principal.
+    let now = Instant::now();
+    let forever = config(0);
+    let mut session = Session::new();
+    plain_login(&mut session, &forever, "alice", "alice-pw", now).unwrap();
+    let later = now + Duration::from_secs(3600);
+    assert_eq!(
+        session.handshake(&forever, "PLAIN", later),
+        Err(HandshakeError::NoReauthentication)
+    );
+    assert!(session.logged_in_between_exchanges(later));
+    assert_eq!(session.principal(later), Some("User:alice"));
+
+    let expiring = config(60_000);
+    let mut session = Session::new();
+    plain_login(&mut session, &expiring, "alice", "alice-pw", now).unwrap();
+    // The first login does not count: a re-authentication may follow at once.
+    plain_login(&mut session, &expiring, "alice", "alice-pw", now).unwrap();
+    let soon = now + REAUTHENTICATION_INTERVAL_MIN - Duration::from_millis(1);
+    assert_eq!(
+        session.handshake(&expiring, "PLAIN", soon),
+        Err(HandshakeError::NoReauthentication)
+    );
+    plain_login(
+        &mut session,
+        &expiring,
+        "alice",
+        "alice-pw",
+        now + REAUTHENTICATION_INTERVAL_MIN,
+    )
+    .unwrap();
+    assert_eq!(
+        session.principal(now + REAUTHENTICATION_INTERVAL_MIN),
+        Some("User:alice")
+    );
 }
 
 #[test]
@@ -136,4 +179,19 @@ fn mechanisms_flag_parses() {
     );
     assert!(parse_mechanisms("SCRAM-SHA-1").is_err());
     assert!(parse_mechanisms("").is_err());
+}
+
+#[test]
+fn reauthentication_must_use_the_logins_mechanism() {
+    // Kafka (REAUTH_BAD_MECHANISM): the handshake naming another mechanism is answered, its
+    // SaslAuthenticate fails (and closes the connection).
+    let config = config(60_000);
+    let now = Instant::now();
+    let mut session = Session::new();
+    plain_login(&mut session, &config, "alice", "alice-pw", now).unwrap();
+    session.handshake(&config, "SCRAM-SHA-256", now).unwrap();
+    assert!(matches!(
+        session.authenticate(&config, b"n,,n=alice,r=abc", now),
+        Err(AuthFailure::MechanismChanged { .. })
+    ));
 }

@@ -7,19 +7,33 @@
 use kafka_protocol::error::ResponseError;
 use ringtail_engine::log::now_ms;
 
+use std::rc::Rc;
+
 use super::record;
 use super::state::{Dirty, HeartbeatError, HeartbeatResponse};
+use super::subscription::{Describable, TopicView};
 use super::{ConsumerGroup, HeartbeatRequest, TopicCounts};
 use crate::group::Coordinator;
 
 impl Coordinator {
-    /// Partition counts of every topic, for subscriptions and assignors.
-    fn topic_counts(&self) -> TopicCounts {
-        self.metadata
-            .topics()
-            .iter()
-            .map(|topic| (topic.name.clone(), topic.partitions))
-            .collect()
+    /// Partition counts of every topic, for subscriptions and assignors, with the metadata
+    /// version they are of; made again only when the metadata changed.
+    fn topic_counts(&self) -> (u64, Rc<TopicCounts>) {
+        let version = self.metadata.version();
+        if let Some((cached, counts)) = &*self.topic_counts.borrow() {
+            if *cached == version {
+                return (version, Rc::clone(counts));
+            }
+        }
+        let (version, topics) = self.metadata.versioned_topics();
+        let counts: Rc<TopicCounts> = Rc::new(
+            topics
+                .iter()
+                .map(|topic| (topic.name.clone(), topic.partitions))
+                .collect(),
+        );
+        *self.topic_counts.borrow_mut() = Some((version, Rc::clone(&counts)));
+        (version, counts)
     }
 
     /// [`Coordinator::consumer_heartbeat_as`] of no particular principal (every topic
@@ -30,12 +44,13 @@ impl Coordinator {
         group_id: String,
         request: HeartbeatRequest,
     ) -> Result<HeartbeatResponse, HeartbeatError> {
-        self.consumer_heartbeat_as(group_id, request, None, &|_, _| true)
+        self.consumer_heartbeat_as(group_id, request, None, (&|_, _| true, 0))
             .await
     }
 
     /// Handles a ConsumerGroupHeartbeat sent by `identity`, whose regex subscription matches
-    /// only the topics `describable` lets it see; the answer is sent once its changes are
+    /// only the topics `describable` lets it see (as of the ACLs' version `acl_version`, read
+    /// before any check: a regex's result is reused until it changes); the answer is sent once its changes are
     /// durable. If they can't be written, the answer is an error and the changes stay due: the
     /// group's next successful write carries them (the state in memory is never answered before
     /// it is durable).
@@ -44,7 +59,7 @@ impl Coordinator {
         group_id: String,
         request: HeartbeatRequest,
         identity: Option<crate::acl::Identity>,
-        describable: &dyn Fn(&crate::acl::Identity, &str) -> bool,
+        (describable, acl_version): (Describable<'_>, u64),
     ) -> Result<HeartbeatResponse, HeartbeatError> {
         // Both are parts of record keys, which separate their parts with NUL bytes.
         for (name, id) in [("GroupId", &group_id), ("MemberId", &request.member_id)] {
@@ -56,20 +71,19 @@ impl Coordinator {
             }
         }
         let converts_classic = self.claim_for_consumer_protocol(&group_id, request.member_epoch)?;
-        let topics = self.topic_counts();
+        let (metadata_version, topics) = self.topic_counts();
+        let view = TopicView {
+            counts: &topics,
+            describable,
+            version: Some((metadata_version, acl_version)),
+        };
         let (answer, taken, records) = {
             let mut groups = self.consumer_groups.borrow_mut();
             let group = groups
                 .entry(group_id.clone())
                 .or_insert_with(|| ConsumerGroup::new(group_id.clone()));
-            let answer = group.heartbeat_as(
-                &request,
-                identity,
-                describable,
-                &topics,
-                &self.consumer_config,
-                now_ms(),
-            );
+            let answer =
+                group.heartbeat_as(&request, identity, &view, &self.consumer_config, now_ms());
             if answer.is_err() && group.members.is_empty() && group.group_epoch == 0 {
                 // A refused first join leaves no group behind (and an empty classic group stays).
                 groups.remove(&group_id);

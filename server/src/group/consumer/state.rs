@@ -22,7 +22,7 @@ use kafka_protocol::error::ResponseError;
 
 use super::assignor::{Assignment, AssignmentSpec, AssignorName, TopicCounts};
 use super::member::{is_subset, ConsumerMember, MemberIdentity, MemberState};
-use super::subscription::{compile, resolve, Describable, Regexes};
+use super::subscription::{resolve, RegexCache, TopicView};
 use crate::group::state::MEMBERS_PER_GROUP_MAX;
 
 /// The member epoch a heartbeat sends to leave the group.
@@ -155,6 +155,8 @@ pub struct ConsumerGroup {
     /// Partition counts of the subscribed topics as of the last group epoch.
     pub subscribed_topics: TopicCounts,
     pub dirty: Dirty,
+    /// Members' regexes compiled and resolved, until the topics or the ACLs change.
+    pub regex_cache: RegexCache,
 }
 
 /// Checks what a heartbeat must carry, before anything changes.
@@ -212,14 +214,6 @@ fn validate(request: &HeartbeatRequest) -> Result<(), HeartbeatError> {
                 "subscription regex too long",
             ));
         }
-        if !pattern.is_empty() {
-            compile(pattern).map_err(|err| {
-                refuse(
-                    ResponseError::InvalidRegularExpression,
-                    format!("subscription regex {pattern:?}: {err}"),
-                )
-            })?;
-        }
     }
     Ok(())
 }
@@ -244,6 +238,7 @@ impl ConsumerGroup {
             target: BTreeMap::new(),
             subscribed_topics: TopicCounts::new(),
             dirty: Dirty::default(),
+            regex_cache: RegexCache::default(),
         }
     }
 
@@ -302,21 +297,35 @@ impl ConsumerGroup {
         config: &ConsumerGroupConfig,
         now_ms: i64,
     ) -> Result<HeartbeatResponse, HeartbeatError> {
-        self.heartbeat_as(request, None, &|_, _| true, topics, config, now_ms)
+        let view = TopicView {
+            counts: topics,
+            describable: &|_, _| true,
+            version: None,
+        };
+        self.heartbeat_as(request, None, &view, config, now_ms)
     }
 
     /// Handles a ConsumerGroupHeartbeat sent by `identity`: each member's regex matches only
-    /// the topics `describable` lets the principal of its own last heartbeat see.
+    /// the topics of `view` that the principal of its own last heartbeat may see.
     pub fn heartbeat_as(
         &mut self,
         request: &HeartbeatRequest,
         identity: Option<crate::acl::Identity>,
-        describable: Describable<'_>,
-        topics: &TopicCounts,
+        view: &TopicView<'_>,
         config: &ConsumerGroupConfig,
         now_ms: i64,
     ) -> Result<HeartbeatResponse, HeartbeatError> {
         validate(request)?;
+        if let Some(pattern) = request.subscribed_topic_regex.as_deref() {
+            if !pattern.is_empty() {
+                self.regex_cache.compiled(pattern).map_err(|err| {
+                    refuse(
+                        ResponseError::InvalidRegularExpression,
+                        format!("subscription regex {pattern:?}: {err}"),
+                    )
+                })?;
+            }
+        }
         if request.member_epoch == LEAVE_EPOCH || request.member_epoch == STATIC_LEAVE_EPOCH {
             return self.leave(request, config);
         }
@@ -328,7 +337,7 @@ impl ConsumerGroup {
         }
         let mut bump = before.is_none() || subscription_changed;
         self.members.insert(member_id.clone(), member);
-        let subscribed = self.subscribed_topic_counts(topics, describable);
+        let subscribed = self.subscribed_topic_counts(view);
         if subscribed != self.subscribed_topics {
             self.subscribed_topics = subscribed;
             bump = true;
@@ -337,7 +346,7 @@ impl ConsumerGroup {
             self.bump_group_epoch();
         }
         if self.group_epoch > self.assignment_epoch {
-            self.compute_target(topics, describable);
+            self.compute_target(view);
         }
         let mut member = self.members.remove(&member_id).expect("inserted above");
         let target = self.target.get(&member_id).cloned().unwrap_or_default();
@@ -492,30 +501,27 @@ impl ConsumerGroup {
     }
 
     /// Topic partition counts of everything the members subscribe to.
-    fn subscribed_topic_counts(
-        &self,
-        topics: &TopicCounts,
-        describable: Describable<'_>,
-    ) -> TopicCounts {
+    fn subscribed_topic_counts(&mut self, view: &TopicView<'_>) -> TopicCounts {
         let mut counts = TopicCounts::new();
-        let mut regexes = Regexes::new();
         for member in self.members.values() {
-            for topic in resolve(member, topics, &mut regexes, describable) {
-                let count = topics[&topic];
-                counts.insert(topic, count);
+            let subscribed = resolve(member, view, &mut self.regex_cache);
+            for topic in subscribed.topics(view.counts) {
+                if let (false, Some(count)) = (counts.contains_key(topic), view.counts.get(topic)) {
+                    counts.insert(topic.clone(), *count);
+                }
             }
         }
         counts
     }
 
     /// Computes the target assignment of the current group epoch.
-    fn compute_target(&mut self, topics: &TopicCounts, describable: Describable<'_>) {
-        let mut regexes = Regexes::new();
+    fn compute_target(&mut self, view: &TopicView<'_>) {
         let subscriptions: BTreeMap<String, BTreeSet<String>> = self
             .members
             .iter()
             .map(|(id, member)| {
-                let resolved = resolve(member, topics, &mut regexes, describable);
+                let subscribed = resolve(member, view, &mut self.regex_cache);
+                let resolved = subscribed.topics(view.counts).cloned().collect();
                 (id.clone(), resolved)
             })
             .collect();
