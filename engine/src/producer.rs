@@ -22,7 +22,11 @@
 //! # Invariants
 //! - Per producer, at most [`BATCHES_REMEMBERED`] batches are remembered, in sequence order.
 //! - A batch is accepted only if its epoch is the producer's current one (or newer, starting at
-//!   sequence 0), and its first sequence follows the last remembered one.
+//!   sequence 0), and its first sequence follows the last remembered one (0 when none is).
+//! - A producer's epoch never goes down. Transaction markers move it up too (Kafka's
+//!   `ProducerAppendInfo.appendEndTxnMarker`): a coordinator that fenced a producer writes its
+//!   abort marker at the bumped epoch, and the zombie's later batches at the old epoch, idempotent
+//!   or transactional, are refused as a stale epoch.
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -55,6 +59,12 @@ struct ProducerEntry {
     /// counted from; [`UNKNOWN_TIMESTAMP`] when read from a snapshot that did not hold it.
     #[serde(default = "unknown_timestamp")]
     last_timestamp_ms: i64,
+    /// Offset of the first transaction marker seen at `epoch` (None: none, or the epoch came from
+    /// a data batch). A marker can set a producer's epoch with no batch at it (the coordinator
+    /// fenced the producer); a snapshot keeps such an entry only once that marker is below its
+    /// offset, as it keeps batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    marker_offset: Option<Offset>,
 }
 
 /// An entry's last timestamp when its snapshot predates the field (see the module's byte map).
@@ -170,9 +180,12 @@ impl ProducerStateTable {
         }) {
             return Ok(SequenceCheck::Duplicate(*done));
         }
-        let expected = entry.batches.back().map_or(header.base_sequence, |last| {
-            next_sequence(last.last_sequence)
-        });
+        // No batch at this epoch yet (a marker set it): it starts at 0, as in Kafka, where the
+        // last sequence of an empty entry is -1.
+        let expected = entry
+            .batches
+            .back()
+            .map_or(0, |last| next_sequence(last.last_sequence));
         if header.base_sequence != expected {
             return Err(SequenceError::OutOfOrder {
                 expected,
@@ -184,6 +197,10 @@ impl ProducerStateTable {
 
     /// Records a batch that got offsets (on append, or replayed by recovery).
     pub fn record(&mut self, header: &BatchHeader) {
+        if header.is_control() && header.has_producer_id() {
+            self.record_marker(header);
+            return;
+        }
         if !header.has_producer_id() || header.base_sequence < 0 {
             return;
         }
@@ -196,10 +213,12 @@ impl ProducerStateTable {
                 epoch: header.producer_epoch,
                 batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
                 last_timestamp_ms: header.max_timestamp,
+                marker_offset: None,
             });
         if header.producer_epoch > entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
+            entry.marker_offset = None;
         } else if header.producer_epoch < entry.epoch {
             return;
         }
@@ -216,6 +235,36 @@ impl ProducerStateTable {
         }
         entry.batches.push_back(batch);
         entry.last_timestamp_ms = header.max_timestamp;
+    }
+
+    /// Records a transaction marker (a control batch) of a producer: its epoch becomes the
+    /// producer's if newer (the batches of the older epoch are forgotten, as Kafka's
+    /// `ProducerStateEntry.maybeUpdateProducerEpoch`), never lowering it.
+    fn record_marker(&mut self, header: &BatchHeader) {
+        let entry = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                producer_id: header.producer_id,
+                epoch: header.producer_epoch,
+                batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
+                last_timestamp_ms: header.max_timestamp,
+                marker_offset: None,
+            });
+        if header.producer_epoch > entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+            entry.marker_offset = None;
+        } else if header.producer_epoch < entry.epoch {
+            return;
+        }
+        if entry
+            .marker_offset
+            .is_none_or(|known| header.base_offset < known)
+        {
+            entry.marker_offset = Some(header.base_offset);
+        }
+        entry.last_timestamp_ms = entry.last_timestamp_ms.max(header.max_timestamp);
     }
 
     /// Forgets every producer whose last batch's max timestamp is at least `expiration_ms` before
@@ -237,8 +286,11 @@ impl ProducerStateTable {
             if entry.last_timestamp_ms == UNKNOWN_TIMESTAMP {
                 entry.last_timestamp_ms = now_ms;
             }
-            let unwritten =
-                (entry.batches.back()).is_some_and(|last| last.last_offset >= unwritten_from);
+            let unwritten = (entry.batches.back())
+                .is_some_and(|last| last.last_offset >= unwritten_from)
+                || entry
+                    .marker_offset
+                    .is_some_and(|marker| marker >= unwritten_from);
             now_ms.saturating_sub(entry.last_timestamp_ms) < expiration_ms
                 || unwritten
                 || in_transaction(producer_id)
@@ -271,7 +323,10 @@ impl ProducerStateTable {
                     .collect(),
                 ..entry.clone()
             })
-            .filter(|entry| !entry.batches.is_empty())
+            .filter(|entry| {
+                !entry.batches.is_empty()
+                    || entry.marker_offset.is_some_and(|marker| marker < offset)
+            })
             .collect();
         producers.sort_by_key(|entry| entry.producer_id);
         let snapshot = SnapshotFile {
