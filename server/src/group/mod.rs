@@ -566,3 +566,5 @@ fn answer_waiter<T>(
 mod coordinator_tests;
 #[cfg(test)]
 mod retention_tests;
+#[cfg(test)]
+mod txn_offsets_tests;
