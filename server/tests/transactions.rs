@@ -168,6 +168,14 @@ fn a_new_producer_fences_the_old_one_and_aborts_its_transaction() {
         client.produce("out", 0, txn_batch(zombie, 1, 1)).error_code,
         INVALID_PRODUCER_EPOCH
     );
+    // Its idempotent (non-transactional) batches too: the ABORT marker raised the partition's
+    // epoch of the producer id (Kafka's ProducerAppendInfo.appendEndTxnMarker).
+    let mut idempotent = txn_batch(zombie, 1, 1);
+    set_attributes(&mut idempotent, 0);
+    assert_eq!(
+        client.produce("out", 0, idempotent).error_code,
+        INVALID_PRODUCER_EPOCH
+    );
     let other = Producer {
         id: current.id + 1,
         epoch: current.epoch,
