@@ -451,6 +451,50 @@ mod tests {
         );
     }
 
+    fn marker(producer_id: i64, epoch: i16, base_offset: i64) -> BatchHeader {
+        let mut bytes = crate::txn::encode::control_batch(
+            0,
+            producer_id,
+            epoch,
+            crate::txn::ControlMarker::Abort,
+            0,
+        );
+        set_base_offset(&mut bytes, Offset::new(base_offset));
+        parse_header(&bytes).unwrap()
+    }
+
+    #[test]
+    fn markers_raise_the_epoch_never_lower_it_and_snapshots_vouch_only_for_written_ones() {
+        let mut table = ProducerStateTable::default();
+        table.record(&header(7, 2, 0, 1, 10));
+        table.record(&marker(7, 1, 11));
+        assert_eq!(
+            table.check(&header(7, 2, 1, 1, -1)),
+            Ok(SequenceCheck::Append),
+            "an older marker changes nothing"
+        );
+        table.record(&marker(7, 3, 12));
+        assert_eq!(
+            table.check(&header(7, 2, 1, 1, -1)),
+            Err(SequenceError::StaleEpoch { current: 3, got: 2 })
+        );
+        assert_eq!(
+            table.check(&header(7, 3, 2, 1, -1)),
+            Err(SequenceError::OutOfOrder {
+                expected: 0,
+                got: 2
+            })
+        );
+        // A snapshot below the marker (it may still be queued) does not vouch for its epoch.
+        let (before, _) =
+            ProducerStateTable::decode_snapshot(&table.encode_snapshot(Offset::new(12))).unwrap();
+        assert!(before.is_empty());
+        let (after, _) =
+            ProducerStateTable::decode_snapshot(&table.encode_snapshot(Offset::new(13))).unwrap();
+        assert_eq!(after, table);
+        assert!(after.active().is_empty(), "no batch at the marker's epoch");
+    }
+
     #[test]
     fn sequences_wrap_at_i32_max() {
         // Kafka's sequence numbers go round: the batch after i32::MAX starts at 0.
