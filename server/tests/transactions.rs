@@ -42,6 +42,7 @@ fn a_committed_transaction_writes_commit_markers_and_its_offsets() {
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     assert_eq!(client.create_topic("out", 2, &[]), 0);
+    assert_eq!(client.create_topic("in", 1, &[]), 0);
     let (error, producer) = init(&mut client, "t1", 60_000);
     assert_eq!(error, 0);
     assert!(producer.id >= 0);
@@ -101,6 +102,7 @@ fn an_aborted_transaction_writes_abort_markers_and_drops_its_offsets() {
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     assert_eq!(client.create_topic("out", 1, &[]), 0);
+    assert_eq!(client.create_topic("in", 1, &[]), 0);
     let (_, producer) = init(&mut client, "t2", 60_000);
     assert_eq!(
         add_partitions(&mut client, "t2", producer, "out", &[0]),
@@ -379,6 +381,7 @@ fn transactions_and_pending_offsets_survive_a_sigkill() {
     let mut broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     assert_eq!(client.create_topic("out", 1, &[]), 0);
+    assert_eq!(client.create_topic("in", 1, &[]), 0);
     let (_, producer) = init(&mut client, "t6", 60_000);
     assert_eq!(
         add_partitions(&mut client, "t6", producer, "out", &[0]),

@@ -325,6 +325,7 @@ fn txn_offset_commit_refuses_metadata_over_kafkas_limit() {
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     assert_eq!(client.create_topic("out", 1, &[]), 0);
+    assert_eq!(client.create_topic("in", 2, &[]), 0);
     let (_, producer) = init(&mut client, "meta", 60_000);
     assert_eq!(add_offsets(&mut client, "meta", producer, "g"), 0);
     let (at_limit, over) = ("x".repeat(4096), "x".repeat(4097));
