@@ -65,6 +65,12 @@ struct ProducerEntry {
     /// offset, as it keeps batches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     marker_offset: Option<Offset>,
+    /// A transactional batch of the producer was appended and no marker since (Kafka's
+    /// `currentTxnFirstOffset`): its non-transactional batches are refused meanwhile. Not in
+    /// snapshots: set at open from the log's open transactions
+    /// ([`ProducerStateTable::note_open_transactions`]).
+    #[serde(skip)]
+    txn_open: bool,
 }
 
 /// An entry's last timestamp when its snapshot predates the field (see the module's byte map).
@@ -102,6 +108,18 @@ fn add_sequence(base: i32, delta: i32) -> i32 {
         sum
     };
     wrapped as i32
+}
+
+/// Kafka's `ProducerAppendInfo.appendDataBatch`: a non-transactional batch of a producer whose
+/// transaction is open on the partition is refused (INVALID_TXN_STATE).
+fn outside_transaction(
+    entry: &ProducerEntry,
+    header: &BatchHeader,
+) -> Result<SequenceCheck, SequenceError> {
+    if entry.txn_open && !header.is_transactional() {
+        return Err(SequenceError::TransactionOpen);
+    }
+    Ok(SequenceCheck::Append)
 }
 
 fn batch_of(header: &BatchHeader) -> ProducerBatch {
@@ -169,7 +187,7 @@ impl ProducerStateTable {
         if header.producer_epoch > entry.epoch {
             // A new epoch starts its sequences over.
             return match header.base_sequence {
-                0 => Ok(SequenceCheck::Append),
+                0 => outside_transaction(entry, header),
                 got => Err(SequenceError::OutOfOrder { expected: 0, got }),
             };
         }
@@ -192,7 +210,15 @@ impl ProducerStateTable {
                 got: header.base_sequence,
             });
         }
-        Ok(SequenceCheck::Append)
+        outside_transaction(entry, header)
+    }
+
+    /// Marks the producers with an open transaction in the log (at open, when nothing is
+    /// queued, the log's open transactions are the whole truth).
+    pub fn note_open_transactions(&mut self, open: impl Fn(i64) -> bool) {
+        for (producer_id, entry) in &mut self.producers {
+            entry.txn_open = open(*producer_id);
+        }
     }
 
     /// Records a batch that got offsets (on append, or replayed by recovery).
@@ -214,6 +240,7 @@ impl ProducerStateTable {
                 batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
                 last_timestamp_ms: header.max_timestamp,
                 marker_offset: None,
+                txn_open: false,
             });
         if header.producer_epoch > entry.epoch {
             entry.epoch = header.producer_epoch;
@@ -222,6 +249,7 @@ impl ProducerStateTable {
         } else if header.producer_epoch < entry.epoch {
             return;
         }
+        entry.txn_open |= header.is_transactional();
         // Replaying a batch the snapshot already holds changes nothing.
         if entry
             .batches
@@ -250,7 +278,11 @@ impl ProducerStateTable {
                 batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
                 last_timestamp_ms: header.max_timestamp,
                 marker_offset: None,
+                txn_open: false,
             });
+        // Any marker of the producer ends its transaction here, as the log's open transactions
+        // count it.
+        entry.txn_open = false;
         if header.producer_epoch > entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();

@@ -298,3 +298,55 @@ fn a_marker_at_a_newer_epoch_fences_the_older_epoch_across_restarts() {
         );
     });
 }
+
+#[test]
+fn a_non_transactional_batch_inside_the_producers_open_transaction_is_refused() {
+    // Kafka's ProducerAppendInfo.appendDataBatch: while a producer's transaction is open on the
+    // partition (a transactional batch, no marker yet), its non-transactional batches are
+    // INVALID_TXN_STATE; the marker ends that. Also after a crash (the open transaction comes
+    // back from the log).
+    use ringtail_engine::txn::encode::{control_batch, transactional_batch};
+    use ringtail_engine::txn::ControlMarker;
+    let dir = tempfile::tempdir().unwrap();
+    let record = RecordSpec {
+        key: None,
+        value: Some(b"v"),
+        timestamp_delta: 0,
+    };
+    let data = transactional_batch(
+        1_000,
+        &[record],
+        ProducerSpec {
+            producer_id: 11,
+            producer_epoch: 0,
+            base_sequence: 0,
+        },
+    );
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config()).await.unwrap();
+        assert_eq!(sequence_error(&log, &data).await, None);
+        assert_eq!(
+            sequence_error(&log, &producer_batch(11, 0, 1, 1)).await,
+            Some(SequenceError::TransactionOpen)
+        );
+        // Not closed: as if killed.
+    });
+    let _ = std::fs::remove_file(
+        dir.path()
+            .join(ringtail_engine::log::CLEAN_SHUTDOWN_FILE_NAME),
+    );
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config()).await.unwrap();
+        assert_eq!(
+            sequence_error(&log, &producer_batch(11, 0, 1, 1)).await,
+            Some(SequenceError::TransactionOpen),
+            "after a restart"
+        );
+        let commit = control_batch(1_000, 11, 0, ControlMarker::Commit, 0);
+        assert_eq!(sequence_error(&log, &commit).await, None);
+        assert_eq!(
+            sequence_error(&log, &producer_batch(11, 0, 1, 1)).await,
+            None
+        );
+    });
+}
