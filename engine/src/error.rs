@@ -66,6 +66,10 @@ pub enum SequenceError {
     /// An older epoch: a newer instance of the producer exists. Kafka's INVALID_PRODUCER_EPOCH.
     #[error("producer epoch {got} is older than the current {current}")]
     StaleEpoch { current: i16, got: i16 },
+    /// A non-transactional batch of a producer whose transaction is open on the partition.
+    /// Kafka's INVALID_TXN_STATE.
+    #[error("a non-transactional batch while the producer's transaction is open")]
+    TransactionOpen,
 }
 
 /// Why an append did not happen.

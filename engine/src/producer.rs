@@ -22,7 +22,11 @@
 //! # Invariants
 //! - Per producer, at most [`BATCHES_REMEMBERED`] batches are remembered, in sequence order.
 //! - A batch is accepted only if its epoch is the producer's current one (or newer, starting at
-//!   sequence 0), and its first sequence follows the last remembered one.
+//!   sequence 0), and its first sequence follows the last remembered one (0 when none is).
+//! - A producer's epoch never goes down. Transaction markers move it up too (Kafka's
+//!   `ProducerAppendInfo.appendEndTxnMarker`): a coordinator that fenced a producer writes its
+//!   abort marker at the bumped epoch, and the zombie's later batches at the old epoch, idempotent
+//!   or transactional, are refused as a stale epoch.
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -55,6 +59,18 @@ struct ProducerEntry {
     /// counted from; [`UNKNOWN_TIMESTAMP`] when read from a snapshot that did not hold it.
     #[serde(default = "unknown_timestamp")]
     last_timestamp_ms: i64,
+    /// Offset of the first transaction marker seen at `epoch` (None: none, or the epoch came from
+    /// a data batch). A marker can set a producer's epoch with no batch at it (the coordinator
+    /// fenced the producer); a snapshot keeps such an entry only once that marker is below its
+    /// offset, as it keeps batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    marker_offset: Option<Offset>,
+    /// A transactional batch of the producer was appended and no marker since (Kafka's
+    /// `currentTxnFirstOffset`): its non-transactional batches are refused meanwhile. Not in
+    /// snapshots: set at open from the log's open transactions
+    /// ([`ProducerStateTable::note_open_transactions`]).
+    #[serde(skip)]
+    txn_open: bool,
 }
 
 /// An entry's last timestamp when its snapshot predates the field (see the module's byte map).
@@ -92,6 +108,18 @@ fn add_sequence(base: i32, delta: i32) -> i32 {
         sum
     };
     wrapped as i32
+}
+
+/// Kafka's `ProducerAppendInfo.appendDataBatch`: a non-transactional batch of a producer whose
+/// transaction is open on the partition is refused (INVALID_TXN_STATE).
+fn outside_transaction(
+    entry: &ProducerEntry,
+    header: &BatchHeader,
+) -> Result<SequenceCheck, SequenceError> {
+    if entry.txn_open && !header.is_transactional() {
+        return Err(SequenceError::TransactionOpen);
+    }
+    Ok(SequenceCheck::Append)
 }
 
 fn batch_of(header: &BatchHeader) -> ProducerBatch {
@@ -159,7 +187,7 @@ impl ProducerStateTable {
         if header.producer_epoch > entry.epoch {
             // A new epoch starts its sequences over.
             return match header.base_sequence {
-                0 => Ok(SequenceCheck::Append),
+                0 => outside_transaction(entry, header),
                 got => Err(SequenceError::OutOfOrder { expected: 0, got }),
             };
         }
@@ -170,20 +198,35 @@ impl ProducerStateTable {
         }) {
             return Ok(SequenceCheck::Duplicate(*done));
         }
-        let expected = entry.batches.back().map_or(header.base_sequence, |last| {
-            next_sequence(last.last_sequence)
-        });
+        // No batch at this epoch yet (a marker set it): it starts at 0, as in Kafka, where the
+        // last sequence of an empty entry is -1.
+        let expected = entry
+            .batches
+            .back()
+            .map_or(0, |last| next_sequence(last.last_sequence));
         if header.base_sequence != expected {
             return Err(SequenceError::OutOfOrder {
                 expected,
                 got: header.base_sequence,
             });
         }
-        Ok(SequenceCheck::Append)
+        outside_transaction(entry, header)
+    }
+
+    /// Marks the producers with an open transaction in the log (at open, when nothing is
+    /// queued, the log's open transactions are the whole truth).
+    pub fn note_open_transactions(&mut self, open: impl Fn(i64) -> bool) {
+        for (producer_id, entry) in &mut self.producers {
+            entry.txn_open = open(*producer_id);
+        }
     }
 
     /// Records a batch that got offsets (on append, or replayed by recovery).
     pub fn record(&mut self, header: &BatchHeader) {
+        if header.is_control() && header.has_producer_id() {
+            self.record_marker(header);
+            return;
+        }
         if !header.has_producer_id() || header.base_sequence < 0 {
             return;
         }
@@ -196,13 +239,17 @@ impl ProducerStateTable {
                 epoch: header.producer_epoch,
                 batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
                 last_timestamp_ms: header.max_timestamp,
+                marker_offset: None,
+                txn_open: false,
             });
         if header.producer_epoch > entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
+            entry.marker_offset = None;
         } else if header.producer_epoch < entry.epoch {
             return;
         }
+        entry.txn_open |= header.is_transactional();
         // Replaying a batch the snapshot already holds changes nothing.
         if entry
             .batches
@@ -216,6 +263,40 @@ impl ProducerStateTable {
         }
         entry.batches.push_back(batch);
         entry.last_timestamp_ms = header.max_timestamp;
+    }
+
+    /// Records a transaction marker (a control batch) of a producer: its epoch becomes the
+    /// producer's if newer (the batches of the older epoch are forgotten, as Kafka's
+    /// `ProducerStateEntry.maybeUpdateProducerEpoch`), never lowering it.
+    fn record_marker(&mut self, header: &BatchHeader) {
+        let entry = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                producer_id: header.producer_id,
+                epoch: header.producer_epoch,
+                batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
+                last_timestamp_ms: header.max_timestamp,
+                marker_offset: None,
+                txn_open: false,
+            });
+        // Any marker of the producer ends its transaction here, as the log's open transactions
+        // count it.
+        entry.txn_open = false;
+        if header.producer_epoch > entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+            entry.marker_offset = None;
+        } else if header.producer_epoch < entry.epoch {
+            return;
+        }
+        if entry
+            .marker_offset
+            .is_none_or(|known| header.base_offset < known)
+        {
+            entry.marker_offset = Some(header.base_offset);
+        }
+        entry.last_timestamp_ms = entry.last_timestamp_ms.max(header.max_timestamp);
     }
 
     /// Forgets every producer whose last batch's max timestamp is at least `expiration_ms` before
@@ -237,8 +318,11 @@ impl ProducerStateTable {
             if entry.last_timestamp_ms == UNKNOWN_TIMESTAMP {
                 entry.last_timestamp_ms = now_ms;
             }
-            let unwritten =
-                (entry.batches.back()).is_some_and(|last| last.last_offset >= unwritten_from);
+            let unwritten = (entry.batches.back())
+                .is_some_and(|last| last.last_offset >= unwritten_from)
+                || entry
+                    .marker_offset
+                    .is_some_and(|marker| marker >= unwritten_from);
             now_ms.saturating_sub(entry.last_timestamp_ms) < expiration_ms
                 || unwritten
                 || in_transaction(producer_id)
@@ -271,7 +355,10 @@ impl ProducerStateTable {
                     .collect(),
                 ..entry.clone()
             })
-            .filter(|entry| !entry.batches.is_empty())
+            .filter(|entry| {
+                !entry.batches.is_empty()
+                    || entry.marker_offset.is_some_and(|marker| marker < offset)
+            })
             .collect();
         producers.sort_by_key(|entry| entry.producer_id);
         let snapshot = SnapshotFile {
@@ -394,6 +481,50 @@ mod tests {
             table.check(&header(-1, -1, -1, 1, -1)),
             Ok(SequenceCheck::Append)
         );
+    }
+
+    fn marker(producer_id: i64, epoch: i16, base_offset: i64) -> BatchHeader {
+        let mut bytes = crate::txn::encode::control_batch(
+            0,
+            producer_id,
+            epoch,
+            crate::txn::ControlMarker::Abort,
+            0,
+        );
+        set_base_offset(&mut bytes, Offset::new(base_offset));
+        parse_header(&bytes).unwrap()
+    }
+
+    #[test]
+    fn markers_raise_the_epoch_never_lower_it_and_snapshots_vouch_only_for_written_ones() {
+        let mut table = ProducerStateTable::default();
+        table.record(&header(7, 2, 0, 1, 10));
+        table.record(&marker(7, 1, 11));
+        assert_eq!(
+            table.check(&header(7, 2, 1, 1, -1)),
+            Ok(SequenceCheck::Append),
+            "an older marker changes nothing"
+        );
+        table.record(&marker(7, 3, 12));
+        assert_eq!(
+            table.check(&header(7, 2, 1, 1, -1)),
+            Err(SequenceError::StaleEpoch { current: 3, got: 2 })
+        );
+        assert_eq!(
+            table.check(&header(7, 3, 2, 1, -1)),
+            Err(SequenceError::OutOfOrder {
+                expected: 0,
+                got: 2
+            })
+        );
+        // A snapshot below the marker (it may still be queued) does not vouch for its epoch.
+        let (before, _) =
+            ProducerStateTable::decode_snapshot(&table.encode_snapshot(Offset::new(12))).unwrap();
+        assert!(before.is_empty());
+        let (after, _) =
+            ProducerStateTable::decode_snapshot(&table.encode_snapshot(Offset::new(13))).unwrap();
+        assert_eq!(after, table);
+        assert!(after.active().is_empty(), "no batch at the marker's epoch");
     }
 
     #[test]

@@ -215,3 +215,138 @@ fn producer_state_survives_a_crash_between_a_roll_and_its_snapshot() {
         assert_eq!(log.high_watermark().get(), end, "no retry written again");
     });
 }
+
+/// Appends `bytes` and returns the sequence error it was refused with, if any.
+async fn sequence_error(log: &std::rc::Rc<PartitionLog>, bytes: &[u8]) -> Option<SequenceError> {
+    match log.append(bytes_mut(bytes), 0).await {
+        Ok(_) => None,
+        Err(AppendError::Sequence(error)) => Some(error),
+        Err(other) => panic!("unexpected append error: {other}"),
+    }
+}
+
+#[test]
+fn a_marker_at_a_newer_epoch_fences_the_older_epoch_across_restarts() {
+    // Kafka's ProducerAppendInfo.appendEndTxnMarker moves the partition's producer epoch to the
+    // marker's: once the coordinator fenced a producer (its abort marker carries the bumped
+    // epoch), a zombie's batch at the old epoch is INVALID_PRODUCER_EPOCH, transactional or not,
+    // and the new epoch starts at sequence 0. The marker's epoch used to be ignored.
+    use ringtail_engine::txn::encode::{control_batch, transactional_batch};
+    use ringtail_engine::txn::ControlMarker;
+    let dir = tempfile::tempdir().unwrap();
+    let record = RecordSpec {
+        key: None,
+        value: Some(b"v"),
+        timestamp_delta: 0,
+    };
+    let spec = |epoch, base_sequence| ProducerSpec {
+        producer_id: 9,
+        producer_epoch: epoch,
+        base_sequence,
+    };
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config()).await.unwrap();
+        let data = transactional_batch(1_000, &[record], spec(0, 0));
+        assert_eq!(sequence_error(&log, &data).await, None);
+        let abort = control_batch(1_000, 9, 1, ControlMarker::Abort, 0);
+        assert_eq!(sequence_error(&log, &abort).await, None);
+        // A marker for a producer this partition never saw also sets its epoch.
+        let other = control_batch(1_000, 10, 3, ControlMarker::Commit, 0);
+        assert_eq!(sequence_error(&log, &other).await, None);
+        log.close().await.unwrap();
+    });
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config()).await.unwrap();
+        assert_eq!(
+            sequence_error(&log, &producer_batch(9, 0, 1, 1)).await,
+            Some(SequenceError::StaleEpoch { current: 1, got: 0 }),
+            "the zombie's idempotent batch after a clean restart"
+        );
+        assert_eq!(
+            sequence_error(&log, &producer_batch(10, 2, 0, 1)).await,
+            Some(SequenceError::StaleEpoch { current: 3, got: 2 })
+        );
+        assert_eq!(
+            sequence_error(&log, &producer_batch(9, 1, 4, 1)).await,
+            Some(SequenceError::OutOfOrder {
+                expected: 0,
+                got: 4
+            }),
+            "the marker's epoch starts at sequence 0"
+        );
+        assert_eq!(
+            sequence_error(&log, &producer_batch(9, 1, 0, 1)).await,
+            None
+        );
+    });
+    // After a crash the marker is replayed from the log past the snapshot.
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config()).await.unwrap();
+        let abort = control_batch(1_000, 9, 2, ControlMarker::Abort, 0);
+        assert_eq!(sequence_error(&log, &abort).await, None);
+        // Not closed: as if killed (the marker was fsynced, no snapshot holds it).
+    });
+    let _ = std::fs::remove_file(
+        dir.path()
+            .join(ringtail_engine::log::CLEAN_SHUTDOWN_FILE_NAME),
+    );
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config()).await.unwrap();
+        assert_eq!(
+            sequence_error(&log, &producer_batch(9, 1, 1, 1)).await,
+            Some(SequenceError::StaleEpoch { current: 2, got: 1 })
+        );
+    });
+}
+
+#[test]
+fn a_non_transactional_batch_inside_the_producers_open_transaction_is_refused() {
+    // Kafka's ProducerAppendInfo.appendDataBatch: while a producer's transaction is open on the
+    // partition (a transactional batch, no marker yet), its non-transactional batches are
+    // INVALID_TXN_STATE; the marker ends that. Also after a crash (the open transaction comes
+    // back from the log).
+    use ringtail_engine::txn::encode::{control_batch, transactional_batch};
+    use ringtail_engine::txn::ControlMarker;
+    let dir = tempfile::tempdir().unwrap();
+    let record = RecordSpec {
+        key: None,
+        value: Some(b"v"),
+        timestamp_delta: 0,
+    };
+    let data = transactional_batch(
+        1_000,
+        &[record],
+        ProducerSpec {
+            producer_id: 11,
+            producer_epoch: 0,
+            base_sequence: 0,
+        },
+    );
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config()).await.unwrap();
+        assert_eq!(sequence_error(&log, &data).await, None);
+        assert_eq!(
+            sequence_error(&log, &producer_batch(11, 0, 1, 1)).await,
+            Some(SequenceError::TransactionOpen)
+        );
+        // Not closed: as if killed.
+    });
+    let _ = std::fs::remove_file(
+        dir.path()
+            .join(ringtail_engine::log::CLEAN_SHUTDOWN_FILE_NAME),
+    );
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config()).await.unwrap();
+        assert_eq!(
+            sequence_error(&log, &producer_batch(11, 0, 1, 1)).await,
+            Some(SequenceError::TransactionOpen),
+            "after a restart"
+        );
+        let commit = control_batch(1_000, 11, 0, ControlMarker::Commit, 0);
+        assert_eq!(sequence_error(&log, &commit).await, None);
+        assert_eq!(
+            sequence_error(&log, &producer_batch(11, 0, 1, 1)).await,
+            None
+        );
+    });
+}

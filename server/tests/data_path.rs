@@ -404,6 +404,16 @@ fn a_transactional_init_producer_id_gets_an_id_and_idempotent_ones_too() {
         granted.producer_id.0 > 0,
         "idempotent producers still get ids"
     );
+    // Without a transactional id Kafka always grants a new producer id at epoch 0, whatever id
+    // and epoch the request names (an idempotent producer bumps its epoch itself, KIP-360): a
+    // broker bumping the named id's epoch let any client fence another client's producer.
+    let named = idempotent
+        .with_producer_id(granted.producer_id)
+        .with_producer_epoch(0);
+    let again: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &named);
+    assert_eq!(again.error_code, 0);
+    assert_ne!(again.producer_id, granted.producer_id);
+    assert_eq!(again.producer_epoch, 0);
 }
 
 #[test]

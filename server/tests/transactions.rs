@@ -42,6 +42,7 @@ fn a_committed_transaction_writes_commit_markers_and_its_offsets() {
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     assert_eq!(client.create_topic("out", 2, &[]), 0);
+    assert_eq!(client.create_topic("in", 1, &[]), 0);
     let (error, producer) = init(&mut client, "t1", 60_000);
     assert_eq!(error, 0);
     assert!(producer.id >= 0);
@@ -101,6 +102,7 @@ fn an_aborted_transaction_writes_abort_markers_and_drops_its_offsets() {
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     assert_eq!(client.create_topic("out", 1, &[]), 0);
+    assert_eq!(client.create_topic("in", 1, &[]), 0);
     let (_, producer) = init(&mut client, "t2", 60_000);
     assert_eq!(
         add_partitions(&mut client, "t2", producer, "out", &[0]),
@@ -166,6 +168,14 @@ fn a_new_producer_fences_the_old_one_and_aborts_its_transaction() {
     assert_eq!(add_offsets(&mut client, "t3", zombie, "g"), PRODUCER_FENCED);
     assert_eq!(
         client.produce("out", 0, txn_batch(zombie, 1, 1)).error_code,
+        INVALID_PRODUCER_EPOCH
+    );
+    // Its idempotent (non-transactional) batches too: the ABORT marker raised the partition's
+    // epoch of the producer id (Kafka's ProducerAppendInfo.appendEndTxnMarker).
+    let mut idempotent = txn_batch(zombie, 1, 1);
+    set_attributes(&mut idempotent, 0);
+    assert_eq!(
+        client.produce("out", 0, idempotent).error_code,
         INVALID_PRODUCER_EPOCH
     );
     let other = Producer {
@@ -371,6 +381,7 @@ fn transactions_and_pending_offsets_survive_a_sigkill() {
     let mut broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     assert_eq!(client.create_topic("out", 1, &[]), 0);
+    assert_eq!(client.create_topic("in", 1, &[]), 0);
     let (_, producer) = init(&mut client, "t6", 60_000);
     assert_eq!(
         add_partitions(&mut client, "t6", producer, "out", &[0]),

@@ -325,6 +325,7 @@ fn txn_offset_commit_refuses_metadata_over_kafkas_limit() {
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
     assert_eq!(client.create_topic("out", 1, &[]), 0);
+    assert_eq!(client.create_topic("in", 2, &[]), 0);
     let (_, producer) = init(&mut client, "meta", 60_000);
     assert_eq!(add_offsets(&mut client, "meta", producer, "g"), 0);
     let (at_limit, over) = ("x".repeat(4096), "x".repeat(4097));
@@ -399,4 +400,61 @@ fn a_txn_offset_commit_racing_its_end_txn_is_never_left_pending() {
             );
         }
     }
+}
+
+#[test]
+fn a_retried_kip_360_epoch_bump_gets_the_bumped_epoch_and_an_older_one_stays_fenced() {
+    // Kafka's TransactionMetadata.prepareIncrementProducerEpoch: a producer's InitProducerId
+    // naming its current epoch bumps it and remembers the epoch it bumped from, so the same
+    // request retried (its answer lost) gets the bumped epoch back, not PRODUCER_FENCED, a
+    // fatal error for the client. An epoch before that, or one fenced by a new producer's
+    // InitProducerId (which forgets the remembered one), stays fenced.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    let bump = |client: &mut Client, producer: Producer| -> InitProducerIdResponse {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(name("kip360"))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(producer.id))
+            .with_producer_epoch(producer.epoch);
+        client.call(ApiKey::InitProducerId, 4, &request)
+    };
+    let (_, first) = init(&mut client, "kip360", 60_000);
+    let at = |epoch: i16| Producer {
+        id: first.id,
+        epoch,
+    };
+    let bumped = bump(&mut client, first);
+    assert_eq!(
+        (bumped.error_code, bumped.producer_epoch),
+        (0, first.epoch + 1)
+    );
+    let second = at(bumped.producer_epoch);
+    let bumped = bump(&mut client, second);
+    assert_eq!(
+        (bumped.error_code, bumped.producer_epoch),
+        (0, second.epoch + 1)
+    );
+    let retried = bump(&mut client, second);
+    assert_eq!(
+        (
+            retried.error_code,
+            retried.producer_id.0,
+            retried.producer_epoch
+        ),
+        (0, first.id, second.epoch + 1),
+        "the retry gets the bumped epoch, not a second bump"
+    );
+    assert_eq!(
+        bump(&mut client, first).error_code,
+        PRODUCER_FENCED,
+        "older than the remembered epoch"
+    );
+    // A new producer (no epoch named) takes over: the remembered epoch no longer counts.
+    let (_, next) = init(&mut client, "kip360", 60_000);
+    assert_eq!(next.epoch, second.epoch + 2);
+    assert_eq!(
+        bump(&mut client, at(second.epoch + 1)).error_code,
+        PRODUCER_FENCED
+    );
 }

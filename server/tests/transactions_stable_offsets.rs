@@ -10,6 +10,7 @@ mod common;
 use common::client::Client;
 use common::txn::*;
 use common::{restart, start_broker};
+use kafka_protocol::messages::{ApiKey, TxnOffsetCommitResponse};
 
 /// (topic, partition, error code, offset) of one answered partition of topic "in".
 fn row(partition: i32, error: i16, offset: i64) -> FetchedOffset {
@@ -113,4 +114,41 @@ fn a_fenced_transactions_pending_offsets_stop_being_unstable() {
     let (error, _) = init(&mut client, "t", 60_000);
     assert_eq!(error, 0);
     assert_eq!(asked(&mut client, 8, "g", true)[0], row(0, 0, 4));
+}
+
+#[test]
+fn txn_offset_commit_refuses_unknown_topics_and_partitions() {
+    // Kafka's KafkaApis.handleTxnOffsetCommitRequest: a topic or partition the metadata does not
+    // have is answered UNKNOWN_TOPIC_OR_PARTITION and not stored, the request's other partitions
+    // are. Stored, a late commit of a deleted topic's offset was given to a topic made again
+    // under its name once the transaction committed.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("in", 2, &[]), 0);
+    let (_, producer) = init(&mut client, "t", 60_000);
+    assert_eq!(add_offsets(&mut client, "t", producer, "g"), 0);
+    assert_eq!(
+        txn_offset_commit(&mut client, "t", producer, "g", "gone", 4),
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+    let partitions = vec![txn_offset(0, 10, None), txn_offset(2, 11, None)];
+    let request = txn_offset_commit_request("t", producer, "g", "in", partitions);
+    let response: TxnOffsetCommitResponse = client.call(ApiKey::TxnOffsetCommit, 3, &request);
+    let codes: Vec<i16> = response.topics[0]
+        .partitions
+        .iter()
+        .map(|partition| partition.error_code)
+        .collect();
+    assert_eq!(codes, vec![0, UNKNOWN_TOPIC_OR_PARTITION]);
+    assert_eq!(end_txn(&mut client, "t", producer, true), 0);
+    assert_eq!(client.create_topic("gone", 1, &[]), 0);
+    assert_eq!(
+        fetch_offsets(&mut client, 8, "g", "gone", Some(&[0]), false),
+        vec![("gone".to_string(), 0, 0, -1)],
+        "the unknown topic's offset was not stored"
+    );
+    assert_eq!(
+        fetch_offsets(&mut client, 8, "g", "in", Some(&[0]), false),
+        vec![row(0, 0, 10)]
+    );
 }

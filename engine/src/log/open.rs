@@ -55,9 +55,10 @@ impl PartitionLog {
         let next_offset = segments
             .back()
             .map_or(Offset::ZERO, |segment| segment.next_offset);
-        let (producers, snapshot_txns) =
+        let (mut producers, snapshot_txns) =
             rebuild_producers(dir, &snapshot_offsets, next_offset, &report).await;
         let transactions = crate::txn::replay::rebuild(&mut segments, snapshot_txns).await;
+        producers.note_open_transactions(|producer_id| transactions.contains(producer_id));
         let persisted_start = start_offset::read_persisted(dir).await;
         let mut state = initial_state(config, segments, producers, transactions, now);
         if let Some(persisted_start) = persisted_start {

@@ -99,13 +99,11 @@ pub async fn handle(
         };
         return Ok(request.frame(&response));
     }
-    // A producer that already has an id (KIP-360 v3+) keeps it with a bumped epoch.
-    let (producer_id, producer_epoch) =
-        if init.producer_id.0 >= 0 && init.producer_epoch >= 0 && init.producer_epoch < i16::MAX {
-            (init.producer_id.0, init.producer_epoch + 1)
-        } else {
-            (allocate_producer_id(), 0)
-        };
+    // Without a transactional id Kafka always grants a new id at epoch 0, whatever id and epoch
+    // the request names (TransactionCoordinator.handleInitProducerId): nothing proves the
+    // caller holds the named id, and bumping its epoch would fence another client's producer.
+    // An idempotent producer that must bump its epoch does it itself (KIP-360).
+    let (producer_id, producer_epoch) = (allocate_producer_id(), 0);
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(producer_id))
         .with_producer_epoch(producer_epoch);

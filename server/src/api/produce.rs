@@ -312,5 +312,6 @@ pub fn error_for(err: &AppendError) -> ResponseError {
         AppendError::Sequence(SequenceError::StaleEpoch { .. }) => {
             ResponseError::InvalidProducerEpoch
         }
+        AppendError::Sequence(SequenceError::TransactionOpen) => ResponseError::InvalidTxnState,
     }
 }

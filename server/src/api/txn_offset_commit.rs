@@ -47,12 +47,30 @@ pub async fn handle(
         .map(|topic| topic.name.to_string())
         .filter(|topic| !request.allows(context, Operation::Read, Resource::topic(topic)))
         .collect();
+    // Kafka answers a topic or partition its metadata lacks UNKNOWN_TOPIC_OR_PARTITION and stores
+    // only the others: an offset of a deleted topic, committed late, would otherwise be given
+    // to a topic made again under its name when the transaction commits.
+    // Read once, so the answer says what was stored.
+    let unknown: std::collections::HashSet<(String, i32)> = (commit.topics.iter())
+        .flat_map(|topic| {
+            let info = context.metadata.topic(&topic.name);
+            (topic.partitions.iter())
+                .filter(move |p| {
+                    !info
+                        .as_ref()
+                        .is_some_and(|i| i.has_partition(p.partition_index))
+                })
+                .map(|p| (topic.name.to_string(), p.partition_index))
+        })
+        .collect();
+    let known = |topic: &str, partition: i32| !unknown.contains(&(topic.to_string(), partition));
     let commits: Vec<(String, i32, CommittedOffset)> = commit
         .topics
         .iter()
         .filter(|topic| !denied_topics.contains(topic.name.as_str()))
         .flat_map(|topic| {
-            let valid = topic.partitions.iter().filter(|p| !metadata_too_large(p));
+            let valid = (topic.partitions.iter())
+                .filter(|p| known(&topic.name, p.partition_index) && !metadata_too_large(p));
             valid.map(|partition| {
                 (
                     topic.name.to_string(),
@@ -135,8 +153,9 @@ pub async fn handle(
                 .iter()
                 .map(|partition| {
                     let denied = denied_topics.contains(topic.name.as_str());
-                    let error_code = if checked.is_ok() && !denied && metadata_too_large(partition)
-                    {
+                    let error_code = if !denied && !known(&topic.name, partition.partition_index) {
+                        code(ResponseError::UnknownTopicOrPartition)
+                    } else if checked.is_ok() && !denied && metadata_too_large(partition) {
                         code(ResponseError::OffsetMetadataTooLarge)
                     } else {
                         error_code

@@ -8,7 +8,8 @@ use kafka_protocol::error::ResponseError;
 use super::consumer;
 use super::offsets_log::{group_key, offset_key};
 use super::state::Group;
-use super::Coordinator;
+use super::txn_offsets::txn_offset_key;
+use super::{CommittedOffset, Coordinator};
 
 /// A group as ListGroups shows it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -156,9 +157,11 @@ impl Coordinator {
         Ok(answers)
     }
 
-    /// Deletes every group's committed offsets of a deleted topic, as Kafka does: a topic made
-    /// again under the name starts with none (else a group resumes it at the old topic's
-    /// offsets, skipping the records before them). A failed write is logged and changes nothing.
+    /// Deletes every group's committed offsets of a deleted topic, and the pending transactional
+    /// ones (Kafka's `OffsetMetadataManager.onPartitionsDeleted`): a topic made again under the
+    /// name starts with none (else a group resumes it at the old topic's offsets, skipping the
+    /// records before them, or a transaction committed later brings them back). A failed write
+    /// is logged and changes nothing.
     pub async fn forget_topic(&self, topic: &str) {
         // Out of memory before the wait, as in `delete_offsets`.
         let mut removed = Vec::new();
@@ -174,9 +177,18 @@ impl Coordinator {
         self.offsets
             .borrow_mut()
             .retain(|_, group_offsets| !group_offsets.is_empty());
+        let removed_pending = self.forget_pending_of_topic(topic);
         let tombstones = removed
             .iter()
             .map(|(group_id, partition, _)| (offset_key(group_id, topic, *partition), None))
+            .chain(
+                removed_pending
+                    .iter()
+                    .map(|(producer_id, group_id, partition, _)| {
+                        let key = txn_offset_key(*producer_id, group_id, topic, *partition);
+                        (key, None)
+                    }),
+            )
             .collect();
         if let Err(error) = self.persist(tombstones).await {
             tracing::error!(
@@ -191,7 +203,44 @@ impl Coordinator {
                     .entry((topic.to_string(), partition))
                     .or_insert(committed);
             }
+            let mut pending = self.pending_txn_offsets.borrow_mut();
+            for (producer_id, group_id, partition, committed) in removed_pending {
+                let group_offsets = pending
+                    .entry(producer_id)
+                    .or_default()
+                    .entry(group_id)
+                    .or_default();
+                group_offsets
+                    .entry((topic.to_string(), partition))
+                    .or_insert(committed);
+            }
         }
+    }
+
+    /// Takes `topic`'s pending transactional offsets out of memory: (producer id, group,
+    /// partition, offset) of each.
+    fn forget_pending_of_topic(&self, topic: &str) -> Vec<(i64, String, i32, CommittedOffset)> {
+        let mut removed = Vec::new();
+        let mut pending = self.pending_txn_offsets.borrow_mut();
+        for (producer_id, groups) in pending.iter_mut() {
+            for (group_id, group_offsets) in groups.iter_mut() {
+                group_offsets.retain(|(name, partition), committed| {
+                    let keep = name != topic;
+                    if !keep {
+                        removed.push((
+                            *producer_id,
+                            group_id.clone(),
+                            *partition,
+                            committed.clone(),
+                        ));
+                    }
+                    keep
+                });
+            }
+            groups.retain(|_, group_offsets| !group_offsets.is_empty());
+        }
+        pending.retain(|_, groups| !groups.is_empty());
+        removed
     }
 
     /// Deletes an empty group and its offsets.

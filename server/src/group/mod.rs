@@ -587,3 +587,5 @@ mod commit_tests;
 mod coordinator_tests;
 #[cfg(test)]
 mod retention_tests;
+#[cfg(test)]
+mod txn_offsets_tests;

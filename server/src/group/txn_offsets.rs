@@ -182,14 +182,16 @@ impl Coordinator {
 
     /// The marker of `producer`'s transaction in `__consumer_offsets`, with what it did (see the
     /// module's byte map), in one append; then the pending offsets become committed or go.
-    /// `only_if_pending` (a transaction recovered after a restart): no pending offsets left means
-    /// this marker was written before the crash (marker and records are one append), so none is
-    /// written again.
+    /// `only_if_open` (a transaction recovered after a restart): no open transaction of the
+    /// producer in the offsets log means this marker was written before the crash (or the
+    /// producer committed no offsets), so none is written again. Its pending offsets alone do
+    /// not say it: a deleted topic's are dropped (admin.rs) while its batch still waits for the
+    /// marker, which the log's last stable offset waits for.
     pub async fn end_txn_offsets(
         &self,
         producer: TxnProducer,
         marker: MarkerType,
-        only_if_pending: bool,
+        only_if_open: bool,
     ) -> Result<(), ResponseError> {
         let now = now_ms();
         let pending = self
@@ -198,7 +200,12 @@ impl Coordinator {
             .get(&producer.producer_id)
             .cloned()
             .unwrap_or_default();
-        if only_if_pending && pending.is_empty() {
+        let open = || {
+            (self.log().open_transactions())
+                .iter()
+                .any(|(producer_id, _)| *producer_id == producer.producer_id)
+        };
+        if only_if_open && !open() {
             return Ok(());
         }
         let mut records = Vec::new();

@@ -205,9 +205,17 @@ impl TxnCoordinator {
         };
         if let Some(current) = current {
             // KIP-360: only the producer that holds the current id and epoch may bump it.
-            if current.producer_id != meta.producer_id
-                || current.producer_epoch != meta.producer_epoch
-            {
+            if current.producer_id != meta.producer_id {
+                return Err(ResponseError::ProducerFenced);
+            }
+            if current.producer_epoch != meta.producer_epoch {
+                // The bump that made the current epoch, retried (its answer lost): the same
+                // answer, no second bump (Kafka's prepareIncrementProducerEpoch).
+                let retry = current.producer_epoch == meta.last_producer_epoch
+                    && meta.state.accepts_new_transaction();
+                if retry {
+                    return Ok(producer_of(&meta));
+                }
                 return Err(ResponseError::ProducerFenced);
             }
         }
@@ -223,10 +231,17 @@ impl TxnCoordinator {
                 .await?;
         }
         let mut next = meta.clone();
+        // Remembered only for a bump by the producer holding the epoch (no fence in between).
+        next.last_producer_epoch = match current {
+            Some(current) if current.producer_epoch == meta.producer_epoch => meta.producer_epoch,
+            _ => -1,
+        };
         if meta.producer_epoch >= PRODUCER_EPOCH_MAX {
             self.registry.forget(meta.producer_id);
             next.producer_id = crate::api::init_producer_id::allocate_producer_id();
             next.producer_epoch = 0;
+            // The old id's epochs mean nothing for the new one.
+            next.last_producer_epoch = -1;
         } else {
             next.producer_epoch += 1;
         }

@@ -85,6 +85,16 @@ pub struct TxnMetadata {
     /// When the current transaction started (its first AddPartitions/AddOffsets), -1 if none.
     pub start_ms: i64,
     pub update_ms: i64,
+    /// The epoch the last KIP-360 bump (InitProducerId naming the current epoch) bumped from,
+    /// so that request retried, its answer lost, gets the bumped epoch again instead of
+    /// PRODUCER_FENCED (Kafka's `lastProducerEpoch`); -1 when none (a new producer's
+    /// InitProducerId or a fence forgets it). Absent from records written before it: -1.
+    #[serde(default = "no_epoch")]
+    pub last_producer_epoch: i16,
+}
+
+fn no_epoch() -> i16 {
+    -1
 }
 
 /// The highest epoch a producer id may have; the next InitProducerId gets a new id (Kafka does
@@ -102,6 +112,7 @@ impl TxnMetadata {
             groups: BTreeSet::new(),
             start_ms: -1,
             update_ms: now_ms,
+            last_producer_epoch: no_epoch(),
         }
     }
 
@@ -195,6 +206,9 @@ impl TxnMetadata {
         next.groups.clear();
         next.start_ms = -1;
         next.update_ms = now_ms;
+        // As Kafka's prepareComplete: a bump's retry after a transaction at the bumped epoch is
+        // stale.
+        next.last_producer_epoch = self.producer_epoch;
         next
     }
 
@@ -206,6 +220,7 @@ impl TxnMetadata {
         // Up to i16::MAX: a producer at PRODUCER_EPOCH_MAX is fenced too (the next
         // InitProducerId moves the id to a new producer id).
         next.producer_epoch = self.producer_epoch.saturating_add(1);
+        next.last_producer_epoch = no_epoch();
         next.state = TxnState::PrepareAbort;
         next.update_ms = now_ms;
         next
@@ -282,6 +297,22 @@ mod tests {
             aborted.check_producer(7, PRODUCER_EPOCH_MAX),
             Err(ResponseError::ProducerFenced)
         );
+    }
+
+    #[test]
+    fn a_fence_forgets_the_bumped_from_epoch_and_old_records_have_none() {
+        // A KIP-360 retry naming the epoch before a timeout's fence must stay fenced.
+        let mut ongoing = TxnMetadata::new(7, 100, 0)
+            .with_added(&[partition("a")], None, 10)
+            .unwrap();
+        ongoing.last_producer_epoch = 0;
+        ongoing.producer_epoch = 1;
+        let aborted = ongoing.fenced_abort(111).completed(112);
+        assert_eq!(aborted.producer_epoch, 2);
+        assert_eq!(aborted.last_producer_epoch, 2, "neither 0 nor 1 is a retry");
+        let old = br#"{"producer_id":7,"producer_epoch":3,"timeout_ms":100,"state":"Empty","partitions":[],"groups":[],"start_ms":-1,"update_ms":0}"#;
+        let read: TxnMetadata = serde_json::from_slice(old).unwrap();
+        assert_eq!(read.last_producer_epoch, -1);
     }
 
     #[test]

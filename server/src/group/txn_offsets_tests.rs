@@ -1,0 +1,113 @@
+//! Pending transactional offsets (txn_offsets.rs) and topic deletion, over a real offsets log.
+#![forbid(unsafe_code)]
+
+use super::coordinator_tests::{coordinator, metadata_with_topic};
+use super::CommittedOffset;
+use crate::txn::marker::{MarkerType, TxnProducer};
+
+fn committed(offset: i64) -> CommittedOffset {
+    CommittedOffset {
+        offset,
+        leader_epoch: -1,
+        metadata: None,
+        commit_ms: 0,
+    }
+}
+
+fn offsets_of(coordinator: &super::Coordinator, group: &str, topic: &str) -> Vec<Option<i64>> {
+    coordinator
+        .fetch_offsets(group, Some(vec![(topic.to_string(), vec![0, 1])]))
+        .into_iter()
+        .map(|(_, _, committed)| committed.map(|c| c.offset))
+        .collect()
+}
+
+#[compio::test]
+async fn a_deleted_topics_pending_transactional_offsets_are_dropped_and_stay_dropped() {
+    // Kafka's OffsetMetadataManager.onPartitionsDeleted tombstones the deleted partitions'
+    // offsets, committed and pending transactional ones (GroupMetadata.removeOffsets before
+    // it): a transaction committed after the topic was deleted (and made again under its name)
+    // must not give the new topic the old one's offsets. Other topics' pending offsets stay.
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (log, first) = coordinator(dir.path(), &metadata).await;
+    let producer = TxnProducer {
+        producer_id: 7,
+        producer_epoch: 0,
+    };
+    let commits = vec![
+        ("t".to_string(), 0, committed(40)),
+        ("t".to_string(), 1, committed(41)),
+        ("u".to_string(), 0, committed(50)),
+    ];
+    first
+        .txn_commit("g", producer, ("", -1), commits)
+        .await
+        .unwrap();
+    first.forget_topic("t").await;
+    assert_eq!(
+        first
+            .pending_txn_partitions("g")
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![("u".to_string(), 0)],
+        "only the kept topic's offset is pending"
+    );
+    // The topic made again: the transaction adds an offset of the new one, then commits.
+    let again = vec![("t".to_string(), 1, committed(3))];
+    first
+        .txn_commit("g", producer, ("", -1), again)
+        .await
+        .unwrap();
+    first
+        .end_txn_offsets(producer, MarkerType::Commit, false)
+        .await
+        .unwrap();
+    assert_eq!(offsets_of(&first, "g", "t"), vec![None, Some(3)]);
+    assert_eq!(offsets_of(&first, "g", "u"), vec![Some(50), None]);
+
+    // The same after a restart: the replay of the log does not bring the old offsets back.
+    drop(first);
+    log.close().await.unwrap();
+    drop(log);
+    let (_log, second) = coordinator(dir.path(), &metadata).await;
+    assert_eq!(offsets_of(&second, "g", "t"), vec![None, Some(3)]);
+    assert_eq!(offsets_of(&second, "g", "u"), vec![Some(50), None]);
+}
+
+#[compio::test]
+async fn a_deletion_before_a_restart_drops_pending_offsets_replayed_later() {
+    // The pending offset's record is in the log before the deletion's tombstone: the replay
+    // must see it dropped, so the transaction recovered after the restart commits nothing of it,
+    // and still gets its marker (the offsets log's last stable offset waits for it).
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (log, first) = coordinator(dir.path(), &metadata).await;
+    let producer = TxnProducer {
+        producer_id: 8,
+        producer_epoch: 0,
+    };
+    let commits = vec![("t".to_string(), 0, committed(40))];
+    first
+        .txn_commit("g", producer, ("", -1), commits)
+        .await
+        .unwrap();
+    first.forget_topic("t").await;
+    drop(first);
+    log.close().await.unwrap();
+    drop(log);
+    let (_log, second) = coordinator(dir.path(), &metadata).await;
+    assert!(second.pending_txn_partitions("g").is_empty());
+    let log = second.log();
+    assert!(log.last_stable_offset() < log.high_watermark());
+    second
+        .end_txn_offsets(producer, MarkerType::Commit, true)
+        .await
+        .unwrap();
+    assert_eq!(offsets_of(&second, "g", "t"), vec![None, None]);
+    assert_eq!(
+        log.last_stable_offset(),
+        log.high_watermark(),
+        "the marker is written although no offset of it is left"
+    );
+}
