@@ -19,12 +19,14 @@
 //! work (`yielder.rs`). An fsync that fails during a pass fails the log, as a failed
 //! roll does ([`CompactionError::SyncFailed`]); other errors leave the log as it was.
 //!
-//! # Tombstones
-//! A tombstone (null value) that is its key's latest record is kept until a pass runs at a time
-//! `now` with `now - max_timestamp(batch) > delete.retention.ms`; that pass removes it (older
-//! records of its key went in the same or an earlier pass, since segments are cleaned oldest
-//! first). A batch without timestamps (-1) keeps its tombstones. Consumers that read a compacted
-//! topic from the start within `delete.retention.ms` of a deletion see the tombstone.
+//! # Tombstones (KIP-534)
+//! A tombstone (null value) that is its key's latest record survives the first pass that cleans
+//! it, which stamps its batch with a delete horizon, `now + delete.retention.ms` (attributes bit
+//! 6, the horizon in the base timestamp, record timestamp deltas rebased). A later pass at or
+//! after the horizon removes it (older records of its key went in the same or an earlier pass,
+//! since segments are cleaned oldest first). So consumers that read a compacted topic from the
+//! start get `delete.retention.ms` from the first cleaning to see the tombstone, however old
+//! the producer's timestamps are, as in Kafka.
 //!
 //! # Crash safety (the install)
 //! a. The three `.cleaned` files are written and fsynced.
@@ -231,7 +233,6 @@ impl PartitionLog {
             .targets
             .get(cleaned_end)
             .map_or(pass.active_base_offset, |next| next.base_offset);
-        let horizon_ms = now_ms.saturating_sub(pass.config.delete_retention_ms as i64);
         for target in &pass.targets[..cleaned_end] {
             if self.state.borrow().closed {
                 return Ok(outcome);
@@ -241,7 +242,7 @@ impl PartitionLog {
                     target,
                     &keys,
                     &pass.aborted,
-                    horizon_ms,
+                    now_ms,
                     &pass.config,
                     options.stop,
                     &mut outcome,
@@ -267,23 +268,15 @@ impl PartitionLog {
         target: &Target,
         keys: &KeyMap,
         aborted: &AbortedSet,
-        horizon_ms: i64,
+        now_ms: i64,
         config: &LogConfig,
         stop: Option<StopPoint>,
         outcome: &mut CompactionOutcome,
         yielder: &Yielder,
     ) -> Result<bool, CompactionError> {
         outcome.bytes_before += target.size_bytes;
-        let cleaned = clean_segment(
-            self.dir(),
-            target,
-            keys,
-            aborted,
-            horizon_ms,
-            config,
-            yielder,
-        )
-        .await;
+        let cleaned =
+            clean_segment(self.dir(), target, keys, aborted, now_ms, config, yielder).await;
         if cleaned.is_err() {
             // A copy cut short (a full disk, most likely) must not keep its space.
             discard_cleaned_files(self.dir(), target.base_offset).await;
@@ -537,7 +530,7 @@ async fn clean_segment(
     target: &Target,
     keys: &KeyMap,
     aborted: &AbortedSet,
-    tombstone_horizon_ms: i64,
+    now_ms: i64,
     config: &LogConfig,
     yielder: &Yielder,
 ) -> Result<Option<(Segment, u64)>, CompactionError> {
@@ -556,11 +549,19 @@ async fn clean_segment(
                 None
             }
             Some(decoded) => {
-                let expired =
-                    header.max_timestamp >= 0 && header.max_timestamp < tombstone_horizon_ms;
-                let keep = cleaner::survivors(&decoded, keys, expired);
+                let keep = cleaner::survivors(
+                    &decoded,
+                    keys,
+                    cleaner::tombstones_expired(&header, now_ms),
+                );
                 removed += keep.iter().filter(|kept| !**kept).count() as u64;
-                cleaner::rebuild(bytes, &decoded, &keep)?
+                let horizon = cleaner::new_delete_horizon(
+                    &decoded,
+                    &keep,
+                    now_ms,
+                    config.delete_retention_ms,
+                );
+                cleaner::rebuild(bytes, &decoded, &keep, horizon)?
             }
             None => Some(bytes.to_vec()),
         };
