@@ -13,7 +13,8 @@
 //!     12     4  partition_leader_epoch no   (assigned by the broker)
 //!     16     1  magic (= 2)            no
 //!     17     4  crc (CRC-32C, Castagnoli, of bytes 21..end)
-//!     21     2  attributes             yes  (bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control)
+//!     21     2  attributes             yes  (bits 0-2 codec, 3 timestamp type, 4 transactional, 5 control,
+//!                                            6 delete horizon: base_timestamp holds it, KIP-534)
 //!     23     4  last_offset_delta      yes
 //!     27     8  base_timestamp         yes
 //!     35     8  max_timestamp          yes
@@ -67,6 +68,9 @@ pub const MAGIC_V2: i8 = 2;
 const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
+/// KIP-534: the cleaner set a delete horizon, kept in `base_timestamp` (record timestamps are
+/// deltas from it, so readers see them unchanged).
+pub const ATTR_DELETE_HORIZON: i16 = 0x40;
 
 /// The decoded fixed header of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +142,12 @@ impl BatchHeader {
 
     pub fn is_control(&self) -> bool {
         self.attributes & ATTR_CONTROL != 0
+    }
+
+    /// When the cleaner may remove this batch's tombstones (and, for a control batch, the batch):
+    /// the horizon it set when it first cleaned them (KIP-534), `None` before that.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & ATTR_DELETE_HORIZON != 0).then_some(self.base_timestamp)
     }
 
     /// True when the producer is idempotent or transactional (it numbers its batches).
@@ -282,10 +292,14 @@ fn validate_counts(header: &BatchHeader, strictness: Strictness) -> Result<(), B
 fn validate_timestamps(header: &BatchHeader) -> Result<(), BatchError> {
     // -1 means "no timestamp"; anything below that is garbage, and the max can't precede the base
     // — unless the broker stamped the max with its append time (LogAppendTime), which a producer
-    // clock running ahead leaves below the producer's base.
+    // clock running ahead leaves below the producer's base, or the base is a cleaner's delete
+    // horizon (KIP-534), later than the records.
+    let base_is_horizon = header.delete_horizon_ms().is_some();
     if header.base_timestamp < -1
         || header.max_timestamp < -1
-        || (header.max_timestamp < header.base_timestamp && !header.is_log_append_time())
+        || (header.max_timestamp < header.base_timestamp
+            && !header.is_log_append_time()
+            && !base_is_horizon)
     {
         return Err(BatchError::BadTimestamps {
             base_timestamp: header.base_timestamp,

@@ -13,7 +13,9 @@
 //! - A rebuilt batch keeps every header field of the original (base offset, last offset delta,
 //!   attributes and codec, timestamps, producer id, epoch and base sequence, leader epoch) except
 //!   batch length, record count and CRC, which are recomputed; surviving records are copied byte
-//!   for byte, so their offset and timestamp deltas still hold.
+//!   for byte, so their offset and timestamp deltas still hold. The one exception is a delete
+//!   horizon set on the batch (KIP-534): attributes bit 6, the horizon as base timestamp, and
+//!   each record's timestamp delta rebased so that its timestamp (base + delta) is unchanged.
 //! - Records decode only if they exactly fill the record area, match the record count, and carry
 //!   strictly increasing offset deltas within the batch's last offset delta.
 #![forbid(unsafe_code)]
@@ -22,8 +24,8 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::batch::{
-    self, read_varlong, BatchHeader, Compression, ATTRIBUTES_OFFSET, BATCH_LENGTH_OFFSET,
-    CRC_OFFSET, HEADER_BYTES, LOG_OVERHEAD_BYTES, RECORD_COUNT_OFFSET,
+    self, read_varlong, BatchHeader, Compression, ATTRIBUTES_OFFSET, BASE_TIMESTAMP_OFFSET,
+    BATCH_LENGTH_OFFSET, CRC_OFFSET, HEADER_BYTES, LOG_OVERHEAD_BYTES, RECORD_COUNT_OFFSET,
 };
 use crate::compression::{self, Framing};
 use crate::error::{AppendError, CompressionError};
@@ -49,6 +51,10 @@ pub struct RawRecord {
     pub is_tombstone: bool,
     /// The whole record, length prefix included.
     pub span: Range<usize>,
+    /// The record's timestamp is the batch's base timestamp plus this.
+    pub timestamp_delta: i64,
+    /// Where the timestamp delta's varlong lies (after the attributes byte).
+    pub timestamp_delta_span: Range<usize>,
 }
 
 /// A batch with its record area decompressed and its records located.
@@ -106,8 +112,9 @@ fn locate_records(area: &[u8], header: &BatchHeader) -> Result<Vec<RawRecord>, R
             .ok_or_else(|| malformed("record past the record area"))?;
         let body = &area[body_start..end];
         let mut at = 1usize; // attributes
-        let (_, used) = read_varlong(body.get(at..).unwrap_or_default())
+        let (timestamp_delta, used) = read_varlong(body.get(at..).unwrap_or_default())
             .ok_or_else(|| malformed("timestamp delta"))?;
+        let timestamp_delta_span = body_start + at..body_start + at + used;
         at += used;
         let (offset_delta, used) = read_varlong(body.get(at..).unwrap_or_default())
             .ok_or_else(|| malformed("offset delta"))?;
@@ -125,6 +132,8 @@ fn locate_records(area: &[u8], header: &BatchHeader) -> Result<Vec<RawRecord>, R
             key: key.map(|range| body_start + range.start..body_start + range.end),
             is_tombstone: value.is_none(),
             span: position..end,
+            timestamp_delta,
+            timestamp_delta_span,
         });
         position = end;
     }
@@ -219,12 +228,45 @@ pub fn survivors(decoded: &DecodedBatch, keys: &KeyMap, tombstones_expired: bool
         .collect()
 }
 
+/// Whether a batch's tombstones may go: its delete horizon, set when a pass first kept them, has
+/// passed (KIP-534; Kafka keeps them while `now < horizon`). A batch without one keeps them.
+pub fn tombstones_expired(header: &BatchHeader, now_ms: i64) -> bool {
+    header
+        .delete_horizon_ms()
+        .is_some_and(|horizon| now_ms >= horizon)
+}
+
+/// The delete horizon to set on a batch a pass keeps tombstones of, if it has none yet:
+/// `now + delete.retention.ms`, so consumers get that long from the first cleaning to see them,
+/// whatever the producer's timestamps say (KIP-534).
+pub fn new_delete_horizon(
+    decoded: &DecodedBatch,
+    keep: &[bool],
+    now_ms: i64,
+    delete_retention_ms: u64,
+) -> Option<i64> {
+    let keeps_tombstone = decoded
+        .records
+        .iter()
+        .zip(keep)
+        .any(|(record, kept)| *kept && record.is_tombstone);
+    let retention_ms = i64::try_from(delete_retention_ms).unwrap_or(i64::MAX);
+    (keeps_tombstone && decoded.header.delete_horizon_ms().is_none())
+        .then(|| now_ms.saturating_add(retention_ms))
+}
+
 /// The batch with only the records marked in `keep`: `None` when none remain, the original bytes
-/// when all do, otherwise a new batch (see the module's invariants).
+/// when all do and no horizon is to be set, otherwise a new batch (see the module's invariants).
+///
+/// `delete_horizon_ms` sets a delete horizon (KIP-534) on a batch without one: attributes bit 6,
+/// the horizon as base timestamp, and every kept record's timestamp delta rebased on it, so each
+/// record's timestamp (base + delta) stays what it was. Kafka's clients read the bit; a reader
+/// that ignores it still computes the same record timestamps.
 pub fn rebuild(
     original: &[u8],
     decoded: &DecodedBatch,
     keep: &[bool],
+    delete_horizon_ms: Option<i64>,
 ) -> Result<Option<Vec<u8>>, CompressionError> {
     assert_eq!(keep.len(), decoded.records.len(), "one flag per record");
     let kept = keep.iter().filter(|kept| **kept).count();
@@ -232,16 +274,58 @@ pub fn rebuild(
         return Ok(None);
     }
     let total = decoded.header.total_bytes();
-    if kept == decoded.records.len() {
+    if kept == decoded.records.len() && delete_horizon_ms.is_none() {
         return Ok(Some(original[..total].to_vec()));
     }
     let mut area = Vec::with_capacity(decoded.records_area.len());
     for (record, _) in decoded.records.iter().zip(keep).filter(|(_, kept)| **kept) {
-        area.extend_from_slice(&decoded.records_area[record.span.clone()]);
+        match delete_horizon_ms {
+            None => area.extend_from_slice(&decoded.records_area[record.span.clone()]),
+            Some(horizon) => {
+                let timestamp = decoded
+                    .header
+                    .base_timestamp
+                    .saturating_add(record.timestamp_delta);
+                push_rebased(
+                    &mut area,
+                    decoded,
+                    record,
+                    timestamp.saturating_sub(horizon),
+                );
+            }
+        }
     }
     let packed = compression::compress(decoded.codec, decoded.framing, &area)?;
     let kept = i32::try_from(kept).expect("at most the batch's record count, an i32");
-    assemble(&original[..HEADER_BYTES], &packed, kept, decoded.codec).map(Some)
+    let mut header = original[..HEADER_BYTES].to_vec();
+    if let Some(horizon) = delete_horizon_ms {
+        let attributes = decoded.header.attributes | batch::ATTR_DELETE_HORIZON;
+        header[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+        header[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8]
+            .copy_from_slice(&horizon.to_be_bytes());
+    }
+    assemble(&header, &packed, kept, decoded.codec).map(Some)
+}
+
+/// Appends `record` to `area` with `timestamp_delta` in place of its own: a new length prefix,
+/// its attributes byte, the new delta, then the rest of its bytes unchanged.
+fn push_rebased(
+    area: &mut Vec<u8>,
+    decoded: &DecodedBatch,
+    record: &RawRecord,
+    timestamp_delta: i64,
+) {
+    let bytes = &decoded.records_area;
+    let attributes_at = record.timestamp_delta_span.start - 1;
+    let mut body = Vec::with_capacity(record.span.len() + 8);
+    body.push(bytes[attributes_at]);
+    batch::write_varlong(&mut body, timestamp_delta);
+    body.extend_from_slice(&bytes[record.timestamp_delta_span.end..record.span.end]);
+    batch::write_varlong(
+        area,
+        i64::try_from(body.len()).expect("a record fits an i64"),
+    );
+    area.extend_from_slice(&body);
 }
 
 /// A batch from an original header and a new record area: length, count and CRC recomputed.
@@ -383,7 +467,7 @@ mod tests {
             assert_eq!(keys.latest(b"a"), Some(Offset::new(102)));
             let keep = survivors(&decoded, &keys, false);
             assert_eq!(keep, vec![false, true, true]);
-            let rebuilt = rebuild(&original, &decoded, &keep).unwrap().unwrap();
+            let rebuilt = rebuild(&original, &decoded, &keep, None).unwrap().unwrap();
             let header = validate(&rebuilt, 1 << 20, Strictness::Stored).unwrap();
             let before = decoded.header;
             assert_eq!(header.record_count, 2);
@@ -415,10 +499,10 @@ mod tests {
         assert_eq!(survivors(&decoded, &keys, true), vec![false, true, false]);
         keys.observe(b"b", Offset::new(500));
         let keep = survivors(&decoded, &keys, true);
-        assert_eq!(rebuild(&original, &decoded, &keep).unwrap(), None);
+        assert_eq!(rebuild(&original, &decoded, &keep, None).unwrap(), None);
         let all = vec![true; 3];
         assert_eq!(
-            rebuild(&original, &decoded, &all).unwrap().unwrap(),
+            rebuild(&original, &decoded, &all, None).unwrap().unwrap(),
             original
         );
     }

@@ -1,5 +1,5 @@
 //! Log compaction against a model: after a pass, reading the log gives exactly the latest record
-//! of every key below the active segment (tombstones per the delete.retention.ms rule), every
+//! of every key below the active segment (tombstones until their delete horizon), every
 //! record at its original offset, with the log's offsets, indexes and recovery intact.
 #![forbid(unsafe_code)]
 
@@ -45,6 +45,8 @@ struct Record {
     value: Option<Vec<u8>>,
     /// The max timestamp of the batch it was appended in.
     batch_max_timestamp: i64,
+    /// The record's own timestamp (base + delta), unchanged by any rebuild of its batch.
+    timestamp: i64,
 }
 
 /// A batch to append: (key, value) pairs, a codec, a timestamp.
@@ -95,6 +97,7 @@ async fn read_all(log: &PartitionLog) -> Vec<Record> {
                 key: decoded.key(record).unwrap().to_vec(),
                 value: (!record.is_tombstone).then(|| value_of(&decoded, record)),
                 batch_max_timestamp: header.max_timestamp,
+                timestamp: header.base_timestamp + record.timestamp_delta,
             });
         }
     }
@@ -117,20 +120,20 @@ fn value_of(decoded: &cleaner::DecodedBatch, record: &cleaner::RawRecord) -> Vec
     body[at..at + value_length as usize].to_vec()
 }
 
-/// What a pass at `now_ms` must leave: below `clean_end`, each key's latest record unless it is a
-/// tombstone whose batch is older than the horizon; from `clean_end` on, everything.
-fn model_after(records: &[Record], clean_end: i64, now_ms: i64) -> Vec<Record> {
+/// What passes must leave: below `clean_end`, each key's latest record, its tombstones only while
+/// their delete horizon (set by the first pass, KIP-534) has not passed; from `clean_end` on,
+/// everything.
+fn model_after(records: &[Record], clean_end: i64, tombstones_expired: bool) -> Vec<Record> {
     let mut latest: HashMap<&[u8], i64> = HashMap::new();
     for record in records.iter().filter(|record| record.offset < clean_end) {
         latest.insert(&record.key, record.offset);
     }
-    let horizon = now_ms - DELETE_RETENTION_MS as i64;
     records
         .iter()
         .filter(|record| {
             record.offset >= clean_end
                 || (latest[&record.key[..]] == record.offset
-                    && !(record.value.is_none() && record.batch_max_timestamp < horizon))
+                    && !(record.value.is_none() && tombstones_expired))
         })
         .cloned()
         .collect()
@@ -220,17 +223,22 @@ fn run_model_case(appends: &[Append], tail: &[Append], now_delta: i64) {
         let now = TIMESTAMP_BASE + now_delta;
         let outcome = log.compact(now).await.unwrap();
         assert_eq!(outcome.clean_end_offset.get(), clean_end);
-        let expected = model_after(&before, clean_end, now);
+        let first = model_after(&before, clean_end, false);
         let after = read_all(&log).await;
-        assert_eq!(after, expected);
+        assert_eq!(after, first);
         assert!(after.windows(2).all(|pair| pair[0].offset < pair[1].offset));
         assert_eq!(log.high_watermark().get(), high_watermark);
         assert_eq!(log.log_start_offset().get(), start);
         check_lookups(&log, &after).await;
-        // A second pass finds nothing more to do, and appends go on at the same offsets.
+        // A second pass before the tombstones' horizon finds nothing more to do.
         let again = log.compact(now).await.unwrap();
         assert_eq!(again.records_removed, 0);
+        assert_eq!(read_all(&log).await, first);
+        // One at the horizon removes them.
+        log.compact(now + DELETE_RETENTION_MS as i64).await.unwrap();
+        let expected = model_after(&before, clean_end, true);
         assert_eq!(read_all(&log).await, expected);
+        check_lookups(&log, &expected).await;
         log.close().await.unwrap();
         drop(log);
         let (log, _) = PartitionLog::open(dir.path(), compact_config(2048))
@@ -540,16 +548,13 @@ fn a_crash_at_any_step_of_a_cleaning_recovers_to_old_or_new() {
             let after = read_all(&log).await;
             let expected = match stop {
                 StopPoint::CleanedWritten => before.clone(),
-                _ => model_after(&before, clean_end, TIMESTAMP_BASE),
+                _ => model_after(&before, clean_end, false),
             };
             assert_eq!(after, expected, "{stop:?}");
             assert_eq!(log.high_watermark().get(), high_watermark);
             check_lookups(&log, &after).await;
             log.compact(TIMESTAMP_BASE).await.unwrap();
-            assert_eq!(
-                read_all(&log).await,
-                model_after(&before, clean_end, TIMESTAMP_BASE)
-            );
+            assert_eq!(read_all(&log).await, model_after(&before, clean_end, false));
             log.close().await.unwrap();
         });
     }
@@ -612,10 +617,7 @@ fn a_key_map_too_small_for_the_log_converges_over_several_passes() {
             }
             assert_eq!(outcome.segments_mapped, 1);
         }
-        assert_eq!(
-            read_all(&log).await,
-            model_after(&before, clean_end, TIMESTAMP_BASE)
-        );
+        assert_eq!(read_all(&log).await, model_after(&before, clean_end, false));
         assert!(!log.cleaning_due());
     });
 }
@@ -647,7 +649,7 @@ fn appends_rolls_and_reads_during_a_pass_see_whole_batches() {
         }
         let outcome = pass.await.unwrap();
         assert_eq!(outcome.clean_end_offset.get(), clean_end);
-        let mut expected = model_after(&before, clean_end, TIMESTAMP_BASE);
+        let mut expected = model_after(&before, clean_end, false);
         expected.extend(
             read_all(&log)
                 .await

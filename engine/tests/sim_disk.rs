@@ -10,6 +10,8 @@ mod common;
 mod faults;
 #[path = "sim_disk/harness.rs"]
 mod harness;
+#[path = "sim_disk/log_start.rs"]
+mod log_start;
 
 use harness::{run_seeds, seed_count, SeedReport};
 use ringtail_engine::FlushPolicy;

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::rc::Rc;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::boundary_cache::BoundaryCache;
 use super::files::{list_segments, CLEAN_SHUTDOWN_FILE_NAME};
@@ -70,6 +70,12 @@ impl PartitionLog {
             state: RefCell::new(state),
             start_offset_lock: futures_util::lock::Mutex::new(()),
         };
+        // Segments a deletion (retention, DeleteRecords) left behind: their unlink was lost to a
+        // crash or failed. The persisted start already hides them; they go now, or at the next
+        // retention pass if this fails.
+        if let Err(err) = log.delete_segments_below_start().await {
+            warn!(dir = %dir.display(), %err, "deleting segments below the log start failed");
+        }
         Ok((Rc::new(log), report))
     }
 }

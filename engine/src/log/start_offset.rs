@@ -1,4 +1,5 @@
-//! Moving the log start offset on request (Kafka's DeleteRecords), persisted across restarts.
+//! Moving the log start offset on request (Kafka's DeleteRecords) or by retention, persisted
+//! across restarts.
 //!
 //! Records below the log start offset are gone for readers at once: a read below it is
 //! `OffsetOutOfRange`, and timestamp lookups never answer below it. Segments wholly below it are
@@ -8,8 +9,10 @@
 //!
 //! The offset is kept in `log-start-offset` in the partition directory (decimal text, written
 //! atomically: temp file, fsync, rename, directory fsync), written before the move is visible,
-//! so an answered DeleteRecords survives a crash. At open the log start is the larger of the
-//! first segment's base offset and that file's value, capped at the log end.
+//! so an answered DeleteRecords survives a crash. Retention writes it the same way before it
+//! deletes segments: their unlinks may be lost to a crash, or fail, and the start a client saw
+//! must not go back. At open the log start is the larger of the first segment's base offset and
+//! that file's value, capped at the log end, and segments wholly below it are deleted.
 //!
 //! # Invariants
 //! - The log start offset only grows, and never passes the high watermark.
@@ -71,15 +74,41 @@ impl PartitionLog {
             }
             offset
         };
-        let path = self.dir.join(LOG_START_OFFSET_FILE_NAME);
-        io::disk::write_file_atomically(&path, format!("{}\n", target.get()).into_bytes()).await?;
-        {
-            let mut state = self.state.borrow_mut();
-            state.log_start_offset = state.log_start_offset.max(target);
-        }
+        self.persist_start(target).await?;
         let (deleted, _) = self.delete_segments_below_start().await?;
         info!(dir = %self.dir.display(), log_start_offset = target.get(), deleted, "records deleted");
         Ok(self.log_start_offset())
+    }
+
+    /// Moves the log start offset to `target` if that is further (retention's whole segments),
+    /// persisted before it is visible. Deletes nothing: see [`Self::delete_segments_below_start`].
+    pub(crate) async fn advance_log_start(&self, target: Offset) -> std::io::Result<()> {
+        let _serialised = self.start_offset_lock.lock().await;
+        if target > self.log_start_offset() {
+            self.persist_start(target).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the log start offset to `target` if that is further, without the file: for
+    /// retention on a full disk only, where the file cannot be written and the space is needed.
+    pub(crate) async fn advance_log_start_in_memory(&self, target: Offset) {
+        let _serialised = self.start_offset_lock.lock().await;
+        let temp = self.dir.join(format!("{LOG_START_OFFSET_FILE_NAME}.tmp"));
+        // A temp file the failed write left holds space a full disk needs.
+        let _ = io::disk::remove_file(&temp).await;
+        let mut state = self.state.borrow_mut();
+        state.log_start_offset = state.log_start_offset.max(target);
+    }
+
+    /// Writes `target` to the start file (durably), then makes it the log start offset. The
+    /// caller holds `start_offset_lock` and checked that `target` is past the current start.
+    async fn persist_start(&self, target: Offset) -> std::io::Result<()> {
+        let path = self.dir.join(LOG_START_OFFSET_FILE_NAME);
+        io::disk::write_file_atomically(&path, format!("{}\n", target.get()).into_bytes()).await?;
+        let mut state = self.state.borrow_mut();
+        state.log_start_offset = state.log_start_offset.max(target);
+        Ok(())
     }
 
     /// Deletes sealed segments whose records all lie below the log start offset; the active

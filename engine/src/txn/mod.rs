@@ -10,8 +10,9 @@
 //!   last marker, and ends at its next marker.
 //!
 //! Control batches carry `base_sequence = -1`, so the idempotent producers' table
-//! ([`crate::producer`]) never sees them, and they are never data: compaction keeps them as they
-//! are and puts no marker key in its key map.
+//! ([`crate::producer`]) never sees them, and they are never data: compaction puts no marker
+//! key in its key map, and removes a marker only once its transaction has no record left and
+//! its delete horizon passed ([`cleaning`]).
 //!
 //! # Invariants worth naming
 //! - A producer has at most one open transaction per partition; its first offset is the base
@@ -23,6 +24,7 @@
 //!   `first_offset <= last_offset` (the marker's offset).
 #![forbid(unsafe_code)]
 
+pub mod cleaning;
 pub mod encode;
 pub mod index_file;
 pub mod replay;

@@ -63,6 +63,8 @@ pub struct SeedReport {
     pub compactions: u64,
     pub retentions: u64,
     pub disk: SimStats,
+    /// The largest log start offset the log showed: a reopened log never starts before it.
+    pub start_floor: i64,
 }
 
 pub fn encode(key: &[u8], value: &[u8], timestamp: i64) -> Vec<u8> {
@@ -208,6 +210,8 @@ async fn live(
                 acked
             }
         };
+        // Whatever the log shows, a client may have been told (ListOffsets, Fetch).
+        report.start_floor = report.start_floor.max(log.log_start_offset().get());
         if !ok {
             assert!(
                 disk.is_frozen(),
@@ -258,6 +262,11 @@ async fn reopen_and_check(
     let batches = read_all(&log).await;
     let start = log.log_start_offset().get();
     let end = log.high_watermark().get();
+    assert!(
+        start >= report.start_floor,
+        "the log start went back from {} to {start}",
+        report.start_floor
+    );
     check_shape(&batches, start, end, config.compacts());
     check_against_model(&batches, start, end, model, config.compacts(), report);
     check_indexes(&log, &batches).await;

@@ -93,7 +93,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def!("compression.zstd.level", Int, "3", Between(-131_072, 22), Some("compression.zstd.level"), None, Ignored(CODEC_LEVEL),
         "Level of zstd recompression (compression.type=zstd)."),
     def!("delete.retention.ms", Long, "86400000", AtLeast(0), Some("log.cleaner.delete.retention.ms"), None, Honoured,
-        "How long a tombstone stays in a compacted log after its batch's newest timestamp."),
+        "How long a tombstone stays in a compacted log after the cleaner first kept it (its delete horizon)."),
     def!("file.delete.delay.ms", Long, "60000", AtLeast(0), Some("log.segment.delete.delay.ms"), None,
         Ignored("segments are unlinked at once; reads in flight keep their open file handles"),
         "Delay before a deleted segment's files are removed."),

@@ -19,12 +19,14 @@
 //! work (`yielder.rs`). An fsync that fails during a pass fails the log, as a failed
 //! roll does ([`CompactionError::SyncFailed`]); other errors leave the log as it was.
 //!
-//! # Tombstones
-//! A tombstone (null value) that is its key's latest record is kept until a pass runs at a time
-//! `now` with `now - max_timestamp(batch) > delete.retention.ms`; that pass removes it (older
-//! records of its key went in the same or an earlier pass, since segments are cleaned oldest
-//! first). A batch without timestamps (-1) keeps its tombstones. Consumers that read a compacted
-//! topic from the start within `delete.retention.ms` of a deletion see the tombstone.
+//! # Tombstones (KIP-534)
+//! A tombstone (null value) that is its key's latest record survives the first pass that cleans
+//! it, which stamps its batch with a delete horizon, `now + delete.retention.ms` (attributes bit
+//! 6, the horizon in the base timestamp, record timestamp deltas rebased). A later pass at or
+//! after the horizon removes it (older records of its key went in the same or an earlier pass,
+//! since segments are cleaned oldest first). So consumers that read a compacted topic from the
+//! start get `delete.retention.ms` from the first cleaning to see the tombstone, however old
+//! the producer's timestamps are, as in Kafka.
 //!
 //! # Crash safety (the install)
 //! a. The three `.cleaned` files are written and fsynced.
@@ -43,12 +45,15 @@
 //! - The old files are never written: a reader holding their handles (a planned zero-copy fetch)
 //!   keeps reading whole, consistent batches from the old inode. Positions planned in one
 //!   generation of a segment are never combined with another generation's index.
-//! - Transactions (see [`crate::txn`]): only sealed segments wholly below the last stable
-//!   offset are cleaned, so an open transaction's records are never judged. Control batches
-//!   (markers) are always kept as they are and never enter the key map; records of aborted
-//!   transactions (by the log's aborted-transaction index) never enter the key map, so they
-//!   shadow no committed record, and are removed. The `.txnindex` files are left as they are:
-//!   markers and offsets do not move, so every entry stays true.
+//! - Transactions (see [`crate::txn`]), as Kafka's cleaner: only sealed segments wholly below
+//!   the last stable offset are cleaned, so an open transaction's records are never judged.
+//!   Records of aborted transactions never enter the key map, so they shadow no committed
+//!   record, and are removed. A control batch (marker) never enters the key map; it is kept as
+//!   it is while a record of its transaction is left before it, then stamped with a delete
+//!   horizon and removed by a pass at or after it ([`crate::txn::cleaning`]). An ABORT marker's
+//!   `.txnindex` entry goes (rewritten before the install) once no record of its transaction is
+//!   left, so every entry left still has its marker: a read_committed consumer never takes an
+//!   aborted record for committed, nor a later committed one for aborted.
 //! - Idempotent producers' state is not touched: it lives in the producer snapshot taken at the
 //!   last roll (at the active segment's base), above everything the cleaner rewrites.
 #![forbid(unsafe_code)]
@@ -59,7 +64,7 @@ use std::rc::Rc;
 
 use tracing::{info, warn};
 
-use crate::batch::{self, Strictness, LOG_OVERHEAD_BYTES};
+use crate::batch;
 use crate::cleaner::{self, DecodedBatch, KeyMap};
 use crate::config::LogConfig;
 use crate::error::{CompactionError, OpenError};
@@ -67,17 +72,19 @@ use crate::install::{discard_cleaned_files, install, remove_cleaned_files};
 pub use crate::install::{finish_interrupted, StopPoint, CLEANED_SUFFIX, SWAP_SUFFIX};
 use crate::io;
 use crate::log::PartitionLog;
-use crate::segment::{log_file_name, Segment, SegmentFiles};
-use crate::txn::AbortedSet;
-use crate::units::{Offset, Position};
+use crate::segment::{Segment, SegmentFiles};
+use crate::txn::cleaning::TxnCleaning;
+use crate::txn::{AbortedSet, AbortedTxn, ControlMarker};
+use crate::units::Offset;
 use crate::yielder::Yielder;
+use copy::{finish_copy, flush_if_full, note_and_buffer};
+use reader::BatchReader;
+
+mod copy;
+mod reader;
 
 /// Most memory the key map of one pass may hold (keys plus overhead).
 pub const KEY_MAP_BYTES_MAX: usize = 128 << 20;
-/// Bytes read at a time while a segment is cleaned.
-const CLEAN_READ_BYTES: usize = 1 << 20;
-/// Cleaned bytes buffered before a write.
-const CLEAN_WRITE_BYTES: usize = 1 << 20;
 
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -124,6 +131,8 @@ struct Pass {
     config: LogConfig,
     /// The aborted transactions of the whole log: their records are neither mapped nor kept.
     aborted: AbortedSet,
+    /// The same entries, for the markers' fate during the cleaning ([`TxnCleaning`]).
+    aborted_entries: Vec<AbortedTxn>,
 }
 
 /// A sealed segment as the pass saw it when it started.
@@ -231,7 +240,8 @@ impl PartitionLog {
             .targets
             .get(cleaned_end)
             .map_or(pass.active_base_offset, |next| next.base_offset);
-        let horizon_ms = now_ms.saturating_sub(pass.config.delete_retention_ms as i64);
+        // Fed every batch from the log start, in order (the targets start at the first segment).
+        let mut txn = TxnCleaning::new(&pass.aborted_entries);
         for target in &pass.targets[..cleaned_end] {
             if self.state.borrow().closed {
                 return Ok(outcome);
@@ -240,8 +250,8 @@ impl PartitionLog {
                 .clean_one(
                     target,
                     &keys,
-                    &pass.aborted,
-                    horizon_ms,
+                    &mut txn,
+                    now_ms,
                     &pass.config,
                     options.stop,
                     &mut outcome,
@@ -266,34 +276,28 @@ impl PartitionLog {
         &self,
         target: &Target,
         keys: &KeyMap,
-        aborted: &AbortedSet,
-        horizon_ms: i64,
+        txn: &mut TxnCleaning,
+        now_ms: i64,
         config: &LogConfig,
         stop: Option<StopPoint>,
         outcome: &mut CompactionOutcome,
         yielder: &Yielder,
     ) -> Result<bool, CompactionError> {
         outcome.bytes_before += target.size_bytes;
-        let cleaned = clean_segment(
-            self.dir(),
-            target,
-            keys,
-            aborted,
-            horizon_ms,
-            config,
-            yielder,
-        )
-        .await;
+        let cleaned = clean_segment(self.dir(), target, keys, txn, now_ms, config, yielder).await;
         if cleaned.is_err() {
             // A copy cut short (a full disk, most likely) must not keep its space.
             discard_cleaned_files(self.dir(), target.base_offset).await;
         }
         let cleaned = cleaned?;
-        let Some((segment, removed)) = cleaned else {
+        let entries = self
+            .store_entries_left(target, &cleaned.dropped_entries)
+            .await?;
+        let Some(segment) = cleaned.copy else {
             outcome.bytes_after += target.size_bytes;
             return Ok(true);
         };
-        outcome.records_removed += removed;
+        outcome.records_removed += cleaned.removed;
         outcome.bytes_after += segment.size_bytes;
         if segment.size_bytes == 0 && !self.is_front(target.base_offset) {
             remove_cleaned_files(self.dir(), target.base_offset).await?;
@@ -308,9 +312,48 @@ impl PartitionLog {
         if stop.is_some() {
             return Ok(false);
         }
-        self.replace_segment(target, segment);
+        self.replace_segment(target, segment, entries);
         outcome.segments_rewritten += 1;
         Ok(true)
+    }
+
+    /// The segment's aborted-transaction entries without those of ABORT markers whose
+    /// transaction has no record left (`dropped`, by marker offset); when that changes them, the
+    /// `.txnindex` is rewritten (durably) and the log's entries replaced *before* the cleaned
+    /// copy is installed. That order is safe at every crash point: the pass saw no record of a
+    /// dropped entry in the files it read, so the old log needs the entry no more than the new
+    /// one. The other order could leave an entry whose marker is gone, which would hide the
+    /// producer's later committed records from read_committed consumers.
+    async fn store_entries_left(
+        &self,
+        target: &Target,
+        dropped: &[Offset],
+    ) -> Result<Vec<AbortedTxn>, CompactionError> {
+        let entries = {
+            let state = self.state.borrow();
+            state.segments[target.index_in(&state.segments)]
+                .aborted
+                .clone()
+        };
+        if dropped.is_empty() {
+            return Ok(entries);
+        }
+        let left: Vec<AbortedTxn> = entries
+            .iter()
+            .filter(|entry| !dropped.contains(&entry.last_offset))
+            .copied()
+            .collect();
+        if left.len() != entries.len() {
+            // A failure leaves the old index (or, past its rename, the new one) beside the old
+            // log: both are right for it, so the pass just ends with an error.
+            crate::txn::index_file::store(&target.files.log_path, &left)
+                .await
+                .map_err(CompactionError::io(&target.files.log_path))?;
+            let mut state = self.state.borrow_mut();
+            let index = target.index_in(&state.segments);
+            state.segments[index].aborted = left.clone();
+        }
+        Ok(left)
     }
 
     /// Marks the log cleaning and returns what the pass works on, or `None` when it may not clean
@@ -354,6 +397,11 @@ impl PartitionLog {
             active_base_offset: state.segments[sealed].base_offset,
             config: state.config.clone(),
             aborted: AbortedSet::new(state.segments.iter().flat_map(|segment| &segment.aborted)),
+            aborted_entries: state
+                .segments
+                .iter()
+                .flat_map(|segment| segment.aborted.iter().copied())
+                .collect(),
         })
     }
 
@@ -367,14 +415,15 @@ impl PartitionLog {
     }
 
     /// Puts the cleaned copy in the place of the segment the pass read.
-    fn replace_segment(&self, target: &Target, mut segment: Segment) {
+    fn replace_segment(&self, target: &Target, mut segment: Segment, aborted: Vec<AbortedTxn>) {
         let mut state = self.state.borrow_mut();
         let index = target.index_in(&state.segments);
         let old = &state.segments[index];
         assert_eq!(old.generation, target.generation, "one cleaner per log");
         segment.generation = old.generation + 1;
-        // Markers and offsets stay: the aborted-transaction entries (and `.txnindex`) hold.
-        segment.aborted = old.aborted.clone();
+        // Offsets stay, and so do the entries of the markers kept (`.txnindex` already holds
+        // them: `store_entries_left`).
+        segment.aborted = aborted;
         state.segments[index] = segment;
         // Cached positions are of the old file.
         state.boundaries.forget_segment(target.base_offset);
@@ -395,82 +444,6 @@ impl PartitionLog {
         io::disk::sync_dir(self.dir())
             .await
             .map_err(CompactionError::sync(self.dir()))
-    }
-}
-
-/// Reads a segment's batches one by one, CRC-checked.
-struct BatchReader<'a> {
-    files: &'a SegmentFiles,
-    yielder: &'a Yielder,
-    end: u64,
-    position: u64,
-    window: Vec<u8>,
-    window_start: u64,
-}
-
-impl<'a> BatchReader<'a> {
-    fn new(files: &'a SegmentFiles, end: u64, yielder: &'a Yielder) -> Self {
-        Self {
-            files,
-            yielder,
-            end,
-            position: 0,
-            window: Vec::new(),
-            window_start: 0,
-        }
-    }
-
-    /// The next whole batch, or `None` at the end.
-    async fn next_batch(&mut self) -> Result<Option<&[u8]>, CompactionError> {
-        if self.position >= self.end {
-            return Ok(None);
-        }
-        self.yielder.tick().await;
-        let position = self.position;
-        let corrupt = |reason: String| CompactionError::Corrupt {
-            path: self.files.log_path.clone(),
-            position: Position::new(position),
-            reason,
-        };
-        let total_of = |length: i32| LOG_OVERHEAD_BYTES + usize::try_from(length).unwrap_or(0);
-        let in_window = |window: &[u8], at: usize| {
-            batch::peek_offset_and_length(window.get(at..).unwrap_or_default())
-                .map(|(_, length)| total_of(length))
-                .is_some_and(|total| at + total <= window.len())
-        };
-        // Where the batch lies in the window, when the window holds all of it.
-        let windowed = position
-            .checked_sub(self.window_start)
-            .and_then(|delta| usize::try_from(delta).ok())
-            .filter(|at| in_window(&self.window, *at));
-        let at = match windowed {
-            Some(at) => at,
-            None => {
-                let header = self
-                    .files
-                    .log
-                    .read_at_most(position, LOG_OVERHEAD_BYTES)
-                    .await
-                    .map_err(CompactionError::io(&self.files.log_path))?;
-                let (_, length) = batch::peek_offset_and_length(&header)
-                    .ok_or_else(|| corrupt("header past the end".into()))?;
-                let left = usize::try_from(self.end - position).unwrap_or(usize::MAX);
-                let len = CLEAN_READ_BYTES.max(total_of(length)).min(left);
-                self.window = self
-                    .files
-                    .log
-                    .read_at_most(position, len)
-                    .await
-                    .map_err(CompactionError::io(&self.files.log_path))?;
-                self.window_start = position;
-                0
-            }
-        };
-        let header = batch::validate(&self.window[at..], usize::MAX, Strictness::Stored)
-            .map_err(|err| corrupt(err.to_string()))?;
-        let total = header.total_bytes();
-        self.position += u64::try_from(total).expect("usize fits in u64");
-        Ok(Some(&self.window[at..at + total]))
     }
 }
 
@@ -530,40 +503,66 @@ fn decode_for_cleaning(bytes: &[u8], path: &Path) -> Option<DecodedBatch> {
     }
 }
 
-/// Writes the cleaned copy of a segment; `None` when it would lose nothing (nothing written).
-/// Returns the copy (files still under their `.cleaned` names, synced) and the records removed.
+/// What cleaning one segment produced.
+struct Cleaned {
+    /// The copy (files still under their `.cleaned` names, synced); `None` when it would lose
+    /// nothing (nothing written).
+    copy: Option<Segment>,
+    /// Records removed (data and markers).
+    removed: u64,
+    /// Offsets of the segment's ABORT markers whose transaction has no record left: their
+    /// aborted entries go from the index.
+    dropped_entries: Vec<Offset>,
+}
+
+/// Writes the cleaned copy of a segment.
 async fn clean_segment(
     dir: &Path,
     target: &Target,
     keys: &KeyMap,
-    aborted: &AbortedSet,
-    tombstone_horizon_ms: i64,
+    txn: &mut TxnCleaning,
+    now_ms: i64,
     config: &LogConfig,
     yielder: &Yielder,
-) -> Result<Option<(Segment, u64)>, CompactionError> {
+) -> Result<Cleaned, CompactionError> {
     let mut segment = None;
     let mut pending: Vec<u8> = Vec::new();
     let mut written = 0u64;
     let mut removed = 0u64;
+    let mut dropped_entries = Vec::new();
     let mut reader = BatchReader::new(&target.files, target.size_bytes, yielder);
     let mut kept_before = 0u64;
     while let Some(bytes) = reader.next_batch().await? {
         let header = batch::parse_header(bytes).expect("validated by the reader");
-        let rebuilt = match decode_for_cleaning(bytes, &target.files.log_path) {
-            // An aborted transaction's batch: no read_committed consumer reads it.
-            Some(_) if aborted.holds(&header) => {
-                removed += u64::try_from(header.record_count).unwrap_or(0);
-                None
+        let rebuilt = if header.is_control() {
+            let (rebuilt, entry_dropped) = judge_marker(bytes, &header, txn, now_ms, config)?;
+            if entry_dropped {
+                dropped_entries.push(header.base_offset);
             }
-            Some(decoded) => {
-                let expired =
-                    header.max_timestamp >= 0 && header.max_timestamp < tombstone_horizon_ms;
-                let keep = cleaner::survivors(&decoded, keys, expired);
-                removed += keep.iter().filter(|kept| !**kept).count() as u64;
-                cleaner::rebuild(bytes, &decoded, &keep)?
+            rebuilt
+        } else {
+            let aborted = txn.on_data_batch(&header);
+            match decode_for_cleaning(bytes, &target.files.log_path) {
+                // An aborted transaction's batch: no read_committed consumer reads it.
+                Some(_) if aborted => None,
+                Some(decoded) => {
+                    let keep = cleaner::survivors(
+                        &decoded,
+                        keys,
+                        cleaner::tombstones_expired(&header, now_ms),
+                    );
+                    let horizon = cleaner::new_delete_horizon(
+                        &decoded,
+                        &keep,
+                        now_ms,
+                        config.delete_retention_ms,
+                    );
+                    cleaner::rebuild(bytes, &decoded, &keep, horizon)?
+                }
+                None => Some(bytes.to_vec()),
             }
-            None => Some(bytes.to_vec()),
         };
+        removed += removed_records(&header, rebuilt.as_deref());
         let unchanged = rebuilt.as_deref() == Some(bytes);
         if segment.is_none() {
             if unchanged {
@@ -600,94 +599,64 @@ async fn clean_segment(
         }
     }
     let Some(mut copy) = segment else {
-        return Ok(None);
+        return Ok(Cleaned {
+            copy: None,
+            removed,
+            dropped_entries,
+        });
     };
     flush_if_full(&copy, &mut pending, written, true).await?;
     finish_copy(&mut copy).await?;
-    Ok(Some((copy, removed)))
+    Ok(Cleaned {
+        copy: Some(copy),
+        removed,
+        dropped_entries,
+    })
 }
 
-/// Notes a batch in the copy's bookkeeping and buffers its bytes; `written` bytes precede the
-/// buffer in the file.
-fn note_and_buffer(
-    copy: &mut Segment,
-    pending: &mut Vec<u8>,
-    batch_bytes: &[u8],
+/// Records a batch lost: all of them when it is dropped, the difference when it was rebuilt.
+fn removed_records(header: &batch::BatchHeader, rebuilt: Option<&[u8]>) -> u64 {
+    let before = u64::try_from(header.record_count).unwrap_or(0);
+    let after = rebuilt
+        .and_then(|bytes| batch::parse_header(bytes).ok())
+        .map_or(0, |kept| u64::try_from(kept.record_count).unwrap_or(0));
+    before.saturating_sub(after)
+}
+
+/// A control batch's fate, as in Kafka's cleaner: kept as it is while a record of its
+/// transaction is left before it; once none is, stamped with a delete horizon (KIP-534) if it
+/// has none, and dropped by a pass at or after that horizon. Returns the batch to write (if any)
+/// and whether an ABORT marker's aborted entry goes from the index (no record left to hide).
+fn judge_marker(
+    bytes: &[u8],
+    header: &batch::BatchHeader,
+    txn: &mut TxnCleaning,
+    now_ms: i64,
     config: &LogConfig,
-    written: u64,
-) {
-    let header = batch::parse_header(batch_bytes).expect("a whole batch");
-    let position = Position::new(written + pending.len() as u64);
-    copy.note_appended(&header, position, config);
-    pending.extend_from_slice(batch_bytes);
-    assert_eq!(
-        copy.size_bytes,
-        written + pending.len() as u64,
-        "the copy is its batches"
-    );
-}
-
-/// Writes the buffer out when it is full (or `force`); returns the bytes now in the file.
-async fn flush_if_full(
-    copy: &Segment,
-    pending: &mut Vec<u8>,
-    written: u64,
-    force: bool,
-) -> Result<u64, CompactionError> {
-    if pending.is_empty() || (!force && pending.len() < CLEAN_WRITE_BYTES) {
-        return Ok(written);
+) -> Result<(Option<Vec<u8>>, bool), CompactionError> {
+    let marker = crate::txn::parse_control_marker(bytes).ok();
+    let may_go = txn.on_control_batch(header, marker);
+    let entry_dropped = may_go && marker == Some(ControlMarker::Abort);
+    if !may_go {
+        return Ok((Some(bytes.to_vec()), entry_dropped));
     }
-    let bytes = std::mem::take(pending);
-    let len = bytes.len() as u64;
-    copy.files
-        .log
-        .write_all_at(bytes, written)
-        .await
-        .map_err(CompactionError::io(&copy.files.log_path))?;
-    Ok(written + len)
-}
-
-/// Writes the copy's indexes and fsyncs its three files.
-async fn finish_copy(copy: &mut Segment) -> Result<(), CompactionError> {
-    let path = copy.files.log_path.clone();
-    if let Some(delta) = copy.take_index_delta() {
-        delta
-            .write(&copy.files)
-            .await
-            .map_err(CompactionError::io(&path))?;
-    }
-    copy.allocated_bytes = copy.size_bytes;
-    // Read back what the bookkeeping says was written before it can replace anything.
-    let file_bytes = copy
-        .files
-        .log
-        .metadata()
-        .await
-        .map_err(CompactionError::io(&path))?
-        .len();
-    if file_bytes != copy.size_bytes {
-        return Err(CompactionError::Corrupt {
-            path,
-            position: Position::new(file_bytes),
-            reason: format!(
-                "cleaned copy holds {file_bytes} bytes, expected {}",
-                copy.size_bytes
-            ),
-        });
-    }
-    let indexes = copy.files.indexes().map_err(CompactionError::io(&path))?;
-    for file in [&copy.files.log, &indexes.offset, &indexes.time] {
-        file.sync_all()
-            .await
-            .map_err(CompactionError::sync(&path))?;
-    }
-    // The copy replaces a sealed segment and takes no appends: its indexes live in memory.
-    copy.files.close_indexes();
-    copy.files.log_path = path
-        .parent()
-        .expect("in a directory")
-        .join(log_file_name(copy.base_offset));
-    Ok(())
+    let rebuilt = match header.delete_horizon_ms() {
+        Some(horizon) if now_ms >= horizon => None,
+        Some(_) => Some(bytes.to_vec()),
+        None => {
+            let retention_ms = i64::try_from(config.delete_retention_ms).unwrap_or(i64::MAX);
+            match cleaner::decode_batch(bytes) {
+                Ok(decoded) => {
+                    let keep = vec![true; decoded.records.len()];
+                    let horizon = now_ms.saturating_add(retention_ms);
+                    cleaner::rebuild(bytes, &decoded, &keep, Some(horizon))?
+                }
+                // parse_control_marker read it: not expected; kept as it is.
+                Err(_) => Some(bytes.to_vec()),
+            }
+        }
+    };
+    Ok((rebuilt, entry_dropped))
 }
 
 fn open_to_compaction(err: OpenError) -> CompactionError {
