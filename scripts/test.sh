@@ -7,7 +7,9 @@
 #    they are there already).
 # 3. tests/jvm: the Java client, Kafka Streams and Kafka's CLI tools (JUnit 5, Maven; the Kafka
 #    version pinned in tests/jvm/pom.xml) against the same binary.
-# 4. tests/go: franz-go, sarama and segmentio/kafka-go against the same binary.
+# 4. tests/go: franz-go, sarama and segmentio/kafka-go against the same binary, and franz-go's
+#    own integration suite (its package kgo's tests) against it (tests/go/franz_suite_test.go).
+#    It runs beside suite 3.
 # 5. Fuzzing, briefly: every cargo-fuzz target in fuzz/ for 15 s (scripts/fuzz.sh).
 #    `scripts/fuzz.sh 600` is the long form. Its build (an instrumented copy of every crate, about
 #    9 minutes of a core) runs beside suites 2-4 at the lowest CPU and I/O priority: they mostly
@@ -49,13 +51,23 @@ if [ "$pytest_status" -eq 5 ]; then
 fi
 first_failure "$pytest_status"
 
+# The Go and JVM suites run side by side (each starts its own brokers on free ports; both mostly
+# wait on clients and timeouts). The Go suite's output is printed once it is done.
+go_log=target/go-tests.log
+echo "== tests/go (go test, in the background; log: $go_log)"
+(cd tests/go && GOMODCACHE="$cache/go-mod" GOFLAGS=-mod=readonly RINGTAIL_BIN="$ringtail_bin" \
+  go test -count=1 -timeout 30m ./...) >"$go_log" 2>&1 &
+go_pid=$!
+
 echo "== tests/jvm (mvn test)"
 mvn -B -ntp -f tests/jvm/pom.xml -Dmaven.repo.local="$cache/m2" -Dringtail.bin="$ringtail_bin" test \
   || first_failure $?
 
 echo "== tests/go (go test)"
-(cd tests/go && GOMODCACHE="$cache/go-mod" GOFLAGS=-mod=readonly RINGTAIL_BIN="$ringtail_bin" \
-  go test -count=1 ./...) || first_failure $?
+go_status=0
+wait "$go_pid" || go_status=$?
+cat "$go_log"
+first_failure "$go_status"
 
 echo "== fuzz (scripts/fuzz.sh 15)"
 fuzz_build_status=0

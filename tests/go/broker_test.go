@@ -59,9 +59,17 @@ func freePort(t *testing.T) int {
 // exit. The log is kept in the test's temp dir and printed when the test failed.
 func startBroker(t *testing.T) *broker {
 	t.Helper()
-	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	return launchBroker(t, t.TempDir(), addr, "--listen", addr)
+}
+
+// launchBroker starts ringtail on `dir`/data with the common flags and `flags` (which name the
+// listeners); `addr` is a PLAINTEXT listener among them, probed for readiness (the broker binds
+// every listener before it accepts on any).
+func launchBroker(t *testing.T, dir, addr string, flags ...string) *broker {
+	t.Helper()
 	b := &broker{
-		addr:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		addr:    addr,
 		logPath: filepath.Join(dir, "ringtail.log"),
 		exited:  make(chan error, 1),
 	}
@@ -69,8 +77,9 @@ func startBroker(t *testing.T) *broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.cmd = exec.Command(ringtailBinary(t), "--listen", b.addr, "--data-dir", filepath.Join(dir, "data"),
-		"--shards", "2", "--flush", "every_batch", "--segment-bytes", fmt.Sprint(segmentBytes))
+	args := append([]string{"--data-dir", filepath.Join(dir, "data"),
+		"--shards", "2", "--flush", "every_batch", "--segment-bytes", fmt.Sprint(segmentBytes)}, flags...)
+	b.cmd = exec.Command(ringtailBinary(t), args...)
 	b.cmd.Stdout, b.cmd.Stderr = log, log
 	b.cmd.Env = append(os.Environ(), "NO_COLOR=1")
 	// Die with the test binary if it is killed.

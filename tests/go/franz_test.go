@@ -239,4 +239,3 @@ func TestFranzAdminBasics(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-

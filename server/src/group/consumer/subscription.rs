@@ -92,9 +92,12 @@ impl RegexCache {
         self.resolutions
     }
 
-    /// The topics (not internal ones) `pattern` matches that `identity` may DESCRIBE (Kafka's
+    /// The topics `pattern` matches that `identity` may DESCRIBE (Kafka's
     /// `filterTopicDescribeAuthorizedTopics`: a regex must not reveal a topic the member could
     /// not see in Metadata); from the cache while the view's version is the one it was made at.
+    /// Internal topics are matched too, as Kafka's broker-side resolution matches every topic of
+    /// its metadata image (franz-go relies on it: its Test848RegexBrokerResolves); a member
+    /// that wants none anchors its regex so.
     fn matching(
         &mut self,
         pattern: &str,
@@ -117,7 +120,7 @@ impl RegexCache {
             Ok(regex) => view
                 .counts
                 .keys()
-                .filter(|name| !name.starts_with("__") && regex.is_match(name))
+                .filter(|name| regex.is_match(name))
                 .filter(|name| identity.is_none_or(|identity| (view.describable)(identity, name)))
                 .cloned()
                 .collect(),

@@ -218,3 +218,36 @@ async fn the_coordinator_picks_up_created_and_deleted_topics_at_the_next_heartbe
     let target = &group.target[&joined.member_id];
     assert_eq!(target.keys().collect::<Vec<_>>(), ["t-new"]);
 }
+
+#[test]
+fn a_regex_matches_internal_topics_and_names_starting_with_underscores_as_kafka() {
+    let mut group = ConsumerGroup::new("g");
+    let everything = |_: &Identity, _: &str| true;
+    let topics = counts(&[
+        ("__consumer_offsets", 50),
+        ("__transaction_state", 50),
+        ("__user-topic", 1),
+        ("t1", 1),
+    ]);
+    let view = TopicView {
+        counts: &topics,
+        describable: &everything,
+        version: Some((1, 1)),
+    };
+    let join = HeartbeatRequest {
+        subscribed_topic_regex: Some(".*".into()),
+        ..regex_join("a")
+    };
+    group
+        .heartbeat_as(&join, identity("User:alice"), &view, &CONFIG, 0)
+        .unwrap();
+    assert_eq!(
+        subscribed(&group),
+        [
+            "__consumer_offsets",
+            "__transaction_state",
+            "__user-topic",
+            "t1"
+        ]
+    );
+}
