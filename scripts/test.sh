@@ -38,6 +38,9 @@ cache=${RINGTAIL_CACHE:-$HOME/.cache/ringtail}
 status=0
 first_failure() { [ "$status" -ne 0 ] || status=$1; }
 
+echo "== engine modules: no import circles (scripts/module_cycles.py)"
+python3 scripts/module_cycles.py | tail -n 1 || first_failure $?
+
 mkdir -p target
 fuzz_build_log=target/fuzz-build.log
 echo "== fuzz targets: building in the background (log: $fuzz_build_log)"

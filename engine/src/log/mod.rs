@@ -26,6 +26,7 @@ mod append;
 mod boundary_cache;
 mod close;
 mod direct;
+mod direct_tail;
 mod files;
 mod flush;
 mod open;

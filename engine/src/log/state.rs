@@ -58,7 +58,7 @@ pub(crate) struct LogState {
     /// them in order with their batch (`note_run`).
     pub(crate) pending_markers: BTreeMap<Offset, ControlMarker>,
     /// With `write.direct`: the active segment's direct handle and partial last block.
-    pub(crate) direct_tail: Option<super::direct::DirectTail>,
+    pub(crate) direct_tail: Option<super::direct_tail::DirectTail>,
     /// The file system refused `O_DIRECT`: this log writes buffered until reopened.
     pub(crate) direct_refused: bool,
     /// With `write.direct`: the active segment's latest runs, for readers at the tail.
