@@ -8,7 +8,8 @@
 # 3. tests/jvm: the Java client, Kafka Streams and Kafka's CLI tools (JUnit 5, Maven; the Kafka
 #    version pinned in tests/jvm/pom.xml) against the same binary.
 # 4. tests/go: franz-go, sarama and segmentio/kafka-go against the same binary, and franz-go's
-#    own integration suite (its package kgo's tests) against it (tests/go/franz_suite_test.go).
+#    own integration suite (its package kgo's tests) against it (tests/go/franz_suite_test.go),
+#    and kafka-go's own tests (tests/go/kafkago_suite_test.go; they need ports 9092 and 9093).
 #    It runs beside suite 3.
 # 5. Fuzzing, briefly: every cargo-fuzz target in fuzz/ for 15 s (scripts/fuzz.sh).
 #    `scripts/fuzz.sh 600` is the long form. Its build (an instrumented copy of every crate, about

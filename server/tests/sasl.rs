@@ -325,6 +325,39 @@ fn scram_credentials_are_managed_online_and_survive_a_restart() {
 }
 
 #[test]
+fn a_salted_password_of_any_length_is_accepted() {
+    // Kafka's ScramControlManager checks only the mechanism, the user name and the iterations of
+    // an upsertion: the salted password is an HMAC key, so any length derives the stored and
+    // server keys. kafka-go's TestAlterUserScramCredentials sends an 18-byte one for SCRAM-SHA-512.
+    let broker = start(tempfile::tempdir().unwrap(), &[]);
+    let mut admin = Client::connect_port(broker.plaintext_port);
+    let request = AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+        ScramCredentialUpsertion::default()
+            .with_name(StrBytes::from_static_str("short-key"))
+            .with_mechanism(2)
+            .with_iterations(15000)
+            .with_salt(Bytes::from_static(b"my-salt"))
+            .with_salted_password(Bytes::from_static(b"my-salted-password")),
+    ]);
+    let altered: AlterUserScramCredentialsResponse =
+        admin.call(ApiKey::AlterUserScramCredentials, 0, &request);
+    assert_eq!(altered.results.len(), 1);
+    assert_eq!(altered.results[0].error_code, 0, "{:?}", altered.results[0]);
+    let described: DescribeUserScramCredentialsResponse = admin.call(
+        ApiKey::DescribeUserScramCredentials,
+        0,
+        &DescribeUserScramCredentialsRequest::default(),
+    );
+    let user = described
+        .results
+        .iter()
+        .find(|r| r.user.as_str() == "short-key")
+        .expect("the credential was stored");
+    assert_eq!(user.credential_infos[0].mechanism, 2);
+    assert_eq!(user.credential_infos[0].iterations, 15000);
+}
+
+#[test]
 fn a_scram_login_naming_another_authorization_id_fails() {
     // RFC 5802's `a=` asks to act as someone else; Kafka's ScramSaslServer refuses an authzid
     // other than the user ("Client requested an authorization id that is different from

@@ -25,9 +25,28 @@ pub async fn handle(
     let mut results = Vec::with_capacity(create.topics.len());
     // CREATE on the cluster covers every topic; else each topic needs its own (Kafka).
     let create_any = request.can(context, Operation::Create, Resource::cluster());
+    // A name given twice is created under neither entry: Kafka answers it once, INVALID_REQUEST
+    // "Duplicate topic name." (ControllerApis.createTopics), and creates the others.
+    let mut occurrences: BTreeMap<String, usize> = BTreeMap::new();
+    for topic in &create.topics {
+        *occurrences.entry(topic.name.to_string()).or_default() += 1;
+    }
+    let mut answered_duplicates: Vec<String> = Vec::new();
     for topic in create.topics {
         let name = topic.name.to_string();
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone());
+        if occurrences.get(&name).is_some_and(|count| *count > 1) {
+            if !answered_duplicates.contains(&name) {
+                results.push(with_error(
+                    result,
+                    ResponseError::InvalidRequest,
+                    "Duplicate topic name.",
+                    request.version,
+                ));
+                answered_duplicates.push(name);
+            }
+            continue;
+        }
         if !create_any && !request.allows(context, Operation::Create, Resource::topic(&name)) {
             let denied = ResponseError::TopicAuthorizationFailed;
             results.push(with_error(

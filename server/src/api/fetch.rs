@@ -146,6 +146,7 @@ pub async fn handle(
             .map(|(item, read)| item.fetch_offset.max(read.plan.high_watermark.get()))
             .collect();
         wait_for_any(context, &wanted, &seen, deadline).await;
+        refresh_topics(context, &mut wanted, request.version);
     };
     if let Some(quota) = quota {
         // KIP-219: a fetch over the consumer quota is answered empty, with the throttle time.
@@ -249,6 +250,15 @@ async fn read_partition(
         .on_owner(&name, partition, move |owner| async move {
             let log = match owner.partition_log(&info, partition).await {
                 Ok(log) => log,
+                // Deleted since the request looked it up: gone, not a failing disk.
+                Err(_)
+                    if owner
+                        .metadata
+                        .topic(&info.name)
+                        .is_none_or(|current| current.topic_id != info.topic_id) =>
+                {
+                    return Err((ResponseError::UnknownTopicOrPartition, NO_OFFSET, NO_OFFSET))
+                }
                 Err(_) => return Err((ResponseError::KafkaStorageError, NO_OFFSET, NO_OFFSET)),
             };
             let one_batch = min_one_batch && limit > 0;
@@ -308,6 +318,29 @@ fn aborted_in(
         .into_iter()
         .map(|entry| (entry.producer_id, entry.first_offset.get()))
         .collect()
+}
+
+/// After a wait, reads the topics as they are now: one deleted meanwhile is answered unknown,
+/// and one created again under its name is read from its new log when the fetch names topics by
+/// name (before v13), as Kafka's delayed fetch reads the partition by name again. The topic seen
+/// before the wait has no log left: reading it was a KAFKA_STORAGE_ERROR (kafka-go's TestReader
+/// "topic being recreated will return an error").
+fn refresh_topics(context: &ShardContext, wanted: &mut [Wanted], version: i16) {
+    for item in wanted.iter_mut() {
+        // A topic unknown or unauthorized at first stays answered as it was.
+        let Some(info) = &item.info else { continue };
+        let current = if version >= FIRST_TOPIC_ID_VERSION {
+            context.metadata.topic_by_id(info.topic_id)
+        } else {
+            context.metadata.topic(&info.name)
+        };
+        if current
+            .as_ref()
+            .is_none_or(|current| current.topic_id != info.topic_id)
+        {
+            item.info = current;
+        }
+    }
 }
 
 /// Waits until any wanted partition's high watermark passes what was `seen` of it, or the

@@ -304,6 +304,11 @@ async fn ids_with_a_nul_byte_are_refused() {
     assert_eq!(refused.error, ResponseError::InvalidRequest);
     let joined = first.join("g\0x".into(), classic_join()).await;
     assert_eq!(joined.error, Some(ResponseError::InvalidGroupId));
+    // An empty id with a session timeout out of range: the id is what Kafka refuses first.
+    let mut no_session = classic_join();
+    no_session.session_timeout_ms = 0;
+    let joined = first.join(String::new(), no_session).await;
+    assert_eq!(joined.error, Some(ResponseError::InvalidGroupId));
     let committed = CommittedOffset {
         offset: 1,
         leader_epoch: -1,

@@ -165,7 +165,9 @@ impl Coordinator {
         let session_allowed = (config.classic_min_session_timeout_ms
             ..=config.classic_max_session_timeout_ms)
             .contains(&request.session_timeout_ms);
-        let refusal = if !fits_in_key(&group_id) {
+        // An empty id is INVALID_GROUP_ID before the session timeout is looked at, as Kafka's
+        // GroupCoordinatorService.joinGroup checks (kafka-go's TestConn join_group_with_an_invalid_groupID).
+        let refusal = if group_id.is_empty() || !fits_in_key(&group_id) {
             Some(ResponseError::InvalidGroupId)
         } else if !session_allowed {
             // Checked before the group is looked at or made, as Kafka does.

@@ -1,0 +1,167 @@
+package compat
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// segmentio/kafka-go's own tests (package kafka-go of the version in go.mod), run against
+// ringtail as its author runs them against the broker of its docker-compose.yml: PLAINTEXT on
+// localhost:9092 and SASL_PLAINTEXT on localhost:9093 (both hard-coded in its tests), topics
+// auto-created, users adminscram (SCRAM-SHA-256 and -512) and adminplain (PLAIN), everyone
+// allowed without ACLs. They cover Conn, Reader (with groups), Writer, Client admin requests,
+// transactions helpers, compression and SASL.
+const (
+	kafkaGoPackage = "github.com/segmentio/kafka-go"
+	kafkaGoTimeout = 10 * time.Minute
+	// The ports kafka-go's tests dial; they cannot be told others.
+	kafkaGoPlain = "127.0.0.1:9092"
+	kafkaGoSASL  = "127.0.0.1:9093"
+	// A suite that stopped running its tests must not pass by running none: 540 tests and
+	// subtests passed against ringtail.
+	kafkaGoMinPassed = 500
+)
+
+// kafkaGoExcluded are the tests not run (go test -skip), each with why. Anything else that fails
+// fails this test.
+var kafkaGoExcluded = []struct{ pattern, reason string }{
+	// They expect the node id of the compose file's broker (KAFKA_CFG_BROKER_ID 1), or any id but
+	// 0; ringtail is one node with id 0.
+	{`^TestConn$/^(the_connection_advertises_the_broker_that_it_is_connected_to|test_list_brokers|test_retrieve_controller|find_the_group_coordinator)$`, "broker id 1 expected"},
+	{`^TestDialer$/^looking_up_partitions_returns_the_list_of_available_partitions_for_a_topic$`, "broker id 1 expected"},
+	{`^(TestDialerTLS|TestDialerResolver)$`, "broker id 1 expected"},
+	// After DeleteTopics they read the topics' partitions with an auto-creating Metadata request
+	// and expect none: Kafka answers a topic that request creates LEADER_NOT_AVAILABLE without
+	// partitions, ringtail answers it created, with its partition (a known difference).
+	{`^TestConn$/^(test_delete_topics|test_delete_topics_with_an_invalid_topic)$`, "auto-created topic answered with its partitions"},
+	// getOffsets (reader_test.go) calls ConsumerGroup.coordinator on a config whose connect func
+	// is nil: a nil-pointer panic against any broker, which ends the whole run.
+	{`^TestReaderConsumerGroup$/^(verify_offset_committed|verify_offset_committed_when_using_interval_committer|consumer_group_commits_on_close)$`, "test panics on a nil func"},
+	// Two readers over 3 partitions must each read 12 of 24 records: only re-reads after a
+	// rebalance in mid-read make that possible, which needs group.initial.rebalance.delay.ms 0
+	// (Kafka's sample server.properties); ringtail waits 500 ms, so both join one generation.
+	{`^TestReaderConsumerGroup$/^consumer_group_rebalance$`, "needs initial rebalance delay 0"},
+	// Creates a topic with segment.bytes 200: below Kafka 4's minimum (1 MiB, KIP-1030) and
+	// ringtail's; Kafka 3.7 of the compose file accepted it.
+	{`^TestReaderReadCompactedMessage$`, "segment.bytes 200 below the minimum"},
+}
+
+// kafkaGoExpectedSkips are the tests kafka-go itself skips in this setup, with why.
+var kafkaGoExpectedSkips = map[string]string{
+	// KAFKA_VERSION 4.0.0: "fails on Kafka version 3.0.0 or higher" (old request versions).
+	"TestClientAddOffsetsToTxn":    "kafka >= 3.0",
+	"TestClientAddPartitionsToTxn": "kafka >= 3.0",
+	"TestClientInitProducerId":     "kafka >= 3.0",
+	"TestClientTxnOffsetCommit":    "kafka >= 3.0",
+	// Always skipped upstream (works only against Kafka 0.10.1.0).
+	"TestReadTruncatedMessages": "always skipped",
+	// Skipped when the cluster auto-creates topics, as the compose file's does.
+	"TestConsumerGroupWithMissingTopic": "auto-create on",
+}
+
+func TestKafkaGoOwnSuite(t *testing.T) {
+	for _, addr := range []string{kafkaGoPlain, kafkaGoSASL} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("kafka-go's tests need %s free (they dial localhost:9092 and :9093): %v", addr, err)
+		}
+		l.Close()
+	}
+	dir := t.TempDir()
+	bin := ringtailBinary(t)
+	users := []struct{ name, mechanism, password string }{
+		{"adminscram", "SCRAM-SHA-256", "admin-secret-256"},
+		{"adminscram", "SCRAM-SHA-512", "admin-secret-512"},
+		// PLAIN logins are checked against a SCRAM credential.
+		{"adminplain", "SCRAM-SHA-256", "admin-secret"},
+	}
+	for _, user := range users {
+		add := exec.Command(bin, "users", "add", user.name, "--mechanism", user.mechanism, "--password-stdin",
+			"--data-dir", filepath.Join(dir, "data"))
+		add.Stdin = strings.NewReader(user.password + "\n")
+		if out, err := add.CombinedOutput(); err != nil {
+			t.Fatalf("ringtail users add: %v\n%s", err, out)
+		}
+	}
+	launchBroker(t, dir, kafkaGoPlain,
+		"--listeners", "PLAINTEXT://"+kafkaGoPlain+",SASL_PLAINTEXT://"+kafkaGoSASL,
+		"--advertised-listeners", "PLAINTEXT://localhost:9092,SASL_PLAINTEXT://localhost:9093",
+		"--allow-everyone-if-no-acl-found")
+
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go is needed to run kafka-go's suite: %v", err)
+	}
+	patterns := make([]string, 0, len(kafkaGoExcluded))
+	for _, excluded := range kafkaGoExcluded {
+		patterns = append(patterns, excluded.pattern)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), kafkaGoTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goBin, "test", "-count=1", "-json", "-timeout", kafkaGoTimeout.String(),
+		"-skip", strings.Join(patterns, "|"), kafkaGoPackage)
+	// The version its tests gate features on (ktesting.KafkaIsAtLeast).
+	cmd.Env = append(os.Environ(), "KAFKA_VERSION=4.0.0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	outputs := map[string]*strings.Builder{}
+	var passed, failed, skipped []string
+	scanner := bufio.NewScanner(stdout)
+	scanner.Buffer(make([]byte, 1<<20), 16<<20)
+	for scanner.Scan() {
+		var event goTestEvent
+		if json.Unmarshal(scanner.Bytes(), &event) != nil || event.Test == "" {
+			continue
+		}
+		if outputs[event.Test] == nil {
+			outputs[event.Test] = &strings.Builder{}
+		}
+		switch event.Action {
+		case "output":
+			outputs[event.Test].WriteString(event.Output)
+		case "pass":
+			passed = append(passed, event.Test)
+		case "fail":
+			failed = append(failed, event.Test)
+		case "skip":
+			skipped = append(skipped, event.Test)
+		}
+	}
+	waitErr := cmd.Wait()
+
+	for _, name := range failed {
+		t.Errorf("kafka-go's %s failed against ringtail:\n%s", name, tail(outputs[name].String(), 40))
+	}
+	sort.Strings(skipped)
+	for _, name := range skipped {
+		if _, ok := kafkaGoExpectedSkips[name]; !ok {
+			t.Errorf("kafka-go's %s skipped, which is not on the list:\n%s", name, tail(outputs[name].String(), 10))
+		}
+	}
+	t.Logf("kafka-go %s: %d passed, %d failed, %d skipped (%s), %d patterns excluded", kafkaGoPackage,
+		len(passed), len(failed), len(skipped), strings.Join(skipped, ", "), len(kafkaGoExcluded))
+	if len(passed) < kafkaGoMinPassed {
+		t.Errorf("only %d of kafka-go's tests passed (at least %d expected)", len(passed), kafkaGoMinPassed)
+	}
+	if waitErr != nil && len(failed) == 0 {
+		t.Errorf("go test %s: %v\n%s", kafkaGoPackage, waitErr, tail(stderr.String(), 40))
+	}
+}
