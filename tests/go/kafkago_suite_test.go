@@ -54,6 +54,10 @@ var kafkaGoExcluded = []struct{ pattern, reason string }{
 	// Creates a topic with segment.bytes 200: below Kafka 4's minimum (1 MiB, KIP-1030) and
 	// ringtail's; Kafka 3.7 of the compose file accepted it.
 	{`^TestReaderReadCompactedMessage$`, "segment.bytes 200 below the minimum"},
+	// A timing assertion: a 500 ms MaxWait must be answered within a 1 s connection deadline.
+	// It passes alone; CI runs this suite beside the JVM one on 2 cores, where a late wake-up
+	// of the client or the broker misses it (seen once under load). No timing claims in tests.
+	{`^TestConn$/^read_a_batch_using_explicit_max_wait_time$`, "1 s deadline around a 500 ms wait"},
 }
 
 // kafkaGoExpectedSkips are the tests kafka-go itself skips in this setup, with why.
