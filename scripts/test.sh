@@ -10,7 +10,7 @@
 # 4. tests/go: franz-go, sarama and segmentio/kafka-go against the same binary, and franz-go's
 #    own integration suite (its package kgo's tests) against it (tests/go/franz_suite_test.go),
 #    and kafka-go's own tests (tests/go/kafkago_suite_test.go; they need ports 9092 and 9093).
-#    It runs beside suite 3.
+#    It runs beside suites 2 and 3, at nice 10.
 # 5. Fuzzing, briefly: every cargo-fuzz target in fuzz/ for 15 s (scripts/fuzz.sh).
 #    `scripts/fuzz.sh 600` is the long form. Its build (an instrumented copy of every crate, about
 #    9 minutes of a core) runs beside suites 2-4 at the lowest CPU and I/O priority: they mostly
@@ -48,20 +48,21 @@ echo "== fuzz targets: building in the background (log: $fuzz_build_log)"
 nice -n 19 ionice -c 3 bash scripts/fuzz.sh --build-only >"$fuzz_build_log" 2>&1 &
 fuzz_build_pid=$!
 
+# The Go suite (its own brokers: free ports, and 9092/9093 for kafka-go's suite, which no other
+# suite uses) runs beside the Python and JVM ones at a lower CPU priority: they all mostly wait
+# on clients and timeouts, and none measures time. Its output is printed once it is done.
+go_log=target/go-tests.log
+echo "== tests/go (go test, in the background; log: $go_log)"
+(cd tests/go && GOMODCACHE="$cache/go-mod" GOFLAGS=-mod=readonly RINGTAIL_BIN="$ringtail_bin" \
+  nice -n 10 go test -count=1 -timeout 30m ./...) >"$go_log" 2>&1 &
+go_pid=$!
+
 pytest_status=0
 .venv/bin/python -m pytest tests/compat -q || pytest_status=$?
 if [ "$pytest_status" -eq 5 ]; then
   echo "scripts/test.sh: pytest collected no compatibility tests" >&2
 fi
 first_failure "$pytest_status"
-
-# The Go and JVM suites run side by side (each starts its own brokers on free ports; both mostly
-# wait on clients and timeouts). The Go suite's output is printed once it is done.
-go_log=target/go-tests.log
-echo "== tests/go (go test, in the background; log: $go_log)"
-(cd tests/go && GOMODCACHE="$cache/go-mod" GOFLAGS=-mod=readonly RINGTAIL_BIN="$ringtail_bin" \
-  go test -count=1 -timeout 30m ./...) >"$go_log" 2>&1 &
-go_pid=$!
 
 echo "== tests/jvm (mvn test)"
 mvn -B -ntp -f tests/jvm/pom.xml -Dmaven.repo.local="$cache/m2" -Dringtail.bin="$ringtail_bin" test \
