@@ -38,15 +38,18 @@ DEFAULT_TESTS="0001 0002 0003 0005 0007 0008 0011 0012 0013 0014 0015 0016
 0039 0040 0041 0042 0044 0045 0048 0049 0050 0051 0053 0054 0055 0056 0057
 0058 0059 0060 0061 0062 0063 0064 0065 0067 0068 0069 0070 0073 0074 0075
 0076 0079 0081 0082 0083 0084 0085 0086 0088 0089 0090 0091 0092 0093 0094
-0099 0100 0102 0103 0106 0107 0110 0111 0112 0113 0114 0116 0118 0120 0121
+0099 0100 0102 0103 0106 0110 0112 0113 0114 0116 0118 0120 0121
 0122 0123 0125 0127 0129 0130 0132 0137 0140"
 TESTS_TO_RUN=${*:-$DEFAULT_TESTS}
 
-# 0103 and 0107 create their topics with replication factor 3, which a single
-# broker (Kafka's as much as Ringtail's) refuses; -1 (the broker's default,
-# KIP-464) lets them test transactions and topic re-creation here. Idempotent.
+# 0103, 0107 and 0111 create their topics with replication factor 3, which a
+# single broker (Kafka's as much as Ringtail's) refuses; -1 (the broker's
+# default, KIP-464) lets them test transactions, topic re-creation and late
+# topic creation here. Idempotent.
 sed -i 's/\(test_create_topic_wait_exists(.*\), 3, 5000);/\1, -1, 5000);/' \
   "$RDK/tests/0103-transactions.c" "$RDK/tests/0107-topic_recreate.c"
+sed -i 's/Test::create_topic(NULL, topic.c_str(), 1, 3);/Test::create_topic(NULL, topic.c_str(), 1, -1);/' \
+  "$RDK/tests/0111-delay_create_topics.cpp"
 (
   cd "$RDK"
   [[ -f config.h ]] || ./configure --disable-gssapi --disable-zstd --disable-curl
@@ -117,11 +120,11 @@ for t in $TESTS_TO_RUN; do
 done
 stop_broker
 # The "noautocreate" scenario's tests (0045's topic-removal and partition-change
-# parts, 0107) run only with -s noautocreate, against a broker that creates no
-# topic by itself.
+# parts, 0107, 0111) run only with -s noautocreate, against a broker that
+# creates no topic by itself.
 if [[ -z "${*:-}" ]]; then
   start_broker false
-  for t in 0045 0107; do
+  for t in 0045 0107 0111; do
     run_one "$t" -s noautocreate
   done
   stop_broker
