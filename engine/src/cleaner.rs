@@ -402,9 +402,18 @@ pub fn check_keys(records: &[u8], headers: &[BatchHeader]) -> Result<(), AppendE
         let decoded = decode_batch(bytes).map_err(|err| AppendError::UnreadableRecords {
             reason: err.to_string(),
         })?;
-        if let Some(record) = decoded.records.iter().find(|record| record.key.is_none()) {
+        // Every keyless record is named, as Kafka's KIP-467 record errors do: a client then fails
+        // only those and may resend the rest of the batch.
+        let keyless: Vec<i32> = decoded
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(_, record)| record.key.is_none())
+            .filter_map(|(index, _)| i32::try_from(index).ok())
+            .collect();
+        if !keyless.is_empty() {
             return Err(AppendError::NullKeyInCompactedLog {
-                offset_delta: i64::from(record.offset_delta),
+                record_indexes: keyless,
             });
         }
     }
@@ -523,7 +532,7 @@ mod tests {
         let header = validate(&packed, 1 << 20, Strictness::Producer).unwrap();
         assert!(matches!(
             check_keys(&packed, &[header]),
-            Err(AppendError::NullKeyInCompactedLog { offset_delta: 0 })
+            Err(AppendError::NullKeyInCompactedLog { record_indexes }) if record_indexes == [0]
         ));
         let keyed = sample(Compression::Gzip, Framing::Standard);
         let header = validate(&keyed, 1 << 20, Strictness::Producer).unwrap();

@@ -87,10 +87,11 @@ pub enum AppendError {
     Closed,
     #[error(transparent)]
     Sequence(#[from] SequenceError),
-    /// A record without a key in a compacted log: compaction keeps the latest record per key, so
-    /// a keyless record has no meaning there. Kafka's INVALID_RECORD.
-    #[error("record at offset delta {offset_delta} has no key, and the log is compacted")]
-    NullKeyInCompactedLog { offset_delta: i64 },
+    /// Records without a key in a compacted log: compaction keeps the latest record per key, so
+    /// a keyless record has no meaning there. Kafka's INVALID_RECORD; `record_indexes` are the
+    /// keyless records' positions in their batch (KIP-467's batch_index).
+    #[error("{} record(s) have no key, and the log is compacted (compacted topic cannot accept message without key)", record_indexes.len())]
+    NullKeyInCompactedLog { record_indexes: Vec<i32> },
     /// A compacted log's batch whose records could not be read to check their keys, or a batch
     /// the log must recompress (`compression.type`) whose records could not be decompressed.
     #[error("batch records unreadable: {reason}")]

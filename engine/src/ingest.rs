@@ -195,11 +195,37 @@ fn target_codec(header: &BatchHeader, rules: &IngestRules) -> Option<Compression
 fn needs_rewrite(header: &BatchHeader, rules: &IngestRules) -> bool {
     !header.is_control()
         && (rules.timestamp_type == TimestampType::LogAppendTime
-            || target_codec(header, rules).is_some())
+            || target_codec(header, rules).is_some()
+            || max_timestamp_unfounded(header, rules))
+}
+
+/// A CreateTime batch whose records have no timestamp (base -1) but whose header claims a max:
+/// librdkafka leaves it at 0 for messages produced with timestamp -1. Kafka's LogValidator sets
+/// the max to the records' largest timestamp; kept at 0 (1970) here, it made the segment expire
+/// at once under time retention. Only such batches pay for reading their records.
+fn max_timestamp_unfounded(header: &BatchHeader, rules: &IngestRules) -> bool {
+    rules.timestamp_type == TimestampType::CreateTime
+        && header.base_timestamp == -1
+        && header.max_timestamp != -1
+}
+
+/// The largest timestamp of the batch's records (base plus delta), -1 when none has one: what
+/// Kafka stores as a CreateTime batch's max timestamp.
+fn records_max_timestamp(bytes: &[u8], header: &BatchHeader) -> Result<i64, AppendError> {
+    let decoded =
+        crate::cleaner::decode_batch(bytes).map_err(|err| AppendError::UnreadableRecords {
+            reason: err.to_string(),
+        })?;
+    Ok(decoded
+        .records
+        .iter()
+        .map(|record| header.base_timestamp.saturating_add(record.timestamp_delta))
+        .fold(-1, i64::max))
 }
 
 /// One batch rewritten: recompressed if its codec is not the log's, stamped with `now_ms` under
-/// LogAppendTime, with length and CRC recomputed.
+/// LogAppendTime, its unfounded max timestamp replaced by its records', with length and CRC
+/// recomputed.
 fn rewrite(
     bytes: &[u8],
     header: &BatchHeader,
@@ -225,6 +251,11 @@ fn rewrite(
             attributes = (attributes & !ATTR_CODEC_MASK) | codec_bits(codec);
         }
         None => out.extend_from_slice(&bytes[HEADER_BYTES..]),
+    }
+    if max_timestamp_unfounded(header, rules) {
+        let max_timestamp = records_max_timestamp(bytes, header)?;
+        out[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+            .copy_from_slice(&max_timestamp.to_be_bytes());
     }
     if rules.timestamp_type == TimestampType::LogAppendTime {
         attributes |= ATTR_LOG_APPEND_TIME;

@@ -138,3 +138,37 @@ fn config_names_parse_and_print_back() {
     }
     assert!("createtime".parse::<TimestampType>().is_err());
 }
+
+/// A batch as librdkafka writes one whose messages carry no timestamp (-1): base timestamp -1,
+/// every delta 0, and a max timestamp left at its initial 0, i.e. 1970.
+fn timestampless_batch_claiming_max_zero() -> Vec<u8> {
+    let record = || crate::batch::RecordSpec {
+        key: Some(b"k"),
+        value: Some(b"v"),
+        timestamp_delta: 0,
+    };
+    let mut bytes = crate::batch::encode_batch(
+        -1,
+        &[record(), record()],
+        crate::batch::ProducerSpec::default(),
+    );
+    bytes[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&0i64.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..]);
+    bytes[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
+#[test]
+fn a_create_time_max_timestamp_is_the_records_own() {
+    // Kafka sets a CreateTime batch's max timestamp to the largest of its records' (LogValidator),
+    // whatever the producer wrote. librdkafka sends max 0 with records of no timestamp (-1):
+    // kept as is, the segment looked 56 years old and retention deleted it at its next check
+    // (librdkafka's 0053_stats consumed nothing).
+    let (records, headers) = record_set(&[timestampless_batch_claiming_max_zero()]);
+    assert_eq!(headers[0].max_timestamp, 0);
+    let ingested = ingest(records, headers, &rules(), NOW_MS).unwrap();
+    assert_eq!(ingested.headers[0].max_timestamp, -1);
+    assert_eq!(ingested.headers[0].base_timestamp, -1);
+    let decoded = decode_batch(&ingested.records).unwrap();
+    assert_eq!(decoded.records.len(), 2);
+}

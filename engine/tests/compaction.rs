@@ -422,7 +422,7 @@ fn keyless_records_are_refused_by_a_compacted_log_only() {
             .unwrap();
         assert!(matches!(
             log.append(bytes_mut(&keyless), 0).await,
-            Err(AppendError::NullKeyInCompactedLog { offset_delta: 0 })
+            Err(AppendError::NullKeyInCompactedLog { record_indexes }) if record_indexes == [0, 1]
         ));
         assert_eq!(log.high_watermark().get(), 0);
         let (plain, _) = PartitionLog::open(&dir.path().join("d"), small_config(4096, 256))

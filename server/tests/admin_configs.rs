@@ -8,7 +8,10 @@ use common::client::{now_ms, str_bytes, Client};
 use common::start_broker;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
 use kafka_protocol::messages::*;
-use ringtail_engine::batch::{encode_uniform_batch, validate_all, Compression, Strictness};
+use ringtail_engine::batch::{
+    encode_batch, encode_uniform_batch, validate_all, Compression, ProducerSpec, RecordSpec,
+    Strictness,
+};
 use ringtail_engine::cleaner::decode_batch;
 
 const TYPE_BOOLEAN: i8 = 1;
@@ -461,4 +464,53 @@ fn an_overtaken_config_alteration_does_not_put_its_older_config_on_the_log() {
     // A 5 KB batch: within the newest limit, over the overtaken one.
     let produced = admin.produce("overtaken", 0, encode_uniform_batch(now_ms(), 1, 5_000));
     assert_eq!(produced.error_code, 0, "the log holds the newest config");
+}
+
+#[test]
+fn keyless_records_in_a_compacted_topic_are_named_in_record_errors() {
+    // librdkafka 0011 (test_message_single_partition_record_fail): one batch of 100 records into
+    // a compacted topic, every tenth without a key. Kafka (KIP-467) refuses the batch with
+    // INVALID_RECORD and lists each keyless record's index in record_errors, so the client fails
+    // those with INVALID_RECORD and the others with _INVALID_DIFFERENT_RECORD (retriable alone).
+    const INVALID_RECORD: i16 = 87;
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(
+        client.create_topic("compacted", 1, &[("cleanup.policy", "compact")]),
+        0
+    );
+    let keys: Vec<String> = (0..100).map(|i| format!("key-{i}")).collect();
+    let records: Vec<RecordSpec> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| RecordSpec {
+            key: (i % 10 != 0).then_some(key.as_bytes()),
+            value: Some(b"v"),
+            timestamp_delta: 0,
+        })
+        .collect();
+    let answer = client.produce(
+        "compacted",
+        0,
+        encode_batch(now_ms(), &records, ProducerSpec::default()),
+    );
+    assert_eq!(answer.error_code, INVALID_RECORD);
+    let indexes: Vec<i32> = answer
+        .record_errors
+        .iter()
+        .map(|error| error.batch_index)
+        .collect();
+    assert_eq!(indexes, (0..100).step_by(10).collect::<Vec<i32>>());
+    assert!(answer
+        .record_errors
+        .iter()
+        .all(|error| error.batch_index_error_message.is_some()));
+    assert!(answer.error_message.is_some());
+    let keyed = encode_batch(now_ms(), &records[1..10], ProducerSpec::default());
+    let answer = client.produce("compacted", 0, keyed);
+    assert_eq!(answer.error_code, 0, "the keyed records alone are accepted");
+    assert_eq!(
+        answer.base_offset, 0,
+        "nothing of the refused batch was written"
+    );
 }

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use futures_util::future::{join, join_all};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use ringtail_engine::producer::SequenceError;
 use ringtail_engine::{AppendError, BatchError};
@@ -238,13 +240,35 @@ async fn append_partition(
             let response = response.with_error_code(code(error));
             // Fields a version lacks must stay at their defaults or encoding fails.
             if version >= 8 {
-                response.with_error_message(Some(str_bytes(&err.to_string())))
+                response
+                    .with_record_errors(record_errors(&err, &name, partition))
+                    .with_error_message(Some(str_bytes(&err.to_string())))
             } else {
                 response
             }
         }
         Err(_) => response.with_error_code(code(ResponseError::NotLeaderOrFollower)),
     }
+}
+
+/// KIP-467's per-record errors (Produce v8+): the keyless records of a batch refused by a
+/// compacted log, each by its index in the batch, as Kafka lists them. A client fails those
+/// records with INVALID_RECORD and the batch's others with a retriable error of their own.
+fn record_errors(err: &Refusal, topic: &str, partition: i32) -> Vec<BatchIndexAndErrorMessage> {
+    let Refusal::Append(AppendError::NullKeyInCompactedLog { record_indexes }) = err else {
+        return Vec::new();
+    };
+    let message = format!(
+        "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+    );
+    record_indexes
+        .iter()
+        .map(|&index| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(index)
+                .with_batch_index_error_message(Some(str_bytes(&message)))
+        })
+        .collect()
 }
 
 /// Why a partition's append did not happen.
