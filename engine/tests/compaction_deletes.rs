@@ -182,3 +182,40 @@ async fn client_decodes_the_stamped_batch(log: &PartitionLog, seen: &[Seen]) {
         assert_eq!(record.timestamp, expected.timestamp, "{record:?}");
     }
 }
+
+#[test]
+fn a_quiet_compacted_log_is_cleaned_again_once_a_delete_horizon_passes() {
+    // Nothing new is written after the pass that stamped the tombstone: no dirty bytes, so the
+    // dirty ratio never calls for a pass. The horizon does (Kafka's cleaner picks logs whose
+    // delete horizon passed too), else the tombstone would stay for ever.
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), compact_config())
+            .await
+            .unwrap();
+        let batch = keyed_batch(&[(b"a", Some(b"1"), 0), (b"a", None, 1)], 0);
+        log.append(bytes_mut(&batch), 0).await.unwrap();
+        log.roll_now().await.unwrap();
+        log.append(bytes_mut(&keyed_batch(&[(b"c", Some(b"4"), 0)], 0)), 0)
+            .await
+            .unwrap();
+        let now = PRODUCER_TIMESTAMP + 100 * DELETE_RETENTION_MS as i64;
+        let horizon = now + DELETE_RETENTION_MS as i64;
+        let first = log.compact_if_due(now).await.unwrap();
+        assert!(first.is_some(), "the new segment is dirty");
+        assert!(read_all(&log).await.1.iter().any(|seen| seen.tombstone));
+        assert!(!log.cleaning_due(), "nothing dirty is left");
+
+        assert!(!log.delete_horizon_passed(horizon - 1));
+        assert!(log.compact_if_due(horizon - 1).await.unwrap().is_none());
+        assert!(log.delete_horizon_passed(horizon));
+        let pass = log.compact_if_due(horizon).await.unwrap();
+        assert_eq!(pass.map(|pass| pass.records_removed), Some(1));
+        let (_, seen) = read_all(&log).await;
+        assert!(seen.iter().all(|seen| !seen.tombstone), "{seen:?}");
+        // Nothing is left to wait for: no more passes on a quiet log.
+        assert!(!log.delete_horizon_passed(i64::MAX));
+        assert!(log.compact_if_due(horizon + 1).await.unwrap().is_none());
+        log.close().await.unwrap();
+    });
+}

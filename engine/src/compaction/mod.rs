@@ -185,12 +185,22 @@ impl PartitionLog {
                 >= total_bytes * u128::from(state.config.min_cleanable_dirty_ratio_ppm)
     }
 
-    /// Runs a pass if [`PartitionLog::cleaning_due`].
+    /// Whether the log is compacted and a delete horizon a pass left in it has come: tombstones
+    /// or markers are due to go although nothing new is dirty (a quiet compacted topic).
+    pub fn delete_horizon_passed(&self, now_ms: i64) -> bool {
+        let state = self.state.borrow();
+        state.config.compacts()
+            && state
+                .next_delete_horizon_ms
+                .is_some_and(|horizon| horizon <= now_ms)
+    }
+
+    /// Runs a pass if [`PartitionLog::cleaning_due`] or [`PartitionLog::delete_horizon_passed`].
     pub async fn compact_if_due(
         self: &Rc<Self>,
         now_ms: i64,
     ) -> Result<Option<CompactionOutcome>, CompactionError> {
-        if !self.cleaning_due() {
+        if !self.cleaning_due() && !self.delete_horizon_passed(now_ms) {
             return Ok(None);
         }
         self.compact(now_ms).await.map(Some)
@@ -242,6 +252,7 @@ impl PartitionLog {
             .map_or(pass.active_base_offset, |next| next.base_offset);
         // Fed every batch from the log start, in order (the targets start at the first segment).
         let mut txn = TxnCleaning::new(&pass.aborted_entries);
+        let mut next_horizon_ms: Option<i64> = None;
         for target in &pass.targets[..cleaned_end] {
             if self.state.borrow().closed {
                 return Ok(outcome);
@@ -255,6 +266,7 @@ impl PartitionLog {
                     &pass.config,
                     options.stop,
                     &mut outcome,
+                    &mut next_horizon_ms,
                     yielder,
                 )
                 .await?;
@@ -262,7 +274,11 @@ impl PartitionLog {
                 return Ok(outcome);
             }
         }
-        self.state.borrow_mut().first_dirty_offset = outcome.clean_end_offset;
+        {
+            let mut state = self.state.borrow_mut();
+            state.first_dirty_offset = outcome.clean_end_offset;
+            state.next_delete_horizon_ms = next_horizon_ms;
+        }
         if outcome.records_removed > 0 {
             info!(dir = %self.dir().display(), ?outcome, "compacted");
         }
@@ -281,6 +297,7 @@ impl PartitionLog {
         config: &LogConfig,
         stop: Option<StopPoint>,
         outcome: &mut CompactionOutcome,
+        next_horizon_ms: &mut Option<i64>,
         yielder: &Yielder,
     ) -> Result<bool, CompactionError> {
         outcome.bytes_before += target.size_bytes;
@@ -290,6 +307,9 @@ impl PartitionLog {
             discard_cleaned_files(self.dir(), target.base_offset).await;
         }
         let cleaned = cleaned?;
+        if let Some(horizon) = cleaned.next_horizon_ms {
+            *next_horizon_ms = Some(next_horizon_ms.map_or(horizon, |known| known.min(horizon)));
+        }
         let entries = self
             .store_entries_left(target, &cleaned.dropped_entries)
             .await?;
@@ -513,6 +533,9 @@ struct Cleaned {
     /// Offsets of the segment's ABORT markers whose transaction has no record left: their
     /// aborted entries go from the index.
     dropped_entries: Vec<Offset>,
+    /// The earliest delete horizon after `now_ms` among the batches kept (stamped by this pass
+    /// or an earlier one): when a pass is due again for their tombstones and markers.
+    next_horizon_ms: Option<i64>,
 }
 
 /// Writes the cleaned copy of a segment.
@@ -532,6 +555,7 @@ async fn clean_segment(
     let mut dropped_entries = Vec::new();
     let mut reader = BatchReader::new(&target.files, target.size_bytes, yielder);
     let mut kept_before = 0u64;
+    let mut next_horizon_ms: Option<i64> = None;
     while let Some(bytes) = reader.next_batch().await? {
         let header = batch::parse_header(bytes).expect("validated by the reader");
         let rebuilt = if header.is_control() {
@@ -564,6 +588,19 @@ async fn clean_segment(
         };
         removed += removed_records(&header, rebuilt.as_deref());
         let unchanged = rebuilt.as_deref() == Some(bytes);
+        let kept_horizon = match rebuilt.as_deref() {
+            Some(_) if unchanged => header.delete_horizon_ms(),
+            Some(kept) => batch::parse_header(kept)
+                .ok()
+                .and_then(|kept| kept.delete_horizon_ms()),
+            None => None,
+        };
+        // Only horizons still to come: one passed was acted on by this pass (a batch a client
+        // stamped with a past horizon must not make every check a pass).
+        if let Some(horizon) = kept_horizon.filter(|&horizon| horizon > now_ms) {
+            next_horizon_ms =
+                Some(next_horizon_ms.map_or(horizon, |known: i64| known.min(horizon)));
+        }
         if segment.is_none() {
             if unchanged {
                 // Nothing lost so far: only start a copy once something is.
@@ -603,6 +640,7 @@ async fn clean_segment(
             copy: None,
             removed,
             dropped_entries,
+            next_horizon_ms,
         });
     };
     flush_if_full(&copy, &mut pending, written, true).await?;
@@ -611,6 +649,7 @@ async fn clean_segment(
         copy: Some(copy),
         removed,
         dropped_entries,
+        next_horizon_ms,
     })
 }
 

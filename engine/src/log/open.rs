@@ -176,6 +176,7 @@ fn initial_state(
         boundaries: BoundaryCache::new(),
         cleaning: false,
         first_dirty_offset: log_start_offset,
+        next_delete_horizon_ms: None,
         transactions,
         pending_markers: std::collections::BTreeMap::new(),
         direct_tail: None,

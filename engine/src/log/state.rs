@@ -52,6 +52,11 @@ pub(crate) struct LogState {
     pub(crate) cleaning: bool,
     /// Sealed segments from this offset on have not been cleaned since open (all at first).
     pub(crate) first_dirty_offset: Offset,
+    /// The earliest delete horizon (KIP-534) a finished cleaning pass left in the log's batches,
+    /// still to come then: a pass at or after it removes tombstones and markers even when no
+    /// new bytes are dirty (Kafka's cleaner picks such logs too). In memory only: after a
+    /// restart, the first pass (at new dirty bytes) finds it again.
+    pub(crate) next_delete_horizon_ms: Option<i64>,
     /// Transactions open in this partition, as of the batches written (not merely queued).
     pub(crate) transactions: OpenTransactions,
     /// Markers of control batches queued but not yet written, by base offset: the writer notes
