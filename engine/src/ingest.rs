@@ -140,7 +140,11 @@ pub fn ingest(
     now_ms: i64,
 ) -> Result<Ingested, AppendError> {
     if rules.timestamp_type == TimestampType::CreateTime {
-        for header in headers.iter().filter(|header| !header.is_control()) {
+        // A batch whose header max is unfounded is checked by its records' own max, once
+        // rewritten below (its header's 0 is no record's time).
+        let founded =
+            |header: &&BatchHeader| !header.is_control() && !max_timestamp_unfounded(header, rules);
+        for header in headers.iter().filter(founded) {
             check_timestamp_bounds(header, rules, now_ms)?;
         }
     }
@@ -159,8 +163,16 @@ pub fn ingest(
         }
     }
     let records = out.freeze();
-    let headers = batch::validate_all(&records, rules.batch_bytes_max, Strictness::Producer)?;
-    Ok(Ingested { records, headers })
+    let rewritten = batch::validate_all(&records, rules.batch_bytes_max, Strictness::Producer)?;
+    for (header, before) in rewritten.iter().zip(&headers) {
+        if max_timestamp_unfounded(before, rules) {
+            check_timestamp_bounds(header, rules, now_ms)?;
+        }
+    }
+    Ok(Ingested {
+        records,
+        headers: rewritten,
+    })
 }
 
 fn check_timestamp_bounds(

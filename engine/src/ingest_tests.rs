@@ -142,14 +142,19 @@ fn config_names_parse_and_print_back() {
 /// A batch as librdkafka writes one whose messages carry no timestamp (-1): base timestamp -1,
 /// every delta 0, and a max timestamp left at its initial 0, i.e. 1970.
 fn timestampless_batch_claiming_max_zero() -> Vec<u8> {
-    let record = || crate::batch::RecordSpec {
+    base_minus_one_batch_claiming_max_zero(0)
+}
+
+/// Base timestamp -1, a header max of 0, and two records whose deltas are 0 and `last_delta`.
+fn base_minus_one_batch_claiming_max_zero(last_delta: i64) -> Vec<u8> {
+    let record = |timestamp_delta| crate::batch::RecordSpec {
         key: Some(b"k"),
         value: Some(b"v"),
-        timestamp_delta: 0,
+        timestamp_delta,
     };
     let mut bytes = crate::batch::encode_batch(
         -1,
-        &[record(), record()],
+        &[record(0), record(last_delta)],
         crate::batch::ProducerSpec::default(),
     );
     bytes[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&0i64.to_be_bytes());
@@ -171,4 +176,27 @@ fn a_create_time_max_timestamp_is_the_records_own() {
     assert_eq!(ingested.headers[0].base_timestamp, -1);
     let decoded = decode_batch(&ingested.records).unwrap();
     assert_eq!(decoded.records.len(), 2);
+}
+
+#[test]
+fn a_batch_with_an_unfounded_max_is_bounded_by_its_records_timestamps() {
+    // Its header's max (0, 1970) is no record's time: the bounds apply to the records' own max,
+    // as Kafka checks each record. Records without a timestamp pass a before.max.ms bound; a
+    // record a month ahead is refused by after.max.ms although the header claims 1970.
+    let week_ms = 7 * 24 * 3_600_000;
+    let strict_past = IngestRules {
+        timestamp_before_max_ms: week_ms,
+        ..rules()
+    };
+    let (records, headers) = record_set(&[timestampless_batch_claiming_max_zero()]);
+    let ingested = ingest(records, headers, &strict_past, NOW_MS).unwrap();
+    assert_eq!(ingested.headers[0].max_timestamp, -1);
+
+    let month_ahead = NOW_MS + 30 * 24 * 3_600_000;
+    let (records, headers) = record_set(&[base_minus_one_batch_claiming_max_zero(month_ahead + 1)]);
+    let err = ingest(records, headers, &rules(), NOW_MS).unwrap_err();
+    assert!(
+        matches!(err, AppendError::InvalidTimestamp { timestamp_ms, .. } if timestamp_ms == month_ahead),
+        "{err}"
+    );
 }
