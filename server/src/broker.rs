@@ -113,6 +113,7 @@ pub fn run(args: Args) -> Result<()> {
             producer_id_expiration_ms: args.expiry.producer_id_expiration_ms,
         },
         cluster_id: "ringtail".to_string(),
+        node_id: args.node.node_id(),
         move_bytes_per_sec: args.move_bytes_per_sec,
         consumer_group: args.consumer_group_config()?,
         transaction_max_timeout_ms: args.transaction_max_timeout_ms,

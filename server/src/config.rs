@@ -40,6 +40,10 @@ pub struct Args {
     #[command(flatten)]
     pub expiry: crate::config_expiry::ExpiryArgs,
 
+    /// This broker's id and the classic groups' initial rebalance delay (see `config_node.rs`).
+    #[command(flatten)]
+    pub node: crate::config_node::NodeArgs,
+
     /// Data directory; repeat for several disks (JBOD): a new partition goes to the one with the
     /// most free space, and `placement.json` in each records where every partition lives.
     #[arg(long = "data-dir", value_name = "DIR", default_value = "./data")]
@@ -478,6 +482,9 @@ impl Args {
             heartbeat_interval_ms: i64::from(interval),
             classic_min_session_timeout_ms: i64::from(min),
             classic_max_session_timeout_ms: i64::from(max),
+            classic_initial_rebalance_delay_ms: i64::from(
+                self.node.group_initial_rebalance_delay_ms,
+            ),
         })
     }
 

@@ -10,6 +10,7 @@ pub mod cli_log_dirs;
 pub mod cli_users;
 pub mod config;
 mod config_expiry;
+mod config_node;
 mod config_security;
 mod configs;
 mod connection;

@@ -23,6 +23,9 @@ pub struct Settings {
     /// A frame must arrive whole within this of its first byte (`--frame-read-timeout-ms`).
     pub frame_read_timeout_ms: u64,
     pub cluster_id: String,
+    /// This single broker's id (`--node-id`, Kafka's node.id): the leader, replica, coordinator
+    /// and controller in every answer, and the only broker id requests may name.
+    pub node_id: i32,
     /// Pace of a partition move's copy between data dirs (`--move-bytes-per-sec`; 0: unbounded).
     pub move_bytes_per_sec: u64,
     /// Periods of each shard's background work: retention and compaction
@@ -48,9 +51,6 @@ pub struct Settings {
     /// Flags given at start (clap ids): their topic-config defaults are STATIC_BROKER_CONFIG.
     pub explicit_flags: std::collections::BTreeSet<String>,
 }
-
-/// This single broker's id in every Metadata answer.
-pub const NODE_ID: i32 = 0;
 
 /// One bound listener as requests see it.
 #[derive(Debug, Clone)]

@@ -198,3 +198,36 @@ fn a_group_emptied_during_a_rebalance_stays_empty_after_a_restart() {
     let mut client = Client::connect(&broker);
     assert_eq!(describe(&mut client, "e"), ("Empty".to_string(), 0));
 }
+
+#[test]
+fn the_initial_rebalance_delay_is_the_brokers_flag() {
+    // Kafka's group.initial.rebalance.delay.ms, described under its name; at 0 (kafka-go's test
+    // broker) a lone member's first join is answered with generation 1, the member leading.
+    let broker = start_broker(&["--group-initial-rebalance-delay-ms", "0"]);
+    let mut client = Client::connect(&broker);
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("0"))
+            .with_configuration_keys(Some(vec![StrBytes::from_static_str(
+                "group.initial.rebalance.delay.ms",
+            )])),
+    ]);
+    let described: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request);
+    let configs = &described.results[0].configs;
+    assert_eq!(configs.len(), 1);
+    assert_eq!(configs[0].value.as_deref(), Some("0"));
+    // STATIC_BROKER_CONFIG: set by a flag.
+    assert_eq!(configs[0].config_source, 4);
+
+    let asked: JoinGroupResponse = client.call(ApiKey::JoinGroup, 7, &join("solo", 10_000));
+    assert_eq!(asked.error_code, MEMBER_ID_REQUIRED);
+    let joined: JoinGroupResponse = client.call(
+        ApiKey::JoinGroup,
+        7,
+        &join("solo", 10_000).with_member_id(asked.member_id.clone()),
+    );
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.generation_id, 1);
+    assert_eq!(joined.leader, asked.member_id);
+}

@@ -10,7 +10,6 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 
 use super::authorized_operations;
 use super::{code, str_bytes, RequestContext, RequestError, Response};
-use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
 
 /// Kafka's endpoint types (v1+): brokers, or the controllers of the KRaft quorum.
@@ -24,7 +23,7 @@ pub async fn handle(
     let describe: DescribeClusterRequest = request.decode(body)?;
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&context.settings.cluster_id))
-        .with_controller_id(BrokerId(NODE_ID))
+        .with_controller_id(BrokerId(context.settings.node_id))
         .with_cluster_authorized_operations(if describe.include_cluster_authorized_operations {
             authorized_operations::cluster(context, &request)
         } else {
@@ -47,7 +46,7 @@ pub async fn handle(
     // The address of the listener the request came in on, as Metadata answers.
     let listener = context.settings.listener(request.listener);
     let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(NODE_ID))
+        .with_broker_id(BrokerId(context.settings.node_id))
         .with_host(str_bytes(&listener.advertised_host))
         .with_port(listener.advertised_port);
     Ok(request.frame(&response.with_brokers(vec![broker])))

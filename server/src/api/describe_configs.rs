@@ -17,7 +17,6 @@ use super::{
     RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC,
 };
 use crate::configs::{self, Described};
-use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
 
 /// What the request asks to see of each config.
@@ -76,10 +75,15 @@ fn describe_resource(
         RESOURCE_TYPE_BROKER => match resource.resource_name.as_str() {
             // The empty name asks for cluster-wide dynamic defaults: Ringtail has none.
             "" => Ok(Vec::new()),
-            name if name == NODE_ID.to_string() => Ok(context.settings.broker_configs.clone()),
+            name if name == context.settings.node_id.to_string() => {
+                Ok(context.settings.broker_configs.clone())
+            }
             name => Err((
                 ResponseError::InvalidRequest,
-                format!("unexpected broker id {name}: this broker is {NODE_ID}"),
+                format!(
+                    "unexpected broker id {name}: this broker is {}",
+                    context.settings.node_id
+                ),
             )),
         },
         other => Err((

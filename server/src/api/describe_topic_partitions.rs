@@ -20,7 +20,6 @@ use kafka_protocol::messages::{
 use super::authorized_operations;
 use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::metadata::TopicInfo;
-use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
 
 /// Most partitions one response describes, whatever the client asks.
@@ -70,7 +69,7 @@ pub async fn handle(
     let limit = describe
         .response_partition_limit
         .clamp(1, PARTITIONS_PER_RESPONSE_MAX);
-    let (mut topics, next_cursor) = page(&wanted, first_partition, limit);
+    let (mut topics, next_cursor) = page(&wanted, first_partition, limit, context.settings.node_id);
     for topic in topics.iter_mut().filter(|topic| topic.error_code == 0) {
         let name = topic.name.as_ref().map_or("", |name| name.as_str());
         topic.topic_authorized_operations = authorized_operations::topic(context, &request, name);
@@ -124,6 +123,7 @@ fn page(
     wanted: &[Wanted],
     mut first_partition: i32,
     limit: i32,
+    node_id: i32,
 ) -> (Vec<DescribeTopicPartitionsResponseTopic>, Option<Cursor>) {
     let mut budget = limit;
     let mut topics = Vec::new();
@@ -151,7 +151,9 @@ fn page(
             return (topics, Some(cursor(&info.name, 0)));
         }
         let end = info.partitions.min(first_partition.saturating_add(budget));
-        let partitions: Vec<_> = (first_partition..end).map(partition).collect();
+        let partitions: Vec<_> = (first_partition..end)
+            .map(|index| partition(index, node_id))
+            .collect();
         budget -= partitions.len() as i32;
         topics.push(describe_topic(info, partitions));
         if end < info.partitions {
@@ -181,13 +183,13 @@ fn describe_topic(
 }
 
 /// One partition: this broker leads it and is its only replica, always in sync.
-fn partition(index: i32) -> DescribeTopicPartitionsResponsePartition {
+fn partition(index: i32, node_id: i32) -> DescribeTopicPartitionsResponsePartition {
     DescribeTopicPartitionsResponsePartition::default()
         .with_partition_index(index)
-        .with_leader_id(BrokerId(NODE_ID))
+        .with_leader_id(BrokerId(node_id))
         .with_leader_epoch(0)
-        .with_replica_nodes(vec![BrokerId(NODE_ID)])
-        .with_isr_nodes(vec![BrokerId(NODE_ID)])
+        .with_replica_nodes(vec![BrokerId(node_id)])
+        .with_isr_nodes(vec![BrokerId(node_id)])
         .with_eligible_leader_replicas(Some(Vec::new()))
         .with_last_known_elr(Some(Vec::new()))
 }

@@ -20,7 +20,6 @@ use kafka_protocol::protocol::StrBytes;
 use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
 use crate::group::state::JoinRequest;
 use crate::group::{Coordinator, OFFSETS_TOPIC};
-use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
 
 /// Runs `job` on the group coordinator; `None` while it is not loaded (COORDINATOR_NOT_AVAILABLE).
@@ -99,7 +98,7 @@ pub async fn find_coordinator(
                         .with_error_code(code(denied))
                         .with_node_id(BrokerId(-1)),
                     None => entry
-                        .with_node_id(BrokerId(NODE_ID))
+                        .with_node_id(BrokerId(context.settings.node_id))
                         .with_host(host.clone())
                         .with_port(port),
                 }
@@ -112,7 +111,7 @@ pub async fn find_coordinator(
             .with_node_id(BrokerId(-1))
     } else {
         FindCoordinatorResponse::default()
-            .with_node_id(BrokerId(NODE_ID))
+            .with_node_id(BrokerId(context.settings.node_id))
             .with_host(host)
             .with_port(port)
     };

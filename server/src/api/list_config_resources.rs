@@ -15,7 +15,6 @@ use super::{
     code, str_bytes, Operation, RequestContext, RequestError, Resource, Response,
     RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC,
 };
-use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
 
 const RESOURCE_TYPE_CLIENT_METRICS: i8 = 16;
@@ -62,7 +61,7 @@ pub async fn handle(
     if wants(RESOURCE_TYPE_BROKER) {
         resources.push(
             ConfigResource::default()
-                .with_resource_name(str_bytes(&NODE_ID.to_string()))
+                .with_resource_name(str_bytes(&context.settings.node_id.to_string()))
                 .with_resource_type(RESOURCE_TYPE_BROKER),
         );
     }

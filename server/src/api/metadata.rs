@@ -15,7 +15,6 @@ use super::{
     RequestError, Resource, Response,
 };
 use crate::metadata::{valid_topic_name, TopicInfo};
-use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
 use crate::topics;
 
@@ -89,7 +88,7 @@ pub async fn handle(
                     _ => ResponseError::UnknownTopicOrPartition,
                 };
                 described.push(match found.filter(|_| !denied) {
-                    Some(topic) => describe(&topic, request.version),
+                    Some(topic) => describe(&topic, request.version, context.settings.node_id),
                     None => MetadataResponseTopic::default()
                         .with_error_code(code(missing))
                         .with_name(item.name.clone())
@@ -112,7 +111,7 @@ pub async fn handle(
     }
     let listener = context.settings.listener(request.listener);
     let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(NODE_ID))
+        .with_node_id(BrokerId(context.settings.node_id))
         .with_host(str_bytes(&listener.advertised_host))
         .with_port(listener.advertised_port);
     // Fields a version lacks must stay at their defaults or encoding fails.
@@ -120,7 +119,7 @@ pub async fn handle(
         .with_brokers(vec![broker])
         .with_topics(topics);
     if request.version >= 1 {
-        response = response.with_controller_id(BrokerId(NODE_ID));
+        response = response.with_controller_id(BrokerId(context.settings.node_id));
     }
     if request.version >= 2 {
         response = response.with_cluster_id(Some(str_bytes(&context.settings.cluster_id)));
@@ -139,7 +138,7 @@ fn describe_all(context: &ShardContext, request: &RequestContext) -> Vec<Metadat
         .topics()
         .iter()
         .filter(|topic| request.can(context, Operation::Describe, Resource::topic(&topic.name)))
-        .map(|topic| describe(topic, request.version))
+        .map(|topic| describe(topic, request.version, context.settings.node_id))
         .collect()
 }
 
@@ -150,14 +149,14 @@ struct AuthorizedOperations {
 }
 
 /// One topic as Metadata shows it: this broker leads every partition, the only replica.
-fn describe(topic: &TopicInfo, version: i16) -> MetadataResponseTopic {
+fn describe(topic: &TopicInfo, version: i16, node_id: i32) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|partition| {
             let described = MetadataResponsePartition::default()
                 .with_partition_index(partition)
-                .with_leader_id(BrokerId(NODE_ID))
-                .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                .with_isr_nodes(vec![BrokerId(NODE_ID)]);
+                .with_leader_id(BrokerId(node_id))
+                .with_replica_nodes(vec![BrokerId(node_id)])
+                .with_isr_nodes(vec![BrokerId(node_id)]);
             // The leader epoch lets consumers validate positions (OffsetForLeaderEpoch, v7+).
             if version >= 7 {
                 described.with_leader_epoch(offset_for_leader_epoch::LEADER_EPOCH)

@@ -17,7 +17,6 @@ use kafka_protocol::messages::{
 };
 
 use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
-use crate::settings::NODE_ID;
 use crate::shard::ShardContext;
 
 pub async fn alter(
@@ -51,10 +50,14 @@ pub async fn alter(
                             ResponseError::NoReassignmentInProgress,
                             "no reassignment is in progress",
                         )),
-                        Some(replicas) if replicas.as_slice() == [BrokerId(NODE_ID)] => Ok(()),
+                        Some(replicas)
+                            if replicas.as_slice() == [BrokerId(context.settings.node_id)] =>
+                        {
+                            Ok(())
+                        }
                         Some(_) => Err((
                             ResponseError::InvalidReplicaAssignment,
-                            "this cluster is one broker (id 0): the only assignment is [0]",
+                            "this cluster is one broker: the only assignment is its id alone",
                         )),
                     };
                     let result = ReassignablePartitionResponse::default()

@@ -10,7 +10,6 @@ use ringtail_engine::LogConfig;
 use super::topic::{broker_value, TOPIC_CONFIGS};
 use super::{ConfigSource, ConfigType, Described, Synonym};
 use crate::config::Args;
-use crate::settings::NODE_ID;
 
 /// Where the broker is reached, resolved after binding (the port may have been 0).
 pub struct Advertised<'a> {
@@ -38,16 +37,16 @@ pub fn describe(args: &Args, log_defaults: &LogConfig, advertised: &Advertised) 
         Entry(
             "node.id",
             ConfigType::Int,
-            NODE_ID.to_string(),
-            None,
-            "This broker's id (a single node).",
+            args.node.node_id.to_string(),
+            Some("node_id"),
+            "This broker's id, the only one in the cluster (--node-id).",
         ),
         Entry(
             "broker.id",
             ConfigType::Int,
-            NODE_ID.to_string(),
-            None,
-            "This broker's id (a single node).",
+            args.node.node_id.to_string(),
+            Some("node_id"),
+            "Kafka's older name of node.id (--node-id).",
         ),
         Entry(
             "process.roles",
@@ -219,6 +218,13 @@ pub fn describe(args: &Args, log_defaults: &LogConfig, advertised: &Advertised) 
             args.group_max_session_timeout_ms.to_string(),
             Some("group_max_session_timeout_ms"),
             "The longest session timeout a classic group member may ask for (--group-max-session-timeout-ms).",
+        ),
+        Entry(
+            "group.initial.rebalance.delay.ms",
+            ConfigType::Int,
+            args.node.group_initial_rebalance_delay_ms.to_string(),
+            Some("group_initial_rebalance_delay_ms"),
+            "How long a new classic group waits for more members before its first join completes (--group-initial-rebalance-delay-ms; Kafka's default is 3000).",
         ),
         Entry(
             "offsets.retention.minutes",

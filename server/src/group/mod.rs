@@ -191,6 +191,8 @@ impl Coordinator {
             let group = groups
                 .entry(group_id.clone())
                 .or_insert_with(|| Group::new(group_id.clone()));
+            // Set on every join: groups restored from the offsets log are made without it.
+            group.set_initial_delay_ms(config.classic_initial_rebalance_delay_ms);
             let answer = group.join(request, now_ms());
             if group.is_unused() {
                 // Refused before anyone joined: nothing to keep (see Group::is_unused).

@@ -47,6 +47,8 @@ pub struct ConsumerGroupConfig {
     pub heartbeat_interval_ms: i64,
     pub classic_min_session_timeout_ms: i64,
     pub classic_max_session_timeout_ms: i64,
+    /// A new classic group's wait for more members (`--group-initial-rebalance-delay-ms`).
+    pub classic_initial_rebalance_delay_ms: i64,
 }
 
 impl Default for ConsumerGroupConfig {
@@ -56,6 +58,7 @@ impl Default for ConsumerGroupConfig {
             heartbeat_interval_ms: 5_000,
             classic_min_session_timeout_ms: crate::group::SESSION_TIMEOUT_MS_MIN,
             classic_max_session_timeout_ms: crate::group::SESSION_TIMEOUT_MS_MAX,
+            classic_initial_rebalance_delay_ms: crate::group::state::INITIAL_REBALANCE_DELAY_MS,
         }
     }
 }

@@ -8,6 +8,7 @@ const CONFIG: ConsumerGroupConfig = ConsumerGroupConfig {
     heartbeat_interval_ms: 100,
     classic_min_session_timeout_ms: crate::group::SESSION_TIMEOUT_MS_MIN,
     classic_max_session_timeout_ms: crate::group::SESSION_TIMEOUT_MS_MAX,
+    classic_initial_rebalance_delay_ms: crate::group::state::INITIAL_REBALANCE_DELAY_MS,
 };
 
 fn topics() -> TopicCounts {

@@ -32,8 +32,9 @@ pub use member::Member;
 pub use messages::{Effect, GroupPhase, JoinRequest, JoinResponse, Reply, SyncResponse};
 use pending::PendingMemberIds;
 
-/// Waiting for late joiners of a brand-new group, so members starting together share one
-/// generation (Kafka's group.initial.rebalance.delay.ms, shortened: tests and demos start fast).
+/// The default wait for late joiners of a brand-new group, so members starting together share one
+/// generation (Kafka's group.initial.rebalance.delay.ms, 3000 there, shortened: tests and demos
+/// start fast). `--group-initial-rebalance-delay-ms` sets it; see [`Group::set_initial_delay_ms`].
 pub const INITIAL_REBALANCE_DELAY_MS: i64 = 500;
 /// Members one group may have: bounds the state a client can make us keep.
 pub const MEMBERS_PER_GROUP_MAX: usize = 1000;
@@ -60,6 +61,8 @@ pub struct Group {
     pending_member_ids: PendingMemberIds,
     rebalance_deadline_ms: i64,
     initial_delay_until_ms: i64,
+    /// How long the first join of an Empty group waits for more members (0: none).
+    initial_delay_ms: i64,
     next_member_number: u64,
 }
 
@@ -76,6 +79,7 @@ impl Group {
             pending_member_ids: PendingMemberIds::default(),
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: 0,
+            initial_delay_ms: INITIAL_REBALANCE_DELAY_MS,
             next_member_number: 0,
         }
     }
@@ -89,6 +93,12 @@ impl Group {
         )
     }
 
+    /// Sets the broker's group.initial.rebalance.delay.ms (negative counts as 0); it applies from
+    /// the next rebalance of an Empty group.
+    pub fn set_initial_delay_ms(&mut self, delay_ms: i64) {
+        self.initial_delay_ms = delay_ms.max(0);
+    }
+
     /// Handles a JoinGroup.
     pub fn join(
         &mut self,
@@ -96,7 +106,9 @@ impl Group {
         now_ms: i64,
     ) -> (Reply<JoinResponse>, Vec<Effect>) {
         if self.phase == GroupPhase::Dead {
+            let initial_delay_ms = self.initial_delay_ms;
             *self = Self::new(self.group_id.clone());
+            self.initial_delay_ms = initial_delay_ms;
         }
         if let Some(existing) = &self.protocol_type {
             if !self.members.is_empty() && *existing != request.protocol_type {
@@ -314,9 +326,9 @@ impl Group {
         }
         let rebalance_timeout_ms = self.rebalance_timeout_ms();
         if self.phase == GroupPhase::Empty {
-            self.initial_delay_until_ms = now_ms + INITIAL_REBALANCE_DELAY_MS;
+            self.initial_delay_until_ms = now_ms + self.initial_delay_ms;
         }
-        self.rebalance_deadline_ms = now_ms + rebalance_timeout_ms.max(INITIAL_REBALANCE_DELAY_MS);
+        self.rebalance_deadline_ms = now_ms + rebalance_timeout_ms.max(self.initial_delay_ms);
         // As Kafka logs its rebalances: a stalled group's log then says where it stopped.
         tracing::info!(
             group = %self.group_id,

@@ -43,6 +43,42 @@ fn joined(effects: &[Effect]) -> Vec<&JoinResponse> {
 }
 
 #[test]
+fn a_zero_initial_delay_completes_the_first_join_at_once() {
+    // group.initial.rebalance.delay.ms=0, as kafka-go's test broker runs: a lone member's first
+    // join is answered right away, generation 1, itself the leader.
+    let mut group = Group::new("g");
+    group.set_initial_delay_ms(0);
+    let id = handshake(&mut group, 0);
+    let (reply, _) = group.join(join_request(&id, &["range"]), 10);
+    let Reply::Now(response) = reply else {
+        panic!("no initial delay: answered at once, got {reply:?}")
+    };
+    assert_eq!(response.error, None);
+    assert_eq!(response.generation_id, 1);
+    assert_eq!(response.leader, id);
+    assert_eq!(group.phase, GroupPhase::CompletingRebalance);
+}
+
+#[test]
+fn a_configured_initial_delay_holds_the_first_join_until_it_passes() {
+    let delay_ms = 2_000;
+    let mut group = Group::new("g");
+    group.set_initial_delay_ms(delay_ms);
+    let id = handshake(&mut group, 0);
+    let (reply, _) = group.join(join_request(&id, &["range"]), 10);
+    assert_eq!(reply, Reply::Later(id.clone()));
+    // Past the default delay, short of the configured one: still waiting.
+    assert!(joined(&group.tick(10 + INITIAL_REBALANCE_DELAY_MS + 1)).is_empty());
+    assert!(joined(&group.tick(10 + delay_ms - 1)).is_empty());
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+    let effects = group.tick(10 + delay_ms);
+    let responses = joined(&effects);
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].generation_id, 1);
+    assert_eq!(group.phase, GroupPhase::CompletingRebalance);
+}
+
+#[test]
 fn members_joining_together_share_a_generation_after_the_initial_delay() {
     // Three consumers starting at once get one generation, one leader, and the leader sees all.
     let mut group = Group::new("g");
