@@ -1,15 +1,7 @@
 package compat
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -40,102 +32,30 @@ var suiteSkipReasons = []string{
 	"kgo_test_oauth_seeds not set",
 }
 
-type goTestEvent struct {
-	Action string
-	Test   string
-	Output string
-}
-
 func TestFranzGoOwnSuite(t *testing.T) {
 	dir := t.TempDir()
-	bin := ringtailBinary(t)
 	for _, mechanism := range []string{"SCRAM-SHA-256", "SCRAM-SHA-512"} {
-		add := exec.Command(bin, "users", "add", scramUser, "--mechanism", mechanism, "--password-stdin",
-			"--data-dir", filepath.Join(dir, "data"))
-		add.Stdin = strings.NewReader(scramPass + "\n")
-		if out, err := add.CombinedOutput(); err != nil {
-			t.Fatalf("ringtail users add: %v\n%s", err, out)
-		}
+		addUser(t, dir, scramUser, mechanism, scramPass)
 	}
 	plain := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	sasl := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	b := launchBroker(t, dir, plain,
 		"--listeners", "PLAINTEXT://"+plain+",SASL_PLAINTEXT://"+sasl, "--allow-everyone-if-no-acl-found")
 
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go is needed to run franz-go's suite: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), suiteTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "test", "-count=1", "-json", "-timeout", suiteTimeout.String(), suitePackage)
-	cmd.Env = append(os.Environ(),
-		"KGO_SEEDS="+b.addr,
+	run := runGoSuite(t, suitePackage, suiteTimeout, []string{
+		"KGO_SEEDS=" + b.addr,
 		"KGO_TEST_RF=1",
 		"KGO_LOG_LEVEL=none",
-		"KGO_TEST_SCRAM_SEEDS="+sasl,
-		"KGO_TEST_SCRAM="+scramUser+":"+scramPass+":256",
-	)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-
-	outputs := map[string]*strings.Builder{}
-	var passed, failed, skipped []string
-	scanner := bufio.NewScanner(stdout)
-	scanner.Buffer(make([]byte, 1<<20), 16<<20)
-	for scanner.Scan() {
-		var event goTestEvent
-		if json.Unmarshal(scanner.Bytes(), &event) != nil || event.Test == "" {
-			continue
-		}
-		if outputs[event.Test] == nil {
-			outputs[event.Test] = &strings.Builder{}
-		}
-		switch event.Action {
-		case "output":
-			outputs[event.Test].WriteString(event.Output)
-		case "pass":
-			passed = append(passed, event.Test)
-		case "fail":
-			failed = append(failed, event.Test)
-		case "skip":
-			skipped = append(skipped, event.Test)
-		}
-	}
-	waitErr := cmd.Wait()
-
-	for _, name := range failed {
-		t.Errorf("franz-go's %s failed against ringtail:\n%s", name, tail(outputs[name].String(), 40))
-	}
-	sort.Strings(skipped)
-	for _, name := range skipped {
-		out := outputs[name].String()
+		"KGO_TEST_SCRAM_SEEDS=" + sasl,
+		"KGO_TEST_SCRAM=" + scramUser + ":" + scramPass + ":256",
+	})
+	for _, name := range run.skipped {
+		out := run.outputs[name].String()
 		if !containsAny(out, suiteSkipReasons...) {
 			t.Errorf("franz-go's %s skipped for a reason not on the list:\n%s", name, tail(out, 10))
 		}
 	}
-	t.Logf("franz-go %s: %d passed, %d failed, %d skipped (%s)", suitePackage, len(passed), len(failed),
-		len(skipped), strings.Join(skipped, ", "))
-	if len(passed) < suiteMinPassed {
-		t.Errorf("only %d of franz-go's tests passed (at least %d expected)", len(passed), suiteMinPassed)
-	}
-	if waitErr != nil && len(failed) == 0 {
-		t.Errorf("go test %s: %v\n%s", suitePackage, waitErr, tail(stderr.String(), 40))
-	}
-}
-
-// tail is the last `lines` lines of `text`.
-func tail(text string, lines int) string {
-	all := strings.Split(strings.TrimRight(text, "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
+	t.Logf("franz-go %s: %d passed, %d failed, %d skipped (%s)", suitePackage, len(run.passed), len(run.failed),
+		len(run.skipped), strings.Join(run.skipped, ", "))
+	run.check(t, "franz-go", suitePackage, suiteMinPassed)
 }

@@ -1,15 +1,7 @@
 package compat
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +44,7 @@ var kafkaGoExcluded = []struct{ pattern, reason string }{
 	// ringtail's; Kafka 3.7 of the compose file accepted it.
 	{`^TestReaderReadCompactedMessage$`, "segment.bytes 200 below the minimum"},
 	// A timing assertion: a 500 ms MaxWait must be answered within a 1 s connection deadline.
-	// It passes alone; CI runs this suite beside the JVM one on 2 cores, where a late wake-up
+	// It passes alone; CI runs this suite beside the Python one on 2 cores, where a late wake-up
 	// of the client or the broker misses it (seen once under load). No timing claims in tests.
 	{`^TestConn$/^read_a_batch_using_explicit_max_wait_time$`, "1 s deadline around a 500 ms wait"},
 }
@@ -79,21 +71,10 @@ func TestKafkaGoOwnSuite(t *testing.T) {
 		l.Close()
 	}
 	dir := t.TempDir()
-	bin := ringtailBinary(t)
-	users := []struct{ name, mechanism, password string }{
-		{"adminscram", "SCRAM-SHA-256", "admin-secret-256"},
-		{"adminscram", "SCRAM-SHA-512", "admin-secret-512"},
-		// PLAIN logins are checked against a SCRAM credential.
-		{"adminplain", "SCRAM-SHA-256", "admin-secret"},
-	}
-	for _, user := range users {
-		add := exec.Command(bin, "users", "add", user.name, "--mechanism", user.mechanism, "--password-stdin",
-			"--data-dir", filepath.Join(dir, "data"))
-		add.Stdin = strings.NewReader(user.password + "\n")
-		if out, err := add.CombinedOutput(); err != nil {
-			t.Fatalf("ringtail users add: %v\n%s", err, out)
-		}
-	}
+	addUser(t, dir, "adminscram", "SCRAM-SHA-256", "admin-secret-256")
+	addUser(t, dir, "adminscram", "SCRAM-SHA-512", "admin-secret-512")
+	// PLAIN logins are checked against a SCRAM credential.
+	addUser(t, dir, "adminplain", "SCRAM-SHA-256", "admin-secret")
 	launchBroker(t, dir, kafkaGoPlain,
 		"--listeners", "PLAINTEXT://"+kafkaGoPlain+",SASL_PLAINTEXT://"+kafkaGoSASL,
 		"--advertised-listeners", "PLAINTEXT://localhost:9092,SASL_PLAINTEXT://localhost:9093",
@@ -104,70 +85,19 @@ func TestKafkaGoOwnSuite(t *testing.T) {
 		// join answered at once, as its reader tests are timed for).
 		"--node-id", "1", "--group-initial-rebalance-delay-ms", "0")
 
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go is needed to run kafka-go's suite: %v", err)
-	}
 	patterns := make([]string, 0, len(kafkaGoExcluded))
 	for _, excluded := range kafkaGoExcluded {
 		patterns = append(patterns, excluded.pattern)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), kafkaGoTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "test", "-count=1", "-json", "-timeout", kafkaGoTimeout.String(),
-		"-skip", strings.Join(patterns, "|"), kafkaGoPackage)
-	// The version its tests gate features on (ktesting.KafkaIsAtLeast).
-	cmd.Env = append(os.Environ(), "KAFKA_VERSION=4.0.0")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-
-	outputs := map[string]*strings.Builder{}
-	var passed, failed, skipped []string
-	scanner := bufio.NewScanner(stdout)
-	scanner.Buffer(make([]byte, 1<<20), 16<<20)
-	for scanner.Scan() {
-		var event goTestEvent
-		if json.Unmarshal(scanner.Bytes(), &event) != nil || event.Test == "" {
-			continue
-		}
-		if outputs[event.Test] == nil {
-			outputs[event.Test] = &strings.Builder{}
-		}
-		switch event.Action {
-		case "output":
-			outputs[event.Test].WriteString(event.Output)
-		case "pass":
-			passed = append(passed, event.Test)
-		case "fail":
-			failed = append(failed, event.Test)
-		case "skip":
-			skipped = append(skipped, event.Test)
-		}
-	}
-	waitErr := cmd.Wait()
-
-	for _, name := range failed {
-		t.Errorf("kafka-go's %s failed against ringtail:\n%s", name, tail(outputs[name].String(), 40))
-	}
-	sort.Strings(skipped)
-	for _, name := range skipped {
+	// KAFKA_VERSION: the version its tests gate features on (ktesting.KafkaIsAtLeast).
+	run := runGoSuite(t, kafkaGoPackage, kafkaGoTimeout, []string{"KAFKA_VERSION=4.0.0"},
+		"-skip", strings.Join(patterns, "|"))
+	for _, name := range run.skipped {
 		if _, ok := kafkaGoExpectedSkips[name]; !ok {
-			t.Errorf("kafka-go's %s skipped, which is not on the list:\n%s", name, tail(outputs[name].String(), 10))
+			t.Errorf("kafka-go's %s skipped, which is not on the list:\n%s", name, tail(run.outputs[name].String(), 10))
 		}
 	}
 	t.Logf("kafka-go %s: %d passed, %d failed, %d skipped (%s), %d patterns excluded", kafkaGoPackage,
-		len(passed), len(failed), len(skipped), strings.Join(skipped, ", "), len(kafkaGoExcluded))
-	if len(passed) < kafkaGoMinPassed {
-		t.Errorf("only %d of kafka-go's tests passed (at least %d expected)", len(passed), kafkaGoMinPassed)
-	}
-	if waitErr != nil && len(failed) == 0 {
-		t.Errorf("go test %s: %v\n%s", kafkaGoPackage, waitErr, tail(stderr.String(), 40))
-	}
+		len(run.passed), len(run.failed), len(run.skipped), strings.Join(run.skipped, ", "), len(kafkaGoExcluded))
+	run.check(t, "kafka-go", kafkaGoPackage, kafkaGoMinPassed)
 }
