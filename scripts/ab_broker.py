@@ -17,6 +17,11 @@ a change of the client itself against the same broker); the loadgen's own CPU is
 --loadgen-args-of LABEL=ARGS appends ARGS to that variant's loadgen arguments: the same broker under
 different loads, alternating (e.g. a producer alone, beside a hot reader, beside a cold one).
 
+Each run also samples the machine once a second: over the seconds the data directory's disk read
+more than 100 MB/s (a cold reader behind), the medians of its read MB/s, its busy share (1.0: I/O in
+flight all the time) and the busy CPUs of the whole machine (2.0: both cores), so a slow catch-up
+can be told to wait for the disk or for the cores.
+
 --warm-frames-mb writes and deletes a file of that size just before each run: the freed page
 frames are then the ones the broker's page cache gets (see results/profile/README.md on why that
 matters on this VM). Without it, runs see whatever the previous run freed. --warm-only limits it to
@@ -32,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,6 +77,73 @@ def warm_frames(directory, megabytes):
     os.unlink(path)
 
 
+def block_device_stat(directory):
+    """/sys path of the stat file of the block device holding `directory` (its partition's own
+    counters if it is one), or None (tmpfs, overlay)."""
+    device = os.stat(directory).st_dev
+    path = f"/sys/dev/block/{os.major(device)}:{os.minor(device)}/stat"
+    return path if os.path.exists(path) else None
+
+
+class MachineSampler:
+    """Samples, once a second while a run lasts, the disk's read and write MB/s and busy share
+    (/sys/block/*/stat's io_ticks) and the whole machine's busy CPUs (/proc/stat): whether a
+    catch-up reader is held back by the disk or by the two cores the broker and loadgen share."""
+
+    SECTOR_BYTES = 512
+
+    def __init__(self, directory):
+        self.disk = block_device_stat(directory)
+        self.samples = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def read(self):
+        with open("/proc/stat") as stat:
+            cpu = [int(v) for v in stat.readline().split()[1:]]
+        idle = cpu[3] + cpu[4]
+        disk = None
+        if self.disk:
+            with open(self.disk) as stat:
+                fields = [int(v) for v in stat.read().split()]
+            # read sectors, write sectors, io_ticks (ms the device had I/O in flight)
+            disk = (fields[2], fields[6], fields[9])
+        return time.monotonic(), sum(cpu), idle, disk
+
+    def run(self):
+        last = self.read()
+        while not self.stopping.wait(1.0):
+            now = self.read()
+            seconds = now[0] - last[0]
+            ticks = now[1] - last[1]
+            sample = {"cpus_busy": (ticks - (now[2] - last[2])) / ticks * os.cpu_count() if ticks else 0.0}
+            if now[3] and last[3]:
+                sample["read_mb_s"] = (now[3][0] - last[3][0]) * self.SECTOR_BYTES / seconds / 1e6
+                sample["write_mb_s"] = (now[3][1] - last[3][1]) * self.SECTOR_BYTES / seconds / 1e6
+                sample["disk_busy"] = (now[3][2] - last[3][2]) / 1000 / seconds
+            self.samples.append(sample)
+            last = now
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join()
+
+    def reading_seconds(self, read_mb_s_min=100.0):
+        """Medians over the seconds the disk read more than `read_mb_s_min` (a cold reader behind)."""
+        reading = [s for s in self.samples if s.get("read_mb_s", 0.0) > read_mb_s_min]
+        if not reading:
+            return {"disk_read_mb_s": 0.0, "disk_busy": 0.0, "cpus_busy_reading": 0.0}
+        return {
+            "disk_read_mb_s": statistics.median(s["read_mb_s"] for s in reading),
+            "disk_busy": statistics.median(s["disk_busy"] for s in reading),
+            "cpus_busy_reading": statistics.median(s["cpus_busy"] for s in reading),
+        }
+
+
 def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN):
     label, command = variant
     data = tempfile.mkdtemp(dir=scratch, prefix=f"ab-{label}-")
@@ -85,13 +158,14 @@ def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN):
         wait_for_port(port)
         report_path = os.path.join(data, "report.json")
         before = cpu_seconds(broker.pid)
-        subprocess.run(
-            [loadgen, "run", "--bootstrap", f"127.0.0.1:{port}", "--quiet", "--json", report_path]
-            + [arg.replace("{data_dir}", data) for arg in loadgen_args],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with MachineSampler(data) as machine:
+            subprocess.run(
+                [loadgen, "run", "--bootstrap", f"127.0.0.1:{port}", "--quiet", "--json", report_path]
+                + [arg.replace("{data_dir}", data) for arg in loadgen_args],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         after = cpu_seconds(broker.pid)
         with open(report_path) as file:
             report = json.load(file)
@@ -114,6 +188,7 @@ def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN):
         "broker_cpu_s": after - before,
         "cpu_s_per_gb": (after - before) / (moved_bytes / 1e9),
         "loadgen_cpu_s": report.get("loadgen_cpu_s", 0.0),
+        **machine.reading_seconds(),
     }
 
 
@@ -181,7 +256,9 @@ def main():
                 f" p99 {run['produce_p99_ms']:7.2f} ms, consume {run['consume_mb_s']:7.1f} MB/s"
                 f" ({run['catch_up_mb_s']:7.1f} while behind),"
                 f" broker {run['broker_cpu_s']:5.2f} CPU-s = {run['cpu_s_per_gb']:.3f} s/GB,"
-                f" loadgen {run['loadgen_cpu_s']:5.2f} CPU-s",
+                f" loadgen {run['loadgen_cpu_s']:5.2f} CPU-s;"
+                f" while the disk read: {run['disk_read_mb_s']:6.1f} MB/s,"
+                f" disk busy {run['disk_busy']:.2f}, CPUs busy {run['cpus_busy_reading']:.2f}",
                 flush=True,
             )
             if args.out:
@@ -197,6 +274,9 @@ def main():
         "catch_up_mb_s",
         "cpu_s_per_gb",
         "loadgen_cpu_s",
+        "disk_read_mb_s",
+        "disk_busy",
+        "cpus_busy_reading",
     ]
     medians = {
         label: {key: statistics.median(r[key] for r in runs if r["label"] == label) for key in keys}
