@@ -9,6 +9,8 @@
 #     Apache Kafka (scripts/kafka-peer.sh) back to back;
 #   - cold-catch-up-alone, cold-catch-up, cold-catch-up-naive: Ringtail, 4 GB backlog evicted from
 #     the page cache, residency check on and off.
+#   The disk is measured in the same session: a buffered read back of a dropped file, and fio
+#   (direct, 1 MiB, 8 deep) when installed; the catch-up goal is judged against the faster.
 #   DURATION_S (default 10) measured and WARMUP_S (default 2) warm-up seconds per run.
 #   KEEP_CPUS_AWAKE=1 runs every matrix under scripts/keep-cpus-awake.sh (the vCPUs never halt, so
 #   a host wake-up cannot stall them; an experiment, results/produce-stalls/) and writes
