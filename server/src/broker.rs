@@ -156,6 +156,7 @@ pub fn run(args: Args) -> Result<()> {
         let shard = ShardStart {
             id: ShardId(index as u16),
             cpu: index % cores,
+            sched_slice_us: args.slice.shard_sched_slice_us,
             listeners,
             sasl: Arc::clone(&sasl),
             acl: Arc::clone(&acl),
@@ -342,6 +343,8 @@ fn stop_listening(listeners: &[std::net::TcpListener]) {
 struct ShardStart {
     id: ShardId,
     cpu: usize,
+    /// `--shard-sched-slice-us`: 0 keeps the kernel's slice.
+    sched_slice_us: u32,
     /// This shard's socket of each listener, in `--listeners` order (the index is the ListenerId).
     listeners: Vec<std::net::TcpListener>,
     sasl: Arc<crate::sasl::SaslConfig>,
@@ -366,6 +369,12 @@ struct ShardStart {
 
 impl ShardStart {
     fn run(self) -> Result<()> {
+        // Before the runtime exists, so the io-wq workers it starts inherit the slice.
+        if self.sched_slice_us > 0 {
+            if let Err(err) = crate::thread_slice::request_slice(self.sched_slice_us) {
+                warn!(shard = self.id.0, %err, "--shard-sched-slice-us not applied; the kernel's slice stays");
+            }
+        }
         let runtime = shard_runtime(Some(self.cpu)).context("shard runtime")?;
         runtime.block_on(self.serve())
     }

@@ -53,6 +53,10 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
 
+    /// The shards' CPU time slice (see `thread_slice.rs`).
+    #[command(flatten)]
+    pub slice: crate::thread_slice::SliceArgs,
+
     /// Partitions of an auto-created topic, or of CreateTopics with num_partitions = -1.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub default_partitions: i32,

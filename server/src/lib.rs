@@ -39,6 +39,9 @@ mod settings;
 mod shard;
 #[cfg(test)]
 mod test_bytes;
+// Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
+#[allow(unsafe_code)]
+mod thread_slice;
 mod tls;
 mod topics;
 mod transport;
