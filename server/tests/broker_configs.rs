@@ -1,0 +1,386 @@
+//! Dynamic broker configs against the real binary (Kafka's KIP-226 as a KRaft broker serves
+//! it): AlterConfigs and IncrementalAlterConfigs on BROKER "<node id>" and "" (the cluster-wide
+//! default), DescribeConfigs' sources and synonyms, a restart, DELETE back to the start-up value,
+//! a topic's retention following the dynamic default, refusals, validate_only.
+#![forbid(unsafe_code)]
+
+mod common;
+
+use bytes::Bytes;
+use common::client::{now_ms, str_bytes, topic_name, Client};
+use common::{restart, restart_with, start_broker};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::*;
+use ringtail_engine::batch::encode_uniform_batch;
+use std::time::{Duration, Instant};
+
+const BROKER: i8 = 4;
+const TOPIC: i8 = 2;
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT: i8 = 3;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+const INVALID_REQUEST: i16 = 42;
+
+fn describe(client: &mut Client, resource_type: i8, resource: &str) -> DescribeConfigsResult {
+    let request = DescribeConfigsRequest::default()
+        .with_include_synonyms(true)
+        .with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(str_bytes(resource)),
+        ]);
+    let response: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request);
+    response.results[0].clone()
+}
+
+fn entry<'a>(
+    result: &'a DescribeConfigsResult,
+    key: &str,
+) -> Option<&'a DescribeConfigsResourceResult> {
+    result
+        .configs
+        .iter()
+        .find(|config| config.name.as_str() == key)
+}
+
+/// (value, source, synonyms' sources) of `key` as described.
+fn shown(result: &DescribeConfigsResult, key: &str) -> (String, i8, Vec<i8>) {
+    let config = entry(result, key).unwrap_or_else(|| panic!("{key} not described"));
+    (
+        config
+            .value
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        config.config_source,
+        config
+            .synonyms
+            .iter()
+            .map(|synonym| synonym.source)
+            .collect(),
+    )
+}
+
+/// IncrementalAlterConfigs of one resource: (error code, message).
+fn alter(
+    client: &mut Client,
+    resource_type: i8,
+    resource: &str,
+    changes: &[(&str, i8, Option<&str>)],
+    validate_only: bool,
+) -> (i16, String) {
+    let configs = changes
+        .iter()
+        .map(|(key, operation, value)| {
+            incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(str_bytes(key))
+                .with_config_operation(*operation)
+                .with_value(value.map(str_bytes))
+        })
+        .collect();
+    let request = IncrementalAlterConfigsRequest::default()
+        .with_validate_only(validate_only)
+        .with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(str_bytes(resource))
+                .with_configs(configs),
+        ]);
+    let response: IncrementalAlterConfigsResponse =
+        client.call(ApiKey::IncrementalAlterConfigs, 1, &request);
+    let result = &response.responses[0];
+    let message = result.error_message.as_ref().map(|m| m.to_string());
+    (result.error_code, message.unwrap_or_default())
+}
+
+/// The legacy AlterConfigs of one resource: its error code.
+fn legacy_alter(
+    client: &mut Client,
+    resource_type: i8,
+    resource: &str,
+    configs: &[(&str, &str)],
+) -> i16 {
+    let configs = configs
+        .iter()
+        .map(|(key, value)| {
+            alter_configs_request::AlterableConfig::default()
+                .with_name(str_bytes(key))
+                .with_value(Some(str_bytes(value)))
+        })
+        .collect();
+    let request = AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(str_bytes(resource))
+            .with_configs(configs),
+    ]);
+    let response: AlterConfigsResponse = client.call(ApiKey::AlterConfigs, 2, &request);
+    response.responses[0].error_code
+}
+
+#[test]
+fn librdkafka_0081_sets_a_per_broker_config_with_the_legacy_api() {
+    // librdkafka's 0081 sets sasl.kerberos.min.time.before.relogin on its broker and expects
+    // NO_ERROR, as Kafka answers; the value is then described as DYNAMIC_BROKER_CONFIG.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    let relogin = "sasl.kerberos.min.time.before.relogin";
+    assert_eq!(
+        legacy_alter(&mut client, BROKER, "0", &[(relogin, "58000")]),
+        0
+    );
+    let node = describe(&mut client, BROKER, "0");
+    assert_eq!(
+        shown(&node, relogin),
+        (
+            "58000".into(),
+            SOURCE_DYNAMIC_BROKER,
+            vec![SOURCE_DYNAMIC_BROKER]
+        )
+    );
+    assert!(!entry(&node, relogin).unwrap().read_only);
+    // Kafka keeps per-broker SASL configs off the cluster-wide default.
+    let (error, message) = alter(&mut client, BROKER, "", &[(relogin, SET, Some("1"))], false);
+    assert_eq!(error, INVALID_REQUEST);
+    assert!(message.contains("broker id must be specified"), "{message}");
+    // The legacy API replaces the whole set: an empty one removes it.
+    assert_eq!(legacy_alter(&mut client, BROKER, "0", &[]), 0);
+    assert!(entry(&describe(&mut client, BROKER, "0"), relogin).is_none());
+}
+
+#[test]
+fn dynamic_configs_are_described_in_kafka_order_survive_a_restart_and_delete_restores() {
+    // kafka-configs --entity-type brokers --entity-default --alter --add-config, then per node.
+    let mut broker = start_broker(&["--retention-ms", "123456"]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("inherits", 1, &[]), 0);
+    assert_eq!(
+        client.create_topic("own", 1, &[("retention.ms", "1000")]),
+        0
+    );
+    let set_default = [("log.retention.ms", SET, Some("600000"))];
+    assert_eq!(alter(&mut client, BROKER, "", &set_default, false).0, 0);
+    let set_node = [("log.retention.ms", SET, Some("700000"))];
+    assert_eq!(alter(&mut client, BROKER, "0", &set_node, false).0, 0);
+
+    let node = describe(&mut client, BROKER, "0");
+    assert_eq!(
+        shown(&node, "log.retention.ms"),
+        (
+            "700000".into(),
+            SOURCE_DYNAMIC_BROKER,
+            vec![
+                SOURCE_DYNAMIC_BROKER,
+                SOURCE_DYNAMIC_DEFAULT,
+                SOURCE_STATIC_BROKER
+            ]
+        )
+    );
+    let default = describe(&mut client, BROKER, "");
+    assert_eq!(default.configs.len(), 1);
+    assert_eq!(
+        shown(&default, "log.retention.ms"),
+        (
+            "600000".into(),
+            SOURCE_DYNAMIC_DEFAULT,
+            vec![SOURCE_DYNAMIC_DEFAULT]
+        )
+    );
+    let topic = describe(&mut client, TOPIC, "inherits");
+    assert_eq!(
+        shown(&topic, "retention.ms"),
+        (
+            "700000".into(),
+            SOURCE_DYNAMIC_BROKER,
+            vec![
+                SOURCE_DYNAMIC_BROKER,
+                SOURCE_DYNAMIC_DEFAULT,
+                SOURCE_STATIC_BROKER
+            ]
+        )
+    );
+    // A topic's own override still wins.
+    let own = describe(&mut client, TOPIC, "own");
+    assert_eq!(shown(&own, "retention.ms").0, "1000");
+    assert_eq!(shown(&own, "retention.ms").1, SOURCE_TOPIC);
+
+    // Kept across a restart (a SIGKILL: what was acknowledged was saved).
+    restart_with(&mut broker, &["--retention-ms", "123456"]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(
+        shown(&describe(&mut client, BROKER, "0"), "log.retention.ms").0,
+        "700000"
+    );
+    assert_eq!(
+        shown(&describe(&mut client, TOPIC, "inherits"), "retention.ms").0,
+        "700000"
+    );
+
+    // DELETE on the node: the default shows through; then on the default: the start-up value.
+    let delete = [("log.retention.ms", DELETE, None)];
+    assert_eq!(alter(&mut client, BROKER, "0", &delete, false).0, 0);
+    let topic = describe(&mut client, TOPIC, "inherits");
+    assert_eq!(
+        shown(&topic, "retention.ms"),
+        (
+            "600000".into(),
+            SOURCE_DYNAMIC_DEFAULT,
+            vec![SOURCE_DYNAMIC_DEFAULT, SOURCE_STATIC_BROKER]
+        )
+    );
+    assert_eq!(alter(&mut client, BROKER, "", &delete, false).0, 0);
+    let node = describe(&mut client, BROKER, "0");
+    assert_eq!(
+        shown(&node, "log.retention.ms"),
+        (
+            "123456".into(),
+            SOURCE_STATIC_BROKER,
+            vec![SOURCE_STATIC_BROKER]
+        )
+    );
+    assert_eq!(
+        shown(&describe(&mut client, TOPIC, "inherits"), "retention.ms").0,
+        "123456"
+    );
+    assert!(describe(&mut client, BROKER, "").configs.is_empty());
+    restart(&mut broker);
+    let mut client = Client::connect(&broker);
+    assert!(describe(&mut client, BROKER, "").configs.is_empty());
+}
+
+#[test]
+fn refusals_are_kafkas_and_validate_only_changes_nothing() {
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    // Not dynamic in Kafka.
+    let (error, message) = alter(
+        &mut client,
+        BROKER,
+        "0",
+        &[("log.dirs", SET, Some("/x"))],
+        false,
+    );
+    assert_eq!(error, INVALID_REQUEST);
+    assert_eq!(
+        message,
+        "Cannot update these configs dynamically: Set(log.dirs)"
+    );
+    assert_eq!(
+        legacy_alter(&mut client, BROKER, "0", &[("num.partitions", "3")]),
+        INVALID_REQUEST
+    );
+    // Another broker's id, or no id at all.
+    let retention = [("log.retention.ms", SET, Some("60000"))];
+    let (error, message) = alter(&mut client, BROKER, "7", &retention, false);
+    assert_eq!(error, INVALID_REQUEST);
+    assert_eq!(message, "Unexpected broker id, expected 0, but received 7");
+    assert_eq!(
+        alter(&mut client, BROKER, "zero", &retention, false).0,
+        INVALID_REQUEST
+    );
+    // A value the topic config's rule refuses.
+    let bad = [("log.segment.bytes", SET, Some("12"))];
+    assert_eq!(
+        alter(&mut client, BROKER, "", &bad, false).0,
+        INVALID_REQUEST
+    );
+    // validate_only answers as the real change would, and changes nothing.
+    assert_eq!(alter(&mut client, BROKER, "", &retention, true).0, 0);
+    assert_eq!(
+        alter(&mut client, BROKER, "", &bad, true).0,
+        INVALID_REQUEST
+    );
+    assert!(describe(&mut client, BROKER, "").configs.is_empty());
+    assert_eq!(
+        shown(&describe(&mut client, BROKER, "0"), "log.retention.ms").1,
+        SOURCE_DEFAULT
+    );
+    // kafka-reassign-partitions --verify deletes the replication throttles on every broker.
+    let throttles = [
+        ("leader.replication.throttled.rate", DELETE, None),
+        ("follower.replication.throttled.rate", DELETE, None),
+        (
+            "replica.alter.log.dirs.io.max.bytes.per.second",
+            DELETE,
+            None,
+        ),
+    ];
+    assert_eq!(alter(&mut client, BROKER, "0", &throttles, false).0, 0);
+    // APPEND on a LIST config starts from the inherited value.
+    let compact = [("log.cleanup.policy", APPEND, Some("compact"))];
+    assert_eq!(alter(&mut client, BROKER, "", &compact, false).0, 0);
+    assert_eq!(
+        shown(
+            &describe(&mut client, BROKER, "").clone(),
+            "log.cleanup.policy"
+        )
+        .0,
+        "delete,compact"
+    );
+    // Custom names are kept, as Kafka keeps them, and shown as sensitive (no known type).
+    assert_eq!(
+        alter(
+            &mut client,
+            BROKER,
+            "0",
+            &[("my.own.setting", SET, Some("x"))],
+            false
+        )
+        .0,
+        0
+    );
+    let custom = describe(&mut client, BROKER, "0");
+    let custom = entry(&custom, "my.own.setting").unwrap();
+    assert!(custom.is_sensitive && custom.value.is_none());
+}
+
+fn earliest(client: &mut Client, topic: &str) -> i64 {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-2)])]);
+    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 10, &request);
+    response.topics[0].partitions[0].offset
+}
+
+#[test]
+fn an_existing_topics_retention_follows_the_dynamic_default() {
+    // A topic without a retention override, its segments small: once the cluster-wide default
+    // bounds retention.bytes, the retention pass deletes its old segments.
+    let broker = start_broker(&["--log-cleanup-check-ms", "50"]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(
+        client.create_topic("aging", 1, &[("segment.bytes", "1024")]),
+        0
+    );
+    for _ in 0..5 {
+        // Timestamps of now: age-based retention (7 days) keeps them.
+        let batch = Bytes::from(encode_uniform_batch(now_ms(), 10, 200));
+        assert_eq!(client.produce("aging", 0, batch).error_code, 0);
+    }
+    assert_eq!(earliest(&mut client, "aging"), 0);
+    let bound = [("log.retention.bytes", SET, Some("1"))];
+    assert_eq!(alter(&mut client, BROKER, "", &bound, false).0, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while earliest(&mut client, "aging") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "retention never followed the dynamic default"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let topic = describe(&mut client, TOPIC, "aging");
+    assert_eq!(shown(&topic, "retention.bytes").0, "1");
+    assert_eq!(shown(&topic, "retention.bytes").1, SOURCE_DYNAMIC_DEFAULT);
+}
