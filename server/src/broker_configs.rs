@@ -101,9 +101,12 @@ fn changed(
             ConfigChange::Subtract(name, value) => (name, value, false),
         };
         if dynamic::type_of(&name) != configs::ConfigType::List {
+            // Kafka checks a broker resource's operations on the broker before forwarding
+            // them (ConfigAdminManager.prepareIncrementalConfigs), and answers INVALID_REQUEST
+            // there; INVALID_CONFIG is what the controller answers for a topic.
             let operation = if appending { "append" } else { "subtract" };
             return Err(AdminError::new(
-                ResponseError::InvalidConfig,
+                ResponseError::InvalidRequest,
                 format!("Config value {operation} is not allowed for config key: {name}"),
             ));
         }

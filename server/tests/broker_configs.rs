@@ -384,3 +384,49 @@ fn an_existing_topics_retention_follows_the_dynamic_default() {
     assert_eq!(shown(&topic, "retention.bytes").0, "1");
     assert_eq!(shown(&topic, "retention.bytes").1, SOURCE_DYNAMIC_DEFAULT);
 }
+
+#[test]
+fn append_subtract_delete_and_the_legacy_replace_on_a_broker() {
+    const SUBTRACT: i8 = 3;
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    let policy = |result: &DescribeConfigsResult| {
+        entry(result, "log.cleanup.policy").and_then(|c| c.value.as_ref().map(|v| v.to_string()))
+    };
+    // DELETE of a name never set is done, as Kafka.
+    let unset = [("log.retention.ms", DELETE, None)];
+    assert_eq!(alter(&mut client, BROKER, "", &unset, false).0, 0);
+    // APPEND starts from the value in force (delete).
+    let append = [("log.cleanup.policy", APPEND, Some("compact"))];
+    assert_eq!(alter(&mut client, BROKER, "", &append, false).0, 0);
+    let described = describe(&mut client, BROKER, "");
+    assert_eq!(policy(&described).as_deref(), Some("delete,compact"));
+    let subtract = [("log.cleanup.policy", SUBTRACT, Some("delete"))];
+    assert_eq!(alter(&mut client, BROKER, "", &subtract, false).0, 0);
+    let described = describe(&mut client, BROKER, "");
+    assert_eq!(policy(&described).as_deref(), Some("compact"));
+    assert_eq!(client.create_topic("inherits", 1, &[]), 0);
+    let topic = describe(&mut client, TOPIC, "inherits");
+    assert_eq!(shown(&topic, "cleanup.policy").0, "compact");
+    assert_eq!(shown(&topic, "cleanup.policy").1, SOURCE_DYNAMIC_DEFAULT);
+    // APPEND or SUBTRACT on a non-list config: Kafka's broker-side check (ConfigAdminManager's
+    // prepareIncrementalConfigs) answers INVALID_REQUEST, not the topics' INVALID_CONFIG.
+    for operation in [APPEND, SUBTRACT] {
+        let bad = [("log.retention.ms", operation, Some("5"))];
+        let (code, message) = alter(&mut client, BROKER, "", &bad, false);
+        assert_eq!(code, INVALID_REQUEST, "{message}");
+        assert!(message.ends_with("is not allowed for config key: log.retention.ms"));
+    }
+    // The legacy API replaces the resource's whole set.
+    assert_eq!(
+        legacy_alter(&mut client, BROKER, "", &[("log.retention.ms", "5000")]),
+        0
+    );
+    let described = describe(&mut client, BROKER, "");
+    assert_eq!(policy(&described), None);
+    let retention = entry(&described, "log.retention.ms").unwrap();
+    assert_eq!(retention.value.as_ref().unwrap().as_str(), "5000");
+    let topic = describe(&mut client, TOPIC, "inherits");
+    assert_eq!(shown(&topic, "cleanup.policy").0, "delete");
+    assert_eq!(shown(&topic, "retention.ms").0, "5000");
+}
