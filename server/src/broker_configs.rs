@@ -12,7 +12,7 @@ use std::rc::Rc;
 use kafka_protocol::error::ResponseError;
 
 use crate::configs::{self, dynamic};
-use ringtail_engine::{LogConfig, ShardId};
+use ringtail_engine::ShardId;
 
 use crate::shard::ShardContext;
 use crate::topics::{change_registry, AdminError, ConfigChange};
@@ -59,29 +59,17 @@ fn check_duplicates(changes: &[ConfigChange]) -> Result<(), AdminError> {
     Ok(())
 }
 
-/// What a resource's own layer sits on: for a node, the cluster-wide default's set; then the
-/// start-up log defaults.
-struct Below<'a> {
-    default: Option<&'a BTreeMap<String, String>>,
-    start_up: &'a LogConfig,
-}
-
-impl Below<'_> {
-    /// The value a LIST config has below the layer (what APPEND and SUBTRACT start from when
-    /// the layer has none).
-    fn value(&self, name: &str) -> Option<String> {
-        if let Some(value) = self.default.and_then(|default| default.get(name)) {
-            return Some(value.clone());
-        }
-        dynamic::log_config(name).map(|def| configs::topic::broker_value(self.start_up, def))
-    }
+/// What APPEND and SUBTRACT start from when the resource has no value of its own: Kafka's
+/// default of the config (ConfigurationControlManager.getParts reads the schema's default),
+/// not the cluster-wide default's value nor the start-up flag.
+fn kafka_default(name: &str) -> Option<String> {
+    dynamic::log_config(name).map(|def| def.default.to_string())
 }
 
 /// `changes` applied to a resource's current dynamic set.
 fn changed(
     mut set: BTreeMap<String, String>,
     changes: Vec<ConfigChange>,
-    below: &Below,
 ) -> Result<BTreeMap<String, String>, AdminError> {
     for change in changes {
         let (name, value, appending) = match change {
@@ -113,7 +101,7 @@ fn changed(
         let current = set
             .get(&name)
             .cloned()
-            .or_else(|| below.value(&name))
+            .or_else(|| kafka_default(&name))
             .unwrap_or_default();
         let mut items: Vec<String> = configs::topic::list_items(&current)
             .into_iter()
@@ -144,21 +132,16 @@ pub async fn alter(
     check_resource(context, &resource)?;
     check_duplicates(&changes)?;
     let per_broker = !resource.is_empty();
-    let start_up = context.metadata.start_up_log_defaults().clone();
     if validate_only {
         // Checked against the published sets: the registry is not touched.
         let defaults = context.metadata.broker_defaults();
         let dynamic = &defaults.dynamic;
-        let (current, default) = if per_broker {
-            (dynamic.node.clone(), Some(&dynamic.default))
+        let current = if per_broker {
+            dynamic.node.clone()
         } else {
-            (dynamic.default.clone(), None)
+            dynamic.default.clone()
         };
-        let below = Below {
-            default,
-            start_up: &start_up,
-        };
-        let next = changed(current, changes, &below)?;
+        let next = changed(current, changes)?;
         return dynamic::validate(&next, per_broker)
             .map_err(|message| AdminError::new(ResponseError::InvalidRequest, message));
     }
@@ -167,15 +150,7 @@ pub async fn alter(
     // Read, change and check the set under the admin lock: concurrent alters compose.
     change_registry(context, move |registry| {
         let current = registry.broker_configs(&key).cloned().unwrap_or_default();
-        let below = Below {
-            default: if per_broker {
-                registry.broker_configs("")
-            } else {
-                None
-            },
-            start_up: &start_up,
-        };
-        let next = changed(current, changes, &below)?;
+        let next = changed(current, changes)?;
         dynamic::validate(&next, per_broker)
             .map_err(|message| AdminError::new(ResponseError::InvalidRequest, message))?;
         registry.set_broker_configs(&key, next);

@@ -430,3 +430,19 @@ fn append_subtract_delete_and_the_legacy_replace_on_a_broker() {
     assert_eq!(shown(&topic, "cleanup.policy").0, "delete");
     assert_eq!(shown(&topic, "retention.ms").0, "5000");
 }
+
+#[test]
+fn append_on_a_node_starts_from_its_own_value_else_kafkas_default() {
+    // Kafka's controller appends to the resource's own value, else the config's schema default
+    // (ConfigurationControlManager.getParts): not the cluster-wide default's value.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    let compact = [("log.cleanup.policy", SET, Some("compact"))];
+    assert_eq!(alter(&mut client, BROKER, "", &compact, false).0, 0);
+    let append = [("log.cleanup.policy", APPEND, Some("delete"))];
+    assert_eq!(alter(&mut client, BROKER, "0", &append, false).0, 0);
+    let described = describe(&mut client, BROKER, "0");
+    let policy = entry(&described, "log.cleanup.policy").unwrap();
+    assert_eq!(policy.value.as_ref().unwrap().as_str(), "delete");
+    assert_eq!(policy.config_source, SOURCE_DYNAMIC_BROKER);
+}
