@@ -446,3 +446,137 @@ fn append_on_a_node_starts_from_its_own_value_else_kafkas_default() {
     assert_eq!(policy.value.as_ref().unwrap().as_str(), "delete");
     assert_eq!(policy.config_source, SOURCE_DYNAMIC_BROKER);
 }
+
+#[test]
+fn a_topics_own_override_wins_over_both_dynamic_levels_before_and_after() {
+    // The flag is the base; "" over it; the node over ""; a topic's override over all, whether
+    // set before or after the dynamic ones; deleting it falls back to the dynamic value.
+    let broker = start_broker(&["--retention-ms", "123456"]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(
+        client.create_topic("before", 1, &[("retention.ms", "1000")]),
+        0
+    );
+    assert_eq!(client.create_topic("plain", 1, &[]), 0);
+    let set = |value| [("log.retention.ms", SET, Some(value))];
+    assert_eq!(alter(&mut client, BROKER, "", &set("5000"), false).0, 0);
+    let plain = describe(&mut client, TOPIC, "plain");
+    assert_eq!(shown(&plain, "retention.ms").0, "5000");
+    assert_eq!(shown(&plain, "retention.ms").1, SOURCE_DYNAMIC_DEFAULT);
+    assert_eq!(alter(&mut client, BROKER, "0", &set("7000"), false).0, 0);
+    let before = describe(&mut client, TOPIC, "before");
+    assert_eq!(shown(&before, "retention.ms").0, "1000");
+    assert_eq!(shown(&before, "retention.ms").1, SOURCE_TOPIC);
+    let plain = describe(&mut client, TOPIC, "plain");
+    assert_eq!(shown(&plain, "retention.ms").0, "7000");
+    assert_eq!(shown(&plain, "retention.ms").1, SOURCE_DYNAMIC_BROKER);
+    assert_eq!(
+        client.create_topic("after", 1, &[("retention.ms", "2000")]),
+        0
+    );
+    let override_set = [("retention.ms", SET, Some("3000"))];
+    assert_eq!(
+        alter(&mut client, TOPIC, "plain", &override_set, false).0,
+        0
+    );
+    for (topic, value) in [("after", "2000"), ("plain", "3000")] {
+        let described = describe(&mut client, TOPIC, topic);
+        assert_eq!(shown(&described, "retention.ms").0, value, "{topic}");
+        assert_eq!(shown(&described, "retention.ms").1, SOURCE_TOPIC, "{topic}");
+    }
+    let delete = |name| [(name, DELETE, None)];
+    assert_eq!(
+        alter(&mut client, BROKER, "0", &delete("log.retention.ms"), false).0,
+        0
+    );
+    assert_eq!(
+        alter(&mut client, TOPIC, "plain", &delete("retention.ms"), false).0,
+        0
+    );
+    let plain = describe(&mut client, TOPIC, "plain");
+    assert_eq!(shown(&plain, "retention.ms").0, "5000");
+    assert_eq!(shown(&plain, "retention.ms").1, SOURCE_DYNAMIC_DEFAULT);
+    assert_eq!(
+        alter(&mut client, BROKER, "", &delete("log.retention.ms"), false).0,
+        0
+    );
+    let plain = describe(&mut client, TOPIC, "plain");
+    assert_eq!(shown(&plain, "retention.ms").0, "123456");
+    assert_eq!(shown(&plain, "retention.ms").1, SOURCE_STATIC_BROKER);
+}
+
+fn earliest_of(client: &mut Client, topic: &str, partition: i32) -> i64 {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(-2)])]);
+    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 10, &request);
+    response.topics[0].partitions[0].offset
+}
+
+#[test]
+fn a_dynamic_default_reaches_the_open_logs_of_every_shard() {
+    // Four partitions over the two shards: every one's retention follows the new default, not
+    // only those of the shard that handled the request.
+    let broker = start_broker(&["--log-cleanup-check-ms", "50"]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(
+        client.create_topic("spread", 4, &[("segment.bytes", "1024")]),
+        0
+    );
+    for partition in 0..4 {
+        for _ in 0..5 {
+            let batch = Bytes::from(encode_uniform_batch(now_ms(), 10, 200));
+            assert_eq!(client.produce("spread", partition, batch).error_code, 0);
+        }
+    }
+    let bound = [("log.retention.bytes", SET, Some("1"))];
+    assert_eq!(alter(&mut client, BROKER, "", &bound, false).0, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for partition in 0..4 {
+        while earliest_of(&mut client, "spread", partition) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "partition {partition}'s retention never followed the dynamic default"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn invalid_values_are_refused_and_change_nothing() {
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    for value in ["abc", "-2"] {
+        let bad = [("log.retention.ms", SET, Some(value))];
+        let (code, message) = alter(&mut client, BROKER, "", &bad, false);
+        assert_ne!(code, 0, "{value}: {message}");
+    }
+    let described = describe(&mut client, BROKER, "");
+    assert!(entry(&described, "log.retention.ms").is_none());
+}
+
+#[test]
+fn a_failed_save_answers_an_error_and_changes_nothing() {
+    // A directory where the registry's temp file goes: the save fails as on a full or read-only
+    // disk. The alteration must answer an error and leave the configs in force as they were.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("kept", 1, &[]), 0);
+    let blocker = broker.dir.path().join("topics.json.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let set = [("log.retention.ms", SET, Some("5000"))];
+    let (code, message) = alter(&mut client, BROKER, "", &set, false);
+    assert_ne!(code, 0, "{message}");
+    assert!(entry(&describe(&mut client, BROKER, ""), "log.retention.ms").is_none());
+    let topic = describe(&mut client, TOPIC, "kept");
+    assert_ne!(shown(&topic, "retention.ms").0, "5000");
+    std::fs::remove_dir(&blocker).unwrap();
+    assert_eq!(alter(&mut client, BROKER, "", &set, false).0, 0);
+    let topic = describe(&mut client, TOPIC, "kept");
+    assert_eq!(shown(&topic, "retention.ms").0, "5000");
+}
