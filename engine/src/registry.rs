@@ -2,7 +2,10 @@
 //!
 //! # Byte map of `topics.json`
 //! A UTF-8 JSON document in the data dir's root:
-//! `{"version": 1, "topics": [{"name", "topic_id" (UUID), "partitions", "configs": {name: value}}]}`.
+//! `{"version": 1, "topics": [{"name", "topic_id" (UUID), "partitions", "configs": {name: value}}],
+//! "broker_configs": {resource name: {name: value}}}`; `broker_configs` (the server's dynamic broker
+//! configs, keyed by Kafka's BROKER resource name: a node id, or "" for the cluster-wide default)
+//! is left out while empty, so a file without it is the same version.
 //! It is replaced atomically: written to `topics.json.tmp`, fsynced, renamed over `topics.json`,
 //! and the directory fsynced. A leftover `.tmp` (crash before the rename) is ignored.
 //!
@@ -53,6 +56,8 @@ impl TopicMeta {
 struct RegistryFile {
     version: u32,
     topics: Vec<TopicMeta>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The topics of one broker. Metadata has one writer (shard 0); others get copies.
@@ -60,6 +65,9 @@ struct RegistryFile {
 pub struct TopicRegistry {
     path: PathBuf,
     topics: BTreeMap<String, TopicMeta>,
+    /// Dynamic broker configs by resource name; the engine only keeps them (the server gives
+    /// them meaning), so they are saved with the topics in one atomic replace.
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl TopicRegistry {
@@ -75,6 +83,7 @@ impl TopicRegistry {
                 return Ok(Self {
                     path,
                     topics: BTreeMap::new(),
+                    broker_configs: BTreeMap::new(),
                 });
             }
             Err(err) => return Err(OpenError::Io { path, source: err }),
@@ -94,7 +103,11 @@ impl TopicRegistry {
                 return Err(bad("duplicate topic name".into()));
             }
         }
-        Ok(Self { path, topics })
+        Ok(Self {
+            path,
+            topics,
+            broker_configs: file.broker_configs,
+        })
     }
 
     /// Writes the registry durably: temp file, fsync, rename, fsync of the directory.
@@ -102,6 +115,7 @@ impl TopicRegistry {
         let file = RegistryFile {
             version: REGISTRY_VERSION,
             topics: self.topics.values().cloned().collect(),
+            broker_configs: self.broker_configs.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
         io::disk::write_file_atomically(&self.path, bytes).await
@@ -132,6 +146,20 @@ impl TopicRegistry {
         self.topics.values()
     }
 
+    /// The dynamic broker configs saved for `resource` (a node id, or "" for the default).
+    pub fn broker_configs(&self, resource: &str) -> Option<&BTreeMap<String, String>> {
+        self.broker_configs.get(resource)
+    }
+
+    /// Replaces the dynamic broker configs of `resource`; an empty set removes the entry.
+    pub fn set_broker_configs(&mut self, resource: &str, configs: BTreeMap<String, String>) {
+        if configs.is_empty() {
+            self.broker_configs.remove(resource);
+        } else {
+            self.broker_configs.insert(resource.to_string(), configs);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.topics.len()
     }
@@ -160,6 +188,22 @@ mod tests {
         let loaded = TopicRegistry::load(dir.path()).await.unwrap();
         assert_eq!(loaded.get("orders"), registry.get("orders"));
         assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded.broker_configs(""), None);
+    }
+
+    #[compio::test]
+    async fn broker_configs_round_trip_and_an_emptied_set_is_dropped() {
+        // Dynamic broker configs must survive a restart in the same file as the topics.
+        let dir = tempfile::tempdir().unwrap();
+        let mut registry = TopicRegistry::load(dir.path()).await.unwrap();
+        let configs = BTreeMap::from([("log.retention.ms".to_string(), "1000".to_string())]);
+        registry.set_broker_configs("", configs.clone());
+        registry.set_broker_configs("0", configs.clone());
+        registry.set_broker_configs("0", BTreeMap::new());
+        registry.save().await.unwrap();
+        let loaded = TopicRegistry::load(dir.path()).await.unwrap();
+        assert_eq!(loaded.broker_configs(""), Some(&configs));
+        assert_eq!(loaded.broker_configs("0"), None);
     }
 
     #[compio::test]

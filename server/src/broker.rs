@@ -41,7 +41,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     let _data_dir_locks = lock_data_dirs(&data_dirs)?;
     ringtail_engine::partition_move::remove_move_leftovers(&data_dirs, &data_dirs.placement());
-    let metadata = Arc::new(Metadata::new(log_defaults));
+    let metadata = Arc::new(Metadata::for_node(log_defaults, args.node.node_id()));
     let mut registry = compio::runtime::Runtime::new()?
         .block_on(TopicRegistry::load(&args.data_dirs[0]))
         .context("loading the topic registry")?;
@@ -77,7 +77,7 @@ pub fn run(args: Args) -> Result<()> {
     let (first_host, first_port) = advertised.first().cloned().unwrap_or_default();
     let broker_configs = crate::configs::broker::describe(
         &args,
-        metadata.log_defaults(),
+        metadata.start_up_log_defaults(),
         &crate::configs::broker::Advertised {
             host: &first_host,
             port: first_port,

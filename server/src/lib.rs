@@ -5,6 +5,7 @@
 mod acl;
 mod api;
 pub mod broker;
+mod broker_configs;
 pub mod cli_groups;
 pub mod cli_log_dirs;
 pub mod cli_users;

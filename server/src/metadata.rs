@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use ringtail_engine::{ConfigError, LogConfig, TopicMeta, TopicRegistry};
+
+use crate::configs::dynamic::{BrokerDefaults, DynamicBrokerConfigs};
 use uuid::Uuid;
 
 /// A topic as every shard sees it.
@@ -32,31 +34,81 @@ impl TopicInfo {
 /// Shared, read-mostly view of all topics.
 pub struct Metadata {
     topics: RwLock<TopicMaps>,
-    log_defaults: LogConfig,
+    /// The log defaults of the flags, before any dynamic broker config.
+    start_up_log_defaults: LogConfig,
+    /// Which of the registry's per-broker dynamic configs are this node's.
+    node_id: i32,
 }
 
 /// The topics by name and by id (KIP-516: Fetch v13+ and Produce v13 name topics by id), swapped
 /// together under one lock so the two never disagree.
-#[derive(Default)]
 struct TopicMaps {
     by_name: HashMap<String, Arc<TopicInfo>>,
     by_id: HashMap<Uuid, Arc<TopicInfo>>,
     /// Grows with every publish: what was derived from the topics (a consumer group's regex
     /// results) is current while it is the same.
     version: u64,
+    /// The broker-wide values topics fall back to, dynamic configs included; published with
+    /// the topics, so a topic's resolved config and the defaults it was resolved from agree.
+    defaults: Arc<BrokerDefaults>,
+}
+
+impl TopicMaps {
+    fn empty(defaults: Arc<BrokerDefaults>) -> Self {
+        Self {
+            by_name: HashMap::new(),
+            by_id: HashMap::new(),
+            version: 0,
+            defaults,
+        }
+    }
 }
 
 impl Metadata {
     pub fn new(log_defaults: LogConfig) -> Self {
+        Self::for_node(log_defaults, 0)
+    }
+
+    /// The metadata of node `node_id` (whose dynamic broker configs apply here).
+    pub fn for_node(log_defaults: LogConfig, node_id: i32) -> Self {
+        let defaults = Arc::new(BrokerDefaults::new(
+            log_defaults.clone(),
+            DynamicBrokerConfigs::default(),
+        ));
         Self {
-            topics: RwLock::new(TopicMaps::default()),
-            log_defaults,
+            topics: RwLock::new(TopicMaps::empty(defaults)),
+            start_up_log_defaults: log_defaults,
+            node_id,
         }
     }
 
-    /// The broker-wide defaults topic configs override.
-    pub fn log_defaults(&self) -> &LogConfig {
-        &self.log_defaults
+    /// The broker-wide defaults topic configs override (dynamic broker configs included).
+    pub fn log_defaults(&self) -> LogConfig {
+        self.broker_defaults().log.clone()
+    }
+
+    /// The log defaults of the flags alone (the STATIC_BROKER_CONFIG / DEFAULT_CONFIG layer).
+    pub fn start_up_log_defaults(&self) -> &LogConfig {
+        &self.start_up_log_defaults
+    }
+
+    /// The broker-wide values as last published (start-up, dynamic, and the two together).
+    pub fn broker_defaults(&self) -> Arc<BrokerDefaults> {
+        Arc::clone(&self.topics.read().expect("metadata lock").defaults)
+    }
+
+    /// The dynamic broker configs a registry holds for this node and the cluster default.
+    pub fn dynamic_of(&self, registry: &TopicRegistry) -> DynamicBrokerConfigs {
+        let of = |resource: &str| {
+            registry
+                .broker_configs(resource)
+                .cloned()
+                .unwrap_or_default()
+        };
+        DynamicBrokerConfigs {
+            node: of(&self.node_id.to_string()),
+            default: of(""),
+        }
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<TopicInfo>> {
@@ -97,22 +149,20 @@ impl Metadata {
         (version, all)
     }
 
-    /// Resolves a registry entry into what shards use.
+    /// Resolves a registry entry into what shards use, under the published defaults.
     pub fn info_for(&self, meta: &TopicMeta) -> Result<TopicInfo, ConfigError> {
-        Ok(TopicInfo {
-            name: meta.name.clone(),
-            topic_id: meta.topic_id,
-            partitions: meta.partitions as i32,
-            config: crate::configs::topic::resolve(&self.log_defaults, &meta.configs)?,
-            overrides: meta.configs.clone(),
-        })
+        info_under(&self.log_defaults(), meta)
     }
 
     /// Replaces the view with the registry's contents (after shard 0 saved a change).
     pub fn publish(&self, registry: &TopicRegistry) -> Result<(), ConfigError> {
-        let mut fresh = TopicMaps::default();
+        let defaults = Arc::new(BrokerDefaults::new(
+            self.start_up_log_defaults.clone(),
+            self.dynamic_of(registry),
+        ));
+        let mut fresh = TopicMaps::empty(Arc::clone(&defaults));
         for meta in registry.topics() {
-            let info = Arc::new(self.info_for(meta)?);
+            let info = Arc::new(info_under(&defaults.log, meta)?);
             fresh.by_id.insert(info.topic_id, Arc::clone(&info));
             fresh.by_name.insert(meta.name.clone(), info);
         }
@@ -121,6 +171,17 @@ impl Metadata {
         *maps = fresh;
         Ok(())
     }
+}
+
+/// A registry entry resolved over `log_defaults`.
+fn info_under(log_defaults: &LogConfig, meta: &TopicMeta) -> Result<TopicInfo, ConfigError> {
+    Ok(TopicInfo {
+        name: meta.name.clone(),
+        topic_id: meta.topic_id,
+        partitions: meta.partitions as i32,
+        config: crate::configs::topic::resolve(log_defaults, &meta.configs)?,
+        overrides: meta.configs.clone(),
+    })
 }
 
 /// The topics the coordinators own (Kafka's internal topics): clients may not append to them.

@@ -25,7 +25,7 @@ pub struct AdminError {
 }
 
 impl AdminError {
-    fn new(error: ResponseError, message: impl Into<String>) -> Self {
+    pub(crate) fn new(error: ResponseError, message: impl Into<String>) -> Self {
         Self {
             error,
             message: message.into(),
@@ -40,7 +40,7 @@ impl From<ShardGone> for AdminError {
 }
 
 /// Runs a registry change on shard 0 with the admin lock held, saves it and publishes it.
-async fn change_registry<R: Send + 'static>(
+pub(crate) async fn change_registry<R: Send + 'static>(
     context: &Rc<ShardContext>,
     change: impl FnOnce(&mut ringtail_engine::TopicRegistry) -> Result<R, AdminError> + Send + 'static,
 ) -> Result<R, AdminError> {
@@ -402,7 +402,7 @@ pub async fn alter_configs(
             "no such topic",
         ));
     }
-    let log_defaults = context.metadata.log_defaults().clone();
+    let log_defaults = context.metadata.log_defaults();
     let topic_name = name.clone();
     let logged_changes = format!("{changes:?}");
     // Read, change and validate the overrides under the admin lock: concurrent alters compose.

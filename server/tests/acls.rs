@@ -563,3 +563,66 @@ fn describe_transactions_leaves_out_topics_the_caller_may_not_describe() {
     let topics: Vec<&str> = state.topics.iter().map(|t| t.topic.0.as_str()).collect();
     assert_eq!(topics, ["txd-open"]);
 }
+
+/// IncrementalAlterConfigs of BROKER `resource` setting `log.retention.ms`: its error code.
+fn alter_broker_retention(client: &mut Client, resource: &str) -> i16 {
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(str(resource))
+            .with_configs(vec![
+                incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(str("log.retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(str("60000"))),
+            ]),
+    ]);
+    let answer: IncrementalAlterConfigsResponse =
+        client.call(ApiKey::IncrementalAlterConfigs, 1, &request);
+    answer.responses[0].error_code
+}
+
+fn describe_broker(client: &mut Client, resource: &str) -> i16 {
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(str(resource)),
+    ]);
+    let answer: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request);
+    answer.results[0].error_code
+}
+
+#[test]
+fn dynamic_broker_configs_need_the_clusters_config_operations() {
+    // As Kafka: ALTER_CONFIGS and DESCRIBE_CONFIGS on the CLUSTER, for a node id and for "".
+    const CLUSTER: i8 = 4;
+    const ALTER_CONFIGS: i8 = 11;
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "ops");
+    add_user(dir.path(), "admin");
+    let broker = start(dir.path());
+    let mut ops = login(&broker, "ops");
+    for resource in ["0", ""] {
+        assert_eq!(
+            alter_broker_retention(&mut ops, resource),
+            CLUSTER_AUTHORIZATION_FAILED
+        );
+        assert_eq!(
+            describe_broker(&mut ops, resource),
+            CLUSTER_AUTHORIZATION_FAILED
+        );
+    }
+    let mut admin = login(&broker, "admin");
+    let on_cluster = |operation| {
+        acl("kafka-cluster", LITERAL, "User:ops", operation).with_resource_type(CLUSTER)
+    };
+    assert_eq!(
+        create_acls(&mut admin, vec![on_cluster(ALTER_CONFIGS)]),
+        [0]
+    );
+    // ALTER_CONFIGS implies DESCRIBE_CONFIGS.
+    for resource in ["0", ""] {
+        assert_eq!(alter_broker_retention(&mut ops, resource), 0);
+        assert_eq!(describe_broker(&mut ops, resource), 0);
+    }
+}

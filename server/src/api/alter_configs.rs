@@ -1,15 +1,22 @@
 //! AlterConfigs (the legacy, non-incremental API 33): the configs given replace all of a topic's
-//! overrides; a config left out returns to the broker default, as in Kafka.
+//! overrides, or all of a BROKER resource's dynamic configs; a config left out returns to the
+//! broker default (a broker config to its start-up value), as in Kafka.
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
 
 use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_configs_request::AlterableConfig;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
 use super::incremental_alter_configs::refusal_of_resource;
-use super::{code, config_denied, str_bytes, Operation, RequestContext, RequestError, Response};
+use super::{
+    code, config_denied, str_bytes, Operation, RequestContext, RequestError, Response,
+    RESOURCE_TYPE_BROKER,
+};
+use crate::broker_configs;
 use crate::shard::ShardContext;
 use crate::topics::{self, ConfigChange};
 
@@ -29,6 +36,31 @@ pub async fn handle(
             .map(|error| (error, "not authorized".to_string()));
         let result = match denied.or_else(|| refusal_of_resource(resource.resource_type)) {
             Some(refused) => Err(refused),
+            None if kind == RESOURCE_TYPE_BROKER => match null_values(&resource.configs) {
+                // Kafka refuses null values for a broker (its preprocessing step).
+                Some(names) => Err((
+                    ResponseError::InvalidRequest,
+                    format!("Null value not supported for : {names}"),
+                )),
+                None => {
+                    let changes = std::iter::once(ConfigChange::Clear)
+                        .chain(resource.configs.iter().map(|config| {
+                            ConfigChange::Set(
+                                config.name.to_string(),
+                                config.value.as_deref().unwrap_or_default().to_string(),
+                            )
+                        }))
+                        .collect();
+                    broker_configs::alter(
+                        context,
+                        resource.resource_name.to_string(),
+                        changes,
+                        alter.validate_only,
+                    )
+                    .await
+                    .map_err(|err| (err.error, err.message))
+                }
+            },
             None => {
                 // A null value is Kafka's "not set": the config falls back to its default.
                 let changes = std::iter::once(ConfigChange::Clear)
@@ -56,4 +88,14 @@ pub async fn handle(
         });
     }
     Ok(request.frame(&AlterConfigsResponse::default().with_responses(responses)))
+}
+
+/// The names given a null value, comma-separated, if any.
+fn null_values(configs: &[AlterableConfig]) -> Option<String> {
+    let names: Vec<&str> = configs
+        .iter()
+        .filter(|config| config.value.is_none())
+        .map(|config| config.name.as_str())
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }

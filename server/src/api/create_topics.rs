@@ -112,7 +112,7 @@ pub async fn handle(
                     let configs = configs::topic::describe(
                         &info.config,
                         &info.overrides,
-                        context.metadata.log_defaults(),
+                        &context.metadata.broker_defaults(),
                         &context.settings.explicit_flags,
                     )
                     .into_iter()

@@ -1,5 +1,6 @@
 //! DescribeConfigs: a topic's configs (every topic config of Kafka 4.x, with types, sources,
-//! synonyms and documentation) and the broker's (its settings under Kafka's names, read-only).
+//! synonyms and documentation) and the broker's (its settings under Kafka's names, with the
+//! dynamic broker configs over them; the empty name: the cluster-wide dynamic defaults).
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
@@ -64,7 +65,7 @@ fn describe_resource(
             Some(topic) => Ok(configs::topic::describe(
                 &topic.config,
                 &topic.overrides,
-                context.metadata.log_defaults(),
+                &context.metadata.broker_defaults(),
                 &context.settings.explicit_flags,
             )),
             None => Err((
@@ -73,10 +74,15 @@ fn describe_resource(
             )),
         },
         RESOURCE_TYPE_BROKER => match resource.resource_name.as_str() {
-            // The empty name asks for cluster-wide dynamic defaults: Ringtail has none.
-            "" => Ok(Vec::new()),
+            // The empty name asks for the cluster-wide dynamic defaults only.
+            "" => Ok(configs::dynamic::describe_default(
+                &context.metadata.broker_defaults().dynamic,
+            )),
             name if name == context.settings.node_id.to_string() => {
-                Ok(context.settings.broker_configs.clone())
+                Ok(configs::dynamic::describe_node(
+                    &context.settings.broker_configs,
+                    &context.metadata.broker_defaults().dynamic,
+                ))
             }
             name => Err((
                 ResponseError::InvalidRequest,

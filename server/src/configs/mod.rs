@@ -1,15 +1,19 @@
 //! Configs as Kafka describes them: every topic config of Kafka 4.x with its type, default,
-//! validation and whether Ringtail honours it (`topic.rs`), and the broker's own settings under
-//! Kafka's names (`broker.rs`). DescribeConfigs, CreateTopics and the AlterConfigs APIs read them.
+//! validation and whether Ringtail honours it (`topic.rs`), the broker's own settings under
+//! Kafka's names (`broker.rs`), and the dynamic broker configs layered over them (`dynamic.rs`).
+//! DescribeConfigs, CreateTopics and the AlterConfigs APIs read them.
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod dynamic;
 pub mod topic;
 
-/// Kafka's ConfigType of DescribeConfigs v3+ (the numbers are the wire's). Kafka's CLASS (8)
-/// and PASSWORD (9) are left out: no Ringtail config has those types.
+/// Kafka's ConfigType of DescribeConfigs v3+ (the numbers are the wire's). Kafka's CLASS (8) is
+/// left out (class names are described as strings); UNKNOWN and PASSWORD only name dynamic
+/// broker configs Ringtail stores (custom ones, `sasl.jaas.config`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigType {
+    Unknown = 0,
     Boolean = 1,
     String = 2,
     Int = 3,
@@ -17,6 +21,7 @@ pub enum ConfigType {
     Long = 5,
     Double = 6,
     List = 7,
+    Password = 9,
 }
 
 /// Kafka's ConfigSource: where a config's value comes from (the numbers are the wire's).
@@ -24,6 +29,10 @@ pub enum ConfigType {
 pub enum ConfigSource {
     /// Set on the topic (CreateTopics, AlterConfigs).
     Topic = 1,
+    /// Set dynamically on this broker (AlterConfigs on BROKER "<node id>").
+    DynamicBroker = 2,
+    /// Set dynamically as the cluster-wide default (AlterConfigs on BROKER "").
+    DynamicDefaultBroker = 3,
     /// Set by a broker flag or the `--config` file.
     StaticBroker = 4,
     /// Nobody set it.

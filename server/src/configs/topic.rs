@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ringtail_engine::{ConfigError, LogConfig};
 
+use super::dynamic::BrokerDefaults;
 use super::{ConfigSource, ConfigType, Described, Synonym};
 
 /// Whether the engine acts on a config.
@@ -289,11 +290,11 @@ pub fn broker_value(defaults: &LogConfig, def: &TopicConfigDef) -> String {
 }
 
 /// The value a topic has for `def`: its override as it was set (a list keeps its order, as
-/// Kafka shows it), else the broker-wide value.
+/// Kafka shows it), else the broker-wide value (a dynamic one first).
 pub fn topic_value(
     effective: &LogConfig,
     overrides: &BTreeMap<String, String>,
-    defaults: &LogConfig,
+    defaults: &BrokerDefaults,
     def: &TopicConfigDef,
 ) -> String {
     if let Some(value) = overrides.get(def.name) {
@@ -303,15 +304,23 @@ pub fn topic_value(
         Honoured => effective
             .get(def.name)
             .expect("honoured names are the engine's"),
-        Ignored(_) => broker_value(defaults, def),
+        Ignored(_) => def
+            .broker_name
+            .and_then(|name| defaults.dynamic.value(name))
+            .map_or_else(
+                || def.default.to_string(),
+                |(value, _)| value.trim().to_string(),
+            ),
     }
 }
 
-/// Every topic config of a topic, as DescribeConfigs and CreateTopics report them.
+/// Every topic config of a topic, as DescribeConfigs and CreateTopics report them. Synonyms in
+/// Kafka's order: the topic's override, the broker-wide name set dynamically on this node, as
+/// the cluster-wide default, then its start-up value.
 pub fn describe(
     effective: &LogConfig,
     overrides: &BTreeMap<String, String>,
-    defaults: &LogConfig,
+    defaults: &BrokerDefaults,
     explicit_flags: &BTreeSet<String>,
 ) -> Vec<Described> {
     TOPIC_CONFIGS
@@ -325,6 +334,9 @@ pub fn describe(
                     source: ConfigSource::Topic,
                 });
             }
+            if let Some(broker_name) = def.broker_name {
+                synonyms.extend(defaults.dynamic.synonyms(broker_name, false));
+            }
             let broker_source = if def.flag.is_some_and(|flag| explicit_flags.contains(flag)) {
                 ConfigSource::StaticBroker
             } else {
@@ -332,7 +344,7 @@ pub fn describe(
             };
             synonyms.push(Synonym {
                 name: def.broker_name.unwrap_or(def.name).to_string(),
-                value: Some(broker_value(defaults, def)),
+                value: Some(broker_value(&defaults.start_up, def)),
                 source: broker_source,
             });
             Described {

@@ -77,7 +77,8 @@ fn described_sources_and_synonyms_follow_precedence() {
     ]);
     let effective = resolve(&defaults, &overrides).unwrap();
     let explicit = BTreeSet::from(["segment_bytes".to_string()]);
-    let described = describe(&effective, &overrides, &defaults, &explicit);
+    let broker = crate::configs::dynamic::BrokerDefaults::new(defaults, Default::default());
+    let described = describe(&effective, &overrides, &broker, &explicit);
     let get = |name: &str| described.iter().find(|d| d.name == name).unwrap().clone();
     let retention = get("retention.ms");
     assert_eq!(retention.value.as_deref(), Some("1000"));

@@ -85,7 +85,8 @@ class AdminParityTest {
             assertEquals("86400000", retention.value());
             assertEquals(ConfigEntry.ConfigSource.STATIC_BROKER_CONFIG, retention.source());
             assertEquals(ConfigEntry.ConfigType.LONG, retention.type());
-            assertTrue(retention.isReadOnly());
+            // Dynamic in Kafka (AlterConfigs on the broker may change it), so not read-only.
+            assertFalse(retention.isReadOnly());
             assertEquals(ConfigEntry.ConfigSource.DEFAULT_CONFIG, config.get("num.partitions").source());
             assertEquals("PLAINTEXT://" + broker.bootstrap(), config.get("advertised.listeners").value());
             assertNotNull(config.get("log.dirs").value());

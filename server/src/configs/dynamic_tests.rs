@@ -1,0 +1,95 @@
+use super::*;
+
+fn set(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+#[test]
+fn names_are_classified_as_kafka_does() {
+    // Kafka's DynamicLogConfig, listener, cleaner and custom names are alterable; static ones
+    // and the bare SSL store settings are not.
+    assert!(matches!(kind_of("log.retention.ms"), Kind::Log(def) if def.name == "retention.ms"));
+    assert!(matches!(
+        kind_of("sasl.kerberos.min.time.before.relogin"),
+        Kind::Stored {
+            per_broker: true,
+            ..
+        }
+    ));
+    assert!(matches!(
+        kind_of("log.cleaner.threads"),
+        Kind::Stored {
+            per_broker: false,
+            ..
+        }
+    ));
+    assert_eq!(kind_of("log.dirs"), Kind::NotDynamic);
+    assert_eq!(kind_of("log.retention.hours"), Kind::NotDynamic);
+    assert_eq!(kind_of("ssl.keystore.location"), Kind::ListenerOnly);
+    assert_eq!(kind_of("max.connections"), Kind::FixedAtStart);
+    assert_eq!(kind_of("my.custom.config"), Kind::Custom);
+    assert!(is_alterable("my.custom.config"));
+    assert!(!is_alterable("node.id"));
+}
+
+#[test]
+fn validation_refuses_as_kafka_does() {
+    assert_eq!(
+        validate(&set(&[("log.dirs", "/x"), ("node.id", "3")]), true),
+        Err("Cannot update these configs dynamically: Set(log.dirs, node.id)".to_string())
+    );
+    assert!(validate(
+        &set(&[("sasl.kerberos.min.time.before.relogin", "58000")]),
+        true
+    )
+    .is_ok());
+    assert!(validate(
+        &set(&[("sasl.kerberos.min.time.before.relogin", "58000")]),
+        false
+    )
+    .unwrap_err()
+    .starts_with("Cannot update these configs at default cluster level"));
+    assert!(validate(
+        &set(&[("sasl.kerberos.min.time.before.relogin", "soon")]),
+        true
+    )
+    .is_err());
+    assert!(validate(&set(&[("log.retention.ms", "-5")]), false).is_err());
+    assert!(validate(&set(&[("log.retention.ms", "60000")]), false).is_ok());
+    assert!(validate(&set(&[("anything.custom", "x")]), false).is_ok());
+}
+
+#[test]
+fn the_node_wins_over_the_default_over_start_up() {
+    // Precedence is Kafka's: node, cluster-wide default, start-up.
+    let start_up = LogConfig::default();
+    let dynamic = DynamicBrokerConfigs {
+        node: set(&[("log.segment.bytes", "2048")]),
+        default: set(&[("log.segment.bytes", "4096"), ("log.retention.ms", "60000")]),
+    };
+    let defaults = BrokerDefaults::new(start_up.clone(), dynamic.clone());
+    assert_eq!(defaults.log.get("segment.bytes").as_deref(), Some("2048"));
+    assert_eq!(defaults.log.get("retention.ms").as_deref(), Some("60000"));
+    assert_eq!(
+        dynamic.value("log.segment.bytes"),
+        Some(("2048", ConfigSource::DynamicBroker))
+    );
+    let synonyms = dynamic.synonyms("log.segment.bytes", false);
+    let sources: Vec<_> = synonyms.iter().map(|synonym| synonym.source).collect();
+    assert_eq!(
+        sources,
+        [
+            ConfigSource::DynamicBroker,
+            ConfigSource::DynamicDefaultBroker
+        ]
+    );
+    let described = describe_default(&dynamic);
+    assert_eq!(described.len(), 2);
+    assert!(described
+        .iter()
+        .all(|config| config.synonyms.len() == 1
+            && config.source == ConfigSource::DynamicDefaultBroker));
+}
