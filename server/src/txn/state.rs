@@ -182,10 +182,10 @@ impl TxnMetadata {
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
                 Err(ResponseError::ConcurrentTransactions)
             }
-            // librdkafka and the Java client abort a transaction that never added anything
-            // without asking the broker; an abort of an Empty one is still answered success
-            // as Kafka does.
-            (TxnState::Empty, false) => Ok(None),
+            // Empty accepts neither (Kafka's endTransaction with transaction version 1, the one
+            // Ringtail advertises): only a TV2 client (EndTxn v5+) aborts an Empty transaction,
+            // to bump its epoch. librdkafka and the Java client don't send an EndTxn for a
+            // transaction that added nothing.
             _ => Err(ResponseError::InvalidTxnState),
         }
     }
@@ -262,6 +262,13 @@ mod tests {
         assert!(done.partitions.is_empty() && done.groups.is_empty());
         assert_eq!(done.ending(true, 6), Ok(None), "a retried commit succeeds");
         assert_eq!(done.ending(false, 6), Err(ResponseError::InvalidTxnState));
+    }
+
+    #[test]
+    fn an_empty_transaction_can_be_neither_committed_nor_aborted() {
+        let empty = TxnMetadata::new(7, 60_000, 0);
+        assert_eq!(empty.ending(false, 1), Err(ResponseError::InvalidTxnState));
+        assert_eq!(empty.ending(true, 1), Err(ResponseError::InvalidTxnState));
     }
 
     #[test]
