@@ -28,3 +28,71 @@ fn end_txn_of_an_empty_transaction_is_an_invalid_state() {
     );
     assert_eq!(txn_state(&mut client, "empty"), "Empty");
 }
+
+#[test]
+fn a_producer_epoch_above_the_coordinators_is_fenced() {
+    // Kafka: any epoch other than the coordinator's is PRODUCER_FENCED on AddPartitionsToTxn,
+    // AddOffsetsToTxn and EndTxn (INVALID_PRODUCER_EPOCH only to versions before 2, which
+    // predate PRODUCER_FENCED). A higher epoch got INVALID_PRODUCER_EPOCH at every version.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("out", 1, &[]), 0);
+    let (error, producer) = init(&mut client, "ahead", 60_000);
+    assert_eq!(error, 0);
+    let ahead = Producer {
+        id: producer.id,
+        epoch: producer.epoch + 1,
+    };
+    for version in 0..=3i16 {
+        let expected = if version < 2 {
+            INVALID_PRODUCER_EPOCH
+        } else {
+            PRODUCER_FENCED
+        };
+        let add = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(name("ahead")))
+            .with_v3_and_below_producer_id(ProducerId(ahead.id))
+            .with_v3_and_below_producer_epoch(ahead.epoch)
+            .with_v3_and_below_topics(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(common::client::topic_name("out"))
+                    .with_partitions(vec![0]),
+            ]);
+        let added: AddPartitionsToTxnResponse =
+            client.call(ApiKey::AddPartitionsToTxn, version, &add);
+        assert_eq!(
+            added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+            expected,
+            "AddPartitionsToTxn v{version}"
+        );
+        let add_offsets = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(name("ahead")))
+            .with_producer_id(ProducerId(ahead.id))
+            .with_producer_epoch(ahead.epoch)
+            .with_group_id(GroupId(name("g")));
+        let added: AddOffsetsToTxnResponse =
+            client.call(ApiKey::AddOffsetsToTxn, version, &add_offsets);
+        assert_eq!(added.error_code, expected, "AddOffsetsToTxn v{version}");
+    }
+    // An ongoing transaction, so EndTxn's state check can't be what answers.
+    assert_eq!(
+        add_partitions(&mut client, "ahead", producer, "out", &[0]),
+        vec![0]
+    );
+    for version in 0..=4i16 {
+        let expected = if version < 2 {
+            INVALID_PRODUCER_EPOCH
+        } else {
+            PRODUCER_FENCED
+        };
+        let end = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(name("ahead")))
+            .with_producer_id(ProducerId(ahead.id))
+            .with_producer_epoch(ahead.epoch)
+            .with_committed(true);
+        let ended: EndTxnResponse = client.call(ApiKey::EndTxn, version, &end);
+        assert_eq!(ended.error_code, expected, "EndTxn v{version}");
+    }
+    assert_eq!(txn_state(&mut client, "ahead"), "Ongoing");
+    assert_eq!(end_txn(&mut client, "ahead", producer, true), 0);
+}

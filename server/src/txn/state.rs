@@ -117,7 +117,9 @@ impl TxnMetadata {
     }
 
     /// Checks a request's producer id and epoch against this transactional id's (Kafka's
-    /// coordinator: a different id is INVALID_PRODUCER_ID_MAPPING, an older epoch PRODUCER_FENCED).
+    /// coordinator with transaction version 1: a different id is INVALID_PRODUCER_ID_MAPPING,
+    /// any other epoch PRODUCER_FENCED, a higher one too: only the coordinator hands out epochs,
+    /// so a producer ahead of it is not the one it knows).
     pub fn check_producer(
         &self,
         producer_id: i64,
@@ -126,11 +128,8 @@ impl TxnMetadata {
         if producer_id != self.producer_id {
             return Err(ResponseError::InvalidProducerIdMapping);
         }
-        if producer_epoch < self.producer_epoch {
+        if producer_epoch != self.producer_epoch {
             return Err(ResponseError::ProducerFenced);
-        }
-        if producer_epoch > self.producer_epoch {
-            return Err(ResponseError::InvalidProducerEpoch);
         }
         Ok(())
     }
@@ -282,6 +281,11 @@ mod tests {
         assert_eq!(
             meta.check_producer(8, 3),
             Err(ResponseError::InvalidProducerIdMapping)
+        );
+        assert_eq!(
+            meta.check_producer(7, 4),
+            Err(ResponseError::ProducerFenced),
+            "an epoch the coordinator never handed out"
         );
         assert_eq!(meta.check_producer(7, 3), Ok(()));
     }
