@@ -9,6 +9,8 @@ use common::start_broker;
 use common::txn::*;
 use kafka_protocol::messages::*;
 
+const INVALID_REQUEST: i16 = 42;
+
 #[test]
 fn end_txn_of_an_empty_transaction_is_an_invalid_state() {
     // Kafka (TV1): Empty accepts neither commit nor abort (endTransaction: `case Empty =>
@@ -95,4 +97,27 @@ fn a_producer_epoch_above_the_coordinators_is_fenced() {
     }
     assert_eq!(txn_state(&mut client, "ahead"), "Ongoing");
     assert_eq!(end_txn(&mut client, "ahead", producer, true), 0);
+}
+
+#[test]
+fn an_empty_transactional_id_is_an_invalid_request() {
+    // Kafka: a null transactional id is an idempotent producer's InitProducerId, an empty one
+    // INVALID_REQUEST (handleInitProducerId); AddPartitionsToTxn, AddOffsetsToTxn and EndTxn
+    // with an empty id are INVALID_REQUEST too. The empty id was taken for no id at all.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("out", 1, &[]), 0);
+    let (error, producer) = init(&mut client, "", 60_000);
+    assert_eq!(error, INVALID_REQUEST);
+    assert_eq!((producer.id, producer.epoch), (-1, -1));
+    // A real producer id, so only the empty id is wrong.
+    let (error, producer) = init(&mut client, "real", 60_000);
+    assert_eq!(error, 0);
+    assert_eq!(
+        add_partitions(&mut client, "", producer, "out", &[0]),
+        vec![INVALID_REQUEST]
+    );
+    assert_eq!(add_offsets(&mut client, "", producer, "g"), INVALID_REQUEST);
+    assert_eq!(end_txn(&mut client, "", producer, true), INVALID_REQUEST);
+    assert_eq!(end_txn(&mut client, "", producer, false), INVALID_REQUEST);
 }

@@ -261,6 +261,7 @@ impl TxnCoordinator {
         partitions: &[TxnPartition],
         group: Option<&str>,
     ) -> Result<(), ResponseError> {
+        require_id(transactional_id)?;
         let _guard = self.claim(transactional_id)?;
         let meta = self
             .get(transactional_id)
@@ -289,6 +290,7 @@ impl TxnCoordinator {
         producer: TxnProducer,
         partition: &TxnPartition,
     ) -> Result<(), ResponseError> {
+        require_id(transactional_id)?;
         let meta = self
             .get(transactional_id)
             .ok_or(ResponseError::InvalidProducerIdMapping)?;
@@ -355,6 +357,7 @@ impl TxnCoordinator {
         producer: TxnProducer,
         commit: bool,
     ) -> Result<(), ResponseError> {
+        require_id(transactional_id)?;
         let _guard = self.claim(transactional_id)?;
         let meta = self
             .get(transactional_id)
@@ -535,6 +538,15 @@ impl TxnCoordinator {
             .map(|(id, meta)| (id.clone(), meta.producer_id, meta.state))
             .collect()
     }
+}
+
+/// Kafka's coordinator answers INVALID_REQUEST to a request naming an empty transactional id
+/// (AddPartitionsToTxn, its verify_only form, AddOffsetsToTxn, EndTxn): no client can have one.
+fn require_id(transactional_id: &str) -> Result<(), ResponseError> {
+    if transactional_id.is_empty() {
+        return Err(ResponseError::InvalidRequest);
+    }
+    Ok(())
 }
 
 fn producer_of(meta: &TxnMetadata) -> TxnProducer {
