@@ -26,7 +26,8 @@
 //! - A producer's epoch never goes down. Transaction markers move it up too (Kafka's
 //!   `ProducerAppendInfo.appendEndTxnMarker`): a coordinator that fenced a producer writes its
 //!   abort marker at the bumped epoch, and the zombie's later batches at the old epoch, idempotent
-//!   or transactional, are refused as a stale epoch.
+//!   or transactional, are refused as a stale epoch. A marker at an older epoch than the
+//!   producer's is refused too (it would end the transaction open at the newer epoch).
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -172,6 +173,9 @@ impl ProducerStateTable {
 
     /// Checks a producer batch before it gets offsets. Batches without a producer id always pass.
     pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, SequenceError> {
+        if header.is_control() && header.has_producer_id() {
+            return self.check_marker(header);
+        }
         if !header.has_producer_id() || header.base_sequence < 0 {
             return Ok(SequenceCheck::Append);
         }
@@ -211,6 +215,20 @@ impl ProducerStateTable {
             });
         }
         outside_transaction(entry, header)
+    }
+
+    /// A transaction marker: refused at an epoch older than the producer's here, as Kafka's
+    /// `ProducerAppendInfo.appendEndTxnMarker` (InvalidProducerEpochException), so it neither
+    /// ends the transaction open at the newer epoch nor is appended. Recovery replays whatever
+    /// the log holds ([`Self::record`]): this check is the append's.
+    fn check_marker(&self, header: &BatchHeader) -> Result<SequenceCheck, SequenceError> {
+        match self.producers.get(&header.producer_id) {
+            Some(entry) if header.producer_epoch < entry.epoch => Err(SequenceError::StaleEpoch {
+                current: entry.epoch,
+                got: header.producer_epoch,
+            }),
+            _ => Ok(SequenceCheck::Append),
+        }
     }
 
     /// Marks the producers with an open transaction in the log (at open, when nothing is

@@ -121,3 +121,44 @@ fn an_empty_transactional_id_is_an_invalid_request() {
     assert_eq!(end_txn(&mut client, "", producer, true), INVALID_REQUEST);
     assert_eq!(end_txn(&mut client, "", producer, false), INVALID_REQUEST);
 }
+
+#[test]
+fn a_marker_refused_for_a_newer_epoch_on_the_partition_does_not_stall_the_transaction() {
+    // A partition refuses a marker older than the producer's epoch there (Kafka's
+    // appendEndTxnMarker). An idempotent batch naming a transactional producer's id at a later
+    // epoch raises that epoch (no coordinator check applies to non-transactional batches, in
+    // Kafka neither); the producer's own transactional batch there is then refused, so it has
+    // nothing open on the partition, and the coordinator's marker is refused. The transaction
+    // must still complete, not be retried for ever with its id answering
+    // CONCURRENT_TRANSACTIONS.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    let mut other = Client::connect(&broker);
+    assert_eq!(client.create_topic("out", 1, &[]), 0);
+    let (error, producer) = init(&mut client, "raced", 60_000);
+    assert_eq!(error, 0);
+    let mut ahead = txn_batch(
+        Producer {
+            id: producer.id,
+            epoch: producer.epoch + 5,
+        },
+        0,
+        1,
+    );
+    set_attributes(&mut ahead, 0);
+    assert_eq!(other.produce("out", 0, ahead).error_code, 0);
+    assert_eq!(
+        add_partitions(&mut client, "raced", producer, "out", &[0]),
+        vec![0]
+    );
+    assert_eq!(
+        client
+            .produce("out", 0, txn_batch(producer, 0, 1))
+            .error_code,
+        INVALID_PRODUCER_EPOCH
+    );
+    assert_eq!(end_txn(&mut client, "raced", producer, true), 0);
+    wait_for_txn_state(&mut client, "raced", "CompleteCommit");
+    let log = batches(&client.fetch_records("out", 0, 0));
+    assert_eq!(log.len(), 1, "no marker appended: {log:?}");
+}

@@ -25,7 +25,8 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use ringtail_engine::log::now_ms;
-use ringtail_engine::PartitionLog;
+use ringtail_engine::producer::SequenceError;
+use ringtail_engine::{AppendError, PartitionLog};
 
 use super::fault;
 use super::log::{encode_state, load};
@@ -423,6 +424,14 @@ impl TxnCoordinator {
                     partition,
                     "no open transaction of the producer here after the restart: marker not rewritten"
                 ),
+                MarkerOutcome::Superseded { current } => tracing::warn!(
+                    transactional_id,
+                    topic,
+                    partition,
+                    marker_epoch = marker.producer.producer_epoch,
+                    current,
+                    "the partition knows the producer at a newer epoch: marker refused, skipped"
+                ),
             }
         }
         if !prepared.groups.is_empty() {
@@ -574,6 +583,14 @@ enum MarkerOutcome {
     /// A recovered transaction, and the partition holds no open transaction of the producer:
     /// its marker was written before the crash (or the producer wrote nothing there).
     AlreadyClosed,
+    /// The partition refused the marker: it knows the producer at a newer epoch (`current`),
+    /// which only a batch naming the producer's id outside the coordinator's checks can have
+    /// raised (an idempotent batch at an epoch the coordinator never handed out). The producer's
+    /// batches at the marker's epoch were refused there since, so nothing of this transaction is
+    /// open to end; retrying would stall the transactional id for ever.
+    Superseded {
+        current: i16,
+    },
 }
 
 /// Every partition's marker, in `partitions` order: concurrently, or one at a time when a test's
@@ -642,10 +659,13 @@ async fn write_marker(
             if job.only_where_missing && !open {
                 return Ok(MarkerOutcome::AlreadyClosed);
             }
-            log.append(bytes, 0)
-                .await
-                .map(|_| MarkerOutcome::Written)
-                .map_err(|err| err.to_string())
+            match log.append(bytes, 0).await {
+                Ok(_) => Ok(MarkerOutcome::Written),
+                Err(AppendError::Sequence(SequenceError::StaleEpoch { current, .. })) => {
+                    Ok(MarkerOutcome::Superseded { current })
+                }
+                Err(err) => Err(err.to_string()),
+            }
         })
         .await
         .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
