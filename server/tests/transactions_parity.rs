@@ -162,3 +162,44 @@ fn a_marker_refused_for_a_newer_epoch_on_the_partition_does_not_stall_the_transa
     let log = batches(&client.fetch_records("out", 0, 0));
     assert_eq!(log.len(), 1, "no marker appended: {log:?}");
 }
+
+#[test]
+fn describe_producers_lists_a_producer_known_only_by_its_marker() {
+    // Kafka lists every producer of the partition's producer state (UnifiedLog.activeProducers),
+    // one whose only trace there is a transaction marker too (its last sequence -1). A
+    // transaction that added the partition and wrote nothing leaves just its marker; that
+    // producer was left out.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("out", 1, &[]), 0);
+    let (error, producer) = init(&mut client, "marker-only", 60_000);
+    assert_eq!(error, 0);
+    assert_eq!(
+        add_partitions(&mut client, "marker-only", producer, "out", &[0]),
+        vec![0]
+    );
+    assert_eq!(end_txn(&mut client, "marker-only", producer, true), 0);
+    wait_for_txn_state(&mut client, "marker-only", "CompleteCommit");
+    let log = batches(&client.fetch_records("out", 0, 0));
+    assert_eq!(log.len(), 1, "the marker alone: {log:?}");
+    let request = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(common::client::topic_name("out"))
+            .with_partition_indexes(vec![0]),
+    ]);
+    let response: DescribeProducersResponse = client.call(ApiKey::DescribeProducers, 0, &request);
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    let listed: Vec<(i64, i32, i32)> = partition
+        .active_producers
+        .iter()
+        .map(|state| {
+            (
+                state.producer_id.0,
+                state.producer_epoch,
+                state.last_sequence,
+            )
+        })
+        .collect();
+    assert_eq!(listed, vec![(producer.id, i32::from(producer.epoch), -1)]);
+}
