@@ -32,7 +32,7 @@ use super::fault;
 use super::log::{encode_state, load};
 use super::marker::{encode_marker, MarkerType, TxnProducer};
 use super::registry::TxnRegistry;
-use super::state::{TxnMetadata, TxnPartition, TxnState, PRODUCER_EPOCH_MAX};
+use super::state::{Bump, TxnMetadata, TxnPartition, TxnState};
 use crate::shard::ShardContext;
 
 /// Partitions one transaction may add: the bound on what a client can make the coordinator hold.
@@ -205,19 +205,8 @@ impl TxnCoordinator {
             return Ok(producer);
         };
         if let Some(current) = current {
-            // KIP-360: only the producer that holds the current id and epoch may bump it.
-            if current.producer_id != meta.producer_id {
-                return Err(ResponseError::ProducerFenced);
-            }
-            if current.producer_epoch != meta.producer_epoch {
-                // The bump that made the current epoch, retried (its answer lost): the same
-                // answer, no second bump (Kafka's prepareIncrementProducerEpoch).
-                let retry = current.producer_epoch == meta.last_producer_epoch
-                    && meta.state.accepts_new_transaction();
-                if retry {
-                    return Ok(producer_of(&meta));
-                }
-                return Err(ResponseError::ProducerFenced);
+            if meta.check_bump(current)? == Bump::Retry {
+                return Ok(producer_of(&meta));
             }
         }
         if meta.state == TxnState::Ongoing {
@@ -231,20 +220,15 @@ impl TxnCoordinator {
                 .write_markers_and_complete(transactional_id, meta)
                 .await?;
         }
-        let mut next = meta.clone();
         // Remembered only for a bump by the producer holding the epoch (no fence in between).
-        next.last_producer_epoch = match current {
-            Some(current) if current.producer_epoch == meta.producer_epoch => meta.producer_epoch,
-            _ => -1,
-        };
-        if meta.producer_epoch >= PRODUCER_EPOCH_MAX {
+        let by_holder =
+            current.is_some_and(|current| current.producer_epoch == meta.producer_epoch);
+        let mut next = meta.bumped(
+            by_holder,
+            crate::api::init_producer_id::allocate_producer_id,
+        );
+        if next.producer_id != meta.producer_id {
             self.registry.forget(meta.producer_id);
-            next.producer_id = crate::api::init_producer_id::allocate_producer_id();
-            next.producer_epoch = 0;
-            // The old id's epochs mean nothing for the new one.
-            next.last_producer_epoch = -1;
-        } else {
-            next.producer_epoch += 1;
         }
         next.state = TxnState::Empty;
         next.timeout_ms = timeout_ms;
