@@ -26,7 +26,8 @@
 //! - A producer's epoch never goes down. Transaction markers move it up too (Kafka's
 //!   `ProducerAppendInfo.appendEndTxnMarker`): a coordinator that fenced a producer writes its
 //!   abort marker at the bumped epoch, and the zombie's later batches at the old epoch, idempotent
-//!   or transactional, are refused as a stale epoch.
+//!   or transactional, are refused as a stale epoch. A marker at an older epoch than the
+//!   producer's is refused too (it would end the transaction open at the newer epoch).
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, VecDeque};
@@ -131,31 +132,33 @@ fn batch_of(header: &BatchHeader) -> ProducerBatch {
     }
 }
 
-/// An idempotent producer of a partition, as an admin sees it (Kafka's DescribeProducers).
+/// A producer of a partition, as an admin sees it (Kafka's DescribeProducers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ActiveProducer {
     pub producer_id: i64,
     pub epoch: i16,
-    /// Sequence of the last record of its last batch.
+    /// Sequence of the last record of its last batch; -1 with no batch at its epoch (Kafka's
+    /// NO_SEQUENCE: a marker set the epoch).
     pub last_sequence: i32,
-    /// Offset of the last record of its last batch.
-    pub last_offset: Offset,
+    /// Offset of the last record of its last batch; None with no batch at its epoch.
+    pub last_offset: Option<Offset>,
 }
 
 impl ProducerStateTable {
-    /// Every producer with a batch remembered, by producer id.
+    /// Every producer the table holds, by producer id: also one known only by a transaction
+    /// marker at its epoch, as Kafka's `ProducerStateManager.activeProducers` lists it.
     pub fn active(&self) -> Vec<ActiveProducer> {
         let mut active: Vec<ActiveProducer> = self
             .producers
             .values()
-            .filter_map(|entry| {
-                let last = entry.batches.back()?;
-                Some(ActiveProducer {
+            .map(|entry| {
+                let last = entry.batches.back();
+                ActiveProducer {
                     producer_id: entry.producer_id,
                     epoch: entry.epoch,
-                    last_sequence: last.last_sequence,
-                    last_offset: last.last_offset,
-                })
+                    last_sequence: last.map_or(-1, |last| last.last_sequence),
+                    last_offset: last.map(|last| last.last_offset),
+                }
             })
             .collect();
         active.sort_by_key(|producer| producer.producer_id);
@@ -172,6 +175,9 @@ impl ProducerStateTable {
 
     /// Checks a producer batch before it gets offsets. Batches without a producer id always pass.
     pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, SequenceError> {
+        if header.is_control() && header.has_producer_id() {
+            return self.check_marker(header);
+        }
         if !header.has_producer_id() || header.base_sequence < 0 {
             return Ok(SequenceCheck::Append);
         }
@@ -211,6 +217,20 @@ impl ProducerStateTable {
             });
         }
         outside_transaction(entry, header)
+    }
+
+    /// A transaction marker: refused at an epoch older than the producer's here, as Kafka's
+    /// `ProducerAppendInfo.appendEndTxnMarker` (InvalidProducerEpochException), so it neither
+    /// ends the transaction open at the newer epoch nor is appended. Recovery replays whatever
+    /// the log holds ([`Self::record`]): this check is the append's.
+    fn check_marker(&self, header: &BatchHeader) -> Result<SequenceCheck, SequenceError> {
+        match self.producers.get(&header.producer_id) {
+            Some(entry) if header.producer_epoch < entry.epoch => Err(SequenceError::StaleEpoch {
+                current: entry.epoch,
+                got: header.producer_epoch,
+            }),
+            _ => Ok(SequenceCheck::Append),
+        }
     }
 
     /// Marks the producers with an open transaction in the log (at open, when nothing is
@@ -524,7 +544,16 @@ mod tests {
         let (after, _) =
             ProducerStateTable::decode_snapshot(&table.encode_snapshot(Offset::new(13))).unwrap();
         assert_eq!(after, table);
-        assert!(after.active().is_empty(), "no batch at the marker's epoch");
+        assert_eq!(
+            after.active(),
+            vec![ActiveProducer {
+                producer_id: 7,
+                epoch: 3,
+                last_sequence: -1,
+                last_offset: None,
+            }],
+            "no batch at the marker's epoch, and still listed (as Kafka)"
+        );
     }
 
     #[test]

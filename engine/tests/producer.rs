@@ -350,3 +350,54 @@ fn a_non_transactional_batch_inside_the_producers_open_transaction_is_refused() 
         );
     });
 }
+
+#[test]
+fn a_marker_at_an_older_epoch_than_the_producers_is_refused_and_changes_nothing() {
+    // Kafka's ProducerAppendInfo.appendEndTxnMarker checks the marker's epoch like a batch's: an
+    // older one than the partition's producer epoch is refused (InvalidProducerEpochException),
+    // nothing appended and the producer's state left as it was. Such a marker was appended and
+    // ended the producer's transaction open at the newer epoch (its data then counted as
+    // decided, and its non-transactional batches were let in).
+    use ringtail_engine::txn::encode::{control_batch, transactional_batch};
+    use ringtail_engine::txn::ControlMarker;
+    let dir = tempfile::tempdir().unwrap();
+    let record = RecordSpec {
+        key: None,
+        value: Some(b"v"),
+        timestamp_delta: 0,
+    };
+    let data = transactional_batch(
+        1_000,
+        &[record],
+        ProducerSpec {
+            producer_id: 12,
+            producer_epoch: 2,
+            base_sequence: 0,
+        },
+    );
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config()).await.unwrap();
+        assert_eq!(sequence_error(&log, &data).await, None);
+        let end = log.high_watermark();
+        let stale = control_batch(1_000, 12, 1, ControlMarker::Abort, 0);
+        assert_eq!(
+            sequence_error(&log, &stale).await,
+            Some(SequenceError::StaleEpoch { current: 2, got: 1 })
+        );
+        assert_eq!(log.high_watermark(), end, "nothing appended");
+        assert!(
+            log.open_transactions()
+                .iter()
+                .any(|(producer_id, _)| *producer_id == 12),
+            "the transaction stays open"
+        );
+        assert_eq!(
+            sequence_error(&log, &producer_batch(12, 2, 1, 1)).await,
+            Some(SequenceError::TransactionOpen)
+        );
+        // The marker at the producer's epoch still ends it.
+        let commit = control_batch(1_000, 12, 2, ControlMarker::Commit, 0);
+        assert_eq!(sequence_error(&log, &commit).await, None);
+        assert!(log.open_transactions().is_empty());
+    });
+}

@@ -1,7 +1,7 @@
-//! DescribeProducers (API 61): the idempotent producers each partition remembers (the engine's
-//! producer state), as `kafka-transactions --describe-producers` lists them. Ringtail keeps no
-//! per-producer timestamp and has no transactions, so `last_timestamp`, `coordinator_epoch` and
-//! `current_txn_start_offset` are -1.
+//! DescribeProducers (API 61): the producers each partition remembers (the engine's producer
+//! state, one known only by a transaction marker included, last sequence -1), as
+//! `kafka-transactions --describe-producers` lists them. `last_timestamp`, `coordinator_epoch`
+//! and `current_txn_start_offset` are -1.
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;

@@ -26,7 +26,8 @@ fn denied(
     request: &RequestContext,
     transactional_id: Option<&str>,
 ) -> Option<ResponseError> {
-    match transactional_id.filter(|id| !id.is_empty()) {
+    // An empty transactional id is checked as one (as Kafka), then refused (see `handle`).
+    match transactional_id {
         Some(id) => (!request.allows(context, Operation::Write, Resource::transactional_id(id)))
             .then_some(ResponseError::TransactionalIdAuthorizationFailed),
         None => {
@@ -71,8 +72,20 @@ pub async fn handle(
             .with_producer_epoch(-1);
         return Ok(request.frame(&response));
     }
-    // Kafka treats an empty id as no id at all.
-    if let Some(transactional_id) = init.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+    // Kafka: no id (null) is an idempotent producer, an empty one INVALID_REQUEST
+    // (TransactionCoordinator.handleInitProducerId, as the Java client refuses it too).
+    if init
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| id.is_empty())
+    {
+        let response = InitProducerIdResponse::default()
+            .with_error_code(code(ResponseError::InvalidRequest))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        return Ok(request.frame(&response));
+    }
+    if let Some(transactional_id) = init.transactional_id.as_ref() {
         let transactional_id = transactional_id.to_string();
         let timeout_ms = init.transaction_timeout_ms;
         // KIP-360 (v3+): a producer passes the id and epoch it has, to have its epoch bumped.

@@ -27,6 +27,10 @@ use crate::txn::marker::{encode_marker, encode_transactional, MarkerType, TxnPro
 /// Pending offsets by producer id, then group.
 pub(crate) type PendingTxnOffsets = BTreeMap<i64, BTreeMap<String, GroupOffsets>>;
 
+/// A pending offset a TxnOffsetCommit put in memory: its partition, the offset, and the one it
+/// replaced.
+type Replaced = ((String, i32), CommittedOffset, Option<CommittedOffset>);
+
 /// Pending offsets a producer may hold (the bound on what a client can make the coordinator keep).
 pub const PENDING_OFFSETS_PER_PRODUCER_MAX: usize = 100_000;
 
@@ -155,17 +159,58 @@ impl Coordinator {
             })
             .collect();
         let record_set = BytesMut::from(&encode_transactional(producer, &specs, now_ms())[..]);
-        self.append_record_set(record_set).await?;
-        let mut pending = self.pending_txn_offsets.borrow_mut();
-        let offsets = pending
-            .entry(producer.producer_id)
-            .or_default()
-            .entry(group_id.to_string())
-            .or_default();
-        for (topic, partition, committed) in commits {
-            offsets.insert((topic, partition), committed);
+        // In memory before the write, not after: a topic deletion whose cleanup runs while it is
+        // written ([`Coordinator::forget_topic`], at the await) must see these offsets, and its
+        // tombstones land after this record. Put in only after the write, they were missed and
+        // a later COMMIT gave the deleted (or recreated) topic the offset. Taken back if the
+        // write fails.
+        let written: Vec<Replaced> = {
+            let mut pending = self.pending_txn_offsets.borrow_mut();
+            let offsets = pending
+                .entry(producer.producer_id)
+                .or_default()
+                .entry(group_id.to_string())
+                .or_default();
+            commits
+                .into_iter()
+                .map(|(topic, partition, committed)| {
+                    let key = (topic, partition);
+                    let before = offsets.insert(key.clone(), committed.clone());
+                    (key, committed, before)
+                })
+                .collect()
+        };
+        if let Err(error) = self.append_record_set(record_set).await {
+            self.take_back(producer.producer_id, group_id, written);
+            return Err(error);
         }
         Ok(())
+    }
+
+    /// Undoes a failed TxnOffsetCommit's offsets in memory: each back to what it replaced,
+    /// unless something changed it meanwhile (a topic deletion took it out: it stays out).
+    fn take_back(&self, producer_id: i64, group_id: &str, written: Vec<Replaced>) {
+        let mut pending = self.pending_txn_offsets.borrow_mut();
+        let Some(groups) = pending.get_mut(&producer_id) else {
+            return;
+        };
+        if let Some(offsets) = groups.get_mut(group_id) {
+            for (key, ours, before) in written {
+                if offsets.get(&key) != Some(&ours) {
+                    continue;
+                }
+                match before {
+                    Some(before) => offsets.insert(key, before),
+                    None => offsets.remove(&key),
+                };
+            }
+            if offsets.is_empty() {
+                groups.remove(group_id);
+            }
+        }
+        if groups.is_empty() {
+            pending.remove(&producer_id);
+        }
     }
 
     /// The partitions of `group_id` with a transactional offset not yet committed or aborted:

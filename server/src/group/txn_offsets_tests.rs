@@ -111,3 +111,44 @@ async fn a_deletion_before_a_restart_drops_pending_offsets_replayed_later() {
         "the marker is written although no offset of it is left"
     );
 }
+
+#[compio::test]
+async fn a_deletion_while_a_txn_offset_commit_is_written_drops_that_offset_too() {
+    // TxnOffsetCommit checks its topic exists, then writes the pending offset; a DeleteTopics
+    // whose cleanup runs while that write is under way must drop it as well (Kafka's
+    // onPartitionsDeleted sees every pending offset of the topic). The offset was put in memory
+    // only after its write, so the cleanup missed it and a later COMMIT gave the deleted (or
+    // recreated) topic that offset; the replay of the log brought it back too.
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (log, first) = coordinator(dir.path(), &metadata).await;
+    let producer = TxnProducer {
+        producer_id: 9,
+        producer_epoch: 0,
+    };
+    let commits = vec![("t".to_string(), 0, committed(40))];
+    {
+        let mut writing = std::pin::pin!(first.txn_commit("g", producer, ("", -1), commits));
+        assert!(
+            futures_util::poll!(writing.as_mut()).is_pending(),
+            "the write is under way (an fsync) when the deletion runs"
+        );
+        first.forget_topic("t").await;
+        writing.await.unwrap();
+    }
+    assert!(first.pending_txn_partitions("g").is_empty());
+    first
+        .end_txn_offsets(producer, MarkerType::Commit, false)
+        .await
+        .unwrap();
+    assert_eq!(offsets_of(&first, "g", "t"), vec![None, None]);
+    drop(first);
+    log.close().await.unwrap();
+    drop(log);
+    let (_log, second) = coordinator(dir.path(), &metadata).await;
+    assert_eq!(
+        offsets_of(&second, "g", "t"),
+        vec![None, None],
+        "after a restart"
+    );
+}

@@ -25,13 +25,14 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use ringtail_engine::log::now_ms;
-use ringtail_engine::PartitionLog;
+use ringtail_engine::producer::SequenceError;
+use ringtail_engine::{AppendError, PartitionLog};
 
 use super::fault;
 use super::log::{encode_state, load};
 use super::marker::{encode_marker, MarkerType, TxnProducer};
 use super::registry::TxnRegistry;
-use super::state::{TxnMetadata, TxnPartition, TxnState, PRODUCER_EPOCH_MAX};
+use super::state::{Bump, TxnMetadata, TxnPartition, TxnState};
 use crate::shard::ShardContext;
 
 /// Partitions one transaction may add: the bound on what a client can make the coordinator hold.
@@ -204,19 +205,8 @@ impl TxnCoordinator {
             return Ok(producer);
         };
         if let Some(current) = current {
-            // KIP-360: only the producer that holds the current id and epoch may bump it.
-            if current.producer_id != meta.producer_id {
-                return Err(ResponseError::ProducerFenced);
-            }
-            if current.producer_epoch != meta.producer_epoch {
-                // The bump that made the current epoch, retried (its answer lost): the same
-                // answer, no second bump (Kafka's prepareIncrementProducerEpoch).
-                let retry = current.producer_epoch == meta.last_producer_epoch
-                    && meta.state.accepts_new_transaction();
-                if retry {
-                    return Ok(producer_of(&meta));
-                }
-                return Err(ResponseError::ProducerFenced);
+            if meta.check_bump(current)? == Bump::Retry {
+                return Ok(producer_of(&meta));
             }
         }
         if meta.state == TxnState::Ongoing {
@@ -230,20 +220,15 @@ impl TxnCoordinator {
                 .write_markers_and_complete(transactional_id, meta)
                 .await?;
         }
-        let mut next = meta.clone();
         // Remembered only for a bump by the producer holding the epoch (no fence in between).
-        next.last_producer_epoch = match current {
-            Some(current) if current.producer_epoch == meta.producer_epoch => meta.producer_epoch,
-            _ => -1,
-        };
-        if meta.producer_epoch >= PRODUCER_EPOCH_MAX {
+        let by_holder =
+            current.is_some_and(|current| current.producer_epoch == meta.producer_epoch);
+        let mut next = meta.bumped(
+            by_holder,
+            crate::api::init_producer_id::allocate_producer_id,
+        );
+        if next.producer_id != meta.producer_id {
             self.registry.forget(meta.producer_id);
-            next.producer_id = crate::api::init_producer_id::allocate_producer_id();
-            next.producer_epoch = 0;
-            // The old id's epochs mean nothing for the new one.
-            next.last_producer_epoch = -1;
-        } else {
-            next.producer_epoch += 1;
         }
         next.state = TxnState::Empty;
         next.timeout_ms = timeout_ms;
@@ -261,6 +246,7 @@ impl TxnCoordinator {
         partitions: &[TxnPartition],
         group: Option<&str>,
     ) -> Result<(), ResponseError> {
+        require_id(transactional_id)?;
         let _guard = self.claim(transactional_id)?;
         let meta = self
             .get(transactional_id)
@@ -289,6 +275,7 @@ impl TxnCoordinator {
         producer: TxnProducer,
         partition: &TxnPartition,
     ) -> Result<(), ResponseError> {
+        require_id(transactional_id)?;
         let meta = self
             .get(transactional_id)
             .ok_or(ResponseError::InvalidProducerIdMapping)?;
@@ -355,6 +342,7 @@ impl TxnCoordinator {
         producer: TxnProducer,
         commit: bool,
     ) -> Result<(), ResponseError> {
+        require_id(transactional_id)?;
         let _guard = self.claim(transactional_id)?;
         let meta = self
             .get(transactional_id)
@@ -419,6 +407,14 @@ impl TxnCoordinator {
                     topic,
                     partition,
                     "no open transaction of the producer here after the restart: marker not rewritten"
+                ),
+                MarkerOutcome::Superseded { current } => tracing::warn!(
+                    transactional_id,
+                    topic,
+                    partition,
+                    marker_epoch = marker.producer.producer_epoch,
+                    current,
+                    "the partition knows the producer at a newer epoch: marker refused, skipped"
                 ),
             }
         }
@@ -537,6 +533,15 @@ impl TxnCoordinator {
     }
 }
 
+/// Kafka's coordinator answers INVALID_REQUEST to a request naming an empty transactional id
+/// (AddPartitionsToTxn, its verify_only form, AddOffsetsToTxn, EndTxn): no client can have one.
+fn require_id(transactional_id: &str) -> Result<(), ResponseError> {
+    if transactional_id.is_empty() {
+        return Err(ResponseError::InvalidRequest);
+    }
+    Ok(())
+}
+
 fn producer_of(meta: &TxnMetadata) -> TxnProducer {
     TxnProducer {
         producer_id: meta.producer_id,
@@ -562,6 +567,14 @@ enum MarkerOutcome {
     /// A recovered transaction, and the partition holds no open transaction of the producer:
     /// its marker was written before the crash (or the producer wrote nothing there).
     AlreadyClosed,
+    /// The partition refused the marker: it knows the producer at a newer epoch (`current`),
+    /// which only a batch naming the producer's id outside the coordinator's checks can have
+    /// raised (an idempotent batch at an epoch the coordinator never handed out). The producer's
+    /// batches at the marker's epoch were refused there since, so nothing of this transaction is
+    /// open to end; retrying would stall the transactional id for ever.
+    Superseded {
+        current: i16,
+    },
 }
 
 /// Every partition's marker, in `partitions` order: concurrently, or one at a time when a test's
@@ -630,10 +643,13 @@ async fn write_marker(
             if job.only_where_missing && !open {
                 return Ok(MarkerOutcome::AlreadyClosed);
             }
-            log.append(bytes, 0)
-                .await
-                .map(|_| MarkerOutcome::Written)
-                .map_err(|err| err.to_string())
+            match log.append(bytes, 0).await {
+                Ok(_) => Ok(MarkerOutcome::Written),
+                Err(AppendError::Sequence(SequenceError::StaleEpoch { current, .. })) => {
+                    Ok(MarkerOutcome::Superseded { current })
+                }
+                Err(err) => Err(err.to_string()),
+            }
         })
         .await
         .map_err(|_| ResponseError::CoordinatorNotAvailable)?;

@@ -5,8 +5,9 @@
 //! ```text
 //! key   "txn\0<transactional id>"
 //! value JSON TxnMetadata: {"producer_id","producer_epoch","timeout_ms","state","partitions":
-//!       [[topic, partition], …],"groups":[…],"start_ms","update_ms","last_producer_epoch"};
-//!       null (tombstone) deletes; "last_producer_epoch" is absent from older records (-1)
+//!       [[topic, partition], …],"groups":[…],"start_ms","update_ms","last_producer_epoch",
+//!       "last_producer_id"}; null (tombstone) deletes; "last_producer_epoch" and
+//!       "last_producer_id" are absent from older records (-1)
 //! ```
 //! The last record of a key wins, so compaction keeps exactly what replay needs.
 #![forbid(unsafe_code)]

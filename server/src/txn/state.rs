@@ -18,6 +18,8 @@ use std::collections::BTreeSet;
 use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
 
+use super::marker::TxnProducer;
+
 /// Kafka's transaction states, spelled as DescribeTransactions and ListTransactions report them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnState {
@@ -68,6 +70,15 @@ impl TxnState {
     }
 }
 
+/// What a KIP-360 InitProducerId asks ([`TxnMetadata::check_bump`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bump {
+    /// The current producer: bump its epoch.
+    Bump,
+    /// A retry of the bump that made the current state: answer it again.
+    Retry,
+}
+
 /// A topic partition in a transaction.
 pub type TxnPartition = (String, i32);
 
@@ -91,9 +102,18 @@ pub struct TxnMetadata {
     /// InitProducerId or a fence forgets it). Absent from records written before it: -1.
     #[serde(default = "no_epoch")]
     pub last_producer_epoch: i16,
+    /// The producer id `last_producer_epoch` belongs to: the previous one after a bump that
+    /// moved to a new producer id (Kafka's `previousProducerId`), else `producer_id`; -1 in
+    /// records written before it (then `producer_id`).
+    #[serde(default = "no_producer_id")]
+    pub last_producer_id: i64,
 }
 
 fn no_epoch() -> i16 {
+    -1
+}
+
+fn no_producer_id() -> i64 {
     -1
 }
 
@@ -113,11 +133,14 @@ impl TxnMetadata {
             start_ms: -1,
             update_ms: now_ms,
             last_producer_epoch: no_epoch(),
+            last_producer_id: no_producer_id(),
         }
     }
 
     /// Checks a request's producer id and epoch against this transactional id's (Kafka's
-    /// coordinator: a different id is INVALID_PRODUCER_ID_MAPPING, an older epoch PRODUCER_FENCED).
+    /// coordinator with transaction version 1: a different id is INVALID_PRODUCER_ID_MAPPING,
+    /// any other epoch PRODUCER_FENCED, a higher one too: only the coordinator hands out epochs,
+    /// so a producer ahead of it is not the one it knows).
     pub fn check_producer(
         &self,
         producer_id: i64,
@@ -126,13 +149,56 @@ impl TxnMetadata {
         if producer_id != self.producer_id {
             return Err(ResponseError::InvalidProducerIdMapping);
         }
-        if producer_epoch < self.producer_epoch {
+        if producer_epoch != self.producer_epoch {
             return Err(ResponseError::ProducerFenced);
         }
-        if producer_epoch > self.producer_epoch {
-            return Err(ResponseError::InvalidProducerEpoch);
-        }
         Ok(())
+    }
+
+    /// KIP-360: whether an InitProducerId naming `current` (the producer id and epoch it holds)
+    /// may bump the epoch, or retries the bump that made this state (its answer lost: the same
+    /// answer again, no second bump, as Kafka's prepareIncrementProducerEpoch), else
+    /// PRODUCER_FENCED.
+    pub fn check_bump(&self, current: TxnProducer) -> Result<Bump, ResponseError> {
+        if current.producer_id == self.producer_id && current.producer_epoch == self.producer_epoch
+        {
+            return Ok(Bump::Bump);
+        }
+        let last_producer_id = if self.last_producer_id < 0 {
+            self.producer_id
+        } else {
+            self.last_producer_id
+        };
+        let retry = self.last_producer_epoch >= 0
+            && current.producer_id == last_producer_id
+            && current.producer_epoch == self.last_producer_epoch
+            && self.state.accepts_new_transaction();
+        if retry {
+            Ok(Bump::Retry)
+        } else {
+            Err(ResponseError::ProducerFenced)
+        }
+    }
+
+    /// The producer an InitProducerId leaves (its state, timeout and update time still to set):
+    /// epoch + 1, or past [`PRODUCER_EPOCH_MAX`] a new producer id at epoch 0. `by_holder`: a
+    /// KIP-360 bump by the producer holding the epoch, which a retry may repeat.
+    pub fn bumped(&self, by_holder: bool, new_producer_id: impl FnOnce() -> i64) -> TxnMetadata {
+        let mut next = self.clone();
+        next.last_producer_epoch = if by_holder {
+            self.producer_epoch
+        } else {
+            no_epoch()
+        };
+        next.last_producer_id = self.producer_id;
+        if self.producer_epoch >= PRODUCER_EPOCH_MAX {
+            // The bumped-from epoch stays remembered with its (old) id, for a retry.
+            next.producer_id = new_producer_id();
+            next.producer_epoch = 0;
+        } else {
+            next.producer_epoch += 1;
+        }
+        next
     }
 
     /// Adds partitions and groups to the transaction, starting it if needed: the state to persist.
@@ -182,10 +248,10 @@ impl TxnMetadata {
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
                 Err(ResponseError::ConcurrentTransactions)
             }
-            // librdkafka and the Java client abort a transaction that never added anything
-            // without asking the broker; an abort of an Empty one is still answered success
-            // as Kafka does.
-            (TxnState::Empty, false) => Ok(None),
+            // Empty accepts neither (Kafka's endTransaction with transaction version 1, the one
+            // Ringtail advertises): only a TV2 client (EndTxn v5+) aborts an Empty transaction,
+            // to bump its epoch. librdkafka and the Java client don't send an EndTxn for a
+            // transaction that added nothing.
             _ => Err(ResponseError::InvalidTxnState),
         }
     }
@@ -209,6 +275,7 @@ impl TxnMetadata {
         // As Kafka's prepareComplete: a bump's retry after a transaction at the bumped epoch is
         // stale.
         next.last_producer_epoch = self.producer_epoch;
+        next.last_producer_id = self.producer_id;
         next
     }
 
@@ -265,6 +332,13 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_transaction_can_be_neither_committed_nor_aborted() {
+        let empty = TxnMetadata::new(7, 60_000, 0);
+        assert_eq!(empty.ending(false, 1), Err(ResponseError::InvalidTxnState));
+        assert_eq!(empty.ending(true, 1), Err(ResponseError::InvalidTxnState));
+    }
+
+    #[test]
     fn old_epochs_are_fenced_and_other_ids_refused() {
         let mut meta = TxnMetadata::new(7, 60_000, 0);
         meta.producer_epoch = 3;
@@ -275,6 +349,11 @@ mod tests {
         assert_eq!(
             meta.check_producer(8, 3),
             Err(ResponseError::InvalidProducerIdMapping)
+        );
+        assert_eq!(
+            meta.check_producer(7, 4),
+            Err(ResponseError::ProducerFenced),
+            "an epoch the coordinator never handed out"
         );
         assert_eq!(meta.check_producer(7, 3), Ok(()));
     }
@@ -313,6 +392,50 @@ mod tests {
         let old = br#"{"producer_id":7,"producer_epoch":3,"timeout_ms":100,"state":"Empty","partitions":[],"groups":[],"start_ms":-1,"update_ms":0}"#;
         let read: TxnMetadata = serde_json::from_slice(old).unwrap();
         assert_eq!(read.last_producer_epoch, -1);
+    }
+
+    fn producer(producer_id: i64, producer_epoch: i16) -> TxnProducer {
+        TxnProducer {
+            producer_id,
+            producer_epoch,
+        }
+    }
+
+    #[test]
+    fn a_retried_bump_across_a_producer_id_rotation_gets_the_same_answer() {
+        // Kafka keeps the previous producer id with the bumped-from epoch (lastProducerId,
+        // lastProducerEpoch): a KIP-360 bump at the last epoch that moved the transactional id to
+        // a new producer id, retried (its answer lost), gets that new id again. It was fenced,
+        // the producer had to start over as a new instance.
+        let mut meta = TxnMetadata::new(7, 60_000, 0);
+        meta.producer_epoch = PRODUCER_EPOCH_MAX;
+        let holder = producer(7, PRODUCER_EPOCH_MAX);
+        assert_eq!(meta.check_bump(holder), Ok(Bump::Bump));
+        let rotated = meta.bumped(true, || 8);
+        assert_eq!((rotated.producer_id, rotated.producer_epoch), (8, 0));
+        assert_eq!(rotated.check_bump(holder), Ok(Bump::Retry));
+        assert_eq!(
+            rotated.check_bump(producer(7, PRODUCER_EPOCH_MAX - 1)),
+            Err(ResponseError::ProducerFenced)
+        );
+        assert_eq!(
+            rotated.check_bump(producer(8, PRODUCER_EPOCH_MAX)),
+            Err(ResponseError::ProducerFenced),
+            "the old epoch under the new id is no retry"
+        );
+        assert_eq!(rotated.check_bump(producer(8, 0)), Ok(Bump::Bump));
+        // A transaction at the new id makes the retry stale.
+        let done = rotated
+            .with_added(&[partition("a")], None, 1)
+            .unwrap()
+            .ending(true, 2)
+            .unwrap()
+            .unwrap()
+            .completed(3);
+        assert_eq!(done.check_bump(holder), Err(ResponseError::ProducerFenced));
+        // A plain InitProducerId (no KIP-360 holder) leaves nothing to retry.
+        let fresh = meta.bumped(false, || 9);
+        assert_eq!(fresh.check_bump(holder), Err(ResponseError::ProducerFenced));
     }
 
     #[test]
