@@ -445,3 +445,90 @@ fn a_member_rejoining_unchanged_while_assignments_are_handed_out_gets_the_genera
     assert!(effects.is_empty());
     assert_eq!(group.phase, GroupPhase::CompletingRebalance);
 }
+
+/// A Stable group of two whose follower left: PreparingRebalance, waiting for the leader alone.
+fn rebalancing_after_a_leave(group: &mut Group) -> String {
+    let (leader, follower) = stable_group_of_two(group);
+    let (error, _) = group.leave(&follower, None, 2_000);
+    assert_eq!(error, None);
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+    leader
+}
+
+#[test]
+fn a_rebalance_waits_for_a_member_given_its_id_with_member_id_required() {
+    // Kafka (ClassicGroup.hasAllMembersJoined): a member id handed out with MEMBER_ID_REQUIRED
+    // makes a pending member, and a rebalance other than the initial one does not complete while
+    // one is pending: its joiner comes back with the id at once and is in the same generation.
+    let mut group = Group::new("g");
+    let leader = rebalancing_after_a_leave(&mut group);
+    let newcomer = handshake(&mut group, 2_100);
+    let (reply, effects) = group.join(join_request(&leader, &["range"]), 2_200);
+    assert_eq!(
+        reply,
+        Reply::Later(leader.clone()),
+        "waits for the pending member"
+    );
+    assert!(joined(&effects).is_empty());
+    assert!(joined(&group.tick(2_300)).is_empty());
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+    let (reply, effects) = group.join(join_request(&newcomer, &["range"]), 2_400);
+    let mut all = joined(&effects);
+    if let Reply::Now(response) = &reply {
+        all.push(response);
+    }
+    assert_eq!(all.len(), 2, "both answered when the pending member joins");
+    assert!(all.iter().all(|r| r.generation_id == 2));
+    let leaders_view = all.iter().find(|r| !r.members.is_empty()).expect("leader");
+    let mut seen: Vec<&str> = leaders_view
+        .members
+        .iter()
+        .map(|(id, _, _)| id.as_str())
+        .collect();
+    seen.sort_unstable();
+    let mut expected = vec![leader.as_str(), newcomer.as_str()];
+    expected.sort_unstable();
+    assert_eq!(seen, expected);
+    assert_eq!(group.phase, GroupPhase::CompletingRebalance);
+}
+
+#[test]
+fn a_pending_member_that_never_joins_stops_blocking_at_its_session_timeout() {
+    // Kafka expires a pending member after its session timeout, then completes the join.
+    let mut group = Group::new("g");
+    let leader = rebalancing_after_a_leave(&mut group);
+    let mut request = join_request("", &["range"]);
+    request.session_timeout_ms = 3_000;
+    let (reply, _) = group.join(request, 2_100);
+    let Reply::Now(response) = reply else {
+        panic!("handshake answers at once")
+    };
+    assert_eq!(response.error, Some(ResponseError::MemberIdRequired));
+    let (reply, _) = group.join(join_request(&leader, &["range"]), 2_200);
+    assert_eq!(reply, Reply::Later(leader.clone()));
+    assert!(joined(&group.tick(5_000)).is_empty(), "still pending");
+    let effects = group.tick(5_100);
+    let responses = joined(&effects);
+    assert_eq!(responses.len(), 1, "completed once the pending id expired");
+    assert_eq!(responses[0].generation_id, 2);
+    assert_eq!(responses[0].members.len(), 1);
+    // Its joiner, coming back late, is unknown and asks again.
+    let (reply, _) = group.join(join_request(&response.member_id, &["range"]), 5_200);
+    let Reply::Now(late) = reply else {
+        panic!("answered at once")
+    };
+    assert_eq!(late.error, Some(ResponseError::UnknownMemberId));
+}
+
+#[test]
+fn the_initial_rebalance_does_not_wait_for_pending_members() {
+    // Kafka's initial rebalance completes when its delay passes, pending members or not.
+    let mut group = Group::new("g");
+    let a = handshake(&mut group, 0);
+    let _pending = handshake(&mut group, 0);
+    group.join(join_request(&a, &["range"]), 10);
+    let effects = group.tick(INITIAL_REBALANCE_DELAY_MS + 10);
+    let responses = joined(&effects);
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].generation_id, 1);
+}
