@@ -519,6 +519,11 @@ impl Group {
         group_instance_id: Option<&str>,
         now_ms: i64,
     ) -> (Option<ResponseError>, Vec<Effect>) {
+        if !member_id.is_empty() && self.pending_member_ids.take(member_id) {
+            // As Kafka: a member given its id with MEMBER_ID_REQUIRED may leave before joining
+            // with it (a consumer closed at once); the rebalance it was holding goes on.
+            return (None, self.maybe_complete_join(now_ms));
+        }
         let found = match group_instance_id {
             // An instance's leave names its member id too (or none, from admin tools): another
             // id is a fenced zombie's.

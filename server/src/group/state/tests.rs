@@ -532,3 +532,26 @@ fn the_initial_rebalance_does_not_wait_for_pending_members() {
     assert_eq!(responses.len(), 1);
     assert_eq!(responses[0].generation_id, 1);
 }
+
+#[test]
+fn a_pending_member_that_leaves_stops_holding_the_rebalance() {
+    // Kafka's LeaveGroup removes a pending member (its joiner closed before joining with its
+    // id) and completes the join it was holding; it is not UNKNOWN_MEMBER_ID.
+    let mut group = Group::new("g");
+    let leader = rebalancing_after_a_leave(&mut group);
+    let newcomer = handshake(&mut group, 2_100);
+    let (reply, _) = group.join(join_request(&leader, &["range"]), 2_200);
+    assert_eq!(reply, Reply::Later(leader.clone()));
+    let (error, effects) = group.leave(&newcomer, None, 2_300);
+    assert_eq!(error, None);
+    let responses = joined(&effects);
+    assert_eq!(responses.len(), 1, "the leader's join is answered");
+    assert_eq!(responses[0].generation_id, 2);
+    assert_eq!(responses[0].members.len(), 1);
+    // The id is used up: it can't join now.
+    let (reply, _) = group.join(join_request(&newcomer, &["range"]), 2_400);
+    let Reply::Now(late) = reply else {
+        panic!("answered at once")
+    };
+    assert_eq!(late.error, Some(ResponseError::UnknownMemberId));
+}
