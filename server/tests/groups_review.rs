@@ -315,3 +315,36 @@ fn a_member_id_never_used_stops_holding_the_rebalance_after_its_session_timeout(
     assert_eq!((joined.error_code, joined.generation_id), (0, 2));
     assert_eq!(joined.members.len(), 1, "only a: b never came back");
 }
+
+/// Kafka's INCONSISTENT_GROUP_PROTOCOL.
+const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+
+#[test]
+fn a_sync_naming_another_protocol_than_the_groups_is_refused() {
+    // Kafka (validateSyncGroup): a SyncGroup v5+ whose protocol type or name is set and differs
+    // from the group's is answered INCONSISTENT_GROUP_PROTOCOL; matching or unset ones pass.
+    let broker = start_broker(&["--group-initial-rebalance-delay-ms", "0"]);
+    let mut a = Client::connect(&broker);
+    let a_id = send_join(&mut a, "s");
+    let joined: JoinGroupResponse = a.receive(ApiKey::JoinGroup, 7).unwrap();
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    let sync = |protocol_type: &'static str, protocol_name: &'static str| {
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("s")))
+            .with_generation_id(1)
+            .with_member_id(StrBytes::from_string(a_id.clone()))
+            .with_protocol_type(Some(StrBytes::from_static_str(protocol_type)))
+            .with_protocol_name(Some(StrBytes::from_static_str(protocol_name)))
+    };
+    for (protocol_type, protocol_name) in [("connect", "range"), ("consumer", "roundrobin")] {
+        let refused: SyncGroupResponse =
+            a.call(ApiKey::SyncGroup, 5, &sync(protocol_type, protocol_name));
+        assert_eq!(
+            refused.error_code, INCONSISTENT_GROUP_PROTOCOL,
+            "{protocol_type}/{protocol_name}"
+        );
+    }
+    let synced: SyncGroupResponse = a.call(ApiKey::SyncGroup, 5, &sync("consumer", "range"));
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(describe(&mut a, "s"), ("Stable".to_string(), 1));
+}

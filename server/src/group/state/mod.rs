@@ -402,6 +402,20 @@ impl Group {
         Ok(())
     }
 
+    /// INCONSISTENT_GROUP_PROTOCOL for a SyncGroup (v5+) that names another protocol type or
+    /// name than the group's (Kafka compares each when both sides have one).
+    pub fn check_sync_protocol(
+        &self,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+    ) -> Option<ResponseError> {
+        let differs = |asked: Option<&str>, group: &Option<String>| {
+            asked.zip(group.as_deref()).is_some_and(|(a, b)| a != b)
+        };
+        (differs(protocol_type, &self.protocol_type) || differs(protocol_name, &self.protocol_name))
+            .then_some(ResponseError::InconsistentGroupProtocol)
+    }
+
     /// Handles a SyncGroup; the leader's carries everyone's assignment.
     pub fn sync(
         &mut self,
