@@ -26,7 +26,7 @@ pub use super::heartbeat::{
     HeartbeatError, HeartbeatRequest, HeartbeatResponse, LEAVE_EPOCH, STATIC_LEAVE_EPOCH,
 };
 use super::member::{ConsumerMember, MemberIdentity, MemberState};
-use super::subscription::{resolve, RegexCache, TopicView};
+use super::subscription::{resolve, RegexCache, TopicView, ViewVersion};
 use crate::group::state::MEMBERS_PER_GROUP_MAX;
 
 /// The rebalance timeout of a member that joins without one (Kafka's max.poll.interval.ms
@@ -111,6 +111,13 @@ pub struct ConsumerGroup {
     pub dirty: Dirty,
     /// Members' regexes compiled and resolved, until the topics or the ACLs change.
     pub regex_cache: RegexCache,
+    /// The view version `subscribed_topics` was computed at, while no member joined, left, or
+    /// changed its subscription or principal since (None: to compute at the next heartbeat). A
+    /// heartbeat then does not walk every member's subscription again.
+    pub(super) subscribed_as_of: Option<ViewVersion>,
+    /// Walks over every member's subscription, for tests.
+    #[cfg(test)]
+    pub(super) subscribed_walks: u64,
 }
 
 /// Whether two members are equal in everything persisted (timers aside).
@@ -134,6 +141,9 @@ impl ConsumerGroup {
             subscribed_topics: TopicCounts::new(),
             dirty: Dirty::default(),
             regex_cache: RegexCache::default(),
+            subscribed_as_of: None,
+            #[cfg(test)]
+            subscribed_walks: 0,
         }
     }
 
@@ -227,15 +237,28 @@ impl ConsumerGroup {
         let (mut member, before) = self.resolve_member(request)?;
         let member_id = member.member_id.clone();
         let subscription_changed = update_member(&mut member, request);
+        // A regex matches what its member's principal may see: another principal, other topics.
+        let principal_changed =
+            identity.as_ref().is_some_and(|new| {
+                member.identity.0.as_ref().is_none_or(|old| {
+                    (old.principal(), old.host()) != (new.principal(), new.host())
+                })
+            });
         if identity.is_some() {
             member.identity = MemberIdentity(identity);
         }
         let mut bump = before.is_none() || subscription_changed;
+        if bump || (principal_changed && member.subscribed_topic_regex.is_some()) {
+            self.subscribed_as_of = None;
+        }
         self.members.insert(member_id.clone(), member);
-        let subscribed = self.subscribed_topic_counts(view);
-        if subscribed != self.subscribed_topics {
-            self.subscribed_topics = subscribed;
-            bump = true;
+        if view.version.is_none() || self.subscribed_as_of != view.version {
+            let subscribed = self.subscribed_topic_counts(view);
+            if subscribed != self.subscribed_topics {
+                self.subscribed_topics = subscribed;
+                bump = true;
+            }
+            self.subscribed_as_of = view.version;
         }
         if bump {
             self.bump_group_epoch();
@@ -396,7 +419,11 @@ impl ConsumerGroup {
     }
 
     /// Topic partition counts of everything the members subscribe to.
-    fn subscribed_topic_counts(&mut self, view: &TopicView<'_>) -> TopicCounts {
+    pub(super) fn subscribed_topic_counts(&mut self, view: &TopicView<'_>) -> TopicCounts {
+        #[cfg(test)]
+        {
+            self.subscribed_walks += 1;
+        }
         let mut counts = TopicCounts::new();
         for member in self.members.values() {
             let subscribed = resolve(member, view, &mut self.regex_cache);
@@ -478,6 +505,7 @@ impl ConsumerGroup {
     /// Drops a member: its partitions are free, the next heartbeat computes a new target.
     pub fn remove_member(&mut self, member_id: &str) {
         if self.members.remove(member_id).is_some() {
+            self.subscribed_as_of = None;
             self.target.remove(member_id);
             self.dirty.members.insert(member_id.to_string());
             self.bump_group_epoch();
