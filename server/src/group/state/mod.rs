@@ -155,7 +155,9 @@ impl Group {
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
         let keeps_generation = unchanged
             && match self.phase {
-                GroupPhase::Stable => !is_leader || request.group_instance_id.is_some(),
+                // A leader rejoining with its id asks for a rebalance (Kafka: how it gets topic
+                // changes assigned); a static member restarted under a new id does not.
+                GroupPhase::Stable => !is_leader || replaced,
                 // Its join answer was lost: no new rebalance for the members parked in SyncGroup.
                 GroupPhase::CompletingRebalance => !replaced,
                 _ => false,

@@ -555,3 +555,26 @@ fn a_pending_member_that_leaves_stops_holding_the_rebalance() {
     };
     assert_eq!(late.error, Some(ResponseError::UnknownMemberId));
 }
+
+#[test]
+fn a_static_leader_rejoining_with_its_id_in_stable_starts_a_rebalance() {
+    // Kafka rebalances when the leader of a Stable group rejoins with its member id, static or
+    // not: that is how a leader that saw topics change (new partitions) gets them assigned.
+    // Only a restarted static member (no member id) keeps the generation.
+    let mut group = Group::new("g");
+    let mut request = join_request("", &["range"]);
+    request.group_instance_id = Some("instance-1".into());
+    group.join(request.clone(), 0);
+    let effects = group.tick(1_000);
+    let id = joined(&effects)[0].member_id.clone();
+    group.sync(&id, 1, vec![(id.clone(), Bytes::from_static(b"a"))], 1_000);
+    assert_eq!(group.phase, GroupPhase::Stable);
+    request.member_id = id.clone();
+    let (reply, effects) = group.join(request, 2_000);
+    let response = match reply {
+        Reply::Now(response) => response,
+        Reply::Later(_) => joined(&effects)[0].clone(),
+    };
+    assert_eq!((response.error, response.generation_id), (None, 2));
+    assert_eq!(response.leader, id);
+}
