@@ -108,18 +108,10 @@ impl Group {
             *self = Self::new(self.group_id.clone());
             self.initial_delay_ms = initial_delay_ms;
         }
-        if let Some(existing) = &self.protocol_type {
-            if !self.members.is_empty() && *existing != request.protocol_type {
-                return (
-                    Reply::Now(JoinResponse::error(
-                        ResponseError::InconsistentGroupProtocol,
-                        &request.member_id,
-                    )),
-                    Vec::new(),
-                );
-            }
-        }
-        if request.protocols.is_empty() {
+        if request.protocols.is_empty()
+            || request.protocol_type.is_empty()
+            || !self.supports_protocols(&request)
+        {
             return (
                 Reply::Now(JoinResponse::error(
                     ResponseError::InconsistentGroupProtocol,
@@ -208,6 +200,19 @@ impl Group {
             }
             None => (Reply::Later(member_id), effects),
         }
+    }
+
+    /// Kafka's supportsProtocols: a join into a group with members must be of its protocol type
+    /// and share a protocol with every member (else it is refused at once, rather than let in
+    /// to a rebalance that would end with every member refused).
+    fn supports_protocols(&self, request: &JoinRequest) -> bool {
+        self.members.is_empty()
+            || (self.protocol_type.as_deref() == Some(request.protocol_type.as_str())
+                && request.protocols.iter().any(|(name, _)| {
+                    self.members
+                        .values()
+                        .all(|member| member.protocols.iter().any(|(other, _)| other == name))
+                }))
     }
 
     fn prepare_rebalance(&mut self, now_ms: i64) -> Vec<Effect> {

@@ -578,3 +578,49 @@ fn a_static_leader_rejoining_with_its_id_in_stable_starts_a_rebalance() {
     assert_eq!((response.error, response.generation_id), (None, 2));
     assert_eq!(response.leader, id);
 }
+
+#[test]
+fn a_join_with_no_protocol_every_member_supports_is_refused_at_once() {
+    // Kafka (ClassicGroup.supportsProtocols): a join into a non-empty group must share a
+    // protocol with every member, and be of the group's protocol type, else it is answered
+    // INCONSISTENT_GROUP_PROTOCOL at once; the group is left alone (no rebalance that would
+    // end with every member refused).
+    let mut group = Group::new("g");
+    let (leader, _follower) = stable_group_of_two(&mut group);
+    let (reply, effects) = group.join(join_request("", &["roundrobin"]), 2_000);
+    let Reply::Now(refused) = reply else {
+        panic!("refused at once")
+    };
+    assert_eq!(
+        refused.error,
+        Some(ResponseError::InconsistentGroupProtocol)
+    );
+    assert!(effects.is_empty());
+    let mut connect = join_request("", &["range"]);
+    connect.protocol_type = "connect".into();
+    let (reply, _) = group.join(connect, 2_000);
+    let Reply::Now(refused) = reply else {
+        panic!("refused at once")
+    };
+    assert_eq!(
+        refused.error,
+        Some(ResponseError::InconsistentGroupProtocol)
+    );
+    // A member switching to a protocol the others lack is refused too, and stays as it was.
+    let (reply, _) = group.join(join_request(&leader, &["roundrobin"]), 2_100);
+    let Reply::Now(refused) = reply else {
+        panic!("refused at once")
+    };
+    assert_eq!(
+        refused.error,
+        Some(ResponseError::InconsistentGroupProtocol)
+    );
+    assert_eq!(group.phase, GroupPhase::Stable);
+    assert_eq!(group.members.len(), 2);
+    // One protocol in common is enough.
+    let (reply, _) = group.join(join_request("", &["roundrobin", "range"]), 2_200);
+    let Reply::Now(asked) = reply else {
+        panic!("answered at once")
+    };
+    assert_eq!(asked.error, Some(ResponseError::MemberIdRequired));
+}
