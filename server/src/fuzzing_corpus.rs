@@ -274,7 +274,13 @@ async fn offsets_seeds() {
     let member = (joined.member_id.clone(), Some("instance-1".into()));
     let assignment = vec![(joined.member_id.clone(), Bytes::from_static(b"assignment"))];
     coordinator
-        .sync("classic".into(), member, joined.generation_id, assignment)
+        .sync(
+            "classic".into(),
+            member,
+            joined.generation_id,
+            (None, None),
+            assignment,
+        )
         .await;
     let committed = |offset| CommittedOffset {
         offset,

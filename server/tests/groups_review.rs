@@ -231,3 +231,120 @@ fn the_initial_rebalance_delay_is_the_brokers_flag() {
     assert_eq!(joined.generation_id, 1);
     assert_eq!(joined.leader, asked.member_id);
 }
+
+/// A Stable group "p" of one member on `a` (generation 1); returns its member id.
+fn stable_group_of_one(a: &mut Client) -> String {
+    let a_id = send_join(a, "p");
+    let joined: JoinGroupResponse = a.receive(ApiKey::JoinGroup, 7).unwrap();
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("p")))
+        .with_generation_id(1)
+        .with_member_id(StrBytes::from_string(a_id.clone()));
+    let synced: SyncGroupResponse = a.call(ApiKey::SyncGroup, 5, &sync);
+    assert_eq!(synced.error_code, 0);
+    a_id
+}
+
+/// Sends `member_id`'s rejoin of "p" and waits until the group is seen leaving Stable.
+fn rejoin_and_see_the_rebalance(a: &mut Client, observer: &mut Client, member_id: &str) {
+    let rejoin = join("p", 10_000)
+        .with_rebalance_timeout_ms(300_000)
+        .with_member_id(StrBytes::from_string(member_id.to_string()));
+    a.send(ApiKey::JoinGroup, 7, &rejoin).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while describe(observer, "p").0 == "Stable" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rejoin never arrived"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_rebalance_includes_a_member_that_got_member_id_required() {
+    // Kafka: the id handed out with MEMBER_ID_REQUIRED makes a pending member, and the
+    // rebalance waits for it (hasAllMembersJoined): b's join right after is in a's generation.
+    let broker = start_broker(&["--group-initial-rebalance-delay-ms", "0"]);
+    let (mut a, mut b, mut observer) = (
+        Client::connect(&broker),
+        Client::connect(&broker),
+        Client::connect(&broker),
+    );
+    let a_id = stable_group_of_one(&mut a);
+    let asked: JoinGroupResponse = b.call(ApiKey::JoinGroup, 7, &join("p", 10_000));
+    assert_eq!(asked.error_code, MEMBER_ID_REQUIRED);
+    rejoin_and_see_the_rebalance(&mut a, &mut observer, &a_id);
+    let b_join = join("p", 10_000).with_member_id(asked.member_id.clone());
+    b.send(ApiKey::JoinGroup, 7, &b_join).unwrap();
+    let a_joined: JoinGroupResponse = a.receive(ApiKey::JoinGroup, 7).unwrap();
+    let b_joined: JoinGroupResponse = b.receive(ApiKey::JoinGroup, 7).unwrap();
+    assert_eq!((a_joined.error_code, b_joined.error_code), (0, 0));
+    assert_eq!(a_joined.generation_id, 2);
+    assert_eq!(b_joined.generation_id, 2);
+    let leader = if a_joined.leader.as_str() == a_id {
+        &a_joined
+    } else {
+        &b_joined
+    };
+    assert_eq!(leader.members.len(), 2, "the leader sees both");
+}
+
+#[test]
+fn a_member_id_never_used_stops_holding_the_rebalance_after_its_session_timeout() {
+    // Kafka expires a pending member after its session timeout; the rebalance then completes
+    // (here long before its 300 s rebalance timeout could end it).
+    let broker = start_broker(&[
+        "--group-initial-rebalance-delay-ms",
+        "0",
+        "--group-min-session-timeout-ms",
+        "1000",
+    ]);
+    let (mut a, mut b, mut observer) = (
+        Client::connect(&broker),
+        Client::connect(&broker),
+        Client::connect(&broker),
+    );
+    let a_id = stable_group_of_one(&mut a);
+    let asked: JoinGroupResponse = b.call(ApiKey::JoinGroup, 7, &join("p", 1_000));
+    assert_eq!(asked.error_code, MEMBER_ID_REQUIRED);
+    rejoin_and_see_the_rebalance(&mut a, &mut observer, &a_id);
+    a.set_read_timeout(std::time::Duration::from_secs(120));
+    let joined: JoinGroupResponse = a.receive(ApiKey::JoinGroup, 7).unwrap();
+    assert_eq!((joined.error_code, joined.generation_id), (0, 2));
+    assert_eq!(joined.members.len(), 1, "only a: b never came back");
+}
+
+/// Kafka's INCONSISTENT_GROUP_PROTOCOL.
+const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+
+#[test]
+fn a_sync_naming_another_protocol_than_the_groups_is_refused() {
+    // Kafka (validateSyncGroup): a SyncGroup v5+ whose protocol type or name is set and differs
+    // from the group's is answered INCONSISTENT_GROUP_PROTOCOL; matching or unset ones pass.
+    let broker = start_broker(&["--group-initial-rebalance-delay-ms", "0"]);
+    let mut a = Client::connect(&broker);
+    let a_id = send_join(&mut a, "s");
+    let joined: JoinGroupResponse = a.receive(ApiKey::JoinGroup, 7).unwrap();
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    let sync = |protocol_type: &'static str, protocol_name: &'static str| {
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("s")))
+            .with_generation_id(1)
+            .with_member_id(StrBytes::from_string(a_id.clone()))
+            .with_protocol_type(Some(StrBytes::from_static_str(protocol_type)))
+            .with_protocol_name(Some(StrBytes::from_static_str(protocol_name)))
+    };
+    for (protocol_type, protocol_name) in [("connect", "range"), ("consumer", "roundrobin")] {
+        let refused: SyncGroupResponse =
+            a.call(ApiKey::SyncGroup, 5, &sync(protocol_type, protocol_name));
+        assert_eq!(
+            refused.error_code, INCONSISTENT_GROUP_PROTOCOL,
+            "{protocol_type}/{protocol_name}"
+        );
+    }
+    let synced: SyncGroupResponse = a.call(ApiKey::SyncGroup, 5, &sync("consumer", "range"));
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(describe(&mut a, "s"), ("Stable".to_string(), 1));
+}

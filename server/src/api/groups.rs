@@ -239,6 +239,8 @@ pub async fn sync_group(
     let group_id = sync.group_id.to_string();
     let member = (sync.member_id.to_string(), opt_str(&sync.group_instance_id));
     let generation_id = sync.generation_id;
+    // v5+ names the protocol the member joined with (None before, and when unknown).
+    let protocol = (opt_str(&sync.protocol_type), opt_str(&sync.protocol_name));
     let assignments: Vec<(String, Bytes)> = sync
         .assignments
         .iter()
@@ -246,7 +248,7 @@ pub async fn sync_group(
         .collect();
     let answer = on_coordinator(context, move |coordinator| async move {
         coordinator
-            .sync(group_id, member, generation_id, assignments)
+            .sync(group_id, member, generation_id, protocol, assignments)
             .await
     })
     .await?;

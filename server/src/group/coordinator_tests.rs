@@ -90,6 +90,7 @@ async fn classic_and_consumer_groups_come_back_after_a_restart() {
             "classic".into(),
             (joined.member_id.clone(), Some("instance-1".into())),
             joined.generation_id,
+            (None, None),
             vec![(joined.member_id.clone(), assignment.clone())],
         )
         .await;
@@ -233,6 +234,7 @@ async fn a_classic_generation_that_cannot_be_stored_is_refused_and_rebalances() 
             "classic".into(),
             (member_id.clone(), None),
             generation_id,
+            (None, None),
             vec![(member_id.clone(), Bytes::from_static(b"assignment"))],
         )
         .await;

@@ -258,6 +258,7 @@ impl Coordinator {
         group_id: String,
         (member_id, instance_id): (String, Option<String>),
         generation_id: i32,
+        (protocol_type, protocol_name): (Option<String>, Option<String>),
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResponse {
         let mut completed = false;
@@ -271,6 +272,20 @@ impl Coordinator {
                 {
                     (
                         Reply::Now(SyncResponse::error(ResponseError::FencedInstanceId)),
+                        Vec::new(),
+                    )
+                }
+                // As Kafka, checked once the member and its generation are known good.
+                Some(group)
+                    if group.check_member(&member_id, generation_id).is_ok()
+                        && group
+                            .check_sync_protocol(protocol_type.as_deref(), protocol_name.as_deref())
+                            .is_some() =>
+                {
+                    (
+                        Reply::Now(SyncResponse::error(
+                            ResponseError::InconsistentGroupProtocol,
+                        )),
                         Vec::new(),
                     )
                 }

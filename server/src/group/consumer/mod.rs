@@ -7,6 +7,7 @@
 
 pub mod assignor;
 pub mod coordinator;
+mod heartbeat;
 pub mod member;
 pub mod record;
 pub mod state;

@@ -125,6 +125,7 @@ pub fn apply(
                         group.group_epoch = decoded.group_epoch;
                         group.assignment_epoch = decoded.assignment_epoch;
                         group.subscribed_topics = decoded.subscribed_topics;
+                        group.subscribed_as_of = None;
                     }
                     other => skip("cgroup", group_id, other.err()),
                 },
@@ -137,6 +138,7 @@ pub fn apply(
                     if let Some(group) = groups.get_mut(*group_id) {
                         group.members.remove(*member_id);
                         group.target.remove(*member_id);
+                        group.subscribed_as_of = None;
                     }
                 }
                 Some(value) => match serde_json::from_slice::<MemberValue>(value) {
@@ -149,6 +151,7 @@ pub fn apply(
                             .or_insert_with(|| ConsumerGroup::new(*group_id));
                         group.target.insert(member_id.to_string(), decoded.target);
                         group.members.insert(member_id.to_string(), decoded.member);
+                        group.subscribed_as_of = None;
                     }
                     other => skip("cmember", group_id, other.err()),
                 },

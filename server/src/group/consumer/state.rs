@@ -21,19 +21,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use kafka_protocol::error::ResponseError;
 
 use super::assignor::{Assignment, AssignmentSpec, AssignorName, TopicCounts};
-use super::member::{is_subset, ConsumerMember, MemberIdentity, MemberState};
-use super::subscription::{resolve, RegexCache, TopicView};
+use super::heartbeat::{check_epoch, refuse, update_member, validate};
+pub use super::heartbeat::{
+    HeartbeatError, HeartbeatRequest, HeartbeatResponse, LEAVE_EPOCH, STATIC_LEAVE_EPOCH,
+};
+use super::member::{ConsumerMember, MemberIdentity, MemberState};
+use super::subscription::{resolve, RegexCache, TopicView, ViewVersion};
 use crate::group::state::MEMBERS_PER_GROUP_MAX;
 
-/// The member epoch a heartbeat sends to leave the group.
-pub const LEAVE_EPOCH: i32 = -1;
-/// The member epoch a static member sends to leave for now (it keeps its partitions until its
-/// session ends or it rejoins).
-pub const STATIC_LEAVE_EPOCH: i32 = -2;
-/// Longest subscription regex accepted (bounds the compile cost a client can cause).
-pub const REGEX_BYTES_MAX: usize = 1024;
-/// Topic names one member may subscribe to (bounds the state and records a client can cause).
-pub const SUBSCRIBED_TOPICS_MAX: usize = 10_000;
 /// The rebalance timeout of a member that joins without one (Kafka's max.poll.interval.ms
 /// default).
 pub const REBALANCE_TIMEOUT_MS_DEFAULT: i64 = 300_000;
@@ -60,50 +55,6 @@ impl Default for ConsumerGroupConfig {
             classic_max_session_timeout_ms: crate::group::SESSION_TIMEOUT_MS_MAX,
             classic_initial_rebalance_delay_ms: crate::group::state::INITIAL_REBALANCE_DELAY_MS,
         }
-    }
-}
-
-/// A ConsumerGroupHeartbeat, decoded (topic ids already resolved to names).
-#[derive(Debug, Clone, Default)]
-pub struct HeartbeatRequest {
-    pub member_id: String,
-    pub member_epoch: i32,
-    pub instance_id: Option<String>,
-    pub rack_id: Option<String>,
-    /// -1: unchanged.
-    pub rebalance_timeout_ms: i32,
-    /// None: unchanged.
-    pub subscribed_topic_names: Option<Vec<String>>,
-    /// None: unchanged; empty: no regex.
-    pub subscribed_topic_regex: Option<String>,
-    pub server_assignor: Option<String>,
-    /// The partitions the member owns; None: unchanged since the last heartbeat.
-    pub owned: Option<Assignment>,
-    pub client_id: String,
-    pub client_host: String,
-}
-
-/// A successful heartbeat's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeartbeatResponse {
-    pub member_id: String,
-    pub member_epoch: i32,
-    pub heartbeat_interval_ms: i32,
-    /// The member's assignment, when it changed or the member asked (None: keep yours).
-    pub assignment: Option<Assignment>,
-}
-
-/// A refused heartbeat: the Kafka error and a message for the client's log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeartbeatError {
-    pub error: ResponseError,
-    pub message: String,
-}
-
-fn refuse(error: ResponseError, message: impl Into<String>) -> HeartbeatError {
-    HeartbeatError {
-        error,
-        message: message.into(),
     }
 }
 
@@ -160,65 +111,13 @@ pub struct ConsumerGroup {
     pub dirty: Dirty,
     /// Members' regexes compiled and resolved, until the topics or the ACLs change.
     pub regex_cache: RegexCache,
-}
-
-/// Checks what a heartbeat must carry, before anything changes.
-fn validate(request: &HeartbeatRequest) -> Result<(), HeartbeatError> {
-    let epoch = request.member_epoch;
-    if epoch < STATIC_LEAVE_EPOCH {
-        return Err(refuse(
-            ResponseError::InvalidRequest,
-            format!("member epoch {epoch} is invalid"),
-        ));
-    }
-    if epoch == STATIC_LEAVE_EPOCH && request.instance_id.is_none() {
-        return Err(refuse(
-            ResponseError::InvalidRequest,
-            "member epoch -2 (static leave) needs an instance id",
-        ));
-    }
-    if epoch == 0
-        && request.subscribed_topic_names.is_none()
-        && request.subscribed_topic_regex.is_none()
-    {
-        return Err(refuse(
-            ResponseError::InvalidRequest,
-            "SubscribedTopicNames or SubscribedTopicRegex must be set when joining",
-        ));
-    }
-    if request
-        .subscribed_topic_names
-        .as_ref()
-        .is_some_and(|names| names.len() > SUBSCRIBED_TOPICS_MAX)
-    {
-        return Err(refuse(
-            ResponseError::InvalidRequest,
-            format!("at most {SUBSCRIBED_TOPICS_MAX} subscribed topics"),
-        ));
-    }
-    if epoch != 0 && request.member_id.is_empty() {
-        return Err(refuse(
-            ResponseError::UnknownMemberId,
-            "a member id is needed after joining",
-        ));
-    }
-    if let Some(name) = request.server_assignor.as_deref() {
-        if !name.is_empty() && AssignorName::parse(name).is_none() {
-            return Err(refuse(
-                ResponseError::UnsupportedAssignor,
-                format!("server assignor {name:?} is not supported (uniform, range)"),
-            ));
-        }
-    }
-    if let Some(pattern) = request.subscribed_topic_regex.as_deref() {
-        if pattern.len() > REGEX_BYTES_MAX {
-            return Err(refuse(
-                ResponseError::InvalidRegularExpression,
-                "subscription regex too long",
-            ));
-        }
-    }
-    Ok(())
+    /// The view version `subscribed_topics` was computed at, while no member joined, left, or
+    /// changed its subscription or principal since (None: to compute at the next heartbeat). A
+    /// heartbeat then does not walk every member's subscription again.
+    pub(super) subscribed_as_of: Option<ViewVersion>,
+    /// Walks over every member's subscription, for tests.
+    #[cfg(test)]
+    pub(super) subscribed_walks: u64,
 }
 
 /// Whether two members are equal in everything persisted (timers aside).
@@ -242,6 +141,9 @@ impl ConsumerGroup {
             subscribed_topics: TopicCounts::new(),
             dirty: Dirty::default(),
             regex_cache: RegexCache::default(),
+            subscribed_as_of: None,
+            #[cfg(test)]
+            subscribed_walks: 0,
         }
     }
 
@@ -335,15 +237,28 @@ impl ConsumerGroup {
         let (mut member, before) = self.resolve_member(request)?;
         let member_id = member.member_id.clone();
         let subscription_changed = update_member(&mut member, request);
+        // A regex matches what its member's principal may see: another principal, other topics.
+        let principal_changed =
+            identity.as_ref().is_some_and(|new| {
+                member.identity.0.as_ref().is_none_or(|old| {
+                    (old.principal(), old.host()) != (new.principal(), new.host())
+                })
+            });
         if identity.is_some() {
             member.identity = MemberIdentity(identity);
         }
         let mut bump = before.is_none() || subscription_changed;
+        if bump || (principal_changed && member.subscribed_topic_regex.is_some()) {
+            self.subscribed_as_of = None;
+        }
         self.members.insert(member_id.clone(), member);
-        let subscribed = self.subscribed_topic_counts(view);
-        if subscribed != self.subscribed_topics {
-            self.subscribed_topics = subscribed;
-            bump = true;
+        if view.version.is_none() || self.subscribed_as_of != view.version {
+            let subscribed = self.subscribed_topic_counts(view);
+            if subscribed != self.subscribed_topics {
+                self.subscribed_topics = subscribed;
+                bump = true;
+            }
+            self.subscribed_as_of = view.version;
         }
         if bump {
             self.bump_group_epoch();
@@ -504,7 +419,11 @@ impl ConsumerGroup {
     }
 
     /// Topic partition counts of everything the members subscribe to.
-    fn subscribed_topic_counts(&mut self, view: &TopicView<'_>) -> TopicCounts {
+    pub(super) fn subscribed_topic_counts(&mut self, view: &TopicView<'_>) -> TopicCounts {
+        #[cfg(test)]
+        {
+            self.subscribed_walks += 1;
+        }
         let mut counts = TopicCounts::new();
         for member in self.members.values() {
             let subscribed = resolve(member, view, &mut self.regex_cache);
@@ -586,6 +505,7 @@ impl ConsumerGroup {
     /// Drops a member: its partitions are free, the next heartbeat computes a new target.
     pub fn remove_member(&mut self, member_id: &str) {
         if self.members.remove(member_id).is_some() {
+            self.subscribed_as_of = None;
             self.target.remove(member_id);
             self.dirty.members.insert(member_id.to_string());
             self.bump_group_epoch();
@@ -639,70 +559,6 @@ impl ConsumerGroup {
         };
         (epoch != member.member_epoch).then_some(ResponseError::StaleMemberEpoch)
     }
-}
-
-/// Kafka's epoch check: a member may send its current epoch, or its previous one while it owns
-/// only partitions it still has (the answer with the new epoch was lost).
-fn check_epoch(member: &ConsumerMember, request: &HeartbeatRequest) -> Result<(), HeartbeatError> {
-    let received = request.member_epoch;
-    let fenced = || {
-        refuse(
-            ResponseError::FencedMemberEpoch,
-            format!(
-                "member epoch {received} does not match the coordinator's {}; rejoin",
-                member.member_epoch
-            ),
-        )
-    };
-    if received > member.member_epoch {
-        return Err(fenced());
-    }
-    if received < member.member_epoch
-        && (received != member.previous_member_epoch
-            || !request
-                .owned
-                .as_ref()
-                .is_some_and(|owned| is_subset(owned, &member.assigned)))
-    {
-        return Err(fenced());
-    }
-    Ok(())
-}
-
-/// Applies what a heartbeat carries; returns whether the subscription changed.
-fn update_member(member: &mut ConsumerMember, request: &HeartbeatRequest) -> bool {
-    if request.rebalance_timeout_ms >= 0 {
-        member.rebalance_timeout_ms = i64::from(request.rebalance_timeout_ms);
-    }
-    if request.instance_id.is_some() {
-        member.instance_id = request.instance_id.clone();
-    }
-    if request.rack_id.is_some() {
-        member.rack_id = request.rack_id.clone();
-    }
-    if let Some(assignor) = &request.server_assignor {
-        member.server_assignor = (!assignor.is_empty()).then(|| assignor.clone());
-    }
-    member.client_id = request.client_id.clone();
-    member.client_host = request.client_host.clone();
-    let mut changed = false;
-    if let Some(names) = &request.subscribed_topic_names {
-        let mut names = names.clone();
-        names.sort();
-        names.dedup();
-        if names != member.subscribed_topic_names {
-            member.subscribed_topic_names = names;
-            changed = true;
-        }
-    }
-    if let Some(regex) = &request.subscribed_topic_regex {
-        let regex = (!regex.is_empty()).then(|| regex.clone());
-        if regex != member.subscribed_topic_regex {
-            member.subscribed_topic_regex = regex;
-            changed = true;
-        }
-    }
-    changed
 }
 
 #[cfg(test)]

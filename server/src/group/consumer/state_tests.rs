@@ -1,6 +1,7 @@
 //! Fake-clock tests of the consumer group state machine.
 #![forbid(unsafe_code)]
 
+use super::super::heartbeat::SUBSCRIBED_TOPICS_MAX;
 use super::*;
 
 const CONFIG: ConsumerGroupConfig = ConsumerGroupConfig {

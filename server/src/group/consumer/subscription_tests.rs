@@ -252,3 +252,110 @@ fn a_regex_matches_internal_topics_and_names_starting_with_underscores_as_kafka(
         ]
     );
 }
+
+#[test]
+fn the_subscribed_topics_are_recomputed_only_when_members_or_the_view_change() {
+    // The group's subscribed topics are kept between heartbeats (not rebuilt from every member
+    // at each), and after each step they are what a full walk over the members finds.
+    let mut group = ConsumerGroup::new("g");
+    let everything = |_: &Identity, _: &str| true;
+    let no_t2 = |_: &Identity, topic: &str| topic != "t2";
+    fn view<'a>(
+        counts: &'a TopicCounts,
+        describable: super::Describable<'a>,
+        version: (u64, u64),
+    ) -> TopicView<'a> {
+        TopicView {
+            counts,
+            describable,
+            version: Some(version),
+        }
+    }
+    let first = counts(&[("a", 1), ("b", 2), ("t1", 3), ("x", 1)]);
+    let v1 = view(&first, &everything, (1, 1));
+    let check = |group: &mut ConsumerGroup, view: &TopicView<'_>, expected: &[&str]| {
+        let walked = group.subscribed_topic_counts(view);
+        assert_eq!(group.subscribed_topics, walked, "kept set = full walk");
+        assert_eq!(subscribed(group), expected);
+    };
+    let names = |member: &str, epoch: i32, topics: &[&str]| HeartbeatRequest {
+        member_id: member.to_string(),
+        member_epoch: epoch,
+        rebalance_timeout_ms: 5_000,
+        subscribed_topic_names: Some(topics.iter().map(|t| t.to_string()).collect()),
+        ..HeartbeatRequest::default()
+    };
+    let alice = || identity("User:alice");
+    let beat_all = |group: &mut ConsumerGroup, view: &TopicView<'_>, now: i64| {
+        for member in group.members.keys().cloned().collect::<Vec<_>>() {
+            let request = beat(group, &member);
+            group
+                .heartbeat_as(&request, alice(), view, &CONFIG, now)
+                .unwrap();
+        }
+    };
+
+    // A member joins by name.
+    group
+        .heartbeat_as(&names("m1", 0, &["a"]), alice(), &v1, &CONFIG, 0)
+        .unwrap();
+    check(&mut group, &v1, &["a"]);
+    let walks = group.subscribed_walks;
+    beat_all(&mut group, &v1, 1);
+    assert_eq!(group.subscribed_walks, walks, "nothing changed: no walk");
+
+    // Another joins by regex.
+    group
+        .heartbeat_as(&regex_join("m2"), alice(), &v1, &CONFIG, 2)
+        .unwrap();
+    check(&mut group, &v1, &["a", "t1"]);
+
+    // The first changes its subscription.
+    let epoch = group.members["m1"].member_epoch;
+    group
+        .heartbeat_as(&names("m1", epoch, &["b"]), alice(), &v1, &CONFIG, 3)
+        .unwrap();
+    check(&mut group, &v1, &["b", "t1"]);
+    let walks = group.subscribed_walks;
+    beat_all(&mut group, &v1, 4);
+    assert_eq!(group.subscribed_walks, walks, "nothing changed: no walk");
+
+    // A topic created: the regex resolves it at the next heartbeat.
+    let created = counts(&[("a", 1), ("b", 2), ("t1", 3), ("t2", 1), ("x", 1)]);
+    let v2 = view(&created, &everything, (2, 1));
+    beat_all(&mut group, &v2, 5);
+    check(&mut group, &v2, &["b", "t1", "t2"]);
+
+    // The ACLs change: the regex no longer matches what the principal can't describe.
+    let v3 = view(&created, &no_t2, (2, 2));
+    beat_all(&mut group, &v3, 6);
+    check(&mut group, &v3, &["b", "t1"]);
+
+    // The regex member's principal changes: it matches what the new one may describe.
+    let only_alice_sees_t2 =
+        |who: &Identity, topic: &str| who.principal() == "User:alice" || topic != "t2";
+    let v4 = view(&created, &only_alice_sees_t2, (2, 3));
+    beat_all(&mut group, &v4, 7);
+    check(&mut group, &v4, &["b", "t1", "t2"]);
+    let request = beat(&group, "m2");
+    group
+        .heartbeat_as(&request, identity("User:bob"), &v4, &CONFIG, 7)
+        .unwrap();
+    assert_eq!(subscribed(&group), ["b", "t1"], "bob may not see t2");
+    let v3 = view(&created, &no_t2, (2, 4));
+
+    // The regex member leaves: its topics go at the next heartbeat.
+    let leave = HeartbeatRequest {
+        member_id: "m2".into(),
+        member_epoch: super::super::state::LEAVE_EPOCH,
+        ..HeartbeatRequest::default()
+    };
+    group
+        .heartbeat_as(&leave, alice(), &v3, &CONFIG, 7)
+        .unwrap();
+    beat_all(&mut group, &v3, 8);
+    check(&mut group, &v3, &["b"]);
+    let walks = group.subscribed_walks;
+    beat_all(&mut group, &v3, 9);
+    assert_eq!(group.subscribed_walks, walks, "nothing changed: no walk");
+}

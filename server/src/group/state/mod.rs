@@ -24,10 +24,12 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
+mod identity;
 mod member;
 mod messages;
 mod pending;
 mod timeouts;
+use identity::MemberIdentity;
 pub use member::Member;
 pub use messages::{Effect, GroupPhase, JoinRequest, JoinResponse, Reply, SyncResponse};
 use pending::PendingMemberIds;
@@ -38,14 +40,6 @@ use pending::PendingMemberIds;
 pub const INITIAL_REBALANCE_DELAY_MS: i64 = 500;
 /// Members one group may have: bounds the state a client can make us keep.
 pub const MEMBERS_PER_GROUP_MAX: usize = 1000;
-
-/// Who a JoinGroup is from.
-enum MemberIdentity {
-    /// A member of the group, or a new one.
-    Known(String),
-    /// A static member restarted: `new` replaces `old`.
-    ReplacedStatic { old: String, new: String },
-}
 
 /// One consumer group.
 #[derive(Debug, Clone)]
@@ -61,6 +55,9 @@ pub struct Group {
     pending_member_ids: PendingMemberIds,
     rebalance_deadline_ms: i64,
     initial_delay_until_ms: i64,
+    /// The rebalance under way started from Empty: as Kafka's initial rebalance, it completes
+    /// when its delay passed and everyone joined, without waiting for pending member ids.
+    initial_rebalance: bool,
     /// How long the first join of an Empty group waits for more members (0: none).
     initial_delay_ms: i64,
     next_member_number: u64,
@@ -79,6 +76,7 @@ impl Group {
             pending_member_ids: PendingMemberIds::default(),
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: 0,
+            initial_rebalance: false,
             initial_delay_ms: INITIAL_REBALANCE_DELAY_MS,
             next_member_number: 0,
         }
@@ -110,18 +108,10 @@ impl Group {
             *self = Self::new(self.group_id.clone());
             self.initial_delay_ms = initial_delay_ms;
         }
-        if let Some(existing) = &self.protocol_type {
-            if !self.members.is_empty() && *existing != request.protocol_type {
-                return (
-                    Reply::Now(JoinResponse::error(
-                        ResponseError::InconsistentGroupProtocol,
-                        &request.member_id,
-                    )),
-                    Vec::new(),
-                );
-            }
-        }
-        if request.protocols.is_empty() {
+        if request.protocols.is_empty()
+            || request.protocol_type.is_empty()
+            || !self.supports_protocols(&request)
+        {
             return (
                 Reply::Now(JoinResponse::error(
                     ResponseError::InconsistentGroupProtocol,
@@ -157,7 +147,9 @@ impl Group {
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
         let keeps_generation = unchanged
             && match self.phase {
-                GroupPhase::Stable => !is_leader || request.group_instance_id.is_some(),
+                // A leader rejoining with its id asks for a rebalance (Kafka: how it gets topic
+                // changes assigned); a static member restarted under a new id does not.
+                GroupPhase::Stable => !is_leader || replaced,
                 // Its join answer was lost: no new rebalance for the members parked in SyncGroup.
                 GroupPhase::CompletingRebalance => !replaced,
                 _ => false,
@@ -210,101 +202,17 @@ impl Group {
         }
     }
 
-    /// Finds or makes the member id of a join; a new dynamic member of v4+ must come back with it.
-    #[allow(clippy::result_large_err)] // the error is the whole answer to send; it is built once
-    fn resolve_member_id(
-        &mut self,
-        request: &JoinRequest,
-        now_ms: i64,
-    ) -> Result<MemberIdentity, JoinResponse> {
-        if let Some(instance) = &request.group_instance_id {
-            // Static membership: the instance id names the member across restarts. A join with
-            // no member id is the instance restarted: it gets a new member id that replaces the
-            // old one, which is fenced (Kafka's static member replacement, KIP-345). A join
-            // with another member id than the instance's is a zombie: fenced.
-            if let Some(known) = self.static_member(instance) {
-                let known = known.member_id.clone();
-                if request.member_id.is_empty() {
-                    let new = self.new_member_id(&request.client_id);
-                    return Ok(MemberIdentity::ReplacedStatic { old: known, new });
-                }
-                if request.member_id != known {
-                    return Err(JoinResponse::error(
-                        ResponseError::FencedInstanceId,
-                        &request.member_id,
-                    ));
-                }
-                return Ok(MemberIdentity::Known(known));
-            }
-            if request.member_id.is_empty() {
-                return Ok(MemberIdentity::Known(
-                    self.new_member_id(&request.client_id),
-                ));
-            }
-        }
-        if request.member_id.is_empty() {
-            let member_id = self.new_member_id(&request.client_id);
-            if request.require_known_member_id {
-                self.pending_member_ids
-                    .insert(member_id.clone(), now_ms + request.session_timeout_ms);
-                return Err(JoinResponse::error(
-                    ResponseError::MemberIdRequired,
-                    &member_id,
-                ));
-            }
-            return Ok(MemberIdentity::Known(member_id));
-        }
-        if self.members.contains_key(&request.member_id)
-            || self.pending_member_ids.take(&request.member_id)
-        {
-            return Ok(MemberIdentity::Known(request.member_id.clone()));
-        }
-        Err(JoinResponse::error(
-            ResponseError::UnknownMemberId,
-            &request.member_id,
-        ))
-    }
-
-    fn static_member(&self, instance: &str) -> Option<&Member> {
-        self.members
-            .values()
-            .find(|member| member.group_instance_id.as_deref() == Some(instance))
-    }
-
-    /// Moves a static member to its new member id (keeping its assignment and its place as
-    /// leader); whatever the old id was waiting for is answered FENCED_INSTANCE_ID.
-    fn replace_static_member(&mut self, old: &str, new: &str) -> Vec<Effect> {
-        let Some(mut member) = self.members.remove(old) else {
-            return Vec::new();
-        };
-        let mut effects = Vec::new();
-        if member.awaiting_join {
-            effects.push(Effect::Join(
-                old.to_string(),
-                JoinResponse::error(ResponseError::FencedInstanceId, old),
-            ));
-        }
-        if member.awaiting_sync {
-            member.awaiting_sync = false;
-            effects.push(Effect::Sync(
-                old.to_string(),
-                SyncResponse::error(ResponseError::FencedInstanceId),
-            ));
-        }
-        tracing::info!(group = %self.group_id, old, new, "static member replaced");
-        member.member_id = new.to_string();
-        if self.leader.as_deref() == Some(old) {
-            self.leader = Some(new.to_string());
-        }
-        self.members.insert(new.to_string(), member);
-        effects
-    }
-
-    /// FENCED_INSTANCE_ID for a request naming a static instance whose member id is another one
-    /// (the instance was restarted and replaced this member).
-    pub fn check_instance(&self, member_id: &str, instance: Option<&str>) -> Option<ResponseError> {
-        let known = self.static_member(instance?)?;
-        (known.member_id != member_id).then_some(ResponseError::FencedInstanceId)
+    /// Kafka's supportsProtocols: a join into a group with members must be of its protocol type
+    /// and share a protocol with every member (else it is refused at once, rather than let in
+    /// to a rebalance that would end with every member refused).
+    fn supports_protocols(&self, request: &JoinRequest) -> bool {
+        self.members.is_empty()
+            || (self.protocol_type.as_deref() == Some(request.protocol_type.as_str())
+                && request.protocols.iter().any(|(name, _)| {
+                    self.members
+                        .values()
+                        .all(|member| member.protocols.iter().any(|(other, _)| other == name))
+                }))
     }
 
     fn prepare_rebalance(&mut self, now_ms: i64) -> Vec<Effect> {
@@ -325,7 +233,8 @@ impl Group {
             }
         }
         let rebalance_timeout_ms = self.rebalance_timeout_ms();
-        if self.phase == GroupPhase::Empty {
+        self.initial_rebalance = self.phase == GroupPhase::Empty;
+        if self.initial_rebalance {
             self.initial_delay_until_ms = now_ms + self.initial_delay_ms;
         }
         self.rebalance_deadline_ms = now_ms + rebalance_timeout_ms.max(self.initial_delay_ms);
@@ -341,13 +250,18 @@ impl Group {
         effects
     }
 
-    /// Completes the join phase when every member has rejoined (after the initial delay), or when
-    /// the rebalance deadline passed (members that did not rejoin are dropped).
+    /// Completes the join phase when every member has rejoined (after the initial delay; outside
+    /// the initial rebalance, no member id handed out is pending either), or when the rebalance
+    /// deadline passed (members that did not rejoin are dropped).
     fn maybe_complete_join(&mut self, now_ms: i64) -> Vec<Effect> {
         if self.phase != GroupPhase::PreparingRebalance {
             return Vec::new();
         }
-        let all_joined = self.members.values().all(|member| member.awaiting_join);
+        // Kafka's hasAllMembersJoined: a member id handed out with MEMBER_ID_REQUIRED is a
+        // member on its way (its joiner comes back with it at once), waited for until it joins
+        // or its session timeout expires it (`tick`).
+        let all_joined = self.members.values().all(|member| member.awaiting_join)
+            && (self.initial_rebalance || self.pending_member_ids.is_empty());
         let deadline_passed = now_ms >= self.rebalance_deadline_ms;
         if !(deadline_passed || (all_joined && now_ms >= self.initial_delay_until_ms)) {
             return Vec::new();
@@ -495,6 +409,20 @@ impl Group {
         Ok(())
     }
 
+    /// INCONSISTENT_GROUP_PROTOCOL for a SyncGroup (v5+) that names another protocol type or
+    /// name than the group's (Kafka compares each when both sides have one).
+    pub fn check_sync_protocol(
+        &self,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+    ) -> Option<ResponseError> {
+        let differs = |asked: Option<&str>, group: &Option<String>| {
+            asked.zip(group.as_deref()).is_some_and(|(a, b)| a != b)
+        };
+        (differs(protocol_type, &self.protocol_type) || differs(protocol_name, &self.protocol_name))
+            .then_some(ResponseError::InconsistentGroupProtocol)
+    }
+
     /// Handles a SyncGroup; the leader's carries everyone's assignment.
     pub fn sync(
         &mut self,
@@ -612,6 +540,11 @@ impl Group {
         group_instance_id: Option<&str>,
         now_ms: i64,
     ) -> (Option<ResponseError>, Vec<Effect>) {
+        if !member_id.is_empty() && self.pending_member_ids.take(member_id) {
+            // As Kafka: a member given its id with MEMBER_ID_REQUIRED may leave before joining
+            // with it (a consumer closed at once); the rebalance it was holding goes on.
+            return (None, self.maybe_complete_join(now_ms));
+        }
         let found = match group_instance_id {
             // An instance's leave names its member id too (or none, from admin tools): another
             // id is a fenced zombie's.

@@ -42,6 +42,10 @@ impl PendingMemberIds {
             .retain(|_, expiry_ms| *expiry_ms > now_ms);
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.expiry_ms_by_id.is_empty()
+    }
+
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.expiry_ms_by_id.len()

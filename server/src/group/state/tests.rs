@@ -445,3 +445,182 @@ fn a_member_rejoining_unchanged_while_assignments_are_handed_out_gets_the_genera
     assert!(effects.is_empty());
     assert_eq!(group.phase, GroupPhase::CompletingRebalance);
 }
+
+/// A Stable group of two whose follower left: PreparingRebalance, waiting for the leader alone.
+fn rebalancing_after_a_leave(group: &mut Group) -> String {
+    let (leader, follower) = stable_group_of_two(group);
+    let (error, _) = group.leave(&follower, None, 2_000);
+    assert_eq!(error, None);
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+    leader
+}
+
+#[test]
+fn a_rebalance_waits_for_a_member_given_its_id_with_member_id_required() {
+    // Kafka (ClassicGroup.hasAllMembersJoined): a member id handed out with MEMBER_ID_REQUIRED
+    // makes a pending member, and a rebalance other than the initial one does not complete while
+    // one is pending: its joiner comes back with the id at once and is in the same generation.
+    let mut group = Group::new("g");
+    let leader = rebalancing_after_a_leave(&mut group);
+    let newcomer = handshake(&mut group, 2_100);
+    let (reply, effects) = group.join(join_request(&leader, &["range"]), 2_200);
+    assert_eq!(
+        reply,
+        Reply::Later(leader.clone()),
+        "waits for the pending member"
+    );
+    assert!(joined(&effects).is_empty());
+    assert!(joined(&group.tick(2_300)).is_empty());
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+    let (reply, effects) = group.join(join_request(&newcomer, &["range"]), 2_400);
+    let mut all = joined(&effects);
+    if let Reply::Now(response) = &reply {
+        all.push(response);
+    }
+    assert_eq!(all.len(), 2, "both answered when the pending member joins");
+    assert!(all.iter().all(|r| r.generation_id == 2));
+    let leaders_view = all.iter().find(|r| !r.members.is_empty()).expect("leader");
+    let mut seen: Vec<&str> = leaders_view
+        .members
+        .iter()
+        .map(|(id, _, _)| id.as_str())
+        .collect();
+    seen.sort_unstable();
+    let mut expected = vec![leader.as_str(), newcomer.as_str()];
+    expected.sort_unstable();
+    assert_eq!(seen, expected);
+    assert_eq!(group.phase, GroupPhase::CompletingRebalance);
+}
+
+#[test]
+fn a_pending_member_that_never_joins_stops_blocking_at_its_session_timeout() {
+    // Kafka expires a pending member after its session timeout, then completes the join.
+    let mut group = Group::new("g");
+    let leader = rebalancing_after_a_leave(&mut group);
+    let mut request = join_request("", &["range"]);
+    request.session_timeout_ms = 3_000;
+    let (reply, _) = group.join(request, 2_100);
+    let Reply::Now(response) = reply else {
+        panic!("handshake answers at once")
+    };
+    assert_eq!(response.error, Some(ResponseError::MemberIdRequired));
+    let (reply, _) = group.join(join_request(&leader, &["range"]), 2_200);
+    assert_eq!(reply, Reply::Later(leader.clone()));
+    assert!(joined(&group.tick(5_000)).is_empty(), "still pending");
+    let effects = group.tick(5_100);
+    let responses = joined(&effects);
+    assert_eq!(responses.len(), 1, "completed once the pending id expired");
+    assert_eq!(responses[0].generation_id, 2);
+    assert_eq!(responses[0].members.len(), 1);
+    // Its joiner, coming back late, is unknown and asks again.
+    let (reply, _) = group.join(join_request(&response.member_id, &["range"]), 5_200);
+    let Reply::Now(late) = reply else {
+        panic!("answered at once")
+    };
+    assert_eq!(late.error, Some(ResponseError::UnknownMemberId));
+}
+
+#[test]
+fn the_initial_rebalance_does_not_wait_for_pending_members() {
+    // Kafka's initial rebalance completes when its delay passes, pending members or not.
+    let mut group = Group::new("g");
+    let a = handshake(&mut group, 0);
+    let _pending = handshake(&mut group, 0);
+    group.join(join_request(&a, &["range"]), 10);
+    let effects = group.tick(INITIAL_REBALANCE_DELAY_MS + 10);
+    let responses = joined(&effects);
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].generation_id, 1);
+}
+
+#[test]
+fn a_pending_member_that_leaves_stops_holding_the_rebalance() {
+    // Kafka's LeaveGroup removes a pending member (its joiner closed before joining with its
+    // id) and completes the join it was holding; it is not UNKNOWN_MEMBER_ID.
+    let mut group = Group::new("g");
+    let leader = rebalancing_after_a_leave(&mut group);
+    let newcomer = handshake(&mut group, 2_100);
+    let (reply, _) = group.join(join_request(&leader, &["range"]), 2_200);
+    assert_eq!(reply, Reply::Later(leader.clone()));
+    let (error, effects) = group.leave(&newcomer, None, 2_300);
+    assert_eq!(error, None);
+    let responses = joined(&effects);
+    assert_eq!(responses.len(), 1, "the leader's join is answered");
+    assert_eq!(responses[0].generation_id, 2);
+    assert_eq!(responses[0].members.len(), 1);
+    // The id is used up: it can't join now.
+    let (reply, _) = group.join(join_request(&newcomer, &["range"]), 2_400);
+    let Reply::Now(late) = reply else {
+        panic!("answered at once")
+    };
+    assert_eq!(late.error, Some(ResponseError::UnknownMemberId));
+}
+
+#[test]
+fn a_static_leader_rejoining_with_its_id_in_stable_starts_a_rebalance() {
+    // Kafka rebalances when the leader of a Stable group rejoins with its member id, static or
+    // not: that is how a leader that saw topics change (new partitions) gets them assigned.
+    // Only a restarted static member (no member id) keeps the generation.
+    let mut group = Group::new("g");
+    let mut request = join_request("", &["range"]);
+    request.group_instance_id = Some("instance-1".into());
+    group.join(request.clone(), 0);
+    let effects = group.tick(1_000);
+    let id = joined(&effects)[0].member_id.clone();
+    group.sync(&id, 1, vec![(id.clone(), Bytes::from_static(b"a"))], 1_000);
+    assert_eq!(group.phase, GroupPhase::Stable);
+    request.member_id = id.clone();
+    let (reply, effects) = group.join(request, 2_000);
+    let response = match reply {
+        Reply::Now(response) => response,
+        Reply::Later(_) => joined(&effects)[0].clone(),
+    };
+    assert_eq!((response.error, response.generation_id), (None, 2));
+    assert_eq!(response.leader, id);
+}
+
+#[test]
+fn a_join_with_no_protocol_every_member_supports_is_refused_at_once() {
+    // Kafka (ClassicGroup.supportsProtocols): a join into a non-empty group must share a
+    // protocol with every member, and be of the group's protocol type, else it is answered
+    // INCONSISTENT_GROUP_PROTOCOL at once; the group is left alone (no rebalance that would
+    // end with every member refused).
+    let mut group = Group::new("g");
+    let (leader, _follower) = stable_group_of_two(&mut group);
+    let (reply, effects) = group.join(join_request("", &["roundrobin"]), 2_000);
+    let Reply::Now(refused) = reply else {
+        panic!("refused at once")
+    };
+    assert_eq!(
+        refused.error,
+        Some(ResponseError::InconsistentGroupProtocol)
+    );
+    assert!(effects.is_empty());
+    let mut connect = join_request("", &["range"]);
+    connect.protocol_type = "connect".into();
+    let (reply, _) = group.join(connect, 2_000);
+    let Reply::Now(refused) = reply else {
+        panic!("refused at once")
+    };
+    assert_eq!(
+        refused.error,
+        Some(ResponseError::InconsistentGroupProtocol)
+    );
+    // A member switching to a protocol the others lack is refused too, and stays as it was.
+    let (reply, _) = group.join(join_request(&leader, &["roundrobin"]), 2_100);
+    let Reply::Now(refused) = reply else {
+        panic!("refused at once")
+    };
+    assert_eq!(
+        refused.error,
+        Some(ResponseError::InconsistentGroupProtocol)
+    );
+    assert_eq!(group.phase, GroupPhase::Stable);
+    assert_eq!(group.members.len(), 2);
+    // One protocol in common is enough.
+    let (reply, _) = group.join(join_request("", &["roundrobin", "range"]), 2_200);
+    let Reply::Now(asked) = reply else {
+        panic!("answered at once")
+    };
+    assert_eq!(asked.error, Some(ResponseError::MemberIdRequired));
+}
