@@ -37,7 +37,7 @@ impl PartitionLog {
         // new segment and its snapshot leaves one sealed there): their producer batches must all
         // be scanned, not only those after their last index entry.
         let snapshot_floor = snapshot_offsets.iter().copied().max();
-        let (mut segments, report) = recover_segments(
+        let (mut segments, mut report) = recover_segments(
             dir,
             &base_offsets,
             &config,
@@ -76,6 +76,8 @@ impl PartitionLog {
         if let Err(err) = log.delete_segments_below_start().await {
             warn!(dir = %dir.display(), %err, "deleting segments below the log start failed");
         }
+        // The segments the log kept, not those recovery found: the deletion may have taken some.
+        report.segments = log.segment_count();
         Ok((Rc::new(log), report))
     }
 }

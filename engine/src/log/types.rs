@@ -99,6 +99,7 @@ pub struct LogStats {
 /// What opening the log found.
 #[derive(Debug, Clone, Default)]
 pub struct OpenReport {
+    /// The segments the opened log holds (after open deleted any wholly below the log start).
     pub segments: usize,
     /// Whether the previous run closed the log cleanly.
     pub clean_shutdown: bool,
