@@ -10,7 +10,7 @@ use std::rc::Rc;
 use tracing::{info, warn};
 
 use super::boundary_cache::BoundaryCache;
-use super::files::{list_segments, CLEAN_SHUTDOWN_FILE_NAME};
+use super::files::{list_segments, remove_leftover_temp_files, CLEAN_SHUTDOWN_FILE_NAME};
 use super::snapshot::rebuild_producers;
 use super::start_offset;
 use super::state::{LogState, PartitionLog};
@@ -29,6 +29,7 @@ impl PartitionLog {
     pub async fn open(dir: &Path, config: LogConfig) -> Result<(Rc<Self>, OpenReport), OpenError> {
         // A cleaning interrupted by a crash is finished (if it was committed) or undone first.
         crate::install::finish_interrupted(dir).await?;
+        remove_leftover_temp_files(dir).await;
         let (base_offsets, snapshot_offsets) = list_segments(dir).await?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
         let clean_shutdown = io::disk::exists(&marker).await;
