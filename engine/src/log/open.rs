@@ -180,6 +180,7 @@ fn initial_state(
         cleaning: false,
         first_dirty_offset: log_start_offset,
         next_delete_horizon_ms: None,
+        uncleanable: false,
         transactions,
         pending_markers: std::collections::BTreeMap::new(),
         direct_tail: None,

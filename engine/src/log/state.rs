@@ -57,6 +57,10 @@ pub(crate) struct LogState {
     /// new bytes are dirty (Kafka's cleaner picks such logs too). In memory only: after a
     /// restart, the first pass (at new dirty bytes) finds it again.
     pub(crate) next_delete_horizon_ms: Option<i64>,
+    /// A pass met a batch it must not judge ([`crate::error::CompactionError::UnreadableMarker`]):
+    /// no more passes until the log is reopened, as Kafka's cleaner skips a partition it marked
+    /// uncleanable.
+    pub(crate) uncleanable: bool,
     /// Transactions open in this partition, as of the batches written (not merely queued).
     pub(crate) transactions: OpenTransactions,
     /// Markers of control batches queued but not yet written, by base offset: the writer notes
