@@ -318,7 +318,7 @@ impl PartitionLog {
         }
         let cleaned = cleaned?;
         if let Some(horizon) = cleaned.next_horizon_ms {
-            *next_horizon_ms = Some(next_horizon_ms.map_or(horizon, |known| known.min(horizon)));
+            note_earliest(next_horizon_ms, horizon);
         }
         let entries = self
             .store_entries_left(target, &cleaned.dropped_entries)
@@ -614,8 +614,7 @@ async fn clean_segment(
         // Only horizons still to come: one passed was acted on by this pass (a batch a client
         // stamped with a past horizon must not make every check a pass).
         if let Some(horizon) = kept_horizon.filter(|&horizon| horizon > now_ms) {
-            next_horizon_ms =
-                Some(next_horizon_ms.map_or(horizon, |known: i64| known.min(horizon)));
+            note_earliest(&mut next_horizon_ms, horizon);
         }
         if segment.is_none() {
             if unchanged {
@@ -667,6 +666,11 @@ async fn clean_segment(
         dropped_entries,
         next_horizon_ms,
     })
+}
+
+/// Keeps in `earliest` the earliest of the delete horizons noted so far.
+fn note_earliest(earliest: &mut Option<i64>, horizon: i64) {
+    *earliest = Some(earliest.map_or(horizon, |known| known.min(horizon)));
 }
 
 /// Records a batch lost: all of them when it is dropped, the difference when it was rebuilt.
