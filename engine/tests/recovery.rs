@@ -291,6 +291,7 @@ fn temp_files_left_by_an_interrupted_rewrite_are_removed_at_open() {
         "00000000000000000000.txnindex.tmp",
         "00000000000000000030.snapshot.tmp",
         "log-start-offset.tmp",
+        "cleaner-checkpoint.tmp",
     ];
     let foreign = ["notes.tmp", "00000000000000000000.txnindex.tmp.keep"];
     for name in ours.iter().chain(&foreign) {

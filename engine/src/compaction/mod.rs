@@ -4,8 +4,8 @@
 //! # A pass
 //! 1. Take the sealed segments (never the active one, as in Kafka) and mark the log `cleaning`:
 //!    retention and close wait for the pass.
-//! 2. Read the *dirty* ones (not cleaned since open) oldest first and note each key's latest
-//!    offset ([`KeyMap`]); stop once the map holds [`KEY_MAP_BYTES_MAX`] (the rest stay dirty for
+//! 2. Read the *dirty* ones (not cleaned yet: the progress outlives restarts,
+//!    `log/cleaner_checkpoint.rs`) oldest first and note each key's latest offset ([`KeyMap`]); stop once the map holds [`KEY_MAP_BYTES_MAX`] (the rest stay dirty for
 //!    the next pass). Segments cleaned earlier need no mapping: each of their keys occurs there
 //!    once, and a newer record of it, if any, is in a dirty segment (as in Kafka's cleaner).
 //! 3. For each segment up to the last mapped one, oldest first: read its batches, keep the
@@ -289,6 +289,8 @@ impl PartitionLog {
             state.first_dirty_offset = outcome.clean_end_offset;
             state.next_delete_horizon_ms = next_horizon_ms;
         }
+        // After every install: a crash before this write only makes the segments dirty again.
+        self.keep_cleaner_progress().await;
         if outcome.records_removed > 0 {
             info!(dir = %self.dir().display(), ?outcome, "compacted");
         }
@@ -337,6 +339,11 @@ impl PartitionLog {
         }
         if stop == Some(StopPoint::CleanedWritten) {
             return Ok(false);
+        }
+        if let Some(horizon) = cleaned.next_horizon_ms {
+            self.keep_horizon_before_install(horizon)
+                .await
+                .map_err(CompactionError::io(self.dir()))?;
         }
         install(self.dir(), target.base_offset, stop).await?;
         if stop.is_some() {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
+use super::cleaner_checkpoint::CLEANER_CHECKPOINT_FILE_NAME;
 use super::start_offset::LOG_START_OFFSET_FILE_NAME;
 use crate::error::OpenError;
 use crate::io;
@@ -22,7 +23,7 @@ pub(super) fn snapshot_file_name(offset: Offset) -> String {
 
 /// Removes the temp files an atomic rewrite (`io::disk::write_file_atomically`) of this log's
 /// own files left when it was cut short before its rename: `<offset>.txnindex.tmp`,
-/// `<offset>.snapshot.tmp`, `log-start-offset.tmp`. Like Kafka's load removing `.cleaned`,
+/// `<offset>.snapshot.tmp`, `log-start-offset.tmp`, `cleaner-checkpoint.tmp`. Like Kafka's load removing `.cleaned`,
 /// `.swap` and `.deleted` leftovers: nothing reads them, but they hold disk space for good.
 /// Matched by exact name only; any other file is left alone. A failed removal is logged and
 /// retried at the next open. Runs before anything of the log writes (open), so no rewrite is
@@ -49,7 +50,9 @@ pub(super) async fn remove_leftover_temp_files(dir: &Path) {
 
 /// Whether `name` is the temp file of one of the log's atomically rewritten files.
 fn is_leftover_temp_file(name: &str) -> bool {
-    if name == format!("{LOG_START_OFFSET_FILE_NAME}.tmp") {
+    if name == format!("{LOG_START_OFFSET_FILE_NAME}.tmp")
+        || name == format!("{CLEANER_CHECKPOINT_FILE_NAME}.tmp")
+    {
         return true;
     }
     [".txnindex.tmp", ".snapshot.tmp"].iter().any(|suffix| {

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use tracing::{info, warn};
 
 use super::boundary_cache::BoundaryCache;
+use super::cleaner_checkpoint::{self, CleanerCheckpoint};
 use super::files::{list_segments, remove_leftover_temp_files, CLEAN_SHUTDOWN_FILE_NAME};
 use super::snapshot::rebuild_producers;
 use super::start_offset;
@@ -65,6 +66,13 @@ impl PartitionLog {
         if let Some(persisted_start) = persisted_start {
             // Records lost to a crash may leave the kept start past the end: the log is empty.
             state.log_start_offset = state.log_start_offset.max(persisted_start.min(next_offset));
+        }
+        if let Some(kept) =
+            cleaner_checkpoint::read_persisted(dir, state.log_start_offset, next_offset).await
+        {
+            state.first_dirty_offset = kept.first_dirty_offset;
+            state.next_delete_horizon_ms = kept.delete_horizon_ms;
+            state.kept_cleaner_checkpoint = kept;
         }
         let log = Self {
             dir: dir.to_path_buf(),
@@ -180,6 +188,10 @@ fn initial_state(
         cleaning: false,
         first_dirty_offset: log_start_offset,
         next_delete_horizon_ms: None,
+        kept_cleaner_checkpoint: CleanerCheckpoint {
+            first_dirty_offset: log_start_offset,
+            delete_horizon_ms: None,
+        },
         uncleanable: false,
         transactions,
         pending_markers: std::collections::BTreeMap::new(),
