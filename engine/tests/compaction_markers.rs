@@ -421,7 +421,12 @@ fn an_unreadable_marker_makes_the_cleaner_leave_the_log_alone() {
         std::fs::write(&sealed, &file).unwrap();
         let before = log.read_bytes(0, u64::MAX / 4, true).await.unwrap();
 
+        assert!(!log.uncleanable());
         let result = log.compact(NOW).await;
+        assert!(
+            log.uncleanable(),
+            "visible to metrics, not only in a log line"
+        );
         assert!(
             matches!(
                 result,

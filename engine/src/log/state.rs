@@ -212,6 +212,12 @@ impl PartitionLog {
             .sum()
     }
 
+    /// A cleaning pass met a batch it must not judge and left the log alone: no more passes
+    /// until it is reopened (Kafka's uncleanable partitions). For metrics an operator alerts on.
+    pub fn uncleanable(&self) -> bool {
+        self.state.borrow().uncleanable
+    }
+
     pub fn stats(&self) -> LogStats {
         self.state.borrow().stats
     }
