@@ -16,9 +16,11 @@
 //! - A horizon is written *before* the install of the segment that holds it, when it is earlier
 //!   than the one kept: a horizon that comes too early only costs a pass that finds nothing to
 //!   remove, one lost would keep tombstones until new dirty bytes call for a pass.
-//! - At open the offset is capped to the log (retention may have moved the start past it; a crash
-//!   may have cut the end), and an unreadable file is ignored (logged): every segment is dirty
-//!   then, as before the file existed.
+//! - At open the offset is capped to the log end, never raised to the log start: retention or
+//!   DeleteRecords may have moved the start past it into a segment that was never cleaned, and
+//!   that segment must stay dirty (an offset below every segment makes them all dirty, which is
+//!   safe). An unreadable file is ignored (logged): every segment is dirty then, as before the
+//!   file existed.
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -108,12 +110,8 @@ impl PartitionLog {
     }
 }
 
-/// The progress a previous run kept, if any, capped to `[log_start_offset, next_offset]`.
-pub(super) async fn read_persisted(
-    dir: &Path,
-    log_start_offset: Offset,
-    next_offset: Offset,
-) -> Option<CleanerCheckpoint> {
+/// The progress a previous run kept, if any, capped to `next_offset` (see the module doc).
+pub(super) async fn read_persisted(dir: &Path, next_offset: Offset) -> Option<CleanerCheckpoint> {
     let path = dir.join(CLEANER_CHECKPOINT_FILE_NAME);
     let bytes = io::disk::read(&path).await.ok()?;
     let text = String::from_utf8_lossy(&bytes);
@@ -121,10 +119,7 @@ pub(super) async fn read_persisted(
         warn!(path = %path.display(), content = %text.trim(), "unreadable cleaner checkpoint, ignored");
         return None;
     };
-    checkpoint.first_dirty_offset = checkpoint
-        .first_dirty_offset
-        .min(next_offset)
-        .max(log_start_offset);
+    checkpoint.first_dirty_offset = checkpoint.first_dirty_offset.min(next_offset);
     Some(checkpoint)
 }
 

@@ -67,9 +67,7 @@ impl PartitionLog {
             // Records lost to a crash may leave the kept start past the end: the log is empty.
             state.log_start_offset = state.log_start_offset.max(persisted_start.min(next_offset));
         }
-        if let Some(kept) =
-            cleaner_checkpoint::read_persisted(dir, state.log_start_offset, next_offset).await
-        {
+        if let Some(kept) = cleaner_checkpoint::read_persisted(dir, next_offset).await {
             state.first_dirty_offset = kept.first_dirty_offset;
             state.next_delete_horizon_ms = kept.delete_horizon_ms;
             state.kept_cleaner_checkpoint = kept;
