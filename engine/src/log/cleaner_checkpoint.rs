@@ -80,6 +80,10 @@ impl PartitionLog {
                 delete_horizon_ms: state.next_delete_horizon_ms,
             }
         };
+        if checkpoint == self.state.borrow().kept_cleaner_checkpoint {
+            // A pass that moved nothing (a horizon that came and found nothing to remove, say).
+            return;
+        }
         if let Err(err) = self.write_cleaner_checkpoint(checkpoint).await {
             warn!(dir = %self.dir.display(), %err, "the cleaner's progress was not kept");
         }
