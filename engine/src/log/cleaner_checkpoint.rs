@@ -28,20 +28,12 @@ use std::path::Path;
 use tracing::warn;
 
 use super::state::PartitionLog;
+use super::types::CleanerCheckpoint;
 use crate::io;
 use crate::units::Offset;
 
 /// The file that keeps the cleaner's progress.
 pub const CLEANER_CHECKPOINT_FILE_NAME: &str = "cleaner-checkpoint";
-
-/// What the file holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CleanerCheckpoint {
-    /// Sealed segments from this offset on have not been cleaned.
-    pub(crate) first_dirty_offset: Offset,
-    /// The earliest delete horizon still to come in the clean segments.
-    pub(crate) delete_horizon_ms: Option<i64>,
-}
 
 impl CleanerCheckpoint {
     fn encode(&self) -> Vec<u8> {
@@ -129,7 +121,7 @@ pub(super) async fn read_persisted(dir: &Path, next_offset: Offset) -> Option<Cl
 
 #[cfg(test)]
 mod tests {
-    use super::CleanerCheckpoint;
+    use crate::log::types::CleanerCheckpoint;
     use crate::units::Offset;
 
     #[test]

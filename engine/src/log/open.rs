@@ -10,12 +10,12 @@ use std::rc::Rc;
 use tracing::{info, warn};
 
 use super::boundary_cache::BoundaryCache;
-use super::cleaner_checkpoint::{self, CleanerCheckpoint};
+use super::cleaner_checkpoint;
 use super::files::{list_segments, remove_leftover_temp_files, CLEAN_SHUTDOWN_FILE_NAME};
 use super::snapshot::rebuild_producers;
 use super::start_offset;
 use super::state::{LogState, PartitionLog};
-use super::types::{LogStats, OpenReport};
+use super::types::{CleanerCheckpoint, LogStats, OpenReport};
 use crate::clock::now_ms;
 use crate::config::LogConfig;
 use crate::error::OpenError;

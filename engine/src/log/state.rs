@@ -59,7 +59,7 @@ pub(crate) struct LogState {
     /// the first dirty offset.
     pub(crate) next_delete_horizon_ms: Option<i64>,
     /// What the cleaner checkpoint file holds now.
-    pub(crate) kept_cleaner_checkpoint: super::cleaner_checkpoint::CleanerCheckpoint,
+    pub(crate) kept_cleaner_checkpoint: super::types::CleanerCheckpoint,
     /// A pass met a batch it must not judge ([`crate::error::CompactionError::UnreadableMarker`]):
     /// no more passes until the log is reopened, as Kafka's cleaner skips a partition it marked
     /// uncleanable.
