@@ -11,11 +11,13 @@
 //!
 //! # Invariants
 //! - A rebuilt batch keeps every header field of the original (base offset, last offset delta,
-//!   attributes and codec, timestamps, producer id, epoch and base sequence, leader epoch) except
-//!   batch length, record count and CRC, which are recomputed; surviving records are copied byte
-//!   for byte, so their offset and timestamp deltas still hold. The one exception is a delete
-//!   horizon set on the batch (KIP-534): attributes bit 6, the horizon as base timestamp, and
-//!   each record's timestamp delta rebased so that its timestamp (base + delta) is unchanged.
+//!   attributes and codec, base timestamp, producer id, epoch and base sequence, leader epoch)
+//!   except batch length, record count and CRC, which are recomputed, and the max timestamp,
+//!   which becomes the largest of the kept records' (as Kafka's cleaner does; under
+//!   LogAppendTime it stays); surviving records are copied byte for byte, so their offset and
+//!   timestamp deltas still hold. The one exception is a delete horizon set on the batch
+//!   (KIP-534): attributes bit 6, the horizon as base timestamp, and each record's timestamp
+//!   delta rebased so that its timestamp (base + delta) is unchanged.
 //! - Records decode only if they exactly fill the record area, match the record count, and carry
 //!   strictly increasing offset deltas within the batch's last offset delta.
 #![forbid(unsafe_code)]
@@ -25,7 +27,8 @@ use std::ops::Range;
 
 use crate::batch::{
     self, read_varlong, BatchHeader, Compression, ATTRIBUTES_OFFSET, BASE_TIMESTAMP_OFFSET,
-    BATCH_LENGTH_OFFSET, CRC_OFFSET, HEADER_BYTES, LOG_OVERHEAD_BYTES, RECORD_COUNT_OFFSET,
+    BATCH_LENGTH_OFFSET, CRC_OFFSET, HEADER_BYTES, LOG_OVERHEAD_BYTES, MAX_TIMESTAMP_OFFSET,
+    RECORD_COUNT_OFFSET,
 };
 use crate::compression::{self, Framing};
 use crate::error::{AppendError, CompressionError};
@@ -298,6 +301,27 @@ pub fn rebuild(
     let packed = compression::compress(decoded.codec, decoded.framing, &area)?;
     let kept = i32::try_from(kept).expect("at most the batch's record count, an i32");
     let mut header = original[..HEADER_BYTES].to_vec();
+    if !decoded.header.is_log_append_time() {
+        // The largest timestamp of the records kept, as Kafka's cleaner rebuilds a batch
+        // (MemoryRecords.filterTo): a removed record's would make max-timestamp lookups and the
+        // cleaned segment's time index answer a timestamp no record has. Under LogAppendTime
+        // the batch's max timestamp is the append time of every record and stays.
+        let max_timestamp = decoded
+            .records
+            .iter()
+            .zip(keep)
+            .filter(|(_, kept)| **kept)
+            .map(|(record, _)| {
+                decoded
+                    .header
+                    .base_timestamp
+                    .saturating_add(record.timestamp_delta)
+            })
+            .max()
+            .expect("at least one record is kept");
+        header[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+            .copy_from_slice(&max_timestamp.to_be_bytes());
+    }
     if let Some(horizon) = delete_horizon_ms {
         let attributes = decoded.header.attributes | batch::ATTR_DELETE_HORIZON;
         header[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
@@ -514,6 +538,34 @@ mod tests {
             rebuild(&original, &decoded, &all, None).unwrap().unwrap(),
             original
         );
+    }
+
+    #[test]
+    fn a_rebuilt_batch_takes_the_max_timestamp_of_the_records_it_keeps() {
+        // Kafka's cleaner (MemoryRecords.filterTo) rebuilds with the kept records' largest
+        // timestamp; under LogAppendTime the append time stays, as every record reads it.
+        let original = sample(Compression::None, Framing::Standard);
+        let decoded = decode_batch(&original).unwrap();
+        assert_eq!(decoded.header.max_timestamp, 1_007);
+        let keep = [true, true, false];
+        let rebuilt = rebuild(&original, &decoded, &keep, None).unwrap().unwrap();
+        let header = validate(&rebuilt, 1 << 20, Strictness::Stored).unwrap();
+        assert_eq!(header.max_timestamp, 1_003);
+        assert_eq!(header.base_timestamp, 1_000);
+
+        let mut appended = original.clone();
+        let attributes = decoded.header.attributes | 0x08; // LogAppendTime
+        appended[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2]
+            .copy_from_slice(&attributes.to_be_bytes());
+        appended[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+            .copy_from_slice(&5_000i64.to_be_bytes());
+        let crc = crc32c::crc32c(&appended[ATTRIBUTES_OFFSET..]);
+        appended[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        let decoded = decode_batch(&appended).unwrap();
+        let rebuilt = rebuild(&appended, &decoded, &keep, None).unwrap().unwrap();
+        let header = validate(&rebuilt, 1 << 20, Strictness::Stored).unwrap();
+        assert!(header.is_log_append_time());
+        assert_eq!(header.max_timestamp, 5_000);
     }
 
     #[test]

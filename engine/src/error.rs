@@ -198,6 +198,19 @@ pub enum CompactionError {
     /// a failed roll. Never retried.
     #[error("fsync of {path} failed during a cleaning: {source}")]
     SyncFailed { path: PathBuf, source: io::Error },
+    /// A control batch whose marker cannot be read (past its CRC: not expected). The cleaner
+    /// cannot tell where its producer's transaction ends, so judging that producer's later
+    /// batches could delete committed records: the pass ends with the log as it was, and the
+    /// log is not cleaned again until a restart (Kafka marks such a partition uncleanable).
+    #[error(
+        "control batch at offset {base_offset} of {path} is unreadable ({reason}): the log is \
+         left uncleaned until a restart"
+    )]
+    UnreadableMarker {
+        path: PathBuf,
+        base_offset: Offset,
+        reason: String,
+    },
 }
 
 impl CompactionError {

@@ -68,6 +68,7 @@ impl PlacementMap {
         let mut best: Option<Self> = None;
         let mut first_error = None;
         for dir in dirs {
+            remove_leftover_temp(dir);
             let path = dir.join(PLACEMENT_FILE_NAME);
             let bytes = match std::fs::read(&path) {
                 Ok(bytes) => bytes,
@@ -144,6 +145,20 @@ impl PlacementMap {
     }
 }
 
+/// Removes the temp copy a save cut short by a crash left (before its rename): nothing reads it,
+/// but it would hold its space for good. Exact name only; load runs at start, before any save.
+/// A failed removal is logged and retried at the next start.
+fn remove_leftover_temp(dir: &Path) {
+    let temp = dir.join(format!("{PLACEMENT_FILE_NAME}.tmp"));
+    match std::fs::remove_file(&temp) {
+        Ok(()) => {
+            tracing::warn!(path = %temp.display(), "removed a placement map temp a crash left")
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => tracing::warn!(path = %temp.display(), %err, "a placement map temp stays"),
+    }
+}
+
 /// Writes `bytes` as `dir/placement.json` durably (blocking): temp file, fsync, rename, fsync of
 /// the directory.
 pub fn write_copy(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -200,6 +215,30 @@ mod tests {
             PlacementMap::load(&[none.path()]).unwrap(),
             PlacementMap::default()
         );
+    }
+
+    #[test]
+    fn a_temp_copy_a_crash_left_is_removed_at_load() {
+        // A crash between a save's temp file and its rename leaves `placement.json.tmp` in the
+        // dir's root: nothing reads it, but it would stay for good. Only that name goes.
+        let dir = tempfile::tempdir().unwrap();
+        write_copy(dir.path(), &map_with(2, dir.path()).encode()).unwrap();
+        let temp = dir.path().join(format!("{PLACEMENT_FILE_NAME}.tmp"));
+        std::fs::write(&temp, b"{half a map").unwrap();
+        let foreign = dir.path().join("placement.json.tmp.keep");
+        std::fs::write(&foreign, b"not ours").unwrap();
+        let none = tempfile::tempdir().unwrap();
+        let none_temp = none.path().join(format!("{PLACEMENT_FILE_NAME}.tmp"));
+        std::fs::write(&none_temp, b"{").unwrap();
+        assert_eq!(
+            PlacementMap::load(&[dir.path(), none.path()]).unwrap(),
+            map_with(2, dir.path())
+        );
+        assert!(
+            !temp.exists() && !none_temp.exists(),
+            "the temps were removed"
+        );
+        assert!(foreign.exists(), "another file was removed");
     }
 
     #[test]

@@ -74,6 +74,32 @@ struct ProducerEntry {
     txn_open: bool,
 }
 
+impl ProducerEntry {
+    /// The entry of a producer whose first batch (data or marker) this log sees.
+    fn first_seen(header: &BatchHeader) -> Self {
+        Self {
+            producer_id: header.producer_id,
+            epoch: header.producer_epoch,
+            batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
+            last_timestamp_ms: header.max_timestamp,
+            marker_offset: None,
+            txn_open: false,
+        }
+    }
+
+    /// Takes a batch's `epoch` if it is newer (the older epoch's batches and marker are
+    /// forgotten, as Kafka's `ProducerStateEntry.maybeUpdateProducerEpoch`); false when it is
+    /// older, and the batch changes nothing.
+    fn adopt_epoch(&mut self, epoch: i16) -> bool {
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+            self.marker_offset = None;
+        }
+        epoch >= self.epoch
+    }
+}
+
 /// An entry's last timestamp when its snapshot predates the field (see the module's byte map).
 const UNKNOWN_TIMESTAMP: i64 = i64::MIN;
 
@@ -254,19 +280,8 @@ impl ProducerStateTable {
         let entry = self
             .producers
             .entry(header.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                producer_id: header.producer_id,
-                epoch: header.producer_epoch,
-                batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
-                last_timestamp_ms: header.max_timestamp,
-                marker_offset: None,
-                txn_open: false,
-            });
-        if header.producer_epoch > entry.epoch {
-            entry.epoch = header.producer_epoch;
-            entry.batches.clear();
-            entry.marker_offset = None;
-        } else if header.producer_epoch < entry.epoch {
+            .or_insert_with(|| ProducerEntry::first_seen(header));
+        if !entry.adopt_epoch(header.producer_epoch) {
             return;
         }
         entry.txn_open |= header.is_transactional();
@@ -292,22 +307,11 @@ impl ProducerStateTable {
         let entry = self
             .producers
             .entry(header.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                producer_id: header.producer_id,
-                epoch: header.producer_epoch,
-                batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
-                last_timestamp_ms: header.max_timestamp,
-                marker_offset: None,
-                txn_open: false,
-            });
+            .or_insert_with(|| ProducerEntry::first_seen(header));
         // Any marker of the producer ends its transaction here, as the log's open transactions
         // count it.
         entry.txn_open = false;
-        if header.producer_epoch > entry.epoch {
-            entry.epoch = header.producer_epoch;
-            entry.batches.clear();
-            entry.marker_offset = None;
-        } else if header.producer_epoch < entry.epoch {
+        if !entry.adopt_epoch(header.producer_epoch) {
             return;
         }
         if entry

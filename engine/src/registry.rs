@@ -7,7 +7,7 @@
 //! configs, keyed by Kafka's BROKER resource name: a node id, or "" for the cluster-wide default)
 //! is left out while empty, so a file without it is the same version.
 //! It is replaced atomically: written to `topics.json.tmp`, fsynced, renamed over `topics.json`,
-//! and the directory fsynced. A leftover `.tmp` (crash before the rename) is ignored.
+//! and the directory fsynced. A leftover `.tmp` (crash before the rename) is removed at load.
 //!
 //! # Invariants
 //! - Topic names are unique; partition counts only grow.
@@ -77,6 +77,7 @@ impl TopicRegistry {
         io::disk::create_dir_all(data_dir)
             .await
             .map_err(OpenError::io(data_dir))?;
+        remove_leftover_temp(data_dir).await;
         let bytes = match io::disk::read(&path).await {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -169,12 +170,26 @@ impl TopicRegistry {
     }
 }
 
+/// Removes the temp a save cut short by a crash left (before its rename): nothing reads it, but
+/// it would hold its space for good. Exact name only; load runs at start, before any save. A
+/// failed removal is logged and retried at the next start.
+async fn remove_leftover_temp(data_dir: &Path) {
+    let temp = data_dir.join(format!("{REGISTRY_FILE_NAME}.tmp"));
+    match io::disk::remove_file(&temp).await {
+        Ok(()) => {
+            tracing::warn!(path = %temp.display(), "removed a topic registry temp a crash left")
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => tracing::warn!(path = %temp.display(), %err, "a topic registry temp stays"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[compio::test]
-    async fn save_then_load_round_trips_and_ignores_a_stale_temp() {
+    async fn save_then_load_round_trips_and_removes_a_stale_temp() {
         // A restart must see exactly the last saved registry, even after a crash left a temp file.
         let dir = tempfile::tempdir().unwrap();
         let mut registry = TopicRegistry::load(dir.path()).await.unwrap();
@@ -185,10 +200,14 @@ mod tests {
         assert!(!registry.insert(TopicMeta::new("orders", 1, BTreeMap::new())));
         registry.save().await.unwrap();
         std::fs::write(dir.path().join("topics.json.tmp"), b"{garbage").unwrap();
+        std::fs::write(dir.path().join("topics.json.tmp.keep"), b"not ours").unwrap();
         let loaded = TopicRegistry::load(dir.path()).await.unwrap();
         assert_eq!(loaded.get("orders"), registry.get("orders"));
         assert_eq!(loaded.len(), 1);
         assert_eq!(loaded.broker_configs(""), None);
+        // Nothing reads the temp, and it would hold its space for good: load removes it.
+        assert!(!dir.path().join("topics.json.tmp").exists());
+        assert!(dir.path().join("topics.json.tmp.keep").exists());
     }
 
     #[compio::test]

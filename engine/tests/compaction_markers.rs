@@ -361,3 +361,85 @@ fn an_eos_changelog_does_not_keep_a_marker_per_transaction() {
         assert_eq!(read_committed(&log, &model).await, model.committed);
     });
 }
+
+#[test]
+fn an_unreadable_marker_makes_the_cleaner_leave_the_log_alone() {
+    // A control batch whose CRC holds but whose marker cannot be read (an unknown type): the
+    // cleaner cannot tell where producer 1's aborted transaction ends, so it must not judge
+    // the producer's later batches. As Kafka marks such a partition uncleanable, the pass ends
+    // with an error, every byte stays, and no later pass runs on it until a restart.
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let config = LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            delete_retention_ms: DELETE_RETENTION_MS,
+            ..small_config(1 << 20, 128)
+        };
+        let (log, _) = PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        let spec = |base_sequence| ProducerSpec {
+            producer_id: 1,
+            producer_epoch: 0,
+            base_sequence,
+        };
+        let record = |key: &'static [u8]| RecordSpec {
+            key: Some(key),
+            value: Some(b"value"),
+            timestamp_delta: 0,
+        };
+        // 0: aborted data, 1: its ABORT marker, 2: committed data, 3: its COMMIT marker.
+        let writes = [
+            transactional_batch(NOW, &[record(b"a")], spec(0)),
+            control_batch(NOW, 1, 0, ControlMarker::Abort, 1),
+            transactional_batch(NOW, &[record(b"b")], spec(1)),
+            control_batch(NOW, 1, 0, ControlMarker::Commit, 1),
+        ];
+        for bytes in &writes {
+            log.append(bytes_mut(bytes), 0).await.unwrap();
+        }
+        log.roll_now().await.unwrap();
+        log.append(
+            bytes_mut(&batch::encode_batch(
+                NOW,
+                &[record(b"c")],
+                ProducerSpec::default(),
+            )),
+            0,
+        )
+        .await
+        .unwrap();
+        // The ABORT marker's record type (key bytes 2..4) becomes 7, its CRC recomputed.
+        let sealed = dir.path().join("00000000000000000000.log");
+        let mut file = std::fs::read(&sealed).unwrap();
+        let marker_at = writes[0].len();
+        let key_at = marker_at + batch::HEADER_BYTES + 5;
+        assert_eq!(file[key_at..key_at + 4], [0, 0, 0, 0], "version 0, ABORT");
+        file[key_at + 3] = 7;
+        let crc = crc32c::crc32c(&file[marker_at + 21..marker_at + writes[1].len()]);
+        file[marker_at + 17..marker_at + 21].copy_from_slice(&crc.to_be_bytes());
+        std::fs::write(&sealed, &file).unwrap();
+        let before = log.read_bytes(0, u64::MAX / 4, true).await.unwrap();
+
+        assert!(!log.uncleanable());
+        let result = log.compact(NOW).await;
+        assert!(
+            log.uncleanable(),
+            "visible to metrics, not only in a log line"
+        );
+        assert!(
+            matches!(
+                result,
+                Err(ringtail_engine::CompactionError::UnreadableMarker { base_offset, .. })
+                    if base_offset == Offset::new(1)
+            ),
+            "{result:?}"
+        );
+        assert_eq!(log.read_bytes(0, u64::MAX / 4, true).await.unwrap(), before);
+        assert!(!log.cleaning_due(), "refused until a restart");
+        assert!(log.compact_if_due(NOW).await.unwrap().is_none());
+        assert_eq!(log.compact(NOW).await.unwrap().segments_mapped, 0);
+        assert_eq!(log.read_bytes(0, u64::MAX / 4, true).await.unwrap(), before);
+        log.close().await.unwrap();
+    });
+}

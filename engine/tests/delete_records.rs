@@ -152,3 +152,31 @@ fn a_garbled_start_file_is_ignored_and_a_compacted_log_refuses() {
         ));
     });
 }
+
+#[test]
+fn open_reports_the_segments_it_kept_after_deleting_those_below_the_start() {
+    // A deletion whose unlinks were lost (the start file written, the segments still there):
+    // open deletes them, and its report counts only the segments the log kept.
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), small_config(4096, 512))
+            .await
+            .unwrap();
+        thirty_batches(&log).await;
+        log.close().await.unwrap();
+        drop(log);
+        let segments_on_disk = log_files(dir.path());
+        // The start file as a deletion writes it before it unlinks anything.
+        std::fs::write(dir.path().join("log-start-offset"), b"61\n").unwrap();
+        let (log, report) = PartitionLog::open(dir.path(), small_config(4096, 512))
+            .await
+            .unwrap();
+        assert_eq!(log.log_start_offset(), at(61));
+        assert!(
+            log.segment_count() < segments_on_disk,
+            "open deleted the segments below the start"
+        );
+        assert_eq!(report.segments, log.segment_count());
+        assert_eq!(log_files(dir.path()), log.segment_count());
+    });
+}

@@ -278,3 +278,31 @@ fn a_sealed_segment_cut_short_leaves_a_gap_that_reads_step_over() {
         }
     });
 }
+
+#[test]
+fn temp_files_left_by_an_interrupted_rewrite_are_removed_at_open() {
+    // A crash between a rewrite's temp file and its rename (the aborted-transaction index, a
+    // producer snapshot, the start file) leaves `<name>.tmp`; open removes those, as Kafka's
+    // load removes its `.cleaned`/`.swap`/`.deleted` leftovers, and leaves foreign files alone.
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), &config());
+    simulate_crash(dir.path());
+    let ours = [
+        "00000000000000000000.txnindex.tmp",
+        "00000000000000000030.snapshot.tmp",
+        "log-start-offset.tmp",
+        "cleaner-checkpoint.tmp",
+    ];
+    let foreign = ["notes.tmp", "00000000000000000000.txnindex.tmp.keep"];
+    for name in ours.iter().chain(&foreign) {
+        std::fs::write(dir.path().join(name), vec![7u8; 100]).unwrap();
+    }
+    let (batches, _, _) = reopen_and_read_all(dir.path(), &config());
+    assert_eq!(batches.len(), BATCHES);
+    for name in ours {
+        assert!(!dir.path().join(name).exists(), "{name} stayed");
+    }
+    for name in foreign {
+        assert!(dir.path().join(name).exists(), "{name} was removed");
+    }
+}

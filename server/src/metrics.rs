@@ -311,47 +311,103 @@ async fn render(context: &Rc<ShardContext>) -> String {
                     .engine
                     .partitions()
                     .into_iter()
-                    .map(|(topic_partition, log)| {
-                        (
-                            topic_partition.topic.to_string(),
-                            topic_partition.partition,
-                            log.high_watermark(),
-                            log.log_start_offset(),
-                            log.size_bytes(),
-                        )
+                    .map(|(topic_partition, log)| PartitionFigures {
+                        topic: topic_partition.topic.to_string(),
+                        partition: topic_partition.partition,
+                        end: log.high_watermark(),
+                        start: log.log_start_offset(),
+                        size_bytes: log.size_bytes(),
+                        uncleanable: log.uncleanable(),
                     })
                     .collect::<Vec<_>>()
             })
             .await;
         partitions.extend(collected.unwrap_or_default());
     }
+    render_partitions(&partitions, &mut out);
+    out
+}
+
+/// One partition's figures, collected from its shard when scraped.
+struct PartitionFigures {
+    topic: String,
+    partition: ringtail_engine::PartitionIndex,
+    end: ringtail_engine::Offset,
+    start: ringtail_engine::Offset,
+    size_bytes: u64,
+    /// The cleaner gave up on the log until a restart (an unreadable transaction marker).
+    uncleanable: bool,
+}
+
+/// The per-partition series, and the count of uncleanable partitions (Kafka's
+/// `uncleanable-partitions-count`) with a series naming each, so an operator can alert on a
+/// compacted log that is no longer cleaned (only a log line said so before).
+fn render_partitions(partitions: &[PartitionFigures], out: &mut String) {
     let _ = writeln!(
         out,
         "# TYPE ringtail_partitions gauge\nringtail_partitions {}",
         partitions.len()
     );
     out.push_str("# TYPE ringtail_log_end_offset gauge\n");
-    for (topic, partition, end, _, _) in &partitions {
+    for figures in partitions {
+        let PartitionFigures {
+            topic,
+            partition,
+            end,
+            ..
+        } = figures;
         let _ = writeln!(
             out,
             "ringtail_log_end_offset{{topic=\"{topic}\",partition=\"{partition}\"}} {end}"
         );
     }
     out.push_str("# TYPE ringtail_log_start_offset gauge\n");
-    for (topic, partition, _, start, _) in &partitions {
+    for figures in partitions {
+        let PartitionFigures {
+            topic,
+            partition,
+            start,
+            ..
+        } = figures;
         let _ = writeln!(
             out,
             "ringtail_log_start_offset{{topic=\"{topic}\",partition=\"{partition}\"}} {start}"
         );
     }
     out.push_str("# TYPE ringtail_log_size_bytes gauge\n");
-    for (topic, partition, _, _, size) in &partitions {
+    for figures in partitions {
+        let PartitionFigures {
+            topic,
+            partition,
+            size_bytes,
+            ..
+        } = figures;
         let _ = writeln!(
             out,
-            "ringtail_log_size_bytes{{topic=\"{topic}\",partition=\"{partition}\"}} {size}"
+            "ringtail_log_size_bytes{{topic=\"{topic}\",partition=\"{partition}\"}} {size_bytes}"
         );
     }
-    out
+    let uncleanable: Vec<&PartitionFigures> = partitions
+        .iter()
+        .filter(|figures| figures.uncleanable)
+        .collect();
+    render_scalar(
+        out,
+        "uncleanable_partitions",
+        "Compacted partitions the cleaner stopped cleaning until a restart (an unreadable transaction marker).",
+        "gauge",
+        uncleanable.len() as u64,
+    );
+    out.push_str("# HELP ringtail_log_uncleanable 1 for each partition the cleaner stopped cleaning (listed only then).\n# TYPE ringtail_log_uncleanable gauge\n");
+    for PartitionFigures {
+        topic, partition, ..
+    } in uncleanable
+    {
+        let _ = writeln!(
+            out,
+            "ringtail_log_uncleanable{{topic=\"{topic}\",partition=\"{partition}\"}} 1"
+        );
+    }
 }
 
 /// Appends one unlabelled series, `ringtail_<name>`, with its HELP and TYPE lines.
@@ -361,4 +417,41 @@ pub fn render_scalar(out: &mut String, name: &str, help: &str, kind: &str, value
         out,
         "# HELP ringtail_{name} {help}\n# TYPE ringtail_{name} {kind}\nringtail_{name} {value}"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{render_partitions, PartitionFigures};
+    use ringtail_engine::{Offset, PartitionIndex};
+
+    fn figures(partition: i32, uncleanable: bool) -> PartitionFigures {
+        PartitionFigures {
+            topic: "compacted".to_string(),
+            partition: PartitionIndex::new(partition),
+            end: Offset::new(10),
+            start: Offset::ZERO,
+            size_bytes: 100,
+            uncleanable,
+        }
+    }
+
+    #[test]
+    fn uncleanable_partitions_are_counted_and_named() {
+        let mut out = String::new();
+        render_partitions(&[figures(0, false), figures(1, true)], &mut out);
+        assert!(
+            out.contains("\nringtail_uncleanable_partitions 1\n"),
+            "{out}"
+        );
+        assert!(out.contains("ringtail_log_uncleanable{topic=\"compacted\",partition=\"1\"} 1\n"));
+        assert!(!out.contains("ringtail_log_uncleanable{topic=\"compacted\",partition=\"0\"}"));
+        assert!(out.contains("ringtail_log_size_bytes{topic=\"compacted\",partition=\"0\"} 100\n"));
+
+        let mut out = String::new();
+        render_partitions(&[figures(0, false)], &mut out);
+        assert!(
+            out.contains("\nringtail_uncleanable_partitions 0\n"),
+            "{out}"
+        );
+    }
 }

@@ -4,8 +4,8 @@
 //! # A pass
 //! 1. Take the sealed segments (never the active one, as in Kafka) and mark the log `cleaning`:
 //!    retention and close wait for the pass.
-//! 2. Read the *dirty* ones (not cleaned since open) oldest first and note each key's latest
-//!    offset ([`KeyMap`]); stop once the map holds [`KEY_MAP_BYTES_MAX`] (the rest stay dirty for
+//! 2. Read the *dirty* ones (not cleaned yet: the progress outlives restarts,
+//!    `log/cleaner_checkpoint.rs`) oldest first and note each key's latest offset ([`KeyMap`]); stop once the map holds [`KEY_MAP_BYTES_MAX`] (the rest stay dirty for
 //!    the next pass). Segments cleaned earlier need no mapping: each of their keys occurs there
 //!    once, and a newer record of it, if any, is in a dirty segment (as in Kafka's cleaner).
 //! 3. For each segment up to the last mapped one, oldest first: read its batches, keep the
@@ -53,7 +53,9 @@
 //!   horizon and removed by a pass at or after it ([`crate::txn::cleaning`]). An ABORT marker's
 //!   `.txnindex` entry goes (rewritten before the install) once no record of its transaction is
 //!   left, so every entry left still has its marker: a read_committed consumer never takes an
-//!   aborted record for committed, nor a later committed one for aborted.
+//!   aborted record for committed, nor a later committed one for aborted. A marker the pass
+//!   cannot read stops it, the log as it was, and marks the log uncleanable until a restart
+//!   (`markers.rs`).
 //! - Idempotent producers' state is not touched: it lives in the producer snapshot taken at the
 //!   last roll (at the active segment's base), above everything the cleaner rewrites.
 #![forbid(unsafe_code)]
@@ -62,7 +64,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::rc::Rc;
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::batch;
 use crate::cleaner::{self, DecodedBatch, KeyMap};
@@ -74,13 +76,15 @@ use crate::io;
 use crate::log::PartitionLog;
 use crate::segment::{Segment, SegmentFiles};
 use crate::txn::cleaning::TxnCleaning;
-use crate::txn::{AbortedSet, AbortedTxn, ControlMarker};
+use crate::txn::{AbortedSet, AbortedTxn};
 use crate::units::Offset;
 use crate::yielder::Yielder;
 use copy::{finish_copy, flush_if_full, note_and_buffer};
+use markers::judge_marker;
 use reader::BatchReader;
 
 mod copy;
+mod markers;
 mod reader;
 
 /// Most memory the key map of one pass may hold (keys plus overhead).
@@ -169,7 +173,7 @@ impl PartitionLog {
     /// `min.cleanable.dirty.ratio` of the sealed bytes.
     pub fn cleaning_due(&self) -> bool {
         let state = self.state.borrow();
-        if !state.config.compacts() || state.segments.len() < 2 {
+        if !state.config.compacts() || state.uncleanable || state.segments.len() < 2 {
             return false;
         }
         let sealed = state.segments.iter().take(state.segments.len() - 1);
@@ -190,6 +194,7 @@ impl PartitionLog {
     pub fn delete_horizon_passed(&self, now_ms: i64) -> bool {
         let state = self.state.borrow();
         state.config.compacts()
+            && !state.uncleanable
             && state
                 .next_delete_horizon_ms
                 .is_some_and(|horizon| horizon <= now_ms)
@@ -226,8 +231,13 @@ impl PartitionLog {
         let yielder = Yielder::default();
         let result = self.run_pass(now_ms, options, &yielder).await;
         self.state.borrow_mut().stats.compaction_yields += yielder.yields.get();
-        if let Err(err @ CompactionError::SyncFailed { .. }) = &result {
-            self.fail(err.to_string(), Vec::new());
+        match &result {
+            Err(err @ CompactionError::SyncFailed { .. }) => self.fail(err.to_string(), Vec::new()),
+            Err(err @ CompactionError::UnreadableMarker { .. }) => {
+                error!(dir = %self.dir().display(), %err, "compaction stopped for this log");
+                self.state.borrow_mut().uncleanable = true;
+            }
+            _ => {}
         }
         result
     }
@@ -279,6 +289,8 @@ impl PartitionLog {
             state.first_dirty_offset = outcome.clean_end_offset;
             state.next_delete_horizon_ms = next_horizon_ms;
         }
+        // After every install: a crash before this write only makes the segments dirty again.
+        self.keep_cleaner_progress().await;
         if outcome.records_removed > 0 {
             info!(dir = %self.dir().display(), ?outcome, "compacted");
         }
@@ -308,7 +320,7 @@ impl PartitionLog {
         }
         let cleaned = cleaned?;
         if let Some(horizon) = cleaned.next_horizon_ms {
-            *next_horizon_ms = Some(next_horizon_ms.map_or(horizon, |known| known.min(horizon)));
+            note_earliest(next_horizon_ms, horizon);
         }
         let entries = self
             .store_entries_left(target, &cleaned.dropped_entries)
@@ -327,6 +339,11 @@ impl PartitionLog {
         }
         if stop == Some(StopPoint::CleanedWritten) {
             return Ok(false);
+        }
+        if let Some(horizon) = cleaned.next_horizon_ms {
+            self.keep_horizon_before_install(horizon)
+                .await
+                .map_err(CompactionError::io(self.dir()))?;
         }
         install(self.dir(), target.base_offset, stop).await?;
         if stop.is_some() {
@@ -380,7 +397,12 @@ impl PartitionLog {
     /// now.
     fn begin_cleaning(&self) -> Option<Pass> {
         let mut state = self.state.borrow_mut();
-        if state.cleaning || state.closed || state.failure.is_some() || state.segments.len() < 2 {
+        if state.cleaning
+            || state.closed
+            || state.uncleanable
+            || state.failure.is_some()
+            || state.segments.len() < 2
+        {
             return None;
         }
         // Only segments wholly below the LSO: an open transaction may still abort.
@@ -559,7 +581,8 @@ async fn clean_segment(
     while let Some(bytes) = reader.next_batch().await? {
         let header = batch::parse_header(bytes).expect("validated by the reader");
         let rebuilt = if header.is_control() {
-            let (rebuilt, entry_dropped) = judge_marker(bytes, &header, txn, now_ms, config)?;
+            let (rebuilt, entry_dropped) =
+                judge_marker(bytes, &header, &target.files.log_path, txn, now_ms, config)?;
             if entry_dropped {
                 dropped_entries.push(header.base_offset);
             }
@@ -598,8 +621,7 @@ async fn clean_segment(
         // Only horizons still to come: one passed was acted on by this pass (a batch a client
         // stamped with a past horizon must not make every check a pass).
         if let Some(horizon) = kept_horizon.filter(|&horizon| horizon > now_ms) {
-            next_horizon_ms =
-                Some(next_horizon_ms.map_or(horizon, |known: i64| known.min(horizon)));
+            note_earliest(&mut next_horizon_ms, horizon);
         }
         if segment.is_none() {
             if unchanged {
@@ -653,6 +675,11 @@ async fn clean_segment(
     })
 }
 
+/// Keeps in `earliest` the earliest of the delete horizons noted so far.
+fn note_earliest(earliest: &mut Option<i64>, horizon: i64) {
+    *earliest = Some(earliest.map_or(horizon, |known| known.min(horizon)));
+}
+
 /// Records a batch lost: all of them when it is dropped, the difference when it was rebuilt.
 fn removed_records(header: &batch::BatchHeader, rebuilt: Option<&[u8]>) -> u64 {
     let before = u64::try_from(header.record_count).unwrap_or(0);
@@ -660,42 +687,6 @@ fn removed_records(header: &batch::BatchHeader, rebuilt: Option<&[u8]>) -> u64 {
         .and_then(|bytes| batch::parse_header(bytes).ok())
         .map_or(0, |kept| u64::try_from(kept.record_count).unwrap_or(0));
     before.saturating_sub(after)
-}
-
-/// A control batch's fate, as in Kafka's cleaner: kept as it is while a record of its
-/// transaction is left before it; once none is, stamped with a delete horizon (KIP-534) if it
-/// has none, and dropped by a pass at or after that horizon. Returns the batch to write (if any)
-/// and whether an ABORT marker's aborted entry goes from the index (no record left to hide).
-fn judge_marker(
-    bytes: &[u8],
-    header: &batch::BatchHeader,
-    txn: &mut TxnCleaning,
-    now_ms: i64,
-    config: &LogConfig,
-) -> Result<(Option<Vec<u8>>, bool), CompactionError> {
-    let marker = crate::txn::parse_control_marker(bytes).ok();
-    let may_go = txn.on_control_batch(header, marker);
-    let entry_dropped = may_go && marker == Some(ControlMarker::Abort);
-    if !may_go {
-        return Ok((Some(bytes.to_vec()), entry_dropped));
-    }
-    let rebuilt = match header.delete_horizon_ms() {
-        Some(horizon) if now_ms >= horizon => None,
-        Some(_) => Some(bytes.to_vec()),
-        None => {
-            let retention_ms = i64::try_from(config.delete_retention_ms).unwrap_or(i64::MAX);
-            match cleaner::decode_batch(bytes) {
-                Ok(decoded) => {
-                    let keep = vec![true; decoded.records.len()];
-                    let horizon = now_ms.saturating_add(retention_ms);
-                    cleaner::rebuild(bytes, &decoded, &keep, Some(horizon))?
-                }
-                // parse_control_marker read it: not expected; kept as it is.
-                Err(_) => Some(bytes.to_vec()),
-            }
-        }
-    };
-    Ok((rebuilt, entry_dropped))
 }
 
 fn open_to_compaction(err: OpenError) -> CompactionError {

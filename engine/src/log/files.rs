@@ -1,9 +1,13 @@
 //! The names of a partition directory's files: segments, producer snapshots, the clean-shutdown
-//! marker.
+//! marker, the temp files of interrupted rewrites.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 
+use tracing::warn;
+
+use super::cleaner_checkpoint::CLEANER_CHECKPOINT_FILE_NAME;
+use super::start_offset::LOG_START_OFFSET_FILE_NAME;
 use crate::error::OpenError;
 use crate::io;
 use crate::units::Offset;
@@ -15,6 +19,46 @@ pub const CLEAN_SHUTDOWN_FILE_NAME: &str = ".clean_shutdown";
 /// File name of the producer snapshot taken as of `offset`.
 pub(super) fn snapshot_file_name(offset: Offset) -> String {
     format!("{:020}.snapshot", offset.get())
+}
+
+/// Removes the temp files an atomic rewrite (`io::disk::write_file_atomically`) of this log's
+/// own files left when it was cut short before its rename: `<offset>.txnindex.tmp`,
+/// `<offset>.snapshot.tmp`, `log-start-offset.tmp`, `cleaner-checkpoint.tmp`. Like Kafka's load removing `.cleaned`,
+/// `.swap` and `.deleted` leftovers: nothing reads them, but they hold disk space for good.
+/// Matched by exact name only; any other file is left alone. A failed removal is logged and
+/// retried at the next open. Runs before anything of the log writes (open), so no rewrite is
+/// in flight.
+pub(super) async fn remove_leftover_temp_files(dir: &Path) {
+    let Ok(names) = io::disk::list_dir(dir).await else {
+        return;
+    };
+    for path in names {
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        if !is_leftover_temp_file(name) {
+            continue;
+        }
+        match io::disk::remove_file(&path).await {
+            Ok(()) => {
+                warn!(path = %path.display(), "removed a temp file an interrupted rewrite left")
+            }
+            Err(err) => warn!(path = %path.display(), %err, "a leftover temp file stays"),
+        }
+    }
+}
+
+/// Whether `name` is the temp file of one of the log's atomically rewritten files.
+fn is_leftover_temp_file(name: &str) -> bool {
+    if name == format!("{LOG_START_OFFSET_FILE_NAME}.tmp")
+        || name == format!("{CLEANER_CHECKPOINT_FILE_NAME}.tmp")
+    {
+        return true;
+    }
+    [".txnindex.tmp", ".snapshot.tmp"].iter().any(|suffix| {
+        name.strip_suffix(suffix)
+            .is_some_and(|stem| stem.len() == 20 && stem.bytes().all(|byte| byte.is_ascii_digit()))
+    })
 }
 
 /// Base offsets of the `.log` files and offsets of the `.snapshot` files in `dir`, each sorted;

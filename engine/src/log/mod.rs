@@ -24,6 +24,7 @@
 
 mod append;
 mod boundary_cache;
+mod cleaner_checkpoint;
 mod close;
 mod direct;
 mod direct_tail;
@@ -44,6 +45,7 @@ mod types;
 mod writer;
 
 pub use crate::clock::now_ms;
+pub use cleaner_checkpoint::CLEANER_CHECKPOINT_FILE_NAME;
 pub use files::CLEAN_SHUTDOWN_FILE_NAME;
 pub use start_offset::{DeleteRecordsError, LOG_START_OFFSET_FILE_NAME};
 pub use state::PartitionLog;

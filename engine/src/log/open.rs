@@ -10,11 +10,12 @@ use std::rc::Rc;
 use tracing::{info, warn};
 
 use super::boundary_cache::BoundaryCache;
-use super::files::{list_segments, CLEAN_SHUTDOWN_FILE_NAME};
+use super::cleaner_checkpoint;
+use super::files::{list_segments, remove_leftover_temp_files, CLEAN_SHUTDOWN_FILE_NAME};
 use super::snapshot::rebuild_producers;
 use super::start_offset;
 use super::state::{LogState, PartitionLog};
-use super::types::{LogStats, OpenReport};
+use super::types::{CleanerCheckpoint, LogStats, OpenReport};
 use crate::clock::now_ms;
 use crate::config::LogConfig;
 use crate::error::OpenError;
@@ -29,6 +30,7 @@ impl PartitionLog {
     pub async fn open(dir: &Path, config: LogConfig) -> Result<(Rc<Self>, OpenReport), OpenError> {
         // A cleaning interrupted by a crash is finished (if it was committed) or undone first.
         crate::install::finish_interrupted(dir).await?;
+        remove_leftover_temp_files(dir).await;
         let (base_offsets, snapshot_offsets) = list_segments(dir).await?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
         let clean_shutdown = io::disk::exists(&marker).await;
@@ -37,7 +39,7 @@ impl PartitionLog {
         // new segment and its snapshot leaves one sealed there): their producer batches must all
         // be scanned, not only those after their last index entry.
         let snapshot_floor = snapshot_offsets.iter().copied().max();
-        let (mut segments, report) = recover_segments(
+        let (mut segments, mut report) = recover_segments(
             dir,
             &base_offsets,
             &config,
@@ -65,6 +67,11 @@ impl PartitionLog {
             // Records lost to a crash may leave the kept start past the end: the log is empty.
             state.log_start_offset = state.log_start_offset.max(persisted_start.min(next_offset));
         }
+        if let Some(kept) = cleaner_checkpoint::read_persisted(dir, next_offset).await {
+            state.first_dirty_offset = kept.first_dirty_offset;
+            state.next_delete_horizon_ms = kept.delete_horizon_ms;
+            state.kept_cleaner_checkpoint = kept;
+        }
         let log = Self {
             dir: dir.to_path_buf(),
             state: RefCell::new(state),
@@ -76,6 +83,8 @@ impl PartitionLog {
         if let Err(err) = log.delete_segments_below_start().await {
             warn!(dir = %dir.display(), %err, "deleting segments below the log start failed");
         }
+        // The segments the log kept, not those recovery found: the deletion may have taken some.
+        report.segments = log.segment_count();
         Ok((Rc::new(log), report))
     }
 }
@@ -177,6 +186,11 @@ fn initial_state(
         cleaning: false,
         first_dirty_offset: log_start_offset,
         next_delete_horizon_ms: None,
+        kept_cleaner_checkpoint: CleanerCheckpoint {
+            first_dirty_offset: log_start_offset,
+            delete_horizon_ms: None,
+        },
+        uncleanable: false,
         transactions,
         pending_markers: std::collections::BTreeMap::new(),
         direct_tail: None,

@@ -50,13 +50,20 @@ pub(crate) struct LogState {
     pub(crate) boundaries: BoundaryCache,
     /// A cleaning pass is running: retention and close wait for it (see [`crate::compaction`]).
     pub(crate) cleaning: bool,
-    /// Sealed segments from this offset on have not been cleaned since open (all at first).
+    /// Sealed segments from this offset on have not been cleaned (kept across restarts:
+    /// `cleaner_checkpoint.rs`).
     pub(crate) first_dirty_offset: Offset,
     /// The earliest delete horizon (KIP-534) a finished cleaning pass left in the log's batches,
     /// still to come then: a pass at or after it removes tombstones and markers even when no
-    /// new bytes are dirty (Kafka's cleaner picks such logs too). In memory only: after a
-    /// restart, the first pass (at new dirty bytes) finds it again.
+    /// new bytes are dirty (Kafka's cleaner picks such logs too). Kept across restarts with
+    /// the first dirty offset.
     pub(crate) next_delete_horizon_ms: Option<i64>,
+    /// What the cleaner checkpoint file holds now.
+    pub(crate) kept_cleaner_checkpoint: super::types::CleanerCheckpoint,
+    /// A pass met a batch it must not judge ([`crate::error::CompactionError::UnreadableMarker`]):
+    /// no more passes until the log is reopened, as Kafka's cleaner skips a partition it marked
+    /// uncleanable.
+    pub(crate) uncleanable: bool,
     /// Transactions open in this partition, as of the batches written (not merely queued).
     pub(crate) transactions: OpenTransactions,
     /// Markers of control batches queued but not yet written, by base offset: the writer notes
@@ -203,6 +210,12 @@ impl PartitionLog {
             .iter()
             .map(|segment| segment.size_bytes)
             .sum()
+    }
+
+    /// A cleaning pass met a batch it must not judge and left the log alone: no more passes
+    /// until it is reopened (Kafka's uncleanable partitions). For metrics an operator alerts on.
+    pub fn uncleanable(&self) -> bool {
+        self.state.borrow().uncleanable
     }
 
     pub fn stats(&self) -> LogStats {

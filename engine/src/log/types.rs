@@ -99,9 +99,19 @@ pub struct LogStats {
 /// What opening the log found.
 #[derive(Debug, Clone, Default)]
 pub struct OpenReport {
+    /// The segments the opened log holds (after open deleted any wholly below the log start).
     pub segments: usize,
     /// Whether the previous run closed the log cleanly.
     pub clean_shutdown: bool,
     /// Each recovered segment's base offset with what recovery found in it.
     pub recovery: Vec<(Offset, RecoveryReport)>,
+}
+
+/// What `cleaner-checkpoint` holds (`cleaner_checkpoint.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CleanerCheckpoint {
+    /// Sealed segments from this offset on have not been cleaned.
+    pub(crate) first_dirty_offset: Offset,
+    /// The earliest delete horizon still to come in the clean segments.
+    pub(crate) delete_horizon_ms: Option<i64>,
 }

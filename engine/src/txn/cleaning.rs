@@ -80,22 +80,18 @@ impl TxnCleaning {
         }
     }
 
-    /// A control batch with its marker (`None`: unreadable, kept): true when no batch of its
-    /// transaction is left before it, so it may go after its delete horizon (and an ABORT
-    /// marker's entry goes from the index now).
-    pub fn on_control_batch(
-        &mut self,
-        header: &BatchHeader,
-        marker: Option<ControlMarker>,
-    ) -> bool {
+    /// A control batch with its marker: true when no batch of its transaction is left before
+    /// it, so it may go after its delete horizon (and an ABORT marker's entry goes from the
+    /// index now). A marker that cannot be read never gets here: the pass stops at it, since
+    /// without it the producer's later batches could be taken for aborted.
+    pub fn on_control_batch(&mut self, header: &BatchHeader, marker: ControlMarker) -> bool {
         self.reach(header.last_offset());
         match marker {
-            Some(ControlMarker::Abort) => !self
+            ControlMarker::Abort => !self
                 .aborted
                 .remove(&header.producer_id)
                 .is_some_and(|ongoing| ongoing.seen_batch),
-            Some(ControlMarker::Commit) => !self.committed.remove(&header.producer_id),
-            None => false,
+            ControlMarker::Commit => !self.committed.remove(&header.producer_id),
         }
     }
 }
@@ -150,30 +146,14 @@ mod tests {
         ];
         let mut pass = TxnCleaning::new(&entries);
         assert!(!pass.on_data_batch(&data(1, 0)), "committed data stays");
-        assert!(!pass.on_control_batch(
-            &marker(1, 1, ControlMarker::Commit),
-            Some(ControlMarker::Commit)
-        ));
+        assert!(!pass.on_control_batch(&marker(1, 1, ControlMarker::Commit), ControlMarker::Commit));
         assert!(pass.on_data_batch(&data(2, 2)), "aborted data goes");
         assert!(
-            !pass.on_control_batch(
-                &marker(2, 3, ControlMarker::Abort),
-                Some(ControlMarker::Abort)
-            ),
+            !pass.on_control_batch(&marker(2, 3, ControlMarker::Abort), ControlMarker::Abort),
             "its data were still there in this pass"
         );
         assert!(!pass.on_data_batch(&data(3, 4)));
-        assert!(pass.on_control_batch(
-            &marker(1, 5, ControlMarker::Commit),
-            Some(ControlMarker::Commit)
-        ));
-        assert!(pass.on_control_batch(
-            &marker(2, 6, ControlMarker::Abort),
-            Some(ControlMarker::Abort)
-        ));
-        assert!(
-            !pass.on_control_batch(&marker(3, 7, ControlMarker::Commit), None),
-            "an unreadable marker stays"
-        );
+        assert!(pass.on_control_batch(&marker(1, 5, ControlMarker::Commit), ControlMarker::Commit));
+        assert!(pass.on_control_batch(&marker(2, 6, ControlMarker::Abort), ControlMarker::Abort));
     }
 }
