@@ -18,7 +18,9 @@ pub struct NodeArgs {
     /// How long a new (Empty) classic group waits for more members before its first join
     /// completes, so members starting together share one generation (Kafka's
     /// group.initial.rebalance.delay.ms, whose default is 3000; ours is shorter so tests and demos
-    /// start fast). 0: the first join completes as soon as every member joined.
+    /// start fast). As in Kafka, a brand-new group's delay is extended by another such delay when
+    /// members joined during it, never past the rebalance timeout. 0: the first join completes as
+    /// soon as every member joined.
     #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(0..=i32::MAX as i64))]
     pub group_initial_rebalance_delay_ms: u32,
 }

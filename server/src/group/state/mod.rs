@@ -60,6 +60,11 @@ pub struct Group {
     initial_rebalance: bool,
     /// How long the first join of an Empty group waits for more members (0: none).
     initial_delay_ms: i64,
+    /// Kafka's InitialDelayedJoin: the delay now running, what is left of the rebalance timeout
+    /// for further delays, and whether a member joined during the delay now running.
+    initial_current_delay_ms: i64,
+    initial_remaining_ms: i64,
+    initial_member_added: bool,
     next_member_number: u64,
 }
 
@@ -78,6 +83,9 @@ impl Group {
             initial_delay_until_ms: 0,
             initial_rebalance: false,
             initial_delay_ms: INITIAL_REBALANCE_DELAY_MS,
+            initial_current_delay_ms: 0,
+            initial_remaining_ms: 0,
+            initial_member_added: false,
             next_member_number: 0,
         }
     }
@@ -162,6 +170,13 @@ impl Group {
             member.last_heartbeat_ms = now_ms;
             return (Reply::Now(self.join_response_for(&member_id)), effects);
         }
+        // Kafka extends the initial delay of a brand-new group (generation 0) for each new member.
+        if self.phase == GroupPhase::PreparingRebalance
+            && self.generation_id == 0
+            && !self.members.contains_key(&member_id)
+        {
+            self.initial_member_added = true;
+        }
         let member = self
             .members
             .entry(member_id.clone())
@@ -236,6 +251,9 @@ impl Group {
         self.initial_rebalance = self.phase == GroupPhase::Empty;
         if self.initial_rebalance {
             self.initial_delay_until_ms = now_ms + self.initial_delay_ms;
+            self.initial_current_delay_ms = self.initial_delay_ms;
+            self.initial_remaining_ms = (rebalance_timeout_ms - self.initial_delay_ms).max(0);
+            self.initial_member_added = false;
         }
         self.rebalance_deadline_ms = now_ms + rebalance_timeout_ms.max(self.initial_delay_ms);
         // As Kafka logs its rebalances: a stalled group's log then says where it stopped.
@@ -248,6 +266,28 @@ impl Group {
         );
         self.phase = GroupPhase::PreparingRebalance;
         effects
+    }
+
+    /// Kafka's InitialDelayedJoin: when the initial delay ran out and a new member joined during
+    /// it, waits one more delay (no longer than what is left of the rebalance timeout), so
+    /// consumers starting over a few seconds still share one generation. Returns whether the
+    /// join must wait on.
+    fn extend_initial_delay(&mut self, now_ms: i64) -> bool {
+        if !self.initial_rebalance
+            || !self.initial_member_added
+            || self.initial_remaining_ms == 0
+            || self.initial_delay_ms == 0
+        {
+            return false;
+        }
+        self.initial_member_added = false;
+        let delay_ms = self.initial_delay_ms.min(self.initial_remaining_ms);
+        self.initial_remaining_ms =
+            (self.initial_remaining_ms - self.initial_current_delay_ms).max(0);
+        self.initial_current_delay_ms = delay_ms;
+        // From when the last delay was due (Kafka's timer fires then; `tick` may come later).
+        self.initial_delay_until_ms += delay_ms;
+        now_ms < self.initial_delay_until_ms
     }
 
     /// Completes the join phase when every member has rejoined (after the initial delay; outside
@@ -264,6 +304,9 @@ impl Group {
             && (self.initial_rebalance || self.pending_member_ids.is_empty());
         let deadline_passed = now_ms >= self.rebalance_deadline_ms;
         if !(deadline_passed || (all_joined && now_ms >= self.initial_delay_until_ms)) {
+            return Vec::new();
+        }
+        if !deadline_passed && self.extend_initial_delay(now_ms) {
             return Vec::new();
         }
         let before = self.members.len();

@@ -93,7 +93,9 @@ fn members_joining_together_share_a_generation_after_the_initial_delay() {
         assert!(effects.is_empty());
     }
     assert_eq!(group.phase, GroupPhase::PreparingRebalance);
-    let effects = group.tick(INITIAL_REBALANCE_DELAY_MS + 10);
+    // The first join started the delay; the others joining during it extended it once.
+    assert!(joined(&group.tick(INITIAL_REBALANCE_DELAY_MS + 10)).is_empty());
+    let effects = group.tick(2 * INITIAL_REBALANCE_DELAY_MS + 10);
     let responses = joined(&effects);
     assert_eq!(responses.len(), 3);
     assert!(responses
@@ -623,4 +625,57 @@ fn a_join_with_no_protocol_every_member_supports_is_refused_at_once() {
         panic!("answered at once")
     };
     assert_eq!(asked.error, Some(ResponseError::MemberIdRequired));
+}
+
+/// A join request with the given rebalance timeout.
+fn join_with_timeout(member_id: &str, rebalance_timeout_ms: i64) -> JoinRequest {
+    JoinRequest {
+        rebalance_timeout_ms,
+        ..join_request(member_id, &["range"])
+    }
+}
+
+#[test]
+fn a_member_joining_during_the_initial_delay_extends_it() {
+    // Kafka's InitialDelayedJoin: a new member during the delay buys one more delay.
+    let mut group = Group::new("g");
+    group.set_initial_delay_ms(1_000);
+    let first = handshake(&mut group, 0);
+    assert_eq!(
+        group.join(join_request(&first, &["range"]), 10).0,
+        Reply::Later(first.clone())
+    );
+    let second = handshake(&mut group, 900);
+    let (reply, _) = group.join(join_request(&second, &["range"]), 900);
+    assert_eq!(reply, Reply::Later(second.clone()));
+    assert!(joined(&group.tick(1_010)).is_empty(), "extended by a delay");
+    assert!(joined(&group.tick(2_009)).is_empty());
+    assert_eq!(group.phase, GroupPhase::PreparingRebalance);
+    let effects = group.tick(2_010);
+    let responses = joined(&effects);
+    assert_eq!(responses.len(), 2);
+    assert!(responses.iter().all(|r| r.generation_id == 1));
+}
+
+#[test]
+fn initial_delay_extensions_stop_at_the_rebalance_timeout() {
+    // Delay 1000 ms, rebalance timeout 2500 ms: the delays run 1000, 1000, then 500 ms, and a
+    // member joining in the last one extends nothing more.
+    let mut group = Group::new("g");
+    group.set_initial_delay_ms(1_000);
+    let join_at = |group: &mut Group, now_ms: i64| {
+        let id = handshake(group, now_ms);
+        let (reply, _) = group.join(join_with_timeout(&id, 2_500), now_ms);
+        assert_eq!(reply, Reply::Later(id));
+    };
+    join_at(&mut group, 10);
+    join_at(&mut group, 500);
+    assert!(joined(&group.tick(1_010)).is_empty());
+    join_at(&mut group, 1_500);
+    assert!(joined(&group.tick(2_010)).is_empty());
+    join_at(&mut group, 2_100);
+    assert!(joined(&group.tick(2_509)).is_empty());
+    let effects = group.tick(2_510);
+    assert_eq!(joined(&effects).len(), 4);
+    assert_eq!(group.phase, GroupPhase::CompletingRebalance);
 }
