@@ -261,3 +261,58 @@ fn describe_producers_reports_the_open_transactions_start_and_the_last_timestamp
         "the marker's timestamp or the batch's: {listed:?}"
     );
 }
+
+/// AddPartitionsToTxn v4 with verify_only (the broker-to-broker check of KIP-890 part 1): each
+/// asked partition's error code, by partition index.
+fn verify_partitions(
+    client: &mut Client,
+    transactional_id: &str,
+    producer: Producer,
+    topic: &str,
+    partitions: &[i32],
+) -> Vec<(i32, i16)> {
+    let request = AddPartitionsToTxnRequest::default().with_transactions(vec![
+        add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(name(transactional_id)))
+            .with_producer_id(ProducerId(producer.id))
+            .with_producer_epoch(producer.epoch)
+            .with_verify_only(true)
+            .with_topics(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(common::client::topic_name(topic))
+                    .with_partitions(partitions.to_vec()),
+            ]),
+    ]);
+    let response: AddPartitionsToTxnResponse = client.call(ApiKey::AddPartitionsToTxn, 4, &request);
+    assert_eq!(response.error_code, 0);
+    response.results_by_transaction[0].topic_results[0]
+        .results_by_partition
+        .iter()
+        .map(|result| (result.partition_index, result.partition_error_code))
+        .collect()
+}
+
+#[test]
+fn verifying_a_partition_outside_the_transaction_is_abortable() {
+    // Kafka's handleVerifyPartitionsInTransaction: a partition not in the transaction is
+    // TRANSACTION_ABORTABLE (the producer aborts and goes on); it was INVALID_TXN_STATE, fatal
+    // to the producer.
+    const TRANSACTION_ABORTABLE: i16 = 120;
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("out", 2, &[]), 0);
+    let (error, producer) = init(&mut client, "verified", 60_000);
+    assert_eq!(error, 0);
+    assert_eq!(
+        verify_partitions(&mut client, "verified", producer, "out", &[0]),
+        vec![(0, TRANSACTION_ABORTABLE)],
+        "no transaction yet"
+    );
+    assert_eq!(
+        add_partitions(&mut client, "verified", producer, "out", &[0]),
+        vec![0]
+    );
+    let mut answers = verify_partitions(&mut client, "verified", producer, "out", &[0, 1]);
+    answers.sort_unstable();
+    assert_eq!(answers, vec![(0, 0), (1, TRANSACTION_ABORTABLE)]);
+}
