@@ -168,12 +168,19 @@ pub struct ActiveProducer {
     pub last_sequence: i32,
     /// Offset of the last record of its last batch; None with no batch at its epoch.
     pub last_offset: Option<Offset>,
+    /// Max timestamp of its last batch or marker (Kafka's `lastTimestamp`); None when a snapshot
+    /// did not hold it and no expiry pass has run since.
+    pub last_timestamp_ms: Option<i64>,
+    /// First offset of its transaction open on the partition (Kafka's `currentTxnFirstOffset`).
+    pub current_txn_first_offset: Option<Offset>,
 }
 
 impl ProducerStateTable {
     /// Every producer the table holds, by producer id: also one known only by a transaction
     /// marker at its epoch, as Kafka's `ProducerStateManager.activeProducers` lists it.
-    pub fn active(&self) -> Vec<ActiveProducer> {
+    /// `open_transaction(producer_id)` gives the first offset of the producer's open transaction
+    /// (the log's open transactions hold it; the table only knows whether one is open).
+    pub fn active(&self, open_transaction: impl Fn(i64) -> Option<Offset>) -> Vec<ActiveProducer> {
         let mut active: Vec<ActiveProducer> = self
             .producers
             .values()
@@ -184,6 +191,9 @@ impl ProducerStateTable {
                     epoch: entry.epoch,
                     last_sequence: last.map_or(-1, |last| last.last_sequence),
                     last_offset: last.map(|last| last.last_offset),
+                    last_timestamp_ms: (entry.last_timestamp_ms != UNKNOWN_TIMESTAMP)
+                        .then_some(entry.last_timestamp_ms),
+                    current_txn_first_offset: open_transaction(entry.producer_id),
                 }
             })
             .collect();
@@ -549,12 +559,14 @@ mod tests {
             ProducerStateTable::decode_snapshot(&table.encode_snapshot(Offset::new(13))).unwrap();
         assert_eq!(after, table);
         assert_eq!(
-            after.active(),
+            after.active(|_| None),
             vec![ActiveProducer {
                 producer_id: 7,
                 epoch: 3,
                 last_sequence: -1,
                 last_offset: None,
+                last_timestamp_ms: Some(0),
+                current_txn_first_offset: None,
             }],
             "no batch at the marker's epoch, and still listed (as Kafka)"
         );
@@ -614,7 +626,11 @@ mod tests {
             table.expire(1_000, 1_000, WRITTEN, |producer_id| producer_id == 2),
             2
         );
-        let left: Vec<i64> = table.active().iter().map(|p| p.producer_id).collect();
+        let left: Vec<i64> = table
+            .active(|_| None)
+            .iter()
+            .map(|p| p.producer_id)
+            .collect();
         assert_eq!(left, vec![2], "the one in a transaction stays");
         // A forgotten producer's next batch is a new producer's: any sequence is taken.
         assert_eq!(

@@ -203,3 +203,116 @@ fn describe_producers_lists_a_producer_known_only_by_its_marker() {
         .collect();
     assert_eq!(listed, vec![(producer.id, i32::from(producer.epoch), -1)]);
 }
+
+#[test]
+fn describe_producers_reports_the_open_transactions_start_and_the_last_timestamp() {
+    // Kafka's DescribeProducers answers each producer's currentTxnFirstOffset (-1 with no
+    // transaction open on the partition) and lastTimestamp (max timestamp of its last batch or
+    // marker). Both were always -1.
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("out", 1, &[]), 0);
+    let (error, producer) = init(&mut client, "open", 60_000);
+    assert_eq!(error, 0);
+    assert_eq!(
+        add_partitions(&mut client, "open", producer, "out", &[0]),
+        vec![0]
+    );
+    let first = txn_batch(producer, 0, 2);
+    assert_eq!(client.produce("out", 0, first).error_code, 0);
+    let second = txn_batch(producer, 2, 1);
+    // The record batch's maxTimestamp field (bytes 35..43 of its header).
+    let second_max_timestamp = i64::from_be_bytes(second[35..43].try_into().unwrap());
+    assert_eq!(client.produce("out", 0, second).error_code, 0);
+    let request = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(common::client::topic_name("out"))
+            .with_partition_indexes(vec![0]),
+    ]);
+    let describe = |client: &mut Client| -> Vec<(i64, i64, i64)> {
+        let response: DescribeProducersResponse =
+            client.call(ApiKey::DescribeProducers, 0, &request);
+        let partition = &response.topics[0].partitions[0];
+        assert_eq!(partition.error_code, 0);
+        partition
+            .active_producers
+            .iter()
+            .map(|state| {
+                (
+                    state.producer_id.0,
+                    state.current_txn_start_offset,
+                    state.last_timestamp,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        describe(&mut client),
+        vec![(producer.id, 0, second_max_timestamp)]
+    );
+    assert_eq!(end_txn(&mut client, "open", producer, true), 0);
+    wait_for_txn_state(&mut client, "open", "CompleteCommit");
+    let listed = describe(&mut client);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, producer.id);
+    assert_eq!(listed[0].1, -1, "the transaction is over: {listed:?}");
+    assert!(
+        listed[0].2 >= second_max_timestamp,
+        "the marker's timestamp or the batch's: {listed:?}"
+    );
+}
+
+/// AddPartitionsToTxn v4 with verify_only (the broker-to-broker check of KIP-890 part 1): each
+/// asked partition's error code, by partition index.
+fn verify_partitions(
+    client: &mut Client,
+    transactional_id: &str,
+    producer: Producer,
+    topic: &str,
+    partitions: &[i32],
+) -> Vec<(i32, i16)> {
+    let request = AddPartitionsToTxnRequest::default().with_transactions(vec![
+        add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(name(transactional_id)))
+            .with_producer_id(ProducerId(producer.id))
+            .with_producer_epoch(producer.epoch)
+            .with_verify_only(true)
+            .with_topics(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(common::client::topic_name(topic))
+                    .with_partitions(partitions.to_vec()),
+            ]),
+    ]);
+    let response: AddPartitionsToTxnResponse = client.call(ApiKey::AddPartitionsToTxn, 4, &request);
+    assert_eq!(response.error_code, 0);
+    response.results_by_transaction[0].topic_results[0]
+        .results_by_partition
+        .iter()
+        .map(|result| (result.partition_index, result.partition_error_code))
+        .collect()
+}
+
+#[test]
+fn verifying_a_partition_outside_the_transaction_is_abortable() {
+    // Kafka's handleVerifyPartitionsInTransaction: a partition not in the transaction is
+    // TRANSACTION_ABORTABLE (the producer aborts and goes on); it was INVALID_TXN_STATE, fatal
+    // to the producer.
+    const TRANSACTION_ABORTABLE: i16 = 120;
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("out", 2, &[]), 0);
+    let (error, producer) = init(&mut client, "verified", 60_000);
+    assert_eq!(error, 0);
+    assert_eq!(
+        verify_partitions(&mut client, "verified", producer, "out", &[0]),
+        vec![(0, TRANSACTION_ABORTABLE)],
+        "no transaction yet"
+    );
+    assert_eq!(
+        add_partitions(&mut client, "verified", producer, "out", &[0]),
+        vec![0]
+    );
+    let mut answers = verify_partitions(&mut client, "verified", producer, "out", &[0, 1]);
+    answers.sort_unstable();
+    assert_eq!(answers, vec![(0, 0), (1, TRANSACTION_ABORTABLE)]);
+}

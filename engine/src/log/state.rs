@@ -124,7 +124,10 @@ impl PartitionLog {
 
     /// Idempotent producers with a batch remembered by this log (Kafka's DescribeProducers).
     pub fn active_producers(&self) -> Vec<crate::producer::ActiveProducer> {
-        self.state.borrow().producers.active()
+        let state = self.state.borrow();
+        state
+            .producers
+            .active(|producer_id| state.transactions.first_offset(producer_id))
     }
 
     /// Forgets the idempotent producers whose last batch is `expiration_ms` old and that hold no

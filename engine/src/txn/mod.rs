@@ -164,6 +164,11 @@ impl OpenTransactions {
         self.first_offsets.contains_key(&producer_id)
     }
 
+    /// First offset of `producer_id`'s open transaction here.
+    pub fn first_offset(&self, producer_id: i64) -> Option<Offset> {
+        self.first_offsets.get(&producer_id).copied()
+    }
+
     pub fn len(&self) -> usize {
         self.first_offsets.len()
     }

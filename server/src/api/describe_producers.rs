@@ -1,7 +1,9 @@
 //! DescribeProducers (API 61): the producers each partition remembers (the engine's producer
 //! state, one known only by a transaction marker included, last sequence -1), as
-//! `kafka-transactions --describe-producers` lists them. `last_timestamp`, `coordinator_epoch`
-//! and `current_txn_start_offset` are -1.
+//! `kafka-transactions --describe-producers` lists them, with the first offset of a transaction
+//! open on the partition and the last batch's or marker's timestamp (-1 when unknown, as a
+//! snapshot from before that field leaves it until the next expiry pass). `coordinator_epoch` is
+//! -1.
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
@@ -55,9 +57,13 @@ pub async fn handle(
                                 .with_producer_id(ProducerId(producer.producer_id))
                                 .with_producer_epoch(i32::from(producer.epoch))
                                 .with_last_sequence(producer.last_sequence)
-                                .with_last_timestamp(-1)
+                                .with_last_timestamp(producer.last_timestamp_ms.unwrap_or(-1))
                                 .with_coordinator_epoch(-1)
-                                .with_current_txn_start_offset(-1)
+                                .with_current_txn_start_offset(
+                                    producer
+                                        .current_txn_first_offset
+                                        .map_or(-1, |offset| offset.get()),
+                                )
                         })
                         .collect(),
                 ),

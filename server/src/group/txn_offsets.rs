@@ -164,6 +164,22 @@ impl Coordinator {
         // tombstones land after this record. Put in only after the write, they were missed and
         // a later COMMIT gave the deleted (or recreated) topic the offset. Taken back if the
         // write fails.
+        //
+        // The handler checked the topics on its shard, then hopped here through the transaction
+        // coordinator: a DeleteTopics may have removed one and run its cleanup meanwhile.
+        // Checked again here, with no await before the offsets go in: either the cleanup comes
+        // later and sees them, or the topic is already gone from the metadata (published before
+        // any cleanup) and nothing is stored. The client retries UNKNOWN_TOPIC_OR_PARTITION and
+        // gets each partition's answer.
+        let gone = commits.iter().any(|(topic, partition, _)| {
+            !self
+                .metadata
+                .topic(topic)
+                .is_some_and(|info| info.has_partition(*partition))
+        });
+        if gone {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
         let written: Vec<Replaced> = {
             let mut pending = self.pending_txn_offsets.borrow_mut();
             let offsets = pending

@@ -1,8 +1,14 @@
 //! Pending transactional offsets (txn_offsets.rs) and topic deletion, over a real offsets log.
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
+
+use kafka_protocol::error::ResponseError;
+use ringtail_engine::{TopicMeta, TopicRegistry};
+
 use super::coordinator_tests::{coordinator, metadata_with_topic};
 use super::CommittedOffset;
+use crate::metadata::Metadata;
 use crate::txn::marker::{MarkerType, TxnProducer};
 
 fn committed(offset: i64) -> CommittedOffset {
@@ -12,6 +18,17 @@ fn committed(offset: i64) -> CommittedOffset {
         metadata: None,
         commit_ms: 0,
     }
+}
+
+/// Publishes the topics `names` (4 partitions each) as the whole metadata, as a topic creation or
+/// deletion does: the registry is kept in a directory of its own.
+async fn publish_topics(metadata: &Metadata, names: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut registry = TopicRegistry::load(dir.path()).await.unwrap();
+    for name in names {
+        registry.insert(TopicMeta::new(*name, 4, BTreeMap::new()));
+    }
+    metadata.publish(&registry).unwrap();
 }
 
 fn offsets_of(coordinator: &super::Coordinator, group: &str, topic: &str) -> Vec<Option<i64>> {
@@ -30,6 +47,7 @@ async fn a_deleted_topics_pending_transactional_offsets_are_dropped_and_stay_dro
     // must not give the new topic the old one's offsets. Other topics' pending offsets stay.
     let dir = tempfile::tempdir().unwrap();
     let metadata = metadata_with_topic(dir.path()).await;
+    publish_topics(&metadata, &["t", "u"]).await;
     let (log, first) = coordinator(dir.path(), &metadata).await;
     let producer = TxnProducer {
         producer_id: 7,
@@ -151,4 +169,35 @@ async fn a_deletion_while_a_txn_offset_commit_is_written_drops_that_offset_too()
         vec![None, None],
         "after a restart"
     );
+}
+
+#[compio::test]
+async fn a_txn_offset_commit_reaching_the_group_coordinator_after_its_topic_is_deleted_stores_nothing(
+) {
+    // The TxnOffsetCommit handler checks the topic on its shard, then hops to the transaction
+    // and group coordinators; a DeleteTopics can remove the topic and run its offsets cleanup
+    // (forget_topic) during those hops. The offset was then stored for the deleted topic, kept
+    // pending, and a COMMIT gave it (or a topic made again under its name) that offset. Kafka
+    // never keeps a deleted partition's offsets. Here the deletion is done (metadata published,
+    // cleanup run) before the commit reaches the group coordinator.
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let producer = TxnProducer {
+        producer_id: 11,
+        producer_epoch: 0,
+    };
+    publish_topics(&metadata, &[]).await;
+    first.forget_topic("t").await;
+    let commits = vec![("t".to_string(), 0, committed(40))];
+    assert_eq!(
+        first.txn_commit("g", producer, ("", -1), commits).await,
+        Err(ResponseError::UnknownTopicOrPartition)
+    );
+    assert!(first.pending_txn_partitions("g").is_empty());
+    first
+        .end_txn_offsets(producer, MarkerType::Commit, false)
+        .await
+        .unwrap();
+    assert_eq!(offsets_of(&first, "g", "t"), vec![None, None]);
 }

@@ -267,8 +267,9 @@ impl TxnCoordinator {
         self.persist(transactional_id, next).await
     }
 
-    /// AddPartitionsToTxn v4+ with verify_only: whether the partitions are in the ongoing
-    /// transaction (Kafka ≥ 3.6 brokers ask this before appending a transactional batch).
+    /// AddPartitionsToTxn v4+ with verify_only: whether the partition is in the ongoing
+    /// transaction (Kafka ≥ 3.6 brokers ask this before appending a transactional batch); see
+    /// [`TxnMetadata::verify`].
     pub fn verify(
         &self,
         transactional_id: &str,
@@ -279,12 +280,7 @@ impl TxnCoordinator {
         let meta = self
             .get(transactional_id)
             .ok_or(ResponseError::InvalidProducerIdMapping)?;
-        meta.check_producer(producer.producer_id, producer.producer_epoch)?;
-        if meta.state == TxnState::Ongoing && meta.partitions.contains(partition) {
-            Ok(())
-        } else {
-            Err(ResponseError::InvalidTxnState)
-        }
+        meta.verify(producer.producer_id, producer.producer_epoch, partition)
     }
 
     /// Checks that `producer` is the current one of a transaction that added `group` (TxnOffsetCommit).

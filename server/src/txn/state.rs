@@ -201,6 +201,28 @@ impl TxnMetadata {
         next
     }
 
+    /// AddPartitionsToTxn v4+ with verify_only (KIP-890 part 1): whether `partition` is in the
+    /// transaction, as Kafka's `handleVerifyPartitionsInTransaction` answers. A commit or abort
+    /// writing its markers is CONCURRENT_TRANSACTIONS (retriable); a partition not in the
+    /// transaction, whatever its state, TRANSACTION_ABORTABLE (the producer aborts and goes on,
+    /// where INVALID_TXN_STATE was fatal to it). A fence under way is treated as the abort it
+    /// leads to.
+    pub fn verify(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        partition: &TxnPartition,
+    ) -> Result<(), ResponseError> {
+        self.check_producer(producer_id, producer_epoch)?;
+        match self.state {
+            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
+                Err(ResponseError::ConcurrentTransactions)
+            }
+            _ if self.partitions.contains(partition) => Ok(()),
+            _ => Err(ResponseError::TransactionAbortable),
+        }
+    }
+
     /// Adds partitions and groups to the transaction, starting it if needed: the state to persist.
     pub fn with_added(
         &self,
@@ -329,6 +351,45 @@ mod tests {
         assert!(done.partitions.is_empty() && done.groups.is_empty());
         assert_eq!(done.ending(true, 6), Ok(None), "a retried commit succeeds");
         assert_eq!(done.ending(false, 6), Err(ResponseError::InvalidTxnState));
+    }
+
+    #[test]
+    fn verification_answers_as_kafkas_handle_verify_partitions_in_transaction() {
+        // Kafka: a partition outside the transaction is TRANSACTION_ABORTABLE (the producer can
+        // abort and go on), whatever the state; a commit or abort writing its markers is
+        // CONCURRENT_TRANSACTIONS (the producer retries), partition in or not.
+        let empty = TxnMetadata::new(7, 60_000, 0);
+        assert_eq!(
+            empty.verify(7, 0, &partition("a")),
+            Err(ResponseError::TransactionAbortable)
+        );
+        let ongoing = empty.with_added(&[partition("a")], None, 1).unwrap();
+        assert_eq!(ongoing.verify(7, 0, &partition("a")), Ok(()));
+        assert_eq!(
+            ongoing.verify(7, 0, &partition("b")),
+            Err(ResponseError::TransactionAbortable)
+        );
+        assert_eq!(
+            ongoing.verify(7, 1, &partition("a")),
+            Err(ResponseError::ProducerFenced)
+        );
+        assert_eq!(
+            ongoing.verify(8, 0, &partition("a")),
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+        for commit in [true, false] {
+            let prepared = ongoing.ending(commit, 2).unwrap().unwrap();
+            for name in ["a", "b"] {
+                assert_eq!(
+                    prepared.verify(7, 0, &partition(name)),
+                    Err(ResponseError::ConcurrentTransactions)
+                );
+            }
+            assert_eq!(
+                prepared.completed(3).verify(7, 0, &partition("a")),
+                Err(ResponseError::TransactionAbortable)
+            );
+        }
     }
 
     #[test]
