@@ -18,7 +18,7 @@ use ringtail_engine::batch::encode_uniform_batch;
 
 mod common;
 use common::client::Client;
-use common::{free_port, wait_until_listening, Broker};
+use common::Broker;
 
 /// Failures, not timings: how long a step may take before the test gives up with a message.
 const STEP_DEADLINE: Duration = Duration::from_secs(30);
@@ -28,27 +28,22 @@ const FETCH_VERSION: i16 = 12;
 /// directory), not a tmpfs /tmp whose pages cannot be evicted.
 fn start_broker(extra: &[&str], hold_release: Option<&Path>) -> Broker {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let (port, metrics_port) = (free_port(), free_port());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ringtail"));
-    command
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--shards", "1", "--flush", "every_batch"])
-        .args(extra)
-        .stderr(Stdio::null());
-    if let Some(release) = hold_release {
-        command.env("RINGTAIL_TEST_HOLD_COLD_READS", release);
-    }
-    let mut child = command.spawn().unwrap();
-    wait_until_listening(&mut child, port, "broker did not start");
-    Broker {
-        child,
-        port,
-        metrics_port,
-        dir,
-    }
+    // On other ports again if a parallel test's broker took one first (ours then exits).
+    common::start_broker_spawned_by(dir, |port, metrics_port, dir| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringtail"));
+        command
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--shards", "1", "--flush", "every_batch"])
+            .args(extra)
+            .stderr(Stdio::null());
+        if let Some(release) = hold_release {
+            command.env("RINGTAIL_TEST_HOLD_COLD_READS", release);
+        }
+        command.spawn().unwrap()
+    })
 }
 
 /// A client whose reads wait a whole step.

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 
 use bytes::Bytes;
 use common::client::{topic_name as name, Client};
-use common::{free_port, restart, start_broker, wait_until_listening, Broker};
+use common::{free_port, restart, start_broker, try_until_listening, Broker, START_ATTEMPTS};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
@@ -83,22 +83,34 @@ fn write_history(data_dir: &std::path::Path) {
     });
 }
 
-/// Restarts the broker on its data dir, with a metrics listener (for the splice counter).
+/// Restarts the broker on its data dir, with a metrics listener (for the splice counter), on
+/// fresh ports; again on others if a parallel test's broker took one of them first (ours then
+/// exits before listening), as `common::restart` does.
 fn restart_with_metrics(broker: &mut Broker) {
-    broker.port = free_port();
-    broker.metrics_port = free_port();
-    broker.child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
-        .args(["--listen", &format!("127.0.0.1:{}", broker.port)])
-        .args([
-            "--metrics-listen",
-            &format!("127.0.0.1:{}", broker.metrics_port),
-        ])
-        .arg("--data-dir")
-        .arg(broker.dir.path())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until_listening(&mut broker.child, broker.port, "broker did not restart");
+    let mut exits = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        broker.port = free_port();
+        broker.metrics_port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+            .args(["--listen", &format!("127.0.0.1:{}", broker.port)])
+            .args([
+                "--metrics-listen",
+                &format!("127.0.0.1:{}", broker.metrics_port),
+            ])
+            .arg("--data-dir")
+            .arg(broker.dir.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        match try_until_listening(&mut child, broker.port, "broker did not restart") {
+            Ok(()) => {
+                broker.child = child;
+                return;
+            }
+            Err(exited) => exits.push(exited),
+        }
+    }
+    panic!("broker did not restart: {exits:?}");
 }
 
 fn fetch(
