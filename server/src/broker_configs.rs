@@ -103,21 +103,8 @@ fn changed(
             .cloned()
             .or_else(|| kafka_default(&name))
             .unwrap_or_default();
-        let mut items: Vec<String> = configs::topic::list_items(&current)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let given = configs::topic::list_items(&value);
-        if appending {
-            for item in given {
-                if !items.iter().any(|held| held == item) {
-                    items.push(item.to_string());
-                }
-            }
-        } else {
-            items.retain(|held| !given.contains(&held.as_str()));
-        }
-        set.insert(name, items.join(","));
+        let changed = configs::topic::append_or_subtract(&current, &value, appending);
+        set.insert(name, changed);
     }
     Ok(set)
 }

@@ -370,21 +370,8 @@ fn apply_change(
         .get(&key)
         .cloned()
         .unwrap_or_else(|| configs::topic::broker_value(defaults, def));
-    let mut items: Vec<String> = configs::topic::list_items(&current)
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    let given = configs::topic::list_items(&value);
-    if appending {
-        for item in given {
-            if !items.iter().any(|held| held == item) {
-                items.push(item.to_string());
-            }
-        }
-    } else {
-        items.retain(|held| !given.contains(&held.as_str()));
-    }
-    overrides.insert(key, items.join(","));
+    let changed = configs::topic::append_or_subtract(&current, &value, appending);
+    overrides.insert(key, changed);
     Ok(())
 }
 

@@ -190,6 +190,24 @@ pub fn list_items(value: &str) -> Vec<&str> {
         .collect()
 }
 
+/// IncrementalAlterConfigs' APPEND (`appending`) or SUBTRACT of the items of `given` to or from
+/// the LIST value `current`: appended items not yet held go at the end, in order; subtracted
+/// ones are removed wherever they are.
+pub fn append_or_subtract(current: &str, given: &str, appending: bool) -> String {
+    let mut items = list_items(current);
+    let given = list_items(given);
+    if appending {
+        for item in given {
+            if !items.contains(&item) {
+                items.push(item);
+            }
+        }
+    } else {
+        items.retain(|held| !given.contains(held));
+    }
+    items.join(",")
+}
+
 /// Checks `value` against the type and validation of config `name`.
 pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
     let def = find(name).ok_or_else(|| ConfigError::Unknown { name: name.into() })?;

@@ -97,3 +97,18 @@ fn described_sources_and_synonyms_follow_precedence() {
     assert_eq!(get("preallocate").kind, ConfigType::Boolean);
     assert_eq!(described.len(), TOPIC_CONFIGS.len());
 }
+
+#[test]
+fn append_adds_missing_items_at_the_end_and_subtract_removes_them_anywhere() {
+    assert_eq!(
+        append_or_subtract("compact", "delete", true),
+        "compact,delete"
+    );
+    assert_eq!(
+        append_or_subtract("compact, delete", "delete", true),
+        "compact,delete"
+    );
+    assert_eq!(append_or_subtract("", "a,b,a", true), "a,b");
+    assert_eq!(append_or_subtract("a,b,c", "b, a", false), "c");
+    assert_eq!(append_or_subtract("a", "z", false), "a");
+}
