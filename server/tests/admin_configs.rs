@@ -5,6 +5,7 @@
 mod common;
 
 use common::client::{now_ms, str_bytes, Client};
+use common::configs::legacy_alter;
 use common::start_broker;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
 use kafka_protocol::messages::*;
@@ -77,30 +78,6 @@ fn alter(client: &mut Client, topic: &str, changes: &[(&str, i8, Option<&str>)])
     ]);
     let response: IncrementalAlterConfigsResponse =
         client.call(ApiKey::IncrementalAlterConfigs, 1, &request);
-    response.responses[0].error_code
-}
-
-fn legacy_alter(
-    client: &mut Client,
-    resource_type: i8,
-    resource: &str,
-    configs: &[(&str, &str)],
-) -> i16 {
-    let configs = configs
-        .iter()
-        .map(|(key, value)| {
-            alter_configs_request::AlterableConfig::default()
-                .with_name(str_bytes(key))
-                .with_value(Some(str_bytes(value)))
-        })
-        .collect();
-    let request = AlterConfigsRequest::default().with_resources(vec![
-        alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(resource_type)
-            .with_resource_name(str_bytes(resource))
-            .with_configs(configs),
-    ]);
-    let response: AlterConfigsResponse = client.call(ApiKey::AlterConfigs, 2, &request);
     response.responses[0].error_code
 }
 

@@ -8,6 +8,7 @@ mod common;
 
 use bytes::Bytes;
 use common::client::{now_ms, str_bytes, topic_name, Client};
+use common::configs::legacy_alter;
 use common::{restart, restart_with, start_broker};
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
@@ -99,31 +100,6 @@ fn alter(
     let result = &response.responses[0];
     let message = result.error_message.as_ref().map(|m| m.to_string());
     (result.error_code, message.unwrap_or_default())
-}
-
-/// The legacy AlterConfigs of one resource: its error code.
-fn legacy_alter(
-    client: &mut Client,
-    resource_type: i8,
-    resource: &str,
-    configs: &[(&str, &str)],
-) -> i16 {
-    let configs = configs
-        .iter()
-        .map(|(key, value)| {
-            alter_configs_request::AlterableConfig::default()
-                .with_name(str_bytes(key))
-                .with_value(Some(str_bytes(value)))
-        })
-        .collect();
-    let request = AlterConfigsRequest::default().with_resources(vec![
-        alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(resource_type)
-            .with_resource_name(str_bytes(resource))
-            .with_configs(configs),
-    ]);
-    let response: AlterConfigsResponse = client.call(ApiKey::AlterConfigs, 2, &request);
-    response.responses[0].error_code
 }
 
 #[test]

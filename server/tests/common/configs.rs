@@ -1,0 +1,31 @@
+//! Config requests shared by the config tests.
+#![forbid(unsafe_code)]
+
+use kafka_protocol::messages::*;
+
+use crate::common::client::{str_bytes, Client};
+
+/// The legacy AlterConfigs of one resource (v2): its error code.
+pub fn legacy_alter(
+    client: &mut Client,
+    resource_type: i8,
+    resource: &str,
+    configs: &[(&str, &str)],
+) -> i16 {
+    let configs = configs
+        .iter()
+        .map(|(key, value)| {
+            alter_configs_request::AlterableConfig::default()
+                .with_name(str_bytes(key))
+                .with_value(Some(str_bytes(value)))
+        })
+        .collect();
+    let request = AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(str_bytes(resource))
+            .with_configs(configs),
+    ]);
+    let response: AlterConfigsResponse = client.call(ApiKey::AlterConfigs, 2, &request);
+    response.responses[0].error_code
+}
