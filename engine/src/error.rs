@@ -143,6 +143,10 @@ pub enum OpenError {
     /// No home could be chosen or recorded for a new partition.
     #[error("no data dir for the partition: {reason}")]
     Placement { reason: String },
+    /// The partition's topic was deleted while the open waited its turn
+    /// ([`crate::Shard::open_partition_if`]).
+    #[error("partition {topic}-{partition} was deleted")]
+    Deleted { topic: String, partition: i32 },
 }
 
 impl OpenError {

@@ -163,6 +163,20 @@ impl Shard {
         topic_partition: TopicPartition,
         config: LogConfig,
     ) -> Result<Rc<PartitionLog>, OpenError> {
+        self.open_partition_if(topic_partition, config, || true)
+            .await
+    }
+
+    /// [`Self::open_partition`], but only while `still_wanted()` holds once this shard's open lock
+    /// is held: a caller that checked its topic still exists before waiting for the lock (behind
+    /// a [`Self::delete_partition`] of that topic, say) would otherwise bring the deleted
+    /// partition back, a log whose directory is removed under it. Refused: [`OpenError::Deleted`].
+    pub async fn open_partition_if(
+        &self,
+        topic_partition: TopicPartition,
+        config: LogConfig,
+        still_wanted: impl FnOnce() -> bool,
+    ) -> Result<Rc<PartitionLog>, OpenError> {
         if let Some(log) = self.partition(&topic_partition) {
             return Ok(log);
         }
@@ -170,6 +184,12 @@ impl Shard {
         // Another task may have opened it while we waited for the lock.
         if let Some(log) = self.partition(&topic_partition) {
             return Ok(log);
+        }
+        if !still_wanted() {
+            return Err(OpenError::Deleted {
+                topic: topic_partition.topic.to_string(),
+                partition: topic_partition.partition.get(),
+            });
         }
         let dir = self
             .locate_partition(&topic_partition.topic, topic_partition.partition)
@@ -196,8 +216,11 @@ impl Shard {
         all
     }
 
-    /// Closes a partition and deletes its directory (topic deletion).
+    /// Closes a partition and deletes its directory (topic deletion). Holds the open lock
+    /// throughout, so an open (or a move, or a reopen after space came back) in progress finishes
+    /// first and is then closed here, and none starts until the directory is gone.
     pub async fn delete_partition(&self, topic_partition: &TopicPartition) -> std::io::Result<()> {
+        let _opening = self.open_lock.lock().await;
         let removed = self.partitions.borrow_mut().remove(topic_partition);
         if let Some(log) = removed {
             log.close().await?;
@@ -251,6 +274,13 @@ impl Shard {
                 continue;
             }
             let _opening = self.open_lock.lock().await;
+            // Deleted (or moved) while this waited for the lock: not this pass's log any more.
+            if !self
+                .partition(&topic_partition)
+                .is_some_and(|current| Rc::ptr_eq(&current, &log))
+            {
+                continue;
+            }
             let config = log.config();
             match PartitionLog::open(log.dir(), config).await {
                 Ok((fresh, report)) => {

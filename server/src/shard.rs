@@ -192,14 +192,22 @@ impl ShardContext {
         let Some(current) = current.filter(|current| {
             current.topic_id == topic.topic_id && current.has_partition(partition)
         }) else {
-            return Err(ringtail_engine::OpenError::Io {
-                path: std::path::PathBuf::from(format!("{}-{partition}", topic.name)),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "topic deleted"),
+            return Err(ringtail_engine::OpenError::Deleted {
+                topic: topic.name.clone(),
+                partition,
             });
         };
+        // Checked again once the engine's open lock is held: a DeleteTopics published while this
+        // waited behind it (its delete_partition holds that lock) must win.
+        let metadata = Arc::clone(&self.metadata);
+        let (name, topic_id) = (topic.name.clone(), topic.topic_id);
         let log = self
             .engine
-            .open_partition(topic_partition, current.config.clone())
+            .open_partition_if(topic_partition, current.config.clone(), move || {
+                metadata.topic(&name).is_some_and(|still| {
+                    still.topic_id == topic_id && still.has_partition(partition)
+                })
+            })
             .await?;
         // A config alteration published while the log was being opened found no open log to
         // change (topics::alter_configs): the log takes the newest config now.

@@ -188,7 +188,10 @@ async fn append_partition(
             let log = owner
                 .partition_log(&topic, partition)
                 .await
-                .map_err(|err| Refusal::Storage(err.to_string()))?;
+                .map_err(|err| match err {
+                    ringtail_engine::OpenError::Deleted { .. } => Refusal::Deleted,
+                    err => Refusal::Storage(err.to_string()),
+                })?;
             if let Some(reason) = dir_refuses_produce(&owner, &topic.name, partition) {
                 return Err(Refusal::Storage(reason));
             }
@@ -235,6 +238,7 @@ async fn append_partition(
             let error = match &err {
                 Refusal::Append(err) => error_for(err),
                 Refusal::Storage(_) => ResponseError::KafkaStorageError,
+                Refusal::Deleted => ResponseError::UnknownTopicOrPartition,
                 Refusal::Transaction(error) => *error,
             };
             let response = response.with_error_code(code(error));
@@ -281,6 +285,10 @@ enum Refusal {
     /// after a metadata refresh, so producing resumes by itself once space is back.
     #[error("{0}")]
     Storage(String),
+    /// The topic was deleted after the request looked it up: UNKNOWN_TOPIC_OR_PARTITION, as
+    /// Kafka answers for a partition it no longer has.
+    #[error("the topic was deleted")]
+    Deleted,
     /// A transactional batch outside its producer's ongoing transaction, an old epoch, or a
     /// client's control batch (txn/registry.rs).
     #[error("transaction check: {0:?}")]
