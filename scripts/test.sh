@@ -19,15 +19,20 @@
 # No timing assertions anywhere: speed is measured by benches/ and reported in results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each part's heading says when it started (seconds into this script): CI must stay well under
+# 40 minutes, and the log shows which part grew.
+phase() { echo "== $* [at ${SECONDS}s]"; }
 # Dependencies first: the loadgen's disk-layout test needs mkfs.xfs (xfsprogs) to run its
 # xfs-loop case rather than skip it.
 bash scripts/setup-test-deps.sh
+phase "cargo test --workspace"
 cargo test --workspace --locked "$@"
 
 # Every release binary the suites below run, in one cargo run (the crates they share are built
 # once, two at a time): the broker, the load generator, the FUSE file system of the power-loss
 # tests and the transactional history writer. tests/compat's fixtures take them from these
 # variables instead of building each alone.
+phase "release build"
 cargo build --release --locked -p ringtail-server --bin ringtail -p ringtail-loadgen \
   --bin ringtail-loadgen -p forgetful-fs --bin forgetful-fs -p ringtail-engine --example txn_history
 ringtail_bin=$PWD/target/release/ringtail
@@ -39,12 +44,12 @@ cache=${RINGTAIL_CACHE:-$HOME/.cache/ringtail}
 status=0
 first_failure() { [ "$status" -ne 0 ] || status=$1; }
 
-echo "== engine modules: no import circles (scripts/module_cycles.py)"
+phase "engine modules: no import circles (scripts/module_cycles.py)"
 python3 scripts/module_cycles.py | tail -n 1 || first_failure $?
 
 mkdir -p target
 fuzz_build_log=target/fuzz-build.log
-echo "== fuzz targets: building in the background (log: $fuzz_build_log)"
+phase "fuzz targets: building in the background (log: $fuzz_build_log)"
 nice -n 19 ionice -c 3 bash scripts/fuzz.sh --build-only >"$fuzz_build_log" 2>&1 &
 fuzz_build_pid=$!
 
@@ -52,11 +57,12 @@ fuzz_build_pid=$!
 # suite uses) runs beside the Python and JVM ones at a lower CPU priority: they all mostly wait
 # on clients and timeouts, and none measures time. Its output is printed once it is done.
 go_log=target/go-tests.log
-echo "== tests/go (go test, in the background; log: $go_log)"
+phase "tests/go (go test, in the background; log: $go_log)"
 (cd tests/go && GOMODCACHE="$cache/go-mod" GOFLAGS=-mod=readonly RINGTAIL_BIN="$ringtail_bin" \
   nice -n 10 go test -count=1 -timeout 30m ./...) >"$go_log" 2>&1 &
 go_pid=$!
 
+phase "tests/compat (pytest)"
 pytest_status=0
 .venv/bin/python -m pytest tests/compat -q || pytest_status=$?
 if [ "$pytest_status" -eq 5 ]; then
@@ -64,17 +70,17 @@ if [ "$pytest_status" -eq 5 ]; then
 fi
 first_failure "$pytest_status"
 
-echo "== tests/jvm (mvn test)"
+phase "tests/jvm (mvn test)"
 mvn -B -ntp -f tests/jvm/pom.xml -Dmaven.repo.local="$cache/m2" -Dringtail.bin="$ringtail_bin" test \
   || first_failure $?
 
-echo "== tests/go (go test)"
+phase "tests/go (go test)"
 go_status=0
 wait "$go_pid" || go_status=$?
 cat "$go_log"
 first_failure "$go_status"
 
-echo "== fuzz (scripts/fuzz.sh 15)"
+phase "fuzz (scripts/fuzz.sh 15)"
 fuzz_build_status=0
 wait "$fuzz_build_pid" || fuzz_build_status=$?
 if [ "$fuzz_build_status" -ne 0 ]; then
@@ -85,4 +91,5 @@ else
   tail -n 1 "$fuzz_build_log"
   bash scripts/fuzz.sh 15 || first_failure $?
 fi
+phase "done"
 exit "$status"

@@ -184,16 +184,17 @@ fn allow_growth(
 /// Auto-creates those of `names` that do not exist, with the default partition count, in one
 /// registry change (one save, not one per topic) and as far as the bounds and the quota allow;
 /// the rest are simply not created, as Kafka does. Callers bound how many names they pass.
-pub async fn auto_create(context: &Rc<ShardContext>, mut names: Vec<String>) {
+/// Returns the names this call created.
+pub async fn auto_create(context: &Rc<ShardContext>, mut names: Vec<String>) -> Vec<String> {
     names.retain(|name| valid_topic_name(name) && context.metadata.topic(name).is_none());
     names.sort_unstable();
     names.dedup();
     if !context.settings.auto_create_topics || names.is_empty() {
-        return;
+        return Vec::new();
     }
     let partitions = context.settings.default_partitions;
     if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
-        return;
+        return Vec::new();
     }
     let limits = Arc::clone(&context.limits);
     let wanted = names.len() as u64;
@@ -226,6 +227,7 @@ pub async fn auto_create(context: &Rc<ShardContext>, mut names: Vec<String>) {
         place_partitions(context, name, 0..partitions).await;
         tracing::info!(topic = %name, partitions, "auto-created topic");
     }
+    created
 }
 
 /// Records the homes of a topic's new partitions in one save of the placement map (each would

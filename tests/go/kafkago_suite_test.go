@@ -27,10 +27,6 @@ const (
 // kafkaGoExcluded are the tests not run (go test -skip), each with why. Anything else that fails
 // fails this test.
 var kafkaGoExcluded = []struct{ pattern, reason string }{
-	// After DeleteTopics they read the topics' partitions with an auto-creating Metadata request
-	// and expect none: Kafka answers a topic that request creates LEADER_NOT_AVAILABLE without
-	// partitions, ringtail answers it created, with its partition (a known difference).
-	{`^TestConn$/^(test_delete_topics|test_delete_topics_with_an_invalid_topic)$`, "auto-created topic answered with its partitions"},
 	// getOffsets (reader_test.go) calls ConsumerGroup.coordinator on a config whose connect func
 	// is nil: a nil-pointer panic against any broker, which ends the whole run.
 	{`^TestReaderConsumerGroup$/^(verify_offset_committed|verify_offset_committed_when_using_interval_committer|consumer_group_commits_on_close)$`, "test panics on a nil func"},

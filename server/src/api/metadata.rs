@@ -44,6 +44,7 @@ pub async fn handle(
             let may_create = |name: &str| {
                 create_any || request.can(context, Operation::Create, Resource::topic(name))
             };
+            let mut created = std::collections::HashSet::new();
             if auto_create {
                 // At most --auto-create-topics-per-request-max names, created in one registry
                 // change; the others are answered UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers
@@ -57,7 +58,7 @@ pub async fn handle(
                     .take(context.settings.auto_create_topics_per_request_max as usize)
                     .map(|name| name.to_string())
                     .collect();
-                topics::auto_create(context, missing).await;
+                created.extend(topics::auto_create(context, missing).await);
             }
             let mut described = Vec::with_capacity(wanted.len());
             for (index, item) in wanted.into_iter().enumerate() {
@@ -88,6 +89,14 @@ pub async fn handle(
                     _ => ResponseError::UnknownTopicOrPartition,
                 };
                 described.push(match found.filter(|_| !denied) {
+                    // Created by this request: LEADER_NOT_AVAILABLE without partitions, as
+                    // Kafka's auto-creation answers (its leaders are not elected yet there);
+                    // clients retry and find the topic with its partitions in the next Metadata.
+                    // Clients that assume a deleted topic stays gone (kafka-go's tests) rely
+                    // on it.
+                    Some(topic) if created.contains(&topic.name) => {
+                        just_created(&topic.name, request.version)
+                    }
                     Some(topic) => describe(&topic, request.version, context.settings.node_id),
                     None => MetadataResponseTopic::default()
                         .with_error_code(code(missing))
@@ -140,6 +149,18 @@ fn describe_all(context: &ShardContext, request: &RequestContext) -> Vec<Metadat
         .filter(|topic| request.can(context, Operation::Describe, Resource::topic(&topic.name)))
         .map(|topic| describe(topic, request.version, context.settings.node_id))
         .collect()
+}
+
+/// A topic this Metadata request auto-created, as Kafka's AutoTopicCreationManager answers it.
+fn just_created(name: &str, version: i16) -> MetadataResponseTopic {
+    let described = MetadataResponseTopic::default()
+        .with_error_code(code(ResponseError::LeaderNotAvailable))
+        .with_name(Some(TopicName(str_bytes(name))));
+    if version >= 1 {
+        described.with_is_internal(name.starts_with("__"))
+    } else {
+        described
+    }
 }
 
 /// Which authorized-operations fields (KIP-430) the request asks for.
