@@ -265,8 +265,13 @@ pub async fn auto_create(context: &Rc<ShardContext>, mut names: Vec<String>) {
             Ok(created)
         })
         .await?;
-        for name in &created {
-            place_partitions(&shard0, name, 0..partitions).await;
+        // One save of the placement map for all of them: this holds the admin lock.
+        let keys = created
+            .iter()
+            .flat_map(|name| (0..partitions).map(move |partition| (name.clone(), partition)))
+            .collect();
+        if let Err(err) = shard0.engine.data_dirs().place(keys).await {
+            tracing::warn!(%err, "placing auto-created partitions failed; each is placed when opened");
         }
         Ok(created)
     })
