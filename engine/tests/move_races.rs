@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use common::*;
 use ringtail_engine::data_dirs::partition_dir;
-use ringtail_engine::partition_move::move_dir;
+use ringtail_engine::partition_move::{move_dir, MoveError};
 use ringtail_engine::{DataDirs, DiskWatermarks, LogConfig, Shard, ShardId, TopicPartition};
 
 /// Lets the runtime's other tasks run until they wait on something (compio has no yield).
@@ -105,7 +105,10 @@ fn a_move_does_not_take_over_a_partition_deleted_and_opened_again_during_its_cop
             .await
             .unwrap();
         let moved = moving.await.unwrap();
-        assert!(moved.is_err(), "the move of the deleted partition went on");
+        assert!(
+            matches!(moved, Err(MoveError::Replaced)),
+            "the move of the deleted partition: {moved:?}"
+        );
 
         let current = shard.partition(&topic_partition).unwrap();
         assert!(
