@@ -382,6 +382,8 @@ pub async fn add_partitions(
             Ok(before)
         })
         .await?;
+        #[cfg(debug_assertions)]
+        test_hook::hold_first_partitions_placement().await;
         place_partitions(&shard0, &name, before..count).await;
         Ok(())
     })
@@ -515,8 +517,8 @@ pub async fn alter_configs(
 /// Test builds only (debug assertions on): holds the first config alteration after its change
 /// is saved and published and before it reaches the logs, until the file named by
 /// `RINGTAIL_TEST_HOLD_FIRST_CONFIG_APPLY` exists, so a test can let a second alteration of the
-/// same topic overtake it; likewise the first delete's files (`hold_first_delete_files`). Release
-/// builds never read the variables.
+/// same topic overtake it; likewise the first delete's files and the first CreatePartitions'
+/// placement. Release builds never read the variables.
 #[cfg(debug_assertions)]
 mod test_hook {
     use std::path::PathBuf;
@@ -532,32 +534,43 @@ mod test_hook {
     pub(super) async fn hold_first_apply() {
         static RELEASE_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
         static HELD: AtomicBool = AtomicBool::new(false);
-        let Some(release) =
-            RELEASE_FILE.get_or_init(|| std::env::var_os(HOLD_ENV).map(PathBuf::from))
-        else {
-            return;
-        };
-        if HELD.swap(true, Ordering::Relaxed) {
-            return;
-        }
-        while !release.exists() {
-            compio::time::sleep(POLL).await;
-        }
+        hold_first(HOLD_ENV, &RELEASE_FILE, &HELD).await;
     }
-
-    const HOLD_DELETE_ENV: &str = "RINGTAIL_TEST_HOLD_FIRST_DELETE_FILES";
 
     /// Holds the first DeleteTopics after its registry change is published and before its files
     /// are deleted, until the file named by `RINGTAIL_TEST_HOLD_FIRST_DELETE_FILES` exists.
     pub(super) async fn hold_first_delete_files() {
         static RELEASE_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
         static HELD: AtomicBool = AtomicBool::new(false);
-        let Some(release) =
-            RELEASE_FILE.get_or_init(|| std::env::var_os(HOLD_DELETE_ENV).map(PathBuf::from))
+        hold_first(
+            "RINGTAIL_TEST_HOLD_FIRST_DELETE_FILES",
+            &RELEASE_FILE,
+            &HELD,
+        )
+        .await;
+    }
+
+    /// Holds the first CreatePartitions after its registry change is published and before the
+    /// new partitions' homes are recorded, until the file named by
+    /// `RINGTAIL_TEST_HOLD_FIRST_PARTITIONS_PLACEMENT` exists.
+    pub(super) async fn hold_first_partitions_placement() {
+        static RELEASE_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
+        static HELD: AtomicBool = AtomicBool::new(false);
+        hold_first(
+            "RINGTAIL_TEST_HOLD_FIRST_PARTITIONS_PLACEMENT",
+            &RELEASE_FILE,
+            &HELD,
+        )
+        .await;
+    }
+
+    /// Waits, the first time only and when `env` names a file, until that file exists.
+    async fn hold_first(env: &str, release_file: &OnceLock<Option<PathBuf>>, held: &AtomicBool) {
+        let Some(release) = release_file.get_or_init(|| std::env::var_os(env).map(PathBuf::from))
         else {
             return;
         };
-        if HELD.swap(true, Ordering::Relaxed) {
+        if held.swap(true, Ordering::Relaxed) {
             return;
         }
         while !release.exists() {

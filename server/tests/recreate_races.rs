@@ -10,6 +10,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -171,5 +172,102 @@ fn a_topic_created_again_during_its_delete_starts_empty_and_keeps_its_records() 
         "after the delete, the new topic's (error, high watermark): {seen:?}"
     );
     drop((admin, creator));
+    stop_cleanly(broker);
+}
+
+/// The text of every `placement.json` under the broker's data dir (the recorded homes).
+fn placement_files(broker: &Broker) -> String {
+    let mut text = String::new();
+    let mut dirs = vec![broker.dir.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if entry.file_name() == "placement.json" {
+                text.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    text
+}
+
+/// Waits up to [`ANSWER_GRACE`] for the answer to the request last sent on `client` to start;
+/// what arrived.
+fn answer_started(client: &mut Client) -> Vec<u8> {
+    let deadline = Instant::now() + ANSWER_GRACE;
+    let mut started = client.arrived_so_far();
+    while started.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        started = client.arrived_so_far();
+    }
+    started
+}
+
+/// A DeleteTopics between a CreatePartitions' registry change and the recording of the new
+/// partitions' homes left those homes recorded for the deleted topic (placement.json, for good:
+/// counted against their data dir when new partitions are placed).
+#[test]
+fn a_delete_during_create_partitions_leaves_no_homes_recorded() {
+    let hold_dir = tempfile::tempdir().unwrap();
+    let release = hold_dir.path().join("release");
+    let broker = start_broker_with_env(
+        &[],
+        &[(
+            "RINGTAIL_TEST_HOLD_FIRST_PARTITIONS_PLACEMENT",
+            release.to_str().unwrap(),
+        )],
+    );
+    const GROWN: &str = "grown";
+    let mut admin = Client::connect(&broker);
+    assert_eq!(admin.create_topic(GROWN, 2, &[]), 0);
+    assert!(placement_files(&broker).contains(GROWN));
+
+    let mut grower = Client::connect(&broker);
+    let grow = CreatePartitionsRequest::default()
+        .with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(topic_name(GROWN))
+            .with_count(4)])
+        .with_timeout_ms(10_000);
+    grower.send(ApiKey::CreatePartitions, 3, &grow).unwrap();
+    // The new count is published (the held placement comes after).
+    let deadline = Instant::now() + POLL_BOUND;
+    loop {
+        let request = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name(GROWN)))
+            ]));
+        let response: MetadataResponse = admin.call(ApiKey::Metadata, 12, &request);
+        if response.topics[0].partitions.len() == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new partitions were never published"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let mut deleter = Client::connect(&broker);
+    let delete = DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(StrBytes::from_static_str(GROWN))])
+        .with_timeout_ms(10_000);
+    deleter.send(ApiKey::DeleteTopics, 5, &delete).unwrap();
+    // Answered at once (the delete overtook the placement), or waiting for it: the same outcome
+    // is asserted either way.
+    let started = answer_started(&mut deleter);
+    std::fs::write(&release, b"").unwrap();
+    let deleted: DeleteTopicsResponse = deleter.receive_after(ApiKey::DeleteTopics, 5, started);
+    assert_eq!(deleted.responses[0].error_code, 0);
+    let grown: CreatePartitionsResponse = grower.receive(ApiKey::CreatePartitions, 3).unwrap();
+    assert_eq!(grown.results[0].error_code, 0);
+
+    let placement = placement_files(&broker);
+    assert!(
+        !placement.contains(GROWN),
+        "homes recorded for the deleted topic: {placement}"
+    );
+    drop((admin, grower, deleter));
     stop_cleanly(broker);
 }
