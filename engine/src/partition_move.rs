@@ -62,6 +62,9 @@ pub enum MoveError {
     Placement(String),
     #[error("opening the moved log: {0}")]
     Open(String),
+    /// The partition was deleted (or opened anew) while its files were copied.
+    #[error("the partition was deleted or reopened during the move")]
+    Replaced,
 }
 
 /// What a finished move reports.
@@ -385,13 +388,15 @@ impl crate::Shard {
         bytes_per_sec: u64,
     ) -> Result<MoveReport, MoveError> {
         let (from, to) = (source.to_path_buf(), staging.to_path_buf());
-        let active_log = self
-            .partition(topic_partition)
-            .map(|log| log.active_segment_end())
-            .map(|(base_offset, end)| ActiveLogEnd {
-                file_name: crate::segment::log_file_name(base_offset),
-                end_bytes: end.get(),
-            });
+        let copied_log = self.partition(topic_partition);
+        let active_log =
+            copied_log
+                .as_ref()
+                .map(|log| log.active_segment_end())
+                .map(|(base_offset, end)| ActiveLogEnd {
+                    file_name: crate::segment::log_file_name(base_offset),
+                    end_bytes: end.get(),
+                });
         let (stamps, bulk_bytes) = crate::io::blocking(move || {
             let mut throttle = Throttle::new(bytes_per_sec);
             Ok(sync_copy(
@@ -416,6 +421,12 @@ impl crate::Shard {
             None => return Err(MoveError::Open("the partition is not open".into())),
         };
         let log = log.expect("checked above");
+        // The bulk copy ran without the lock: a DeleteTopics (and a topic made again under the
+        // name) may have replaced the log meanwhile. Switched, the new topic's log was closed and
+        // its files replaced by the deleted partition's copy mixed with its own.
+        if !copied_log.is_some_and(|copied| std::rc::Rc::ptr_eq(&copied, &log)) {
+            return Err(MoveError::Replaced);
+        }
         self.partitions.borrow_mut().remove(topic_partition);
         let switched = self
             .switch(topic_partition, &log, source, staging, dest_index, stamps)

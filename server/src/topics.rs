@@ -44,29 +44,68 @@ pub(crate) async fn change_registry<R: Send + 'static>(
     context: &Rc<ShardContext>,
     change: impl FnOnce(&mut ringtail_engine::TopicRegistry) -> Result<R, AdminError> + Send + 'static,
 ) -> Result<R, AdminError> {
+    with_admin_lock(context, move |shard0| async move {
+        apply_registry_change(&shard0, change).await
+    })
+    .await
+}
+
+/// Runs `job` on shard 0 with the admin lock held, to completion in a task of its own. A topic's
+/// lifecycle step is the registry change together with the work on the files it implies (the
+/// homes of new partitions, a deleted topic's directories and committed offsets): run as one
+/// section, a CreateTopics of a name being deleted waits until the old topic's files are gone
+/// instead of opening them (its records came back, or the delete's late hop removed the new
+/// topic's files), as Kafka's topic ids keep a topic made again apart from the old one. It runs to
+/// completion even if the request that started it is dropped (its connection closed): a delete
+/// cut after its registry change left its directories for the next topic of the name to open.
+async fn with_admin_lock<R, F, Fut>(context: &Rc<ShardContext>, job: F) -> Result<R, AdminError>
+where
+    R: Send + 'static,
+    F: FnOnce(Rc<ShardContext>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<R, AdminError>> + 'static,
+{
     context
         .on_shard(ShardId(0), move |shard0| async move {
-            let registry_cell = shard0
-                .registry
-                .as_ref()
-                .expect("shard 0 holds the registry");
-            let _guard = shard0.admin_lock.lock().await;
-            let mut next = registry_cell.borrow().clone();
-            let result = change(&mut next)?;
-            if let Err(err) = next.save().await {
-                return Err(AdminError::new(
-                    ResponseError::KafkaStorageError,
-                    format!("saving the registry: {err}"),
-                ));
-            }
-            shard0
-                .metadata
-                .publish(&next)
-                .map_err(|err| AdminError::new(ResponseError::InvalidConfig, err.to_string()))?;
-            *registry_cell.borrow_mut() = next;
-            Ok(result)
+            let (answer, answered) = futures_channel::oneshot::channel();
+            compio::runtime::spawn(async move {
+                let _guard = shard0.admin_lock.lock().await;
+                let _ = answer.send(job(Rc::clone(&shard0)).await);
+            })
+            .detach();
+            answered.await.unwrap_or_else(|_| {
+                Err(AdminError::new(
+                    ResponseError::UnknownServerError,
+                    "shard stopped",
+                ))
+            })
         })
         .await?
+}
+
+/// Saves and publishes a registry change on shard 0; the caller holds the admin lock
+/// ([`with_admin_lock`]).
+async fn apply_registry_change<R>(
+    shard0: &Rc<ShardContext>,
+    change: impl FnOnce(&mut ringtail_engine::TopicRegistry) -> Result<R, AdminError>,
+) -> Result<R, AdminError> {
+    let registry_cell = shard0
+        .registry
+        .as_ref()
+        .expect("shard 0 holds the registry");
+    let mut next = registry_cell.borrow().clone();
+    let result = change(&mut next)?;
+    if let Err(err) = next.save().await {
+        return Err(AdminError::new(
+            ResponseError::KafkaStorageError,
+            format!("saving the registry: {err}"),
+        ));
+    }
+    shard0
+        .metadata
+        .publish(&next)
+        .map_err(|err| AdminError::new(ResponseError::InvalidConfig, err.to_string()))?;
+    *registry_cell.borrow_mut() = next;
+    Ok(result)
 }
 
 /// Creates a topic; `validate_only` checks without creating.
@@ -111,25 +150,30 @@ pub async fn create_topic(
             )),
         };
     }
-    change_registry(context, move |registry| {
-        if registry.get(&meta.name).is_some() {
-            return Err(AdminError::new(
-                ResponseError::TopicAlreadyExists,
-                "topic exists",
-            ));
-        }
-        allow_growth(&limits, registry, 1, meta.partitions)?;
-        if registry.insert(meta) {
-            Ok(())
-        } else {
-            Err(AdminError::new(
-                ResponseError::TopicAlreadyExists,
-                "topic exists",
-            ))
-        }
+    let topic_name = name.clone();
+    with_admin_lock(context, move |shard0| async move {
+        apply_registry_change(&shard0, move |registry| {
+            if registry.get(&meta.name).is_some() {
+                return Err(AdminError::new(
+                    ResponseError::TopicAlreadyExists,
+                    "topic exists",
+                ));
+            }
+            allow_growth(&limits, registry, 1, meta.partitions)?;
+            if registry.insert(meta) {
+                Ok(())
+            } else {
+                Err(AdminError::new(
+                    ResponseError::TopicAlreadyExists,
+                    "topic exists",
+                ))
+            }
+        })
+        .await?;
+        place_partitions(&shard0, &topic_name, 0..partitions).await;
+        Ok(())
     })
     .await?;
-    place_partitions(context, &name, 0..partitions).await;
     tracing::info!(topic = %name, partitions, "created topic");
     context
         .metadata
@@ -198,25 +242,37 @@ pub async fn auto_create(context: &Rc<ShardContext>, mut names: Vec<String>) -> 
     }
     let limits = Arc::clone(&context.limits);
     let wanted = names.len() as u64;
-    let created = change_registry(context, move |registry| {
-        let mut created = Vec::new();
-        for name in names {
-            if registry.get(&name).is_some() {
-                continue;
+    let created = with_admin_lock(context, move |shard0| async move {
+        let created = apply_registry_change(&shard0, move |registry| {
+            let mut created = Vec::new();
+            for name in names {
+                if registry.get(&name).is_some() {
+                    continue;
+                }
+                if allow_growth(&limits, registry, 1, partitions as u32).is_err() {
+                    break;
+                }
+                registry.insert(TopicMeta::new(
+                    name.clone(),
+                    partitions as u32,
+                    BTreeMap::new(),
+                ));
+                created.push(name);
             }
-            if allow_growth(&limits, registry, 1, partitions as u32).is_err() {
-                break;
+            if created.is_empty() {
+                // Nothing changed: skip the registry save.
+                return Err(AdminError::new(ResponseError::ThrottlingQuotaExceeded, ""));
             }
-            registry.insert(TopicMeta::new(
-                name.clone(),
-                partitions as u32,
-                BTreeMap::new(),
-            ));
-            created.push(name);
-        }
-        if created.is_empty() {
-            // Nothing changed: skip the registry save.
-            return Err(AdminError::new(ResponseError::ThrottlingQuotaExceeded, ""));
+            Ok(created)
+        })
+        .await?;
+        // One save of the placement map for all of them: this holds the admin lock.
+        let keys = created
+            .iter()
+            .flat_map(|name| (0..partitions).map(move |partition| (name.clone(), partition)))
+            .collect();
+        if let Err(err) = shard0.engine.data_dirs().place(keys).await {
+            tracing::warn!(%err, "placing auto-created partitions failed; each is placed when opened");
         }
         Ok(created)
     })
@@ -224,7 +280,6 @@ pub async fn auto_create(context: &Rc<ShardContext>, mut names: Vec<String>) -> 
     .unwrap_or_default();
     crate::metrics::record_topic_creations_refused(wanted.saturating_sub(created.len() as u64));
     for name in &created {
-        place_partitions(context, name, 0..partitions).await;
         tracing::info!(topic = %name, partitions, "auto-created topic");
     }
     created
@@ -246,39 +301,45 @@ async fn place_partitions(
     }
 }
 
-/// Deletes a topic: the registry entry, then every partition's directory on its owner shard.
+/// Deletes a topic: the registry entry, then every partition's directory on its owner shard,
+/// then the groups' committed offsets of it, all in one admin section ([`with_admin_lock`]).
 pub async fn delete_topic(context: &Rc<ShardContext>, name: String) -> Result<(), AdminError> {
-    let topic_name = name.clone();
-    let removed = change_registry(context, move |registry| {
-        registry
-            .remove(&topic_name)
-            .ok_or_else(|| AdminError::new(ResponseError::UnknownTopicOrPartition, "no such topic"))
-    })
-    .await?;
-    for partition in 0..removed.partitions as i32 {
-        let topic = name.clone();
-        let deleted = context
-            .on_owner(&name, partition, move |owner| async move {
-                owner
-                    .engine
-                    .delete_partition(&TopicPartition::new(&topic, partition))
-                    .await
+    with_admin_lock(context, move |shard0| async move {
+        let topic_name = name.clone();
+        let removed = apply_registry_change(&shard0, move |registry| {
+            registry.remove(&topic_name).ok_or_else(|| {
+                AdminError::new(ResponseError::UnknownTopicOrPartition, "no such topic")
             })
-            .await?;
-        if let Err(err) = deleted {
-            tracing::error!(topic = %name, partition, %err, "deleting partition files failed");
+        })
+        .await?;
+        #[cfg(debug_assertions)]
+        test_hook::hold_first_delete_files().await;
+        for partition in 0..removed.partitions as i32 {
+            let topic = name.clone();
+            let deleted = shard0
+                .on_owner(&name, partition, move |owner| async move {
+                    owner
+                        .engine
+                        .delete_partition(&TopicPartition::new(&topic, partition))
+                        .await
+                })
+                .await?;
+            if let Err(err) = deleted {
+                tracing::error!(topic = %name, partition, %err, "deleting partition files failed");
+            }
         }
-    }
-    let topic = name.clone();
-    let forgotten = crate::api::groups::on_coordinator(context, move |coordinator| async move {
-        coordinator.forget_topic(&topic).await
+        let topic = name.clone();
+        let forgotten = crate::api::groups::on_coordinator(&shard0, move |coordinator| async move {
+            coordinator.forget_topic(&topic).await
+        })
+        .await;
+        if !matches!(forgotten, Ok(Some(()))) {
+            tracing::error!(topic = %name, "the deleted topic's committed offsets could not be deleted");
+        }
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(())
     })
-    .await;
-    if !matches!(forgotten, Ok(Some(()))) {
-        tracing::error!(topic = %name, "the deleted topic's committed offsets could not be deleted");
-    }
-    tracing::info!(topic = %name, "deleted topic");
-    Ok(())
+    .await
 }
 
 /// Raises a topic's partition count to `count`.
@@ -303,25 +364,32 @@ pub async fn add_partitions(
     }
     let limits = Arc::clone(&context.limits);
     let topic_name = name.clone();
-    let before = change_registry(context, move |registry| {
-        let name = topic_name;
-        let current = registry
-            .get(&name)
-            .ok_or_else(|| {
+    // The new partitions' homes are recorded in the same admin section: a DeleteTopics running
+    // between the registry change and the placement left homes recorded for a deleted topic.
+    with_admin_lock(context, move |shard0| async move {
+        let before = apply_registry_change(&shard0, move |registry| {
+            let name = topic_name;
+            let current = registry
+                .get(&name)
+                .ok_or_else(|| {
+                    AdminError::new(ResponseError::UnknownTopicOrPartition, "no such topic")
+                })?
+                .partitions;
+            allow_growth(&limits, registry, 0, (count as u32).saturating_sub(current))?;
+            let meta = registry.get_mut(&name).ok_or_else(|| {
                 AdminError::new(ResponseError::UnknownTopicOrPartition, "no such topic")
-            })?
-            .partitions;
-        allow_growth(&limits, registry, 0, (count as u32).saturating_sub(current))?;
-        let meta = registry.get_mut(&name).ok_or_else(|| {
-            AdminError::new(ResponseError::UnknownTopicOrPartition, "no such topic")
-        })?;
-        let before = meta.partitions as i32;
-        meta.partitions = meta.partitions.max(count as u32);
-        Ok(before)
+            })?;
+            let before = meta.partitions as i32;
+            meta.partitions = meta.partitions.max(count as u32);
+            Ok(before)
+        })
+        .await?;
+        #[cfg(debug_assertions)]
+        test_hook::hold_first_partitions_placement().await;
+        place_partitions(&shard0, &name, before..count).await;
+        Ok(())
     })
-    .await?;
-    place_partitions(context, &name, before..count).await;
-    Ok(())
+    .await
 }
 
 /// One change of an AlterConfigs or IncrementalAlterConfigs request, applied in order.
@@ -451,7 +519,8 @@ pub async fn alter_configs(
 /// Test builds only (debug assertions on): holds the first config alteration after its change
 /// is saved and published and before it reaches the logs, until the file named by
 /// `RINGTAIL_TEST_HOLD_FIRST_CONFIG_APPLY` exists, so a test can let a second alteration of the
-/// same topic overtake it. Release builds never read the variable.
+/// same topic overtake it; likewise the first delete's files and the first CreatePartitions'
+/// placement. Release builds never read the variables.
 #[cfg(debug_assertions)]
 mod test_hook {
     use std::path::PathBuf;
@@ -467,12 +536,43 @@ mod test_hook {
     pub(super) async fn hold_first_apply() {
         static RELEASE_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
         static HELD: AtomicBool = AtomicBool::new(false);
-        let Some(release) =
-            RELEASE_FILE.get_or_init(|| std::env::var_os(HOLD_ENV).map(PathBuf::from))
+        hold_first(HOLD_ENV, &RELEASE_FILE, &HELD).await;
+    }
+
+    /// Holds the first DeleteTopics after its registry change is published and before its files
+    /// are deleted, until the file named by `RINGTAIL_TEST_HOLD_FIRST_DELETE_FILES` exists.
+    pub(super) async fn hold_first_delete_files() {
+        static RELEASE_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
+        static HELD: AtomicBool = AtomicBool::new(false);
+        hold_first(
+            "RINGTAIL_TEST_HOLD_FIRST_DELETE_FILES",
+            &RELEASE_FILE,
+            &HELD,
+        )
+        .await;
+    }
+
+    /// Holds the first CreatePartitions after its registry change is published and before the
+    /// new partitions' homes are recorded, until the file named by
+    /// `RINGTAIL_TEST_HOLD_FIRST_PARTITIONS_PLACEMENT` exists.
+    pub(super) async fn hold_first_partitions_placement() {
+        static RELEASE_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
+        static HELD: AtomicBool = AtomicBool::new(false);
+        hold_first(
+            "RINGTAIL_TEST_HOLD_FIRST_PARTITIONS_PLACEMENT",
+            &RELEASE_FILE,
+            &HELD,
+        )
+        .await;
+    }
+
+    /// Waits, the first time only and when `env` names a file, until that file exists.
+    async fn hold_first(env: &str, release_file: &OnceLock<Option<PathBuf>>, held: &AtomicBool) {
+        let Some(release) = release_file.get_or_init(|| std::env::var_os(env).map(PathBuf::from))
         else {
             return;
         };
-        if HELD.swap(true, Ordering::Relaxed) {
+        if held.swap(true, Ordering::Relaxed) {
             return;
         }
         while !release.exists() {

@@ -500,6 +500,16 @@ impl Coordinator {
         if let Some(error) = refused {
             return Err(error);
         }
+        // The handler checked the topics on its shard, then hopped here: a DeleteTopics may have
+        // removed one and run its offsets cleanup (forget_topic) meanwhile, or may do so while the
+        // commit is written. Each topic's id is taken here (no await since the check) and
+        // compared once the record is written: an offset whose topic went (or was made again
+        // under the name) in between is not kept, else the deleted topic's offset stayed, and a
+        // topic made again resumed at it. Kafka never keeps a deleted partition's offsets.
+        let topic_ids = match self.topic_ids(&commits) {
+            Some(topic_ids) => topic_ids,
+            None => return Err(ResponseError::UnknownTopicOrPartition),
+        };
         let records = commits
             .iter()
             .map(|(topic, partition, committed)| {
@@ -510,12 +520,54 @@ impl Coordinator {
             })
             .collect();
         self.persist(records).await?;
-        let mut offsets = self.offsets.borrow_mut();
-        let group_offsets = offsets.entry(group_id.to_string()).or_default();
-        for (topic, partition, committed) in commits {
-            group_offsets.insert((topic, partition), committed);
+        let (kept, deleted): (Vec<_>, Vec<_>) =
+            commits
+                .into_iter()
+                .zip(topic_ids)
+                .partition(|((topic, partition, _), topic_id)| {
+                    self.metadata.topic(topic).is_some_and(|info| {
+                        info.topic_id == *topic_id && info.has_partition(*partition)
+                    })
+                });
+        {
+            let mut offsets = self.offsets.borrow_mut();
+            let group_offsets = offsets.entry(group_id.to_string()).or_default();
+            for ((topic, partition, committed), _) in kept {
+                group_offsets.insert((topic, partition), committed);
+            }
         }
-        Ok(())
+        if deleted.is_empty() {
+            return Ok(());
+        }
+        // The cleanup ran before this record was written: take it back from the log as well.
+        let tombstones = deleted
+            .iter()
+            .map(|((topic, partition, _), _)| {
+                (offsets_log::offset_key(group_id, topic, *partition), None)
+            })
+            .collect();
+        if let Err(error) = self.persist(tombstones).await {
+            tracing::error!(
+                group_id,
+                ?error,
+                "taking back an offset committed for a deleted topic failed"
+            );
+        }
+        Err(ResponseError::UnknownTopicOrPartition)
+    }
+
+    /// The topic id of each commit's topic, from the shared metadata; `None` if one of them (or
+    /// its partition) is not there.
+    fn topic_ids(&self, commits: &[(String, i32, CommittedOffset)]) -> Option<Vec<uuid::Uuid>> {
+        commits
+            .iter()
+            .map(|(topic, partition, _)| {
+                self.metadata
+                    .topic(topic)
+                    .filter(|info| info.has_partition(*partition))
+                    .map(|info| info.topic_id)
+            })
+            .collect()
     }
 
     /// OffsetFetch v9's member check: only consumer groups check the member and its epoch.
