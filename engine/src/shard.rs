@@ -223,7 +223,7 @@ impl Shard {
         let _opening = self.open_lock.lock().await;
         let removed = self.partitions.borrow_mut().remove(topic_partition);
         if let Some(log) = removed {
-            log.close().await?;
+            log.close_for_delete().await;
         }
         let Some(index) = self
             .data_dirs

@@ -19,6 +19,8 @@ use common::start_broker;
 
 const ROUNDS: usize = 20;
 const PARTITIONS: i32 = 8;
+/// How long one answer may take: generous, as a shared CI machine's disk can take seconds to sync.
+const SLOW_DISK_BOUND: Duration = Duration::from_secs(60);
 /// UNKNOWN_TOPIC_OR_PARTITION: what Kafka answers for a partition of a deleted topic.
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
@@ -26,6 +28,7 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 /// how many requests were answered, asserting each answer is success or "unknown topic".
 fn hammer(broker_port: u16, topic: String, stop: Arc<AtomicBool>, first: i32) -> usize {
     let mut client = Client::connect_port(broker_port);
+    client.set_read_timeout(SLOW_DISK_BOUND);
     let mut answered = 0;
     let mut partition = first;
     while !stop.load(Ordering::Relaxed) {
@@ -55,6 +58,7 @@ fn hammer(broker_port: u16, topic: String, stop: Arc<AtomicBool>, first: i32) ->
 fn topics_deleted_under_traffic_leave_no_files_and_a_clean_shutdown() {
     let mut broker = start_broker(&[]);
     let mut admin = Client::connect(&broker);
+    admin.set_read_timeout(SLOW_DISK_BOUND);
     for round in 0..ROUNDS {
         let topic = format!("race-{round}");
         assert_eq!(admin.create_topic(&topic, PARTITIONS, &[]), 0);
@@ -69,7 +73,7 @@ fn topics_deleted_under_traffic_leave_no_files_and_a_clean_shutdown() {
         std::thread::sleep(Duration::from_millis((round % 5) as u64 * 3));
         let delete = DeleteTopicsRequest::default()
             .with_topic_names(vec![TopicName(StrBytes::from_string(topic.clone()))])
-            .with_timeout_ms(10_000);
+            .with_timeout_ms(SLOW_DISK_BOUND.as_millis() as i32);
         let deleted: DeleteTopicsResponse = admin.call(ApiKey::DeleteTopics, 5, &delete);
         assert_eq!(deleted.responses[0].error_code, 0, "round {round}");
         std::thread::sleep(Duration::from_millis(50));

@@ -9,10 +9,7 @@ use crate::io;
 impl PartitionLog {
     /// Refuses further appends, waits for queued ones, writes out the index and syncs.
     pub async fn close(&self) -> std::io::Result<()> {
-        self.state.borrow_mut().closed = true;
-        while self.state.borrow().writer_active || self.state.borrow().cleaning {
-            compio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        self.stop().await;
         if let Some(reason) = self.state.borrow().failure.clone() {
             // Never retry an fsync that failed, and never call this log clean: the next open must
             // check it in full.
@@ -39,5 +36,20 @@ impl PartitionLog {
         let marker = io::disk::create(&self.dir.join(CLEAN_SHUTDOWN_FILE_NAME)).await?;
         marker.sync_all().await?;
         io::disk::sync_dir(&self.dir).await
+    }
+
+    /// Refuses further appends and waits for queued ones and a compaction pass in progress to
+    /// end, without making anything durable: for a log whose directory is deleted next
+    /// (DeleteTopics). The index writes and fsyncs of [`Self::close`] would only delay the
+    /// delete, by seconds on a busy disk, for bytes no one reads again.
+    pub async fn close_for_delete(&self) {
+        self.stop().await;
+    }
+
+    async fn stop(&self) {
+        self.state.borrow_mut().closed = true;
+        while self.state.borrow().writer_active || self.state.borrow().cleaning {
+            compio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 }
