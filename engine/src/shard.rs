@@ -424,12 +424,24 @@ impl Shard {
     }
 
     /// Closes every partition: waits for queued appends, writes indexes, syncs. A partition that
-    /// cannot close (it failed earlier) does not keep the others from closing cleanly; the first
-    /// error is returned once all were tried.
+    /// cannot close does not keep the others from closing cleanly; the first error is returned
+    /// once all were tried.
+    ///
+    /// A log that had failed before the close began (a write or fsync error, a full disk) is no
+    /// error of the close: its failure was reported when it happened, its requests have been
+    /// answered KAFKA_STORAGE_ERROR since, and it is left without the clean-shutdown marker so
+    /// the next start recovers it in full. Kafka's shutdown likewise skips the logs of an offline
+    /// dir and closes the rest; a stop must not fail for a fault it did not meet.
     pub async fn close(&self) -> std::io::Result<()> {
         let mut first_error = None;
         for (topic_partition, log) in self.partitions() {
-            if let Err(err) = log.close().await {
+            let failed_earlier = log.is_failed();
+            let closed = log.close().await;
+            if let (Err(err), true) = (&closed, failed_earlier) {
+                warn!(topic = %topic_partition.topic, partition = %topic_partition.partition, %err, "partition failed before the shutdown; left as it is, recovered in full at the next start");
+                continue;
+            }
+            if let Err(err) = closed {
                 error!(topic = %topic_partition.topic, partition = %topic_partition.partition, %err, "partition did not close cleanly; it is recovered in full at the next start");
                 first_error.get_or_insert(err);
             }
