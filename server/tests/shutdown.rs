@@ -21,6 +21,8 @@ use common::{restart_with, scrape, start_broker_spawned_by, Broker};
 const STOP_HANG: Duration = Duration::from_secs(60);
 /// What the broker logs for a healthy partition whose close failed.
 const UNCLEAN: &str = "did not close cleanly";
+/// What the broker logs when its shutdown gave up waiting for requests.
+const GAVE_UP_WAITING: &str = "closing with requests still in flight";
 
 /// A broker (2 shards) whose stderr goes to a file the test reads once it has stopped.
 fn start_logged(extra: &[&str], env: &[(&str, &str)]) -> (Broker, PathBuf, tempfile::TempDir) {
@@ -179,6 +181,31 @@ fn sigterm_under_produce_on_every_shard_keeps_every_acknowledged_record() {
 }
 
 #[test]
+fn a_parked_long_poll_fetch_does_not_hold_up_the_shutdown() {
+    // A consumer waiting (max_wait_ms 30 s, no data) is a request in flight: the shutdown waited
+    // for it up to its grace period and then closed the logs under it.
+    let (mut broker, log_path, _logs) = start_logged(&[], &[]);
+    let mut admin = Client::connect(&broker);
+    assert_eq!(admin.create_topic("quiet", 1, &[]), 0);
+    let mut consumer = Client::connect(&broker);
+    consumer
+        .send(
+            ApiKey::Fetch,
+            12,
+            &common::fetch_from_start("quiet", 30_000, 1 << 20, 1 << 20),
+        )
+        .unwrap();
+    let deadline = Instant::now() + STOP_HANG;
+    while scrape(&broker, "ringtail_request_bytes_in_flight") == 0 {
+        assert!(Instant::now() < deadline, "the fetch never parked");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let log = stop_cleanly(&mut broker, &log_path, "TERM");
+    assert!(!log.contains(GAVE_UP_WAITING), "{log}");
+    assert_closed_cleanly(broker.dir.path(), "quiet", 1);
+}
+
+#[test]
 fn a_partition_that_failed_earlier_does_not_fail_the_shutdown() {
     // A log failed by a disk error before the stop is known and reported (its requests get
     // KAFKA_STORAGE_ERROR): as in Kafka, whose shutdown logs an offline log dir and goes on, it
@@ -315,4 +342,32 @@ fn a_sigterm_during_start_up_recovery_exits_cleanly() {
     for (partition, end) in ends.iter().enumerate() {
         assert_eq!(high_watermark(&mut client, "big", partition as i32), *end);
     }
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_hold_the_shutdown() {
+    // A consumer that sends fetches and never reads their answers fills its socket: the writer
+    // of its connection waits for ever. The shutdown must still end, cleanly.
+    let (mut broker, log_path, _logs) = start_logged(&[], &[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("wide", 1, &[]), 0);
+    for _ in 0..40 {
+        let batch = ringtail_engine::batch::encode_uniform_batch(0, 100, 1_000);
+        assert_eq!(client.produce("wide", 0, batch).error_code, 0);
+    }
+    let mut stuck = Client::connect(&broker);
+    // Far more answer bytes than the socket buffers hold, none of them read.
+    for _ in 0..64 {
+        stuck
+            .send(
+                ApiKey::Fetch,
+                12,
+                &common::fetch_from_start("wide", 0, 4 << 20, 4 << 20),
+            )
+            .unwrap();
+    }
+    let log = stop_cleanly(&mut broker, &log_path, "TERM");
+    assert!(!log.contains(GAVE_UP_WAITING), "{log}");
+    assert_closed_cleanly(broker.dir.path(), "wide", 1);
+    drop(stuck);
 }
