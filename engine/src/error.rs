@@ -215,6 +215,10 @@ pub enum CompactionError {
         base_offset: Offset,
         reason: String,
     },
+    /// The log began closing during the pass (a shutdown, a move's switch): the pass ended with
+    /// the log as it was; the next open's passes clean it.
+    #[error("the pass stopped: the log is closing")]
+    Closing,
 }
 
 impl CompactionError {

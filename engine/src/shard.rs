@@ -568,6 +568,64 @@ mod tests {
     }
 
     #[compio::test]
+    async fn closing_a_log_stops_its_compaction_pass() {
+        // A shutdown closes every log, and a close waits for a running pass: the pass noticed
+        // the close only between segments, after mapping every dirty segment first, so a stop
+        // over a large dirty log waited for the whole key mapping. It now ends at its next yield.
+        let dir = tempfile::tempdir().unwrap();
+        let shard = Rc::new(Shard::new(ShardId(0), dir.path()).unwrap());
+        let compact = LogConfig {
+            cleanup_policy: crate::CleanupPolicy::Compact,
+            ..LogConfig::default()
+        };
+        let compacted = shard
+            .open_partition(TopicPartition::new("compacted", 0), compact)
+            .await
+            .unwrap();
+        for chunk in 0..16u32 {
+            let mut records = bytes::BytesMut::new();
+            for i in 0..1_000u32 {
+                let key = [(i % 16) as u8];
+                let value = (chunk * 1_000 + i).to_le_bytes();
+                let record = crate::batch::RecordSpec {
+                    key: Some(&key),
+                    value: Some(&value),
+                    timestamp_delta: 0,
+                };
+                records.extend_from_slice(&crate::batch::encode_batch(
+                    1_000,
+                    &[record],
+                    crate::batch::ProducerSpec::default(),
+                ));
+            }
+            compacted.append(records, 0).await.unwrap();
+            compacted.roll_now().await.unwrap();
+        }
+        let end = compacted.high_watermark();
+        assert!(shard.spawn_compaction());
+        for _ in 0..10_000 {
+            if compacted.state.borrow().cleaning {
+                break;
+            }
+            compio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(compacted.state.borrow().cleaning, "the pass started");
+        compacted.close().await.unwrap();
+        assert!(!shard.is_compacting(), "the pass ended with the close");
+        // 16 000 batches mapped whole take at least 16 000 / 64 = 250 yields.
+        let yields = compacted.stats().compaction_yields;
+        assert!(
+            yields < 100,
+            "the pass ran on for {yields} yields after the close"
+        );
+        assert_eq!(compacted.high_watermark(), end);
+        let (reopened, _) = PartitionLog::open(compacted.dir(), compacted.config())
+            .await
+            .unwrap();
+        assert_eq!(reopened.high_watermark(), end);
+    }
+
+    #[compio::test]
     async fn concurrent_opens_of_one_partition_share_one_log() {
         // Two requests racing to open a partition must not recover (and truncate) it twice.
         let dir = tempfile::tempdir().unwrap();
