@@ -137,10 +137,20 @@ fn produce_until_gone(port: u16, topic: String, partition: i32, acks: i16) -> i6
     }
 }
 
+/// The partition's high watermark (ListOffsets LATEST: a start moved by retention is no error).
 fn high_watermark(client: &mut Client, topic: &str, partition: i32) -> i64 {
-    let data = client.fetch_partition(topic, partition, 0, 12);
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(-1)])]);
+    let answer: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 7, &request);
+    let data = &answer.topics[0].partitions[0];
     assert_eq!(data.error_code, 0, "{topic}-{partition}");
-    data.high_watermark
+    data.offset
 }
 
 #[test]
@@ -370,4 +380,171 @@ fn a_client_that_never_reads_does_not_hold_the_shutdown() {
     assert!(!log.contains(GAVE_UP_WAITING), "{log}");
     assert_closed_cleanly(broker.dir.path(), "wide", 1);
     drop(stuck);
+}
+
+#[test]
+fn a_sigterm_during_compaction_and_retention_passes_exits_cleanly() {
+    // The maintenance round (retention, then a compaction task) runs every 50 ms here: the stop
+    // lands during one, over a compacted log with many dirty segments and a deleting one.
+    let (mut broker, log_path, _logs) = start_logged(&["--log-cleanup-check-ms", "50"], &[]);
+    let mut client = Client::connect(&broker);
+    let compacted = [("cleanup.policy", "compact"), ("segment.bytes", "16384")];
+    assert_eq!(client.create_topic("keyed", 1, &compacted), 0);
+    let deleting = [("retention.bytes", "32768"), ("segment.bytes", "16384")];
+    assert_eq!(client.create_topic("rolling", 1, &deleting), 0);
+    let mut keyed_end = 0;
+    let mut rolling_end = 0;
+    for round in 0..200u32 {
+        let records: Vec<_> = (0..20u32)
+            .map(|i| ((round * 20 + i) % 50).to_be_bytes())
+            .collect();
+        let specs: Vec<_> = records
+            .iter()
+            .map(|key| ringtail_engine::batch::RecordSpec {
+                key: Some(key),
+                value: Some(b"value-value-value-value"),
+                timestamp_delta: 0,
+            })
+            .collect();
+        let batch = ringtail_engine::batch::encode_batch(
+            common::client::now_ms(),
+            &specs,
+            ringtail_engine::batch::ProducerSpec::default(),
+        );
+        let answer = client.produce("keyed", 0, batch);
+        assert_eq!(answer.error_code, 0);
+        keyed_end = answer.base_offset + 20;
+        let batch = ringtail_engine::batch::encode_uniform_batch(0, 20, 50);
+        let answer = client.produce("rolling", 0, batch);
+        assert_eq!(answer.error_code, 0);
+        rolling_end = answer.base_offset + 20;
+    }
+    drop(client);
+    stop_cleanly(&mut broker, &log_path, "TERM");
+    assert_closed_cleanly(broker.dir.path(), "keyed", 1);
+    assert_closed_cleanly(broker.dir.path(), "rolling", 1);
+    restart_with(&mut broker, &[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(high_watermark(&mut client, "keyed", 0), keyed_end);
+    assert_eq!(high_watermark(&mut client, "rolling", 0), rolling_end);
+}
+
+#[test]
+fn a_sigterm_with_open_transactions_and_an_end_txn_in_flight_exits_cleanly() {
+    // One transaction is committing (its EndTxn sent, not answered), another is open: the stop
+    // exits 0 and the restart resolves both (the commit's markers written, the open one aborted
+    // at its timeout or kept open): nothing acknowledged is lost and the LSO is sane.
+    let (mut broker, log_path, _logs) = start_logged(&[], &[]);
+    let mut admin = Client::connect(&broker);
+    assert_eq!(admin.create_topic("txns", 4, &[]), 0);
+    let mut committing = Client::connect(&broker);
+    let (error, producer) = common::txn::init(&mut committing, "committing", 60_000);
+    assert_eq!(error, 0);
+    let partitions = [0, 1, 2, 3];
+    let added =
+        common::txn::add_partitions(&mut committing, "committing", producer, "txns", &partitions);
+    assert!(added.iter().all(|code| *code == 0), "{added:?}");
+    for partition in partitions {
+        let batch = common::txn::txn_batch(producer, 0, 5);
+        assert_eq!(committing.produce("txns", partition, batch).error_code, 0);
+    }
+    let mut open = Client::connect(&broker);
+    let (error, other) = common::txn::init(&mut open, "open", 60_000);
+    assert_eq!(error, 0);
+    let added = common::txn::add_partitions(&mut open, "open", other, "txns", &[0]);
+    assert_eq!(added, vec![0]);
+    assert_eq!(
+        open.produce("txns", 0, common::txn::txn_batch(other, 0, 3))
+            .error_code,
+        0
+    );
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(common::client::str_bytes("committing")))
+        .with_producer_id(ProducerId(producer.id))
+        .with_producer_epoch(producer.epoch)
+        .with_committed(true);
+    committing.send(ApiKey::EndTxn, 3, &end).unwrap();
+    stop_cleanly(&mut broker, &log_path, "TERM");
+    assert_closed_cleanly(broker.dir.path(), "txns", 4);
+    restart_with(&mut broker, &[]);
+    let mut client = Client::connect(&broker);
+    // Partitions 1-3 hold only the committing transaction: once its markers are written (before
+    // the stop, or by the coordinator's recovery now), their LSO reaches the high watermark.
+    for partition in 1..4 {
+        let deadline = Instant::now() + STOP_HANG;
+        loop {
+            let fetched = common::txn::fetch_isolated(&mut client, "txns", partition, 1);
+            assert!(fetched.high_watermark >= 5, "partition {partition}");
+            if fetched.last_stable_offset == fetched.high_watermark {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partition {partition}: the commit never completed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn a_sigterm_during_a_partition_move_exits_cleanly() {
+    // A move between data dirs (AlterReplicaLogDirs) throttled to 256 KiB/s, with producers
+    // appending on: the stop lands in its copy or its switch (appends refused while it switches).
+    let second = tempfile::tempdir().unwrap();
+    let second_dir = second.path().to_str().unwrap().to_string();
+    let extra = ["--data-dir", &second_dir, "--move-bytes-per-sec", "262144"];
+    let (mut broker, log_path, _logs) = start_logged(&extra, &[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("moving", 1, &[]), 0);
+    let mut end = 0;
+    for _ in 0..20 {
+        let batch = ringtail_engine::batch::encode_uniform_batch(0, 20, 1_000);
+        let answer = client.produce("moving", 0, batch);
+        assert_eq!(answer.error_code, 0);
+        end = answer.base_offset + 20;
+    }
+    let first_dir = broker.dir.path().to_str().unwrap().to_string();
+    let home_now = if Path::new(&first_dir).join("moving-0").exists() {
+        &first_dir
+    } else {
+        &second_dir
+    };
+    let dest = if home_now == &first_dir {
+        &second_dir
+    } else {
+        &first_dir
+    };
+    let request = AlterReplicaLogDirsRequest::default().with_dirs(vec![
+        alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+            .with_path(common::client::str_bytes(dest))
+            .with_topics(vec![
+                alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                    .with_name(topic_name("moving"))
+                    .with_partitions(vec![0]),
+            ]),
+    ]);
+    let answer: AlterReplicaLogDirsResponse = client.call(ApiKey::AlterReplicaLogDirs, 2, &request);
+    assert_eq!(answer.results[0].partitions[0].error_code, 0);
+    // Appends go on during the copy; the first refused one means the switch has begun.
+    for _ in 0..200 {
+        let batch = ringtail_engine::batch::encode_uniform_batch(0, 5, 1_000);
+        let answer = client.produce("moving", 0, batch);
+        if answer.error_code != 0 {
+            break;
+        }
+        end = answer.base_offset + 5;
+    }
+    drop(client);
+    stop_cleanly(&mut broker, &log_path, "TERM");
+    let homes: Vec<_> = [&first_dir, &second_dir]
+        .into_iter()
+        .map(|dir| Path::new(dir).join("moving-0"))
+        .filter(|dir| dir.exists())
+        .collect();
+    assert_eq!(homes.len(), 1, "one home: {homes:?}");
+    assert!(homes[0].join(".clean_shutdown").exists(), "{homes:?}");
+    restart_with(&mut broker, &["--data-dir", &second_dir]);
+    let mut client = Client::connect(&broker);
+    assert!(high_watermark(&mut client, "moving", 0) >= end);
 }
