@@ -147,6 +147,10 @@ pub enum OpenError {
     /// ([`crate::Shard::open_partition_if`]).
     #[error("partition {topic}-{partition} was deleted")]
     Deleted { topic: String, partition: i32 },
+    /// The shard has closed its logs (the broker is stopping): no log opens again
+    /// ([`crate::Shard::close`]).
+    #[error("the shard is shut down")]
+    ShardClosed,
 }
 
 impl OpenError {

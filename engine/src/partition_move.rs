@@ -62,6 +62,9 @@ pub enum MoveError {
     Placement(String),
     #[error("opening the moved log: {0}")]
     Open(String),
+    /// The shard closed its logs (the broker is stopping) before the switch.
+    #[error("the shard is shut down")]
+    ShardClosed,
 }
 
 /// What a finished move reports.
@@ -409,6 +412,9 @@ impl crate::Shard {
             source,
         })??;
         let _opening = self.open_lock.lock().await;
+        if self.is_closed() {
+            return Err(MoveError::ShardClosed);
+        }
         let paused = Instant::now();
         let log = self.partition(topic_partition);
         let config = match &log {

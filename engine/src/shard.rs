@@ -111,6 +111,8 @@ pub struct Shard {
     pub(crate) open_lock: futures_util::lock::Mutex<()>,
     /// A compaction task ([`Shard::spawn_compaction`]) is running: at most one per shard.
     compacting: Cell<bool>,
+    /// Set by [`Shard::close`] under the open lock: no open, move or reopen starts after it.
+    closed: Cell<bool>,
 }
 
 /// Clears [`Shard::compacting`] however the compaction task ends.
@@ -137,11 +139,17 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             open_lock: futures_util::lock::Mutex::new(()),
             compacting: Cell::new(false),
+            closed: Cell::new(false),
         }
     }
 
     pub fn id(&self) -> ShardId {
         self.id
+    }
+
+    /// Whether [`Shard::close`] has begun: logs of the shard must not open again.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
     }
 
     pub fn data_dirs(&self) -> &Arc<DataDirs> {
@@ -184,6 +192,9 @@ impl Shard {
         // Another task may have opened it while we waited for the lock.
         if let Some(log) = self.partition(&topic_partition) {
             return Ok(log);
+        }
+        if self.closed.get() {
+            return Err(OpenError::ShardClosed);
         }
         if !still_wanted() {
             return Err(OpenError::Deleted {
@@ -274,6 +285,9 @@ impl Shard {
                 continue;
             }
             let _opening = self.open_lock.lock().await;
+            if self.closed.get() {
+                return reopened;
+            }
             // Deleted (or moved) while this waited for the lock: not this pass's log any more.
             if !self
                 .partition(&topic_partition)
@@ -432,7 +446,12 @@ impl Shard {
     /// answered KAFKA_STORAGE_ERROR since, and it is left without the clean-shutdown marker so
     /// the next start recovers it in full. Kafka's shutdown likewise skips the logs of an offline
     /// dir and closes the rest; a stop must not fail for a fault it did not meet.
+    ///
+    /// Runs under the open lock, so an open, a move's switch or a reopen under way finishes
+    /// first (and its log is closed here); none starts afterwards ([`OpenError::ShardClosed`]).
     pub async fn close(&self) -> std::io::Result<()> {
+        let _opening = self.open_lock.lock().await;
+        self.closed.set(true);
         let mut first_error = None;
         for (topic_partition, log) in self.partitions() {
             let failed_earlier = log.is_failed();
