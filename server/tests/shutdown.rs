@@ -26,9 +26,18 @@ const GAVE_UP_WAITING: &str = "closing with requests still in flight";
 
 /// A broker (2 shards) whose stderr goes to a file the test reads once it has stopped.
 fn start_logged(extra: &[&str], env: &[(&str, &str)]) -> (Broker, PathBuf, tempfile::TempDir) {
+    start_logged_in(tempfile::tempdir().unwrap(), extra, env)
+}
+
+/// [`start_logged`] on the data dir `dir` (a real disk's, for cold reads).
+fn start_logged_in(
+    dir: tempfile::TempDir,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Broker, PathBuf, tempfile::TempDir) {
     let logs = tempfile::tempdir().unwrap();
     let log_path = logs.path().join("stderr.log");
-    let broker = start_broker_spawned_by(tempfile::tempdir().unwrap(), |port, metrics, dir| {
+    let broker = start_broker_spawned_by(dir, |port, metrics, dir| {
         spawn_logged(port, metrics, dir, extra, env, &log_path)
     });
     (broker, log_path, logs)
@@ -547,4 +556,46 @@ fn a_sigterm_during_a_partition_move_exits_cleanly() {
     restart_with(&mut broker, &["--data-dir", &second_dir]);
     let mut client = Client::connect(&broker);
     assert!(high_watermark(&mut client, "moving", 0) >= end);
+}
+
+#[test]
+fn a_sigterm_with_a_cold_read_in_flight_exits_cleanly() {
+    // A fetch of evicted data whose cold read never finishes (held by the debug build's hook):
+    // its connection's writer waits on the read, not on the socket; the stop still ends, with
+    // every log closed.
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let release = work.path().join("release");
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let env = [("RINGTAIL_TEST_HOLD_COLD_READS", release.to_str().unwrap())];
+    // Every append fsynced: clean pages, which the eviction below can drop.
+    let extra = ["--flush", "every_batch"];
+    let (mut broker, log_path, _logs) = start_logged_in(data, &extra, &env);
+    let mut admin = Client::connect(&broker);
+    assert_eq!(admin.create_topic("cold", 1, &[]), 0);
+    for round in 0..5 {
+        let batch = ringtail_engine::batch::encode_uniform_batch(1_000 + round, 512, 1_000);
+        assert_eq!(admin.produce("cold", 0, batch).error_code, 0);
+    }
+    for entry in std::fs::read_dir(broker.dir.path().join("cold-0")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|extension| extension == "log") {
+            let file = std::fs::File::open(&path).unwrap();
+            ringtail_engine::io::drop_cached_file_blocking(&file).unwrap();
+        }
+    }
+    let mut reader = Client::connect(&broker);
+    reader
+        .send(
+            ApiKey::Fetch,
+            12,
+            &common::fetch_from_start("cold", 100, 64 << 20, 32 << 20),
+        )
+        .unwrap();
+    let deadline = Instant::now() + STOP_HANG;
+    while scrape(&broker, "ringtail_fetch_cold_reads_in_progress") == 0 {
+        assert!(Instant::now() < deadline, "the fetch never went cold");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop_cleanly(&mut broker, &log_path, "TERM");
+    assert_closed_cleanly(broker.dir.path(), "cold", 1);
 }
