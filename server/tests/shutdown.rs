@@ -599,3 +599,53 @@ fn a_sigterm_with_a_cold_read_in_flight_exits_cleanly() {
     stop_cleanly(&mut broker, &log_path, "TERM");
     assert_closed_cleanly(broker.dir.path(), "cold", 1);
 }
+
+#[test]
+fn a_sigterm_during_a_consumer_group_rebalance_exits_cleanly() {
+    // A JoinGroup parked in the group's rebalance (its initial delay) when the stop comes: the
+    // coordinator answers it and the stop ends at once; the offsets committed before are there
+    // after the restart.
+    let (mut broker, log_path, _logs) = start_logged(&[], &[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic("consumed", 1, &[]), 0);
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(common::client::str_bytes("g")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(topic_name("consumed"))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(42),
+                ]),
+        ]);
+    let committed: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 8, &commit);
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(common::client::str_bytes("g")))
+        .with_member_id(common::client::str_bytes(""))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(common::client::str_bytes("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(common::client::str_bytes("range"))]);
+    // v3: no MEMBER_ID_REQUIRED round; the join waits in the group's initial rebalance delay.
+    let mut member = Client::connect(&broker);
+    member.send(ApiKey::JoinGroup, 3, &join).unwrap();
+    let deadline = Instant::now() + STOP_HANG;
+    while scrape(&broker, "ringtail_request_bytes_in_flight") == 0 {
+        assert!(Instant::now() < deadline, "the join never parked");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let log = stop_cleanly(&mut broker, &log_path, "TERM");
+    assert!(!log.contains(GAVE_UP_WAITING), "{log}");
+    assert_closed_cleanly(broker.dir.path(), "__consumer_offsets", 1);
+    restart_with(&mut broker, &[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(
+        common::txn::committed_offset(&mut client, "g", "consumed"),
+        42
+    );
+}
