@@ -147,6 +147,10 @@ pub enum OpenError {
     /// ([`crate::Shard::open_partition_if`]).
     #[error("partition {topic}-{partition} was deleted")]
     Deleted { topic: String, partition: i32 },
+    /// The shard has closed its logs (the broker is stopping): no log opens again
+    /// ([`crate::Shard::close`]).
+    #[error("the shard is shut down")]
+    ShardClosed,
 }
 
 impl OpenError {
@@ -215,6 +219,10 @@ pub enum CompactionError {
         base_offset: Offset,
         reason: String,
     },
+    /// The log began closing during the pass (a shutdown, a move's switch): the pass ended with
+    /// the log as it was; the next open's passes clean it.
+    #[error("the pass stopped: the log is closing")]
+    Closing,
 }
 
 impl CompactionError {

@@ -65,6 +65,9 @@ pub enum MoveError {
     /// The partition was deleted (or opened anew) while its files were copied.
     #[error("the partition was deleted or reopened during the move")]
     Replaced,
+    /// The shard closed its logs (the broker is stopping) before the switch.
+    #[error("the shard is shut down")]
+    ShardClosed,
 }
 
 /// What a finished move reports.
@@ -414,6 +417,9 @@ impl crate::Shard {
             source,
         })??;
         let _opening = self.open_lock.lock().await;
+        if self.is_closed() {
+            return Err(MoveError::ShardClosed);
+        }
         let paused = Instant::now();
         let log = self.partition(topic_partition);
         let config = match &log {

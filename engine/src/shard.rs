@@ -111,6 +111,8 @@ pub struct Shard {
     pub(crate) open_lock: futures_util::lock::Mutex<()>,
     /// A compaction task ([`Shard::spawn_compaction`]) is running: at most one per shard.
     compacting: Cell<bool>,
+    /// Set by [`Shard::close`] under the open lock: no open, move or reopen starts after it.
+    closed: Cell<bool>,
 }
 
 /// Clears [`Shard::compacting`] however the compaction task ends.
@@ -137,11 +139,17 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             open_lock: futures_util::lock::Mutex::new(()),
             compacting: Cell::new(false),
+            closed: Cell::new(false),
         }
     }
 
     pub fn id(&self) -> ShardId {
         self.id
+    }
+
+    /// Whether [`Shard::close`] has begun: logs of the shard must not open again.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
     }
 
     pub fn data_dirs(&self) -> &Arc<DataDirs> {
@@ -184,6 +192,9 @@ impl Shard {
         // Another task may have opened it while we waited for the lock.
         if let Some(log) = self.partition(&topic_partition) {
             return Ok(log);
+        }
+        if self.closed.get() {
+            return Err(OpenError::ShardClosed);
         }
         if !still_wanted() {
             return Err(OpenError::Deleted {
@@ -274,6 +285,9 @@ impl Shard {
                 continue;
             }
             let _opening = self.open_lock.lock().await;
+            if self.closed.get() {
+                return reopened;
+            }
             // Deleted (or moved) while this waited for the lock: not this pass's log any more.
             if !self
                 .partition(&topic_partition)
@@ -424,12 +438,29 @@ impl Shard {
     }
 
     /// Closes every partition: waits for queued appends, writes indexes, syncs. A partition that
-    /// cannot close (it failed earlier) does not keep the others from closing cleanly; the first
-    /// error is returned once all were tried.
+    /// cannot close does not keep the others from closing cleanly; the first error is returned
+    /// once all were tried.
+    ///
+    /// A log that had failed before the close began (a write or fsync error, a full disk) is no
+    /// error of the close: its failure was reported when it happened, its requests have been
+    /// answered KAFKA_STORAGE_ERROR since, and it is left without the clean-shutdown marker so
+    /// the next start recovers it in full. Kafka's shutdown likewise skips the logs of an offline
+    /// dir and closes the rest; a stop must not fail for a fault it did not meet.
+    ///
+    /// Runs under the open lock, so an open, a move's switch or a reopen under way finishes
+    /// first (and its log is closed here); none starts afterwards ([`OpenError::ShardClosed`]).
     pub async fn close(&self) -> std::io::Result<()> {
+        let _opening = self.open_lock.lock().await;
+        self.closed.set(true);
         let mut first_error = None;
         for (topic_partition, log) in self.partitions() {
-            if let Err(err) = log.close().await {
+            let failed_earlier = log.is_failed();
+            let closed = log.close().await;
+            if let (Err(err), true) = (&closed, failed_earlier) {
+                warn!(topic = %topic_partition.topic, partition = %topic_partition.partition, %err, "partition failed before the shutdown; left as it is, recovered in full at the next start");
+                continue;
+            }
+            if let Err(err) = closed {
                 error!(topic = %topic_partition.topic, partition = %topic_partition.partition, %err, "partition did not close cleanly; it is recovered in full at the next start");
                 first_error.get_or_insert(err);
             }
@@ -553,6 +584,64 @@ mod tests {
         }
         assert!(!compacted.cleaning_due(), "the pass finished");
         assert!(compacted.stats().compaction_yields > 0);
+    }
+
+    #[compio::test]
+    async fn closing_a_log_stops_its_compaction_pass() {
+        // A shutdown closes every log, and a close waits for a running pass: the pass noticed
+        // the close only between segments, after mapping every dirty segment first, so a stop
+        // over a large dirty log waited for the whole key mapping. It now ends at its next yield.
+        let dir = tempfile::tempdir().unwrap();
+        let shard = Rc::new(Shard::new(ShardId(0), dir.path()).unwrap());
+        let compact = LogConfig {
+            cleanup_policy: crate::CleanupPolicy::Compact,
+            ..LogConfig::default()
+        };
+        let compacted = shard
+            .open_partition(TopicPartition::new("compacted", 0), compact)
+            .await
+            .unwrap();
+        for chunk in 0..16u32 {
+            let mut records = bytes::BytesMut::new();
+            for i in 0..1_000u32 {
+                let key = [(i % 16) as u8];
+                let value = (chunk * 1_000 + i).to_le_bytes();
+                let record = crate::batch::RecordSpec {
+                    key: Some(&key),
+                    value: Some(&value),
+                    timestamp_delta: 0,
+                };
+                records.extend_from_slice(&crate::batch::encode_batch(
+                    1_000,
+                    &[record],
+                    crate::batch::ProducerSpec::default(),
+                ));
+            }
+            compacted.append(records, 0).await.unwrap();
+            compacted.roll_now().await.unwrap();
+        }
+        let end = compacted.high_watermark();
+        assert!(shard.spawn_compaction());
+        for _ in 0..10_000 {
+            if compacted.state.borrow().cleaning {
+                break;
+            }
+            compio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(compacted.state.borrow().cleaning, "the pass started");
+        compacted.close().await.unwrap();
+        assert!(!shard.is_compacting(), "the pass ended with the close");
+        // 16 000 batches mapped whole take at least 16 000 / 64 = 250 yields.
+        let yields = compacted.stats().compaction_yields;
+        assert!(
+            yields < 100,
+            "the pass ran on for {yields} yields after the close"
+        );
+        assert_eq!(compacted.high_watermark(), end);
+        let (reopened, _) = PartitionLog::open(compacted.dir(), compacted.config())
+            .await
+            .unwrap();
+        assert_eq!(reopened.high_watermark(), end);
     }
 
     #[compio::test]

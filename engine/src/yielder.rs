@@ -22,6 +22,9 @@ pub(crate) struct Yielder {
     since: Cell<Instant>,
     batches: Cell<u32>,
     pub(crate) yields: Cell<u64>,
+    /// Asked after each yield: true ends the work (its log is closing; a shutdown must not wait
+    /// for a pass over gigabytes, as Kafka's cleaner aborts a pass whose log is closed).
+    stop_when: Option<Box<dyn Fn() -> bool>>,
 }
 
 impl Default for Yielder {
@@ -30,22 +33,40 @@ impl Default for Yielder {
             since: Cell::new(Instant::now()),
             batches: Cell::new(0),
             yields: Cell::new(0),
+            stop_when: None,
         }
     }
 }
 
+/// The work was asked to stop ([`Yielder::stopping_when`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stopped;
+
 impl Yielder {
-    /// Called once per batch: yields every [`YIELD_EVERY_BATCHES`] batches or [`YIELD_AFTER`].
-    pub(crate) async fn tick(&self) {
+    /// A yielder whose [`Yielder::tick`] reports [`Stopped`] once `stop` holds after a yield.
+    pub(crate) fn stopping_when(stop: impl Fn() -> bool + 'static) -> Self {
+        Self {
+            stop_when: Some(Box::new(stop)),
+            ..Self::default()
+        }
+    }
+
+    /// Called once per batch: yields every [`YIELD_EVERY_BATCHES`] batches or [`YIELD_AFTER`];
+    /// after a yield, [`Stopped`] if the work is to end.
+    pub(crate) async fn tick(&self) -> Result<(), Stopped> {
         let batches = self.batches.get() + 1;
         if batches < YIELD_EVERY_BATCHES && self.since.get().elapsed() < YIELD_AFTER {
             self.batches.set(batches);
-            return;
+            return Ok(());
         }
         YieldNow(false).await;
         self.yields.set(self.yields.get() + 1);
         self.batches.set(0);
         self.since.set(Instant::now());
+        match &self.stop_when {
+            Some(stop) if stop() => Err(Stopped),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -124,7 +124,6 @@ fn an_open_that_waited_behind_a_delete_does_not_bring_the_partition_back() {
             !partition_path(dir.path()).exists(),
             "the refused open recreated the deleted directory"
         );
-        shard.close().await.unwrap();
         // A topic created again under the name opens as new, empty.
         let recreated = shard
             .open_partition_if(topic_partition.clone(), LogConfig::default(), || true)

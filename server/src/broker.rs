@@ -22,8 +22,6 @@ use crate::settings::ListenerSettings;
 use crate::settings::Settings;
 use crate::shard::{serve_inbox, Router, ShardContext, ShardJob, INBOX_JOBS_MAX};
 
-/// How long shutdown waits for in-flight requests before closing the logs anyway.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Interval flush tick and retention pass period (Kafka's log.retention.check.interval.ms).
 const FLUSH_TICK_MS: u64 = 10;
 
@@ -392,6 +390,8 @@ impl ShardStart {
             admin_lock: futures_util::lock::Mutex::new(()),
             shutdown: self.shutdown,
             in_flight_requests: Cell::new(0),
+            stop: crate::shutdown::StopSignal::default(),
+            connections: crate::shutdown::LiveConnections::default(),
             sasl: self.sasl,
             acl: self.acl,
             quotas: self.quotas,
@@ -450,13 +450,8 @@ impl ShardStart {
         if let Some(coordinator) = context.txn_coordinator.borrow_mut().take() {
             coordinator.stop();
         }
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
-        while context.in_flight_requests.get() > 0 && Instant::now() < deadline {
-            compio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if context.in_flight_requests.get() > 0 {
-            warn!(shard = self.id.0, "closing with requests still in flight");
-        }
+        let deadline = Instant::now() + crate::shutdown::DRAIN_MAX;
+        crate::shutdown::drain(&context).await;
         self.shards_drained.fetch_add(1, Ordering::SeqCst);
         while self.shards_drained.load(Ordering::SeqCst) < self.shard_count
             && Instant::now() < deadline

@@ -99,6 +99,8 @@ pub async fn serve(
     permit: ConnectionPermit,
 ) {
     let _permit = permit;
+    // Listed until the connection has ended, so a shutdown can close it (shutdown.rs).
+    let _listed = crate::shutdown::LiveConnections::register(&context, &stream);
     let _ = stream.set_nodelay(true);
     // A client that stops reading (its window at zero, the process alive) or vanishes would hold
     // the writer in a send forever, with the segment files and cold read-ahead budget of the

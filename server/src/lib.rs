@@ -38,6 +38,7 @@ mod residency;
 mod sasl;
 mod settings;
 mod shard;
+mod shutdown;
 #[cfg(test)]
 mod test_bytes;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.

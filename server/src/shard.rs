@@ -94,6 +94,10 @@ pub struct ShardContext {
     pub shutdown: Arc<AtomicBool>,
     /// Requests being served on this shard (graceful shutdown waits for them).
     pub in_flight_requests: Cell<usize>,
+    /// Fired when this shard starts stopping: parked requests answer at once.
+    pub stop: crate::shutdown::StopSignal,
+    /// This shard's client connections, closed by the shutdown.
+    pub connections: crate::shutdown::LiveConnections,
     /// SASL mechanisms and the credential store, shared by every shard.
     pub sasl: Arc<crate::sasl::SaslConfig>,
     /// The ACLs and the rules that apply them, shared by every shard.

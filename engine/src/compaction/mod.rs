@@ -228,10 +228,15 @@ impl PartitionLog {
         now_ms: i64,
         options: PassOptions,
     ) -> Result<CompactionOutcome, CompactionError> {
-        let yielder = Yielder::default();
+        let log = Rc::clone(self);
+        let yielder = Yielder::stopping_when(move || log.state.borrow().closed);
         let result = self.run_pass(now_ms, options, &yielder).await;
         self.state.borrow_mut().stats.compaction_yields += yielder.yields.get();
         match &result {
+            Err(CompactionError::Closing) => {
+                info!(dir = %self.dir().display(), "compaction pass stopped: the log is closing");
+                return Ok(CompactionOutcome::default());
+            }
             Err(err @ CompactionError::SyncFailed { .. }) => self.fail(err.to_string(), Vec::new()),
             Err(err @ CompactionError::UnreadableMarker { .. }) => {
                 error!(dir = %self.dir().display(), %err, "compaction stopped for this log");

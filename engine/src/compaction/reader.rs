@@ -38,7 +38,10 @@ impl<'a> BatchReader<'a> {
         if self.position >= self.end {
             return Ok(None);
         }
-        self.yielder.tick().await;
+        self.yielder
+            .tick()
+            .await
+            .map_err(|_| CompactionError::Closing)?;
         let position = self.position;
         let corrupt = |reason: String| CompactionError::Corrupt {
             path: self.files.log_path.clone(),

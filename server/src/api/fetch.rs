@@ -380,13 +380,16 @@ async fn wait_for_any(
             }))
         })
         .collect();
+    // A shutdown answers the fetch now with what it has, as a deadline would.
+    let stopping = std::pin::pin!(context.stop.wait());
+    let timeout = std::pin::pin!(compio::time::sleep(remaining));
+    let ends = select(timeout, stopping);
     if waits.is_empty() {
-        compio::time::sleep(remaining).await;
+        ends.await;
         return;
     }
     let all = select_all(waits);
-    let timeout = std::pin::pin!(compio::time::sleep(remaining));
-    if let Either::Left(_) = select(all, timeout).await {}
+    if let Either::Left(_) = select(all, ends).await {}
 }
 
 fn respond(
