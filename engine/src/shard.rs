@@ -506,21 +506,9 @@ mod tests {
         assert_eq!(shard.partitions().len(), 1);
     }
 
-    #[compio::test]
-    async fn flush_ticks_and_appends_go_on_while_a_compaction_pass_runs() {
-        // Compaction runs as its own task and yields between batches: a flush tick and an append
-        // complete while a long pass (thousands of batches) is still in progress, instead of
-        // waiting for the whole pass as when maintenance awaited it.
-        let dir = tempfile::tempdir().unwrap();
-        let shard = Rc::new(Shard::new(ShardId(0), dir.path()).unwrap());
-        let compact = LogConfig {
-            cleanup_policy: crate::CleanupPolicy::Compact,
-            ..LogConfig::default()
-        };
-        let compacted = shard
-            .open_partition(TopicPartition::new("compacted", 0), compact)
-            .await
-            .unwrap();
+    /// 16 appends of 1,000 one-record batches over 16 keys (a long compaction pass), each append
+    /// rolled into its own segment with `roll_each`.
+    async fn append_compactable_chunks(compacted: &Rc<PartitionLog>, roll_each: bool) {
         for chunk in 0..16u32 {
             let mut records = bytes::BytesMut::new();
             for i in 0..1_000u32 {
@@ -538,7 +526,28 @@ mod tests {
                 ));
             }
             compacted.append(records, 0).await.unwrap();
+            if roll_each {
+                compacted.roll_now().await.unwrap();
+            }
         }
+    }
+
+    #[compio::test]
+    async fn flush_ticks_and_appends_go_on_while_a_compaction_pass_runs() {
+        // Compaction runs as its own task and yields between batches: a flush tick and an append
+        // complete while a long pass (thousands of batches) is still in progress, instead of
+        // waiting for the whole pass as when maintenance awaited it.
+        let dir = tempfile::tempdir().unwrap();
+        let shard = Rc::new(Shard::new(ShardId(0), dir.path()).unwrap());
+        let compact = LogConfig {
+            cleanup_policy: crate::CleanupPolicy::Compact,
+            ..LogConfig::default()
+        };
+        let compacted = shard
+            .open_partition(TopicPartition::new("compacted", 0), compact)
+            .await
+            .unwrap();
+        append_compactable_chunks(&compacted, false).await;
         compacted.roll_now().await.unwrap();
         assert!(compacted.cleaning_due());
         let flushed = shard
@@ -601,25 +610,7 @@ mod tests {
             .open_partition(TopicPartition::new("compacted", 0), compact)
             .await
             .unwrap();
-        for chunk in 0..16u32 {
-            let mut records = bytes::BytesMut::new();
-            for i in 0..1_000u32 {
-                let key = [(i % 16) as u8];
-                let value = (chunk * 1_000 + i).to_le_bytes();
-                let record = crate::batch::RecordSpec {
-                    key: Some(&key),
-                    value: Some(&value),
-                    timestamp_delta: 0,
-                };
-                records.extend_from_slice(&crate::batch::encode_batch(
-                    1_000,
-                    &[record],
-                    crate::batch::ProducerSpec::default(),
-                ));
-            }
-            compacted.append(records, 0).await.unwrap();
-            compacted.roll_now().await.unwrap();
-        }
+        append_compactable_chunks(&compacted, true).await;
         let end = compacted.high_watermark();
         assert!(shard.spawn_compaction());
         for _ in 0..10_000 {

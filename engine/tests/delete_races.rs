@@ -13,20 +13,6 @@ use common::*;
 use ringtail_engine::data_dirs::partition_dir;
 use ringtail_engine::{LogConfig, OpenError, PartitionIndex, Shard, ShardId, TopicPartition};
 
-/// Lets the runtime's other tasks run until they wait on something (compio has no yield).
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return std::task::Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
-    .await
-}
-
 /// A shard with one partition `t-0` holding a few segments (so that opening it takes several
 /// reads), closed again so that the next open recovers it from disk.
 async fn shard_with_closed_partition(dir: &std::path::Path) -> (Rc<Shard>, TopicPartition) {

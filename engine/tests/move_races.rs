@@ -15,20 +15,6 @@ use ringtail_engine::data_dirs::partition_dir;
 use ringtail_engine::partition_move::{move_dir, MoveError};
 use ringtail_engine::{DataDirs, DiskWatermarks, LogConfig, Shard, ShardId, TopicPartition};
 
-/// Lets the runtime's other tasks run until they wait on something (compio has no yield).
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return std::task::Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
-    .await
-}
-
 /// Whether every file of `source` is in `staging` with its size (the bulk copy is done).
 fn copied_whole(source: &std::path::Path, staging: &std::path::Path) -> bool {
     std::fs::read_dir(source).unwrap().flatten().all(|entry| {

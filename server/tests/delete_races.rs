@@ -5,7 +5,6 @@
 //! closing it), and a late open recreated the deleted directory.
 #![forbid(unsafe_code)]
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,14 +82,7 @@ fn topics_deleted_under_traffic_leave_no_files_and_a_clean_shutdown() {
     }
     drop(admin);
 
-    let _ = Command::new("kill")
-        .arg(broker.child.id().to_string())
-        .status();
-    let status = broker.child.wait().unwrap();
-    assert!(
-        status.success(),
-        "the broker did not shut down cleanly: {status}"
-    );
+    common::stop_cleanly(&mut broker);
     let left: Vec<String> = walkdir_names(broker.dir.path())
         .into_iter()
         .filter(|name| name.starts_with("race-"))

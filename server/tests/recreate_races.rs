@@ -7,7 +7,6 @@
 //! `RINGTAIL_TEST_HOLD_FIRST_DELETE_FILES` holds the delete between the two steps.
 #![forbid(unsafe_code)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
@@ -103,20 +102,9 @@ fn held_broker() -> (Broker, tempfile::TempDir, std::path::PathBuf) {
     (broker, hold_dir, release)
 }
 
-fn stop_cleanly(mut broker: Broker) {
-    let _ = Command::new("kill")
-        .arg(broker.child.id().to_string())
-        .status();
-    let status = broker.child.wait().unwrap();
-    assert!(
-        status.success(),
-        "the broker did not shut down cleanly: {status}"
-    );
-}
-
 #[test]
 fn a_topic_created_again_during_its_delete_starts_empty_and_keeps_its_records() {
-    let (broker, _hold_dir, release) = held_broker();
+    let (mut broker, _hold_dir, release) = held_broker();
     let mut admin = Client::connect(&broker);
     assert_eq!(admin.create_topic(TOPIC, PARTITIONS, &[]), 0);
     produce_one_to_each(&mut admin);
@@ -172,7 +160,7 @@ fn a_topic_created_again_during_its_delete_starts_empty_and_keeps_its_records() 
         "after the delete, the new topic's (error, high watermark): {seen:?}"
     );
     drop((admin, creator));
-    stop_cleanly(broker);
+    common::stop_cleanly(&mut broker);
 }
 
 /// The text of every `placement.json` under the broker's data dir (the recorded homes).
@@ -211,7 +199,7 @@ fn answer_started(client: &mut Client) -> Vec<u8> {
 fn a_delete_during_create_partitions_leaves_no_homes_recorded() {
     let hold_dir = tempfile::tempdir().unwrap();
     let release = hold_dir.path().join("release");
-    let broker = start_broker_with_env(
+    let mut broker = start_broker_with_env(
         &[],
         &[(
             "RINGTAIL_TEST_HOLD_FIRST_PARTITIONS_PLACEMENT",
@@ -269,5 +257,5 @@ fn a_delete_during_create_partitions_leaves_no_homes_recorded() {
         "homes recorded for the deleted topic: {placement}"
     );
     drop((admin, grower, deleter));
-    stop_cleanly(broker);
+    common::stop_cleanly(&mut broker);
 }

@@ -77,3 +77,17 @@ pub fn split_batches(bytes: &[u8]) -> Vec<(batch::BatchHeader, Vec<u8>)> {
     }
     out
 }
+
+/// Lets the runtime's other tasks run until they wait on something (compio has no yield).
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}

@@ -304,3 +304,15 @@ pub fn fetch_from_start(
                 .with_fetch_offset(0)
                 .with_partition_max_bytes(partition_max_bytes)])])
 }
+
+/// Stops the broker with SIGTERM and checks it exits 0 (a clean shutdown: every log closed).
+pub fn stop_cleanly(broker: &mut Broker) {
+    let _ = Command::new("kill")
+        .arg(broker.child.id().to_string())
+        .status();
+    let status = broker.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "the broker did not shut down cleanly: {status}"
+    );
+}
