@@ -11,12 +11,17 @@
 //!    **that save is the commit point**. The log is opened at the destination (a clean open).
 //!    Appends that arrived meanwhile were refused with [`crate::AppendError::Closed`], which the
 //!    broker answers with a retriable error; fetches read on from the files they hold.
-//! 3. **Clean up**: the source directory is removed.
+//!    Still under the lock, the source directory is renamed out of the partition's name, to
+//!    `<source>/<topic>-<partition>.<id>-delete` (as Kafka names a log dir it deletes).
+//! 3. **Clean up** (the lock released: it may take long): the renamed source is removed. Renamed
+//!    first, a DeleteTopics and a topic made again under the name meanwhile never meet it: the
+//!    new partition was placed in the old copy (an existing copy is a partition's home), took its
+//!    records as its own, and then lost its files to the removal.
 //!
 //! A failure before the commit point removes the copy and reopens the log at the source. A crash
 //! at any point leaves exactly one complete copy where the placement map says: at start
-//! ([`remove_move_leftovers`]), `*.move` directories and copies outside a partition's recorded home
-//! are removed.
+//! ([`remove_move_leftovers`]), `*.move` and `*-delete` directories and copies outside a
+//! partition's recorded home are removed.
 //!
 //! # Invariants
 //! - At every instant the placement map names exactly one directory holding a complete log.
@@ -37,6 +42,8 @@ use crate::shard::partition_dir;
 
 /// Suffix of a copy being made.
 pub const MOVE_SUFFIX: &str = ".move";
+/// Suffix of a moved partition's old copy, renamed out of the partition's name to be removed.
+pub const DELETE_SUFFIX: &str = "-delete";
 /// Bytes copied per read/write call; the throttle sleeps between chunks.
 const COPY_CHUNK_BYTES: usize = 1 << 20;
 
@@ -253,14 +260,56 @@ pub fn move_dir(dest_data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The name a moved partition's old copy `source` takes until it is removed: Kafka's
+/// `<topic>-<partition>.<id>-delete`. A partition directory's name ends in its number, so no
+/// partition (of any topic name) is ever taken for it, nor it for one.
+fn retired_dir(source: &Path) -> PathBuf {
+    let mut name = source.as_os_str().to_os_string();
+    name.push(format!(".{}{DELETE_SUFFIX}", uuid::Uuid::new_v4().simple()));
+    PathBuf::from(name)
+}
+
+/// Takes a moved partition's old copy out of the partition's name (under the open lock, after the
+/// commit point) and returns where it went, for [`remove_old_copy`] once the lock is released. If
+/// it cannot be renamed it is removed here: under its name a partition made again later would be
+/// placed in it and recover the deleted records.
+async fn retire_old_copy(source: &Path) -> Option<PathBuf> {
+    let retired = retired_dir(source);
+    let (from, to) = (source.to_path_buf(), retired.clone());
+    let renamed = crate::io::blocking(move || std::fs::rename(&from, &to)).await;
+    match renamed {
+        Ok(()) => Some(retired),
+        Err(err) => {
+            warn!(path = %source.display(), %err, "could not rename the moved partition's old copy; removing it in place");
+            remove_old_copy(source.to_path_buf()).await;
+            None
+        }
+    }
+}
+
+/// Removes a moved partition's old copy (blocking work on the pool); one that stays is logged and
+/// removed at the next start.
+async fn remove_old_copy(path: PathBuf) {
+    let removing = path.clone();
+    let removed = crate::io::blocking(move || match std::fs::remove_dir_all(&removing) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    })
+    .await;
+    if let Err(err) = removed {
+        warn!(path = %path.display(), %err, "the moved partition's old copy stays; removed at next start");
+    }
+}
+
 /// Makes a directory's new entries durable (blocking).
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
 /// At start (blocking): removes every `*.move` directory (a move that never reached its commit
-/// point) and every partition directory outside its recorded home when that home is an online dir
-/// (a move that committed but did not remove its source). Returns what was removed.
+/// point), every `*-delete` directory (a moved partition's old copy not removed yet) and every
+/// partition directory outside its recorded home when that home is an online dir (a move that
+/// committed but did not rename its source). Returns what was removed.
 pub fn remove_move_leftovers(data_dirs: &DataDirs, map: &PlacementMap) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     for dir in data_dirs.dirs() {
@@ -273,7 +322,7 @@ pub fn remove_move_leftovers(data_dirs: &DataDirs, map: &PlacementMap) -> Vec<Pa
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            let leftover = if name.ends_with(MOVE_SUFFIX) {
+            let leftover = if name.ends_with(MOVE_SUFFIX) || name.ends_with(DELETE_SUFFIX) {
                 true
             } else {
                 is_stray_copy(data_dirs, map, dir.path(), &name)
@@ -373,15 +422,16 @@ impl crate::Shard {
             })
             .await;
         }
-        let report = result?;
-        let old = source.clone();
-        if let Err(err) = crate::io::blocking(move || std::fs::remove_dir_all(&old)).await {
-            warn!(path = %source.display(), %err, "the moved partition's old copy stays; removed at next start");
+        let (report, old_copy) = result?;
+        if let Some(old_copy) = old_copy {
+            remove_old_copy(old_copy).await;
         }
         log_moved(&topic, partition, &dest_data_dir, &report);
         Ok(report)
     }
 
+    /// Steps 1 and 2 of the module doc; the moved partition's old copy, renamed, if there is one
+    /// left to remove.
     async fn copy_and_switch(
         &self,
         topic_partition: &crate::TopicPartition,
@@ -389,7 +439,7 @@ impl crate::Shard {
         staging: &Path,
         dest_index: usize,
         bytes_per_sec: u64,
-    ) -> Result<MoveReport, MoveError> {
+    ) -> Result<(MoveReport, Option<PathBuf>), MoveError> {
         let (from, to) = (source.to_path_buf(), staging.to_path_buf());
         let copied_log = self.partition(topic_partition);
         let active_log =
@@ -453,16 +503,25 @@ impl crate::Shard {
                 return Err(err);
             }
         };
-        let (moved, _) = crate::PartitionLog::open(&home, config)
-            .await
-            .map_err(|err| MoveError::Open(err.to_string()))?;
+        // Committed: the source is no longer the partition's home.
+        let old_copy = retire_old_copy(source).await;
+        let (moved, _) = match crate::PartitionLog::open(&home, config).await {
+            Ok(opened) => opened,
+            Err(err) => {
+                if let Some(old_copy) = old_copy {
+                    remove_old_copy(old_copy).await;
+                }
+                return Err(MoveError::Open(err.to_string()));
+            }
+        };
         self.partitions
             .borrow_mut()
             .insert(topic_partition.clone(), moved);
-        Ok(MoveReport {
+        let report = MoveReport {
             bytes_copied: bulk_bytes + bytes,
             switch_pause: paused.elapsed(),
-        })
+        };
+        Ok((report, old_copy))
     }
 
     /// Closes the log, catches the copy up, renames it into place and commits the new home.
@@ -685,9 +744,83 @@ mod tests {
         }
     }
 
+    #[compio::test]
+    async fn a_partition_made_again_while_the_old_copy_is_removed_keeps_its_files() {
+        // The move removes the old copy after releasing the open lock. A DeleteTopics and the
+        // topic made again in that window found the old copy still under the partition's name:
+        // placed there (an existing copy is a partition's home), the new partition recovered the
+        // deleted one's records as its own, and the removal then took its files.
+        let root = tempfile::tempdir().unwrap();
+        let data_dirs = two_dirs(root.path());
+        let shard = Shard::with_data_dirs(ShardId(0), Arc::clone(&data_dirs));
+        let tp = TopicPartition::new("t", 0);
+        let config = LogConfig {
+            segment_bytes: 4096,
+            ..LogConfig::default()
+        };
+        let log = shard
+            .open_partition(tp.clone(), config.clone())
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            let batch = crate::batch::encode_uniform_batch(0, 5, 100);
+            log.append(bytes::BytesMut::from(&batch[..]), 0)
+                .await
+                .unwrap();
+        }
+        drop(log);
+        let source = shard.home_index(&tp).unwrap();
+        let dest = 1 - source;
+        let source_dir = partition_dir(data_dirs.dirs()[source].path(), "t", 0.into());
+        let staging = move_dir(data_dirs.dirs()[dest].path(), "t", 0);
+        // The move up to the release of the open lock (`move_partition` without its last step).
+        let (_, old_copy) = shard
+            .copy_and_switch(&tp, &source_dir, &staging, dest, 0)
+            .await
+            .unwrap();
+        // The window: the topic is deleted and made again.
+        shard.delete_partition(&tp).await.unwrap();
+        let new = shard
+            .open_partition(tp.clone(), config.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            new.high_watermark(),
+            crate::Offset::new(0),
+            "the new partition took the deleted one's records"
+        );
+        let batch = crate::batch::encode_uniform_batch(0, 5, 100);
+        new.append(bytes::BytesMut::from(&batch[..]), 0)
+            .await
+            .unwrap();
+        // The move's last step.
+        if let Some(old_copy) = old_copy {
+            remove_old_copy(old_copy).await;
+        }
+        shard.close().await.unwrap();
+        for dir in data_dirs.dirs() {
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+                assert!(
+                    name == "t-0" || name.starts_with("placement.json"),
+                    "{name} left in {}",
+                    dir.path().display()
+                );
+            }
+        }
+        // From disk, as at a restart: the new partition's five records.
+        let shard = Shard::with_data_dirs(ShardId(0), two_dirs(root.path()));
+        let reopened = shard.open_partition(tp.clone(), config).await.unwrap();
+        assert_eq!(reopened.high_watermark(), crate::Offset::new(5));
+        let bytes = reopened.read_bytes(0, 1 << 20, true).await.unwrap();
+        assert_eq!(bytes.len(), batch.len(), "the new partition's one batch");
+        shard.close().await.unwrap();
+    }
+
     #[test]
     fn leftovers_of_an_interrupted_move_are_removed_and_homes_kept() {
-        // A crash before the commit leaves `.move`; after it, the old copy: both go at start.
+        // A crash before the commit leaves `.move`; after it, the old copy (under its name, or
+        // renamed `-delete`): all go at start.
         let root = tempfile::tempdir().unwrap();
         let data_dirs = two_dirs(root.path());
         let (a, b) = (data_dirs.dirs()[0].path(), data_dirs.dirs()[1].path());
@@ -700,9 +833,11 @@ mod tests {
         std::fs::create_dir_all(partition_dir(t_dirs[t_home], "t", 0.into())).unwrap();
         std::fs::create_dir_all(partition_dir(t_dirs[1 - t_home], "t", 0.into())).unwrap();
         std::fs::create_dir_all(move_dir(t_dirs[1 - t_home], "u", 0)).unwrap();
+        // A moved partition's old copy, renamed but not removed yet.
+        std::fs::create_dir_all(retired_dir(&partition_dir(a, "v", 0.into()))).unwrap();
         std::fs::create_dir_all(partition_dir(a, "unplaced", 0.into())).unwrap();
         let removed = remove_move_leftovers(&data_dirs, &data_dirs.placement());
-        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert_eq!(removed.len(), 3, "{removed:?}");
         assert!(partition_dir(t_dirs[t_home], "t", 0.into()).is_dir());
         assert!(!partition_dir(t_dirs[1 - t_home], "t", 0.into()).exists());
         assert!(
