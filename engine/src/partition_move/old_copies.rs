@@ -12,13 +12,32 @@ use crate::data_dirs::DataDirs;
 use crate::placement::PlacementMap;
 use crate::shard::partition_dir;
 
-/// The name a moved partition's old copy `source` takes until it is removed: Kafka's
-/// `<topic>-<partition>.<id>-delete`. A partition directory's name ends in its number, so no
-/// partition (of any topic name) is ever taken for it, nor it for one.
+/// The longest file name Linux file systems take (NAME_MAX).
+const FILE_NAME_BYTES_MAX: usize = 255;
+
+/// The name a moved partition's old copy `source` (`<topic>-<partition>`) takes until it is
+/// removed: Kafka's `<topic>-<partition>.<id>-delete`, the topic shortened as Kafka does when the
+/// name would pass [`FILE_NAME_BYTES_MAX`] (a 249-character topic leaves no room for the id). A
+/// partition directory's name ends in its number, so no partition (of any topic name) is ever
+/// taken for it, nor it for one.
 fn retired_dir(source: &Path) -> PathBuf {
-    let mut name = source.as_os_str().to_os_string();
-    name.push(format!(".{}{DELETE_SUFFIX}", uuid::Uuid::new_v4().simple()));
-    PathBuf::from(name)
+    let name = source
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (topic, partition) = name.rsplit_once('-').unwrap_or((name.as_str(), ""));
+    let suffix = format!(
+        "-{partition}.{}{DELETE_SUFFIX}",
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut topic_bytes = topic
+        .len()
+        .min(FILE_NAME_BYTES_MAX.saturating_sub(suffix.len()));
+    // Kafka's topic names are ASCII; a char boundary all the same.
+    while !topic.is_char_boundary(topic_bytes) {
+        topic_bytes -= 1;
+    }
+    source.with_file_name(format!("{}{suffix}", &topic[..topic_bytes]))
 }
 
 /// Takes a moved partition's old copy out of the partition's name (under the open lock, after the
@@ -112,6 +131,27 @@ fn is_stray_copy(data_dirs: &DataDirs, map: &PlacementMap, data_dir: &Path, name
 mod tests {
     use super::super::{move_dir, two_dirs};
     use super::*;
+
+    #[test]
+    fn an_old_copy_of_the_longest_topic_name_can_be_renamed() {
+        // Kafka's longest topic name (249 characters) with a partition number leaves 255 bytes
+        // at most for the directory's name; the old copy's name must fit too (as Kafka's does,
+        // the topic shortened), or the rename fails and the removal happens under the lock.
+        let root = tempfile::tempdir().unwrap();
+        let topic = "t".repeat(249);
+        for partition in [0, 99_999] {
+            let source = partition_dir(root.path(), &topic, partition.into());
+            std::fs::create_dir(&source).unwrap();
+            let retired = retired_dir(&source);
+            assert_eq!(retired.parent(), source.parent());
+            std::fs::rename(&source, &retired).unwrap();
+            let name = retired.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                name.ends_with(DELETE_SUFFIX) && name.contains(&format!("-{partition}.")),
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn leftovers_of_an_interrupted_move_are_removed_and_homes_kept() {
