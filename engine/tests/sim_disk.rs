@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 mod common;
+#[path = "sim_disk/delete.rs"]
+mod delete;
 #[path = "sim_disk/faults.rs"]
 mod faults;
 #[path = "sim_disk/harness.rs"]

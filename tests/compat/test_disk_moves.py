@@ -31,7 +31,7 @@ def move(broker, topic: str, partition: int, to: Path, wait_ms: int = 120_000) -
 
 
 def leftovers(dirs: list[Path]) -> list[Path]:
-    return [p for d in dirs if d.exists() for p in d.iterdir() if p.name.endswith(".move")]
+    return [p for d in dirs if d.exists() for p in d.iterdir() if p.name.endswith((".move", "-delete"))]
 
 
 @pytest.mark.parametrize("write_direct", ["false", "true"])

@@ -74,6 +74,8 @@ pub struct SimStats {
     pub faults_injected: u64,
     pub torn_sectors: u64,
     pub dir_ops_lost: u64,
+    /// fsyncs and fdatasyncs of files and directories asked for, failed ones included.
+    pub syncs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +174,9 @@ impl State {
             return Err(eio("the disk lost power"));
         }
         self.stats.mutating_ops += 1;
+        if op == OpKind::Sync {
+            self.stats.syncs += 1;
+        }
         if let Some(left) = self.freeze_countdown.as_mut() {
             if *left == 0 {
                 self.frozen = true;
