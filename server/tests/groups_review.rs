@@ -348,3 +348,19 @@ fn a_sync_naming_another_protocol_than_the_groups_is_refused() {
     assert_eq!(synced.error_code, 0);
     assert_eq!(describe(&mut a, "s"), ("Stable".to_string(), 1));
 }
+
+#[test]
+fn a_commit_without_a_member_to_a_group_with_members_is_unknown_member_id() {
+    // librdkafka's 0081_admin (AlterConsumerGroupOffsets "with subscribing consumer"): an admin
+    // commit (generation -1, no member id) to a classic group that has members is refused with
+    // UNKNOWN_MEMBER_ID, as Kafka's ClassicGroup.validateOffsetCommit answers it; it was
+    // ILLEGAL_GENERATION here. The offset stays as it was.
+    let broker = start_broker(&[]);
+    let mut a = Client::connect(&broker);
+    assert_eq!(a.create_topic("t", 1, &[]), 0);
+    stable_group_of_one(&mut a);
+    let mut admin = Client::connect(&broker);
+    const UNKNOWN_MEMBER_ID: i16 = 25;
+    assert_eq!(commit(&mut admin, "p", "t", 7), UNKNOWN_MEMBER_ID);
+    assert_eq!(common::txn::committed_offset(&mut admin, "p", "t"), -1);
+}

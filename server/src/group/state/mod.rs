@@ -651,8 +651,10 @@ impl Group {
     /// Whether an OffsetCommit from (`member_id`, `generation_id`) may be stored.
     pub fn check_commit(&self, member_id: &str, generation_id: i32) -> Option<ResponseError> {
         if generation_id < 0 && member_id.is_empty() {
-            // A simple consumer (no group membership) may commit while the group has no members.
-            return (!self.members.is_empty()).then_some(ResponseError::IllegalGeneration);
+            // A simple consumer or an admin (no group membership) may commit while the group has
+            // no members; while it has some, Kafka's ClassicGroup.validateOffsetCommit answers
+            // UNKNOWN_MEMBER_ID (librdkafka's 0081_admin expects it of AlterConsumerGroupOffsets).
+            return (!self.members.is_empty()).then_some(ResponseError::UnknownMemberId);
         }
         if let Err(err) = self.check_member(member_id, generation_id) {
             return Some(err);
