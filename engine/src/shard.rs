@@ -506,6 +506,24 @@ mod tests {
         assert_eq!(shard.partitions().len(), 1);
     }
 
+    /// A shard in `dir` with one compacted partition filled by [`append_compactable_chunks`].
+    async fn shard_with_compactable_log(
+        dir: &std::path::Path,
+        roll_each: bool,
+    ) -> (Rc<Shard>, Rc<PartitionLog>) {
+        let shard = Rc::new(Shard::new(ShardId(0), dir).unwrap());
+        let compact = LogConfig {
+            cleanup_policy: crate::CleanupPolicy::Compact,
+            ..LogConfig::default()
+        };
+        let compacted = shard
+            .open_partition(TopicPartition::new("compacted", 0), compact)
+            .await
+            .unwrap();
+        append_compactable_chunks(&compacted, roll_each).await;
+        (shard, compacted)
+    }
+
     /// 16 appends of 1,000 one-record batches over 16 keys (a long compaction pass), each append
     /// rolled into its own segment with `roll_each`.
     async fn append_compactable_chunks(compacted: &Rc<PartitionLog>, roll_each: bool) {
@@ -538,16 +556,7 @@ mod tests {
         // complete while a long pass (thousands of batches) is still in progress, instead of
         // waiting for the whole pass as when maintenance awaited it.
         let dir = tempfile::tempdir().unwrap();
-        let shard = Rc::new(Shard::new(ShardId(0), dir.path()).unwrap());
-        let compact = LogConfig {
-            cleanup_policy: crate::CleanupPolicy::Compact,
-            ..LogConfig::default()
-        };
-        let compacted = shard
-            .open_partition(TopicPartition::new("compacted", 0), compact)
-            .await
-            .unwrap();
-        append_compactable_chunks(&compacted, false).await;
+        let (shard, compacted) = shard_with_compactable_log(dir.path(), false).await;
         compacted.roll_now().await.unwrap();
         assert!(compacted.cleaning_due());
         let flushed = shard
@@ -601,16 +610,7 @@ mod tests {
         // the close only between segments, after mapping every dirty segment first, so a stop
         // over a large dirty log waited for the whole key mapping. It now ends at its next yield.
         let dir = tempfile::tempdir().unwrap();
-        let shard = Rc::new(Shard::new(ShardId(0), dir.path()).unwrap());
-        let compact = LogConfig {
-            cleanup_policy: crate::CleanupPolicy::Compact,
-            ..LogConfig::default()
-        };
-        let compacted = shard
-            .open_partition(TopicPartition::new("compacted", 0), compact)
-            .await
-            .unwrap();
-        append_compactable_chunks(&compacted, true).await;
+        let (shard, compacted) = shard_with_compactable_log(dir.path(), true).await;
         let end = compacted.high_watermark();
         assert!(shard.spawn_compaction());
         for _ in 0..10_000 {

@@ -33,15 +33,7 @@ fn a_failed_log_is_deleted_with_its_directory_and_the_shard_closes_after() {
         assert!(dir.is_dir());
         // Fail the log: take every descriptor the process may still open, then append until a
         // segment roll cannot open its files.
-        let mut hoard = Vec::new();
-        let exhausted = loop {
-            match std::fs::File::open("/dev/null") {
-                Ok(file) => hoard.push(file),
-                Err(err) => break err,
-            }
-            assert!(hoard.len() < 1 << 22, "no descriptor limit to reach");
-        };
-        assert_eq!(exhausted.raw_os_error(), Some(libc::EMFILE), "{exhausted}");
+        let hoard = take_every_descriptor();
         let mut failed = false;
         for tag in 10..40 {
             if log

@@ -25,15 +25,7 @@ fn a_roll_out_of_descriptors_fails_the_append_and_leaves_the_log_recoverable() {
             acknowledged.push((tag, outcome.base_offset));
         }
         // Take every descriptor the process may still open.
-        let mut hoard = Vec::new();
-        let exhausted = loop {
-            match std::fs::File::open("/dev/null") {
-                Ok(file) => hoard.push(file),
-                Err(err) => break err,
-            }
-            assert!(hoard.len() < 1 << 22, "no descriptor limit to reach");
-        };
-        assert_eq!(exhausted.raw_os_error(), Some(libc::EMFILE), "{exhausted}");
+        let hoard = take_every_descriptor();
         // Appends go on into the active segment until one needs a roll, which cannot open files.
         let mut failure = None;
         for tag in 10..40 {

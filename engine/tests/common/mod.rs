@@ -91,3 +91,19 @@ pub async fn yield_now() {
     })
     .await
 }
+
+/// Opens `/dev/null` until the process may open no more files (EMFILE); the descriptors stay
+/// taken until the returned files drop. For tests that fail an open on purpose (each in its own
+/// test binary: it starves the whole process).
+pub fn take_every_descriptor() -> Vec<std::fs::File> {
+    let mut hoard = Vec::new();
+    let exhausted = loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(file) => hoard.push(file),
+            Err(err) => break err,
+        }
+        assert!(hoard.len() < 1 << 22, "no descriptor limit to reach");
+    };
+    assert_eq!(exhausted.raw_os_error(), Some(libc::EMFILE), "{exhausted}");
+    hoard
+}
