@@ -37,12 +37,7 @@ use std::time::Duration;
 
 use crate::shard::partition_dir;
 
-pub use old_copies::remove_move_leftovers;
-
-/// Suffix of a copy being made.
-pub const MOVE_SUFFIX: &str = ".move";
-/// Suffix of a moved partition's old copy, renamed out of the partition's name to be removed.
-pub const DELETE_SUFFIX: &str = "-delete";
+pub use old_copies::{remove_move_leftovers, DELETE_SUFFIX, MOVE_SUFFIX};
 
 /// Why a move did not happen. The partition serves from its source meanwhile.
 #[derive(Debug, thiserror::Error)]

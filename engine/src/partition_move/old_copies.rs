@@ -7,10 +7,14 @@ use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
-use super::{DELETE_SUFFIX, MOVE_SUFFIX};
 use crate::data_dirs::DataDirs;
 use crate::placement::PlacementMap;
 use crate::shard::partition_dir;
+
+/// Suffix of a copy being made (here with the other leftover names: start-up removes both).
+pub const MOVE_SUFFIX: &str = ".move";
+/// Suffix of a moved partition's old copy, renamed out of the partition's name to be removed.
+pub const DELETE_SUFFIX: &str = "-delete";
 
 /// The longest file name Linux file systems take (NAME_MAX).
 const FILE_NAME_BYTES_MAX: usize = 255;
