@@ -36,6 +36,7 @@ pub mod shard;
 pub mod txn;
 pub mod units;
 mod yielder;
+pub use yielder::yield_now;
 
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use data_dirs::{DataDirs, DirState};

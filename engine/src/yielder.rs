@@ -70,6 +70,13 @@ impl Yielder {
     }
 }
 
+/// Lets the shard's other ready tasks run, then resumes (compio has no yield of its own): what
+/// [`Yielder::tick`] does between batches, and what the server's handlers of very large
+/// requests call between items.
+pub async fn yield_now() {
+    YieldNow(false).await
+}
+
 /// Pending once (waking itself), so the runtime runs its other ready tasks and polls its ring and
 /// timers before the pass goes on.
 struct YieldNow(bool);

@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use common::*;
 use ringtail_engine::data_dirs::partition_dir;
+use ringtail_engine::yield_now;
 use ringtail_engine::{LogConfig, OpenError, PartitionIndex, Shard, ShardId, TopicPartition};
 
 /// A shard with one partition `t-0` holding a few segments (so that opening it takes several

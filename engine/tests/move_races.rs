@@ -13,6 +13,7 @@ use std::sync::Arc;
 use common::*;
 use ringtail_engine::data_dirs::partition_dir;
 use ringtail_engine::partition_move::{move_dir, MoveError};
+use ringtail_engine::yield_now;
 use ringtail_engine::{DataDirs, DiskWatermarks, LogConfig, Shard, ShardId, TopicPartition};
 
 /// Whether every file of `source` is in `staging` with its size (the bulk copy is done).

@@ -247,16 +247,5 @@ pub async fn serve_inbox(context: Rc<ShardContext>, inbox: flume::Receiver<Shard
 /// a turn every few milliseconds instead of waiting for the whole request.
 pub const ITEMS_PER_YIELD: usize = 1024;
 
-/// Lets the shard's other tasks run, then resumes (compio has no yield of its own).
-pub async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return std::task::Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
-    .await
-}
+/// Lets the shard's other tasks run, then resumes (the engine's, which its cleaner uses too).
+pub use ringtail_engine::yield_now;

@@ -78,20 +78,6 @@ pub fn split_batches(bytes: &[u8]) -> Vec<(batch::BatchHeader, Vec<u8>)> {
     out
 }
 
-/// Lets the runtime's other tasks run until they wait on something (compio has no yield).
-pub async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return std::task::Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
-    .await
-}
-
 /// Opens `/dev/null` until the process may open no more files (EMFILE); the descriptors stay
 /// taken until the returned files drop. For tests that fail an open on purpose (each in its own
 /// test binary: it starves the whole process).
