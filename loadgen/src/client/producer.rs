@@ -19,7 +19,7 @@ use kafka_protocol::messages::{ApiVersionsRequest, ProduceRequest};
 
 use super::batch::{stamp, BatchBuilder, BATCH_HEADER_BYTES, STAMP_BYTES};
 use super::cluster::topic_name;
-use super::connection::{encode_request, Connection, Receiver, Sender};
+use super::connection::{Connection, Receiver, Sender};
 use super::{error_name, ClientError};
 use crate::clock::Clock;
 use crate::counters::Counters;
@@ -539,14 +539,14 @@ impl<'a> Outbox<'a> {
                 // answer), then reserve the in-flight slot, which blocks while
                 // max_in_flight requests are out, then write.
                 let correlation_id = link.sender.next_correlation_id();
-                let frame = encode_request(request, link.version, correlation_id)?;
+                link.sender.encode(request, link.version, correlation_id)?;
                 in_flight
                     .send(InFlight {
                         correlation_id,
                         batches,
                     })
                     .map_err(|_| ClientError::Protocol("producer receiver stopped".into()))?;
-                link.sender.write_frame(&frame)?;
+                link.sender.write_encoded()?;
             }
             None => {
                 link.sender.send(request, link.version)?;
