@@ -26,6 +26,8 @@ const TYPE_INT: i8 = 3;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
 const SESSION: &str = "consumer.session.timeout.ms";
+/// One IncrementalAlterConfigs operation: (name, operation, value).
+type Change<'a> = (&'a str, i8, Option<&'a str>);
 const INTERVAL: &str = "consumer.heartbeat.interval.ms";
 
 fn describe(client: &mut Client, resource_type: i8, resource: &str) -> DescribeConfigsResult {
@@ -68,7 +70,7 @@ fn shown(result: &DescribeConfigsResult, key: &str) -> (String, i8, i8, Vec<i8>)
 fn alter(
     client: &mut Client,
     group: &str,
-    changes: &[(&str, i8, Option<&str>)],
+    changes: &[Change],
     validate_only: bool,
 ) -> (i16, String) {
     let configs = changes
@@ -180,7 +182,7 @@ fn librdkafka_0081_sets_a_group_config_which_is_described_listed_and_survives_a_
 fn kafkas_refusals_of_group_configs_and_validate_only() {
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
-    let cases: [(&str, Vec<(&str, i8, Option<&str>)>, i16, &str); 8] = [
+    let cases: [(&str, Vec<Change>, i16, &str); 8] = [
         (
             "",
             vec![(SESSION, SET, Some("50000"))],
