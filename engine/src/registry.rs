@@ -5,7 +5,8 @@
 //! `{"version": 1, "topics": [{"name", "topic_id" (UUID), "partitions", "configs": {name: value}}],
 //! "broker_configs": {resource name: {name: value}}}`; `broker_configs` (the server's dynamic broker
 //! configs, keyed by Kafka's BROKER resource name: a node id, or "" for the cluster-wide default)
-//! is left out while empty, so a file without it is the same version.
+//! is left out while empty, so a file without it is the same version. `group_configs` (the
+//! server's KIP-848 group configs, keyed by group id: `{group id: {name: value}}`) likewise.
 //! It is replaced atomically: written to `topics.json.tmp`, fsynced, renamed over `topics.json`,
 //! and the directory fsynced. A leftover `.tmp` (crash before the rename) is removed at load.
 //!
@@ -58,6 +59,8 @@ struct RegistryFile {
     topics: Vec<TopicMeta>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The topics of one broker. Metadata has one writer (shard 0); others get copies.
@@ -68,6 +71,8 @@ pub struct TopicRegistry {
     /// Dynamic broker configs by resource name; the engine only keeps them (the server gives
     /// them meaning), so they are saved with the topics in one atomic replace.
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Group configs (Kafka's GROUP config resources) by group id, opaque to the engine too.
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl TopicRegistry {
@@ -85,6 +90,7 @@ impl TopicRegistry {
                     path,
                     topics: BTreeMap::new(),
                     broker_configs: BTreeMap::new(),
+                    group_configs: BTreeMap::new(),
                 });
             }
             Err(err) => return Err(OpenError::Io { path, source: err }),
@@ -108,6 +114,7 @@ impl TopicRegistry {
             path,
             topics,
             broker_configs: file.broker_configs,
+            group_configs: file.group_configs,
         })
     }
 
@@ -117,6 +124,7 @@ impl TopicRegistry {
             version: REGISTRY_VERSION,
             topics: self.topics.values().cloned().collect(),
             broker_configs: self.broker_configs.clone(),
+            group_configs: self.group_configs.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
         io::disk::write_file_atomically(&self.path, bytes).await
@@ -158,6 +166,25 @@ impl TopicRegistry {
             self.broker_configs.remove(resource);
         } else {
             self.broker_configs.insert(resource.to_string(), configs);
+        }
+    }
+
+    /// The configs saved for group `group_id`.
+    pub fn group_configs(&self, group_id: &str) -> Option<&BTreeMap<String, String>> {
+        self.group_configs.get(group_id)
+    }
+
+    /// Every group with configs, by id.
+    pub fn all_group_configs(&self) -> &BTreeMap<String, BTreeMap<String, String>> {
+        &self.group_configs
+    }
+
+    /// Replaces the configs of group `group_id`; an empty set removes the entry.
+    pub fn set_group_configs(&mut self, group_id: &str, configs: BTreeMap<String, String>) {
+        if configs.is_empty() {
+            self.group_configs.remove(group_id);
+        } else {
+            self.group_configs.insert(group_id.to_string(), configs);
         }
     }
 
@@ -223,6 +250,28 @@ mod tests {
         let loaded = TopicRegistry::load(dir.path()).await.unwrap();
         assert_eq!(loaded.broker_configs(""), Some(&configs));
         assert_eq!(loaded.broker_configs("0"), None);
+    }
+
+    #[compio::test]
+    async fn group_configs_round_trip_next_to_the_topics_and_an_emptied_set_is_dropped() {
+        // Group configs (KIP-848) must survive a restart, saved in the same atomic replace as the
+        // topics and broker configs (one store, one rename).
+        let dir = tempfile::tempdir().unwrap();
+        let mut registry = TopicRegistry::load(dir.path()).await.unwrap();
+        assert!(registry.insert(TopicMeta::new("orders", 1, BTreeMap::new())));
+        let configs = BTreeMap::from([(
+            "consumer.session.timeout.ms".to_string(),
+            "50000".to_string(),
+        )]);
+        registry.set_group_configs("g1", configs.clone());
+        registry.set_group_configs("g2", configs.clone());
+        registry.set_group_configs("g2", BTreeMap::new());
+        registry.save().await.unwrap();
+        let loaded = TopicRegistry::load(dir.path()).await.unwrap();
+        assert_eq!(loaded.group_configs("g1"), Some(&configs));
+        assert_eq!(loaded.group_configs("g2"), None);
+        assert_eq!(loaded.all_group_configs().len(), 1);
+        assert!(loaded.get("orders").is_some());
     }
 
     #[compio::test]

@@ -39,7 +39,7 @@ fn check_resource(context: &ShardContext, name: &str) -> Result<(), AdminError> 
 }
 
 /// Kafka refuses a resource naming one config twice.
-fn check_duplicates(changes: &[ConfigChange]) -> Result<(), AdminError> {
+pub(crate) fn check_duplicates(changes: &[ConfigChange]) -> Result<(), AdminError> {
     let mut seen = BTreeSet::new();
     for change in changes {
         let name = match change {

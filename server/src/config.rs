@@ -460,36 +460,16 @@ impl Args {
             .collect())
     }
 
-    /// The group timing flags, checked: the interval must be shorter than the session, and the
-    /// classic session bounds in order.
+    /// The group timing flags, checked (`config_node.rs`).
     pub fn consumer_group_config(&self) -> Result<crate::group::consumer::ConsumerGroupConfig> {
-        let session = self.group_consumer_session_timeout_ms;
-        let interval = self.group_consumer_heartbeat_interval_ms;
-        if interval == 0 || interval >= session {
-            bail!(
-                "--group-consumer-heartbeat-interval-ms ({interval}) must be above 0 and below \
-                 --group-consumer-session-timeout-ms ({session})"
-            );
-        }
-        let (min, max) = (
-            self.group_min_session_timeout_ms,
-            self.group_max_session_timeout_ms,
-        );
-        if min > max {
-            bail!(
-                "--group-min-session-timeout-ms ({min}) must not be above \
-                 --group-max-session-timeout-ms ({max})"
-            );
-        }
-        Ok(crate::group::consumer::ConsumerGroupConfig {
-            session_timeout_ms: i64::from(session),
-            heartbeat_interval_ms: i64::from(interval),
-            classic_min_session_timeout_ms: i64::from(min),
-            classic_max_session_timeout_ms: i64::from(max),
-            classic_initial_rebalance_delay_ms: i64::from(
-                self.node.group_initial_rebalance_delay_ms,
+        self.node.consumer_group_config(
+            self.group_consumer_session_timeout_ms,
+            self.group_consumer_heartbeat_interval_ms,
+            (
+                self.group_min_session_timeout_ms,
+                self.group_max_session_timeout_ms,
             ),
-        })
+        )
     }
 
     pub fn shard_count(&self) -> usize {

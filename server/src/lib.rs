@@ -22,6 +22,7 @@ pub mod fuzzing;
 #[cfg(test)]
 mod fuzzing_corpus;
 mod group;
+mod group_configs;
 mod histogram;
 // Holds `unsafe` blocks, each with its `// SAFETY:` comment; every other module forbids it.
 #[allow(unsafe_code)]

@@ -51,7 +51,12 @@ struct TopicMaps {
     /// The broker-wide values topics fall back to, dynamic configs included; published with
     /// the topics, so a topic's resolved config and the defaults it was resolved from agree.
     defaults: Arc<BrokerDefaults>,
+    /// Group configs (GROUP config resources) by group id, as saved in the registry.
+    group_configs: Arc<GroupConfigs>,
 }
+
+/// Every group's configs by group id (Kafka's GROUP config resources), name to value.
+pub type GroupConfigs = BTreeMap<String, BTreeMap<String, String>>;
 
 impl TopicMaps {
     fn empty(defaults: Arc<BrokerDefaults>) -> Self {
@@ -60,6 +65,7 @@ impl TopicMaps {
             by_id: HashMap::new(),
             version: 0,
             defaults,
+            group_configs: Arc::new(GroupConfigs::new()),
         }
     }
 }
@@ -109,6 +115,17 @@ impl Metadata {
             node: of(&self.node_id.to_string()),
             default: of(""),
         }
+    }
+
+    /// The configs set on group `group_id` (None: none set).
+    pub fn group_configs(&self, group_id: &str) -> Option<BTreeMap<String, String>> {
+        let maps = self.topics.read().expect("metadata lock");
+        maps.group_configs.get(group_id).cloned()
+    }
+
+    /// Every group with configs, by id.
+    pub fn all_group_configs(&self) -> Arc<GroupConfigs> {
+        Arc::clone(&self.topics.read().expect("metadata lock").group_configs)
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<TopicInfo>> {
@@ -161,6 +178,7 @@ impl Metadata {
             self.dynamic_of(registry),
         ));
         let mut fresh = TopicMaps::empty(Arc::clone(&defaults));
+        fresh.group_configs = Arc::new(registry.all_group_configs().clone());
         for meta in registry.topics() {
             let info = Arc::new(info_under(&defaults.log, meta)?);
             fresh.by_id.insert(info.topic_id, Arc::clone(&info));

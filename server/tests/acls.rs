@@ -626,3 +626,57 @@ fn dynamic_broker_configs_need_the_clusters_config_operations() {
         assert_eq!(describe_broker(&mut ops, resource), 0);
     }
 }
+
+/// IncrementalAlterConfigs of GROUP `group` setting `consumer.session.timeout.ms`, then its
+/// DescribeConfigs: the two error codes.
+fn alter_and_describe_group(client: &mut Client, group: &str) -> (i16, i16) {
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(32)
+            .with_resource_name(str(group))
+            .with_configs(vec![
+                incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(str("consumer.session.timeout.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(str("50000"))),
+            ]),
+    ]);
+    let altered: IncrementalAlterConfigsResponse =
+        client.call(ApiKey::IncrementalAlterConfigs, 1, &request);
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(32)
+            .with_resource_name(str(group)),
+    ]);
+    let described: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request);
+    (
+        altered.responses[0].error_code,
+        described.results[0].error_code,
+    )
+}
+
+#[test]
+fn group_configs_need_the_groups_config_operations() {
+    // As Kafka: ALTER_CONFIGS and DESCRIBE_CONFIGS on the GROUP resource, refused with
+    // GROUP_AUTHORIZATION_FAILED.
+    const GROUP: i8 = 3;
+    const ALTER_CONFIGS: i8 = 11;
+    let dir = tempfile::tempdir().unwrap();
+    add_user(dir.path(), "ops");
+    add_user(dir.path(), "admin");
+    let broker = start(dir.path());
+    let mut ops = login(&broker, "ops");
+    assert_eq!(
+        alter_and_describe_group(&mut ops, "gc"),
+        (GROUP_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED)
+    );
+    let mut admin = login(&broker, "admin");
+    let on_group = acl("gc", LITERAL, "User:ops", ALTER_CONFIGS).with_resource_type(GROUP);
+    assert_eq!(create_acls(&mut admin, vec![on_group]), [0]);
+    // ALTER_CONFIGS implies DESCRIBE_CONFIGS; another group stays closed.
+    assert_eq!(alter_and_describe_group(&mut ops, "gc"), (0, 0));
+    assert_eq!(
+        alter_and_describe_group(&mut ops, "gc-other"),
+        (GROUP_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED)
+    );
+}

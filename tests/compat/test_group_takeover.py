@@ -31,7 +31,10 @@ SEED = int(os.environ.get("RINGTAIL_TAKEOVER_SEED") or random.randrange(1 << 31)
 def broker(start_broker):
     """KIP-848 members get the same session timeout and heartbeat interval as the classic ones."""
     return start_broker("--group-consumer-session-timeout-ms", str(takeover.SESSION_TIMEOUT_MS),
-                        "--group-consumer-heartbeat-interval-ms", str(takeover.HEARTBEAT_INTERVAL_MS))
+                        "--group-consumer-heartbeat-interval-ms", str(takeover.HEARTBEAT_INTERVAL_MS),
+                        # Kafka's bounds (45 s and 5 s at least) lowered to let them be this short.
+                        "--group-consumer-min-session-timeout-ms", str(takeover.SESSION_TIMEOUT_MS),
+                        "--group-consumer-min-heartbeat-interval-ms", str(takeover.HEARTBEAT_INTERVAL_MS))
 
 
 def log(line: str) -> None:
@@ -49,7 +52,10 @@ def test_killed_members_partitions_are_taken_over_under_every_protocol(broker):
 def long_session_broker(start_broker):
     """KIP-848 members' session as long as the classic ones' LONG_SESSION."""
     return start_broker("--group-consumer-session-timeout-ms", str(takeover.LONG_SESSION_S * 1000),
-                        "--group-consumer-heartbeat-interval-ms", str(takeover.HEARTBEAT_INTERVAL_MS))
+                        "--group-consumer-heartbeat-interval-ms", str(takeover.HEARTBEAT_INTERVAL_MS),
+                        # Kafka's bounds (45 s and 5 s at least) lowered to let them be this short.
+                        "--group-consumer-min-session-timeout-ms", str(takeover.LONG_SESSION_S * 1000),
+                        "--group-consumer-min-heartbeat-interval-ms", str(takeover.HEARTBEAT_INTERVAL_MS))
 
 
 @pytest.mark.timeout(300)

@@ -28,7 +28,10 @@ HEARTBEAT_INTERVAL_MS = 300
 def broker(start_broker):
     """A broker with short consumer-group session timeout and heartbeat interval."""
     return start_broker("--group-consumer-session-timeout-ms", str(SESSION_TIMEOUT_MS),
-                        "--group-consumer-heartbeat-interval-ms", str(HEARTBEAT_INTERVAL_MS))
+                        "--group-consumer-heartbeat-interval-ms", str(HEARTBEAT_INTERVAL_MS),
+                        # Kafka's bounds (45 s and 5 s at least) lowered to let them be this short.
+                        "--group-consumer-min-session-timeout-ms", str(SESSION_TIMEOUT_MS),
+                        "--group-consumer-min-heartbeat-interval-ms", str(HEARTBEAT_INTERVAL_MS))
 
 
 @pytest.fixture
@@ -175,3 +178,37 @@ def test_a_regex_subscription_is_resolved_by_the_broker(bootstrap):
             assert time.monotonic() < deadline, f"assignment {consumer.assignment()}"
     finally:
         consumer.close()
+
+
+def test_group_configs_are_altered_described_and_refused_as_kafka_does(bootstrap):
+    # KIP-848 group configs (ConfigResource GROUP, type 32 on the wire), as librdkafka's 0081 sets
+    # them against Kafka 4.0: consumer.session.timeout.ms on a group (that need not exist) is
+    # described as GROUP_CONFIG, the interval not set is the broker's, an unknown name is refused.
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                       ConfigSource, ResourceType)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    group = topic_name("kip848-cfg")
+
+    def incremental(name: str, value: str) -> ConfigResource:
+        entry = ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+        return ConfigResource(ResourceType.GROUP, group, incremental_configs=[entry])
+
+    altered = incremental("consumer.session.timeout.ms", "50000")
+    admin.incremental_alter_configs([altered])[altered].result(timeout=30)
+    wanted = ConfigResource(ResourceType.GROUP, group)
+    configs = admin.describe_configs([wanted])[wanted].result(timeout=30)
+    session = configs["consumer.session.timeout.ms"]
+    assert (session.value, ConfigSource(session.source)) == ("50000", ConfigSource.GROUP_CONFIG)
+    interval = configs["consumer.heartbeat.interval.ms"]
+    assert (interval.value, ConfigSource(interval.source)) == (str(HEARTBEAT_INTERVAL_MS),
+                                                               ConfigSource.DEFAULT_CONFIG)
+
+    unknown = incremental("share.session.timeout.ms", "50000")
+    with pytest.raises(KafkaException) as refused:
+        admin.incremental_alter_configs([unknown])[unknown].result(timeout=30)
+    assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG, refused.value
+    beyond = incremental("consumer.session.timeout.ms", "60001")
+    with pytest.raises(KafkaException) as refused:
+        admin.incremental_alter_configs([beyond])[beyond].result(timeout=30)
+    assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG, refused.value

@@ -1,6 +1,7 @@
 //! AlterConfigs (the legacy, non-incremental API 33): the configs given replace all of a topic's
 //! overrides, or all of a BROKER resource's dynamic configs; a config left out returns to the
-//! broker default (a broker config to its start-up value), as in Kafka.
+//! broker default (a broker config to its start-up value), as in Kafka. A GROUP resource's set
+//! is replaced likewise (`group_configs.rs`).
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
@@ -14,11 +15,11 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use super::incremental_alter_configs::refusal_of_resource;
 use super::{
     code, config_denied, str_bytes, Operation, RequestContext, RequestError, Response,
-    RESOURCE_TYPE_BROKER,
+    RESOURCE_TYPE_BROKER, RESOURCE_TYPE_GROUP,
 };
-use crate::broker_configs;
 use crate::shard::ShardContext;
 use crate::topics::{self, ConfigChange};
+use crate::{broker_configs, group_configs};
 
 pub async fn handle(
     context: &Rc<ShardContext>,
@@ -61,6 +62,11 @@ pub async fn handle(
                     .map_err(|err| (err.error, err.message))
                 }
             },
+            None if kind == RESOURCE_TYPE_GROUP => {
+                alter_group(context, &resource, alter.validate_only)
+                    .await
+                    .map_err(|err| (err.error, err.message))
+            }
             None => {
                 // A null value is Kafka's "not set": the config falls back to its default.
                 let changes = std::iter::once(ConfigChange::Clear)
@@ -98,4 +104,39 @@ fn null_values(configs: &[AlterableConfig]) -> Option<String> {
         .map(|config| config.name.as_str())
         .collect();
     (!names.is_empty()).then(|| names.join(", "))
+}
+
+/// A GROUP resource's new set, as Kafka's controller takes it (legacyAlterConfigResource, then
+/// ControllerConfigurationValidator): the name checked, a null value refused (INVALID_CONFIG),
+/// then the set replaced.
+async fn alter_group(
+    context: &Rc<ShardContext>,
+    resource: &kafka_protocol::messages::alter_configs_request::AlterConfigsResource,
+    validate_only: bool,
+) -> Result<(), topics::AdminError> {
+    group_configs::check_name(&resource.resource_name)?;
+    if let Some(names) = null_values(&resource.configs) {
+        return Err(topics::AdminError::new(
+            ResponseError::InvalidConfig,
+            format!(
+                "Null value not supported for group configs: {}",
+                names.replace(", ", ",")
+            ),
+        ));
+    }
+    let changes = std::iter::once(ConfigChange::Clear)
+        .chain(resource.configs.iter().map(|config| {
+            ConfigChange::Set(
+                config.name.to_string(),
+                config.value.as_deref().unwrap_or_default().to_string(),
+            )
+        }))
+        .collect();
+    group_configs::alter(
+        context,
+        resource.resource_name.to_string(),
+        changes,
+        validate_only,
+    )
+    .await
 }

@@ -1,6 +1,7 @@
 //! DescribeConfigs: a topic's configs (every topic config of Kafka 4.x, with types, sources,
 //! synonyms and documentation) and the broker's (its settings under Kafka's names, with the
-//! dynamic broker configs over them; the empty name: the cluster-wide dynamic defaults).
+//! dynamic broker configs over them; the empty name: the cluster-wide dynamic defaults), and a
+//! consumer group's (KIP-848 GROUP resources: its own over the broker's, `configs/group.rs`).
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
@@ -15,7 +16,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::{
     code, config_denied, str_bytes, Operation, RequestContext, RequestError, Response,
-    RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC,
+    RESOURCE_TYPE_BROKER, RESOURCE_TYPE_GROUP, RESOURCE_TYPE_TOPIC,
 };
 use crate::configs::{self, Described};
 use crate::shard::ShardContext;
@@ -92,9 +93,25 @@ fn describe_resource(
                 ),
             )),
         },
+        // As Kafka's ConfigHelper: any group may be described, with or without configs.
+        RESOURCE_TYPE_GROUP if resource.resource_name.is_empty() => Err((
+            ResponseError::InvalidRequest,
+            "Group name must not be empty".to_string(),
+        )),
+        RESOURCE_TYPE_GROUP => {
+            let config = &context.settings.consumer_group;
+            Ok(configs::group::describe(
+                context
+                    .metadata
+                    .group_configs(&resource.resource_name)
+                    .as_ref(),
+                config.session_timeout_ms,
+                config.heartbeat_interval_ms,
+            ))
+        }
         other => Err((
             ResponseError::InvalidRequest,
-            format!("resource type {other} is not described (topics and brokers are)"),
+            format!("resource type {other} is not described (topics, brokers and groups are)"),
         )),
     };
     match described {

@@ -2,7 +2,8 @@
 //! APPEND and SUBTRACT on LIST configs such as `cleanup.policy`). The change is saved in the
 //! registry and applied to the topic's open partition logs at once. A BROKER resource (this
 //! node's id, or "" for the cluster-wide default) takes Kafka's dynamic broker configs
-//! (`broker_configs.rs`).
+//! (`broker_configs.rs`); a GROUP resource (KIP-848) its consumer group's configs
+//! (`group_configs.rs`).
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
@@ -15,11 +16,11 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 
 use super::{
     code, config_denied, str_bytes, Operation, RequestContext, RequestError, Response,
-    RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC,
+    RESOURCE_TYPE_BROKER, RESOURCE_TYPE_GROUP, RESOURCE_TYPE_TOPIC,
 };
-use crate::broker_configs;
 use crate::shard::ShardContext;
 use crate::topics::{self, ConfigChange};
+use crate::{broker_configs, group_configs};
 
 const OPERATION_SET: i8 = 0;
 const OPERATION_DELETE: i8 = 1;
@@ -45,6 +46,16 @@ pub async fn handle(
             None => match changes_of(&resource.configs) {
                 Ok(changes) if resource.resource_type == RESOURCE_TYPE_BROKER => {
                     broker_configs::alter(
+                        context,
+                        resource.resource_name.to_string(),
+                        changes,
+                        alter.validate_only,
+                    )
+                    .await
+                    .map_err(|err| (err.error, err.message))
+                }
+                Ok(changes) if resource.resource_type == RESOURCE_TYPE_GROUP => {
+                    group_configs::alter(
                         context,
                         resource.resource_name.to_string(),
                         changes,
@@ -94,13 +105,15 @@ fn changes_of(configs: &[AlterableConfig]) -> Result<Vec<ConfigChange>, String> 
         .collect()
 }
 
-/// Why a resource's configs can't be altered, if they can't: topics' and brokers' can.
+/// Why a resource's configs can't be altered, if they can't: topics', brokers' and groups' can.
 pub fn refusal_of_resource(resource_type: i8) -> Option<(ResponseError, String)> {
     match resource_type {
-        RESOURCE_TYPE_TOPIC | RESOURCE_TYPE_BROKER => None,
+        RESOURCE_TYPE_TOPIC | RESOURCE_TYPE_BROKER | RESOURCE_TYPE_GROUP => None,
         other => Some((
             ResponseError::InvalidRequest,
-            format!("resource type {other} has no configs to alter (topics and brokers do)"),
+            format!(
+                "resource type {other} has no configs to alter (topics, brokers and groups do)"
+            ),
         )),
     }
 }

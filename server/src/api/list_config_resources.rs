@@ -1,7 +1,7 @@
 //! ListConfigResources (API 74; v0 was ListClientMetricsResources): the resources that have
-//! configs. v1 filters by resource type: topics (every topic), brokers (this one), groups and
-//! client-metrics subscriptions (Ringtail has no configs on either, so none). v0 asks for
-//! client-metrics subscriptions only: none.
+//! configs. v1 filters by resource type: topics (every topic), brokers (this one), groups (those
+//! with configs set, KIP-848 GROUP resources) and client-metrics subscriptions (Ringtail has none).
+//! v0 asks for client-metrics subscriptions only: none.
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
@@ -13,12 +13,11 @@ use kafka_protocol::messages::{ListConfigResourcesRequest, ListConfigResourcesRe
 
 use super::{
     code, str_bytes, Operation, RequestContext, RequestError, Resource, Response,
-    RESOURCE_TYPE_BROKER, RESOURCE_TYPE_TOPIC,
+    RESOURCE_TYPE_BROKER, RESOURCE_TYPE_GROUP, RESOURCE_TYPE_TOPIC,
 };
 use crate::shard::ShardContext;
 
 const RESOURCE_TYPE_CLIENT_METRICS: i8 = 16;
-const RESOURCE_TYPE_GROUP: i8 = 32;
 const LISTED: [i8; 4] = [
     RESOURCE_TYPE_TOPIC,
     RESOURCE_TYPE_BROKER,
@@ -64,6 +63,13 @@ pub async fn handle(
                 .with_resource_name(str_bytes(&context.settings.node_id.to_string()))
                 .with_resource_type(RESOURCE_TYPE_BROKER),
         );
+    }
+    if wants(RESOURCE_TYPE_GROUP) {
+        resources.extend(context.metadata.all_group_configs().keys().map(|group| {
+            ConfigResource::default()
+                .with_resource_name(str_bytes(group))
+                .with_resource_type(RESOURCE_TYPE_GROUP)
+        }));
     }
     Ok(request.frame(&response.with_config_resources(resources)))
 }

@@ -329,7 +329,7 @@ pub const RESOURCE_TYPE_TOPIC: i8 = 2;
 pub const RESOURCE_TYPE_BROKER: i8 = 4;
 
 /// Kafka's ConfigResource type of a group (KIP-848 group configs).
-const RESOURCE_TYPE_GROUP: i8 = 32;
+pub const RESOURCE_TYPE_GROUP: i8 = 32;
 
 /// The authorization error of a config resource (DescribeConfigs, the AlterConfigs APIs): a topic
 /// needs `operation` on the topic, a group on the group, anything else on the cluster (Kafka).

@@ -1,11 +1,13 @@
 //! Configs as Kafka describes them: every topic config of Kafka 4.x with its type, default,
 //! validation and whether Ringtail honours it (`topic.rs`), the broker's own settings under
-//! Kafka's names (`broker.rs`), and the dynamic broker configs layered over them (`dynamic.rs`).
+//! Kafka's names (`broker.rs`), the dynamic broker configs layered over them (`dynamic.rs`), and a
+//! consumer group's configs (`group.rs`, KIP-848's GROUP resources).
 //! DescribeConfigs, CreateTopics and the AlterConfigs APIs read them.
 #![forbid(unsafe_code)]
 
 pub mod broker;
 pub mod dynamic;
+pub mod group;
 pub mod topic;
 
 /// Kafka's ConfigType of DescribeConfigs v3+ (the numbers are the wire's). Kafka's CLASS (8) is
@@ -37,6 +39,9 @@ pub enum ConfigSource {
     StaticBroker = 4,
     /// Nobody set it.
     Default = 5,
+    /// Set on the group (IncrementalAlterConfigs on GROUP; Kafka's GROUP_CONFIG,
+    /// ConfigEntry.ConfigSource.DYNAMIC_GROUP_CONFIG).
+    Group = 8,
 }
 
 /// One value a config could take, in precedence order (DescribeConfigs' synonyms).

@@ -130,7 +130,10 @@ impl Coordinator {
     pub(crate) fn start_sessions(&self) {
         let now = now_ms();
         for group in self.consumer_groups.borrow_mut().values_mut() {
-            group.start_sessions(&self.consumer_config, now);
+            let config = self
+                .consumer_config
+                .for_group(self.metadata.group_configs(&group.group_id).as_ref());
+            group.start_sessions(&config, now);
         }
     }
 

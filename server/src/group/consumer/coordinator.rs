@@ -77,13 +77,17 @@ impl Coordinator {
             describable,
             version: Some((metadata_version, acl_version)),
         };
+        // The group's own session timeout and heartbeat interval, read at every heartbeat as
+        // Kafka does: a change applies from the member's next heartbeat.
+        let config = self
+            .consumer_config
+            .for_group(self.metadata.group_configs(&group_id).as_ref());
         let (answer, taken, records) = {
             let mut groups = self.consumer_groups.borrow_mut();
             let group = groups
                 .entry(group_id.clone())
                 .or_insert_with(|| ConsumerGroup::new(group_id.clone()));
-            let answer =
-                group.heartbeat_as(&request, identity, &view, &self.consumer_config, now_ms());
+            let answer = group.heartbeat_as(&request, identity, &view, &config, now_ms());
             if answer.is_err() && group.members.is_empty() && group.group_epoch == 0 {
                 // A refused first join leaves no group behind (and an empty classic group stays).
                 groups.remove(&group_id);

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kafka_protocol::error::ResponseError;
 
 use super::assignor::{Assignment, AssignmentSpec, AssignorName, TopicCounts};
+use super::group_config::{self, ConsumerBounds};
 use super::heartbeat::{check_epoch, refuse, update_member, validate};
 pub use super::heartbeat::{
     HeartbeatError, HeartbeatRequest, HeartbeatResponse, LEAVE_EPOCH, STATIC_LEAVE_EPOCH,
@@ -44,6 +45,27 @@ pub struct ConsumerGroupConfig {
     pub classic_max_session_timeout_ms: i64,
     /// A new classic group's wait for more members (`--group-initial-rebalance-delay-ms`).
     pub classic_initial_rebalance_delay_ms: i64,
+    /// The bounds of the session timeout and heartbeat interval, the broker's and each group's.
+    pub bounds: ConsumerBounds,
+}
+
+impl ConsumerGroupConfig {
+    /// This config with a group's own `consumer.session.timeout.ms` and
+    /// `consumer.heartbeat.interval.ms` (its GROUP config resource) over the broker's, as Kafka's
+    /// GroupMetadataManager reads them at each heartbeat (so a change applies at the member's
+    /// next heartbeat: the interval it is told and the session timer started then).
+    pub fn for_group(&self, overrides: Option<&BTreeMap<String, String>>) -> Self {
+        let (session_timeout_ms, heartbeat_interval_ms) = group_config::effective(
+            overrides,
+            self.session_timeout_ms,
+            self.heartbeat_interval_ms,
+        );
+        Self {
+            session_timeout_ms,
+            heartbeat_interval_ms,
+            ..*self
+        }
+    }
 }
 
 impl Default for ConsumerGroupConfig {
@@ -54,6 +76,7 @@ impl Default for ConsumerGroupConfig {
             classic_min_session_timeout_ms: crate::group::SESSION_TIMEOUT_MS_MIN,
             classic_max_session_timeout_ms: crate::group::SESSION_TIMEOUT_MS_MAX,
             classic_initial_rebalance_delay_ms: crate::group::state::INITIAL_REBALANCE_DELAY_MS,
+            bounds: ConsumerBounds::KAFKA,
         }
     }
 }

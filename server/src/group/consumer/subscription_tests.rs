@@ -20,6 +20,7 @@ const CONFIG: ConsumerGroupConfig = ConsumerGroupConfig {
     classic_min_session_timeout_ms: crate::group::SESSION_TIMEOUT_MS_MIN,
     classic_max_session_timeout_ms: crate::group::SESSION_TIMEOUT_MS_MAX,
     classic_initial_rebalance_delay_ms: crate::group::state::INITIAL_REBALANCE_DELAY_MS,
+    bounds: super::super::group_config::ConsumerBounds::KAFKA,
 };
 
 fn counts(topics: &[(&str, i32)]) -> TopicCounts {
