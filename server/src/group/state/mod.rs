@@ -648,21 +648,46 @@ impl Group {
         effects
     }
 
-    /// Whether an OffsetCommit from (`member_id`, `generation_id`) may be stored.
-    pub fn check_commit(&self, member_id: &str, generation_id: i32) -> Option<ResponseError> {
-        if generation_id < 0 && member_id.is_empty() {
-            // A simple consumer or an admin (no group membership) may commit while the group has
-            // no members; while it has some, Kafka's ClassicGroup.validateOffsetCommit answers
-            // UNKNOWN_MEMBER_ID (librdkafka's 0081_admin expects it of AlterConsumerGroupOffsets).
-            return (!self.members.is_empty()).then_some(ResponseError::UnknownMemberId);
+    /// Whether an OffsetCommit (or, `transactional`, a TxnOffsetCommit) from (`member_id`,
+    /// `instance`, `generation_id`) may be stored, checked in the order of Kafka's
+    /// ClassicGroup.validateOffsetCommit.
+    pub fn check_commit(
+        &self,
+        (member_id, instance, generation_id): (&str, Option<&str>, i32),
+        transactional: bool,
+    ) -> Option<ResponseError> {
+        if generation_id < 0 && self.members.is_empty() {
+            // An admin or a consumer outside group management (KAFKA-14201: one with a
+            // group.instance.id using assign() names it and its member id too) may commit while
+            // the group has no members, whatever member it names.
+            return None;
         }
-        if let Err(err) = self.check_member(member_id, generation_id) {
-            return Some(err);
+        if generation_id >= 0 || !member_id.is_empty() || instance.is_some() {
+            // A named member is checked even with generation -1 (then ILLEGAL_GENERATION, -1
+            // not being the group's generation).
+            if let Some(instance) = instance {
+                match self.static_member(instance) {
+                    None => return Some(ResponseError::UnknownMemberId),
+                    Some(known) if known.member_id != member_id => {
+                        return Some(ResponseError::FencedInstanceId)
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Err(err) = self.check_member(member_id, generation_id) {
+                return Some(err);
+            }
+        } else if !transactional {
+            // Nobody named while the group has members: UNKNOWN_MEMBER_ID (librdkafka's
+            // 0081_admin expects it of AlterConsumerGroupOffsets). A TxnOffsetCommit may name
+            // nobody (its versions before 3 can't), and is accepted.
+            return Some(ResponseError::UnknownMemberId);
         }
         // As in Kafka: a member of the current generation may commit while the group prepares a
         // rebalance (its commit on revocation is what lets the next owner resume exactly there);
         // only while assignments are being handed out is it told to finish the rebalance first.
-        (self.phase == GroupPhase::CompletingRebalance)
+        // A transactional commit does not wait for the group's state.
+        (!transactional && self.phase == GroupPhase::CompletingRebalance)
             .then_some(ResponseError::RebalanceInProgress)
     }
 }
