@@ -192,6 +192,7 @@ async fn classic_member(coordinator: &Coordinator, group_id: &str) -> (String, i
         protocol_type: "consumer".into(),
         protocols: vec![("range".into(), Bytes::from_static(b"subscription"))],
         require_known_member_id: false,
+        supports_skip_assignment: false,
     };
     let joined = coordinator.join(group_id.into(), join).await;
     assert_eq!(joined.error, None);

@@ -62,6 +62,7 @@ fn classic_join() -> JoinRequest {
         protocol_type: "consumer".into(),
         protocols: vec![("range".into(), Bytes::from_static(b"subscription"))],
         require_known_member_id: false,
+        supports_skip_assignment: false,
     }
 }
 

@@ -184,6 +184,7 @@ impl Coordinator {
                 leader: String::new(),
                 member_id: fallback_member,
                 members: Vec::new(),
+                skip_assignment: false,
             };
         }
         let (reply, effects) = {
@@ -220,6 +221,7 @@ impl Coordinator {
                         member_id
                     },
                     members: Vec::new(),
+                    skip_assignment: false,
                 })
             }
         };
@@ -233,6 +235,7 @@ impl Coordinator {
                     leader: String::new(),
                     member_id: response.member_id,
                     members: Vec::new(),
+                    skip_assignment: false,
                 };
             }
         }
@@ -413,6 +416,7 @@ impl Coordinator {
                 leader: String::new(),
                 member_id: String::new(),
                 members: Vec::new(),
+                skip_assignment: false,
             });
         }
         for (_, waiter) in self.sync_waiters.borrow_mut().drain() {

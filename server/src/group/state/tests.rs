@@ -16,6 +16,7 @@ fn join_request(member_id: &str, protocols: &[&str]) -> JoinRequest {
             .map(|name| (name.to_string(), Bytes::from(format!("meta-{name}"))))
             .collect(),
         require_known_member_id: true,
+        supports_skip_assignment: false,
     }
 }
 
