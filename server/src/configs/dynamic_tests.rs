@@ -57,7 +57,6 @@ fn validation_refuses_as_kafka_does() {
         true
     )
     .is_err());
-    assert!(validate(&set(&[("log.retention.ms", "-5")]), false).is_err());
     assert!(validate(&set(&[("log.retention.ms", "60000")]), false).is_ok());
     assert!(validate(&set(&[("anything.custom", "x")]), false).is_ok());
 }
@@ -92,4 +91,49 @@ fn the_node_wins_over_the_default_over_start_up() {
         .iter()
         .all(|config| config.synonyms.len() == 1
             && config.source == ConfigSource::DynamicDefaultBroker));
+}
+
+#[test]
+fn a_negative_log_retention_ms_is_unlimited_and_zero_is_refused_as_kafka_does() {
+    // Kafka's log.retention.ms has no validator: KafkaConfig.logRetentionTimeMillis reads every
+    // negative value as -1 (unlimited), and its requirement refuses 0 (a topic's retention.ms may
+    // be 0). Other log configs are refused with the broker name in ConfigException's words.
+    for value in ["-1", "-2", "-100"] {
+        assert_eq!(
+            validate(&set(&[("log.retention.ms", value)]), false),
+            Ok(()),
+            "{value}"
+        );
+        let dynamic = DynamicBrokerConfigs {
+            node: BTreeMap::new(),
+            default: set(&[("log.retention.ms", value)]),
+        };
+        let defaults = BrokerDefaults::new(LogConfig::default(), dynamic);
+        assert_eq!(defaults.log.get("retention.ms").as_deref(), Some("-1"));
+    }
+    assert_eq!(
+        validate(&set(&[("log.retention.ms", "0")]), true),
+        Err(
+            "requirement failed: log.retention.ms must be unlimited (-1) or, greater than or equal to 1"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        validate(&set(&[("log.retention.bytes", "-2")]), true),
+        Ok(())
+    );
+    assert_eq!(
+        validate(&set(&[("log.segment.bytes", "12")]), true),
+        Err(
+            "Invalid value 12 for configuration log.segment.bytes: Value must be at least 1024"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        validate(&set(&[("log.cleaner.threads", "many")]), true),
+        Err(
+            "Invalid value many for configuration log.cleaner.threads: Not a number of type INT"
+                .to_string()
+        )
+    );
 }
