@@ -222,7 +222,8 @@ const LISTENER_ONLY: &[&str] = &[
 
 /// Dynamic in Kafka, but Ringtail holds them as start-up flags it cannot change while running
 /// (its listeners, connection limits, shards, producer expiry, SASL mechanisms, TLS files):
-/// refused, so DescribeConfigs never shows a value that is not in force.
+/// read-only, refused with Kafka's words for a read-only config, so DescribeConfigs never shows
+/// a value that is not in force.
 const FIXED_AT_START: &[&str] = &[
     "listeners",
     "advertised.listeners",
@@ -396,17 +397,15 @@ pub fn validate(configs: &BTreeMap<String, String>, per_broker: bool) -> Result<
             Err(format!("{message}: {}", scala_set(names.into_iter())))
         }
     };
+    // A config Ringtail holds as a start-up flag is read-only here (DescribeConfigs says so):
+    // refused as Kafka refuses its read-only configs.
     refused(
-        |kind| kind == Kind::NotDynamic,
+        |kind| kind == Kind::NotDynamic || kind == Kind::FixedAtStart,
         "Cannot update these configs dynamically",
     )?;
     refused(
         |kind| kind == Kind::ListenerOnly,
         "These security configs can be dynamically updated only per-listener using the listener prefix",
-    )?;
-    refused(
-        |kind| kind == Kind::FixedAtStart,
-        "Ringtail applies these configs only at start, from its flags",
     )?;
     for (name, value) in configs {
         check_value(name, value)?;

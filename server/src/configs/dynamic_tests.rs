@@ -137,3 +137,38 @@ fn a_negative_log_retention_ms_is_unlimited_and_zero_is_refused_as_kafka_does() 
         )
     );
 }
+
+#[test]
+fn every_reported_broker_config_is_a_log_config_or_refused_as_kafka_refuses_read_only_ones() {
+    // What DescribeConfigs shows of the broker is either alterable and a log config topics
+    // follow (Kafka's DynamicLogConfig set), or refused as Kafka refuses a config it cannot
+    // change: INVALID_REQUEST "Cannot update these configs dynamically". Listeners, connection
+    // limits, I/O threads and producer expiry are dynamic in Kafka, but start-up flags here.
+    use clap::Parser;
+    let args =
+        crate::config::Args::try_parse_from(["ringtail", "--data-dir", "/nonexistent"]).unwrap();
+    let advertised = crate::configs::broker::Advertised {
+        host: "localhost",
+        port: 9092,
+    };
+    let reported = crate::configs::broker::describe(&args, &LogConfig::default(), &advertised);
+    let described = describe_node(&reported, &DynamicBrokerConfigs::default());
+    assert!(described.len() > 30);
+    for config in described {
+        let name = config.name.as_str();
+        let value = config.value.clone().unwrap_or_default();
+        let one = set(&[(name, value.as_str())]);
+        if config.read_only {
+            let expected = format!("Cannot update these configs dynamically: Set({name})");
+            assert_eq!(validate(&one, true), Err(expected.clone()), "{name}");
+            assert_eq!(
+                validate(&one, false),
+                Err(expected),
+                "{name} (cluster default)"
+            );
+        } else {
+            assert!(matches!(kind_of(name), Kind::Log(_)), "{name} is alterable");
+            assert_eq!(validate(&one, true), Ok(()), "{name}={value}");
+        }
+    }
+}
