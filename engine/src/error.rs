@@ -165,7 +165,8 @@ impl OpenError {
 pub enum ConfigError {
     #[error("unknown topic config {name}")]
     Unknown { name: String },
-    #[error("invalid value {value:?} for {name}: {reason}")]
+    // Kafka's ConfigException words, which clients show as they are.
+    #[error("Invalid value {value} for configuration {name}: {reason}")]
     Invalid {
         name: String,
         value: String,

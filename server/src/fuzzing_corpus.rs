@@ -261,6 +261,7 @@ async fn offsets_seeds() {
                 protocol_type: "consumer".into(),
                 protocols: vec![("range".into(), Bytes::from_static(b"subscription"))],
                 require_known_member_id: false,
+                supports_skip_assignment: false,
             };
             coordinator.join("classic".into(), request).await
         }

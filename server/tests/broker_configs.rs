@@ -527,7 +527,8 @@ fn a_dynamic_default_reaches_the_open_logs_of_every_shard() {
 fn invalid_values_are_refused_and_change_nothing() {
     let broker = start_broker(&[]);
     let mut client = Client::connect(&broker);
-    for value in ["abc", "-2"] {
+    // Kafka refuses 0 for log.retention.ms (a negative value is unlimited, as -1).
+    for value in ["abc", "0"] {
         let bad = [("log.retention.ms", SET, Some(value))];
         let (code, message) = alter(&mut client, BROKER, "", &bad, false);
         assert_ne!(code, 0, "{value}: {message}");
@@ -555,4 +556,56 @@ fn a_failed_save_answers_an_error_and_changes_nothing() {
     assert_eq!(alter(&mut client, BROKER, "", &set, false).0, 0);
     let topic = describe(&mut client, TOPIC, "kept");
     assert_eq!(shown(&topic, "retention.ms").0, "5000");
+}
+
+#[test]
+fn retention_special_values_are_taken_and_refused_as_kafka_does() {
+    // Kafka: a topic's retention.ms is at least -1 (CreateTopics and IncrementalAlterConfigs
+    // refuse -2 with INVALID_CONFIG in ConfigException's words), its retention.bytes any long;
+    // the broker's log.retention.ms takes any negative value as unlimited, and refuses 0
+    // (INVALID_REQUEST, KafkaConfig's requirement).
+    const INVALID_CONFIG: i16 = 40;
+    let broker = start_broker(&[]);
+    let mut client = Client::connect(&broker);
+    assert_eq!(
+        client.create_topic("bad", 1, &[("retention.ms", "-2")]),
+        INVALID_CONFIG
+    );
+    assert_eq!(client.create_topic("t", 1, &[("retention.bytes", "-2")]), 0);
+    let (error, message) = alter(
+        &mut client,
+        TOPIC,
+        "t",
+        &[("retention.ms", SET, Some("-2"))],
+        false,
+    );
+    assert_eq!(error, INVALID_CONFIG);
+    assert_eq!(
+        message,
+        "Invalid value -2 for configuration retention.ms: Value must be at least -1"
+    );
+    let unlimited = [("log.retention.ms", SET, Some("-2"))];
+    assert_eq!(
+        alter(&mut client, BROKER, "", &unlimited, false),
+        (0, String::new())
+    );
+    let topic = describe(&mut client, TOPIC, "t");
+    assert_eq!(shown(&topic, "retention.ms").0, "-1");
+    assert_eq!(shown(&topic, "retention.bytes").0, "-2");
+    assert_eq!(
+        shown(&describe(&mut client, BROKER, ""), "log.retention.ms").0,
+        "-2"
+    );
+    let (error, message) = alter(
+        &mut client,
+        BROKER,
+        "0",
+        &[("log.retention.ms", SET, Some("0"))],
+        false,
+    );
+    assert_eq!(error, INVALID_REQUEST);
+    assert_eq!(
+        message,
+        "requirement failed: log.retention.ms must be unlimited (-1) or, greater than or equal to 1"
+    );
 }

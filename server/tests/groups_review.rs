@@ -364,3 +364,75 @@ fn a_commit_without_a_member_to_a_group_with_members_is_unknown_member_id() {
     assert_eq!(commit(&mut admin, "p", "t", 7), UNKNOWN_MEMBER_ID);
     assert_eq!(common::txn::committed_offset(&mut admin, "p", "t"), -1);
 }
+
+#[test]
+fn a_restarted_static_leader_is_told_to_skip_the_assignment_and_fences_its_old_id() {
+    // KIP-814 (JoinGroup v9, Kafka's updateStaticMemberThenRebalanceOrCompleteJoin): the leader
+    // of a Stable group restarted under a new member id gets the current generation, itself as
+    // leader, the members and skip_assignment=true; before v9 it is answered the old leader id
+    // and no members, so it computes no assignment either. The old id is fenced.
+    let broker = start_broker(&["--group-initial-rebalance-delay-ms", "0"]);
+    let mut client = Client::connect(&broker);
+    let static_join = |member_id: &str| {
+        join("s", 10_000)
+            .with_group_instance_id(Some(StrBytes::from_static_str("instance-1")))
+            .with_member_id(StrBytes::from_string(member_id.to_string()))
+    };
+    let first: JoinGroupResponse = client.call(ApiKey::JoinGroup, 9, &static_join(""));
+    assert_eq!(first.error_code, 0);
+    let old = first.member_id.to_string();
+    assert_eq!(first.leader.as_str(), old);
+    assert!(
+        !first.skip_assignment,
+        "a new generation is assigned by its leader"
+    );
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("s")))
+        .with_generation_id(first.generation_id)
+        .with_member_id(StrBytes::from_string(old.clone()))
+        .with_group_instance_id(Some(StrBytes::from_static_str("instance-1")))
+        .with_assignments(vec![
+            sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(old.clone()))
+                .with_assignment(bytes::Bytes::from_static(b"mine")),
+        ]);
+    let synced: SyncGroupResponse = client.call(ApiKey::SyncGroup, 5, &sync);
+    assert_eq!(synced.error_code, 0);
+
+    let restarted: JoinGroupResponse = client.call(ApiKey::JoinGroup, 9, &static_join(""));
+    let new = restarted.member_id.to_string();
+    assert_ne!(new, old);
+    assert_eq!(
+        (restarted.error_code, restarted.generation_id),
+        (0, first.generation_id)
+    );
+    assert_eq!(restarted.leader.as_str(), new);
+    assert!(restarted.skip_assignment);
+    let members: Vec<&str> = restarted
+        .members
+        .iter()
+        .map(|m| m.member_id.as_str())
+        .collect();
+    assert_eq!(members, vec![new.as_str()]);
+    let heartbeat = |member_id: &str| {
+        HeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("s")))
+            .with_generation_id(first.generation_id)
+            .with_member_id(StrBytes::from_string(member_id.to_string()))
+            .with_group_instance_id(Some(StrBytes::from_static_str("instance-1")))
+    };
+    let fenced: HeartbeatResponse = client.call(ApiKey::Heartbeat, 4, &heartbeat(&old));
+    assert_eq!(fenced.error_code, 82, "FENCED_INSTANCE_ID");
+    let alive: HeartbeatResponse = client.call(ApiKey::Heartbeat, 4, &heartbeat(&new));
+    assert_eq!(alive.error_code, 0);
+
+    let before_v9: JoinGroupResponse = client.call(ApiKey::JoinGroup, 7, &static_join(""));
+    assert_eq!(before_v9.error_code, 0);
+    assert_ne!(before_v9.member_id.as_str(), new);
+    assert_eq!(
+        before_v9.leader.as_str(),
+        new,
+        "the leader before this restart"
+    );
+    assert!(before_v9.members.is_empty());
+}

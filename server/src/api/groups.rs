@@ -181,6 +181,7 @@ pub async fn join_group(
             .map(|protocol| (protocol.name.to_string(), protocol.metadata.clone()))
             .collect(),
         require_known_member_id: request.version >= 4,
+        supports_skip_assignment: request.version >= 9,
     };
     let answer = on_coordinator(context, move |coordinator| async move {
         coordinator.join(group_id, join_request).await
@@ -212,6 +213,9 @@ pub async fn join_group(
                 .with_leader(str_bytes(&answer.leader))
                 .with_member_id(str_bytes(&answer.member_id))
                 .with_members(members);
+            if version >= 9 {
+                response = response.with_skip_assignment(answer.skip_assignment);
+            }
             if version >= 7 {
                 response = response
                     .with_protocol_type(answer.protocol_type.as_deref().map(str_bytes))

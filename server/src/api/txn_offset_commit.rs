@@ -89,6 +89,8 @@ pub async fn handle(
         })
         .collect();
     let member_id = commit.member_id.to_string();
+    // v3+ (KIP-447); null before.
+    let instance_id = commit.group_instance_id.as_ref().map(|id| id.to_string());
     let generation_id = if request.version >= 3 {
         commit.generation_id
     } else {
@@ -118,7 +120,7 @@ pub async fn handle(
                                 .txn_commit(
                                     &group_id,
                                     producer,
-                                    (&member_id, generation_id),
+                                    (&member_id, instance_id.as_deref(), generation_id),
                                     commits,
                                 )
                                 .await

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use ringtail_engine::LogConfig;
+use ringtail_engine::{ConfigError, LogConfig};
 
 use super::topic::{self, Support, TopicConfigDef, TOPIC_CONFIGS};
 use super::{ConfigSource, ConfigType, Described, Synonym};
@@ -93,10 +93,12 @@ impl DynamicBrokerConfigs {
                 if def.support != Support::Honoured {
                     continue;
                 }
-                let value = normalised(def, value);
-                if let Err(err) =
-                    topic::validate(def.name, &value).and_then(|()| config.apply(def.name, &value))
-                {
+                let applied = log_value(name, def, value).and_then(|value| {
+                    topic::validate(def.name, &value)
+                        .and_then(|()| config.apply(def.name, &value))
+                        .map_err(|err| err.to_string())
+                });
+                if let Err(err) = applied {
                     tracing::warn!(config = %name, %err, "ignoring a stored dynamic broker config");
                 }
             }
@@ -220,7 +222,8 @@ const LISTENER_ONLY: &[&str] = &[
 
 /// Dynamic in Kafka, but Ringtail holds them as start-up flags it cannot change while running
 /// (its listeners, connection limits, shards, producer expiry, SASL mechanisms, TLS files):
-/// refused, so DescribeConfigs never shows a value that is not in force.
+/// read-only, refused with Kafka's words for a read-only config, so DescribeConfigs never shows
+/// a value that is not in force.
 const FIXED_AT_START: &[&str] = &[
     "listeners",
     "advertised.listeners",
@@ -398,17 +401,15 @@ pub fn validate(configs: &BTreeMap<String, String>, per_broker: bool) -> Result<
             Err(format!("{message}: {}", scala_set(names.into_iter())))
         }
     };
+    // A config Ringtail holds as a start-up flag is read-only here (DescribeConfigs says so):
+    // refused as Kafka refuses its read-only configs.
     refused(
-        |kind| kind == Kind::NotDynamic,
+        |kind| kind == Kind::NotDynamic || kind == Kind::FixedAtStart,
         "Cannot update these configs dynamically",
     )?;
     refused(
         |kind| kind == Kind::ListenerOnly,
         "These security configs can be dynamically updated only per-listener using the listener prefix",
-    )?;
-    refused(
-        |kind| kind == Kind::FixedAtStart,
-        "Ringtail applies these configs only at start, from its flags",
     )?;
     for (name, value) in configs {
         check_value(name, value)?;
@@ -430,33 +431,65 @@ pub fn validate(configs: &BTreeMap<String, String>, per_broker: bool) -> Result<
     Ok(())
 }
 
-/// A value checked against its config's type (and, for log configs, the topic config's rule).
+/// A value checked against its config's type (and, for log configs, the topic config's rule),
+/// refused in the words of Kafka's ConfigException.
 fn check_value(name: &str, value: &str) -> Result<(), String> {
     let text = value.trim();
     let expected = match kind_of(name) {
         Kind::Log(def) => {
-            return topic::validate(def.name, &normalised(def, value))
-                .map_err(|err| format!("Invalid value {text} for configuration {name}: {err}"));
+            let value = log_value(name, def, value)?;
+            return topic::validate(def.name, &value).map_err(|err| match err {
+                // Kafka names the broker config it refuses, not the topic config.
+                ConfigError::Invalid { reason, .. } => {
+                    format!("Invalid value {text} for configuration {name}: {reason}")
+                }
+                other => other.to_string(),
+            });
         }
         Kind::Stored { kind, .. } => kind,
         _ => return Ok(()),
     };
-    let parses = match expected {
+    let (parses, type_name) = match expected {
         ConfigType::Boolean => {
-            text.eq_ignore_ascii_case("true") || text.eq_ignore_ascii_case("false")
+            let parses = text.eq_ignore_ascii_case("true") || text.eq_ignore_ascii_case("false");
+            if !parses {
+                return Err(format!(
+                    "Invalid value {text} for configuration {name}: Expected value to be either true or false"
+                ));
+            }
+            (true, "BOOLEAN")
         }
-        ConfigType::Short => text.parse::<i16>().is_ok(),
-        ConfigType::Int => text.parse::<i32>().is_ok(),
-        ConfigType::Long => text.parse::<i64>().is_ok(),
-        ConfigType::Double => text.parse::<f64>().is_ok(),
-        _ => true,
+        ConfigType::Short => (text.parse::<i16>().is_ok(), "SHORT"),
+        ConfigType::Int => (text.parse::<i32>().is_ok(), "INT"),
+        ConfigType::Long => (text.parse::<i64>().is_ok(), "LONG"),
+        ConfigType::Double => (text.parse::<f64>().is_ok(), "DOUBLE"),
+        _ => (true, ""),
     };
     if parses {
         Ok(())
     } else {
         Err(format!(
-            "Invalid value {text} for configuration {name}: not a {expected:?}"
+            "Invalid value {text} for configuration {name}: Not a number of type {type_name}"
         ))
+    }
+}
+
+/// The value a topic inherits from the broker log config `name` set to `value` (normalised as
+/// the engine takes it). Kafka's `log.retention.ms` has no validator: every negative value is -1
+/// (unlimited, KafkaConfig.logRetentionTimeMillis), and 0 fails KafkaConfig's requirement
+/// (whose message Kafka's INVALID_REQUEST carries), where a topic's retention.ms may be 0.
+fn log_value(name: &str, def: &TopicConfigDef, value: &str) -> Result<String, String> {
+    let value = normalised(def, value);
+    if name != "log.retention.ms" {
+        return Ok(value);
+    }
+    match value.parse::<i64>() {
+        Ok(ms) if ms < 0 => Ok("-1".to_string()),
+        Ok(0) => Err(
+            "requirement failed: log.retention.ms must be unlimited (-1) or, greater than or equal to 1"
+                .to_string(),
+        ),
+        _ => Ok(value),
     }
 }
 

@@ -217,24 +217,27 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
         ConfigType::Int => Some(
             text.parse::<i32>()
                 .map(i64::from)
-                .map_err(|_| fail("not a 32-bit integer"))?,
+                .map_err(|_| fail("Not a number of type INT"))?,
         ),
         ConfigType::Long => Some(
             text.parse::<i64>()
-                .map_err(|_| fail("not a 64-bit integer"))?,
+                .map_err(|_| fail("Not a number of type LONG"))?,
         ),
         ConfigType::Boolean => {
             if !text.eq_ignore_ascii_case("true") && !text.eq_ignore_ascii_case("false") {
-                return Err(fail("expected true or false"));
+                return Err(fail("Expected value to be either true or false"));
             }
             None
         }
         _ => None,
     };
     match (def.check, number) {
-        (AtLeast(min), Some(n)) if n < min => Err(fail(&format!("must be at least {min}"))),
-        (Between(min, max), Some(n)) if !(min..=max).contains(&n) => {
-            Err(fail(&format!("must be between {min} and {max}")))
+        // Kafka's ConfigDef.Range words.
+        (AtLeast(min) | Between(min, _), Some(n)) if n < min => {
+            Err(fail(&format!("Value must be at least {min}")))
+        }
+        (Between(_, max), Some(n)) if n > max => {
+            Err(fail(&format!("Value must be no more than {max}")))
         }
         (MinusOneOrBetween(min, max), Some(n)) if n != -1 && !(min..=max).contains(&n) => {
             Err(fail(&format!("must be -1 or between {min} and {max}")))
@@ -243,15 +246,17 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
             Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(()),
             _ => Err(fail("must be a number between 0 and 1")),
         },
-        (OneOf(allowed), _) if !allowed.contains(&text) => {
-            Err(fail(&format!("must be one of {}", allowed.join(", "))))
-        }
+        (OneOf(allowed), _) if !allowed.contains(&text) => Err(fail(&format!(
+            "String must be one of: {}",
+            allowed.join(", ")
+        ))),
         (ListOf(allowed), _) => {
             match list_items(text).iter().find(|item| !allowed.contains(item)) {
-                Some(item) => Err(fail(&format!(
-                    "{item} is not one of {}",
-                    allowed.join(", ")
-                ))),
+                Some(item) => Err(invalid(
+                    name,
+                    item,
+                    format!("String must be one of: {}", allowed.join(", ")),
+                )),
                 None => Ok(()),
             }
         }

@@ -112,3 +112,47 @@ fn append_adds_missing_items_at_the_end_and_subtract_removes_them_anywhere() {
     assert_eq!(append_or_subtract("a,b,c", "b, a", false), "c");
     assert_eq!(append_or_subtract("a", "z", false), "a");
 }
+
+#[test]
+fn retention_special_values_are_kafkas_and_refusals_read_as_kafkas() {
+    // Kafka's LogConfig: retention.ms at least -1 (-1: unlimited), retention.bytes any long (every
+    // negative unlimited), local.retention.* at least -2 (-2: follow retention.*). A refusal is
+    // ConfigException's "Invalid value V for configuration N: Value must be at least M".
+    for (name, accepted) in [
+        ("retention.ms", "-1"),
+        ("retention.ms", "0"),
+        ("retention.bytes", "-1"),
+        ("retention.bytes", "-2"),
+        ("local.retention.ms", "-2"),
+        ("local.retention.bytes", "-2"),
+    ] {
+        assert!(validate(name, accepted).is_ok(), "{name}={accepted}");
+    }
+    let overrides = BTreeMap::from([
+        ("retention.ms".to_string(), "-1".to_string()),
+        ("retention.bytes".to_string(), "-2".to_string()),
+    ]);
+    let resolved = resolve(&LogConfig::default(), &overrides).unwrap();
+    assert_eq!(resolved.get("retention.ms").as_deref(), Some("-1"));
+    assert_eq!(resolved.get("retention.bytes").as_deref(), Some("-1"));
+    for (name, refused, message) in [
+        (
+            "retention.ms",
+            "-2",
+            "Invalid value -2 for configuration retention.ms: Value must be at least -1",
+        ),
+        (
+            "local.retention.ms",
+            "-3",
+            "Invalid value -3 for configuration local.retention.ms: Value must be at least -2",
+        ),
+        (
+            "segment.bytes",
+            "12",
+            "Invalid value 12 for configuration segment.bytes: Value must be at least 1024",
+        ),
+    ] {
+        let error = validate(name, refused).unwrap_err();
+        assert_eq!(error.to_string(), message);
+    }
+}

@@ -179,6 +179,7 @@ mod tests {
             protocol_type: "consumer".into(),
             protocols: vec![("range".into(), Bytes::from_static(b"\x00\x01sub"))],
             require_known_member_id: false,
+            supports_skip_assignment: false,
         }
     }
 

@@ -1,10 +1,19 @@
-//! OffsetCommit's validation against groups without members, per version, as Kafka's
-//! OffsetMetadataManager answers it.
+//! OffsetCommit's and TxnOffsetCommit's validation (generations, member ids, instance ids) as
+//! Kafka's OffsetMetadataManager and its groups answer it, per version.
 
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use ringtail_engine::{LogConfig, PartitionLog};
 
-use super::coordinator_tests::{coordinator, metadata_with_topic};
-use super::CommittedOffset;
+use super::consumer::{ConsumerGroupConfig, HeartbeatRequest};
+use super::coordinator_tests::{consumer_join, coordinator, metadata_with_topic};
+use super::state::JoinRequest;
+use super::{CommittedOffset, Coordinator};
+use crate::metadata::Metadata;
 use crate::txn::marker::TxnProducer;
 
 fn offset(offset: i64) -> CommittedOffset {
@@ -53,7 +62,7 @@ async fn a_transactional_commit_with_a_generation_to_a_group_that_does_not_exist
     };
     let commit = |group: &'static str, generation: i32| {
         let commits = vec![("t".to_string(), 0, offset(3))];
-        coordinator.txn_commit(group, producer, ("m", generation), commits)
+        coordinator.txn_commit(group, producer, ("m", None, generation), commits)
     };
     assert_eq!(
         commit("nobody", 2).await,
@@ -148,4 +157,224 @@ async fn a_topic_deleted_and_made_again_while_an_offset_commit_is_written_starts
         vec![None, None],
         "after a restart"
     );
+}
+
+/// A coordinator whose classic groups complete their first join at once (no initial delay), so a
+/// lone member's join is answered without waiting for a timer.
+async fn coordinator_without_delay(dir: &Path, metadata: &Arc<Metadata>) -> Rc<Coordinator> {
+    let config = LogConfig {
+        preallocate: false,
+        ..LogConfig::default()
+    };
+    let (log, _) = PartitionLog::open(&dir.join("__consumer_offsets-0"), config)
+        .await
+        .unwrap();
+    let config = ConsumerGroupConfig {
+        classic_initial_rebalance_delay_ms: 0,
+        ..ConsumerGroupConfig::default()
+    };
+    let coordinator = Coordinator::load(log, Arc::clone(metadata), config)
+        .await
+        .unwrap();
+    Rc::new(coordinator)
+}
+
+/// A static member ("instance-1") joins the classic group `group_id`; returns its member id and
+/// generation.
+async fn classic_member(coordinator: &Coordinator, group_id: &str) -> (String, i32) {
+    let join = JoinRequest {
+        member_id: String::new(),
+        group_instance_id: Some("instance-1".into()),
+        client_id: "client-1".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 30_000,
+        rebalance_timeout_ms: 30_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Bytes::from_static(b"subscription"))],
+        require_known_member_id: false,
+        supports_skip_assignment: false,
+    };
+    let joined = coordinator.join(group_id.into(), join).await;
+    assert_eq!(joined.error, None);
+    (joined.member_id, joined.generation_id)
+}
+
+/// An OffsetCommit of one offset to `group_id` from `member` (id, instance id, generation).
+async fn commit_as(
+    coordinator: &Coordinator,
+    group_id: &str,
+    member: (&str, Option<&str>, i32),
+    version: i16,
+) -> Option<ResponseError> {
+    let commits = vec![("t".to_string(), 0, offset(5))];
+    let result = coordinator.commit(group_id, member, version, commits).await;
+    result.err()
+}
+
+/// A TxnOffsetCommit of one offset to `group_id` from `member` (id, instance id, generation).
+async fn txn_commit_as(
+    coordinator: &Coordinator,
+    group_id: &str,
+    member: (&str, Option<&str>, i32),
+) -> Option<ResponseError> {
+    let producer = TxnProducer {
+        producer_id: 1,
+        producer_epoch: 0,
+    };
+    let commits = vec![("t".to_string(), 0, offset(6))];
+    let result = coordinator
+        .txn_commit(group_id, producer, member, commits)
+        .await;
+    result.err()
+}
+
+#[compio::test]
+async fn a_commit_without_a_generation_to_an_empty_classic_group_is_kept_whatever_member_it_names()
+{
+    // Kafka's ClassicGroup.validateOffsetCommit: generation < 0 on an EMPTY group is an admin's
+    // or a simple consumer's commit, accepted before the member id or instance id is looked at
+    // (KAFKA-14201: a consumer with group.instance.id using assign() sends both).
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let coordinator = coordinator_without_delay(dir.path(), &metadata).await;
+    let (member_id, _) = classic_member(&coordinator, "g").await;
+    let left = coordinator
+        .leave("g", vec![(member_id.clone(), Some("instance-1".into()))])
+        .await;
+    assert_eq!(left, vec![None]);
+    for member in [
+        ("someone", None, -1),
+        ("someone", Some("instance-9"), -1),
+        (member_id.as_str(), Some("instance-1"), -1),
+        ("", None, -1),
+    ] {
+        assert_eq!(
+            commit_as(&coordinator, "g", member, 9).await,
+            None,
+            "{member:?}"
+        );
+        assert_eq!(
+            txn_commit_as(&coordinator, "g", member).await,
+            None,
+            "{member:?}"
+        );
+    }
+}
+
+#[compio::test]
+async fn a_commit_without_a_generation_naming_a_member_of_a_classic_group_checks_it() {
+    // Kafka's ClassicGroup.validateOffsetCommit on a group with members and generation -1: no
+    // member id and no instance id is UNKNOWN_MEMBER_ID (OffsetCommit) or accepted
+    // (TxnOffsetCommit, whose older versions carry neither); a named member is checked as any
+    // commit's is: unknown (or an unknown instance) UNKNOWN_MEMBER_ID, an instance now held by
+    // another id FENCED_INSTANCE_ID, a known member ILLEGAL_GENERATION (-1 is not its
+    // generation).
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let coordinator = coordinator_without_delay(dir.path(), &metadata).await;
+    let (member_id, generation) = classic_member(&coordinator, "g").await;
+    let member = member_id.as_str();
+    let unknown = Some(ResponseError::UnknownMemberId);
+    let illegal = Some(ResponseError::IllegalGeneration);
+    let fenced = Some(ResponseError::FencedInstanceId);
+    for (named, txn_expected) in [
+        (("", None, -1), None),
+        (("nobody", None, -1), unknown),
+        ((member, None, -1), illegal),
+        ((member, Some("instance-1"), -1), illegal),
+        ((member, Some("instance-9"), -1), unknown),
+        (("nobody", Some("instance-1"), -1), fenced),
+        (("", Some("instance-1"), -1), fenced),
+    ] {
+        let expected = if named.0.is_empty() && named.1.is_none() {
+            unknown
+        } else {
+            txn_expected
+        };
+        let committed = commit_as(&coordinator, "g", named, 9).await;
+        assert_eq!(committed, expected, "OffsetCommit from {named:?}");
+        let txn_committed = txn_commit_as(&coordinator, "g", named).await;
+        assert_eq!(
+            txn_committed, txn_expected,
+            "TxnOffsetCommit from {named:?}"
+        );
+    }
+    // The member's own generation passes the member check; the group is handing out
+    // assignments, which only OffsetCommit waits for.
+    let current = (member, Some("instance-1"), generation);
+    assert_eq!(
+        commit_as(&coordinator, "g", current, 9).await,
+        Some(ResponseError::RebalanceInProgress)
+    );
+    assert_eq!(txn_commit_as(&coordinator, "g", current).await, None);
+}
+
+#[compio::test]
+async fn commits_without_an_epoch_to_consumer_groups_are_checked_as_kafka_checks_them() {
+    // Kafka's ConsumerGroup.validateOffsetCommit: epoch < 0 on a group without members is
+    // accepted whatever member it names; on a group with members a TxnOffsetCommit naming no
+    // member (-1, "", no instance: KAFKA-18060) is accepted, any other is checked: an unknown
+    // member UNKNOWN_MEMBER_ID, a known one with another epoch ILLEGAL_GENERATION
+    // (TxnOffsetCommit) or STALE_MEMBER_EPOCH (OffsetCommit). A KIP-848 member's OffsetCommit
+    // below v9 is UNSUPPORTED_VERSION.
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let coordinator = coordinator_without_delay(dir.path(), &metadata).await;
+    // "emptied": its only member left.
+    coordinator
+        .consumer_heartbeat("emptied".into(), consumer_join("a"))
+        .await
+        .unwrap();
+    let leave = HeartbeatRequest {
+        member_id: "a".into(),
+        member_epoch: -1,
+        ..HeartbeatRequest::default()
+    };
+    coordinator
+        .consumer_heartbeat("emptied".into(), leave)
+        .await
+        .unwrap();
+    let emptied = coordinator.consumer_group("emptied").unwrap();
+    assert!(emptied.members.is_empty());
+    for member in [("a", None, -1), ("someone", Some("instance-1"), -1)] {
+        for version in [8, 9] {
+            let committed = commit_as(&coordinator, "emptied", member, version).await;
+            assert_eq!(committed, None, "{member:?} v{version}");
+        }
+        let txn_committed = txn_commit_as(&coordinator, "emptied", member).await;
+        assert_eq!(txn_committed, None, "{member:?}");
+    }
+
+    let joined = coordinator
+        .consumer_heartbeat("c".into(), consumer_join("m"))
+        .await
+        .unwrap();
+    let epoch = joined.member_epoch;
+    let unknown = Some(ResponseError::UnknownMemberId);
+    for (named, expected) in [
+        (("", None, -1), None),
+        (("nobody", None, -1), unknown),
+        (("m", None, -1), Some(ResponseError::IllegalGeneration)),
+        (("", Some("instance-1"), -1), unknown),
+        (("m", None, epoch), None),
+    ] {
+        let txn_committed = txn_commit_as(&coordinator, "c", named).await;
+        assert_eq!(txn_committed, expected, "TxnOffsetCommit from {named:?}");
+    }
+    for (named, version, expected) in [
+        (("", None, -1), 9, unknown),
+        (("m", None, -1), 9, Some(ResponseError::StaleMemberEpoch)),
+        (
+            ("m", None, epoch),
+            8,
+            Some(ResponseError::UnsupportedVersion),
+        ),
+        (("m", None, epoch), 9, None),
+    ] {
+        let committed = commit_as(&coordinator, "c", named, version).await;
+        assert_eq!(
+            committed, expected,
+            "OffsetCommit v{version} from {named:?}"
+        );
+    }
 }

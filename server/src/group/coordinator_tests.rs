@@ -62,6 +62,7 @@ fn classic_join() -> JoinRequest {
         protocol_type: "consumer".into(),
         protocols: vec![("range".into(), Bytes::from_static(b"subscription"))],
         require_known_member_id: false,
+        supports_skip_assignment: false,
     }
 }
 
@@ -438,7 +439,7 @@ async fn pending_transactional_offsets_are_unstable_until_their_marker_and_a_rec
     for (group, producer, partition, at) in commits {
         let commit = vec![("t".to_string(), partition, offset(at))];
         first
-            .txn_commit(group, producer, ("", -1), commit)
+            .txn_commit(group, producer, ("", None, -1), commit)
             .await
             .unwrap();
     }
@@ -685,7 +686,7 @@ async fn a_transactional_commit_of_a_fenced_consumer_group_member_is_refused() {
     };
     let commit = |member: &'static str, epoch: i32| {
         let commits = vec![("t".to_string(), 0, offset(7))];
-        first.txn_commit("c", producer, (member, epoch), commits)
+        first.txn_commit("c", producer, (member, None, epoch), commits)
     };
     assert_eq!(
         commit("m", epoch + 1).await,

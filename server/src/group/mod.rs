@@ -184,6 +184,7 @@ impl Coordinator {
                 leader: String::new(),
                 member_id: fallback_member,
                 members: Vec::new(),
+                skip_assignment: false,
             };
         }
         let (reply, effects) = {
@@ -220,6 +221,7 @@ impl Coordinator {
                         member_id
                     },
                     members: Vec::new(),
+                    skip_assignment: false,
                 })
             }
         };
@@ -233,6 +235,7 @@ impl Coordinator {
                     leader: String::new(),
                     member_id: response.member_id,
                     members: Vec::new(),
+                    skip_assignment: false,
                 };
             }
         }
@@ -413,6 +416,7 @@ impl Coordinator {
                 leader: String::new(),
                 member_id: String::new(),
                 members: Vec::new(),
+                skip_assignment: false,
             });
         }
         for (_, waiter) in self.sync_waiters.borrow_mut().drain() {
@@ -463,8 +467,8 @@ impl Coordinator {
         outdated
     }
 
-    /// Validates and stores commits (`generation_id` is the member epoch for consumer groups;
-    /// `version` is the OffsetCommit version).
+    /// Validates and stores commits (`member`: the member id, its instance id and its generation,
+    /// the member epoch for consumer groups; `version` is the OffsetCommit version).
     pub async fn commit(
         &self,
         group_id: &str,
@@ -472,7 +476,7 @@ impl Coordinator {
         version: i16,
         commits: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), ResponseError> {
-        let (member_id, instance_id, generation_id) = member;
+        let generation_id = member.2;
         if !fits_in_key(group_id) {
             return Err(ResponseError::InvalidGroupId);
         }
@@ -484,12 +488,10 @@ impl Coordinator {
             .consumer_groups
             .borrow()
             .get(group_id)
-            .map(|group| group.check_commit(member_id, generation_id, version));
+            .map(|group| group.check_commit(member, version, false));
         let refused = match self.groups.borrow().get(group_id) {
             _ if consumer_refusal.is_some() => consumer_refusal.flatten(),
-            Some(group) => group
-                .check_instance(member_id, instance_id)
-                .or_else(|| group.check_commit(member_id, generation_id)),
+            Some(group) => group.check_commit(member, false),
             // A group known only by its commits (simple consumers), or a new one.
             None if generation_id < 0 => None,
             None => Some(unknown_group_commit_error(

@@ -85,7 +85,7 @@ impl Coordinator {
         &self,
         group_id: &str,
         producer: TxnProducer,
-        (member_id, generation_id): (&str, i32),
+        (member_id, instance_id, generation_id): (&str, Option<&str>, i32),
         commits: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), ResponseError> {
         if !fits_in_key(group_id) {
@@ -94,39 +94,31 @@ impl Coordinator {
         if !commits.iter().all(|(topic, _, _)| fits_in_key(topic)) {
             return Err(ResponseError::UnknownTopicOrPartition);
         }
-        // KIP-447: a member's generation is checked when given; -1 (a producer without group
-        // metadata) is not.
-        if generation_id >= 0 {
-            let known = self.groups.borrow().contains_key(group_id)
-                || self.consumer_groups.borrow().contains_key(group_id);
-            if !known {
-                // Kafka's validateTransactionalOffsetCommit: a group that does not exist is
-                // ILLEGAL_GENERATION (any version); one known only by its commits (Kafka's
-                // "simple" group) fails the member check.
-                let simple = self.offsets.borrow().contains_key(group_id);
-                return Err(if simple {
-                    ResponseError::UnknownMemberId
-                } else {
-                    ResponseError::IllegalGeneration
-                });
-            }
-            if let Some(group) = self.groups.borrow().get(group_id) {
-                group.check_member(member_id, generation_id)?;
-            }
-            // A consumer (KIP-848) group's member and epoch too, as Kafka checks them: a fenced
-            // member's producer must not overwrite the new owner's offsets. TxnOffsetCommit has
-            // no STALE_MEMBER_EPOCH: Kafka answers ILLEGAL_GENERATION instead.
-            let consumer_refusal = self
-                .consumer_groups
-                .borrow()
-                .get(group_id)
-                .and_then(|group| group.check_commit(member_id, generation_id, 9));
-            if let Some(error) = consumer_refusal {
-                return Err(match error {
-                    ResponseError::StaleMemberEpoch => ResponseError::IllegalGeneration,
-                    other => other,
-                });
-            }
+        // KIP-447: the member a producer names (its consumer's group metadata) is checked as an
+        // OffsetCommit's is, so a fenced member's producer can't overwrite the new owner's
+        // offsets; naming nobody (-1, no member id: a producer without its consumer's metadata,
+        // or TxnOffsetCommit before v3) is accepted.
+        let member = (member_id, instance_id, generation_id);
+        let refused = if let Some(group) = self.consumer_groups.borrow().get(group_id) {
+            // A consumer (KIP-848) group's member and epoch too, as Kafka checks them.
+            group.check_commit(member, 0, true)
+        } else if let Some(group) = self.groups.borrow().get(group_id) {
+            group.check_commit(member, true)
+        } else if generation_id >= 0 {
+            // Kafka's validateTransactionalOffsetCommit: a group that does not exist is
+            // ILLEGAL_GENERATION (any version); one known only by its commits (Kafka's
+            // "simple" group, empty) fails the member check.
+            Some(if self.offsets.borrow().contains_key(group_id) {
+                ResponseError::UnknownMemberId
+            } else {
+                ResponseError::IllegalGeneration
+            })
+        } else {
+            // Generation -1 to a group without members is Kafka's simple consumer: accepted.
+            None
+        };
+        if let Some(error) = refused {
+            return Err(error);
         }
         let held = self
             .pending_txn_offsets

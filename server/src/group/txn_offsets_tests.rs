@@ -59,7 +59,7 @@ async fn a_deleted_topics_pending_transactional_offsets_are_dropped_and_stay_dro
         ("u".to_string(), 0, committed(50)),
     ];
     first
-        .txn_commit("g", producer, ("", -1), commits)
+        .txn_commit("g", producer, ("", None, -1), commits)
         .await
         .unwrap();
     first.forget_topic("t").await;
@@ -74,7 +74,7 @@ async fn a_deleted_topics_pending_transactional_offsets_are_dropped_and_stay_dro
     // The topic made again: the transaction adds an offset of the new one, then commits.
     let again = vec![("t".to_string(), 1, committed(3))];
     first
-        .txn_commit("g", producer, ("", -1), again)
+        .txn_commit("g", producer, ("", None, -1), again)
         .await
         .unwrap();
     first
@@ -107,7 +107,7 @@ async fn a_deletion_before_a_restart_drops_pending_offsets_replayed_later() {
     };
     let commits = vec![("t".to_string(), 0, committed(40))];
     first
-        .txn_commit("g", producer, ("", -1), commits)
+        .txn_commit("g", producer, ("", None, -1), commits)
         .await
         .unwrap();
     first.forget_topic("t").await;
@@ -146,7 +146,7 @@ async fn a_deletion_while_a_txn_offset_commit_is_written_drops_that_offset_too()
     };
     let commits = vec![("t".to_string(), 0, committed(40))];
     {
-        let mut writing = std::pin::pin!(first.txn_commit("g", producer, ("", -1), commits));
+        let mut writing = std::pin::pin!(first.txn_commit("g", producer, ("", None, -1), commits));
         assert!(
             futures_util::poll!(writing.as_mut()).is_pending(),
             "the write is under way (an fsync) when the deletion runs"
@@ -191,7 +191,9 @@ async fn a_txn_offset_commit_reaching_the_group_coordinator_after_its_topic_is_d
     first.forget_topic("t").await;
     let commits = vec![("t".to_string(), 0, committed(40))];
     assert_eq!(
-        first.txn_commit("g", producer, ("", -1), commits).await,
+        first
+            .txn_commit("g", producer, ("", None, -1), commits)
+            .await,
         Err(ResponseError::UnknownTopicOrPartition)
     );
     assert!(first.pending_txn_partitions("g").is_empty());

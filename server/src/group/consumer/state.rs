@@ -555,19 +555,36 @@ impl ConsumerGroup {
         expired
     }
 
-    /// Checks an OffsetCommit: the member must exist with this epoch (a commit with a negative
-    /// epoch is accepted only while the group has no members).
-    pub fn check_commit(&self, member_id: &str, epoch: i32, version: i16) -> Option<ResponseError> {
+    /// Checks an OffsetCommit of `version` (or, `transactional`, a TxnOffsetCommit) from
+    /// (`member_id`, `instance`, `epoch`), as Kafka's ConsumerGroup.validateOffsetCommit: the
+    /// member must exist with this epoch; a negative epoch is accepted while the group has no
+    /// members, and a TxnOffsetCommit naming nobody (-1, no member id, no instance id) always.
+    pub fn check_commit(
+        &self,
+        (member_id, instance, epoch): (&str, Option<&str>, i32),
+        version: i16,
+        transactional: bool,
+    ) -> Option<ResponseError> {
         if epoch < 0 && self.members.is_empty() {
+            return None;
+        }
+        if transactional && epoch == -1 && member_id.is_empty() && instance.is_none() {
+            // KAFKA-18060: TxnOffsetCommit's older versions carry no member, and a producer
+            // without its consumer's group metadata sends none.
             return None;
         }
         let Some(member) = self.members.get(member_id) else {
             return Some(ResponseError::UnknownMemberId);
         };
-        (epoch != member.member_epoch).then_some(if version >= 9 {
-            ResponseError::StaleMemberEpoch
-        } else {
+        if !transactional && version < 9 {
+            // A KIP-848 member commits with OffsetCommit v9+ (its epoch is not a generation).
+            return Some(ResponseError::UnsupportedVersion);
+        }
+        // TxnOffsetCommit has no STALE_MEMBER_EPOCH: Kafka answers ILLEGAL_GENERATION instead.
+        (epoch != member.member_epoch).then_some(if transactional {
             ResponseError::IllegalGeneration
+        } else {
+            ResponseError::StaleMemberEpoch
         })
     }
 

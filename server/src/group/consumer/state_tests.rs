@@ -304,20 +304,24 @@ fn regex_subscriptions_and_added_partitions_bump_the_group_epoch() {
 fn commits_and_fetches_check_member_epochs() {
     // OffsetCommit v9 needs the member's current epoch; admin commits only on an empty group.
     let mut group = ConsumerGroup::new("g");
-    assert_eq!(group.check_commit("", -1, 9), None);
+    assert_eq!(group.check_commit(("", None, -1), 9, false), None);
     let client = Client::new(&mut group, "a", 0);
     assert_eq!(
-        group.check_commit("", -1, 9),
+        group.check_commit(("", None, -1), 9, false),
         Some(ResponseError::UnknownMemberId)
     );
-    assert_eq!(group.check_commit("a", client.epoch, 9), None);
     assert_eq!(
-        group.check_commit("a", client.epoch - 1, 9),
-        Some(ResponseError::StaleMemberEpoch)
+        group.check_commit(("a", None, client.epoch), 9, false),
+        None
     );
     assert_eq!(
-        group.check_commit("a", client.epoch - 1, 8),
-        Some(ResponseError::IllegalGeneration)
+        group.check_commit(("a", None, client.epoch - 1), 9, false),
+        Some(ResponseError::StaleMemberEpoch)
+    );
+    // Kafka: a KIP-848 member's OffsetCommit below v9 is UNSUPPORTED_VERSION, whatever epoch.
+    assert_eq!(
+        group.check_commit(("a", None, client.epoch - 1), 8, false),
+        Some(ResponseError::UnsupportedVersion)
     );
     assert_eq!(group.check_fetch(None, -1), None);
     assert_eq!(group.check_fetch(Some("a"), client.epoch), None);

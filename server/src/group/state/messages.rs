@@ -41,6 +41,8 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+: a new member first gets MEMBER_ID_REQUIRED with its id.
     pub require_known_member_id: bool,
+    /// JoinGroup v9+ (KIP-814): the answer can tell a leader to skip the assignment.
+    pub supports_skip_assignment: bool,
 }
 
 /// The answer to a JoinGroup.
@@ -54,6 +56,9 @@ pub struct JoinResponse {
     pub member_id: String,
     /// Filled for the leader only: (member id, group instance id, metadata of the chosen protocol).
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// KIP-814: the leader must not compute an assignment (a static leader restarted in a Stable
+    /// group: the current one stands).
+    pub skip_assignment: bool,
 }
 
 impl JoinResponse {
@@ -66,6 +71,7 @@ impl JoinResponse {
             leader: String::new(),
             member_id: member_id.to_string(),
             members: Vec::new(),
+            skip_assignment: false,
         }
     }
 }

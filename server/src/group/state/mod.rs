@@ -129,11 +129,12 @@ impl Group {
             );
         }
         let mut effects = Vec::new();
-        let mut replaced = false;
+        // The leader before a static member's replacement (`Some` only for a replacement).
+        let mut replaced: Option<Option<String>> = None;
         let member_id = match self.resolve_member_id(&request, now_ms) {
             Ok(MemberIdentity::Known(member_id)) => member_id,
             Ok(MemberIdentity::ReplacedStatic { old, new }) => {
-                replaced = true;
+                replaced = Some(self.leader.clone());
                 effects.extend(self.replace_static_member(&old, &new));
                 new
             }
@@ -153,19 +154,27 @@ impl Group {
             .get(&member_id)
             .is_some_and(|member| member.protocols == request.protocols);
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
+        if let (Some(leader_before), GroupPhase::Stable) = (&replaced, self.phase) {
+            // A static member restarted under a new id: no rebalance unless its protocols change
+            // the group's (Kafka's updateStaticMemberThenRebalanceOrCompleteJoin).
+            if let Some(response) =
+                self.static_rejoin_in_stable(&request, &member_id, leader_before, now_ms)
+            {
+                return (Reply::Now(response), effects);
+            }
+        }
         let keeps_generation = unchanged
             && match self.phase {
                 // A leader rejoining with its id asks for a rebalance (Kafka: how it gets topic
-                // changes assigned); a static member restarted under a new id does not.
-                GroupPhase::Stable => !is_leader || replaced,
-                // Its join answer was lost: no new rebalance for the members parked in SyncGroup.
-                GroupPhase::CompletingRebalance => !replaced,
+                // changes assigned).
+                GroupPhase::Stable => !is_leader && replaced.is_none(),
+                // Its join answer was lost: no new rebalance for the members parked in SyncGroup
+                // (a restarted static member's id is not the one the leader assigns to: one).
+                GroupPhase::CompletingRebalance => replaced.is_none(),
                 _ => false,
             };
         if keeps_generation {
-            // A follower rejoining with the same metadata gets the current generation back; so
-            // does a restarted static member (Kafka: no rebalance for it; if it leads, its
-            // SyncGroup in Stable gets the assignment it had).
+            // A follower rejoining with the same metadata gets the current generation back.
             let member = self.members.get_mut(&member_id).expect("checked");
             member.last_heartbeat_ms = now_ms;
             return (Reply::Now(self.join_response_for(&member_id)), effects);
@@ -373,7 +382,7 @@ impl Group {
     }
 
     /// The protocol with most first-choice votes among those every member supports.
-    fn choose_protocol(&self) -> Option<String> {
+    pub(super) fn choose_protocol(&self) -> Option<String> {
         let first = self.members.values().next()?;
         let common: Vec<&String> = first
             .protocols
@@ -403,7 +412,7 @@ impl Group {
             .cloned()
     }
 
-    fn join_response_for(&self, member_id: &str) -> JoinResponse {
+    pub(super) fn join_response_for(&self, member_id: &str) -> JoinResponse {
         let protocol_name = self.protocol_name.clone();
         let is_leader = self.leader.as_deref() == Some(member_id);
         let members = if is_leader {
@@ -434,22 +443,8 @@ impl Group {
             leader: self.leader.clone().unwrap_or_default(),
             member_id: member_id.to_string(),
             members,
+            skip_assignment: false,
         }
-    }
-
-    /// Checks that a request comes from a current member of this generation.
-    pub(crate) fn check_member(
-        &self,
-        member_id: &str,
-        generation_id: i32,
-    ) -> Result<(), ResponseError> {
-        if !self.members.contains_key(member_id) {
-            return Err(ResponseError::UnknownMemberId);
-        }
-        if generation_id != self.generation_id {
-            return Err(ResponseError::IllegalGeneration);
-        }
-        Ok(())
     }
 
     /// INCONSISTENT_GROUP_PROTOCOL for a SyncGroup (v5+) that names another protocol type or
@@ -647,25 +642,9 @@ impl Group {
         }
         effects
     }
-
-    /// Whether an OffsetCommit from (`member_id`, `generation_id`) may be stored.
-    pub fn check_commit(&self, member_id: &str, generation_id: i32) -> Option<ResponseError> {
-        if generation_id < 0 && member_id.is_empty() {
-            // A simple consumer or an admin (no group membership) may commit while the group has
-            // no members; while it has some, Kafka's ClassicGroup.validateOffsetCommit answers
-            // UNKNOWN_MEMBER_ID (librdkafka's 0081_admin expects it of AlterConsumerGroupOffsets).
-            return (!self.members.is_empty()).then_some(ResponseError::UnknownMemberId);
-        }
-        if let Err(err) = self.check_member(member_id, generation_id) {
-            return Some(err);
-        }
-        // As in Kafka: a member of the current generation may commit while the group prepares a
-        // rebalance (its commit on revocation is what lets the next owner resume exactly there);
-        // only while assignments are being handed out is it told to finish the rebalance first.
-        (self.phase == GroupPhase::CompletingRebalance)
-            .then_some(ResponseError::RebalanceInProgress)
-    }
 }
 
+#[cfg(test)]
+mod static_tests;
 #[cfg(test)]
 mod tests;

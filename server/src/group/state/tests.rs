@@ -16,6 +16,7 @@ fn join_request(member_id: &str, protocols: &[&str]) -> JoinRequest {
             .map(|name| (name.to_string(), Bytes::from(format!("meta-{name}"))))
             .collect(),
         require_known_member_id: true,
+        supports_skip_assignment: false,
     }
 }
 
@@ -185,7 +186,7 @@ fn a_new_member_triggers_a_rebalance_seen_through_heartbeats() {
         group.heartbeat(&leader, 1, 2_001),
         Some(ResponseError::RebalanceInProgress)
     );
-    assert_eq!(group.check_commit(&leader, 1), None);
+    assert_eq!(group.check_commit((&leader, None, 1), false), None);
     group.join(join_request(&leader, &["range"]), 2_002);
     let (reply, effects) = group.join(join_request(&follower, &["range"]), 2_003);
     let mut all = joined(&effects);
@@ -200,11 +201,11 @@ fn a_new_member_triggers_a_rebalance_seen_through_heartbeats() {
     assert!(all.iter().all(|r| r.generation_id == 2));
     assert_eq!(group.phase, GroupPhase::CompletingRebalance);
     assert_eq!(
-        group.check_commit(&leader, 2),
+        group.check_commit((&leader, None, 2), false),
         Some(ResponseError::RebalanceInProgress)
     );
     assert_eq!(
-        group.check_commit(&leader, 1),
+        group.check_commit((&leader, None, 1), false),
         Some(ResponseError::IllegalGeneration)
     );
 }
@@ -338,7 +339,7 @@ fn leaving_and_rebalance_deadline_and_protocol_choice() {
     assert_eq!(group.phase, GroupPhase::Empty);
     assert!(!group.members.contains_key(&leader));
     assert_eq!(
-        group.check_commit("", -1),
+        group.check_commit(("", None, -1), false),
         None,
         "simple consumers commit to an empty group"
     );
