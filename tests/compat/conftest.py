@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -46,11 +47,34 @@ PORT_TAKEN_SIGNS = ("is in use by another process", "Address already in use")
 PDEATHSIG = [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 
 
+# Test brokers listen below the kernel's ephemeral range (net.ipv4.ip_local_port_range): a port
+# the kernel picked for bind(0) is also the pool it takes clients' source ports from, so while a
+# broker restarted on its port, any connection of a test running beside it (the Go suite runs in
+# parallel) could take that port, and the restart failed with "Address already in use" (seen in
+# CI on a metrics port). Below the range only another test's own pick can collide.
+LOWEST_TEST_PORT = 10000
+
+
+def ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A loopback port that was free a moment ago (bind to port 0 and let the kernel pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that was free a moment ago, below the ephemeral range when it can be (else
+    one the kernel picks)."""
+    top = ephemeral_ports_start()
+    candidates = [random.randrange(LOWEST_TEST_PORT, top) for _ in range(100)] if top > LOWEST_TEST_PORT + 1000 else []
+    for port in candidates + [0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise AssertionError("no free loopback port")
 
 
 def listens_on(pid: int, port: int) -> bool:

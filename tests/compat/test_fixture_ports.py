@@ -30,3 +30,13 @@ def test_a_broker_whose_port_is_taken_starts_on_another_and_restarts_on_it(ringt
         assert listens_on(broker.proc.pid, broker.port)
     finally:
         fail_if_any(pool.stop_all())
+
+
+def test_free_ports_are_below_the_kernels_ephemeral_range():
+    # Clients' source ports come from the ephemeral range: a broker restarting on a port from it
+    # could find a connection of a test beside it holding the port (seen in CI).
+    from conftest import LOWEST_TEST_PORT, ephemeral_ports_start, free_port
+    top = ephemeral_ports_start()
+    assert top > LOWEST_TEST_PORT + 1000, f"this machine's ephemeral range starts at {top}"
+    ports = [free_port() for _ in range(50)]
+    assert all(LOWEST_TEST_PORT <= port < top for port in ports), ports

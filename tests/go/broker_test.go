@@ -6,10 +6,12 @@ package compat
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,13 +48,38 @@ func ringtailBinary(t *testing.T) string {
 	return bin
 }
 
+// lowestTestPort is the lowest port freePort hands out.
+const lowestTestPort = 10000
+
+// freePort is a loopback port no one listens on right now, below the kernel's ephemeral range when
+// it can be: that range is also where clients' source ports come from, so a broker restarted on a
+// port from it could find another test's connection holding the port ("address already in use";
+// seen in CI). Below it, only another test's own pick can collide.
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ephemeralStart := 32768
+	if raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if fields := strings.Fields(string(raw)); len(fields) > 0 {
+			if start, err := strconv.Atoi(fields[0]); err == nil {
+				ephemeralStart = start
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	var candidates []int
+	if span := ephemeralStart - lowestTestPort; span > 1000 {
+		for i := 0; i < 100; i++ {
+			candidates = append(candidates, lowestTestPort+rand.IntN(span))
+		}
+	}
+	for _, port := range append(candidates, 0) {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	t.Fatal("no free loopback port")
+	return 0
 }
 
 // startBroker starts ringtail for this test; t.Cleanup stops it and fails the test on an unclean

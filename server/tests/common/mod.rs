@@ -60,8 +60,30 @@ impl Drop for Broker {
     }
 }
 
-/// A loopback port no one listens on right now.
+/// The lowest port [`free_port`] hands out.
+const LOWEST_TEST_PORT: u16 = 10_000;
+
+/// A loopback port no one listens on right now, below the kernel's ephemeral range when it can
+/// be: that range is also where clients' source ports come from, so a broker restarted on a port
+/// from it could find a connection of a test running beside it holding the port ("Address already
+/// in use"; seen in CI). Below it, only another test's own pick can collide.
 pub fn free_port() -> u16 {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_start.saturating_sub(LOWEST_TEST_PORT);
+    if span > 1_000 {
+        for attempt in 0..100u64 {
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(attempt);
+            let port = LOWEST_TEST_PORT + (hasher.finish() % u64::from(span)) as u16;
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+                return listener.local_addr().unwrap().port();
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -264,7 +264,33 @@ public final class RingtailBroker implements BeforeAllCallback, AfterAllCallback
         }
     }
 
+    /** The lowest port {@link #freePort} hands out. */
+    static final int LOWEST_TEST_PORT = 10000;
+
+    /**
+     * A loopback port no one listens on right now, below the kernel's ephemeral range when it can
+     * be: that range is also where clients' source ports come from, so a broker restarted on a port
+     * from it could find another test's connection holding the port ("Address already in use"; seen
+     * in CI). Below it, only another test's own pick can collide.
+     */
     static int freePort() throws IOException {
+        int ephemeralStart = 32768;
+        try {
+            String range = Files.readString(Path.of("/proc/sys/net/ipv4/ip_local_port_range")).trim();
+            ephemeralStart = Integer.parseInt(range.split("\\s+")[0]);
+        } catch (IOException | RuntimeException e) {
+            // Not Linux, or unreadable: keep the usual start.
+        }
+        int span = ephemeralStart - LOWEST_TEST_PORT;
+        for (int attempt = 0; span > 1000 && attempt < 100; attempt++) {
+            int port = LOWEST_TEST_PORT + java.util.concurrent.ThreadLocalRandom.current().nextInt(span);
+            try (ServerSocket socket = new ServerSocket()) {
+                socket.bind(new InetSocketAddress("127.0.0.1", port));
+                return socket.getLocalPort();
+            } catch (IOException taken) {
+                // Try another.
+            }
+        }
         try (ServerSocket socket = new ServerSocket()) {
             socket.bind(new InetSocketAddress("127.0.0.1", 0));
             return socket.getLocalPort();
