@@ -17,6 +17,50 @@ use crate::group::consumer::{group_config, ConsumerGroupConfig};
 use crate::shard::ShardContext;
 use crate::topics::{change_registry, AdminError, ConfigChange};
 
+/// Bytes the configs of all groups may take (group ids, names and values): a group need not
+/// exist to have configs, so without a bound a client could grow the registry file, rewritten
+/// whole at every change, without end. Kafka has no such bound; real clusters set configs on a
+/// handful of groups.
+pub const GROUP_CONFIGS_BYTES_MAX: usize = 4 << 20;
+
+/// Bytes one group's configs take toward [`GROUP_CONFIGS_BYTES_MAX`].
+fn set_bytes(group_id: &str, set: &BTreeMap<String, String>) -> usize {
+    if set.is_empty() {
+        return 0;
+    }
+    group_id.len()
+        + set
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum::<usize>()
+}
+
+/// Refuses a change that grows the configs of all groups past [`GROUP_CONFIGS_BYTES_MAX`]
+/// (POLICY_VIOLATION); changes that shrink them always pass.
+fn check_bytes_bound(
+    all: &BTreeMap<String, BTreeMap<String, String>>,
+    group_id: &str,
+    next: &BTreeMap<String, String>,
+) -> Result<(), AdminError> {
+    let current = all.get(group_id).map_or(0, |set| set_bytes(group_id, set));
+    let next_bytes = set_bytes(group_id, next);
+    let others: usize = all
+        .iter()
+        .map(|(group, set)| set_bytes(group, set))
+        .sum::<usize>()
+        - current;
+    if next_bytes > current && others + next_bytes > GROUP_CONFIGS_BYTES_MAX {
+        return Err(AdminError::new(
+            ResponseError::PolicyViolation,
+            format!(
+                "group configs would take more than {GROUP_CONFIGS_BYTES_MAX} bytes over all \
+                 groups (Ringtail's bound); delete the configs of groups no longer used"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Kafka's refusal of the empty name (ControllerConfigurationValidator.validateGroupName).
 pub fn check_name(group_id: &str) -> Result<(), AdminError> {
     if group_id.is_empty() {
@@ -101,10 +145,45 @@ pub async fn alter(
         let current = registry.group_configs(&key).cloned().unwrap_or_default();
         let next = changed(current, changes)?;
         validate(&config, &next)?;
+        check_bytes_bound(registry.all_group_configs(), &key, &next)?;
         registry.set_group_configs(&key, next);
         Ok(())
     })
     .await?;
     tracing::info!(group = %group_id, changes = %logged_changes, "altered group configs");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(value: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("consumer.session.timeout.ms".to_string(), value.to_string())])
+    }
+
+    #[test]
+    fn group_configs_are_bounded_in_bytes_and_shrinking_always_passes() {
+        let per_group = set_bytes("group-00000", &set("50000"));
+        let fitting = GROUP_CONFIGS_BYTES_MAX / per_group;
+        let mut all: BTreeMap<String, BTreeMap<String, String>> = (1..fitting)
+            .map(|group| (format!("group-{group:05}"), set("50000")))
+            .collect();
+        check_bytes_bound(&all, "group-00000", &set("50000")).expect("the last that fits");
+        all.insert("group-00000".to_string(), set("50000"));
+        let refused = check_bytes_bound(&all, "group-extra", &set("50000")).unwrap_err();
+        assert!(
+            matches!(refused.error, ResponseError::PolicyViolation),
+            "{}",
+            refused.message
+        );
+        // A group already holding configs may change them to the same size, or drop them.
+        check_bytes_bound(&all, "group-00000", &set("50001")).expect("same size");
+        check_bytes_bound(&all, "group-00000", &BTreeMap::new()).expect("deleted");
+        let longer = set(&"5".repeat(per_group + 5));
+        assert!(
+            check_bytes_bound(&all, "group-00000", &longer).is_err(),
+            "grows past the bound"
+        );
+    }
 }

@@ -44,14 +44,7 @@ pub async fn handle(
                     format!("Null value not supported for : {names}"),
                 )),
                 None => {
-                    let changes = std::iter::once(ConfigChange::Clear)
-                        .chain(resource.configs.iter().map(|config| {
-                            ConfigChange::Set(
-                                config.name.to_string(),
-                                config.value.as_deref().unwrap_or_default().to_string(),
-                            )
-                        }))
-                        .collect();
+                    let changes = replace_all(&resource.configs);
                     broker_configs::alter(
                         context,
                         resource.resource_name.to_string(),
@@ -97,6 +90,19 @@ pub async fn handle(
 }
 
 /// The names given a null value, comma-separated, if any.
+/// The legacy API's meaning: the configs given replace the whole set (a null value, where a
+/// caller lets it through, sets the empty string).
+fn replace_all(configs: &[AlterableConfig]) -> Vec<ConfigChange> {
+    std::iter::once(ConfigChange::Clear)
+        .chain(configs.iter().map(|config| {
+            ConfigChange::Set(
+                config.name.to_string(),
+                config.value.as_deref().unwrap_or_default().to_string(),
+            )
+        }))
+        .collect()
+}
+
 fn null_values(configs: &[AlterableConfig]) -> Option<String> {
     let names: Vec<&str> = configs
         .iter()
@@ -124,14 +130,7 @@ async fn alter_group(
             ),
         ));
     }
-    let changes = std::iter::once(ConfigChange::Clear)
-        .chain(resource.configs.iter().map(|config| {
-            ConfigChange::Set(
-                config.name.to_string(),
-                config.value.as_deref().unwrap_or_default().to_string(),
-            )
-        }))
-        .collect();
+    let changes = replace_all(&resource.configs);
     group_configs::alter(
         context,
         resource.resource_name.to_string(),
