@@ -9,7 +9,7 @@
 mod common;
 
 use common::client::{str_bytes, topic_name, Client};
-use common::configs::legacy_alter;
+use common::configs::{incremental_alter, legacy_alter};
 use common::{restart, start_broker};
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::*;
@@ -73,26 +73,7 @@ fn alter(
     changes: &[Change],
     validate_only: bool,
 ) -> (i16, String) {
-    let configs = changes
-        .iter()
-        .map(|(key, operation, value)| {
-            incremental_alter_configs_request::AlterableConfig::default()
-                .with_name(str_bytes(key))
-                .with_config_operation(*operation)
-                .with_value(value.map(str_bytes))
-        })
-        .collect();
-    let request = IncrementalAlterConfigsRequest::default()
-        .with_validate_only(validate_only)
-        .with_resources(vec![
-            incremental_alter_configs_request::AlterConfigsResource::default()
-                .with_resource_type(GROUP)
-                .with_resource_name(str_bytes(group))
-                .with_configs(configs),
-        ]);
-    let response: IncrementalAlterConfigsResponse =
-        client.call(ApiKey::IncrementalAlterConfigs, 1, &request);
-    let result = &response.responses[0];
+    let result = incremental_alter(client, GROUP, group, changes, validate_only);
     assert_eq!(result.resource_type, GROUP);
     let message = result.error_message.as_ref().map(|m| m.to_string());
     (result.error_code, message.unwrap_or_default())
