@@ -27,6 +27,7 @@ pub mod install;
 #[allow(unsafe_code)]
 pub mod io;
 pub mod log;
+pub mod maintenance;
 pub mod partition_move;
 pub mod placement;
 pub mod producer;
@@ -48,8 +49,7 @@ pub use log::{
     AppendOutcome, AppendTimings, DeleteRecordsError, FileSlice, Isolation, LogStats, PartitionLog,
     ReadPlan, RetentionOutcome,
 };
+pub use maintenance::MaintenanceSchedule;
 pub use registry::{TopicMeta, TopicRegistry};
-pub use shard::{
-    partition_owner, shard_runtime, MaintenanceSchedule, Shard, ShardId, TopicPartition,
-};
+pub use shard::{partition_owner, shard_runtime, Shard, ShardId, TopicPartition};
 pub use units::{Offset, PartitionIndex, Position};

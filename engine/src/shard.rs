@@ -72,34 +72,6 @@ pub fn shard_runtime(cpu: Option<usize>) -> std::io::Result<compio::runtime::Run
     builder.build()
 }
 
-/// How often the maintenance task looks for logs failed for space whose dir has room again.
-const SPACE_RECHECK_MS: i64 = 1_000;
-
-/// Periods of a shard's background work ([`Shard::run_maintenance`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MaintenanceSchedule {
-    /// Interval flushes are looked at this often.
-    pub flush_tick_ms: u64,
-    /// Retention, then compaction (Kafka's log.retention.check.interval.ms: 5 min).
-    pub retention_check_ms: u64,
-    /// Producer expiry (Kafka's producer.id.expiration.check.interval.ms: 10 min).
-    pub producer_expiry_check_ms: u64,
-    /// A producer's state is forgotten this long after its last batch's timestamp (Kafka's
-    /// producer.id.expiration.ms: 1 day).
-    pub producer_id_expiration_ms: u64,
-}
-
-impl Default for MaintenanceSchedule {
-    fn default() -> Self {
-        Self {
-            flush_tick_ms: 1,
-            retention_check_ms: 5 * 60 * 1000,
-            producer_expiry_check_ms: 10 * 60 * 1000,
-            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
-        }
-    }
-}
-
 /// The partitions one shard owns.
 pub struct Shard {
     id: ShardId,
@@ -399,44 +371,6 @@ impl Shard {
         forgotten
     }
 
-    /// The shard's background work, run as a task on the shard thread (periods in `schedule`):
-    /// interval flushes; retention (Kafka's `log.retention.check.interval.ms`), which then starts
-    /// a compaction task if none is running (Kafka's cleaner has its own threads, ours runs on the
-    /// shard); producer expiry. Compaction is never awaited here: a long pass must not hold back
-    /// the interval flushes, and it yields between batches so flush ticks, appends and fetches
-    /// interleave with it.
-    /// Never returns: an fsync failure fails its partition only (see `flush_due`).
-    pub async fn run_maintenance(
-        self: Rc<Self>,
-        schedule: MaintenanceSchedule,
-    ) -> std::convert::Infallible {
-        let mut last_retention_ms = now_ms();
-        let mut last_space_check_ms = now_ms();
-        let mut last_producer_expiry_ms = now_ms();
-        loop {
-            let tick = std::time::Duration::from_millis(schedule.flush_tick_ms.max(1));
-            compio::time::sleep(tick).await;
-            let now = now_ms();
-            self.flush_due(now).await;
-            if now - last_space_check_ms >= SPACE_RECHECK_MS {
-                last_space_check_ms = now;
-                self.reopen_logs_failed_for_space().await;
-            }
-            if now - last_retention_ms >= schedule.retention_check_ms as i64 {
-                last_retention_ms = now;
-                if let Err(err) = self.enforce_retention().await {
-                    // Deleting files can fail (permissions, a busy disk); data is intact: retry later.
-                    error!(%err, "retention pass failed");
-                }
-                self.spawn_compaction();
-            }
-            if now - last_producer_expiry_ms >= schedule.producer_expiry_check_ms as i64 {
-                last_producer_expiry_ms = now;
-                self.expire_producers(schedule.producer_id_expiration_ms);
-            }
-        }
-    }
-
     /// Closes every partition: waits for queued appends, writes indexes, syncs. A partition that
     /// cannot close does not keep the others from closing cleanly; the first error is returned
     /// once all were tried.
@@ -472,39 +406,6 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[compio::test]
-    async fn maintenance_task_flushes_interval_partitions() {
-        // The background task is what makes `flush=<N>ms` durable without an append waiting on it.
-        let dir = tempfile::tempdir().unwrap();
-        let shard = Rc::new(Shard::new(ShardId(0), dir.path()).unwrap());
-        let config = LogConfig {
-            flush: crate::FlushPolicy::IntervalMs(5),
-            ..LogConfig::default()
-        };
-        let log = shard
-            .open_partition(TopicPartition::new("t", 0), config)
-            .await
-            .unwrap();
-        let batch = crate::batch::encode_uniform_batch(0, 3, 10);
-        log.append(bytes::BytesMut::from(&batch[..]), 0)
-            .await
-            .unwrap();
-        assert_eq!(log.durable_offset().get(), 0);
-        compio::runtime::spawn(Rc::clone(&shard).run_maintenance(MaintenanceSchedule {
-            retention_check_ms: 60_000,
-            ..MaintenanceSchedule::default()
-        }))
-        .detach();
-        for _ in 0..1_000 {
-            if log.durable_offset().get() == 3 {
-                break;
-            }
-            compio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-        assert_eq!(log.durable_offset().get(), 3);
-        assert_eq!(shard.partitions().len(), 1);
-    }
 
     /// A shard in `dir` with one compacted partition filled by [`append_compactable_chunks`].
     async fn shard_with_compactable_log(
@@ -570,10 +471,14 @@ mod tests {
             .await
             .unwrap();
         let cleaning = || compacted.state.borrow().cleaning;
-        compio::runtime::spawn(Rc::clone(&shard).run_maintenance(MaintenanceSchedule {
-            retention_check_ms: 0,
-            ..MaintenanceSchedule::default()
-        }))
+        let (_running, stop) = futures_channel::oneshot::channel();
+        compio::runtime::spawn(Rc::clone(&shard).run_maintenance(
+            crate::MaintenanceSchedule {
+                retention_check_ms: 0,
+                ..crate::MaintenanceSchedule::default()
+            },
+            stop,
+        ))
         .detach();
         for _ in 0..10_000 {
             if cleaning() {

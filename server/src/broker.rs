@@ -416,8 +416,10 @@ impl ShardStart {
             info!(listen = %listener.local_addr()?, "metrics on /metrics");
             compio::runtime::spawn(crate::metrics::serve(Rc::clone(&context), listener)).detach();
         }
-        let maintenance = compio::runtime::spawn(
-            Rc::clone(&engine).run_maintenance(context.settings.maintenance),
+        // Stopped (not dropped) before the logs close: its steps must not end half-way.
+        let (stop_maintenance, maintenance_stop) = futures_channel::oneshot::channel();
+        let mut maintenance = compio::runtime::spawn(
+            Rc::clone(&engine).run_maintenance(context.settings.maintenance, maintenance_stop),
         );
         let mut accept_loops = Vec::with_capacity(self.listeners.len());
         // Handles on the listening sockets, to stop them listening at shutdown (below).
@@ -434,10 +436,9 @@ impl ShardStart {
             let stop = std::pin::pin!(context.router.wait_for_wake(context.id));
             select(all, stop).await;
         });
-        if let Either::Right((ended, _)) = select(accepting, maintenance).await {
-            // The maintenance task loops for ever (an fsync failure fails its partition only,
-            // docs/decisions/0010-fsync-error-read-only.md): it ended only by panicking.
-            let Err(_panic) = ended;
+        if let Either::Right((_ended, _)) = select(accepting, &mut maintenance).await {
+            // The maintenance task runs until stopped below (an fsync failure fails its partition
+            // only, docs/decisions/0010-fsync-error-read-only.md): it ended only by panicking.
             error!(shard = self.id.0, "fatal: the maintenance task panicked");
             std::process::exit(3);
         }
@@ -457,6 +458,12 @@ impl ShardStart {
             && Instant::now() < deadline
         {
             compio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Interval flushes and retention went on during the drain; the task ends between steps.
+        drop(stop_maintenance);
+        if maintenance.await.is_err() {
+            error!(shard = self.id.0, "fatal: the maintenance task panicked");
+            std::process::exit(3);
         }
         engine.close().await.context("closing partition logs")?;
         Ok(())

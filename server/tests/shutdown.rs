@@ -78,22 +78,63 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success(), "kill -s {name}");
 }
 
-/// Waits for the child to exit; fails the test if it hangs.
-fn wait_exit(child: &mut Child) -> ExitStatus {
+/// Waits for the child to exit; fails the test if it hangs, with what the hung broker's threads
+/// were doing and its log (a hang seen once in CI must be diagnosable from that run alone).
+fn wait_exit(child: &mut Child, log_path: &Path) -> ExitStatus {
     let deadline = Instant::now() + STOP_HANG;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(Instant::now() < deadline, "the broker did not stop");
+        if Instant::now() >= deadline {
+            let report = hang_report(child.id());
+            let _ = child.kill();
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
+            panic!("the broker did not stop\n{report}\nits log:\n{log}");
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Each thread of `pid`: its name, kernel wait channel and stack, then gdb's backtraces where gdb
+/// is installed.
+fn hang_report(pid: u32) -> String {
+    let mut report = String::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    for task in tasks.flatten() {
+        let read = |name: &str| std::fs::read_to_string(task.path().join(name)).unwrap_or_default();
+        report += &format!(
+            "thread {:?} {} wchan={}\n{}",
+            task.file_name(),
+            read("comm").trim(),
+            read("wchan"),
+            read("stack")
+        );
+    }
+    let gdb = Command::new("timeout")
+        .args([
+            "30",
+            "gdb",
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt 40",
+        ])
+        .stdin(Stdio::null())
+        .output();
+    if let Ok(gdb) = gdb {
+        report += &String::from_utf8_lossy(&gdb.stdout);
+    }
+    report
 }
 
 /// Stops the broker with `signal_name` and checks the exit status and the log.
 fn stop_cleanly(broker: &mut Broker, log_path: &Path, signal_name: &str) -> String {
     signal(&broker.child, signal_name);
-    let status = wait_exit(&mut broker.child);
+    let status = wait_exit(&mut broker.child, log_path);
     let log = std::fs::read_to_string(log_path).unwrap_or_default();
     assert!(
         status.success(),
@@ -254,7 +295,7 @@ fn a_partition_that_failed_earlier_does_not_fail_the_shutdown() {
     assert_eq!(client.produce("sick", 1, batch).error_code, 0);
     drop(client);
     signal(&broker.child, "TERM");
-    let status = wait_exit(&mut broker.child);
+    let status = wait_exit(&mut broker.child, &log_path);
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(status.success(), "exit {status}:\n{log}");
     assert!(
@@ -311,7 +352,7 @@ fn a_second_sigterm_during_the_shutdown_still_ends_cleanly() {
     signal(&broker.child, "TERM");
     signal(&broker.child, "INT");
     std::fs::write(&release, b"").unwrap();
-    let status = wait_exit(&mut broker.child);
+    let status = wait_exit(&mut broker.child, &log_path);
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(status.success(), "exit {status}:\n{log}");
     assert!(!log.contains(UNCLEAN), "{log}");
@@ -352,7 +393,7 @@ fn a_sigterm_during_start_up_recovery_exits_cleanly() {
         std::thread::sleep(Duration::from_millis(1));
     }
     signal(&child, "TERM");
-    let status = wait_exit(&mut child);
+    let status = wait_exit(&mut child, &log_path);
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(status.success(), "exit {status}:\n{log}");
     assert!(!log.contains(UNCLEAN), "{log}");

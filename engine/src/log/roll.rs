@@ -109,7 +109,9 @@ impl PartitionLog {
             }
             state.writer_active = true;
         }
+        let mut cancelled = RollCancelled(Some(self));
         let rolled = self.roll().await;
+        cancelled.0 = None;
         let restart_writer = {
             let mut state = self.state.borrow_mut();
             state.writer_active = !state.pending.is_empty();
@@ -126,5 +128,68 @@ impl PartitionLog {
             compio::runtime::spawn(Rc::clone(self).run_writer()).detach();
         }
         Ok(true)
+    }
+}
+
+/// Fails the log if a roll's future is dropped half-way (its task cancelled): the roll holds the
+/// writer's place, which nothing else would give back, so appends and the log's close would wait
+/// for ever; and a half-done roll leaves the files in an unknown state, which only a recovery
+/// checks. Failing says so loudly: the partition answers KAFKA_STORAGE_ERROR until restart, and
+/// its close leaves no clean-shutdown marker. Nothing drops a roll today (the maintenance task is
+/// stopped between steps, never cancelled); this keeps a future caller from hanging the log.
+struct RollCancelled<'a>(Option<&'a PartitionLog>);
+
+impl Drop for RollCancelled<'_> {
+    fn drop(&mut self) {
+        if let Some(log) = self.0 {
+            log.fail(
+                "a segment roll was cancelled half-way".to_string(),
+                Vec::new(),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::task::Context;
+
+    use super::*;
+    use crate::config::LogConfig;
+
+    #[compio::test]
+    async fn a_roll_dropped_half_way_fails_the_log_instead_of_holding_its_writer_place() {
+        // A roll cancelled at one of its awaits left the writer's place taken: every later append
+        // queued behind it and the log's close waited for ever (a SIGTERM that never ended).
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = PartitionLog::open(dir.path(), LogConfig::default())
+            .await
+            .unwrap();
+        let batch = crate::batch::encode_uniform_batch(0, 3, 10);
+        log.append(bytes::BytesMut::from(&batch[..]), 0)
+            .await
+            .unwrap();
+        {
+            let mut roll = std::pin::pin!(log.roll_now());
+            let mut context = Context::from_waker(std::task::Waker::noop());
+            assert!(
+                roll.as_mut().poll(&mut context).is_pending(),
+                "the roll waits for its first write or fsync"
+            );
+        }
+        assert!(log.is_failed(), "the dropped roll failed the log");
+        assert!(!log.state.borrow().writer_active);
+        let refused = log.append(bytes::BytesMut::from(&batch[..]), 0).await;
+        assert!(refused.is_err(), "a failed log takes no appends");
+        assert!(log.close().await.is_err(), "closed, but not cleanly");
+        let (reopened, _) = PartitionLog::open(dir.path(), LogConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            reopened.high_watermark().get(),
+            3,
+            "nothing acknowledged lost"
+        );
     }
 }
