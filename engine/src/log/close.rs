@@ -2,9 +2,14 @@
 //! open.
 #![forbid(unsafe_code)]
 
+use tracing::warn;
+
 use super::files::CLEAN_SHUTDOWN_FILE_NAME;
 use super::state::PartitionLog;
 use crate::io;
+
+/// How often a close still waiting for the writer or a compaction pass says so in the log.
+const CLOSE_WAIT_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl PartitionLog {
     /// Refuses further appends, waits for queued ones, writes out the index and syncs.
@@ -48,7 +53,22 @@ impl PartitionLog {
 
     async fn stop(&self) {
         self.state.borrow_mut().closed = true;
-        while self.state.borrow().writer_active || self.state.borrow().cleaning {
+        let started = std::time::Instant::now();
+        let mut warned_after = std::time::Duration::ZERO;
+        loop {
+            let (writing, cleaning) = {
+                let state = self.state.borrow();
+                (state.writer_active, state.cleaning)
+            };
+            if !writing && !cleaning {
+                return;
+            }
+            // A close that waits this long is a hang in the making: say what it waits for.
+            if started.elapsed() >= warned_after + CLOSE_WAIT_WARN_EVERY {
+                warned_after += CLOSE_WAIT_WARN_EVERY;
+                warn!(dir = %self.dir.display(), writing, cleaning, waited_s = warned_after.as_secs(),
+                    "closing the log still waits for its writer or its compaction pass");
+            }
             compio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
