@@ -232,6 +232,50 @@ impl DataDirs {
         self.index_of(home)
     }
 
+    /// The partitions of `topic` that the placement map records or that have a directory in a
+    /// dir that is not offline. For a topic the registry does not hold, this is what a deletion
+    /// cut short (a shutdown in the middle of it, a directory that could not be removed) left
+    /// behind, which a new topic of that name must not take over.
+    pub async fn leftover_partitions(&self, topic: &str) -> std::io::Result<Vec<i32>> {
+        let mut partitions: std::collections::BTreeSet<i32> = self
+            .map()
+            .partitions
+            .keys()
+            .filter(|(name, _)| name == topic)
+            .map(|(_, partition)| *partition)
+            .collect();
+        let paths: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|dir| dir.state() != DirState::Offline)
+            .map(|dir| dir.path.clone())
+            .collect();
+        let prefix = format!("{topic}-");
+        let found = crate::io::blocking(move || {
+            let mut found = Vec::new();
+            for path in paths {
+                for entry in std::fs::read_dir(&path)? {
+                    let name = entry?.file_name();
+                    let Some(rest) = name.to_str().and_then(|name| name.strip_prefix(&prefix))
+                    else {
+                        continue;
+                    };
+                    // Exactly the name `partition_dir` gives: "t-1" is t's, "t-1-0" is t-1's.
+                    match rest.parse::<i32>() {
+                        Ok(partition) if partition >= 0 && partition.to_string() == rest => {
+                            found.push(partition);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(found)
+        })
+        .await?;
+        partitions.extend(found);
+        Ok(partitions.into_iter().collect())
+    }
+
     /// Partitions placed in each dir (by index).
     pub fn partition_counts(&self) -> Vec<usize> {
         let map = self.map();

@@ -199,7 +199,9 @@ impl Shard {
         all
     }
 
-    /// Closes a partition and deletes its directory (topic deletion). Holds the open lock
+    /// Closes a partition and deletes its directory (topic deletion), in its home dir and in
+    /// any other dir that is not offline (a copy from before placement was recorded would
+    /// otherwise be found again by the next topic of that name). Holds the open lock
     /// throughout, so an open (or a move, or a reopen after space came back) in progress finishes
     /// first and is then closed here, and none starts until the directory is gone.
     pub async fn delete_partition(&self, topic_partition: &TopicPartition) -> std::io::Result<()> {
@@ -208,20 +210,33 @@ impl Shard {
         if let Some(log) = removed {
             log.close_for_delete().await;
         }
-        let Some(index) = self
+        let home = self
             .data_dirs
-            .home_index(&topic_partition.topic, topic_partition.partition.get())
-        else {
-            return Ok(());
-        };
-        let dir = partition_dir(
-            self.data_dirs.dirs()[index].path(),
-            &topic_partition.topic,
-            topic_partition.partition,
-        );
-        io::blocking(move || match std::fs::remove_dir_all(&dir) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
-            _ => Ok(()),
+            .home_index(&topic_partition.topic, topic_partition.partition.get());
+        let dirs: Vec<PathBuf> = self
+            .data_dirs
+            .dirs()
+            .iter()
+            .enumerate()
+            .filter(|(index, dir)| {
+                Some(*index) == home || dir.state() != crate::data_dirs::DirState::Offline
+            })
+            .map(|(_, dir)| {
+                partition_dir(
+                    dir.path(),
+                    &topic_partition.topic,
+                    topic_partition.partition,
+                )
+            })
+            .collect();
+        io::blocking(move || {
+            for dir in dirs {
+                match std::fs::remove_dir_all(&dir) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                    _ => {}
+                }
+            }
+            Ok(())
         })
         .await?;
         let key = (

@@ -152,6 +152,13 @@ pub async fn create_topic(
     }
     let topic_name = name.clone();
     with_admin_lock(context, move |shard0| async move {
+        let exists = shard0
+            .registry
+            .as_ref()
+            .is_some_and(|registry| registry.borrow().get(&meta.name).is_some());
+        if !exists {
+            remove_leftovers(&shard0, &meta.name).await?;
+        }
         apply_registry_change(&shard0, move |registry| {
             if registry.get(&meta.name).is_some() {
                 return Err(AdminError::new(
@@ -179,6 +186,53 @@ pub async fn create_topic(
         .metadata
         .topic(&name)
         .ok_or_else(|| AdminError::new(ResponseError::UnknownServerError, "created topic vanished"))
+}
+
+/// Removes what an earlier topic of this name left behind before a new one is created: partition
+/// directories (and their placement) of a deletion cut short, by a shutdown in the middle of it
+/// or a directory that could not be removed, which the new topic would otherwise open and serve
+/// as its own; and committed offsets of it (OffsetCommit refuses unknown topics, as Kafka does,
+/// so any left are the old topic's). Kafka finds such "stray" logs by their topic id at start and
+/// deletes them; Ringtail's directories carry no topic id, so it removes them here, where they
+/// would do harm, rather than guessing at start from a registry that might be the wrong one.
+async fn remove_leftovers(shard0: &Rc<ShardContext>, name: &str) -> Result<(), AdminError> {
+    let storage_error = |err: String| {
+        AdminError::new(
+            ResponseError::KafkaStorageError,
+            format!("removing files an earlier topic {name} left behind: {err}"),
+        )
+    };
+    let partitions = shard0
+        .engine
+        .data_dirs()
+        .leftover_partitions(name)
+        .await
+        .map_err(|err| storage_error(err.to_string()))?;
+    if !partitions.is_empty() {
+        tracing::warn!(topic = %name, ?partitions, "removing partitions an earlier topic of this name left behind");
+    }
+    for partition in partitions {
+        let topic = name.to_string();
+        shard0
+            .on_owner(name, partition, move |owner| async move {
+                owner
+                    .engine
+                    .delete_partition(&TopicPartition::new(&topic, partition))
+                    .await
+            })
+            .await
+            .map_err(|err| storage_error(err.to_string()))?
+            .map_err(|err| storage_error(err.to_string()))?;
+    }
+    let topic = name.to_string();
+    let forgotten = crate::api::groups::on_coordinator(shard0, move |coordinator| async move {
+        coordinator.forget_topic(&topic).await
+    })
+    .await;
+    if !matches!(forgotten, Ok(Some(()))) {
+        tracing::warn!(topic = %name, "committed offsets of an earlier topic of this name could not be looked for");
+    }
+    Ok(())
 }
 
 /// Whether the registry may grow by `topics` topics and `partitions` partitions now: within

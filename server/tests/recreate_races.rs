@@ -18,7 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 
 mod common;
 use common::client::{topic_name, Client};
-use common::{start_broker_with_env, Broker};
+use common::{restart_with, start_broker_with_env, Broker};
 
 const PARTITIONS: i32 = 8;
 const TOPIC: &str = "again";
@@ -258,4 +258,94 @@ fn a_delete_during_create_partitions_leaves_no_homes_recorded() {
     );
     drop((admin, grower, deleter));
     common::stop_cleanly(&mut broker);
+}
+
+/// The committed offset of group `group` on partition 0 of the topic (-1: none).
+fn committed_offset(client: &mut Client, group: &str) -> i64 {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(topic_name(TOPIC))
+            .with_partition_indexes(vec![0])]));
+    let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 7, &request);
+    assert_eq!(response.error_code, 0);
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    partition.committed_offset
+}
+
+fn commit_offset(client: &mut Client, group: &str, offset: i64) {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(topic_name(TOPIC))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)])]);
+    let response: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 8, &request);
+    assert_eq!(response.topics[0].partitions[0].error_code, 0);
+}
+
+#[test]
+fn a_topic_whose_delete_a_crash_cut_short_is_created_again_empty_and_without_its_offsets() {
+    // The delete is published, then the broker dies before removing the files: they stay on
+    // disk, and the committed offsets stay in __consumer_offsets. A topic created later under
+    // the name opened those directories and served the deleted records, and its consumers got
+    // the old topic's offsets. As Kafka's stray-log handling and topic ids do, it starts empty.
+    let (mut broker, _hold_dir, _never_released) = held_broker();
+    let mut admin = Client::connect(&broker);
+    assert_eq!(admin.create_topic(TOPIC, PARTITIONS, &[]), 0);
+    produce_one_to_each(&mut admin);
+    commit_offset(&mut admin, "old-readers", 1);
+    let mut deleter = Client::connect(&broker);
+    deleter
+        .send(ApiKey::DeleteTopics, 5, &delete_request())
+        .unwrap();
+    wait_until_unknown(&mut admin);
+    drop((admin, deleter));
+    restart_with(&mut broker, &[]);
+    let left = (0..PARTITIONS)
+        .filter(|partition| {
+            broker
+                .dir
+                .path()
+                .join(format!("{TOPIC}-{partition}"))
+                .exists()
+        })
+        .count();
+    assert_eq!(
+        left, PARTITIONS as usize,
+        "the crash left the deleted topic's files"
+    );
+
+    let mut client = Client::connect(&broker);
+    assert_eq!(client.create_topic(TOPIC, 2, &[]), 0);
+    assert_eq!(committed_offset(&mut client, "old-readers"), -1);
+    // Grown to the old count: the partitions the first create did not make start empty too.
+    let grow = CreatePartitionsRequest::default()
+        .with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(topic_name(TOPIC))
+            .with_count(PARTITIONS)])
+        .with_timeout_ms(10_000);
+    let grown: CreatePartitionsResponse = client.call(ApiKey::CreatePartitions, 3, &grow);
+    assert_eq!(grown.results[0].error_code, 0);
+    assert!(
+        high_watermarks(&mut client)
+            .iter()
+            .all(|&answer| answer == (0, 0)),
+        "the new topic shows the deleted topic's records: {:?}",
+        high_watermarks(&mut client)
+    );
+    // What the new topic is given stays across a restart.
+    produce_one_to_each(&mut client);
+    restart_with(&mut broker, &[]);
+    let mut client = Client::connect(&broker);
+    assert!(high_watermarks(&mut client)
+        .iter()
+        .all(|&answer| answer == (0, 1)));
 }

@@ -369,7 +369,13 @@ async fn wait_for_any(
                 // Bounded on the owner by the fetch's own deadline (max_wait_ms, at most 60 s).
                 let _ = context
                     .on_owner(&name, partition, move |owner| async move {
-                        let Ok(log) = owner.partition_log(&info, partition).await else {
+                        // A lookup, never an open: this wait is dropped when another partition
+                        // wakes the fetch, and an open cut half-way could leave a new partition's
+                        // directory unsynced. The fetch opened it before waiting; one gone since
+                        // (deleted, or moved) ends the wait and the fetch reads again.
+                        let topic_partition =
+                            ringtail_engine::TopicPartition::new(&info.name, partition);
+                        let Some(log) = owner.engine.partition(&topic_partition) else {
                             return;
                         };
                         let data = std::pin::pin!(log.wait_for_data_after(offset));
