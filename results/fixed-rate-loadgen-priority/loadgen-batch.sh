@@ -1,0 +1,2 @@
+#!/bin/sh
+exec chrt --batch 0 $(dirname "$0")/../../target/release/ringtail-loadgen "$@"
