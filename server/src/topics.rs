@@ -224,15 +224,21 @@ async fn remove_leftovers(shard0: &Rc<ShardContext>, name: &str) -> Result<(), A
             .map_err(|err| storage_error(err.to_string()))?
             .map_err(|err| storage_error(err.to_string()))?;
     }
+    if !forget_committed_offsets(shard0, name).await {
+        tracing::warn!(topic = %name, "committed offsets of an earlier topic of this name could not be looked for");
+    }
+    Ok(())
+}
+
+/// Deletes the groups' committed offsets of topic `name` on the group coordinator; whether it
+/// answered (it logs a failed write itself).
+async fn forget_committed_offsets(shard0: &Rc<ShardContext>, name: &str) -> bool {
     let topic = name.to_string();
     let forgotten = crate::api::groups::on_coordinator(shard0, move |coordinator| async move {
         coordinator.forget_topic(&topic).await
     })
     .await;
-    if !matches!(forgotten, Ok(Some(()))) {
-        tracing::warn!(topic = %name, "committed offsets of an earlier topic of this name could not be looked for");
-    }
-    Ok(())
+    matches!(forgotten, Ok(Some(())))
 }
 
 /// Whether the registry may grow by `topics` topics and `partitions` partitions now: within
@@ -382,12 +388,7 @@ pub async fn delete_topic(context: &Rc<ShardContext>, name: String) -> Result<()
                 tracing::error!(topic = %name, partition, %err, "deleting partition files failed");
             }
         }
-        let topic = name.clone();
-        let forgotten = crate::api::groups::on_coordinator(&shard0, move |coordinator| async move {
-            coordinator.forget_topic(&topic).await
-        })
-        .await;
-        if !matches!(forgotten, Ok(Some(()))) {
+        if !forget_committed_offsets(&shard0, &name).await {
             tracing::error!(topic = %name, "the deleted topic's committed offsets could not be deleted");
         }
         tracing::info!(topic = %name, "deleted topic");

@@ -5,7 +5,7 @@
 mod common;
 
 use common::client::{now_ms, str_bytes, Client};
-use common::configs::legacy_alter;
+use common::configs::{incremental_alter, legacy_alter};
 use common::start_broker;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
 use kafka_protocol::messages::*;
@@ -61,24 +61,7 @@ fn value(result: &describe_configs_response::DescribeConfigsResult, key: &str) -
 }
 
 fn alter(client: &mut Client, topic: &str, changes: &[(&str, i8, Option<&str>)]) -> i16 {
-    let configs = changes
-        .iter()
-        .map(|(key, operation, value)| {
-            incremental_alter_configs_request::AlterableConfig::default()
-                .with_name(str_bytes(key))
-                .with_config_operation(*operation)
-                .with_value(value.map(str_bytes))
-        })
-        .collect();
-    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
-        incremental_alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(str_bytes(topic))
-            .with_configs(configs),
-    ]);
-    let response: IncrementalAlterConfigsResponse =
-        client.call(ApiKey::IncrementalAlterConfigs, 1, &request);
-    response.responses[0].error_code
+    incremental_alter(client, 2, topic, changes, false).error_code
 }
 
 #[test]
