@@ -106,8 +106,9 @@ class MachineSampler:
         if self.disk:
             with open(self.disk) as stat:
                 fields = [int(v) for v in stat.read().split()]
-            # read sectors, write sectors, io_ticks (ms the device had I/O in flight)
-            disk = (fields[2], fields[6], fields[9])
+            # read sectors, write sectors, io_ticks (ms the device had I/O in flight), reads
+            # completed, ms those reads waited (summed over reads)
+            disk = (fields[2], fields[6], fields[9], fields[0], fields[3])
         return time.monotonic(), sum(cpu), idle, disk
 
     def run(self):
@@ -121,6 +122,11 @@ class MachineSampler:
                 sample["read_mb_s"] = (now[3][0] - last[3][0]) * self.SECTOR_BYTES / seconds / 1e6
                 sample["write_mb_s"] = (now[3][1] - last[3][1]) * self.SECTOR_BYTES / seconds / 1e6
                 sample["disk_busy"] = (now[3][2] - last[3][2]) / 1000 / seconds
+                reads = now[3][3] - last[3][3]
+                if reads:
+                    # The requests the device saw: their size tells how the reads were split.
+                    sample["read_request_kib"] = (now[3][0] - last[3][0]) * self.SECTOR_BYTES / reads / 1024
+                    sample["read_wait_ms"] = (now[3][4] - last[3][4]) / reads
             self.samples.append(sample)
             last = now
 
@@ -136,9 +142,17 @@ class MachineSampler:
         """Medians over the seconds the disk read more than `read_mb_s_min` (a cold reader behind)."""
         reading = [s for s in self.samples if s.get("read_mb_s", 0.0) > read_mb_s_min]
         if not reading:
-            return {"disk_read_mb_s": 0.0, "disk_busy": 0.0, "cpus_busy_reading": 0.0}
+            return {
+                "disk_read_mb_s": 0.0,
+                "disk_busy": 0.0,
+                "cpus_busy_reading": 0.0,
+                "read_request_kib": 0.0,
+                "read_wait_ms": 0.0,
+            }
         return {
             "disk_read_mb_s": statistics.median(s["read_mb_s"] for s in reading),
+            "read_request_kib": statistics.median(s.get("read_request_kib", 0.0) for s in reading),
+            "read_wait_ms": statistics.median(s.get("read_wait_ms", 0.0) for s in reading),
             "disk_busy": statistics.median(s["disk_busy"] for s in reading),
             "cpus_busy_reading": statistics.median(s["cpus_busy"] for s in reading),
         }
@@ -258,7 +272,8 @@ def main():
                 f" broker {run['broker_cpu_s']:5.2f} CPU-s = {run['cpu_s_per_gb']:.3f} s/GB,"
                 f" loadgen {run['loadgen_cpu_s']:5.2f} CPU-s;"
                 f" while the disk read: {run['disk_read_mb_s']:6.1f} MB/s,"
-                f" disk busy {run['disk_busy']:.2f}, CPUs busy {run['cpus_busy_reading']:.2f}",
+                f" disk busy {run['disk_busy']:.2f}, read requests {run['read_request_kib']:.0f} KiB"
+                f" waiting {run['read_wait_ms']:.2f} ms, CPUs busy {run['cpus_busy_reading']:.2f}",
                 flush=True,
             )
             if args.out:
@@ -276,6 +291,8 @@ def main():
         "loadgen_cpu_s",
         "disk_read_mb_s",
         "disk_busy",
+        "read_request_kib",
+        "read_wait_ms",
         "cpus_busy_reading",
     ]
     medians = {

@@ -35,8 +35,15 @@ async fn append_all(
 }
 
 /// Checks a read against the model: starts at the batch holding `offset`, whole batches, in order,
-/// within `max_bytes` unless a single batch is larger.
-async fn check_read(log: &PartitionLog, model: &[(i64, Vec<u8>)], offset: i64, max_bytes: u64) {
+/// within `max_bytes` unless a single batch is larger, and short of it by less than one index
+/// interval (a plan may end at an indexed batch start instead of walking to the last one).
+async fn check_read(
+    log: &PartitionLog,
+    model: &[(i64, Vec<u8>)],
+    offset: i64,
+    max_bytes: u64,
+    index_interval_bytes: u32,
+) {
     let bytes = log.read_bytes(offset, max_bytes, true).await.unwrap();
     let got = split_batches(&bytes);
     let first = model.iter().position(|(base, stored)| {
@@ -63,13 +70,19 @@ async fn check_read(log: &PartitionLog, model: &[(i64, Vec<u8>)], offset: i64, m
             first + index
         );
     }
-    // The plan stops only when the next batch would not fit.
-    if let Some((_, next)) = model.get(first + got.len()) {
-        assert!(
-            bytes.len() + next.len() > max_bytes as usize,
-            "read stopped early"
-        );
+    // The plan stops when the next batch would not fit, or within one index interval of where
+    // it would: the batches left out that would have fitted are fewer bytes than the interval.
+    let mut left_out = 0;
+    for (_, next) in &model[first + got.len()..] {
+        if bytes.len() + left_out + next.len() > max_bytes as usize {
+            break;
+        }
+        left_out += next.len();
     }
+    assert!(
+        left_out == 0 || left_out < index_interval_bytes as usize,
+        "read stopped {left_out} bytes early (index interval {index_interval_bytes})"
+    );
 }
 
 proptest! {
@@ -97,7 +110,7 @@ proptest! {
             let end = model.last().map(|(base, stored)| base + ringtail_engine::batch::parse_header(stored).unwrap().last_offset_delta as i64 + 1).unwrap();
             assert_eq!(log.high_watermark().get(), end);
             for (index, max_bytes) in &probes {
-                check_read(&log, &model, index.index(end as usize + 1) as i64, *max_bytes).await;
+                check_read(&log, &model, index.index(end as usize + 1) as i64, *max_bytes, index_interval_bytes).await;
             }
             assert!(matches!(log.read(end + 1, 100, true).await, Err(ReadError::OffsetOutOfRange { .. })));
             log.close().await.unwrap();
@@ -108,12 +121,52 @@ proptest! {
             assert_eq!(reopened.high_watermark().get(), end);
             assert_eq!(reopened.segment_count(), log_segments(dir.path()));
             for (index, max_bytes) in &probes {
-                check_read(&reopened, &model, index.index(end as usize + 1) as i64, *max_bytes).await;
+                check_read(&reopened, &model, index.index(end as usize + 1) as i64, *max_bytes, index_interval_bytes).await;
             }
             let more = append_all(&reopened, &sizes[..1], 1_000).await;
             assert_eq!(more[0].0, end, "appends continue at the recovered end");
         });
     }
+}
+
+/// A catch-up reader's plans need no header walk: each ends at an indexed batch start (or a
+/// segment's end), and the next begins at that entry (or a segment's start), so cold data costs
+/// no disk read before its bytes are sent. After a reopen, with the boundary cache of recent
+/// writes empty.
+#[test]
+fn a_catch_up_readers_plans_need_no_header_walk_once_started() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let config = small_config(1 << 20, 4096);
+        let (log, _) = PartitionLog::open(dir.path(), config.clone())
+            .await
+            .unwrap();
+        // 600 batches of about 3 KiB over several 1 MiB segments.
+        let sizes = vec![(3, 1_000); 600];
+        let model = append_all(&log, &sizes, 0).await;
+        let end = log.high_watermark().get();
+        log.close().await.unwrap();
+        drop(log);
+
+        let (log, _) = PartitionLog::open(dir.path(), config).await.unwrap();
+        let walks_before = log.stats().plan_walks;
+        let (mut offset, mut reads, mut read_bytes) = (0i64, 0, 0);
+        while offset < end {
+            let bytes = log.read_bytes(offset, 100_000, true).await.unwrap();
+            let batches = split_batches(&bytes);
+            let (last, _) = batches
+                .last()
+                .expect("a read inside the log returns batches");
+            offset = last.next_offset().get();
+            reads += 1;
+            read_bytes += bytes.len();
+        }
+        let walks = log.stats().plan_walks - walks_before;
+        let stored: usize = model.iter().map(|(_, stored)| stored.len()).sum();
+        assert_eq!(read_bytes, stored, "every batch read once");
+        assert!(reads > 10, "many plans: {reads}");
+        assert_eq!(walks, 0, "header walks over {reads} catch-up plans");
+    });
 }
 
 fn log_segments(dir: &std::path::Path) -> usize {

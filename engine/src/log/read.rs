@@ -1,5 +1,12 @@
 //! Read plans: file slices of whole batches, for zero-copy fetches.
 //!
+//! A plan needs batch boundaries: where the batch holding the cursor starts, and the last batch
+//! start within the byte limit. They come, in this order, from the boundary cache (recent
+//! writes), the offset index (an entry is a batch start: exact when its offset is the cursor, and
+//! any entry within the limit ends a slice), and only then from a walk of batch headers in the
+//! file. A catch-up reader's plans so need no file read: on cold data each walk is a disk read
+//! the fetch waits for, partition after partition, before a byte of it is sent.
+//!
 //! # Invariants (asserted in release builds: a few comparisons per segment of a plan)
 //! - Every slice starts on a batch boundary (the start of the batch holding the cursor, found by
 //!   the boundary cache or a header walk) and ends on one (a header walk, or the segment's end).
@@ -116,6 +123,7 @@ impl PartitionLog {
             let limit_start = match self.cached_boundary(at.segment_base, limit) {
                 Some(position) => position,
                 None => {
+                    self.count_plan_walk();
                     let from = self.walk_start_for_offset_in(at.segment_base, at.generation, limit);
                     segment::walk::walk_to_offset(log, path, from, at.end, limit).await?
                 }
@@ -125,6 +133,7 @@ impl PartitionLog {
         let start = match at.cached_start {
             Some(position) => position,
             None => {
+                self.count_plan_walk();
                 let (log, path) = (&at.files.log, &at.files.log_path);
                 segment::walk::walk_to_offset(log, path, at.walk_from, at.end, cursor).await?
             }
@@ -179,17 +188,27 @@ impl PartitionLog {
             .get(index + 1)
             .map_or(segment.next_offset, |next| next.base_offset)
             .max(cursor.plus(1));
+        let (walk_from, walk_from_offset) = segment.walk_start_for_offset(cursor);
+        // An index entry is a batch's base offset and start: when it is the cursor itself, that
+        // batch holds the cursor (a catch-up reader's next offset is usually the first batch past
+        // its last slice, which ended at an indexed batch start: see `slice_end`). Without an
+        // entry at or below the cursor the answer is (START, the segment's base): a cursor at the
+        // base starts at the first batch, as a walk from START would find.
+        let indexed_start = (walk_from_offset == cursor).then_some(walk_from);
         Some(SegmentCursor {
             files: segment.files.clone(),
             end: segment.end(),
             segment_base: segment.base_offset,
             generation: segment.generation,
             resume_offset,
-            walk_from: segment.walk_start_for_offset(cursor).0,
-            cached_start: state.boundaries.position_of(BoundaryKey {
-                segment_base: segment.base_offset,
-                offset: cursor,
-            }),
+            walk_from,
+            cached_start: state
+                .boundaries
+                .position_of(BoundaryKey {
+                    segment_base: segment.base_offset,
+                    offset: cursor,
+                })
+                .or(indexed_start),
         })
     }
 
@@ -206,11 +225,19 @@ impl PartitionLog {
         if at.end.bytes_since(start) <= remaining {
             return Ok(Some(at.end));
         }
-        let (log, path) = (&at.files.log, &at.files.log_path);
         let limit = start.advanced_by(remaining);
-        let walk_start = self
-            .walk_start_for_position(at.segment_base, at.generation, limit)
-            .max(start);
+        let indexed = self.walk_start_for_position(at.segment_base, at.generation, limit);
+        if indexed > start {
+            // An indexed batch start within the limit ends the slice without reading the file.
+            // The walk below would find the last batch start within it, at most one index
+            // interval (and one batch) further: a few KiB of a large read, for one disk read
+            // less per partition when the data is cold.
+            assert!(indexed <= limit && limit < at.end);
+            return Ok(Some(indexed));
+        }
+        self.count_plan_walk();
+        let (log, path) = (&at.files.log, &at.files.log_path);
+        let walk_start = indexed.max(start);
         let boundary =
             segment::walk::walk_to_boundary(log, path, walk_start, at.end, limit).await?;
         assert!(boundary <= limit, "a boundary walk stays within its limit");
@@ -244,6 +271,10 @@ impl PartitionLog {
             }
             _ => Position::START,
         }
+    }
+
+    fn count_plan_walk(&self) {
+        self.state.borrow_mut().stats.plan_walks += 1;
     }
 
     /// A batch start the boundary cache knows for `offset` in segment `segment_base`.

@@ -94,6 +94,9 @@ pub struct LogStats {
     /// Times cleaning passes gave the shard thread back to its other tasks (see
     /// [`crate::compaction`]).
     pub compaction_yields: u64,
+    /// Header walks read plans needed (file reads to find a batch boundary the boundary cache and
+    /// the offset index could not tell): a catch-up reader's plans should need none.
+    pub plan_walks: u64,
 }
 
 /// What opening the log found.
