@@ -20,15 +20,15 @@
 use std::io;
 use std::ops::Range;
 
-use ringtail_engine::io::{read_at_priority, IoPriority};
+use ringtail_engine::io::{advise_huge_pages, read_at_priority, IoPriority, HUGE_PAGE_BYTES};
 
 pub use ringtail_engine::io::direct::DIRECT_ALIGN_BYTES;
 use ringtail_engine::io::direct::{aligned_start, DirectAccess};
 
 /// Buffer bytes a direct read of `chunk_bytes_max` needs: the chunk widened to alignment on both
-/// sides, plus room to start at an aligned address.
+/// sides, plus room to start at a huge page boundary.
 pub const fn direct_buffer_bytes(chunk_bytes_max: usize) -> usize {
-    chunk_bytes_max + 3 * DIRECT_ALIGN_BYTES
+    buffer_bytes_for(chunk_bytes_max + 2 * DIRECT_ALIGN_BYTES)
 }
 
 /// Opens `file` again for direct reads. Fails with EINVAL where the file system refuses
@@ -56,10 +56,16 @@ pub async fn read_direct(
     let read_bytes = usize::try_from(read_to - read_from).expect("a chunk fits memory");
     let needed = buffer_bytes_for(read_bytes);
     if buffer.len() < needed {
-        // Zeroed once: the pages are touched here, and kept warm by reuse after.
-        buffer = vec![0; needed];
+        buffer = huge_page_buffer(needed);
     }
-    let start = aligned_start(&buffer);
+    // At a huge page boundary when the buffer has room for it (every buffer made here has), so
+    // the read's memory is a few huge pages: see `advise_huge_pages`.
+    let huge_start = buffer.as_ptr().align_offset(HUGE_PAGE_BYTES);
+    let start = if huge_start + read_bytes <= buffer.len() {
+        huge_start
+    } else {
+        aligned_start(&buffer)
+    };
     let skip = usize::try_from(position - read_from).expect("under one alignment");
     let wanted_to = skip + len;
 
@@ -89,9 +95,18 @@ pub async fn read_direct(
     Ok((buffer, bytes))
 }
 
-/// Bytes of buffer that hold `read_bytes` from an aligned address, wherever the allocator put it.
-fn buffer_bytes_for(read_bytes: usize) -> usize {
-    read_bytes + DIRECT_ALIGN_BYTES
+/// Bytes of buffer that hold `read_bytes` from a huge page boundary, wherever the allocator put it.
+const fn buffer_bytes_for(read_bytes: usize) -> usize {
+    read_bytes + HUGE_PAGE_BYTES
+}
+
+/// A zeroed buffer of `len` bytes whose whole huge pages are advised to be huge before the zeroing
+/// touches them (then kept warm by reuse).
+fn huge_page_buffer(len: usize) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(len);
+    advise_huge_pages(buffer.spare_capacity_mut());
+    buffer.resize(len, 0);
+    buffer
 }
 
 #[cfg(test)]
@@ -141,9 +156,9 @@ mod tests {
             assert_eq!(
                 (filled.as_ptr() as usize + range.start
                     - usize::try_from(position % 4096).unwrap())
-                    % DIRECT_ALIGN_BYTES,
+                    % HUGE_PAGE_BYTES,
                 0,
-                "the read started at an aligned address"
+                "the read started at a huge page boundary (so at an aligned address)"
             );
             buffer = filled;
         }
