@@ -150,8 +150,8 @@ pub struct Args {
     pub fetch_residency_check: crate::residency::ResidencyCheck,
 
     /// Chunks (4 MiB) of a cold fetched range read from disk at once. More keep the disk busier
-    /// for a catch-up reader (two read 700-740 MB/s here, as fast as four); beyond each
-    /// connection's first, every chunk in flight takes 4 MiB of a 64 MiB process-wide budget.
+    /// for a catch-up reader (two read 700-740 MB/s here, as fast as four); every chunk in flight
+    /// holds its buffer's share of --fetch-cold-read-memory-bytes.
     #[arg(long, value_name = "N", default_value_t = crate::residency::COLD_READS_IN_FLIGHT_DEFAULT as u8, value_parser = clap::value_parser!(u8).range(1..=crate::residency::COLD_READS_IN_FLIGHT_MAX as i64))]
     pub fetch_cold_reads_in_flight: u8,
 
@@ -166,6 +166,12 @@ pub struct Args {
     /// `normal`. Honoured by the mq-deadline and bfq schedulers, not by `none`.
     #[arg(long, value_name = "idle|normal", value_enum, default_value_t = crate::residency::ColdReadPriority::Normal)]
     pub fetch_cold_read_priority: crate::residency::ColdReadPriority,
+
+    /// Bytes the buffers of cold chunks being read or sent may hold, all connections together
+    /// (each chunk holds 6 MiB: 4 MiB read from a huge page boundary). Read-ahead takes at most
+    /// half; a chunk with no room is spliced as on the naive path, through the page cache.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::residency::COLD_READ_MEMORY_BYTES_DEFAULT, value_parser = clap::value_parser!(u64).range(crate::residency::COLD_READ_MEMORY_BYTES_MIN..=1 << 40))]
+    pub fetch_cold_read_memory_bytes: u64,
 
     /// Client connections open at once, broker-wide (Kafka's max.connections); beyond it a new
     /// connection is accepted and closed at once.

@@ -54,7 +54,7 @@ fn defaults_need_no_flags() {
 
 #[test]
 fn cold_reads_in_flight_are_bounded() {
-    // Each cold read in flight holds a 1 MiB buffer: 0 would stall cold fetches, and the
+    // Each cold read in flight holds a 6 MiB buffer: 0 would stall cold fetches, and the
     // flag's top is the sender's own bound.
     let default = Args::try_parse_from(["ringtail"]).unwrap();
     assert_eq!(
@@ -66,6 +66,27 @@ fn cold_reads_in_flight_are_bounded() {
     assert_eq!(usize::from(most.unwrap().fetch_cold_reads_in_flight), 16);
     for refused in ["0", "17", "-1", "many"] {
         let bad = Args::try_parse_from(["ringtail", "--fetch-cold-reads-in-flight", refused]);
+        assert!(bad.is_err(), "{refused} accepted");
+    }
+}
+
+#[test]
+fn cold_read_memory_is_at_least_one_chunk() {
+    // Below one chunk's buffer no cold read could start: every cold byte would be spliced.
+    let default = Args::try_parse_from(["ringtail"]).unwrap();
+    assert_eq!(
+        default.fetch_cold_read_memory_bytes,
+        crate::residency::COLD_READ_MEMORY_BYTES_DEFAULT
+    );
+    let least = crate::residency::COLD_READ_MEMORY_BYTES_MIN.to_string();
+    let parsed = Args::try_parse_from(["ringtail", "--fetch-cold-read-memory-bytes", &least]);
+    assert_eq!(
+        parsed.unwrap().fetch_cold_read_memory_bytes,
+        crate::residency::COLD_READ_MEMORY_BYTES_MIN
+    );
+    let below = (crate::residency::COLD_READ_MEMORY_BYTES_MIN - 1).to_string();
+    for refused in [below.as_str(), "0", "-1", "lots"] {
+        let bad = Args::try_parse_from(["ringtail", "--fetch-cold-read-memory-bytes", refused]);
         assert!(bad.is_err(), "{refused} accepted");
     }
 }

@@ -219,6 +219,163 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
 }
 
 #[test]
+fn a_cold_fetch_with_no_room_in_the_memory_budget_is_spliced_and_answered_meanwhile() {
+    // Cold reads' buffers are bounded across connections. With a budget of one chunk, a held
+    // fetch's chunk takes all of it; another connection's cold fetch is then spliced (the naive
+    // path: no memory taken) and answered while the first is still held, byte for byte.
+    const ONE_CHUNK_BYTES: u64 = (4 << 20) + 2 * 4096 + (2 << 20); // COLD_READ_MEMORY_BYTES_MIN
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let release = work.path().join("release");
+    let budget = ONE_CHUNK_BYTES.to_string();
+    let broker = start_broker(&["--fetch-cold-read-memory-bytes", &budget], Some(&release));
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_read_memory_bytes_max"),
+        ONE_CHUNK_BYTES
+    );
+    let mut admin = connect(&broker);
+    create_topic(&mut admin, "held");
+    create_topic(&mut admin, "other");
+    produce_backlog(&mut admin, "held", 6);
+    produce_backlog(&mut admin, "other", 6);
+    let hot_held: FetchResponse = admin.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("held"));
+    let hot_other: FetchResponse =
+        admin.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("other"));
+    evict_partition(&broker, "held");
+    evict_partition(&broker, "other");
+
+    let mut held = connect(&broker);
+    held.send(ApiKey::Fetch, FETCH_VERSION, &fetch_request("held"))
+        .unwrap();
+    wait_for_metric(
+        &broker,
+        "ringtail_fetch_cold_reads_in_progress",
+        1,
+        "the fetch of evicted data must take the cold path (is the data dir on tmpfs?)",
+    );
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_read_memory_bytes"),
+        ONE_CHUNK_BYTES,
+        "the held chunk holds the whole budget"
+    );
+
+    let mut other = connect(&broker);
+    let spliced: FetchResponse = other.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("other"));
+    assert!(
+        fetched_records(&spliced) == fetched_records(&hot_other),
+        "the spliced cold bytes equal the hot ones"
+    );
+    assert!(
+        common::scrape(&broker, "ringtail_fetch_cold_over_budget_bytes_total") > 0,
+        "the other fetch's cold chunk was spliced for want of room"
+    );
+    let held_so_far = held.arrived_so_far();
+    let held_frame_bytes = held_so_far.get(..4).map_or(usize::MAX, |size| {
+        4 + i32::from_be_bytes(size.try_into().unwrap()) as usize
+    });
+    assert!(
+        held_so_far.len() < held_frame_bytes,
+        "the held fetch was still unanswered when the other one's answer arrived"
+    );
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_read_memory_bytes"),
+        ONE_CHUNK_BYTES,
+        "the spliced fetch took no memory"
+    );
+
+    std::fs::write(&release, b"").unwrap();
+    let cold: FetchResponse = held.receive_after(ApiKey::Fetch, FETCH_VERSION, held_so_far);
+    assert!(
+        fetched_records(&cold) == fetched_records(&hot_held),
+        "cold bytes equal the hot ones"
+    );
+    let deadline = Instant::now() + STEP_DEADLINE;
+    while common::scrape(&broker, "ringtail_fetch_cold_read_memory_bytes") > 0 {
+        assert!(Instant::now() < deadline, "the budget was never given back");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A process's resident memory now (`VmRSS`) or at its peak (`VmHWM`), in bytes.
+fn resident_bytes(broker: &Broker, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", broker.child.id())).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"));
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|value| value.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn many_cold_fetchers_at_once_hold_at_most_the_memory_budget() {
+    // Forty connections fetch evicted data at once and every cold read is held: before the
+    // budget covered every chunk, each connection's first chunk (6 MiB) was free of it, and the
+    // broker's peak memory grew with the number of readers (40 x 6 MiB + 64 MiB here). Now the
+    // chunks in flight hold at most the budget, the rest are spliced, and every response is whole.
+    const CONNECTIONS: usize = 40;
+    const BUDGET_BYTES: u64 = 64 << 20;
+    /// The shard's two spare buffers, and the allocator's slack beside them.
+    const SPARES_AND_SLACK_BYTES: u64 = 2 * (6 << 20) + (32 << 20);
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let release = work.path().join("release");
+    let budget = BUDGET_BYTES.to_string();
+    let broker = start_broker(&["--fetch-cold-read-memory-bytes", &budget], Some(&release));
+    let mut admin = connect(&broker);
+    create_topic(&mut admin, "crowd");
+    produce_backlog(&mut admin, "crowd", 16);
+    let hot: FetchResponse = admin.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("crowd"));
+    let expected = fetched_records(&hot);
+    evict_partition(&broker, "crowd");
+    let baseline = resident_bytes(&broker, "VmRSS");
+
+    let mut readers: Vec<Client> = (0..CONNECTIONS).map(|_| connect(&broker)).collect();
+    for reader in &mut readers {
+        reader
+            .send(ApiKey::Fetch, FETCH_VERSION, &fetch_request("crowd"))
+            .unwrap();
+    }
+    // Full: no room for one more chunk's buffer (6 MiB).
+    wait_for_metric(
+        &broker,
+        "ringtail_fetch_cold_read_memory_bytes",
+        BUDGET_BYTES - (6 << 20) + 1,
+        "forty held cold fetches must fill the budget",
+    );
+    let in_use = common::scrape(&broker, "ringtail_fetch_cold_read_memory_bytes");
+    assert!(
+        in_use <= BUDGET_BYTES,
+        "{in_use} bytes of cold buffers in use, budget {BUDGET_BYTES}"
+    );
+
+    std::fs::write(&release, b"").unwrap();
+    for reader in &mut readers {
+        let response: FetchResponse =
+            reader.receive_after(ApiKey::Fetch, FETCH_VERSION, Vec::new());
+        assert!(
+            fetched_records(&response) == expected,
+            "a crowd fetch returned other bytes"
+        );
+    }
+    assert!(
+        common::scrape(&broker, "ringtail_fetch_cold_over_budget_bytes_total") > 0,
+        "the fetches beyond the budget were spliced"
+    );
+    let peak = resident_bytes(&broker, "VmHWM");
+    let bound = baseline + BUDGET_BYTES + SPARES_AND_SLACK_BYTES;
+    assert!(
+        peak <= bound,
+        "peak RSS {} MiB above {} MiB (baseline {} MiB + budget + spares + slack)",
+        peak >> 20,
+        bound >> 20,
+        baseline >> 20
+    );
+}
+
+#[test]
 fn a_fetch_of_several_cold_ranges_returns_the_same_bytes_read_direct_or_buffered() {
     // One Fetch over three evicted partitions, 1 MiB each at most: every range is read cold,
     // the next range's reads starting while one is written; the bytes are the ones a fetch of
@@ -272,7 +429,7 @@ fn a_fetch_of_several_cold_ranges_returns_the_same_bytes_read_direct_or_buffered
         assert_eq!(direct_bytes > 0, direct_expected, "{mode}");
         // A chunk's share returns just after its last byte is written: poll, do not race it.
         let deadline = Instant::now() + STEP_DEADLINE;
-        while common::scrape(&broker, "ringtail_fetch_cold_read_ahead_bytes") > 0 {
+        while common::scrape(&broker, "ringtail_fetch_cold_read_memory_bytes") > 0 {
             assert!(
                 Instant::now() < deadline,
                 "{mode}: reads ahead kept their budget"

@@ -138,7 +138,7 @@ fn small_window_connection(broker: &common::Broker) -> std::net::TcpStream {
 
 /// A consumer that asks for a large cold fetch and then never reads (its receive window stays
 /// at zero, the process alive) must not hold its connection, the segment files its response
-/// names and its share of the cold read-ahead budget forever: Kafka closes a connection that
+/// names and its share of the cold read memory budget forever: Kafka closes a connection that
 /// makes no progress for connections.max.idle.ms. The broker's writer used to wait for room in
 /// the socket without end; the reader's idle timeout closed only the reading side.
 #[test]
@@ -179,7 +179,7 @@ fn a_fetcher_that_never_reads_is_closed_after_the_idle_time() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let (open, read_ahead) = loop {
         let open = common::scrape(&broker, "ringtail_connections_open");
-        let read_ahead = common::scrape(&broker, "ringtail_fetch_cold_read_ahead_bytes");
+        let read_ahead = common::scrape(&broker, "ringtail_fetch_cold_read_memory_bytes");
         if (open == 0 && read_ahead == 0) || Instant::now() > deadline {
             break (open, read_ahead);
         }
@@ -201,7 +201,7 @@ fn a_fetcher_that_never_reads_is_closed_after_the_idle_time() {
     );
     assert_eq!(
         read_ahead, 0,
-        "the stalled connection still holds read-ahead budget"
+        "the stalled connection still holds cold read memory"
     );
     assert!(
         received.len() < frame_bytes,

@@ -1,10 +1,11 @@
-//! A cold chunk's life: read into a connection's buffer (direct or buffered), held within the
-//! process-wide read-ahead budget, written to the socket, its pages dropped if it was buffered.
+//! A cold chunk's life: read into a buffer (direct or buffered) charged to the process-wide
+//! cold read memory budget ([`super::memory`]), written to the socket, its pages dropped if it
+//! was buffered.
 #![forbid(unsafe_code)]
 
 use std::io;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use compio::buf::{IntoInner, IoBuf};
@@ -14,11 +15,12 @@ use compio::BufResult;
 use ringtail_engine::io::{advise, page_bytes, Advice};
 
 use super::direct::{open_direct, read_direct};
+use super::memory::MemoryPermit;
 use super::metrics::{
     COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, COLD_READS_IN_PROGRESS, COLD_READ_WAIT,
     DIRECT_REFUSED_TOTAL,
 };
-use super::{COLD_CHUNK_BYTES_MAX, COLD_READ_AHEAD_BYTES_MAX};
+use super::COLD_CHUNK_BYTES_MAX;
 
 /// Where a cold chunk is read from.
 pub(super) enum ColdSource {
@@ -106,7 +108,7 @@ pub(super) struct ColdChunk {
     /// Read through the page cache: its pages are dropped once written.
     buffered: bool,
     _in_progress: ColdReadInProgress,
-    _budget: ReadAheadPermit,
+    _budget: MemoryPermit,
 }
 
 /// Reads `[position, position + len)` from `source` into `buffer`, without readahead.
@@ -115,7 +117,7 @@ pub(super) async fn read_cold(
     position: u64,
     len: u64,
     buffer: Vec<u8>,
-    budget: ReadAheadPermit,
+    budget: MemoryPermit,
 ) -> io::Result<ColdChunk> {
     let len_bytes = usize::try_from(len).expect("a chunk is at most COLD_CHUNK_BYTES_MAX");
     assert!(len_bytes <= COLD_CHUNK_BYTES_MAX);
@@ -222,39 +224,6 @@ pub(super) async fn write_cold(
         }
     }
     Ok(buffer)
-}
-
-pub(super) static READ_AHEAD_BYTES_IN_USE: AtomicU64 = AtomicU64::new(0);
-
-/// A cold chunk's share of [`COLD_READ_AHEAD_BYTES_MAX`], given back when dropped (once the
-/// chunk is written, or its read cancelled).
-pub(super) struct ReadAheadPermit {
-    bytes: u64,
-}
-
-impl ReadAheadPermit {
-    /// For a connection's first chunk in flight, which is always allowed.
-    pub(super) fn free() -> Self {
-        Self { bytes: 0 }
-    }
-
-    /// `bytes` of the budget, if that much is left.
-    pub(super) fn take(bytes: u64) -> Option<Self> {
-        READ_AHEAD_BYTES_IN_USE
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_use| {
-                in_use
-                    .checked_add(bytes)
-                    .filter(|&total| total <= COLD_READ_AHEAD_BYTES_MAX)
-            })
-            .ok()
-            .map(|_| Self { bytes })
-    }
-}
-
-impl Drop for ReadAheadPermit {
-    fn drop(&mut self) {
-        READ_AHEAD_BYTES_IN_USE.fetch_sub(self.bytes, Ordering::AcqRel);
-    }
 }
 
 /// Counts a cold read as in progress until dropped (also when the send is cancelled).

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::cold::READ_AHEAD_BYTES_IN_USE;
+use super::memory::{cold_read_memory_bytes, BYTES_IN_USE, SPARE_BYTES};
 use crate::histogram::LatencyHistogram;
 
 pub(super) static HOT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
@@ -12,6 +12,8 @@ pub(super) static COLD_DIRECT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_READS_IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 pub(super) static CHECK_FAILURES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static DIRECT_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Cold bytes spliced because the cold read memory budget had no room for their read.
+pub(super) static OVER_BUDGET_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Fetch record bytes sent from the engine's tail cache (`write.direct`).
 pub(crate) static TAIL_CACHE_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// From a cold chunk's first read until its bytes are in memory.
@@ -53,10 +55,28 @@ pub fn render_metrics(out: &mut String) {
             COLD_READS_IN_PROGRESS.load(Ordering::Relaxed),
         ),
         (
-            "fetch_cold_read_ahead_bytes",
-            "Bytes of cold chunks read ahead of the one being written, all connections (bounded).",
+            "fetch_cold_read_memory_bytes",
+            "Buffer bytes charged by cold chunks being read or sent, all connections.",
             "gauge",
-            READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed),
+            BYTES_IN_USE.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_read_memory_bytes_max",
+            "The budget of those bytes (--fetch-cold-read-memory-bytes).",
+            "gauge",
+            cold_read_memory_bytes(),
+        ),
+        (
+            "fetch_cold_spare_buffer_bytes",
+            "Bytes of spare cold buffers the shards keep warm between reads.",
+            "gauge",
+            SPARE_BYTES.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_over_budget_bytes_total",
+            "Cold fetch record bytes spliced (as on the naive path) because the cold read memory budget had no room.",
+            "counter",
+            OVER_BUDGET_BYTES_TOTAL.load(Ordering::Relaxed),
         ),
         (
             "fetch_residency_check_failures_total",

@@ -10,10 +10,10 @@
 //!
 //! - **hot** (every page cached): zero-copy splice, as before.
 //! - **cold** (any page missing): the range is read in chunks of at most
-//!   [`COLD_CHUNK_BYTES_MAX`] with io_uring reads into this connection's buffers. Up to
-//!   `--fetch-cold-reads-in-flight` (default 2) chunks of a range are read at once (the first
-//!   always, the others within the process-wide [`COLD_READ_AHEAD_BYTES_MAX`]); each is written
-//!   from memory in file order once read. `--fetch-cold-read-io` says how:
+//!   [`COLD_CHUNK_BYTES_MAX`] with io_uring reads into buffers charged to a process-wide budget
+//!   (`--fetch-cold-read-memory-bytes`, [`memory`]). Up to `--fetch-cold-reads-in-flight`
+//!   (default 2) chunks of a range are read at once; each is written from memory in file order
+//!   once read. A chunk the budget has no room for is spliced, as on the naive path. `--fetch-cold-read-io` says how:
 //!   - `direct` (default): `O_DIRECT` reads ([`direct`]), which never touch the page
 //!     cache ([decision 0024](../../../docs/decisions/0024-cold-reads-direct.md)). A file system
 //!     that refuses `O_DIRECT` gets buffered reads.
@@ -36,9 +36,10 @@
 //!
 //! # Invariants
 //! - Bytes of a range go out in file order, each exactly once, whichever way they go.
-//! - Cold reads' memory and page cache are bounded: each connection has at most one chunk of
-//!   [`COLD_CHUNK_BYTES_MAX`] outside the budget (its first read) plus two kept buffers; every
-//!   further chunk in flight holds a share of [`COLD_READ_AHEAD_BYTES_MAX`] until it is written.
+//! - Cold reads' memory is bounded whatever the number of connections: every chunk in flight
+//!   holds [`memory::COLD_BUFFER_BYTES_MAX`] of the budget until it is written, and each shard
+//!   keeps at most [`memory::SPARE_BUFFERS_PER_SHARD`] spare buffers. Their page cache is bounded
+//!   by the chunks in flight (buffered reads drop their pages once written).
 //! - Only pages of ranges this connection read cold with buffered reads are dropped.
 #![forbid(unsafe_code)]
 
@@ -53,18 +54,22 @@ use compio::runtime::{JoinError, JoinHandle};
 use ringtail_engine::io::{page_bytes, range_residency, IoPriority};
 
 use crate::zero_copy::{send_file_range, SplicePipe};
-use cold::{open_direct_or_refused, read_cold, write_cold, ColdChunk, ColdSource, ReadAheadPermit};
-use direct::direct_buffer_bytes;
+use cold::{open_direct_or_refused, read_cold, write_cold, ColdChunk, ColdSource};
+use memory::{keep_spare, take_spare, MemoryPermit, Share};
+pub use memory::{
+    set_cold_read_memory_bytes, COLD_READ_MEMORY_BYTES_DEFAULT, COLD_READ_MEMORY_BYTES_MIN,
+};
 pub use metrics::render_metrics;
 
 /// Counts fetch record bytes sent from a log's tail cache instead of the file.
 pub fn record_tail_cache_bytes(bytes: u64) {
     metrics::TAIL_CACHE_BYTES_TOTAL.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
 }
-use metrics::{CHECK_COST, CHECK_FAILURES_TOTAL, HOT_BYTES_TOTAL};
+use metrics::{CHECK_COST, CHECK_FAILURES_TOTAL, HOT_BYTES_TOTAL, OVER_BUDGET_BYTES_TOTAL};
 
 mod cold;
 mod direct;
+mod memory;
 mod metrics;
 #[cfg(test)]
 mod tests;
@@ -76,12 +81,6 @@ mod tests;
 /// (1.4-1.5x, results/cold-read-huge-pages/).
 pub const COLD_CHUNK_BYTES_MAX: usize = 4 << 20;
 
-/// Largest buffer of a cold chunk: a direct read's is wider than the chunk (alignment).
-const COLD_BUFFER_BYTES_MAX: usize = direct_buffer_bytes(COLD_CHUNK_BYTES_MAX);
-
-/// Cold chunk buffers a connection keeps between reads (their pages stay warm).
-const COLD_CHUNKS_IN_MEMORY_MAX: usize = 2;
-
 /// Largest `--fetch-cold-reads-in-flight`.
 pub const COLD_READS_IN_FLIGHT_MAX: usize = 16;
 
@@ -90,10 +89,6 @@ pub const COLD_READS_IN_FLIGHT_MAX: usize = 16;
 /// 570-950 (results/cold-read-window/). With 4 MiB chunks, two (8 MiB in flight) read as fast as
 /// four, at a shorter producer tail (p99 7.4 against 10.3 ms, results/cold-read-huge-pages/).
 pub const COLD_READS_IN_FLIGHT_DEFAULT: usize = 2;
-
-/// Bytes of cold chunks read ahead (beyond each connection's first read) in the whole process:
-/// what bounds cold reads' memory and page cache, whatever the number of connections.
-pub const COLD_READ_AHEAD_BYTES_MAX: u64 = 64 << 20;
 
 /// `--fetch-residency-check`: whether fetches look at the page cache before splicing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -157,8 +152,6 @@ pub struct RangeSender {
     pipe: SplicePipe,
     /// Its `cold_reads_in_flight` within 1 to [`COLD_READS_IN_FLIGHT_MAX`].
     policy: SendPolicy,
-    /// Buffers of written cold chunks, kept for the next reads (their pages stay warm).
-    cold_buffers: Vec<Vec<u8>>,
     /// Cold reads of the range to be sent next, started while the one before it was written.
     ahead: Option<ColdRange>,
 }
@@ -173,7 +166,6 @@ impl RangeSender {
                     .clamp(1, COLD_READS_IN_FLIGHT_MAX),
                 ..policy
             },
-            cold_buffers: Vec::new(),
             ahead: None,
         })
     }
@@ -215,7 +207,7 @@ impl RangeSender {
         loop {
             // Keep the disk busy: start the next cold chunks' reads before waiting for any.
             current
-                .start_reads(cold_reads_in_flight, true, policy, &mut self.cold_buffers)
+                .start_reads(cold_reads_in_flight, true, policy)
                 .await;
             if let Some(next) = next.filter(|_| current.all_started()) {
                 if self.ahead.is_none() {
@@ -223,9 +215,7 @@ impl RangeSender {
                 }
                 let room = cold_reads_in_flight.saturating_sub(current.reads.len());
                 if let Some(ahead) = self.ahead.as_mut() {
-                    ahead
-                        .start_reads(room, false, policy, &mut self.cold_buffers)
-                        .await;
+                    ahead.start_reads(room, false, policy).await;
                 }
             }
             match current.reads.pop_front() {
@@ -237,27 +227,24 @@ impl RangeSender {
                             return Err(io::Error::other("cold read cancelled"))
                         }
                     };
-                    let buffer = write_cold(socket, file, chunk).await?;
-                    self.reuse_buffer(buffer);
+                    keep_spare(write_cold(socket, file, chunk).await?);
                 }
                 None if !current.all_started() => {
-                    // The next chunk is hot (a cold one would have been started above).
+                    // The next chunk is hot, or cold with no room in the memory budget (a cold
+                    // one with room would have been started above): spliced.
                     let at = current.at;
                     let chunk_len = chunk_end(at, current.end, page_bytes()) - at;
                     send_file_range(&self.pipe, file, at, chunk_len, socket).await?;
-                    HOT_BYTES_TOTAL.fetch_add(chunk_len, Ordering::Relaxed);
+                    let counter = if std::mem::take(&mut current.over_budget) {
+                        &OVER_BUDGET_BYTES_TOTAL
+                    } else {
+                        &HOT_BYTES_TOTAL
+                    };
+                    counter.fetch_add(chunk_len, Ordering::Relaxed);
                     current.at += chunk_len;
                 }
                 None => return Ok(()),
             }
-        }
-    }
-
-    /// Keeps a written chunk's buffer for the next read, up to [`COLD_CHUNKS_IN_MEMORY_MAX`].
-    fn reuse_buffer(&mut self, buffer: Vec<u8>) {
-        assert!(buffer.capacity() <= COLD_BUFFER_BYTES_MAX);
-        if self.cold_buffers.len() < COLD_CHUNKS_IN_MEMORY_MAX {
-            self.cold_buffers.push(buffer);
         }
     }
 }
@@ -275,6 +262,8 @@ struct ColdRange {
     /// The file opened for direct reads, at the first cold chunk: `Some(None)` when its file
     /// system refuses O_DIRECT (then buffered reads).
     direct: Option<Option<compio::fs::File>>,
+    /// The next chunk is cold but the memory budget had no room for its read: it is spliced.
+    over_budget: bool,
 }
 
 impl ColdRange {
@@ -290,6 +279,7 @@ impl ColdRange {
             at: range.position,
             reads: VecDeque::new(),
             direct: None,
+            over_budget: false,
         })
     }
 
@@ -306,29 +296,26 @@ impl ColdRange {
     }
 
     /// Starts reading the next cold chunks until `in_flight_max` are being read, the next chunk
-    /// is hot, or the read-ahead budget is spent. With `first_free`, a first read in flight
-    /// takes nothing from the budget (so every connection progresses); reads ahead of their
-    /// range's turn always take their share.
-    async fn start_reads(
-        &mut self,
-        in_flight_max: usize,
-        first_free: bool,
-        policy: SendPolicy,
-        buffers: &mut Vec<Vec<u8>>,
-    ) {
+    /// is hot, or the memory budget has no room. With `is_turn` (this range is being sent), a
+    /// first read in flight may take any of the budget, and if even that has no room the chunk
+    /// is marked to be spliced; reads ahead (of this range's turn, or of the chunk being
+    /// written) take only the read-ahead share.
+    async fn start_reads(&mut self, in_flight_max: usize, is_turn: bool, policy: SendPolicy) {
         while self.at < self.end && self.reads.len() < in_flight_max {
             let chunk_len = chunk_end(self.at, self.end, page_bytes()) - self.at;
             if is_resident(&self.file, self.at, chunk_len) {
                 // A hot chunk: spliced once the cold ones ahead of it are written.
                 break;
             }
-            let budget = if first_free && self.reads.is_empty() {
-                ReadAheadPermit::free()
+            let first = is_turn && self.reads.is_empty();
+            let share = if first {
+                Share::First
             } else {
-                match ReadAheadPermit::take(chunk_len) {
-                    Some(permit) => permit,
-                    None => break,
-                }
+                Share::ReadAhead
+            };
+            let Some(budget) = MemoryPermit::take(share) else {
+                self.over_budget = first;
+                break;
             };
             if self.direct.is_none() {
                 self.direct = Some(match policy.cold_read_io {
@@ -344,8 +331,8 @@ impl ColdRange {
                 },
                 None => ColdSource::Buffered(self.file.clone()),
             };
-            // A kept buffer if there is one (warm pages), else a new one.
-            let spare = buffers.pop().unwrap_or_default();
+            // A spare buffer of this shard if there is one (warm pages), else a new one.
+            let spare = take_spare();
             self.reads.push_back(compio::runtime::spawn(read_cold(
                 source, self.at, chunk_len, spare, budget,
             )));

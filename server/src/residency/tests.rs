@@ -3,9 +3,14 @@
 // own thread, and the lock orders those threads, not tasks of one runtime.
 #![allow(clippy::await_holding_lock)]
 
-use super::cold::{READ_AHEAD_BYTES_IN_USE, REFUSE_DIRECT_OPENS, REFUSE_DIRECT_READS};
+use super::cold::{REFUSE_DIRECT_OPENS, REFUSE_DIRECT_READS};
+use super::memory::{
+    cold_read_memory_bytes, spares_on_this_thread, BYTES_IN_USE, COLD_BUFFER_BYTES_MAX,
+    SPARE_BUFFERS_PER_SHARD,
+};
 use super::metrics::{
     COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, DIRECT_REFUSED_TOTAL, HOT_BYTES_TOTAL,
+    OVER_BUDGET_BYTES_TOTAL,
 };
 use super::*;
 
@@ -43,7 +48,7 @@ fn contents(len: usize) -> Vec<u8> {
     crate::test_bytes::non_repeating(len, 0x2545_F491_4F6C_DD1D)
 }
 
-/// The read-ahead budget is one per process: tests that spend it or count on it take turns.
+/// The cold read memory budget is one per process: tests that spend it or count on it take turns.
 static BUDGET_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn take_turn() -> std::sync::MutexGuard<'static, ()> {
@@ -90,16 +95,16 @@ fn range(file: &compio::fs::File, position: u64, len: u64) -> FileRange<'_> {
     }
 }
 
-/// Waits until every read-ahead share is back (cancelled reads return theirs once the runtime
+/// Waits until every chunk's charge is back (cancelled reads return theirs once the runtime
 /// has dropped them).
 async fn budget_returned() {
     for _ in 0..500 {
-        if READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed) == 0 {
+        if BYTES_IN_USE.load(Ordering::Relaxed) == 0 {
             return;
         }
         compio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed), 0);
+    assert_eq!(BYTES_IN_USE.load(Ordering::Relaxed), 0);
 }
 
 fn sender(cold_read_io: ColdReadIo) -> RangeSender {
@@ -185,11 +190,10 @@ async fn send_a_partly_cached_range(cold_read_io: ColdReadIo) -> u64 {
     // Other tests of this process may add to the counters, never subtract.
     assert!(HOT_BYTES_TOTAL.load(Ordering::Relaxed) - hot_before >= mb);
     assert!(COLD_BYTES_TOTAL.load(Ordering::Relaxed) - cold_before >= len - mb);
-    assert!(sender.cold_buffers.len() <= COLD_CHUNKS_IN_MEMORY_MAX);
-    assert!(sender
-        .cold_buffers
-        .iter()
-        .all(|buffer| buffer.capacity() <= COLD_BUFFER_BYTES_MAX));
+    assert!(
+        (1..=SPARE_BUFFERS_PER_SHARD).contains(&spares_on_this_thread()),
+        "the written chunks' buffers are kept as the shard's spares, within the bound"
+    );
     let page = page_bytes();
     let cold_tail = range_residency(&file, 2 * mb, file_len as u64 / page * page - 2 * mb).unwrap();
     assert_eq!(cold_tail.cached_pages, 0, "cold chunks are not cached");
@@ -198,37 +202,113 @@ async fn send_a_partly_cached_range(cold_read_io: ColdReadIo) -> u64 {
         "hot chunk kept"
     );
     assert_eq!(
-        READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed),
+        BYTES_IN_USE.load(Ordering::Relaxed),
         0,
-        "every chunk read ahead gave its budget back"
+        "every chunk gave its charge back"
     );
     len - mb
 }
 
 #[compio::test]
-async fn a_cold_range_goes_out_whole_with_the_read_ahead_budget_spent() {
-    // Other connections hold the whole budget: this one reads one chunk at a time, and its
-    // bytes still all arrive, in order.
+async fn a_cold_range_goes_out_whole_when_other_connections_hold_the_memory_budget() {
+    // Other connections' chunks hold the whole budget: this one's cold chunks are spliced (as on
+    // the naive path), counted as over budget, and its bytes all arrive, in order; it takes no
+    // memory of its own.
     let _turn = take_turn();
-    let spent = ReadAheadPermit::take(COLD_READ_AHEAD_BYTES_MAX).expect("the budget is free");
-    assert!(ReadAheadPermit::take(1).is_none(), "nothing left");
+    let spent = MemoryPermit::take_bytes(cold_read_memory_bytes(), cold_read_memory_bytes())
+        .expect("the budget is free");
+    assert!(MemoryPermit::take(Share::First).is_none(), "nothing left");
     let dir = tempfile::tempdir().unwrap();
-    let file_len = 4 * COLD_CHUNK_BYTES_MAX + 123;
+    let file_len = 2 * COLD_CHUNK_BYTES_MAX + 123;
     let (data, file) = evicted_file(dir.path(), file_len).await;
     let (client, mut server) = socket_pair().await;
     let reader = receive(client, file_len);
+    let (over_before, cold_before, hot_before) = (
+        OVER_BUDGET_BYTES_TOTAL.load(Ordering::Relaxed),
+        COLD_BYTES_TOTAL.load(Ordering::Relaxed),
+        HOT_BYTES_TOTAL.load(Ordering::Relaxed),
+    );
     sender(ColdReadIo::Direct)
         .send(range(&file, 0, file_len as u64), None, &mut server)
         .await
         .unwrap();
     assert!(reader.await.unwrap() == data, "bytes differ from the file");
+    // The first chunk is spliced cold; the kernel's readahead (the naive path's) may have
+    // brought the next ones in by their turn, and they go out as hot.
+    let over = OVER_BUDGET_BYTES_TOTAL.load(Ordering::Relaxed) - over_before;
+    let hot = HOT_BYTES_TOTAL.load(Ordering::Relaxed) - hot_before;
+    assert!(
+        over >= COLD_CHUNK_BYTES_MAX as u64,
+        "the cold chunk was spliced for want of room"
+    );
+    assert!(over + hot >= file_len as u64, "every byte was spliced");
     assert_eq!(
-        READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed),
-        COLD_READ_AHEAD_BYTES_MAX,
-        "a connection's first read takes nothing from the budget"
+        COLD_BYTES_TOTAL.load(Ordering::Relaxed),
+        cold_before,
+        "none read cold"
+    );
+    assert_eq!(
+        BYTES_IN_USE.load(Ordering::Relaxed),
+        cold_read_memory_bytes(),
+        "nothing taken beyond the budget"
     );
     drop(spent);
-    assert_eq!(READ_AHEAD_BYTES_IN_USE.load(Ordering::Relaxed), 0);
+    assert_eq!(BYTES_IN_USE.load(Ordering::Relaxed), 0);
+}
+
+#[compio::test]
+async fn read_ahead_leaves_room_for_other_connections_first_reads() {
+    // Read-ahead holds its whole share (half the budget): a connection's first chunk still reads
+    // cold from the other half, one chunk at a time, and nothing is spliced for want of room.
+    let _turn = take_turn();
+    let mut read_ahead = Vec::new();
+    while let Some(permit) = MemoryPermit::take(Share::ReadAhead) {
+        read_ahead.push(permit);
+    }
+    let held = BYTES_IN_USE.load(Ordering::Relaxed);
+    assert!(
+        held <= cold_read_memory_bytes() / 2,
+        "read-ahead holds at most half"
+    );
+    assert!(MemoryPermit::take(Share::ReadAhead).is_none());
+    let dir = tempfile::tempdir().unwrap();
+    let file_len = 3 * COLD_CHUNK_BYTES_MAX + 5;
+    let (data, file) = evicted_file(dir.path(), file_len).await;
+    let (client, mut server) = socket_pair().await;
+    let reader = receive(client, file_len);
+    let (over_before, cold_before) = (
+        OVER_BUDGET_BYTES_TOTAL.load(Ordering::Relaxed),
+        COLD_BYTES_TOTAL.load(Ordering::Relaxed),
+    );
+    sender(ColdReadIo::Direct)
+        .send(range(&file, 0, file_len as u64), None, &mut server)
+        .await
+        .unwrap();
+    assert!(reader.await.unwrap() == data, "bytes differ from the file");
+    assert_eq!(OVER_BUDGET_BYTES_TOTAL.load(Ordering::Relaxed), over_before);
+    assert!(COLD_BYTES_TOTAL.load(Ordering::Relaxed) - cold_before >= file_len as u64);
+    assert_eq!(
+        BYTES_IN_USE.load(Ordering::Relaxed),
+        held,
+        "first reads gave theirs back"
+    );
+    drop(read_ahead);
+    assert_eq!(BYTES_IN_USE.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn every_chunk_in_flight_is_charged_its_largest_buffer() {
+    // A direct read's buffer is the chunk widened to alignment plus a huge page's room: the
+    // charge must cover the largest, or the budget would not bound the memory.
+    const { assert!(COLD_BUFFER_BYTES_MAX >= COLD_CHUNK_BYTES_MAX + 2 * direct::DIRECT_ALIGN_BYTES) };
+    let _turn = take_turn();
+    let permit = MemoryPermit::take(Share::First).expect("the budget is free");
+    assert_eq!(
+        BYTES_IN_USE.load(Ordering::Relaxed),
+        COLD_BUFFER_BYTES_MAX as u64
+    );
+    drop(permit);
+    assert_eq!(BYTES_IN_USE.load(Ordering::Relaxed), 0);
 }
 
 #[compio::test]
