@@ -293,13 +293,14 @@ pub const HUGE_PAGE_BYTES: usize = 2 << 20;
 /// so its throughput follows the request size. Into huge pages, a 4 MiB read goes as a few large
 /// requests, as the kernel's own readahead does (results/cold-read-huge-pages/).
 ///
-/// Only advice: a kernel without THP, or one that refuses, leaves the buffer as it was.
-pub fn advise_huge_pages<T>(buffer: &mut [T]) {
+/// Only advice: a kernel without THP, or one that refuses (the error returned), leaves the buffer
+/// as it was. With THP `never` the advice is taken and has no effect.
+pub fn advise_huge_pages<T>(buffer: &mut [T]) -> io::Result<()> {
     let start = buffer.as_mut_ptr() as usize;
     let first = start.next_multiple_of(HUGE_PAGE_BYTES);
     let last = (start + std::mem::size_of_val(buffer)) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
     if last <= first {
-        return;
+        return Ok(());
     }
     // SAFETY: [first, last) lies inside `buffer`, memory this process owns and the caller holds
     // exclusively for the call; MADV_HUGEPAGE only changes which page size later faults use in
@@ -312,8 +313,9 @@ pub fn advise_huge_pages<T>(buffer: &mut [T]) {
         )
     };
     if result != 0 {
-        tracing::debug!(error = %io::Error::last_os_error(), "MADV_HUGEPAGE refused");
+        return Err(io::Error::last_os_error());
     }
+    Ok(())
 }
 
 /// `cachestat(2)` of `[position, position + len)` of `fd`: the page counts of [`Cachestat`].

@@ -216,6 +216,22 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
     );
     assert!(common::scrape(&broker, "ringtail_fetch_cold_read_wait_seconds_count") > 0);
     assert!(common::scrape(&broker, "ringtail_fetch_residency_check_seconds_count") > 0);
+    // Whether the cold buffers can have huge pages is the kernel's to say, and /metrics says it.
+    let thp =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    let thp_on = thp.contains("[always]") || thp.contains("[madvise]");
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_huge_pages_enabled"),
+        u64::from(thp_on),
+        "THP mode {thp:?}"
+    );
+    assert_eq!(
+        common::scrape(
+            &broker,
+            "ringtail_fetch_cold_huge_page_advice_refused_total"
+        ),
+        0
+    );
 }
 
 #[test]

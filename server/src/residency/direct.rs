@@ -19,6 +19,9 @@
 
 use std::io;
 use std::ops::Range;
+use std::sync::atomic::Ordering;
+
+use super::metrics::HUGE_PAGE_ADVICE_REFUSED_TOTAL;
 
 use ringtail_engine::io::{advise_huge_pages, read_at_priority, IoPriority, HUGE_PAGE_BYTES};
 
@@ -101,12 +104,43 @@ const fn buffer_bytes_for(read_bytes: usize) -> usize {
 }
 
 /// A zeroed buffer of `len` bytes whose whole huge pages are advised to be huge before the zeroing
-/// touches them (then kept warm by reuse).
+/// touches them (then kept warm by reuse). Refused advice, or THP off, costs the gain of 0027 but
+/// nothing else: counted and logged once, so `/metrics` tells which case a broker is in.
 fn huge_page_buffer(len: usize) -> Vec<u8> {
     let mut buffer = Vec::with_capacity(len);
-    advise_huge_pages(buffer.spare_capacity_mut());
+    let advised = advise_huge_pages(buffer.spare_capacity_mut());
+    if let Err(error) = &advised {
+        if HUGE_PAGE_ADVICE_REFUSED_TOTAL.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!(%error, "MADV_HUGEPAGE refused: cold reads go as smaller disk requests");
+        }
+    } else if !huge_pages_enabled() {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "transparent huge pages are off ({THP_ENABLED_PATH}): cold reads go as smaller disk requests"
+            );
+        });
+    }
     buffer.resize(len, 0);
     buffer
+}
+
+/// Where the kernel says whether transparent huge pages may be used.
+const THP_ENABLED_PATH: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
+
+/// Whether this kernel gives advised buffers huge pages (THP `always` or `madvise`), read once.
+pub(super) fn huge_pages_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| {
+        std::fs::read_to_string(THP_ENABLED_PATH).is_ok_and(|mode| thp_mode_allows_advice(&mode))
+    })
+}
+
+/// Whether a THP mode line (`always [madvise] never`: the selected one in brackets) lets advised
+/// memory have huge pages.
+fn thp_mode_allows_advice(mode: &str) -> bool {
+    mode.split_whitespace()
+        .any(|word| word == "[always]" || word == "[madvise]")
 }
 
 #[cfg(test)]
@@ -121,6 +155,14 @@ mod tests {
         let path = dir.join("00000000000000000000.log");
         std::fs::write(&path, bytes).unwrap();
         compio::fs::File::open(&path).await.unwrap()
+    }
+
+    #[test]
+    fn thp_modes_are_read_from_the_selected_word() {
+        assert!(thp_mode_allows_advice("always [madvise] never\n"));
+        assert!(thp_mode_allows_advice("[always] madvise never"));
+        assert!(!thp_mode_allows_advice("always madvise [never]\n"));
+        assert!(!thp_mode_allows_advice(""), "no THP in the kernel");
     }
 
     #[compio::test]

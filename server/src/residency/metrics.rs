@@ -12,6 +12,8 @@ pub(super) static COLD_DIRECT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_READS_IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 pub(super) static CHECK_FAILURES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static DIRECT_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Cold buffers whose `MADV_HUGEPAGE` advice the kernel refused.
+pub(super) static HUGE_PAGE_ADVICE_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Cold bytes spliced because the cold read memory budget had no room for their read.
 pub(super) static OVER_BUDGET_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Fetch record bytes sent from the engine's tail cache (`write.direct`).
@@ -71,6 +73,18 @@ pub fn render_metrics(out: &mut String) {
             "Bytes of spare cold buffers the shards keep warm between reads.",
             "gauge",
             SPARE_BYTES.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_huge_pages_enabled",
+            "1 when the kernel's transparent huge pages (always or madvise) back cold read buffers, so direct reads go as ~2 MiB disk requests; 0 when off.",
+            "gauge",
+            u64::from(super::direct::huge_pages_enabled()),
+        ),
+        (
+            "fetch_cold_huge_page_advice_refused_total",
+            "Cold read buffers whose MADV_HUGEPAGE advice the kernel refused (read into 4 KiB pages).",
+            "counter",
+            HUGE_PAGE_ADVICE_REFUSED_TOTAL.load(Ordering::Relaxed),
         ),
         (
             "fetch_cold_over_budget_bytes_total",
