@@ -202,9 +202,7 @@ pub(super) async fn write_cold(
         _budget,
     } = chunk;
     let len = bytes.len() as u64;
-    let BufResult(result, slice) = socket.write_all(buffer.slice(bytes)).await;
-    let buffer = slice.into_inner();
-    result?;
+    let buffer = write_in_pieces(socket, buffer, bytes).await?;
     COLD_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
     if !buffered {
         COLD_DIRECT_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
@@ -225,6 +223,30 @@ pub(super) async fn write_cold(
     }
     Ok(buffer)
 }
+
+/// Writes `bytes` of `buffer` to `socket` at most [`COLD_SEND_PIECE_BYTES`] per write; returns
+/// the buffer. Why pieces: io_uring first tries a send inline, in the shard's own submission,
+/// and over loopback that copies the whole piece into the socket and runs the receiver's TCP
+/// processing before the shard can do anything else. A 4 MiB chunk held the shard (and every
+/// Produce it owns) for a millisecond or more; a piece of 256 KiB for a sixteenth of that.
+pub(super) async fn write_in_pieces(
+    socket: &mut TcpStream,
+    mut buffer: Vec<u8>,
+    bytes: Range<usize>,
+) -> io::Result<Vec<u8>> {
+    let mut at = bytes.start;
+    while at < bytes.end {
+        let end = bytes.end.min(at + COLD_SEND_PIECE_BYTES);
+        let BufResult(result, slice) = socket.write_all(buffer.slice(at..end)).await;
+        buffer = slice.into_inner();
+        result?;
+        at = end;
+    }
+    Ok(buffer)
+}
+
+/// The most of a cold chunk one socket write sends (see [`write_in_pieces`]).
+pub(super) const COLD_SEND_PIECE_BYTES: usize = 256 << 10;
 
 /// Counts a cold read as in progress until dropped (also when the send is cancelled).
 struct ColdReadInProgress;

@@ -409,3 +409,21 @@ async fn the_next_ranges_cold_reads_start_early_and_its_bytes_arrive_in_order() 
         budget_returned().await;
     }
 }
+
+#[compio::test]
+async fn a_chunk_written_in_pieces_arrives_whole_from_the_middle_of_its_buffer() {
+    // A direct read's bytes start past its buffer's head (the read began on an aligned block);
+    // an odd length leaves a short last piece.
+    let buffer = contents(3 * super::cold::COLD_SEND_PIECE_BYTES + 5000);
+    let bytes = 777..buffer.len() - 1234;
+    let (client, mut server) = socket_pair().await;
+    let received = receive(client, bytes.len());
+    let returned = super::cold::write_in_pieces(&mut server, buffer.clone(), bytes.clone())
+        .await
+        .unwrap();
+    assert_eq!(received.await.unwrap(), buffer[bytes]);
+    assert_eq!(
+        returned, buffer,
+        "the buffer comes back for reuse, untouched"
+    );
+}
