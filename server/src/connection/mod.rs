@@ -7,7 +7,8 @@
 //!
 //! # Invariants worth naming
 //! - Every request read whole is served to its end, as Kafka does, even when no answer can be
-//!   sent: the writer awaits every handler (dropping a handler's task would cancel it).
+//!   sent: the writer awaits every handler (dropping a handler's task would cancel it), also
+//!   after a panic while sending a response, which closes this connection only.
 //! - A client gone does not stop the reader: frames already in the socket buffer are served up
 //!   to the end of the stream. A failed request (Kafka closes the connection then) stops it.
 #![forbid(unsafe_code)]

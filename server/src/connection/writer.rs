@@ -4,10 +4,12 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use kafka_protocol::messages::ApiKey;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::{Closing, MutedUntil, PendingResponse};
 use crate::api::{self, Response};
@@ -58,7 +60,22 @@ pub(super) async fn write_responses(
             produce_stages::record(Stage::ResponseQueue, answered.at.elapsed());
         }
         let write_started = Instant::now();
-        if let Err(err) = send(&mut stream, &mut sender, answered.response).await {
+        // A panic while sending (a bug; a cold read's panic is resumed here) is contained to this
+        // connection: were it to end this task, the handlers still queued would be dropped, and
+        // dropping a task cancels it, a Produce perhaps halfway through its append.
+        let sent = AssertUnwindSafe(send(&mut stream, &mut sender, answered.response))
+            .catch_unwind()
+            .await;
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(_) => {
+                error!(%peer, "sending a response panicked; closing the connection");
+                closing.set(true);
+                stop_answering(&mut stream, &mut answering).await;
+                continue;
+            }
+        };
+        if let Err(err) = sent {
             match err {
                 SendError::NoPipe(err) => {
                     warn!(%peer, %err, "no splice pipe for this connection; closing");
@@ -119,6 +136,10 @@ async fn send(
     splice: &mut SpliceSlot,
     response: Response,
 ) -> Result<(), SendError> {
+    #[cfg(test)]
+    if tests::PANIC_IN_NEXT_SEND.with(|panic| panic.replace(false)) {
+        panic!("injected by a test");
+    }
     match response {
         Response::Nothing => Ok(()),
         Response::Frame(frame) => {
@@ -203,3 +224,6 @@ async fn send_slice(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
