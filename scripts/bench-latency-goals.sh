@@ -7,7 +7,7 @@
 # earlier ones to /var/tmp/ringtail-goals/rep-N.
 #   - max-produce, fixed-rate-latency (half of max-produce), max-produce-consume: Ringtail and
 #     Apache Kafka (scripts/kafka-peer.sh) back to back;
-#   - cold-catch-up-alone, cold-catch-up, cold-catch-up-naive: Ringtail, 4 GB backlog evicted from
+#   - cold-catch-up-alone, cold-catch-up, cold-catch-up-naive: Ringtail, 20 GB backlog evicted from
 #     the page cache, residency check on and off.
 #   The disk is measured in the same session: a buffered read back of a dropped file, and fio
 #   (direct, 1 MiB, 8 deep) when installed; the catch-up goal is judged against the faster.
@@ -52,7 +52,7 @@ for rep in $(seq 1 "$reps"); do
     --scenarios max-produce,fixed-rate-latency,max-produce-consume \
     --duration-s "$duration_s" --warmup-s "$warmup_s" --results-dir "$dir" --quiet
   "${wrap[@]}" "$loadgen" matrix --brokers ringtail --layouts fs "${ringtail_flags[@]}" \
-    --scenarios cold-catch-up-alone,cold-catch-up,cold-catch-up-naive --backlog-bytes-max 4000000000 \
+    --scenarios cold-catch-up-alone,cold-catch-up,cold-catch-up-naive --backlog-bytes-max 20000000000 \
     --duration-s "$duration_s" --warmup-s "$warmup_s" --results-dir "$dir" --quiet
 done
 mkdir -p "$work"

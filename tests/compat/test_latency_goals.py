@@ -99,3 +99,24 @@ def test_catch_up_is_judged_against_the_disk_measured_in_the_same_session(tmp_pa
     # The buffered read back, when faster (the host's cache), stays the stricter reference.
     stricter = latency_goals.goals(dirs, disk_read_mb_s=900, fio_mb_s=720)
     assert stricter["met"]["catch_up_share_of_disk"] is False
+
+
+def test_the_producer_beside_a_reader_that_caught_up_early_is_not_judged(tmp_path):
+    # A ratio that would pass (1.1x), but the reader was behind for 3 of 12 seconds only.
+    dirs = [write_rep(tmp_path, "a", 20, 22, 900, 1.5, 1100, 1.0)]
+    live = 51_000_000
+    path = tmp_path / "a" / "cold-catch-up" / "ringtail-fs.json"
+    body = json.loads(path.read_text())
+    body["timeline"] = [{"t_s": i + 1, "produced_bytes": live,
+                         "consumed_bytes": 900_000_000 if i < 3 else live} for i in range(12)]
+    path.write_text(json.dumps(body))
+    figures = latency_goals.goals(dirs, disk_read_mb_s=1090)
+    assert figures["cold_reader_behind_share"] == 0.25
+    assert figures["met"]["cold_reader_p99_ratio"] is None
+    assert "**not judged**: the reader was behind for 25% of the run" in latency_goals.markdown(figures)
+    # Behind for every second: judged as before.
+    body["timeline"] = [{"t_s": i + 1, "produced_bytes": live, "consumed_bytes": 900_000_000} for i in range(12)]
+    path.write_text(json.dumps(body))
+    figures = latency_goals.goals(dirs, disk_read_mb_s=1090)
+    assert figures["cold_reader_behind_share"] == 1.0
+    assert figures["met"]["cold_reader_p99_ratio"] is True
