@@ -4,8 +4,9 @@
 Starts `ringtail` (defaults, fresh data dir, a metrics listener), drives it with the same paced
 confluent-kafka producer as scripts/bench_client_latency.py (acks=1, linger.ms=0, 1 KiB records
 over --partitions partitions, at --rate records/s), and reads `ringtail_produce_stage_seconds`
-from /metrics before and after the run. Prints, per stage, the requests, the mean and the bucket
-bounds under which 50% and 99% fell (the histogram's buckets, 1-2.5-5 steps), beside the client's
+from /metrics before and after the run (with the loadgen client, over its last --duration-s
+seconds only: snapshots every 0.5 s leave out the backlog written before them). Prints, per
+stage, the requests, the mean and the bucket bounds under which 50% and 99% fell (the histogram's buckets, 1-2.5-5 steps), beside the client's
 own view (delivery latency and librdkafka's broker round trip).
 
 With `--client loadgen` the load is `ringtail-loadgen run` at the same rate instead (1 KiB, acks=1,
@@ -27,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -74,6 +76,33 @@ def ms(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     return "> max" if seconds == float("inf") else f"≤ {seconds * 1000:g}"
+
+
+class Snapshots:
+    """The stage histograms scraped every `interval_s` while a run goes on, so the stages of its
+    measured window can be told from those of what came before it (the catch-up backlog, written
+    flat out before the producer's paced seconds begin)."""
+
+    def __init__(self, metrics_port: int, interval_s: float = 0.5):
+        self.metrics_port, self.interval_s = metrics_port, interval_s
+        self.taken: list[tuple[float, dict]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.is_set():
+            self.taken.append((time.monotonic(), scrape(self.metrics_port)))
+            self.stop.wait(self.interval_s)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def at_or_before(self, at: float) -> dict:
+        """The last snapshot taken at or before `at` (the first one if none was)."""
+        earlier = [stages for taken_at, stages in self.taken if taken_at <= at]
+        return earlier[-1] if earlier else self.taken[0][1]
 
 
 class Ringtail:
@@ -148,7 +177,14 @@ def main():
             if args.client == "librdkafka":
                 client = librdkafka_paced(broker, args, topic)
             else:
-                client = loadgen_paced(broker, args, topic)
+                # The loadgen's measured seconds are its last --duration-s (after the backlog, its
+                # eviction and the warm-up): the stages are taken over those only.
+                snapshots = Snapshots(broker.metrics_port)
+                try:
+                    client = loadgen_paced(broker, args, topic)
+                finally:
+                    snapshots.finish()
+                before = snapshots.at_or_before(time.monotonic() - args.duration_s)
             stages = delta(scrape(broker.metrics_port), before)
         finally:
             broker.proc.terminate()
