@@ -120,7 +120,10 @@ pub struct LogConfig {
     /// Largest record batch accepted (Kafka's `max.message.bytes`).
     pub max_message_bytes: u32,
     pub cleanup_policy: CleanupPolicy,
-    /// Preallocate the active segment with `fallocate`.
+    /// Allocate each segment whole (`segment.bytes`) with `fallocate` before it takes writes,
+    /// the next one in the background (`log/spare.rs`), so no write or writeback of the active
+    /// segment allocates blocks. Off by default, as in Kafka: it reserves a segment of disk per
+    /// partition, and a second for a partition past half its segment.
     pub preallocate: bool,
     /// Write appends with `pwritev(2)` on the shard thread instead of an io_uring `writev`, which
     /// ext4 and tmpfs hand to an io-wq worker for buffered writes (topic config `write.inline`).
@@ -197,7 +200,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             max_message_bytes: 1_048_588,
             cleanup_policy: CleanupPolicy::Delete,
-            preallocate: true,
+            preallocate: false,
             write_inline: false,
             write_direct: false,
             tail_cache_bytes: TAIL_CACHE_BYTES_DEFAULT,

@@ -80,10 +80,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = -1, allow_hyphen_values = true)]
     pub retention_bytes: i64,
 
-    /// Allocate the active segment's file in 64 MiB chunks ahead of its writes (topic config
-    /// `preallocate`). Off by default, as in Kafka: it measured no faster here
-    /// (results/profile/), costs every_batch fsyncs 10–20% (results/engine-criterion/notes.md),
-    /// and reserves 64 MiB per partition, which 1024 partitions turn into 64 GiB.
+    /// Allocate each segment whole (segment.bytes) before it takes writes, the next one in the
+    /// background once the active one is half full (topic config `preallocate`): no write or
+    /// writeback of the active segment then allocates blocks, which on ext4 with its block
+    /// bitmaps out of memory held a partition's producers for up to a second
+    /// (results/allocation-stalls/). Off by default, as in Kafka: it reserves a segment of disk
+    /// per partition (1024 partitions of 1 GiB segments: 1 TiB), and a second for a busy one.
     #[arg(long, value_name = "true|false", default_value_t = false, action = clap::ArgAction::Set)]
     pub preallocate: bool,
 

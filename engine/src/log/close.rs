@@ -35,6 +35,7 @@ impl PartitionLog {
             delta.write(&files).await?;
         }
         crate::txn::index_file::store(&files.log_path, &aborted).await?;
+        self.remove_spare().await?;
         self.sync().await?;
         let end = self.state.borrow().high_watermark;
         self.write_producer_snapshot(end).await?;
@@ -56,18 +57,24 @@ impl PartitionLog {
         let started = std::time::Instant::now();
         let mut warned_after = std::time::Duration::ZERO;
         loop {
-            let (writing, cleaning) = {
+            // A spare being prepared is waited for too: its task creates a file in the directory,
+            // which a deletion must find gone or finished, not half made.
+            let (writing, cleaning, preparing) = {
                 let state = self.state.borrow();
-                (state.writer_active, state.cleaning)
+                (
+                    state.writer_active,
+                    state.cleaning,
+                    state.spare == super::spare::Spare::Preparing,
+                )
             };
-            if !writing && !cleaning {
+            if !writing && !cleaning && !preparing {
                 return;
             }
             // A close that waits this long is a hang in the making: say what it waits for.
             if started.elapsed() >= warned_after + CLOSE_WAIT_WARN_EVERY {
                 warned_after += CLOSE_WAIT_WARN_EVERY;
-                warn!(dir = %self.dir.display(), writing, cleaning, waited_s = warned_after.as_secs(),
-                    "closing the log still waits for its writer or its compaction pass");
+                warn!(dir = %self.dir.display(), writing, cleaning, preparing, waited_s = warned_after.as_secs(),
+                    "closing the log still waits for its writer, its compaction pass or its spare segment");
             }
             compio::time::sleep(std::time::Duration::from_millis(1)).await;
         }

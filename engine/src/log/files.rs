@@ -23,7 +23,8 @@ pub(super) fn snapshot_file_name(offset: Offset) -> String {
 
 /// Removes the temp files an atomic rewrite (`io::disk::write_file_atomically`) of this log's
 /// own files left when it was cut short before its rename: `<offset>.txnindex.tmp`,
-/// `<offset>.snapshot.tmp`, `log-start-offset.tmp`, `cleaner-checkpoint.tmp`. Like Kafka's load removing `.cleaned`,
+/// `<offset>.snapshot.tmp`, `log-start-offset.tmp`, `cleaner-checkpoint.tmp`; and the spare segment
+/// (`spare.rs`) a crash left. Like Kafka's load removing `.cleaned`,
 /// `.swap` and `.deleted` leftovers: nothing reads them, but they hold disk space for good.
 /// Matched by exact name only; any other file is left alone. A failed removal is logged and
 /// retried at the next open. Runs before anything of the log writes (open), so no rewrite is
@@ -50,8 +51,10 @@ pub(super) async fn remove_leftover_temp_files(dir: &Path) {
 
 /// Whether `name` is the temp file of one of the log's atomically rewritten files.
 fn is_leftover_temp_file(name: &str) -> bool {
+    // The spare segment a crash left (`spare.rs`) is allocated disk and nothing else.
     if name == format!("{LOG_START_OFFSET_FILE_NAME}.tmp")
         || name == format!("{CLEANER_CHECKPOINT_FILE_NAME}.tmp")
+        || name == super::spare::SPARE_FILE_NAME
     {
         return true;
     }

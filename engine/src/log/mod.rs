@@ -36,6 +36,8 @@ mod read;
 mod retention;
 mod roll;
 mod snapshot;
+mod spare;
+pub(crate) use spare::SPARE_FILE_NAME;
 mod start_offset;
 mod state;
 pub mod tail_cache;

@@ -194,6 +194,7 @@ fn initial_state(
         transactions,
         pending_markers: std::collections::BTreeMap::new(),
         direct_tail: None,
+        spare: super::spare::Spare::Absent,
         direct_refused: false,
         tail_cache: Default::default(),
     }

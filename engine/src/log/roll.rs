@@ -3,6 +3,8 @@
 
 use std::rc::Rc;
 
+use tracing::warn;
+
 use super::state::{LogState, PartitionLog};
 use crate::clock::now_ms;
 use crate::error::OpenError;
@@ -60,13 +62,38 @@ impl PartitionLog {
         // The new segment's creation and the snapshot are write calls: refused for space, they
         // leave the sealed segments durable and the log recoverable by a reopen (decision 0011),
         // as a data write refused for space does.
-        let segment = Segment::create(&self.dir, base_offset, &config, now_ms())
-            .await
-            .inspect_err(|err| {
-                if let OpenError::Io { source, .. } = err {
-                    self.note_write_error(source);
+        let segment = match self.take_spare() {
+            Some(allocated_bytes) => {
+                let spare_path = self.spare_path();
+                let created = Segment::create_from_spare(
+                    &self.dir,
+                    base_offset,
+                    &spare_path,
+                    allocated_bytes,
+                    now_ms(),
+                )
+                .await;
+                match created {
+                    Ok(segment) => {
+                        self.state.borrow_mut().stats.spare_segments_used += 1;
+                        Ok(segment)
+                    }
+                    Err(err) => {
+                        // The spare is only a head start: the roll goes on without it (a file
+                        // renamed before the failure is opened again and cut to empty).
+                        warn!(dir = %self.dir.display(), %err, "the spare segment could not be used");
+                        let _ = io::disk::remove_file(&spare_path).await;
+                        Segment::create(&self.dir, base_offset, &config, now_ms()).await
+                    }
                 }
-            })?;
+            }
+            None => Segment::create(&self.dir, base_offset, &config, now_ms()).await,
+        }
+        .inspect_err(|err| {
+            if let OpenError::Io { source, .. } = err {
+                self.note_write_error(source);
+            }
+        })?;
         self.write_producer_snapshot(base_offset)
             .await
             .inspect_err(|err| self.note_write_error(err))

@@ -75,6 +75,8 @@ pub(crate) struct LogState {
     pub(crate) direct_refused: bool,
     /// With `write.direct`: the active segment's latest runs, for readers at the tail.
     pub(crate) tail_cache: super::tail_cache::TailCache,
+    /// The next segment's file, allocated ahead of the roll (`spare.rs`).
+    pub(crate) spare: super::spare::Spare,
 }
 
 impl LogState {

@@ -97,6 +97,10 @@ pub struct LogStats {
     /// Header walks read plans needed (file reads to find a batch boundary the boundary cache and
     /// the offset index could not tell): a catch-up reader's plans should need none.
     pub plan_walks: u64,
+    /// Rolls that found their next segment allocated ahead (`log/spare.rs`).
+    pub spare_segments_used: u64,
+    /// Spares whose preparation failed (a full disk): their rolls allocated as without one.
+    pub spare_segments_refused: u64,
 }
 
 /// What opening the log found.

@@ -73,6 +73,8 @@ impl PartitionLog {
                 self.fail(reason, replies);
                 return;
             }
+            // The writer's place is held here, so no roll is renaming the spare meanwhile.
+            self.prepare_spare_if_due();
             let log_start_offset = self.log_start_offset();
             for (reply, batch_headers) in replies.into_iter().zip(&headers) {
                 let outcome = AppendOutcome {

@@ -56,10 +56,12 @@ pub(crate) fn sync_copy(
     let mut bytes = 0;
     for entry in entries {
         let meta = entry.metadata().map_err(failed(&entry.path()))?;
-        if !meta.is_file() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // The spare segment is allocated zeros, maybe still being allocated: the moved log
+        // prepares its own.
+        if !meta.is_file() || name == crate::log::SPARE_FILE_NAME {
             continue;
         }
-        let name = entry.file_name().to_string_lossy().into_owned();
         let stamp = (meta.ino(), meta.len());
         let active = recopy_active
             && active_stem
@@ -281,5 +283,20 @@ mod tests {
         write_in_place(&rolled_into, &[2u8; 2000], 5000);
         copy_round(&source, &dest, &stamps, None);
         assert_same_files(&source, &dest);
+    }
+
+    #[test]
+    fn the_spare_segment_is_not_copied() {
+        // Allocated zeros of a segment not yet rolled into (maybe still being allocated): the
+        // moved log prepares its own, and a copy would write a segment of zeros for nothing.
+        let root = tempfile::tempdir().unwrap();
+        let (source, dest) = (root.path().join("src"), root.path().join("dst"));
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::write(source.join("00000000000000000000.log"), vec![7u8; 5000]).unwrap();
+        std::fs::write(source.join(crate::log::SPARE_FILE_NAME), vec![0u8; 8192]).unwrap();
+        let stamps = copy_round(&source, &dest, &FileStamps::new(), None);
+        assert!(dest.join("00000000000000000000.log").exists());
+        assert!(!dest.join(crate::log::SPARE_FILE_NAME).exists());
+        assert!(!stamps.contains_key(crate::log::SPARE_FILE_NAME));
     }
 }

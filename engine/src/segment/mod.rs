@@ -2,11 +2,11 @@
 //!
 //! # Byte map of `NNNNNNNNNNNNNNNNNNNN.log`
 //! The name is the segment's base offset in 20 digits. The file is RecordBatch v2 batches back to
-//! back (see [`crate::batch`] for a batch's bytes), exactly as they go on the wire. The active
-//! segment is preallocated with `fallocate` in chunks ahead of its writes, so its file size is the
-//! *allocated* size; the
-//! *logical* end (`size_bytes`) is where the last whole batch ends, and zeros follow it. A sealed
-//! segment is truncated to its logical end.
+//! back (see [`crate::batch`] for a batch's bytes), exactly as they go on the wire. With
+//! `preallocate` the active segment is allocated whole (`segment.bytes`) with `fallocate` before
+//! it takes writes, so its file size is the *allocated* size; the *logical* end (`size_bytes`) is
+//! where the last whole batch ends, and zeros follow it. A sealed segment is truncated to its
+//! logical end.
 //!
 //! # Invariants
 //! - Batches are contiguous from position 0 to `size_bytes`; base offsets strictly increase and
@@ -32,11 +32,6 @@ use crate::index::{
 };
 use crate::io;
 use crate::units::{Offset, Position};
-
-/// How far ahead of its writes the active segment is allocated: large enough that `fallocate` is
-/// rare (once per 64 MiB written), small enough that thousands of mostly idle partitions do not
-/// each reserve a whole segment of disk.
-pub const PREALLOCATE_CHUNK_BYTES: u64 = 64 << 20;
 
 /// File name of a segment's log for `base_offset`.
 pub fn log_file_name(base_offset: Offset) -> String {
@@ -218,7 +213,50 @@ impl Segment {
         Ok(segment)
     }
 
-    /// Allocates the first chunk ahead of the writes (when the config asks for preallocation).
+    /// Makes the spare file at `spare_path` (created empty and `fallocate`d to `allocated_bytes`
+    /// in the background: `log/spare.rs`) the new active segment `base_offset`: renamed
+    /// into place, so the roll allocates nothing. Its contents read as zeros, which recovery
+    /// treats as preallocated space if a crash leaves it under its new name.
+    pub async fn create_from_spare(
+        dir: &Path,
+        base_offset: Offset,
+        spare_path: &Path,
+        allocated_bytes: u64,
+        now_ms: i64,
+    ) -> Result<Self, OpenError> {
+        let log_path = dir.join(log_file_name(base_offset));
+        io::disk::rename(spare_path, &log_path)
+            .await
+            .map_err(OpenError::io(&log_path))?;
+        let files = open_files(dir, base_offset).await?;
+        let mut segment = Self::empty(base_offset, files, now_ms);
+        let indexes = segment
+            .files
+            .indexes()
+            .map_err(OpenError::io(&segment.files.log_path))?;
+        for file in [&indexes.offset, &indexes.time] {
+            file.set_len(0)
+                .await
+                .map_err(OpenError::io(&segment.files.log_path))?;
+        }
+        let file_bytes = segment
+            .files
+            .log
+            .metadata()
+            .await
+            .map_err(OpenError::io(&log_path))?
+            .len();
+        // The spare was allocated to exactly this size; anything else is not the spare.
+        if file_bytes != allocated_bytes {
+            return Err(OpenError::io(&log_path)(std::io::Error::other(format!(
+                "spare segment holds {file_bytes} bytes, {allocated_bytes} were allocated"
+            ))));
+        }
+        segment.allocated_bytes = allocated_bytes;
+        Ok(segment)
+    }
+
+    /// Allocates the segment ahead of its writes (when the config asks for preallocation).
     async fn preallocate(&mut self, config: &LogConfig) -> Result<(), OpenError> {
         self.allocated_bytes = self.size_bytes;
         if let Some((offset, len)) = self.allocation_needed(self.size_bytes + 1, config) {
@@ -232,16 +270,18 @@ impl Segment {
         Ok(())
     }
 
-    /// The range to `fallocate` before bytes up to `end` are written, if any: the allocation grows
-    /// in [`PREALLOCATE_CHUNK_BYTES`] steps, never past `segment.bytes` unless one batch is larger.
+    /// The range to `fallocate` before bytes up to `end` are written, if any: the whole segment
+    /// (`segment.bytes`), or up to `end` when one batch is larger. Whole, not in chunks as the
+    /// writes come: `fallocate` takes the inode's lock that every write to it takes, and with the
+    /// file system's block bitmaps out of memory it held it, and the partition's producers, for
+    /// up to a second on this machine (results/allocation-stalls/). A new segment is allocated
+    /// before it is active: at the log's creation, or in the background as the spare
+    /// (`log/spare.rs`); this only runs on the write path for a batch past the end.
     pub fn allocation_needed(&self, end: u64, config: &LogConfig) -> Option<(u64, u64)> {
         if !config.preallocate || end <= self.allocated_bytes {
             return None;
         }
-        let target = end
-            .div_ceil(PREALLOCATE_CHUNK_BYTES)
-            .saturating_mul(PREALLOCATE_CHUNK_BYTES)
-            .min(config.segment_bytes.max(end));
+        let target = config.segment_bytes.max(end);
         Some((self.allocated_bytes, target - self.allocated_bytes))
     }
 
