@@ -283,6 +283,8 @@ impl Shard {
                 continue;
             }
             let config = log.config();
+            // Its tasks stop first: none may write in the directory the reopen recovers.
+            log.close_abandoned().await;
             match PartitionLog::open(log.dir(), config).await {
                 Ok((fresh, report)) => {
                     info!(topic = %topic_partition.topic, partition = %topic_partition.partition,

@@ -163,6 +163,8 @@ fn a_cleaning_refused_for_space_leaves_no_partial_copy_behind() {
             log.append(bytes_mut(&batch), 0).await.unwrap();
         }
         assert!(log.roll_now().await.unwrap());
+        // Sealed first (in the background under flush=none): the fault is the cleaner's.
+        log.sync().await.unwrap();
         // The copy's first write finds the disk full.
         disk.inject_fault(FaultKind::NoSpace, 0, 1);
         assert!(
@@ -197,6 +199,9 @@ fn a_retention_roll_refused_for_space_still_deletes_the_expired_sealed_segments(
         let hour_ms = 3_600_000;
         let mut config = small_config(1 << 20, 512);
         config.retention_ms = Some(hour_ms as u64);
+        // A roll that seals before it goes on (and so writes its snapshot): under flush=none the
+        // seal runs in the background and the roll itself may write nothing to refuse.
+        config.flush = ringtail_engine::FlushPolicy::IntervalMs(3_600_000);
         let (log, _) = ringtail_engine::PartitionLog::open(data_dir, config)
             .await
             .unwrap();
@@ -206,6 +211,8 @@ fn a_retention_roll_refused_for_space_still_deletes_the_expired_sealed_segments(
             log.append(bytes_mut(&batch), 0).await.unwrap();
             if tag == 0 {
                 assert!(log.roll_now().await.unwrap());
+                // Sealed now (in the background under flush=none): the faults are the retention's.
+                log.sync().await.unwrap();
             }
         }
         assert_eq!(log.segment_count(), 2, "one sealed, the active");

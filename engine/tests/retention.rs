@@ -219,6 +219,8 @@ fn sealed_segments_hold_one_descriptor_each_and_still_answer_lookups() {
         }
         let segments = log.segment_count();
         assert!(segments >= 10, "{segments} segments");
+        // Sealed (in the background under flush=none: a pending seal holds its index files).
+        log.sync().await.unwrap();
         let check = |when: &str| {
             let open = open_files_in(&dir_path);
             assert_eq!(open.get("log").copied(), Some(segments), "{when}: {open:?}");
@@ -261,6 +263,7 @@ fn sealed_segments_hold_one_descriptor_each_and_still_answer_lookups() {
         }
         let segments_now = log.segment_count();
         assert!(segments_now > segments);
+        log.sync().await.unwrap();
         let open = open_files_in(&dir_path);
         assert_eq!(open.get("log").copied(), Some(segments_now), "{open:?}");
         assert_eq!(open.get("index").copied(), Some(1), "{open:?}");

@@ -196,6 +196,8 @@ fn config() -> LogConfig {
 
 async fn reopen(dir: &Path, log: Rc<PartitionLog>, crash: bool) -> Rc<PartitionLog> {
     if crash {
+        // As a crash leaves it: seals not yet begun never happen (one under way finishes).
+        log.close_abandoned().await;
         drop(log);
         let _ = std::fs::remove_file(dir.join(ringtail_engine::log::CLEAN_SHUTDOWN_FILE_NAME));
     } else {

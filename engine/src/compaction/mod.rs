@@ -228,6 +228,12 @@ impl PartitionLog {
         now_ms: i64,
         options: PassOptions,
     ) -> Result<CompactionOutcome, CompactionError> {
+        // Segments rolled under `flush=none` are sealed first: the cleaner takes only synced
+        // segments (`log/seal.rs`). Those rolled before the pass, not any the writer rolls
+        // while it waits.
+        let active_base = self.state.borrow().active().base_offset;
+        self.finish_seals_below(Some(active_base)).await;
+        self.seal_in_background();
         let log = Rc::clone(self);
         let yielder = Yielder::stopping_when(move || log.state.borrow().closed);
         let result = self.run_pass(now_ms, options, &yielder).await;
@@ -410,8 +416,9 @@ impl PartitionLog {
         {
             return None;
         }
-        // Only segments wholly below the LSO: an open transaction may still abort.
-        let stable = state.last_stable_offset();
+        // Only segments wholly below the LSO (an open transaction may still abort) and below the
+        // newest snapshot, so synced: recovery takes a gap above it for lost data (`log/seal.rs`).
+        let stable = state.last_stable_offset().min(state.snapshot_offset);
         let sealed = state
             .segments
             .iter()

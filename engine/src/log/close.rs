@@ -14,7 +14,7 @@ const CLOSE_WAIT_WARN_EVERY: std::time::Duration = std::time::Duration::from_sec
 impl PartitionLog {
     /// Refuses further appends, waits for queued ones, writes out the index and syncs.
     pub async fn close(&self) -> std::io::Result<()> {
-        self.stop().await;
+        self.stop(true).await;
         if let Some(reason) = self.state.borrow().failure.clone() {
             // Never retry an fsync that failed, and never call this log clean: the next open must
             // check it in full.
@@ -49,10 +49,20 @@ impl PartitionLog {
     /// (DeleteTopics). The index writes and fsyncs of [`Self::close`] would only delay the
     /// delete, by seconds on a busy disk, for bytes no one reads again.
     pub async fn close_for_delete(&self) {
-        self.stop().await;
+        self.stop(false).await;
     }
 
-    async fn stop(&self) {
+    /// Stops the log's tasks (its writer, a compaction pass, its spare's preparation, a seal in
+    /// progress; pending seals are dropped) without making anything durable: for a log a reopen
+    /// replaces (the shard's after ENOSPC, a test's crash), whose recovery checks what it left.
+    /// Without it a task of the old log could still write in the directory the new one opened.
+    pub async fn close_abandoned(&self) {
+        self.stop(false).await;
+    }
+
+    /// `finish_seals`: whether the seals rolls left pending run (a close) or are dropped (a
+    /// deletion: the files go).
+    async fn stop(&self, finish_seals: bool) {
         self.state.borrow_mut().closed = true;
         let started = std::time::Instant::now();
         let mut warned_after = std::time::Duration::ZERO;
@@ -68,6 +78,11 @@ impl PartitionLog {
                 )
             };
             if !writing && !cleaning && !preparing {
+                // Closed with its writer done: no roll queues another seal.
+                if !finish_seals {
+                    self.state.borrow_mut().seals_pending.clear();
+                }
+                self.finish_seals().await;
                 return;
             }
             // A close that waits this long is a hang in the making: say what it waits for.

@@ -16,12 +16,14 @@ impl PartitionLog {
     }
 
     /// Makes everything written so far durable (used by `every_batch`, the interval flusher and
-    /// shutdown). Sealed segments were synced when they were sealed.
+    /// shutdown). Sealed segments were synced when they were sealed; those rolled under
+    /// `flush=none` are sealed first (`seal.rs`).
     ///
     /// Refused once the log failed: after a failed fsync the kernel may have dropped the dirty
     /// pages and marked them clean, so a second fsync would succeed without writing them and
     /// `durable_offset` would cover data that is gone (docs/decisions/0010-fsync-error-read-only.md).
     pub async fn sync(&self) -> std::io::Result<()> {
+        self.finish_seals().await;
         let (file, written) = {
             let state = self.state.borrow();
             if let Some(reason) = &state.failure {

@@ -35,6 +35,7 @@ pub mod out_of_space;
 mod read;
 mod retention;
 mod roll;
+mod seal;
 mod snapshot;
 mod spare;
 pub(crate) use spare::SPARE_FILE_NAME;

@@ -57,12 +57,32 @@ impl PartitionLog {
         let next_offset = segments
             .back()
             .map_or(Offset::ZERO, |segment| segment.next_offset);
+        // A snapshot past the end describes records recovery dropped; left, it would pass for
+        // the newest at a later open.
+        for &stale in snapshot_offsets
+            .iter()
+            .filter(|offset| **offset > next_offset)
+        {
+            let path = dir.join(super::files::snapshot_file_name(stale));
+            if let Err(err) = io::disk::remove_file(&path).await {
+                warn!(path = %path.display(), %err, "a producer snapshot past the log's end stays");
+            }
+        }
+        let snapshot_offsets: Vec<Offset> = snapshot_offsets
+            .into_iter()
+            .filter(|offset| *offset <= next_offset)
+            .collect();
         let (mut producers, snapshot_txns) =
             rebuild_producers(dir, &snapshot_offsets, next_offset, &report).await;
         let transactions = crate::txn::replay::rebuild(&mut segments, snapshot_txns).await;
         producers.note_open_transactions(|producer_id| transactions.contains(producer_id));
         let persisted_start = start_offset::read_persisted(dir).await;
         let mut state = initial_state(config, segments, producers, transactions, now);
+        state.snapshot_offset = snapshot_offsets
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(Offset::ZERO);
         if let Some(persisted_start) = persisted_start {
             // Records lost to a crash may leave the kept start past the end: the log is empty.
             state.log_start_offset = state.log_start_offset.max(persisted_start.min(next_offset));
@@ -115,8 +135,33 @@ async fn recover_segments(
         } else {
             RecoveryScan::FromLastIndexEntry
         };
-        let (segment, recovery) =
+        let (mut segment, mut recovery) =
             segment::recovery::recover(dir, base_offset, config, is_active, scan, now_ms).await?;
+        let next_base = base_offsets.get(index + 1).copied();
+        if uncovered && lost_data_before(&segment, next_base) {
+            // A segment whose seal had not run lost bytes the next ones follow (`seal.rs`): what
+            // survives must be a prefix of the log, so the later segments go and this one is
+            // the active segment again.
+            let dropped = &base_offsets[index + 1..];
+            warn!(dir = %dir.display(), %base_offset, recovered_end = %segment.next_offset, cut_bytes = recovery.cut_bytes,
+                dropped_segments = dropped.len(), "a rolled segment lost data its seal had not synced: dropping the segments after it");
+            for &later in dropped {
+                remove_segment_files(dir, later).await?;
+            }
+            drop(segment);
+            (segment, recovery) = segment::recovery::recover(
+                dir,
+                base_offset,
+                config,
+                true,
+                RecoveryScan::Full,
+                now_ms,
+            )
+            .await?;
+            report.recovery.push((base_offset, recovery));
+            segments.push_back(segment);
+            break;
+        }
         if recovery.truncated_bytes > 0 || recovery.index_rebuilt {
             info!(
                 dir = %dir.display(),
@@ -139,6 +184,32 @@ async fn recover_segments(
     }
     report.segments = segments.len();
     Ok((segments, report))
+}
+
+/// Whether `segment`, rolled but maybe never sealed, lost data: it ends short of the next
+/// segment's base. Not the cleaner's gap: it cleans only segments below the newest snapshot
+/// (`LogState::snapshot_offset`), which recovery does not check this way.
+fn lost_data_before(segment: &Segment, next_base: Option<Offset>) -> bool {
+    next_base.is_some_and(|next_base| segment.next_offset < next_base)
+}
+
+/// Removes a dropped segment's files; a missing one is fine.
+async fn remove_segment_files(dir: &Path, base_offset: Offset) -> Result<(), OpenError> {
+    let log_path = dir.join(segment::log_file_name(base_offset));
+    for path in [
+        log_path.with_extension("index"),
+        log_path.with_extension("timeindex"),
+        log_path.with_extension("txnindex"),
+        log_path.clone(),
+    ] {
+        match io::disk::remove_file(&path).await {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(OpenError::io(&path)(err))
+            }
+            _ => {}
+        }
+    }
+    io::disk::sync_dir(dir).await.map_err(OpenError::io(dir))
 }
 
 /// fsyncs a new log's directory (its segment files' names) and its parent (the directory's name).
@@ -195,6 +266,9 @@ fn initial_state(
         pending_markers: std::collections::BTreeMap::new(),
         direct_tail: None,
         spare: super::spare::Spare::Absent,
+        seals_pending: VecDeque::new(),
+        sealer_active: false,
+        snapshot_offset: Offset::ZERO,
         direct_refused: false,
         tail_cache: Default::default(),
     }

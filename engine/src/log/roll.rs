@@ -5,19 +5,23 @@ use std::rc::Rc;
 
 use tracing::warn;
 
+use super::seal::PendingSeal;
 use super::state::{LogState, PartitionLog};
 use crate::clock::now_ms;
+use crate::config::FlushPolicy;
 use crate::error::OpenError;
 use crate::io;
 use crate::segment::Segment;
 
 impl PartitionLog {
     /// Seals the active segment (cut to its end, index written, fsynced) and starts a new one at
-    /// its end. Sealing first means a sealed segment is always durable, which is what recovery
-    /// assumes when it checks sealed segments only from their last index entry. The caller holds
-    /// the writer's place, so nothing appends meanwhile.
+    /// its end. Under `every_batch` and `<N>ms` it seals first, so a sealed segment is durable,
+    /// which recovery assumes when it checks sealed segments only from their last index entry.
+    /// Under `flush=none` the seal runs after the roll, in the background (`seal.rs`: the caller
+    /// starts it with `seal_in_background`), and recovery checks such segments in full. The
+    /// caller holds the writer's place, so nothing appends meanwhile.
     pub(crate) async fn roll(&self) -> Result<(), OpenError> {
-        let (base_offset, config, old_files, old_size, delta, aborted) = {
+        let (base_offset, config, old_files, old_size, delta, aborted, old_base) = {
             let mut state = self.state.borrow_mut();
             let config = state.config.clone();
             let old = state.active_mut();
@@ -28,8 +32,10 @@ impl PartitionLog {
                 old.size_bytes,
                 old.take_index_delta(),
                 old.aborted.clone(),
+                old.base_offset,
             )
         };
+        let in_background = config.flush == FlushPolicy::None;
         let log_path = old_files.log_path.clone();
         if let Some(delta) = delta {
             // A write call: refused for space, it leaves the log recoverable (see below).
@@ -39,25 +45,37 @@ impl PartitionLog {
                 .inspect_err(|err| self.note_write_error(err))
                 .map_err(OpenError::io(&self.dir))?;
         }
-        // Its fsyncs are not: an fsync error keeps the log failed until restart (decision 0010).
-        Segment::seal(old_files, old_size, None)
-            .await
-            .map_err(OpenError::io(&self.dir))?;
-        // A write call too (a temporary file renamed into place).
-        crate::txn::index_file::store(&log_path, &aborted)
-            .await
-            .inspect_err(|err| self.note_write_error(err))
-            .map_err(OpenError::io(&log_path))?;
+        if !in_background {
+            // Segments rolled while the log was `flush=none` first: the snapshot this roll writes
+            // tells recovery everything below it is synced.
+            self.finish_seals().await;
+            if let Some(reason) = self.state.borrow().failure.clone() {
+                return Err(OpenError::io(&self.dir)(std::io::Error::other(reason)));
+            }
+            // Its fsyncs are not: an fsync error keeps the log failed until restart (decision
+            // 0010).
+            Segment::seal(old_files.clone(), old_size, None)
+                .await
+                .map_err(OpenError::io(&self.dir))?;
+            // A write call too (a temporary file renamed into place).
+            crate::txn::index_file::store(&log_path, &aborted)
+                .await
+                .inspect_err(|err| self.note_write_error(err))
+                .map_err(OpenError::io(&log_path))?;
+        }
         {
             let mut state = self.state.borrow_mut();
             // The direct handle was the sealed segment's: the next write opens the new one's.
             state.drop_direct();
             let sealed = state.active_mut();
             sealed.allocated_bytes = old_size;
-            // Sealed and synced: its indexes live in memory from now on (one descriptor kept).
+            // Sealed: its indexes live in memory from now on (one descriptor kept; a seal in the
+            // background holds its own handles until it is done).
             sealed.files.close_indexes();
-            // Everything before the new segment is synced now.
-            state.durable_offset = state.durable_offset.max(base_offset);
+            if !in_background {
+                // Everything before the new segment is synced now.
+                state.durable_offset = state.durable_offset.max(base_offset);
+            }
         }
         // The new segment's creation and the snapshot are write calls: refused for space, they
         // leave the sealed segments durable and the log recoverable by a reopen (decision 0011),
@@ -94,6 +112,20 @@ impl PartitionLog {
                 self.note_write_error(source);
             }
         })?;
+        if in_background {
+            let snapshot = self.encode_producer_snapshot(base_offset);
+            let mut state = self.state.borrow_mut();
+            state.seals_pending.push_back(PendingSeal {
+                base_offset: old_base,
+                files: old_files,
+                size_bytes: old_size,
+                next_base: base_offset,
+                snapshot,
+                aborted,
+            });
+            state.segments.push_back(segment);
+            return Ok(());
+        }
         self.write_producer_snapshot(base_offset)
             .await
             .inspect_err(|err| self.note_write_error(err))
@@ -150,6 +182,7 @@ impl PartitionLog {
             self.fail(format!("segment roll failed: {err}"), Vec::new());
             return Err(std::io::Error::other(err.to_string()));
         }
+        self.seal_in_background();
         if restart_writer {
             // Appends queued while the roll held the writer's place.
             compio::runtime::spawn(Rc::clone(self).run_writer()).detach();

@@ -17,12 +17,29 @@ impl PartitionLog {
     /// snapshots. Called at a roll (offset = new segment base) and at close (offset = end), when no
     /// append is in flight.
     pub(crate) async fn write_producer_snapshot(&self, offset: Offset) -> std::io::Result<()> {
-        let bytes = {
-            let state = self.state.borrow();
-            let open = state.transactions.pairs_before(offset);
-            state.producers.encode_snapshot_with(offset, &open)
-        };
+        let bytes = self.encode_producer_snapshot(offset);
+        self.store_producer_snapshot(offset, bytes).await
+    }
+
+    /// The producer table as of `offset`, encoded (a roll under `flush=none` stores it later:
+    /// `seal.rs`).
+    pub(crate) fn encode_producer_snapshot(&self, offset: Offset) -> Vec<u8> {
+        let state = self.state.borrow();
+        let open = state.transactions.pairs_before(offset);
+        state.producers.encode_snapshot_with(offset, &open)
+    }
+
+    /// Writes an encoded snapshot as of `offset` and removes older snapshots.
+    pub(crate) async fn store_producer_snapshot(
+        &self,
+        offset: Offset,
+        bytes: Vec<u8>,
+    ) -> std::io::Result<()> {
         io::disk::write_file_atomically(&self.dir.join(snapshot_file_name(offset)), bytes).await?;
+        {
+            let mut state = self.state.borrow_mut();
+            state.snapshot_offset = state.snapshot_offset.max(offset);
+        }
         let (_, snapshots) = list_segments(&self.dir)
             .await
             .map_err(|err| std::io::Error::other(err.to_string()))?;

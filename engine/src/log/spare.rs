@@ -64,8 +64,14 @@ impl PartitionLog {
             state.spare = Spare::Preparing;
             state.config.segment_bytes
         };
-        let log = Rc::clone(self);
-        compio::runtime::spawn(async move { log.prepare_spare(allocated_bytes).await }).detach();
+        // Weak, as the background seal: a log dropped without a close prepares nothing more.
+        let log = Rc::downgrade(self);
+        compio::runtime::spawn(async move {
+            if let Some(log) = log.upgrade() {
+                log.prepare_spare(allocated_bytes).await;
+            }
+        })
+        .detach();
     }
 
     async fn prepare_spare(&self, allocated_bytes: u64) {

@@ -116,12 +116,20 @@ impl PartitionLog {
     /// Returns how many segments and bytes went.
     pub(crate) async fn delete_segments_below_start(&self) -> std::io::Result<(usize, u64)> {
         let (mut deleted, mut bytes_deleted) = (0, 0);
+        // A segment whose seal is pending (`seal.rs`) is sealed before it goes: its seal writes
+        // its `.txnindex`, which would outlive it.
+        let start = self.state.borrow().log_start_offset;
+        self.finish_seals_below(Some(start)).await;
         loop {
             let doomed = {
                 let mut state = self.state.borrow_mut();
                 let wholly_below = state.segments.len() >= 2
                     && state.segments[1].base_offset <= state.log_start_offset;
-                if state.cleaning || !wholly_below {
+                let seal_pending = state
+                    .seals_pending
+                    .iter()
+                    .any(|seal| seal.base_offset == state.segments[0].base_offset);
+                if state.cleaning || !wholly_below || seal_pending {
                     break;
                 }
                 let doomed = state.segments.pop_front().expect("checked length");

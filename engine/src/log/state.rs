@@ -77,6 +77,13 @@ pub(crate) struct LogState {
     pub(crate) tail_cache: super::tail_cache::TailCache,
     /// The next segment's file, allocated ahead of the roll (`spare.rs`).
     pub(crate) spare: super::spare::Spare,
+    /// Rolled segments whose seal runs in the background, oldest first (`seal.rs`).
+    pub(crate) seals_pending: std::collections::VecDeque<super::seal::PendingSeal>,
+    /// A task is running the pending seals.
+    pub(crate) sealer_active: bool,
+    /// The offset of the newest producer snapshot on disk: every segment below it is synced, and
+    /// only those may be cleaned (recovery takes a gap above it for lost data: `seal.rs`).
+    pub(crate) snapshot_offset: Offset,
 }
 
 impl LogState {

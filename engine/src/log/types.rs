@@ -101,6 +101,8 @@ pub struct LogStats {
     pub spare_segments_used: u64,
     /// Spares whose preparation failed (a full disk): their rolls allocated as without one.
     pub spare_segments_refused: u64,
+    /// Rolled segments sealed in the background (`flush=none`: `log/seal.rs`).
+    pub background_seals: u64,
 }
 
 /// What opening the log found.

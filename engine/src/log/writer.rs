@@ -75,6 +75,7 @@ impl PartitionLog {
             }
             // The writer's place is held here, so no roll is renaming the spare meanwhile.
             self.prepare_spare_if_due();
+            self.seal_in_background();
             let log_start_offset = self.log_start_offset();
             for (reply, batch_headers) in replies.into_iter().zip(&headers) {
                 let outcome = AppendOutcome {

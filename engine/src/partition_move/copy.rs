@@ -55,11 +55,19 @@ pub(crate) fn sync_copy(
     let mut stamps = FileStamps::new();
     let mut bytes = 0;
     for entry in entries {
-        let meta = entry.metadata().map_err(failed(&entry.path()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         // The spare segment is allocated zeros, maybe still being allocated: the moved log
-        // prepares its own.
-        if !meta.is_file() || name == crate::log::SPARE_FILE_NAME {
+        // prepares its own. A `.tmp` file is an atomic rewrite in flight (a snapshot a seal in
+        // the background writes): the file it becomes is copied by a later round.
+        if name == crate::log::SPARE_FILE_NAME || name.ends_with(".tmp") {
+            continue;
+        }
+        let meta = match entry.metadata() {
+            // Gone since the listing (retention, a rewrite renamed over it): nothing to copy.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            meta => meta.map_err(failed(&entry.path()))?,
+        };
+        if !meta.is_file() {
             continue;
         }
         let stamp = (meta.ino(), meta.len());
@@ -74,7 +82,16 @@ pub(crate) fn sync_copy(
             _ => 0,
         };
         if active || copied.get(&name) != Some(&stamp) {
-            bytes += copy_file(&entry.path(), &dest.join(&name), from_bytes, throttle)?;
+            match copy_file(&entry.path(), &dest.join(&name), from_bytes, throttle) {
+                Ok(copied_bytes) => bytes += copied_bytes,
+                // Removed between its listing and its opening: as if not listed.
+                Err(MoveError::Copy { path, source })
+                    if source.kind() == std::io::ErrorKind::NotFound && path == entry.path() =>
+                {
+                    continue
+                }
+                Err(err) => return Err(err),
+            }
         }
         // The active log's bytes are final only up to the block holding its logical end when
         // the round began: past it lie preallocated zeros or a direct write's padding, which

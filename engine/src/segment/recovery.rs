@@ -25,6 +25,8 @@ pub struct RecoveryReport {
     pub producer_batches: Vec<BatchHeader>,
     /// Bytes cut off after the last valid batch, excluding preallocated zeros.
     pub truncated_bytes: u64,
+    /// Every byte cut off after the last valid batch, zeros included.
+    pub cut_bytes: u64,
     pub index_rebuilt: bool,
 }
 
@@ -79,6 +81,7 @@ pub async fn recover(
         .map_or(-1, |entry| entry.timestamp);
     let valid_end = scan_tail(&mut segment, file_bytes, config, &mut report).await?;
     if valid_end < file_bytes {
+        report.cut_bytes = file_bytes - valid_end;
         let tail = segment
             .files
             .log

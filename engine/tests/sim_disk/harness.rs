@@ -127,6 +127,8 @@ pub fn run_seed(seed: u64, flush: FlushPolicy) -> SeedReport {
                 tag_base,
             )
             .await;
+            // Seals and a spare not yet begun never happen, as in a crash.
+            log.close_abandoned().await;
             drop(log);
             disk.power_loss();
         }
