@@ -20,6 +20,10 @@ fn preallocating() -> LogConfig {
     }
 }
 
+async fn open_log(dir: &Path) -> std::rc::Rc<PartitionLog> {
+    PartitionLog::open(dir, preallocating()).await.unwrap().0
+}
+
 fn file_bytes(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
@@ -50,9 +54,7 @@ fn batch_of(tag: u64, records: usize) -> bytes::BytesMut {
 fn segments_are_allocated_whole_before_their_writes_the_next_one_as_a_spare() {
     let dir = tempfile::tempdir().unwrap();
     block_on(async {
-        let (log, _) = PartitionLog::open(dir.path(), preallocating())
-            .await
-            .unwrap();
+        let log = open_log(dir.path()).await;
         let first = dir.path().join(log_file_name(Offset::ZERO));
         assert_eq!(
             file_bytes(&first),
@@ -114,9 +116,7 @@ fn segments_are_allocated_whole_before_their_writes_the_next_one_as_a_spare() {
             !dir.path().join(SPARE).exists(),
             "a clean close removes the spare"
         );
-        let (reopened, _) = PartitionLog::open(dir.path(), preallocating())
-            .await
-            .unwrap();
+        let reopened = open_log(dir.path()).await;
         assert_eq!(reopened.high_watermark(), log.high_watermark());
     });
 }
@@ -125,18 +125,14 @@ fn segments_are_allocated_whole_before_their_writes_the_next_one_as_a_spare() {
 fn a_spare_a_crash_left_is_removed_at_open_and_the_log_is_intact() {
     let dir = tempfile::tempdir().unwrap();
     block_on(async {
-        let (log, _) = PartitionLog::open(dir.path(), preallocating())
-            .await
-            .unwrap();
+        let log = open_log(dir.path()).await;
         log.append(batch_of(0, 600), 0).await.unwrap();
         spare_prepared(&log).await;
         let end = log.high_watermark();
         // No close: as a crash leaves it, with the spare on disk.
         drop(log);
         assert!(dir.path().join(SPARE).exists());
-        let (reopened, _) = PartitionLog::open(dir.path(), preallocating())
-            .await
-            .unwrap();
+        let reopened = open_log(dir.path()).await;
         assert!(!dir.path().join(SPARE).exists(), "the stray spare went");
         assert_eq!(reopened.high_watermark(), end);
         // The log goes on and prepares a spare again.
@@ -155,9 +151,7 @@ fn an_allocated_empty_active_segment_left_by_a_crash_is_not_corruption() {
     // allocated whole): a segment of zeros, which recovery takes for preallocated space.
     let dir = tempfile::tempdir().unwrap();
     block_on(async {
-        let (log, _) = PartitionLog::open(dir.path(), preallocating())
-            .await
-            .unwrap();
+        let log = open_log(dir.path()).await;
         log.append(batch_of(0, 600), 0).await.unwrap();
         log.roll_now().await.unwrap();
         let end = log.high_watermark();
@@ -190,9 +184,7 @@ fn a_spare_that_cannot_be_prepared_leaves_rolls_as_they_were() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join(SPARE)).unwrap();
     block_on(async {
-        let (log, _) = PartitionLog::open(dir.path(), preallocating())
-            .await
-            .unwrap();
+        let log = open_log(dir.path()).await;
         for tag in 0..4 {
             log.append(batch_of(tag, 600), 0).await.unwrap();
             compio::time::sleep(Duration::from_millis(20)).await;

@@ -198,18 +198,34 @@ impl Segment {
         config: &LogConfig,
         now_ms: i64,
     ) -> Result<Self, OpenError> {
+        let mut segment = Self::open_emptied(dir, base_offset, now_ms, true).await?;
+        segment.preallocate(config).await?;
+        Ok(segment)
+    }
+
+    /// Opens (creating them if needed) the segment's files with its indexes emptied, and its
+    /// log too when `empty_log`.
+    async fn open_emptied(
+        dir: &Path,
+        base_offset: Offset,
+        now_ms: i64,
+        empty_log: bool,
+    ) -> Result<Self, OpenError> {
         let files = open_files(dir, base_offset).await?;
-        let mut segment = Self::empty(base_offset, files, now_ms);
+        let segment = Self::empty(base_offset, files, now_ms);
         let indexes = segment
             .files
             .indexes()
             .map_err(OpenError::io(&segment.files.log_path))?;
-        for file in [&segment.files.log, &indexes.offset, &indexes.time] {
+        let log = empty_log.then_some(&segment.files.log);
+        for file in [Some(&indexes.offset), Some(&indexes.time), log]
+            .into_iter()
+            .flatten()
+        {
             file.set_len(0)
                 .await
                 .map_err(OpenError::io(&segment.files.log_path))?;
         }
-        segment.preallocate(config).await?;
         Ok(segment)
     }
 
@@ -228,17 +244,7 @@ impl Segment {
         io::disk::rename(spare_path, &log_path)
             .await
             .map_err(OpenError::io(&log_path))?;
-        let files = open_files(dir, base_offset).await?;
-        let mut segment = Self::empty(base_offset, files, now_ms);
-        let indexes = segment
-            .files
-            .indexes()
-            .map_err(OpenError::io(&segment.files.log_path))?;
-        for file in [&indexes.offset, &indexes.time] {
-            file.set_len(0)
-                .await
-                .map_err(OpenError::io(&segment.files.log_path))?;
-        }
+        let mut segment = Self::open_emptied(dir, base_offset, now_ms, false).await?;
         let file_bytes = segment
             .files
             .log
