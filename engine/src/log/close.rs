@@ -74,7 +74,7 @@ impl PartitionLog {
                 (
                     state.writer_active,
                     state.cleaning,
-                    state.spare == super::spare::Spare::Preparing,
+                    state.spare == super::types::Spare::Preparing,
                 )
             };
             if !writing && !cleaning && !preparing {

@@ -265,7 +265,7 @@ fn initial_state(
         transactions,
         pending_markers: std::collections::BTreeMap::new(),
         direct_tail: None,
-        spare: super::spare::Spare::Absent,
+        spare: super::types::Spare::Absent,
         seals_pending: VecDeque::new(),
         sealer_active: false,
         snapshot_offset: Offset::ZERO,

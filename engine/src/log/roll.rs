@@ -5,8 +5,8 @@ use std::rc::Rc;
 
 use tracing::warn;
 
-use super::seal::PendingSeal;
 use super::state::{LogState, PartitionLog};
+use super::types::PendingSeal;
 use crate::clock::now_ms;
 use crate::config::FlushPolicy;
 use crate::error::OpenError;

@@ -24,25 +24,8 @@
 use std::rc::Rc;
 
 use super::state::PartitionLog;
-use crate::segment::{Segment, SegmentFiles};
+use crate::segment::Segment;
 use crate::units::Offset;
-
-/// A rolled segment whose seal has not run yet.
-#[derive(Debug)]
-pub(crate) struct PendingSeal {
-    /// The sealed segment's base offset.
-    pub(crate) base_offset: Offset,
-    /// Its files, index handles still open.
-    pub(crate) files: SegmentFiles,
-    /// Its logical end: where the file is cut.
-    pub(crate) size_bytes: u64,
-    /// The next segment's base: the snapshot's offset, and what is durable once sealed.
-    pub(crate) next_base: Offset,
-    /// The producer table as of `next_base`, encoded at the roll.
-    pub(crate) snapshot: Vec<u8>,
-    /// Aborted transactions whose marker lies in the segment, for its `.txnindex`.
-    pub(crate) aborted: Vec<crate::txn::AbortedTxn>,
-}
 
 impl PartitionLog {
     /// Starts the background sealer if seals are queued and none runs. The writer calls it after

@@ -22,25 +22,12 @@ use std::rc::Rc;
 use tracing::{debug, warn};
 
 use super::state::PartitionLog;
+pub(crate) use super::types::Spare;
 use crate::io;
 
 /// The spare's file name in the log's directory: no `.log` extension, so no listing of segments
 /// takes it for one.
 pub(crate) const SPARE_FILE_NAME: &str = "spare-segment.prepared";
-
-/// Where the spare of a log stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Spare {
-    /// None, and none due yet.
-    #[default]
-    Absent,
-    /// Being created and allocated.
-    Preparing,
-    /// On disk, allocated to this many bytes.
-    Ready { allocated_bytes: u64 },
-    /// Its preparation failed: not retried before the next roll.
-    Refused,
-}
 
 impl PartitionLog {
     /// The spare's path.

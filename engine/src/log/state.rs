@@ -76,9 +76,9 @@ pub(crate) struct LogState {
     /// With `write.direct`: the active segment's latest runs, for readers at the tail.
     pub(crate) tail_cache: super::tail_cache::TailCache,
     /// The next segment's file, allocated ahead of the roll (`spare.rs`).
-    pub(crate) spare: super::spare::Spare,
+    pub(crate) spare: super::types::Spare,
     /// Rolled segments whose seal runs in the background, oldest first (`seal.rs`).
-    pub(crate) seals_pending: std::collections::VecDeque<super::seal::PendingSeal>,
+    pub(crate) seals_pending: std::collections::VecDeque<super::types::PendingSeal>,
     /// A task is running the pending seals.
     pub(crate) sealer_active: bool,
     /// The offset of the newest producer snapshot on disk: every segment below it is synced, and

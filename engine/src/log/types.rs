@@ -5,6 +5,7 @@ use crate::io::disk::DiskFile;
 
 use crate::error::AppendError;
 use crate::segment::recovery::RecoveryReport;
+use crate::segment::SegmentFiles;
 use crate::units::{Offset, Position};
 
 /// An append that has its offsets and waits for its durability point.
@@ -123,4 +124,35 @@ pub(crate) struct CleanerCheckpoint {
     pub(crate) first_dirty_offset: Offset,
     /// The earliest delete horizon still to come in the clean segments.
     pub(crate) delete_horizon_ms: Option<i64>,
+}
+
+/// Where the spare of a log stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Spare {
+    /// None, and none due yet.
+    #[default]
+    Absent,
+    /// Being created and allocated.
+    Preparing,
+    /// On disk, allocated to this many bytes.
+    Ready { allocated_bytes: u64 },
+    /// Its preparation failed: not retried before the next roll.
+    Refused,
+}
+
+/// A rolled segment whose seal has not run yet.
+#[derive(Debug)]
+pub(crate) struct PendingSeal {
+    /// The sealed segment's base offset.
+    pub(crate) base_offset: Offset,
+    /// Its files, index handles still open.
+    pub(crate) files: SegmentFiles,
+    /// Its logical end: where the file is cut.
+    pub(crate) size_bytes: u64,
+    /// The next segment's base: the snapshot's offset, and what is durable once sealed.
+    pub(crate) next_base: Offset,
+    /// The producer table as of `next_base`, encoded at the roll.
+    pub(crate) snapshot: Vec<u8>,
+    /// Aborted transactions whose marker lies in the segment, for its `.txnindex`.
+    pub(crate) aborted: Vec<crate::txn::AbortedTxn>,
 }
