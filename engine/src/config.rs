@@ -125,6 +125,10 @@ pub struct LogConfig {
     /// segment allocates blocks. Off by default, as in Kafka: it reserves a segment of disk per
     /// partition, and a second for a partition past half its segment.
     pub preallocate: bool,
+    /// With `preallocate`: a segment is allocated ahead only while its file system stays at most
+    /// this percent used with it (`df`'s count; [`crate::segment::preallocation`]). Broker-wide
+    /// (`--preallocate-max-used-percent`), not a topic config.
+    pub preallocate_max_used_percent: u8,
     /// Write appends with `pwritev(2)` on the shard thread instead of an io_uring `writev`, which
     /// ext4 and tmpfs hand to an io-wq worker for buffered writes (topic config `write.inline`).
     /// Saves the hand-off (~18% of the broker's produce CPU, results/profile/README.md) but blocks
@@ -201,6 +205,7 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             cleanup_policy: CleanupPolicy::Delete,
             preallocate: false,
+            preallocate_max_used_percent: crate::disk_space::PREALLOCATE_MAX_USED_PERCENT_DEFAULT,
             write_inline: false,
             write_direct: false,
             tail_cache_bytes: TAIL_CACHE_BYTES_DEFAULT,

@@ -73,6 +73,32 @@ pub fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
     })
 }
 
+/// Default of [`crate::LogConfig::preallocate_max_used_percent`]: the most of a file system a
+/// preallocation may leave in use, in percent as `df` counts it. Space allocated ahead and not
+/// yet written counts as used, so preallocating past this would bring the data dirs' watermarks
+/// (80 % warn, 95 % refuse, by default) nearer with nothing written.
+pub const PREALLOCATE_MAX_USED_PERCENT_DEFAULT: u8 = 50;
+
+/// The space of the file system holding `path`, and whether it keeps its files in memory
+/// (tmpfs, ramfs), where allocating ahead takes memory and saves no block allocation (blocking
+/// statvfs and statfs).
+pub fn file_system_space(path: &Path) -> std::io::Result<(DiskSpace, bool)> {
+    // ramfs's magic (linux/magic.h), which the libc crate does not name.
+    const RAMFS_MAGIC: libc::c_long = 0x8584_58f6;
+    let kind = rustix::fs::statfs(path)?.f_type;
+    let in_memory = kind == libc::TMPFS_MAGIC || kind == RAMFS_MAGIC;
+    Ok((disk_space(path)?, in_memory))
+}
+
+/// Whether `bytes` more may be allocated ahead on a file system with `space`: only while it
+/// stays at or under `max_used_percent` used.
+pub fn preallocation_fits(space: DiskSpace, bytes: u64, max_used_percent: u8) -> bool {
+    let usable = space.used_bytes.saturating_add(space.free_bytes);
+    bytes <= space.free_bytes
+        && space.used_bytes.saturating_add(bytes).saturating_mul(100)
+            <= usable.saturating_mul(u64::from(max_used_percent))
+}
+
 /// Of `pool` (dir indexes, with their `spaces`), the one with the most free bytes; dirs within
 /// [`FREE_BYTES_TIE_PERCENT`] of the best's capacity are tied and the fewest partitions wins.
 pub fn choose_dir(pool: &[usize], spaces: &[DiskSpace], counts: &[usize]) -> Option<usize> {
@@ -108,6 +134,57 @@ mod tests {
         assert_eq!(choose_dir(&[0, 1], &tied, &[3, 2]), Some(1));
         assert_eq!(choose_dir(&[0, 1], &tied, &[2, 2]), Some(0));
         assert_eq!(choose_dir(&[], &[], &[]), None);
+    }
+
+    #[test]
+    fn preallocation_stops_at_half_the_file_system() {
+        // Space allocated ahead counts as used: it may not take the disk past half full.
+        let gib = 1 << 30;
+        let half = PREALLOCATE_MAX_USED_PERCENT_DEFAULT;
+        assert!(preallocation_fits(
+            space(100 * gib, 60 * gib),
+            10 * gib,
+            half
+        ));
+        assert!(!preallocation_fits(
+            space(100 * gib, 60 * gib),
+            10 * gib + 1,
+            half
+        ));
+        assert!(!preallocation_fits(space(100 * gib, 40 * gib), 1, half));
+        // 100 %: anything the disk has room for; 0 %: nothing.
+        assert!(preallocation_fits(
+            space(100 * gib, 40 * gib),
+            40 * gib,
+            100
+        ));
+        assert!(!preallocation_fits(
+            space(100 * gib, 40 * gib),
+            40 * gib + 1,
+            100
+        ));
+        assert!(!preallocation_fits(space(100 * gib, 100 * gib), 1, 0));
+        // Blocks reserved for root are neither free nor used: half of what `df` shows.
+        let reserved = DiskSpace {
+            total_bytes: 100 * gib,
+            free_bytes: 30 * gib,
+            used_bytes: 30 * gib,
+        };
+        assert!(preallocation_fits(reserved, 0, half));
+        assert!(!preallocation_fits(reserved, 1, half));
+        assert!(!preallocation_fits(DiskSpace::default(), 1, half));
+    }
+
+    #[test]
+    fn a_real_directory_reports_its_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let (space, _) = file_system_space(dir.path()).unwrap();
+        assert!(space.total_bytes > 0);
+        assert!(file_system_space(Path::new("/nonexistent/ringtail")).is_err());
+        // /dev/shm is tmpfs wherever it exists as a mount (it is on every CI machine here).
+        if let Ok((_, in_memory)) = file_system_space(Path::new("/dev/shm")) {
+            assert!(in_memory, "/dev/shm is tmpfs");
+        }
     }
 
     #[test]

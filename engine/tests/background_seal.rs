@@ -15,6 +15,7 @@ fn config(flush: FlushPolicy) -> LogConfig {
     LogConfig {
         flush,
         preallocate: true,
+        preallocate_max_used_percent: 100,
         ..small_config(SEGMENT_BYTES, 4096)
     }
 }
@@ -82,7 +83,7 @@ fn assert_dense(batches: &[(ringtail_engine::batch::BatchHeader, Vec<u8>)], end:
 
 #[test]
 fn a_roll_under_flush_none_is_sealed_in_the_background() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     block_on(async {
         let (log, _) = PartitionLog::open(dir.path(), config(FlushPolicy::None))
             .await
@@ -117,7 +118,7 @@ fn a_roll_under_flush_none_is_sealed_in_the_background() {
 
 #[test]
 fn rolls_under_every_batch_seal_before_going_on() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     block_on(async {
         let (log, _) = PartitionLog::open(dir.path(), config(FlushPolicy::EveryBatch))
             .await
@@ -130,7 +131,7 @@ fn rolls_under_every_batch_seal_before_going_on() {
 
 #[test]
 fn a_close_finishes_the_seals_a_roll_left_and_a_reopen_reads_the_same_log() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     block_on(async {
         let (log, _) = PartitionLog::open(dir.path(), config(FlushPolicy::None))
             .await
@@ -186,7 +187,7 @@ fn a_rolled_segment_that_lost_its_tail_is_the_end_of_the_log_after_a_crash() {
     // Its last 3000 bytes never written (the file shorter), or written as zeros (preallocated
     // space never filled): either way the segments after it go, and the log stays dense.
     for zeros in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let config = config(FlushPolicy::None);
         block_on(async {
             let (bases, torn) = crash_with_unsealed_segment(dir.path(), &config, |path| {
@@ -231,7 +232,7 @@ fn a_rolled_segment_that_lost_its_tail_is_the_end_of_the_log_after_a_crash() {
 fn a_compacted_logs_gap_below_the_newest_snapshot_is_kept_after_a_crash() {
     // The cleaner may remove a segment's last batches, leaving a gap before the next segment; it
     // cleans only segments below the newest snapshot, and recovery drops nothing for a gap there.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let config = LogConfig {
         cleanup_policy: CleanupPolicy::Compact,
         ..config(FlushPolicy::None)

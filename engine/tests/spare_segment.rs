@@ -15,9 +15,17 @@ const SPARE: &str = "spare-segment.prepared";
 fn preallocating() -> LogConfig {
     LogConfig {
         preallocate: true,
+        // However full the test machine's disk, these few MiB are allocated ahead.
+        preallocate_max_used_percent: 100,
         max_message_bytes: 8 << 20,
         ..small_config(SEGMENT_BYTES, 4096)
     }
+}
+
+/// A directory on the disk the build lives on: preallocation is declined on tmpfs, which `/tmp`
+/// may be.
+fn disk_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
 
 async fn open_log(dir: &Path) -> std::rc::Rc<PartitionLog> {
@@ -52,7 +60,7 @@ fn batch_of(tag: u64, records: usize) -> bytes::BytesMut {
 
 #[test]
 fn segments_are_allocated_whole_before_their_writes_the_next_one_as_a_spare() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = disk_dir();
     block_on(async {
         let log = open_log(dir.path()).await;
         let first = dir.path().join(log_file_name(Offset::ZERO));
@@ -123,7 +131,7 @@ fn segments_are_allocated_whole_before_their_writes_the_next_one_as_a_spare() {
 
 #[test]
 fn a_spare_a_crash_left_is_removed_at_open_and_the_log_is_intact() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = disk_dir();
     block_on(async {
         let log = open_log(dir.path()).await;
         log.append(batch_of(0, 600), 0).await.unwrap();
@@ -149,7 +157,7 @@ fn a_spare_a_crash_left_is_removed_at_open_and_the_log_is_intact() {
 fn an_allocated_empty_active_segment_left_by_a_crash_is_not_corruption() {
     // What a crash right after a roll leaves (the spare renamed into place, or the new segment
     // allocated whole): a segment of zeros, which recovery takes for preallocated space.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = disk_dir();
     block_on(async {
         let log = open_log(dir.path()).await;
         log.append(batch_of(0, 600), 0).await.unwrap();
@@ -181,7 +189,7 @@ fn an_allocated_empty_active_segment_left_by_a_crash_is_not_corruption() {
 fn a_spare_that_cannot_be_prepared_leaves_rolls_as_they_were() {
     // A directory in the spare's place: its creation fails (as a full disk's `fallocate` would),
     // the log says so once per segment and rolls by creating its segments itself.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = disk_dir();
     std::fs::create_dir(dir.path().join(SPARE)).unwrap();
     block_on(async {
         let log = open_log(dir.path()).await;
@@ -195,5 +203,133 @@ fn a_spare_that_cannot_be_prepared_leaves_rolls_as_they_were() {
         let read = log.read_bytes(0, u64::MAX, true).await.unwrap();
         assert_eq!(split_batches(&read).len(), 4);
         log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_clean_close_gives_the_allocated_rest_back_and_the_next_open_allocates_again() {
+    let dir = disk_dir();
+    block_on(async {
+        let log = open_log(dir.path()).await;
+        log.append(batch_of(0, 100), 0).await.unwrap();
+        let active = dir.path().join(log_file_name(Offset::ZERO));
+        assert_eq!(file_bytes(&active), SEGMENT_BYTES);
+        log.close().await.unwrap();
+        let written = file_bytes(&active);
+        assert!(
+            written < SEGMENT_BYTES && written > 100 * 1000,
+            "cut to its batches at close: {written} bytes"
+        );
+        let reopened = open_log(dir.path()).await;
+        assert_eq!(file_bytes(&active), SEGMENT_BYTES, "allocated again");
+        assert_eq!(reopened.high_watermark(), log.high_watermark());
+        reopened.append(batch_of(1, 10), 0).await.unwrap();
+        let read = reopened.read_bytes(0, u64::MAX, true).await.unwrap();
+        assert_eq!(split_batches(&read).len(), 2);
+        assert_eq!(reopened.stats().preallocations_declined, 0);
+    });
+}
+
+/// tmpfs, where `/dev/shm` is mounted on every Linux this runs on (and CI's).
+fn memory_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    let (_, in_memory) = ringtail_engine::disk_space::file_system_space(shm)
+        .expect("/dev/shm must exist: this test needs a tmpfs directory");
+    assert!(in_memory, "/dev/shm is not tmpfs here");
+    tempfile::tempdir_in(shm).unwrap()
+}
+
+#[test]
+fn a_file_system_in_memory_declines_preallocation_and_the_log_works_as_without() {
+    // On tmpfs an allocation ahead takes memory and saves no block allocation: no segment and
+    // no spare is allocated there, and the writes never fallocate either.
+    let dir = memory_dir();
+    block_on(async {
+        let log = open_log(dir.path()).await;
+        let first = dir.path().join(log_file_name(Offset::ZERO));
+        assert_eq!(file_bytes(&first), 0, "not allocated ahead");
+        assert_eq!(log.stats().preallocations_declined, 1);
+        for tag in 0..3 {
+            log.append(batch_of(tag, 600), 0).await.unwrap();
+            compio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(log.segment_count(), 3);
+        assert!(!dir.path().join(SPARE).exists());
+        assert_eq!(log.stats().spare_segments_used, 0);
+        let stats = log.stats();
+        // At least the three segments' creations; the spares asked for past half full add to
+        // it as their background checks finish.
+        assert!(
+            stats.preallocations_declined >= 3,
+            "declined {} times",
+            stats.preallocations_declined
+        );
+        let read = log.read_bytes(0, u64::MAX, true).await.unwrap();
+        assert_eq!(split_batches(&read).len(), 3);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn preallocation_stops_at_its_share_of_the_file_system_and_a_refused_fallocate_only_declines() {
+    use ringtail_engine::io::sim::{FaultKind, SimDisk};
+    use ringtail_engine::DiskSpace;
+    let disk = SimDisk::new(7);
+    let _installed = ringtail_engine::io::disk::install_sim(&disk);
+    let gib = 1u64 << 30;
+    let space = |used_gib: u64| DiskSpace {
+        total_bytes: 100 * gib,
+        free_bytes: (100 - used_gib) * gib,
+        used_bytes: used_gib * gib,
+    };
+    let config = LogConfig {
+        preallocate_max_used_percent: 50,
+        ..preallocating()
+    };
+    let active_bytes = |dir: &str| {
+        disk.open(&Path::new(dir).join(log_file_name(Offset::ZERO)), false)
+            .unwrap()
+            .len()
+            .unwrap()
+    };
+    block_on(async {
+        // Half full already: one more MiB would pass the share.
+        disk.set_space(space(50));
+        disk.create_dir_all_durable(Path::new("/sim/half"));
+        let (log, _) = PartitionLog::open(Path::new("/sim/half"), config.clone())
+            .await
+            .unwrap();
+        assert_eq!(log.stats().preallocations_declined, 1);
+        assert_eq!(active_bytes("/sim/half"), 0, "not allocated ahead");
+        // Its writes do not allocate either, and it rolls as without preallocation.
+        log.append(batch_of(0, 600), 0).await.unwrap();
+        log.append(batch_of(1, 600), 0).await.unwrap();
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(log.stats().spare_segments_used, 0);
+        assert!(log.stats().preallocations_declined >= 2);
+
+        // Room to spare: allocated whole.
+        disk.set_space(space(10));
+        disk.create_dir_all_durable(Path::new("/sim/roomy"));
+        let (log, _) = PartitionLog::open(Path::new("/sim/roomy"), config.clone())
+            .await
+            .unwrap();
+        assert_eq!(log.stats().preallocations_declined, 0);
+        assert_eq!(active_bytes("/sim/roomy"), SEGMENT_BYTES);
+
+        // The file system refuses the fallocate (ENOSPC): the segment is made all the same,
+        // unallocated, and takes writes.
+        disk.create_dir_all_durable(Path::new("/sim/refused"));
+        disk.inject_fault(FaultKind::NoSpace, 0, 1);
+        let (log, _) = PartitionLog::open(Path::new("/sim/refused"), config.clone())
+            .await
+            .unwrap();
+        assert_eq!(log.stats().preallocations_declined, 1);
+        assert_eq!(active_bytes("/sim/refused"), 0);
+        log.append(batch_of(2, 10), 0).await.unwrap();
+        assert_eq!(
+            split_batches(&log.read_bytes(0, u64::MAX, true).await.unwrap()).len(),
+            1
+        );
     });
 }

@@ -84,10 +84,18 @@ pub struct Args {
     /// background once the active one is half full (topic config `preallocate`): no write or
     /// writeback of the active segment then allocates blocks, which on ext4 with its block
     /// bitmaps out of memory held a partition's producers for up to a second
-    /// (results/allocation-stalls/). Off by default, as in Kafka: it reserves a segment of disk
-    /// per partition (1024 partitions of 1 GiB segments: 1 TiB), and a second for a busy one.
-    #[arg(long, value_name = "true|false", default_value_t = false, action = clap::ArgAction::Set)]
+    /// (results/allocation-stalls/). On by default, unlike Kafka, but only where it costs
+    /// neither memory nor room (docs/decisions/0031): never on tmpfs or ramfs, never past half
+    /// a file system, and a clean shutdown gives the unwritten rest back.
+    #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
     pub preallocate: bool,
+
+    /// With preallocation: allocate a segment ahead only while its file system stays at most this
+    /// percent used with it (as df counts): allocated space counts as used for the disk
+    /// watermarks, before anything is written to it.
+    #[arg(long, value_name = "PERCENT", default_value_t = ringtail_engine::disk_space::PREALLOCATE_MAX_USED_PERCENT_DEFAULT,
+        value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub preallocate_max_used_percent: u8,
 
     /// Write appends with pwritev on the shard thread instead of an io_uring writev (which ext4
     /// hands to an io-wq worker): less CPU per byte, but the shard blocks for the page-cache copy
@@ -414,6 +422,7 @@ impl Args {
         config.apply("retention.ms", &self.retention_ms.max(-1).to_string())?;
         config.apply("retention.bytes", &self.retention_bytes.to_string())?;
         config.apply("preallocate", &self.preallocate.to_string())?;
+        config.preallocate_max_used_percent = self.preallocate_max_used_percent;
         config.apply("write.inline", &self.write_inline.to_string())?;
         config.apply("write.direct", &self.write_direct.to_string())?;
         config.apply("tail.cache.bytes", &self.tail_cache_bytes.to_string())?;

@@ -30,9 +30,10 @@ fn defaults_need_no_flags() {
         "50000",
     ]);
     assert!(bad.unwrap().consumer_group_config().is_err());
-    assert!(!log.preallocate);
-    let on = Args::try_parse_from(["ringtail", "--preallocate", "true"]).unwrap();
-    assert!(on.log_defaults().unwrap().preallocate);
+    // On by default (decision 0031: the engine declines it where it costs memory or room).
+    assert!(log.preallocate);
+    let off = Args::try_parse_from(["ringtail", "--preallocate", "false"]).unwrap();
+    assert!(!off.log_defaults().unwrap().preallocate);
     assert!(!log.write_inline);
     let inline = Args::try_parse_from(["ringtail", "--write-inline", "true"]).unwrap();
     assert!(inline.log_defaults().unwrap().write_inline);

@@ -120,6 +120,8 @@ struct State {
     frozen: bool,
     /// Opens with `O_DIRECT` fail with this errno (EINVAL: a file system without direct I/O).
     refuses_direct: Option<i32>,
+    /// The file system's space as `statvfs` would report it, if the test set one.
+    space: Option<crate::DiskSpace>,
     stats: SimStats,
 }
 
@@ -271,6 +273,7 @@ impl SimDisk {
             freeze_countdown: None,
             frozen: false,
             refuses_direct: None,
+            space: None,
             stats: SimStats::default(),
         })))
     }
@@ -290,6 +293,17 @@ impl SimDisk {
     /// with EIO until [`Self::power_loss`].
     pub fn freeze_after(&self, ops: u64) {
         self.lock().freeze_countdown = Some(ops);
+    }
+
+    /// From now on the disk reports `space` as its file system's (what preallocation consults;
+    /// no write is refused for it: ENOSPC comes from [`FaultKind::NoSpace`]).
+    pub fn set_space(&self, space: crate::DiskSpace) {
+        self.lock().space = Some(space);
+    }
+
+    /// The space [`Self::set_space`] set, if any.
+    pub fn space(&self) -> Option<crate::DiskSpace> {
+        self.lock().space
     }
 
     /// From now on, opens with `O_DIRECT` fail with EINVAL (a file system without direct I/O).

@@ -22,17 +22,25 @@ impl PartitionLog {
                 "log failed earlier: {reason}"
             )));
         }
-        let (files, delta, aborted) = {
+        let (files, delta, aborted, allocated_past_end) = {
             let mut state = self.state.borrow_mut();
             let active = state.active_mut();
             (
                 active.files.clone(),
                 active.take_index_delta(),
                 active.aborted.clone(),
+                (active.allocated_bytes > active.size_bytes).then_some(active.size_bytes),
             )
         };
         if let Some(delta) = delta {
             delta.write(&files).await?;
+        }
+        if let Some(size_bytes) = allocated_past_end {
+            // Space allocated ahead goes back with a clean close, as Kafka trims its preallocated
+            // segments: a stopped broker reserves no disk, a moved log copies no zeros, and the
+            // next open allocates the active segment again.
+            files.log.set_len(size_bytes).await?;
+            self.state.borrow_mut().active_mut().allocated_bytes = size_bytes;
         }
         crate::txn::index_file::store(&files.log_path, &aborted).await?;
         self.remove_spare().await?;

@@ -237,6 +237,9 @@ fn initial_state(
     let log_start_offset = segments
         .front()
         .map_or(Offset::ZERO, |segment| segment.base_offset);
+    let preallocations_declined = u64::from(segments.back().is_some_and(|active| {
+        active.preallocation == crate::segment::preallocation::Preallocation::Declined
+    }));
     LogState {
         config,
         segments,
@@ -250,7 +253,10 @@ fn initial_state(
         out_of_space: false,
         closed: false,
         last_sync_ms: now_ms,
-        stats: LogStats::default(),
+        stats: LogStats {
+            preallocations_declined,
+            ..LogStats::default()
+        },
         data_waiters: Vec::new(),
         producers,
         boundaries: BoundaryCache::new(),

@@ -112,6 +112,9 @@ impl PartitionLog {
                 self.note_write_error(source);
             }
         })?;
+        if segment.preallocation == crate::segment::preallocation::Preallocation::Declined {
+            self.state.borrow_mut().stats.preallocations_declined += 1;
+        }
         if in_background {
             let snapshot = self.encode_producer_snapshot(base_offset);
             let mut state = self.state.borrow_mut();

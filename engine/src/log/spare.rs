@@ -10,7 +10,8 @@
 //! whole before it takes writes, so neither its writes nor its writeback allocate.
 //!
 //! The spare is prepared once the active segment is half full, so a partition that never fills
-//! half a segment reserves no second one. It lives under [`SPARE_FILE_NAME`] in the log's
+//! half a segment reserves no second one. Where preallocation is declined (a file system in
+//! memory or past half full: `segment/preallocation.rs`) no spare is prepared. It lives under [`SPARE_FILE_NAME`] in the log's
 //! directory; a crash leaves it there, and the next open removes it (`files.rs`), as does a
 //! clean close. A spare the disk refuses (ENOSPC) is not retried before the next roll: the roll
 //! then creates the segment as it would without one.
@@ -63,6 +64,16 @@ impl PartitionLog {
 
     async fn prepare_spare(&self, allocated_bytes: u64) {
         let path = self.spare_path();
+        let max_used_percent = self.state.borrow().config.preallocate_max_used_percent;
+        let room =
+            crate::segment::preallocation::room_for(&self.dir, allocated_bytes, max_used_percent);
+        if !room.await {
+            // Declined, not failed: the next roll creates its segment, which asks again.
+            let mut state = self.state.borrow_mut();
+            state.stats.preallocations_declined += 1;
+            state.spare = Spare::Refused;
+            return;
+        }
         let prepared = async {
             let file = io::disk::create(&path).await?;
             file.fallocate(0, allocated_bytes).await?;

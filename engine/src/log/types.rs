@@ -102,6 +102,9 @@ pub struct LogStats {
     pub spare_segments_used: u64,
     /// Spares whose preparation failed (a full disk): their rolls allocated as without one.
     pub spare_segments_refused: u64,
+    /// Segments and spares `preallocate` asked to allocate ahead where the file system declined
+    /// (in memory, past half full, or without `fallocate`: `segment/preallocation.rs`).
+    pub preallocations_declined: u64,
     /// Rolled segments sealed in the background (`flush=none`: `log/seal.rs`).
     pub background_seals: u64,
 }

@@ -81,8 +81,15 @@ pub(crate) fn sync_copy(
             Some(&(inode, len)) if !active && inode == stamp.0 && len <= stamp.1 => len,
             _ => 0,
         };
+        // The active log is copied up to its logical end only: the preallocated rest is zeros
+        // (a whole segment of them, by default) that every round would copy again.
+        let until_bytes = match active_log {
+            Some(log) if log.file_name == name => Some(log.end_bytes.max(from_bytes)),
+            _ => None,
+        };
         if active || copied.get(&name) != Some(&stamp) {
-            match copy_file(&entry.path(), &dest.join(&name), from_bytes, throttle) {
+            let range = (from_bytes, until_bytes);
+            match copy_file(&entry.path(), &dest.join(&name), range, throttle) {
                 Ok(copied_bytes) => bytes += copied_bytes,
                 // Removed between its listing and its opening: as if not listed.
                 Err(MoveError::Copy { path, source })
@@ -124,10 +131,12 @@ pub(crate) fn sync_copy(
 }
 
 /// Copies `from` to `to` from byte `from_bytes` on (0: the whole file, `to` recreated).
+/// Copies `from` into `to` from byte `from_bytes` (the copy cut there first) up to
+/// `until_bytes`, or to its end.
 fn copy_file(
     from: &Path,
     to: &Path,
-    from_bytes: u64,
+    (from_bytes, until_bytes): (u64, Option<u64>),
     throttle: &mut Throttle,
 ) -> Result<u64, MoveError> {
     use std::io::Seek as _;
@@ -153,8 +162,11 @@ fn copy_file(
     }
     let mut buffer = vec![0u8; COPY_CHUNK_BYTES];
     let mut total = 0u64;
+    let mut left_bytes = until_bytes.map_or(u64::MAX, |until| until.saturating_sub(from_bytes));
     loop {
-        let read = input.read(&mut buffer).map_err(failed(from))?;
+        let chunk = usize::try_from(left_bytes).map_or(buffer.len(), |left| left.min(buffer.len()));
+        let read = input.read(&mut buffer[..chunk]).map_err(failed(from))?;
+        left_bytes -= read as u64;
         if read == 0 {
             break;
         }
@@ -258,6 +270,60 @@ mod tests {
             copy_round(&source, &dest, &stamps, None);
             assert_same_files(&source, &dest);
         }
+    }
+
+    #[test]
+    fn a_round_copies_the_active_log_up_to_its_logical_end_not_its_allocated_zeros() {
+        // A preallocated active segment is a whole segment of zeros past its batches: copied,
+        // every round would copy them again.
+        let root = tempfile::tempdir().unwrap();
+        let (source, dest) = (root.path().join("src"), root.path().join("dst"));
+        std::fs::create_dir_all(&source).unwrap();
+        let active = source.join("00000000000000000000.log");
+        let mut bytes = vec![1u8; 5000];
+        bytes.resize(1 << 20, 0);
+        std::fs::write(&active, &bytes).unwrap();
+        let mut end = ActiveLogEnd {
+            file_name: "00000000000000000000.log".into(),
+            end_bytes: 5000,
+        };
+        let (stamps, copied) = sync_copy(
+            &source,
+            &dest,
+            &FileStamps::new(),
+            &mut Throttle::unbounded(),
+            false,
+            Some(&end),
+        )
+        .unwrap();
+        assert_eq!(copied, 5000);
+        let copy = dest.join("00000000000000000000.log");
+        assert_eq!(std::fs::read(&copy).unwrap(), vec![1u8; 5000]);
+        // Written on in place; the next round takes the rest up to the new end, from the block
+        // the last one ended in.
+        write_in_place(&active, &[2u8; 7000], 5000);
+        end.end_bytes = 12_000;
+        let (_, copied) = sync_copy(
+            &source,
+            &dest,
+            &stamps,
+            &mut Throttle::unbounded(),
+            false,
+            Some(&end),
+        )
+        .unwrap();
+        assert_eq!(copied, 12_000 - 4096);
+        assert_eq!(
+            std::fs::read(&copy).unwrap()[..],
+            bytes_written(&active, 12_000)[..]
+        );
+        // Once closed, the whole file: what the final round does.
+        copy_round(&source, &dest, &FileStamps::new(), None);
+        assert_same_files(&source, &dest);
+    }
+
+    fn bytes_written(path: &Path, end: usize) -> Vec<u8> {
+        std::fs::read(path).unwrap()[..end].to_vec()
     }
 
     /// One bulk round of [`sync_copy`], unthrottled; the stamps it leaves.

@@ -17,10 +17,13 @@
 //!   entry on, everything after the first bad batch cut off.
 #![forbid(unsafe_code)]
 
+pub mod preallocation;
 pub mod recovery;
 pub mod walk;
 
 use std::path::{Path, PathBuf};
+
+use tracing::warn;
 
 use crate::io::disk::DiskFile;
 
@@ -88,6 +91,8 @@ pub struct Segment {
     /// Logical end: bytes of whole, written batches.
     pub size_bytes: u64,
     pub allocated_bytes: u64,
+    /// Whether it was allocated ahead ([`preallocation`]).
+    pub preallocation: preallocation::Preallocation,
     /// Bytes from the start whose writeback has been started ([`LogConfig::writeback_bytes`]).
     pub writeback_started_bytes: u64,
     pub next_offset: Offset,
@@ -137,6 +142,7 @@ impl Segment {
             time_entries_persisted: 0,
             size_bytes: 0,
             allocated_bytes: 0,
+            preallocation: preallocation::Preallocation::Off,
             writeback_started_bytes: 0,
             next_offset: base_offset,
             max_timestamp: -1,
@@ -259,32 +265,57 @@ impl Segment {
             ))));
         }
         segment.allocated_bytes = allocated_bytes;
+        segment.preallocation = preallocation::Preallocation::Whole;
         Ok(segment)
     }
 
-    /// Allocates the segment ahead of its writes (when the config asks for preallocation).
+    /// Allocates the segment ahead of its writes when the config asks and the file system
+    /// allows it ([`preallocation`]); declined, the segment is written unallocated.
     async fn preallocate(&mut self, config: &LogConfig) -> Result<(), OpenError> {
         self.allocated_bytes = self.size_bytes;
-        if let Some((offset, len)) = self.allocation_needed(self.size_bytes + 1, config) {
-            self.files
-                .log
-                .fallocate(offset, len)
-                .await
-                .map_err(OpenError::io(&self.files.log_path))?;
-            self.allocated_bytes = offset + len;
+        self.preallocation = preallocation::Preallocation::Off;
+        if !config.preallocate {
+            return Ok(());
         }
+        let (offset, len) = (
+            self.size_bytes,
+            config.segment_bytes.saturating_sub(self.size_bytes),
+        );
+        let dir = self.files.log_path.parent().unwrap_or(Path::new("."));
+        if len > 0 && !preallocation::room_for(dir, len, config.preallocate_max_used_percent).await
+        {
+            self.preallocation = preallocation::Preallocation::Declined;
+            return Ok(());
+        }
+        if len > 0 {
+            match self.files.log.fallocate(offset, len).await {
+                Ok(()) => self.allocated_bytes = offset + len,
+                Err(err) if preallocation::declined(&err) => {
+                    warn!(path = %self.files.log_path.display(), %err,
+                        "the segment could not be allocated ahead: it is written without");
+                    self.preallocation = preallocation::Preallocation::Declined;
+                    return Ok(());
+                }
+                Err(err) => return Err(OpenError::io(&self.files.log_path)(err)),
+            }
+        }
+        self.preallocation = preallocation::Preallocation::Whole;
         Ok(())
     }
 
-    /// The range to `fallocate` before bytes up to `end` are written, if any: the whole segment
-    /// (`segment.bytes`), or up to `end` when one batch is larger. Whole, not in chunks as the
-    /// writes come: `fallocate` takes the inode's lock that every write to it takes, and with the
-    /// file system's block bitmaps out of memory it held it, and the partition's producers, for
-    /// up to a second on this machine (results/allocation-stalls/). A new segment is allocated
-    /// before it is active: at the log's creation, or in the background as the spare
-    /// (`log/spare.rs`); this only runs on the write path for a batch past the end.
+    /// The range to `fallocate` before bytes up to `end` are written, if any: past the
+    /// allocated end of a segment allocated whole, which only a batch larger than the rest of
+    /// the segment reaches. Whole, not in chunks as the writes come: `fallocate` takes the
+    /// inode's lock that every write to it takes, and with the file system's block bitmaps out of
+    /// memory it held it, and the partition's producers, for up to a second on this machine
+    /// (results/allocation-stalls/). A new segment is allocated before it is active: at the
+    /// log's creation, or in the background as the spare (`log/spare.rs`). A segment whose
+    /// preallocation was declined never allocates on the write path.
     pub fn allocation_needed(&self, end: u64, config: &LogConfig) -> Option<(u64, u64)> {
-        if !config.preallocate || end <= self.allocated_bytes {
+        if !config.preallocate
+            || self.preallocation != preallocation::Preallocation::Whole
+            || end <= self.allocated_bytes
+        {
             return None;
         }
         let target = config.segment_bytes.max(end);
