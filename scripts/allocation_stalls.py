@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BROKER = ROOT / "target/release/ringtail"
 LOADGEN = ROOT / "target/release/ringtail-loadgen"
 SAMPLE_PERIOD_S = 0.05
-STACK_FRAMES = 8
+# Innermost frames kept per stack; STACK_FRAMES=16 shows which syscall an allocator wait is under.
+STACK_FRAMES = int(os.environ.get("STACK_FRAMES", "8"))
 # A run whose longest produce latency passed this stalled (the runs that did not stay under 40 ms).
 STALL_MS = 100
 
