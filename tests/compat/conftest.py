@@ -4,9 +4,9 @@ The tests drive the real `ringtail` binary with real, unchanged Kafka clients. T
 once per session (`cargo build --release --locked -p ringtail-server --bin ringtail`; set
 RINGTAIL_BIN to use a prebuilt one instead) and every test gets its own broker on a free loopback
 port with a fresh data dir: `--shards 2 --flush every_batch --segment-bytes 8388608` (small
-segments date from when the broker preallocated them, and at the default 1 GiB a few dozen test
-topics filled the disk; the broker no longer preallocates by default, docs/decisions/0006, and the
-size is kept so the tests run as before). At teardown
+segments: the broker allocates each partition's active segment ahead, and at the default 1 GiB a
+few dozen test topics would reserve tens of GB; it stops short of half the file system,
+docs/decisions/0031, but the tests should not lean on that). At teardown
 the broker gets SIGTERM and must exit 0 within STOP_TIMEOUT_S; a broker that hangs is SIGKILLed
 and the test errors. Broker output goes to a log file per broker whose tail is attached to the
 report of any failed test. A passed test's temp dir is deleted (tmp_path_retention_policy).
