@@ -1,5 +1,6 @@
 //! A shard's background work: interval flushes, retention and the compaction task it starts,
-//! reopening logs failed for space, producer expiry.
+//! reopening logs failed for space, giving back spare segments past the preallocation share,
+//! producer expiry.
 //!
 //! The task is stopped, never cancelled: its steps hold a log's writer place across awaits (a
 //! segment roll for `retention.ms` takes it and gives it back after its fsyncs), and a step
@@ -74,6 +75,7 @@ impl Shard {
             if now - last_space_check_ms >= SPACE_RECHECK_MS {
                 last_space_check_ms = now;
                 self.reopen_logs_failed_for_space().await;
+                self.give_back_spares_past_share().await;
             }
             if now - last_retention_ms >= schedule.retention_check_ms as i64 {
                 last_retention_ms = now;

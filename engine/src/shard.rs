@@ -301,6 +301,35 @@ impl Shard {
         reopened
     }
 
+    /// Removes the ready spares of logs whose data dir is past their preallocation share (as its
+    /// last space reading says): a spare is checked against the share only when it is made, and
+    /// an idle partition would keep its segment's worth of disk reserved while real data fills
+    /// the disk towards the watermarks. Its next roll creates the segment, asking again.
+    pub async fn give_back_spares_past_share(&self) -> usize {
+        let mut removed = 0;
+        for (topic_partition, log) in self.partitions() {
+            if !log.spare_ready() {
+                continue;
+            }
+            let Some(index) = self.home_index(&topic_partition) else {
+                continue;
+            };
+            let space = self.data_dirs.dirs()[index].space();
+            let max_used_percent = log.config().preallocate_max_used_percent;
+            if space.total_bytes == 0 || space.used_percent() <= u64::from(max_used_percent) {
+                continue;
+            }
+            match log.remove_spare().await {
+                Ok(()) => removed += 1,
+                Err(err) => {
+                    warn!(topic = %topic_partition.topic, partition = %topic_partition.partition,
+                    %err, "giving back a spare segment past the preallocation share failed")
+                }
+            }
+        }
+        removed
+    }
+
     /// Syncs the partitions whose `<N>ms` flush interval is due. A partition whose fsync fails
     /// is failed (read-only until restart, never synced again: the page cache state is unknown)
     /// and the others go on (docs/decisions/0010-fsync-error-read-only.md). Returns how many

@@ -333,3 +333,42 @@ fn preallocation_stops_at_its_share_of_the_file_system_and_a_refused_fallocate_o
         );
     });
 }
+
+#[test]
+fn a_ready_spare_is_given_back_once_its_file_system_is_past_the_share() {
+    // A spare is checked against the share only when made: an idle partition kept its segment's
+    // worth of disk reserved while other data filled the disk. The shard's maintenance gives it
+    // back once the data dir's space reading is past the share; the next roll asks again.
+    let dir = disk_dir();
+    block_on(async {
+        let shard = ringtail_engine::Shard::new(ringtail_engine::ShardId(0), dir.path()).unwrap();
+        let partition = ringtail_engine::TopicPartition::new("idle", 0);
+        let log = shard
+            .open_partition(partition, preallocating())
+            .await
+            .unwrap();
+        log.append(batch_of(0, 600), 0).await.unwrap();
+        spare_prepared(&log).await;
+        assert_eq!(
+            shard.give_back_spares_past_share().await,
+            0,
+            "within its share (100 %) the spare stays"
+        );
+        assert!(log.spare_ready());
+        // The share shrinks below what the file system already uses (any real one uses some).
+        log.set_config(LogConfig {
+            preallocate_max_used_percent: 0,
+            ..preallocating()
+        });
+        assert_eq!(shard.give_back_spares_past_share().await, 1);
+        assert!(!log.spare_ready());
+        let spare = log.dir().join(SPARE);
+        assert!(!spare.exists(), "the spare's file is gone");
+        // The roll goes on without it, its new segment declined by the share.
+        log.append(batch_of(1, 600), 0).await.unwrap();
+        assert_eq!(log.stats().spare_segments_used, 0);
+        let read = log.read_bytes(0, u64::MAX, true).await.unwrap();
+        assert_eq!(split_batches(&read).len(), 2);
+        shard.close().await.unwrap();
+    });
+}

@@ -325,15 +325,10 @@ pub async fn create_dir_all(dir: &Path) -> io::Result<()> {
     super::blocking(move || std::fs::create_dir_all(owned)).await
 }
 
-/// The space of the file system holding `dir` and whether it keeps files in memory
-/// ([`crate::disk_space::file_system_space`], off the shard thread), or `None` where it is not
-/// known: a simulated disk reports what its test set, nothing by default.
-pub async fn file_system_space(dir: &Path) -> io::Result<Option<(crate::DiskSpace, bool)>> {
-    if let Some(disk) = sim() {
-        return Ok(disk.space().map(|space| (space, false)));
-    }
-    let owned = dir.to_path_buf();
-    super::blocking(move || crate::disk_space::file_system_space(&owned).map(Some)).await
+/// On a simulated disk, the space its test set (`None` if it set none); `None` on the real disk,
+/// where [`crate::disk_space::file_system_space`] measures it.
+pub fn simulated_space() -> Option<Option<crate::DiskSpace>> {
+    sim().map(|disk| disk.space())
 }
 
 /// Full paths of the entries of `dir` (in no particular order on the real disk).

@@ -15,9 +15,14 @@ impl PartitionLog {
     /// Refuses further appends, waits for queued ones, writes out the index and syncs.
     pub async fn close(&self) -> std::io::Result<()> {
         self.stop(true).await;
-        if let Some(reason) = self.state.borrow().failure.clone() {
+        let failure = self.state.borrow().failure.clone();
+        if let Some(reason) = failure {
             // Never retry an fsync that failed, and never call this log clean: the next open must
-            // check it in full.
+            // check it in full. Its spare goes all the same: a segment's worth of disk reserved
+            // for a log that rolls no more (the next open would remove it, but only then).
+            if let Err(err) = self.remove_spare().await {
+                warn!(dir = %self.dir.display(), %err, "the failed log's spare segment stays");
+            }
             return Err(std::io::Error::other(format!(
                 "log failed earlier: {reason}"
             )));

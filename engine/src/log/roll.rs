@@ -13,6 +13,10 @@ use crate::error::OpenError;
 use crate::io;
 use crate::segment::Segment;
 
+/// Seals a partition's rolls may leave queued under `flush=none` before the next roll waits for
+/// them.
+pub(crate) const SEALS_PENDING_MAX: usize = 4;
+
 impl PartitionLog {
     /// Seals the active segment (cut to its end, index written, fsynced) and starts a new one at
     /// its end. Under `every_batch` and `<N>ms` it seals first, so a sealed segment is durable,
@@ -44,6 +48,16 @@ impl PartitionLog {
                 .await
                 .inspect_err(|err| self.note_write_error(err))
                 .map_err(OpenError::io(&self.dir))?;
+        }
+        if in_background && self.state.borrow().seals_pending.len() >= SEALS_PENDING_MAX {
+            // Rolls outpacing their seals (small segments, a disk slow to flush): each queued seal
+            // holds its index descriptors and a producer snapshot, and lengthens the scan after a
+            // crash. The roll waits for them, as every roll waits for its own seal under the
+            // other flush policies.
+            self.finish_seals().await;
+            if let Some(reason) = self.state.borrow().failure.clone() {
+                return Err(OpenError::io(&self.dir)(std::io::Error::other(reason)));
+            }
         }
         if !in_background {
             // Segments rolled while the log was `flush=none` first: the snapshot this roll writes
@@ -181,8 +195,10 @@ impl PartitionLog {
         };
         if let Err(err) = rolled {
             // A half-done roll (seal fsync or new segment failed) leaves the log in an unknown
-            // state: stop appends, exactly as a failed write would.
+            // state: stop appends, exactly as a failed write would. The appends queued meanwhile
+            // are answered by the failure, and no writer starts.
             self.fail(format!("segment roll failed: {err}"), Vec::new());
+            self.state.borrow_mut().writer_active = false;
             return Err(std::io::Error::other(err.to_string()));
         }
         self.seal_in_background();
@@ -209,6 +225,7 @@ impl Drop for RollCancelled<'_> {
                 "a segment roll was cancelled half-way".to_string(),
                 Vec::new(),
             );
+            log.state.borrow_mut().writer_active = false;
         }
     }
 }
@@ -253,6 +270,61 @@ mod tests {
             reopened.high_watermark().get(),
             3,
             "nothing acknowledged lost"
+        );
+    }
+    #[compio::test]
+    async fn rolls_outpacing_their_seals_wait_for_them_past_the_bound() {
+        // Under flush=none each roll queued its seal with no bound: rolls faster than a slow
+        // disk's fsyncs held descriptors and snapshots without end. A sealer that makes no
+        // progress (marked running, never sealing) must stop the roll past the bound.
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            flush: FlushPolicy::None,
+            ..LogConfig::default()
+        };
+        let (log, _) = PartitionLog::open(dir.path(), config).await.unwrap();
+        log.state.borrow_mut().sealer_active = true;
+        let batch = crate::batch::encode_uniform_batch(0, 3, 10);
+        for _ in 0..SEALS_PENDING_MAX {
+            log.append(bytes::BytesMut::from(&batch[..]), 0)
+                .await
+                .unwrap();
+            assert!(log.roll_now().await.unwrap());
+        }
+        assert_eq!(log.state.borrow().seals_pending.len(), SEALS_PENDING_MAX);
+        log.append(bytes::BytesMut::from(&batch[..]), 0)
+            .await
+            .unwrap();
+        let rolled = Rc::new(std::cell::Cell::new(false));
+        let roll = compio::runtime::spawn({
+            let (log, rolled) = (Rc::clone(&log), Rc::clone(&rolled));
+            async move {
+                let result = log.roll_now().await;
+                rolled.set(true);
+                result
+            }
+        });
+        compio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            !rolled.get(),
+            "the roll waits while the sealer makes no progress"
+        );
+        assert_eq!(log.state.borrow().seals_pending.len(), SEALS_PENDING_MAX);
+        // The sealer gives its place back: the roll seals the queue itself and goes on.
+        log.state.borrow_mut().sealer_active = false;
+        assert!(roll.await.unwrap().unwrap());
+        assert_eq!(
+            log.state.borrow().seals_pending.len(),
+            1,
+            "only its own seal queued"
+        );
+        log.close().await.unwrap();
+        let (reopened, _) = PartitionLog::open(dir.path(), LogConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            reopened.high_watermark().get(),
+            3 * (SEALS_PENDING_MAX as i64 + 1)
         );
     }
 }

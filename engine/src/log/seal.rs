@@ -43,7 +43,7 @@ impl PartitionLog {
         let log = Rc::downgrade(self);
         compio::runtime::spawn(async move {
             if let Some(log) = log.upgrade() {
-                log.run_seals(None).await;
+                log.run_seals().await;
             }
         })
         .detach();
@@ -57,8 +57,9 @@ impl PartitionLog {
     }
 
     /// Returns once no seal of a segment below `below` is pending (`None`: no seal at all, and no
-    /// sealer running). Seals of later segments may stay pending, with no sealer: the caller
-    /// starts one (`seal_in_background`) if it can, or the writer's next group does.
+    /// sealer running). Run here, it seals every queued segment, not only those below: a writer
+    /// that rolled meanwhile found this sealer running and started none, so a seal left queued
+    /// would wait for the partition's next append.
     pub(crate) async fn finish_seals_below(&self, below: Option<Offset>) {
         loop {
             let run_here = {
@@ -75,18 +76,18 @@ impl PartitionLog {
                 run_here
             };
             if run_here {
-                self.run_seals(below).await;
+                self.run_seals().await;
             } else {
                 compio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
         }
     }
 
-    /// Seals the queued segments (those below `below`, if given), oldest first; the caller has
+    /// Seals the queued segments, oldest first; the caller has
     /// set `sealer_active`, which this clears when it returns. A failed seal fails the log: an
     /// fsync error is never retried (decision 0010), and recovery checks the unsealed segments at
     /// the next open.
-    pub(crate) async fn run_seals(&self, below: Option<Offset>) {
+    pub(crate) async fn run_seals(&self) {
         loop {
             let next = {
                 let mut state = self.state.borrow_mut();
@@ -94,14 +95,14 @@ impl PartitionLog {
                     state.seals_pending.clear();
                 }
                 match state.seals_pending.front() {
-                    Some(seal) if below.is_none_or(|below| seal.base_offset < below) => (
+                    Some(seal) => (
                         seal.files.clone(),
                         seal.size_bytes,
                         seal.next_base,
                         seal.snapshot.clone(),
                         seal.aborted.clone(),
                     ),
-                    _ => {
+                    None => {
                         state.sealer_active = false;
                         return;
                     }
@@ -138,5 +139,78 @@ impl PartitionLog {
             state.durable_offset = state.durable_offset.max(next_base);
             state.stats.background_seals += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use crate::config::{FlushPolicy, LogConfig};
+    use crate::log::state::PartitionLog;
+
+    async fn log_under_flush_none(dir: &std::path::Path) -> Rc<PartitionLog> {
+        let config = LogConfig {
+            flush: FlushPolicy::None,
+            ..LogConfig::default()
+        };
+        PartitionLog::open(dir, config).await.unwrap().0
+    }
+
+    async fn append_and_roll(log: &Rc<PartitionLog>) {
+        let batch = crate::batch::encode_uniform_batch(0, 3, 10);
+        log.append(bytes::BytesMut::from(&batch[..]), 0)
+            .await
+            .unwrap();
+        assert!(log.roll_now().await.unwrap());
+    }
+
+    #[compio::test]
+    async fn seals_run_for_a_caller_leave_none_queued_without_a_sealer() {
+        // DeleteRecords finished the seals below its start here; the writer that rolled meanwhile
+        // found a sealer running and started none, and the seals above were left queued with no
+        // task to run them until the next append.
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_under_flush_none(dir.path()).await;
+        log.state.borrow_mut().sealer_active = true;
+        append_and_roll(&log).await;
+        append_and_roll(&log).await;
+        let second_base = log.state.borrow().seals_pending[1].base_offset;
+        log.state.borrow_mut().sealer_active = false;
+        log.finish_seals_below(Some(second_base)).await;
+        let state = log.state.borrow();
+        assert!(state.seals_pending.is_empty(), "every queued seal ran");
+        assert!(!state.sealer_active);
+        assert_eq!(state.stats.background_seals, 2);
+    }
+
+    #[compio::test]
+    async fn a_failure_outside_the_writer_leaves_its_place_taken_until_it_stops() {
+        // A failed background seal gave the writer's place back while a write or roll still held
+        // it: a close (or a deletion) went on while that write could still create files.
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_under_flush_none(dir.path()).await;
+        log.state.borrow_mut().writer_active = true;
+        log.fail("a seal's fsync failed".to_string(), Vec::new());
+        assert!(
+            log.state.borrow().writer_active,
+            "the writer still holds it"
+        );
+        let closed = Rc::new(std::cell::Cell::new(false));
+        let close = compio::runtime::spawn({
+            let (log, closed) = (Rc::clone(&log), Rc::clone(&closed));
+            async move {
+                let result = log.close().await;
+                closed.set(true);
+                result
+            }
+        });
+        compio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!closed.get(), "the close waits for the writer");
+        log.state.borrow_mut().writer_active = false;
+        assert!(
+            close.await.unwrap().is_err(),
+            "a failed log never closes clean"
+        );
     }
 }

@@ -66,20 +66,23 @@ impl PartitionLog {
         let path = self.spare_path();
         let max_used_percent = self.state.borrow().config.preallocate_max_used_percent;
         let room =
-            crate::segment::preallocation::room_for(&self.dir, allocated_bytes, max_used_percent);
-        if !room.await {
+            crate::segment::preallocation::room_for(&self.dir, allocated_bytes, max_used_percent)
+                .await;
+        let Some(claim) = room else {
             // Declined, not failed: the next roll creates its segment, which asks again.
             let mut state = self.state.borrow_mut();
             state.stats.preallocations_declined += 1;
             state.spare = Spare::Refused;
             return;
-        }
+        };
         let prepared = async {
             let file = io::disk::create(&path).await?;
             file.fallocate(0, allocated_bytes).await?;
             file.close().await
         }
         .await;
+        // Allocated (or not): the file system counts it from here.
+        drop(claim);
         let closed = self.state.borrow().closed;
         let outcome = match prepared {
             Ok(()) if !closed => {

@@ -71,6 +71,7 @@ impl PartitionLog {
             };
             if let Err(reason) = result {
                 self.fail(reason, replies);
+                self.state.borrow_mut().writer_active = false;
                 return;
             }
             // The writer's place is held here, so no roll is renaming the spare meanwhile.
@@ -98,7 +99,10 @@ impl PartitionLog {
         }
     }
 
-    /// Marks the log failed and answers every waiting append with the failure.
+    /// Marks the log failed and answers every waiting append with the failure. The writer's place
+    /// stays as it is: whoever holds it (the writer, a roll) gives it back when it stops, so a
+    /// close or a deletion waits for a write or roll in progress even when a background seal or an
+    /// interval sync failed the log under it.
     pub(crate) fn fail(
         &self,
         reason: String,
@@ -108,7 +112,6 @@ impl PartitionLog {
         let pending = {
             let mut state = self.state.borrow_mut();
             state.failure = Some(reason.clone());
-            state.writer_active = false;
             std::mem::take(&mut state.pending)
         };
         let waiting = replies

@@ -282,17 +282,26 @@ impl Segment {
             config.segment_bytes.saturating_sub(self.size_bytes),
         );
         let dir = self.files.log_path.parent().unwrap_or(Path::new("."));
-        if len > 0 && !preallocation::room_for(dir, len, config.preallocate_max_used_percent).await
-        {
-            self.preallocation = preallocation::Preallocation::Declined;
-            return Ok(());
-        }
         if len > 0 {
+            let Some(_claim) =
+                preallocation::room_for(dir, len, config.preallocate_max_used_percent).await
+            else {
+                self.preallocation = preallocation::Preallocation::Declined;
+                return Ok(());
+            };
             match self.files.log.fallocate(offset, len).await {
                 Ok(()) => self.allocated_bytes = offset + len,
                 Err(err) if preallocation::declined(&err) => {
                     warn!(path = %self.files.log_path.display(), %err,
                         "the segment could not be allocated ahead: it is written without");
+                    // A refused fallocate may have grown the file part of the way (ext4 keeps
+                    // what it allocated before it ran out): cut it back, so the segment's size is
+                    // its data's, as the writes and a clean close expect of a declined segment.
+                    self.files
+                        .log
+                        .set_len(offset)
+                        .await
+                        .map_err(OpenError::io(&self.files.log_path))?;
                     self.preallocation = preallocation::Preallocation::Declined;
                     return Ok(());
                 }
