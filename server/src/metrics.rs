@@ -318,6 +318,8 @@ async fn render(context: &Rc<ShardContext>) -> String {
                         start: log.log_start_offset(),
                         size_bytes: log.size_bytes(),
                         uncleanable: log.uncleanable(),
+                        stats: log.stats(),
+                        spare_ready: log.spare_ready(),
                     })
                     .collect::<Vec<_>>()
             })
@@ -337,6 +339,10 @@ struct PartitionFigures {
     size_bytes: u64,
     /// The cleaner gave up on the log until a restart (an unreadable transaction marker).
     uncleanable: bool,
+    /// The log's counters since it was opened.
+    stats: ringtail_engine::LogStats,
+    /// A spare segment is allocated and waiting for the next roll.
+    spare_ready: bool,
 }
 
 /// The per-partition series, and the count of uncleanable partitions (Kafka's
@@ -387,6 +393,7 @@ fn render_partitions(partitions: &[PartitionFigures], out: &mut String) {
             "ringtail_log_size_bytes{{topic=\"{topic}\",partition=\"{partition}\"}} {size_bytes}"
         );
     }
+    render_log_totals(partitions, out);
     let uncleanable: Vec<&PartitionFigures> = partitions
         .iter()
         .filter(|figures| figures.uncleanable)
@@ -408,6 +415,51 @@ fn render_partitions(partitions: &[PartitionFigures], out: &mut String) {
             "ringtail_log_uncleanable{{topic=\"{topic}\",partition=\"{partition}\"}} 1"
         );
     }
+}
+
+/// The storage engine's counters summed over the partitions open now (each counts since its log
+/// was opened, so a partition deleted or moved away takes its share with it, which Prometheus'
+/// `rate` reads as a counter reset): whether preallocation is declined here, and the disk the
+/// ready spares reserve.
+fn render_log_totals(partitions: &[PartitionFigures], out: &mut String) {
+    let sum = |count: fn(&ringtail_engine::LogStats) -> u64| -> u64 {
+        partitions.iter().map(|figures| count(&figures.stats)).sum()
+    };
+    for (name, help, value) in [
+        (
+            "log_preallocations_declined_total",
+            "Segments and spares preallocate asked to allocate ahead where the file system declined (in memory, past --preallocate-max-used-percent, or fallocate refused), open partitions.",
+            sum(|stats| stats.preallocations_declined),
+        ),
+        (
+            "log_spare_segments_used_total",
+            "Rolls that found their next segment allocated ahead, open partitions.",
+            sum(|stats| stats.spare_segments_used),
+        ),
+        (
+            "log_spare_segments_refused_total",
+            "Spare segments whose preparation failed (a full disk), open partitions.",
+            sum(|stats| stats.spare_segments_refused),
+        ),
+        (
+            "log_background_seals_total",
+            "Rolled segments sealed in the background (flush=none), open partitions.",
+            sum(|stats| stats.background_seals),
+        ),
+    ] {
+        render_scalar(out, name, help, "counter", value);
+    }
+    let ready = partitions
+        .iter()
+        .filter(|figures| figures.spare_ready)
+        .count();
+    render_scalar(
+        out,
+        "log_spare_segments_ready",
+        "Partitions with a spare segment allocated for their next roll (each reserves segment.bytes).",
+        "gauge",
+        ready as u64,
+    );
 }
 
 /// Appends one unlabelled series, `ringtail_<name>`, with its HELP and TYPE lines.
@@ -432,6 +484,27 @@ mod tests {
             start: Offset::ZERO,
             size_bytes: 100,
             uncleanable,
+            stats: ringtail_engine::LogStats {
+                preallocations_declined: 2,
+                spare_segments_used: u64::from(uncleanable),
+                ..Default::default()
+            },
+            spare_ready: uncleanable,
+        }
+    }
+
+    #[test]
+    fn the_engine_counters_are_summed_over_the_open_partitions() {
+        let mut out = String::new();
+        render_partitions(&[figures(0, false), figures(1, true)], &mut out);
+        for line in [
+            "\nringtail_log_preallocations_declined_total 4\n",
+            "\nringtail_log_spare_segments_used_total 1\n",
+            "\nringtail_log_spare_segments_refused_total 0\n",
+            "\nringtail_log_background_seals_total 0\n",
+            "\nringtail_log_spare_segments_ready 1\n",
+        ] {
+            assert!(out.contains(line), "{line} in {out}");
         }
     }
 
