@@ -509,3 +509,45 @@ fn compaction_keeps_markers_and_committed_values_and_drops_aborted_records() {
         check(&log, &model).await;
     });
 }
+
+#[test]
+fn an_abort_in_a_segment_whose_seal_a_crash_dropped_stays_indexed() {
+    // A roll under flush=none queued its segment's seal (which writes the .txnindex); a crash
+    // dropped the seal. Recovery found the abort by replay, and it must stay in the index.
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let mut log = PartitionLog::open(dir.path(), config()).await.unwrap().0;
+        let mut model = Model::default();
+        log = reopen(dir.path(), log, false).await;
+        apply(
+            &log,
+            &mut model,
+            &Op::Marker {
+                producer: 1,
+                abort: true,
+            },
+        )
+        .await;
+        log.roll_now().await.unwrap();
+        log = reopen(dir.path(), log, true).await;
+
+        check(&log, &model).await;
+        apply(
+            &log,
+            &mut model,
+            &Op::Data {
+                producer: 0,
+                records: 1,
+            },
+        )
+        .await;
+
+        check(&log, &model).await;
+        log.roll_now().await.unwrap();
+
+        check(&log, &model).await;
+        let log = reopen(dir.path(), log, true).await;
+
+        check(&log, &model).await;
+    });
+}

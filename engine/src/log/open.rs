@@ -75,6 +75,7 @@ impl PartitionLog {
         let (mut producers, snapshot_txns) =
             rebuild_producers(dir, &snapshot_offsets, next_offset, &report).await;
         let transactions = crate::txn::replay::rebuild(&mut segments, snapshot_txns).await;
+        index_uncovered_segments(dir, &segments, snapshot_floor).await?;
         producers.note_open_transactions(|producer_id| transactions.contains(producer_id));
         let persisted_start = start_offset::read_persisted(dir).await;
         let mut state = initial_state(config, segments, producers, transactions, now);
@@ -184,6 +185,36 @@ async fn recover_segments(
     }
     report.segments = segments.len();
     Ok((segments, report))
+}
+
+/// Writes the `.txnindex` of the rolled segments the newest producer snapshot does not cover:
+/// their seal, which writes it, was queued (`flush=none`) and a crash dropped it; recovery synced
+/// them (`segment::recovery`) and the replay found their aborted transactions. Without this the
+/// `.txnindex` a clean close had written for such a segment while it was active (its entries up
+/// to then) was trusted once a later seal's snapshot covered it, and an abort appended after it
+/// was lost from the index (found by tests/transactions.rs' model: a read_committed consumer
+/// would have been served aborted records).
+async fn index_uncovered_segments(
+    dir: &Path,
+    segments: &VecDeque<Segment>,
+    snapshot_floor: Option<Offset>,
+) -> Result<(), OpenError> {
+    let rolled_count = segments.len().saturating_sub(1);
+    let mut stored_any = false;
+    for segment in segments.iter().take(rolled_count) {
+        if snapshot_floor.is_some_and(|floor| segment.base_offset < floor) {
+            continue;
+        }
+        let log_path = &segment.files.log_path;
+        crate::txn::index_file::store(log_path, &segment.aborted)
+            .await
+            .map_err(OpenError::io(log_path))?;
+        stored_any = true;
+    }
+    if stored_any {
+        io::disk::sync_dir(dir).await.map_err(OpenError::io(dir))?;
+    }
+    Ok(())
 }
 
 /// Whether `segment`, rolled but maybe never sealed, lost data: it ends short of the next

@@ -19,6 +19,9 @@
 //!   drops every later segment, so what survives is a prefix of the log (`open.rs`). Compaction,
 //!   which may leave such a gap on purpose, never cleans a segment whose seal is pending
 //!   (`compaction/mod.rs`).
+//! - The open seals what a crash left unsealed (synced by `segment::recovery`, `.txnindex`
+//!   written by `open.rs`) before the log takes appends, so a later seal's snapshot never covers
+//!   a segment that is not durable or whose aborted-transaction index is stale.
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;

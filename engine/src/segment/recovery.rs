@@ -110,6 +110,14 @@ pub async fn recover(
     rewrite_indexes(&mut segment, &report)
         .await
         .map_err(OpenError::io(&path))?;
+    if !is_active && scan == RecoveryScan::Full {
+        // A rolled segment scanned whole: the newest producer snapshot does not cover it, so its
+        // seal may never have run (a crash under `flush=none`) and what was read may sit in the
+        // page cache only. Sealed here, before a later seal's snapshot claims it durable.
+        Segment::seal(segment.files.clone(), segment.size_bytes, None)
+            .await
+            .map_err(OpenError::io(&path))?;
+    }
     if !is_active {
         // Written and cut to what is valid; a sealed segment's indexes live in memory.
         segment.files.close_indexes();

@@ -10,7 +10,8 @@
 //! 26  8 last_stable_offset  the partition's LSO once the marker was written
 //! ```
 //! The file is written whole (temp file, fsync, rename, directory fsync) when its segment is
-//! sealed, when the log closes, and after recovery rebuilt it; the active segment's entries are
+//! sealed, when the log closes, after recovery rebuilt it, and at the open for a rolled segment
+//! whose seal a crash dropped (its file, if any, was written while it was active); the active segment's entries are
 //! otherwise in memory only (recovery replays them from the log after a crash).
 //!
 //! # Invariants
