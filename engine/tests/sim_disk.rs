@@ -29,6 +29,7 @@ fn summary(name: &str, reports: &[SeedReport]) -> SeedReport {
         total.acked_lost += report.acked_lost;
         total.durable_lost += report.durable_lost;
         total.rolls += report.rolls;
+        total.process_crashes += report.process_crashes;
         total.compactions += report.compactions;
         total.retentions += report.retentions;
         total.disk.power_losses += report.disk.power_losses;
@@ -41,7 +42,7 @@ fn summary(name: &str, reports: &[SeedReport]) -> SeedReport {
     println!(
         "{name}: {} seeds, {} power losses, {} mutating disk ops, {} torn sectors kept, \
          {} directory ops lost, {} appends acknowledged ({} durable), {} acknowledged lost, \
-         {} durable lost; {} rolls, {} compaction passes, {} retention runs",
+         {} durable lost; {} rolls, {} compaction passes, {} retention runs, {} process crashes",
         reports.len(),
         total.disk.power_losses,
         total.disk.mutating_ops,
@@ -54,6 +55,7 @@ fn summary(name: &str, reports: &[SeedReport]) -> SeedReport {
         total.rolls,
         total.compactions,
         total.retentions,
+        total.process_crashes,
     );
     total
 }
@@ -70,6 +72,10 @@ fn every_batch_keeps_every_acknowledged_batch_through_power_loss() {
         assert!(total.disk.power_losses >= 3 * reports.len() as u64);
         assert!(total.durable_acked > 0, "the runs acknowledged something");
         assert!(total.disk.torn_sectors > 0, "some power loss tore a write");
+        assert!(
+            total.process_crashes > 0,
+            "some life ended in a process crash"
+        );
     }
 }
 

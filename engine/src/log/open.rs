@@ -75,7 +75,12 @@ impl PartitionLog {
         let (mut producers, snapshot_txns) =
             rebuild_producers(dir, &snapshot_offsets, next_offset, &report).await;
         let transactions = crate::txn::replay::rebuild(&mut segments, snapshot_txns).await;
-        index_uncovered_segments(dir, &segments, snapshot_floor).await?;
+        index_uncovered_segments(&segments, snapshot_floor).await?;
+        if !clean_shutdown {
+            // The segments' names too: a roll's new segment (and a rebuilt `.txnindex`) is in
+            // the directory only once a seal synced it, and a crash may have dropped that seal.
+            io::disk::sync_dir(dir).await.map_err(OpenError::io(dir))?;
+        }
         producers.note_open_transactions(|producer_id| transactions.contains(producer_id));
         let persisted_start = start_offset::read_persisted(dir).await;
         let mut state = initial_state(config, segments, producers, transactions, now);
@@ -195,12 +200,10 @@ async fn recover_segments(
 /// was lost from the index (found by tests/transactions.rs' model: a read_committed consumer
 /// would have been served aborted records).
 async fn index_uncovered_segments(
-    dir: &Path,
     segments: &VecDeque<Segment>,
     snapshot_floor: Option<Offset>,
 ) -> Result<(), OpenError> {
     let rolled_count = segments.len().saturating_sub(1);
-    let mut stored_any = false;
     for segment in segments.iter().take(rolled_count) {
         if snapshot_floor.is_some_and(|floor| segment.base_offset < floor) {
             continue;
@@ -209,10 +212,6 @@ async fn index_uncovered_segments(
         crate::txn::index_file::store(log_path, &segment.aborted)
             .await
             .map_err(OpenError::io(log_path))?;
-        stored_any = true;
-    }
-    if stored_any {
-        io::disk::sync_dir(dir).await.map_err(OpenError::io(dir))?;
     }
     Ok(())
 }

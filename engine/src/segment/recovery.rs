@@ -104,6 +104,18 @@ pub async fn recover(
     if is_active {
         segment.created_ms = began_ms(&segment, now_ms).await;
         segment.preallocate(config).await?;
+        if scan == RecoveryScan::Full {
+            // After a crash of the process alone, what recovery read may sit in the page cache
+            // only, and the log opens with everything it holds counted durable: a `sync` finding
+            // nothing new to sync would otherwise promise it while a power cut could still take
+            // it (found by tests/sim_disk.rs: a process crash, a sync, then a power loss).
+            segment
+                .files
+                .log
+                .sync_all()
+                .await
+                .map_err(OpenError::io(&path))?;
+        }
     } else {
         segment.allocated_bytes = segment.size_bytes;
     }

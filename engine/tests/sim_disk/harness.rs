@@ -1,5 +1,6 @@
 //! One seed's run of the log model on the simulated disk: appends, syncs, rolls, compaction and
-//! retention with the power cut at a seeded point, then reopen and check against the model.
+//! retention with the power cut at a seeded point (some lives first end in a process crash that
+//! keeps the page cache), then reopen and check against the model.
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -63,6 +64,8 @@ pub struct SeedReport {
     pub compactions: u64,
     pub retentions: u64,
     pub disk: SimStats,
+    /// Lives that ended in a process crash (no power loss: unsynced writes kept).
+    pub process_crashes: u64,
     /// The largest log start offset the log showed: a reopened log never starts before it.
     pub start_floor: i64,
 }
@@ -114,6 +117,26 @@ pub fn run_seed(seed: u64, flush: FlushPolicy) -> SeedReport {
     let mut report = SeedReport::default();
     block_on(async {
         for life in 0..LIVES {
+            if rng.below(2) == 0 {
+                // First the process alone dies, the page cache kept: its queued seals never run,
+                // and the next life's power cut must not take what a sync of this one promised
+                // (recovery seals what such a crash left unsealed).
+                let log = reopen_and_check(&config, &mut model, &mut report).await;
+                let tag_base = ((life as u64) << 32) | (1 << 31);
+                live(
+                    &log,
+                    &config,
+                    &mut rng,
+                    &disk,
+                    &mut model,
+                    &mut report,
+                    tag_base,
+                )
+                .await;
+                log.close_abandoned().await;
+                drop(log);
+                report.process_crashes += 1;
+            }
             let log = reopen_and_check(&config, &mut model, &mut report).await;
             disk.freeze_after(rng.below(STEPS_PER_LIFE_MAX * 4));
             let tag_base = (life as u64) << 32;
