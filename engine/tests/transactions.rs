@@ -214,22 +214,29 @@ proptest! {
     fn lso_and_aborted_index_match_the_model(ops in proptest::collection::vec(op(), 1..60)) {
         // Every history of transactional data, markers, rolls and restarts keeps the LSO and
         // the aborted index exact.
-        let dir = tempfile::tempdir().unwrap();
-        block_on(async {
-            let mut log = PartitionLog::open(dir.path(), config()).await.unwrap().0;
-            let mut model = Model::default();
-            for op in &ops {
-                match op {
-                    Op::Roll => { log.roll_now().await.unwrap(); }
-                    Op::Reopen { crash } => log = reopen(dir.path(), log, *crash).await,
-                    _ => apply(&log, &mut model, op).await,
-                }
-            }
-            check(&log, &model).await;
-            let log = reopen(dir.path(), log, true).await;
-            check(&log, &model).await;
-        });
+        run_history(&ops);
     }
+}
+
+/// Applies `ops` to a new log, then checks it against the model, before and after a crash.
+fn run_history(ops: &[Op]) {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let mut log = PartitionLog::open(dir.path(), config()).await.unwrap().0;
+        let mut model = Model::default();
+        for op in ops {
+            match op {
+                Op::Roll => {
+                    log.roll_now().await.unwrap();
+                }
+                Op::Reopen { crash } => log = reopen(dir.path(), log, *crash).await,
+                _ => apply(&log, &mut model, op).await,
+            }
+        }
+        check(&log, &model).await;
+        let log = reopen(dir.path(), log, true).await;
+        check(&log, &model).await;
+    });
 }
 
 /// Appends a history with aborted and committed transactions across several segments.
@@ -512,42 +519,22 @@ fn compaction_keeps_markers_and_committed_values_and_drops_aborted_records() {
 
 #[test]
 fn an_abort_in_a_segment_whose_seal_a_crash_dropped_stays_indexed() {
-    // A roll under flush=none queued its segment's seal (which writes the .txnindex); a crash
-    // dropped the seal. Recovery found the abort by replay, and it must stay in the index.
-    let dir = tempfile::tempdir().unwrap();
-    block_on(async {
-        let mut log = PartitionLog::open(dir.path(), config()).await.unwrap().0;
-        let mut model = Model::default();
-        log = reopen(dir.path(), log, false).await;
-        apply(
-            &log,
-            &mut model,
-            &Op::Marker {
-                producer: 1,
-                abort: true,
-            },
-        )
-        .await;
-        log.roll_now().await.unwrap();
-        log = reopen(dir.path(), log, true).await;
-
-        check(&log, &model).await;
-        apply(
-            &log,
-            &mut model,
-            &Op::Data {
-                producer: 0,
-                records: 1,
-            },
-        )
-        .await;
-
-        check(&log, &model).await;
-        log.roll_now().await.unwrap();
-
-        check(&log, &model).await;
-        let log = reopen(dir.path(), log, true).await;
-
-        check(&log, &model).await;
-    });
+    // A clean close wrote the empty active segment's .txnindex; an abort went into it, a roll
+    // queued its seal (which rewrites the .txnindex) and a crash dropped the seal. A later seal's
+    // snapshot then covered the segment and the open trusted the stale file: the abort was gone
+    // from the index (CI's failing case of the property test above).
+    run_history(&[
+        Op::Reopen { crash: false },
+        Op::Marker {
+            producer: 1,
+            abort: true,
+        },
+        Op::Roll,
+        Op::Reopen { crash: true },
+        Op::Data {
+            producer: 0,
+            records: 1,
+        },
+        Op::Roll,
+    ]);
 }
