@@ -188,6 +188,10 @@ pub struct RunArgs {
     /// for fewer, larger round trips.
     #[arg(long, default_value_t = ringtail_loadgen::workload::FETCH_PARTITION_MAX_BYTES_DEFAULT, value_parser = clap::value_parser!(i32).range(1..))]
     fetch_partition_max_bytes: i32,
+    /// Send a consumer's next Fetch before reading the records of the last one (`true`), as the
+    /// Java consumer and librdkafka fetch ahead; `false` waits, one Fetch at a time per broker.
+    #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
+    fetch_ahead: bool,
     /// Seconds to wait for consumers to catch up after producing.
     #[arg(long, default_value_t = 60.0)]
     drain_timeout_s: f64,
@@ -296,6 +300,7 @@ impl RunArgs {
             batch_bytes: self.batch_bytes,
             max_in_flight: self.max_in_flight,
             fetch_partition_max_bytes: self.fetch_partition_max_bytes,
+            fetch_ahead: self.fetch_ahead,
             drain_timeout_s: self.drain_timeout_s,
             broker_pid: self.broker_pid,
             move_partition: None,

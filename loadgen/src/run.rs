@@ -264,6 +264,7 @@ fn spawn_consumers(
                     max_wait_ms: FETCH_MAX_WAIT_MS,
                     fetch_max_bytes: FETCH_MAX_BYTES,
                     partition_max_bytes: workload.fetch_partition_max_bytes,
+                    fetch_ahead: workload.fetch_ahead,
                     window: Arc::clone(&shared.window),
                 };
                 let (clock, counters, drain, readiness) = (

@@ -139,6 +139,10 @@ pub struct Workload {
     /// Record bytes a consumer's Fetch asks per partition at most.
     #[serde(default = "fetch_partition_max_bytes_default")]
     pub fetch_partition_max_bytes: i32,
+    /// Whether a consumer sends its next Fetch before it reads the records of the last one, as
+    /// the Java consumer and librdkafka fetch ahead while the application reads.
+    #[serde(default = "fetch_ahead_default")]
+    pub fetch_ahead: bool,
     /// How long to wait after producing for consumers to catch up.
     pub drain_timeout_s: f64,
     /// Process id of a local broker whose CPU time is reported; `None`: found by the listening
@@ -156,6 +160,12 @@ pub const FETCH_PARTITION_MAX_BYTES_DEFAULT: i32 = 8 << 20;
 
 fn fetch_partition_max_bytes_default() -> i32 {
     FETCH_PARTITION_MAX_BYTES_DEFAULT
+}
+
+/// Reports written before the flag existed: their consumers waited for each Fetch's records to be
+/// read before sending the next.
+fn fetch_ahead_default() -> bool {
+    false
 }
 
 impl Workload {
@@ -201,6 +211,7 @@ impl Default for Workload {
             batch_bytes: 1024 * 1024,
             max_in_flight: 5,
             fetch_partition_max_bytes: FETCH_PARTITION_MAX_BYTES_DEFAULT,
+            fetch_ahead: true,
             drain_timeout_s: 30.0,
             broker_pid: None,
             move_partition: None,

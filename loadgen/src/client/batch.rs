@@ -224,6 +224,30 @@ pub struct BatchSummary {
     pub value_bytes: u64,
 }
 
+/// Where the next fetch starts after `records`, from the batch headers alone (no CRC, no record
+/// walked): the offset after the last whole batch, or `position` if none ends past it. What
+/// [`walk_batches`] would leave the position at, for a record set it accepts.
+pub fn next_position(records: &[u8], position: i64) -> i64 {
+    let mut next = position;
+    let mut at = 0usize;
+    while let Some(header) = records.get(at..at + BATCH_HEADER_BYTES) {
+        let base_offset = i64::from_be_bytes(header[0..8].try_into().expect("8 bytes"));
+        let batch_length = i32::from_be_bytes(header[8..12].try_into().expect("4 bytes"));
+        let last_offset_delta = i32::from_be_bytes(header[23..27].try_into().expect("4 bytes"));
+        let Some(total) = usize::try_from(batch_length)
+            .ok()
+            .and_then(|length| length.checked_add(12))
+            .filter(|total| *total >= BATCH_HEADER_BYTES && at + *total <= records.len())
+        else {
+            break;
+        };
+        let batch_next = base_offset.saturating_add(i64::from(last_offset_delta) + 1);
+        next = next.max(batch_next);
+        at += total;
+    }
+    next
+}
+
 /// Walks the batches of a fetch response's record set, checking each batch's CRC-32C (as Kafka
 /// consumers do by default) and calling `on_stamp` with the intended send time of every stamped
 /// value (with the value's length). Batches that end before `position` (a fetch may return them)
@@ -502,6 +526,38 @@ mod tests {
         assert_eq!(summaries.len(), 1);
         assert_eq!(summaries[0].next_offset, 15);
         assert_eq!(stamps, 5);
+    }
+
+    #[test]
+    fn the_headers_give_the_position_the_walk_leaves() {
+        // A fetch ahead is sent from the headers alone, before the walk: it must ask where the
+        // walk will have left the position, or every fetch ahead is dropped as stale.
+        let mut records = BytesMut::new();
+        records.extend_from_slice(&build(Compression::None, 10));
+        let mut second = BytesMut::from(&build(Compression::Lz4, 5)[..]);
+        second[0..8].copy_from_slice(&10i64.to_be_bytes());
+        records.extend_from_slice(&second);
+        let whole = records.clone().freeze();
+        for (cut, position) in [(0, 0), (0, 10), (0, 15), (1, 0), (1, 10), (whole.len(), 3)] {
+            let set = whole.slice(..whole.len() - cut);
+            let walked = walk_batches(set.clone(), position, |_, _| {})
+                .unwrap()
+                .last()
+                .map_or(position, |batch| batch.next_offset);
+            assert_eq!(
+                next_position(&set, position),
+                walked,
+                "cut {cut}, at {position}"
+            );
+        }
+        assert_eq!(next_position(&whole, 0), 15);
+        assert_eq!(
+            next_position(&whole.slice(..whole.len() - 1), 0),
+            10,
+            "a cut batch"
+        );
+        assert_eq!(next_position(&[], 7), 7);
+        assert_eq!(next_position(&[0u8; 30], 7), 7, "less than a header");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId, FetchRequest};
 
-use super::batch::walk_batches;
+use super::batch::{next_position, walk_batches};
 use super::cluster::{topic_name, Cluster, EARLIEST, LATEST};
 use super::connection::Connection;
 use super::group::{GroupMember, Heartbeat};
@@ -39,6 +39,8 @@ pub struct ConsumerConfig {
     pub max_wait_ms: i32,
     pub fetch_max_bytes: i32,
     pub partition_max_bytes: i32,
+    /// Send the next Fetch before walking the records of the last (see [`fetch_once`]).
+    pub fetch_ahead: bool,
     /// Which intended send times count in the measured figures.
     pub window: Arc<MeasureWindow>,
 }
@@ -144,7 +146,7 @@ pub fn run_consumer(
         member.as_ref().map_or(0, GroupMember::generation_id),
         &positions,
     );
-    let mut connections: BTreeMap<String, Connection> = BTreeMap::new();
+    let mut connections: BTreeMap<String, (Connection, Option<FetchAhead>)> = BTreeMap::new();
     let mut tally = ConsumerTally::default();
     let mut last_commit = Instant::now();
     loop {
@@ -168,12 +170,12 @@ pub fn run_consumer(
         }
         for (leader, partitions) in partitions_by_leader(config, &positions) {
             if !connections.contains_key(leader) {
-                connections.insert(leader.to_string(), Connection::connect(leader)?);
+                connections.insert(leader.to_string(), (Connection::connect(leader)?, None));
             }
-            let connection = connections.get_mut(leader).expect("inserted above");
+            let (connection, ahead) = connections.get_mut(leader).expect("inserted above");
             fetch_once(
                 config,
-                connection,
+                (connection, ahead),
                 &partitions,
                 &mut positions,
                 clock,
@@ -249,18 +251,72 @@ fn positions_for(
         .collect())
 }
 
+/// A Fetch sent ahead on a connection, not yet answered: the request it is, to tell whether it is
+/// still the one wanted (positions move on a rebalance).
+#[derive(Debug)]
+struct FetchAhead {
+    sent: (i16, i32),
+    positions: Vec<(i32, i64)>,
+}
+
+fn wanted(partitions: &[i32], positions: &BTreeMap<i32, i64>) -> Vec<(i32, i64)> {
+    partitions
+        .iter()
+        .map(|partition| (*partition, positions[partition]))
+        .collect()
+}
+
+/// Fetches `partitions` once from their positions on `connection` and walks the records. With
+/// `fetch_ahead`, the next Fetch (from the positions the batch headers give) goes out before the
+/// records are walked (CRC checked, each value's stamp read), so the broker reads and sends the
+/// next response while this one is read, as the Java consumer's and librdkafka's prefetch do;
+/// without it the broker waits idle for every walk (a catch-up reader's disk with it).
 fn fetch_once(
     config: &ConsumerConfig,
-    connection: &mut Connection,
+    (connection, ahead): (&mut Connection, &mut Option<FetchAhead>),
     partitions: &[i32],
     positions: &mut BTreeMap<i32, i64>,
     clock: &Clock,
     counters: &Counters,
     tally: &mut ConsumerTally,
 ) -> Result<(), ClientError> {
-    let response = connection.call(&fetch_request(config, partitions, positions))?;
+    let wanted_now = wanted(partitions, positions);
+    let sent = match ahead.take() {
+        Some(fetch) if fetch.positions == wanted_now => fetch.sent,
+        stale => {
+            if let Some(stale) = stale {
+                // Answers come in request order: the stale one is read and dropped.
+                connection.receive::<FetchRequest>(stale.sent)?;
+            }
+            connection.send(&fetch_request(config, partitions, positions))?
+        }
+    };
+    let response = connection.receive::<FetchRequest>(sent)?;
     if response.error_code != 0 {
         return Err(ClientError::kafka("Fetch", response.error_code));
+    }
+    if config.fetch_ahead {
+        let mut next = positions.clone();
+        for partition in response
+            .responses
+            .iter()
+            .flat_map(|topic| &topic.partitions)
+        {
+            if partition.error_code != 0 {
+                continue;
+            }
+            if let (Some(records), Some(position)) = (
+                partition.records.as_ref(),
+                next.get_mut(&partition.partition_index),
+            ) {
+                *position = next_position(records, *position);
+            }
+        }
+        let sent = connection.send(&fetch_request(config, partitions, &next))?;
+        *ahead = Some(FetchAhead {
+            sent,
+            positions: wanted(partitions, &next),
+        });
     }
     for partition in response
         .responses
