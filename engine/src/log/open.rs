@@ -52,8 +52,10 @@ impl PartitionLog {
             io::disk::remove_file(&marker)
                 .await
                 .map_err(OpenError::io(&marker))?;
-            io::disk::sync_dir(dir).await.map_err(OpenError::io(dir))?;
         }
+        // The marker's removal, and after a crash the segments' names: a roll's new segment is in
+        // the directory only once a seal synced it, and the crash may have dropped that seal.
+        io::disk::sync_dir(dir).await.map_err(OpenError::io(dir))?;
         let next_offset = segments
             .back()
             .map_or(Offset::ZERO, |segment| segment.next_offset);
@@ -76,11 +78,6 @@ impl PartitionLog {
             rebuild_producers(dir, &snapshot_offsets, next_offset, &report).await;
         let transactions = crate::txn::replay::rebuild(&mut segments, snapshot_txns).await;
         index_uncovered_segments(&segments, snapshot_floor).await?;
-        if !clean_shutdown {
-            // The segments' names too: a roll's new segment (and a rebuilt `.txnindex`) is in
-            // the directory only once a seal synced it, and a crash may have dropped that seal.
-            io::disk::sync_dir(dir).await.map_err(OpenError::io(dir))?;
-        }
         producers.note_open_transactions(|producer_id| transactions.contains(producer_id));
         let persisted_start = start_offset::read_persisted(dir).await;
         let mut state = initial_state(config, segments, producers, transactions, now);

@@ -11,8 +11,9 @@
 //! ```
 //! The file is written whole (temp file, fsync, rename, directory fsync) when its segment is
 //! sealed, when the log closes, after recovery rebuilt it, and at the open for a rolled segment
-//! whose seal a crash dropped (its file, if any, was written while it was active); the active segment's entries are
-//! otherwise in memory only (recovery replays them from the log after a crash).
+//! whose seal a crash dropped (its file, if any, was written while it was active); the active
+//! segment's entries are otherwise in memory only (recovery replays them from the log after a
+//! crash).
 //!
 //! # Invariants
 //! - Entries are ordered by `last_offset`, strictly increasing, each inside its segment, and

@@ -224,6 +224,17 @@ pub struct BatchSummary {
     pub value_bytes: u64,
 }
 
+/// A batch's whole length (its length field counts from after itself), from the first 12 bytes
+/// of `header`; an error for a length shorter than a batch header.
+fn whole_batch_bytes(header: &[u8]) -> Result<usize, ClientError> {
+    let batch_length = i32::from_be_bytes(header[8..12].try_into().expect("4 bytes"));
+    usize::try_from(batch_length)
+        .ok()
+        .and_then(|length| length.checked_add(12))
+        .filter(|total| *total >= BATCH_HEADER_BYTES)
+        .ok_or_else(|| ClientError::Protocol(format!("batch length {batch_length}")))
+}
+
 /// Where the next fetch starts after `records`, from the batch headers alone (no CRC, no record
 /// walked): the offset after the last whole batch, or `position` if none ends past it. What
 /// [`walk_batches`] would leave the position at, for a record set it accepts.
@@ -232,12 +243,10 @@ pub fn next_position(records: &[u8], position: i64) -> i64 {
     let mut at = 0usize;
     while let Some(header) = records.get(at..at + BATCH_HEADER_BYTES) {
         let base_offset = i64::from_be_bytes(header[0..8].try_into().expect("8 bytes"));
-        let batch_length = i32::from_be_bytes(header[8..12].try_into().expect("4 bytes"));
         let last_offset_delta = i32::from_be_bytes(header[23..27].try_into().expect("4 bytes"));
-        let Some(total) = usize::try_from(batch_length)
+        let Some(total) = whole_batch_bytes(header)
             .ok()
-            .and_then(|length| length.checked_add(12))
-            .filter(|total| *total >= BATCH_HEADER_BYTES && at + *total <= records.len())
+            .filter(|total| at + *total <= records.len())
         else {
             break;
         };
@@ -260,12 +269,7 @@ pub fn walk_batches(
     let mut summaries = Vec::new();
     while records.len() >= BATCH_HEADER_BYTES {
         let base_offset = i64::from_be_bytes(records[0..8].try_into().expect("8 bytes"));
-        let batch_length = i32::from_be_bytes(records[8..12].try_into().expect("4 bytes"));
-        let total = usize::try_from(batch_length)
-            .ok()
-            .and_then(|length| length.checked_add(12))
-            .filter(|total| *total >= BATCH_HEADER_BYTES)
-            .ok_or_else(|| ClientError::Protocol(format!("batch length {batch_length}")))?;
+        let total = whole_batch_bytes(&records)?;
         if records.len() < total {
             break;
         }
