@@ -412,6 +412,16 @@ mod tests {
         builder.finish(compression).unwrap()
     }
 
+    /// A batch of 10 records (offsets 0-9, `first` compressed) and one of 5 numbered after it
+    /// (10-14, `second` compressed), as the broker would number them.
+    fn two_batches(first: Compression, second: Compression) -> BytesMut {
+        let mut records = BytesMut::from(&build(first, 10)[..]);
+        let mut next = BytesMut::from(&build(second, 5)[..]);
+        next[0..8].copy_from_slice(&10i64.to_be_bytes());
+        records.extend_from_slice(&next);
+        records
+    }
+
     fn fill(builder: &mut BatchBuilder, count: usize, value_byte: u8) {
         for index in 0..count {
             builder.push(
@@ -493,13 +503,9 @@ mod tests {
     #[test]
     fn walking_counts_records_bytes_and_stamps() {
         for compression in [Compression::None, Compression::Lz4, Compression::Zstd] {
-            let mut records = BytesMut::new();
-            let first = build(compression, 10);
-            let mut second = BytesMut::from(&build(compression, 5)[..]);
-            second[0..8].copy_from_slice(&10i64.to_be_bytes()); // as the broker would number it
-            records.extend_from_slice(&first);
-            records.extend_from_slice(&second);
-            records.extend_from_slice(&first[..30]); // a batch cut by the fetch size limit
+            let mut records = two_batches(compression, compression);
+            let cut = records[..30].to_vec();
+            records.extend_from_slice(&cut); // a batch cut by the fetch size limit
             let mut stamps = Vec::new();
             let summaries =
                 walk_batches(records.freeze(), 0, |send_us, _| stamps.push(send_us)).unwrap();
@@ -520,11 +526,7 @@ mod tests {
 
     #[test]
     fn batches_before_the_position_are_skipped() {
-        let mut records = BytesMut::new();
-        records.extend_from_slice(&build(Compression::None, 10));
-        let mut second = BytesMut::from(&build(Compression::None, 5)[..]);
-        second[0..8].copy_from_slice(&10i64.to_be_bytes());
-        records.extend_from_slice(&second);
+        let records = two_batches(Compression::None, Compression::None);
         let mut stamps = 0;
         let summaries = walk_batches(records.freeze(), 10, |_, _| stamps += 1).unwrap();
         assert_eq!(summaries.len(), 1);
@@ -536,12 +538,7 @@ mod tests {
     fn the_headers_give_the_position_the_walk_leaves() {
         // A fetch ahead is sent from the headers alone, before the walk: it must ask where the
         // walk will have left the position, or every fetch ahead is dropped as stale.
-        let mut records = BytesMut::new();
-        records.extend_from_slice(&build(Compression::None, 10));
-        let mut second = BytesMut::from(&build(Compression::Lz4, 5)[..]);
-        second[0..8].copy_from_slice(&10i64.to_be_bytes());
-        records.extend_from_slice(&second);
-        let whole = records.clone().freeze();
+        let whole = two_batches(Compression::None, Compression::Lz4).freeze();
         for (cut, position) in [(0, 0), (0, 10), (0, 15), (1, 0), (1, 10), (whole.len(), 3)] {
             let set = whole.slice(..whole.len() - cut);
             let walked = walk_batches(set.clone(), position, |_, _| {})
