@@ -214,7 +214,21 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
         common::scrape(&broker, "ringtail_fetch_cold_reads_in_progress"),
         0
     );
-    assert!(common::scrape(&broker, "ringtail_fetch_cold_read_wait_seconds_count") > 0);
+    let reads = common::scrape(&broker, "ringtail_fetch_cold_read_wait_seconds_count");
+    assert!(reads > 0);
+    // The writer took its turn at every chunk read, and wrote each one.
+    let writer_waits = common::scrape(
+        &broker,
+        "ringtail_fetch_cold_writer_wait_seconds_count{for=\"read\"}",
+    );
+    assert_eq!(writer_waits, reads, "one writer wait per cold chunk read");
+    assert_eq!(
+        common::scrape(
+            &broker,
+            "ringtail_fetch_cold_writer_wait_seconds_count{for=\"socket\"}"
+        ),
+        writer_waits
+    );
     assert!(common::scrape(&broker, "ringtail_fetch_residency_check_seconds_count") > 0);
     // Whether the cold buffers can have huge pages is the kernel's to say, and /metrics says it.
     let thp =

@@ -65,7 +65,10 @@ pub use metrics::render_metrics;
 pub fn record_tail_cache_bytes(bytes: u64) {
     metrics::TAIL_CACHE_BYTES_TOTAL.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
 }
-use metrics::{CHECK_COST, CHECK_FAILURES_TOTAL, HOT_BYTES_TOTAL, OVER_BUDGET_BYTES_TOTAL};
+use metrics::{
+    CHECK_COST, CHECK_FAILURES_TOTAL, COLD_WRITER_READ_WAIT, COLD_WRITER_SOCKET_WAIT,
+    HOT_BYTES_TOTAL, OVER_BUDGET_BYTES_TOTAL,
+};
 
 mod cold;
 mod direct;
@@ -220,6 +223,7 @@ impl RangeSender {
             }
             match current.reads.pop_front() {
                 Some(read) => {
+                    let turn = Instant::now();
                     let chunk = match read.await {
                         Ok(chunk) => chunk?,
                         Err(JoinError::Panicked(panic)) => std::panic::resume_unwind(panic),
@@ -227,7 +231,10 @@ impl RangeSender {
                             return Err(io::Error::other("cold read cancelled"))
                         }
                     };
+                    let read = Instant::now();
+                    COLD_WRITER_READ_WAIT.record(read - turn);
                     keep_spare(write_cold(socket, file, chunk).await?);
+                    COLD_WRITER_SOCKET_WAIT.record(read.elapsed());
                 }
                 None if !current.all_started() => {
                     // The next chunk is hot, or cold with no room in the memory budget (a cold
