@@ -22,6 +22,10 @@ more than 100 MB/s (a cold reader behind), the medians of its read MB/s, its bus
 flight all the time) and the busy CPUs of the whole machine (2.0: both cores), so a slow catch-up
 can be told to wait for the disk or for the cores.
 
+Each broker also serves /metrics (on the next port), scraped just before it stops: the cold
+writer's waits per chunk (for its read, for socket room) and the disk's cold read waits, as sums in
+seconds and means per chunk in ms, say which stage held a catch-up reader back.
+
 --warm-frames-mb writes and deletes a file of that size just before each run: the freed page
 frames are then the ones the broker's page cache gets (see results/profile/README.md on why that
 matters on this VM). Without it, runs see whatever the previous run freed. --warm-only limits it to
@@ -158,13 +162,45 @@ class MachineSampler:
         }
 
 
+# /metrics histograms read after each run: (key prefix, series name with its labels).
+WAIT_SERIES = [
+    ("writer_read_wait", 'ringtail_fetch_cold_writer_wait_seconds{for="read"}'),
+    ("writer_socket_wait", 'ringtail_fetch_cold_writer_wait_seconds{for="socket"}'),
+    ("disk_read_wait", "ringtail_fetch_cold_read_wait_seconds"),
+]
+
+
+def scrape_waits(metrics_port):
+    """Sum (s) and mean per observation (ms) of each of WAIT_SERIES; zeros for a series the
+    broker does not export (an older binary)."""
+    with socket.create_connection(("127.0.0.1", metrics_port), timeout=5) as conn:
+        conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        text = b""
+        while chunk := conn.recv(1 << 16):
+            text += chunk
+    values = {}
+    for line in text.decode().splitlines():
+        name, _, value = line.rpartition(" ")
+        values[name] = value
+    waits = {}
+    for key, series in WAIT_SERIES:
+        base, brace, labels = series.partition("{")
+        sum_s = float(values.get(f"{base}_sum{brace}{labels}", 0))
+        count = float(values.get(f"{base}_count{brace}{labels}", 0))
+        waits[f"{key}_s"] = sum_s
+        waits[f"{key}_mean_ms"] = sum_s / count * 1000 if count else 0.0
+    return waits
+
+
 def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN):
     label, command = variant
     data = tempfile.mkdtemp(dir=scratch, prefix=f"ab-{label}-")
     if warm_mb:
         warm_frames(scratch, warm_mb)
     broker = subprocess.Popen(
-        command + ["--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+        command
+        + ["--data-dir", data, "--listen", f"127.0.0.1:{port}"]
+        + ["--metrics-listen", f"127.0.0.1:{port + 1}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -181,6 +217,7 @@ def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN):
                 stderr=subprocess.DEVNULL,
             )
         after = cpu_seconds(broker.pid)
+        waits = scrape_waits(port + 1)
         with open(report_path) as file:
             report = json.load(file)
     finally:
@@ -203,6 +240,7 @@ def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN):
         "cpu_s_per_gb": (after - before) / (moved_bytes / 1e9),
         "loadgen_cpu_s": report.get("loadgen_cpu_s", 0.0),
         **machine.reading_seconds(),
+        **waits,
     }
 
 
@@ -273,7 +311,11 @@ def main():
                 f" loadgen {run['loadgen_cpu_s']:5.2f} CPU-s;"
                 f" while the disk read: {run['disk_read_mb_s']:6.1f} MB/s,"
                 f" disk busy {run['disk_busy']:.2f}, read requests {run['read_request_kib']:.0f} KiB"
-                f" waiting {run['read_wait_ms']:.2f} ms, CPUs busy {run['cpus_busy_reading']:.2f}",
+                f" waiting {run['read_wait_ms']:.2f} ms, CPUs busy {run['cpus_busy_reading']:.2f};"
+                f" cold writer waited {run['writer_read_wait_s']:.1f} s for reads"
+                f" ({run['writer_read_wait_mean_ms']:.2f} ms/chunk),"
+                f" {run['writer_socket_wait_s']:.1f} s for the socket"
+                f" ({run['writer_socket_wait_mean_ms']:.2f} ms/chunk)",
                 flush=True,
             )
             if args.out:
@@ -294,6 +336,11 @@ def main():
         "read_request_kib",
         "read_wait_ms",
         "cpus_busy_reading",
+        "writer_read_wait_s",
+        "writer_read_wait_mean_ms",
+        "writer_socket_wait_s",
+        "writer_socket_wait_mean_ms",
+        "disk_read_wait_mean_ms",
     ]
     medians = {
         label: {key: statistics.median(r[key] for r in runs if r["label"] == label) for key in keys}
