@@ -10,7 +10,8 @@
 #   - cold-catch-up-alone, cold-catch-up, cold-catch-up-naive: Ringtail, 20 GB backlog evicted from
 #     the page cache, residency check on and off.
 #   The disk is measured in the same session: a buffered read back of a dropped file, and fio
-#   (direct, 1 MiB, 8 deep) when installed; the catch-up goal is judged against the faster.
+#   (direct, 1 MiB, 8 deep) when installed (apt-get install fio); each repetition probes it just
+#   before and after its catch-up runs, and its reader is judged against the fastest of its probes.
 #   DURATION_S (default 10) measured and WARMUP_S (default 2) warm-up seconds per run.
 #   KEEP_CPUS_AWAKE=1 runs every matrix under scripts/keep-cpus-awake.sh (the vCPUs never halt, so
 #   a host wake-up cannot stall them; an experiment, results/produce-stalls/) and writes
@@ -51,9 +52,15 @@ for rep in $(seq 1 "$reps"); do
   "${wrap[@]}" "$loadgen" matrix --brokers ringtail,kafka --layouts fs "${ringtail_flags[@]}" \
     --scenarios max-produce,fixed-rate-latency,max-produce-consume \
     --duration-s "$duration_s" --warmup-s "$warmup_s" --results-dir "$dir" --quiet
+  # The disk just before and after the catch-up runs: this repetition's reader is judged against
+  # what the (shared, drifting) disk gave around it.
+  rm -f "$dir/disk-probes.jsonl"
+  mkdir -p "$work"
+  python3 scripts/latency_goals.py --measure-disk "$work" --probe-disk-into "$dir"
   "${wrap[@]}" "$loadgen" matrix --brokers ringtail --layouts fs "${ringtail_flags[@]}" \
     --scenarios cold-catch-up-alone,cold-catch-up,cold-catch-up-naive --backlog-bytes-max 20000000000 \
     --duration-s "$duration_s" --warmup-s "$warmup_s" --results-dir "$dir" --quiet
+  python3 scripts/latency_goals.py --measure-disk "$work" --probe-disk-into "$dir"
 done
 mkdir -p "$work"
 {

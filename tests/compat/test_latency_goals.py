@@ -120,3 +120,52 @@ def test_the_producer_beside_a_reader_that_caught_up_early_is_not_judged(tmp_pat
     figures = latency_goals.goals(dirs, disk_read_mb_s=1090)
     assert figures["cold_reader_behind_share"] == 1.0
     assert figures["met"]["cold_reader_p99_ratio"] is True
+
+
+def write_probes(rep_dir, *probes):
+    with (rep_dir / latency_goals.DISK_PROBE_FILE).open("w") as file:
+        for buffered, fio in probes:
+            file.write(json.dumps({"at": "t", "buffered_read_mb_s": buffered, "fio_mb_s": fio}) + "\n")
+
+
+def test_repetitions_with_their_own_disk_probes_are_judged_against_them(tmp_path):
+    # The disk drifted: 1,300 MB/s around repetition a, 800 around b, 1,000 around c. Against the
+    # session's 1,318 the readers' median (900) is 0.68x; each against its own disk: 0.77, 0.94, 0.90.
+    dirs = [write_rep(tmp_path, "a", 20, 22, 1000, 1.5, 1100, 1.0),
+            write_rep(tmp_path, "b", 20, 22, 750, 1.5, 1100, 1.0),
+            write_rep(tmp_path, "c", 20, 22, 900, 1.5, 1100, 1.0)]
+    # The fastest probe of each repetition is its reference, fio's or the buffered read's, before or after.
+    write_probes(tmp_path / "a", (1300, 700), (900, None))
+    write_probes(tmp_path / "b", (600, 800), (700, 650))
+    write_probes(tmp_path / "c", (1000, None))
+    figures = latency_goals.goals(dirs, disk_read_mb_s=1318)
+    assert figures["rep_disk_read_mb_s"] == [1300, 800, 1000]
+    assert figures["catch_up_judged_per_rep"] is True
+    assert abs(figures["catch_up_share_of_disk"] - 0.9) < 1e-9
+    assert abs(figures["catch_up_share_of_session_disk"] - 900 / 1318) < 1e-9
+    assert figures["met"]["catch_up_share_of_disk"] is True
+    assert "the median of each repetition's share" in latency_goals.markdown(figures)
+    # One repetition without probes: the session's figure judges them all, as before.
+    (tmp_path / "c" / latency_goals.DISK_PROBE_FILE).unlink()
+    figures = latency_goals.goals(dirs, disk_read_mb_s=1318)
+    assert figures["catch_up_judged_per_rep"] is False
+    assert abs(figures["catch_up_share_of_disk"] - 900 / 1318) < 1e-9
+    assert figures["met"]["catch_up_share_of_disk"] is False
+
+
+def test_a_disk_probe_appends_one_line_per_call(tmp_path, monkeypatch):
+    speeds = iter([(1200.0, 1000.0), (900.0, None)])
+    current = {}
+
+    def next_probe():
+        current["probe"] = next(speeds)
+
+    monkeypatch.setattr(latency_goals, "measure_cold_read_mb_s", lambda directory: current["probe"][0])
+    monkeypatch.setattr(latency_goals, "measure_fio_cold_read_mb_s", lambda directory: current["probe"][1])
+    out = tmp_path / latency_goals.DISK_PROBE_FILE
+    for _ in range(2):
+        next_probe()
+        latency_goals.probe_disk(tmp_path, out)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(p["buffered_read_mb_s"], p["fio_mb_s"]) for p in lines] == [(1200.0, 1000.0), (900.0, None)]
+    assert latency_goals.rep_disk_mb_s(str(tmp_path)) == 1200.0
