@@ -189,6 +189,10 @@ def scrape_waits(metrics_port):
         count = float(values.get(f"{base}_count{brace}{labels}", 0))
         waits[f"{key}_s"] = sum_s
         waits[f"{key}_mean_ms"] = sum_s / count * 1000 if count else 0.0
+        if key == "disk_read_wait":
+            # Bytes per cold chunk read: what the disk was asked for at a time.
+            cold_bytes = float(values.get("ringtail_fetch_cold_bytes_total", 0))
+            waits["cold_chunk_mean_kib"] = cold_bytes / count / 1024 if count else 0.0
     return waits
 
 
@@ -315,7 +319,8 @@ def main():
                 f" cold writer waited {run['writer_read_wait_s']:.1f} s for reads"
                 f" ({run['writer_read_wait_mean_ms']:.2f} ms/chunk),"
                 f" {run['writer_socket_wait_s']:.1f} s for the socket"
-                f" ({run['writer_socket_wait_mean_ms']:.2f} ms/chunk)",
+                f" ({run['writer_socket_wait_mean_ms']:.2f} ms/chunk), chunks of"
+                f" {run['cold_chunk_mean_kib']:.0f} KiB",
                 flush=True,
             )
             if args.out:
@@ -341,6 +346,7 @@ def main():
         "writer_socket_wait_s",
         "writer_socket_wait_mean_ms",
         "disk_read_wait_mean_ms",
+        "cold_chunk_mean_kib",
     ]
     medians = {
         label: {key: statistics.median(r[key] for r in runs if r["label"] == label) for key in keys}

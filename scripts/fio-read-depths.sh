@@ -1,31 +1,56 @@
 #!/usr/bin/env bash
-# Whether this machine's disk gives more read bandwidth to more reads in flight, without the
-# broker (results/cold-read-waits/): fio, O_DIRECT through io_uring, 4 MiB sequential reads of a
-# file written just before, at DEPTHS (default "1 2 4 8") in flight, REPS (default 3) repetitions
-# alternating the depths, each reading 2 GiB at another offset of an 8 GiB file. Prints MB/s and
-# the mean completion latency per run. A device capped in bandwidth reads the same MB/s at every
-# depth, its latency growing with the depth. Needs fio (`apt-get install fio`).
+# Whether this machine's disk gives more read bandwidth to more reads in flight, or to larger
+# requests, without the broker (results/cold-read-waits/): fio, O_DIRECT through io_uring,
+# sequential reads of a file written just before, at DEPTHS (default "1 2 4 8") in flight and
+# read sizes SIZES (default "4M"), REPS (default 3) repetitions alternating them, each reading
+# 1 GiB at another offset of an 8 GiB file. IOMEM (default malloc) is fio's buffer memory:
+# `HUGE=1` puts the buffers in huge pages (a hugetlbfs mount at /mnt/huge, made if missing; root),
+# as the broker's cold buffers are, so a 4 MiB read can go to the disk as one request; in 4 KiB
+# pages it is split. Prints MB/s, mean completion latency and the disk's request size per run
+# (from /sys/block/*/stat). A device capped in bandwidth reads the same MB/s at every depth, its
+# latency growing with the depth. Needs fio (`apt-get install fio`).
 set -euo pipefail
 reps=${REPS:-3}
 depths=${DEPTHS:-"1 2 4 8"}
+sizes=${SIZES:-4M}
 work=${WORK_DIR:-/var/tmp/ringtail-fio-depths}
 command -v fio >/dev/null || { echo "fio is not installed (apt-get install fio)" >&2; exit 1; }
 mkdir -p "$work"
+iomem=malloc
+if [ "${HUGE:-0}" = 1 ]; then
+  mkdir -p /mnt/huge
+  mountpoint -q /mnt/huge || mount -t hugetlbfs none /mnt/huge
+  # Two 8 MiB buffers' worth at depth 8 and more: 512 huge pages (1 GiB) is plenty.
+  [ "$(cat /proc/sys/vm/nr_hugepages)" -ge 512 ] || echo 512 > /proc/sys/vm/nr_hugepages
+  iomem=mmaphuge:/mnt/huge/fio-read-depths
+fi
 file=$work/read.bin
 trap 'rm -f "$file"' EXIT
 fio --name=prep --filename="$file" --size=8G --bs=4M --direct=1 --ioengine=io_uring --iodepth=8 \
   --rw=write --output-format=terse >/dev/null
-echo "| repetition | reads in flight | offset | MB/s | mean latency ms |"
-echo "|---:|---:|---:|---:|---:|"
+# The block device holding the file (a partition's own counters if it is one).
+device=$(stat -c '%d' "$file")
+stat_file=/sys/dev/block/$((device >> 8)):$((device & 255))/stat
+reads_and_sectors() { awk '{print $1, $3}' "$stat_file"; }
+echo "| repetition | read size | reads in flight | buffers | MB/s | mean latency ms | disk request KiB |"
+echo "|---:|---:|---:|---|---:|---:|---:|"
 for rep in $(seq 1 "$reps"); do
-  for depth in $depths; do
-    offset_gib=$(( (rep + depth) % 4 * 2 ))
-    fio --name=read --filename="$file" --size=2G --offset=${offset_gib}G --bs=4M --direct=1 \
-      --ioengine=io_uring --iodepth="$depth" --rw=read --output-format=json 2>/dev/null |
+  for size in $sizes; do
+    for depth in $depths; do
+      offset_gib=$(( (rep * 3 + depth + ${#size}) % 8 ))
+      before=$(reads_and_sectors)
+      json=$(fio --name=read --filename="$file" --size=1G --offset=${offset_gib}G --bs="$size" \
+        --direct=1 --ioengine=io_uring --iodepth="$depth" --rw=read --iomem="$iomem" \
+        --output-format=json 2>/dev/null)
+      after=$(reads_and_sectors)
       python3 -c "
 import json, sys
-text = sys.stdin.read()
+text = sys.argv[1]
 job = json.loads(text[text.index('{'):])['jobs'][0]['read']
-print(f\"| $rep | $depth | ${offset_gib} GiB | {job['bw_bytes'] / 1e6:.0f} | {job['clat_ns']['mean'] / 1e6:.2f} |\")"
+(r0, s0), (r1, s1) = (map(int, sys.argv[2].split()), map(int, sys.argv[3].split()))
+request_kib = (s1 - s0) * 512 / 1024 / max(r1 - r0, 1)
+print(f\"| $rep | $size | $depth | ${iomem%%:*} | {job['bw_bytes'] / 1e6:.0f} | {job['clat_ns']['mean'] / 1e6:.2f} | {request_kib:.0f} |\")" \
+        "$json" "$before" "$after"
+    done
   done
 done
