@@ -134,12 +134,15 @@ def test_repetitions_with_their_own_disk_probes_are_judged_against_them(tmp_path
     dirs = [write_rep(tmp_path, "a", 20, 22, 1000, 1.5, 1100, 1.0),
             write_rep(tmp_path, "b", 20, 22, 750, 1.5, 1100, 1.0),
             write_rep(tmp_path, "c", 20, 22, 900, 1.5, 1100, 1.0)]
-    # The fastest probe of each repetition is its reference, fio's or the buffered read's, before or after.
-    write_probes(tmp_path / "a", (1300, 700), (900, None))
-    write_probes(tmp_path / "b", (600, 800), (700, 650))
+    # The fastest probe of each repetition is its reference, fio's or the buffered read's, before or after,
+    # unless it is over 1.5x the repetition's median probe (the host's cache): b's 2,147 is left out.
+    write_probes(tmp_path / "a", (1300, 1100), (900, None))
+    write_probes(tmp_path / "b", (600, 800), (2147, 650))
     write_probes(tmp_path / "c", (1000, None))
     figures = latency_goals.goals(dirs, disk_read_mb_s=1318)
     assert figures["rep_disk_read_mb_s"] == [1300, 800, 1000]
+    assert figures["rep_disk_probes_left_out_mb_s"] == [[], [2147], []]
+    assert "left out: 2147 in repetition 2 MB/s" in latency_goals.markdown(figures)
     assert figures["catch_up_judged_per_rep"] is True
     assert abs(figures["catch_up_share_of_disk"] - 0.9) < 1e-9
     assert abs(figures["catch_up_share_of_session_disk"] - 900 / 1318) < 1e-9
@@ -149,6 +152,7 @@ def test_repetitions_with_their_own_disk_probes_are_judged_against_them(tmp_path
     (tmp_path / "c" / latency_goals.DISK_PROBE_FILE).unlink()
     figures = latency_goals.goals(dirs, disk_read_mb_s=1318)
     assert figures["catch_up_judged_per_rep"] is False
+    assert "(repetitions 3 without disk probes or a catch-up figure)" in latency_goals.markdown(figures)
     assert abs(figures["catch_up_share_of_disk"] - 900 / 1318) < 1e-9
     assert figures["met"]["catch_up_share_of_disk"] is False
 
@@ -169,3 +173,8 @@ def test_a_disk_probe_appends_one_line_per_call(tmp_path, monkeypatch):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(p["buffered_read_mb_s"], p["fio_mb_s"]) for p in lines] == [(1200.0, 1000.0), (900.0, None)]
     assert latency_goals.rep_disk_mb_s(str(tmp_path)) == 1200.0
+    # Probes that all agree leave none out; one far above the rest is left out.
+    assert latency_goals.rep_disk_probes(str(tmp_path)) == (1200.0, [])
+    with out.open("a") as file:
+        file.write(json.dumps({"at": "t", "buffered_read_mb_s": 3000.0, "fio_mb_s": None}) + "\n")
+    assert latency_goals.rep_disk_probes(str(tmp_path)) == (1200.0, [3000.0])
