@@ -28,10 +28,10 @@ file=$work/read.bin
 trap 'rm -f "$file"' EXIT
 fio --name=prep --filename="$file" --size=8G --bs=4M --direct=1 --ioengine=io_uring --iodepth=8 \
   --rw=write --output-format=terse >/dev/null
-# The block device holding the file (a partition's own counters if it is one).
-device=$(stat -c '%d' "$file")
-stat_file=/sys/dev/block/$((device >> 8)):$((device & 255))/stat
-reads_and_sectors() { awk '{print $1, $3}' "$stat_file"; }
+# The block device holding the file (a partition's own counters if it is one); none on overlay,
+# tmpfs or btrfs, where the request size column says "—".
+stat_file=/sys/dev/block/$(stat -c '%Hd:%Ld' "$file")/stat
+reads_and_sectors() { if [ -r "$stat_file" ]; then awk '{print $1, $3}' "$stat_file"; else echo "0 0"; fi; }
 echo "| repetition | read size | reads in flight | buffers | MB/s | mean latency ms | disk request KiB |"
 echo "|---:|---:|---:|---|---:|---:|---:|"
 for rep in $(seq 1 "$reps"); do
@@ -41,15 +41,15 @@ for rep in $(seq 1 "$reps"); do
       before=$(reads_and_sectors)
       json=$(fio --name=read --filename="$file" --size=1G --offset=${offset_gib}G --bs="$size" \
         --direct=1 --ioengine=io_uring --iodepth="$depth" --rw=read --iomem="$iomem" \
-        --output-format=json 2>/dev/null)
+        --output-format=json)
       after=$(reads_and_sectors)
       python3 -c "
 import json, sys
 text = sys.argv[1]
 job = json.loads(text[text.index('{'):])['jobs'][0]['read']
 (r0, s0), (r1, s1) = (map(int, sys.argv[2].split()), map(int, sys.argv[3].split()))
-request_kib = (s1 - s0) * 512 / 1024 / max(r1 - r0, 1)
-print(f\"| $rep | $size | $depth | ${iomem%%:*} | {job['bw_bytes'] / 1e6:.0f} | {job['clat_ns']['mean'] / 1e6:.2f} | {request_kib:.0f} |\")" \
+request_kib = f'{(s1 - s0) * 512 / 1024 / (r1 - r0):.0f}' if r1 > r0 else '—'
+print(f\"| $rep | $size | $depth | ${iomem%%:*} | {job['bw_bytes'] / 1e6:.0f} | {job['clat_ns']['mean'] / 1e6:.2f} | {request_kib} |\")" \
         "$json" "$before" "$after"
     done
   done

@@ -21,8 +21,9 @@ pub(crate) static TAIL_CACHE_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// From a cold chunk's first read until its bytes are in memory.
 pub(super) static COLD_READ_WAIT: LatencyHistogram = LatencyHistogram::new();
 /// A connection's writer, per cold chunk: waiting for the chunk's read once its turn came
-/// (zero when the read was done already), and writing it into the socket (waiting for the
-/// client to make room; a buffered chunk's pages dropped too). Which one grows tells whether the disk or the client holds a
+/// (zero when the read was done already), and writing it into the socket: the copy into the
+/// socket (over loopback also the receiver's TCP processing, see `cold::write_in_pieces`) and
+/// waiting for the client to make room; a buffered chunk's pages dropped too. Which one grows tells whether the disk or the client holds a
 /// catch-up reader back.
 pub(super) static COLD_WRITER_READ_WAIT: LatencyHistogram = LatencyHistogram::new();
 pub(super) static COLD_WRITER_SOCKET_WAIT: LatencyHistogram = LatencyHistogram::new();
@@ -122,7 +123,7 @@ pub fn render_metrics(out: &mut String) {
     crate::histogram::render_family(
         out,
         "ringtail_fetch_cold_writer_wait_seconds",
-        "A connection's writer per cold chunk: waiting for its read once its turn came (for=\"read\", zero when read already), and writing it into the socket (for=\"socket\", waiting for the client to make room).",
+        "A connection's writer per cold chunk: waiting for its read once its turn came (for=\"read\", zero when read already), and writing it into the socket (for=\"socket\": the copy, and waiting for the client to make room).",
         &[
             ("for=\"read\"", &COLD_WRITER_READ_WAIT),
             ("for=\"socket\"", &COLD_WRITER_SOCKET_WAIT),
