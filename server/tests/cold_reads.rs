@@ -225,7 +225,12 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
     // The socket wait is recorded once the last write returned, which may be just after the
     // response reached this client.
     let socket_waits = "ringtail_fetch_cold_writer_wait_seconds_count{for=\"socket\"}";
-    wait_for_metric(&broker, socket_waits, writer_waits, "a socket wait per chunk written");
+    wait_for_metric(
+        &broker,
+        socket_waits,
+        writer_waits,
+        "a socket wait per chunk written",
+    );
     assert_eq!(common::scrape(&broker, socket_waits), writer_waits);
     assert!(common::scrape(&broker, "ringtail_fetch_residency_check_seconds_count") > 0);
     // Whether the cold buffers can have huge pages is the kernel's to say, and /metrics says it.
