@@ -20,7 +20,7 @@ use super::metrics::{
     COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, COLD_READS_IN_PROGRESS, COLD_READ_WAIT,
     DIRECT_REFUSED_TOTAL,
 };
-use super::COLD_CHUNK_BYTES_MAX;
+use super::COLD_READ_BYTES_MAX;
 
 /// Where a cold chunk is read from.
 pub(super) enum ColdSource {
@@ -119,8 +119,8 @@ pub(super) async fn read_cold(
     buffer: Vec<u8>,
     budget: MemoryPermit,
 ) -> io::Result<ColdChunk> {
-    let len_bytes = usize::try_from(len).expect("a chunk is at most COLD_CHUNK_BYTES_MAX");
-    assert!(len_bytes <= COLD_CHUNK_BYTES_MAX);
+    let len_bytes = usize::try_from(len).expect("a chunk is at most COLD_READ_BYTES_MAX");
+    assert!(len_bytes <= COLD_READ_BYTES_MAX);
     let in_progress = ColdReadInProgress::enter();
     let started = Instant::now();
     // A file shorter than its plan fails with UnexpectedEof, as the splice path does.

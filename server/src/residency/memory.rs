@@ -2,13 +2,13 @@
 //! for the buffers of chunks in flight (`--fetch-cold-read-memory-bytes`), and a few spare
 //! buffers per shard kept warm for the next reads.
 //!
-//! Why: a cold chunk's buffer is up to [`COLD_BUFFER_BYTES_MAX`] (a 4 MiB chunk, widened to
-//! alignment, with room to start at a huge page). Without a bound across connections, a few
-//! hundred consumers catching up at once (or one client opening many connections) would hold
-//! gigabytes. Within the budget a connection reads its cold ranges as before; past it, the
-//! chunk is spliced as on the naive path (the kernel reads it in, through the page cache): the
-//! fetch is answered, no memory is taken, and `/metrics` counts those bytes
-//! (`ringtail_fetch_cold_over_budget_bytes_total`).
+//! Why: a cold chunk's buffer is up to [`COLD_BUFFER_BYTES_MAX`] (a 4 MiB chunk and its tail,
+//! widened to alignment, with room to start at a huge page). Without a bound across
+//! connections, a few hundred consumers catching up at once (or one client opening many
+//! connections) would hold gigabytes. Within the budget a connection reads its cold ranges as
+//! before; past it, the chunk is spliced as on the naive path (the kernel reads it in, through
+//! the page cache): the fetch is answered, no memory is taken, and `/metrics` counts those
+//! bytes (`ringtail_fetch_cold_over_budget_bytes_total`).
 //!
 //! A connection's first chunk in flight may take any of the budget; chunks read ahead of it only
 //! the first half, so read-ahead cannot leave other connections' first reads without room.
@@ -26,11 +26,11 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::direct::direct_buffer_bytes;
-use super::COLD_CHUNK_BYTES_MAX;
+use super::COLD_READ_BYTES_MAX;
 
 /// Largest buffer of a cold chunk: a direct read's is wider than the chunk (alignment and a huge
 /// page boundary). Every chunk in flight is charged this much.
-pub const COLD_BUFFER_BYTES_MAX: usize = direct_buffer_bytes(COLD_CHUNK_BYTES_MAX);
+pub const COLD_BUFFER_BYTES_MAX: usize = direct_buffer_bytes(COLD_READ_BYTES_MAX);
 
 /// `--fetch-cold-read-memory-bytes`' default: 21 chunks in flight across all connections.
 pub const COLD_READ_MEMORY_BYTES_DEFAULT: u64 = 128 << 20;

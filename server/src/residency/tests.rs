@@ -25,22 +25,63 @@ use ringtail_engine::io::{advise, Advice};
 fn chunks_end_on_page_boundaries_within_the_limit() {
     let page = 4096;
     let max = COLD_CHUNK_BYTES_MAX as u64;
+    let tail = COLD_CHUNK_TAIL_BYTES_MAX as u64;
     assert_eq!(chunk_end(0, 10, page), 10);
     assert_eq!(chunk_end(100, 100 + max, page), 100 + max);
-    assert_eq!(chunk_end(100, 101 + max, page), max);
     assert_eq!(chunk_end(max, 3 * max, page), 2 * max);
-    // Walking a long unaligned range: every chunk within the limit, covering it exactly.
-    let (start, end) = (12_345u64, 12_345 + 5 * max + 777);
+    // What would be left after the page boundary is a short tail: taken in.
+    assert_eq!(chunk_end(100, 101 + max, page), 101 + max);
+    assert_eq!(chunk_end(max, 2 * max + tail - 1, page), 2 * max + tail - 1);
+    // A tail of a whole COLD_CHUNK_TAIL_BYTES_MAX is left to a read of its own.
+    assert_eq!(chunk_end(max, 2 * max + tail, page), 2 * max);
+    assert_eq!(chunk_end(100, max + tail, page), max);
+}
+
+/// The chunks of `[start, end)`, walked as the sender walks them, each checked: within the
+/// largest read, page-aligned ends inside the range, covering it exactly.
+fn walk_chunks(start: u64, end: u64, page: u64) -> Vec<u64> {
     let mut at = start;
-    let mut chunks = 0;
+    let mut chunks = Vec::new();
     while at < end {
         let next = chunk_end(at, end, page);
-        assert!(next > at && next - at <= max);
+        assert!(next > at && next - at <= COLD_READ_BYTES_MAX as u64);
         assert!(next == end || next.is_multiple_of(page));
+        chunks.push(next - at);
         at = next;
-        chunks += 1;
     }
-    assert_eq!((at, chunks), (end, 6));
+    assert_eq!(at, end);
+    chunks
+}
+
+#[test]
+fn ranges_split_into_whole_chunks_without_a_tail_read_of_its_own() {
+    let page = 4096;
+    let max = COLD_CHUNK_BYTES_MAX as u64;
+    // Five chunks and 834 bytes past the last page boundary: taken in by the fifth.
+    let long = walk_chunks(12_345, 12_345 + 5 * max + 777, page);
+    assert_eq!(long.len(), 5);
+    assert_eq!(long[4], max + 834);
+    // A catch-up fetch's range: 8 MiB less a few hundred bytes (the partial batch), starting
+    // anywhere in a page. Two reads, never a third of a few bytes.
+    for start in [0u64, 1, 820, 4095, 4096, 12_345, (3 << 20) + 4000] {
+        for short_by in [0u64, 1, 820, 4095, 4096, 100_000] {
+            let end = start + 2 * max - short_by;
+            let chunks = walk_chunks(start, end, page);
+            assert_eq!(chunks.len(), 2, "[{start}, {end}): {chunks:?}");
+        }
+    }
+    // Every split of ranges around whole chunks: no chunk under a tail's size but the only one.
+    for len in (2 * max - 3 * page..2 * max + 3 * page).step_by(511) {
+        for start in [0u64, 333, 4000] {
+            let chunks = walk_chunks(start, start + len, page);
+            assert!(
+                chunks
+                    .iter()
+                    .all(|&c| c >= COLD_CHUNK_TAIL_BYTES_MAX as u64),
+                "[{start}, +{len}): {chunks:?}"
+            );
+        }
+    }
 }
 
 /// Non-repeating contents, so bytes from a wrong offset cannot compare equal.
@@ -121,7 +162,7 @@ fn sender(cold_read_io: ColdReadIo) -> RangeSender {
 async fn cold_ranges_read_direct_arrive_byte_for_byte_and_stay_out_of_the_page_cache() {
     let _turn = take_turn();
     let direct_before = COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed);
-    let cold_bytes = send_a_partly_cached_range(ColdReadIo::Direct).await;
+    let cold_bytes = send_a_partly_cached_range(ColdReadIo::Direct, 5_000).await;
     assert!(
         COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed) - direct_before >= cold_bytes,
         "the cold chunks were read with O_DIRECT"
@@ -131,7 +172,7 @@ async fn cold_ranges_read_direct_arrive_byte_for_byte_and_stay_out_of_the_page_c
 #[compio::test]
 async fn cold_ranges_read_buffered_arrive_byte_for_byte_and_leave_the_page_cache() {
     let _turn = take_turn();
-    send_a_partly_cached_range(ColdReadIo::Buffered).await;
+    send_a_partly_cached_range(ColdReadIo::Buffered, 5_000).await;
 }
 
 #[compio::test]
@@ -144,7 +185,7 @@ async fn direct_reads_a_file_system_refuses_are_read_buffered_instead() {
         let refused_before = DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed);
         let direct_before = COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed);
         knob.with(|refuse| refuse.set(true));
-        send_a_partly_cached_range(ColdReadIo::Direct).await;
+        send_a_partly_cached_range(ColdReadIo::Direct, 5_000).await;
         knob.with(|refuse| refuse.set(false));
         assert!(DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed) > refused_before);
         assert_eq!(
@@ -155,12 +196,22 @@ async fn direct_reads_a_file_system_refuses_are_read_buffered_instead() {
     }
 }
 
+#[compio::test]
+async fn a_short_tail_is_read_with_the_last_chunk_byte_for_byte() {
+    // 3,000 bytes past the last whole chunk: read with it, one read over COLD_CHUNK_BYTES_MAX.
+    let _turn = take_turn();
+    for cold_read_io in [ColdReadIo::Direct, ColdReadIo::Buffered] {
+        send_a_partly_cached_range(cold_read_io, 3_000).await;
+    }
+}
+
 /// A cold range partly cached goes out in order (hot chunks spliced, cold ones from memory),
-/// and afterwards the pages read cold are not cached. Returns the cold bytes sent.
+/// and afterwards the pages read cold are not cached. The file is three chunks and `tail_bytes`
+/// long. Returns the cold bytes sent.
 /// Callers take their turn first (the counters they read are the process's).
-async fn send_a_partly_cached_range(cold_read_io: ColdReadIo) -> u64 {
+async fn send_a_partly_cached_range(cold_read_io: ColdReadIo, tail_bytes: usize) -> u64 {
     let dir = tempfile::tempdir().unwrap();
-    let file_len = 3 * COLD_CHUNK_BYTES_MAX + 5_000;
+    let file_len = 3 * COLD_CHUNK_BYTES_MAX + tail_bytes;
     let (data, file) = evicted_file(dir.path(), file_len).await;
     // The second MiB is hot (read in before), the rest cold.
     let mb = COLD_CHUNK_BYTES_MAX as u64;
