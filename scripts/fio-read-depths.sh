@@ -17,15 +17,23 @@ work=${WORK_DIR:-/var/tmp/ringtail-fio-depths}
 command -v fio >/dev/null || { echo "fio is not installed (apt-get install fio)" >&2; exit 1; }
 mkdir -p "$work"
 iomem=malloc
+file=$work/read.bin
+restore=()
+trap 'rm -f "$file"; for step in "${restore[@]}"; do eval "$step"; done' EXIT
 if [ "${HUGE:-0}" = 1 ]; then
   mkdir -p /mnt/huge
-  mountpoint -q /mnt/huge || mount -t hugetlbfs none /mnt/huge
-  # Two 8 MiB buffers' worth at depth 8 and more: 512 huge pages (1 GiB) is plenty.
-  [ "$(cat /proc/sys/vm/nr_hugepages)" -ge 512 ] || echo 512 > /proc/sys/vm/nr_hugepages
+  if ! mountpoint -q /mnt/huge; then
+    mount -t hugetlbfs none /mnt/huge
+    restore+=("umount /mnt/huge")
+  fi
+  # 512 huge pages (1 GiB) hold every buffer at depth 8 of 8 MiB reads; put back as found.
+  hugepages_before=$(cat /proc/sys/vm/nr_hugepages)
+  if [ "$hugepages_before" -lt 512 ]; then
+    echo 512 > /proc/sys/vm/nr_hugepages
+    restore+=("echo $hugepages_before > /proc/sys/vm/nr_hugepages")
+  fi
   iomem=mmaphuge:/mnt/huge/fio-read-depths
 fi
-file=$work/read.bin
-trap 'rm -f "$file"' EXIT
 fio --name=prep --filename="$file" --size=8G --bs=4M --direct=1 --ioengine=io_uring --iodepth=8 \
   --rw=write --output-format=terse >/dev/null
 # The block device holding the file (a partition's own counters if it is one); none on overlay,
