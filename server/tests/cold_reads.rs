@@ -256,7 +256,9 @@ fn a_cold_fetch_with_no_room_in_the_memory_budget_is_spliced_and_answered_meanwh
     // Cold reads' buffers are bounded across connections. With a budget of one chunk, a held
     // fetch's chunk takes all of it; another connection's cold fetch is then spliced (the naive
     // path: no memory taken) and answered while the first is still held, byte for byte.
-    const ONE_CHUNK_BYTES: u64 = (4 << 20) + 2 * 4096 + (2 << 20); // COLD_READ_MEMORY_BYTES_MIN
+    // COLD_READ_MEMORY_BYTES_MIN: a 4 MiB chunk and its tail (under 4 KiB), widened to
+    // alignment on both sides, with room to start at a huge page.
+    const ONE_CHUNK_BYTES: u64 = (4 << 20) + 4096 + 2 * 4096 + (2 << 20);
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let release = work.path().join("release");
     let budget = ONE_CHUNK_BYTES.to_string();
@@ -371,7 +373,7 @@ fn many_cold_fetchers_at_once_hold_at_most_the_memory_budget() {
             .send(ApiKey::Fetch, FETCH_VERSION, &fetch_request("crowd"))
             .unwrap();
     }
-    // Full: no room for one more chunk's buffer (6 MiB).
+    // Full: no room for one more chunk's buffer (6 MiB and 12 KiB).
     wait_for_metric(
         &broker,
         "ringtail_fetch_cold_read_memory_bytes",
