@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
@@ -171,17 +172,11 @@ WAIT_SERIES = [
 
 
 def scrape_waits(metrics_port):
-    """Sum (s) and mean per observation (ms) of each of WAIT_SERIES; zeros for a series the
-    broker does not export (an older binary)."""
-    with socket.create_connection(("127.0.0.1", metrics_port), timeout=5) as conn:
-        conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        text = b""
-        while chunk := conn.recv(1 << 16):
-            text += chunk
-    values = {}
-    for line in text.decode().splitlines():
-        name, _, value = line.rpartition(" ")
-        values[name] = value
+    """Sum (s) and mean per observation (ms) of each of WAIT_SERIES, and the mean cold chunk
+    read (KiB); zeros for a series the broker does not export (an older binary)."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    values = dict(line.rpartition(" ")[::2] for line in text.splitlines())
     waits = {}
     for key, series in WAIT_SERIES:
         base, brace, labels = series.partition("{")
@@ -189,10 +184,10 @@ def scrape_waits(metrics_port):
         count = float(values.get(f"{base}_count{brace}{labels}", 0))
         waits[f"{key}_s"] = sum_s
         waits[f"{key}_mean_ms"] = sum_s / count * 1000 if count else 0.0
-        if key == "disk_read_wait":
-            # Bytes per cold chunk read: what the disk was asked for at a time.
-            cold_bytes = float(values.get("ringtail_fetch_cold_bytes_total", 0))
-            waits["cold_chunk_mean_kib"] = cold_bytes / count / 1024 if count else 0.0
+    # Bytes per cold chunk read: what the disk was asked for at a time.
+    reads = float(values.get("ringtail_fetch_cold_read_wait_seconds_count", 0))
+    cold_bytes = float(values.get("ringtail_fetch_cold_bytes_total", 0))
+    waits["cold_chunk_mean_kib"] = cold_bytes / reads / 1024 if reads else 0.0
     return waits
 
 

@@ -248,12 +248,13 @@ def goals(dirs: list[str], disk_read_mb_s: float, fio_mb_s: float | None = None)
     catch_up_share = (figures["catch_up_mb_s"] / reference if figures["catch_up_mb_s"] is not None else None)
     # Repetitions that probed the disk around their catch-up runs are judged against their own
     # probes (the disk's speed drifts between repetitions); the session's figure stays beside.
-    rep_disks = per_rep(dirs, rep_disk_mb_s)
+    rep_probes = per_rep(dirs, rep_disk_probes)
+    rep_disks = [reference for reference, _ in rep_probes]
     rep_catch_ups = per_rep(dirs, lambda d: catch_up_mb_s(load(d, "cold-catch-up")))
     rep_shares = [catch_up / disk if catch_up is not None and disk else None
                   for catch_up, disk in zip(rep_catch_ups, rep_disks)]
     figures["rep_disk_read_mb_s"] = rep_disks
-    figures["rep_disk_probes_left_out_mb_s"] = per_rep(dirs, lambda d: rep_disk_probes(d)[1])
+    figures["rep_disk_probes_left_out_mb_s"] = [left_out for _, left_out in rep_probes]
     figures["rep_catch_up_share_of_disk"] = rep_shares
     figures["catch_up_share_of_session_disk"] = catch_up_share
     figures["catch_up_judged_per_rep"] = all(share is not None for share in rep_shares)

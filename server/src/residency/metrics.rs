@@ -23,8 +23,8 @@ pub(super) static COLD_READ_WAIT: LatencyHistogram = LatencyHistogram::new();
 /// A connection's writer, per cold chunk: waiting for the chunk's read once its turn came
 /// (zero when the read was done already), and writing it into the socket: the copy into the
 /// socket (over loopback also the receiver's TCP processing, see `cold::write_in_pieces`) and
-/// waiting for the client to make room; a buffered chunk's pages dropped too. Which one grows tells whether the disk or the client holds a
-/// catch-up reader back.
+/// waiting for the client to make room; a buffered chunk's pages dropped too. Which one grows
+/// tells whether the disk or the client holds a catch-up reader back.
 pub(super) static COLD_WRITER_READ_WAIT: LatencyHistogram = LatencyHistogram::new();
 pub(super) static COLD_WRITER_SOCKET_WAIT: LatencyHistogram = LatencyHistogram::new();
 /// One `cachestat(2)` call.
