@@ -233,6 +233,13 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
     );
     assert_eq!(common::scrape(&broker, socket_waits), writer_waits);
     assert!(common::scrape(&broker, "ringtail_fetch_residency_check_seconds_count") > 0);
+    // A fresh broker's shards have no spare buffers: its first direct reads make theirs, and
+    // never more than one per read.
+    let made = common::scrape(&broker, "ringtail_fetch_cold_buffer_make_seconds_count");
+    assert!(
+        (1..=reads).contains(&made),
+        "{made} buffers made for {reads} cold reads"
+    );
     // Whether the cold buffers can have huge pages is the kernel's to say, and /metrics says it.
     let thp =
         std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();

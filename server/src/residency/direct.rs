@@ -21,7 +21,7 @@ use std::io;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
-use super::metrics::HUGE_PAGE_ADVICE_REFUSED_TOTAL;
+use super::metrics::{COLD_BUFFER_MAKE, HUGE_PAGE_ADVICE_REFUSED_TOTAL};
 
 use ringtail_engine::io::{advise_huge_pages, read_at_priority, IoPriority, HUGE_PAGE_BYTES};
 
@@ -59,7 +59,9 @@ pub async fn read_direct(
     let read_bytes = usize::try_from(read_to - read_from).expect("a chunk fits memory");
     let needed = buffer_bytes_for(read_bytes);
     if buffer.len() < needed {
+        let started = std::time::Instant::now();
         buffer = huge_page_buffer(needed);
+        COLD_BUFFER_MAKE.record(started.elapsed());
     }
     // At a huge page boundary when the buffer has room for it (every buffer made here has), so
     // the read's memory is a few huge pages: see `advise_huge_pages`.

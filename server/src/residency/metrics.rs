@@ -27,6 +27,10 @@ pub(super) static COLD_READ_WAIT: LatencyHistogram = LatencyHistogram::new();
 /// tells whether the disk or the client holds a catch-up reader back.
 pub(super) static COLD_WRITER_READ_WAIT: LatencyHistogram = LatencyHistogram::new();
 pub(super) static COLD_WRITER_SOCKET_WAIT: LatencyHistogram = LatencyHistogram::new();
+/// Making a new direct cold read buffer because the shard had no spare large enough: allocating
+/// and zeroing it (first touches of fresh pages), on the shard's thread. Its count is the buffers
+/// made. (A buffered read's buffer is filled by the kernel's read: nothing to time here.)
+pub(super) static COLD_BUFFER_MAKE: LatencyHistogram = LatencyHistogram::new();
 /// One `cachestat(2)` call.
 pub(super) static CHECK_COST: LatencyHistogram = LatencyHistogram::new();
 
@@ -128,6 +132,12 @@ pub fn render_metrics(out: &mut String) {
             ("for=\"read\"", &COLD_WRITER_READ_WAIT),
             ("for=\"socket\"", &COLD_WRITER_SOCKET_WAIT),
         ],
+    );
+    crate::histogram::render_family(
+        out,
+        "ringtail_fetch_cold_buffer_make_seconds",
+        "Making a new direct cold read buffer (the shard had no spare): allocating and zeroing it on the shard's thread; the count is the buffers made.",
+        &[("", &COLD_BUFFER_MAKE)],
     );
     crate::histogram::render_family(
         out,
