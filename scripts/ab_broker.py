@@ -93,7 +93,9 @@ def block_device_stat(directory):
 class MachineSampler:
     """Samples, once a second while a run lasts, the disk's read and write MB/s and busy share
     (/sys/block/*/stat's io_ticks) and the whole machine's busy CPUs (/proc/stat): whether a
-    catch-up reader is held back by the disk or by the two cores the broker and loadgen share."""
+    catch-up reader is held back by the disk or by the two cores the broker and loadgen share. Also
+    the CPUs stolen (/proc/stat's steal: the hypervisor ran something else on a vCPU with work),
+    which disk reads on a busy guest cause here (results/reader-interference/)."""
 
     SECTOR_BYTES = 512
 
@@ -107,6 +109,7 @@ class MachineSampler:
         with open("/proc/stat") as stat:
             cpu = [int(v) for v in stat.readline().split()[1:]]
         idle = cpu[3] + cpu[4]
+        steal = cpu[7] if len(cpu) > 7 else 0
         disk = None
         if self.disk:
             with open(self.disk) as stat:
@@ -114,7 +117,7 @@ class MachineSampler:
             # read sectors, write sectors, io_ticks (ms the device had I/O in flight), reads
             # completed, ms those reads waited (summed over reads)
             disk = (fields[2], fields[6], fields[9], fields[0], fields[3])
-        return time.monotonic(), sum(cpu), idle, disk
+        return time.monotonic(), sum(cpu), idle, disk, steal
 
     def run(self):
         last = self.read()
@@ -122,7 +125,10 @@ class MachineSampler:
             now = self.read()
             seconds = now[0] - last[0]
             ticks = now[1] - last[1]
-            sample = {"cpus_busy": (ticks - (now[2] - last[2])) / ticks * os.cpu_count() if ticks else 0.0}
+            sample = {
+                "cpus_busy": (ticks - (now[2] - last[2])) / ticks * os.cpu_count() if ticks else 0.0,
+                "cpus_stolen": (now[4] - last[4]) / ticks * os.cpu_count() if ticks else 0.0,
+            }
             if now[3] and last[3]:
                 sample["read_mb_s"] = (now[3][0] - last[3][0]) * self.SECTOR_BYTES / seconds / 1e6
                 sample["write_mb_s"] = (now[3][1] - last[3][1]) * self.SECTOR_BYTES / seconds / 1e6
@@ -151,6 +157,7 @@ class MachineSampler:
                 "disk_read_mb_s": 0.0,
                 "disk_busy": 0.0,
                 "cpus_busy_reading": 0.0,
+                "cpus_stolen_reading": 0.0,
                 "read_request_kib": 0.0,
                 "read_wait_ms": 0.0,
             }
@@ -160,6 +167,7 @@ class MachineSampler:
             "read_wait_ms": statistics.median(s.get("read_wait_ms", 0.0) for s in reading),
             "disk_busy": statistics.median(s["disk_busy"] for s in reading),
             "cpus_busy_reading": statistics.median(s["cpus_busy"] for s in reading),
+            "cpus_stolen_reading": statistics.median(s.get("cpus_stolen", 0.0) for s in reading),
         }
 
 
@@ -316,7 +324,8 @@ def main():
                 f" loadgen {run['loadgen_cpu_s']:5.2f} CPU-s;"
                 f" while the disk read: {run['disk_read_mb_s']:6.1f} MB/s,"
                 f" disk busy {run['disk_busy']:.2f}, read requests {run['read_request_kib']:.0f} KiB"
-                f" waiting {run['read_wait_ms']:.2f} ms, CPUs busy {run['cpus_busy_reading']:.2f};"
+                f" waiting {run['read_wait_ms']:.2f} ms, CPUs busy {run['cpus_busy_reading']:.2f}"
+                f" (stolen {run.get('cpus_stolen_reading', 0.0):.2f});"
                 f" cold writer waited {run['writer_read_wait_s']:.1f} s for reads"
                 f" ({run['writer_read_wait_mean_ms']:.2f} ms/chunk),"
                 f" {run['writer_socket_wait_s']:.1f} s for the socket"
@@ -342,6 +351,7 @@ def main():
         "read_request_kib",
         "read_wait_ms",
         "cpus_busy_reading",
+        "cpus_stolen_reading",
         "writer_read_wait_s",
         "writer_read_wait_mean_ms",
         "writer_socket_wait_s",
