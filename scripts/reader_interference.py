@@ -8,7 +8,7 @@ Beside it, one disturbance per variant, started just before the producer and out
 - `alone`: nothing.
 - `disk`: fio reading a file sequentially with O_DIRECT through io_uring (4 MiB reads, 2 in
   flight, as the broker's cold reads), on the data directory's file system: the reader's disk
-  reads without a broker, a network or a client.
+  reads without a broker, a network or a client. As fast as the disk goes, or --disk-mb-s.
 - `loopback`: a sender and a receiver moving --loopback-mb-s over a loopback TCP connection, from
   and into reused buffers: the reader's network copies without a disk.
 - `disk+loopback`: both at once.
@@ -176,7 +176,8 @@ def one_run(variant: str, args, scratch: Path, fio_file: Path) -> dict:
             disturbers.append(("fio", subprocess.Popen(
                 ["chrt", "--idle", "0", "fio", "--name=reader", f"--filename={fio_file}", "--rw=read",
                  "--bs=4M", "--direct=1", "--ioengine=io_uring", "--iodepth=2", f"--runtime={DISTURB_S}",
-                 "--time_based", "--output-format=json"],
+                 "--time_based", "--output-format=json",
+                 *([f"--rate={args.disk_mb_s * 1_000_000:.0f}"] if args.disk_mb_s else [])],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
         if variant in ("loopback", "disk+loopback"):
             disturbers.append(("loopback", subprocess.Popen(
@@ -235,6 +236,8 @@ def main() -> None:
     parser.add_argument("--backlog-bytes", type=int, default=12_000_000_000,
                         help="cold-reader: the backlog it reads (enough to stay behind for the run)")
     parser.add_argument("--loopback-mb-s", type=float, default=1000.0)
+    parser.add_argument("--disk-mb-s", type=float, default=0.0,
+                        help="caps fio's reads (0: as fast as the disk goes)")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "target/tmp",
                         help="where the broker's data and fio's file go (the disk under test)")
     args = parser.parse_args()
