@@ -240,6 +240,11 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
         (1..=reads).contains(&made),
         "{made} buffers made for {reads} cold reads"
     );
+    // No pace by default: no read waited for one.
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_pace_wait_seconds_count"),
+        0
+    );
     // Whether the cold buffers can have huge pages is the kernel's to say, and /metrics says it.
     let thp =
         std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
@@ -620,4 +625,32 @@ fn every_produce_stage_is_counted_on_metrics() {
         }
         assert_eq!(common::scrape(&broker, &metric), expected, "{metric}");
     }
+}
+
+#[test]
+fn a_paced_broker_reads_every_cold_chunk_in_its_turn_and_answers_byte_for_byte() {
+    // --fetch-cold-read-bytes-per-s: every cold chunk waits for its turn under the pace (counted
+    // once per read, whether it had to wait or not), and the fetch still returns the hot bytes.
+    let pace = (64u64 << 20).to_string();
+    let broker = start_broker(&["--fetch-cold-read-bytes-per-s", &pace], None);
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_read_bytes_per_s").to_string(),
+        pace
+    );
+    let mut client = connect(&broker);
+    create_topic(&mut client, "paced");
+    // About 10 MiB: three chunks, so reads queue behind each other under the pace.
+    produce_backlog(&mut client, "paced", 20);
+    let hot: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("paced"));
+    let hot = fetched_records(&hot);
+    evict_partition(&broker, "paced");
+    let cold: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("paced"));
+    assert!(fetched_records(&cold) == hot, "paced cold bytes differ");
+    let reads = common::scrape(&broker, "ringtail_fetch_cold_read_wait_seconds_count");
+    assert!(reads >= 3, "{reads} cold reads of ~10 MiB");
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_pace_wait_seconds_count"),
+        reads,
+        "every cold read took its turn under the pace"
+    );
 }

@@ -121,6 +121,8 @@ pub(super) async fn read_cold(
 ) -> io::Result<ColdChunk> {
     let len_bytes = usize::try_from(len).expect("a chunk is at most COLD_READ_BYTES_MAX");
     assert!(len_bytes <= COLD_READ_BYTES_MAX);
+    // Before the read is counted or timed: the disk's wait is measured without the pace's.
+    super::pace::wait_for_turn(len).await;
     let in_progress = ColdReadInProgress::enter();
     let started = Instant::now();
     // A file shorter than its plan fails with UnexpectedEof, as the splice path does.

@@ -31,6 +31,9 @@ pub(super) static COLD_WRITER_SOCKET_WAIT: LatencyHistogram = LatencyHistogram::
 /// and zeroing it (first touches of fresh pages), on the shard's thread. Its count is the buffers
 /// made. (A buffered read's buffer is filled by the kernel's read: nothing to time here.)
 pub(super) static COLD_BUFFER_MAKE: LatencyHistogram = LatencyHistogram::new();
+/// A cold chunk's wait for its turn under `--fetch-cold-read-bytes-per-s` (recorded only with a
+/// pace set; zero when its turn had come).
+pub(super) static COLD_PACE_WAIT: LatencyHistogram = LatencyHistogram::new();
 /// One `cachestat(2)` call.
 pub(super) static CHECK_COST: LatencyHistogram = LatencyHistogram::new();
 
@@ -78,6 +81,12 @@ pub fn render_metrics(out: &mut String) {
             "The budget of those bytes (--fetch-cold-read-memory-bytes).",
             "gauge",
             cold_read_memory_bytes(),
+        ),
+        (
+            "fetch_cold_read_bytes_per_s",
+            "The pace of all cold reads together (--fetch-cold-read-bytes-per-s); 0: none.",
+            "gauge",
+            super::pace::cold_read_bytes_per_s(),
         ),
         (
             "fetch_cold_spare_buffer_bytes",
@@ -132,6 +141,12 @@ pub fn render_metrics(out: &mut String) {
             ("for=\"read\"", &COLD_WRITER_READ_WAIT),
             ("for=\"socket\"", &COLD_WRITER_SOCKET_WAIT),
         ],
+    );
+    crate::histogram::render_family(
+        out,
+        "ringtail_fetch_cold_pace_wait_seconds",
+        "A cold chunk's wait for its turn under --fetch-cold-read-bytes-per-s (only with a pace set).",
+        &[("", &COLD_PACE_WAIT)],
     );
     crate::histogram::render_family(
         out,

@@ -32,6 +32,10 @@
 //! The connection's writer awaits all this, and it alone: responses of one connection go out in
 //! order anyway, and the shard's other connections are served meanwhile.
 //!
+//! `--fetch-cold-read-bytes-per-s` paces every cold read of the broker together ([`pace`]): off by
+//! default; a trade of catch-up speed for live producers' latency on disks whose reads cost the
+//! host CPU time.
+//!
 //! `--fetch-residency-check=off` splices everything unchecked (the naive path), so the benefit can
 //! be measured.
 //!
@@ -61,6 +65,7 @@ pub use memory::{
     set_cold_read_memory_bytes, COLD_READ_MEMORY_BYTES_DEFAULT, COLD_READ_MEMORY_BYTES_MIN,
 };
 pub use metrics::render_metrics;
+pub use pace::set_cold_read_bytes_per_s;
 
 /// Counts fetch record bytes sent from a log's tail cache instead of the file.
 pub fn record_tail_cache_bytes(bytes: u64) {
@@ -75,6 +80,7 @@ mod cold;
 mod direct;
 mod memory;
 mod metrics;
+mod pace;
 #[cfg(test)]
 mod tests;
 
