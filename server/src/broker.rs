@@ -141,7 +141,7 @@ pub fn run(args: Args) -> Result<()> {
     crate::open_files::raise_soft_limit();
     crate::open_files::warn_if_connections_exceed_limit(args.max_connections);
     crate::residency::set_cold_read_memory_bytes(args.fetch_cold_read_memory_bytes);
-    crate::residency::set_cold_read_bytes_per_s(args.fetch_cold_read_bytes_per_s);
+    crate::residency::set_cold_read_bytes_per_sec(args.fetch_cold_read_bytes_per_sec);
     crate::open_files::spawn_watcher().context("spawning the open-files watcher")?;
     let mut metrics_listener = metrics_listener;
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count)

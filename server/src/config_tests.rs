@@ -95,18 +95,23 @@ fn cold_read_memory_is_at_least_one_chunk() {
 #[test]
 fn cold_read_pace_is_off_or_at_least_a_mebibyte_per_second() {
     let default = Args::try_parse_from(["ringtail"]).unwrap();
-    assert_eq!(default.fetch_cold_read_bytes_per_s, 0, "no pace by default");
-    let least = crate::config::COLD_READ_PACE_MIN_BYTES_PER_S.to_string();
+    assert_eq!(
+        default.fetch_cold_read_bytes_per_sec, 0,
+        "no pace by default"
+    );
+    let least = crate::residency::COLD_READ_PACE_MIN_BYTES_PER_SEC.to_string();
     for taken in ["0", least.as_str(), "400000000"] {
-        let parsed = Args::try_parse_from(["ringtail", "--fetch-cold-read-bytes-per-s", taken]);
+        let parsed = Args::try_parse_from(["ringtail", "--fetch-cold-read-bytes-per-sec", taken]);
         assert_eq!(
-            parsed.unwrap().fetch_cold_read_bytes_per_s.to_string(),
+            parsed.unwrap().fetch_cold_read_bytes_per_sec.to_string(),
             taken
         );
     }
-    let below = (crate::config::COLD_READ_PACE_MIN_BYTES_PER_S - 1).to_string();
+    let below = (crate::residency::COLD_READ_PACE_MIN_BYTES_PER_SEC - 1).to_string();
     for refused in [below.as_str(), "1", "-1", "fast"] {
-        let bad = Args::try_parse_from(["ringtail", "--fetch-cold-read-bytes-per-s", refused]);
+        // `--flag=-1`, so the parser sees the value (not an unknown `-1` argument).
+        let flag = format!("--fetch-cold-read-bytes-per-sec={refused}");
+        let bad = Args::try_parse_from(["ringtail", flag.as_str()]);
         assert!(bad.is_err(), "{refused} accepted");
     }
 }

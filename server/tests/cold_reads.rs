@@ -629,12 +629,12 @@ fn every_produce_stage_is_counted_on_metrics() {
 
 #[test]
 fn a_paced_broker_reads_every_cold_chunk_in_its_turn_and_answers_byte_for_byte() {
-    // --fetch-cold-read-bytes-per-s: every cold chunk waits for its turn under the pace (counted
+    // --fetch-cold-read-bytes-per-sec: every cold chunk waits for its turn under the pace (counted
     // once per read, whether it had to wait or not), and the fetch still returns the hot bytes.
     let pace = (64u64 << 20).to_string();
-    let broker = start_broker(&["--fetch-cold-read-bytes-per-s", &pace], None);
+    let broker = start_broker(&["--fetch-cold-read-bytes-per-sec", &pace], None);
     assert_eq!(
-        common::scrape(&broker, "ringtail_fetch_cold_read_bytes_per_s").to_string(),
+        common::scrape(&broker, "ringtail_fetch_cold_read_bytes_per_sec").to_string(),
         pace
     );
     let mut client = connect(&broker);
@@ -652,5 +652,15 @@ fn a_paced_broker_reads_every_cold_chunk_in_its_turn_and_answers_byte_for_byte()
         common::scrape(&broker, "ringtail_fetch_cold_pace_wait_seconds_count"),
         reads,
         "every cold read took its turn under the pace"
+    );
+    // The reads were reserved together, so all but the first waited their predecessors' cost
+    // (a 4 MiB chunk is 62.5 ms of a 64 MiB/s pace): a turn, not a timing.
+    let within_a_millisecond = common::scrape(
+        &broker,
+        "ringtail_fetch_cold_pace_wait_seconds_bucket{le=\"0.001\"}",
+    );
+    assert!(
+        within_a_millisecond < reads,
+        "{within_a_millisecond} of {reads} reads waited under a millisecond: none was paced"
     );
 }

@@ -31,7 +31,7 @@ pub(super) static COLD_WRITER_SOCKET_WAIT: LatencyHistogram = LatencyHistogram::
 /// and zeroing it (first touches of fresh pages), on the shard's thread. Its count is the buffers
 /// made. (A buffered read's buffer is filled by the kernel's read: nothing to time here.)
 pub(super) static COLD_BUFFER_MAKE: LatencyHistogram = LatencyHistogram::new();
-/// A cold chunk's wait for its turn under `--fetch-cold-read-bytes-per-s` (recorded only with a
+/// A cold chunk's wait for its turn under `--fetch-cold-read-bytes-per-sec` (recorded only with a
 /// pace set; zero when its turn had come).
 pub(super) static COLD_PACE_WAIT: LatencyHistogram = LatencyHistogram::new();
 /// One `cachestat(2)` call.
@@ -83,10 +83,10 @@ pub fn render_metrics(out: &mut String) {
             cold_read_memory_bytes(),
         ),
         (
-            "fetch_cold_read_bytes_per_s",
-            "The pace of all cold reads together (--fetch-cold-read-bytes-per-s); 0: none.",
+            "fetch_cold_read_bytes_per_sec",
+            "The pace of all cold reads together (--fetch-cold-read-bytes-per-sec); 0: none.",
             "gauge",
-            super::pace::cold_read_bytes_per_s(),
+            super::pace::cold_read_bytes_per_sec(),
         ),
         (
             "fetch_cold_spare_buffer_bytes",
@@ -145,7 +145,7 @@ pub fn render_metrics(out: &mut String) {
     crate::histogram::render_family(
         out,
         "ringtail_fetch_cold_pace_wait_seconds",
-        "A cold chunk's wait for its turn under --fetch-cold-read-bytes-per-s (only with a pace set).",
+        "A cold chunk's wait for its turn under --fetch-cold-read-bytes-per-sec (only with a pace set).",
         &[("", &COLD_PACE_WAIT)],
     );
     crate::histogram::render_family(

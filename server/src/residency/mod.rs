@@ -32,7 +32,7 @@
 //! The connection's writer awaits all this, and it alone: responses of one connection go out in
 //! order anyway, and the shard's other connections are served meanwhile.
 //!
-//! `--fetch-cold-read-bytes-per-s` paces every cold read of the broker together ([`pace`]): off by
+//! `--fetch-cold-read-bytes-per-sec` paces every cold read of the broker together ([`pace`]): off by
 //! default; a trade of catch-up speed for live producers' latency on disks whose reads cost the
 //! host CPU time.
 //!
@@ -65,7 +65,9 @@ pub use memory::{
     set_cold_read_memory_bytes, COLD_READ_MEMORY_BYTES_DEFAULT, COLD_READ_MEMORY_BYTES_MIN,
 };
 pub use metrics::render_metrics;
-pub use pace::set_cold_read_bytes_per_s;
+#[cfg(test)]
+pub use pace::COLD_READ_PACE_MIN_BYTES_PER_SEC;
+pub use pace::{parse_cold_read_pace, set_cold_read_bytes_per_sec};
 
 /// Counts fetch record bytes sent from a log's tail cache instead of the file.
 pub fn record_tail_cache_bytes(bytes: u64) {
@@ -258,6 +260,12 @@ impl RangeSender {
                     // one with room would have been started above): spliced.
                     let at = current.at;
                     let chunk_len = chunk_end(at, current.end, page_bytes()) - at;
+                    if current.over_budget {
+                        // A disk read too, so it takes its turn under the pace: with a pace
+                        // set, chunks waiting theirs hold the budget, and many catch-up readers
+                        // would otherwise go round the pace through this splice.
+                        pace::wait_for_turn(chunk_len).await;
+                    }
                     send_file_range(&self.pipe, file, at, chunk_len, socket).await?;
                     let counter = if std::mem::take(&mut current.over_budget) {
                         &OVER_BUDGET_BYTES_TOTAL
