@@ -274,7 +274,17 @@ fn a_cold_fetch_with_no_room_in_the_memory_budget_is_spliced_and_answered_meanwh
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let release = work.path().join("release");
     let budget = ONE_CHUNK_BYTES.to_string();
-    let broker = start_broker(&["--fetch-cold-read-memory-bytes", &budget], Some(&release));
+    // A pace too, fast enough to slow nothing here: the spliced chunk must take its turn under
+    // it as the read ones do, or many readers would go round the pace through such splices.
+    let broker = start_broker(
+        &[
+            "--fetch-cold-read-memory-bytes",
+            &budget,
+            "--fetch-cold-read-bytes-per-sec",
+            "1073741824",
+        ],
+        Some(&release),
+    );
     assert_eq!(
         common::scrape(&broker, "ringtail_fetch_cold_read_memory_bytes_max"),
         ONE_CHUNK_BYTES
@@ -340,6 +350,14 @@ fn a_cold_fetch_with_no_room_in_the_memory_budget_is_spliced_and_answered_meanwh
         assert!(Instant::now() < deadline, "the budget was never given back");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // The held fetch's chunks were read, the other's one chunk (3 MiB) spliced: each took its
+    // turn under the pace.
+    let reads = common::scrape(&broker, "ringtail_fetch_cold_read_wait_seconds_count");
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_pace_wait_seconds_count"),
+        reads + 1,
+        "the spliced chunk took its turn as the {reads} read ones did"
+    );
 }
 
 /// A process's resident memory now (`VmRSS`) or at its peak (`VmHWM`), in bytes.
