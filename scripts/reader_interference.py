@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -48,7 +47,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_kafka_tools import ROOT, free_port  # noqa: E402
+
 BROKER = ROOT / "target/release/ringtail"
 LOADGEN = ROOT / "target/release/ringtail-loadgen"
 VARIANTS = ["alone", "disk", "loopback", "disk+loopback", "cold-reader", "cold-reader-elsewhere"]
@@ -100,12 +101,6 @@ def shares(before: list[int], after: list[int]) -> dict:
     share = {name: d / total for name, d in zip(STAT_FIELDS, delta)}
     share["busy"] = 1.0 - share["idle"] - share["iowait"]
     return share
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_broker(data_dir: Path, idle: bool = False) -> tuple[subprocess.Popen, str]:
