@@ -5,142 +5,18 @@
 //! the produce path's per-stage histograms on /metrics (issue 13, part 2).
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use ringtail_engine::batch::encode_uniform_batch;
 
 mod common;
 use common::client::Client;
+use common::cold::*;
 use common::Broker;
-
-/// Failures, not timings: how long a step may take before the test gives up with a message.
-const STEP_DEADLINE: Duration = Duration::from_secs(30);
-const FETCH_VERSION: i16 = 12;
-
-/// One shard, so the cold fetch and the produce share it; data on the build's disk (the target
-/// directory), not a tmpfs /tmp whose pages cannot be evicted.
-fn start_broker(extra: &[&str], hold_release: Option<&Path>) -> Broker {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    // On other ports again if a parallel test's broker took one first (ours then exits).
-    common::start_broker_spawned_by(dir, |port, metrics_port, dir| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ringtail"));
-        command
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--shards", "1", "--flush", "every_batch"])
-            .args(extra)
-            .stderr(Stdio::null());
-        if let Some(release) = hold_release {
-            command.env("RINGTAIL_TEST_HOLD_COLD_READS", release);
-        }
-        command.spawn().unwrap()
-    })
-}
-
-/// A client whose reads wait a whole step.
-fn connect(broker: &Broker) -> Client {
-    let mut client = Client::connect(broker);
-    client.set_read_timeout(STEP_DEADLINE);
-    client
-}
-
-fn create_topic(client: &mut Client, name: &str) {
-    let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(name.to_string())))
-        .with_num_partitions(1)
-        .with_replication_factor(1)]);
-    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request);
-    assert_eq!(response.topics[0].error_code, 0);
-}
-
-fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])])
-}
-
-fn produce(client: &mut Client, topic: &str, records: Bytes) -> i64 {
-    let response: ProduceResponse =
-        client.call(ApiKey::Produce, 9, &produce_request(topic, records));
-    let partition = &response.responses[0].partition_responses[0];
-    assert_eq!(partition.error_code, 0);
-    partition.base_offset
-}
-
-fn fetch_request(topic: &str) -> FetchRequest {
-    common::fetch_from_start(topic, 100, 64 << 20, 32 << 20)
-}
-
-/// The record bytes a fetch from offset 0 returns, checked batch by batch.
-fn fetched_records(response: &FetchResponse) -> Bytes {
-    let partition = &response.responses[0].partitions[0];
-    assert_eq!(partition.error_code, 0);
-    let records = partition.records.clone().unwrap();
-    ringtail_engine::batch::validate_all(
-        &records,
-        usize::MAX,
-        ringtail_engine::batch::Strictness::Stored,
-    )
-    .unwrap();
-    records
-}
-
-/// Produces `batches` batches of 512 KiB to `topic`; returns their total size.
-fn produce_backlog(client: &mut Client, topic: &str, batches: i64) -> usize {
-    let mut total = 0;
-    for round in 0..batches {
-        let batch = Bytes::from(encode_uniform_batch(1_000 + round, 512, 1_000));
-        assert_eq!(produce(client, topic, batch.clone()), round * 512);
-        total += batch.len();
-    }
-    total
-}
-
-/// Drops the partition's segment files from the page cache (their pages are clean: every
-/// produce was fsynced under `--flush every_batch`).
-fn evict_partition(broker: &Broker, topic: &str) {
-    let partition_dir: PathBuf = broker.dir.path().join("data").join(format!("{topic}-0"));
-    let mut segments = 0;
-    for entry in std::fs::read_dir(&partition_dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|extension| extension == "log") {
-            let file = std::fs::File::open(&path).unwrap();
-            ringtail_engine::io::drop_cached_file_blocking(&file).unwrap();
-            segments += 1;
-        }
-    }
-    assert!(
-        segments > 0,
-        "no segment files in {}",
-        partition_dir.display()
-    );
-}
-
-/// Waits until `metric` reaches `at_least`, failing after [`STEP_DEADLINE`].
-fn wait_for_metric(broker: &Broker, metric: &str, at_least: u64, why: &str) {
-    let deadline = Instant::now() + STEP_DEADLINE;
-    while common::scrape(broker, metric) < at_least {
-        assert!(
-            Instant::now() < deadline,
-            "{why}: {metric} stayed below {at_least}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 #[test]
 fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 pub mod client;
+pub mod cold;
 pub mod configs;
 pub mod sasl;
 pub mod txn;

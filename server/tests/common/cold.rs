@@ -1,0 +1,176 @@
+//! Helpers of the cold-read tests (`cold_reads.rs`, `cold_read_failures.rs`): a one-shard broker
+//! whose cold reads a test can hold, topics of 512 KiB batches, and their eviction from the page
+//! cache.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use ringtail_engine::batch::encode_uniform_batch;
+
+use super::client::Client;
+use super::Broker;
+
+/// Failures, not timings: how long a step may take before the test gives up with a message.
+pub const STEP_DEADLINE: Duration = Duration::from_secs(30);
+pub const FETCH_VERSION: i16 = 12;
+
+/// One shard, so the cold fetch and the produce share it; data on the build's disk (the target
+/// directory), not a tmpfs /tmp whose pages cannot be evicted.
+pub fn start_broker(extra: &[&str], hold_release: Option<&Path>) -> Broker {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // On other ports again if a parallel test's broker took one first (ours then exits).
+    super::start_broker_spawned_by(dir, |port, metrics_port, dir| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringtail"));
+        command
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--shards", "1", "--flush", "every_batch"])
+            .args(extra)
+            .stderr(Stdio::null());
+        if let Some(release) = hold_release {
+            command.env("RINGTAIL_TEST_HOLD_COLD_READS", release);
+        }
+        command.spawn().unwrap()
+    })
+}
+
+/// A client whose reads wait a whole step.
+pub fn connect(broker: &Broker) -> Client {
+    let mut client = Client::connect(broker);
+    client.set_read_timeout(STEP_DEADLINE);
+    client
+}
+
+pub fn create_topic(client: &mut Client, name: &str) {
+    let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.to_string())))
+        .with_num_partitions(1)
+        .with_replication_factor(1)]);
+    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request);
+    assert_eq!(response.topics[0].error_code, 0);
+}
+
+pub fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])])
+}
+
+pub fn produce(client: &mut Client, topic: &str, records: Bytes) -> i64 {
+    let response: ProduceResponse =
+        client.call(ApiKey::Produce, 9, &produce_request(topic, records));
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 0);
+    partition.base_offset
+}
+
+pub fn fetch_request(topic: &str) -> FetchRequest {
+    super::fetch_from_start(topic, 100, 64 << 20, 32 << 20)
+}
+
+/// The record bytes a fetch from offset 0 returns, checked batch by batch.
+pub fn fetched_records(response: &FetchResponse) -> Bytes {
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    let records = partition.records.clone().unwrap();
+    ringtail_engine::batch::validate_all(
+        &records,
+        usize::MAX,
+        ringtail_engine::batch::Strictness::Stored,
+    )
+    .unwrap();
+    records
+}
+
+/// Produces `batches` batches of 512 KiB to `topic`; returns their total size.
+pub fn produce_backlog(client: &mut Client, topic: &str, batches: i64) -> usize {
+    let mut total = 0;
+    for round in 0..batches {
+        let batch = Bytes::from(encode_uniform_batch(1_000 + round, 512, 1_000));
+        assert_eq!(produce(client, topic, batch.clone()), round * 512);
+        total += batch.len();
+    }
+    total
+}
+
+/// Drops the partition's segment files from the page cache (their pages are clean: every
+/// produce was fsynced under `--flush every_batch`).
+pub fn evict_partition(broker: &Broker, topic: &str) {
+    let partition_dir: PathBuf = broker.dir.path().join("data").join(format!("{topic}-0"));
+    let mut segments = 0;
+    for entry in std::fs::read_dir(&partition_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|extension| extension == "log") {
+            let file = std::fs::File::open(&path).unwrap();
+            // Dirty pages stay cached: write back what a recovery may have rewritten.
+            file.sync_data().unwrap();
+            ringtail_engine::io::drop_cached_file_blocking(&file).unwrap();
+            segments += 1;
+        }
+    }
+    assert!(
+        segments > 0,
+        "no segment files in {}",
+        partition_dir.display()
+    );
+}
+
+/// Waits until `metric` reaches `at_least`, failing after [`STEP_DEADLINE`].
+pub fn wait_for_metric(broker: &Broker, metric: &str, at_least: u64, why: &str) {
+    let deadline = Instant::now() + STEP_DEADLINE;
+    while super::scrape(broker, metric) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "{why}: {metric} stayed below {at_least}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Kills the broker (SIGKILL: no clean shutdown) and starts it again as [`start_broker`] does,
+/// on the same data dir, without a hold, on fresh ports.
+pub fn kill_and_restart(broker: &mut Broker, extra: &[&str]) {
+    let _ = broker.child.kill();
+    let _ = broker.child.wait();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let data_dir = broker.dir.path().join("data");
+    let mut restarted = super::start_broker_spawned_by(dir, |port, metrics_port, _| {
+        Command::new(env!("CARGO_BIN_EXE_ringtail"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--shards", "1", "--flush", "every_batch"])
+            .args(extra)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    });
+    // The new child becomes the broker's; the placeholder takes the dead one (and an unused
+    // dir) with it when dropped.
+    std::mem::swap(&mut broker.child, &mut restarted.child);
+    (broker.port, broker.metrics_port) = (restarted.port, restarted.metrics_port);
+}
+
+/// Waits until `metric` falls to 0, failing after [`STEP_DEADLINE`].
+pub fn wait_for_zero(broker: &Broker, metric: &str, why: &str) {
+    let deadline = Instant::now() + STEP_DEADLINE;
+    while super::scrape(broker, metric) > 0 {
+        assert!(Instant::now() < deadline, "{why}: {metric} stayed above 0");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
