@@ -121,6 +121,14 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = ringtail_engine::config::WRITEBACK_BYTES_DEFAULT)]
     pub writeback_bytes: u64,
 
+    /// With buffered writes: pages of a partition's active segment more than this many bytes
+    /// behind its end are written back, waited for (off the shard) and dropped from the page
+    /// cache, so new writes reuse the memory freed (on VMs that hand idle memory back to the
+    /// host, fresh page-cache pages cost 2-3x the CPU); consumers further behind read from disk.
+    /// 0 for never: the kernel's LRU decides (topic config `drop.behind.bytes`).
+    #[arg(long, value_name = "BYTES", default_value_t = ringtail_engine::config::DROP_BEHIND_BYTES_DEFAULT)]
+    pub drop_behind_bytes: u64,
+
     /// Largest request frame accepted; a larger one closes the connection before any allocation.
     #[arg(long, value_name = "N", default_value_t = 100 * 1024 * 1024)]
     pub frame_bytes_max: u32,
@@ -436,6 +444,7 @@ impl Args {
         config.apply("write.direct", &self.write_direct.to_string())?;
         config.apply("tail.cache.bytes", &self.tail_cache_bytes.to_string())?;
         config.apply("writeback.bytes", &self.writeback_bytes.to_string())?;
+        config.apply("drop.behind.bytes", &self.drop_behind_bytes.to_string())?;
         Ok(config)
     }
 

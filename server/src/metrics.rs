@@ -442,6 +442,11 @@ fn render_log_totals(partitions: &[PartitionFigures], out: &mut String) {
             sum(|stats| stats.spare_segments_refused),
         ),
         (
+            "log_dropped_behind_bytes_total",
+            "Bytes of active segments written back and dropped from the page cache (drop.behind.bytes), open partitions.",
+            sum(|stats| stats.dropped_behind_bytes),
+        ),
+        (
             "log_background_seals_total",
             "Rolled segments sealed in the background (flush=none), open partitions.",
             sum(|stats| stats.background_seals),

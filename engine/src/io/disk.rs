@@ -202,6 +202,15 @@ impl DiskFile {
         }
     }
 
+    /// Writes a range back, waits, and drops its pages from the page cache
+    /// ([`super::write_back_and_drop`]). The simulated disk has no page cache to drop.
+    pub async fn write_back_and_drop(&self, position: u64, len: u64) -> io::Result<()> {
+        match self {
+            Self::Real(file) => super::write_back_and_drop(file, position, len).await,
+            Self::Sim(_) => Ok(()),
+        }
+    }
+
     /// fdatasync.
     pub async fn sync_data(&self) -> io::Result<()> {
         match self {

@@ -304,5 +304,6 @@ fn initial_state(
         snapshot_offset: Offset::ZERO,
         direct_refused: false,
         tail_cache: Default::default(),
+        drop_behind_running: Default::default(),
     }
 }

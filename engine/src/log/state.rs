@@ -84,6 +84,8 @@ pub(crate) struct LogState {
     /// The offset of the newest producer snapshot on disk: every segment below it is synced, and
     /// only those may be cleaned (recovery takes a gap above it for lost data: `seal.rs`).
     pub(crate) snapshot_offset: Offset,
+    /// A drop behind (`drop.behind.bytes`) is running: the next waits for its turn.
+    pub(crate) drop_behind_running: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
 impl LogState {

@@ -107,6 +107,9 @@ pub struct LogStats {
     pub preallocations_declined: u64,
     /// Rolled segments sealed in the background (`flush=none`: `log/seal.rs`).
     pub background_seals: u64,
+    /// Bytes of active segments written back and dropped from the page cache
+    /// (`drop.behind.bytes`).
+    pub dropped_behind_bytes: u64,
 }
 
 /// What opening the log found.

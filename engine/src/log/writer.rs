@@ -27,6 +27,15 @@ pub(super) const INDEX_ENTRIES_UNPERSISTED_MAX: usize = 1024;
 /// 2 MiB with 4 KiB pages), so no folio it starts is written again by a later append.
 const WRITEBACK_LAG_BYTES: u64 = 2 << 20;
 
+/// The least a drop behind (`drop.behind.bytes`) takes at a time: one io-wq operation per this
+/// many bytes written.
+const DROP_BEHIND_STEP_BYTES: u64 = 8 << 20;
+
+/// Drops behind end on a multiple of this: the largest page-cache folio, which the kernel aligns
+/// in the file to its size. A folio across the end of a dropped range stays cached, and the next
+/// range, starting there, would leave it cached for good.
+const DROP_BEHIND_ALIGN_BYTES: u64 = 2 << 20;
+
 impl PartitionLog {
     /// The writer task: drains the queue in groups until it is empty.
     pub(crate) async fn run_writer(self: Rc<Self>) {
@@ -234,6 +243,7 @@ impl PartitionLog {
         if !written_direct {
             // Direct writes leave no dirty page behind to start writing back.
             self.start_writeback_if_due(&files, position.advanced_by(run_bytes));
+            self.drop_behind_if_due(&files, position.advanced_by(run_bytes));
         }
         if let Some(delta) = self.note_run(&run_headers, position) {
             // The index is a cache that recovery rebuilds; its write needs no fsync.
@@ -276,6 +286,42 @@ impl PartitionLog {
         let log = files.log.clone();
         compio::runtime::spawn(async move {
             let _ = log.start_writeback(from, whole_pages_end - from).await;
+        })
+        .detach();
+    }
+
+    /// With `drop.behind.bytes`: once at least [`DROP_BEHIND_STEP_BYTES`] of the active segment lie
+    /// further than that behind `end` and were not dropped yet, writes them back, waits, and
+    /// drops them from the page cache, in a detached task (the kernel's io-wq does the waiting;
+    /// one such task per log at a time, the next one catches up). The page cache then holds
+    /// about `drop.behind.bytes` of the partition's newest data, and later writes take the pages
+    /// so freed, which on this kind of VM cost far less CPU than fresh ones (decision 0033).
+    /// Errors are not acted on here, as for the started writeback above: the next fsync reports a
+    /// failed writeback.
+    fn drop_behind_if_due(&self, files: &SegmentFiles, end: Position) {
+        let (from, to, running) = {
+            let mut state = self.state.borrow_mut();
+            let keep_bytes = state.config.drop_behind_bytes;
+            if keep_bytes == 0 || state.drop_behind_running.get() {
+                return;
+            }
+            let running = std::rc::Rc::clone(&state.drop_behind_running);
+            let active = state.active_mut();
+            let to = end.get().saturating_sub(keep_bytes) / DROP_BEHIND_ALIGN_BYTES
+                * DROP_BEHIND_ALIGN_BYTES;
+            let from = active.dropped_behind_bytes;
+            if to.saturating_sub(from) < DROP_BEHIND_STEP_BYTES {
+                return;
+            }
+            active.dropped_behind_bytes = to;
+            state.stats.dropped_behind_bytes += to - from;
+            running.set(true);
+            (from, to, running)
+        };
+        let log = files.log.clone();
+        compio::runtime::spawn(async move {
+            let _ = log.write_back_and_drop(from, to - from).await;
+            running.set(false);
         })
         .detach();
     }

@@ -95,6 +95,9 @@ pub struct Segment {
     pub preallocation: preallocation::Preallocation,
     /// Bytes from the start whose writeback has been started ([`LogConfig::writeback_bytes`]).
     pub writeback_started_bytes: u64,
+    /// Bytes from the start written back and dropped from the page cache
+    /// ([`LogConfig::drop_behind_bytes`]).
+    pub dropped_behind_bytes: u64,
     pub next_offset: Offset,
     /// Largest batch max_timestamp in the segment; -1 when empty or untimed.
     pub max_timestamp: i64,
@@ -144,6 +147,7 @@ impl Segment {
             allocated_bytes: 0,
             preallocation: preallocation::Preallocation::Off,
             writeback_started_bytes: 0,
+            dropped_behind_bytes: 0,
             next_offset: base_offset,
             max_timestamp: -1,
             bytes_since_index_entry: 0,

@@ -166,6 +166,8 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "Ringtail: with write.direct, bytes of the partition's most recent writes kept in memory for consumers at the tail (0 for none)."),
     def!("writeback.bytes", Long, "8388608", AtLeast(0), None, Some("writeback_bytes"), Honoured,
         "Ringtail: dirty bytes of the active segment after which their writeback to disk is started (not waited for), so a roll's fsync finds little to write; 0 for never."),
+    def!("drop.behind.bytes", Long, "268435456", AtLeast(0), None, Some("drop_behind_bytes"), Honoured,
+        "Ringtail: with buffered writes, the active segment's pages more than this many bytes behind the log's end are written back and dropped from the page cache, so new writes reuse the memory; consumers further behind read from disk. 0 for never (the kernel decides)."),
 ];
 
 /// The definition of `name`, if it is a topic config.

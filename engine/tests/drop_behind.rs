@@ -1,0 +1,97 @@
+//! `drop.behind.bytes`: the active segment's pages further than that behind the log's end are
+//! written back and dropped from the page cache by a detached task, so later writes reuse the
+//! memory (decision 0033). Residency is read with cachestat(2); the data dir is on the target
+//! dir's disk, not a tmpfs (whose pages cannot be dropped).
+#![forbid(unsafe_code)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use ringtail_engine::{io, LogConfig, PartitionLog};
+
+const MIB: u64 = 1 << 20;
+/// 64 records of 4 KiB: a batch of about 256 KiB.
+const BATCHES_PER_MIB: u64 = 4;
+
+/// Appends `mib` MiB in 256 KiB batches to a fresh log under `config`, then (the log still
+/// open: a close syncs it) waits until none of `[0, checked_bytes)` of its segment is cached or
+/// `deadline` passes. Returns the cached pages left there, the log's count of bytes dropped,
+/// and whether every batch reads back as written.
+fn after_appends(
+    config: LogConfig,
+    mib: u64,
+    checked_bytes: u64,
+    deadline: Duration,
+) -> (u64, u64, bool) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config).await.unwrap();
+        let mut written = Vec::new();
+        for tag in 0..mib * BATCHES_PER_MIB {
+            let batch = tagged_batch(tag, 64, 4096, 0);
+            let offset = log.append(bytes_mut(&batch), 0).await.unwrap();
+            written.extend(as_stored(&batch, offset.base_offset.get(), 0));
+        }
+        let path = dir.path().join("00000000000000000000.log");
+        let file = compio::fs::File::open(&path).await.unwrap();
+        let until = Instant::now() + deadline;
+        let cached = loop {
+            let cached = io::range_residency(&file, 0, checked_bytes)
+                .unwrap()
+                .cached_pages;
+            if cached == 0 || Instant::now() >= until {
+                break cached;
+            }
+            // Lets the detached drops run on this ring.
+            compio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let dropped = log.stats().dropped_behind_bytes;
+        let plan = log.read(0, u64::MAX, true).await.unwrap();
+        let read_back = log.read_plan_bytes(&plan).await.unwrap();
+        log.close().await.unwrap();
+        (cached, dropped, read_back[..] == written[..])
+    })
+}
+
+#[test]
+fn pages_further_behind_than_drop_behind_bytes_leave_the_page_cache() {
+    let keep_bytes = 4 * MIB;
+    let config = LogConfig {
+        drop_behind_bytes: keep_bytes,
+        ..small_config(1 << 30, 4096)
+    };
+    // 24 MiB written: the drops reach to the last 2 MiB boundary at least 4 MiB behind the end
+    // (a folio across a dropped range's end would stay cached), taken 8 MiB at a time, one
+    // running at once: the first 12 MiB are dropped whatever the order the drops ran in.
+    // The deadline is a liveness bound for the detached drops, not a timing.
+    let (cached, dropped, intact) = after_appends(config, 24, 12 * MIB, Duration::from_secs(20));
+    assert_eq!(cached, 0, "pages of the first 12 MiB still cached");
+    assert!(
+        (12 * MIB..=24 * MIB - keep_bytes).contains(&dropped),
+        "{dropped} bytes dropped: at least the first 12 MiB, never the newest 4 MiB"
+    );
+    assert!(intact, "the log reads back what was written");
+}
+
+#[test]
+fn drop_behind_is_a_topic_config_and_zero_turns_it_off() {
+    assert_eq!(LogConfig::default().drop_behind_bytes, 256 * MIB);
+    let config = LogConfig {
+        drop_behind_bytes: 0,
+        ..small_config(1 << 30, 4096)
+    };
+    let on = config
+        .with_overrides(&[("drop.behind.bytes".to_string(), "1048576".to_string())].into())
+        .unwrap();
+    assert_eq!(on.drop_behind_bytes, MIB);
+    assert_eq!(on.get("drop.behind.bytes").as_deref(), Some("1048576"));
+    assert!(config
+        .with_overrides(&[("drop.behind.bytes".to_string(), "-1".to_string())].into())
+        .is_err());
+    // Off, nothing is dropped (whether pages stay cached is then the kernel's business).
+    let (_, dropped, intact) = after_appends(config, 8, MIB, Duration::ZERO);
+    assert_eq!(dropped, 0);
+    assert!(intact);
+}

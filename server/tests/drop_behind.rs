@@ -1,0 +1,102 @@
+//! `drop.behind.bytes` through the broker (decision 0033): a partition's written pages further
+//! behind its end than that leave the page cache; a consumer that far behind then reads them
+//! cold, byte for byte, and one at the tail from the page cache. DescribeConfigs shows the
+//! default, and 0 turns it off.
+#![forbid(unsafe_code)]
+
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::*;
+
+mod common;
+use common::client::str_bytes;
+use common::cold::*;
+
+const MIB: u64 = 1 << 20;
+const DROPPED: &str = "ringtail_log_dropped_behind_bytes_total";
+
+/// The topic config `name` of `topic` as DescribeConfigs v4 gives it.
+fn described(client: &mut common::client::Client, topic: &str, name: &str) -> Option<String> {
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(str_bytes(topic))
+            .with_configuration_keys(Some(vec![str_bytes(name)]))]);
+    let response: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, 4, &request);
+    let result = &response.results[0];
+    assert_eq!(result.error_code, 0);
+    result
+        .configs
+        .iter()
+        .find(|config| config.name.as_str() == name)
+        .and_then(|config| config.value.as_ref().map(|value| value.to_string()))
+}
+
+#[test]
+fn pages_behind_the_window_are_dropped_and_read_back_cold_byte_for_byte() {
+    // A 4 MiB window, 24 MiB written in 512 KiB batches: everything but the newest few MiB
+    // leaves the page cache. The first fetch from 0 then reads cold; the tail is still hot.
+    let broker = start_broker(&["--drop-behind-bytes", &(4 * MIB).to_string()], None);
+    let mut client = connect(&broker);
+    create_topic(&mut client, "windowed");
+    assert_eq!(
+        described(&mut client, "windowed", "drop.behind.bytes").as_deref(),
+        Some("4194304")
+    );
+    let produced = produce_backlog(&mut client, "windowed", 48);
+    wait_for_metric(
+        &broker,
+        DROPPED,
+        12 * MIB,
+        "the first 12 MiB must be dropped behind",
+    );
+    let dropped = common::scrape(&broker, DROPPED);
+    assert!(
+        dropped <= produced as u64 - 4 * MIB,
+        "{dropped} bytes dropped: the newest 4 MiB stay"
+    );
+
+    // Whole, as written: the fetch spans dropped and cached pages alike.
+    let mut fetched = 0;
+    let mut next_offset = 0;
+    while next_offset < 48 * 512 {
+        let mut request = fetch_request("windowed");
+        request.topics[0].partitions[0].fetch_offset = next_offset;
+        let response: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
+        let records = fetched_records(&response);
+        assert!(!records.is_empty(), "no progress at offset {next_offset}");
+        fetched += records.len();
+        let mut rest = &records[..];
+        while let Some((base_offset, length)) = ringtail_engine::batch::peek_offset_and_length(rest)
+        {
+            assert_eq!(base_offset.get(), next_offset, "batches in order");
+            next_offset += 512;
+            rest = &rest[12 + length as usize..];
+        }
+        assert!(rest.is_empty(), "whole batches only");
+    }
+    assert_eq!(fetched, produced, "every byte fetched back");
+    assert!(
+        common::scrape(&broker, "ringtail_fetch_cold_bytes_total") >= 12 * MIB,
+        "the dropped range was read cold"
+    );
+}
+
+#[test]
+fn the_default_is_256_mib_and_zero_drops_nothing() {
+    let broker = start_broker(&[], None);
+    let mut client = connect(&broker);
+    create_topic(&mut client, "default");
+    assert_eq!(
+        described(&mut client, "default", "drop.behind.bytes").as_deref(),
+        Some("268435456")
+    );
+    drop(client);
+    drop(broker);
+
+    let broker = start_broker(&["--drop-behind-bytes", "0"], None);
+    let mut client = connect(&broker);
+    create_topic(&mut client, "kept");
+    produce_backlog(&mut client, "kept", 48);
+    // The writer checks for a due drop after each write; after 48 writes none was taken.
+    assert_eq!(common::scrape(&broker, DROPPED), 0);
+}
