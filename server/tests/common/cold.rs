@@ -107,26 +107,42 @@ pub fn produce_backlog(client: &mut Client, topic: &str, batches: i64) -> usize 
     total
 }
 
-/// Drops the partition's segment files from the page cache (their pages are clean: every
-/// produce was fsynced under `--flush every_batch`).
+/// Drops the partition's segment files from the page cache, and waits until none of their pages
+/// is cached. Pages can stay a moment after the advice: a hot fetch just answered may still hold
+/// some in TCP's retransmit queue (sent by splice, not yet acknowledged: the client's ACK may be
+/// delayed), and the kernel drops no page someone else holds. Dirty pages stay too: what a
+/// recovery may have rewritten is written back first.
 pub fn evict_partition(broker: &Broker, topic: &str) {
     let partition_dir: PathBuf = broker.dir.path().join("data").join(format!("{topic}-0"));
-    let mut segments = 0;
-    for entry in std::fs::read_dir(&partition_dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|extension| extension == "log") {
-            let file = std::fs::File::open(&path).unwrap();
-            // Dirty pages stay cached: write back what a recovery may have rewritten.
-            file.sync_data().unwrap();
-            ringtail_engine::io::drop_cached_file_blocking(&file).unwrap();
-            segments += 1;
-        }
-    }
+    let segments: Vec<std::fs::File> = std::fs::read_dir(&partition_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .map(|path| std::fs::File::open(path).unwrap())
+        .collect();
     assert!(
-        segments > 0,
+        !segments.is_empty(),
         "no segment files in {}",
         partition_dir.display()
     );
+    let deadline = Instant::now() + STEP_DEADLINE;
+    loop {
+        let mut cached_pages = 0;
+        for file in &segments {
+            file.sync_data().unwrap();
+            ringtail_engine::io::drop_cached_file_blocking(file).unwrap();
+            cached_pages += ringtail_engine::io::range_cached_pages(file, 0, 0).unwrap();
+        }
+        if cached_pages == 0 {
+            return;
+        }
+
+        assert!(
+            Instant::now() < deadline,
+            "{cached_pages} pages of {topic} stay cached (is the data dir on tmpfs?)"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Waits until `metric` reaches `at_least`, failing after [`STEP_DEADLINE`].
