@@ -317,3 +317,63 @@ fn cold_fetches_of_hostile_sizes_and_offsets_are_answered_as_hot_ones_are() {
     let all = client.fetch_records("odd", 0, 0);
     assert!(!all.is_empty());
 }
+
+#[test]
+fn a_cold_read_that_fails_cuts_its_response_counts_and_frees_the_reads_ahead_at_once() {
+    // One Fetch of two evicted partitions, 1 MiB each: the second's read starts while the
+    // first's is still awaited. The first's segment is cut short under the broker, so its read
+    // fails: the response stops there, the failure is counted, and the read started ahead gives
+    // its budget back at once, though the client keeps its end of the connection open.
+    let broker = start_broker(&[], None);
+    let mut admin = connect(&broker);
+    for topic in ["short", "whole"] {
+        create_topic(&mut admin, topic);
+        produce_backlog(&mut admin, topic, 6);
+    }
+    // On its own connection, closed: an open one that spliced the pages can keep some of them
+    // held (and so cached) for as long as it stays open.
+    let mut hot_reader = connect(&broker);
+    let hot_whole: FetchResponse =
+        hot_reader.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("whole"));
+    drop(hot_reader);
+    let mut request = common::fetch_from_start("short", 100, 64 << 20, 1 << 20);
+    let mut second = request.topics[0].clone();
+    second.topic = topic_name("whole");
+    request.topics.push(second);
+    for topic in ["short", "whole"] {
+        evict_partition(&broker, topic);
+    }
+    let segment = broker
+        .dir
+        .path()
+        .join("data/short-0/00000000000000000000.log");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(64 << 10)
+        .unwrap();
+
+    let mut reader = connect(&broker);
+    reader.send(ApiKey::Fetch, FETCH_VERSION, &request).unwrap();
+    assert!(
+        reader
+            .receive::<FetchResponse>(ApiKey::Fetch, FETCH_VERSION)
+            .is_err(),
+        "a response with bytes the disk could not give"
+    );
+    wait_for_metric(
+        &broker,
+        "ringtail_fetch_cold_read_errors_total",
+        1,
+        "the failed read is counted",
+    );
+    wait_until_cold_path_idle(&broker, "the reader's connection is still open");
+
+    // The shard serves on: the other partition, cold, whole.
+    evict_partition(&broker, "whole");
+    let cold_whole: FetchResponse =
+        admin.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("whole"));
+    assert!(fetched_records(&cold_whole) == fetched_records(&hot_whole));
+    drop(reader);
+}

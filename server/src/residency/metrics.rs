@@ -16,6 +16,9 @@ pub(super) static DIRECT_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static HUGE_PAGE_ADVICE_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Cold bytes spliced because the cold read memory budget had no room for their read.
 pub(super) static OVER_BUDGET_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Cold chunk reads that failed (EIO, or a segment shorter than planned): the response was cut
+/// and its connection closed.
+pub(super) static COLD_READ_ERRORS_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Fetch record bytes sent from the engine's tail cache (`write.direct`).
 pub(crate) static TAIL_CACHE_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// From a cold chunk's first read until its bytes are in memory.
@@ -105,6 +108,12 @@ pub fn render_metrics(out: &mut String) {
             "Cold read buffers whose MADV_HUGEPAGE advice the kernel refused (read into 4 KiB pages).",
             "counter",
             HUGE_PAGE_ADVICE_REFUSED_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_read_errors_total",
+            "Cold chunk reads that failed (a disk error, or a segment shorter than planned): the fetch response was cut off and its connection closed.",
+            "counter",
+            COLD_READ_ERRORS_TOTAL.load(Ordering::Relaxed),
         ),
         (
             "fetch_cold_over_budget_bytes_total",

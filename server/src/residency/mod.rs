@@ -74,8 +74,8 @@ pub fn record_tail_cache_bytes(bytes: u64) {
     metrics::TAIL_CACHE_BYTES_TOTAL.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
 }
 use metrics::{
-    CHECK_COST, CHECK_FAILURES_TOTAL, COLD_WRITER_READ_WAIT, COLD_WRITER_SOCKET_WAIT,
-    HOT_BYTES_TOTAL, OVER_BUDGET_BYTES_TOTAL,
+    CHECK_COST, CHECK_FAILURES_TOTAL, COLD_READ_ERRORS_TOTAL, COLD_WRITER_READ_WAIT,
+    COLD_WRITER_SOCKET_WAIT, HOT_BYTES_TOTAL, OVER_BUDGET_BYTES_TOTAL,
 };
 
 mod cold;
@@ -195,8 +195,23 @@ impl RangeSender {
     /// Sends `range` to `socket`. `next` is the range the caller sends after it, if it knows:
     /// once every cold chunk of `range` is being read, the first ones of `next` are started too,
     /// so the disk is not idle between ranges. An error leaves the response partly written: the
-    /// caller closes the connection (as with [`send_file_range`]).
+    /// caller closes the connection (as with [`send_file_range`]), and the reads started ahead
+    /// are cancelled at once: they would otherwise hold their budget, and the next segment's
+    /// file, for as long as the client keeps its end open.
     pub async fn send(
+        &mut self,
+        range: FileRange<'_>,
+        next: Option<FileRange<'_>>,
+        socket: &mut TcpStream,
+    ) -> io::Result<()> {
+        let sent = self.send_range(range, next, socket).await;
+        if sent.is_err() {
+            self.ahead = None;
+        }
+        sent
+    }
+
+    async fn send_range(
         &mut self,
         range: FileRange<'_>,
         next: Option<FileRange<'_>>,
@@ -244,7 +259,19 @@ impl RangeSender {
                 Some(read) => {
                     let turn = Instant::now();
                     let chunk = match read.await {
-                        Ok(chunk) => chunk?,
+                        Ok(Ok(chunk)) => chunk,
+                        Ok(Err(err)) => {
+                            // The disk's failure, not the client's: say so (a consumer would
+                            // otherwise only see its fetch cut off, again and again).
+                            COLD_READ_ERRORS_TOTAL.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                %err,
+                                range_position = position,
+                                range_bytes = len,
+                                "cold read failed; closing the connection"
+                            );
+                            return Err(err);
+                        }
                         Err(JoinError::Panicked(panic)) => std::panic::resume_unwind(panic),
                         Err(JoinError::Cancelled) => {
                             return Err(io::Error::other("cold read cancelled"))

@@ -19,8 +19,10 @@
 //! Not paced: the naive path (`--fetch-residency-check off`), which reads through the kernel's
 //! readahead.
 //!
-//! A read cancelled while it waits (its range replaced, its client gone) hands its turn back, so
-//! the clock does not run ahead of the reads that happen.
+//! A read cancelled while it waits (its range replaced, or its response failed) hands its turn
+//! back, so the clock does not run ahead of the reads that happen. A client that merely goes away
+//! is noticed at the next write of its response: its reads until then keep their turns (and with
+//! many such clients at a low pace, the others wait behind them).
 //!
 //! # Invariants
 //! - Over any interval, the cold reads started add up to at most `rate × interval` plus the
