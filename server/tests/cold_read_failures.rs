@@ -31,7 +31,7 @@ fn held_backlog(
     let mut admin = connect(&broker);
     assert_eq!(admin.create_topic(name, 1, configs), 0);
     produce_backlog(&mut admin, name, batches);
-    let hot: FetchResponse = admin.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request(name));
+    let hot = hot_fetch(&broker, &fetch_request(name));
     let hot = fetched_records(&hot);
     evict_partition(&broker, name);
     (broker, hot)
@@ -71,6 +71,29 @@ fn valid_records(partition: &fetch_response::PartitionData) -> Bytes {
     )
     .unwrap_or_else(|error| panic!("a cut or corrupt batch on the wire: {error:?}"));
     records
+}
+
+/// The answer to a held fetch whose data was deleted meanwhile: what was read before the files
+/// went, as it was (a prefix of `hot`'s batches, whole), or `gone_error` with no records. Never
+/// a cut frame.
+fn answered_as_it_was(
+    reader: &mut common::client::Client,
+    hot: &[u8],
+    gone_error: i16,
+    what: &str,
+) {
+    let answered: FetchResponse = reader.receive(ApiKey::Fetch, FETCH_VERSION).unwrap();
+    let partition = &answered.responses[0].partitions[0];
+    let records = valid_records(partition);
+    match partition.error_code {
+        0 => assert!(
+            hot.starts_with(&records),
+            "{what}: {} bytes that are not a prefix of the partition's",
+            records.len()
+        ),
+        error if error == gone_error => assert!(records.is_empty(), "{what}"),
+        other => panic!("{what}: error {other}"),
+    }
 }
 
 /// `stored` is `produced` as the log keeps it: the same batch but for its base offset (the log's)
@@ -135,20 +158,12 @@ fn a_topic_deleted_under_a_held_cold_fetch_is_answered_and_its_name_starts_empty
     assert_eq!(deleted.responses[0].error_code, 0);
 
     std::fs::write(&release, b"").unwrap();
-    // What was read before the files went is data of the topic as it was: a prefix of its
-    // batches, whole; or the fetch says the partition is gone. Never a cut frame.
-    let answered: FetchResponse = reader.receive(ApiKey::Fetch, FETCH_VERSION).unwrap();
-    let partition = &answered.responses[0].partitions[0];
-    let records = valid_records(partition);
-    match partition.error_code {
-        0 => assert!(
-            hot.starts_with(&records),
-            "{} bytes that are not a prefix of the deleted topic's",
-            records.len()
-        ),
-        UNKNOWN_TOPIC_OR_PARTITION => assert!(records.is_empty()),
-        other => panic!("error {other} for a fetch of a deleted topic"),
-    }
+    answered_as_it_was(
+        &mut reader,
+        &hot,
+        UNKNOWN_TOPIC_OR_PARTITION,
+        "a deleted topic",
+    );
     wait_until_cold_path_idle(&broker, "the topic was deleted mid-fetch");
 
     // A new topic of the same name holds only what is written to it.
@@ -185,22 +200,14 @@ fn records_deleted_under_a_held_cold_fetch_leave_a_whole_answer_and_a_moved_star
     assert_eq!(result.low_watermark, delete_before);
 
     std::fs::write(&release, b"").unwrap();
-    let answered: FetchResponse = reader.receive(ApiKey::Fetch, FETCH_VERSION).unwrap();
-    let partition = &answered.responses[0].partitions[0];
-    let records = valid_records(partition);
-    match partition.error_code {
-        0 => assert!(
-            hot.starts_with(&records),
-            "bytes read under the deletion are not the partition's"
-        ),
-        OFFSET_OUT_OF_RANGE => assert!(records.is_empty()),
-        other => panic!("error {other} for a fetch under DeleteRecords"),
-    }
+    answered_as_it_was(&mut reader, &hot, OFFSET_OUT_OF_RANGE, "records deleted");
     wait_until_cold_path_idle(&broker, "records were deleted mid-fetch");
 
     // The start moved: offset 0 is out of range now, and the kept records read back cold whole.
     let from_zero = admin.fetch_partition("trimmed", 0, 0, FETCH_VERSION);
     assert_eq!(from_zero.error_code, OFFSET_OUT_OF_RANGE);
+    // Its answer may have spliced pages it would hold (see `hot_fetch`).
+    drop(reader);
     evict_partition(&broker, "trimmed");
     let kept = admin.fetch_records("trimmed", 0, delete_before);
     assert!(!kept.is_empty());
@@ -227,13 +234,12 @@ fn a_broker_killed_with_cold_reads_held_restarts_with_every_acknowledged_batch()
     kill_and_restart(&mut broker, &[]);
     // The first fetch opens (and recovers) the log, reading it through the page cache; the
     // second reads it cold.
-    let mut client = connect(&broker);
     for read in ["after recovery", "cold"] {
         if read == "cold" {
             evict_partition(&broker, "backlog");
         }
-        let response: FetchResponse =
-            client.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("backlog"));
+        // Each on a connection of its own (see `hot_fetch`).
+        let response = hot_fetch(&broker, &fetch_request("backlog"));
         let records = fetched_records(&response);
         assert!(
             records.len() == hot.len() + tail.len() && records.starts_with(&hot),
@@ -244,9 +250,10 @@ fn a_broker_killed_with_cold_reads_held_restarts_with_every_acknowledged_batch()
     assert!(common::scrape(&broker, "ringtail_fetch_cold_bytes_total") > 0);
 }
 
-/// One fetch of `topic` partition 0 from `offset` with the given sizes: (error code, records).
+/// One fetch of `topic` partition 0 from `offset` with the given sizes, on a connection of its
+/// own (see `hot_fetch`): (error code, records).
 fn fetch_sized(
-    client: &mut common::client::Client,
+    broker: &Broker,
     topic: &str,
     offset: i64,
     max_bytes: i32,
@@ -254,7 +261,7 @@ fn fetch_sized(
 ) -> (i16, Bytes) {
     let mut request = common::fetch_from_start(topic, 0, max_bytes, partition_max_bytes);
     request.topics[0].partitions[0].fetch_offset = offset;
-    let response: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
+    let response = hot_fetch(broker, &request);
     let partition = &response.responses[0].partitions[0];
     (partition.error_code, valid_records(partition))
 }
@@ -285,10 +292,10 @@ fn cold_fetches_of_hostile_sizes_and_offsets_are_answered_as_hot_ones_are() {
         (i64::MAX, 64 << 20, 32 << 20),
     ];
     for &(offset, max_bytes, partition_max_bytes) in cases {
-        let hot = fetch_sized(&mut client, "odd", offset, max_bytes, partition_max_bytes);
+        let hot = fetch_sized(&broker, "odd", offset, max_bytes, partition_max_bytes);
         evict_partition(&broker, "odd");
         let cold_before = common::scrape(&broker, "ringtail_fetch_cold_bytes_total");
-        let cold = fetch_sized(&mut client, "odd", offset, max_bytes, partition_max_bytes);
+        let cold = fetch_sized(&broker, "odd", offset, max_bytes, partition_max_bytes);
         let read_cold = common::scrape(&broker, "ringtail_fetch_cold_bytes_total") - cold_before;
         assert_eq!(
             read_cold > 0,
@@ -330,12 +337,7 @@ fn a_cold_read_that_fails_cuts_its_response_counts_and_frees_the_reads_ahead_at_
         create_topic(&mut admin, topic);
         produce_backlog(&mut admin, topic, 6);
     }
-    // On its own connection, closed: an open one that spliced the pages can keep some of them
-    // held (and so cached) for as long as it stays open.
-    let mut hot_reader = connect(&broker);
-    let hot_whole: FetchResponse =
-        hot_reader.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("whole"));
-    drop(hot_reader);
+    let hot_whole = hot_fetch(&broker, &fetch_request("whole"));
     let mut request = common::fetch_from_start("short", 100, 64 << 20, 1 << 20);
     let mut second = request.topics[0].clone();
     second.topic = topic_name("whole");

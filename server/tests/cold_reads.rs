@@ -30,7 +30,7 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
     create_topic(&mut admin, "live");
     let backlog_bytes = produce_backlog(&mut admin, "backlog", 6);
 
-    let hot: FetchResponse = admin.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("backlog"));
+    let hot = hot_fetch(&broker, &fetch_request("backlog"));
     assert_eq!(fetched_records(&hot).len(), backlog_bytes);
     assert!(common::scrape(&broker, "ringtail_fetch_hot_bytes_total") >= backlog_bytes as u64);
     assert_eq!(
@@ -170,9 +170,8 @@ fn a_cold_fetch_with_no_room_in_the_memory_budget_is_spliced_and_answered_meanwh
     create_topic(&mut admin, "other");
     produce_backlog(&mut admin, "held", 6);
     produce_backlog(&mut admin, "other", 6);
-    let hot_held: FetchResponse = admin.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("held"));
-    let hot_other: FetchResponse =
-        admin.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("other"));
+    let hot_held = hot_fetch(&broker, &fetch_request("held"));
+    let hot_other = hot_fetch(&broker, &fetch_request("other"));
     evict_partition(&broker, "held");
     evict_partition(&broker, "other");
 
@@ -268,7 +267,7 @@ fn many_cold_fetchers_at_once_hold_at_most_the_memory_budget() {
     let mut admin = connect(&broker);
     create_topic(&mut admin, "crowd");
     produce_backlog(&mut admin, "crowd", 16);
-    let hot: FetchResponse = admin.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("crowd"));
+    let hot = hot_fetch(&broker, &fetch_request("crowd"));
     let expected = fetched_records(&hot);
     evict_partition(&broker, "crowd");
     let baseline = resident_bytes(&broker, "VmRSS");
@@ -347,7 +346,7 @@ fn a_fetch_of_several_cold_ranges_returns_the_same_bytes_read_direct_or_buffered
                 })
                 .collect()
         };
-        let hot: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
+        let hot = hot_fetch(&broker, &request);
         let hot = records_of(&hot);
         assert!(hot.iter().all(|records| records.len() > 512 * 1024));
 
@@ -525,7 +524,10 @@ fn every_produce_stage_is_counted_on_metrics() {
 fn a_paced_broker_reads_every_cold_chunk_in_its_turn_and_answers_byte_for_byte() {
     // --fetch-cold-read-bytes-per-sec: every cold chunk waits for its turn under the pace (counted
     // once per read, whether it had to wait or not), and the fetch still returns the hot bytes.
-    let pace = (64u64 << 20).to_string();
+    // Slow enough that the second read, started beside the first, is reserved well within the
+    // first one's cost (a whole second for a 4 MiB chunk) however slow the machine: at 64 MiB/s
+    // (62.5 ms), a loaded debug build started it later than that, and nothing had to wait.
+    let pace = (4u64 << 20).to_string();
     let broker = start_broker(&["--fetch-cold-read-bytes-per-sec", &pace], None);
     assert_eq!(
         common::scrape(&broker, "ringtail_fetch_cold_read_bytes_per_sec").to_string(),
@@ -535,7 +537,7 @@ fn a_paced_broker_reads_every_cold_chunk_in_its_turn_and_answers_byte_for_byte()
     create_topic(&mut client, "paced");
     // About 10 MiB: three chunks, so reads queue behind each other under the pace.
     produce_backlog(&mut client, "paced", 20);
-    let hot: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("paced"));
+    let hot = hot_fetch(&broker, &fetch_request("paced"));
     let hot = fetched_records(&hot);
     evict_partition(&broker, "paced");
     let cold: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &fetch_request("paced"));
@@ -547,8 +549,8 @@ fn a_paced_broker_reads_every_cold_chunk_in_its_turn_and_answers_byte_for_byte()
         reads,
         "every cold read took its turn under the pace"
     );
-    // The reads were reserved together, so all but the first waited their predecessors' cost
-    // (a 4 MiB chunk is 62.5 ms of a 64 MiB/s pace): a turn, not a timing.
+    // The reads were reserved together, so all but the first waited their predecessors' cost:
+    // a turn, not a timing.
     let within_a_millisecond = common::scrape(
         &broker,
         "ringtail_fetch_cold_pace_wait_seconds_bucket{le=\"0.001\"}",

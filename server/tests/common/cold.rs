@@ -107,11 +107,18 @@ pub fn produce_backlog(client: &mut Client, topic: &str, batches: i64) -> usize 
     total
 }
 
+/// `request` answered on a connection of its own, closed after: a connection the broker spliced
+/// pages to keeps some of them referenced until its next response (seen: 1.5 MiB of a 3 MiB
+/// answer; TCP had nothing queued), and the kernel drops no page someone holds, so a test that
+/// fetches hot data and then evicts it must not keep that connection open.
+pub fn hot_fetch(broker: &Broker, request: &FetchRequest) -> FetchResponse {
+    connect(broker).call(ApiKey::Fetch, FETCH_VERSION, request)
+}
+
 /// Drops the partition's segment files from the page cache, and waits until none of their pages
-/// is cached. Pages can stay a moment after the advice: a hot fetch just answered may still hold
-/// some in TCP's retransmit queue (sent by splice, not yet acknowledged: the client's ACK may be
-/// delayed), and the kernel drops no page someone else holds. Dirty pages stay too: what a
-/// recovery may have rewritten is written back first.
+/// is cached. Pages can stay a moment after the advice: held by a connection they were spliced
+/// to ([`hot_fetch`]), and the kernel drops no page someone else holds. Dirty pages stay too:
+/// what a recovery may have rewritten is written back first.
 pub fn evict_partition(broker: &Broker, topic: &str) {
     let partition_dir: PathBuf = broker.dir.path().join("data").join(format!("{topic}-0"));
     let segments: Vec<std::fs::File> = std::fs::read_dir(&partition_dir)
