@@ -107,10 +107,13 @@ pub fn produce_backlog(client: &mut Client, topic: &str, batches: i64) -> usize 
     total
 }
 
-/// `request` answered on a connection of its own, closed after: a connection the broker spliced
-/// pages to keeps some of them referenced until its next response (seen: 1.5 MiB of a 3 MiB
-/// answer; TCP had nothing queued), and the kernel drops no page someone holds, so a test that
-/// fetches hot data and then evicts it must not keep that connection open.
+/// `request` answered on a connection of its own, closed after. Over loopback the skbs that
+/// carried spliced page-cache pages are freed by the receiving CPU into the sending CPU's
+/// deferred-free list (`net.core.skb_defer_max`), which that CPU empties only at its next network
+/// receive: until then it holds the pages (seen: 1.5 MiB of a 3 MiB answer, for as long as the
+/// connection stayed idle), and the kernel drops no page someone holds. Closing the connection
+/// makes that traffic; a test that fetches hot data and then evicts it must not keep the
+/// connection idle and open.
 pub fn hot_fetch(broker: &Broker, request: &FetchRequest) -> FetchResponse {
     connect(broker).call(ApiKey::Fetch, FETCH_VERSION, request)
 }
