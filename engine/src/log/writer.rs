@@ -23,18 +23,16 @@ use crate::units::{Offset, Position};
 /// path: once per this many entries (~4 MiB of log at the default interval), and at seal and close.
 pub(super) const INDEX_ENTRIES_UNPERSISTED_MAX: usize = 1024;
 
-/// How far behind the log's end started writeback stays: the largest page-cache folio (a PMD,
-/// 2 MiB with 4 KiB pages), so no folio it starts is written again by a later append.
-const WRITEBACK_LAG_BYTES: u64 = 2 << 20;
+/// The largest page-cache folio (a PMD, 2 MiB with 4 KiB pages), which the kernel aligns in the
+/// file to its size. Started writeback stays this far behind the log's end, so no folio it
+/// starts is written again by a later append; drops behind end on a multiple of it, since a
+/// folio across the end of a dropped range stays cached, and the next range, starting there,
+/// would leave it cached for good.
+const LARGEST_FOLIO_BYTES: u64 = 2 << 20;
 
 /// The least a drop behind (`drop.behind.bytes`) takes at a time: one io-wq operation per this
 /// many bytes written.
 const DROP_BEHIND_STEP_BYTES: u64 = 8 << 20;
-
-/// Drops behind end on a multiple of this: the largest page-cache folio, which the kernel aligns
-/// in the file to its size. A folio across the end of a dropped range stays cached, and the next
-/// range, starting there, would leave it cached for good.
-const DROP_BEHIND_ALIGN_BYTES: u64 = 2 << 20;
 
 impl PartitionLog {
     /// The writer task: drains the queue in groups until it is empty.
@@ -262,7 +260,7 @@ impl PartitionLog {
     /// is not acted on here: the kernel records a failed writeback against the file and the next
     /// fsync reports it, and that fsync is what decides durability (decision 0010).
     ///
-    /// The started range stays [`WRITEBACK_LAG_BYTES`] behind `end`, on a page boundary: the
+    /// The started range stays [`LARGEST_FOLIO_BYTES`] behind `end`, on a page boundary: the
     /// page-cache folio holding `end` (up to 2 MiB) is written again by the next appends, and if
     /// that happened while its first writeback was still in flight, the next start
     /// (`SYNC_FILE_RANGE_WRITE` skips folios under writeback, it does not wait for them) left it
@@ -271,7 +269,7 @@ impl PartitionLog {
     fn start_writeback_if_due(&self, files: &SegmentFiles, end: Position) {
         let page_bytes = crate::io::page_bytes();
         let whole_pages_end =
-            end.get().saturating_sub(WRITEBACK_LAG_BYTES) / page_bytes * page_bytes;
+            end.get().saturating_sub(LARGEST_FOLIO_BYTES) / page_bytes * page_bytes;
         let from = {
             let mut state = self.state.borrow_mut();
             let due_bytes = state.config.writeback_bytes;
@@ -305,18 +303,17 @@ impl PartitionLog {
             if keep_bytes == 0 || state.drop_behind_running.get() {
                 return;
             }
-            let running = std::rc::Rc::clone(&state.drop_behind_running);
             let active = state.active_mut();
-            let to = end.get().saturating_sub(keep_bytes) / DROP_BEHIND_ALIGN_BYTES
-                * DROP_BEHIND_ALIGN_BYTES;
+            let to =
+                end.get().saturating_sub(keep_bytes) / LARGEST_FOLIO_BYTES * LARGEST_FOLIO_BYTES;
             let from = active.dropped_behind_bytes;
             if to.saturating_sub(from) < DROP_BEHIND_STEP_BYTES {
                 return;
             }
             active.dropped_behind_bytes = to;
             state.stats.dropped_behind_bytes += to - from;
-            running.set(true);
-            (from, to, running)
+            state.drop_behind_running.set(true);
+            (from, to, std::rc::Rc::clone(&state.drop_behind_running))
         };
         let log = files.log.clone();
         compio::runtime::spawn(async move {

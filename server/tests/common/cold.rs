@@ -135,34 +135,40 @@ pub fn evict_partition(broker: &Broker, topic: &str) {
         "no segment files in {}",
         partition_dir.display()
     );
-    let deadline = Instant::now() + STEP_DEADLINE;
-    loop {
-        let mut cached_pages = 0;
-        for file in &segments {
-            file.sync_data().unwrap();
-            ringtail_engine::io::drop_cached_file_blocking(file).unwrap();
-            cached_pages += ringtail_engine::io::range_cached_pages(file, 0, 0).unwrap();
-        }
-        if cached_pages == 0 {
-            return;
-        }
-
-        assert!(
-            Instant::now() < deadline,
-            "{cached_pages} pages of {topic} stay cached (is the data dir on tmpfs?)"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let cached_pages = std::cell::Cell::new(0);
+    poll_for_a_step(
+        || {
+            let mut cached = 0;
+            for file in &segments {
+                file.sync_data().unwrap();
+                ringtail_engine::io::drop_cached_file_blocking(file).unwrap();
+                cached += ringtail_engine::io::range_cached_pages(file, 0, 0).unwrap();
+            }
+            cached_pages.set(cached);
+            cached == 0
+        },
+        || {
+            format!(
+                "{} pages of {topic} stay cached (is the data dir on tmpfs?)",
+                cached_pages.get()
+            )
+        },
+    );
 }
 
 /// Waits until `metric` reaches `at_least`, failing after [`STEP_DEADLINE`].
 pub fn wait_for_metric(broker: &Broker, metric: &str, at_least: u64, why: &str) {
+    poll_for_a_step(
+        || super::scrape(broker, metric) >= at_least,
+        || format!("{why}: {metric} stayed below {at_least}"),
+    );
+}
+
+/// Polls `settled` every 10 ms until it holds, failing with `failure()` after [`STEP_DEADLINE`].
+fn poll_for_a_step(mut settled: impl FnMut() -> bool, failure: impl Fn() -> String) {
     let deadline = Instant::now() + STEP_DEADLINE;
-    while super::scrape(broker, metric) < at_least {
-        assert!(
-            Instant::now() < deadline,
-            "{why}: {metric} stayed below {at_least}"
-        );
+    while !settled() {
+        assert!(Instant::now() < deadline, "{}", failure());
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -194,9 +200,8 @@ pub fn kill_and_restart(broker: &mut Broker, extra: &[&str]) {
 
 /// Waits until `metric` falls to 0, failing after [`STEP_DEADLINE`].
 pub fn wait_for_zero(broker: &Broker, metric: &str, why: &str) {
-    let deadline = Instant::now() + STEP_DEADLINE;
-    while super::scrape(broker, metric) > 0 {
-        assert!(Instant::now() < deadline, "{why}: {metric} stayed above 0");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    poll_for_a_step(
+        || super::scrape(broker, metric) == 0,
+        || format!("{why}: {metric} stayed above 0"),
+    );
 }
