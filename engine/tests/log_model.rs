@@ -111,6 +111,8 @@ proptest! {
             assert_eq!(log.high_watermark().get(), end);
             for (index, max_bytes) in &probes {
                 check_read(&log, &model, index.index(end as usize + 1) as i64, *max_bytes, index_interval_bytes).await;
+                // No room at all still gives the first batch whole (Kafka's minOneMessage).
+                check_read(&log, &model, index.index(end as usize + 1) as i64, 0, index_interval_bytes).await;
             }
             assert!(matches!(log.read(end + 1, 100, true).await, Err(ReadError::OffsetOutOfRange { .. })));
             log.close().await.unwrap();

@@ -22,8 +22,8 @@ use crate::units::{Offset, Position};
 
 impl PartitionLog {
     /// Plans a read of up to `max_bytes` from `offset`: slices of whole batches. With
-    /// `min_one_batch`, a first batch larger than `max_bytes` is still returned whole (KIP-74), so
-    /// a consumer always makes progress.
+    /// `min_one_batch`, a first batch larger than `max_bytes` (0 included) is still returned whole
+    /// (KIP-74), so a consumer always makes progress.
     pub async fn read(
         &self,
         offset: impl Into<Offset>,
@@ -76,7 +76,9 @@ impl PartitionLog {
         let cut_at = (isolation == Isolation::ReadCommitted).then_some(limit);
         let mut cursor = offset;
         let mut remaining = max_bytes;
-        while cursor < limit && remaining > 0 {
+        // A first batch owed under KIP-74 is read even with no bytes allowed at all, as Kafka's
+        // `LogSegment.read` widens a max size of 0 to the first batch under `minOneMessage`.
+        while cursor < limit && (remaining > 0 || (min_one_batch && plan.slices.is_empty())) {
             let first = min_one_batch && plan.slices.is_empty();
             let Some(step) = self
                 .read_in_segment(cursor, remaining, first, cut_at)

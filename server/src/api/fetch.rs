@@ -129,8 +129,9 @@ pub async fn handle(
         let total: u64 = reads.iter().map(|read| read.plan.total_bytes()).sum();
         let any_error = reads.iter().any(|read| read.error.is_some());
         // min_bytes 0 (or less) answers at once, with or without data, as Kafka does.
+        // A max_bytes of 0 is full with the one batch KIP-74 gives, not before it.
         if total >= min_bytes
-            || total >= max_bytes
+            || total >= max_bytes.max(1)
             || any_error
             || Instant::now() >= deadline
             || context.shutting_down()
@@ -176,15 +177,11 @@ fn respond_throttled(request: RequestContext, throttle_time_ms: i32) -> Response
 }
 
 /// The record bytes a Fetch may answer with: the client's `max_bytes` within the broker's
-/// `--fetch-max-bytes`; zero or negative (no limit asked) means the broker's cap, so the response
-/// can never outgrow the i32 frame size the encoder insists on.
+/// `--fetch-max-bytes`, so the response can never outgrow the i32 frame size the encoder insists
+/// on. Zero allows no bytes beyond the first partition's first batch (KIP-74), as Kafka's
+/// `fetchMaxBytes` of 0 does; a negative value (which Kafka's log read rejects) is taken as 0.
 fn response_bytes_max(client_max_bytes: i32, broker_max_bytes: u32) -> u64 {
-    let broker = u64::from(broker_max_bytes);
-    if client_max_bytes > 0 {
-        (client_max_bytes as u64).min(broker)
-    } else {
-        broker
-    }
+    (client_max_bytes.max(0) as u64).min(u64::from(broker_max_bytes))
 }
 
 /// Plans every partition's read in request order, within the request's byte budget. The first
@@ -261,8 +258,12 @@ async fn read_partition(
                 }
                 Err(_) => return Err((ResponseError::KafkaStorageError, NO_OFFSET, NO_OFFSET)),
             };
-            let one_batch = min_one_batch && limit > 0;
-            match log.read_isolated(offset, limit, one_batch, isolation).await {
+            // A partition max bytes of 0 still gives the first partition with data its first
+            // batch, as Kafka's `minOneMessage` does (its log read widens any limit to it).
+            match log
+                .read_isolated(offset, limit, min_one_batch, isolation)
+                .await
+            {
                 Ok(plan) => {
                     let aborted = aborted_in(&log, &plan, offset, isolation);
                     Ok((plan, aborted))
@@ -444,8 +445,9 @@ mod tests {
     fn the_broker_caps_what_a_client_may_ask() {
         assert_eq!(response_bytes_max(1_000, 52_428_800), 1_000);
         assert_eq!(response_bytes_max(i32::MAX, 52_428_800), 52_428_800);
-        assert_eq!(response_bytes_max(0, 52_428_800), 52_428_800);
-        assert_eq!(response_bytes_max(-1, 52_428_800), 52_428_800);
-        assert_eq!(response_bytes_max(i32::MIN, 1), 1);
+        // No room asked is no room: the first batch comes from KIP-74, not from the cap.
+        assert_eq!(response_bytes_max(0, 52_428_800), 0);
+        assert_eq!(response_bytes_max(-1, 52_428_800), 0);
+        assert_eq!(response_bytes_max(i32::MIN, 1), 0);
     }
 }
