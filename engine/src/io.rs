@@ -5,8 +5,8 @@
 //! that core. Rare metadata work (listing and creating directories, renames of the registry) goes
 //! to compio's blocking pool through [`blocking`].
 //!
-//! This is one of the few modules with `unsafe`: the custom [`Fallocate`], [`Fadvise`],
-//! [`SyncFileRange`] and [`ReadAtPriority`] opcodes,
+//! This is one of the few modules with `unsafe`: the custom [`Fallocate`], [`Fadvise`] and
+//! [`SyncFileRange`] opcodes (and `ReadAtPriority` in [`priority_read`]),
 //! the inline `pwritev`, and `cachestat(2)` (page-cache residency of a range, which the broker
 //! checks before splicing a fetch).
 //!
@@ -15,7 +15,10 @@
 
 pub mod direct;
 pub mod disk;
+mod priority_read;
 pub mod sim;
+
+pub use priority_read::{read_at_priority, read_at_priority_holding, IoPriority};
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -415,85 +418,6 @@ pub async fn advise(file: &File, position: u64, len: u64, advice: Advice) -> io:
     result.map(|_| ())
 }
 
-/// The I/O priority one read asks of the block layer (the classes of `ioprio_set(2)`), carried
-/// in its io_uring submission. Schedulers that know priorities (mq-deadline, bfq) honour it; with
-/// `none` (usual on NVMe) it changes nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoPriority {
-    /// The thread's own priority (best effort, unless someone changed it).
-    Default,
-    /// `IOPRIO_CLASS_IDLE`: dispatched only while no request of a higher class waits (mq-deadline
-    /// still dispatches one that waited `prio_aging_expire`, 10 s by default).
-    Idle,
-}
-
-impl IoPriority {
-    /// The submission's `ioprio` field: `IOPRIO_PRIO_VALUE(class, 0)`, or 0 for the thread's own.
-    fn ioprio(self) -> u16 {
-        const IOPRIO_CLASS_SHIFT: u16 = 13;
-        const IOPRIO_CLASS_IDLE: u16 = 3;
-        match self {
-            IoPriority::Default => 0,
-            IoPriority::Idle => IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
-        }
-    }
-}
-
-/// `pread(2)` into `buffer[range]` with an I/O priority (IORING_OP_READ with `ioprio` set, which
-/// compio's read does not expose).
-struct ReadAtPriority {
-    fd: SharedFd<std::fs::File>,
-    buffer: Vec<u8>,
-    range: std::ops::Range<usize>,
-    offset: u64,
-    ioprio: u16,
-}
-
-// SAFETY: the entry points into `self.buffer`'s heap allocation, which the op owns (and so keeps
-// alive and unmoved: moving the `Vec` does not move its heap bytes) until the operation
-// completes, and `range` is checked to lie within the buffer's initialized length; the file
-// descriptor is kept open by `self.fd` the same way.
-unsafe impl OpCode for ReadAtPriority {
-    type Control = ();
-
-    fn create_entry(&mut self, _: &mut Self::Control) -> OpEntry {
-        let target = &mut self.buffer[self.range.clone()];
-        opcode::Read::new(
-            Fd(self.fd.as_fd().as_raw_fd()),
-            target.as_mut_ptr(),
-            u32::try_from(target.len()).unwrap_or(u32::MAX),
-        )
-        .offset(self.offset)
-        .ioprio(self.ioprio)
-        .build()
-        .into()
-    }
-}
-
-/// Reads from `position` of `file` into `buffer[range]` at `priority`, as one `pread` (it may be
-/// short); returns the bytes read and the buffer. `range` must lie within `buffer.len()`.
-pub async fn read_at_priority(
-    file: &File,
-    buffer: Vec<u8>,
-    range: std::ops::Range<usize>,
-    position: u64,
-    priority: IoPriority,
-) -> (io::Result<usize>, Vec<u8>) {
-    assert!(
-        range.start <= range.end && range.end <= buffer.len(),
-        "a read's range lies within its buffer"
-    );
-    let op = ReadAtPriority {
-        fd: file.to_shared_fd(),
-        buffer,
-        range,
-        offset: position,
-        ioprio: priority.ioprio(),
-    };
-    let BufResult(result, op) = compio::runtime::submit(op).await;
-    (result, op.buffer)
-}
-
 /// `sync_file_range(2)` as an io_uring operation (IORING_OP_SYNC_FILE_RANGE): with
 /// `SYNC_FILE_RANGE_WRITE` alone it starts the writeback of a range's dirty pages and waits for
 /// none; with the two waits as well it returns once the range is written back.
@@ -648,37 +572,6 @@ mod tests {
         assert_eq!(back.len(), total);
         let expected: Vec<u8> = buffers.iter().flat_map(|b| b.iter().copied()).collect();
         assert_eq!(back, expected);
-    }
-
-    #[compio::test]
-    async fn reads_at_a_priority_fill_exactly_their_range() {
-        // The custom read must land the file's bytes in the asked part of the buffer, leave the
-        // rest alone, be short at the end of the file, and give the buffer back either way.
-        let dir = tempfile::tempdir().unwrap();
-        let file = open_real(&dir.path().join("f")).await;
-        let written: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
-        write_all_at(&file, written.clone(), 0).await.unwrap();
-        for priority in [IoPriority::Default, IoPriority::Idle] {
-            let (read, buffer) =
-                read_at_priority(&file, vec![0xEE; 9000], 100..8100, 4096, priority).await;
-            assert_eq!(read.unwrap(), 8000, "{priority:?}");
-            assert_eq!(&buffer[100..8100], &written[4096..12_096], "{priority:?}");
-            assert!(buffer[..100]
-                .iter()
-                .chain(&buffer[8100..])
-                .all(|&b| b == 0xEE));
-
-            let (read, buffer) =
-                read_at_priority(&file, vec![0; 4096], 0..4096, 19_000, priority).await;
-            assert_eq!(read.unwrap(), 1000, "a short read at the end of the file");
-            assert_eq!(&buffer[..1000], &written[19_000..]);
-        }
-        assert_eq!(
-            IoPriority::Idle.ioprio(),
-            3 << 13,
-            "IOPRIO_PRIO_VALUE(IDLE, 0)"
-        );
-        assert_eq!(IoPriority::Default.ioprio(), 0, "the thread's own priority");
     }
 
     #[compio::test]

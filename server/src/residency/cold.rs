@@ -5,14 +5,15 @@
 
 use std::io;
 use std::ops::Range;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use compio::buf::{IntoInner, IoBuf};
-use compio::io::{AsyncReadAtExt, AsyncWriteExt};
+use compio::io::AsyncWriteExt;
 use compio::net::TcpStream;
 use compio::BufResult;
-use ringtail_engine::io::{advise, page_bytes, Advice};
+use ringtail_engine::io::{advise, page_bytes, read_at_priority_holding, Advice, IoPriority};
 
 use super::direct::{open_direct, read_direct};
 use super::memory::MemoryPermit;
@@ -32,8 +33,40 @@ pub(super) enum ColdSource {
         /// The block-layer priority of the direct reads.
         priority: super::ColdReadPriority,
     },
-    /// The segment itself, through the page cache (pages dropped once written).
+    /// The segment through the page cache (pages dropped once written), opened by
+    /// [`open_for_buffered_reads`].
     Buffered(compio::fs::File),
+}
+
+/// Opens `file` again for cold reads through the page cache, advised `POSIX_FADV_RANDOM` so a
+/// chunk's read brings in only its own pages, which are dropped once written. A descriptor of
+/// its own, because the advice holds for the open file: set on the segment's shared one, it
+/// would also take readahead from the splices and the engine's reads of the same segment. If
+/// the open or the advice fails, the shared descriptor, unadvised: readahead may then leave a
+/// few pages past a chunk cached (logged once).
+pub(super) async fn open_for_buffered_reads(file: &compio::fs::File) -> compio::fs::File {
+    let opened = async {
+        let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+        let own = compio::fs::OpenOptions::new()
+            .read(true)
+            .open(&path)
+            .await?;
+        advise(&own, 0, 0, Advice::Random).await?;
+        io::Result::Ok(own)
+    };
+    match opened.await {
+        Ok(own) => own,
+        Err(error) => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    %error,
+                    "cold reads through the page cache share the segment's descriptor, with readahead"
+                );
+            });
+            file.clone()
+        }
+    }
 }
 
 /// Opens `file` for direct reads; `None` if that fails (its file system refuses `O_DIRECT`, or
@@ -125,33 +158,38 @@ pub(super) async fn read_cold(
     super::pace::wait_for_turn(len).await;
     let in_progress = ColdReadInProgress::enter();
     let started = Instant::now();
-    // A file shorter than its plan fails with UnexpectedEof, as the splice path does.
-    let (buffer, bytes, buffered) = match source {
+    // A file shorter than its plan fails with UnexpectedEof, as the splice path does. The
+    // budget goes into each read and back: a read dropped in flight (its fetch cut short, its
+    // client gone) keeps its charge until the kernel lets go of the buffer.
+    let (buffer, bytes, buffered, budget) = match source {
         ColdSource::Direct {
             direct,
             file,
             priority,
         } => {
             let priority = priority.io_priority();
-            let direct_read = match injected_failure(Injected::Read) {
-                Some(error) => Err(error),
-                None => read_direct(&direct, position, len_bytes, buffer, priority).await,
+            let (direct_read, budget) = match injected_failure(Injected::Read) {
+                Some(error) => (Err(error), budget),
+                None => read_direct(&direct, position, len_bytes, buffer, priority, budget).await,
             };
             match direct_read {
-                Ok((buffer, bytes)) => (buffer, bytes, false),
+                Ok((buffer, bytes)) => (buffer, bytes, false, budget),
                 // A file system may take the open and refuse the read (alignment it wants
-                // larger than 4 KiB, or none at all): this chunk is read buffered instead.
+                // larger than 4 KiB, or none at all): this chunk is read buffered instead, from
+                // the segment's own descriptor (readahead on: a rare case, not worth an open).
                 Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
                     direct_refused("at read", &error);
-                    let buffer = read_buffered(&file, position, len_bytes, Vec::new()).await?;
-                    (buffer, 0..len_bytes, true)
+                    let (buffer, budget) =
+                        read_buffered(&file, position, len_bytes, Vec::new(), budget).await?;
+                    (buffer, 0..len_bytes, true, budget)
                 }
                 Err(error) => return Err(error),
             }
         }
         ColdSource::Buffered(file) => {
-            let buffer = read_buffered(&file, position, len_bytes, buffer).await?;
-            (buffer, 0..len_bytes, true)
+            let (buffer, budget) =
+                read_buffered(&file, position, len_bytes, buffer, budget).await?;
+            (buffer, 0..len_bytes, true, budget)
         }
     };
     assert_eq!(bytes.len(), len_bytes, "a cold read fills its chunk");
@@ -168,24 +206,44 @@ pub(super) async fn read_cold(
     })
 }
 
-/// Reads `len_bytes` from `position` of `file` through the page cache into `buffer`, without
-/// readahead.
+/// Reads `len_bytes` from `position` of `file` through the page cache into `buffer`; `budget` is
+/// held with the buffer while the kernel has it (see [`read_direct`]).
 async fn read_buffered(
     file: &compio::fs::File,
     position: u64,
     len_bytes: usize,
     mut buffer: Vec<u8>,
-) -> io::Result<Vec<u8>> {
-    // Per open file, cheap and idempotent: the read below brings in only its own pages.
-    advise(file, 0, 0, Advice::Random).await?;
-    buffer.clear();
-    buffer.reserve_exact(len_bytes);
-    let BufResult(result, slice) = file
-        .read_exact_at(buffer.slice(0..len_bytes), position)
+    mut budget: MemoryPermit,
+) -> io::Result<(Vec<u8>, MemoryPermit)> {
+    // Zeroed only where a reused buffer is too short: the read overwrites what it needs.
+    if buffer.len() < len_bytes {
+        // Exactly: a spare buffer's capacity stays within COLD_BUFFER_BYTES_MAX.
+        buffer.reserve_exact(len_bytes - buffer.len());
+        buffer.resize(len_bytes, 0);
+    }
+    let mut done = 0;
+    while done < len_bytes {
+        let (result, returned, given_back) = read_at_priority_holding(
+            file,
+            buffer,
+            done..len_bytes,
+            position + done as u64,
+            IoPriority::Default,
+            budget,
+        )
         .await;
-    let buffer = slice.into_inner();
-    result?;
-    Ok(buffer)
+        (buffer, budget) = (returned, given_back);
+        match result? {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "segment shorter than its fetched range",
+                ))
+            }
+            read => done += read,
+        }
+    }
+    Ok((buffer, budget))
 }
 
 /// Writes a cold chunk to the socket, then drops its pages if it was read buffered; returns its

@@ -23,7 +23,9 @@ use std::sync::atomic::Ordering;
 
 use super::metrics::{COLD_BUFFER_MAKE, HUGE_PAGE_ADVICE_REFUSED_TOTAL};
 
-use ringtail_engine::io::{advise_huge_pages, read_at_priority, IoPriority, HUGE_PAGE_BYTES};
+use ringtail_engine::io::{
+    advise_huge_pages, read_at_priority_holding, IoPriority, HUGE_PAGE_BYTES,
+};
 
 pub use ringtail_engine::io::direct::DIRECT_ALIGN_BYTES;
 use ringtail_engine::io::direct::{aligned_start, DirectAccess};
@@ -42,19 +44,24 @@ pub async fn open_direct(file: &compio::fs::File) -> io::Result<compio::fs::File
 
 /// Reads `[position, position + len)` of `direct` (opened by [`open_direct`]) into `buffer`;
 /// returns the buffer and where in it the requested bytes are. `buffer` is reused if it is large
-/// enough, else replaced. The reads ask the block layer for `priority`.
-pub async fn read_direct(
+/// enough, else replaced. The reads ask the block layer for `priority`. `held` (the buffer's
+/// memory charge) stays with the buffer while the kernel has it, also if this future is dropped
+/// ([`ringtail_engine::io::read_at_priority_holding`]), and comes back with it, whether the read
+/// succeeded or not.
+pub async fn read_direct<H: 'static>(
     direct: &compio::fs::File,
     position: u64,
     len: usize,
     mut buffer: Vec<u8>,
     priority: IoPriority,
-) -> io::Result<(Vec<u8>, Range<usize>)> {
+    mut held: H,
+) -> (io::Result<(Vec<u8>, Range<usize>)>, H) {
     let align = DIRECT_ALIGN_BYTES as u64;
     let read_from = position / align * align;
-    let wanted_end = position
-        .checked_add(len as u64)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "file range overflow"))?;
+    let Some(wanted_end) = position.checked_add(len as u64) else {
+        let overflow = io::Error::new(io::ErrorKind::InvalidInput, "file range overflow");
+        return (Err(overflow), held);
+    };
     let read_to = wanted_end.div_ceil(align) * align;
     let read_bytes = usize::try_from(read_to - read_from).expect("a chunk fits memory");
     let needed = buffer_bytes_for(read_bytes);
@@ -76,28 +83,33 @@ pub async fn read_direct(
 
     let mut done = 0;
     while done < wanted_to {
-        let (result, returned) = read_at_priority(
+        let (result, returned, given_back) = read_at_priority_holding(
             direct,
             buffer,
             start + done..start + read_bytes,
             read_from + done as u64,
             priority,
+            held,
         )
         .await;
-        buffer = returned;
-        let read = result?;
+        (buffer, held) = (returned, given_back);
+        let read = match result {
+            Ok(read) => read,
+            Err(error) => return (Err(error), held),
+        };
         done += read;
         // A short read is the end of the file; a read after it would not be aligned.
         if done < wanted_to && (read == 0 || read % DIRECT_ALIGN_BYTES != 0) {
-            return Err(io::Error::new(
+            let short = io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "segment shorter than its fetched range",
-            ));
+            );
+            return (Err(short), held);
         }
     }
     let bytes = start + skip..start + wanted_to;
     assert_eq!(bytes.len(), len, "a direct read yields exactly its range");
-    Ok((buffer, bytes))
+    (Ok((buffer, bytes)), held)
 }
 
 /// Bytes of buffer that hold `read_bytes` from a huge page boundary, wherever the allocator put it.
@@ -188,9 +200,8 @@ mod tests {
         ];
         let priorities = [IoPriority::Default, IoPriority::Idle];
         for ((position, len), priority) in cases.into_iter().zip(priorities.into_iter().cycle()) {
-            let (filled, range) = read_direct(&direct, position, len, buffer, priority)
-                .await
-                .unwrap();
+            let (read, ()) = read_direct(&direct, position, len, buffer, priority, ()).await;
+            let (filled, range) = read.unwrap();
             let at = usize::try_from(position).unwrap();
             assert_eq!(
                 &filled[range.clone()],
@@ -214,14 +225,22 @@ mod tests {
         let written = contents(10_000);
         let file = file_with(dir.path(), &written).await;
         let direct = open_direct(&file).await.unwrap();
-        let error = read_direct(&direct, 9_000, 2_000, Vec::new(), IoPriority::Idle)
-            .await
-            .unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
-        let error = read_direct(&direct, 20_000, 10, Vec::new(), IoPriority::Default)
-            .await
-            .unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        // What the read holds (a budget charge) comes back with the error too.
+        let charge = std::rc::Rc::new(());
+        let (read, held) = read_direct(
+            &direct,
+            9_000,
+            2_000,
+            Vec::new(),
+            IoPriority::Idle,
+            charge.clone(),
+        )
+        .await;
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert!(std::rc::Rc::ptr_eq(&held, &charge));
+        let (read, ()) =
+            read_direct(&direct, 20_000, 10, Vec::new(), IoPriority::Default, ()).await;
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[compio::test]
@@ -234,15 +253,16 @@ mod tests {
         std::fs::write(&path, &written).unwrap();
         let file = compio::fs::File::open(&path).await.unwrap();
         let direct = open_direct(&file).await.unwrap();
-        let (filled, range) = read_direct(
+        let (read, ()) = read_direct(
             &direct,
             100,
             written.len() - 100,
             Vec::new(),
             IoPriority::Idle,
+            (),
         )
-        .await
-        .unwrap();
+        .await;
+        let (filled, range) = read.unwrap();
         assert_eq!(&filled[range], &written[100..]);
     }
 }

@@ -59,7 +59,9 @@ use compio::runtime::{JoinError, JoinHandle};
 use ringtail_engine::io::{page_bytes, range_residency, IoPriority};
 
 use crate::zero_copy::{send_file_range, SplicePipe};
-use cold::{open_direct_or_refused, read_cold, write_cold, ColdChunk, ColdSource};
+use cold::{
+    open_direct_or_refused, open_for_buffered_reads, read_cold, write_cold, ColdChunk, ColdSource,
+};
 use memory::{keep_spare, take_spare, MemoryPermit, Share};
 pub use memory::{
     set_cold_read_memory_bytes, COLD_READ_MEMORY_BYTES_DEFAULT, COLD_READ_MEMORY_BYTES_MIN,
@@ -318,9 +320,8 @@ struct ColdRange {
     /// Where the next chunk not yet started begins.
     at: u64,
     reads: VecDeque<JoinHandle<io::Result<ColdChunk>>>,
-    /// The file opened for direct reads, at the first cold chunk: `Some(None)` when its file
-    /// system refuses O_DIRECT (then buffered reads).
-    direct: Option<Option<compio::fs::File>>,
+    /// How this range's chunks are read, chosen at its first cold chunk.
+    source: Option<ReadSource>,
     /// The next chunk is cold but the memory budget had no room for its read: it is spliced.
     over_budget: bool,
 }
@@ -337,7 +338,7 @@ impl ColdRange {
             end,
             at: range.position,
             reads: VecDeque::new(),
-            direct: None,
+            source: None,
             over_budget: false,
         })
     }
@@ -376,19 +377,23 @@ impl ColdRange {
                 self.over_budget = first;
                 break;
             };
-            if self.direct.is_none() {
-                self.direct = Some(match policy.cold_read_io {
+            if self.source.is_none() {
+                let direct = match policy.cold_read_io {
                     ColdReadIo::Direct => open_direct_or_refused(&self.file).await,
                     ColdReadIo::Buffered => None,
+                };
+                self.source = Some(match direct {
+                    Some(direct) => ReadSource::Direct(direct),
+                    None => ReadSource::Buffered(open_for_buffered_reads(&self.file).await),
                 });
             }
-            let source = match self.direct.as_ref().and_then(Option::as_ref) {
-                Some(direct) => ColdSource::Direct {
+            let source = match self.source.as_ref().expect("chosen above") {
+                ReadSource::Direct(direct) => ColdSource::Direct {
                     direct: direct.clone(),
                     file: self.file.clone(),
                     priority: policy.cold_read_priority,
                 },
-                None => ColdSource::Buffered(self.file.clone()),
+                ReadSource::Buffered(file) => ColdSource::Buffered(file.clone()),
             };
             // A spare buffer of this shard if there is one (warm pages), else a new one.
             let spare = take_spare();
@@ -398,6 +403,15 @@ impl ColdRange {
             self.at += chunk_len;
         }
     }
+}
+
+/// The descriptor a range's cold chunks are read from.
+enum ReadSource {
+    /// The segment opened again with `O_DIRECT`.
+    Direct(compio::fs::File),
+    /// Its file system refuses `O_DIRECT`, or buffered reads were asked for: the segment opened
+    /// again for reads without readahead ([`open_for_buffered_reads`]).
+    Buffered(compio::fs::File),
 }
 
 /// Where the chunk starting at `at` ends: at `end` if that is within [`COLD_CHUNK_BYTES_MAX`],

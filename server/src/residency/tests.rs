@@ -478,3 +478,74 @@ async fn a_chunk_written_in_pieces_arrives_whole_from_the_middle_of_its_buffer()
         "the buffer comes back for reuse, untouched"
     );
 }
+
+#[compio::test]
+async fn a_cold_read_dropped_in_flight_keeps_its_charge_until_the_kernel_lets_go() {
+    // A read of an empty FIFO waits in the kernel as a slow disk read does. Its future dropped
+    // (the client gone, the response cut short), the buffer stays with the driver until the
+    // cancellation completes, and so must its charge: otherwise clients that leave mid-read
+    // could keep the kernel filling more buffers than the budget allows.
+    let _turn = take_turn();
+    budget_returned().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&path).status();
+    assert!(made.is_ok_and(|status| status.success()), "mkfifo");
+    // Read and write: opening a FIFO so does not wait for a writer (Linux).
+    let fifo = compio::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .await
+        .unwrap();
+    let budget = memory::MemoryPermit::take(memory::Share::First).unwrap();
+    let charged = BYTES_IN_USE.load(Ordering::Relaxed);
+    assert_eq!(charged, COLD_BUFFER_BYTES_MAX as u64);
+    let read = cold::read_cold(ColdSource::Buffered(fifo), 0, 4096, Vec::new(), budget);
+    use futures_util::FutureExt;
+    assert!(read.now_or_never().is_none(), "nothing to read yet");
+    assert_eq!(
+        BYTES_IN_USE.load(Ordering::Relaxed),
+        charged,
+        "charged while the kernel holds the buffer"
+    );
+    budget_returned().await;
+}
+
+#[compio::test]
+async fn buffered_cold_reads_leave_the_segments_own_descriptor_its_readahead() {
+    // Buffered cold reads want no readahead (a chunk brings in only the pages it drops after),
+    // but the advice holds for an open file: given on the segment's shared descriptor, the
+    // splices and engine reads of that segment lost their readahead too. They read on a
+    // descriptor of their own; a first read of the segment's start on the shared one still
+    // reads ahead of itself (one page under RANDOM, more without).
+    let _turn = take_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let file_len = 2 * COLD_CHUNK_BYTES_MAX;
+    let (data, file) = evicted_file(dir.path(), file_len).await;
+    let mb = COLD_CHUNK_BYTES_MAX as u64;
+    let (client, mut server) = socket_pair().await;
+    let reader = receive(client, COLD_CHUNK_BYTES_MAX);
+    let cold_before = COLD_BYTES_TOTAL.load(Ordering::Relaxed);
+    sender(ColdReadIo::Buffered)
+        .send(range(&file, mb, mb), None, &mut server)
+        .await
+        .unwrap();
+    assert!(reader.await.unwrap()[..] == data[COLD_CHUNK_BYTES_MAX..]);
+    assert!(
+        COLD_BYTES_TOTAL.load(Ordering::Relaxed) - cold_before >= mb,
+        "read cold"
+    );
+
+    let page = page_bytes();
+    ringtail_engine::io::read_at_most(&file, 0, page as usize)
+        .await
+        .unwrap();
+    let start = range_residency(&file, 0, 16 * page).unwrap();
+    assert!(
+        start.cached_pages > 1,
+        "a one-page read at the start of the shared descriptor read ahead ({} pages cached)",
+        start.cached_pages
+    );
+    budget_returned().await;
+}
