@@ -524,7 +524,8 @@ where
 mod tests {
     use super::*;
 
-    async fn open_real(path: &std::path::Path) -> File {
+    /// A file opened for reading and writing, created if missing (also the other io tests').
+    pub(crate) async fn open_real(path: &std::path::Path) -> File {
         compio::fs::OpenOptions::new()
             .read(true)
             .write(true)

@@ -114,17 +114,8 @@ pub async fn read_at_priority_holding<H: 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::tests::open_real;
     use crate::io::write_all_at;
-
-    async fn open_real(path: &std::path::Path) -> File {
-        compio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .open(path)
-            .await
-            .unwrap()
-    }
 
     #[compio::test]
     async fn reads_at_a_priority_fill_exactly_their_range() {
