@@ -518,6 +518,20 @@ fn a_sigterm_with_open_transactions_and_an_end_txn_in_flight_exits_cleanly() {
     assert_closed_cleanly(broker.dir.path(), "txns", 4);
     restart_with(&mut broker, &[]);
     let mut client = Client::connect(&broker);
+    // The EndTxn raced the stop. If the broker took it (PrepareCommit or later), the restart
+    // must finish the commit by itself. If the stop came first (a loaded machine: the reader
+    // stops taking frames once the shutdown starts), it was never answered, so nothing was
+    // acknowledged: the transaction is still Ongoing and the client retries the EndTxn, as a
+    // Kafka client does after losing its connection. Without the retry it would be aborted at
+    // its 60 s timeout, after this test's deadline.
+    if common::txn::txn_state(&mut client, "committing") == "Ongoing" {
+        assert_eq!(
+            common::txn::end_txn(&mut client, "committing", producer, true),
+            0,
+            "the retried commit"
+        );
+    }
+    common::txn::wait_for_txn_state(&mut client, "committing", "CompleteCommit");
     // Partitions 1-3 hold only the committing transaction: once its markers are written (before
     // the stop, or by the coordinator's recovery now), their LSO reaches the high watermark.
     for partition in 1..4 {
