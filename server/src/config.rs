@@ -157,7 +157,8 @@ pub struct Args {
     pub partitions_max: u32,
 
     /// Largest Fetch response in record bytes, whatever the client asks (Kafka's fetch.max.bytes);
-    /// a client's max_bytes <= 0 means this. The first batch is sent whole even past it (KIP-74).
+    /// a client's max_bytes <= 0 allows no bytes past the first batch, which is sent whole even
+    /// past any limit (KIP-74).
     #[arg(long, value_name = "N", default_value_t = 52_428_800, value_parser = clap::value_parser!(u32).range(1..=1_073_741_824))]
     pub fetch_max_bytes: u32,
 

@@ -1,7 +1,9 @@
 //! Fetch's size limits of zero, as Kafka answers them: its log read widens any limit, 0
 //! included, to the first batch of the first partition with data (`minOneMessage`, KIP-74), and
-//! gives nothing past the response's `max_bytes` after that. A `max_bytes` of 0 does not end a
-//! long poll before that batch exists.
+//! gives nothing past the response's `max_bytes` after that. Two differences are pinned here on
+//! purpose: a negative `max_bytes` is taken as 0 (Kafka fails the first partition's read), and a
+//! `max_bytes` of 0 waits for data in a long poll (Kafka's min(min_bytes, max_bytes) answers it
+//! at once, empty).
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -146,7 +148,7 @@ fn limits_of_zero_give_the_first_partitions_first_batch_and_nothing_more() {
 fn a_long_poll_with_max_bytes_zero_waits_for_data_and_answers_one_batch() {
     // An empty partition, max_bytes 0 and a long max wait: the fetch parks (it is not "full"
     // with nothing in it) and answers when a batch arrives. Answered at once instead, it would
-    // come back empty, and a client polling that way would spin.
+    // come back empty; Kafka answers so (a client polling that way spins there), Ringtail waits.
     let broker = start_broker(&[]);
     let mut admin = Client::connect(&broker);
     assert_eq!(admin.create_topic("later", 1, &[]), 0);

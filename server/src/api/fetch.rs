@@ -129,7 +129,8 @@ pub async fn handle(
         let total: u64 = reads.iter().map(|read| read.plan.total_bytes()).sum();
         let any_error = reads.iter().any(|read| read.error.is_some());
         // min_bytes 0 (or less) answers at once, with or without data, as Kafka does.
-        // A max_bytes of 0 is full with the one batch KIP-74 gives, not before it.
+        // A max_bytes of 0 is full with the one batch KIP-74 gives, not before it. Kafka differs:
+        // its fetchMinBytes = min(min_bytes, max_bytes) answers such a fetch at once, empty.
         if total >= min_bytes
             || total >= max_bytes.max(1)
             || any_error

@@ -176,7 +176,7 @@ pub(super) async fn read_cold(
                 Ok((buffer, bytes)) => (buffer, bytes, false, budget),
                 // A file system may take the open and refuse the read (alignment it wants
                 // larger than 4 KiB, or none at all): this chunk is read buffered instead, from
-                // the segment's own descriptor (readahead on: a rare case, not worth an open).
+                // the segment's shared descriptor (readahead on: a rare case, not worth an open).
                 Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
                     direct_refused("at read", &error);
                     let (buffer, budget) =
