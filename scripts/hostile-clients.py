@@ -7,7 +7,7 @@ at a steady rate and a consumer reading at the same time) alone, then again whil
 client of tests/compat/hostile_clients.py loops in another process (garbage, truncated frames,
 2 GiB and negative length prefixes, unknown API keys and versions, Metadata naming 100,000
 unknown topics with and without auto-create, a Fetch naming 100,000 partitions with max_bytes=0
-and one with max_bytes=-1, slowloris frames) beside a crowd of idle connections (10,000 by
+and one with max_bytes=i32::MAX, slowloris frames) beside a crowd of idle connections (10,000 by
 default, as many as the fd limit allows, from 127.0.0.10 and up, 10% over the per-IP limit).
 Writes p50/p99/max of delivery, the broker's peak RSS (VmHWM) beside the bound
 tests/compat/hostile_all.py derives from the flags, the crowd's and the hostile kinds' counts,

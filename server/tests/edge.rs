@@ -186,7 +186,7 @@ fn metadata_auto_creates_at_most_the_per_request_bound_and_the_topic_total() {
 }
 
 #[test]
-fn fetch_max_bytes_zero_or_negative_is_capped_not_a_panic() {
+fn fetch_max_bytes_zero_or_negative_over_100000_partitions_is_answered_not_a_panic() {
     let broker = start_broker(&["--fetch-max-bytes", "1024"]);
     let mut stream = connect(&broker);
     let _: MetadataResponse = call(

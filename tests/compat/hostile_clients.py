@@ -178,7 +178,7 @@ def start_hostile(port: int, stop: threading.Event, stats: HostileStats, topic: 
             s.sendall(fetch_v4(topic, list(range(100_000)), max_bytes=0))
             if not read_response(s):
                 raise ConnectionResetError("fetch answer missing")
-            s.sendall(fetch_v4(topic, [0], max_bytes=-1, partition_max_bytes=0x7FFF_FFFF))
+            s.sendall(fetch_v4(topic, [0], max_bytes=0x7FFF_FFFF, partition_max_bytes=0x7FFF_FFFF))
             if not read_response(s):
                 raise ConnectionResetError("fetch answer missing")
 

@@ -128,11 +128,10 @@ pub async fn handle(
         let reads = read_all(context, &wanted, max_bytes, isolation).await;
         let total: u64 = reads.iter().map(|read| read.plan.total_bytes()).sum();
         let any_error = reads.iter().any(|read| read.error.is_some());
-        // min_bytes 0 (or less) answers at once, with or without data, as Kafka does.
-        // A max_bytes of 0 is full with the one batch KIP-74 gives, not before it. Kafka differs:
-        // its fetchMinBytes = min(min_bytes, max_bytes) answers such a fetch at once, empty.
-        if total >= min_bytes
-            || total >= max_bytes.max(1)
+        // Kafka's fetchMinBytes = min(min_bytes, max_bytes): a min_bytes of 0 (or less) and a
+        // max_bytes of 0 (or less) both answer at once, with the data there is (the one batch
+        // KIP-74 gives, for max_bytes 0) or empty. A client polling so spins there in Kafka too.
+        if total >= min_bytes.min(max_bytes)
             || any_error
             || Instant::now() >= deadline
             || context.shutting_down()
