@@ -159,37 +159,38 @@ pub(super) async fn read_cold(
     let in_progress = ColdReadInProgress::enter();
     let started = Instant::now();
     // A file shorter than its plan fails with UnexpectedEof, as the splice path does. The
-    // budget goes into each read and back: a read dropped in flight (its fetch cut short, its
-    // client gone) keeps its charge until the kernel lets go of the buffer.
-    let (buffer, bytes, buffered, budget) = match source {
+    // budget and the in-progress count go into each read and back: a read dropped in flight
+    // (its fetch cut short, its client gone) keeps its charge, and is counted, until the kernel
+    // lets go of the buffer.
+    let held = (budget, in_progress);
+    let (buffer, bytes, buffered, (budget, in_progress)) = match source {
         ColdSource::Direct {
             direct,
             file,
             priority,
         } => {
             let priority = priority.io_priority();
-            let (direct_read, budget) = match injected_failure(Injected::Read) {
-                Some(error) => (Err(error), budget),
-                None => read_direct(&direct, position, len_bytes, buffer, priority, budget).await,
+            let (direct_read, held) = match injected_failure(Injected::Read) {
+                Some(error) => (Err(error), held),
+                None => read_direct(&direct, position, len_bytes, buffer, priority, held).await,
             };
             match direct_read {
-                Ok((buffer, bytes)) => (buffer, bytes, false, budget),
+                Ok((buffer, bytes)) => (buffer, bytes, false, held),
                 // A file system may take the open and refuse the read (alignment it wants
                 // larger than 4 KiB, or none at all): this chunk is read buffered instead, from
                 // the segment's shared descriptor (readahead on: a rare case, not worth an open).
                 Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
                     direct_refused("at read", &error);
-                    let (buffer, budget) =
-                        read_buffered(&file, position, len_bytes, Vec::new(), budget).await?;
-                    (buffer, 0..len_bytes, true, budget)
+                    let (buffer, held) =
+                        read_buffered(&file, position, len_bytes, Vec::new(), held).await?;
+                    (buffer, 0..len_bytes, true, held)
                 }
                 Err(error) => return Err(error),
             }
         }
         ColdSource::Buffered(file) => {
-            let (buffer, budget) =
-                read_buffered(&file, position, len_bytes, buffer, budget).await?;
-            (buffer, 0..len_bytes, true, budget)
+            let (buffer, held) = read_buffered(&file, position, len_bytes, buffer, held).await?;
+            (buffer, 0..len_bytes, true, held)
         }
     };
     assert_eq!(bytes.len(), len_bytes, "a cold read fills its chunk");
@@ -206,15 +207,15 @@ pub(super) async fn read_cold(
     })
 }
 
-/// Reads `len_bytes` from `position` of `file` through the page cache into `buffer`; `budget` is
-/// held with the buffer while the kernel has it (see [`read_direct`]).
-async fn read_buffered(
+/// Reads `len_bytes` from `position` of `file` through the page cache into `buffer`; `held` is
+/// kept with the buffer while the kernel has it (see [`read_direct`]).
+async fn read_buffered<H: 'static>(
     file: &compio::fs::File,
     position: u64,
     len_bytes: usize,
     mut buffer: Vec<u8>,
-    mut budget: MemoryPermit,
-) -> io::Result<(Vec<u8>, MemoryPermit)> {
+    mut held: H,
+) -> io::Result<(Vec<u8>, H)> {
     // Zeroed only where a reused buffer is too short: the read overwrites what it needs.
     if buffer.len() < len_bytes {
         // Exactly: a spare buffer's capacity stays within COLD_BUFFER_BYTES_MAX.
@@ -229,10 +230,10 @@ async fn read_buffered(
             done..len_bytes,
             position + done as u64,
             IoPriority::Default,
-            budget,
+            held,
         )
         .await;
-        (buffer, budget) = (returned, given_back);
+        (buffer, held) = (returned, given_back);
         match result? {
             0 => {
                 return Err(io::Error::new(
@@ -243,7 +244,7 @@ async fn read_buffered(
             read => done += read,
         }
     }
-    Ok((buffer, budget))
+    Ok((buffer, held))
 }
 
 /// Writes a cold chunk to the socket, then drops its pages if it was read buffered; returns its
@@ -308,7 +309,8 @@ pub(super) async fn write_in_pieces(
 /// The most of a cold chunk one socket write sends (see [`write_in_pieces`]).
 pub(super) const COLD_SEND_PIECE_BYTES: usize = 256 << 10;
 
-/// Counts a cold read as in progress until dropped (also when the send is cancelled).
+/// Counts a cold read as in progress until dropped (also when the send is cancelled, and not
+/// before the kernel is done with a read dropped in flight).
 struct ColdReadInProgress;
 
 impl ColdReadInProgress {

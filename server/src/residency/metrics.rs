@@ -69,7 +69,7 @@ pub fn render_metrics(out: &mut String) {
         ),
         (
             "fetch_cold_reads_in_progress",
-            "Cold chunks being read or sent now.",
+            "Cold chunks being read (a read dropped in flight until the kernel lets go of it) or sent now.",
             "gauge",
             COLD_READS_IN_PROGRESS.load(Ordering::Relaxed),
         ),

@@ -9,8 +9,8 @@ use super::memory::{
     SPARE_BUFFERS_PER_SHARD,
 };
 use super::metrics::{
-    COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, DIRECT_REFUSED_TOTAL, HOT_BYTES_TOTAL,
-    OVER_BUDGET_BYTES_TOTAL,
+    COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, COLD_READS_IN_PROGRESS, DIRECT_REFUSED_TOTAL,
+    HOT_BYTES_TOTAL, OVER_BUDGET_BYTES_TOTAL,
 };
 use super::*;
 
@@ -504,6 +504,7 @@ async fn a_cold_read_dropped_in_flight_keeps_its_charge_until_the_kernel_lets_go
         .open(&path)
         .await
         .unwrap();
+    let in_progress_before = COLD_READS_IN_PROGRESS.load(Ordering::Relaxed);
     let budget = memory::MemoryPermit::take(memory::Share::First).unwrap();
     let charged = BYTES_IN_USE.load(Ordering::Relaxed);
     assert_eq!(charged, COLD_BUFFER_BYTES_MAX as u64);
@@ -519,7 +520,17 @@ async fn a_cold_read_dropped_in_flight_keeps_its_charge_until_the_kernel_lets_go
         charged,
         "charged while the kernel holds the buffer"
     );
+    assert_eq!(
+        COLD_READS_IN_PROGRESS.load(Ordering::Relaxed),
+        in_progress_before + 1,
+        "counted in progress while the kernel holds the buffer"
+    );
     budget_returned().await;
+    assert_eq!(
+        COLD_READS_IN_PROGRESS.load(Ordering::Relaxed),
+        in_progress_before,
+        "no longer in progress once the kernel let go"
+    );
 }
 
 #[compio::test]
