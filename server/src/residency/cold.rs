@@ -18,8 +18,8 @@ use ringtail_engine::io::{advise, page_bytes, read_at_priority_holding, Advice, 
 use super::direct::{open_direct, read_direct};
 use super::memory::MemoryPermit;
 use super::metrics::{
-    COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, COLD_READS_IN_PROGRESS, COLD_READ_WAIT,
-    DIRECT_REFUSED_TOTAL,
+    BUFFERED_OPENS_FAILED_TOTAL, COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, COLD_READS_IN_PROGRESS,
+    COLD_READ_WAIT, DIRECT_REFUSED_TOTAL,
 };
 use super::COLD_READ_BYTES_MAX;
 
@@ -46,6 +46,9 @@ pub(super) enum ColdSource {
 /// few pages past a chunk cached (logged once).
 pub(super) async fn open_for_buffered_reads(file: &compio::fs::File) -> compio::fs::File {
     let opened = async {
+        if let Some(error) = injected_failure(Injected::BufferedOpen) {
+            return Err(error);
+        }
         let path = format!("/proc/self/fd/{}", file.as_raw_fd());
         let own = compio::fs::OpenOptions::new()
             .read(true)
@@ -57,13 +60,12 @@ pub(super) async fn open_for_buffered_reads(file: &compio::fs::File) -> compio::
     match opened.await {
         Ok(own) => own,
         Err(error) => {
-            static WARNED: std::sync::Once = std::sync::Once::new();
-            WARNED.call_once(|| {
+            if BUFFERED_OPENS_FAILED_TOTAL.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::warn!(
                     %error,
                     "cold reads through the page cache share the segment's descriptor, with readahead"
                 );
-            });
+            }
             file.clone()
         }
     }
@@ -86,21 +88,24 @@ pub(super) async fn open_direct_or_refused(file: &compio::fs::File) -> Option<co
     }
 }
 
-/// Which direct operation a unit test makes fail.
+/// Which cold read operation a unit test makes fail.
 #[derive(Clone, Copy)]
 enum Injected {
     Open,
     Read,
+    BufferedOpen,
 }
 
 /// The failure a unit test asked for on its thread (EMFILE for opens, as with no descriptor
-/// left; EINVAL for reads, as a file system refusing them); always `None` outside unit tests.
+/// left; EINVAL for direct reads, as a file system refusing them); always `None` outside unit
+/// tests.
 fn injected_failure(which: Injected) -> Option<io::Error> {
     #[cfg(test)]
     {
         let (knob, errno) = match which {
             Injected::Open => (&REFUSE_DIRECT_OPENS, libc::EMFILE),
             Injected::Read => (&REFUSE_DIRECT_READS, libc::EINVAL),
+            Injected::BufferedOpen => (&REFUSE_BUFFERED_OPENS, libc::EMFILE),
         };
         knob.with(std::cell::Cell::get)
             .then(|| io::Error::from_raw_os_error(errno))
@@ -118,6 +123,8 @@ thread_local! {
     pub(super) static REFUSE_DIRECT_READS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Unit tests: direct opens on this thread fail as with no descriptor left.
     pub(super) static REFUSE_DIRECT_OPENS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Unit tests: buffered cold reads' own opens on this thread fail as with no descriptor left.
+    pub(super) static REFUSE_BUFFERED_OPENS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Counts a direct open or read that failed or was refused (then buffered reads), logged the

@@ -12,6 +12,9 @@ pub(super) static COLD_DIRECT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_READS_IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 pub(super) static CHECK_FAILURES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static DIRECT_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Buffered cold reads' own descriptor (advised RANDOM) that could not be opened or advised: they
+/// read the segment's shared one instead, with its readahead.
+pub(super) static BUFFERED_OPENS_FAILED_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Cold buffers whose `MADV_HUGEPAGE` advice the kernel refused.
 pub(super) static HUGE_PAGE_ADVICE_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Cold bytes spliced because the cold read memory budget had no room for their read.
@@ -132,6 +135,12 @@ pub fn render_metrics(out: &mut String) {
             "Direct opens or reads that failed or were refused (those cold chunks then read buffered).",
             "counter",
             DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_buffered_opens_failed_total",
+            "Buffered cold reads' own descriptor not opened or not advised RANDOM (those read the segment's shared one, with readahead).",
+            "counter",
+            BUFFERED_OPENS_FAILED_TOTAL.load(Ordering::Relaxed),
         ),
     ] {
         crate::metrics::render_scalar(out, name, help, kind, value);

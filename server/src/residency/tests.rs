@@ -3,14 +3,14 @@
 // own thread, and the lock orders those threads, not tasks of one runtime.
 #![allow(clippy::await_holding_lock)]
 
-use super::cold::{REFUSE_DIRECT_OPENS, REFUSE_DIRECT_READS};
+use super::cold::{REFUSE_BUFFERED_OPENS, REFUSE_DIRECT_OPENS, REFUSE_DIRECT_READS};
 use super::memory::{
     cold_read_memory_bytes, spares_on_this_thread, BYTES_IN_USE, COLD_BUFFER_BYTES_MAX,
     SPARE_BUFFERS_PER_SHARD,
 };
 use super::metrics::{
-    COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, COLD_READS_IN_PROGRESS, DIRECT_REFUSED_TOTAL,
-    HOT_BYTES_TOTAL, OVER_BUDGET_BYTES_TOTAL,
+    BUFFERED_OPENS_FAILED_TOTAL, COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, COLD_READS_IN_PROGRESS,
+    DIRECT_REFUSED_TOTAL, HOT_BYTES_TOTAL, OVER_BUDGET_BYTES_TOTAL,
 };
 use super::*;
 
@@ -194,6 +194,20 @@ async fn direct_reads_a_file_system_refuses_are_read_buffered_instead() {
             "no chunk went out as read direct"
         );
     }
+}
+
+#[compio::test]
+async fn buffered_reads_without_a_descriptor_of_their_own_read_the_shared_one() {
+    // The buffered path's own descriptor (advised RANDOM) may fail to open (no descriptor left,
+    // no /proc): the chunks are read from the segment's shared descriptor instead, counted, and
+    // the fetch goes out whole. (The readahead this costs is not visible here: the helper's
+    // file is advised RANDOM on the shared descriptor already.)
+    let _turn = take_turn();
+    let failed_before = BUFFERED_OPENS_FAILED_TOTAL.load(Ordering::Relaxed);
+    REFUSE_BUFFERED_OPENS.with(|refuse| refuse.set(true));
+    send_a_partly_cached_range(ColdReadIo::Buffered, 5_000).await;
+    REFUSE_BUFFERED_OPENS.with(|refuse| refuse.set(false));
+    assert!(BUFFERED_OPENS_FAILED_TOTAL.load(Ordering::Relaxed) > failed_before);
 }
 
 #[compio::test]
