@@ -230,3 +230,26 @@ fn a_long_poll_with_a_partition_max_of_zero_waits_for_min_bytes() {
         "one batch, the first"
     );
 }
+
+#[test]
+fn a_long_poll_naming_no_partition_is_answered_at_once() {
+    // Nothing in the request can get data, so nothing is worth waiting for: Kafka answers such a
+    // fetch at once, and so does Ringtail, whatever its max wait (60 s here, longer than the read
+    // timeout: a broker that parked it fails the test with a timed-out read).
+    let broker = start_broker(&[]);
+    let mut fetcher = Client::connect(&broker);
+    fetcher.set_read_timeout(Duration::from_secs(30));
+    let request = FetchRequest::default()
+        .with_max_wait_ms(60_000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1);
+    fetcher
+        .send(ApiKey::Fetch, FETCH_VERSION, &request)
+        .unwrap();
+    let response: FetchResponse = fetcher
+        .receive(ApiKey::Fetch, FETCH_VERSION)
+        .expect("answered at once, not parked");
+    assert_eq!(response.error_code, 0);
+    assert!(response.responses.is_empty());
+}

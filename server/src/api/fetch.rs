@@ -1,5 +1,5 @@
-//! Fetch: read plans from each partition's owner shard, long-polling until `min_bytes` arrive or
-//! `max_wait_ms` passes, answered with a hand-framed response whose record bytes go from the
+//! Fetch: read plans from each partition's owner shard, long-polling until min(`min_bytes`,
+//! `max_bytes`) arrive (Kafka's fetchMinBytes) or `max_wait_ms` passes, answered with a hand-framed response whose record bytes go from the
 //! segment files to the socket by splice (see `fetch_response.rs` and `zero_copy.rs`).
 //!
 //! Between planning and sending is where a page-cache residency check belongs (a later issue):
@@ -131,7 +131,9 @@ pub async fn handle(
         // Kafka's fetchMinBytes = min(min_bytes, max_bytes): a min_bytes of 0 (or less) and a
         // max_bytes of 0 (or less) both answer at once, with the data there is (the one batch
         // KIP-74 gives, for max_bytes 0) or empty. A client polling so spins there in Kafka too.
+        // A fetch naming no partition has nothing to wait for: answered at once, as in Kafka.
         if total >= min_bytes.min(max_bytes)
+            || wanted.is_empty()
             || any_error
             || Instant::now() >= deadline
             || context.shutting_down()
