@@ -187,8 +187,7 @@ pub struct Args {
     pub fetch_cold_read_priority: crate::residency::ColdReadPriority,
 
     /// Bytes the buffers of cold chunks being read or sent may hold, all connections together
-    /// (each chunk holds 6 MiB: 4 MiB read from a huge page boundary; a chunk of at most 1 MiB,
-    /// a range of a consumer's default partition size, holds about 1 MiB). Read-ahead takes at most
+    /// (each chunk holds 6 MiB: 4 MiB read from a huge page boundary). Read-ahead takes at most
     /// half; a chunk with no room is spliced as on the naive path, through the page cache.
     #[arg(long, value_name = "BYTES", default_value_t = crate::residency::COLD_READ_MEMORY_BYTES_DEFAULT, value_parser = clap::value_parser!(u64).range(crate::residency::COLD_READ_MEMORY_BYTES_MIN..=1 << 40))]
     pub fetch_cold_read_memory_bytes: u64,

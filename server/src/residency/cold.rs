@@ -15,7 +15,7 @@ use compio::net::TcpStream;
 use compio::BufResult;
 use ringtail_engine::io::{advise, page_bytes, read_at_priority_holding, Advice, IoPriority};
 
-use super::direct::{open_direct, read_direct, SMALL_BUFFER_BYTES, SMALL_CHUNK_BYTES_MAX};
+use super::direct::{open_direct, read_direct};
 use super::memory::MemoryPermit;
 use super::metrics::{
     BUFFERED_OPENS_FAILED_TOTAL, COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, COLD_READS_IN_PROGRESS,
@@ -201,13 +201,6 @@ pub(super) async fn read_cold(
         }
     };
     assert_eq!(bytes.len(), len_bytes, "a cold read fills its chunk");
-    // The budget bounds memory only if no buffer holds more than its chunk was charged.
-    assert!(
-        buffer.capacity() as u64 <= budget.bytes(),
-        "a cold buffer of {} bytes within its charge of {}",
-        buffer.capacity(),
-        budget.bytes()
-    );
     COLD_READ_WAIT.record(started.elapsed());
     #[cfg(debug_assertions)]
     test_hook::hold().await;
@@ -232,15 +225,9 @@ async fn read_buffered<H: 'static>(
 ) -> io::Result<(Vec<u8>, H)> {
     // Zeroed only where a reused buffer is too short: the read overwrites what it needs.
     if buffer.len() < len_bytes {
-        // A small chunk's buffer is made the whole small size, to serve any small read after
-        // it; a large one exactly the chunk. Either way within what the chunk is charged.
-        let len = if len_bytes <= SMALL_CHUNK_BYTES_MAX {
-            SMALL_BUFFER_BYTES
-        } else {
-            len_bytes
-        };
-        buffer.reserve_exact(len - buffer.len());
-        buffer.resize(len, 0);
+        // Exactly: a spare buffer's capacity stays within COLD_BUFFER_BYTES_MAX.
+        buffer.reserve_exact(len_bytes - buffer.len());
+        buffer.resize(len_bytes, 0);
     }
     let mut done = 0;
     while done < len_bytes {

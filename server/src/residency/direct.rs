@@ -36,17 +36,6 @@ pub const fn direct_buffer_bytes(chunk_bytes_max: usize) -> usize {
     buffer_bytes_for(chunk_bytes_max + 2 * DIRECT_ALIGN_BYTES)
 }
 
-/// The largest chunk read into a small buffer ([`SMALL_BUFFER_BYTES`]) rather than a large one:
-/// the Java consumer's default `max.partition.fetch.bytes`, so a consumer catching up on many
-/// partitions reads each partition's range into a small buffer. Up to 1 MiB a buffer of ordinary
-/// pages costs nothing in request size (the block layer splits scattered pages at about 1 MiB).
-pub const SMALL_CHUNK_BYTES_MAX: usize = 1 << 20;
-
-/// A small chunk's buffer: the chunk widened to alignment on both sides, plus room to start at
-/// an aligned address (no huge page boundary: see [`SMALL_CHUNK_BYTES_MAX`]). A direct read of
-/// at most [`SMALL_CHUNK_BYTES_MAX`] fits it, and so does a buffered one.
-pub const SMALL_BUFFER_BYTES: usize = SMALL_CHUNK_BYTES_MAX + 3 * DIRECT_ALIGN_BYTES;
-
 /// Opens `file` again for direct reads. Fails with EINVAL where the file system refuses
 /// `O_DIRECT`, and as any open can (out of descriptors, no `/proc`).
 pub async fn open_direct(file: &compio::fs::File) -> io::Result<compio::fs::File> {
@@ -75,22 +64,10 @@ pub async fn read_direct<H: 'static>(
     };
     let read_to = wanted_end.div_ceil(align) * align;
     let read_bytes = usize::try_from(read_to - read_from).expect("a chunk fits memory");
-    // A small read (a chunk of at most SMALL_CHUNK_BYTES_MAX) from an aligned address of a small
-    // buffer; a larger one from a huge page boundary.
-    let small = read_bytes + DIRECT_ALIGN_BYTES <= SMALL_BUFFER_BYTES;
-    let needed = if small {
-        read_bytes + DIRECT_ALIGN_BYTES
-    } else {
-        buffer_bytes_for(read_bytes)
-    };
+    let needed = buffer_bytes_for(read_bytes);
     if buffer.len() < needed {
         let started = std::time::Instant::now();
-        buffer = if small {
-            // Always the whole small size, so the buffer serves any small read after this one.
-            vec![0; SMALL_BUFFER_BYTES]
-        } else {
-            huge_page_buffer(needed)
-        };
+        buffer = huge_page_buffer(needed);
         COLD_BUFFER_MAKE.record(started.elapsed());
     }
     // At a huge page boundary when the buffer has room for it (every buffer made here has), so
@@ -211,7 +188,7 @@ mod tests {
             .await
             .expect("the test directory's file system takes O_DIRECT");
         let mut buffer = Vec::new();
-        let cases: [(u64, usize); 9] = [
+        let cases: [(u64, usize); 7] = [
             (0, 4096),
             (1, 1),
             (4095, 2),
@@ -220,10 +197,6 @@ mod tests {
             // To the last byte of a file whose size is not aligned: the read is short.
             (written.len() as u64 - 1000, 1000),
             (written.len() as u64 - (1 << 20) - 3, (1 << 20) + 3),
-            // Larger than a small buffer holds: read from a huge page boundary (last, so the
-            // small reads above are the only ones into a small buffer).
-            (100, 2 << 20),
-            (SMALL_BUFFER_BYTES as u64, SMALL_BUFFER_BYTES),
         ];
         let priorities = [IoPriority::Default, IoPriority::Idle];
         for ((position, len), priority) in cases.into_iter().zip(priorities.into_iter().cycle()) {
@@ -235,17 +208,13 @@ mod tests {
                 &written[at..at + len],
                 "at {position}, {priority:?}"
             );
-            let read_start =
-                filled.as_ptr() as usize + range.start - usize::try_from(position % 4096).unwrap();
-            assert_eq!(read_start % DIRECT_ALIGN_BYTES, 0, "an aligned address");
-            if len > SMALL_CHUNK_BYTES_MAX + DIRECT_ALIGN_BYTES {
-                assert_eq!(read_start % HUGE_PAGE_BYTES, 0, "a huge page boundary");
-            } else {
-                assert!(
-                    filled.capacity() <= SMALL_BUFFER_BYTES,
-                    "a small read's buffer stays small"
-                );
-            }
+            assert_eq!(
+                (filled.as_ptr() as usize + range.start
+                    - usize::try_from(position % 4096).unwrap())
+                    % HUGE_PAGE_BYTES,
+                0,
+                "the read started at a huge page boundary (so at an aligned address)"
+            );
             buffer = filled;
         }
     }

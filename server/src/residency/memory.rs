@@ -3,9 +3,7 @@
 //! buffers per shard kept warm for the next reads.
 //!
 //! Why: a cold chunk's buffer is up to [`COLD_BUFFER_BYTES_MAX`] (a 4 MiB chunk and its tail,
-//! widened to alignment, with room to start at a huge page); a chunk of at most 1 MiB (a range
-//! of a consumer's default `max.partition.fetch.bytes`) takes a small one, [`SMALL_BUFFER_BYTES`],
-//! and is charged only that, so a budget holds about six times as many of them. Without a bound across
+//! widened to alignment, with room to start at a huge page). Without a bound across
 //! connections, a few hundred consumers catching up at once (or one client opening many
 //! connections) would hold gigabytes. Within the budget a connection reads its cold ranges as
 //! before; past it, the chunk is spliced as on the naive path (the kernel reads it in, through
@@ -16,70 +14,33 @@
 //! the first half, so read-ahead cannot leave other connections' first reads without room.
 //!
 //! Spare buffers are the shard's, not a connection's: an idle connection holds none, and every
-//! connection of the shard reuses the same warm pages (at most [`SPARE_BUFFERS_PER_SHARD`] large
-//! ones and [`SMALL_SPARE_BUFFERS_PER_SHARD`] small ones).
+//! connection of the shard reuses the same warm pages (at most [`SPARE_BUFFERS_PER_SHARD`]).
 //!
 //! # Invariants
 //! - Bytes charged never exceed the budget: taken with one compare-and-swap, given back on drop.
-//! - A chunk's buffer never holds more than its charge (asserted when its read completes).
 //! - A spare buffer's capacity is at most [`COLD_BUFFER_BYTES_MAX`]; a shard keeps at most
-//!   [`SPARE_BUFFERS_PER_SHARD`] large ones and [`SMALL_SPARE_BUFFERS_PER_SHARD`] small ones
-//!   (capacity at most [`SMALL_BUFFER_BYTES`]).
+//!   [`SPARE_BUFFERS_PER_SHARD`] of them.
 #![forbid(unsafe_code)]
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::direct::direct_buffer_bytes;
-pub use super::direct::{SMALL_BUFFER_BYTES, SMALL_CHUNK_BYTES_MAX};
 use super::COLD_READ_BYTES_MAX;
 
 /// Largest buffer of a cold chunk: a direct read's is wider than the chunk (alignment and a huge
 /// page boundary). Every chunk in flight is charged this much.
 pub const COLD_BUFFER_BYTES_MAX: usize = direct_buffer_bytes(COLD_READ_BYTES_MAX);
 
-/// `--fetch-cold-read-memory-bytes`' default: 21 large chunks in flight across all connections,
-/// or 126 small ones.
+/// `--fetch-cold-read-memory-bytes`' default: 21 chunks in flight across all connections.
 pub const COLD_READ_MEMORY_BYTES_DEFAULT: u64 = 128 << 20;
 
-/// The smallest budget: one large chunk in flight.
+/// The smallest budget: one chunk in flight.
 pub const COLD_READ_MEMORY_BYTES_MIN: u64 = COLD_BUFFER_BYTES_MAX as u64;
 
-/// Spare large cold buffers a shard keeps between reads (their pages stay warm): as many as one
+/// Spare cold buffers a shard keeps between reads (their pages stay warm): as many as one
 /// connection reads at once by default.
 pub const SPARE_BUFFERS_PER_SHARD: usize = 2;
-
-/// Spare small cold buffers a shard keeps: a consumer reads several partitions' small ranges of
-/// one response in turn, each with its read-ahead (4 MiB a shard).
-pub const SMALL_SPARE_BUFFERS_PER_SHARD: usize = 4;
-
-/// Which buffer a cold chunk is read into, and so what it is charged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum BufferSize {
-    /// A chunk of at most [`SMALL_CHUNK_BYTES_MAX`]: [`SMALL_BUFFER_BYTES`].
-    Small,
-    /// Any chunk: [`COLD_BUFFER_BYTES_MAX`].
-    Large,
-}
-
-impl BufferSize {
-    /// The buffer a chunk of `chunk_bytes` is read into.
-    pub(super) fn for_chunk(chunk_bytes: u64) -> Self {
-        if chunk_bytes <= SMALL_CHUNK_BYTES_MAX as u64 {
-            Self::Small
-        } else {
-            Self::Large
-        }
-    }
-
-    /// What a chunk read into such a buffer is charged: the most its buffer may hold.
-    pub(super) fn charge_bytes(self) -> u64 {
-        match self {
-            Self::Small => SMALL_BUFFER_BYTES as u64,
-            Self::Large => COLD_BUFFER_BYTES_MAX as u64,
-        }
-    }
-}
 
 static BUDGET_BYTES: AtomicU64 = AtomicU64::new(COLD_READ_MEMORY_BYTES_DEFAULT);
 pub(super) static BYTES_IN_USE: AtomicU64 = AtomicU64::new(0);
@@ -113,19 +74,14 @@ pub(super) struct MemoryPermit {
 
 impl MemoryPermit {
     /// A chunk buffer's charge, if `share` of the budget has room for it.
-    pub(super) fn take(share: Share, size: BufferSize) -> Option<Self> {
+    pub(super) fn take(share: Share) -> Option<Self> {
         let budget = cold_read_memory_bytes();
         let limit = match share {
             Share::First => budget,
             // At least one chunk, so a budget of one chunk still reads ahead when idle.
             Share::ReadAhead => (budget / 2).max(COLD_READ_MEMORY_BYTES_MIN),
         };
-        Self::take_bytes(size.charge_bytes(), limit)
-    }
-
-    /// The bytes charged: the most the chunk's buffer may hold.
-    pub(super) fn bytes(&self) -> u64 {
-        self.bytes
+        Self::take_bytes(COLD_BUFFER_BYTES_MAX as u64, limit)
     }
 
     /// `bytes` of the budget if the bytes in use stay within `limit` (tests take it all).
@@ -146,52 +102,38 @@ impl Drop for MemoryPermit {
 }
 
 thread_local! {
-    /// This shard's spare large buffers, warm from earlier reads.
+    /// This shard's spare buffers, warm from earlier reads.
     static SPARE_BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    /// This shard's spare small buffers (capacity at most SMALL_BUFFER_BYTES).
-    static SMALL_SPARE_BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A spare buffer of this shard of `size`, or an empty one (the read then allocates).
-pub(super) fn take_spare(size: BufferSize) -> Vec<u8> {
-    let spares = match size {
-        BufferSize::Small => &SMALL_SPARE_BUFFERS,
-        BufferSize::Large => &SPARE_BUFFERS,
-    };
-    let spare = spares.with_borrow_mut(Vec::pop).unwrap_or_default();
+/// A spare buffer of this shard, or an empty one (the read then allocates).
+pub(super) fn take_spare() -> Vec<u8> {
+    let spare = SPARE_BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default();
     SPARE_BYTES.fetch_sub(spare.capacity() as u64, Ordering::Relaxed);
     spare
 }
 
-/// Keeps a written chunk's buffer for this shard's next reads, among the small or the large ones
-/// by its capacity, if the shard has fewer than its bound of those; else frees it.
+/// Keeps a written chunk's buffer for this shard's next reads, if it has fewer than
+/// [`SPARE_BUFFERS_PER_SHARD`]; else frees it.
 pub(super) fn keep_spare(buffer: Vec<u8>) {
-    let capacity = buffer.capacity();
     assert!(
-        capacity <= COLD_BUFFER_BYTES_MAX,
-        "a cold buffer of {capacity} bytes is within {COLD_BUFFER_BYTES_MAX}"
+        buffer.capacity() <= COLD_BUFFER_BYTES_MAX,
+        "a cold buffer of {} bytes is within {COLD_BUFFER_BYTES_MAX}",
+        buffer.capacity()
     );
-    if capacity == 0 {
+    if buffer.capacity() == 0 {
         return;
     }
-    let (spares, bound) = if capacity <= SMALL_BUFFER_BYTES {
-        (&SMALL_SPARE_BUFFERS, SMALL_SPARE_BUFFERS_PER_SHARD)
-    } else {
-        (&SPARE_BUFFERS, SPARE_BUFFERS_PER_SHARD)
-    };
-    spares.with_borrow_mut(|spares| {
-        if spares.len() < bound {
-            SPARE_BYTES.fetch_add(capacity as u64, Ordering::Relaxed);
+    SPARE_BUFFERS.with_borrow_mut(|spares| {
+        if spares.len() < SPARE_BUFFERS_PER_SHARD {
+            SPARE_BYTES.fetch_add(buffer.capacity() as u64, Ordering::Relaxed);
             spares.push(buffer);
         }
     });
 }
 
-/// Spare large and small buffers this thread keeps (tests).
+/// Spare buffers this thread keeps (tests).
 #[cfg(test)]
-pub(super) fn spares_on_this_thread() -> (usize, usize) {
-    (
-        SPARE_BUFFERS.with_borrow(Vec::len),
-        SMALL_SPARE_BUFFERS.with_borrow(Vec::len),
-    )
+pub(super) fn spares_on_this_thread() -> usize {
+    SPARE_BUFFERS.with_borrow(Vec::len)
 }

@@ -42,10 +42,8 @@
 //! # Invariants
 //! - Bytes of a range go out in file order, each exactly once, whichever way they go.
 //! - Cold reads' memory is bounded whatever the number of connections: every chunk in flight
-//!   holds [`memory::COLD_BUFFER_BYTES_MAX`] of the budget (a chunk of at most
-//!   [`memory::SMALL_CHUNK_BYTES_MAX`]: [`memory::SMALL_BUFFER_BYTES`]) until it is written, and
-//!   each shard keeps at most [`memory::SPARE_BUFFERS_PER_SHARD`] large and
-//!   [`memory::SMALL_SPARE_BUFFERS_PER_SHARD`] small spare buffers. Their page cache is bounded
+//!   holds [`memory::COLD_BUFFER_BYTES_MAX`] of the budget until it is written, and each shard
+//!   keeps at most [`memory::SPARE_BUFFERS_PER_SHARD`] spare buffers. Their page cache is bounded
 //!   by the chunks in flight (buffered reads drop their pages once written).
 //! - Only pages of ranges this connection read cold with buffered reads are dropped.
 #![forbid(unsafe_code)]
@@ -64,7 +62,7 @@ use crate::zero_copy::{send_file_range, SplicePipe};
 use cold::{
     open_direct_or_refused, open_for_buffered_reads, read_cold, write_cold, ColdChunk, ColdSource,
 };
-use memory::{keep_spare, take_spare, BufferSize, MemoryPermit, Share};
+use memory::{keep_spare, take_spare, MemoryPermit, Share};
 pub use memory::{
     set_cold_read_memory_bytes, COLD_READ_MEMORY_BYTES_DEFAULT, COLD_READ_MEMORY_BYTES_MIN,
 };
@@ -375,8 +373,7 @@ impl ColdRange {
             } else {
                 Share::ReadAhead
             };
-            let size = BufferSize::for_chunk(chunk_len);
-            let Some(budget) = MemoryPermit::take(share, size) else {
+            let Some(budget) = MemoryPermit::take(share) else {
                 self.over_budget = first;
                 break;
             };
@@ -399,7 +396,7 @@ impl ColdRange {
                 ReadSource::Buffered(file) => ColdSource::Buffered(file.clone()),
             };
             // A spare buffer of this shard if there is one (warm pages), else a new one.
-            let spare = take_spare(size);
+            let spare = take_spare();
             self.reads.push_back(compio::runtime::spawn(read_cold(
                 source, self.at, chunk_len, spare, budget,
             )));

@@ -5,8 +5,7 @@
 
 use super::cold::{REFUSE_BUFFERED_OPENS, REFUSE_DIRECT_OPENS, REFUSE_DIRECT_READS};
 use super::memory::{
-    cold_read_memory_bytes, spares_on_this_thread, BufferSize, BYTES_IN_USE, COLD_BUFFER_BYTES_MAX,
-    SMALL_BUFFER_BYTES, SMALL_CHUNK_BYTES_MAX, SMALL_SPARE_BUFFERS_PER_SHARD,
+    cold_read_memory_bytes, spares_on_this_thread, BYTES_IN_USE, COLD_BUFFER_BYTES_MAX,
     SPARE_BUFFERS_PER_SHARD,
 };
 use super::metrics::{
@@ -257,7 +256,7 @@ async fn send_a_partly_cached_range(cold_read_io: ColdReadIo, tail_bytes: usize)
     assert!(HOT_BYTES_TOTAL.load(Ordering::Relaxed) - hot_before >= mb);
     assert!(COLD_BYTES_TOTAL.load(Ordering::Relaxed) - cold_before >= len - mb);
     assert!(
-        (1..=SPARE_BUFFERS_PER_SHARD).contains(&spares_on_this_thread().0),
+        (1..=SPARE_BUFFERS_PER_SHARD).contains(&spares_on_this_thread()),
         "the written chunks' buffers are kept as the shard's spares, within the bound"
     );
     let page = page_bytes();
@@ -283,10 +282,7 @@ async fn a_cold_range_goes_out_whole_when_other_connections_hold_the_memory_budg
     let _turn = take_turn();
     let spent = MemoryPermit::take_bytes(cold_read_memory_bytes(), cold_read_memory_bytes())
         .expect("the budget is free");
-    assert!(
-        MemoryPermit::take(Share::First, BufferSize::Large).is_none(),
-        "nothing left"
-    );
+    assert!(MemoryPermit::take(Share::First).is_none(), "nothing left");
     let dir = tempfile::tempdir().unwrap();
     let file_len = 2 * COLD_CHUNK_BYTES_MAX + 123;
     let (data, file) = evicted_file(dir.path(), file_len).await;
@@ -331,7 +327,7 @@ async fn read_ahead_leaves_room_for_other_connections_first_reads() {
     // cold from the other half, one chunk at a time, and nothing is spliced for want of room.
     let _turn = take_turn();
     let mut read_ahead = Vec::new();
-    while let Some(permit) = MemoryPermit::take(Share::ReadAhead, BufferSize::Large) {
+    while let Some(permit) = MemoryPermit::take(Share::ReadAhead) {
         read_ahead.push(permit);
     }
     let held = BYTES_IN_USE.load(Ordering::Relaxed);
@@ -339,7 +335,7 @@ async fn read_ahead_leaves_room_for_other_connections_first_reads() {
         held <= cold_read_memory_bytes() / 2,
         "read-ahead holds at most half"
     );
-    assert!(MemoryPermit::take(Share::ReadAhead, BufferSize::Large).is_none());
+    assert!(MemoryPermit::take(Share::ReadAhead).is_none());
     let dir = tempfile::tempdir().unwrap();
     let file_len = 3 * COLD_CHUNK_BYTES_MAX + 5;
     let (data, file) = evicted_file(dir.path(), file_len).await;
@@ -371,105 +367,13 @@ fn every_chunk_in_flight_is_charged_its_largest_buffer() {
     // charge must cover the largest, or the budget would not bound the memory.
     const { assert!(COLD_BUFFER_BYTES_MAX >= COLD_CHUNK_BYTES_MAX + 2 * direct::DIRECT_ALIGN_BYTES) };
     let _turn = take_turn();
-    let permit = MemoryPermit::take(Share::First, BufferSize::Large).expect("the budget is free");
+    let permit = MemoryPermit::take(Share::First).expect("the budget is free");
     assert_eq!(
         BYTES_IN_USE.load(Ordering::Relaxed),
         COLD_BUFFER_BYTES_MAX as u64
     );
     drop(permit);
     assert_eq!(BYTES_IN_USE.load(Ordering::Relaxed), 0);
-}
-
-#[test]
-fn small_chunks_are_charged_a_small_buffer_so_more_of_them_fit() {
-    // A consumer catching up on many partitions reads ranges of its max.partition.fetch.bytes
-    // (1 MiB by default): each is charged a buffer of its size, not a whole large chunk's, so
-    // about six times as many fit the budget.
-    assert_eq!(BufferSize::for_chunk(1), BufferSize::Small);
-    assert_eq!(
-        BufferSize::for_chunk(SMALL_CHUNK_BYTES_MAX as u64),
-        BufferSize::Small
-    );
-    assert_eq!(
-        BufferSize::for_chunk(SMALL_CHUNK_BYTES_MAX as u64 + 1),
-        BufferSize::Large
-    );
-    const { assert!(SMALL_BUFFER_BYTES >= SMALL_CHUNK_BYTES_MAX + 3 * direct::DIRECT_ALIGN_BYTES) };
-    let _turn = take_turn();
-    let fill = |size| {
-        let mut permits = Vec::new();
-        while let Some(permit) = MemoryPermit::take(Share::First, size) {
-            permits.push(permit);
-        }
-        let count = permits.len();
-        drop(permits);
-        assert_eq!(BYTES_IN_USE.load(Ordering::Relaxed), 0);
-        count
-    };
-    let (small, large) = (fill(BufferSize::Small), fill(BufferSize::Large));
-    assert_eq!(
-        small as u64,
-        cold_read_memory_bytes() / SMALL_BUFFER_BYTES as u64
-    );
-    assert!(
-        small >= 5 * large,
-        "{small} small chunks against {large} large"
-    );
-}
-
-#[compio::test]
-async fn small_cold_ranges_arrive_whole_from_small_buffers_kept_for_reuse() {
-    // Ranges of a consumer's default partition size and smaller, at any alignment, read cold
-    // into small buffers (each read asserts its buffer within its charge); the buffers are kept
-    // as the shard's small spares, and none of the large ones is made or taken.
-    let _turn = take_turn();
-    let dir = tempfile::tempdir().unwrap();
-    let file_len = 3 * SMALL_CHUNK_BYTES_MAX;
-    let (data, file) = evicted_file(dir.path(), file_len).await;
-    let ranges: [(u64, u64); 4] = [
-        (0, 4096),
-        (4097, 100_000),
-        (
-            SMALL_CHUNK_BYTES_MAX as u64 - 1,
-            SMALL_CHUNK_BYTES_MAX as u64,
-        ),
-        (2 * SMALL_CHUNK_BYTES_MAX as u64 + 12_345, 777_777),
-    ];
-    for cold_read_io in [ColdReadIo::Direct, ColdReadIo::Buffered] {
-        for (position, len) in ranges {
-            let large_spares = spares_on_this_thread().0;
-            let cold_before = COLD_BYTES_TOTAL.load(Ordering::Relaxed);
-            let (client, mut server) = socket_pair().await;
-            let reader = receive(client, len as usize);
-            sender(cold_read_io)
-                .send(range(&file, position, len), None, &mut server)
-                .await
-                .unwrap();
-            let at = position as usize;
-            assert!(
-                reader.await.unwrap()[..] == data[at..at + len as usize],
-                "{cold_read_io:?} at {position}"
-            );
-            assert!(
-                COLD_BYTES_TOTAL.load(Ordering::Relaxed) - cold_before >= len,
-                "read cold"
-            );
-            assert_eq!(
-                spares_on_this_thread().0,
-                large_spares,
-                "no large buffer used"
-            );
-            assert!(
-                (1..=SMALL_SPARE_BUFFERS_PER_SHARD).contains(&spares_on_this_thread().1),
-                "small buffers kept for reuse, within the bound"
-            );
-            assert_eq!(BYTES_IN_USE.load(Ordering::Relaxed), 0);
-            // Evicted again for the next variant (the buffered path drops whole pages only).
-            ringtail_engine::io::advise(&file, 0, 0, Advice::DontNeed)
-                .await
-                .unwrap();
-        }
-    }
 }
 
 #[compio::test]
@@ -615,9 +519,9 @@ async fn a_cold_read_dropped_in_flight_keeps_its_charge_until_the_kernel_lets_go
         .await
         .unwrap();
     let in_progress_before = COLD_READS_IN_PROGRESS.load(Ordering::Relaxed);
-    let budget = memory::MemoryPermit::take(memory::Share::First, BufferSize::Small).unwrap();
+    let budget = memory::MemoryPermit::take(memory::Share::First).unwrap();
     let charged = BYTES_IN_USE.load(Ordering::Relaxed);
-    assert_eq!(charged, SMALL_BUFFER_BYTES as u64);
+    assert_eq!(charged, COLD_BUFFER_BYTES_MAX as u64);
     let read = cold::read_cold(ColdSource::Buffered(fifo), 0, 4096, Vec::new(), budget);
     // Polled with the runtime running (not once by hand), so the read is submitted and waits in
     // the kernel before its future is dropped.
