@@ -196,6 +196,9 @@ def scrape_waits(metrics_port):
     reads = float(values.get("ringtail_fetch_cold_read_wait_seconds_count", 0))
     cold_bytes = float(values.get("ringtail_fetch_cold_bytes_total", 0))
     waits["cold_chunk_mean_kib"] = cold_bytes / reads / 1024 if reads else 0.0
+    # Cold bytes spliced because the cold read memory budget was full (the naive path's way).
+    over_budget = float(values.get("ringtail_fetch_cold_over_budget_bytes_total", 0))
+    waits["cold_over_budget_mb"] = over_budget / 1e6
     return waits
 
 
@@ -231,6 +234,7 @@ def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN):
             print(f"# {label}: /metrics not scraped ({error}); its waits are zeros", file=sys.stderr)
             waits = {f"{key}{suffix}": 0.0 for key, _ in WAIT_SERIES for suffix in ("_s", "_mean_ms")}
             waits["cold_chunk_mean_kib"] = 0.0
+            waits["cold_over_budget_mb"] = 0.0
         with open(report_path) as file:
             report = json.load(file)
     finally:
@@ -330,7 +334,8 @@ def main():
                 f" ({run['writer_read_wait_mean_ms']:.2f} ms/chunk),"
                 f" {run['writer_socket_wait_s']:.1f} s for the socket"
                 f" ({run['writer_socket_wait_mean_ms']:.2f} ms/chunk), chunks of"
-                f" {run['cold_chunk_mean_kib']:.0f} KiB",
+                f" {run['cold_chunk_mean_kib']:.0f} KiB,"
+                f" {run.get('cold_over_budget_mb', 0.0):.0f} MB spliced over the memory budget",
                 flush=True,
             )
             if args.out:
@@ -358,6 +363,7 @@ def main():
         "writer_socket_wait_mean_ms",
         "disk_read_wait_mean_ms",
         "cold_chunk_mean_kib",
+        "cold_over_budget_mb",
     ]
     medians = {
         label: {key: statistics.median(r[key] for r in runs if r["label"] == label) for key in keys}
