@@ -201,6 +201,13 @@ pub(super) async fn read_cold(
         }
     };
     assert_eq!(bytes.len(), len_bytes, "a cold read fills its chunk");
+    // The budget bounds memory only if no buffer holds more than its chunk was charged.
+    assert!(
+        buffer.capacity() as u64 <= budget.bytes(),
+        "a cold buffer of {} bytes within its charge of {}",
+        buffer.capacity(),
+        budget.bytes()
+    );
     COLD_READ_WAIT.record(started.elapsed());
     #[cfg(debug_assertions)]
     test_hook::hold().await;

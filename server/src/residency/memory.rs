@@ -18,6 +18,7 @@
 //!
 //! # Invariants
 //! - Bytes charged never exceed the budget: taken with one compare-and-swap, given back on drop.
+//! - A chunk's buffer never holds more than its charge (asserted when its read completes).
 //! - A spare buffer's capacity is at most [`COLD_BUFFER_BYTES_MAX`]; a shard keeps at most
 //!   [`SPARE_BUFFERS_PER_SHARD`] of them.
 #![forbid(unsafe_code)]
@@ -82,6 +83,11 @@ impl MemoryPermit {
             Share::ReadAhead => (budget / 2).max(COLD_READ_MEMORY_BYTES_MIN),
         };
         Self::take_bytes(COLD_BUFFER_BYTES_MAX as u64, limit)
+    }
+
+    /// The bytes charged: the most the chunk's buffer may hold.
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// `bytes` of the budget if the bytes in use stay within `limit` (tests take it all).
