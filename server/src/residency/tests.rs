@@ -219,6 +219,53 @@ async fn a_short_tail_is_read_with_the_last_chunk_byte_for_byte() {
     }
 }
 
+/// Pages of a file read into the page cache and kept there while this lives, however short of
+/// memory the machine is: they are spliced into pipes, which hold a reference to each, and
+/// reclaim leaves referenced pages alone. (A test's hot chunk, only read in, was reclaimed
+/// between its read and the send on a machine whose memory the page cache had filled: the
+/// broker then rightly read it cold, and the test failed.)
+struct PinnedPages {
+    _pipes: Vec<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+}
+
+impl PinnedPages {
+    fn read_in(file: &compio::fs::File, position: u64, len: u64) -> Self {
+        use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
+        let page = page_bytes();
+        assert!(
+            position.is_multiple_of(page) && len.is_multiple_of(page),
+            "whole pages"
+        );
+        let mut pipes = Vec::new();
+        let mut at = position;
+        while at < position + len {
+            let (read, write) = pipe_with(PipeFlags::CLOEXEC).unwrap();
+            // One page a pipe slot: 1 MiB (the unprivileged maximum) holds 256 pages.
+            let capacity = fcntl_setpipe_size(&write, 1 << 20).unwrap() as u64;
+            let end = (at + capacity).min(position + len);
+            while at < end {
+                let want = usize::try_from(end - at).unwrap();
+                let mut offset = at;
+                let moved = splice(
+                    file,
+                    Some(&mut offset),
+                    &write,
+                    None,
+                    want,
+                    SpliceFlags::empty(),
+                )
+                .unwrap();
+                assert!(moved > 0, "the file is long enough");
+                at += moved as u64;
+            }
+            pipes.push((read, write));
+        }
+        let pinned = range_residency(file, position, len).unwrap();
+        assert!(pinned.is_resident(), "pinned pages are cached");
+        Self { _pipes: pipes }
+    }
+}
+
 /// A cold range partly cached goes out in order (hot chunks spliced, cold ones from memory),
 /// and afterwards the pages read cold are not cached. The file is three chunks and `tail_bytes`
 /// long. Returns the cold bytes sent.
@@ -227,12 +274,10 @@ async fn send_a_partly_cached_range(cold_read_io: ColdReadIo, tail_bytes: usize)
     let dir = tempfile::tempdir().unwrap();
     let file_len = 3 * COLD_CHUNK_BYTES_MAX + tail_bytes;
     let (data, file) = evicted_file(dir.path(), file_len).await;
-    // The second MiB is hot (read in before), the rest cold.
+    // The second chunk is hot (read in before, and pinned in the page cache), the rest cold.
     let mb = COLD_CHUNK_BYTES_MAX as u64;
     advise(&file, 0, 0, Advice::Random).await.unwrap();
-    ringtail_engine::io::read_at_most(&file, mb, COLD_CHUNK_BYTES_MAX)
-        .await
-        .unwrap();
+    let _hot = PinnedPages::read_in(&file, mb, mb);
 
     let (client, mut server) = socket_pair().await;
     let (position, len) = (7u64, file_len as u64 - 7);
