@@ -1,6 +1,7 @@
 //! Fetch: read plans from each partition's owner shard, long-polling until min(`min_bytes`,
-//! `max_bytes`) arrive (Kafka's fetchMinBytes) or `max_wait_ms` passes, answered with a hand-framed response whose record bytes go from the
-//! segment files to the socket by splice (see `fetch_response.rs` and `zero_copy.rs`).
+//! `max_bytes`) arrive (Kafka's fetchMinBytes) or `max_wait_ms` passes, answered with a
+//! hand-framed response whose record bytes go from the segment files to the socket by splice
+//! (see `fetch_response.rs` and `zero_copy.rs`).
 //!
 //! Between planning and sending is where a page-cache residency check belongs (a later issue):
 //! the plan names each file range before any byte moves, so a cold range can be read ahead
