@@ -1,7 +1,8 @@
 //! `drop.behind.bytes`: the active segment's pages further than that behind the log's end are
 //! written back and dropped from the page cache by a detached task, so later writes reuse the
-//! memory (decision 0033). Residency is read with cachestat(2); the data dir is on the target
-//! dir's disk, not a tmpfs (whose pages cannot be dropped).
+//! memory (decision 0033), except what a live reader has yet to read, up to
+//! `drop.behind.max.bytes` behind the end (decision 0034). Residency is read with cachestat(2);
+//! the data dir is on the target dir's disk, not a tmpfs (whose pages cannot be dropped).
 #![forbid(unsafe_code)]
 
 mod common;
@@ -94,4 +95,132 @@ fn drop_behind_is_a_topic_config_and_zero_turns_it_off() {
     let (_, dropped, intact) = after_appends(config, 8, MIB, Duration::ZERO);
     assert_eq!(dropped, 0);
     assert!(intact);
+}
+
+/// Appends `mib` MiB in 256 KiB batches to a fresh log under `config`. A reader reads one batch
+/// from offset 0 once the first `reader_from_mib` MiB are written, and again after every append
+/// (a consumer that fetches but does not move on); `None`: nobody reads. Returns the bytes the
+/// log chose to drop behind (counted when a drop is started) and whether every batch reads back
+/// as written.
+fn dropped_with_a_reader_at_zero(
+    config: LogConfig,
+    mib: u64,
+    reader_from_mib: Option<u64>,
+) -> (u64, bool) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    block_on(async {
+        let (log, _) = PartitionLog::open(dir.path(), config).await.unwrap();
+        let mut written = Vec::new();
+        for tag in 0..mib * BATCHES_PER_MIB {
+            let batch = tagged_batch(tag, 64, 4096, 0);
+            let offset = log.append(bytes_mut(&batch), 0).await.unwrap();
+            written.extend(as_stored(&batch, offset.base_offset.get(), 0));
+            if reader_from_mib.is_some_and(|from| tag + 1 >= from * BATCHES_PER_MIB) {
+                let plan = log.read(0, 1, true).await.unwrap();
+                assert_eq!(
+                    plan.slices[0].position.get(),
+                    0,
+                    "the reader reads from the start"
+                );
+            }
+        }
+        let dropped = log.stats().dropped_behind_bytes;
+        let plan = log.read(0, u64::MAX, true).await.unwrap();
+        let read_back = log.read_plan_bytes(&plan).await.unwrap();
+        log.close().await.unwrap();
+        (dropped, read_back[..] == written[..])
+    })
+}
+
+#[test]
+fn a_live_reader_within_drop_behind_max_bytes_keeps_what_it_has_yet_to_read() {
+    let config = LogConfig {
+        drop_behind_bytes: 4 * MIB,
+        drop_behind_max_bytes: 64 * MIB,
+        ..small_config(1 << 30, 4096)
+    };
+    // Nobody reads: 32 MiB written, the first drop (at 12 MiB written) is always taken.
+    let (dropped, intact) = dropped_with_a_reader_at_zero(config.clone(), 32, None);
+    assert!(
+        dropped >= 8 * MIB,
+        "{dropped} bytes dropped without a reader"
+    );
+    assert!(intact);
+    // A reader at offset 0 from the 4th MiB on, 32 MiB behind the end at most: nothing it has
+    // yet to read is dropped.
+    let (dropped, intact) = dropped_with_a_reader_at_zero(config, 32, Some(4));
+    assert_eq!(
+        dropped, 0,
+        "pages a live reader has yet to read were dropped"
+    );
+    assert!(intact);
+}
+
+#[test]
+fn a_reader_still_in_the_segment_before_keeps_the_active_one() {
+    // Segments of 24 MiB, 48 MiB written: a reader at offset 0 of the first segment has yet to
+    // read all of the second, within the 64 MiB the drops wait for.
+    let config = LogConfig {
+        drop_behind_bytes: 4 * MIB,
+        drop_behind_max_bytes: 64 * MIB,
+        ..small_config(24 * MIB, 4096)
+    };
+    let (dropped, intact) = dropped_with_a_reader_at_zero(config.clone(), 48, None);
+    assert!(
+        dropped >= 16 * MIB,
+        "{dropped} bytes dropped without a reader: 8 MiB a segment at least"
+    );
+    assert!(intact);
+    let (dropped, intact) = dropped_with_a_reader_at_zero(config, 48, Some(4));
+    assert_eq!(
+        dropped, 0,
+        "the second segment's pages were dropped under a reader of the first"
+    );
+    assert!(intact);
+}
+
+#[test]
+fn a_reader_is_waited_for_no_further_than_drop_behind_max_bytes() {
+    let config = LogConfig {
+        drop_behind_bytes: 4 * MIB,
+        drop_behind_max_bytes: 12 * MIB,
+        ..small_config(1 << 30, 4096)
+    };
+    // The reader stays at 0 while 32 MiB are written: drops reach at most 12 MiB behind the end
+    // (to 20 MiB), where without the reader they would reach 4 MiB behind it; the first one (at
+    // 20 MiB written, of the first 8 MiB) is always taken.
+    let (dropped, intact) = dropped_with_a_reader_at_zero(config.clone(), 32, Some(4));
+    assert!(
+        (8 * MIB..=20 * MIB).contains(&dropped),
+        "{dropped} bytes dropped: from 8 MiB to 12 MiB behind the end of 32"
+    );
+    assert!(intact);
+    // At or below drop.behind.bytes no reader is waited for.
+    let unheld = LogConfig {
+        drop_behind_max_bytes: 4 * MIB,
+        ..config
+    };
+    let (dropped, intact) = dropped_with_a_reader_at_zero(unheld, 32, Some(4));
+    assert!(
+        dropped >= 8 * MIB,
+        "{dropped} bytes dropped with the hold off"
+    );
+    assert!(intact);
+}
+
+#[test]
+fn drop_behind_max_bytes_is_a_topic_config() {
+    assert_eq!(
+        LogConfig::default().drop_behind_max_bytes,
+        0,
+        "off by default"
+    );
+    let config = small_config(1 << 30, 4096)
+        .with_overrides(&[("drop.behind.max.bytes".to_string(), "0".to_string())].into())
+        .unwrap();
+    assert_eq!(config.drop_behind_max_bytes, 0);
+    assert_eq!(config.get("drop.behind.max.bytes").as_deref(), Some("0"));
+    assert!(small_config(1 << 30, 4096)
+        .with_overrides(&[("drop.behind.max.bytes".to_string(), "-1".to_string())].into())
+        .is_err());
 }

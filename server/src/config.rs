@@ -129,6 +129,15 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = ringtail_engine::config::DROP_BEHIND_BYTES_DEFAULT)]
     pub drop_behind_bytes: u64,
 
+    /// How far behind a partition's end a drop behind waits for a live consumer: the pages a
+    /// consumer of the last few seconds may still need stay cached up to this many bytes behind
+    /// the end, so a consumer a little behind a fast producer is not pushed onto the cold path.
+    /// At or below `--drop-behind-bytes` (the default, 0), no consumer is waited for (topic
+    /// config `drop.behind.max.bytes`; off by default: on VMs that hand idle memory back to the
+    /// host the pages kept cost the producer more than the consumer's disk reads did).
+    #[arg(long, value_name = "BYTES", default_value_t = ringtail_engine::config::DROP_BEHIND_MAX_BYTES_DEFAULT)]
+    pub drop_behind_max_bytes: u64,
+
     /// Largest request frame accepted; a larger one closes the connection before any allocation.
     #[arg(long, value_name = "N", default_value_t = 100 * 1024 * 1024)]
     pub frame_bytes_max: u32,
@@ -446,6 +455,10 @@ impl Args {
         config.apply("tail.cache.bytes", &self.tail_cache_bytes.to_string())?;
         config.apply("writeback.bytes", &self.writeback_bytes.to_string())?;
         config.apply("drop.behind.bytes", &self.drop_behind_bytes.to_string())?;
+        config.apply(
+            "drop.behind.max.bytes",
+            &self.drop_behind_max_bytes.to_string(),
+        )?;
         Ok(config)
     }
 

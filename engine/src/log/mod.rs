@@ -33,6 +33,7 @@ mod flush;
 mod open;
 pub mod out_of_space;
 mod read;
+mod reader_floor;
 mod retention;
 mod roll;
 mod seal;

@@ -305,5 +305,6 @@ fn initial_state(
         direct_refused: false,
         tail_cache: Default::default(),
         drop_behind_running: Default::default(),
+        reader_floor: Default::default(),
     }
 }

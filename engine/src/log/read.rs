@@ -157,6 +157,7 @@ impl PartitionLog {
             at.end
         );
         let len = end.bytes_since(start);
+        self.note_reader(at.segment_base, start, end);
         let memory = self
             .state
             .borrow()
@@ -172,6 +173,43 @@ impl PartitionLog {
             reached_segment_end: end == at.end,
             segment_next_offset: at.resume_offset,
         }))
+    }
+
+    /// A reader reads `[start, end)` of the segment based at `segment_base`: when that is the
+    /// active segment or the one before it, the range was not dropped, and `end` lies within
+    /// `drop.behind.max.bytes` of the log's end, drops behind leave the active segment's pages
+    /// from `end` on while the reader is live (`reader_floor.rs`). A reader further behind is a
+    /// catch-up reader: its pages are read cold and not held for it.
+    fn note_reader(&self, segment_base: Offset, start: Position, end: Position) {
+        let mut state = self.state.borrow_mut();
+        let config = &state.config;
+        if config.drop_behind_bytes == 0 || config.drop_behind_max_bytes <= config.drop_behind_bytes
+        {
+            return;
+        }
+        let hold_bytes = config.drop_behind_max_bytes;
+        let mut newest = state.segments.iter().rev();
+        let active = newest.next().expect("a log always has an active segment");
+        // Positions relative to the active segment: the segment before it ends at 0.
+        let (segment, shift) = if active.base_offset == segment_base {
+            (active, 0)
+        } else {
+            match newest.next() {
+                Some(before) if before.base_offset == segment_base => {
+                    (before, before.end().get() as i64)
+                }
+                _ => return,
+            }
+        };
+        let active_end = active.end().get() as i64;
+        let (start_at, end_at) = (start.get() as i64 - shift, end.get() as i64 - shift);
+        if start.get() < segment.dropped_behind_bytes || active_end - end_at > hold_bytes as i64 {
+            return;
+        }
+        let active_base = active.base_offset;
+        state
+            .reader_floor
+            .note(active_base, start_at, end_at, std::time::Instant::now());
     }
 
     /// Where the segment holding `cursor` stands now: what a read needs from the log state, taken

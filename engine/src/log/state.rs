@@ -86,6 +86,9 @@ pub(crate) struct LogState {
     pub(crate) snapshot_offset: Offset,
     /// A drop behind (`drop.behind.bytes`) is running: the next waits for its turn.
     pub(crate) drop_behind_running: std::rc::Rc<std::cell::Cell<bool>>,
+    /// Where readers of the active segment read lately: a drop behind leaves what they have yet
+    /// to read, up to `drop.behind.max.bytes` behind the end.
+    pub(crate) reader_floor: super::reader_floor::ReaderFloor,
 }
 
 impl LogState {

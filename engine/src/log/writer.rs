@@ -294,6 +294,8 @@ impl PartitionLog {
     /// one such task per log at a time, the next one catches up). The page cache then holds
     /// about `drop.behind.bytes` of the partition's newest data, and later writes take the pages
     /// so freed, which on this kind of VM cost far less CPU than fresh ones (decision 0033).
+    /// Pages a live reader has yet to read stay, up to `drop.behind.max.bytes` behind `end`
+    /// (decision 0034), so a consumer a little behind is not pushed onto the cold path.
     /// Errors are not acted on here, as for the started writeback above: the next fsync reports a
     /// failed writeback.
     fn drop_behind_if_due(&self, files: &SegmentFiles, end: Position) {
@@ -303,9 +305,21 @@ impl PartitionLog {
             if keep_bytes == 0 || state.drop_behind_running.get() {
                 return;
             }
+            let hold_bytes = state.config.drop_behind_max_bytes;
+            let active_base = state.active().base_offset;
+            let reader_floor = state
+                .reader_floor
+                .floor(active_base, std::time::Instant::now());
             let active = state.active_mut();
-            let to =
-                end.get().saturating_sub(keep_bytes) / LARGEST_FOLIO_BYTES * LARGEST_FOLIO_BYTES;
+            let mut to = end.get().saturating_sub(keep_bytes);
+            if let Some(floor) = reader_floor {
+                // A live reader has yet to read from `floor` on (all of the active segment when
+                // it is still in the one before): those pages stay, as long as they lie within
+                // `drop.behind.max.bytes` of the end.
+                let floor = u64::try_from(floor).unwrap_or(0);
+                to = to.min(floor.max(end.get().saturating_sub(hold_bytes)));
+            }
+            let to = to / LARGEST_FOLIO_BYTES * LARGEST_FOLIO_BYTES;
             let from = active.dropped_behind_bytes;
             if to.saturating_sub(from) < DROP_BEHIND_STEP_BYTES {
                 return;

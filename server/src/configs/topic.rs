@@ -168,6 +168,8 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         "Ringtail: dirty bytes of the active segment after which their writeback to disk is started (not waited for), so a roll's fsync finds little to write; 0 for never."),
     def!("drop.behind.bytes", Long, "268435456", AtLeast(0), None, Some("drop_behind_bytes"), Honoured,
         "Ringtail: with buffered writes, the active segment's pages more than this many bytes behind the log's end are written back and dropped from the page cache, so new writes reuse the memory; consumers further behind read from disk. 0 for never (the kernel decides)."),
+    def!("drop.behind.max.bytes", Long, "0", AtLeast(0), None, Some("drop_behind_max_bytes"), Honoured,
+        "Ringtail: how far behind the log's end a drop behind waits for a live consumer: pages a consumer of the last few seconds may still need stay cached up to this many bytes behind the end. At or below drop.behind.bytes (the default, 0) no consumer is waited for."),
 ];
 
 /// The definition of `name`, if it is a topic config.
