@@ -31,9 +31,7 @@ fn after_appends(
         let (log, _) = PartitionLog::open(dir.path(), config).await.unwrap();
         let mut written = Vec::new();
         for tag in 0..mib * BATCHES_PER_MIB {
-            let batch = tagged_batch(tag, 64, 4096, 0);
-            let offset = log.append(bytes_mut(&batch), 0).await.unwrap();
-            written.extend(as_stored(&batch, offset.base_offset.get(), 0));
+            append_tagged(&log, tag, &mut written).await;
         }
         let path = dir.path().join("00000000000000000000.log");
         let file = compio::fs::File::open(&path).await.unwrap();
@@ -49,11 +47,23 @@ fn after_appends(
             compio::time::sleep(Duration::from_millis(50)).await;
         };
         let dropped = log.stats().dropped_behind_bytes;
-        let plan = log.read(0, u64::MAX, true).await.unwrap();
-        let read_back = log.read_plan_bytes(&plan).await.unwrap();
-        log.close().await.unwrap();
-        (cached, dropped, read_back[..] == written[..])
+        (cached, dropped, read_back_and_close(log, &written).await)
     })
+}
+
+/// Appends a 256 KiB batch tagged `tag`, and what the log stores of it to `written`.
+async fn append_tagged(log: &std::rc::Rc<PartitionLog>, tag: u64, written: &mut Vec<u8>) {
+    let batch = tagged_batch(tag, 64, 4096, 0);
+    let offset = log.append(bytes_mut(&batch), 0).await.unwrap();
+    written.extend(as_stored(&batch, offset.base_offset.get(), 0));
+}
+
+/// Whether the whole log reads back as `written`; closes it.
+async fn read_back_and_close(log: std::rc::Rc<PartitionLog>, written: &[u8]) -> bool {
+    let plan = log.read(0, u64::MAX, true).await.unwrap();
+    let read_back = log.read_plan_bytes(&plan).await.unwrap();
+    log.close().await.unwrap();
+    read_back[..] == written[..]
 }
 
 #[test]
@@ -100,21 +110,15 @@ fn drop_behind_is_a_topic_config_and_zero_turns_it_off() {
 /// Appends `mib` MiB in 256 KiB batches to a fresh log under `config`. A reader reads one batch
 /// from offset 0 once the first `reader_from_mib` MiB are written, and again after every append
 /// (a consumer that fetches but does not move on); `None`: nobody reads. Returns the bytes the
-/// log chose to drop behind (counted when a drop is started) and whether every batch reads back
-/// as written.
-fn dropped_with_a_reader_at_zero(
-    config: LogConfig,
-    mib: u64,
-    reader_from_mib: Option<u64>,
-) -> (u64, bool) {
+/// log chose to drop behind (counted when a drop is started), after checking that every batch
+/// reads back as written.
+fn dropped_with_a_reader_at_zero(config: LogConfig, mib: u64, reader_from_mib: Option<u64>) -> u64 {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     block_on(async {
         let (log, _) = PartitionLog::open(dir.path(), config).await.unwrap();
         let mut written = Vec::new();
         for tag in 0..mib * BATCHES_PER_MIB {
-            let batch = tagged_batch(tag, 64, 4096, 0);
-            let offset = log.append(bytes_mut(&batch), 0).await.unwrap();
-            written.extend(as_stored(&batch, offset.base_offset.get(), 0));
+            append_tagged(&log, tag, &mut written).await;
             if reader_from_mib.is_some_and(|from| tag + 1 >= from * BATCHES_PER_MIB) {
                 let plan = log.read(0, 1, true).await.unwrap();
                 assert_eq!(
@@ -125,87 +129,72 @@ fn dropped_with_a_reader_at_zero(
             }
         }
         let dropped = log.stats().dropped_behind_bytes;
-        let plan = log.read(0, u64::MAX, true).await.unwrap();
-        let read_back = log.read_plan_bytes(&plan).await.unwrap();
-        log.close().await.unwrap();
-        (dropped, read_back[..] == written[..])
+        assert!(
+            read_back_and_close(log, &written).await,
+            "the log reads back what was written"
+        );
+        dropped
     })
 }
 
-#[test]
-fn a_live_reader_within_drop_behind_max_bytes_keeps_what_it_has_yet_to_read() {
-    let config = LogConfig {
+/// A 4 MiB window waiting up to `max_mib` MiB for readers, in segments of `segment_mib` MiB.
+fn held_config(max_mib: u64, segment_mib: u64) -> LogConfig {
+    LogConfig {
         drop_behind_bytes: 4 * MIB,
-        drop_behind_max_bytes: 64 * MIB,
-        ..small_config(1 << 30, 4096)
-    };
-    // Nobody reads: 32 MiB written, the first drop (at 12 MiB written) is always taken.
-    let (dropped, intact) = dropped_with_a_reader_at_zero(config.clone(), 32, None);
+        drop_behind_max_bytes: max_mib * MIB,
+        ..small_config(segment_mib * MIB, 4096)
+    }
+}
+
+/// `mib` MiB written under `config`: without a reader the first drop is always taken; with a
+/// reader at offset 0 from the 4th MiB on, within `config`'s hold, none is.
+fn assert_held_for_a_reader(config: LogConfig, mib: u64, what: &str) {
+    let dropped = dropped_with_a_reader_at_zero(config.clone(), mib, None);
     assert!(
         dropped >= 8 * MIB,
         "{dropped} bytes dropped without a reader"
     );
-    assert!(intact);
-    // A reader at offset 0 from the 4th MiB on, 32 MiB behind the end at most: nothing it has
-    // yet to read is dropped.
-    let (dropped, intact) = dropped_with_a_reader_at_zero(config, 32, Some(4));
-    assert_eq!(
-        dropped, 0,
-        "pages a live reader has yet to read were dropped"
+    let dropped = dropped_with_a_reader_at_zero(config, mib, Some(4));
+    assert_eq!(dropped, 0, "{what}");
+}
+
+#[test]
+fn a_live_reader_within_drop_behind_max_bytes_keeps_what_it_has_yet_to_read() {
+    // 32 MiB written: the reader is at most 32 MiB behind the end, within the 64 MiB waited for.
+    assert_held_for_a_reader(
+        held_config(64, 1024),
+        32,
+        "pages a live reader may still need were dropped",
     );
-    assert!(intact);
 }
 
 #[test]
 fn a_reader_still_in_the_segment_before_keeps_the_active_one() {
     // Segments of 24 MiB, 48 MiB written: a reader at offset 0 of the first segment has yet to
-    // read all of the second, within the 64 MiB the drops wait for.
-    let config = LogConfig {
-        drop_behind_bytes: 4 * MIB,
-        drop_behind_max_bytes: 64 * MIB,
-        ..small_config(24 * MIB, 4096)
-    };
-    let (dropped, intact) = dropped_with_a_reader_at_zero(config.clone(), 48, None);
-    assert!(
-        dropped >= 16 * MIB,
-        "{dropped} bytes dropped without a reader: 8 MiB a segment at least"
+    // read all of the second, within the 64 MiB waited for (a roll must not strand the reader).
+    assert_held_for_a_reader(
+        held_config(64, 24),
+        48,
+        "the second segment's pages were dropped under a reader of the first",
     );
-    assert!(intact);
-    let (dropped, intact) = dropped_with_a_reader_at_zero(config, 48, Some(4));
-    assert_eq!(
-        dropped, 0,
-        "the second segment's pages were dropped under a reader of the first"
-    );
-    assert!(intact);
 }
 
 #[test]
 fn a_reader_is_waited_for_no_further_than_drop_behind_max_bytes() {
-    let config = LogConfig {
-        drop_behind_bytes: 4 * MIB,
-        drop_behind_max_bytes: 12 * MIB,
-        ..small_config(1 << 30, 4096)
-    };
     // The reader stays at 0 while 32 MiB are written: drops reach at most 12 MiB behind the end
     // (to 20 MiB), where without the reader they would reach 4 MiB behind it; the first one (at
     // 20 MiB written, of the first 8 MiB) is always taken.
-    let (dropped, intact) = dropped_with_a_reader_at_zero(config.clone(), 32, Some(4));
+    let dropped = dropped_with_a_reader_at_zero(held_config(12, 1024), 32, Some(4));
     assert!(
         (8 * MIB..=20 * MIB).contains(&dropped),
         "{dropped} bytes dropped: from 8 MiB to 12 MiB behind the end of 32"
     );
-    assert!(intact);
     // At or below drop.behind.bytes no reader is waited for.
-    let unheld = LogConfig {
-        drop_behind_max_bytes: 4 * MIB,
-        ..config
-    };
-    let (dropped, intact) = dropped_with_a_reader_at_zero(unheld, 32, Some(4));
+    let dropped = dropped_with_a_reader_at_zero(held_config(4, 1024), 32, Some(4));
     assert!(
         dropped >= 8 * MIB,
         "{dropped} bytes dropped with the hold off"
     );
-    assert!(intact);
 }
 
 #[test]

@@ -32,6 +32,30 @@ fn described(client: &mut common::client::Client, topic: &str, name: &str) -> Op
         .and_then(|config| config.value.as_ref().map(|value| value.to_string()))
 }
 
+/// Fetches `batches` batches of 512 records of `topic` from offset 0, checking they come whole and
+/// in order; returns the record bytes fetched.
+fn fetch_all(client: &mut common::client::Client, topic: &str, batches: i64) -> usize {
+    let mut fetched = 0;
+    let mut next_offset = 0;
+    while next_offset < batches * 512 {
+        let mut request = fetch_request(topic);
+        request.topics[0].partitions[0].fetch_offset = next_offset;
+        let response: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
+        let records = fetched_records(&response);
+        assert!(!records.is_empty(), "no progress at offset {next_offset}");
+        fetched += records.len();
+        let mut rest = &records[..];
+        while let Some((base_offset, length)) = ringtail_engine::batch::peek_offset_and_length(rest)
+        {
+            assert_eq!(base_offset.get(), next_offset, "batches in order");
+            next_offset += 512;
+            rest = &rest[12 + length as usize..];
+        }
+        assert!(rest.is_empty(), "whole batches only");
+    }
+    fetched
+}
+
 #[test]
 fn pages_behind_the_window_are_dropped_and_read_back_cold_byte_for_byte() {
     // A 4 MiB window, 24 MiB written in 512 KiB batches: everything but the newest few MiB
@@ -57,25 +81,11 @@ fn pages_behind_the_window_are_dropped_and_read_back_cold_byte_for_byte() {
     );
 
     // Whole, as written: the fetch spans dropped and cached pages alike.
-    let mut fetched = 0;
-    let mut next_offset = 0;
-    while next_offset < 48 * 512 {
-        let mut request = fetch_request("windowed");
-        request.topics[0].partitions[0].fetch_offset = next_offset;
-        let response: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
-        let records = fetched_records(&response);
-        assert!(!records.is_empty(), "no progress at offset {next_offset}");
-        fetched += records.len();
-        let mut rest = &records[..];
-        while let Some((base_offset, length)) = ringtail_engine::batch::peek_offset_and_length(rest)
-        {
-            assert_eq!(base_offset.get(), next_offset, "batches in order");
-            next_offset += 512;
-            rest = &rest[12 + length as usize..];
-        }
-        assert!(rest.is_empty(), "whole batches only");
-    }
-    assert_eq!(fetched, produced, "every byte fetched back");
+    assert_eq!(
+        fetch_all(&mut client, "windowed", 48),
+        produced,
+        "every byte fetched back"
+    );
     assert!(
         common::scrape(&broker, "ringtail_fetch_cold_bytes_total") >= 12 * MIB,
         "the dropped range was read cold"
@@ -151,23 +161,9 @@ fn a_live_consumer_a_little_behind_keeps_the_pages_it_has_yet_to_read() {
         "pages the consumer has yet to read were dropped"
     );
     // It then reads everything, whole.
-    let mut next_offset = 0;
-    let mut fetched = 0;
-    while next_offset < 48 * 512 {
-        let mut request = fetch_request("held");
-        request.topics[0].partitions[0].fetch_offset = next_offset;
-        let response: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
-        let records = fetched_records(&response);
-        assert!(!records.is_empty(), "no progress at offset {next_offset}");
-        fetched += records.len();
-        let mut rest = &records[..];
-        while let Some((base_offset, length)) = ringtail_engine::batch::peek_offset_and_length(rest)
-        {
-            assert_eq!(base_offset.get(), next_offset, "batches in order");
-            next_offset += 512;
-            rest = &rest[12 + length as usize..];
-        }
-        assert!(rest.is_empty(), "whole batches only");
-    }
-    assert_eq!(fetched, produced, "every byte fetched back");
+    assert_eq!(
+        fetch_all(&mut client, "held", 48),
+        produced,
+        "every byte fetched back"
+    );
 }
