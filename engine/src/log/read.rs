@@ -187,7 +187,8 @@ impl PartitionLog {
         {
             return;
         }
-        let hold_bytes = config.drop_behind_max_bytes;
+        // A hold past i64::MAX bytes holds as far as any position can lie.
+        let hold_bytes = i64::try_from(config.drop_behind_max_bytes).unwrap_or(i64::MAX);
         let mut newest = state.segments.iter().rev();
         let active = newest.next().expect("a log always has an active segment");
         // Positions relative to the active segment: the segment before it ends at 0.
@@ -203,7 +204,7 @@ impl PartitionLog {
         };
         let active_end = active.end().get() as i64;
         let (start_at, end_at) = (start.get() as i64 - shift, end.get() as i64 - shift);
-        if start.get() < segment.dropped_behind_bytes || active_end - end_at > hold_bytes as i64 {
+        if start.get() < segment.dropped_behind_bytes || active_end - end_at > hold_bytes {
             return;
         }
         let active_base = active.base_offset;
