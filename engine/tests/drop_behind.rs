@@ -1,6 +1,6 @@
-//! `drop.behind.bytes`: the active segment's pages further than that behind the log's end are
-//! written back and dropped from the page cache by a detached task, so later writes reuse the
-//! memory (decision 0033), except what a live reader has yet to read, up to
+//! `drop.behind.bytes`: the pages further than that behind the log's end (in the active segment
+//! and the rolled ones before it) are written back and dropped from the page cache by a detached
+//! task, so later writes reuse the memory (decision 0033), except what a live reader has yet to read, up to
 //! `drop.behind.max.bytes` behind the end (decision 0034). Residency is read with cachestat(2);
 //! the data dir is on the target dir's disk, not a tmpfs (whose pages cannot be dropped).
 #![forbid(unsafe_code)]
@@ -82,6 +82,25 @@ fn pages_further_behind_than_drop_behind_bytes_leave_the_page_cache() {
     assert!(
         (12 * MIB..=24 * MIB - keep_bytes).contains(&dropped),
         "{dropped} bytes dropped: at least the first 12 MiB, never the newest 4 MiB"
+    );
+    assert!(intact, "the log reads back what was written");
+}
+
+#[test]
+fn a_rolled_segment_leaves_the_page_cache_once_behind_the_window() {
+    // Segments of 16 MiB, 40 MiB written, 4 MiB kept: the window lies in the third segment, so
+    // the first is dropped to its end, as the second was entering the window (before, a roll
+    // left the last 4 MiB of each rolled segment cached for good, and the new segment's first
+    // 4 MiB were written with nothing dropped: results/drop-behind-rolls/).
+    let config = LogConfig {
+        drop_behind_bytes: 4 * MIB,
+        ..small_config(16 * MIB, 4096)
+    };
+    let (cached, dropped, intact) = after_appends(config, 40, 16 * MIB, Duration::from_secs(20));
+    assert_eq!(cached, 0, "pages of the rolled first segment still cached");
+    assert!(
+        dropped >= 16 * MIB,
+        "{dropped} bytes dropped: at least the first segment"
     );
     assert!(intact, "the log reads back what was written");
 }

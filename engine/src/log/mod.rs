@@ -28,6 +28,7 @@ mod cleaner_checkpoint;
 mod close;
 mod direct;
 mod direct_tail;
+mod drop_behind;
 mod files;
 mod flush;
 mod open;

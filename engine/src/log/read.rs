@@ -176,9 +176,9 @@ impl PartitionLog {
     }
 
     /// A reader reads `[start, end)` of the segment based at `segment_base`: when that is the
-    /// active segment or the one before it, the range was not dropped, and `end` lies within
-    /// `drop.behind.max.bytes` of the log's end, drops behind leave the active segment's pages
-    /// from `end` on while the reader is live (`reader_floor.rs`). A reader further behind is a
+    /// active segment or one of the few before it, the range was not dropped, and `end` lies within
+    /// `drop.behind.max.bytes` of the log's end, drops behind leave the pages from `end` on
+    /// while the reader is live (`reader_floor.rs`). A reader further behind is a
     /// catch-up reader: its pages are read cold and not held for it.
     fn note_reader(&self, segment_base: Offset, start: Position, end: Position) {
         let mut state = self.state.borrow_mut();
@@ -189,19 +189,22 @@ impl PartitionLog {
         }
         // A hold past i64::MAX bytes holds as far as any position can lie.
         let hold_bytes = i64::try_from(config.drop_behind_max_bytes).unwrap_or(i64::MAX);
-        let mut newest = state.segments.iter().rev();
-        let active = newest.next().expect("a log always has an active segment");
-        // Positions relative to the active segment: the segment before it ends at 0.
-        let (segment, shift) = if active.base_offset == segment_base {
-            (active, 0)
-        } else {
-            match newest.next() {
-                Some(before) if before.base_offset == segment_base => {
-                    (before, before.end().get() as i64)
-                }
-                _ => return,
-            }
-        };
+        state.rebase_reader_floor();
+        let index = state.segment_index_for(segment_base);
+        let active_index = state.segments.len() - 1;
+        let segment = &state.segments[index];
+        if segment.base_offset != segment_base
+            || active_index - index >= super::drop_behind::SEGMENTS_WALKED_MAX
+        {
+            return;
+        }
+        // Positions relative to the active segment: the segments before it end at 0.
+        let shift: i64 = state
+            .segments
+            .range(index..active_index)
+            .map(|before| before.end().get() as i64)
+            .sum();
+        let active = state.active();
         let active_end = active.end().get() as i64;
         let (start_at, end_at) = (start.get() as i64 - shift, end.get() as i64 - shift);
         if start.get() < segment.dropped_behind_bytes || active_end - end_at > hold_bytes {

@@ -15,9 +15,9 @@
 //! the read before the latest may still be going out. One not seen for [`READER_TIMEOUT`] is
 //! forgotten. At most [`READERS_MAX`] are followed per log, the stalest replaced first.
 //!
-//! Positions are the active segment's, and a reader still in the segment before it has a
-//! negative one (its position less that segment's size): it has yet to read the whole active
-//! segment, and a roll does not lose it.
+//! Positions are the active segment's, and a reader still in a segment before it has a negative
+//! one (its position less the sizes of the segments from its own to the active one): it has yet
+//! to read the whole active segment, and a roll does not lose it.
 #![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
@@ -47,8 +47,8 @@ struct Reader {
 /// The readers of the active segment, by where they read next.
 #[derive(Debug, Default)]
 pub(crate) struct ReaderFloor {
-    /// The active segment the positions are relative to: a roll forgets the readers (each is
-    /// found again at its next read).
+    /// The active segment the positions are relative to: after a roll the log rebases them
+    /// ([`ReaderFloor::rebase`]); a note or a floor for another segment forgets the readers.
     segment_base: Offset,
     readers: Vec<Reader>,
 }
@@ -84,6 +84,27 @@ impl ReaderFloor {
             self.readers.push(new);
         } else if let Some(stalest) = self.readers.iter_mut().min_by_key(|r| r.last_read) {
             *stalest = new;
+        }
+    }
+
+    /// The segment the positions are relative to.
+    pub(crate) fn segment_base(&self) -> Offset {
+        self.segment_base
+    }
+
+    /// Makes the positions relative to the segment based at `segment_base`, which starts
+    /// `shift_bytes` after the one they were relative to (a roll); `None`: that segment is gone
+    /// or too far back, and the readers are forgotten.
+    pub(crate) fn rebase(&mut self, segment_base: Offset, shift_bytes: Option<i64>) {
+        self.segment_base = segment_base;
+        let Some(shift) = shift_bytes else {
+            self.readers.clear();
+            return;
+        };
+        for reader in &mut self.readers {
+            reader.held_from = reader.held_from.saturating_sub(shift);
+            reader.latest_start = reader.latest_start.saturating_sub(shift);
+            reader.next_position = reader.next_position.saturating_sub(shift);
         }
     }
 
@@ -185,6 +206,29 @@ mod tests {
         floor.note(BASE, 200, 300, now);
         assert_eq!(floor.floor(BASE, now), Some(0));
         assert_eq!(floor.readers.len(), 1, "one reader, followed across");
+    }
+
+    #[test]
+    fn a_rebase_after_a_roll_keeps_the_readers_and_their_continuity() {
+        let now = Instant::now();
+        let mut floor = ReaderFloor::default();
+        floor.note(BASE, 100, 300, now);
+        floor.note(BASE, 300, 900, now);
+        // The segment rolled at 1,000 bytes: the reader holds from 900 bytes before the new one.
+        let next = Offset::new(50);
+        floor.rebase(next, Some(1_000));
+        assert_eq!(floor.segment_base(), next);
+        assert_eq!(floor.floor(next, now), Some(-900));
+        floor.note(next, -100, 200, now);
+        assert_eq!(
+            floor.floor(next, now),
+            Some(-700),
+            "the same reader moved on"
+        );
+        assert_eq!(floor.readers.len(), 1);
+        // A segment gone (or too far back) forgets them.
+        floor.rebase(Offset::new(90), None);
+        assert_eq!(floor.floor(Offset::new(90), now), None);
     }
 
     #[test]

@@ -98,6 +98,28 @@ impl LogState {
             .expect("a log always has an active segment")
     }
 
+    /// Rebases the live readers' positions on the active segment after a roll (`reader_floor.rs`),
+    /// so a roll does not forget a reader a little behind. Returns the active segment's base.
+    pub(crate) fn rebase_reader_floor(&mut self) -> Offset {
+        let active_base = self.active().base_offset;
+        let old_base = self.reader_floor.segment_base();
+        if old_base != active_base {
+            let index = self.segment_index_for(old_base);
+            let active_index = self.segments.len() - 1;
+            let shift = (self.segments[index].base_offset == old_base
+                && index < active_index
+                && active_index - index <= super::drop_behind::SEGMENTS_WALKED_MAX)
+                .then(|| {
+                    self.segments
+                        .range(index..active_index)
+                        .map(|segment| segment.end().get() as i64)
+                        .sum()
+                });
+            self.reader_floor.rebase(active_base, shift);
+        }
+        active_base
+    }
+
     pub(crate) fn active_mut(&mut self) -> &mut Segment {
         self.segments
             .back_mut()

@@ -10,6 +10,7 @@ use tracing::error;
 
 use super::boundary_cache::BatchBoundary;
 use super::direct::DirectOutcome;
+use super::drop_behind::LARGEST_FOLIO_BYTES;
 use super::state::{LogState, PartitionLog};
 use super::types::{AppendOutcome, AppendTimings};
 use crate::batch::BatchHeader;
@@ -22,17 +23,6 @@ use crate::units::{Offset, Position};
 /// files are a cache (recovery rebuilds them), so writing them is kept off the acknowledgement
 /// path: once per this many entries (~4 MiB of log at the default interval), and at seal and close.
 pub(super) const INDEX_ENTRIES_UNPERSISTED_MAX: usize = 1024;
-
-/// The largest page-cache folio (a PMD, 2 MiB with 4 KiB pages), which the kernel aligns in the
-/// file to its size. Started writeback stays this far behind the log's end, so no folio it
-/// starts is written again by a later append; drops behind end on a multiple of it, since a
-/// folio across the end of a dropped range stays cached, and the next range, starting there,
-/// would leave it cached for good.
-const LARGEST_FOLIO_BYTES: u64 = 2 << 20;
-
-/// The least a drop behind (`drop.behind.bytes`) takes at a time: one io-wq operation per this
-/// many bytes written.
-const DROP_BEHIND_STEP_BYTES: u64 = 8 << 20;
 
 impl PartitionLog {
     /// The writer task: drains the queue in groups until it is empty.
@@ -284,55 +274,6 @@ impl PartitionLog {
         let log = files.log.clone();
         compio::runtime::spawn(async move {
             let _ = log.start_writeback(from, whole_pages_end - from).await;
-        })
-        .detach();
-    }
-
-    /// With `drop.behind.bytes`: once at least [`DROP_BEHIND_STEP_BYTES`] of the active segment lie
-    /// further than that behind `end` and were not dropped yet, writes them back, waits, and
-    /// drops them from the page cache, in a detached task (the kernel's io-wq does the waiting;
-    /// one such task per log at a time, the next one catches up). The page cache then holds
-    /// about `drop.behind.bytes` of the partition's newest data, and later writes take the pages
-    /// so freed, which on this kind of VM cost far less CPU than fresh ones (decision 0033).
-    /// Pages a live reader has yet to read stay, up to `drop.behind.max.bytes` behind `end`
-    /// (decision 0034), so a consumer a little behind is not pushed onto the cold path.
-    /// Errors are not acted on here, as for the started writeback above: the next fsync reports a
-    /// failed writeback.
-    fn drop_behind_if_due(&self, files: &SegmentFiles, end: Position) {
-        let (from, to, running) = {
-            let mut state = self.state.borrow_mut();
-            let keep_bytes = state.config.drop_behind_bytes;
-            if keep_bytes == 0 || state.drop_behind_running.get() {
-                return;
-            }
-            let hold_bytes = state.config.drop_behind_max_bytes;
-            let active_base = state.active().base_offset;
-            let reader_floor = state
-                .reader_floor
-                .floor(active_base, std::time::Instant::now());
-            let active = state.active_mut();
-            let mut to = end.get().saturating_sub(keep_bytes);
-            if let Some(floor) = reader_floor {
-                // A live reader has yet to read from `floor` on (all of the active segment when
-                // it is still in the one before): those pages stay, as long as they lie within
-                // `drop.behind.max.bytes` of the end.
-                let floor = u64::try_from(floor).unwrap_or(0);
-                to = to.min(floor.max(end.get().saturating_sub(hold_bytes)));
-            }
-            let to = to / LARGEST_FOLIO_BYTES * LARGEST_FOLIO_BYTES;
-            let from = active.dropped_behind_bytes;
-            if to.saturating_sub(from) < DROP_BEHIND_STEP_BYTES {
-                return;
-            }
-            active.dropped_behind_bytes = to;
-            state.stats.dropped_behind_bytes += to - from;
-            state.drop_behind_running.set(true);
-            (from, to, std::rc::Rc::clone(&state.drop_behind_running))
-        };
-        let log = files.log.clone();
-        compio::runtime::spawn(async move {
-            let _ = log.write_back_and_drop(from, to - from).await;
-            running.set(false);
         })
         .detach();
     }
