@@ -16,6 +16,7 @@
 //! (decision 0034, `reader_floor.rs`).
 #![forbid(unsafe_code)]
 
+use super::reader_floor::SEGMENTS_WALKED_MAX;
 use super::state::PartitionLog;
 use crate::segment::SegmentFiles;
 use crate::units::Position;
@@ -30,11 +31,6 @@ pub(super) const LARGEST_FOLIO_BYTES: u64 = 2 << 20;
 /// The least a drop behind takes at a time from a segment still in the window: one io-wq
 /// operation per this many bytes written.
 const DROP_BEHIND_STEP_BYTES: u64 = 8 << 20;
-
-/// Segments a drop looks at, newest first: the window spans this many at most before the walk
-/// stops (segments smaller than `drop.behind.bytes / 64` leave the oldest of their window cached).
-/// A reader further back is not followed (`read.rs`).
-pub(super) const SEGMENTS_WALKED_MAX: usize = 64;
 
 /// What a drop needs to know of one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

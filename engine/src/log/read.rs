@@ -194,7 +194,7 @@ impl PartitionLog {
         let active_index = state.segments.len() - 1;
         let segment = &state.segments[index];
         if segment.base_offset != segment_base
-            || active_index - index >= super::drop_behind::SEGMENTS_WALKED_MAX
+            || active_index - index >= super::reader_floor::SEGMENTS_WALKED_MAX
         {
             return;
         }

@@ -24,6 +24,13 @@ use std::time::{Duration, Instant};
 
 use crate::units::Offset;
 
+/// Segments a drop behind looks at, newest first (`drop_behind.rs`): the window spans this many
+/// at most before the walk stops (segments smaller than `drop.behind.bytes / 64` leave the oldest
+/// of their window cached). A reader further back is neither followed (`read.rs`) nor rebased at
+/// a roll (`state.rs`). Kept here, beside the readers, so the drop and the log's state do not
+/// import each other.
+pub(crate) const SEGMENTS_WALKED_MAX: usize = 64;
+
 /// How long a reader counts after its last read: longer than a live consumer's wait between
 /// fetches (a long poll waits 500 ms by default, and a consumer at the tail of a busy partition
 /// fetches far more often), short enough that a gone consumer stops holding pages soon.
