@@ -87,16 +87,15 @@ pub(super) fn plan(
             local / LARGEST_FOLIO_BYTES * LARGEST_FOLIO_BYTES
         };
         let from = extent.dropped_behind_bytes;
+        // The walk goes on past a segment dropped whole: an older one need not have gone when
+        // this one fell behind the window (a plan skipped while a drop ran, a reader's hold over
+        // several rolls). Segments dropped before cost a comparison, no call.
         if to > from && (whole || to - from >= DROP_BEHIND_STEP_BYTES) {
             drops.push(Drop {
                 newest_first: index,
                 from,
                 to,
             });
-        }
-        if whole {
-            // The older ones went when this one was the newest wholly behind the window.
-            break;
         }
     }
     drops
@@ -156,7 +155,14 @@ impl PartitionLog {
                 };
                 ranges.push((log, drop.from, drop.to - drop.from));
             }
-            state.stats.dropped_behind_bytes += drops.iter().map(|d| d.to - d.from).sum::<u64>();
+            // Counted up to each segment's end: a whole drop rounds up past it to a folio.
+            state.stats.dropped_behind_bytes += drops
+                .iter()
+                .map(|d| {
+                    let end = extents[d.newest_first].size_bytes;
+                    d.to.min(end).saturating_sub(d.from)
+                })
+                .sum::<u64>();
             state.drop_behind_running.set(true);
             (ranges, std::rc::Rc::clone(&state.drop_behind_running))
         };
@@ -227,7 +233,7 @@ mod tests {
         assert_eq!(
             plan(&[extent(270, 0), extent(1024, 1024)], 256 * MIB, None, 0),
             vec![drop(0, 0, 14)],
-            "a segment dropped whole ends the walk"
+            "a segment dropped whole is passed over"
         );
     }
 
@@ -259,6 +265,58 @@ mod tests {
             plan(&newest_first, 256 * MIB, None, 0),
             vec![drop(4, 0, 32), drop(5, 0, 64)]
         );
+    }
+
+    #[test]
+    fn older_segments_not_dropped_yet_go_too() {
+        // Two segments fell wholly behind the window while a drop ran (no plan then), with an
+        // empty one between them: all of them go, oldest included.
+        let newest_first = [
+            extent(200, 0),
+            extent(64, 0),
+            extent(0, 0),
+            extent(64, 16),
+            extent(64, 64),
+        ];
+        assert_eq!(
+            plan(&newest_first, 128 * MIB, None, 0),
+            vec![drop(0, 0, 72), drop(1, 0, 64), drop(3, 16, 64)]
+        );
+    }
+
+    #[test]
+    fn small_segments_stay_near_the_window_when_plans_are_skipped() {
+        // 16 MiB segments written 5 MiB at a time, a plan only every third write (a drop still
+        // running skips the others), a reader holding 100 MiB for a while: what stays cached never
+        // grows past the window, and every segment behind it goes in the end.
+        let mut newest_first: Vec<Extent> = vec![extent(0, 0)];
+        for write in 0..400u64 {
+            if newest_first[0].size_bytes >= 16 * MIB {
+                newest_first.insert(0, extent(0, 0));
+            }
+            newest_first[0].size_bytes += 5 * MIB;
+            if write % 3 != 0 {
+                continue;
+            }
+            let reader = (100..160).contains(&write).then_some(-100 * MIB as i64);
+            let walked = newest_first.len().min(SEGMENTS_WALKED_MAX);
+            for drop in plan(&newest_first[..walked], 64 * MIB, reader, 200 * MIB) {
+                let extent = &mut newest_first[drop.newest_first];
+                assert_eq!(drop.from, extent.dropped_behind_bytes);
+                extent.dropped_behind_bytes = drop.to;
+            }
+            if reader.is_none() {
+                let cached = newest_first
+                    .iter()
+                    .map(|e| e.size_bytes.saturating_sub(e.dropped_behind_bytes))
+                    .sum::<u64>();
+                assert!(
+                    cached <= 64 * MIB + 3 * 5 * MIB + DROP_BEHIND_STEP_BYTES + 16 * MIB,
+                    "write {write}: {} MiB cached",
+                    cached / MIB
+                );
+            }
+        }
     }
 
     #[test]

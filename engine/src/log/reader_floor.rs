@@ -24,11 +24,12 @@ use std::time::{Duration, Instant};
 
 use crate::units::Offset;
 
-/// Segments a drop behind looks at, newest first (`drop_behind.rs`): the window spans this many
-/// at most before the walk stops (segments smaller than `drop.behind.bytes / 64` leave the oldest
-/// of their window cached). A reader further back is neither followed (`read.rs`) nor rebased at
-/// a roll (`state.rs`). Kept here, beside the readers, so the drop and the log's state do not
-/// import each other.
+/// Segments a drop behind looks at, newest first (`drop_behind.rs`), the active one included.
+/// With segments smaller than `drop.behind.bytes / 64` (4 MiB under the defaults), none of them
+/// lies wholly behind the window, and nothing is dropped at all: drops behind are in effect off
+/// for such a log. A reader further back than the walk is neither followed (`read.rs`) nor
+/// rebased at a roll (`state.rs`). Kept here, beside the readers, so the drop and the log's state
+/// do not import each other.
 pub(crate) const SEGMENTS_WALKED_MAX: usize = 64;
 
 /// How long a reader counts after its last read: longer than a live consumer's wait between

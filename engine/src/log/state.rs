@@ -108,7 +108,7 @@ impl LogState {
             let active_index = self.segments.len() - 1;
             let shift = (self.segments[index].base_offset == old_base
                 && index < active_index
-                && active_index - index <= super::reader_floor::SEGMENTS_WALKED_MAX)
+                && active_index - index < super::reader_floor::SEGMENTS_WALKED_MAX)
                 .then(|| {
                     self.segments
                         .range(index..active_index)
