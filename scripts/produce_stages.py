@@ -145,6 +145,12 @@ def loadgen_paced(broker: Ringtail, args, topic: str) -> dict:
     latency = report["produce"]["latency_us"]
     figures = {"records_per_s": report["produce"]["msgs_per_s"], "p50_ms": latency["p50"] / 1000,
                "p99_ms": latency["p99"] / 1000, "p999_ms": latency["p999"] / 1000}
+    # Where the client's latency went: before the request left (linger, batching, a late
+    # producer thread) and the request's round trip (network and broker).
+    for name, key in (("send_wait", "send_wait_us"), ("round_trip", "request_round_trip_us")):
+        part = report["produce"][key]
+        figures.update({f"{name}_p50_ms": part["p50"] / 1000, f"{name}_p99_ms": part["p99"] / 1000,
+                        f"{name}_p999_ms": part["p999"] / 1000})
     if args.catch_up_backlog_bytes:
         figures["consume_mb_per_s"] = report["consume"]["mb_per_s"]
     return figures
@@ -202,7 +208,11 @@ def main():
         print(f"Client (ringtail-loadgen): {client['records_per_s']:.0f} records/s, produce latency "
               f"p50 {client['p50_ms']:.2f}, p99 {client['p99_ms']:.2f}, p99.9 {client['p999_ms']:.2f} ms"
               + (f"; catch-up reader {client['consume_mb_per_s']:.0f} MB/s (whole run)" if "consume_mb_per_s" in client else "")
-              + ".\n")
+              + f". Of that, per message before its request left (linger, batching): p50 "
+              f"{client['send_wait_p50_ms']:.2f}, p99 {client['send_wait_p99_ms']:.2f}, p99.9 "
+              f"{client['send_wait_p999_ms']:.2f} ms; per request, its round trip: p50 "
+              f"{client['round_trip_p50_ms']:.2f}, p99 {client['round_trip_p99_ms']:.2f}, p99.9 "
+              f"{client['round_trip_p999_ms']:.2f} ms.\n")
     print("| stage | count | mean ms | p50 ms | p99 ms | p99.9 ms |\n|---|---:|---:|---:|---:|---:|")
     for stage, entry in stages.items():
         mean = entry["sum"] / entry["count"] * 1000 if entry["count"] else 0.0

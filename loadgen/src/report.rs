@@ -53,6 +53,14 @@ pub struct ProduceSummary {
     pub msgs_per_s: f64,
     /// Send (or intended send, under a rate) to acknowledgement.
     pub latency_us: Percentiles,
+    /// The first part of `latency_us`, per message: from its (intended) send to its request's
+    /// hand-off to the connection (linger, batching, the producer thread running late).
+    #[serde(default)]
+    pub send_wait_us: Percentiles,
+    /// Per Produce request holding a measured message: from its hand-off to the connection to its
+    /// answer read, the network both ways and the broker (none under acks=0).
+    #[serde(default)]
+    pub request_round_trip_us: Percentiles,
     /// Messages acknowledged while building the backlog before the run (catch-up scenarios); not
     /// in `messages`, but consumers starting from the log start read them too.
     #[serde(default)]

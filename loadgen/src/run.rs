@@ -426,6 +426,8 @@ fn produce_summary(
         mb_per_s: megabytes(tally.measured_bytes) / seconds,
         msgs_per_s: tally.measured_messages as f64 / seconds,
         latency_us: tally.latencies.summary().into(),
+        send_wait_us: tally.send_waits.summary().into(),
+        request_round_trip_us: tally.request_round_trips.summary().into(),
         backlog_messages,
         failed_messages: tally.failed_messages,
         errors: tally.errors.clone(),

@@ -61,6 +61,13 @@ pub struct ProducerConfig {
 #[derive(Default)]
 pub struct ProducerTally {
     pub latencies: Latencies,
+    /// Per measured message: from its intended send time to its request's hand-off to the
+    /// connection (linger, batching, and the producer thread running late).
+    pub send_waits: Latencies,
+    /// Per answered request holding a measured message: from its hand-off to the connection to
+    /// its answer read (the network both ways and the broker; includes a wait for an in-flight
+    /// slot, which only happens while `max_in_flight` requests are unanswered).
+    pub request_round_trips: Latencies,
     /// The measured latencies again, split by a partition move's phases.
     pub move_phases: PhaseLatencies,
     pub acked_messages: u64,
@@ -78,6 +85,8 @@ pub struct ProducerTally {
 impl ProducerTally {
     pub fn merge(&mut self, other: &ProducerTally) {
         self.latencies.merge(&other.latencies);
+        self.send_waits.merge(&other.send_waits);
+        self.request_round_trips.merge(&other.request_round_trips);
         self.move_phases.merge(&other.move_phases);
         self.acked_messages += other.acked_messages;
         self.acked_bytes += other.acked_bytes;
@@ -103,6 +112,8 @@ struct SentBatch {
 struct InFlight {
     correlation_id: i32,
     batches: Vec<SentBatch>,
+    /// When the request was handed to the connection (since the start of the run's clock).
+    handed_off: Duration,
 }
 
 /// A connection to one leader: the sending half here, the receiving half on its own thread.
@@ -140,7 +151,8 @@ struct Accounting {
 }
 
 impl Accounting {
-    fn acknowledged(&self, tally: &mut ProducerTally, batch: &SentBatch) {
+    /// `handed_off`: when the batch's request was handed to the connection.
+    fn acknowledged(&self, tally: &mut ProducerTally, batch: &SentBatch, handed_off: Duration) {
         let now = self.clock.elapsed();
         let messages = batch.records.len() as u64;
         tally.acked_messages += messages;
@@ -160,12 +172,31 @@ impl Accounting {
                 let latency_us = now.saturating_sub(from).as_micros() as u64;
                 tally.latencies.record_us(latency_us);
                 tally
+                    .send_waits
+                    .record_us(handed_off.saturating_sub(from).as_micros() as u64);
+                tally
                     .move_phases
                     .record_us(self.move_marks.phase_of(from), latency_us);
                 tally.measured_messages += 1;
                 tally.measured_bytes += u64::from(value_bytes);
                 tally.last_measured_ack = tally.last_measured_ack.max(now);
             }
+        }
+    }
+
+    /// Counts an answered request's round trip if it holds a measured message.
+    fn round_trip(&self, tally: &mut ProducerTally, request: &InFlight) {
+        let measured = request.batches.iter().any(|batch| {
+            batch
+                .records
+                .iter()
+                .any(|(from, _)| *from >= self.measure_start)
+        });
+        if measured {
+            let round_trip = self.clock.elapsed().saturating_sub(request.handed_off);
+            tally
+                .request_round_trips
+                .record_us(round_trip.as_micros() as u64);
         }
     }
 
@@ -544,14 +575,17 @@ impl<'a> Outbox<'a> {
                     .send(InFlight {
                         correlation_id,
                         batches,
+                        handed_off: self.accounting.clock.elapsed(),
                     })
                     .map_err(|_| ClientError::Protocol("producer receiver stopped".into()))?;
                 link.sender.write_encoded()?;
             }
             None => {
+                let handed_off = self.accounting.clock.elapsed();
                 link.sender.send(request, link.version)?;
                 for batch in &batches {
-                    self.accounting.acknowledged(&mut self.tally, batch);
+                    self.accounting
+                        .acknowledged(&mut self.tally, batch, handed_off);
                 }
             }
         }
@@ -651,6 +685,7 @@ fn receive_loop(
                 return Err(error);
             }
         };
+        accounting.round_trip(&mut tally, &request);
         for batch in &request.batches {
             let code = response
                 .responses
@@ -659,7 +694,7 @@ fn receive_loop(
                 .find(|partition| partition.index == batch.partition)
                 .map(|partition| partition.error_code);
             match code {
-                Some(0) => accounting.acknowledged(&mut tally, batch),
+                Some(0) => accounting.acknowledged(&mut tally, batch, request.handed_off),
                 Some(code) => accounting.failed(&mut tally, batch, error_name(code)),
                 None => accounting.failed(&mut tally, batch, "NO_ANSWER_FOR_PARTITION".into()),
             }

@@ -33,6 +33,11 @@ pub(crate) fn run_markdown(report: &RunReport) -> String {
         &["", "count", "p50", "p90", "p99", "p99.9", "p99.99", "max"],
         &[
             latency_row("produce", &report.produce.latency_us),
+            latency_row("produce: send wait", &report.produce.send_wait_us),
+            latency_row(
+                "produce: request round trip",
+                &report.produce.request_round_trip_us,
+            ),
             latency_row("end-to-end", &report.consume.e2e_latency_us),
         ],
     ));

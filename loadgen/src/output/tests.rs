@@ -50,6 +50,8 @@ fn synthetic_report(label: &str, scale: u64) -> RunReport {
             mb_per_s: 10.24 * scale as f64,
             msgs_per_s: 10_000.0 * scale as f64,
             latency_us: latency(1_500 * scale),
+            send_wait_us: latency(300 * scale),
+            request_round_trip_us: latency(1_100 * scale),
             backlog_messages: 0,
             failed_messages: 3,
             errors: [("NOT_LEADER_OR_FOLLOWER".to_string(), 3)].into(),
@@ -121,6 +123,14 @@ fn run_files_hold_the_report() {
         assert!(md.contains(number), "{number} missing from:\n{md}");
     }
     assert!(md.contains("NOT_LEADER_OR_FOLLOWER × 3"));
+    let split_rows: Vec<&str> = md
+        .lines()
+        .filter(|line| line.starts_with("| produce: "))
+        .collect();
+    assert_eq!(split_rows.len(), 2, "{md}");
+    assert!(split_rows[0].starts_with("| produce: send wait | 120000 | 0.300 | 0.600 | 1.200 |"));
+    assert!(split_rows[1]
+        .starts_with("| produce: request round trip | 120000 | 1.100 | 2.200 | 4.400 |"));
 
     let latency = fs::read_to_string(dir.path().join("run-1-latency.svg")).unwrap();
     assert_svg_with(&latency, &["produce", "end-to-end", "99.9%", "max"]);
@@ -213,6 +223,10 @@ fn terminal_table_aligns_both_directions() {
     assert_eq!(rows[0].chars().count(), rows[1].chars().count());
     assert!(rows[0].contains("10.24") && rows[0].contains("1.500"));
     assert!(text.contains("loadgen 3.25 s"));
+    assert!(
+        text.contains("send wait p50 0.300 p99 1.200 ms; request round trip p50 1.100 p99 4.400 p99.9 8.800 ms"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -235,4 +249,22 @@ fn series_without_data_are_left_out_of_the_charts() {
     let throughput = fs::read_to_string(dir.path().join("run-throughput.svg")).unwrap();
     assert_svg_with(&throughput, &["produced"]);
     assert!(!throughput.contains("consumed"), "{throughput}");
+}
+
+#[test]
+fn reports_written_before_the_latency_split_still_read() {
+    // Committed results/ JSON predates send_wait_us and request_round_trip_us: they read as empty.
+    let report = synthetic_report("ringtail", 1);
+    let mut json = serde_json::to_value(&report).unwrap();
+    let produce = json["produce"].as_object_mut().unwrap();
+    produce.remove("send_wait_us").unwrap();
+    produce.remove("request_round_trip_us").unwrap();
+    let back: RunReport = serde_json::from_value(json).unwrap();
+    assert_eq!(back.produce.send_wait_us, Percentiles::default());
+    assert_eq!(back.produce.request_round_trip_us, Percentiles::default());
+    assert_eq!(back.produce.latency_us, report.produce.latency_us);
+    // And a run without answers (acks=0) prints no split.
+    let mut unanswered = report;
+    unanswered.produce.request_round_trip_us = Percentiles::default();
+    assert!(!terminal_table(&unanswered).contains("where produce latency went"));
 }
