@@ -16,7 +16,7 @@ reader: the loadgen first writes an N-byte backlog, drops the broker's files fro
 and one consumer reads from offset 0 while the producer runs at its rate.
 
 Usage: python3 scripts/produce_stages.py [--rate 50000] [--duration-s 15] [--warmup-s 5] [--partitions 8]
-           [--client librdkafka|loadgen] [--catch-up-backlog-bytes N] [--ringtail-arg ARG ...]
+           [--client librdkafka|loadgen] [--linger-ms MS] [--catch-up-backlog-bytes N] [--ringtail-arg ARG ...]
 """
 
 from __future__ import annotations
@@ -139,6 +139,7 @@ def loadgen_paced(broker: Ringtail, args, topic: str) -> dict:
              "--quiet", "--json", report_file.name, "--topic", topic,
              "--partitions", str(args.partitions), "--message-bytes", "1024", *reader,
              "--acks", "1", "--rate", str(args.rate), "--duration-s", str(args.duration_s),
+             *(["--linger-ms", str(args.linger_ms)] if args.linger_ms is not None else []),
              "--warmup-s", str(args.warmup_s)],
             check=True, stdout=subprocess.DEVNULL)
         report = json.load(open(report_file.name))
@@ -147,7 +148,8 @@ def loadgen_paced(broker: Ringtail, args, topic: str) -> dict:
                "p99_ms": latency["p99"] / 1000, "p999_ms": latency["p999"] / 1000}
     # Where the client's latency went: before the request left (linger, batching, a late
     # producer thread) and the request's round trip (network and broker).
-    for name, key in (("send_wait", "send_wait_us"), ("round_trip", "request_round_trip_us")):
+    for name, key in (("send_wait", "send_wait_us"), ("round_trip", "request_round_trip_us"),
+                      ("write", "request_write_us")):
         part = report["produce"][key]
         figures.update({f"{name}_p50_ms": part["p50"] / 1000, f"{name}_p99_ms": part["p99"] / 1000,
                         f"{name}_p999_ms": part["p999"] / 1000})
@@ -163,6 +165,8 @@ def main():
     parser.add_argument("--warmup-s", type=int, default=5)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--client", choices=["librdkafka", "loadgen"], default="librdkafka")
+    parser.add_argument("--linger-ms", type=float, default=None,
+                        help="the loadgen client's linger (its default, 1 ms, if not given)")
     parser.add_argument("--catch-up-backlog-bytes", type=int, default=0,
                         help="loadgen client only: a consumer catching up from offset 0 of this evicted backlog")
     parser.add_argument("--ringtail-arg", action="append", default=[],
@@ -198,6 +202,7 @@ def main():
     print(f"`python3 scripts/produce_stages.py --rate {args.rate} --duration-s {args.duration_s} "
           f"--warmup-s {args.warmup_s} --partitions {args.partitions} --client {args.client}"
           + (f" --catch-up-backlog-bytes {args.catch_up_backlog_bytes}" if args.catch_up_backlog_bytes else "")
+          + (f" --linger-ms {args.linger_ms:g}" if args.linger_ms is not None else "")
           + "".join(f" --ringtail-arg={arg}" for arg in args.ringtail_arg) + "` "
           f"({time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime())})\n")
     if args.client == "librdkafka":
@@ -212,7 +217,8 @@ def main():
               f"{client['send_wait_p50_ms']:.2f}, p99 {client['send_wait_p99_ms']:.2f}, p99.9 "
               f"{client['send_wait_p999_ms']:.2f} ms; per request, its round trip: p50 "
               f"{client['round_trip_p50_ms']:.2f}, p99 {client['round_trip_p99_ms']:.2f}, p99.9 "
-              f"{client['round_trip_p999_ms']:.2f} ms.\n")
+              f"{client['round_trip_p999_ms']:.2f} ms, of which writing it into the socket p99 "
+              f"{client['write_p99_ms']:.2f}, p99.9 {client['write_p999_ms']:.2f} ms.\n")
     print("| stage | count | mean ms | p50 ms | p99 ms | p99.9 ms |\n|---|---:|---:|---:|---:|---:|")
     for stage, entry in stages.items():
         mean = entry["sum"] / entry["count"] * 1000 if entry["count"] else 0.0

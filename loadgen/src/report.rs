@@ -61,6 +61,10 @@ pub struct ProduceSummary {
     /// answer read, the network both ways and the broker (none under acks=0).
     #[serde(default)]
     pub request_round_trip_us: Percentiles,
+    /// Per such request, the part of its round trip spent writing it into the socket (blocked
+    /// while the socket's send buffer is full).
+    #[serde(default)]
+    pub request_write_us: Percentiles,
     /// Messages acknowledged while building the backlog before the run (catch-up scenarios); not
     /// in `messages`, but consumers starting from the log start read them too.
     #[serde(default)]

@@ -428,6 +428,7 @@ fn produce_summary(
         latency_us: tally.latencies.summary().into(),
         send_wait_us: tally.send_waits.summary().into(),
         request_round_trip_us: tally.request_round_trips.summary().into(),
+        request_write_us: tally.request_writes.summary().into(),
         backlog_messages,
         failed_messages: tally.failed_messages,
         errors: tally.errors.clone(),

@@ -68,6 +68,10 @@ pub struct ProducerTally {
     /// its answer read (the network both ways and the broker; includes a wait for an in-flight
     /// slot, which only happens while `max_in_flight` requests are unanswered).
     pub request_round_trips: Latencies,
+    /// Per request holding a measured message: how long writing it into the socket took (the
+    /// thread blocks while the socket's send buffer is full: the broker is not reading). Part of
+    /// the round trip, and the next requests' send waits.
+    pub request_writes: Latencies,
     /// The measured latencies again, split by a partition move's phases.
     pub move_phases: PhaseLatencies,
     pub acked_messages: u64,
@@ -87,6 +91,7 @@ impl ProducerTally {
         self.latencies.merge(&other.latencies);
         self.send_waits.merge(&other.send_waits);
         self.request_round_trips.merge(&other.request_round_trips);
+        self.request_writes.merge(&other.request_writes);
         self.move_phases.merge(&other.move_phases);
         self.acked_messages += other.acked_messages;
         self.acked_bytes += other.acked_bytes;
@@ -184,15 +189,21 @@ impl Accounting {
         }
     }
 
+    /// Whether a batch holds a message of the measured window.
+    fn holds_measured(&self, batch: &SentBatch) -> bool {
+        batch
+            .records
+            .iter()
+            .any(|(from, _)| *from >= self.measure_start)
+    }
+
     /// Counts an answered request's round trip if it holds a measured message.
     fn round_trip(&self, tally: &mut ProducerTally, request: &InFlight) {
-        let measured = request.batches.iter().any(|batch| {
-            batch
-                .records
-                .iter()
-                .any(|(from, _)| *from >= self.measure_start)
-        });
-        if measured {
+        if request
+            .batches
+            .iter()
+            .any(|batch| self.holds_measured(batch))
+        {
             let round_trip = self.clock.elapsed().saturating_sub(request.handed_off);
             tally
                 .request_round_trips
@@ -571,6 +582,9 @@ impl<'a> Outbox<'a> {
                 // max_in_flight requests are out, then write.
                 let correlation_id = link.sender.next_correlation_id();
                 link.sender.encode(request, link.version, correlation_id)?;
+                let measured = batches
+                    .iter()
+                    .any(|batch| self.accounting.holds_measured(batch));
                 in_flight
                     .send(InFlight {
                         correlation_id,
@@ -578,7 +592,12 @@ impl<'a> Outbox<'a> {
                         handed_off: self.accounting.clock.elapsed(),
                     })
                     .map_err(|_| ClientError::Protocol("producer receiver stopped".into()))?;
+                let write_from = self.accounting.clock.elapsed();
                 link.sender.write_encoded()?;
+                if measured {
+                    let took = self.accounting.clock.elapsed().saturating_sub(write_from);
+                    self.tally.request_writes.record_us(took.as_micros() as u64);
+                }
             }
             None => {
                 let handed_off = self.accounting.clock.elapsed();

@@ -38,6 +38,10 @@ pub(crate) fn run_markdown(report: &RunReport) -> String {
                 "produce: request round trip",
                 &report.produce.request_round_trip_us,
             ),
+            latency_row(
+                "produce: request write (part of the round trip)",
+                &report.produce.request_write_us,
+            ),
             latency_row("end-to-end", &report.consume.e2e_latency_us),
         ],
     ));

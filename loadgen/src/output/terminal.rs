@@ -51,12 +51,13 @@ pub fn terminal_table(report: &RunReport) -> String {
     if produce.request_round_trip_us.count > 0 {
         let (wait, trip) = (&produce.send_wait_us, &produce.request_round_trip_us);
         out.push_str(&format!(
-            "where produce latency went: send wait p50 {} p99 {} ms; request round trip p50 {} p99 {} p99.9 {} ms\n",
+            "where produce latency went: send wait p50 {} p99 {} ms; request round trip p50 {} p99 {} p99.9 {} ms, of which writing the request p99 {} ms\n",
             ms(wait.p50),
             ms(wait.p99),
             ms(trip.p50),
             ms(trip.p99),
             ms(trip.p999),
+            ms(produce.request_write_us.p99),
         ));
     }
     if produce.failed_messages > 0 {

@@ -52,6 +52,7 @@ fn synthetic_report(label: &str, scale: u64) -> RunReport {
             latency_us: latency(1_500 * scale),
             send_wait_us: latency(300 * scale),
             request_round_trip_us: latency(1_100 * scale),
+            request_write_us: latency(50 * scale),
             backlog_messages: 0,
             failed_messages: 3,
             errors: [("NOT_LEADER_OR_FOLLOWER".to_string(), 3)].into(),
@@ -127,10 +128,13 @@ fn run_files_hold_the_report() {
         .lines()
         .filter(|line| line.starts_with("| produce: "))
         .collect();
-    assert_eq!(split_rows.len(), 2, "{md}");
+    assert_eq!(split_rows.len(), 3, "{md}");
     assert!(split_rows[0].starts_with("| produce: send wait | 120000 | 0.300 | 0.600 | 1.200 |"));
     assert!(split_rows[1]
         .starts_with("| produce: request round trip | 120000 | 1.100 | 2.200 | 4.400 |"));
+    assert!(split_rows[2].starts_with(
+        "| produce: request write (part of the round trip) | 120000 | 0.050 | 0.100 | 0.200 |"
+    ));
 
     let latency = fs::read_to_string(dir.path().join("run-1-latency.svg")).unwrap();
     assert_svg_with(&latency, &["produce", "end-to-end", "99.9%", "max"]);
@@ -224,7 +228,7 @@ fn terminal_table_aligns_both_directions() {
     assert!(rows[0].contains("10.24") && rows[0].contains("1.500"));
     assert!(text.contains("loadgen 3.25 s"));
     assert!(
-        text.contains("send wait p50 0.300 p99 1.200 ms; request round trip p50 1.100 p99 4.400 p99.9 8.800 ms"),
+        text.contains("send wait p50 0.300 p99 1.200 ms; request round trip p50 1.100 p99 4.400 p99.9 8.800 ms, of which writing the request p99 0.200 ms"),
         "{text}"
     );
 }
@@ -259,9 +263,11 @@ fn reports_written_before_the_latency_split_still_read() {
     let produce = json["produce"].as_object_mut().unwrap();
     produce.remove("send_wait_us").unwrap();
     produce.remove("request_round_trip_us").unwrap();
+    produce.remove("request_write_us").unwrap();
     let back: RunReport = serde_json::from_value(json).unwrap();
     assert_eq!(back.produce.send_wait_us, Percentiles::default());
     assert_eq!(back.produce.request_round_trip_us, Percentiles::default());
+    assert_eq!(back.produce.request_write_us, Percentiles::default());
     assert_eq!(back.produce.latency_us, report.produce.latency_us);
     // And a run without answers (acks=0) prints no split.
     let mut unanswered = report;
