@@ -119,6 +119,8 @@ struct InFlight {
     batches: Vec<SentBatch>,
     /// When the request was handed to the connection (since the start of the run's clock).
     handed_off: Duration,
+    /// Whether it holds a message of the measured window (its round trip counts).
+    measured: bool,
 }
 
 /// A connection to one leader: the sending half here, the receiving half on its own thread.
@@ -189,21 +191,18 @@ impl Accounting {
         }
     }
 
-    /// Whether a batch holds a message of the measured window.
+    /// Whether a batch holds a message of the measured window: records are in due order, so
+    /// its last one does if any does.
     fn holds_measured(&self, batch: &SentBatch) -> bool {
         batch
             .records
-            .iter()
-            .any(|(from, _)| *from >= self.measure_start)
+            .last()
+            .is_some_and(|(from, _)| *from >= self.measure_start)
     }
 
     /// Counts an answered request's round trip if it holds a measured message.
     fn round_trip(&self, tally: &mut ProducerTally, request: &InFlight) {
-        if request
-            .batches
-            .iter()
-            .any(|batch| self.holds_measured(batch))
-        {
+        if request.measured {
             let round_trip = self.clock.elapsed().saturating_sub(request.handed_off);
             tally
                 .request_round_trips
@@ -590,6 +589,7 @@ impl<'a> Outbox<'a> {
                         correlation_id,
                         batches,
                         handed_off: self.accounting.clock.elapsed(),
+                        measured,
                     })
                     .map_err(|_| ClientError::Protocol("producer receiver stopped".into()))?;
                 let write_from = self.accounting.clock.elapsed();
