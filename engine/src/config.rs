@@ -157,10 +157,11 @@ pub struct LogConfig {
     /// up to a whole segment dirty (1 GiB by default) and every producer of the partition waits
     /// for it.
     pub writeback_bytes: u64,
-    /// With buffered writes: the active segment's pages more than this many bytes behind the
-    /// log's end are written back, waited for (in io-wq, not by the writer) and dropped from the
-    /// page cache, so the page cache holds at most about this much of the partition's newest
-    /// data and later writes reuse the memory so freed; 0 for never, the kernel's LRU decides
+    /// With buffered writes: the log's pages (its active segment's and, across rolls, its newest
+    /// rolled segments') more than this many bytes behind the log's end are written back, waited
+    /// for (in io-wq, not by the writer) and dropped from the page cache, so the page cache holds
+    /// at most about this much of the partition's newest data and later writes reuse the memory
+    /// so freed; 0 for never, the kernel's LRU decides
     /// (topic config `drop.behind.bytes`; decision 0033). Readers further behind read cold.
     pub drop_behind_bytes: u64,
     /// How far behind the log's end a drop behind waits for a live reader: pages that a reader
