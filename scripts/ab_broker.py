@@ -30,6 +30,12 @@ seconds and means per chunk in ms, say which stage held a catch-up reader back.
 frames are then the ones the broker's page cache gets (see results/profile/README.md on why that
 matters on this VM). Without it, runs see whatever the previous run freed. --warm-only limits it to
 some variants (e.g. the same binary twice, cold and warm).
+
+--return-memory-mb does the opposite, for every variant: just before each run a child process
+touches that many MiB of anonymous memory and exits, then the run waits --return-memory-wait-s
+(default 5) seconds. This VM hands free memory back to its host after about 2 s (free page
+reporting), so the run starts on memory the host must fault in again, as after any large free on
+such a VM (results/fixed-rate-returned-memory/).
 """
 
 import argparse
@@ -80,6 +86,19 @@ def warm_frames(directory, megabytes):
         for _ in range(megabytes):
             file.write(chunk)
     os.unlink(path)
+
+
+def return_memory(megabytes, wait_s):
+    """Touches `megabytes` MiB of anonymous memory in a child that then exits, and waits while
+    the guest reports the freed pages to its host."""
+    subprocess.run(
+        [sys.executable, "-c",
+         "import sys\n"
+         "b = bytearray(int(sys.argv[1]) << 20)\n"
+         "for i in range(0, len(b), 4096): b[i] = 1\n",
+         str(megabytes)],
+        check=True)
+    time.sleep(wait_s)
 
 
 def block_device_stat(directory):
@@ -202,11 +221,13 @@ def scrape_waits(metrics_port):
     return waits
 
 
-def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN):
+def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN, returned=None):
     label, command = variant
     data = tempfile.mkdtemp(dir=scratch, prefix=f"ab-{label}-")
     if warm_mb:
         warm_frames(scratch, warm_mb)
+    if returned:
+        return_memory(*returned)
     broker = subprocess.Popen(
         command
         + ["--data-dir", data, "--listen", f"127.0.0.1:{port}"]
@@ -267,6 +288,9 @@ def main():
     parser.add_argument("--loadgen", default=DEFAULT_LOADGEN, help="ringtail-loadgen run arguments")
     parser.add_argument("--port", type=int, default=29190)
     parser.add_argument("--warm-frames-mb", type=int, default=0)
+    parser.add_argument("--return-memory-mb", type=int, default=0,
+                        help="touch and free this much anonymous memory before each run")
+    parser.add_argument("--return-memory-wait-s", type=float, default=5.0)
     parser.add_argument("--warm-only", help="comma list of the variants that get warm frames (default: all)")
     parser.add_argument("--out", help="append each run as a JSON line here")
     parser.add_argument(
@@ -309,6 +333,9 @@ def main():
     print(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} loadgen: {args.loadgen}")
     for label, extra in extra_args.items():
         print(f"#   {label}: + {shlex.join(extra)}")
+    if args.return_memory_mb:
+        print(f"# before each run: {args.return_memory_mb} MiB of anonymous memory touched and freed,"
+              f" then {args.return_memory_wait_s:g} s for the guest to hand it back")
     runs = []
     for rep in range(args.reps):
         for variant in variants:
@@ -317,7 +344,9 @@ def main():
                 warm_mb = 0
             loadgen = loadgens.get(variant[0], LOADGEN)
             variant_args = loadgen_args + extra_args.get(variant[0], [])
-            run = one_run(variant, variant_args, args.port, scratch, warm_mb, loadgen)
+            returned = ((args.return_memory_mb, args.return_memory_wait_s)
+                        if args.return_memory_mb else None)
+            run = one_run(variant, variant_args, args.port, scratch, warm_mb, loadgen, returned)
             run["rep"] = rep
             runs.append(run)
             print(
