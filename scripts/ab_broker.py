@@ -290,7 +290,8 @@ def main():
     parser.add_argument("--warm-frames-mb", type=int, default=0)
     parser.add_argument("--return-memory-mb", type=int, default=0,
                         help="touch and free this much anonymous memory before each run")
-    parser.add_argument("--return-memory-wait-s", type=float, default=5.0)
+    parser.add_argument("--return-memory-wait-s", type=float, default=5.0,
+                        help="with --return-memory-mb: seconds to wait after the free (default 5)")
     parser.add_argument("--warm-only", help="comma list of the variants that get warm frames (default: all)")
     parser.add_argument("--out", help="append each run as a JSON line here")
     parser.add_argument(
@@ -333,6 +334,8 @@ def main():
     print(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} loadgen: {args.loadgen}")
     for label, extra in extra_args.items():
         print(f"#   {label}: + {shlex.join(extra)}")
+    if args.return_memory_mb and args.warm_frames_mb:
+        parser.error("--return-memory-mb undoes --warm-frames-mb: use one of them")
     if args.return_memory_mb:
         print(f"# before each run: {args.return_memory_mb} MiB of anonymous memory touched and freed,"
               f" then {args.return_memory_wait_s:g} s for the guest to hand it back")
@@ -348,6 +351,7 @@ def main():
                         if args.return_memory_mb else None)
             run = one_run(variant, variant_args, args.port, scratch, warm_mb, loadgen, returned)
             run["rep"] = rep
+            run["returned_memory_mb"] = args.return_memory_mb
             runs.append(run)
             print(
                 f"rep {rep} {run['label']:>10}: produce {run['produce_mb_s']:7.1f} MB/s"

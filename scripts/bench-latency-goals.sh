@@ -44,9 +44,15 @@ fi
 # The catch-up goal is judged against the disk measured in the same session. Without fio only a
 # buffered read-back measures it, and the host's cache can serve that at twice the disk's speed
 # (results/write-direct-2026-12-05/), so fio is installed where it can be.
-if ! command -v fio >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio >/dev/null 2>&1 \
-    || echo "bench-latency-goals: fio could not be installed; the disk is measured by read-back only" >&2
+if ! command -v fio >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 \
+           && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio >/dev/null 2>&1; }; } \
+      || echo "bench-latency-goals: fio could not be installed; the disk is measured by read-back only" >&2
+  else
+    echo "bench-latency-goals: no fio (install it as root); the disk is measured by read-back only" >&2
+  fi
 fi
 cargo build --release --locked -p ringtail-server -p ringtail-loadgen
 bash scripts/kafka-peer.sh fetch >/dev/null

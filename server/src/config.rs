@@ -123,9 +123,10 @@ pub struct Args {
 
     /// With buffered writes: pages of a partition's log (its active segment and the rolled ones
     /// before it) more than this many bytes behind its end are written back, waited for (off
-    /// the shard) and dropped from the page cache, so new writes reuse the memory freed (on VMs that hand idle memory back to the
-    /// host, fresh page-cache pages cost 2-3x the CPU); consumers further behind read from disk.
-    /// 0 for never: the kernel's LRU decides (topic config `drop.behind.bytes`).
+    /// the shard) and dropped from the page cache, so new writes reuse the memory freed (on VMs
+    /// that hand idle memory back to the host, fresh page-cache pages cost 2-3x the CPU);
+    /// consumers further behind read from disk. 0 for never: the kernel's LRU decides (topic
+    /// config `drop.behind.bytes`).
     #[arg(long, value_name = "BYTES", default_value_t = ringtail_engine::config::DROP_BEHIND_BYTES_DEFAULT)]
     pub drop_behind_bytes: u64,
 
