@@ -147,7 +147,7 @@ pub fn run(args: Args) -> Result<()> {
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count)
         .map(|_| flume::bounded::<ShardJob>(INBOX_JOBS_MAX))
         .unzip();
-    let router = Arc::new(Router::new(senders));
+    let router = Arc::new(Router::new(senders, args.connection_placement));
     let shutdown = Arc::new(AtomicBool::new(false));
     let shards_drained = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -573,16 +573,7 @@ async fn accept_loop(
                 let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 crate::metrics::record_connection();
                 match context.limits.connections.try_open(peer.ip()) {
-                    Ok(permit) => {
-                        compio::runtime::spawn(crate::connection::serve(
-                            Rc::clone(&context),
-                            stream,
-                            peer,
-                            id,
-                            permit,
-                        ))
-                        .detach();
-                    }
+                    Ok(permit) => crate::placement::place(&context, stream, peer, id, permit),
                     Err(refused) => {
                         // Accepted then dropped at once: the client sees the close, and the
                         // listen backlog does not fill with connections we will never serve.

@@ -211,6 +211,13 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 0, value_parser = crate::residency::parse_cold_read_pace)]
     pub fetch_cold_read_bytes_per_sec: u64,
 
+    /// Which shard serves a new connection: the one serving the fewest connections now
+    /// (`fewest-connections`), or the one whose listener the kernel's SO_REUSEPORT hash chose
+    /// (`accepting-shard`, which left one producer and one consumer on the same shard in half of
+    /// the runs of results/connection-placement/).
+    #[arg(long, value_name = "fewest-connections|accepting-shard", value_enum, default_value_t = crate::placement::ConnectionPlacement::FewestConnections)]
+    pub connection_placement: crate::placement::ConnectionPlacement,
+
     /// Client connections open at once, broker-wide (Kafka's max.connections); beyond it a new
     /// connection is accepted and closed at once.
     #[arg(long, value_name = "N", default_value_t = 10_000)]

@@ -32,6 +32,7 @@ mod listeners;
 mod metadata;
 mod metrics;
 mod open_files;
+mod placement;
 mod produce_stages;
 pub mod protocol;
 mod quotas;

@@ -241,6 +241,7 @@ async fn render(context: &Rc<ShardContext>) -> String {
     crate::residency::render_metrics(&mut out);
     crate::produce_stages::render_metrics(&mut out);
     let _ = writeln!(out, "# TYPE ringtail_connections_accepted_total counter\nringtail_connections_accepted_total {}", CONNECTIONS_ACCEPTED.load(Ordering::Relaxed));
+    crate::placement::render_metrics(&mut out, &context.router.connections);
     let limits = &context.limits;
     for (name, help, kind, value) in [
         (

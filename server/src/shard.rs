@@ -2,7 +2,7 @@
 //!
 //! Each shard is a thread pinned to a core, running its own compio runtime (its own io_uring),
 //! owning the partitions [`partition_owner`] assigns it, and accepting connections on its own
-//! SO_REUSEPORT listener. A connection is served on the shard that accepted it; work on a partition
+//! SO_REUSEPORT listener. A connection is served on the shard placement.rs gives it; work on a partition
 //! another shard owns is sent there as a job over a bounded channel and its result comes back on a
 //! oneshot. No lock guards the data path.
 #![forbid(unsafe_code)]
@@ -32,14 +32,27 @@ pub type ShardJob = Box<dyn FnOnce(Rc<ShardContext>) -> Pin<Box<dyn Future<Outpu
 /// The senders of every shard's inbox; shared by all shards.
 pub struct Router {
     inboxes: Vec<flume::Sender<ShardJob>>,
+    /// Connections each shard serves, and where a new one goes (placement.rs).
+    pub connections: Arc<crate::placement::ShardConnections>,
     /// One wake-up channel per shard, for shutdown.
     wakes: Vec<(flume::Sender<()>, flume::Receiver<()>)>,
 }
 
 impl Router {
-    pub fn new(inboxes: Vec<flume::Sender<ShardJob>>) -> Self {
+    pub fn new(
+        inboxes: Vec<flume::Sender<ShardJob>>,
+        placement: crate::placement::ConnectionPlacement,
+    ) -> Self {
         let wakes = inboxes.iter().map(|_| flume::bounded(1)).collect();
-        Self { inboxes, wakes }
+        let connections = Arc::new(crate::placement::ShardConnections::new(
+            placement,
+            inboxes.len(),
+        ));
+        Self {
+            inboxes,
+            connections,
+            wakes,
+        }
     }
 
     /// Wakes every shard's accept loop (shutdown).
@@ -61,6 +74,13 @@ impl Router {
     /// The shard that owns a partition.
     pub fn owner(&self, topic: &str, partition: i32) -> ShardId {
         partition_owner(topic, partition, self.shard_count())
+    }
+
+    /// Puts a job in `shard`'s inbox if it has room now; else gives the job back.
+    pub fn try_send(&self, shard: ShardId, job: ShardJob) -> Result<(), ShardJob> {
+        self.inboxes[shard.0 as usize]
+            .try_send(job)
+            .map_err(flume::TrySendError::into_inner)
     }
 
     /// Sends a job to `shard`'s inbox. Fails only when that shard has stopped.

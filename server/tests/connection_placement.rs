@@ -1,0 +1,119 @@
+//! Which shard serves a connection (`--connection-placement`, server/src/placement.rs): by
+//! default the one serving the fewest, whatever listener the kernel's SO_REUSEPORT hash picked.
+//! A handed-over connection serves requests as any other, and is counted until it closes, also
+//! when the client closes it before its first byte.
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use ringtail_engine::batch::encode_uniform_batch;
+
+mod common;
+use common::client::{now_ms, Client};
+use common::{scrape, start_broker, Broker};
+
+const SHARD_0: &str = "ringtail_shard_connections{shard=\"0\"}";
+const SHARD_1: &str = "ringtail_shard_connections{shard=\"1\"}";
+const HANDED_OVER: &str = "ringtail_connections_handed_over_total";
+
+fn per_shard(broker: &Broker) -> (u64, u64) {
+    (scrape(broker, SHARD_0), scrape(broker, SHARD_1))
+}
+
+/// The connection counts once both shards noticed every close (a closed connection's task ends
+/// when its next read returns), or what they were after 30 s, for the caller to compare.
+fn per_shard_once(broker: &Broker, expected: (u64, u64)) -> (u64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = per_shard(broker);
+        if counts == expected || Instant::now() > deadline {
+            return counts;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `count` connections opened one after another, each answered (a Metadata request) before the
+/// next is opened.
+fn answered_connections(broker: &Broker, count: usize) -> Vec<Client> {
+    (0..count)
+        .map(|_| {
+            let mut client = Client::connect(broker);
+            let _: MetadataResponse =
+                client.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+            client
+        })
+        .collect()
+}
+
+#[test]
+fn connections_spread_evenly_over_the_shards_and_every_one_serves_produce_and_fetch() {
+    let broker = start_broker(&[]);
+    let mut admin = Client::connect(&broker);
+    assert_eq!(admin.create_topic("placed", 4, &[]), 0);
+
+    // Opened one after another, each answered before the next is opened (so no two shards
+    // choose at once): with the kernel's hash alone, ten connections split 5/5 a quarter of the
+    // time.
+    let mut clients: Vec<Client> = Vec::new();
+    for index in 0..9 {
+        let mut client = Client::connect(&broker);
+        let partition = index % 4;
+        let answer = client.produce("placed", partition, encode_uniform_batch(now_ms(), 3, 64));
+        assert_eq!(answer.error_code, 0, "produce on connection {index}");
+        clients.push(client);
+    }
+    assert_eq!(
+        per_shard(&broker),
+        (5, 5),
+        "the admin connection and nine more"
+    );
+    // Each connection reads back all that every connection wrote to its partition.
+    for (index, client) in clients.iter_mut().enumerate() {
+        let partition = (index % 4) as i32;
+        let data = client.fetch_partition("placed", partition, 0, 12);
+        assert_eq!(data.error_code, 0);
+        let written = (0..9).filter(|other| other % 4 == index % 4).count() as i64;
+        assert_eq!(data.high_watermark, 3 * written, "partition {partition}");
+    }
+    assert!(
+        scrape(&broker, HANDED_OVER) >= 1,
+        "some connection was handed over, or the split above was luck"
+    );
+
+    clients.truncate(4);
+    let left = per_shard_once(&broker, (3, 2));
+    assert!(
+        left == (3, 2) || left == (2, 3),
+        "five connections left: {left:?}"
+    );
+    drop(clients);
+    drop(admin);
+    assert_eq!(per_shard_once(&broker, (0, 0)), (0, 0), "all closed");
+
+    // New connections fill both shards again from empty.
+    let _again = answered_connections(&broker, 4);
+    assert_eq!(per_shard(&broker), (2, 2));
+}
+
+#[test]
+fn connections_closed_before_their_first_byte_are_not_counted_for_ever() {
+    let broker = start_broker(&[]);
+    for _ in 0..64 {
+        drop(TcpStream::connect(("127.0.0.1", broker.port)).unwrap());
+    }
+    assert_eq!(per_shard_once(&broker, (0, 0)), (0, 0));
+    // The broker still serves, on both shards.
+    let _clients = answered_connections(&broker, 2);
+    assert_eq!(per_shard(&broker), (1, 1));
+}
+
+#[test]
+fn the_accepting_shard_keeps_its_connections_when_asked() {
+    let broker = start_broker(&["--connection-placement", "accepting-shard"]);
+    let _clients = answered_connections(&broker, 8);
+    let (first, second) = per_shard(&broker);
+    assert_eq!(first + second, 8);
+    assert_eq!(scrape(&broker, HANDED_OVER), 0);
+}
