@@ -213,8 +213,8 @@ pub struct Args {
 
     /// Which shard serves a new connection: the one serving the fewest connections now
     /// (`fewest-connections`), or the one whose listener the kernel's SO_REUSEPORT hash chose
-    /// (`accepting-shard`, which left one producer and one consumer on the same shard in half of
-    /// the runs of results/connection-placement/).
+    /// (`accepting-shard`, which put one producer and one consumer on the same shard in 3 of the 9
+    /// logged runs of results/connection-placement/, and the consumer fell behind in those).
     #[arg(long, value_name = "fewest-connections|accepting-shard", value_enum, default_value_t = crate::placement::ConnectionPlacement::FewestConnections)]
     pub connection_placement: crate::placement::ConnectionPlacement,
 

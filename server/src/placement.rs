@@ -4,8 +4,8 @@
 //! hash of the connection's addresses: a fair coin per connection, blind to what each shard
 //! already serves. A Kafka client opens few connections and keeps them, so the coin decides a
 //! workload's balance for its whole life. With one producer and one consumer on 2 shards, both
-//! landed on the same shard in about half the runs: that shard received and sent every byte while
-//! the other idled, and the consumer fell behind the producer
+//! landed on the same shard in 3 of 9 logged runs (half, by chance): that shard received and sent
+//! every byte while the other idled, and the consumer fell behind the producer
 //! (results/connection-placement/). So by default the accepting shard hands a connection to the
 //! shard serving the fewest connections (Envoy's "exact balance"), before a byte of it is read;
 //! `--connection-placement accepting-shard` keeps the kernel's choice.
