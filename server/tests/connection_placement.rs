@@ -133,3 +133,42 @@ fn the_accepting_shard_keeps_its_connections_when_asked() {
     assert_eq!(first + second, 8);
     assert_eq!(scrape(&broker, HANDED_OVER), 0);
 }
+
+#[test]
+fn concurrent_accepts_on_both_shards_keep_the_counts_true() {
+    const THREADS: usize = 8;
+    const CONNECTIONS_PER_THREAD: usize = 25;
+    let broker = start_broker(&[]);
+    // Clients connecting at once: both shards accept, and choose, at the same moments.
+    let clients: Vec<Client> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..CONNECTIONS_PER_THREAD)
+                        .map(|_| {
+                            let mut client = Client::connect(&broker);
+                            let _: MetadataResponse =
+                                client.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+                            client
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|thread| thread.join().unwrap())
+            .collect()
+    });
+    let total = (THREADS * CONNECTIONS_PER_THREAD) as u64;
+    let (first, second) = per_shard(&broker);
+    assert_eq!(
+        first + second,
+        total,
+        "every answered connection is counted once"
+    );
+    assert_eq!(scrape(&broker, "ringtail_connections_open"), total);
+    drop(clients);
+    assert_eq!(per_shard_totalling(&broker, 0), (0, 0));
+    assert_eq!(scrape(&broker, "ringtail_connections_open"), 0);
+}
