@@ -109,6 +109,15 @@ pub struct Seat {
     shard: ShardId,
 }
 
+impl Seat {
+    /// The same connection counted on `shard` instead (a hand-over that did not happen).
+    fn move_to(self, shard: ShardId) -> Seat {
+        let connections = Arc::clone(&self.connections);
+        drop(self);
+        connections.seat_on(shard)
+    }
+}
+
 impl Drop for Seat {
     fn drop(&mut self) {
         self.connections.open[usize::from(self.shard.0)].fetch_sub(1, Ordering::Relaxed);
@@ -144,9 +153,14 @@ pub fn place(
         Ok(socket) => std::net::TcpStream::from(socket),
         Err(error) => {
             debug!(%peer, %error, "connection not handed over: no descriptor for its copy");
-            drop(seat);
-            let seat = connections.seat_on(context.id);
-            serve_here(context, stream, peer, listener, permit, seat);
+            serve_here(
+                context,
+                stream,
+                peer,
+                listener,
+                permit,
+                seat.move_to(context.id),
+            );
             return;
         }
     };
@@ -172,8 +186,7 @@ pub fn place(
             }
             match TcpStream::from_std(socket) {
                 Ok(stream) => {
-                    let _seat = seat;
-                    crate::connection::serve(target_context, stream, peer, listener, permit).await;
+                    serve_seated(target_context, stream, peer, listener, permit, seat).await
                 }
                 Err(error) => debug!(%peer, %error, "handed-over connection not served"),
             }
@@ -190,9 +203,14 @@ pub fn place(
             drop(refused);
             debug!(%peer, shard = target.0, "connection not handed over: that shard's inbox is full or stopped");
             if let Some(Handover { permit, seat, .. }) = take(&handover) {
-                drop(seat);
-                let seat = connections.seat_on(context.id);
-                serve_here(context, stream, peer, listener, permit, seat);
+                serve_here(
+                    context,
+                    stream,
+                    peer,
+                    listener,
+                    permit,
+                    seat.move_to(context.id),
+                );
             }
         }
     }
@@ -213,12 +231,27 @@ fn serve_here(
     permit: ConnectionPermit,
     seat: Seat,
 ) {
-    let context = Rc::clone(context);
-    compio::runtime::spawn(async move {
-        let _seat = seat;
-        crate::connection::serve(context, stream, peer, listener, permit).await;
-    })
+    compio::runtime::spawn(serve_seated(
+        Rc::clone(context),
+        stream,
+        peer,
+        listener,
+        permit,
+        seat,
+    ))
     .detach();
+}
+
+/// Serves a connection on `context`'s shard, counted there until it ends.
+async fn serve_seated(
+    context: Rc<ShardContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: ListenerId,
+    permit: ConnectionPermit,
+    _seat: Seat,
+) {
+    crate::connection::serve(context, stream, peer, listener, permit).await;
 }
 
 /// Connections per shard, and how many were handed over, on /metrics.

@@ -26,23 +26,27 @@ fn per_shard(broker: &Broker) -> (u64, u64) {
 /// next read returns, so both shards notice closes in their own time), or what they were after
 /// 30 s, for the caller to compare.
 fn per_shard_totalling(broker: &Broker, total: u64) -> (u64, u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (first, second) = per_shard(broker);
-        if first + second == total || Instant::now() > deadline {
-            return (first, second);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    polled(
+        || per_shard(broker),
+        |(first, second)| first + second == total,
+    )
 }
 
 /// Waits until the broker has accepted `count` connections since start (up to 30 s).
 fn accepted_reaching(broker: &Broker, count: u64) -> u64 {
+    polled(
+        || scrape(broker, "ringtail_connections_accepted_total"),
+        |&accepted| accepted >= count,
+    )
+}
+
+/// `read()` again every 20 ms until `done` holds of it or 30 s pass; the last reading.
+fn polled<T>(read: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let accepted = scrape(broker, "ringtail_connections_accepted_total");
-        if accepted >= count || Instant::now() > deadline {
-            return accepted;
+        let reading = read();
+        if done(&reading) || Instant::now() > deadline {
+            return reading;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
