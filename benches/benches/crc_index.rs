@@ -61,6 +61,35 @@ fn bench_validate(criterion: &mut Criterion) {
     group.finish();
 }
 
+/// The CRC-32C of a batch's bytes by `crc-fast` (what the engine, broker and loadgen use) and by
+/// the `crc32c` crate they used before, side by side in one run (decision 0036).
+fn bench_crc_implementations(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("crc32c_implementations");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (bytes, label) in [
+        (1 << 20, "1MiB"),
+        (16 << 10, "16KiB"),
+        (1 << 10, "1KiB"),
+        (64, "64B"),
+    ] {
+        let data: Vec<u8> = (0..bytes as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_function(format!("crc_fast_{label}"), |bencher| {
+            bencher
+                .iter(|| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, black_box(&data)));
+        });
+        group.bench_function(format!("crc32c_crate_{label}"), |bencher| {
+            bencher.iter(|| crc32c::crc32c(black_box(&data)));
+        });
+    }
+    group.finish();
+}
+
 /// A full-size offset index: entries every `OFFSETS_PER_ENTRY` offsets / `POSITION_STEP` bytes.
 fn offset_index() -> OffsetIndex {
     let mut index = OffsetIndex::new(Offset::new(SEGMENT_BASE_OFFSET));
@@ -134,5 +163,10 @@ fn bench_index(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_validate, bench_index);
+criterion_group!(
+    benches,
+    bench_validate,
+    bench_crc_implementations,
+    bench_index
+);
 criterion_main!(benches);

@@ -255,7 +255,7 @@ pub fn validate(
             magic: header.magic,
         });
     }
-    let crc_computed = crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..total_bytes]);
+    let crc_computed = crate::checksum::crc32c(&bytes[ATTRIBUTES_OFFSET..total_bytes]);
     if crc_computed != header.crc {
         return Err(BatchError::CrcMismatch {
             crc_stored: header.crc,
@@ -546,7 +546,7 @@ pub fn encode_batch(
     out[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
         .copy_from_slice(&producer.base_sequence.to_be_bytes());
     out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&record_count.to_be_bytes());
-    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    let crc = crate::checksum::crc32c(&out[ATTRIBUTES_OFFSET..]);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     out
 }

@@ -371,7 +371,7 @@ fn assemble(
     out.extend_from_slice(records_area);
     out[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&batch_length.to_be_bytes());
     out[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&record_count.to_be_bytes());
-    let crc = crc32c::crc32c(&out[ATTRIBUTES_OFFSET..]);
+    let crc = crate::checksum::crc32c(&out[ATTRIBUTES_OFFSET..]);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(out)
 }
@@ -559,7 +559,7 @@ mod tests {
             .copy_from_slice(&attributes.to_be_bytes());
         appended[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
             .copy_from_slice(&5_000i64.to_be_bytes());
-        let crc = crc32c::crc32c(&appended[ATTRIBUTES_OFFSET..]);
+        let crc = crate::checksum::crc32c(&appended[ATTRIBUTES_OFFSET..]);
         appended[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
         let decoded = decode_batch(&appended).unwrap();
         let rebuilt = rebuild(&appended, &decoded, &keep, None).unwrap().unwrap();

@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod batch;
+pub mod checksum;
 pub mod cleaner;
 pub mod clock;
 pub mod codec;

@@ -52,7 +52,7 @@ pub fn partition_owner(
     shard_count: u16,
 ) -> ShardId {
     assert!(shard_count > 0, "at least one shard");
-    let start = u64::from(crc32c::crc32c(topic.as_bytes()));
+    let start = u64::from(crate::checksum::crc32c(topic.as_bytes()));
     let partition = u64::try_from(partition.into().get()).unwrap_or(0);
     let owner = (start + partition) % u64::from(shard_count);
     ShardId(u16::try_from(owner).expect("below shard_count, a u16"))

@@ -12,7 +12,7 @@ const ATTR_CONTROL: i16 = 0x20;
 /// Sets a batch's attributes and recomputes its CRC (attributes lie inside it).
 fn set_attributes(bytes: &mut [u8], attributes: i16) {
     bytes[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
-    let crc = crc32c::crc32c(&bytes[ATTRIBUTES_AT..]);
+    let crc = crate::checksum::crc32c(&bytes[ATTRIBUTES_AT..]);
     bytes[batch::CRC_OFFSET..batch::CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 

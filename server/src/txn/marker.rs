@@ -39,7 +39,7 @@ pub struct TxnProducer {
 /// Sets a batch's attributes and recomputes its CRC (which covers everything from attributes on).
 fn set_attributes(batch: &mut [u8], attributes: i16) {
     batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+    let crc = ringtail_engine::checksum::crc32c(&batch[ATTRIBUTES_OFFSET..]);
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
