@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use ringtail_benches::{uniform_batch_within, XorShift64};
 use ringtail_engine::batch::{self, Strictness};
 use ringtail_engine::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
@@ -30,15 +30,25 @@ const TIMESTAMP_STEP_MS: i64 = 10;
 /// last-level cache here, as a stream of produce requests would be.
 const COLD_COPIES: usize = 64;
 
-/// CRC-32C validation of a single batch, as `PartitionLog::append` does for every producer batch:
-/// on one cache-resident batch (the CRC's own speed) and cycling through 64 MiB of copies (bound
-/// by memory bandwidth, like validating a stream of fresh requests).
-fn bench_validate(criterion: &mut Criterion) {
-    let mut group = criterion.benchmark_group("crc32c_validate");
+/// A group sized for these short, steady CPU loops: 10 samples of 2 s after a 0.5 s warm-up keep
+/// the whole bench under a minute while the spread stays within a few percent.
+fn quick_group<'c>(
+    criterion: &'c mut Criterion,
+    name: &str,
+) -> BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut group = criterion.benchmark_group(name);
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
+    group
+}
+
+/// CRC-32C validation of a single batch, as `PartitionLog::append` does for every producer batch:
+/// on one cache-resident batch (the CRC's own speed) and cycling through 64 MiB of copies (bound
+/// by memory bandwidth, like validating a stream of fresh requests).
+fn bench_validate(criterion: &mut Criterion) {
+    let mut group = quick_group(criterion, "crc32c_validate");
     for (target_bytes, label) in [(1 << 20, "batch_1MiB"), (16 << 10, "batch_16KiB")] {
         let batch = uniform_batch_within(target_bytes);
         group.throughput(Throughput::Bytes(batch.len() as u64));
@@ -64,11 +74,7 @@ fn bench_validate(criterion: &mut Criterion) {
 /// The CRC-32C of a batch's bytes by `crc-fast` (what the engine, broker and loadgen use) and by
 /// the `crc32c` crate they used before, side by side in one run (decision 0036).
 fn bench_crc_implementations(criterion: &mut Criterion) {
-    let mut group = criterion.benchmark_group("crc32c_implementations");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    let mut group = quick_group(criterion, "crc32c_implementations");
     for (bytes, label) in [
         (1 << 20, "1MiB"),
         (16 << 10, "16KiB"),
@@ -127,11 +133,7 @@ fn probes(first: i64, span: u64, seed: u64) -> Vec<i64> {
 
 /// Time per single lookup: each criterion iteration is one lookup on the next probe key.
 fn bench_index(criterion: &mut Criterion) {
-    let mut group = criterion.benchmark_group("index_lookup_250k");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    let mut group = quick_group(criterion, "index_lookup_250k");
 
     let offsets = offset_index();
     let offset_probes = probes(

@@ -153,14 +153,7 @@ pub fn place(
         Ok(socket) => std::net::TcpStream::from(socket),
         Err(error) => {
             debug!(%peer, %error, "connection not handed over: no descriptor for its copy");
-            serve_here(
-                context,
-                stream,
-                peer,
-                listener,
-                permit,
-                seat.move_to(context.id),
-            );
+            serve_here_instead(context, stream, peer, listener, permit, seat);
             return;
         }
     };
@@ -203,14 +196,7 @@ pub fn place(
             drop(refused);
             debug!(%peer, shard = target.0, "connection not handed over: that shard's inbox is full or stopped");
             if let Some(Handover { permit, seat, .. }) = take(&handover) {
-                serve_here(
-                    context,
-                    stream,
-                    peer,
-                    listener,
-                    permit,
-                    seat.move_to(context.id),
-                );
+                serve_here_instead(context, stream, peer, listener, permit, seat);
             }
         }
     }
@@ -221,6 +207,20 @@ fn take(handover: &Mutex<Option<Handover>>) -> Option<Handover> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take()
+}
+
+/// Serves on this shard a connection meant for another one, whose hand-over failed: its seat
+/// moves here so the counts stay true.
+fn serve_here_instead(
+    context: &Rc<ShardContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: ListenerId,
+    permit: ConnectionPermit,
+    seat: Seat,
+) {
+    let seat = seat.move_to(context.id);
+    serve_here(context, stream, peer, listener, permit, seat);
 }
 
 fn serve_here(
