@@ -6,6 +6,8 @@
 //! (acks=0: to the moment its request was written).
 #![forbid(unsafe_code)]
 
+mod outbox;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver as ChannelReceiver, SyncSender};
@@ -13,12 +15,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiVersionsRequest, ProduceRequest};
 
+use self::outbox::{OpenBatch, Outbox};
 use super::batch::{stamp, BatchBuilder, BATCH_HEADER_BYTES, STAMP_BYTES};
-use super::cluster::topic_name;
 use super::connection::{Connection, Receiver, Sender};
 use super::{error_name, ClientError};
 use crate::clock::Clock;
@@ -489,170 +489,6 @@ fn message_key<'buf>(
     key_buf.clear();
     let _ = write!(key_buf, "key-{key_number}");
     Some(key_buf.as_bytes())
-}
-
-/// Largest Produce request a producer sends (record bytes), so that many partitions' batches
-/// never add up to a frame a broker refuses.
-const REQUEST_BYTES_MAX: usize = 16 << 20;
-
-/// One partition's batch being filled.
-struct OpenBatch {
-    builder: BatchBuilder,
-    /// Per record: the time (since the start of the run) its latency is counted from, and its
-    /// value size.
-    records: Vec<(Duration, u32)>,
-    /// When the first record went in (linger counts from it).
-    first_at: Option<Duration>,
-}
-
-/// What a producer sends from: open batches, leader connections, and the tally of what the
-/// sending thread itself accounts (acks=0).
-struct Outbox<'a> {
-    config: &'a ProducerConfig,
-    accounting: Accounting,
-    links: HashMap<String, Link>,
-    open: Vec<OpenBatch>,
-    tally: ProducerTally,
-}
-
-/// A finished batch with its record bytes, as a request carries it.
-type ReadyBatch = (SentBatch, Bytes);
-
-impl<'a> Outbox<'a> {
-    /// Sends the non-empty batches of `partitions`, one request per leader (more when a leader's
-    /// batches exceed [`REQUEST_BYTES_MAX`]).
-    fn send(&mut self, partitions: &[usize]) -> Result<(), ClientError> {
-        let config = self.config;
-        let by_leader = self.finish_batches(partitions)?;
-        for (leader, batches) in split_requests(by_leader) {
-            if !self.links.contains_key(leader) {
-                let link = open_link(config, leader, &self.accounting)?;
-                self.links.insert(leader.to_string(), link);
-            }
-            let request = produce_request(config, &batches);
-            let batches: Vec<SentBatch> = batches.into_iter().map(|(sent, _)| sent).collect();
-            self.send_request(leader, &request, batches)?;
-        }
-        Ok(())
-    }
-
-    /// Closes the open batches of `partitions` that hold records, grouped by leader.
-    fn finish_batches(
-        &mut self,
-        partitions: &[usize],
-    ) -> Result<BTreeMap<&'a str, Vec<ReadyBatch>>, ClientError> {
-        let config: &'a ProducerConfig = self.config;
-        let mut by_leader: BTreeMap<&'a str, Vec<ReadyBatch>> = BTreeMap::new();
-        for &partition in partitions {
-            let open = &mut self.open[partition];
-            if open.builder.is_empty() {
-                continue;
-            }
-            let value_bytes = open.builder.value_bytes();
-            let records = open.builder.finish(config.compression)?;
-            open.first_at = None;
-            let sent = SentBatch {
-                partition: i32::try_from(partition)
-                    .expect("partition indexes come from an i32 count"),
-                value_bytes,
-                records: std::mem::take(&mut open.records),
-            };
-            by_leader
-                .entry(config.leaders[partition].as_str())
-                .or_default()
-                .push((sent, records));
-        }
-        Ok(by_leader)
-    }
-
-    /// Sends one request on the leader's link: with acks, through the in-flight queue its
-    /// receiver answers from; with acks=0, counted as acknowledged once written.
-    fn send_request(
-        &mut self,
-        leader: &str,
-        request: &ProduceRequest,
-        batches: Vec<SentBatch>,
-    ) -> Result<(), ClientError> {
-        let link = self.links.get_mut(leader).expect("opened by the caller");
-        match &link.in_flight {
-            Some(in_flight) => {
-                // Encode first (an encoding error must not leave a receiver waiting for an
-                // answer), then reserve the in-flight slot, which blocks while
-                // max_in_flight requests are out, then write.
-                let correlation_id = link.sender.next_correlation_id();
-                link.sender.encode(request, link.version, correlation_id)?;
-                let measured = batches
-                    .iter()
-                    .any(|batch| self.accounting.holds_measured(batch));
-                in_flight
-                    .send(InFlight {
-                        correlation_id,
-                        batches,
-                        handed_off: self.accounting.clock.elapsed(),
-                        measured,
-                    })
-                    .map_err(|_| ClientError::Protocol("producer receiver stopped".into()))?;
-                let write_from = self.accounting.clock.elapsed();
-                link.sender.write_encoded()?;
-                if measured {
-                    let took = self.accounting.clock.elapsed().saturating_sub(write_from);
-                    self.tally.request_writes.record_us(took.as_micros() as u64);
-                }
-            }
-            None => {
-                let handed_off = self.accounting.clock.elapsed();
-                link.sender.send(request, link.version)?;
-                for batch in &batches {
-                    self.accounting
-                        .acknowledged(&mut self.tally, batch, handed_off);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Splits each leader's batches into requests of at most [`REQUEST_BYTES_MAX`] record bytes
-/// (brokers refuse larger frames: Kafka's socket.request.max.bytes is 100 MiB), one batch at
-/// least.
-fn split_requests(by_leader: BTreeMap<&str, Vec<ReadyBatch>>) -> Vec<(&str, Vec<ReadyBatch>)> {
-    let mut requests: Vec<(&str, Vec<ReadyBatch>)> = Vec::new();
-    for (leader, batches) in by_leader {
-        let mut request_bytes = 0;
-        for batch in batches {
-            let fits = request_bytes + batch.1.len() <= REQUEST_BYTES_MAX;
-            match requests.last_mut() {
-                Some((last_leader, open)) if *last_leader == leader && fits => {
-                    request_bytes += batch.1.len();
-                    open.push(batch);
-                }
-                _ => {
-                    request_bytes = batch.1.len();
-                    requests.push((leader, vec![batch]));
-                }
-            }
-        }
-    }
-    requests
-}
-
-/// The Produce request carrying `batches` to the configured topic.
-fn produce_request(config: &ProducerConfig, batches: &[ReadyBatch]) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(config.acks.wire_value())
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(&config.topic))
-            .with_partition_data(
-                batches
-                    .iter()
-                    .map(|(sent, records)| {
-                        PartitionProduceData::default()
-                            .with_index(sent.partition)
-                            .with_records(Some(records.clone()))
-                    })
-                    .collect(),
-            )])
 }
 
 fn open_link(
