@@ -110,8 +110,12 @@ pub struct Seat {
 }
 
 impl Seat {
-    /// The same connection counted on `shard` instead (a hand-over that did not happen).
+    /// The same connection counted on `shard` instead (a hand-over that did not happen); itself
+    /// if it is counted there already.
     fn move_to(self, shard: ShardId) -> Seat {
+        if self.shard == shard {
+            return self;
+        }
         let connections = Arc::clone(&self.connections);
         drop(self);
         connections.seat_on(shard)
@@ -153,7 +157,7 @@ pub fn place(
         Ok(socket) => std::net::TcpStream::from(socket),
         Err(error) => {
             debug!(%peer, %error, "connection not handed over: no descriptor for its copy");
-            serve_here_instead(context, stream, peer, listener, permit, seat);
+            serve_here(context, stream, peer, listener, permit, seat);
             return;
         }
     };
@@ -196,7 +200,7 @@ pub fn place(
             drop(refused);
             debug!(%peer, shard = target.0, "connection not handed over: that shard's inbox is full or stopped");
             if let Some(Handover { permit, seat, .. }) = take(&handover) {
-                serve_here_instead(context, stream, peer, listener, permit, seat);
+                serve_here(context, stream, peer, listener, permit, seat);
             }
         }
     }
@@ -209,20 +213,8 @@ fn take(handover: &Mutex<Option<Handover>>) -> Option<Handover> {
         .take()
 }
 
-/// Serves on this shard a connection meant for another one, whose hand-over failed: its seat
-/// moves here so the counts stay true.
-fn serve_here_instead(
-    context: &Rc<ShardContext>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    listener: ListenerId,
-    permit: ConnectionPermit,
-    seat: Seat,
-) {
-    let seat = seat.move_to(context.id);
-    serve_here(context, stream, peer, listener, permit, seat);
-}
-
+/// Serves the connection on `context`'s shard; a seat meant for another shard (whose hand-over
+/// failed) moves here, so the counts stay true.
 fn serve_here(
     context: &Rc<ShardContext>,
     stream: TcpStream,
@@ -231,6 +223,7 @@ fn serve_here(
     permit: ConnectionPermit,
     seat: Seat,
 ) {
+    let seat = seat.move_to(context.id);
     compio::runtime::spawn(serve_seated(
         Rc::clone(context),
         stream,
@@ -309,5 +302,21 @@ mod tests {
         assert_eq!(connections.open_on(ShardId(0)), 3);
         assert_eq!(connections.open_on(ShardId(1)), 0);
         drop(seats);
+    }
+
+    #[test]
+    fn a_seat_moved_counts_once_on_its_new_shard_and_stays_if_already_there() {
+        let connections = Arc::new(ShardConnections::new(
+            ConnectionPlacement::FewestConnections,
+            2,
+        ));
+        let seat = connections.seat_on(ShardId(1));
+        let seat = seat.move_to(ShardId(1));
+        assert_eq!(connections.open_on(ShardId(1)), 1);
+        let seat = seat.move_to(ShardId(0));
+        assert_eq!(connections.open_on(ShardId(0)), 1);
+        assert_eq!(connections.open_on(ShardId(1)), 0);
+        drop(seat);
+        assert_eq!(connections.open_on(ShardId(0)), 0);
     }
 }
