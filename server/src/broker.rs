@@ -147,7 +147,11 @@ pub fn run(args: Args) -> Result<()> {
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..shard_count)
         .map(|_| flume::bounded::<ShardJob>(INBOX_JOBS_MAX))
         .unzip();
-    let router = Arc::new(Router::new(senders, args.connection_placement));
+    let router = Arc::new(Router::new(
+        senders,
+        args.connection_placement,
+        args.frame_pool_bytes,
+    ));
     let shutdown = Arc::new(AtomicBool::new(false));
     let shards_drained = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -143,6 +143,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 100 * 1024 * 1024)]
     pub frame_bytes_max: u32,
 
+    /// Spare buffers each shard keeps for request frames of 128 KiB or more, so large Produce
+    /// requests are read into warm memory instead of fresh pages that fault in the socket read
+    /// (results/frame-pool/). 0 turns the pool off.
+    #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub frame_pool_bytes: u64,
+
     /// Create a topic when a client produces to or asks metadata for one that does not exist.
     #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_create_topics: bool,

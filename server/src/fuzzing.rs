@@ -55,7 +55,7 @@ pub fn request_frame(bytes: &[u8]) -> Result<(), String> {
         .get(4..4 + size)
         .ok_or("frame shorter than its size")?;
     let (request, mut body, _client_id) = parse_header(
-        BytesMut::from(frame),
+        Bytes::copy_from_slice(frame),
         ListenerId(0),
         &crate::acl::Identity::anonymous(std::net::Ipv4Addr::LOCALHOST.into()),
     )?;

@@ -18,6 +18,7 @@ mod connection;
 mod coordinators;
 mod disks;
 mod durable_file;
+mod frame_pool;
 pub mod fuzzing;
 #[cfg(test)]
 mod fuzzing_corpus;

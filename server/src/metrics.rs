@@ -242,6 +242,7 @@ async fn render(context: &Rc<ShardContext>) -> String {
     crate::produce_stages::render_metrics(&mut out);
     let _ = writeln!(out, "# TYPE ringtail_connections_accepted_total counter\nringtail_connections_accepted_total {}", CONNECTIONS_ACCEPTED.load(Ordering::Relaxed));
     crate::placement::render_metrics(&mut out, &context.router.connections);
+    crate::frame_pool::render_metrics(&mut out, &context.router.frame_pools);
     let limits = &context.limits;
     for (name, help, kind, value) in [
         (

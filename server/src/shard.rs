@@ -36,22 +36,30 @@ pub struct Router {
     pub connections: Arc<crate::placement::ShardConnections>,
     /// One wake-up channel per shard, for shutdown.
     wakes: Vec<(flume::Sender<()>, flume::Receiver<()>)>,
+    /// Each shard's spare request-frame buffers (indexed by shard; frame_pool.rs). Shared so that
+    /// a frame dropped on another shard returns its buffer, and /metrics sees them all.
+    pub frame_pools: Vec<Arc<crate::frame_pool::FramePool>>,
 }
 
 impl Router {
     pub fn new(
         inboxes: Vec<flume::Sender<ShardJob>>,
         placement: crate::placement::ConnectionPlacement,
+        frame_pool_bytes: u64,
     ) -> Self {
         let wakes = inboxes.iter().map(|_| flume::bounded(1)).collect();
         let connections = Arc::new(crate::placement::ShardConnections::new(
             placement,
             inboxes.len(),
         ));
+        let frame_pools = (inboxes.iter())
+            .map(|_| crate::frame_pool::FramePool::new(frame_pool_bytes))
+            .collect();
         Self {
             inboxes,
             connections,
             wakes,
+            frame_pools,
         }
     }
 
@@ -135,6 +143,11 @@ pub struct ShardContext {
 }
 
 impl ShardContext {
+    /// This shard's spare request-frame buffers.
+    pub fn frame_pool(&self) -> &Arc<crate::frame_pool::FramePool> {
+        &self.router.frame_pools[usize::from(self.id.0)]
+    }
+
     pub fn shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
     }

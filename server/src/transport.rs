@@ -16,12 +16,14 @@ use std::io::{self, Read, Write};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::Bytes;
+use compio::buf::IntoInner;
 use compio::io::{AsyncRead, AsyncReadAtExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 use compio::BufResult;
 use rustls::{ServerConfig, ServerConnection};
 
+use crate::frame_pool::FramePool;
 use crate::residency::{FileRange, RangeSender};
 use ringtail_engine::io::IOVECS_PER_WRITE_MAX;
 
@@ -140,16 +142,30 @@ impl ConnReader {
     }
 
     /// Reads exactly `len` bytes.
-    pub async fn read_exact(&mut self, len: usize) -> io::Result<BytesMut> {
-        match self {
+    pub async fn read_exact(&mut self, len: usize) -> io::Result<Vec<u8>> {
+        self.read_exact_into(Vec::with_capacity(len), len).await
+    }
+
+    /// Reads a request frame of `len` bytes into a buffer from `pool` (frame_pool.rs).
+    pub async fn read_frame(&mut self, len: usize, pool: &Arc<FramePool>) -> io::Result<Bytes> {
+        let buffer = self.read_exact_into(pool.take(len), len).await?;
+        Ok(pool.frame(buffer))
+    }
+
+    /// Reads exactly `len` bytes into `buffer` (empty, with room for them).
+    async fn read_exact_into(&mut self, buffer: Vec<u8>, len: usize) -> io::Result<Vec<u8>> {
+        debug_assert!(buffer.is_empty() && buffer.capacity() >= len);
+        let buffer = match self {
             Self::Plain(stream) => {
-                let BufResult(result, buffer) =
-                    stream.read_exact(BytesMut::with_capacity(len)).await;
+                let BufResult(result, buffer) = stream
+                    .read_exact(compio::buf::IoBuf::slice(buffer, ..len))
+                    .await;
                 result?;
-                Ok(buffer)
+                buffer.into_inner()
             }
             Self::Tls { .. } => {
-                let mut buffer = BytesMut::zeroed(len);
+                let mut buffer = buffer;
+                buffer.resize(len, 0);
                 let mut filled = 0;
                 while filled < len {
                     let got = self.read_plaintext(&mut buffer[filled..]).await?;
@@ -158,9 +174,11 @@ impl ConnReader {
                     }
                     filled += got;
                 }
-                Ok(buffer)
+                buffer
             }
-        }
+        };
+        assert_eq!(buffer.len(), len, "a read of exactly {len} bytes");
+        Ok(buffer)
     }
 
     /// TLS: plaintext rustls has decrypted, reading and decrypting more as needed; 0 at the end.

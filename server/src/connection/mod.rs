@@ -18,9 +18,10 @@ mod writer;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use compio::net::TcpStream;
 use compio::runtime::JoinHandle;
 use futures_util::future::{select, Either};
@@ -30,6 +31,7 @@ use tracing::debug;
 
 use crate::acl::Identity;
 use crate::api::{self, RequestContext, RequestError, Response};
+use crate::frame_pool::FramePool;
 use crate::limits::ConnectionPermit;
 use crate::listeners::ListenerId;
 use crate::produce_stages::{self, Stage};
@@ -245,7 +247,14 @@ async fn read_requests(
         // The frame timeout starts once the frame may be read: the wait for the budget is the
         // broker's doing, not a slow client's.
         let frame_started = Instant::now();
-        let frame = read_frame_body(&mut stream, size as usize, frame_started, timeouts).await?;
+        let frame = read_frame_body(
+            &mut stream,
+            size as usize,
+            context.frame_pool(),
+            frame_started,
+            timeouts,
+        )
+        .await?;
         let frame_read = frame_started.elapsed();
         crate::metrics::record_bytes_in(frame.len() + 4);
         let request_bytes = frame.len() as u64 + 4;
@@ -490,11 +499,12 @@ async fn read_frame_size(
 async fn read_frame_body(
     stream: &mut ConnReader,
     size: usize,
+    pool: &Arc<FramePool>,
     started: Instant,
     timeouts: FrameTimeouts,
-) -> Result<BytesMut, ReadEnd> {
+) -> Result<Bytes, ReadEnd> {
     let remaining = Duration::from_millis(timeouts.frame_ms).saturating_sub(started.elapsed());
-    let read = std::pin::pin!(stream.read_exact(size));
+    let read = std::pin::pin!(stream.read_frame(size, pool));
     let timer = std::pin::pin!(compio::time::sleep(remaining));
     match select(read, timer).await {
         Either::Left((frame, _)) => Ok(frame?),
@@ -515,7 +525,7 @@ pub(crate) fn checked_frame_size(size: i32, limit_bytes: u32) -> Result<usize, S
 /// Decodes the request header. Unknown APIs and versions close the connection, except an
 /// ApiVersions request of a newer version, which gets the v0 answer (KIP-511).
 pub(crate) fn parse_header(
-    frame: BytesMut,
+    frame: Bytes,
     listener: ListenerId,
     identity: &Identity,
 ) -> Result<(RequestContext, Bytes, Option<StrBytes>), String> {
@@ -526,7 +536,7 @@ pub(crate) fn parse_header(
     let Some((min, max)) = api::supported_range(api) else {
         return Err(format!("unsupported API {api:?}"));
     };
-    let mut body = frame.freeze();
+    let mut body = frame;
     if api == ApiKey::ApiVersions && version > max {
         // The header of an unknown version may not be decodable; the answer needs only the id.
         let request = RequestContext {
