@@ -57,17 +57,21 @@ impl FramePool {
             return Vec::with_capacity(len);
         }
         let reused = {
+            // The gauge changes under the lock, as in `give_back`, so the two never interleave.
             let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
             let best = (spares.iter().enumerate())
                 .filter(|(_, spare)| spare.capacity() >= len)
                 .min_by_key(|(_, spare)| spare.capacity())
                 .map(|(index, _)| index);
-            best.map(|index| spares.swap_remove(index))
+            best.map(|index| {
+                let buffer = spares.swap_remove(index);
+                self.pooled_bytes
+                    .fetch_sub(buffer.capacity() as u64, Ordering::Relaxed);
+                buffer
+            })
         };
         match reused {
             Some(mut buffer) => {
-                self.pooled_bytes
-                    .fetch_sub(buffer.capacity() as u64, Ordering::Relaxed);
                 self.reused_total.fetch_add(1, Ordering::Relaxed);
                 buffer.clear();
                 buffer
