@@ -271,6 +271,11 @@ def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN, retu
         "produce_p50_ms": produce["latency_us"]["p50"] / 1000,
         "produce_p99_ms": produce["latency_us"]["p99"] / 1000,
         "produce_p999_ms": produce["latency_us"]["p999"] / 1000,
+        # The loadgen's split of that latency (zeros from a loadgen without it).
+        "send_wait_p50_ms": produce.get("send_wait_us", {}).get("p50", 0) / 1000,
+        "send_wait_p99_ms": produce.get("send_wait_us", {}).get("p99", 0) / 1000,
+        "round_trip_p50_ms": produce.get("request_round_trip_us", {}).get("p50", 0) / 1000,
+        "round_trip_p99_ms": produce.get("request_round_trip_us", {}).get("p99", 0) / 1000,
         "consume_mb_s": consume.get("mb_per_s", 0.0),
         # A catch-up reader's speed while behind (the run's mean counts the live rate after it).
         "catch_up_mb_s": (catch_up_mb_s(report) or 0.0) if consume else 0.0,
@@ -355,7 +360,10 @@ def main():
             runs.append(run)
             print(
                 f"rep {rep} {run['label']:>10}: produce {run['produce_mb_s']:7.1f} MB/s"
-                f" p99 {run['produce_p99_ms']:7.2f} ms, consume {run['consume_mb_s']:7.1f} MB/s"
+                f" p99 {run['produce_p99_ms']:7.2f} ms (send wait p50/p99"
+                f" {run['send_wait_p50_ms']:.2f}/{run['send_wait_p99_ms']:.2f}, round trip"
+                f" {run['round_trip_p50_ms']:.2f}/{run['round_trip_p99_ms']:.2f}),"
+                f" consume {run['consume_mb_s']:7.1f} MB/s"
                 f" ({run['catch_up_mb_s']:7.1f} while behind),"
                 f" broker {run['broker_cpu_s']:5.2f} CPU-s = {run['cpu_s_per_gb']:.3f} s/GB,"
                 f" loadgen {run['loadgen_cpu_s']:5.2f} CPU-s;"
@@ -380,6 +388,10 @@ def main():
         "produce_p50_ms",
         "produce_p99_ms",
         "produce_p999_ms",
+        "send_wait_p50_ms",
+        "send_wait_p99_ms",
+        "round_trip_p50_ms",
+        "round_trip_p99_ms",
         "consume_mb_s",
         "catch_up_mb_s",
         "cpu_s_per_gb",
