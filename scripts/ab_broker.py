@@ -221,8 +221,35 @@ def scrape_waits(metrics_port):
     return waits
 
 
-def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN, returned=None):
+def run_before(command, before_args, port, scratch, loadgen):
+    """A loadgen run against a broker of its own (same command, fresh data dir), whose data is
+    removed before the measured run starts: what the measured run inherits from a run before it
+    (the freed page cache, memory handed back to the host, the disk's writeback)."""
+    data = tempfile.mkdtemp(dir=scratch, prefix="ab-before-")
+    broker = subprocess.Popen(
+        command + ["--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        subprocess.run(
+            [loadgen, "run", "--bootstrap", f"127.0.0.1:{port}", "--quiet"] + before_args,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    finally:
+        broker.terminate()
+        broker.wait()
+        subprocess.run(["rm", "-rf", data], check=True)
+
+
+def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN, returned=None,
+            before=None):
     label, command = variant
+    if before:
+        run_before(command, before, port, scratch, loadgen)
     data = tempfile.mkdtemp(dir=scratch, prefix=f"ab-{label}-")
     if warm_mb:
         warm_frames(scratch, warm_mb)
@@ -313,6 +340,14 @@ def main():
         metavar="LABEL=ARGS",
         help="ringtail-loadgen arguments added for one variant (after --loadgen's)",
     )
+    parser.add_argument(
+        "--before-of",
+        action="append",
+        default=[],
+        metavar="LABEL=ARGS",
+        help="for one variant, a ringtail-loadgen run with these arguments against a broker of"
+        " its own just before each measured run, its data removed before the measured run starts",
+    )
     parser.add_argument("variants", nargs="+", help="label=BROKER_BINARY [flags...]")
     args = parser.parse_args()
 
@@ -333,12 +368,20 @@ def main():
         if label not in {name for name, _ in variants} or not extra:
             parser.error(f"--loadgen-args-of {text}: expected LABEL=ARGS for one of the variants")
         extra_args[label] = shlex.split(extra)
+    befores = {}
+    for text in args.before_of:
+        label, _, before = text.partition("=")
+        if label not in {name for name, _ in variants} or not before:
+            parser.error(f"--before-of {text}: expected LABEL=ARGS for one of the variants")
+        befores[label] = shlex.split(before)
     scratch = os.path.join(REPO, "target/tmp")
     os.makedirs(scratch, exist_ok=True)
 
     print(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} loadgen: {args.loadgen}")
     for label, extra in extra_args.items():
         print(f"#   {label}: + {shlex.join(extra)}")
+    for label, before in befores.items():
+        print(f"#   {label}: each run after a run of its own: {shlex.join(before)}")
     if args.return_memory_mb and args.warm_frames_mb:
         parser.error("--return-memory-mb undoes --warm-frames-mb: use one of them")
     if args.return_memory_mb:
@@ -354,7 +397,8 @@ def main():
             variant_args = loadgen_args + extra_args.get(variant[0], [])
             returned = ((args.return_memory_mb, args.return_memory_wait_s)
                         if args.return_memory_mb else None)
-            run = one_run(variant, variant_args, args.port, scratch, warm_mb, loadgen, returned)
+            run = one_run(variant, variant_args, args.port, scratch, warm_mb, loadgen, returned,
+                          befores.get(variant[0]))
             run["rep"] = rep
             run["returned_memory_mb"] = args.return_memory_mb
             runs.append(run)
