@@ -350,30 +350,29 @@ def main():
     )
     parser.add_argument("variants", nargs="+", help="label=BROKER_BINARY [flags...]")
     args = parser.parse_args()
+    if args.reps < 1:
+        parser.error("--reps must be at least 1")
 
     variants = []
     for text in args.variants:
         label, _, command = text.partition("=")
         variants.append((label, shlex.split(command)))
     loadgen_args = shlex.split(args.loadgen)
-    loadgens = {}
-    for text in args.loadgen_of:
-        label, _, path = text.partition("=")
-        if label not in {name for name, _ in variants} or not path:
-            parser.error(f"--loadgen-of {text}: expected LABEL=PATH for one of the variants")
-        loadgens[label] = path
-    extra_args = {}
-    for text in args.loadgen_args_of:
-        label, _, extra = text.partition("=")
-        if label not in {name for name, _ in variants} or not extra:
-            parser.error(f"--loadgen-args-of {text}: expected LABEL=ARGS for one of the variants")
-        extra_args[label] = shlex.split(extra)
-    befores = {}
-    for text in args.before_of:
-        label, _, before = text.partition("=")
-        if label not in {name for name, _ in variants} or not before:
-            parser.error(f"--before-of {text}: expected LABEL=ARGS for one of the variants")
-        befores[label] = shlex.split(before)
+    labels = {name for name, _ in variants}
+
+    def per_variant(option, texts, value_of):
+        """LABEL=VALUE options of one variant each, as {label: value_of(VALUE)}."""
+        values = {}
+        for text in texts:
+            label, _, value = text.partition("=")
+            if label not in labels or not value:
+                parser.error(f"{option} {text}: expected LABEL=VALUE for one of the variants")
+            values[label] = value_of(value)
+        return values
+
+    loadgens = per_variant("--loadgen-of", args.loadgen_of, str)
+    extra_args = per_variant("--loadgen-args-of", args.loadgen_args_of, shlex.split)
+    befores = per_variant("--before-of", args.before_of, shlex.split)
     scratch = os.path.join(REPO, "target/tmp")
     os.makedirs(scratch, exist_ok=True)
 
