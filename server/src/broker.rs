@@ -159,7 +159,7 @@ pub fn run(args: Args) -> Result<()> {
     for (index, (listeners, inbox)) in per_shard.into_iter().zip(receivers).enumerate() {
         let shard = ShardStart {
             id: ShardId(index as u16),
-            cpu: index % cores,
+            cpu: args.pin_shards.then_some(index % cores),
             sched_slice_us: args.slice.shard_sched_slice_us,
             listeners,
             sasl: Arc::clone(&sasl),
@@ -346,7 +346,8 @@ fn stop_listening(listeners: &[std::net::TcpListener]) {
 /// What a shard thread starts from.
 struct ShardStart {
     id: ShardId,
-    cpu: usize,
+    /// The core this shard is pinned to (`--pin-shards true`); none: wherever the kernel puts it.
+    cpu: Option<usize>,
     /// `--shard-sched-slice-us`: 0 keeps the kernel's slice.
     sched_slice_us: u32,
     /// This shard's socket of each listener, in `--listeners` order (the index is the ListenerId).
@@ -379,7 +380,7 @@ impl ShardStart {
                 warn!(shard = self.id.0, %err, "--shard-sched-slice-us not applied; the kernel's slice stays");
             }
         }
-        let runtime = shard_runtime(Some(self.cpu)).context("shard runtime")?;
+        let runtime = shard_runtime(self.cpu).context("shard runtime")?;
         runtime.block_on(self.serve())
     }
 

@@ -49,9 +49,18 @@ pub struct Args {
     #[arg(long = "data-dir", value_name = "DIR", default_value = "./data")]
     pub data_dirs: Vec<PathBuf>,
 
-    /// Shards (threads, each pinned to a core with its own io_uring); default: one per core.
+    /// Shards (threads, each with its own io_uring); default: one per core.
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
+
+    /// Pin each shard thread to a core (shard i to core i mod cores), and with it the io-wq
+    /// workers of its io_uring, which inherit the pin, so a buffered write's hand-off to its
+    /// worker stays on one core. `false` lets the kernel run them wherever a core is free: on
+    /// cores shared with clients, a fixed rate of large produce requests then had 0.6x the p99,
+    /// and one producer and one consumer flat out went no faster (results/shard-pinning/,
+    /// decision 0038).
+    #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pin_shards: bool,
 
     /// The shards' CPU time slice (see `thread_slice.rs`).
     #[command(flatten)]

@@ -1,8 +1,8 @@
 //! Shard threads and the message passing between them.
 //!
-//! Each shard is a thread pinned to a core, running its own compio runtime (its own io_uring),
-//! owning the partitions [`partition_owner`] assigns it, and accepting connections on its own
-//! SO_REUSEPORT listener. A connection is served on the shard placement.rs gives it; work on a
+//! Each shard is a thread pinned to a core (unless `--pin-shards false`), running its own
+//! compio runtime (its own io_uring), owning the partitions [`partition_owner`] assigns it, and
+//! accepting connections on its own SO_REUSEPORT listener. A connection is served on the shard placement.rs gives it; work on a
 //! partition another shard owns is sent there as a job over a bounded channel and its result comes back on a
 //! oneshot. No lock guards the data path.
 #![forbid(unsafe_code)]

@@ -245,7 +245,7 @@ pub fn describe(args: &Args, log_defaults: &LogConfig, advertised: &Advertised) 
             ConfigType::Int,
             args.shard_count().to_string(),
             Some("shards"),
-            "Shards: threads pinned to cores, each with its own io_uring (--shards).",
+            "Shards: threads, each with its own io_uring, pinned to cores unless --pin-shards false (--shards).",
         ),
         Entry(
             "group.consumer.session.timeout.ms",

@@ -1,0 +1,153 @@
+//! `--pin-shards`: by default each shard thread (and every thread it starts, its io_uring's io-wq
+//! workers among them) may run on one core only, a different one per shard; with
+//! `--pin-shards false` they may run wherever the broker's process may.
+#![forbid(unsafe_code)]
+
+mod common;
+
+/// Parses a `Cpus_allowed_list` ("0-3,6") into its CPUs.
+fn cpus(list: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for range in list.trim().split(',').filter(|range| !range.is_empty()) {
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
+        cpus.extend(first.parse::<usize>().unwrap()..=last.parse::<usize>().unwrap());
+    }
+    cpus
+}
+
+/// The CPUs a thread (or, for the main thread, the process) may run on, from its
+/// `/proc/.../status`.
+fn allowed_cpus(status: &str) -> Vec<usize> {
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .expect("a Cpus_allowed_list line");
+    cpus(line)
+}
+
+/// A thread of the broker: its id, its name and the CPUs it may run on.
+struct Thread {
+    id: u32,
+    name: String,
+    cpus: Vec<usize>,
+}
+
+/// The broker's threads and the CPUs its process (its main thread) may use.
+fn broker_threads(broker: &common::Broker) -> (Vec<Thread>, Vec<usize>) {
+    let pid = broker.child.id();
+    let process = allowed_cpus(&std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap());
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let (Ok(name), Ok(status)) = (
+            std::fs::read_to_string(task.join("comm")),
+            std::fs::read_to_string(task.join("status")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        threads.push(Thread {
+            id: task.file_name().unwrap().to_str().unwrap().parse().unwrap(),
+            name: name.trim().to_string(),
+            cpus: allowed_cpus(&status),
+        });
+    }
+    (threads, process)
+}
+
+/// The threads named `shard-{shard}` (the shard's own, and those it started, which inherit the
+/// name), and the io-wq workers of their io_urings (named `iou-wrk-{creating thread's id}`).
+fn shard_threads(threads: &[Thread], shard: usize) -> (Vec<&Thread>, Vec<&Thread>) {
+    let own: Vec<&Thread> = threads
+        .iter()
+        .filter(|thread| thread.name == format!("shard-{shard}"))
+        .collect();
+    let workers = threads
+        .iter()
+        .filter(|thread| {
+            own.iter()
+                .any(|shard_thread| thread.name == format!("iou-wrk-{}", shard_thread.id))
+        })
+        .collect();
+    (own, workers)
+}
+
+/// Makes each shard's io_uring start an io-wq worker: a produce to a topic each of the 2 shards
+/// owns (a buffered file write goes to a worker), answered before this returns.
+fn produce_to_every_shard(broker: &common::Broker) {
+    let mut client = common::cold::connect(broker);
+    for shard in 0..2u16 {
+        let topic = (0..)
+            .map(|n| format!("pinning-{n}"))
+            .find(|topic| ringtail_engine::partition_owner(topic, 0, 2).0 == shard)
+            .unwrap();
+        common::cold::create_topic(&mut client, &topic);
+        let batch = ringtail_engine::batch::encode_batch(
+            1_700_000_000_000,
+            &[ringtail_engine::batch::RecordSpec {
+                key: None,
+                value: Some(b"pinned or not"),
+                timestamp_delta: 0,
+            }],
+            ringtail_engine::batch::ProducerSpec::default(),
+        );
+        assert_eq!(common::cold::produce(&mut client, &topic, batch.into()), 0);
+    }
+}
+
+#[test]
+fn by_default_each_shard_and_its_workers_run_on_one_core_of_their_own() {
+    let broker = common::start_broker(&[]);
+    produce_to_every_shard(&broker);
+    let (threads, process) = broker_threads(&broker);
+    let mut cores = Vec::new();
+    for shard in 0..2 {
+        let (own, workers) = shard_threads(&threads, shard);
+        assert!(!own.is_empty(), "shard-{shard} runs");
+        assert!(
+            !workers.is_empty(),
+            "the produce started shard-{shard}'s io-wq workers"
+        );
+        let core = &own[0].cpus;
+        assert_eq!(core.len(), 1, "shard-{shard} pinned to one core: {core:?}");
+        for thread in own.iter().chain(&workers) {
+            assert_eq!(
+                &thread.cpus, core,
+                "{} on shard-{shard}'s core",
+                thread.name
+            );
+        }
+        cores.push(core[0]);
+    }
+    if process.len() >= 2 {
+        assert_ne!(cores[0], cores[1], "two shards on two cores");
+    }
+}
+
+#[test]
+fn unpinned_shards_and_their_workers_may_run_on_every_core_of_the_process() {
+    let broker = common::start_broker(&["--pin-shards", "false"]);
+    produce_to_every_shard(&broker);
+    let (threads, process) = broker_threads(&broker);
+    for shard in 0..2 {
+        let (own, workers) = shard_threads(&threads, shard);
+        assert!(!own.is_empty(), "shard-{shard} runs");
+        assert!(
+            !workers.is_empty(),
+            "the produce started shard-{shard}'s io-wq workers"
+        );
+        for thread in own.iter().chain(&workers) {
+            assert_eq!(
+                thread.cpus, process,
+                "{} on the process's CPUs",
+                thread.name
+            );
+        }
+    }
+}
+
+#[test]
+fn cpu_lists_parse() {
+    assert_eq!(cpus("0-1"), vec![0, 1]);
+    assert_eq!(cpus("3"), vec![3]);
+    assert_eq!(cpus("0-2,5,7-8\n"), vec![0, 1, 2, 5, 7, 8]);
+}
