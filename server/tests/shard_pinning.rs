@@ -55,20 +55,26 @@ fn broker_threads(broker: &common::Broker) -> (Vec<Thread>, Vec<usize>) {
 }
 
 /// The threads named `shard-{shard}` (the shard's own, and those it started, which inherit the
-/// name), and the io-wq workers of their io_urings (named `iou-wrk-{creating thread's id}`).
-fn shard_threads(threads: &[Thread], shard: usize) -> (Vec<&Thread>, Vec<&Thread>) {
+/// name), then the io-wq workers of their io_urings (named `iou-wrk-{creating thread's id}`);
+/// both must exist.
+fn shard_threads(threads: &[Thread], shard: usize) -> Vec<&Thread> {
     let own: Vec<&Thread> = threads
         .iter()
         .filter(|thread| thread.name == format!("shard-{shard}"))
         .collect();
-    let workers = threads
+    assert!(!own.is_empty(), "shard-{shard} runs");
+    let workers: Vec<&Thread> = threads
         .iter()
         .filter(|thread| {
             own.iter()
                 .any(|shard_thread| thread.name == format!("iou-wrk-{}", shard_thread.id))
         })
         .collect();
-    (own, workers)
+    assert!(
+        !workers.is_empty(),
+        "the produce started shard-{shard}'s io-wq workers"
+    );
+    own.into_iter().chain(workers).collect()
 }
 
 /// Makes each shard's io_uring start an io-wq worker: a produce to a topic each of the 2 shards
@@ -101,15 +107,10 @@ fn by_default_each_shard_and_its_workers_run_on_one_core_of_their_own() {
     let (threads, process) = broker_threads(&broker);
     let mut cores = Vec::new();
     for shard in 0..2 {
-        let (own, workers) = shard_threads(&threads, shard);
-        assert!(!own.is_empty(), "shard-{shard} runs");
-        assert!(
-            !workers.is_empty(),
-            "the produce started shard-{shard}'s io-wq workers"
-        );
-        let core = &own[0].cpus;
+        let shard_threads = shard_threads(&threads, shard);
+        let core = &shard_threads[0].cpus;
         assert_eq!(core.len(), 1, "shard-{shard} pinned to one core: {core:?}");
-        for thread in own.iter().chain(&workers) {
+        for thread in &shard_threads {
             assert_eq!(
                 &thread.cpus, core,
                 "{} on shard-{shard}'s core",
@@ -129,13 +130,7 @@ fn unpinned_shards_and_their_workers_may_run_on_every_core_of_the_process() {
     produce_to_every_shard(&broker);
     let (threads, process) = broker_threads(&broker);
     for shard in 0..2 {
-        let (own, workers) = shard_threads(&threads, shard);
-        assert!(!own.is_empty(), "shard-{shard} runs");
-        assert!(
-            !workers.is_empty(),
-            "the produce started shard-{shard}'s io-wq workers"
-        );
-        for thread in own.iter().chain(&workers) {
+        for thread in shard_threads(&threads, shard) {
             assert_eq!(
                 thread.cpus, process,
                 "{} on the process's CPUs",
