@@ -39,6 +39,7 @@ such a VM (results/fixed-rate-returned-memory/).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -221,49 +222,49 @@ def scrape_waits(metrics_port):
     return waits
 
 
-def run_before(command, before_args, port, scratch, loadgen):
-    """A loadgen run against a broker of its own (same command, fresh data dir), whose data is
-    removed before the measured run starts: what the measured run inherits from a run before it
-    (the freed page cache, memory handed back to the host, the disk's writeback)."""
-    data = tempfile.mkdtemp(dir=scratch, prefix="ab-before-")
+@contextlib.contextmanager
+def broker_on(command, data, port, metrics=False):
+    """A broker of `command` on the data dir `data` and `port` (with /metrics on port + 1 when
+    `metrics`), once it listens; stopped, and its data dir removed, on exit."""
+    metrics_args = ["--metrics-listen", f"127.0.0.1:{port + 1}"] if metrics else []
     broker = subprocess.Popen(
-        command + ["--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+        command + ["--data-dir", data, "--listen", f"127.0.0.1:{port}"] + metrics_args,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port)
-        subprocess.run(
-            [loadgen, "run", "--bootstrap", f"127.0.0.1:{port}", "--quiet"] + before_args,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        yield broker
     finally:
         broker.terminate()
         broker.wait()
         subprocess.run(["rm", "-rf", data], check=True)
 
 
+def run_before(command, before_args, port, scratch, loadgen):
+    """A loadgen run against a broker of its own (same command, fresh data dir), whose data is
+    removed before the measured run starts: what the measured run inherits from a run before it
+    (the freed page cache, memory handed back to the host, the disk's writeback)."""
+    with broker_on(command, tempfile.mkdtemp(dir=scratch, prefix="ab-before-"), port):
+        subprocess.run(
+            [loadgen, "run", "--bootstrap", f"127.0.0.1:{port}", "--quiet"] + before_args,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
 def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN, returned=None,
-            before=None):
+            before_args=None):
     label, command = variant
-    if before:
-        run_before(command, before, port, scratch, loadgen)
+    if before_args:
+        run_before(command, before_args, port, scratch, loadgen)
     data = tempfile.mkdtemp(dir=scratch, prefix=f"ab-{label}-")
     if warm_mb:
         warm_frames(scratch, warm_mb)
     if returned:
         return_memory(*returned)
-    broker = subprocess.Popen(
-        command
-        + ["--data-dir", data, "--listen", f"127.0.0.1:{port}"]
-        + ["--metrics-listen", f"127.0.0.1:{port + 1}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
+    with broker_on(command, data, port, metrics=True) as broker:
         report_path = os.path.join(data, "report.json")
         before = cpu_seconds(broker.pid)
         with MachineSampler(data) as machine:
@@ -285,10 +286,6 @@ def one_run(variant, loadgen_args, port, scratch, warm_mb, loadgen=LOADGEN, retu
             waits["cold_over_budget_mb"] = 0.0
         with open(report_path) as file:
             report = json.load(file)
-    finally:
-        broker.terminate()
-        broker.wait()
-        subprocess.run(["rm", "-rf", data], check=True)
     produce = report["produce"]
     consume = report.get("consume") or {}
     moved_bytes = produce["bytes"] + consume.get("bytes", 0)

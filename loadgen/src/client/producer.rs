@@ -301,6 +301,7 @@ struct Generator<'a> {
 impl<'a> Generator<'a> {
     fn new(config: &'a ProducerConfig, clock: Clock, payloads: &'a Payloads) -> Self {
         let partitions = config.leaders.len();
+        let largest_record = payloads.largest_bytes() + 64;
         Self {
             config,
             payloads,
@@ -311,9 +312,9 @@ impl<'a> Generator<'a> {
             },
             sticky: usize::try_from(config.producer_index).unwrap_or(0) % partitions,
             key_buf: String::new(),
-            largest_record: payloads.largest_bytes() + 64,
+            largest_record,
             rated: config.schedule.due(1) > Duration::ZERO,
-            fill_step: fill_step_messages(payloads.largest_bytes() + 64),
+            fill_step: fill_step_messages(largest_record),
             index: 0,
         }
     }
