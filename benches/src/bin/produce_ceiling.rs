@@ -118,7 +118,7 @@ fn serve(
     let mut file: Option<File> = None;
     let mut files_made = 0;
     let mut position = 0u64;
-    let scratch = dir.map(|dir| tempfile::tempdir_in(dir)).transpose()?;
+    let scratch = dir.map(tempfile::tempdir_in).transpose()?;
     loop {
         match socket.read_exact(&mut header) {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
