@@ -38,12 +38,12 @@ use ringtail_loadgen::cpu;
 const FILE_BYTES: u64 = 1 << 30;
 /// A request's header: its payload's length and the global index of its first message.
 const HEADER_BYTES: usize = 16;
-/// Dirty bytes after which a file's writeback is started, as the broker's `writeback.bytes`.
-const WRITEBACK_BYTES: u64 = 8 << 20;
-/// Written bytes kept in the page cache behind a file's end, as the broker's `drop.behind.bytes`:
-/// older pages are dropped once written back, so later writes reuse memory instead of running
-/// into the kernel's dirty-page throttling.
-const DROP_BEHIND_BYTES: u64 = 256 << 20;
+/// Dirty bytes after which a file's writeback is started, and written bytes kept in the page
+/// cache behind a file's end: the broker's defaults (`writeback.bytes`, `drop.behind.bytes`), so
+/// the floor writes as the broker does. Older pages are dropped once written back, so later
+/// writes reuse memory instead of running into the kernel's dirty-page throttling.
+const WRITEBACK_BYTES: u64 = ringtail_engine::config::WRITEBACK_BYTES_DEFAULT;
+const DROP_BEHIND_BYTES: u64 = ringtail_engine::config::DROP_BEHIND_BYTES_DEFAULT;
 /// Latencies are recorded in microseconds, up to this.
 const HIGHEST_LATENCY_US: u64 = 60_000_000;
 
