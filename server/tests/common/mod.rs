@@ -56,9 +56,66 @@ pub struct Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        // A test that failed while the broker runs (an answer that never came, most often) shows
+        // where each of its threads waited, so a failure seen once in CI can be read afterwards.
+        let log = stderr_log_path(self.dir.path());
+        if std::thread::panicking() {
+            eprint!("{}", thread_waits(self.child.id()));
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let shown = &lines[lines.len().saturating_sub(STDERR_LINES_SHOWN)..];
+            eprintln!("broker log, its last {} lines:", shown.len());
+            for line in shown {
+                eprintln!("  {line}");
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(log);
     }
+}
+
+/// Lines of a broker's log a failed test prints.
+const STDERR_LINES_SHOWN: usize = 80;
+
+/// Where a broker on `data_dir` logs: beside the data dir, not in it (the broker owns that).
+fn stderr_log_path(data_dir: &Path) -> std::path::PathBuf {
+    let mut name = data_dir.as_os_str().to_owned();
+    name.push(".broker.log");
+    name.into()
+}
+
+/// The broker's stderr, appended to its log beside `data_dir` (restarts add to it).
+pub fn stderr_log(data_dir: &Path) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr_log_path(data_dir))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
+/// Each thread of process `pid`: its name, the kernel function it sleeps in (`wchan`) and, as
+/// root, its kernel stack.
+pub fn thread_waits(pid: u32) -> String {
+    let mut out = format!("broker (pid {pid}) threads when the test failed:\n");
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        out.push_str("  (gone)\n");
+        return out;
+    };
+    for task in tasks.flatten() {
+        let read = |name: &str| std::fs::read_to_string(task.path().join(name)).unwrap_or_default();
+        out.push_str(&format!(
+            "  {} {} waits in {:?}\n",
+            task.file_name().to_string_lossy(),
+            read("comm").trim(),
+            read("wchan")
+        ));
+        for frame in read("stack").lines() {
+            out.push_str(&format!("      {frame}\n"));
+        }
+    }
+    out
 }
 
 /// The lowest port [`free_port`] hands out.
@@ -114,7 +171,7 @@ pub fn start_broker_with_env(extra: &[&str], env: &[(&str, &str)]) -> Broker {
             .args(["--shards", "2"])
             .args(extra)
             .envs(env.iter().copied())
-            .stderr(Stdio::null())
+            .stderr(stderr_log(dir))
             .spawn()
             .unwrap()
     })
@@ -160,7 +217,7 @@ pub fn restart_with(broker: &mut Broker, extra: &[&str]) {
             .arg(broker.dir.path())
             .args(["--shards", "2"])
             .args(extra)
-            .stderr(Stdio::null())
+            .stderr(stderr_log(broker.dir.path()))
             .spawn()
             .unwrap();
         match try_until_listening(&mut child, port, "broker did not restart") {
@@ -186,7 +243,7 @@ fn spawn_unchecked(port: u16, data_dir: &Path) -> Child {
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(data_dir)
-        .stderr(Stdio::null())
+        .stderr(stderr_log(data_dir))
         .spawn()
         .unwrap()
 }
