@@ -217,6 +217,13 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = crate::residency::COLD_READ_MEMORY_BYTES_DEFAULT, value_parser = clap::value_parser!(u64).range(crate::residency::COLD_READ_MEMORY_BYTES_MIN..=1 << 40))]
     pub fetch_cold_read_memory_bytes: u64,
 
+    /// Which thread writes cold chunks (read from disk for a catch-up reader) to their sockets:
+    /// `shard` (the shard's own, as every other write) or a nice value, 0 to 19, for a sender
+    /// thread per shard, unpinned and at that priority, so the sends leave the shard's core to
+    /// its produce writes (results/cold-send-thread/).
+    #[arg(long, value_name = "shard|NICE", default_value = "shard", value_parser = crate::residency::parse_cold_send_nice)]
+    pub fetch_cold_send_nice: crate::residency::ColdSendThread,
+
     /// Paces every cold read of the broker together to this many bytes per second, spread evenly
     /// (0: no pace). A catch-up reader then leaves the disk, and on a VM the host's CPU, to live
     /// producers: results/reader-interference/ found a producer's p99 untouched beside reads

@@ -21,6 +21,7 @@ use super::metrics::{
     BUFFERED_OPENS_FAILED_TOTAL, COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, COLD_READS_IN_PROGRESS,
     COLD_READ_WAIT, DIRECT_REFUSED_TOTAL,
 };
+use super::sender::{send_on_sender_thread, ColdSendThread};
 use super::COLD_READ_BYTES_MAX;
 
 /// Where a cold chunk is read from.
@@ -267,6 +268,7 @@ pub(super) async fn write_cold(
     socket: &mut TcpStream,
     file: &compio::fs::File,
     chunk: ColdChunk,
+    send_thread: ColdSendThread,
 ) -> io::Result<Vec<u8>> {
     let ColdChunk {
         position,
@@ -277,7 +279,13 @@ pub(super) async fn write_cold(
         _budget,
     } = chunk;
     let len = bytes.len() as u64;
-    let buffer = write_in_pieces(socket, buffer, bytes).await?;
+    let buffer = match send_thread {
+        ColdSendThread::Shard => write_in_pieces(socket, buffer, bytes).await?,
+        ColdSendThread::Niced(nice) => {
+            let held = Box::new((_in_progress, _budget));
+            send_on_sender_thread(socket, buffer, bytes, held, nice).await?
+        }
+    };
     COLD_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
     if !buffered {
         COLD_DIRECT_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);

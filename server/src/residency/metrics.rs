@@ -9,6 +9,8 @@ use crate::histogram::LatencyHistogram;
 pub(super) static HOT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_DIRECT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Of the cold bytes, those written by a shard's cold sender thread (`--fetch-cold-send-nice`).
+pub(super) static COLD_SENDER_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_READS_IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 pub(super) static CHECK_FAILURES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static DIRECT_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
@@ -69,6 +71,12 @@ pub fn render_metrics(out: &mut String) {
             "Of the cold bytes, those read with O_DIRECT (never in the page cache).",
             "counter",
             COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_sender_bytes_total",
+            "Of the cold bytes, those written to their sockets by a shard's cold sender thread (--fetch-cold-send-nice), not the shard's own.",
+            "counter",
+            COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed),
         ),
         (
             "fetch_cold_reads_in_progress",

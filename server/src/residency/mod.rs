@@ -70,6 +70,7 @@ pub use metrics::render_metrics;
 #[cfg(test)]
 pub use pace::COLD_READ_PACE_MIN_BYTES_PER_SEC;
 pub use pace::{parse_cold_read_pace, set_cold_read_bytes_per_sec};
+pub use sender::{parse_cold_send_nice, ColdSendThread};
 
 /// Counts fetch record bytes sent from a log's tail cache instead of the file.
 pub fn record_tail_cache_bytes(bytes: u64) {
@@ -85,6 +86,9 @@ mod direct;
 mod memory;
 mod metrics;
 mod pace;
+mod sender;
+#[cfg(test)]
+mod sender_tests;
 #[cfg(test)]
 mod tests;
 
@@ -161,6 +165,8 @@ pub struct SendPolicy {
     pub cold_read_io: ColdReadIo,
     /// The block-layer priority of direct cold reads.
     pub cold_read_priority: ColdReadPriority,
+    /// Which thread writes cold chunks to their sockets.
+    pub cold_send_thread: ColdSendThread,
 }
 
 /// A range of a segment file, as a Fetch response sends it.
@@ -281,7 +287,7 @@ impl RangeSender {
                     };
                     let read = Instant::now();
                     COLD_WRITER_READ_WAIT.record(read - turn);
-                    keep_spare(write_cold(socket, file, chunk).await?);
+                    keep_spare(write_cold(socket, file, chunk, policy.cold_send_thread).await?);
                     COLD_WRITER_SOCKET_WAIT.record(read.elapsed());
                 }
                 None if !current.all_started() => {

@@ -85,21 +85,21 @@ fn ranges_split_into_whole_chunks_without_a_tail_read_of_its_own() {
 }
 
 /// Non-repeating contents, so bytes from a wrong offset cannot compare equal.
-fn contents(len: usize) -> Vec<u8> {
+pub(super) fn contents(len: usize) -> Vec<u8> {
     crate::test_bytes::non_repeating(len, 0x2545_F491_4F6C_DD1D)
 }
 
 /// The cold read memory budget is one per process: tests that spend it or count on it take turns.
 static BUDGET_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+pub(super) fn take_turn() -> std::sync::MutexGuard<'static, ()> {
     BUDGET_TESTS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A file of `len` non-repeating bytes in `dir`, on disk and not in the page cache.
-async fn evicted_file(dir: &std::path::Path, len: usize) -> (Vec<u8>, compio::fs::File) {
+pub(super) async fn evicted_file(dir: &std::path::Path, len: usize) -> (Vec<u8>, compio::fs::File) {
     let path = dir.join("segment.log");
     let data = contents(len);
     let mut writer = std::fs::File::create(&path).unwrap();
@@ -110,7 +110,7 @@ async fn evicted_file(dir: &std::path::Path, len: usize) -> (Vec<u8>, compio::fs
 }
 
 /// A connected pair over loopback: the client, and the broker's side.
-async fn socket_pair() -> (TcpStream, TcpStream) {
+pub(super) async fn socket_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap())
         .await
@@ -120,7 +120,7 @@ async fn socket_pair() -> (TcpStream, TcpStream) {
 }
 
 /// Reads `len` bytes on `client` in a task of its own.
-fn receive(mut client: TcpStream, len: usize) -> JoinHandle<Vec<u8>> {
+pub(super) fn receive(mut client: TcpStream, len: usize) -> JoinHandle<Vec<u8>> {
     compio::runtime::spawn(async move {
         let BufResult(result, received) = client.read_exact(vec![0u8; len]).await;
         result.unwrap();
@@ -128,7 +128,7 @@ fn receive(mut client: TcpStream, len: usize) -> JoinHandle<Vec<u8>> {
     })
 }
 
-fn range(file: &compio::fs::File, position: u64, len: u64) -> FileRange<'_> {
+pub(super) fn range(file: &compio::fs::File, position: u64, len: u64) -> FileRange<'_> {
     FileRange {
         file,
         position,
@@ -138,7 +138,7 @@ fn range(file: &compio::fs::File, position: u64, len: u64) -> FileRange<'_> {
 
 /// Waits until every chunk's charge is back (cancelled reads return theirs once the runtime
 /// has dropped them).
-async fn budget_returned() {
+pub(super) async fn budget_returned() {
     for _ in 0..500 {
         if BYTES_IN_USE.load(Ordering::Relaxed) == 0 {
             return;
@@ -149,11 +149,16 @@ async fn budget_returned() {
 }
 
 fn sender(cold_read_io: ColdReadIo) -> RangeSender {
+    sender_on(cold_read_io, ColdSendThread::Shard)
+}
+
+pub(super) fn sender_on(cold_read_io: ColdReadIo, cold_send_thread: ColdSendThread) -> RangeSender {
     RangeSender::new(SendPolicy {
         check: ResidencyCheck::On,
         cold_reads_in_flight: COLD_READS_IN_FLIGHT_DEFAULT,
         cold_read_io,
         cold_read_priority: ColdReadPriority::Idle,
+        cold_send_thread,
     })
     .unwrap()
 }
@@ -162,7 +167,8 @@ fn sender(cold_read_io: ColdReadIo) -> RangeSender {
 async fn cold_ranges_read_direct_arrive_byte_for_byte_and_stay_out_of_the_page_cache() {
     let _turn = take_turn();
     let direct_before = COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed);
-    let cold_bytes = send_a_partly_cached_range(ColdReadIo::Direct, 5_000).await;
+    let cold_bytes =
+        send_a_partly_cached_range(ColdReadIo::Direct, 5_000, ColdSendThread::Shard).await;
     assert!(
         COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed) - direct_before >= cold_bytes,
         "the cold chunks were read with O_DIRECT"
@@ -172,7 +178,7 @@ async fn cold_ranges_read_direct_arrive_byte_for_byte_and_stay_out_of_the_page_c
 #[compio::test]
 async fn cold_ranges_read_buffered_arrive_byte_for_byte_and_leave_the_page_cache() {
     let _turn = take_turn();
-    send_a_partly_cached_range(ColdReadIo::Buffered, 5_000).await;
+    send_a_partly_cached_range(ColdReadIo::Buffered, 5_000, ColdSendThread::Shard).await;
 }
 
 #[compio::test]
@@ -185,7 +191,7 @@ async fn direct_reads_a_file_system_refuses_are_read_buffered_instead() {
         let refused_before = DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed);
         let direct_before = COLD_DIRECT_BYTES_TOTAL.load(Ordering::Relaxed);
         knob.with(|refuse| refuse.set(true));
-        send_a_partly_cached_range(ColdReadIo::Direct, 5_000).await;
+        send_a_partly_cached_range(ColdReadIo::Direct, 5_000, ColdSendThread::Shard).await;
         knob.with(|refuse| refuse.set(false));
         assert!(DIRECT_REFUSED_TOTAL.load(Ordering::Relaxed) > refused_before);
         assert_eq!(
@@ -205,7 +211,7 @@ async fn buffered_reads_without_a_descriptor_of_their_own_read_the_shared_one() 
     let _turn = take_turn();
     let failed_before = BUFFERED_OPENS_FAILED_TOTAL.load(Ordering::Relaxed);
     REFUSE_BUFFERED_OPENS.with(|refuse| refuse.set(true));
-    send_a_partly_cached_range(ColdReadIo::Buffered, 5_000).await;
+    send_a_partly_cached_range(ColdReadIo::Buffered, 5_000, ColdSendThread::Shard).await;
     REFUSE_BUFFERED_OPENS.with(|refuse| refuse.set(false));
     assert!(BUFFERED_OPENS_FAILED_TOTAL.load(Ordering::Relaxed) > failed_before);
 }
@@ -215,7 +221,7 @@ async fn a_short_tail_is_read_with_the_last_chunk_byte_for_byte() {
     // 3,000 bytes past the last whole chunk: read with it, one read over COLD_CHUNK_BYTES_MAX.
     let _turn = take_turn();
     for cold_read_io in [ColdReadIo::Direct, ColdReadIo::Buffered] {
-        send_a_partly_cached_range(cold_read_io, 3_000).await;
+        send_a_partly_cached_range(cold_read_io, 3_000, ColdSendThread::Shard).await;
     }
 }
 
@@ -270,7 +276,11 @@ impl PinnedPages {
 /// and afterwards the pages read cold are not cached. The file is three chunks and `tail_bytes`
 /// long. Returns the cold bytes sent.
 /// Callers take their turn first (the counters they read are the process's).
-async fn send_a_partly_cached_range(cold_read_io: ColdReadIo, tail_bytes: usize) -> u64 {
+pub(super) async fn send_a_partly_cached_range(
+    cold_read_io: ColdReadIo,
+    tail_bytes: usize,
+    cold_send_thread: ColdSendThread,
+) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let file_len = 3 * COLD_CHUNK_BYTES_MAX + tail_bytes;
     let (data, file) = evicted_file(dir.path(), file_len).await;
@@ -286,7 +296,7 @@ async fn send_a_partly_cached_range(cold_read_io: ColdReadIo, tail_bytes: usize)
         HOT_BYTES_TOTAL.load(Ordering::Relaxed),
         COLD_BYTES_TOTAL.load(Ordering::Relaxed),
     );
-    let mut sender = sender(cold_read_io);
+    let mut sender = sender_on(cold_read_io, cold_send_thread);
     sender
         .send(range(&file, position, len), None, &mut server)
         .await

@@ -46,6 +46,7 @@ async fn a_panic_while_sending_closes_the_connection_and_the_queued_handlers_run
         cold_reads_in_flight: COLD_READS_IN_FLIGHT_DEFAULT,
         cold_read_io: ColdReadIo::Direct,
         cold_read_priority: ColdReadPriority::Normal,
+        cold_send_thread: crate::residency::ColdSendThread::Shard,
     };
     let writer = compio::runtime::spawn(write_responses(
         writer,

@@ -1,0 +1,174 @@
+//! Cold chunks written to their sockets by a thread of lower priority than the shard's
+//! (`--fetch-cold-send-nice`), so a catch-up reader's sends do not hold the core that the
+//! shard's produce writes need.
+//!
+//! Why: a cold chunk is written from memory, and over loopback each socket write also runs the
+//! receiver's TCP processing. On the shard's thread that held its core for up to 1.6 ms at a
+//! stretch beside a catch-up reader, and the io-wq worker copying a produce batch into the page
+//! cache, pinned to the same core, waited for it: 54-73% of the wait of slow produce writes
+//! (results/cold-write-waits/). Here each shard hands its cold chunks to a sender thread of its
+//! own, unpinned and niced, with an io_uring of its own: the shard goes back to its requests at
+//! once, and a produce write's worker, woken on a core where the sender runs, takes the core at
+//! the sender's next system call.
+//!
+//! How: the shard sends the chunk's buffer with a duplicate of the socket's descriptor (its own
+//! reference to the socket, so the connection closing its descriptor meanwhile cannot send the
+//! bytes elsewhere) and awaits the buffer back. The sender writes it in the same pieces as the
+//! shard would ([`super::cold::write_in_pieces`]). A write the shard stops waiting for (its
+//! client gone, the broker stopping) is cancelled at once, and its memory budget is given back
+//! when the kernel lets go of the buffer. Responses of one connection stay in order: its writer
+//! awaits each chunk before it writes anything else.
+//!
+//! # Invariants
+//! - A chunk's bytes go out whole and in order, or the connection gets the error.
+//! - A chunk's budget charge and in-progress count are held until its write ends or is
+//!   cancelled, as on the shard's own thread.
+#![forbid(unsafe_code)]
+
+use std::cell::OnceCell;
+use std::io;
+use std::ops::Range;
+use std::os::fd::{AsFd, OwnedFd};
+
+use std::sync::atomic::Ordering;
+
+use futures_channel::oneshot;
+use futures_util::future::{select, Either};
+
+use super::metrics::COLD_SENDER_BYTES_TOTAL;
+
+/// How a shard writes its cold chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColdSendThread {
+    /// On the shard's own thread, as every other write.
+    Shard,
+    /// On a sender thread of the shard's at this nice value (0 to 19; higher is lower priority).
+    Niced(i32),
+}
+
+/// The highest nice value (the lowest priority) Linux gives a thread.
+pub const COLD_SEND_NICE_MAX: i32 = 19;
+
+/// `--fetch-cold-send-nice`: `shard` (the shard's own thread) or a nice value of 0 to
+/// [`COLD_SEND_NICE_MAX`] for a sender thread per shard. Below 0 needs privileges a broker
+/// should not need, so it is refused rather than tried.
+pub fn parse_cold_send_nice(value: &str) -> Result<ColdSendThread, String> {
+    if value == "shard" {
+        return Ok(ColdSendThread::Shard);
+    }
+    let nice: i32 = value.parse().map_err(|_| {
+        format!("{value:?} is neither `shard` nor a nice value of 0 to {COLD_SEND_NICE_MAX}")
+    })?;
+    if !(0..=COLD_SEND_NICE_MAX).contains(&nice) {
+        return Err(format!("nice {nice} is outside 0 to {COLD_SEND_NICE_MAX}"));
+    }
+    Ok(ColdSendThread::Niced(nice))
+}
+
+/// One chunk for the sender: `buffer[bytes]` to the socket `fd`; `held` is dropped once the
+/// write ends.
+struct Job {
+    fd: OwnedFd,
+    buffer: Vec<u8>,
+    bytes: Range<usize>,
+    held: Box<dyn Send>,
+    done: oneshot::Sender<io::Result<Vec<u8>>>,
+}
+
+thread_local! {
+    /// This shard's sender thread, started at its first cold chunk.
+    static SENDER: OnceCell<flume::Sender<Job>> = const { OnceCell::new() };
+}
+
+/// Writes `buffer[bytes]` to `socket` on this shard's sender thread started at `nice`; returns
+/// the buffer. `held` (the chunk's budget charge) lives until the write ends or, if this future
+/// is dropped, is cancelled.
+pub(super) async fn send_on_sender_thread(
+    socket: &compio::net::TcpStream,
+    buffer: Vec<u8>,
+    bytes: Range<usize>,
+    held: Box<dyn Send>,
+    nice: i32,
+) -> io::Result<Vec<u8>> {
+    let fd = socket.as_fd().try_clone_to_owned()?;
+    let jobs = SENDER.with(|sender| sender.get_or_init(|| start_sender(nice)).clone());
+    let (done, result) = oneshot::channel();
+    jobs.send_async(Job {
+        fd,
+        buffer,
+        bytes,
+        held,
+        done,
+    })
+    .await
+    .map_err(|_| io::Error::other("the cold sender thread has stopped"))?;
+    result
+        .await
+        .map_err(|_| io::Error::other("the cold sender thread dropped a chunk"))?
+}
+
+/// Starts a sender thread at `nice`; it stops once every shard's handle to it is gone.
+fn start_sender(nice: i32) -> flume::Sender<Job> {
+    let (jobs, incoming) = flume::bounded::<Job>(SENDER_QUEUE_CHUNKS_MAX);
+    std::thread::Builder::new()
+        .name("cold-sender".into())
+        .spawn(move || {
+            if let Err(error) =
+                rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
+            {
+                tracing::warn!(%error, nice, "the cold sender thread keeps the shard's priority");
+            }
+            let runtime = match compio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    // Jobs then fail with "stopped": their connections close, and say why once.
+                    tracing::error!(%error, "the cold sender thread has no io_uring");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                while let Ok(job) = incoming.recv_async().await {
+                    compio::runtime::spawn(run(job)).detach();
+                }
+            });
+        })
+        .expect("spawning the cold sender thread");
+    jobs
+}
+
+/// The most chunks waiting for the sender: each writer has at most one chunk in its hands, so
+/// this is only reached with thousands of catch-up readers, which then wait their turn.
+const SENDER_QUEUE_CHUNKS_MAX: usize = 1024;
+
+async fn run(job: Job) {
+    let Job {
+        fd,
+        buffer,
+        bytes,
+        held,
+        mut done,
+    } = job;
+    let mut stream = match compio::net::TcpStream::from_std(std::net::TcpStream::from(fd)) {
+        Ok(stream) => stream,
+        Err(error) => {
+            let _ = done.send(Err(error));
+            return;
+        }
+    };
+    let len = bytes.len() as u64;
+    let write = std::pin::pin!(super::cold::write_in_pieces(&mut stream, buffer, bytes));
+    let cancelled = std::pin::pin!(done.cancellation());
+    match select(write, cancelled).await {
+        Either::Left((result, _)) => {
+            drop(held);
+            if result.is_ok() {
+                COLD_SENDER_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
+            }
+            let _ = done.send(result);
+        }
+        // The writer stopped waiting: dropping the write cancels it (compio keeps the buffer
+        // until the kernel is done with it), and the charge goes with it, as when the shard's
+        // own write is dropped.
+        Either::Right(((), _)) => drop(held),
+    }
+}

@@ -1,0 +1,115 @@
+//! Cold chunks written by a shard's sender thread (`--fetch-cold-send-nice`).
+// Each test runs on its own thread and runtime: the budget's turn is held on purpose while it
+// awaits (see `tests::take_turn`).
+#![allow(clippy::await_holding_lock)]
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::memory::{MemoryPermit, BYTES_IN_USE, COLD_BUFFER_BYTES_MAX};
+use super::metrics::COLD_SENDER_BYTES_TOTAL;
+use super::sender::{parse_cold_send_nice, send_on_sender_thread, COLD_SEND_NICE_MAX};
+use super::tests::{
+    budget_returned, contents, receive, send_a_partly_cached_range, socket_pair, take_turn,
+};
+use super::{ColdReadIo, ColdSendThread};
+
+/// The nice values of this process's threads named `cold-sender`.
+fn cold_sender_nices() -> Vec<i32> {
+    let mut nices = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // a thread that ended meanwhile
+        };
+        // "tid (comm) state ...": the comm may hold spaces, so split after its closing paren.
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if !head.ends_with("(cold-sender") {
+            continue;
+        }
+        // After the comm: state is field 3, nice field 19, so the 17th here.
+        let nice = rest.split(' ').nth(16).unwrap().parse().unwrap();
+        nices.push(nice);
+    }
+    nices
+}
+
+#[compio::test]
+async fn cold_ranges_written_by_a_niced_sender_thread_arrive_byte_for_byte() {
+    let _turn = take_turn();
+    for cold_read_io in [ColdReadIo::Direct, ColdReadIo::Buffered] {
+        let by_sender_before = COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed);
+        // Byte for byte, in order, the cold pages not cached, every charge back: checked inside.
+        let cold_bytes =
+            send_a_partly_cached_range(cold_read_io, 5_000, ColdSendThread::Niced(17)).await;
+        assert!(
+            COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed) - by_sender_before >= cold_bytes,
+            "the cold chunks went out on the sender thread"
+        );
+    }
+    assert!(
+        cold_sender_nices().contains(&17),
+        "this shard's sender thread runs at the nice asked for: {:?}",
+        cold_sender_nices()
+    );
+}
+
+#[compio::test]
+async fn a_send_to_a_client_that_stopped_reading_gives_its_charge_back_when_dropped() {
+    // The client reads nothing, so a chunk larger than both sockets' buffers can never be
+    // written whole. The writer stops waiting (its connection closing): the sender thread
+    // cancels the write, the charge comes back, and the thread goes on with other chunks.
+    let _turn = take_turn();
+    budget_returned().await;
+    let (_stalled_client, stalled) = socket_pair().await;
+    let buffer = contents(64 << 20);
+    let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
+    let send = send_on_sender_thread(&stalled, buffer, 0..64 << 20, Box::new(held), 19);
+    let waited = compio::time::timeout(Duration::from_millis(200), send).await;
+    assert!(
+        waited.is_err(),
+        "a client that reads nothing takes no 64 MiB"
+    );
+    budget_returned().await;
+
+    let (client, server) = socket_pair().await;
+    let data = contents(1 << 20);
+    let received = receive(client, data.len());
+    let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
+    let returned = send_on_sender_thread(&server, data.clone(), 0..data.len(), Box::new(held), 19)
+        .await
+        .unwrap();
+    assert!(
+        received.await.unwrap() == data,
+        "the next chunk arrives whole"
+    );
+    assert_eq!(returned, data, "and its buffer comes back for reuse");
+    assert_eq!(BYTES_IN_USE.load(Ordering::Relaxed), 0);
+}
+
+#[compio::test]
+async fn a_send_to_a_client_gone_is_an_error_not_a_panic() {
+    let _turn = take_turn();
+    let (client, server) = socket_pair().await;
+    drop(client);
+    let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
+    // Larger than the socket's buffer, so the write reaches the closed peer's reset.
+    let buffer = contents(16 << 20);
+    let sent = send_on_sender_thread(&server, buffer, 0..16 << 20, Box::new(held), 19).await;
+    assert!(sent.is_err(), "the connection's writer gets the error");
+    budget_returned().await;
+}
+
+#[test]
+fn the_nice_flag_takes_shard_or_0_to_19_only() {
+    assert_eq!(parse_cold_send_nice("shard"), Ok(ColdSendThread::Shard));
+    assert_eq!(parse_cold_send_nice("0"), Ok(ColdSendThread::Niced(0)));
+    assert_eq!(
+        parse_cold_send_nice("19"),
+        Ok(ColdSendThread::Niced(COLD_SEND_NICE_MAX))
+    );
+    for refused in ["-1", "20", "idle", "", "1.5"] {
+        assert!(parse_cold_send_nice(refused).is_err(), "{refused:?}");
+    }
+}
