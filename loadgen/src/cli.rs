@@ -192,6 +192,10 @@ pub struct RunArgs {
     /// Java consumer and librdkafka fetch ahead; `false` waits, one Fetch at a time per broker.
     #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
     fetch_ahead: bool,
+    /// The consumers' threads' scheduling priority: `normal`, or `idle` (SCHED_IDLE: they run
+    /// only when no producer or broker thread wants a core; for clients on the broker's machine).
+    #[arg(long, value_enum, default_value_t = ringtail_loadgen::workload::ConsumerPriority::Normal)]
+    consumer_priority: ringtail_loadgen::workload::ConsumerPriority,
     /// Seconds to wait for consumers to catch up after producing.
     #[arg(long, default_value_t = 60.0)]
     drain_timeout_s: f64,
@@ -301,6 +305,7 @@ impl RunArgs {
             max_in_flight: self.max_in_flight,
             fetch_partition_max_bytes: self.fetch_partition_max_bytes,
             fetch_ahead: self.fetch_ahead,
+            consumer_priority: self.consumer_priority,
             drain_timeout_s: self.drain_timeout_s,
             broker_pid: self.broker_pid,
             move_partition: None,

@@ -21,7 +21,7 @@ use crate::partition_move::{MoveMarks, MoveOutcome, MoveSummary};
 use crate::payload::Payloads;
 use crate::report::{ConsumeSummary, Machine, ProduceSummary, RunReport};
 use crate::schedule::Schedule;
-use crate::workload::{ConsumerMode, Workload};
+use crate::workload::{ConsumerMode, ConsumerPriority, Workload};
 
 /// What can stop a run.
 #[derive(Debug, thiserror::Error)]
@@ -274,9 +274,13 @@ fn spawn_consumers(
                     Arc::clone(&readiness),
                 );
                 let index = usize::try_from(consumer).expect("consumer counts fit in usize");
+                let priority = workload.consumer_priority;
                 let thread = thread::Builder::new()
                     .name(format!("consumer-{topic_index}-{subscription}-{consumer}"))
                     .spawn(move || {
+                        if priority == ConsumerPriority::Idle {
+                            crate::sys::become_sched_idle().map_err(ClientError::Io)?;
+                        }
                         run_consumer(&config, &clock, &counters, &drain, (&readiness, index))
                     })
                     .map_err(ClientError::Io)?;

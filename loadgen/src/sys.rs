@@ -94,9 +94,32 @@ pub(crate) fn drop_cached_file(file: &std::fs::File) -> io::Result<()> {
     Ok(())
 }
 
+/// Moves the calling thread to `SCHED_IDLE` (it runs only when no normal thread wants its core).
+pub(crate) fn become_sched_idle() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a live `sched_param` the kernel only reads during the call; pid 0 is the
+    // calling thread.
+    let status = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if status != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_made_idle_runs_under_sched_idle() {
+        std::thread::spawn(|| {
+            become_sched_idle().expect("SCHED_IDLE needs no privilege");
+            // SAFETY: sched_getscheduler takes no pointers; pid 0 is the calling thread.
+            assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_IDLE);
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn wrappers_answer_plausibly() {

@@ -143,6 +143,9 @@ pub struct Workload {
     /// the Java consumer and librdkafka fetch ahead while the application reads.
     #[serde(default = "fetch_ahead_default")]
     pub fetch_ahead: bool,
+    /// The scheduling priority of the consumers' threads.
+    #[serde(default)]
+    pub consumer_priority: ConsumerPriority,
     /// How long to wait after producing for consumers to catch up.
     pub drain_timeout_s: f64,
     /// Process id of a local broker whose CPU time is reported; `None`: found by the listening
@@ -152,6 +155,20 @@ pub struct Workload {
     /// partition-move scenario); `None`: nothing moves.
     #[serde(default)]
     pub move_partition: Option<crate::partition_move::MovePlan>,
+}
+
+/// The scheduling priority of a run's consumer threads (`--consumer-priority`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsumerPriority {
+    /// The producers' priority, as every thread of the loadgen.
+    #[default]
+    Normal,
+    /// `SCHED_IDLE`: a consumer runs only when no producer (or broker) thread wants its core.
+    /// For a broker on the same machine as its clients, where a catch-up consumer's copying
+    /// stands for work that would run on another machine, and would otherwise take the cores
+    /// the producers' latency is measured on (results/cold-send-thread/).
+    Idle,
 }
 
 /// Record bytes a consumer's Fetch asks per partition unless told: 8 MiB, so one fetch moves many
@@ -212,6 +229,7 @@ impl Default for Workload {
             max_in_flight: 5,
             fetch_partition_max_bytes: FETCH_PARTITION_MAX_BYTES_DEFAULT,
             fetch_ahead: true,
+            consumer_priority: ConsumerPriority::Normal,
             drain_timeout_s: 30.0,
             broker_pid: None,
             move_partition: None,

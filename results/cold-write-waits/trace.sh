@@ -3,7 +3,8 @@
 # consumer from offset 0, a producer at 50,000 msg/s of 1 KiB over 8 partitions) on a fresh
 # ringtail; once the reader has read 100 MB cold, 3 s of io_uring and scheduler tracepoints are
 # recorded machine-wide, then analysed by who_holds_the_cpu.py.
-# Usage: bash results/cold-write-waits/trace.sh [RINGTAIL FLAGS...]   (root, perf, release build)
+# Usage: [LOADGEN_ARGS="--consumer-priority idle"] bash results/cold-write-waits/trace.sh [RINGTAIL FLAGS...]
+# (root, perf, release build; LOADGEN_ARGS are added to the loadgen's)
 set -eu
 cd "$(git rev-parse --show-toplevel)"
 mkdir -p target/tmp
@@ -13,7 +14,7 @@ broker=$!
 sleep 1
 ./target/release/ringtail-loadgen run --bootstrap 127.0.0.1:29500 --topic T --partitions 8 --message-bytes 1024 \
   --duration-s 10 --warmup-s 2 --producers 1 --rate 50000 --acks 1 --consumers 1 --start-from earliest \
-  --backlog-bytes 12000000000 --evict-backlog-dir "$d/data" --quiet --json "$d/run.json" > "$d/loadgen.log" 2>&1 &
+  --backlog-bytes 12000000000 --evict-backlog-dir "$d/data" --quiet --json "$d/run.json" ${LOADGEN_ARGS:-} > "$d/loadgen.log" 2>&1 &
 loadgen=$!
 for _ in $(seq 600); do
   cold=$(curl -s 127.0.0.1:29501/metrics | awk '/^ringtail_fetch_cold_bytes_total/ {print int($2)}')

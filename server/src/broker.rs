@@ -101,7 +101,7 @@ pub fn run(args: Args) -> Result<()> {
             cold_reads_in_flight: usize::from(args.fetch_cold_reads_in_flight),
             cold_read_io: args.fetch_cold_read_io,
             cold_read_priority: args.fetch_cold_read_priority,
-            cold_send_thread: args.fetch_cold_send_nice,
+            cold_send_thread: args.fetch_cold_send_priority,
         },
         connections_max_idle_ms: args.connections_max_idle_ms,
         frame_read_timeout_ms: args.frame_read_timeout_ms,

@@ -218,11 +218,11 @@ pub struct Args {
     pub fetch_cold_read_memory_bytes: u64,
 
     /// Which thread writes cold chunks (read from disk for a catch-up reader) to their sockets:
-    /// `shard` (the shard's own, as every other write) or a nice value, 0 to 19, for a sender
-    /// thread per shard, unpinned and at that priority, so the sends leave the shard's core to
-    /// its produce writes (results/cold-send-thread/).
-    #[arg(long, value_name = "shard|NICE", default_value = "shard", value_parser = crate::residency::parse_cold_send_nice)]
-    pub fetch_cold_send_nice: crate::residency::ColdSendThread,
+    /// `shard` (the shard's own, as every other write), or a sender thread per shard, unpinned,
+    /// at `idle` priority (SCHED_IDLE: it runs when nothing else wants a core) or at a nice
+    /// value of 0 to 19, so the sends leave the cores to live producers (results/cold-send-thread/).
+    #[arg(long, value_name = "shard|idle|NICE", default_value = "shard", value_parser = crate::residency::parse_cold_send_priority)]
+    pub fetch_cold_send_priority: crate::residency::ColdSendThread,
 
     /// Paces every cold read of the broker together to this many bytes per second, spread evenly
     /// (0: no pace). A catch-up reader then leaves the disk, and on a VM the host's CPU, to live

@@ -90,6 +90,25 @@ pub fn request_slice(slice_us: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Moves the calling thread to `SCHED_IDLE`: it then runs only when no thread of a normal
+/// policy wants its core (a weight of 3 against a nice-0 thread's 1024), for work that must not
+/// delay anything else.
+pub fn become_sched_idle() -> io::Result<()> {
+    let attr = SchedAttr {
+        size: SCHED_ATTR_BYTES,
+        sched_policy: libc::SCHED_IDLE as u32,
+        ..SchedAttr::default()
+    };
+    // SAFETY: as in `request_slice`: a live, initialised `struct sched_attr` of its stated size,
+    // only read during the call; pid 0 is the calling thread.
+    let result =
+        unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0u32) };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The calling thread's slice in nanoseconds, as the kernel reports it (its default when none
 /// was asked for).
 #[cfg(test)]
@@ -134,6 +153,19 @@ mod tests {
                 }
                 Err(error) => panic!("sched_setattr: {error}"),
             }
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_thread_made_idle_runs_under_sched_idle() {
+        std::thread::spawn(|| {
+            become_sched_idle().expect("SCHED_IDLE needs no privilege");
+            assert_eq!(
+                current_attr().unwrap().sched_policy,
+                libc::SCHED_IDLE as u32
+            );
         })
         .join()
         .unwrap();

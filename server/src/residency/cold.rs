@@ -281,9 +281,9 @@ pub(super) async fn write_cold(
     let len = bytes.len() as u64;
     let buffer = match send_thread {
         ColdSendThread::Shard => write_in_pieces(socket, buffer, bytes).await?,
-        ColdSendThread::Niced(nice) => {
+        ColdSendThread::Sender(priority) => {
             let held = Box::new((_in_progress, _budget));
-            send_on_sender_thread(socket, buffer, bytes, held, nice).await?
+            send_on_sender_thread(socket, buffer, bytes, held, priority).await?
         }
     };
     COLD_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);

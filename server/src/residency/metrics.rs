@@ -9,7 +9,7 @@ use crate::histogram::LatencyHistogram;
 pub(super) static HOT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_DIRECT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
-/// Of the cold bytes, those written by a shard's cold sender thread (`--fetch-cold-send-nice`).
+/// Of the cold bytes, those written by a shard's cold sender thread (`--fetch-cold-send-priority`).
 pub(super) static COLD_SENDER_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_READS_IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 pub(super) static CHECK_FAILURES_TOTAL: AtomicU64 = AtomicU64::new(0);
@@ -74,7 +74,7 @@ pub fn render_metrics(out: &mut String) {
         ),
         (
             "fetch_cold_sender_bytes_total",
-            "Of the cold bytes, those written to their sockets by a shard's cold sender thread (--fetch-cold-send-nice), not the shard's own.",
+            "Of the cold bytes, those written to their sockets by a shard's cold sender thread (--fetch-cold-send-priority), not the shard's own.",
             "counter",
             COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed),
         ),

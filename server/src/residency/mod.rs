@@ -70,7 +70,7 @@ pub use metrics::render_metrics;
 #[cfg(test)]
 pub use pace::COLD_READ_PACE_MIN_BYTES_PER_SEC;
 pub use pace::{parse_cold_read_pace, set_cold_read_bytes_per_sec};
-pub use sender::{parse_cold_send_nice, ColdSendThread};
+pub use sender::{parse_cold_send_priority, ColdSendThread};
 
 /// Counts fetch record bytes sent from a log's tail cache instead of the file.
 pub fn record_tail_cache_bytes(bytes: u64) {

@@ -1,5 +1,5 @@
 //! Cold chunks written to their sockets by a thread of lower priority than the shard's
-//! (`--fetch-cold-send-nice`), so a catch-up reader's sends do not hold the core that the
+//! (`--fetch-cold-send-priority`), so a catch-up reader's sends do not hold the core that the
 //! shard's produce writes need.
 //!
 //! Why: a cold chunk is written from memory, and over loopback each socket write also runs the
@@ -7,7 +7,7 @@
 //! stretch beside a catch-up reader, and the io-wq worker copying a produce batch into the page
 //! cache, pinned to the same core, waited for it: 54-73% of the wait of slow produce writes
 //! (results/cold-write-waits/). Here each shard hands its cold chunks to a sender thread of its
-//! own, unpinned and niced, with an io_uring of its own: the shard goes back to its requests at
+//! own, unpinned, at a lower priority (`SCHED_IDLE`, or a nice value), with an io_uring of its own: the shard goes back to its requests at
 //! once, and a produce write's worker, woken on a core where the sender runs, takes the core at
 //! the sender's next system call.
 //!
@@ -37,32 +37,43 @@ use futures_util::future::{select, Either};
 
 use super::metrics::COLD_SENDER_BYTES_TOTAL;
 
-/// How a shard writes its cold chunks.
+/// How a shard writes its cold chunks (`--fetch-cold-send-priority`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColdSendThread {
     /// On the shard's own thread, as every other write.
     Shard,
-    /// On a sender thread of the shard's at this nice value (0 to 19; higher is lower priority).
-    Niced(i32),
+    /// On a sender thread of the shard's.
+    Sender(SenderPriority),
+}
+
+/// The scheduling priority of a shard's cold sender thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderPriority {
+    /// `SCHED_IDLE`: it runs only when no thread of a normal policy wants its core.
+    Idle,
+    /// `SCHED_OTHER` at this nice value (0 to 19; higher is lower priority).
+    Nice(i32),
 }
 
 /// The highest nice value (the lowest priority) Linux gives a thread.
 pub const COLD_SEND_NICE_MAX: i32 = 19;
 
-/// `--fetch-cold-send-nice`: `shard` (the shard's own thread) or a nice value of 0 to
-/// [`COLD_SEND_NICE_MAX`] for a sender thread per shard. Below 0 needs privileges a broker
-/// should not need, so it is refused rather than tried.
-pub fn parse_cold_send_nice(value: &str) -> Result<ColdSendThread, String> {
-    if value == "shard" {
-        return Ok(ColdSendThread::Shard);
+/// `--fetch-cold-send-priority`: `shard` (the shard's own thread), `idle` (a sender thread per
+/// shard at `SCHED_IDLE`) or a nice value of 0 to [`COLD_SEND_NICE_MAX`] for the sender thread.
+/// Below 0 needs privileges a broker should not need, so it is refused rather than tried.
+pub fn parse_cold_send_priority(value: &str) -> Result<ColdSendThread, String> {
+    match value {
+        "shard" => return Ok(ColdSendThread::Shard),
+        "idle" => return Ok(ColdSendThread::Sender(SenderPriority::Idle)),
+        _ => {}
     }
     let nice: i32 = value.parse().map_err(|_| {
-        format!("{value:?} is neither `shard` nor a nice value of 0 to {COLD_SEND_NICE_MAX}")
+        format!("{value:?} is none of `shard`, `idle` or a nice value of 0 to {COLD_SEND_NICE_MAX}")
     })?;
     if !(0..=COLD_SEND_NICE_MAX).contains(&nice) {
         return Err(format!("nice {nice} is outside 0 to {COLD_SEND_NICE_MAX}"));
     }
-    Ok(ColdSendThread::Niced(nice))
+    Ok(ColdSendThread::Sender(SenderPriority::Nice(nice)))
 }
 
 /// One chunk for the sender: `buffer[bytes]` to the socket `fd`; `held` is dropped once the
@@ -80,7 +91,8 @@ thread_local! {
     static SENDER: OnceCell<flume::Sender<Job>> = const { OnceCell::new() };
 }
 
-/// Writes `buffer[bytes]` to `socket` on this shard's sender thread started at `nice`; returns
+/// Writes `buffer[bytes]` to `socket` on this shard's sender thread (started at `priority` by
+/// its first chunk); returns
 /// the buffer. `held` (the chunk's budget charge) lives until the write ends or, if this future
 /// is dropped, is cancelled.
 pub(super) async fn send_on_sender_thread(
@@ -88,10 +100,10 @@ pub(super) async fn send_on_sender_thread(
     buffer: Vec<u8>,
     bytes: Range<usize>,
     held: Box<dyn Send>,
-    nice: i32,
+    priority: SenderPriority,
 ) -> io::Result<Vec<u8>> {
     let fd = socket.as_fd().try_clone_to_owned()?;
-    let jobs = SENDER.with(|sender| sender.get_or_init(|| start_sender(nice)).clone());
+    let jobs = SENDER.with(|sender| sender.get_or_init(|| start_sender(priority)).clone());
     let (done, result) = oneshot::channel();
     jobs.send_async(Job {
         fd,
@@ -107,16 +119,21 @@ pub(super) async fn send_on_sender_thread(
         .map_err(|_| io::Error::other("the cold sender thread dropped a chunk"))?
 }
 
-/// Starts a sender thread at `nice`; it stops once every shard's handle to it is gone.
-fn start_sender(nice: i32) -> flume::Sender<Job> {
+/// Starts a sender thread at `priority`; it stops once every shard's handle to it is gone.
+fn start_sender(priority: SenderPriority) -> flume::Sender<Job> {
     let (jobs, incoming) = flume::bounded::<Job>(SENDER_QUEUE_CHUNKS_MAX);
     std::thread::Builder::new()
         .name("cold-sender".into())
         .spawn(move || {
-            if let Err(error) =
-                rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
-            {
-                tracing::warn!(%error, nice, "the cold sender thread keeps the shard's priority");
+            let lowered = match priority {
+                SenderPriority::Idle => crate::thread_slice::become_sched_idle(),
+                SenderPriority::Nice(nice) => {
+                    rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
+                        .map_err(io::Error::from)
+                }
+            };
+            if let Err(error) = lowered {
+                tracing::warn!(%error, ?priority, "the cold sender thread keeps the shard's priority");
             }
             let runtime = match compio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,

@@ -1,4 +1,4 @@
-//! Cold chunks written by a shard's sender thread (`--fetch-cold-send-nice`).
+//! Cold chunks written by a shard's sender thread (`--fetch-cold-send-priority`).
 // Each test runs on its own thread and runtime: the budget's turn is held on purpose while it
 // awaits (see `tests::take_turn`).
 #![allow(clippy::await_holding_lock)]
@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use super::memory::{MemoryPermit, BYTES_IN_USE, COLD_BUFFER_BYTES_MAX};
 use super::metrics::COLD_SENDER_BYTES_TOTAL;
-use super::sender::{parse_cold_send_nice, send_on_sender_thread, COLD_SEND_NICE_MAX};
+use super::sender::{
+    parse_cold_send_priority, send_on_sender_thread, SenderPriority, COLD_SEND_NICE_MAX,
+};
 use super::tests::{
     budget_returned, contents, receive, send_a_partly_cached_range, socket_pair, take_turn,
 };
 use super::{ColdReadIo, ColdSendThread};
 
-/// The nice values of this process's threads named `cold-sender`.
-fn cold_sender_nices() -> Vec<i32> {
-    let mut nices = Vec::new();
+/// The nice value and scheduling policy of each of this process's threads named `cold-sender`.
+fn cold_senders() -> Vec<(i32, u32)> {
+    let mut senders = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue; // a thread that ended meanwhile
@@ -28,11 +30,11 @@ fn cold_sender_nices() -> Vec<i32> {
         if !head.ends_with("(cold-sender") {
             continue;
         }
-        // After the comm: state is field 3, nice field 19, so the 17th here.
-        let nice = rest.split(' ').nth(16).unwrap().parse().unwrap();
-        nices.push(nice);
+        // Fields after the comm, from state (field 3): nice is field 19, policy field 41.
+        let fields: Vec<&str> = rest.split(' ').collect();
+        senders.push((fields[16].parse().unwrap(), fields[38].parse().unwrap()));
     }
-    nices
+    senders
 }
 
 #[compio::test]
@@ -41,19 +43,25 @@ async fn cold_ranges_written_by_a_niced_sender_thread_arrive_byte_for_byte() {
     for cold_read_io in [ColdReadIo::Direct, ColdReadIo::Buffered] {
         let by_sender_before = COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed);
         // Byte for byte, in order, the cold pages not cached, every charge back: checked inside.
-        let cold_bytes =
-            send_a_partly_cached_range(cold_read_io, 5_000, ColdSendThread::Niced(17)).await;
+        let cold_bytes = send_a_partly_cached_range(
+            cold_read_io,
+            5_000,
+            ColdSendThread::Sender(SenderPriority::Nice(17)),
+        )
+        .await;
         assert!(
             COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed) - by_sender_before >= cold_bytes,
             "the cold chunks went out on the sender thread"
         );
     }
     assert!(
-        cold_sender_nices().contains(&17),
+        cold_senders().contains(&(17, libc::SCHED_OTHER as u32)),
         "this shard's sender thread runs at the nice asked for: {:?}",
-        cold_sender_nices()
+        cold_senders()
     );
 }
+
+const IDLE: SenderPriority = SenderPriority::Idle;
 
 #[compio::test]
 async fn a_send_to_a_client_that_stopped_reading_gives_its_charge_back_when_dropped() {
@@ -65,7 +73,7 @@ async fn a_send_to_a_client_that_stopped_reading_gives_its_charge_back_when_drop
     let (_stalled_client, stalled) = socket_pair().await;
     let buffer = contents(64 << 20);
     let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
-    let send = send_on_sender_thread(&stalled, buffer, 0..64 << 20, Box::new(held), 19);
+    let send = send_on_sender_thread(&stalled, buffer, 0..64 << 20, Box::new(held), IDLE);
     let waited = compio::time::timeout(Duration::from_millis(200), send).await;
     assert!(
         waited.is_err(),
@@ -77,15 +85,21 @@ async fn a_send_to_a_client_that_stopped_reading_gives_its_charge_back_when_drop
     let data = contents(1 << 20);
     let received = receive(client, data.len());
     let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
-    let returned = send_on_sender_thread(&server, data.clone(), 0..data.len(), Box::new(held), 19)
-        .await
-        .unwrap();
+    let returned =
+        send_on_sender_thread(&server, data.clone(), 0..data.len(), Box::new(held), IDLE)
+            .await
+            .unwrap();
     assert!(
         received.await.unwrap() == data,
         "the next chunk arrives whole"
     );
     assert_eq!(returned, data, "and its buffer comes back for reuse");
     assert_eq!(BYTES_IN_USE.load(Ordering::Relaxed), 0);
+    assert!(
+        cold_senders().contains(&(0, libc::SCHED_IDLE as u32)),
+        "this shard's sender thread runs under SCHED_IDLE: {:?}",
+        cold_senders()
+    );
 }
 
 #[compio::test]
@@ -96,20 +110,29 @@ async fn a_send_to_a_client_gone_is_an_error_not_a_panic() {
     let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
     // Larger than the socket's buffer, so the write reaches the closed peer's reset.
     let buffer = contents(16 << 20);
-    let sent = send_on_sender_thread(&server, buffer, 0..16 << 20, Box::new(held), 19).await;
+    let sent = send_on_sender_thread(&server, buffer, 0..16 << 20, Box::new(held), IDLE).await;
     assert!(sent.is_err(), "the connection's writer gets the error");
     budget_returned().await;
 }
 
 #[test]
-fn the_nice_flag_takes_shard_or_0_to_19_only() {
-    assert_eq!(parse_cold_send_nice("shard"), Ok(ColdSendThread::Shard));
-    assert_eq!(parse_cold_send_nice("0"), Ok(ColdSendThread::Niced(0)));
+fn the_flag_takes_shard_idle_or_a_nice_of_0_to_19_only() {
+    assert_eq!(parse_cold_send_priority("shard"), Ok(ColdSendThread::Shard));
     assert_eq!(
-        parse_cold_send_nice("19"),
-        Ok(ColdSendThread::Niced(COLD_SEND_NICE_MAX))
+        parse_cold_send_priority("idle"),
+        Ok(ColdSendThread::Sender(SenderPriority::Idle))
     );
-    for refused in ["-1", "20", "idle", "", "1.5"] {
-        assert!(parse_cold_send_nice(refused).is_err(), "{refused:?}");
+    assert_eq!(
+        parse_cold_send_priority("0"),
+        Ok(ColdSendThread::Sender(SenderPriority::Nice(0)))
+    );
+    assert_eq!(
+        parse_cold_send_priority("19"),
+        Ok(ColdSendThread::Sender(SenderPriority::Nice(
+            COLD_SEND_NICE_MAX
+        )))
+    );
+    for refused in ["-1", "20", "IDLE", "", "1.5"] {
+        assert!(parse_cold_send_priority(refused).is_err(), "{refused:?}");
     }
 }
