@@ -35,7 +35,7 @@ pub fn start_broker(extra: &[&str], hold_release: Option<&Path>) -> Broker {
             .arg(dir.join("data"))
             .args(["--shards", "1", "--flush", "every_batch"])
             .args(extra)
-            .stderr(Stdio::null());
+            .stderr(super::stderr_log(dir));
         if let Some(release) = hold_release {
             command.env("RINGTAIL_TEST_HOLD_COLD_READS", release);
         }
@@ -188,7 +188,7 @@ pub fn kill_and_restart(broker: &mut Broker, extra: &[&str]) {
             .arg(&data_dir)
             .args(["--shards", "1", "--flush", "every_batch"])
             .args(extra)
-            .stderr(Stdio::null())
+            .stderr(super::stderr_log(broker.dir.path()))
             .spawn()
             .unwrap()
     });

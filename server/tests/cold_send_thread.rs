@@ -1,0 +1,166 @@
+//! Cold chunks written by the shards' sender threads (`--fetch-cold-send-priority`, decision
+//! 0039) against the real `ringtail` binary: the bytes, the threads' priority, and clients that
+//! leave in the middle of a cold response.
+#![forbid(unsafe_code)]
+
+use std::process::Command;
+
+use bytes::Bytes;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+mod common;
+use common::cold::*;
+
+/// SCHED_IDLE, as `sched(7)` numbers it (field 41 of `/proc/<pid>/task/<tid>/stat`).
+const SCHED_IDLE: u32 = 5;
+
+/// The scheduling policy of each of process `pid`'s threads named `cold-sender`.
+fn cold_sender_policies(pid: u32) -> Vec<u32> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if head.ends_with("(cold-sender") {
+            // Fields after the comm start at state (field 3): policy is field 41.
+            policies.push(rest.split(' ').nth(38).unwrap().parse().unwrap());
+        }
+    }
+    policies
+}
+
+/// One Fetch of the first partition of each of `topics`, from offset 0, 1 MiB per partition.
+fn fetch_of(topics: &[&str]) -> FetchRequest {
+    let mut request = common::fetch_from_start(topics[0], 100, 64 << 20, 1 << 20);
+    for topic in &topics[1..] {
+        let mut other = request.topics[0].clone();
+        other.topic = TopicName(StrBytes::from_string(topic.to_string()));
+        request.topics.push(other);
+    }
+    request
+}
+
+fn records_of(response: &FetchResponse) -> Vec<Bytes> {
+    response
+        .responses
+        .iter()
+        .map(|topic| {
+            let partition = &topic.partitions[0];
+            assert_eq!(partition.error_code, 0);
+            partition.records.clone().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn cold_ranges_sent_by_an_idle_sender_thread_arrive_whole_and_in_order() {
+    let broker = start_broker(&["--fetch-cold-send-priority", "idle"], None);
+    let mut client = connect(&broker);
+    let topics = ["first", "second", "third"];
+    for topic in topics {
+        create_topic(&mut client, topic);
+        produce_backlog(&mut client, topic, 3);
+    }
+    let request = fetch_of(&topics);
+    let hot = records_of(&hot_fetch(&broker, &request));
+    assert!(hot.iter().all(|records| records.len() > 512 * 1024));
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_sender_bytes_total"),
+        0,
+        "hot ranges are spliced by the shard"
+    );
+
+    for topic in topics {
+        evict_partition(&broker, topic);
+    }
+    let cold: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
+    assert!(
+        records_of(&cold) == hot,
+        "cold bytes differ from the hot ones"
+    );
+    let cold_bytes = common::scrape(&broker, "ringtail_fetch_cold_bytes_total");
+    assert!(cold_bytes > 0, "the evicted ranges were read cold");
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_sender_bytes_total"),
+        cold_bytes,
+        "every cold chunk went out on the sender thread"
+    );
+    assert_eq!(
+        cold_sender_policies(broker.child.id()),
+        vec![SCHED_IDLE],
+        "one sender thread for the one shard, at SCHED_IDLE"
+    );
+    // The client's next request on the same connection is answered after the cold response.
+    let again: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
+    assert_eq!(records_of(&again).len(), topics.len());
+    wait_for_zero(
+        &broker,
+        "ringtail_fetch_cold_read_memory_bytes",
+        "every chunk's charge comes back",
+    );
+}
+
+#[test]
+fn clients_that_leave_mid_response_give_back_every_charge_and_the_next_reader_is_served() {
+    // Ten connections ask for the same evicted data and close at once: their chunks are read,
+    // handed to the sender thread, and written to sockets whose clients are gone. Each write
+    // ends in an error or a cancellation; none may keep its budget charge, stop the sender
+    // thread, or take the broker down.
+    let mut broker = start_broker(&["--fetch-cold-send-priority", "19"], None);
+    let mut client = connect(&broker);
+    create_topic(&mut client, "backlog");
+    produce_backlog(&mut client, "backlog", 6);
+    let request = fetch_request("backlog");
+    let expected = fetched_records(&hot_fetch(&broker, &request));
+    evict_partition(&broker, "backlog");
+
+    for _ in 0..10 {
+        let mut leaving = connect(&broker);
+        leaving
+            .send(ApiKey::Fetch, FETCH_VERSION, &request)
+            .unwrap();
+        drop(leaving);
+    }
+    wait_for_zero(
+        &broker,
+        "ringtail_fetch_cold_reads_in_progress",
+        "cold reads of clients gone end",
+    );
+    wait_for_zero(
+        &broker,
+        "ringtail_fetch_cold_read_memory_bytes",
+        "cold reads of clients gone give their charge back",
+    );
+
+    evict_partition(&broker, "backlog");
+    let response: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
+    assert!(
+        fetched_records(&response) == expected,
+        "the reader after them gets the same bytes"
+    );
+    assert!(common::scrape(&broker, "ringtail_fetch_cold_sender_bytes_total") > 0);
+    assert!(
+        broker.child.try_wait().unwrap().is_none(),
+        "the broker runs on after its clients left mid-response"
+    );
+}
+
+#[test]
+fn a_bad_send_priority_is_refused() {
+    for refused in ["-5", "20", "high"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_ringtail"))
+            .arg(format!("--fetch-cold-send-priority={refused}"))
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{refused}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--fetch-cold-send-priority"), "{stderr}");
+    }
+}
