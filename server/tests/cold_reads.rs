@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use ringtail_engine::batch::encode_uniform_batch;
 
 mod common;
@@ -323,44 +322,11 @@ fn a_fetch_of_several_cold_ranges_returns_the_same_bytes_read_direct_or_buffered
     for (mode, direct_expected) in [("direct", true), ("buffered", false)] {
         let broker = start_broker(&["--fetch-cold-read-io", mode], None);
         let mut client = connect(&broker);
-        let topics = ["first", "second", "third"];
-        for topic in topics {
-            create_topic(&mut client, topic);
-            produce_backlog(&mut client, topic, 3);
-        }
-        let mut request = common::fetch_from_start(topics[0], 100, 64 << 20, 1 << 20);
-        for topic in &topics[1..] {
-            let mut other = request.topics[0].clone();
-            other.topic = TopicName(StrBytes::from_string(topic.to_string()));
-            request.topics.push(other);
-        }
-        let records_of = |response: &FetchResponse| -> Vec<Bytes> {
-            assert_eq!(response.responses.len(), topics.len());
-            response
-                .responses
-                .iter()
-                .map(|topic| {
-                    let partition = &topic.partitions[0];
-                    assert_eq!(partition.error_code, 0);
-                    partition.records.clone().unwrap()
-                })
-                .collect()
-        };
-        let hot = hot_fetch(&broker, &request);
-        let hot = records_of(&hot);
-        assert!(hot.iter().all(|records| records.len() > 512 * 1024));
+        let (request, hot) = backlog_in_topics(&broker, &mut client);
 
-        for topic in topics {
-            evict_partition(&broker, topic);
-        }
-        let cold: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
-        assert!(
-            records_of(&cold) == hot,
-            "{mode}: cold bytes differ from the hot ones"
-        );
-        let cold_bytes = common::scrape(&broker, "ringtail_fetch_cold_bytes_total");
+        let cold_bytes =
+            refetch_evicted(&broker, &mut client, &BACKLOG_TOPICS, &request, &hot, mode);
         let direct_bytes = common::scrape(&broker, "ringtail_fetch_cold_direct_bytes_total");
-        assert!(cold_bytes > 0, "{mode}: the evicted ranges were read cold");
         assert_eq!(
             direct_bytes == cold_bytes,
             direct_expected,

@@ -5,9 +5,7 @@
 
 use std::process::Command;
 
-use bytes::Bytes;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 
 mod common;
 use common::cold::*;
@@ -36,57 +34,25 @@ fn cold_sender_policies(pid: u32) -> Vec<u32> {
     policies
 }
 
-/// One Fetch of the first partition of each of `topics`, from offset 0, 1 MiB per partition.
-fn fetch_of(topics: &[&str]) -> FetchRequest {
-    let mut request = common::fetch_from_start(topics[0], 100, 64 << 20, 1 << 20);
-    for topic in &topics[1..] {
-        let mut other = request.topics[0].clone();
-        other.topic = TopicName(StrBytes::from_string(topic.to_string()));
-        request.topics.push(other);
-    }
-    request
-}
-
-fn records_of(response: &FetchResponse) -> Vec<Bytes> {
-    response
-        .responses
-        .iter()
-        .map(|topic| {
-            let partition = &topic.partitions[0];
-            assert_eq!(partition.error_code, 0);
-            partition.records.clone().unwrap()
-        })
-        .collect()
-}
-
 #[test]
 fn cold_ranges_sent_by_an_idle_sender_thread_arrive_whole_and_in_order() {
     let broker = start_broker(&["--fetch-cold-send-priority", "idle"], None);
     let mut client = connect(&broker);
-    let topics = ["first", "second", "third"];
-    for topic in topics {
-        create_topic(&mut client, topic);
-        produce_backlog(&mut client, topic, 3);
-    }
-    let request = fetch_of(&topics);
-    let hot = records_of(&hot_fetch(&broker, &request));
-    assert!(hot.iter().all(|records| records.len() > 512 * 1024));
+    let (request, hot) = backlog_in_topics(&broker, &mut client);
     assert_eq!(
         common::scrape(&broker, "ringtail_fetch_cold_sender_bytes_total"),
         0,
         "hot ranges are spliced by the shard"
     );
 
-    for topic in topics {
-        evict_partition(&broker, topic);
-    }
-    let cold: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
-    assert!(
-        records_of(&cold) == hot,
-        "cold bytes differ from the hot ones"
+    let cold_bytes = refetch_evicted(
+        &broker,
+        &mut client,
+        &BACKLOG_TOPICS,
+        &request,
+        &hot,
+        "idle sender",
     );
-    let cold_bytes = common::scrape(&broker, "ringtail_fetch_cold_bytes_total");
-    assert!(cold_bytes > 0, "the evicted ranges were read cold");
     assert_eq!(
         common::scrape(&broker, "ringtail_fetch_cold_sender_bytes_total"),
         cold_bytes,
@@ -99,7 +65,7 @@ fn cold_ranges_sent_by_an_idle_sender_thread_arrive_whole_and_in_order() {
     );
     // The client's next request on the same connection is answered after the cold response.
     let again: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
-    assert_eq!(records_of(&again).len(), topics.len());
+    assert_eq!(records_of(&again).len(), BACKLOG_TOPICS.len());
     wait_for_zero(
         &broker,
         "ringtail_fetch_cold_read_memory_bytes",

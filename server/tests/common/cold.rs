@@ -205,3 +205,67 @@ pub fn wait_for_zero(broker: &Broker, metric: &str, why: &str) {
         || format!("{why}: {metric} stayed above 0"),
     );
 }
+
+/// One Fetch of the first partition of each of `topics`, from offset 0, 1 MiB per partition.
+pub fn fetch_of_topics(topics: &[&str]) -> FetchRequest {
+    let mut request = super::fetch_from_start(topics[0], 100, 64 << 20, 1 << 20);
+    for topic in &topics[1..] {
+        let mut other = request.topics[0].clone();
+        other.topic = TopicName(StrBytes::from_string(topic.to_string()));
+        request.topics.push(other);
+    }
+    request
+}
+
+/// The records of each topic's first partition, in the request's order; each answered without error.
+pub fn records_of(response: &FetchResponse) -> Vec<Bytes> {
+    response
+        .responses
+        .iter()
+        .map(|topic| {
+            let partition = &topic.partitions[0];
+            assert_eq!(partition.error_code, 0);
+            partition.records.clone().unwrap()
+        })
+        .collect()
+}
+
+/// Evicts `topics`, fetches them again with `request` (now cold) and checks the records equal
+/// `hot`; returns the cold bytes the broker counted (more than 0). `what` names the case.
+pub fn refetch_evicted(
+    broker: &Broker,
+    client: &mut Client,
+    topics: &[&str],
+    request: &FetchRequest,
+    hot: &[Bytes],
+    what: &str,
+) -> u64 {
+    for topic in topics {
+        evict_partition(broker, topic);
+    }
+    let cold: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, request);
+    assert!(
+        records_of(&cold) == hot,
+        "{what}: cold bytes differ from the hot ones"
+    );
+    let cold_bytes = super::scrape(broker, "ringtail_fetch_cold_bytes_total");
+    assert!(cold_bytes > 0, "{what}: the evicted ranges were read cold");
+    cold_bytes
+}
+
+/// The topics of [`backlog_in_topics`].
+pub const BACKLOG_TOPICS: [&str; 3] = ["first", "second", "third"];
+
+/// Creates [`BACKLOG_TOPICS`] with three batches of backlog each; returns one Fetch of all three
+/// (1 MiB each at most) and the records it gave while they were hot (over 512 KiB each).
+pub fn backlog_in_topics(broker: &Broker, client: &mut Client) -> (FetchRequest, Vec<Bytes>) {
+    for topic in BACKLOG_TOPICS {
+        create_topic(client, topic);
+        produce_backlog(client, topic, 3);
+    }
+    let request = fetch_of_topics(&BACKLOG_TOPICS);
+    let hot = records_of(&hot_fetch(broker, &request));
+    assert_eq!(hot.len(), BACKLOG_TOPICS.len());
+    assert!(hot.iter().all(|records| records.len() > 512 * 1024));
+    (request, hot)
+}
