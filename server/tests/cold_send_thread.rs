@@ -13,6 +13,29 @@ use common::cold::*;
 /// SCHED_IDLE, as `sched(7)` numbers it (field 41 of `/proc/<pid>/task/<tid>/stat`).
 const SCHED_IDLE: u32 = 5;
 
+/// The `Cpus_allowed_list` of process `pid`'s thread `tid` (the main thread when they are equal).
+fn cpus_allowed(pid: u32, tid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The thread ids of process `pid`'s threads named `name`.
+fn threads_named(pid: u32, name: &str) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
+        })
+        .map(|task| task.file_name().to_string_lossy().parse().unwrap())
+        .collect()
+}
+
 /// The scheduling policy of each of process `pid`'s threads named `cold-sender`.
 fn cold_sender_policies(pid: u32) -> Vec<u32> {
     let mut policies = Vec::new();
@@ -63,6 +86,16 @@ fn cold_ranges_sent_by_an_idle_sender_thread_arrive_whole_and_in_order() {
         vec![SCHED_IDLE],
         "one sender thread for the one shard, at SCHED_IDLE"
     );
+    // The shard is pinned to one core; its sender thread may run on every core the process may.
+    let pid = broker.child.id();
+    let senders = threads_named(pid, "cold-sender");
+    assert_eq!(senders.len(), 1);
+    assert_eq!(
+        cpus_allowed(pid, senders[0]),
+        cpus_allowed(pid, pid),
+        "the sender thread is not pinned to its shard's core (shard: {})",
+        cpus_allowed(pid, threads_named(pid, "shard-0")[0])
+    );
     // The client's next request on the same connection is answered after the cold response.
     let again: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
     assert_eq!(records_of(&again).len(), BACKLOG_TOPICS.len());
@@ -75,10 +108,10 @@ fn cold_ranges_sent_by_an_idle_sender_thread_arrive_whole_and_in_order() {
 
 #[test]
 fn clients_that_leave_mid_response_give_back_every_charge_and_the_next_reader_is_served() {
-    // Ten connections ask for the same evicted data and close at once: their chunks are read,
-    // handed to the sender thread, and written to sockets whose clients are gone. Each write
-    // ends in an error or a cancellation; none may keep its budget charge, stop the sender
-    // thread, or take the broker down.
+    // Ten connections ask for the same evicted data, read none of it, and close once its reads
+    // have begun: their chunks are handed to the sender thread and written to sockets whose
+    // clients are gone. Each write ends in an error or a cancellation; none may keep its budget
+    // charge, stop the sender thread, or take the broker down.
     let mut broker = start_broker(&["--fetch-cold-send-priority", "19"], None);
     let mut client = connect(&broker);
     create_topic(&mut client, "backlog");
@@ -87,13 +120,18 @@ fn clients_that_leave_mid_response_give_back_every_charge_and_the_next_reader_is
     let expected = fetched_records(&hot_fetch(&broker, &request));
     evict_partition(&broker, "backlog");
 
-    for _ in 0..10 {
-        let mut leaving = connect(&broker);
-        leaving
-            .send(ApiKey::Fetch, FETCH_VERSION, &request)
-            .unwrap();
-        drop(leaving);
+    let mut leaving: Vec<_> = (0..10).map(|_| connect(&broker)).collect();
+    for client in &mut leaving {
+        client.send(ApiKey::Fetch, FETCH_VERSION, &request).unwrap();
     }
+    // Counted once a chunk is in memory: the responses are under way when their clients go.
+    wait_for_metric(
+        &broker,
+        "ringtail_fetch_cold_read_wait_seconds_count",
+        1,
+        "the leaving clients' fetches were read cold",
+    );
+    drop(leaving);
     wait_for_zero(
         &broker,
         "ringtail_fetch_cold_reads_in_progress",

@@ -7,22 +7,24 @@
 //! stretch beside a catch-up reader, and the io-wq worker copying a produce batch into the page
 //! cache, pinned to the same core, waited for it: 54-73% of the wait of slow produce writes
 //! (results/cold-write-waits/). Here each shard hands its cold chunks to a sender thread of its
-//! own, unpinned, at a lower priority (`SCHED_IDLE`, or a nice value), with an io_uring of its own: the shard goes back to its requests at
-//! once, and a produce write's worker, woken on a core where the sender runs, takes the core at
-//! the sender's next system call.
+//! own, with an io_uring of its own, at a lower priority (`SCHED_IDLE`, or a nice value) and
+//! free to run on any core the process may use (a thread starts with its creator's affinity,
+//! and the shard's is one core). The shard goes back to its requests at once, and a produce
+//! write's worker woken where the sender runs takes the core at the sender's next system call.
 //!
 //! How: the shard sends the chunk's buffer with a duplicate of the socket's descriptor (its own
 //! reference to the socket, so the connection closing its descriptor meanwhile cannot send the
 //! bytes elsewhere) and awaits the buffer back. The sender writes it in the same pieces as the
 //! shard would ([`super::cold::write_in_pieces`]). A write the shard stops waiting for (its
-//! client gone, the broker stopping) is cancelled at once, and its memory budget is given back
-//! when the kernel lets go of the buffer. Responses of one connection stay in order: its writer
-//! awaits each chunk before it writes anything else.
+//! client gone, the broker stopping) is cancelled at once. Responses of one connection stay in
+//! order: its writer awaits each chunk before it writes anything else. If the sender thread
+//! cannot be started, or has stopped, the shard writes the chunk itself (logged once).
 //!
 //! # Invariants
 //! - A chunk's bytes go out whole and in order, or the connection gets the error.
 //! - A chunk's budget charge and in-progress count are held until its write ends or is
-//!   cancelled, as on the shard's own thread.
+//!   cancelled; as on the shard's own thread, a cancelled write's buffer may stay with the
+//!   kernel a moment after its charge is given back.
 #![forbid(unsafe_code)]
 
 use std::cell::OnceCell;
@@ -30,10 +32,13 @@ use std::io;
 use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
 
-use std::sync::atomic::Ordering;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use compio::net::TcpStream;
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
+use futures_util::FutureExt;
 
 use super::metrics::COLD_SENDER_BYTES_TOTAL;
 
@@ -87,16 +92,18 @@ struct Job {
 }
 
 thread_local! {
-    /// This shard's sender thread, started at its first cold chunk.
-    static SENDER: OnceCell<flume::Sender<Job>> = const { OnceCell::new() };
+    /// This shard's sender thread, started at its first cold chunk (`None`: it could not be).
+    static SENDER: OnceCell<Option<flume::Sender<Job>>> = const { OnceCell::new() };
 }
 
+/// Set once the shard had to write a chunk itself for want of its sender thread (logged once).
+static SENDER_MISSED: AtomicBool = AtomicBool::new(false);
+
 /// Writes `buffer[bytes]` to `socket` on this shard's sender thread (started at `priority` by
-/// its first chunk); returns
-/// the buffer. `held` (the chunk's budget charge) lives until the write ends or, if this future
-/// is dropped, is cancelled.
+/// its first chunk), or on the shard if there is none; returns the buffer. `held` (the chunk's
+/// budget charge) lives until the write ends or, if this future is dropped, is cancelled.
 pub(super) async fn send_on_sender_thread(
-    socket: &compio::net::TcpStream,
+    socket: &mut TcpStream,
     buffer: Vec<u8>,
     bytes: Range<usize>,
     held: Box<dyn Send>,
@@ -105,26 +112,48 @@ pub(super) async fn send_on_sender_thread(
     let fd = socket.as_fd().try_clone_to_owned()?;
     let jobs = SENDER.with(|sender| sender.get_or_init(|| start_sender(priority)).clone());
     let (done, result) = oneshot::channel();
-    jobs.send_async(Job {
+    let job = Job {
         fd,
         buffer,
         bytes,
         held,
         done,
-    })
-    .await
-    .map_err(|_| io::Error::other("the cold sender thread has stopped"))?;
-    result
-        .await
-        .map_err(|_| io::Error::other("the cold sender thread dropped a chunk"))?
+    };
+    let refused = match jobs {
+        Some(jobs) => match jobs.send_async(job).await {
+            Ok(()) => {
+                return result
+                    .await
+                    .map_err(|_| io::Error::other("the cold sender thread dropped a chunk"))?
+            }
+            Err(flume::SendError(job)) => job,
+        },
+        None => job,
+    };
+    if !SENDER_MISSED.swap(true, Ordering::Relaxed) {
+        tracing::error!("a cold sender thread is missing; its shard writes cold chunks itself");
+    }
+    let Job {
+        buffer,
+        bytes,
+        held,
+        ..
+    } = refused;
+    let buffer = super::cold::write_in_pieces(socket, buffer, bytes).await;
+    drop(held);
+    buffer
 }
 
-/// Starts a sender thread at `priority`; it stops once every shard's handle to it is gone.
-fn start_sender(priority: SenderPriority) -> flume::Sender<Job> {
+/// Starts a sender thread at `priority`, free to run on every core the process may use; it
+/// stops once its shard's handle to it is gone. `None` (logged) if no thread can be started.
+fn start_sender(priority: SenderPriority) -> Option<flume::Sender<Job>> {
     let (jobs, incoming) = flume::bounded::<Job>(SENDER_QUEUE_CHUNKS_MAX);
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("cold-sender".into())
         .spawn(move || {
+            if let Err(error) = take_the_process_cpus() {
+                tracing::warn!(%error, "the cold sender thread stays on its shard's cores");
+            }
             let lowered = match priority {
                 SenderPriority::Idle => crate::thread_slice::become_sched_idle(),
                 SenderPriority::Nice(nice) => {
@@ -138,7 +167,7 @@ fn start_sender(priority: SenderPriority) -> flume::Sender<Job> {
             let runtime = match compio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(error) => {
-                    // Jobs then fail with "stopped": their connections close, and say why once.
+                    // Its queue closes with it: the shard then writes its chunks itself.
                     tracing::error!(%error, "the cold sender thread has no io_uring");
                     return;
                 }
@@ -148,9 +177,23 @@ fn start_sender(priority: SenderPriority) -> flume::Sender<Job> {
                     compio::runtime::spawn(run(job)).detach();
                 }
             });
-        })
-        .expect("spawning the cold sender thread");
-    jobs
+        });
+    match spawned {
+        Ok(_) => Some(jobs),
+        Err(error) => {
+            tracing::error!(%error, "no cold sender thread could be started");
+            None
+        }
+    }
+}
+
+/// Gives the calling thread the CPUs of the process's main thread, which no shard pins: a
+/// thread spawned by a shard starts with the shard's one core.
+fn take_the_process_cpus() -> io::Result<()> {
+    let main_thread = rustix::process::getpid();
+    let cpus = rustix::thread::sched_getaffinity(Some(main_thread))?;
+    rustix::thread::sched_setaffinity(None, &cpus)?;
+    Ok(())
 }
 
 /// The most chunks waiting for the sender: each writer has at most one chunk in its hands, so
@@ -158,6 +201,18 @@ fn start_sender(priority: SenderPriority) -> flume::Sender<Job> {
 const SENDER_QUEUE_CHUNKS_MAX: usize = 1024;
 
 async fn run(job: Job) {
+    // A panic in one chunk's write fails that chunk's connection, not the thread's others.
+    if let Err(panic) = AssertUnwindSafe(write_job(job)).catch_unwind().await {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%message, "a cold sender thread's write panicked; its connection closes");
+    }
+}
+
+async fn write_job(job: Job) {
     let Job {
         fd,
         buffer,
@@ -165,27 +220,27 @@ async fn run(job: Job) {
         held,
         mut done,
     } = job;
-    let mut stream = match compio::net::TcpStream::from_std(std::net::TcpStream::from(fd)) {
+    let mut stream = match TcpStream::from_std(std::net::TcpStream::from(fd)) {
         Ok(stream) => stream,
         Err(error) => {
             let _ = done.send(Err(error));
             return;
         }
     };
-    let len = bytes.len() as u64;
+    let len_bytes = bytes.len() as u64;
     let write = std::pin::pin!(super::cold::write_in_pieces(&mut stream, buffer, bytes));
     let cancelled = std::pin::pin!(done.cancellation());
     match select(write, cancelled).await {
         Either::Left((result, _)) => {
             drop(held);
             if result.is_ok() {
-                COLD_SENDER_BYTES_TOTAL.fetch_add(len, Ordering::Relaxed);
+                COLD_SENDER_BYTES_TOTAL.fetch_add(len_bytes, Ordering::Relaxed);
             }
             let _ = done.send(result);
         }
         // The writer stopped waiting: dropping the write cancels it (compio keeps the buffer
-        // until the kernel is done with it), and the charge goes with it, as when the shard's
-        // own write is dropped.
+        // until the kernel is done with it), and the charge goes now, as when the shard's own
+        // write is dropped.
         Either::Right(((), _)) => drop(held),
     }
 }

@@ -46,7 +46,7 @@ async fn cold_ranges_written_by_a_niced_sender_thread_arrive_byte_for_byte() {
         let cold_bytes = send_a_partly_cached_range(
             cold_read_io,
             5_000,
-            ColdSendThread::Sender(SenderPriority::Nice(17)),
+            ColdSendThread::Sender(SenderPriority::Nice(COLD_SEND_NICE_MAX)),
         )
         .await;
         assert!(
@@ -55,7 +55,7 @@ async fn cold_ranges_written_by_a_niced_sender_thread_arrive_byte_for_byte() {
         );
     }
     assert!(
-        cold_senders().contains(&(17, libc::SCHED_OTHER as u32)),
+        cold_senders().contains(&(COLD_SEND_NICE_MAX, libc::SCHED_OTHER as u32)),
         "this shard's sender thread runs at the nice asked for: {:?}",
         cold_senders()
     );
@@ -70,10 +70,10 @@ async fn a_send_to_a_client_that_stopped_reading_gives_its_charge_back_when_drop
     // cancels the write, the charge comes back, and the thread goes on with other chunks.
     let _turn = take_turn();
     budget_returned().await;
-    let (_stalled_client, stalled) = socket_pair().await;
+    let (_stalled_client, mut stalled) = socket_pair().await;
     let buffer = contents(64 << 20);
     let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
-    let send = send_on_sender_thread(&stalled, buffer, 0..64 << 20, Box::new(held), IDLE);
+    let send = send_on_sender_thread(&mut stalled, buffer, 0..64 << 20, Box::new(held), IDLE);
     let waited = compio::time::timeout(Duration::from_millis(200), send).await;
     assert!(
         waited.is_err(),
@@ -81,12 +81,12 @@ async fn a_send_to_a_client_that_stopped_reading_gives_its_charge_back_when_drop
     );
     budget_returned().await;
 
-    let (client, server) = socket_pair().await;
+    let (client, mut server) = socket_pair().await;
     let data = contents(1 << 20);
     let received = receive(client, data.len());
     let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
     let returned =
-        send_on_sender_thread(&server, data.clone(), 0..data.len(), Box::new(held), IDLE)
+        send_on_sender_thread(&mut server, data.clone(), 0..data.len(), Box::new(held), IDLE)
             .await
             .unwrap();
     assert!(
@@ -105,12 +105,12 @@ async fn a_send_to_a_client_that_stopped_reading_gives_its_charge_back_when_drop
 #[compio::test]
 async fn a_send_to_a_client_gone_is_an_error_not_a_panic() {
     let _turn = take_turn();
-    let (client, server) = socket_pair().await;
+    let (client, mut server) = socket_pair().await;
     drop(client);
     let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
     // Larger than the socket's buffer, so the write reaches the closed peer's reset.
     let buffer = contents(16 << 20);
-    let sent = send_on_sender_thread(&server, buffer, 0..16 << 20, Box::new(held), IDLE).await;
+    let sent = send_on_sender_thread(&mut server, buffer, 0..16 << 20, Box::new(held), IDLE).await;
     assert!(sent.is_err(), "the connection's writer gets the error");
     budget_returned().await;
 }
