@@ -85,10 +85,15 @@ async fn a_send_to_a_client_that_stopped_reading_gives_its_charge_back_when_drop
     let data = contents(1 << 20);
     let received = receive(client, data.len());
     let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
-    let returned =
-        send_on_sender_thread(&mut server, data.clone(), 0..data.len(), Box::new(held), IDLE)
-            .await
-            .unwrap();
+    let returned = send_on_sender_thread(
+        &mut server,
+        data.clone(),
+        0..data.len(),
+        Box::new(held),
+        IDLE,
+    )
+    .await
+    .unwrap();
     assert!(
         received.await.unwrap() == data,
         "the next chunk arrives whole"
