@@ -13,29 +13,6 @@ use common::cold::*;
 /// SCHED_IDLE, as `sched(7)` numbers it (field 41 of `/proc/<pid>/task/<tid>/stat`).
 const SCHED_IDLE: u32 = 5;
 
-/// The `Cpus_allowed_list` of process `pid`'s thread `tid` (the main thread when they are equal).
-fn cpus_allowed(pid: u32, tid: u32) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-/// The thread ids of process `pid`'s threads named `name`.
-fn threads_named(pid: u32, name: &str) -> Vec<u32> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .filter(|task| {
-            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
-        })
-        .map(|task| task.file_name().to_string_lossy().parse().unwrap())
-        .collect()
-}
-
 /// The scheduling policy of each of process `pid`'s threads named `cold-sender`.
 fn cold_sender_policies(pid: u32) -> Vec<u32> {
     let mut policies = Vec::new();
@@ -87,14 +64,19 @@ fn cold_ranges_sent_by_an_idle_sender_thread_arrive_whole_and_in_order() {
         "one sender thread for the one shard, at SCHED_IDLE"
     );
     // The shard is pinned to one core; its sender thread may run on every core the process may.
-    let pid = broker.child.id();
-    let senders = threads_named(pid, "cold-sender");
-    assert_eq!(senders.len(), 1);
+    let (threads, process_cpus) = common::threads::broker_threads(&broker);
+    let cpus_of = |name: &str| -> Vec<&Vec<usize>> {
+        threads
+            .iter()
+            .filter(|thread| thread.name == name)
+            .map(|thread| &thread.cpus)
+            .collect()
+    };
     assert_eq!(
-        cpus_allowed(pid, senders[0]),
-        cpus_allowed(pid, pid),
-        "the sender thread is not pinned to its shard's core (shard: {})",
-        cpus_allowed(pid, threads_named(pid, "shard-0")[0])
+        cpus_of("cold-sender"),
+        vec![&process_cpus],
+        "the sender thread is not pinned to its shard's core (shard: {:?})",
+        cpus_of("shard-0")
     );
     // The client's next request on the same connection is answered after the cold response.
     let again: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);

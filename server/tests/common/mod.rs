@@ -17,6 +17,7 @@ pub mod client;
 pub mod cold;
 pub mod configs;
 pub mod sasl;
+pub mod threads;
 pub mod txn;
 
 /// A size-prefixed Kafka request frame: header (with `client_id`) and body at `version`.
