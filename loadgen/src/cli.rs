@@ -192,8 +192,10 @@ pub struct RunArgs {
     /// Java consumer and librdkafka fetch ahead; `false` waits, one Fetch at a time per broker.
     #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
     fetch_ahead: bool,
-    /// The consumers' threads' scheduling priority: `normal`, or `idle` (SCHED_IDLE: they run
-    /// only when no producer or broker thread wants a core; for clients on the broker's machine).
+    /// The consumers' threads' scheduling priority: `normal`, or `idle` (SCHED_IDLE, and a
+    /// yield of the core after each 256 KiB received or checked: they run only when no producer
+    /// or broker thread wants a core; for clients on the broker's machine that stand for
+    /// clients on others).
     #[arg(long, value_enum, default_value_t = ringtail_loadgen::workload::ConsumerPriority::Normal)]
     consumer_priority: ringtail_loadgen::workload::ConsumerPriority,
     /// Seconds to wait for consumers to catch up after producing.

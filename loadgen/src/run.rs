@@ -279,7 +279,8 @@ fn spawn_consumers(
                     .name(format!("consumer-{topic_index}-{subscription}-{consumer}"))
                     .spawn(move || {
                         if priority == ConsumerPriority::Idle {
-                            crate::sys::become_sched_idle().map_err(ClientError::Io)?;
+                            crate::client::background::become_background()
+                                .map_err(ClientError::Io)?;
                         }
                         run_consumer(&config, &clock, &counters, &drain, (&readiness, index))
                     })

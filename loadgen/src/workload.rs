@@ -164,7 +164,9 @@ pub enum ConsumerPriority {
     /// The producers' priority, as every thread of the loadgen.
     #[default]
     Normal,
-    /// `SCHED_IDLE`: a consumer runs only when no producer (or broker) thread wants its core.
+    /// `SCHED_IDLE`, with a yield of the core after each 256 KiB of work
+    /// (`client::background`): a consumer runs only when no producer (or broker) thread wants
+    /// its core.
     /// For a broker on the same machine as its clients, where a catch-up consumer's copying
     /// stands for work that would run on another machine, and would otherwise take the cores
     /// the producers' latency is measured on (results/cold-send-thread/).

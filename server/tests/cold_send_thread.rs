@@ -58,6 +58,13 @@ fn cold_ranges_sent_by_an_idle_sender_thread_arrive_whole_and_in_order() {
         cold_bytes,
         "every cold chunk went out on the sender thread"
     );
+    // Each topic's cold range (about 1 MB) spans several 256 KiB pieces, and the sender yields
+    // between two (their count per chunk: residency::sender_tests).
+    let yields = common::scrape(&broker, "ringtail_fetch_cold_sender_yields_total");
+    assert!(
+        yields >= BACKLOG_TOPICS.len() as u64,
+        "the sender yields its core between the pieces of its chunks: {yields} yields for {cold_bytes} bytes"
+    );
     assert_eq!(
         cold_sender_policies(broker.child.id()),
         vec![SCHED_IDLE],

@@ -282,6 +282,8 @@ pub fn walk_batches(
             break;
         }
         let mut batch = records.split_to(total);
+        // A background consumer offers its core between batches (see `background`).
+        super::background::worked(total);
         let crc = u32::from_be_bytes(batch[17..21].try_into().expect("4 bytes"));
         if batch_crc(&batch[CRC_START..]) != crc {
             return Err(ClientError::Protocol(format!(

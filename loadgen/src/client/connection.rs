@@ -16,7 +16,7 @@ use kafka_protocol::messages::ResponseHeader;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
-use super::ClientError;
+use super::{background, ClientError};
 
 const CLIENT_ID: &str = "ringtail-loadgen";
 
@@ -167,9 +167,19 @@ pub fn read_frame(reader: &mut impl Read, frames: &mut FrameMemory) -> Result<By
     buffer.reserve(size);
     // `read_to_end` reads into the spare capacity as it is: the socket writes it without the
     // buffer being zeroed first (zeroing tens of MB per Fetch was a tenth of the consumer's CPU).
-    let read = reader.take(size as u64).read_to_end(&mut buffer)?;
-    if read < size {
-        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    // A background thread reads in pieces, and may yield between them (see `background`).
+    let piece_max_bytes = if background::is_background() {
+        background::WORK_BETWEEN_YIELDS_BYTES
+    } else {
+        size
+    };
+    while buffer.len() < size {
+        let piece = piece_max_bytes.min(size - buffer.len()) as u64;
+        let read = (&mut *reader).take(piece).read_to_end(&mut buffer)?;
+        if read == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        background::worked(read);
     }
     let frame = Bytes::from(buffer);
     frames.last = Some(frame.clone());
@@ -396,6 +406,58 @@ mod tests {
             stream.extend_from_slice(body);
         }
         stream
+    }
+
+    /// A reader that hands out at most `most` bytes a call and records each call's size.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        calls: Vec<usize>,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            self.calls.push(buf.len());
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_background_thread_reads_a_frame_in_pieces_and_yields_between_them() {
+        let body: Vec<u8> = (0..(1u32 << 20) + 77).map(|i| (i % 251) as u8).collect();
+        let stream = framed(&[&body]);
+        std::thread::spawn(move || {
+            background::become_background().expect("SCHED_IDLE needs no privilege");
+            let mut reader = Trickle {
+                bytes: &stream,
+                calls: Vec::new(),
+            };
+            let frame = read_frame(&mut reader, &mut FrameMemory::default()).unwrap();
+            assert_eq!(frame, body, "the frame arrives whole and in order");
+            let biggest = reader.calls.iter().skip(1).max().copied().unwrap();
+            assert!(
+                biggest <= background::WORK_BETWEEN_YIELDS_BYTES,
+                "no read asks more than a piece: {:?}",
+                reader.calls
+            );
+            assert_eq!(background::yields(), 4, "a yield after each 256 KiB read");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_normal_thread_reads_a_frame_without_yielding() {
+        let body = vec![3u8; 1 << 20];
+        let mut reader = Trickle {
+            bytes: &framed(&[&body]),
+            calls: Vec::new(),
+        };
+        let frame = read_frame(&mut reader, &mut FrameMemory::default()).unwrap();
+        assert_eq!(frame, body);
+        assert_eq!(background::yields(), 0);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! the hot path and the crate's record codec allocates per record.
 #![forbid(unsafe_code)]
 
+pub mod background;
 pub mod batch;
 pub mod cluster;
 pub mod connection;

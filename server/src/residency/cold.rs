@@ -19,7 +19,7 @@ use super::direct::{open_direct, read_direct};
 use super::memory::MemoryPermit;
 use super::metrics::{
     BUFFERED_OPENS_FAILED_TOTAL, COLD_BYTES_TOTAL, COLD_DIRECT_BYTES_TOTAL, COLD_READS_IN_PROGRESS,
-    COLD_READ_WAIT, DIRECT_REFUSED_TOTAL,
+    COLD_READ_WAIT, COLD_SENDER_YIELDS_TOTAL, DIRECT_REFUSED_TOTAL,
 };
 use super::sender::{send_on_sender_thread, ColdSendThread};
 use super::COLD_READ_BYTES_MAX;
@@ -280,7 +280,9 @@ pub(super) async fn write_cold(
     } = chunk;
     let len = bytes.len() as u64;
     let buffer = match send_thread {
-        ColdSendThread::Shard => write_in_pieces(socket, buffer, bytes).await?,
+        ColdSendThread::Shard => {
+            write_in_pieces(socket, buffer, bytes, BetweenPieces::GoOn).await?
+        }
         ColdSendThread::Sender(priority) => {
             let held = Box::new((_in_progress, _budget));
             send_on_sender_thread(socket, buffer, bytes, held, priority).await?
@@ -312,10 +314,13 @@ pub(super) async fn write_cold(
 /// and over loopback that copies the whole piece into the socket and runs the receiver's TCP
 /// processing before the shard can do anything else. A 4 MiB chunk held the shard (and every
 /// Produce it owns) for a millisecond or more; a piece of 256 KiB for a sixteenth of that.
+/// With [`BetweenPieces::YieldTheCore`] the thread also offers its core to any other runnable
+/// thread after each piece (see [`BetweenPieces`]).
 pub(super) async fn write_in_pieces(
     socket: &mut TcpStream,
     mut buffer: Vec<u8>,
     bytes: Range<usize>,
+    between_pieces: BetweenPieces,
 ) -> io::Result<Vec<u8>> {
     let mut at = bytes.start;
     while at < bytes.end {
@@ -324,8 +329,27 @@ pub(super) async fn write_in_pieces(
         buffer = slice.into_inner();
         result?;
         at = end;
+        if between_pieces == BetweenPieces::YieldTheCore && at < bytes.end {
+            COLD_SENDER_YIELDS_TOTAL.fetch_add(1, Ordering::Relaxed);
+            std::thread::yield_now();
+        }
     }
     Ok(buffer)
+}
+
+/// What a cold chunk's writer does between two pieces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BetweenPieces {
+    /// Goes on: a shard's own thread, which has its requests to serve.
+    GoOn,
+    /// `sched_yield`: a cold sender thread, whose priority alone does not keep it out of a
+    /// shard's way. Its loopback sends rarely sleep, and the scheduler (EEVDF) weighs which
+    /// runnable thread runs next only at scheduling events: a shard thread woken with a
+    /// negative lag, not yet eligible, waited behind a `SCHED_IDLE` sender until the next tick,
+    /// 4 ms at HZ=250 (results/cold-send-thread/, the yield section). A yield is such an event:
+    /// the sender's runtime is counted and the shard, eligible by then, runs. About 4,000
+    /// yields a second per GB/s, a microsecond each.
+    YieldTheCore,
 }
 
 /// The most of a cold chunk one socket write sends (see [`write_in_pieces`]).

@@ -11,6 +11,8 @@ pub(super) static COLD_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_DIRECT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Of the cold bytes, those written by a shard's cold sender thread (`--fetch-cold-send-priority`).
 pub(super) static COLD_SENDER_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Times a cold sender thread offered its core between two pieces of a chunk.
+pub(super) static COLD_SENDER_YIELDS_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_READS_IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 pub(super) static CHECK_FAILURES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static DIRECT_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
@@ -77,6 +79,12 @@ pub fn render_metrics(out: &mut String) {
             "Of the cold bytes, those written to their sockets by a shard's cold sender thread (--fetch-cold-send-priority), not the shard's own.",
             "counter",
             COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_sender_yields_total",
+            "Times a cold sender thread yielded its core (sched_yield) between two pieces of a chunk.",
+            "counter",
+            COLD_SENDER_YIELDS_TOTAL.load(Ordering::Relaxed),
         ),
         (
             "fetch_cold_reads_in_progress",

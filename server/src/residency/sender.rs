@@ -15,7 +15,9 @@
 //! How: the shard sends the chunk's buffer with a duplicate of the socket's descriptor (its own
 //! reference to the socket, so the connection closing its descriptor meanwhile cannot send the
 //! bytes elsewhere) and awaits the buffer back. The sender writes it in the same pieces as the
-//! shard would ([`super::cold::write_in_pieces`]). A write the shard stops waiting for (its
+//! shard would ([`super::cold::write_in_pieces`]), and yields its core after each piece: at
+//! `SCHED_IDLE` alone it still held a core for up to a scheduler tick (4 ms here) while a shard
+//! thread waited ([`BetweenPieces::YieldTheCore`]). A write the shard stops waiting for (its
 //! client gone, the broker stopping) is cancelled at once. Responses of one connection stay in
 //! order: its writer awaits each chunk before it writes anything else. If the sender thread
 //! cannot be started, or has stopped, the shard writes the chunk itself (logged once).
@@ -40,6 +42,7 @@ use futures_channel::oneshot;
 use futures_util::future::{select, Either};
 use futures_util::FutureExt;
 
+use super::cold::BetweenPieces;
 use super::metrics::COLD_SENDER_BYTES_TOTAL;
 
 /// How a shard writes its cold chunks (`--fetch-cold-send-priority`).
@@ -139,7 +142,7 @@ pub(super) async fn send_on_sender_thread(
         held,
         ..
     } = refused;
-    let buffer = super::cold::write_in_pieces(socket, buffer, bytes).await;
+    let buffer = super::cold::write_in_pieces(socket, buffer, bytes, BetweenPieces::GoOn).await;
     drop(held);
     buffer
 }
@@ -228,7 +231,12 @@ async fn write_job(job: Job) {
         }
     };
     let len_bytes = bytes.len() as u64;
-    let write = std::pin::pin!(super::cold::write_in_pieces(&mut stream, buffer, bytes));
+    let write = std::pin::pin!(super::cold::write_in_pieces(
+        &mut stream,
+        buffer,
+        bytes,
+        BetweenPieces::YieldTheCore,
+    ));
     let cancelled = std::pin::pin!(done.cancellation());
     match select(write, cancelled).await {
         Either::Left((result, _)) => {

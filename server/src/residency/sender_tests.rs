@@ -6,15 +6,16 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::cold::COLD_SEND_PIECE_BYTES;
 use super::memory::{MemoryPermit, BYTES_IN_USE, COLD_BUFFER_BYTES_MAX};
-use super::metrics::COLD_SENDER_BYTES_TOTAL;
+use super::metrics::{COLD_SENDER_BYTES_TOTAL, COLD_SENDER_YIELDS_TOTAL};
 use super::sender::{
     parse_cold_send_priority, send_on_sender_thread, SenderPriority, COLD_SEND_NICE_MAX,
 };
 use super::tests::{
     budget_returned, contents, receive, send_a_partly_cached_range, socket_pair, take_turn,
 };
-use super::{ColdReadIo, ColdSendThread};
+use super::{ColdReadIo, ColdSendThread, COLD_CHUNK_BYTES_MAX};
 
 /// The nice value and scheduling policy of each of this process's threads named `cold-sender`.
 fn cold_senders() -> Vec<(i32, u32)> {
@@ -42,6 +43,7 @@ async fn cold_ranges_written_by_a_niced_sender_thread_arrive_byte_for_byte() {
     let _turn = take_turn();
     for cold_read_io in [ColdReadIo::Direct, ColdReadIo::Buffered] {
         let by_sender_before = COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed);
+        let yields_before = COLD_SENDER_YIELDS_TOTAL.load(Ordering::Relaxed);
         // Byte for byte, in order, the cold pages not cached, every charge back: checked inside.
         let cold_bytes = send_a_partly_cached_range(
             cold_read_io,
@@ -52,6 +54,13 @@ async fn cold_ranges_written_by_a_niced_sender_thread_arrive_byte_for_byte() {
         assert!(
             COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed) - by_sender_before >= cold_bytes,
             "the cold chunks went out on the sender thread"
+        );
+        // Each cold chunk is written in pieces, with a yield between two (`BetweenPieces`).
+        let pieces_per_chunk = (COLD_CHUNK_BYTES_MAX / COLD_SEND_PIECE_BYTES) as u64;
+        assert!(
+            COLD_SENDER_YIELDS_TOTAL.load(Ordering::Relaxed) - yields_before
+                >= pieces_per_chunk - 1,
+            "the sender yields its core between the pieces of a chunk"
         );
     }
     assert!(

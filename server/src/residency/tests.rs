@@ -538,9 +538,14 @@ async fn a_chunk_written_in_pieces_arrives_whole_from_the_middle_of_its_buffer()
     let bytes = 777..buffer.len() - 1234;
     let (client, mut server) = socket_pair().await;
     let received = receive(client, bytes.len());
-    let returned = super::cold::write_in_pieces(&mut server, buffer.clone(), bytes.clone())
-        .await
-        .unwrap();
+    let returned = super::cold::write_in_pieces(
+        &mut server,
+        buffer.clone(),
+        bytes.clone(),
+        super::cold::BetweenPieces::GoOn,
+    )
+    .await
+    .unwrap();
     assert_eq!(received.await.unwrap(), buffer[bytes]);
     assert_eq!(
         returned, buffer,
