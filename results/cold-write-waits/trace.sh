@@ -21,7 +21,8 @@ sleep 1
 loadgen=$!
 for _ in $(seq 600); do
   if [ "${READER:-}" = none ]; then
-    # The backlog is written first (12 GB); eviction, the 2 s warm-up and 2 s more follow it.
+    # The backlog is written first (12 GB; the data dir's size passing it is the sign, a
+    # heuristic); eviction, the 2 s warm-up and 2 s more follow it.
     [ "$(du -sb "$d/data" | cut -f1)" -gt 12000000000 ] && { sleep 6; break; }
     sleep 0.5; continue
   fi
@@ -37,7 +38,7 @@ kill $broker; wait $broker || true
 rm -rf "$d/data"
 perf script -i "$d/trace.data" -F comm,tid,cpu,time,event,trace 2>/dev/null > "$d/trace.txt"
 rm -f "$d/trace.data"
-python3 results/cold-write-waits/who_holds_the_cpu.py "$d/trace.txt" || true
+python3 results/cold-write-waits/who_holds_the_cpu.py "$d/trace.txt"
 python3 results/cold-write-waits/run_queue_waits.py "$d/trace.txt"
 python3 -c "import json; p = json.load(open('$d/run.json'))['produce']['latency_us']; print('producer p50 %.2f p99 %.2f p99.9 %.2f ms' % (p['p50'] / 1e3, p['p99'] / 1e3, p['p999'] / 1e3))"
 rm -rf "$d"
