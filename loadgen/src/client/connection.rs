@@ -171,7 +171,7 @@ pub fn read_frame(reader: &mut impl Read, frames: &mut FrameMemory) -> Result<By
     // piece's `read_to_end` starts its reads small, so a piece passes through the connection's
     // `BufReader`: one more copy, accepted. Reading straight into the frame would need it
     // initialised first, and zeroing a fresh frame's memory (whenever the last frame is still
-    // held) cost more: a 25 ms producer p99 in one of two runs, catch-up 0.85x (16:50 UTC).
+    // held) cost more: a 25 ms producer p99 in one of two runs, catch-up 0.85x (16:41 UTC).
     let piece_max_bytes = if background::is_background() {
         background::WORK_BETWEEN_YIELDS_BYTES
     } else {
