@@ -12,7 +12,8 @@ import collections
 import re
 import sys
 
-LINE = re.compile(r"^\s*(\S.*?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s+(.*)$")
+from perf_events import events
+
 SWITCH = re.compile(r"prev_comm=(.*?) prev_pid=(\d+) .*?prev_state=(\S+) ==> next_comm=(.*?) next_pid=(\d+)")
 WAKEUP = re.compile(r"comm=(.*?) pid=(\d+) .*?target_cpu=(\d+)")
 LONG_S = 0.0005
@@ -33,12 +34,7 @@ def main(path: str) -> None:
     on_cpu = collections.defaultdict(list)  # cpu -> [(time, comm)] of switches in
     waits = collections.defaultdict(list)  # group -> [(wait s, start, end, cpu)]
     moved = collections.Counter()  # group -> waits that ended on another CPU than they began
-    for line in open(path):
-        match = LINE.match(line)
-        if not match:
-            continue
-        _, _, cpu, time, event, rest = match.groups()
-        time, cpu = float(time), int(cpu)
+    for cpu, time, event, rest in events(path):
         if event == "sched:sched_wakeup":
             woken = WAKEUP.search(rest)
             if woken:

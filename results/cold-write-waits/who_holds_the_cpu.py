@@ -9,19 +9,15 @@ import collections
 import re
 import sys
 
-LINE = re.compile(r"^\s*(\S.*?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s+(.*)$")
+from perf_events import events
+
 SLOW_S = 0.0005
 
 
 def main(path: str) -> None:
     switches = collections.defaultdict(list)  # cpu -> [(time, next thread)]
     queued, writes = {}, []
-    for line in open(path):
-        match = LINE.match(line)
-        if not match:
-            continue
-        _, _, cpu, time, event, rest = match.groups()
-        time, cpu = float(time), int(cpu)
+    for cpu, time, event, rest in events(path):
         if event == "sched:sched_switch":
             switches[cpu].append((time, re.search(r"next_comm=(.*?) next_pid", rest).group(1)))
         elif event == "io_uring:io_uring_queue_async_work" and "opcode WRITEV" in rest:
