@@ -412,7 +412,7 @@ mod tests {
         stream
     }
 
-    /// A reader that hands out at most `most` bytes a call and records each call's size.
+    /// A reader that fills what each call asks, while its bytes last, and records the size asked.
     struct Trickle<'a> {
         bytes: &'a [u8],
         calls: Vec<usize>,
