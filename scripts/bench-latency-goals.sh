@@ -7,8 +7,9 @@
 # earlier ones to /var/tmp/ringtail-goals/rep-N.
 #   - max-produce, fixed-rate-latency (half of max-produce), max-produce-consume: Ringtail and
 #     Apache Kafka (scripts/kafka-peer.sh) back to back;
-#   - cold-catch-up-alone, cold-catch-up, cold-catch-up-naive: Ringtail, 20 GB backlog evicted from
-#     the page cache, residency check on and off.
+#   - cold-catch-up-alone, cold-catch-up, cold-catch-up-idle-client, cold-catch-up-naive: Ringtail,
+#     20 GB backlog evicted from the page cache, residency check on and off, and the reader's
+#     client on the cores as a normal thread or standing for one on another machine.
 #   The disk is measured in the same session: a buffered read back of a dropped file, and fio
 #   (direct, 1 MiB, 8 deep; installed with apt-get when missing and running as root); each
 #   repetition probes it just before and after its catch-up runs, and its reader is judged
@@ -72,7 +73,7 @@ for rep in $(seq 1 "$reps"); do
   mkdir -p "$work"
   python3 scripts/latency_goals.py --measure-disk "$work" --probe-disk-into "$dir"
   "${wrap[@]}" "$loadgen" matrix --brokers ringtail --layouts fs "${ringtail_flags[@]}" \
-    --scenarios cold-catch-up-alone,cold-catch-up,cold-catch-up-naive --backlog-bytes-max 20000000000 \
+    --scenarios cold-catch-up-alone,cold-catch-up,cold-catch-up-idle-client,cold-catch-up-naive --backlog-bytes-max 20000000000 \
     --duration-s "$duration_s" --warmup-s "$warmup_s" --results-dir "$dir" --quiet
   python3 scripts/latency_goals.py --measure-disk "$work" --probe-disk-into "$dir"
 done

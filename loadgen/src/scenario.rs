@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::workload::{Acks, ConsumerMode, MessageSize, StartFrom, Workload};
+use crate::workload::{Acks, ConsumerMode, ConsumerPriority, MessageSize, StartFrom, Workload};
 
 /// What a scenario's rate is.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -193,6 +193,9 @@ pub fn all() -> Vec<Scenario> {
 /// (about 8% of the max here), fixed so that the three runs compare.
 const COLD_CATCH_UP_MSGS_PER_S: f64 = 50_000.0;
 
+/// The cold catch-up whose reader's client stands for one on another machine.
+pub const COLD_CATCH_UP_IDLE_CLIENT: &str = "cold-catch-up-idle-client";
+
 /// The page-cache-aware fetch's scenarios (issue 13): a fixed-rate producer, and a consumer
 /// catching up from offset 0 of a backlog dropped from the page cache, with the broker's residency
 /// check on and off; and the producer alone beside the same evicted backlog, for its baseline p99.
@@ -229,6 +232,20 @@ fn cold_catch_up() -> Vec<Scenario> {
             "cold-catch-up",
             "Cold catch-up: 50k msg/s producer, a consumer from offset 0 of a 20 GB backlog dropped from the page cache (residency check on)",
             workload.clone(),
+            "on",
+        ),
+        // The reader's client here shares the broker's two cores at the producers' priority; a
+        // catch-up consumer would normally run on another machine. This variant moves its
+        // copying and CRC checks out of the way (`SCHED_IDLE`, yielding every 256 KiB), so the
+        // producer's p99 measures the broker's isolation, not the client's CPU
+        // (results/cold-send-thread/).
+        variant(
+            COLD_CATCH_UP_IDLE_CLIENT,
+            "cold-catch-up with the reader's client off the producers' way (SCHED_IDLE, yielding every 256 KiB): a client on another machine",
+            Workload {
+                consumer_priority: ConsumerPriority::Idle,
+                ..workload.clone()
+            },
             "on",
         ),
         variant(
@@ -313,10 +330,11 @@ mod tests {
             "cold-catch-up-alone".into(),
             "cold-catch-up".into(),
             "cold-catch-up-naive".into(),
+            COLD_CATCH_UP_IDLE_CLIENT.into(),
         ])
         .unwrap();
-        let [alone, on, off] = [&runs[0], &runs[1], &runs[2]];
-        for run in [alone, on, off] {
+        let [alone, on, idle_client, off] = [&runs[0], &runs[1], &runs[2], &runs[3]];
+        for run in [alone, on, idle_client, off] {
             assert!(run.evict_backlog);
             assert_eq!(run.rate, Rate::MsgsPerSecond(COLD_CATCH_UP_MSGS_PER_S));
             assert!(run.workload.backlog_bytes > 0);
@@ -327,6 +345,17 @@ mod tests {
         assert_eq!(alone.ringtail_args, on.ringtail_args);
         assert_eq!(alone.workload.consumers_per_subscription, 0);
         assert_eq!(on.workload.consumers_per_subscription, 1);
+        // The idle-client variant differs from cold-catch-up in its client's priority only.
+        assert_eq!(idle_client.name, COLD_CATCH_UP_IDLE_CLIENT);
+        assert_eq!(idle_client.ringtail_args, on.ringtail_args);
+        assert_eq!(on.workload.consumer_priority, ConsumerPriority::Normal);
+        assert_eq!(
+            idle_client.workload,
+            Workload {
+                consumer_priority: ConsumerPriority::Idle,
+                ..on.workload.clone()
+            }
+        );
     }
 
     #[test]
