@@ -66,6 +66,11 @@ fn cold_ranges_sent_by_an_idle_sender_thread_arrive_whole_and_in_order() {
         "the sender yields its core between the pieces of its chunks: {yields} yields for {cold_bytes} bytes"
     );
     assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_sender_missed_chunks_total"),
+        0,
+        "with its sender thread running, the shard wrote no cold chunk itself"
+    );
+    assert_eq!(
         cold_sender_policies(broker.child.id()),
         vec![SCHED_IDLE],
         "one sender thread for the one shard, at SCHED_IDLE"

@@ -13,6 +13,9 @@ pub(super) static COLD_DIRECT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_SENDER_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Times a cold sender thread offered its core between two pieces of a chunk.
 pub(super) static COLD_SENDER_YIELDS_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Cold chunks a shard wrote itself because its sender thread could not be started or had
+/// stopped (with `--fetch-cold-send-priority` other than `shard`).
+pub(super) static SENDER_MISSED_CHUNKS_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_READS_IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 pub(super) static CHECK_FAILURES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static DIRECT_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
@@ -85,6 +88,12 @@ pub fn render_metrics(out: &mut String) {
             "Times a cold sender thread yielded its core (sched_yield) between two pieces of a chunk.",
             "counter",
             COLD_SENDER_YIELDS_TOTAL.load(Ordering::Relaxed),
+        ),
+        (
+            "fetch_cold_sender_missed_chunks_total",
+            "Cold chunks a shard wrote itself because its cold sender thread could not be started or had stopped.",
+            "counter",
+            SENDER_MISSED_CHUNKS_TOTAL.load(Ordering::Relaxed),
         ),
         (
             "fetch_cold_reads_in_progress",

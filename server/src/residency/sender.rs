@@ -43,7 +43,7 @@ use futures_util::future::{select, Either};
 use futures_util::FutureExt;
 
 use super::cold::BetweenPieces;
-use super::metrics::COLD_SENDER_BYTES_TOTAL;
+use super::metrics::{COLD_SENDER_BYTES_TOTAL, SENDER_MISSED_CHUNKS_TOTAL};
 
 /// How a shard writes its cold chunks (`--fetch-cold-send-priority`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub fn parse_cold_send_priority(value: &str) -> Result<ColdSendThread, String> {
 
 /// One chunk for the sender: `buffer[bytes]` to the socket `fd`; `held` is dropped once the
 /// write ends.
-struct Job {
+pub(super) struct Job {
     fd: OwnedFd,
     buffer: Vec<u8>,
     bytes: Range<usize>,
@@ -112,8 +112,20 @@ pub(super) async fn send_on_sender_thread(
     held: Box<dyn Send>,
     priority: SenderPriority,
 ) -> io::Result<Vec<u8>> {
-    let fd = socket.as_fd().try_clone_to_owned()?;
     let jobs = SENDER.with(|sender| sender.get_or_init(|| start_sender(priority)).clone());
+    send_or_write_here(jobs, socket, buffer, bytes, held).await
+}
+
+/// Hands the chunk to the sender thread behind `jobs`, or writes it on this thread when there
+/// is none (`None`: it could not be started) or it has stopped (its queue closed).
+pub(super) async fn send_or_write_here(
+    jobs: Option<flume::Sender<Job>>,
+    socket: &mut TcpStream,
+    buffer: Vec<u8>,
+    bytes: Range<usize>,
+    held: Box<dyn Send>,
+) -> io::Result<Vec<u8>> {
+    let fd = socket.as_fd().try_clone_to_owned()?;
     let (done, result) = oneshot::channel();
     let job = Job {
         fd,
@@ -133,6 +145,7 @@ pub(super) async fn send_on_sender_thread(
         },
         None => job,
     };
+    SENDER_MISSED_CHUNKS_TOTAL.fetch_add(1, Ordering::Relaxed);
     if !SENDER_MISSED.swap(true, Ordering::Relaxed) {
         tracing::error!("a cold sender thread is missing; its shard writes cold chunks itself");
     }

@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use super::cold::COLD_SEND_PIECE_BYTES;
 use super::memory::{MemoryPermit, BYTES_IN_USE, COLD_BUFFER_BYTES_MAX};
-use super::metrics::{COLD_SENDER_BYTES_TOTAL, COLD_SENDER_YIELDS_TOTAL};
+use super::metrics::{
+    COLD_SENDER_BYTES_TOTAL, COLD_SENDER_YIELDS_TOTAL, SENDER_MISSED_CHUNKS_TOTAL,
+};
 use super::sender::{
-    parse_cold_send_priority, send_on_sender_thread, SenderPriority, COLD_SEND_NICE_MAX,
+    parse_cold_send_priority, send_on_sender_thread, send_or_write_here, SenderPriority,
+    COLD_SEND_NICE_MAX,
 };
 use super::tests::{
     budget_returned, contents, receive, send_a_partly_cached_range, socket_pair, take_turn,
@@ -148,5 +151,57 @@ fn the_flag_takes_shard_idle_or_a_nice_of_0_to_19_only() {
     );
     for refused in ["-1", "20", "IDLE", "", "1.5"] {
         assert!(parse_cold_send_priority(refused).is_err(), "{refused:?}");
+    }
+}
+
+#[compio::test]
+async fn without_its_sender_thread_a_shard_writes_the_chunk_itself() {
+    // The fallback of `--fetch-cold-send-priority`: no thread could be started (`None`), or it
+    // stopped (its queue closed, as when it found no io_uring). Either way the chunk arrives
+    // whole on the shard's own thread, its charge comes back and the miss is counted.
+    let _turn = take_turn();
+    budget_returned().await;
+    let (stopped_jobs, stopped_thread) = flume::bounded(1);
+    drop(stopped_thread);
+    for jobs in [None, Some(stopped_jobs)] {
+        let missed_before = SENDER_MISSED_CHUNKS_TOTAL.load(Ordering::Relaxed);
+        let by_sender_before = COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed);
+        let (client, mut server) = socket_pair().await;
+        // Several pieces, and more than the sockets' buffers hold, so the write must wait for
+        // the reader.
+        let data = contents(12 << 20);
+        let received = receive(client, data.len());
+        let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
+        let returned = send_or_write_here(
+            jobs.clone(),
+            &mut server,
+            data.clone(),
+            0..data.len(),
+            Box::new(held),
+        )
+        .await
+        .unwrap();
+        assert!(received.await.unwrap() == data, "the chunk arrives whole");
+        assert!(returned == data, "and its buffer comes back for reuse");
+        assert_eq!(
+            BYTES_IN_USE.load(Ordering::Relaxed),
+            0,
+            "its charge is back"
+        );
+        assert_eq!(
+            SENDER_MISSED_CHUNKS_TOTAL.load(Ordering::Relaxed) - missed_before,
+            1,
+            "the chunk is counted as written without its sender ({})",
+            if jobs.is_some() {
+                "stopped"
+            } else {
+                "never started"
+            }
+        );
+        assert_eq!(
+            COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed),
+            by_sender_before,
+            "no sender thread wrote it"
+        );
     }
 }
