@@ -66,7 +66,7 @@ fn cold_ranges_sent_by_an_idle_sender_thread_arrive_whole_and_in_order() {
         "the sender yields its core between the pieces of its chunks: {yields} yields for {cold_bytes} bytes"
     );
     assert_eq!(
-        common::scrape(&broker, "ringtail_fetch_cold_sender_missed_chunks_total"),
+        common::scrape(&broker, "ringtail_fetch_cold_sender_fallback_chunks_total"),
         0,
         "with its sender thread running, the shard wrote no cold chunk itself"
     );

@@ -13,9 +13,10 @@ pub(super) static COLD_DIRECT_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_SENDER_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Times a cold sender thread offered its core between two pieces of a chunk.
 pub(super) static COLD_SENDER_YIELDS_TOTAL: AtomicU64 = AtomicU64::new(0);
-/// Cold chunks a shard wrote itself because its sender thread could not be started or had
-/// stopped (with `--fetch-cold-send-priority` other than `shard`).
-pub(super) static SENDER_MISSED_CHUNKS_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Cold chunks a shard set out to write itself because its sender thread could not be started
+/// or had stopped (with `--fetch-cold-send-priority` other than `shard`); counted before the
+/// write, so also those whose write then failed.
+pub(super) static COLD_SENDER_FALLBACK_CHUNKS_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_READS_IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 pub(super) static CHECK_FAILURES_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static DIRECT_REFUSED_TOTAL: AtomicU64 = AtomicU64::new(0);
@@ -90,10 +91,10 @@ pub fn render_metrics(out: &mut String) {
             COLD_SENDER_YIELDS_TOTAL.load(Ordering::Relaxed),
         ),
         (
-            "fetch_cold_sender_missed_chunks_total",
-            "Cold chunks a shard wrote itself because its cold sender thread could not be started or had stopped.",
+            "fetch_cold_sender_fallback_chunks_total",
+            "Cold chunks a shard set out to write itself because its cold sender thread could not be started or had stopped.",
             "counter",
-            SENDER_MISSED_CHUNKS_TOTAL.load(Ordering::Relaxed),
+            COLD_SENDER_FALLBACK_CHUNKS_TOTAL.load(Ordering::Relaxed),
         ),
         (
             "fetch_cold_reads_in_progress",

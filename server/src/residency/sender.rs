@@ -20,7 +20,8 @@
 //! thread waited ([`BetweenPieces::YieldTheCore`]). A write the shard stops waiting for (its
 //! client gone, the broker stopping) is cancelled at once. Responses of one connection stay in
 //! order: its writer awaits each chunk before it writes anything else. If the sender thread
-//! cannot be started, or has stopped, the shard writes the chunk itself (logged once).
+//! cannot be started (no thread, or no io_uring for it), or has stopped, the shard writes the
+//! chunk itself (logged once, counted in `ringtail_fetch_cold_sender_fallback_chunks_total`).
 //!
 //! # Invariants
 //! - A chunk's bytes go out whole and in order, or the connection gets the error.
@@ -43,7 +44,7 @@ use futures_util::future::{select, Either};
 use futures_util::FutureExt;
 
 use super::cold::BetweenPieces;
-use super::metrics::{COLD_SENDER_BYTES_TOTAL, SENDER_MISSED_CHUNKS_TOTAL};
+use super::metrics::{COLD_SENDER_BYTES_TOTAL, COLD_SENDER_FALLBACK_CHUNKS_TOTAL};
 
 /// How a shard writes its cold chunks (`--fetch-cold-send-priority`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +146,7 @@ pub(super) async fn send_or_write_here(
         },
         None => job,
     };
-    SENDER_MISSED_CHUNKS_TOTAL.fetch_add(1, Ordering::Relaxed);
+    COLD_SENDER_FALLBACK_CHUNKS_TOTAL.fetch_add(1, Ordering::Relaxed);
     if !SENDER_MISSED.swap(true, Ordering::Relaxed) {
         tracing::error!("a cold sender thread is missing; its shard writes cold chunks itself");
     }
@@ -163,7 +164,19 @@ pub(super) async fn send_or_write_here(
 /// Starts a sender thread at `priority`, free to run on every core the process may use; it
 /// stops once its shard's handle to it is gone. `None` (logged) if no thread can be started.
 fn start_sender(priority: SenderPriority) -> Option<flume::Sender<Job>> {
+    start_sender_with(priority, compio::runtime::Runtime::new)
+}
+
+/// [`start_sender`] with the sender's runtime made by `new_runtime`. Returns only once the
+/// thread has its runtime (or has failed to make one: `None`), so that no chunk is queued for
+/// a thread about to stop: a queue that outlives its receiver keeps its chunks, and their
+/// writers would wait forever. The shard waits for this once, at its first cold chunk.
+pub(super) fn start_sender_with(
+    priority: SenderPriority,
+    new_runtime: fn() -> io::Result<compio::runtime::Runtime>,
+) -> Option<flume::Sender<Job>> {
     let (jobs, incoming) = flume::bounded::<Job>(SENDER_QUEUE_CHUNKS_MAX);
+    let (started, has_runtime) = std::sync::mpsc::sync_channel::<bool>(1);
     let spawned = std::thread::Builder::new()
         .name("cold-sender".into())
         .spawn(move || {
@@ -180,14 +193,16 @@ fn start_sender(priority: SenderPriority) -> Option<flume::Sender<Job>> {
             if let Err(error) = lowered {
                 tracing::warn!(%error, ?priority, "the cold sender thread keeps the shard's priority");
             }
-            let runtime = match compio::runtime::Runtime::new() {
+            let runtime = match new_runtime() {
                 Ok(runtime) => runtime,
                 Err(error) => {
-                    // Its queue closes with it: the shard then writes its chunks itself.
+                    // The shard, told so, writes its chunks itself.
                     tracing::error!(%error, "the cold sender thread has no io_uring");
+                    let _ = started.send(false);
                     return;
                 }
             };
+            let _ = started.send(true);
             runtime.block_on(async move {
                 while let Ok(job) = incoming.recv_async().await {
                     compio::runtime::spawn(run(job)).detach();
@@ -195,7 +210,8 @@ fn start_sender(priority: SenderPriority) -> Option<flume::Sender<Job>> {
             });
         });
     match spawned {
-        Ok(_) => Some(jobs),
+        // A thread that ended without a word (it panicked) counts as not started.
+        Ok(_) => has_runtime.recv().unwrap_or(false).then_some(jobs),
         Err(error) => {
             tracing::error!(%error, "no cold sender thread could be started");
             None

@@ -9,11 +9,11 @@ use std::time::Duration;
 use super::cold::COLD_SEND_PIECE_BYTES;
 use super::memory::{MemoryPermit, BYTES_IN_USE, COLD_BUFFER_BYTES_MAX};
 use super::metrics::{
-    COLD_SENDER_BYTES_TOTAL, COLD_SENDER_YIELDS_TOTAL, SENDER_MISSED_CHUNKS_TOTAL,
+    COLD_SENDER_BYTES_TOTAL, COLD_SENDER_FALLBACK_CHUNKS_TOTAL, COLD_SENDER_YIELDS_TOTAL,
 };
 use super::sender::{
-    parse_cold_send_priority, send_on_sender_thread, send_or_write_here, SenderPriority,
-    COLD_SEND_NICE_MAX,
+    parse_cold_send_priority, send_on_sender_thread, send_or_write_here, start_sender_with,
+    SenderPriority, COLD_SEND_NICE_MAX,
 };
 use super::tests::{
     budget_returned, contents, receive, send_a_partly_cached_range, socket_pair, take_turn,
@@ -156,52 +156,71 @@ fn the_flag_takes_shard_idle_or_a_nice_of_0_to_19_only() {
 
 #[compio::test]
 async fn without_its_sender_thread_a_shard_writes_the_chunk_itself() {
-    // The fallback of `--fetch-cold-send-priority`: no thread could be started (`None`), or it
-    // stopped (its queue closed, as when it found no io_uring). Either way the chunk arrives
-    // whole on the shard's own thread, its charge comes back and the miss is counted.
+    // The fallback of `--fetch-cold-send-priority`: the sender thread could not make its
+    // io_uring (so it is reported as not started: `None`), or its queue has no thread behind it
+    // any more. Either way the chunk arrives whole, written on this (the shard's) thread without
+    // yields, its buffer comes back and the fallback is counted.
     let _turn = take_turn();
     budget_returned().await;
-    let (stopped_jobs, stopped_thread) = flume::bounded(1);
-    drop(stopped_thread);
-    for jobs in [None, Some(stopped_jobs)] {
-        let missed_before = SENDER_MISSED_CHUNKS_TOTAL.load(Ordering::Relaxed);
+    let no_io_uring = start_sender_with(IDLE, || Err(std::io::Error::other("no io_uring (test)")));
+    assert!(
+        no_io_uring.is_none(),
+        "a sender thread without a runtime is reported before any chunk is queued for it"
+    );
+    let working = start_sender_with(IDLE, compio::runtime::Runtime::new);
+    assert!(working.is_some(), "a sender thread with its runtime is");
+    drop(working); // its thread stops with its queue
+    let (queue_without_thread, gone) = flume::bounded(1);
+    drop(gone);
+    for (case, jobs) in [
+        ("no io_uring", no_io_uring),
+        ("thread gone", Some(queue_without_thread)),
+    ] {
+        let fallbacks_before = COLD_SENDER_FALLBACK_CHUNKS_TOTAL.load(Ordering::Relaxed);
         let by_sender_before = COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed);
+        let yields_before = COLD_SENDER_YIELDS_TOTAL.load(Ordering::Relaxed);
         let (client, mut server) = socket_pair().await;
         // Several pieces, and more than the sockets' buffers hold, so the write must wait for
         // the reader.
         let data = contents(12 << 20);
         let received = receive(client, data.len());
         let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
-        let returned = send_or_write_here(
-            jobs.clone(),
-            &mut server,
-            data.clone(),
-            0..data.len(),
-            Box::new(held),
+        let returned = compio::time::timeout(
+            Duration::from_secs(30),
+            send_or_write_here(
+                jobs,
+                &mut server,
+                data.clone(),
+                0..data.len(),
+                Box::new(held),
+            ),
         )
         .await
+        .unwrap_or_else(|_| panic!("{case}: the chunk was neither sent nor written"))
         .unwrap();
-        assert!(received.await.unwrap() == data, "the chunk arrives whole");
-        assert!(returned == data, "and its buffer comes back for reuse");
-        assert_eq!(
-            BYTES_IN_USE.load(Ordering::Relaxed),
-            0,
-            "its charge is back"
+        // Closed now, so a reader short of bytes fails at once rather than waits.
+        drop(server);
+        let received = received.await;
+        assert!(
+            received.as_ref().is_ok_and(|bytes| *bytes == data),
+            "{case}: the chunk arrives whole"
         );
+        assert!(returned == data, "{case}: its buffer comes back for reuse");
         assert_eq!(
-            SENDER_MISSED_CHUNKS_TOTAL.load(Ordering::Relaxed) - missed_before,
+            COLD_SENDER_FALLBACK_CHUNKS_TOTAL.load(Ordering::Relaxed) - fallbacks_before,
             1,
-            "the chunk is counted as written without its sender ({})",
-            if jobs.is_some() {
-                "stopped"
-            } else {
-                "never started"
-            }
+            "{case}: the chunk is counted as written without its sender"
         );
         assert_eq!(
             COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed),
             by_sender_before,
-            "no sender thread wrote it"
+            "{case}: no sender thread wrote it"
+        );
+        assert_eq!(
+            COLD_SENDER_YIELDS_TOTAL.load(Ordering::Relaxed),
+            yields_before,
+            "{case}: the shard writes it as its own, without yielding its core"
         );
     }
+    budget_returned().await;
 }
