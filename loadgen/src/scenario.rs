@@ -190,7 +190,7 @@ pub fn all() -> Vec<Scenario> {
 }
 
 /// Producer rate of the cold catch-up scenarios: the issue's measurements' 50,000 msg/s of 1 KiB
-/// (about 8% of the max here), fixed so that the three runs compare.
+/// (about 8% of the max here), fixed so that the four runs compare.
 const COLD_CATCH_UP_MSGS_PER_S: f64 = 50_000.0;
 
 /// The cold catch-up whose reader's client stands for one on another machine.
@@ -198,7 +198,9 @@ pub const COLD_CATCH_UP_IDLE_CLIENT: &str = "cold-catch-up-idle-client";
 
 /// The page-cache-aware fetch's scenarios (issue 13): a fixed-rate producer, and a consumer
 /// catching up from offset 0 of a backlog dropped from the page cache, with the broker's residency
-/// check on and off; and the producer alone beside the same evicted backlog, for its baseline p99.
+/// check on and off, and with the check on and the reader's client at idle priority (standing for
+/// a client on another machine); and the producer alone beside the same evicted backlog, for its
+/// baseline p99.
 fn cold_catch_up() -> Vec<Scenario> {
     let workload = Workload {
         partitions: 8,
@@ -237,11 +239,11 @@ fn cold_catch_up() -> Vec<Scenario> {
         // The reader's client here shares the broker's two cores at the producers' priority; a
         // catch-up consumer would normally run on another machine. This variant moves its
         // copying and CRC checks out of the way (`SCHED_IDLE`, yielding every 256 KiB), so the
-        // producer's p99 measures the broker's isolation, not the client's CPU
+        // producer's p99 measures mostly the broker's isolation, not the client's CPU
         // (results/cold-send-thread/).
         variant(
             COLD_CATCH_UP_IDLE_CLIENT,
-            "cold-catch-up with the reader's client off the producers' way (SCHED_IDLE, yielding every 256 KiB): a client on another machine",
+            "cold-catch-up with the reader's client off the producers' way (SCHED_IDLE, yielding every 256 KiB), standing for a client on another machine",
             Workload {
                 consumer_priority: ConsumerPriority::Idle,
                 ..workload.clone()
@@ -325,7 +327,7 @@ mod tests {
 
     #[test]
     fn cold_catch_up_runs_differ_only_in_the_check_and_the_reader() {
-        // The three runs compare only if nothing else differs: same rate, backlog, eviction.
+        // The four runs compare only if nothing else differs: same rate, backlog, eviction.
         let runs = select(&[
             "cold-catch-up-alone".into(),
             "cold-catch-up".into(),

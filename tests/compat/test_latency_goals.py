@@ -51,7 +51,7 @@ def test_goals_are_judged_on_the_medians_of_the_repetitions(tmp_path):
 
 
 def test_each_goal_fails_on_its_own_figure(tmp_path):
-    dirs = [write_rep(tmp_path, "a", 20, 30, 500, 2.5, 990, 0.9)]
+    dirs = [write_rep(tmp_path, "a", 20, 30, 500, 2.5, 990, 0.9, idle_client_p99=25)]
     figures = latency_goals.goals(dirs, disk_read_mb_s=1090)
     assert figures["met"] == {"cold_reader_p99_ratio": False, "cold_idle_client_p99_ratio": False,
                               "catch_up_share_of_disk": False, "fixed_rate_tail": False,
@@ -85,7 +85,7 @@ def test_the_idle_client_variant_is_judged_on_its_own_row(tmp_path):
     assert figures["met"]["cold_idle_client_p99_ratio"] is True
     rows = latency_goals.markdown(figures).splitlines()
     reader_row = next(row for row in rows if row.startswith("| producer p99 with a cold catch-up reader"))
-    idle_row = next(row for row in rows if row.startswith("| the same with the reader's client off"))
+    idle_row = next(row for row in rows if row.startswith("| for comparison, not the goal's scenario"))
     assert reader_row.endswith("**not met** |") and "3.00x" in reader_row
     assert idle_row.endswith("**met** |") and "1.05x" in idle_row
     # A reader of the idle-client variant that caught up early is not judged either.
@@ -100,6 +100,26 @@ def test_the_idle_client_variant_is_judged_on_its_own_row(tmp_path):
     assert figures["met"]["cold_idle_client_p99_ratio"] is None
     assert figures["met"]["cold_reader_p99_ratio"] is False
     assert latency_goals.markdown(figures).count("**not judged**") == 1
+
+
+def test_older_repetitions_without_the_idle_client_variant(tmp_path):
+    # None of them ran it: not measured, never met.
+    dirs = [write_rep(tmp_path, rep, 20, 22, 900, 1.5, 1100, 1.0) for rep in "ab"]
+    for rep in "ab":
+        (tmp_path / rep / "cold-catch-up-idle-client" / "ringtail-fs.json").unlink()
+    figures = latency_goals.goals(dirs, disk_read_mb_s=1090)
+    assert figures["met"]["cold_idle_client_p99_ratio"] is None
+    assert figures["met"]["cold_reader_p99_ratio"] is True
+    assert latency_goals.markdown(figures).count("not measured") == 1
+    # One newer repetition beside them: its row is its own (ratio and baseline from it alone),
+    # and says how many repetitions it stands on.
+    dirs.append(write_rep(tmp_path, "c", 10, 22, 900, 1.5, 1100, 1.0, idle_client_p99=11))
+    figures = latency_goals.goals(dirs, disk_read_mb_s=1090)
+    assert abs(figures["cold_idle_client_p99_ratio"] - 1.1) < 1e-9
+    assert figures["cold_idle_client_alone_p99_ms"] == 10
+    assert figures["met"]["cold_idle_client_p99_ratio"] is True
+    assert "11.0 ms vs 10.0 ms alone: 1.10x" in latency_goals.markdown(figures)
+    assert "in 1 of 3 repetitions" in latency_goals.markdown(figures)
 
 
 def test_catch_up_is_the_speed_while_behind_not_the_run_mean():
