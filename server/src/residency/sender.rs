@@ -30,7 +30,7 @@
 //!   kernel a moment after its charge is given back.
 #![forbid(unsafe_code)]
 
-use std::cell::OnceCell;
+use std::cell::RefCell;
 use std::io;
 use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
@@ -95,9 +95,18 @@ pub(super) struct Job {
     done: oneshot::Sender<io::Result<Vec<u8>>>,
 }
 
+/// A shard's sender thread, as far as the shard knows.
+enum SenderState {
+    /// No cold chunk yet.
+    NotStarted,
+    Running(flume::Sender<Job>),
+    /// It could not be started, or it stopped: the shard writes its chunks itself.
+    Unavailable,
+}
+
 thread_local! {
-    /// This shard's sender thread, started at its first cold chunk (`None`: it could not be).
-    static SENDER: OnceCell<Option<flume::Sender<Job>>> = const { OnceCell::new() };
+    /// This shard's sender thread, started at its first cold chunk.
+    static SENDER: RefCell<SenderState> = const { RefCell::new(SenderState::NotStarted) };
 }
 
 /// Set once the shard had to write a chunk itself for want of its sender thread (logged once).
@@ -113,7 +122,19 @@ pub(super) async fn send_on_sender_thread(
     held: Box<dyn Send>,
     priority: SenderPriority,
 ) -> io::Result<Vec<u8>> {
-    let jobs = SENDER.with(|sender| sender.get_or_init(|| start_sender(priority)).clone());
+    let jobs = SENDER.with(|sender| {
+        let mut sender = sender.borrow_mut();
+        if matches!(*sender, SenderState::NotStarted) {
+            *sender = match start_sender(priority) {
+                Some(jobs) => SenderState::Running(jobs),
+                None => SenderState::Unavailable,
+            };
+        }
+        match &*sender {
+            SenderState::Running(jobs) => Some(jobs.clone()),
+            SenderState::NotStarted | SenderState::Unavailable => None,
+        }
+    });
     send_or_write_here(jobs, socket, buffer, bytes, held).await
 }
 
@@ -126,36 +147,41 @@ pub(super) async fn send_or_write_here(
     bytes: Range<usize>,
     held: Box<dyn Send>,
 ) -> io::Result<Vec<u8>> {
-    let fd = socket.as_fd().try_clone_to_owned()?;
-    let (done, result) = oneshot::channel();
-    let job = Job {
-        fd,
-        buffer,
-        bytes,
-        held,
-        done,
-    };
-    let refused = match jobs {
-        Some(jobs) => match jobs.send_async(job).await {
-            Ok(()) => {
-                return result
-                    .await
-                    .map_err(|_| io::Error::other("the cold sender thread dropped a chunk"))?
+    let (buffer, bytes, held) = match jobs {
+        Some(jobs) => {
+            let fd = socket.as_fd().try_clone_to_owned()?;
+            let (done, result) = oneshot::channel();
+            let job = Job {
+                fd,
+                buffer,
+                bytes,
+                held,
+                done,
+            };
+            let sent = jobs.send_async(job).await;
+            // Not held while the chunk is written: should the thread stop, the queue (with any
+            // chunk left in it, whose writer waits) must go once the shard lets go of it too.
+            drop(jobs);
+            match sent {
+                Ok(()) => {
+                    return result
+                        .await
+                        .map_err(|_| io::Error::other("the cold sender thread dropped a chunk"))?
+                }
+                Err(flume::SendError(job)) => {
+                    // The thread stopped. Its queue goes with the shard's handle, and the
+                    // shard writes this and later chunks itself.
+                    SENDER.with(|sender| *sender.borrow_mut() = SenderState::Unavailable);
+                    (job.buffer, job.bytes, job.held)
+                }
             }
-            Err(flume::SendError(job)) => job,
-        },
-        None => job,
+        }
+        None => (buffer, bytes, held),
     };
     COLD_SENDER_FALLBACK_CHUNKS_TOTAL.fetch_add(1, Ordering::Relaxed);
     if !SENDER_MISSED.swap(true, Ordering::Relaxed) {
         tracing::error!("a cold sender thread is missing; its shard writes cold chunks itself");
     }
-    let Job {
-        buffer,
-        bytes,
-        held,
-        ..
-    } = refused;
     let buffer = super::cold::write_in_pieces(socket, buffer, bytes, BetweenPieces::GoOn).await;
     drop(held);
     buffer
@@ -183,6 +209,18 @@ pub(super) fn start_sender_with(
             if let Err(error) = take_the_process_cpus() {
                 tracing::warn!(%error, "the cold sender thread stays on its shard's cores");
             }
+            let runtime = match new_runtime() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    // The shard, told so, writes its chunks itself.
+                    tracing::error!(%error, "the cold sender thread has no io_uring");
+                    let _ = started.send(false);
+                    return;
+                }
+            };
+            // Told before the thread lowers its priority: the shard waits for this, and at
+            // SCHED_IDLE the thread could wait long for a core its neighbours keep busy.
+            let _ = started.send(true);
             let lowered = match priority {
                 SenderPriority::Idle => crate::thread_slice::become_sched_idle(),
                 SenderPriority::Nice(nice) => {
@@ -193,18 +231,9 @@ pub(super) fn start_sender_with(
             if let Err(error) = lowered {
                 tracing::warn!(%error, ?priority, "the cold sender thread keeps the shard's priority");
             }
-            let runtime = match new_runtime() {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    // The shard, told so, writes its chunks itself.
-                    tracing::error!(%error, "the cold sender thread has no io_uring");
-                    let _ = started.send(false);
-                    return;
-                }
-            };
-            let _ = started.send(true);
+            let incoming = Incoming(incoming);
             runtime.block_on(async move {
-                while let Ok(job) = incoming.recv_async().await {
+                while let Ok(job) = incoming.0.recv_async().await {
                     compio::runtime::spawn(run(job)).detach();
                 }
             });
@@ -216,6 +245,20 @@ pub(super) fn start_sender_with(
             tracing::error!(%error, "no cold sender thread could be started");
             None
         }
+    }
+}
+
+/// The sender thread's end of its queue, dropped as the thread ends: normally (its shard let go
+/// of the queue) or by a panic in its runtime, which the per-chunk `catch_unwind` does not
+/// cover. Chunks still queued are dropped with it, so their writers get an error and their
+/// charges come back: a flume queue keeps its items while any handle to send lives. A chunk
+/// queued between this drain and the receiver's end goes once the shard finds the queue closed
+/// at its next chunk and drops its handle ([`send_or_write_here`]).
+struct Incoming(flume::Receiver<Job>);
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.0.drain().for_each(drop);
     }
 }
 
@@ -279,5 +322,67 @@ async fn write_job(job: Job) {
         // until the kernel is done with it), and the charge goes now, as when the shard's own
         // write is dropped.
         Either::Right(((), _)) => drop(held),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A chunk's stand-in budget charge: says when it is given back.
+    struct Charge(Arc<AtomicBool>);
+
+    impl Drop for Charge {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn job(given_back: &Arc<AtomicBool>) -> (Job, oneshot::Receiver<io::Result<Vec<u8>>>) {
+        let (done, result) = oneshot::channel();
+        let any_descriptor = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let job = Job {
+            fd: OwnedFd::from(any_descriptor),
+            buffer: vec![7; 16],
+            bytes: 0..16,
+            held: Box::new(Charge(Arc::clone(given_back))),
+            done,
+        };
+        (job, result)
+    }
+
+    #[test]
+    fn chunks_left_in_a_stopped_threads_queue_go_with_it() {
+        // The shard's handle still lives, so without the drain the queue would keep them.
+        let (jobs, incoming) = flume::bounded::<Job>(SENDER_QUEUE_CHUNKS_MAX);
+        let given_back = [
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        ];
+        let mut results = Vec::new();
+        for flag in &given_back {
+            let (job, result) = job(flag);
+            jobs.send(job).unwrap();
+            results.push(result);
+        }
+        drop(Incoming(incoming));
+        for (flag, mut result) in given_back.iter().zip(results) {
+            assert!(
+                flag.load(Ordering::Relaxed),
+                "a queued chunk's charge is given back"
+            );
+            assert!(
+                result.try_recv().is_err(),
+                "its writer learns that the chunk was dropped"
+            );
+        }
+        let (late, _result) = job(&Arc::new(AtomicBool::new(false)));
+        assert!(
+            jobs.send(late).is_err(),
+            "a chunk sent after the thread's end is refused, for the shard to write"
+        );
     }
 }

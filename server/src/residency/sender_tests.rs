@@ -169,7 +169,8 @@ async fn without_its_sender_thread_a_shard_writes_the_chunk_itself() {
     );
     let working = start_sender_with(IDLE, compio::runtime::Runtime::new);
     assert!(working.is_some(), "a sender thread with its runtime is");
-    drop(working); // its thread stops with its queue
+    drop(working); // its thread ends once its queue has no sender
+                   // A thread gone (as after a panic in its runtime) leaves its queue closed.
     let (queue_without_thread, gone) = flume::bounded(1);
     drop(gone);
     for (case, jobs) in [
