@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Issue 13's goals for two or more broker configurations, alternating: ROUNDS rounds (default 3),
+# each a one-repetition goals run (scripts/bench-latency-goals.sh, REPS=1) of every variant, the
+# order reversed every other round so no variant always runs first. Each variant is judged against
+# the disk probes of its own repetition, so a slow hour weighs on both sides alike.
+# Usage: OUT=results/NAME bash scripts/ab-latency-goals.sh 'label=--flag value ...' 'label2=...'
+#   A variant's flags go to every Ringtail broker (RINGTAIL_ARGS); give the default's flags
+#   explicitly (e.g. 'shard=--fetch-cold-send-priority shard') so each run is named by its label.
+# Writes $OUT/<label>-round-<n>.md and .json (each one goals run), then the summary,
+# $OUT/summary.md, made by scripts/ab_latency_goals.py from those JSON files.
+# DURATION_S, WARMUP_S and WORK_DIR go through to bench-latency-goals.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${ROUNDS:-3}
+out=${OUT:?set OUT to a results directory, e.g. OUT=results/cold-send-default}
+[ $# -ge 2 ] || { echo "usage: OUT=DIR $0 'label=flags' 'label=flags' ..." >&2; exit 2; }
+labels=()
+for variant in "$@"; do
+  label=${variant%%=*}
+  case $label in ''|*[!A-Za-z0-9_-]*) echo "bad label in '$variant'" >&2; exit 2;; esac
+  labels+=("$label")
+done
+mkdir -p "$out"
+started=$(date -u +%Y-%m-%dT%H:%MZ)
+for round in $(seq 1 "$rounds"); do
+  order=("$@")
+  if [ $((round % 2)) -eq 0 ]; then
+    order=()
+    for ((i = $# - 1; i >= 0; i--)); do order+=("${@:i+1:1}"); done
+  fi
+  for variant in "${order[@]}"; do
+    label=${variant%%=*}
+    flags=${variant#*=}
+    name=ab-$label-round-$round
+    echo "== round $round of $rounds: $label ($flags)"
+    REPS=1 RINGTAIL_ARGS="$flags" GOALS_NAME=$name bash scripts/bench-latency-goals.sh > "$out/$label-round-$round.log" 2>&1
+    mv "results/latency-goals-$name.md" "$out/$label-round-$round.md"
+    mv "results/latency-goals-$name.json" "$out/$label-round-$round.json"
+  done
+done
+{
+  echo "Made by \`ROUNDS=$rounds OUT=$out bash scripts/ab-latency-goals.sh$(printf " '%s'" "$@")\`" \
+    "(from $started to $(date -u +%Y-%m-%dT%H:%MZ), commit $(git describe --always --dirty), $(nproc) cores)."
+  echo
+  python3 scripts/ab_latency_goals.py "$out" "${labels[@]}"
+} > "$out/summary.md"
+rm -f "$out"/*.log
+cat "$out/summary.md"
