@@ -218,10 +218,12 @@ pub struct Args {
     pub fetch_cold_read_memory_bytes: u64,
 
     /// Which thread writes cold chunks (read from disk for a catch-up reader) to their sockets:
-    /// `shard` (the shard's own, as every other write), or a sender thread per shard, on any core,
-    /// at `idle` priority (SCHED_IDLE: it runs when nothing else wants a core) or at a nice
-    /// value of 0 to 19, so the sends leave the cores to live producers (results/cold-send-thread/).
-    #[arg(long, value_name = "shard|idle|NICE", default_value = "shard", value_parser = crate::residency::parse_cold_send_priority)]
+    /// a sender thread per shard, on any core, at a nice value of 0 to 19 (default 10) or at
+    /// `idle` priority (SCHED_IDLE: it runs when nothing else wants a core), so the sends leave
+    /// the cores to live producers; or `shard` (the shard's own thread, as every other write),
+    /// which gives catch-up readers more when producers keep every core busy
+    /// (results/cold-send-thread/, results/cold-send-default/).
+    #[arg(long, value_name = "shard|idle|NICE", default_value = "10", value_parser = crate::residency::parse_cold_send_priority)]
     pub fetch_cold_send_priority: crate::residency::ColdSendThread,
 
     /// Paces every cold read of the broker together to this many bytes per second, spread evenly

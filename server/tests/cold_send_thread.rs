@@ -13,9 +13,13 @@ use common::cold::*;
 /// SCHED_IDLE, as `sched(7)` numbers it (field 41 of `/proc/<pid>/task/<tid>/stat`).
 const SCHED_IDLE: u32 = 5;
 
-/// The scheduling policy of each of process `pid`'s threads named `cold-sender`.
-fn cold_sender_policies(pid: u32) -> Vec<u32> {
-    let mut policies = Vec::new();
+/// SCHED_OTHER, the policy a nice value applies to.
+const SCHED_OTHER: u32 = 0;
+
+/// The scheduling policy and nice value of each of process `pid`'s threads named `cold-sender`
+/// (fields 41 and 19 of `/proc/<pid>/task/<tid>/stat`).
+fn cold_senders(pid: u32) -> Vec<(u32, i32)> {
+    let mut senders = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .flatten()
@@ -27,11 +31,78 @@ fn cold_sender_policies(pid: u32) -> Vec<u32> {
             continue;
         };
         if head.ends_with("(cold-sender") {
-            // Fields after the comm start at state (field 3): policy is field 41.
-            policies.push(rest.split(' ').nth(38).unwrap().parse().unwrap());
+            // Fields after the comm start at state (field 3).
+            let fields: Vec<&str> = rest.split(' ').collect();
+            senders.push((fields[38].parse().unwrap(), fields[16].parse().unwrap()));
         }
     }
-    policies
+    senders
+}
+
+/// The policies alone, for a sender at `idle` (whose nice value means nothing).
+fn cold_sender_policies(pid: u32) -> Vec<u32> {
+    cold_senders(pid)
+        .into_iter()
+        .map(|(policy, _nice)| policy)
+        .collect()
+}
+
+#[test]
+fn by_default_cold_chunks_go_out_on_a_sender_thread_at_nice_10() {
+    let broker = start_broker(&[], None);
+    let mut client = connect(&broker);
+    let (request, hot) = backlog_in_topics(&broker, &mut client);
+    assert!(
+        cold_senders(broker.child.id()).is_empty(),
+        "no sender thread before the first cold chunk"
+    );
+    let cold_bytes = refetch_evicted(
+        &broker,
+        &mut client,
+        &BACKLOG_TOPICS,
+        &request,
+        &hot,
+        "default sender",
+    );
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_sender_bytes_total"),
+        cold_bytes,
+        "every cold chunk went out on the sender thread"
+    );
+    assert_eq!(
+        cold_senders(broker.child.id()),
+        vec![(SCHED_OTHER, 10)],
+        "one sender thread for the one shard, at nice 10"
+    );
+}
+
+#[test]
+fn with_shard_the_shard_writes_its_cold_chunks_itself() {
+    let broker = start_broker(&["--fetch-cold-send-priority", "shard"], None);
+    let mut client = connect(&broker);
+    let (request, hot) = backlog_in_topics(&broker, &mut client);
+    let cold_bytes = refetch_evicted(
+        &broker,
+        &mut client,
+        &BACKLOG_TOPICS,
+        &request,
+        &hot,
+        "shard",
+    );
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_sender_bytes_total"),
+        0,
+        "none of the {cold_bytes} cold bytes went to a sender thread"
+    );
+    assert_eq!(
+        common::scrape(&broker, "ringtail_fetch_cold_sender_fallback_chunks_total"),
+        0,
+        "with `shard`, a chunk the shard writes is not a fallback"
+    );
+    assert!(
+        cold_senders(broker.child.id()).is_empty(),
+        "no sender thread is started"
+    );
 }
 
 #[test]
