@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Issue 13's goals for two or more broker configurations, alternating: ROUNDS rounds (default 3),
 # each a one-repetition goals run (scripts/bench-latency-goals.sh, REPS=1) of every variant, the
-# order reversed every other round so no variant always runs first. Each variant is judged against
-# the disk probes of its own repetition, so a slow hour weighs on both sides alike.
+# order reversed every other round so no variant always runs first (with an odd ROUNDS the first
+# variant leads once more). Each variant is judged against the disk probes of its own
+# repetition, so a slow hour weighs on both sides alike.
 # Usage: OUT=results/NAME bash scripts/ab-latency-goals.sh 'label=--flag value ...' 'label2=...'
 #   A variant's flags go to every Ringtail broker (RINGTAIL_ARGS); give the default's flags
 #   explicitly (e.g. 'shard=--fetch-cold-send-priority shard') so each run is named by its label.
 # Writes $OUT/<label>-round-<n>.md and .json (each one goals run), then the summary,
-# $OUT/summary.md, made by scripts/ab_latency_goals.py from those JSON files.
-# DURATION_S, WARMUP_S and WORK_DIR go through to bench-latency-goals.sh.
+# $OUT/summary.md, made by scripts/ab_latency_goals.py from those JSON files. $OUT must hold no
+# round files yet. A run that fails keeps its log ($OUT/<label>-round-<n>.log), the others go on,
+# the summary shows the gap, and the script exits 1.
+# DURATION_S, WARMUP_S and WORK_DIR go through to bench-latency-goals.sh (and into the summary's
+# command line).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
@@ -17,10 +21,29 @@ out=${OUT:?set OUT to a results directory, e.g. OUT=results/cold-send-default}
 labels=()
 for variant in "$@"; do
   label=${variant%%=*}
+  flags=${variant#*=}
   case $label in ''|*[!A-Za-z0-9_-]*) echo "bad label in '$variant'" >&2; exit 2;; esac
+  # With no flags bench-latency-goals.sh would write the default's results/latency-goals.md and
+  # results/<scenario>/: name the default's flags instead.
+  if [ "$variant" = "$label" ] || [ -z "${flags// /}" ]; then
+    echo "'$variant' gives no flags: write them out, e.g. 'shard=--fetch-cold-send-priority shard'" >&2
+    exit 2
+  fi
+  for seen in "${labels[@]}"; do
+    [ "$seen" != "$label" ] || { echo "label '$label' given twice" >&2; exit 2; }
+  done
   labels+=("$label")
 done
 mkdir -p "$out"
+if compgen -G "$out/*-round-*.json" >/dev/null; then
+  echo "$out already holds round files: use a new OUT, or remove them" >&2
+  exit 2
+fi
+settings=""
+for var in DURATION_S WARMUP_S WORK_DIR; do
+  if [ -n "${!var:-}" ]; then settings+="$var=${!var} "; fi
+done
+failed=0
 started=$(date -u +%Y-%m-%dT%H:%MZ)
 for round in $(seq 1 "$rounds"); do
   order=("$@")
@@ -33,16 +56,22 @@ for round in $(seq 1 "$rounds"); do
     flags=${variant#*=}
     name=ab-$label-round-$round
     echo "== round $round of $rounds: $label ($flags)"
-    REPS=1 RINGTAIL_ARGS="$flags" GOALS_NAME=$name bash scripts/bench-latency-goals.sh > "$out/$label-round-$round.log" 2>&1
+    log=$out/$label-round-$round.log
+    if ! REPS=1 RINGTAIL_ARGS="$flags" GOALS_NAME=$name bash scripts/bench-latency-goals.sh > "$log" 2>&1; then
+      echo "   failed: see $log" >&2
+      failed=1
+      continue
+    fi
     mv "results/latency-goals-$name.md" "$out/$label-round-$round.md"
     mv "results/latency-goals-$name.json" "$out/$label-round-$round.json"
+    rm -f "$log"
   done
 done
 {
-  echo "Made by \`ROUNDS=$rounds OUT=$out bash scripts/ab-latency-goals.sh$(printf " '%s'" "$@")\`" \
+  echo "Made by \`${settings}ROUNDS=$rounds OUT=$out bash scripts/ab-latency-goals.sh$(printf " '%s'" "$@")\`" \
     "(from $started to $(date -u +%Y-%m-%dT%H:%MZ), commit $(git describe --always --dirty), $(nproc) cores)."
   echo
   python3 scripts/ab_latency_goals.py "$out" "${labels[@]}"
 } > "$out/summary.md"
-rm -f "$out"/*.log
 cat "$out/summary.md"
+exit "$failed"

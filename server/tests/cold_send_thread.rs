@@ -16,9 +16,9 @@ const SCHED_IDLE: u32 = 5;
 /// SCHED_OTHER, the policy a nice value applies to.
 const SCHED_OTHER: u32 = 0;
 
-/// The scheduling policy and nice value of each of process `pid`'s threads named `cold-sender`
-/// (fields 41 and 19 of `/proc/<pid>/task/<tid>/stat`).
-fn cold_senders(pid: u32) -> Vec<(u32, i32)> {
+/// The nice value and scheduling policy of each of process `pid`'s threads named `cold-sender`
+/// (fields 19 and 41 of `/proc/<pid>/task/<tid>/stat`; the same order as the unit tests').
+fn cold_senders(pid: u32) -> Vec<(i32, u32)> {
     let mut senders = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
@@ -33,7 +33,7 @@ fn cold_senders(pid: u32) -> Vec<(u32, i32)> {
         if head.ends_with("(cold-sender") {
             // Fields after the comm start at state (field 3).
             let fields: Vec<&str> = rest.split(' ').collect();
-            senders.push((fields[38].parse().unwrap(), fields[16].parse().unwrap()));
+            senders.push((fields[16].parse().unwrap(), fields[38].parse().unwrap()));
         }
     }
     senders
@@ -43,13 +43,25 @@ fn cold_senders(pid: u32) -> Vec<(u32, i32)> {
 fn cold_sender_policies(pid: u32) -> Vec<u32> {
     cold_senders(pid)
         .into_iter()
-        .map(|(policy, _nice)| policy)
+        .map(|(_nice, policy)| policy)
         .collect()
 }
 
 #[test]
 fn by_default_cold_chunks_go_out_on_a_sender_thread_at_nice_10() {
     let broker = start_broker(&[], None);
+    // A broker started at nice 10 would pass without its sender lowering anything.
+    let broker_nice: i32 = std::fs::read_to_string(format!("/proc/{}/stat", broker.child.id()))
+        .unwrap()
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split(' ')
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(broker_nice, 10, "run this test from a shell not at nice 10");
     let mut client = connect(&broker);
     let (request, hot) = backlog_in_topics(&broker, &mut client);
     assert!(
@@ -71,7 +83,7 @@ fn by_default_cold_chunks_go_out_on_a_sender_thread_at_nice_10() {
     );
     assert_eq!(
         cold_senders(broker.child.id()),
-        vec![(SCHED_OTHER, 10)],
+        vec![(10, SCHED_OTHER)],
         "one sender thread for the one shard, at nice 10"
     );
 }

@@ -40,7 +40,8 @@ def test_a_round_without_one_variant_gives_no_ratio(tmp_path):
     write(tmp_path, "a", 1, fixed_rate_p99_ms=2.0)
     write(tmp_path, "b", 1, fixed_rate_p99_ms=3.0)
     write(tmp_path, "a", 2, fixed_rate_p99_ms=4.0)  # b's run of round 2 failed
-    write(tmp_path, "ab", 2, fixed_rate_p99_ms=1.0)  # another label's file, not b's
+    # Matched by a's glob (a-round-*.json) but not a round file: left out.
+    (tmp_path / "a-round-2.bak.json").write_text(json.dumps({"fixed_rate_p99_ms": 100.0}))
     rounds = ab_latency_goals.load_rounds(tmp_path, ["a", "b"])
     assert ab_latency_goals.ratios(rounds, "fixed_rate_p99_ms", "b", "a") == [1.5]
     text = ab_latency_goals.markdown(rounds, ["a", "b"])
