@@ -65,8 +65,10 @@ pub fn raise_soft_limit() {
     }
 }
 
-/// Descriptors a connection holds once it has fetched: its socket and its splice pipe's two ends.
-pub const DESCRIPTORS_PER_CONNECTION: u64 = 3;
+/// Descriptors a connection holds once it has fetched: its socket and its splice pipe's two ends,
+/// and while a cold chunk of its is written on a sender thread (the default,
+/// `--fetch-cold-send-priority`), the sender's duplicate of the socket.
+pub const DESCRIPTORS_PER_CONNECTION: u64 = 4;
 
 /// Whether `max_connections` connections, each with [`DESCRIPTORS_PER_CONNECTION`], and the
 /// broker's other files fit under `limit`.
@@ -135,11 +137,11 @@ mod tests {
     }
 
     #[test]
-    fn a_fetching_connection_counts_three_descriptors() {
-        assert!(connections_fit(1_000, 3 * 1_000 + NON_CONNECTION_FILES_MIN));
+    fn a_fetching_connection_counts_four_descriptors() {
+        assert!(connections_fit(1_000, 4 * 1_000 + NON_CONNECTION_FILES_MIN));
         assert!(!connections_fit(
             1_000,
-            3 * 1_000 + NON_CONNECTION_FILES_MIN - 1
+            4 * 1_000 + NON_CONNECTION_FILES_MIN - 1
         ));
         assert!(
             !connections_fit(u32::MAX, u64::from(u32::MAX)),

@@ -61,7 +61,11 @@ fn by_default_cold_chunks_go_out_on_a_sender_thread_at_nice_10() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_ne!(broker_nice, 10, "run this test from a shell not at nice 10");
+    // A broker already at nice 10 or lower in priority gives its sender nothing to lower.
+    assert!(
+        broker_nice < 10,
+        "run this test from a shell below nice 10 (the broker runs at nice {broker_nice})"
+    );
     let mut client = connect(&broker);
     let (request, hot) = backlog_in_topics(&broker, &mut client);
     assert!(

@@ -1,6 +1,7 @@
-//! `--pin-shards`: by default each shard thread (and every thread it starts, its io_uring's io-wq
-//! workers among them) may run on one core only, a different one per shard; with
-//! `--pin-shards false` they may run wherever the broker's process may.
+//! `--pin-shards`: by default each shard thread (and the threads that work for it on its core,
+//! its io_uring's io-wq workers) may run on one core only, a different one per shard; with
+//! `--pin-shards false` they may run wherever the broker's process may. A shard's cold sender
+//! thread is the exception, never pinned (`cold_send_thread.rs`).
 #![forbid(unsafe_code)]
 
 mod common;

@@ -656,6 +656,51 @@ fn a_sigterm_with_a_cold_read_in_flight_exits_cleanly() {
 }
 
 #[test]
+fn a_sigterm_while_a_sender_thread_writes_to_a_client_that_never_reads_exits_cleanly() {
+    // The default cold path: evicted data read in and handed to the shard's sender thread,
+    // whose write to a client that reads nothing fills the socket and waits. The stop shuts the
+    // socket, which the sender's duplicate shares, so its write ends and the stop with it.
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let extra = ["--flush", "every_batch"];
+    let (mut broker, log_path, _logs) = start_logged_in(data, &extra, &[]);
+    let mut admin = Client::connect(&broker);
+    assert_eq!(admin.create_topic("cold", 1, &[]), 0);
+    // About 20 MB: more than loopback's socket buffers take in without a reader.
+    for round in 0..40 {
+        let batch = ringtail_engine::batch::encode_uniform_batch(1_000 + round, 512, 1_000);
+        assert_eq!(admin.produce("cold", 0, batch).error_code, 0);
+    }
+    for entry in std::fs::read_dir(broker.dir.path().join("cold-0")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|extension| extension == "log") {
+            let file = std::fs::File::open(&path).unwrap();
+            ringtail_engine::io::drop_cached_file_blocking(&file).unwrap();
+        }
+    }
+    let mut reader = Client::connect(&broker);
+    reader
+        .send(
+            ApiKey::Fetch,
+            12,
+            &common::fetch_from_start("cold", 100, 64 << 20, 32 << 20),
+        )
+        .unwrap();
+    let deadline = Instant::now() + STOP_HANG;
+    // A yield comes after each 256 KiB piece the sender wrote (its bytes are counted only once
+    // a whole chunk is out, which this client never lets happen).
+    while scrape(&broker, "ringtail_fetch_cold_sender_yields_total") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the sender thread wrote no piece of the cold chunk"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop_cleanly(&mut broker, &log_path, "TERM");
+    assert_closed_cleanly(broker.dir.path(), "cold", 1);
+    drop(reader);
+}
+
+#[test]
 fn a_sigterm_during_a_consumer_group_rebalance_exits_cleanly() {
     // A JoinGroup parked in the group's rebalance (its initial delay) when the stop comes: the
     // coordinator answers it and the stop ends at once; the offsets committed before are there

@@ -14,8 +14,9 @@ pub(super) static COLD_SENDER_BYTES_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Times a cold sender thread offered its core between two pieces of a chunk.
 pub(super) static COLD_SENDER_YIELDS_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Cold chunks a shard set out to write itself because its sender thread could not be started
-/// or had stopped (with `--fetch-cold-send-priority` other than `shard`); counted before the
-/// write, so also those whose write then failed.
+/// or had stopped, or no descriptor could be spared for the sender (with
+/// `--fetch-cold-send-priority` other than `shard`); counted before the write, so also those
+/// whose write then failed.
 pub(super) static COLD_SENDER_FALLBACK_CHUNKS_TOTAL: AtomicU64 = AtomicU64::new(0);
 pub(super) static COLD_READS_IN_PROGRESS: AtomicU64 = AtomicU64::new(0);
 pub(super) static CHECK_FAILURES_TOTAL: AtomicU64 = AtomicU64::new(0);
@@ -92,7 +93,7 @@ pub fn render_metrics(out: &mut String) {
         ),
         (
             "fetch_cold_sender_fallback_chunks_total",
-            "Cold chunks a shard set out to write itself because its cold sender thread could not be started or had stopped.",
+            "Cold chunks a shard set out to write itself because its cold sender thread could not be started or had stopped, or no descriptor could be spared for it.",
             "counter",
             COLD_SENDER_FALLBACK_CHUNKS_TOTAL.load(Ordering::Relaxed),
         ),

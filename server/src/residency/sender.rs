@@ -135,56 +135,104 @@ pub(super) async fn send_on_sender_thread(
             SenderState::NotStarted | SenderState::Unavailable => None,
         }
     });
-    send_or_write_here(jobs, socket, buffer, bytes, held).await
+    send_or_write_here(jobs, duplicate_socket, socket, buffer, bytes, held).await
+}
+
+/// How the sender gets its own reference to a socket ([`duplicate_socket`]; tests make it fail).
+pub(super) type Duplicate = fn(&TcpStream) -> io::Result<OwnedFd>;
+
+/// A duplicate of `socket`'s descriptor.
+fn duplicate_socket(socket: &TcpStream) -> io::Result<OwnedFd> {
+    socket.as_fd().try_clone_to_owned()
 }
 
 /// Hands the chunk to the sender thread behind `jobs`, or writes it on this thread when there
-/// is none (`None`: it could not be started) or it has stopped (its queue closed).
+/// is none (`None`: it could not be started), it has stopped (its queue closed), or no
+/// descriptor can be spared for it.
 pub(super) async fn send_or_write_here(
     jobs: Option<flume::Sender<Job>>,
+    duplicate: Duplicate,
     socket: &mut TcpStream,
     buffer: Vec<u8>,
     bytes: Range<usize>,
     held: Box<dyn Send>,
 ) -> io::Result<Vec<u8>> {
     let (buffer, bytes, held) = match jobs {
-        Some(jobs) => {
-            let fd = socket.as_fd().try_clone_to_owned()?;
-            let (done, result) = oneshot::channel();
-            let job = Job {
-                fd,
-                buffer,
-                bytes,
-                held,
-                done,
-            };
-            let sent = jobs.send_async(job).await;
-            // Not held while the chunk is written: should the thread stop, the queue (with any
-            // chunk left in it, whose writer waits) must go once the shard lets go of it too.
-            drop(jobs);
-            match sent {
-                Ok(()) => {
-                    return result
-                        .await
-                        .map_err(|_| io::Error::other("the cold sender thread dropped a chunk"))?
-                }
-                Err(flume::SendError(job)) => {
-                    // The thread stopped. Its queue goes with the shard's handle, and the
-                    // shard writes this and later chunks itself.
-                    SENDER.with(|sender| *sender.borrow_mut() = SenderState::Unavailable);
-                    (job.buffer, job.bytes, job.held)
+        None => {
+            log_sender_missing();
+            (buffer, bytes, held)
+        }
+        Some(jobs) => match duplicate_or_log(duplicate, socket) {
+            None => (buffer, bytes, held),
+            Some(fd) => {
+                let (done, result) = oneshot::channel();
+                let job = Job {
+                    fd,
+                    buffer,
+                    bytes,
+                    held,
+                    done,
+                };
+                let sent = jobs.send_async(job).await;
+                // Not held while the chunk is written: should the thread stop, the queue (with
+                // any chunk left in it, whose writer waits) must go once the shard lets go of
+                // it too.
+                drop(jobs);
+                match sent {
+                    Ok(()) => {
+                        return result.await.map_err(|_| {
+                            io::Error::other("the cold sender thread dropped a chunk")
+                        })?
+                    }
+                    Err(flume::SendError(job)) => {
+                        // The thread stopped. Its queue goes with the shard's handle, and the
+                        // shard writes this and later chunks itself.
+                        SENDER.with(|sender| *sender.borrow_mut() = SenderState::Unavailable);
+                        log_sender_missing();
+                        (job.buffer, job.bytes, job.held)
+                    }
                 }
             }
-        }
-        None => (buffer, bytes, held),
+        },
     };
     COLD_SENDER_FALLBACK_CHUNKS_TOTAL.fetch_add(1, Ordering::Relaxed);
-    if !SENDER_MISSED.swap(true, Ordering::Relaxed) {
-        tracing::error!("a cold sender thread is missing; its shard writes cold chunks itself");
-    }
     let buffer = super::cold::write_in_pieces(socket, buffer, bytes, BetweenPieces::GoOn).await;
     drop(held);
     buffer
+}
+
+/// Logged once per process: a shard found its sender thread missing.
+fn log_sender_missing() {
+    if !SENDER_MISSED.swap(true, Ordering::Relaxed) {
+        tracing::error!("a cold sender thread is missing; its shard writes cold chunks itself");
+    }
+}
+
+/// Sets this thread's nice value to `nice`, unless it already runs at that or a lower priority:
+/// a sender never gets a higher priority than the shard that started it (in a broker started at
+/// nice 15 it stays at 15, even where the broker could raise it).
+pub(super) fn lower_priority_to_nice(nice: i32) -> io::Result<()> {
+    let thread = Some(rustix::thread::gettid());
+    if rustix::process::getpriority_process(thread)? >= nice {
+        return Ok(());
+    }
+    rustix::process::setpriority_process(thread, nice).map_err(io::Error::from)
+}
+
+/// The sender's own reference to `socket`, or `None` (logged once) if the process has no
+/// descriptor to spare (EMFILE): the shard then writes the chunk itself with the one it has,
+/// rather than failing a fetch that it can serve.
+fn duplicate_or_log(duplicate: Duplicate, socket: &TcpStream) -> Option<OwnedFd> {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    match duplicate(socket) {
+        Ok(fd) => Some(fd),
+        Err(error) => {
+            if !LOGGED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(%error, "no descriptor for a cold chunk's sender; its shard writes it itself");
+            }
+            None
+        }
+    }
 }
 
 /// Starts a sender thread at `priority`, free to run on every core the process may use; it
@@ -223,10 +271,7 @@ pub(super) fn start_sender_with(
             let _ = started.send(true);
             let lowered = match priority {
                 SenderPriority::Idle => crate::thread_slice::become_sched_idle(),
-                SenderPriority::Nice(nice) => {
-                    rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
-                        .map_err(io::Error::from)
-                }
+                SenderPriority::Nice(nice) => lower_priority_to_nice(nice),
             };
             if let Err(error) = lowered {
                 tracing::warn!(%error, ?priority, "the cold sender thread keeps the shard's priority");

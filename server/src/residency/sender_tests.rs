@@ -3,6 +3,7 @@
 // awaits (see `tests::take_turn`).
 #![allow(clippy::await_holding_lock)]
 
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -12,8 +13,8 @@ use super::metrics::{
     COLD_SENDER_BYTES_TOTAL, COLD_SENDER_FALLBACK_CHUNKS_TOTAL, COLD_SENDER_YIELDS_TOTAL,
 };
 use super::sender::{
-    parse_cold_send_priority, send_on_sender_thread, send_or_write_here, start_sender_with,
-    SenderPriority, COLD_SEND_NICE_MAX,
+    lower_priority_to_nice, parse_cold_send_priority, send_on_sender_thread, send_or_write_here,
+    start_sender_with, Duplicate, SenderPriority, COLD_SEND_NICE_MAX,
 };
 use super::tests::{
     budget_returned, contents, receive, send_a_partly_cached_range, socket_pair, take_turn,
@@ -133,6 +134,26 @@ async fn a_send_to_a_client_gone_is_an_error_not_a_panic() {
 }
 
 #[test]
+fn a_sender_lowers_its_priority_but_never_raises_it() {
+    let nice_after = |start: i32, asked: i32| {
+        std::thread::spawn(move || {
+            let thread = Some(rustix::thread::gettid());
+            rustix::process::setpriority_process(thread, start).unwrap();
+            lower_priority_to_nice(asked).unwrap();
+            rustix::process::getpriority_process(thread).unwrap()
+        })
+        .join()
+        .unwrap()
+    };
+    let own = rustix::process::getpriority_process(None).unwrap();
+    assert!(own < 10, "run from a shell below nice 10 (at {own})");
+    assert_eq!(nice_after(own, 10), 10, "lowered from the process's {own}");
+    // A thread already at nice 15 (a broker started at 15) keeps it, even as root.
+    assert_eq!(nice_after(15, 10), 15);
+    assert_eq!(nice_after(10, 10), 10);
+}
+
+#[test]
 fn the_flag_takes_shard_idle_or_a_nice_of_0_to_19_only() {
     assert_eq!(parse_cold_send_priority("shard"), Ok(ColdSendThread::Shard));
     assert_eq!(
@@ -157,9 +178,10 @@ fn the_flag_takes_shard_idle_or_a_nice_of_0_to_19_only() {
 #[compio::test]
 async fn without_its_sender_thread_a_shard_writes_the_chunk_itself() {
     // The fallback of `--fetch-cold-send-priority`: the sender thread could not make its
-    // io_uring (so it is reported as not started: `None`), or its queue has no thread behind it
-    // any more. Either way the chunk arrives whole, written on this (the shard's) thread without
-    // yields, its buffer comes back and the fallback is counted.
+    // io_uring (so it is reported as not started: `None`), its queue has no thread behind it
+    // any more, or the process has no descriptor to spare for the sender's duplicate (EMFILE).
+    // Each way the chunk arrives whole, written on this (the shard's) thread without yields,
+    // its buffer comes back and the fallback is counted.
     let _turn = take_turn();
     budget_returned().await;
     let no_io_uring = start_sender_with(IDLE, || Err(std::io::Error::other("no io_uring (test)")));
@@ -173,9 +195,14 @@ async fn without_its_sender_thread_a_shard_writes_the_chunk_itself() {
                    // A thread gone (as after a panic in its runtime) leaves its queue closed.
     let (queue_without_thread, gone) = flume::bounded(1);
     drop(gone);
-    for (case, jobs) in [
-        ("no io_uring", no_io_uring),
-        ("thread gone", Some(queue_without_thread)),
+    let running = start_sender_with(IDLE, compio::runtime::Runtime::new);
+    assert!(running.is_some());
+    let no_descriptor: Duplicate = |_| Err(rustix::io::Errno::MFILE.into());
+    let duplicate: Duplicate = |socket| socket.as_fd().try_clone_to_owned();
+    for (case, jobs, duplicate) in [
+        ("no io_uring", no_io_uring, duplicate),
+        ("thread gone", Some(queue_without_thread), duplicate),
+        ("no descriptor to spare", running, no_descriptor),
     ] {
         let fallbacks_before = COLD_SENDER_FALLBACK_CHUNKS_TOTAL.load(Ordering::Relaxed);
         let by_sender_before = COLD_SENDER_BYTES_TOTAL.load(Ordering::Relaxed);
@@ -190,6 +217,7 @@ async fn without_its_sender_thread_a_shard_writes_the_chunk_itself() {
             Duration::from_secs(30),
             send_or_write_here(
                 jobs,
+                duplicate,
                 &mut server,
                 data.clone(),
                 0..data.len(),
