@@ -147,7 +147,7 @@ fn duplicate_socket(socket: &TcpStream) -> io::Result<OwnedFd> {
 }
 
 /// Hands the chunk to the sender thread behind `jobs`, or writes it on this thread when there
-/// is none (`None`: it could not be started), it has stopped (its queue closed), or no
+/// is none (`None`: it could not be started), it has stopped (it handed the chunk back), or no
 /// descriptor can be spared for it.
 pub(super) async fn send_or_write_here(
     jobs: Option<flume::Sender<Job>>,
@@ -174,9 +174,8 @@ pub(super) async fn send_or_write_here(
                     done,
                 };
                 let sent = jobs.send_async(job).await;
-                // Not held while the chunk is written: should the thread stop, the queue (with
-                // any chunk left in it, whose writer waits) must go once the shard lets go of
-                // it too.
+                // Not held while the chunk is written: the shard's own handle is the one that
+                // keeps the hand-over open.
                 drop(jobs);
                 match sent {
                     Ok(()) => {
@@ -185,8 +184,8 @@ pub(super) async fn send_or_write_here(
                         })?
                     }
                     Err(flume::SendError(job)) => {
-                        // The thread stopped. Its queue goes with the shard's handle, and the
-                        // shard writes this and later chunks itself.
+                        // The thread stopped and handed the chunk back ([`hand_over`]). The
+                        // shard drops its handle and writes this and later chunks itself.
                         SENDER.with(|sender| *sender.borrow_mut() = SenderState::Unavailable);
                         log_sender_missing();
                         (job.buffer, job.bytes, job.held)
@@ -242,14 +241,14 @@ fn start_sender(priority: SenderPriority) -> Option<flume::Sender<Job>> {
 }
 
 /// [`start_sender`] with the sender's runtime made by `new_runtime`. Returns only once the
-/// thread has its runtime (or has failed to make one: `None`), so that no chunk is queued for
-/// a thread about to stop: a queue that outlives its receiver keeps its chunks, and their
-/// writers would wait forever. The shard waits for this once, at its first cold chunk.
+/// thread has its runtime (or has failed to make one: `None`), so the shard knows at once
+/// whether it has a sender rather than at a failed hand-over. The shard waits for this once, at
+/// its first cold chunk.
 pub(super) fn start_sender_with(
     priority: SenderPriority,
     new_runtime: fn() -> io::Result<compio::runtime::Runtime>,
 ) -> Option<flume::Sender<Job>> {
-    let (jobs, incoming) = flume::bounded::<Job>(SENDER_QUEUE_CHUNKS_MAX);
+    let (jobs, incoming) = hand_over();
     let (started, has_runtime) = std::sync::mpsc::sync_channel::<bool>(1);
     let spawned = std::thread::Builder::new()
         .name("cold-sender".into())
@@ -276,9 +275,8 @@ pub(super) fn start_sender_with(
             if let Err(error) = lowered {
                 tracing::warn!(%error, ?priority, "the cold sender thread keeps the shard's priority");
             }
-            let incoming = Incoming(incoming);
             runtime.block_on(async move {
-                while let Ok(job) = incoming.0.recv_async().await {
+                while let Ok(job) = incoming.recv_async().await {
                     compio::runtime::spawn(run(job)).detach();
                 }
             });
@@ -293,20 +291,6 @@ pub(super) fn start_sender_with(
     }
 }
 
-/// The sender thread's end of its queue, dropped as the thread ends: normally (its shard let go
-/// of the queue) or by a panic in its runtime, which the per-chunk `catch_unwind` does not
-/// cover. Chunks still queued are dropped with it, so their writers get an error and their
-/// charges come back: a flume queue keeps its items while any handle to send lives. A chunk
-/// queued between this drain and the receiver's end goes once the shard finds the queue closed
-/// at its next chunk and drops its handle ([`send_or_write_here`]).
-struct Incoming(flume::Receiver<Job>);
-
-impl Drop for Incoming {
-    fn drop(&mut self) {
-        self.0.drain().for_each(drop);
-    }
-}
-
 /// Gives the calling thread the CPUs of the process's main thread, which no shard pins: a
 /// thread spawned by a shard starts with the shard's one core.
 fn take_the_process_cpus() -> io::Result<()> {
@@ -316,9 +300,16 @@ fn take_the_process_cpus() -> io::Result<()> {
     Ok(())
 }
 
-/// The most chunks waiting for the sender: each writer has at most one chunk in its hands, so
-/// this is only reached with thousands of catch-up readers, which then wait their turn.
-const SENDER_QUEUE_CHUNKS_MAX: usize = 1024;
+/// A shard's hand-over to its sender thread: a rendezvous (no capacity), so a chunk changes
+/// hands only when the thread takes it and never waits in a queue. A thread that ends, normally
+/// or by a panic in its runtime (which the per-chunk `catch_unwind` does not cover), so hands
+/// every chunk still offered back to its writer (flume returns it with the send's error), which
+/// writes it on the shard; and a chunk the thread took is dropped with its runtime, which gives
+/// its writer an error and its charge back. The thread takes each chunk at once and writes it in
+/// a task of its own, so the hand-over waits only for the thread to be scheduled.
+fn hand_over() -> (flume::Sender<Job>, flume::Receiver<Job>) {
+    flume::bounded(0)
+}
 
 async fn run(job: Job) {
     // A panic in one chunk's write fails that chunk's connection, not the thread's others.
@@ -400,34 +391,42 @@ mod tests {
     }
 
     #[test]
-    fn chunks_left_in_a_stopped_threads_queue_go_with_it() {
-        // The shard's handle still lives, so without the drain the queue would keep them.
-        let (jobs, incoming) = flume::bounded::<Job>(SENDER_QUEUE_CHUNKS_MAX);
-        let given_back = [
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicBool::new(false)),
-        ];
-        let mut results = Vec::new();
-        for flag in &given_back {
-            let (job, result) = job(flag);
-            jobs.send(job).unwrap();
-            results.push(result);
-        }
-        drop(Incoming(incoming));
-        for (flag, mut result) in given_back.iter().zip(results) {
+    fn a_chunk_offered_to_a_thread_that_ends_comes_back_to_its_writer() {
+        // Whether the thread's end comes before the offer or while the offer waits for it to
+        // take the chunk, the chunk comes back whole with the send's error, for the shard to
+        // write: none is kept where its writer would wait for it.
+        for end_first in [true, false] {
+            let (jobs, incoming) = hand_over();
+            let given_back = Arc::new(AtomicBool::new(false));
+            let (chunk, mut result) = job(&given_back);
+            let sent = if end_first {
+                drop(incoming);
+                jobs.send(chunk)
+            } else {
+                let mut offer = std::pin::pin!(jobs.send_async(chunk));
+                assert!(
+                    offer.as_mut().now_or_never().is_none(),
+                    "no capacity: the offer waits for the thread to take it"
+                );
+                drop(incoming);
+                offer
+                    .as_mut()
+                    .now_or_never()
+                    .expect("the thread's end answers the waiting offer")
+            };
+            let flume::SendError(chunk) = sent.expect_err("a chunk nobody took is handed back");
             assert!(
-                flag.load(Ordering::Relaxed),
-                "a queued chunk's charge is given back"
+                !given_back.load(Ordering::Relaxed),
+                "it still holds its charge, for the shard's own write"
             );
+            drop(chunk);
+            assert!(given_back.load(Ordering::Relaxed));
+            assert!(result.try_recv().is_err(), "its writer is not left waiting");
+            let (late, _result) = job(&Arc::new(AtomicBool::new(false)));
             assert!(
-                result.try_recv().is_err(),
-                "its writer learns that the chunk was dropped"
+                jobs.send(late).is_err(),
+                "a chunk offered after the thread's end is refused, for the shard to write"
             );
         }
-        let (late, _result) = job(&Arc::new(AtomicBool::new(false)));
-        assert!(
-            jobs.send(late).is_err(),
-            "a chunk sent after the thread's end is refused, for the shard to write"
-        );
     }
 }
