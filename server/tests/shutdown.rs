@@ -613,6 +613,33 @@ fn a_sigterm_during_a_partition_move_exits_cleanly() {
     assert!(high_watermark(&mut client, "moving", 0) >= end);
 }
 
+/// Topic "cold" with `batches` batches of about 512 KB, evicted from the page cache, and a
+/// client that has sent a Fetch of all of it from the start (and reads nothing back).
+fn send_a_cold_fetch(broker: &Broker, batches: i64) -> Client {
+    let mut admin = Client::connect(broker);
+    assert_eq!(admin.create_topic("cold", 1, &[]), 0);
+    for round in 0..batches {
+        let batch = ringtail_engine::batch::encode_uniform_batch(1_000 + round, 512, 1_000);
+        assert_eq!(admin.produce("cold", 0, batch).error_code, 0);
+    }
+    for entry in std::fs::read_dir(broker.dir.path().join("cold-0")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|extension| extension == "log") {
+            let file = std::fs::File::open(&path).unwrap();
+            ringtail_engine::io::drop_cached_file_blocking(&file).unwrap();
+        }
+    }
+    let mut reader = Client::connect(broker);
+    reader
+        .send(
+            ApiKey::Fetch,
+            12,
+            &common::fetch_from_start("cold", 100, 64 << 20, 32 << 20),
+        )
+        .unwrap();
+    reader
+}
+
 #[test]
 fn a_sigterm_with_a_cold_read_in_flight_exits_cleanly() {
     // A fetch of evicted data whose cold read never finishes (held by the debug build's hook):
@@ -625,27 +652,7 @@ fn a_sigterm_with_a_cold_read_in_flight_exits_cleanly() {
     // Every append fsynced: clean pages, which the eviction below can drop.
     let extra = ["--flush", "every_batch"];
     let (mut broker, log_path, _logs) = start_logged_in(data, &extra, &env);
-    let mut admin = Client::connect(&broker);
-    assert_eq!(admin.create_topic("cold", 1, &[]), 0);
-    for round in 0..5 {
-        let batch = ringtail_engine::batch::encode_uniform_batch(1_000 + round, 512, 1_000);
-        assert_eq!(admin.produce("cold", 0, batch).error_code, 0);
-    }
-    for entry in std::fs::read_dir(broker.dir.path().join("cold-0")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|extension| extension == "log") {
-            let file = std::fs::File::open(&path).unwrap();
-            ringtail_engine::io::drop_cached_file_blocking(&file).unwrap();
-        }
-    }
-    let mut reader = Client::connect(&broker);
-    reader
-        .send(
-            ApiKey::Fetch,
-            12,
-            &common::fetch_from_start("cold", 100, 64 << 20, 32 << 20),
-        )
-        .unwrap();
+    let _reader = send_a_cold_fetch(&broker, 5);
     let deadline = Instant::now() + STOP_HANG;
     while scrape(&broker, "ringtail_fetch_cold_reads_in_progress") == 0 {
         assert!(Instant::now() < deadline, "the fetch never went cold");
@@ -663,28 +670,8 @@ fn a_sigterm_while_a_sender_thread_writes_to_a_client_that_never_reads_exits_cle
     let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let extra = ["--flush", "every_batch"];
     let (mut broker, log_path, _logs) = start_logged_in(data, &extra, &[]);
-    let mut admin = Client::connect(&broker);
-    assert_eq!(admin.create_topic("cold", 1, &[]), 0);
     // About 20 MB: more than loopback's socket buffers take in without a reader.
-    for round in 0..40 {
-        let batch = ringtail_engine::batch::encode_uniform_batch(1_000 + round, 512, 1_000);
-        assert_eq!(admin.produce("cold", 0, batch).error_code, 0);
-    }
-    for entry in std::fs::read_dir(broker.dir.path().join("cold-0")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|extension| extension == "log") {
-            let file = std::fs::File::open(&path).unwrap();
-            ringtail_engine::io::drop_cached_file_blocking(&file).unwrap();
-        }
-    }
-    let mut reader = Client::connect(&broker);
-    reader
-        .send(
-            ApiKey::Fetch,
-            12,
-            &common::fetch_from_start("cold", 100, 64 << 20, 32 << 20),
-        )
-        .unwrap();
+    let reader = send_a_cold_fetch(&broker, 40);
     let deadline = Instant::now() + STOP_HANG;
     // A yield comes after each 256 KiB piece the sender wrote (its bytes are counted only once
     // a whole chunk is out, which this client never lets happen).
