@@ -41,6 +41,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 pub const DRAIN_MAX: Duration = SHUTDOWN_GRACE
     .saturating_add(RESPONSES_GRACE)
     .saturating_add(CLOSE_GRACE);
+/// Logged when connections shut both ways are still there after [`CLOSE_GRACE`].
+pub const CONNECTIONS_LEFT_OPEN: &str = "closing with connections still open after being shut";
 /// How often the drain looks again.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -146,6 +148,14 @@ pub async fn drain(context: &Rc<ShardContext>) {
         // Their clients do not read: what they were sent is all they get.
         context.connections.shut_all(Shutdown::Both);
         wait_for_connections(context, CLOSE_GRACE).await;
+        if !context.connections.is_empty() {
+            // Something holds a connection whose socket is shut: a bug, named for its fix.
+            warn!(
+                shard = context.id.0,
+                connections = context.connections.len(),
+                "{CONNECTIONS_LEFT_OPEN}"
+            );
+        }
     }
 }
 

@@ -275,8 +275,9 @@ pub(super) fn start_sender_with(
             if let Err(error) = lowered {
                 tracing::warn!(%error, ?priority, "the cold sender thread keeps the shard's priority");
             }
+            let incoming = Incoming(incoming);
             runtime.block_on(async move {
-                while let Ok(job) = incoming.recv_async().await {
+                while let Ok(job) = incoming.0.recv_async().await {
                     compio::runtime::spawn(run(job)).detach();
                 }
             });
@@ -300,15 +301,28 @@ fn take_the_process_cpus() -> io::Result<()> {
     Ok(())
 }
 
-/// A shard's hand-over to its sender thread: a rendezvous (no capacity), so a chunk changes
-/// hands only when the thread takes it and never waits in a queue. A thread that ends, normally
-/// or by a panic in its runtime (which the per-chunk `catch_unwind` does not cover), so hands
-/// every chunk still offered back to its writer (flume returns it with the send's error), which
-/// writes it on the shard; and a chunk the thread took is dropped with its runtime, which gives
-/// its writer an error and its charge back. The thread takes each chunk at once and writes it in
-/// a task of its own, so the hand-over waits only for the thread to be scheduled.
+/// A shard's hand-over to its sender thread: no capacity, so a chunk offered while the thread
+/// is not waiting for one waits with its writer, and a thread that ends, normally or by a panic
+/// in its runtime (which the per-chunk `catch_unwind` does not cover), hands it back with the
+/// send's error for the shard to write. A chunk offered while the thread waits is accepted at
+/// once into the channel, for the thread to take when it next runs: should the thread end
+/// first, [`Incoming`] drops it. A chunk the thread took is dropped with its runtime. Either way
+/// its writer gets an error and its charge comes back. The thread takes each chunk at once and
+/// writes it in a task of its own, so the hand-over waits only for the thread to be scheduled.
 fn hand_over() -> (flume::Sender<Job>, flume::Receiver<Job>) {
     flume::bounded(0)
+}
+
+/// The sender thread's end of the hand-over, dropped as the thread ends, after the receive
+/// that woke it: it drops the chunks accepted for it but not yet taken (a flume channel keeps
+/// them while any handle to send lives, and the shard's does). Once the receive is gone, no new
+/// chunk is accepted; offers wait, and are handed back when this end goes.
+struct Incoming(flume::Receiver<Job>);
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.0.drain().for_each(drop);
+    }
 }
 
 async fn run(job: Job) {
@@ -391,12 +405,49 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_accepted_for_a_waiting_thread_that_ends_before_taking_it_goes_with_it() {
+        // The thread waits in its receive; an offer is then accepted at once, into the channel.
+        // Its runtime ends (a panic) before the thread takes it. The shard's handle still lives,
+        // so without the drain the channel would keep the chunk, and its writer would wait.
+        let (jobs, incoming) = hand_over();
+        let incoming = Incoming(incoming);
+        let given_back = Arc::new(AtomicBool::new(false));
+        let (chunk, mut result) = job(&given_back);
+        {
+            let mut taking = std::pin::pin!(incoming.0.recv_async());
+            assert!(
+                taking.as_mut().now_or_never().is_none(),
+                "the thread waits for a chunk"
+            );
+            assert!(
+                jobs.send(chunk).is_ok(),
+                "offered to a waiting thread, a chunk is accepted at once"
+            );
+        } // the receive goes with the runtime, before its next poll
+        drop(incoming);
+        assert!(
+            given_back.load(Ordering::Relaxed),
+            "the chunk's charge is given back"
+        );
+        assert!(
+            result.try_recv().is_err(),
+            "its writer learns that the chunk was dropped"
+        );
+        let (late, _result) = job(&Arc::new(AtomicBool::new(false)));
+        assert!(
+            jobs.send(late).is_err(),
+            "a chunk offered after the thread's end is refused, for the shard to write"
+        );
+    }
+
+    #[test]
     fn a_chunk_offered_to_a_thread_that_ends_comes_back_to_its_writer() {
         // Whether the thread's end comes before the offer or while the offer waits for it to
         // take the chunk, the chunk comes back whole with the send's error, for the shard to
         // write: none is kept where its writer would wait for it.
         for end_first in [true, false] {
             let (jobs, incoming) = hand_over();
+            let incoming = Incoming(incoming);
             let given_back = Arc::new(AtomicBool::new(false));
             let (chunk, mut result) = job(&given_back);
             let sent = if end_first {
