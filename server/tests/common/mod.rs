@@ -17,6 +17,7 @@ pub mod client;
 pub mod cold;
 pub mod configs;
 pub mod sasl;
+pub mod stopping;
 pub mod threads;
 pub mod txn;
 
