@@ -3,6 +3,7 @@
 //! leave in the middle of a cold response.
 #![forbid(unsafe_code)]
 
+use std::path::Path;
 use std::process::Command;
 
 use kafka_protocol::messages::*;
@@ -10,33 +11,16 @@ use kafka_protocol::messages::*;
 mod common;
 use common::cold::*;
 
-/// SCHED_IDLE, as `sched(7)` numbers it (field 41 of `/proc/<pid>/task/<tid>/stat`).
+/// SCHED_IDLE, as `sched(7)` numbers it.
 const SCHED_IDLE: u32 = 5;
 
 /// SCHED_OTHER, the policy a nice value applies to.
 const SCHED_OTHER: u32 = 0;
 
 /// The nice value and scheduling policy of each of process `pid`'s threads named `cold-sender`
-/// (fields 19 and 41 of `/proc/<pid>/task/<tid>/stat`; the same order as the unit tests').
+/// (the same order as the unit tests').
 fn cold_senders(pid: u32) -> Vec<(i32, u32)> {
-    let mut senders = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-    {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        if head.ends_with("(cold-sender") {
-            // Fields after the comm start at state (field 3).
-            let fields: Vec<&str> = rest.split(' ').collect();
-            senders.push((fields[16].parse().unwrap(), fields[38].parse().unwrap()));
-        }
-    }
-    senders
+    common::threads::scheduling_of_threads(pid, "cold-sender")
 }
 
 /// The policies alone, for a sender at `idle` (whose nice value means nothing).
@@ -51,17 +35,10 @@ fn cold_sender_policies(pid: u32) -> Vec<u32> {
 fn by_default_cold_chunks_go_out_on_a_sender_thread_at_nice_10() {
     let broker = start_broker(&[], None);
     // A broker started at nice 10 would pass without its sender lowering anything.
-    let broker_nice: i32 = std::fs::read_to_string(format!("/proc/{}/stat", broker.child.id()))
-        .unwrap()
-        .rsplit_once(") ")
-        .unwrap()
-        .1
-        .split(' ')
-        .nth(16)
-        .unwrap()
-        .parse()
-        .unwrap();
-    // A broker already at nice 10 or lower in priority gives its sender nothing to lower.
+    let broker_nice =
+        common::threads::Stat::read(Path::new(&format!("/proc/{}/stat", broker.child.id())))
+            .expect("the broker's stat")
+            .nice();
     assert!(
         broker_nice < 10,
         "run this test from a shell below nice 10 (the broker runs at nice {broker_nice})"

@@ -146,6 +146,13 @@ fn duplicate_socket(socket: &TcpStream) -> io::Result<OwnedFd> {
     socket.as_fd().try_clone_to_owned()
 }
 
+/// The shard drops its handle to a sender thread that has ended and writes this and later
+/// chunks itself.
+fn stop_using_the_sender() {
+    SENDER.with(|sender| *sender.borrow_mut() = SenderState::Unavailable);
+    log_sender_missing();
+}
+
 /// Hands the chunk to the sender thread behind `jobs`, or writes it on this thread when there
 /// is none (`None`: it could not be started), it has stopped (it handed the chunk back), or no
 /// descriptor can be spared for it.
@@ -160,6 +167,11 @@ pub(super) async fn send_or_write_here(
     let (buffer, bytes, held) = match jobs {
         None => {
             log_sender_missing();
+            (buffer, bytes, held)
+        }
+        // The thread already ended: no descriptor is duplicated for it.
+        Some(jobs) if jobs.is_disconnected() => {
+            stop_using_the_sender();
             (buffer, bytes, held)
         }
         Some(jobs) => match duplicate_or_log(duplicate, socket) {
@@ -184,10 +196,8 @@ pub(super) async fn send_or_write_here(
                         })?
                     }
                     Err(flume::SendError(job)) => {
-                        // The thread stopped and handed the chunk back ([`hand_over`]). The
-                        // shard drops its handle and writes this and later chunks itself.
-                        SENDER.with(|sender| *sender.borrow_mut() = SenderState::Unavailable);
-                        log_sender_missing();
+                        // The thread stopped and handed the chunk back ([`hand_over`]).
+                        stop_using_the_sender();
                         (job.buffer, job.bytes, job.held)
                     }
                 }

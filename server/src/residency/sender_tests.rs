@@ -203,9 +203,15 @@ async fn without_its_sender_thread_a_shard_writes_the_chunk_itself() {
     assert!(running.is_some());
     let no_descriptor: Duplicate = |_| Err(rustix::io::Errno::MFILE.into());
     let duplicate: Duplicate = |socket| socket.as_fd().try_clone_to_owned();
+    // No descriptor is spent on a thread known to be gone.
+    let not_for_a_thread_gone: Duplicate = |_| panic!("a descriptor duplicated for a thread gone");
     for (case, jobs, duplicate) in [
         ("no io_uring", no_io_uring, duplicate),
-        ("thread gone", Some(hand_over_without_thread), duplicate),
+        (
+            "thread gone",
+            Some(hand_over_without_thread),
+            not_for_a_thread_gone,
+        ),
         ("no descriptor to spare", running, no_descriptor),
     ] {
         let fallbacks_before = COLD_SENDER_FALLBACK_CHUNKS_TOTAL.load(Ordering::Relaxed);

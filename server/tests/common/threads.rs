@@ -1,4 +1,5 @@
-//! A test broker's threads as `/proc` shows them: names and the CPUs each may run on.
+//! A test broker's threads as `/proc` shows them: names, the CPUs each may run on, and their
+//! scheduling (nice value and policy).
 #![forbid(unsafe_code)]
 
 /// Parses a `Cpus_allowed_list` ("0-3,6") into its CPUs.
@@ -48,4 +49,56 @@ pub fn broker_threads(broker: &super::Broker) -> (Vec<Thread>, Vec<usize>) {
         });
     }
     (threads, process)
+}
+
+/// A process's or thread's `/proc/.../stat` line, split after its command name (which may hold
+/// spaces and parentheses, so the split is at the last ") ").
+pub struct Stat {
+    pub comm: String,
+    /// From field 3 (state) on, as `proc(5)` numbers them.
+    fields: Vec<String>,
+}
+
+impl Stat {
+    /// Reads `path`; `None` if the thread ended meanwhile.
+    pub fn read(path: &std::path::Path) -> Option<Stat> {
+        let line = std::fs::read_to_string(path).ok()?;
+        let (head, rest) = line.trim_end().rsplit_once(") ")?;
+        let (_pid, comm) = head.split_once(" (")?;
+        Some(Stat {
+            comm: comm.to_string(),
+            fields: rest.split(' ').map(str::to_string).collect(),
+        })
+    }
+
+    /// Field `number` as `proc(5)` numbers them (from 1, pid).
+    fn field(&self, number: usize) -> &str {
+        &self.fields[number - 3]
+    }
+
+    /// The nice value (field 19).
+    pub fn nice(&self) -> i32 {
+        self.field(19).parse().unwrap()
+    }
+
+    /// The scheduling policy (field 41), as `sched(7)` numbers them.
+    pub fn policy(&self) -> u32 {
+        self.field(41).parse().unwrap()
+    }
+}
+
+/// The nice value and scheduling policy of each of process `pid`'s threads named `name`.
+pub fn scheduling_of_threads(pid: u32, name: &str) -> Vec<(i32, u32)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        if let Some(stat) = Stat::read(&task.path().join("stat")) {
+            if stat.comm == name {
+                found.push((stat.nice(), stat.policy()));
+            }
+        }
+    }
+    found
 }
