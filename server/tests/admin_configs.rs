@@ -364,6 +364,7 @@ fn compression_type_recompresses_batches_to_the_topic_codec() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn an_overtaken_config_alteration_does_not_put_its_older_config_on_the_log() {
     // Two IncrementalAlterConfigs of one topic: the first is saved, then held (a test hook of
     // debug builds) before it reaches the partition logs; the second is saved and applied. When

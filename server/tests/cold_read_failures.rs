@@ -112,6 +112,7 @@ fn assert_stored_as(stored: &[u8], produced: &[u8], base_offset: i64, what: &str
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn a_client_gone_during_its_held_cold_fetch_leaves_no_read_or_buffer_behind() {
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let release = work.path().join("release");
@@ -143,6 +144,7 @@ fn a_client_gone_during_its_held_cold_fetch_leaves_no_read_or_buffer_behind() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn a_topic_deleted_under_a_held_cold_fetch_is_answered_and_its_name_starts_empty_again() {
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let release = work.path().join("release");
@@ -176,6 +178,7 @@ fn a_topic_deleted_under_a_held_cold_fetch_is_answered_and_its_name_starts_empty
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn records_deleted_under_a_held_cold_fetch_leave_a_whole_answer_and_a_moved_start() {
     // Small segments, so DeleteRecords removes the very segment the held fetch reads.
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -219,6 +222,7 @@ fn records_deleted_under_a_held_cold_fetch_leave_a_whole_answer_and_a_moved_star
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn a_broker_killed_with_cold_reads_held_restarts_with_every_acknowledged_batch() {
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let release = work.path().join("release");

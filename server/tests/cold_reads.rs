@@ -18,6 +18,7 @@ use common::cold::*;
 use common::Broker;
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
     // The promise: while one connection's fetch waits for data read back from disk, the
     // shard answers another connection's produce. Hot data first: it is spliced, never cold.
@@ -139,6 +140,7 @@ fn a_held_cold_fetch_does_not_hold_up_a_later_produce_on_the_same_shard() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn a_cold_fetch_with_no_room_in_the_memory_budget_is_spliced_and_answered_meanwhile() {
     // Cold reads' buffers are bounded across connections. With a budget of one chunk, a held
     // fetch's chunk takes all of it; another connection's cold fetch is then spliced (the naive
@@ -250,6 +252,7 @@ fn resident_bytes(broker: &Broker, field: &str) -> u64 {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn many_cold_fetchers_at_once_hold_at_most_the_memory_budget() {
     // Forty connections fetch evicted data at once and every cold read is held: before the
     // budget covered every chunk, each connection's first chunk (6 MiB) was free of it, and the

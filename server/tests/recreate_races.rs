@@ -103,6 +103,7 @@ fn held_broker() -> (Broker, tempfile::TempDir, std::path::PathBuf) {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn a_topic_created_again_during_its_delete_starts_empty_and_keeps_its_records() {
     let (mut broker, _hold_dir, release) = held_broker();
     let mut admin = Client::connect(&broker);
@@ -196,6 +197,7 @@ fn answer_started(client: &mut Client) -> Vec<u8> {
 /// partitions' homes left those homes recorded for the deleted topic (placement.json, for good:
 /// counted against their data dir when new partitions are placed).
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn a_delete_during_create_partitions_leaves_no_homes_recorded() {
     let hold_dir = tempfile::tempdir().unwrap();
     let release = hold_dir.path().join("release");
@@ -292,6 +294,7 @@ fn commit_offset(client: &mut Client, group: &str, offset: i64) {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn a_topic_whose_delete_a_crash_cut_short_is_created_again_empty_and_without_its_offsets() {
     // The delete is published, then the broker dies before removing the files: they stay on
     // disk, and the committed offsets stay in __consumer_offsets. A topic created later under

@@ -383,6 +383,7 @@ fn a_scram_login_naming_another_authorization_id_fails() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn a_plain_login_being_checked_does_not_hold_up_the_shard() {
     // PLAIN's password check is PBKDF2 of up to 16,384 iterations, which any unauthenticated
     // client can ask for: it runs off the shard thread. Shown by order, not time: a test build

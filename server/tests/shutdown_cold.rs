@@ -41,6 +41,7 @@ fn send_a_cold_fetch(broker: &Broker, batches: i64) -> Client {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn a_sigterm_with_a_cold_read_in_flight_exits_cleanly() {
     // A fetch of evicted data whose cold read never finishes (held by the debug build's hook):
     // its connection's writer waits on the read, not on the socket; the stop still ends, with

@@ -187,12 +187,14 @@ fn crash_at_every_kill_point(commit: bool) {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn a_commit_killed_between_its_markers_completes_after_a_restart_with_each_marker_once() {
     // PREPARE_COMMIT durable, then a crash after 0..=4 of the 4 markers.
     crash_at_every_kill_point(true);
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn an_abort_killed_between_its_markers_completes_after_a_restart_with_each_marker_once() {
     // PREPARE_ABORT durable, then a crash after 0..=4 of the 4 markers.
     crash_at_every_kill_point(false);
@@ -267,6 +269,7 @@ fn a_topic_deleted_under_a_transaction_does_not_hold_up_its_end() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "needs the debug build's test hooks")]
 fn a_prepared_transaction_on_a_deleted_topic_completes_after_a_crash() {
     // The topic is deleted while the transaction is open; the broker dies right after writing
     // PREPARE_COMMIT (kill point 0). The restarted coordinator replays the prepared state with

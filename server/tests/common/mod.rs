@@ -1,5 +1,9 @@
 //! Helpers shared by the broker's integration tests: a `ringtail` child process on free loopback
 //! ports with its own temporary data dir, killed when dropped.
+//!
+//! A test that sets one of the broker's test hooks (`RINGTAIL_TEST_*`, compiled into debug builds
+//! only) carries `#[cfg_attr(not(debug_assertions), ignore = "...")]`: under `cargo test
+//! --release` it is listed as ignored, with why, rather than failing or passing without its hook.
 #![forbid(unsafe_code)]
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
