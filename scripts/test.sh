@@ -9,7 +9,8 @@
 #    version pinned in tests/jvm/pom.xml) against the same binary.
 # 4. tests/go: franz-go, sarama and segmentio/kafka-go against the same binary, and franz-go's
 #    own integration suite (its package kgo's tests) against it (tests/go/franz_suite_test.go),
-#    and kafka-go's own tests (tests/go/kafkago_suite_test.go; they need ports 9092 and 9093).
+#    and kafka-go's own tests (tests/go/kafkago_suite_test.go; they need ports 9092 and 9093), and
+#    /metrics read by Prometheus's own text parser and linter (tests/go/metrics_test.go).
 #    It runs beside suites 2 and 3, at nice 10.
 # 5. Fuzzing, briefly: every cargo-fuzz target in fuzz/ for 15 s (scripts/fuzz.sh).
 #    `scripts/fuzz.sh 600` is the long form. Its build (an instrumented copy of every crate, about

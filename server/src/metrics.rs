@@ -225,12 +225,12 @@ async fn render(context: &Rc<ShardContext>) -> String {
     crate::quotas::enforce::render_metrics(&mut out);
     let _ = writeln!(
         out,
-        "# TYPE ringtail_bytes_in_total counter\nringtail_bytes_in_total {}",
+        "# HELP ringtail_bytes_in_total Request bytes read from clients, size prefixes included.\n# TYPE ringtail_bytes_in_total counter\nringtail_bytes_in_total {}",
         BYTES_IN.load(Ordering::Relaxed)
     );
     let _ = writeln!(
         out,
-        "# TYPE ringtail_bytes_out_total counter\nringtail_bytes_out_total {}",
+        "# HELP ringtail_bytes_out_total Response bytes sent to clients, records included.\n# TYPE ringtail_bytes_out_total counter\nringtail_bytes_out_total {}",
         BYTES_OUT.load(Ordering::Relaxed)
     );
     let _ = writeln!(
@@ -240,7 +240,7 @@ async fn render(context: &Rc<ShardContext>) -> String {
     );
     crate::residency::render_metrics(&mut out);
     crate::produce_stages::render_metrics(&mut out);
-    let _ = writeln!(out, "# TYPE ringtail_connections_accepted_total counter\nringtail_connections_accepted_total {}", CONNECTIONS_ACCEPTED.load(Ordering::Relaxed));
+    let _ = writeln!(out, "# HELP ringtail_connections_accepted_total Client connections accepted.\n# TYPE ringtail_connections_accepted_total counter\nringtail_connections_accepted_total {}", CONNECTIONS_ACCEPTED.load(Ordering::Relaxed));
     crate::placement::render_metrics(&mut out, &context.router.connections);
     crate::frame_pool::render_metrics(&mut out, &context.router.frame_pools);
     let limits = &context.limits;
@@ -353,10 +353,10 @@ struct PartitionFigures {
 fn render_partitions(partitions: &[PartitionFigures], out: &mut String) {
     let _ = writeln!(
         out,
-        "# TYPE ringtail_partitions gauge\nringtail_partitions {}",
+        "# HELP ringtail_partitions Partitions this broker holds.\n# TYPE ringtail_partitions gauge\nringtail_partitions {}",
         partitions.len()
     );
-    out.push_str("# TYPE ringtail_log_end_offset gauge\n");
+    out.push_str("# HELP ringtail_log_end_offset The offset the next record appended to the partition gets.\n# TYPE ringtail_log_end_offset gauge\n");
     for figures in partitions {
         let PartitionFigures {
             topic,
@@ -369,7 +369,7 @@ fn render_partitions(partitions: &[PartitionFigures], out: &mut String) {
             "ringtail_log_end_offset{{topic=\"{topic}\",partition=\"{partition}\"}} {end}"
         );
     }
-    out.push_str("# TYPE ringtail_log_start_offset gauge\n");
+    out.push_str("# HELP ringtail_log_start_offset The partition's first offset still readable.\n# TYPE ringtail_log_start_offset gauge\n");
     for figures in partitions {
         let PartitionFigures {
             topic,
@@ -382,7 +382,7 @@ fn render_partitions(partitions: &[PartitionFigures], out: &mut String) {
             "ringtail_log_start_offset{{topic=\"{topic}\",partition=\"{partition}\"}} {start}"
         );
     }
-    out.push_str("# TYPE ringtail_log_size_bytes gauge\n");
+    out.push_str("# HELP ringtail_log_size_bytes The bytes of the partition's log segments on disk.\n# TYPE ringtail_log_size_bytes gauge\n");
     for figures in partitions {
         let PartitionFigures {
             topic,
