@@ -286,6 +286,13 @@ async fn read_requests(
                 .await
                 .map_err(|_| ReadEnd::WriterGone)?;
             if !answer.keep_open {
+                if request.api == ApiKey::SaslAuthenticate {
+                    // As Kafka (connection.failed.authentication.delay.ms): the failure is
+                    // answered at once and the connection closed later, so the client reads
+                    // the error before the end of the stream (a client that sees both together
+                    // may report only a lost connection), while the slot stays taken.
+                    compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
+                }
                 return Err(ReadEnd::AuthenticationFailed);
             }
             continue;
@@ -410,7 +417,7 @@ fn quota_charge(
 }
 
 /// Serves a SASL request in the reader itself, so the next frame is judged against the session
-/// this one leaves. A failed login is answered late ([`FAILED_AUTHENTICATION_DELAY`]).
+/// this one leaves.
 async fn serve_sasl(
     context: &Rc<ShardContext>,
     session: &mut Session,
@@ -440,9 +447,6 @@ async fn serve_sasl(
         }
     }
     .map_err(|err| ReadEnd::Malformed(err.to_string()))?;
-    if !answer.keep_open && api_key == ApiKey::SaslAuthenticate {
-        compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
-    }
     Ok(answer)
 }
 
