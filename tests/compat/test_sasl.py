@@ -128,8 +128,8 @@ def test_kafka_python_scram(start_secure_broker, mechanism, caplog):
     assert got == [f"p{i}" for i in range(MESSAGES)]
     # kafka-python retries its bootstrap until bootstrap_timeout_ms (30 s by default), whatever
     # the failure; what matters is that it was told why. It drops a response that arrives
-    # together with the end of the stream, so the broker answers the failure at once and closes
-    # the connection later, as Kafka does (connection.failed.authentication.delay.ms).
+    # together with the end of the stream, so after its late answer the broker waits for the
+    # client to close first (for up to 100 ms), where Kafka closes at once.
     with caplog.at_level(logging.WARNING, logger="kafka"), pytest.raises(KPError):
         KafkaProducer(**{**conf, "sasl_plain_password": "wrong", "bootstrap_timeout_ms": 3_000})
     told = [r.getMessage() for r in caplog.records if "SaslAuthenticationFailedError" in r.getMessage()]

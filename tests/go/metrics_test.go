@@ -52,8 +52,13 @@ func scrapeMetrics(t *testing.T, metricsAddr string) string {
 // (promlint, as `promtool check metrics` runs it): a hand-written exposition must not break a
 // scrape. It also checks the families issue 13 promised, with their types.
 func TestMetricsParseAndLintAsPrometheusDoes(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	kafkaPort := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", kafkaPort)
+	metricsPort := freePort(t)
+	for metricsPort == kafkaPort {
+		metricsPort = freePort(t)
+	}
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", metricsPort)
 	launchBroker(t, t.TempDir(), addr, "--listen", addr, "--metrics-listen", metricsAddr)
 
 	const topic, records = "metrics", 500

@@ -73,9 +73,10 @@ pub fn handshake(
     })
 }
 
-/// SaslAuthenticate: one step of the exchange. A failure is answered, logged with the client's
-/// address, and closes the connection ([`crate::sasl::FAILED_AUTHENTICATION_DELAY`] later, which
-/// the caller waits). A PLAIN password is checked on compio's blocking
+/// SaslAuthenticate: one step of the exchange. A failure is answered (after
+/// [`crate::sasl::FAILED_AUTHENTICATION_DELAY`], which the caller waits), logged with the
+/// client's address, and closes the connection once the client has closed its end or the same
+/// delay has passed again. A PLAIN password is checked on compio's blocking
 /// pool: its PBKDF2 would otherwise hold the shard (every connection of the core) for each attempt
 /// an unauthenticated client makes.
 pub async fn authenticate(

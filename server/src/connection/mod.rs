@@ -286,13 +286,7 @@ async fn read_requests(
                 .await
                 .map_err(|_| ReadEnd::WriterGone)?;
             if !answer.keep_open {
-                if request.api == ApiKey::SaslAuthenticate {
-                    // As Kafka (connection.failed.authentication.delay.ms): the failure is
-                    // answered at once and the connection closed later, so the client reads
-                    // the error before the end of the stream (a client that sees both together
-                    // may report only a lost connection), while the slot stays taken.
-                    compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
-                }
+                let_the_client_close_first(&mut stream).await;
                 return Err(ReadEnd::AuthenticationFailed);
             }
             continue;
@@ -417,7 +411,7 @@ fn quota_charge(
 }
 
 /// Serves a SASL request in the reader itself, so the next frame is judged against the session
-/// this one leaves.
+/// this one leaves. A failed login is answered late ([`FAILED_AUTHENTICATION_DELAY`]).
 async fn serve_sasl(
     context: &Rc<ShardContext>,
     session: &mut Session,
@@ -447,7 +441,29 @@ async fn serve_sasl(
         }
     }
     .map_err(|err| ReadEnd::Malformed(err.to_string()))?;
+    if !answer.keep_open {
+        // Kafka delays every authentication failure's answer, a refused mechanism's too.
+        compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
+    }
     Ok(answer)
+}
+
+/// After a failed login's answer: reads (and drops) until the client closes, for at most
+/// [`FAILED_AUTHENTICATION_DELAY`]. Kafka closes right after the late answer; a client that then
+/// reads the answer and the end of the stream together may drop the answer and report only a
+/// lost connection (kafka-python does), so the client gets the time to read it and leave first.
+async fn let_the_client_close_first(stream: &mut ConnReader) {
+    let deadline = Instant::now() + FAILED_AUTHENTICATION_DELAY;
+    loop {
+        let read = std::pin::pin!(stream.read_some(4096));
+        let timer = std::pin::pin!(compio::time::sleep(
+            deadline.saturating_duration_since(Instant::now())
+        ));
+        match select(read, timer).await {
+            Either::Left((Ok(bytes), _)) if !bytes.is_empty() => continue,
+            _ => return,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]

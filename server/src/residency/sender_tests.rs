@@ -183,7 +183,8 @@ fn the_flag_takes_shard_idle_or_a_nice_of_0_to_19_only() {
 async fn without_its_sender_thread_a_shard_writes_the_chunk_itself() {
     // The fallback of `--fetch-cold-send-priority`: the sender thread could not make its
     // io_uring (so it is reported as not started: `None`), its hand-over has no thread behind it
-    // any more, or the process has no descriptor to spare for the sender's duplicate (EMFILE).
+    // any more (before the offer or during it), or the process has no descriptor to spare for
+    // the sender's duplicate (EMFILE).
     // Each way the chunk arrives whole, written on this (the shard's) thread without yields,
     // its buffer comes back and the fallback is counted.
     let _turn = take_turn();
@@ -205,12 +206,33 @@ async fn without_its_sender_thread_a_shard_writes_the_chunk_itself() {
     let duplicate: Duplicate = |socket| socket.as_fd().try_clone_to_owned();
     // No descriptor is spent on a thread known to be gone.
     let not_for_a_thread_gone: Duplicate = |_| panic!("a descriptor duplicated for a thread gone");
+    // A thread that ends while the chunk is offered to it (after the shard found it alive and
+    // duplicated the descriptor) hands the chunk back: its hand-over ends once the duplicate is
+    // made, whether or not the offer is waiting yet.
+    static DUPLICATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let duplicate_then_end: Duplicate = |socket| {
+        DUPLICATED.store(true, Ordering::SeqCst);
+        socket.as_fd().try_clone_to_owned()
+    };
+    let (ends_while_offered, taker) = flume::bounded(0);
+    compio::runtime::spawn(async move {
+        while !DUPLICATED.load(Ordering::SeqCst) {
+            compio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(taker);
+    })
+    .detach();
     for (case, jobs, duplicate) in [
         ("no io_uring", no_io_uring, duplicate),
         (
             "thread gone",
             Some(hand_over_without_thread),
             not_for_a_thread_gone,
+        ),
+        (
+            "thread ends while offered",
+            Some(ends_while_offered),
+            duplicate_then_end,
         ),
         ("no descriptor to spare", running, no_descriptor),
     ] {

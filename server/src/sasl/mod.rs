@@ -24,9 +24,10 @@ use store::CredentialStore;
 
 /// Failed-login log lines per second at most; the rest are counted and reported with the next.
 pub const FAILURE_LOGS_PER_SECOND: u64 = 10;
-/// A connection whose authentication failed is closed this long after its answer (Kafka's
-/// connection.failed.authentication.delay.ms default): together with one attempt per connection
-/// and --max-connections-per-ip, it bounds how fast one address can guess passwords.
+/// A failed authentication is answered this late (Kafka's connection.failed.authentication.delay.ms
+/// default), and its connection then waits up to as long again for the client to close first:
+/// together with one attempt per connection and --max-connections-per-ip, it bounds how fast one
+/// address can guess passwords.
 pub const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
 
 /// A SASL mechanism the broker offers.
