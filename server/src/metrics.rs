@@ -223,15 +223,19 @@ async fn render(context: &Rc<ShardContext>) -> String {
         );
     }
     crate::quotas::enforce::render_metrics(&mut out);
-    let _ = writeln!(
-        out,
-        "# HELP ringtail_bytes_in_total Request bytes read from clients, size prefixes included.\n# TYPE ringtail_bytes_in_total counter\nringtail_bytes_in_total {}",
-        BYTES_IN.load(Ordering::Relaxed)
+    render_scalar(
+        &mut out,
+        "bytes_in_total",
+        "Request bytes read from clients, size prefixes included.",
+        "counter",
+        BYTES_IN.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "# HELP ringtail_bytes_out_total Response bytes sent to clients, records included.\n# TYPE ringtail_bytes_out_total counter\nringtail_bytes_out_total {}",
-        BYTES_OUT.load(Ordering::Relaxed)
+    render_scalar(
+        &mut out,
+        "bytes_out_total",
+        "Response bytes sent to clients, records included.",
+        "counter",
+        BYTES_OUT.load(Ordering::Relaxed),
     );
     let _ = writeln!(
         out,
@@ -240,7 +244,13 @@ async fn render(context: &Rc<ShardContext>) -> String {
     );
     crate::residency::render_metrics(&mut out);
     crate::produce_stages::render_metrics(&mut out);
-    let _ = writeln!(out, "# HELP ringtail_connections_accepted_total Client connections accepted.\n# TYPE ringtail_connections_accepted_total counter\nringtail_connections_accepted_total {}", CONNECTIONS_ACCEPTED.load(Ordering::Relaxed));
+    render_scalar(
+        &mut out,
+        "connections_accepted_total",
+        "Client connections accepted.",
+        "counter",
+        CONNECTIONS_ACCEPTED.load(Ordering::Relaxed),
+    );
     crate::placement::render_metrics(&mut out, &context.router.connections);
     crate::frame_pool::render_metrics(&mut out, &context.router.frame_pools);
     let limits = &context.limits;
@@ -351,10 +361,12 @@ struct PartitionFigures {
 /// `uncleanable-partitions-count`) with a series naming each, so an operator can alert on a
 /// compacted log that is no longer cleaned (only a log line said so before).
 fn render_partitions(partitions: &[PartitionFigures], out: &mut String) {
-    let _ = writeln!(
+    render_scalar(
         out,
-        "# HELP ringtail_partitions Partitions this broker holds.\n# TYPE ringtail_partitions gauge\nringtail_partitions {}",
-        partitions.len()
+        "partitions",
+        "Partitions this broker holds.",
+        "gauge",
+        partitions.len() as u64,
     );
     out.push_str("# HELP ringtail_log_end_offset The offset the next record appended to the partition gets.\n# TYPE ringtail_log_end_offset gauge\n");
     for figures in partitions {
