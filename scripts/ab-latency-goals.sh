@@ -7,6 +7,9 @@
 # Usage: OUT=results/NAME bash scripts/ab-latency-goals.sh 'label=--flag value ...' 'label2=...'
 #   A variant's flags go to every Ringtail broker (RINGTAIL_ARGS); give the default's flags
 #   explicitly (e.g. 'shard=--fetch-cold-send-priority shard') so each run is named by its label.
+#   A `--ringtail-bin=PATH` among a variant's flags runs that broker binary instead of this tree's
+#   (bench-latency-goals.sh's RINGTAIL_BIN), e.g. an earlier commit's from scripts/ringtail-at.sh;
+#   it may be the variant's only flag.
 # Writes $OUT/<label>-round-<n>.md and .json (each one goals run), then the summary,
 # $OUT/summary.md, made by scripts/ab_latency_goals.py from those JSON files. $OUT must hold no
 # round files yet. A run that fails keeps its log ($OUT/<label>-round-<n>.log), the others go on,
@@ -18,15 +21,30 @@ cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
 out=${OUT:?set OUT to a results directory, e.g. OUT=results/cold-send-default}
 [ $# -ge 2 ] || { echo "usage: OUT=DIR $0 'label=flags' 'label=flags' ..." >&2; exit 2; }
+# Splits a variant's flags into $binary (its --ringtail-bin=PATH, or empty) and $flags (the rest).
+split_binary() {
+  binary=""
+  flags=""
+  for word in $1; do
+    case $word in
+      --ringtail-bin=*) binary=${word#--ringtail-bin=} ;;
+      *) flags+="${flags:+ }$word" ;;
+    esac
+  done
+}
 labels=()
 for variant in "$@"; do
   label=${variant%%=*}
-  flags=${variant#*=}
+  split_binary "${variant#*=}"
   case $label in ''|*[!A-Za-z0-9_-]*) echo "bad label in '$variant'" >&2; exit 2;; esac
   # With no flags bench-latency-goals.sh would write the default's results/latency-goals.md and
   # results/<scenario>/: name the default's flags instead.
-  if [ "$variant" = "$label" ] || [ -z "${flags// /}" ]; then
+  if [ "$variant" = "$label" ] || { [ -z "${flags// /}" ] && [ -z "$binary" ]; }; then
     echo "'$variant' gives no flags: write them out, e.g. 'shard=--fetch-cold-send-priority shard'" >&2
+    exit 2
+  fi
+  if [ -n "$binary" ] && [ ! -x "$binary" ]; then
+    echo "'$variant': $binary is not an executable" >&2
     exit 2
   fi
   for seen in "${labels[@]}"; do
@@ -53,11 +71,12 @@ for round in $(seq 1 "$rounds"); do
   fi
   for variant in "${order[@]}"; do
     label=${variant%%=*}
-    flags=${variant#*=}
+    split_binary "${variant#*=}"
     name=ab-$label-round-$round
-    echo "== round $round of $rounds: $label ($flags)"
+    echo "== round $round of $rounds: $label ($flags${binary:+, binary $binary})"
     log=$out/$label-round-$round.log
-    if ! REPS=1 RINGTAIL_ARGS="$flags" GOALS_NAME=$name bash scripts/bench-latency-goals.sh > "$log" 2>&1; then
+    if ! REPS=1 RINGTAIL_ARGS="$flags" RINGTAIL_BIN="$binary" GOALS_NAME=$name \
+        bash scripts/bench-latency-goals.sh > "$log" 2>&1; then
       echo "   failed: see $log" >&2
       failed=1
       continue

@@ -21,6 +21,9 @@
 #   RINGTAIL_ARGS="--write-direct true" gives every Ringtail broker those flags (the matrix's
 #   --ringtail-arg) and writes results/latency-goals-$GOALS_NAME.md (and .json; GOALS_NAME
 #   defaults to "flags"), also leaving results/<scenario>/ alone.
+#   RINGTAIL_BIN=PATH runs that broker binary instead of this tree's (the matrix's --ringtail-bin;
+#   scripts/ringtail-at.sh gives an earlier commit's) and, like RINGTAIL_ARGS, writes
+#   results/latency-goals-$GOALS_NAME.md, leaving results/<scenario>/ alone.
 # Run it on a quiet machine: these are latency figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +42,12 @@ fi
 ringtail_flags=()
 if [ -n "${RINGTAIL_ARGS:-}" ]; then
   for arg in $RINGTAIL_ARGS; do ringtail_flags+=("--ringtail-arg=$arg"); done
+  goals=results/latency-goals-${GOALS_NAME:-flags}
+  last=$work/${GOALS_NAME:-flags}-rep-$reps
+fi
+if [ -n "${RINGTAIL_BIN:-}" ]; then
+  [ -x "$RINGTAIL_BIN" ] || { echo "bench-latency-goals: RINGTAIL_BIN=$RINGTAIL_BIN is not an executable" >&2; exit 2; }
+  ringtail_flags+=("--ringtail-bin=$RINGTAIL_BIN")
   goals=results/latency-goals-${GOALS_NAME:-flags}
   last=$work/${GOALS_NAME:-flags}-rep-$reps
 fi
@@ -81,7 +90,7 @@ mkdir -p "$work"
 {
   echo "# Issue 13's goals"
   echo
-  echo "Made by \`REPS=$reps DURATION_S=$duration_s WARMUP_S=$warmup_s KEEP_CPUS_AWAKE=${KEEP_CPUS_AWAKE:-0}${RINGTAIL_ARGS:+ RINGTAIL_ARGS=\"$RINGTAIL_ARGS\"}${GOALS_NAME:+ GOALS_NAME=$GOALS_NAME} bash scripts/bench-latency-goals.sh\`" \
+  echo "Made by \`REPS=$reps DURATION_S=$duration_s WARMUP_S=$warmup_s KEEP_CPUS_AWAKE=${KEEP_CPUS_AWAKE:-0}${RINGTAIL_ARGS:+ RINGTAIL_ARGS=\"$RINGTAIL_ARGS\"}${RINGTAIL_BIN:+ RINGTAIL_BIN=$RINGTAIL_BIN}${GOALS_NAME:+ GOALS_NAME=$GOALS_NAME} bash scripts/bench-latency-goals.sh\`" \
     "($(date -u +%Y-%m-%dT%H:%MZ), commit $(git describe --always --dirty), $(nproc) cores shared by broker" \
     "and load generator, load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))." \
     "Per-run reports and charts of the last repetition: \`$last/<scenario>/ringtail-fs.md\` and \`kafka-fs.md\`."
