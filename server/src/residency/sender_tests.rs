@@ -123,6 +123,66 @@ async fn a_send_to_a_client_that_stopped_reading_gives_its_charge_back_when_drop
 }
 
 #[compio::test]
+async fn a_client_that_stopped_reading_holds_up_no_other_connections_chunk() {
+    // One sender thread writes the cold chunks of every connection of its shard. A chunk to a
+    // client that reads nothing waits in the kernel for room that never comes; a chunk of
+    // another connection handed over meanwhile must still go out whole, not wait behind it:
+    // each chunk is written in a task of its own on the sender's runtime.
+    let _turn = take_turn();
+    budget_returned().await;
+    let (_stalled_client, mut stalled) = socket_pair().await;
+    let stalled_send = compio::runtime::spawn(async move {
+        let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
+        let buffer = contents(64 << 20);
+        send_on_sender_thread(&mut stalled, buffer, 0..64 << 20, Box::new(held), NICE).await
+    });
+    // The stalled chunk is with the sender once it wrote a piece (a yield follows each).
+    let yields_before = COLD_SENDER_YIELDS_TOTAL.load(Ordering::Relaxed);
+    for _ in 0..3_000 {
+        if COLD_SENDER_YIELDS_TOTAL.load(Ordering::Relaxed) > yields_before {
+            break;
+        }
+        compio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        COLD_SENDER_YIELDS_TOTAL.load(Ordering::Relaxed) > yields_before,
+        "the stalled chunk reached the sender thread"
+    );
+
+    for round in 0..3 {
+        let (client, mut server) = socket_pair().await;
+        let data = contents(12 << 20);
+        let received = receive(client, data.len());
+        let held = MemoryPermit::take_bytes(COLD_BUFFER_BYTES_MAX as u64, u64::MAX).unwrap();
+        let send = send_on_sender_thread(
+            &mut server,
+            data.clone(),
+            0..data.len(),
+            Box::new(held),
+            NICE,
+        );
+        let returned = compio::time::timeout(Duration::from_secs(30), send)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the chunk waited behind the stalled one"))
+            .unwrap();
+        assert!(
+            received.await.unwrap() == data,
+            "round {round}: the chunk arrives whole"
+        );
+        assert!(returned == data, "round {round}: its buffer comes back");
+    }
+    assert!(
+        !stalled_send.is_finished(),
+        "a client that reads nothing takes no 64 MiB"
+    );
+    // Its writer stops waiting: the write is cancelled and its charge comes back.
+    drop(stalled_send);
+    budget_returned().await;
+}
+
+const NICE: SenderPriority = SenderPriority::Nice(COLD_SEND_NICE_MAX);
+
+#[compio::test]
 async fn a_send_to_a_client_gone_is_an_error_not_a_panic() {
     let _turn = take_turn();
     let (client, mut server) = socket_pair().await;
