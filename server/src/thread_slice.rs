@@ -90,6 +90,30 @@ pub fn request_slice(slice_us: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives the calling thread the kernel's slice again, keeping its policy and nice value. A new
+/// thread starts with its creator's slice, custom or not: a thread a shard starts to do work
+/// that must yield to the shards (the cold sender) would otherwise compete with the shard's
+/// short slice. A thread under a policy other than `SCHED_OTHER` or `SCHED_BATCH` (set from
+/// outside) is left as it is.
+pub fn use_the_kernels_slice() -> io::Result<()> {
+    let mut attr = current_attr()?;
+    if ![libc::SCHED_OTHER as u32, libc::SCHED_BATCH as u32].contains(&attr.sched_policy) {
+        return Ok(());
+    }
+    attr.size = SCHED_ATTR_BYTES;
+    attr.sched_flags = 0;
+    // 0 under a fair policy: the kernel's own slice, no custom one.
+    attr.sched_runtime = 0;
+    // SAFETY: as in `request_slice`: a live, initialised `struct sched_attr` of its stated size,
+    // only read during the call; pid 0 is the calling thread.
+    let result =
+        unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0u32) };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Moves the calling thread to `SCHED_IDLE`: it then runs only when no thread of a normal
 /// policy wants its core (a weight of 3 against a nice-0 thread's 1024), for work that must not
 /// delay anything else.
@@ -153,6 +177,34 @@ mod tests {
                 }
                 Err(error) => panic!("sched_setattr: {error}"),
             }
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_thread_started_by_one_with_a_custom_slice_can_take_the_kernels_slice_back() {
+        std::thread::spawn(|| {
+            let kernels = current_slice_ns().expect("sched_getattr");
+            match request_slice(250) {
+                Ok(()) => {}
+                // Kernels before 6.12 have no custom slices: nothing to inherit or give back.
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => return,
+                Err(error) => panic!("sched_setattr: {error}"),
+            }
+            std::thread::spawn(move || {
+                assert_eq!(
+                    current_slice_ns().unwrap(),
+                    250_000,
+                    "a new thread starts with its creator's custom slice (why the call exists)"
+                );
+                let nice_before = current_attr().unwrap().sched_nice;
+                use_the_kernels_slice().expect("sched_setattr");
+                assert_eq!(current_slice_ns().unwrap(), kernels);
+                assert_eq!(current_attr().unwrap().sched_nice, nice_before, "nice kept");
+            })
+            .join()
+            .unwrap();
         })
         .join()
         .unwrap();

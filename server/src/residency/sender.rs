@@ -285,6 +285,14 @@ pub(super) fn start_sender_with(
             if let Err(error) = lowered {
                 tracing::warn!(%error, ?priority, "the cold sender thread keeps the shard's priority");
             }
+            // The thread began with its shard's slice: a short one (`--shard-sched-slice-us`)
+            // would win it cores sooner, which a thread meant to yield to the shards must not.
+            // (`SCHED_IDLE`, set above, already took the kernel's.)
+            if let SenderPriority::Nice(_) = priority {
+                if let Err(error) = crate::thread_slice::use_the_kernels_slice() {
+                    tracing::warn!(%error, "the cold sender thread keeps its shard's scheduler slice");
+                }
+            }
             let incoming = Incoming(incoming);
             runtime.block_on(async move {
                 while let Ok(job) = incoming.0.recv_async().await {

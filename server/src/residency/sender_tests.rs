@@ -23,6 +23,14 @@ use super::{ColdReadIo, ColdSendThread, COLD_CHUNK_BYTES_MAX};
 
 /// The nice value and scheduling policy of each of this process's threads named `cold-sender`.
 fn cold_senders() -> Vec<(i32, u32)> {
+    cold_sender_threads()
+        .into_iter()
+        .map(|(_tid, nice, policy)| (nice, policy))
+        .collect()
+}
+
+/// The thread id, nice value and scheduling policy of each thread named `cold-sender`.
+fn cold_sender_threads() -> Vec<(String, i32, u32)> {
     let mut senders = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
@@ -37,7 +45,12 @@ fn cold_senders() -> Vec<(i32, u32)> {
         }
         // Fields after the comm, from state (field 3): nice is field 19, policy field 41.
         let fields: Vec<&str> = rest.split(' ').collect();
-        senders.push((fields[16].parse().unwrap(), fields[38].parse().unwrap()));
+        let tid = task.file_name().to_string_lossy().into_owned();
+        senders.push((
+            tid,
+            fields[16].parse().unwrap(),
+            fields[38].parse().unwrap(),
+        ));
     }
     senders
 }
@@ -75,6 +88,55 @@ async fn cold_ranges_written_by_a_niced_sender_thread_arrive_byte_for_byte() {
 }
 
 const IDLE: SenderPriority = SenderPriority::Idle;
+
+/// A thread's scheduler slice in nanoseconds (`se.slice` in its `sched` file under `task_dir`).
+fn slice_ns(task_dir: &str) -> Option<u64> {
+    let sched = std::fs::read_to_string(format!("{task_dir}/sched")).ok()?;
+    let line = sched.lines().find(|line| line.starts_with("se.slice"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+#[test]
+fn a_sender_started_by_a_shard_with_a_short_slice_runs_with_the_kernels_slice() {
+    // `--shard-sched-slice-us` gives each shard a short slice, and a thread starts with its
+    // creator's: the sender, meant to yield to the shards, must not keep it.
+    let _turn = take_turn();
+    std::thread::spawn(|| {
+        let Some(kernels) = slice_ns("/proc/thread-self") else {
+            panic!("no se.slice in /proc/thread-self/sched (a kernel without SCHED_DEBUG?)");
+        };
+        match crate::thread_slice::request_slice(crate::thread_slice::SLICE_US_MIN) {
+            Ok(()) => {}
+            // Kernels before 6.12 have no custom slices: nothing is inherited.
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => return,
+            Err(error) => panic!("sched_setattr: {error}"),
+        }
+        let before: Vec<String> = cold_sender_threads().into_iter().map(|t| t.0).collect();
+        let jobs = start_sender_with(NICE, compio::runtime::Runtime::new).expect("a sender");
+        // The thread lowers its nice and gives back the slice after telling the shard it runs.
+        let mut seen = Vec::new();
+        for _ in 0..3_000 {
+            seen = cold_sender_threads()
+                .into_iter()
+                .filter(|(tid, _, _)| !before.contains(tid))
+                .map(|(tid, nice, _)| (nice, slice_ns(&format!("/proc/self/task/{tid}"))))
+                .collect();
+            if seen == [(COLD_SEND_NICE_MAX, Some(kernels))] {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            seen,
+            [(COLD_SEND_NICE_MAX, Some(kernels))],
+            "the new sender runs at its nice with the kernel's slice, not its shard's {} ns",
+            u64::from(crate::thread_slice::SLICE_US_MIN) * 1_000
+        );
+        drop(jobs);
+    })
+    .join()
+    .unwrap();
+}
 
 #[compio::test]
 async fn a_send_to_a_client_that_stopped_reading_gives_its_charge_back_when_dropped() {
