@@ -17,17 +17,29 @@
 # DURATION_S, WARMUP_S and WORK_DIR go through to bench-latency-goals.sh (and into the summary's
 # command line).
 set -euo pipefail
+started_in=$PWD
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
 out=${OUT:?set OUT to a results directory, e.g. OUT=results/cold-send-default}
 [ $# -ge 2 ] || { echo "usage: OUT=DIR $0 'label=flags' 'label=flags' ..." >&2; exit 2; }
-# Splits a variant's flags into $binary (its --ringtail-bin=PATH, or empty) and $flags (the rest).
+# Splits a variant's flags into $binary (its --ringtail-bin=PATH made absolute, or empty) and
+# $flags (the rest). Words split at spaces, as RINGTAIL_ARGS does; no glob is expanded.
 split_binary() {
   binary=""
   flags=""
-  for word in $1; do
+  local words word
+  read -r -a words <<< "$1"
+  for word in "${words[@]}"; do
     case $word in
-      --ringtail-bin=*) binary=${word#--ringtail-bin=} ;;
+      --ringtail-bin=*)
+        [ -z "$binary" ] || { echo "'$1' gives --ringtail-bin twice" >&2; exit 2; }
+        binary=${word#--ringtail-bin=}
+        case $binary in /*) ;; *) binary=$started_in/$binary ;; esac
+        ;;
+      --ringtail-bin)
+        echo "'$1': write --ringtail-bin=PATH (one word), not --ringtail-bin PATH" >&2
+        exit 2
+        ;;
       *) flags+="${flags:+ }$word" ;;
     esac
   done
@@ -73,7 +85,7 @@ for round in $(seq 1 "$rounds"); do
     label=${variant%%=*}
     split_binary "${variant#*=}"
     name=ab-$label-round-$round
-    echo "== round $round of $rounds: $label ($flags${binary:+, binary $binary})"
+    echo "== round $round of $rounds: $label (${flags:-no flags}${binary:+, binary $binary})"
     log=$out/$label-round-$round.log
     if ! REPS=1 RINGTAIL_ARGS="$flags" RINGTAIL_BIN="$binary" GOALS_NAME=$name \
         bash scripts/bench-latency-goals.sh > "$log" 2>&1; then

@@ -26,6 +26,9 @@
 #   results/latency-goals-$GOALS_NAME.md, leaving results/<scenario>/ alone.
 # Run it on a quiet machine: these are latency figures.
 set -euo pipefail
+# A relative RINGTAIL_BIN names a file from where the script was started, not from the repo root
+# (where it runs) nor from the run's output directory (where the loadgen starts the broker).
+case ${RINGTAIL_BIN:-} in ''|/*) ;; *) RINGTAIL_BIN=$PWD/$RINGTAIL_BIN ;; esac
 cd "$(dirname "$0")/.."
 reps=${REPS:-3}
 duration_s=${DURATION_S:-10}

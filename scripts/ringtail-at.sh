@@ -14,6 +14,13 @@
 #   "before=--ringtail-bin=$(bash scripts/ringtail-at.sh ab0234d^)" \
 #   'now=--fetch-cold-send-priority 10'
 set -euo pipefail
+# Paths given relative to where the script was started, made absolute before it moves to the repo
+# root: the wrapper runs from wherever the loadgen starts its broker.
+absolute() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+work=$(absolute "${WORK:-/var/tmp/ringtail-at}")
+if [ "${1:-}" = --wrap ] && [ $# -eq 3 ]; then
+  set -- --wrap "$(absolute "$2")" "$(absolute "$3")"
+fi
 cd "$(dirname "$0")/.."
 
 write_wrapper() {
@@ -21,20 +28,24 @@ write_wrapper() {
   # Long flags as clap lists them: "  -d, --data-dir <DIR>" or "      --listen <ADDR>".
   known=$("$binary" --help | grep -oE '^ +(-[a-zA-Z], )?--[a-z0-9-]+' | sed -E 's/.*(--[a-z0-9-]+)$/\1/' | tr '\n' ' ' || true)
   [ -n "$known" ] || { echo "ringtail-at: $binary --help lists no flags" >&2; exit 1; }
+  local quoted_binary quoted_label
+  quoted_binary=$(printf %q "$binary")
+  quoted_label=$(printf %q "$label")
   cat > "$out" <<EOF
 #!/usr/bin/env bash
 # Written by scripts/ringtail-at.sh: runs the ringtail broker of $label ($binary),
 # dropping the flags it does not have.
 known=" $known"
+label=$quoted_label
 args=()
 while [ \$# -gt 0 ]; do
   flag=\${1%%=*}
   if [[ \$1 == --* ]] && [[ \$known != *" \$flag "* ]]; then
     if [[ \$1 != *=* ]] && [ \$# -gt 1 ] && [[ \$2 != --* ]]; then
-      echo "ringtail-at $label: dropped \$1 \$2 (not a flag of $label)" >&2
+      echo "ringtail-at \$label: dropped \$1 \$2 (not a flag of \$label)" >&2
       shift
     else
-      echo "ringtail-at $label: dropped \$1 (not a flag of $label)" >&2
+      echo "ringtail-at \$label: dropped \$1 (not a flag of \$label)" >&2
     fi
     shift
     continue
@@ -42,7 +53,7 @@ while [ \$# -gt 0 ]; do
   args+=("\$1")
   shift
 done
-exec "$binary" "\${args[@]}"
+exec $quoted_binary "\${args[@]}"
 EOF
   chmod +x "$out"
 }
@@ -54,11 +65,19 @@ if [ "${1:-}" = --wrap ]; then
 fi
 [ $# -eq 1 ] || { echo "usage: $0 COMMIT | --wrap BIN OUT" >&2; exit 2; }
 commit=$(git rev-parse --short "$1^{commit}")
-work=${WORK:-/var/tmp/ringtail-at}
+full_commit=$(git rev-parse "$1^{commit}")
 src=$work/src-$commit
 mkdir -p "$work"
+# A worktree whose directory was deleted (say by a /var/tmp clean-up) is still registered.
+git worktree prune
 if [ ! -d "$src" ]; then
   git worktree add --detach "$src" "$commit" >&2
+fi
+# A directory left from before is built only if it is that commit, unchanged.
+if [ "$(git -C "$src" rev-parse HEAD 2>/dev/null)" != "$full_commit" ] \
+    || [ -n "$(git -C "$src" status --porcelain 2>/dev/null || echo unreadable)" ]; then
+  echo "ringtail-at: $src is not a clean checkout of $commit; remove it (git worktree remove --force $src)" >&2
+  exit 1
 fi
 (cd "$src" && CARGO_TARGET_DIR="$work/target-$commit" cargo build --release --locked -p ringtail-server >&2)
 write_wrapper "$work/target-$commit/release/ringtail" "$work/ringtail-$commit" "$commit"

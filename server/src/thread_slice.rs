@@ -64,6 +64,8 @@ struct SchedAttr {
 }
 
 const SCHED_ATTR_BYTES: u32 = std::mem::size_of::<SchedAttr>() as u32;
+/// `sched_attr.sched_flags`: children start under `SCHED_OTHER` with the default slice and nice.
+const SCHED_FLAG_RESET_ON_FORK: u64 = 0x01;
 const _: () = assert!(SCHED_ATTR_BYTES == 56);
 
 /// Asks the kernel to give the calling thread a slice of `slice_us` microseconds, keeping its
@@ -78,7 +80,8 @@ pub fn request_slice(slice_us: u32) -> io::Result<()> {
         ));
     }
     attr.size = SCHED_ATTR_BYTES;
-    attr.sched_flags = 0;
+    // Kept: clearing reset-on-fork needs privilege (EPERM otherwise).
+    attr.sched_flags &= SCHED_FLAG_RESET_ON_FORK;
     attr.sched_runtime = u64::from(slice_us) * 1_000;
     // SAFETY: `attr` is a live, initialised `struct sched_attr` of the size its `size` field
     // states; the kernel only reads it during the call. Pid 0 is the calling thread.
@@ -93,15 +96,17 @@ pub fn request_slice(slice_us: u32) -> io::Result<()> {
 /// Gives the calling thread the kernel's slice again, keeping its policy and nice value. A new
 /// thread starts with its creator's slice, custom or not: a thread a shard starts to do work
 /// that must yield to the shards (the cold sender) would otherwise compete with the shard's
-/// short slice. A thread under a policy other than `SCHED_OTHER` or `SCHED_BATCH` (set from
-/// outside) is left as it is.
+/// short slice. Call it before moving the thread to `SCHED_IDLE`: the kernel resets a slice
+/// only under `SCHED_OTHER` and `SCHED_BATCH`, and leaves a thread under any other policy (set
+/// from outside) as it is, as does this.
 pub fn use_the_kernels_slice() -> io::Result<()> {
     let mut attr = current_attr()?;
     if ![libc::SCHED_OTHER as u32, libc::SCHED_BATCH as u32].contains(&attr.sched_policy) {
         return Ok(());
     }
     attr.size = SCHED_ATTR_BYTES;
-    attr.sched_flags = 0;
+    // Kept: clearing reset-on-fork needs privilege (EPERM otherwise).
+    attr.sched_flags &= SCHED_FLAG_RESET_ON_FORK;
     // 0 under a fair policy: the kernel's own slice, no custom one.
     attr.sched_runtime = 0;
     // SAFETY: as in `request_slice`: a live, initialised `struct sched_attr` of its stated size,
@@ -137,17 +142,28 @@ pub fn become_sched_idle() -> io::Result<()> {
 /// was asked for).
 #[cfg(test)]
 fn current_slice_ns() -> io::Result<u64> {
-    Ok(current_attr()?.sched_runtime)
+    slice_ns_of(0)
+}
+
+/// Thread `tid`'s slice in nanoseconds (0: the calling thread), under any fair policy,
+/// `SCHED_IDLE` included (whose `/proc/<tid>/sched` does not show it).
+#[cfg(test)]
+pub(crate) fn slice_ns_of(tid: i32) -> io::Result<u64> {
+    Ok(attr_of(tid)?.sched_runtime)
 }
 
 fn current_attr() -> io::Result<SchedAttr> {
+    attr_of(0)
+}
+
+fn attr_of(tid: i32) -> io::Result<SchedAttr> {
     let mut attr = SchedAttr::default();
     // SAFETY: the kernel writes at most `SCHED_ATTR_BYTES` bytes into `attr`, which is that
     // large and lives for the call. Pid 0 is the calling thread.
     let result = unsafe {
         libc::syscall(
             libc::SYS_sched_getattr,
-            0,
+            tid,
             &mut attr as *mut SchedAttr,
             SCHED_ATTR_BYTES,
             0u32,

@@ -71,3 +71,46 @@ def test_a_variant_binary_that_is_not_there_stops_the_ab_before_any_run(tmp_path
     assert run.returncode == 2, run.stderr
     assert "is not an executable" in run.stderr
     assert not out.exists(), "nothing may be written before the variants are checked"
+
+
+def test_relative_paths_are_taken_from_where_the_script_was_started(tmp_path):
+    # The wrapper runs from wherever the loadgen starts its broker (the run's output directory),
+    # so it must name the old binary by an absolute path.
+    (tmp_path / "old-ringtail").write_text(FAKE_BROKER)
+    (tmp_path / "old-ringtail").chmod(0o755)
+    subprocess.run(
+        ["bash", str(REPO / "scripts/ringtail-at.sh"), "--wrap", "old-ringtail", "wrapper"],
+        check=True, cwd=tmp_path,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = subprocess.run(
+        [str(tmp_path / "wrapper"), "--listen", "x", "--unknown", "y"],
+        capture_output=True, text=True, check=True, cwd=elsewhere,
+    )
+    assert run.stdout.splitlines() == ["--listen", "x"]
+
+
+def test_the_ab_refuses_a_binary_given_as_two_words_or_twice(tmp_path):
+    binary = tmp_path / "old-ringtail"
+    binary.write_text(FAKE_BROKER)
+    binary.chmod(0o755)
+    out = tmp_path / "ab"
+    for variant, message in [
+        (f"before=--ringtail-bin {binary}", "not --ringtail-bin PATH"),
+        (f"before=--ringtail-bin={binary} --ringtail-bin={binary}", "--ringtail-bin twice"),
+    ]:
+        run = subprocess.run(
+            ["bash", str(REPO / "scripts/ab-latency-goals.sh"), variant, "now=--fetch-cold-send-priority 10"],
+            capture_output=True, text=True, env={**os.environ, "OUT": str(out)}, timeout=60,
+        )
+        assert run.returncode == 2, run.stderr
+        assert message in run.stderr
+        assert not out.exists()
+    # A relative path is named from where the script was started: here, one that is not there.
+    run = subprocess.run(
+        ["bash", str(REPO / "scripts/ab-latency-goals.sh"), "before=--ringtail-bin=missing", "now=--x 1"],
+        capture_output=True, text=True, env={**os.environ, "OUT": str(out)}, timeout=60, cwd=tmp_path,
+    )
+    assert run.returncode == 2, run.stderr
+    assert f"{tmp_path}/missing is not an executable" in run.stderr

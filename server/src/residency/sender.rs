@@ -278,20 +278,19 @@ pub(super) fn start_sender_with(
             // Told before the thread lowers its priority: the shard waits for this, and at
             // SCHED_IDLE the thread could wait long for a core its neighbours keep busy.
             let _ = started.send(true);
+            // The thread began with its shard's slice: a short one (`--shard-sched-slice-us`)
+            // would win it cores sooner, which a thread meant to yield to the shards must not.
+            // Given back before the priority is lowered: the kernel resets a slice only under
+            // SCHED_OTHER or SCHED_BATCH, so no longer once the thread is SCHED_IDLE.
+            if let Err(error) = crate::thread_slice::use_the_kernels_slice() {
+                tracing::warn!(%error, "the cold sender thread keeps its shard's scheduler slice");
+            }
             let lowered = match priority {
                 SenderPriority::Idle => crate::thread_slice::become_sched_idle(),
                 SenderPriority::Nice(nice) => lower_priority_to_nice(nice),
             };
             if let Err(error) = lowered {
                 tracing::warn!(%error, ?priority, "the cold sender thread keeps the shard's priority");
-            }
-            // The thread began with its shard's slice: a short one (`--shard-sched-slice-us`)
-            // would win it cores sooner, which a thread meant to yield to the shards must not.
-            // (`SCHED_IDLE`, set above, already took the kernel's.)
-            if let SenderPriority::Nice(_) = priority {
-                if let Err(error) = crate::thread_slice::use_the_kernels_slice() {
-                    tracing::warn!(%error, "the cold sender thread keeps its shard's scheduler slice");
-                }
             }
             let incoming = Incoming(incoming);
             runtime.block_on(async move {

@@ -89,53 +89,62 @@ async fn cold_ranges_written_by_a_niced_sender_thread_arrive_byte_for_byte() {
 
 const IDLE: SenderPriority = SenderPriority::Idle;
 
-/// A thread's scheduler slice in nanoseconds (`se.slice` in its `sched` file under `task_dir`).
-fn slice_ns(task_dir: &str) -> Option<u64> {
-    let sched = std::fs::read_to_string(format!("{task_dir}/sched")).ok()?;
-    let line = sched.lines().find(|line| line.starts_with("se.slice"))?;
-    line.split_whitespace().last()?.parse().ok()
-}
-
 #[test]
 fn a_sender_started_by_a_shard_with_a_short_slice_runs_with_the_kernels_slice() {
     // `--shard-sched-slice-us` gives each shard a short slice, and a thread starts with its
-    // creator's: the sender, meant to yield to the shards, must not keep it.
+    // creator's: the sender, meant to yield to the shards, must not keep it, at either priority.
+    use crate::thread_slice::{request_slice, slice_ns_of, SLICE_US_MIN};
     let _turn = take_turn();
-    std::thread::spawn(|| {
-        let Some(kernels) = slice_ns("/proc/thread-self") else {
-            panic!("no se.slice in /proc/thread-self/sched (a kernel without SCHED_DEBUG?)");
-        };
-        match crate::thread_slice::request_slice(crate::thread_slice::SLICE_US_MIN) {
-            Ok(()) => {}
-            // Kernels before 6.12 have no custom slices: nothing is inherited.
-            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => return,
-            Err(error) => panic!("sched_setattr: {error}"),
-        }
-        let before: Vec<String> = cold_sender_threads().into_iter().map(|t| t.0).collect();
-        let jobs = start_sender_with(NICE, compio::runtime::Runtime::new).expect("a sender");
-        // The thread lowers its nice and gives back the slice after telling the shard it runs.
-        let mut seen = Vec::new();
-        for _ in 0..3_000 {
-            seen = cold_sender_threads()
-                .into_iter()
-                .filter(|(tid, _, _)| !before.contains(tid))
-                .map(|(tid, nice, _)| (nice, slice_ns(&format!("/proc/self/task/{tid}"))))
-                .collect();
-            if seen == [(COLD_SEND_NICE_MAX, Some(kernels))] {
-                break;
+    for (priority, policy, nice) in [
+        (NICE, libc::SCHED_OTHER as u32, Some(COLD_SEND_NICE_MAX)),
+        // Nice values do not apply under SCHED_IDLE.
+        (IDLE, libc::SCHED_IDLE as u32, None),
+    ] {
+        std::thread::spawn(move || {
+            let kernels = slice_ns_of(0).expect("sched_getattr");
+            match request_slice(SLICE_US_MIN) {
+                Ok(()) => {}
+                // Kernels before 6.12 have no custom slices: nothing is inherited.
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                    eprintln!("no custom slices on this kernel: nothing to check");
+                    return;
+                }
+                Err(error) => panic!("sched_setattr: {error}"),
             }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(
-            seen,
-            [(COLD_SEND_NICE_MAX, Some(kernels))],
-            "the new sender runs at its nice with the kernel's slice, not its shard's {} ns",
-            u64::from(crate::thread_slice::SLICE_US_MIN) * 1_000
-        );
-        drop(jobs);
-    })
-    .join()
-    .unwrap();
+            let before: Vec<String> = cold_sender_threads().into_iter().map(|t| t.0).collect();
+            let jobs =
+                start_sender_with(priority, compio::runtime::Runtime::new).expect("a sender");
+            // The thread gives the slice back, then lowers its priority, after telling the shard
+            // it runs: wait for the end state.
+            let expected = [(policy, nice, Some(kernels))];
+            let mut seen = Vec::new();
+            for _ in 0..3_000 {
+                seen = cold_sender_threads()
+                    .into_iter()
+                    .filter(|(tid, _, _)| !before.contains(tid))
+                    .map(|(tid, thread_nice, thread_policy)| {
+                        let slice = slice_ns_of(tid.parse().unwrap()).ok();
+                        let nice =
+                            (thread_policy != libc::SCHED_IDLE as u32).then_some(thread_nice);
+                        (thread_policy, nice, slice)
+                    })
+                    .collect();
+                if seen == expected {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(
+                seen,
+                expected,
+                "{priority:?}: the new sender runs with the kernel's slice, not its shard's {} ns",
+                u64::from(SLICE_US_MIN) * 1_000
+            );
+            drop(jobs);
+        })
+        .join()
+        .unwrap();
+    }
 }
 
 #[compio::test]
