@@ -159,7 +159,8 @@ fn current_attr() -> io::Result<SchedAttr> {
 fn attr_of(tid: i32) -> io::Result<SchedAttr> {
     let mut attr = SchedAttr::default();
     // SAFETY: the kernel writes at most `SCHED_ATTR_BYTES` bytes into `attr`, which is that
-    // large and lives for the call. Pid 0 is the calling thread.
+    // large and lives for the call. A `tid` of 0 is the calling thread; another thread is only
+    // read (a tid that is gone gives ESRCH).
     let result = unsafe {
         libc::syscall(
             libc::SYS_sched_getattr,
