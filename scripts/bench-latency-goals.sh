@@ -43,14 +43,13 @@ if [ "${KEEP_CPUS_AWAKE:-0}" = 1 ]; then
   last=$work/awake-rep-$reps
 fi
 ringtail_flags=()
-if [ -n "${RINGTAIL_ARGS:-}" ]; then
-  for arg in $RINGTAIL_ARGS; do ringtail_flags+=("--ringtail-arg=$arg"); done
-  goals=results/latency-goals-${GOALS_NAME:-flags}
-  last=$work/${GOALS_NAME:-flags}-rep-$reps
-fi
+for arg in ${RINGTAIL_ARGS:-}; do ringtail_flags+=("--ringtail-arg=$arg"); done
 if [ -n "${RINGTAIL_BIN:-}" ]; then
   [ -x "$RINGTAIL_BIN" ] || { echo "bench-latency-goals: RINGTAIL_BIN=$RINGTAIL_BIN is not an executable" >&2; exit 2; }
   ringtail_flags+=("--ringtail-bin=$RINGTAIL_BIN")
+fi
+# Any other broker than the default leaves the default's results alone.
+if [ ${#ringtail_flags[@]} -gt 0 ]; then
   goals=results/latency-goals-${GOALS_NAME:-flags}
   last=$work/${GOALS_NAME:-flags}-rep-$reps
 fi

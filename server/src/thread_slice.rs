@@ -79,18 +79,8 @@ pub fn request_slice(slice_us: u32) -> io::Result<()> {
             "the thread's scheduling policy is not SCHED_OTHER",
         ));
     }
-    attr.size = SCHED_ATTR_BYTES;
-    // Kept: clearing reset-on-fork needs privilege (EPERM otherwise).
-    attr.sched_flags &= SCHED_FLAG_RESET_ON_FORK;
     attr.sched_runtime = u64::from(slice_us) * 1_000;
-    // SAFETY: `attr` is a live, initialised `struct sched_attr` of the size its `size` field
-    // states; the kernel only reads it during the call. Pid 0 is the calling thread.
-    let result =
-        unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0u32) };
-    if result != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    set_attr(attr)
 }
 
 /// Gives the calling thread the kernel's slice again, keeping its policy and nice value. A new
@@ -104,32 +94,28 @@ pub fn use_the_kernels_slice() -> io::Result<()> {
     if ![libc::SCHED_OTHER as u32, libc::SCHED_BATCH as u32].contains(&attr.sched_policy) {
         return Ok(());
     }
-    attr.size = SCHED_ATTR_BYTES;
-    // Kept: clearing reset-on-fork needs privilege (EPERM otherwise).
-    attr.sched_flags &= SCHED_FLAG_RESET_ON_FORK;
     // 0 under a fair policy: the kernel's own slice, no custom one.
     attr.sched_runtime = 0;
-    // SAFETY: as in `request_slice`: a live, initialised `struct sched_attr` of its stated size,
-    // only read during the call; pid 0 is the calling thread.
-    let result =
-        unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0u32) };
-    if result != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    set_attr(attr)
 }
 
 /// Moves the calling thread to `SCHED_IDLE`: it then runs only when no thread of a normal
 /// policy wants its core (a weight of 3 against a nice-0 thread's 1024), for work that must not
 /// delay anything else.
 pub fn become_sched_idle() -> io::Result<()> {
-    let attr = SchedAttr {
-        size: SCHED_ATTR_BYTES,
+    set_attr(SchedAttr {
         sched_policy: libc::SCHED_IDLE as u32,
         ..SchedAttr::default()
-    };
-    // SAFETY: as in `request_slice`: a live, initialised `struct sched_attr` of its stated size,
-    // only read during the call; pid 0 is the calling thread.
+    })
+}
+
+/// Sets the calling thread's scheduling attributes to `attr`, stating its size and keeping
+/// only the reset-on-fork flag of those given (clearing it needs privilege: EPERM otherwise).
+fn set_attr(mut attr: SchedAttr) -> io::Result<()> {
+    attr.size = SCHED_ATTR_BYTES;
+    attr.sched_flags &= SCHED_FLAG_RESET_ON_FORK;
+    // SAFETY: `attr` is a live, initialised `struct sched_attr` of the size its `size` field
+    // states; the kernel only reads it during the call. Pid 0 is the calling thread.
     let result =
         unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0u32) };
     if result != 0 {
