@@ -172,13 +172,14 @@ def confluent_consumer(bootstrap: str, **extra):
 
 
 def confluent_read(bootstrap: str, topic: str, partitions: int, expected: int,
-                   timeout_s: float = CONSUME_TIMEOUT_S):
+                   timeout_s: float = CONSUME_TIMEOUT_S, **consumer_conf):
     """Read `topic` from the beginning of every partition until `expected` messages arrived (or the
     timeout); returns (records, errors, low_watermarks, high_watermarks). Errors are the non-fatal
-    error events seen on the way (partition errors for this topic fail the read at once)."""
+    error events seen on the way (partition errors for this topic fail the read at once).
+    `consumer_conf` is added to the consumer's librdkafka configuration (fetch sizes, say)."""
     from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
-    consumer = confluent_consumer(bootstrap)
+    consumer = confluent_consumer(bootstrap, **consumer_conf)
     records: list[Rec] = []
     errors: list[str] = []
     try:
@@ -207,8 +208,9 @@ def confluent_read(bootstrap: str, topic: str, partitions: int, expected: int,
 
 
 def confluent_read_and_check(bootstrap: str, topic: str, partitions: int, produced: list[Rec],
-                             check_headers: bool = False) -> list[Rec]:
-    records, errors, low, high = confluent_read(bootstrap, topic, partitions, len(produced))
+                             check_headers: bool = False, **consumer_conf) -> list[Rec]:
+    records, errors, low, high = confluent_read(bootstrap, topic, partitions, len(produced),
+                                                **consumer_conf)
     try:
         check_roundtrip(produced, records, partitions, high_watermarks=high, low_watermarks=low,
                         check_headers=check_headers)
