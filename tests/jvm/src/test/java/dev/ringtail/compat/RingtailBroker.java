@@ -86,9 +86,14 @@ public final class RingtailBroker implements BeforeAllCallback, AfterAllCallback
         Path logs = Path.of("target", "ringtail-logs");
         Files.createDirectories(logs);
         logPath = logs.resolve(name + ".log");
-        port = freePort();
+        // Not a port the extra arguments name (a test's --metrics-listen, picked before this).
+        do {
+            port = freePort();
+        } while (namesPort(port));
         if (secured) {
-            saslSslPort = freePort();
+            do {
+                saslSslPort = freePort();
+            } while (saslSslPort == port || namesPort(saslSslPort));
             certDir = Files.createTempDirectory("ringtail-jvm-certs-" + name);
             makeCerts(certDir);
             for (String mechanism : List.of("SCRAM-SHA-256", "SCRAM-SHA-512")) {
@@ -97,6 +102,10 @@ public final class RingtailBroker implements BeforeAllCallback, AfterAllCallback
             }
         }
         start();
+    }
+
+    private boolean namesPort(int candidate) {
+        return extraArgs.stream().anyMatch(arg -> arg.endsWith(":" + candidate));
     }
 
     private static String binary() {
