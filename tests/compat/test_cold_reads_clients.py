@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.request
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
 
-from compat_checks import Rec, confluent_create_topic, confluent_read_and_check, topic_name
+from compat_checks import confluent_create_topic, confluent_read_and_check, topic_name
 from conftest import free_port
+from test_confluent_kafka import produce
+from test_disks import metrics
 
 PARTITIONS = 3
 MESSAGES = 9_000
@@ -49,36 +49,6 @@ def value_of(i: int) -> str:
         pad.append(hashlib.sha256(f"{i}/{block}".encode()).hexdigest())
         block += 1
     return (head + "".join(pad))[:size]
-
-
-def produce_backlog(bootstrap: str, topic: str) -> list[Rec]:
-    errors: list[str] = []
-    delivered: dict[int, Rec] = {}
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20,
-                         "batch.size": 262_144, "message.timeout.ms": 60_000,
-                         "socket.connection.setup.timeout.ms": 5000})
-
-    def on_delivery_of(i: int, key: str, value: str):
-        def on_delivery(err, msg):
-            if err is not None:
-                errors.append(f"message {i}: {err}")
-            else:
-                delivered[i] = Rec(msg.partition(), msg.offset(), key, value)
-        return on_delivery
-
-    for i in range(MESSAGES):
-        key, value = f"k{i % KEYS}", value_of(i)
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value, on_delivery=on_delivery_of(i, key, value))
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    assert producer.flush(60) == 0, f"messages undelivered after 60 s; errors: {errors[:5]}"
-    assert not errors, f"{len(errors)} delivery errors: {errors[:10]}"
-    assert len(delivered) == MESSAGES
-    return [delivered[i] for i in range(MESSAGES)]
 
 
 def drop_from_page_cache(data_dir: Path) -> None:
@@ -109,17 +79,6 @@ def disk_read_bytes(pid: int) -> int:
     raise AssertionError(f"/proc/{pid}/io has no read_bytes")
 
 
-def fetch_counters(metrics_port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    counters = {}
-    for line in text.splitlines():
-        if line.startswith("ringtail_fetch_") and " " in line:
-            name, value = line.rsplit(" ", 1)
-            counters[name] = float(value)
-    return counters
-
-
 @pytest.mark.parametrize("case", ["default", "shard-writes-cold-chunks", "check-off", "small-fetches"])
 def test_a_client_reads_a_backlog_dropped_from_the_page_cache_record_for_record(start_broker, case):
     metrics_port = free_port()
@@ -129,20 +88,22 @@ def test_a_client_reads_a_backlog_dropped_from_the_page_cache_record_for_record(
     if case == "check-off":
         args += ["--fetch-residency-check", "off"]
     broker = start_broker(*args)
+    broker.metrics_port = metrics_port
     topic = topic_name("cold")
     confluent_create_topic(broker.bootstrap, topic, PARTITIONS)
-    produced = produce_backlog(broker.bootstrap, topic)
+    produced = produce(broker.bootstrap, topic, [(f"k{i % KEYS}", value_of(i)) for i in range(MESSAGES)],
+                       **{"linger.ms": 20, "batch.size": 262_144})
 
     # Every partition rolled (8 MiB segments in these tests), so reads cross segment ends.
     segments = segments_per_partition(broker.data_dir, topic)
     assert len(segments) == PARTITIONS and min(segments.values()) >= 2, segments
     drop_from_page_cache(broker.data_dir)
     record_bytes = sum(len(r.key) + len(r.value) for r in produced)
-    before = fetch_counters(metrics_port)
+    before = metrics(broker)
     read_before = disk_read_bytes(broker.proc.pid)
     consumer_conf = {**CHECK_CRCS, **(SMALL_FETCH if case == "small-fetches" else {})}
     confluent_read_and_check(broker.bootstrap, topic, PARTITIONS, produced, **consumer_conf)
-    after = fetch_counters(metrics_port)
+    after = metrics(broker)
     # Whichever path sent it, the backlog was read from disk, not from the page cache.
     read = disk_read_bytes(broker.proc.pid) - read_before
     assert read >= record_bytes / 2, f"the broker read {read} bytes from disk for {record_bytes} bytes of records"
@@ -152,7 +113,8 @@ def test_a_client_reads_a_backlog_dropped_from_the_page_cache_record_for_record(
 
     cold = moved("ringtail_fetch_cold_bytes_total")
     sent_by_thread = moved("ringtail_fetch_cold_sender_bytes_total")
-    seen = {name: moved(name) for name in after if name.endswith(("bytes_total", "failures_total"))}
+    seen = {name: moved(name) for name in after
+            if name.startswith("ringtail_fetch_") and name.endswith(("bytes_total", "failures_total"))}
     if case == "check-off":
         # Unchecked: nothing is classified, everything is spliced.
         assert cold == 0 and moved("ringtail_fetch_hot_bytes_total") == 0, seen

@@ -95,13 +95,8 @@ func metricValue(t *testing.T, body, name string) float64 {
 // order per partition, with the value it was produced with. /metrics shows the cold path ran (a
 // data dir the kernel cannot evict fails the test instead of passing it on warm data).
 func TestFranzReadsABacklogDroppedFromThePageCache(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	for metricsAddr == addr {
-		metricsAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	}
 	dir := t.TempDir()
-	launchBroker(t, dir, addr, "--listen", addr, "--metrics-listen", metricsAddr)
+	addr, metricsAddr := launchBrokerWithMetrics(t, dir)
 
 	const topic, partitions, records = "cold-backlog", 3, 9_000
 	producer := mustFranz(t, kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),

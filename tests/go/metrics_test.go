@@ -25,6 +25,21 @@ var metricNamesKeptDespiteLint = map[string]string{
 	"ringtail_fetch_cold_read_bytes_per_sec": "metric names should not contain abbreviated units",
 }
 
+// launchBrokerWithMetrics starts ringtail in dir (launchBroker) with /metrics on a second free
+// port; returns the Kafka and the metrics address.
+func launchBrokerWithMetrics(t *testing.T, dir string) (addr, metricsAddr string) {
+	t.Helper()
+	kafkaPort := freePort(t)
+	metricsPort := freePort(t)
+	for metricsPort == kafkaPort {
+		metricsPort = freePort(t)
+	}
+	addr = fmt.Sprintf("127.0.0.1:%d", kafkaPort)
+	metricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
+	launchBroker(t, dir, addr, "--listen", addr, "--metrics-listen", metricsAddr)
+	return addr, metricsAddr
+}
+
 // scrapeMetrics reads the broker's /metrics as Prometheus would, and returns the body.
 func scrapeMetrics(t *testing.T, metricsAddr string) string {
 	t.Helper()
@@ -52,14 +67,7 @@ func scrapeMetrics(t *testing.T, metricsAddr string) string {
 // (promlint, as `promtool check metrics` runs it): a hand-written exposition must not break a
 // scrape. It also checks the families issue 13 promised, with their types.
 func TestMetricsParseAndLintAsPrometheusDoes(t *testing.T) {
-	kafkaPort := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", kafkaPort)
-	metricsPort := freePort(t)
-	for metricsPort == kafkaPort {
-		metricsPort = freePort(t)
-	}
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", metricsPort)
-	launchBroker(t, t.TempDir(), addr, "--listen", addr, "--metrics-listen", metricsAddr)
+	addr, metricsAddr := launchBrokerWithMetrics(t, t.TempDir())
 
 	const topic, records = "metrics", 500
 	cl := mustFranz(t, kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic))
