@@ -36,12 +36,13 @@ import hostile_clients as hc  # noqa: E402
 
 PER_IP_MAX = 1000
 QUEUED_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+FRAME_BYTES_MAX = 8 * 1024 * 1024
 
 
 def broker_flags(max_connections: int) -> list[str]:
     return ["--shards", "2", "--flush", "every_batch", "--frame-read-timeout-ms", "2000",
             "--connections-max-idle-ms", "600000", "--max-connections", str(max_connections),
-            "--max-connections-per-ip", str(PER_IP_MAX), "--frame-bytes-max", "8388608",
+            "--max-connections-per-ip", str(PER_IP_MAX), "--frame-bytes-max", str(FRAME_BYTES_MAX),
             "--queued-max-request-bytes", str(QUEUED_MAX_REQUEST_BYTES), "--fetch-max-bytes", "1048576",
             "--auto-create-topics-per-request-max", "20", "--topics-max", "200"]
 
@@ -102,7 +103,7 @@ def run(args) -> dict:
             report["with_hostile_clients"] = summarize(result)
             memory = ha.memory_bytes(broker.pid)
             report["broker_peak_rss_mib"] = round(memory["VmHWM"] / 2**20, 1)
-            report["rss_bound_mib"] = round(ha.rss_bound_bytes(max_connections, QUEUED_MAX_REQUEST_BYTES) / 2**20)
+            report["rss_bound_mib"] = round(ha.rss_bound_bytes(max_connections, QUEUED_MAX_REQUEST_BYTES, FRAME_BYTES_MAX) / 2**20)
             report["loadavg_end"] = os.getloadavg()
             return report
         finally:

@@ -262,9 +262,10 @@ pub struct Args {
     pub frame_read_timeout_ms: u64,
 
     /// Request bytes held in memory at once, broker-wide, from frames read until their handlers
-    /// finish (Kafka's queued.max.request.bytes). A connection over its share (one frame of
-    /// --frame-bytes-max) or finding the budget spent is not read until bytes drain. Must be at
-    /// least --frame-bytes-max.
+    /// finish (Kafka's queued.max.request.bytes), charged as a frame's bytes arrive. A connection
+    /// over its share (one frame of --frame-bytes-max) or finding the budget spent is not read
+    /// until bytes drain; when frames still being read hold it all, one of them at a time goes
+    /// over it. Must be at least --frame-bytes-max.
     #[arg(long, value_name = "N", default_value_t = 512 * 1024 * 1024)]
     pub queued_max_request_bytes: u64,
 

@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -162,11 +162,21 @@ impl Drop for ConnectionPermit {
 }
 
 /// The broker-wide budget of request bytes in memory, from a frame's read until its handler ends.
+///
+/// A frame is charged as its bytes arrive, a piece at a time (`FRAME_PIECE_BYTES` in
+/// connection/mod.rs), not for its announced size up front: a client that announces a large frame
+/// and sends nothing must not hold budget it has not filled, or a few such connections would stop
+/// every other client's reads (they did: six size prefixes took the default 512 MiB). Charging as
+/// bytes arrive can leave every byte of the budget held by frames still being read, each waiting
+/// for more; one such frame at a time may then go over the budget (the overdraft), so reads always
+/// progress. Memory held stays below `max_bytes` plus one largest frame.
 pub struct RequestBytesBudget {
     max_bytes: u64,
     /// What one connection may hold while waiting for none of its requests: one largest frame.
     connection_share_bytes: u64,
     in_use_bytes: AtomicU64,
+    /// Whether a frame is being read over the budget now.
+    overdraft_taken: AtomicBool,
 }
 
 impl RequestBytesBudget {
@@ -175,6 +185,7 @@ impl RequestBytesBudget {
             max_bytes,
             connection_share_bytes,
             in_use_bytes: AtomicU64::new(0),
+            overdraft_taken: AtomicBool::new(false),
         }
     }
 
@@ -212,7 +223,46 @@ impl RequestBytesBudget {
             budget: Arc::clone(self),
             held: Rc::clone(held),
             bytes,
+            overdraft: false,
         }
+    }
+
+    /// Adds `bytes` to `permit`, a frame still being read. Waits while the budget is spent, as
+    /// [`Self::take`] does, unless no other frame is over the budget: then this one goes over it
+    /// until its permit is dropped, and so does the rest of it. The connection's share is kept
+    /// either way.
+    pub async fn take_more(self: &Arc<Self>, permit: &mut RequestBytesPermit, bytes: u64) {
+        let held = Rc::clone(&permit.held);
+        let mut pause = Duration::from_micros(100);
+        loop {
+            if permit.overdraft && held.get() + bytes <= self.connection_share_bytes {
+                self.in_use_bytes.fetch_add(bytes, Ordering::AcqRel);
+                break;
+            }
+            if self.try_take(bytes, held.get()) {
+                break;
+            }
+            if held.get() + bytes <= self.connection_share_bytes
+                && self
+                    .overdraft_taken
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                permit.overdraft = true;
+                self.in_use_bytes.fetch_add(bytes, Ordering::AcqRel);
+                break;
+            }
+            compio::time::sleep(pause).await;
+            pause = (pause * 2).min(BUDGET_POLL_MAX);
+        }
+        held.set(held.get() + bytes);
+        permit.bytes += bytes;
+    }
+
+    /// Whether a frame is being read over the budget now.
+    #[cfg(test)]
+    fn overdraft_taken(&self) -> bool {
+        self.overdraft_taken.load(Ordering::Acquire)
     }
 }
 
@@ -221,6 +271,8 @@ pub struct RequestBytesPermit {
     budget: Arc<RequestBytesBudget>,
     held: Rc<Cell<u64>>,
     bytes: u64,
+    /// This frame holds the budget's overdraft.
+    overdraft: bool,
 }
 
 impl Drop for RequestBytesPermit {
@@ -229,6 +281,9 @@ impl Drop for RequestBytesPermit {
             .in_use_bytes
             .fetch_sub(self.bytes, Ordering::AcqRel);
         self.held.set(self.held.get().saturating_sub(self.bytes));
+        if self.overdraft {
+            self.budget.overdraft_taken.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -332,6 +387,60 @@ mod tests {
             assert_eq!((budget.in_use_bytes(), held.get()), (60, 60));
             drop(permit);
             assert_eq!((budget.in_use_bytes(), held.get()), (0, 0));
+        });
+    }
+
+    /// Whether `take_more` of `bytes` returns within `wait_ms`.
+    async fn taken_within(
+        budget: &Arc<RequestBytesBudget>,
+        permit: &mut RequestBytesPermit,
+        bytes: u64,
+        wait_ms: u64,
+    ) -> bool {
+        let more = std::pin::pin!(budget.take_more(permit, bytes));
+        let timer = std::pin::pin!(compio::time::sleep(Duration::from_millis(wait_ms)));
+        matches!(
+            futures_util::future::select(more, timer).await,
+            futures_util::future::Either::Left(_)
+        )
+    }
+
+    #[test]
+    fn frames_charged_as_they_arrive_take_the_overdraft_one_at_a_time() {
+        let runtime = compio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let budget = Arc::new(RequestBytesBudget::new(100, 80));
+            let (held_a, held_b) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+            // Two frames being read fill the budget between them.
+            let mut a = budget.take(50, &held_a).await;
+            let mut b = budget.take(50, &held_b).await;
+            assert!(!budget.try_take(1, 0), "the budget is spent");
+            // Neither can wait for the other: one goes over the budget.
+            budget.take_more(&mut a, 20).await;
+            assert!(budget.overdraft_taken());
+            assert_eq!((budget.in_use_bytes(), held_a.get()), (120, 70));
+            budget.take_more(&mut a, 10).await;
+            assert_eq!(
+                budget.in_use_bytes(),
+                130,
+                "the rest of that frame rides on it"
+            );
+            // The second frame waits: the overdraft is taken.
+            assert!(!taken_within(&budget, &mut b, 10, 30).await);
+            // The first frame's handler ends: its bytes and the overdraft go back.
+            drop(a);
+            assert!(!budget.overdraft_taken());
+            assert_eq!((budget.in_use_bytes(), held_a.get()), (50, 0));
+            budget.take_more(&mut b, 10).await;
+            assert_eq!((budget.in_use_bytes(), held_b.get()), (60, 60));
+            assert!(
+                !budget.overdraft_taken(),
+                "within the budget again: no overdraft"
+            );
+            // A frame never takes more than the connection's share, overdraft or not.
+            assert!(!taken_within(&budget, &mut b, 30, 30).await);
+            drop(b);
+            assert_eq!(budget.in_use_bytes(), 0);
         });
     }
 

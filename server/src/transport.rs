@@ -16,14 +16,12 @@ use std::io::{self, Read, Write};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use compio::buf::IntoInner;
 use compio::io::{AsyncRead, AsyncReadAtExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 use compio::BufResult;
 use rustls::{ServerConfig, ServerConnection};
 
-use crate::frame_pool::FramePool;
 use crate::residency::{FileRange, RangeSender};
 use ringtail_engine::io::IOVECS_PER_WRITE_MAX;
 
@@ -146,29 +144,33 @@ impl ConnReader {
         self.read_exact_into(Vec::with_capacity(len), len).await
     }
 
-    /// Reads a request frame of `len` bytes into a buffer from `pool` (frame_pool.rs).
-    pub async fn read_frame(&mut self, len: usize, pool: &Arc<FramePool>) -> io::Result<Bytes> {
-        let buffer = self.read_exact_into(pool.take(len), len).await?;
-        Ok(pool.frame(buffer))
-    }
-
     /// Reads exactly `len` bytes into `buffer` (empty, with room for them).
     async fn read_exact_into(&mut self, buffer: Vec<u8>, len: usize) -> io::Result<Vec<u8>> {
-        debug_assert!(buffer.is_empty() && buffer.capacity() >= len);
+        debug_assert!(buffer.is_empty());
+        self.read_exact_append(buffer, len).await
+    }
+
+    /// Reads exactly `len` more bytes onto the end of `buffer`, which has room for them: a
+    /// request frame is read into a buffer from its shard's pool (frame_pool.rs) a piece at a
+    /// time, each piece charged to the request-bytes budget before it is read.
+    pub async fn read_exact_append(&mut self, buffer: Vec<u8>, len: usize) -> io::Result<Vec<u8>> {
+        let start = buffer.len();
+        let end = start + len;
+        assert!(buffer.capacity() >= end, "room for {len} more bytes");
         let buffer = match self {
             Self::Plain(stream) => {
                 let BufResult(result, buffer) = stream
-                    .read_exact(compio::buf::IoBuf::slice(buffer, ..len))
+                    .read_exact(compio::buf::IoBuf::slice(buffer, start..end))
                     .await;
                 result?;
                 buffer.into_inner()
             }
             Self::Tls { .. } => {
                 let mut buffer = buffer;
-                buffer.resize(len, 0);
-                let mut filled = 0;
-                while filled < len {
-                    let got = self.read_plaintext(&mut buffer[filled..]).await?;
+                buffer.resize(end, 0);
+                let mut filled = start;
+                while filled < end {
+                    let got = self.read_plaintext(&mut buffer[filled..end]).await?;
                     if got == 0 {
                         return Err(io::ErrorKind::UnexpectedEof.into());
                     }
@@ -177,7 +179,7 @@ impl ConnReader {
                 buffer
             }
         };
-        assert_eq!(buffer.len(), len, "a read of exactly {len} bytes");
+        assert_eq!(buffer.len(), end, "a read of exactly {len} more bytes");
         Ok(buffer)
     }
 

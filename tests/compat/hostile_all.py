@@ -15,7 +15,7 @@ The broker's resident memory is bounded by its limits, not by what clients send:
 
     rss_bound = BASE_RSS_BYTES
               + CONNECTION_RSS_BYTES * max_connections
-              + REQUEST_AMPLIFICATION * queued_max_request_bytes
+              + REQUEST_AMPLIFICATION * (queued_max_request_bytes + frame_bytes_max)
 
 - BASE_RSS_BYTES: the binary, each shard's runtime and io_uring, the registry, the metrics,
   the allocator's slack (an idle broker measures 8-20 MiB).
@@ -26,7 +26,9 @@ The broker's resident memory is bounded by its limits, not by what clients send:
   request's handler also holds its decoded form and builds its response before the bytes are
   given back. The worst case is Metadata naming many short unknown topics: per name, the frame
   holds ~40 bytes, the decoded request ~64 (the name stays a slice of the frame), the response
-  ~96 decoded and ~50 encoded, so about 5x; 6 allows for allocator slack.
+  ~96 decoded and ~50 encoded, so about 5x; 6 allows for allocator slack. Frames are charged
+  as their bytes arrive, and when frames still being read hold the whole budget one of them may
+  go over it (limits.rs, the overdraft): so the budget plus one largest frame.
 
 Not inside the bound: responses a client never reads (the writer holds up to 16 per connection,
 each up to a Fetch of --fetch-max-bytes spliced from files, or an encoded Metadata answer); the
@@ -55,10 +57,10 @@ REQUEST_AMPLIFICATION = 6
 CROWD_FIRST_IP = 10
 
 
-def rss_bound_bytes(max_connections: int, queued_max_request_bytes: int) -> int:
+def rss_bound_bytes(max_connections: int, queued_max_request_bytes: int, frame_bytes_max: int) -> int:
     """The broker's peak RSS allowed under the given limits (see the module doc)."""
     return (BASE_RSS_BYTES + CONNECTION_RSS_BYTES * max_connections
-            + REQUEST_AMPLIFICATION * queued_max_request_bytes)
+            + REQUEST_AMPLIFICATION * (queued_max_request_bytes + frame_bytes_max))
 
 
 def memory_bytes(pid: int) -> dict[str, int]:

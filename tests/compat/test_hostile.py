@@ -8,6 +8,7 @@ assertions: latency figures come from scripts/hostile-clients.py, not from tests
 from __future__ import annotations
 
 import resource
+import struct
 import threading
 import time
 import urllib.request
@@ -135,6 +136,67 @@ def test_connections_beyond_the_limits_are_closed_and_idle_ones_time_out(start_b
         assert after["ringtail_connections_idle_closed_total"] >= 2200
     finally:
         for s in crowd:
+            s.close()
+
+
+def test_size_prefixes_without_bodies_hold_no_request_budget(start_broker):
+    """Frames are charged to --queued-max-request-bytes as their bytes arrive. Six connections
+    that announced 512 MiB between them and sent nothing used to take the whole default budget,
+    so no other connection on any shard was read until the frame timeout (here 5 minutes)."""
+    metrics_port = free_port()
+    broker = start_broker("--frame-read-timeout-ms", "300000", "--metrics-listen", f"127.0.0.1:{metrics_port}")
+    sizes = [100 * 1024 * 1024] * 5 + [512 * 1024 * 1024 - 500 * 1024 * 1024]
+    announced = []
+    try:
+        for i, size in enumerate(sizes):
+            s = connect(broker.port, f"127.0.0.{20 + i}")
+            s.sendall(struct.pack(">i", size))
+            announced.append(s)
+        # The well-behaved client connects, produces and consumes meanwhile.
+        topic = topic_name("prefixes")
+        confluent_create_topic(broker.bootstrap, topic, 1)
+        assert_everything_delivered(well_behaved(broker.bootstrap, topic, MESSAGES, DEADLINE_S))
+        # Each announced frame holds one piece of budget (1 MiB), not its size; other requests
+        # in flight now (a few hundred bytes) may add to it.
+        held = metrics(metrics_port)["ringtail_request_bytes_in_flight"]
+        assert len(sizes) * 1024 * 1024 <= held < (len(sizes) + 1) * 1024 * 1024, held
+        assert all(not closed_by_peer(s) for s in announced), "a slow frame is not closed before its timeout"
+    finally:
+        for s in announced:
+            s.close()
+
+
+def test_large_frames_read_at_once_past_the_budget_all_complete(start_broker):
+    """Two 3.9 MiB frames, each two-thirds sent, fill a 6 MiB budget between them, and each then
+    needs more to finish: one goes over the budget (the overdraft), is answered, and lets the
+    other finish. Charging as bytes arrive without the overdraft left both waiting for good."""
+    broker = start_broker("--queued-max-request-bytes", str(6 * 1024 * 1024), "--frame-bytes-max", str(4 * 1024 * 1024))
+    request = metadata_v4([f"{i:0200d}" for i in range(20_000)], auto_create=False)
+    assert 3 * 1024 * 1024 < len(request) < 4 * 1024 * 1024
+    first, rest = request[: 5 * 1024 * 1024 // 2], request[5 * 1024 * 1024 // 2:]
+    sockets = [connect(broker.port, f"127.0.0.{30 + i}", timeout_s=60) for i in range(2)]
+    answers: list[bytes] = [b"", b""]
+
+    def send_and_read(i: int) -> None:
+        sockets[i].sendall(rest)
+        answers[i] = read_response(sockets[i])
+
+    try:
+        senders = [threading.Thread(target=s.sendall, args=(first,)) for s in sockets]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(30)
+        time.sleep(1.0)  # both partial frames read, the budget full
+        readers = [threading.Thread(target=send_and_read, args=(i,)) for i in range(2)]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(60)
+        # Each answer names all 20,000 topics (unknown, not created).
+        assert all(len(answer) > 20_000 * 200 for answer in answers), [len(a) for a in answers]
+    finally:
+        for s in sockets:
             s.close()
 
 

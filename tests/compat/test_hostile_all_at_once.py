@@ -24,6 +24,7 @@ PER_IP_MAX = 1_000
 # Room beyond the crowd for the hostile kinds' connections and the well-behaved clients.
 CONNECTION_HEADROOM = 300
 QUEUED_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+FRAME_BYTES_MAX = 8 * 1024 * 1024
 MESSAGES = 6_000
 RATE_PER_S = 300
 DEADLINE_S = 90
@@ -46,7 +47,7 @@ def test_all_hostile_clients_at_once_lose_nothing_and_memory_stays_under_the_der
     broker = start_broker(
         "--max-connections", str(max_connections), "--max-connections-per-ip", str(PER_IP_MAX),
         "--connections-max-idle-ms", "300000", "--frame-read-timeout-ms", "2000",
-        "--frame-bytes-max", "8388608", "--queued-max-request-bytes", str(QUEUED_MAX_REQUEST_BYTES),
+        "--frame-bytes-max", str(FRAME_BYTES_MAX), "--queued-max-request-bytes", str(QUEUED_MAX_REQUEST_BYTES),
         "--fetch-max-bytes", "1048576", "--auto-create-topics-per-request-max", "20", "--topics-max", "200",
         "--metrics-listen", f"127.0.0.1:{metrics_port}")
     topic, topic_after = topic_name("wb"), topic_name("wb-after")
@@ -61,7 +62,7 @@ def test_all_hostile_clients_at_once_lose_nothing_and_memory_stays_under_the_der
     finally:
         report = hostile.stop()
     memory = memory_bytes(broker.proc.pid)
-    bound = rss_bound_bytes(max_connections, QUEUED_MAX_REQUEST_BYTES)
+    bound = rss_bound_bytes(max_connections, QUEUED_MAX_REQUEST_BYTES, FRAME_BYTES_MAX)
     print(f"crowd {report}; broker fds {fds_with_crowd}; VmHWM {memory['VmHWM'] / 2**20:.0f} MiB, "
           f"bound {bound / 2**20:.0f} MiB")
 
@@ -81,7 +82,8 @@ def test_all_hostile_clients_at_once_lose_nothing_and_memory_stays_under_the_der
     after = metrics(metrics_port)
     assert after["ringtail_frames_timed_out_total"] >= 1, "slowloris frames dropped"
     assert after["ringtail_connections_refused_total"] >= attempts - crowd_held_wanted
-    assert after["ringtail_request_bytes_in_flight"] <= QUEUED_MAX_REQUEST_BYTES
+    # One frame at a time may be read over the budget (the overdraft, limits.rs).
+    assert after["ringtail_request_bytes_in_flight"] <= QUEUED_MAX_REQUEST_BYTES + FRAME_BYTES_MAX
     # Still whole afterwards: a fresh client works and the broker stops cleanly at teardown.
     again = streaming_well_behaved(broker.bootstrap, topic_after, 1_000, 1_000, DEADLINE_S)
     assert (again["errors"], again["consumed"]) == ([], 1_000)

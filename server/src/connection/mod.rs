@@ -18,7 +18,6 @@ mod writer;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -31,8 +30,8 @@ use tracing::debug;
 
 use crate::acl::Identity;
 use crate::api::{self, RequestContext, RequestError, Response};
-use crate::frame_pool::FramePool;
-use crate::limits::ConnectionPermit;
+
+use crate::limits::{ConnectionPermit, RequestBytesPermit};
 use crate::listeners::ListenerId;
 use crate::produce_stages::{self, Stage};
 use crate::sasl::{Session, FAILED_AUTHENTICATION_DELAY};
@@ -238,24 +237,8 @@ async fn read_requests(
         }
         let size =
             checked_frame_size(size, limit).map_err(|_| ReadEnd::FrameRefused { size, limit })?;
-        // Before allocating: a spent budget stops reading this connection until bytes drain.
-        let bytes_permit = context
-            .limits
-            .request_bytes
-            .take(size as u64, &held_bytes)
-            .await;
-        // The frame timeout starts once the frame may be read: the wait for the budget is the
-        // broker's doing, not a slow client's.
-        let frame_started = Instant::now();
-        let frame = read_frame_body(
-            &mut stream,
-            size as usize,
-            context.frame_pool(),
-            frame_started,
-            timeouts,
-        )
-        .await?;
-        let frame_read = frame_started.elapsed();
+        let (frame, bytes_permit, frame_read) =
+            read_frame_body(&mut stream, size, context, &held_bytes, timeouts.frame_ms).await?;
         crate::metrics::record_bytes_in(frame.len() + 4);
         let request_bytes = frame.len() as u64 + 4;
         let (request, body, client_id) =
@@ -515,21 +498,45 @@ async fn read_frame_size(
     Ok(i32::from_be_bytes(size))
 }
 
-/// Reads a frame's `size` bytes, which must all arrive within the frame timeout of its start.
+/// A frame is read and charged to the request-bytes budget this much at a time, so a client
+/// holds budget only for bytes it has sent (limits.rs, `RequestBytesBudget`).
+const FRAME_PIECE_BYTES: usize = 1024 * 1024;
+
+/// Reads a frame's `size` bytes, a piece at a time, each charged to the request-bytes budget
+/// before it is read: a spent budget stops reading this connection until bytes drain. The
+/// frame's bytes must arrive within the frame timeout, counted only while reading: a wait for
+/// the budget is the broker's doing, not a slow client's. Returns the frame, its permit and the
+/// time spent reading it.
 async fn read_frame_body(
     stream: &mut ConnReader,
     size: usize,
-    pool: &Arc<FramePool>,
-    started: Instant,
-    timeouts: FrameTimeouts,
-) -> Result<Bytes, ReadEnd> {
-    let remaining = Duration::from_millis(timeouts.frame_ms).saturating_sub(started.elapsed());
-    let read = std::pin::pin!(stream.read_frame(size, pool));
-    let timer = std::pin::pin!(compio::time::sleep(remaining));
-    match select(read, timer).await {
-        Either::Left((frame, _)) => Ok(frame?),
-        // Dropping the read is safe here: the connection closes.
-        Either::Right(_) => Err(ReadEnd::FrameTimeout(timeouts.frame_ms)),
+    context: &Rc<ShardContext>,
+    held_bytes: &Rc<Cell<u64>>,
+    frame_ms: u64,
+) -> Result<(Bytes, RequestBytesPermit, Duration), ReadEnd> {
+    let budget = &context.limits.request_bytes;
+    let pool = context.frame_pool();
+    let first = size.min(FRAME_PIECE_BYTES);
+    let mut permit = budget.take(first as u64, held_bytes).await;
+    let mut buffer = pool.take(size);
+    let mut reading = Duration::ZERO;
+    let mut piece = first;
+    loop {
+        let remaining = Duration::from_millis(frame_ms).saturating_sub(reading);
+        let started = Instant::now();
+        let read = std::pin::pin!(stream.read_exact_append(buffer, piece));
+        let timer = std::pin::pin!(compio::time::sleep(remaining));
+        buffer = match select(read, timer).await {
+            Either::Left((read, _)) => read?,
+            // Dropping the read is safe here: the connection closes.
+            Either::Right(_) => return Err(ReadEnd::FrameTimeout(frame_ms)),
+        };
+        reading += started.elapsed();
+        if buffer.len() == size {
+            return Ok((pool.frame(buffer), permit, reading));
+        }
+        piece = (size - buffer.len()).min(FRAME_PIECE_BYTES);
+        budget.take_more(&mut permit, piece as u64).await;
     }
 }
 
