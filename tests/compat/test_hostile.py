@@ -200,6 +200,43 @@ def test_large_frames_read_at_once_past_the_budget_all_complete(start_broker):
             s.close()
 
 
+def test_answers_that_would_echo_a_long_string_still_arrive_in_order(start_broker):
+    """Error messages repeat what the client sent. A 32,767-byte topic name (CreateTopics v2) or
+    quota entity type (AlterClientQuotas v0) made the message too long for an INT16 string: the
+    answer could not be encoded and none was sent, so the client took the next request's answer
+    (ApiVersions, pipelined behind it) for this one. Messages are now cut to 1 KiB."""
+    from hostile_clients import frame
+    import uuid as _uuid
+
+    def s16(raw: bytes) -> bytes:
+        return struct.pack(">h", len(raw)) + raw
+
+    create_topics_v2 = struct.pack(">i", 1) + s16(b"y" * 32767) + struct.pack(">ihii", 1, 1, 0, 0) \
+        + struct.pack(">i", 1000) + b"\x00"
+    alter_quotas_v0 = struct.pack(">ii", 1, 1) + s16(b"x" * 32767) + s16(b"bob") + struct.pack(">i", 1) \
+        + s16(b"producer_byte_rate") + struct.pack(">d", 1024.0) + b"\x00" + b"\x01"
+    broker = start_broker()
+    for api_key, version, body in ((19, 2, create_topics_v2), (49, 0, alter_quotas_v0)):
+        with connect(broker.port, "127.0.0.7") as s:
+            s.sendall(frame(api_key, version, body, correlation_id=7) + frame(18, 0, b"", correlation_id=8))
+            first, second = read_response(s), read_response(s)
+            assert struct.unpack(">i", first[:4])[0] == 7, (api_key, first[:16])
+            assert struct.unpack(">i", second[:4])[0] == 8, (api_key, second[:16])
+            assert len(first) < 32_767 + 2048, "the name once, its message cut"
+    # Metadata v10/v11 asking by topic id with a null name: their answer can't carry a null name;
+    # the broker closes the connection (Kafka refuses the request) and goes on serving others.
+    for version in (10, 11):
+        header = struct.pack(">hhih", 3, version, 5, 2) + b"r2" + b"\x00"
+        body = b"\x02" + _uuid.uuid4().bytes + b"\x00" + b"\x00" + b"\x00"
+        body += (b"\x00" if version == 10 else b"") + b"\x00" + b"\x00"
+        with connect(broker.port, "127.0.0.7") as s:
+            s.sendall(struct.pack(">i", len(header + body)) + header + body)
+            assert read_response(s) == b"", f"v{version}: closed, not a null name v{version} can't carry"
+    topic = topic_name("echo")
+    confluent_create_topic(broker.bootstrap, topic, 1)
+    assert_everything_delivered(well_behaved(broker.bootstrap, topic, MESSAGES, DEADLINE_S))
+
+
 def test_fetch_with_no_byte_limit_is_capped_by_the_broker(start_broker):
     from confluent_kafka import Producer
     broker = start_broker("--fetch-max-bytes", "1048576")

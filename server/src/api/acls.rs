@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
 };
 use tracing::error;
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, error_message, str_bytes, RequestContext, RequestError, Response};
 use crate::acl::{
     AclBinding, AclFilter, Operation, PatternType, Permission, Resource, ResourceType,
 };
@@ -61,7 +61,7 @@ pub fn create(
             };
             AclCreationResult::default()
                 .with_error_code(code(error))
-                .with_error_message(message.as_deref().map(str_bytes))
+                .with_error_message(message.as_deref().map(error_message))
         })
         .collect();
     Ok(request.frame(&CreateAclsResponse::default().with_results(results)))
@@ -109,7 +109,7 @@ pub fn describe(
     let Some(filter) = filter else {
         let response = response
             .with_error_code(code(ResponseError::InvalidRequest))
-            .with_error_message(Some(str_bytes("the filter has an UNKNOWN code")));
+            .with_error_message(Some(error_message("the filter has an UNKNOWN code")));
         return Ok(request.frame(&response));
     };
     let mut by_resource: BTreeMap<(i8, String, i8), Vec<AclDescription>> = BTreeMap::new();
@@ -183,7 +183,7 @@ pub fn delete(
             let failed = |error: ResponseError, message: Option<&str>| {
                 DeleteAclsFilterResult::default()
                     .with_error_code(code(error))
-                    .with_error_message(message.map(str_bytes))
+                    .with_error_message(message.map(error_message))
             };
             match (filter, &outcome) {
                 _ if denied => failed(ResponseError::ClusterAuthorizationFailed, None),

@@ -14,7 +14,7 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
 use super::incremental_alter_configs::refusal_of_resource;
 use super::{
-    code, config_denied, str_bytes, Operation, RequestContext, RequestError, Response,
+    code, config_denied, error_message, Operation, RequestContext, RequestError, Response,
     RESOURCE_TYPE_BROKER, RESOURCE_TYPE_GROUP,
 };
 use crate::shard::ShardContext;
@@ -83,7 +83,7 @@ pub async fn handle(
             Ok(()) => response,
             Err((error, message)) => response
                 .with_error_code(code(error))
-                .with_error_message(Some(str_bytes(&message))),
+                .with_error_message(Some(error_message(&message))),
         });
     }
     Ok(request.frame(&AlterConfigsResponse::default().with_responses(responses)))

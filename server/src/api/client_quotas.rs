@@ -20,7 +20,9 @@ use kafka_protocol::messages::{
     DescribeClientQuotasResponse,
 };
 
-use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
+use super::{
+    code, error_message, str_bytes, Operation, RequestContext, RequestError, Resource, Response,
+};
 use crate::quotas::entity::FilterError;
 use crate::quotas::{AlterRefusal, Alteration, QuotaEntity, QuotaFilter};
 use crate::shard::ShardContext;
@@ -52,7 +54,7 @@ pub fn describe(
             };
             let response = DescribeClientQuotasResponse::default()
                 .with_error_code(code(error))
-                .with_error_message(Some(str_bytes(&message)));
+                .with_error_message(Some(error_message(&message)));
             return Ok(request.frame(&response));
         }
     };
@@ -169,7 +171,7 @@ pub async fn alter(
                     };
                     entry
                         .with_error_code(code(error))
-                        .with_error_message(Some(str_bytes(&message)))
+                        .with_error_message(Some(error_message(&message)))
                 }
             }
         })

@@ -19,7 +19,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::groups::on_coordinator;
 use super::{
-    code, str_bytes, ClientInfo, Operation, RequestContext, RequestError, Resource, Response,
+    code, error_message, str_bytes, ClientInfo, Operation, RequestContext, RequestError, Resource,
+    Response,
 };
 use crate::group::consumer::{Assignment, ConsumerGroup, HeartbeatRequest};
 use crate::shard::ShardContext;
@@ -85,7 +86,7 @@ pub async fn consumer_group_heartbeat(
         request.frame(
             &ConsumerGroupHeartbeatResponse::default()
                 .with_error_code(code(error))
-                .with_error_message(Some(str_bytes(message))),
+                .with_error_message(Some(error_message(message))),
         )
     };
     if group_id.is_empty() {
@@ -288,7 +289,7 @@ pub async fn consumer_group_describe(
                 .with_error_code(code(ResponseError::CoordinatorNotAvailable)),
             // Unknown, or a classic group: clients then fall back to DescribeGroups.
             Some(None) => DescribedGroup::default()
-                .with_error_message(Some(str_bytes(&format!(
+                .with_error_message(Some(error_message(&format!(
                     "group {} is not a consumer group",
                     group_id.as_str()
                 ))))
@@ -301,7 +302,7 @@ pub async fn consumer_group_describe(
                     DescribedGroup::default()
                         .with_group_id(group_id)
                         .with_error_code(code(ResponseError::TopicAuthorizationFailed))
-                        .with_error_message(Some(str_bytes(
+                        .with_error_message(Some(error_message(
                             "The group has described topic(s) that the client is not \
                              authorized to describe.",
                         )))

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
-use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
+use super::{code, error_message, Operation, RequestContext, RequestError, Resource, Response};
 use crate::shard::ShardContext;
 use crate::topics;
 use kafka_protocol::error::ResponseError;
@@ -35,7 +35,7 @@ pub async fn handle(
         {
             result = result
                 .with_error_code(code(err.error))
-                .with_error_message(Some(str_bytes(&err.message)));
+                .with_error_message(Some(error_message(&err.message)));
         }
         results.push(result);
     }

@@ -11,7 +11,9 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
-use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
+use super::{
+    code, error_message, str_bytes, Operation, RequestContext, RequestError, Resource, Response,
+};
 use crate::configs;
 use crate::shard::ShardContext;
 use crate::topics;
@@ -61,7 +63,7 @@ pub async fn handle(
             results.push(
                 result
                     .with_error_code(code(ResponseError::InvalidReplicationFactor))
-                    .with_error_message(Some(str_bytes(
+                    .with_error_message(Some(error_message(
                         "this broker is a single node: replication factor must be 1 or -1",
                     ))),
             );
@@ -152,7 +154,7 @@ fn with_error(
 ) -> CreatableTopicResult {
     let mut result = result.with_error_code(code(error));
     if version >= 1 {
-        result = result.with_error_message(Some(str_bytes(message)));
+        result = result.with_error_message(Some(error_message(message)));
     }
     if version >= 5 {
         result = result.with_num_partitions(-1).with_replication_factor(-1);

@@ -8,7 +8,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
-use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
+use super::{
+    code, error_message, str_bytes, Operation, RequestContext, RequestError, Resource, Response,
+};
 use crate::shard::ShardContext;
 use crate::topics;
 
@@ -75,8 +77,8 @@ pub async fn handle(
             // offsets, every transaction's state gone).
             result = result.with_error_code(code(ResponseError::InvalidTopicException));
             if version >= 5 {
-                result =
-                    result.with_error_message(Some(str_bytes("internal topics cannot be deleted")));
+                result = result
+                    .with_error_message(Some(error_message("internal topics cannot be deleted")));
             }
             responses.push(result);
             continue;
@@ -84,7 +86,7 @@ pub async fn handle(
         if let Err(err) = topics::delete_topic(context, topic.name.clone()).await {
             result = result.with_error_code(code(err.error));
             if version >= 5 {
-                result = result.with_error_message(Some(str_bytes(&err.message)));
+                result = result.with_error_message(Some(error_message(&err.message)));
             }
         }
         responses.push(result);

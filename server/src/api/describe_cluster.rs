@@ -9,7 +9,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::authorized_operations;
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, error_message, str_bytes, RequestContext, RequestError, Response};
 use crate::shard::ShardContext;
 
 /// Kafka's endpoint types (v1+): brokers, or the controllers of the KRaft quorum.
@@ -37,7 +37,7 @@ pub async fn handle(
             return Ok(request.frame(
                 &response
                     .with_error_code(code(ResponseError::MismatchedEndpointType))
-                    .with_error_message(Some(str_bytes(
+                    .with_error_message(Some(error_message(
                         "this listener serves the broker endpoint type (1)",
                     ))),
             ));

@@ -15,8 +15,8 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::{
-    code, config_denied, str_bytes, Operation, RequestContext, RequestError, Response,
-    RESOURCE_TYPE_BROKER, RESOURCE_TYPE_GROUP, RESOURCE_TYPE_TOPIC,
+    code, config_denied, error_message, str_bytes, Operation, RequestContext, RequestError,
+    Response, RESOURCE_TYPE_BROKER, RESOURCE_TYPE_GROUP, RESOURCE_TYPE_TOPIC,
 };
 use crate::configs::{self, Described};
 use crate::shard::ShardContext;
@@ -133,7 +133,7 @@ fn describe_resource(
         }
         Err((error, message)) => result
             .with_error_code(code(error))
-            .with_error_message(Some(str_bytes(&message))),
+            .with_error_message(Some(error_message(&message))),
     }
 }
 

@@ -11,7 +11,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
 
-use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
+use super::{code, error_message, Operation, RequestContext, RequestError, Resource, Response};
 use crate::shard::ShardContext;
 
 /// Kafka's election types (v1+): preferred (0) and unclean (1).
@@ -59,7 +59,7 @@ pub async fn handle(
                     PartitionResult::default()
                         .with_partition_id(partition)
                         .with_error_code(code(error))
-                        .with_error_message(Some(str_bytes(message)))
+                        .with_error_message(Some(error_message(message)))
                 })
                 .collect();
             ReplicaElectionResult::default()

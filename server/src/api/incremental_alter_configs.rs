@@ -15,7 +15,7 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
 use super::{
-    code, config_denied, str_bytes, Operation, RequestContext, RequestError, Response,
+    code, config_denied, error_message, Operation, RequestContext, RequestError, Response,
     RESOURCE_TYPE_BROKER, RESOURCE_TYPE_GROUP, RESOURCE_TYPE_TOPIC,
 };
 use crate::shard::ShardContext;
@@ -79,7 +79,7 @@ pub async fn handle(
             Ok(()) => response,
             Err((error, message)) => response
                 .with_error_code(code(error))
-                .with_error_message(Some(str_bytes(&message))),
+                .with_error_message(Some(error_message(&message))),
         });
     }
     Ok(request.frame(&IncrementalAlterConfigsResponse::default().with_responses(responses)))

@@ -24,6 +24,21 @@ pub async fn handle(
     body: &mut Bytes,
 ) -> Result<Response, RequestError> {
     let metadata_request: MetadataRequest = request.decode(body)?;
+    // v10 and v11 can ask by id with a null name, but their answer can't carry a null name;
+    // Kafka refuses such a request ("Topic name can not be null for version <12").
+    if request.version < 12
+        && metadata_request
+            .topics
+            .iter()
+            .flatten()
+            .any(|topic| topic.name.is_none())
+    {
+        return Err(RequestError::Malformed {
+            api: request.api,
+            version: request.version,
+            reason: "a topic name can not be null before version 12".to_string(),
+        });
+    }
     // v0 has no flag: it always auto-creates (when the broker allows it).
     let allow_auto_create = request.version < 4 || metadata_request.allow_auto_topic_creation;
     let operations = AuthorizedOperations {

@@ -60,6 +60,9 @@ pub enum Response {
     Fetch(FetchFrame),
     /// Produce with acks=0: no response at all.
     Nothing,
+    /// The answer could not be encoded in the request's version: the connection closes, as a
+    /// client would otherwise wait for it for ever, or take the next answer for it.
+    Unencodable,
 }
 
 /// A Fetch response ready to send: `parts` in order; each `Records` part is sent from
@@ -140,14 +143,16 @@ impl RequestContext {
         let header = ResponseHeader::default().with_correlation_id(self.correlation_id);
         let mut frame = BytesMut::with_capacity(256);
         frame.put_i32(0);
-        // Encoding our own well-formed structs only fails on a bug (a field this version can't
-        // carry); answer with nothing rather than a corrupt frame.
+        // Encoding fails when a field can't be carried by this version: a string over 32,767
+        // bytes, a null where the version has none. Handlers keep what they echo short
+        // (`echo`), so this is a bug; close the connection rather than send a corrupt frame or
+        // none (the client would match the next answer to this request).
         if let Err(err) = header
             .encode(&mut frame, header_version)
             .and_then(|()| body.encode(&mut frame, self.version))
         {
-            tracing::error!(api = ?self.api, version = self.version, %err, "response encoding failed");
-            return Response::Nothing;
+            tracing::error!(api = ?self.api, version = self.version, %err, "response encoding failed; closing the connection");
+            return Response::Unencodable;
         }
         let size = (frame.len() - 4) as i32;
         frame[..4].copy_from_slice(&size.to_be_bytes());
@@ -367,9 +372,65 @@ pub fn str_bytes(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
 }
 
+/// Error messages sent to clients are cut to this many bytes: they repeat what the client sent
+/// (a topic name, a quota entity, a config value), and a non-flexible version's string carries
+/// at most 32,767 bytes, so a long echo would make the whole answer unencodable.
+pub const ERROR_MESSAGE_BYTES_MAX: usize = 1024;
+
+/// An error message for a response, at most [`ERROR_MESSAGE_BYTES_MAX`] bytes (cut at a
+/// character boundary, saying how long it was).
+pub fn error_message(text: &str) -> StrBytes {
+    if text.len() <= ERROR_MESSAGE_BYTES_MAX {
+        return str_bytes(text);
+    }
+    let mut end = ERROR_MESSAGE_BYTES_MAX - 32;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    StrBytes::from_string(format!("{}… ({} bytes)", &text[..end], text.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_error_messages_are_cut_at_a_character_boundary() {
+        assert_eq!(error_message("short").as_str(), "short");
+        let long = "é".repeat(ERROR_MESSAGE_BYTES_MAX);
+        let cut = error_message(&long);
+        assert!(cut.len() <= ERROR_MESSAGE_BYTES_MAX, "{}", cut.len());
+        assert!(cut.ends_with(&format!("… ({} bytes)", long.len())));
+    }
+
+    #[test]
+    fn an_answer_the_version_cannot_carry_closes_the_connection() {
+        use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+        use kafka_protocol::messages::{CreateTopicsResponse, TopicName};
+        let request = RequestContext {
+            api: ApiKey::CreateTopics,
+            version: 2,
+            correlation_id: 7,
+            listener: crate::listeners::ListenerId::default(),
+            identity: Identity::anonymous("127.0.0.1".parse().unwrap()),
+        };
+        let answer = |message: &str| {
+            CreateTopicsResponse::default().with_topics(vec![CreatableTopicResult::default()
+                .with_name(TopicName(str_bytes("t")))
+                .with_error_message(Some(str_bytes(message)))])
+        };
+        assert!(matches!(request.frame(&answer("fits")), Response::Frame(_)));
+        // Over an INT16 string's 32,767 bytes: no frame, and not `Nothing` (acks=0's silence).
+        let too_long = "x".repeat(40_000);
+        assert!(matches!(
+            request.frame(&answer(&too_long)),
+            Response::Unencodable
+        ));
+        assert!(matches!(
+            request.frame(&answer(error_message(&too_long).as_str())),
+            Response::Frame(_)
+        ));
+    }
 
     #[test]
     fn advertised_versions_are_ones_the_codec_can_decode() {

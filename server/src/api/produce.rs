@@ -19,7 +19,7 @@ use ringtail_engine::producer::SequenceError;
 use ringtail_engine::{AppendError, BatchError};
 
 use super::{
-    code, str_bytes, Operation, ProduceOrder, RequestContext, RequestError, Resource, Response,
+    code, error_message, Operation, ProduceOrder, RequestContext, RequestError, Resource, Response,
 };
 use crate::metadata::TopicInfo;
 use crate::produce_stages::{self, Stage};
@@ -246,7 +246,7 @@ async fn append_partition(
             if version >= 8 {
                 response
                     .with_record_errors(record_errors(&err, &name, partition))
-                    .with_error_message(Some(str_bytes(&err.to_string())))
+                    .with_error_message(Some(error_message(&err.to_string())))
             } else {
                 response
             }
@@ -270,7 +270,7 @@ fn record_errors(err: &Refusal, topic: &str, partition: i32) -> Vec<BatchIndexAn
         .map(|&index| {
             BatchIndexAndErrorMessage::default()
                 .with_batch_index(index)
-                .with_batch_index_error_message(Some(str_bytes(&message)))
+                .with_batch_index_error_message(Some(error_message(&message)))
         })
         .collect()
 }

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
 };
 
-use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
+use super::{code, error_message, Operation, RequestContext, RequestError, Resource, Response};
 use crate::shard::ShardContext;
 
 pub async fn alter(
@@ -66,7 +66,7 @@ pub async fn alter(
                         Ok(()) => result,
                         Err((error, message)) => result
                             .with_error_code(code(error))
-                            .with_error_message(Some(str_bytes(message))),
+                            .with_error_message(Some(error_message(message))),
                     }
                 })
                 .collect();

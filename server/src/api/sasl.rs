@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
 };
 use tracing::warn;
 
-use super::{code, str_bytes, RequestContext, RequestError, Response};
+use super::{code, error_message, str_bytes, RequestContext, RequestError, Response};
 use crate::sasl::{AuthStep, HandshakeError, SaslConfig, Session};
 
 /// A SASL request's answer, and whether the connection stays open after it.
@@ -101,7 +101,7 @@ pub async fn authenticate(
         // is refused, and the connection keeps its principal.
         let response = SaslAuthenticateResponse::default()
             .with_error_code(code(ResponseError::IllegalSaslState))
-            .with_error_message(Some(str_bytes(
+            .with_error_message(Some(error_message(
                 "SaslAuthenticate request received after successful authentication",
             )));
         return Ok(SaslAnswer {
@@ -157,7 +157,7 @@ pub async fn authenticate(
 fn failure(request: RequestContext, message: &str) -> SaslAnswer {
     let response = SaslAuthenticateResponse::default()
         .with_error_code(code(ResponseError::SaslAuthenticationFailed))
-        .with_error_message(Some(str_bytes(message)));
+        .with_error_message(Some(error_message(message)));
     SaslAnswer {
         response: request.frame(&response),
         keep_open: false,

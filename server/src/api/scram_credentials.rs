@@ -21,7 +21,9 @@ use kafka_protocol::messages::{
 };
 use tracing::{error, info};
 
-use super::{code, str_bytes, Operation, RequestContext, RequestError, Resource, Response};
+use super::{
+    code, error_message, str_bytes, Operation, RequestContext, RequestError, Resource, Response,
+};
 use crate::sasl::scram::{ScramCredential, ScramHash, ITERATIONS_MAX, ITERATIONS_MIN};
 use crate::shard::ShardContext;
 
@@ -72,7 +74,9 @@ pub fn describe(
                     Some((_, infos)) => result.with_credential_infos(info(infos)),
                     None => result
                         .with_error_code(code(ResponseError::ResourceNotFound))
-                        .with_error_message(Some(str_bytes("no SCRAM credential for this user"))),
+                        .with_error_message(Some(error_message(
+                            "no SCRAM credential for this user",
+                        ))),
                 }
             })
             .collect(),
@@ -176,7 +180,7 @@ pub fn alter(
                 None => result,
                 Some((error, message)) => result
                     .with_error_code(code(error))
-                    .with_error_message(Some(str_bytes(&message))),
+                    .with_error_message(Some(error_message(&message))),
             }
         })
         .collect();

@@ -142,6 +142,10 @@ async fn send(
     }
     match response {
         Response::Nothing => Ok(()),
+        Response::Unencodable => Err(SendError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "a response could not be encoded",
+        ))),
         Response::Frame(frame) => {
             crate::metrics::record_bytes_out(frame.len() as u64);
             Ok(stream.write_all(frame).await?)
