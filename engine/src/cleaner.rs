@@ -98,10 +98,61 @@ pub fn decode_batch(bytes: &[u8]) -> Result<DecodedBatch, RecordsError> {
 }
 
 fn locate_records(area: &[u8], header: &BatchHeader) -> Result<Vec<RawRecord>, RecordsError> {
-    let malformed = |reason| RecordsError::Malformed { reason };
-    let count = usize::try_from(header.record_count).map_err(|_| malformed("negative count"))?;
+    let count = usize::try_from(header.record_count).unwrap_or(0);
     // Each record takes at least 7 bytes: never trust the count for an allocation beyond that.
     let mut records = Vec::with_capacity(count.min(area.len() / 7 + 1));
+    walk_records(area, header, Exactness::Lenient, |record| {
+        records.push(record)
+    })?;
+    Ok(records)
+}
+
+/// Checks that a producer's batch at the start of `bytes` (its header already validated) holds
+/// what its header says: exactly `record_count` well-formed records, filling its record area,
+/// with increasing offset deltas within its last offset delta, decompressed first if need be.
+/// Kafka's log validator refuses such batches too; stored unread, a batch that lies about its
+/// count took 2^31 offsets (a new segment each time), and one of garbage cut every consumer
+/// off at it. Returns the bytes of its decompressed record area (0 for an uncompressed batch,
+/// which is walked in place).
+pub fn check_records(bytes: &[u8], header: &BatchHeader) -> Result<usize, RecordsError> {
+    let area = bytes
+        .get(HEADER_BYTES..header.total_bytes())
+        .ok_or(RecordsError::Malformed {
+            reason: "batch shorter than its length",
+        })?;
+    match header.compression()? {
+        Compression::None => {
+            walk_records(area, header, Exactness::Exact, |_| ())?;
+            Ok(0)
+        }
+        codec => {
+            let (decompressed, _) = compression::decompress(codec, area)?;
+            walk_records(&decompressed, header, Exactness::Exact, |_| ())?;
+            Ok(decompressed.len())
+        }
+    }
+}
+
+/// How much of each record [`walk_records`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Exactness {
+    /// Up to its value: what the cleaner needs, from batches already in the log.
+    Lenient,
+    /// Its headers too, and its fields must fill its length exactly (Kafka's "Invalid record
+    /// size"): a producer's batch.
+    Exact,
+}
+
+/// Reads the records of a (decompressed) record area in order, handing each to `each`, and
+/// checks the invariants of this module's doc.
+fn walk_records(
+    area: &[u8],
+    header: &BatchHeader,
+    exactness: Exactness,
+    mut each: impl FnMut(RawRecord),
+) -> Result<(), RecordsError> {
+    let malformed = |reason| RecordsError::Malformed { reason };
+    let count = usize::try_from(header.record_count).map_err(|_| malformed("negative count"))?;
     let mut position = 0usize;
     let mut previous_delta = -1i64;
     for _ in 0..count {
@@ -128,8 +179,28 @@ fn locate_records(area: &[u8], header: &BatchHeader) -> Result<Vec<RawRecord>, R
         previous_delta = offset_delta;
         let (key, used) = optional_range(body, at).ok_or_else(|| malformed("key"))?;
         at += used;
-        let (value, _) = optional_range(body, at).ok_or_else(|| malformed("value"))?;
-        records.push(RawRecord {
+        let (value, used) = optional_range(body, at).ok_or_else(|| malformed("value"))?;
+        if exactness == Exactness::Exact {
+            at += used;
+            let (header_count, used) = read_varlong(body.get(at..).unwrap_or_default())
+                .filter(|(count, _)| *count >= 0)
+                .ok_or_else(|| malformed("header count"))?;
+            at += used;
+            for _ in 0..header_count {
+                let (key, used) = optional_range(body, at)
+                    .filter(|(key, _)| key.is_some())
+                    .ok_or_else(|| malformed("header key"))?;
+                debug_assert!(key.is_some());
+                at += used;
+                let (_, used) =
+                    optional_range(body, at).ok_or_else(|| malformed("header value"))?;
+                at += used;
+            }
+            if at != body.len() {
+                return Err(malformed("record fields do not fill its length"));
+            }
+        }
+        each(RawRecord {
             offset_delta: i32::try_from(offset_delta)
                 .expect("checked above: within [0, last_offset_delta]"),
             key: key.map(|range| body_start + range.start..body_start + range.end),
@@ -143,7 +214,7 @@ fn locate_records(area: &[u8], header: &BatchHeader) -> Result<Vec<RawRecord>, R
     if position != area.len() {
         return Err(malformed("bytes after the last record"));
     }
-    Ok(records)
+    Ok(())
 }
 
 /// A varint length then that many bytes (or none for -1), at `at` in `body`: the range of the
@@ -602,6 +673,55 @@ mod tests {
             batch[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&length.to_be_bytes());
             batch[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&count.to_be_bytes());
             let _ = decode_batch(&batch);
+            if let Ok(header) = batch::parse_header(&batch) {
+                let _ = check_records(&batch, &header);
+            }
         }
+    }
+
+    /// `batch` with its count fields set and its CRC made right again.
+    fn with_count(mut batch: Vec<u8>, record_count: i32) -> Vec<u8> {
+        batch[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4]
+            .copy_from_slice(&record_count.to_be_bytes());
+        let last = batch::LAST_OFFSET_DELTA_OFFSET;
+        batch[last..last + 4].copy_from_slice(&(record_count - 1).to_be_bytes());
+        let crc = crate::checksum::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+        batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        batch
+    }
+
+    #[test]
+    fn a_producer_batch_must_hold_the_records_its_header_counts() {
+        for (codec, framing) in CODECS {
+            let good = sample(codec, framing);
+            let header = validate(&good, 1 << 20, Strictness::Producer).unwrap();
+            let decompressed = check_records(&good, &header).unwrap();
+            assert_eq!(decompressed == 0, codec == Compression::None, "{codec:?}");
+            // The header passes on its own: counts agree with each other and the CRC is right.
+            for count in [2, 4, i32::MAX] {
+                let lying = with_count(good.clone(), count);
+                let header = validate(&lying, 1 << 20, Strictness::Producer).unwrap();
+                assert!(
+                    matches!(
+                        check_records(&lying, &header),
+                        Err(RecordsError::Malformed { .. })
+                    ),
+                    "{codec:?} claiming {count} records"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn compressed_garbage_with_a_right_crc_is_refused() {
+        let good = sample(Compression::Zstd, Framing::Standard);
+        let mut garbage = good[..HEADER_BYTES].to_vec();
+        garbage.extend((0..200u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+        let length = i32::try_from(garbage.len() - LOG_OVERHEAD_BYTES).unwrap();
+        garbage[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4]
+            .copy_from_slice(&length.to_be_bytes());
+        let garbage = with_count(garbage, 3);
+        let header = validate(&garbage, 1 << 20, Strictness::Producer).unwrap();
+        assert!(check_records(&garbage, &header).is_err());
     }
 }

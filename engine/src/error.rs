@@ -96,6 +96,11 @@ pub enum AppendError {
     /// the log must recompress (`compression.type`) whose records could not be decompressed.
     #[error("batch records unreadable: {reason}")]
     UnreadableRecords { reason: String },
+    /// A producer's batch whose records are not what its header says (their count, their
+    /// structure, compressed bytes that do not decompress), or a record set decompressing to
+    /// more than the log reads for one append. Kafka's INVALID_RECORD.
+    #[error("invalid records: {reason}")]
+    InvalidRecords { reason: String },
     /// A CreateTime timestamp outside the log's `message.timestamp.before.max.ms` /
     /// `after.max.ms` window. Kafka's INVALID_TIMESTAMP.
     #[error(

@@ -237,6 +237,76 @@ def test_answers_that_would_echo_a_long_string_still_arrive_in_order(start_broke
     assert_everything_delivered(well_behaved(broker.bootstrap, topic, MESSAGES, DEADLINE_S))
 
 
+def _produce_v3_frame(topic: str, batch: bytes) -> bytes:
+    from hostile_clients import frame
+    body = struct.pack(">hhii", -1, -1, 30000, 1) + struct.pack(">h", len(topic)) + topic.encode()
+    body += struct.pack(">iii", 1, 0, len(batch)) + batch
+    return frame(0, 3, body)
+
+
+def _batch_v2(attributes: int, record_count: int, area: bytes) -> bytes:
+    """A RecordBatch v2 with a right CRC around `area`, claiming `record_count` records."""
+    from kafka.record._crc32c import crc as crc32c
+    now = int(time.time() * 1000)
+    after_crc = struct.pack(">hiqqqhii", attributes, record_count - 1, now, now, -1, -1, -1, record_count) + area
+    head = struct.pack(">ibI", 0, 2, crc32c(after_crc))
+    return struct.pack(">qi", 0, len(head) + len(after_crc)) + head + after_crc
+
+
+def test_batches_whose_records_are_not_what_their_header_says_are_refused(start_broker):
+    """Appends used to check a batch's header and CRC only. A batch of one record claiming
+    2^31-1 of them took that many offsets (and a new segment each time); a zstd batch of
+    garbage was acknowledged and cut every consumer off at it. Both now get INVALID_RECORD
+    (87) and leave the partition as it was."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    broker = start_broker()
+    topic = topic_name("lies")
+    confluent_create_topic(broker.bootstrap, topic, 1)
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(3):
+        producer.produce(topic, b"before-%d" % i)
+    assert producer.flush(20) == 0
+    # One record (length 6: attributes, timestamp delta, offset delta, null key, empty value, no
+    # headers), in zigzag varints.
+    one_record = bytes([12, 0, 0, 0, 1, 0, 0])
+    refused = {
+        "count lie": _batch_v2(0, 0x7FFF_FFFF, one_record),
+        "garbage zstd": _batch_v2(4, 3, bytes((i * 97 + 13) % 251 for i in range(64))),
+        "count short": _batch_v2(0, 1, one_record + one_record),
+        "a byte past its fields": _batch_v2(0, 1, bytes([14, 0, 0, 0, 1, 0, 0, 0])),
+        "a header without a key": _batch_v2(0, 1, bytes([16, 0, 0, 0, 1, 0, 2, 1, 0])),
+    }
+    with connect(broker.port, "127.0.0.8") as s:
+        for name, batch in refused.items():
+            s.sendall(_produce_v3_frame(topic, batch))
+            answer = read_response(s)
+            # correlation id, topics[1], name, partitions[1], index, then the error code.
+            at = 4 + 4 + 2 + len(topic) + 4 + 4
+            error_code, base_offset = struct.unpack(">hq", answer[at:at + 10])
+            assert (error_code, base_offset) == (87, -1), (name, error_code, base_offset)
+        # The same record, counted right, is taken.
+        s.sendall(_produce_v3_frame(topic, _batch_v2(0, 1, one_record)))
+        answer = read_response(s)
+        assert struct.unpack(">hq", answer[at:at + 10]) == (0, 3)
+    for i in range(3):
+        producer.produce(topic, b"after-%d" % i)
+    assert producer.flush(20) == 0
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "lies", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    got, errors = [], []
+    deadline = time.monotonic() + 30
+    while len(got) < 7 and time.monotonic() < deadline:
+        for message in consumer.consume(10, timeout=0.5):
+            if message.error():
+                errors.append(message.error().name())
+            else:
+                got.append((message.offset(), message.value()))
+    consumer.close()
+    assert errors == []
+    assert got == [(0, b"before-0"), (1, b"before-1"), (2, b"before-2"), (3, b""),
+                   (4, b"after-0"), (5, b"after-1"), (6, b"after-2")]
+
+
 def test_fetch_with_no_byte_limit_is_capped_by_the_broker(start_broker):
     from confluent_kafka import Producer
     broker = start_broker("--fetch-max-bytes", "1048576")

@@ -46,6 +46,7 @@ impl PartitionLog {
             (state.config.ingest_rules(), state.config.compacts())
         };
         let headers = batch::validate_all(&records, rules.batch_bytes_max, Strictness::Producer)?;
+        check_records(&records, &headers)?;
         // Timestamp bounds, LogAppendTime stamping, recompression: a no-op under the defaults.
         let Ingested { records, headers } =
             ingest(records, headers, &rules, crate::clock::now_ms())?;
@@ -186,4 +187,69 @@ pub(super) fn check_sequences(
         }
     }
     Ok(None)
+}
+
+/// Decompressed bytes one record set may make an append read ([`check_records`]): four batches
+/// of the largest a batch may decompress to. The check runs on the shard thread, before the
+/// append is queued; this bounds what one partition of one request can make it do (a batch of
+/// zeros compresses some thousandfold, so a small request could otherwise hold the shard for
+/// seconds). Kafka's producers send at most 1 MiB per request by default.
+pub const RECORD_SET_DECOMPRESSED_BYTES_MAX: usize = 4 * crate::compression::DECOMPRESSED_BYTES_MAX;
+
+/// Every batch of a producer's record set holds what its header says (`cleaner::check_records`).
+fn check_records(records: &[u8], headers: &[batch::BatchHeader]) -> Result<(), AppendError> {
+    let mut position = 0usize;
+    let mut decompressed_bytes = 0usize;
+    for header in headers {
+        let bytes = &records[position..position + header.total_bytes()];
+        position += header.total_bytes();
+        decompressed_bytes += crate::cleaner::check_records(bytes, header).map_err(|err| {
+            AppendError::InvalidRecords {
+                reason: err.to_string(),
+            }
+        })?;
+        if decompressed_bytes > RECORD_SET_DECOMPRESSED_BYTES_MAX {
+            return Err(AppendError::InvalidRecords {
+                reason: format!(
+                    "the record set decompresses to more than {RECORD_SET_DECOMPRESSED_BYTES_MAX} bytes"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Compression;
+    use crate::batch::{encode_batch, ProducerSpec, RecordSpec};
+    use crate::compression::Framing;
+
+    #[test]
+    fn a_record_set_may_decompress_to_a_bounded_size() {
+        // One record of 60 MiB of zeros: a few KiB compressed.
+        let zeros = vec![0u8; 60 << 20];
+        let record = RecordSpec {
+            key: None,
+            value: Some(&zeros),
+            timestamp_delta: 0,
+        };
+        let plain = encode_batch(1_000, &[record], ProducerSpec::default());
+        let bomb =
+            crate::cleaner::compress_batch(&plain, Compression::Zstd, Framing::Standard).unwrap();
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        let fits = RECORD_SET_DECOMPRESSED_BYTES_MAX / (60 << 20);
+        let record_set = |batches: usize| bomb.repeat(batches);
+        let headers = |records: &[u8]| {
+            batch::validate_all(records, 1 << 20, batch::Strictness::Producer).unwrap()
+        };
+        let within = record_set(fits);
+        check_records(&within, &headers(&within)).unwrap();
+        let over = record_set(fits + 1);
+        assert!(matches!(
+            check_records(&over, &headers(&over)),
+            Err(AppendError::InvalidRecords { .. })
+        ));
+    }
 }

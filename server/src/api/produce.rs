@@ -334,7 +334,9 @@ pub fn error_for(err: &AppendError) -> ResponseError {
         AppendError::Batch(_) | AppendError::UnreadableRecords { .. } => {
             ResponseError::CorruptMessage
         }
-        AppendError::NullKeyInCompactedLog { .. } => ResponseError::InvalidRecord,
+        AppendError::NullKeyInCompactedLog { .. } | AppendError::InvalidRecords { .. } => {
+            ResponseError::InvalidRecord
+        }
         AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         AppendError::Io(_) | AppendError::LogFailed { .. } => ResponseError::KafkaStorageError,
         AppendError::Closed => ResponseError::NotLeaderOrFollower,
