@@ -1,6 +1,8 @@
 //! The record-area codecs of RecordBatch v2, as Kafka clients write them: gzip, snappy, lz4 and
-//! zstd. Only the cleaner uses them (it must read keys inside compressed batches and write a
-//! shortened batch back with the same codec); appends and fetches never decompress.
+//! zstd. The cleaner uses them (it must read keys inside compressed batches and write a
+//! shortened batch back with the same codec), and appends decompress a producer's batch once to
+//! check its records (`cleaner::check_records`), as Kafka's log validator does; fetches never
+//! decompress.
 //!
 //! # Byte maps of the framings that are not the codec's own
 //! ```text
