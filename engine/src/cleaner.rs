@@ -125,13 +125,29 @@ pub fn check_records(bytes: &[u8], header: &BatchHeader) -> Result<usize, Record
             walk_records(area, header, Exactness::Exact, |_| ())?;
             Ok(0)
         }
-        codec => {
-            let (decompressed, _) = compression::decompress(codec, area)?;
-            walk_records(&decompressed, header, Exactness::Exact, |_| ())?;
-            Ok(decompressed.len())
-        }
+        codec => DECOMPRESSED.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let checked = compression::decompress_into(codec, area, &mut scratch)
+                .map_err(RecordsError::from)
+                .and_then(|_| walk_records(&scratch, header, Exactness::Exact, |_| ()))
+                .map(|()| scratch.len());
+            if scratch.capacity() > SCRATCH_KEPT_BYTES_MAX {
+                *scratch = Vec::new();
+            }
+            checked
+        }),
     }
 }
+
+thread_local! {
+    /// A shard thread's buffer for [`check_records`]' decompressed record areas, reused so that
+    /// each batch does not land in fresh pages (results/append-record-check/).
+    static DECOMPRESSED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The most [`DECOMPRESSED`] keeps between batches: producers' batches are at most 1 MiB
+/// compressed by default, a few times that decompressed; a rare larger one is freed after.
+const SCRATCH_KEPT_BYTES_MAX: usize = 16 << 20;
 
 /// How much of each record [`walk_records`] reads.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -53,23 +53,39 @@ pub fn decompress(
     codec: Compression,
     bytes: &[u8],
 ) -> Result<(Vec<u8>, Framing), CompressionError> {
+    let mut out = Vec::new();
+    let framing = decompress_into(codec, bytes, &mut out)?;
+    Ok((out, framing))
+}
+
+/// [`decompress`] into `out` (cleared first), whose memory is reused: on a VM that hands freed
+/// memory back to its host, fresh pages for every batch cost more than the decompression.
+pub fn decompress_into(
+    codec: Compression,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Framing, CompressionError> {
     let failed = |reason: String| CompressionError::Decompress { codec, reason };
+    out.clear();
     match codec {
-        Compression::None => Ok((bytes.to_vec(), Framing::Standard)),
-        Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(bytes))
-            .map(|out| (out, Framing::Standard))
+        Compression::None => {
+            out.extend_from_slice(bytes);
+            Ok(Framing::Standard)
+        }
+        Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(bytes), out)
+            .map(|()| Framing::Standard)
             .map_err(failed),
-        Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(bytes))
-            .map(|out| (out, Framing::Standard))
+        Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(bytes), out)
+            .map(|()| Framing::Standard)
             .map_err(failed),
         Compression::Zstd => zstd::stream::read::Decoder::new(bytes)
             .map_err(|err| failed(err.to_string()))
-            .and_then(|decoder| read_bounded(decoder).map_err(failed))
-            .map(|out| (out, Framing::Standard)),
+            .and_then(|decoder| read_bounded(decoder, out).map_err(failed))
+            .map(|()| Framing::Standard),
         Compression::Snappy if bytes.starts_with(&XERIAL_MAGIC) => {
-            snappy_xerial_decompress(bytes).map(|out| (out, Framing::SnappyXerial))
+            snappy_xerial_decompress(bytes, out).map(|()| Framing::SnappyXerial)
         }
-        Compression::Snappy => snappy_raw_decompress(bytes).map(|out| (out, Framing::SnappyRaw)),
+        Compression::Snappy => snappy_raw_decompress(bytes, out).map(|()| Framing::SnappyRaw),
     }
 }
 
@@ -110,34 +126,40 @@ pub fn compress(
     }
 }
 
-/// Reads a decoder to its end, refusing output beyond [`DECOMPRESSED_BYTES_MAX`].
-fn read_bounded(reader: impl Read) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
+/// Reads a decoder to its end onto `out`, refusing output beyond [`DECOMPRESSED_BYTES_MAX`].
+fn read_bounded(reader: impl Read, out: &mut Vec<u8>) -> Result<(), String> {
     reader
         .take(DECOMPRESSED_BYTES_MAX as u64 + 1)
-        .read_to_end(&mut out)
+        .read_to_end(out)
         .map_err(|err| err.to_string())?;
     if out.len() > DECOMPRESSED_BYTES_MAX {
         return Err(format!("expands beyond {DECOMPRESSED_BYTES_MAX} bytes"));
     }
-    Ok(out)
+    Ok(())
 }
 
-fn snappy_raw_decompress(bytes: &[u8]) -> Result<Vec<u8>, CompressionError> {
+/// One raw snappy block, appended to `out`.
+fn snappy_raw_decompress(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), CompressionError> {
     let failed = |reason: String| CompressionError::Decompress {
         codec: Compression::Snappy,
         reason,
     };
     let len = snap::raw::decompress_len(bytes).map_err(|err| failed(err.to_string()))?;
-    if len > DECOMPRESSED_BYTES_MAX {
-        return Err(failed(format!("expands to {len} bytes")));
+    if out.len() + len > DECOMPRESSED_BYTES_MAX {
+        return Err(failed(format!(
+            "expands beyond {DECOMPRESSED_BYTES_MAX} bytes"
+        )));
     }
-    snap::raw::Decoder::new()
-        .decompress_vec(bytes)
-        .map_err(|err| failed(err.to_string()))
+    let start = out.len();
+    out.resize(start + len, 0);
+    let written = snap::raw::Decoder::new()
+        .decompress(bytes, &mut out[start..])
+        .map_err(|err| failed(err.to_string()))?;
+    out.truncate(start + written);
+    Ok(())
 }
 
-fn snappy_xerial_decompress(bytes: &[u8]) -> Result<Vec<u8>, CompressionError> {
+fn snappy_xerial_decompress(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), CompressionError> {
     let failed = |reason: &str| CompressionError::Decompress {
         codec: Compression::Snappy,
         reason: reason.to_string(),
@@ -146,7 +168,6 @@ fn snappy_xerial_decompress(bytes: &[u8]) -> Result<Vec<u8>, CompressionError> {
     if bytes.len() < position {
         return Err(failed("xerial header truncated"));
     }
-    let mut out = Vec::new();
     while position < bytes.len() {
         let length_bytes = bytes
             .get(position..position + 4)
@@ -159,14 +180,10 @@ fn snappy_xerial_decompress(bytes: &[u8]) -> Result<Vec<u8>, CompressionError> {
         let block = bytes
             .get(position..position.saturating_add(length))
             .ok_or_else(|| failed("xerial block truncated"))?;
-        let decoded = snappy_raw_decompress(block)?;
-        if out.len() + decoded.len() > DECOMPRESSED_BYTES_MAX {
-            return Err(failed("expands beyond the limit"));
-        }
-        out.extend_from_slice(&decoded);
+        snappy_raw_decompress(block, out)?;
         position += length;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn snappy_xerial_compress(bytes: &[u8]) -> Result<Vec<u8>, String> {
