@@ -122,6 +122,23 @@ pub async fn create_topic(
             format!("invalid topic name {name:?}"),
         ));
     }
+    // '.' and '_' collide in metric names, so Kafka refuses a name that differs from an
+    // existing one only there.
+    let collision_key = |name: &str| name.replace('.', "_");
+    if let Some(existing) = context
+        .metadata
+        .topics()
+        .into_iter()
+        .find(|topic| topic.name != name && collision_key(&topic.name) == collision_key(&name))
+    {
+        return Err(AdminError::new(
+            ResponseError::InvalidTopicException,
+            format!(
+                "Topic '{name}' collides with existing topic: {}",
+                existing.name
+            ),
+        ));
+    }
     let partitions = if partitions == -1 {
         context.settings.default_partitions
     } else {

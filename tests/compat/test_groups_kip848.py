@@ -67,7 +67,7 @@ def test_partitions_spread_over_members_and_rebalance_when_one_joins(bootstrap, 
     topic = topic_name(f"kip848-{assignor}")
     create_topic(bootstrap, topic, 6)
     group = topic_name("g848")
-    consumers = [kip848_consumer(bootstrap, group, assignor) for _ in range(3)]
+    consumers = [kip848_consumer(bootstrap, group, assignor, **{"client.id": f"member-{i}"}) for i in range(3)]
     admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
         for consumer in consumers:
@@ -83,6 +83,9 @@ def test_partitions_spread_over_members_and_rebalance_when_one_joins(bootstrap, 
         assert described.type == ConsumerGroupType.CONSUMER
         assert described.partition_assignor == assignor
         assert len(described.members) == 4
+        # Each member's client id and host, as Kafka shows them (they were blank for heartbeats).
+        assert sorted(m.client_id for m in described.members)[:3] == ["member-0", "member-1", "member-2"]
+        assert {m.host for m in described.members} == {"/127.0.0.1"}
         assigned = sorted(tp.partition for m in described.members for tp in m.assignment.topic_partitions)
         assert assigned == list(range(6))
         listed = admin.list_consumer_groups().result(timeout=15)

@@ -25,6 +25,34 @@ pub async fn handle(
             results.push(result.with_error_code(code(ResponseError::TopicAuthorizationFailed)));
             continue;
         }
+        // Manual assignments of an existing topic (a missing one is answered below, as Kafka
+        // answers it first).
+        let existing = context.metadata.topic(&topic.name);
+        if let (Some(assignments), Some(existing)) = (&topic.assignments, existing) {
+            let adding = i64::from(topic.count) - i64::from(existing.partitions);
+            let checked = if adding > 0 && assignments.len() as i64 != adding {
+                Err((
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "Attempted to add {adding} additional partition(s), but only {} assignment(s) were specified.",
+                        assignments.len()
+                    ),
+                ))
+            } else {
+                assignments.iter().try_for_each(|assignment| {
+                    let replicas: Vec<i32> = assignment.broker_ids.iter().map(|id| id.0).collect();
+                    super::create_topics::check_replicas(&replicas, context.settings.node_id)
+                })
+            };
+            if let Err((error, message)) = checked {
+                results.push(
+                    result
+                        .with_error_code(code(error))
+                        .with_error_message(Some(error_message(&message))),
+                );
+                continue;
+            }
+        }
         if let Err(err) = topics::add_partitions(
             context,
             topic.name.to_string(),

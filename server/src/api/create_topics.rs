@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -59,21 +60,19 @@ pub async fn handle(
             ));
             continue;
         }
-        if topic.replication_factor > 1 {
-            results.push(
-                result
-                    .with_error_code(code(ResponseError::InvalidReplicationFactor))
-                    .with_error_message(Some(error_message(
-                        "this broker is a single node: replication factor must be 1 or -1",
-                    ))),
-            );
+        let partitions = match checked_layout(&topic, context.settings.node_id) {
+            Ok(partitions) => partitions,
+            Err((error, message)) => {
+                results.push(with_error(result, error, &message, request.version));
+                continue;
+            }
+        };
+        if let Some(null) = topic.configs.iter().find(|config| config.value.is_none()) {
+            let message = format!("Null value not supported for topic configs: {}", null.name);
+            let error = ResponseError::InvalidConfig;
+            results.push(with_error(result, error, &message, request.version));
             continue;
         }
-        let partitions = if topic.assignments.is_empty() {
-            topic.num_partitions
-        } else {
-            topic.assignments.len() as i32
-        };
         let configs: BTreeMap<String, String> = topic
             .configs
             .iter()
@@ -143,6 +142,78 @@ pub async fn handle(
         results.push(result);
     }
     Ok(request.frame(&CreateTopicsResponse::default().with_topics(results)))
+}
+
+/// The partition count a topic's layout asks for, checked as Kafka's controller checks it
+/// (ReplicationControlManager): either a count and a replication factor, or manual assignments,
+/// each a replica list of registered brokers; here the one broker is this node.
+fn checked_layout(topic: &CreatableTopic, node_id: i32) -> Result<i32, (ResponseError, String)> {
+    if topic.assignments.is_empty() {
+        return match topic.replication_factor {
+            -1 | 1 => Ok(topic.num_partitions),
+            factor if factor <= 0 => Err((
+                ResponseError::InvalidReplicationFactor,
+                "Replication factor must be larger than 0, or -1 to use the default value."
+                    .to_string(),
+            )),
+            factor => Err((
+                ResponseError::InvalidReplicationFactor,
+                format!("Unable to replicate the partition {factor} time(s): this broker is a single node, so the replication factor must be 1 or -1."),
+            )),
+        };
+    }
+    if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        return Err((
+            ResponseError::InvalidRequest,
+            "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".to_string(),
+        ));
+    }
+    let mut indexes: Vec<i32> = topic
+        .assignments
+        .iter()
+        .map(|assignment| assignment.partition_index)
+        .collect();
+    indexes.sort_unstable();
+    if indexes
+        .iter()
+        .enumerate()
+        .any(|(at, index)| *index != at as i32)
+    {
+        return Err((
+            ResponseError::InvalidReplicaAssignment,
+            "partitions should be a consecutive 0-based integer sequence".to_string(),
+        ));
+    }
+    for assignment in &topic.assignments {
+        let replicas: Vec<i32> = assignment.broker_ids.iter().map(|id| id.0).collect();
+        check_replicas(&replicas, node_id)?;
+    }
+    Ok(indexes.len() as i32)
+}
+
+/// One partition's manual replica list, as Kafka's controller checks it: not empty, no broker
+/// twice, every broker registered.
+pub(crate) fn check_replicas(
+    replicas: &[i32],
+    node_id: i32,
+) -> Result<(), (ResponseError, String)> {
+    let invalid = |message: String| Err((ResponseError::InvalidReplicaAssignment, message));
+    if replicas.is_empty() {
+        return invalid("The manual partition assignment includes an empty replica list.".into());
+    }
+    for (at, replica) in replicas.iter().enumerate() {
+        if replicas[..at].contains(replica) {
+            return invalid(format!(
+                "The manual partition assignment includes the broker {replica} more than once."
+            ));
+        }
+        if *replica != node_id {
+            return invalid(format!(
+                "The manual partition assignment includes broker {replica}, but no such broker is registered."
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A failed topic's result; fields a version lacks must stay at their defaults.

@@ -64,14 +64,18 @@ pub async fn handle(
                     .await
                     .map_err(|err| (err.error, err.message))
                 }
-                Ok(changes) => topics::alter_configs(
-                    context,
-                    resource.resource_name.to_string(),
-                    changes,
-                    alter.validate_only,
-                )
-                .await
-                .map_err(|err| (err.error, err.message)),
+                Ok(changes) => match broker_configs::check_duplicates(&changes) {
+                    // A key named twice in one change is refused, as for brokers and groups.
+                    Err(err) => Err((err.error, err.message)),
+                    Ok(()) => topics::alter_configs(
+                        context,
+                        resource.resource_name.to_string(),
+                        changes,
+                        alter.validate_only,
+                    )
+                    .await
+                    .map_err(|err| (err.error, err.message)),
+                },
                 Err(message) => Err((ResponseError::InvalidRequest, message)),
             },
         };

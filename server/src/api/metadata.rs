@@ -76,9 +76,17 @@ pub async fn handle(
                 created.extend(topics::auto_create(context, missing).await);
             }
             let mut described = Vec::with_capacity(wanted.len());
-            for (index, item) in wanted.into_iter().enumerate() {
+            for (index, mut item) in wanted.into_iter().enumerate() {
                 if index % crate::shard::ITEMS_PER_YIELD == crate::shard::ITEMS_PER_YIELD - 1 {
                     crate::shard::yield_now().await;
+                }
+                // The Java client asks by id with an empty name, not a null one: the id is
+                // what it means (Kafka looks a topic up by its id whenever one is given).
+                if request.version >= 12
+                    && !item.topic_id.is_nil()
+                    && item.name.as_ref().is_some_and(|name| name.is_empty())
+                {
+                    item.name = None;
                 }
                 let found = match (&item.name, item.topic_id.is_nil()) {
                     (Some(name), _) => context.metadata.topic(name),

@@ -294,9 +294,15 @@ async fn read_requests(
             client_id.as_deref(),
             request_bytes,
         );
-        // Only group membership keeps the client id (DescribeGroups shows it).
+        // Only group membership keeps the client id and host (DescribeGroups and
+        // ConsumerGroupDescribe show them): classic members join, KIP-848 members heartbeat.
         let client = client_id
-            .filter(|_| request.api == ApiKey::JoinGroup)
+            .filter(|_| {
+                matches!(
+                    request.api,
+                    ApiKey::JoinGroup | ApiKey::ConsumerGroupHeartbeat
+                )
+            })
             .map(|client_id| api::ClientInfo {
                 client_id: client_id.to_string(),
                 host: format!("/{}", peer.ip()),
