@@ -415,3 +415,36 @@ def test_after_a_kill_nothing_is_missed_and_duplicates_are_only_uncommitted(boot
     group = topic_name("crash")
     check_killed_member_takeover(bootstrap, topic, classic_conf(bootstrap, group, assignor),
                                  group_consumer(bootstrap, group, assignor))
+
+
+def test_an_empty_group_without_offsets_is_removed_at_the_next_retention_pass(start_broker):
+    """Kafka's cleanup removes an empty group that has no committed offsets at its next pass
+    (offsets.retention.check.interval.ms); Ringtail kept it for the whole offsets retention
+    (7 days), so every console consumer's group stayed listed."""
+    from confluent_kafka.admin import AdminClient
+    broker = start_broker("--offsets-retention-check-interval-ms", "1000")
+    topic = topic_name("empty-groups")
+    create_topic(broker.bootstrap, topic, 1)
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    producer.produce(topic, b"x")
+    assert producer.flush(20) == 0
+    groups = {"nocommit": False, "committed": True}
+    for group, commit in groups.items():
+        consumer = group_consumer(broker.bootstrap, topic_name(group), "range")
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + REBALANCE_TIMEOUT_S
+        message = None
+        while message is None and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+        assert message is not None and message.error() is None
+        if commit:
+            consumer.commit(message=message, asynchronous=False)
+        consumer.close()
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    listed = lambda: {g.group_id for g in admin.list_consumer_groups().result(timeout=15).valid}  # noqa: E731
+    deadline = time.monotonic() + 30
+    while any(g.startswith("nocommit") for g in listed()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    names = listed()
+    assert not any(g.startswith("nocommit") for g in names), names
+    assert any(g.startswith("committed") for g in names), "a group with offsets stays (for the retention)"

@@ -3,6 +3,9 @@
 //! deleted with its offsets (tombstones, as DeleteGroups writes them). Without it every group id
 //! a client ever committed under stays in memory and in `__consumer_offsets` for ever.
 //!
+//! A group without members and without offsets is deleted at the first pass that sees it so
+//! (Kafka's cleanup does the same, every `offsets.retention.check.interval.ms`).
+//!
 //! "Without members since" is when a pass first saw the group so (kept in memory only): after a
 //! restart the clock starts again at the first pass, so a group is never expired earlier than
 //! Kafka would, at most one retention later. A whole group expires at once, by its newest
@@ -65,6 +68,15 @@ impl Coordinator {
                 continue;
             }
             let since_ms = *since.entry(group_id.clone()).or_insert(now_ms);
+            // Empty and without offsets: nothing to keep, so it goes at this pass, as Kafka's
+            // cleanup removes an empty group that has no offsets.
+            if offsets
+                .get(group_id)
+                .is_none_or(|group_offsets| group_offsets.is_empty())
+            {
+                due.push(group_id.clone());
+                continue;
+            }
             let newest_commit_ms = (offsets.get(group_id).into_iter())
                 .flat_map(|group_offsets| group_offsets.values())
                 .map(|committed| committed.commit_ms)

@@ -80,3 +80,34 @@ async fn groups_without_members_expire_a_retention_after_their_last_commit_and_s
     assert_eq!(offset_of(&second, "recent"), Some(4));
     assert_eq!(offset_of(&second, "busy"), Some(3));
 }
+
+#[compio::test]
+async fn an_empty_group_without_offsets_goes_at_the_next_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let metadata = metadata_with_topic(dir.path()).await;
+    let (_log, first) = coordinator(dir.path(), &metadata).await;
+    let now = ringtail_engine::log::now_ms();
+    // "left" had a member that left without committing; "member" still has one.
+    for group in ["left", "member"] {
+        first
+            .consumer_heartbeat(group.into(), consumer_join("a"))
+            .await
+            .unwrap();
+    }
+    let leave = super::consumer::HeartbeatRequest {
+        member_epoch: -1,
+        ..consumer_join("a")
+    };
+    first
+        .consumer_heartbeat("left".into(), leave)
+        .await
+        .unwrap();
+    let listed = |coordinator: &super::Coordinator| {
+        let mut ids: Vec<String> = coordinator.list().into_iter().map(|g| g.group_id).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(listed(&first), ["left", "member"]);
+    assert_eq!(first.expire_groups(now, RETENTION_MS).await, 1);
+    assert_eq!(listed(&first), ["member"]);
+}
