@@ -163,10 +163,11 @@ impl Drop for ConnectionPermit {
 
 /// The broker-wide budget of request bytes in memory, from a frame's read until its handler ends.
 ///
-/// A frame is charged as its bytes arrive, a piece at a time (`FRAME_PIECE_BYTES` in
-/// connection/mod.rs), not for its announced size up front: a client that announces a large frame
-/// and sends nothing must not hold budget it has not filled, or a few such connections would stop
-/// every other client's reads (they did: six size prefixes took the default 512 MiB). Charging as
+/// A frame is charged as its bytes arrive, a piece at a time (`FRAME_FIRST_PIECE_BYTES` and
+/// `FRAME_PIECE_BYTES_MAX` in connection/mod.rs), not for its announced size up front: a client
+/// that announces a large frame and sends nothing must not hold budget it has not filled, or a
+/// few such connections would stop every other client's reads (they did: six size prefixes took
+/// the default 512 MiB). A size prefix alone now holds the first piece, 64 KiB. Charging as
 /// bytes arrive can leave every byte of the budget held by frames still being read, each waiting
 /// for more; one such frame at a time may then go over the budget (the overdraft), so reads always
 /// progress. Memory held stays below `max_bytes` plus one largest frame.
@@ -177,6 +178,8 @@ pub struct RequestBytesBudget {
     in_use_bytes: AtomicU64,
     /// Whether a frame is being read over the budget now.
     overdraft_taken: AtomicBool,
+    /// Frames read over the budget so far (`ringtail_request_bytes_overdrafts_total`).
+    overdrafts_total: AtomicU64,
 }
 
 impl RequestBytesBudget {
@@ -186,11 +189,17 @@ impl RequestBytesBudget {
             connection_share_bytes,
             in_use_bytes: AtomicU64::new(0),
             overdraft_taken: AtomicBool::new(false),
+            overdrafts_total: AtomicU64::new(0),
         }
     }
 
     pub fn in_use_bytes(&self) -> u64 {
         self.in_use_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Frames read over the budget so far.
+    pub fn overdrafts_total(&self) -> u64 {
+        self.overdrafts_total.load(Ordering::Relaxed)
     }
 
     /// Takes `bytes` if both the broker-wide budget and the connection's share (`held_bytes` is
@@ -249,6 +258,7 @@ impl RequestBytesBudget {
                     .is_ok()
             {
                 permit.overdraft = true;
+                self.overdrafts_total.fetch_add(1, Ordering::Relaxed);
                 self.in_use_bytes.fetch_add(bytes, Ordering::AcqRel);
                 break;
             }

@@ -286,6 +286,12 @@ async fn render(context: &Rc<ShardContext>) -> String {
             limits.request_bytes.in_use_bytes(),
         ),
         (
+            "request_bytes_overdrafts_total",
+            "Frames read over --queued-max-request-bytes because frames being read held all of it.",
+            "counter",
+            limits.request_bytes.overdrafts_total(),
+        ),
+        (
             "partition_moves_failed_total",
             "Partition moves between data dirs that failed (AlterReplicaLogDirs).",
             "counter",

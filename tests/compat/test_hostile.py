@@ -139,10 +139,11 @@ def test_connections_beyond_the_limits_are_closed_and_idle_ones_time_out(start_b
             s.close()
 
 
-def test_size_prefixes_without_bodies_hold_no_request_budget(start_broker):
-    """Frames are charged to --queued-max-request-bytes as their bytes arrive. Six connections
-    that announced 512 MiB between them and sent nothing used to take the whole default budget,
-    so no other connection on any shard was read until the frame timeout (here 5 minutes)."""
+def test_size_prefixes_without_bodies_hold_only_a_first_piece(start_broker):
+    """Frames are charged to --queued-max-request-bytes as their bytes arrive: a size prefix
+    alone holds a first piece of 64 KiB. Six connections that announced 512 MiB between them and
+    sent nothing used to take the whole default budget, so no other connection on any shard was
+    read until the frame timeout (here 5 minutes)."""
     metrics_port = free_port()
     broker = start_broker("--frame-read-timeout-ms", "300000", "--metrics-listen", f"127.0.0.1:{metrics_port}")
     sizes = [100 * 1024 * 1024] * 5 + [512 * 1024 * 1024 - 500 * 1024 * 1024]
@@ -156,10 +157,10 @@ def test_size_prefixes_without_bodies_hold_no_request_budget(start_broker):
         topic = topic_name("prefixes")
         confluent_create_topic(broker.bootstrap, topic, 1)
         assert_everything_delivered(well_behaved(broker.bootstrap, topic, MESSAGES, DEADLINE_S))
-        # Each announced frame holds one piece of budget (1 MiB), not its size; other requests
-        # in flight now (a few hundred bytes) may add to it.
+        # Each announced frame holds its first piece (64 KiB), not its size; other requests in
+        # flight now (a few hundred bytes) may add to it.
         held = metrics(metrics_port)["ringtail_request_bytes_in_flight"]
-        assert len(sizes) * 1024 * 1024 <= held < (len(sizes) + 1) * 1024 * 1024, held
+        assert len(sizes) * 64 * 1024 <= held < (len(sizes) + 1) * 64 * 1024, held
         assert all(not closed_by_peer(s) for s in announced), "a slow frame is not closed before its timeout"
     finally:
         for s in announced:
@@ -170,7 +171,9 @@ def test_large_frames_read_at_once_past_the_budget_all_complete(start_broker):
     """Two 3.9 MiB frames, each two-thirds sent, fill a 6 MiB budget between them, and each then
     needs more to finish: one goes over the budget (the overdraft), is answered, and lets the
     other finish. Charging as bytes arrive without the overdraft left both waiting for good."""
-    broker = start_broker("--queued-max-request-bytes", str(6 * 1024 * 1024), "--frame-bytes-max", str(4 * 1024 * 1024))
+    metrics_port = free_port()
+    broker = start_broker("--queued-max-request-bytes", str(6 * 1024 * 1024), "--frame-bytes-max", str(4 * 1024 * 1024),
+                          "--metrics-listen", f"127.0.0.1:{metrics_port}")
     request = metadata_v4([f"{i:0200d}" for i in range(20_000)], auto_create=False)
     assert 3 * 1024 * 1024 < len(request) < 4 * 1024 * 1024
     first, rest = request[: 5 * 1024 * 1024 // 2], request[5 * 1024 * 1024 // 2:]
@@ -195,6 +198,7 @@ def test_large_frames_read_at_once_past_the_budget_all_complete(start_broker):
             reader.join(60)
         # Each answer names all 20,000 topics (unknown, not created).
         assert all(len(answer) > 20_000 * 200 for answer in answers), [len(a) for a in answers]
+        assert metrics(metrics_port)["ringtail_request_bytes_overdrafts_total"] >= 1, "one went over the budget"
     finally:
         for s in sockets:
             s.close()

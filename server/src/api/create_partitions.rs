@@ -30,7 +30,11 @@ pub async fn handle(
         let existing = context.metadata.topic(&topic.name);
         if let (Some(assignments), Some(existing)) = (&topic.assignments, existing) {
             let adding = i64::from(topic.count) - i64::from(existing.partitions);
-            let checked = if adding > 0 && assignments.len() as i64 != adding {
+            // A count that does not grow is refused below first (INVALID_PARTITIONS), as Kafka
+            // refuses it before looking at assignments.
+            let checked = if adding <= 0 {
+                Ok(())
+            } else if assignments.len() as i64 != adding {
                 Err((
                     ResponseError::InvalidReplicaAssignment,
                     format!(

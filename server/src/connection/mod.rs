@@ -504,9 +504,12 @@ async fn read_frame_size(
     Ok(i32::from_be_bytes(size))
 }
 
-/// A frame is read and charged to the request-bytes budget this much at a time, so a client
-/// holds budget only for bytes it has sent (limits.rs, `RequestBytesBudget`).
-const FRAME_PIECE_BYTES: usize = 1024 * 1024;
+/// A frame's first piece, charged to the request-bytes budget before any of its body has
+/// arrived: all that a size prefix alone holds (limits.rs, `RequestBytesBudget`).
+const FRAME_FIRST_PIECE_BYTES: usize = 64 * 1024;
+/// Later pieces are as large as what has arrived so far, up to this: a frame holds at most
+/// twice what its client has sent, plus the first piece, in a few reads.
+const FRAME_PIECE_BYTES_MAX: usize = 1024 * 1024;
 
 /// Reads a frame's `size` bytes, a piece at a time, each charged to the request-bytes budget
 /// before it is read: a spent budget stops reading this connection until bytes drain. The
@@ -522,7 +525,7 @@ async fn read_frame_body(
 ) -> Result<(Bytes, RequestBytesPermit, Duration), ReadEnd> {
     let budget = &context.limits.request_bytes;
     let pool = context.frame_pool();
-    let first = size.min(FRAME_PIECE_BYTES);
+    let first = size.min(FRAME_FIRST_PIECE_BYTES);
     let mut permit = budget.take(first as u64, held_bytes).await;
     let mut buffer = pool.take(size);
     let mut reading = Duration::ZERO;
@@ -541,7 +544,11 @@ async fn read_frame_body(
         if buffer.len() == size {
             return Ok((pool.frame(buffer), permit, reading));
         }
-        piece = (size - buffer.len()).min(FRAME_PIECE_BYTES);
+        piece = (size - buffer.len()).min(
+            buffer
+                .len()
+                .clamp(FRAME_FIRST_PIECE_BYTES, FRAME_PIECE_BYTES_MAX),
+        );
         budget.take_more(&mut permit, piece as u64).await;
     }
 }
