@@ -34,6 +34,9 @@ pub const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 
 const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
 const XERIAL_HEADER_BYTES: usize = 16;
+/// The most a raw snappy block can expand (its densest element copies 64 bytes for 3), with room.
+const SNAPPY_EXPANSION_MAX: usize = 24;
+
 /// snappy-java's default block size, which the Java client uses.
 const XERIAL_BLOCK_BYTES: usize = 32 << 10;
 
@@ -145,6 +148,14 @@ fn snappy_raw_decompress(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), Compress
         reason,
     };
     let len = snap::raw::decompress_len(bytes).map_err(|err| failed(err.to_string()))?;
+    // A snappy block expands at most ~21x (a 3-byte copy of 64 bytes): a larger claim is a lie
+    // that would otherwise cost an allocation and a zero fill of its size before decoding.
+    if len > SNAPPY_EXPANSION_MAX * bytes.len() + 64 {
+        return Err(failed(format!(
+            "claims {len} bytes from a block of {}",
+            bytes.len()
+        )));
+    }
     if out.len() + len > DECOMPRESSED_BYTES_MAX {
         return Err(failed(format!(
             "expands beyond {DECOMPRESSED_BYTES_MAX} bytes"

@@ -122,22 +122,10 @@ pub async fn create_topic(
             format!("invalid topic name {name:?}"),
         ));
     }
-    // '.' and '_' collide in metric names, so Kafka refuses a name that differs from an
-    // existing one only there.
-    let collision_key = |name: &str| name.replace('.', "_");
-    if let Some(existing) = context
-        .metadata
-        .topics()
-        .into_iter()
-        .find(|topic| topic.name != name && collision_key(&topic.name) == collision_key(&name))
-    {
-        return Err(AdminError::new(
-            ResponseError::InvalidTopicException,
-            format!(
-                "Topic '{name}' collides with existing topic: {}",
-                existing.name
-            ),
-        ));
+    // Checked again under the admin lock below; here for validate_only, which takes no lock.
+    let existing = context.metadata.topics();
+    if let Some(existing) = colliding(existing.iter().map(|topic| topic.name.as_str()), &name) {
+        return Err(collision(&name, existing));
     }
     let partitions = if partitions == -1 {
         context.settings.default_partitions
@@ -182,6 +170,10 @@ pub async fn create_topic(
                     ResponseError::TopicAlreadyExists,
                     "topic exists",
                 ));
+            }
+            let names = registry.topics().map(|topic| topic.name.as_str());
+            if let Some(existing) = colliding(names, &meta.name) {
+                return Err(collision(&meta.name, existing));
             }
             allow_growth(&limits, registry, 1, meta.partitions)?;
             if registry.insert(meta) {
@@ -302,6 +294,26 @@ fn allow_growth(
     Ok(())
 }
 
+/// The existing topic `name` would collide with: '.' and '_' are the same in metric names, so
+/// Kafka refuses a name that differs from an existing one only there.
+fn colliding<'a>(existing: impl Iterator<Item = &'a str>, name: &str) -> Option<&'a str> {
+    if !name.contains(['.', '_']) {
+        return None;
+    }
+    let key = |name: &str| name.replace('.', "_");
+    let wanted = key(name);
+    existing
+        .filter(|other| *other != name && other.contains(['.', '_']))
+        .find(|other| key(other) == wanted)
+}
+
+fn collision(name: &str, existing: &str) -> AdminError {
+    AdminError::new(
+        ResponseError::InvalidTopicException,
+        format!("Topic '{name}' collides with existing topic: {existing}"),
+    )
+}
+
 /// Auto-creates those of `names` that do not exist, with the default partition count, in one
 /// registry change (one save, not one per topic) and as far as the bounds and the quota allow;
 /// the rest are simply not created, as Kafka does. Callers bound how many names they pass.
@@ -324,6 +336,12 @@ pub async fn auto_create(context: &Rc<ShardContext>, mut names: Vec<String>) -> 
             let mut created = Vec::new();
             for name in names {
                 if registry.get(&name).is_some() {
+                    continue;
+                }
+                let existing = registry.topics().map(|topic| topic.name.as_str());
+                if colliding(existing, &name).is_some() {
+                    // Not created, as Kafka's controller refuses it; the client is answered
+                    // UNKNOWN_TOPIC_OR_PARTITION, as for any name not created.
                     continue;
                 }
                 if allow_growth(&limits, registry, 1, partitions as u32).is_err() {

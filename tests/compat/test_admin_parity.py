@@ -210,3 +210,30 @@ def test_confluent_log_append_time_and_recompression(broker):
     assert kind == TIMESTAMP_LOG_APPEND_TIME
     assert timestamp >= before_ms
     assert consume_one(broker.bootstrap, packed).value() == b"x" * 2000
+
+
+def test_names_colliding_on_dot_and_underscore_are_not_created(start_broker):
+    """Kafka refuses a topic whose name differs from an existing one only in '.' against '_'
+    (they are the same in metric names): on CreateTopics with INVALID_TOPIC_EXCEPTION, and on
+    Metadata auto-creation by not creating it."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import NewTopic
+    from hostile_clients import connect, metadata_v4, read_response
+
+    broker = start_broker()
+    base = topic_name("collide")
+    admin = ck_admin(broker.bootstrap)
+    admin.create_topics([NewTopic(f"{base}.x", 1)])[f"{base}.x"].result(timeout=20)
+    with pytest.raises(KafkaException) as refused:
+        admin.create_topics([NewTopic(f"{base}_x", 1)])[f"{base}_x"].result(timeout=20)
+    assert refused.value.args[0].code() == 17, refused.value  # INVALID_TOPIC_EXCEPTION
+    # Metadata v4 asking to auto-create the colliding name and a fresh one: only the fresh one.
+    with connect(broker.port, "127.0.0.9") as s:
+        s.sendall(metadata_v4([f"{base}_x", f"{base}-y"], auto_create=True))
+        assert read_response(s)
+    deadline = time.monotonic() + 20
+    while f"{base}-y" not in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+        time.sleep(0.2)
+    topics = admin.list_topics(timeout=10).topics
+    assert f"{base}-y" in topics and f"{base}.x" in topics
+    assert f"{base}_x" not in topics

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures_channel::oneshot;
@@ -40,13 +41,25 @@ impl PartitionLog {
         records: impl Into<Bytes>,
         leader_epoch: i32,
     ) -> Result<PendingAppendOutcome, AppendError> {
+        self.begin_append_within(records, leader_epoch, &AtomicU64::new(u64::MAX))
+    }
+
+    /// [`Self::begin_append`], the record check decompressing at most what
+    /// `decompressed_bytes_left` allows, which it counts down: several appends (a produce
+    /// request's partitions, on several shards) may share one allowance.
+    pub fn begin_append_within(
+        self: &Rc<Self>,
+        records: impl Into<Bytes>,
+        leader_epoch: i32,
+        decompressed_bytes_left: &AtomicU64,
+    ) -> Result<PendingAppendOutcome, AppendError> {
         let records: Bytes = records.into();
         let (rules, compacts) = {
             let state = self.state.borrow();
             (state.config.ingest_rules(), state.config.compacts())
         };
         let headers = batch::validate_all(&records, rules.batch_bytes_max, Strictness::Producer)?;
-        check_records(&records, &headers)?;
+        check_records(&records, &headers, decompressed_bytes_left)?;
         // Timestamp bounds, LogAppendTime stamping, recompression: a no-op under the defaults.
         let Ingested { records, headers } =
             ingest(records, headers, &rules, crate::clock::now_ms())?;
@@ -196,18 +209,35 @@ pub(super) fn check_sequences(
 /// seconds). Kafka's producers send at most 1 MiB per request by default.
 pub const RECORD_SET_DECOMPRESSED_BYTES_MAX: usize = 4 * crate::compression::DECOMPRESSED_BYTES_MAX;
 
-/// Every batch of a producer's record set holds what its header says (`cleaner::check_records`).
-fn check_records(records: &[u8], headers: &[batch::BatchHeader]) -> Result<(), AppendError> {
+/// Every batch of a producer's record set holds what its header says (`cleaner::check_records`),
+/// decompressing at most [`RECORD_SET_DECOMPRESSED_BYTES_MAX`] and what `decompressed_bytes_left`
+/// allows (counted down).
+fn check_records(
+    records: &[u8],
+    headers: &[batch::BatchHeader],
+    decompressed_bytes_left: &AtomicU64,
+) -> Result<(), AppendError> {
     let mut position = 0usize;
     let mut decompressed_bytes = 0usize;
     for header in headers {
         let bytes = &records[position..position + header.total_bytes()];
         position += header.total_bytes();
-        decompressed_bytes += crate::cleaner::check_records(bytes, header).map_err(|err| {
+        let batch_bytes = crate::cleaner::check_records(bytes, header).map_err(|err| {
             AppendError::InvalidRecords {
                 reason: err.to_string(),
             }
         })?;
+        decompressed_bytes += batch_bytes;
+        if decompressed_bytes_left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(batch_bytes as u64)
+            })
+            .is_err()
+        {
+            return Err(AppendError::InvalidRecords {
+                reason: "the request's record sets decompress to more than it may".to_string(),
+            });
+        }
         if decompressed_bytes > RECORD_SET_DECOMPRESSED_BYTES_MAX {
             return Err(AppendError::InvalidRecords {
                 reason: format!(
@@ -245,10 +275,20 @@ mod tests {
             batch::validate_all(records, 1 << 20, batch::Strictness::Producer).unwrap()
         };
         let within = record_set(fits);
-        check_records(&within, &headers(&within)).unwrap();
+        let unlimited = AtomicU64::new(u64::MAX);
+        check_records(&within, &headers(&within), &unlimited).unwrap();
         let over = record_set(fits + 1);
         assert!(matches!(
-            check_records(&over, &headers(&over)),
+            check_records(&over, &headers(&over), &unlimited),
+            Err(AppendError::InvalidRecords { .. })
+        ));
+        // Record sets sharing an allowance (a request's partitions) count it down together.
+        let one = record_set(1);
+        let shared = AtomicU64::new(2 * (61 << 20));
+        check_records(&one, &headers(&one), &shared).unwrap();
+        check_records(&one, &headers(&one), &shared).unwrap();
+        assert!(matches!(
+            check_records(&one, &headers(&one), &shared),
             Err(AppendError::InvalidRecords { .. })
         ));
     }

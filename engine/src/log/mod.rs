@@ -50,6 +50,7 @@ mod types;
 mod writer;
 
 pub use crate::clock::now_ms;
+pub use append::RECORD_SET_DECOMPRESSED_BYTES_MAX;
 pub use cleaner_checkpoint::CLEANER_CHECKPOINT_FILE_NAME;
 pub use files::CLEAN_SHUTDOWN_FILE_NAME;
 pub use start_offset::{DeleteRecordsError, LOG_START_OFFSET_FILE_NAME};

@@ -28,7 +28,9 @@ pub async fn handle(
         // Manual assignments of an existing topic (a missing one is answered below, as Kafka
         // answers it first).
         let existing = context.metadata.topic(&topic.name);
-        if let (Some(assignments), Some(existing)) = (&topic.assignments, existing) {
+        // An empty list is taken as none: some clients send one for "no assignments".
+        let assignments = topic.assignments.as_ref().filter(|list| !list.is_empty());
+        if let (Some(assignments), Some(existing)) = (assignments, existing) {
             let adding = i64::from(topic.count) - i64::from(existing.partitions);
             // A count that does not grow is refused below first (INVALID_PARTITIONS), as Kafka
             // refuses it before looking at assignments.

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +31,11 @@ use crate::txn::registry::has_transactional_records;
 /// Produce names topics by id instead of by name from this version (KIP-516, Kafka 4.1).
 const FIRST_TOPIC_ID_VERSION: i16 = 13;
 
+/// A produce request may decompress this many bytes per byte of itself to check its records
+/// (at least `RECORD_SET_DECOMPRESSED_BYTES_MAX`): more than real data's ratios, far less than a
+/// batch of zeros'.
+const DECOMPRESSED_PER_REQUEST_BYTE: u64 = 64;
+
 pub async fn handle(
     context: &Rc<ShardContext>,
     request: RequestContext,
@@ -38,6 +44,13 @@ pub async fn handle(
     quota: Option<&Charge>,
 ) -> Result<Response, RequestError> {
     let decode_started = Instant::now();
+    // What checking this request's compressed batches may decompress, all partitions together
+    // (engine: `begin_append_within`): a small request of batches of zeros must not cost the
+    // shards more than this.
+    let decompressed_bytes_left = Arc::new(AtomicU64::new(
+        (body.len() as u64 * DECOMPRESSED_PER_REQUEST_BYTE)
+            .max(ringtail_engine::log::RECORD_SET_DECOMPRESSED_BYTES_MAX as u64),
+    ));
     let produce: ProduceRequest = request.decode(body)?;
     produce_stages::record(Stage::Decode, decode_started.elapsed());
     let acks = produce.acks;
@@ -106,7 +119,7 @@ pub async fn handle(
             appends.push(append_partition(
                 context,
                 (info.clone(), partition.index),
-                partition.records,
+                (partition.records, Arc::clone(&decompressed_bytes_left)),
                 (request.version, transactional_id.clone()),
                 signal,
             ));
@@ -162,7 +175,7 @@ pub async fn handle(
 async fn append_partition(
     context: &Rc<ShardContext>,
     (topic, partition): (Result<Arc<TopicInfo>, ResponseError>, i32),
-    records: Option<Bytes>,
+    (records, decompressed_bytes_left): (Option<Bytes>, Arc<AtomicU64>),
     (version, transactional_id): (i16, Option<String>),
     queued: oneshot::Sender<()>,
 ) -> PartitionProduceResponse {
@@ -206,7 +219,7 @@ async fn append_partition(
                 )
                 .map_err(Refusal::Transaction)?;
             let append_started = Instant::now();
-            let pending = log.begin_append(records, 0);
+            let pending = log.begin_append_within(records, 0, &decompressed_bytes_left);
             produce_stages::record(Stage::Append, append_started.elapsed());
             let _ = queued.send(());
             let committed_started = Instant::now();
